@@ -1,0 +1,42 @@
+# The two commands: `make run` and `make test`. Both install missing Debian
+# packages first, then configure CMake into build/ and build.
+BUILD ?= build
+BUILD_TYPE ?= RelWithDebInfo
+PACKAGES = build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev \
+	libmsgpack-dev libxxhash-dev lua-busted clang iproute2 procps
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build run test sim clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing </dev/null; \
+	fi
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >/dev/null
+	cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@if [ -x $(BUILD)/vsrhost ] && [ -f config/kv.lua ]; then \
+	  exec $(BUILD)/vsrhost config/kv.lua; \
+	else \
+	  exec $(BUILD)/vsrsim --demo; \
+	fi
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+sim: build
+	$(BUILD)/vsrsim --seeds 1..1000 --replicas 3
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,470 @@
+/* vsr.h - the Viewstamped Replication protocol core: a deterministic step function.
+ *
+ * The core is a pure state machine. The host feeds it one event at a time
+ * (a message from a replica, a client request, a timer tick, a storage write
+ * that completed), each event carrying the current time in ticks, and reads
+ * back a list of actions (send this message, persist this, reply to that
+ * client, the next deadline). The core includes no I/O, clock, socket, libuv,
+ * Lua or msgpack header and links nothing: the simulator, the real network
+ * host and the unit tests all drive the very same code.
+ *
+ * References: "Viewstamped Replication Revisited" (Liskov, Cowling 2012),
+ * called VRR, and ../shared/reference/protocol.md (the holes it closes).
+ *
+ * Invariants (checked by vsr_replica_check() after every step in debug and
+ * simulator builds; the cluster-wide ones by the simulator against ghost state):
+ *   I1 0 <= checkpoint <= executed <= commit <= op, and op - commit <= log capacity.
+ *   I2 log_view <= view; a replica whose status is normal has log_view == view.
+ *   I3 The log is hash chained: entry(op).parent == checksum(op - 1) for every
+ *      op held, and checksum(log_start - 1) is kept.
+ *   I4 Durable state never runs ahead of memory: durable view <= view,
+ *      durable log_view <= log_view, durable op <= op.
+ *   I5 PREPARE_OK(v, op) is only sent when status is normal in v, the
+ *      superblock with view = log_view = v is durable, and every entry up to op
+ *      is durable (log matching on ack, protocol.md 3.2-3.3).
+ *   I6 START_VIEW_CHANGE / DO_VIEW_CHANGE / START_VIEW for view v are only sent
+ *      once view v is durable (protocol.md 5, hole 8.1).
+ *   I7 Only primary(view) sends PREPARE, COMMIT and START_VIEW, and only in
+ *      status normal.
+ *   I8 Recovering and state-transfer replicas send no PREPARE_OK and no
+ *      view-change message.
+ *   I9 The primary's pipeline holds exactly the ops commit+1 .. op.
+ *   I10 The client table holds each session at most once and at most
+ *      clients_max sessions.
+ */
+#ifndef VSR_H
+#define VSR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vsr_limits.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Errors: negative codes from one table (vsr_strerror gives the text).      */
+
+#define VSR_ERRORS(X)                                                  \
+	X(VSR_OK, 0, "success")                                            \
+	X(VSR_ENOMEM, -1, "out of memory")                                 \
+	X(VSR_EINVAL, -2, "invalid argument")                              \
+	X(VSR_ECORRUPT, -3, "corrupt durable state")                       \
+	X(VSR_ETOOBIG, -4, "value exceeds a configured limit")             \
+	X(VSR_ESM, -5, "state machine failed")
+
+enum vsr_error {
+#define VSR_ERROR_ENUM(name, code, text) name = code,
+	VSR_ERRORS(VSR_ERROR_ENUM)
+#undef VSR_ERROR_ENUM
+};
+
+const char *vsr_strerror(int code);
+
+/* ------------------------------------------------------------------------ */
+/* Statuses (protocol.md 2).                                                 */
+
+enum vsr_status {
+	VSR_STATUS_NORMAL = 0,
+	VSR_STATUS_VIEW_CHANGE,
+	VSR_STATUS_RECOVERING,
+	VSR_STATUS_STATE_TRANSFER,
+	VSR_STATUS_COUNT
+};
+
+const char *vsr_status_name(enum vsr_status s);
+
+/* ------------------------------------------------------------------------ */
+/* Log entries.                                                              */
+
+/* One log entry: a batch of client requests prepared by the primary of
+ * `view` at `op`. `checksum` covers every other header field and the body;
+ * `parent` is the checksum of the entry at op - 1, so equal checksums at an op
+ * imply equal logs up to that op (the hash chain of protocol.md 3). */
+typedef struct vsr_entry {
+	uint64_t checksum;
+	uint64_t parent;
+	uint64_t op;
+	uint64_t view;
+	uint64_t timestamp;    /* chosen by the primary, ns; monotonic in the log */
+	uint32_t request_count; /* requests in body */
+	uint32_t body_len;
+	const uint8_t *body;   /* batch encoding: see vsr_batch_* below */
+} vsr_entry;
+
+/* Checksum of the (non-existent) entry at op 0: the root of every chain. */
+uint64_t vsr_root_checksum(uint64_t cluster);
+/* Computes the checksum of `e` (ignores e->checksum). */
+uint64_t vsr_entry_checksum(const vsr_entry *e);
+
+/* Request kinds inside a batch body. */
+enum vsr_request_kind {
+	VSR_REQUEST_REGISTER = 1, /* open a session; the reply carries its id */
+	VSR_REQUEST_OP = 2,       /* state-machine operation */
+};
+
+/* One client request, as it travels from client to primary and as it is
+ * stored in a batch. `session` is 0 for REGISTER (then `request` is a random
+ * client nonce echoed in the reply). */
+typedef struct vsr_request {
+	uint64_t session;
+	uint64_t request;
+	uint8_t kind;
+	uint32_t op_len;
+	const uint8_t *op;
+} vsr_request;
+
+/* Batch body encoding (little endian, fixed): per request
+ *   u64 session | u64 request | u8 kind | u32 op_len | op bytes
+ * vsr_batch_next() walks a body; it returns false at the end or on a
+ * malformed body (which a checksummed entry never is). */
+#define VSR_BATCH_REQUEST_HEADER_SIZE 21u
+typedef struct vsr_batch_iter {
+	const uint8_t *p;
+	const uint8_t *end;
+} vsr_batch_iter;
+void vsr_batch_iter_init(vsr_batch_iter *it, const vsr_entry *e);
+bool vsr_batch_next(vsr_batch_iter *it, vsr_request *out);
+/* Validates a body fully: every request well formed and count matches. */
+bool vsr_batch_valid(const uint8_t *body, uint32_t len, uint32_t count);
+
+/* ------------------------------------------------------------------------ */
+/* Messages between replicas, and between clients and replicas.              */
+
+enum vsr_message_type {
+	VSR_MSG_NONE = 0,
+	/* client <-> replica */
+	VSR_MSG_REQUEST = 1,
+	VSR_MSG_REPLY = 2,
+	/* normal operation (VRR 4.1) */
+	VSR_MSG_PREPARE = 3,
+	VSR_MSG_PREPARE_OK = 4,
+	VSR_MSG_COMMIT = 5,
+	/* view change (VRR 4.2) */
+	VSR_MSG_START_VIEW_CHANGE = 6,
+	VSR_MSG_DO_VIEW_CHANGE = 7,
+	VSR_MSG_START_VIEW = 8,
+	/* state transfer (VRR 5.2, fixed as protocol.md 6) */
+	VSR_MSG_GET_STATE = 9,
+	VSR_MSG_NEW_STATE = 10,
+	VSR_MSG_GET_CHECKPOINT = 11,
+	VSR_MSG_CHECKPOINT_CHUNK = 12,
+	/* recovery (VRR 4.3, protocol.md 5) */
+	VSR_MSG_RECOVERY = 13,
+	VSR_MSG_RECOVERY_RESPONSE = 14,
+	VSR_MSG_TYPE_COUNT
+};
+
+const char *vsr_message_type_name(enum vsr_message_type t);
+
+/* Reply statuses seen by clients. */
+enum vsr_reply_status {
+	VSR_REPLY_OK = 0,          /* applied; body is the state machine's reply */
+	VSR_REPLY_ERROR = 1,       /* applied deterministically as an error; body is the message */
+	VSR_REPLY_EVICTED = 2,     /* the session is unknown (evicted): register again */
+	VSR_REPLY_NOT_PRIMARY = 3, /* not applied: ask replica `primary` of `view` */
+	VSR_REPLY_BUSY = 4,        /* not applied: queue full, retry later */
+};
+
+/* A message. Fields that a type does not use are zero. Pointers inside
+ * (entries, bodies, chunk bytes) are borrowed: in an action they stay valid
+ * until the next call into the core; in an event only for that call. */
+typedef struct vsr_message {
+	uint8_t type;        /* enum vsr_message_type */
+	uint8_t replica;     /* sender's index (replica messages) */
+	uint8_t status;      /* REPLY: enum vsr_reply_status; RECOVERY_RESPONSE: sender status */
+	uint64_t cluster;
+	uint64_t epoch;
+	uint64_t view;
+	uint64_t log_view;   /* DO_VIEW_CHANGE, NEW_STATE, RECOVERY_RESPONSE: v' */
+	uint64_t op;         /* head op (PREPARE_OK: op acknowledged) */
+	uint64_t commit;
+	uint64_t checksum;   /* PREPARE_OK: checksum at op; COMMIT: at commit;
+	                        DO_VIEW_CHANGE: at its commit; NEW_STATE/START_VIEW: at op;
+	                        CHECKPOINT_CHUNK: checkpoint entry checksum */
+	uint64_t nonce;      /* RECOVERY(_RESPONSE), GET_STATE/NEW_STATE, GET_CHECKPOINT */
+	uint64_t timestamp;  /* REPLY: the op's timestamp */
+	/* client fields: REQUEST and REPLY */
+	vsr_request request; /* REQUEST: the request; REPLY: session/request echo */
+	uint64_t reply_op;   /* REPLY: op that executed the request */
+	uint32_t body_len;   /* REPLY: reply bytes; CHECKPOINT_CHUNK: chunk bytes */
+	const uint8_t *body;
+	/* PREPARE (1 entry), DO_VIEW_CHANGE, START_VIEW, NEW_STATE */
+	uint32_t entry_count;
+	const vsr_entry *entries;
+	/* checkpoints: NEW_STATE says which checkpoint to fetch when the log is
+	 * compacted past the request; GET_CHECKPOINT / CHECKPOINT_CHUNK page it. */
+	uint64_t checkpoint_op;
+	uint64_t checkpoint_size;
+	uint64_t offset;
+} vsr_message;
+
+/* Reason a message is structurally invalid, or NULL. Called by the wire
+ * layer after decoding and by the core before acting on anything. */
+const char *vsr_message_invalid(const vsr_message *m, uint32_t replica_count);
+
+/* ------------------------------------------------------------------------ */
+/* The state machine, as the core sees it: bytes in, bytes out.             */
+
+typedef struct vsr_buf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+} vsr_buf;
+
+/* Appends; returns VSR_OK or VSR_ENOMEM. Growth by doubling. */
+int vsr_buf_append(vsr_buf *b, const void *data, size_t len);
+void vsr_buf_reset(vsr_buf *b);
+void vsr_buf_free(vsr_buf *b);
+
+/* What an operation may know about where it runs. Identical on every replica. */
+typedef struct vsr_apply_ctx {
+	uint64_t op;         /* log position of the entry holding the request */
+	uint64_t timestamp;  /* primary-chosen, carried in the log, ns */
+	uint64_t session;
+	uint64_t request;
+	uint64_t seed;       /* for a deterministic per-operation generator */
+} vsr_apply_ctx;
+
+/* A session as the eviction policy sees it. */
+typedef struct vsr_session_info {
+	uint64_t session;
+	uint64_t request;     /* last request number committed */
+	uint64_t last_op;     /* op at which that request committed */
+	uint64_t registered_op;
+} vsr_session_info;
+
+typedef struct vsr_state_machine {
+	void *ctx;
+	/* Applies one committed operation. Writes the reply into `reply` (empty on
+	 * entry) and returns VSR_REPLY_OK or VSR_REPLY_ERROR; an error leaves the
+	 * state as before the operation. Must be deterministic. */
+	int (*apply)(void *ctx, const vsr_apply_ctx *actx, const uint8_t *op,
+		     size_t op_len, vsr_buf *reply);
+	/* Serialises the whole state into `out` (empty on entry). */
+	int (*snapshot)(void *ctx, vsr_buf *out);
+	/* Replaces the whole state. Returns VSR_OK or a negative error. */
+	int (*restore)(void *ctx, const uint8_t *data, size_t len);
+	/* A digest of the whole state: equal states give equal digests. */
+	uint64_t (*digest)(void *ctx);
+	/* Optional dedup policy: picks which of `n` sessions (sorted by session
+	 * id, n == clients_max) to evict to make room. Must be deterministic.
+	 * NULL means: the session with the oldest last_op, ties by lowest id. */
+	uint32_t (*evict)(void *ctx, const vsr_session_info *sessions, uint32_t n);
+} vsr_state_machine;
+
+/* ------------------------------------------------------------------------ */
+/* Configuration.                                                            */
+
+/* Timeouts in ticks. Each timer draws jitter from the replica's own seeded
+ * generator; view-change timeouts back off exponentially per attempt. */
+typedef struct vsr_timeouts {
+	uint32_t heartbeat_ticks;        /* primary sends COMMIT when idle this long */
+	uint32_t prepare_retry_ticks;    /* primary resends unacknowledged PREPAREs */
+	uint32_t primary_ticks;          /* backup suspects the primary after this */
+	uint32_t view_change_ticks;      /* a stalled view change moves on */
+	uint32_t recovery_retry_ticks;   /* RECOVERY / GET_STATE resend */
+	uint32_t jitter_ticks;           /* uniform extra 0..jitter on suspicion timers */
+} vsr_timeouts;
+
+typedef struct vsr_config {
+	uint64_t cluster;
+	uint8_t replica_count;       /* n; quorum = n/2 + 1 of this, never of peers seen */
+	uint8_t replica;             /* this replica's index in the member order */
+	uint32_t pipeline_max;       /* prepares in flight at the primary */
+	uint32_t batch_requests_max; /* requests per entry */
+	uint32_t batch_bytes_max;    /* body bytes per entry */
+	uint32_t request_queue_max;  /* requests waiting for a pipeline slot */
+	uint32_t clients_max;        /* sessions in the client table */
+	uint32_t checkpoint_interval; /* ops between checkpoints */
+	uint32_t log_max;            /* entries kept in memory (power of two) */
+	uint32_t message_entries_max; /* entries in one NEW_STATE / START_VIEW */
+	uint32_t chunk_bytes_max;    /* bytes in one CHECKPOINT_CHUNK */
+	uint64_t seed;               /* this replica's generator (jitter, nonces) */
+	vsr_timeouts timeouts;
+	uint32_t bugs;               /* VSR_BUG_* (only with VSR_FAULT_INJECTION) */
+} vsr_config;
+
+/* Fills every field with a sensible default for (cluster, n, replica). */
+void vsr_config_default(vsr_config *c, uint64_t cluster, uint8_t replica_count,
+			uint8_t replica);
+/* Reason the config is unusable, or NULL. */
+const char *vsr_config_invalid(const vsr_config *c);
+
+/* Deliberate protocol bugs, compiled only into test builds of the core
+ * (VSR_FAULT_INJECTION): the simulator must catch each of them. */
+enum vsr_bug {
+	VSR_BUG_ACK_CONFLICTING = 1u << 0,   /* ack a different entry at an op held */
+	VSR_BUG_QUORUM_MINUS_ONE = 1u << 1,  /* commit with one ack fewer than a quorum */
+	VSR_BUG_TRUNCATE_TRANSFER = 1u << 2, /* published state transfer: truncate to commit, adopt view */
+	VSR_BUG_UNPERSISTED_VOTE = 1u << 3,  /* send view-change votes before the view is durable */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Durable state: what storage holds, and what a restart loads.              */
+
+/* The superblock (protocol.md 5): written in two checksummed copies by the
+ * storage layer. */
+typedef struct vsr_superblock {
+	uint64_t cluster;
+	uint64_t epoch;
+	uint64_t view;
+	uint64_t log_view;
+	uint64_t commit;            /* a lower bound of the commit number */
+	uint64_t checkpoint_op;     /* op of the latest durable checkpoint (0: none) */
+	uint64_t checkpoint_checksum; /* checksum of the entry at checkpoint_op */
+	uint64_t checkpoint_size;   /* bytes of the checkpoint blob */
+} vsr_superblock;
+
+/* ------------------------------------------------------------------------ */
+/* Events (input) and actions (output).                                      */
+
+enum vsr_event_type {
+	VSR_EVENT_TICK = 1,      /* the clock advanced; `now` is current */
+	VSR_EVENT_MESSAGE,       /* a message from replica message.replica */
+	VSR_EVENT_REQUEST,       /* a client request arrived on connection `conn` */
+	VSR_EVENT_PERSISTED,     /* the persist action `persist_id` is durable */
+};
+
+typedef struct vsr_event {
+	uint8_t type;
+	uint64_t now;            /* ticks, monotonic */
+	uint64_t realtime_ns;    /* wall clock, used only by a primary to timestamp entries */
+	uint64_t conn;           /* REQUEST: opaque host handle, echoed in REPLY actions */
+	uint64_t persist_id;     /* PERSISTED */
+	const vsr_message *message; /* MESSAGE, REQUEST */
+} vsr_event;
+
+enum vsr_action_type {
+	VSR_ACTION_SEND = 1,     /* send `message` to replica `to` */
+	VSR_ACTION_REPLY,        /* send `message` (a REPLY) to client connection `conn` */
+	VSR_ACTION_PERSIST,      /* write, in order, then report VSR_EVENT_PERSISTED */
+};
+
+/* A persist: storage applies, in this order and before reporting it done,
+ * (1) truncation of the log after `truncate_after` (when has_truncate),
+ * (2) the entries, (3) the checkpoint blob (when checkpoint_len > 0),
+ * (4) the superblock. Persists complete in the order they were issued. */
+typedef struct vsr_persist {
+	uint64_t id;
+	bool has_truncate;
+	uint64_t truncate_after;
+	uint32_t entry_count;
+	const vsr_entry *entries;
+	const uint8_t *checkpoint;
+	uint64_t checkpoint_len;
+	vsr_superblock superblock;
+} vsr_persist;
+
+typedef struct vsr_action {
+	uint8_t type;
+	uint8_t to;              /* SEND */
+	uint64_t conn;           /* REPLY */
+	vsr_message message;     /* SEND, REPLY */
+	vsr_persist persist;     /* PERSIST */
+} vsr_action;
+
+/* Actions produced by one step; owned by the replica, valid until the next
+ * call into it. */
+typedef struct vsr_actions {
+	vsr_action *items;
+	uint32_t count;
+	uint64_t deadline;       /* the core wants a TICK at or before this tick */
+} vsr_actions;
+
+/* ------------------------------------------------------------------------ */
+/* The replica.                                                              */
+
+typedef struct vsr_replica vsr_replica;
+
+/* What a restart found on disk. `entries` are the log after checkpoint_op in
+ * op order, already checksum-verified by storage (a torn or corrupt tail is
+ * cut off by storage). `checkpoint` is the blob written with checkpoint_op.
+ * Pass NULL for a replica that starts with an empty (formatted) disk. */
+typedef struct vsr_durable {
+	vsr_superblock superblock;
+	const uint8_t *checkpoint;
+	uint64_t checkpoint_len;
+	uint32_t entry_count;
+	const vsr_entry *entries;
+} vsr_durable;
+
+/* Creates a replica. With durable == NULL the replica starts fresh in view 0,
+ * status normal (a new cluster). With durable state it starts in status
+ * recovering (protocol.md 5). The state machine must be empty; the core
+ * restores the checkpoint into it and re-executes the committed log.
+ * Returns VSR_OK or a negative error. */
+int vsr_replica_create(vsr_replica **out, const vsr_config *config,
+		       const vsr_state_machine *sm, const vsr_durable *durable,
+		       uint64_t now);
+void vsr_replica_destroy(vsr_replica *r);
+
+/* The step function. Actions of the previous step are invalidated. */
+void vsr_replica_step(vsr_replica *r, const vsr_event *event, vsr_actions *out);
+
+/* Checks the replica's local invariants (I1-I10); returns a reason or NULL. */
+const char *vsr_replica_check(const vsr_replica *r);
+
+/* Read-only inspection, for hosts (status output), the simulator's checker
+ * and tests. */
+typedef struct vsr_replica_info {
+	uint8_t replica;
+	uint8_t status;
+	uint8_t primary;         /* primary(view) */
+	uint64_t view;
+	uint64_t log_view;
+	uint64_t op;
+	uint64_t commit;
+	uint64_t executed;
+	uint64_t checkpoint_op;
+	uint64_t log_start;      /* first op held in memory */
+	uint64_t durable_view;
+	uint64_t durable_log_view;
+	uint64_t durable_op;
+	uint32_t pipeline;       /* prepares in flight (primary) */
+	uint32_t queued;         /* requests waiting (primary) */
+	uint32_t sessions;
+	uint64_t digest;         /* state machine digest ^ client table digest */
+} vsr_replica_info;
+
+void vsr_replica_info_get(const vsr_replica *r, vsr_replica_info *out);
+/* The entry held at `op`, or NULL when not held. */
+const vsr_entry *vsr_replica_entry(const vsr_replica *r, uint64_t op);
+/* Checksum of the entry at op (known for log_start - 1 .. op), or 0. */
+uint64_t vsr_replica_checksum_at(const vsr_replica *r, uint64_t op);
+/* The primary of `view` in a cluster of `n`: members[view mod n]. */
+static inline uint8_t vsr_primary_of(uint64_t view, uint8_t n)
+{
+	return (uint8_t)(view % n);
+}
+static inline uint32_t vsr_quorum(uint8_t n)
+{
+	return (uint32_t)n / 2 + 1;
+}
+
+/* Counters a host exports as metrics. */
+typedef struct vsr_replica_stats {
+	uint64_t messages_in[VSR_MSG_TYPE_COUNT];
+	uint64_t messages_out[VSR_MSG_TYPE_COUNT];
+	uint64_t messages_dropped;   /* invalid, wrong cluster, stale view */
+	uint64_t view_changes;
+	uint64_t ops_committed;
+	uint64_t requests_deduplicated;
+	uint64_t sessions_evicted;
+	uint64_t state_transfers;
+	uint64_t checkpoints;
+} vsr_replica_stats;
+
+const vsr_replica_stats *vsr_replica_stats_get(const vsr_replica *r);
+
+/* The client table's encoding inside checkpoints is internal; its digest is
+ * part of the replica digest. */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VSR_H */

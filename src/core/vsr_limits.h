@@ -1,0 +1,37 @@
+/* vsr_limits.h - every hard limit of the protocol core, in one place.
+ *
+ * Configurable limits (vsr_config) must stay within these bounds; the
+ * relations between them are asserted at compile time below. Units last. */
+#ifndef VSR_LIMITS_H
+#define VSR_LIMITS_H
+
+/* Members of one cluster. The wire uses one byte for a replica index. */
+#define VSR_REPLICAS_MAX 9u
+/* Prepares in flight at the primary (VRR 6.2 pipelining). */
+#define VSR_PIPELINE_MAX 64u
+/* Requests in one log entry (VRR 6.2 batching). */
+#define VSR_BATCH_REQUESTS_MAX 1024u
+/* Bytes of one entry's body. */
+#define VSR_BATCH_BYTES_MAX (1u << 20)
+/* Bytes of one operation or one reply. */
+#define VSR_OP_BYTES_MAX (1u << 20)
+/* Sessions in the client table. */
+#define VSR_CLIENTS_MAX 65536u
+/* Waiters (connections) answered for one in-flight request. */
+#define VSR_WAITERS_MAX 4u
+/* Entries kept in memory, a power of two. */
+#define VSR_LOG_MAX (1u << 20)
+/* Bytes in one encoded message on the wire (entries + header). */
+#define VSR_MESSAGE_BYTES_MAX (64u << 20)
+/* Bytes of one checkpoint chunk. */
+#define VSR_CHUNK_BYTES_MAX (4u << 20)
+
+_Static_assert(VSR_REPLICAS_MAX < 256, "replica index must fit one byte");
+_Static_assert((VSR_LOG_MAX & (VSR_LOG_MAX - 1)) == 0, "log ring is a power of two");
+_Static_assert(VSR_PIPELINE_MAX * 4 < VSR_LOG_MAX, "the log must hold several pipelines");
+_Static_assert(VSR_BATCH_BYTES_MAX + 4096 < VSR_MESSAGE_BYTES_MAX,
+	       "a PREPARE with a full batch must fit one message");
+_Static_assert(VSR_CHUNK_BYTES_MAX + 4096 < VSR_MESSAGE_BYTES_MAX,
+	       "a checkpoint chunk must fit one message");
+
+#endif /* VSR_LIMITS_H */
