@@ -1,0 +1,96 @@
+/* vsrh_lua.h - a Lua 5.4 state machine hosted in a deterministic sandbox.
+ *
+ * A vsrh_sm owns one lua_State running one state-machine script
+ * (docs/statemachines.md) and, optionally, one dedup policy script. It is
+ * what the protocol core sees as a vsr_state_machine: operations and replies
+ * are msgpack bytes; the host converts them to and from Lua values, calls the
+ * script's apply(op, ctx) under an instruction and a memory budget, commits
+ * the key-value store's buffered writes when apply returns, and rolls the
+ * state back when apply fails, identically on every replica.
+ *
+ * Happy path: vsrh_sm_create -> vsrh_sm_bind -> (the core calls apply,
+ * snapshot, restore, digest, evict) -> vsrh_sm_destroy.
+ * Failure modes: a script that does not load, or that breaks its contract at
+ * load time, fails vsrh_sm_create with a plain-words message in err. A call
+ * that raises, runs out of instructions or memory gives VSR_REPLY_ERROR with
+ * the message as the reply body; the state is as before the call. */
+#ifndef VSRH_LUA_H
+#define VSRH_LUA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vsr.h"
+#include "vsrh_config.h"
+
+typedef struct vsrh_sm vsrh_sm;
+
+/* Receives the script's print() and warn() output, and the host's own notes
+ * about the script (budget exhausted, rollback). `level` is an enum
+ * vsrh_log_level; `msg` is not NUL-terminated. */
+typedef void (*vsrh_log_fn)(void *arg, int level, const char *msg, size_t len);
+
+/* Everything needed to open a state machine without a config file. */
+typedef struct vsrh_sm_options {
+	const char *statemachine;  /* path of the state-machine script */
+	const char *dedup;         /* path of the dedup policy, or NULL for lua/vsr/dedup/oldest.lua */
+	const char *lua_root;      /* folder holding the project's Lua modules (lua/);
+	                              NULL: found next to the script, then ./lua */
+	uint64_t instructions_max; /* per call; 0: 1000000 */
+	uint64_t memory_bytes_max; /* per state machine; 0: 256 MiB */
+	uint32_t clients_max;      /* sessions the dedup policy may keep; 0: 1024 */
+	vsrh_log_fn log;           /* NULL: stderr */
+	void *log_arg;
+	int log_level;             /* lowest level passed to log */
+	/* 0 in production. Nonzero (test kit, vsrhost check): pairs() visits keys
+	 * in an order shuffled by this seed, so that a reply or state depending
+	 * on table iteration order differs between two seeds. */
+	uint64_t check_seed;
+} vsrh_sm_options;
+
+/* Opens cfg->statemachine with cfg->dedup and cfg's budgets. Returns VSR_OK,
+ * or a negative vsr_error with a message such as
+ *   "statemachines/kv.lua:12: attempt to call a nil value (global 'foo')". */
+int vsrh_sm_create(vsrh_sm **out, const vsrh_config *cfg, char *err, size_t err_len);
+int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *opt, char *err, size_t err_len);
+void vsrh_sm_destroy(vsrh_sm *sm);
+
+/* Routes print/warn and host notes to fn for messages at `level` or above. */
+void vsrh_sm_set_log(vsrh_sm *sm, vsrh_log_fn fn, void *arg, int level);
+
+/* Fills `out` with callbacks on sm (ctx = sm). sm must outlive the core. */
+void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out);
+
+/* The vsr_state_machine callbacks, callable directly (tests, benchmarks). */
+int vsrh_sm_apply(vsrh_sm *sm, const vsr_apply_ctx *actx, const uint8_t *op,
+		  size_t op_len, vsr_buf *reply);
+int vsrh_sm_snapshot(vsrh_sm *sm, vsr_buf *out);
+int vsrh_sm_restore(vsrh_sm *sm, const uint8_t *data, size_t len);
+uint64_t vsrh_sm_digest(vsrh_sm *sm);
+uint32_t vsrh_sm_evict(vsrh_sm *sm, const vsr_session_info *sessions, uint32_t n);
+
+/* A local read-only operation: the script's query(op, ctx), or apply when it
+ * has no query, with every write discarded afterwards. Not replicated: the
+ * result reflects this replica's executed state. Returns VSR_REPLY_OK or
+ * VSR_REPLY_ERROR (reply holds the message). */
+int vsrh_sm_query(vsrh_sm *sm, const uint8_t *op, size_t op_len, vsr_buf *reply);
+
+/* Counters for metrics and the benchmark. */
+typedef struct vsrh_sm_stats {
+	uint64_t applied;          /* apply calls */
+	uint64_t apply_errors;     /* of which raised, out of budget, bad op */
+	uint64_t budget_exhausted; /* instruction budget spent */
+	uint64_t memory_exhausted; /* memory budget refused an allocation */
+	uint64_t rollbacks;        /* plain-state rollbacks (restore + replay) */
+	uint64_t queries;
+	uint64_t memory_bytes;     /* in use now */
+} vsrh_sm_stats;
+void vsrh_sm_stats_get(const vsrh_sm *sm, vsrh_sm_stats *out);
+
+/* `vsrhost check CONFIG`: validates the config, loads the state machine in
+ * the sandbox and runs its determinism self-check. argv[0] is "check".
+ * Prints findings in plain words; returns 0, EX_USAGE, EX_CONFIG or
+ * EX_DATAERR (the state machine failed a check). */
+int vsrh_check_main(int argc, char **argv);
+
+#endif /* VSRH_LUA_H */
