@@ -1,0 +1,248 @@
+/* storage_memory.c - the memory backend of vsr_storage: asynchronous, keeps nothing across processes.
+ *
+ * Happy path: submit() records the persist's id and bookkeeping (it keeps no
+ * entry bytes: nothing can ever be reloaded from memory), starts an idle
+ * handle, and on the next loop iteration the idle callback reports every
+ * persist submitted before it ran, in order. Completions submitted from
+ * inside a completion callback wait for the following iteration, so a host
+ * that reacts to a completion with another persist cannot starve the loop.
+ *
+ * Failure modes: a full pending ring (a host bug, VSR_ETOOBIG); close while
+ * completions are pending (they are dropped, as a crash would); the
+ * incarnation marker cannot be written (load fails: a restart could not be
+ * told apart from a first start, which is exactly what the marker is for). */
+#include "vsr_storage.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#define STORAGE_MARKER_NAME "memory-incarnation"
+
+struct vsr_storage {
+	vsr_storage_options opts;
+	char *dir;
+	uv_idle_t idle;         /* delivers completions on a later iteration */
+	bool idle_active;
+	bool closing;
+	bool loaded;
+	vsr_storage_close_cb close_cb;
+	/* Ring of pending persist ids, in submission order. */
+	uint64_t *pending;
+	uint32_t head;
+	uint32_t count;
+	vsr_storage_stats stats;
+	vsr_superblock superblock;
+	vsr_durable durable;    /* what load() returned, kept for its lifetime */
+};
+
+static void storage_errf(char *err, size_t err_len, const char *fmt, ...)
+{
+	if (err == NULL || err_len == 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, err_len, fmt, ap);
+	va_end(ap);
+}
+
+const char *vsr_storage_kind_name(int kind)
+{
+	switch (kind) {
+	case VSR_STORAGE_MEMORY: return "memory";
+	case VSR_STORAGE_DURABLE: return "durable";
+	default: return "unknown";
+	}
+}
+
+/* mkdir -p: every missing component of `path`, mode 0755. */
+static int storage_mkdirs(const char *path)
+{
+	char buf[4096];
+	size_t len = strlen(path);
+	if (len == 0 || len >= sizeof buf)
+		return ENAMETOOLONG;
+	memcpy(buf, path, len + 1);
+	for (size_t i = 1; i <= len; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		char saved = buf[i];
+		buf[i] = '\0';
+		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+			return errno;
+		buf[i] = saved;
+	}
+	return 0;
+}
+
+int vsr_storage_open(const vsr_storage_options *opts, vsr_storage **out,
+		     char *err, size_t err_len)
+{
+	*out = NULL;
+	if (opts == NULL || opts->loop == NULL || opts->dir == NULL ||
+	    opts->persisted_cb == NULL) {
+		storage_errf(err, err_len, "storage: loop, dir and persisted_cb are required");
+		return VSR_EINVAL;
+	}
+	if (opts->kind != VSR_STORAGE_MEMORY) {
+		storage_errf(err, err_len,
+			     "storage: durability \"%s\" is not implemented yet; use \"memory\"",
+			     vsr_storage_kind_name(opts->kind));
+		return VSR_EINVAL;
+	}
+	vsr_storage *s = calloc(1, sizeof *s);
+	if (s == NULL)
+		return VSR_ENOMEM;
+	s->opts = *opts;
+	s->dir = strdup(opts->dir);
+	s->pending = calloc(VSR_STORAGE_PENDING_MAX, sizeof *s->pending);
+	if (s->dir == NULL || s->pending == NULL) {
+		free(s->dir);
+		free(s->pending);
+		free(s);
+		return VSR_ENOMEM;
+	}
+	s->opts.dir = s->dir;
+	int rc = storage_mkdirs(s->dir);
+	if (rc != 0) {
+		storage_errf(err, err_len, "storage: cannot create %s: %s", s->dir, strerror(rc));
+		free(s->dir);
+		free(s->pending);
+		free(s);
+		return VSR_EINVAL;
+	}
+	rc = uv_idle_init(opts->loop, &s->idle);
+	assert(rc == 0); /* uv_idle_init cannot fail */
+	s->idle.data = s;
+	s->superblock.cluster = opts->cluster;
+	*out = s;
+	return VSR_OK;
+}
+
+int vsr_storage_load(vsr_storage *s, const vsr_durable **out, char *err,
+		     size_t err_len)
+{
+	assert(!s->loaded); /* once per open: the core is created once */
+	*out = NULL;
+	char path[4200];
+	snprintf(path, sizeof path, "%s/%s", s->dir, STORAGE_MARKER_NAME);
+	struct stat st;
+	bool restarted = !s->opts.fresh && stat(path, &st) == 0;
+	if (!restarted) {
+		/* Written before the replica exists, so any later start of this
+		 * directory knows it may have voted and acknowledged before. */
+		FILE *f = fopen(path, "w");
+		if (f == NULL) {
+			storage_errf(err, err_len, "storage: cannot write %s: %s", path,
+				     strerror(errno));
+			return VSR_EINVAL;
+		}
+		fprintf(f, "cluster=%llu replica=%u\n",
+			(unsigned long long)s->opts.cluster, (unsigned)s->opts.replica);
+		if (fclose(f) != 0) {
+			storage_errf(err, err_len, "storage: cannot write %s: %s", path,
+				     strerror(errno));
+			return VSR_EINVAL;
+		}
+	}
+	s->loaded = true;
+	if (!restarted)
+		return VSR_OK;
+	memset(&s->durable, 0, sizeof s->durable);
+	s->durable.superblock.cluster = s->opts.cluster;
+	*out = &s->durable;
+	return VSR_OK;
+}
+
+static void storage_idle_cb(uv_idle_t *handle)
+{
+	vsr_storage *s = handle->data;
+	/* Only what was pending when this iteration began: completions that
+	 * the callbacks submit wait for the next one. */
+	uint32_t n = s->count;
+	for (uint32_t i = 0; i < n && !s->closing; i++) {
+		uint64_t id = s->pending[s->head];
+		s->head = (s->head + 1) % VSR_STORAGE_PENDING_MAX;
+		s->count--;
+		s->stats.pending = s->count;
+		s->stats.persists++;
+		s->opts.persisted_cb(s, id, VSR_OK);
+	}
+	if (s->count == 0 && s->idle_active && !s->closing) {
+		uv_idle_stop(&s->idle);
+		s->idle_active = false;
+	}
+}
+
+int vsr_storage_submit(vsr_storage *s, const vsr_persist *p)
+{
+	if (s->closing)
+		return VSR_EINVAL;
+	if (s->count >= VSR_STORAGE_PENDING_MAX)
+		return VSR_ETOOBIG;
+	/* Bookkeeping only: the memory backend has no medium to write to. */
+	if (p->has_truncate)
+		s->stats.truncations++;
+	s->stats.entries += p->entry_count;
+	for (uint32_t i = 0; i < p->entry_count; i++)
+		s->stats.entry_bytes += p->entries[i].body_len;
+	if (p->checkpoint_len > 0) {
+		s->stats.checkpoints++;
+		s->stats.checkpoint_bytes += p->checkpoint_len;
+	}
+	s->superblock = p->superblock;
+
+	uint32_t tail = (s->head + s->count) % VSR_STORAGE_PENDING_MAX;
+	s->pending[tail] = p->id;
+	s->count++;
+	s->stats.pending = s->count;
+	if (s->count > s->stats.pending_max)
+		s->stats.pending_max = s->count;
+	if (!s->idle_active) {
+		int rc = uv_idle_start(&s->idle, storage_idle_cb);
+		assert(rc == 0); /* fails only for a closing handle, excluded above */
+		s->idle_active = true;
+	}
+	return VSR_OK;
+}
+
+static void storage_close_cb(uv_handle_t *handle)
+{
+	vsr_storage *s = handle->data;
+	vsr_storage_close_cb cb = s->close_cb;
+	free(s->pending);
+	free(s->dir);
+	/* The callback sees a storage whose data pointer is still readable. */
+	if (cb != NULL)
+		cb(s);
+	free(s);
+}
+
+void vsr_storage_close(vsr_storage *s, vsr_storage_close_cb cb)
+{
+	assert(!s->closing);
+	s->closing = true;
+	s->close_cb = cb;
+	s->count = 0;
+	uv_close((uv_handle_t *)&s->idle, storage_close_cb);
+}
+
+void *vsr_storage_data(const vsr_storage *s)
+{
+	return s->opts.data;
+}
+
+const vsr_storage_stats *vsr_storage_stats_get(const vsr_storage *s)
+{
+	return &s->stats;
+}
+
+const vsr_superblock *vsr_storage_superblock(const vsr_storage *s)
+{
+	return &s->superblock;
+}

@@ -1,0 +1,118 @@
+/* vsr_storage.h - the replica's durable state behind an asynchronous interface.
+ *
+ * The core asks for durability with VSR_ACTION_PERSIST and expects a
+ * VSR_EVENT_PERSISTED later. This interface is what the host calls to carry
+ * that out: submit a persist (the storage copies everything it needs, since
+ * the core's pointers die at its next step), then receive a completion
+ * callback on the event loop, never inside vsr_storage_submit() itself.
+ * Persists complete in the order they were submitted (vsr.h contract).
+ *
+ * Backends:
+ *   memory   keeps nothing across processes (development and tests). See
+ *            vsr_storage_load() for what a restart means there.
+ *   durable  (later) a checksummed write-ahead log written and fdatasync'ed on
+ *            a worker thread, and the superblock in two checksummed copies.
+ *            It slots in behind the same functions: callers do not change.
+ *
+ * Lifecycle: open -> load (once) -> submit* -> close(cb). The storage owns a
+ * libuv handle; its memory is released only in the close callback. */
+#ifndef VSR_STORAGE_H
+#define VSR_STORAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "vsr.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum vsr_storage_kind {
+	VSR_STORAGE_MEMORY = 0,
+	VSR_STORAGE_DURABLE = 1, /* not implemented yet: open fails with EINVAL */
+};
+
+/* Persists accepted but not yet reported complete. The core keeps at most a
+ * handful in flight (one per step that changed durable state), so reaching
+ * this is a host bug: submit then fails with VSR_ETOOBIG. */
+#define VSR_STORAGE_PENDING_MAX 4096u
+
+typedef struct vsr_storage vsr_storage;
+
+/* Called on the loop once persist `persist_id` is durable (status VSR_OK) or
+ * has failed (negative status: the host must stop, durability is lost). */
+typedef void (*vsr_storage_persisted_cb)(vsr_storage *s, uint64_t persist_id,
+					 int status);
+typedef void (*vsr_storage_close_cb)(vsr_storage *s);
+
+typedef struct vsr_storage_options {
+	uv_loop_t *loop;
+	int kind;            /* enum vsr_storage_kind */
+	const char *dir;     /* this replica's own directory; created if missing */
+	uint64_t cluster;
+	uint8_t replica;
+	/* Start as a brand-new member of a brand-new cluster, whatever the
+	 * directory says (memory: ignore the incarnation marker). Only correct
+	 * when the whole cluster starts anew. */
+	bool fresh;
+	vsr_storage_persisted_cb persisted_cb;
+	void *data;          /* for the caller: vsr_storage_data() */
+} vsr_storage_options;
+
+/* Counters for logs and metrics. */
+typedef struct vsr_storage_stats {
+	uint64_t persists;        /* completed */
+	uint64_t entries;         /* entries written */
+	uint64_t entry_bytes;     /* body bytes written */
+	uint64_t truncations;
+	uint64_t checkpoints;
+	uint64_t checkpoint_bytes;
+	uint32_t pending;         /* submitted, not yet complete */
+	uint32_t pending_max;     /* high-water mark of `pending` */
+} vsr_storage_stats;
+
+/* Opens (memory: sets up) the storage. Returns VSR_OK or a negative error with
+ * a sentence in err. */
+int vsr_storage_open(const vsr_storage_options *opts, vsr_storage **out,
+		     char *err, size_t err_len);
+
+/* What a restart must hand to vsr_replica_create(). *out is NULL for a
+ * replica with an empty (formatted) disk that may join as a new member.
+ *
+ * Memory backend: the first start in `dir` writes an incarnation marker and
+ * returns NULL. A later start (the process died and came back) finds the
+ * marker and returns a durable state with a zeroed superblock (cluster set)
+ * and an empty log: the core then starts in status recovering and catches up
+ * through recovery and state transfer instead of rejoining as a fresh member
+ * of view 0, which would be unsafe (it could vote with an empty log). The
+ * limit: with memory storage, if every replica dies the data is gone and the
+ * cluster must be started anew with `fresh`. The returned pointers stay
+ * valid until vsr_storage_close(). */
+int vsr_storage_load(vsr_storage *s, const vsr_durable **out, char *err,
+		     size_t err_len);
+
+/* Accepts `p` for writing and copies what it needs. The completion is
+ * delivered later on the loop through persisted_cb, in submission order.
+ * Returns VSR_OK, VSR_ETOOBIG when too many are pending, VSR_ENOMEM, or
+ * VSR_EINVAL after close. */
+int vsr_storage_submit(vsr_storage *s, const vsr_persist *p);
+
+/* Stops the storage: pending completions are dropped (not reported), the
+ * handles close and cb runs once everything is released. */
+void vsr_storage_close(vsr_storage *s, vsr_storage_close_cb cb);
+
+void *vsr_storage_data(const vsr_storage *s);
+const vsr_storage_stats *vsr_storage_stats_get(const vsr_storage *s);
+/* The last superblock submitted (what a durable backend would hold). */
+const vsr_superblock *vsr_storage_superblock(const vsr_storage *s);
+const char *vsr_storage_kind_name(int kind);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VSR_STORAGE_H */
