@@ -1,0 +1,23 @@
+/* host.h - the two shapes of vsrhost: one replica, or a supervisor of all of them. */
+#ifndef HOST_H
+#define HOST_H
+
+#include <stdbool.h>
+
+#include "vsrh_config.h"
+
+typedef struct host_options {
+	const char *config_path;
+	int replica;          /* -1: supervisor mode */
+	bool fresh;           /* start as a member of a brand-new cluster */
+	int log_level;        /* -1: from the config */
+	const char *log_level_name; /* as given, passed on to children */
+} host_options;
+
+/* Runs replica opts->replica until SIGINT/SIGTERM. Returns an exit code. */
+int host_replica_main(const host_options *opts, const vsrh_config *cfg);
+/* Starts every replica of cfg as a child process, supervises them, and
+ * stops them all on SIGINT/SIGTERM. Returns an exit code. */
+int host_supervisor_main(const host_options *opts, const vsrh_config *cfg);
+
+#endif /* HOST_H */

@@ -1,0 +1,454 @@
+/* host_replica.c - one replica process: the protocol core driven by libuv timers, sockets and storage.
+ *
+ * Happy path: load the state machine, open storage and load what it holds,
+ * create the core, start the transport, then feed the core one event at a
+ * time: a TICK every tick_ms, each message from a peer, each client
+ * request, each storage completion. After every step the actions are carried
+ * out in the order the core listed them: SEND to a peer, REPLY to a client
+ * connection, PERSIST to storage (whose completion comes back later as an
+ * event, never inside the step).
+ *
+ * Failure modes: a setup error is reported in one sentence and exits with a
+ * sysexits code (EX_CONFIG for the config or the script, EX_UNAVAILABLE when
+ * a port cannot be bound, EX_SOFTWARE for the core). Storage refusing a
+ * persist or failing one is fatal (EX_IOERR): continuing would acknowledge
+ * what is not durable. SIGINT/SIGTERM stop the timers, close every
+ * connection and listener, close storage, and exit 0 once the loop is empty
+ * (uv_loop_close must succeed). SIGPIPE is ignored: a peer that vanished
+ * shows up as a write error on its connection. */
+#include "host.h"
+#include "host_log.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "vsr.h"
+#include "vsr_net.h"
+#include "vsr_storage.h"
+#include "vsr_wire.h"
+#include "vsrh_lua.h"
+
+typedef struct host {
+	const vsrh_config *cfg;
+	uint8_t replica;
+	uv_loop_t *loop;
+	uint64_t start_ms;        /* uv_now at start: tick 0 */
+	vsrh_sm *sm;
+	vsr_state_machine vsm;
+	vsr_replica *core;
+	vsr_actions actions;
+	vsr_storage *storage;
+	vsr_net *net;
+	uv_timer_t tick_timer;
+	uv_signal_t sigint, sigterm;
+	bool stopping;
+	int exit_code;
+	vsr_replica_info last;    /* what the log lines compare against */
+	uint64_t steps;
+} host;
+
+static uint64_t host_now_ticks(const host *h)
+{
+	return (uv_now(h->loop) - h->start_ms) / h->cfg->tick_ms;
+}
+
+static uint64_t host_realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void host_stop(host *h, int exit_code, const char *why);
+
+/* Logs what changed in the replica's status, view or primary since the last
+ * step: one line per event an operator cares about. */
+static void host_note_changes(host *h)
+{
+	vsr_replica_info now;
+	vsr_replica_info_get(h->core, &now);
+	vsr_replica_info *was = &h->last;
+	if (now.status != was->status || now.view != was->view) {
+		host_info("status %s, view %" PRIu64 ", primary %u%s (op %" PRIu64
+			  ", commit %" PRIu64 ")",
+			  vsr_status_name((enum vsr_status)now.status), now.view, now.primary,
+			  now.primary == h->replica && now.status == VSR_STATUS_NORMAL ? " (me)" : "",
+			  now.op, now.commit);
+	}
+	if (now.checkpoint_op != was->checkpoint_op)
+		host_info("checkpoint at op %" PRIu64, now.checkpoint_op);
+	*was = now;
+}
+
+/* Feeds one event to the core and carries out its actions, in order. */
+static void host_step(host *h, vsr_event *ev)
+{
+	if (h->stopping)
+		return;
+	ev->now = host_now_ticks(h);
+	ev->realtime_ns = host_realtime_ns();
+	vsr_replica_step(h->core, ev, &h->actions);
+	h->steps++;
+	for (uint32_t i = 0; i < h->actions.count; i++) {
+		const vsr_action *a = &h->actions.items[i];
+		switch (a->type) {
+		case VSR_ACTION_SEND:
+			vsr_net_send(h->net, a->to, &a->message);
+			break;
+		case VSR_ACTION_REPLY:
+			vsr_net_reply(h->net, a->conn, &a->message);
+			break;
+		case VSR_ACTION_PERSIST: {
+			int rc = vsr_storage_submit(h->storage, &a->persist);
+			if (rc != VSR_OK) {
+				host_error("storage refused persist %" PRIu64 ": %s",
+					   a->persist.id, vsr_strerror(rc));
+				host_stop(h, EX_IOERR, "storage failed");
+				return;
+			}
+			break;
+		}
+		default:
+			host_error("the core returned unknown action type %u", a->type);
+			host_stop(h, EX_SOFTWARE, "core bug");
+			return;
+		}
+	}
+	host_note_changes(h);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Event sources.                                                           */
+
+static void host_tick_cb(uv_timer_t *t)
+{
+	host *h = t->data;
+	vsr_event ev = {.type = VSR_EVENT_TICK};
+	host_step(h, &ev);
+}
+
+static void host_persisted_cb(vsr_storage *s, uint64_t persist_id, int status)
+{
+	host *h = vsr_storage_data(s);
+	if (status != VSR_OK) {
+		host_error("persist %" PRIu64 " failed: %s", persist_id, vsr_strerror(status));
+		host_stop(h, EX_IOERR, "storage failed");
+		return;
+	}
+	vsr_event ev = {.type = VSR_EVENT_PERSISTED, .persist_id = persist_id};
+	host_step(h, &ev);
+}
+
+static void host_peer_message_cb(vsr_net *net, const vsr_message *m)
+{
+	host *h = vsr_net_data(net);
+	vsr_event ev = {.type = VSR_EVENT_MESSAGE, .message = m};
+	host_step(h, &ev);
+}
+
+static void host_request_cb(vsr_net *net, uint64_t conn, const vsr_message *m)
+{
+	host *h = vsr_net_data(net);
+	vsr_event ev = {.type = VSR_EVENT_REQUEST, .conn = conn, .message = m};
+	host_step(h, &ev);
+}
+
+static void host_status_cb(vsr_net *net, uint64_t conn, uint64_t nonce)
+{
+	host *h = vsr_net_data(net);
+	vsr_replica_info info;
+	vsr_replica_info_get(h->core, &info);
+	const vsr_replica_stats *rs = vsr_replica_stats_get(h->core);
+	const vsr_net_stats *ns = vsr_net_stats_get(net);
+	vsr_wire_status s = {
+		.nonce = nonce,
+		.replica = h->replica,
+		.replica_count = (uint8_t)h->cfg->replica_count,
+		.status = info.status,
+		.primary = info.primary,
+		.view = info.view,
+		.log_view = info.log_view,
+		.op = info.op,
+		.commit = info.commit,
+		.executed = info.executed,
+		.checkpoint_op = info.checkpoint_op,
+		.digest = info.digest,
+		.pipeline = info.pipeline,
+		.queued = info.queued,
+		.sessions = info.sessions,
+		.connections = ns->connections,
+		.uptime_ms = uv_now(h->loop) - h->start_ms,
+		.ops_committed = rs->ops_committed,
+		.view_changes = rs->view_changes,
+		.messages_dropped = rs->messages_dropped,
+		.frames_dropped = vsr_wire_stats_dropped(&ns->wire) + ns->protocol_errors,
+		.state_transfers = rs->state_transfers,
+		.checkpoints = rs->checkpoints,
+		.requests_deduplicated = rs->requests_deduplicated,
+		.sessions_evicted = rs->sessions_evicted,
+	};
+	vsr_net_reply_status(net, conn, &s);
+}
+
+static void host_net_log(void *data, int level, const char *msg)
+{
+	(void)data;
+	host_log(level, "net: %s", msg);
+}
+
+static void host_sm_log(void *arg, int level, const char *msg, size_t len)
+{
+	(void)arg;
+	host_log(level, "statemachine: %.*s", (int)(len > INT_MAX ? INT_MAX : len), msg);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Shutdown.                                                                */
+
+static void host_net_closed_cb(void *data)
+{
+	host *h = data;
+	h->net = NULL;
+}
+
+static void host_storage_closed_cb(vsr_storage *s)
+{
+	host *h = vsr_storage_data(s);
+	h->storage = NULL;
+}
+
+/* Closes every handle; the loop then runs dry and host_replica_main returns. */
+static void host_stop(host *h, int exit_code, const char *why)
+{
+	if (h->stopping)
+		return;
+	h->stopping = true;
+	h->exit_code = exit_code;
+	if (exit_code == 0)
+		host_info("stopping: %s", why);
+	else
+		host_error("stopping: %s", why);
+	uv_close((uv_handle_t *)&h->tick_timer, NULL);
+	uv_close((uv_handle_t *)&h->sigint, NULL);
+	uv_close((uv_handle_t *)&h->sigterm, NULL);
+	if (h->net != NULL)
+		vsr_net_close(h->net, host_net_closed_cb);
+	if (h->storage != NULL)
+		vsr_storage_close(h->storage, host_storage_closed_cb);
+}
+
+static void host_signal_cb(uv_signal_t *sig, int signum)
+{
+	host *h = sig->data;
+	host_stop(h, 0, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Setup.                                                                   */
+
+static uint32_t host_ms_to_ticks(uint32_t ms, uint32_t tick_ms)
+{
+	uint32_t t = (ms + tick_ms - 1) / tick_ms;
+	return t == 0 ? 1 : t;
+}
+
+/* A value that differs between processes: seeds timer jitter and the HELLO
+ * instance. Randomness here is deliberate (nothing replicated depends on
+ * it); the seed is logged so a run can be reasoned about afterwards. */
+static uint64_t host_random_u64(void)
+{
+	uint64_t v = 0;
+	FILE *f = fopen("/dev/urandom", "rb");
+	if (f != NULL) {
+		if (fread(&v, sizeof v, 1, f) != 1)
+			v = 0;
+		fclose(f);
+	}
+	if (v == 0)
+		v = host_realtime_ns() ^ ((uint64_t)getpid() << 32);
+	return v;
+}
+
+static void host_core_config(const host *h, uint64_t seed, vsr_config *c)
+{
+	const vsrh_config *cfg = h->cfg;
+	vsr_config_default(c, cfg->cluster, (uint8_t)cfg->replica_count, h->replica);
+	c->seed = seed;
+	c->pipeline_max = cfg->pipeline_max;
+	c->batch_requests_max = cfg->batch_requests_max;
+	c->clients_max = cfg->clients_max;
+	c->checkpoint_interval = cfg->checkpoint_interval;
+	/* A batch and a checkpoint chunk must each fit one frame, with room for
+	 * the header and the msgpack envelope. */
+	uint32_t room = cfg->message_bytes_max > 65536 ? cfg->message_bytes_max - 65536 : 4096;
+	if (c->batch_bytes_max > room)
+		c->batch_bytes_max = room;
+	if (c->chunk_bytes_max > room)
+		c->chunk_bytes_max = room;
+	uint32_t tick = cfg->tick_ms;
+	c->timeouts.heartbeat_ticks = host_ms_to_ticks(cfg->heartbeat_ms, tick);
+	c->timeouts.prepare_retry_ticks = host_ms_to_ticks(cfg->retry_ms, tick);
+	c->timeouts.primary_ticks = host_ms_to_ticks(cfg->primary_ms, tick);
+	c->timeouts.view_change_ticks = host_ms_to_ticks(cfg->view_change_ms, tick);
+	c->timeouts.recovery_retry_ticks = host_ms_to_ticks(cfg->retry_ms, tick);
+	/* Enough spread that two backups rarely suspect the primary at once. */
+	c->timeouts.jitter_ticks = c->timeouts.primary_ticks / 3 + 1;
+}
+
+static void host_free(host *h)
+{
+	if (h->core != NULL)
+		vsr_replica_destroy(h->core);
+	if (h->sm != NULL)
+		vsrh_sm_destroy(h->sm);
+}
+
+int host_replica_main(const host_options *opts, const vsrh_config *cfg)
+{
+	char tag[16];
+	snprintf(tag, sizeof tag, "r%d", opts->replica);
+	host_log_set_tag(tag);
+	signal(SIGPIPE, SIG_IGN);
+
+	host h = {.cfg = cfg, .replica = (uint8_t)opts->replica, .loop = uv_default_loop()};
+	char err[512] = "";
+	uint64_t seed = host_random_u64();
+	host_info("vsrhost %s: replica %u of %u, cluster %" PRIu64 ", %s storage, seed %016" PRIx64,
+		  VSRHOST_VERSION, h.replica, cfg->replica_count, cfg->cluster,
+		  cfg->durability == VSRH_DURABILITY_MEMORY ? "memory" : "durable", seed);
+
+	/* The state machine. */
+	int rc = vsrh_sm_create(&h.sm, cfg, err, sizeof err);
+	if (rc != VSR_OK) {
+		host_error("%s", err);
+		return EX_CONFIG;
+	}
+	vsrh_sm_set_log(h.sm, host_sm_log, &h, host_log_level());
+	vsrh_sm_bind(h.sm, &h.vsm);
+
+	/* Storage, and what it holds. */
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s/replica-%u", cfg->data_dir, h.replica);
+	vsr_storage_options so = {
+		.loop = h.loop,
+		.kind = cfg->durability == VSRH_DURABILITY_MEMORY ? VSR_STORAGE_MEMORY
+								  : VSR_STORAGE_DURABLE,
+		.dir = dir,
+		.cluster = cfg->cluster,
+		.replica = h.replica,
+		.fresh = opts->fresh,
+		.persisted_cb = host_persisted_cb,
+		.data = &h,
+	};
+	rc = vsr_storage_open(&so, &h.storage, err, sizeof err);
+	if (rc != VSR_OK) {
+		host_error("%s", err);
+		host_free(&h);
+		return EX_CONFIG;
+	}
+	const vsr_durable *durable = NULL;
+	rc = vsr_storage_load(h.storage, &durable, err, sizeof err);
+	if (rc != VSR_OK) {
+		host_error("%s", err);
+		vsr_storage_close(h.storage, NULL);
+		uv_run(h.loop, UV_RUN_DEFAULT);
+		host_free(&h);
+		return EX_IOERR;
+	}
+	if (durable == NULL)
+		host_info("storage %s: empty, joining as a member of a new cluster", dir);
+	else if (cfg->durability == VSRH_DURABILITY_MEMORY)
+		host_info("storage %s: this replica ran before and its memory is gone; "
+			  "recovering from the others", dir);
+
+	/* The core. */
+	vsr_config vc;
+	host_core_config(&h, seed, &vc);
+	const char *why = vsr_config_invalid(&vc);
+	if (why != NULL) {
+		host_error("%s: the limits give an unusable core configuration: %s", cfg->path, why);
+		vsr_storage_close(h.storage, NULL);
+		uv_run(h.loop, UV_RUN_DEFAULT);
+		host_free(&h);
+		return EX_CONFIG;
+	}
+	uv_update_time(h.loop);
+	h.start_ms = uv_now(h.loop);
+	rc = vsr_replica_create(&h.core, &vc, &h.vsm, durable, 0);
+	if (rc != VSR_OK) {
+		host_error("cannot create the replica: %s", vsr_strerror(rc));
+		vsr_storage_close(h.storage, NULL);
+		uv_run(h.loop, UV_RUN_DEFAULT);
+		host_free(&h);
+		return EX_SOFTWARE;
+	}
+	vsr_replica_info_get(h.core, &h.last);
+
+	/* Signals first: a SIGTERM during startup still shuts down cleanly. */
+	uv_signal_init(h.loop, &h.sigint);
+	uv_signal_init(h.loop, &h.sigterm);
+	h.sigint.data = h.sigterm.data = &h;
+	uv_signal_start(&h.sigint, host_signal_cb, SIGINT);
+	uv_signal_start(&h.sigterm, host_signal_cb, SIGTERM);
+	uv_timer_init(h.loop, &h.tick_timer);
+	h.tick_timer.data = &h;
+
+	/* The transport. */
+	vsr_net_options no = {
+		.loop = h.loop,
+		.cluster = cfg->cluster,
+		.replica = h.replica,
+		.replica_count = (uint8_t)cfg->replica_count,
+		.client = {cfg->clients[h.replica].host, cfg->clients[h.replica].port},
+		.body_bytes_max = cfg->message_bytes_max,
+		.clients_max = 1024,
+		.reconnect_min_ms = cfg->tick_ms * 5,
+		.reconnect_max_ms = cfg->primary_ms > 1000 ? cfg->primary_ms : 1000,
+		.instance = host_random_u64(),
+		.peer_message_cb = host_peer_message_cb,
+		.request_cb = host_request_cb,
+		.status_cb = host_status_cb,
+		.log = host_net_log,
+		.data = &h,
+	};
+	for (uint32_t i = 0; i < cfg->replica_count; i++) {
+		no.replicas[i].host = cfg->replicas[i].host;
+		no.replicas[i].port = cfg->replicas[i].port;
+	}
+	rc = vsr_net_start(&no, &h.net, err, sizeof err);
+	if (rc != 0) {
+		host_error("%s", err);
+		host_stop(&h, EX_UNAVAILABLE, "the transport could not start");
+	} else {
+		host_info("listening: replicas on %s:%u, clients on %s:%u",
+			  cfg->replicas[h.replica].host, cfg->replicas[h.replica].port,
+			  cfg->clients[h.replica].host, cfg->clients[h.replica].port);
+		host_info("status %s, view %" PRIu64 ", primary %u",
+			  vsr_status_name((enum vsr_status)h.last.status), h.last.view,
+			  h.last.primary);
+		uv_timer_start(&h.tick_timer, host_tick_cb, cfg->tick_ms, cfg->tick_ms);
+	}
+
+	uv_run(h.loop, UV_RUN_DEFAULT);
+	rc = uv_loop_close(h.loop);
+	if (rc != 0) {
+		host_error("a handle was left open at exit: %s", uv_strerror(rc));
+		if (h.exit_code == 0)
+			h.exit_code = EX_SOFTWARE;
+	}
+	assert(h.net == NULL && h.storage == NULL);
+	host_free(&h);
+	host_info("stopped");
+	return h.exit_code;
+}

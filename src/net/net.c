@@ -1,0 +1,780 @@
+/* net.c - libuv transport: listeners, peer dialling with backoff, framed reads, bounded writes.
+ *
+ * Happy path: vsr_net_start binds the replica and client listeners and dials
+ * every peer. A dial that connects sends HELLO and becomes the peer's send
+ * path. Every accepted connection sends HELLO, reads frames through the wire
+ * layer's streaming reader, and hands core messages to the host's callbacks.
+ *
+ * Failure modes: a dial that fails or a connection that drops is retried by
+ * the peer's timer after a backoff that doubles up to a ceiling; writes to a
+ * disconnected peer or beyond a queue bound are dropped and counted (the
+ * protocol retransmits); a malformed frame, a frame before HELLO, a frame the
+ * sender's role may not send, or a sender that lies about its index closes
+ * that one connection and is counted; connections over a limit are accepted
+ * and closed at once.
+ *
+ * Ownership: each connection is a malloc'd net_conn holding its uv_tcp_t; it
+ * is freed only in the tcp close callback. A write request owns its encoded
+ * buffer until its callback. Every handle is counted in net->handles; the
+ * net itself is freed when the last one has closed after vsr_net_close. */
+#include "vsr_net.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <netdb.h>
+#include <sys/socket.h>
+
+enum net_conn_kind {
+	NET_CONN_PEER_OUT = 1, /* we dialled replica `peer`: our send path */
+	NET_CONN_PEER_IN,      /* accepted on the replica listener */
+	NET_CONN_CLIENT,       /* accepted on the client listener */
+};
+
+typedef struct net_conn {
+	uv_tcp_t tcp;
+	vsr_net *net;
+	uint8_t kind;
+	bool closing;
+	bool hello_seen;        /* the other end's HELLO arrived */
+	bool connected;         /* PEER_OUT: the dial completed */
+	uint8_t role;           /* from HELLO */
+	uint8_t peer;           /* PEER_OUT: target; PEER_IN: from HELLO */
+	uint64_t id;            /* CLIENT: the opaque connection id */
+	uint32_t writes;        /* pending write requests */
+	uint64_t write_bytes;   /* bytes in pending writes */
+	uv_connect_t connect_req;
+	vsr_wire_reader reader;
+	vsr_wire_decoded decoded;
+	struct net_conn *next;  /* in net->conns */
+	struct net_conn *prev;
+} net_conn;
+
+typedef struct net_write {
+	uv_write_t req;
+	net_conn *conn;
+	vsr_buf buf; /* owned: freed in the write callback */
+} net_write;
+
+typedef struct net_peer {
+	vsr_net *net;
+	uint8_t index;
+	struct sockaddr_storage addr;
+	net_conn *out;          /* the outgoing connection, or NULL */
+	uv_timer_t timer;       /* reconnect */
+	uint32_t backoff_ms;
+} net_peer;
+
+struct vsr_net {
+	vsr_net_options opts;
+	vsr_wire_config wire;
+	bool closing;
+	uint32_t handles;       /* initialised and not yet closed */
+	vsr_net_close_cb close_cb;
+	uv_tcp_t replica_listener;
+	uv_tcp_t client_listener;
+	net_peer peers[VSR_REPLICAS_MAX];
+	net_conn *conns;        /* every open connection */
+	uint32_t peer_inbound;  /* PEER_IN connections open */
+	uint32_t clients;       /* CLIENT connections open */
+	net_conn **client_slots; /* [clients_max], indexed by id's slot */
+	uint32_t *client_gen;    /* generation per slot */
+	vsr_net_stats stats;
+	char read_buf[64 * 1024]; /* shared: a read is consumed before the next */
+};
+
+#define NET_SLOT_BITS 20u
+#define NET_SLOT_MASK ((1u << NET_SLOT_BITS) - 1)
+_Static_assert(VSR_NET_CLIENTS_MAX <= NET_SLOT_MASK, "slot index must fit its bits");
+
+static void net_logf(vsr_net *net, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void net_logf(vsr_net *net, int level, const char *fmt, ...)
+{
+	if (net->opts.log == NULL)
+		return;
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	net->opts.log(net->opts.data, level, msg);
+}
+
+static const char *net_conn_name(const net_conn *c, char *buf, size_t len)
+{
+	switch (c->kind) {
+	case NET_CONN_PEER_OUT: snprintf(buf, len, "to replica %u", c->peer); break;
+	case NET_CONN_PEER_IN:
+		if (c->hello_seen)
+			snprintf(buf, len, "from replica %u", c->peer);
+		else
+			snprintf(buf, len, "unidentified on the replica port");
+		break;
+	default:
+		snprintf(buf, len, "client %llu", (unsigned long long)c->id);
+		break;
+	}
+	return buf;
+}
+
+static void net_maybe_finish(vsr_net *net)
+{
+	if (!net->closing || net->handles > 0)
+		return;
+	vsr_net_close_cb cb = net->close_cb;
+	void *data = net->opts.data;
+	free(net->client_slots);
+	free(net->client_gen);
+	free(net);
+	if (cb != NULL)
+		cb(data);
+}
+
+static void net_handle_closed_cb(uv_handle_t *h)
+{
+	vsr_net *net = h->data;
+	assert(net->handles > 0);
+	net->handles--;
+	net_maybe_finish(net);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connections.                                                             */
+
+static void net_peer_schedule(vsr_net *net, uint8_t i);
+
+static void net_conn_closed_cb(uv_handle_t *h)
+{
+	net_conn *c = h->data;
+	vsr_net *net = c->net;
+	assert(c->writes == 0); /* write callbacks run before the close callback */
+	vsr_wire_reader_free(&c->reader);
+	vsr_wire_decoded_free(&c->decoded);
+	free(c);
+	assert(net->handles > 0);
+	net->handles--;
+	net_maybe_finish(net);
+}
+
+static net_conn *net_conn_new(vsr_net *net, uint8_t kind)
+{
+	net_conn *c = calloc(1, sizeof *c);
+	if (c == NULL)
+		return NULL;
+	c->net = net;
+	c->kind = kind;
+	int rc = uv_tcp_init(net->opts.loop, &c->tcp);
+	assert(rc == 0);
+	(void)rc;
+	c->tcp.data = c;
+	vsr_wire_reader_init(&c->reader, &net->wire, &net->stats.wire);
+	vsr_wire_decoded_init(&c->decoded);
+	net->handles++;
+	c->next = net->conns;
+	if (net->conns != NULL)
+		net->conns->prev = c;
+	net->conns = c;
+	net->stats.connections++;
+	return c;
+}
+
+/* Closes one connection; its owner forgets it now, the memory goes in the
+ * close callback. */
+static void net_conn_close(net_conn *c, int level, const char *why)
+{
+	if (c->closing)
+		return;
+	vsr_net *net = c->net;
+	c->closing = true;
+	char name[64];
+	if (why != NULL)
+		net_logf(net, level, "connection %s closed: %s",
+			 net_conn_name(c, name, sizeof name), why);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		net->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->next = c->prev = NULL;
+	net->stats.connections--;
+	switch (c->kind) {
+	case NET_CONN_PEER_OUT:
+		if (net->peers[c->peer].out == c) {
+			net->peers[c->peer].out = NULL;
+			if (c->connected)
+				net->stats.peer_disconnects++;
+			net_peer_schedule(net, c->peer);
+		}
+		break;
+	case NET_CONN_PEER_IN:
+		net->peer_inbound--;
+		break;
+	case NET_CONN_CLIENT: {
+		uint32_t slot = (uint32_t)(c->id & NET_SLOT_MASK);
+		if (slot < net->opts.clients_max && net->client_slots[slot] == c)
+			net->client_slots[slot] = NULL;
+		net->clients--;
+		break;
+	}
+	}
+	uv_close((uv_handle_t *)&c->tcp, net_conn_closed_cb);
+}
+
+static void net_write_cb(uv_write_t *req, int status)
+{
+	net_write *w = req->data;
+	net_conn *c = w->conn;
+	assert(c->writes > 0);
+	c->writes--;
+	c->write_bytes -= w->buf.len;
+	vsr_buf_free(&w->buf);
+	free(w);
+	if (status < 0 && status != UV_ECANCELED && !c->closing)
+		net_conn_close(c, 1, uv_strerror(status));
+}
+
+/* Queues an encoded frame (taking `buf`) on c, within c's bounds. Returns
+ * false (and frees buf) when the frame was dropped. */
+static bool net_conn_write(net_conn *c, vsr_buf *buf)
+{
+	vsr_net *net = c->net;
+	if (c->closing || c->writes >= net->opts.queue_messages_max ||
+	    c->write_bytes + buf->len > net->opts.queue_bytes_max) {
+		vsr_buf_free(buf);
+		return false;
+	}
+	net_write *w = malloc(sizeof *w);
+	if (w == NULL) {
+		vsr_buf_free(buf);
+		return false;
+	}
+	w->conn = c;
+	w->buf = *buf;
+	memset(buf, 0, sizeof *buf);
+	w->req.data = w;
+	uv_buf_t ub = uv_buf_init((char *)w->buf.data, (unsigned)w->buf.len);
+	int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &ub, 1, net_write_cb);
+	if (rc != 0) {
+		vsr_buf_free(&w->buf);
+		free(w);
+		net_conn_close(c, 1, uv_strerror(rc));
+		return false;
+	}
+	c->writes++;
+	c->write_bytes += w->buf.len;
+	net->stats.wire.frames_out++;
+	net->stats.wire.bytes_out += w->buf.len;
+	return true;
+}
+
+static void net_send_hello(net_conn *c)
+{
+	vsr_net *net = c->net;
+	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_REPLICA, .replica = net->opts.replica,
+			    .instance = net->opts.instance};
+	vsr_buf b = {0};
+	if (vsr_wire_encode_hello(&b, net->opts.cluster, &h) != 0) {
+		net_conn_close(c, 3, "cannot encode HELLO");
+		return;
+	}
+	net_conn_write(c, &b);
+}
+
+static void net_protocol_error(net_conn *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void net_protocol_error(net_conn *c, const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof why, fmt, ap);
+	va_end(ap);
+	c->net->stats.protocol_errors++;
+	net_conn_close(c, 2, why);
+}
+
+/* One decoded frame from c. May close c. */
+static void net_conn_frame(net_conn *c, const vsr_wire_decoded *d)
+{
+	vsr_net *net = c->net;
+	if (d->type == VSR_WIRE_CLOSE) {
+		char why[VSR_WIRE_REASON_MAX + 32];
+		snprintf(why, sizeof why, "the other end said: %s", d->close.text);
+		net_conn_close(c, 1, why);
+		return;
+	}
+	if (!c->hello_seen) {
+		if (d->type != VSR_WIRE_HELLO) {
+			net_protocol_error(c, "%s before HELLO", vsr_wire_type_name(d->type));
+			return;
+		}
+		c->hello_seen = true;
+		c->role = d->hello.role;
+		switch (c->kind) {
+		case NET_CONN_PEER_OUT:
+			if (d->hello.role != VSR_WIRE_ROLE_REPLICA || d->hello.replica != c->peer)
+				net_protocol_error(c, "the listener of replica %u says it is role %u replica %u",
+						   c->peer, d->hello.role, d->hello.replica);
+			return;
+		case NET_CONN_PEER_IN:
+			if (d->hello.role != VSR_WIRE_ROLE_REPLICA ||
+			    d->hello.replica >= net->opts.replica_count ||
+			    d->hello.replica == net->opts.replica) {
+				net_protocol_error(c, "HELLO on the replica port from role %u replica %u",
+						   d->hello.role, d->hello.replica);
+				return;
+			}
+			c->peer = d->hello.replica;
+			net_logf(net, 0, "replica %u connected (instance %016llx)", c->peer,
+				 (unsigned long long)d->hello.instance);
+			return;
+		default:
+			if (d->hello.role != VSR_WIRE_ROLE_CLIENT &&
+			    d->hello.role != VSR_WIRE_ROLE_CONTROL)
+				net_protocol_error(c, "HELLO on the client port from role %u", d->hello.role);
+			return;
+		}
+	}
+	switch (d->type) {
+	case VSR_WIRE_HELLO:
+		net_protocol_error(c, "second HELLO");
+		return;
+	case VSR_WIRE_PING: {
+		vsr_wire_ping p = d->ping;
+		vsr_buf b = {0};
+		if (vsr_wire_encode_ping(&b, net->opts.cluster, VSR_WIRE_PONG, &p) == 0)
+			net_conn_write(c, &b);
+		return;
+	}
+	case VSR_WIRE_PONG:
+		return;
+	default:
+		break;
+	}
+	if (c->kind == NET_CONN_CLIENT) {
+		if (d->type == VSR_WIRE_STATUS_REQUEST) {
+			if (net->opts.status_cb != NULL)
+				net->opts.status_cb(net, c->id, d->status_request.nonce);
+			return;
+		}
+		if (d->type == VSR_MSG_REQUEST && c->role == VSR_WIRE_ROLE_CLIENT) {
+			if (net->opts.request_cb != NULL)
+				net->opts.request_cb(net, c->id, &d->message);
+			return;
+		}
+		net_protocol_error(c, "%s may not be sent by a %s", vsr_wire_type_name(d->type),
+				   c->role == VSR_WIRE_ROLE_CLIENT ? "client" : "control tool");
+		return;
+	}
+	/* A replica connection, either direction. */
+	if (d->type >= VSR_MSG_TYPE_COUNT || d->type == VSR_MSG_REQUEST ||
+	    d->type == VSR_MSG_REPLY) {
+		net_protocol_error(c, "%s on a replica connection", vsr_wire_type_name(d->type));
+		return;
+	}
+	if (d->message.replica != c->peer) {
+		net_protocol_error(c, "%s claims to come from replica %u", vsr_wire_type_name(d->type),
+				   d->message.replica);
+		return;
+	}
+	if (net->opts.peer_message_cb != NULL)
+		net->opts.peer_message_cb(net, &d->message);
+}
+
+static void net_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	(void)suggested;
+	net_conn *c = h->data;
+	buf->base = c->net->read_buf;
+	buf->len = sizeof c->net->read_buf;
+}
+
+static void net_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	net_conn *c = s->data;
+	vsr_net *net = c->net;
+	if (nread == 0 || c->closing)
+		return;
+	if (nread < 0) {
+		net_conn_close(c, nread == UV_EOF ? 0 : 1,
+			       nread == UV_EOF ? "end of stream" : uv_strerror((int)nread));
+		return;
+	}
+	const uint8_t *p = (const uint8_t *)buf->base;
+	size_t off = 0;
+	while (off < (size_t)nread && !c->closing) {
+		size_t used = 0;
+		int rc = vsr_wire_reader_feed(&c->reader, p + off, (size_t)nread - off, &used);
+		off += used;
+		if (rc == 1)
+			rc = vsr_wire_reader_decode(&c->reader, &c->decoded);
+		else if (rc == 0)
+			break;
+		if (rc < 0) {
+			char why[256];
+			snprintf(why, sizeof why, "malformed frame: %s (%s)", vsr_wire_strerror(rc),
+				 c->reader.err);
+			net->stats.frames_malformed++;
+			net_conn_close(c, 2, why);
+			return;
+		}
+		net_conn_frame(c, &c->decoded);
+		if (net->closing)
+			return;
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Peers: dial, reconnect.                                                  */
+
+static void net_connect_cb(uv_connect_t *req, int status)
+{
+	net_conn *c = req->data;
+	vsr_net *net = c->net;
+	if (c->closing)
+		return;
+	net_peer *p = &net->peers[c->peer];
+	if (status < 0) {
+		net->stats.peer_connect_failures++;
+		/* Refused dials are routine while a peer is down: debug only. */
+		char why[128];
+		snprintf(why, sizeof why, "dial failed: %s", uv_strerror(status));
+		net_conn_close(c, 0, why);
+		return;
+	}
+	c->connected = true;
+	p->backoff_ms = net->opts.reconnect_min_ms;
+	net->stats.peer_connects++;
+	uv_tcp_nodelay(&c->tcp, 1);
+	int rc = uv_read_start((uv_stream_t *)&c->tcp, net_alloc_cb, net_read_cb);
+	if (rc != 0) {
+		net_conn_close(c, 1, uv_strerror(rc));
+		return;
+	}
+	net_logf(net, 1, "connected to replica %u", c->peer);
+	net_send_hello(c);
+}
+
+static void net_peer_dial(vsr_net *net, uint8_t i)
+{
+	net_peer *p = &net->peers[i];
+	assert(p->out == NULL);
+	net_conn *c = net_conn_new(net, NET_CONN_PEER_OUT);
+	if (c == NULL) {
+		net_peer_schedule(net, i);
+		return;
+	}
+	c->peer = i;
+	p->out = c;
+	c->connect_req.data = c;
+	int rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&p->addr,
+				net_connect_cb);
+	if (rc != 0) {
+		net->stats.peer_connect_failures++;
+		char why[128];
+		snprintf(why, sizeof why, "dial failed: %s", uv_strerror(rc));
+		net_conn_close(c, 1, why);
+	}
+}
+
+static void net_peer_timer_cb(uv_timer_t *t)
+{
+	net_peer *p = t->data;
+	vsr_net *net = p->net;
+	uint8_t i = p->index;
+	if (net->closing || net->peers[i].out != NULL)
+		return;
+	net_peer_dial(net, i);
+}
+
+/* Arms peer i's reconnect timer with the current backoff, then doubles it. */
+static void net_peer_schedule(vsr_net *net, uint8_t i)
+{
+	if (net->closing)
+		return;
+	net_peer *p = &net->peers[i];
+	uint32_t wait_ms = p->backoff_ms;
+	p->backoff_ms = wait_ms * 2 > net->opts.reconnect_max_ms ? net->opts.reconnect_max_ms
+								  : wait_ms * 2;
+	uv_timer_start(&p->timer, net_peer_timer_cb, wait_ms, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Listeners.                                                               */
+
+static void net_accept(uv_stream_t *server, uint8_t kind)
+{
+	vsr_net *net = server->data;
+	if (net->closing)
+		return;
+	net_conn *c = net_conn_new(net, kind);
+	if (c == NULL)
+		return;
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+		net_conn_close(c, 1, "accept failed");
+		return;
+	}
+	if (kind == NET_CONN_PEER_IN) {
+		net->peer_inbound++;
+		if (net->peer_inbound > VSR_NET_PEER_INBOUND_MAX) {
+			net->stats.connections_refused++;
+			net_conn_close(c, 2, "too many connections on the replica port");
+			return;
+		}
+	} else {
+		net->clients++;
+		uint32_t slot = UINT32_MAX;
+		if (net->clients <= net->opts.clients_max) {
+			for (uint32_t k = 0; k < net->opts.clients_max; k++) {
+				if (net->client_slots[k] == NULL) {
+					slot = k;
+					break;
+				}
+			}
+		}
+		if (slot == UINT32_MAX) {
+			/* An id is still needed so that close can find no slot. */
+			c->id = NET_SLOT_MASK;
+			net->stats.connections_refused++;
+			net_conn_close(c, 2, "too many client connections");
+			return;
+		}
+		net->client_gen[slot]++;
+		c->id = ((uint64_t)net->client_gen[slot] << NET_SLOT_BITS) | slot;
+		net->client_slots[slot] = c;
+		net->stats.clients_accepted++;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	int rc = uv_read_start((uv_stream_t *)&c->tcp, net_alloc_cb, net_read_cb);
+	if (rc != 0) {
+		net_conn_close(c, 1, uv_strerror(rc));
+		return;
+	}
+	net_send_hello(c);
+}
+
+static void net_replica_connection_cb(uv_stream_t *server, int status)
+{
+	if (status == 0)
+		net_accept(server, NET_CONN_PEER_IN);
+}
+
+static void net_client_connection_cb(uv_stream_t *server, int status)
+{
+	if (status == 0)
+		net_accept(server, NET_CONN_CLIENT);
+}
+
+/* Resolves host:port once, at start (a blocking lookup is fine then). */
+static int net_resolve(const vsr_net_address *a, struct sockaddr_storage *out,
+		       char *err, size_t err_len)
+{
+	memset(out, 0, sizeof *out);
+	if (uv_ip4_addr(a->host, a->port, (struct sockaddr_in *)out) == 0)
+		return 0;
+	if (uv_ip6_addr(a->host, a->port, (struct sockaddr_in6 *)out) == 0)
+		return 0;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	struct addrinfo *res = NULL;
+	char port[8];
+	snprintf(port, sizeof port, "%u", a->port);
+	int rc = getaddrinfo(a->host, port, &hints, &res);
+	if (rc != 0 || res == NULL) {
+		snprintf(err, err_len, "cannot resolve %s: %s", a->host, gai_strerror(rc));
+		return UV_EINVAL;
+	}
+	memcpy(out, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	return 0;
+}
+
+static int net_listen(vsr_net *net, uv_tcp_t *t, const vsr_net_address *a,
+		      uv_connection_cb cb, const char *what, char *err, size_t err_len)
+{
+	struct sockaddr_storage addr;
+	int rc = net_resolve(a, &addr, err, err_len);
+	if (rc != 0)
+		return rc;
+	rc = uv_tcp_bind(t, (const struct sockaddr *)&addr, 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)t, 128, cb);
+	if (rc != 0) {
+		snprintf(err, err_len, "cannot listen for %s on %s:%u: %s", what, a->host,
+			 a->port, uv_strerror(rc));
+		return rc;
+	}
+	return 0;
+}
+
+int vsr_net_start(const vsr_net_options *opts, vsr_net **out, char *err, size_t err_len)
+{
+	*out = NULL;
+	assert(opts->replica < opts->replica_count);
+	assert(opts->replica_count <= VSR_REPLICAS_MAX);
+	vsr_net *net = calloc(1, sizeof *net);
+	if (net == NULL)
+		return UV_ENOMEM;
+	net->opts = *opts;
+	vsr_net_options *o = &net->opts;
+	if (o->queue_messages_max == 0)
+		o->queue_messages_max = 1024;
+	if (o->queue_bytes_max == 0)
+		o->queue_bytes_max = 64u << 20;
+	if (o->clients_max == 0)
+		o->clients_max = 1024;
+	if (o->clients_max > VSR_NET_CLIENTS_MAX)
+		o->clients_max = VSR_NET_CLIENTS_MAX;
+	if (o->reconnect_min_ms == 0)
+		o->reconnect_min_ms = 50;
+	if (o->reconnect_max_ms < o->reconnect_min_ms)
+		o->reconnect_max_ms = o->reconnect_min_ms > 1000 ? o->reconnect_min_ms : 1000;
+	vsr_wire_config_default(&net->wire, o->cluster, o->replica_count);
+	if (o->body_bytes_max != 0 && o->body_bytes_max < net->wire.body_bytes_max)
+		net->wire.body_bytes_max = o->body_bytes_max;
+	net->client_slots = calloc(o->clients_max, sizeof *net->client_slots);
+	net->client_gen = calloc(o->clients_max, sizeof *net->client_gen);
+	if (net->client_slots == NULL || net->client_gen == NULL) {
+		free(net->client_slots);
+		free(net->client_gen);
+		free(net);
+		return UV_ENOMEM;
+	}
+	*out = net;
+
+	uv_tcp_init(o->loop, &net->replica_listener);
+	uv_tcp_init(o->loop, &net->client_listener);
+	net->replica_listener.data = net->client_listener.data = net;
+	net->handles += 2;
+	for (uint8_t i = 0; i < o->replica_count; i++) {
+		uv_timer_init(o->loop, &net->peers[i].timer);
+		net->peers[i].net = net;
+		net->peers[i].index = i;
+		net->peers[i].timer.data = &net->peers[i];
+		net->handles++;
+		net->peers[i].backoff_ms = o->reconnect_min_ms;
+		if (i == o->replica)
+			continue;
+		int rc = net_resolve(&o->replicas[i], &net->peers[i].addr, err, err_len);
+		if (rc != 0)
+			return rc;
+	}
+	int rc = net_listen(net, &net->replica_listener, &o->replicas[o->replica],
+			    net_replica_connection_cb, "replicas", err, err_len);
+	if (rc != 0)
+		return rc;
+	rc = net_listen(net, &net->client_listener, &o->client, net_client_connection_cb,
+			"clients", err, err_len);
+	if (rc != 0)
+		return rc;
+	for (uint8_t i = 0; i < o->replica_count; i++)
+		if (i != o->replica)
+			net_peer_dial(net, i);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sending.                                                                 */
+
+void vsr_net_send(vsr_net *net, uint8_t to, const vsr_message *m)
+{
+	assert(to < net->opts.replica_count && to != net->opts.replica);
+	net_conn *c = net->peers[to].out;
+	if (c == NULL || !c->connected || c->closing) {
+		net->stats.sends_dropped_disconnected++;
+		return;
+	}
+	vsr_buf b = {0};
+	int rc = vsr_wire_encode_message(&b, net->opts.cluster, m);
+	if (rc != 0) {
+		/* The core produced something the wire cannot carry: a bug to see. */
+		net_logf(net, 3, "cannot encode %s for replica %u: %s",
+			 vsr_message_type_name(m->type), to, vsr_wire_strerror(rc));
+		return;
+	}
+	if (!net_conn_write(c, &b))
+		net->stats.sends_dropped_full++;
+}
+
+static net_conn *net_client(vsr_net *net, uint64_t conn)
+{
+	uint32_t slot = (uint32_t)(conn & NET_SLOT_MASK);
+	if (slot >= net->opts.clients_max)
+		return NULL;
+	net_conn *c = net->client_slots[slot];
+	return c != NULL && c->id == conn && !c->closing ? c : NULL;
+}
+
+void vsr_net_reply(vsr_net *net, uint64_t conn, const vsr_message *m)
+{
+	net_conn *c = net_client(net, conn);
+	if (c == NULL) {
+		net->stats.replies_dropped++;
+		return;
+	}
+	vsr_buf b = {0};
+	int rc = vsr_wire_encode_message(&b, net->opts.cluster, m);
+	if (rc != 0) {
+		net_logf(net, 3, "cannot encode a reply: %s", vsr_wire_strerror(rc));
+		return;
+	}
+	if (!net_conn_write(c, &b))
+		net->stats.replies_dropped++;
+}
+
+void vsr_net_reply_status(vsr_net *net, uint64_t conn, const vsr_wire_status *s)
+{
+	net_conn *c = net_client(net, conn);
+	if (c == NULL)
+		return;
+	vsr_buf b = {0};
+	if (vsr_wire_encode_status(&b, net->opts.cluster, s) == 0)
+		net_conn_write(c, &b);
+}
+
+static void net_peer_timer_closed_cb(uv_handle_t *h)
+{
+	net_peer *p = h->data;
+	vsr_net *net = p->net;
+	assert(net->handles > 0);
+	net->handles--;
+	net_maybe_finish(net);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Shutdown and inspection.                                                 */
+
+void vsr_net_close(vsr_net *net, vsr_net_close_cb cb)
+{
+	assert(!net->closing);
+	net->closing = true;
+	net->close_cb = cb;
+	while (net->conns != NULL)
+		net_conn_close(net->conns, 0, NULL);
+	uv_close((uv_handle_t *)&net->replica_listener, net_handle_closed_cb);
+	uv_close((uv_handle_t *)&net->client_listener, net_handle_closed_cb);
+	for (uint8_t i = 0; i < net->opts.replica_count; i++)
+		uv_close((uv_handle_t *)&net->peers[i].timer, net_peer_timer_closed_cb);
+}
+
+void *vsr_net_data(const vsr_net *net)
+{
+	return net->opts.data;
+}
+
+const vsr_net_stats *vsr_net_stats_get(const vsr_net *net)
+{
+	return &net->stats;
+}
+
+bool vsr_net_peer_connected(const vsr_net *net, uint8_t to)
+{
+	const net_conn *c = net->peers[to].out;
+	return c != NULL && c->connected && !c->closing;
+}

@@ -1,0 +1,121 @@
+/* vsr_net.h - the libuv transport of one replica: peer connections, client listener, bounded queues.
+ *
+ * Topology (chosen for simplicity, documented in docs/operations.md): every
+ * replica dials every other replica and uses that OUTGOING connection only
+ * to send; what it receives arrives on connections the others dialled to its
+ * replica listener. Two one-way connections per pair, so there is nothing to
+ * deduplicate and no race between two dials. Both ends send HELLO first
+ * (vsr_wire.h); an inbound replica connection is attributed to the replica
+ * its HELLO names, and a message whose sender field differs is refused.
+ *
+ * Outgoing connections reconnect on a timer with exponential backoff. Each
+ * connection's pending writes are bounded (messages and bytes): a message
+ * that does not fit, or that finds its peer disconnected, is dropped and
+ * counted, because the protocol retransmits whatever matters.
+ *
+ * Clients connect to a separate listener. Each accepted connection gets an
+ * opaque u64 id (slot and generation, never reused while the process runs)
+ * that the host passes to the core as VSR_EVENT_REQUEST.conn and gets back
+ * in VSR_ACTION_REPLY; a reply for a connection that has gone is dropped.
+ *
+ * Any malformed frame, a frame before HELLO, or a frame the role may not
+ * send closes that connection and is counted; the replica keeps serving. */
+#ifndef VSR_NET_H
+#define VSR_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "vsr.h"
+#include "vsr_wire.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Client connections open at once (each holds a slot of the id table). */
+#define VSR_NET_CLIENTS_MAX 4096u
+/* Inbound replica-port connections open at once, identified or not. */
+#define VSR_NET_PEER_INBOUND_MAX 64u
+
+typedef struct vsr_net vsr_net;
+
+typedef struct vsr_net_address {
+	const char *host; /* numeric address or a name (resolved once, at start) */
+	uint16_t port;
+} vsr_net_address;
+
+/* Log levels as in vsrh_config.h: 0 debug, 1 info, 2 warn, 3 error. */
+typedef void (*vsr_net_log_fn)(void *data, int level, const char *msg);
+/* A core message from replica `m->replica` (already checked against HELLO). */
+typedef void (*vsr_net_peer_message_fn)(vsr_net *net, const vsr_message *m);
+/* A client REQUEST on connection `conn`. */
+typedef void (*vsr_net_request_fn)(vsr_net *net, uint64_t conn, const vsr_message *m);
+/* A STATUS_REQUEST on connection `conn`: answer with vsr_net_reply_status. */
+typedef void (*vsr_net_status_fn)(vsr_net *net, uint64_t conn, uint64_t nonce);
+
+typedef struct vsr_net_options {
+	uv_loop_t *loop;
+	uint64_t cluster;
+	uint8_t replica;
+	uint8_t replica_count;
+	vsr_net_address replicas[VSR_REPLICAS_MAX]; /* listener of each replica */
+	vsr_net_address client;                     /* this replica's client listener */
+	uint32_t body_bytes_max;       /* largest frame body accepted (0: wire maximum) */
+	uint32_t queue_messages_max;   /* pending writes per connection (0: 1024) */
+	uint64_t queue_bytes_max;      /* pending bytes per connection (0: 64 MiB) */
+	uint32_t clients_max;          /* client connections (0: 1024, <= VSR_NET_CLIENTS_MAX) */
+	uint32_t reconnect_min_ms;     /* first retry after a failed dial (0: 50) */
+	uint32_t reconnect_max_ms;     /* backoff ceiling (0: 1000) */
+	uint64_t instance;             /* random per process start, sent in HELLO */
+	vsr_net_peer_message_fn peer_message_cb;
+	vsr_net_request_fn request_cb;
+	vsr_net_status_fn status_cb;
+	vsr_net_log_fn log;
+	void *data;                    /* for the callbacks: vsr_net_data() */
+} vsr_net_options;
+
+typedef struct vsr_net_stats {
+	uint64_t peer_connects;          /* outgoing dials that succeeded */
+	uint64_t peer_connect_failures;
+	uint64_t peer_disconnects;
+	uint64_t sends_dropped_disconnected; /* peer not connected */
+	uint64_t sends_dropped_full;         /* queue bound reached */
+	uint64_t replies_dropped;            /* client gone or its queue full */
+	uint64_t connections_refused;        /* over a connection limit */
+	uint64_t protocol_errors;            /* frames before HELLO, wrong role, spoofed sender */
+	uint64_t frames_malformed;           /* wire layer refused a frame */
+	uint64_t clients_accepted;
+	uint32_t connections;                /* open now, all kinds */
+	vsr_wire_stats wire;                 /* frames and bytes, drops per reason */
+} vsr_net_stats;
+
+/* Binds both listeners, starts dialling the peers. Returns 0 or a negative
+ * libuv / vsr error with a sentence in err. On failure nothing is left open
+ * except what vsr_net_close() must still release (*out is then set). */
+int vsr_net_start(const vsr_net_options *opts, vsr_net **out, char *err, size_t err_len);
+
+/* Encodes `m` and queues it on the outgoing connection to replica `to`. */
+void vsr_net_send(vsr_net *net, uint8_t to, const vsr_message *m);
+/* Encodes a REPLY and queues it on client connection `conn`. */
+void vsr_net_reply(vsr_net *net, uint64_t conn, const vsr_message *m);
+void vsr_net_reply_status(vsr_net *net, uint64_t conn, const vsr_wire_status *s);
+
+/* Closes every connection, listener and timer; cb runs once all handles
+ * are closed and the net is freed. */
+typedef void (*vsr_net_close_cb)(void *data);
+void vsr_net_close(vsr_net *net, vsr_net_close_cb cb);
+
+void *vsr_net_data(const vsr_net *net);
+const vsr_net_stats *vsr_net_stats_get(const vsr_net *net);
+/* Is the outgoing connection to replica `to` up (HELLO sent)? */
+bool vsr_net_peer_connected(const vsr_net *net, uint8_t to);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VSR_NET_H */
