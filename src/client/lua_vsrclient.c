@@ -1,0 +1,411 @@
+/* lua_vsrclient.c - the Lua module "vsrclient": a blocking client session for specs and scripts.
+ *
+ *   local vsrclient = require "vsrclient"
+ *   local c = vsrclient.connect{ cluster = 1,
+ *                                addresses = { "127.0.0.1:7101", ... },
+ *                                attempt_ms = 1000, call_ms = 10000 }
+ *   local reply, err, outcome = c:call({ "put", "k", "v" })
+ *     -- outcome is "done" (err is nil, reply may be nil), "failed"
+ *     -- (certainly not applied) or "unknown" (may have been applied)
+ *   local replicas = c:status(timeout_ms)   -- one table per replica
+ *   c:close()
+ *
+ * Lua values travel as msgpack: nil, booleans, integers, floats, strings,
+ * and tables (a table whose keys are exactly 1..#t is an array, any other
+ * table a map; an empty table is an empty array). Replies decode the same
+ * way; msgpack bin becomes a Lua string. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <msgpack.h>
+
+#include "vsrc_client.h"
+
+#define LUA_CLIENT_MT "vsrclient.client"
+#define LUA_DEPTH_MAX 64
+
+int luaopen_vsrclient(lua_State *L);
+
+typedef struct lua_client {
+	vsrc_sync *sync;
+	vsrc_options opt;
+} lua_client;
+
+/* ------------------------------------------------------------------------ */
+/* Lua -> msgpack. Errors are raised with luaL_error after the buffer is
+ * released by the caller's protected wrapper, so encoding runs in a pcall. */
+
+static int lua_write(void *data, const char *buf, size_t len)
+{
+	return vsr_buf_append(data, buf, len) == VSR_OK ? 0 : -1;
+}
+
+/* Length of the table at idx if it is a sequence 1..n with no other key,
+ * else -1. */
+static lua_Integer lua_array_len(lua_State *L, int idx)
+{
+	lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+	lua_Integer count = 0;
+	lua_pushnil(L);
+	while (lua_next(L, idx) != 0) {
+		lua_pop(L, 1);
+		if (!lua_isinteger(L, -1)) {
+			lua_pop(L, 1);
+			return -1;
+		}
+		lua_Integer k = lua_tointeger(L, -1);
+		if (k < 1 || k > n) {
+			lua_pop(L, 1);
+			return -1;
+		}
+		count++;
+	}
+	return count == n ? n : -1;
+}
+
+static void lua_pack(lua_State *L, msgpack_packer *pk, int idx, int depth)
+{
+	idx = lua_absindex(L, idx);
+	if (depth > LUA_DEPTH_MAX)
+		luaL_error(L, "value nested deeper than %d levels", LUA_DEPTH_MAX);
+	int rc = 0;
+	switch (lua_type(L, idx)) {
+	case LUA_TNIL:
+		rc = msgpack_pack_nil(pk);
+		break;
+	case LUA_TBOOLEAN:
+		rc = lua_toboolean(L, idx) ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+		break;
+	case LUA_TNUMBER:
+		if (lua_isinteger(L, idx))
+			rc = msgpack_pack_int64(pk, (int64_t)lua_tointeger(L, idx));
+		else
+			rc = msgpack_pack_double(pk, (double)lua_tonumber(L, idx));
+		break;
+	case LUA_TSTRING: {
+		size_t n;
+		const char *s = lua_tolstring(L, idx, &n);
+		rc = msgpack_pack_str(pk, n);
+		if (rc == 0)
+			rc = msgpack_pack_str_body(pk, s, n);
+		break;
+	}
+	case LUA_TTABLE: {
+		luaL_checkstack(L, 4, "value too deep");
+		lua_Integer n = lua_array_len(L, idx);
+		if (n >= 0) {
+			rc = msgpack_pack_array(pk, (size_t)n);
+			for (lua_Integer i = 1; rc == 0 && i <= n; i++) {
+				lua_rawgeti(L, idx, i);
+				lua_pack(L, pk, -1, depth + 1);
+				lua_pop(L, 1);
+			}
+			break;
+		}
+		size_t count = 0;
+		lua_pushnil(L);
+		while (lua_next(L, idx) != 0) {
+			lua_pop(L, 1);
+			count++;
+		}
+		rc = msgpack_pack_map(pk, count);
+		lua_pushnil(L);
+		while (rc == 0 && lua_next(L, idx) != 0) {
+			lua_pack(L, pk, -2, depth + 1);
+			lua_pack(L, pk, -1, depth + 1);
+			lua_pop(L, 1);
+		}
+		break;
+	}
+	default:
+		luaL_error(L, "cannot send a %s value", luaL_typename(L, idx));
+	}
+	if (rc != 0)
+		luaL_error(L, "out of memory");
+}
+
+static int lua_pack_protected(lua_State *L)
+{
+	vsr_buf *b = lua_touserdata(L, 2);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, b, lua_write);
+	lua_pack(L, &pk, 1, 0);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* msgpack -> Lua. */
+
+static void lua_unpack(lua_State *L, const msgpack_object *o, int depth)
+{
+	if (depth > LUA_DEPTH_MAX)
+		luaL_error(L, "reply nested deeper than %d levels", LUA_DEPTH_MAX);
+	luaL_checkstack(L, 4, "reply too deep");
+	switch (o->type) {
+	case MSGPACK_OBJECT_NIL:
+		lua_pushnil(L);
+		break;
+	case MSGPACK_OBJECT_BOOLEAN:
+		lua_pushboolean(L, o->via.boolean);
+		break;
+	case MSGPACK_OBJECT_POSITIVE_INTEGER:
+		if (o->via.u64 > (uint64_t)LUA_MAXINTEGER)
+			lua_pushnumber(L, (lua_Number)o->via.u64);
+		else
+			lua_pushinteger(L, (lua_Integer)o->via.u64);
+		break;
+	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+		lua_pushinteger(L, (lua_Integer)o->via.i64);
+		break;
+	case MSGPACK_OBJECT_FLOAT32:
+	case MSGPACK_OBJECT_FLOAT64:
+		lua_pushnumber(L, (lua_Number)o->via.f64);
+		break;
+	case MSGPACK_OBJECT_STR:
+		lua_pushlstring(L, o->via.str.ptr, o->via.str.size);
+		break;
+	case MSGPACK_OBJECT_BIN:
+		lua_pushlstring(L, o->via.bin.ptr, o->via.bin.size);
+		break;
+	case MSGPACK_OBJECT_ARRAY:
+		lua_createtable(L, (int)o->via.array.size, 0);
+		for (uint32_t i = 0; i < o->via.array.size; i++) {
+			lua_unpack(L, &o->via.array.ptr[i], depth + 1);
+			lua_rawseti(L, -2, (lua_Integer)i + 1);
+		}
+		break;
+	case MSGPACK_OBJECT_MAP:
+		lua_createtable(L, 0, (int)o->via.map.size);
+		for (uint32_t i = 0; i < o->via.map.size; i++) {
+			lua_unpack(L, &o->via.map.ptr[i].key, depth + 1);
+			lua_unpack(L, &o->via.map.ptr[i].val, depth + 1);
+			if (lua_isnil(L, -2)) {
+				lua_pop(L, 2); /* a nil key has no Lua form */
+				continue;
+			}
+			lua_rawset(L, -3);
+		}
+		break;
+	default:
+		luaL_error(L, "reply holds a msgpack extension type");
+	}
+}
+
+/* Pushes the decoded reply; raises on malformed bytes. Empty bytes: nil. */
+static int lua_unpack_protected(lua_State *L)
+{
+	const uint8_t *data = lua_touserdata(L, 1);
+	size_t len = (size_t)lua_tointeger(L, 2);
+	msgpack_unpacked *up = lua_touserdata(L, 3);
+	if (len == 0) {
+		lua_pushnil(L);
+		return 1;
+	}
+	size_t off = 0;
+	int rc = msgpack_unpack_next(up, (const char *)data, len, &off);
+	if (rc != MSGPACK_UNPACK_SUCCESS || off != len)
+		return luaL_error(L, "reply is not one msgpack value");
+	lua_unpack(L, &up->data, 0);
+	return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The client object. */
+
+static lua_client *lua_check_client(lua_State *L)
+{
+	lua_client *c = luaL_checkudata(L, 1, LUA_CLIENT_MT);
+	if (!c->sync)
+		luaL_error(L, "the client is closed");
+	return c;
+}
+
+static uint32_t lua_opt_ms(lua_State *L, int idx, const char *key, uint32_t def)
+{
+	lua_getfield(L, idx, key);
+	lua_Integer v = luaL_optinteger(L, -1, (lua_Integer)def);
+	lua_pop(L, 1);
+	if (v <= 0 || v > 24 * 3600 * 1000)
+		luaL_error(L, "%s: expected a positive number of milliseconds", key);
+	return (uint32_t)v;
+}
+
+static int lua_connect(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_getfield(L, 1, "cluster");
+	lua_Integer cluster = luaL_checkinteger(L, -1);
+	lua_pop(L, 1);
+	lua_getfield(L, 1, "addresses");
+	luaL_checktype(L, -1, LUA_TTABLE);
+	lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+	if (n < 1 || n > (lua_Integer)VSR_REPLICAS_MAX)
+		return luaL_error(L, "addresses: expected 1 to %d entries", (int)VSR_REPLICAS_MAX);
+	const char *addrs[VSR_REPLICAS_MAX];
+	for (lua_Integer i = 1; i <= n; i++) {
+		lua_rawgeti(L, -1, i);
+		addrs[i - 1] = lua_tostring(L, -1);
+		if (!addrs[i - 1])
+			return luaL_error(L, "addresses[%d]: expected \"host:port\"", (int)i);
+		lua_pop(L, 1); /* the string stays alive in the addresses table */
+	}
+	lua_client *c = lua_newuserdatauv(L, sizeof(*c), 0);
+	memset(c, 0, sizeof(*c));
+	luaL_setmetatable(L, LUA_CLIENT_MT);
+	char err[256];
+	if (vsrc_options_from_addresses(&c->opt, (uint64_t)cluster, addrs, (uint32_t)n, err,
+					sizeof(err)) < 0)
+		return luaL_error(L, "%s", err);
+	c->opt.timing.attempt_ms = lua_opt_ms(L, 1, "attempt_ms", c->opt.timing.attempt_ms);
+	c->opt.timing.call_ms = lua_opt_ms(L, 1, "call_ms", c->opt.timing.call_ms);
+	if (vsrc_sync_open(&c->opt, &c->sync) != 0)
+		return luaL_error(L, "out of memory");
+	return 1;
+}
+
+static int lua_call_op(lua_State *L)
+{
+	lua_client *c = lua_check_client(L);
+	luaL_checkany(L, 2);
+	vsr_buf op = { 0 };
+	lua_pushcfunction(L, lua_pack_protected);
+	lua_pushvalue(L, 2);
+	lua_pushlightuserdata(L, &op);
+	if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+		vsr_buf_free(&op);
+		return lua_error(L);
+	}
+	const vsrc_sync_result *r;
+	vsrc_sync_call(c->sync, op.data, op.len, &r);
+	vsr_buf_free(&op);
+	if (r->outcome == VSRC_DONE) {
+		msgpack_unpacked up;
+		msgpack_unpacked_init(&up);
+		lua_pushcfunction(L, lua_unpack_protected);
+		lua_pushlightuserdata(L, r->reply);
+		lua_pushinteger(L, (lua_Integer)r->reply_len);
+		lua_pushlightuserdata(L, &up);
+		int rc = lua_pcall(L, 3, 1, 0);
+		msgpack_unpacked_destroy(&up);
+		if (rc != LUA_OK) {
+			/* Applied, but the answer cannot be shown: still "done". */
+			const char *why = lua_tostring(L, -1);
+			lua_pushnil(L);
+			lua_pushfstring(L, "done, but %s", why ? why : "the reply is unreadable");
+			lua_pushstring(L, "done");
+			return 3;
+		}
+		lua_pushnil(L);
+		lua_pushstring(L, "done");
+		return 3;
+	}
+	lua_pushnil(L);
+	if (r->status == VSR_REPLY_ERROR && r->reply_len) {
+		/* The state machine's own message (a msgpack string, or raw). */
+		msgpack_unpacked up;
+		msgpack_unpacked_init(&up);
+		size_t off = 0;
+		if (msgpack_unpack_next(&up, (const char *)r->reply, r->reply_len, &off) ==
+			    MSGPACK_UNPACK_SUCCESS &&
+		    up.data.type == MSGPACK_OBJECT_STR)
+			lua_pushlstring(L, up.data.via.str.ptr, up.data.via.str.size);
+		else
+			lua_pushlstring(L, (const char *)r->reply, r->reply_len);
+		msgpack_unpacked_destroy(&up);
+	} else {
+		lua_pushstring(L, r->reason);
+	}
+	lua_pushstring(L, vsrc_outcome_name(r->outcome));
+	return 3;
+}
+
+static int lua_session(lua_State *L)
+{
+	lua_client *c = lua_check_client(L);
+	lua_pushinteger(L, (lua_Integer)vsrc_sync_session(c->sync));
+	return 1;
+}
+
+static void lua_set_int(lua_State *L, const char *k, uint64_t v)
+{
+	lua_pushinteger(L, (lua_Integer)v);
+	lua_setfield(L, -2, k);
+}
+
+static int lua_status(lua_State *L)
+{
+	lua_client *c = lua_check_client(L);
+	lua_Integer timeout = luaL_optinteger(L, 2, 2000);
+	if (timeout <= 0 || timeout > 600000)
+		return luaL_error(L, "timeout: expected 1 to 600000 milliseconds");
+	vsrc_status_entry e[VSR_REPLICAS_MAX];
+	vsrc_status_query(&c->opt, (uint32_t)timeout, e);
+	lua_createtable(L, c->opt.replica_count, 0);
+	for (uint32_t i = 0; i < c->opt.replica_count; i++) {
+		lua_createtable(L, 0, 12);
+		lua_pushstring(L, c->opt.names[i]);
+		lua_setfield(L, -2, "address");
+		if (!e[i].ok) {
+			lua_pushstring(L, e[i].error);
+			lua_setfield(L, -2, "error");
+		} else {
+			const vsr_wire_status *s = &e[i].status;
+			lua_set_int(L, "replica", s->replica);
+			lua_pushstring(L, s->status < VSR_STATUS_COUNT ? vsr_status_name(s->status)
+								       : "unknown");
+			lua_setfield(L, -2, "status");
+			lua_set_int(L, "view", s->view);
+			lua_set_int(L, "log_view", s->log_view);
+			lua_set_int(L, "op", s->op);
+			lua_set_int(L, "commit", s->commit);
+			lua_set_int(L, "executed", s->executed);
+			lua_set_int(L, "primary", s->primary);
+			lua_set_int(L, "digest", s->digest);
+			lua_set_int(L, "sessions", s->sessions);
+			lua_set_int(L, "view_changes", s->view_changes);
+		}
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	return 1;
+}
+
+static int lua_close_client(lua_State *L)
+{
+	lua_client *c = luaL_checkudata(L, 1, LUA_CLIENT_MT);
+	if (c->sync) {
+		vsrc_sync_close(c->sync);
+		c->sync = NULL;
+	}
+	return 0;
+}
+
+static const luaL_Reg lua_client_methods[] = {
+	{ "call", lua_call_op },
+	{ "session", lua_session },
+	{ "status", lua_status },
+	{ "close", lua_close_client },
+	{ NULL, NULL },
+};
+
+static const luaL_Reg lua_module_functions[] = {
+	{ "connect", lua_connect },
+	{ NULL, NULL },
+};
+
+int luaopen_vsrclient(lua_State *L)
+{
+	if (luaL_newmetatable(L, LUA_CLIENT_MT)) {
+		luaL_newlib(L, lua_client_methods);
+		lua_setfield(L, -2, "__index");
+		lua_pushcfunction(L, lua_close_client);
+		lua_setfield(L, -2, "__gc");
+		lua_pushcfunction(L, lua_close_client);
+		lua_setfield(L, -2, "__close");
+	}
+	lua_pop(L, 1);
+	luaL_newlib(L, lua_module_functions);
+	return 1;
+}

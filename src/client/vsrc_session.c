@@ -1,0 +1,290 @@
+/* vsrc_session.c - one client session's retry and outcome logic (see the header). */
+#include "vsrc_session.h"
+
+#include <assert.h>
+#include <string.h>
+
+const char *vsrc_outcome_name(int outcome)
+{
+	switch (outcome) {
+	case VSRC_DONE:
+		return "done";
+	case VSRC_FAILED:
+		return "failed";
+	case VSRC_UNKNOWN:
+		return "unknown";
+	default:
+		return "invalid";
+	}
+}
+
+void vsrc_timing_default(vsrc_timing *t)
+{
+	/* An attempt outlives a primary timeout plus a view change on the
+	 * default config (300 + 300 ms), so a healthy but slow primary is not
+	 * abandoned; the call lasts several view changes. */
+	t->attempt_ms = 1000;
+	t->call_ms = 10000;
+	t->backoff_min_ms = 2;
+	t->backoff_max_ms = 200;
+}
+
+void vsrc_session_init(vsrc_session *s, uint8_t replica_count,
+		       const vsrc_timing *timing)
+{
+	assert(replica_count >= 1 && replica_count <= VSR_REPLICAS_MAX);
+	memset(s, 0, sizeof(*s));
+	s->replica_count = replica_count;
+	if (timing)
+		s->timing = *timing;
+	else
+		vsrc_timing_default(&s->timing);
+	assert(s->timing.attempt_ms > 0 && s->timing.call_ms > 0);
+	assert(s->timing.backoff_min_ms > 0 &&
+	       s->timing.backoff_min_ms <= s->timing.backoff_max_ms);
+	s->phase = VSRC_IDLE;
+}
+
+bool vsrc_session_ready(const vsrc_session *s)
+{
+	return s->phase == VSRC_IDLE && s->session != 0 && !s->evicted;
+}
+
+static uint64_t session_clamp(const vsrc_session *s, uint64_t t)
+{
+	return t < s->call_deadline_ms ? t : s->call_deadline_ms;
+}
+
+static vsrc_decision session_send(vsrc_session *s)
+{
+	vsrc_decision d = { .type = VSRC_SEND, .replica = s->target, .status = -1 };
+	return d;
+}
+
+static vsrc_decision session_nothing(void)
+{
+	vsrc_decision d = { .type = VSRC_NOTHING, .status = -1 };
+	return d;
+}
+
+static vsrc_decision session_complete(vsrc_session *s, int outcome, int status,
+				      const char *reason)
+{
+	s->phase = VSRC_IDLE;
+	s->deadline_ms = 0;
+	vsrc_decision d = { .type = VSRC_COMPLETE, .outcome = outcome,
+			    .status = status, .reason = reason };
+	return d;
+}
+
+static bool session_copies_pending(const vsrc_session *s)
+{
+	for (uint32_t i = 0; i < s->replica_count; i++)
+		if (s->in_flight[i] > 0)
+			return true;
+	return false;
+}
+
+/* The call cannot go on: the outcome depends only on whether some copy sent
+ * may still be applied. */
+static vsrc_decision session_give_up(vsrc_session *s, const char *why_failed,
+				     int status)
+{
+	if (session_copies_pending(s))
+		return session_complete(s, VSRC_UNKNOWN, status,
+					"unknown: the request may have been applied");
+	return session_complete(s, VSRC_FAILED, status, why_failed);
+}
+
+/* Waits before sending to `target` again; the wait doubles each time. */
+static vsrc_decision session_backoff(vsrc_session *s, uint64_t now_ms)
+{
+	s->phase = VSRC_BACKOFF;
+	s->deadline_ms = session_clamp(s, now_ms + s->backoff_ms);
+	s->backoff_ms = s->backoff_ms * 2 > s->timing.backoff_max_ms
+				? s->timing.backoff_max_ms
+				: s->backoff_ms * 2;
+	s->redirects = 0;
+	return session_nothing();
+}
+
+static void session_rotate(vsrc_session *s)
+{
+	s->target = (uint8_t)((s->target + 1u) % s->replica_count);
+}
+
+vsrc_decision vsrc_session_start(vsrc_session *s, uint8_t kind, uint64_t nonce,
+				 uint64_t now_ms)
+{
+	assert(s->phase == VSRC_IDLE);
+	assert(kind == VSR_REQUEST_REGISTER || kind == VSR_REQUEST_OP);
+	s->kind = kind;
+	if (kind == VSR_REQUEST_REGISTER) {
+		assert(nonce != 0);
+		s->session = 0;
+		s->request = 0;
+		s->evicted = false;
+		s->number = nonce;
+	} else {
+		assert(vsrc_session_ready(s));
+		s->number = ++s->request;
+	}
+	s->call_deadline_ms = now_ms + s->timing.call_ms;
+	s->backoff_ms = s->timing.backoff_min_ms;
+	s->redirects = 0;
+	s->sends = 0;
+	memset(s->in_flight, 0, sizeof(s->in_flight));
+	/* The phase until the transport confirms the send. */
+	s->phase = VSRC_UNSENT;
+	s->deadline_ms = session_clamp(s, now_ms + s->timing.attempt_ms);
+	return session_send(s);
+}
+
+void vsrc_session_sent(vsrc_session *s, uint8_t replica, uint64_t now_ms)
+{
+	assert(s->phase != VSRC_IDLE);
+	assert(replica < s->replica_count);
+	s->target = replica;
+	s->phase = VSRC_AWAIT;
+	s->sends++;
+	s->in_flight[replica]++;
+	s->deadline_ms = session_clamp(s, now_ms + s->timing.attempt_ms);
+}
+
+vsrc_decision vsrc_session_pending(vsrc_session *s, uint8_t replica,
+				   uint64_t now_ms)
+{
+	if (s->phase == VSRC_IDLE || replica != s->target)
+		return session_nothing();
+	s->phase = VSRC_UNSENT;
+	s->deadline_ms = session_clamp(s, now_ms + s->timing.attempt_ms);
+	return session_nothing();
+}
+
+vsrc_decision vsrc_session_connected(vsrc_session *s, uint8_t replica,
+				     uint64_t now_ms)
+{
+	(void)now_ms;
+	if (s->phase == VSRC_UNSENT && replica == s->target)
+		return session_send(s);
+	return session_nothing();
+}
+
+vsrc_decision vsrc_session_unreachable(vsrc_session *s, uint8_t replica,
+				       uint64_t now_ms)
+{
+	if (s->phase == VSRC_IDLE || replica != s->target)
+		return session_nothing();
+	if (now_ms >= s->call_deadline_ms)
+		return session_give_up(s, "failed: no replica could be reached", -1);
+	/* A copy already sent to `replica` keeps its in-flight count: the
+	 * replica may have received it before the connection broke. */
+	session_rotate(s);
+	return session_backoff(s, now_ms);
+}
+
+vsrc_decision vsrc_session_timer(vsrc_session *s, uint64_t now_ms)
+{
+	if (s->phase == VSRC_IDLE)
+		return session_nothing();
+	if (now_ms >= s->call_deadline_ms)
+		return session_give_up(
+			s, s->sends ? "failed: every copy sent was refused"
+				    : "failed: no replica could be reached",
+			-1);
+	if (now_ms < s->deadline_ms)
+		return session_nothing();
+	switch (s->phase) {
+	case VSRC_AWAIT:
+	case VSRC_UNSENT:
+		/* No reply (or no connection) in time: the target may be dead
+		 * or partitioned; any other replica will name the primary. */
+		session_rotate(s);
+		return session_send(s);
+	case VSRC_BACKOFF:
+		return session_send(s);
+	default:
+		assert(0 && "bad phase");
+		return session_nothing();
+	}
+}
+
+static bool session_reply_matches(const vsrc_session *s, const vsr_message *m)
+{
+	if (m->request.request != s->number)
+		return false;
+	if (s->kind == VSR_REQUEST_REGISTER) {
+		/* A successful REGISTER reply names the new session; a refusal
+		 * echoes the session 0 it was sent with. */
+		if (m->status == VSR_REPLY_OK || m->status == VSR_REPLY_ERROR)
+			return m->request.session != 0 || m->status == VSR_REPLY_ERROR;
+		return m->request.session == 0;
+	}
+	return m->request.session == s->session;
+}
+
+static void session_refused(vsrc_session *s, uint8_t from)
+{
+	/* A definite refusal vouches for one copy sent to `from`, never more. */
+	if (s->in_flight[from] > 0)
+		s->in_flight[from]--;
+}
+
+vsrc_decision vsrc_session_reply(vsrc_session *s, uint8_t from,
+				 const vsr_message *m, uint64_t now_ms)
+{
+	if (s->phase == VSRC_IDLE || from >= s->replica_count ||
+	    m->type != VSR_MSG_REPLY || !session_reply_matches(s, m))
+		return session_nothing();
+	switch (m->status) {
+	case VSR_REPLY_OK:
+		s->target = from;
+		if (m->view > s->view)
+			s->view = m->view;
+		if (s->kind == VSR_REQUEST_REGISTER) {
+			s->session = m->request.session;
+			s->request = 0;
+		}
+		return session_complete(s, VSRC_DONE, VSR_REPLY_OK, NULL);
+	case VSR_REPLY_ERROR:
+		/* Committed and executed as an error: the state machine left
+		 * its state as it was, so the operation did not take effect. */
+		s->target = from;
+		return session_complete(s, VSRC_FAILED, VSR_REPLY_ERROR,
+					"failed: the state machine refused the operation");
+	case VSR_REPLY_EVICTED:
+		session_refused(s, from);
+		s->evicted = true;
+		return session_give_up(
+			s, "failed: session evicted (the cluster forgot this session; register again)",
+			VSR_REPLY_EVICTED);
+	case VSR_REPLY_NOT_PRIMARY: {
+		session_refused(s, from);
+		if (m->view > s->view)
+			s->view = m->view;
+		uint8_t hint = vsr_primary_of(s->view, s->replica_count);
+		s->target = hint;
+		if (hint == from || s->redirects >= s->replica_count) {
+			/* The replica that should lead is not ready (a view
+			 * change in progress), or replicas disagree: wait. */
+			return session_backoff(s, now_ms);
+		}
+		s->redirects++;
+		return session_send(s);
+	}
+	case VSR_REPLY_BUSY:
+		session_refused(s, from);
+		s->target = from;
+		return session_backoff(s, now_ms);
+	default:
+		/* A status this client does not know: not an answer it can act on. */
+		return session_nothing();
+	}
+}
+
+vsrc_decision vsrc_session_abort(vsrc_session *s, const char *why)
+{
+	if (s->phase == VSRC_IDLE)
+		return session_nothing();
+	return session_give_up(s, why, -1);
+}
