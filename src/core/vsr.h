@@ -407,6 +407,9 @@ void vsr_replica_step(vsr_replica *r, const vsr_event *event, vsr_actions *out);
 
 /* Checks the replica's local invariants (I1-I10); returns a reason or NULL. */
 const char *vsr_replica_check(const vsr_replica *r);
+/* In builds with VSR_INVARIANTS the check runs after every step; this returns
+ * the first failure seen, or NULL. */
+const char *vsr_replica_invariant_failure(const vsr_replica *r);
 
 /* Read-only inspection, for hosts (status output), the simulator's checker
  * and tests. */

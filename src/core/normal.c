@@ -1,0 +1,531 @@
+/* normal.c - normal operation (VRR 4.1, protocol.md 3): requests, batching,
+ * pipelined prepares, acknowledgements, commits and execution. */
+#include "replica.h"
+
+/* ------------------------------------------------------------------------ */
+/* Roles.                                                                    */
+
+static void queue_clear(vsr_replica *r)
+{
+	for (uint32_t i = 0; i < r->queue_count; i++) {
+		queued_request *q = &r->queue[(r->queue_head + i) % r->cfg.request_queue_max];
+		free(q->op);
+		memset(q, 0, sizeof *q);
+	}
+	r->queue_head = 0;
+	r->queue_count = 0;
+}
+
+static void slot_clear(pipeline_slot *s)
+{
+	free(s->requests);
+	memset(s, 0, sizeof *s);
+}
+
+void primary_drop_pipeline(vsr_replica *r)
+{
+	if (r->pipeline != NULL)
+		for (uint32_t i = 0; i < r->cfg.pipeline_max; i++) slot_clear(&r->pipeline[i]);
+	if (r->queue != NULL) queue_clear(r);
+	r->start_view_pending = false;
+}
+
+void normal_become_primary(vsr_replica *r)
+{
+	assert(is_primary(r));
+	set_status(r, VSR_STATUS_NORMAL);
+	primary_drop_pipeline(r);
+	memset(r->acked, 0, sizeof r->acked);
+	timer_stop(&r->t_primary);
+	timer_stop(&r->t_view_change);
+	timer_stop(&r->t_retry);
+	timer_set(r, &r->t_heartbeat, 0, false);
+	timer_set(r, &r->t_prepare_retry, r->cfg.timeouts.prepare_retry_ticks, false);
+	r->view_change_attempt = 0;
+	r->repairing = false;
+}
+
+void normal_become_backup(vsr_replica *r)
+{
+	assert(!is_primary(r));
+	set_status(r, VSR_STATUS_NORMAL);
+	primary_drop_pipeline(r);
+	timer_stop(&r->t_heartbeat);
+	timer_stop(&r->t_prepare_retry);
+	timer_stop(&r->t_view_change);
+	timer_stop(&r->t_retry);
+	timer_set(r, &r->t_primary, r->cfg.timeouts.primary_ticks, true);
+	r->view_change_attempt = 0;
+	r->repairing = false;
+	r->ack_sent_view = 0;
+	r->ack_sent_op = 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Requests at the primary.                                                  */
+
+static void reply_status(vsr_replica *r, const vsr_message *m, uint64_t conn, uint8_t status)
+{
+	vsr_message *out = emit_reply(r, conn);
+	out->status = status;
+	out->replica = primary_index(r); /* where the client should go */
+	out->request = m->request;
+	out->request.op = NULL;
+	out->request.op_len = 0;
+	out->commit = r->commit;
+}
+
+static void waiters_add(waiter_set *w, uint64_t conn)
+{
+	for (uint32_t i = 0; i < w->count; i++)
+		if (w->conns[i] == conn) return;
+	if (w->count < VSR_WAITERS_MAX) {
+		w->conns[w->count++] = conn;
+	} else {
+		/* Bounded: the newest connection is the one most likely alive. */
+		memmove(&w->conns[0], &w->conns[1], (VSR_WAITERS_MAX - 1) * sizeof w->conns[0]);
+		w->conns[VSR_WAITERS_MAX - 1] = conn;
+	}
+}
+
+static pipeline_slot *slot_of(vsr_replica *r, uint64_t op)
+{
+	pipeline_slot *s = &r->pipeline[op % r->cfg.pipeline_max];
+	return s->op == op ? s : NULL;
+}
+
+static bool same_request(const vsr_request *a, uint64_t session, uint64_t request, uint8_t kind)
+{
+	if (a->kind != kind) return false;
+	if (kind == VSR_REQUEST_REGISTER) return a->request == request; /* the nonce */
+	return a->session == session && a->request == request;
+}
+
+/* Attaches `conn` to an identical request already prepared or queued
+ * (protocol.md 8.4: a retried duplicate must not starve). */
+static bool attach_in_flight(vsr_replica *r, const vsr_request *req, uint64_t conn)
+{
+	for (uint64_t op = r->commit + 1; op <= r->log.head; op++) {
+		const vsr_entry *e = log_get(&r->log, op);
+		vsr_batch_iter it;
+		vsr_request q;
+		uint32_t index = 0;
+		vsr_batch_iter_init(&it, e);
+		while (vsr_batch_next(&it, &q)) {
+			if (same_request(&q, req->session, req->request, req->kind)) {
+				pipeline_slot *s = slot_of(r, op);
+				if (s != NULL && index < s->count)
+					waiters_add(&s->requests[index].waiters, conn);
+				/* Without a slot (prepared in an earlier view) the
+				 * client's retry after commit gets the stored reply. */
+				return true;
+			}
+			index++;
+		}
+	}
+	for (uint32_t i = 0; i < r->queue_count; i++) {
+		queued_request *q = &r->queue[(r->queue_head + i) % r->cfg.request_queue_max];
+		vsr_request qr = {.session = q->session, .request = q->request, .kind = q->kind};
+		if (same_request(&qr, req->session, req->request, req->kind)) {
+			waiters_add(&q->waiters, conn);
+			return true;
+		}
+	}
+	return false;
+}
+
+static void resend_stored(vsr_replica *r, const vsr_message *m, uint64_t conn,
+			  const ct_session *s)
+{
+	vsr_message *out = emit_reply(r, conn);
+	out->status = s->reply_status;
+	out->replica = r->self;
+	out->request.session = s->session;
+	out->request.request = m->request.kind == VSR_REQUEST_REGISTER ? s->nonce : s->request;
+	out->request.kind = m->request.kind;
+	out->reply_op = s->last_op;
+	out->timestamp = s->reply_timestamp;
+	out->commit = r->commit;
+	if (m->request.kind == VSR_REQUEST_OP && s->reply_len) {
+		uint8_t *body = scratch_alloc(r, s->reply_len);
+		memcpy(body, s->reply, s->reply_len);
+		out->body = body;
+		out->body_len = s->reply_len;
+	}
+}
+
+void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
+{
+	const vsr_request *req = &m->request;
+	if (r->status != VSR_STATUS_NORMAL || !is_primary(r) || r->start_view_pending) {
+		reply_status(r, m, conn, VSR_REPLY_NOT_PRIMARY);
+		return;
+	}
+	if (req->kind == VSR_REQUEST_REGISTER) {
+		ct_session *s = ct_find_nonce(&r->clients, req->request);
+		if (s != NULL) {
+			r->stats.requests_deduplicated++;
+			resend_stored(r, m, conn, s);
+			return;
+		}
+	} else {
+		ct_session *s = ct_find(&r->clients, req->session);
+		if (s == NULL) {
+			reply_status(r, m, conn, VSR_REPLY_EVICTED);
+			return;
+		}
+		if (req->request < s->request) {
+			/* Older than the last one committed: the client has moved on. */
+			r->stats.requests_deduplicated++;
+			return;
+		}
+		if (req->request == s->request) {
+			r->stats.requests_deduplicated++;
+			resend_stored(r, m, conn, s);
+			return;
+		}
+	}
+	if (attach_in_flight(r, req, conn)) {
+		r->stats.requests_deduplicated++;
+		return;
+	}
+	if (r->queue_count == r->cfg.request_queue_max) {
+		reply_status(r, m, conn, VSR_REPLY_BUSY);
+		return;
+	}
+	queued_request *q = &r->queue[(r->queue_head + r->queue_count) % r->cfg.request_queue_max];
+	r->queue_count++;
+	memset(q, 0, sizeof *q);
+	q->session = req->session;
+	q->request = req->request;
+	q->kind = req->kind;
+	q->op_len = req->op_len;
+	if (req->op_len) {
+		q->op = xmalloc(req->op_len);
+		memcpy(q->op, req->op, req->op_len);
+	}
+	waiters_add(&q->waiters, conn);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Prepares.                                                                 */
+
+void primary_send_prepare(vsr_replica *r, uint64_t op, int to)
+{
+	uint32_t n;
+	vsr_entry *e = log_slice(r, op, op, &n);
+	if (n != 1) return;
+	vsr_message m;
+	memset(&m, 0, sizeof m);
+	message_header(r, &m, VSR_MSG_PREPARE);
+	m.op = op;
+	m.commit = r->commit;
+	m.entries = e;
+	m.entry_count = 1;
+	if (to < 0) {
+		emit_broadcast(r, &m);
+	} else {
+		vsr_message *out = emit_send(r, (uint8_t)to, VSR_MSG_PREPARE);
+		*out = m;
+	}
+}
+
+static void put_le(uint8_t *p, uint64_t v, int bytes)
+{
+	for (int i = 0; i < bytes; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Takes as many queued requests as fit one entry, prepares the entry and
+ * sends it. Called at the end of every step at the primary, so requests that
+ * arrive while the pipeline is full are batched together. */
+void normal_flush_queue(vsr_replica *r)
+{
+	if (r->start_view_pending) return;
+	while (r->queue_count > 0 && r->log.head - r->commit < r->cfg.pipeline_max) {
+		uint32_t count = 0;
+		size_t bytes = 0;
+		while (count < r->queue_count && count < r->cfg.batch_requests_max) {
+			queued_request *q = &r->queue[(r->queue_head + count) % r->cfg.request_queue_max];
+			size_t need = VSR_BATCH_REQUEST_HEADER_SIZE + q->op_len;
+			if (count > 0 && bytes + need > r->cfg.batch_bytes_max) break;
+			bytes += need;
+			count++;
+		}
+		uint8_t *body = xmalloc(bytes);
+		pipeline_request *preq = xcalloc(count, sizeof *preq);
+		uint8_t *p = body;
+		for (uint32_t i = 0; i < count; i++) {
+			queued_request *q = &r->queue[(r->queue_head + i) % r->cfg.request_queue_max];
+			put_le(p, q->session, 8);
+			put_le(p + 8, q->request, 8);
+			p[16] = q->kind;
+			put_le(p + 17, q->op_len, 4);
+			if (q->op_len) memcpy(p + VSR_BATCH_REQUEST_HEADER_SIZE, q->op, q->op_len);
+			p += VSR_BATCH_REQUEST_HEADER_SIZE + q->op_len;
+			preq[i].session = q->session;
+			preq[i].request = q->request;
+			preq[i].kind = q->kind;
+			preq[i].waiters = q->waiters;
+		}
+		uint64_t ts = r->realtime_ns > r->last_timestamp ? r->realtime_ns : r->last_timestamp + 1;
+		vsr_entry e = {
+			.parent = log_checksum_at(&r->log, r->log.head),
+			.op = r->log.head + 1,
+			.view = r->view,
+			.timestamp = ts,
+			.request_count = count,
+			.body_len = (uint32_t)bytes,
+			.body = body,
+		};
+		e.checksum = vsr_entry_checksum(&e);
+		bool ok = log_append(&r->log, &e, r->checkpoint_op);
+		free(body);
+		if (!ok) {
+			/* The log is full of unexecuted entries: wait for commits. */
+			free(preq);
+			return;
+		}
+		r->last_timestamp = ts;
+		for (uint32_t i = 0; i < count; i++) {
+			queued_request *q = &r->queue[(r->queue_head + i) % r->cfg.request_queue_max];
+			free(q->op);
+			memset(q, 0, sizeof *q);
+		}
+		r->queue_head = (r->queue_head + count) % r->cfg.request_queue_max;
+		r->queue_count -= count;
+		pipeline_slot *s = &r->pipeline[e.op % r->cfg.pipeline_max];
+		slot_clear(s);
+		s->op = e.op;
+		s->count = count;
+		s->requests = preq;
+		uint32_t n;
+		vsr_entry *slice = log_slice(r, e.op, e.op, &n);
+		persist_state(r, false, 0, slice, n);
+		primary_send_prepare(r, e.op, -1);
+		timer_set(r, &r->t_heartbeat, r->cfg.timeouts.heartbeat_ticks, false);
+	}
+}
+
+void normal_on_prepare(vsr_replica *r, const vsr_message *m)
+{
+	if (r->status == VSR_STATUS_RECOVERING) return;
+	if (m->view < r->view) return;
+	if (m->replica != vsr_primary_of(m->view, r->n)) {
+		r->stats.messages_dropped++;
+		return;
+	}
+	if (m->view > r->view) {
+		/* We missed a view change: learn the new view's log first. */
+		if (r->status != VSR_STATUS_STATE_TRANSFER) st_start(r, m->view, m->replica);
+		return;
+	}
+	if (r->status != VSR_STATUS_NORMAL || is_primary(r)) return;
+	timer_set(r, &r->t_primary, r->cfg.timeouts.primary_ticks, true);
+	const vsr_entry *e = &m->entries[0];
+	if (e->op != m->op) {
+		r->stats.messages_dropped++;
+		return;
+	}
+	bool duplicate = e->op <= r->log.head &&
+			 log_checksum_at(&r->log, e->op) == e->checksum;
+	if (e->op > r->log.head + 1) {
+		st_request_repair(r);
+	} else if (!duplicate) {
+		uint64_t matched = log_install(r, e, 1);
+		if (matched == UINT64_MAX) st_request_repair(r);
+	}
+	uint64_t c = m->commit < r->log.head ? m->commit : r->log.head;
+	normal_advance_commit(r, c);
+	if (duplicate) r->ack_sent_op = 0; /* the primary may have missed our ack */
+	normal_send_ack(r);
+}
+
+void normal_send_ack(vsr_replica *r)
+{
+	if (r->status != VSR_STATUS_NORMAL || is_primary(r)) return;
+	/* Log matching on ack (I5): only what is durable, in a view whose
+	 * superblock is durable, in a log that is this view's log. */
+	if (r->durable_view != r->view || r->durable_log_view != r->view) return;
+	uint64_t op = r->durable_op;
+	if (r->ack_sent_view == r->view && op <= r->ack_sent_op) return;
+	if (op == 0) return;
+	vsr_message *out = emit_send(r, primary_index(r), VSR_MSG_PREPARE_OK);
+	out->op = op;
+	out->commit = r->commit;
+	out->checksum = log_checksum_at(&r->log, op);
+	r->ack_sent_view = r->view;
+	r->ack_sent_op = op;
+}
+
+void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
+{
+	if (m->view > r->view && r->status != VSR_STATUS_RECOVERING) {
+		/* A replica acks in a view we do not know: we are behind. */
+		if (r->status != VSR_STATUS_STATE_TRANSFER)
+			st_start(r, m->view, vsr_primary_of(m->view, r->n));
+		return;
+	}
+	if (r->status != VSR_STATUS_NORMAL || !is_primary(r) || m->view != r->view) return;
+	if (m->op > r->log.head || log_checksum_at(&r->log, m->op) != m->checksum) {
+		r->stats.messages_dropped++;
+		return;
+	}
+	if (m->op > r->acked[m->replica]) r->acked[m->replica] = m->op;
+	normal_try_commit(r);
+}
+
+void normal_try_commit(vsr_replica *r)
+{
+	if (r->status != VSR_STATUS_NORMAL || !is_primary(r)) return;
+	if (r->start_view_pending) {
+		/* The new view's log and view are durable: announce it (I6). */
+		if (r->durable_view != r->view || r->durable_log_view != r->view) return;
+		r->start_view_pending = false;
+		vc_send_start_view(r, -1);
+	}
+	uint64_t self = (r->durable_view == r->view && r->durable_log_view == r->view)
+				? r->durable_op
+				: r->commit;
+	uint32_t need = r->quorum;
+	if (BUG(r, VSR_BUG_QUORUM_MINUS_ONE) && need > 1) need--;
+	uint64_t best = r->commit;
+	for (uint64_t op = r->log.head; op > r->commit; op--) {
+		uint32_t count = self >= op;
+		for (uint8_t i = 0; i < r->n; i++)
+			if (i != r->self && r->acked[i] >= op) count++;
+		if (count >= need) {
+			best = op;
+			break;
+		}
+	}
+	normal_advance_commit(r, best);
+}
+
+void normal_on_commit(vsr_replica *r, const vsr_message *m)
+{
+	if (r->status == VSR_STATUS_RECOVERING || m->view < r->view) return;
+	if (m->replica != vsr_primary_of(m->view, r->n)) {
+		r->stats.messages_dropped++;
+		return;
+	}
+	if (m->view > r->view) {
+		if (r->status != VSR_STATUS_STATE_TRANSFER) st_start(r, m->view, m->replica);
+		return;
+	}
+	if (r->status != VSR_STATUS_NORMAL || is_primary(r)) return;
+	timer_set(r, &r->t_primary, r->cfg.timeouts.primary_ticks, true);
+	if (m->commit > r->log.head) st_request_repair(r);
+	normal_advance_commit(r, m->commit < r->log.head ? m->commit : r->log.head);
+	/* Acks can be lost: while the primary has not committed what we hold
+	 * durably, each heartbeat gets a fresh ack. */
+	if (r->durable_op > m->commit) r->ack_sent_op = 0;
+	normal_send_ack(r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Commit and execution.                                                     */
+
+void normal_advance_commit(vsr_replica *r, uint64_t commit)
+{
+	if (commit > r->log.head) commit = r->log.head;
+	if (commit <= r->commit) return;
+	r->commit = commit;
+	normal_execute(r);
+}
+
+static void reply_waiters(vsr_replica *r, const vsr_entry *e, const pipeline_request *pr,
+			  uint8_t status, uint64_t session)
+{
+	if (pr == NULL || pr->waiters.count == 0) return;
+	uint8_t *body = NULL;
+	uint32_t len = (uint32_t)r->reply_buf.len;
+	if (len) {
+		body = scratch_alloc(r, len);
+		memcpy(body, r->reply_buf.data, len);
+	}
+	for (uint32_t i = 0; i < pr->waiters.count; i++) {
+		vsr_message *out = emit_reply(r, pr->waiters.conns[i]);
+		out->status = status;
+		out->replica = r->self;
+		out->request.kind = pr->kind;
+		out->request.session = session;
+		out->request.request = pr->request; /* REGISTER: the nonce */
+		out->reply_op = e->op;
+		out->timestamp = e->timestamp;
+		out->commit = r->commit;
+		out->body = body;
+		out->body_len = len;
+	}
+}
+
+static void execute_entry(vsr_replica *r, const vsr_entry *e)
+{
+	bool primary = r->status == VSR_STATUS_NORMAL && is_primary(r);
+	pipeline_slot *slot = primary ? slot_of(r, e->op) : NULL;
+	vsr_batch_iter it;
+	vsr_request req;
+	uint32_t index = 0;
+	vsr_batch_iter_init(&it, e);
+	while (vsr_batch_next(&it, &req)) {
+		uint8_t status;
+		uint64_t session;
+		ct_execute_request(r, e, &req, index, &status, &session);
+		if (slot != NULL && index < slot->count)
+			reply_waiters(r, e, &slot->requests[index], status, session);
+		index++;
+	}
+	if (slot != NULL) slot_clear(slot);
+	r->executed = e->op;
+	r->stats.ops_committed++;
+	if (r->executed % r->cfg.checkpoint_interval == 0) checkpoint_take(r);
+}
+
+void normal_execute(vsr_replica *r)
+{
+	while (r->executed < r->commit) {
+		const vsr_entry *e = log_get(&r->log, r->executed + 1);
+		assert(e != NULL);
+		execute_entry(r, e);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Timers.                                                                   */
+
+void normal_on_tick(vsr_replica *r)
+{
+	if (is_primary(r)) {
+		if (timer_fired(r, &r->t_heartbeat)) {
+			if (r->start_view_pending) {
+				/* still waiting for the disk */
+			} else {
+				vsr_message m;
+				memset(&m, 0, sizeof m);
+				message_header(r, &m, VSR_MSG_COMMIT);
+				m.commit = r->commit;
+				m.op = r->log.head;
+				m.checksum = log_checksum_at(&r->log, r->commit);
+				emit_broadcast(r, &m);
+			}
+			timer_set(r, &r->t_heartbeat, r->cfg.timeouts.heartbeat_ticks, false);
+		}
+		if (timer_fired(r, &r->t_prepare_retry)) {
+			if (!r->start_view_pending) {
+				for (uint8_t i = 0; i < r->n; i++) {
+					if (i == r->self) continue;
+					uint64_t from = r->acked[i] > r->commit ? r->acked[i] : r->commit;
+					uint32_t sent = 0;
+					for (uint64_t op = from + 1; op <= r->log.head && sent < r->cfg.pipeline_max; op++, sent++)
+						primary_send_prepare(r, op, i);
+				}
+			}
+			timer_set(r, &r->t_prepare_retry, r->cfg.timeouts.prepare_retry_ticks, false);
+		}
+		return;
+	}
+	if (timer_fired(r, &r->t_primary)) {
+		vc_start(r, r->view + 1);
+		return;
+	}
+	if (r->repairing && timer_fired(r, &r->t_retry)) st_request_repair(r);
+}

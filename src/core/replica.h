@@ -1,0 +1,313 @@
+/* replica.h - the replica's internal state, shared by the sub-protocol files.
+ *
+ * One file per sub-protocol (normal.c, view_change.c, state_transfer.c,
+ * recovery.c, client_table.c), one dispatch switch (replica.c). Nothing here
+ * is visible to hosts: they see vsr.h only. */
+#ifndef VSR_REPLICA_H
+#define VSR_REPLICA_H
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vsr.h"
+
+#ifdef VSR_FAULT_INJECTION
+#define BUG(r, flag) (((r)->cfg.bugs & (flag)) != 0)
+#else
+#define BUG(r, flag) ((void)(r), false)
+#endif
+
+/* ---- small utilities (util.c) ---- */
+
+uint64_t prng_next(uint64_t *state);
+/* Uniform in [0, bound); bound > 0. */
+uint64_t prng_below(uint64_t *state, uint64_t bound);
+uint64_t hash64(uint64_t seed, const void *data, size_t len);
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+
+/* ---- the log (log.c) ---- */
+
+/* A ring of entries indexed by op; slot bodies are owned. Holds the ops
+ * start .. head; checksum(start - 1) is kept in prev_checksum. */
+typedef struct vsr_log {
+	vsr_entry *slots;
+	uint32_t mask;          /* capacity - 1 */
+	uint64_t start;         /* first op held (head + 1 when empty) */
+	uint64_t head;          /* last op held */
+	uint64_t prev_checksum; /* checksum at start - 1 */
+	void **graveyard;       /* retired bodies, freed by log_collect */
+	uint32_t grave_count, grave_cap;
+} vsr_log;
+
+void log_init(vsr_log *l, uint32_t capacity, uint64_t base_op, uint64_t base_checksum);
+void log_free(vsr_log *l);
+void log_collect(vsr_log *l);
+uint32_t log_capacity(const vsr_log *l);
+const vsr_entry *log_get(const vsr_log *l, uint64_t op);
+/* Checksum at op for start - 1 <= op <= head; 0 otherwise. */
+uint64_t log_checksum_at(const vsr_log *l, uint64_t op);
+/* Appends a copy of e at head + 1 (body copied). e->parent must match. Drops
+ * the oldest entry first when full, which the caller has to allow by passing
+ * the highest op that may be dropped. Returns false when it does not fit. */
+bool log_append(vsr_log *l, const vsr_entry *e, uint64_t droppable_max);
+/* Removes every op > op (op >= start - 1). */
+void log_truncate_after(vsr_log *l, uint64_t op);
+/* Drops everything and restarts the log after base_op. */
+void log_reset(vsr_log *l, uint64_t base_op, uint64_t base_checksum);
+
+/* ---- client table (client_table.c) ---- */
+
+typedef struct ct_session {
+	uint64_t session;
+	uint64_t nonce;         /* the REGISTER nonce that created it */
+	uint64_t request;       /* last request committed */
+	uint64_t last_op;
+	uint64_t registered_op;
+	uint64_t reply_timestamp;
+	uint8_t reply_status;
+	uint32_t reply_len;
+	uint8_t *reply;
+} ct_session;
+
+/* Sessions sorted by session id (binary search), at most clients_max. */
+typedef struct client_table {
+	ct_session *items;
+	uint32_t count;
+	uint32_t max;
+} client_table;
+
+void ct_init(client_table *t, uint32_t max);
+void ct_free(client_table *t);
+ct_session *ct_find(client_table *t, uint64_t session);
+ct_session *ct_find_nonce(client_table *t, uint64_t nonce);
+uint64_t ct_digest(const client_table *t);
+int ct_encode(const client_table *t, vsr_buf *out);
+/* Returns bytes consumed, or -1 if malformed. */
+long ct_decode(client_table *t, const uint8_t *data, size_t len);
+
+/* ---- the replica ---- */
+
+typedef struct waiter_set {
+	uint32_t count;
+	uint64_t conns[VSR_WAITERS_MAX];
+} waiter_set;
+
+/* A request waiting for a pipeline slot (primary only). */
+typedef struct queued_request {
+	uint64_t session;
+	uint64_t request;
+	uint8_t kind;
+	uint32_t op_len;
+	uint8_t *op;
+	waiter_set waiters;
+} queued_request;
+
+/* Waiters of one request inside a prepared entry (primary only). */
+typedef struct pipeline_request {
+	uint64_t session;
+	uint64_t request;
+	uint8_t kind;
+	waiter_set waiters;
+} pipeline_request;
+
+typedef struct pipeline_slot {
+	uint64_t op;
+	uint32_t count;
+	pipeline_request *requests;
+} pipeline_slot;
+
+/* A persist issued but not yet reported done. */
+typedef struct pending_persist {
+	uint64_t id;
+	uint64_t view;
+	uint64_t log_view;
+	uint64_t op;            /* log head once applied */
+	uint64_t checkpoint_op;
+} pending_persist;
+
+/* A DO_VIEW_CHANGE kept by the would-be primary (deep copy). */
+typedef struct dvc_copy {
+	bool have;
+	uint64_t log_view;
+	uint64_t op;
+	uint64_t commit;
+	uint64_t commit_checksum;
+	uint32_t entry_count;
+	vsr_entry *entries;     /* bodies owned */
+} dvc_copy;
+
+typedef struct timer {
+	bool armed;
+	uint64_t at;
+} timer;
+
+struct vsr_replica {
+	vsr_config cfg;
+	vsr_state_machine sm;
+	uint8_t n;
+	uint8_t self;
+	uint8_t quorum;
+
+	uint8_t status;
+	uint64_t epoch;
+	uint64_t view;
+	uint64_t log_view;
+	uint64_t commit;
+	uint64_t executed;
+	uint64_t last_timestamp;
+	vsr_log log;            /* log.head is the op number */
+
+	/* durability */
+	uint64_t persist_next;
+	pending_persist *pending;   /* ring of cfg.log_max, FIFO */
+	uint32_t pending_head, pending_count, pending_cap;
+	uint64_t durable_view, durable_log_view, durable_op;
+	uint64_t durable_checkpoint_op;
+
+	/* checkpoint */
+	uint64_t checkpoint_op;
+	uint64_t checkpoint_checksum;
+	uint8_t *checkpoint;        /* blob: client table, then the state machine */
+	uint64_t checkpoint_len;
+
+	client_table clients;
+
+	/* primary */
+	uint64_t acked[VSR_REPLICAS_MAX]; /* highest op each replica acked in this view */
+	pipeline_slot *pipeline;          /* ring of pipeline_max, by op */
+	queued_request *queue;            /* FIFO ring of request_queue_max */
+	uint32_t queue_head, queue_count;
+
+	/* view change */
+	uint32_t svc_from;                /* bitmask, for `view` */
+	dvc_copy dvc[VSR_REPLICAS_MAX];   /* for `view`, primary(view) only */
+	uint64_t svc_sent_view;           /* views for which the vote was sent (+1; 0 none) */
+	uint64_t dvc_sent_view;
+	uint32_t view_change_attempt;
+
+	/* backup: the last ack sent, to avoid resending */
+	uint64_t ack_sent_op;
+	uint64_t ack_sent_view;
+
+	/* recovery */
+	uint64_t recovery_nonce;
+	uint32_t recovery_from;           /* bitmask of responders */
+	uint64_t recovery_view_max;
+	bool recovery_primary_seen;       /* a response from primary(recovery_view_max) */
+
+	/* state transfer */
+	uint64_t transfer_nonce;
+	uint8_t transfer_target;
+	bool fetching_checkpoint;
+	uint64_t fetch_checkpoint_op;
+	uint64_t fetch_checkpoint_checksum;
+	uint64_t fetch_checkpoint_size;
+	vsr_buf fetch_buf;
+	bool repairing;                   /* normal backup fetching a gap in its view */
+
+	/* timers */
+	uint64_t now;
+	timer t_heartbeat;      /* primary: send COMMIT */
+	timer t_prepare_retry;  /* primary: resend PREPAREs */
+	timer t_primary;        /* backup: suspect the primary */
+	timer t_view_change;    /* view change stalled */
+	timer t_retry;          /* recovery / state transfer resend */
+	uint64_t prng;
+
+	/* output of the current step */
+	vsr_action *actions;
+	uint32_t action_count, action_cap;
+	/* memory referenced by this step's actions, freed at the next step */
+	void **scratch;
+	uint32_t scratch_count, scratch_cap;
+
+	uint64_t realtime_ns;       /* of the current event: entry timestamps */
+	bool start_view_pending;
+	bool replaying;             /* restart: re-executing the durable committed log */    /* new primary: send START_VIEW once durable */
+	const char *invariant_failure; /* first local invariant broken (VSR_INVARIANTS) */
+	vsr_buf reply_buf;
+	vsr_replica_stats stats;
+};
+
+/* replica.c */
+void *scratch_alloc(vsr_replica *r, size_t n);
+/* Keeps `p` alive until the next step, then frees it. */
+void scratch_keep(vsr_replica *r, void *p);
+vsr_message *emit_send(vsr_replica *r, uint8_t to, uint8_t type);
+void emit_broadcast(vsr_replica *r, const vsr_message *m);
+vsr_message *emit_reply(vsr_replica *r, uint64_t conn);
+vsr_persist *emit_persist(vsr_replica *r);
+void message_header(const vsr_replica *r, vsr_message *m, uint8_t type);
+void set_status(vsr_replica *r, uint8_t status);
+void timer_set(vsr_replica *r, timer *t, uint32_t ticks, bool jitter);
+void timer_stop(timer *t);
+bool timer_fired(const vsr_replica *r, const timer *t);
+uint8_t primary_index(const vsr_replica *r);
+bool is_primary(const vsr_replica *r);
+/* Persists the superblock (and log changes described by the arguments). */
+vsr_persist *persist_state(vsr_replica *r, bool truncate, uint64_t truncate_after,
+			   const vsr_entry *entries, uint32_t count);
+/* Copies entries start..end (inclusive) from the log into a scratch array. */
+vsr_entry *log_slice(vsr_replica *r, uint64_t start, uint64_t end, uint32_t *count);
+/* Installs entries that extend or replace the log suffix. Returns the op up
+ * to which the log now matches `entries`, or UINT64_MAX if they do not chain
+ * onto the log. Issues the persist. */
+uint64_t log_install(vsr_replica *r, const vsr_entry *entries, uint32_t count);
+void view_durable_reached(vsr_replica *r);
+
+/* normal.c */
+void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn);
+void normal_on_prepare(vsr_replica *r, const vsr_message *m);
+void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m);
+void normal_on_commit(vsr_replica *r, const vsr_message *m);
+void normal_flush_queue(vsr_replica *r);
+void normal_send_ack(vsr_replica *r);
+void normal_try_commit(vsr_replica *r);
+void normal_advance_commit(vsr_replica *r, uint64_t commit);
+void normal_execute(vsr_replica *r);
+void normal_on_tick(vsr_replica *r);
+void normal_become_primary(vsr_replica *r);
+void normal_become_backup(vsr_replica *r);
+void primary_drop_pipeline(vsr_replica *r);
+void primary_send_prepare(vsr_replica *r, uint64_t op, int to);
+
+/* view_change.c */
+void vc_start(vsr_replica *r, uint64_t view);
+void vc_on_start_view_change(vsr_replica *r, const vsr_message *m);
+void vc_on_do_view_change(vsr_replica *r, const vsr_message *m);
+void vc_on_start_view(vsr_replica *r, const vsr_message *m);
+void vc_on_tick(vsr_replica *r);
+void vc_send_votes(vsr_replica *r);
+void vc_reset_votes(vsr_replica *r);
+/* Sends START_VIEW to `to`, or to every backup when to < 0. */
+void vc_send_start_view(vsr_replica *r, int to);
+/* Leaves recovery for a view change in `view` (>= the durable view). */
+void vc_resume(vsr_replica *r, uint64_t view);
+
+/* state_transfer.c */
+void st_start(vsr_replica *r, uint64_t view, uint8_t target);
+void st_request_repair(vsr_replica *r);
+void st_on_get_state(vsr_replica *r, const vsr_message *m);
+void st_on_new_state(vsr_replica *r, const vsr_message *m);
+void st_on_get_checkpoint(vsr_replica *r, const vsr_message *m);
+void st_on_checkpoint_chunk(vsr_replica *r, const vsr_message *m);
+void st_on_tick(vsr_replica *r);
+void st_send_request(vsr_replica *r);
+/* Takes a checkpoint of the executed state at r->executed. */
+void checkpoint_take(vsr_replica *r);
+/* Restores client table and state machine from a blob. */
+int checkpoint_restore(vsr_replica *r, const uint8_t *blob, uint64_t len);
+
+/* recovery.c */
+void rec_on_recovery(vsr_replica *r, const vsr_message *m);
+void rec_on_recovery_response(vsr_replica *r, const vsr_message *m);
+void rec_on_tick(vsr_replica *r);
+
+/* client_table.c: commit-time processing of one request */
+void ct_execute_request(vsr_replica *r, const vsr_entry *e, const vsr_request *req,
+			uint32_t index, uint8_t *status_out, uint64_t *session_out);
+
+#endif /* VSR_REPLICA_H */

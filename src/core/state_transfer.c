@@ -1,0 +1,325 @@
+/* state_transfer.c - state transfer (VRR 5.2, fixed as protocol.md 6) and
+ * checkpoints (VRR 5.1, protocol.md 7).
+ *
+ * A replica that is behind asks GET_STATE for the entries after its commit.
+ * Unlike the published protocol it does NOT truncate to its commit and take
+ * the new view while it waits (hole 8.2): it sits in status state_transfer,
+ * processes no PREPARE, sends no vote, and only when the answer covers the
+ * responder's whole log does it install it and set view and log_view
+ * together. A normal backup that merely has a gap in its own view repairs it
+ * the same way without leaving status normal. When the log was compacted past
+ * the request, the answer names a checkpoint, fetched in bounded chunks. */
+#include "replica.h"
+
+static uint8_t other_replica(const vsr_replica *r, uint8_t preferred)
+{
+	if (preferred != r->self && preferred < r->n) return preferred;
+	return (uint8_t)((r->self + 1) % r->n);
+}
+
+void st_send_request(vsr_replica *r)
+{
+	if (r->n == 1) return;
+	r->transfer_target = other_replica(r, r->transfer_target);
+	vsr_message *out = emit_send(r, r->transfer_target, VSR_MSG_GET_STATE);
+	out->op = r->commit;
+	out->nonce = r->transfer_nonce;
+}
+
+static void send_get_checkpoint(vsr_replica *r)
+{
+	vsr_message *out = emit_send(r, r->transfer_target, VSR_MSG_GET_CHECKPOINT);
+	out->checkpoint_op = r->fetch_checkpoint_op;
+	out->offset = r->fetch_buf.len;
+	out->nonce = r->transfer_nonce;
+}
+
+void st_start(vsr_replica *r, uint64_t view, uint8_t target)
+{
+	assert(view >= r->view);
+	if (r->status == VSR_STATUS_NORMAL && is_primary(r)) primary_drop_pipeline(r);
+	r->transfer_nonce = prng_next(&r->prng) | 1;
+	r->transfer_target = target;
+	r->stats.state_transfers++;
+	if (BUG(r, VSR_BUG_TRUNCATE_TRANSFER) && r->status != VSR_STATUS_RECOVERING &&
+	    vsr_primary_of(view, r->n) != r->self) {
+		/* The published behaviour: cut the log to the commit and claim the
+		 * new view's log right away (hole 8.2). */
+		bool cut = r->log.head > r->commit;
+		uint64_t commit = r->commit;
+		if (cut) log_truncate_after(&r->log, commit);
+		if (view > r->view) vc_reset_votes(r);
+		r->view = view;
+		r->log_view = view;
+		r->status = VSR_STATUS_NORMAL;
+		normal_become_backup(r);
+		persist_state(r, cut, commit, NULL, 0);
+		r->repairing = true;
+		vsr_message *out = emit_send(r, other_replica(r, target), VSR_MSG_GET_STATE);
+		out->op = r->log.head;
+		out->nonce = r->transfer_nonce;
+		timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
+		return;
+	}
+	if (view > r->view) {
+		r->view = view;
+		vc_reset_votes(r);
+	}
+	set_status(r, VSR_STATUS_STATE_TRANSFER);
+	timer_stop(&r->t_heartbeat);
+	timer_stop(&r->t_prepare_retry);
+	timer_stop(&r->t_primary);
+	timer_stop(&r->t_view_change);
+	r->repairing = false;
+	r->fetching_checkpoint = false;
+	vsr_buf_reset(&r->fetch_buf);
+	persist_state(r, false, 0, NULL, 0);
+	st_send_request(r);
+	timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, true);
+}
+
+void st_request_repair(vsr_replica *r)
+{
+	if (r->status != VSR_STATUS_NORMAL || is_primary(r)) return;
+	if (r->repairing && !timer_fired(r, &r->t_retry)) return;
+	r->repairing = true;
+	r->transfer_nonce = prng_next(&r->prng) | 1;
+	vsr_message *out = emit_send(r, primary_index(r), VSR_MSG_GET_STATE);
+	out->op = r->log.head;
+	out->nonce = r->transfer_nonce;
+	timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
+}
+
+void st_on_get_state(vsr_replica *r, const vsr_message *m)
+{
+	/* Only a normal replica of the same view can vouch for that view's log. */
+	if (r->status != VSR_STATUS_NORMAL || m->view != r->view) return;
+	vsr_message *out = emit_send(r, m->replica, VSR_MSG_NEW_STATE);
+	out->log_view = r->log_view;
+	out->op = r->log.head;
+	out->commit = r->commit;
+	out->checksum = log_checksum_at(&r->log, r->log.head);
+	out->nonce = m->nonce;
+	uint64_t from = m->op + 1;
+	if (from > r->log.head) return;
+	if (from < r->log.start) {
+		out->checkpoint_op = r->checkpoint_op;
+		out->checkpoint_size = r->checkpoint_len;
+		out->checksum = r->checkpoint_checksum;
+		return;
+	}
+	uint64_t to = r->log.head;
+	if (to - from + 1 > r->cfg.message_entries_max) to = from + r->cfg.message_entries_max - 1;
+	uint32_t count;
+	out->entries = log_slice(r, from, to, &count);
+	out->entry_count = count;
+}
+
+static void repair_on_new_state(vsr_replica *r, const vsr_message *m)
+{
+	if (m->view != r->view || m->replica != primary_index(r)) return;
+	if (m->checkpoint_op && m->entry_count == 0) {
+		/* The primary compacted past our head: a full transfer. */
+		st_start(r, r->view, m->replica);
+		return;
+	}
+	if (m->entry_count) {
+		uint64_t matched = log_install(r, m->entries, m->entry_count);
+		if (matched == UINT64_MAX) {
+			st_start(r, r->view, m->replica);
+			return;
+		}
+	}
+	r->repairing = r->log.head < m->op;
+	normal_advance_commit(r, m->commit);
+	normal_send_ack(r);
+	if (r->repairing) {
+		timer_stop(&r->t_retry);
+		r->repairing = false;
+		st_request_repair(r);
+	}
+}
+
+static void transfer_done(vsr_replica *r)
+{
+	if (is_primary(r)) {
+		/* The view's primary is us, from before a crash: the others must
+		 * move on without it. */
+		r->status = VSR_STATUS_VIEW_CHANGE;
+		vc_start(r, r->view + 1);
+		return;
+	}
+	normal_become_backup(r);
+}
+
+void st_on_new_state(vsr_replica *r, const vsr_message *m)
+{
+	if (m->nonce != r->transfer_nonce) return;
+	if (r->status == VSR_STATUS_NORMAL && r->repairing) {
+		repair_on_new_state(r, m);
+		return;
+	}
+	if (r->status != VSR_STATUS_STATE_TRANSFER || m->view < r->view) return;
+	if (m->view > r->view) {
+		r->view = m->view;
+		persist_state(r, false, 0, NULL, 0);
+	}
+	if (m->checkpoint_op > r->commit && m->entry_count == 0) {
+		r->fetching_checkpoint = true;
+		r->fetch_checkpoint_op = m->checkpoint_op;
+		r->fetch_checkpoint_checksum = m->checksum;
+		r->fetch_checkpoint_size = m->checkpoint_size;
+		r->transfer_target = m->replica;
+		vsr_buf_reset(&r->fetch_buf);
+		send_get_checkpoint(r);
+		timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
+		return;
+	}
+	bool complete = m->entry_count ? m->entries[m->entry_count - 1].op == m->op
+				       : log_checksum_at(&r->log, m->op) == m->checksum;
+	if (complete) {
+		uint64_t log_view_before = r->log_view;
+		r->log_view = r->view;
+		uint64_t matched = m->entry_count ? log_install(r, m->entries, m->entry_count) : m->op;
+		if (matched == UINT64_MAX || matched < m->op ||
+		    log_checksum_at(&r->log, m->op) != m->checksum) {
+			r->log_view = log_view_before;
+			return; /* the retry timer asks again */
+		}
+		bool truncated = r->log.head > m->op;
+		if (truncated) log_truncate_after(&r->log, m->op);
+		persist_state(r, truncated, m->op, NULL, 0);
+		normal_advance_commit(r, m->commit);
+		transfer_done(r);
+		return;
+	}
+	/* A partial answer: take only what is committed, which is the same in
+	 * every log, and ask for the rest. Our uncommitted suffix is dropped, but
+	 * log_view is not raised, so the log never claims to be the view's. */
+	uint32_t k = 0;
+	while (k < m->entry_count && m->entries[k].op <= m->commit) k++;
+	if (k == 0) return;
+	uint64_t matched = log_install(r, m->entries, k);
+	if (matched == UINT64_MAX) return;
+	if (r->log.head > matched) {
+		log_truncate_after(&r->log, matched);
+		persist_state(r, true, matched, NULL, 0);
+	}
+	normal_advance_commit(r, matched);
+	st_send_request(r);
+	timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
+}
+
+void st_on_get_checkpoint(vsr_replica *r, const vsr_message *m)
+{
+	if (r->checkpoint == NULL || r->checkpoint_op != m->checkpoint_op ||
+	    m->offset > r->checkpoint_len)
+		return;
+	uint64_t n = r->checkpoint_len - m->offset;
+	if (n > r->cfg.chunk_bytes_max) n = r->cfg.chunk_bytes_max;
+	vsr_message *out = emit_send(r, m->replica, VSR_MSG_CHECKPOINT_CHUNK);
+	out->checkpoint_op = r->checkpoint_op;
+	out->checkpoint_size = r->checkpoint_len;
+	out->checksum = r->checkpoint_checksum;
+	out->offset = m->offset;
+	out->nonce = m->nonce;
+	out->body = r->checkpoint + m->offset;
+	out->body_len = (uint32_t)n;
+}
+
+void st_on_checkpoint_chunk(vsr_replica *r, const vsr_message *m)
+{
+	if (r->status != VSR_STATUS_STATE_TRANSFER || !r->fetching_checkpoint ||
+	    m->nonce != r->transfer_nonce || m->checkpoint_op != r->fetch_checkpoint_op ||
+	    m->checkpoint_size != r->fetch_checkpoint_size ||
+	    m->checksum != r->fetch_checkpoint_checksum || m->offset != r->fetch_buf.len)
+		return;
+	if (r->fetch_buf.len + m->body_len > r->fetch_checkpoint_size ||
+	    (m->body_len == 0 && r->fetch_buf.len < r->fetch_checkpoint_size)) {
+		r->stats.messages_dropped++;
+		return;
+	}
+	if (vsr_buf_append(&r->fetch_buf, m->body, m->body_len) != VSR_OK) return;
+	if (r->fetch_buf.len < r->fetch_checkpoint_size) {
+		send_get_checkpoint(r);
+		timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
+		return;
+	}
+	r->fetching_checkpoint = false;
+	if (checkpoint_restore(r, r->fetch_buf.data, r->fetch_buf.len) != VSR_OK) {
+		r->stats.messages_dropped++;
+		vsr_buf_reset(&r->fetch_buf);
+		return;
+	}
+	/* The blob becomes our checkpoint; the log restarts after it. */
+	if (r->checkpoint) scratch_keep(r, r->checkpoint);
+	r->checkpoint = r->fetch_buf.data;
+	r->checkpoint_len = r->fetch_buf.len;
+	r->fetch_buf = (vsr_buf){0};
+	r->checkpoint_op = r->fetch_checkpoint_op;
+	r->checkpoint_checksum = r->fetch_checkpoint_checksum;
+	log_reset(&r->log, r->checkpoint_op, r->checkpoint_checksum);
+	r->commit = r->executed = r->checkpoint_op;
+	vsr_persist *p = persist_state(r, true, r->checkpoint_op, NULL, 0);
+	p->checkpoint = r->checkpoint;
+	p->checkpoint_len = r->checkpoint_len;
+	st_send_request(r);
+	timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
+}
+
+void st_on_tick(vsr_replica *r)
+{
+	if (!timer_fired(r, &r->t_retry)) return;
+	if (r->fetching_checkpoint) {
+		send_get_checkpoint(r);
+	} else {
+		/* Ask someone else: the target may be down or behind. */
+		r->transfer_target = (uint8_t)((r->transfer_target + 1) % r->n);
+		st_send_request(r);
+	}
+	timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, true);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Checkpoints: u64 client-table length | client table | state machine.      */
+
+void checkpoint_take(vsr_replica *r)
+{
+	if (r->replaying) return; /* restart replays what the disk already has */
+	vsr_buf b = {0};
+	uint8_t len[8] = {0};
+	int rc = vsr_buf_append(&b, len, sizeof len);
+	if (rc == VSR_OK) rc = ct_encode(&r->clients, &b);
+	uint64_t ct_len = b.len - 8;
+	for (int i = 0; i < 8; i++) b.data[i] = (uint8_t)(ct_len >> (8 * i));
+	vsr_buf sm = {0};
+	if (rc == VSR_OK) rc = r->sm.snapshot(r->sm.ctx, &sm);
+	if (rc == VSR_OK) rc = vsr_buf_append(&b, sm.data, sm.len);
+	vsr_buf_free(&sm);
+	if (rc != VSR_OK) {
+		/* A checkpoint is local, not replicated: skipping one is safe. */
+		vsr_buf_free(&b);
+		return;
+	}
+	if (r->checkpoint) scratch_keep(r, r->checkpoint);
+	r->checkpoint = b.data;
+	r->checkpoint_len = b.len;
+	r->checkpoint_op = r->executed;
+	r->checkpoint_checksum = log_checksum_at(&r->log, r->executed);
+	vsr_persist *p = persist_state(r, false, 0, NULL, 0);
+	p->checkpoint = r->checkpoint;
+	p->checkpoint_len = r->checkpoint_len;
+	r->stats.checkpoints++;
+}
+
+int checkpoint_restore(vsr_replica *r, const uint8_t *blob, uint64_t len)
+{
+	if (len < 8) return VSR_ECORRUPT;
+	uint64_t ct_len = 0;
+	for (int i = 0; i < 8; i++) ct_len |= (uint64_t)blob[i] << (8 * i);
+	if (ct_len > len - 8) return VSR_ECORRUPT;
+	long used = ct_decode(&r->clients, blob + 8, ct_len);
+	if (used < 0 || (uint64_t)used != ct_len) return VSR_ECORRUPT;
+	int rc = r->sm.restore(r->sm.ctx, blob + 8 + ct_len, len - 8 - ct_len);
+	return rc == VSR_OK ? VSR_OK : VSR_ESM;
+}

@@ -1,0 +1,351 @@
+/* view_change.c - view change (VRR 4.2, protocol.md 4): START_VIEW_CHANGE,
+ * DO_VIEW_CHANGE, START_VIEW.
+ *
+ * Every vote is sent only once the new view is durable (hole 8.1). The new
+ * primary assembles the log with the highest (log_view, op) from a quorum of
+ * DO_VIEW_CHANGE messages. A DO_VIEW_CHANGE carries only the sender's
+ * uncommitted suffix plus the checksum at its commit, so the new primary
+ * checks, through the hash chain, that it holds the committed prefix the
+ * chosen log builds on; when it does not, it waits and the view change times
+ * out to the next primary (the replica with the best log always can). */
+#include "replica.h"
+
+static void dvc_clear(dvc_copy *d)
+{
+	if (d->entries != NULL) {
+		for (uint32_t i = 0; i < d->entry_count; i++) free((void *)d->entries[i].body);
+		free(d->entries);
+	}
+	memset(d, 0, sizeof *d);
+}
+
+void vc_reset_votes(vsr_replica *r)
+{
+	r->svc_from = 0;
+	for (uint32_t i = 0; i < VSR_REPLICAS_MAX; i++) dvc_clear(&r->dvc[i]);
+}
+
+static void dvc_record(vsr_replica *r, uint8_t from, uint64_t log_view, uint64_t op,
+		       uint64_t commit, uint64_t commit_checksum, const vsr_entry *entries,
+		       uint32_t count)
+{
+	dvc_copy *d = &r->dvc[from];
+	dvc_clear(d);
+	d->have = true;
+	d->log_view = log_view;
+	d->op = op;
+	d->commit = commit;
+	d->commit_checksum = commit_checksum;
+	d->entry_count = count;
+	d->entries = count ? xcalloc(count, sizeof *d->entries) : NULL;
+	for (uint32_t i = 0; i < count; i++) {
+		d->entries[i] = entries[i];
+		if (entries[i].body_len) {
+			uint8_t *b = xmalloc(entries[i].body_len);
+			memcpy(b, entries[i].body, entries[i].body_len);
+			d->entries[i].body = b;
+		}
+	}
+}
+
+static uint32_t popcount32(uint32_t x)
+{
+	uint32_t c = 0;
+	for (; x; x &= x - 1) c++;
+	return c;
+}
+
+static void arm_view_change_timers(vsr_replica *r)
+{
+	uint32_t shift = r->view_change_attempt < 4 ? r->view_change_attempt : 4;
+	timer_set(r, &r->t_view_change, r->cfg.timeouts.view_change_ticks << shift, true);
+	timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
+	r->view_change_attempt++;
+}
+
+static void enter_view_change(vsr_replica *r)
+{
+	if (r->status == VSR_STATUS_NORMAL && is_primary(r)) primary_drop_pipeline(r);
+	set_status(r, VSR_STATUS_VIEW_CHANGE);
+	vc_reset_votes(r);
+	r->svc_sent_view = 0;
+	r->dvc_sent_view = 0;
+	r->repairing = false;
+	r->start_view_pending = false;
+	timer_stop(&r->t_heartbeat);
+	timer_stop(&r->t_prepare_retry);
+	timer_stop(&r->t_primary);
+	arm_view_change_timers(r);
+}
+
+void vc_start(vsr_replica *r, uint64_t view)
+{
+	assert(view > r->view);
+	/* Recovering and state-transfer replicas do not vote (protocol.md 5, 6). */
+	if (r->status == VSR_STATUS_RECOVERING || r->status == VSR_STATUS_STATE_TRANSFER) return;
+	r->view = view;
+	r->stats.view_changes++;
+	enter_view_change(r);
+	/* The promise of this view must survive a crash before any vote leaves. */
+	persist_state(r, false, 0, NULL, 0);
+	vc_send_votes(r);
+}
+
+void vc_resume(vsr_replica *r, uint64_t view)
+{
+	assert(r->status == VSR_STATUS_RECOVERING && view >= r->view);
+	bool higher = view > r->view;
+	r->view = view;
+	enter_view_change(r);
+	if (higher) {
+		r->stats.view_changes++;
+		persist_state(r, false, 0, NULL, 0);
+	}
+	vc_send_votes(r);
+}
+
+static void vc_try_assemble(vsr_replica *r);
+
+void vc_send_votes(vsr_replica *r)
+{
+	if (r->status != VSR_STATUS_VIEW_CHANGE) return;
+	if (r->durable_view != r->view && !BUG(r, VSR_BUG_UNPERSISTED_VOTE)) return;
+	if (r->svc_sent_view != r->view) {
+		vsr_message m;
+		memset(&m, 0, sizeof m);
+		message_header(r, &m, VSR_MSG_START_VIEW_CHANGE);
+		emit_broadcast(r, &m);
+		r->svc_sent_view = r->view;
+	}
+	uint32_t f = (r->n - 1u) / 2u;
+	if (r->dvc_sent_view == r->view || popcount32(r->svc_from) < f) return;
+	r->dvc_sent_view = r->view;
+	uint32_t count;
+	vsr_entry *entries = log_slice(r, r->commit + 1, r->log.head, &count);
+	uint64_t commit_checksum = log_checksum_at(&r->log, r->commit);
+	uint8_t primary = primary_index(r);
+	if (primary == r->self) {
+		dvc_record(r, r->self, r->log_view, r->log.head, r->commit, commit_checksum,
+			   entries, count);
+		vc_try_assemble(r);
+		return;
+	}
+	vsr_message *out = emit_send(r, primary, VSR_MSG_DO_VIEW_CHANGE);
+	out->log_view = r->log_view;
+	out->op = r->log.head;
+	out->commit = r->commit;
+	out->checksum = commit_checksum;
+	out->entries = entries;
+	out->entry_count = count;
+}
+
+void vc_on_start_view_change(vsr_replica *r, const vsr_message *m)
+{
+	if (r->status == VSR_STATUS_RECOVERING || r->status == VSR_STATUS_STATE_TRANSFER) return;
+	if (m->view < r->view) return;
+	if (m->view > r->view) vc_start(r, m->view);
+	if (m->view != r->view) return;
+	if (r->status == VSR_STATUS_NORMAL) {
+		/* The sender missed our START_VIEW. */
+		if (is_primary(r) && !r->start_view_pending) vc_send_start_view(r, m->replica);
+		return;
+	}
+	r->svc_from |= 1u << m->replica;
+	vc_send_votes(r);
+}
+
+void vc_on_do_view_change(vsr_replica *r, const vsr_message *m)
+{
+	if (r->status == VSR_STATUS_RECOVERING || r->status == VSR_STATUS_STATE_TRANSFER) return;
+	if (m->view < r->view) return;
+	if (m->view > r->view) vc_start(r, m->view);
+	if (m->view != r->view) return;
+	if (r->status == VSR_STATUS_NORMAL) {
+		if (is_primary(r) && !r->start_view_pending) vc_send_start_view(r, m->replica);
+		return;
+	}
+	if (!is_primary(r)) return;
+	/* The suffix must be exactly commit+1 .. op, each entry intact. */
+	if (m->entry_count != m->op - m->commit ||
+	    (m->entry_count && m->entries[0].op != m->commit + 1)) {
+		r->stats.messages_dropped++;
+		return;
+	}
+	for (uint32_t i = 0; i < m->entry_count; i++) {
+		if (vsr_entry_checksum(&m->entries[i]) != m->entries[i].checksum ||
+		    m->entries[i].view > m->log_view ||
+		    (i == 0 && m->entries[i].parent != m->checksum)) {
+			r->stats.messages_dropped++;
+			return;
+		}
+	}
+	dvc_record(r, m->replica, m->log_view, m->op, m->commit, m->checksum, m->entries,
+		   m->entry_count);
+	r->svc_from |= 1u << m->replica;
+	vc_send_votes(r);
+	vc_try_assemble(r);
+}
+
+/* The checksum at `op` in a DO_VIEW_CHANGE's log, when it says. */
+static bool dvc_checksum_at(const dvc_copy *d, uint64_t op, uint64_t *out)
+{
+	if (op == d->commit) {
+		*out = d->commit_checksum;
+		return true;
+	}
+	if (op > d->commit && op <= d->op) {
+		*out = d->entries[op - d->commit - 1].checksum;
+		return true;
+	}
+	return false;
+}
+
+static void vc_try_assemble(vsr_replica *r)
+{
+	if (r->status != VSR_STATUS_VIEW_CHANGE || !is_primary(r) || !r->dvc[r->self].have) return;
+	uint32_t have = 0;
+	int best = -1;
+	uint64_t commit_max = 0;
+	for (uint8_t i = 0; i < r->n; i++) {
+		const dvc_copy *d = &r->dvc[i];
+		if (!d->have) continue;
+		have++;
+		if (d->commit > commit_max) commit_max = d->commit;
+		if (best < 0 || d->log_view > r->dvc[best].log_view ||
+		    (d->log_view == r->dvc[best].log_view && d->op > r->dvc[best].op))
+			best = i;
+	}
+	if (have < r->quorum) return;
+	const dvc_copy *b = &r->dvc[best];
+
+	/* 1. The committed prefix the best log builds on: ours if our log has
+	 *    the same entry at its commit, else borrowed from another DVC whose
+	 *    suffix reaches it and chains onto our log. */
+	uint64_t junction = b->commit;
+	/* Below our own log start the prefix is inside our checkpoint, hence
+	 * committed and canonical; log_install checks the chain from there. */
+	if (junction + 1 >= r->log.start &&
+	    log_checksum_at(&r->log, junction) != b->commit_checksum) {
+		for (uint8_t i = 0; i < r->n; i++) {
+			const dvc_copy *d = &r->dvc[i];
+			uint64_t c;
+			if (!d->have || i == best || !dvc_checksum_at(d, junction, &c) ||
+			    c != b->commit_checksum || d->entry_count == 0)
+				continue;
+			uint32_t count = (uint32_t)(junction - d->commit);
+			if (count == 0) continue;
+			log_install(r, d->entries, count);
+			if (log_checksum_at(&r->log, junction) == b->commit_checksum) break;
+		}
+		if (log_checksum_at(&r->log, junction) != b->commit_checksum) return;
+	}
+	/* 2. The best log's uncommitted suffix, and nothing beyond it. */
+	if (b->entry_count) {
+		uint64_t matched = log_install(r, b->entries, b->entry_count);
+		if (matched == UINT64_MAX || matched < b->op) return;
+	}
+	bool truncated = false;
+	if (r->log.head > b->op) {
+		log_truncate_after(&r->log, b->op);
+		truncated = true;
+	}
+	/* 3. Normal in the new view; START_VIEW once the log and view are durable. */
+	r->log_view = r->view;
+	normal_become_primary(r);
+	r->start_view_pending = true;
+	persist_state(r, truncated, b->op, NULL, 0);
+	normal_advance_commit(r, commit_max);
+	vc_reset_votes(r);
+	r->last_timestamp = 0;
+	const vsr_entry *head = log_get(&r->log, r->log.head);
+	if (head != NULL) r->last_timestamp = head->timestamp;
+}
+
+void vc_send_start_view(vsr_replica *r, int to)
+{
+	uint64_t from = r->log.head >= r->cfg.message_entries_max
+				? r->log.head - r->cfg.message_entries_max + 1
+				: 1;
+	uint32_t count;
+	vsr_entry *entries = log_slice(r, from, r->log.head, &count);
+	vsr_message m;
+	memset(&m, 0, sizeof m);
+	message_header(r, &m, VSR_MSG_START_VIEW);
+	m.op = r->log.head;
+	m.commit = r->commit;
+	m.checksum = log_checksum_at(&r->log, r->log.head);
+	m.entries = entries;
+	m.entry_count = count;
+	if (to < 0) {
+		emit_broadcast(r, &m);
+	} else {
+		vsr_message *out = emit_send(r, (uint8_t)to, VSR_MSG_START_VIEW);
+		*out = m;
+	}
+}
+
+void vc_on_start_view(vsr_replica *r, const vsr_message *m)
+{
+	if (r->status == VSR_STATUS_RECOVERING || m->view < r->view) return;
+	if (m->view == r->view && r->status == VSR_STATUS_NORMAL) return;
+	if (m->replica != vsr_primary_of(m->view, r->n) || m->replica == r->self) {
+		r->stats.messages_dropped++;
+		return;
+	}
+	if (m->entry_count && m->entries[m->entry_count - 1].op != m->op) {
+		r->stats.messages_dropped++;
+		return;
+	}
+	/* Does the suffix chain onto our log? If not, we are too far behind:
+	 * state transfer, never claiming the view's log before we have it. */
+	bool chains;
+	if (m->entry_count == 0) {
+		chains = log_checksum_at(&r->log, m->op) == m->checksum;
+	} else {
+		uint32_t i = 0;
+		while (i < m->entry_count && m->entries[i].op < r->log.start) i++;
+		chains = i == m->entry_count ||
+			 (m->entries[i].op <= r->log.head + 1 &&
+			  m->entries[i].parent == log_checksum_at(&r->log, m->entries[i].op - 1));
+	}
+	if (!chains || m->commit > m->op) {
+		if (r->status != VSR_STATUS_STATE_TRANSFER || m->view > r->view)
+			st_start(r, m->view, m->replica);
+		return;
+	}
+	uint64_t view_before = r->view, log_view_before = r->log_view;
+	r->view = m->view;
+	r->log_view = m->view;
+	if (m->entry_count) {
+		uint64_t matched = log_install(r, m->entries, m->entry_count);
+		if (matched == UINT64_MAX) {
+			r->view = view_before;
+			r->log_view = log_view_before;
+			return;
+		}
+	}
+	bool truncated = false;
+	if (r->log.head > m->op && !BUG(r, VSR_BUG_ACK_CONFLICTING)) {
+		log_truncate_after(&r->log, m->op);
+		truncated = true;
+	}
+	if (r->view != view_before) vc_reset_votes(r);
+	normal_become_backup(r);
+	persist_state(r, truncated, m->op, NULL, 0);
+	normal_advance_commit(r, m->commit);
+}
+
+void vc_on_tick(vsr_replica *r)
+{
+	if (timer_fired(r, &r->t_view_change)) {
+		vc_start(r, r->view + 1);
+		return;
+	}
+	if (timer_fired(r, &r->t_retry)) {
+		/* Votes may have been lost: send them again. */
+		r->svc_sent_view = 0;
+		if (!is_primary(r)) r->dvc_sent_view = 0;
+		vc_send_votes(r);
+		timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
+	}
+}
