@@ -1,0 +1,1181 @@
+/* proctest.c - process tests: real vsrhost replicas on loopback, killed, restarted and fed garbage.
+ *
+ * One scenario per run (ctest registers each as its own test):
+ *   replicate       writes replicate to all replicas (equal digests)
+ *   failover        kill -9 of the primary: a new primary, no acknowledged write lost
+ *   restart         ... and the killed replica restarts and catches up
+ *   dedup           a client retrying across a failover applies a write once (counter.lua)
+ *   garbage         garbage on every port closes those connections; service goes on
+ *   failover-bench  --trials N: time from kill -9 of the primary to the first
+ *                   acknowledged write through the new one (median, max)
+ *
+ * Every replica is a child process started with PR_SET_PDEATHSIG(SIGKILL),
+ * so none survives this driver, whatever kills it; the driver also kills
+ * them on every exit path. Waiting is always for an event (a port accepts,
+ * the status shows a primary, a reply arrives) polled against a deadline,
+ * never a fixed sleep. On failure the replicas' logs are printed.
+ *
+ * The client here is deliberately minimal and blocking, written against the
+ * wire layer only, so that a test can resend a request with the exact same
+ * (session, request) numbers, which is what a retry across a failover is. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <msgpack.h>
+
+#include "vsr.h"
+#include "vsr_wire.h"
+
+#define N 3
+#define STARTUP_MS 15000   /* replicas up and a primary elected */
+#define CALL_MS 15000      /* one client call, failovers included */
+#define CATCHUP_MS 20000   /* a restarted replica reaches the others */
+
+/* ------------------------------------------------------------------------ */
+/* Harness: temporary directory, config, child processes.                   */
+
+static const char *g_vsrhost;
+static const char *g_root;
+static char g_dir[256];
+static uint64_t g_cluster;
+static uint16_t g_replica_port[N], g_client_port[N];
+static pid_t g_pid[N];
+static bool g_keep;
+static uint64_t g_seed;
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void kill_all(void)
+{
+	for (int i = 0; i < N; i++) {
+		if (g_pid[i] > 0) {
+			kill(g_pid[i], SIGKILL);
+			waitpid(g_pid[i], NULL, 0);
+			g_pid[i] = 0;
+		}
+	}
+}
+
+static void remove_dir(void)
+{
+	if (g_dir[0] == '\0' || g_keep)
+		return;
+	char cmd[400];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "proctest: could not remove %s\n", g_dir);
+	g_dir[0] = '\0';
+}
+
+static void dump_logs(void)
+{
+	for (int i = 0; i < N; i++) {
+		char path[400];
+		snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i);
+		FILE *f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		fprintf(stderr, "---- %s (last 60 lines)\n", path);
+		char *lines[60] = {0};
+		char buf[1024];
+		unsigned n = 0;
+		while (fgets(buf, sizeof buf, f) != NULL) {
+			free(lines[n % 60]);
+			lines[n % 60] = strdup(buf);
+			n++;
+		}
+		for (unsigned k = n > 60 ? n - 60 : 0; k < n; k++)
+			fputs(lines[k % 60], stderr);
+		for (unsigned k = 0; k < 60; k++)
+			free(lines[k]);
+		fclose(f);
+	}
+}
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void fail(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "proctest: FAIL: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, " (seed %" PRIu64 ", dir %s)\n", g_seed, g_dir);
+	va_end(ap);
+	kill_all();
+	dump_logs();
+	g_keep = true; /* keep the logs of a failure */
+	exit(1);
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	for (int i = 0; i < N; i++)
+		if (g_pid[i] > 0)
+			kill(g_pid[i], SIGKILL);
+	_exit(2);
+}
+
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void note(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	printf("proctest: ");
+	vprintf(fmt, ap);
+	printf("\n");
+	fflush(stdout);
+	va_end(ap);
+}
+
+/* Six distinct free loopback ports: all bound at once, then released. */
+static void pick_ports(void)
+{
+	int fds[2 * N];
+	for (int i = 0; i < 2 * N; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		socklen_t len = sizeof a;
+		if (fds[i] < 0 || bind(fds[i], (struct sockaddr *)&a, sizeof a) != 0 ||
+		    getsockname(fds[i], (struct sockaddr *)&a, &len) != 0)
+			fail("cannot find a free port: %s", strerror(errno));
+		uint16_t port = ntohs(a.sin_port);
+		if (i < N)
+			g_replica_port[i] = port;
+		else
+			g_client_port[i - N] = port;
+	}
+	for (int i = 0; i < 2 * N; i++)
+		close(fds[i]);
+}
+
+static void write_config(const char *statemachine)
+{
+	char path[400];
+	snprintf(path, sizeof path, "%s/cluster.lua", g_dir);
+	FILE *f = fopen(path, "w");
+	if (f == NULL)
+		fail("cannot write %s: %s", path, strerror(errno));
+	fprintf(f, "-- written by proctest, seed %" PRIu64 "\nreturn {\n  cluster = %" PRIu64 ",\n",
+		g_seed, g_cluster);
+	fprintf(f, "  replicas = {");
+	for (int i = 0; i < N; i++)
+		fprintf(f, "%s\"127.0.0.1:%u\"", i ? ", " : " ", g_replica_port[i]);
+	fprintf(f, " },\n  clients = {");
+	for (int i = 0; i < N; i++)
+		fprintf(f, "%s\"127.0.0.1:%u\"", i ? ", " : " ", g_client_port[i]);
+	fprintf(f, " },\n  statemachine = \"%s/statemachines/%s\",\n", g_root, statemachine);
+	fprintf(f, "  data_dir = \"%s/data\",\n  durability = \"memory\",\n  log_level = \"info\",\n}\n",
+		g_dir);
+	fclose(f);
+}
+
+static void start_replica(int i)
+{
+	char config[400], log[400], idx[8];
+	snprintf(config, sizeof config, "%s/cluster.lua", g_dir);
+	snprintf(log, sizeof log, "%s/replica-%d.log", g_dir, i);
+	snprintf(idx, sizeof idx, "%d", i);
+	fflush(NULL);
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0)
+		fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 2);
+			dup2(fd, 1);
+			close(fd);
+		}
+		execl(g_vsrhost, "vsrhost", config, "--replica", idx, (char *)NULL);
+		fprintf(stderr, "cannot execute %s: %s\n", g_vsrhost, strerror(errno));
+		_exit(127);
+	}
+	g_pid[i] = pid;
+}
+
+static void kill_replica(int i)
+{
+	if (g_pid[i] <= 0)
+		fail("replica %d is not running", i);
+	kill(g_pid[i], SIGKILL);
+	waitpid(g_pid[i], NULL, 0);
+	g_pid[i] = 0;
+}
+
+/* SIGTERM every replica and require a clean exit 0 (all handles closed). */
+static void stop_all(void)
+{
+	for (int i = 0; i < N; i++)
+		if (g_pid[i] > 0)
+			kill(g_pid[i], SIGTERM);
+	uint64_t deadline = now_ms() + 10000;
+	for (int i = 0; i < N; i++) {
+		while (g_pid[i] > 0) {
+			int status;
+			pid_t r = waitpid(g_pid[i], &status, WNOHANG);
+			if (r == g_pid[i]) {
+				g_pid[i] = 0;
+				if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+					fail("replica %d did not shut down cleanly on SIGTERM (status 0x%x)",
+					     i, status);
+				break;
+			}
+			if (now_ms() > deadline)
+				fail("replica %d did not exit within 10 s of SIGTERM", i);
+			poll(NULL, 0, 10); /* bounded wait for the child's exit */
+		}
+	}
+}
+
+static void check_alive(void)
+{
+	for (int i = 0; i < N; i++) {
+		if (g_pid[i] <= 0)
+			continue;
+		int status;
+		if (waitpid(g_pid[i], &status, WNOHANG) == g_pid[i]) {
+			g_pid[i] = 0;
+			fail("replica %d exited unexpectedly (status 0x%x)", i, status);
+		}
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* A minimal blocking client over the wire layer.                           */
+
+typedef struct mconn {
+	int fd;
+	vsr_wire_reader rd;
+} mconn;
+
+typedef struct mclient {
+	mconn c[N];
+	vsr_wire_config wc;
+	vsr_wire_decoded d;
+	uint64_t session;
+	uint64_t request;   /* last request number used */
+	uint8_t target;
+	uint64_t view;
+} mclient;
+
+static int tcp_connect(uint16_t port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+		close(fd);
+		return -1;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	return fd;
+}
+
+static bool write_all(int fd, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		p += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+static void mc_drop(mclient *m, int i)
+{
+	if (m->c[i].fd >= 0)
+		close(m->c[i].fd);
+	m->c[i].fd = -1;
+	vsr_wire_reader_free(&m->c[i].rd);
+}
+
+/* Opens connection i (role client or control) if it is not open. */
+static bool mc_open(mclient *m, int i, uint8_t role)
+{
+	if (m->c[i].fd >= 0)
+		return true;
+	int fd = tcp_connect(g_client_port[i]);
+	if (fd < 0)
+		return false;
+	vsr_buf b = {0};
+	vsr_wire_hello h = {.role = role, .instance = g_seed};
+	vsr_wire_encode_hello(&b, g_cluster, &h);
+	bool ok = write_all(fd, b.data, b.len);
+	vsr_buf_free(&b);
+	if (!ok) {
+		close(fd);
+		return false;
+	}
+	m->c[i].fd = fd;
+	vsr_wire_reader_init(&m->c[i].rd, &m->wc, NULL);
+	return true;
+}
+
+static void mc_init(mclient *m)
+{
+	memset(m, 0, sizeof *m);
+	for (int i = 0; i < N; i++)
+		m->c[i].fd = -1;
+	vsr_wire_config_default(&m->wc, g_cluster, N);
+	vsr_wire_decoded_init(&m->d);
+}
+
+static void mc_free(mclient *m)
+{
+	for (int i = 0; i < N; i++)
+		mc_drop(m, i);
+	vsr_wire_decoded_free(&m->d);
+}
+
+/* Waits until `deadline` for one frame on any open connection. Returns the
+ * connection index with the frame in m->d, or -1 at the deadline. */
+static int mc_next(mclient *m, uint64_t deadline)
+{
+	for (;;) {
+		/* A frame already buffered in a reader comes first. */
+		struct pollfd pfd[N];
+		int idx[N], n = 0;
+		for (int i = 0; i < N; i++) {
+			if (m->c[i].fd < 0)
+				continue;
+			pfd[n] = (struct pollfd){.fd = m->c[i].fd, .events = POLLIN};
+			idx[n++] = i;
+		}
+		uint64_t now = now_ms();
+		if (now >= deadline)
+			return -1;
+		int rc = poll(pfd, (nfds_t)n, (int)(deadline - now));
+		if (rc < 0 && errno != EINTR)
+			fail("poll: %s", strerror(errno));
+		for (int k = 0; k < n && rc > 0; k++) {
+			if (!(pfd[k].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			int i = idx[k];
+			/* One frame at a time: read only what completes it. */
+			uint8_t buf[4096];
+			ssize_t got = recv(m->c[i].fd, buf, sizeof buf, MSG_PEEK);
+			if (got <= 0) {
+				mc_drop(m, i);
+				continue;
+			}
+			size_t used = 0;
+			int fr = vsr_wire_reader_feed(&m->c[i].rd, buf, (size_t)got, &used);
+			if (recv(m->c[i].fd, buf, used, 0) != (ssize_t)used)
+				fail("recv after peek");
+			if (fr < 0) {
+				fail("replica %d sent a malformed frame: %s", i, m->c[i].rd.err);
+			}
+			if (fr == 1) {
+				if (vsr_wire_reader_decode(&m->c[i].rd, &m->d) != 0)
+					fail("replica %d sent an undecodable frame: %s", i, m->c[i].rd.err);
+				return i;
+			}
+		}
+	}
+}
+
+static bool mc_send_request(mclient *m, int i, uint8_t kind, uint64_t number,
+			    const uint8_t *op, size_t op_len)
+{
+	if (!mc_open(m, i, VSR_WIRE_ROLE_CLIENT))
+		return false;
+	vsr_message q = {.type = VSR_MSG_REQUEST, .cluster = g_cluster};
+	q.request.kind = kind;
+	q.request.session = kind == VSR_REQUEST_REGISTER ? 0 : m->session;
+	q.request.request = number;
+	q.request.op = op;
+	q.request.op_len = (uint32_t)op_len;
+	vsr_buf b = {0};
+	if (vsr_wire_encode_message(&b, g_cluster, &q) != 0)
+		fail("cannot encode a request");
+	bool ok = write_all(m->c[i].fd, b.data, b.len);
+	vsr_buf_free(&b);
+	if (!ok)
+		mc_drop(m, i);
+	return ok;
+}
+
+typedef struct mresult {
+	uint8_t status;
+	uint64_t op;
+	uint8_t replica;
+	uint8_t body[4096];
+	uint32_t body_len;
+} mresult;
+
+/* Sends (kind, number, op) until a definite answer (OK or ERROR) arrives or
+ * CALL_MS passes; NOT_PRIMARY redirects, silence or a dead connection moves
+ * on to the next replica. Every copy carries the same numbers, so the
+ * cluster's client table must apply it at most once. Returns false on
+ * timeout. `attempt_ms` is how long one copy is given. */
+static bool mc_call_number(mclient *m, uint8_t kind, uint64_t number, const uint8_t *op,
+			   size_t op_len, uint32_t attempt_ms, mresult *out)
+{
+	uint64_t deadline = now_ms() + CALL_MS;
+	while (now_ms() < deadline) {
+		check_alive();
+		int t = m->target;
+		if (!mc_send_request(m, t, kind, number, op, op_len)) {
+			m->target = (uint8_t)((t + 1) % N);
+			/* Refused at once: the replica is down. Give the next
+			 * one a moment instead of spinning. */
+			poll(NULL, 0, 5);
+			continue;
+		}
+		uint64_t attempt_end = now_ms() + attempt_ms;
+		bool resend = false;
+		while (!resend) {
+			int from = mc_next(m, attempt_end < deadline ? attempt_end : deadline);
+			if (from < 0) {
+				m->target = (uint8_t)((t + 1) % N);
+				break;
+			}
+			if (m->d.type != VSR_MSG_REPLY)
+				continue; /* HELLO */
+			const vsr_message *r = &m->d.message;
+			if (r->request.request != number)
+				continue; /* an answer to an older copy */
+			if (kind == VSR_REQUEST_OP && r->request.session != m->session)
+				continue;
+			if (r->view > m->view)
+				m->view = r->view;
+			switch (r->status) {
+			case VSR_REPLY_OK:
+			case VSR_REPLY_ERROR:
+				out->status = r->status;
+				out->op = r->reply_op;
+				out->replica = (uint8_t)from;
+				out->body_len = r->body_len < sizeof out->body ? r->body_len : sizeof out->body;
+				if (r->body_len > 0)
+					memcpy(out->body, r->body, out->body_len);
+				if (kind == VSR_REQUEST_REGISTER)
+					m->session = r->request.session;
+				m->target = (uint8_t)from;
+				return true;
+			case VSR_REPLY_NOT_PRIMARY: {
+				uint8_t hint = vsr_primary_of(m->view, N);
+				if (hint == from) {
+					/* The next primary is not ready yet: wait for
+					 * the rest of this attempt, then ask again. */
+					m->target = hint;
+					continue;
+				}
+				m->target = hint;
+				resend = true;
+				break;
+			}
+			case VSR_REPLY_BUSY:
+				m->target = (uint8_t)from;
+				continue;
+			case VSR_REPLY_EVICTED:
+				fail("session %" PRIu64 " evicted", m->session);
+			default:
+				continue;
+			}
+		}
+	}
+	return false;
+}
+
+static void mc_register(mclient *m)
+{
+	mresult r;
+	uint64_t nonce = g_seed ^ now_ms() ^ 0x5eed;
+	if (!mc_call_number(m, VSR_REQUEST_REGISTER, nonce, NULL, 0, 300, &r) ||
+	    r.status != VSR_REPLY_OK || m->session == 0)
+		fail("could not register a session");
+}
+
+static void mc_op(mclient *m, const msgpack_sbuffer *op, mresult *r, const char *what)
+{
+	m->request++;
+	if (!mc_call_number(m, VSR_REQUEST_OP, m->request, (const uint8_t *)op->data, op->size,
+			    300, r))
+		fail("%s: no answer within %d ms", what, CALL_MS);
+	if (r->status != VSR_REPLY_OK)
+		fail("%s: the state machine refused it: %.*s", what, (int)r->body_len, r->body);
+}
+
+/* Operations: msgpack arrays of strings and integers. */
+static void op_strings(msgpack_sbuffer *sb, int count, ...)
+{
+	msgpack_sbuffer_clear(sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, (size_t)count);
+	va_list ap;
+	va_start(ap, count);
+	for (int i = 0; i < count; i++) {
+		const char *s = va_arg(ap, const char *);
+		msgpack_pack_str(&pk, strlen(s));
+		msgpack_pack_str_body(&pk, s, strlen(s));
+	}
+	va_end(ap);
+}
+
+static void op_name_int(msgpack_sbuffer *sb, const char *name, int64_t v, bool with_value)
+{
+	msgpack_sbuffer_clear(sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, with_value ? 2 : 1);
+	msgpack_pack_str(&pk, strlen(name));
+	msgpack_pack_str_body(&pk, name, strlen(name));
+	if (with_value)
+		msgpack_pack_int64(&pk, v);
+}
+
+static bool body_contains(const mresult *r, const char *s)
+{
+	size_t n = strlen(s);
+	for (size_t i = 0; i + n <= r->body_len; i++)
+		if (memcmp(r->body + i, s, n) == 0)
+			return true;
+	return false;
+}
+
+/* The first integer found in a msgpack reply (the counter's value, however
+ * the state machine wraps it). */
+static bool body_int(const mresult *r, int64_t *out)
+{
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	bool ok = false;
+	if (msgpack_unpack_next(&u, (const char *)r->body, r->body_len, NULL) ==
+	    MSGPACK_UNPACK_SUCCESS) {
+		msgpack_object o = u.data;
+		/* Walk down: integer, or an array / map holding one. */
+		for (int depth = 0; depth < 4 && !ok; depth++) {
+			if (o.type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+				*out = (int64_t)o.via.u64;
+				ok = true;
+			} else if (o.type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+				*out = o.via.i64;
+				ok = true;
+			} else if (o.type == MSGPACK_OBJECT_ARRAY && o.via.array.size > 0) {
+				o = o.via.array.ptr[o.via.array.size - 1];
+			} else if (o.type == MSGPACK_OBJECT_MAP && o.via.map.size > 0) {
+				o = o.via.map.ptr[o.via.map.size - 1].val;
+			} else {
+				break;
+			}
+		}
+	}
+	msgpack_unpacked_destroy(&u);
+	return ok;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Status.                                                                  */
+
+/* Asks replica i for its status over a control connection. */
+static bool status_of(int i, vsr_wire_status *out)
+{
+	if (g_pid[i] <= 0)
+		return false;
+	int fd = tcp_connect(g_client_port[i]);
+	if (fd < 0)
+		return false;
+	vsr_buf b = {0};
+	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_CONTROL, .instance = g_seed};
+	vsr_wire_encode_hello(&b, g_cluster, &h);
+	vsr_wire_status_request q = {.nonce = now_ms()};
+	vsr_wire_encode_status_request(&b, g_cluster, &q);
+	bool ok = write_all(fd, b.data, b.len);
+	vsr_buf_free(&b);
+	mclient m;
+	mc_init(&m);
+	m.c[i].fd = ok ? fd : -1;
+	if (!ok)
+		close(fd);
+	vsr_wire_reader_init(&m.c[i].rd, &m.wc, NULL);
+	bool got = false;
+	uint64_t deadline = now_ms() + 1000;
+	while (ok && !got) {
+		int from = mc_next(&m, deadline);
+		if (from < 0)
+			break;
+		if (m.d.type == VSR_WIRE_STATUS_REPLY && m.d.status.nonce == q.nonce) {
+			*out = m.d.status;
+			got = true;
+		}
+	}
+	mc_free(&m);
+	return got;
+}
+
+typedef struct cluster_view {
+	bool up[N];
+	vsr_wire_status s[N];
+} cluster_view;
+
+static void status_all(cluster_view *v)
+{
+	for (int i = 0; i < N; i++)
+		v->up[i] = status_of(i, &v->s[i]);
+}
+
+/* The primary when every live replica (and at least a quorum) is normal in
+ * one view and agrees on who leads it; -1 otherwise. */
+static int settled_primary(const cluster_view *v)
+{
+	int up = 0, primary = -1;
+	uint64_t view = 0;
+	for (int i = 0; i < N; i++) {
+		if (g_pid[i] <= 0)
+			continue;
+		if (!v->up[i] || v->s[i].status != VSR_STATUS_NORMAL)
+			return -1;
+		if (up == 0) {
+			view = v->s[i].view;
+			primary = v->s[i].primary;
+		} else if (v->s[i].view != view) {
+			return -1;
+		}
+		up++;
+	}
+	if (up < (int)vsr_quorum(N) || primary < 0 || g_pid[primary] <= 0)
+		return -1;
+	return primary;
+}
+
+static int wait_primary(uint32_t timeout_ms, const char *what)
+{
+	uint64_t deadline = now_ms() + timeout_ms;
+	cluster_view v;
+	for (;;) {
+		check_alive();
+		status_all(&v);
+		int p = settled_primary(&v);
+		if (p >= 0)
+			return p;
+		if (now_ms() > deadline)
+			fail("%s: no settled primary within %u ms", what, timeout_ms);
+		poll(NULL, 0, 20); /* next status round */
+	}
+}
+
+/* Every live replica normal, executed >= op, and all with equal digests at
+ * equal executed numbers. */
+static void wait_converged(uint64_t op, uint32_t timeout_ms, const char *what)
+{
+	uint64_t deadline = now_ms() + timeout_ms;
+	cluster_view v;
+	for (;;) {
+		check_alive();
+		status_all(&v);
+		bool ok = settled_primary(&v) >= 0;
+		for (int i = 0; i < N && ok; i++) {
+			if (g_pid[i] <= 0)
+				continue;
+			ok = v.up[i] && v.s[i].executed >= op;
+		}
+		int first = -1;
+		for (int i = 0; i < N && ok; i++) {
+			if (g_pid[i] <= 0)
+				continue;
+			if (first < 0)
+				first = i;
+			else
+				ok = v.s[i].executed == v.s[first].executed &&
+				     v.s[i].digest == v.s[first].digest;
+		}
+		if (ok)
+			return;
+		if (now_ms() > deadline) {
+			for (int i = 0; i < N; i++)
+				if (v.up[i])
+					fprintf(stderr, "  replica %d: %s view %" PRIu64 " op %" PRIu64
+						" commit %" PRIu64 " executed %" PRIu64 " digest %016" PRIx64 "\n",
+						i, vsr_status_name((enum vsr_status)v.s[i].status),
+						v.s[i].view, v.s[i].op, v.s[i].commit, v.s[i].executed,
+						v.s[i].digest);
+			fail("%s: replicas did not converge on op %" PRIu64 " within %u ms", what,
+			     op, timeout_ms);
+		}
+		poll(NULL, 0, 20); /* next status round */
+	}
+}
+
+/* Waits until every port of every replica accepts: the processes are up. */
+static void wait_ports(int only)
+{
+	uint64_t deadline = now_ms() + STARTUP_MS;
+	for (int i = 0; i < N; i++) {
+		if ((only >= 0 && i != only) || g_pid[i] <= 0)
+			continue;
+		for (;;) {
+			check_alive();
+			int fd = tcp_connect(g_client_port[i]);
+			if (fd >= 0) {
+				close(fd);
+				break;
+			}
+			if (now_ms() > deadline)
+				fail("replica %d: client port %u never accepted", i, g_client_port[i]);
+			poll(NULL, 0, 10); /* next connect attempt */
+		}
+	}
+}
+
+static void cluster_start(const char *statemachine)
+{
+	pick_ports();
+	write_config(statemachine);
+	for (int i = 0; i < N; i++)
+		start_replica(i);
+	wait_ports(-1);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scenarios.                                                               */
+
+#define KEYS 20
+
+static void put_keys(mclient *m, msgpack_sbuffer *sb, int from, int to, uint64_t *last_op)
+{
+	for (int k = from; k < to; k++) {
+		char key[32], val[64];
+		snprintf(key, sizeof key, "k%d", k);
+		snprintf(val, sizeof val, "v%d-%" PRIu64, k, g_seed);
+		op_strings(sb, 3, "put", key, val);
+		mresult r;
+		mc_op(m, sb, &r, key);
+		*last_op = r.op;
+	}
+}
+
+static void get_keys(mclient *m, msgpack_sbuffer *sb, int from, int to)
+{
+	for (int k = from; k < to; k++) {
+		char key[32], val[64];
+		snprintf(key, sizeof key, "k%d", k);
+		snprintf(val, sizeof val, "v%d-%" PRIu64, k, g_seed);
+		op_strings(sb, 2, "get", key);
+		mresult r;
+		mc_op(m, sb, &r, key);
+		if (!body_contains(&r, val))
+			fail("get %s: acknowledged value %s is missing (reply of %u bytes from replica %u)",
+			     key, val, r.body_len, r.replica);
+	}
+}
+
+static int scenario_replicate(void)
+{
+	cluster_start("kv.lua");
+	int p = wait_primary(STARTUP_MS, "startup");
+	note("primary is replica %d", p);
+	mclient m;
+	mc_init(&m);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	mc_register(&m);
+	uint64_t last = 0;
+	put_keys(&m, &sb, 0, KEYS, &last);
+	note("%d writes acknowledged, last at op %" PRIu64, KEYS, last);
+	wait_converged(last, CATCHUP_MS, "replication");
+	note("all %d replicas executed op %" PRIu64 " with equal digests", N, last);
+	get_keys(&m, &sb, 0, KEYS);
+	msgpack_sbuffer_destroy(&sb);
+	mc_free(&m);
+	stop_all();
+	note("all replicas shut down cleanly on SIGTERM");
+	return 0;
+}
+
+static int failover_common(bool restart)
+{
+	cluster_start("kv.lua");
+	int p = wait_primary(STARTUP_MS, "startup");
+	mclient m;
+	mc_init(&m);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	mc_register(&m);
+	uint64_t last = 0;
+	put_keys(&m, &sb, 0, KEYS / 2, &last);
+	vsr_wire_status before;
+	if (!status_of(p, &before))
+		fail("no status from primary %d", p);
+	note("primary %d in view %" PRIu64 "; %d writes acknowledged; kill -9 of the primary", p,
+	     before.view, KEYS / 2);
+	uint64_t t0 = now_ms();
+	kill_replica(p);
+	put_keys(&m, &sb, KEYS / 2, KEYS / 2 + 1, &last);
+	note("first write after the kill acknowledged in %" PRIu64 " ms", now_ms() - t0);
+	put_keys(&m, &sb, KEYS / 2 + 1, KEYS, &last);
+	int q = wait_primary(STARTUP_MS, "after failover");
+	vsr_wire_status after;
+	if (!status_of(q, &after))
+		fail("no status from the new primary %d", q);
+	if (q == p || after.view <= before.view)
+		fail("no new primary: replica %d in view %" PRIu64, q, after.view);
+	note("new primary %d in view %" PRIu64, q, after.view);
+	get_keys(&m, &sb, 0, KEYS);
+	note("all %d acknowledged writes are readable through the new primary", KEYS);
+	if (restart) {
+		start_replica(p);
+		wait_ports(p);
+		note("replica %d restarted (memory storage: recovering)", p);
+		wait_converged(last, CATCHUP_MS, "catch-up");
+		vsr_wire_status st;
+		if (!status_of(p, &st))
+			fail("no status from the restarted replica");
+		note("replica %d caught up: %s, view %" PRIu64 ", executed %" PRIu64, p,
+		     vsr_status_name((enum vsr_status)st.status), st.view, st.executed);
+		/* And it takes part again: one more write replicates to it. */
+		put_keys(&m, &sb, 0, 1, &last);
+		wait_converged(last, CATCHUP_MS, "after catch-up");
+	}
+	msgpack_sbuffer_destroy(&sb);
+	mc_free(&m);
+	stop_all();
+	return 0;
+}
+
+/* counter.lua: ["add", n] adds n and answers the new value; ["get"] reads. */
+static int64_t counter_value(mclient *m, msgpack_sbuffer *sb)
+{
+	op_name_int(sb, "get", 0, false);
+	mresult r;
+	mc_op(m, sb, &r, "counter get");
+	int64_t v;
+	if (!body_int(&r, &v))
+		fail("counter get: no integer in the reply (%u bytes)", r.body_len);
+	return v;
+}
+
+static int scenario_dedup(void)
+{
+	cluster_start("counter.lua");
+	int p = wait_primary(STARTUP_MS, "startup");
+	mclient m;
+	mc_init(&m);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	mc_register(&m);
+
+	/* 1. The reply is lost: the increment committed, the client never
+	 * heard. It retries with the same numbers after a failover. */
+	op_name_int(&sb, "add", 1, true);
+	mresult first;
+	mc_op(&m, &sb, &first, "add 1");
+	uint64_t number = m.request;
+	note("add 1 committed at op %" PRIu64 " (request %" PRIu64 "); kill -9 of primary %d",
+	     first.op, number, p);
+	kill_replica(p);
+	mresult again;
+	if (!mc_call_number(&m, VSR_REQUEST_OP, number, (const uint8_t *)sb.data, sb.size, 300,
+			    &again))
+		fail("retry of request %" PRIu64 " got no answer", number);
+	if (again.status != VSR_REPLY_OK || again.op != first.op ||
+	    again.body_len != first.body_len || memcmp(again.body, first.body, first.body_len) != 0)
+		fail("the retry was not answered with the stored reply (op %" PRIu64 " vs %" PRIu64 ")",
+		     again.op, first.op);
+	int64_t v = counter_value(&m, &sb);
+	if (v != 1)
+		fail("counter is %" PRId64 " after one increment retried across a failover", v);
+	note("retry answered from the client table (op %" PRIu64 "), counter = 1", again.op);
+
+	/* 2. The primary dies with the request in flight: it may or may not
+	 * have committed. Retrying must give exactly one application. */
+	p = wait_primary(STARTUP_MS, "after first failover");
+	for (int i = 0; i < N; i++)
+		if (g_pid[i] <= 0)
+			start_replica(i);
+	wait_ports(-1);
+	p = wait_primary(STARTUP_MS, "after restart");
+	op_name_int(&sb, "add", 1, true);
+	m.request++;
+	number = m.request;
+	m.target = (uint8_t)p;
+	if (!mc_send_request(&m, p, VSR_REQUEST_OP, number, (const uint8_t *)sb.data, sb.size))
+		fail("cannot send to primary %d", p);
+	kill_replica(p);
+	note("add 1 (request %" PRIu64 ") sent to primary %d, which was killed at once", number, p);
+	if (!mc_call_number(&m, VSR_REQUEST_OP, number, (const uint8_t *)sb.data, sb.size, 300,
+			    &again) || again.status != VSR_REPLY_OK)
+		fail("the in-flight increment was never acknowledged");
+	v = counter_value(&m, &sb);
+	if (v != 2)
+		fail("counter is %" PRId64 ", expected exactly 2", v);
+	note("counter = 2 after the in-flight retry: applied exactly once");
+	msgpack_sbuffer_destroy(&sb);
+	mc_free(&m);
+	stop_all();
+	return 0;
+}
+
+/* Sends `len` bytes on a fresh connection to port and requires the replica
+ * to close it (EOF or reset) within a deadline. */
+static void garbage_send(uint16_t port, const void *data, size_t len, const char *what)
+{
+	int fd = tcp_connect(port);
+	if (fd < 0)
+		fail("%s: port %u refused the connection", what, port);
+	(void)write_all(fd, data, len); /* a reset mid-way is an acceptable answer */
+	uint64_t deadline = now_ms() + 5000;
+	for (;;) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		uint64_t now = now_ms();
+		if (now > deadline)
+			fail("%s: port %u kept a connection that sent garbage", what, port);
+		if (poll(&pfd, 1, (int)(deadline - now)) <= 0)
+			continue;
+		uint8_t buf[4096];
+		ssize_t n = recv(fd, buf, sizeof buf, 0);
+		if (n <= 0)
+			break; /* closed by the replica */
+		/* Its HELLO arrives first; keep reading until the close. */
+	}
+	close(fd);
+}
+
+static int scenario_garbage(void)
+{
+	cluster_start("kv.lua");
+	wait_primary(STARTUP_MS, "startup");
+	mclient m;
+	mc_init(&m);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	mc_register(&m);
+	uint64_t last = 0;
+	put_keys(&m, &sb, 0, 5, &last);
+
+	srandom((unsigned)g_seed);
+	uint8_t noise[8192];
+	for (size_t i = 0; i < sizeof noise; i++)
+		noise[i] = (uint8_t)random();
+	/* A valid header announcing a body beyond any limit. */
+	uint8_t huge[VSR_WIRE_HEADER_SIZE];
+	{
+		vsr_buf b = {0};
+		vsr_wire_hello h = {.role = VSR_WIRE_ROLE_CLIENT};
+		vsr_wire_encode_hello(&b, g_cluster, &h);
+		memcpy(huge, b.data, sizeof huge);
+		vsr_buf_free(&b);
+		huge[8] = huge[9] = huge[10] = huge[11] = 0xff; /* header checksum now wrong too */
+	}
+	/* A HELLO followed by a frame whose body checksum is wrong. */
+	vsr_buf corrupt = {0};
+	{
+		vsr_wire_hello h = {.role = VSR_WIRE_ROLE_CLIENT};
+		vsr_wire_encode_hello(&corrupt, g_cluster, &h);
+		size_t at = corrupt.len;
+		vsr_message q = {.type = VSR_MSG_REQUEST};
+		q.request.kind = VSR_REQUEST_OP;
+		q.request.session = m.session;
+		q.request.request = 1;
+		q.request.op = (const uint8_t *)"xxxx";
+		q.request.op_len = 4;
+		vsr_wire_encode_message(&corrupt, g_cluster, &q);
+		corrupt.data[corrupt.len - 1] ^= 0x55;
+		(void)at;
+	}
+	/* A well-formed REQUEST before any HELLO. */
+	vsr_buf early = {0};
+	{
+		vsr_message q = {.type = VSR_MSG_REQUEST};
+		q.request.kind = VSR_REQUEST_REGISTER;
+		q.request.request = 7;
+		vsr_wire_encode_message(&early, g_cluster, &q);
+	}
+	/* On the replica port: a HELLO claiming to be the replica itself. */
+	for (int i = 0; i < N; i++) {
+		uint16_t ports[2] = {g_replica_port[i], g_client_port[i]};
+		for (int k = 0; k < 2; k++) {
+			garbage_send(ports[k], noise, sizeof noise, "random bytes");
+			garbage_send(ports[k], huge, sizeof huge, "bad header");
+			garbage_send(ports[k], corrupt.data, corrupt.len, "corrupt body");
+			garbage_send(ports[k], early.data, early.len, "frame before HELLO");
+		}
+		vsr_buf self = {0};
+		vsr_wire_hello h = {.role = VSR_WIRE_ROLE_REPLICA, .replica = (uint8_t)i};
+		vsr_wire_encode_hello(&self, g_cluster, &h);
+		garbage_send(g_replica_port[i], self.data, self.len, "HELLO impersonating the replica");
+		vsr_buf_free(&self);
+	}
+	vsr_buf_free(&corrupt);
+	vsr_buf_free(&early);
+	note("every port of every replica closed each garbage connection");
+
+	put_keys(&m, &sb, 5, KEYS, &last);
+	get_keys(&m, &sb, 0, KEYS);
+	wait_converged(last, CATCHUP_MS, "after garbage");
+	cluster_view v;
+	status_all(&v);
+	for (int i = 0; i < N; i++) {
+		if (!v.up[i] || v.s[i].frames_dropped == 0)
+			fail("replica %d does not count the refused frames", i);
+		note("replica %d: %" PRIu64 " frames refused, still serving", i, v.s[i].frames_dropped);
+	}
+	msgpack_sbuffer_destroy(&sb);
+	mc_free(&m);
+	stop_all();
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int scenario_failover_bench(int trials)
+{
+	cluster_start("kv.lua");
+	wait_primary(STARTUP_MS, "startup");
+	mclient m;
+	mc_init(&m);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	mc_register(&m);
+	uint64_t last = 0;
+	put_keys(&m, &sb, 0, 1, &last);
+	uint64_t *ms = calloc((size_t)trials, sizeof *ms);
+	for (int t = 0; t < trials; t++) {
+		wait_converged(last, CATCHUP_MS, "before trial");
+		int p = wait_primary(STARTUP_MS, "before trial");
+		m.target = (uint8_t)p;
+		uint64_t t0 = now_ms();
+		kill_replica(p);
+		/* A short attempt so the client's own patience adds little. */
+		char key[32], val[64];
+		snprintf(key, sizeof key, "k%d", t);
+		snprintf(val, sizeof val, "v%d-%" PRIu64, t, g_seed);
+		op_strings(&sb, 3, "put", key, val);
+		m.request++;
+		mresult r;
+		if (!mc_call_number(&m, VSR_REQUEST_OP, m.request, (const uint8_t *)sb.data, sb.size,
+				    50, &r) || r.status != VSR_REPLY_OK)
+			fail("trial %d: no acknowledged write after the failover", t);
+		ms[t] = now_ms() - t0;
+		last = r.op;
+		note("trial %d: killed primary %d, write acknowledged by replica %u after %" PRIu64 " ms",
+		     t + 1, p, r.replica, ms[t]);
+		start_replica(p);
+		wait_ports(p);
+	}
+	qsort(ms, (size_t)trials, sizeof *ms, cmp_u64);
+	uint64_t median = trials % 2 ? ms[trials / 2] : (ms[trials / 2 - 1] + ms[trials / 2]) / 2;
+	printf("failover over %d trials: median %" PRIu64 " ms, min %" PRIu64 " ms, max %" PRIu64 " ms\n",
+	       trials, median, ms[0], ms[trials - 1]);
+	free(ms);
+	msgpack_sbuffer_destroy(&sb);
+	mc_free(&m);
+	stop_all();
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: proctest --vsrhost PATH --root SOURCE_DIR --scenario NAME\n"
+		     "                [--trials N] [--seed S] [--keep]\n"
+		     "scenarios: replicate failover restart dedup garbage failover-bench\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"vsrhost", required_argument, NULL, 'x'}, {"root", required_argument, NULL, 'r'},
+		{"scenario", required_argument, NULL, 's'}, {"trials", required_argument, NULL, 't'},
+		{"seed", required_argument, NULL, 'S'}, {"keep", no_argument, NULL, 'k'},
+		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+	};
+	const char *scenario = NULL;
+	int trials = 10;
+	bool seeded = false;
+	int ch;
+	while ((ch = getopt_long(argc, argv, "x:r:s:t:S:kh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'x': g_vsrhost = optarg; break;
+		case 'r': g_root = optarg; break;
+		case 's': scenario = optarg; break;
+		case 't': trials = atoi(optarg); break;
+		case 'S': g_seed = strtoull(optarg, NULL, 0); seeded = true; break;
+		case 'k': g_keep = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 64;
+		}
+	}
+	if (g_vsrhost == NULL || g_root == NULL || scenario == NULL || trials < 1) {
+		usage(stderr);
+		return 64;
+	}
+	if (!seeded)
+		g_seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16);
+	g_cluster = 1000 + g_seed % 100000;
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(g_dir, sizeof g_dir, "/tmp/vsr-proctest-XXXXXX");
+	if (mkdtemp(g_dir) == NULL) {
+		fprintf(stderr, "proctest: mkdtemp: %s\n", strerror(errno));
+		return 1;
+	}
+	note("scenario %s, seed %" PRIu64 ", cluster %" PRIu64 ", dir %s", scenario, g_seed,
+	     g_cluster, g_dir);
+	int rc;
+	if (strcmp(scenario, "replicate") == 0)
+		rc = scenario_replicate();
+	else if (strcmp(scenario, "failover") == 0)
+		rc = failover_common(false);
+	else if (strcmp(scenario, "restart") == 0)
+		rc = failover_common(true);
+	else if (strcmp(scenario, "dedup") == 0)
+		rc = scenario_dedup();
+	else if (strcmp(scenario, "garbage") == 0)
+		rc = scenario_garbage();
+	else if (strcmp(scenario, "failover-bench") == 0)
+		rc = scenario_failover_bench(trials);
+	else {
+		usage(stderr);
+		rc = 64;
+	}
+	kill_all();
+	remove_dir();
+	if (rc == 0)
+		note("PASS");
+	return rc;
+}
