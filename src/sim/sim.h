@@ -1,0 +1,291 @@
+/* sim.h - the deterministic cluster simulator: shared types of its parts.
+ *
+ * One process runs n replicas of the real protocol core (vsr.h), several
+ * clients, a simulated network, simulated storage and simulated time, all
+ * driven by one 64-bit seed. Parts:
+ *   sim_util.c     generator, hashing, maps, heap, message copies
+ *   sim_sm.c       the deterministic test state machine
+ *   sim_storage.c  per-replica persist queue, durable image, crash, restart
+ *   sim_check.c    ghost state and the invariants of protocol.md 12
+ *   sim_cluster.c  the event loop: network, replicas, clients, faults
+ *   sim_main.c     command line: one seed, sweeps, demo, teeth
+ * Nothing here reads a clock or a random source other than the seed, so a
+ * seed always gives the same run. */
+#ifndef VSR_SIM_H
+#define VSR_SIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "vsr.h"
+
+/* ------------------------------------------------------------------------ */
+/* Limits of the simulator itself.                                           */
+
+#define SIM_REPLICAS_MAX 5u
+#define SIM_CLIENTS_MAX 16u
+#define SIM_NODES_MAX (SIM_REPLICAS_MAX + SIM_CLIENTS_MAX)
+/* Events in flight at once (messages, persists, faults); past this the run
+ * fails loudly instead of eating memory. */
+#define SIM_EVENTS_MAX (1u << 20)
+/* Persists queued at one replica's storage. */
+#define SIM_PERSISTS_MAX 65536u
+/* Sessions the test state machine tracks for its at-most-once count. */
+#define SIM_SM_SESSIONS_MAX 256u
+/* Keys of the test state machine's map. */
+#define SIM_SM_KEYS 16u
+/* Bytes of a test operation: kind, key, value. */
+#define SIM_OP_BYTES 10u
+
+_Static_assert(SIM_REPLICAS_MAX <= VSR_REPLICAS_MAX, "replicas fit the core");
+
+/* ------------------------------------------------------------------------ */
+/* Utilities (sim_util.c).                                                   */
+
+/* xoshiro256**, seeded by splitmix64: the only source of randomness. */
+typedef struct sim_rng {
+	uint64_t s[4];
+} sim_rng;
+
+void sim_rng_seed(sim_rng *r, uint64_t seed);
+uint64_t sim_rng_next(sim_rng *r);
+/* Uniform in [0, n); n > 0. */
+uint64_t sim_rng_below(sim_rng *r, uint64_t n);
+/* Uniform in [lo, hi]. */
+uint64_t sim_rng_range(sim_rng *r, uint64_t lo, uint64_t hi);
+/* True with probability ppm / 1,000,000. */
+bool sim_rng_ppm(sim_rng *r, uint32_t ppm);
+
+uint64_t sim_mix64(uint64_t x);
+uint64_t sim_hash_bytes(uint64_t h, const void *data, size_t len);
+uint64_t sim_hash_u64(uint64_t h, uint64_t v);
+
+/* Open-addressing map from a non-zero u64 key to a u64 value. */
+typedef struct sim_map {
+	uint64_t *keys;
+	uint64_t *values;
+	size_t cap; /* power of two, or 0 */
+	size_t count;
+} sim_map;
+
+void sim_map_free(sim_map *m);
+/* Returns a pointer to the value of key, or NULL. */
+uint64_t *sim_map_get(const sim_map *m, uint64_t key);
+/* Returns a pointer to the value of key, inserting `init` when absent. */
+uint64_t *sim_map_put(sim_map *m, uint64_t key, uint64_t init, bool *inserted);
+
+/* A message that owns its bytes (entries, bodies, request op). */
+typedef struct sim_msg {
+	vsr_message m;
+	vsr_entry *entries;
+	uint8_t *entry_blob; /* bodies of entries */
+	uint8_t *blob;       /* body and request op */
+} sim_msg;
+
+sim_msg *sim_msg_clone(const vsr_message *m);
+void sim_msg_free(sim_msg *s);
+
+/* Owned copy of an array of entries with their bodies in one blob. */
+vsr_entry *sim_entries_clone(const vsr_entry *src, uint32_t n, uint8_t **blob);
+
+/* A growable array of u64 indexed from 0, zero filled. */
+typedef struct sim_vec {
+	uint64_t *v;
+	size_t cap;
+} sim_vec;
+
+uint64_t sim_vec_get(const sim_vec *a, uint64_t i);
+void sim_vec_set(sim_vec *a, uint64_t i, uint64_t value);
+void sim_vec_free(sim_vec *a);
+
+void *sim_xmalloc(size_t n);
+void *sim_xcalloc(size_t n, size_t size);
+void *sim_xrealloc(void *p, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* The test state machine (sim_sm.c).                                        */
+
+enum sim_op_kind { SIM_OP_SET = 0, SIM_OP_ADD = 1, SIM_OP_GET = 2, SIM_OP_KINDS };
+
+struct sim;
+
+typedef struct sim_sm_session {
+	uint64_t session;
+	uint64_t request; /* highest request applied */
+} sim_sm_session;
+
+typedef struct sim_sm {
+	/* replicated state */
+	uint64_t chain;     /* hash chain over every applied operation */
+	uint64_t applied;
+	uint64_t kv[SIM_SM_KEYS];
+	uint32_t session_count;
+	sim_sm_session sessions[SIM_SM_SESSIONS_MAX];
+	uint64_t duplicates; /* (session, request) applied again: must stay 0 */
+	/* host side: where to report a duplicate */
+	struct sim *sim;
+	uint8_t replica;
+} sim_sm;
+
+void sim_sm_init(sim_sm *sm, struct sim *sim, uint8_t replica);
+void sim_sm_iface(sim_sm *sm, vsr_state_machine *out);
+void sim_op_encode(uint8_t out[SIM_OP_BYTES], uint8_t kind, uint8_t key,
+		   uint64_t value);
+
+/* ------------------------------------------------------------------------ */
+/* Simulated storage (sim_storage.c).                                        */
+
+typedef struct sim_pending {
+	vsr_persist p;     /* pointers below are owned copies */
+	vsr_entry *entries;
+	uint8_t *blob;
+	uint8_t *checkpoint;
+	uint64_t done_at;  /* tick at which it becomes durable */
+} sim_pending;
+
+typedef struct sim_slot {
+	bool present;
+	vsr_entry e;       /* e.body points at body */
+	uint8_t *body;
+} sim_slot;
+
+typedef struct sim_storage {
+	/* durable image */
+	vsr_superblock sb;
+	uint8_t *checkpoint;
+	uint64_t checkpoint_len;
+	sim_slot *slots;   /* indexed by op */
+	uint64_t slot_cap;
+	uint64_t slot_end; /* no slot at or above is present */
+	/* queue of persists not yet durable, in issue order */
+	sim_pending *q;
+	uint32_t q_head, q_count, q_cap;
+	uint64_t last_done_at;
+	/* what a restart builds; kept until the next restart */
+	vsr_entry *load_entries;
+	uint32_t load_count;
+} sim_storage;
+
+void sim_storage_init(sim_storage *st, uint64_t cluster);
+void sim_storage_free(sim_storage *st);
+/* Queues a copy of `p`; returns false when the queue is full. */
+bool sim_storage_push(sim_storage *st, const vsr_persist *p, uint64_t done_at);
+/* The oldest pending persist, or NULL. */
+sim_pending *sim_storage_head(sim_storage *st);
+/* Applies the oldest pending persist to the image and drops it. */
+void sim_storage_complete(sim_storage *st);
+/* Crash: drops pending persists; `torn` applies a prefix of the first one's
+ * entries, `corrupt` writes them with one entry damaged. Returns a short word
+ * for the trace. */
+const char *sim_storage_crash(sim_storage *st, sim_rng *rng, bool torn,
+			      bool corrupt);
+/* Builds what a restart reads: verified entries after checkpoint_op, cut at
+ * the first bad checksum, broken parent link or gap. */
+void sim_storage_load(sim_storage *st, uint64_t cluster, vsr_durable *out);
+
+/* ------------------------------------------------------------------------ */
+/* Ghost state and invariants (sim_check.c).                                 */
+
+typedef struct sim_ghost_replica {
+	uint64_t max_vote_view;   /* across incarnations: SVC, DVC, SV, PREPARE_OK */
+	uint64_t max_sent_view;   /* this incarnation */
+	uint64_t checked_commit;  /* agreement checked up to here */
+	vsr_replica_info info;    /* after the last step */
+	bool has_info;
+} sim_ghost_replica;
+
+typedef struct sim_ghost {
+	sim_vec canon;            /* op -> first committed checksum (0: unknown) */
+	sim_vec canon_view;       /* op -> view of the replica that first committed it */
+	uint64_t canon_max;       /* highest op known committed */
+	sim_map digest_at;        /* executed op + 1 -> state digest */
+	sim_vec digest_replica;   /* executed op -> replica that set it, + 1 */
+	sim_map view_log;         /* (view, op) -> checksum of view's log at op */
+	sim_map acks;             /* (view, replica) -> highest op acked + 1 */
+	sim_map primary_durable;  /* view -> primary's durable op + 1 while primary */
+	uint64_t max_view;
+	sim_ghost_replica r[SIM_REPLICAS_MAX];
+} sim_ghost;
+
+void sim_ghost_free(sim_ghost *g);
+
+/* ------------------------------------------------------------------------ */
+/* The simulator (sim_cluster.c).                                            */
+
+typedef struct sim_options {
+	uint64_t seed;
+	uint8_t replicas;
+	uint8_t clients;
+	uint64_t fault_ticks;     /* faults happen in [0, fault_ticks) */
+	uint64_t liveness_ticks;  /* after healing, everything settles within this */
+	bool faults;
+	bool trace;
+	bool demo;
+	uint32_t bugs;            /* VSR_BUG_* for the teeth build */
+	bool lenient_votes;       /* skip the send-time durability check of votes */
+	/* rates; -1 (as UINT32_MAX) means "drawn from the seed" */
+	uint32_t drop_ppm;
+	uint32_t dup_ppm;
+	uint32_t crash_ppm;       /* per tick */
+	uint32_t partition_ppm;   /* per tick */
+	uint32_t delay_max_ticks;
+	uint32_t persist_max_ticks;
+	FILE *out;                /* trace and narration */
+} sim_options;
+
+#define SIM_RATE_SEEDED UINT32_MAX
+
+typedef struct sim_stats {
+	uint64_t events;
+	uint64_t messages;
+	uint64_t steps;
+	uint64_t crashes;
+	uint64_t partitions;
+	uint64_t commits;
+	uint64_t view_changes;
+} sim_stats;
+
+typedef struct sim_result {
+	bool ok;
+	char reason[512];
+	uint64_t fail_tick;
+	uint64_t ticks;
+	uint64_t final_digest;
+	uint64_t trace_digest;
+	uint64_t final_view;
+	uint64_t final_commit;
+	sim_stats stats;
+} sim_result;
+
+/* Runs one seed to completion or first violation. */
+void sim_run(const sim_options *opt, sim_result *res);
+
+/* Internal: reports an invariant violation (first one wins). */
+void sim_fail(struct sim *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+bool sim_failed(const struct sim *s);
+uint8_t sim_replica_count(const struct sim *s);
+uint64_t sim_now(const struct sim *s);
+const sim_storage *sim_storage_of(const struct sim *s, uint8_t r);
+/* Strict: also fail a vote sent before its view is durable (I6), without
+ * waiting for a crash to turn it into a lost promise. */
+bool sim_strict_votes(const struct sim *s);
+
+/* Checker entry points, called by the cluster around every step. */
+void sim_check_sent(struct sim *s, sim_ghost *g, uint8_t from,
+		    const vsr_replica *core, const vsr_replica_info *before,
+		    const vsr_replica_info *after, const vsr_message *m);
+void sim_check_after_step(struct sim *s, sim_ghost *g, uint8_t r,
+			  const vsr_replica *core, const vsr_replica_info *before,
+			  const vsr_replica_info *after);
+void sim_check_full(struct sim *s, sim_ghost *g, uint8_t r,
+		    const vsr_replica *core);
+void sim_check_restart(struct sim *s, sim_ghost *g, uint8_t r,
+		       const sim_storage *st, const vsr_durable *d);
+void sim_check_crash(sim_ghost *g, uint8_t r);
+void sim_check_duplicate_apply(struct sim *s, uint8_t replica, uint64_t op,
+			       uint64_t session, uint64_t request);
+
+#endif /* VSR_SIM_H */

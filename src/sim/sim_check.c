@@ -1,0 +1,480 @@
+/* sim_check.c - ghost state and the cluster invariants of protocol.md 12.
+ *
+ * The checker sees every message a replica sends (before the network can
+ * lose it), every replica's inspection data after every step, and the
+ * durable images of the simulated disks. From that it keeps ghost state that
+ * no replica has: the canonical committed history (first checksum committed
+ * at each op), the log of every view as its primary published it, every
+ * acknowledgement ever sent, every vote per replica across incarnations, and
+ * the state digest at each executed op. Each check names the invariant it
+ * enforces; a failure stops the run with a message that says what broke. */
+#include <string.h>
+
+#include "sim.h"
+
+static const char *type_name(uint8_t t)
+{
+	return vsr_message_type_name((enum vsr_message_type)t);
+}
+
+static uint64_t key_view_op(uint64_t view, uint64_t op)
+{
+	return ((view + 1) << 32) ^ op;
+}
+
+static uint64_t key_view_replica(uint64_t view, uint8_t r)
+{
+	return ((view + 1) << 8) | r;
+}
+
+void sim_ghost_free(sim_ghost *g)
+{
+	sim_vec_free(&g->canon);
+	sim_vec_free(&g->canon_view);
+	sim_map_free(&g->digest_at);
+	sim_vec_free(&g->digest_replica);
+	sim_map_free(&g->view_log);
+	sim_map_free(&g->acks);
+	sim_map_free(&g->primary_durable);
+	memset(g, 0, sizeof(*g));
+}
+
+static bool is_vote(uint8_t t)
+{
+	return t == VSR_MSG_START_VIEW_CHANGE || t == VSR_MSG_DO_VIEW_CHANGE ||
+	       t == VSR_MSG_START_VIEW || t == VSR_MSG_PREPARE_OK;
+}
+
+static bool is_quiet_status(uint8_t status)
+{
+	return status == VSR_STATUS_RECOVERING ||
+	       status == VSR_STATUS_STATE_TRANSFER;
+}
+
+/* Records the checksum of view `view`'s log at `op`; one log per view (5). */
+static void view_log_put(struct sim *s, sim_ghost *g, uint64_t view,
+			 uint64_t op, uint64_t checksum, uint8_t from,
+			 uint8_t type)
+{
+	bool inserted;
+	uint64_t *v = sim_map_put(&g->view_log, key_view_op(view, op),
+				  checksum, &inserted);
+	if (!inserted && *v != checksum)
+		sim_fail(s,
+			 "deterministic primary (12.5): view %llu has two logs at op %llu "
+			 "(checksum %016llx, then %016llx in %s from replica %u)",
+			 (unsigned long long)view, (unsigned long long)op,
+			 (unsigned long long)*v, (unsigned long long)checksum,
+			 type_name(type), from);
+}
+
+/* Highest canonical op first committed in a view below `view`: every log
+ * that view `view` starts from must contain it (12.2). Ops committed are a
+ * prefix, so everything below it must be there too. */
+static uint64_t committed_before_view(const sim_ghost *g, uint64_t view)
+{
+	uint64_t c = g->canon_max;
+	/* Ops with an unknown canonical checksum (0) were committed by a
+	 * replica that did not hold the entry; skip over them. */
+	while (c > 0) {
+		uint64_t cs = sim_vec_get(&g->canon, c);
+		if (cs != 0 && sim_vec_get(&g->canon_view, c) < view)
+			return c;
+		c--;
+	}
+	return 0;
+}
+
+/* No committed op lost (12.2): a log that starts view `view`. */
+static void check_starting_log(struct sim *s, const sim_ghost *g, uint8_t r,
+			       const vsr_replica *core, uint64_t view,
+			       uint64_t head_op, const char *what)
+{
+	uint64_t c = committed_before_view(g, view);
+	if (c == 0)
+		return;
+	if (head_op < c) {
+		sim_fail(s,
+			 "no committed op lost (12.2): replica %u %s view %llu with head "
+			 "op %llu, but op %llu was committed in an earlier view",
+			 r, what, (unsigned long long)view,
+			 (unsigned long long)head_op, (unsigned long long)c);
+		return;
+	}
+	vsr_replica_info info;
+	vsr_replica_info_get(core, &info);
+	uint64_t lo = info.log_start > 1 ? info.log_start : 1;
+	for (uint64_t op = lo; op <= c && op <= info.op; op++) {
+		uint64_t canon = sim_vec_get(&g->canon, op);
+		uint64_t cs = vsr_replica_checksum_at(core, op);
+		if (canon && cs && cs != canon) {
+			sim_fail(s,
+				 "no committed op lost (12.2): replica %u %s view %llu "
+				 "with op %llu = %016llx, but %016llx was committed there",
+				 r, what, (unsigned long long)view,
+				 (unsigned long long)op, (unsigned long long)cs,
+				 (unsigned long long)canon);
+			return;
+		}
+	}
+}
+
+void sim_check_sent(struct sim *s, sim_ghost *g, uint8_t from,
+		    const vsr_replica *core, const vsr_replica_info *before,
+		    const vsr_replica_info *after, const vsr_message *m)
+{
+	sim_ghost_replica *gr = &g->r[from];
+	uint8_t n = sim_replica_count(s);
+	const char *tn = type_name(m->type);
+
+	if (m->replica != from)
+		sim_fail(s, "message header: replica %u sent %s claiming to be %u",
+			 from, tn, m->replica);
+	if (m->view > g->max_view)
+		g->max_view = m->view;
+
+	/* 12.3: the view in what a replica says never goes down within an
+	 * incarnation; across restarts its votes bound it (promise). */
+	if (m->view < gr->max_sent_view)
+		sim_fail(s,
+			 "monotonic view (12.3): replica %u sent %s in view %llu after "
+			 "sending view %llu",
+			 from, tn, (unsigned long long)m->view,
+			 (unsigned long long)gr->max_sent_view);
+	if (m->view > gr->max_sent_view)
+		gr->max_sent_view = m->view;
+
+	if (is_vote(m->type)) {
+		if (m->view < gr->max_vote_view)
+			sim_fail(s,
+				 "promise durability (12.4): replica %u sent %s in view "
+				 "%llu after voting in view %llu",
+				 from, tn, (unsigned long long)m->view,
+				 (unsigned long long)gr->max_vote_view);
+		if (m->view > gr->max_vote_view)
+			gr->max_vote_view = m->view;
+		/* I6 / protocol.md 5: the vote's view is on disk before it goes
+		 * out. Checked on the simulated disk itself, not the core's
+		 * belief about it. */
+		const sim_storage *st = sim_storage_of(s, from);
+		if (sim_strict_votes(s) && st->sb.view < m->view)
+			sim_fail(s,
+				 "promise durability (I6): replica %u sent %s for view %llu "
+				 "while its disk holds view %llu",
+				 from, tn, (unsigned long long)m->view,
+				 (unsigned long long)st->sb.view);
+		/* 12.8: recovering and state-transfer replicas do not vote. */
+		if (is_quiet_status(before->status) && is_quiet_status(after->status))
+			sim_fail(s,
+				 "status gating (12.8): replica %u sent %s while %s",
+				 from, tn, vsr_status_name((enum vsr_status)after->status));
+	}
+
+	switch (m->type) {
+	case VSR_MSG_PREPARE:
+	case VSR_MSG_COMMIT:
+	case VSR_MSG_START_VIEW:
+		/* 12.5 / I7 */
+		if (from != vsr_primary_of(m->view, n))
+			sim_fail(s,
+				 "deterministic primary (12.5): replica %u sent %s for view "
+				 "%llu whose primary is %u",
+				 from, tn, (unsigned long long)m->view,
+				 vsr_primary_of(m->view, n));
+		if (after->status != VSR_STATUS_NORMAL || after->view != m->view)
+			sim_fail(s,
+				 "status gating (I7): replica %u sent %s for view %llu while "
+				 "%s in view %llu",
+				 from, tn, (unsigned long long)m->view,
+				 vsr_status_name((enum vsr_status)after->status),
+				 (unsigned long long)after->view);
+		break;
+	default:
+		break;
+	}
+	if (sim_failed(s))
+		return;
+
+	switch (m->type) {
+	case VSR_MSG_PREPARE:
+	case VSR_MSG_START_VIEW:
+		for (uint32_t i = 0; i < m->entry_count; i++) {
+			const vsr_entry *e = &m->entries[i];
+			if (vsr_entry_checksum(e) != e->checksum) {
+				sim_fail(s, "entry checksum: replica %u sent %s with a bad "
+					 "entry at op %llu", from, tn,
+					 (unsigned long long)e->op);
+				return;
+			}
+			uint64_t *parent = sim_map_get(&g->view_log,
+						       key_view_op(m->view, e->op - 1));
+			if (parent && e->op > 1 && *parent != e->parent)
+				sim_fail(s,
+					 "log matching (12.7): %s of view %llu at op %llu does "
+					 "not chain to the view's entry at op %llu",
+					 tn, (unsigned long long)m->view,
+					 (unsigned long long)e->op,
+					 (unsigned long long)(e->op - 1));
+			view_log_put(s, g, m->view, e->op, e->checksum, from, m->type);
+		}
+		if (m->type == VSR_MSG_START_VIEW)
+			check_starting_log(s, g, from, core, m->view, m->op,
+					   "sent START_VIEW of");
+		break;
+	case VSR_MSG_PREPARE_OK: {
+		/* 12.6 / 12.7: an ack is for the acking replica's own log, in
+		 * the view it is normal in, and that log is the view's log. */
+		if (after->status != VSR_STATUS_NORMAL || after->view != m->view)
+			sim_fail(s,
+				 "status gating (12.8): replica %u sent PREPARE_OK for view "
+				 "%llu while %s in view %llu",
+				 from, (unsigned long long)m->view,
+				 vsr_status_name((enum vsr_status)after->status),
+				 (unsigned long long)after->view);
+		uint64_t own = vsr_replica_checksum_at(core, m->op);
+		if (own != 0 && own != m->checksum)
+			sim_fail(s,
+				 "log matching (12.7): replica %u acked op %llu with %016llx "
+				 "but holds %016llx there",
+				 from, (unsigned long long)m->op,
+				 (unsigned long long)m->checksum,
+				 (unsigned long long)own);
+		uint64_t *vl = sim_map_get(&g->view_log, key_view_op(m->view, m->op));
+		if (vl && *vl != m->checksum)
+			sim_fail(s,
+				 "log matching (12.7): replica %u acked op %llu of view %llu "
+				 "with %016llx, but the view's log has %016llx",
+				 from, (unsigned long long)m->op,
+				 (unsigned long long)m->view,
+				 (unsigned long long)m->checksum,
+				 (unsigned long long)*vl);
+		/* I5: the acked entry is on the simulated disk. */
+		const sim_storage *st = sim_storage_of(s, from);
+		if (sim_strict_votes(s) && m->op > st->sb.checkpoint_op &&
+		    (m->op >= st->slot_end || !st->slots[m->op].present ||
+		     st->slots[m->op].e.checksum != m->checksum))
+			sim_fail(s,
+				 "durability before ack (I5): replica %u acked op %llu that "
+				 "is not on its disk",
+				 from, (unsigned long long)m->op);
+		uint64_t *a = sim_map_put(&g->acks, key_view_replica(m->view, from),
+					  0, NULL);
+		if (m->op + 1 > *a)
+			*a = m->op + 1;
+		break;
+	}
+	case VSR_MSG_DO_VIEW_CHANGE:
+		if (m->log_view > m->view)
+			sim_fail(s, "view change (12.3): replica %u sent DO_VIEW_CHANGE "
+				 "with log_view %llu above view %llu", from,
+				 (unsigned long long)m->log_view,
+				 (unsigned long long)m->view);
+		for (uint32_t i = 0; i < m->entry_count; i++)
+			if (vsr_entry_checksum(&m->entries[i]) != m->entries[i].checksum)
+				sim_fail(s, "entry checksum: replica %u sent DO_VIEW_CHANGE "
+					 "with a bad entry at op %llu", from,
+					 (unsigned long long)m->entries[i].op);
+		break;
+	default:
+		break;
+	}
+}
+
+/* A new op entered the canonical history: was it acknowledged by a quorum
+ * of distinct replicas in one view (12.6)? The primary of that view counts
+ * when the entry is on its disk. */
+static void check_quorum(struct sim *s, sim_ghost *g, uint64_t op,
+			 uint64_t entry_view, uint64_t canon)
+{
+	uint8_t n = sim_replica_count(s);
+	uint32_t q = vsr_quorum(n);
+	for (uint64_t w = entry_view; w <= g->max_view; w++) {
+		uint32_t count = 0;
+		uint8_t p = vsr_primary_of(w, n);
+		for (uint8_t r = 0; r < n; r++) {
+			if (r == p) {
+				const sim_storage *st = sim_storage_of(s, r);
+				bool on_disk = op <= st->sb.checkpoint_op ||
+					       (op < st->slot_end &&
+						st->slots[op].present &&
+						st->slots[op].e.checksum == canon);
+				uint64_t *pd = sim_map_get(&g->primary_durable, w + 1);
+				if (on_disk && pd && *pd > op)
+					count++;
+				continue;
+			}
+			uint64_t *a = sim_map_get(&g->acks, key_view_replica(w, r));
+			if (a && *a > op)
+				count++;
+		}
+		if (count >= q)
+			return;
+	}
+	sim_fail(s,
+		 "quorum (12.6): op %llu committed, but no view from %llu to %llu "
+		 "has %u distinct acknowledgements for it",
+		 (unsigned long long)op, (unsigned long long)entry_view,
+		 (unsigned long long)g->max_view, q);
+}
+
+/* Agreement (12.1) over ops lo..hi of replica r's log. */
+static void check_agreement(struct sim *s, sim_ghost *g, uint8_t r,
+			    const vsr_replica *core, const vsr_replica_info *info,
+			    uint64_t lo, uint64_t hi)
+{
+	if (lo < info->log_start)
+		lo = info->log_start;
+	if (lo < 1)
+		lo = 1;
+	for (uint64_t op = lo; op <= hi; op++) {
+		uint64_t cs = vsr_replica_checksum_at(core, op);
+		if (cs == 0)
+			continue;
+		uint64_t canon = sim_vec_get(&g->canon, op);
+		if (canon == 0) {
+			sim_vec_set(&g->canon, op, cs);
+			sim_vec_set(&g->canon_view, op, info->view);
+			if (op > g->canon_max)
+				g->canon_max = op;
+			const vsr_entry *e = vsr_replica_entry(core, op);
+			if (e)
+				check_quorum(s, g, op, e->view, cs);
+		} else if (canon != cs) {
+			sim_fail(s,
+				 "agreement (12.1): replica %u has %016llx at committed op "
+				 "%llu, the canonical history has %016llx",
+				 r, (unsigned long long)cs, (unsigned long long)op,
+				 (unsigned long long)canon);
+		}
+		if (sim_failed(s))
+			return;
+	}
+}
+
+void sim_check_after_step(struct sim *s, sim_ghost *g, uint8_t r,
+			  const vsr_replica *core, const vsr_replica_info *before,
+			  const vsr_replica_info *after)
+{
+	sim_ghost_replica *gr = &g->r[r];
+	const char *why = vsr_replica_check(core);
+	if (why) {
+		sim_fail(s, "local invariant (vsr_replica_check) of replica %u: %s",
+			 r, why);
+		return;
+	}
+	if (after->view > g->max_view)
+		g->max_view = after->view;
+	if (gr->has_info) {
+		const vsr_replica_info *b = before;
+		if (after->view < b->view || after->log_view < b->log_view ||
+		    after->commit < b->commit ||
+		    after->checkpoint_op < b->checkpoint_op)
+			sim_fail(s,
+				 "monotonic (12.3): replica %u went from view %llu log_view "
+				 "%llu commit %llu checkpoint %llu to %llu %llu %llu %llu",
+				 r, (unsigned long long)b->view,
+				 (unsigned long long)b->log_view,
+				 (unsigned long long)b->commit,
+				 (unsigned long long)b->checkpoint_op,
+				 (unsigned long long)after->view,
+				 (unsigned long long)after->log_view,
+				 (unsigned long long)after->commit,
+				 (unsigned long long)after->checkpoint_op);
+	}
+	if (after->log_view > after->view)
+		sim_fail(s, "12.3: replica %u has log_view %llu above view %llu", r,
+			 (unsigned long long)after->log_view,
+			 (unsigned long long)after->view);
+	if (sim_failed(s))
+		return;
+
+	/* The primary's own durable write counts toward its quorum. */
+	if (after->status == VSR_STATUS_NORMAL &&
+	    vsr_primary_of(after->view, sim_replica_count(s)) == r) {
+		uint64_t *pd = sim_map_put(&g->primary_durable, after->view + 1, 0,
+					   NULL);
+		if (after->durable_op + 1 > *pd)
+			*pd = after->durable_op + 1;
+	}
+
+	/* 12.1 agreement: newly committed ops, plus a short window below the
+	 * commit point so a committed entry that changes is seen soon. */
+	uint64_t lo = gr->has_info ? gr->checked_commit + 1 : 1;
+	if (after->commit >= 4 && after->commit - 4 < lo)
+		lo = after->commit - 4;
+	check_agreement(s, g, r, core, after, lo, after->commit);
+	if (sim_failed(s))
+		return;
+	gr->checked_commit = after->commit;
+
+	/* 12.2: a replica that starts a view starts it from a complete log. */
+	if (after->status == VSR_STATUS_NORMAL &&
+	    (!gr->has_info || before->status != VSR_STATUS_NORMAL ||
+	     before->view != after->view))
+		check_starting_log(s, g, r, core, after->view, after->op,
+				   "entered normal status in");
+	if (sim_failed(s))
+		return;
+
+	/* 12.9: equal executed op, equal state. */
+	bool inserted;
+	uint64_t *d = sim_map_put(&g->digest_at, after->executed + 1,
+				  after->digest, &inserted);
+	if (inserted) {
+		sim_vec_set(&g->digest_replica, after->executed, r + 1u);
+	} else if (*d != after->digest) {
+		sim_fail(s,
+			 "execution (12.9): replica %u has digest %016llx after executing "
+			 "op %llu, replica %llu had %016llx there",
+			 r, (unsigned long long)after->digest,
+			 (unsigned long long)after->executed,
+			 (unsigned long long)(sim_vec_get(&g->digest_replica,
+							  after->executed) - 1),
+			 (unsigned long long)*d);
+		return;
+	}
+
+	gr->info = *after;
+	gr->has_info = true;
+}
+
+void sim_check_full(struct sim *s, sim_ghost *g, uint8_t r,
+		    const vsr_replica *core)
+{
+	vsr_replica_info info;
+	vsr_replica_info_get(core, &info);
+	check_agreement(s, g, r, core, &info, 1, info.commit);
+}
+
+void sim_check_restart(struct sim *s, sim_ghost *g, uint8_t r,
+		       const sim_storage *st, const vsr_durable *d)
+{
+	sim_ghost_replica *gr = &g->r[r];
+	/* 12.4: the promise of every vote survives the crash. */
+	if (d->superblock.view < gr->max_vote_view)
+		sim_fail(s,
+			 "promise durability (12.4): replica %u restarted in view %llu "
+			 "after voting in view %llu (the vote was not durable)",
+			 r, (unsigned long long)d->superblock.view,
+			 (unsigned long long)gr->max_vote_view);
+	/* Durable committed entries agree with the canonical history. */
+	for (uint32_t i = 0; i < d->entry_count && !sim_failed(s); i++) {
+		const vsr_entry *e = &d->entries[i];
+		uint64_t canon = sim_vec_get(&g->canon, e->op);
+		if (e->op <= d->superblock.commit && canon && canon != e->checksum)
+			sim_fail(s,
+				 "agreement (12.1): replica %u has %016llx on disk at "
+				 "committed op %llu, the canonical history has %016llx",
+				 r, (unsigned long long)e->checksum,
+				 (unsigned long long)e->op, (unsigned long long)canon);
+	}
+	(void)st;
+	gr->max_sent_view = gr->max_vote_view;
+	gr->checked_commit = 0;
+	gr->has_info = false;
+}
+
+void sim_check_crash(sim_ghost *g, uint8_t r)
+{
+	g->r[r].has_info = false;
+}

@@ -1,0 +1,1188 @@
+/* sim_cluster.c - the simulator's event loop: network, replicas, clients, faults.
+ *
+ * Time is a tick counter. Each tick: draw this tick's faults, deliver every
+ * event due (messages, completed persists, crashes, restarts, partition
+ * heals) in (time, sequence) order from one heap, tick every live replica,
+ * then let clients retry or issue requests. Every call into a replica goes
+ * through step(), which copies the actions out (their pointers die at the
+ * next call), runs the checker on what was sent and on the replica's state,
+ * and hands messages to the network and persists to the storage.
+ *
+ * Faults (only before fault_ticks): message drop, duplication, delay and so
+ * reordering; partitions (symmetric split, one-way cuts, primary isolated)
+ * that heal; crashes of one or several replicas, some aimed at the window
+ * where a vote went out and a persist is still pending; torn or corrupt
+ * writes at a crash. At fault_ticks everything heals, crashed replicas come
+ * back, and the cluster must settle and serve every client within
+ * liveness_ticks. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim.h"
+
+enum ev_kind {
+	EV_DELIVER = 1, /* msg from node `from` to node `node` */
+	EV_PERSISTED,   /* replica `node`, incarnation `inc`, persist `arg` */
+	EV_CRASH,       /* replica `node` if still incarnation `inc` */
+	EV_RESTART,     /* replica `node` if down */
+	EV_HEAL,        /* partition `arg` heals */
+};
+
+typedef struct sim_event {
+	uint64_t time;
+	uint64_t seq;
+	uint8_t kind;
+	uint8_t node;
+	uint8_t from;
+	uint32_t inc;
+	uint64_t arg;
+	sim_msg *msg;
+} sim_event;
+
+typedef struct sim_node_replica {
+	vsr_replica *core;
+	bool up;
+	uint32_t incarnation;
+	vsr_config cfg;
+	sim_sm sm;
+	vsr_state_machine smi;
+	sim_storage st;
+	vsr_replica_info info; /* after the last step */
+	uint64_t next_full_check;
+	uint32_t crashes;
+} sim_node_replica;
+
+typedef struct sim_client {
+	uint64_t session;
+	uint64_t nonce;        /* REGISTER nonce in flight */
+	uint64_t request;      /* number of the request in flight / last sent */
+	bool busy;
+	bool registering;
+	uint8_t op[SIM_OP_BYTES];
+	uint8_t target;
+	uint64_t view;         /* newest view heard of */
+	uint64_t retry_at;
+	uint64_t issued_at;
+	uint32_t attempts;
+	bool redirected;       /* next resend goes to `target` as hinted */
+	uint32_t done;
+	uint32_t done_after_heal;
+	/* last completed request: a late duplicate reply must match it (12.10) */
+	uint64_t last_session, last_request, last_reply_op, last_reply_hash;
+	uint8_t last_status;
+} sim_client;
+
+/* Fault rates of one run, resolved from options and the seed. */
+typedef struct sim_faults {
+	uint32_t drop_ppm;
+	uint32_t dup_ppm;
+	uint32_t long_delay_ppm;
+	uint32_t crash_ppm;
+	uint32_t multi_crash_ppm;  /* share of crashes that take several replicas */
+	uint32_t window_crash_ppm; /* crash right after a vote with a persist pending */
+	uint32_t partition_ppm;
+	uint32_t torn_ppm;
+	uint32_t corrupt_ppm;
+	uint32_t delay_max;
+	uint32_t persist_max;
+	uint32_t restart_max;
+	uint32_t partition_max;
+} sim_faults;
+
+struct sim {
+	sim_options opt;
+	sim_rng rng;
+	uint64_t now;
+	uint64_t seq;
+	uint8_t n;
+	uint8_t clients_n;
+	sim_faults f;
+	bool healed;
+	/* heap of events */
+	sim_event *heap;
+	uint32_t heap_len, heap_cap;
+	sim_node_replica r[SIM_REPLICAS_MAX];
+	sim_client c[SIM_CLIENTS_MAX];
+	/* cut[a][b]: messages from replica a to replica b are lost */
+	bool cut[SIM_REPLICAS_MAX][SIM_REPLICAS_MAX];
+	uint64_t partition_id;
+	bool partitioned;
+	sim_ghost g;
+	bool failed;
+	char reason[512];
+	uint64_t fail_tick;
+	uint64_t trace_digest;
+	sim_stats stats;
+	/* demo narration */
+	uint64_t demo_isolated_at, demo_heal_at;
+	int demo_isolated;
+	/* scratch for the messages of one step */
+	sim_msg **out;
+	uint8_t *out_to;
+	bool *out_client;
+	uint32_t out_cap;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Small accessors used by the checker.                                      */
+
+void sim_fail(struct sim *s, const char *fmt, ...)
+{
+	if (s->failed)
+		return;
+	s->failed = true;
+	s->fail_tick = s->now;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->reason, sizeof(s->reason), fmt, ap);
+	va_end(ap);
+	if (s->opt.trace)
+		fprintf(s->opt.out, "%6llu VIOLATION %s\n", (unsigned long long)s->now,
+			s->reason);
+}
+
+bool sim_failed(const struct sim *s) { return s->failed; }
+uint8_t sim_replica_count(const struct sim *s) { return s->n; }
+uint64_t sim_now(const struct sim *s) { return s->now; }
+const sim_storage *sim_storage_of(const struct sim *s, uint8_t r) { return &s->r[r].st; }
+bool sim_strict_votes(const struct sim *s) { return !s->opt.lenient_votes; }
+
+void sim_check_duplicate_apply(struct sim *s, uint8_t replica, uint64_t op,
+			       uint64_t session, uint64_t request)
+{
+	sim_fail(s,
+		 "at-most-once (12.10): replica %u applied session %llu request %llu "
+		 "again at op %llu",
+		 replica, (unsigned long long)session, (unsigned long long)request,
+		 (unsigned long long)op);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Trace: a digest of every event always, text on request.                   */
+
+static void trace_mix(struct sim *s, uint64_t a, uint64_t b, uint64_t c,
+		      uint64_t d)
+{
+	uint64_t h = sim_hash_u64(s->trace_digest, s->now);
+	h = sim_hash_u64(h, a);
+	h = sim_hash_u64(h, b);
+	h = sim_hash_u64(h, c);
+	s->trace_digest = sim_hash_u64(h, d);
+}
+
+static void tracef(struct sim *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void tracef(struct sim *s, const char *fmt, ...)
+{
+	if (!s->opt.trace)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(s->opt.out, "%6llu ", (unsigned long long)s->now);
+	vfprintf(s->opt.out, fmt, ap);
+	fputc('\n', s->opt.out);
+	va_end(ap);
+}
+
+static void narrate(struct sim *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void narrate(struct sim *s, const char *fmt, ...)
+{
+	if (!s->opt.demo)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(s->opt.out, "tick %5llu  ", (unsigned long long)s->now);
+	vfprintf(s->opt.out, fmt, ap);
+	fputc('\n', s->opt.out);
+	va_end(ap);
+}
+
+static const char *mtype(uint8_t t)
+{
+	return vsr_message_type_name((enum vsr_message_type)t);
+}
+
+static const char *sname(uint8_t st)
+{
+	return vsr_status_name((enum vsr_status)st);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Event heap, ordered by (time, seq).                                       */
+
+static bool ev_less(const sim_event *a, const sim_event *b)
+{
+	return a->time != b->time ? a->time < b->time : a->seq < b->seq;
+}
+
+static void ev_push(struct sim *s, sim_event e)
+{
+	if (s->heap_len == SIM_EVENTS_MAX) {
+		sim_fail(s, "simulator: more than %u events in flight", SIM_EVENTS_MAX);
+		sim_msg_free(e.msg);
+		return;
+	}
+	if (s->heap_len == s->heap_cap) {
+		s->heap_cap = s->heap_cap ? s->heap_cap * 2 : 1024;
+		s->heap = sim_xrealloc(s->heap, s->heap_cap * sizeof(sim_event));
+	}
+	e.seq = s->seq++;
+	uint32_t i = s->heap_len++;
+	while (i > 0) {
+		uint32_t p = (i - 1) / 2;
+		if (!ev_less(&e, &s->heap[p]))
+			break;
+		s->heap[i] = s->heap[p];
+		i = p;
+	}
+	s->heap[i] = e;
+}
+
+static sim_event ev_pop(struct sim *s)
+{
+	sim_event top = s->heap[0];
+	sim_event last = s->heap[--s->heap_len];
+	uint32_t i = 0;
+	for (;;) {
+		uint32_t l = 2 * i + 1, m = i;
+		if (l < s->heap_len && ev_less(&s->heap[l], &last))
+			m = l;
+		if (l + 1 < s->heap_len &&
+		    ev_less(&s->heap[l + 1], m == i ? &last : &s->heap[m]))
+			m = l + 1;
+		if (m == i)
+			break;
+		s->heap[i] = s->heap[m];
+		i = m;
+	}
+	if (s->heap_len)
+		s->heap[i] = last;
+	return top;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Network.                                                                   */
+
+static bool in_fault_phase(const struct sim *s)
+{
+	return s->opt.faults && !s->healed;
+}
+
+/* Sends from node `from` to node `to` (replicas 0..n-1, clients n..). */
+static void net_send(struct sim *s, uint8_t from, uint8_t to, sim_msg *msg)
+{
+	s->stats.messages++;
+	uint32_t copies = 1;
+	if (in_fault_phase(s)) {
+		if (sim_rng_ppm(&s->rng, s->f.drop_ppm)) {
+			tracef(s, "net   %u -> %u %s dropped", from, to, mtype(msg->m.type));
+			trace_mix(s, 1, from, to, msg->m.type);
+			sim_msg_free(msg);
+			return;
+		}
+		if (sim_rng_ppm(&s->rng, s->f.dup_ppm))
+			copies = 2;
+	}
+	for (uint32_t i = 0; i < copies; i++) {
+		uint64_t delay = 1;
+		if (in_fault_phase(s)) {
+			delay = sim_rng_range(&s->rng, 1, s->f.delay_max);
+			if (sim_rng_ppm(&s->rng, s->f.long_delay_ppm))
+				delay = sim_rng_range(&s->rng, s->f.delay_max,
+						      s->f.delay_max * 20 + 40);
+		} else {
+			delay = sim_rng_range(&s->rng, 1, 3);
+		}
+		sim_event e = {.time = s->now + delay, .kind = EV_DELIVER,
+			       .node = to, .from = from,
+			       .msg = i == 0 ? msg : sim_msg_clone(&msg->m)};
+		ev_push(s, e);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Replicas.                                                                  */
+
+static void out_reserve(struct sim *s, uint32_t n)
+{
+	if (n <= s->out_cap)
+		return;
+	s->out_cap = n * 2;
+	s->out = sim_xrealloc(s->out, s->out_cap * sizeof(*s->out));
+	s->out_to = sim_xrealloc(s->out_to, s->out_cap);
+	s->out_client = sim_xrealloc(s->out_client, s->out_cap * sizeof(bool));
+}
+
+static void crash(struct sim *s, uint8_t r, const char *why);
+
+static void narrate_change(struct sim *s, uint8_t r, const vsr_replica_info *b,
+			   const vsr_replica_info *a)
+{
+	if (!s->opt.demo)
+		return;
+	if (a->status == b->status && a->view == b->view)
+		return;
+	if (a->status == VSR_STATUS_VIEW_CHANGE &&
+	    (b->status != VSR_STATUS_VIEW_CHANGE || b->view != a->view))
+		narrate(s, "replica %u starts a view change to view %llu "
+			"(primary-to-be: replica %u)", r,
+			(unsigned long long)a->view, vsr_primary_of(a->view, s->n));
+	else if (a->status == VSR_STATUS_NORMAL && a->primary == r)
+		narrate(s, "replica %u is now the PRIMARY of view %llu "
+			"(log up to op %llu, commit %llu)", r,
+			(unsigned long long)a->view, (unsigned long long)a->op,
+			(unsigned long long)a->commit);
+	else if (a->status == VSR_STATUS_NORMAL)
+		narrate(s, "replica %u follows primary %u in view %llu "
+			"(commit %llu)", r, a->primary, (unsigned long long)a->view,
+			(unsigned long long)a->commit);
+	else
+		narrate(s, "replica %u is %s in view %llu", r, sname(a->status),
+			(unsigned long long)a->view);
+}
+
+/* One call into replica r, with everything that must happen around it. */
+static void step(struct sim *s, uint8_t r, const vsr_event *ev)
+{
+	sim_node_replica *nr = &s->r[r];
+	vsr_replica_info before = nr->info;
+	vsr_actions acts = {0};
+	vsr_replica_step(nr->core, ev, &acts);
+	s->stats.steps++;
+
+	/* Copy actions out first: their pointers die at the next call. */
+	out_reserve(s, acts.count);
+	uint32_t nout = 0;
+	bool voted = false;
+	for (uint32_t i = 0; i < acts.count; i++) {
+		const vsr_action *a = &acts.items[i];
+		switch (a->type) {
+		case VSR_ACTION_SEND:
+			if (a->to >= s->n || a->to == r) {
+				sim_fail(s, "replica %u sent %s to invalid replica %u", r,
+					 mtype(a->message.type), a->to);
+				break;
+			}
+			s->out[nout] = sim_msg_clone(&a->message);
+			s->out_to[nout] = a->to;
+			s->out_client[nout] = false;
+			nout++;
+			if (a->message.type == VSR_MSG_START_VIEW_CHANGE ||
+			    a->message.type == VSR_MSG_DO_VIEW_CHANGE ||
+			    a->message.type == VSR_MSG_START_VIEW)
+				voted = true;
+			break;
+		case VSR_ACTION_REPLY:
+			if (a->conn == 0 || a->conn > s->clients_n) {
+				sim_fail(s, "replica %u replied on unknown connection %llu",
+					 r, (unsigned long long)a->conn);
+				break;
+			}
+			s->out[nout] = sim_msg_clone(&a->message);
+			s->out_to[nout] = (uint8_t)(s->n + a->conn - 1);
+			s->out_client[nout] = true;
+			nout++;
+			break;
+		case VSR_ACTION_PERSIST: {
+			uint64_t done = s->now + 1;
+			if (in_fault_phase(s) || s->f.persist_max > 1)
+				done = s->now + sim_rng_range(&s->rng, 1, s->f.persist_max);
+			if (!sim_storage_push(&nr->st, &a->persist, done)) {
+				sim_fail(s, "replica %u: more than %u persists pending", r,
+					 SIM_PERSISTS_MAX);
+				break;
+			}
+			sim_event e = {.time = nr->st.last_done_at, .kind = EV_PERSISTED,
+				       .node = r, .inc = nr->incarnation,
+				       .arg = a->persist.id};
+			ev_push(s, e);
+			trace_mix(s, 2, r, a->persist.id, a->persist.entry_count);
+			tracef(s, "r%u   persist #%llu: %u entries%s%s, superblock view %llu "
+			       "log_view %llu commit %llu", r,
+			       (unsigned long long)a->persist.id, a->persist.entry_count,
+			       a->persist.has_truncate ? ", truncate" : "",
+			       a->persist.checkpoint_len ? ", checkpoint" : "",
+			       (unsigned long long)a->persist.superblock.view,
+			       (unsigned long long)a->persist.superblock.log_view,
+			       (unsigned long long)a->persist.superblock.commit);
+			break;
+		}
+		default:
+			sim_fail(s, "replica %u produced unknown action %u", r, a->type);
+			break;
+		}
+	}
+
+	vsr_replica_info after;
+	vsr_replica_info_get(nr->core, &after);
+	for (uint32_t i = 0; i < nout && !s->failed; i++) {
+		if (!s->out_client[i])
+			sim_check_sent(s, &s->g, r, nr->core, &before, &after,
+				       &s->out[i]->m);
+	}
+	if (!s->failed)
+		sim_check_after_step(s, &s->g, r, nr->core, &before, &after);
+	if (after.view > before.view)
+		s->stats.view_changes++;
+	narrate_change(s, r, &before, &after);
+	if (after.status != before.status || after.view != before.view)
+		tracef(s, "r%u   now %s view %llu log_view %llu op %llu commit %llu", r,
+		       sname(after.status), (unsigned long long)after.view,
+		       (unsigned long long)after.log_view,
+		       (unsigned long long)after.op, (unsigned long long)after.commit);
+	nr->info = after;
+
+	for (uint32_t i = 0; i < nout; i++) {
+		const vsr_message *m = &s->out[i]->m;
+		trace_mix(s, 3, r, s->out_to[i],
+			  sim_hash_u64(m->type ^ (m->view << 8), m->op ^ (m->commit << 20)));
+		if (s->opt.trace) {
+			if (s->out_client[i])
+				tracef(s, "r%u   -> client %u REPLY status %u session %llu "
+				       "request %llu op %llu", r, s->out_to[i] - s->n,
+				       m->status, (unsigned long long)m->request.session,
+				       (unsigned long long)m->request.request,
+				       (unsigned long long)m->reply_op);
+			else
+				tracef(s, "r%u   -> r%u %s view %llu log_view %llu op %llu "
+				       "commit %llu entries %u", r, s->out_to[i],
+				       mtype(m->type), (unsigned long long)m->view,
+				       (unsigned long long)m->log_view,
+				       (unsigned long long)m->op,
+				       (unsigned long long)m->commit, m->entry_count);
+		}
+		net_send(s, r, s->out_to[i], s->out[i]);
+	}
+
+	/* Aim crashes at the promise window: a vote just went out while a
+	 * persist is still pending. Correct cores have made the vote durable
+	 * already; one that has not loses the promise here (hole 8.1). */
+	if (voted && in_fault_phase(s) && nr->st.q_count > 0 &&
+	    sim_rng_ppm(&s->rng, s->f.window_crash_ppm)) {
+		sim_event e = {.time = s->now + sim_rng_below(&s->rng, 2),
+			       .kind = EV_CRASH, .node = r, .inc = nr->incarnation};
+		ev_push(s, e);
+	}
+}
+
+static void replica_config(struct sim *s, uint8_t r, vsr_config *c)
+{
+	*c = s->r[r].cfg;
+	c->seed = sim_hash_u64(sim_hash_u64(s->opt.seed, r), s->r[r].incarnation);
+}
+
+static void replica_start(struct sim *s, uint8_t r, bool fresh)
+{
+	sim_node_replica *nr = &s->r[r];
+	vsr_durable d;
+	if (!fresh) {
+		sim_storage_load(&nr->st, nr->cfg.cluster, &d);
+		sim_check_restart(s, &s->g, r, &nr->st, &d);
+	}
+	sim_sm_init(&nr->sm, s, r);
+	sim_sm_iface(&nr->sm, &nr->smi);
+	vsr_config cfg;
+	replica_config(s, r, &cfg);
+	int rc = vsr_replica_create(&nr->core, &cfg, &nr->smi, fresh ? NULL : &d,
+				    s->now);
+	if (rc != VSR_OK) {
+		nr->core = NULL;
+		sim_fail(s, "replica %u failed to %s: %s", r,
+			 fresh ? "start" : "restart", vsr_strerror(rc));
+		return;
+	}
+	nr->up = true;
+	vsr_replica_info_get(nr->core, &nr->info);
+	vsr_replica_info none = {0};
+	sim_check_after_step(s, &s->g, r, nr->core, &none, &nr->info);
+	trace_mix(s, 4, r, nr->incarnation, nr->info.view);
+	if (!fresh) {
+		tracef(s, "r%u   RESTART incarnation %u: view %llu log_view %llu "
+		       "commit %llu, %u entries on disk after checkpoint %llu, %s", r,
+		       nr->incarnation, (unsigned long long)d.superblock.view,
+		       (unsigned long long)d.superblock.log_view,
+		       (unsigned long long)d.superblock.commit, d.entry_count,
+		       (unsigned long long)d.superblock.checkpoint_op,
+		       sname(nr->info.status));
+		narrate(s, "replica %u restarts from its disk (view %llu, %u log "
+			"entries) and is %s", r,
+			(unsigned long long)d.superblock.view, d.entry_count,
+			sname(nr->info.status));
+	}
+}
+
+static void crash(struct sim *s, uint8_t r, const char *why)
+{
+	sim_node_replica *nr = &s->r[r];
+	if (!nr->up)
+		return;
+	bool torn = sim_rng_ppm(&s->rng, s->f.torn_ppm);
+	bool corrupt = !torn && sim_rng_ppm(&s->rng, s->f.corrupt_ppm);
+	uint32_t pending = nr->st.q_count;
+	const char *what = sim_storage_crash(&nr->st, &s->rng, torn, corrupt);
+	vsr_replica_destroy(nr->core);
+	nr->core = NULL;
+	nr->up = false;
+	nr->incarnation++;
+	nr->crashes++;
+	s->stats.crashes++;
+	sim_check_crash(&s->g, r);
+	trace_mix(s, 5, r, nr->incarnation, pending);
+	tracef(s, "r%u   CRASH (%s): %u persists lost, disk %s", r, why, pending,
+	       what);
+	narrate(s, "replica %u crashes (%s)", r, why);
+	uint64_t at = s->now + 1;
+	if (in_fault_phase(s))
+		at = s->now + sim_rng_range(&s->rng, 1, s->f.restart_max);
+	sim_event e = {.time = at, .kind = EV_RESTART, .node = r};
+	ev_push(s, e);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Clients.                                                                   */
+
+static void client_send(struct sim *s, uint8_t ci)
+{
+	sim_client *c = &s->c[ci];
+	vsr_message m = {0};
+	m.type = VSR_MSG_REQUEST;
+	m.cluster = s->r[0].cfg.cluster;
+	m.view = c->view;
+	if (c->registering) {
+		m.request.session = 0;
+		m.request.request = c->nonce;
+		m.request.kind = VSR_REQUEST_REGISTER;
+	} else {
+		m.request.session = c->session;
+		m.request.request = c->request;
+		m.request.kind = VSR_REQUEST_OP;
+		m.request.op = c->op;
+		m.request.op_len = SIM_OP_BYTES;
+	}
+	c->attempts++;
+	/* Back off on repeated timeouts, with jitter from the run's generator. */
+	uint32_t base = 40u << (c->attempts > 4 ? 4 : c->attempts - 1);
+	c->retry_at = s->now + base + sim_rng_below(&s->rng, 20);
+	trace_mix(s, 6, ci, c->target, m.request.request);
+	tracef(s, "c%u   -> r%u REQUEST %s session %llu request %llu (attempt %u)",
+	       ci, c->target, c->registering ? "REGISTER" : "OP",
+	       (unsigned long long)m.request.session,
+	       (unsigned long long)m.request.request, c->attempts);
+	net_send(s, (uint8_t)(s->n + ci), c->target, sim_msg_clone(&m));
+}
+
+static bool client_may_issue(const struct sim *s, const sim_client *c)
+{
+	if (!s->healed)
+		return true;
+	return c->done_after_heal < 2;
+}
+
+static void client_tick(struct sim *s, uint8_t ci)
+{
+	sim_client *c = &s->c[ci];
+	if (c->busy) {
+		if (s->now >= c->retry_at) {
+			/* a timeout means the target may be down or partitioned:
+			 * try the next replica; a hint names the one to ask */
+			if (!c->redirected)
+				c->target = (uint8_t)((c->target + 1) % s->n);
+			c->redirected = false;
+			client_send(s, ci);
+		}
+		return;
+	}
+	if (!client_may_issue(s, c) || s->now < c->retry_at)
+		return;
+	c->busy = true;
+	c->attempts = 0;
+	c->issued_at = s->now;
+	if (c->session == 0) {
+		c->registering = true;
+		c->nonce = sim_rng_next(&s->rng) | 1;
+	} else {
+		c->registering = false;
+		c->request++;
+		uint8_t kind = (uint8_t)sim_rng_below(&s->rng, SIM_OP_KINDS);
+		uint8_t key = (uint8_t)sim_rng_below(&s->rng, SIM_SM_KEYS);
+		sim_op_encode(c->op, kind, key, sim_rng_below(&s->rng, 1000));
+	}
+	client_send(s, ci);
+}
+
+static void client_done(struct sim *s, uint8_t ci)
+{
+	sim_client *c = &s->c[ci];
+	c->busy = false;
+	c->done++;
+	if (s->healed)
+		c->done_after_heal++;
+	/* think time, so the pipeline sees both bursts and idle gaps */
+	c->retry_at = s->now + sim_rng_below(&s->rng, 8);
+}
+
+static void client_receive(struct sim *s, uint8_t ci, const vsr_message *m)
+{
+	sim_client *c = &s->c[ci];
+	if (m->type != VSR_MSG_REPLY)
+		return;
+	if (m->view > c->view)
+		c->view = m->view;
+	/* A late reply to an earlier request must repeat the stored answer. */
+	if (!c->registering && m->request.session == c->last_session &&
+	    m->request.request == c->last_request && c->last_request != 0 &&
+	    (m->status == VSR_REPLY_OK || m->status == VSR_REPLY_ERROR)) {
+		uint64_t h = sim_hash_bytes(m->status, m->body, m->body_len);
+		if (m->reply_op != c->last_reply_op || h != c->last_reply_hash)
+			sim_fail(s,
+				 "at-most-once (12.10): client %u got two different replies "
+				 "for session %llu request %llu (ops %llu and %llu)",
+				 ci, (unsigned long long)m->request.session,
+				 (unsigned long long)m->request.request,
+				 (unsigned long long)c->last_reply_op,
+				 (unsigned long long)m->reply_op);
+		return;
+	}
+	if (!c->busy)
+		return;
+	bool match = c->registering
+			     ? m->request.request == c->nonce
+			     : m->request.session == c->session &&
+				       m->request.request == c->request;
+	if (!match)
+		return;
+	switch (m->status) {
+	case VSR_REPLY_NOT_PRIMARY:
+		if (m->view >= c->view) {
+			c->target = vsr_primary_of(m->view, s->n);
+			c->view = m->view;
+		}
+		c->redirected = true;
+		c->retry_at = s->now + 2;
+		return;
+	case VSR_REPLY_BUSY:
+		c->redirected = true;
+		c->retry_at = s->now + 10;
+		return;
+	case VSR_REPLY_EVICTED:
+		/* The session is gone; the request's fate is unknown to us, so
+		 * open a new session and move on (its number starts again). */
+		tracef(s, "c%u   session %llu evicted", ci,
+		       (unsigned long long)c->session);
+		c->session = 0;
+		c->request = 0;
+		c->last_request = 0;
+		client_done(s, ci);
+		return;
+	case VSR_REPLY_OK:
+	case VSR_REPLY_ERROR:
+		break;
+	default:
+		sim_fail(s, "client %u got a reply with unknown status %u", ci,
+			 m->status);
+		return;
+	}
+	if (c->registering) {
+		if (m->status != VSR_REPLY_OK || m->request.session == 0) {
+			sim_fail(s, "client %u: REGISTER answered without a session", ci);
+			return;
+		}
+		c->session = m->request.session;
+		c->request = 0;
+		c->registering = false;
+		tracef(s, "c%u   registered session %llu", ci,
+		       (unsigned long long)c->session);
+		c->busy = false;
+		c->retry_at = s->now;
+		return;
+	}
+	c->last_session = c->session;
+	c->last_request = c->request;
+	c->last_reply_op = m->reply_op;
+	c->last_reply_hash = sim_hash_bytes(m->status, m->body, m->body_len);
+	c->last_status = m->status;
+	tracef(s, "c%u   reply for request %llu: op %llu after %llu ticks", ci,
+	       (unsigned long long)c->request, (unsigned long long)m->reply_op,
+	       (unsigned long long)(s->now - c->issued_at));
+	client_done(s, ci);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Faults.                                                                    */
+
+static int believed_primary(const struct sim *s)
+{
+	int best = -1;
+	uint64_t view = 0;
+	for (uint8_t r = 0; r < s->n; r++) {
+		const sim_node_replica *nr = &s->r[r];
+		if (!nr->up || nr->info.status != VSR_STATUS_NORMAL ||
+		    nr->info.primary != r)
+			continue;
+		if (best < 0 || nr->info.view > view) {
+			best = r;
+			view = nr->info.view;
+		}
+	}
+	return best;
+}
+
+static void partition_heal(struct sim *s)
+{
+	memset(s->cut, 0, sizeof(s->cut));
+	s->partitioned = false;
+}
+
+static void partition_start(struct sim *s, int kind, int victim)
+{
+	partition_heal(s);
+	uint8_t n = s->n;
+	const char *what = "";
+	if (kind == 0) {
+		/* symmetric: a random side A against the rest */
+		uint32_t mask = 0;
+		while (mask == 0 || mask == (1u << n) - 1)
+			mask = (uint32_t)sim_rng_below(&s->rng, 1u << n);
+		for (uint8_t a = 0; a < n; a++)
+			for (uint8_t b = 0; b < n; b++)
+				if (((mask >> a) & 1) != ((mask >> b) & 1))
+					s->cut[a][b] = true;
+		what = "symmetric split";
+	} else if (kind == 1) {
+		/* asymmetric: a few one-way links cut */
+		uint32_t links = (uint32_t)sim_rng_range(&s->rng, 1, n);
+		for (uint32_t i = 0; i < links; i++) {
+			uint8_t a = (uint8_t)sim_rng_below(&s->rng, n);
+			uint8_t b = (uint8_t)sim_rng_below(&s->rng, n);
+			if (a != b)
+				s->cut[a][b] = true;
+		}
+		what = "one-way cuts";
+	} else {
+		int p = victim >= 0 ? victim : believed_primary(s);
+		if (p < 0)
+			p = (int)sim_rng_below(&s->rng, n);
+		for (uint8_t b = 0; b < n; b++) {
+			if (b == p)
+				continue;
+			s->cut[p][b] = true;
+			s->cut[b][p] = true;
+		}
+		what = "primary isolated";
+	}
+	s->stats.partitions++;
+	s->partition_id++;
+	s->partitioned = true;
+	trace_mix(s, 7, (uint64_t)kind, s->partition_id, 0);
+	if (s->opt.trace) {
+		char links[256];
+		size_t at = 0;
+		links[0] = 0;
+		for (uint8_t a = 0; a < n; a++)
+			for (uint8_t b = 0; b < n; b++)
+				if (s->cut[a][b] && at + 8 < sizeof(links))
+					at += (size_t)snprintf(links + at, sizeof(links) - at,
+							       " %u>%u", a, b);
+		tracef(s, "net   PARTITION %s, cut:%s", what, links);
+	}
+}
+
+static void faults_tick(struct sim *s)
+{
+	if (sim_rng_ppm(&s->rng, s->f.crash_ppm)) {
+		uint32_t k = 1;
+		if (s->n > 1 && sim_rng_ppm(&s->rng, s->f.multi_crash_ppm))
+			k = (uint32_t)sim_rng_range(&s->rng, 2, s->n);
+		for (uint32_t i = 0; i < k; i++)
+			crash(s, (uint8_t)sim_rng_below(&s->rng, s->n),
+			      k > 1 ? "several at once" : "random");
+	}
+	if (s->n > 1 && !s->partitioned &&
+	    sim_rng_ppm(&s->rng, s->f.partition_ppm)) {
+		int kind = (int)sim_rng_below(&s->rng, 3);
+		partition_start(s, kind, -1);
+		sim_event e = {.time = s->now + sim_rng_range(&s->rng, 20,
+							      s->f.partition_max),
+			       .kind = EV_HEAL, .arg = s->partition_id};
+		ev_push(s, e);
+	}
+}
+
+static uint32_t pick(sim_rng *rng, const uint32_t *choices, uint32_t n)
+{
+	return choices[sim_rng_below(rng, n)];
+}
+
+#define PICK(rng, ...) \
+	pick(rng, (const uint32_t[]){__VA_ARGS__}, \
+	     sizeof((const uint32_t[]){__VA_ARGS__}) / sizeof(uint32_t))
+
+/* Swarm testing: every seed draws its own fault mix, so a sweep covers calm
+ * runs, lossy runs, crash storms and long partitions alike. */
+static void faults_resolve(struct sim *s)
+{
+	sim_faults *f = &s->f;
+	sim_rng *g = &s->rng;
+	const sim_options *o = &s->opt;
+	f->drop_ppm = PICK(g, 0, 10000, 50000, 150000);
+	f->dup_ppm = PICK(g, 0, 10000, 50000);
+	f->long_delay_ppm = PICK(g, 0, 5000, 30000);
+	f->crash_ppm = PICK(g, 0, 1000, 3000, 8000);
+	f->multi_crash_ppm = PICK(g, 0, 100000, 300000);
+	f->window_crash_ppm = PICK(g, 0, 30000, 150000);
+	f->partition_ppm = PICK(g, 0, 1000, 4000);
+	f->torn_ppm = PICK(g, 0, 300000);
+	f->corrupt_ppm = PICK(g, 0, 100000);
+	f->delay_max = PICK(g, 2, 5, 20);
+	f->persist_max = PICK(g, 1, 3, 10, 30);
+	f->restart_max = PICK(g, 20, 100, 400);
+	f->partition_max = PICK(g, 100, 300, 800);
+	if (o->drop_ppm != SIM_RATE_SEEDED)
+		f->drop_ppm = o->drop_ppm;
+	if (o->dup_ppm != SIM_RATE_SEEDED)
+		f->dup_ppm = o->dup_ppm;
+	if (o->crash_ppm != SIM_RATE_SEEDED)
+		f->crash_ppm = o->crash_ppm;
+	if (o->partition_ppm != SIM_RATE_SEEDED)
+		f->partition_ppm = o->partition_ppm;
+	if (o->delay_max_ticks != SIM_RATE_SEEDED)
+		f->delay_max = o->delay_max_ticks ? o->delay_max_ticks : 1;
+	if (o->persist_max_ticks != SIM_RATE_SEEDED)
+		f->persist_max = o->persist_max_ticks ? o->persist_max_ticks : 1;
+	if (!o->faults || o->demo) {
+		f->drop_ppm = f->dup_ppm = f->long_delay_ppm = 0;
+		f->crash_ppm = f->window_crash_ppm = f->partition_ppm = 0;
+		f->torn_ppm = f->corrupt_ppm = 0;
+		f->delay_max = 3;
+		f->persist_max = 2;
+	}
+}
+
+/* Core configuration of the run, also drawn from the seed: small
+ * checkpoint intervals and logs so compaction and checkpoint transfer
+ * happen within a short run. */
+static void config_resolve(struct sim *s)
+{
+	uint64_t cluster = sim_rng_next(&s->rng) | 1;
+	uint32_t ci = PICK(&s->rng, 8, 16, 64);
+	uint32_t pipe = PICK(&s->rng, 1, 4, 8);
+	uint32_t batch = PICK(&s->rng, 1, 4, 32);
+	uint32_t clients_max = PICK(&s->rng, 4, 64);
+	uint32_t need = 2 * ci + 4 * pipe;
+	uint32_t log_max = 16;
+	while (log_max < need)
+		log_max *= 2;
+	for (uint8_t r = 0; r < s->n; r++) {
+		vsr_config *c = &s->r[r].cfg;
+		vsr_config_default(c, cluster, s->n, r);
+		c->pipeline_max = pipe;
+		c->batch_requests_max = batch;
+		c->checkpoint_interval = ci;
+		c->log_max = log_max;
+		c->message_entries_max = 2 * pipe > 16 ? 2 * pipe : 16;
+		c->clients_max = clients_max;
+		c->chunk_bytes_max = 256;
+		c->bugs = s->opt.bugs;
+		const char *why = vsr_config_invalid(c);
+		if (why)
+			sim_fail(s, "simulator chose an invalid config: %s", why);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* The run.                                                                   */
+
+static void deliver(struct sim *s, sim_event *e)
+{
+	sim_msg *msg = e->msg;
+	s->stats.events++;
+	if (e->node >= s->n) {
+		uint8_t ci = (uint8_t)(e->node - s->n);
+		trace_mix(s, 8, e->node, msg->m.type, msg->m.request.request);
+		client_receive(s, ci, &msg->m);
+		sim_msg_free(msg);
+		return;
+	}
+	uint8_t r = e->node;
+	bool from_replica = e->from < s->n;
+	if (from_replica && s->cut[e->from][r]) {
+		tracef(s, "net   %u -> %u %s lost in partition", e->from, r,
+		       mtype(msg->m.type));
+		sim_msg_free(msg);
+		return;
+	}
+	if (!s->r[r].up) {
+		sim_msg_free(msg);
+		return;
+	}
+	trace_mix(s, 9, r, e->from, msg->m.type);
+	if (s->opt.trace && from_replica)
+		tracef(s, "r%u   <- r%u %s view %llu op %llu commit %llu", r, e->from,
+		       mtype(msg->m.type), (unsigned long long)msg->m.view,
+		       (unsigned long long)msg->m.op,
+		       (unsigned long long)msg->m.commit);
+	vsr_event ev = {.now = s->now, .realtime_ns = s->now * 10000000ull,
+			.message = &msg->m};
+	if (from_replica) {
+		ev.type = VSR_EVENT_MESSAGE;
+	} else {
+		ev.type = VSR_EVENT_REQUEST;
+		ev.conn = (uint64_t)(e->from - s->n) + 1;
+	}
+	step(s, r, &ev);
+	sim_msg_free(msg);
+}
+
+static void handle(struct sim *s, sim_event *e)
+{
+	switch (e->kind) {
+	case EV_DELIVER:
+		deliver(s, e);
+		return;
+	case EV_PERSISTED: {
+		sim_node_replica *nr = &s->r[e->node];
+		s->stats.events++;
+		if (!nr->up || nr->incarnation != e->inc)
+			return;
+		sim_pending *p = sim_storage_head(&nr->st);
+		if (!p || p->p.id != e->arg) {
+			sim_fail(s, "simulator: persist #%llu of replica %u out of order",
+				 (unsigned long long)e->arg, e->node);
+			return;
+		}
+		sim_storage_complete(&nr->st);
+		trace_mix(s, 10, e->node, e->arg, 0);
+		tracef(s, "r%u   persisted #%llu", e->node, (unsigned long long)e->arg);
+		vsr_event ev = {.type = VSR_EVENT_PERSISTED, .now = s->now,
+				.realtime_ns = s->now * 10000000ull,
+				.persist_id = e->arg};
+		step(s, e->node, &ev);
+		return;
+	}
+	case EV_CRASH:
+		s->stats.events++;
+		if (s->r[e->node].up && s->r[e->node].incarnation == e->inc &&
+		    in_fault_phase(s))
+			crash(s, e->node, "right after a vote, persist pending");
+		return;
+	case EV_RESTART:
+		s->stats.events++;
+		if (!s->r[e->node].up)
+			replica_start(s, e->node, false);
+		return;
+	case EV_HEAL:
+		s->stats.events++;
+		if (e->arg == s->partition_id) {
+			partition_heal(s);
+			tracef(s, "net   partition healed");
+			trace_mix(s, 11, e->arg, 0, 0);
+			if (s->opt.demo)
+				narrate(s, "the network heals: every replica can reach "
+					"every other again");
+		}
+		return;
+	default:
+		sim_fail(s, "simulator: unknown event kind %u", e->kind);
+		return;
+	}
+}
+
+static void heal_all(struct sim *s)
+{
+	s->healed = true;
+	partition_heal(s);
+	s->partition_id++; /* pending heals become no-ops */
+	tracef(s, "---   faults stop: network healed, crashed replicas restart");
+	trace_mix(s, 12, 0, 0, 0);
+	for (uint8_t r = 0; r < s->n; r++) {
+		if (!s->r[r].up) {
+			sim_event e = {.time = s->now + 1, .kind = EV_RESTART, .node = r};
+			ev_push(s, e);
+		}
+	}
+}
+
+/* Liveness (12.11): everything settled once faults stopped. */
+static bool settled(const struct sim *s)
+{
+	const vsr_replica_info *a = &s->r[0].info;
+	for (uint8_t r = 0; r < s->n; r++) {
+		const sim_node_replica *nr = &s->r[r];
+		if (!nr->up || nr->info.status != VSR_STATUS_NORMAL)
+			return false;
+		if (nr->info.view != a->view || nr->info.commit != a->commit ||
+		    nr->info.executed != nr->info.commit ||
+		    nr->info.op != nr->info.commit || nr->info.digest != a->digest)
+			return false;
+	}
+	for (uint8_t ci = 0; ci < s->clients_n; ci++)
+		if (s->c[ci].busy || client_may_issue(s, &s->c[ci]))
+			return false;
+	return true;
+}
+
+static void describe_unsettled(struct sim *s, char *buf, size_t len)
+{
+	size_t at = 0;
+	for (uint8_t r = 0; r < s->n && at < len; r++) {
+		const sim_node_replica *nr = &s->r[r];
+		at += (size_t)snprintf(buf + at, len - at,
+				       " r%u:%s v%llu op%llu c%llu e%llu;", r,
+				       nr->up ? sname(nr->info.status) : "down",
+				       (unsigned long long)nr->info.view,
+				       (unsigned long long)nr->info.op,
+				       (unsigned long long)nr->info.commit,
+				       (unsigned long long)nr->info.executed);
+	}
+	uint32_t busy = 0;
+	for (uint8_t ci = 0; ci < s->clients_n; ci++)
+		busy += s->c[ci].busy;
+	if (at < len)
+		snprintf(buf + at, len - at, " %u clients waiting", busy);
+}
+
+static void demo_script(struct sim *s)
+{
+	if (s->now == s->demo_isolated_at) {
+		int p = believed_primary(s);
+		s->demo_isolated = p;
+		narrate(s, "so far: %llu ops committed in view %llu with primary %d",
+			(unsigned long long)s->r[p < 0 ? 0 : p].info.commit,
+			(unsigned long long)s->r[p < 0 ? 0 : p].info.view, p);
+		narrate(s, "the network ISOLATES replica %d, the primary: it can "
+			"neither send to nor hear from the others", p);
+		partition_start(s, 2, p);
+	}
+	if (s->now == s->demo_heal_at) {
+		narrate(s, "the network HEALS: replica %d can talk to the others "
+			"again", s->demo_isolated);
+		partition_heal(s);
+	}
+}
+
+static void free_all(struct sim *s)
+{
+	while (s->heap_len) {
+		sim_event e = ev_pop(s);
+		sim_msg_free(e.msg);
+	}
+	free(s->heap);
+	for (uint8_t r = 0; r < s->n; r++) {
+		if (s->r[r].core)
+			vsr_replica_destroy(s->r[r].core);
+		sim_storage_free(&s->r[r].st);
+	}
+	sim_ghost_free(&s->g);
+	free(s->out);
+	free(s->out_to);
+	free(s->out_client);
+}
+
+void sim_run(const sim_options *opt, sim_result *res)
+{
+	struct sim *s = sim_xcalloc(1, sizeof(*s));
+	s->opt = *opt;
+	s->n = opt->replicas;
+	s->clients_n = opt->clients;
+	s->trace_digest = sim_hash_u64(0x7472616365, opt->seed);
+	sim_rng_seed(&s->rng, opt->seed);
+	faults_resolve(s);
+	config_resolve(s);
+	if (opt->trace)
+		tracef(s, "seed %llu: %u replicas, %u clients; drop %u ppm, dup %u ppm, "
+		       "crash %u ppm/tick, partition %u ppm/tick, delay <= %u, "
+		       "persist <= %u ticks; checkpoint every %u, pipeline %u",
+		       (unsigned long long)opt->seed, s->n, s->clients_n,
+		       s->f.drop_ppm, s->f.dup_ppm, s->f.crash_ppm, s->f.partition_ppm,
+		       s->f.delay_max, s->f.persist_max,
+		       s->r[0].cfg.checkpoint_interval, s->r[0].cfg.pipeline_max);
+	for (uint8_t r = 0; r < s->n && !s->failed; r++) {
+		sim_storage_init(&s->r[r].st, s->r[r].cfg.cluster);
+		replica_start(s, r, true);
+	}
+	for (uint8_t ci = 0; ci < s->clients_n; ci++) {
+		s->c[ci].target = (uint8_t)sim_rng_below(&s->rng, s->n);
+		s->c[ci].retry_at = sim_rng_below(&s->rng, 20);
+	}
+	/* Clients work for fault_ticks (with or without faults), then the
+	 * cluster must settle. */
+	uint64_t fault_end = opt->fault_ticks;
+	if (opt->demo) {
+		fault_end = 0;
+		s->demo_isolated_at = 200;
+		s->demo_heal_at = 600;
+		s->demo_isolated = -1;
+		narrate(s, "a cluster of %u replicas starts in view 0; replica 0 is "
+			"the primary; %u clients send requests", s->n, s->clients_n);
+	}
+	uint64_t settle_from = opt->demo ? s->demo_heal_at : fault_end;
+	uint64_t end = settle_from + opt->liveness_ticks;
+	for (s->now = 0; !s->failed; s->now++) {
+		if (s->now == fault_end && !opt->demo)
+			heal_all(s);
+		if (opt->demo) {
+			demo_script(s);
+			if (s->now == s->demo_heal_at)
+				s->healed = true;
+		}
+		if (in_fault_phase(s) && !opt->demo)
+			faults_tick(s);
+		while (s->heap_len && s->heap[0].time <= s->now && !s->failed) {
+			sim_event e = ev_pop(s);
+			handle(s, &e);
+		}
+		for (uint8_t r = 0; r < s->n && !s->failed; r++) {
+			if (!s->r[r].up)
+				continue;
+			vsr_event ev = {.type = VSR_EVENT_TICK, .now = s->now,
+					.realtime_ns = s->now * 10000000ull};
+			step(s, r, &ev);
+			s->stats.events++;
+			if (!s->failed && s->now >= s->r[r].next_full_check) {
+				sim_check_full(s, &s->g, r, s->r[r].core);
+				s->r[r].next_full_check = s->now + 128;
+			}
+		}
+		for (uint8_t ci = 0; ci < s->clients_n && !s->failed; ci++)
+			client_tick(s, ci);
+		if (s->failed)
+			break;
+		if (s->now >= settle_from && s->healed && settled(s))
+			break;
+		if (s->now >= end) {
+			char buf[400];
+			describe_unsettled(s, buf, sizeof(buf));
+			sim_fail(s,
+				 "liveness (12.11): not settled %llu ticks after faults "
+				 "stopped:%s",
+				 (unsigned long long)opt->liveness_ticks, buf);
+			break;
+		}
+	}
+	memset(res, 0, sizeof(*res));
+	res->ok = !s->failed;
+	snprintf(res->reason, sizeof(res->reason), "%s", s->reason);
+	res->fail_tick = s->fail_tick;
+	res->ticks = s->now;
+	res->final_view = s->r[0].info.view;
+	res->final_commit = s->r[0].info.commit;
+	res->final_digest = s->r[0].info.digest;
+	res->trace_digest = s->trace_digest;
+	for (uint8_t ci = 0; ci < s->clients_n; ci++)
+		s->stats.commits += s->c[ci].done;
+	res->stats = s->stats;
+	if (opt->demo && res->ok) {
+		narrate(s, "settled: all %u replicas are normal in view %llu with "
+			"%llu ops committed", s->n, (unsigned long long)res->final_view,
+			(unsigned long long)res->final_commit);
+		for (uint8_t r = 0; r < s->n; r++)
+			narrate(s, "replica %u: view %llu, commit %llu, state digest "
+				"%016llx", r, (unsigned long long)s->r[r].info.view,
+				(unsigned long long)s->r[r].info.commit,
+				(unsigned long long)s->r[r].info.digest);
+	}
+	free_all(s);
+	free(s);
+}

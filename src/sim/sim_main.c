@@ -1,0 +1,385 @@
+/* sim_main.c - command line of vsrsim (and vsrsim-teeth): one seed, sweeps, demo.
+ *
+ *   vsrsim --seed N [--trace]          replay one run, print its digests
+ *   vsrsim --seeds A..B [--replicas n] sweep; closes with "N passed, N failed"
+ *   vsrsim --demo                      a short narrated run for people
+ *   vsrsim-teeth --bug NAME --expect-violation --seeds A..B
+ *                                      the checker must catch a planted bug
+ * Sweeps run each seed in a child process so an assertion in the core names
+ * its seed instead of ending the sweep. The wall clock is read only here,
+ * to report the simulator's speed; no simulated decision depends on it. */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sim.h"
+
+typedef struct bug_name {
+	const char *name;
+	uint32_t bit;
+} bug_name;
+
+static const bug_name bug_names[] = {
+	{"ack-conflicting", VSR_BUG_ACK_CONFLICTING},
+	{"quorum-minus-one", VSR_BUG_QUORUM_MINUS_ONE},
+	{"truncate-transfer", VSR_BUG_TRUNCATE_TRANSFER},
+	{"unpersisted-vote", VSR_BUG_UNPERSISTED_VOTE},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vsrsim [options]\n"
+		"  --seed N             run one seed (default 1)\n"
+		"  --seeds A..B         sweep seeds A to B inclusive\n"
+		"  --replicas 1|3|5     cluster size (default 3)\n"
+		"  --clients N          clients (default 4, at most %u)\n"
+		"  --ticks N            ticks with faults before healing (default 2000)\n"
+		"  --liveness-ticks N   ticks allowed to settle after healing (default 3000)\n"
+		"  --faults on|off      fault injection (default on)\n"
+		"  --trace              print every event of the run\n"
+		"  --drop-ppm N, --dup-ppm N, --crash-ppm N, --partition-ppm N,\n"
+		"  --delay-max N, --persist-max N\n"
+		"                       fix a fault rate (default: drawn per seed)\n"
+		"  --lenient-votes      do not fail a vote sent before it is durable;\n"
+		"                       only a promise lost in a crash fails\n"
+		"  --no-fork            run sweep seeds in this process (faster)\n"
+		"  --quiet              in sweeps, print only failing seeds\n"
+		"  --demo               a short narrated run: primary isolated, healed\n"
+		"  --bug NAME           (vsrsim-teeth) plant a bug: ack-conflicting,\n"
+		"                       quorum-minus-one, truncate-transfer, unpersisted-vote\n"
+		"  --expect-violation   sweep until the first violation; exit 0 if found\n",
+		SIM_CLIENTS_MAX);
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	if (!s || !*s)
+		return false;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool parse_range(const char *s, uint64_t *a, uint64_t *b)
+{
+	const char *dots = s ? strstr(s, "..") : NULL;
+	if (!dots)
+		return false;
+	char left[32];
+	size_t n = (size_t)(dots - s);
+	if (n == 0 || n >= sizeof(left))
+		return false;
+	memcpy(left, s, n);
+	left[n] = 0;
+	return parse_u64(left, a) && parse_u64(dots + 2, b) && *a <= *b;
+}
+
+static double wall_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void print_result(uint64_t seed, const sim_result *r)
+{
+	if (r->ok)
+		printf("seed %" PRIu64 " ok: %" PRIu64 " ticks, view %" PRIu64
+		       ", commit %" PRIu64 ", %" PRIu64 " crashes, %" PRIu64
+		       " partitions, digest %016" PRIx64 ", trace %016" PRIx64 "\n",
+		       seed, r->ticks, r->final_view, r->final_commit,
+		       r->stats.crashes, r->stats.partitions, r->final_digest,
+		       r->trace_digest);
+	else
+		printf("seed %" PRIu64 " FAILED at tick %" PRIu64 ": %s "
+		       "(trace %016" PRIx64 "; replay: --seed %" PRIu64 " --trace)\n",
+		       seed, r->fail_tick, r->reason, r->trace_digest, seed);
+}
+
+/* Runs one seed in a child; a signal (a core assertion) becomes a failure
+ * that names the seed. */
+static void run_isolated(const sim_options *o, sim_result *res, bool fork_it)
+{
+	if (!fork_it) {
+		sim_run(o, res);
+		return;
+	}
+	sim_result *shared = mmap(NULL, sizeof(*shared), PROT_READ | PROT_WRITE,
+				  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (shared == MAP_FAILED) {
+		perror("vsrsim: mmap");
+		exit(2);
+	}
+	memset(shared, 0, sizeof(*shared));
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid < 0) {
+		perror("vsrsim: fork");
+		exit(2);
+	}
+	if (pid == 0) {
+		sim_run(o, shared);
+		fflush(stdout);
+		_exit(0);
+	}
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			perror("vsrsim: waitpid");
+			exit(2);
+		}
+	}
+	*res = *shared;
+	munmap(shared, sizeof(*shared));
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		memset(res, 0, sizeof(*res));
+		res->ok = false;
+		if (WIFSIGNALED(status))
+			snprintf(res->reason, sizeof(res->reason),
+				 "the process died of signal %d (%s): an assertion in the "
+				 "core or the simulator",
+				 WTERMSIG(status), strsignal(WTERMSIG(status)));
+		else
+			snprintf(res->reason, sizeof(res->reason),
+				 "the process exited with status %d", WEXITSTATUS(status));
+	}
+}
+
+int main(int argc, char **argv)
+{
+	sim_options o = {0};
+	o.seed = 1;
+	o.replicas = 3;
+	o.clients = 4;
+	o.fault_ticks = 2000;
+	o.liveness_ticks = 3000;
+	o.faults = true;
+	o.drop_ppm = o.dup_ppm = o.crash_ppm = o.partition_ppm = SIM_RATE_SEEDED;
+	o.delay_max_ticks = o.persist_max_ticks = SIM_RATE_SEEDED;
+	o.out = stdout;
+	uint64_t first = 0, last = 0;
+	bool sweep = false, expect = false, fork_it = true, quiet = false;
+	const char *bug = NULL;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+		uint64_t x = 0;
+#define NEED_NUM()                                                          \
+	do {                                                                    \
+		if (!parse_u64(v, &x)) {                                            \
+			fprintf(stderr, "vsrsim: %s needs a number, got '%s'\n", a,     \
+				v ? v : "");                                                \
+			return 2;                                                       \
+		}                                                                   \
+		i++;                                                                \
+	} while (0)
+		if (!strcmp(a, "--seed")) {
+			NEED_NUM();
+			o.seed = x;
+		} else if (!strcmp(a, "--seeds")) {
+			if (!parse_range(v, &first, &last)) {
+				fprintf(stderr, "vsrsim: --seeds needs A..B with A <= B, got '%s'\n",
+					v ? v : "");
+				return 2;
+			}
+			sweep = true;
+			i++;
+		} else if (!strcmp(a, "--replicas")) {
+			NEED_NUM();
+			if (x != 1 && x != 3 && x != 5) {
+				fprintf(stderr, "vsrsim: --replicas must be 1, 3 or 5\n");
+				return 2;
+			}
+			o.replicas = (uint8_t)x;
+		} else if (!strcmp(a, "--clients")) {
+			NEED_NUM();
+			if (x < 1 || x > SIM_CLIENTS_MAX) {
+				fprintf(stderr, "vsrsim: --clients must be 1..%u\n", SIM_CLIENTS_MAX);
+				return 2;
+			}
+			o.clients = (uint8_t)x;
+		} else if (!strcmp(a, "--ticks")) {
+			NEED_NUM();
+			o.fault_ticks = x;
+		} else if (!strcmp(a, "--liveness-ticks")) {
+			NEED_NUM();
+			o.liveness_ticks = x;
+		} else if (!strcmp(a, "--faults")) {
+			if (v && !strcmp(v, "on"))
+				o.faults = true;
+			else if (v && !strcmp(v, "off"))
+				o.faults = false;
+			else {
+				fprintf(stderr, "vsrsim: --faults needs on or off\n");
+				return 2;
+			}
+			i++;
+		} else if (!strcmp(a, "--drop-ppm")) {
+			NEED_NUM();
+			o.drop_ppm = (uint32_t)(x > 1000000 ? 1000000 : x);
+		} else if (!strcmp(a, "--dup-ppm")) {
+			NEED_NUM();
+			o.dup_ppm = (uint32_t)(x > 1000000 ? 1000000 : x);
+		} else if (!strcmp(a, "--crash-ppm")) {
+			NEED_NUM();
+			o.crash_ppm = (uint32_t)(x > 1000000 ? 1000000 : x);
+		} else if (!strcmp(a, "--partition-ppm")) {
+			NEED_NUM();
+			o.partition_ppm = (uint32_t)(x > 1000000 ? 1000000 : x);
+		} else if (!strcmp(a, "--delay-max")) {
+			NEED_NUM();
+			o.delay_max_ticks = (uint32_t)(x > 10000 ? 10000 : x);
+		} else if (!strcmp(a, "--persist-max")) {
+			NEED_NUM();
+			o.persist_max_ticks = (uint32_t)(x > 10000 ? 10000 : x);
+		} else if (!strcmp(a, "--trace")) {
+			o.trace = true;
+		} else if (!strcmp(a, "--lenient-votes")) {
+			o.lenient_votes = true;
+		} else if (!strcmp(a, "--no-fork")) {
+			fork_it = false;
+		} else if (!strcmp(a, "--quiet")) {
+			quiet = true;
+		} else if (!strcmp(a, "--demo")) {
+			o.demo = true;
+		} else if (!strcmp(a, "--expect-violation")) {
+			expect = true;
+		} else if (!strcmp(a, "--bug")) {
+			if (!v) {
+				fprintf(stderr, "vsrsim: --bug needs a name\n");
+				return 2;
+			}
+			bug = v;
+			i++;
+		} else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+			usage(stdout);
+			return 0;
+		} else {
+			fprintf(stderr, "vsrsim: unknown option '%s'\n", a);
+			usage(stderr);
+			return 2;
+		}
+#undef NEED_NUM
+	}
+
+	if (bug) {
+#ifndef VSR_SIM_TEETH
+		fprintf(stderr, "vsrsim: --bug needs the fault-injection build: use "
+			"vsrsim-teeth\n");
+		return 2;
+#else
+		for (size_t k = 0; k < sizeof(bug_names) / sizeof(bug_names[0]); k++)
+			if (!strcmp(bug, bug_names[k].name))
+				o.bugs = bug_names[k].bit;
+		if (!o.bugs) {
+			fprintf(stderr, "vsrsim: unknown bug '%s'\n", bug);
+			return 2;
+		}
+#endif
+	}
+
+	if (o.demo) {
+		o.replicas = 3;
+		o.clients = 2;
+		o.faults = false;
+		o.liveness_ticks = 2000;
+		printf("vsrsim demo: 3 replicas and 2 clients in one process, simulated "
+		       "network and disks, seed %" PRIu64 ".\n"
+		       "One tick is 10 ms of simulated time; the primary is suspected "
+		       "after about 30 ticks of silence.\n\n", o.seed);
+		sim_result r;
+		sim_run(&o, &r);
+		printf("\n");
+		if (!r.ok) {
+			printf("demo FAILED at tick %" PRIu64 ": %s\n", r.fail_tick, r.reason);
+			return 1;
+		}
+		printf("What happened: the isolated primary could not reach a quorum, so "
+		       "the two others\nvoted in a new view, elected a new primary and "
+		       "kept committing client requests.\nWhen the network healed, the "
+		       "old primary learned of the newer view, took the\nnew primary's "
+		       "log and caught up. All replicas now hold the same state "
+		       "(digest %016" PRIx64 ").\n", r.final_digest);
+		return 0;
+	}
+
+	if (!sweep) {
+		sim_result r;
+		sim_run(&o, &r);
+		print_result(o.seed, &r);
+		return r.ok ? 0 : 1;
+	}
+
+	/* Sweep. */
+	double t0 = wall_seconds();
+	uint64_t passed = 0, failed = 0, events = 0, messages = 0, steps = 0;
+	uint64_t *failing = NULL;
+	size_t failing_n = 0;
+	for (uint64_t seed = first; seed <= last; seed++) {
+		o.seed = seed;
+		sim_result r;
+		run_isolated(&o, &r, fork_it);
+		events += r.stats.events;
+		messages += r.stats.messages;
+		steps += r.stats.steps;
+		if (r.ok) {
+			passed++;
+			if (!quiet && !expect)
+				print_result(seed, &r);
+		} else {
+			failed++;
+			print_result(seed, &r);
+			if (failing_n < 1000) {
+				failing = realloc(failing, (failing_n + 1) * sizeof(uint64_t));
+				if (!failing) {
+					fprintf(stderr, "vsrsim: out of memory\n");
+					return 2;
+				}
+				failing[failing_n++] = seed;
+			}
+			if (expect) {
+				printf("caught %s at seed %" PRIu64 " after %" PRIu64
+				       " seeds\n", bug ? bug : "a violation", seed,
+				       seed - first + 1);
+				free(failing);
+				return 0;
+			}
+		}
+		if (seed == UINT64_MAX)
+			break;
+	}
+	double dt = wall_seconds() - t0;
+	if (dt <= 0)
+		dt = 1e-9;
+	printf("speed: %" PRIu64 " seeds in %.2f s; %.0f events/s, %.0f messages/s, "
+	       "%.0f replica steps/s\n",
+	       passed + failed, dt, (double)events / dt, (double)messages / dt,
+	       (double)steps / dt);
+	if (expect) {
+		printf("NOT caught: %s survived seeds %" PRIu64 "..%" PRIu64 "\n",
+		       bug ? bug : "no bug planted", first, last);
+		free(failing);
+		return 1;
+	}
+	if (failing_n) {
+		printf("failing seeds:");
+		for (size_t k = 0; k < failing_n; k++)
+			printf(" %" PRIu64, failing[k]);
+		printf("\n");
+	}
+	printf("%" PRIu64 " passed, %" PRIu64 " failed\n", passed, failed);
+	free(failing);
+	return failed ? 1 : 0;
+}
