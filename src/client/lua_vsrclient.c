@@ -38,14 +38,14 @@ typedef struct lua_client {
 /* Lua -> msgpack. Errors are raised with luaL_error after the buffer is
  * released by the caller's protected wrapper, so encoding runs in a pcall. */
 
-static int lua_write(void *data, const char *buf, size_t len)
+static int lvc_write(void *data, const char *buf, size_t len)
 {
 	return vsr_buf_append(data, buf, len) == VSR_OK ? 0 : -1;
 }
 
 /* Length of the table at idx if it is a sequence 1..n with no other key,
  * else -1. */
-static lua_Integer lua_array_len(lua_State *L, int idx)
+static lua_Integer lvc_array_len(lua_State *L, int idx)
 {
 	lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
 	lua_Integer count = 0;
@@ -66,7 +66,7 @@ static lua_Integer lua_array_len(lua_State *L, int idx)
 	return count == n ? n : -1;
 }
 
-static void lua_pack(lua_State *L, msgpack_packer *pk, int idx, int depth)
+static void lvc_pack(lua_State *L, msgpack_packer *pk, int idx, int depth)
 {
 	idx = lua_absindex(L, idx);
 	if (depth > LUA_DEPTH_MAX)
@@ -95,12 +95,12 @@ static void lua_pack(lua_State *L, msgpack_packer *pk, int idx, int depth)
 	}
 	case LUA_TTABLE: {
 		luaL_checkstack(L, 4, "value too deep");
-		lua_Integer n = lua_array_len(L, idx);
+		lua_Integer n = lvc_array_len(L, idx);
 		if (n >= 0) {
 			rc = msgpack_pack_array(pk, (size_t)n);
 			for (lua_Integer i = 1; rc == 0 && i <= n; i++) {
 				lua_rawgeti(L, idx, i);
-				lua_pack(L, pk, -1, depth + 1);
+				lvc_pack(L, pk, -1, depth + 1);
 				lua_pop(L, 1);
 			}
 			break;
@@ -114,8 +114,8 @@ static void lua_pack(lua_State *L, msgpack_packer *pk, int idx, int depth)
 		rc = msgpack_pack_map(pk, count);
 		lua_pushnil(L);
 		while (rc == 0 && lua_next(L, idx) != 0) {
-			lua_pack(L, pk, -2, depth + 1);
-			lua_pack(L, pk, -1, depth + 1);
+			lvc_pack(L, pk, -2, depth + 1);
+			lvc_pack(L, pk, -1, depth + 1);
 			lua_pop(L, 1);
 		}
 		break;
@@ -127,19 +127,19 @@ static void lua_pack(lua_State *L, msgpack_packer *pk, int idx, int depth)
 		luaL_error(L, "out of memory");
 }
 
-static int lua_pack_protected(lua_State *L)
+static int lvc_pack_protected(lua_State *L)
 {
 	vsr_buf *b = lua_touserdata(L, 2);
 	msgpack_packer pk;
-	msgpack_packer_init(&pk, b, lua_write);
-	lua_pack(L, &pk, 1, 0);
+	msgpack_packer_init(&pk, b, lvc_write);
+	lvc_pack(L, &pk, 1, 0);
 	return 0;
 }
 
 /* ------------------------------------------------------------------------ */
 /* msgpack -> Lua. */
 
-static void lua_unpack(lua_State *L, const msgpack_object *o, int depth)
+static void lvc_unpack(lua_State *L, const msgpack_object *o, int depth)
 {
 	if (depth > LUA_DEPTH_MAX)
 		luaL_error(L, "reply nested deeper than %d levels", LUA_DEPTH_MAX);
@@ -173,15 +173,15 @@ static void lua_unpack(lua_State *L, const msgpack_object *o, int depth)
 	case MSGPACK_OBJECT_ARRAY:
 		lua_createtable(L, (int)o->via.array.size, 0);
 		for (uint32_t i = 0; i < o->via.array.size; i++) {
-			lua_unpack(L, &o->via.array.ptr[i], depth + 1);
+			lvc_unpack(L, &o->via.array.ptr[i], depth + 1);
 			lua_rawseti(L, -2, (lua_Integer)i + 1);
 		}
 		break;
 	case MSGPACK_OBJECT_MAP:
 		lua_createtable(L, 0, (int)o->via.map.size);
 		for (uint32_t i = 0; i < o->via.map.size; i++) {
-			lua_unpack(L, &o->via.map.ptr[i].key, depth + 1);
-			lua_unpack(L, &o->via.map.ptr[i].val, depth + 1);
+			lvc_unpack(L, &o->via.map.ptr[i].key, depth + 1);
+			lvc_unpack(L, &o->via.map.ptr[i].val, depth + 1);
 			if (lua_isnil(L, -2)) {
 				lua_pop(L, 2); /* a nil key has no Lua form */
 				continue;
@@ -195,7 +195,7 @@ static void lua_unpack(lua_State *L, const msgpack_object *o, int depth)
 }
 
 /* Pushes the decoded reply; raises on malformed bytes. Empty bytes: nil. */
-static int lua_unpack_protected(lua_State *L)
+static int lvc_unpack_protected(lua_State *L)
 {
 	const uint8_t *data = lua_touserdata(L, 1);
 	size_t len = (size_t)lua_tointeger(L, 2);
@@ -208,14 +208,14 @@ static int lua_unpack_protected(lua_State *L)
 	int rc = msgpack_unpack_next(up, (const char *)data, len, &off);
 	if (rc != MSGPACK_UNPACK_SUCCESS || off != len)
 		return luaL_error(L, "reply is not one msgpack value");
-	lua_unpack(L, &up->data, 0);
+	lvc_unpack(L, &up->data, 0);
 	return 1;
 }
 
 /* ------------------------------------------------------------------------ */
 /* The client object. */
 
-static lua_client *lua_check_client(lua_State *L)
+static lua_client *lvc_check_client(lua_State *L)
 {
 	lua_client *c = luaL_checkudata(L, 1, LUA_CLIENT_MT);
 	if (!c->sync)
@@ -223,7 +223,7 @@ static lua_client *lua_check_client(lua_State *L)
 	return c;
 }
 
-static uint32_t lua_opt_ms(lua_State *L, int idx, const char *key, uint32_t def)
+static uint32_t lvc_opt_ms(lua_State *L, int idx, const char *key, uint32_t def)
 {
 	lua_getfield(L, idx, key);
 	lua_Integer v = luaL_optinteger(L, -1, (lua_Integer)def);
@@ -233,7 +233,7 @@ static uint32_t lua_opt_ms(lua_State *L, int idx, const char *key, uint32_t def)
 	return (uint32_t)v;
 }
 
-static int lua_connect(lua_State *L)
+static int lvc_connect(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_getfield(L, 1, "cluster");
@@ -259,19 +259,19 @@ static int lua_connect(lua_State *L)
 	if (vsrc_options_from_addresses(&c->opt, (uint64_t)cluster, addrs, (uint32_t)n, err,
 					sizeof(err)) < 0)
 		return luaL_error(L, "%s", err);
-	c->opt.timing.attempt_ms = lua_opt_ms(L, 1, "attempt_ms", c->opt.timing.attempt_ms);
-	c->opt.timing.call_ms = lua_opt_ms(L, 1, "call_ms", c->opt.timing.call_ms);
+	c->opt.timing.attempt_ms = lvc_opt_ms(L, 1, "attempt_ms", c->opt.timing.attempt_ms);
+	c->opt.timing.call_ms = lvc_opt_ms(L, 1, "call_ms", c->opt.timing.call_ms);
 	if (vsrc_sync_open(&c->opt, &c->sync) != 0)
 		return luaL_error(L, "out of memory");
 	return 1;
 }
 
-static int lua_call_op(lua_State *L)
+static int lvc_call_op(lua_State *L)
 {
-	lua_client *c = lua_check_client(L);
+	lua_client *c = lvc_check_client(L);
 	luaL_checkany(L, 2);
 	vsr_buf op = { 0 };
-	lua_pushcfunction(L, lua_pack_protected);
+	lua_pushcfunction(L, lvc_pack_protected);
 	lua_pushvalue(L, 2);
 	lua_pushlightuserdata(L, &op);
 	if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
@@ -284,7 +284,7 @@ static int lua_call_op(lua_State *L)
 	if (r->outcome == VSRC_DONE) {
 		msgpack_unpacked up;
 		msgpack_unpacked_init(&up);
-		lua_pushcfunction(L, lua_unpack_protected);
+		lua_pushcfunction(L, lvc_unpack_protected);
 		lua_pushlightuserdata(L, r->reply);
 		lua_pushinteger(L, (lua_Integer)r->reply_len);
 		lua_pushlightuserdata(L, &up);
@@ -322,22 +322,22 @@ static int lua_call_op(lua_State *L)
 	return 3;
 }
 
-static int lua_session(lua_State *L)
+static int lvc_session(lua_State *L)
 {
-	lua_client *c = lua_check_client(L);
+	lua_client *c = lvc_check_client(L);
 	lua_pushinteger(L, (lua_Integer)vsrc_sync_session(c->sync));
 	return 1;
 }
 
-static void lua_set_int(lua_State *L, const char *k, uint64_t v)
+static void lvc_set_int(lua_State *L, const char *k, uint64_t v)
 {
 	lua_pushinteger(L, (lua_Integer)v);
 	lua_setfield(L, -2, k);
 }
 
-static int lua_status(lua_State *L)
+static int lvc_status(lua_State *L)
 {
-	lua_client *c = lua_check_client(L);
+	lua_client *c = lvc_check_client(L);
 	lua_Integer timeout = luaL_optinteger(L, 2, 2000);
 	if (timeout <= 0 || timeout > 600000)
 		return luaL_error(L, "timeout: expected 1 to 600000 milliseconds");
@@ -353,26 +353,26 @@ static int lua_status(lua_State *L)
 			lua_setfield(L, -2, "error");
 		} else {
 			const vsr_wire_status *s = &e[i].status;
-			lua_set_int(L, "replica", s->replica);
+			lvc_set_int(L, "replica", s->replica);
 			lua_pushstring(L, s->status < VSR_STATUS_COUNT ? vsr_status_name(s->status)
 								       : "unknown");
 			lua_setfield(L, -2, "status");
-			lua_set_int(L, "view", s->view);
-			lua_set_int(L, "log_view", s->log_view);
-			lua_set_int(L, "op", s->op);
-			lua_set_int(L, "commit", s->commit);
-			lua_set_int(L, "executed", s->executed);
-			lua_set_int(L, "primary", s->primary);
-			lua_set_int(L, "digest", s->digest);
-			lua_set_int(L, "sessions", s->sessions);
-			lua_set_int(L, "view_changes", s->view_changes);
+			lvc_set_int(L, "view", s->view);
+			lvc_set_int(L, "log_view", s->log_view);
+			lvc_set_int(L, "op", s->op);
+			lvc_set_int(L, "commit", s->commit);
+			lvc_set_int(L, "executed", s->executed);
+			lvc_set_int(L, "primary", s->primary);
+			lvc_set_int(L, "digest", s->digest);
+			lvc_set_int(L, "sessions", s->sessions);
+			lvc_set_int(L, "view_changes", s->view_changes);
 		}
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
 	return 1;
 }
 
-static int lua_close_client(lua_State *L)
+static int lvc_close_client(lua_State *L)
 {
 	lua_client *c = luaL_checkudata(L, 1, LUA_CLIENT_MT);
 	if (c->sync) {
@@ -382,30 +382,30 @@ static int lua_close_client(lua_State *L)
 	return 0;
 }
 
-static const luaL_Reg lua_client_methods[] = {
-	{ "call", lua_call_op },
-	{ "session", lua_session },
-	{ "status", lua_status },
-	{ "close", lua_close_client },
+static const luaL_Reg lvc_client_methods[] = {
+	{ "call", lvc_call_op },
+	{ "session", lvc_session },
+	{ "status", lvc_status },
+	{ "close", lvc_close_client },
 	{ NULL, NULL },
 };
 
-static const luaL_Reg lua_module_functions[] = {
-	{ "connect", lua_connect },
+static const luaL_Reg lvc_module_functions[] = {
+	{ "connect", lvc_connect },
 	{ NULL, NULL },
 };
 
 int luaopen_vsrclient(lua_State *L)
 {
 	if (luaL_newmetatable(L, LUA_CLIENT_MT)) {
-		luaL_newlib(L, lua_client_methods);
+		luaL_newlib(L, lvc_client_methods);
 		lua_setfield(L, -2, "__index");
-		lua_pushcfunction(L, lua_close_client);
+		lua_pushcfunction(L, lvc_close_client);
 		lua_setfield(L, -2, "__gc");
-		lua_pushcfunction(L, lua_close_client);
+		lua_pushcfunction(L, lvc_close_client);
 		lua_setfield(L, -2, "__close");
 	}
 	lua_pop(L, 1);
-	luaL_newlib(L, lua_module_functions);
+	luaL_newlib(L, lvc_module_functions);
 	return 1;
 }

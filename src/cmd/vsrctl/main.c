@@ -1,0 +1,267 @@
+/* vsrctl - command-line client of a vsrhost cluster: kv operations, generic calls, status. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "vsrc_client.h"
+#include "vsrc_json.h"
+#include "vsrc_op.h"
+
+#ifndef VSR_VERSION
+#define VSR_VERSION "0.0.0"
+#endif
+
+/* Exit status when the request was certainly not applied but the cluster
+ * could not be used (unreachable, refused); and when it may have been. */
+#define EXIT_FAILED EX_UNAVAILABLE
+#define EXIT_UNKNOWN EX_TEMPFAIL
+/* The state machine refused the operation (applied as an error). */
+#define EXIT_REFUSED 1
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: vsrctl -c CONFIG [options] COMMAND [ARGS]\n"
+		"\n"
+		"Commands:\n"
+		"  put KEY VALUE        store VALUE under KEY\n"
+		"  get KEY              print the value of KEY\n"
+		"  cas KEY FROM TO      set KEY to TO if its value is FROM\n"
+		"  delete KEY           remove KEY\n"
+		"  call JSON            apply any state-machine operation given as JSON,\n"
+		"                       e.g. vsrctl -c config/kv.lua call '[\"get\",\"k\"]'\n"
+		"  status               every replica's id, status, view, op, commit, primary\n"
+		"\n"
+		"Options:\n"
+		"  -c, --config FILE    cluster configuration (required)\n"
+		"  -t, --timeout MS     give up on a call after MS milliseconds (default 10000)\n"
+		"      --attempt MS     try another replica after MS without reply (default 1000)\n"
+		"  -r, --raw            print a string reply as raw bytes, not JSON\n"
+		"  -h, --help           show this help\n"
+		"  -V, --version        show the version\n"
+		"\n"
+		"Replies are printed as JSON. Exit status: 0 done; 1 the state machine\n"
+		"refused the operation; %d failed (certainly not applied); %d unknown (the\n"
+		"request may have been applied); %d usage; %d bad JSON; %d config error.\n",
+		EXIT_FAILED, EXIT_UNKNOWN, EX_USAGE, EX_DATAERR, EX_CONFIG);
+}
+
+static int print_reply(const vsrc_sync_result *r, int raw)
+{
+	if (r->reply_len == 0) {
+		printf("null\n");
+		return 0;
+	}
+	/* A string reply in raw mode: print its bytes (msgpack str or bin). */
+	if (raw) {
+		const uint8_t *p = r->reply;
+		size_t n = r->reply_len, hdr = 0, len = 0;
+		if ((p[0] & 0xe0) == 0xa0) {
+			hdr = 1;
+			len = p[0] & 0x1f;
+		} else if ((p[0] == 0xd9 || p[0] == 0xc4) && n >= 2) {
+			hdr = 2;
+			len = p[1];
+		} else if ((p[0] == 0xda || p[0] == 0xc5) && n >= 3) {
+			hdr = 3;
+			len = (size_t)p[1] << 8 | p[2];
+		} else if ((p[0] == 0xdb || p[0] == 0xc6) && n >= 5) {
+			hdr = 5;
+			len = (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 | p[4];
+		}
+		if (hdr && hdr + len == n) {
+			fwrite(p + hdr, 1, len, stdout);
+			fputc('\n', stdout);
+			return 0;
+		}
+	}
+	char err[256];
+	char *json = vsrc_msgpack_to_json(r->reply, r->reply_len, err, sizeof(err));
+	if (!json) {
+		fprintf(stderr, "vsrctl: done, but the reply cannot be shown: %s\n", err);
+		return EX_SOFTWARE;
+	}
+	printf("%s\n", json);
+	free(json);
+	return 0;
+}
+
+static int run_call(const vsrc_options *o, const vsr_buf *op, int raw)
+{
+	vsrc_sync *s;
+	if (vsrc_sync_open(o, &s) != 0) {
+		fprintf(stderr, "vsrctl: out of memory\n");
+		return EX_OSERR;
+	}
+	const vsrc_sync_result *r;
+	int outcome = vsrc_sync_call(s, op->data, op->len, &r);
+	int code;
+	if (outcome == VSRC_DONE) {
+		code = print_reply(r, raw);
+	} else if (r->status == VSR_REPLY_ERROR) {
+		char err[256];
+		char *msg = r->reply_len ? vsrc_msgpack_to_json(r->reply, r->reply_len, err,
+								  sizeof(err))
+					 : NULL;
+		fprintf(stderr, "vsrctl: the state machine refused the operation: %s\n",
+			msg ? msg : "(no message)");
+		free(msg);
+		code = EXIT_REFUSED;
+	} else {
+		fprintf(stderr, "vsrctl: %s\n", r->reason);
+		code = outcome == VSRC_UNKNOWN ? EXIT_UNKNOWN : EXIT_FAILED;
+	}
+	vsrc_sync_close(s);
+	return code;
+}
+
+static int run_status(const vsrc_options *o, uint32_t timeout_ms)
+{
+	vsrc_status_entry e[VSR_REPLICAS_MAX];
+	/* A status answer is immediate when the replica is up: do not wait the
+	 * whole call timeout for a dead one. */
+	vsrc_status_query(o, timeout_ms < 2000 ? timeout_ms : 2000, e);
+	int missing = 0;
+	printf("%-3s %-22s %-15s %8s %10s %10s %8s\n", "id", "address", "status", "view", "op",
+	       "commit", "primary");
+	for (uint32_t i = 0; i < o->replica_count; i++) {
+		if (!e[i].ok) {
+			printf("%-3u %-22s %-15s %s\n", i + 1, o->names[i], "unreachable", e[i].error);
+			missing++;
+			continue;
+		}
+		const vsr_wire_status *s = &e[i].status;
+		printf("%-3u %-22s %-15s %8llu %10llu %10llu %8u\n", i + 1, o->names[i],
+		       s->status < VSR_STATUS_COUNT ? vsr_status_name(s->status) : "?",
+		       (unsigned long long)s->view, (unsigned long long)s->op,
+		       (unsigned long long)s->commit, (unsigned)s->primary + 1u);
+	}
+	return missing ? EXIT_FAILED : 0;
+}
+
+static int parse_ms(const char *s, uint32_t *out)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || v == 0 || v > 3600000)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "attempt", required_argument, NULL, 'a' },
+		{ "raw", no_argument, NULL, 'r' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *config = NULL;
+	uint32_t timeout_ms = 10000, attempt_ms = 1000;
+	int raw = 0, ch;
+	while ((ch = getopt_long(argc, argv, "+c:t:rhV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			config = optarg;
+			break;
+		case 't':
+			if (parse_ms(optarg, &timeout_ms) < 0) {
+				fprintf(stderr, "vsrctl: --timeout: expected 1 to 3600000 ms, got \"%s\"\n",
+					optarg);
+				return EX_USAGE;
+			}
+			break;
+		case 'a':
+			if (parse_ms(optarg, &attempt_ms) < 0) {
+				fprintf(stderr, "vsrctl: --attempt: expected 1 to 3600000 ms, got \"%s\"\n",
+					optarg);
+				return EX_USAGE;
+			}
+			break;
+		case 'r':
+			raw = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("vsrctl %s\n", VSR_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return EX_USAGE;
+		}
+	}
+	if (!config) {
+		fprintf(stderr, "vsrctl: -c CONFIG is required (try --help)\n");
+		return EX_USAGE;
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "vsrctl: a command is required (try --help)\n");
+		return EX_USAGE;
+	}
+	const char *cmd = argv[optind];
+	int nargs = argc - optind - 1;
+	char **args = argv + optind + 1;
+	static const struct {
+		const char *name;
+		int nargs;
+	} commands[] = { { "put", 2 }, { "get", 1 }, { "cas", 3 }, { "delete", 1 },
+			 { "call", 1 }, { "status", 0 } };
+	int known = -1;
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(cmd, commands[i].name) == 0)
+			known = (int)i;
+	if (known < 0) {
+		fprintf(stderr, "vsrctl: unknown command \"%s\" (try --help)\n", cmd);
+		return EX_USAGE;
+	}
+	if (nargs != commands[known].nargs) {
+		fprintf(stderr, "vsrctl: %s takes %d argument%s, got %d\n", cmd,
+			commands[known].nargs, commands[known].nargs == 1 ? "" : "s", nargs);
+		return EX_USAGE;
+	}
+
+	vsrc_options o;
+	char err[512];
+	if (vsrc_options_from_config(&o, config, err, sizeof(err)) < 0) {
+		fprintf(stderr, "vsrctl: %s\n", err);
+		return EX_CONFIG;
+	}
+	o.timing.call_ms = timeout_ms;
+	o.timing.attempt_ms = attempt_ms < timeout_ms ? attempt_ms : timeout_ms;
+
+	if (strcmp(cmd, "status") == 0)
+		return run_status(&o, timeout_ms);
+
+	vsr_buf op = { 0 };
+	int rc;
+	if (strcmp(cmd, "call") == 0) {
+		rc = vsrc_json_to_msgpack(args[0], &op, err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "vsrctl: call: the operation is not valid JSON: %s\n", err);
+			return EX_DATAERR;
+		}
+	} else {
+		/* The kv commands: the command name and its arguments, as strings. */
+		const char *s[4] = { cmd };
+		size_t l[4] = { strlen(cmd) };
+		for (int i = 0; i < nargs; i++) {
+			s[i + 1] = args[i];
+			l[i + 1] = strlen(args[i]);
+		}
+		if (vsrc_op_strings(&op, s, l, (uint32_t)nargs + 1) < 0) {
+			fprintf(stderr, "vsrctl: out of memory\n");
+			return EX_OSERR;
+		}
+	}
+	rc = run_call(&o, &op, raw);
+	vsr_buf_free(&op);
+	return rc;
+}

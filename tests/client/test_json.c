@@ -1,0 +1,87 @@
+/* test_json.c - JSON <-> msgpack conversion for generic calls. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vsrc_json.h"
+#include "vsrc_op.h"
+
+static int failures;
+
+#define CHECK(cond)                                                              \
+	do {                                                                     \
+		if (!(cond)) {                                                   \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
+				#cond);                                          \
+			failures++;                                              \
+		}                                                                \
+	} while (0)
+
+/* JSON -> msgpack -> JSON gives `want`. */
+static void roundtrip(const char *in, const char *want)
+{
+	vsr_buf b = { 0 };
+	char err[256];
+	CHECK(vsrc_json_to_msgpack(in, &b, err, sizeof(err)) == 0);
+	char *out = vsrc_msgpack_to_json(b.data, b.len, err, sizeof(err));
+	CHECK(out != NULL);
+	if (out && strcmp(out, want) != 0) {
+		fprintf(stderr, "roundtrip %s: got %s, want %s\n", in, out, want);
+		failures++;
+	}
+	free(out);
+	vsr_buf_free(&b);
+}
+
+int main(void)
+{
+	roundtrip("[\"put\",\"k\",\"v\"]", "[\"put\",\"k\",\"v\"]");
+	roundtrip("{\"op\":\"put\",\"key\":\"k\",\"value\":1.5}",
+		  "{\"key\":\"k\",\"op\":\"put\",\"value\":1.5}");
+	roundtrip("null", "null");
+	roundtrip("-9223372036854775808", "-9223372036854775808");
+	roundtrip("[true,false,{},[],\"\\u00e9\"]", "[true,false,{},[],\"\xc3\xa9\"]");
+
+	/* Object keys are sorted: equal JSON, equal bytes. */
+	vsr_buf a = { 0 }, b = { 0 };
+	char err[256];
+	CHECK(vsrc_json_to_msgpack("{\"b\":1,\"a\":2}", &a, err, sizeof(err)) == 0);
+	CHECK(vsrc_json_to_msgpack("{\"a\":2,\"b\":1}", &b, err, sizeof(err)) == 0);
+	CHECK(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
+	vsr_buf_free(&a);
+	vsr_buf_free(&b);
+
+	/* Errors name the place. */
+	CHECK(vsrc_json_to_msgpack("[1,", &a, err, sizeof(err)) == -1);
+	CHECK(strstr(err, "line 1") != NULL);
+	CHECK(a.len == 0);
+
+	/* The kv op builders match the generic JSON encoding. */
+	CHECK(vsrc_op_put(&a, "k", 1, "v", 1) == 0);
+	CHECK(vsrc_json_to_msgpack("[\"put\",\"k\",\"v\"]", &b, err, sizeof(err)) == 0);
+	CHECK(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
+	vsr_buf_free(&a);
+	vsr_buf_free(&b);
+
+	/* msgpack that is not UTF-8, non-string keys, trailing bytes. */
+	const uint8_t bin[] = { 0xc4, 0x02, 0xff, 0x00 };
+	char *j = vsrc_msgpack_to_json(bin, sizeof(bin), err, sizeof(err));
+	CHECK(j && strcmp(j, "{\"$bytes\":\"ff00\"}") == 0);
+	free(j);
+	const uint8_t map[] = { 0x81, 0x01, 0xc3 }; /* {1: true} */
+	j = vsrc_msgpack_to_json(map, sizeof(map), err, sizeof(err));
+	CHECK(j && strcmp(j, "{\"1\":true}") == 0);
+	free(j);
+	const uint8_t two[] = { 0x01, 0x02 };
+	CHECK(vsrc_msgpack_to_json(two, sizeof(two), err, sizeof(err)) == NULL);
+	CHECK(strstr(err, "after") != NULL);
+	const uint8_t cut[] = { 0x92, 0x01 };
+	CHECK(vsrc_msgpack_to_json(cut, sizeof(cut), err, sizeof(err)) == NULL);
+
+	if (failures) {
+		fprintf(stderr, "test_json: %d checks failed\n", failures);
+		return 1;
+	}
+	printf("test_json: all checks passed\n");
+	return 0;
+}
