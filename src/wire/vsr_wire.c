@@ -839,7 +839,12 @@ static int wire_dec_entry(wire_dec *d, uint32_t index, vsr_entry *en)
 	en->request_count = (uint32_t)v[5];
 	/* The batch must parse as exactly request_count requests: the state
 	 * machine would otherwise meet a body the core cannot walk. */
-	if (!vsr_batch_valid(en->body, en->body_len, en->request_count))
+	bool batch_ok = en->body_len == 0
+				? en->request_count == 0
+				: vsr_batch_valid(en->body, en->body_len, en->request_count);
+	/* (An empty body is checked here: the core's iterator would compute
+	 * NULL + 0, which UBSan reports.) */
+	if (!batch_ok)
 		return wire_fail(d->err, d->err_len, VSR_WIRE_ERANGE,
 				 "entries[%" PRIu32 "]: body is not a batch of %" PRIu32
 				 " requests", index, en->request_count);
