@@ -389,8 +389,11 @@ void normal_try_commit(vsr_replica *r)
 	uint32_t need = r->quorum;
 	if (BUG(r, VSR_BUG_QUORUM_MINUS_ONE) && need > 1) need--;
 	uint64_t best = r->commit;
-	for (uint64_t op = r->log.head; op > r->commit; op--) {
-		uint32_t count = self >= op;
+	/* The primary's own durable write is part of every quorum (protocol.md
+	 * 3.4): nothing commits that is not on the primary's disk. */
+	uint64_t top = self < r->log.head ? self : r->log.head;
+	for (uint64_t op = top; op > r->commit; op--) {
+		uint32_t count = 1;
 		for (uint8_t i = 0; i < r->n; i++)
 			if (i != r->self && r->acked[i] >= op) count++;
 		if (count >= need) {

@@ -40,7 +40,10 @@ void rec_on_tick(vsr_replica *r)
 
 void rec_on_recovery(vsr_replica *r, const vsr_message *m)
 {
-	if (r->status != VSR_STATUS_NORMAL) return;
+	/* Normal replicas answer; so do recovering ones whose disk is intact,
+	 * so that a cluster that restarts as a whole can find its way back. */
+	bool recovering = r->status == VSR_STATUS_RECOVERING && !r->amnesia;
+	if (r->status != VSR_STATUS_NORMAL && !recovering) return;
 	vsr_message *out = emit_send(r, m->replica, VSR_MSG_RECOVERY_RESPONSE);
 	out->status = r->status;
 	out->log_view = r->log_view;
@@ -53,21 +56,34 @@ void rec_on_recovery_response(vsr_replica *r, const vsr_message *m)
 {
 	if (r->status != VSR_STATUS_RECOVERING || m->nonce != r->recovery_nonce) return;
 	r->recovery_from |= 1u << m->replica;
-	bool from_primary = m->replica == vsr_primary_of(m->view, r->n);
-	if (m->view > r->recovery_view_max) {
-		r->recovery_view_max = m->view;
-		r->recovery_primary_seen = from_primary;
-	} else if (m->view == r->recovery_view_max && from_primary) {
-		r->recovery_primary_seen = true;
+	if (m->view > r->recovery_view_any) r->recovery_view_any = m->view;
+	if (m->status == VSR_STATUS_NORMAL) {
+		bool from_primary = m->replica == vsr_primary_of(m->view, r->n);
+		if (!r->recovery_normal_seen || m->view > r->recovery_view_max) {
+			r->recovery_view_max = m->view;
+			r->recovery_primary_seen = from_primary;
+		} else if (m->view == r->recovery_view_max && from_primary) {
+			r->recovery_primary_seen = true;
+		}
+		r->recovery_normal_seen = true;
 	}
-	if (popcount32(r->recovery_from) + 1 < r->quorum) return;
-	uint64_t v = r->recovery_view_max;
-	if (r->view > v) {
-		vc_resume(r, r->view);
-	} else if (v == r->view && vsr_primary_of(v, r->n) == r->self) {
-		vc_resume(r, r->view + 1);
-	} else if (r->recovery_primary_seen) {
-		st_start(r, v, vsr_primary_of(v, r->n));
+	/* Our own durable state counts toward the quorum, unless it is lost. */
+	uint32_t count = popcount32(r->recovery_from) + (r->amnesia ? 0 : 1);
+	if (count < r->quorum) return;
+	uint64_t vn = r->recovery_view_max;
+	uint64_t top = r->recovery_view_any > r->view ? r->recovery_view_any : r->view;
+	if (r->recovery_primary_seen && vn >= r->view && vsr_primary_of(vn, r->n) != r->self) {
+		st_start(r, vn, vsr_primary_of(vn, r->n));
+	} else if (r->amnesia) {
+		/* Wait for a normal primary: we can vouch for nothing. */
+	} else if (!r->recovery_normal_seen || r->view > vn) {
+		/* Nobody in the quorum runs a view at or above ours: start a view
+		 * strictly above every view anyone here knows (a view that may
+		 * already have had a START_VIEW is never started again). */
+		vc_resume(r, top + 1);
+	} else if (vn == r->view && vsr_primary_of(vn, r->n) == r->self) {
+		/* The backups of our view wait for us, their primary. */
+		vc_resume(r, top + 1);
 	}
 	/* Otherwise wait: the primary's answer is still missing. */
 }

@@ -320,6 +320,13 @@ static int restart_from(vsr_replica *r, const vsr_durable *d)
 {
 	const vsr_superblock *sb = &d->superblock;
 	if (sb->cluster != r->cfg.cluster) return VSR_ECORRUPT;
+	if (d->amnesia) {
+		r->amnesia = true;
+		r->status = VSR_STATUS_RECOVERING;
+		r->t_retry.armed = true;
+		r->t_retry.at = r->now;
+		return VSR_OK;
+	}
 	if (sb->log_view > sb->view) return VSR_ECORRUPT;
 	if (sb->checkpoint_op > 0) {
 		if (d->checkpoint == NULL || d->checkpoint_len != sb->checkpoint_size)

@@ -195,8 +195,11 @@ struct vsr_replica {
 	/* recovery */
 	uint64_t recovery_nonce;
 	uint32_t recovery_from;           /* bitmask of responders */
-	uint64_t recovery_view_max;
+	uint64_t recovery_view_max;       /* highest view among normal responders */
+	uint64_t recovery_view_any;       /* highest view among all responders */
+	bool recovery_normal_seen;        /* some responder is normal */
 	bool recovery_primary_seen;       /* a response from primary(recovery_view_max) */
+	bool amnesia;                     /* restarted without its disk's contents */
 
 	/* state transfer */
 	uint64_t transfer_nonce;

@@ -385,6 +385,12 @@ typedef struct vsr_replica vsr_replica;
  * cut off by storage). `checkpoint` is the blob written with checkpoint_op.
  * Pass NULL for a replica that starts with an empty (formatted) disk. */
 typedef struct vsr_durable {
+	/* The disk lost its contents (memory mode, or a wiped disk): the replica
+	 * knows nothing and its promises are gone, so it takes no part in any
+	 * quorum (not even recovery answers) until a state transfer from a normal
+	 * primary completes. The other fields are ignored; only the cluster id
+	 * of the superblock is used. */
+	bool amnesia;
 	vsr_superblock superblock;
 	const uint8_t *checkpoint;
 	uint64_t checkpoint_len;

@@ -1,0 +1,450 @@
+/* fixture.c - the in-memory cluster behind the core's unit tests. */
+#include "fixture.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+/* ---- the test state machine ---- */
+
+static int sm_apply(void *ctx, const vsr_apply_ctx *a, const uint8_t *op, size_t len,
+		    vsr_buf *reply)
+{
+	fx_sm *s = ctx;
+	char text[64];
+	if (len == 4 && memcmp(op, "fail", 4) == 0) {
+		vsr_buf_append(reply, "failed", 6);
+		return VSR_REPLY_ERROR;
+	}
+	uint64_t in[3] = {s->chain, a->session, a->request};
+	s->chain = XXH3_64bits_withSeed(in, sizeof in, XXH3_64bits(op, len));
+	s->count++;
+	int n = snprintf(text, sizeof text, "%llu", (unsigned long long)s->count);
+	vsr_buf_append(reply, text, (size_t)n);
+	return VSR_REPLY_OK;
+}
+
+static int sm_snapshot(void *ctx, vsr_buf *out)
+{
+	return vsr_buf_append(out, ctx, sizeof(fx_sm));
+}
+
+static int sm_restore(void *ctx, const uint8_t *data, size_t len)
+{
+	if (len != sizeof(fx_sm)) return VSR_ECORRUPT;
+	memcpy(ctx, data, len);
+	return VSR_OK;
+}
+
+static uint64_t sm_digest(void *ctx) { return XXH3_64bits(ctx, sizeof(fx_sm)); }
+
+static vsr_state_machine sm_of(fx_sm *s)
+{
+	return (vsr_state_machine){.ctx = s, .apply = sm_apply, .snapshot = sm_snapshot,
+				   .restore = sm_restore, .digest = sm_digest};
+}
+
+/* ---- deep copies ---- */
+
+static void *dup_bytes(const void *p, size_t n)
+{
+	if (n == 0 || p == NULL) return NULL;
+	void *q = malloc(n);
+	assert(q);
+	memcpy(q, p, n);
+	return q;
+}
+
+static vsr_entry *dup_entries(const vsr_entry *e, uint32_t n)
+{
+	if (n == 0) return NULL;
+	vsr_entry *out = calloc(n, sizeof *out);
+	for (uint32_t i = 0; i < n; i++) {
+		out[i] = e[i];
+		out[i].body = dup_bytes(e[i].body, e[i].body_len);
+	}
+	return out;
+}
+
+static void free_entries(vsr_entry *e, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++) free((void *)e[i].body);
+	free(e);
+}
+
+static void message_copy(vsr_message *dst, const vsr_message *src)
+{
+	*dst = *src;
+	dst->entries = dup_entries(src->entries, src->entry_count);
+	dst->body = dup_bytes(src->body, src->body_len);
+	dst->request.op = dup_bytes(src->request.op, src->request.op_len);
+}
+
+static void message_free(vsr_message *m)
+{
+	free_entries((vsr_entry *)m->entries, m->entry_count);
+	free((void *)m->body);
+	free((void *)m->request.op);
+}
+
+/* ---- storage ---- */
+
+static void disk_apply(fx_image *d, const vsr_persist *p)
+{
+	if (p->has_truncate) {
+		uint32_t keep = 0;
+		while (keep < d->entry_count && d->entries[keep].op <= p->truncate_after) keep++;
+		for (uint32_t i = keep; i < d->entry_count; i++) free((void *)d->entries[i].body);
+		d->entry_count = keep;
+	}
+	if (p->entry_count) {
+		d->entries = realloc(d->entries, (d->entry_count + p->entry_count) * sizeof *d->entries);
+		for (uint32_t i = 0; i < p->entry_count; i++) {
+			/* Entries always extend the durable log at its end. */
+			while (d->entry_count && d->entries[d->entry_count - 1].op >= p->entries[i].op) {
+				d->entry_count--;
+				free((void *)d->entries[d->entry_count].body);
+			}
+			d->entries[d->entry_count] = p->entries[i];
+			d->entries[d->entry_count].body = dup_bytes(p->entries[i].body, p->entries[i].body_len);
+			d->entry_count++;
+		}
+	}
+	if (p->checkpoint_len) {
+		free(d->checkpoint);
+		d->checkpoint = dup_bytes(p->checkpoint, p->checkpoint_len);
+		d->checkpoint_len = p->checkpoint_len;
+	}
+	d->sb = p->superblock;
+	d->formatted = true;
+}
+
+static void persist_free(vsr_persist *p)
+{
+	free_entries((vsr_entry *)p->entries, p->entry_count);
+	free((void *)p->checkpoint);
+}
+
+static void disk_free(fx_image *d)
+{
+	free_entries(d->entries, d->entry_count);
+	free(d->checkpoint);
+	memset(d, 0, sizeof *d);
+}
+
+/* ---- stepping ---- */
+
+static void enqueue(fixture *f, uint8_t from, uint8_t to, const vsr_message *m)
+{
+	if (f->queue_count == f->queue_cap) {
+		f->queue_cap = f->queue_cap ? 2 * f->queue_cap : 256;
+		f->queue = realloc(f->queue, f->queue_cap * sizeof *f->queue);
+	}
+	fx_message *q = &f->queue[f->queue_count++];
+	q->from = from;
+	q->to = to;
+	message_copy(&q->m, m);
+}
+
+static void step(fixture *f, uint8_t i, const vsr_event *ev)
+{
+	fx_node *nd = &f->node[i];
+	if (!nd->up) return;
+	vsr_actions out;
+	vsr_replica_step(nd->r, ev, &out);
+	const char *why = vsr_replica_invariant_failure(nd->r);
+	if (why) {
+		fprintf(stderr, "replica %u: invariant: %s\n", i, why);
+		abort();
+	}
+	for (uint32_t k = 0; k < out.count; k++) {
+		const vsr_action *a = &out.items[k];
+		if (a->type == VSR_ACTION_SEND) {
+			if (f->link[i][a->to]) enqueue(f, i, a->to, &a->message);
+		} else if (a->type == VSR_ACTION_REPLY) {
+			if (f->reply_count < FX_REPLIES_MAX) {
+				fx_reply *r = &f->replies[f->reply_count++];
+				memset(r, 0, sizeof *r);
+				r->replica = i;
+				r->conn = a->conn;
+				r->status = a->message.status;
+				r->session = a->message.request.session;
+				r->request = a->message.request.request;
+				r->op = a->message.reply_op;
+				size_t n = a->message.body_len < sizeof r->body - 1 ? a->message.body_len
+										     : sizeof r->body - 1;
+				if (n) memcpy(r->body, a->message.body, n);
+			}
+		} else if (a->type == VSR_ACTION_PERSIST) {
+			assert(nd->pending_count < 4096);
+			vsr_persist *p = &nd->pending[nd->pending_count++];
+			*p = a->persist;
+			p->entries = dup_entries(a->persist.entries, a->persist.entry_count);
+			p->checkpoint = dup_bytes(a->persist.checkpoint, a->persist.checkpoint_len);
+		}
+	}
+}
+
+static void complete_persists(fixture *f, uint8_t i)
+{
+	fx_node *nd = &f->node[i];
+	while (nd->up && nd->auto_persist && nd->pending_count > 0) {
+		vsr_persist p = nd->pending[0];
+		memmove(&nd->pending[0], &nd->pending[1], (nd->pending_count - 1) * sizeof p);
+		nd->pending_count--;
+		disk_apply(&nd->disk, &p);
+		uint64_t id = p.id;
+		persist_free(&p);
+		vsr_event ev = {.type = VSR_EVENT_PERSISTED, .now = f->now, .persist_id = id};
+		step(f, i, &ev);
+	}
+}
+
+static void deliver_all(fixture *f)
+{
+	/* Messages produced while delivering go to the next round. */
+	for (int round = 0; round < 64 && f->queue_count > 0; round++) {
+		uint32_t n = f->queue_count;
+		fx_message *batch = f->queue;
+		f->queue = NULL;
+		f->queue_count = f->queue_cap = 0;
+		for (uint32_t k = 0; k < n; k++) {
+			fx_message *q = &batch[k];
+			if (f->node[q->to].up && f->link[q->from][q->to]) {
+				vsr_event ev = {.type = VSR_EVENT_MESSAGE, .now = f->now,
+						.realtime_ns = f->now * 1000000, .message = &q->m};
+				step(f, q->to, &ev);
+			}
+			message_free(&q->m);
+			for (uint8_t i = 0; i < f->n; i++) complete_persists(f, i);
+		}
+		free(batch);
+	}
+}
+
+void fx_init(fixture *f, uint8_t n, void (*tune)(vsr_config *c))
+{
+	memset(f, 0, sizeof *f);
+	f->n = n;
+	f->next_conn = 1;
+	for (uint8_t a = 0; a < n; a++)
+		for (uint8_t b = 0; b < n; b++) f->link[a][b] = true;
+	for (uint8_t i = 0; i < n; i++) {
+		vsr_config_default(&f->cfg[i], 7, n, i);
+		f->cfg[i].checkpoint_interval = 64;
+		f->cfg[i].log_max = 256;
+		f->cfg[i].pipeline_max = 4;
+		f->cfg[i].message_entries_max = 32;
+		f->cfg[i].timeouts.jitter_ticks = 3;
+		if (tune) tune(&f->cfg[i]);
+		assert(vsr_config_invalid(&f->cfg[i]) == NULL);
+		fx_node *nd = &f->node[i];
+		nd->up = true;
+		nd->auto_persist = true;
+		int rc = vsr_replica_create(&nd->r, &f->cfg[i], &(vsr_state_machine){0}, NULL, 0);
+		assert(rc == VSR_EINVAL); /* an empty state machine is refused */
+		vsr_state_machine sm = sm_of(&nd->sm);
+		rc = vsr_replica_create(&nd->r, &f->cfg[i], &sm, NULL, 0);
+		assert(rc == VSR_OK);
+		nd->disk.formatted = true;
+		nd->disk.sb.cluster = 7;
+	}
+}
+
+void fx_free(fixture *f)
+{
+	for (uint32_t k = 0; k < f->queue_count; k++) message_free(&f->queue[k].m);
+	free(f->queue);
+	for (uint8_t i = 0; i < f->n; i++) {
+		fx_node *nd = &f->node[i];
+		if (nd->up) vsr_replica_destroy(nd->r);
+		for (uint32_t k = 0; k < nd->pending_count; k++) persist_free(&nd->pending[k]);
+		disk_free(&nd->disk);
+	}
+}
+
+void fx_run(fixture *f, uint32_t ticks)
+{
+	for (uint32_t t = 0; t < ticks; t++) {
+		deliver_all(f);
+		f->now++;
+		for (uint8_t i = 0; i < f->n; i++) {
+			complete_persists(f, i);
+			vsr_event ev = {.type = VSR_EVENT_TICK, .now = f->now,
+					.realtime_ns = f->now * 1000000};
+			step(f, i, &ev);
+		}
+		deliver_all(f);
+	}
+}
+
+bool fx_run_until(fixture *f, uint32_t ticks, bool (*pred)(fixture *f, void *arg), void *arg)
+{
+	for (uint32_t t = 0; t < ticks; t++) {
+		if (pred(f, arg)) return true;
+		fx_run(f, 1);
+	}
+	return pred(f, arg);
+}
+
+void fx_isolate(fixture *f, uint8_t i)
+{
+	for (uint8_t k = 0; k < f->n; k++) {
+		if (k == i) continue;
+		f->link[i][k] = f->link[k][i] = false;
+	}
+}
+
+void fx_heal(fixture *f)
+{
+	for (uint8_t a = 0; a < f->n; a++)
+		for (uint8_t b = 0; b < f->n; b++) f->link[a][b] = true;
+}
+
+void fx_crash(fixture *f, uint8_t i)
+{
+	fx_node *nd = &f->node[i];
+	assert(nd->up);
+	vsr_replica_destroy(nd->r);
+	nd->r = NULL;
+	nd->up = false;
+	for (uint32_t k = 0; k < nd->pending_count; k++) persist_free(&nd->pending[k]);
+	nd->pending_count = 0;
+}
+
+void fx_restart(fixture *f, uint8_t i)
+{
+	fx_node *nd = &f->node[i];
+	assert(!nd->up);
+	memset(&nd->sm, 0, sizeof nd->sm);
+	vsr_durable d = {.superblock = nd->disk.sb, .checkpoint = nd->disk.checkpoint,
+			 .checkpoint_len = nd->disk.checkpoint_len,
+			 .entry_count = nd->disk.entry_count, .entries = nd->disk.entries};
+	vsr_state_machine sm = sm_of(&nd->sm);
+	int rc = vsr_replica_create(&nd->r, &f->cfg[i], &sm, &d, f->now);
+	assert(rc == VSR_OK);
+	nd->up = true;
+}
+
+uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint64_t request,
+		    const char *op)
+{
+	uint64_t conn = f->next_conn++;
+	vsr_message m;
+	memset(&m, 0, sizeof m);
+	m.type = VSR_MSG_REQUEST;
+	m.cluster = 7;
+	m.request.kind = kind;
+	m.request.session = session;
+	m.request.request = request;
+	m.request.op = (const uint8_t *)op;
+	m.request.op_len = op ? (uint32_t)strlen(op) : 0;
+	vsr_event ev = {.type = VSR_EVENT_REQUEST, .now = f->now, .realtime_ns = f->now * 1000000,
+			.conn = conn, .message = &m};
+	step(f, i, &ev);
+	deliver_all(f);
+	for (uint8_t k = 0; k < f->n; k++) complete_persists(f, k);
+	return conn;
+}
+
+const fx_reply *fx_reply_for(const fixture *f, uint64_t conn)
+{
+	for (uint32_t k = f->reply_count; k > 0; k--)
+		if (f->replies[k - 1].conn == conn) return &f->replies[k - 1];
+	return NULL;
+}
+
+int fx_primary(const fixture *f)
+{
+	int best = -1;
+	uint64_t view = 0;
+	for (uint8_t i = 0; i < f->n; i++) {
+		if (!f->node[i].up) continue;
+		vsr_replica_info in;
+		vsr_replica_info_get(f->node[i].r, &in);
+		if (in.status == VSR_STATUS_NORMAL && in.primary == i && (best < 0 || in.view > view)) {
+			best = i;
+			view = in.view;
+		}
+	}
+	return best;
+}
+
+const fx_reply *fx_call(fixture *f, uint64_t session, uint64_t request, const char *op)
+{
+	for (int attempt = 0; attempt < 50; attempt++) {
+		int p = fx_primary(f);
+		if (p < 0) {
+			fx_run(f, 5);
+			continue;
+		}
+		uint64_t conn = fx_request(f, (uint8_t)p, VSR_REQUEST_OP, session, request, op);
+		for (int t = 0; t < 20; t++) {
+			const fx_reply *r = fx_reply_for(f, conn);
+			if (r && r->status != VSR_REPLY_NOT_PRIMARY && r->status != VSR_REPLY_BUSY)
+				return r;
+			if (r) break;
+			fx_run(f, 1);
+		}
+	}
+	return NULL;
+}
+
+uint64_t fx_register(fixture *f, uint8_t i, uint64_t nonce)
+{
+	for (int attempt = 0; attempt < 50; attempt++) {
+		int p = fx_primary(f);
+		uint8_t to = p >= 0 ? (uint8_t)p : i;
+		uint64_t conn = fx_request(f, to, VSR_REQUEST_REGISTER, 0, nonce, NULL);
+		for (int t = 0; t < 20; t++) {
+			const fx_reply *r = fx_reply_for(f, conn);
+			if (r && r->status == VSR_REPLY_OK) return r->session;
+			if (r) break;
+			fx_run(f, 1);
+		}
+		fx_run(f, 5);
+	}
+	return 0;
+}
+
+void fx_info(const fixture *f, uint8_t i, vsr_replica_info *out)
+{
+	vsr_replica_info_get(f->node[i].r, out);
+}
+
+const char *fx_check(const fixture *f)
+{
+	static char why[160];
+	for (uint8_t a = 0; a < f->n; a++) {
+		if (!f->node[a].up) continue;
+		const char *local = vsr_replica_check(f->node[a].r);
+		if (local) return local;
+		vsr_replica_info ia;
+		fx_info(f, a, &ia);
+		for (uint8_t b = a + 1; b < f->n; b++) {
+			if (!f->node[b].up) continue;
+			vsr_replica_info ib;
+			fx_info(f, b, &ib);
+			uint64_t c = ia.commit < ib.commit ? ia.commit : ib.commit;
+			for (uint64_t op = 1; op <= c; op++) {
+				const vsr_entry *ea = vsr_replica_entry(f->node[a].r, op);
+				const vsr_entry *eb = vsr_replica_entry(f->node[b].r, op);
+				if (ea && eb && ea->checksum != eb->checksum) {
+					snprintf(why, sizeof why, "replicas %u and %u disagree at committed op %llu",
+						 a, b, (unsigned long long)op);
+					return why;
+				}
+			}
+			if (ia.executed == ib.executed && ia.digest != ib.digest) {
+				snprintf(why, sizeof why, "replicas %u and %u differ at executed op %llu",
+					 a, b, (unsigned long long)ia.executed);
+				return why;
+			}
+		}
+	}
+	return NULL;
+}

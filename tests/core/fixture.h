@@ -1,0 +1,93 @@
+/* fixture.h - a small in-memory cluster for the core's unit tests: explicit
+ * control over delivery, links, storage completion, crashes and restarts. */
+#ifndef VSR_FIXTURE_H
+#define VSR_FIXTURE_H
+
+#include "vsr.h"
+
+#define FX_MAX 5
+#define FX_REPLIES_MAX 4096
+
+/* The test state machine: a hash chain over applied operations plus a count.
+ * apply() answers "<count>" so every reply is distinct; an op "fail" is
+ * applied as a deterministic error that leaves the state unchanged. */
+typedef struct fx_sm {
+	uint64_t chain;
+	uint64_t count;
+} fx_sm;
+
+typedef struct fx_message {
+	uint8_t from, to;
+	vsr_message m; /* deep copy: owns entries, bodies, op and body */
+} fx_message;
+
+typedef struct fx_image { /* a replica's disk */
+	bool formatted;
+	vsr_superblock sb;
+	uint32_t entry_count;
+	vsr_entry *entries; /* in op order, bodies owned */
+	uint8_t *checkpoint;
+	uint64_t checkpoint_len;
+} fx_image;
+
+typedef struct fx_reply {
+	uint8_t replica;
+	uint64_t conn;
+	uint8_t status;
+	uint64_t session;
+	uint64_t request;
+	uint64_t op;
+	char body[64];
+} fx_reply;
+
+typedef struct fx_node {
+	bool up;
+	vsr_replica *r;
+	fx_sm sm;
+	fx_image disk;
+	/* persists issued but not yet durable (deep copies) */
+	uint32_t pending_count;
+	vsr_persist pending[4096];
+	bool auto_persist; /* complete persists during fx_run */
+} fx_node;
+
+typedef struct fixture {
+	uint8_t n;
+	vsr_config cfg[FX_MAX];
+	fx_node node[FX_MAX];
+	bool link[FX_MAX][FX_MAX]; /* link[a][b]: messages from a reach b */
+	fx_message *queue;
+	uint32_t queue_count, queue_cap;
+	uint64_t now;
+	uint32_t reply_count;
+	fx_reply replies[FX_REPLIES_MAX];
+	uint64_t next_conn;
+} fixture;
+
+void fx_init(fixture *f, uint8_t n, void (*tune)(vsr_config *c));
+void fx_free(fixture *f);
+/* Delivers messages and persists and ticks, for `ticks` ticks. */
+void fx_run(fixture *f, uint32_t ticks);
+/* Runs until `pred` holds or `ticks` pass; returns whether it held. */
+bool fx_run_until(fixture *f, uint32_t ticks, bool (*pred)(fixture *f, void *arg), void *arg);
+void fx_isolate(fixture *f, uint8_t i);
+void fx_heal(fixture *f);
+void fx_crash(fixture *f, uint8_t i);
+void fx_restart(fixture *f, uint8_t i);
+/* Sends a request to replica i; returns the connection id used. */
+uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint64_t request,
+		    const char *op);
+/* The last reply for conn, or NULL. */
+const fx_reply *fx_reply_for(const fixture *f, uint64_t conn);
+/* Registers a session through replica i and returns its id (0 on failure). */
+uint64_t fx_register(fixture *f, uint8_t i, uint64_t nonce);
+/* Sends op with (session, request) to whichever replica is primary, running
+ * until a reply; returns it or NULL. */
+const fx_reply *fx_call(fixture *f, uint64_t session, uint64_t request, const char *op);
+int fx_primary(const fixture *f); /* a normal primary of the highest view, or -1 */
+void fx_info(const fixture *f, uint8_t i, vsr_replica_info *out);
+/* Checks agreement of committed entries and equal digests at equal
+ * executed ops across up replicas; returns a reason or NULL. */
+const char *fx_check(const fixture *f);
+
+#endif

@@ -1,0 +1,368 @@
+/* test_core.c - named scenarios for the protocol core, each a ctest test.
+ * Usage: test_core [NAME]   (no name: run all) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+
+static int failures;
+
+#define CHECK(cond)                                                                    \
+	do {                                                                           \
+		if (!(cond)) {                                                         \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+			failures++;                                                    \
+			return;                                                        \
+		}                                                                      \
+	} while (0)
+
+#define CHECK_CLUSTER(f)                                                               \
+	do {                                                                           \
+		const char *why_ = fx_check(f);                                        \
+		if (why_) {                                                            \
+			fprintf(stderr, "%s:%d: cluster check: %s\n", __FILE__, __LINE__, why_); \
+			failures++;                                                    \
+			return;                                                        \
+		}                                                                      \
+	} while (0)
+
+static bool all_caught_up(fixture *f, void *arg)
+{
+	(void)arg;
+	int p = fx_primary(f);
+	if (p < 0) return false;
+	vsr_replica_info ip;
+	fx_info(f, (uint8_t)p, &ip);
+	for (uint8_t i = 0; i < f->n; i++) {
+		if (!f->node[i].up) continue;
+		vsr_replica_info in;
+		fx_info(f, i, &in);
+		if (in.status != VSR_STATUS_NORMAL || in.view != ip.view || in.commit != ip.commit ||
+		    in.op != ip.op)
+			return false;
+	}
+	return true;
+}
+
+static void call_ok(fixture *f, uint64_t session, uint64_t request, uint64_t *applied)
+{
+	char op[32];
+	snprintf(op, sizeof op, "op-%llu", (unsigned long long)request);
+	const fx_reply *r = fx_call(f, session, request, op);
+	if (r && r->status == VSR_REPLY_OK && applied) (*applied)++;
+}
+
+/* ------------------------------------------------------------------------ */
+
+static void test_normal_operation(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 42);
+	CHECK(s != 0);
+	for (uint64_t k = 1; k <= 100; k++) {
+		const fx_reply *r = fx_call(&f, s, k, "x");
+		CHECK(r && r->status == VSR_REPLY_OK);
+		char want[16];
+		snprintf(want, sizeof want, "%llu", (unsigned long long)k);
+		CHECK(strcmp(r->body, want) == 0);
+	}
+	CHECK(fx_run_until(&f, 200, all_caught_up, NULL));
+	vsr_replica_info a, b, c;
+	fx_info(&f, 0, &a);
+	fx_info(&f, 1, &b);
+	fx_info(&f, 2, &c);
+	CHECK(a.commit >= 101 && a.commit == b.commit && b.commit == c.commit);
+	CHECK(a.digest == b.digest && b.digest == c.digest);
+	CHECK(a.checkpoint_op >= 64); /* a checkpoint was taken every 64 ops */
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+static void test_batching_and_pipelining(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	enum { CLIENTS = 40 };
+	uint64_t s[CLIENTS], conn[CLIENTS];
+	for (int i = 0; i < CLIENTS; i++) {
+		s[i] = fx_register(&f, 0, 1000 + (uint64_t)i);
+		CHECK(s[i] != 0);
+	}
+	vsr_replica_info before;
+	fx_info(&f, 0, &before);
+	/* All requests arrive before any storage completes: the pipeline fills
+	 * (4 prepares) and the rest wait to be batched together. */
+	f.node[0].auto_persist = false;
+	for (int i = 0; i < CLIENTS; i++)
+		conn[i] = fx_request(&f, 0, VSR_REQUEST_OP, s[i], 1, "batched");
+	f.node[0].auto_persist = true;
+	fx_run(&f, 30);
+	for (int i = 0; i < CLIENTS; i++) {
+		const fx_reply *r = fx_reply_for(&f, conn[i]);
+		CHECK(r && r->status == VSR_REPLY_OK);
+	}
+	vsr_replica_info after;
+	fx_info(&f, 0, &after);
+	CHECK(after.commit - before.commit < CLIENTS); /* fewer entries than requests */
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+static void test_primary_isolated_then_healed(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 7), applied = 0;
+	CHECK(s != 0);
+	for (uint64_t k = 1; k <= 10; k++) call_ok(&f, s, k, &applied);
+	CHECK(applied == 10);
+	fx_isolate(&f, 0);
+	fx_run(&f, 200);
+	int p = fx_primary(&f);
+	CHECK(p == 1 || p == 2);
+	vsr_replica_info in;
+	fx_info(&f, (uint8_t)p, &in);
+	CHECK(in.view >= 1);
+	for (uint64_t k = 11; k <= 20; k++) call_ok(&f, s, k, &applied);
+	CHECK(applied == 20);
+	fx_heal(&f);
+	CHECK(fx_run_until(&f, 500, all_caught_up, NULL));
+	fx_info(&f, 0, &in);
+	CHECK(in.status == VSR_STATUS_NORMAL && in.view >= 1 && in.commit >= 21);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+static void test_backup_with_stale_suffix_rejoins(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 9), applied = 0;
+	for (uint64_t k = 1; k <= 5; k++) call_ok(&f, s, k, &applied);
+	CHECK(applied == 5);
+	fx_run(&f, 10);
+	/* The primary prepares ops nobody else sees: a stale uncommitted suffix. */
+	fx_isolate(&f, 0);
+	uint64_t lost = fx_request(&f, 0, VSR_REQUEST_OP, s, 6, "never-committed");
+	vsr_replica_info old;
+	fx_info(&f, 0, &old);
+	CHECK(old.op > old.commit);
+	fx_run(&f, 200);
+	/* The others move on and commit different ops at the same positions. */
+	for (uint64_t k = 6; k <= 12; k++) call_ok(&f, s, k, &applied);
+	CHECK(applied == 12);
+	fx_heal(&f);
+	CHECK(fx_run_until(&f, 500, all_caught_up, NULL));
+	vsr_replica_info now;
+	fx_info(&f, 0, &now);
+	CHECK(now.commit >= old.op);
+	/* Replica 0's stale entry was replaced by the committed one. */
+	CHECK(vsr_replica_entry(f.node[0].r, old.op)->checksum ==
+	      vsr_replica_entry(f.node[1].r, old.op)->checksum);
+	const fx_reply *r = fx_reply_for(&f, lost);
+	CHECK(r == NULL); /* the old primary never answered it */
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+static void test_lagging_backup_state_transfer_with_checkpoint(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 11), applied = 0;
+	fx_crash(&f, 2);
+	/* Far enough that the others' logs no longer hold what 2 lacks. */
+	for (uint64_t k = 1; k <= 400; k++) call_ok(&f, s, k, &applied);
+	CHECK(applied == 400);
+	vsr_replica_info p;
+	fx_info(&f, 0, &p);
+	CHECK(p.log_start > 1);
+	fx_restart(&f, 2);
+	CHECK(fx_run_until(&f, 1000, all_caught_up, NULL));
+	vsr_replica_info in;
+	fx_info(&f, 2, &in);
+	CHECK(in.commit == p.commit && in.checkpoint_op > 0);
+	CHECK(vsr_replica_stats_get(f.node[2].r)->state_transfers >= 1);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+static void test_view_change_during_state_transfer(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 13), applied = 0;
+	fx_isolate(&f, 2);
+	for (uint64_t k = 1; k <= 50; k++) call_ok(&f, s, k, &applied);
+	/* Replica 2 comes back in a newer view it learns through a commit; while
+	 * it asks for state, the primary crashes. */
+	fx_crash(&f, 0);
+	fx_heal(&f);
+	fx_run(&f, 3);
+	fx_restart(&f, 0);
+	CHECK(fx_run_until(&f, 2000, all_caught_up, NULL));
+	for (uint64_t k = 51; k <= 60; k++) call_ok(&f, s, k, &applied);
+	CHECK(applied == 60);
+	CHECK(fx_run_until(&f, 500, all_caught_up, NULL));
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+static void test_restart_all_keeps_committed(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 15), applied = 0;
+	for (uint64_t k = 1; k <= 80; k++) call_ok(&f, s, k, &applied);
+	CHECK(applied == 80);
+	fx_run(&f, 10);
+	vsr_replica_info before;
+	fx_info(&f, 0, &before);
+	for (uint8_t i = 0; i < 3; i++) fx_crash(&f, i);
+	for (uint8_t i = 0; i < 3; i++) fx_restart(&f, i);
+	CHECK(fx_run_until(&f, 2000, all_caught_up, NULL));
+	vsr_replica_info after;
+	fx_info(&f, 1, &after);
+	CHECK(after.commit >= before.commit && after.view > before.view);
+	/* The session survived (it is in the checkpoint and the log). */
+	const fx_reply *r = fx_call(&f, s, 81, "after-restart");
+	CHECK(r && r->status == VSR_REPLY_OK && strcmp(r->body, "81") == 0);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+static void test_at_most_once(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 17);
+	const fx_reply *r1 = fx_call(&f, s, 1, "once");
+	CHECK(r1 && r1->status == VSR_REPLY_OK);
+	char first[64];
+	strcpy(first, r1->body);
+	/* The same request again: the stored reply, not a second execution. */
+	const fx_reply *r2 = fx_call(&f, s, 1, "once");
+	CHECK(r2 && r2->status == VSR_REPLY_OK && strcmp(r2->body, first) == 0);
+	/* A retry while the first is in flight: both waiters get the reply. */
+	f.node[0].auto_persist = false;
+	uint64_t c1 = fx_request(&f, 0, VSR_REQUEST_OP, s, 2, "twice");
+	uint64_t c2 = fx_request(&f, 0, VSR_REQUEST_OP, s, 2, "twice");
+	f.node[0].auto_persist = true;
+	fx_run(&f, 10);
+	const fx_reply *a = fx_reply_for(&f, c1), *b = fx_reply_for(&f, c2);
+	CHECK(a && b && a->status == VSR_REPLY_OK && strcmp(a->body, b->body) == 0);
+	CHECK(strcmp(a->body, "2") == 0); /* applied exactly twice in total */
+	/* A deterministic error is a reply, and changes nothing. */
+	const fx_reply *e = fx_call(&f, s, 3, "fail");
+	CHECK(e && e->status == VSR_REPLY_ERROR && strcmp(e->body, "failed") == 0);
+	const fx_reply *n = fx_call(&f, s, 4, "next");
+	CHECK(n && strcmp(n->body, "3") == 0);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+static void tune_two_clients(vsr_config *c) { c->clients_max = 2; }
+
+static void test_session_eviction(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune_two_clients);
+	uint64_t a = fx_register(&f, 0, 1);
+	uint64_t b = fx_register(&f, 0, 2);
+	CHECK(a && b && a != b);
+	const fx_reply *r = fx_call(&f, b, 1, "b1");
+	CHECK(r && r->status == VSR_REPLY_OK);
+	uint64_t c = fx_register(&f, 0, 3); /* evicts a: the oldest last commit */
+	CHECK(c != 0);
+	r = fx_call(&f, a, 1, "a1");
+	CHECK(r && r->status == VSR_REPLY_EVICTED);
+	r = fx_call(&f, b, 2, "b2");
+	CHECK(r && r->status == VSR_REPLY_OK);
+	CHECK(vsr_replica_stats_get(f.node[1].r)->sessions_evicted == 1);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+static void test_single_replica_restart(void)
+{
+	fixture f;
+	fx_init(&f, 1, NULL);
+	uint64_t s = fx_register(&f, 0, 19), applied = 0;
+	for (uint64_t k = 1; k <= 100; k++) call_ok(&f, s, k, &applied);
+	CHECK(applied == 100);
+	fx_crash(&f, 0);
+	fx_restart(&f, 0);
+	CHECK(fx_run_until(&f, 500, all_caught_up, NULL));
+	const fx_reply *r = fx_call(&f, s, 101, "x");
+	CHECK(r && r->status == VSR_REPLY_OK && strcmp(r->body, "101") == 0);
+	fx_free(&f);
+}
+
+static void test_five_replicas_two_down(void)
+{
+	fixture f;
+	fx_init(&f, 5, NULL);
+	uint64_t s = fx_register(&f, 0, 21), applied = 0;
+	fx_crash(&f, 0); /* the primary */
+	fx_crash(&f, 3);
+	for (uint64_t k = 1; k <= 20; k++) call_ok(&f, s, k, &applied);
+	CHECK(applied == 20);
+	fx_restart(&f, 0);
+	fx_restart(&f, 3);
+	CHECK(fx_run_until(&f, 2000, all_caught_up, NULL));
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+static void test_not_primary_hint(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t conn = fx_request(&f, 2, VSR_REQUEST_REGISTER, 0, 5, NULL);
+	const fx_reply *r = fx_reply_for(&f, conn);
+	CHECK(r && r->status == VSR_REPLY_NOT_PRIMARY);
+	/* The hint travels in message.replica: view 0's primary is replica 0. */
+	fx_free(&f);
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(void);
+} tests[] = {
+	{"normal_operation", test_normal_operation},
+	{"batching_and_pipelining", test_batching_and_pipelining},
+	{"primary_isolated_then_healed", test_primary_isolated_then_healed},
+	{"backup_with_stale_suffix_rejoins", test_backup_with_stale_suffix_rejoins},
+	{"lagging_backup_state_transfer_with_checkpoint", test_lagging_backup_state_transfer_with_checkpoint},
+	{"view_change_during_state_transfer", test_view_change_during_state_transfer},
+	{"restart_all_keeps_committed", test_restart_all_keeps_committed},
+	{"at_most_once", test_at_most_once},
+	{"session_eviction", test_session_eviction},
+	{"single_replica_restart", test_single_replica_restart},
+	{"five_replicas_two_down", test_five_replicas_two_down},
+	{"not_primary_hint", test_not_primary_hint},
+};
+
+int main(int argc, char **argv)
+{
+	int ran = 0;
+	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+		if (argc > 1 && strcmp(argv[1], "--list") == 0) {
+			printf("%s\n", tests[i].name);
+			continue;
+		}
+		if (argc > 1 && strcmp(argv[1], tests[i].name) != 0) continue;
+		int before = failures;
+		tests[i].fn();
+		printf("%s %s\n", failures == before ? "ok" : "FAIL", tests[i].name);
+		ran++;
+	}
+	if (argc > 1 && strcmp(argv[1], "--list") == 0) return 0;
+	if (ran == 0) {
+		fprintf(stderr, "no such test: %s\n", argv[1]);
+		return 2;
+	}
+	return failures ? 1 : 0;
+}
