@@ -108,10 +108,10 @@ static void net_logf(vsr_net *net, int level, const char *fmt, ...)
 static const char *net_conn_name(const net_conn *c, char *buf, size_t len)
 {
 	switch (c->kind) {
-	case NET_CONN_PEER_OUT: snprintf(buf, len, "to replica %u", c->peer); break;
+	case NET_CONN_PEER_OUT: snprintf(buf, len, "to replica %u", c->peer + 1u); break;
 	case NET_CONN_PEER_IN:
 		if (c->hello_seen)
-			snprintf(buf, len, "from replica %u", c->peer);
+			snprintf(buf, len, "from replica %u", c->peer + 1u);
 		else
 			snprintf(buf, len, "unidentified on the replica port");
 		break;
@@ -321,18 +321,18 @@ static void net_conn_frame(net_conn *c, const vsr_wire_decoded *d)
 		case NET_CONN_PEER_OUT:
 			if (d->hello.role != VSR_WIRE_ROLE_REPLICA || d->hello.replica != c->peer)
 				net_protocol_error(c, "the listener of replica %u says it is role %u replica %u",
-						   c->peer, d->hello.role, d->hello.replica);
+						   c->peer + 1u, d->hello.role, d->hello.replica + 1u);
 			return;
 		case NET_CONN_PEER_IN:
 			if (d->hello.role != VSR_WIRE_ROLE_REPLICA ||
 			    d->hello.replica >= net->opts.replica_count ||
 			    d->hello.replica == net->opts.replica) {
 				net_protocol_error(c, "HELLO on the replica port from role %u replica %u",
-						   d->hello.role, d->hello.replica);
+						   d->hello.role, d->hello.replica + 1u);
 				return;
 			}
 			c->peer = d->hello.replica;
-			net_logf(net, 0, "replica %u connected (instance %016llx)", c->peer,
+			net_logf(net, 0, "replica %u connected (instance %016llx)", c->peer + 1u,
 				 (unsigned long long)d->hello.instance);
 			return;
 		default:
@@ -381,7 +381,7 @@ static void net_conn_frame(net_conn *c, const vsr_wire_decoded *d)
 	}
 	if (d->message.replica != c->peer) {
 		net_protocol_error(c, "%s claims to come from replica %u", vsr_wire_type_name(d->type),
-				   d->message.replica);
+				   d->message.replica + 1u);
 		return;
 	}
 	if (net->opts.peer_message_cb != NULL)
@@ -458,7 +458,7 @@ static void net_connect_cb(uv_connect_t *req, int status)
 		net_conn_close(c, 1, uv_strerror(rc));
 		return;
 	}
-	net_logf(net, 1, "connected to replica %u", c->peer);
+	net_logf(net, 1, "connected to replica %u", c->peer + 1u);
 	net_send_hello(c);
 }
 
@@ -595,7 +595,7 @@ static int net_resolve(const vsr_net_address *a, struct sockaddr_storage *out,
 	return 0;
 }
 
-static int net_listen(vsr_net *net, uv_tcp_t *t, const vsr_net_address *a,
+static int net_listen(uv_tcp_t *t, const vsr_net_address *a,
 		      uv_connection_cb cb, const char *what, char *err, size_t err_len)
 {
 	struct sockaddr_storage addr;
@@ -665,11 +665,11 @@ int vsr_net_start(const vsr_net_options *opts, vsr_net **out, char *err, size_t 
 		if (rc != 0)
 			return rc;
 	}
-	int rc = net_listen(net, &net->replica_listener, &o->replicas[o->replica],
+	int rc = net_listen(&net->replica_listener, &o->replicas[o->replica],
 			    net_replica_connection_cb, "replicas", err, err_len);
 	if (rc != 0)
 		return rc;
-	rc = net_listen(net, &net->client_listener, &o->client, net_client_connection_cb,
+	rc = net_listen(&net->client_listener, &o->client, net_client_connection_cb,
 			"clients", err, err_len);
 	if (rc != 0)
 		return rc;
@@ -695,7 +695,7 @@ void vsr_net_send(vsr_net *net, uint8_t to, const vsr_message *m)
 	if (rc != 0) {
 		/* The core produced something the wire cannot carry: a bug to see. */
 		net_logf(net, 3, "cannot encode %s for replica %u: %s",
-			 vsr_message_type_name(m->type), to, vsr_wire_strerror(rc));
+			 vsr_message_type_name(m->type), to + 1u, vsr_wire_strerror(rc));
 		return;
 	}
 	if (!net_conn_write(c, &b))

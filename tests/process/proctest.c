@@ -9,7 +9,8 @@
  *   failover-bench  --trials N: time from kill -9 of the primary to the first
  *                   acknowledged write through the new one (median, max)
  *
- * Every replica is a child process started with PR_SET_PDEATHSIG(SIGKILL),
+ * Replicas are numbered from 1 in every message, as in vsrhost's --replica
+ * and logs. Every replica is a child process started with PR_SET_PDEATHSIG(SIGKILL),
  * so none survives this driver, whatever kills it; the driver also kills
  * them on every exit path. Waiting is always for an event (a port accepts,
  * the status shows a primary, a reply arrives) polled against a deadline,
@@ -94,7 +95,7 @@ static void dump_logs(void)
 {
 	for (int i = 0; i < N; i++) {
 		char path[400];
-		snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i);
+		snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
 		FILE *f = fopen(path, "r");
 		if (f == NULL)
 			continue;
@@ -197,10 +198,10 @@ static void write_config(const char *statemachine)
 
 static void start_replica(int i)
 {
-	char config[400], log[400], idx[8];
+	char config[400], log[400], idx[16];
 	snprintf(config, sizeof config, "%s/cluster.lua", g_dir);
-	snprintf(log, sizeof log, "%s/replica-%d.log", g_dir, i);
-	snprintf(idx, sizeof idx, "%d", i);
+	snprintf(log, sizeof log, "%s/replica-%d.log", g_dir, i + 1);
+	snprintf(idx, sizeof idx, "%d", i + 1);
 	fflush(NULL);
 	pid_t parent = getpid();
 	pid_t pid = fork();
@@ -226,7 +227,7 @@ static void start_replica(int i)
 static void kill_replica(int i)
 {
 	if (g_pid[i] <= 0)
-		fail("replica %d is not running", i);
+		fail("replica %d is not running", i + 1);
 	kill(g_pid[i], SIGKILL);
 	waitpid(g_pid[i], NULL, 0);
 	g_pid[i] = 0;
@@ -247,11 +248,11 @@ static void stop_all(void)
 				g_pid[i] = 0;
 				if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 					fail("replica %d did not shut down cleanly on SIGTERM (status 0x%x)",
-					     i, status);
+					     i + 1, status);
 				break;
 			}
 			if (now_ms() > deadline)
-				fail("replica %d did not exit within 10 s of SIGTERM", i);
+				fail("replica %d did not exit within 10 s of SIGTERM", i + 1);
 			poll(NULL, 0, 10); /* bounded wait for the child's exit */
 		}
 	}
@@ -265,7 +266,7 @@ static void check_alive(void)
 		int status;
 		if (waitpid(g_pid[i], &status, WNOHANG) == g_pid[i]) {
 			g_pid[i] = 0;
-			fail("replica %d exited unexpectedly (status 0x%x)", i, status);
+			fail("replica %d exited unexpectedly (status 0x%x)", i + 1, status);
 		}
 	}
 }
@@ -401,11 +402,11 @@ static int mc_next(mclient *m, uint64_t deadline)
 			if (recv(m->c[i].fd, buf, used, 0) != (ssize_t)used)
 				fail("recv after peek");
 			if (fr < 0) {
-				fail("replica %d sent a malformed frame: %s", i, m->c[i].rd.err);
+				fail("replica %d sent a malformed frame: %s", i + 1, m->c[i].rd.err);
 			}
 			if (fr == 1) {
 				if (vsr_wire_reader_decode(&m->c[i].rd, &m->d) != 0)
-					fail("replica %d sent an undecodable frame: %s", i, m->c[i].rd.err);
+					fail("replica %d sent an undecodable frame: %s", i + 1, m->c[i].rd.err);
 				return i;
 			}
 		}
@@ -725,7 +726,7 @@ static void wait_converged(uint64_t op, uint32_t timeout_ms, const char *what)
 				if (v.up[i])
 					fprintf(stderr, "  replica %d: %s view %" PRIu64 " op %" PRIu64
 						" commit %" PRIu64 " executed %" PRIu64 " digest %016" PRIx64 "\n",
-						i, vsr_status_name((enum vsr_status)v.s[i].status),
+						i + 1, vsr_status_name((enum vsr_status)v.s[i].status),
 						v.s[i].view, v.s[i].op, v.s[i].commit, v.s[i].executed,
 						v.s[i].digest);
 			fail("%s: replicas did not converge on op %" PRIu64 " within %u ms", what,
@@ -750,7 +751,7 @@ static void wait_ports(int only)
 				break;
 			}
 			if (now_ms() > deadline)
-				fail("replica %d: client port %u never accepted", i, g_client_port[i]);
+				fail("replica %d: client port %u never accepted", i + 1, g_client_port[i]);
 			poll(NULL, 0, 10); /* next connect attempt */
 		}
 	}
@@ -794,7 +795,7 @@ static void get_keys(mclient *m, msgpack_sbuffer *sb, int from, int to)
 		mc_op(m, sb, &r, key);
 		if (!body_contains(&r, val))
 			fail("get %s: acknowledged value %s is missing (reply of %u bytes from replica %u)",
-			     key, val, r.body_len, r.replica);
+			     key, val, r.body_len, r.replica + 1u);
 	}
 }
 
@@ -802,7 +803,7 @@ static int scenario_replicate(void)
 {
 	cluster_start("kv.lua");
 	int p = wait_primary(STARTUP_MS, "startup");
-	note("primary is replica %d", p);
+	note("primary is replica %d", p + 1);
 	mclient m;
 	mc_init(&m);
 	msgpack_sbuffer sb;
@@ -834,8 +835,8 @@ static int failover_common(bool restart)
 	put_keys(&m, &sb, 0, KEYS / 2, &last);
 	vsr_wire_status before;
 	if (!status_of(p, &before))
-		fail("no status from primary %d", p);
-	note("primary %d in view %" PRIu64 "; %d writes acknowledged; kill -9 of the primary", p,
+		fail("no status from primary %d", p + 1);
+	note("primary %d in view %" PRIu64 "; %d writes acknowledged; kill -9 of the primary", p + 1,
 	     before.view, KEYS / 2);
 	uint64_t t0 = now_ms();
 	kill_replica(p);
@@ -845,21 +846,21 @@ static int failover_common(bool restart)
 	int q = wait_primary(STARTUP_MS, "after failover");
 	vsr_wire_status after;
 	if (!status_of(q, &after))
-		fail("no status from the new primary %d", q);
+		fail("no status from the new primary %d", q + 1);
 	if (q == p || after.view <= before.view)
-		fail("no new primary: replica %d in view %" PRIu64, q, after.view);
-	note("new primary %d in view %" PRIu64, q, after.view);
+		fail("no new primary: replica %d in view %" PRIu64, q + 1, after.view);
+	note("new primary %d in view %" PRIu64, q + 1, after.view);
 	get_keys(&m, &sb, 0, KEYS);
 	note("all %d acknowledged writes are readable through the new primary", KEYS);
 	if (restart) {
 		start_replica(p);
 		wait_ports(p);
-		note("replica %d restarted (memory storage: recovering)", p);
+		note("replica %d restarted (memory storage: recovering)", p + 1);
 		wait_converged(last, CATCHUP_MS, "catch-up");
 		vsr_wire_status st;
 		if (!status_of(p, &st))
 			fail("no status from the restarted replica");
-		note("replica %d caught up: %s, view %" PRIu64 ", executed %" PRIu64, p,
+		note("replica %d caught up: %s, view %" PRIu64 ", executed %" PRIu64, p + 1,
 		     vsr_status_name((enum vsr_status)st.status), st.view, st.executed);
 		/* And it takes part again: one more write replicates to it. */
 		put_keys(&m, &sb, 0, 1, &last);
@@ -900,7 +901,7 @@ static int scenario_dedup(void)
 	mc_op(&m, &sb, &first, "add 1");
 	uint64_t number = m.request;
 	note("add 1 committed at op %" PRIu64 " (request %" PRIu64 "); kill -9 of primary %d",
-	     first.op, number, p);
+	     first.op, number, p + 1);
 	kill_replica(p);
 	mresult again;
 	if (!mc_call_number(&m, VSR_REQUEST_OP, number, (const uint8_t *)sb.data, sb.size, 300,
@@ -928,9 +929,9 @@ static int scenario_dedup(void)
 	number = m.request;
 	m.target = (uint8_t)p;
 	if (!mc_send_request(&m, p, VSR_REQUEST_OP, number, (const uint8_t *)sb.data, sb.size))
-		fail("cannot send to primary %d", p);
+		fail("cannot send to primary %d", p + 1);
 	kill_replica(p);
-	note("add 1 (request %" PRIu64 ") sent to primary %d, which was killed at once", number, p);
+	note("add 1 (request %" PRIu64 ") sent to primary %d, which was killed at once", number, p + 1);
 	if (!mc_call_number(&m, VSR_REQUEST_OP, number, (const uint8_t *)sb.data, sb.size, 300,
 			    &again) || again.status != VSR_REPLY_OK)
 		fail("the in-flight increment was never acknowledged");
@@ -1045,8 +1046,8 @@ static int scenario_garbage(void)
 	status_all(&v);
 	for (int i = 0; i < N; i++) {
 		if (!v.up[i] || v.s[i].frames_dropped == 0)
-			fail("replica %d does not count the refused frames", i);
-		note("replica %d: %" PRIu64 " frames refused, still serving", i, v.s[i].frames_dropped);
+			fail("replica %d does not count the refused frames", i + 1);
+		note("replica %d: %" PRIu64 " frames refused, still serving", i + 1, v.s[i].frames_dropped);
 	}
 	msgpack_sbuffer_destroy(&sb);
 	mc_free(&m);
@@ -1091,7 +1092,7 @@ static int scenario_failover_bench(int trials)
 		ms[t] = now_ms() - t0;
 		last = r.op;
 		note("trial %d: killed primary %d, write acknowledged by replica %u after %" PRIu64 " ms",
-		     t + 1, p, r.replica, ms[t]);
+		     t + 1, p + 1, r.replica + 1u, ms[t]);
 		start_replica(p);
 		wait_ports(p);
 	}

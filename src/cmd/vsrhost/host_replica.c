@@ -82,7 +82,7 @@ static void host_note_changes(host *h)
 	if (now.status != was->status || now.view != was->view) {
 		host_info("status %s, view %" PRIu64 ", primary %u%s (op %" PRIu64
 			  ", commit %" PRIu64 ")",
-			  vsr_status_name((enum vsr_status)now.status), now.view, now.primary,
+			  vsr_status_name((enum vsr_status)now.status), now.view, now.primary + 1u,
 			  now.primary == h->replica && now.status == VSR_STATUS_NORMAL ? " (me)" : "",
 			  now.op, now.commit);
 	}
@@ -317,7 +317,7 @@ static void host_free(host *h)
 int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 {
 	char tag[16];
-	snprintf(tag, sizeof tag, "r%d", opts->replica);
+	snprintf(tag, sizeof tag, "r%d", opts->replica + 1);
 	host_log_set_tag(tag);
 	signal(SIGPIPE, SIG_IGN);
 
@@ -325,7 +325,7 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	char err[512] = "";
 	uint64_t seed = host_random_u64();
 	host_info("vsrhost %s: replica %u of %u, cluster %" PRIu64 ", %s storage, seed %016" PRIx64,
-		  VSRHOST_VERSION, h.replica, cfg->replica_count, cfg->cluster,
+		  VSRHOST_VERSION, h.replica + 1u, cfg->replica_count, cfg->cluster,
 		  cfg->durability == VSRH_DURABILITY_MEMORY ? "memory" : "durable", seed);
 
 	/* The state machine. */
@@ -339,7 +339,7 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 
 	/* Storage, and what it holds. */
 	char dir[4096];
-	snprintf(dir, sizeof dir, "%s/replica-%u", cfg->data_dir, h.replica);
+	snprintf(dir, sizeof dir, "%s/replica-%u", cfg->data_dir, h.replica + 1u);
 	vsr_storage_options so = {
 		.loop = h.loop,
 		.kind = cfg->durability == VSRH_DURABILITY_MEMORY ? VSR_STORAGE_MEMORY
@@ -436,7 +436,7 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 			  cfg->clients[h.replica].host, cfg->clients[h.replica].port);
 		host_info("status %s, view %" PRIu64 ", primary %u",
 			  vsr_status_name((enum vsr_status)h.last.status), h.last.view,
-			  h.last.primary);
+			  h.last.primary + 1u);
 		uv_timer_start(&h.tick_timer, host_tick_cb, cfg->tick_ms, cfg->tick_ms);
 	}
 

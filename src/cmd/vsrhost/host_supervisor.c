@@ -47,7 +47,7 @@ typedef struct supervisor {
 static pid_t supervisor_spawn(const host_options *opts, const char *self, int replica)
 {
 	char replica_arg[16];
-	snprintf(replica_arg, sizeof replica_arg, "%d", replica);
+	snprintf(replica_arg, sizeof replica_arg, "%d", replica + 1);
 	char *argv[12];
 	int argc = 0;
 	argv[argc++] = (char *)"vsrhost";
@@ -91,7 +91,7 @@ static void supervisor_kill_timer_cb(uv_timer_t *t)
 	for (uint32_t i = 0; i < s->count; i++) {
 		if (s->pids[i] > 0) {
 			host_warn("replica %u (pid %d) did not stop within %d ms: killing it",
-				  i, (int)s->pids[i], SUPERVISOR_STOP_GRACE_MS);
+				  i + 1, (int)s->pids[i], SUPERVISOR_STOP_GRACE_MS);
 			kill(s->pids[i], SIGKILL);
 		}
 	}
@@ -140,11 +140,11 @@ static void supervisor_sigchld_cb(uv_signal_t *h, int signum)
 				snprintf(how, sizeof how, "killed by signal %d (%s)", WTERMSIG(status),
 					 strsignal(WTERMSIG(status)));
 			if (s->stopping) {
-				host_info("replica %u (pid %d) %s", i, (int)pid, how);
+				host_info("replica %u (pid %d) %s", i + 1, (int)pid, how);
 			} else {
 				/* Reported, not restarted: see the header comment. */
 				host_error("replica %u (pid %d) %s; not restarted, %u replica(s) still running",
-					   i, (int)pid, how, s->running);
+					   i + 1, (int)pid, how, s->running);
 				s->exit_code = EX_SOFTWARE;
 			}
 		}
@@ -183,7 +183,7 @@ int host_supervisor_main(const host_options *opts, const vsrh_config *cfg)
 	for (uint32_t i = 0; i < cfg->replica_count; i++) {
 		pid_t pid = supervisor_spawn(opts, self, (int)i);
 		if (pid < 0) {
-			host_error("cannot start replica %u: %s", i, strerror(errno));
+			host_error("cannot start replica %u: %s", i + 1, strerror(errno));
 			s.exit_code = EX_OSERR;
 			supervisor_stop(&s, "a replica could not be started");
 			break;
@@ -192,7 +192,7 @@ int host_supervisor_main(const host_options *opts, const vsrh_config *cfg)
 		s.count = i + 1;
 		s.running++;
 		host_info("started replica %u (pid %d): replicas connect to %s:%u, clients to %s:%u",
-			  i, (int)pid, cfg->replicas[i].host, cfg->replicas[i].port,
+			  i + 1, (int)pid, cfg->replicas[i].host, cfg->replicas[i].port,
 			  cfg->clients[i].host, cfg->clients[i].port);
 	}
 	if (!s.stopping) {
@@ -203,7 +203,9 @@ int host_supervisor_main(const host_options *opts, const vsrh_config *cfg)
 		printf("clients connect to:");
 		for (uint32_t i = 0; i < cfg->replica_count; i++)
 			printf(" %s:%u", cfg->clients[i].host, cfg->clients[i].port);
-		printf("\ntry, from another terminal: vsrctl %s status\n", cfg->path);
+		printf("\ntry, from another terminal: vsrctl -c %s put hello world;"
+		       " vsrctl -c %s get hello; vsrctl -c %s status\n",
+		       cfg->path, cfg->path, cfg->path);
 		printf("Ctrl-C stops every replica.\n");
 		fflush(stdout);
 	}

@@ -20,7 +20,8 @@ static void main_usage(FILE *out)
 		"Runs a Viewstamped Replication cluster hosting a Lua state machine.\n"
 		"\n"
 		"  CONFIG               the cluster's config file (e.g. config/kv.lua)\n"
-		"  -r, --replica N      run replica N only (0-based; one process per replica,\n"
+		"  -r, --replica N      run replica N only (1..n, the position in the config's\n"
+		"                       replicas list; one process per replica,\n"
 		"                       the production shape). Without it, every replica of\n"
 		"                       CONFIG is started on this machine, one process each,\n"
 		"                       and stopped together on Ctrl-C.\n"
@@ -59,12 +60,14 @@ int main(int argc, char **argv)
 		case 'r': {
 			char *end = NULL;
 			long v = strtol(optarg, &end, 10);
-			if (end == optarg || *end != '\0' || v < 0 || v >= (long)VSR_REPLICAS_MAX) {
-				fprintf(stderr, "vsrhost: --replica: expected 0..%u, got \"%s\"\n",
-					VSR_REPLICAS_MAX - 1, optarg);
+			if (end == optarg || *end != '\0' || v < 1 || v > (long)VSR_REPLICAS_MAX) {
+				fprintf(stderr, "vsrhost: --replica: expected 1..%u, got \"%s\"\n",
+					VSR_REPLICAS_MAX, optarg);
 				return EX_USAGE;
 			}
-			opts.replica = (int)v;
+			/* Numbered from 1 like the config's replicas list and
+			 * vsrctl; the core counts from 0. */
+			opts.replica = (int)v - 1;
 			break;
 		}
 		case 'l':
@@ -104,8 +107,8 @@ int main(int argc, char **argv)
 	}
 	host_log_set_level(opts.log_level >= 0 ? opts.log_level : cfg.log_level);
 	if (opts.replica >= 0 && (uint32_t)opts.replica >= cfg.replica_count) {
-		fprintf(stderr, "vsrhost: --replica %d: %s has replicas 0..%u\n", opts.replica,
-			opts.config_path, cfg.replica_count - 1);
+		fprintf(stderr, "vsrhost: --replica %d: %s has replicas 1..%u\n", opts.replica + 1,
+			opts.config_path, cfg.replica_count);
 		vsrh_config_free(&cfg);
 		return EX_USAGE;
 	}
