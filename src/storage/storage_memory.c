@@ -154,6 +154,9 @@ int vsr_storage_load(vsr_storage *s, const vsr_durable **out, char *err,
 	if (!restarted)
 		return VSR_OK;
 	memset(&s->durable, 0, sizeof s->durable);
+	/* Everything this replica promised (votes, acknowledgements) is gone:
+	 * the core must not count it in any quorum until a state transfer. */
+	s->durable.amnesia = true;
 	s->durable.superblock.cluster = s->opts.cluster;
 	*out = &s->durable;
 	return VSR_OK;

@@ -113,6 +113,7 @@ int main(void)
 	s = test_open(&loop, sub, false, &data);
 	CHECK(vsr_storage_load(s, &d, err, sizeof err) == VSR_OK);
 	CHECK(d != NULL);
+	CHECK(d->amnesia);
 	CHECK(d->superblock.cluster == 7);
 	CHECK(d->superblock.view == 0 && d->entry_count == 0);
 	vsr_storage_close(s, test_close_cb);

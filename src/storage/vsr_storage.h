@@ -85,10 +85,11 @@ int vsr_storage_open(const vsr_storage_options *opts, vsr_storage **out,
  *
  * Memory backend: the first start in `dir` writes an incarnation marker and
  * returns NULL. A later start (the process died and came back) finds the
- * marker and returns a durable state with a zeroed superblock (cluster set)
- * and an empty log: the core then starts in status recovering and catches up
- * through recovery and state transfer instead of rejoining as a fresh member
- * of view 0, which would be unsafe (it could vote with an empty log). The
+ * marker and returns a durable state marked `amnesia` (zeroed superblock
+ * with the cluster set, empty log): the core then takes part in no quorum
+ * until a state transfer from a normal primary has given it the log back,
+ * instead of rejoining as a fresh member of view 0, which would be unsafe
+ * (it could vote with an empty log and forget promises it made). The
  * limit: with memory storage, if every replica dies the data is gone and the
  * cluster must be started anew with `fresh`. The returned pointers stay
  * valid until vsr_storage_close(). */
