@@ -573,8 +573,8 @@ static int wire_scan_value(wire_scan *s, unsigned depth)
 	uint8_t b = *s->p++;
 	uint64_t len;
 	unsigned width;
-	if (b <= 0x7f)
-		return 0; /* positive fixint */
+	if (b <= 0x7f || b >= 0xe0)
+		return 0; /* fixint; a negative one fails the type check later */
 	if (b >= 0xa0 && b <= 0xbf) { /* fixstr */
 		len = b & 0x1f;
 		rc = wire_scan_need(s, len, "a string");
@@ -588,7 +588,10 @@ static int wire_scan_value(wire_scan *s, unsigned depth)
 	}
 	switch (b) {
 	case 0xcc: case 0xcd: case 0xce: case 0xcf: /* uint 8/16/32/64 */
-		width = 1u << (b - 0xcc);
+	case 0xd0: case 0xd1: case 0xd2: case 0xd3: /* int 8/16/32/64 */
+		/* Some encoders write non-negative values in the signed
+		 * formats; msgpack-c reads those as unsigned, so accept them. */
+		width = 1u << ((b - 0xcc) & 3u);
 		rc = wire_scan_need(s, width, "an integer");
 		if (rc == 0)
 			s->p += width;
@@ -615,8 +618,8 @@ static int wire_scan_value(wire_scan *s, unsigned depth)
 		goto array;
 	default:
 		return wire_fail(s->err, s->err_len, VSR_WIRE_EMSGPACK,
-				 "msgpack byte %02x (nil, bool, negative, float, map "
-				 "and ext are not used by the format)", b);
+				 "msgpack byte %02x (nil, bool, float, map and ext are "
+				 "not used by the format)", b);
 	}
 array:
 	if (depth >= VSR_WIRE_DEPTH_MAX)

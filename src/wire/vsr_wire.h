@@ -23,7 +23,7 @@
  *   single byte is allocated for the body.
  * - The body is validated before any msgpack-c allocation: every array length
  *   is checked against the bytes that remain, nesting is limited, and only the
- *   msgpack types the format uses are accepted. Decoding memory is therefore
+ *   msgpack types the format uses are accepted (integers, bin, str, arrays). Decoding memory is therefore
  *   bounded by a small constant times body_len.
  * - After decoding, every field's type and range is checked per message type,
  *   then vsr_message_invalid() from the core.

@@ -1,6 +1,6 @@
 /* test_wire.c - wire format tests: round trips, every malformation, the streaming reader.
  *
- * Usage: test_wire roundtrip|malformed|reader|oversize|encode-errors [seed]
+ * Usage: test_wire roundtrip|malformed|reader|oversize|encode-errors|doc-example [seed]
  *        test_wire write-corpus DIR   (regenerates tests/wire/corpus)
  * The seed (argument, else VSR_SEED, else the clock) is printed first so
  * any failure can be replayed. */
@@ -196,6 +196,14 @@ static vsr_buf core_frame(uint8_t type, int index, wt_fill_fn fill)
 static void fill_str(msgpack_packer *pk) { msgpack_pack_str_with_body(pk, "x", 1); }
 static void fill_nil(msgpack_packer *pk) { msgpack_pack_nil(pk); }
 static void fill_neg(msgpack_packer *pk) { msgpack_pack_int64(pk, -1); }
+static void fill_neg100(msgpack_packer *pk) { msgpack_pack_int64(pk, -100); }
+static void fill_neg_big(msgpack_packer *pk) { msgpack_pack_int64(pk, -(1LL << 40)); }
+/* A non-negative value in the signed int8 format (0xd0 0x05). */
+static void fill_int8_5(msgpack_packer *pk)
+{
+	static const char raw[2] = {(char)0xd0, 0x05};
+	msgpack_pack_str_body(pk, raw, 2); /* raw bytes: the packer appends them */
+}
 static void fill_map(msgpack_packer *pk) { msgpack_pack_map(pk, 0); }
 static void fill_float(msgpack_packer *pk) { msgpack_pack_double(pk, 1.5); }
 static void fill_array1(msgpack_packer *pk)
@@ -399,7 +407,10 @@ static void test_malformed(uint64_t seed)
 		{"valid zero COMMIT", VSR_MSG_COMMIT, -1, NULL, 0},
 		{"str for view", VSR_MSG_COMMIT, 3, fill_str, VSR_WIRE_ESHAPE},
 		{"nil for view", VSR_MSG_COMMIT, 3, fill_nil, VSR_WIRE_EMSGPACK},
-		{"negative view", VSR_MSG_COMMIT, 3, fill_neg, VSR_WIRE_EMSGPACK},
+		{"negative view", VSR_MSG_COMMIT, 3, fill_neg, VSR_WIRE_ESHAPE},
+		{"int8 -100 for view", VSR_MSG_COMMIT, 3, fill_neg100, VSR_WIRE_ESHAPE},
+		{"int64 -2^40 for op", VSR_MSG_COMMIT, 5, fill_neg_big, VSR_WIRE_ESHAPE},
+		{"signed int8 5 for view", VSR_MSG_COMMIT, 3, fill_int8_5, 0},
 		{"map for op", VSR_MSG_COMMIT, 5, fill_map, VSR_WIRE_EMSGPACK},
 		{"float for commit", VSR_MSG_COMMIT, 6, fill_float, VSR_WIRE_EMSGPACK},
 		{"array for nonce", VSR_MSG_COMMIT, 8, fill_array1, VSR_WIRE_ESHAPE},
@@ -736,6 +747,45 @@ static void test_oversize(uint64_t seed)
 }
 
 /* ------------------------------------------------------------------------ */
+/* The worked example of docs/wire.md, byte for byte: if this fails, the
+ * document and the code disagree.                                           */
+
+static const uint8_t doc_request_frame[] = {
+	0x56, 0x53, 0x52, 0x57, 0x01, 0x00, 0x01, 0x00, 0x1b, 0x00, 0x00, 0x00,
+	0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	0x7d, 0xd1, 0xda, 0xdd, 0xd0, 0x96, 0x82, 0x71, 0xd7, 0xff, 0x94, 0x36,
+	0xb7, 0x3f, 0x24, 0x2b, 0xdc, 0x00, 0x14, 0x00, 0x00, 0x00, 0x00, 0x00,
+	0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0x03, 0x02, 0xc4, 0x02, 0x68, 0x69,
+	0x00, 0xc4, 0x00, 0x90, 0x00, 0x00, 0x00,
+};
+
+static void test_doc_example(uint64_t seed)
+{
+	(void)seed;
+	vsr_message m = {.type = VSR_MSG_REQUEST,
+			 .request = {.session = 5, .request = 3, .kind = VSR_REQUEST_OP,
+				     .op = (const uint8_t *)"hi", .op_len = 2}};
+	vsr_buf b = {0};
+	CHECK(vsr_wire_encode_message(&b, 1, &m) == 0, "encode");
+	CHECK(b.len == sizeof(doc_request_frame) &&
+		      memcmp(b.data, doc_request_frame, b.len) == 0,
+	      "encoding differs from docs/wire.md (%zu bytes)", b.len);
+	free(b.data);
+	vsr_wire_config cfg;
+	vsr_wire_config_default(&cfg, 1, 3);
+	vsr_wire_decoded d;
+	vsr_wire_decoded_init(&d);
+	char err[200] = "";
+	CHECK(vsr_wire_decode(doc_request_frame, sizeof(doc_request_frame), &cfg, &d, NULL,
+			      NULL, err, sizeof(err)) == 0, "decode: %s", err);
+	CHECK(d.type == VSR_MSG_REQUEST && d.message.request.session == 5 &&
+		      d.message.request.request == 3 && d.message.request.op_len == 2 &&
+		      memcmp(d.message.request.op, "hi", 2) == 0,
+	      "decoded fields");
+	vsr_wire_decoded_free(&d);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Corpus: one valid frame of every type, fixed seed, for the fuzzer.       */
 
 static int write_corpus(const char *dir)
@@ -782,7 +832,7 @@ int main(int argc, char **argv)
 	if (argc >= 3 && strcmp(argv[1], "write-corpus") == 0)
 		return write_corpus(argv[2]);
 	if (argc < 2) {
-		fprintf(stderr, "usage: %s roundtrip|malformed|reader|oversize|encode-errors [seed]\n",
+		fprintf(stderr, "usage: %s roundtrip|malformed|reader|oversize|encode-errors|doc-example [seed]\n",
 			argv[0]);
 		return 2;
 	}
@@ -805,6 +855,8 @@ int main(int argc, char **argv)
 		test_oversize(seed);
 	else if (strcmp(argv[1], "encode-errors") == 0)
 		test_encode_errors(seed);
+	else if (strcmp(argv[1], "doc-example") == 0)
+		test_doc_example(seed);
 	else {
 		fprintf(stderr, "unknown test %s\n", argv[1]);
 		return 2;
