@@ -8,6 +8,7 @@
  *     -- outcome is "done" (err is nil, reply may be nil), "failed"
  *     -- (certainly not applied) or "unknown" (may have been applied)
  *   local replicas = c:status(timeout_ms)   -- one table per replica
+ *   c:set_timeouts{ attempt_ms = 200, call_ms = 1500 } -- for later calls
  *   c:close()
  *
  * Lua values travel as msgpack: nil, booleans, integers, floats, strings,
@@ -372,6 +373,17 @@ static int lvc_status(lua_State *L)
 	return 1;
 }
 
+/* c:set_timeouts{ attempt_ms = ..., call_ms = ... }: for the next calls. */
+static int lvc_set_timeouts(lua_State *L)
+{
+	lua_client *c = lvc_check_client(L);
+	luaL_checktype(L, 2, LUA_TTABLE);
+	c->opt.timing.attempt_ms = lvc_opt_ms(L, 2, "attempt_ms", c->opt.timing.attempt_ms);
+	c->opt.timing.call_ms = lvc_opt_ms(L, 2, "call_ms", c->opt.timing.call_ms);
+	vsrc_sync_set_timing(c->sync, &c->opt.timing);
+	return 0;
+}
+
 static int lvc_close_client(lua_State *L)
 {
 	lua_client *c = luaL_checkudata(L, 1, LUA_CLIENT_MT);
@@ -386,6 +398,7 @@ static const luaL_Reg lvc_client_methods[] = {
 	{ "call", lvc_call_op },
 	{ "session", lvc_session },
 	{ "status", lvc_status },
+	{ "set_timeouts", lvc_set_timeouts },
 	{ "close", lvc_close_client },
 	{ NULL, NULL },
 };

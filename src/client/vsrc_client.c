@@ -591,6 +591,14 @@ static void call_later_cb(uv_timer_t *t)
 		client_start_op(c);
 }
 
+void vsrc_client_set_timing(vsrc_client *c, const vsrc_timing *t)
+{
+	assert(t->attempt_ms > 0 && t->call_ms > 0);
+	assert(t->backoff_min_ms > 0 && t->backoff_min_ms <= t->backoff_max_ms);
+	c->opt.timing = *t;
+	c->s.timing = *t; /* read when a call starts */
+}
+
 bool vsrc_client_busy(const vsrc_client *c)
 {
 	return c->in_call;

@@ -82,6 +82,9 @@ int vsrc_client_create(uv_loop_t *loop, const vsrc_options *o, vsrc_client **out
 int vsrc_client_call(vsrc_client *c, const uint8_t *op, size_t op_len,
 		     vsrc_call_cb cb, void *arg);
 
+/* Changes the timeouts of the calls that start after this one. */
+void vsrc_client_set_timing(vsrc_client *c, const vsrc_timing *t);
+
 /* True while a call is in progress. */
 bool vsrc_client_busy(const vsrc_client *c);
 /* The session id (0 before registration). */
@@ -114,6 +117,7 @@ int vsrc_sync_open(const vsrc_options *o, vsrc_sync **out);
 int vsrc_sync_call(vsrc_sync *s, const uint8_t *op, size_t op_len,
 		   const vsrc_sync_result **out);
 uint64_t vsrc_sync_session(const vsrc_sync *s);
+void vsrc_sync_set_timing(vsrc_sync *s, const vsrc_timing *t);
 void vsrc_sync_close(vsrc_sync *s);
 
 /* ------------------------------------------------------------------------ */

@@ -83,6 +83,11 @@ uint64_t vsrc_sync_session(const vsrc_sync *s)
 	return vsrc_client_session(s->client);
 }
 
+void vsrc_sync_set_timing(vsrc_sync *s, const vsrc_timing *t)
+{
+	vsrc_client_set_timing(s->client, t);
+}
+
 void vsrc_sync_close(vsrc_sync *s)
 {
 	vsrc_client_close(s->client, NULL, NULL);

@@ -1,0 +1,113 @@
+-- lua/vsr/client.lua - a Lua client of a vsrhost cluster, over the vsrclient C module.
+--
+--   local client = require "vsr.client"
+--   local c = assert(client.connect("config/kv.lua"))     -- or {cluster=, addresses=}
+--   local reply, err, outcome = c:put("k", "v")
+--   -- outcome: "done" (err is nil; reply may be nil), "failed" (certainly
+--   -- not applied) or "unknown" (may have been applied). Never a guess.
+--   c:get("k"); c:cas("k", "v", "w"); c:delete("k"); c:call({ "get", "k" })
+--   for _, r in ipairs(c:status()) do print(r.replica, r.status, r.view) end
+--   c:close()
+--
+-- The kv operations are built by M.ops only, so a change of the kv state
+-- machine's operation shape is a change of that table only.
+
+local vsrclient = require "vsrclient"
+
+local M = {}
+
+-- Reads the client addresses and cluster id from a config file. The file is
+-- a Lua chunk returning a table; it runs in an empty environment, as data.
+function M.load_config(path)
+	local chunk, err = loadfile(path, "t", {})
+	if not chunk then
+		return nil, err
+	end
+	local ok, cfg = pcall(chunk)
+	if not ok then
+		return nil, path .. ": " .. tostring(cfg)
+	end
+	if type(cfg) ~= "table" then
+		return nil, path .. ": expected the file to return a table"
+	end
+	if math.type(cfg.cluster) ~= "integer" then
+		return nil, path .. ": cluster: expected an integer"
+	end
+	if type(cfg.clients) ~= "table" or #cfg.clients == 0 then
+		return nil, path .. ": clients: expected a list of \"host:port\""
+	end
+	local addresses = {}
+	for i, a in ipairs(cfg.clients) do
+		if type(a) ~= "string" then
+			return nil, ("%s: clients[%d]: expected \"host:port\""):format(path, i)
+		end
+		addresses[i] = a
+	end
+	return { cluster = cfg.cluster, addresses = addresses }
+end
+
+-- Operations of the kv state machine (statemachines/kv.lua).
+M.ops = {
+	put = function(key, value) return { "put", key, value } end,
+	get = function(key) return { "get", key } end,
+	cas = function(key, from, to) return { "cas", key, from, to } end,
+	delete = function(key) return { "delete", key } end,
+}
+
+local Client = {}
+Client.__index = Client
+
+-- Applies any state-machine operation: returns reply, err, outcome.
+function Client:call(op)
+	return self.c:call(op)
+end
+
+function Client:put(key, value) return self.c:call(M.ops.put(key, value)) end
+function Client:get(key) return self.c:call(M.ops.get(key)) end
+function Client:cas(key, from, to) return self.c:call(M.ops.cas(key, from, to)) end
+function Client:delete(key) return self.c:call(M.ops.delete(key)) end
+
+-- One table per replica: replica, status, view, op, commit, primary (all
+-- 0-based indices), or error when it did not answer within timeout_ms.
+function Client:status(timeout_ms)
+	return self.c:status(timeout_ms)
+end
+
+-- Changes attempt_ms / call_ms for the calls that follow.
+function Client:set_timeouts(t)
+	self.c:set_timeouts(t)
+end
+
+function Client:session()
+	return self.c:session()
+end
+
+function Client:close()
+	self.c:close()
+end
+
+-- target: a config path, or { cluster = N, addresses = { "host:port", ... } }.
+-- opts: attempt_ms, call_ms (see docs/clients.md).
+function M.connect(target, opts)
+	local where = target
+	if type(target) == "string" then
+		local err
+		where, err = M.load_config(target)
+		if not where then
+			return nil, err
+		end
+	end
+	opts = opts or {}
+	local ok, c = pcall(vsrclient.connect, {
+		cluster = where.cluster,
+		addresses = where.addresses,
+		attempt_ms = opts.attempt_ms,
+		call_ms = opts.call_ms,
+	})
+	if not ok then
+		return nil, c
+	end
+	return setmetatable({ c = c }, Client)
+end
+
+return M
