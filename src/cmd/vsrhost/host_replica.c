@@ -100,6 +100,14 @@ static void host_step(host *h, vsr_event *ev)
 	ev->realtime_ns = host_realtime_ns();
 	vsr_replica_step(h->core, ev, &h->actions);
 	h->steps++;
+	/* Builds with VSR_INVARIANTS check the replica after every step. A
+	 * violation is a bug in the core: stop before acting on it, with a
+	 * core dump to study. */
+	const char *broken = vsr_replica_invariant_failure(h->core);
+	if (broken != NULL) {
+		host_error("protocol invariant violated after step %" PRIu64 ": %s", h->steps, broken);
+		abort();
+	}
 	for (uint32_t i = 0; i < h->actions.count; i++) {
 		const vsr_action *a = &h->actions.items[i];
 		switch (a->type) {
