@@ -259,6 +259,9 @@ typedef struct sim_result {
 	sim_stats stats;
 } sim_result;
 
+/* The tick of the run in progress, for a report from a signal handler. */
+extern volatile uint64_t sim_current_tick;
+
 /* Runs one seed to completion or first violation. */
 void sim_run(const sim_options *opt, sim_result *res);
 

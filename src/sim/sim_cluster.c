@@ -124,6 +124,8 @@ struct sim {
 	uint32_t out_cap;
 };
 
+volatile uint64_t sim_current_tick;
+
 /* ------------------------------------------------------------------------ */
 /* Small accessors used by the checker.                                      */
 
@@ -445,6 +447,19 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 				       m->status, (unsigned long long)m->request.session,
 				       (unsigned long long)m->request.request,
 				       (unsigned long long)m->reply_op);
+			else if (m->checkpoint_op || m->type == VSR_MSG_GET_CHECKPOINT ||
+				 m->type == VSR_MSG_CHECKPOINT_CHUNK)
+				tracef(s, "r%u   -> r%u %s view %llu log_view %llu op %llu "
+				       "commit %llu entries %u checkpoint %llu size %llu "
+				       "offset %llu bytes %u nonce %llx", r, s->out_to[i],
+				       mtype(m->type), (unsigned long long)m->view,
+				       (unsigned long long)m->log_view,
+				       (unsigned long long)m->op,
+				       (unsigned long long)m->commit, m->entry_count,
+				       (unsigned long long)m->checkpoint_op,
+				       (unsigned long long)m->checkpoint_size,
+				       (unsigned long long)m->offset, m->body_len,
+				       (unsigned long long)m->nonce);
 			else
 				tracef(s, "r%u   -> r%u %s view %llu log_view %llu op %llu "
 				       "commit %llu entries %u", r, s->out_to[i],
@@ -1120,6 +1135,7 @@ void sim_run(const sim_options *opt, sim_result *res)
 	uint64_t settle_from = opt->demo ? s->demo_heal_at : fault_end;
 	uint64_t end = settle_from + opt->liveness_ticks;
 	for (s->now = 0; !s->failed; s->now++) {
+		sim_current_tick = s->now;
 		if (s->now == fault_end && !opt->demo)
 			heal_all(s);
 		if (opt->demo) {

@@ -163,6 +163,41 @@ static void run_isolated(const sim_options *o, sim_result *res, bool fork_it)
 	}
 }
 
+/* A core assertion in a single run: say which seed and tick before dying,
+ * with async-signal-safe calls only. */
+static volatile sig_atomic_t abort_seen;
+static uint64_t abort_seed;
+
+static void put_u64_fd(int fd, uint64_t v)
+{
+	char buf[24];
+	int i = (int)sizeof(buf);
+	do {
+		buf[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v && i > 0);
+	ssize_t w = write(fd, buf + i, sizeof(buf) - (size_t)i);
+	(void)w;
+}
+
+static void on_abort(int sig)
+{
+	if (!abort_seen) {
+		abort_seen = 1;
+		static const char a[] = "\nvsrsim: seed ";
+		static const char b[] = " died of a signal at tick ";
+		static const char c[] = " (an assertion in the core or the simulator)\n";
+		ssize_t w = write(2, a, sizeof(a) - 1);
+		put_u64_fd(2, abort_seed);
+		w = write(2, b, sizeof(b) - 1);
+		put_u64_fd(2, sim_current_tick);
+		w = write(2, c, sizeof(c) - 1);
+		(void)w;
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 int main(int argc, char **argv)
 {
 	sim_options o = {0};
@@ -326,6 +361,12 @@ int main(int argc, char **argv)
 	}
 
 	if (!sweep) {
+		/* Line-buffer a trace so it survives an abort of the core. */
+		if (o.trace)
+			setvbuf(stdout, NULL, _IOLBF, 0);
+		abort_seed = o.seed;
+		signal(SIGABRT, on_abort);
+		signal(SIGSEGV, on_abort);
 		sim_result r;
 		sim_run(&o, &r);
 		print_result(o.seed, &r);
