@@ -26,7 +26,16 @@
 #include <string.h>
 
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
+
+/* A peer whose machine vanished sends no reset: without a bound, data would
+ * sit unacknowledged for the kernel's full retransmission time (many
+ * minutes) while the connection still looks open. After this long without
+ * an acknowledgement the connection fails and is redialled. */
+#define NET_PEER_USER_TIMEOUT_MS 10000u
+#define NET_PEER_KEEPALIVE_S 5u
 
 enum net_conn_kind {
 	NET_CONN_PEER_OUT = 1, /* we dialled replica `peer`: our send path */
@@ -273,6 +282,19 @@ static bool net_conn_write(net_conn *c, vsr_buf *buf)
 	return true;
 }
 
+/* Socket options of a replica-to-replica connection (either direction). */
+static void net_peer_socket_options(net_conn *c)
+{
+	uv_tcp_nodelay(&c->tcp, 1);
+	uv_tcp_keepalive(&c->tcp, 1, NET_PEER_KEEPALIVE_S);
+	uv_os_fd_t fd;
+	if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+		unsigned timeout_ms = NET_PEER_USER_TIMEOUT_MS;
+		/* Best effort: only Linux has it, and nothing depends on it. */
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms, sizeof timeout_ms);
+	}
+}
+
 static void net_send_hello(net_conn *c)
 {
 	vsr_net *net = c->net;
@@ -452,7 +474,7 @@ static void net_connect_cb(uv_connect_t *req, int status)
 	c->connected = true;
 	p->backoff_ms = net->opts.reconnect_min_ms;
 	net->stats.peer_connects++;
-	uv_tcp_nodelay(&c->tcp, 1);
+	net_peer_socket_options(c);
 	int rc = uv_read_start((uv_stream_t *)&c->tcp, net_alloc_cb, net_read_cb);
 	if (rc != 0) {
 		net_conn_close(c, 1, uv_strerror(rc));
@@ -551,7 +573,10 @@ static void net_accept(uv_stream_t *server, uint8_t kind)
 		net->client_slots[slot] = c;
 		net->stats.clients_accepted++;
 	}
-	uv_tcp_nodelay(&c->tcp, 1);
+	if (kind == NET_CONN_PEER_IN)
+		net_peer_socket_options(c);
+	else
+		uv_tcp_nodelay(&c->tcp, 1);
 	int rc = uv_read_start((uv_stream_t *)&c->tcp, net_alloc_cb, net_read_cb);
 	if (rc != 0) {
 		net_conn_close(c, 1, uv_strerror(rc));
@@ -698,8 +723,13 @@ void vsr_net_send(vsr_net *net, uint8_t to, const vsr_message *m)
 			 vsr_message_type_name(m->type), to + 1u, vsr_wire_strerror(rc));
 		return;
 	}
-	if (!net_conn_write(c, &b))
+	if (!net_conn_write(c, &b)) {
 		net->stats.sends_dropped_full++;
+		/* A full queue means the peer has stopped reading or its
+		 * machine is unreachable: start over on a fresh connection
+		 * rather than keep feeding one that does not drain. */
+		net_conn_close(c, 2, "send queue full");
+	}
 }
 
 static net_conn *net_client(vsr_net *net, uint64_t conn)
