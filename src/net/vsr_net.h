@@ -11,7 +11,9 @@
  * Outgoing connections reconnect on a timer with exponential backoff. Each
  * connection's pending writes are bounded (messages and bytes): a message
  * that does not fit, or that finds its peer disconnected, is dropped and
- * counted, because the protocol retransmits whatever matters.
+ * counted, because the protocol retransmits whatever matters. A peer
+ * connection whose queue is full is closed and redialled: its peer has
+ * stopped reading.
  *
  * Clients connect to a separate listener. Each accepted connection gets an
  * opaque u64 id (slot and generation, never reused while the process runs)
