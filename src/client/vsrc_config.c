@@ -1,4 +1,5 @@
 /* vsrc_config.c - client options from a cluster config file (vsrctl, vsrbench). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,9 +23,9 @@ int vsrc_options_from_config(vsrc_options *o, const char *config_path,
 	}
 	for (uint32_t i = 0; rc == 0 && i < cfg.replica_count; i++) {
 		/* IPv6 hosts need brackets to survive the "host:port" split. */
-		const char *fmt = strchr(cfg.clients[i].host, ':') ? "[%s]:%u" : "%s:%u";
-		snprintf(text[i], sizeof(text[i]), fmt, cfg.clients[i].host,
-			 (unsigned)cfg.clients[i].port);
+		bool v6 = strchr(cfg.clients[i].host, ':') != NULL;
+		snprintf(text[i], sizeof(text[i]), "%s%s%s:%u", v6 ? "[" : "",
+			 cfg.clients[i].host, v6 ? "]" : "", (unsigned)cfg.clients[i].port);
 		addrs[i] = text[i];
 	}
 	if (rc == 0) {
