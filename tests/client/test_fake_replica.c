@@ -344,7 +344,7 @@ static void scenario_end(scenario *s)
 
 static void test_redirect_to_primary(void)
 {
-	scenario s;
+	static scenario s; /* large: fake read buffers */
 	int scripts[3] = { FAKE_NOT_PRIMARY, FAKE_PRIMARY, FAKE_NOT_PRIMARY };
 	scenario_start(&s, 3, scripts, 1, 500, 3000); /* primary(1) = replica 1 */
 	CHECK(scenario_call(&s, "op-1") == VSRC_DONE);
@@ -358,7 +358,7 @@ static void test_redirect_to_primary(void)
 
 static void test_dead_replica_skipped(void)
 {
-	scenario s;
+	static scenario s; /* large: fake read buffers */
 	int scripts[3] = { FAKE_DOWN, FAKE_PRIMARY, FAKE_NOT_PRIMARY };
 	scenario_start(&s, 3, scripts, 1, 500, 3000);
 	CHECK(scenario_call(&s, "x") == VSRC_DONE);
@@ -368,7 +368,7 @@ static void test_dead_replica_skipped(void)
 
 static void test_all_down_is_failed(void)
 {
-	scenario s;
+	static scenario s; /* large: fake read buffers */
 	int scripts[3] = { FAKE_DOWN, FAKE_DOWN, FAKE_DOWN };
 	scenario_start(&s, 3, scripts, 0, 100, 400);
 	CHECK(scenario_call(&s, "x") == VSRC_FAILED);
@@ -379,7 +379,7 @@ static void test_all_down_is_failed(void)
 
 static void test_silent_primary_is_unknown(void)
 {
-	scenario s;
+	static scenario s; /* large: fake read buffers */
 	int scripts[3] = { FAKE_SILENT_OPS, FAKE_NOT_PRIMARY, FAKE_NOT_PRIMARY };
 	scenario_start(&s, 3, scripts, 0, 100, 600);
 	CHECK(scenario_call(&s, "x") == VSRC_UNKNOWN);
@@ -391,7 +391,7 @@ static void test_silent_primary_is_unknown(void)
 
 static void test_connection_lost_after_send_is_unknown(void)
 {
-	scenario s;
+	static scenario s; /* large: fake read buffers */
 	int scripts[1] = { FAKE_CLOSE_ON_OP };
 	scenario_start(&s, 1, scripts, 0, 100, 500);
 	CHECK(scenario_call(&s, "x") == VSRC_UNKNOWN);
@@ -400,7 +400,7 @@ static void test_connection_lost_after_send_is_unknown(void)
 
 static void test_busy_then_done(void)
 {
-	scenario s;
+	static scenario s; /* large: fake read buffers */
 	int scripts[1] = { FAKE_BUSY_TWICE };
 	scenario_start(&s, 1, scripts, 0, 500, 3000);
 	CHECK(scenario_call(&s, "x") == VSRC_DONE);
@@ -410,7 +410,7 @@ static void test_busy_then_done(void)
 
 static void test_evicted_then_registers_again(void)
 {
-	scenario s;
+	static scenario s; /* large: fake read buffers */
 	int scripts[1] = { FAKE_EVICT_FIRST };
 	scenario_start(&s, 1, scripts, 0, 500, 3000);
 	CHECK(scenario_call(&s, "x") == VSRC_FAILED);
@@ -423,7 +423,7 @@ static void test_evicted_then_registers_again(void)
 
 static void test_error_reply(void)
 {
-	scenario s;
+	static scenario s; /* large: fake read buffers */
 	int scripts[1] = { FAKE_ERROR };
 	scenario_start(&s, 1, scripts, 0, 500, 3000);
 	CHECK(scenario_call(&s, "x") == VSRC_FAILED);
@@ -435,7 +435,7 @@ static void test_error_reply(void)
 
 static void test_close_during_call(void)
 {
-	scenario s;
+	static scenario s; /* large: fake read buffers */
 	int scripts[1] = { FAKE_SILENT_OPS };
 	scenario_start(&s, 1, scripts, 0, 1000, 300);
 	/* Registers, then the op goes unanswered until the call's deadline. */
