@@ -6,6 +6,8 @@
  *   restart         ... and the killed replica restarts and catches up
  *   dedup           a client retrying across a failover applies a write once (counter.lua)
  *   garbage         garbage on every port closes those connections; service goes on
+ *   supervisor      `vsrhost CONFIG` runs every replica; vsrctl put/get/status
+ *                   work against it; SIGINT stops them all (needs --vsrctl)
  *   failover-bench  --trials N: time from kill -9 of the primary to the first
  *                   acknowledged write through the new one (median, max)
  *
@@ -54,6 +56,7 @@
 /* Harness: temporary directory, config, child processes.                   */
 
 static const char *g_vsrhost;
+static const char *g_vsrctl;
 static const char *g_root;
 static char g_dir[256];
 static uint64_t g_cluster;
@@ -93,9 +96,12 @@ static void remove_dir(void)
 
 static void dump_logs(void)
 {
-	for (int i = 0; i < N; i++) {
+	for (int i = 0; i <= N; i++) {
 		char path[400];
-		snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
+		if (i == N)
+			snprintf(path, sizeof path, "%s/supervisor.log", g_dir);
+		else
+			snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
 		FILE *f = fopen(path, "r");
 		if (f == NULL)
 			continue;
@@ -1055,6 +1061,157 @@ static int scenario_garbage(void)
 	return 0;
 }
 
+/* Runs vsrctl with `args` (NULL-terminated) and captures its stdout.
+ * vsrctl bounds its own calls (-t), so this returns in bounded time. */
+static int run_vsrctl(char *out, size_t out_len, const char *const *args)
+{
+	char config[400];
+	snprintf(config, sizeof config, "%s/cluster.lua", g_dir);
+	const char *argv[16] = {"vsrctl", "-c", config, "-t", "10000"};
+	int argc = 5;
+	for (int i = 0; args[i] != NULL && argc < 15; i++)
+		argv[argc++] = args[i];
+	argv[argc] = NULL;
+	int fds[2];
+	if (pipe(fds) != 0)
+		fail("pipe: %s", strerror(errno));
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(fds[1], 1);
+		close(fds[0]);
+		close(fds[1]);
+		execv(g_vsrctl, (char *const *)argv);
+		_exit(127);
+	}
+	close(fds[1]);
+	size_t have = 0;
+	for (;;) {
+		ssize_t n = read(fds[0], out + have, out_len - 1 - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+		if (have == out_len - 1)
+			break;
+	}
+	out[have] = '\0';
+	close(fds[0]);
+	int status;
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Counts the lines of `text` containing `word`. */
+static int count_lines_with(const char *text, const char *word)
+{
+	int n = 0;
+	for (const char *line = text; *line != '\0';) {
+		const char *end = strchr(line, '\n');
+		size_t len = end ? (size_t)(end - line) : strlen(line);
+		for (size_t i = 0; i + strlen(word) <= len; i++) {
+			if (strncmp(line + i, word, strlen(word)) == 0) {
+				n++;
+				break;
+			}
+		}
+		line += len + (end ? 1 : 0);
+	}
+	return n;
+}
+
+/* The `make run` shape: vsrhost CONFIG (no --replica) supervises every
+ * replica; vsrctl put/get/status work against it; SIGINT stops them all. */
+static int scenario_supervisor(void)
+{
+	if (g_vsrctl == NULL)
+		fail("the supervisor scenario needs --vsrctl PATH");
+	pick_ports();
+	write_config("kv.lua");
+	char config[400], log[400], outp[400];
+	snprintf(config, sizeof config, "%s/cluster.lua", g_dir);
+	snprintf(log, sizeof log, "%s/supervisor.log", g_dir);
+	snprintf(outp, sizeof outp, "%s/supervisor.out", g_dir);
+	fflush(NULL);
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0)
+		fail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		/* The supervisor's own children die with it (it sets that up). */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		int e = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (e >= 0 && o >= 0) {
+			dup2(e, 2);
+			dup2(o, 1);
+		}
+		execl(g_vsrhost, "vsrhost", config, (char *)NULL);
+		_exit(127);
+	}
+	g_pid[0] = pid; /* slot 0 tracks the supervisor in this scenario */
+	char out[8192];
+	uint64_t deadline = now_ms() + STARTUP_MS;
+	for (;;) {
+		check_alive();
+		int rc = run_vsrctl(out, sizeof out, (const char *const[]){"status", NULL});
+		if (rc == 0 && count_lines_with(out, "normal") == N)
+			break;
+		if (now_ms() > deadline)
+			fail("vsrctl status never showed %d normal replicas:\n%s", N, out);
+		poll(NULL, 0, 50); /* next status round */
+	}
+	note("vsrctl status shows %d normal replicas", N);
+	char value[64];
+	snprintf(value, sizeof value, "world-%" PRIu64, g_seed);
+	int rc = run_vsrctl(out, sizeof out, (const char *const[]){"put", "hello", value, NULL});
+	if (rc != 0)
+		fail("vsrctl put exited %d: %s", rc, out);
+	rc = run_vsrctl(out, sizeof out, (const char *const[]){"get", "hello", NULL});
+	if (rc != 0 || strstr(out, value) == NULL)
+		fail("vsrctl get exited %d and printed: %s", rc, out);
+	note("vsrctl put then get returned %s", value);
+	FILE *f = fopen(outp, "r");
+	size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
+	out[n] = '\0';
+	if (f)
+		fclose(f);
+	char port[16];
+	snprintf(port, sizeof port, ":%u", g_client_port[0]);
+	if (strstr(out, "clients connect to") == NULL || strstr(out, port) == NULL)
+		fail("the supervisor did not print where clients connect:\n%s", out);
+	kill(pid, SIGINT);
+	deadline = now_ms() + 10000;
+	for (;;) {
+		int status;
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			g_pid[0] = 0;
+			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+				fail("the supervisor exited with status 0x%x after SIGINT", status);
+			break;
+		}
+		if (now_ms() > deadline)
+			fail("the supervisor did not exit within 10 s of SIGINT");
+		poll(NULL, 0, 10); /* bounded wait for its exit */
+	}
+	/* It waits for its children before exiting: every port is closed. */
+	for (int i = 0; i < N; i++) {
+		int fd = tcp_connect(g_client_port[i]);
+		if (fd >= 0) {
+			close(fd);
+			fail("replica %d still accepts connections after the supervisor stopped", i + 1);
+		}
+	}
+	note("SIGINT stopped the supervisor and every replica (exit 0)");
+	return 0;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -1112,14 +1269,15 @@ static int scenario_failover_bench(int trials)
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: proctest --vsrhost PATH --root SOURCE_DIR --scenario NAME\n"
-		     "                [--trials N] [--seed S] [--keep]\n"
-		     "scenarios: replicate failover restart dedup garbage failover-bench\n");
+		     "                [--vsrctl PATH] [--trials N] [--seed S] [--keep]\n"
+		     "scenarios: replicate failover restart dedup garbage supervisor failover-bench\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"vsrhost", required_argument, NULL, 'x'}, {"root", required_argument, NULL, 'r'},
+		{"vsrctl", required_argument, NULL, 'c'},
 		{"scenario", required_argument, NULL, 's'}, {"trials", required_argument, NULL, 't'},
 		{"seed", required_argument, NULL, 'S'}, {"keep", no_argument, NULL, 'k'},
 		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
@@ -1128,9 +1286,10 @@ int main(int argc, char **argv)
 	int trials = 10;
 	bool seeded = false;
 	int ch;
-	while ((ch = getopt_long(argc, argv, "x:r:s:t:S:kh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "x:r:c:s:t:S:kh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'x': g_vsrhost = optarg; break;
+		case 'c': g_vsrctl = optarg; break;
 		case 'r': g_root = optarg; break;
 		case 's': scenario = optarg; break;
 		case 't': trials = atoi(optarg); break;
@@ -1168,6 +1327,8 @@ int main(int argc, char **argv)
 		rc = scenario_dedup();
 	else if (strcmp(scenario, "garbage") == 0)
 		rc = scenario_garbage();
+	else if (strcmp(scenario, "supervisor") == 0)
+		rc = scenario_supervisor();
 	else if (strcmp(scenario, "failover-bench") == 0)
 		rc = scenario_failover_bench(trials);
 	else {
