@@ -46,12 +46,15 @@ function M.load_config(path)
 	return { cluster = cfg.cluster, addresses = addresses }
 end
 
--- Operations of the kv state machine (statemachines/kv.lua).
+-- Operations of the kv state machine (statemachines/kv.lua). Replies:
+-- put/cas/delete -> {version = N}; get -> {value = V, version = N}. A missing
+-- key or a failed cas is refused by the state machine: outcome "failed",
+-- err "20: ..." (no such key) or "22: ..." (precondition failed).
 M.ops = {
-	put = function(key, value) return { "put", key, value } end,
-	get = function(key) return { "get", key } end,
-	cas = function(key, from, to) return { "cas", key, from, to } end,
-	delete = function(key) return { "delete", key } end,
+	put = function(key, value) return { op = "put", key = key, value = value } end,
+	get = function(key) return { op = "get", key = key } end,
+	cas = function(key, from, to) return { op = "cas", key = key, from = from, to = to } end,
+	delete = function(key) return { op = "delete", key = key } end,
 }
 
 local Client = {}

@@ -235,7 +235,8 @@ char *vsrc_msgpack_to_json(const uint8_t *data, size_t len, char *err, size_t er
 			snprintf(err, err_len, "out of memory");
 		return NULL;
 	}
-	char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+	/* Sorted keys: the same reply always prints the same way. */
+	char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
 	json_decref(j);
 	if (!s)
 		snprintf(err, err_len, "out of memory");

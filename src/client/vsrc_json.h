@@ -3,7 +3,7 @@
  * JSON to msgpack: null, true/false, integers (int64), reals (float64),
  * strings (msgpack str), arrays, objects (maps with string keys, written in
  * key order so equal JSON gives equal bytes).
- * msgpack to JSON: the reverse; map keys that are not strings are written as
+ * msgpack to JSON: the reverse, object keys sorted; map keys that are not strings are written as
  * their JSON text ("1", "true"); str or bin values that are not valid UTF-8
  * become {"$bytes": "<hex>"}; unsigned integers above INT64_MAX become reals;
  * extension types are refused. */

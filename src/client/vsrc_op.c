@@ -1,4 +1,4 @@
-/* vsrc_op.c - msgpack encodings of the kv operations used by vsrctl and vsrbench. */
+/* vsrc_op.c - msgpack encodings of the kv operations used by vsrctl, vsrbench and tests. */
 #include "vsrc_op.h"
 
 #include <string.h>
@@ -11,34 +11,72 @@ static int op_write(void *data, const char *buf, size_t len)
 	return vsr_buf_append(data, buf, len) == VSR_OK ? 0 : -1;
 }
 
-int vsrc_op_strings(vsr_buf *out, const char *const *strings,
-		    const size_t *lengths, uint32_t count)
+static int op_str(msgpack_packer *pk, const char *s, size_t n)
+{
+	if (msgpack_pack_str(pk, n) != 0)
+		return -1;
+	return msgpack_pack_str_body(pk, s, n);
+}
+
+int vsrc_op_map(vsr_buf *out, const char *name, const char *const *fields,
+		const char *const *values, const size_t *value_lens, uint32_t count)
 {
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, out, op_write);
 	size_t before = out->len;
-	int rc = msgpack_pack_array(&pk, count);
+	int rc = msgpack_pack_map(&pk, count + 1u);
+	if (rc == 0)
+		rc = op_str(&pk, "op", 2);
+	if (rc == 0)
+		rc = op_str(&pk, name, strlen(name));
 	for (uint32_t i = 0; rc == 0 && i < count; i++) {
-		rc = msgpack_pack_str(&pk, lengths[i]);
+		rc = op_str(&pk, fields[i], strlen(fields[i]));
 		if (rc == 0)
-			rc = msgpack_pack_str_body(&pk, strings[i], lengths[i]);
+			rc = op_str(&pk, values[i], value_lens[i]);
 	}
 	if (rc != 0)
 		out->len = before;
 	return rc == 0 ? 0 : -1;
 }
 
+int vsrc_op_kv(vsr_buf *out, const char *name, const char *const *args, uint32_t nargs)
+{
+	static const struct {
+		const char *name;
+		uint32_t nargs;
+		const char *fields[3];
+	} kinds[] = {
+		{ "put", 2, { "key", "value" } },
+		{ "get", 1, { "key" } },
+		{ "cas", 3, { "key", "from", "to" } },
+		{ "delete", 1, { "key" } },
+	};
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		if (strcmp(name, kinds[k].name) != 0)
+			continue;
+		if (nargs != kinds[k].nargs)
+			return -1;
+		size_t lens[3];
+		for (uint32_t i = 0; i < nargs; i++)
+			lens[i] = strlen(args[i]);
+		return vsrc_op_map(out, name, kinds[k].fields, args, lens, nargs);
+	}
+	return -1;
+}
+
 int vsrc_op_put(vsr_buf *out, const void *key, size_t key_len,
 		const void *value, size_t value_len)
 {
-	const char *s[3] = { "put", key, value };
-	size_t l[3] = { 3, key_len, value_len };
-	return vsrc_op_strings(out, s, l, 3);
+	const char *f[2] = { "key", "value" };
+	const char *v[2] = { key, value };
+	size_t l[2] = { key_len, value_len };
+	return vsrc_op_map(out, "put", f, v, l, 2);
 }
 
 int vsrc_op_get(vsr_buf *out, const void *key, size_t key_len)
 {
-	const char *s[2] = { "get", key };
-	size_t l[2] = { 3, key_len };
-	return vsrc_op_strings(out, s, l, 2);
+	const char *f[1] = { "key" };
+	const char *v[1] = { key };
+	size_t l[1] = { key_len };
+	return vsrc_op_map(out, "get", f, v, l, 1);
 }

@@ -58,10 +58,24 @@ int main(void)
 
 	/* The kv op builders match the generic JSON encoding. */
 	CHECK(vsrc_op_put(&a, "k", 1, "v", 1) == 0);
-	CHECK(vsrc_json_to_msgpack("[\"put\",\"k\",\"v\"]", &b, err, sizeof(err)) == 0);
-	CHECK(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
+	CHECK(vsrc_json_to_msgpack("{\"op\":\"put\",\"key\":\"k\",\"value\":\"v\"}", &b, err,
+				   sizeof(err)) == 0);
+	char *ja = vsrc_msgpack_to_json(a.data, a.len, err, sizeof(err));
+	char *jb = vsrc_msgpack_to_json(b.data, b.len, err, sizeof(err));
+	CHECK(ja && jb && strcmp(ja, jb) == 0);
+	free(ja);
+	free(jb);
 	vsr_buf_free(&a);
 	vsr_buf_free(&b);
+	const char *args[3] = { "k", "1", "2" };
+	CHECK(vsrc_op_kv(&a, "cas", args, 3) == 0);
+	ja = vsrc_msgpack_to_json(a.data, a.len, err, sizeof(err));
+	CHECK(ja && strcmp(ja, "{\"from\":\"1\",\"key\":\"k\",\"op\":\"cas\",\"to\":\"2\"}") == 0);
+	free(ja);
+	vsr_buf_free(&a);
+	CHECK(vsrc_op_kv(&a, "cas", args, 2) == -1);
+	CHECK(vsrc_op_kv(&a, "frob", args, 1) == -1);
+	CHECK(a.len == 0);
 
 	/* msgpack that is not UTF-8, non-string keys, trailing bytes. */
 	const uint8_t bin[] = { 0xc4, 0x02, 0xff, 0x00 };

@@ -31,7 +31,7 @@ static void usage(FILE *f)
 		"  cas KEY FROM TO      set KEY to TO if its value is FROM\n"
 		"  delete KEY           remove KEY\n"
 		"  call JSON            apply any state-machine operation given as JSON,\n"
-		"                       e.g. vsrctl -c config/kv.lua call '[\"get\",\"k\"]'\n"
+		"                       e.g. vsrctl -c config/kv.lua call '{\"op\":\"get\",\"key\":\"k\"}'\n"
 		"  status               every replica's id, status, view, op, commit, primary\n"
 		"\n"
 		"Options:\n"
@@ -249,14 +249,8 @@ int main(int argc, char **argv)
 			return EX_DATAERR;
 		}
 	} else {
-		/* The kv commands: the command name and its arguments, as strings. */
-		const char *s[4] = { cmd };
-		size_t l[4] = { strlen(cmd) };
-		for (int i = 0; i < nargs; i++) {
-			s[i + 1] = args[i];
-			l[i + 1] = strlen(args[i]);
-		}
-		if (vsrc_op_strings(&op, s, l, (uint32_t)nargs + 1) < 0) {
+		/* The kv commands (statemachines/kv.lua), built in vsrc_op.c. */
+		if (vsrc_op_kv(&op, cmd, (const char *const *)args, (uint32_t)nargs) < 0) {
 			fprintf(stderr, "vsrctl: out of memory\n");
 			return EX_OSERR;
 		}
