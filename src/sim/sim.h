@@ -191,6 +191,8 @@ void sim_storage_load(sim_storage *st, uint64_t cluster, vsr_durable *out);
 typedef struct sim_ghost_replica {
 	uint64_t max_vote_view;   /* across incarnations: SVC, DVC, SV, PREPARE_OK */
 	uint64_t max_sent_view;   /* this incarnation */
+	uint64_t max_sent_log_view; /* this incarnation */
+	uint64_t max_dvc_log_view;  /* across incarnations */
 	uint64_t checked_commit;  /* agreement checked up to here */
 	vsr_replica_info info;    /* after the last step */
 	bool has_info;
@@ -224,7 +226,7 @@ typedef struct sim_options {
 	bool trace;
 	bool demo;
 	uint32_t bugs;            /* VSR_BUG_* for the teeth build */
-	bool lenient_votes;       /* skip the send-time durability check of votes */
+	bool consequences_only;   /* only check consequences, not direct evidence */
 	/* rates; -1 (as UINT32_MAX) means "drawn from the seed" */
 	uint32_t drop_ppm;
 	uint32_t dup_ppm;
@@ -272,9 +274,12 @@ bool sim_failed(const struct sim *s);
 uint8_t sim_replica_count(const struct sim *s);
 uint64_t sim_now(const struct sim *s);
 const sim_storage *sim_storage_of(const struct sim *s, uint8_t r);
-/* Strict: also fail a vote sent before its view is durable (I6), without
- * waiting for a crash to turn it into a lost promise. */
-bool sim_strict_votes(const struct sim *s);
+/* Direct checks catch a protocol mistake where it happens (a vote sent
+ * before its view is durable, an ack that does not match, a commit without
+ * a quorum, the core's own local invariants). Without them only the
+ * consequences are checked: divergent or lost committed state, lost
+ * promises after a crash, diverging digests, double execution. */
+bool sim_direct_checks(const struct sim *s);
 
 /* Checker entry points, called by the cluster around every step. */
 void sim_check_sent(struct sim *s, sim_ghost *g, uint8_t from,
@@ -288,6 +293,8 @@ void sim_check_full(struct sim *s, sim_ghost *g, uint8_t r,
 void sim_check_restart(struct sim *s, sim_ghost *g, uint8_t r,
 		       const sim_storage *st, const vsr_durable *d);
 void sim_check_crash(sim_ghost *g, uint8_t r);
+void sim_check_superblock(struct sim *s, uint8_t r, const vsr_superblock *old,
+			  const vsr_superblock *sb);
 void sim_check_duplicate_apply(struct sim *s, uint8_t replica, uint64_t op,
 			       uint64_t session, uint64_t request);
 

@@ -148,7 +148,7 @@ bool sim_failed(const struct sim *s) { return s->failed; }
 uint8_t sim_replica_count(const struct sim *s) { return s->n; }
 uint64_t sim_now(const struct sim *s) { return s->now; }
 const sim_storage *sim_storage_of(const struct sim *s, uint8_t r) { return &s->r[r].st; }
-bool sim_strict_votes(const struct sim *s) { return !s->opt.lenient_votes; }
+bool sim_direct_checks(const struct sim *s) { return !s->opt.consequences_only; }
 
 void sim_check_duplicate_apply(struct sim *s, uint8_t replica, uint64_t op,
 			       uint64_t session, uint64_t request)
@@ -967,6 +967,7 @@ static void handle(struct sim *s, sim_event *e)
 				 (unsigned long long)e->arg, e->node);
 			return;
 		}
+		sim_check_superblock(s, e->node, &nr->st.sb, &p->p.superblock);
 		sim_storage_complete(&nr->st);
 		trace_mix(s, 10, e->node, e->arg, 0);
 		tracef(s, "r%u   persisted #%llu", e->node, (unsigned long long)e->arg);

@@ -48,9 +48,9 @@ static void usage(FILE *f)
 		"  --drop-ppm N, --dup-ppm N, --crash-ppm N, --partition-ppm N,\n"
 		"  --delay-max N, --persist-max N\n"
 		"                       fix a fault rate (default: drawn per seed)\n"
-		"  --lenient-votes      do not fail a vote sent before it is durable;\n"
-		"                       only a promise lost in a crash fails\n"
-		"  --no-fork            run sweep seeds in this process (faster)\n"
+		"  --consequences-only  skip direct checks (vote before durable, ack\n"
+		"                       mismatch, commit without quorum, core's local\n"
+		"                       invariants): only damage done fails a run\n"		"  --no-fork            run sweep seeds in this process (faster)\n"
 		"  --quiet              in sweeps, print only failing seeds\n"
 		"  --demo               a short narrated run: primary isolated, healed\n"
 		"  --bug NAME           (vsrsim-teeth) plant a bug: ack-conflicting,\n"
@@ -288,8 +288,8 @@ int main(int argc, char **argv)
 			o.persist_max_ticks = (uint32_t)(x > 10000 ? 10000 : x);
 		} else if (!strcmp(a, "--trace")) {
 			o.trace = true;
-		} else if (!strcmp(a, "--lenient-votes")) {
-			o.lenient_votes = true;
+		} else if (!strcmp(a, "--consequences-only")) {
+			o.consequences_only = true;
 		} else if (!strcmp(a, "--no-fork")) {
 			fork_it = false;
 		} else if (!strcmp(a, "--quiet")) {
