@@ -316,7 +316,7 @@ void normal_on_prepare(vsr_replica *r, const vsr_message *m)
 	}
 	if (m->view > r->view) {
 		/* We missed a view change: learn the new view's log first. */
-		if (r->status != VSR_STATUS_STATE_TRANSFER) st_start(r, m->view, m->replica);
+		st_start(r, m->view, m->replica);
 		return;
 	}
 	if (r->status != VSR_STATUS_NORMAL || is_primary(r)) return;
@@ -348,7 +348,8 @@ void normal_send_ack(vsr_replica *r)
 	if (r->durable_view != r->view || r->durable_log_view != r->view) return;
 	uint64_t op = r->durable_op;
 	if (r->ack_sent_view == r->view && op <= r->ack_sent_op) return;
-	if (op == 0) return;
+	/* Nothing to ack below what we hold (a checkpoint was just installed). */
+	if (op == 0 || op + 1 < r->log.start) return;
 	vsr_message *out = emit_send(r, primary_index(r), VSR_MSG_PREPARE_OK);
 	out->op = op;
 	out->commit = r->commit;
@@ -361,8 +362,7 @@ void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 {
 	if (m->view > r->view && r->status != VSR_STATUS_RECOVERING) {
 		/* A replica acks in a view we do not know: we are behind. */
-		if (r->status != VSR_STATUS_STATE_TRANSFER)
-			st_start(r, m->view, vsr_primary_of(m->view, r->n));
+		st_start(r, m->view, vsr_primary_of(m->view, r->n));
 		return;
 	}
 	if (r->status != VSR_STATUS_NORMAL || !is_primary(r) || m->view != r->view) return;
@@ -412,7 +412,7 @@ void normal_on_commit(vsr_replica *r, const vsr_message *m)
 		return;
 	}
 	if (m->view > r->view) {
-		if (r->status != VSR_STATUS_STATE_TRANSFER) st_start(r, m->view, m->replica);
+		st_start(r, m->view, m->replica);
 		return;
 	}
 	if (r->status != VSR_STATUS_NORMAL || is_primary(r)) return;

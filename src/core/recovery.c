@@ -10,8 +10,10 @@
  *   crash, so we resume its view change (re-sending the same promise);
  * - we are the primary of the current view: the others cannot make progress
  *   without us, so we start the next view change.
- * Only normal replicas answer, with a nonce so that answers to an earlier
- * incarnation's request are never counted. */
+ * Every replica whose disk is intact answers, with its status; only normal
+ * ones can be followed into a view. Answers carry the request's nonce so that
+ * answers to an earlier incarnation's request are never counted. A replica
+ * that lost its disk (amnesia) neither answers nor counts itself. */
 #include "replica.h"
 
 static uint32_t popcount32(uint32_t x)
@@ -42,8 +44,9 @@ void rec_on_recovery(vsr_replica *r, const vsr_message *m)
 {
 	/* Normal replicas answer; so do recovering ones whose disk is intact,
 	 * so that a cluster that restarts as a whole can find its way back. */
-	bool recovering = r->status == VSR_STATUS_RECOVERING && !r->amnesia;
-	if (r->status != VSR_STATUS_NORMAL && !recovering) return;
+	/* Every replica with an intact disk answers, whatever its status, so
+	 * that a cluster where nobody is normal can still find its way back. */
+	if (r->amnesia) return;
 	vsr_message *out = emit_send(r, m->replica, VSR_MSG_RECOVERY_RESPONSE);
 	out->status = r->status;
 	out->log_view = r->log_view;

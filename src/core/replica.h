@@ -12,6 +12,9 @@
 
 #include "vsr.h"
 
+/* Retries without progress before a state transfer gives up for a view change. */
+#define VSR_TRANSFER_RETRIES_MAX 8
+
 #ifdef VSR_FAULT_INJECTION
 #define BUG(r, flag) (((r)->cfg.bugs & (flag)) != 0)
 #else
@@ -210,6 +213,7 @@ struct vsr_replica {
 	uint64_t fetch_checkpoint_size;
 	vsr_buf fetch_buf;
 	bool repairing;                   /* normal backup fetching a gap in its view */
+	uint32_t transfer_retries;        /* retries without progress */
 
 	/* timers */
 	uint64_t now;

@@ -37,9 +37,10 @@ static void send_get_checkpoint(vsr_replica *r)
 void st_start(vsr_replica *r, uint64_t view, uint8_t target)
 {
 	assert(view >= r->view);
-	if (r->status == VSR_STATUS_NORMAL && is_primary(r)) primary_drop_pipeline(r);
+	primary_drop_pipeline(r);
 	r->transfer_nonce = prng_next(&r->prng) | 1;
 	r->transfer_target = target;
+	r->transfer_retries = 0;
 	r->stats.state_transfers++;
 	if (BUG(r, VSR_BUG_TRUNCATE_TRANSFER) && r->status != VSR_STATUS_RECOVERING &&
 	    vsr_primary_of(view, r->n) != r->self) {
@@ -145,10 +146,12 @@ static void transfer_done(vsr_replica *r)
 	if (is_primary(r)) {
 		/* The view's primary is us, from before a crash: the others must
 		 * move on without it. */
+		r->amnesia = false;
 		r->status = VSR_STATUS_VIEW_CHANGE;
 		vc_start(r, r->view + 1);
 		return;
 	}
+	r->amnesia = false;
 	normal_become_backup(r);
 }
 
@@ -160,6 +163,8 @@ void st_on_new_state(vsr_replica *r, const vsr_message *m)
 		return;
 	}
 	if (r->status != VSR_STATUS_STATE_TRANSFER || m->view < r->view) return;
+	if (m->op < r->commit) return; /* stale: we already know more */
+	r->transfer_retries = 0;
 	if (m->view > r->view) {
 		r->view = m->view;
 		persist_state(r, false, 0, NULL, 0);
@@ -199,12 +204,11 @@ void st_on_new_state(vsr_replica *r, const vsr_message *m)
 	uint32_t k = 0;
 	while (k < m->entry_count && m->entries[k].op <= m->commit) k++;
 	if (k == 0) return;
+	/* log_install replaces a conflicting suffix (never committed, since it
+	 * is off the committed chain) but keeps entries that chain on, which
+	 * may be ours in a quorum of an older view. */
 	uint64_t matched = log_install(r, m->entries, k);
 	if (matched == UINT64_MAX) return;
-	if (r->log.head > matched) {
-		log_truncate_after(&r->log, matched);
-		persist_state(r, true, matched, NULL, 0);
-	}
 	normal_advance_commit(r, matched);
 	st_send_request(r);
 	timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
@@ -234,6 +238,14 @@ void st_on_checkpoint_chunk(vsr_replica *r, const vsr_message *m)
 	    m->checkpoint_size != r->fetch_checkpoint_size ||
 	    m->checksum != r->fetch_checkpoint_checksum || m->offset != r->fetch_buf.len)
 		return;
+	r->transfer_retries = 0;
+	if (r->fetch_checkpoint_op <= r->commit) {
+		/* Entries arrived meanwhile and took us past it: never go back. */
+		r->fetching_checkpoint = false;
+		vsr_buf_reset(&r->fetch_buf);
+		st_send_request(r);
+		return;
+	}
 	if (r->fetch_buf.len + m->body_len > r->fetch_checkpoint_size ||
 	    (m->body_len == 0 && r->fetch_buf.len < r->fetch_checkpoint_size)) {
 		r->stats.messages_dropped++;
@@ -270,8 +282,23 @@ void st_on_checkpoint_chunk(vsr_replica *r, const vsr_message *m)
 void st_on_tick(vsr_replica *r)
 {
 	if (!timer_fired(r, &r->t_retry)) return;
+	if (++r->transfer_retries > VSR_TRANSFER_RETRIES_MAX && !r->amnesia) {
+		/* No normal replica answers: the view we are transferring into may
+		 * be dead. Our log is intact (state transfer only ever drops what is
+		 * off the committed chain), so leave for a view change rather than
+		 * wait forever for a primary that needs our vote. */
+		r->transfer_retries = 0;
+		r->fetching_checkpoint = false;
+		r->status = VSR_STATUS_VIEW_CHANGE;
+		vc_start(r, r->view + 1);
+		return;
+	}
 	if (r->fetching_checkpoint) {
-		send_get_checkpoint(r);
+		/* The server may have moved to a newer checkpoint: start over
+		 * with GET_STATE, which names the current one. */
+		r->fetching_checkpoint = false;
+		vsr_buf_reset(&r->fetch_buf);
+		st_send_request(r);
 	} else {
 		/* Ask someone else: the target may be down or behind. */
 		r->transfer_target = (uint8_t)((r->transfer_target + 1) % r->n);

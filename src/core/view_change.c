@@ -65,7 +65,8 @@ static void arm_view_change_timers(vsr_replica *r)
 
 static void enter_view_change(vsr_replica *r)
 {
-	if (r->status == VSR_STATUS_NORMAL && is_primary(r)) primary_drop_pipeline(r);
+	/* Queued and in-flight requests are dropped; clients retry. */
+	primary_drop_pipeline(r);
 	set_status(r, VSR_STATUS_VIEW_CHANGE);
 	vc_reset_votes(r);
 	r->svc_sent_view = 0;
@@ -217,6 +218,9 @@ static void vc_try_assemble(vsr_replica *r)
 	}
 	if (have < r->quorum) return;
 	const dvc_copy *b = &r->dvc[best];
+	/* Every committed op is in the best log (quorum intersection); a best
+	 * log shorter than our commit means a broken peer: do not install it. */
+	if (b->op < r->commit) return;
 
 	/* 1. The committed prefix the best log builds on: ours if our log has
 	 *    the same entry at its commit, else borrowed from another DVC whose
@@ -296,6 +300,8 @@ void vc_on_start_view(vsr_replica *r, const vsr_message *m)
 		r->stats.messages_dropped++;
 		return;
 	}
+	/* An older START_VIEW of this view, delayed: we already know more. */
+	if (m->op < r->commit) return;
 	/* Does the suffix chain onto our log? If not, we are too far behind:
 	 * state transfer, never claiming the view's log before we have it. */
 	bool chains;
