@@ -87,6 +87,25 @@ typedef struct vsrh_sm_stats {
 } vsrh_sm_stats;
 void vsrh_sm_stats_get(const vsrh_sm *sm, vsrh_sm_stats *out);
 
+/* The script's example operations (its optional `examples` field: an array
+ * of operations, or a function returning one, called with math.random
+ * seeded by `seed`), each encoded as msgpack into ops[i]. The caller frees
+ * each ops[i].data and the array. Returns VSR_OK (possibly *n == 0) or a
+ * negative error with err filled. */
+int vsrh_sm_examples(vsrh_sm *sm, uint64_t seed, vsr_buf **ops, uint32_t *n, char *err,
+		     size_t err_len);
+
+/* The determinism self-check shared by `vsrhost check` and the test kit:
+ * opens the script twice with different check seeds (pairs() order differs),
+ * applies the same operations to both and compares every reply and the
+ * digests; halfway it snapshots, restores into a third instance, compares
+ * snapshot bytes and digests, and goes on comparing that instance's replies.
+ * Returns 0 when all agree, 1 when a check failed (report says which op and
+ * what differed, in plain words), or a negative error (the script does not
+ * load; report says why). `seed` picks the check seeds. */
+int vsrh_selfcheck(const vsrh_sm_options *o, const vsr_buf *ops, uint32_t n_ops, uint64_t seed,
+		   char *report, size_t report_len);
+
 /* `vsrhost check CONFIG`: validates the config, loads the state machine in
  * the sandbox and runs its determinism self-check. argv[0] is "check".
  * Prints findings in plain words; returns 0, EX_USAGE, EX_CONFIG or

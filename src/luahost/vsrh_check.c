@@ -1,0 +1,364 @@
+/* vsrh_check.c - the determinism self-check, and `vsrhost check CONFIG`. */
+#include "vsrh_lua.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "vsrh_codec.h"
+
+/* ---------------------------------------------------------------- text */
+
+typedef struct text {
+	char *p;
+	size_t len, cap;
+} text;
+
+static void tx(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tx(text *t, const char *fmt, ...)
+{
+	if (t->len + 1 >= t->cap)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(t->p + t->len, t->cap - t->len, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		t->len = t->len + (size_t)n < t->cap ? t->len + (size_t)n : t->cap - 1;
+}
+
+/* Writes a msgpack value as Lua-like text, e.g. {key = "x", op = "get"}. */
+static int show(text *t, const uint8_t *d, size_t len, size_t *pos, int depth)
+{
+	if (*pos >= len || depth > 8)
+		return -1;
+	uint8_t c = d[*pos];
+	uint32_t n;
+	const char *s;
+	size_t sl;
+	int64_t v;
+	if (c == 0xc0) { tx(t, "nil"); (*pos)++; return 0; }
+	if (c == 0xc2 || c == 0xc3) { tx(t, c == 0xc3 ? "true" : "false"); (*pos)++; return 0; }
+	if (c == 0xcb && *pos + 9 <= len) {
+		uint64_t u = 0;
+		for (int i = 1; i <= 8; i++)
+			u = (u << 8) | d[*pos + (size_t)i];
+		double f;
+		memcpy(&f, &u, sizeof f);
+		tx(t, "%.17g", f);
+		*pos += 9;
+		return 0;
+	}
+	if (vsrh_get_int(d, len, pos, &v) == 0) { tx(t, "%" PRId64, v); return 0; }
+	if (vsrh_get_str(d, len, pos, &s, &sl) == 0) {
+		tx(t, "\"%.*s%s\"", (int)(sl > 60 ? 60 : sl), s, sl > 60 ? "..." : "");
+		return 0;
+	}
+	if (vsrh_get_array_header(d, len, pos, &n) == 0) {
+		tx(t, "{");
+		for (uint32_t i = 0; i < n; i++) {
+			if (i)
+				tx(t, ", ");
+			if (show(t, d, len, pos, depth + 1))
+				return -1;
+		}
+		tx(t, "}");
+		return 0;
+	}
+	if (vsrh_get_map_header(d, len, pos, &n) == 0) {
+		tx(t, "{");
+		for (uint32_t i = 0; i < n; i++) {
+			if (i)
+				tx(t, ", ");
+			size_t kp = *pos;
+			if (vsrh_get_str(d, len, &kp, &s, &sl) == 0) {
+				tx(t, "%.*s = ", (int)sl, s);
+				*pos = kp;
+			} else {
+				tx(t, "[");
+				if (show(t, d, len, pos, depth + 1))
+					return -1;
+				tx(t, "] = ");
+			}
+			if (show(t, d, len, pos, depth + 1))
+				return -1;
+		}
+		tx(t, "}");
+		return 0;
+	}
+	size_t p = *pos;
+	if (vsrh_skip(d, len, &p))
+		return -1;
+	tx(t, "(value)");
+	*pos = p;
+	return 0;
+}
+
+static void show_value(text *t, const uint8_t *d, size_t len)
+{
+	size_t pos = 0;
+	if (show(t, d, len, &pos, 0))
+		tx(t, "(%zu bytes of malformed msgpack)", len);
+}
+
+static void show_reply(text *t, int status, const vsr_buf *r)
+{
+	if (status == VSR_REPLY_OK) {
+		tx(t, "ok ");
+		show_value(t, r->data, r->len);
+	} else {
+		tx(t, "error \"%.*s\"", (int)(r->len > 300 ? 300 : r->len), (const char *)r->data);
+	}
+}
+
+static int same_reply(int sa, const vsr_buf *a, int sb, const vsr_buf *b)
+{
+	return sa == sb && a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
+}
+
+/* ---------------------------------------------------------------- selfcheck */
+
+static uint64_t mix64(uint64_t z)
+{
+	z += 0x9e3779b97f4a7c15ull;
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static size_t first_difference(const vsr_buf *a, const vsr_buf *b)
+{
+	size_t n = a->len < b->len ? a->len : b->len;
+	for (size_t i = 0; i < n; i++)
+		if (a->data[i] != b->data[i])
+			return i;
+	return n;
+}
+
+int vsrh_selfcheck(const vsrh_sm_options *o, const vsr_buf *ops, uint32_t n_ops, uint64_t seed,
+		   char *report, size_t report_len)
+{
+	text t = {report, 0, report_len};
+	report[0] = 0;
+	vsrh_sm *a = NULL, *b = NULL, *c = NULL;
+	vsrh_sm_options oa = *o, ob = *o, oc = *o;
+	oa.check_seed = mix64(seed) | 1;
+	ob.check_seed = mix64(seed + 1) | 1;
+	oc.check_seed = mix64(seed + 2) | 1;
+	char err[1024];
+	int rc = 0;
+	vsr_buf ra = {0}, rb = {0}, rcb = {0}, sa = {0}, sc = {0};
+	if (vsrh_sm_open(&a, &oa, err, sizeof err) || vsrh_sm_open(&b, &ob, err, sizeof err)) {
+		tx(&t, "%s\n", err);
+		rc = VSR_ESM;
+		goto out;
+	}
+	uint32_t half = n_ops / 2;
+	for (uint32_t i = 0; i < n_ops; i++) {
+		if (i == half && n_ops >= 2) {
+			/* snapshot / restore round trip, halfway */
+			if (vsrh_sm_snapshot(a, &sa) != VSR_OK) {
+				tx(&t, "snapshot failed after %u operations (see the log for the reason)\n", i);
+				rc = 1;
+				goto out;
+			}
+			if (vsrh_sm_open(&c, &oc, err, sizeof err)) {
+				tx(&t, "%s\n", err);
+				rc = VSR_ESM;
+				goto out;
+			}
+			if (vsrh_sm_restore(c, sa.data, sa.len) != VSR_OK) {
+				tx(&t, "restore of a snapshot taken after %u operations failed (see the log)\n", i);
+				rc = 1;
+				goto out;
+			}
+			if (vsrh_sm_snapshot(c, &sc) != VSR_OK) {
+				tx(&t, "snapshot of the restored state failed\n");
+				rc = 1;
+				goto out;
+			}
+			if (sa.len != sc.len || memcmp(sa.data, sc.data, sa.len) != 0) {
+				tx(&t, "restored state differs from the replayed state: a snapshot taken "
+				   "after %u operations, restored into a fresh instance and snapshotted "
+				   "again, gives different bytes (%zu vs %zu bytes, first difference at "
+				   "byte %zu). restore() does not rebuild what snapshot() saved.\n",
+				   i, sa.len, sc.len, first_difference(&sa, &sc));
+				rc = 1;
+				goto out;
+			}
+			if (vsrh_sm_digest(a) != vsrh_sm_digest(c)) {
+				tx(&t, "restored state differs from the replayed state: digests differ "
+				   "after restoring a snapshot taken after %u operations\n", i);
+				rc = 1;
+				goto out;
+			}
+		}
+		vsr_apply_ctx actx = {
+			.op = i + 1,
+			.timestamp = 1700000000000000000ull + (uint64_t)(i + 1) * 1000000ull,
+			.session = 1 + i % 4,
+			.request = 1 + i / 4,
+			.seed = mix64(seed ^ ((uint64_t)i << 20)),
+		};
+		ra.len = rb.len = rcb.len = 0;
+		int xa = vsrh_sm_apply(a, &actx, ops[i].data, ops[i].len, &ra);
+		int xb = vsrh_sm_apply(b, &actx, ops[i].data, ops[i].len, &rb);
+		if (!same_reply(xa, &ra, xb, &rb)) {
+			tx(&t, "operation %u ", i + 1);
+			show_value(&t, ops[i].data, ops[i].len);
+			tx(&t, " gave different replies in two independently seeded runs:\n  run 1: ");
+			show_reply(&t, xa, &ra);
+			tx(&t, "\n  run 2: ");
+			show_reply(&t, xb, &rb);
+			tx(&t, "\nThe reply depends on something other than the operation and the state: "
+			   "usually the order of pairs() over a table (use vsr.sorted_pairs or "
+			   "vsr.store.scan), or randomness not taken from ctx.random.\n");
+			rc = 1;
+			goto out;
+		}
+		if (c) {
+			int xc = vsrh_sm_apply(c, &actx, ops[i].data, ops[i].len, &rcb);
+			if (!same_reply(xa, &ra, xc, &rcb)) {
+				tx(&t, "restored state differs from the replayed state: operation %u ", i + 1);
+				show_value(&t, ops[i].data, ops[i].len);
+				tx(&t, " gave\n  replayed: ");
+				show_reply(&t, xa, &ra);
+				tx(&t, "\n  restored from the snapshot taken after %u operations: ", half);
+				show_reply(&t, xc, &rcb);
+				tx(&t, "\nsnapshot()/restore() do not carry everything apply() depends on.\n");
+				rc = 1;
+				goto out;
+			}
+		}
+		if (vsrh_sm_digest(a) != vsrh_sm_digest(b)) {
+			tx(&t, "after operation %u ", i + 1);
+			show_value(&t, ops[i].data, ops[i].len);
+			tx(&t, " the two independently seeded runs hold different states (digests differ): "
+			   "the state depends on pairs() order or on randomness not from ctx.random.\n");
+			rc = 1;
+			goto out;
+		}
+	}
+	if (c && vsrh_sm_digest(a) != vsrh_sm_digest(c)) {
+		tx(&t, "restored state differs from the replayed state: digests differ after all %u "
+		   "operations\n", n_ops);
+		rc = 1;
+		goto out;
+	}
+	tx(&t, "%u operations: replies and state digests agree across two independently seeded "
+	   "runs%s\n", n_ops, c ? "; the snapshot/restore round trip agrees" : "");
+out:
+	vsrh_sm_destroy(a);
+	vsrh_sm_destroy(b);
+	vsrh_sm_destroy(c);
+	free(ra.data);
+	free(rb.data);
+	free(rcb.data);
+	free(sa.data);
+	free(sc.data);
+	return rc;
+}
+
+/* ---------------------------------------------------------------- vsrhost check */
+
+static void check_usage(FILE *f)
+{
+	fprintf(f, "usage: vsrhost check [--seed N] CONFIG\n"
+		   "Validates the configuration, loads its state machine in the sandbox and runs the\n"
+		   "determinism self-check on the script's examples.\n");
+}
+
+int vsrh_check_main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"seed", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	uint64_t seed = 1;
+	int ch;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "s:h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's': {
+			char *end;
+			seed = strtoull(optarg, &end, 0);
+			if (*end || !*optarg) {
+				fprintf(stderr, "vsrhost check: --seed: expected an integer, got \"%s\"\n", optarg);
+				return EX_USAGE;
+			}
+			break;
+		}
+		case 'h':
+			check_usage(stdout);
+			return 0;
+		default:
+			check_usage(stderr);
+			return EX_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		check_usage(stderr);
+		return EX_USAGE;
+	}
+	const char *path = argv[optind];
+	char err[2048];
+	vsrh_config cfg;
+	if (vsrh_config_load(path, &cfg, err, sizeof err) != 0) {
+		fprintf(stderr, "%s\n", err);
+		return EX_CONFIG;
+	}
+	printf("%s: configuration is valid: cluster %" PRIu64 ", %u replica%s, state machine %s\n",
+	       path, cfg.cluster, cfg.replica_count, cfg.replica_count == 1 ? "" : "s", cfg.statemachine);
+	vsrh_sm_options o = {
+		.statemachine = cfg.statemachine,
+		.dedup = cfg.dedup,
+		.instructions_max = cfg.instructions_max,
+		.memory_bytes_max = cfg.memory_bytes_max,
+		.clients_max = cfg.clients_max,
+		.log_level = VSRH_LOG_WARN,
+	};
+	vsrh_sm *sm;
+	if (vsrh_sm_open(&sm, &o, err, sizeof err) != VSR_OK) {
+		fprintf(stderr, "%s: the state machine does not load: %s\n", path, err);
+		vsrh_config_free(&cfg);
+		return EX_CONFIG;
+	}
+	printf("%s: loads in the sandbox (budgets: %" PRIu64 " instructions per call, %" PRIu64
+	       " bytes of memory)\n", cfg.statemachine, cfg.instructions_max, cfg.memory_bytes_max);
+	vsr_buf *ops;
+	uint32_t n;
+	int rc = vsrh_sm_examples(sm, seed, &ops, &n, err, sizeof err);
+	vsrh_sm_destroy(sm);
+	if (rc != VSR_OK) {
+		fprintf(stderr, "%s\n", err);
+		vsrh_config_free(&cfg);
+		return EX_DATAERR;
+	}
+	if (n == 0) {
+		printf("%s: has no examples, so determinism was not checked: add an `examples` field "
+		       "(an array of operations) to the table the script returns\n", cfg.statemachine);
+		vsrh_config_free(&cfg);
+		return 0;
+	}
+	char report[8192];
+	rc = vsrh_selfcheck(&o, ops, n, seed, report, sizeof report);
+	for (uint32_t i = 0; i < n; i++)
+		free(ops[i].data);
+	free(ops);
+	int code = 0;
+	if (rc == 0) {
+		printf("%s: determinism self-check passed (seed %" PRIu64 "): %s", cfg.statemachine, seed,
+		       report);
+	} else {
+		fprintf(stderr, "%s: determinism self-check FAILED (seed %" PRIu64 "):\n%s",
+			cfg.statemachine, seed, report);
+		code = rc < 0 ? EX_CONFIG : EX_DATAERR;
+	}
+	vsrh_config_free(&cfg);
+	return code;
+}

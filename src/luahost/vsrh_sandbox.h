@@ -1,0 +1,120 @@
+/* vsrh_sandbox.h - the one definition of the Lua sandbox (host, config, test kit).
+ *
+ * A box is a lua_State whose scripts see only an allow-list: the base
+ * functions that cannot reach outside the state, string (no dump), table
+ * (with a deterministic stable sort), math (random from the host's
+ * per-call generator, no randomseed), utf8, and `require` limited to the
+ * project's own Lua modules. Library tables are read-only proxies and the
+ * string metatable is hidden. Every call into Lua goes through
+ * vsrh_box_call(), which arms a deterministic instruction budget that the
+ * script cannot catch with pcall, under a memory budget. print and warn go to
+ * the host's log callback. */
+#ifndef VSRH_SANDBOX_H
+#define VSRH_SANDBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lua.h>
+
+#include "vsrh_lua.h"
+
+#define VSRH_PATH_MAX 4096
+
+enum vsrh_fatal {
+	VSRH_FATAL_NONE = 0,
+	VSRH_FATAL_BUDGET,  /* the instruction budget is spent */
+	VSRH_FATAL_MEMORY,  /* the memory budget refused an allocation */
+};
+
+typedef struct vsrh_box {
+	lua_State *L;
+	/* memory budget */
+	size_t mem_used;
+	size_t mem_max;
+	bool mem_limited;      /* false while the host itself works in the state */
+	uint64_t mem_refusals;
+	/* instruction budget of the current call */
+	uint64_t instr_max;
+	uint64_t instr_left;
+	uint32_t instr_chunk;  /* count the hook is armed with */
+	int fatal;             /* enum vsrh_fatal, for the current call */
+	uint64_t budget_exhausted;
+	/* the per-call generator behind math.random and ctx.random */
+	uint64_t rng[4];
+	/* check mode: pairs() visits keys in an order shuffled by this generator */
+	bool shuffle;
+	uint64_t shuffle_rng[4];
+	/* log routing */
+	vsrh_log_fn log;
+	void *log_arg;
+	int log_level;
+	/* where require looks, in order */
+	char lua_root[VSRH_PATH_MAX];
+	char script_dir[VSRH_PATH_MAX];
+} vsrh_box;
+
+typedef struct vsrh_box_options {
+	uint64_t instructions_max;
+	uint64_t memory_bytes_max;
+	const char *lua_root;   /* may be NULL */
+	const char *script_dir; /* may be NULL */
+	vsrh_log_fn log;
+	void *log_arg;
+	int log_level;
+	uint64_t check_seed;    /* nonzero: shuffled pairs */
+} vsrh_box_options;
+
+/* Creates the state. Returns 0, or -1 with err filled. */
+int vsrh_box_open(vsrh_box *b, const vsrh_box_options *o, char *err, size_t err_len);
+void vsrh_box_close(vsrh_box *b);
+
+/* Pushes a fresh environment table for one script (its _ENV): the
+ * allow-listed globals, reading an unknown global raises an error that
+ * names it and says what to use instead. */
+void vsrh_box_push_env(vsrh_box *b);
+
+/* Registers a host module returned by require(name) (value on top, popped). */
+void vsrh_box_preload(vsrh_box *b, const char *name);
+
+/* Loads a file as a text chunk with the environment on top of the stack
+ * (popped) as its _ENV. `chunkname` names it in messages (e.g. "kv.lua").
+ * Pushes the function and returns 0, or returns -1 with err filled. */
+int vsrh_box_load_file(vsrh_box *b, const char *path, const char *chunkname,
+		       char *err, size_t err_len);
+
+/* Calls the function below `nargs` arguments with the budgets armed, like
+ * lua_pcall with a message handler. Returns the lua_pcall status; on error
+ * the message handler has logged the traceback at debug level and left the
+ * error object on the stack. */
+int vsrh_box_call(vsrh_box *b, int nargs, int nresults);
+
+/* Converts the error object at idx into text without calling any metamethod,
+ * writing at most out_len-1 bytes. Knows vsr.fail tables, budget and memory
+ * errors. Returns the length written. */
+size_t vsrh_box_error_text(vsrh_box *b, int status, int idx, char *out, size_t out_len);
+
+/* Seeds the per-call generator (math.random, ctx.random). */
+void vsrh_box_seed(vsrh_box *b, uint64_t seed);
+
+/* Logs through the box's callback. */
+void vsrh_box_log(vsrh_box *b, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Pushes the shared deterministic random function (for ctx.random). */
+void vsrh_box_push_random(vsrh_box *b);
+
+/* Registry key of the writable table behind the read-only global `vsr`:
+ * the state-machine host adds its functions there. */
+#define VSRH_BOX_VSR "vsrh.vsr"
+
+/* Registry key of the metatable of vsr.fail(code, message) error objects. */
+extern const char vsrh_fail_mt_key[];
+
+static inline vsrh_box *vsrh_box_of(lua_State *L)
+{
+	return *(vsrh_box **)lua_getextraspace(L);
+}
+
+#endif /* VSRH_SANDBOX_H */

@@ -1,0 +1,1270 @@
+/* vsrh_sm.c - a sandboxed Lua state machine behind the core's vsr_state_machine interface.
+ *
+ * Happy path of one operation: decode the op (msgpack -> Lua), call the
+ * script's apply(op, ctx) under the budgets, encode the reply (Lua ->
+ * msgpack, canonical), commit the store's buffered writes.
+ * Failure modes: the op does not decode, apply raises or runs out of
+ * instructions or memory, or the reply does not encode: the reply is an
+ * error, the store's buffer is dropped and, for a script that keeps plain
+ * Lua state (it has snapshot/restore hooks), the state is rolled back by
+ * restoring the last base snapshot and replaying the operations applied
+ * since. All of it depends only on the log, so every replica does the same.
+ * Host-internal steps run with the memory budget lifted: they cannot fail
+ * halfway except on a real out-of-memory, which aborts. */
+#include "vsrh_lua.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <lauxlib.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "vsrh_codec.h"
+#include "vsrh_sandbox.h"
+#include "vsrh_store.lua.h"
+
+#define SNAPSHOT_MAGIC "vsrh-snapshot-1"
+/* A plain-state script takes a base snapshot every this many operations
+ * (or bytes of operations), bounding both the replay on rollback and the
+ * memory the replay log holds. */
+#define REPLAY_OPS_MAX 256u
+#define REPLAY_BYTES_MAX (4u << 20)
+#define ERR_TEXT_MAX 1024
+
+typedef struct replay_rec {
+	vsr_apply_ctx actx;
+	size_t off;
+	size_t len;
+} replay_rec;
+
+struct vsrh_sm {
+	vsrh_box box;
+	char script_name[256];
+	int ref_apply, ref_query, ref_snapshot, ref_restore;
+	int ref_store_internal, ref_st; /* the store's internals and shared state */
+	int ref_commit, ref_abort;
+	int ref_policy; /* policy table or LUA_NOREF */
+	int ref_examples; /* the script's examples (table or function) or LUA_NOREF */
+	bool plain;     /* the script keeps its own state (snapshot/restore hooks) */
+	uint64_t last_op, last_timestamp;
+	/* plain-state rollback */
+	bool has_base, replaying;
+	vsr_buf base;
+	vsr_buf replay_bytes;
+	replay_rec *recs;
+	uint32_t nrecs;
+	vsrh_sm_stats stats;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static int store_pack(lua_State *L)
+{
+	char err[256];
+	vsr_buf b = {0};
+	luaL_checkany(L, 1);
+	if (vsrh_encode(L, 1, &b, VSR_OP_BYTES_MAX, err, sizeof err)) {
+		free(b.data);
+		return luaL_error(L, "vsr.store.put: %s", err);
+	}
+	lua_pushlstring(L, (const char *)b.data, b.len);
+	free(b.data);
+	return 1;
+}
+
+static int store_unpack(lua_State *L)
+{
+	size_t len;
+	const char *s = luaL_checklstring(L, 1, &len);
+	char err[256];
+	if (vsrh_decode(L, (const uint8_t *)s, len, err, sizeof err))
+		return luaL_error(L, "vsr.store: stored value does not decode: %s", err);
+	return 1;
+}
+
+static uint64_t entry_hash(const char *k, size_t kl, const char *v, size_t vl)
+{
+	return XXH3_64bits_withSeed(v, vl, XXH3_64bits(k, kl));
+}
+
+static int store_hash(lua_State *L)
+{
+	size_t kl, vl;
+	const char *k = luaL_checklstring(L, 1, &kl);
+	const char *v = luaL_checklstring(L, 2, &vl);
+	lua_pushinteger(L, (lua_Integer)entry_hash(k, kl, v, vl));
+	return 1;
+}
+
+static int bytes_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+	int c = memcmp(a, b, al < bl ? al : bl);
+	return c ? c : (al > bl) - (al < bl);
+}
+
+/* sorted_keys(t): string keys of t in byte order */
+static int store_sorted_keys(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	vsrh_push_sorted_keys(L, 1);
+	return 1;
+}
+
+/* lower_bound(arr, key): first index whose key is >= key, bytewise */
+static int store_lower_bound(lua_State *L)
+{
+	size_t kl;
+	const char *k = luaL_checklstring(L, 2, &kl);
+	lua_Integer lo = 1, hi = (lua_Integer)lua_rawlen(L, 1) + 1;
+	while (lo < hi) {
+		lua_Integer mid = lo + (hi - lo) / 2;
+		size_t ml;
+		lua_rawgeti(L, 1, mid);
+		const char *m = lua_tolstring(L, -1, &ml);
+		int c = bytes_cmp(m, ml, k, kl);
+		lua_pop(L, 1);
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	lua_pushinteger(L, lo);
+	return 1;
+}
+
+static int store_keyless(lua_State *L)
+{
+	size_t al, bl;
+	const char *a = luaL_checklstring(L, 1, &al);
+	const char *b = luaL_checklstring(L, 2, &bl);
+	lua_pushboolean(L, bytes_cmp(a, al, b, bl) < 0);
+	return 1;
+}
+
+static int vsr_sorted_keys(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	vsrh_push_sorted_keys(L, 1);
+	return 1;
+}
+
+static int sorted_pairs_iter(lua_State *L)
+{
+	lua_Integer i = lua_tointeger(L, lua_upvalueindex(2)) + 1;
+	lua_pushinteger(L, i);
+	lua_replace(L, lua_upvalueindex(2));
+	for (;; i++) {
+		if (lua_rawgeti(L, lua_upvalueindex(1), i) == LUA_TNIL)
+			return 0;
+		lua_pushvalue(L, -1);
+		if (lua_rawget(L, 1) != LUA_TNIL) {
+			lua_pushinteger(L, i);
+			lua_replace(L, lua_upvalueindex(2));
+			return 2;
+		}
+		lua_pop(L, 2);
+	}
+}
+
+/* vsr.sorted_pairs(t): like pairs, in canonical key order on every replica */
+static int vsr_sorted_pairs(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	vsrh_push_sorted_keys(L, 1);
+	lua_pushinteger(L, 0);
+	lua_pushcclosure(L, sorted_pairs_iter, 2);
+	lua_pushvalue(L, 1);
+	lua_pushnil(L);
+	return 3;
+}
+
+static int vsr_array(lua_State *L)
+{
+	if (lua_isnoneornil(L, 1))
+		lua_newtable(L);
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	luaL_setmetatable(L, vsrh_array_mt_key);
+	return 1;
+}
+
+static int vsr_map(lua_State *L)
+{
+	if (lua_isnoneornil(L, 1))
+		lua_newtable(L);
+	luaL_checktype(L, 1, LUA_TTABLE);
+	lua_settop(L, 1);
+	luaL_setmetatable(L, vsrh_map_mt_key);
+	return 1;
+}
+
+static void set_mode(vsrh_sm *sm, int mode)
+{
+	lua_State *L = sm->box.L;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_st);
+	lua_pushinteger(L, mode);
+	lua_setfield(L, -2, "mode");
+	lua_pop(L, 1);
+}
+
+static void put_error(vsr_buf *reply, const char *text, size_t len)
+{
+	reply->len = 0;
+	if (vsrh_buf_put(reply, text, len)) {
+		fprintf(stderr, "vsrluahost: out of memory writing an error reply\n");
+		abort();
+	}
+}
+
+/* Runs f(ud) in protected mode with the memory budget lifted; a failure
+ * there is a real out-of-memory or a host bug, and determinism cannot be
+ * kept after it, so the process stops. */
+static void host_protected(vsrh_sm *sm, lua_CFunction f, void *ud, const char *what)
+{
+	lua_State *L = sm->box.L;
+	lua_pushcfunction(L, f);
+	lua_pushlightuserdata(L, ud);
+	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+		fprintf(stderr, "vsrluahost: %s failed: %s\n", what,
+			lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object)");
+		abort();
+	}
+}
+
+/* ---------------------------------------------------------------- apply */
+
+typedef struct apply_job {
+	vsrh_sm *sm;
+	const vsr_apply_ctx *actx;
+	const uint8_t *op;
+	size_t op_len;
+	vsr_buf *reply;
+	int mode;   /* 1 apply, 2 query, 3 apply as a query (writes dropped) */
+	int result; /* VSR_REPLY_OK or VSR_REPLY_ERROR */
+} apply_job;
+
+static uint64_t op_seed(const vsr_apply_ctx *a)
+{
+	if (a->seed)
+		return a->seed;
+	/* The core may leave seed 0: derive one from fields in the log. */
+	uint64_t in[3] = {a->op, a->timestamp, a->session ^ (a->request << 1)};
+	return XXH3_64bits(in, sizeof in);
+}
+
+static int apply_tramp(lua_State *L)
+{
+	apply_job *j = lua_touserdata(L, 1);
+	vsrh_sm *sm = j->sm;
+	vsrh_box *b = &sm->box;
+	char err[ERR_TEXT_MAX];
+	lua_settop(L, 0);
+	int ref = j->mode == 2 ? sm->ref_query : sm->ref_apply;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+	if (vsrh_decode(L, j->op, j->op_len, err, sizeof err)) {
+		char msg[ERR_TEXT_MAX + 32];
+		int n = snprintf(msg, sizeof msg, "bad operation: %s", err);
+		put_error(j->reply, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+		j->result = VSR_REPLY_ERROR;
+		return 0;
+	}
+	lua_createtable(L, 0, 5);
+	lua_pushinteger(L, (lua_Integer)j->actx->op);
+	lua_setfield(L, -2, "op");
+	lua_pushinteger(L, (lua_Integer)j->actx->timestamp);
+	lua_setfield(L, -2, "timestamp");
+	lua_pushinteger(L, (lua_Integer)j->actx->session);
+	lua_setfield(L, -2, "session");
+	lua_pushinteger(L, (lua_Integer)j->actx->request);
+	lua_setfield(L, -2, "request");
+	vsrh_box_push_random(b);
+	lua_setfield(L, -2, "random");
+	vsrh_box_seed(b, op_seed(j->actx));
+	set_mode(sm, j->mode);
+	int st = vsrh_box_call(b, 2, 1);
+	size_t n = 0;
+	if (st != LUA_OK) {
+		n = vsrh_box_error_text(b, st, -1, err, sizeof err);
+		if (b->fatal == VSRH_FATAL_BUDGET)
+			sm->stats.budget_exhausted++;
+		if (b->fatal == VSRH_FATAL_MEMORY || st == LUA_ERRMEM)
+			sm->stats.memory_exhausted++;
+	} else if (j->mode != 3) {
+		j->reply->len = 0;
+		if (vsrh_encode(L, -1, j->reply, VSR_OP_BYTES_MAX, err, sizeof err) == 0) {
+			if (j->mode == 1) {
+				lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_commit);
+				lua_call(L, 0, 0);
+			}
+			set_mode(sm, 0);
+			j->result = VSR_REPLY_OK;
+			return 0;
+		}
+		char msg[ERR_TEXT_MAX + 16];
+		snprintf(msg, sizeof msg, "reply: %s", err);
+		n = (size_t)snprintf(err, sizeof err, "%s", msg);
+	} else {
+		/* query through apply: encode the reply, drop the writes */
+		j->reply->len = 0;
+		if (vsrh_encode(L, -1, j->reply, VSR_OP_BYTES_MAX, err, sizeof err) == 0) {
+			lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_abort);
+			lua_call(L, 0, 0);
+			set_mode(sm, 0);
+			j->result = VSR_REPLY_OK;
+			return 0;
+		}
+		n = strlen(err);
+	}
+	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_abort);
+	lua_call(L, 0, 0);
+	set_mode(sm, 0);
+	put_error(j->reply, err, n);
+	j->result = VSR_REPLY_ERROR;
+	return 0;
+}
+
+static int run_apply(vsrh_sm *sm, const vsr_apply_ctx *actx, const uint8_t *op, size_t op_len,
+		     vsr_buf *reply, int mode)
+{
+	apply_job j = {sm, actx, op, op_len, reply, mode, VSR_REPLY_ERROR};
+	host_protected(sm, apply_tramp, &j, "apply");
+	return j.result;
+}
+
+static int full_snapshot(vsrh_sm *sm, vsr_buf *out, char *err, size_t err_len);
+static int full_restore(vsrh_sm *sm, const uint8_t *data, size_t len, char *err, size_t err_len);
+
+/* Plain state: the base snapshot that a failed operation rolls back to. */
+static void ensure_base(vsrh_sm *sm)
+{
+	if (sm->has_base && sm->nrecs < REPLAY_OPS_MAX && sm->replay_bytes.len < REPLAY_BYTES_MAX)
+		return;
+	char err[ERR_TEXT_MAX];
+	sm->base.len = 0;
+	if (full_snapshot(sm, &sm->base, err, sizeof err)) {
+		/* Without a base a failing operation could not be undone. */
+		fprintf(stderr, "vsrluahost: %s: snapshot() failed, cannot keep operations atomic: %s\n",
+			sm->script_name, err);
+		abort();
+	}
+	sm->has_base = true;
+	sm->nrecs = 0;
+	sm->replay_bytes.len = 0;
+}
+
+static void rollback(vsrh_sm *sm)
+{
+	char err[ERR_TEXT_MAX];
+	sm->stats.rollbacks++;
+	if (full_restore(sm, sm->base.data, sm->base.len, err, sizeof err)) {
+		fprintf(stderr, "vsrluahost: %s: restoring the base snapshot failed: %s\n",
+			sm->script_name, err);
+		abort();
+	}
+	vsr_buf scratch = {0};
+	sm->replaying = true;
+	for (uint32_t i = 0; i < sm->nrecs; i++) {
+		replay_rec *r = &sm->recs[i];
+		if (run_apply(sm, &r->actx, sm->replay_bytes.data + r->off, r->len, &scratch, 1) !=
+		    VSR_REPLY_OK) {
+			fprintf(stderr, "vsrluahost: %s is not deterministic: op %llu succeeded, then "
+				"failed when replayed after a rollback: %.*s\n", sm->script_name,
+				(unsigned long long)r->actx.op, (int)scratch.len, (char *)scratch.data);
+			abort();
+		}
+	}
+	sm->replaying = false;
+	free(scratch.data);
+}
+
+static void policy_commit(vsrh_sm *sm, const vsr_apply_ctx *actx);
+
+int vsrh_sm_apply(vsrh_sm *sm, const vsr_apply_ctx *actx, const uint8_t *op, size_t op_len,
+		  vsr_buf *reply)
+{
+	if (sm->plain)
+		ensure_base(sm);
+	int rc = run_apply(sm, actx, op, op_len, reply, 1);
+	sm->stats.applied++;
+	sm->last_op = actx->op;
+	sm->last_timestamp = actx->timestamp;
+	if (rc != VSR_REPLY_OK) {
+		sm->stats.apply_errors++;
+		vsrh_box_log(&sm->box, VSRH_LOG_DEBUG, "op %llu failed: %.*s",
+			     (unsigned long long)actx->op, (int)(reply->len > 200 ? 200 : reply->len),
+			     (const char *)reply->data);
+		if (sm->plain)
+			rollback(sm);
+	} else if (sm->plain) {
+		if (vsrh_buf_put(&sm->replay_bytes, op, op_len))
+			abort();
+		replay_rec *r = &sm->recs[sm->nrecs++];
+		r->actx = *actx;
+		r->off = sm->replay_bytes.len - op_len;
+		r->len = op_len;
+	}
+	if (sm->ref_policy != LUA_NOREF)
+		policy_commit(sm, actx);
+	return rc;
+}
+
+int vsrh_sm_query(vsrh_sm *sm, const uint8_t *op, size_t op_len, vsr_buf *reply)
+{
+	vsr_apply_ctx a = {.op = sm->last_op, .timestamp = sm->last_timestamp};
+	sm->stats.queries++;
+	int mode = 2;
+	if (sm->ref_query == LUA_NOREF) {
+		if (sm->plain) {
+			static const char msg[] = "this state machine has no query() function";
+			put_error(reply, msg, sizeof msg - 1);
+			return VSR_REPLY_ERROR;
+		}
+		mode = 3;
+	}
+	return run_apply(sm, &a, op, op_len, reply, mode);
+}
+
+/* ---------------------------------------------------------------- snapshots */
+
+typedef struct snap_job {
+	vsrh_sm *sm;
+	vsr_buf *out;
+	const uint8_t *data;
+	size_t len;
+	char *err;
+	size_t err_len;
+	int rc;
+} snap_job;
+
+typedef struct kv_ref {
+	const char *k;
+	size_t kl;
+	const char *v;
+	size_t vl;
+} kv_ref;
+
+static int kv_cmp(const void *pa, const void *pb)
+{
+	const kv_ref *a = pa, *b = pb;
+	return bytes_cmp(a->k, a->kl, b->k, b->kl);
+}
+
+/* Calls hook `ref` of the script (or policy table field) with the budgets and
+ * encodes its result. Returns 0 or -1 with err. */
+static int snapshot_user(vsrh_sm *sm, int fn_on_top, vsr_buf *out, char *err, size_t err_len,
+			 const char *what)
+{
+	lua_State *L = sm->box.L;
+	(void)fn_on_top;
+	int st = vsrh_box_call(&sm->box, 0, 1);
+	if (st != LUA_OK) {
+		char t[ERR_TEXT_MAX];
+		vsrh_box_error_text(&sm->box, st, -1, t, sizeof t);
+		snprintf(err, err_len, "%s: %s", what, t);
+		lua_pop(L, 1);
+		return -1;
+	}
+	char e[256];
+	if (vsrh_encode(L, -1, out, SIZE_MAX / 4, e, sizeof e)) {
+		snprintf(err, err_len, "%s returned a value that does not encode: %s", what, e);
+		lua_pop(L, 1);
+		return -1;
+	}
+	lua_pop(L, 1);
+	return 0;
+}
+
+static int snapshot_tramp(lua_State *L)
+{
+	snap_job *j = lua_touserdata(L, 1);
+	vsrh_sm *sm = j->sm;
+	vsr_buf *o = j->out;
+	int fail = 0;
+	fail |= vsrh_put_array_header(o, 6);
+	fail |= vsrh_put_str(o, SNAPSHOT_MAGIC, sizeof SNAPSHOT_MAGIC - 1);
+	fail |= vsrh_put_int(o, (int64_t)sm->last_op);
+	fail |= vsrh_put_int(o, (int64_t)sm->last_timestamp);
+	/* the store: a map in key byte order, values copied as stored */
+	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_store_internal);
+	lua_getfield(L, -1, "data");
+	lua_call(L, 0, 3);
+	lua_pop(L, 2);
+	int t = lua_gettop(L);
+	size_t n = 0;
+	lua_pushnil(L);
+	while (lua_next(L, t)) {
+		n++;
+		lua_pop(L, 1);
+	}
+	kv_ref *kv = lua_newuserdatauv(L, (n ? n : 1) * sizeof *kv, 0);
+	size_t i = 0;
+	lua_pushnil(L);
+	while (lua_next(L, t)) {
+		kv[i].k = lua_tolstring(L, -2, &kv[i].kl);
+		kv[i].v = lua_tolstring(L, -1, &kv[i].vl);
+		i++;
+		lua_pop(L, 1);
+	}
+	qsort(kv, n, sizeof *kv, kv_cmp);
+	fail |= vsrh_put_map_header(o, (uint32_t)n);
+	for (i = 0; i < n; i++) {
+		fail |= vsrh_put_str(o, kv[i].k, kv[i].kl);
+		fail |= vsrh_buf_put(o, kv[i].v, kv[i].vl);
+	}
+	lua_pop(L, 2);
+	if (fail) {
+		snprintf(j->err, j->err_len, "out of memory");
+		j->rc = -1;
+		return 0;
+	}
+	/* the script's own state */
+	if (sm->plain) {
+		lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_snapshot);
+		if (snapshot_user(sm, 1, o, j->err, j->err_len, "snapshot()")) {
+			j->rc = -1;
+			return 0;
+		}
+	} else if (vsrh_put_nil(o)) {
+		j->rc = -1;
+		return 0;
+	}
+	/* the dedup policy's state */
+	int has = 0;
+	if (sm->ref_policy != LUA_NOREF) {
+		lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_policy);
+		has = lua_getfield(L, -1, "snapshot") == LUA_TFUNCTION;
+		lua_remove(L, -2);
+		if (!has)
+			lua_pop(L, 1);
+	}
+	if (has) {
+		if (snapshot_user(sm, 1, o, j->err, j->err_len, "dedup policy snapshot()")) {
+			j->rc = -1;
+			return 0;
+		}
+	} else if (vsrh_put_nil(o)) {
+		j->rc = -1;
+		return 0;
+	}
+	j->rc = 0;
+	return 0;
+}
+
+static int full_snapshot(vsrh_sm *sm, vsr_buf *out, char *err, size_t err_len)
+{
+	size_t start = out->len;
+	snap_job j = {sm, out, NULL, 0, err, err_len, -1};
+	host_protected(sm, snapshot_tramp, &j, "snapshot");
+	if (j.rc)
+		out->len = start;
+	return j.rc;
+}
+
+/* Decodes the value at *pos and calls hook(value) of the script or policy
+ * (function below on the stack). */
+static int restore_user(vsrh_sm *sm, const uint8_t *d, size_t len, size_t *pos, char *err,
+			size_t err_len, const char *what)
+{
+	lua_State *L = sm->box.L;
+	size_t start = *pos;
+	char e[256];
+	if (vsrh_skip(d, len, pos) ||
+	    vsrh_decode(L, d + start, *pos - start, e, sizeof e)) {
+		snprintf(err, err_len, "%s: corrupt snapshot", what);
+		lua_pop(L, 1);
+		return -1;
+	}
+	int st = vsrh_box_call(&sm->box, 1, 0);
+	if (st != LUA_OK) {
+		char t[ERR_TEXT_MAX];
+		vsrh_box_error_text(&sm->box, st, -1, t, sizeof t);
+		snprintf(err, err_len, "%s: %s", what, t);
+		lua_pop(L, 1);
+		return -1;
+	}
+	return 0;
+}
+
+static int restore_tramp(lua_State *L)
+{
+	snap_job *j = lua_touserdata(L, 1);
+	vsrh_sm *sm = j->sm;
+	const uint8_t *d = j->data;
+	size_t len = j->len, pos = 0;
+	uint32_t n;
+	const char *s;
+	size_t sl;
+	int64_t op, ts;
+	j->rc = -1;
+	if (vsrh_get_array_header(d, len, &pos, &n) || n != 6 || vsrh_get_str(d, len, &pos, &s, &sl) ||
+	    sl != sizeof SNAPSHOT_MAGIC - 1 || memcmp(s, SNAPSHOT_MAGIC, sl) != 0 ||
+	    vsrh_get_int(d, len, &pos, &op) || vsrh_get_int(d, len, &pos, &ts) ||
+	    vsrh_get_map_header(d, len, &pos, &n)) {
+		snprintf(j->err, j->err_len, "not a vsrhost snapshot (or a different version)");
+		return 0;
+	}
+	lua_createtable(L, 0, (int)(n < (1u << 24) ? n : 0));
+	uint64_t digest = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		if (vsrh_get_str(d, len, &pos, &s, &sl)) {
+			snprintf(j->err, j->err_len, "corrupt snapshot: store key %u", i + 1);
+			return 0;
+		}
+		size_t vstart = pos;
+		if (vsrh_skip(d, len, &pos)) {
+			snprintf(j->err, j->err_len, "corrupt snapshot: store value %u", i + 1);
+			return 0;
+		}
+		lua_pushlstring(L, s, sl);
+		lua_pushlstring(L, (const char *)d + vstart, pos - vstart);
+		lua_rawset(L, -3);
+		digest += entry_hash(s, sl, (const char *)d + vstart, pos - vstart);
+	}
+	int t = lua_gettop(L);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_store_internal);
+	lua_getfield(L, -1, "load");
+	lua_pushvalue(L, t);
+	lua_pushinteger(L, (lua_Integer)n);
+	lua_pushinteger(L, (lua_Integer)digest);
+	lua_call(L, 3, 0);
+	lua_settop(L, 1);
+	if (sm->plain) {
+		lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_restore);
+		if (restore_user(sm, d, len, &pos, j->err, j->err_len, "restore()"))
+			return 0;
+	} else if (!vsrh_peek_nil(d, len, pos) || (pos++, 0)) {
+		snprintf(j->err, j->err_len, "the snapshot holds plain Lua state, but %s has no restore()",
+			 sm->script_name);
+		return 0;
+	}
+	int has = 0;
+	if (sm->ref_policy != LUA_NOREF) {
+		lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_policy);
+		has = lua_getfield(L, -1, "restore") == LUA_TFUNCTION;
+		lua_remove(L, -2);
+		if (!has)
+			lua_pop(L, 1);
+	}
+	if (has && !vsrh_peek_nil(d, len, pos)) {
+		if (restore_user(sm, d, len, &pos, j->err, j->err_len, "dedup policy restore()")) {
+			return 0;
+		}
+	} else if (vsrh_skip(d, len, &pos)) {
+		snprintf(j->err, j->err_len, "corrupt snapshot: dedup policy state");
+		return 0;
+	}
+	if (pos != len) {
+		snprintf(j->err, j->err_len, "corrupt snapshot: %zu trailing bytes", len - pos);
+		return 0;
+	}
+	sm->last_op = (uint64_t)op;
+	sm->last_timestamp = (uint64_t)ts;
+	j->rc = 0;
+	return 0;
+}
+
+static int full_restore(vsrh_sm *sm, const uint8_t *data, size_t len, char *err, size_t err_len)
+{
+	snap_job j = {sm, NULL, data, len, err, err_len, -1};
+	host_protected(sm, restore_tramp, &j, "restore");
+	return j.rc;
+}
+
+int vsrh_sm_snapshot(vsrh_sm *sm, vsr_buf *out)
+{
+	char err[ERR_TEXT_MAX];
+	if (full_snapshot(sm, out, err, sizeof err)) {
+		vsrh_box_log(&sm->box, VSRH_LOG_ERROR, "%s: snapshot failed: %s", sm->script_name, err);
+		return VSR_ESM;
+	}
+	return VSR_OK;
+}
+
+int vsrh_sm_restore(vsrh_sm *sm, const uint8_t *data, size_t len)
+{
+	char err[ERR_TEXT_MAX];
+	if (full_restore(sm, data, len, err, sizeof err)) {
+		vsrh_box_log(&sm->box, VSRH_LOG_ERROR, "%s: restore failed: %s", sm->script_name, err);
+		return VSR_ESM;
+	}
+	/* The restored state is the new base for plain-state rollback. */
+	sm->has_base = false;
+	sm->nrecs = 0;
+	sm->replay_bytes.len = 0;
+	return VSR_OK;
+}
+
+static uint64_t mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	return x;
+}
+
+typedef struct digest_job {
+	vsrh_sm *sm;
+	uint64_t digest;
+} digest_job;
+
+static int digest_tramp(lua_State *L)
+{
+	digest_job *j = lua_touserdata(L, 1);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, j->sm->ref_store_internal);
+	lua_getfield(L, -1, "digest");
+	lua_call(L, 0, 1);
+	j->digest = (uint64_t)lua_tointeger(L, -1);
+	return 0;
+}
+
+uint64_t vsrh_sm_digest(vsrh_sm *sm)
+{
+	digest_job j = {sm, 0};
+	host_protected(sm, digest_tramp, &j, "digest");
+	uint64_t d = mix(j.digest ^ 0x5653524844494731ull);
+	if (sm->plain || sm->ref_policy != LUA_NOREF) {
+		/* Plain state has no running digest: hash its snapshot. */
+		vsr_buf b = {0};
+		if (vsrh_sm_snapshot(sm, &b) == VSR_OK)
+			d ^= mix(XXH3_64bits(b.data, b.len));
+		free(b.data);
+	}
+	return d;
+}
+
+/* ---------------------------------------------------------------- dedup policy */
+
+typedef struct evict_job {
+	vsrh_sm *sm;
+	const vsr_session_info *s;
+	uint32_t n;
+	int64_t chosen; /* session id, or -1 */
+	char err[ERR_TEXT_MAX];
+} evict_job;
+
+static int evict_tramp(lua_State *L)
+{
+	evict_job *j = lua_touserdata(L, 1);
+	vsrh_sm *sm = j->sm;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_policy);
+	lua_getfield(L, -1, "evict");
+	lua_createtable(L, (int)j->n, 0);
+	for (uint32_t i = 0; i < j->n; i++) {
+		lua_createtable(L, 0, 4);
+		lua_pushinteger(L, (lua_Integer)j->s[i].session);
+		lua_setfield(L, -2, "session");
+		lua_pushinteger(L, (lua_Integer)j->s[i].request);
+		lua_setfield(L, -2, "request");
+		lua_pushinteger(L, (lua_Integer)j->s[i].last_op);
+		lua_setfield(L, -2, "last_op");
+		lua_pushinteger(L, (lua_Integer)j->s[i].registered_op);
+		lua_setfield(L, -2, "registered_op");
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	/* The policy may look at every session: give it room for that. */
+	uint64_t saved = sm->box.instr_max;
+	uint64_t need = 64ull * j->n + 10000;
+	if (sm->box.instr_max < need)
+		sm->box.instr_max = need;
+	int st = vsrh_box_call(&sm->box, 1, 1);
+	sm->box.instr_max = saved;
+	j->chosen = -1;
+	if (st != LUA_OK) {
+		vsrh_box_error_text(&sm->box, st, -1, j->err, sizeof j->err);
+		return 0;
+	}
+	if (!lua_isinteger(L, -1)) {
+		snprintf(j->err, sizeof j->err, "evict() must return a session id (an integer), got %s",
+			 luaL_typename(L, -1));
+		return 0;
+	}
+	j->chosen = (int64_t)lua_tointeger(L, -1);
+	return 0;
+}
+
+uint32_t vsrh_sm_evict(vsrh_sm *sm, const vsr_session_info *s, uint32_t n)
+{
+	if (n == 0)
+		return 0;
+	if (sm->ref_policy != LUA_NOREF) {
+		evict_job j = {sm, s, n, -1, ""};
+		host_protected(sm, evict_tramp, &j, "dedup policy");
+		if (j.chosen >= 0) {
+			uint32_t lo = 0, hi = n;
+			while (lo < hi) {
+				uint32_t mid = lo + (hi - lo) / 2;
+				if (s[mid].session < (uint64_t)j.chosen)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			if (lo < n && s[lo].session == (uint64_t)j.chosen)
+				return lo;
+			snprintf(j.err, sizeof j.err, "evict() returned %lld, which is not a session in the table",
+				 (long long)j.chosen);
+		}
+		vsrh_box_log(&sm->box, VSRH_LOG_ERROR, "dedup policy failed, evicting by the built-in "
+			     "rule (oldest last_op): %s", j.err);
+	}
+	uint32_t best = 0;
+	for (uint32_t i = 1; i < n; i++)
+		if (s[i].last_op < s[best].last_op)
+			best = i; /* sorted by id: the first of equals has the lowest id */
+	return best;
+}
+
+typedef struct pcommit_job {
+	vsrh_sm *sm;
+	const vsr_apply_ctx *actx;
+} pcommit_job;
+
+static int pcommit_tramp(lua_State *L)
+{
+	pcommit_job *j = lua_touserdata(L, 1);
+	vsrh_sm *sm = j->sm;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_policy);
+	if (lua_getfield(L, -1, "commit") != LUA_TFUNCTION)
+		return 0;
+	lua_createtable(L, 0, 4);
+	lua_pushinteger(L, (lua_Integer)j->actx->op);
+	lua_setfield(L, -2, "op");
+	lua_pushinteger(L, (lua_Integer)j->actx->timestamp);
+	lua_setfield(L, -2, "timestamp");
+	lua_pushinteger(L, (lua_Integer)j->actx->session);
+	lua_setfield(L, -2, "session");
+	lua_pushinteger(L, (lua_Integer)j->actx->request);
+	lua_setfield(L, -2, "request");
+	int st = vsrh_box_call(&sm->box, 1, 0);
+	if (st != LUA_OK) {
+		char t[ERR_TEXT_MAX];
+		vsrh_box_error_text(&sm->box, st, -1, t, sizeof t);
+		vsrh_box_log(&sm->box, VSRH_LOG_ERROR, "dedup policy commit() failed: %s", t);
+	}
+	return 0;
+}
+
+static void policy_commit(vsrh_sm *sm, const vsr_apply_ctx *actx)
+{
+	pcommit_job j = {sm, actx};
+	host_protected(sm, pcommit_tramp, &j, "dedup policy");
+}
+
+/* ---------------------------------------------------------------- loading */
+
+typedef struct open_job {
+	vsrh_sm *sm;
+	const vsrh_sm_options *o;
+	const char *policy_path;
+	char *err;
+	size_t err_len;
+	int rc;
+} open_job;
+
+static const char *base_name(const char *p)
+{
+	const char *s = strrchr(p, '/');
+	return s ? s + 1 : p;
+}
+
+static int dir_exists(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int file_exists(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Loads a script: runs it with the budgets and checks it returned a table.
+ * Leaves the table on the stack. */
+static int load_script(vsrh_sm *sm, const char *path, const char *name, char *err, size_t err_len)
+{
+	lua_State *L = sm->box.L;
+	char e[ERR_TEXT_MAX];
+	vsrh_box_push_env(&sm->box);
+	if (vsrh_box_load_file(&sm->box, path, name, e, sizeof e)) {
+		snprintf(err, err_len, "%s", e);
+		return -1;
+	}
+	int st = vsrh_box_call(&sm->box, 0, 1);
+	if (st != LUA_OK) {
+		vsrh_box_error_text(&sm->box, st, -1, e, sizeof e);
+		snprintf(err, err_len, "%s: loading failed: %s", name, e);
+		lua_pop(L, 1);
+		return -1;
+	}
+	if (!lua_istable(L, -1)) {
+		snprintf(err, err_len, "%s: expected the script to return a table of functions "
+			 "(return { apply = function(op, ctx) ... end }), got %s", name, luaL_typename(L, -1));
+		lua_pop(L, 1);
+		return -1;
+	}
+	return 0;
+}
+
+/* Takes field `name` of the table on top as a function ref, or LUA_NOREF. */
+static int take_fn(lua_State *L, const char *script, const char *name, int required, int *ref,
+		   char *err, size_t err_len)
+{
+	lua_pushstring(L, name);
+	int t = lua_rawget(L, -2);
+	if (t == LUA_TNIL && !required) {
+		lua_pop(L, 1);
+		*ref = LUA_NOREF;
+		return 0;
+	}
+	if (t != LUA_TFUNCTION) {
+		snprintf(err, err_len, "%s: %s: expected a function, got %s%s", script, name,
+			 lua_typename(L, t), t == LUA_TNIL ? " (it is required)" : "");
+		lua_pop(L, 1);
+		return -1;
+	}
+	*ref = luaL_ref(L, LUA_REGISTRYINDEX);
+	return 0;
+}
+
+static int open_tramp(lua_State *L)
+{
+	open_job *j = lua_touserdata(L, 1);
+	vsrh_sm *sm = j->sm;
+	char *err = j->err;
+	size_t err_len = j->err_len;
+	j->rc = -1;
+	/* host additions to the global vsr table */
+	lua_getfield(L, LUA_REGISTRYINDEX, VSRH_BOX_VSR);
+	int vsr = lua_gettop(L);
+	static const luaL_Reg fns[] = {{"sorted_keys", vsr_sorted_keys},
+		{"sorted_pairs", vsr_sorted_pairs}, {"array", vsr_array}, {"map", vsr_map},
+		{NULL, NULL}};
+	luaL_setfuncs(L, fns, 0);
+	/* the store */
+	vsrh_box_push_env(&sm->box);
+	if (luaL_loadbufferx(L, vsrh_store_lua, sizeof vsrh_store_lua - 1, "=vsr.store", "t") != LUA_OK) {
+		snprintf(err, err_len, "internal: store: %s", lua_tostring(L, -1));
+		return 0;
+	}
+	lua_insert(L, -2);
+	lua_setupvalue(L, -2, 1);
+	lua_pushcfunction(L, store_pack);
+	lua_pushcfunction(L, store_unpack);
+	lua_pushcfunction(L, store_hash);
+	lua_pushcfunction(L, store_sorted_keys);
+	lua_pushcfunction(L, store_lower_bound);
+	lua_pushcfunction(L, store_keyless);
+	lua_createtable(L, 0, 1);
+	lua_pushinteger(L, 0);
+	lua_setfield(L, -2, "mode");
+	lua_pushvalue(L, -1);
+	sm->ref_st = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_call(L, 7, 2);
+	lua_getfield(L, -1, "commit");
+	sm->ref_commit = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_getfield(L, -1, "abort");
+	sm->ref_abort = luaL_ref(L, LUA_REGISTRYINDEX);
+	sm->ref_store_internal = luaL_ref(L, LUA_REGISTRYINDEX);
+	/* the store's functions, read-only */
+	lua_newtable(L);
+	lua_createtable(L, 0, 3);
+	lua_insert(L, -3);
+	lua_insert(L, -3); /* proxy, meta, store */
+	lua_setfield(L, -2, "__index");
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");
+	lua_setmetatable(L, -2);
+	lua_setfield(L, vsr, "store");
+	lua_settop(L, 1);
+
+	/* the state machine */
+	if (load_script(sm, j->o->statemachine, sm->script_name, err, err_len))
+		return 0;
+	if (take_fn(L, sm->script_name, "apply", 1, &sm->ref_apply, err, err_len) ||
+	    take_fn(L, sm->script_name, "query", 0, &sm->ref_query, err, err_len) ||
+	    take_fn(L, sm->script_name, "snapshot", 0, &sm->ref_snapshot, err, err_len) ||
+	    take_fn(L, sm->script_name, "restore", 0, &sm->ref_restore, err, err_len))
+		return 0;
+	if ((sm->ref_snapshot == LUA_NOREF) != (sm->ref_restore == LUA_NOREF)) {
+		snprintf(err, err_len, "%s: snapshot and restore go together: define both (plain Lua "
+			 "state) or neither (state kept in vsr.store)", sm->script_name);
+		return 0;
+	}
+	sm->plain = sm->ref_snapshot != LUA_NOREF;
+	lua_pushstring(L, "examples");
+	int et = lua_rawget(L, -2);
+	if (et == LUA_TTABLE || et == LUA_TFUNCTION) {
+		sm->ref_examples = luaL_ref(L, LUA_REGISTRYINDEX);
+	} else if (et != LUA_TNIL) {
+		snprintf(err, err_len, "%s: examples: expected an array of operations or a function "
+			 "returning one, got %s", sm->script_name, lua_typename(L, et));
+		return 0;
+	}
+	lua_settop(L, 1);
+	/* the dedup policy */
+	if (j->policy_path) {
+		char pname[300];
+		snprintf(pname, sizeof pname, "%s", base_name(j->policy_path));
+		if (load_script(sm, j->policy_path, pname, err, err_len))
+			return 0;
+		int ref;
+		if (take_fn(L, pname, "evict", 1, &ref, err, err_len))
+			return 0;
+		luaL_unref(L, LUA_REGISTRYINDEX, ref);
+		static const char *const opt[] = {"commit", "snapshot", "restore"};
+		for (int i = 0; i < 3; i++) {
+			if (take_fn(L, pname, opt[i], 0, &ref, err, err_len))
+				return 0;
+			luaL_unref(L, LUA_REGISTRYINDEX, ref);
+		}
+		lua_pushstring(L, "snapshot");
+		int hs = lua_rawget(L, -2) != LUA_TNIL;
+		lua_pushstring(L, "restore");
+		int hr = lua_rawget(L, -3) != LUA_TNIL;
+		lua_pop(L, 2);
+		if (hs != hr) {
+			snprintf(err, err_len, "%s: snapshot and restore go together: define both or neither",
+				 pname);
+			return 0;
+		}
+		sm->ref_policy = luaL_ref(L, LUA_REGISTRYINDEX);
+	}
+	j->rc = 0;
+	return 0;
+}
+
+int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *o, char *err, size_t err_len)
+{
+	*out = NULL;
+	if (!o->statemachine) {
+		snprintf(err, err_len, "no state machine script given");
+		return VSR_EINVAL;
+	}
+	vsrh_sm *sm = calloc(1, sizeof *sm);
+	if (!sm) {
+		snprintf(err, err_len, "out of memory");
+		return VSR_ENOMEM;
+	}
+	sm->ref_apply = sm->ref_query = sm->ref_snapshot = sm->ref_restore = LUA_NOREF;
+	sm->ref_policy = LUA_NOREF;
+	sm->ref_examples = LUA_NOREF;
+	snprintf(sm->script_name, sizeof sm->script_name, "%s", base_name(o->statemachine));
+	if (!file_exists(o->statemachine)) {
+		snprintf(err, err_len, "%s: state machine script not found", o->statemachine);
+		free(sm);
+		return VSR_EINVAL;
+	}
+	/* Folders for require: lua/ next to the script's folder, or ./lua. */
+	char script_dir[VSRH_PATH_MAX], lua_root[VSRH_PATH_MAX + 16];
+	const char *slash = strrchr(o->statemachine, '/');
+	if (slash)
+		snprintf(script_dir, sizeof script_dir, "%.*s", (int)(slash - o->statemachine),
+			 o->statemachine);
+	else
+		snprintf(script_dir, sizeof script_dir, ".");
+	if (o->lua_root)
+		snprintf(lua_root, sizeof lua_root, "%s", o->lua_root);
+	else {
+		snprintf(lua_root, sizeof lua_root, "%s/../lua", script_dir);
+		if (!dir_exists(lua_root))
+			snprintf(lua_root, sizeof lua_root, "lua");
+		if (!dir_exists(lua_root))
+			lua_root[0] = 0;
+	}
+	char policy[VSRH_PATH_MAX + 64];
+	const char *policy_path = o->dedup;
+	if (!policy_path && lua_root[0]) {
+		snprintf(policy, sizeof policy, "%s/vsr/dedup/oldest.lua", lua_root);
+		if (file_exists(policy))
+			policy_path = policy;
+	}
+	vsrh_box_options bo = {
+		.instructions_max = o->instructions_max,
+		.memory_bytes_max = o->memory_bytes_max,
+		.lua_root = lua_root,
+		.script_dir = script_dir,
+		.log = o->log,
+		.log_arg = o->log_arg,
+		.log_level = o->log_level,
+		.check_seed = o->check_seed,
+	};
+	if (vsrh_box_open(&sm->box, &bo, err, err_len)) {
+		free(sm);
+		return VSR_ENOMEM;
+	}
+	open_job j = {sm, o, policy_path, err, err_len, -1};
+	lua_State *L = sm->box.L;
+	lua_pushcfunction(L, open_tramp);
+	lua_pushlightuserdata(L, &j);
+	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+		snprintf(err, err_len, "%s: %s", sm->script_name,
+			 lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "out of memory");
+		j.rc = -1;
+	}
+	lua_settop(L, 0);
+	if (j.rc) {
+		vsrh_sm_destroy(sm);
+		return VSR_ESM;
+	}
+	sm->recs = calloc(REPLAY_OPS_MAX, sizeof *sm->recs);
+	if (!sm->recs) {
+		vsrh_sm_destroy(sm);
+		snprintf(err, err_len, "out of memory");
+		return VSR_ENOMEM;
+	}
+	*out = sm;
+	return VSR_OK;
+}
+
+int vsrh_sm_create(vsrh_sm **out, const vsrh_config *cfg, char *err, size_t err_len)
+{
+	vsrh_sm_options o = {
+		.statemachine = cfg->statemachine,
+		.dedup = cfg->dedup,
+		.instructions_max = cfg->instructions_max,
+		.memory_bytes_max = cfg->memory_bytes_max,
+		.clients_max = cfg->clients_max,
+		.log_level = cfg->log_level,
+	};
+	return vsrh_sm_open(out, &o, err, err_len);
+}
+
+void vsrh_sm_destroy(vsrh_sm *sm)
+{
+	if (!sm)
+		return;
+	vsrh_box_close(&sm->box);
+	free(sm->base.data);
+	free(sm->replay_bytes.data);
+	free(sm->recs);
+	free(sm);
+}
+
+void vsrh_sm_set_log(vsrh_sm *sm, vsrh_log_fn fn, void *arg, int level)
+{
+	sm->box.log = fn;
+	sm->box.log_arg = arg;
+	sm->box.log_level = level;
+}
+
+static int cb_apply(void *ctx, const vsr_apply_ctx *a, const uint8_t *op, size_t len, vsr_buf *r)
+{
+	return vsrh_sm_apply(ctx, a, op, len, r);
+}
+static int cb_snapshot(void *ctx, vsr_buf *out)
+{
+	return vsrh_sm_snapshot(ctx, out);
+}
+static int cb_restore(void *ctx, const uint8_t *d, size_t len)
+{
+	return vsrh_sm_restore(ctx, d, len);
+}
+static uint64_t cb_digest(void *ctx)
+{
+	return vsrh_sm_digest(ctx);
+}
+static uint32_t cb_evict(void *ctx, const vsr_session_info *s, uint32_t n)
+{
+	return vsrh_sm_evict(ctx, s, n);
+}
+
+void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out)
+{
+	memset(out, 0, sizeof *out);
+	out->ctx = sm;
+	out->apply = cb_apply;
+	out->snapshot = cb_snapshot;
+	out->restore = cb_restore;
+	out->digest = cb_digest;
+	out->evict = sm->ref_policy != LUA_NOREF ? cb_evict : NULL;
+}
+
+typedef struct examples_job {
+	vsrh_sm *sm;
+	uint64_t seed;
+	vsr_buf *ops;
+	uint32_t n;
+	char *err;
+	size_t err_len;
+	int rc;
+} examples_job;
+
+/* Most example operations taken from a script. */
+#define EXAMPLES_MAX 100000u
+
+static int examples_tramp(lua_State *L)
+{
+	examples_job *j = lua_touserdata(L, 1);
+	vsrh_sm *sm = j->sm;
+	j->rc = VSR_ESM;
+	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_examples);
+	if (lua_isfunction(L, -1)) {
+		vsrh_box_seed(&sm->box, j->seed);
+		int st = vsrh_box_call(&sm->box, 0, 1);
+		if (st != LUA_OK) {
+			char t[ERR_TEXT_MAX];
+			vsrh_box_error_text(&sm->box, st, -1, t, sizeof t);
+			snprintf(j->err, j->err_len, "%s: examples(): %s", sm->script_name, t);
+			return 0;
+		}
+	}
+	if (!lua_istable(L, -1)) {
+		snprintf(j->err, j->err_len, "%s: examples: expected an array of operations, got %s",
+			 sm->script_name, luaL_typename(L, -1));
+		return 0;
+	}
+	lua_Unsigned n = lua_rawlen(L, -1);
+	if (n > EXAMPLES_MAX) {
+		snprintf(j->err, j->err_len, "%s: examples: more than %u operations", sm->script_name,
+			 EXAMPLES_MAX);
+		return 0;
+	}
+	j->ops = calloc(n ? n : 1, sizeof *j->ops);
+	if (!j->ops) {
+		snprintf(j->err, j->err_len, "out of memory");
+		return 0;
+	}
+	for (lua_Unsigned i = 1; i <= n; i++) {
+		char e[256];
+		lua_rawgeti(L, -1, (lua_Integer)i);
+		if (vsrh_encode(L, -1, &j->ops[i - 1], VSR_OP_BYTES_MAX, e, sizeof e)) {
+			snprintf(j->err, j->err_len, "%s: examples[%llu]: %s", sm->script_name,
+				 (unsigned long long)i, e);
+			j->n = (uint32_t)i;
+			return 0;
+		}
+		lua_pop(L, 1);
+	}
+	j->n = (uint32_t)n;
+	j->rc = VSR_OK;
+	return 0;
+}
+
+int vsrh_sm_examples(vsrh_sm *sm, uint64_t seed, vsr_buf **ops, uint32_t *n, char *err,
+		     size_t err_len)
+{
+	*ops = NULL;
+	*n = 0;
+	if (sm->ref_examples == LUA_NOREF)
+		return VSR_OK;
+	examples_job j = {sm, seed, NULL, 0, err, err_len, VSR_ESM};
+	host_protected(sm, examples_tramp, &j, "examples");
+	if (j.rc != VSR_OK) {
+		for (uint32_t i = 0; i < j.n; i++)
+			free(j.ops[i].data);
+		free(j.ops);
+		return j.rc;
+	}
+	*ops = j.ops;
+	*n = j.n;
+	return VSR_OK;
+}
+
+void vsrh_sm_stats_get(const vsrh_sm *sm, vsrh_sm_stats *out)
+{
+	*out = sm->stats;
+	out->memory_bytes = sm->box.mem_used;
+}
