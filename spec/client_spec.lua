@@ -13,14 +13,15 @@ local client = require "vsr.client"
 
 local build = os.getenv("VSR_BUILD") or "build"
 local vsrhost = build .. "/vsrhost"
-local root = os.getenv("PWD") or "."
-
 local function sh(cmd)
 	local p = assert(io.popen(cmd, "r"))
 	local out = p:read("a")
 	p:close()
 	return out
 end
+
+-- The source root: busted runs from it (PWD may be stale under ctest).
+local root = sh("pwd"):gsub("%s+$", "")
 
 local function now_s()
 	-- os.clock is CPU time; the shell's date gives wall time in ns.
