@@ -541,33 +541,44 @@ static void mc_op(mclient *m, const msgpack_sbuffer *op, mresult *r, const char 
 		fail("%s: the state machine refused it: %.*s", what, (int)r->body_len, r->body);
 }
 
-/* Operations: msgpack arrays of strings and integers. */
-static void op_strings(msgpack_sbuffer *sb, int count, ...)
+/* Operations are msgpack maps naming the operation in `op`
+ * (docs/statemachines.md). */
+static void pack_cstr(msgpack_packer *pk, const char *s)
 {
-	msgpack_sbuffer_clear(sb);
-	msgpack_packer pk;
-	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-	msgpack_pack_array(&pk, (size_t)count);
-	va_list ap;
-	va_start(ap, count);
-	for (int i = 0; i < count; i++) {
-		const char *s = va_arg(ap, const char *);
-		msgpack_pack_str(&pk, strlen(s));
-		msgpack_pack_str_body(&pk, s, strlen(s));
-	}
-	va_end(ap);
+	msgpack_pack_str(pk, strlen(s));
+	msgpack_pack_str_body(pk, s, strlen(s));
 }
 
-static void op_name_int(msgpack_sbuffer *sb, const char *name, int64_t v, bool with_value)
+/* kv.lua: {op = name, key = key [, value = value]} */
+static void op_kv(msgpack_sbuffer *sb, const char *name, const char *key, const char *value)
 {
 	msgpack_sbuffer_clear(sb);
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-	msgpack_pack_array(&pk, with_value ? 2 : 1);
-	msgpack_pack_str(&pk, strlen(name));
-	msgpack_pack_str_body(&pk, name, strlen(name));
-	if (with_value)
+	msgpack_pack_map(&pk, value != NULL ? 3 : 2);
+	pack_cstr(&pk, "op");
+	pack_cstr(&pk, name);
+	pack_cstr(&pk, "key");
+	pack_cstr(&pk, key);
+	if (value != NULL) {
+		pack_cstr(&pk, "value");
+		pack_cstr(&pk, value);
+	}
+}
+
+/* counter.lua: {op = name [, field = v]} */
+static void op_int(msgpack_sbuffer *sb, const char *name, const char *field, int64_t v)
+{
+	msgpack_sbuffer_clear(sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, field != NULL ? 2 : 1);
+	pack_cstr(&pk, "op");
+	pack_cstr(&pk, name);
+	if (field != NULL) {
+		pack_cstr(&pk, field);
 		msgpack_pack_int64(&pk, v);
+	}
 }
 
 static bool body_contains(const mresult *r, const char *s)
@@ -783,7 +794,7 @@ static void put_keys(mclient *m, msgpack_sbuffer *sb, int from, int to, uint64_t
 		char key[32], val[64];
 		snprintf(key, sizeof key, "k%d", k);
 		snprintf(val, sizeof val, "v%d-%" PRIu64, k, g_seed);
-		op_strings(sb, 3, "put", key, val);
+		op_kv(sb, "put", key, val);
 		mresult r;
 		mc_op(m, sb, &r, key);
 		*last_op = r.op;
@@ -796,7 +807,7 @@ static void get_keys(mclient *m, msgpack_sbuffer *sb, int from, int to)
 		char key[32], val[64];
 		snprintf(key, sizeof key, "k%d", k);
 		snprintf(val, sizeof val, "v%d-%" PRIu64, k, g_seed);
-		op_strings(sb, 2, "get", key);
+		op_kv(sb, "get", key, NULL);
 		mresult r;
 		mc_op(m, sb, &r, key);
 		if (!body_contains(&r, val))
@@ -878,10 +889,14 @@ static int failover_common(bool restart)
 	return 0;
 }
 
-/* counter.lua: ["add", n] adds n and answers the new value; ["get"] reads. */
+/* counter.lua's operations: add COUNTER_ADD_FIELD to the counter, read it. */
+#define COUNTER_ADD "add"
+#define COUNTER_ADD_FIELD "n"
+#define COUNTER_READ "get"
+
 static int64_t counter_value(mclient *m, msgpack_sbuffer *sb)
 {
-	op_name_int(sb, "get", 0, false);
+	op_int(sb, COUNTER_READ, NULL, 0);
 	mresult r;
 	mc_op(m, sb, &r, "counter get");
 	int64_t v;
@@ -902,7 +917,7 @@ static int scenario_dedup(void)
 
 	/* 1. The reply is lost: the increment committed, the client never
 	 * heard. It retries with the same numbers after a failover. */
-	op_name_int(&sb, "add", 1, true);
+	op_int(&sb, COUNTER_ADD, COUNTER_ADD_FIELD, 1);
 	mresult first;
 	mc_op(&m, &sb, &first, "add 1");
 	uint64_t number = m.request;
@@ -930,7 +945,7 @@ static int scenario_dedup(void)
 			start_replica(i);
 	wait_ports(-1);
 	p = wait_primary(STARTUP_MS, "after restart");
-	op_name_int(&sb, "add", 1, true);
+	op_int(&sb, COUNTER_ADD, COUNTER_ADD_FIELD, 1);
 	m.request++;
 	number = m.request;
 	m.target = (uint8_t)p;
@@ -1240,7 +1255,7 @@ static int scenario_failover_bench(int trials)
 		char key[32], val[64];
 		snprintf(key, sizeof key, "k%d", t);
 		snprintf(val, sizeof val, "v%d-%" PRIu64, t, g_seed);
-		op_strings(&sb, 3, "put", key, val);
+		op_kv(&sb, "put", key, val);
 		m.request++;
 		mresult r;
 		if (!mc_call_number(&m, VSR_REQUEST_OP, m.request, (const uint8_t *)sb.data, sb.size,
