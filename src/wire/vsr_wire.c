@@ -35,6 +35,8 @@
  * limited by the configuration. */
 #define WIRE_TOP_ELEMENTS_MAX 32u
 #define WIRE_LEAF_ARRAY_ELEMENTS_MAX 16u
+/* A reader's first body allocation; it doubles up to body_len as bytes come. */
+#define WIRE_READER_FIRST_BYTES (64u * 1024u)
 /* Smallest encoding of an entry: fixarray + 6 fixints + empty bin8. */
 #define WIRE_ENTRY_BYTES_MIN 9u
 
@@ -1180,6 +1182,7 @@ static void wire_reader_next_frame(vsr_wire_reader *r)
 	r->body = NULL;
 	r->header_have = 0;
 	r->body_have = 0;
+	r->body_cap = 0;
 	r->frame_ready = false;
 }
 
@@ -1221,8 +1224,13 @@ int vsr_wire_reader_feed(vsr_wire_reader *r, const uint8_t *data, size_t len,
 					r->stats->bytes_in += off;
 				return wire_reader_fail(r, rc);
 			}
-			/* The header is valid: body_len is within the maximum. */
-			r->body = malloc(r->header.body_len);
+			/* The header is valid: body_len is within the maximum.
+			 * The buffer still grows only as bytes arrive, so a peer
+			 * announcing a large body and going quiet holds little. */
+			r->body_cap = r->header.body_len < WIRE_READER_FIRST_BYTES
+					      ? r->header.body_len
+					      : WIRE_READER_FIRST_BYTES;
+			r->body = malloc(r->body_cap);
 			if (r->body == NULL) {
 				*used = off;
 				return wire_reader_fail(
@@ -1236,6 +1244,23 @@ int vsr_wire_reader_feed(vsr_wire_reader *r, const uint8_t *data, size_t len,
 		size_t take = r->header.body_len - r->body_have;
 		if (take > len - off)
 			take = len - off;
+		if (r->body_have + take > r->body_cap) {
+			uint64_t cap = r->body_cap;
+			while (cap < r->body_have + take)
+				cap *= 2;
+			if (cap > r->header.body_len)
+				cap = r->header.body_len;
+			uint8_t *grown = realloc(r->body, (size_t)cap);
+			if (grown == NULL) {
+				*used = off;
+				return wire_reader_fail(
+					r, wire_fail(r->err, sizeof(r->err),
+						     VSR_WIRE_ENOMEM, "body of %" PRIu32,
+						     r->header.body_len));
+			}
+			r->body = grown;
+			r->body_cap = (uint32_t)cap;
+		}
 		memcpy(r->body + r->body_have, data + off, take);
 		r->body_have += (uint32_t)take;
 		off += take;

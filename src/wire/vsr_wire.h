@@ -296,7 +296,8 @@ int vsr_wire_decode_body(const vsr_wire_header *h, uint8_t *body,
 /* Streaming reader: turns arbitrary byte chunks from a socket into frames.
  *
  * Buffers at most one frame: the 40 header bytes, then, only once the header
- * is valid, exactly body_len bytes (allocated then). Typical use in a libuv
+ * is valid, the body: 64 KiB first, doubling as bytes arrive, never more than
+ * body_len (so memory follows what the peer actually sent). Typical use in a libuv
  * read callback:
  *
  *   size_t off = 0;
@@ -318,6 +319,7 @@ typedef struct vsr_wire_reader {
 	vsr_wire_header header;         /* valid once header_have == HEADER_SIZE */
 	uint8_t *body;                  /* allocated after the header validated */
 	uint32_t body_have;
+	uint32_t body_cap;              /* bytes allocated at body */
 	bool frame_ready;               /* a whole, checksummed frame is held */
 	int error;                      /* 0, or the -reason that killed it */
 	char err[160];                  /* detail of the last error */

@@ -717,6 +717,44 @@ static void test_oversize(uint64_t seed)
 		rc = vsr_wire_decode(h, sizeof(h), &cfg, &d, NULL, NULL, NULL, 0);
 		CHECK(rc == -VSR_WIRE_ETOOBIG, "decode length %" PRIu32 ": %d", lens[i], rc);
 	}
+	/* A large announced body is allocated as it arrives, not up front. */
+	{
+		vsr_wire_config big;
+		wt_config(&big);
+		uint8_t *op = malloc(1000000);
+		CHECK(op != NULL, "malloc");
+		for (size_t i = 0; op != NULL && i < 1000000; i++)
+			op[i] = (uint8_t)(i * 7);
+		vsr_message m = {.type = VSR_MSG_REQUEST, .request = {.session = 1, .request = 1,
+				  .kind = VSR_REQUEST_OP, .op = op, .op_len = 1000000}};
+		vsr_buf b = {0};
+		CHECK(op != NULL && vsr_wire_encode_message(&b, WT_CLUSTER, &m) == 0, "encode 1 MB");
+		vsr_wire_reader r;
+		vsr_wire_reader_init(&r, &big, NULL);
+		size_t used = 0;
+		int rc = vsr_wire_reader_feed(&r, b.data, VSR_WIRE_HEADER_SIZE + 10, &used);
+		CHECK(rc == 0 && used == VSR_WIRE_HEADER_SIZE + 10, "partial feed: %d", rc);
+		CHECK(r.body_cap <= 64 * 1024, "allocated %" PRIu32 " for 10 bytes", r.body_cap);
+		size_t off = used;
+		while (off < b.len && rc == 0) {
+			size_t piece = b.len - off < 4096 ? b.len - off : 4096;
+			rc = vsr_wire_reader_feed(&r, b.data + off, piece, &used);
+			off += used;
+			CHECK(r.body_cap <= 2 * (off - VSR_WIRE_HEADER_SIZE) + 64 * 1024 ||
+				      r.body_cap == b.len - VSR_WIRE_HEADER_SIZE,
+			      "allocated %" PRIu32 " after %zu bytes", r.body_cap, off);
+		}
+		CHECK(rc == 1 && off == b.len, "frame not complete: %d at %zu", rc, off);
+		vsr_wire_decoded d;
+		vsr_wire_decoded_init(&d);
+		CHECK(vsr_wire_reader_decode(&r, &d) == 0, "decode: %s", r.err);
+		CHECK(d.message.request.op_len == 1000000 && op != NULL &&
+			      memcmp(d.message.request.op, op, 1000000) == 0, "1 MB op differs");
+		vsr_wire_decoded_free(&d);
+		vsr_wire_reader_free(&r);
+		free(b.data);
+		free(op);
+	}
 	/* A body of exactly the maximum is fine. */
 	{
 		cfg.body_bytes_max = 4096;
