@@ -566,18 +566,22 @@ static void op_kv(msgpack_sbuffer *sb, const char *name, const char *key, const 
 	}
 }
 
-/* counter.lua: {op = name [, field = v]} */
-static void op_int(msgpack_sbuffer *sb, const char *name, const char *field, int64_t v)
+/* counter.lua: {op = "add", name = counter, delta = d} or
+ * {op = "get", name = counter}; both answer {value = V}. */
+static void op_counter(msgpack_sbuffer *sb, const char *name, const char *counter,
+		       bool with_delta, int64_t delta)
 {
 	msgpack_sbuffer_clear(sb);
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, field != NULL ? 2 : 1);
+	msgpack_pack_map(&pk, with_delta ? 3 : 2);
 	pack_cstr(&pk, "op");
 	pack_cstr(&pk, name);
-	if (field != NULL) {
-		pack_cstr(&pk, field);
-		msgpack_pack_int64(&pk, v);
+	pack_cstr(&pk, "name");
+	pack_cstr(&pk, counter);
+	if (with_delta) {
+		pack_cstr(&pk, "delta");
+		msgpack_pack_int64(&pk, delta);
 	}
 }
 
@@ -889,14 +893,12 @@ static int failover_common(bool restart)
 	return 0;
 }
 
-/* counter.lua's operations: add COUNTER_ADD_FIELD to the counter, read it. */
-#define COUNTER_ADD "add"
-#define COUNTER_ADD_FIELD "n"
-#define COUNTER_READ "get"
+/* The one counter the dedup scenario increments. */
+#define COUNTER_NAME "retried"
 
 static int64_t counter_value(mclient *m, msgpack_sbuffer *sb)
 {
-	op_int(sb, COUNTER_READ, NULL, 0);
+	op_counter(sb, "get", COUNTER_NAME, false, 0);
 	mresult r;
 	mc_op(m, sb, &r, "counter get");
 	int64_t v;
@@ -917,7 +919,7 @@ static int scenario_dedup(void)
 
 	/* 1. The reply is lost: the increment committed, the client never
 	 * heard. It retries with the same numbers after a failover. */
-	op_int(&sb, COUNTER_ADD, COUNTER_ADD_FIELD, 1);
+	op_counter(&sb, "add", COUNTER_NAME, true, 1);
 	mresult first;
 	mc_op(&m, &sb, &first, "add 1");
 	uint64_t number = m.request;
@@ -945,7 +947,7 @@ static int scenario_dedup(void)
 			start_replica(i);
 	wait_ports(-1);
 	p = wait_primary(STARTUP_MS, "after restart");
-	op_int(&sb, COUNTER_ADD, COUNTER_ADD_FIELD, 1);
+	op_counter(&sb, "add", COUNTER_NAME, true, 1);
 	m.request++;
 	number = m.request;
 	m.target = (uint8_t)p;
