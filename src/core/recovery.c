@@ -59,27 +59,32 @@ void rec_on_recovery_response(vsr_replica *r, const vsr_message *m)
 {
 	if (r->status != VSR_STATUS_RECOVERING || m->nonce != r->recovery_nonce) return;
 	r->recovery_from |= 1u << m->replica;
-	if (m->view > r->recovery_view_any) r->recovery_view_any = m->view;
-	if (m->status == VSR_STATUS_NORMAL) {
-		bool from_primary = m->replica == vsr_primary_of(m->view, r->n);
-		if (!r->recovery_normal_seen || m->view > r->recovery_view_max) {
-			r->recovery_view_max = m->view;
-			r->recovery_primary_seen = from_primary;
-		} else if (m->view == r->recovery_view_max && from_primary) {
-			r->recovery_primary_seen = true;
-		}
-		r->recovery_normal_seen = true;
-	}
+	r->recovery_view[m->replica] = m->view;
+	r->recovery_status[m->replica] = m->status;
 	/* Our own durable state counts toward the quorum, unless it is lost. */
 	uint32_t count = popcount32(r->recovery_from) + (r->amnesia ? 0 : 1);
 	if (count < r->quorum) return;
-	uint64_t vn = r->recovery_view_max;
-	uint64_t top = r->recovery_view_any > r->view ? r->recovery_view_any : r->view;
-	if (r->recovery_primary_seen && vn >= r->view && vsr_primary_of(vn, r->n) != r->self) {
+	bool normal_seen = false, primary_seen = false;
+	uint64_t vn = 0, top = r->view;
+	for (uint8_t i = 0; i < r->n; i++) {
+		if (!(r->recovery_from & (1u << i))) continue;
+		uint64_t v = r->recovery_view[i];
+		if (v > top) top = v;
+		if (r->recovery_status[i] != VSR_STATUS_NORMAL) continue;
+		bool from_primary = i == vsr_primary_of(v, r->n);
+		if (!normal_seen || v > vn) {
+			vn = v;
+			primary_seen = from_primary;
+		} else if (v == vn && from_primary) {
+			primary_seen = true;
+		}
+		normal_seen = true;
+	}
+	if (primary_seen && vn >= r->view && vsr_primary_of(vn, r->n) != r->self) {
 		st_start(r, vn, vsr_primary_of(vn, r->n));
 	} else if (r->amnesia) {
 		/* Wait for a normal primary: we can vouch for nothing. */
-	} else if (!r->recovery_normal_seen || r->view > vn) {
+	} else if (!normal_seen || r->view > vn) {
 		/* Nobody in the quorum runs a view at or above ours: start a view
 		 * strictly above every view anyone here knows (a view that may
 		 * already have had a START_VIEW is never started again). */

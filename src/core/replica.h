@@ -198,10 +198,10 @@ struct vsr_replica {
 	/* recovery */
 	uint64_t recovery_nonce;
 	uint32_t recovery_from;           /* bitmask of responders */
-	uint64_t recovery_view_max;       /* highest view among normal responders */
-	uint64_t recovery_view_any;       /* highest view among all responders */
-	bool recovery_normal_seen;        /* some responder is normal */
-	bool recovery_primary_seen;       /* a response from primary(recovery_view_max) */
+	/* The latest answer of each responder: answers can go stale as the
+	 * cluster moves on, so decisions use only the newest from each. */
+	uint64_t recovery_view[VSR_REPLICAS_MAX];
+	uint8_t recovery_status[VSR_REPLICAS_MAX];
 	bool amnesia;                     /* restarted without its disk's contents */
 
 	/* state transfer */
