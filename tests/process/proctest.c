@@ -778,13 +778,49 @@ static void wait_ports(int only)
 	}
 }
 
+/* True once every replica's client port accepts; false when a replica
+ * exited with EX_UNAVAILABLE (69): it could not bind a port, which another
+ * process took between pick_ports and the replica's start (ports picked
+ * free are only free until someone binds or dials from them). */
+static bool wait_ports_or_taken(void)
+{
+	uint64_t deadline = now_ms() + STARTUP_MS;
+	for (int i = 0; i < N; i++) {
+		for (;;) {
+			int status;
+			if (waitpid(g_pid[i], &status, WNOHANG) == g_pid[i]) {
+				g_pid[i] = 0;
+				if (WIFEXITED(status) && WEXITSTATUS(status) == 69)
+					return false;
+				fail("replica %d exited at startup (status 0x%x)", i + 1, status);
+			}
+			int fd = tcp_connect(g_client_port[i]);
+			if (fd >= 0) {
+				close(fd);
+				break;
+			}
+			if (now_ms() > deadline)
+				fail("replica %d: client port %u never accepted", i + 1, g_client_port[i]);
+			poll(NULL, 0, 10); /* next connect attempt */
+		}
+	}
+	return true;
+}
+
 static void cluster_start(const char *statemachine)
 {
-	pick_ports();
-	write_config(statemachine);
-	for (int i = 0; i < N; i++)
-		start_replica(i);
-	wait_ports(-1);
+	for (int attempt = 1;; attempt++) {
+		pick_ports();
+		write_config(statemachine);
+		for (int i = 0; i < N; i++)
+			start_replica(i);
+		if (wait_ports_or_taken())
+			return;
+		if (attempt == 3)
+			fail("three clusters in a row found a port taken");
+		note("a port was taken before a replica could bind it; new ports");
+		kill_all();
+	}
 }
 
 /* ------------------------------------------------------------------------ */
