@@ -820,6 +820,12 @@ static void cluster_start(const char *statemachine)
 			fail("three clusters in a row found a port taken");
 		note("a port was taken before a replica could bind it; new ports");
 		kill_all();
+		/* The replicas that did start left memory-storage markers: the
+		 * next cluster must be new, not a restart of this one. */
+		char cmd[400];
+		snprintf(cmd, sizeof cmd, "rm -rf '%s/data'", g_dir);
+		if (system(cmd) != 0)
+			fail("cannot clear %s/data", g_dir);
 	}
 }
 
