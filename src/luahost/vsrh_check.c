@@ -130,6 +130,15 @@ static uint64_t mix64(uint64_t z)
 	return z ^ (z >> 31);
 }
 
+static int contains(const vsr_buf *b, const char *needle)
+{
+	size_t n = strlen(needle);
+	for (size_t i = 0; i + n <= b->len; i++)
+		if (memcmp(b->data + i, needle, n) == 0)
+			return 1;
+	return 0;
+}
+
 static size_t first_difference(const vsr_buf *a, const vsr_buf *b)
 {
 	size_t n = a->len < b->len ? a->len : b->len;
@@ -207,6 +216,17 @@ int vsrh_selfcheck(const vsrh_sm_options *o, const vsr_buf *ops, uint32_t n_ops,
 		ra.len = rb.len = rcb.len = 0;
 		int xa = vsrh_sm_apply(a, &actx, ops[i].data, ops[i].len, &ra);
 		int xb = vsrh_sm_apply(b, &actx, ops[i].data, ops[i].len, &rb);
+		if (xa != VSR_REPLY_OK && (contains(&ra, "is not available in the state-machine sandbox") ||
+					   contains(&ra, "undefined global"))) {
+			tx(&t, "operation %u ", i + 1);
+			show_value(&t, ops[i].data, ops[i].len);
+			tx(&t, " failed because the script reached outside what a state machine may "
+			   "depend on:\n  %.*s\nAn operation may depend only on itself, the state and "
+			   "ctx (ctx.timestamp for time, ctx.random for randomness).\n",
+			   (int)(ra.len > 400 ? 400 : ra.len), (const char *)ra.data);
+			rc = 1;
+			goto out;
+		}
 		if (!same_reply(xa, &ra, xb, &rb)) {
 			tx(&t, "operation %u ", i + 1);
 			show_value(&t, ops[i].data, ops[i].len);

@@ -49,6 +49,7 @@ struct vsrh_sm {
 	int ref_policy; /* policy table or LUA_NOREF */
 	int ref_examples; /* the script's examples (table or function) or LUA_NOREF */
 	bool plain;     /* the script keeps its own state (snapshot/restore hooks) */
+	bool policy_has_state; /* the dedup policy has snapshot/restore hooks */
 	uint64_t last_op, last_timestamp;
 	/* plain-state rollback */
 	bool has_base, replaying;
@@ -725,11 +726,21 @@ uint64_t vsrh_sm_digest(vsrh_sm *sm)
 	digest_job j = {sm, 0};
 	host_protected(sm, digest_tramp, &j, "digest");
 	uint64_t d = mix(j.digest ^ 0x5653524844494731ull);
-	if (sm->plain || sm->ref_policy != LUA_NOREF) {
-		/* Plain state has no running digest: hash its snapshot. */
+	if (sm->plain || sm->policy_has_state) {
+		/* Plain state has no running digest: hash its part of a snapshot
+		 * (after the header and the store, whose digest is above). */
 		vsr_buf b = {0};
-		if (vsrh_sm_snapshot(sm, &b) == VSR_OK)
-			d ^= mix(XXH3_64bits(b.data, b.len));
+		size_t pos = 0;
+		uint32_t n;
+		const char *str;
+		size_t sl;
+		int64_t v;
+		if (vsrh_sm_snapshot(sm, &b) == VSR_OK &&
+		    vsrh_get_array_header(b.data, b.len, &pos, &n) == 0 &&
+		    vsrh_get_str(b.data, b.len, &pos, &str, &sl) == 0 &&
+		    vsrh_get_int(b.data, b.len, &pos, &v) == 0 &&
+		    vsrh_get_int(b.data, b.len, &pos, &v) == 0 && vsrh_skip(b.data, b.len, &pos) == 0)
+			d ^= mix(XXH3_64bits(b.data + pos, b.len - pos));
 		free(b.data);
 	}
 	return d;
@@ -1030,6 +1041,7 @@ static int open_tramp(lua_State *L)
 				 pname);
 			return 0;
 		}
+		sm->policy_has_state = hs;
 		sm->ref_policy = luaL_ref(L, LUA_REGISTRYINDEX);
 	}
 	j->rc = 0;

@@ -1,0 +1,160 @@
+-- vsr/testkit.lua - test kit for state-machine specs (busted), on the host's own C code.
+--
+--   local testkit = require "vsr.testkit"
+--   local sm = testkit.load("statemachines/kv.lua")
+--   local reply = sm:ok({op = "put", key = "a", value = 1})      -- must succeed
+--   local code, msg = sm:fails({op = "get", key = "zz"})         -- must fail
+--   sm:roundtrip()                  -- snapshot -> restore -> same state
+--   testkit.assert_deterministic("statemachines/kv.lua", ops)
+--
+-- It needs the `vsrhost` C module (busted --cpath=build/lua/?.so), which
+-- embeds the sandbox, budgets, msgpack conversion, store and snapshots of
+-- vsrhost itself: an operation goes through exactly what it goes through in
+-- a replica, msgpack on the way in and out included.
+local host = require "vsrhost"
+
+local testkit = {}
+
+testkit.host = host
+
+-- Splits an error reply "<code>: <message>" (raised with vsr.fail) into its
+-- code and message; other errors give nil and the whole text.
+function testkit.error_code(text)
+  local code, msg = string.match(text, "^(%d+): (.*)$")
+  if code then
+    return tonumber(code), msg
+  end
+  return nil, text
+end
+
+local SM = {}
+SM.__index = SM
+
+-- Loads a state machine. opts: dedup, lua_root, instructions, memory,
+-- check_seed, log_level (0 debug .. 3 error).
+function testkit.load(path, opts)
+  opts = opts or {}
+  local o = {}
+  for k, v in pairs(opts) do
+    o[k] = v
+  end
+  o.statemachine = path
+  local sm, err = host.open(o)
+  if not sm then
+    error(err, 2)
+  end
+  return setmetatable({sm = sm, path = path, opts = opts}, SM)
+end
+
+-- Returns ok, reply (decoded) or ok == false, error text.
+function SM:apply(op, ctx)
+  return self.sm:apply(op, ctx)
+end
+
+-- Applies op, raising unless it succeeds; returns the reply.
+function SM:ok(op, ctx)
+  local ok, reply = self.sm:apply(op, ctx)
+  if not ok then
+    error("expected success, got error: " .. tostring(reply), 2)
+  end
+  return reply
+end
+
+-- Applies op, raising unless it fails; returns code (or nil), message.
+function SM:fails(op, ctx)
+  local ok, reply = self.sm:apply(op, ctx)
+  if ok then
+    error("expected an error, got a reply", 2)
+  end
+  return testkit.error_code(reply)
+end
+
+function SM:query(op)
+  return self.sm:query(op)
+end
+
+function SM:snapshot()
+  local s, err = self.sm:snapshot()
+  if not s then
+    error("snapshot failed: " .. tostring(err), 2)
+  end
+  return s
+end
+
+function SM:restore(bytes)
+  local ok, err = self.sm:restore(bytes)
+  if not ok then
+    error("restore failed: " .. tostring(err), 2)
+  end
+  return true
+end
+
+function SM:digest()
+  return self.sm:digest()
+end
+
+function SM:stats()
+  return self.sm:stats()
+end
+
+function SM:logs(clear)
+  return self.sm:logs(clear)
+end
+
+function SM:examples(seed)
+  return self.sm:examples(seed)
+end
+
+function SM:close()
+  self.sm:close()
+end
+
+-- Snapshot, restore into a fresh instance, and check that the restored
+-- state snapshots to the same bytes and digest. Returns the fresh instance.
+function SM:roundtrip()
+  local snap = self:snapshot()
+  local other = testkit.load(self.path, self.opts)
+  other:restore(snap)
+  local again = other:snapshot()
+  if again ~= snap then
+    error("restored state differs from the snapshotted one: snapshot() after restore() gives "
+      .. #again .. " bytes instead of " .. #snap, 2)
+  end
+  if other:digest() ~= self:digest() then
+    error("restored state has a different digest", 2)
+  end
+  return other
+end
+
+-- The determinism check (the same C code as `vsrhost check`): runs ops in
+-- two independently seeded states (pairs() order differs between them),
+-- compares replies and state digests, and checks a snapshot/restore round
+-- trip halfway. Returns ok, report.
+function testkit.check_determinism(path, ops, opts)
+  opts = opts or {}
+  local o = {}
+  for k, v in pairs(opts) do
+    o[k] = v
+  end
+  o.statemachine = path
+  if ops == nil then
+    local sm = testkit.load(path, opts)
+    ops = sm:examples(opts.seed or 1)
+    sm:close()
+  end
+  return host.selfcheck(o, ops, opts.seed or 1)
+end
+
+function testkit.assert_deterministic(path, ops, opts)
+  local ok, report = testkit.check_determinism(path, ops, opts)
+  if not ok then
+    error("determinism check failed for " .. path .. ":\n" .. report, 2)
+  end
+  return report
+end
+
+-- Encodes / decodes msgpack exactly as the host does.
+testkit.encode = host.encode
+testkit.decode = host.decode
+
+return testkit
