@@ -539,19 +539,22 @@ static void net_accept(uv_stream_t *server, uint8_t kind)
 	net_conn *c = net_conn_new(net, kind);
 	if (c == NULL)
 		return;
+	/* Counted at once: net_conn_close uncounts, whatever path closes it. */
+	if (kind == NET_CONN_PEER_IN)
+		net->peer_inbound++;
+	else
+		net->clients++;
 	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
 		net_conn_close(c, 1, "accept failed");
 		return;
 	}
 	if (kind == NET_CONN_PEER_IN) {
-		net->peer_inbound++;
 		if (net->peer_inbound > VSR_NET_PEER_INBOUND_MAX) {
 			net->stats.connections_refused++;
 			net_conn_close(c, 2, "too many connections on the replica port");
 			return;
 		}
 	} else {
-		net->clients++;
 		uint32_t slot = UINT32_MAX;
 		if (net->clients <= net->opts.clients_max) {
 			for (uint32_t k = 0; k < net->opts.clients_max; k++) {

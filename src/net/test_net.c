@@ -213,6 +213,50 @@ static void start_client(void)
 	CHECK(uv_tcp_connect(&client_connect, &client, (struct sockaddr *)&a, client_connect_cb) == 0);
 }
 
+/* A limit of two client connections: the third is accepted and closed at
+ * once, counted, and the two others stay open. Blocking sockets on this
+ * side; the transport's loop is turned by hand until the outcome shows. */
+static void test_client_limit(void)
+{
+	uv_loop_t l;
+	CHECK(uv_loop_init(&l) == 0);
+	pick_ports();
+	vsr_net_options o = {
+		.loop = &l, .cluster = CLUSTER, .replica = 0, .replica_count = 1,
+		.client = {"127.0.0.1", ports[2]}, .clients_max = 2, .log = test_log,
+	};
+	o.replicas[0] = (vsr_net_address){"127.0.0.1", ports[0]};
+	vsr_net *net = NULL;
+	char err[256];
+	CHECK(vsr_net_start(&o, &net, err, sizeof err) == 0);
+	int fds[3];
+	for (int i = 0; i < 3; i++) {
+		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(ports[2]),
+					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		CHECK(connect(fds[i], (struct sockaddr *)&a, sizeof a) == 0);
+		/* Accepted in order: wait for this one before the next. */
+		for (int spin = 0; spin < 1000 && vsr_net_stats_get(net)->clients_accepted +
+						       vsr_net_stats_get(net)->connections_refused <
+					       (uint64_t)i + 1; spin++)
+			uv_run(&l, UV_RUN_ONCE);
+	}
+	CHECK(vsr_net_stats_get(net)->clients_accepted == 2);
+	CHECK(vsr_net_stats_get(net)->connections_refused == 1);
+	/* The refused one reads its end of stream (after no HELLO at all). */
+	char buf[256];
+	CHECK(recv(fds[2], buf, sizeof buf, 0) == 0);
+	/* The accepted ones got the replica's HELLO. */
+	CHECK(recv(fds[0], buf, sizeof buf, 0) > 0);
+	for (int i = 0; i < 3; i++)
+		close(fds[i]);
+	unsigned closed = nets_closed;
+	vsr_net_close(net, net_closed_cb);
+	CHECK(uv_run(&l, UV_RUN_DEFAULT) == 0);
+	CHECK(nets_closed == closed + 1);
+	CHECK(uv_loop_close(&l) == 0);
+}
+
 int main(void)
 {
 	CHECK(uv_loop_init(&loop) == 0);
@@ -244,6 +288,7 @@ int main(void)
 	vsr_wire_reader_free(&client_reader);
 	vsr_wire_decoded_free(&client_decoded);
 	CHECK(uv_loop_close(&loop) == 0);
+	test_client_limit();
 	printf("net: ok (%u commits delivered, request conn %llu)\n", commits_seen,
 	       (unsigned long long)request_conn);
 	return 0;
