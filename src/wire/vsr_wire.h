@@ -305,9 +305,14 @@ int vsr_wire_decode_body(const vsr_wire_header *h, uint8_t *body,
  *       size_t used;
  *       int rc = vsr_wire_reader_feed(&r, buf + off, nread - off, &used);
  *       off += used;
- *       if (rc == 1) rc = vsr_wire_reader_decode(&r, &decoded);
- *       if (rc < 0) { log(r.err); close the connection; break; }
- *       if (rc == 0 && decoded.type) handle(&decoded);  (after decode)
+ *       if (rc == 0)
+ *           break;                        all consumed, frame incomplete
+ *       if (rc == 1)
+ *           rc = vsr_wire_reader_decode(&r, &decoded);
+ *       if (rc < 0) {
+ *           log(r.err); close the connection; break;
+ *       }
+ *       handle(&decoded);                 rc == 0: one whole, valid frame
  *   }
  *
  * After an error the reader refuses every further byte with the same error. */
