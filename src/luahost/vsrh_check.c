@@ -216,7 +216,7 @@ int vsrh_selfcheck(const vsrh_sm_options *o, const vsr_buf *ops, uint32_t n_ops,
 		ra.len = rb.len = rcb.len = 0;
 		int xa = vsrh_sm_apply(a, &actx, ops[i].data, ops[i].len, &ra);
 		int xb = vsrh_sm_apply(b, &actx, ops[i].data, ops[i].len, &rb);
-		if (xa != VSR_REPLY_OK && (contains(&ra, "is not available in the state-machine sandbox") ||
+		if (xa != VSR_REPLY_OK && (contains(&ra, "is not available in the sandbox") ||
 					   contains(&ra, "undefined global"))) {
 			tx(&t, "operation %u ", i + 1);
 			show_value(&t, ops[i].data, ops[i].len);

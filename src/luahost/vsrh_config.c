@@ -119,6 +119,8 @@ static int check_keys(cfg_ctx *c, int idx, const char *prefix, const char *const
 			if (strcmp(*p, k) == 0)
 				found = 1;
 			int dist = edit_distance(*p, k);
+			if (strncmp(*p, k, strlen(k)) == 0 && strlen(k) >= 3)
+				dist = 1; /* a prefix: "tick" for "tick_ms" */
 			if (dist < best_d) {
 				best_d = dist;
 				best = *p;

@@ -589,9 +589,9 @@ static int box_strict_index(lua_State *L)
 {
 	const char *name = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "?";
 	const char *hint = hint_for(name);
-	luaL_where(L, 2);
+	luaL_where(L, 1);
 	if (hint)
-		lua_pushfstring(L, "global '%s' is not available in the state-machine sandbox: %s",
+		lua_pushfstring(L, "global '%s' is not available in the sandbox: %s",
 				name, hint);
 	else
 		lua_pushfstring(L, "undefined global '%s' (the sandbox has no implicit nil globals)",

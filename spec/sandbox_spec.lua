@@ -1,0 +1,128 @@
+-- sandbox_spec.lua - escape attempts are refused with a clear error and the host stays healthy.
+local testkit = require "vsr.testkit"
+
+local EVIL = "spec/fixtures/evil.lua"
+
+-- Each attempt: Lua source run inside apply(), and a pattern the error must match.
+local attempts = {
+  {"io.open", [[return io.open("/etc/passwd")]], "global 'io' is not available"},
+  {"os.execute", [[return os.execute("true")]], "global 'os' is not available"},
+  {"require \"os\"", [[return require("os")]], "module 'os' not found: the sandbox only loads"},
+  {"require a path", [[return require("../../etc/passwd")]], "invalid module name"},
+  {"package.loadlib", [[return package.loadlib("libc.so.6", "system")]],
+   "global 'package' is not available"},
+  {"load of a bytecode string", [[
+     local f, err = load("\27Lua\84\0\25\147\13\10\26\10\4\8\8\120\86")
+     error(err, 0)]], "attempt to load a binary chunk"},
+  {"load in binary mode", [[return load("return 1", "x", "b")]], "binary chunks are not allowed"},
+  {"string.dump", [[return string.dump(function() end)]], "field 'dump'"},
+  {"string.dump through a string value", [[return ("").dump(print)]], "field 'dump'"},
+  {"debug.sethook", [[debug.sethook(); return 1]], "global 'debug' is not available"},
+  {"changing the string metatable", [[getmetatable("").__index = {}; return 1]],
+   "attempt to index a boolean value"},
+  {"replacing a string library function", [[string.rep = nil; return 1]],
+   "library tables are read%-only"},
+  {"infinite loop", [[while true do end]], "instruction budget exhausted"},
+  {"infinite loop inside pcall", [[
+     local n = 0
+     while true do pcall(function() while true do end end); n = n + 1 end]],
+   "instruction budget exhausted"},
+  {"catching the budget error with xpcall", [[
+     xpcall(function() while true do end end, function() return "caught" end)
+     return "escaped"]], "instruction budget exhausted"},
+  {"memory bomb", [[
+     local t = {}
+     for i = 1, 1e9 do t[i] = string.rep("x", 4096) .. i end]], "memory budget exhausted"},
+  {"memory bomb in one call", [[return string.rep("x", 1 << 30)]], "memory budget exhausted"},
+  {"memory bomb caught with pcall", [[
+     pcall(function() local t = {} for i = 1, 1e9 do t[i] = {i} end end)
+     return "escaped"]], "memory budget exhausted"},
+  -- the Lua stack limit or the memory budget, whichever comes first
+  {"deep recursion", [[local function f(n) return f(n + 1) + 1 end return f(1)]],
+   {"stack overflow", "memory budget exhausted"}},
+  {"deep recursion through pcall", [[
+     local function f() local ok, e = pcall(f); error(e, 0) end
+     f()]],
+   {"stack overflow", "memory budget exhausted", "error in error handling"}},
+  {"error object that is a table", [[
+     error(setmetatable({}, {__tostring = function() while true do end end}))]],
+   "error object is a table value"},
+  {"collectgarbage", [[return collectgarbage("count")]], "global 'collectgarbage' is not available"},
+  {"math.randomseed", [[math.randomseed(42)]], "math.randomseed is not available"},
+  {"finalizers", [[setmetatable({}, {__gc = function() end})]], "__gc is not allowed"},
+  {"weak tables", [[setmetatable({}, {__mode = "k"})]], "__mode is not allowed"},
+  {"addresses through %p", [[return string.format("%p", {})]], "%%p shows an address"},
+  {"dofile", [[return dofile("/etc/passwd")]], "global 'dofile' is not available"},
+  {"coroutines", [[return coroutine.create(print)]], "global 'coroutine' is not available"},
+}
+
+describe("sandbox", function()
+  local sm
+  setup(function()
+    -- a small memory budget and a large instruction budget, so the memory
+    -- bombs meet the memory budget first
+    sm = testkit.load(EVIL, {memory = 32 * 1024 * 1024, instructions = 50000000})
+  end)
+
+  for _, a in ipairs(attempts) do
+    it("refuses: " .. a[1], function()
+      local before = sm:digest()
+      local code, msg = sm:fails({code = a[2]})
+      assert.is_nil(code)
+      local patterns = type(a[3]) == "table" and a[3] or {a[3]}
+      local matched = false
+      for _, p in ipairs(patterns) do
+        matched = matched or string.find(msg, p) ~= nil
+      end
+      assert.is_true(matched, "unexpected error: " .. msg)
+      -- still healthy: same state, answers, memory back under the budget
+      assert.equal(before, sm:digest())
+      assert.equal(2, sm:ok({code = "return 1 + 1"}))
+      assert.is_true(sm:stats().memory_bytes < 32 * 1024 * 1024)
+    end)
+  end
+
+  it("counts spent budgets", function()
+    local st = sm:stats()
+    assert.is_true(st.budget_exhausted >= 3)
+    assert.is_true(st.memory_exhausted >= 3)
+  end)
+
+  it("has no addresses in tostring", function()
+    assert.equal("table", sm:ok({code = "return tostring({})"}))
+    assert.equal("function", sm:ok({code = "return string.format('%s', print)"}))
+  end)
+
+  it("gives a deterministic math.random per operation", function()
+    local a = testkit.load(EVIL)
+    local b = testkit.load(EVIL)
+    local code = {code = "return {math.random(1, 1000000), math.random()}"}
+    local ctx = {op = 7, seed = 99}
+    assert.same(a:ok(code, ctx), b:ok(code, ctx))
+    assert.is_not.same(a:ok(code, {op = 8, seed = 100}), a:ok(code, {op = 9, seed = 101}))
+  end)
+
+  it("sorts stably with table.sort, even with ties over 100 elements", function()
+    local r = sm:ok({code = [[
+      local t = {}
+      for i = 1, 300 do t[i] = {k = i % 3, i = i} end
+      table.sort(t, function(x, y) return x.k < y.k end)
+      local out = {}
+      for i = 1, 5 do out[i] = t[i].i end
+      return out]]})
+    assert.same({3, 6, 9, 12, 15}, r)
+  end)
+
+  it("reports undefined globals instead of reading nil", function()
+    local _, msg = sm:fails({code = "return undefined_thing"})
+    assert.matches("undefined global 'undefined_thing'", msg)
+  end)
+
+  it("routes print and warn to the host's log", function()
+    sm:logs(true)
+    sm:ok({code = "print('hello', 42); warn('careful'); return 0"})
+    local logs = table.concat(sm:logs(), "\n")
+    assert.matches("info: print: hello\t42", logs)
+    assert.matches("warn: warn: careful", logs)
+  end)
+end)
