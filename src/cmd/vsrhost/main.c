@@ -89,7 +89,8 @@ int main(int argc, char **argv)
 			printf("vsrhost %s\n", VSRHOST_VERSION);
 			return 0;
 		default:
-			main_usage(stderr);
+			/* getopt_long has said what was wrong. */
+			fprintf(stderr, "vsrhost: try --help\n");
 			return EX_USAGE;
 		}
 	}
