@@ -1,0 +1,104 @@
+-- codec_spec.lua - msgpack <-> Lua conversion as the host does it: lossless and canonical.
+local host = require "vsrhost"
+
+local function hex(s)
+  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+local function roundtrip(v)
+  return host.decode(host.encode(v))
+end
+
+describe("msgpack codec", function()
+  it("keeps integers integers and floats floats", function()
+    assert.equal("integer", math.type(roundtrip(3)))
+    assert.equal("float", math.type(roundtrip(3.0)))
+    assert.equal(math.maxinteger, roundtrip(math.maxinteger))
+    assert.equal(math.mininteger, roundtrip(math.mininteger))
+    assert.equal(0.1, roundtrip(0.1))
+    assert.equal("cb3ff0000000000000", hex(host.encode(1.0)))
+    assert.equal("01", hex(host.encode(1)))
+    assert.equal("ff", hex(host.encode(-1)))
+    assert.equal("cd0100", hex(host.encode(256)))
+  end)
+
+  it("round-trips nil, booleans, strings with zero bytes, nested tables", function()
+    assert.is_nil(roundtrip(nil))
+    assert.is_true(roundtrip(true))
+    assert.is_false(roundtrip(false))
+    assert.equal("a\0b", roundtrip("a\0b"))
+    local v = {list = {1, "two", {three = 3}}, [5] = false, [true] = "yes", [1.5] = "float key"}
+    assert.same(v, roundtrip(v))
+  end)
+
+  it("encodes maps with keys in canonical order", function()
+    assert.equal(hex(host.encode({b = 1, a = 2})), hex(host.encode({a = 2, b = 1})))
+    assert.equal("82a16102a16201", hex(host.encode({b = 1, a = 2})))
+  end)
+
+  it("orders mixed keys: booleans, numbers, strings", function()
+    local bytes = host.encode({s = 1, [10] = 2, [-1] = 3, [true] = 4, [2.5] = 5})
+    -- c3 (true) first, then -1 (ff), 2.5 (cb...), 10 (0a), then "s" (a173)
+    local h = hex(bytes)
+    local pos = {(h:find("c304")), (h:find("ff03")), (h:find("cb4004")), (h:find("0a02")),
+      (h:find("a17301"))}
+    assert.equal(5, #pos)
+    for i = 2, #pos do
+      assert.is_true(pos[i] > pos[i - 1])
+    end
+  end)
+
+  it("treats the empty table as an array unless marked as a map", function()
+    assert.equal("90", hex(host.encode({})))
+    assert.equal("80", hex(host.encode(setmetatable({}, host.map_mt))))
+    assert.equal("80", hex(host.encode(host.decode("\x80")))) -- an empty map stays a map
+    assert.equal("90", hex(host.encode(host.decode("\x90"))))
+  end)
+
+  it("keeps nil inside decoded arrays (not at the end)", function()
+    local t = host.decode("\x93\x01\xc0\x03")
+    assert.equal(1, t[1])
+    assert.is_nil(t[2])
+    assert.equal(3, t[3])
+    assert.equal("9301c003", hex(host.encode(t)))
+  end)
+
+  it("encodes a table with holes as a map unless marked as an array", function()
+    assert.equal("820101" .. "0303", hex(host.encode({[1] = 1, [3] = 3})))
+    assert.equal("9301c003", hex(host.encode(setmetatable({[1] = 1, [3] = 3}, host.array_mt))))
+  end)
+
+  it("refuses values msgpack cannot carry", function()
+    assert.has_error(function() host.encode(print) end)
+    assert.has_error(function() host.encode({f = function() end}) end)
+    local cyc = {}
+    cyc.self = cyc
+    assert.has_error(function() host.encode(cyc) end, "encode: value nested deeper than 64 levels (or a cycle)")
+  end)
+
+  it("refuses malformed or unsupported msgpack with a reason", function()
+    local v, err = host.decode("\xcf\xff\xff\xff\xff\xff\xff\xff\xff")
+    assert.is_nil(v)
+    assert.matches("does not fit a Lua integer", err)
+    v, err = host.decode("\xd4\x01\x02")
+    assert.matches("ext types", err)
+    v, err = host.decode("\x92\x01")
+    assert.matches("malformed msgpack at byte 1", err)
+    v, err = host.decode("\xa5ab")
+    assert.matches("string runs past the end", err)
+    v, err = host.decode("\x01\x02")
+    assert.matches("trailing bytes", err)
+    v, err = host.decode("\xdd\xff\xff\xff\xff")
+    assert.matches("larger than the input", err)
+    v, err = host.decode("\x81\xc0\x01")
+    assert.matches("map key is nil", err)
+    v, err = host.decode(string.rep("\x91", 100) .. "\x01")
+    assert.matches("deeper than 64", err)
+  end)
+
+  it("decodes float32 and bin as float and string", function()
+    assert.equal(1.5, host.decode("\xca\x3f\xc0\x00\x00"))
+    assert.equal("float", math.type(host.decode("\xca\x3f\xc0\x00\x00")))
+    assert.equal("ab", host.decode("\xc4\x02ab"))
+  end)
+end)
