@@ -28,7 +28,9 @@
  *      status normal.
  *   I8 Recovering and state-transfer replicas send no PREPARE_OK and no
  *      view-change message.
- *   I9 The primary's pipeline holds exactly the ops commit+1 .. op.
+ *   I9 Pipeline slots (waiting connections) exist only for ops in
+ *      commit+1 .. op at a normal primary; only a normal primary queues
+ *      requests.
  *   I10 The client table holds each session at most once and at most
  *      clients_max sessions.
  */
