@@ -53,6 +53,7 @@ typedef struct net_conn {
 	uint8_t role;           /* from HELLO */
 	uint8_t peer;           /* PEER_OUT: target; PEER_IN: from HELLO */
 	uint64_t id;            /* CLIENT: the opaque connection id */
+	uint64_t opened_ms;     /* accepted at (loop time), for the HELLO deadline */
 	uint32_t writes;        /* pending write requests */
 	uint64_t write_bytes;   /* bytes in pending writes */
 	uv_connect_t connect_req;
@@ -85,6 +86,7 @@ struct vsr_net {
 	vsr_net_close_cb close_cb;
 	uv_tcp_t replica_listener;
 	uv_tcp_t client_listener;
+	uv_timer_t sweep_timer; /* closes accepted connections that never said HELLO */
 	net_peer peers[VSR_REPLICAS_MAX];
 	net_conn *conns;        /* every open connection */
 	uint32_t peer_inbound;  /* PEER_IN connections open */
@@ -539,6 +541,7 @@ static void net_accept(uv_stream_t *server, uint8_t kind)
 	net_conn *c = net_conn_new(net, kind);
 	if (c == NULL)
 		return;
+	c->opened_ms = uv_now(net->opts.loop);
 	/* Counted at once: net_conn_close uncounts, whatever path closes it. */
 	if (kind == NET_CONN_PEER_IN)
 		net->peer_inbound++;
@@ -586,6 +589,22 @@ static void net_accept(uv_stream_t *server, uint8_t kind)
 		return;
 	}
 	net_send_hello(c);
+}
+
+/* An accepted connection holds a slot; one that never identifies itself
+ * must not hold it forever (nor its reader's buffer). */
+static void net_sweep_cb(uv_timer_t *t)
+{
+	vsr_net *net = t->data;
+	uint64_t now = uv_now(net->opts.loop);
+	net_conn *next;
+	for (net_conn *c = net->conns; c != NULL; c = next) {
+		next = c->next; /* closing unlinks c */
+		if (c->kind == NET_CONN_PEER_OUT || c->hello_seen || c->closing)
+			continue;
+		if (now - c->opened_ms >= net->opts.hello_timeout_ms)
+			net_protocol_error(c, "no HELLO within %u ms", net->opts.hello_timeout_ms);
+	}
 }
 
 static void net_replica_connection_cb(uv_stream_t *server, int status)
@@ -659,6 +678,8 @@ int vsr_net_start(const vsr_net_options *opts, vsr_net **out, char *err, size_t 
 		o->clients_max = 1024;
 	if (o->clients_max > VSR_NET_CLIENTS_MAX)
 		o->clients_max = VSR_NET_CLIENTS_MAX;
+	if (o->hello_timeout_ms == 0)
+		o->hello_timeout_ms = 10000;
 	if (o->reconnect_min_ms == 0)
 		o->reconnect_min_ms = 50;
 	if (o->reconnect_max_ms < o->reconnect_min_ms)
@@ -679,7 +700,11 @@ int vsr_net_start(const vsr_net_options *opts, vsr_net **out, char *err, size_t 
 	uv_tcp_init(o->loop, &net->replica_listener);
 	uv_tcp_init(o->loop, &net->client_listener);
 	net->replica_listener.data = net->client_listener.data = net;
-	net->handles += 2;
+	uv_timer_init(o->loop, &net->sweep_timer);
+	net->sweep_timer.data = net;
+	net->handles += 3;
+	uint64_t sweep_ms = o->hello_timeout_ms / 2 < 1000 ? o->hello_timeout_ms / 2 + 1 : 1000;
+	uv_timer_start(&net->sweep_timer, net_sweep_cb, sweep_ms, sweep_ms);
 	for (uint8_t i = 0; i < o->replica_count; i++) {
 		uv_timer_init(o->loop, &net->peers[i].timer);
 		net->peers[i].net = net;
@@ -792,6 +817,7 @@ void vsr_net_close(vsr_net *net, vsr_net_close_cb cb)
 		net_conn_close(net->conns, 0, NULL);
 	uv_close((uv_handle_t *)&net->replica_listener, net_handle_closed_cb);
 	uv_close((uv_handle_t *)&net->client_listener, net_handle_closed_cb);
+	uv_close((uv_handle_t *)&net->sweep_timer, net_handle_closed_cb);
 	for (uint8_t i = 0; i < net->opts.replica_count; i++)
 		uv_close((uv_handle_t *)&net->peers[i].timer, net_peer_timer_closed_cb);
 }

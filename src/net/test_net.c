@@ -223,7 +223,8 @@ static void test_client_limit(void)
 	pick_ports();
 	vsr_net_options o = {
 		.loop = &l, .cluster = CLUSTER, .replica = 0, .replica_count = 1,
-		.client = {"127.0.0.1", ports[2]}, .clients_max = 2, .log = test_log,
+		.client = {"127.0.0.1", ports[2]}, .clients_max = 2, .hello_timeout_ms = 100,
+		.log = test_log,
 	};
 	o.replicas[0] = (vsr_net_address){"127.0.0.1", ports[0]};
 	vsr_net *net = NULL;
@@ -246,8 +247,18 @@ static void test_client_limit(void)
 	/* The refused one reads its end of stream (after no HELLO at all). */
 	char buf[256];
 	CHECK(recv(fds[2], buf, sizeof buf, 0) == 0);
-	/* The accepted ones got the replica's HELLO. */
-	CHECK(recv(fds[0], buf, sizeof buf, 0) > 0);
+	/* The accepted ones got the replica's HELLO; as they never answer
+	 * with their own, they are closed once the HELLO deadline passes. */
+	for (int spin = 0; spin < 1000 && vsr_net_stats_get(net)->protocol_errors < 2; spin++)
+		uv_run(&l, UV_RUN_ONCE);
+	CHECK(vsr_net_stats_get(net)->protocol_errors == 2);
+	CHECK(vsr_net_stats_get(net)->connections == 0);
+	for (int i = 0; i < 2; i++) {
+		ssize_t n, total = 0;
+		while ((n = recv(fds[i], buf, sizeof buf, 0)) > 0)
+			total += n;
+		CHECK(n == 0 && total >= (ssize_t)VSR_WIRE_HEADER_SIZE);
+	}
 	for (int i = 0; i < 3; i++)
 		close(fds[i]);
 	unsigned closed = nets_closed;

@@ -72,6 +72,7 @@ typedef struct vsr_net_options {
 	uint32_t clients_max;          /* client connections (0: 1024, <= VSR_NET_CLIENTS_MAX) */
 	uint32_t reconnect_min_ms;     /* first retry after a failed dial (0: 50) */
 	uint32_t reconnect_max_ms;     /* backoff ceiling (0: 1000) */
+	uint32_t hello_timeout_ms;     /* an accepted connection silent this long is closed (0: 10000) */
 	uint64_t instance;             /* random per process start, sent in HELLO */
 	vsr_net_peer_message_fn peer_message_cb;
 	vsr_net_request_fn request_cb;
