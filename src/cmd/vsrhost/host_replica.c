@@ -55,6 +55,8 @@ typedef struct host {
 	bool stopping;
 	int exit_code;
 	vsr_replica_info last;    /* what the log lines compare against */
+	uint64_t status_since_ms; /* loop time of the last status change */
+	uint64_t stuck_warned_ms; /* last "still recovering" warning */
 	uint64_t steps;
 } host;
 
@@ -79,6 +81,8 @@ static void host_note_changes(host *h)
 	vsr_replica_info now;
 	vsr_replica_info_get(h->core, &now);
 	vsr_replica_info *was = &h->last;
+	if (now.status != was->status)
+		h->status_since_ms = uv_now(h->loop);
 	if (now.status != was->status || now.view != was->view) {
 		host_info("status %s, view %" PRIu64 ", primary %u%s (op %" PRIu64
 			  ", commit %" PRIu64 ")",
@@ -139,11 +143,32 @@ static void host_step(host *h, vsr_event *ev)
 /* ------------------------------------------------------------------------ */
 /* Event sources.                                                           */
 
+/* A replica that cannot leave recovery or state transfer says so now and
+ * then: the usual cause (every replica lost its memory) needs an operator. */
+#define HOST_STUCK_WARN_MS 10000u
+
 static void host_tick_cb(uv_timer_t *t)
 {
 	host *h = t->data;
 	vsr_event ev = {.type = VSR_EVENT_TICK};
 	host_step(h, &ev);
+	if (h->stopping)
+		return;
+	uint64_t now = uv_now(h->loop);
+	bool catching_up = h->last.status == VSR_STATUS_RECOVERING ||
+			   h->last.status == VSR_STATUS_STATE_TRANSFER;
+	if (catching_up && now - h->status_since_ms >= HOST_STUCK_WARN_MS &&
+	    now - h->stuck_warned_ms >= HOST_STUCK_WARN_MS) {
+		h->stuck_warned_ms = now;
+		host_warn("still %s after %" PRIu64 " s: waiting for a normal primary to bring this "
+			  "replica up to date%s",
+			  vsr_status_name((enum vsr_status)h->last.status),
+			  (now - h->status_since_ms) / 1000,
+			  h->cfg->durability == VSRH_DURABILITY_MEMORY
+				  ? " (memory storage: if a majority of the replicas restarted, the "
+				    "data is gone; start every replica anew with --fresh)"
+				  : "");
+	}
 }
 
 static void host_persisted_cb(vsr_storage *s, uint64_t persist_id, int status)
@@ -402,6 +427,7 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		return EX_SOFTWARE;
 	}
 	vsr_replica_info_get(h.core, &h.last);
+	h.status_since_ms = h.start_ms;
 
 	/* Signals first: a SIGTERM during startup still shuts down cleanly. */
 	uv_signal_init(h.loop, &h.sigint);
