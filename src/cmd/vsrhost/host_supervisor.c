@@ -203,9 +203,19 @@ int host_supervisor_main(const host_options *opts, const vsrh_config *cfg)
 		printf("clients connect to:");
 		for (uint32_t i = 0; i < cfg->replica_count; i++)
 			printf(" %s:%u", cfg->clients[i].host, cfg->clients[i].port);
-		printf("\ntry, from another terminal: vsrctl -c %s put hello world;"
-		       " vsrctl -c %s get hello; vsrctl -c %s status\n",
-		       cfg->path, cfg->path, cfg->path);
+		/* vsrctl is built next to vsrhost: name the one that exists. */
+		char ctl[4096 + 8] = "vsrctl";
+		const char *slash = strrchr(self, '/');
+		if (slash != NULL) {
+			snprintf(ctl, sizeof ctl, "%.*s/vsrctl", (int)(slash - self), self);
+			if (access(ctl, X_OK) != 0)
+				snprintf(ctl, sizeof ctl, "vsrctl");
+		}
+		printf("\ntry, from another terminal:\n"
+		       "  %s -c %s put hello world\n"
+		       "  %s -c %s get hello\n"
+		       "  %s -c %s status\n",
+		       ctl, cfg->path, ctl, cfg->path, ctl, cfg->path);
 		printf("Ctrl-C stops every replica.\n");
 		fflush(stdout);
 	}
