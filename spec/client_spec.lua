@@ -56,9 +56,10 @@ local function make_cluster(name, n, base)
 	return { dir = dir, config = config, n = n, pids = {} }
 end
 
+-- i is the 0-based member index (as in status); vsrhost numbers from 1.
 local function start_replica(cl, i)
 	local cmd = ("%s %s --replica %d >>%s/replica-%d.log 2>&1 & echo $!")
-		:format(vsrhost, cl.config, i, cl.dir, i)
+		:format(vsrhost, cl.config, i + 1, cl.dir, i)
 	cl.pids[i] = assert(tonumber(sh(cmd)), "could not start vsrhost")
 end
 

@@ -54,6 +54,7 @@ struct vsrc_client {
 	vsrc_closed_cb closed_cb;
 	void *closed_arg;
 	uint64_t instance;
+	bool trace;         /* VSRC_TRACE set: retries are reported on stderr */
 	/* The call in progress. */
 	bool in_call;
 	bool registering;   /* the REGISTER that precedes the caller's op */
@@ -95,7 +96,7 @@ static int options_parse_address(vsrc_options *o, uint32_t i, const char *host,
 	}
 	memcpy(&o->addrs[i], res->ai_addr, res->ai_addrlen);
 	freeaddrinfo(res);
-	snprintf(o->names[i], sizeof(o->names[i]), "%s:%u", host, (unsigned)port);
+	snprintf(o->names[i], sizeof(o->names[i]), "%.56s:%u", host, (unsigned)port);
 	return 0;
 }
 
@@ -520,7 +521,12 @@ static void timer_cb(uv_timer_t *t)
 	vsrc_client *c = t->data;
 	if (c->closing)
 		return;
-	client_apply(c, vsrc_session_timer(&c->s, uv_now(c->loop)));
+	uint64_t now = uv_now(c->loop);
+	if (c->trace && c->s.phase == VSRC_AWAIT && now >= c->s.deadline_ms)
+		fprintf(stderr, "vsrclient: session %llu request %llu: no reply from %s within %u ms\n",
+			(unsigned long long)c->s.session, (unsigned long long)c->s.number,
+			c->opt.names[c->s.target], c->s.timing.attempt_ms);
+	client_apply(c, vsrc_session_timer(&c->s, now));
 }
 
 static void timer_close_cb(uv_handle_t *h)
@@ -547,6 +553,7 @@ int vsrc_client_create(uv_loop_t *loop, const vsrc_options *o, vsrc_client **out
 		c->wire.body_bytes_max = o->message_bytes_max;
 	vsrc_session_init(&c->s, o->replica_count, &o->timing);
 	c->instance = client_random64();
+	c->trace = getenv("VSRC_TRACE") != NULL;
 	for (uint32_t i = 0; i < o->replica_count; i++) {
 		c->conns[i].owner = c;
 		c->conns[i].replica = (uint8_t)i;
