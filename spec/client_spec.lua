@@ -220,7 +220,8 @@ describe("vsr.client on a 1-replica cluster", function()
 		local st = c:status(1000)
 		assert.equals(1, #st)
 		assert.equals("normal", st[1].status)
-		assert.equals(0, st[1].primary)
+		assert.equals(1, st[1].replica)
+		assert.equals(1, st[1].primary)
 		assert.is_true(st[1].commit >= 1)
 	end)
 
@@ -266,7 +267,7 @@ describe("vsr.client on a 3-replica cluster", function()
 			if r.status == "normal" and r.primary == r.replica then primary = r.replica end
 		end
 		assert.is_not_nil(primary)
-		kill_replica(cl, primary)
+		kill_replica(cl, primary - 1) -- status numbers from 1, pids from 0
 		local _, err, outcome = c:put("after", "failover")
 		assert.equals("done", outcome, err)
 		local v = c:get("k")
@@ -279,23 +280,29 @@ describe("vsr.client on a 3-replica cluster", function()
 		end
 	end)
 
-	it("says unknown when a request was sent but no quorum can commit it", function()
-		-- Two of three gone: the remaining replica cannot commit anything.
+	it("says unknown when a request reached a primary that cannot commit it", function()
+		-- Keep only the primary: it accepts the request but, without a
+		-- quorum, can never commit it, so the request may still commit later.
+		local st = c:status(1000)
+		local primary
+		for _, r in ipairs(st) do
+			if r.status == "normal" and r.primary == r.replica then primary = r.replica end
+		end
+		assert.is_not_nil(primary)
 		for i = 0, 2 do
-			if cl.pids[i] then
-				kill_replica(cl, i)
-				break
-			end
+			if i ~= primary - 1 then kill_replica(cl, i) end
 		end
 		-- Registering needs a quorum too: use the session registered before.
-		c:set_timeouts({ attempt_ms = 200, call_ms = 1500 })
+		c:set_timeouts({ attempt_ms = 300, call_ms = 1500 })
 		local reply, err, outcome = c:put("lost", "maybe")
-		-- With 1 of 3 alive, the call either never reached a primary (failed)
-		-- or reached one that could not commit (unknown); never done.
 		assert.is_nil(reply)
-		assert.is_true(outcome == "unknown" or outcome == "failed", err)
-		if outcome == "unknown" then
-			assert.matches("may have been applied", err)
-		end
+		assert.equals("unknown", outcome, err)
+		assert.matches("may have been applied", err)
+		-- A new session cannot even register: nothing was sent, so failed.
+		local other = assert(client.connect(cl.config, { attempt_ms = 300, call_ms = 1000 }))
+		reply, err, outcome = other:put("never", "x")
+		assert.is_nil(reply)
+		assert.equals("failed", outcome, err)
+		other:close()
 	end)
 end)

@@ -70,8 +70,9 @@ function Client:get(key) return self.c:call(M.ops.get(key)) end
 function Client:cas(key, from, to) return self.c:call(M.ops.cas(key, from, to)) end
 function Client:delete(key) return self.c:call(M.ops.delete(key)) end
 
--- One table per replica: replica, status, view, op, commit, primary (all
--- 0-based indices), or error when it did not answer within timeout_ms.
+-- One table per replica, in config order: replica, status, view, op,
+-- commit, primary (replica and primary numbered from 1, like vsrhost
+-- --replica), or error when it did not answer within timeout_ms.
 function Client:status(timeout_ms)
 	return self.c:status(timeout_ms)
 end

@@ -7,7 +7,8 @@
  *   local reply, err, outcome = c:call({ "put", "k", "v" })
  *     -- outcome is "done" (err is nil, reply may be nil), "failed"
  *     -- (certainly not applied) or "unknown" (may have been applied)
- *   local replicas = c:status(timeout_ms)   -- one table per replica
+ *   local replicas = c:status(timeout_ms)   -- one table per replica; replica
+ *                                            -- and primary are 1-based
  *   c:set_timeouts{ attempt_ms = 200, call_ms = 1500 } -- for later calls
  *   c:close()
  *
@@ -354,7 +355,8 @@ static int lvc_status(lua_State *L)
 			lua_setfield(L, -2, "error");
 		} else {
 			const vsr_wire_status *s = &e[i].status;
-			lvc_set_int(L, "replica", s->replica);
+			/* 1-based, like vsrhost --replica, its logs and vsrctl. */
+			lvc_set_int(L, "replica", (uint64_t)s->replica + 1u);
 			lua_pushstring(L, s->status < VSR_STATUS_COUNT ? vsr_status_name(s->status)
 								       : "unknown");
 			lua_setfield(L, -2, "status");
@@ -363,7 +365,7 @@ static int lvc_status(lua_State *L)
 			lvc_set_int(L, "op", s->op);
 			lvc_set_int(L, "commit", s->commit);
 			lvc_set_int(L, "executed", s->executed);
-			lvc_set_int(L, "primary", s->primary);
+			lvc_set_int(L, "primary", (uint64_t)s->primary + 1u);
 			lvc_set_int(L, "digest", s->digest);
 			lvc_set_int(L, "sessions", s->sessions);
 			lvc_set_int(L, "view_changes", s->view_changes);
