@@ -150,6 +150,7 @@ typedef struct enc_key {
 	lua_Number d;
 	const char *s;
 	size_t len;
+	int slot;      /* stack slot of the value (small maps) */
 } enc_key;
 
 static int key_cmp(const void *pa, const void *pb)
@@ -216,6 +217,66 @@ static void push_key(lua_State *L, const enc_key *k)
 	}
 }
 
+/* Insertion sort for the usual small maps (qsort's setup costs more). */
+static void sort_keys(enc_key *k, size_t n)
+{
+	if (n > 24) {
+		qsort(k, n, sizeof *k, key_cmp);
+		return;
+	}
+	for (size_t i = 1; i < n; i++) {
+		enc_key x = k[i];
+		size_t j = i;
+		while (j > 0 && key_cmp(&k[j - 1], &x) > 0) {
+			k[j] = k[j - 1];
+			j--;
+		}
+		k[j] = x;
+	}
+}
+
+/* Captures the key at stack index idx; returns -1 for a type with no order. */
+static int capture_key(lua_State *L, int idx, enc_key *k)
+{
+	memset(k, 0, sizeof *k);
+	switch (lua_type(L, idx)) {
+	case LUA_TBOOLEAN:
+		k->kind = 0;
+		k->i = lua_toboolean(L, idx);
+		return 0;
+	case LUA_TNUMBER:
+		k->kind = 1;
+		k->is_int = lua_isinteger(L, idx);
+		if (k->is_int)
+			k->i = lua_tointeger(L, idx);
+		else
+			k->d = lua_tonumber(L, idx);
+		return 0;
+	case LUA_TSTRING:
+		k->kind = 2;
+		k->s = lua_tolstring(L, idx, &k->len);
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+static int put_key(vsr_buf *b, const enc_key *k)
+{
+	switch (k->kind) {
+	case 0:
+		return put_u8(b, k->i ? 0xc3 : 0xc2);
+	case 1:
+		return k->is_int ? vsrh_put_int(b, (int64_t)k->i) : put_float(b, (double)k->d);
+	default:
+		return vsrh_put_str(b, k->s, k->len);
+	}
+}
+
+/* Maps up to this many entries are encoded in one traversal, their values
+ * kept on the Lua stack; larger ones take a second traversal. */
+#define ENC_SMALL_MAP 32
+
 static int enc_table(enc_state *e, int depth)
 {
 	lua_State *L = e->L;
@@ -231,21 +292,32 @@ static int enc_table(enc_state *e, int depth)
 			marked = 2;
 		lua_pop(L, 2);
 	}
-	/* Pass 1: count keys, check whether they are exactly 1..n. */
+	if (!lua_checkstack(L, ENC_SMALL_MAP + 8))
+		return enc_fail(e, "%s", "value nested too deeply");
+	/* One traversal: count keys, check whether they are exactly 1..n, and
+	 * keep the first entries (key captured, value on the stack). */
 	lua_Unsigned n = lua_rawlen(L, t);
 	lua_Integer max_index = 0;
 	size_t count = 0;
-	int all_index = 1;
+	int all_index = 1, bad_key = 0;
+	enc_key small[ENC_SMALL_MAP];
 	lua_pushnil(L);
 	while (lua_next(L, t)) {
-		lua_pop(L, 1);
 		count++;
-		int isint = lua_isinteger(L, -1);
-		lua_Integer k = isint ? lua_tointeger(L, -1) : 0;
+		int isint = lua_isinteger(L, -2);
+		lua_Integer k = isint ? lua_tointeger(L, -2) : 0;
 		if (!isint || k < 1)
 			all_index = 0;
 		else if (k > max_index)
 			max_index = k;
+		if (count <= ENC_SMALL_MAP) {
+			if (capture_key(L, -2, &small[count - 1]))
+				bad_key = 1;
+			small[count - 1].slot = t + (int)count;
+			lua_insert(L, -2); /* the value stays at t + count */
+		} else {
+			lua_pop(L, 1);
+		}
 	}
 	if (count > UINT32_MAX)
 		return enc_fail(e, "%s", "table too large to encode");
@@ -265,6 +337,7 @@ static int enc_table(enc_state *e, int depth)
 		as_array = all_index && count == n && (lua_Unsigned)max_index == n;
 	}
 	if (as_array) {
+		lua_settop(L, t);
 		if (vsrh_put_array_header(e->b, (uint32_t)n))
 			return enc_fail(e, "%s", "out of memory");
 		for (lua_Unsigned i = 1; i <= n; i++) {
@@ -275,59 +348,48 @@ static int enc_table(enc_state *e, int depth)
 		}
 		return 0;
 	}
-	/* Map: capture keys, sort them, emit in order. */
-	enc_key small[16];
-	enc_key *keys = count <= 16 ? small : malloc(count * sizeof *keys);
-	if (!keys)
+	if (bad_key)
+		return enc_fail(e, "%s", "cannot encode a map key that is not a boolean, number or string");
+	if (vsrh_put_map_header(e->b, (uint32_t)count))
 		return enc_fail(e, "%s", "out of memory");
+	if (count <= ENC_SMALL_MAP) {
+		sort_keys(small, count);
+		for (size_t i = 0; i < count; i++) {
+			int slot = small[i].slot;
+			if (put_key(e->b, &small[i]))
+				return enc_fail(e, "%s", "out of memory");
+			lua_pushvalue(L, slot);
+			if (enc_value(e, depth + 1))
+				return -1;
+			lua_pop(L, 1);
+		}
+		lua_settop(L, t);
+		return 0;
+	}
+	/* A large map: capture every key, sort, then fetch values by key. */
+	lua_settop(L, t);
+	enc_key *keys = lua_newuserdatauv(L, count * sizeof *keys, 0);
 	size_t i = 0;
-	int rc = 0;
 	lua_pushnil(L);
 	while (lua_next(L, t)) {
 		lua_pop(L, 1);
-		enc_key *k = &keys[i++];
-		memset(k, 0, sizeof *k);
-		switch (lua_type(L, -1)) {
-		case LUA_TBOOLEAN:
-			k->kind = 0;
-			k->i = lua_toboolean(L, -1);
-			break;
-		case LUA_TNUMBER:
-			k->kind = 1;
-			k->is_int = lua_isinteger(L, -1);
-			if (k->is_int)
-				k->i = lua_tointeger(L, -1);
-			else
-				k->d = lua_tonumber(L, -1);
-			break;
-		case LUA_TSTRING:
-			k->kind = 2;
-			k->s = lua_tolstring(L, -1, &k->len);
-			break;
-		default:
-			rc = enc_fail(e, "cannot encode a map key of type %s", luaL_typename(L, -1));
+		if (capture_key(L, -1, &keys[i++])) {
 			lua_pop(L, 1);
-			goto out;
+			return enc_fail(e, "cannot encode a map key of type %s", luaL_typename(L, -1));
 		}
 	}
-	qsort(keys, count, sizeof *keys, key_cmp);
-	if (vsrh_put_map_header(e->b, (uint32_t)count)) {
-		rc = enc_fail(e, "%s", "out of memory");
-		goto out;
-	}
+	sort_keys(keys, count);
 	for (i = 0; i < count; i++) {
+		if (put_key(e->b, &keys[i]))
+			return enc_fail(e, "%s", "out of memory");
 		push_key(L, &keys[i]);
-		if ((rc = enc_value(e, depth + 1)))
-			goto out;
 		lua_rawget(L, t);
-		if ((rc = enc_value(e, depth + 1)))
-			goto out;
+		if (enc_value(e, depth + 1))
+			return -1;
 		lua_pop(L, 1);
 	}
-out:
-	if (keys != small)
-		free(keys);
-	return rc;
+	lua_settop(L, t);
+	return 0;
 }
 
 /* Encodes the value on top of the stack (left there). */
@@ -428,7 +490,7 @@ void vsrh_push_sorted_keys(lua_State *L, int idx)
 		}
 		n++;
 	}
-	qsort(keys, n, sizeof *keys, key_cmp);
+	sort_keys(keys, n);
 	lua_createtable(L, (int)n, 0);
 	for (size_t i = 0; i < n; i++) {
 		push_key(L, &keys[i]);

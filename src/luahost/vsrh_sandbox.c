@@ -48,13 +48,46 @@ void vsrh_box_log(vsrh_box *b, int level, const char *fmt, ...)
 
 /* ---------------------------------------------------------------- budgets */
 
+static size_t size_class(size_t n)
+{
+	return (n + VSRH_BOX_CLASS_BYTES - 1) / VSRH_BOX_CLASS_BYTES;
+}
+
+static void *block_get(vsrh_box *b, size_t n)
+{
+	size_t c = size_class(n);
+	if (c > VSRH_BOX_CLASSES)
+		return malloc(n);
+	void *p = b->free_list[c];
+	if (p) {
+		b->free_list[c] = *(void **)p;
+		b->free_count[c]--;
+		return p;
+	}
+	return malloc(c * VSRH_BOX_CLASS_BYTES);
+}
+
+static void block_put(vsrh_box *b, void *p, size_t n)
+{
+	size_t c = size_class(n);
+	if (c > VSRH_BOX_CLASSES || b->free_count[c] >= VSRH_BOX_FREE_MAX) {
+		free(p);
+		return;
+	}
+	*(void **)p = b->free_list[c];
+	b->free_list[c] = p;
+	b->free_count[c]++;
+}
+
 static void *box_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
 	vsrh_box *b = ud;
 	size_t old = ptr ? osize : 0;
 	if (nsize == 0) {
-		b->mem_used -= old;
-		free(ptr);
+		if (ptr) {
+			b->mem_used -= old;
+			block_put(b, ptr, old);
+		}
 		return NULL;
 	}
 	if (b->mem_limited && nsize > old && b->mem_used - old + nsize > b->mem_max) {
@@ -62,9 +95,23 @@ static void *box_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 		b->mem_refusals++;
 		return NULL;
 	}
-	void *p = realloc(ptr, nsize);
-	if (!p)
-		return NULL;
+	void *p;
+	size_t co = size_class(old), cn = size_class(nsize);
+	if (ptr && co == cn && cn <= VSRH_BOX_CLASSES) {
+		p = ptr; /* same block size */
+	} else if (ptr && co > VSRH_BOX_CLASSES && cn > VSRH_BOX_CLASSES) {
+		p = realloc(ptr, nsize);
+		if (!p)
+			return NULL;
+	} else {
+		p = block_get(b, nsize);
+		if (!p)
+			return NULL;
+		if (ptr) {
+			memcpy(p, ptr, old < nsize ? old : nsize);
+			block_put(b, ptr, old);
+		}
+	}
 	b->mem_used = b->mem_used - old + nsize;
 	return p;
 }
@@ -963,6 +1010,10 @@ int vsrh_box_open(vsrh_box *b, const vsrh_box_options *o, char *err, size_t err_
 		return -1;
 	}
 	*(vsrh_box **)lua_getextraspace(b->L) = b;
+	/* Most garbage of an operation dies young: the generational mode
+	 * collects it cheaply. The collector has no effect a script can see
+	 * (no __gc, no weak tables), so the mode does not touch determinism. */
+	lua_gc(b->L, LUA_GCGEN, 0, 0);
 	lua_setwarnf(b->L, box_warnf, b);
 	lua_pushcfunction(b->L, box_setup);
 	lua_pushlightuserdata(b->L, b);
@@ -980,4 +1031,12 @@ void vsrh_box_close(vsrh_box *b)
 	if (b->L)
 		lua_close(b->L);
 	b->L = NULL;
+	for (size_t c = 0; c <= VSRH_BOX_CLASSES; c++) {
+		while (b->free_list[c]) {
+			void *p = b->free_list[c];
+			b->free_list[c] = *(void **)p;
+			free(p);
+		}
+		b->free_count[c] = 0;
+	}
 }

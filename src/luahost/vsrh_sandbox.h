@@ -28,8 +28,17 @@ enum vsrh_fatal {
 	VSRH_FATAL_MEMORY,  /* the memory budget refused an allocation */
 };
 
+/* Small blocks are recycled through per-size free lists: an operation
+ * allocates and drops a dozen small objects, and glibc's own caches are
+ * too shallow for the garbage collector's bursts of frees. */
+#define VSRH_BOX_CLASS_BYTES 16u
+#define VSRH_BOX_CLASSES 16u     /* blocks up to 256 bytes */
+#define VSRH_BOX_FREE_MAX 2048u  /* blocks kept per class */
+
 typedef struct vsrh_box {
 	lua_State *L;
+	void *free_list[VSRH_BOX_CLASSES + 1];
+	uint32_t free_count[VSRH_BOX_CLASSES + 1];
 	/* memory budget */
 	size_t mem_used;
 	size_t mem_max;

@@ -50,6 +50,8 @@ struct vsrh_sm {
 	int ref_examples; /* the script's examples (table or function) or LUA_NOREF */
 	bool plain;     /* the script keeps its own state (snapshot/restore hooks) */
 	bool policy_has_state; /* the dedup policy has snapshot/restore hooks */
+	bool policy_has_commit; /* ... and a commit hook, run after every apply */
+	int mode;       /* the store's mode as last set (see set_mode) */
 	uint64_t last_op, last_timestamp;
 	/* plain-state rollback */
 	bool has_base, replaying;
@@ -202,9 +204,16 @@ static int vsr_map(lua_State *L)
 	return 1;
 }
 
+/* The store's mode: 0 outside apply (read-only), 1 apply, 2 query
+ * (read-only), 3 apply run as a query (writes dropped). Set only on change:
+ * it stays 1 across consecutive applies, and every path that runs other
+ * script code (snapshot, restore, policy, examples) sets 0 first. */
 static void set_mode(vsrh_sm *sm, int mode)
 {
 	lua_State *L = sm->box.L;
+	if (sm->mode == mode)
+		return;
+	sm->mode = mode;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_st);
 	lua_pushinteger(L, mode);
 	lua_setfield(L, -2, "mode");
@@ -300,7 +309,6 @@ static int apply_tramp(lua_State *L)
 				lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_commit);
 				lua_call(L, 0, 0);
 			}
-			set_mode(sm, 0);
 			j->result = VSR_REPLY_OK;
 			return 0;
 		}
@@ -313,7 +321,6 @@ static int apply_tramp(lua_State *L)
 		if (vsrh_encode(L, -1, j->reply, VSR_OP_BYTES_MAX, err, sizeof err) == 0) {
 			lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_abort);
 			lua_call(L, 0, 0);
-			set_mode(sm, 0);
 			j->result = VSR_REPLY_OK;
 			return 0;
 		}
@@ -321,7 +328,6 @@ static int apply_tramp(lua_State *L)
 	}
 	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_abort);
 	lua_call(L, 0, 0);
-	set_mode(sm, 0);
 	put_error(j->reply, err, n);
 	j->result = VSR_REPLY_ERROR;
 	return 0;
@@ -407,7 +413,7 @@ int vsrh_sm_apply(vsrh_sm *sm, const vsr_apply_ctx *actx, const uint8_t *op, siz
 		r->off = sm->replay_bytes.len - op_len;
 		r->len = op_len;
 	}
-	if (sm->ref_policy != LUA_NOREF)
+	if (sm->policy_has_commit)
 		policy_commit(sm, actx);
 	return rc;
 }
@@ -482,6 +488,7 @@ static int snapshot_tramp(lua_State *L)
 {
 	snap_job *j = lua_touserdata(L, 1);
 	vsrh_sm *sm = j->sm;
+	set_mode(sm, 0);
 	vsr_buf *o = j->out;
 	int fail = 0;
 	fail |= vsrh_put_array_header(o, 6);
@@ -593,6 +600,7 @@ static int restore_tramp(lua_State *L)
 {
 	snap_job *j = lua_touserdata(L, 1);
 	vsrh_sm *sm = j->sm;
+	set_mode(sm, 0);
 	const uint8_t *d = j->data;
 	size_t len = j->len, pos = 0;
 	uint32_t n;
@@ -760,6 +768,7 @@ static int evict_tramp(lua_State *L)
 {
 	evict_job *j = lua_touserdata(L, 1);
 	vsrh_sm *sm = j->sm;
+	set_mode(sm, 0);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_policy);
 	lua_getfield(L, -1, "evict");
 	lua_createtable(L, (int)j->n, 0);
@@ -836,6 +845,7 @@ static int pcommit_tramp(lua_State *L)
 {
 	pcommit_job *j = lua_touserdata(L, 1);
 	vsrh_sm *sm = j->sm;
+	set_mode(sm, 0);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_policy);
 	if (lua_getfield(L, -1, "commit") != LUA_TFUNCTION)
 		return 0;
@@ -1042,6 +1052,9 @@ static int open_tramp(lua_State *L)
 			return 0;
 		}
 		sm->policy_has_state = hs;
+		lua_pushstring(L, "commit");
+		sm->policy_has_commit = lua_rawget(L, -2) == LUA_TFUNCTION;
+		lua_pop(L, 1);
 		sm->ref_policy = luaL_ref(L, LUA_REGISTRYINDEX);
 	}
 	j->rc = 0;
@@ -1211,6 +1224,7 @@ static int examples_tramp(lua_State *L)
 {
 	examples_job *j = lua_touserdata(L, 1);
 	vsrh_sm *sm = j->sm;
+	set_mode(sm, 0);
 	j->rc = VSR_ESM;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_examples);
 	if (lua_isfunction(L, -1)) {

@@ -1,0 +1,157 @@
+/* vsrh_bench.c - micro-benchmark of the apply path (decode op, call Lua, encode reply) for kv.lua.
+ *
+ * usage: vsrh_bench [--ops N] [--keys K] [--statemachine PATH]
+ * Prints ops/s for kv put (apply), get (apply) and get (query) on one core,
+ * with the machine it ran on. Not a test: figures depend on the machine. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+
+#include "vsrh_codec.h"
+#include "vsrh_lua.h"
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* {op = NAME, key = "k<i>", value = i} as msgpack (keys in canonical order). */
+static void encode_op(vsr_buf *b, const char *name, uint32_t key, int with_value, int64_t value)
+{
+	char k[32];
+	int kl = snprintf(k, sizeof k, "k%u", key);
+	vsrh_put_map_header(b, with_value ? 3 : 2);
+	vsrh_put_str(b, "key", 3);
+	vsrh_put_str(b, k, (size_t)kl);
+	vsrh_put_str(b, "op", 2);
+	vsrh_put_str(b, name, strlen(name));
+	if (with_value) {
+		vsrh_put_str(b, "value", 5);
+		vsrh_put_int(b, value);
+	}
+}
+
+static void cpu_model(char *out, size_t len)
+{
+	snprintf(out, len, "unknown cpu");
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	if (!f)
+		return;
+	char line[256];
+	while (fgets(line, sizeof line, f)) {
+		if (strncmp(line, "model name", 10) == 0) {
+			char *c = strchr(line, ':');
+			if (c) {
+				c += 2;
+				c[strcspn(c, "\n")] = 0;
+				snprintf(out, len, "%s", c);
+			}
+			break;
+		}
+	}
+	fclose(f);
+}
+
+typedef struct run {
+	const char *name;
+	const vsr_buf *ops;
+	uint32_t n_distinct;
+	int query;
+} run;
+
+static int bench(vsrh_sm *sm, const run *r, uint64_t n, uint64_t *op_no)
+{
+	vsr_buf reply = {0};
+	uint64_t errors = 0;
+	double t0 = now_s();
+	for (uint64_t i = 0; i < n; i++) {
+		const vsr_buf *op = &r->ops[i % r->n_distinct];
+		reply.len = 0;
+		int st;
+		if (r->query) {
+			st = vsrh_sm_query(sm, op->data, op->len, &reply);
+		} else {
+			vsr_apply_ctx a = {.op = ++*op_no, .timestamp = *op_no * 1000, .session = 1,
+					   .request = *op_no};
+			st = vsrh_sm_apply(sm, &a, op->data, op->len, &reply);
+		}
+		if (st != VSR_REPLY_OK)
+			errors++;
+	}
+	double dt = now_s() - t0;
+	printf("  %-12s %10llu ops in %6.3f s of CPU: %10.0f ops/s (%.2f us/op)%s\n", r->name,
+	       (unsigned long long)n, dt, (double)n / dt, dt * 1e6 / (double)n,
+	       errors ? " ERRORS" : "");
+	free(reply.data);
+	return errors ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	uint64_t n = 1000000;
+	uint32_t keys = 10000;
+	const char *path = "statemachines/kv.lua";
+	static const struct option longopts[] = {
+		{"ops", required_argument, NULL, 'n'}, {"keys", required_argument, NULL, 'k'},
+		{"statemachine", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0}};
+	int ch;
+	while ((ch = getopt_long(argc, argv, "n:k:s:h", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'n': n = strtoull(optarg, NULL, 10); break;
+		case 'k': keys = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case 's': path = optarg; break;
+		case 'h':
+			printf("usage: vsrh_bench [--ops N] [--keys K] [--statemachine PATH]\n");
+			return 0;
+		default:
+			return 64;
+		}
+	}
+	if (n == 0 || keys == 0) {
+		fprintf(stderr, "vsrh_bench: --ops and --keys must be positive\n");
+		return 64;
+	}
+	char err[1024];
+	vsrh_sm_options o = {.statemachine = path, .log_level = VSRH_LOG_WARN};
+	vsrh_sm *sm;
+	if (vsrh_sm_open(&sm, &o, err, sizeof err) != VSR_OK) {
+		fprintf(stderr, "vsrh_bench: %s\n", err);
+		return 1;
+	}
+	vsr_buf *puts = calloc(keys, sizeof *puts), *gets = calloc(keys, sizeof *gets);
+	if (!puts || !gets)
+		return 1;
+	for (uint32_t i = 0; i < keys; i++) {
+		encode_op(&puts[i], "put", i, 1, (int64_t)i * 7);
+		encode_op(&gets[i], "get", i, 0, 0);
+	}
+	struct utsname u;
+	uname(&u);
+	char cpu[128];
+	cpu_model(cpu, sizeof cpu);
+	printf("vsrh_bench: %s, %llu ops over %u keys, one core\n", path, (unsigned long long)n, keys);
+	printf("machine: %s, %s %s %s\n", cpu, u.sysname, u.release, u.machine);
+	uint64_t op_no = 0;
+	int bad = 0;
+	run rp = {"kv put", puts, keys, 0}, rg = {"kv get", gets, keys, 0}, rq = {"kv get/query", gets, keys, 1};
+	bad |= bench(sm, &rp, n, &op_no);
+	bad |= bench(sm, &rg, n, &op_no);
+	bad |= bench(sm, &rq, n, &op_no);
+	vsrh_sm_stats st;
+	vsrh_sm_stats_get(sm, &st);
+	printf("  state machine memory: %.1f MiB\n", (double)st.memory_bytes / (1 << 20));
+	for (uint32_t i = 0; i < keys; i++) {
+		free(puts[i].data);
+		free(gets[i].data);
+	}
+	free(puts);
+	free(gets);
+	vsrh_sm_destroy(sm);
+	return bad;
+}
