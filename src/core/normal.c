@@ -27,7 +27,32 @@ void primary_drop_pipeline(vsr_replica *r)
 	if (r->pipeline != NULL)
 		for (uint32_t i = 0; i < r->cfg.pipeline_max; i++) slot_clear(&r->pipeline[i]);
 	if (r->queue != NULL) queue_clear(r);
+	for (uint32_t i = 0; i < r->clients.count; i++) {
+		r->clients.items[i].pending_request = 0;
+		r->clients.items[i].pending_op = 0;
+	}
 	r->start_view_pending = false;
+}
+
+/* A new primary inherits uncommitted ops from the view change: mark their
+ * requests in flight so that retries attach instead of being prepared again. */
+static void mark_inherited_pending(vsr_replica *r)
+{
+	for (uint64_t op = r->commit + 1; op <= r->log.head; op++) {
+		vsr_batch_iter it;
+		vsr_request q;
+		uint32_t index = 0;
+		vsr_batch_iter_init(&it, log_get(&r->log, op));
+		while (vsr_batch_next(&it, &q)) {
+			ct_session *s = q.kind == VSR_REQUEST_OP ? ct_find(&r->clients, q.session) : NULL;
+			if (s != NULL && q.request > s->request) {
+				s->pending_request = q.request;
+				s->pending_op = op;
+				s->pending_index = index;
+			}
+			index++;
+		}
+	}
 }
 
 void normal_become_primary(vsr_replica *r)
@@ -43,6 +68,7 @@ void normal_become_primary(vsr_replica *r)
 	timer_set(r, &r->t_prepare_retry, r->cfg.timeouts.prepare_retry_ticks, false);
 	r->view_change_attempt = 0;
 	r->repairing = false;
+	mark_inherited_pending(r);
 }
 
 void normal_become_backup(vsr_replica *r)
@@ -94,15 +120,36 @@ static pipeline_slot *slot_of(vsr_replica *r, uint64_t op)
 	return s->op == op ? s : NULL;
 }
 
-static bool same_request(const vsr_request *a, uint64_t session, uint64_t request, uint8_t kind)
+static bool same_register(const vsr_request *a, uint64_t nonce)
 {
-	if (a->kind != kind) return false;
-	if (kind == VSR_REQUEST_REGISTER) return a->request == request; /* the nonce */
-	return a->session == session && a->request == request;
+	return a->kind == VSR_REQUEST_REGISTER && a->request == nonce;
 }
 
-/* Attaches `conn` to an identical request already prepared or queued
- * (protocol.md 8.4: a retried duplicate must not starve). */
+/* Attaches `conn` to the session's request in flight, if it is this one. */
+static bool attach_session_pending(vsr_replica *r, ct_session *s, const vsr_request *req,
+				   uint64_t conn)
+{
+	if (s->pending_request != req->request) return false;
+	if (s->pending_op != 0) {
+		pipeline_slot *slot = slot_of(r, s->pending_op);
+		if (slot != NULL && s->pending_index < slot->count)
+			waiters_add(&slot->requests[s->pending_index].waiters, conn);
+		return true;
+	}
+	for (uint32_t i = 0; i < r->queue_count; i++) {
+		queued_request *q = &r->queue[(r->queue_head + i) % r->cfg.request_queue_max];
+		if (q->kind == VSR_REQUEST_OP && q->session == req->session &&
+		    q->request == req->request) {
+			waiters_add(&q->waiters, conn);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Attaches `conn` to an identical REGISTER already prepared or queued
+ * (protocol.md 8.4: a retried duplicate must not starve). Registrations are
+ * rare, so a scan of the uncommitted suffix is fine here. */
 static bool attach_in_flight(vsr_replica *r, const vsr_request *req, uint64_t conn)
 {
 	for (uint64_t op = r->commit + 1; op <= r->log.head; op++) {
@@ -112,7 +159,7 @@ static bool attach_in_flight(vsr_replica *r, const vsr_request *req, uint64_t co
 		uint32_t index = 0;
 		vsr_batch_iter_init(&it, e);
 		while (vsr_batch_next(&it, &q)) {
-			if (same_request(&q, req->session, req->request, req->kind)) {
+			if (same_register(&q, req->request)) {
 				pipeline_slot *s = slot_of(r, op);
 				if (s != NULL && index < s->count)
 					waiters_add(&s->requests[index].waiters, conn);
@@ -126,7 +173,7 @@ static bool attach_in_flight(vsr_replica *r, const vsr_request *req, uint64_t co
 	for (uint32_t i = 0; i < r->queue_count; i++) {
 		queued_request *q = &r->queue[(r->queue_head + i) % r->cfg.request_queue_max];
 		vsr_request qr = {.session = q->session, .request = q->request, .kind = q->kind};
-		if (same_request(&qr, req->session, req->request, req->kind)) {
+		if (same_register(&qr, req->request)) {
 			waiters_add(&q->waiters, conn);
 			return true;
 		}
@@ -168,6 +215,10 @@ void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 			resend_stored(r, m, conn, s);
 			return;
 		}
+		if (attach_in_flight(r, req, conn)) {
+			r->stats.requests_deduplicated++;
+			return;
+		}
 	} else {
 		ct_session *s = ct_find(&r->clients, req->session);
 		if (s == NULL) {
@@ -184,10 +235,10 @@ void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 			resend_stored(r, m, conn, s);
 			return;
 		}
-	}
-	if (attach_in_flight(r, req, conn)) {
-		r->stats.requests_deduplicated++;
-		return;
+		if (attach_session_pending(r, s, req, conn)) {
+			r->stats.requests_deduplicated++;
+			return;
+		}
 	}
 	if (r->queue_count == r->cfg.request_queue_max) {
 		reply_status(r, m, conn, VSR_REPLY_BUSY);
@@ -205,6 +256,11 @@ void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 		memcpy(q->op, req->op, req->op_len);
 	}
 	waiters_add(&q->waiters, conn);
+	if (req->kind == VSR_REQUEST_OP) {
+		ct_session *s = ct_find(&r->clients, req->session);
+		s->pending_request = req->request;
+		s->pending_op = 0;
+	}
 }
 
 /* ------------------------------------------------------------------------ */
@@ -288,6 +344,11 @@ void normal_flush_queue(vsr_replica *r)
 		r->last_timestamp = ts;
 		for (uint32_t i = 0; i < count; i++) {
 			queued_request *q = &r->queue[(r->queue_head + i) % r->cfg.request_queue_max];
+			ct_session *cs = q->kind == VSR_REQUEST_OP ? ct_find(&r->clients, q->session) : NULL;
+			if (cs != NULL && cs->pending_request == q->request) {
+				cs->pending_op = e.op;
+				cs->pending_index = i;
+			}
 			free(q->op);
 			memset(q, 0, sizeof *q);
 		}
@@ -473,6 +534,13 @@ static void execute_entry(vsr_replica *r, const vsr_entry *e)
 		uint8_t status;
 		uint64_t session;
 		ct_execute_request(r, e, &req, index, &status, &session);
+		if (primary && req.kind == VSR_REQUEST_OP) {
+			ct_session *s = ct_find(&r->clients, req.session);
+			if (s != NULL && s->pending_request == req.request) {
+				s->pending_request = 0;
+				s->pending_op = 0;
+			}
+		}
 		if (slot != NULL && index < slot->count)
 			reply_waiters(r, e, &slot->requests[index], status, session);
 		index++;

@@ -73,6 +73,13 @@ typedef struct ct_session {
 	uint8_t reply_status;
 	uint32_t reply_len;
 	uint8_t *reply;
+	/* Primary-local and volatile (neither encoded nor digested): the
+	 * request of this session that is queued (pending_op == 0) or prepared
+	 * at pending_op, position pending_index, so that a retry finds it in
+	 * O(1) (protocol.md 8.4). */
+	uint64_t pending_request;
+	uint64_t pending_op;
+	uint32_t pending_index;
 } ct_session;
 
 /* Sessions sorted by session id (binary search), at most clients_max. */
