@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
@@ -313,6 +314,21 @@ static uint64_t host_random_u64(void)
 	return v;
 }
 
+/* Every connection is a descriptor: a default soft limit of 1024 would
+ * refuse clients before the transport's own limit does. */
+static void host_raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+	if (rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		host_warn("cannot raise the open-file limit: %s", strerror(errno));
+}
+
 static void host_core_config(const host *h, uint64_t seed, vsr_config *c)
 {
 	const vsrh_config *cfg = h->cfg;
@@ -353,6 +369,7 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	snprintf(tag, sizeof tag, "r%d", opts->replica + 1);
 	host_log_set_tag(tag);
 	signal(SIGPIPE, SIG_IGN);
+	host_raise_fd_limit();
 
 	host h = {.cfg = cfg, .replica = (uint8_t)opts->replica, .loop = uv_default_loop()};
 	char err[512] = "";
@@ -446,7 +463,8 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		.replica_count = (uint8_t)cfg->replica_count,
 		.client = {cfg->clients[h.replica].host, cfg->clients[h.replica].port},
 		.body_bytes_max = cfg->message_bytes_max,
-		.clients_max = 1024,
+		/* Connections, not sessions, but sized alike: one per client. */
+		.clients_max = cfg->clients_max > 1024 ? cfg->clients_max : 1024,
 		.reconnect_min_ms = cfg->tick_ms * 5,
 		.reconnect_max_ms = cfg->primary_ms > 1000 ? cfg->primary_ms : 1000,
 		.instance = host_random_u64(),
