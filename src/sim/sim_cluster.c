@@ -1071,6 +1071,20 @@ static void demo_script(struct sim *s)
 			"neither send to nor hear from the others", p);
 		partition_start(s, 2, p);
 	}
+	if (s->now == (s->demo_isolated_at + s->demo_heal_at) / 2 &&
+	    s->demo_isolated >= 0) {
+		const vsr_replica_info *old = &s->r[s->demo_isolated].info;
+		int p = believed_primary(s);
+		narrate(s, "meanwhile: replica %d is %s in view %llu with commit "
+			"%llu and cannot commit anything alone (its clients time out "
+			"and retry elsewhere)", s->demo_isolated, sname(old->status),
+			(unsigned long long)old->view, (unsigned long long)old->commit);
+		if (p >= 0)
+			narrate(s, "meanwhile: replica %d, primary of view %llu, has "
+				"committed up to op %llu with the third replica's acks", p,
+				(unsigned long long)s->r[p].info.view,
+				(unsigned long long)s->r[p].info.commit);
+	}
 	if (s->now == s->demo_heal_at) {
 		narrate(s, "the network HEALS: replica %d can talk to the others "
 			"again", s->demo_isolated);
