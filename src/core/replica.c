@@ -212,6 +212,32 @@ vsr_entry *log_slice(vsr_replica *r, uint64_t start, uint64_t end, uint32_t *cou
 	return out;
 }
 
+uint64_t log_slice_budget(const vsr_replica *r, uint64_t start, uint64_t end, bool from_end)
+{
+	uint64_t budget = r->cfg.message_bytes_max > 4 * VSR_ENTRY_WIRE_OVERHEAD
+				  ? r->cfg.message_bytes_max - 4 * VSR_ENTRY_WIRE_OVERHEAD
+				  : 0;
+	if (start < r->log.start) start = r->log.start;
+	if (end > r->log.head) end = r->log.head;
+	if (start > end) return from_end ? start : end;
+	uint64_t used = 0;
+	if (from_end) {
+		uint64_t op = end;
+		for (;; op--) {
+			uint64_t cost = log_get(&r->log, op)->body_len + VSR_ENTRY_WIRE_OVERHEAD;
+			if (used + cost > budget && op != end) return op + 1;
+			used += cost;
+			if (op == start) return start;
+		}
+	}
+	for (uint64_t op = start; op <= end; op++) {
+		uint64_t cost = log_get(&r->log, op)->body_len + VSR_ENTRY_WIRE_OVERHEAD;
+		if (used + cost > budget && op != start) return op - 1;
+		used += cost;
+	}
+	return end;
+}
+
 static bool entries_verified(const vsr_entry *entries, uint32_t count)
 {
 	for (uint32_t i = 0; i < count; i++) {

@@ -264,6 +264,10 @@ bool is_primary(const vsr_replica *r);
 /* Persists the superblock (and log changes described by the arguments). */
 vsr_persist *persist_state(vsr_replica *r, bool truncate, uint64_t truncate_after,
 			   const vsr_entry *entries, uint32_t count);
+/* Bounds a slice of start..end by the message byte budget: with from_end,
+ * the first op of the longest suffix ending at `end` that fits; otherwise
+ * the last op of the longest prefix starting at `start` that fits. */
+uint64_t log_slice_budget(const vsr_replica *r, uint64_t start, uint64_t end, bool from_end);
 /* Copies entries start..end (inclusive) from the log into a scratch array. */
 vsr_entry *log_slice(vsr_replica *r, uint64_t start, uint64_t end, uint32_t *count);
 /* Installs entries that extend or replace the log suffix. Returns the op up

@@ -111,6 +111,7 @@ void st_on_get_state(vsr_replica *r, const vsr_message *m)
 	}
 	uint64_t to = r->log.head;
 	if (to - from + 1 > r->cfg.message_entries_max) to = from + r->cfg.message_entries_max - 1;
+	to = log_slice_budget(r, from, to, false);
 	uint32_t count;
 	out->entries = log_slice(r, from, to, &count);
 	out->entry_count = count;

@@ -152,7 +152,8 @@ uint64_t vsr_entry_checksum(const vsr_entry *e)
 void vsr_batch_iter_init(vsr_batch_iter *it, const vsr_entry *e)
 {
 	it->p = e->body;
-	it->end = e->body + e->body_len;
+	/* No arithmetic on a NULL body (an empty entry). */
+	it->end = e->body != NULL ? e->body + e->body_len : NULL;
 }
 
 bool vsr_batch_next(vsr_batch_iter *it, vsr_request *out)
@@ -203,6 +204,7 @@ void vsr_config_default(vsr_config *c, uint64_t cluster, uint8_t replica_count,
 	c->log_max = 16384;
 	c->message_entries_max = 256;
 	c->chunk_bytes_max = 1u << 20;
+	c->message_bytes_max = 16u << 20;
 	c->seed = cluster * 1000003u + replica;
 	c->timeouts.heartbeat_ticks = 5;
 	c->timeouts.prepare_retry_ticks = 10;
@@ -238,6 +240,16 @@ const char *vsr_config_invalid(const vsr_config *c)
 		return "message_entries_max must be at least 2 * pipeline_max";
 	if (c->chunk_bytes_max < 64 || c->chunk_bytes_max > VSR_CHUNK_BYTES_MAX)
 		return "chunk_bytes_max must be 64..VSR_CHUNK_BYTES_MAX";
+	if (c->message_bytes_max > VSR_MESSAGE_BYTES_MAX)
+		return "message_bytes_max must be at most VSR_MESSAGE_BYTES_MAX";
+	/* A DO_VIEW_CHANGE carries the whole uncommitted suffix: a full
+	 * pipeline of full batches must fit one message, and so must a chunk. */
+	if ((uint64_t)c->pipeline_max * (c->batch_bytes_max + VSR_ENTRY_WIRE_OVERHEAD) +
+		    VSR_ENTRY_WIRE_OVERHEAD >
+	    c->message_bytes_max)
+		return "message_bytes_max must hold pipeline_max full batches";
+	if ((uint64_t)c->chunk_bytes_max + VSR_ENTRY_WIRE_OVERHEAD > c->message_bytes_max)
+		return "message_bytes_max must hold one checkpoint chunk";
 	const vsr_timeouts *t = &c->timeouts;
 	if (!t->heartbeat_ticks || !t->prepare_retry_ticks || !t->primary_ticks ||
 	    !t->view_change_ticks || !t->recovery_retry_ticks)

@@ -270,6 +270,7 @@ void vc_send_start_view(vsr_replica *r, int to)
 	uint64_t from = r->log.head >= r->cfg.message_entries_max
 				? r->log.head - r->cfg.message_entries_max + 1
 				: 1;
+	from = log_slice_budget(r, from, r->log.head, true);
 	uint32_t count;
 	vsr_entry *entries = log_slice(r, from, r->log.head, &count);
 	vsr_message m;

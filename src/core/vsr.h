@@ -285,6 +285,7 @@ typedef struct vsr_config {
 	uint32_t log_max;            /* entries kept in memory (power of two) */
 	uint32_t message_entries_max; /* entries in one NEW_STATE / START_VIEW */
 	uint32_t chunk_bytes_max;    /* bytes in one CHECKPOINT_CHUNK */
+	uint32_t message_bytes_max;  /* bytes of one encoded message (the wire's frame limit) */
 	uint64_t seed;               /* this replica's generator (jitter, nonces) */
 	vsr_timeouts timeouts;
 	uint32_t bugs;               /* VSR_BUG_* (only with VSR_FAULT_INJECTION) */

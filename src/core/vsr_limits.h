@@ -23,6 +23,9 @@
 #define VSR_LOG_MAX (1u << 20)
 /* Bytes in one encoded message on the wire (entries + header). */
 #define VSR_MESSAGE_BYTES_MAX (64u << 20)
+/* Upper bound of what one entry adds to an encoded message beyond its body
+ * (header fields and framing), used to budget messages by bytes. */
+#define VSR_ENTRY_WIRE_OVERHEAD 128u
 /* Bytes of one checkpoint chunk. */
 #define VSR_CHUNK_BYTES_MAX (4u << 20)
 
