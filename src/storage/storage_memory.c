@@ -42,6 +42,9 @@ struct vsr_storage {
 };
 
 static void storage_errf(char *err, size_t err_len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void storage_errf(char *err, size_t err_len, const char *fmt, ...)
 {
 	if (err == NULL || err_len == 0)
 		return;

@@ -22,7 +22,7 @@ const char *host_log_level_name(int level);
 #endif
 
 void host_log(int level, const char *fmt, ...) HOST_LOG_PRINTF(2, 3);
-void host_logv(int level, const char *fmt, va_list ap);
+void host_logv(int level, const char *fmt, va_list ap) HOST_LOG_PRINTF(2, 0);
 
 #define host_debug(...) host_log(VSRH_LOG_DEBUG, __VA_ARGS__)
 #define host_info(...) host_log(VSRH_LOG_INFO, __VA_ARGS__)
