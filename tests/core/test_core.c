@@ -327,6 +327,34 @@ static void test_not_primary_hint(void)
 	fx_free(&f);
 }
 
+static void tune_small_messages(vsr_config *c)
+{
+	c->batch_bytes_max = 8192;
+	c->message_bytes_max = 40000;
+	c->chunk_bytes_max = 16384;
+}
+
+static void test_transfer_in_byte_bounded_messages(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune_small_messages);
+	uint64_t s = fx_register(&f, 0, 23);
+	static char big[4001];
+	memset(big, 'v', sizeof big - 1);
+	fx_isolate(&f, 2);
+	for (uint64_t k = 1; k <= 40; k++) {
+		const fx_reply *r = fx_call(&f, s, k, big);
+		CHECK(r && r->status == VSR_REPLY_OK);
+	}
+	fx_heal(&f);
+	CHECK(fx_run_until(&f, 1000, all_caught_up, NULL));
+	/* 40 entries of 4 KB cannot travel in one 40 KB message: several rounds. */
+	const vsr_replica_stats *st = vsr_replica_stats_get(f.node[2].r);
+	CHECK(st->messages_in[VSR_MSG_NEW_STATE] >= 4);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -343,6 +371,7 @@ static const struct {
 	{"single_replica_restart", test_single_replica_restart},
 	{"five_replicas_two_down", test_five_replicas_two_down},
 	{"not_primary_hint", test_not_primary_hint},
+	{"transfer_in_byte_bounded_messages", test_transfer_in_byte_bounded_messages},
 };
 
 int main(int argc, char **argv)
