@@ -203,6 +203,8 @@ static void usage(FILE *f)
 		"  -k, --keys K          distinct 16-byte keys (default 100000)\n"
 		"  -m, --mix SPEC        operation weights, e.g. put:90,get:10 (default put:100)\n"
 		"  -j, --json            also print one JSON line with the same figures\n"
+		"      --attempt MS      resend to another replica after MS without a reply\n"
+		"                        (default 1000)\n"
 		"  -h, --help            show this help\n"
 		"  -V, --version         show the version\n",
 		BENCH_CLIENTS_MAX);
@@ -275,6 +277,7 @@ int main(int argc, char **argv)
 		{ "keys", required_argument, NULL, 'k' },
 		{ "mix", required_argument, NULL, 'm' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "attempt", required_argument, NULL, 'a' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -289,6 +292,7 @@ int main(int argc, char **argv)
 	b.mix_total = 100;
 	int ch;
 	char *end;
+	uint32_t attempt_ms = 0;
 	while ((ch = getopt_long(argc, argv, "c:n:d:s:k:m:jhV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -343,6 +347,16 @@ int main(int argc, char **argv)
 		case 'j':
 			b.json = true;
 			break;
+		case 'a': {
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*end || v < 1 || v > 600000) {
+				fprintf(stderr, "vsrbench: --attempt: expected 1 to 600000 ms, got \"%s\"\n",
+					optarg);
+				return EX_USAGE;
+			}
+			attempt_ms = (uint32_t)v;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -364,6 +378,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vsrbench: %s\n", err);
 		return EX_CONFIG;
 	}
+	if (attempt_ms)
+		b.opt.timing.attempt_ms = attempt_ms;
 	b.value = malloc(b.value_size + 1u);
 	b.c = calloc(b.clients, sizeof(*b.c));
 	if (!b.value || !b.c) {
