@@ -153,9 +153,16 @@ void ct_execute_request(vsr_replica *r, const vsr_entry *e, const vsr_request *r
 		return;
 	}
 	if (req->request <= s->request) {
-		/* Already executed: never again (at-most-once). */
+		/* Already executed: never again (at-most-once). The same request
+		 * gets the stored reply; an older one only a refusal. */
 		r->stats.requests_deduplicated++;
-		*status_out = req->request == s->request ? s->reply_status : VSR_REPLY_ERROR;
+		if (req->request == s->request) {
+			*status_out = s->reply_status;
+			vsr_buf_append(reply, s->reply, s->reply_len);
+		} else {
+			/* The client moved past this request long ago: no reply. */
+			*status_out = CT_NO_REPLY;
+		}
 		return;
 	}
 	vsr_apply_ctx ctx = {

@@ -36,7 +36,7 @@ void primary_drop_pipeline(vsr_replica *r)
 
 /* A new primary inherits uncommitted ops from the view change: mark their
  * requests in flight so that retries attach instead of being prepared again. */
-static void mark_inherited_pending(vsr_replica *r)
+void normal_mark_inherited_pending(vsr_replica *r)
 {
 	for (uint64_t op = r->commit + 1; op <= r->log.head; op++) {
 		vsr_batch_iter it;
@@ -68,7 +68,6 @@ void normal_become_primary(vsr_replica *r)
 	timer_set(r, &r->t_prepare_retry, r->cfg.timeouts.prepare_retry_ticks, false);
 	r->view_change_attempt = 0;
 	r->repairing = false;
-	mark_inherited_pending(r);
 }
 
 void normal_become_backup(vsr_replica *r)
@@ -225,8 +224,10 @@ void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 			reply_status(r, m, conn, VSR_REPLY_EVICTED);
 			return;
 		}
-		if (req->request < s->request) {
-			/* Older than the last one committed: the client has moved on. */
+		if (req->request < s->request ||
+		    (s->pending_request != 0 && req->request < s->pending_request)) {
+			/* Older than the last one committed or in flight: the client
+			 * has moved on and this is a delayed retry. */
 			r->stats.requests_deduplicated++;
 			return;
 		}
@@ -541,7 +542,7 @@ static void execute_entry(vsr_replica *r, const vsr_entry *e)
 				s->pending_op = 0;
 			}
 		}
-		if (slot != NULL && index < slot->count)
+		if (slot != NULL && index < slot->count && status != CT_NO_REPLY)
 			reply_waiters(r, e, &slot->requests[index], status, session);
 		index++;
 	}

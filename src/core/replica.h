@@ -63,6 +63,9 @@ void log_reset(vsr_log *l, uint64_t base_op, uint64_t base_checksum);
 
 /* ---- client table (client_table.c) ---- */
 
+/* ct_execute_request status for a stale duplicate nobody waits for. */
+#define CT_NO_REPLY 0xFF
+
 typedef struct ct_session {
 	uint64_t session;
 	uint64_t nonce;         /* the REGISTER nonce that created it */
@@ -289,6 +292,9 @@ void normal_execute(vsr_replica *r);
 void normal_on_tick(vsr_replica *r);
 void normal_become_primary(vsr_replica *r);
 void normal_become_backup(vsr_replica *r);
+/* A new primary, once it has executed what is committed, marks the requests
+ * of its inherited uncommitted ops as in flight. */
+void normal_mark_inherited_pending(vsr_replica *r);
 void primary_drop_pipeline(vsr_replica *r);
 void primary_send_prepare(vsr_replica *r, uint64_t op, int to);
 

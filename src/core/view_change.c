@@ -259,6 +259,7 @@ static void vc_try_assemble(vsr_replica *r)
 	r->start_view_pending = true;
 	persist_state(r, truncated, b->op, NULL, 0);
 	normal_advance_commit(r, commit_max);
+	normal_mark_inherited_pending(r);
 	vc_reset_votes(r);
 	r->last_timestamp = 0;
 	const vsr_entry *head = log_get(&r->log, r->log.head);
