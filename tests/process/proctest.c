@@ -4,6 +4,7 @@
  *   replicate       writes replicate to all replicas (equal digests)
  *   failover        kill -9 of the primary: a new primary, no acknowledged write lost
  *   restart         ... and the killed replica restarts and catches up
+ *   quick-restart   the primary is killed and restarted at once: a new view, no loss
  *   dedup           a client retrying across a failover applies a write once (counter.lua)
  *   garbage         garbage on every port closes those connections; service goes on
  *   supervisor      `vsrhost CONFIG` runs every replica; vsrctl put/get/status
@@ -935,6 +936,38 @@ static int failover_common(bool restart)
 	return 0;
 }
 
+/* The primary is killed and restarted at once, before the others have
+ * noticed (what a supervisor with an immediate restart does). The restarted
+ * replica has amnesia and is still the primary of the current view in the
+ * others' eyes: the cluster must move on to a new view, bring it back, and
+ * lose no acknowledged write. */
+static int scenario_quick_restart(void)
+{
+	cluster_start("kv.lua");
+	int p = wait_primary(STARTUP_MS, "startup");
+	mclient m;
+	mc_init(&m);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	mc_register(&m);
+	uint64_t last = 0;
+	put_keys(&m, &sb, 0, KEYS / 2, &last);
+	note("kill -9 of primary %d and immediate restart", p + 1);
+	kill_replica(p);
+	start_replica(p);
+	wait_ports(p);
+	put_keys(&m, &sb, KEYS / 2, KEYS, &last);
+	note("%d more writes acknowledged after the restart", KEYS / 2);
+	get_keys(&m, &sb, 0, KEYS);
+	wait_converged(last, CATCHUP_MS, "after the quick restart");
+	int q = wait_primary(STARTUP_MS, "after the quick restart");
+	note("every replica normal again, primary %d, all %d writes readable", q + 1, KEYS);
+	msgpack_sbuffer_destroy(&sb);
+	mc_free(&m);
+	stop_all();
+	return 0;
+}
+
 /* The one counter the dedup scenario increments. */
 #define COUNTER_NAME "retried"
 
@@ -1329,7 +1362,8 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: proctest --vsrhost PATH --root SOURCE_DIR --scenario NAME\n"
 		     "                [--vsrctl PATH] [--trials N] [--seed S] [--keep]\n"
-		     "scenarios: replicate failover restart dedup garbage supervisor failover-bench\n");
+		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor\n"
+		     "           failover-bench\n");
 }
 
 int main(int argc, char **argv)
@@ -1386,6 +1420,8 @@ int main(int argc, char **argv)
 		rc = scenario_dedup();
 	else if (strcmp(scenario, "garbage") == 0)
 		rc = scenario_garbage();
+	else if (strcmp(scenario, "quick-restart") == 0)
+		rc = scenario_quick_restart();
 	else if (strcmp(scenario, "supervisor") == 0)
 		rc = scenario_supervisor();
 	else if (strcmp(scenario, "failover-bench") == 0)
