@@ -1031,6 +1031,8 @@ void vsrh_box_close(vsrh_box *b)
 	if (b->L)
 		lua_close(b->L);
 	b->L = NULL;
+	free(b->scratch.data);
+	memset(&b->scratch, 0, sizeof b->scratch);
 	for (size_t c = 0; c <= VSRH_BOX_CLASSES; c++) {
 		while (b->free_list[c]) {
 			void *p = b->free_list[c];

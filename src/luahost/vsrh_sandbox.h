@@ -59,6 +59,8 @@ typedef struct vsrh_box {
 	vsrh_log_fn log;
 	void *log_arg;
 	int log_level;
+	/* scratch buffer for host helpers that encode inside a call */
+	vsr_buf scratch;
 	/* where require looks, in order */
 	char lua_root[VSRH_PATH_MAX];
 	char script_dir[VSRH_PATH_MAX];

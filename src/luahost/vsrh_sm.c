@@ -67,14 +67,17 @@ struct vsrh_sm {
 static int store_pack(lua_State *L)
 {
 	char err[256];
-	vsr_buf b = {0};
+	vsrh_box *box = vsrh_box_of(L);
+	vsr_buf *b = &box->scratch; /* reused: no allocation per write */
 	luaL_checkany(L, 1);
-	if (vsrh_encode(L, 1, &b, VSR_OP_BYTES_MAX, err, sizeof err)) {
-		free(b.data);
+	b->len = 0;
+	if (vsrh_encode(L, 1, b, VSR_OP_BYTES_MAX, err, sizeof err))
 		return luaL_error(L, "vsr.store.put: %s", err);
+	lua_pushlstring(L, (const char *)b->data, b->len);
+	if (b->cap > (64u << 10)) { /* do not keep a large one around */
+		free(b->data);
+		memset(b, 0, sizeof *b);
 	}
-	lua_pushlstring(L, (const char *)b.data, b.len);
-	free(b.data);
 	return 1;
 }
 
@@ -93,13 +96,56 @@ static uint64_t entry_hash(const char *k, size_t kl, const char *v, size_t vl)
 	return XXH3_64bits_withSeed(v, vl, XXH3_64bits(k, kl));
 }
 
-static int store_hash(lua_State *L)
+/* commit_writes(data, writes, DEL): moves every buffered write into data,
+ * empties writes, returns the change of the key count, the change of the
+ * digest (a sum of entry hashes, so the traversal order does not matter)
+ * and whether the set of keys changed. Runs outside the budgets. */
+static int store_commit_writes(lua_State *L)
 {
-	size_t kl, vl;
-	const char *k = luaL_checklstring(L, 1, &kl);
-	const char *v = luaL_checklstring(L, 2, &vl);
-	lua_pushinteger(L, (lua_Integer)entry_hash(k, kl, v, vl));
-	return 1;
+	lua_Integer dc = 0;
+	uint64_t dd = 0;
+	int changed = 0;
+	lua_settop(L, 3);
+	lua_pushnil(L);
+	while (lua_next(L, 2)) {
+		/* 4: key, 5: new value or DEL */
+		size_t kl, vl, ol;
+		const char *k = lua_tolstring(L, 4, &kl);
+		lua_pushvalue(L, 4);
+		int had = lua_rawget(L, 1) != LUA_TNIL; /* 6: old value */
+		const char *old = had ? lua_tolstring(L, 6, &ol) : NULL;
+		if (lua_rawequal(L, 5, 3)) {
+			if (had) {
+				dd -= entry_hash(k, kl, old, ol);
+				dc--;
+				changed = 1;
+				lua_pushvalue(L, 4);
+				lua_pushnil(L);
+				lua_rawset(L, 1);
+			}
+		} else {
+			const char *v = lua_tolstring(L, 5, &vl);
+			if (had) {
+				dd -= entry_hash(k, kl, old, ol);
+			} else {
+				dc++;
+				changed = 1;
+			}
+			dd += entry_hash(k, kl, v, vl);
+			lua_pushvalue(L, 4);
+			lua_pushvalue(L, 5);
+			lua_rawset(L, 1);
+		}
+		lua_settop(L, 4);
+		/* clearing a field during the traversal is allowed */
+		lua_pushvalue(L, 4);
+		lua_pushnil(L);
+		lua_rawset(L, 2);
+	}
+	lua_pushinteger(L, dc);
+	lua_pushinteger(L, (lua_Integer)dd);
+	lua_pushboolean(L, changed);
+	return 3;
 }
 
 static int bytes_cmp(const char *a, size_t al, const char *b, size_t bl)
@@ -974,7 +1020,7 @@ static int open_tramp(lua_State *L)
 	lua_setupvalue(L, -2, 1);
 	lua_pushcfunction(L, store_pack);
 	lua_pushcfunction(L, store_unpack);
-	lua_pushcfunction(L, store_hash);
+	lua_pushcfunction(L, store_commit_writes);
 	lua_pushcfunction(L, store_sorted_keys);
 	lua_pushcfunction(L, store_lower_bound);
 	lua_pushcfunction(L, store_keyless);

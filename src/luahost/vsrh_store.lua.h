@@ -5,12 +5,14 @@
  * table obtained from get() can be changed freely without touching the
  * store, and snapshots copy bytes. Writes go to a buffer that the host
  * commits when apply returns and drops when it fails. The digest is a sum of
- * per-entry hashes, so commit order does not matter and it stays O(1). */
+ * per-entry hashes, so commit order does not matter and it stays O(1).
+ * commit_writes (C, in vsrh_sm.c) moves the buffer into the committed
+ * table and returns the changes to count and digest. */
 #ifndef VSRH_STORE_LUA_H
 #define VSRH_STORE_LUA_H
 
 static const char vsrh_store_lua[] =
-"local pack, unpack, hash, sorted_keys, lower_bound, keyless, st = ...\n"
+"local pack, unpack, commit_writes, sorted_keys, lower_bound, keyless, st = ...\n"
 "local type, error, next, tostring = type, error, next, tostring\n"
 "local DEL = {}       -- marks a buffered delete\n"
 "local data = {}      -- committed: key -> encoded value\n"
@@ -107,18 +109,10 @@ static const char vsrh_store_lua[] =
 "end\n"
 "local internal = {}\n"
 "function internal.commit()\n"
-"  for k, w in next, writes do\n"
-"    local old = data[k]\n"
-"    if w == DEL then\n"
-"      if old ~= nil then\n"
-"        data[k] = nil; count = count - 1; digest = digest - hash(k, old); sorted = nil\n"
-"      end\n"
-"    else\n"
-"      if old == nil then count = count + 1; sorted = nil else digest = digest - hash(k, old) end\n"
-"      data[k] = w; digest = digest + hash(k, w)\n"
-"    end\n"
-"    writes[k] = nil\n"
-"  end\n"
+"  if nwrites == 0 then return end\n"
+"  local dc, dd, changed = commit_writes(data, writes, DEL)\n"
+"  count, digest = count + dc, digest + dd\n"
+"  if changed then sorted = nil end\n"
 "  nwrites = 0\n"
 "end\n"
 "function internal.abort()\n"
