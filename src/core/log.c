@@ -69,6 +69,11 @@ static void drop_oldest(vsr_log *l)
 	l->start++;
 }
 
+void log_drop_through(vsr_log *l, uint64_t op)
+{
+	while (l->start <= op && l->start <= l->head) drop_oldest(l);
+}
+
 bool log_append(vsr_log *l, const vsr_entry *e, uint64_t droppable_max)
 {
 	assert(e->op == l->head + 1);

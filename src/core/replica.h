@@ -56,6 +56,8 @@ uint64_t log_checksum_at(const vsr_log *l, uint64_t op);
  * the oldest entry first when full, which the caller has to allow by passing
  * the highest op that may be dropped. Returns false when it does not fit. */
 bool log_append(vsr_log *l, const vsr_entry *e, uint64_t droppable_max);
+/* Drops the oldest entries, up to and including op. */
+void log_drop_through(vsr_log *l, uint64_t op);
 /* Removes every op > op (op >= start - 1). */
 void log_truncate_after(vsr_log *l, uint64_t op);
 /* Drops everything and restarts the log after base_op. */

@@ -338,6 +338,11 @@ void checkpoint_take(vsr_replica *r)
 	p->checkpoint = r->checkpoint;
 	p->checkpoint_len = r->checkpoint_len;
 	r->stats.checkpoints++;
+	/* Memory is bounded by the checkpoint interval: keep only a tail below
+	 * the checkpoint, enough for a backup a little behind to catch up from
+	 * the log instead of the whole checkpoint. */
+	uint64_t keep = r->cfg.message_entries_max;
+	if (r->checkpoint_op > keep) log_drop_through(&r->log, r->checkpoint_op - keep);
 }
 
 int checkpoint_restore(vsr_replica *r, const uint8_t *blob, uint64_t len)
