@@ -20,10 +20,13 @@ const char *vsrc_outcome_name(int outcome)
 
 void vsrc_timing_default(vsrc_timing *t)
 {
-	/* An attempt outlives a primary timeout plus a view change on the
-	 * default config (300 + 300 ms), so a healthy but slow primary is not
-	 * abandoned; the call lasts several view changes. */
-	t->attempt_ms = 1000;
+	/* A request pending at a primary that is deposed is answered by
+	 * nobody: the client learns of it only by waiting. On the default
+	 * config a new primary is normal some 300-600 ms after the old one
+	 * stopped, so a retry after 500 ms usually finds it; a retry to a
+	 * primary that is merely slow costs one duplicate, which the primary
+	 * attaches to the request in flight. A call lasts several view changes. */
+	t->attempt_ms = 500;
 	t->call_ms = 10000;
 	t->backoff_min_ms = 2;
 	t->backoff_max_ms = 200;

@@ -204,7 +204,7 @@ static void usage(FILE *f)
 		"  -m, --mix SPEC        operation weights, e.g. put:90,get:10 (default put:100)\n"
 		"  -j, --json            also print one JSON line with the same figures\n"
 		"      --attempt MS      resend to another replica after MS without a reply\n"
-		"                        (default 1000)\n"
+		"                        (default 500)\n"
 		"  -h, --help            show this help\n"
 		"  -V, --version         show the version\n",
 		BENCH_CLIENTS_MAX);

@@ -37,7 +37,7 @@ static void usage(FILE *f)
 		"Options:\n"
 		"  -c, --config FILE    cluster configuration (required)\n"
 		"  -t, --timeout MS     give up on a call after MS milliseconds (default 10000)\n"
-		"      --attempt MS     try another replica after MS without reply (default 1000)\n"
+		"      --attempt MS     try another replica after MS without reply (default 500)\n"
 		"  -r, --raw            print a string reply as raw bytes, not JSON\n"
 		"  -h, --help           show this help\n"
 		"  -V, --version        show the version\n"
@@ -101,12 +101,16 @@ static int run_call(const vsrc_options *o, const vsr_buf *op, int raw)
 	if (outcome == VSRC_DONE) {
 		code = print_reply(r, raw);
 	} else if (r->status == VSR_REPLY_ERROR) {
+		/* The state machine's message: a msgpack string, or plain text. */
 		char err[256];
 		char *msg = r->reply_len ? vsrc_msgpack_to_json(r->reply, r->reply_len, err,
 								  sizeof(err))
 					 : NULL;
-		fprintf(stderr, "vsrctl: the state machine refused the operation: %s\n",
-			msg ? msg : "(no message)");
+		if (msg)
+			fprintf(stderr, "vsrctl: the state machine refused the operation: %s\n", msg);
+		else
+			fprintf(stderr, "vsrctl: the state machine refused the operation: %.*s\n",
+				(int)r->reply_len, (const char *)r->reply);
 		free(msg);
 		code = EXIT_REFUSED;
 	} else {
@@ -163,7 +167,7 @@ int main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL;
-	uint32_t timeout_ms = 10000, attempt_ms = 1000;
+	uint32_t timeout_ms = 10000, attempt_ms = 500;
 	int raw = 0, ch;
 	while ((ch = getopt_long(argc, argv, "+c:t:rhV", longopts, NULL)) != -1) {
 		switch (ch) {
