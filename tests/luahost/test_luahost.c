@@ -245,6 +245,63 @@ static void test_state_machine_callbacks(void)
 	vsrh_sm_destroy(sm2);
 }
 
+/* The escape attempts of spec/sandbox_spec.lua again, through the C API, so
+ * that sanitizer builds watch the error paths (budgets, memory, unwinding). */
+static void test_sandbox_error_paths(void)
+{
+	static const char *const attempts[] = {
+		"return io.open('/etc/passwd')",
+		"return require('os')",
+		"return load('\\27Lua')()",
+		"return string.dump(print)",
+		"getmetatable('').__index = {}",
+		"while true do end",
+		"while true do pcall(function() while true do end end) end",
+		"local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 4096) .. i end",
+		"return string.rep('x', 1 << 30)",
+		"pcall(function() local t = {} for i = 1, 1e9 do t[i] = {i} end end) return 1",
+		"local function f(n) return f(n + 1) + 1 end return f(1)",
+		"error(setmetatable({}, {__tostring = function() while true do end end}))",
+		"error({code = 1})",
+		"error()",
+		"return function() end",
+	};
+	vsrh_sm_options o = {.statemachine = "spec/fixtures/evil.lua", .memory_bytes_max = 32u << 20,
+			     .instructions_max = 20000000, .log_level = VSRH_LOG_ERROR};
+	char err[1024];
+	vsrh_sm *sm;
+	if (vsrh_sm_open(&sm, &o, err, sizeof err) != VSR_OK) {
+		CHECK(0, "open evil.lua: %s", err);
+		return;
+	}
+	vsr_buf op = {0}, reply = {0};
+	for (size_t i = 0; i < sizeof attempts / sizeof attempts[0]; i++) {
+		op.len = 0;
+		vsrh_put_map_header(&op, 1);
+		vsrh_put_str(&op, "code", 4);
+		vsrh_put_str(&op, attempts[i], strlen(attempts[i]));
+		vsr_apply_ctx a = {.op = i + 1, .session = 1, .request = i + 1};
+		reply.len = 0;
+		CHECK(vsrh_sm_apply(sm, &a, op.data, op.len, &reply) == VSR_REPLY_ERROR,
+		      "attempt %zu (%s) must fail", i, attempts[i]);
+		/* still healthy */
+		op.len = 0;
+		vsrh_put_map_header(&op, 1);
+		vsrh_put_str(&op, "code", 4);
+		vsrh_put_str(&op, "return 40 + 2", 13);
+		reply.len = 0;
+		CHECK(vsrh_sm_apply(sm, &a, op.data, op.len, &reply) == VSR_REPLY_OK &&
+		      reply.len == 1 && reply.data[0] == 42, "healthy after attempt %zu", i);
+	}
+	vsrh_sm_stats st;
+	vsrh_sm_stats_get(sm, &st);
+	CHECK(st.budget_exhausted >= 2 && st.memory_exhausted >= 2, "budgets were hit");
+	CHECK(st.memory_bytes < (32u << 20), "memory back under the budget");
+	free(op.data);
+	free(reply.data);
+	vsrh_sm_destroy(sm);
+}
+
 static void test_check_command(void)
 {
 	char *argv[] = {"check", "spec/fixtures/config/bad_port.lua", NULL};
@@ -261,6 +318,7 @@ int main(void)
 {
 	test_codec_against_msgpack_c();
 	test_state_machine_callbacks();
+	test_sandbox_error_paths();
 	test_check_command();
 	if (failures) {
 		fprintf(stderr, "test_luahost: %d checks failed\n", failures);
