@@ -530,3 +530,24 @@ void sim_check_superblock(struct sim *s, uint8_t r, const vsr_superblock *old,
 			 r, (unsigned long long)sb->log_view,
 			 (unsigned long long)sb->view);
 }
+
+void sim_check_gating(struct sim *s, uint8_t r, uint8_t msg_type,
+		      const vsr_replica_info *before, const vsr_replica_info *after)
+{
+	/* 12.8: only normal replicas process PREPARE and COMMIT. A replica that
+	 * is not normal before and after such a message must neither extend
+	 * its log nor move its commit point because of it. */
+	if (msg_type != VSR_MSG_PREPARE && msg_type != VSR_MSG_COMMIT)
+		return;
+	if (before->status == VSR_STATUS_NORMAL || after->status == VSR_STATUS_NORMAL)
+		return;
+	if (after->op != before->op || after->commit != before->commit)
+		sim_fail(s,
+			 "status gating (12.8): replica %u, %s, processed %s: op %llu -> "
+			 "%llu, commit %llu -> %llu",
+			 r, vsr_status_name((enum vsr_status)after->status),
+			 type_name(msg_type), (unsigned long long)before->op,
+			 (unsigned long long)after->op,
+			 (unsigned long long)before->commit,
+			 (unsigned long long)after->commit);
+}

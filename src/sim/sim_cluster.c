@@ -424,6 +424,8 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 			sim_check_sent(s, &s->g, r, nr->core, &before, &after,
 				       &s->out[i]->m);
 	}
+	if (!s->failed && ev->type == VSR_EVENT_MESSAGE)
+		sim_check_gating(s, r, ev->message->type, &before, &after);
 	if (!s->failed)
 		sim_check_after_step(s, &s->g, r, nr->core, &before, &after);
 	if (after.view > before.view)

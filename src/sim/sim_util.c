@@ -115,7 +115,8 @@ uint64_t sim_hash_bytes(uint64_t h, const void *data, size_t len)
 		len -= 8;
 	}
 	uint64_t w = 0;
-	memcpy(&w, p, len);
+	if (len)
+		memcpy(&w, p, len);
 	return sim_hash_u64(h, w ^ ((uint64_t)len << 56));
 }
 
