@@ -14,6 +14,24 @@ void ct_init(client_table *t, uint32_t max)
 	t->max = max;
 }
 
+static uint64_t session_hash(const ct_session *s)
+{
+	uint64_t f[7] = {s->session, s->nonce, s->request, s->last_op,
+			 s->registered_op, s->reply_status, s->reply_timestamp};
+	uint64_t h = hash64(0x5E551045ull, f, sizeof f);
+	return s->reply_len ? hash64(h, s->reply, s->reply_len) : h;
+}
+
+/* Every change of a session's replicated fields goes between these two, so
+ * the table digest stays the XOR of the current hashes. */
+static void rehash_begin(client_table *t, ct_session *s) { t->digest ^= s->hash; }
+
+static void rehash_end(client_table *t, ct_session *s)
+{
+	s->hash = session_hash(s);
+	t->digest ^= s->hash;
+}
+
 static void session_clear(ct_session *s)
 {
 	free(s->reply);
@@ -56,6 +74,7 @@ ct_session *ct_find_nonce(client_table *t, uint64_t nonce)
 static void remove_at(client_table *t, uint32_t i)
 {
 	assert(i < t->count);
+	t->digest ^= t->items[i].hash;
 	session_clear(&t->items[i]);
 	memmove(&t->items[i], &t->items[i + 1], (t->count - i - 1) * sizeof *t->items);
 	t->count--;
@@ -142,6 +161,7 @@ void ct_execute_request(vsr_replica *r, const vsr_entry *e, const vsr_request *r
 		s->last_op = e->op;
 		s->request = 0;
 		store_reply(s, VSR_REPLY_OK, NULL, 0, e->timestamp);
+		rehash_end(t, s);
 		*session_out = id;
 		*status_out = VSR_REPLY_OK;
 		return;
@@ -174,24 +194,15 @@ void ct_execute_request(vsr_replica *r, const vsr_entry *e, const vsr_request *r
 	};
 	int status = r->sm.apply(r->sm.ctx, &ctx, req->op, req->op_len, reply);
 	if (status != VSR_REPLY_OK && status != VSR_REPLY_ERROR) status = VSR_REPLY_ERROR;
+	rehash_begin(t, s);
 	s->request = req->request;
 	s->last_op = e->op;
 	store_reply(s, (uint8_t)status, reply->data, reply->len, e->timestamp);
+	rehash_end(t, s);
 	*status_out = (uint8_t)status;
 }
 
-uint64_t ct_digest(const client_table *t)
-{
-	uint64_t h = 0x5E551045ull;
-	for (uint32_t i = 0; i < t->count; i++) {
-		const ct_session *s = &t->items[i];
-		uint64_t f[6] = {s->session, s->nonce, s->request, s->last_op,
-				 s->registered_op, s->reply_status};
-		h = hash64(h, f, sizeof f);
-		if (s->reply_len) h = hash64(h, s->reply, s->reply_len);
-	}
-	return h;
-}
+uint64_t ct_digest(const client_table *t) { return t->digest ^ t->count; }
 
 static int put_u64(vsr_buf *b, uint64_t v)
 {
@@ -231,6 +242,7 @@ long ct_decode(client_table *t, const uint8_t *data, size_t len)
 	uint64_t count;
 	for (uint32_t i = 0; i < t->count; i++) session_clear(&t->items[i]);
 	t->count = 0;
+	t->digest = 0;
 	if (!get_u64(&p, end, &count) || count > t->max) return -1;
 	for (uint64_t i = 0; i < count; i++) {
 		uint64_t f[8];
@@ -245,6 +257,7 @@ long ct_decode(client_table *t, const uint8_t *data, size_t len)
 		s->last_op = f[3];
 		s->registered_op = f[4];
 		store_reply(s, (uint8_t)f[6], p, f[7], f[5]);
+		rehash_end(t, s);
 		p += f[7];
 	}
 	return (long)(p - data);

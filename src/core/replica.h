@@ -85,6 +85,7 @@ typedef struct ct_session {
 	uint64_t pending_request;
 	uint64_t pending_op;
 	uint32_t pending_index;
+	uint64_t hash;          /* of the replicated fields, for the table digest */
 } ct_session;
 
 /* Sessions sorted by session id (binary search), at most clients_max. */
@@ -92,6 +93,7 @@ typedef struct client_table {
 	ct_session *items;
 	uint32_t count;
 	uint32_t max;
+	uint64_t digest;        /* XOR of the sessions' hashes: O(1) to read */
 } client_table;
 
 void ct_init(client_table *t, uint32_t max);
