@@ -671,7 +671,7 @@ int vsr_net_start(const vsr_net_options *opts, vsr_net **out, char *err, size_t 
 	net->opts = *opts;
 	vsr_net_options *o = &net->opts;
 	if (o->queue_messages_max == 0)
-		o->queue_messages_max = 1024;
+		o->queue_messages_max = 16384;
 	if (o->queue_bytes_max == 0)
 		o->queue_bytes_max = 64u << 20;
 	if (o->clients_max == 0)
@@ -751,13 +751,12 @@ void vsr_net_send(vsr_net *net, uint8_t to, const vsr_message *m)
 			 vsr_message_type_name(m->type), to + 1u, vsr_wire_strerror(rc));
 		return;
 	}
-	if (!net_conn_write(c, &b)) {
+	/* Dropped, not closed: a full queue is usually a peer that stalls
+	 * for a moment (a checkpoint, a burst), and closing would throw away
+	 * everything queued behind it. A peer that is truly gone is caught by
+	 * TCP_USER_TIMEOUT instead. */
+	if (!net_conn_write(c, &b))
 		net->stats.sends_dropped_full++;
-		/* A full queue means the peer has stopped reading or its
-		 * machine is unreachable: start over on a fresh connection
-		 * rather than keep feeding one that does not drain. */
-		net_conn_close(c, 2, "send queue full");
-	}
 }
 
 static net_conn *net_client(vsr_net *net, uint64_t conn)

@@ -11,9 +11,9 @@
  * Outgoing connections reconnect on a timer with exponential backoff. Each
  * connection's pending writes are bounded (messages and bytes): a message
  * that does not fit, or that finds its peer disconnected, is dropped and
- * counted, because the protocol retransmits whatever matters. A peer
- * connection whose queue is full is closed and redialled: its peer has
- * stopped reading.
+ * counted, because the protocol retransmits whatever matters. A peer that
+ * vanished without a reset is detected by TCP_USER_TIMEOUT (10 s), not by
+ * its queue filling: a full queue is more often a peer that stalled briefly.
  *
  * Clients connect to a separate listener. Each accepted connection gets an
  * opaque u64 id (slot and generation, never reused while the process runs)
@@ -67,7 +67,7 @@ typedef struct vsr_net_options {
 	vsr_net_address replicas[VSR_REPLICAS_MAX]; /* listener of each replica */
 	vsr_net_address client;                     /* this replica's client listener */
 	uint32_t body_bytes_max;       /* largest frame body accepted (0: wire maximum) */
-	uint32_t queue_messages_max;   /* pending writes per connection (0: 1024) */
+	uint32_t queue_messages_max;   /* pending writes per connection (0: 16384) */
 	uint64_t queue_bytes_max;      /* pending bytes per connection (0: 64 MiB) */
 	uint32_t clients_max;          /* client connections (0: 1024, <= VSR_NET_CLIENTS_MAX) */
 	uint32_t reconnect_min_ms;     /* first retry after a failed dial (0: 50) */

@@ -96,6 +96,21 @@ static void host_note_changes(host *h)
 	*was = now;
 }
 
+/* A step longer than this stalls every connection and timer of the
+ * replica (state-machine work, a checkpoint): worth a line in the log. */
+#define HOST_SLOW_STEP_MS 50u
+
+static const char *host_event_name(uint8_t type)
+{
+	switch (type) {
+	case VSR_EVENT_TICK: return "tick";
+	case VSR_EVENT_MESSAGE: return "message";
+	case VSR_EVENT_REQUEST: return "request";
+	case VSR_EVENT_PERSISTED: return "persisted";
+	default: return "unknown";
+	}
+}
+
 /* Feeds one event to the core and carries out its actions, in order. */
 static void host_step(host *h, vsr_event *ev)
 {
@@ -103,7 +118,13 @@ static void host_step(host *h, vsr_event *ev)
 		return;
 	ev->now = host_now_ticks(h);
 	ev->realtime_ns = host_realtime_ns();
+	uint64_t t0 = uv_hrtime();
 	vsr_replica_step(h->core, ev, &h->actions);
+	uint64_t step_ms = (uv_hrtime() - t0) / 1000000u;
+	if (step_ms >= HOST_SLOW_STEP_MS)
+		host_warn("slow step: a %s event%s%s took %" PRIu64 " ms", host_event_name(ev->type),
+			  ev->message != NULL ? " carrying " : "",
+			  ev->message != NULL ? vsr_message_type_name(ev->message->type) : "", step_ms);
 	h->steps++;
 	/* Builds with VSR_INVARIANTS check the replica after every step. A
 	 * violation is a bug in the core: stop before acting on it, with a
