@@ -35,6 +35,18 @@ describe("dedup policy", function()
     assert.equal(2, other.sm:evict(list2)) -- session 4 has fewer commits (0)
   end)
 
+  it("keeps the policy's state through a plain-state rollback", function()
+    local sm = testkit.load("statemachines/counter.lua", {dedup = "lua/vsr/dedup/fifo.lua"})
+    for i = 1, 3 do
+      sm:ok({op = "add", name = "a", delta = 1}, {session = 5, request = i})
+    end
+    -- fails and is rolled back; its commit still counts for session 6
+    sm:fails({op = "add_many", names = {"a", 1}, delta = 1}, {session = 6, request = 1})
+    assert.equal(1, sm:stats().rollbacks)
+    -- same registration op: the less active session (6, one commit) goes
+    assert.equal(2, sm.sm:evict(sessions({{5, 3, 3, 1}, {6, 1, 4, 1}})))
+  end)
+
   it("falls back to the built-in rule when the policy misbehaves, and says so", function()
     local sm = testkit.load(KV, {dedup = "spec/fixtures/bad_policy.lua"})
     assert.equal(2, sm.sm:evict(sessions({{1, 1, 50}, {2, 1, 10}})))

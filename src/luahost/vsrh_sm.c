@@ -388,7 +388,8 @@ static int run_apply(vsrh_sm *sm, const vsr_apply_ctx *actx, const uint8_t *op, 
 }
 
 static int full_snapshot(vsrh_sm *sm, vsr_buf *out, char *err, size_t err_len);
-static int full_restore(vsrh_sm *sm, const uint8_t *data, size_t len, char *err, size_t err_len);
+static int full_restore(vsrh_sm *sm, const uint8_t *data, size_t len, bool with_policy, char *err,
+			size_t err_len);
 
 /* Plain state: the base snapshot that a failed operation rolls back to. */
 static void ensure_base(vsrh_sm *sm)
@@ -412,7 +413,9 @@ static void rollback(vsrh_sm *sm)
 {
 	char err[ERR_TEXT_MAX];
 	sm->stats.rollbacks++;
-	if (full_restore(sm, sm->base.data, sm->base.len, err, sizeof err)) {
+	/* The policy's state is left alone: a failed operation did not touch
+	 * it, and its commit() calls since the base are not replayed. */
+	if (full_restore(sm, sm->base.data, sm->base.len, false, err, sizeof err)) {
 		fprintf(stderr, "vsrluahost: %s: restoring the base snapshot failed: %s\n",
 			sm->script_name, err);
 		abort();
@@ -442,8 +445,6 @@ int vsrh_sm_apply(vsrh_sm *sm, const vsr_apply_ctx *actx, const uint8_t *op, siz
 		ensure_base(sm);
 	int rc = run_apply(sm, actx, op, op_len, reply, 1);
 	sm->stats.applied++;
-	sm->last_op = actx->op;
-	sm->last_timestamp = actx->timestamp;
 	if (rc != VSR_REPLY_OK) {
 		sm->stats.apply_errors++;
 		vsrh_box_log(&sm->box, VSRH_LOG_DEBUG, "op %llu failed: %.*s",
@@ -459,6 +460,9 @@ int vsrh_sm_apply(vsrh_sm *sm, const vsr_apply_ctx *actx, const uint8_t *op, siz
 		r->off = sm->replay_bytes.len - op_len;
 		r->len = op_len;
 	}
+	/* after any rollback, which restores the base's op and timestamp */
+	sm->last_op = actx->op;
+	sm->last_timestamp = actx->timestamp;
 	if (sm->policy_has_commit)
 		policy_commit(sm, actx);
 	return rc;
@@ -487,6 +491,7 @@ typedef struct snap_job {
 	vsr_buf *out;
 	const uint8_t *data;
 	size_t len;
+	bool with_policy;
 	char *err;
 	size_t err_len;
 	int rc;
@@ -610,7 +615,7 @@ static int snapshot_tramp(lua_State *L)
 static int full_snapshot(vsrh_sm *sm, vsr_buf *out, char *err, size_t err_len)
 {
 	size_t start = out->len;
-	snap_job j = {sm, out, NULL, 0, err, err_len, -1};
+	snap_job j = {sm, out, NULL, 0, true, err, err_len, -1};
 	host_protected(sm, snapshot_tramp, &j, "snapshot");
 	if (j.rc)
 		out->len = start;
@@ -703,7 +708,7 @@ static int restore_tramp(lua_State *L)
 		if (!has)
 			lua_pop(L, 1);
 	}
-	if (has && !vsrh_peek_nil(d, len, pos)) {
+	if (has && j->with_policy && !vsrh_peek_nil(d, len, pos)) {
 		if (restore_user(sm, d, len, &pos, j->err, j->err_len, "dedup policy restore()")) {
 			return 0;
 		}
@@ -721,9 +726,10 @@ static int restore_tramp(lua_State *L)
 	return 0;
 }
 
-static int full_restore(vsrh_sm *sm, const uint8_t *data, size_t len, char *err, size_t err_len)
+static int full_restore(vsrh_sm *sm, const uint8_t *data, size_t len, bool with_policy, char *err,
+			size_t err_len)
 {
-	snap_job j = {sm, NULL, data, len, err, err_len, -1};
+	snap_job j = {sm, NULL, data, len, with_policy, err, err_len, -1};
 	host_protected(sm, restore_tramp, &j, "restore");
 	return j.rc;
 }
@@ -741,7 +747,7 @@ int vsrh_sm_snapshot(vsrh_sm *sm, vsr_buf *out)
 int vsrh_sm_restore(vsrh_sm *sm, const uint8_t *data, size_t len)
 {
 	char err[ERR_TEXT_MAX];
-	if (full_restore(sm, data, len, err, sizeof err)) {
+	if (full_restore(sm, data, len, true, err, sizeof err)) {
 		vsrh_box_log(&sm->box, VSRH_LOG_ERROR, "%s: restore failed: %s", sm->script_name, err);
 		return VSR_ESM;
 	}
