@@ -38,7 +38,7 @@ typedef struct vsrh_sm_options {
 	                              NULL: found next to the script, then ./lua */
 	uint64_t instructions_max; /* per call; 0: 1000000 */
 	uint64_t memory_bytes_max; /* per state machine; 0: 256 MiB */
-	uint32_t clients_max;      /* sessions the dedup policy may keep; 0: 1024 */
+	uint32_t clients_max;      /* limits.clients, passed to the policy's evict(); 0: 1024 */
 	vsrh_log_fn log;           /* NULL: stderr */
 	void *log_arg;
 	int log_level;             /* lowest level passed to log */

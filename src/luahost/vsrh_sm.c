@@ -53,6 +53,7 @@ struct vsrh_sm {
 	bool policy_has_commit; /* ... and a commit hook, run after every apply */
 	int mode;       /* the store's mode as last set (see set_mode) */
 	uint64_t last_op, last_timestamp;
+	uint32_t clients_max; /* limits.clients: the table's size, passed to evict() */
 	/* plain-state rollback */
 	bool has_base, replaying;
 	vsr_buf base;
@@ -841,7 +842,8 @@ static int evict_tramp(lua_State *L)
 	uint64_t need = 64ull * j->n + 10000;
 	if (sm->box.instr_max < need)
 		sm->box.instr_max = need;
-	int st = vsrh_box_call(&sm->box, 1, 1);
+	lua_pushinteger(L, (lua_Integer)sm->clients_max);
+	int st = vsrh_box_call(&sm->box, 2, 1);
 	sm->box.instr_max = saved;
 	j->chosen = -1;
 	if (st != LUA_OK) {
@@ -1186,6 +1188,7 @@ int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *o, char *err, size_t err_
 		vsrh_sm_destroy(sm);
 		return VSR_ESM;
 	}
+	sm->clients_max = o->clients_max ? o->clients_max : 1024;
 	sm->recs = calloc(REPLAY_OPS_MAX, sizeof *sm->recs);
 	if (!sm->recs) {
 		vsrh_sm_destroy(sm);
