@@ -247,6 +247,14 @@ typedef struct sim_stats {
 	uint64_t partitions;
 	uint64_t commits;
 	uint64_t view_changes;
+	/* coverage: did the fault mix reach the interesting paths? */
+	uint64_t window_crashes;  /* crashes aimed at a pending-vote window */
+	uint64_t torn_writes;
+	uint64_t corrupt_writes;
+	uint64_t state_transfers; /* summed from the cores' own counters */
+	uint64_t checkpoints;
+	uint64_t evictions;
+	uint64_t deduplicated;
 } sim_stats;
 
 typedef struct sim_result {

@@ -473,11 +473,12 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 		net_send(s, r, s->out_to[i], s->out[i]);
 	}
 
-	/* Aim crashes at the promise window: a vote just went out while a
-	 * persist is still pending. Correct cores have made the vote durable
-	 * already; one that has not loses the promise here (hole 8.1). */
-	if (voted && in_fault_phase(s) && nr->st.q_count > 0 &&
-	    sim_rng_ppm(&s->rng, s->f.window_crash_ppm)) {
+	/* Aim crashes at the promise window: a vote just went out, most often
+	 * while a persist is still pending. Correct cores have made the vote
+	 * durable already; one that has not loses the promise here (hole 8.1). */
+	if (voted && in_fault_phase(s) &&
+	    sim_rng_ppm(&s->rng, nr->st.q_count > 0 ? s->f.window_crash_ppm
+						     : s->f.window_crash_ppm / 4)) {
 		sim_event e = {.time = s->now + sim_rng_below(&s->rng, 2),
 			       .kind = EV_CRASH, .node = r, .inc = nr->incarnation};
 		ev_push(s, e);
@@ -530,15 +531,30 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 	}
 }
 
+/* Adds a core's own counters to the run's coverage figures. */
+static void harvest_stats(struct sim *s, const vsr_replica *core)
+{
+	const vsr_replica_stats *st = vsr_replica_stats_get(core);
+	s->stats.state_transfers += st->state_transfers;
+	s->stats.checkpoints += st->checkpoints;
+	s->stats.evictions += st->sessions_evicted;
+	s->stats.deduplicated += st->requests_deduplicated;
+}
+
 static void crash(struct sim *s, uint8_t r, const char *why)
 {
 	sim_node_replica *nr = &s->r[r];
 	if (!nr->up)
 		return;
+	harvest_stats(s, nr->core);
 	bool torn = sim_rng_ppm(&s->rng, s->f.torn_ppm);
 	bool corrupt = !torn && sim_rng_ppm(&s->rng, s->f.corrupt_ppm);
 	uint32_t pending = nr->st.q_count;
 	const char *what = sim_storage_crash(&nr->st, &s->rng, torn, corrupt);
+	if (!strcmp(what, "torn"))
+		s->stats.torn_writes++;
+	else if (!strcmp(what, "corrupt"))
+		s->stats.corrupt_writes++;
 	vsr_replica_destroy(nr->core);
 	nr->core = NULL;
 	nr->up = false;
@@ -886,7 +902,8 @@ static void config_resolve(struct sim *s)
 	uint32_t ci = PICK(&s->rng, 8, 16, 64);
 	uint32_t pipe = PICK(&s->rng, 1, 4, 8);
 	uint32_t batch = PICK(&s->rng, 1, 4, 32);
-	uint32_t clients_max = PICK(&s->rng, 4, 64);
+	/* Sometimes fewer sessions than clients: evictions and EVICTED replies. */
+	uint32_t clients_max = PICK(&s->rng, 3, 64);
 	uint32_t need = 2 * ci + 4 * pipe;
 	uint32_t log_max = 16;
 	while (log_max < need)
@@ -982,8 +999,10 @@ static void handle(struct sim *s, sim_event *e)
 	case EV_CRASH:
 		s->stats.events++;
 		if (s->r[e->node].up && s->r[e->node].incarnation == e->inc &&
-		    in_fault_phase(s))
-			crash(s, e->node, "right after a vote, persist pending");
+		    in_fault_phase(s)) {
+			s->stats.window_crashes++;
+			crash(s, e->node, "right after a vote");
+		}
 		return;
 	case EV_RESTART:
 		s->stats.events++;
@@ -1205,6 +1224,9 @@ void sim_run(const sim_options *opt, sim_result *res)
 	res->trace_digest = s->trace_digest;
 	for (uint8_t ci = 0; ci < s->clients_n; ci++)
 		s->stats.commits += s->c[ci].done;
+	for (uint8_t r = 0; r < s->n; r++)
+		if (s->r[r].core)
+			harvest_stats(s, s->r[r].core);
 	res->stats = s->stats;
 	if (opt->demo && res->ok) {
 		narrate(s, "settled: all %u replicas are normal in view %llu with "

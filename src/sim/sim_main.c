@@ -376,6 +376,7 @@ int main(int argc, char **argv)
 	/* Sweep. */
 	double t0 = wall_seconds();
 	uint64_t passed = 0, failed = 0, events = 0, messages = 0, steps = 0;
+	sim_stats cov = {0};
 	uint64_t *failing = NULL;
 	size_t failing_n = 0;
 	for (uint64_t seed = first; seed <= last; seed++) {
@@ -385,6 +386,17 @@ int main(int argc, char **argv)
 		events += r.stats.events;
 		messages += r.stats.messages;
 		steps += r.stats.steps;
+		cov.crashes += r.stats.crashes;
+		cov.window_crashes += r.stats.window_crashes;
+		cov.torn_writes += r.stats.torn_writes;
+		cov.corrupt_writes += r.stats.corrupt_writes;
+		cov.partitions += r.stats.partitions;
+		cov.view_changes += r.stats.view_changes;
+		cov.state_transfers += r.stats.state_transfers;
+		cov.checkpoints += r.stats.checkpoints;
+		cov.evictions += r.stats.evictions;
+		cov.deduplicated += r.stats.deduplicated;
+		cov.commits += r.stats.commits;
 		if (r.ok) {
 			passed++;
 			if (!quiet && !expect)
@@ -431,6 +443,16 @@ int main(int argc, char **argv)
 	       "%.0f replica steps/s\n",
 	       passed + failed, dt, (double)events / dt, (double)messages / dt,
 	       (double)steps / dt);
+	printf("coverage: %" PRIu64 " client requests completed, %" PRIu64
+	       " view changes seen, %" PRIu64 " crashes (%" PRIu64 " aimed right "
+	       "after a vote, %" PRIu64 " torn, %" PRIu64 " corrupt writes), %" PRIu64
+	       " partitions, %" PRIu64 " state transfers, %" PRIu64
+	       " checkpoints, %" PRIu64 " sessions evicted, %" PRIu64
+	       " duplicate requests answered\n",
+	       cov.commits, cov.view_changes, cov.crashes, cov.window_crashes,
+	       cov.torn_writes, cov.corrupt_writes, cov.partitions,
+	       cov.state_transfers, cov.checkpoints, cov.evictions,
+	       cov.deduplicated);
 	if (expect) {
 		printf("NOT caught: %s survived seeds %" PRIu64 "..%" PRIu64 "\n",
 		       bug ? bug : "no bug planted", first, last);
