@@ -301,6 +301,8 @@ void sim_check_full(struct sim *s, sim_ghost *g, uint8_t r,
 void sim_check_restart(struct sim *s, sim_ghost *g, uint8_t r,
 		       const sim_storage *st, const vsr_durable *d);
 void sim_check_crash(sim_ghost *g, uint8_t r);
+void sim_check_reply(struct sim *s, sim_ghost *g, uint8_t r,
+		     const vsr_replica *core, const vsr_message *m);
 void sim_check_gating(struct sim *s, uint8_t r, uint8_t msg_type,
 		      const vsr_replica_info *before, const vsr_replica_info *after);
 void sim_check_superblock(struct sim *s, uint8_t r, const vsr_superblock *old,

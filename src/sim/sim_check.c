@@ -551,3 +551,50 @@ void sim_check_gating(struct sim *s, uint8_t r, uint8_t msg_type,
 			 (unsigned long long)before->commit,
 			 (unsigned long long)after->commit);
 }
+
+void sim_check_reply(struct sim *s, sim_ghost *g, uint8_t r,
+		     const vsr_replica *core, const vsr_message *m)
+{
+	/* 12.10 and linearizability of answers: a reply that says "executed"
+	 * names a committed op of the canonical history that holds exactly
+	 * this (session, request). */
+	if (m->status != VSR_REPLY_OK && m->status != VSR_REPLY_ERROR)
+		return;
+	vsr_replica_info info;
+	vsr_replica_info_get(core, &info);
+	if (m->reply_op == 0 || m->reply_op > info.commit) {
+		sim_fail(s,
+			 "reply: replica %u answered session %llu request %llu with op "
+			 "%llu, which is not committed (commit %llu)",
+			 r, (unsigned long long)m->request.session,
+			 (unsigned long long)m->request.request,
+			 (unsigned long long)m->reply_op,
+			 (unsigned long long)info.commit);
+		return;
+	}
+	const vsr_entry *e = vsr_replica_entry(core, m->reply_op);
+	if (!e)
+		return; /* compacted: an old stored reply */
+	uint64_t canon = sim_vec_get(&g->canon, m->reply_op);
+	if (canon && canon != e->checksum) {
+		sim_fail(s, "reply: replica %u answered from op %llu that is not the "
+			 "canonical entry", r, (unsigned long long)m->reply_op);
+		return;
+	}
+	vsr_batch_iter it;
+	vsr_request q;
+	vsr_batch_iter_init(&it, e);
+	while (vsr_batch_next(&it, &q)) {
+		if (q.kind == VSR_REQUEST_REGISTER && m->request.session != 0 &&
+		    q.request == m->request.request)
+			return; /* REGISTER: echoes the nonce, carries the new session */
+		if (q.session == m->request.session && q.request == m->request.request)
+			return;
+	}
+	sim_fail(s,
+		 "reply: replica %u answered session %llu request %llu with op %llu, "
+		 "whose entry does not hold that request",
+		 r, (unsigned long long)m->request.session,
+		 (unsigned long long)m->request.request,
+		 (unsigned long long)m->reply_op);
+}

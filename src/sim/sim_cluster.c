@@ -423,6 +423,8 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 		if (!s->out_client[i])
 			sim_check_sent(s, &s->g, r, nr->core, &before, &after,
 				       &s->out[i]->m);
+		else
+			sim_check_reply(s, &s->g, r, nr->core, &s->out[i]->m);
 	}
 	if (!s->failed && ev->type == VSR_EVENT_MESSAGE)
 		sim_check_gating(s, r, ev->message->type, &before, &after);
