@@ -513,9 +513,10 @@ void vsr_replica_step(vsr_replica *r, const vsr_event *ev, vsr_actions *out)
 		normal_on_request(r, ev->message, ev->conn);
 		break;
 	case VSR_EVENT_PERSISTED: on_persisted(r, ev->persist_id); break;
+	case VSR_EVENT_FLUSH: break;
 	default: r->stats.messages_dropped++; break;
 	}
-	if (r->status == VSR_STATUS_NORMAL && is_primary(r)) normal_flush_queue(r);
+	if (r->status == VSR_STATUS_NORMAL && is_primary(r) && !ev->more) normal_flush_queue(r);
 
 #ifdef VSR_INVARIANTS
 	const char *why = vsr_replica_check(r);

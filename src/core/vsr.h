@@ -330,6 +330,7 @@ enum vsr_event_type {
 	VSR_EVENT_MESSAGE,       /* a message from replica message.replica */
 	VSR_EVENT_REQUEST,       /* a client request arrived on connection `conn` */
 	VSR_EVENT_PERSISTED,     /* the persist action `persist_id` is durable */
+	VSR_EVENT_FLUSH,         /* end of a burst of events marked `more` */
 };
 
 typedef struct vsr_event {
@@ -339,6 +340,10 @@ typedef struct vsr_event {
 	uint64_t conn;           /* REQUEST: opaque host handle, echoed in REPLY actions */
 	uint64_t persist_id;     /* PERSISTED */
 	const vsr_message *message; /* MESSAGE, REQUEST */
+	/* A hint that more events follow at once (a host draining its sockets):
+	 * the primary may then hold queued requests back to batch them, until
+	 * an event without the hint, or a FLUSH. Never needed for correctness. */
+	bool more;
 } vsr_event;
 
 enum vsr_action_type {
