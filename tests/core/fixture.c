@@ -344,11 +344,19 @@ uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint6
 	m.request.op = (const uint8_t *)op;
 	m.request.op_len = op ? (uint32_t)strlen(op) : 0;
 	vsr_event ev = {.type = VSR_EVENT_REQUEST, .now = f->now, .realtime_ns = f->now * 1000000,
-			.conn = conn, .message = &m};
+			.conn = conn, .message = &m, .more = f->more};
 	step(f, i, &ev);
 	deliver_all(f);
 	for (uint8_t k = 0; k < f->n; k++) complete_persists(f, k);
 	return conn;
+}
+
+void fx_flush(fixture *f, uint8_t i)
+{
+	vsr_event ev = {.type = VSR_EVENT_FLUSH, .now = f->now, .realtime_ns = f->now * 1000000};
+	step(f, i, &ev);
+	deliver_all(f);
+	for (uint8_t k = 0; k < f->n; k++) complete_persists(f, k);
 }
 
 const fx_reply *fx_reply_for(const fixture *f, uint64_t conn)

@@ -62,6 +62,7 @@ typedef struct fixture {
 	uint32_t reply_count;
 	fx_reply replies[FX_REPLIES_MAX];
 	uint64_t next_conn;
+	bool more; /* mark requests with the `more` hint */
 } fixture;
 
 void fx_init(fixture *f, uint8_t n, void (*tune)(vsr_config *c));
@@ -77,6 +78,8 @@ void fx_restart(fixture *f, uint8_t i);
 /* Sends a request to replica i; returns the connection id used. */
 uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint64_t request,
 		    const char *op);
+/* Sends a FLUSH event to replica i. */
+void fx_flush(fixture *f, uint8_t i);
 /* The last reply for conn, or NULL. */
 const fx_reply *fx_reply_for(const fixture *f, uint64_t conn);
 /* Registers a session through replica i and returns its id (0 on failure). */

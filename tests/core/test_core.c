@@ -110,6 +110,35 @@ static void test_batching_and_pipelining(void)
 	fx_free(&f);
 }
 
+static void test_burst_hint_makes_one_batch(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	enum { CLIENTS = 10 };
+	uint64_t s[CLIENTS], conn[CLIENTS];
+	for (int i = 0; i < CLIENTS; i++) s[i] = fx_register(&f, 0, 500 + (uint64_t)i);
+	fx_run(&f, 5);
+	vsr_replica_info before, after;
+	fx_info(&f, 0, &before);
+	/* The pipeline has room, but the host says more requests follow. */
+	f.more = true;
+	for (int i = 0; i < CLIENTS; i++)
+		conn[i] = fx_request(&f, 0, VSR_REQUEST_OP, s[i], 1, "burst");
+	f.more = false;
+	fx_info(&f, 0, &after);
+	CHECK(after.op == before.op && after.queued == CLIENTS);
+	fx_flush(&f, 0);
+	fx_info(&f, 0, &after);
+	CHECK(after.op == before.op + 1); /* all ten in one entry */
+	fx_run(&f, 10);
+	for (int i = 0; i < CLIENTS; i++) {
+		const fx_reply *r = fx_reply_for(&f, conn[i]);
+		CHECK(r && r->status == VSR_REPLY_OK);
+	}
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
 static void test_primary_isolated_then_healed(void)
 {
 	fixture f;
@@ -361,6 +390,7 @@ static const struct {
 } tests[] = {
 	{"normal_operation", test_normal_operation},
 	{"batching_and_pipelining", test_batching_and_pipelining},
+	{"burst_hint_makes_one_batch", test_burst_hint_makes_one_batch},
 	{"primary_isolated_then_healed", test_primary_isolated_then_healed},
 	{"backup_with_stale_suffix_rejoins", test_backup_with_stale_suffix_rejoins},
 	{"lagging_backup_state_transfer_with_checkpoint", test_lagging_backup_state_transfer_with_checkpoint},
