@@ -50,6 +50,8 @@ typedef struct net_conn {
 	bool closing;
 	bool hello_seen;        /* the other end's HELLO arrived */
 	bool connected;         /* PEER_OUT: the dial completed */
+	bool open;              /* established: reads may run (accepted, or dial completed) */
+	bool reading;           /* uv_read_start in effect */
 	uint8_t role;           /* from HELLO */
 	uint8_t peer;           /* PEER_OUT: target; PEER_IN: from HELLO */
 	uint64_t id;            /* CLIENT: the opaque connection id */
@@ -82,6 +84,7 @@ struct vsr_net {
 	vsr_net_options opts;
 	vsr_wire_config wire;
 	bool closing;
+	bool paused;            /* reads stopped on every connection (vsr_net_pause) */
 	uint32_t handles;       /* initialised and not yet closed */
 	vsr_net_close_cb close_cb;
 	uv_tcp_t replica_listener;
@@ -158,6 +161,24 @@ static void net_handle_closed_cb(uv_handle_t *h)
 /* Connections.                                                             */
 
 static void net_peer_schedule(vsr_net *net, uint8_t i);
+static void net_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void net_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* Starts or stops reading on an established connection, following
+ * net->paused. Returns 0 or a libuv error. */
+static int net_conn_follow_pause(net_conn *c)
+{
+	if (c->closing || !c->open)
+		return 0;
+	bool want = !c->net->paused;
+	if (want == c->reading)
+		return 0;
+	int rc = want ? uv_read_start((uv_stream_t *)&c->tcp, net_alloc_cb, net_read_cb)
+		      : uv_read_stop((uv_stream_t *)&c->tcp);
+	if (rc == 0)
+		c->reading = want;
+	return rc;
+}
 
 static void net_conn_closed_cb(uv_handle_t *h)
 {
@@ -452,6 +473,8 @@ static void net_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		net_conn_frame(c, &c->decoded);
 		if (net->closing)
 			return;
+		/* Paused by a callback: the rest of this chunk is still
+		 * handled (it cannot be put back), nothing more is read. */
 	}
 }
 
@@ -477,7 +500,8 @@ static void net_connect_cb(uv_connect_t *req, int status)
 	p->backoff_ms = net->opts.reconnect_min_ms;
 	net->stats.peer_connects++;
 	net_peer_socket_options(c);
-	int rc = uv_read_start((uv_stream_t *)&c->tcp, net_alloc_cb, net_read_cb);
+	c->open = true;
+	int rc = net_conn_follow_pause(c);
 	if (rc != 0) {
 		net_conn_close(c, 1, uv_strerror(rc));
 		return;
@@ -583,7 +607,8 @@ static void net_accept(uv_stream_t *server, uint8_t kind)
 		net_peer_socket_options(c);
 	else
 		uv_tcp_nodelay(&c->tcp, 1);
-	int rc = uv_read_start((uv_stream_t *)&c->tcp, net_alloc_cb, net_read_cb);
+	c->open = true;
+	int rc = net_conn_follow_pause(c);
 	if (rc != 0) {
 		net_conn_close(c, 1, uv_strerror(rc));
 		return;
@@ -819,6 +844,25 @@ void vsr_net_close(vsr_net *net, vsr_net_close_cb cb)
 	uv_close((uv_handle_t *)&net->sweep_timer, net_handle_closed_cb);
 	for (uint8_t i = 0; i < net->opts.replica_count; i++)
 		uv_close((uv_handle_t *)&net->peers[i].timer, net_peer_timer_closed_cb);
+}
+
+void vsr_net_pause(vsr_net *net, bool paused)
+{
+	if (net->closing || net->paused == paused)
+		return;
+	net->paused = paused;
+	net_conn *next;
+	for (net_conn *c = net->conns; c != NULL; c = next) {
+		next = c->next; /* a failing connection unlinks itself */
+		int rc = net_conn_follow_pause(c);
+		if (rc != 0)
+			net_conn_close(c, 1, uv_strerror(rc));
+	}
+}
+
+bool vsr_net_paused(const vsr_net *net)
+{
+	return net->paused;
 }
 
 void *vsr_net_data(const vsr_net *net)

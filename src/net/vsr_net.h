@@ -112,6 +112,13 @@ void vsr_net_reply_status(vsr_net *net, uint64_t conn, const vsr_wire_status *s)
 typedef void (*vsr_net_close_cb)(void *data);
 void vsr_net_close(vsr_net *net, vsr_net_close_cb cb);
 
+/* Stops (paused) or resumes reading on every connection, present and
+ * future: the host's backpressure when storage falls behind. Frames already
+ * read keep arriving until the current read is consumed (at most one read
+ * buffer, 64 KiB, per connection). Sends and accepts go on. */
+void vsr_net_pause(vsr_net *net, bool paused);
+bool vsr_net_paused(const vsr_net *net);
+
 void *vsr_net_data(const vsr_net *net);
 const vsr_net_stats *vsr_net_stats_get(const vsr_net *net);
 /* Is the outgoing connection to replica `to` up (HELLO sent)? */

@@ -36,10 +36,11 @@ enum vsr_storage_kind {
 	VSR_STORAGE_DURABLE = 1, /* not implemented yet: open fails with EINVAL */
 };
 
-/* Persists accepted but not yet reported complete. The core keeps at most a
- * handful in flight (one per step that changed durable state), so reaching
- * this is a host bug: submit then fails with VSR_ETOOBIG. */
-#define VSR_STORAGE_PENDING_MAX 4096u
+/* Persists accepted but not yet reported complete. The core issues one per
+ * step that changed durable state, so a burst of messages read in one loop
+ * iteration is a burst of persists: the host must apply backpressure (stop
+ * reading) well below this bound. Beyond it submit fails with VSR_ETOOBIG. */
+#define VSR_STORAGE_PENDING_MAX 16384u
 
 typedef struct vsr_storage vsr_storage;
 

@@ -59,6 +59,8 @@ typedef struct host {
 	uint64_t status_since_ms; /* loop time of the last status change */
 	uint64_t stuck_warned_ms; /* last "still recovering" warning */
 	uint64_t steps;
+	uint64_t pauses;          /* times reading was paused for storage */
+	uint32_t pending_max;     /* storage high-water mark, kept past close */
 } host;
 
 static uint64_t host_now_ticks(const host *h)
@@ -95,6 +97,18 @@ static void host_note_changes(host *h)
 		host_info("checkpoint at op %" PRIu64, now.checkpoint_op);
 	*was = now;
 }
+
+/* Backpressure: when this many persists wait for storage, the host stops
+ * reading from every connection, and resumes once they drain below the low
+ * mark. Without it a backup that stalled (a checkpoint) and then finds
+ * megabytes of PREPAREs in its sockets would queue thousands of persists in
+ * one loop iteration: the queue must be bounded by flow control, not by
+ * luck. What is already read when the pause starts is still handled, so
+ * the storage queue (VSR_STORAGE_PENDING_MAX) keeps room above the mark. */
+#define HOST_PERSIST_PAUSE_AT 1024u
+#define HOST_PERSIST_RESUME_AT 256u
+_Static_assert(HOST_PERSIST_PAUSE_AT * 4 <= VSR_STORAGE_PENDING_MAX,
+	       "room for what arrives after the pause");
 
 /* A step longer than this stalls every connection and timer of the
  * replica (state-machine work, a checkpoint): worth a line in the log. */
@@ -158,6 +172,15 @@ static void host_step(host *h, vsr_event *ev)
 			host_stop(h, EX_SOFTWARE, "core bug");
 			return;
 		}
+	}
+	uint32_t pending = vsr_storage_stats_get(h->storage)->pending;
+	if (pending >= HOST_PERSIST_PAUSE_AT && !vsr_net_paused(h->net)) {
+		h->pauses++;
+		host_debug("%u persists pending: reading paused", pending);
+		vsr_net_pause(h->net, true);
+	} else if (pending <= HOST_PERSIST_RESUME_AT && vsr_net_paused(h->net)) {
+		host_debug("%u persists pending: reading resumed", pending);
+		vsr_net_pause(h->net, false);
 	}
 	host_note_changes(h);
 }
@@ -280,6 +303,7 @@ static void host_net_closed_cb(void *data)
 static void host_storage_closed_cb(vsr_storage *s)
 {
 	host *h = vsr_storage_data(s);
+	h->pending_max = vsr_storage_stats_get(s)->pending_max;
 	h->storage = NULL;
 }
 
@@ -522,6 +546,8 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	}
 	assert(h.net == NULL && h.storage == NULL);
 	host_free(&h);
-	host_info("stopped");
+	host_info("stopped after %" PRIu64 " steps; storage backpressure paused reading %" PRIu64
+		  " times, at most %u persists pending",
+		  h.steps, h.pauses, h.pending_max);
 	return h.exit_code;
 }
