@@ -201,6 +201,7 @@ typedef struct sim_ghost_replica {
 typedef struct sim_ghost {
 	sim_vec canon;            /* op -> first committed checksum (0: unknown) */
 	sim_vec canon_view;       /* op -> view of the replica that first committed it */
+	sim_vec canon_ts;         /* op -> timestamp of the canonical entry (0: unknown) */
 	uint64_t canon_max;       /* highest op known committed */
 	sim_map digest_at;        /* executed op + 1 -> state digest */
 	sim_vec digest_replica;   /* executed op -> replica that set it, + 1 */

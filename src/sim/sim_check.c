@@ -31,6 +31,7 @@ void sim_ghost_free(sim_ghost *g)
 {
 	sim_vec_free(&g->canon);
 	sim_vec_free(&g->canon_view);
+	sim_vec_free(&g->canon_ts);
 	sim_map_free(&g->digest_at);
 	sim_vec_free(&g->digest_replica);
 	sim_map_free(&g->view_log);
@@ -341,6 +342,23 @@ static void check_quorum(struct sim *s, sim_ghost *g, uint64_t op,
 		 (unsigned long long)g->max_view, q);
 }
 
+/* Timestamps are chosen by primaries whose clocks differ; in the committed
+ * history they must still never go back (vsr.h: monotonic in the log). */
+static void check_timestamp(struct sim *s, sim_ghost *g, uint64_t op,
+			    uint64_t ts)
+{
+	sim_vec_set(&g->canon_ts, op, ts);
+	uint64_t prev = op > 1 ? sim_vec_get(&g->canon_ts, op - 1) : 0;
+	uint64_t next = sim_vec_get(&g->canon_ts, op + 1);
+	if ((prev && ts < prev) || (next && next < ts))
+		sim_fail(s,
+			 "timestamps: committed op %llu has timestamp %llu, op %llu has "
+			 "%llu, op %llu has %llu: not monotonic",
+			 (unsigned long long)op, (unsigned long long)ts,
+			 (unsigned long long)(op - 1), (unsigned long long)prev,
+			 (unsigned long long)(op + 1), (unsigned long long)next);
+}
+
 /* Agreement (12.1) over ops lo..hi of replica r's log. */
 static void check_agreement(struct sim *s, sim_ghost *g, uint8_t r,
 			    const vsr_replica *core, const vsr_replica_info *info,
@@ -361,8 +379,10 @@ static void check_agreement(struct sim *s, sim_ghost *g, uint8_t r,
 			if (op > g->canon_max)
 				g->canon_max = op;
 			const vsr_entry *e = vsr_replica_entry(core, op);
-			if (e)
+			if (e) {
 				check_quorum(s, g, op, e->view, cs);
+				check_timestamp(s, g, op, e->timestamp);
+			}
 		} else if (canon != cs) {
 			sim_fail(s,
 				 "agreement (12.1): replica %u has %016llx at committed op "

@@ -50,6 +50,7 @@ typedef struct sim_node_replica {
 	sim_storage st;
 	vsr_replica_info info; /* after the last step */
 	uint64_t next_full_check;
+	uint64_t clock_offset_ns; /* this replica's wall clock is off by this */
 	uint32_t crashes;
 } sim_node_replica;
 
@@ -262,6 +263,14 @@ static sim_event ev_pop(struct sim *s)
 	if (s->heap_len)
 		s->heap[i] = last;
 	return top;
+}
+
+/* A replica's wall clock: simulated time (10 ms a tick) plus its own fixed
+ * offset, so primaries disagree about the time by up to two seconds and the
+ * core must keep timestamps monotonic in the log across view changes. */
+static uint64_t realtime_ns(const struct sim *s, uint8_t r)
+{
+	return s->now * 10000000ull + s->r[r].clock_offset_ns;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -959,7 +968,7 @@ static void deliver(struct sim *s, sim_event *e)
 		       mtype(msg->m.type), (unsigned long long)msg->m.view,
 		       (unsigned long long)msg->m.op,
 		       (unsigned long long)msg->m.commit);
-	vsr_event ev = {.now = s->now, .realtime_ns = s->now * 10000000ull,
+	vsr_event ev = {.now = s->now, .realtime_ns = realtime_ns(s, r),
 			.message = &msg->m};
 	if (from_replica) {
 		ev.type = VSR_EVENT_MESSAGE;
@@ -993,7 +1002,7 @@ static void handle(struct sim *s, sim_event *e)
 		trace_mix(s, 10, e->node, e->arg, 0);
 		tracef(s, "r%u   persisted #%llu", e->node, (unsigned long long)e->arg);
 		vsr_event ev = {.type = VSR_EVENT_PERSISTED, .now = s->now,
-				.realtime_ns = s->now * 10000000ull,
+				.realtime_ns = realtime_ns(s, e->node),
 				.persist_id = e->arg};
 		step(s, e->node, &ev);
 		return;
@@ -1152,6 +1161,8 @@ void sim_run(const sim_options *opt, sim_result *res)
 		       s->f.delay_max, s->f.persist_max,
 		       s->r[0].cfg.checkpoint_interval, s->r[0].cfg.pipeline_max);
 	for (uint8_t r = 0; r < s->n && !s->failed; r++) {
+		s->r[r].clock_offset_ns = 1000000000000ull +
+			sim_rng_below(&s->rng, 2000000001ull);
 		sim_storage_init(&s->r[r].st, s->r[r].cfg.cluster);
 		replica_start(s, r, true);
 	}
@@ -1191,7 +1202,7 @@ void sim_run(const sim_options *opt, sim_result *res)
 			if (!s->r[r].up)
 				continue;
 			vsr_event ev = {.type = VSR_EVENT_TICK, .now = s->now,
-					.realtime_ns = s->now * 10000000ull};
+					.realtime_ns = realtime_ns(s, r)};
 			step(s, r, &ev);
 			s->stats.events++;
 			if (!s->failed && s->now >= s->r[r].next_full_check) {
