@@ -1,9 +1,9 @@
 /* lua_vsrclient.c - the Lua module "vsrclient": a blocking client session for specs and scripts.
  *
  *   local vsrclient = require "vsrclient"
- *   local c = vsrclient.connect{ cluster = 1,
- *                                addresses = { "127.0.0.1:7101", ... },
- *                                attempt_ms = 1000, call_ms = 10000 }
+ *   local c = vsrclient.connect("config/kv.lua", { call_ms = 5000 })
+ *   -- or vsrclient.connect{ cluster = 1, addresses = { "127.0.0.1:7101", ... },
+ *   --                       attempt_ms = 500, call_ms = 10000 }
  *   local reply, err, outcome = c:call({ "put", "k", "v" })
  *     -- outcome is "done" (err is nil, reply may be nil), "failed"
  *     -- (certainly not applied) or "unknown" (may have been applied)
@@ -235,9 +235,40 @@ static uint32_t lvc_opt_ms(lua_State *L, int idx, const char *key, uint32_t def)
 	return (uint32_t)v;
 }
 
+/* Replaces the config path at index 1 by { cluster =, addresses = } read
+ * from the file, which runs as data in an empty environment. */
+static void lvc_load_config(lua_State *L)
+{
+	const char *path = lua_tostring(L, 1);
+	if (luaL_loadfilex(L, path, "t") != LUA_OK)
+		lua_error(L);
+	lua_newtable(L);
+	lua_setupvalue(L, -2, 1); /* _ENV of the chunk: nothing to call */
+	if (lua_pcall(L, 0, 1, 0) != LUA_OK)
+		luaL_error(L, "%s: %s", path, lua_tostring(L, -1));
+	if (!lua_istable(L, -1))
+		luaL_error(L, "%s: expected the file to return a table", path);
+	lua_createtable(L, 0, 2);
+	lua_getfield(L, -2, "cluster");
+	if (!lua_isinteger(L, -1))
+		luaL_error(L, "%s: cluster: expected an integer", path);
+	lua_setfield(L, -2, "cluster");
+	lua_getfield(L, -2, "clients");
+	if (!lua_istable(L, -1))
+		luaL_error(L, "%s: clients: expected a list of \"host:port\"", path);
+	lua_setfield(L, -2, "addresses");
+	lua_replace(L, 1);
+	lua_pop(L, 1);
+}
+
+/* connect(config_path [, { attempt_ms =, call_ms = }]) or
+ * connect({ cluster =, addresses =, attempt_ms =, call_ms = }) */
 static int lvc_connect(lua_State *L)
 {
+	if (lua_type(L, 1) == LUA_TSTRING)
+		lvc_load_config(L);
 	luaL_checktype(L, 1, LUA_TTABLE);
+	int opts = lua_istable(L, 2) ? 2 : 1;
 	lua_getfield(L, 1, "cluster");
 	lua_Integer cluster = luaL_checkinteger(L, -1);
 	lua_pop(L, 1);
@@ -249,9 +280,9 @@ static int lvc_connect(lua_State *L)
 	const char *addrs[VSR_REPLICAS_MAX];
 	for (lua_Integer i = 1; i <= n; i++) {
 		lua_rawgeti(L, -1, i);
-		addrs[i - 1] = lua_tostring(L, -1);
-		if (!addrs[i - 1])
+		if (lua_type(L, -1) != LUA_TSTRING)
 			return luaL_error(L, "addresses[%d]: expected \"host:port\"", (int)i);
+		addrs[i - 1] = lua_tostring(L, -1);
 		lua_pop(L, 1); /* the string stays alive in the addresses table */
 	}
 	lua_client *c = lua_newuserdatauv(L, sizeof(*c), 0);
@@ -261,8 +292,8 @@ static int lvc_connect(lua_State *L)
 	if (vsrc_options_from_addresses(&c->opt, (uint64_t)cluster, addrs, (uint32_t)n, err,
 					sizeof(err)) < 0)
 		return luaL_error(L, "%s", err);
-	c->opt.timing.attempt_ms = lvc_opt_ms(L, 1, "attempt_ms", c->opt.timing.attempt_ms);
-	c->opt.timing.call_ms = lvc_opt_ms(L, 1, "call_ms", c->opt.timing.call_ms);
+	c->opt.timing.attempt_ms = lvc_opt_ms(L, opts, "attempt_ms", c->opt.timing.attempt_ms);
+	c->opt.timing.call_ms = lvc_opt_ms(L, opts, "call_ms", c->opt.timing.call_ms);
 	if (vsrc_sync_open(&c->opt, &c->sync) != 0)
 		return luaL_error(L, "out of memory");
 	return 1;
