@@ -268,6 +268,77 @@ static void test_client_limit(void)
 	CHECK(uv_loop_close(&l) == 0);
 }
 
+/* Pausing stops delivery without losing anything: messages sent to a
+ * paused transport arrive once it resumes. */
+static unsigned pause_delivered;
+
+static void pause_message_cb(vsr_net *net, const vsr_message *m)
+{
+	(void)net;
+	CHECK(m->type == VSR_MSG_COMMIT);
+	pause_delivered++;
+}
+
+static void pause_tick_cb(uv_timer_t *t)
+{
+	(void)t; /* only wakes the loop */
+}
+
+/* Turns the loop for `ms` of loop time (a repeating timer keeps it awake). */
+static void run_for(uv_loop_t *l, uint64_t ms)
+{
+	uint64_t end = uv_now(l) + ms;
+	while (uv_now(l) < end)
+		uv_run(l, UV_RUN_ONCE);
+}
+
+static void test_pause(void)
+{
+	uv_loop_t l;
+	CHECK(uv_loop_init(&l) == 0);
+	pick_ports();
+	vsr_net *n[2];
+	for (int i = 0; i < 2; i++) {
+		vsr_net_options o = {
+			.loop = &l, .cluster = CLUSTER, .replica = (uint8_t)i, .replica_count = 2,
+			.client = {"127.0.0.1", ports[2 + i]}, .reconnect_min_ms = 5,
+			.reconnect_max_ms = 20, .peer_message_cb = pause_message_cb,
+		};
+		o.replicas[0] = (vsr_net_address){"127.0.0.1", ports[0]};
+		o.replicas[1] = (vsr_net_address){"127.0.0.1", ports[1]};
+		char err[256];
+		CHECK(vsr_net_start(&o, &n[i], err, sizeof err) == 0);
+	}
+	uv_timer_t tick;
+	uv_timer_init(&l, &tick);
+	uv_timer_start(&tick, pause_tick_cb, 2, 2);
+	vsr_message m = {.type = VSR_MSG_COMMIT, .replica = 0, .cluster = CLUSTER, .commit = 5};
+	/* Connected both ways (the HELLO from 0 has reached 1) once one
+	 * message gets through. */
+	for (int spin = 0; spin < 5000 && pause_delivered == 0; spin++) {
+		vsr_net_send(n[0], 1, &m);
+		uv_run(&l, UV_RUN_ONCE);
+	}
+	CHECK(pause_delivered > 0);
+	run_for(&l, 20); /* let stragglers arrive */
+	vsr_net_pause(n[1], true);
+	CHECK(vsr_net_paused(n[1]));
+	unsigned before = pause_delivered;
+	for (int i = 0; i < 5; i++)
+		vsr_net_send(n[0], 1, &m);
+	run_for(&l, 100);
+	CHECK(pause_delivered == before);
+	vsr_net_pause(n[1], false);
+	for (int spin = 0; spin < 5000 && pause_delivered < before + 5; spin++)
+		uv_run(&l, UV_RUN_ONCE);
+	CHECK(pause_delivered == before + 5);
+	uv_close((uv_handle_t *)&tick, NULL);
+	vsr_net_close(n[0], NULL);
+	vsr_net_close(n[1], NULL);
+	CHECK(uv_run(&l, UV_RUN_DEFAULT) == 0);
+	CHECK(uv_loop_close(&l) == 0);
+}
+
 int main(void)
 {
 	CHECK(uv_loop_init(&loop) == 0);
@@ -300,6 +371,7 @@ int main(void)
 	vsr_wire_decoded_free(&client_decoded);
 	CHECK(uv_loop_close(&loop) == 0);
 	test_client_limit();
+	test_pause();
 	printf("net: ok (%u commits delivered, request conn %llu)\n", commits_seen,
 	       (unsigned long long)request_conn);
 	return 0;
