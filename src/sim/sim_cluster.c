@@ -51,6 +51,7 @@ typedef struct sim_node_replica {
 	vsr_replica_info info; /* after the last step */
 	uint64_t next_full_check;
 	uint64_t clock_offset_ns; /* this replica's wall clock is off by this */
+	bool more_pending;        /* last event said "more follow": owe a FLUSH */
 	uint32_t crashes;
 } sim_node_replica;
 
@@ -100,6 +101,7 @@ struct sim {
 	uint8_t clients_n;
 	sim_faults f;
 	bool healed;
+	bool use_more;            /* mark bursts with vsr_event.more, then FLUSH */
 	/* heap of events */
 	sim_event *heap;
 	uint32_t heap_len, heap_cap;
@@ -361,6 +363,7 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 	vsr_replica_info before = nr->info;
 	vsr_actions acts = {0};
 	vsr_replica_step(nr->core, ev, &acts);
+	nr->more_pending = ev->more;
 	s->stats.steps++;
 
 	/* Copy actions out first: their pointers die at the next call. */
@@ -569,6 +572,7 @@ static void crash(struct sim *s, uint8_t r, const char *why)
 	vsr_replica_destroy(nr->core);
 	nr->core = NULL;
 	nr->up = false;
+	nr->more_pending = false;
 	nr->incarnation++;
 	nr->crashes++;
 	s->stats.crashes++;
@@ -915,6 +919,7 @@ static void config_resolve(struct sim *s)
 	uint32_t batch = PICK(&s->rng, 1, 4, 32);
 	/* Sometimes fewer sessions than clients: evictions and EVICTED replies. */
 	uint32_t clients_max = PICK(&s->rng, 3, 64);
+	s->use_more = sim_rng_below(&s->rng, 2) == 1;
 	uint32_t need = 2 * ci + 4 * pipe;
 	uint32_t log_max = 16;
 	while (log_max < need)
@@ -970,6 +975,11 @@ static void deliver(struct sim *s, sim_event *e)
 		       (unsigned long long)msg->m.commit);
 	vsr_event ev = {.now = s->now, .realtime_ns = realtime_ns(s, r),
 			.message = &msg->m};
+	/* A burst: more messages for this replica in this tick (as a host
+	 * draining a socket would know). The core may hold requests back to
+	 * batch them until an event without the hint or a FLUSH. */
+	ev.more = s->use_more && s->heap_len && s->heap[0].time <= s->now &&
+		  s->heap[0].kind == EV_DELIVER && s->heap[0].node == r;
 	if (from_replica) {
 		ev.type = VSR_EVENT_MESSAGE;
 	} else {
@@ -1197,6 +1207,15 @@ void sim_run(const sim_options *opt, sim_result *res)
 		while (s->heap_len && s->heap[0].time <= s->now && !s->failed) {
 			sim_event e = ev_pop(s);
 			handle(s, &e);
+		}
+		/* A burst whose last message was lost on the way still ends. */
+		for (uint8_t r = 0; r < s->n && !s->failed; r++) {
+			if (!s->r[r].up || !s->r[r].more_pending)
+				continue;
+			vsr_event ev = {.type = VSR_EVENT_FLUSH, .now = s->now,
+					.realtime_ns = realtime_ns(s, r)};
+			step(s, r, &ev);
+			s->stats.events++;
 		}
 		for (uint8_t r = 0; r < s->n && !s->failed; r++) {
 			if (!s->r[r].up)
