@@ -339,14 +339,16 @@ static void connect_cb(uv_connect_t *req, int status)
 	vsr_buf hello = { 0 };
 	vsr_wire_hello h = { .role = VSR_WIRE_ROLE_CLIENT, .replica = 0,
 			     .instance = c->instance };
-	int rc = vsr_wire_encode_hello(&hello, c->opt.cluster, &h);
-	if (rc == 0)
-		rc = conn_write(conn, hello.data, hello.len);
+	if (vsr_wire_encode_hello(&hello, c->opt.cluster, &h) != 0) {
+		conn_fail(conn, "out of memory");
+		return;
+	}
+	int rc = conn_write(conn, hello.data, hello.len);
 	vsr_buf_free(&hello);
 	if (rc == 0)
 		rc = uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, read_cb);
 	if (rc != 0) {
-		conn_fail(conn, rc == -VSR_WIRE_ENOMEM ? "out of memory" : uv_strerror(rc));
+		conn_fail(conn, uv_strerror(rc));
 		return;
 	}
 	conn->hello_sent = true;
@@ -427,22 +429,21 @@ static void client_apply(vsrc_client *c, vsrc_decision d)
 		client_conn *conn = &c->conns[d.replica];
 		if (conn->state == CONN_UP) {
 			int rc = client_encode_request(c);
-			if (rc == 0)
-				rc = conn_write(conn, c->frame.data, c->frame.len);
-			if (rc == 0) {
-				vsrc_session_sent(&c->s, d.replica, now);
-				break;
-			}
-			if (rc == -VSR_WIRE_ERANGE || rc == -VSR_WIRE_ELIMIT ||
-			    rc == -VSR_WIRE_ESHAPE) {
-				/* The op itself cannot be sent: nothing went out. */
+			if (rc != 0) {
+				/* The request cannot be framed (too large, no
+				 * memory): this copy never went out. */
 				snprintf(c->reason, sizeof(c->reason),
-					 "failed: the operation cannot be encoded (%s)",
+					 "failed: the request cannot be encoded (%s)",
 					 vsr_wire_strerror(rc));
 				d = vsrc_session_abort(&c->s, c->reason);
 				continue;
 			}
-			conn_fail(conn, rc == -VSR_WIRE_ENOMEM ? "out of memory" : uv_strerror(rc));
+			rc = conn_write(conn, c->frame.data, c->frame.len);
+			if (rc == 0) {
+				vsrc_session_sent(&c->s, d.replica, now);
+				break;
+			}
+			conn_fail(conn, uv_strerror(rc));
 			return; /* conn_fail applied the session's answer */
 		}
 		if (conn->state == CONN_CONNECTING) {
