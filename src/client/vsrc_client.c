@@ -29,7 +29,6 @@ typedef struct client_conn {
 	struct vsrc_client *owner;
 	uint8_t replica;
 	int state;
-	bool hello_sent;
 	vsr_wire_reader reader;
 	char *read_buf;
 	size_t read_cap;
@@ -351,7 +350,6 @@ static void connect_cb(uv_connect_t *req, int status)
 		conn_fail(conn, uv_strerror(rc));
 		return;
 	}
-	conn->hello_sent = true;
 }
 
 /* Starts connecting; returns 0 or a libuv error (the connection stays down). */
@@ -366,7 +364,6 @@ static int conn_start(client_conn *conn)
 	conn->connect_req.data = conn;
 	c->handles++;
 	conn->state = CONN_CONNECTING;
-	conn->hello_sent = false;
 	vsr_wire_reader_free(&conn->reader);
 	vsr_wire_reader_init(&conn->reader, &c->wire, NULL);
 	rc = uv_tcp_connect(&conn->connect_req, &conn->tcp,
