@@ -52,6 +52,8 @@ typedef struct host {
 	vsr_storage *storage;
 	vsr_net *net;
 	uv_timer_t tick_timer;
+	uv_check_t flush_check;   /* after each poll phase: FLUSH the burst just read */
+	bool burst;               /* events marked `more` since the last FLUSH */
 	uv_signal_t sigint, sigterm;
 	bool stopping;
 	int exit_code;
@@ -121,6 +123,7 @@ static const char *host_event_name(uint8_t type)
 	case VSR_EVENT_MESSAGE: return "message";
 	case VSR_EVENT_REQUEST: return "request";
 	case VSR_EVENT_PERSISTED: return "persisted";
+	case VSR_EVENT_FLUSH: return "flush";
 	default: return "unknown";
 	}
 }
@@ -228,17 +231,33 @@ static void host_persisted_cb(vsr_storage *s, uint64_t persist_id, int status)
 	host_step(h, &ev);
 }
 
+/* Messages and requests come in bursts: everything the poll phase read.
+ * Each is marked `more` so that a primary can put the requests of one burst
+ * into one batch; the check handle, which runs right after the poll phase,
+ * ends the burst with a FLUSH. */
 static void host_peer_message_cb(vsr_net *net, const vsr_message *m)
 {
 	host *h = vsr_net_data(net);
-	vsr_event ev = {.type = VSR_EVENT_MESSAGE, .message = m};
+	vsr_event ev = {.type = VSR_EVENT_MESSAGE, .message = m, .more = true};
+	h->burst = true;
 	host_step(h, &ev);
 }
 
 static void host_request_cb(vsr_net *net, uint64_t conn, const vsr_message *m)
 {
 	host *h = vsr_net_data(net);
-	vsr_event ev = {.type = VSR_EVENT_REQUEST, .conn = conn, .message = m};
+	vsr_event ev = {.type = VSR_EVENT_REQUEST, .conn = conn, .message = m, .more = true};
+	h->burst = true;
+	host_step(h, &ev);
+}
+
+static void host_flush_cb(uv_check_t *c)
+{
+	host *h = c->data;
+	if (!h->burst)
+		return;
+	h->burst = false;
+	vsr_event ev = {.type = VSR_EVENT_FLUSH};
 	host_step(h, &ev);
 }
 
@@ -319,6 +338,7 @@ static void host_stop(host *h, int exit_code, const char *why)
 	else
 		host_error("stopping: %s", why);
 	uv_close((uv_handle_t *)&h->tick_timer, NULL);
+	uv_close((uv_handle_t *)&h->flush_check, NULL);
 	uv_close((uv_handle_t *)&h->sigint, NULL);
 	uv_close((uv_handle_t *)&h->sigterm, NULL);
 	if (h->net != NULL)
@@ -499,6 +519,9 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	uv_signal_start(&h.sigterm, host_signal_cb, SIGTERM);
 	uv_timer_init(h.loop, &h.tick_timer);
 	h.tick_timer.data = &h;
+	uv_check_init(h.loop, &h.flush_check);
+	h.flush_check.data = &h;
+	uv_check_start(&h.flush_check, host_flush_cb);
 
 	/* The transport. */
 	vsr_net_options no = {
