@@ -476,6 +476,16 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 				       (unsigned long long)m->checkpoint_size,
 				       (unsigned long long)m->offset, m->body_len,
 				       (unsigned long long)m->nonce);
+			else if (m->type == VSR_MSG_PREPARE && m->entry_count == 1)
+				tracef(s, "r%u   -> r%u %s view %llu op %llu commit %llu "
+				       "entry %016llx parent %016llx timestamp %llu",
+				       r, s->out_to[i], mtype(m->type),
+				       (unsigned long long)m->view,
+				       (unsigned long long)m->op,
+				       (unsigned long long)m->commit,
+				       (unsigned long long)m->entries[0].checksum,
+				       (unsigned long long)m->entries[0].parent,
+				       (unsigned long long)m->entries[0].timestamp);
 			else
 				tracef(s, "r%u   -> r%u %s view %llu log_view %llu op %llu "
 				       "commit %llu entries %u", r, s->out_to[i],
