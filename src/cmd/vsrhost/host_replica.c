@@ -403,13 +403,23 @@ static void host_core_config(const host *h, uint64_t seed, vsr_config *c)
 	c->batch_requests_max = cfg->batch_requests_max;
 	c->clients_max = cfg->clients_max;
 	c->checkpoint_interval = cfg->checkpoint_interval;
-	/* A batch and a checkpoint chunk must each fit one frame, with room for
-	 * the header and the msgpack envelope. */
+	/* The core budgets every message it sends to fit one frame, with room
+	 * for the frame header and the msgpack envelope. A DO_VIEW_CHANGE
+	 * carries a whole pipeline of batches, so a batch gets its share. */
 	uint32_t room = cfg->message_bytes_max > 65536 ? cfg->message_bytes_max - 65536 : 4096;
-	if (c->batch_bytes_max > room)
-		c->batch_bytes_max = room;
-	if (c->chunk_bytes_max > room)
-		c->chunk_bytes_max = room;
+	c->message_bytes_max = room;
+	uint32_t share = room / (c->pipeline_max + 1);
+	share = share > 2 * VSR_ENTRY_WIRE_OVERHEAD ? share - 2 * VSR_ENTRY_WIRE_OVERHEAD : 64;
+	if (c->batch_bytes_max > share)
+		c->batch_bytes_max = share;
+	if (c->chunk_bytes_max > room / 2)
+		c->chunk_bytes_max = room / 2;
+	/* The in-memory log holds two checkpoint intervals and some pipelines. */
+	uint64_t need = 2ull * c->checkpoint_interval + 4ull * c->pipeline_max;
+	while (c->log_max < need && c->log_max < VSR_LOG_MAX)
+		c->log_max *= 2;
+	if (c->message_entries_max < 2 * c->pipeline_max)
+		c->message_entries_max = 2 * c->pipeline_max;
 	uint32_t tick = cfg->tick_ms;
 	c->timeouts.heartbeat_ticks = host_ms_to_ticks(cfg->heartbeat_ms, tick);
 	c->timeouts.prepare_retry_ticks = host_ms_to_ticks(cfg->retry_ms, tick);
