@@ -117,23 +117,28 @@ static int bench(vsrh_sm *sm, const run *r, uint64_t n, uint64_t *op_no, int rep
 int main(int argc, char **argv)
 {
 	uint64_t n = 1000000;
-	int repeat = 3;
+	int repeat = 3, calibration = 1;
+	const char *only = NULL;
 	uint32_t keys = 10000;
 	const char *path = "statemachines/kv.lua";
 	static const struct option longopts[] = {
 		{"ops", required_argument, NULL, 'n'}, {"keys", required_argument, NULL, 'k'},
 		{"statemachine", required_argument, NULL, 's'}, {"repeat", required_argument, NULL, 'r'},
+		{"only", required_argument, NULL, 'o'}, {"no-calibration", no_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	int ch;
-	while ((ch = getopt_long(argc, argv, "n:k:s:r:h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "n:k:s:r:o:Ch", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'n': n = strtoull(optarg, NULL, 10); break;
 		case 'k': keys = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 's': path = optarg; break;
 		case 'r': repeat = atoi(optarg); break;
+		case 'o': only = optarg; break;
+		case 'C': calibration = 0; break;
 		case 'h':
 			printf("usage: vsrh_bench [--ops N] [--keys K] [--repeat R] [--statemachine PATH]\n"
+			       "                  [--only put|get|query] [--no-calibration]\n"
 			       "Reports the best of R runs of N operations each, in CPU time.\n");
 			return 0;
 		default:
@@ -168,10 +173,16 @@ int main(int argc, char **argv)
 	uint64_t op_no = 0;
 	int bad = 0;
 	run rp = {"kv put", puts, keys, 0}, rg = {"kv get", gets, keys, 0}, rq = {"kv get/query", gets, keys, 1};
-	printf("calibration: plain Lua allocates a small table in %.0f ns of CPU here\n", calibrate());
-	bad |= bench(sm, &rp, n, &op_no, repeat);
-	bad |= bench(sm, &rg, n, &op_no, repeat);
-	bad |= bench(sm, &rq, n, &op_no, repeat);
+	if (calibration)
+		printf("calibration: plain Lua allocates a small table in %.0f ns of CPU here\n",
+		       calibrate());
+	/* gets need the keys: a put phase always runs first */
+	bad |= bench(sm, &rp, only && strcmp(only, "put") != 0 ? keys : n, &op_no,
+		     only && strcmp(only, "put") != 0 ? 1 : repeat);
+	if (!only || strcmp(only, "get") == 0)
+		bad |= bench(sm, &rg, n, &op_no, repeat);
+	if (!only || strcmp(only, "query") == 0)
+		bad |= bench(sm, &rq, n, &op_no, repeat);
 	vsrh_sm_stats st;
 	vsrh_sm_stats_get(sm, &st);
 	printf("  state machine memory: %.1f MiB\n", (double)st.memory_bytes / (1 << 20));
