@@ -52,6 +52,11 @@ local attempts = {
   {"finalizers", [[setmetatable({}, {__gc = function() end})]], "__gc is not allowed"},
   {"weak tables", [[setmetatable({}, {__mode = "k"})]], "__mode is not allowed"},
   {"addresses through %p", [[return string.format("%p", {})]], "%%p shows an address"},
+  {"weakening the array marker", [[vsr.array_mt.__mode = "v"]], "read%-only"},
+  {"weakening the array marker with rawset", [[rawset(vsr.array_mt, "__mode", "v")]],
+   "belongs to the host"},
+  {"replacing a store function with rawset", [[rawset(vsr.store, "get", print)]],
+   "belongs to the host"},
   {"dofile", [[return dofile("/etc/passwd")]], "global 'dofile' is not available"},
   {"coroutines", [[return coroutine.create(print)]], "global 'coroutine' is not available"},
 }

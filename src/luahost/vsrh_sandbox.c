@@ -18,6 +18,7 @@ const char vsrh_fail_mt_key[] = "vsrh.fail";
 #define BOX_STRICT "vsrh.strict"      /* metatable of every env */
 #define BOX_PRELOAD "vsrh.preload"    /* host modules for require */
 #define BOX_LOADED "vsrh.loaded"      /* modules already required */
+#define BOX_PROTECTED "vsrh.protected" /* host tables rawset may not touch */
 /* The hook is armed in chunks so budgets above INT_MAX work; the budget is
  * still exact to the instruction. */
 #define BOX_CHUNK 100000u
@@ -323,6 +324,8 @@ static int box_randomseed(lua_State *L)
 
 /* ---------------------------------------------------------------- base wrappers */
 
+static int box_readonly(lua_State *L);
+
 static int box_pcall(lua_State *L)
 {
 	luaL_checkany(L, 1);
@@ -432,6 +435,43 @@ static int box_setmetatable(lua_State *L)
 	lua_insert(L, 1);
 	lua_call(L, lua_gettop(L) - 1, 1);
 	return 1;
+}
+
+/* rawset, except on the host's own tables (marker metatables, library
+ * proxies, environment metatables), which a script could otherwise alter
+ * behind their read-only guards. */
+static int box_rawset(lua_State *L)
+{
+	luaL_checktype(L, 1, LUA_TTABLE);
+	luaL_checkany(L, 2);
+	luaL_checkany(L, 3);
+	lua_getfield(L, LUA_REGISTRYINDEX, BOX_PROTECTED);
+	lua_pushvalue(L, 1);
+	if (lua_rawget(L, -2) != LUA_TNIL)
+		return luaL_error(L, "rawset: this table belongs to the host and is read-only");
+	lua_settop(L, 3);
+	lua_rawset(L, 1);
+	return 1;
+}
+
+/* Marks the table at idx as the host's: rawset refuses it and, when
+ * `guard`, ordinary writes of new keys raise an error. */
+void vsrh_box_protect(lua_State *L, int idx, int guard)
+{
+	idx = lua_absindex(L, idx);
+	lua_getfield(L, LUA_REGISTRYINDEX, BOX_PROTECTED);
+	lua_pushvalue(L, idx);
+	lua_pushboolean(L, 1);
+	lua_rawset(L, -3);
+	lua_pop(L, 1);
+	if (guard) {
+		lua_createtable(L, 0, 2);
+		lua_pushcfunction(L, box_readonly);
+		lua_setfield(L, -2, "__newindex");
+		lua_pushboolean(L, 0);
+		lua_setfield(L, -2, "__metatable");
+		lua_setmetatable(L, idx);
+	}
 }
 
 static int box_load(lua_State *L)
@@ -863,6 +903,7 @@ static void make_proxy(lua_State *L)
 	lua_setfield(L, -2, "__metatable");
 	lua_setmetatable(L, -2);
 	lua_remove(L, -2);
+	vsrh_box_protect(L, -1, 0);
 }
 
 static int box_fail(lua_State *L)
@@ -891,16 +932,25 @@ static int box_setup(lua_State *L)
 	int s_string = lua_gettop(L) - 3, s_table = s_string + 1, s_math = s_string + 2,
 	    s_utf8 = s_string + 3;
 	vsrh_codec_init(L);
+	lua_newtable(L);
+	lua_setfield(L, LUA_REGISTRYINDEX, BOX_PROTECTED);
 	luaL_newmetatable(L, vsrh_fail_mt_key);
 	lua_pushliteral(L, "vsr.fail");
 	lua_setfield(L, -2, "__name");
+	vsrh_box_protect(L, -1, 1);
+	lua_pop(L, 1);
+	luaL_getmetatable(L, vsrh_array_mt_key);
+	vsrh_box_protect(L, -1, 1);
+	lua_pop(L, 1);
+	luaL_getmetatable(L, vsrh_map_mt_key);
+	vsrh_box_protect(L, -1, 1);
 	lua_pop(L, 1);
 
 	lua_newtable(L);
 	int tpl = lua_gettop(L);
 	/* base functions that stay inside the state */
 	static const char *const base_ok[] = {"assert", "error", "ipairs", "next", "pairs",
-		"rawequal", "rawget", "rawlen", "rawset", "select", "tonumber", "type",
+		"rawequal", "rawget", "rawlen", "select", "tonumber", "type",
 		"getmetatable", "_VERSION", NULL};
 	lua_pushglobaltable(L);
 	for (const char *const *n = base_ok; *n; n++) {
@@ -916,6 +966,7 @@ static int box_setup(lua_State *L)
 		lua_setfield(L, tpl, "pairs");
 	}
 	static const luaL_Reg wrapped[] = {{"pcall", box_pcall}, {"xpcall", box_xpcall},
+		{"rawset", box_rawset},
 		{"print", box_print}, {"warn", box_warn}, {"tostring", box_tostring},
 		{"load", box_load}, {"require", box_require}, {NULL, NULL}};
 	for (const luaL_Reg *r = wrapped; r->name; r++) {
@@ -974,6 +1025,7 @@ static int box_setup(lua_State *L)
 	lua_setfield(L, -2, "__index");
 	lua_pushboolean(L, 0);
 	lua_setfield(L, -2, "__metatable");
+	vsrh_box_protect(L, -1, 0);
 	lua_setfield(L, LUA_REGISTRYINDEX, BOX_STRICT);
 	lua_newtable(L);
 	lua_setfield(L, LUA_REGISTRYINDEX, BOX_PRELOAD);

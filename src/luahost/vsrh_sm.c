@@ -1052,6 +1052,7 @@ static int open_tramp(lua_State *L)
 	lua_pushboolean(L, 0);
 	lua_setfield(L, -2, "__metatable");
 	lua_setmetatable(L, -2);
+	vsrh_box_protect(L, -1, 0);
 	lua_setfield(L, vsr, "store");
 	lua_settop(L, 1);
 
