@@ -267,6 +267,7 @@ typedef struct sim_result {
 	uint64_t trace_digest;
 	uint64_t final_view;
 	uint64_t final_commit;
+	uint64_t settle_ticks;    /* from the end of faults to settled */
 	sim_stats stats;
 } sim_result;
 

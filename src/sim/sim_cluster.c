@@ -1260,6 +1260,7 @@ void sim_run(const sim_options *opt, sim_result *res)
 	snprintf(res->reason, sizeof(res->reason), "%s", s->reason);
 	res->fail_tick = s->fail_tick;
 	res->ticks = s->now;
+	res->settle_ticks = s->now > settle_from ? s->now - settle_from : 0;
 	res->final_view = s->r[0].info.view;
 	res->final_commit = s->r[0].info.commit;
 	res->final_digest = s->r[0].info.digest;

@@ -377,6 +377,7 @@ int main(int argc, char **argv)
 	double t0 = wall_seconds();
 	uint64_t passed = 0, failed = 0, events = 0, messages = 0, steps = 0;
 	sim_stats cov = {0};
+	uint64_t settle_max = 0, settle_sum = 0, settle_max_seed = 0;
 	uint64_t *failing = NULL;
 	size_t failing_n = 0;
 	for (uint64_t seed = first; seed <= last; seed++) {
@@ -399,6 +400,11 @@ int main(int argc, char **argv)
 		cov.commits += r.stats.commits;
 		if (r.ok) {
 			passed++;
+			settle_sum += r.settle_ticks;
+			if (r.settle_ticks > settle_max) {
+				settle_max = r.settle_ticks;
+				settle_max_seed = seed;
+			}
 			if (!quiet && !expect)
 				print_result(seed, &r);
 		} else {
@@ -453,6 +459,10 @@ int main(int argc, char **argv)
 	       cov.torn_writes, cov.corrupt_writes, cov.partitions,
 	       cov.state_transfers, cov.checkpoints, cov.evictions,
 	       cov.deduplicated);
+	if (passed)
+		printf("liveness: after the faults stopped, passing runs settled in "
+		       "%.0f ticks on average, at most %" PRIu64 " (seed %" PRIu64 ")\n",
+		       (double)settle_sum / (double)passed, settle_max, settle_max_seed);
 	if (expect) {
 		printf("NOT caught: %s survived seeds %" PRIu64 "..%" PRIu64 "\n",
 		       bug ? bug : "no bug planted", first, last);
