@@ -96,6 +96,42 @@ describe("msgpack codec", function()
     assert.matches("deeper than 64", err)
   end)
 
+  it("round-trips random values and re-encodes them to the same bytes", function()
+    local seed = tonumber(os.getenv("SEED") or "") or os.time()
+    print("codec random values seed: " .. seed .. " (rerun with SEED=" .. seed .. ")")
+    math.randomseed(seed)
+    local function value(depth)
+      local r = math.random(1, depth > 3 and 6 or 8)
+      if r == 1 then return math.random(math.mininteger, math.maxinteger)
+      elseif r == 2 then return math.random(-100, 100)
+      elseif r == 3 then return (math.random() - 0.5) * 10 ^ math.random(-5, 5)
+      elseif r == 4 then
+        local n = math.random(0, 40)
+        local b = {}
+        for i = 1, n do b[i] = string.char(math.random(0, 255)) end
+        return table.concat(b)
+      elseif r == 5 then return math.random(1, 2) == 1
+      elseif r == 6 then return "s" .. math.random(1, 1000)
+      elseif r == 7 then
+        local t = {}
+        for i = 1, math.random(1, 6) do t[i] = value(depth + 1) end
+        return t
+      else
+        local t = {}
+        for _ = 1, math.random(1, 6) do t["k" .. math.random(1, 50)] = value(depth + 1) end
+        t[math.random(100, 200)] = value(depth + 1)
+        return t
+      end
+    end
+    for i = 1, 500 do
+      local v = value(0)
+      local bytes = host.encode(v)
+      local back = host.decode(bytes)
+      assert.same(v, back, "value " .. i .. " (seed " .. seed .. ")")
+      assert.equal(bytes, host.encode(back), "value " .. i .. " (seed " .. seed .. ")")
+    end
+  end)
+
   it("decodes float32 and bin as float and string", function()
     assert.equal(1.5, host.decode("\xca\x3f\xc0\x00\x00"))
     assert.equal("float", math.type(host.decode("\xca\x3f\xc0\x00\x00")))

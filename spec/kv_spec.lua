@@ -90,6 +90,58 @@ describe("kv.lua", function()
     assert.same({value = 17, version = 1}, other:ok({op = "get", key = "k17"}))
   end)
 
+  it("agrees with a simple model on a random history", function()
+    local seed = tonumber(os.getenv("SEED") or "") or os.time()
+    print("kv model history seed: " .. seed .. " (rerun with SEED=" .. seed .. ")")
+    math.randomseed(seed)
+    local model = {} -- key -> {value, version}
+    for i = 1, 2000 do
+      local key = "k" .. math.random(1, 20)
+      local r = math.random(1, 5)
+      local op
+      if r == 1 then
+        op = {op = "get", key = key}
+      elseif r == 2 then
+        op = {op = "put", key = key, value = i}
+      elseif r == 3 then
+        op = {op = "delete", key = key}
+      else
+        op = {op = "cas", key = key, from = math.random(1, i), to = i}
+        if math.random(1, 3) == 1 and model[key] then
+          op.from = model[key][1] -- often the right value
+        end
+      end
+      local ok, reply = sm:apply(op)
+      local cur = model[key]
+      local expect_ok, expect
+      if op.op == "get" then
+        expect_ok = cur ~= nil
+        expect = cur and {value = cur[1], version = cur[2]}
+      elseif op.op == "put" then
+        expect_ok = true
+        model[key] = {op.value, (cur and cur[2] or 0) + 1}
+        expect = {version = model[key][2]}
+      elseif op.op == "delete" then
+        expect_ok = cur ~= nil
+        expect = cur and {version = cur[2]}
+        model[key] = nil
+      else
+        expect_ok = cur ~= nil and cur[1] == op.from
+        if expect_ok then
+          model[key] = {op.to, cur[2] + 1}
+          expect = {version = model[key][2]}
+        end
+      end
+      assert.equal(expect_ok, ok, "op " .. i .. " (seed " .. seed .. ")")
+      if ok then
+        assert.same(expect, reply, "op " .. i .. " (seed " .. seed .. ")")
+      else
+        local code = testkit.error_code(reply)
+        assert.equal((cur == nil) and 20 or 22, code, "op " .. i .. " (seed " .. seed .. ")")
+      end
+    end
+  end)
+
   it("passes the determinism check on its examples and on a fixed history", function()
     testkit.assert_deterministic(PATH)
     local ops = {}
