@@ -52,6 +52,7 @@ typedef struct sim_node_replica {
 	uint64_t next_full_check;
 	uint64_t clock_offset_ns; /* this replica's wall clock is off by this */
 	bool more_pending;        /* last event said "more follow": owe a FLUSH */
+	uint64_t deadline;        /* the core's requested next TICK */
 	uint32_t crashes;
 } sim_node_replica;
 
@@ -102,6 +103,7 @@ struct sim {
 	sim_faults f;
 	bool healed;
 	bool use_more;            /* mark bursts with vsr_event.more, then FLUSH */
+	bool tick_by_deadline;    /* TICK only when the core asked for one */
 	/* heap of events */
 	sim_event *heap;
 	uint32_t heap_len, heap_cap;
@@ -364,6 +366,7 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 	vsr_actions acts = {0};
 	vsr_replica_step(nr->core, ev, &acts);
 	nr->more_pending = ev->more;
+	nr->deadline = acts.deadline;
 	s->stats.steps++;
 
 	/* Copy actions out first: their pointers die at the next call. */
@@ -536,6 +539,7 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 		return;
 	}
 	nr->up = true;
+	nr->deadline = 0; /* create() gives no deadline: tick at once */
 	vsr_replica_info_get(nr->core, &nr->info);
 	vsr_replica_info none = {0};
 	sim_check_after_step(s, &s->g, r, nr->core, &none, &nr->info);
@@ -930,6 +934,7 @@ static void config_resolve(struct sim *s)
 	/* Sometimes fewer sessions than clients: evictions and EVICTED replies. */
 	uint32_t clients_max = PICK(&s->rng, 3, 64);
 	s->use_more = sim_rng_below(&s->rng, 2) == 1;
+	s->tick_by_deadline = sim_rng_below(&s->rng, 2) == 1;
 	uint32_t need = 2 * ci + 4 * pipe;
 	uint32_t log_max = 16;
 	while (log_max < need)
@@ -1229,6 +1234,11 @@ void sim_run(const sim_options *opt, sim_result *res)
 		}
 		for (uint8_t r = 0; r < s->n && !s->failed; r++) {
 			if (!s->r[r].up)
+				continue;
+			/* Either every tick, or only by the deadline the core gave,
+			 * as an event-driven host would: the latter holds the core to
+			 * its contract that no timer needs an earlier TICK. */
+			if (s->tick_by_deadline && s->now < s->r[r].deadline)
 				continue;
 			vsr_event ev = {.type = VSR_EVENT_TICK, .now = s->now,
 					.realtime_ns = realtime_ns(s, r)};
