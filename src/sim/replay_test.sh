@@ -1,9 +1,13 @@
 #!/bin/sh
 # replay_test.sh - the same seed gives the same trace and digests, twice over.
-# usage: replay_test.sh VSRSIM WORKDIR
+# usage: replay_test.sh VSRSIM WORKDIR [VSRSIM_TEETH]
+# With the teeth binary, also: its core with no bug planted takes the very
+# same path as the product core (the fault-injection build changes nothing
+# when no bug is chosen).
 set -eu
 sim=$1
 dir=$2
+teeth=${3:-}
 mkdir -p "$dir"
 for seed in 7 1234567; do
   for n in 3 5; do
@@ -30,3 +34,14 @@ if [ "$a" != "$b" ]; then
   exit 1
 fi
 echo "seed 99: tracing does not change the run"
+if [ -n "$teeth" ]; then
+  for seed in 3 44; do
+    a=$("$sim" --seed $seed | sed 's/.*digest //')
+    b=$("$teeth" --seed $seed | sed 's/.*digest //')
+    if [ "$a" != "$b" ]; then
+      echo "seed $seed: vsrsim-teeth without a bug differs from vsrsim: '$b' vs '$a'"
+      exit 1
+    fi
+  done
+  echo "vsrsim-teeth without a bug follows vsrsim exactly"
+fi
