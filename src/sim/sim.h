@@ -225,6 +225,7 @@ typedef struct sim_options {
 	uint64_t liveness_ticks;  /* after healing, everything settles within this */
 	bool faults;
 	bool trace;
+	uint64_t trace_from;      /* print trace lines from this tick on */
 	bool demo;
 	uint32_t bugs;            /* VSR_BUG_* for the teeth build */
 	bool consequences_only;   /* only check consequences, not direct evidence */

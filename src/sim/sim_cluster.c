@@ -182,7 +182,7 @@ static void tracef(struct sim *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 static void tracef(struct sim *s, const char *fmt, ...)
 {
-	if (!s->opt.trace)
+	if (!s->opt.trace || s->now < s->opt.trace_from)
 		return;
 	va_list ap;
 	va_start(ap, fmt);

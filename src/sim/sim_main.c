@@ -45,6 +45,7 @@ static void usage(FILE *f)
 		"  --liveness-ticks N   ticks allowed to settle after healing (default 3000)\n"
 		"  --faults on|off      fault injection (default on)\n"
 		"  --trace              print every event of the run\n"
+		"  --trace-from TICK    print the trace from this tick on\n"
 		"  --drop-ppm N, --dup-ppm N, --crash-ppm N, --partition-ppm N,\n"
 		"  --delay-max N, --persist-max N\n"
 		"                       fix a fault rate (default: drawn per seed)\n"
@@ -288,6 +289,10 @@ int main(int argc, char **argv)
 			o.persist_max_ticks = (uint32_t)(x > 10000 ? 10000 : x);
 		} else if (!strcmp(a, "--trace")) {
 			o.trace = true;
+		} else if (!strcmp(a, "--trace-from")) {
+			NEED_NUM();
+			o.trace = true;
+			o.trace_from = x;
 		} else if (!strcmp(a, "--consequences-only")) {
 			o.consequences_only = true;
 		} else if (!strcmp(a, "--no-fork")) {
