@@ -97,6 +97,14 @@ static int put_float(vsr_buf *b, double d)
 int vsrh_put_str(vsr_buf *b, const char *s, size_t len)
 {
 	int rc;
+	if (len < 32) { /* fixstr: one reservation, one copy */
+		if (vsrh_buf_reserve(b, len + 1))
+			return -1;
+		b->data[b->len] = (uint8_t)(0xa0 | len);
+		memcpy(b->data + b->len + 1, s, len);
+		b->len += len + 1;
+		return 0;
+	}
 	if (len > UINT32_MAX)
 		return -1;
 	if (len < 32)
@@ -292,7 +300,7 @@ static int enc_table(enc_state *e, int depth)
 			marked = 2;
 		lua_pop(L, 2);
 	}
-	if (!lua_checkstack(L, ENC_SMALL_MAP + 8))
+	if (!lua_checkstack(L, 2 * ENC_SMALL_MAP + 8))
 		return enc_fail(e, "%s", "value nested too deeply");
 	/* One traversal: count keys, check whether they are exactly 1..n, and
 	 * keep the first entries (key captured, value on the stack). */
@@ -313,8 +321,10 @@ static int enc_table(enc_state *e, int depth)
 		if (count <= ENC_SMALL_MAP) {
 			if (capture_key(L, -2, &small[count - 1]))
 				bad_key = 1;
-			small[count - 1].slot = t + (int)count;
-			lua_insert(L, -2); /* the value stays at t + count */
+			/* keep key and value where they are (the value at
+			 * t + 2 * count) and continue from a copy of the key */
+			small[count - 1].slot = t + 2 * (int)count;
+			lua_pushvalue(L, -2);
 		} else {
 			lua_pop(L, 1);
 		}
@@ -613,7 +623,6 @@ static int dec_value(dec_state *s, int depth)
 		return dec_fail(s, "nested deeper than 64 levels");
 	if (header(s->d, s->len, s->pos, &kind, &hdr, &arg))
 		return dec_fail(s, "truncated");
-	luaL_checkstack(L, 4, "value nested too deeply");
 	s->pos += hdr;
 	switch (kind) {
 	case 'n': lua_pushnil(L); return 0;
@@ -649,6 +658,8 @@ static int dec_value(dec_state *s, int depth)
 		/* Every element takes at least one byte: bound the count first. */
 		if (arg > s->len - s->pos)
 			return dec_fail(s, "array count larger than the input");
+		if (!lua_checkstack(L, 4))
+			return dec_fail(s, "out of Lua stack");
 		lua_createtable(L, (int)arg, 0);
 		int holed = 0;
 		for (uint64_t i = 1; i <= arg; i++) {
@@ -665,6 +676,8 @@ static int dec_value(dec_state *s, int depth)
 	case 'm': {
 		if (arg > (s->len - s->pos) / 2)
 			return dec_fail(s, "map count larger than the input");
+		if (!lua_checkstack(L, 4))
+			return dec_fail(s, "out of Lua stack");
 		lua_createtable(L, 0, (int)arg);
 		if (arg == 0)
 			luaL_setmetatable(L, vsrh_map_mt_key);
@@ -690,6 +703,10 @@ int vsrh_decode(lua_State *L, const uint8_t *data, size_t len, char *err,
 {
 	dec_state s = {L, data, len, 0, err, err_len};
 	int top = lua_gettop(L);
+	if (!lua_checkstack(L, 4)) {
+		snprintf(err, err_len, "out of Lua stack");
+		return -1;
+	}
 	if (dec_value(&s, 0)) {
 		lua_settop(L, top);
 		return -1;

@@ -46,6 +46,7 @@ struct vsrh_sm {
 	int ref_apply, ref_query, ref_snapshot, ref_restore;
 	int ref_store_internal, ref_st; /* the store's internals and shared state */
 	int ref_commit, ref_abort;
+	int ref_ctx, ref_ctx_fields; /* the read-only ctx and the table behind it */
 	int ref_policy; /* policy table or LUA_NOREF */
 	int ref_examples; /* the script's examples (table or function) or LUA_NOREF */
 	bool plain;     /* the script keeps its own state (snapshot/restore hooks) */
@@ -328,7 +329,9 @@ static int apply_tramp(lua_State *L)
 		j->result = VSR_REPLY_ERROR;
 		return 0;
 	}
-	lua_createtable(L, 0, 5);
+	/* ctx: one read-only table per state machine whose fields are
+	 * refreshed for every call (no allocation on the hot path). */
+	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_ctx_fields);
 	lua_pushinteger(L, (lua_Integer)j->actx->op);
 	lua_setfield(L, -2, "op");
 	lua_pushinteger(L, (lua_Integer)j->actx->timestamp);
@@ -337,8 +340,8 @@ static int apply_tramp(lua_State *L)
 	lua_setfield(L, -2, "session");
 	lua_pushinteger(L, (lua_Integer)j->actx->request);
 	lua_setfield(L, -2, "request");
-	vsrh_box_push_random(b);
-	lua_setfield(L, -2, "random");
+	lua_pop(L, 1);
+	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_ctx);
 	vsrh_box_seed(b, op_seed(j->actx));
 	set_mode(sm, j->mode);
 	int st = vsrh_box_call(b, 2, 1);
@@ -1004,6 +1007,11 @@ static int take_fn(lua_State *L, const char *script, const char *name, int requi
 	return 0;
 }
 
+static int ctx_readonly(lua_State *L)
+{
+	return luaL_error(L, "ctx is read-only (keep your own state in vsr.store or your tables)");
+}
+
 static int open_tramp(lua_State *L)
 {
 	open_job *j = lua_touserdata(L, 1);
@@ -1055,6 +1063,33 @@ static int open_tramp(lua_State *L)
 	vsrh_box_protect(L, -1, 0);
 	lua_setfield(L, vsr, "store");
 	lua_settop(L, 1);
+
+	/* ctx: a read-only view of a fields table the host refreshes per call */
+	lua_createtable(L, 0, 5);
+	lua_pushinteger(L, 0);
+	lua_setfield(L, -2, "op");
+	lua_pushinteger(L, 0);
+	lua_setfield(L, -2, "timestamp");
+	lua_pushinteger(L, 0);
+	lua_setfield(L, -2, "session");
+	lua_pushinteger(L, 0);
+	lua_setfield(L, -2, "request");
+	vsrh_box_push_random(&sm->box);
+	lua_setfield(L, -2, "random");
+	lua_pushvalue(L, -1);
+	sm->ref_ctx_fields = luaL_ref(L, LUA_REGISTRYINDEX);
+	lua_newtable(L); /* the view */
+	lua_createtable(L, 0, 3);
+	lua_insert(L, -3); /* meta, fields, view */
+	lua_insert(L, -3); /* view, meta, fields */
+	lua_setfield(L, -2, "__index");
+	lua_pushcfunction(L, ctx_readonly);
+	lua_setfield(L, -2, "__newindex");
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");
+	lua_setmetatable(L, -2);
+	vsrh_box_protect(L, -1, 0);
+	sm->ref_ctx = luaL_ref(L, LUA_REGISTRYINDEX);
 
 	/* the state machine */
 	if (load_script(sm, j->o->statemachine, sm->script_name, err, err_len))
