@@ -57,6 +57,9 @@ local attempts = {
    "belongs to the host"},
   {"replacing a store function with rawset", [[rawset(vsr.store, "get", print)]],
    "belongs to the host"},
+  {"keeping hidden state in ctx", [[local ctx = ...; ctx.hidden = 1]], "ctx is read%-only"},
+  {"keeping hidden state in ctx with rawset", [[local ctx = ...; rawset(ctx, "hidden", 1)]],
+   "belongs to the host"},
   {"dofile", [[return dofile("/etc/passwd")]], "global 'dofile' is not available"},
   {"coroutines", [[return coroutine.create(print)]], "global 'coroutine' is not available"},
 }
