@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <lauxlib.h>
 
@@ -269,19 +270,78 @@ static int get_addresses(cfg_ctx *c, int idx, const char *name, uint32_t n_expec
 	return 0;
 }
 
+/* Removes "." and "dir/.." components lexically, so that messages show
+ * "statemachines/kv.lua" rather than "config/../statemachines/kv.lua". */
+static void normalize(char *p)
+{
+	int absolute = p[0] == '/';
+	char *parts[512];
+	int n = 0;
+	char *save = NULL;
+	char *copy = strdup(p);
+	if (!copy)
+		return;
+	for (char *tok = strtok_r(copy, "/", &save); tok; tok = strtok_r(NULL, "/", &save)) {
+		if (strcmp(tok, ".") == 0)
+			continue;
+		if (strcmp(tok, "..") == 0 && n > 0 && strcmp(parts[n - 1], "..") != 0) {
+			n--;
+			continue;
+		}
+		if (strcmp(tok, "..") == 0 && absolute && n == 0)
+			continue; /* "/.." is "/" */
+		if (n == 512) {
+			free(copy);
+			return; /* absurdly deep: leave it as it is */
+		}
+		parts[n++] = tok;
+	}
+	size_t len = 0;
+	if (absolute)
+		p[len++] = '/';
+	for (int i = 0; i < n; i++) {
+		size_t l = strlen(parts[i]);
+		if (i)
+			p[len++] = '/';
+		memmove(p + len, parts[i], l);
+		len += l;
+	}
+	if (len == 0)
+		p[len++] = '.';
+	p[len] = 0;
+	free(copy);
+}
+
 /* Joins `rel` to the folder of the config file unless it is absolute. */
 static char *resolve(const char *file, const char *rel)
 {
-	if (rel[0] == '/')
-		return strdup(rel);
-	const char *slash = strrchr(file, '/');
-	size_t dl = slash ? (size_t)(slash - file) : 1;
-	const char *dir = slash ? file : ".";
-	size_t n = dl + 1 + strlen(rel) + 1;
-	char *p = malloc(n);
-	if (p)
-		snprintf(p, n, "%.*s/%s", (int)dl, dir, rel);
+	char *p;
+	if (rel[0] == '/') {
+		p = strdup(rel);
+	} else {
+		const char *slash = strrchr(file, '/');
+		size_t dl = slash ? (size_t)(slash - file) : 1;
+		const char *dir = slash ? file : ".";
+		size_t n = dl + 1 + strlen(rel) + 1;
+		p = malloc(n);
+		if (p)
+			snprintf(p, n, "%.*s/%s", (int)dl, dir, rel);
+	}
 	return p;
+}
+
+/* Uses the normalized spelling of an existing file's path when it names the
+ * same file (it would not through a symbolic link followed by ".."). */
+static void tidy_existing(char *p)
+{
+	char *n = strdup(p);
+	if (!n)
+		return;
+	normalize(n);
+	struct stat a, b;
+	if (stat(p, &a) == 0 && stat(n, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+		strcpy(p, n); /* never longer than p */
+	free(n);
 }
 
 static int get_path(cfg_ctx *c, int idx, const char *name, int required, int must_exist,
@@ -315,6 +375,7 @@ static int get_path(cfg_ctx *c, int idx, const char *name, int required, int mus
 			return rc;
 		}
 		fclose(f);
+		tidy_existing(p);
 	}
 	*out = p;
 	return 0;
