@@ -55,6 +55,15 @@ describe("dedup policy", function()
     assert.matches("999999, which is not a session in the table", logs)
   end)
 
+  it("the determinism check catches a policy that depends on pairs() order", function()
+    local ok, report = testkit.check_determinism("statemachines/kv.lua", nil,
+      {dedup = "spec/fixtures/pairs_policy.lua"})
+    assert.is_false(ok)
+    assert.matches("the dedup policy chose session %d+ in one run and %d+ in the other", report)
+    assert.is_true((testkit.check_determinism("statemachines/kv.lua", nil,
+      {dedup = "lua/vsr/dedup/fifo.lua"})))
+  end)
+
   it("runs under the budget like any script", function()
     local many = {}
     for i = 1, 65536 do

@@ -269,8 +269,28 @@ int vsrh_selfcheck(const vsrh_sm_options *o, const vsr_buf *ops, uint32_t n_ops,
 		rc = 1;
 		goto out;
 	}
+	/* the dedup policy: the same choice in both runs, on a full table */
+	vsr_session_info sess[64];
+	uint64_t r = seed;
+	for (uint32_t i = 0; i < 64; i++) {
+		r = mix64(r);
+		sess[i].session = 1000 + 3 * (uint64_t)i;
+		sess[i].request = 1 + r % 50;
+		sess[i].last_op = 100 + (r >> 8) % 400;
+		sess[i].registered_op = 1 + (r >> 20) % 100;
+	}
+	uint32_t ea = vsrh_sm_evict(a, sess, 64), eb = vsrh_sm_evict(b, sess, 64);
+	if (ea != eb || ea >= 64) {
+		tx(&t, "the dedup policy chose session %llu in one run and %llu in the other from the "
+		   "same table: its choice must depend only on the sessions it is given\n",
+		   (unsigned long long)(ea < 64 ? sess[ea].session : 0),
+		   (unsigned long long)(eb < 64 ? sess[eb].session : 0));
+		rc = 1;
+		goto out;
+	}
 	tx(&t, "%u operations: replies and state digests agree across two independently seeded "
-	   "runs%s\n", n_ops, c ? "; the snapshot/restore round trip agrees" : "");
+	   "runs%s; the dedup policy chooses alike\n", n_ops,
+	   c ? "; the snapshot/restore round trip agrees" : "");
 out:
 	vsrh_sm_destroy(a);
 	vsrh_sm_destroy(b);
