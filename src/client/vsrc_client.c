@@ -56,6 +56,7 @@ struct vsrc_client {
 	bool trace;         /* VSRC_TRACE set: retries are reported on stderr */
 	/* The call in progress. */
 	bool in_call;
+	bool start_pending; /* the timer is set to start the call: leave it be */
 	bool registering;   /* the REGISTER that precedes the caller's op */
 	vsr_buf op;         /* the caller's op, kept for resends */
 	vsr_buf frame;      /* the encoded REQUEST of the current attempt */
@@ -399,7 +400,9 @@ static int client_encode_request(vsrc_client *c)
 
 static void client_arm_timer(vsrc_client *c)
 {
-	if (c->closing)
+	/* Before a call starts the session is idle, yet the timer holds the
+	 * call's start: a stale reply handled meanwhile must not stop it. */
+	if (c->closing || c->start_pending)
 		return;
 	if (c->s.phase == VSRC_IDLE) {
 		uv_timer_stop(&c->timer);
@@ -581,6 +584,7 @@ int vsrc_client_call(vsrc_client *c, const uint8_t *op, size_t op_len,
 	c->reason[0] = '\0';
 	/* The callback must never run inside this function (callers start the
 	 * next call from it): start on the next loop turn via the timer. */
+	c->start_pending = true;
 	uv_timer_start(&c->timer, call_later_cb, 0, 0);
 	return 0;
 }
@@ -588,6 +592,7 @@ int vsrc_client_call(vsrc_client *c, const uint8_t *op, size_t op_len,
 static void call_later_cb(uv_timer_t *t)
 {
 	vsrc_client *c = t->data;
+	c->start_pending = false;
 	if (c->closing)
 		return;
 	if (c->s.session == 0 || c->s.evicted)

@@ -33,6 +33,7 @@ enum script {
 	FAKE_EVICT_FIRST,   /* primary, but EVICTED for the first op */
 	FAKE_ERROR,         /* primary, but every op is refused as ERROR */
 	FAKE_CLOSE_ON_OP,   /* primary for REGISTER, closes the connection on ops */
+	FAKE_DOUBLE_REPLY,  /* primary that answers every op twice (as after a retry) */
 	FAKE_DOWN,          /* nothing listens */
 };
 
@@ -157,6 +158,9 @@ static void fake_request(fake_conn *fc, const vsr_message *m)
 		fake_reply(fc, m, VSR_REPLY_ERROR, r->session, msg, sizeof(msg));
 		return;
 	}
+	case FAKE_DOUBLE_REPLY:
+		fake_reply(fc, m, VSR_REPLY_OK, r->session, r->op, r->op_len);
+		break;
 	default:
 		break;
 	}
@@ -433,6 +437,56 @@ static void test_error_reply(void)
 	scenario_end(&s);
 }
 
+/* Closed loop: each callback starts the next call at once, while the
+ * duplicate reply of the call just completed is still being read. Regression:
+ * that stale reply used to stop the timer that starts the next call, so the
+ * loop hung with a call that never began. */
+typedef struct loop_state {
+	scenario *s;
+	int left;
+	int done;
+	int not_done;
+} loop_state;
+
+static void loop_cb(vsrc_client *c, const vsrc_result *r, void *arg)
+{
+	loop_state *ls = arg;
+	if (r->outcome == VSRC_DONE)
+		ls->done++;
+	else
+		ls->not_done++;
+	if (--ls->left > 0)
+		CHECK(vsrc_client_call(c, (const uint8_t *)"again", 5, loop_cb, ls) == 0);
+	else
+		ls->s->done = true;
+}
+
+static void guard_cb(uv_timer_t *t)
+{
+	scenario *s = t->data;
+	CHECK(!"closed loop did not finish within 10 s");
+	s->done = true;
+}
+
+static void test_duplicate_replies_closed_loop(void)
+{
+	static scenario s;
+	int scripts[1] = { FAKE_DOUBLE_REPLY };
+	scenario_start(&s, 1, scripts, 0, 500, 3000);
+	loop_state ls = { .s = &s, .left = 200 };
+	uv_timer_t guard;
+	uv_timer_init(&s.loop, &guard);
+	guard.data = &s;
+	uv_timer_start(&guard, guard_cb, 10000, 0);
+	CHECK(vsrc_client_call(s.client, (const uint8_t *)"first", 5, loop_cb, &ls) == 0);
+	while (!s.done)
+		uv_run(&s.loop, UV_RUN_ONCE);
+	CHECK(ls.done == 200 && ls.not_done == 0);
+	CHECK(s.fakes[0].last_request == 200);
+	uv_close((uv_handle_t *)&guard, NULL);
+	scenario_end(&s);
+}
+
 static void test_close_during_call(void)
 {
 	static scenario s; /* large: fake read buffers */
@@ -464,6 +518,7 @@ int main(void)
 	test_evicted_then_registers_again();
 	test_error_reply();
 	test_close_during_call();
+	test_duplicate_replies_closed_loop();
 	if (failures) {
 		fprintf(stderr, "test_fake_replica: %d checks failed\n", failures);
 		return 1;
