@@ -24,7 +24,7 @@
 
 #include "vsrh_codec.h"
 #include "vsrh_sandbox.h"
-#include "vsrh_store.lua.h"
+#include "vsrh_store.h"
 
 #define SNAPSHOT_MAGIC "vsrh-snapshot-1"
 /* A plain-state script takes a base snapshot every this many operations
@@ -44,15 +44,13 @@ struct vsrh_sm {
 	vsrh_box box;
 	char script_name[256];
 	int ref_apply, ref_query, ref_snapshot, ref_restore;
-	int ref_store_internal, ref_st; /* the store's internals and shared state */
-	int ref_commit, ref_abort;
+	vsrh_store store;
 	int ref_ctx, ref_ctx_fields; /* the read-only ctx and the table behind it */
 	int ref_policy; /* policy table or LUA_NOREF */
 	int ref_examples; /* the script's examples (table or function) or LUA_NOREF */
 	bool plain;     /* the script keeps its own state (snapshot/restore hooks) */
 	bool policy_has_state; /* the dedup policy has snapshot/restore hooks */
 	bool policy_has_commit; /* ... and a commit hook, run after every apply */
-	int mode;       /* the store's mode as last set (see set_mode) */
 	uint64_t last_op, last_timestamp;
 	uint32_t clients_max; /* limits.clients: the table's size, passed to evict() */
 	/* plain-state rollback */
@@ -65,135 +63,6 @@ struct vsrh_sm {
 };
 
 /* ---------------------------------------------------------------- helpers */
-
-static int store_pack(lua_State *L)
-{
-	char err[256];
-	vsrh_box *box = vsrh_box_of(L);
-	vsr_buf *b = &box->scratch; /* reused: no allocation per write */
-	luaL_checkany(L, 1);
-	b->len = 0;
-	if (vsrh_encode(L, 1, b, VSR_OP_BYTES_MAX, err, sizeof err))
-		return luaL_error(L, "vsr.store.put: %s", err);
-	lua_pushlstring(L, (const char *)b->data, b->len);
-	if (b->cap > (64u << 10)) { /* do not keep a large one around */
-		free(b->data);
-		memset(b, 0, sizeof *b);
-	}
-	return 1;
-}
-
-static int store_unpack(lua_State *L)
-{
-	size_t len;
-	const char *s = luaL_checklstring(L, 1, &len);
-	char err[256];
-	if (vsrh_decode(L, (const uint8_t *)s, len, err, sizeof err))
-		return luaL_error(L, "vsr.store: stored value does not decode: %s", err);
-	return 1;
-}
-
-static uint64_t entry_hash(const char *k, size_t kl, const char *v, size_t vl)
-{
-	return XXH3_64bits_withSeed(v, vl, XXH3_64bits(k, kl));
-}
-
-/* commit_writes(data, writes, DEL): moves every buffered write into data,
- * empties writes, returns the change of the key count, the change of the
- * digest (a sum of entry hashes, so the traversal order does not matter)
- * and whether the set of keys changed. Runs outside the budgets. */
-static int store_commit_writes(lua_State *L)
-{
-	lua_Integer dc = 0;
-	uint64_t dd = 0;
-	int changed = 0;
-	lua_settop(L, 3);
-	lua_pushnil(L);
-	while (lua_next(L, 2)) {
-		/* 4: key, 5: new value or DEL */
-		size_t kl, vl, ol;
-		const char *k = lua_tolstring(L, 4, &kl);
-		lua_pushvalue(L, 4);
-		int had = lua_rawget(L, 1) != LUA_TNIL; /* 6: old value */
-		const char *old = had ? lua_tolstring(L, 6, &ol) : NULL;
-		if (lua_rawequal(L, 5, 3)) {
-			if (had) {
-				dd -= entry_hash(k, kl, old, ol);
-				dc--;
-				changed = 1;
-				lua_pushvalue(L, 4);
-				lua_pushnil(L);
-				lua_rawset(L, 1);
-			}
-		} else {
-			const char *v = lua_tolstring(L, 5, &vl);
-			if (had) {
-				dd -= entry_hash(k, kl, old, ol);
-			} else {
-				dc++;
-				changed = 1;
-			}
-			dd += entry_hash(k, kl, v, vl);
-			lua_pushvalue(L, 4);
-			lua_pushvalue(L, 5);
-			lua_rawset(L, 1);
-		}
-		lua_settop(L, 4);
-		/* clearing a field during the traversal is allowed */
-		lua_pushvalue(L, 4);
-		lua_pushnil(L);
-		lua_rawset(L, 2);
-	}
-	lua_pushinteger(L, dc);
-	lua_pushinteger(L, (lua_Integer)dd);
-	lua_pushboolean(L, changed);
-	return 3;
-}
-
-static int bytes_cmp(const char *a, size_t al, const char *b, size_t bl)
-{
-	int c = memcmp(a, b, al < bl ? al : bl);
-	return c ? c : (al > bl) - (al < bl);
-}
-
-/* sorted_keys(t): string keys of t in byte order */
-static int store_sorted_keys(lua_State *L)
-{
-	luaL_checktype(L, 1, LUA_TTABLE);
-	vsrh_push_sorted_keys(L, 1);
-	return 1;
-}
-
-/* lower_bound(arr, key): first index whose key is >= key, bytewise */
-static int store_lower_bound(lua_State *L)
-{
-	size_t kl;
-	const char *k = luaL_checklstring(L, 2, &kl);
-	lua_Integer lo = 1, hi = (lua_Integer)lua_rawlen(L, 1) + 1;
-	while (lo < hi) {
-		lua_Integer mid = lo + (hi - lo) / 2;
-		size_t ml;
-		lua_rawgeti(L, 1, mid);
-		const char *m = lua_tolstring(L, -1, &ml);
-		int c = bytes_cmp(m, ml, k, kl);
-		lua_pop(L, 1);
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	lua_pushinteger(L, lo);
-	return 1;
-}
-
-static int store_keyless(lua_State *L)
-{
-	size_t al, bl;
-	const char *a = luaL_checklstring(L, 1, &al);
-	const char *b = luaL_checklstring(L, 2, &bl);
-	lua_pushboolean(L, bytes_cmp(a, al, b, bl) < 0);
-	return 1;
-}
 
 static int vsr_sorted_keys(lua_State *L)
 {
@@ -252,20 +121,13 @@ static int vsr_map(lua_State *L)
 	return 1;
 }
 
-/* The store's mode: 0 outside apply (read-only), 1 apply, 2 query
- * (read-only), 3 apply run as a query (writes dropped). Set only on change:
- * it stays 1 across consecutive applies, and every path that runs other
- * script code (snapshot, restore, policy, examples) sets 0 first. */
+/* The store's mode: closed outside apply (read-only), apply, query
+ * (read-only), or apply run as a query (writes dropped). Every path that
+ * runs script code other than apply (snapshot, restore, policy, examples)
+ * closes it first. */
 static void set_mode(vsrh_sm *sm, int mode)
 {
-	lua_State *L = sm->box.L;
-	if (sm->mode == mode)
-		return;
-	sm->mode = mode;
-	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_st);
-	lua_pushinteger(L, mode);
-	lua_setfield(L, -2, "mode");
-	lua_pop(L, 1);
+	sm->store.mode = mode;
 }
 
 static void put_error(vsr_buf *reply, const char *text, size_t len)
@@ -355,10 +217,8 @@ static int apply_tramp(lua_State *L)
 	} else if (j->mode != 3) {
 		j->reply->len = 0;
 		if (vsrh_encode(L, -1, j->reply, VSR_OP_BYTES_MAX, err, sizeof err) == 0) {
-			if (j->mode == 1) {
-				lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_commit);
-				lua_call(L, 0, 0);
-			}
+			if (j->mode == 1)
+				vsrh_store_commit(L, &sm->store);
 			j->result = VSR_REPLY_OK;
 			return 0;
 		}
@@ -369,15 +229,13 @@ static int apply_tramp(lua_State *L)
 		/* query through apply: encode the reply, drop the writes */
 		j->reply->len = 0;
 		if (vsrh_encode(L, -1, j->reply, VSR_OP_BYTES_MAX, err, sizeof err) == 0) {
-			lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_abort);
-			lua_call(L, 0, 0);
+			vsrh_store_abort(L, &sm->store);
 			j->result = VSR_REPLY_OK;
 			return 0;
 		}
 		n = strlen(err);
 	}
-	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_abort);
-	lua_call(L, 0, 0);
+	vsrh_store_abort(L, &sm->store);
 	put_error(j->reply, err, n);
 	j->result = VSR_REPLY_ERROR;
 	return 0;
@@ -501,19 +359,6 @@ typedef struct snap_job {
 	int rc;
 } snap_job;
 
-typedef struct kv_ref {
-	const char *k;
-	size_t kl;
-	const char *v;
-	size_t vl;
-} kv_ref;
-
-static int kv_cmp(const void *pa, const void *pb)
-{
-	const kv_ref *a = pa, *b = pb;
-	return bytes_cmp(a->k, a->kl, b->k, b->kl);
-}
-
 /* Calls hook `ref` of the script (or policy table field) with the budgets and
  * encodes its result. Returns 0 or -1 with err. */
 static int snapshot_user(vsrh_sm *sm, int fn_on_top, vsr_buf *out, char *err, size_t err_len,
@@ -551,33 +396,7 @@ static int snapshot_tramp(lua_State *L)
 	fail |= vsrh_put_int(o, (int64_t)sm->last_op);
 	fail |= vsrh_put_int(o, (int64_t)sm->last_timestamp);
 	/* the store: a map in key byte order, values copied as stored */
-	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_store_internal);
-	lua_getfield(L, -1, "data");
-	lua_call(L, 0, 3);
-	lua_pop(L, 2);
-	int t = lua_gettop(L);
-	size_t n = 0;
-	lua_pushnil(L);
-	while (lua_next(L, t)) {
-		n++;
-		lua_pop(L, 1);
-	}
-	kv_ref *kv = lua_newuserdatauv(L, (n ? n : 1) * sizeof *kv, 0);
-	size_t i = 0;
-	lua_pushnil(L);
-	while (lua_next(L, t)) {
-		kv[i].k = lua_tolstring(L, -2, &kv[i].kl);
-		kv[i].v = lua_tolstring(L, -1, &kv[i].vl);
-		i++;
-		lua_pop(L, 1);
-	}
-	qsort(kv, n, sizeof *kv, kv_cmp);
-	fail |= vsrh_put_map_header(o, (uint32_t)n);
-	for (i = 0; i < n; i++) {
-		fail |= vsrh_put_str(o, kv[i].k, kv[i].kl);
-		fail |= vsrh_buf_put(o, kv[i].v, kv[i].vl);
-	}
-	lua_pop(L, 2);
+	fail |= vsrh_store_write(L, &sm->store, o);
 	if (fail) {
 		snprintf(j->err, j->err_len, "out of memory");
 		j->rc = -1;
@@ -665,36 +484,12 @@ static int restore_tramp(lua_State *L)
 	j->rc = -1;
 	if (vsrh_get_array_header(d, len, &pos, &n) || n != 6 || vsrh_get_str(d, len, &pos, &s, &sl) ||
 	    sl != sizeof SNAPSHOT_MAGIC - 1 || memcmp(s, SNAPSHOT_MAGIC, sl) != 0 ||
-	    vsrh_get_int(d, len, &pos, &op) || vsrh_get_int(d, len, &pos, &ts) ||
-	    vsrh_get_map_header(d, len, &pos, &n)) {
+	    vsrh_get_int(d, len, &pos, &op) || vsrh_get_int(d, len, &pos, &ts)) {
 		snprintf(j->err, j->err_len, "not a vsrhost snapshot (or a different version)");
 		return 0;
 	}
-	lua_createtable(L, 0, (int)(n < (1u << 24) ? n : 0));
-	uint64_t digest = 0;
-	for (uint32_t i = 0; i < n; i++) {
-		if (vsrh_get_str(d, len, &pos, &s, &sl)) {
-			snprintf(j->err, j->err_len, "corrupt snapshot: store key %u", i + 1);
-			return 0;
-		}
-		size_t vstart = pos;
-		if (vsrh_skip(d, len, &pos)) {
-			snprintf(j->err, j->err_len, "corrupt snapshot: store value %u", i + 1);
-			return 0;
-		}
-		lua_pushlstring(L, s, sl);
-		lua_pushlstring(L, (const char *)d + vstart, pos - vstart);
-		lua_rawset(L, -3);
-		digest += entry_hash(s, sl, (const char *)d + vstart, pos - vstart);
-	}
-	int t = lua_gettop(L);
-	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_store_internal);
-	lua_getfield(L, -1, "load");
-	lua_pushvalue(L, t);
-	lua_pushinteger(L, (lua_Integer)n);
-	lua_pushinteger(L, (lua_Integer)digest);
-	lua_call(L, 3, 0);
-	lua_settop(L, 1);
+	if (vsrh_store_read(L, &sm->store, d, len, &pos, j->err, j->err_len))
+		return 0;
 	if (sm->plain) {
 		lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_restore);
 		if (restore_user(sm, d, len, &pos, j->err, j->err_len, "restore()"))
@@ -770,26 +565,9 @@ static uint64_t mix(uint64_t x)
 	return x;
 }
 
-typedef struct digest_job {
-	vsrh_sm *sm;
-	uint64_t digest;
-} digest_job;
-
-static int digest_tramp(lua_State *L)
-{
-	digest_job *j = lua_touserdata(L, 1);
-	lua_rawgeti(L, LUA_REGISTRYINDEX, j->sm->ref_store_internal);
-	lua_getfield(L, -1, "digest");
-	lua_call(L, 0, 1);
-	j->digest = (uint64_t)lua_tointeger(L, -1);
-	return 0;
-}
-
 uint64_t vsrh_sm_digest(vsrh_sm *sm)
 {
-	digest_job j = {sm, 0};
-	host_protected(sm, digest_tramp, &j, "digest");
-	uint64_t d = mix(j.digest ^ 0x5653524844494731ull);
+	uint64_t d = mix(sm->store.digest ^ 0x5653524844494731ull);
 	if (sm->plain || sm->policy_has_state) {
 		/* Plain state has no running digest: hash its part of a snapshot
 		 * (after the header and the store, whose digest is above). */
@@ -1027,30 +805,7 @@ static int open_tramp(lua_State *L)
 		{NULL, NULL}};
 	luaL_setfuncs(L, fns, 0);
 	/* the store */
-	vsrh_box_push_env(&sm->box);
-	if (luaL_loadbufferx(L, vsrh_store_lua, sizeof vsrh_store_lua - 1, "=vsr.store", "t") != LUA_OK) {
-		snprintf(err, err_len, "internal: store: %s", lua_tostring(L, -1));
-		return 0;
-	}
-	lua_insert(L, -2);
-	lua_setupvalue(L, -2, 1);
-	lua_pushcfunction(L, store_pack);
-	lua_pushcfunction(L, store_unpack);
-	lua_pushcfunction(L, store_commit_writes);
-	lua_pushcfunction(L, store_sorted_keys);
-	lua_pushcfunction(L, store_lower_bound);
-	lua_pushcfunction(L, store_keyless);
-	lua_createtable(L, 0, 1);
-	lua_pushinteger(L, 0);
-	lua_setfield(L, -2, "mode");
-	lua_pushvalue(L, -1);
-	sm->ref_st = luaL_ref(L, LUA_REGISTRYINDEX);
-	lua_call(L, 7, 2);
-	lua_getfield(L, -1, "commit");
-	sm->ref_commit = luaL_ref(L, LUA_REGISTRYINDEX);
-	lua_getfield(L, -1, "abort");
-	sm->ref_abort = luaL_ref(L, LUA_REGISTRYINDEX);
-	sm->ref_store_internal = luaL_ref(L, LUA_REGISTRYINDEX);
+	vsrh_store_open(L, &sm->store);
 	/* the store's functions, read-only */
 	lua_newtable(L);
 	lua_createtable(L, 0, 3);
