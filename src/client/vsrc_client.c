@@ -279,10 +279,13 @@ static void conn_handle_frame(client_conn *conn, vsr_wire_decoded *d)
 			client_apply(c, dec);
 		}
 		return;
-	case VSR_WIRE_CLOSE:
-		snprintf(c->reason, sizeof(c->reason), "%.60s closed the connection: %.160s",
-			 c->opt.names[conn->replica], d->close.text);
+	case VSR_WIRE_CLOSE: {
+		/* The replica is about to close: keep its reason, not the EOF. */
+		char why[200];
+		snprintf(why, sizeof(why), "closed by the replica: %.160s", d->close.text);
+		conn_fail(conn, why);
 		return;
+	}
 	default:
 		/* PING, STATUS and replica traffic are not for a client. */
 		return;
