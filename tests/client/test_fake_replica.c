@@ -138,9 +138,13 @@ static void fake_request(fake_conn *fc, const vsr_message *m)
 	switch (f->script) {
 	case FAKE_SILENT_OPS:
 		return;
-	case FAKE_CLOSE_ON_OP:
+	case FAKE_CLOSE_ON_OP: {
+		vsr_buf b = { 0 };
+		CHECK(vsr_wire_encode_close(&b, wire.cluster, 0, "going away") == 0);
+		fake_send(fc, &b);
 		fake_conn_close(fc);
 		return;
+	}
 	case FAKE_BUSY_TWICE:
 		if (f->ops_seen <= 2) {
 			fake_reply(fc, m, VSR_REPLY_BUSY, r->session, NULL, 0);
@@ -399,6 +403,8 @@ static void test_connection_lost_after_send_is_unknown(void)
 	int scripts[1] = { FAKE_CLOSE_ON_OP };
 	scenario_start(&s, 1, scripts, 0, 100, 500);
 	CHECK(scenario_call(&s, "x") == VSRC_UNKNOWN);
+	/* The replica's CLOSE reason reaches the caller. */
+	CHECK(strstr(s.reason, "closed by the replica: going away") != NULL);
 	scenario_end(&s);
 }
 
