@@ -461,9 +461,10 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 			  sim_hash_u64(m->type ^ (m->view << 8), m->op ^ (m->commit << 20)));
 		if (s->opt.trace) {
 			if (s->out_client[i])
-				tracef(s, "r%u   -> client %u REPLY status %u session %llu "
-				       "request %llu op %llu", r, s->out_to[i] - s->n,
-				       m->status, (unsigned long long)m->request.session,
+				tracef(s, "r%u   -> client %u REPLY status %u view %llu session "
+				       "%llu request %llu op %llu", r, s->out_to[i] - s->n,
+				       m->status, (unsigned long long)m->view,
+				       (unsigned long long)m->request.session,
 				       (unsigned long long)m->request.request,
 				       (unsigned long long)m->reply_op);
 			else if (m->checkpoint_op || m->type == VSR_MSG_GET_CHECKPOINT ||
@@ -628,8 +629,9 @@ static void client_send(struct sim *s, uint8_t ci)
 	uint32_t base = 40u << (c->attempts > 4 ? 4 : c->attempts - 1);
 	c->retry_at = s->now + base + sim_rng_below(&s->rng, 20);
 	trace_mix(s, 6, ci, c->target, m.request.request);
-	tracef(s, "c%u   -> r%u REQUEST %s session %llu request %llu (attempt %u)",
-	       ci, c->target, c->registering ? "REGISTER" : "OP",
+	tracef(s, "c%u   -> r%u REQUEST %s view %llu session %llu request %llu "
+	       "(attempt %u)", ci, c->target, c->registering ? "REGISTER" : "OP",
+	       (unsigned long long)c->view,
 	       (unsigned long long)m.request.session,
 	       (unsigned long long)m.request.request, c->attempts);
 	net_send(s, (uint8_t)(s->n + ci), c->target, sim_msg_clone(&m));
@@ -720,6 +722,11 @@ static void client_receive(struct sim *s, uint8_t ci, const vsr_message *m)
 		if (m->view >= c->view) {
 			c->target = vsr_primary_of(m->view, s->n);
 			c->view = m->view;
+		} else {
+			/* A hint older than what we heard: the newer view may
+			 * never have started (a replica crashed before its vote
+			 * was durable), so do not trust either; try the next. */
+			c->target = (uint8_t)((c->target + 1) % s->n);
 		}
 		c->redirected = true;
 		c->retry_at = s->now + 2;
