@@ -261,7 +261,8 @@ static void xo_seed(uint64_t s[4], uint64_t seed)
 
 void vsrh_box_seed(vsrh_box *b, uint64_t seed)
 {
-	xo_seed(b->rng, seed);
+	b->rng_seed = seed;
+	b->rng_ready = false;
 }
 
 /* A uniform integer in [0, lim] by rejection: deterministic and unbiased. */
@@ -284,6 +285,10 @@ static int box_random(lua_State *L)
 {
 	vsrh_box *b = vsrh_box_of(L);
 	lua_Integer lo, up;
+	if (!b->rng_ready) {
+		xo_seed(b->rng, b->rng_seed);
+		b->rng_ready = true;
+	}
 	switch (lua_gettop(L)) {
 	case 0: {
 		double f = (double)(xo_next(b->rng) >> 11) * 0x1.0p-53;
@@ -1051,7 +1056,7 @@ int vsrh_box_open(vsrh_box *b, const vsrh_box_options *o, char *err, size_t err_
 	b->log_level = o->log_level;
 	b->shuffle = o->check_seed != 0;
 	xo_seed(b->shuffle_rng, o->check_seed);
-	xo_seed(b->rng, 0);
+	vsrh_box_seed(b, 0);
 	if (o->lua_root)
 		snprintf(b->lua_root, sizeof b->lua_root, "%s", o->lua_root);
 	if (o->script_dir)

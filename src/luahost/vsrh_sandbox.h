@@ -50,8 +50,11 @@ typedef struct vsrh_box {
 	uint32_t instr_chunk;  /* count the hook is armed with */
 	int fatal;             /* enum vsrh_fatal, for the current call */
 	uint64_t budget_exhausted;
-	/* the per-call generator behind math.random and ctx.random */
+	/* the per-call generator behind math.random and ctx.random, seeded on
+	 * first use in a call (most operations never draw) */
 	uint64_t rng[4];
+	uint64_t rng_seed;
+	bool rng_ready;
 	/* check mode: pairs() visits keys in an order shuffled by this generator */
 	bool shuffle;
 	uint64_t shuffle_rng[4];
