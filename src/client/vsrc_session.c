@@ -242,8 +242,7 @@ vsrc_decision vsrc_session_reply(vsrc_session *s, uint8_t from,
 	switch (m->status) {
 	case VSR_REPLY_OK:
 		s->target = from;
-		if (m->view > s->view)
-			s->view = m->view;
+		s->view = m->view;
 		if (s->kind == VSR_REQUEST_REGISTER) {
 			s->session = m->request.session;
 			s->request = 0;
@@ -255,6 +254,11 @@ vsrc_decision vsrc_session_reply(vsrc_session *s, uint8_t from,
 		s->target = from;
 		return session_complete(s, VSRC_FAILED, VSR_REPLY_ERROR,
 					"failed: the state machine refused the operation");
+	case VSR_REPLY_REJECTED:
+		/* Definite: the request can never be prepared (too large). */
+		s->target = from;
+		return session_complete(s, VSRC_FAILED, VSR_REPLY_REJECTED,
+					"failed: the cluster rejected the request (larger than its batch limit)");
 	case VSR_REPLY_EVICTED:
 		session_refused(s, from);
 		s->evicted = true;
@@ -263,17 +267,21 @@ vsrc_decision vsrc_session_reply(vsrc_session *s, uint8_t from,
 			VSR_REPLY_EVICTED);
 	case VSR_REPLY_NOT_PRIMARY: {
 		session_refused(s, from);
-		if (m->view > s->view)
-			s->view = m->view;
-		uint8_t hint = vsr_primary_of(s->view, s->replica_count);
-		s->target = hint;
-		if (hint == from || s->redirects >= s->replica_count) {
-			/* The replica that should lead is not ready (a view
-			 * change in progress), or replicas disagree: wait. */
-			return session_backoff(s, now_ms);
+		/* Follow the answering replica's own view, never a remembered
+		 * maximum: an isolated replica may name a view that never starts,
+		 * and a sticky view would send every retry to it. */
+		s->view = m->view;
+		uint8_t hint = vsr_primary_of(m->view, s->replica_count);
+		if (hint != from && s->redirects < s->replica_count) {
+			s->target = hint;
+			s->redirects++;
+			return session_send(s);
 		}
-		s->redirects++;
-		return session_send(s);
+		/* The replica that should lead is not ready (a view change in
+		 * progress), or replicas keep naming each other: wait, then ask
+		 * the next replica, so every replica is tried in turn. */
+		s->target = (uint8_t)((from + 1u) % s->replica_count);
+		return session_backoff(s, now_ms);
 	}
 	case VSR_REPLY_BUSY:
 		session_refused(s, from);

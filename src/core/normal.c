@@ -59,6 +59,7 @@ void normal_become_primary(vsr_replica *r)
 {
 	assert(is_primary(r));
 	set_status(r, VSR_STATUS_NORMAL);
+	r->amnesia = false;
 	primary_drop_pipeline(r);
 	memset(r->acked, 0, sizeof r->acked);
 	timer_stop(&r->t_primary);
@@ -74,6 +75,7 @@ void normal_become_backup(vsr_replica *r)
 {
 	assert(!is_primary(r));
 	set_status(r, VSR_STATUS_NORMAL);
+	r->amnesia = false; /* we hold a view's log again */
 	primary_drop_pipeline(r);
 	timer_stop(&r->t_heartbeat);
 	timer_stop(&r->t_prepare_retry);
@@ -184,15 +186,22 @@ static void resend_stored(vsr_replica *r, const vsr_message *m, uint64_t conn,
 			  const ct_session *s)
 {
 	vsr_message *out = emit_reply(r, conn);
-	out->status = s->reply_status;
 	out->replica = r->self;
 	out->request.session = s->session;
-	out->request.request = m->request.kind == VSR_REQUEST_REGISTER ? s->nonce : s->request;
 	out->request.kind = m->request.kind;
+	out->commit = r->commit;
+	if (m->request.kind == VSR_REQUEST_REGISTER) {
+		/* The registration's own answer, not the session's last reply. */
+		out->status = VSR_REPLY_OK;
+		out->request.request = s->nonce;
+		out->reply_op = s->registered_op;
+		return;
+	}
+	out->status = s->reply_status;
+	out->request.request = s->request;
 	out->reply_op = s->last_op;
 	out->timestamp = s->reply_timestamp;
-	out->commit = r->commit;
-	if (m->request.kind == VSR_REQUEST_OP && s->reply_len) {
+	if (s->reply_len) {
 		uint8_t *body = scratch_alloc(r, s->reply_len);
 		memcpy(body, s->reply, s->reply_len);
 		out->body = body;
@@ -240,6 +249,19 @@ void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 			r->stats.requests_deduplicated++;
 			return;
 		}
+	}
+	if ((uint64_t)VSR_BATCH_REQUEST_HEADER_SIZE + req->op_len > r->cfg.batch_bytes_max) {
+		/* It could never be prepared: say so rather than wedge the log. */
+		vsr_message *out = emit_reply(r, conn);
+		out->status = VSR_REPLY_REJECTED;
+		out->replica = r->self;
+		out->request = *req;
+		out->request.op = NULL;
+		out->request.op_len = 0;
+		static const char why[] = "operation larger than the batch limit (batch_bytes_max)";
+		out->body = (const uint8_t *)why;
+		out->body_len = sizeof why - 1;
+		return;
 	}
 	if (r->queue_count == r->cfg.request_queue_max) {
 		reply_status(r, m, conn, VSR_REPLY_BUSY);

@@ -80,7 +80,13 @@ void rec_on_recovery_response(vsr_replica *r, const vsr_message *m)
 		}
 		normal_seen = true;
 	}
-	if (primary_seen && vn >= r->view && vsr_primary_of(vn, r->n) != r->self) {
+	/* A replica that lost its disk may have voted, before the crash, in a
+	 * view change that is still open. Its votes were counted by replicas of
+	 * that view or above, and a quorum of answers always includes one of
+	 * them, so it waits until the normal view is at least every view it
+	 * hears of (DISC'17 hole 8.1, for a single amnesiac). */
+	if (primary_seen && vn >= r->view && vsr_primary_of(vn, r->n) != r->self &&
+	    (!r->amnesia || vn >= top)) {
 		st_start(r, vn, vsr_primary_of(vn, r->n));
 	} else if (r->amnesia) {
 		/* Wait for a normal primary: we can vouch for nothing. */

@@ -160,6 +160,7 @@ vsr_persist *persist_state(vsr_replica *r, bool truncate, uint64_t truncate_afte
 		.checkpoint_op = r->checkpoint_op,
 		.checkpoint_checksum = r->checkpoint_checksum,
 		.checkpoint_size = r->checkpoint_len,
+		.checkpoint_timestamp = r->checkpoint_timestamp,
 	};
 	if (truncate) {
 		/* Entries above the cut are no longer ours, durable or not. */
@@ -291,6 +292,7 @@ uint64_t log_install(vsr_replica *r, const vsr_entry *entries, uint32_t count)
 			truncated = true;
 		}
 		if (!log_append(&r->log, e, r->checkpoint_op)) break;
+		if (e->timestamp > r->last_timestamp) r->last_timestamp = e->timestamp;
 		if (appended_from == UINT32_MAX) appended_from = i;
 		matched = e->op;
 	}
@@ -364,6 +366,8 @@ static int restart_from(vsr_replica *r, const vsr_durable *d)
 		r->checkpoint_len = d->checkpoint_len;
 		r->checkpoint_op = sb->checkpoint_op;
 		r->checkpoint_checksum = sb->checkpoint_checksum;
+		r->checkpoint_timestamp = sb->checkpoint_timestamp;
+		r->last_timestamp = sb->checkpoint_timestamp;
 		log_reset(&r->log, sb->checkpoint_op, sb->checkpoint_checksum);
 	}
 	r->commit = r->executed = r->checkpoint_op;
@@ -377,6 +381,7 @@ static int restart_from(vsr_replica *r, const vsr_durable *d)
 		if (vsr_entry_checksum(e) != e->checksum) break;
 		if (!vsr_batch_valid(e->body, e->body_len, e->request_count)) break;
 		if (!log_append(&r->log, e, r->checkpoint_op)) break;
+		if (e->timestamp > r->last_timestamp) r->last_timestamp = e->timestamp;
 	}
 	r->epoch = sb->epoch;
 	r->view = sb->view;

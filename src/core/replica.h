@@ -174,7 +174,7 @@ struct vsr_replica {
 	uint64_t log_view;
 	uint64_t commit;
 	uint64_t executed;
-	uint64_t last_timestamp;
+	uint64_t last_timestamp;    /* highest entry timestamp seen: a new primary's floor */
 	vsr_log log;            /* log.head is the op number */
 
 	/* durability */
@@ -187,6 +187,7 @@ struct vsr_replica {
 	/* checkpoint */
 	uint64_t checkpoint_op;
 	uint64_t checkpoint_checksum;
+	uint64_t checkpoint_timestamp;
 	uint8_t *checkpoint;        /* blob: client table, then the state machine */
 	uint64_t checkpoint_len;
 
@@ -204,6 +205,7 @@ struct vsr_replica {
 	uint64_t svc_sent_view;           /* views for which the vote was sent (+1; 0 none) */
 	uint64_t dvc_sent_view;
 	uint32_t view_change_attempt;
+	uint64_t vc_timer_view;           /* view whose timeout restarted at its durable vote */
 
 	/* backup: the last ack sent, to avoid resending */
 	uint64_t ack_sent_op;
@@ -225,6 +227,7 @@ struct vsr_replica {
 	uint64_t fetch_checkpoint_op;
 	uint64_t fetch_checkpoint_checksum;
 	uint64_t fetch_checkpoint_size;
+	uint64_t fetch_checkpoint_timestamp;
 	vsr_buf fetch_buf;
 	bool repairing;                   /* normal backup fetching a gap in its view */
 	uint32_t transfer_retries;        /* retries without progress */

@@ -20,7 +20,10 @@ static uint8_t other_replica(const vsr_replica *r, uint8_t preferred)
 void st_send_request(vsr_replica *r)
 {
 	if (r->n == 1) return;
-	r->transfer_target = other_replica(r, r->transfer_target);
+	/* Only the primary's log is the whole of its view's log: a backup's may
+	 * be a shorter prefix, shorter even than ours (that would lose entries
+	 * we acknowledged). */
+	r->transfer_target = other_replica(r, primary_index(r));
 	vsr_message *out = emit_send(r, r->transfer_target, VSR_MSG_GET_STATE);
 	out->op = r->commit;
 	out->nonce = r->transfer_nonce;
@@ -83,8 +86,10 @@ void st_request_repair(vsr_replica *r)
 {
 	if (r->status != VSR_STATUS_NORMAL || is_primary(r)) return;
 	if (r->repairing && !timer_fired(r, &r->t_retry)) return;
+	/* One nonce per repair: an answer slower than the retry timer still
+	 * counts (a fresh nonce per retry would never be answered in time). */
+	if (!r->repairing) r->transfer_nonce = prng_next(&r->prng) | 1;
 	r->repairing = true;
-	r->transfer_nonce = prng_next(&r->prng) | 1;
 	vsr_message *out = emit_send(r, primary_index(r), VSR_MSG_GET_STATE);
 	out->op = r->log.head;
 	out->nonce = r->transfer_nonce;
@@ -93,8 +98,8 @@ void st_request_repair(vsr_replica *r)
 
 void st_on_get_state(vsr_replica *r, const vsr_message *m)
 {
-	/* Only a normal replica of the same view can vouch for that view's log. */
-	if (r->status != VSR_STATUS_NORMAL || m->view != r->view) return;
+	/* Only the normal primary of the same view vouches for that view's log. */
+	if (r->status != VSR_STATUS_NORMAL || m->view != r->view || !is_primary(r)) return;
 	vsr_message *out = emit_send(r, m->replica, VSR_MSG_NEW_STATE);
 	out->log_view = r->log_view;
 	out->op = r->log.head;
@@ -107,6 +112,7 @@ void st_on_get_state(vsr_replica *r, const vsr_message *m)
 		out->checkpoint_op = r->checkpoint_op;
 		out->checkpoint_size = r->checkpoint_len;
 		out->checksum = r->checkpoint_checksum;
+		out->timestamp = r->checkpoint_timestamp;
 		return;
 	}
 	uint64_t to = r->log.head;
@@ -175,6 +181,7 @@ void st_on_new_state(vsr_replica *r, const vsr_message *m)
 		r->fetch_checkpoint_op = m->checkpoint_op;
 		r->fetch_checkpoint_checksum = m->checksum;
 		r->fetch_checkpoint_size = m->checkpoint_size;
+		r->fetch_checkpoint_timestamp = m->timestamp;
 		r->transfer_target = m->replica;
 		vsr_buf_reset(&r->fetch_buf);
 		send_get_checkpoint(r);
@@ -183,6 +190,12 @@ void st_on_new_state(vsr_replica *r, const vsr_message *m)
 	}
 	bool complete = m->entry_count ? m->entries[m->entry_count - 1].op == m->op
 				       : log_checksum_at(&r->log, m->op) == m->checksum;
+	if (complete && m->log_view == r->log_view && m->op < r->log.head) {
+		/* Never shorten a log of the same log_view: our extra entries are
+		 * that view's, and maybe acknowledged. (A normal primary's log
+		 * holds all of its view's entries, so this is a stale answer.) */
+		return;
+	}
 	if (complete) {
 		uint64_t log_view_before = r->log_view;
 		r->log_view = r->view;
@@ -271,6 +284,8 @@ void st_on_checkpoint_chunk(vsr_replica *r, const vsr_message *m)
 	r->fetch_buf = (vsr_buf){0};
 	r->checkpoint_op = r->fetch_checkpoint_op;
 	r->checkpoint_checksum = r->fetch_checkpoint_checksum;
+	r->checkpoint_timestamp = r->fetch_checkpoint_timestamp;
+	if (r->checkpoint_timestamp > r->last_timestamp) r->last_timestamp = r->checkpoint_timestamp;
 	log_reset(&r->log, r->checkpoint_op, r->checkpoint_checksum);
 	r->commit = r->executed = r->checkpoint_op;
 	vsr_persist *p = persist_state(r, true, r->checkpoint_op, NULL, 0);
@@ -301,8 +316,6 @@ void st_on_tick(vsr_replica *r)
 		vsr_buf_reset(&r->fetch_buf);
 		st_send_request(r);
 	} else {
-		/* Ask someone else: the target may be down or behind. */
-		r->transfer_target = (uint8_t)((r->transfer_target + 1) % r->n);
 		st_send_request(r);
 	}
 	timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, true);
@@ -334,6 +347,8 @@ void checkpoint_take(vsr_replica *r)
 	r->checkpoint_len = b.len;
 	r->checkpoint_op = r->executed;
 	r->checkpoint_checksum = log_checksum_at(&r->log, r->executed);
+	const vsr_entry *ce = log_get(&r->log, r->executed);
+	if (ce != NULL) r->checkpoint_timestamp = ce->timestamp;
 	vsr_persist *p = persist_state(r, false, 0, NULL, 0);
 	p->checkpoint = r->checkpoint;
 	p->checkpoint_len = r->checkpoint_len;

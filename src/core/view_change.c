@@ -116,6 +116,13 @@ void vc_send_votes(vsr_replica *r)
 		memset(&m, 0, sizeof m);
 		message_header(r, &m, VSR_MSG_START_VIEW_CHANGE);
 		emit_broadcast(r, &m);
+		if (r->vc_timer_view != r->view && r->view_change_attempt > 0) {
+			/* The first vote of this view just became durable: the view
+			 * gets its whole timeout from now, however slow the disk. */
+			uint32_t shift = r->view_change_attempt - 1 < 4 ? r->view_change_attempt - 1 : 4;
+			timer_set(r, &r->t_view_change, r->cfg.timeouts.view_change_ticks << shift, true);
+			r->vc_timer_view = r->view;
+		}
 		r->svc_sent_view = r->view;
 	}
 	uint32_t f = (r->n - 1u) / 2u;
@@ -261,9 +268,8 @@ static void vc_try_assemble(vsr_replica *r)
 	normal_advance_commit(r, commit_max);
 	normal_mark_inherited_pending(r);
 	vc_reset_votes(r);
-	r->last_timestamp = 0;
-	const vsr_entry *head = log_get(&r->log, r->log.head);
-	if (head != NULL) r->last_timestamp = head->timestamp;
+	/* last_timestamp already covers every entry installed and the
+	 * checkpoint's: the new primary's entries come after all of them. */
 }
 
 void vc_send_start_view(vsr_replica *r, int to)

@@ -169,6 +169,8 @@ enum vsr_reply_status {
 	VSR_REPLY_EVICTED = 2,     /* the session is unknown (evicted): register again */
 	VSR_REPLY_NOT_PRIMARY = 3, /* not applied: ask replica `primary` of `view` */
 	VSR_REPLY_BUSY = 4,        /* not applied: queue full, retry later */
+	VSR_REPLY_REJECTED = 5,    /* not applied, never will be: the request is invalid
+	                              (too large for a batch); body says why */
 };
 
 /* A message. Fields that a type does not use are zero. Pointers inside
@@ -188,7 +190,8 @@ typedef struct vsr_message {
 	                        DO_VIEW_CHANGE: at its commit; NEW_STATE/START_VIEW: at op;
 	                        CHECKPOINT_CHUNK: checkpoint entry checksum */
 	uint64_t nonce;      /* RECOVERY(_RESPONSE), GET_STATE/NEW_STATE, GET_CHECKPOINT */
-	uint64_t timestamp;  /* REPLY: the op's timestamp */
+	uint64_t timestamp;  /* REPLY: the op's timestamp; NEW_STATE, CHECKPOINT_CHUNK:
+	                        the checkpoint entry's */
 	/* client fields: REQUEST and REPLY */
 	vsr_request request; /* REQUEST: the request; REPLY: session/request echo */
 	uint64_t reply_op;   /* REPLY: op that executed the request */
@@ -320,6 +323,7 @@ typedef struct vsr_superblock {
 	uint64_t checkpoint_op;     /* op of the latest durable checkpoint (0: none) */
 	uint64_t checkpoint_checksum; /* checksum of the entry at checkpoint_op */
 	uint64_t checkpoint_size;   /* bytes of the checkpoint blob */
+	uint64_t checkpoint_timestamp; /* timestamp of the entry at checkpoint_op */
 } vsr_superblock;
 
 /* ------------------------------------------------------------------------ */

@@ -13,8 +13,9 @@
 #define VSR_BATCH_REQUESTS_MAX 1024u
 /* Bytes of one entry's body. */
 #define VSR_BATCH_BYTES_MAX (1u << 20)
-/* Bytes of one operation or one reply. */
-#define VSR_OP_BYTES_MAX (1u << 20)
+/* Bytes of one operation or one reply. An operation travels inside one
+ * batch, with its request header. */
+#define VSR_OP_BYTES_MAX ((1u << 20) - 64u)
 /* Sessions in the client table. */
 #define VSR_CLIENTS_MAX 65536u
 /* Waiters (connections) answered for one in-flight request. */
@@ -30,6 +31,8 @@
 #define VSR_CHUNK_BYTES_MAX (4u << 20)
 
 _Static_assert(VSR_REPLICAS_MAX < 256, "replica index must fit one byte");
+_Static_assert(VSR_OP_BYTES_MAX + 21u <= VSR_BATCH_BYTES_MAX,
+	       "the largest operation must fit a batch with its request header");
 _Static_assert((VSR_LOG_MAX & (VSR_LOG_MAX - 1)) == 0, "log ring is a power of two");
 _Static_assert(VSR_PIPELINE_MAX * 4 < VSR_LOG_MAX, "the log must hold several pipelines");
 _Static_assert(VSR_BATCH_BYTES_MAX + 4096 < VSR_MESSAGE_BYTES_MAX,

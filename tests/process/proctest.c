@@ -515,6 +515,8 @@ static bool mc_call_number(mclient *m, uint8_t kind, uint64_t number, const uint
 				continue;
 			case VSR_REPLY_EVICTED:
 				fail("session %" PRIu64 " evicted", m->session);
+			case VSR_REPLY_REJECTED:
+				fail("request rejected: larger than the batch limit");
 			default:
 				continue;
 			}
