@@ -384,6 +384,25 @@ static void test_transfer_in_byte_bounded_messages(void)
 	fx_free(&f);
 }
 
+static void tune_small_batches(vsr_config *c) { c->batch_bytes_max = 1024; }
+
+static void test_oversize_operation_rejected(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune_small_batches);
+	uint64_t s = fx_register(&f, 0, 25);
+	static char big[2048];
+	memset(big, 'x', sizeof big - 1);
+	uint64_t conn = fx_request(&f, 0, VSR_REQUEST_OP, s, 1, big);
+	const fx_reply *r = fx_reply_for(&f, conn);
+	CHECK(r && r->status == VSR_REPLY_REJECTED);
+	/* The log is not wedged: the next request commits. */
+	const fx_reply *n = fx_call(&f, s, 2, "small");
+	CHECK(n && n->status == VSR_REPLY_OK && strcmp(n->body, "1") == 0);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -402,6 +421,7 @@ static const struct {
 	{"five_replicas_two_down", test_five_replicas_two_down},
 	{"not_primary_hint", test_not_primary_hint},
 	{"transfer_in_byte_bounded_messages", test_transfer_in_byte_bounded_messages},
+	{"oversize_operation_rejected", test_oversize_operation_rejected},
 };
 
 int main(int argc, char **argv)
