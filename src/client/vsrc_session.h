@@ -73,7 +73,7 @@ enum vsrc_phase {
 typedef struct vsrc_session {
 	uint8_t replica_count;
 	uint8_t target;          /* replica believed to be primary */
-	uint64_t view;           /* highest view learnt from any reply */
+	uint64_t view;           /* view named by the latest reply (informational) */
 	uint64_t session;        /* 0 until registered */
 	uint64_t request;        /* number of the current (or last) request */
 	vsrc_timing timing;

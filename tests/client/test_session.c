@@ -81,16 +81,17 @@ static void test_not_primary_redirect_is_failed_if_nothing_else_sent(void)
 	CHECK(d.type == VSRC_SEND && d.replica == 1);
 	CHECK(s.view == 4);
 	vsrc_session_sent(&s, 1, 101);
-	/* Replica 1 also refuses, naming itself: wait, then retry it. */
+	/* Replica 1 also refuses, naming itself (a view change in progress):
+	 * wait, then ask the next replica. */
 	vsr_message np2 = reply(VSR_REPLY_NOT_PRIMARY, 9, 1, 4);
 	d = vsrc_session_reply(&s, 1, &np2, 102);
-	CHECK(d.type == VSRC_NOTHING && s.phase == VSRC_BACKOFF && s.target == 1);
+	CHECK(d.type == VSRC_NOTHING && s.phase == VSRC_BACKOFF && s.target == 2);
 	CHECK(s.deadline_ms == 104);
 	d = vsrc_session_timer(&s, 104);
-	CHECK(d.type == VSRC_SEND && d.replica == 1);
-	vsrc_session_sent(&s, 1, 104);
+	CHECK(d.type == VSRC_SEND && d.replica == 2);
+	vsrc_session_sent(&s, 2, 104);
 	vsr_message busy = reply(VSR_REPLY_BUSY, 9, 1, 4);
-	d = vsrc_session_reply(&s, 1, &busy, 105);
+	d = vsrc_session_reply(&s, 2, &busy, 105);
 	CHECK(d.type == VSRC_NOTHING && s.phase == VSRC_BACKOFF);
 	/* Every copy was refused: at the deadline the call failed, certainly. */
 	d = vsrc_session_timer(&s, 100 + 1000);
@@ -251,6 +252,35 @@ static void test_redirect_loop_backs_off(void)
 	CHECK(sends <= 3);
 }
 
+static void test_isolated_replica_view_does_not_stick(void)
+{
+	/* Replica 2, cut off, keeps starting view changes (view 8, whose
+	 * primary is itself); the cluster is normal in view 4 (primary 1). */
+	vsrc_session s;
+	registered(&s, 9);
+	vsrc_session_start(&s, VSR_REQUEST_OP, 0, 0);
+	vsrc_session_sent(&s, 0, 0);
+	vsrc_decision d = vsrc_session_timer(&s, 100);
+	CHECK(d.type == VSRC_SEND && d.replica == 1);
+	d = vsrc_session_unreachable(&s, 1, 100); /* a moment of trouble */
+	d = vsrc_session_timer(&s, s.deadline_ms);
+	CHECK(d.type == VSRC_SEND && d.replica == 2);
+	vsrc_session_sent(&s, 2, 110);
+	vsr_message iso = reply(VSR_REPLY_NOT_PRIMARY, 9, 1, 8);
+	d = vsrc_session_reply(&s, 2, &iso, 111);
+	CHECK(d.type == VSRC_NOTHING && s.target == 0);
+	d = vsrc_session_timer(&s, s.deadline_ms);
+	CHECK(d.type == VSRC_SEND && d.replica == 0);
+	vsrc_session_sent(&s, 0, 120);
+	vsr_message np = reply(VSR_REPLY_NOT_PRIMARY, 9, 1, 4);
+	d = vsrc_session_reply(&s, 0, &np, 121);
+	CHECK(d.type == VSRC_SEND && d.replica == 1); /* not back to replica 2 */
+	vsrc_session_sent(&s, 1, 121);
+	vsr_message ok = reply(VSR_REPLY_OK, 9, 1, 4);
+	d = vsrc_session_reply(&s, 1, &ok, 122);
+	CHECK(d.type == VSRC_COMPLETE && d.outcome == VSRC_DONE);
+}
+
 static void test_connecting_then_connected(void)
 {
 	vsrc_session s;
@@ -277,6 +307,7 @@ int main(void)
 	test_error_reply_is_failed_definitely();
 	test_evicted();
 	test_redirect_loop_backs_off();
+	test_isolated_replica_view_does_not_stick();
 	test_connecting_then_connected();
 	if (failures) {
 		fprintf(stderr, "test_session: %d checks failed\n", failures);
