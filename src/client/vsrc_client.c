@@ -266,7 +266,8 @@ static void conn_handle_frame(client_conn *conn, vsr_wire_decoded *d)
 			vsrc_decision dec = vsrc_session_reply(&c->s, conn->replica,
 							       &d->message, now);
 			if (dec.type == VSRC_COMPLETE &&
-			    (dec.status == VSR_REPLY_OK || dec.status == VSR_REPLY_ERROR)) {
+			    (dec.status == VSR_REPLY_OK || dec.status == VSR_REPLY_ERROR ||
+			     dec.status == VSR_REPLY_REJECTED)) {
 				/* Hand the reply bytes to the completion. */
 				vsrc_result r = { 0 };
 				r.reply = d->message.body;
@@ -501,6 +502,12 @@ static void client_finish(vsrc_client *c, vsrc_decision d, vsrc_result *r)
 		d.reason = c->reason;
 		r->reply = NULL;
 		r->reply_len = 0;
+	} else if (d.status == VSR_REPLY_REJECTED && r->reply_len > 0) {
+		/* The body says why, in words. */
+		snprintf(c->reason, sizeof(c->reason),
+			 "failed: the cluster rejected the request: %.*s",
+			 (int)(r->reply_len < 200 ? r->reply_len : 200), (const char *)r->reply);
+		d.reason = c->reason;
 	} else if (d.outcome != VSRC_DONE && d.status != VSR_REPLY_ERROR &&
 		   c->reason[0] && d.reason != c->reason) {
 		char why[256];

@@ -12,8 +12,8 @@
  *                 reply bytes are the state machine's answer.
  *   VSRC_FAILED   the request was certainly not applied: no copy of it was
  *                 ever handed to a connection, every copy that was sent has
- *                 been refused definitely (NOT_PRIMARY, BUSY, EVICTED on the
- *                 first send), or the state machine rejected it
+ *                 been refused definitely (NOT_PRIMARY, BUSY, REJECTED,
+ *                 EVICTED on the first send), or the state machine rejected it
  *                 (VSR_REPLY_ERROR: applied as an error, state unchanged).
  *   VSRC_UNKNOWN  the request may have been applied: a copy was sent and
  *                 neither a reply nor a definite refusal came back for it

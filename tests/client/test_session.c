@@ -229,6 +229,19 @@ static void test_evicted(void)
 	CHECK(s.number == 1);
 }
 
+static void test_rejected_is_failed(void)
+{
+	vsrc_session s;
+	registered(&s, 9);
+	vsrc_session_start(&s, VSR_REQUEST_OP, 0, 0);
+	vsrc_session_sent(&s, 0, 0);
+	vsr_message rj = reply(VSR_REPLY_REJECTED, 9, 1, 0);
+	vsrc_decision d = vsrc_session_reply(&s, 0, &rj, 1);
+	CHECK(d.type == VSRC_COMPLETE && d.outcome == VSRC_FAILED &&
+	      d.status == VSR_REPLY_REJECTED);
+	CHECK(vsrc_session_ready(&s)); /* the session goes on */
+}
+
 static void test_redirect_loop_backs_off(void)
 {
 	/* Replicas that keep naming each other (views racing ahead) are not
@@ -306,6 +319,7 @@ int main(void)
 	test_lost_connection_after_send_is_unknown();
 	test_error_reply_is_failed_definitely();
 	test_evicted();
+	test_rejected_is_failed();
 	test_redirect_loop_backs_off();
 	test_isolated_replica_view_does_not_stick();
 	test_connecting_then_connected();
