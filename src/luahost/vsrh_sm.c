@@ -55,6 +55,10 @@ struct vsrh_sm {
 	uint32_t clients_max; /* limits.clients: the table's size, passed to evict() */
 	/* plain-state rollback */
 	bool has_base, replaying;
+	/* digest of the plain state and the policy's state: a snapshot each,
+	 * so cached until either may have changed */
+	bool digest_valid;
+	uint64_t digest_part;
 	vsr_buf base;
 	vsr_buf replay_bytes;
 	replay_rec *recs;
@@ -307,6 +311,7 @@ int vsrh_sm_apply(vsrh_sm *sm, const vsr_apply_ctx *actx, const uint8_t *op, siz
 		ensure_base(sm);
 	int rc = run_apply(sm, actx, op, op_len, reply, 1);
 	sm->stats.applied++;
+	sm->digest_valid = false;
 	if (rc != VSR_REPLY_OK) {
 		sm->stats.apply_errors++;
 		vsrh_box_log(&sm->box, VSRH_LOG_DEBUG, "op %llu failed: %.*s",
@@ -550,6 +555,7 @@ int vsrh_sm_restore(vsrh_sm *sm, const uint8_t *data, size_t len)
 		vsrh_box_log(&sm->box, VSRH_LOG_ERROR, "%s: restore failed: %s", sm->script_name, err);
 		return VSR_ESM;
 	}
+	sm->digest_valid = false;
 	/* The restored state is the new base for plain-state rollback. */
 	sm->has_base = false;
 	sm->nrecs = 0;
@@ -568,6 +574,9 @@ static uint64_t mix(uint64_t x)
 uint64_t vsrh_sm_digest(vsrh_sm *sm)
 {
 	uint64_t d = mix(sm->store.digest ^ 0x5653524844494731ull);
+	if (sm->digest_valid)
+		return d ^ sm->digest_part;
+	sm->digest_part = 0;
 	if (sm->plain || sm->policy_has_state) {
 		/* Plain state has no running digest: hash its part of a snapshot
 		 * (after the header and the store, whose digest is above). */
@@ -582,9 +591,11 @@ uint64_t vsrh_sm_digest(vsrh_sm *sm)
 		    vsrh_get_str(b.data, b.len, &pos, &str, &sl) == 0 &&
 		    vsrh_get_int(b.data, b.len, &pos, &v) == 0 &&
 		    vsrh_get_int(b.data, b.len, &pos, &v) == 0 && vsrh_skip(b.data, b.len, &pos) == 0)
-			d ^= mix(XXH3_64bits(b.data + pos, b.len - pos));
+			sm->digest_part = mix(XXH3_64bits(b.data + pos, b.len - pos));
 		free(b.data);
 	}
+	sm->digest_valid = true;
+	d ^= sm->digest_part;
 	return d;
 }
 
@@ -644,6 +655,7 @@ uint32_t vsrh_sm_evict(vsrh_sm *sm, const vsr_session_info *s, uint32_t n)
 {
 	if (n == 0)
 		return 0;
+	sm->digest_valid = false; /* the policy may keep state */
 	if (sm->ref_policy != LUA_NOREF) {
 		evict_job j = {sm, s, n, -1, ""};
 		host_protected(sm, evict_tramp, &j, "dedup policy");
