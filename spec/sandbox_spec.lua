@@ -96,6 +96,33 @@ describe("sandbox", function()
     assert.is_true(st.memory_exhausted >= 3)
   end)
 
+  it("stops at exactly the same instruction on every instance", function()
+    -- the smallest budget that lets this operation finish, found on one
+    -- instance, is the same on instances whose pairs() orders differ
+    local code = {code = [[
+      local t, n = {}, 0
+      for i = 1, 200 do t["k" .. i] = i end
+      for _, v in pairs(t) do n = n + v end
+      return n]]}
+    local function finishes(budget, seed)
+      local sm = testkit.load(EVIL, {instructions = budget, check_seed = seed})
+      local ok = sm:apply(code)
+      sm:close()
+      return ok
+    end
+    local lo, hi = 1000, 100000 -- lo fails, hi finishes
+    assert.is_false(finishes(lo, 1))
+    assert.is_true(finishes(hi, 1))
+    while hi - lo > 1 do
+      local mid = (lo + hi) // 2
+      if finishes(mid, 1) then hi = mid else lo = mid end
+    end
+    for seed = 2, 4 do
+      assert.is_true(finishes(hi, seed), "seed " .. seed)
+      assert.is_false(finishes(hi - 1, seed), "seed " .. seed)
+    end
+  end)
+
   it("has no addresses in tostring", function()
     assert.equal("table", sm:ok({code = "return tostring({})"}))
     assert.equal("function", sm:ok({code = "return string.format('%s', print)"}))
