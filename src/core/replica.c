@@ -546,6 +546,12 @@ static uint64_t replica_digest(const vsr_replica *r)
 
 void vsr_replica_info_get(const vsr_replica *r, vsr_replica_info *out)
 {
+	vsr_replica_status_get(r, out);
+	out->digest = replica_digest(r);
+}
+
+void vsr_replica_status_get(const vsr_replica *r, vsr_replica_info *out)
+{
 	memset(out, 0, sizeof *out);
 	out->replica = r->self;
 	out->status = r->status;
@@ -565,7 +571,6 @@ void vsr_replica_info_get(const vsr_replica *r, vsr_replica_info *out)
 					   : 0);
 	out->queued = r->queue_count;
 	out->sessions = r->clients.count;
-	out->digest = replica_digest(r);
 }
 
 const vsr_entry *vsr_replica_entry(const vsr_replica *r, uint64_t op)

@@ -452,6 +452,9 @@ typedef struct vsr_replica_info {
 } vsr_replica_info;
 
 void vsr_replica_info_get(const vsr_replica *r, vsr_replica_info *out);
+/* The same without the digest (left 0), which may cost a state-machine
+ * snapshot: what a host calls on its hot path. */
+void vsr_replica_status_get(const vsr_replica *r, vsr_replica_info *out);
 /* The entry held at `op`, or NULL when not held. */
 const vsr_entry *vsr_replica_entry(const vsr_replica *r, uint64_t op);
 /* Checksum of the entry at op (known for log_start - 1 .. op), or 0. */

@@ -84,7 +84,7 @@ static void host_stop(host *h, int exit_code, const char *why);
 static void host_note_changes(host *h)
 {
 	vsr_replica_info now;
-	vsr_replica_info_get(h->core, &now);
+	vsr_replica_status_get(h->core, &now);
 	vsr_replica_info *was = &h->last;
 	if (now.status != was->status)
 		h->status_since_ms = uv_now(h->loop);
@@ -265,7 +265,7 @@ static void host_status_cb(vsr_net *net, uint64_t conn, uint64_t nonce)
 {
 	host *h = vsr_net_data(net);
 	vsr_replica_info info;
-	vsr_replica_info_get(h->core, &info);
+	vsr_replica_info_get(h->core, &info); /* with the digest: status is rare */
 	const vsr_replica_stats *rs = vsr_replica_stats_get(h->core);
 	const vsr_net_stats *ns = vsr_net_stats_get(net);
 	vsr_wire_status s = {
@@ -518,7 +518,7 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		host_free(&h);
 		return EX_SOFTWARE;
 	}
-	vsr_replica_info_get(h.core, &h.last);
+	vsr_replica_status_get(h.core, &h.last);
 	h.status_since_ms = h.start_ms;
 
 	/* Signals first: a SIGTERM during startup still shuts down cleanly. */
