@@ -995,6 +995,10 @@ static void deliver(struct sim *s, sim_event *e)
 		       mtype(msg->m.type), (unsigned long long)msg->m.view,
 		       (unsigned long long)msg->m.op,
 		       (unsigned long long)msg->m.commit);
+	else if (s->opt.trace)
+		tracef(s, "r%u   <- c%u REQUEST session %llu request %llu", r,
+		       e->from - s->n, (unsigned long long)msg->m.request.session,
+		       (unsigned long long)msg->m.request.request);
 	vsr_event ev = {.now = s->now, .realtime_ns = realtime_ns(s, r),
 			.message = &msg->m};
 	/* A burst: more messages for this replica in this tick (as a host
