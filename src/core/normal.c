@@ -39,11 +39,28 @@ void primary_drop_pipeline(vsr_replica *r)
 void normal_mark_inherited_pending(vsr_replica *r)
 {
 	for (uint64_t op = r->commit + 1; op <= r->log.head; op++) {
+		const vsr_entry *e = log_get(&r->log, op);
+		/* A slot, so that retries of these requests wait for the reply
+		 * (when the ring has room: more inherited ops than pipeline_max
+		 * only happen after a restart with a stale commit). */
+		pipeline_slot *slot = &r->pipeline[op % r->cfg.pipeline_max];
+		if (slot->op == 0 && e->request_count > 0) {
+			slot->op = op;
+			slot->count = e->request_count;
+			slot->requests = xcalloc(e->request_count, sizeof *slot->requests);
+		} else {
+			slot = NULL;
+		}
 		vsr_batch_iter it;
 		vsr_request q;
 		uint32_t index = 0;
-		vsr_batch_iter_init(&it, log_get(&r->log, op));
+		vsr_batch_iter_init(&it, e);
 		while (vsr_batch_next(&it, &q)) {
+			if (slot != NULL && index < slot->count) {
+				slot->requests[index].session = q.session;
+				slot->requests[index].request = q.request;
+				slot->requests[index].kind = q.kind;
+			}
 			ct_session *s = q.kind == VSR_REQUEST_OP ? ct_find(&r->clients, q.session) : NULL;
 			if (s != NULL && q.request > s->request) {
 				s->pending_request = q.request;

@@ -268,6 +268,9 @@ const char *vsr_message_invalid(const vsr_message *m, uint32_t replica_count)
 	bool client = m->type == VSR_MSG_REQUEST || m->type == VSR_MSG_REPLY;
 	if (!client && m->replica >= replica_count) return "sender index out of range";
 	if (m->entry_count && m->entries == NULL) return "entries missing";
+	if (m->view > VSR_VIEW_MAX || m->log_view > VSR_VIEW_MAX) return "view out of range";
+	if (m->op > VSR_OP_MAX || m->commit > VSR_OP_MAX || m->checkpoint_op > VSR_OP_MAX)
+		return "op out of range";
 	if (m->body_len && m->body == NULL) return "body missing";
 	switch (m->type) {
 	case VSR_MSG_REQUEST:
@@ -296,7 +299,7 @@ const char *vsr_message_invalid(const vsr_message *m, uint32_t replica_count)
 	}
 	for (uint32_t i = 0; i < m->entry_count; i++) {
 		const vsr_entry *e = &m->entries[i];
-		if (e->op == 0) return "entry at op 0";
+		if (e->op == 0 || e->op > VSR_OP_MAX) return "entry op out of range";
 		if (i > 0 && e->op != m->entries[i - 1].op + 1) return "entries not consecutive";
 		if (i > 0 && e->parent != m->entries[i - 1].checksum) return "entries not chained";
 		if (e->view > m->view) return "entry from a future view";

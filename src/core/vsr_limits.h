@@ -24,6 +24,10 @@
 #define VSR_LOG_MAX (1u << 20)
 /* Bytes in one encoded message on the wire (entries + header). */
 #define VSR_MESSAGE_BYTES_MAX (64u << 20)
+/* Views and ops a message may name. Far beyond any real cluster's life, and
+ * low enough that v + 1 and session ids (op << 11) never overflow. */
+#define VSR_VIEW_MAX (1ull << 48)
+#define VSR_OP_MAX (1ull << 48)
 /* Upper bound of what one entry adds to an encoded message beyond its body
  * (header fields and framing), used to budget messages by bytes. */
 #define VSR_ENTRY_WIRE_OVERHEAD 128u

@@ -111,10 +111,11 @@ void wt_gen_message(uint64_t *state, uint8_t type, bool big, wt_arena *a,
 	m->replica = (uint8_t)(wt_rand(state) % WT_REPLICAS);
 	m->status = (uint8_t)(wt_rand(state) % VSR_STATUS_COUNT);
 	m->epoch = wt_rand_u64(state);
-	m->view = wt_rand_u64(state);
-	m->log_view = wt_rand_u64(state);
-	m->op = wt_rand_u64(state);
-	m->commit = wt_rand_u64(state);
+	/* Within the ranges the core accepts (vsr_limits.h). */
+	m->view = wt_rand_u64(state) % (VSR_VIEW_MAX + 1);
+	m->log_view = wt_rand_u64(state) % (VSR_VIEW_MAX + 1);
+	m->op = wt_rand_u64(state) % (VSR_OP_MAX + 1);
+	m->commit = wt_rand_u64(state) % (VSR_OP_MAX + 1);
 	m->checksum = wt_rand_u64(state);
 	m->nonce = wt_rand_u64(state);
 	m->timestamp = wt_rand_u64(state);
@@ -122,7 +123,7 @@ void wt_gen_message(uint64_t *state, uint8_t type, bool big, wt_arena *a,
 	m->request.request = wt_rand_u64(state);
 	m->request.kind = (uint8_t)(wt_rand(state) % 3);
 	m->reply_op = wt_rand_u64(state);
-	m->checkpoint_op = wt_rand_u64(state);
+	m->checkpoint_op = wt_rand_u64(state) % (VSR_OP_MAX + 1);
 	m->checkpoint_size = wt_rand_u64(state);
 	m->offset = wt_rand_u64(state);
 
