@@ -407,21 +407,29 @@ void normal_flush_queue(vsr_replica *r)
 	}
 }
 
-void normal_on_prepare(vsr_replica *r, const vsr_message *m)
+/* The common gate of PREPARE and COMMIT, the primary's messages: true when
+ * a normal backup of the message's view should process it (and the primary
+ * is then known alive). A newer view we missed starts a state transfer. */
+static bool backup_accepts_primary_message(vsr_replica *r, const vsr_message *m)
 {
-	if (r->status == VSR_STATUS_RECOVERING) return;
-	if (m->view < r->view) return;
+	if (r->status == VSR_STATUS_RECOVERING || m->view < r->view) return false;
 	if (m->replica != vsr_primary_of(m->view, r->n)) {
 		r->stats.messages_dropped++;
-		return;
+		return false;
 	}
 	if (m->view > r->view) {
 		/* We missed a view change: learn the new view's log first. */
 		st_start(r, m->view, m->replica);
-		return;
+		return false;
 	}
-	if (r->status != VSR_STATUS_NORMAL || is_primary(r)) return;
+	if (r->status != VSR_STATUS_NORMAL || is_primary(r)) return false;
 	timer_set(r, &r->t_primary, r->cfg.timeouts.primary_ticks, true);
+	return true;
+}
+
+void normal_on_prepare(vsr_replica *r, const vsr_message *m)
+{
+	if (!backup_accepts_primary_message(r, m)) return;
 	const vsr_entry *e = &m->entries[0];
 	if (e->op != m->op) {
 		r->stats.messages_dropped++;
@@ -507,17 +515,7 @@ void normal_try_commit(vsr_replica *r)
 
 void normal_on_commit(vsr_replica *r, const vsr_message *m)
 {
-	if (r->status == VSR_STATUS_RECOVERING || m->view < r->view) return;
-	if (m->replica != vsr_primary_of(m->view, r->n)) {
-		r->stats.messages_dropped++;
-		return;
-	}
-	if (m->view > r->view) {
-		st_start(r, m->view, m->replica);
-		return;
-	}
-	if (r->status != VSR_STATUS_NORMAL || is_primary(r)) return;
-	timer_set(r, &r->t_primary, r->cfg.timeouts.primary_ticks, true);
+	if (!backup_accepts_primary_message(r, m)) return;
 	if (m->commit > r->log.head) st_request_repair(r);
 	normal_advance_commit(r, m->commit < r->log.head ? m->commit : r->log.head);
 	/* Acks can be lost: while the primary has not committed what we hold

@@ -147,32 +147,33 @@ void vc_send_votes(vsr_replica *r)
 	out->entry_count = count;
 }
 
+/* The common gate of the two votes: true when the replica is changing to the
+ * vote's view (joining it first if it is newer). Recovering and
+ * state-transfer replicas take no part; a normal primary of that view answers
+ * a voter that missed its START_VIEW. */
+static bool vote_for_current_view(vsr_replica *r, const vsr_message *m)
+{
+	if (r->status == VSR_STATUS_RECOVERING || r->status == VSR_STATUS_STATE_TRANSFER) return false;
+	if (m->view < r->view) return false;
+	if (m->view > r->view) vc_start(r, m->view);
+	if (m->view != r->view) return false;
+	if (r->status == VSR_STATUS_NORMAL) {
+		if (is_primary(r) && !r->start_view_pending) vc_send_start_view(r, m->replica);
+		return false;
+	}
+	return true;
+}
+
 void vc_on_start_view_change(vsr_replica *r, const vsr_message *m)
 {
-	if (r->status == VSR_STATUS_RECOVERING || r->status == VSR_STATUS_STATE_TRANSFER) return;
-	if (m->view < r->view) return;
-	if (m->view > r->view) vc_start(r, m->view);
-	if (m->view != r->view) return;
-	if (r->status == VSR_STATUS_NORMAL) {
-		/* The sender missed our START_VIEW. */
-		if (is_primary(r) && !r->start_view_pending) vc_send_start_view(r, m->replica);
-		return;
-	}
+	if (!vote_for_current_view(r, m)) return;
 	r->svc_from |= 1u << m->replica;
 	vc_send_votes(r);
 }
 
 void vc_on_do_view_change(vsr_replica *r, const vsr_message *m)
 {
-	if (r->status == VSR_STATUS_RECOVERING || r->status == VSR_STATUS_STATE_TRANSFER) return;
-	if (m->view < r->view) return;
-	if (m->view > r->view) vc_start(r, m->view);
-	if (m->view != r->view) return;
-	if (r->status == VSR_STATUS_NORMAL) {
-		if (is_primary(r) && !r->start_view_pending) vc_send_start_view(r, m->replica);
-		return;
-	}
-	if (!is_primary(r)) return;
+	if (!vote_for_current_view(r, m) || !is_primary(r)) return;
 	/* The suffix must be exactly commit+1 .. op, each entry intact. */
 	if (m->entry_count != m->op - m->commit ||
 	    (m->entry_count && m->entries[0].op != m->commit + 1)) {
