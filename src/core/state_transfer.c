@@ -176,7 +176,19 @@ void st_on_new_state(vsr_replica *r, const vsr_message *m)
 		r->view = m->view;
 		persist_state(r, false, 0, NULL, 0);
 	}
+	if (m->checkpoint_op > r->commit && m->entry_count == 0 &&
+	    log_checksum_at(&r->log, m->checkpoint_op) == m->checksum) {
+		/* Our own log reaches the checkpoint on the same chain: execute up
+		 * to it from our entries and ask again, rather than fetch it and
+		 * drop (possibly acknowledged) entries above it. */
+		normal_advance_commit(r, m->checkpoint_op);
+		st_send_request(r);
+		timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
+		return;
+	}
 	if (m->checkpoint_op > r->commit && m->entry_count == 0) {
+		/* Everything of ours above our commit is off the committed chain
+		 * (we do not hold the checkpoint's entry), so the reset is safe. */
 		r->fetching_checkpoint = true;
 		r->fetch_checkpoint_op = m->checkpoint_op;
 		r->fetch_checkpoint_checksum = m->checksum;
@@ -197,18 +209,18 @@ void st_on_new_state(vsr_replica *r, const vsr_message *m)
 		return;
 	}
 	if (complete) {
-		uint64_t log_view_before = r->log_view;
-		r->log_view = r->view;
 		uint64_t matched = m->entry_count ? log_install(r, m->entries, m->entry_count) : m->op;
 		if (matched == UINT64_MAX || matched < m->op ||
-		    log_checksum_at(&r->log, m->op) != m->checksum) {
-			r->log_view = log_view_before;
+		    log_checksum_at(&r->log, m->op) != m->checksum)
 			return; /* the retry timer asks again */
-		}
 		bool truncated = r->log.head > m->op;
 		if (truncated) log_truncate_after(&r->log, m->op);
+		/* The log is the view's now: claim it, then execute. */
+		r->log_view = r->view;
+		uint64_t commit = m->commit < r->log.head ? m->commit : r->log.head;
+		if (commit > r->commit) r->commit = commit;
 		persist_state(r, truncated, m->op, NULL, 0);
-		normal_advance_commit(r, m->commit);
+		normal_execute(r);
 		transfer_done(r);
 		return;
 	}

@@ -181,8 +181,10 @@ void vc_on_do_view_change(vsr_replica *r, const vsr_message *m)
 		return;
 	}
 	for (uint32_t i = 0; i < m->entry_count; i++) {
+		/* An entry's view may exceed the sender's log_view (a log taken
+		 * from a newer view whose claim was not yet durable): under-claiming
+		 * is safe, so such a vote counts. */
 		if (vsr_entry_checksum(&m->entries[i]) != m->entries[i].checksum ||
-		    m->entries[i].view > m->log_view ||
 		    (i == 0 && m->entries[i].parent != m->checksum)) {
 			r->stats.messages_dropped++;
 			return;
@@ -309,8 +311,11 @@ void vc_on_start_view(vsr_replica *r, const vsr_message *m)
 		r->stats.messages_dropped++;
 		return;
 	}
-	/* An older START_VIEW of this view, delayed: we already know more. */
+	/* An older START_VIEW of this view, delayed: we already know more. A log
+	 * is never shortened within its own log_view (found by review: a
+	 * delayed copy truncated an acknowledged, committed entry). */
 	if (m->op < r->commit) return;
+	if (r->log_view == m->view && m->op < r->log.head) return;
 	/* Does the suffix chain onto our log? If not, we are too far behind:
 	 * state transfer, never claiming the view's log before we have it. */
 	bool chains;
@@ -328,14 +333,15 @@ void vc_on_start_view(vsr_replica *r, const vsr_message *m)
 			st_start(r, m->view, m->replica);
 		return;
 	}
-	uint64_t view_before = r->view, log_view_before = r->log_view;
-	r->view = m->view;
-	r->log_view = m->view;
+	if (m->view > r->view) {
+		r->view = m->view;
+		vc_reset_votes(r);
+	}
 	if (m->entry_count) {
 		uint64_t matched = log_install(r, m->entries, m->entry_count);
-		if (matched == UINT64_MAX) {
-			r->view = view_before;
-			r->log_view = log_view_before;
+		if (matched == UINT64_MAX || (matched < m->op && !BUG(r, VSR_BUG_ACK_CONFLICTING))) {
+			/* We could not take the whole of the view's log. */
+			st_start(r, m->view, m->replica);
 			return;
 		}
 	}
@@ -344,10 +350,16 @@ void vc_on_start_view(vsr_replica *r, const vsr_message *m)
 		log_truncate_after(&r->log, m->op);
 		truncated = true;
 	}
-	if (r->view != view_before) vc_reset_votes(r);
+	/* Only now, with the whole of the view's log in hand, does the log claim
+	 * to be the view's (protocol.md 6). The persist carries the new commit
+	 * too (a restart then re-learns less), and execution follows it, so a
+	 * checkpoint's superblock never precedes the truncation. */
+	r->log_view = m->view;
 	normal_become_backup(r);
+	uint64_t commit = m->commit < r->log.head ? m->commit : r->log.head;
+	if (commit > r->commit) r->commit = commit;
 	persist_state(r, truncated, m->op, NULL, 0);
-	normal_advance_commit(r, m->commit);
+	normal_execute(r);
 }
 
 void vc_on_tick(vsr_replica *r)
