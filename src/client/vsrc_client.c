@@ -7,6 +7,7 @@
  * connection whose write queue grows past CLIENT_WRITE_QUEUE_MAX is treated as
  * dead rather than buffering without bound. */
 #include "vsrc_client.h"
+#include "vsrc_frames.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -293,10 +294,24 @@ static void conn_handle_frame(client_conn *conn, vsr_wire_decoded *d)
 	}
 }
 
+/* A connection reads on while it is neither closing nor down and its client
+ * is not closing: a frame can end all three. */
+static bool conn_reading(const client_conn *conn)
+{
+	return conn->state != CONN_CLOSING && conn->state != CONN_DOWN &&
+	       !conn->owner->closing;
+}
+
+static bool conn_frame_cb(void *arg, vsr_wire_decoded *d)
+{
+	client_conn *conn = arg;
+	conn_handle_frame(conn, d);
+	return conn_reading(conn);
+}
+
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
 	client_conn *conn = stream->data;
-	vsrc_client *c = conn->owner;
 	if (nread == 0)
 		return;
 	if (nread < 0) {
@@ -304,28 +319,13 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 						: uv_strerror((int)nread));
 		return;
 	}
-	size_t off = 0;
-	while (off < (size_t)nread && conn->state != CONN_CLOSING &&
-	       conn->state != CONN_DOWN && !c->closing) {
-		size_t used = 0;
-		int rc = vsr_wire_reader_feed(&conn->reader, (const uint8_t *)buf->base + off,
-					      (size_t)nread - off, &used);
-		off += used;
-		if (rc == 0)
-			break;
-		vsr_wire_decoded d;
-		vsr_wire_decoded_init(&d);
-		if (rc == 1)
-			rc = vsr_wire_reader_decode(&conn->reader, &d);
-		if (rc < 0) {
-			char why[220];
-			snprintf(why, sizeof(why), "bad frame: %.180s", conn->reader.err);
-			vsr_wire_decoded_free(&d);
-			conn_fail(conn, why);
-			return;
-		}
-		conn_handle_frame(conn, &d);
-		vsr_wire_decoded_free(&d);
+	if (!conn_reading(conn))
+		return;
+	if (vsrc_frames_feed(&conn->reader, (const uint8_t *)buf->base, (size_t)nread,
+			     conn_frame_cb, conn) != 0) {
+		char why[220];
+		snprintf(why, sizeof(why), "bad frame: %.180s", conn->reader.err);
+		conn_fail(conn, why);
 	}
 }
 

@@ -6,6 +6,7 @@
  * the wrong replica, or no answer before the deadline: that replica's entry
  * says why, the others are unaffected. */
 #include "vsrc_client.h"
+#include "vsrc_frames.h"
 
 #include <assert.h>
 #include <stdio.h>
@@ -113,6 +114,13 @@ static void status_frame(status_conn *sc, const vsr_wire_decoded *d)
 	}
 }
 
+static bool status_frame_cb(void *arg, vsr_wire_decoded *d)
+{
+	status_conn *sc = arg;
+	status_frame(sc, d);
+	return !sc->finished;
+}
+
 static void status_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	status_conn *sc = s->data;
@@ -123,27 +131,11 @@ static void status_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 						  : uv_strerror((int)nread));
 		return;
 	}
-	size_t off = 0;
-	while (off < (size_t)nread && !sc->finished) {
-		size_t used = 0;
-		int rc = vsr_wire_reader_feed(&sc->reader, (const uint8_t *)buf->base + off,
-					      (size_t)nread - off, &used);
-		off += used;
-		if (rc == 0)
-			break;
-		vsr_wire_decoded d;
-		vsr_wire_decoded_init(&d);
-		if (rc == 1)
-			rc = vsr_wire_reader_decode(&sc->reader, &d);
-		if (rc < 0) {
-			char why[200];
-			snprintf(why, sizeof(why), "bad frame: %.150s", sc->reader.err);
-			vsr_wire_decoded_free(&d);
-			status_finish(sc, why);
-			return;
-		}
-		status_frame(sc, &d);
-		vsr_wire_decoded_free(&d);
+	if (vsrc_frames_feed(&sc->reader, (const uint8_t *)buf->base, (size_t)nread,
+			     status_frame_cb, sc) != 0) {
+		char why[200];
+		snprintf(why, sizeof(why), "bad frame: %.150s", sc->reader.err);
+		status_finish(sc, why);
 	}
 }
 
