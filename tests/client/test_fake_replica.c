@@ -13,17 +13,7 @@
 #include <uv.h>
 
 #include "vsrc_client.h"
-
-static int failures;
-
-#define CHECK(cond)                                                              \
-	do {                                                                     \
-		if (!(cond)) {                                                   \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                          \
-			failures++;                                              \
-		}                                                                \
-	} while (0)
+#include "check.h"
 
 enum script {
 	FAKE_PRIMARY = 0,   /* registers sessions and executes ops */

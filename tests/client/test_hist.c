@@ -4,17 +4,7 @@
 #include <stdlib.h>
 
 #include "vsrc_hist.h"
-
-static int failures;
-
-#define CHECK(cond)                                                              \
-	do {                                                                     \
-		if (!(cond)) {                                                   \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                          \
-			failures++;                                              \
-		}                                                                \
-	} while (0)
+#include "check.h"
 
 static vsrc_hist h, h2;
 

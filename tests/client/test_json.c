@@ -5,17 +5,7 @@
 
 #include "vsrc_json.h"
 #include "vsrc_op.h"
-
-static int failures;
-
-#define CHECK(cond)                                                              \
-	do {                                                                     \
-		if (!(cond)) {                                                   \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-				#cond);                                          \
-			failures++;                                              \
-		}                                                                \
-	} while (0)
+#include "check.h"
 
 /* JSON -> msgpack -> JSON gives `want`. */
 static void roundtrip(const char *in, const char *want)
