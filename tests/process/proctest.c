@@ -203,12 +203,12 @@ static void write_config(const char *statemachine)
 	fclose(f);
 }
 
-static void start_replica(int i)
+/* Starts `path` with `argv` as a child that dies with this driver
+ * (PR_SET_PDEATHSIG), with its stdout and stderr on `out_fd` and `err_fd`
+ * (-1: this process's own). Open them close-on-exec: the child then keeps
+ * only its copies as 1 and 2. Returns the child's pid. */
+static pid_t spawn(const char *path, char *const argv[], int out_fd, int err_fd)
 {
-	char config[400], log[400], idx[16];
-	snprintf(config, sizeof config, "%s/cluster.lua", g_dir);
-	snprintf(log, sizeof log, "%s/replica-%d.log", g_dir, i + 1);
-	snprintf(idx, sizeof idx, "%d", i + 1);
 	fflush(NULL);
 	pid_t parent = getpid();
 	pid_t pid = fork();
@@ -217,18 +217,29 @@ static void start_replica(int i)
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent)
-			_exit(127);
-		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd >= 0) {
-			dup2(fd, 2);
-			dup2(fd, 1);
-			close(fd);
-		}
-		execl(g_vsrhost, "vsrhost", config, "--replica", idx, (char *)NULL);
-		fprintf(stderr, "cannot execute %s: %s\n", g_vsrhost, strerror(errno));
+			_exit(127); /* the driver died before prctl took effect */
+		if (err_fd >= 0)
+			dup2(err_fd, 2);
+		if (out_fd >= 0)
+			dup2(out_fd, 1);
+		execv(path, argv);
+		fprintf(stderr, "cannot execute %s: %s\n", path, strerror(errno));
 		_exit(127);
 	}
-	g_pid[i] = pid;
+	return pid;
+}
+
+static void start_replica(int i)
+{
+	char config[400], log[400], idx[16];
+	snprintf(config, sizeof config, "%s/cluster.lua", g_dir);
+	snprintf(log, sizeof log, "%s/replica-%d.log", g_dir, i + 1);
+	snprintf(idx, sizeof idx, "%d", i + 1);
+	int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	char *const argv[] = {"vsrhost", config, "--replica", idx, NULL};
+	g_pid[i] = spawn(g_vsrhost, argv, fd, fd);
+	if (fd >= 0)
+		close(fd);
 }
 
 static void kill_replica(int i)
@@ -760,6 +771,17 @@ static void wait_converged(uint64_t op, uint32_t timeout_ms, const char *what)
 	}
 }
 
+/* True when a connection to `port` succeeds (it is closed at once): a
+ * process listens there. */
+static bool port_accepts(uint16_t port)
+{
+	int fd = tcp_connect(port);
+	if (fd < 0)
+		return false;
+	close(fd);
+	return true;
+}
+
 /* Waits until every port of every replica accepts: the processes are up. */
 static void wait_ports(int only)
 {
@@ -769,11 +791,8 @@ static void wait_ports(int only)
 			continue;
 		for (;;) {
 			check_alive();
-			int fd = tcp_connect(g_client_port[i]);
-			if (fd >= 0) {
-				close(fd);
+			if (port_accepts(g_client_port[i]))
 				break;
-			}
 			if (now_ms() > deadline)
 				fail("replica %d: client port %u never accepted", i + 1, g_client_port[i]);
 			poll(NULL, 0, 10); /* next connect attempt */
@@ -797,11 +816,8 @@ static bool wait_ports_or_taken(void)
 					return false;
 				fail("replica %d exited at startup (status 0x%x)", i + 1, status);
 			}
-			int fd = tcp_connect(g_client_port[i]);
-			if (fd >= 0) {
-				close(fd);
+			if (port_accepts(g_client_port[i]))
 				break;
-			}
 			if (now_ms() > deadline)
 				fail("replica %d: client port %u never accepted", i + 1, g_client_port[i]);
 			poll(NULL, 0, 10); /* next connect attempt */
@@ -837,12 +853,19 @@ static void cluster_start(const char *statemachine)
 
 #define KEYS 20
 
+/* The key numbered k and the value written to it in this run (the seed in
+ * the value tells this run's writes from any other's). */
+static void key_value(int k, char key[32], char val[64])
+{
+	snprintf(key, 32, "k%d", k);
+	snprintf(val, 64, "v%d-%" PRIu64, k, g_seed);
+}
+
 static void put_keys(mclient *m, msgpack_sbuffer *sb, int from, int to, uint64_t *last_op)
 {
 	for (int k = from; k < to; k++) {
 		char key[32], val[64];
-		snprintf(key, sizeof key, "k%d", k);
-		snprintf(val, sizeof val, "v%d-%" PRIu64, k, g_seed);
+		key_value(k, key, val);
 		op_kv(sb, "put", key, val);
 		mresult r;
 		mc_op(m, sb, &r, key);
@@ -854,8 +877,7 @@ static void get_keys(mclient *m, msgpack_sbuffer *sb, int from, int to)
 {
 	for (int k = from; k < to; k++) {
 		char key[32], val[64];
-		snprintf(key, sizeof key, "k%d", k);
-		snprintf(val, sizeof val, "v%d-%" PRIu64, k, g_seed);
+		key_value(k, key, val);
 		op_kv(sb, "get", key, NULL);
 		mresult r;
 		mc_op(m, sb, &r, key);
@@ -865,38 +887,50 @@ static void get_keys(mclient *m, msgpack_sbuffer *sb, int from, int to)
 	}
 }
 
+/* Every client scenario starts the same way: a new cluster running
+ * `statemachine`, a primary elected, one registered session and an empty
+ * buffer to pack its ops into. Returns the primary's index. */
+static int scenario_open(const char *statemachine, mclient *m, msgpack_sbuffer *sb)
+{
+	cluster_start(statemachine);
+	int p = wait_primary(STARTUP_MS, "startup");
+	mc_init(m);
+	msgpack_sbuffer_init(sb);
+	mc_register(m);
+	return p;
+}
+
+/* ... and ends the same way: the session gone, every replica required to
+ * shut down cleanly on SIGTERM. */
+static void scenario_close(mclient *m, msgpack_sbuffer *sb)
+{
+	msgpack_sbuffer_destroy(sb);
+	mc_free(m);
+	stop_all();
+}
+
 static int scenario_replicate(void)
 {
-	cluster_start("kv.lua");
-	int p = wait_primary(STARTUP_MS, "startup");
-	note("primary is replica %d", p + 1);
 	mclient m;
-	mc_init(&m);
 	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	mc_register(&m);
+	int p = scenario_open("kv.lua", &m, &sb);
+	note("primary is replica %d", p + 1);
 	uint64_t last = 0;
 	put_keys(&m, &sb, 0, KEYS, &last);
 	note("%d writes acknowledged, last at op %" PRIu64, KEYS, last);
 	wait_converged(last, CATCHUP_MS, "replication");
 	note("all %d replicas executed op %" PRIu64 " with equal digests", N, last);
 	get_keys(&m, &sb, 0, KEYS);
-	msgpack_sbuffer_destroy(&sb);
-	mc_free(&m);
-	stop_all();
+	scenario_close(&m, &sb);
 	note("all replicas shut down cleanly on SIGTERM");
 	return 0;
 }
 
 static int failover_common(bool restart)
 {
-	cluster_start("kv.lua");
-	int p = wait_primary(STARTUP_MS, "startup");
 	mclient m;
-	mc_init(&m);
 	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	mc_register(&m);
+	int p = scenario_open("kv.lua", &m, &sb);
 	uint64_t last = 0;
 	put_keys(&m, &sb, 0, KEYS / 2, &last);
 	vsr_wire_status before;
@@ -932,9 +966,7 @@ static int failover_common(bool restart)
 		put_keys(&m, &sb, 0, 1, &last);
 		wait_converged(last, CATCHUP_MS, "after catch-up");
 	}
-	msgpack_sbuffer_destroy(&sb);
-	mc_free(&m);
-	stop_all();
+	scenario_close(&m, &sb);
 	return 0;
 }
 
@@ -945,13 +977,9 @@ static int failover_common(bool restart)
  * lose no acknowledged write. */
 static int scenario_quick_restart(void)
 {
-	cluster_start("kv.lua");
-	int p = wait_primary(STARTUP_MS, "startup");
 	mclient m;
-	mc_init(&m);
 	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	mc_register(&m);
+	int p = scenario_open("kv.lua", &m, &sb);
 	uint64_t last = 0;
 	put_keys(&m, &sb, 0, KEYS / 2, &last);
 	note("kill -9 of primary %d and immediate restart", p + 1);
@@ -964,9 +992,7 @@ static int scenario_quick_restart(void)
 	wait_converged(last, CATCHUP_MS, "after the quick restart");
 	int q = wait_primary(STARTUP_MS, "after the quick restart");
 	note("every replica normal again, primary %d, all %d writes readable", q + 1, KEYS);
-	msgpack_sbuffer_destroy(&sb);
-	mc_free(&m);
-	stop_all();
+	scenario_close(&m, &sb);
 	return 0;
 }
 
@@ -986,13 +1012,9 @@ static int64_t counter_value(mclient *m, msgpack_sbuffer *sb)
 
 static int scenario_dedup(void)
 {
-	cluster_start("counter.lua");
-	int p = wait_primary(STARTUP_MS, "startup");
 	mclient m;
-	mc_init(&m);
 	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	mc_register(&m);
+	int p = scenario_open("counter.lua", &m, &sb);
 
 	/* 1. The reply is lost: the increment committed, the client never
 	 * heard. It retries with the same numbers after a failover. */
@@ -1039,9 +1061,7 @@ static int scenario_dedup(void)
 	if (v != 2)
 		fail("counter is %" PRId64 ", expected exactly 2", v);
 	note("counter = 2 after the in-flight retry: applied exactly once");
-	msgpack_sbuffer_destroy(&sb);
-	mc_free(&m);
-	stop_all();
+	scenario_close(&m, &sb);
 	return 0;
 }
 
@@ -1072,13 +1092,9 @@ static void garbage_send(uint16_t port, const void *data, size_t len, const char
 
 static int scenario_garbage(void)
 {
-	cluster_start("kv.lua");
-	wait_primary(STARTUP_MS, "startup");
 	mclient m;
-	mc_init(&m);
 	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	mc_register(&m);
+	scenario_open("kv.lua", &m, &sb);
 	uint64_t last = 0;
 	put_keys(&m, &sb, 0, 5, &last);
 
@@ -1149,9 +1165,7 @@ static int scenario_garbage(void)
 			fail("replica %d does not count the refused frames", i + 1);
 		note("replica %d: %" PRIu64 " frames refused, still serving", i + 1, v.s[i].frames_dropped);
 	}
-	msgpack_sbuffer_destroy(&sb);
-	mc_free(&m);
-	stop_all();
+	scenario_close(&m, &sb);
 	return 0;
 }
 
@@ -1169,18 +1183,9 @@ static int run_vsrctl(char *out, size_t out_len, const char *const *args)
 	int fds[2];
 	if (pipe(fds) != 0)
 		fail("pipe: %s", strerror(errno));
-	fflush(NULL);
-	pid_t pid = fork();
-	if (pid < 0)
-		fail("fork: %s", strerror(errno));
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		dup2(fds[1], 1);
-		close(fds[0]);
-		close(fds[1]);
-		execv(g_vsrctl, (char *const *)argv);
-		_exit(127);
-	}
+	fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+	fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+	pid_t pid = spawn(g_vsrctl, (char *const *)argv, fds[1], -1);
 	close(fds[1]);
 	size_t have = 0;
 	for (;;) {
@@ -1230,25 +1235,15 @@ static int scenario_supervisor(void)
 	snprintf(config, sizeof config, "%s/cluster.lua", g_dir);
 	snprintf(log, sizeof log, "%s/supervisor.log", g_dir);
 	snprintf(outp, sizeof outp, "%s/supervisor.out", g_dir);
-	fflush(NULL);
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0)
-		fail("fork: %s", strerror(errno));
-	if (pid == 0) {
-		/* The supervisor's own children die with it (it sets that up). */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(127);
-		int e = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-		if (e >= 0 && o >= 0) {
-			dup2(e, 2);
-			dup2(o, 1);
-		}
-		execl(g_vsrhost, "vsrhost", config, (char *)NULL);
-		_exit(127);
-	}
+	int e = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* The supervisor's own children die with it (it sets that up). */
+	char *const argv[] = {"vsrhost", config, NULL};
+	pid_t pid = spawn(g_vsrhost, argv, o, e);
+	if (e >= 0)
+		close(e);
+	if (o >= 0)
+		close(o);
 	g_pid[0] = pid; /* slot 0 tracks the supervisor in this scenario */
 	char out[8192];
 	uint64_t deadline = now_ms() + STARTUP_MS;
@@ -1296,11 +1291,8 @@ static int scenario_supervisor(void)
 	}
 	/* It waits for its children before exiting: every port is closed. */
 	for (int i = 0; i < N; i++) {
-		int fd = tcp_connect(g_client_port[i]);
-		if (fd >= 0) {
-			close(fd);
+		if (port_accepts(g_client_port[i]))
 			fail("replica %d still accepts connections after the supervisor stopped", i + 1);
-		}
 	}
 	note("SIGINT stopped the supervisor and every replica (exit 0)");
 	return 0;
@@ -1314,13 +1306,9 @@ static int cmp_u64(const void *a, const void *b)
 
 static int scenario_failover_bench(int trials)
 {
-	cluster_start("kv.lua");
-	wait_primary(STARTUP_MS, "startup");
 	mclient m;
-	mc_init(&m);
 	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	mc_register(&m);
+	scenario_open("kv.lua", &m, &sb);
 	uint64_t last = 0;
 	put_keys(&m, &sb, 0, 1, &last);
 	uint64_t *ms = calloc((size_t)trials, sizeof *ms);
@@ -1332,8 +1320,7 @@ static int scenario_failover_bench(int trials)
 		kill_replica(p);
 		/* A short attempt so the client's own patience adds little. */
 		char key[32], val[64];
-		snprintf(key, sizeof key, "k%d", t);
-		snprintf(val, sizeof val, "v%d-%" PRIu64, t, g_seed);
+		key_value(t, key, val);
 		op_kv(&sb, "put", key, val);
 		m.request++;
 		mresult r;
@@ -1352,9 +1339,7 @@ static int scenario_failover_bench(int trials)
 	printf("failover over %d trials: median %" PRIu64 " ms, min %" PRIu64 " ms, max %" PRIu64 " ms\n",
 	       trials, median, ms[0], ms[trials - 1]);
 	free(ms);
-	msgpack_sbuffer_destroy(&sb);
-	mc_free(&m);
-	stop_all();
+	scenario_close(&m, &sb);
 	return 0;
 }
 
