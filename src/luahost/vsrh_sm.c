@@ -105,24 +105,42 @@ static int vsr_sorted_pairs(lua_State *L)
 	return 3;
 }
 
-static int vsr_array(lua_State *L)
+/* Returns argument 1 (a new table when absent) marked with metatable
+ * `mt_key`, which tells the codec how to encode it. */
+static int mark_table(lua_State *L, const char *mt_key)
 {
 	if (lua_isnoneornil(L, 1))
 		lua_newtable(L);
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 1);
-	luaL_setmetatable(L, vsrh_array_mt_key);
+	luaL_setmetatable(L, mt_key);
 	return 1;
 }
 
+/* vsr.array(t): t encodes as a msgpack array */
+static int vsr_array(lua_State *L)
+{
+	return mark_table(L, vsrh_array_mt_key);
+}
+
+/* vsr.map(t): t encodes as a msgpack map, even when empty */
 static int vsr_map(lua_State *L)
 {
-	if (lua_isnoneornil(L, 1))
-		lua_newtable(L);
-	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_settop(L, 1);
-	luaL_setmetatable(L, vsrh_map_mt_key);
-	return 1;
+	return mark_table(L, vsrh_map_mt_key);
+}
+
+/* Sets the fields a script sees of one log entry (ctx in apply, the table
+ * given to the dedup policy's commit) on the table on top of the stack. */
+static void set_ctx_fields(lua_State *L, const vsr_apply_ctx *actx)
+{
+	lua_pushinteger(L, (lua_Integer)actx->op);
+	lua_setfield(L, -2, "op");
+	lua_pushinteger(L, (lua_Integer)actx->timestamp);
+	lua_setfield(L, -2, "timestamp");
+	lua_pushinteger(L, (lua_Integer)actx->session);
+	lua_setfield(L, -2, "session");
+	lua_pushinteger(L, (lua_Integer)actx->request);
+	lua_setfield(L, -2, "request");
 }
 
 /* The store's mode: closed outside apply (read-only), apply, query
@@ -198,14 +216,7 @@ static int apply_tramp(lua_State *L)
 	/* ctx: one read-only table per state machine whose fields are
 	 * refreshed for every call (no allocation on the hot path). */
 	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_ctx_fields);
-	lua_pushinteger(L, (lua_Integer)j->actx->op);
-	lua_setfield(L, -2, "op");
-	lua_pushinteger(L, (lua_Integer)j->actx->timestamp);
-	lua_setfield(L, -2, "timestamp");
-	lua_pushinteger(L, (lua_Integer)j->actx->session);
-	lua_setfield(L, -2, "session");
-	lua_pushinteger(L, (lua_Integer)j->actx->request);
-	lua_setfield(L, -2, "request");
+	set_ctx_fields(L, j->actx);
 	lua_pop(L, 1);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_ctx);
 	vsrh_box_seed(b, op_seed(j->actx));
@@ -364,6 +375,17 @@ typedef struct snap_job {
 	int rc;
 } snap_job;
 
+/* A snapshot or restore hook raised an error (on top of the stack): puts
+ * "what: error" in err, pops the error, returns -1. */
+static int hook_failed(vsrh_sm *sm, int st, char *err, size_t err_len, const char *what)
+{
+	char t[ERR_TEXT_MAX];
+	vsrh_box_error_text(&sm->box, st, -1, t, sizeof t);
+	snprintf(err, err_len, "%s: %s", what, t);
+	lua_pop(sm->box.L, 1);
+	return -1;
+}
+
 /* Calls hook `ref` of the script (or policy table field) with the budgets and
  * encodes its result. Returns 0 or -1 with err. */
 static int snapshot_user(vsrh_sm *sm, int fn_on_top, vsr_buf *out, char *err, size_t err_len,
@@ -372,13 +394,8 @@ static int snapshot_user(vsrh_sm *sm, int fn_on_top, vsr_buf *out, char *err, si
 	lua_State *L = sm->box.L;
 	(void)fn_on_top;
 	int st = vsrh_box_call(&sm->box, 0, 1);
-	if (st != LUA_OK) {
-		char t[ERR_TEXT_MAX];
-		vsrh_box_error_text(&sm->box, st, -1, t, sizeof t);
-		snprintf(err, err_len, "%s: %s", what, t);
-		lua_pop(L, 1);
-		return -1;
-	}
+	if (st != LUA_OK)
+		return hook_failed(sm, st, err, err_len, what);
 	char e[256];
 	if (vsrh_encode(L, -1, out, SIZE_MAX / 4, e, sizeof e)) {
 		snprintf(err, err_len, "%s returned a value that does not encode: %s", what, e);
@@ -465,13 +482,8 @@ static int restore_user(vsrh_sm *sm, const uint8_t *d, size_t len, size_t *pos, 
 		return -1;
 	}
 	int st = vsrh_box_call(&sm->box, 1, 0);
-	if (st != LUA_OK) {
-		char t[ERR_TEXT_MAX];
-		vsrh_box_error_text(&sm->box, st, -1, t, sizeof t);
-		snprintf(err, err_len, "%s: %s", what, t);
-		lua_pop(L, 1);
-		return -1;
-	}
+	if (st != LUA_OK)
+		return hook_failed(sm, st, err, err_len, what);
 	return 0;
 }
 
@@ -697,14 +709,7 @@ static int pcommit_tramp(lua_State *L)
 	if (lua_getfield(L, -1, "commit") != LUA_TFUNCTION)
 		return 0;
 	lua_createtable(L, 0, 4);
-	lua_pushinteger(L, (lua_Integer)j->actx->op);
-	lua_setfield(L, -2, "op");
-	lua_pushinteger(L, (lua_Integer)j->actx->timestamp);
-	lua_setfield(L, -2, "timestamp");
-	lua_pushinteger(L, (lua_Integer)j->actx->session);
-	lua_setfield(L, -2, "session");
-	lua_pushinteger(L, (lua_Integer)j->actx->request);
-	lua_setfield(L, -2, "request");
+	set_ctx_fields(L, j->actx);
 	int st = vsrh_box_call(&sm->box, 1, 0);
 	if (st != LUA_OK) {
 		char t[ERR_TEXT_MAX];
