@@ -758,28 +758,29 @@ int vsrh_skip(const uint8_t *data, size_t len, size_t *pos)
 	return 0;
 }
 
-int vsrh_get_array_header(const uint8_t *d, size_t len, size_t *pos, uint32_t *n)
+/* Reads the header of a container of kind `want` ('a' array, 'm' map) at
+ * *pos: its element count goes to *n and *pos moves past the header. */
+static int get_container_header(const uint8_t *d, size_t len, size_t *pos, char want,
+				uint32_t *n)
 {
 	char kind;
 	size_t hdr;
 	uint64_t arg;
-	if (header(d, len, *pos, &kind, &hdr, &arg) || kind != 'a' || arg > UINT32_MAX)
+	if (header(d, len, *pos, &kind, &hdr, &arg) || kind != want || arg > UINT32_MAX)
 		return -1;
 	*pos += hdr;
 	*n = (uint32_t)arg;
 	return 0;
 }
 
+int vsrh_get_array_header(const uint8_t *d, size_t len, size_t *pos, uint32_t *n)
+{
+	return get_container_header(d, len, pos, 'a', n);
+}
+
 int vsrh_get_map_header(const uint8_t *d, size_t len, size_t *pos, uint32_t *n)
 {
-	char kind;
-	size_t hdr;
-	uint64_t arg;
-	if (header(d, len, *pos, &kind, &hdr, &arg) || kind != 'm' || arg > UINT32_MAX)
-		return -1;
-	*pos += hdr;
-	*n = (uint32_t)arg;
-	return 0;
+	return get_container_header(d, len, pos, 'm', n);
 }
 
 int vsrh_get_str(const uint8_t *d, size_t len, size_t *pos, const char **s, size_t *slen)
