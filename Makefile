@@ -7,7 +7,7 @@ PACKAGES = build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev \
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run test sim clean
+.PHONY: all deps build run test sim failover-bench clean
 
 all: build
 
@@ -37,6 +37,11 @@ test: build
 
 sim: build
 	$(BUILD)/vsrsim --seeds 1..1000 --replicas 3
+
+# Kill -9 of the primary to the first write acknowledged by the new one.
+failover-bench: build
+	$(BUILD)/proctest --vsrhost $(CURDIR)/$(BUILD)/vsrhost --root $(CURDIR) \
+	  --scenario failover-bench --trials 10
 
 clean:
 	rm -rf $(BUILD)
