@@ -84,7 +84,8 @@ void normal_become_primary(vsr_replica *r)
 	timer_stop(&r->t_retry);
 	timer_set(r, &r->t_heartbeat, 0, false);
 	timer_set(r, &r->t_prepare_retry, r->cfg.timeouts.prepare_retry_ticks, false);
-	r->view_change_attempt = 0;
+	/* view_change_attempt is kept until the view proves itself (a backup's
+	 * ack reaches us): a run of views that never work keeps backing off. */
 	r->repairing = false;
 }
 
@@ -99,7 +100,7 @@ void normal_become_backup(vsr_replica *r)
 	timer_stop(&r->t_view_change);
 	timer_stop(&r->t_retry);
 	timer_set(r, &r->t_primary, r->cfg.timeouts.primary_ticks, true);
-	r->view_change_attempt = 0;
+	/* The backoff is kept until the primary's first message arrives. */
 	r->repairing = false;
 	r->ack_sent_view = 0;
 	r->ack_sent_op = 0;
@@ -424,6 +425,7 @@ static bool backup_accepts_primary_message(vsr_replica *r, const vsr_message *m)
 	}
 	if (r->status != VSR_STATUS_NORMAL || is_primary(r)) return false;
 	timer_set(r, &r->t_primary, r->cfg.timeouts.primary_ticks, true);
+	r->view_change_attempt = 0; /* the view works */
 	return true;
 }
 
@@ -480,6 +482,7 @@ void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 		return;
 	}
 	if (m->op > r->acked[m->replica]) r->acked[m->replica] = m->op;
+	r->view_change_attempt = 0; /* the view works */
 	normal_try_commit(r);
 }
 

@@ -1,4 +1,5 @@
 /* vsrh_sandbox.c - allow-listed Lua environment with deterministic budgets. */
+#include "vsr_rng.h"
 #include "vsrh_sandbox.h"
 
 #include <errno.h>
@@ -231,23 +232,6 @@ size_t vsrh_box_error_text(vsrh_box *b, int status, int idx, char *out, size_t o
 
 /* ---------------------------------------------------------------- random */
 
-static uint64_t rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t xo_next(uint64_t s[4])
-{
-	uint64_t r = rotl(s[1] * 5, 7) * 9;
-	uint64_t t = s[1] << 17;
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return r;
-}
 
 static void xo_seed(uint64_t s[4], uint64_t seed)
 {
@@ -269,12 +253,12 @@ void vsrh_box_seed(vsrh_box *b, uint64_t seed)
 static uint64_t xo_project(uint64_t s[4], uint64_t lim)
 {
 	if ((lim & (lim + 1)) == 0)
-		return xo_next(s) & lim;
+		return vsr_rng_next(s) & lim;
 	uint64_t mask = lim;
 	mask |= mask >> 1; mask |= mask >> 2; mask |= mask >> 4;
 	mask |= mask >> 8; mask |= mask >> 16; mask |= mask >> 32;
 	uint64_t r;
-	while ((r = xo_next(s) & mask) > lim)
+	while ((r = vsr_rng_next(s) & mask) > lim)
 		;
 	return r;
 }
@@ -291,7 +275,7 @@ static int box_random(lua_State *L)
 	}
 	switch (lua_gettop(L)) {
 	case 0: {
-		double f = (double)(xo_next(b->rng) >> 11) * 0x1.0p-53;
+		double f = (double)(vsr_rng_next(b->rng) >> 11) * 0x1.0p-53;
 		lua_pushnumber(L, (lua_Number)f);
 		return 1;
 	}
@@ -299,7 +283,7 @@ static int box_random(lua_State *L)
 		lo = 1;
 		up = luaL_checkinteger(L, 1);
 		if (up == 0) {
-			lua_pushinteger(L, (lua_Integer)xo_next(b->rng));
+			lua_pushinteger(L, (lua_Integer)vsr_rng_next(b->rng));
 			return 1;
 		}
 		break;

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vsr_rng.h"
 #include "sim.h"
 
 void *sim_xmalloc(size_t n)
@@ -51,23 +52,9 @@ void sim_rng_seed(sim_rng *r, uint64_t seed)
 		r->s[i] = splitmix64(&x);
 }
 
-static uint64_t rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
-}
-
 uint64_t sim_rng_next(sim_rng *r)
 {
-	uint64_t *s = r->s;
-	uint64_t result = rotl(s[1] * 5, 7) * 9;
-	uint64_t t = s[1] << 17;
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return result;
+	return vsr_rng_next(r->s);
 }
 
 uint64_t sim_rng_below(sim_rng *r, uint64_t n)
