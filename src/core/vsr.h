@@ -11,8 +11,10 @@
  * References: "Viewstamped Replication Revisited" (Liskov, Cowling 2012),
  * called VRR, and ../shared/reference/protocol.md (the holes it closes).
  *
- * Invariants (checked by vsr_replica_check() after every step in debug and
- * simulator builds; the cluster-wide ones by the simulator against ghost state):
+ * Invariants. I1-I4, I9 and I10 are checked by vsr_replica_check() after
+ * every step in debug and simulator builds; I5-I8, about what a replica
+ * sends, by the simulator on every message, together with the cluster-wide
+ * invariants of protocol.md 12 (agreement, no committed op lost, ...):
  *   I1 0 <= checkpoint <= executed <= commit <= op, and op - commit <= log capacity.
  *   I2 log_view <= view; a replica whose status is normal has log_view == view.
  *   I3 The log is hash chained: entry(op).parent == checksum(op - 1) for every
