@@ -16,7 +16,14 @@
  * Ownership: each connection is a malloc'd net_conn holding its uv_tcp_t; it
  * is freed only in the tcp close callback. A write request owns its encoded
  * buffer until its callback. Every handle is counted in net->handles; the
- * net itself is freed when the last one has closed after vsr_net_close. */
+ * net itself is freed when the last one has closed after vsr_net_close.
+ *
+ * Writes are coalesced: a frame is encoded straight into its connection's
+ * output buffer, and a prepare handle (which runs just before the loop
+ * blocks for I/O) hands each non-empty buffer to one uv_write. One loop
+ * iteration may produce dozens of frames for one peer (a PREPARE per
+ * batch, a REPLY per client request): one write system call instead of
+ * one each, and no allocation per frame once the buffers have grown. */
 #include "vsr_net.h"
 
 #include <assert.h>
@@ -56,8 +63,13 @@ typedef struct net_conn {
 	uint8_t peer;           /* PEER_OUT: target; PEER_IN: from HELLO */
 	uint64_t id;            /* CLIENT: the opaque connection id */
 	uint64_t opened_ms;     /* accepted at (loop time), for the HELLO deadline */
-	uint32_t writes;        /* pending write requests */
-	uint64_t write_bytes;   /* bytes in pending writes */
+	uint32_t writes;        /* frames in submitted, unfinished writes */
+	uint64_t write_bytes;   /* bytes in submitted, unfinished writes */
+	vsr_buf out;            /* frames queued, not yet submitted (flushed before poll) */
+	uint32_t out_frames;    /* frames in `out` */
+	bool dirty;             /* on net->dirty: `out` holds frames */
+	struct net_conn *dirty_next;
+	struct net_write *spare; /* a finished write request kept for the next flush */
 	uv_connect_t connect_req;
 	vsr_wire_reader reader;
 	vsr_wire_decoded decoded;
@@ -68,8 +80,13 @@ typedef struct net_conn {
 typedef struct net_write {
 	uv_write_t req;
 	net_conn *conn;
-	vsr_buf buf; /* owned: freed in the write callback */
+	uint32_t frames; /* frames in buf */
+	vsr_buf buf;     /* owned: freed or recycled in the write callback */
 } net_write;
+
+/* A connection's output buffer is kept between writes to avoid an
+ * allocation per flush, unless a large message grew it beyond this. */
+#define NET_OUT_KEEP_BYTES (256u * 1024u)
 
 typedef struct net_peer {
 	vsr_net *net;
@@ -90,6 +107,8 @@ struct vsr_net {
 	uv_tcp_t replica_listener;
 	uv_tcp_t client_listener;
 	uv_timer_t sweep_timer; /* closes accepted connections that never said HELLO */
+	uv_prepare_t flush;     /* submits every dirty connection's output before poll */
+	net_conn *dirty;        /* connections whose `out` holds frames */
 	net_peer peers[VSR_REPLICAS_MAX];
 	net_conn *conns;        /* every open connection */
 	uint32_t peer_inbound;  /* PEER_IN connections open */
@@ -185,6 +204,12 @@ static void net_conn_closed_cb(uv_handle_t *h)
 	net_conn *c = h->data;
 	vsr_net *net = c->net;
 	assert(c->writes == 0); /* write callbacks run before the close callback */
+	assert(!c->dirty);
+	vsr_buf_free(&c->out);
+	if (c->spare != NULL) {
+		vsr_buf_free(&c->spare->buf);
+		free(c->spare);
+	}
 	vsr_wire_reader_free(&c->reader);
 	vsr_wire_decoded_free(&c->decoded);
 	free(c);
@@ -234,6 +259,18 @@ static void net_conn_close(net_conn *c, int level, const char *why)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	c->next = c->prev = NULL;
+	if (c->dirty) {
+		/* Rare (a connection closing with unsent frames): a walk. */
+		net_conn **pp = &net->dirty;
+		while (*pp != NULL && *pp != c)
+			pp = &(*pp)->dirty_next;
+		if (*pp == c)
+			*pp = c->dirty_next;
+		c->dirty = false;
+		c->dirty_next = NULL;
+	}
+	c->out_frames = 0;
+	vsr_buf_reset(&c->out);
 	net->stats.connections--;
 	switch (c->kind) {
 	case NET_CONN_PEER_OUT:
@@ -262,33 +299,92 @@ static void net_write_cb(uv_write_t *req, int status)
 {
 	net_write *w = req->data;
 	net_conn *c = w->conn;
-	assert(c->writes > 0);
-	c->writes--;
+	assert(c->writes >= w->frames && c->write_bytes >= w->buf.len);
+	c->writes -= w->frames;
 	c->write_bytes -= w->buf.len;
-	vsr_buf_free(&w->buf);
-	free(w);
+	/* Recycle the buffer as the connection's next output buffer when that
+	 * is still unallocated (the common case: nothing was queued since the
+	 * flush), and the request for the next flush. */
+	if (!c->closing && c->out.data == NULL && w->buf.cap <= NET_OUT_KEEP_BYTES) {
+		c->out = w->buf;
+		c->out.len = 0;
+	} else {
+		vsr_buf_free(&w->buf);
+	}
+	memset(&w->buf, 0, sizeof w->buf);
+	if (c->spare == NULL)
+		c->spare = w;
+	else
+		free(w);
 	if (status < 0 && status != UV_ECANCELED && !c->closing)
 		net_conn_close(c, 1, uv_strerror(status));
 }
 
-/* Queues an encoded frame (taking `buf`) on c, within c's bounds. Returns
- * false (and frees buf) when the frame was dropped. */
-static bool net_conn_write(net_conn *c, vsr_buf *buf)
+/* Room check before queueing a frame on c: the frame count bound (frames
+ * submitted and frames still in `out`). The byte bound is checked once the
+ * frame is encoded and its size known. */
+static bool net_conn_has_room(const net_conn *c)
+{
+	return !c->closing && (uint64_t)c->writes + c->out_frames < c->net->opts.queue_messages_max;
+}
+
+/* Accepts the frame that was just appended to c->out (whose length was
+ * `before`), or takes it back out when it breaks the byte bound. Returns
+ * false when it was dropped. */
+static bool net_conn_commit(net_conn *c, size_t before)
 {
 	vsr_net *net = c->net;
-	if (c->closing || c->writes >= net->opts.queue_messages_max ||
-	    c->write_bytes + buf->len > net->opts.queue_bytes_max) {
-		vsr_buf_free(buf);
+	if (c->write_bytes + c->out.len > net->opts.queue_bytes_max) {
+		c->out.len = before;
 		return false;
 	}
-	net_write *w = malloc(sizeof *w);
-	if (w == NULL) {
-		vsr_buf_free(buf);
-		return false;
+	c->out_frames++;
+	net->stats.wire.frames_out++;
+	net->stats.wire.bytes_out += c->out.len - before;
+	if (!c->dirty) {
+		c->dirty = true;
+		c->dirty_next = net->dirty;
+		net->dirty = c;
+	}
+	return true;
+}
+
+/* Submits c's queued frames as one write. */
+static void net_conn_flush(net_conn *c)
+{
+	if (c->closing || c->out.len == 0)
+		return;
+	/* Most flushes fit the socket buffer: a direct write finishes them
+	 * with no request and no callback. uv_write would also write at once,
+	 * but it re-arms the poll watcher, one epoll_ctl per write. */
+	if (c->writes == 0) {
+		uv_buf_t direct = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+		int n = uv_try_write((uv_stream_t *)&c->tcp, &direct, 1);
+		if (n == (int)c->out.len) {
+			c->out.len = 0;
+			c->out_frames = 0;
+			return;
+		}
+		if (n > 0) {
+			/* The rest goes through uv_write, in order. */
+			memmove(c->out.data, c->out.data + n, c->out.len - (size_t)n);
+			c->out.len -= (size_t)n;
+		} else if (n != UV_EAGAIN) {
+			net_conn_close(c, 1, uv_strerror(n));
+			return;
+		}
+	}
+	net_write *w = c->spare;
+	c->spare = NULL;
+	if (w == NULL && (w = malloc(sizeof *w)) == NULL) {
+		/* Keep the frames: the next flush tries again. */
+		return;
 	}
 	w->conn = c;
-	w->buf = *buf;
-	memset(buf, 0, sizeof *buf);
+	w->frames = c->out_frames;
+	w->buf = c->out;
+	memset(&c->out, 0, sizeof c->out);
+	c->out_frames = 0;
 	w->req.data = w;
 	uv_buf_t ub = uv_buf_init((char *)w->buf.data, (unsigned)w->buf.len);
 	int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &ub, 1, net_write_cb);
@@ -296,13 +392,31 @@ static bool net_conn_write(net_conn *c, vsr_buf *buf)
 		vsr_buf_free(&w->buf);
 		free(w);
 		net_conn_close(c, 1, uv_strerror(rc));
-		return false;
+		return;
 	}
-	c->writes++;
+	c->writes += w->frames;
 	c->write_bytes += w->buf.len;
-	net->stats.wire.frames_out++;
-	net->stats.wire.bytes_out += w->buf.len;
-	return true;
+}
+
+/* The prepare handle: runs once per loop iteration, before it waits. */
+static void net_flush_cb(uv_prepare_t *h)
+{
+	vsr_net *net = h->data;
+	net_conn *c = net->dirty;
+	net->dirty = NULL;
+	while (c != NULL) {
+		net_conn *next = c->dirty_next;
+		c->dirty = false;
+		c->dirty_next = NULL;
+		net_conn_flush(c);
+		if (c->out.len != 0 && !c->closing) {
+			/* The flush could not allocate: leave it dirty. */
+			c->dirty = true;
+			c->dirty_next = net->dirty;
+			net->dirty = c;
+		}
+		c = next;
+	}
 }
 
 /* Socket options of a replica-to-replica connection (either direction). */
@@ -323,12 +437,14 @@ static void net_send_hello(net_conn *c)
 	vsr_net *net = c->net;
 	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_REPLICA, .replica = net->opts.replica,
 			    .instance = net->opts.instance};
-	vsr_buf b = {0};
-	if (vsr_wire_encode_hello(&b, net->opts.cluster, &h) != 0) {
+	if (!net_conn_has_room(c))
+		return;
+	size_t before = c->out.len;
+	if (vsr_wire_encode_hello(&c->out, net->opts.cluster, &h) != 0) {
 		net_conn_close(c, 3, "cannot encode HELLO");
 		return;
 	}
-	net_conn_write(c, &b);
+	net_conn_commit(c, before);
 }
 
 static void net_protocol_error(net_conn *c, const char *fmt, ...)
@@ -393,9 +509,10 @@ static void net_conn_frame(net_conn *c, const vsr_wire_decoded *d)
 		return;
 	case VSR_WIRE_PING: {
 		vsr_wire_ping p = d->ping;
-		vsr_buf b = {0};
-		if (vsr_wire_encode_ping(&b, net->opts.cluster, VSR_WIRE_PONG, &p) == 0)
-			net_conn_write(c, &b);
+		size_t before = c->out.len;
+		if (net_conn_has_room(c) &&
+		    vsr_wire_encode_ping(&c->out, net->opts.cluster, VSR_WIRE_PONG, &p) == 0)
+			net_conn_commit(c, before);
 		return;
 	}
 	case VSR_WIRE_PONG:
@@ -730,6 +847,12 @@ int vsr_net_start(const vsr_net_options *opts, vsr_net **out, char *err, size_t 
 	net->handles += 3;
 	uint64_t sweep_ms = o->hello_timeout_ms / 2 < 1000 ? o->hello_timeout_ms / 2 + 1 : 1000;
 	uv_timer_start(&net->sweep_timer, net_sweep_cb, sweep_ms, sweep_ms);
+	uv_prepare_init(o->loop, &net->flush);
+	net->flush.data = net;
+	net->handles++;
+	uv_prepare_start(&net->flush, net_flush_cb);
+	/* Flushing is work only while something else keeps the loop alive. */
+	uv_unref((uv_handle_t *)&net->flush);
 	for (uint8_t i = 0; i < o->replica_count; i++) {
 		uv_timer_init(o->loop, &net->peers[i].timer);
 		net->peers[i].net = net;
@@ -768,19 +891,23 @@ void vsr_net_send(vsr_net *net, uint8_t to, const vsr_message *m)
 		net->stats.sends_dropped_disconnected++;
 		return;
 	}
-	vsr_buf b = {0};
-	int rc = vsr_wire_encode_message(&b, net->opts.cluster, m);
+	/* Dropped, not closed: a full queue is usually a peer that stalls
+	 * for a moment (a checkpoint, a burst), and closing would throw away
+	 * everything queued behind it. A peer that is truly gone is caught by
+	 * TCP_USER_TIMEOUT instead. */
+	if (!net_conn_has_room(c)) {
+		net->stats.sends_dropped_full++;
+		return;
+	}
+	size_t before = c->out.len;
+	int rc = vsr_wire_encode_message(&c->out, net->opts.cluster, m);
 	if (rc != 0) {
 		/* The core produced something the wire cannot carry: a bug to see. */
 		net_logf(net, 3, "cannot encode %s for replica %u: %s",
 			 vsr_message_type_name(m->type), to + 1u, vsr_wire_strerror(rc));
 		return;
 	}
-	/* Dropped, not closed: a full queue is usually a peer that stalls
-	 * for a moment (a checkpoint, a burst), and closing would throw away
-	 * everything queued behind it. A peer that is truly gone is caught by
-	 * TCP_USER_TIMEOUT instead. */
-	if (!net_conn_write(c, &b))
+	if (!net_conn_commit(c, before))
 		net->stats.sends_dropped_full++;
 }
 
@@ -800,13 +927,17 @@ void vsr_net_reply(vsr_net *net, uint64_t conn, const vsr_message *m)
 		net->stats.replies_dropped++;
 		return;
 	}
-	vsr_buf b = {0};
-	int rc = vsr_wire_encode_message(&b, net->opts.cluster, m);
+	if (!net_conn_has_room(c)) {
+		net->stats.replies_dropped++;
+		return;
+	}
+	size_t before = c->out.len;
+	int rc = vsr_wire_encode_message(&c->out, net->opts.cluster, m);
 	if (rc != 0) {
 		net_logf(net, 3, "cannot encode a reply: %s", vsr_wire_strerror(rc));
 		return;
 	}
-	if (!net_conn_write(c, &b))
+	if (!net_conn_commit(c, before))
 		net->stats.replies_dropped++;
 }
 
@@ -815,9 +946,9 @@ void vsr_net_reply_status(vsr_net *net, uint64_t conn, const vsr_wire_status *s)
 	net_conn *c = net_client(net, conn);
 	if (c == NULL)
 		return;
-	vsr_buf b = {0};
-	if (vsr_wire_encode_status(&b, net->opts.cluster, s) == 0)
-		net_conn_write(c, &b);
+	size_t before = c->out.len;
+	if (net_conn_has_room(c) && vsr_wire_encode_status(&c->out, net->opts.cluster, s) == 0)
+		net_conn_commit(c, before);
 }
 
 static void net_peer_timer_closed_cb(uv_handle_t *h)
@@ -842,6 +973,7 @@ void vsr_net_close(vsr_net *net, vsr_net_close_cb cb)
 	uv_close((uv_handle_t *)&net->replica_listener, net_handle_closed_cb);
 	uv_close((uv_handle_t *)&net->client_listener, net_handle_closed_cb);
 	uv_close((uv_handle_t *)&net->sweep_timer, net_handle_closed_cb);
+	uv_close((uv_handle_t *)&net->flush, net_handle_closed_cb);
 	for (uint8_t i = 0; i < net->opts.replica_count; i++)
 		uv_close((uv_handle_t *)&net->peers[i].timer, net_peer_timer_closed_cb);
 }
