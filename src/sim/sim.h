@@ -236,6 +236,9 @@ typedef struct sim_options {
 	uint32_t partition_ppm;   /* per tick */
 	uint32_t delay_max_ticks;
 	uint32_t persist_max_ticks;
+	/* share of restarts (per million) that wipe the disk (amnesia), within
+	 * the one-amnesiac rule of docs/simulator.md */
+	uint32_t amnesia_ppm;
 	FILE *out;                /* trace and narration */
 } sim_options;
 
@@ -257,6 +260,9 @@ typedef struct sim_stats {
 	uint64_t checkpoints;
 	uint64_t evictions;
 	uint64_t deduplicated;
+	uint64_t amnesia_restarts;  /* restarts with a wiped disk */
+	uint64_t amnesia_recovered; /* ... that became normal and durable again */
+	uint64_t amnesia_blocked;   /* crashes and wipes the one-amnesiac rule refused */
 } sim_stats;
 
 typedef struct sim_result {
@@ -303,6 +309,9 @@ void sim_check_full(struct sim *s, sim_ghost *g, uint8_t r,
 		    const vsr_replica *core);
 void sim_check_restart(struct sim *s, sim_ghost *g, uint8_t r,
 		       const sim_storage *st, const vsr_durable *d);
+/* A restart with a wiped disk: the replica is a new identity for the
+ * promises it cannot remember (per-replica vote and log_view floors). */
+void sim_check_amnesia_restart(sim_ghost *g, uint8_t r);
 void sim_check_crash(sim_ghost *g, uint8_t r);
 void sim_check_reply(struct sim *s, sim_ghost *g, uint8_t r,
 		     const vsr_replica *core, const vsr_message *m);

@@ -519,6 +519,24 @@ void sim_check_restart(struct sim *s, sim_ghost *g, uint8_t r,
 	gr->has_info = false;
 }
 
+void sim_check_amnesia_restart(sim_ghost *g, uint8_t r)
+{
+	/* The wiped replica cannot keep promises it no longer remembers: its
+	 * floors for votes (12.4) and DO_VIEW_CHANGE log_views (12.3) start
+	 * over, as for a new replica. What its old votes and acks promised is
+	 * the cluster's business now: 12.1 and 12.2 stay global and strict, and
+	 * the core must keep the amnesiac out of every quorum until a state
+	 * transfer brings it to a view at least as high as any it could have
+	 * voted in that still matters. */
+	sim_ghost_replica *gr = &g->r[r];
+	gr->max_vote_view = 0;
+	gr->max_dvc_log_view = 0;
+	gr->max_sent_view = 0;
+	gr->max_sent_log_view = 0;
+	gr->checked_commit = 0;
+	gr->has_info = false;
+}
+
 void sim_check_crash(sim_ghost *g, uint8_t r)
 {
 	g->r[r].has_info = false;

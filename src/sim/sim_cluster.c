@@ -54,6 +54,13 @@ typedef struct sim_node_replica {
 	bool more_pending;        /* last event said "more follow": owe a FLUSH */
 	uint64_t deadline;        /* the core's requested next TICK */
 	uint32_t crashes;
+	/* Restarted with a wiped disk and not yet back: set at the wipe, cleared
+	 * once the replica is normal and every write it had issued by then is
+	 * durable (before that, a crash would leave an untrustworthy disk, so it
+	 * restarts wiped again). The one-amnesiac rule counts these. */
+	bool amnesiac;
+	bool amnesia_normal;      /* normal again, waiting for amnesia_wait_id */
+	uint64_t amnesia_wait_id; /* persist that makes the recovery durable */
 } sim_node_replica;
 
 typedef struct sim_client {
@@ -91,11 +98,15 @@ typedef struct sim_faults {
 	uint32_t persist_max;
 	uint32_t restart_max;
 	uint32_t partition_max;
+	uint32_t amnesia_ppm;      /* share of restarts that wipe the disk */
 } sim_faults;
 
 struct sim {
 	sim_options opt;
 	sim_rng rng;
+	/* Amnesia draws come from their own stream, so that a seed without
+	 * amnesia takes exactly the path it took before amnesia existed. */
+	sim_rng amnesia_rng;
 	uint64_t now;
 	uint64_t seq;
 	uint8_t n;
@@ -358,6 +369,17 @@ static void narrate_change(struct sim *s, uint8_t r, const vsr_replica_info *b,
 			(unsigned long long)a->view);
 }
 
+static void amnesia_cleared(struct sim *s, uint8_t r)
+{
+	sim_node_replica *nr = &s->r[r];
+	nr->amnesiac = false;
+	nr->amnesia_normal = false;
+	s->stats.amnesia_recovered++;
+	trace_mix(s, 14, r, nr->incarnation, nr->info.view);
+	tracef(s, "r%u   recovered from amnesia: normal in view %llu, durable",
+	       r, (unsigned long long)nr->info.view);
+}
+
 /* One call into replica r, with everything that must happen around it. */
 static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 {
@@ -454,6 +476,16 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 		       (unsigned long long)after.log_view,
 		       (unsigned long long)after.op, (unsigned long long)after.commit);
 	nr->info = after;
+	if (nr->amnesiac && !nr->amnesia_normal &&
+	    after.status == VSR_STATUS_NORMAL) {
+		/* Back from amnesia once what it wrote by now is durable. */
+		nr->amnesia_normal = true;
+		if (nr->st.q_count == 0)
+			amnesia_cleared(s, r);
+		else
+			nr->amnesia_wait_id = nr->st.q[(nr->st.q_head + nr->st.q_count - 1) %
+						       nr->st.q_cap].p.id;
+	}
 
 	for (uint32_t i = 0; i < nout; i++) {
 		const vsr_message *m = &s->out[i]->m;
@@ -468,6 +500,8 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 				       (unsigned long long)m->request.request,
 				       (unsigned long long)m->reply_op);
 			else if (m->checkpoint_op || m->type == VSR_MSG_GET_CHECKPOINT ||
+				 m->type == VSR_MSG_RECOVERY ||
+				 m->type == VSR_MSG_RECOVERY_RESPONSE ||
 				 m->type == VSR_MSG_CHECKPOINT_CHUNK)
 				tracef(s, "r%u   -> r%u %s view %llu log_view %llu op %llu "
 				       "commit %llu entries %u checkpoint %llu size %llu "
@@ -519,11 +553,63 @@ static void replica_config(struct sim *s, uint8_t r, vsr_config *c)
 	c->seed = sim_hash_u64(sim_hash_u64(s->opt.seed, r), s->r[r].incarnation);
 }
 
+static uint8_t quorum_of(uint8_t n)
+{
+	return (uint8_t)(n / 2 + 1);
+}
+
+/* The one-amnesiac rule (docs/simulator.md): the core promises safety for a
+ * single replica that lost its disk at a time, so a disk is wiped only when
+ * no other replica is amnesiac and at least a quorum of the others is up. */
+static bool amnesia_allowed(const struct sim *s, uint8_t r)
+{
+	uint8_t up = 0;
+	for (uint8_t j = 0; j < s->n; j++) {
+		if (j == r)
+			continue;
+		if (s->r[j].amnesiac)
+			return false;
+		if (s->r[j].up)
+			up++;
+	}
+	return up >= quorum_of(s->n);
+}
+
+/* Does a restart of r wipe its disk? A replica still amnesiac must: what its
+ * current incarnation wrote so far is not a recovered state. */
+static bool restart_wipes(struct sim *s, uint8_t r)
+{
+	if (s->r[r].amnesiac)
+		return true;
+	if (s->f.amnesia_ppm == 0 || s->n < 3)
+		return false;
+	if (!sim_rng_ppm(&s->amnesia_rng, s->f.amnesia_ppm))
+		return false;
+	if (amnesia_allowed(s, r))
+		return true;
+	s->stats.amnesia_blocked++;
+	return false;
+}
+
 static void replica_start(struct sim *s, uint8_t r, bool fresh)
 {
 	sim_node_replica *nr = &s->r[r];
 	vsr_durable d;
-	if (!fresh) {
+	bool wiped = !fresh && restart_wipes(s, r);
+	if (wiped) {
+		/* memory mode: the host hands over nothing but the cluster id */
+		sim_storage_free(&nr->st);
+		sim_storage_init(&nr->st, nr->cfg.cluster);
+		memset(&d, 0, sizeof(d));
+		d.amnesia = true;
+		d.superblock.cluster = nr->cfg.cluster;
+		sim_check_amnesia_restart(&s->g, r);
+		if (!nr->amnesiac)
+			s->stats.amnesia_restarts++;
+		nr->amnesiac = true;
+		nr->amnesia_normal = false;
+		nr->amnesia_wait_id = 0;
+	} else if (!fresh) {
 		sim_storage_load(&nr->st, nr->cfg.cluster, &d);
 		sim_check_restart(s, &s->g, r, &nr->st, &d);
 	}
@@ -545,7 +631,13 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 	vsr_replica_info none = {0};
 	sim_check_after_step(s, &s->g, r, nr->core, &none, &nr->info);
 	trace_mix(s, 4, r, nr->incarnation, nr->info.view);
-	if (!fresh) {
+	if (wiped) {
+		trace_mix(s, 13, r, nr->incarnation, 0);
+		tracef(s, "r%u   RESTART incarnation %u with a WIPED disk (amnesia), %s",
+		       r, nr->incarnation, sname(nr->info.status));
+		narrate(s, "replica %u restarts with its disk wiped and is %s", r,
+			sname(nr->info.status));
+	} else if (!fresh) {
 		tracef(s, "r%u   RESTART incarnation %u: view %llu log_view %llu "
 		       "commit %llu, %u entries on disk after checkpoint %llu, %s", r,
 		       nr->incarnation, (unsigned long long)d.superblock.view,
@@ -570,11 +662,32 @@ static void harvest_stats(struct sim *s, const vsr_replica *core)
 	s->stats.deduplicated += st->requests_deduplicated;
 }
 
+/* While a replica is amnesiac, down and amnesiac replicas together stay
+ * fewer than a quorum: another replica crashes only if that still holds. */
+static bool crash_allowed(const struct sim *s, uint8_t r)
+{
+	uint8_t out = 1; /* r itself, once crashed */
+	bool amnesia = false;
+	for (uint8_t j = 0; j < s->n; j++) {
+		if (j == r)
+			continue;
+		if (s->r[j].amnesiac)
+			amnesia = true;
+		if (s->r[j].amnesiac || !s->r[j].up)
+			out++;
+	}
+	return !amnesia || out < quorum_of(s->n);
+}
+
 static void crash(struct sim *s, uint8_t r, const char *why)
 {
 	sim_node_replica *nr = &s->r[r];
 	if (!nr->up)
 		return;
+	if (!crash_allowed(s, r)) {
+		s->stats.amnesia_blocked++;
+		return;
+	}
 	harvest_stats(s, nr->core);
 	bool torn = sim_rng_ppm(&s->rng, s->f.torn_ppm);
 	bool corrupt = !torn && sim_rng_ppm(&s->rng, s->f.corrupt_ppm);
@@ -590,6 +703,7 @@ static void crash(struct sim *s, uint8_t r, const char *why)
 	nr->more_pending = false;
 	nr->incarnation++;
 	nr->crashes++;
+	nr->amnesia_normal = false; /* its pending writes died with it */
 	s->stats.crashes++;
 	sim_check_crash(&s->g, r);
 	trace_mix(s, 5, r, nr->incarnation, pending);
@@ -908,6 +1022,11 @@ static void faults_resolve(struct sim *s)
 	f->persist_max = PICK(g, 1, 3, 10, 30);
 	f->restart_max = PICK(g, 20, 100, 400);
 	f->partition_max = PICK(g, 100, 300, 800);
+	/* Drawn from the amnesia stream: the main stream's draws stay as they
+	 * were, so seeds without amnesia keep their paths. */
+	f->amnesia_ppm = PICK(&s->amnesia_rng, 0, 0, 0, 100000, 300000);
+	if (o->amnesia_ppm != SIM_RATE_SEEDED)
+		f->amnesia_ppm = o->amnesia_ppm;
 	if (o->drop_ppm != SIM_RATE_SEEDED)
 		f->drop_ppm = o->drop_ppm;
 	if (o->dup_ppm != SIM_RATE_SEEDED)
@@ -923,7 +1042,7 @@ static void faults_resolve(struct sim *s)
 	if (!o->faults || o->demo) {
 		f->drop_ppm = f->dup_ppm = f->long_delay_ppm = 0;
 		f->crash_ppm = f->window_crash_ppm = f->partition_ppm = 0;
-		f->torn_ppm = f->corrupt_ppm = 0;
+		f->torn_ppm = f->corrupt_ppm = f->amnesia_ppm = 0;
 		f->delay_max = 3;
 		f->persist_max = 2;
 	}
@@ -1035,6 +1154,8 @@ static void handle(struct sim *s, sim_event *e)
 		}
 		sim_check_superblock(s, e->node, &nr->st.sb, &p->p.superblock);
 		sim_storage_complete(&nr->st);
+		if (nr->amnesiac && nr->amnesia_normal && e->arg >= nr->amnesia_wait_id)
+			amnesia_cleared(s, e->node);
 		trace_mix(s, 10, e->node, e->arg, 0);
 		tracef(s, "r%u   persisted #%llu", e->node, (unsigned long long)e->arg);
 		vsr_event ev = {.type = VSR_EVENT_PERSISTED, .now = s->now,
@@ -1186,15 +1307,17 @@ void sim_run(const sim_options *opt, sim_result *res)
 	s->clients_n = opt->clients;
 	s->trace_digest = sim_hash_u64(0x7472616365, opt->seed);
 	sim_rng_seed(&s->rng, opt->seed);
+	sim_rng_seed(&s->amnesia_rng, sim_hash_u64(opt->seed, 0x616d6e65736961ull));
 	faults_resolve(s);
 	config_resolve(s);
 	if (opt->trace)
 		tracef(s, "seed %llu: %u replicas, %u clients; drop %u ppm, dup %u ppm, "
 		       "crash %u ppm/tick, partition %u ppm/tick, delay <= %u, "
-		       "persist <= %u ticks; checkpoint every %u, pipeline %u",
+		       "persist <= %u ticks, amnesia %u ppm of restarts; checkpoint "
+		       "every %u, pipeline %u",
 		       (unsigned long long)opt->seed, s->n, s->clients_n,
 		       s->f.drop_ppm, s->f.dup_ppm, s->f.crash_ppm, s->f.partition_ppm,
-		       s->f.delay_max, s->f.persist_max,
+		       s->f.delay_max, s->f.persist_max, s->f.amnesia_ppm,
 		       s->r[0].cfg.checkpoint_interval, s->r[0].cfg.pipeline_max);
 	for (uint8_t r = 0; r < s->n && !s->failed; r++) {
 		s->r[r].clock_offset_ns = 1000000000000ull +

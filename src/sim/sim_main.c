@@ -47,8 +47,9 @@ static void usage(FILE *f)
 		"  --trace              print every event of the run\n"
 		"  --trace-from TICK    print the trace from this tick on\n"
 		"  --drop-ppm N, --dup-ppm N, --crash-ppm N, --partition-ppm N,\n"
-		"  --delay-max N, --persist-max N\n"
-		"                       fix a fault rate (default: drawn per seed)\n"
+		"  --delay-max N, --persist-max N, --amnesia-ppm N\n"
+		"                       fix a fault rate (default: drawn per seed);\n"
+		"                       amnesia: share of restarts that wipe the disk\n"
 		"  --consequences-only  skip direct checks (vote before durable, ack\n"
 		"                       mismatch, commit without quorum, core's local\n"
 		"                       invariants): only damage done fails a run\n"		"  --no-fork            run sweep seeds in this process (faster)\n"
@@ -210,6 +211,7 @@ int main(int argc, char **argv)
 	o.faults = true;
 	o.drop_ppm = o.dup_ppm = o.crash_ppm = o.partition_ppm = SIM_RATE_SEEDED;
 	o.delay_max_ticks = o.persist_max_ticks = SIM_RATE_SEEDED;
+	o.amnesia_ppm = SIM_RATE_SEEDED;
 	o.out = stdout;
 	uint64_t first = 0, last = 0;
 	bool sweep = false, expect = false, fork_it = true, quiet = false;
@@ -275,6 +277,9 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--dup-ppm")) {
 			NEED_NUM();
 			o.dup_ppm = (uint32_t)(x > 1000000 ? 1000000 : x);
+		} else if (!strcmp(a, "--amnesia-ppm")) {
+			NEED_NUM();
+			o.amnesia_ppm = (uint32_t)(x > 1000000 ? 1000000 : x);
 		} else if (!strcmp(a, "--crash-ppm")) {
 			NEED_NUM();
 			o.crash_ppm = (uint32_t)(x > 1000000 ? 1000000 : x);
@@ -403,6 +408,9 @@ int main(int argc, char **argv)
 		cov.evictions += r.stats.evictions;
 		cov.deduplicated += r.stats.deduplicated;
 		cov.commits += r.stats.commits;
+		cov.amnesia_restarts += r.stats.amnesia_restarts;
+		cov.amnesia_recovered += r.stats.amnesia_recovered;
+		cov.amnesia_blocked += r.stats.amnesia_blocked;
 		if (r.ok) {
 			passed++;
 			settle_sum += r.settle_ticks;
@@ -459,11 +467,14 @@ int main(int argc, char **argv)
 	       "after a vote, %" PRIu64 " torn, %" PRIu64 " corrupt writes), %" PRIu64
 	       " partitions, %" PRIu64 " state transfers, %" PRIu64
 	       " checkpoints, %" PRIu64 " sessions evicted, %" PRIu64
-	       " duplicate requests answered\n",
+	       " duplicate requests answered, %" PRIu64 " restarts with a wiped "
+	       "disk (%" PRIu64 " recovered, %" PRIu64 " crashes or wipes held "
+	       "back by the one-amnesiac rule)\n",
 	       cov.commits, cov.view_changes, cov.crashes, cov.window_crashes,
 	       cov.torn_writes, cov.corrupt_writes, cov.partitions,
 	       cov.state_transfers, cov.checkpoints, cov.evictions,
-	       cov.deduplicated);
+	       cov.deduplicated, cov.amnesia_restarts, cov.amnesia_recovered,
+	       cov.amnesia_blocked);
 	if (passed)
 		printf("liveness: after the faults stopped, passing runs settled in "
 		       "%.0f ticks on average, at most %" PRIu64 " (seed %" PRIu64 ")\n",
