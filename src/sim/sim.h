@@ -239,6 +239,9 @@ typedef struct sim_options {
 	/* share of restarts (per million) that wipe the disk (amnesia), within
 	 * the one-amnesiac rule of docs/simulator.md */
 	uint32_t amnesia_ppm;
+	/* teeth for the amnesia path: a wiped disk is handed to the core as a
+	 * formatted one (amnesia = false), a host bug memory mode must not have */
+	bool amnesia_hidden;
 	FILE *out;                /* trace and narration */
 } sim_options;
 

@@ -601,7 +601,7 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 		sim_storage_free(&nr->st);
 		sim_storage_init(&nr->st, nr->cfg.cluster);
 		memset(&d, 0, sizeof(d));
-		d.amnesia = true;
+		d.amnesia = !s->opt.amnesia_hidden;
 		d.superblock.cluster = nr->cfg.cluster;
 		sim_check_amnesia_restart(&s->g, r);
 		if (!nr->amnesiac)
@@ -1023,7 +1023,8 @@ static void faults_resolve(struct sim *s)
 	f->restart_max = PICK(g, 20, 100, 400);
 	f->partition_max = PICK(g, 100, 300, 800);
 	/* Drawn from the amnesia stream: the main stream's draws stay as they
-	 * were, so seeds without amnesia keep their paths. */
+	 * were, so seeds without amnesia keep their paths. Used with
+	 * --amnesia-ppm swarm only, for now (docs/simulator.md, F16). */
 	f->amnesia_ppm = PICK(&s->amnesia_rng, 0, 0, 0, 100000, 300000);
 	if (o->amnesia_ppm != SIM_RATE_SEEDED)
 		f->amnesia_ppm = o->amnesia_ppm;
