@@ -13,6 +13,7 @@
  */
 #include "vsr_wire.h"
 
+#include <assert.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -309,13 +310,6 @@ static void wire_pack_u(wire_enc *e, uint64_t v)
 	msgpack_pack_uint64(&e->pk, v);
 }
 
-static void wire_pack_bin(wire_enc *e, const uint8_t *p, uint32_t len)
-{
-	msgpack_pack_bin(&e->pk, len);
-	if (len > 0)
-		msgpack_pack_bin_body(&e->pk, p, len);
-}
-
 /* What a core type may carry besides scalars; shared by encoder and decoder
  * so that nothing encodable is undecodable. */
 static bool wire_type_has_entries(uint8_t type)
@@ -336,6 +330,74 @@ static uint32_t wire_body_limit(uint8_t type)
 static uint32_t wire_op_limit(uint8_t type)
 {
 	return type == VSR_MSG_REQUEST ? VSR_OP_BYTES_MAX : 0;
+}
+
+/* Direct packing for the hot path (every message): the space is reserved
+ * once for the whole frame, then values are written in place in the same
+ * shortest forms msgpack-c's packer chooses (the wire tests compare the
+ * bytes), instead of a callback, a capacity check and a memcpy per value. */
+#define WIRE_UINT_BYTES_MAX 9u
+#define WIRE_BIN_HEADER_MAX 5u
+#define WIRE_ARRAY_HEADER_MAX 5u
+
+static uint8_t *wire_put_uint(uint8_t *p, uint64_t v)
+{
+	if (v <= 0x7f) {
+		*p++ = (uint8_t)v;
+	} else if (v <= 0xff) {
+		*p++ = 0xcc;
+		*p++ = (uint8_t)v;
+	} else if (v <= 0xffff) {
+		*p++ = 0xcd;
+		*p++ = (uint8_t)(v >> 8);
+		*p++ = (uint8_t)v;
+	} else if (v <= 0xffffffffu) {
+		*p++ = 0xce;
+		for (int s = 24; s >= 0; s -= 8)
+			*p++ = (uint8_t)(v >> s);
+	} else {
+		*p++ = 0xcf;
+		for (int s = 56; s >= 0; s -= 8)
+			*p++ = (uint8_t)(v >> s);
+	}
+	return p;
+}
+
+/* A header of `small` (fixarray) or the 16/32-bit form `b16`/`b16 + 1`. */
+static uint8_t *wire_put_len(uint8_t *p, uint32_t n, uint8_t b8, uint8_t b16)
+{
+	if (b8 != 0 && n <= 0xff) {
+		*p++ = b8;
+		*p++ = (uint8_t)n;
+	} else if (n <= 0xffff) {
+		*p++ = b16;
+		*p++ = (uint8_t)(n >> 8);
+		*p++ = (uint8_t)n;
+	} else {
+		*p++ = (uint8_t)(b16 + 1);
+		for (int s = 24; s >= 0; s -= 8)
+			*p++ = (uint8_t)(n >> s);
+	}
+	return p;
+}
+
+static uint8_t *wire_put_array(uint8_t *p, uint32_t n)
+{
+	if (n <= 15) {
+		*p++ = (uint8_t)(0x90 | n);
+		return p;
+	}
+	return wire_put_len(p, n, 0, 0xdc);
+}
+
+static uint8_t *wire_put_bin(uint8_t *p, const uint8_t *data, uint32_t len)
+{
+	p = wire_put_len(p, len, 0xc4, 0xc5);
+	if (len > 0) {
+		memcpy(p, data, len);
+		p += len;
+	}
+	return p;
 }
 
 int vsr_wire_encode_message(vsr_buf *out, uint64_t cluster, const vsr_message *m)
@@ -365,42 +427,60 @@ int vsr_wire_encode_message(vsr_buf *out, uint64_t cluster, const vsr_message *m
 			return -VSR_WIRE_ESHAPE;
 	}
 
-	wire_enc e;
-	if (wire_enc_begin(&e, out, m->type) != 0)
+	/* The largest this frame can be; each term is bounded by the checks
+	 * above, so the sum cannot overflow a size_t. */
+	uint64_t bound = VSR_WIRE_HEADER_SIZE + WIRE_ARRAY_HEADER_MAX +
+			 (uint64_t)WIRE_CORE_FIELDS * WIRE_UINT_BYTES_MAX +
+			 2u * WIRE_BIN_HEADER_MAX + m->request.op_len + m->body_len +
+			 WIRE_ARRAY_HEADER_MAX;
+	for (uint32_t i = 0; i < m->entry_count; i++)
+		bound += WIRE_ARRAY_HEADER_MAX + 6u * WIRE_UINT_BYTES_MAX + WIRE_BIN_HEADER_MAX +
+			 m->entries[i].body_len;
+	if (bound > SIZE_MAX || wire_reserve(out, (size_t)bound) != 0)
 		return -VSR_WIRE_ENOMEM;
-	msgpack_pack_array(&e.pk, WIRE_CORE_FIELDS);
-	wire_pack_u(&e, m->replica);
-	wire_pack_u(&e, m->status);
-	wire_pack_u(&e, m->epoch);
-	wire_pack_u(&e, m->view);
-	wire_pack_u(&e, m->log_view);
-	wire_pack_u(&e, m->op);
-	wire_pack_u(&e, m->commit);
-	wire_pack_u(&e, m->checksum);
-	wire_pack_u(&e, m->nonce);
-	wire_pack_u(&e, m->timestamp);
-	wire_pack_u(&e, m->request.session);
-	wire_pack_u(&e, m->request.request);
-	wire_pack_u(&e, m->request.kind);
-	wire_pack_bin(&e, m->request.op, m->request.op_len);
-	wire_pack_u(&e, m->reply_op);
-	wire_pack_bin(&e, m->body, m->body_len);
-	msgpack_pack_array(&e.pk, m->entry_count);
-	for (uint32_t i = 0; i < m->entry_count && !e.out.failed; i++) {
+	size_t start = out->len;
+	uint8_t *body = out->data + start + VSR_WIRE_HEADER_SIZE;
+	uint8_t *p = body;
+	p = wire_put_array(p, WIRE_CORE_FIELDS);
+	p = wire_put_uint(p, m->replica);
+	p = wire_put_uint(p, m->status);
+	p = wire_put_uint(p, m->epoch);
+	p = wire_put_uint(p, m->view);
+	p = wire_put_uint(p, m->log_view);
+	p = wire_put_uint(p, m->op);
+	p = wire_put_uint(p, m->commit);
+	p = wire_put_uint(p, m->checksum);
+	p = wire_put_uint(p, m->nonce);
+	p = wire_put_uint(p, m->timestamp);
+	p = wire_put_uint(p, m->request.session);
+	p = wire_put_uint(p, m->request.request);
+	p = wire_put_uint(p, m->request.kind);
+	p = wire_put_bin(p, m->request.op, m->request.op_len);
+	p = wire_put_uint(p, m->reply_op);
+	p = wire_put_bin(p, m->body, m->body_len);
+	p = wire_put_array(p, m->entry_count);
+	for (uint32_t i = 0; i < m->entry_count; i++) {
 		const vsr_entry *en = &m->entries[i];
-		msgpack_pack_array(&e.pk, WIRE_ENTRY_FIELDS);
-		wire_pack_u(&e, en->checksum);
-		wire_pack_u(&e, en->parent);
-		wire_pack_u(&e, en->op);
-		wire_pack_u(&e, en->view);
-		wire_pack_u(&e, en->timestamp);
-		wire_pack_u(&e, en->request_count);
-		wire_pack_bin(&e, en->body, en->body_len);
+		p = wire_put_array(p, WIRE_ENTRY_FIELDS);
+		p = wire_put_uint(p, en->checksum);
+		p = wire_put_uint(p, en->parent);
+		p = wire_put_uint(p, en->op);
+		p = wire_put_uint(p, en->view);
+		p = wire_put_uint(p, en->timestamp);
+		p = wire_put_uint(p, en->request_count);
+		p = wire_put_bin(p, en->body, en->body_len);
 	}
-	wire_pack_u(&e, m->checkpoint_op);
-	wire_pack_u(&e, m->checkpoint_size);
-	wire_pack_u(&e, m->offset);
-	return wire_enc_end(&e, cluster, 0);
+	p = wire_put_uint(p, m->checkpoint_op);
+	p = wire_put_uint(p, m->checkpoint_size);
+	p = wire_put_uint(p, m->offset);
+	size_t body_len = (size_t)(p - body);
+	assert(VSR_WIRE_HEADER_SIZE + body_len <= bound);
+	if (body_len > VSR_WIRE_BODY_BYTES_MAX)
+		return -VSR_WIRE_ETOOBIG; /* out->len unchanged: nothing appended */
+	wire_header_write(out->data + start, m->type, (uint32_t)body_len, cluster,
+			  XXH3_64bits(body, body_len));
+	out->len = start + VSR_WIRE_HEADER_SIZE + body_len;
+	return 0;
 }
 
 int vsr_wire_encode_hello(vsr_buf *out, uint64_t cluster, const vsr_wire_hello *h)
@@ -656,7 +736,8 @@ typedef struct wire_dec {
 	const uint8_t *body;
 	size_t len;
 	size_t off;
-	msgpack_zone zone;
+	msgpack_zone zone; /* only for entries (arrays): set up on first use */
+	bool zone_ready;
 	char *err;
 	size_t err_len;
 	const char *field; /* name of the field being read, for messages */
@@ -695,15 +776,107 @@ static bool wire_is_array_byte(uint8_t b)
  * array is only allowed where the shape has one (an entry, whose elements
  * the pre-scan limited to scalars), so the zone holds at most a few objects
  * and a hostile body cannot make msgpack-c build a large tree. */
+/* Scalars (integers, bin, str) are read here directly, into the same
+ * msgpack_object msgpack-c would build: the pre-scan has already checked
+ * that every length lies inside the body, and this is most of what a
+ * message holds. Returns 1 when the byte is not one of those forms. */
+static int wire_dec_scalar(wire_dec *d, msgpack_object *obj)
+{
+	const uint8_t *p = d->body + d->off;
+	size_t left = d->len - d->off;
+	uint8_t b = p[0];
+	if (b <= 0x7f) {
+		obj->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+		obj->via.u64 = b;
+		d->off += 1;
+		return 0;
+	}
+	unsigned width;
+	if (b >= 0xcc && b <= 0xcf) { /* uint 8/16/32/64 */
+		width = 1u << (b - 0xcc);
+		if (left < 1u + width)
+			return 1;
+		obj->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+		obj->via.u64 = wire_be(p + 1, width);
+		d->off += 1u + width;
+		return 0;
+	}
+	if (b >= 0xd0 && b <= 0xd3) { /* int 8/16/32/64 */
+		width = 1u << (b - 0xd0);
+		if (left < 1u + width)
+			return 1;
+		uint64_t raw = wire_be(p + 1, width);
+		unsigned bits = 8u * width;
+		bool negative = (raw >> (bits - 1)) & 1u;
+		if (negative) {
+			/* Sign-extend, as msgpack-c does: a NEGATIVE_INTEGER,
+			 * which the shape checks refuse. */
+			obj->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+			obj->via.i64 = bits == 64 ? (int64_t)raw
+						  : (int64_t)(raw | (~UINT64_C(0) << bits));
+		} else {
+			obj->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+			obj->via.u64 = raw;
+		}
+		d->off += 1u + width;
+		return 0;
+	}
+	if (b >= 0xe0) {
+		obj->type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+		obj->via.i64 = (int8_t)b;
+		d->off += 1;
+		return 0;
+	}
+	uint64_t len;
+	size_t head;
+	bool bin;
+	if (b >= 0xa0 && b <= 0xbf) {
+		len = b & 0x1fu;
+		head = 1;
+		bin = false;
+	} else if ((b >= 0xc4 && b <= 0xc6) || (b >= 0xd9 && b <= 0xdb)) {
+		bin = b <= 0xc6;
+		width = bin ? 1u << (b - 0xc4) : 1u << (b - 0xd9);
+		if (left < 1u + width)
+			return 1;
+		len = wire_be(p + 1, width);
+		head = 1u + width;
+	} else {
+		return 1;
+	}
+	if (len > left - head)
+		return 1; /* let msgpack-c report it */
+	if (bin) {
+		obj->type = MSGPACK_OBJECT_BIN;
+		obj->via.bin.size = (uint32_t)len;
+		obj->via.bin.ptr = (const char *)p + head;
+	} else {
+		obj->type = MSGPACK_OBJECT_STR;
+		obj->via.str.size = (uint32_t)len;
+		obj->via.str.ptr = (const char *)p + head;
+	}
+	d->off += head + (size_t)len;
+	return 0;
+}
+
 static int wire_dec_next(wire_dec *d, msgpack_object *obj, bool allow_array)
 {
-	msgpack_zone_clear(&d->zone);
 	if (d->off >= d->len)
 		return wire_fail(d->err, d->err_len, VSR_WIRE_ETRUNCATED,
 				 "%s: missing", d->field);
-	if (!allow_array && wire_is_array_byte(d->body[d->off]))
+	bool array = wire_is_array_byte(d->body[d->off]);
+	if (!allow_array && array)
 		return wire_fail(d->err, d->err_len, VSR_WIRE_ESHAPE,
 				 "%s: expected a scalar, got an array", d->field);
+	if (!array && wire_dec_scalar(d, obj) == 0)
+		return 0;
+	if (!d->zone_ready) {
+		if (!msgpack_zone_init(&d->zone, 1024))
+			return wire_fail(d->err, d->err_len, VSR_WIRE_ENOMEM, "msgpack zone");
+		d->zone_ready = true;
+	} else {
+		msgpack_zone_clear(&d->zone);
+	}
 	size_t off = d->off;
 	msgpack_unpack_return r = msgpack_unpack((const char *)d->body, d->len,
 						 &off, &d->zone, obj);
@@ -1074,15 +1247,12 @@ int vsr_wire_decode_body(const vsr_wire_header *h, uint8_t *body,
 		.err_len = err_len,
 		.field = "body",
 	};
-	if (!msgpack_zone_init(&d.zone, 1024)) {
-		rc = wire_fail(err, err_len, VSR_WIRE_ENOMEM, "msgpack zone");
-		goto fail;
-	}
 	if (h->type < VSR_MSG_TYPE_COUNT)
 		rc = wire_dec_core(&d, c, h->type, out);
 	else
 		rc = wire_dec_host(&d, c, h->type, out);
-	msgpack_zone_destroy(&d.zone);
+	if (d.zone_ready)
+		msgpack_zone_destroy(&d.zone);
 	if (rc == 0 && d.off != d.len)
 		/* The pre-scan saw one value; the shape read less of it. */
 		rc = wire_fail(err, err_len, VSR_WIRE_ETRAILING, "%zu unread bytes",
