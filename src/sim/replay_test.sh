@@ -26,6 +26,19 @@ for seed in 7 1234567; do
     echo "seed $seed replicas $n: identical ($lines trace lines): $(tail -n 1 "$dir/a.txt")"
   done
 done
+# amnesia restarts replay identically too (and the run really wipes a disk)
+"$sim" --seed 7 --amnesia-ppm 1000000 --trace > "$dir/a.txt" || true
+"$sim" --seed 7 --amnesia-ppm 1000000 --trace > "$dir/b.txt" || true
+if ! cmp -s "$dir/a.txt" "$dir/b.txt"; then
+  echo "seed 7 with amnesia: two replays differ:"
+  diff "$dir/a.txt" "$dir/b.txt" | head -20
+  exit 1
+fi
+if ! grep -q 'WIPED disk' "$dir/a.txt"; then
+  echo "seed 7 with --amnesia-ppm 1000000: no wiped restart in the trace"
+  exit 1
+fi
+echo "seed 7 with amnesia: identical, $(grep -c 'WIPED disk' "$dir/a.txt") wiped restarts"
 # and without --trace the digests are the same as with it
 a=$("$sim" --seed 99 | sed 's/.*digest //')
 b=$("$sim" --seed 99 --trace | tail -n 1 | sed 's/.*digest //')
