@@ -553,11 +553,6 @@ static void replica_config(struct sim *s, uint8_t r, vsr_config *c)
 	c->seed = sim_hash_u64(sim_hash_u64(s->opt.seed, r), s->r[r].incarnation);
 }
 
-static uint8_t quorum_of(uint8_t n)
-{
-	return (uint8_t)(n / 2 + 1);
-}
-
 /* The one-amnesiac rule (docs/simulator.md): the core promises safety for a
  * single replica that lost its disk at a time, so a disk is wiped only when
  * no other replica is amnesiac and at least a quorum of the others is up. */
@@ -572,7 +567,7 @@ static bool amnesia_allowed(const struct sim *s, uint8_t r)
 		if (s->r[j].up)
 			up++;
 	}
-	return up >= quorum_of(s->n);
+	return up >= vsr_quorum(s->n);
 }
 
 /* Does a restart of r wipe its disk? A replica still amnesiac must: what its
@@ -676,7 +671,7 @@ static bool crash_allowed(const struct sim *s, uint8_t r)
 		if (s->r[j].amnesiac || !s->r[j].up)
 			out++;
 	}
-	return !amnesia || out < quorum_of(s->n);
+	return !amnesia || out < vsr_quorum(s->n);
 }
 
 static void crash(struct sim *s, uint8_t r, const char *why)
