@@ -44,6 +44,9 @@ void rec_on_recovery(vsr_replica *r, const vsr_message *m)
 {
 	/* Normal replicas answer; so do recovering ones whose disk is intact,
 	 * so that a cluster that restarts as a whole can find its way back. */
+	/* A RECOVERY proves its sender restarted: any answer it gave our own
+	 * recovery before is stale (F16: we waited forever on such an answer). */
+	if (r->status == VSR_STATUS_RECOVERING) r->recovery_from &= ~(1u << m->replica);
 	/* Every replica with an intact disk answers, whatever its status, so
 	 * that a cluster where nobody is normal can still find its way back. */
 	if (r->amnesia) return;

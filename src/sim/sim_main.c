@@ -50,7 +50,7 @@ static void usage(FILE *f)
 		"  --delay-max N, --persist-max N\n"
 		"                       fix a fault rate (default: drawn per seed)\n"
 		"  --amnesia-ppm N|swarm  share of restarts that wipe the disk (default\n"
-		"                       0; swarm: 0, 10 %% or 30 %% drawn per seed)\n"
+		"                       swarm: 0, 10 %% or 30 %% drawn per seed)\n"
 		"  --consequences-only  skip direct checks (vote before durable, ack\n"
 		"                       mismatch, commit without quorum, core's local\n"
 		"                       invariants): only damage done fails a run\n"		"  --no-fork            run sweep seeds in this process (faster)\n"
@@ -216,7 +216,7 @@ int main(int argc, char **argv)
 	o.delay_max_ticks = o.persist_max_ticks = SIM_RATE_SEEDED;
 	/* Off by default until the core leaves stale recovery answers behind
 	 * (F16 in docs/simulator.md); "swarm" draws a rate per seed. */
-	o.amnesia_ppm = 0;
+	o.amnesia_ppm = SIM_RATE_SEEDED; /* swarm: memory mode is what vsrhost ships */
 	o.out = stdout;
 	uint64_t first = 0, last = 0;
 	bool sweep = false, expect = false, fork_it = true, quiet = false;
