@@ -192,6 +192,10 @@ void ct_execute_request(vsr_replica *r, const vsr_entry *e, const vsr_request *r
 		.request = req->request,
 		.seed = e->checksum ^ (0x9E3779B97F4A7C15ull * (index + 1)),
 	};
+	if (s->pending_request == req->request) {
+		s->pending_request = 0; /* no longer in flight at this primary */
+		s->pending_op = 0;
+	}
 	int status = r->sm.apply(r->sm.ctx, &ctx, req->op, req->op_len, reply);
 	if (status != VSR_REPLY_OK && status != VSR_REPLY_ERROR) status = VSR_REPLY_ERROR;
 	rehash_begin(t, s);

@@ -420,7 +420,7 @@ static bool backup_accepts_primary_message(vsr_replica *r, const vsr_message *m)
 	}
 	if (m->view > r->view) {
 		/* We missed a view change: learn the new view's log first. */
-		st_start(r, m->view, m->replica);
+		st_start(r, m->view);
 		return false;
 	}
 	if (r->status != VSR_STATUS_NORMAL || is_primary(r)) return false;
@@ -473,7 +473,7 @@ void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 {
 	if (m->view > r->view && r->status != VSR_STATUS_RECOVERING) {
 		/* A replica acks in a view we do not know: we are behind. */
-		st_start(r, m->view, vsr_primary_of(m->view, r->n));
+		st_start(r, m->view);
 		return;
 	}
 	if (r->status != VSR_STATUS_NORMAL || !is_primary(r) || m->view != r->view) return;
@@ -575,13 +575,6 @@ static void execute_entry(vsr_replica *r, const vsr_entry *e)
 		uint8_t status;
 		uint64_t session;
 		ct_execute_request(r, e, &req, index, &status, &session);
-		if (primary && req.kind == VSR_REQUEST_OP) {
-			ct_session *s = ct_find(&r->clients, req.session);
-			if (s != NULL && s->pending_request == req.request) {
-				s->pending_request = 0;
-				s->pending_op = 0;
-			}
-		}
 		if (slot != NULL && index < slot->count && status != CT_NO_REPLY)
 			reply_waiters(r, e, &slot->requests[index], status, session);
 		index++;

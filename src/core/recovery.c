@@ -90,7 +90,7 @@ void rec_on_recovery_response(vsr_replica *r, const vsr_message *m)
 	 * hears of (DISC'17 hole 8.1, for a single amnesiac). */
 	if (primary_seen && vn >= r->view && vsr_primary_of(vn, r->n) != r->self &&
 	    (!r->amnesia || vn >= top)) {
-		st_start(r, vn, vsr_primary_of(vn, r->n));
+		st_start(r, vn);
 	} else if (r->amnesia) {
 		/* Wait for a normal primary: we can vouch for nothing. */
 	} else if (!normal_seen || r->view > vn) {

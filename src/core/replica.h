@@ -319,7 +319,8 @@ void vc_send_start_view(vsr_replica *r, int to);
 void vc_resume(vsr_replica *r, uint64_t view);
 
 /* state_transfer.c */
-void st_start(vsr_replica *r, uint64_t view, uint8_t target);
+/* Enters state transfer into `view` (>= ours), asking that view's primary. */
+void st_start(vsr_replica *r, uint64_t view);
 void st_request_repair(vsr_replica *r);
 void st_on_get_state(vsr_replica *r, const vsr_message *m);
 void st_on_new_state(vsr_replica *r, const vsr_message *m);

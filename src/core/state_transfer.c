@@ -37,12 +37,11 @@ static void send_get_checkpoint(vsr_replica *r)
 	out->nonce = r->transfer_nonce;
 }
 
-void st_start(vsr_replica *r, uint64_t view, uint8_t target)
+void st_start(vsr_replica *r, uint64_t view)
 {
 	assert(view >= r->view);
 	primary_drop_pipeline(r);
 	r->transfer_nonce = prng_next(&r->prng) | 1;
-	r->transfer_target = target;
 	r->transfer_retries = 0;
 	r->stats.state_transfers++;
 	if (BUG(r, VSR_BUG_TRUNCATE_TRANSFER) && r->status != VSR_STATUS_RECOVERING &&
@@ -55,11 +54,10 @@ void st_start(vsr_replica *r, uint64_t view, uint8_t target)
 		if (view > r->view) vc_reset_votes(r);
 		r->view = view;
 		r->log_view = view;
-		r->status = VSR_STATUS_NORMAL;
 		normal_become_backup(r);
 		persist_state(r, cut, commit, NULL, 0);
 		r->repairing = true;
-		vsr_message *out = emit_send(r, other_replica(r, target), VSR_MSG_GET_STATE);
+		vsr_message *out = emit_send(r, primary_index(r), VSR_MSG_GET_STATE);
 		out->op = r->log.head;
 		out->nonce = r->transfer_nonce;
 		timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
@@ -128,13 +126,13 @@ static void repair_on_new_state(vsr_replica *r, const vsr_message *m)
 	if (m->view != r->view || m->replica != primary_index(r)) return;
 	if (m->checkpoint_op && m->entry_count == 0) {
 		/* The primary compacted past our head: a full transfer. */
-		st_start(r, r->view, m->replica);
+		st_start(r, r->view);
 		return;
 	}
 	if (m->entry_count) {
 		uint64_t matched = log_install(r, m->entries, m->entry_count);
 		if (matched == UINT64_MAX) {
-			st_start(r, r->view, m->replica);
+			st_start(r, r->view);
 			return;
 		}
 	}
@@ -148,14 +146,23 @@ static void repair_on_new_state(vsr_replica *r, const vsr_message *m)
 	}
 }
 
+/* Leaves state transfer for a view change to the next view (which votes,
+ * so it is only for a replica whose log is intact). */
+static void transfer_to_view_change(vsr_replica *r)
+{
+	r->transfer_retries = 0;
+	r->fetching_checkpoint = false;
+	set_status(r, VSR_STATUS_VIEW_CHANGE);
+	vc_start(r, r->view + 1);
+}
+
 static void transfer_done(vsr_replica *r)
 {
 	if (is_primary(r)) {
 		/* The view's primary is us, from before a crash: the others must
 		 * move on without it. */
 		r->amnesia = false;
-		r->status = VSR_STATUS_VIEW_CHANGE;
-		vc_start(r, r->view + 1);
+		transfer_to_view_change(r);
 		return;
 	}
 	r->amnesia = false;
@@ -315,10 +322,7 @@ void st_on_tick(vsr_replica *r)
 		 * be dead. Our log is intact (state transfer only ever drops what is
 		 * off the committed chain), so leave for a view change rather than
 		 * wait forever for a primary that needs our vote. */
-		r->transfer_retries = 0;
-		r->fetching_checkpoint = false;
-		r->status = VSR_STATUS_VIEW_CHANGE;
-		vc_start(r, r->view + 1);
+		transfer_to_view_change(r);
 		return;
 	}
 	if (r->fetching_checkpoint) {

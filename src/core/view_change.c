@@ -330,7 +330,7 @@ void vc_on_start_view(vsr_replica *r, const vsr_message *m)
 	}
 	if (!chains || m->commit > m->op) {
 		if (r->status != VSR_STATUS_STATE_TRANSFER || m->view > r->view)
-			st_start(r, m->view, m->replica);
+			st_start(r, m->view);
 		return;
 	}
 	if (m->view > r->view) {
@@ -341,7 +341,7 @@ void vc_on_start_view(vsr_replica *r, const vsr_message *m)
 		uint64_t matched = log_install(r, m->entries, m->entry_count);
 		if (matched == UINT64_MAX || (matched < m->op && !BUG(r, VSR_BUG_ACK_CONFLICTING))) {
 			/* We could not take the whole of the view's log. */
-			st_start(r, m->view, m->replica);
+			st_start(r, m->view);
 			return;
 		}
 	}
