@@ -172,6 +172,8 @@ static void step(fixture *f, uint8_t i, const vsr_event *ev)
 				r->replica = i;
 				r->conn = a->conn;
 				r->status = a->message.status;
+				r->hint = a->message.replica;
+				r->view = a->message.view;
 				r->session = a->message.request.session;
 				r->request = a->message.request.request;
 				r->op = a->message.reply_op;

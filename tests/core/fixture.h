@@ -34,6 +34,8 @@ typedef struct fx_reply {
 	uint8_t replica;
 	uint64_t conn;
 	uint8_t status;
+	uint8_t hint;    /* message.replica: NOT_PRIMARY's primary hint */
+	uint64_t view;
 	uint64_t session;
 	uint64_t request;
 	uint64_t op;

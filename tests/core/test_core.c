@@ -353,6 +353,16 @@ static void test_not_primary_hint(void)
 	const fx_reply *r = fx_reply_for(&f, conn);
 	CHECK(r && r->status == VSR_REPLY_NOT_PRIMARY);
 	/* The hint travels in message.replica: view 0's primary is replica 0. */
+	CHECK(r->hint == 0 && r->view == 0);
+	/* After the primary is isolated, a backup points at the new primary. */
+	fx_isolate(&f, 0);
+	fx_run(&f, 200);
+	int p = fx_primary(&f);
+	CHECK(p == 1 || p == 2);
+	uint8_t other = p == 1 ? 2 : 1;
+	conn = fx_request(&f, other, VSR_REQUEST_REGISTER, 0, 6, NULL);
+	r = fx_reply_for(&f, conn);
+	CHECK(r && r->status == VSR_REPLY_NOT_PRIMARY && r->hint == p && r->view >= 1);
 	fx_free(&f);
 }
 
