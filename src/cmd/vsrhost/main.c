@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include "vsr_wire.h"
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
 
@@ -86,7 +87,8 @@ int main(int argc, char **argv)
 			main_usage(stdout);
 			return 0;
 		case 'V':
-			printf("vsrhost %s\n", VSRHOST_VERSION);
+			printf("vsrhost %s (wire protocol %u)\n", VSRHOST_VERSION,
+			       (unsigned)VSR_WIRE_VERSION);
 			return 0;
 		default:
 			/* getopt_long has said what was wrong. */
