@@ -46,6 +46,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <jansson.h>
 #include <msgpack.h>
 
 #include "vsr.h"
@@ -68,6 +69,7 @@ static uint16_t g_replica_port[N], g_client_port[N], g_metrics_port[N];
 static pid_t g_pid[N];
 static bool g_keep;
 static uint64_t g_seed;
+static const char *g_log_format = "text"; /* the config's log_format */
 
 static uint64_t now_ms(void)
 {
@@ -206,8 +208,9 @@ static void write_config(const char *statemachine)
 	for (int i = 0; i < N; i++)
 		fprintf(f, "%s\"127.0.0.1:%u\"", i ? ", " : " ", g_metrics_port[i]);
 	fprintf(f, " },\n  statemachine = \"%s/statemachines/%s\",\n", g_root, statemachine);
-	fprintf(f, "  data_dir = \"%s/data\",\n  durability = \"memory\",\n  log_level = \"info\",\n}\n",
+	fprintf(f, "  data_dir = \"%s/data\",\n  durability = \"memory\",\n  log_level = \"info\",\n",
 		g_dir);
+	fprintf(f, "  log_format = \"%s\",\n}\n", g_log_format);
 	fclose(f);
 }
 
@@ -1431,11 +1434,37 @@ static const char *scrape(int i, char *buf, size_t cap)
 	return body;
 }
 
+/* Every line of replica i's log is one JSON object with ts, level, who and
+ * msg; returns the number of lines. */
+static int check_json_log(int i)
+{
+	char path[400], line[4096];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		fail("cannot read %s", path);
+	int n = 0;
+	while (fgets(line, sizeof line, f) != NULL) {
+		json_error_t e;
+		json_t *o = json_loads(line, 0, &e);
+		if (o == NULL || !json_is_string(json_object_get(o, "ts")) ||
+		    !json_is_string(json_object_get(o, "level")) ||
+		    !json_is_string(json_object_get(o, "who")) ||
+		    !json_is_string(json_object_get(o, "msg")))
+			fail("replica %d: log line %d is not a JSON log object: %s", i + 1, n + 1, line);
+		json_decref(o);
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
 static int scenario_metrics(void)
 {
 	static char buf[1 << 20];
 	mclient m;
 	msgpack_sbuffer sb;
+	g_log_format = "json";
 	int p = scenario_open("kv.lua", &m, &sb);
 	uint64_t last = 0;
 	put_keys(&m, &sb, 0, KEYS / 2, &last);
@@ -1467,6 +1496,8 @@ static int scenario_metrics(void)
 	     ", %" PRIu64 " view change(s), primary 1",
 	     p + 1, q + 1, view, changes);
 	scenario_close(&m, &sb);
+	int lines = check_json_log(q);
+	note("log_format = \"json\": all %d lines of replica %d's log are JSON objects", lines, q + 1);
 	return 0;
 }
 

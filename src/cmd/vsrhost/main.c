@@ -109,6 +109,7 @@ int main(int argc, char **argv)
 		return EX_CONFIG;
 	}
 	host_log_set_level(opts.log_level >= 0 ? opts.log_level : cfg.log_level);
+	host_log_set_format(cfg.log_format);
 	if (opts.replica >= 0 && (uint32_t)opts.replica >= cfg.replica_count) {
 		fprintf(stderr, "vsrhost: --replica %d: %s has replicas 1..%u\n", opts.replica + 1,
 			opts.config_path, cfg.replica_count);
