@@ -1459,6 +1459,49 @@ static int check_json_log(int i)
 	return n;
 }
 
+/* Every metric family the shipped Grafana dashboard queries (vsr_ names in
+ * its expressions, a histogram's _bucket suffix dropped) is in `scrape`. */
+static int check_dashboard(const char *scrape_text)
+{
+	char path[400];
+	snprintf(path, sizeof path, "%s/docs/grafana/vsrhost-dashboard.json", g_root);
+	json_error_t e;
+	json_t *d = json_load_file(path, 0, &e);
+	if (d == NULL)
+		fail("%s:%d: not JSON: %s", path, e.line, e.text);
+	int names = 0;
+	size_t pi;
+	json_t *panel;
+	json_array_foreach(json_object_get(d, "panels"), pi, panel) {
+		size_t ti;
+		json_t *target;
+		json_array_foreach(json_object_get(panel, "targets"), ti, target) {
+			const char *expr = json_string_value(json_object_get(target, "expr"));
+			if (expr == NULL)
+				fail("%s: panel %zu has a target without expr", path, pi + 1);
+			for (const char *p = expr; (p = strstr(p, "vsr_")) != NULL;) {
+				char name[128];
+				size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+				snprintf(name, sizeof name, "%.*s", (int)n, p);
+				p += n;
+				size_t len = strlen(name);
+				if (len > 7 && strcmp(name + len - 7, "_bucket") == 0)
+					name[len - 7] = '\0';
+				char want[160];
+				snprintf(want, sizeof want, "# TYPE %s ", name);
+				const char *at = strstr(scrape_text, want);
+				while (at != NULL && at != scrape_text && at[-1] != '\n')
+					at = strstr(at + 1, want);
+				if (at == NULL)
+					fail("the dashboard queries %s, which no replica exports", name);
+				names++;
+			}
+		}
+	}
+	json_decref(d);
+	return names;
+}
+
 static int scenario_metrics(void)
 {
 	static char buf[1 << 20];
@@ -1482,6 +1525,8 @@ static int scenario_metrics(void)
 			fail("replica %d: /health is not 200 in a normal cluster", i + 1);
 	}
 	note("every replica's scrape passes promtool; commit %" PRIu64 " on each", last);
+	int names = check_dashboard(scrape(p, buf, sizeof buf));
+	note("the Grafana dashboard's %d metric references are all exported", names);
 	kill_replica(p);
 	put_keys(&m, &sb, KEYS / 2, KEYS, &last);
 	int q = wait_primary(STARTUP_MS, "after failover");
