@@ -200,4 +200,10 @@ int jp_history_write(const char *path, const jp_op *h, size_t n);
 /* Reads a history.jsonl back (vsrjepsen --check FILE). */
 jp_op *jp_history_read(const char *path, size_t *count, char *err, size_t err_len);
 
+/* ------------------------------------------------------------------------ */
+/* vsrjepsen --maelstrom: one run against vsrhost --maelstrom nodes. Returns
+ * 0 valid, 1 violation, 2 undecided, 130 interrupted. */
+int jp_maelstrom_run(const char *vsrhost, const char *root, const char *out, uint64_t seed,
+		     int n, uint32_t seconds, uint32_t clients, uint32_t call_ms);
+
 #endif /* JEPSEN_H */

@@ -79,6 +79,7 @@ typedef struct jp_options {
 	uint32_t nemesis;
 	bool loopback;
 	bool durable;
+	bool maelstrom;
 	jp_work_opts work;
 	uint32_t quiet_ms_min, quiet_ms_max, hold_ms_min, hold_ms_max;
 	uint64_t check_ms;
@@ -127,7 +128,10 @@ static void jp_usage(FILE *f)
 		"  --call-ms N         a call's deadline before it is recorded info (default 4000)\n"
 		"  --check-ms N        checker time bound per run (default 60000)\n"
 		"  --loopback          do not use namespaces even as root\n"
-		"  --check FILE        only check a recorded history.jsonl\n");
+		"  --check FILE        only check a recorded history.jsonl\n"
+		"  --maelstrom         play Maelstrom's part instead: vsrhost --maelstrom nodes\n"
+		"                      (lin-kv, --replicas nodes, --clients clients) with lines\n"
+		"                      routed between them and partitions that drop them\n");
 }
 
 static int jp_range(const char *s, uint32_t *lo, uint32_t *hi)
@@ -347,6 +351,7 @@ int main(int argc, char **argv)
 		{"hold-ms", required_argument, NULL, 'O'}, {"call-ms", required_argument, NULL, 'C'},
 		{"check-ms", required_argument, NULL, 'M'}, {"loopback", no_argument, NULL, 'L'},
 		{"check", required_argument, NULL, 'X'}, {"help", no_argument, NULL, 'h'},
+		{"maelstrom", no_argument, NULL, 'm'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -387,6 +392,7 @@ int main(int argc, char **argv)
 		case 'M': o.check_ms = v; break;
 		case 'L': o.loopback = true; break;
 		case 'X': o.check_file = optarg; break;
+		case 'm': o.maelstrom = true; break;
 		case 'h': jp_usage(stdout); return 0;
 		default: jp_usage(stderr); return EX_USAGE;
 		}
@@ -436,7 +442,10 @@ int main(int argc, char **argv)
 	jp_totals tot = {0};
 	int worst = 0;
 	for (uint32_t r = 0; r < o.runs && !jp_interrupted; r++) {
-		int rc = jp_one_run(&o, o.seed + r, &tot);
+		int rc = o.maelstrom ? jp_maelstrom_run(o.vsrhost, o.root, o.out, o.seed + r,
+							o.replicas, o.seconds, o.work.clients,
+							call_ms)
+				     : jp_one_run(&o, o.seed + r, &tot);
 		tot.runs++;
 		if (rc == 0)
 			tot.valid++;
@@ -448,6 +457,11 @@ int main(int argc, char **argv)
 			break;
 		if (rc == 1 || (rc == 2 && worst == 0))
 			worst = rc;
+	}
+	if (o.maelstrom) {
+		printf("vsrjepsen --maelstrom: %u runs: %u valid, %u with a violation, %u undecided\n",
+		       tot.runs, tot.valid, tot.violations, tot.undecided);
+		return jp_interrupted ? 130 : worst;
 	}
 	printf("vsrjepsen: %u runs: %u valid, %u with a violation, %u undecided; %" PRIu64
 	       " ops (%" PRIu64 " ok, %" PRIu64 " fail, %" PRIu64 " info); availability %.1f%% of %"
