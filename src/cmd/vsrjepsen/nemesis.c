@@ -195,7 +195,7 @@ static void jp_append_replica(char *buf, size_t len, int replica)
 static int jp_flip_byte(jp_nemesis *nm, int i, char *what, size_t what_len)
 {
 	char dir[PATH_MAX + 32];
-	snprintf(dir, sizeof dir, "%s/data/%d", nm->c->dir, i + 1);
+	snprintf(dir, sizeof dir, "%s/data/replica-%d", nm->c->dir, i + 1);
 	DIR *d = opendir(dir);
 	if (d == NULL)
 		return -1;
@@ -254,10 +254,9 @@ static void jp_apply(jp_nemesis *nm, int f, jp_active *a)
 		} else {
 			jp_cluster_kill(c, i);
 			if (f == JP_WIPE) {
-				char cmd[PATH_MAX + 40];
-				snprintf(cmd, sizeof cmd, "%s/data/%d", c->dir, i + 1);
-				const char *argv[] = {"rm", "-rf", cmd, NULL};
-				(void)argv;
+				char dir[PATH_MAX + 40];
+				snprintf(dir, sizeof dir, "%s/data/replica-%d", c->dir, i + 1);
+				const char *argv[] = {"rm", "-rf", dir, NULL};
 				snprintf(what + strlen(what), sizeof what - strlen(what),
 					 " (data of %d removed)", i + 1);
 				pid_t p = fork();
