@@ -266,6 +266,21 @@ jp_op *jp_history_read(const char *path, size_t *count, char *err, size_t err_le
 
 /* ------------------------------------------------------------------------ */
 
+/* Text for SVG: &, < and > escaped (notes come from the client library). */
+static void jp_xml_text(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '&')
+			fputs("&amp;", f);
+		else if (*s == '<')
+			fputs("&lt;", f);
+		else if (*s == '>')
+			fputs("&gt;", f);
+		else
+			fputc(*s, f);
+	}
+}
+
 static const char *jp_outcome_colour(const lincheck_op *op)
 {
 	if (op->outcome == LINCHECK_OK)
@@ -357,9 +372,11 @@ static int jp_timeline(const char *dir, const jp_op *h, size_t n, const jp_nemes
 			fprintf(f, " nil");
 		else
 			fprintf(f, " %" PRId64, op->value);
-		fprintf(f, " %s%s %.4f-%.4f s %s</title></rect>\n", lincheck_outcome_name(op->outcome),
+		fprintf(f, " %s%s %.4f-%.4f s ", lincheck_outcome_name(op->outcome),
 			op->mismatch ? " (refused)" : "", op->call_ns / 1e9,
-			op->outcome == LINCHECK_INFO ? end_ns / 1e9 : op->return_ns / 1e9, h[i].note);
+			op->outcome == LINCHECK_INFO ? end_ns / 1e9 : op->return_ns / 1e9);
+		jp_xml_text(f, h[i].note);
+		fprintf(f, "</title></rect>\n");
 	}
 	if (v->lin.verdict == LINCHECK_NOT_LINEARIZABLE && v->lin.bad_op < n) {
 		const lincheck_op *op = &h[v->lin.bad_op].op;
