@@ -187,7 +187,9 @@ typedef struct jp_verdict {
 	double availability;        /* ok share of ops called while a majority was connected */
 	uint64_t majority_ops;
 	int64_t gap_ns[JP_FAULT_COUNT]; /* longest stretch without an ok completion per fault */
+	int64_t gap_alone_ns[JP_FAULT_COUNT]; /* the same, faults that overlapped no other */
 	uint32_t fault_count[JP_FAULT_COUNT];
+	uint32_t alone_count[JP_FAULT_COUNT];
 	bool valid;
 } jp_verdict;
 

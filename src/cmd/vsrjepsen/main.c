@@ -91,6 +91,8 @@ typedef struct jp_totals {
 	uint64_t ops, ok, fail, info, majority_ops, majority_done;
 	uint32_t fault_count[JP_FAULT_COUNT];
 	int64_t gap_ns[JP_FAULT_COUNT];
+	uint32_t alone_count[JP_FAULT_COUNT];
+	int64_t gap_alone_ns[JP_FAULT_COUNT];
 	uint32_t crashes;
 } jp_totals;
 
@@ -298,8 +300,10 @@ static int jp_one_run(const jp_options *o, uint64_t seed, jp_totals *tot)
 		printf("  digests: %s\n", v.digest_note);
 	for (int k = 0; k < JP_FAULT_COUNT; k++)
 		if (v.fault_count[k])
-			printf("  %-18s x%-3u longest stretch without a completed op: %.2f s\n",
-			       jp_fault_names[k], v.fault_count[k], v.gap_ns[k] / 1e9);
+			printf("  %-18s x%-3u longest stretch without a completed op: %.2f s; "
+			       "alone x%u: %.2f s\n",
+			       jp_fault_names[k], v.fault_count[k], v.gap_ns[k] / 1e9, v.alone_count[k],
+			       v.gap_alone_ns[k] / 1e9);
 	fflush(stdout);
 
 	tot->ops += v.ops;
@@ -313,6 +317,9 @@ static int jp_one_run(const jp_options *o, uint64_t seed, jp_totals *tot)
 		tot->fault_count[k] += v.fault_count[k];
 		if (v.gap_ns[k] > tot->gap_ns[k])
 			tot->gap_ns[k] = v.gap_ns[k];
+		tot->alone_count[k] += v.alone_count[k];
+		if (v.gap_alone_ns[k] > tot->gap_alone_ns[k])
+			tot->gap_alone_ns[k] = v.gap_alone_ns[k];
 	}
 	rc = violation ? 1 : v.valid ? 0 : 2;
 out:
@@ -472,8 +479,10 @@ int main(int argc, char **argv)
 	       tot.majority_ops, tot.crashes);
 	for (int k = 0; k < JP_FAULT_COUNT; k++)
 		if (tot.fault_count[k])
-			printf("  %-18s x%-4u longest stretch without a completed op: %.2f s\n",
-			       jp_fault_names[k], tot.fault_count[k], tot.gap_ns[k] / 1e9);
+			printf("  %-18s x%-4u longest stretch without a completed op: %.2f s; "
+			       "alone x%u: %.2f s\n",
+			       jp_fault_names[k], tot.fault_count[k], tot.gap_ns[k] / 1e9,
+			       tot.alone_count[k], tot.gap_alone_ns[k] / 1e9);
 	if (jp_interrupted) {
 		jp_log("interrupted; everything started was stopped and removed");
 		return 130;

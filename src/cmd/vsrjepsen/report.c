@@ -138,6 +138,18 @@ void jp_report_availability(const jp_op *h, size_t n, const jp_nemesis *nm, int6
 			gap = hi - prev;
 		if (gap > v->gap_ns[ev->fault])
 			v->gap_ns[ev->fault] = gap;
+		bool alone = true;
+		for (uint32_t o = 0; o < nm->event_count; o++) {
+			const jp_event *x = &nm->events[o];
+			int64_t x_end = x->end_ns ? x->end_ns : end_ns;
+			if (o != e && x->fault >= 0 && x->start_ns < hi && x_end > lo)
+				alone = false;
+		}
+		if (alone) {
+			v->alone_count[ev->fault]++;
+			if (gap > v->gap_alone_ns[ev->fault])
+				v->gap_alone_ns[ev->fault] = gap;
+		}
 	}
 	free(done);
 }
@@ -434,8 +446,10 @@ int jp_report_write(const char *dir, const jp_op *h, size_t n, const jp_nemesis 
 		for (int k = 0; k < JP_FAULT_COUNT; k++) {
 			if (v->fault_count[k] == 0)
 				continue;
-			fprintf(f, "%s\"%s\":{\"count\":%u,\"longest_gap_s\":%.3f}", first ? "" : ",",
-				jp_fault_names[k], v->fault_count[k], v->gap_ns[k] / 1e9);
+			fprintf(f, "%s\"%s\":{\"count\":%u,\"longest_gap_s\":%.3f,\"alone\":%u,"
+				   "\"longest_gap_alone_s\":%.3f}",
+				first ? "" : ",", jp_fault_names[k], v->fault_count[k], v->gap_ns[k] / 1e9,
+				v->alone_count[k], v->gap_alone_ns[k] / 1e9);
 			first = false;
 		}
 		fprintf(f, "}}\n");
