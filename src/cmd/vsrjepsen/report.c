@@ -120,8 +120,15 @@ void jp_report_availability(const jp_op *h, size_t n, const jp_nemesis *nm, int6
 		if (ev->fault < 0)
 			continue;
 		v->fault_count[ev->fault]++;
+		/* From the fault's start to 5 s after its heal, or to the next
+		 * fault's start if that comes first. */
 		int64_t lo = ev->start_ns;
-		int64_t hi = (ev->end_ns ? ev->end_ns : end_ns) + 5000000000ll;
+		int64_t heal = ev->end_ns ? ev->end_ns : end_ns;
+		int64_t hi = heal + 5000000000ll;
+		for (uint32_t o = 0; o < nm->event_count; o++)
+			if (nm->events[o].fault >= 0 && nm->events[o].start_ns >= heal &&
+			    nm->events[o].start_ns < hi)
+				hi = nm->events[o].start_ns;
 		if (hi > end_ns)
 			hi = end_ns;
 		int64_t prev = lo, gap = 0;
@@ -142,7 +149,7 @@ void jp_report_availability(const jp_op *h, size_t n, const jp_nemesis *nm, int6
 		for (uint32_t o = 0; o < nm->event_count; o++) {
 			const jp_event *x = &nm->events[o];
 			int64_t x_end = x->end_ns ? x->end_ns : end_ns;
-			if (o != e && x->fault >= 0 && x->start_ns < hi && x_end > lo)
+			if (o != e && x->fault >= 0 && x->start_ns < heal && x_end > lo)
 				alone = false;
 		}
 		if (alone) {
