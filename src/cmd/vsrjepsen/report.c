@@ -115,6 +115,14 @@ void jp_report_availability(const jp_op *h, size_t n, const jp_nemesis *nm, int6
 	if (done == NULL)
 		return;
 	qsort(done, k, sizeof *done, jp_cmp_i64);
+	/* The load ends with the last call: a window reaching past it would
+	 * count the clients' own stop as unavailability. */
+	int64_t load_end = 0;
+	for (size_t i = 0; i < n; i++)
+		if (h[i].op.call_ns > load_end)
+			load_end = h[i].op.call_ns;
+	if (load_end < end_ns)
+		end_ns = load_end;
 	for (uint32_t e = 0; e < nm->event_count; e++) {
 		const jp_event *ev = &nm->events[e];
 		if (ev->fault < 0)
