@@ -435,15 +435,23 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	jp_cluster_sweep_stale();
 
-	printf("vsrjepsen: %u run(s) of %u s, seeds %" PRIu64 "..%" PRIu64 ", %d replicas, "
-	       "%u clients at %u ops/s, nemesis:",
-	       o.runs, o.seconds, o.seed, o.seed + o.runs - 1, o.replicas, o.work.clients,
-	       o.work.rate);
-	for (int f = 0; f < JP_FAULT_COUNT; f++)
-		if (o.nemesis >> f & 1)
-			printf(" %s", jp_fault_names[f]);
-	printf("\n  rerun one: vsrjepsen --vsrhost %s --root %s --time %u --seed SEED\n", o.vsrhost,
-	       o.root, o.seconds);
+	if (o.maelstrom) {
+		printf("vsrjepsen --maelstrom: %u run(s) of %u s, seeds %" PRIu64 "..%" PRIu64
+		       ", %d nodes, %u lin-kv clients, partitions\n",
+		       o.runs, o.seconds, o.seed, o.seed + o.runs - 1, o.replicas, o.work.clients);
+	} else {
+		printf("vsrjepsen: %u run(s) of %u s, seeds %" PRIu64 "..%" PRIu64 ", %d replicas, "
+		       "%u clients at %u ops/s, nemesis:",
+		       o.runs, o.seconds, o.seed, o.seed + o.runs - 1, o.replicas, o.work.clients,
+		       o.work.rate);
+		for (int f = 0; f < JP_FAULT_COUNT; f++)
+			if (o.nemesis >> f & 1)
+				printf(" %s", jp_fault_names[f]);
+		printf("\n");
+	}
+	printf("  rerun one: %s --vsrhost %s --root %s --time %u --replicas %d --seed SEED\n",
+	       o.maelstrom ? "vsrjepsen --maelstrom" : "vsrjepsen", o.vsrhost, o.root, o.seconds,
+	       o.replicas);
 	fflush(stdout);
 
 	jp_totals tot = {0};
