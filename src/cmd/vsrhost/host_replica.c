@@ -478,6 +478,16 @@ static void host_core_config(const host *h, uint64_t seed, vsr_config *c)
 	c->timeouts.recovery_retry_ticks = host_ms_to_ticks(cfg->retry_ms, tick);
 	/* Enough spread that two backups rarely suspect the primary at once. */
 	c->timeouts.jitter_ticks = c->timeouts.primary_ticks / 3 + 1;
+#ifdef VSRHOST_TEETH
+	/* vsrhost-teeth only (linked with the test core vsrcore_teeth): the
+	 * planted bugs VSR_BUGS names (vsr.h VSR_BUG_*), so that vsrjepsen can
+	 * show it catches them in real processes. Never in vsrhost. */
+	const char *bugs = getenv("VSR_BUGS");
+	if (bugs != NULL) {
+		c->bugs = (uint32_t)strtoul(bugs, NULL, 0);
+		host_warn("planted bugs 0x%x (VSR_BUGS): a test build, not for use", c->bugs);
+	}
+#endif
 }
 
 static void host_free(host *h)
