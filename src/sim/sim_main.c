@@ -39,6 +39,8 @@ static const bug_name bug_names[] = {
 	{"stale-recovery-answer", VSR_BUG_STALE_RECOVERY_ANSWER},
 	{"backup-new-state", VSR_BUG_BACKUP_NEW_STATE},
 	{"recovery-any-nonce", VSR_BUG_RECOVERY_ANY_NONCE},
+	{"ack-below-log", VSR_BUG_ACK_BELOW_LOG},
+	{"register-last-reply", VSR_BUG_REGISTER_LAST_REPLY},
 };
 
 
@@ -86,7 +88,9 @@ static void usage(FILE *f)
 		"  --live-during-faults [--live-window N]  while a quorum is up and\n"
 		"                       connected for N ticks (default 1500), requests\n"
 		"                       complete\n"
-		"  --new-faults         every mode above that is on by default\n"
+		"  --new-faults         the modes on by default: --slow-disks,\n"
+		"                       --one-way-long, --long-steps, --large-state\n"
+		"  --classic-faults     all of them off (the fault model before issue 7)\n"
 		"  --all-faults         every mode above (restore 2000 ppm, markers\n"
 		"                       100000 ppm, live window 1500)\n"
 		"  --amnesia-hidden     (teeth) hand a wiped disk to the core as a\n"
@@ -98,7 +102,7 @@ static void usage(FILE *f)
  * on by default; --new-faults names them for older command lines. */
 static void set_default_modes(sim_options *o)
 {
-	(void)o;
+	o->slow_disks = o->long_oneway = o->long_steps = o->large_state = true;
 }
 
 static void set_all_modes(sim_options *o)
@@ -402,6 +406,9 @@ int main(int argc, char **argv)
 			o.live_window = x;
 		} else if (!strcmp(a, "--new-faults")) {
 			set_default_modes(&o);
+		} else if (!strcmp(a, "--classic-faults")) {
+			/* the fault model before issue 7 (old regression seeds) */
+			o.slow_disks = o.long_oneway = o.long_steps = o.large_state = false;
 		} else if (!strcmp(a, "--all-faults")) {
 			set_all_modes(&o);
 		} else if (!strcmp(a, "--help-bugs")) {
