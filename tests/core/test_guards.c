@@ -268,6 +268,136 @@ done:
 }
 
 /* ------------------------------------------------------------------------ */
+/* 3. A NEW_STATE with entries moves the commit past the checkpoint being
+ *    fetched. Guard: a chunk of a checkpoint the commit already passed is
+ *    not installed (VSR_GUARD_CHUNK_PASSED, F6). Reaching it takes a small
+ *    log ring: the primary's answer to the same GET_STATE (same nonce) is
+ *    entries first (delayed), a checkpoint later, once the ring dropped the
+ *    entry after the asker's commit. Config: checkpoint every 4 ops, one
+ *    prepare in flight, a ring of 32, 31 entries per message, 64-byte
+ *    chunks. The asker's commit c is 2 mod 4: the delayed answer holds
+ *    c+1..c+31 with commit c+32, the later one names checkpoint c+30. */
+
+static void tune_small_ring(vsr_config *c)
+{
+	c->checkpoint_interval = 4;
+	c->pipeline_max = 1;
+	c->log_max = c->replica == 2 ? 64 : 32; /* the asker can take all 31 */
+	c->message_entries_max = 31;
+	c->chunk_bytes_max = 64;
+	c->bugs = planted;
+}
+
+typedef struct hold_ck {
+	bool new_state, chunk;
+} hold_ck;
+
+static bool hold_fetch(const fx_message *q, void *arg)
+{
+	hold_ck *h = arg;
+	if (q->to != 2) return false;
+	return (h->new_state && q->m.type == VSR_MSG_NEW_STATE) ||
+	       (h->chunk && q->m.type == VSR_MSG_CHECKPOINT_CHUNK);
+}
+
+static uint64_t head_of(const fixture *f, uint8_t i)
+{
+	vsr_replica_info in;
+	fx_info(f, i, &in);
+	return in.op;
+}
+
+static bool chunk_held(fixture *f, void *arg)
+{
+	(void)arg;
+	return find_held(f, VSR_MSG_CHECKPOINT_CHUNK) >= 0;
+}
+
+static outcome sched_new_state_passes_fetched_checkpoint(void)
+{
+	outcome out = {0};
+	fixture f;
+	fx_init(&f, 3, tune_small_ring);
+	hold_ck h = {0};
+	f.hold = hold_fetch;
+	f.hold_arg = &h;
+	uint64_t s = fx_register(&f, 0, 13);
+	uint64_t req = 1;
+	/* Replica 2 crashes with a durable commit c = 2 mod 4, so that the
+	 * checkpoints fall at c+2, c+6, ..., c+30, c+34. */
+	for (int i = 0; i < 64; i++, req++) {
+		fx_call(&f, s, req, "a");
+		const fx_node *nd = &f.node[2];
+		if (i >= 8 && nd->pending_count == 0 && nd->disk.sb.commit % 4 == 2) break;
+	}
+	uint64_t c = f.node[2].disk.sb.commit;
+	if (c % 4 != 2) {
+		out.damage = "schedule not reached: no commit of 2 mod 4";
+		goto done;
+	}
+	fx_crash(&f, 2);
+	while (head_of(&f, 0) < c + 32) fx_call(&f, s, req++, "b");
+	/* 2 restarts: its GET_STATE(c) is answered with entries c+1..c+31 and
+	 * commit c+32 (a partial answer); that answer is delayed. */
+	h.new_state = true;
+	fx_restart(&f, 2);
+	uint8_t want[2] = {2, VSR_STATUS_STATE_TRANSFER};
+	if (!fx_run_until(&f, 200, in_status, want) || find_held(&f, VSR_MSG_NEW_STATE) != 0 ||
+	    f.held[0].m.entry_count == 0 || f.held[0].m.entries[0].op != c + 1 ||
+	    f.held[0].m.commit < c + 31) {
+		out.damage = "schedule not reached: no partial NEW_STATE from c+1";
+		goto done;
+	}
+	/* The ring drops c+1: the next answer to the same request names
+	 * checkpoint c+30, which 2 starts to fetch; its first chunk waits. */
+	while (head_of(&f, 0) < c + 33) fx_call(&f, s, req++, "c");
+	h.chunk = true;
+	h.new_state = false;
+	if (!fx_run_until(&f, 200, chunk_held, NULL)) {
+		out.damage = "schedule not reached: no checkpoint fetch";
+		goto done;
+	}
+	h.chunk = false;
+	vsr_replica_info b;
+	fx_info(&f, 2, &b);
+	uint64_t fetching = f.held[find_held(&f, VSR_MSG_CHECKPOINT_CHUNK)].m.checkpoint_op;
+	/* The delayed entries arrive: the commit moves to c+31, past the
+	 * checkpoint being fetched; then its first chunk. */
+	int k = find_held(&f, VSR_MSG_NEW_STATE);
+	if (getenv("FX_VERBOSE"))
+		fprintf(stderr, "  c %llu; delayed NEW_STATE: op %llu commit %llu entries %u from %llu\n",
+			(unsigned long long)c, (unsigned long long)f.held[k].m.op,
+			(unsigned long long)f.held[k].m.commit, f.held[k].m.entry_count,
+			(unsigned long long)f.held[k].m.entries[0].op);
+	h.new_state = true; /* the answer to 2's next GET_STATE waits too */
+	fx_release(&f, (uint32_t)k);
+	vsr_replica_info a;
+	fx_info(&f, 2, &a);
+	fx_release(&f, (uint32_t)find_held(&f, VSR_MSG_CHECKPOINT_CHUNK));
+	out.hits = vsr_replica_stats_get(f.node[2].r)->guards[VSR_GUARD_CHUNK_PASSED];
+	if (out.hits == 0 || getenv("FX_VERBOSE"))
+		fprintf(stderr, "  (replica 2: commit %llu before, %llu after the entries; "
+			"fetching checkpoint %llu)\n", (unsigned long long)b.commit,
+			(unsigned long long)a.commit, (unsigned long long)fetching);
+	vsr_replica_info now;
+	fx_info(&f, 2, &now);
+	if (now.commit < a.commit) {
+		out.damage = "replica 2's commit went down: an older checkpoint installed";
+		goto done;
+	}
+	f.hold = NULL;
+	while (f.held_count) fx_release(&f, 0);
+	if (!fx_run_until(&f, 2000, settled, NULL)) {
+		out.damage = "not settled after the fetch";
+		goto done;
+	}
+	out.damage = fx_check(&f);
+done:
+	fx_free(&f);
+	return out;
+}
+
+/* ------------------------------------------------------------------------ */
 
 typedef struct scenario {
 	const char *name;
@@ -281,6 +411,8 @@ static const scenario scenarios[] = {
 	 VSR_BUG_SHORTEN_OWN_LOG, VSR_GUARD_SV_SHORTER_OWN_LOG},
 	{"stale_recovery_answers_after_wipe", sched_stale_recovery_answers_after_wipe,
 	 VSR_BUG_RECOVERY_ANY_NONCE, VSR_GUARD_REC_STALE_NONCE},
+	{"new_state_passes_fetched_checkpoint", sched_new_state_passes_fetched_checkpoint,
+	 VSR_BUG_OLD_CHECKPOINT, VSR_GUARD_CHUNK_PASSED},
 };
 
 int main(int argc, char **argv)
