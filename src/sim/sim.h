@@ -265,6 +265,7 @@ typedef struct sim_options {
 	uint32_t restore_fail_ppm; /* share of checkpoint restores that fail */
 	bool big_replies;         /* ops whose reply exceeds VSR_OP_BYTES_MAX */
 	bool large_state;         /* snapshots padded to 4..32 KiB */
+	bool ack_crashes;         /* crashes aimed right after a PREPARE_OK */
 	bool single_amnesia;      /* wipes also with one replica */
 	uint32_t lost_marker_ppm; /* share of wipes handed over as a fresh disk */
 	bool live_during_faults;  /* requests complete while a majority is up

@@ -280,6 +280,17 @@ void sim_check_sent(struct sim *s, sim_ghost *g, uint8_t from,
 				 "durability before ack (I5): replica %u acked op %llu that "
 				 "is not on its disk",
 				 from, (unsigned long long)m->op);
+		/* ... and in a log its disk already claims for that view: an ack
+		 * says "view v's log holds this", which a restart must not forget
+		 * (a DO_VIEW_CHANGE with an older log_view would outrank it). */
+		if (sim_direct_checks(s) && !sim_failed(s) &&
+		    (st->sb.view != m->view || st->sb.log_view != m->view))
+			sim_fail(s,
+				 "durability before ack (I5): replica %u acked op %llu in view "
+				 "%llu while its disk says view %llu log_view %llu",
+				 from, (unsigned long long)m->op, (unsigned long long)m->view,
+				 (unsigned long long)st->sb.view,
+				 (unsigned long long)st->sb.log_view);
 		sim_ghost_replica *ga = &g->r[from];
 		if (!ga->ack_valid || m->view > ga->ack_view ||
 		    (m->view == ga->ack_view && m->op > ga->ack_op)) {

@@ -112,6 +112,7 @@ typedef struct sim_faults {
 	uint32_t big_reply_ppm;    /* share of client ops with an oversized reply */
 	uint32_t state_pad;        /* bytes added to every snapshot */
 	uint32_t lost_marker_ppm;
+	uint32_t ack_crash_ppm;    /* crash right after an ack, a write pending */
 } sim_faults;
 
 struct sim {
@@ -446,7 +447,7 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 	/* Copy actions out first: their pointers die at the next call. */
 	out_reserve(s, acts.count);
 	uint32_t nout = 0;
-	bool voted = false;
+	bool voted = false, acked = false;
 	for (uint32_t i = 0; i < acts.count; i++) {
 		const vsr_action *a = &acts.items[i];
 		switch (a->type) {
@@ -464,6 +465,8 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 			    a->message.type == VSR_MSG_DO_VIEW_CHANGE ||
 			    a->message.type == VSR_MSG_START_VIEW)
 				voted = true;
+			if (a->message.type == VSR_MSG_PREPARE_OK)
+				acked = true;
 			break;
 		case VSR_ACTION_REPLY:
 			if (a->conn == 0 || a->conn > s->clients_n) {
@@ -590,6 +593,15 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 	/* Aim crashes at the promise window: a vote just went out, most often
 	 * while a persist is still pending. Correct cores have made the vote
 	 * durable already; one that has not loses the promise here (hole 8.1). */
+	/* --ack-crashes: the same right after a PREPARE_OK while a write is
+	 * pending (the new view's superblock, say): an ack must promise only
+	 * what is durable, log_view included. */
+	if (acked && !voted && in_fault_phase(s) && s->f.ack_crash_ppm &&
+	    nr->st.q_count > 0 && sim_rng_ppm(&s->mode_rng, s->f.ack_crash_ppm)) {
+		sim_event e = {.time = s->now + sim_rng_below(&s->mode_rng, 2),
+			       .kind = EV_CRASH, .node = r, .inc = nr->incarnation};
+		ev_push(s, e);
+	}
 	if (voted && in_fault_phase(s) &&
 	    sim_rng_ppm(&s->rng, nr->st.q_count > 0 ? s->f.window_crash_ppm
 						     : s->f.window_crash_ppm / 4)) {
@@ -1148,6 +1160,7 @@ static void faults_resolve(struct sim *s)
 	bool slow_heal = sim_rng_below(m, 3) == 0;
 	uint32_t big = PICK(m, 0, 2000, 20000);
 	uint32_t pad = PICK(m, 0, 4096, 32768);
+	uint32_t ack_crash = PICK(m, 0, 2000, 10000, 30000);
 	if (o->slow_disks && slow_disk)
 		f->persist_max = 100;
 	f->minority_down = o->minority_down && minority;
@@ -1158,6 +1171,7 @@ static void faults_resolve(struct sim *s)
 	f->big_reply_ppm = o->big_replies ? big : 0;
 	f->state_pad = o->large_state ? pad : 0;
 	f->lost_marker_ppm = o->lost_marker_ppm;
+	f->ack_crash_ppm = o->ack_crashes && f->window_crash_ppm ? ack_crash : 0;
 	if (o->drop_ppm != SIM_RATE_SEEDED)
 		f->drop_ppm = o->drop_ppm;
 	if (o->dup_ppm != SIM_RATE_SEEDED)
@@ -1176,7 +1190,7 @@ static void faults_resolve(struct sim *s)
 		f->torn_ppm = f->corrupt_ppm = f->amnesia_ppm = 0;
 		f->minority_down = f->slow_heal = false;
 		f->oneway_ppm = f->long_step_ppm = f->restore_fail_ppm = 0;
-		f->big_reply_ppm = f->lost_marker_ppm = 0;
+		f->big_reply_ppm = f->lost_marker_ppm = f->ack_crash_ppm = 0;
 		f->delay_max = 3;
 		f->persist_max = 2;
 	}

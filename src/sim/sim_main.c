@@ -83,13 +83,16 @@ static void usage(FILE *f)
 		"  --restore-fail-ppm N checkpoint restores that fail, per million\n"
 		"  --big-replies        ops whose reply exceeds VSR_OP_BYTES_MAX\n"
 		"  --large-state        snapshots padded to 4 or 32 KiB (256-byte chunks)\n"
+		"  --ack-crashes        crashes aimed right after a PREPARE_OK while a\n"
+		"                       write is pending\n"
 		"  --single-amnesia     wiped restarts also with one replica\n"
 		"  --lost-marker-ppm N  wipes handed to the core as a brand-new disk\n"
 		"  --live-during-faults [--live-window N]  while a quorum is up and\n"
 		"                       connected for N ticks (default 1500), requests\n"
 		"                       complete\n"
 		"  --new-faults         the modes on by default: --slow-disks,\n"
-		"                       --one-way-long, --long-steps, --large-state\n"
+		"                       --one-way-long, --long-steps, --large-state,\n"
+		"                       --ack-crashes\n"
 		"  --classic-faults     all of them off (the fault model before issue 7)\n"
 		"  --all-faults         every mode above (restore 2000 ppm, markers\n"
 		"                       100000 ppm, live window 1500)\n"
@@ -103,11 +106,13 @@ static void usage(FILE *f)
 static void set_default_modes(sim_options *o)
 {
 	o->slow_disks = o->long_oneway = o->long_steps = o->large_state = true;
+	o->ack_crashes = true;
 }
 
 static void set_all_modes(sim_options *o)
 {
-	o->slow_disks = o->minority_down = o->long_oneway = o->long_steps = true;
+	set_default_modes(o);
+	o->minority_down = true;
 	o->slow_heal = o->big_replies = o->large_state = o->single_amnesia = true;
 	o->restore_fail_ppm = 2000;
 	o->lost_marker_ppm = 100000;
@@ -394,6 +399,8 @@ int main(int argc, char **argv)
 			o.big_replies = true;
 		} else if (!strcmp(a, "--large-state")) {
 			o.large_state = true;
+		} else if (!strcmp(a, "--ack-crashes")) {
+			o.ack_crashes = true;
 		} else if (!strcmp(a, "--single-amnesia")) {
 			o.single_amnesia = true;
 		} else if (!strcmp(a, "--lost-marker-ppm")) {
@@ -409,6 +416,7 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--classic-faults")) {
 			/* the fault model before issue 7 (old regression seeds) */
 			o.slow_disks = o.long_oneway = o.long_steps = o.large_state = false;
+			o.ack_crashes = false;
 		} else if (!strcmp(a, "--all-faults")) {
 			set_all_modes(&o);
 		} else if (!strcmp(a, "--help-bugs")) {
