@@ -159,6 +159,10 @@ enum vsr_message_type {
 	/* recovery (VRR 4.3, protocol.md 5) */
 	VSR_MSG_RECOVERY = 13,
 	VSR_MSG_RECOVERY_RESPONSE = 14,
+	/* liveness (protocol.md 4, pre-vote): "I lost the primary of view v".
+	 * It promises nothing, so it needs no durable view; a replica leaves a
+	 * working view only once a quorum has said so (docs/protocol.md). */
+	VSR_MSG_PRIMARY_LOST = 15,
 	VSR_MSG_TYPE_COUNT
 };
 
@@ -309,6 +313,7 @@ enum vsr_bug {
 	VSR_BUG_QUORUM_MINUS_ONE = 1u << 1,  /* commit with one ack fewer than a quorum */
 	VSR_BUG_TRUNCATE_TRANSFER = 1u << 2, /* published state transfer: truncate to commit, adopt view */
 	VSR_BUG_UNPERSISTED_VOTE = 1u << 3,  /* send view-change votes before the view is durable */
+	VSR_BUG_NO_ABDICATION = 1u << 16,    /* a primary that hears no quorum keeps its view forever */
 };
 
 /* ------------------------------------------------------------------------ */
