@@ -30,6 +30,7 @@ static const bug_name bug_names[] = {
 	{"quorum-minus-one", VSR_BUG_QUORUM_MINUS_ONE},
 	{"truncate-transfer", VSR_BUG_TRUNCATE_TRANSFER},
 	{"unpersisted-vote", VSR_BUG_UNPERSISTED_VOTE},
+	{"no-abdication", VSR_BUG_NO_ABDICATION},
 };
 
 
@@ -57,7 +58,8 @@ static void usage(FILE *f)
 		"  --quiet              in sweeps, print only failing seeds\n"
 		"  --demo               a short narrated run: primary isolated, healed\n"
 		"  --bug NAME           (vsrsim-teeth) plant a bug: ack-conflicting,\n"
-		"                       quorum-minus-one, truncate-transfer, unpersisted-vote\n"
+		"                       quorum-minus-one, truncate-transfer, unpersisted-vote,\n"
+		"                       no-abdication\n"
 		"  --expect-violation   sweep until the first violation; exit 0 if found\n"
 		"  --amnesia-hidden     (teeth) hand a wiped disk to the core as a\n"
 		"                       formatted one instead of amnesia = true\n",
