@@ -230,7 +230,7 @@ static void deliver_all(fixture *f)
 			fx_message *q = &batch[k];
 			if (f->node[q->to].up && f->node[q->to].paused && f->link[q->from][q->to]) {
 				/* Waits in the stalled replica's socket buffer. */
-				*queue_push(&f->held, &f->held_count, &f->held_cap) = *q;
+				*queue_push(&f->stalled, &f->stalled_count, &f->stalled_cap) = *q;
 				continue;
 			}
 			if (f->node[q->to].up && f->link[q->from][q->to]) {
@@ -278,8 +278,8 @@ void fx_free(fixture *f)
 {
 	for (uint32_t k = 0; k < f->queue_count; k++) message_free(&f->queue[k].m);
 	free(f->queue);
-	for (uint32_t k = 0; k < f->held_count; k++) message_free(&f->held[k].m);
-	free(f->held);
+	for (uint32_t k = 0; k < f->stalled_count; k++) message_free(&f->stalled[k].m);
+	free(f->stalled);
 	for (uint8_t i = 0; i < f->n; i++) {
 		fx_node *nd = &f->node[i];
 		if (nd->up) vsr_replica_destroy(nd->r);
@@ -369,18 +369,18 @@ void fx_resume(fixture *f, uint8_t i, bool tick_first)
 	}
 	/* What waited for it arrives before anything sent from now on. */
 	uint32_t kept = 0;
-	for (uint32_t k = 0; k < f->held_count; k++) {
-		if (f->held[k].to != i) {
-			f->held[kept++] = f->held[k];
+	for (uint32_t k = 0; k < f->stalled_count; k++) {
+		if (f->stalled[k].to != i) {
+			f->stalled[kept++] = f->stalled[k];
 			continue;
 		}
 		vsr_event ev = {.type = VSR_EVENT_MESSAGE, .now = f->now,
-				.realtime_ns = f->now * 1000000, .message = &f->held[k].m};
+				.realtime_ns = f->now * 1000000, .message = &f->stalled[k].m};
 		step(f, i, &ev);
-		message_free(&f->held[k].m);
+		message_free(&f->stalled[k].m);
 		complete_persists(f, i);
 	}
-	f->held_count = kept;
+	f->stalled_count = kept;
 	complete_persists(f, i);
 	deliver_all(f);
 }

@@ -61,8 +61,8 @@ typedef struct fixture {
 	bool link[FX_MAX][FX_MAX]; /* link[a][b]: messages from a reach b */
 	fx_message *queue;
 	uint32_t queue_count, queue_cap;
-	fx_message *held;  /* messages for paused replicas, in arrival order */
-	uint32_t held_count, held_cap;
+	fx_message *stalled; /* messages for paused replicas, in arrival order */
+	uint32_t stalled_count, stalled_cap;
 	uint64_t now;
 	uint32_t reply_count;
 	fx_reply replies[FX_REPLIES_MAX];
