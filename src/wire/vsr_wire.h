@@ -9,7 +9,7 @@
  *        0    4 magic "VSRW" (0x56 0x53 0x52 0x57)
  *        4    1 version (VSR_WIRE_VERSION)
  *        5    1 flags (must be 0 in version 1)
- *        6    1 type (enum vsr_message_type 1..14, or enum vsr_wire_type 64..)
+ *        6    1 type (enum vsr_message_type 1..15, or enum vsr_wire_type 64..)
  *        7    1 reserved (must be 0)
  *        8    4 body_len (u32, bytes of msgpack after the header)
  *       12    4 reserved (must be 0)
@@ -30,7 +30,7 @@
  * - Every failure is a negative vsr_wire reason with a detail string; the
  *   caller closes that connection and counts the reason. Nothing aborts.
  *
- * Body of a core message (types 1..14): one msgpack array of 20 elements,
+ * Body of a core message (types 1..15): one msgpack array of 20 elements,
  *   [replica, status, epoch, view, log_view, op, commit, checksum, nonce,
  *    timestamp, session, request, kind, op_bytes(bin), reply_op, body(bin),
  *    entries(array), checkpoint_op, checkpoint_size, offset]
@@ -95,7 +95,7 @@ enum vsr_wire_type {
 	VSR_WIRE_TYPE_END
 };
 
-/* Is `type` one the wire format knows (core 1..14 or host 64..70)? */
+/* Is `type` one the wire format knows (core 1..15 or host 64..70)? */
 bool vsr_wire_type_known(uint8_t type);
 /* Name of a core or host type ("PREPARE", "HELLO"), or "UNKNOWN". */
 const char *vsr_wire_type_name(uint8_t type);

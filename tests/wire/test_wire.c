@@ -37,7 +37,7 @@ static const uint8_t wt_core_types[] = {
 	VSR_MSG_COMMIT, VSR_MSG_START_VIEW_CHANGE, VSR_MSG_DO_VIEW_CHANGE,
 	VSR_MSG_START_VIEW, VSR_MSG_GET_STATE, VSR_MSG_NEW_STATE,
 	VSR_MSG_GET_CHECKPOINT, VSR_MSG_CHECKPOINT_CHUNK, VSR_MSG_RECOVERY,
-	VSR_MSG_RECOVERY_RESPONSE,
+	VSR_MSG_RECOVERY_RESPONSE, VSR_MSG_PRIMARY_LOST,
 };
 static const uint8_t wt_host_types[] = {
 	VSR_WIRE_HELLO, VSR_WIRE_PING, VSR_WIRE_PONG, VSR_WIRE_STATUS_REQUEST,
@@ -353,7 +353,7 @@ static void test_malformed(uint64_t seed)
 	DAMAGE("reserved bytes 12..15", f[14] = 1, true, VSR_WIRE_EFLAGS);
 	DAMAGE("foreign cluster", f[16] ^= 1, true, VSR_WIRE_ECLUSTER);
 	DAMAGE("type 0", f[6] = 0, true, VSR_WIRE_ETYPE);
-	DAMAGE("type 15", f[6] = 15, true, VSR_WIRE_ETYPE);
+	DAMAGE("type 16", f[6] = 16, true, VSR_WIRE_ETYPE);
 	DAMAGE("type 63", f[6] = 63, true, VSR_WIRE_ETYPE);
 	DAMAGE("type 71", f[6] = 71, true, VSR_WIRE_ETYPE);
 	DAMAGE("type 255", f[6] = 255, true, VSR_WIRE_ETYPE);
