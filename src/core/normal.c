@@ -230,6 +230,13 @@ static void resend_stored(vsr_replica *r, const vsr_message *m, uint64_t conn,
 void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 {
 	const vsr_request *req = &m->request;
+	if (r->history != 0 && req->kind == VSR_REQUEST_OP && m->history != r->history) {
+		/* A session of another history: every replica lost its state
+		 * since, and a new history began. Its number may well name a
+		 * session of ours; never apply it there. */
+		reply_status(r, m, conn, VSR_REPLY_HISTORY);
+		return;
+	}
 	if (r->status != VSR_STATUS_NORMAL || !is_primary(r) || r->start_view_pending) {
 		reply_status(r, m, conn, VSR_REPLY_NOT_PRIMARY);
 		return;
@@ -457,6 +464,9 @@ void normal_send_ack(vsr_replica *r)
 	/* Log matching on ack (I5): only what is durable, in a view whose
 	 * superblock is durable, in a log that is this view's log. */
 	if (r->durable_view != r->view || r->durable_log_view != r->view) return;
+	/* Nor before the superblock says we are a member again (an amnesiac
+	 * restarted from one that does not would be unjoined). */
+	if (!r->durable_joined) return;
 	uint64_t op = r->durable_op;
 	if (r->ack_sent_view == r->view && op <= r->ack_sent_op) return;
 	/* Nothing to ack below what we hold (a checkpoint was just installed). */

@@ -103,6 +103,13 @@ uint64_t prng_below(uint64_t *state, uint64_t bound)
 	return prng_next(state) % bound;
 }
 
+uint32_t popcount32(uint32_t x)
+{
+	uint32_t c = 0;
+	for (; x; x &= x - 1) c++;
+	return c;
+}
+
 uint64_t hash64(uint64_t seed, const void *data, size_t len)
 {
 	return XXH3_64bits_withSeed(data, len, seed);
@@ -256,6 +263,8 @@ const char *vsr_config_invalid(const vsr_config *c)
 		return "timeouts must be positive";
 	if (t->primary_ticks <= t->heartbeat_ticks)
 		return "primary_ticks must exceed heartbeat_ticks";
+	if (c->genesis_history == 0)
+		return "genesis_history must be a random non-zero value drawn by the host";
 #ifndef VSR_FAULT_INJECTION
 	if (c->bugs) return "bugs are only available in the fault-injection build";
 #endif

@@ -48,13 +48,6 @@ static void dvc_record(vsr_replica *r, uint8_t from, uint64_t log_view, uint64_t
 	}
 }
 
-static uint32_t popcount32(uint32_t x)
-{
-	uint32_t c = 0;
-	for (; x; x &= x - 1) c++;
-	return c;
-}
-
 static void arm_view_change_timers(vsr_replica *r)
 {
 	uint32_t shift = r->view_change_attempt < 4 ? r->view_change_attempt : 4;

@@ -65,6 +65,7 @@ typedef struct sim_node_replica {
 
 typedef struct sim_client {
 	uint64_t session;
+	uint64_t history;      /* the history the session belongs to */
 	uint64_t nonce;        /* REGISTER nonce in flight */
 	uint64_t request;      /* number of the request in flight / last sent */
 	bool busy;
@@ -125,6 +126,9 @@ struct sim {
 	uint64_t partition_id;
 	bool partitioned;
 	sim_ghost g;
+	/* The cluster's history: the fault model never loses every replica's
+	 * state, so exactly one genesis happens in a run. */
+	uint64_t history;
 	bool failed;
 	char reason[512];
 	uint64_t fail_tick;
@@ -375,6 +379,13 @@ static void amnesia_cleared(struct sim *s, uint8_t r)
 	nr->amnesiac = false;
 	nr->amnesia_normal = false;
 	s->stats.amnesia_recovered++;
+	if (s->history == 0)
+		s->history = nr->info.history;
+	else if (nr->info.history != s->history)
+		sim_fail(s, "replica %u joined history %016llx, the cluster is in %016llx: "
+			 "a second genesis though some replica kept the state", r,
+			 (unsigned long long)nr->info.history,
+			 (unsigned long long)s->history);
 	trace_mix(s, 14, r, nr->incarnation, nr->info.view);
 	tracef(s, "r%u   recovered from amnesia: normal in view %llu, durable",
 	       r, (unsigned long long)nr->info.view);
@@ -476,6 +487,16 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 		       (unsigned long long)after.log_view,
 		       (unsigned long long)after.op, (unsigned long long)after.commit);
 	nr->info = after;
+	if (after.history != 0 && !nr->amnesiac && !s->failed) {
+		/* A member whose joining is durable: its history is the one. */
+		if (s->history == 0)
+			s->history = after.history;
+		else if (after.history != s->history)
+			sim_fail(s, "replica %u is in history %016llx, the cluster in %016llx: "
+				 "a second genesis though some replica kept the state",
+				 r, (unsigned long long)after.history,
+				 (unsigned long long)s->history);
+	}
 	if (nr->amnesiac && !nr->amnesia_normal &&
 	    after.status == VSR_STATUS_NORMAL) {
 		/* Back from amnesia once what it wrote by now is durable. */
@@ -551,6 +572,8 @@ static void replica_config(struct sim *s, uint8_t r, vsr_config *c)
 {
 	*c = s->r[r].cfg;
 	c->seed = sim_hash_u64(sim_hash_u64(s->opt.seed, r), s->r[r].incarnation);
+	/* What vsrhost draws at random for every process start. */
+	c->genesis_history = sim_hash_u64(c->seed, 0x6E65736973ull) | 1;
 }
 
 /* The one-amnesiac rule (docs/simulator.md): the core promises safety for a
@@ -591,13 +614,20 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 	sim_node_replica *nr = &s->r[r];
 	vsr_durable d;
 	bool wiped = !fresh && restart_wipes(s, r);
+	const vsr_durable *dp = NULL;
 	if (wiped) {
-		/* memory mode: the host hands over nothing but the cluster id */
+		/* memory mode: the host hands over nothing (the replica starts
+		 * unjoined). The hidden variant (teeth) is a host that keeps a
+		 * history id across the wipe, as a surviving marker file would:
+		 * the core then takes an empty disk for an intact one. */
 		sim_storage_free(&nr->st);
 		sim_storage_init(&nr->st, nr->cfg.cluster);
 		memset(&d, 0, sizeof(d));
-		d.amnesia = !s->opt.amnesia_hidden;
 		d.superblock.cluster = nr->cfg.cluster;
+		if (s->opt.amnesia_hidden) {
+			d.superblock.history = nr->info.history;
+			dp = &d;
+		}
 		sim_check_amnesia_restart(&s->g, r);
 		if (!nr->amnesiac)
 			s->stats.amnesia_restarts++;
@@ -607,13 +637,27 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 	} else if (!fresh) {
 		sim_storage_load(&nr->st, nr->cfg.cluster, &d);
 		sim_check_restart(s, &s->g, r, &nr->st, &d);
+		dp = &d;
+		/* A superblock without a history (never joined, or written while
+		 * catching up) starts the replica unjoined: it holds nothing it
+		 * can vouch for, so the one-amnesiac rule counts it. */
+		if (d.superblock.history == 0) {
+			nr->amnesiac = true;
+			nr->amnesia_normal = false;
+			nr->amnesia_wait_id = 0;
+		}
+	} else {
+		/* A first start: unjoined, like every replica of a new cluster,
+		 * until genesis makes it a member. */
+		nr->amnesiac = true;
+		nr->amnesia_normal = false;
+		nr->amnesia_wait_id = 0;
 	}
 	sim_sm_init(&nr->sm, s, r);
 	sim_sm_iface(&nr->sm, &nr->smi);
 	vsr_config cfg;
 	replica_config(s, r, &cfg);
-	int rc = vsr_replica_create(&nr->core, &cfg, &nr->smi, fresh ? NULL : &d,
-				    s->now);
+	int rc = vsr_replica_create(&nr->core, &cfg, &nr->smi, dp, s->now);
 	if (rc != VSR_OK) {
 		nr->core = NULL;
 		sim_fail(s, "replica %u failed to %s: %s", r,
@@ -728,6 +772,7 @@ static void client_send(struct sim *s, uint8_t ci)
 		m.request.kind = VSR_REQUEST_REGISTER;
 	} else {
 		m.request.session = c->session;
+		m.history = c->history;
 		m.request.request = c->request;
 		m.request.kind = VSR_REQUEST_OP;
 		m.request.op = c->op;
@@ -868,6 +913,7 @@ static void client_receive(struct sim *s, uint8_t ci, const vsr_message *m)
 			return;
 		}
 		c->session = m->request.session;
+		c->history = m->history;
 		c->request = 0;
 		c->registering = false;
 		tracef(s, "c%u   registered session %llu", ci,
@@ -1072,6 +1118,7 @@ static void config_resolve(struct sim *s)
 		c->clients_max = clients_max;
 		c->chunk_bytes_max = 256;
 		c->bugs = s->opt.bugs;
+		c->genesis_history = 1; /* drawn anew for every start: replica_config */
 		const char *why = vsr_config_invalid(c);
 		if (why)
 			sim_fail(s, "simulator chose an invalid config: %s", why);

@@ -177,6 +177,7 @@ static void step(fixture *f, uint8_t i, const vsr_event *ev)
 				r->session = a->message.request.session;
 				r->request = a->message.request.request;
 				r->op = a->message.reply_op;
+				r->history = a->message.history;
 				size_t n = a->message.body_len < sizeof r->body - 1 ? a->message.body_len
 										     : sizeof r->body - 1;
 				if (n) memcpy(r->body, a->message.body, n);
@@ -242,6 +243,7 @@ void fx_init(fixture *f, uint8_t n, void (*tune)(vsr_config *c))
 		f->cfg[i].pipeline_max = 4;
 		f->cfg[i].message_entries_max = 32;
 		f->cfg[i].timeouts.jitter_ticks = 3;
+		f->cfg[i].genesis_history = fx_history_for(i, 0);
 		if (tune) tune(&f->cfg[i]);
 		assert(vsr_config_invalid(&f->cfg[i]) == NULL);
 		fx_node *nd = &f->node[i];
@@ -255,6 +257,29 @@ void fx_init(fixture *f, uint8_t n, void (*tune)(vsr_config *c))
 		nd->disk.formatted = true;
 		nd->disk.sb.cluster = 7;
 	}
+	/* Every replica starts unjoined: genesis makes them the members of
+	 * view 0 of a new history, replica 0 its primary. */
+	for (uint32_t t = 0; t < 200 && !fx_all_joined(f); t++) fx_run(f, 1);
+	assert(fx_all_joined(f));
+	f->history = f->cfg[0].genesis_history;
+}
+
+uint64_t fx_history_for(uint8_t i, uint32_t incarnation)
+{
+	return 0x4849535430000000ull ^ ((uint64_t)incarnation << 8) ^ (uint64_t)(i + 1);
+}
+
+bool fx_all_joined(fixture *f)
+{
+	for (uint8_t i = 0; i < f->n; i++) {
+		if (!f->node[i].up) continue;
+		vsr_replica_info in;
+		fx_info(f, i, &in);
+		if (in.status != VSR_STATUS_NORMAL || in.history == 0 || in.amnesia ||
+		    in.durable_view != in.view)
+			return false;
+	}
+	return true;
 }
 
 void fx_free(fixture *f)
@@ -332,6 +357,24 @@ void fx_restart(fixture *f, uint8_t i)
 	nd->up = true;
 }
 
+void fx_restart_wiped(fixture *f, uint8_t i)
+{
+	fx_node *nd = &f->node[i];
+	assert(!nd->up);
+	memset(&nd->sm, 0, sizeof nd->sm);
+	disk_free(&nd->disk);
+	memset(&nd->disk, 0, sizeof nd->disk);
+	nd->disk.formatted = true;
+	nd->disk.sb.cluster = 7;
+	/* A new process: a new genesis candidate, as vsrhost draws one. */
+	f->incarnation[i]++;
+	f->cfg[i].genesis_history = fx_history_for(i, f->incarnation[i]);
+	vsr_state_machine sm = sm_of(&nd->sm);
+	int rc = vsr_replica_create(&nd->r, &f->cfg[i], &sm, NULL, f->now);
+	assert(rc == VSR_OK);
+	nd->up = true;
+}
+
 uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint64_t request,
 		    const char *op)
 {
@@ -340,6 +383,7 @@ uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint6
 	memset(&m, 0, sizeof m);
 	m.type = VSR_MSG_REQUEST;
 	m.cluster = 7;
+	m.history = kind == VSR_REQUEST_OP ? f->request_history : 0;
 	m.request.kind = kind;
 	m.request.session = session;
 	m.request.request = request;
@@ -412,7 +456,10 @@ uint64_t fx_register(fixture *f, uint8_t i, uint64_t nonce)
 		uint64_t conn = fx_request(f, to, VSR_REQUEST_REGISTER, 0, nonce, NULL);
 		for (int t = 0; t < 20; t++) {
 			const fx_reply *r = fx_reply_for(f, conn);
-			if (r && r->status == VSR_REPLY_OK) return r->session;
+			if (r && r->status == VSR_REPLY_OK) {
+				f->request_history = r->history;
+				return r->session;
+			}
 			if (r) break;
 			fx_run(f, 1);
 		}

@@ -97,6 +97,18 @@ static void host_note_changes(host *h)
 	}
 	if (now.checkpoint_op != was->checkpoint_op)
 		host_info("checkpoint at op %" PRIu64, now.checkpoint_op);
+	if (now.history != was->history || now.amnesia != was->amnesia) {
+		if (now.history != 0 && !now.amnesia)
+			host_info("member of cluster history %016" PRIx64 "%s", now.history,
+				  now.view == 0 && now.op == 0 ? " (a new history: every replica "
+								 "was unjoined)"
+							      : "");
+		else if (now.history != 0)
+			host_info("catching up with cluster history %016" PRIx64
+				  " (this replica's own state was lost)", now.history);
+		if (h->net != NULL)
+			vsr_net_set_history(h->net, now.history);
+	}
 	*was = now;
 }
 
@@ -213,8 +225,9 @@ static void host_tick_cb(uv_timer_t *t)
 			  vsr_status_name((enum vsr_status)h->last.status),
 			  (now - h->status_since_ms) / 1000,
 			  h->cfg->durability == VSRH_DURABILITY_MEMORY
-				  ? " (memory storage: if a majority of the replicas restarted, the "
-				    "data is gone; start every replica anew with --fresh)"
+				  ? " (memory storage: if a majority of the replicas lost their memory, "
+				    "the data is gone; once every replica is restarted and unjoined, a new "
+				    "history begins)"
 				  : "");
 	}
 }
@@ -399,6 +412,11 @@ static void host_core_config(const host *h, uint64_t seed, vsr_config *c)
 	const vsrh_config *cfg = h->cfg;
 	vsr_config_default(c, cfg->cluster, (uint8_t)cfg->replica_count, h->replica);
 	c->seed = seed;
+	/* The id of the history this process begins if it finds every replica
+	 * unjoined (genesis): random for every start, never 0. */
+	do
+		c->genesis_history = host_random_u64();
+	while (c->genesis_history == 0);
 	c->pipeline_max = cfg->pipeline_max;
 	c->batch_requests_max = cfg->batch_requests_max;
 	c->clients_max = cfg->clients_max;
@@ -491,11 +509,9 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		host_free(&h);
 		return EX_IOERR;
 	}
-	if (durable == NULL)
-		host_info("storage %s: empty, joining as a member of a new cluster", dir);
-	else if (cfg->durability == VSRH_DURABILITY_MEMORY)
-		host_info("storage %s: this replica ran before and its memory is gone; "
-			  "recovering from the others", dir);
+	if (durable == NULL || durable->superblock.history == 0)
+		host_info("storage %s: no state; unjoined: catching up with the cluster's "
+			  "history, or beginning a new one if every replica is unjoined", dir);
 
 	/* The core. */
 	vsr_config vc;
