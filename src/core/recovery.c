@@ -82,7 +82,9 @@ void rec_on_recovery(vsr_replica *r, const vsr_message *m)
 	/* A RECOVERY with a nonce other than the one its sender answered us with
 	 * proves that it restarted since: that answer is stale (F16: we waited
 	 * forever on such an answer). Retries of the same incarnation keep it. */
-	if (r->status == VSR_STATUS_RECOVERING && r->responder_nonce[m->replica] != m->nonce) {
+	if (r->status == VSR_STATUS_RECOVERING && r->responder_nonce[m->replica] != m->nonce &&
+	    ((r->recovery_from | r->unjoined_from) & (1u << m->replica)) &&
+	    !BUG(r, VSR_BUG_STALE_RECOVERY_ANSWER) && GUARD(r, VSR_GUARD_REC_FORGET_ANSWER)) {
 		r->recovery_from &= ~(1u << m->replica);
 		r->unjoined_from &= ~(1u << m->replica);
 	}
@@ -151,7 +153,10 @@ static bool on_history_answer(vsr_replica *r, const vsr_message *m)
 
 void rec_on_recovery_response(vsr_replica *r, const vsr_message *m)
 {
-	if (r->status != VSR_STATUS_RECOVERING || m->nonce != r->recovery_nonce) return;
+	if (r->status != VSR_STATUS_RECOVERING) return;
+	if (m->nonce != r->recovery_nonce && !BUG(r, VSR_BUG_RECOVERY_ANY_NONCE) &&
+	    GUARD(r, VSR_GUARD_REC_STALE_NONCE))
+		return;
 	r->responder_nonce[m->replica] = m->checksum;
 	if (on_history_answer(r, m)) return;
 	r->recovery_from |= 1u << m->replica;
