@@ -220,6 +220,15 @@ static void resend_stored(vsr_replica *r, const vsr_message *m, uint64_t conn,
 	out->request.request = s->request;
 	out->reply_op = s->last_op;
 	out->timestamp = s->reply_timestamp;
+	if (s->reply_len > vsr_reply_bytes_max(&r->cfg)) {
+		/* Stored under a larger limit (the configuration changed since):
+		 * it cannot travel now. Say so rather than send nothing. */
+		static const char why[] = "the stored reply exceeds the current reply limit";
+		out->status = VSR_REPLY_ERROR;
+		out->body = (const uint8_t *)why;
+		out->body_len = sizeof why - 1;
+		return;
+	}
 	if (s->reply_len) {
 		uint8_t *body = scratch_alloc(r, s->reply_len);
 		memcpy(body, s->reply, s->reply_len);

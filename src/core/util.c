@@ -247,6 +247,14 @@ void vsr_config_default(vsr_config *c, uint64_t cluster, uint8_t replica_count,
 	c->timeouts.jitter_ticks = 10;
 }
 
+uint32_t vsr_reply_bytes_max(const vsr_config *c)
+{
+	uint32_t room = c->message_bytes_max > VSR_MESSAGE_WIRE_OVERHEAD
+				? c->message_bytes_max - VSR_MESSAGE_WIRE_OVERHEAD
+				: 0;
+	return room < VSR_REPLY_BYTES_MAX ? room : VSR_REPLY_BYTES_MAX;
+}
+
 const char *vsr_config_invalid(const vsr_config *c)
 {
 	if (c->replica_count < 1 || c->replica_count > VSR_REPLICAS_MAX)
@@ -283,6 +291,8 @@ const char *vsr_config_invalid(const vsr_config *c)
 		return "message_bytes_max must hold pipeline_max full batches";
 	if ((uint64_t)c->chunk_bytes_max + VSR_ENTRY_WIRE_OVERHEAD > c->message_bytes_max)
 		return "message_bytes_max must hold one checkpoint chunk";
+	if (vsr_reply_bytes_max(c) < 256)
+		return "message_bytes_max must hold a reply of at least 256 bytes";
 	const vsr_timeouts *t = &c->timeouts;
 	if (!t->heartbeat_ticks || !t->prepare_retry_ticks || !t->primary_ticks ||
 	    !t->view_change_ticks || !t->recovery_retry_ticks)

@@ -242,6 +242,12 @@ typedef struct vsr_apply_ctx {
 	uint64_t session;
 	uint64_t request;
 	uint64_t seed;       /* for a deterministic per-operation generator */
+	/* The reply must not be longer (vsr_reply_bytes_max). A state machine
+	 * should refuse an operation whose reply would be, leaving its state
+	 * unchanged (VSR_REPLY_ERROR). The core bounds it anyway: a longer
+	 * reply is replaced by an error reply, the same on every replica, so
+	 * no stored reply can outgrow a message or a checkpoint. */
+	uint32_t reply_max;
 } vsr_apply_ctx;
 
 /* A session as the eviction policy sees it. */
@@ -313,6 +319,11 @@ void vsr_config_default(vsr_config *c, uint64_t cluster, uint8_t replica_count,
 			uint8_t replica);
 /* Reason the config is unusable, or NULL. */
 const char *vsr_config_invalid(const vsr_config *c);
+/* The one reply limit of a configuration: the state machine is told it, the
+ * client table stores nothing longer, a REPLY carrying it fits one message
+ * (message_bytes_max), and a checkpoint's table decodes (at most
+ * VSR_REPLY_BYTES_MAX). */
+uint32_t vsr_reply_bytes_max(const vsr_config *c);
 
 /* Deliberate protocol bugs, compiled only into test builds of the core
  * (VSR_FAULT_INJECTION): the simulator must catch each of them. */
@@ -534,6 +545,7 @@ typedef struct vsr_replica_stats {
 	uint64_t ops_committed;
 	uint64_t requests_deduplicated;
 	uint64_t sessions_evicted;
+	uint64_t replies_too_large;  /* replaced by an error reply (vsr_apply_ctx.reply_max) */
 	uint64_t state_transfers;
 	uint64_t checkpoints;
 	uint64_t guards[VSR_GUARD_COUNT]; /* hits of each defensive branch */

@@ -20,11 +20,24 @@ static int sm_apply(void *ctx, const vsr_apply_ctx *a, const uint8_t *op, size_t
 		vsr_buf_append(reply, "failed", 6);
 		return VSR_REPLY_ERROR;
 	}
+	/* "big:N": applied, with a reply of N bytes (a state machine that
+	 * ignores a->reply_max: the core must bound it). */
+	size_t big = 0;
+	if (len > 4 && len < 32 && memcmp(op, "big:", 4) == 0) {
+		char num[32];
+		memcpy(num, op + 4, len - 4);
+		num[len - 4] = '\0';
+		big = (size_t)strtoull(num, NULL, 10);
+	}
 	uint64_t in[3] = {s->chain, a->session, a->request};
 	s->chain = XXH3_64bits_withSeed(in, sizeof in, XXH3_64bits(op, len));
 	s->count++;
 	int n = snprintf(text, sizeof text, "%llu", (unsigned long long)s->count);
 	vsr_buf_append(reply, text, (size_t)n);
+	for (size_t k = 0; k < big; k += sizeof text) {
+		memset(text, 'x', sizeof text);
+		vsr_buf_append(reply, text, big - k < sizeof text ? big - k : sizeof text);
+	}
 	return VSR_REPLY_OK;
 }
 
@@ -178,6 +191,7 @@ static void step(fixture *f, uint8_t i, const vsr_event *ev)
 				r->request = a->message.request.request;
 				r->op = a->message.reply_op;
 				r->history = a->message.history;
+				r->body_len = a->message.body_len;
 				size_t n = a->message.body_len < sizeof r->body - 1 ? a->message.body_len
 										     : sizeof r->body - 1;
 				if (n) memcpy(r->body, a->message.body, n);

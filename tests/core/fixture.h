@@ -40,6 +40,7 @@ typedef struct fx_reply {
 	uint64_t request;
 	uint64_t op;
 	uint64_t history; /* the replying replica's */
+	uint32_t body_len;
 	char body[64];
 } fx_reply;
 

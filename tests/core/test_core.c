@@ -550,6 +550,67 @@ static void test_whole_cluster_wipe_new_history(void)
 	fx_free(&f);
 }
 
+/* #7 robustness: replies are bounded where they are produced, by the one
+ * limit the frame, the client table and the checkpoint agree on. Before: a
+ * reply over VSR_OP_BYTES_MAX was stored, every later checkpoint failed to
+ * decode, and a replica restarted from it (or fetching it) never came back;
+ * a reply over message_bytes was stored and then dropped by the transport. */
+static void test_oversized_reply_bounded(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 601), applied = 0;
+	uint64_t a = fx_register(&f, 0, 602);
+	fx_isolate(&f, 2);
+	/* Session a's last reply, stored in its table entry from now on. */
+	const fx_reply *r = fx_call(&f, a, 1, "big:1100000");
+	CHECK(r && r->status == VSR_REPLY_ERROR && strstr(r->body, "reply limit"));
+	CHECK(r->body_len <= vsr_reply_bytes_max(&f.cfg[0]));
+	CHECK(vsr_replica_stats_get(f.node[0].r)->replies_too_large == 1);
+	/* Past a checkpoint, which holds session a's stored reply. */
+	for (uint64_t k = 1; k <= 80; k++) call_ok(&f, s, k, &applied);
+	CHECK(applied == 80);
+	vsr_replica_info i1;
+	fx_info(&f, 1, &i1);
+	CHECK(i1.checkpoint_op >= 64);
+	/* A restart from that checkpoint, and a transfer of it. */
+	fx_crash(&f, 1);
+	fx_restart(&f, 1);
+	fx_heal(&f);
+	CHECK(fx_run_until(&f, 3000, all_caught_up, NULL));
+	fx_info(&f, 2, &i1);
+	CHECK(i1.checkpoint_op >= 64);
+	r = fx_call(&f, a, 1, "big:1100000"); /* the stored, bounded error again */
+	CHECK(r && r->status == VSR_REPLY_ERROR && strstr(r->body, "reply limit"));
+	r = fx_call(&f, s, 81, "after");
+	CHECK(r && r->status == VSR_REPLY_OK);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+static void tune_70k_messages(vsr_config *c)
+{
+	c->message_bytes_max = 70000;
+	c->batch_bytes_max = 8192;
+	c->chunk_bytes_max = 8192;
+}
+
+/* The same when message_bytes is small: the limit follows the frame. */
+static void test_reply_fits_small_messages(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune_70k_messages);
+	uint32_t limit = vsr_reply_bytes_max(&f.cfg[0]);
+	CHECK(limit + VSR_MESSAGE_WIRE_OVERHEAD <= 70000);
+	uint64_t s = fx_register(&f, 0, 701);
+	const fx_reply *r = fx_call(&f, s, 1, "big:100000");
+	CHECK(r && r->status == VSR_REPLY_ERROR && r->body_len <= limit);
+	r = fx_call(&f, s, 2, "big:60000");
+	CHECK(r && r->status == VSR_REPLY_OK && r->body_len > 60000 && r->body_len <= limit);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -574,6 +635,8 @@ static const struct {
 	{"lost_disk_primary_no_wedge", test_lost_disk_primary_no_wedge},
 	{"lone_amnesiac_waits_for_history", test_lone_amnesiac_waits_for_history},
 	{"whole_cluster_wipe_new_history", test_whole_cluster_wipe_new_history},
+	{"oversized_reply_bounded", test_oversized_reply_bounded},
+	{"reply_fits_small_messages", test_reply_fits_small_messages},
 };
 
 int main(int argc, char **argv)

@@ -470,9 +470,11 @@ static void host_core_config(const host *h, uint64_t seed, vsr_config *c)
 	c->clients_max = cfg->clients_max;
 	c->checkpoint_interval = cfg->checkpoint_interval;
 	/* The core budgets every message it sends to fit one frame, with room
-	 * for the frame header and the msgpack envelope. A DO_VIEW_CHANGE
-	 * carries a whole pipeline of batches, so a batch gets its share. */
-	uint32_t room = cfg->message_bytes_max > 65536 ? cfg->message_bytes_max - 65536 : 4096;
+	 * for the frame header and the msgpack envelope (it counts each entry's
+	 * own framing itself). A DO_VIEW_CHANGE carries a whole pipeline of
+	 * batches, so a batch gets its share. The reply limit follows from the
+	 * same budget (vsr_reply_bytes_max): every reply fits a frame. */
+	uint32_t room = cfg->message_bytes_max - VSR_MESSAGE_WIRE_OVERHEAD;
 	c->message_bytes_max = room;
 	uint32_t share = room / (c->pipeline_max + 1);
 	share = share > 2 * VSR_ENTRY_WIRE_OVERHEAD ? share - 2 * VSR_ENTRY_WIRE_OVERHEAD : 64;
@@ -565,6 +567,11 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	vsr_config vc;
 	host_core_config(&h, seed, &vc);
 	const char *why = vsr_config_invalid(&vc);
+	/* What net.c can frame must cover what the core produces: a reply it
+	 * could not encode would be dropped after the operation was applied. */
+	if (why == NULL &&
+	    (uint64_t)vsr_reply_bytes_max(&vc) + VSR_MESSAGE_WIRE_OVERHEAD > cfg->message_bytes_max)
+		why = "the reply limit does not fit limits.message_bytes";
 	if (why != NULL) {
 		host_error("%s: the limits give an unusable core configuration: %s", cfg->path, why);
 		vsr_storage_close(h.storage, NULL);
