@@ -88,6 +88,11 @@ static void host_note_changes(host *h)
 	vsr_replica_info *was = &h->last;
 	if (now.status != was->status)
 		h->status_since_ms = uv_now(h->loop);
+	/* Caught up: a durable store that came back without its state may
+	 * drop its "unrecovered" mark now (vsr_storage.h). */
+	if (now.status == VSR_STATUS_NORMAL && was->status != VSR_STATUS_NORMAL &&
+	    h->storage != NULL)
+		vsr_storage_recovered(h->storage);
 	if (now.status != was->status || now.view != was->view) {
 		host_info("status %s, view %" PRIu64 ", primary %u%s (op %" PRIu64
 			  ", commit %" PRIu64 ")",
@@ -223,7 +228,9 @@ static void host_persisted_cb(vsr_storage *s, uint64_t persist_id, int status)
 {
 	host *h = vsr_storage_data(s);
 	if (status != VSR_OK) {
-		host_error("persist %" PRIu64 " failed: %s", persist_id, vsr_strerror(status));
+		const char *why = vsr_storage_error(s);
+		host_error("persist %" PRIu64 " failed: %s", persist_id,
+			   why[0] != '\0' ? why : vsr_strerror(status));
 		host_stop(h, EX_IOERR, "storage failed");
 		return;
 	}
@@ -493,6 +500,14 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	}
 	if (durable == NULL)
 		host_info("storage %s: empty, joining as a member of a new cluster", dir);
+	else if (durable->amnesia && cfg->durability == VSRH_DURABILITY_DURABLE)
+		host_warn("storage %s: the disk's state cannot be trusted; recovering it from the "
+			  "others", dir);
+	else if (cfg->durability == VSRH_DURABILITY_DURABLE)
+		host_info("storage %s: superblock view %" PRIu64 ", checkpoint op %" PRIu64
+			  ", %u log entries after it; recovering",
+			  dir, durable->superblock.view, durable->superblock.checkpoint_op,
+			  durable->entry_count);
 	else if (cfg->durability == VSRH_DURABILITY_MEMORY)
 		host_info("storage %s: this replica ran before and its memory is gone; "
 			  "recovering from the others", dir);
