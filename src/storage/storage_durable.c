@@ -1084,6 +1084,7 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 	durable *d = D(s);
 	assert(!d->loaded);
 	*out = NULL;
+	if (err != NULL && err_len > 0) err[0] = '\0';
 	dir_scan ds;
 	int rc = dir_list(d, &ds, err, err_len);
 	if (rc != VSR_OK) return rc;
@@ -1166,14 +1167,16 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 	if (why[0] != '\0') {
 		/* Something that may have been committed is unreadable: come back
 		 * knowing nothing and take it from the others, never drop it. */
-		fprintf(stderr, "storage %s: %s: this replica's state cannot be trusted; it "
-				"rejoins as amnesiac and is repaired from the other replicas\n",
-			d->dir, why);
+		storage_errf(err, err_len, "storage %s: %s: this replica's state cannot be trusted; "
+			     "it rejoins as amnesiac and is repaired from the other replicas",
+			     d->dir, why);
 		replay_free(&r);
 		free(d->loaded_checkpoint);
 		d->loaded_checkpoint = NULL;
-		rc = reset_unrecovered(d, &ds, err, err_len);
+		char note[512];
+		rc = reset_unrecovered(d, &ds, note, sizeof note);
 		free(ds.segs);
+		if (rc != VSR_OK) storage_errf(err, err_len, "%s", note);
 		if (rc != VSR_OK) return rc;
 		*out = &d->durable;
 		return worker_start(d, err, err_len);

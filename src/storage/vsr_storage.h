@@ -100,6 +100,16 @@ int vsr_storage_open(const vsr_storage_options *opts, vsr_storage **out,
 
 /* What a restart must hand to vsr_replica_create(). *out is NULL for a
  * replica with an empty (formatted) disk that may join as a new member.
+ * On VSR_OK, err holds a note on what load found when it is not the plain
+ * case (why a durable store came back as amnesia), else "".
+ *
+ * Durable backend: NULL when no superblock was ever written (nothing was
+ * ever acknowledged from this directory). Otherwise the superblock, the
+ * checkpoint it names and the verified log after it, with a torn tail (past
+ * the superblock's durable log end) cut. When a superblock, the checkpoint
+ * or an entry that was durable fails its checksum, the directory is reset
+ * with an "unrecovered" mark and the state comes back as amnesia: the
+ * replica is repaired from the others, never shortened (docs/storage.md).
  *
  * Memory backend: the first start in `dir` writes an incarnation marker and
  * returns NULL. A later start (the process died and came back) finds the

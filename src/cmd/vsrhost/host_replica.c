@@ -501,8 +501,7 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	if (durable == NULL)
 		host_info("storage %s: empty, joining as a member of a new cluster", dir);
 	else if (durable->amnesia && cfg->durability == VSRH_DURABILITY_DURABLE)
-		host_warn("storage %s: the disk's state cannot be trusted; recovering it from the "
-			  "others", dir);
+		host_warn("%s", err[0] != '\0' ? err : "storage: the disk's state cannot be trusted");
 	else if (cfg->durability == VSRH_DURABILITY_DURABLE)
 		host_info("storage %s: superblock view %" PRIu64 ", checkpoint op %" PRIu64
 			  ", %u log entries after it; recovering",
