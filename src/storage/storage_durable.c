@@ -53,8 +53,8 @@
 #define SB_VERSION 1u
 #define SB_FLAG_UNRECOVERED 1u
 #define SB_ENCODED_SIZE 136u
-#define SB_LAG_MAX_MS 100u   /* a lagging superblock update at least this often */
-#define SB_IDLE_WAIT_MS 5u   /* ... or after the worker idled this long */
+#define SB_LAG_MAX_MS 10u    /* a lagging superblock update at least this often */
+#define SB_IDLE_WAIT_MS 2u   /* ... or after the worker idled this long */
 
 #define REC_MAGIC UINT32_C(0x4c525356) /* "VSRL" */
 #define REC_HEADER 64u
@@ -650,7 +650,6 @@ static void group_write(durable *d, job *group, bool recovered)
 	}
 	d->lag = sb;
 	d->lag_dirty = true;
-	if (mono_ms() - d->sb_written_ms >= SB_LAG_MAX_MS) sb_write_lag(d);
 }
 
 static void *worker_main(void *arg)
@@ -698,6 +697,11 @@ static void *worker_main(void *arg)
 		d->done_tail = tail;
 		pthread_mutex_unlock(&d->mu);
 		uv_async_send(&d->async);
+		/* Under load the worker never idles: the lagging update goes out
+		 * between groups, after the completions (it delays the next group,
+		 * never this one's acknowledgements). */
+		if (!d->failed && d->lag_dirty && mono_ms() - d->sb_written_ms >= SB_LAG_MAX_MS)
+			sb_write_lag(d);
 		pthread_mutex_lock(&d->mu);
 	}
 	pthread_mutex_unlock(&d->mu);
