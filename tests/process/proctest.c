@@ -21,6 +21,8 @@
  *   corrupt         durable storage: a byte flipped in one replica's log and
  *                   superblock, in another's superblock copy, a data
  *                   directory deleted: each comes back, nothing lost
+ *   disk-full       durable storage: one replica's directory on a tiny tmpfs
+ *                   fills up: it exits 74 saying so; the others go on
  *
  * Replicas are numbered from 1 in every message, as in vsrhost's --replica
  * and logs. Every replica is a child process started with PR_SET_PDEATHSIG(SIGKILL),
@@ -50,6 +52,7 @@
 #include <netinet/tcp.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -77,6 +80,7 @@ static pid_t g_pid[N];
 static bool g_keep;
 static uint64_t g_seed;
 static const char *g_durability = "memory";
+static char g_mounted[400]; /* a tmpfs this run mounted (disk-full) */
 static const char *g_log_format = "text"; /* the config's log_format */
 
 static uint64_t now_ms(void)
@@ -158,6 +162,8 @@ static void on_signal(int sig)
 	for (int i = 0; i < N; i++)
 		if (g_pid[i] > 0)
 			kill(g_pid[i], SIGKILL);
+	if (g_mounted[0] != '\0')
+		umount2(g_mounted, MNT_DETACH);
 	_exit(2);
 }
 
@@ -1620,7 +1626,14 @@ typedef struct writers {
 	size_t len;
 } writers;
 
+static void writers_start_quota(writers *ws, uint32_t quota);
+
 static void writers_start(writers *ws)
+{
+	writers_start_quota(ws, WRITER_QUOTA);
+}
+
+static void writers_start_quota(writers *ws, uint32_t quota)
 {
 	int p[2];
 	if (pipe(p) != 0) fail("pipe: %s", strerror(errno));
@@ -1635,7 +1648,7 @@ static void writers_start(writers *ws)
 		if (pid == 0) {
 			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			close(p[0]);
-			writer_main(w, p[1], ws->next[w], WRITER_QUOTA);
+			writer_main(w, p[1], ws->next[w], quota);
 		}
 		ws->pid[w] = pid;
 	}
@@ -1855,12 +1868,73 @@ static int scenario_corrupt(void)
 	return 0;
 }
 
+/* A full disk: replica `victim`'s directory is a tmpfs with room for its
+ * first log segment (64 MiB, preallocated) and little more, so its first
+ * checkpoint file does not fit. It must stop with exit status 74 and say
+ * why; the others go on, and no acknowledged write is lost. */
+static void unmount_scratch(void)
+{
+	if (g_mounted[0] != '\0') {
+		umount2(g_mounted, MNT_DETACH);
+		g_mounted[0] = '\0';
+	}
+}
+
+static int scenario_disk_full(void)
+{
+	g_durability = "durable";
+	int victim = 1;
+	snprintf(g_mounted, sizeof g_mounted, "%s/data/replica-%d", g_dir, victim + 1);
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "mkdir -p '%s'", g_mounted);
+	if (system(cmd) != 0) fail("cannot create %s", g_mounted);
+	if (mount("tmpfs", g_mounted, "tmpfs", 0, "size=65600k") != 0) {
+		note("SKIP: cannot mount a small tmpfs at %s: %s", g_mounted, strerror(errno));
+		g_mounted[0] = '\0';
+		return 77;
+	}
+	atexit(unmount_scratch);
+	mclient m;
+	msgpack_sbuffer sb;
+	scenario_open("kv.lua", &m, &sb);
+	writers ws = {0};
+	writers_start_quota(&ws, 1500);
+	/* Until the victim stops: only its exit is expected. */
+	uint64_t deadline = now_ms() + 6 * CALL_MS;
+	int status = 0;
+	for (;;) {
+		if (waitpid(g_pid[victim], &status, WNOHANG) == g_pid[victim]) {
+			g_pid[victim] = 0;
+			break;
+		}
+		if (now_ms() > deadline)
+			fail("replica %d never ran out of disk (%u writes acknowledged)", victim + 1,
+			     ws.acks);
+		writers_drain(&ws, 20);
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 74)
+		fail("replica %d stopped with status 0x%x, not exit 74", victim + 1, status);
+	if (!log_mentions(victim, "disk is full"))
+		fail("replica %d's log does not say its disk is full", victim + 1);
+	uint32_t before = ws.acks;
+	note("replica %d stopped with exit 74 after %u acknowledged writes: disk full", victim + 1,
+	     before);
+	writers_wait_acks(&ws, before + 20, "after the disk filled up");
+	writers_stop(&ws);
+	uint32_t n = verify_writes(&m, &sb, &ws, "after the disk filled up");
+	note("the other replicas go on: all %u acknowledged writes present, digests equal at op %" PRIu64,
+	     n, ws.max_op);
+	scenario_close(&m, &sb);
+	unmount_scratch();
+	return 0;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: proctest --vsrhost PATH --root SOURCE_DIR --scenario NAME\n"
 		     "                [--vsrctl PATH] [--trials N] [--seed S] [--keep]\n"
 		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics\n"
-		     "           failover-bench crash corrupt\n");
+		     "           failover-bench crash corrupt disk-full\n");
 }
 
 int main(int argc, char **argv)
@@ -1929,6 +2003,8 @@ int main(int argc, char **argv)
 		rc = scenario_crash(trials);
 	else if (strcmp(scenario, "corrupt") == 0)
 		rc = scenario_corrupt();
+	else if (strcmp(scenario, "disk-full") == 0)
+		rc = scenario_disk_full();
 	else {
 		usage(stderr);
 		rc = 64;
