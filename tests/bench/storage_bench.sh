@@ -4,11 +4,16 @@
 # and disk use of the durable cluster after the run.
 #
 # Usage: tests/bench/storage_bench.sh BUILD_DIR [SECONDS] [PORT_BASE]
-# Ports PORT_BASE..PORT_BASE+8 (default 23000, below 32768) on 127.0.0.1.
+# Ports PORT_BASE..PORT_BASE+5 (default 23000, below 32768) on 127.0.0.1.
+# Environment: MODES (default "durable memory"), CLIENTS (default
+# "1 16 128"), CHECKPOINT (checkpoint_interval, default 4096).
 set -eu
 build=${1:?usage: storage_bench.sh BUILD_DIR [SECONDS] [PORT_BASE]}
 secs=${2:-10}
 base=${3:-23000}
+modes=${MODES:-durable memory}
+clients=${CLIENTS:-1 16 128}
+checkpoint=${CHECKPOINT:-4096}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d /tmp/vsr-storage-bench-XXXXXX)
 sup=""
@@ -29,7 +34,7 @@ return {
   data_dir = "$work/data-$1",
   durability = "$1",
   limits = { pipeline = 16, batch_requests = 256, clients = 1024,
-             message_bytes = 16 * 1024 * 1024, checkpoint_interval = 4096 },
+             message_bytes = 16 * 1024 * 1024, checkpoint_interval = $checkpoint },
   log_level = "warn",
 }
 EOC
@@ -54,15 +59,16 @@ stop() {
 
 now_ms() { date +%s%3N; }
 
-for mode in durable memory; do
+for mode in $modes; do
 	config $mode
 	start $mode
-	for n in 1 16 128; do
+	for n in $clients; do
 		printf '%-8s %4d clients: ' $mode $n
 		"$build/vsrbench" -c "$work/$mode.lua" -n $n -d "$secs" | awk '
+			/ops/ && /done/ {ops=$2}
 			/throughput/ {t=$2}
 			/latency/ {p50=$4; p99=$8; max=$12}
-			END {printf "%7d puts/s  p50 %s ms  p99 %s ms  max %s ms\n", t, p50, p99, max}'
+			END {printf "%7d puts/s  p50 %s ms  p99 %s ms  max %s ms  (%d ops)\n", t, p50, p99, max, ops}'
 	done
 	if [ $mode = durable ]; then
 		stop
