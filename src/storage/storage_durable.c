@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -932,11 +933,20 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 		}
 		char name[64];
 		seg_name(name, sizeof name, seq);
-		uint64_t len = 0;
-		uint8_t *buf = read_file(d->dirfd, name, &len);
-		if (buf == NULL) return VSR_ENOMEM;
+		/* Mapped, so that only the pages up to the end of the records are
+		 * read, not the whole preallocated segment. */
+		int fd = openat(d->dirfd, name, O_RDONLY | O_CLOEXEC);
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st) != 0) {
+			if (fd >= 0) close(fd);
+			return VSR_EINVAL;
+		}
+		uint64_t len = (uint64_t)st.st_size;
+		uint8_t *buf = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+		close(fd);
+		if (buf == MAP_FAILED) return VSR_ENOMEM;
 		if (segs_push(d, seq, 0) != 0) {
-			free(buf);
+			if (buf) munmap(buf, len);
 			return VSR_ENOMEM;
 		}
 		uint64_t off = 0;
@@ -989,13 +999,13 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 				break;
 			}
 			if (replay_entry(r, &e) != 0) {
-				free(buf);
+				munmap(buf, len);
 				return VSR_ENOMEM;
 			}
 			if (e.op > d->segs[d->seg_count - 1].max_op) d->segs[d->seg_count - 1].max_op = e.op;
 			off += rec_size(body_len);
 		}
-		free(buf);
+		if (buf) munmap(buf, len);
 		if (!ended) break;
 		if (i + 1 == ds->seg_count) {
 			/* Ended and no successor: the writer starts the next one. */
@@ -1147,7 +1157,7 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 	if (why[0] == '\0') {
 		rc = log_scan(d, &ds, sb.end, &r, &res);
 		if (rc != VSR_OK) {
-			storage_errf(err, err_len, "storage %s: out of memory reading the log", d->dir);
+			storage_errf(err, err_len, "storage %s: cannot read the log: %s", d->dir, rc == VSR_ENOMEM ? "out of memory" : strerror(errno));
 			replay_free(&r);
 			free(ds.segs);
 			return rc;
