@@ -1018,26 +1018,35 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 
 /* Makes the directory a fresh start with the "unrecovered" mark: what a
  * replica whose disk cannot be trusted keeps until it has caught up. */
-static int reset_unrecovered(durable *d, const dir_scan *ds, char *err, size_t err_len)
+static int reset_unrecovered(durable *d, const dir_scan *ds, uint64_t old_seq, char *err,
+			     size_t err_len)
 {
-	d->seg_count = 0;
-	if (dir_wipe(d, ds) != 0 || segment_create(d, 1, d->segment_size) != 0) {
-		storage_errf(err, err_len, "%s", d->error[0] ? d->error : "storage: cannot reset");
-		return VSR_EINVAL;
-	}
+	/* The mark first, above every earlier superblock: a crash anywhere
+	 * below leaves a directory that says "unrecovered", never one that
+	 * looks empty or intact. Then the old files go. */
+	uint64_t next_seg = ds->seg_count ? ds->segs[ds->seg_count - 1] + 1 : 1;
 	sb_disk sb = {.flags = SB_FLAG_UNRECOVERED, .replica = d->opts.replica};
 	sb.core.cluster = d->opts.cluster;
-	sb.end = d->pos;
-	d->sb_ever = false;
-	if (sb_write_both(d, &sb) != 0) {
-		storage_errf(err, err_len, "%s", d->error);
-		return VSR_EINVAL;
+	sb.end = (log_pos){.seg = next_seg, .off = 0};
+	d->sb.seq = old_seq;
+	d->sb_ever = true; /* the file exists: no directory sync needed for it */
+	d->seg_count = 0;
+	if (sb_write_both(d, &sb) != 0) goto failed;
+	for (uint32_t i = 0; i < ds->seg_count; i++) {
+		char name[64];
+		seg_name(name, sizeof name, ds->segs[i]);
+		unlinkat(d->dirfd, name, 0);
 	}
+	checkpoint_prune(d, 0);
+	if (segment_create(d, next_seg, d->segment_size) != 0) goto failed;
 	memset(&d->durable, 0, sizeof d->durable);
 	d->unrecovered = true;
 	d->durable.amnesia = true;
 	d->durable.superblock.cluster = d->opts.cluster;
 	return VSR_OK;
+failed:
+	storage_errf(err, err_len, "%s", d->error[0] ? d->error : "storage: cannot reset");
+	return VSR_EINVAL;
 }
 
 /* Continues after the valid records: ends the segment that holds the cut
@@ -1122,9 +1131,11 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 		if (ok[0] || ok[1]) {
 			have_sb = true;
 			sb = ok[0] && (!ok[1] || c[0].seq >= c[1].seq) ? c[0] : c[1];
-		} else {
+		} else if (len >= 2 * SB_COPY_SIZE) {
 			snprintf(why, sizeof why, "both superblock copies are corrupt");
 		}
+		/* Else the first superblock write (copy 0, then copy 1, which
+		 * makes the file whole) never finished: nothing was acknowledged. */
 	}
 	if (have_sb && sb.core.cluster != d->opts.cluster) {
 		storage_errf(err, err_len,
@@ -1188,7 +1199,7 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 		free(d->loaded_checkpoint);
 		d->loaded_checkpoint = NULL;
 		char note[512];
-		rc = reset_unrecovered(d, &ds, note, sizeof note);
+		rc = reset_unrecovered(d, &ds, have_sb ? sb.seq : 0, note, sizeof note);
 		free(ds.segs);
 		if (rc != VSR_OK) storage_errf(err, err_len, "%s", note);
 		if (rc != VSR_OK) return rc;

@@ -378,6 +378,25 @@ static void case_superblock_flips(void)
 	close_storage(s);
 }
 
+/* A crash during the very first superblock write: nothing was ever
+ * acknowledged, so the directory is empty, not corrupt. */
+static void case_first_superblock_torn(void)
+{
+	begin("the first superblock write torn: an empty directory, not amnesia");
+	const vsr_durable *d;
+	vsr_storage *s = open_storage(false, 0, NULL, &d);
+	make_entries(1, 5, 1, 0);
+	write_log(s, 5, 5, 1);
+	close_storage(s);
+	char p[800];
+	path_of(p, sizeof p, "superblock");
+	CHECK(truncate(p, 4096) == 0);
+	flip_byte("superblock", 20);
+	s = open_storage(false, 0, NULL, &d);
+	CHECK(d == NULL);
+	close_storage(s);
+}
+
 static void case_checkpoint_flip(void)
 {
 	begin("bit flip in the checkpoint file");
@@ -468,6 +487,7 @@ int main(int argc, char **argv)
 	case_torn_tail();
 	case_entry_flip();
 	case_superblock_flips();
+	case_first_superblock_torn();
 	case_checkpoint_flip();
 	case_segments();
 	case_io_failure("ENOSPC on a log write", false, ENOSPC, "disk is full");
