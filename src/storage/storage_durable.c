@@ -53,7 +53,6 @@
 #define SB_MAGIC UINT64_C(0x31304253524c5356) /* "VSRLRSB01" folded */
 #define SB_VERSION 1u
 #define SB_FLAG_UNRECOVERED 1u
-#define SB_ENCODED_SIZE 136u
 #define SB_LAG_MAX_MS 10u    /* a lagging superblock update at least this often */
 #define SB_IDLE_WAIT_MS 2u   /* ... or after the worker idled this long */
 
@@ -109,6 +108,19 @@ typedef struct sb_disk {
 	log_pos end;   /* every record before this was durable when written */
 } sb_disk;
 
+/* The core's superblock is stored word by word, so that every field it has
+ * is persisted (fields are added by other work: decision 2 of the design)
+ * and a newer binary reads an older superblock (missing words are 0). */
+#define SB_WORDS (sizeof(vsr_superblock) / 8u)
+#define SB_WORDS_AT 56u
+_Static_assert(sizeof(vsr_superblock) % 8u == 0 && SB_WORDS <= 64u,
+	       "vsr_superblock must stay a sequence of 64-bit words (sb_encode)");
+
+static void sb_words(const vsr_superblock *c, uint64_t w[SB_WORDS])
+{
+	memcpy(w, c, sizeof *c);
+}
+
 static void sb_encode(const sb_disk *sb, uint8_t out[SB_COPY_SIZE])
 {
 	memset(out, 0, SB_COPY_SIZE);
@@ -117,43 +129,32 @@ static void sb_encode(const sb_disk *sb, uint8_t out[SB_COPY_SIZE])
 	put32(out + 12, sb->flags);
 	put64(out + 16, sb->seq);
 	put64(out + 24, sb->replica);
-	const vsr_superblock *c = &sb->core;
-	/* Every field of vsr_superblock: extend here (and SB_VERSION) when it grows. */
-	put64(out + 32, c->cluster);
-	put64(out + 40, c->epoch);
-	put64(out + 48, c->view);
-	put64(out + 56, c->log_view);
-	put64(out + 64, c->commit);
-	put64(out + 72, c->checkpoint_op);
-	put64(out + 80, c->checkpoint_checksum);
-	put64(out + 88, c->checkpoint_size);
-	put64(out + 96, c->checkpoint_timestamp);
-	put64(out + 104, sb->end.seg);
-	put64(out + 112, sb->end.off);
-	put64(out + 120, 0); /* reserved */
-	put64(out + 128, XXH3_64bits(out, 128));
+	put64(out + 32, sb->end.seg);
+	put64(out + 40, sb->end.off);
+	put32(out + 48, (uint32_t)SB_WORDS);
+	uint64_t w[SB_WORDS];
+	sb_words(&sb->core, w);
+	for (size_t i = 0; i < SB_WORDS; i++) put64(out + SB_WORDS_AT + 8 * i, w[i]);
+	size_t end = SB_WORDS_AT + 8 * SB_WORDS;
+	put64(out + end, XXH3_64bits(out, end));
 }
 
 static bool sb_decode(const uint8_t *in, sb_disk *sb)
 {
 	if (get64(in) != SB_MAGIC || get32(in + 8) != SB_VERSION) return false;
-	if (get64(in + 128) != XXH3_64bits(in, 128)) return false;
+	uint32_t words = get32(in + 48);
+	if (words > 64u) return false;
+	size_t end = SB_WORDS_AT + 8u * words;
+	if (get64(in + end) != XXH3_64bits(in, end)) return false;
 	memset(sb, 0, sizeof *sb);
 	sb->flags = get32(in + 12);
 	sb->seq = get64(in + 16);
 	sb->replica = get64(in + 24);
-	vsr_superblock *c = &sb->core;
-	c->cluster = get64(in + 32);
-	c->epoch = get64(in + 40);
-	c->view = get64(in + 48);
-	c->log_view = get64(in + 56);
-	c->commit = get64(in + 64);
-	c->checkpoint_op = get64(in + 72);
-	c->checkpoint_checksum = get64(in + 80);
-	c->checkpoint_size = get64(in + 88);
-	c->checkpoint_timestamp = get64(in + 96);
-	sb->end.seg = get64(in + 104);
-	sb->end.off = get64(in + 112);
+	sb->end.seg = get64(in + 32);
+	sb->end.off = get64(in + 40);
+	uint64_t w[SB_WORDS] = {0};
+	for (size_t i = 0; i < SB_WORDS && i < words; i++) w[i] = get64(in + SB_WORDS_AT + 8 * i);
+	memcpy(&sb->core, w, sizeof sb->core);
 	return true;
 }
 
@@ -162,12 +163,9 @@ static bool sb_decode(const uint8_t *in, sb_disk *sb)
  * persist that carries it is reported complete. */
 static bool sb_promises_more(const vsr_superblock *prev, const vsr_superblock *next)
 {
-	return prev->cluster != next->cluster || prev->epoch != next->epoch ||
-	       prev->view != next->view || prev->log_view != next->log_view ||
-	       prev->checkpoint_op != next->checkpoint_op ||
-	       prev->checkpoint_checksum != next->checkpoint_checksum ||
-	       prev->checkpoint_size != next->checkpoint_size ||
-	       prev->checkpoint_timestamp != next->checkpoint_timestamp;
+	vsr_superblock a = *prev, b = *next;
+	a.commit = b.commit = 0;
+	return memcmp(&a, &b, sizeof a) != 0;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -361,18 +361,18 @@ static void case_superblock_flips(void)
 	make_entries(1, 20, 4, 0);
 	write_log(s, 20, 2, 4);
 	close_storage(s);
-	flip_byte("superblock", 50); /* copy 0: the view field */
+	flip_byte("superblock", 72); /* copy 0: the view */
 	s = open_storage(false, 0, NULL, &d);
 	check_loaded(d, 1, 20);
 	CHECK(d->superblock.view == 4);
 	close_storage(s);
-	flip_byte("superblock", 50);
-	flip_byte("superblock", 4096 + 60); /* copy 1 only */
+	flip_byte("superblock", 72);
+	flip_byte("superblock", 4096 + 72); /* copy 1 only */
 	s = open_storage(false, 0, NULL, &d);
 	check_loaded(d, 1, 20);
 	CHECK(d->superblock.view == 4);
 	close_storage(s);
-	flip_byte("superblock", 50); /* now both */
+	flip_byte("superblock", 72); /* now both */
 	s = open_storage(false, 0, NULL, &d);
 	CHECK(d != NULL && d->amnesia);
 	close_storage(s);

@@ -1829,12 +1829,12 @@ static void corrupt_round(mclient *m, msgpack_sbuffer *sb, writers *ws, const ch
 static void damage_log_and_superblock(int r)
 {
 	flip_byte(r, "log-0000000000000001", 64 + 4); /* the first entry's body */
-	flip_byte(r, "superblock", 48);                /* copy 0: the view */
+	flip_byte(r, "superblock", 72);                /* copy 0: the view */
 }
 
 static void damage_superblock_copy(int r)
 {
-	flip_byte(r, "superblock", 4096 + 48); /* copy 1 */
+	flip_byte(r, "superblock", 4096 + 72); /* copy 1: the view */
 }
 
 /* Deleted while it runs; what it writes until kill -9 goes as well. */
