@@ -58,7 +58,7 @@
 
 #define REC_MAGIC UINT32_C(0x4c525356) /* "VSRL" */
 #define REC_HEADER 64u
-enum { REC_ENTRY = 1, REC_TRUNCATE = 2, REC_SEGMENT_END = 3 };
+enum { REC_ENTRY = 1, REC_TRUNCATE = 2, REC_SEGMENT_END = 3, REC_MARK = 4 };
 
 #define SEGMENT_SIZE_DEFAULT (UINT64_C(64) << 20)
 #define CKPT_HEADER 32u
@@ -245,6 +245,7 @@ typedef struct durable {
 	int dirfd;
 	int seg_fd;
 	log_pos pos;             /* where the next record goes */
+	log_pos synced;          /* every record before this is durable */
 	uint64_t seg_cap;        /* size of the current segment */
 	segment *segs;           /* live segments, oldest first */
 	uint32_t seg_count, seg_alloc;
@@ -422,34 +423,47 @@ static int segment_rotate(durable *d, uint64_t need)
 	if (sync_fd(d, d->seg_fd, name) != 0) return -1;
 	uint64_t cap = d->segment_size;
 	if (cap < need + REC_HEADER) cap = need + REC_HEADER;
-	return segment_create(d, d->pos.seg + 1, cap);
+	if (segment_create(d, d->pos.seg + 1, cap) != 0) return -1;
+	d->synced = d->pos; /* the old segment is synced up to its end record */
+	return 0;
 }
 
-/* Appends a job's records to the log (not yet synced). */
-static int log_append(durable *d, const job *j)
+/* Appends whole records to the log (not yet synced). */
+static int log_append(durable *d, const uint8_t *recs, size_t len, uint64_t max_op)
 {
 	size_t off = 0;
-	while (off < j->recs_len) {
+	while (off < len) {
 		/* Write as many whole records as fit before the end record's room. */
 		size_t run = 0;
-		while (off + run < j->recs_len) {
-			uint64_t sz = rec_size(get32(j->recs + off + run + 8));
+		while (off + run < len) {
+			uint64_t sz = rec_size(get32(recs + off + run + 8));
 			if (d->pos.off + run + sz + REC_HEADER > d->seg_cap) break;
 			run += sz;
 		}
 		if (run == 0) {
-			uint64_t sz = rec_size(get32(j->recs + off + 8));
+			uint64_t sz = rec_size(get32(recs + off + 8));
 			if (segment_rotate(d, sz) != 0) return -1;
 			continue;
 		}
 		char name[64];
 		seg_name(name, sizeof name, d->pos.seg);
-		if (write_all(d, d->seg_fd, j->recs + off, run, d->pos.off, name) != 0) return -1;
+		if (write_all(d, d->seg_fd, recs + off, run, d->pos.off, name) != 0) return -1;
 		d->pos.off += run;
 		off += run;
 	}
-	if (j->max_op > d->segs[d->seg_count - 1].max_op) d->segs[d->seg_count - 1].max_op = j->max_op;
+	if (max_op > d->segs[d->seg_count - 1].max_op) d->segs[d->seg_count - 1].max_op = max_op;
 	return 0;
+}
+
+/* Opens a group's records with a mark that says what the last sync made
+ * durable: a later start then knows a bad record before it is corruption,
+ * even when the superblock's log end lags behind. */
+static int log_mark(durable *d)
+{
+	uint8_t h[REC_HEADER];
+	vsr_entry claim = {.view = d->synced.seg};
+	rec_header(h, REC_MARK, &claim, d->synced.off, d->opts.cluster);
+	return log_append(d, h, sizeof h, 0);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -617,7 +631,8 @@ static void group_write(durable *d, job *group, bool recovered)
 	const vsr_superblock *last = NULL;
 	for (job *j = group; j != NULL && !d->failed; j = j->next) {
 		if (j->recs_len > 0) {
-			if (log_append(d, j) != 0) break;
+			if (!appended && log_mark(d) != 0) break;
+			if (log_append(d, j->recs, j->recs_len, j->max_op) != 0) break;
 			appended = true;
 		}
 		if (j->checkpoint_len > 0 &&
@@ -630,7 +645,7 @@ static void group_write(durable *d, job *group, bool recovered)
 	if (!d->failed && appended) {
 		char name[64];
 		seg_name(name, sizeof name, d->pos.seg);
-		sync_fd(d, d->seg_fd, name);
+		if (sync_fd(d, d->seg_fd, name) == 0) d->synced = d->pos;
 	}
 	if (d->failed) return;
 	sb_disk sb = d->sb;
@@ -915,6 +930,57 @@ typedef struct scan_result {
 	char why[256];
 } scan_result;
 
+/* Maps segment `seq` read-only: *len bytes, NULL for an empty file. */
+static uint8_t *segment_map(durable *d, uint64_t seq, uint64_t *len, int *rc)
+{
+	char name[64];
+	seg_name(name, sizeof name, seq);
+	int fd = openat(d->dirfd, name, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	*rc = VSR_OK;
+	*len = 0;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		if (fd >= 0) close(fd);
+		*rc = VSR_EINVAL;
+		return NULL;
+	}
+	*len = (uint64_t)st.st_size;
+	uint8_t *buf = *len ? mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+	close(fd);
+	if (buf == MAP_FAILED) {
+		*rc = VSR_ENOMEM;
+		*len = 0;
+		return NULL;
+	}
+	return buf;
+}
+
+/* The furthest durable end that a mark written after (segment index i,
+ * offset from) claims: the rest of the log is searched at every 8-byte
+ * boundary for valid mark headers. A mark says what a completed fdatasync
+ * covered, so a bad record before its claim was durable: corruption, not a
+ * torn write. Only run when a bad record is found. */
+static log_pos later_claim(durable *d, const dir_scan *ds, uint32_t i, uint64_t from)
+{
+	log_pos best = {0, 0};
+	for (; i < ds->seg_count; i++) {
+		uint64_t len;
+		int rc;
+		uint8_t *buf = segment_map(d, ds->segs[i], &len, &rc);
+		for (uint64_t off = from; buf != NULL && off + REC_HEADER <= len; off += 8) {
+			const uint8_t *h = buf + off;
+			if (get32(h) != REC_MAGIC || h[4] != REC_MARK ||
+			    get64(h + 56) != XXH3_64bits_withSeed(h, 56, d->opts.cluster))
+				continue;
+			log_pos c = {.seg = get64(h + 24), .off = get64(h + 16)};
+			if (pos_before(best, c)) best = c;
+		}
+		if (buf != NULL) munmap(buf, len);
+		from = 0;
+	}
+	return best;
+}
+
 /* Replays every segment's records into `r`. */
 static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay *r,
 		    scan_result *res)
@@ -933,16 +999,10 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 		seg_name(name, sizeof name, seq);
 		/* Mapped, so that only the pages up to the end of the records are
 		 * read, not the whole preallocated segment. */
-		int fd = openat(d->dirfd, name, O_RDONLY | O_CLOEXEC);
-		struct stat st;
-		if (fd < 0 || fstat(fd, &st) != 0) {
-			if (fd >= 0) close(fd);
-			return VSR_EINVAL;
-		}
-		uint64_t len = (uint64_t)st.st_size;
-		uint8_t *buf = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-		close(fd);
-		if (buf == MAP_FAILED) return VSR_ENOMEM;
+		uint64_t len;
+		int mrc;
+		uint8_t *buf = segment_map(d, seq, &len, &mrc);
+		if (mrc != VSR_OK) return mrc;
 		if (segs_push(d, seq, 0) != 0) {
 			if (buf) munmap(buf, len);
 			return VSR_ENOMEM;
@@ -964,6 +1024,10 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 				break;
 			}
 			uint32_t body_len = get32(h + 8);
+			if (type == REC_MARK) {
+				off += REC_HEADER;
+				continue;
+			}
 			if (type != REC_ENTRY && type != REC_TRUNCATE) {
 				snprintf(res->why, sizeof res->why, "%s offset %" PRIu64 ": unknown record",
 					 name, off);
@@ -1010,7 +1074,18 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 			res->cut = (log_pos){.seg = seq + 1, .off = 0};
 		}
 	}
-	if (pos_before(res->cut, durable_end)) res->corrupt = true;
+	if (pos_before(res->cut, durable_end)) {
+		res->corrupt = true;
+	} else if (res->why[0] != '\0') {
+		uint32_t at = 0;
+		while (at < ds->seg_count && ds->segs[at] != res->cut.seg) at++;
+		log_pos claim = later_claim(d, ds, at, res->cut.off + 8);
+		if (pos_before(res->cut, claim)) {
+			res->corrupt = true;
+			size_t n = strlen(res->why);
+			snprintf(res->why + n, sizeof res->why - n, " (a later write's mark shows it was synced)");
+		}
+	}
 	return VSR_OK;
 }
 
@@ -1037,6 +1112,7 @@ static int reset_unrecovered(durable *d, const dir_scan *ds, uint64_t old_seq, c
 	}
 	checkpoint_prune(d, 0);
 	if (segment_create(d, next_seg, d->segment_size) != 0) goto failed;
+	d->synced = d->pos;
 	memset(&d->durable, 0, sizeof d->durable);
 	d->unrecovered = true;
 	d->durable.amnesia = true;
@@ -1152,6 +1228,7 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 			free(ds.segs);
 			return VSR_EINVAL;
 		}
+		d->synced = d->pos;
 		free(ds.segs);
 		return worker_start(d, err, err_len);
 	}
@@ -1206,7 +1283,11 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 	}
 	d->sb = sb;
 	d->sb_ever = true;
-	if (writer_resume(d, &ds, res.cut) != 0) {
+	if (writer_resume(d, &ds, res.cut) == 0) {
+		/* The segment holding the cut was synced with its end record; the
+		 * earlier ones at their rotation. */
+		d->synced = d->pos;
+	} else {
 		storage_errf(err, err_len, "%s", d->error);
 		replay_free(&r);
 		free(ds.segs);
