@@ -97,6 +97,11 @@ static void host_note_changes(host *h)
 	vsr_replica_info *was = &h->last;
 	if (now.status != was->status)
 		h->status_since_ms = uv_now(h->loop);
+	/* Caught up: a durable store that came back without its state may
+	 * drop its "unrecovered" mark now (vsr_storage.h). */
+	if (now.status == VSR_STATUS_NORMAL && was->status != VSR_STATUS_NORMAL &&
+	    h->storage != NULL)
+		vsr_storage_recovered(h->storage);
 	if (now.status != was->status || now.view != was->view) {
 		host_info("status %s, view %" PRIu64 ", primary %u%s (op %" PRIu64
 			  ", commit %" PRIu64 ")",
@@ -253,7 +258,9 @@ static void host_persisted_cb(vsr_storage *s, uint64_t persist_id, int status)
 {
 	host *h = vsr_storage_data(s);
 	if (status != VSR_OK) {
-		host_error("persist %" PRIu64 " failed: %s", persist_id, vsr_strerror(status));
+		const char *why = vsr_storage_error(s);
+		host_error("persist %" PRIu64 " failed: %s", persist_id,
+			   why[0] != '\0' ? why : vsr_strerror(status));
 		host_stop(h, EX_IOERR, "storage failed");
 		return;
 	}
@@ -584,9 +591,17 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		host_free(&h);
 		return EX_IOERR;
 	}
-	if (durable == NULL || durable->superblock.history == 0)
+	if (durable == NULL || durable->superblock.history == 0) {
+		if (err[0] != '\0')
+			host_warn("%s", err);
 		host_info("storage %s: no state; unjoined: catching up with the cluster's "
 			  "history, or beginning a new one if every replica is unjoined", dir);
+	} else if (cfg->durability == VSRH_DURABILITY_DURABLE) {
+		host_info("storage %s: superblock view %" PRIu64 ", checkpoint op %" PRIu64
+			  ", %u log entries after it; recovering",
+			  dir, durable->superblock.view, durable->superblock.checkpoint_op,
+			  durable->entry_count);
+	}
 
 	/* The core. */
 	vsr_config vc;
