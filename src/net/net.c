@@ -795,10 +795,12 @@ static void net_peer_schedule(vsr_net *net, uint8_t i)
 /* Listeners.                                                               */
 
 /* The oldest connection of `kind` that has not identified itself, other
- * than `except`, and how many there are. */
+ * than `except`, and how many there are; the oldest only when it has been
+ * silent for evict_silent_ms. */
 static net_conn *net_oldest_unidentified(vsr_net *net, uint8_t kind, const net_conn *except,
 					 uint32_t *count)
 {
+	uint64_t now = uv_now(net->opts.loop);
 	net_conn *oldest = NULL;
 	*count = 0;
 	for (net_conn *c = net->conns; c != NULL; c = c->next) {
@@ -808,20 +810,19 @@ static net_conn *net_oldest_unidentified(vsr_net *net, uint8_t kind, const net_c
 		if (oldest == NULL || c->opened_ms <= oldest->opened_ms)
 			oldest = c;
 	}
-	return oldest;
+	return oldest != NULL && now - oldest->opened_ms >= net->opts.evict_silent_ms ? oldest : NULL;
 }
 
 /* The connection of `kind` that began a frame longest ago (at least
- * NET_SLOW_SENDER_MS ago) and has not finished it: a real client writes a
+ * evict_silent_ms ago) and has not finished it: a real client writes a
  * request in one go. */
-#define NET_SLOW_SENDER_MS 1000u
 static net_conn *net_slowest_sender(vsr_net *net, uint8_t kind, const net_conn *except)
 {
 	uint64_t now = uv_now(net->opts.loop);
 	net_conn *slowest = NULL;
 	for (net_conn *c = net->conns; c != NULL; c = c->next) {
 		if (c == except || c->kind != kind || c->closing || c->frame_started_ms == 0 ||
-		    now - c->frame_started_ms < NET_SLOW_SENDER_MS)
+		    now - c->frame_started_ms < net->opts.evict_silent_ms)
 			continue;
 		if (slowest == NULL || c->frame_started_ms < slowest->frame_started_ms)
 			slowest = c;
@@ -1020,6 +1021,8 @@ int vsr_net_start(const vsr_net_options *opts, vsr_net **out, char *err, size_t 
 		o->hello_timeout_ms = 10000;
 	if (o->frame_timeout_ms == 0)
 		o->frame_timeout_ms = 10000;
+	if (o->evict_silent_ms == 0)
+		o->evict_silent_ms = 1000;
 	if (o->reconnect_min_ms == 0)
 		o->reconnect_min_ms = 50;
 	if (o->reconnect_max_ms < o->reconnect_min_ms)

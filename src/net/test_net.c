@@ -240,18 +240,24 @@ static void test_client_limit(void)
 	pick_ports();
 	vsr_net_options o = {
 		.loop = &l, .cluster = CLUSTER, .replica = 0, .replica_count = 1,
-		.client = {"127.0.0.1", ports[2]}, .clients_max = 2, .hello_timeout_ms = 100,
-		.log = test_log,
+		.client = {"127.0.0.1", ports[2]}, .clients_max = 2, .hello_timeout_ms = 5000,
+		.evict_silent_ms = 50, .log = test_log,
 	};
 	o.replicas[0] = (vsr_net_address){"127.0.0.1", ports[0]};
 	vsr_net *net = NULL;
 	char err[256];
 	CHECK(vsr_net_start(&o, &net, err, sizeof err) == 0);
 	char buf[256];
-	/* Three silent connections: the third evicts the first. */
+	/* Three silent connections: once the first two have been silent for
+	 * evict_silent_ms, the third evicts the older. */
 	int silent[3];
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 2; i++)
 		silent[i] = client_limit_connect(&l, net, ports[2], (uint64_t)i);
+	uv_update_time(&l);
+	uint64_t silent_since = uv_now(&l);
+	for (int spin = 0; spin < 1000 && uv_now(&l) < silent_since + 60; spin++)
+		uv_run(&l, UV_RUN_ONCE); /* the sweep timer turns the loop */
+	silent[2] = client_limit_connect(&l, net, ports[2], 2);
 	CHECK(vsr_net_stats_get(net)->clients_accepted == 3);
 	CHECK(vsr_net_stats_get(net)->connections_evicted == 1);
 	CHECK(vsr_net_stats_get(net)->connections == 2);

@@ -43,9 +43,10 @@ extern "C" {
 /* Inbound replica-port connections open at once, identified or not. */
 #define VSR_NET_PEER_INBOUND_MAX 64u
 /* Connections per port that have not yet identified (and, with a key,
- * authenticated) themselves. One more evicts the oldest of them, so that
- * connections opened and left silent cannot keep a replica (or a client)
- * out: a real peer finishes its handshake in a round trip. */
+ * authenticated) themselves. One more evicts the oldest of them if it has
+ * been silent for a second, so that connections opened and left silent
+ * cannot keep a replica (or a client) out: a real peer finishes its
+ * handshake in a round trip. */
 #define VSR_NET_UNIDENTIFIED_MAX 8u
 
 typedef struct vsr_net vsr_net;
@@ -79,6 +80,10 @@ typedef struct vsr_net_options {
 	uint32_t reconnect_max_ms;     /* backoff ceiling (0: 1000) */
 	uint32_t hello_timeout_ms;     /* an accepted connection silent this long is closed (0: 10000) */
 	uint32_t frame_timeout_ms;     /* a frame begun must be whole within this (0: 10000) */
+	/* A connection silent (or stuck in a frame) this long may be evicted
+	 * for a newer one; younger ones never are, since a burst of clients
+	 * connecting at once is no attack (0: 1000). */
+	uint32_t evict_silent_ms;
 	uint64_t instance;             /* random per process start, sent in HELLO */
 	/* Authentication (docs/wire.md section 6): when set, every connection
 	 * of that port must prove it holds the key before anything else is
