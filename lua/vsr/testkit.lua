@@ -97,6 +97,12 @@ function SM:stats()
   return self.sm:stats()
 end
 
+-- nil, or why the state machine stopped (a failure the host cannot undo
+-- identically everywhere: the replica would stop).
+function SM:failure()
+  return self.sm:failure()
+end
+
 function SM:logs(clear)
   return self.sm:logs(clear)
 end

@@ -75,6 +75,14 @@ uint32_t vsrh_sm_evict(vsrh_sm *sm, const vsr_session_info *sessions, uint32_t n
  * VSR_REPLY_ERROR (reply holds the message). */
 int vsrh_sm_query(vsrh_sm *sm, const uint8_t *op, size_t op_len, vsr_buf *reply);
 
+/* NULL while the state machine is sound. Otherwise why it failed in a way
+ * the host cannot undo identically on every replica (snapshot() or a
+ * replay after a rollback failed, the hard memory cap was reached, the
+ * host ran out of memory): every apply after it is refused, and the
+ * replica must stop (vsrhost checks after every step) and come back
+ * through a restart or state transfer. */
+const char *vsrh_sm_failure(const vsrh_sm *sm);
+
 /* Counters for metrics and the benchmark. */
 typedef struct vsrh_sm_stats {
 	uint64_t applied;          /* apply calls */

@@ -283,6 +283,18 @@ static int l_stats(lua_State *L)
 	return 1;
 }
 
+/* sm:failure() -> nil, or why the state machine stopped (vsrh_sm_failure) */
+static int l_failure(lua_State *L)
+{
+	lsm *s = check_sm(L);
+	const char *f = vsrh_sm_failure(s->sm);
+	if (f)
+		lua_pushstring(L, f);
+	else
+		lua_pushnil(L);
+	return 1;
+}
+
 /* sm:logs([clear]) -> array of "level: text" lines */
 static int l_logs(lua_State *L)
 {
@@ -453,7 +465,7 @@ int luaopen_vsrhost(lua_State *L)
 	static const luaL_Reg sm_methods[] = {
 		{"apply", l_apply}, {"apply_raw", l_apply_raw}, {"query", l_query},
 		{"snapshot", l_snapshot}, {"restore", l_restore}, {"digest", l_digest},
-		{"evict", l_evict}, {"stats", l_stats}, {"logs", l_logs},
+		{"evict", l_evict}, {"stats", l_stats}, {"logs", l_logs}, {"failure", l_failure},
 		{"examples", l_examples}, {"close", lsm_gc}, {NULL, NULL}};
 	static const luaL_Reg fns[] = {
 		{"open", l_open}, {"selfcheck", l_selfcheck}, {"encode", l_encode},
