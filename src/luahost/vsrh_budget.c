@@ -22,6 +22,9 @@
 /* The smallest allocation that can only be a long string (a short string
  * is at most 40 bytes plus its header). */
 #define BOX_LONG_STRING_ALLOC 80u
+/* A string's header and terminating zero (offsetof(TString, contents) + 1
+ * in Lua 5.4 on 64-bit machines). */
+#define BOX_STRING_OVERHEAD 25u
 
 /* ---------------------------------------------------------------- allocator */
 
@@ -74,7 +77,7 @@ void vsrh_box_release_blocks(vsrh_box *b)
  * here, by its bytes, and refused above VSRH_STRING_BYTES_MAX. */
 static int alloc_charge_string(vsrh_box *b, size_t nsize)
 {
-	if (nsize > VSRH_STRING_BYTES_MAX + BOX_LONG_STRING_ALLOC) {
+	if (nsize > VSRH_STRING_BYTES_MAX + BOX_STRING_OVERHEAD) {
 		if (b->fatal == VSRH_FATAL_NONE)
 			b->fatal = VSRH_FATAL_STRING;
 		return -1;

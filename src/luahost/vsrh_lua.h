@@ -17,6 +17,7 @@
 #ifndef VSRH_LUA_H
 #define VSRH_LUA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -113,6 +114,16 @@ int vsrh_sm_examples(vsrh_sm *sm, uint64_t seed, vsr_buf **ops, uint32_t *n, cha
  * load; report says why). `seed` picks the check seeds. */
 int vsrh_selfcheck(const vsrh_sm_options *o, const vsr_buf *ops, uint32_t n_ops, uint64_t seed,
 		   char *report, size_t report_len);
+
+/* The self-check over `seeds` seeds from `seed`: with ops == NULL each
+ * seed runs the script's examples generated for it (vsrh_sm_examples),
+ * else the given ops. Each seed restores at its own point. Fails (1) when
+ * a seed fails, when every operation of a seed fails, or when there are
+ * no operations unless allow_empty. Returns 0, 1 or a negative error;
+ * report names the failing seed. */
+#define VSRH_CHECK_SEEDS 20u
+int vsrh_check_seeds(const vsrh_sm_options *o, uint64_t seed, uint32_t seeds, const vsr_buf *ops,
+		     uint32_t n_ops, bool allow_empty, char *report, size_t report_len);
 
 /* `vsrhost check CONFIG`: validates the config, loads the state machine in
  * the sandbox and runs its determinism self-check. argv[0] is "check".

@@ -337,7 +337,8 @@ static int l_examples(lua_State *L)
 	return 1;
 }
 
-/* vsrhost.selfcheck(options, ops [, seed]) -> ok, report */
+/* vsrhost.selfcheck(options, ops|nil [, seed [, seeds [, allow_empty]]]) -> ok, report
+ * ops nil: the script's examples, generated per seed (vsrh_check_seeds). */
 static int l_selfcheck(lua_State *L)
 {
 	lsm tmp;
@@ -345,9 +346,14 @@ static int l_selfcheck(lua_State *L)
 	tmp.logs = calloc(LOG_LINES_MAX, sizeof *tmp.logs);
 	if (!tmp.logs)
 		return luaL_error(L, "out of memory");
-	luaL_checktype(L, 2, LUA_TTABLE);
-	lua_Unsigned n = lua_rawlen(L, 2);
+	int have_ops = !lua_isnoneornil(L, 2);
+	if (have_ops)
+		luaL_checktype(L, 2, LUA_TTABLE);
+	lua_Unsigned n = have_ops ? lua_rawlen(L, 2) : 0;
 	uint64_t seed = (uint64_t)luaL_optinteger(L, 3, 1);
+	lua_Integer seeds = luaL_optinteger(L, 4, 1);
+	bool allow_empty = lua_toboolean(L, 5);
+	luaL_argcheck(L, seeds >= 1 && seeds <= 100000, 4, "seeds must be 1..100000");
 	/* Keep tmp in a userdata so errors below free it through __gc. */
 	lsm *s = lua_newuserdatauv(L, sizeof *s, 0);
 	*s = tmp;
@@ -367,7 +373,8 @@ static int l_selfcheck(lua_State *L)
 		lua_pop(L, 1);
 	}
 	char report[8192];
-	int rc = vsrh_selfcheck(&s->opts, ops, (uint32_t)n, seed, report, sizeof report);
+	int rc = vsrh_check_seeds(&s->opts, seed, (uint32_t)seeds, have_ops ? ops : NULL,
+				  (uint32_t)n, allow_empty, report, sizeof report);
 	for (lua_Unsigned i = 0; i < n; i++)
 		free(ops[i].data);
 	lua_pushboolean(L, rc == 0);

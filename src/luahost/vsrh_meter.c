@@ -64,7 +64,8 @@ static void charge_args(lua_State *L, int first, uint64_t bytes_factor)
 
 /* ---------------------------------------------------------------- string */
 
-/* string.rep(s, n [, sep]): n copies, so n units even when s is empty. */
+/* string.rep(s, n [, sep]): n copies (a unit per 8, even when s is empty)
+ * and the bytes. */
 static int m_rep(lua_State *L)
 {
 	size_t l, lsep = 0;
@@ -74,7 +75,7 @@ static int m_rep(lua_State *L)
 	if (n > 0) {
 		uint64_t un = (uint64_t)n;
 		uint64_t bytes = vsrh_gas_add(vsrh_gas_mul(l, un), vsrh_gas_mul(lsep, un - 1));
-		vsrh_gas(L, vsrh_gas_add(un, vsrh_gas_bytes(bytes)));
+		vsrh_gas(L, vsrh_gas_add(un / 8 + 1, vsrh_gas_bytes(bytes)));
 		if (bytes > VSRH_STRING_BYTES_MAX)
 			return luaL_error(L, "string.rep: the result exceeds the sandbox's limit of "
 					     "%d bytes per string", (int)VSRH_STRING_BYTES_MAX);
@@ -340,8 +341,8 @@ static int m_load(lua_State *L)
 	return call_original(L);
 }
 
-/* Pushes t's keys in canonical order (numbers, then strings by bytes, then
- * booleans), charging the sort; refuses keys that have no order the same
+/* Pushes t's keys in canonical order (the codec's: booleans, numbers,
+ * then strings by bytes), charging the sort; refuses keys that have no order the same
  * on every replica (tables, functions as keys). */
 static void push_ordered_keys(lua_State *L, int t, const char *who)
 {
@@ -405,9 +406,9 @@ static int m_pairs(lua_State *L)
 static int key_rank(lua_State *L, int i)
 {
 	switch (lua_type(L, i)) {
-	case LUA_TNUMBER: return 0;
-	case LUA_TSTRING: return 1;
-	case LUA_TBOOLEAN: return 2;
+	case LUA_TBOOLEAN: return 0;
+	case LUA_TNUMBER: return 1;
+	case LUA_TSTRING: return 2;
 	default:
 		return luaL_error(L, "next: the table has keys that are tables or functions, whose "
 				     "order differs between replicas; keep them in an array or key "
@@ -420,7 +421,9 @@ static int key_order(lua_State *L, int a, int b)
 	int ra = key_rank(L, a), rb = key_rank(L, b);
 	if (ra != rb)
 		return ra < rb ? -1 : 1;
-	if (ra == 0) {
+	if (ra == 0)
+		return lua_toboolean(L, a) - lua_toboolean(L, b);
+	if (ra == 1) {
 		if (lua_compare(L, a, b, LUA_OPLT))
 			return -1;
 		if (lua_compare(L, b, a, LUA_OPLT))
@@ -428,8 +431,6 @@ static int key_order(lua_State *L, int a, int b)
 		/* equal as numbers yet distinct keys: integers first */
 		return lua_isinteger(L, a) ? (lua_isinteger(L, b) ? 0 : -1) : (lua_isinteger(L, b) ? 1 : 0);
 	}
-	if (ra == 2)
-		return lua_toboolean(L, a) - lua_toboolean(L, b);
 	size_t la, lb;
 	const char *sa = lua_tolstring(L, a, &la), *sb = lua_tolstring(L, b, &lb);
 	int c = memcmp(sa, sb, la < lb ? la : lb);

@@ -146,6 +146,16 @@ static void host_step(host *h, vsr_event *ev)
 	/* Builds with VSR_INVARIANTS check the replica after every step. A
 	 * violation is a bug in the core: stop before acting on it, with a
 	 * core dump to study. */
+	/* A state machine that failed in a way it cannot undo identically on
+	 * every replica (vsrh_sm_failure) stops the replica before any reply
+	 * or vote of this step leaves: restarted, it comes back by replay or
+	 * state transfer. */
+	const char *sm_failed = vsrh_sm_failure(h->sm);
+	if (sm_failed != NULL) {
+		host_error("state machine failed at step %" PRIu64 ": %s", h->steps, sm_failed);
+		host_stop(h, EX_SOFTWARE, "state machine failed");
+		return;
+	}
 	const char *broken = vsr_replica_invariant_failure(h->core);
 	if (broken != NULL) {
 		host_error("protocol invariant violated after step %" PRIu64 ": %s", h->steps, broken);
