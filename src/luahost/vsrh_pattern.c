@@ -74,7 +74,7 @@ static int pm_backref_index(pm_state *ms, int c)
 {
 	int l = c - '1';
 	if (l < 0 || l >= ms->level || ms->cap[l].len == PM_CAP_OPEN)
-		return luaL_error(ms->L, "invalid capture index %%%d in pattern", l + 1);
+		return luaL_error(ms->L, "invalid capture index %%%d", l + 1);
 	return l;
 }
 
@@ -117,6 +117,7 @@ static int pm_class_has(int c, int cl)
 	case 'u': r = isupper(c); break;
 	case 'w': r = isalnum(c); break;
 	case 'x': r = isxdigit(c); break;
+	case 'z': r = c == 0; break; /* deprecated, still in Lua 5.4 */
 	default: return cl == c; /* an escaped character stands for itself */
 	}
 	if (isupper(cl))
