@@ -123,6 +123,22 @@ describe("attacks (issue #9)", function()
     end)
   end
 
+  it("reports a runtime error as a script error, distinct from a vsr.fail refusal", function()
+    local ok, msg, kind = sm:apply({code = "local t = nil; return t.x"})
+    assert.is_false(ok)
+    assert.equal("script error", kind)
+    ok, msg, kind = sm:apply({code = "vsr.fail(7, 'no')"})
+    assert.is_false(ok)
+    assert.equal("7: no", msg)
+    assert.equal("refused", kind)
+    ok, msg, kind = sm:apply({code = "while true do end"})
+    assert.equal("script error", kind)
+    sm:logs(true)
+    sm:apply({code = "error('boom')"})
+    assert.matches("warn: evil.lua: op %d+ %(session %d+, request %d+%): script error: attempt:1: boom",
+      table.concat(sm:logs(), "\n"))
+  end)
+
   it("charges the same on instances with different heap histories", function()
     -- the outcome of an operation near the budget does not depend on the
     -- garbage an instance carries, nor on the order keys went in

@@ -197,7 +197,7 @@ void ct_execute_request(vsr_replica *r, const vsr_entry *e, const vsr_request *r
 		s->pending_op = 0;
 	}
 	int status = r->sm.apply(r->sm.ctx, &ctx, req->op, req->op_len, reply);
-	if (status != VSR_REPLY_OK && status != VSR_REPLY_ERROR) status = VSR_REPLY_ERROR;
+	if (status != VSR_REPLY_OK && !vsr_reply_is_error((unsigned)status)) status = VSR_REPLY_ERROR;
 	rehash_begin(t, s);
 	s->request = req->request;
 	s->last_op = e->op;

@@ -291,6 +291,20 @@ int vsrh_box_call(vsrh_box *b, int nargs, int nresults)
 	return st;
 }
 
+int vsrh_box_error_is_fail(vsrh_box *b, int status, int idx)
+{
+	lua_State *L = b->L;
+	if (status != LUA_ERRRUN || b->fatal != VSRH_FATAL_NONE || lua_type(L, idx) != LUA_TTABLE)
+		return 0;
+	int is_fail = 0;
+	if (lua_getmetatable(L, idx)) {
+		luaL_getmetatable(L, vsrh_fail_mt_key);
+		is_fail = lua_rawequal(L, -1, -2);
+		lua_pop(L, 2);
+	}
+	return is_fail;
+}
+
 size_t vsrh_box_error_text(vsrh_box *b, int status, int idx, char *out, size_t out_len)
 {
 	lua_State *L = b->L;

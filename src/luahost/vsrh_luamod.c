@@ -147,12 +147,16 @@ static int push_result(lua_State *L, int status, vsr_buf *r)
 	} else {
 		lua_pushboolean(L, 0);
 		lua_pushlstring(L, (const char *)r->data, r->len);
+		/* third result: which kind of error the client would see */
+		lua_pushstring(L, status == VSR_REPLY_SCRIPT_ERROR ? "script error" : "refused");
+		free(r->data);
+		return 3;
 	}
 	free(r->data);
 	return 2;
 }
 
-/* sm:apply(op [, ctx]) -> ok, reply-or-error-text.
+/* sm:apply(op [, ctx]) -> ok, reply-or-error-text [, "refused" | "script error"].
  * ctx = {op=, timestamp=, session=, request=, seed=}; op numbers default
  * to a counter, the timestamp to op * 1ms. */
 static int l_apply(lua_State *L)

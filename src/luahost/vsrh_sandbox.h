@@ -131,6 +131,10 @@ int vsrh_box_call(vsrh_box *b, int nargs, int nresults);
  * errors. Returns the length written. */
 size_t vsrh_box_error_text(vsrh_box *b, int status, int idx, char *out, size_t out_len);
 
+/* Whether the error object at idx is a vsr.fail(code, message) refusal
+ * (as opposed to a runtime error or a spent budget). */
+int vsrh_box_error_is_fail(vsrh_box *b, int status, int idx);
+
 /* Marks the table at idx as the host's: the sandbox's rawset refuses it and,
  * with `guard`, writing a new key raises an error. */
 void vsrh_box_protect(lua_State *L, int idx, int guard);

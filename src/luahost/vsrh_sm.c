@@ -242,7 +242,7 @@ typedef struct apply_job {
 	size_t op_len;
 	vsr_buf *reply;
 	int mode;   /* 1 apply, 2 query, 3 apply as a query (writes dropped) */
-	int result; /* VSR_REPLY_OK or VSR_REPLY_ERROR */
+	int result; /* VSR_REPLY_OK, VSR_REPLY_ERROR or VSR_REPLY_SCRIPT_ERROR */
 } apply_job;
 
 static uint64_t op_seed(const vsr_apply_ctx *a)
@@ -282,7 +282,11 @@ static int apply_tramp(lua_State *L)
 	vsrh_box_arm(b, b->instr_max);
 	int st = vsrh_box_call(b, 2, 1);
 	size_t n = 0;
+	/* anything but a vsr.fail refusal is a script error: a bug in the
+	 * script, a spent budget, a reply that does not encode */
+	bool script_error = true;
 	if (st != LUA_OK) {
+		script_error = !vsrh_box_error_is_fail(b, st, -1);
 		n = vsrh_box_error_text(b, st, -1, err, sizeof err);
 		if (b->fatal == VSRH_FATAL_BUDGET)
 			sm->stats.budget_exhausted++;
@@ -311,7 +315,12 @@ static int apply_tramp(lua_State *L)
 	}
 	vsrh_store_abort(L, &sm->store);
 	put_error(j->reply, err, n);
-	j->result = VSR_REPLY_ERROR;
+	j->result = script_error ? VSR_REPLY_SCRIPT_ERROR : VSR_REPLY_ERROR;
+	if (script_error && j->mode == 1 && !sm->replaying)
+		vsrh_box_log(b, VSRH_LOG_WARN, "%s: op %llu (session %llu, request %llu): script error: %.*s",
+			     sm->script_name, (unsigned long long)j->actx->op,
+			     (unsigned long long)j->actx->session, (unsigned long long)j->actx->request,
+			     (int)(n > 300 ? 300 : n), err);
 	return 0;
 }
 

@@ -289,8 +289,8 @@ static void test_sandbox_error_paths(void)
 		vsrh_put_str(&op, attempts[i], strlen(attempts[i]));
 		vsr_apply_ctx a = {.op = i + 1, .session = 1, .request = i + 1};
 		reply.len = 0;
-		CHECK(vsrh_sm_apply(sm, &a, op.data, op.len, &reply) == VSR_REPLY_ERROR,
-		      "attempt %zu (%s) must fail", i, attempts[i]);
+		CHECK(vsrh_sm_apply(sm, &a, op.data, op.len, &reply) == VSR_REPLY_SCRIPT_ERROR,
+		      "attempt %zu (%s) must fail as a script error", i, attempts[i]);
 		/* still healthy */
 		op.len = 0;
 		vsrh_put_map_header(&op, 1);

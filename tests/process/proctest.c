@@ -499,6 +499,7 @@ static bool mc_call_number(mclient *m, uint8_t kind, uint64_t number, const uint
 			switch (r->status) {
 			case VSR_REPLY_OK:
 			case VSR_REPLY_ERROR:
+			case VSR_REPLY_SCRIPT_ERROR:
 				out->status = r->status;
 				out->op = r->reply_op;
 				out->replica = (uint8_t)from;
