@@ -84,6 +84,11 @@ int vsrh_sm_query(vsrh_sm *sm, const uint8_t *op, size_t op_len, vsr_buf *reply)
  * through a restart or state transfer. */
 const char *vsrh_sm_failure(const vsrh_sm *sm);
 
+/* What the state machine is doing now, in words ("applying op 42 of
+ * session 7, request 3"), for the host's watchdog: callable from another
+ * thread (the fields are read racily but atomically). */
+void vsrh_sm_activity(const vsrh_sm *sm, char *out, size_t len);
+
 /* Counters for metrics and the benchmark. */
 typedef struct vsrh_sm_stats {
 	uint64_t applied;          /* apply calls */

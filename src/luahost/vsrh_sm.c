@@ -17,6 +17,7 @@
 #include "vsrh_lua.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,9 @@ struct vsrh_sm {
 	replay_rec *recs;
 	uint32_t nrecs;
 	vsrh_sm_stats stats;
+	/* what it is doing, for the watchdog thread (vsrh_sm_activity) */
+	_Atomic int act_kind; /* 0 idle, 1 apply, 2 query, 3 snapshot, 4 restore */
+	_Atomic uint64_t act_op, act_session, act_request;
 	/* set once by sm_fail: the state machine can no longer be trusted */
 	bool failed;
 	char failure[ERR_TEXT_MAX];
@@ -333,11 +337,39 @@ static int apply_tramp(lua_State *L)
 	return 0;
 }
 
+static void set_activity(vsrh_sm *sm, int kind, const vsr_apply_ctx *actx)
+{
+	if (actx) {
+		atomic_store_explicit(&sm->act_op, actx->op, memory_order_relaxed);
+		atomic_store_explicit(&sm->act_session, actx->session, memory_order_relaxed);
+		atomic_store_explicit(&sm->act_request, actx->request, memory_order_relaxed);
+	}
+	atomic_store_explicit(&sm->act_kind, kind, memory_order_relaxed);
+}
+
+void vsrh_sm_activity(const vsrh_sm *sm, char *out, size_t len)
+{
+	static const char *const kinds[] = {"idle", "applying", "running a query for",
+					    "taking a snapshot", "restoring a snapshot"};
+	int k = atomic_load_explicit(&sm->act_kind, memory_order_relaxed);
+	if (k == 1 || k == 2)
+		snprintf(out, len, "%s op %llu (session %llu, request %llu) of %s", kinds[k],
+			 (unsigned long long)atomic_load_explicit(&sm->act_op, memory_order_relaxed),
+			 (unsigned long long)atomic_load_explicit(&sm->act_session, memory_order_relaxed),
+			 (unsigned long long)atomic_load_explicit(&sm->act_request, memory_order_relaxed),
+			 sm->script_name);
+	else
+		snprintf(out, len, "%s (%s)", kinds[k >= 0 && k <= 4 ? k : 0], sm->script_name);
+}
+
 static int run_apply(vsrh_sm *sm, const vsr_apply_ctx *actx, const uint8_t *op, size_t op_len,
 		     vsr_buf *reply, int mode)
 {
 	apply_job j = {sm, actx, op, op_len, reply, mode, VSR_REPLY_ERROR};
-	if (host_protected(sm, apply_tramp, &j, "apply")) {
+	set_activity(sm, mode == 2 ? 2 : 1, actx);
+	int failed = host_protected(sm, apply_tramp, &j, "apply");
+	set_activity(sm, 0, NULL);
+	if (failed) {
 		static const char msg[] = "the state machine failed inside the host";
 		put_error(reply, msg, sizeof msg - 1);
 		return VSR_REPLY_ERROR;
@@ -548,8 +580,10 @@ static int full_snapshot(vsrh_sm *sm, vsr_buf *out, char *err, size_t err_len)
 {
 	size_t start = out->len;
 	snap_job j = {sm, out, NULL, 0, true, err, err_len, -1};
+	set_activity(sm, 3, NULL);
 	if (host_protected(sm, snapshot_tramp, &j, "snapshot"))
 		snprintf(err, err_len, "%s", sm->failure);
+	set_activity(sm, 0, NULL);
 	if (j.rc)
 		out->len = start;
 	return j.rc;
@@ -635,8 +669,10 @@ static int full_restore(vsrh_sm *sm, const uint8_t *data, size_t len, bool with_
 			size_t err_len)
 {
 	snap_job j = {sm, NULL, data, len, with_policy, err, err_len, -1};
+	set_activity(sm, 4, NULL);
 	if (host_protected(sm, restore_tramp, &j, "restore"))
 		snprintf(err, err_len, "%s", sm->failure);
+	set_activity(sm, 0, NULL);
 	return j.rc;
 }
 

@@ -7,6 +7,9 @@
  *   quick-restart   the primary is killed and restarted at once: a new view, no loss
  *   dedup           a client retrying across a failover applies a write once (counter.lua)
  *   garbage         garbage on every port closes those connections; service goes on
+ *   hostile         the issue #9 attacks (spec/fixtures/evil.lua) each get a script
+ *                   error; the replicas keep serving with equal digests, also
+ *                   after a restart and a failover
  *   supervisor      `vsrhost CONFIG` runs every replica; vsrctl put/get/status
  *                   work against it; SIGINT stops them all (needs --vsrctl)
  *   metrics         every replica serves /metrics (valid for promtool) and
@@ -1153,6 +1156,103 @@ static int scenario_dedup(void)
 	return 0;
 }
 
+/* hostile (issue #9): a cluster running spec/fixtures/evil.lua, which runs
+ * the Lua source an operation carries, is sent the attacks that used to hang
+ * or abort every replica (work inside one C call, pattern backtracking, a
+ * weak table, address-ordered iteration, a reply of many references to one
+ * table, 65 nested tables). Each gets a script-error reply; a plain
+ * operation after each succeeds; the digests agree; and the same holds
+ * after one replica restarts and after a failover. */
+static const char *const hostile_ops[] = {
+	"return string.rep('', math.maxinteger)",
+	"return table.move({}, 1, math.maxinteger - 1, 2, {})",
+	"local mt = {__index = rawequal, __newindex = rawequal} "
+	"return table.move(setmetatable({}, mt), 1, math.maxinteger - 1, 2, setmetatable({}, mt))",
+	"return (('a'):rep(60)):find(('a*'):rep(6) .. 'b')",
+	"return ('x' .. (' '):rep(500000) .. 'x'):match('^%s*(.-)%s*$')",
+	"for i = 1, 1000 do local s = string.rep('x', 1 << 26) end",
+	"local s = ('x'):rep(1 << 19) local t = {} for i = 1, 20000 do t[i] = s end table.sort(t)",
+	"local big = {} for i = 1, 100000 do big[i] = i end "
+	"local r = {} for i = 1, 2048 do r[i] = big end return r",
+	"local t = {} for i = 1, 64 do t = {t} end return t",
+	"local mt = {} local t = setmetatable({}, mt) mt.__mode = 'k' return 1",
+	"return next({[{}] = 1, [{}] = 2})",
+	"local t = nil return t.x",
+};
+
+static void op_code(msgpack_sbuffer *sb, const char *code)
+{
+	msgpack_sbuffer_clear(sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	pack_cstr(&pk, "code");
+	pack_cstr(&pk, code);
+}
+
+static uint64_t hostile_round(mclient *m, msgpack_sbuffer *sb, const char *when)
+{
+	uint64_t last = 0;
+	size_t n = sizeof hostile_ops / sizeof hostile_ops[0];
+	for (size_t i = 0; i < n; i++) {
+		op_code(sb, hostile_ops[i]);
+		mresult r;
+		uint64_t t0 = now_ms();
+		m->request++;
+		if (!mc_call_number(m, VSR_REQUEST_OP, m->request, (const uint8_t *)sb->data, sb->size,
+				    300, &r))
+			fail("%s: hostile op %zu (%.50s): no answer within %d ms", when, i + 1,
+			     hostile_ops[i], CALL_MS);
+		if (r.status != VSR_REPLY_SCRIPT_ERROR)
+			fail("%s: hostile op %zu (%.50s): status %u, expected a script error (%.*s)", when,
+			     i + 1, hostile_ops[i], r.status, (int)r.body_len, r.body);
+		note("%s: op %" PRIu64 ": %.40s... -> script error in %" PRIu64 " ms: %.*s", when,
+		     r.op, hostile_ops[i], now_ms() - t0, (int)(r.body_len > 70 ? 70 : r.body_len),
+		     r.body);
+		op_code(sb, "return 40 + 2");
+		mresult ok;
+		mc_op(m, sb, &ok, "a plain operation after a hostile one");
+		int64_t v;
+		if (!body_int(&ok, &v) || v != 42)
+			fail("%s: the plain operation after hostile op %zu answered wrongly", when, i + 1);
+		last = ok.op;
+	}
+	return last;
+}
+
+static int scenario_hostile(void)
+{
+	mclient m;
+	msgpack_sbuffer sb;
+	int p = scenario_open("../spec/fixtures/evil.lua", &m, &sb);
+	note("primary is replica %d", p + 1);
+	uint64_t last = hostile_round(&m, &sb, "three replicas");
+	wait_converged(last, CATCHUP_MS, "after the hostile operations");
+	note("every replica up, executed op %" PRIu64 " with equal digests", last);
+	int b = (p + 1) % N;
+	kill_replica(b);
+	start_replica(b);
+	wait_ports(b);
+	wait_converged(last, CATCHUP_MS, "a restarted backup catching up");
+	note("backup %d restarted and caught up (equal digests)", b + 1);
+	last = hostile_round(&m, &sb, "after a restart");
+	wait_converged(last, CATCHUP_MS, "after the restart's hostile operations");
+	kill_replica(p);
+	note("kill -9 of the primary %d", p + 1);
+	last = hostile_round(&m, &sb, "after failover");
+	int q = wait_primary(STARTUP_MS, "after failover");
+	if (q == p)
+		fail("no new primary after the failover");
+	wait_converged(last, CATCHUP_MS, "after the failover's hostile operations");
+	note("new primary %d; the two live replicas agree", q + 1);
+	start_replica(p);
+	wait_ports(p);
+	wait_converged(last, CATCHUP_MS, "the old primary catching up");
+	note("old primary %d back: all three replicas agree at op %" PRIu64, p + 1, last);
+	scenario_close(&m, &sb);
+	return 0;
+}
+
 /* Sends `len` bytes on a fresh connection to port and requires the replica
  * to close it (EOF or reset) within a deadline. */
 static void garbage_send(uint16_t port, const void *data, size_t len, const char *what)
@@ -2281,6 +2381,8 @@ int main(int argc, char **argv)
 		rc = scenario_dedup();
 	else if (strcmp(scenario, "garbage") == 0)
 		rc = scenario_garbage();
+	else if (strcmp(scenario, "hostile") == 0)
+		rc = scenario_hostile();
 	else if (strcmp(scenario, "quick-restart") == 0)
 		rc = scenario_quick_restart();
 	else if (strcmp(scenario, "supervisor") == 0)
