@@ -10,6 +10,8 @@
  *   hostile         the issue #9 attacks (spec/fixtures/evil.lua) each get a script
  *                   error; the replicas keep serving with equal digests, also
  *                   after a restart and a failover
+ *   watchdog        a step running past the watchdog's limit (lowered to 1 s) stops
+ *                   its replica with exit 70 and a log line naming the operation
  *   supervisor      `vsrhost CONFIG` runs every replica; vsrctl put/get/status
  *                   work against it; SIGINT stops them all (needs --vsrctl)
  *   metrics         every replica serves /metrics (valid for promtool) and
@@ -1220,6 +1222,57 @@ static uint64_t hostile_round(mclient *m, msgpack_sbuffer *sb, const char *when)
 	return last;
 }
 
+/* watchdog: the one attack the cost model bounds only loosely (`==` on two
+ * distinct equal 1 MiB strings in a loop: about 4 s of CPU within the
+ * default budget) runs past a watchdog limit lowered to 1 s: the replica
+ * executing it logs which operation it was running and exits 70. */
+static bool log_contains(int i, const char *needle)
+{
+	char path[400], line[2048];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
+	FILE *f = fopen(path, "r");
+	bool found = false;
+	while (f != NULL && !found && fgets(line, sizeof line, f) != NULL)
+		found = strstr(line, needle) != NULL;
+	if (f != NULL)
+		fclose(f);
+	return found;
+}
+
+static int scenario_watchdog(void)
+{
+	setenv("VSRHOST_WATCHDOG_MS", "1000", 1);
+	mclient m;
+	msgpack_sbuffer sb;
+	int p = scenario_open("../spec/fixtures/evil.lua", &m, &sb);
+	op_code(&sb, "local a = ('x'):rep(1 << 20) local b = ('x'):rep((1 << 20) - 1) .. 'x' "
+		     "while true do if a == b then end end");
+	m.request++;
+	if (!mc_send_request(&m, p, VSR_REQUEST_OP, m.request, (const uint8_t *)sb.data, sb.size))
+		fail("cannot send the slow operation to the primary");
+	note("sent an operation that runs for seconds inside the budget to primary %d", p + 1);
+	uint64_t deadline = now_ms() + 30000;
+	int status = 0;
+	while (g_pid[p] > 0) {
+		if (waitpid(g_pid[p], &status, WNOHANG) == g_pid[p]) {
+			g_pid[p] = 0;
+			break;
+		}
+		if (now_ms() > deadline)
+			fail("the primary did not stop within 30 s");
+		poll(NULL, 0, 20); /* bounded wait for the child's exit */
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 70)
+		fail("the primary ended with status 0x%x, expected exit 70 (EX_SOFTWARE)", status);
+	if (!log_contains(p, "watchdog: a step") || !log_contains(p, "applying op"))
+		fail("the primary's log does not say what the watchdog found");
+	note("primary %d exited 70, its log naming the step and the operation", p + 1);
+	msgpack_sbuffer_destroy(&sb);
+	mc_free(&m);
+	kill_all();
+	return 0;
+}
+
 static int scenario_hostile(void)
 {
 	mclient m;
@@ -2383,6 +2436,8 @@ int main(int argc, char **argv)
 		rc = scenario_garbage();
 	else if (strcmp(scenario, "hostile") == 0)
 		rc = scenario_hostile();
+	else if (strcmp(scenario, "watchdog") == 0)
+		rc = scenario_watchdog();
 	else if (strcmp(scenario, "quick-restart") == 0)
 		rc = scenario_quick_restart();
 	else if (strcmp(scenario, "supervisor") == 0)
