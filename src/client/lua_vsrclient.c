@@ -345,7 +345,7 @@ static int lvc_call_op(lua_State *L)
 		return 3;
 	}
 	lua_pushnil(L);
-	if (r->status == VSR_REPLY_ERROR && r->reply_len) {
+	if (vsr_reply_is_error(r->status) && r->reply_len) {
 		/* The state machine's own message (a msgpack string, or raw). */
 		msgpack_unpacked up;
 		msgpack_unpacked_init(&up);

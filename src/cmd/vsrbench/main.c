@@ -102,13 +102,13 @@ static void bench_call_cb(vsrc_client *c, const vsrc_result *r, void *arg)
 	/* A refusal by the state machine (a get of a missing key, a failed
 	 * cas) went through the whole protocol like a success: it counts in
 	 * the latency and the throughput, and separately in the totals. */
-	bool answered = r->outcome == VSRC_DONE || r->status == VSR_REPLY_ERROR;
+	bool answered = r->outcome == VSRC_DONE || vsr_reply_is_error(r->status);
 	if (bc->measured && !b->stopping) {
 		if (answered)
 			vsrc_hist_record(&b->hist, now - bc->started_ns);
 		if (r->outcome == VSRC_DONE) {
 			b->done++;
-		} else if (r->status == VSR_REPLY_ERROR) {
+		} else if (vsr_reply_is_error(r->status)) {
 			b->refused++;
 		} else if (r->outcome == VSRC_UNKNOWN) {
 			b->unknown++;
