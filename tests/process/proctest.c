@@ -21,7 +21,7 @@
  *                   with a wrong key, or with one forged frame gets nothing
  *                   and is closed; a forged replica cannot move the view;
  *                   vsrctl with the key works (needs --vsrctl)
- *   hostile         no auth: slowloris on the client port, idle connections
+ *   attacks         no auth: slowloris on the client port, idle connections
  *                   filling every replica port while a backup restarts, a
  *                   START_VIEW_CHANGE storm and a view-inflation forgery from
  *                   an impostor replica; the cluster keeps serving, the view
@@ -2459,7 +2459,7 @@ static uint64_t max_view(void)
 	return m;
 }
 
-static int scenario_hostile(void)
+static int scenario_attacks(void)
 {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4096) {
@@ -2595,7 +2595,7 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: proctest --vsrhost PATH --root SOURCE_DIR --scenario NAME\n"
 		     "                [--vsrctl PATH] [--trials N] [--seed S] [--keep]\n"
-		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics auth hostile\n"
+		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics auth attacks hostile\n"
 		     "           failover-bench crash corrupt disk-full\n");
 }
 
@@ -2665,8 +2665,8 @@ int main(int argc, char **argv)
 		rc = scenario_metrics();
 	else if (strcmp(scenario, "auth") == 0)
 		rc = scenario_auth();
-	else if (strcmp(scenario, "hostile") == 0)
-		rc = scenario_hostile();
+	else if (strcmp(scenario, "attacks") == 0)
+		rc = scenario_attacks();
 	else if (strcmp(scenario, "failover-bench") == 0)
 		rc = scenario_failover_bench(trials);
 	else if (strcmp(scenario, "crash") == 0)
