@@ -1513,6 +1513,31 @@ static int scenario_supervisor(void)
 	if (rc != 0 || strstr(out, value) == NULL)
 		fail("vsrctl get exited %d and printed: %s", rc, out);
 	note("vsrctl put then get returned %s", value);
+	/* Status after the write: every replica reports lag and ages; once the
+	 * write has reached them all, every lag is 0. */
+	deadline = now_ms() + CATCHUP_MS;
+	for (;;) {
+		rc = run_vsrctl(out, sizeof out, (const char *const[]){"status", NULL});
+		if (rc != 0)
+			fail("vsrctl status exited %d: %s", rc, out);
+		if (strstr(out, "lag") == NULL || strstr(out, "progress_ago") == NULL)
+			fail("vsrctl status shows no lag or progress columns:\n%s", out);
+		int caught_up = 0;
+		for (char *line = strchr(out, '\n'); line != NULL; line = strchr(line + 1, '\n')) {
+			unsigned id, primary;
+			char addr[64], st[32];
+			unsigned long long view, op, commit, lag;
+			if (sscanf(line + 1, "%u %63s %31s %llu %llu %llu %u %llu", &id, addr, st, &view,
+				   &op, &commit, &primary, &lag) == 8 && lag == 0)
+				caught_up++;
+		}
+		if (caught_up == N)
+			break;
+		if (now_ms() > deadline)
+			fail("vsrctl status never showed every replica with lag 0:\n%s", out);
+		poll(NULL, 0, 50); /* next status round */
+	}
+	note("vsrctl status: every replica at lag 0, with step and progress ages");
 	FILE *f = fopen(outp, "r");
 	size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
 	out[n] = '\0';

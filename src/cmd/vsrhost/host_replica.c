@@ -64,6 +64,8 @@ typedef struct host {
 	uint64_t status_since_ms; /* loop time of the last status change */
 	uint64_t stuck_warned_ms; /* last "still recovering" warning */
 	uint64_t steps;
+	uint64_t step_at_ms;      /* loop time of the last core step */
+	uint64_t progress_at_ms;  /* loop time the executed op last advanced */
 	uint64_t pauses;          /* times reading was paused for storage */
 	uint32_t pending_max;     /* storage high-water mark, kept past close */
 	vsr_http *http;           /* the metrics listener, when configured */
@@ -98,6 +100,8 @@ static void host_note_changes(host *h)
 	vsr_replica_info *was = &h->last;
 	if (now.status != was->status)
 		h->status_since_ms = uv_now(h->loop);
+	if (now.executed != was->executed)
+		h->progress_at_ms = uv_now(h->loop);
 	/* Caught up: a durable store that came back without its state may
 	 * drop its "unrecovered" mark now (vsr_storage.h). */
 	if (now.status == VSR_STATUS_NORMAL && was->status != VSR_STATUS_NORMAL &&
@@ -176,6 +180,7 @@ static void host_step(host *h, vsr_event *ev)
 			  ev->message != NULL ? vsr_message_type_name(ev->message->type) : "", step_ms);
 	}
 	h->steps++;
+	h->step_at_ms = uv_now(h->loop);
 	/* Builds with VSR_INVARIANTS check the replica after every step. A
 	 * violation is a bug in the core: stop before acting on it, with a
 	 * core dump to study. */
@@ -346,6 +351,9 @@ static void host_status_cb(vsr_net *net, uint64_t conn, uint64_t nonce)
 		.checkpoints = rs->checkpoints,
 		.requests_deduplicated = rs->requests_deduplicated,
 		.sessions_evicted = rs->sessions_evicted,
+		.step_age_ms = uv_now(h->loop) - (h->step_at_ms ? h->step_at_ms : h->start_ms),
+		.progress_age_ms = uv_now(h->loop) - (h->progress_at_ms ? h->progress_at_ms
+									: h->start_ms),
 	};
 	vsr_net_reply_status(net, conn, &s);
 }
