@@ -100,6 +100,7 @@ static const char *g_log_format = "text"; /* the config's log_format */
 /* auth scenario: the config names these key files, and the test's own
  * client authenticates with the client key. */
 static bool g_auth;
+static bool g_telemetry; /* metrics scenario: the config names a telemetry script */
 static uint8_t g_client_key[VSR_WIRE_KEY_SIZE];
 
 static uint64_t now_ms(void)
@@ -244,6 +245,22 @@ static void write_config(const char *statemachine)
 	fprintf(f, "  data_dir = \"%s/data\",\n  durability = \"%s\",\n  log_level = \"info\",\n",
 		g_dir, g_durability);
 	fprintf(f, "  log_format = \"%s\",\n", g_log_format);
+	if (g_telemetry) {
+		char hooks[400];
+		snprintf(hooks, sizeof hooks, "%s/hooks.lua", g_dir);
+		FILE *h = fopen(hooks, "w");
+		if (h == NULL)
+			fail("cannot write %s", hooks);
+		/* Every event, one line in telemetry-N.log of its replica. */
+		fprintf(h, "return { any = function(e)\n"
+			   "  local f = assert(io.open('%s/telemetry-' .. e.replica .. '.log', 'a'))\n"
+			   "  f:write(e.event, ' view=', tostring(e.view), ' duration_ms=',\n"
+			   "          tostring(e.duration_ms), '\\n')\n"
+			   "  f:close()\n"
+			   "end }\n", g_dir);
+		fclose(h);
+		fprintf(f, "  telemetry = \"%s\",\n", hooks);
+	}
 	if (g_auth)
 		fprintf(f, "  auth = { replica_key = \"%s/replica.key\", client_key = \"%s/client.key\" },\n",
 			g_dir, g_dir);
@@ -1769,6 +1786,7 @@ static int scenario_metrics(void)
 	mclient m;
 	msgpack_sbuffer sb;
 	g_log_format = "json";
+	g_telemetry = true;
 	int p = scenario_open("kv.lua", &m, &sb);
 	uint64_t last = 0;
 	put_keys(&m, &sb, 0, KEYS / 2, &last);
@@ -1802,6 +1820,23 @@ static int scenario_metrics(void)
 	     ", %" PRIu64 " view change(s), primary 1",
 	     p + 1, q + 1, view, changes);
 	scenario_close(&m, &sb);
+	/* The telemetry hooks saw the failover on the new primary. */
+	char tpath[400], tline[256];
+	snprintf(tpath, sizeof tpath, "%s/telemetry-%d.log", g_dir, q + 1);
+	FILE *tf = fopen(tpath, "r");
+	bool became = false, finished = false;
+	while (tf != NULL && fgets(tline, sizeof tline, tf) != NULL) {
+		became |= strncmp(tline, "became_primary ", 15) == 0;
+		finished |= strncmp(tline, "view_change_finished ", 21) == 0 &&
+			    strstr(tline, "duration_ms=nil") == NULL;
+	}
+	if (tf != NULL)
+		fclose(tf);
+	if (!became || !finished)
+		fail("the telemetry hooks of replica %d did not see became_primary and "
+		     "view_change_finished (with its duration) in %s", q + 1, tpath);
+	note("telemetry hooks: replica %d's script saw view_change_finished and became_primary",
+	     q + 1);
 	int lines = check_json_log(q);
 	note("log_format = \"json\": all %d lines of replica %d's log are JSON objects", lines, q + 1);
 	return 0;
