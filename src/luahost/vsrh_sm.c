@@ -25,6 +25,7 @@
 #include "vsrh_codec.h"
 #include "vsrh_sandbox.h"
 #include "vsrh_store.h"
+#include "vsr_snapckpt.h"
 
 #define SNAPSHOT_MAGIC "vsrh-snapshot-1"
 /* A plain-state script takes a base snapshot every this many operations
@@ -64,6 +65,7 @@ struct vsrh_sm {
 	replay_rec *recs;
 	uint32_t nrecs;
 	vsrh_sm_stats stats;
+	vsr_snapckpt ck; /* checkpoints: whole-state images in memory */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -1028,6 +1030,7 @@ void vsrh_sm_destroy(vsrh_sm *sm)
 	free(sm->base.data);
 	free(sm->replay_bytes.data);
 	free(sm->recs);
+	vsr_snapckpt_free(&sm->ck);
 	free(sm);
 }
 
@@ -1061,13 +1064,11 @@ static uint32_t cb_evict(void *ctx, const vsr_session_info *s, uint32_t n)
 
 void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out)
 {
-	memset(out, 0, sizeof *out);
-	out->ctx = sm;
-	out->apply = cb_apply;
-	out->snapshot = cb_snapshot;
-	out->restore = cb_restore;
-	out->digest = cb_digest;
-	out->evict = sm->ref_policy != LUA_NOREF ? cb_evict : NULL;
+	vsr_state_machine inner = {.ctx = sm, .apply = cb_apply, .snapshot = cb_snapshot,
+				   .restore = cb_restore, .digest = cb_digest,
+				   .evict = sm->ref_policy != LUA_NOREF ? cb_evict : NULL};
+	vsr_snapckpt_rebind(&sm->ck, &inner);
+	vsr_snapckpt_machine(&sm->ck, out);
 }
 
 typedef struct examples_job {

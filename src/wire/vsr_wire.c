@@ -24,7 +24,7 @@
 #include <xxhash.h>
 
 /* Elements in the top-level array of each body shape. */
-#define WIRE_CORE_FIELDS 20u
+#define WIRE_CORE_FIELDS 21u
 #define WIRE_ENTRY_FIELDS 7u
 #define WIRE_HELLO_FIELDS 3u
 #define WIRE_PING_FIELDS 2u
@@ -473,6 +473,7 @@ int vsr_wire_encode_message(vsr_buf *out, uint64_t cluster, const vsr_message *m
 	p = wire_put_uint(p, m->checkpoint_op);
 	p = wire_put_uint(p, m->checkpoint_size);
 	p = wire_put_uint(p, m->offset);
+	p = wire_put_uint(p, m->checkpoint_digest);
 	size_t body_len = (size_t)(p - body);
 	assert(VSR_WIRE_HEADER_SIZE + body_len <= bound);
 	if (body_len > VSR_WIRE_BODY_BYTES_MAX)
@@ -1120,6 +1121,7 @@ static int wire_dec_core(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 	WIRE_DEC_U(d, "checkpoint_op", UINT64_MAX, m->checkpoint_op);
 	WIRE_DEC_U(d, "checkpoint_size", UINT64_MAX, m->checkpoint_size);
 	WIRE_DEC_U(d, "offset", UINT64_MAX, m->offset);
+	WIRE_DEC_U(d, "checkpoint_digest", UINT64_MAX, m->checkpoint_digest);
 	m->cluster = out->header.cluster;
 
 	/* The core's own structural check, on top of ours. */
