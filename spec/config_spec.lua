@@ -16,6 +16,7 @@ local malformed = {
   duplicate_address = "clients%[1%]: expected a distinct address, but 127.0.0.1:7001 is also replicas%[1%]",
   bad_durability = 'durability: expected "memory" or "durable", got "disk"',
   bad_log_level = 'log_level: expected "debug", "info", "warn" or "error", got 3',
+  bad_log_format = 'log_format: expected "text" or "json", got "xml"',
   timeouts_relation = "timeouts.primary_ms: expected more than timeouts.heartbeat_ms %(500%)",
   limits_range = "limits.pipeline: expected an integer from 1 to 64, got 1000",
   too_many_replicas = "replicas: expected 1 to 9 addresses, got 10",

@@ -86,6 +86,7 @@ void normal_become_primary(vsr_replica *r)
 	timer_set(r, &r->t_prepare_retry, r->cfg.timeouts.prepare_retry_ticks, false);
 	/* view_change_attempt is kept until the view proves itself (a backup's
 	 * ack reaches us): a run of views that never work keeps backing off. */
+	if (BUG(r, VSR_BUG_BACKOFF_RESET)) r->view_change_attempt = 0;
 	r->repairing = false;
 }
 
@@ -413,7 +414,8 @@ void normal_flush_queue(vsr_replica *r)
  * is then known alive). A newer view we missed starts a state transfer. */
 static bool backup_accepts_primary_message(vsr_replica *r, const vsr_message *m)
 {
-	if (r->status == VSR_STATUS_RECOVERING || m->view < r->view) return false;
+	if (r->status == VSR_STATUS_RECOVERING) return false;
+	if (m->view < r->view && GUARD(r, VSR_GUARD_PRIMARY_MSG_OLD_VIEW)) return false;
 	if (m->replica != vsr_primary_of(m->view, r->n)) {
 		r->stats.messages_dropped++;
 		return false;
@@ -456,7 +458,9 @@ void normal_send_ack(vsr_replica *r)
 	if (r->status != VSR_STATUS_NORMAL || is_primary(r)) return;
 	/* Log matching on ack (I5): only what is durable, in a view whose
 	 * superblock is durable, in a log that is this view's log. */
-	if (r->durable_view != r->view || r->durable_log_view != r->view) return;
+	if (r->durable_view != r->view ||
+	    (r->durable_log_view != r->view && !BUG(r, VSR_BUG_ACK_EARLY)))
+		return;
 	uint64_t op = r->durable_op;
 	if (r->ack_sent_view == r->view && op <= r->ack_sent_op) return;
 	/* Nothing to ack below what we hold (a checkpoint was just installed). */
@@ -478,6 +482,7 @@ void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 	}
 	if (r->status != VSR_STATUS_NORMAL || !is_primary(r) || m->view != r->view) return;
 	if (m->op > r->log.head || log_checksum_at(&r->log, m->op) != m->checksum) {
+		GUARD(r, VSR_GUARD_PREPARE_OK_MISMATCH);
 		r->stats.messages_dropped++;
 		return;
 	}

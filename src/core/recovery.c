@@ -46,7 +46,9 @@ void rec_on_recovery(vsr_replica *r, const vsr_message *m)
 	 * so that a cluster that restarts as a whole can find its way back. */
 	/* A RECOVERY proves its sender restarted: any answer it gave our own
 	 * recovery before is stale (F16: we waited forever on such an answer). */
-	if (r->status == VSR_STATUS_RECOVERING) r->recovery_from &= ~(1u << m->replica);
+	if (r->status == VSR_STATUS_RECOVERING && (r->recovery_from & (1u << m->replica)) &&
+	    !BUG(r, VSR_BUG_STALE_RECOVERY_ANSWER) && GUARD(r, VSR_GUARD_REC_FORGET_ANSWER))
+		r->recovery_from &= ~(1u << m->replica);
 	/* Every replica with an intact disk answers, whatever its status, so
 	 * that a cluster where nobody is normal can still find its way back. */
 	if (r->amnesia) return;
@@ -60,7 +62,10 @@ void rec_on_recovery(vsr_replica *r, const vsr_message *m)
 
 void rec_on_recovery_response(vsr_replica *r, const vsr_message *m)
 {
-	if (r->status != VSR_STATUS_RECOVERING || m->nonce != r->recovery_nonce) return;
+	if (r->status != VSR_STATUS_RECOVERING) return;
+	if (m->nonce != r->recovery_nonce && !BUG(r, VSR_BUG_RECOVERY_ANY_NONCE) &&
+	    GUARD(r, VSR_GUARD_REC_STALE_NONCE))
+		return;
 	r->recovery_from |= 1u << m->replica;
 	r->recovery_view[m->replica] = m->view;
 	r->recovery_status[m->replica] = m->status;

@@ -21,6 +21,10 @@
 #define BUG(r, flag) ((void)(r), false)
 #endif
 
+/* Counts a defensive branch taken; always true, so it reads as part of the
+ * guard's condition: `if (stale && GUARD(r, VSR_GUARD_X)) return;`. */
+#define GUARD(r, g) guard_hit((r), (g))
+
 /* ---- small utilities (util.c) ---- */
 
 uint64_t prng_next(uint64_t *state);
@@ -263,6 +267,12 @@ struct vsr_replica {
 	vsr_buf reply_buf;
 	vsr_replica_stats stats;
 };
+
+static inline bool guard_hit(vsr_replica *r, enum vsr_guard g)
+{
+	r->stats.guards[g]++;
+	return true;
+}
 
 /* replica.c */
 void *scratch_alloc(vsr_replica *r, size_t n);

@@ -86,7 +86,10 @@ void st_request_repair(vsr_replica *r)
 void st_on_get_state(vsr_replica *r, const vsr_message *m)
 {
 	/* Only the normal primary of the same view vouches for that view's log. */
-	if (r->status != VSR_STATUS_NORMAL || m->view != r->view || !is_primary(r)) return;
+	if ((r->status != VSR_STATUS_NORMAL || m->view != r->view ||
+	     (!is_primary(r) && !BUG(r, VSR_BUG_BACKUP_NEW_STATE))) &&
+	    GUARD(r, VSR_GUARD_GET_STATE_NOT_PRIMARY))
+		return;
 	vsr_message *out = emit_send(r, m->replica, VSR_MSG_NEW_STATE);
 	out->log_view = r->log_view;
 	out->op = r->log.head;
@@ -242,15 +245,18 @@ static void fetch_begin(vsr_replica *r, const vsr_checkpoint *cp)
 
 void st_on_new_state(vsr_replica *r, const vsr_message *m)
 {
-	if (m->nonce != r->transfer_nonce) return;
+	if (m->nonce != r->transfer_nonce && GUARD(r, VSR_GUARD_NS_STALE_NONCE)) return;
 	if (r->status == VSR_STATUS_NORMAL && r->repairing) {
 		repair_on_new_state(r, m);
 		return;
 	}
 	/* GET_STATE carries our view and only a primary of that view answers,
 	 * so an answer of another view is stale. */
-	if (r->status != VSR_STATUS_STATE_TRANSFER || m->view != r->view) return;
-	if (m->op < r->commit) return; /* stale: we already know more */
+	if ((r->status != VSR_STATUS_STATE_TRANSFER || m->view != r->view) &&
+	    GUARD(r, VSR_GUARD_NS_OLD_VIEW))
+		return;
+	/* stale: we already know more */
+	if (m->op < r->commit && GUARD(r, VSR_GUARD_NS_BELOW_COMMIT)) return;
 	if (m->checkpoint_op > r->commit && m->entry_count == 0 &&
 	    log_checksum_at(&r->log, m->checkpoint_op) == m->checksum) {
 		/* Our own log reaches the checkpoint on the same chain: execute up
@@ -279,7 +285,8 @@ void st_on_new_state(vsr_replica *r, const vsr_message *m)
 	}
 	bool complete = m->entry_count ? m->entries[m->entry_count - 1].op == m->op
 				       : log_checksum_at(&r->log, m->op) == m->checksum;
-	if (complete && m->log_view == r->log_view && m->op < r->log.head) {
+	if (complete && m->log_view == r->log_view && m->op < r->log.head &&
+	    !BUG(r, VSR_BUG_SHORTEN_OWN_LOG) && GUARD(r, VSR_GUARD_NS_SHORTER_OWN_LOG)) {
 		/* Never shorten a log of the same log_view: our extra entries are
 		 * that view's, and maybe acknowledged. (A normal primary's log
 		 * holds all of its view's entries, so this is a stale answer.) */
@@ -371,8 +378,8 @@ static void fetch_install(vsr_replica *r)
 	if (rc != VSR_OK) {
 		/* Nothing changed, neither the state nor the client table: the
 		 * retry timer asks again (another replica's copy, maybe). */
+		GUARD(r, VSR_GUARD_RESTORE_FAILED);
 		ct_free(&r->clients_staged);
-		r->stats.checkpoint_install_failures++;
 		return;
 	}
 	ct_free(&r->clients);
@@ -399,8 +406,10 @@ void st_on_checkpoint_chunk(vsr_replica *r, const vsr_message *m)
 	if (r->status != VSR_STATUS_STATE_TRANSFER || !r->fetching_checkpoint ||
 	    m->nonce != r->transfer_nonce || m->checkpoint_op != r->fetch.op ||
 	    m->checkpoint_size != r->fetch.size || m->checksum != r->fetch.checksum ||
-	    m->checkpoint_digest != r->fetch.digest)
+	    m->checkpoint_digest != r->fetch.digest) {
+		GUARD(r, VSR_GUARD_CHUNK_STALE);
 		return;
+	}
 	uint64_t chunk = r->cfg.chunk_bytes_max;
 	if (m->offset % chunk != 0 || m->offset >= r->fetch.size) {
 		r->stats.messages_dropped++;
@@ -413,7 +422,8 @@ void st_on_checkpoint_chunk(vsr_replica *r, const vsr_message *m)
 		return;
 	}
 	if (bit_get(r->fetch_have, k)) return; /* a duplicate */
-	if (r->fetch.op <= r->commit) {
+	if (r->fetch.op <= r->commit && !BUG(r, VSR_BUG_OLD_CHECKPOINT) &&
+	    GUARD(r, VSR_GUARD_CHUNK_PASSED)) {
 		/* Entries arrived meanwhile and took us past it: never go back. */
 		checkpoint_fetch_stop(r);
 		st_send_request(r);

@@ -29,6 +29,32 @@ const char *vsr_status_name(enum vsr_status s)
 	}
 }
 
+const char *vsr_guard_name(enum vsr_guard g)
+{
+	static const char *const names[VSR_GUARD_COUNT] = {
+		[VSR_GUARD_VOTE_OLD_VIEW] = "vote_old_view",
+		[VSR_GUARD_DVC_MALFORMED] = "dvc_malformed",
+		[VSR_GUARD_DVC_BEST_BELOW_COMMIT] = "dvc_best_below_commit",
+		[VSR_GUARD_DVC_NO_PREFIX] = "dvc_no_prefix",
+		[VSR_GUARD_SV_OLD_VIEW] = "start_view_old_view",
+		[VSR_GUARD_SV_BELOW_COMMIT] = "start_view_below_commit",
+		[VSR_GUARD_SV_SHORTER_OWN_LOG] = "start_view_shorter_own_log",
+		[VSR_GUARD_PRIMARY_MSG_OLD_VIEW] = "prepare_commit_old_view",
+		[VSR_GUARD_PREPARE_OK_MISMATCH] = "prepare_ok_mismatch",
+		[VSR_GUARD_REC_STALE_NONCE] = "recovery_response_stale_nonce",
+		[VSR_GUARD_REC_FORGET_ANSWER] = "recovery_forget_answer",
+		[VSR_GUARD_NS_STALE_NONCE] = "new_state_stale_nonce",
+		[VSR_GUARD_NS_OLD_VIEW] = "new_state_old_view",
+		[VSR_GUARD_NS_BELOW_COMMIT] = "new_state_below_commit",
+		[VSR_GUARD_NS_SHORTER_OWN_LOG] = "new_state_shorter_own_log",
+		[VSR_GUARD_CHUNK_STALE] = "chunk_stale",
+		[VSR_GUARD_CHUNK_PASSED] = "chunk_checkpoint_passed",
+		[VSR_GUARD_RESTORE_FAILED] = "restore_failed",
+		[VSR_GUARD_GET_STATE_NOT_PRIMARY] = "get_state_not_primary",
+	};
+	return (unsigned)g < VSR_GUARD_COUNT && names[g] ? names[g] : "?";
+}
+
 const char *vsr_message_type_name(enum vsr_message_type t)
 {
 	static const char *names[VSR_MSG_TYPE_COUNT] = {

@@ -360,7 +360,46 @@ enum vsr_bug {
 	VSR_BUG_QUORUM_MINUS_ONE = 1u << 1,  /* commit with one ack fewer than a quorum */
 	VSR_BUG_TRUNCATE_TRANSFER = 1u << 2, /* published state transfer: truncate to commit, adopt view */
 	VSR_BUG_UNPERSISTED_VOTE = 1u << 3,  /* send view-change votes before the view is durable */
+	/* The classic misses (issue 7): each one a guard or rule taken away. */
+	VSR_BUG_DVC_BY_OP = 1u << 4,         /* choose the DO_VIEW_CHANGE log by op before log_view */
+	VSR_BUG_DVC_STALE_COPIES = 1u << 5,  /* DO_VIEW_CHANGE copies kept (and counted) across views */
+	VSR_BUG_ACK_EARLY = 1u << 6,         /* PREPARE_OK before the view's log_view is durable */
+	/* Regression-seed bugs: the bug each seed of regressions.txt was added for. */
+	VSR_BUG_SHORTEN_OWN_LOG = 1u << 7,   /* a stale START_VIEW/NEW_STATE shortens a log of its own log_view (R6) */
+	VSR_BUG_OLD_CHECKPOINT = 1u << 8,    /* install a fetched checkpoint the commit already passed (F6) */
+	VSR_BUG_BACKOFF_RESET = 1u << 9,     /* view-change backoff reset by every view that starts (F12) */
+	VSR_BUG_STALE_RECOVERY_ANSWER = 1u << 10, /* keep a restarted replica's old recovery answer (F16) */
+	VSR_BUG_BACKUP_NEW_STATE = 1u << 11, /* a normal backup answers GET_STATE with its own log (F13) */
+	VSR_BUG_RECOVERY_ANY_NONCE = 1u << 12, /* count RECOVERY_RESPONSEs of any nonce */
 };
+
+/* Defensive branches: each guard against a stale, duplicate or malformed
+ * message counts its hits in vsr_replica_stats.guards, so a sweep shows
+ * which guards the fault mix ever reaches (docs/simulator.md). */
+enum vsr_guard {
+	VSR_GUARD_VOTE_OLD_VIEW,         /* START_VIEW_CHANGE / DO_VIEW_CHANGE of an older view */
+	VSR_GUARD_DVC_MALFORMED,         /* DO_VIEW_CHANGE suffix not commit+1..op or broken */
+	VSR_GUARD_DVC_BEST_BELOW_COMMIT, /* the best DO_VIEW_CHANGE log is shorter than our commit */
+	VSR_GUARD_DVC_NO_PREFIX,         /* no committed prefix under the best log: wait */
+	VSR_GUARD_SV_OLD_VIEW,           /* START_VIEW of an older view */
+	VSR_GUARD_SV_BELOW_COMMIT,       /* START_VIEW whose op is below our commit */
+	VSR_GUARD_SV_SHORTER_OWN_LOG,    /* START_VIEW of our log_view, shorter than our log */
+	VSR_GUARD_PRIMARY_MSG_OLD_VIEW,  /* PREPARE / COMMIT of an older view */
+	VSR_GUARD_PREPARE_OK_MISMATCH,   /* PREPARE_OK for an entry we do not hold */
+	VSR_GUARD_REC_STALE_NONCE,       /* RECOVERY_RESPONSE to another recovery */
+	VSR_GUARD_REC_FORGET_ANSWER,     /* a RECOVERY voids the sender's earlier answer (F16) */
+	VSR_GUARD_NS_STALE_NONCE,        /* NEW_STATE to another request */
+	VSR_GUARD_NS_OLD_VIEW,           /* NEW_STATE of an older view, or not transferring */
+	VSR_GUARD_NS_BELOW_COMMIT,       /* NEW_STATE whose op is below our commit */
+	VSR_GUARD_NS_SHORTER_OWN_LOG,    /* complete NEW_STATE of our log_view, shorter than our log */
+	VSR_GUARD_CHUNK_STALE,           /* CHECKPOINT_CHUNK of another fetch, offset or checkpoint */
+	VSR_GUARD_CHUNK_PASSED,          /* the commit passed the checkpoint being fetched (F6) */
+	VSR_GUARD_RESTORE_FAILED,        /* a fetched checkpoint did not restore */
+	VSR_GUARD_GET_STATE_NOT_PRIMARY, /* GET_STATE at a replica that cannot vouch for the view */
+	VSR_GUARD_COUNT
+};
+
+const char *vsr_guard_name(enum vsr_guard g);
 
 /* ------------------------------------------------------------------------ */
 /* Durable state: what storage holds, and what a restart loads.              */
@@ -532,7 +571,7 @@ typedef struct vsr_replica_stats {
 	uint64_t sessions_evicted;
 	uint64_t state_transfers;
 	uint64_t checkpoints;
-	uint64_t checkpoint_install_failures; /* fetched checkpoints the state machine refused */
+	uint64_t guards[VSR_GUARD_COUNT]; /* hits of each defensive branch */
 } vsr_replica_stats;
 
 const vsr_replica_stats *vsr_replica_stats_get(const vsr_replica *r);

@@ -437,13 +437,14 @@ static int same_address(const vsrh_address *a, const vsrh_address *b)
 static int validate(cfg_ctx *c, int t, vsrh_config *o)
 {
 	static const char *const top_keys[] = {"cluster", "replicas", "clients", "statemachine",
-		"dedup", "data_dir", "durability", "timeouts", "limits", "metrics", "log_level", NULL};
+		"dedup", "data_dir", "durability", "timeouts", "limits", "metrics", "log_level", "log_format", NULL};
 	static const char *const timeout_keys[] = {"tick_ms", "heartbeat_ms", "primary_ms",
 		"view_change_ms", "retry_ms", NULL};
 	static const char *const limit_keys[] = {"pipeline", "batch_requests", "clients",
 		"message_bytes", "checkpoint_interval", "instructions", "memory_bytes", NULL};
 	static const char *const durabilities[] = {"memory", "durable", NULL};
 	static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+	static const char *const formats[] = {"text", "json", NULL};
 	lua_State *L = c->L;
 	int rc;
 	uint64_t v;
@@ -486,6 +487,8 @@ static int validate(cfg_ctx *c, int t, vsrh_config *o)
 	if ((rc = get_choice(c, t, "durability", durabilities, VSRH_DURABILITY_MEMORY, &o->durability)))
 		return rc;
 	if ((rc = get_choice(c, t, "log_level", levels, VSRH_LOG_INFO, &o->log_level)))
+		return rc;
+	if ((rc = get_choice(c, t, "log_format", formats, VSRH_LOG_TEXT, &o->log_format)))
 		return rc;
 
 	if ((rc = get_section(c, t, "timeouts")))

@@ -18,6 +18,7 @@
  *                instructions = 1000000, memory_bytes = 268435456 },
  *     metrics = { "127.0.0.1:9101", "127.0.0.1:9102", "127.0.0.1:9103" }, -- optional
  *     log_level = "info",               -- "debug" | "info" | "warn" | "error"
+ *     log_format = "text",              -- "text" | "json"
  *   }
  *
  * Every error names the file, the key and what was expected, e.g.
@@ -40,6 +41,8 @@ typedef struct vsrh_address {
 
 enum vsrh_durability { VSRH_DURABILITY_MEMORY = 0, VSRH_DURABILITY_DURABLE = 1 };
 enum vsrh_log_level { VSRH_LOG_DEBUG = 0, VSRH_LOG_INFO, VSRH_LOG_WARN, VSRH_LOG_ERROR };
+/* "text": one readable line per event; "json": one JSON object per line. */
+enum vsrh_log_format { VSRH_LOG_TEXT = 0, VSRH_LOG_JSON = 1 };
 
 typedef struct vsrh_config {
 	char *path;               /* the config file, as given */
@@ -54,6 +57,7 @@ typedef struct vsrh_config {
 	char *data_dir;           /* resolved path */
 	int durability;           /* enum vsrh_durability */
 	int log_level;            /* enum vsrh_log_level */
+	int log_format;           /* enum vsrh_log_format */
 	uint32_t tick_ms;
 	uint32_t heartbeat_ms;
 	uint32_t primary_ms;

@@ -270,6 +270,7 @@ typedef struct sim_stats {
 	uint64_t amnesia_restarts;  /* restarts with a wiped disk */
 	uint64_t amnesia_recovered; /* ... that became normal and durable again */
 	uint64_t amnesia_blocked;   /* crashes and wipes the one-amnesiac rule refused */
+	uint64_t guards[VSR_GUARD_COUNT]; /* the cores' defensive branches taken */
 } sim_stats;
 
 typedef struct sim_result {

@@ -654,6 +654,8 @@ static void harvest_stats(struct sim *s, const vsr_replica *core)
 	s->stats.checkpoints += st->checkpoints;
 	s->stats.evictions += st->sessions_evicted;
 	s->stats.deduplicated += st->requests_deduplicated;
+	for (int g = 0; g < VSR_GUARD_COUNT; g++)
+		s->stats.guards[g] += st->guards[g];
 }
 
 /* While a replica is amnesiac, down and amnesiac replicas together stay

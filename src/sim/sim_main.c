@@ -30,6 +30,15 @@ static const bug_name bug_names[] = {
 	{"quorum-minus-one", VSR_BUG_QUORUM_MINUS_ONE},
 	{"truncate-transfer", VSR_BUG_TRUNCATE_TRANSFER},
 	{"unpersisted-vote", VSR_BUG_UNPERSISTED_VOTE},
+	{"dvc-by-op", VSR_BUG_DVC_BY_OP},
+	{"dvc-stale-copies", VSR_BUG_DVC_STALE_COPIES},
+	{"ack-early", VSR_BUG_ACK_EARLY},
+	{"shorten-own-log", VSR_BUG_SHORTEN_OWN_LOG},
+	{"old-checkpoint", VSR_BUG_OLD_CHECKPOINT},
+	{"backoff-reset", VSR_BUG_BACKOFF_RESET},
+	{"stale-recovery-answer", VSR_BUG_STALE_RECOVERY_ANSWER},
+	{"backup-new-state", VSR_BUG_BACKUP_NEW_STATE},
+	{"recovery-any-nonce", VSR_BUG_RECOVERY_ANY_NONCE},
 };
 
 
@@ -56,9 +65,12 @@ static void usage(FILE *f)
 		"                       invariants): only damage done fails a run\n"		"  --no-fork            run sweep seeds in this process (faster)\n"
 		"  --quiet              in sweeps, print only failing seeds\n"
 		"  --demo               a short narrated run: primary isolated, healed\n"
-		"  --bug NAME           (vsrsim-teeth) plant a bug: ack-conflicting,\n"
-		"                       quorum-minus-one, truncate-transfer, unpersisted-vote\n"
-		"  --expect-violation   sweep until the first violation; exit 0 if found\n"
+		"  --bug NAME           (vsrsim-teeth) plant a bug (names: --help-bugs)\n"
+		"  --expect-violation   sweep until the first safety violation that the\n"
+		"                       same seed without the bug does not have; exit 0\n"
+		"  --expect-failure     the same, counting liveness failures too\n"
+		"  --count-catches      with --expect-*: sweep every seed, count catches\n"
+		"  --guards             print the defensive-branch counters of a sweep\n"
 		"  --amnesia-hidden     (teeth) hand a wiped disk to the core as a\n"
 		"                       formatted one instead of amnesia = true\n",
 		SIM_CLIENTS_MAX);
@@ -220,6 +232,7 @@ int main(int argc, char **argv)
 	o.out = stdout;
 	uint64_t first = 0, last = 0;
 	bool sweep = false, expect = false, fork_it = true, quiet = false;
+	bool expect_any = false, count_catches = false, guards = false;
 	const char *bug = NULL;
 
 	for (int i = 1; i < argc; i++) {
@@ -318,6 +331,16 @@ int main(int argc, char **argv)
 			o.demo = true;
 		} else if (!strcmp(a, "--expect-violation")) {
 			expect = true;
+		} else if (!strcmp(a, "--expect-failure")) {
+			expect = expect_any = true;
+		} else if (!strcmp(a, "--count-catches")) {
+			count_catches = true;
+		} else if (!strcmp(a, "--guards")) {
+			guards = true;
+		} else if (!strcmp(a, "--help-bugs")) {
+			for (size_t k = 0; k < sizeof(bug_names) / sizeof(bug_names[0]); k++)
+				printf("%s\n", bug_names[k].name);
+			return 0;
 		} else if (!strcmp(a, "--bug")) {
 			if (!v) {
 				fprintf(stderr, "vsrsim: --bug needs a name\n");
@@ -380,6 +403,12 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
+	if (!sweep && expect) {
+		/* One seed, judged like a sweep of one (regression seeds against
+		 * the bug they were added for). */
+		sweep = true;
+		first = last = o.seed;
+	}
 	if (!sweep) {
 		/* Line-buffer a trace so it survives an abort of the core. */
 		if (o.trace)
@@ -400,6 +429,7 @@ int main(int argc, char **argv)
 	uint64_t settle_max = 0, settle_sum = 0, settle_max_seed = 0;
 	uint64_t *failing = NULL;
 	size_t failing_n = 0;
+	uint64_t catches = 0, first_catch = 0;
 	for (uint64_t seed = first; seed <= last; seed++) {
 		o.seed = seed;
 		sim_result r;
@@ -421,6 +451,8 @@ int main(int argc, char **argv)
 		cov.amnesia_restarts += r.stats.amnesia_restarts;
 		cov.amnesia_recovered += r.stats.amnesia_recovered;
 		cov.amnesia_blocked += r.stats.amnesia_blocked;
+		for (int g = 0; g < VSR_GUARD_COUNT; g++)
+			cov.guards[g] += r.stats.guards[g];
 		if (r.ok) {
 			passed++;
 			settle_sum += r.settle_ticks;
@@ -442,7 +474,7 @@ int main(int argc, char **argv)
 				}
 				failing[failing_n++] = seed;
 			}
-			if (expect && is_safety(&r)) {
+			if (expect && (expect_any || is_safety(&r))) {
 				/* Differential: the catch counts only when the same seed
 				 * is safe without the planted bug, so a bug of the core
 				 * itself is never mistaken for the checker's bite. */
@@ -451,16 +483,21 @@ int main(int argc, char **argv)
 				clean.amnesia_hidden = false;
 				sim_result rc;
 				run_isolated(&clean, &rc, fork_it);
-				if (is_safety(&rc)) {
+				if (expect_any ? !rc.ok : is_safety(&rc)) {
 					printf("seed %" PRIu64 " also fails without the bug, not "
 					       "counted: %s\n", seed, rc.reason);
 				} else {
-					printf("caught %s at seed %" PRIu64 " after %" PRIu64
-					       " seeds (%s)\n", bug ? bug : o.amnesia_hidden ?
-					       "amnesia-hidden" : "a violation", seed,
-					       seed - first + 1, r.reason);
-					free(failing);
-					return 0;
+					if (!count_catches || !quiet || catches == 0)
+						printf("caught %s at seed %" PRIu64 " after %" PRIu64
+						       " seeds (%s)\n", bug ? bug : o.amnesia_hidden ?
+						       "amnesia-hidden" : "a violation", seed,
+						       seed - first + 1, r.reason);
+					if (catches++ == 0)
+						first_catch = seed;
+					if (!count_catches) {
+						free(failing);
+						return 0;
+					}
 				}
 			}
 		}
@@ -491,6 +528,19 @@ int main(int argc, char **argv)
 		printf("liveness: after the faults stopped, passing runs settled in "
 		       "%.0f ticks on average, at most %" PRIu64 " (seed %" PRIu64 ")\n",
 		       (double)settle_sum / (double)passed, settle_max, settle_max_seed);
+	if (guards || !quiet) {
+		printf("guards:");
+		for (int g = 0; g < VSR_GUARD_COUNT; g++)
+			printf(" %s=%" PRIu64, vsr_guard_name((enum vsr_guard)g), cov.guards[g]);
+		printf("\n");
+	}
+	if (expect && count_catches && catches) {
+		printf("caught %s in %" PRIu64 " of %" PRIu64 " seeds, first at seed %"
+		       PRIu64 "\n", bug ? bug : "a violation", catches, last - first + 1,
+		       first_catch);
+		free(failing);
+		return 0;
+	}
 	if (expect) {
 		printf("NOT caught: %s survived seeds %" PRIu64 "..%" PRIu64 "\n",
 		       bug ? bug : "no bug planted", first, last);

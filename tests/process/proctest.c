@@ -9,6 +9,9 @@
  *   garbage         garbage on every port closes those connections; service goes on
  *   supervisor      `vsrhost CONFIG` runs every replica; vsrctl put/get/status
  *                   work against it; SIGINT stops them all (needs --vsrctl)
+ *   metrics         every replica serves /metrics (valid for promtool) and
+ *                   /health; a scrape after kill -9 of the primary shows the
+ *                   view change
  *   failover-bench  --trials N: time from kill -9 of the primary to the first
  *                   acknowledged write through the new one (median, max)
  *
@@ -43,6 +46,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <jansson.h>
 #include <msgpack.h>
 
 #include "vsr.h"
@@ -61,10 +65,11 @@ static const char *g_vsrctl;
 static const char *g_root;
 static char g_dir[256];
 static uint64_t g_cluster;
-static uint16_t g_replica_port[N], g_client_port[N];
+static uint16_t g_replica_port[N], g_client_port[N], g_metrics_port[N];
 static pid_t g_pid[N];
 static bool g_keep;
 static uint64_t g_seed;
+static const char *g_log_format = "text"; /* the config's log_format */
 
 static uint64_t now_ms(void)
 {
@@ -161,11 +166,11 @@ static void note(const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Six distinct free loopback ports: all bound at once, then released. */
+/* Nine distinct free loopback ports: all bound at once, then released. */
 static void pick_ports(void)
 {
-	int fds[2 * N];
-	for (int i = 0; i < 2 * N; i++) {
+	int fds[3 * N];
+	for (int i = 0; i < 3 * N; i++) {
 		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
 		struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 		socklen_t len = sizeof a;
@@ -175,10 +180,12 @@ static void pick_ports(void)
 		uint16_t port = ntohs(a.sin_port);
 		if (i < N)
 			g_replica_port[i] = port;
-		else
+		else if (i < 2 * N)
 			g_client_port[i - N] = port;
+		else
+			g_metrics_port[i - 2 * N] = port;
 	}
-	for (int i = 0; i < 2 * N; i++)
+	for (int i = 0; i < 3 * N; i++)
 		close(fds[i]);
 }
 
@@ -197,9 +204,13 @@ static void write_config(const char *statemachine)
 	fprintf(f, " },\n  clients = {");
 	for (int i = 0; i < N; i++)
 		fprintf(f, "%s\"127.0.0.1:%u\"", i ? ", " : " ", g_client_port[i]);
+	fprintf(f, " },\n  metrics = {");
+	for (int i = 0; i < N; i++)
+		fprintf(f, "%s\"127.0.0.1:%u\"", i ? ", " : " ", g_metrics_port[i]);
 	fprintf(f, " },\n  statemachine = \"%s/statemachines/%s\",\n", g_root, statemachine);
-	fprintf(f, "  data_dir = \"%s/data\",\n  durability = \"memory\",\n  log_level = \"info\",\n}\n",
+	fprintf(f, "  data_dir = \"%s/data\",\n  durability = \"memory\",\n  log_level = \"info\",\n",
 		g_dir);
+	fprintf(f, "  log_format = \"%s\",\n}\n", g_log_format);
 	fclose(f);
 }
 
@@ -1345,11 +1356,201 @@ static int scenario_failover_bench(int trials)
 
 /* ------------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------------ */
+/* Metrics.                                                                 */
+
+/* GET `path` from replica i's metrics listener into `out`; returns the HTTP
+ * status, or 0 when no complete answer came. */
+static int http_get(int i, const char *path, char *out, size_t cap)
+{
+	out[0] = '\0';
+	int fd = tcp_connect(g_metrics_port[i]);
+	if (fd < 0)
+		return 0;
+	char req[256];
+	int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+	if (!write_all(fd, req, (size_t)n)) {
+		close(fd);
+		return 0;
+	}
+	size_t len = 0;
+	uint64_t deadline = now_ms() + 5000;
+	while (len + 1 < cap && now_ms() < deadline) {
+		struct pollfd pf = {.fd = fd, .events = POLLIN};
+		if (poll(&pf, 1, 100) <= 0)
+			continue;
+		ssize_t r = read(fd, out + len, cap - 1 - len);
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	out[len] = '\0';
+	int status = 0;
+	if (sscanf(out, "HTTP/1.1 %d", &status) != 1)
+		return 0;
+	return status;
+}
+
+/* The value of the first sample of `name` ("name{...} value") in a scrape. */
+static bool metric_value(const char *text, const char *name, uint64_t *out)
+{
+	size_t len = strlen(name);
+	for (const char *p = text; (p = strstr(p, name)) != NULL; p += len) {
+		if ((p != text && p[-1] != '\n') || (p[len] != '{' && p[len] != ' '))
+			continue;
+		const char *sp = strchr(p, ' ');
+		if (sp == NULL)
+			return false;
+		*out = strtoull(sp + 1, NULL, 10);
+		return true;
+	}
+	return false;
+}
+
+/* Scrapes replica i, checks the exposition with promtool, returns the body. */
+static const char *scrape(int i, char *buf, size_t cap)
+{
+	int status = http_get(i, "/metrics", buf, cap);
+	if (status != 200)
+		fail("replica %d: GET /metrics answered %d", i + 1, status);
+	const char *body = strstr(buf, "\r\n\r\n");
+	if (body == NULL)
+		fail("replica %d: /metrics answer without a body", i + 1);
+	body += 4;
+	char path[400], cmd[1000];
+	snprintf(path, sizeof path, "%s/metrics-%d.txt", g_dir, i + 1);
+	FILE *f = fopen(path, "w");
+	if (f == NULL || fputs(body, f) < 0 || fclose(f) != 0)
+		fail("cannot write %s", path);
+	snprintf(cmd, sizeof cmd, "promtool check metrics < '%s' > '%s.check' 2>&1", path, path);
+	int rc = system(cmd);
+	if (rc != 0) {
+		snprintf(cmd, sizeof cmd, "cat '%s.check' >&2", path);
+		(void)!system(cmd);
+		fail("replica %d: promtool check metrics failed (exit 0x%x; is the Debian "
+		     "package prometheus installed? make deps installs it)", i + 1, rc);
+	}
+	return body;
+}
+
+/* Every line of replica i's log is one JSON object with ts, level, who and
+ * msg; returns the number of lines. */
+static int check_json_log(int i)
+{
+	char path[400], line[4096];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		fail("cannot read %s", path);
+	int n = 0;
+	while (fgets(line, sizeof line, f) != NULL) {
+		json_error_t e;
+		json_t *o = json_loads(line, 0, &e);
+		if (o == NULL || !json_is_string(json_object_get(o, "ts")) ||
+		    !json_is_string(json_object_get(o, "level")) ||
+		    !json_is_string(json_object_get(o, "who")) ||
+		    !json_is_string(json_object_get(o, "msg")))
+			fail("replica %d: log line %d is not a JSON log object: %s", i + 1, n + 1, line);
+		json_decref(o);
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* Every metric family the shipped Grafana dashboard queries (vsr_ names in
+ * its expressions, a histogram's _bucket suffix dropped) is in `scrape`. */
+static int check_dashboard(const char *scrape_text)
+{
+	char path[400];
+	snprintf(path, sizeof path, "%s/docs/grafana/vsrhost-dashboard.json", g_root);
+	json_error_t e;
+	json_t *d = json_load_file(path, 0, &e);
+	if (d == NULL)
+		fail("%s:%d: not JSON: %s", path, e.line, e.text);
+	int names = 0;
+	size_t pi;
+	json_t *panel;
+	json_array_foreach(json_object_get(d, "panels"), pi, panel) {
+		size_t ti;
+		json_t *target;
+		json_array_foreach(json_object_get(panel, "targets"), ti, target) {
+			const char *expr = json_string_value(json_object_get(target, "expr"));
+			if (expr == NULL)
+				fail("%s: panel %zu has a target without expr", path, pi + 1);
+			for (const char *p = expr; (p = strstr(p, "vsr_")) != NULL;) {
+				char name[128];
+				size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+				snprintf(name, sizeof name, "%.*s", (int)n, p);
+				p += n;
+				size_t len = strlen(name);
+				if (len > 7 && strcmp(name + len - 7, "_bucket") == 0)
+					name[len - 7] = '\0';
+				char want[160];
+				snprintf(want, sizeof want, "# TYPE %s ", name);
+				const char *at = strstr(scrape_text, want);
+				while (at != NULL && at != scrape_text && at[-1] != '\n')
+					at = strstr(at + 1, want);
+				if (at == NULL)
+					fail("the dashboard queries %s, which no replica exports", name);
+				names++;
+			}
+		}
+	}
+	json_decref(d);
+	return names;
+}
+
+static int scenario_metrics(void)
+{
+	static char buf[1 << 20];
+	mclient m;
+	msgpack_sbuffer sb;
+	g_log_format = "json";
+	int p = scenario_open("kv.lua", &m, &sb);
+	uint64_t last = 0;
+	put_keys(&m, &sb, 0, KEYS / 2, &last);
+	wait_converged(last, CATCHUP_MS, "replication");
+	uint64_t v;
+	for (int i = 0; i < N; i++) {
+		const char *body = scrape(i, buf, sizeof buf);
+		if (!metric_value(body, "vsr_commit", &v) || v != last)
+			fail("replica %d: vsr_commit is not %" PRIu64, i + 1, last);
+		if (!metric_value(body, "vsr_primary", &v) || v != (uint64_t)(i == p))
+			fail("replica %d: vsr_primary is wrong", i + 1);
+		if (i == p && (!metric_value(body, "vsr_replies_total", &v) || v < KEYS / 2))
+			fail("replica %d: fewer ok replies than acknowledged writes", i + 1);
+		if (http_get(i, "/health", buf, sizeof buf) != 200)
+			fail("replica %d: /health is not 200 in a normal cluster", i + 1);
+	}
+	note("every replica's scrape passes promtool; commit %" PRIu64 " on each", last);
+	int names = check_dashboard(scrape(p, buf, sizeof buf));
+	note("the Grafana dashboard's %d metric references are all exported", names);
+	kill_replica(p);
+	put_keys(&m, &sb, KEYS / 2, KEYS, &last);
+	int q = wait_primary(STARTUP_MS, "after failover");
+	const char *body = scrape(q, buf, sizeof buf);
+	uint64_t view, changes;
+	if (!metric_value(body, "vsr_view", &view) || view == 0 ||
+	    !metric_value(body, "vsr_view_changes_total", &changes) || changes == 0)
+		fail("replica %d: the scrape after failover shows no view change", q + 1);
+	if (!metric_value(body, "vsr_primary", &v) || v != 1)
+		fail("replica %d: the new primary does not say so", q + 1);
+	note("after kill -9 of primary %d: replica %d scrapes view %" PRIu64
+	     ", %" PRIu64 " view change(s), primary 1",
+	     p + 1, q + 1, view, changes);
+	scenario_close(&m, &sb);
+	int lines = check_json_log(q);
+	note("log_format = \"json\": all %d lines of replica %d's log are JSON objects", lines, q + 1);
+	return 0;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: proctest --vsrhost PATH --root SOURCE_DIR --scenario NAME\n"
 		     "                [--vsrctl PATH] [--trials N] [--seed S] [--keep]\n"
-		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor\n"
+		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics\n"
 		     "           failover-bench\n");
 }
 
@@ -1411,6 +1612,8 @@ int main(int argc, char **argv)
 		rc = scenario_quick_restart();
 	else if (strcmp(scenario, "supervisor") == 0)
 		rc = scenario_supervisor();
+	else if (strcmp(scenario, "metrics") == 0)
+		rc = scenario_metrics();
 	else if (strcmp(scenario, "failover-bench") == 0)
 		rc = scenario_failover_bench(trials);
 	else {

@@ -18,6 +18,7 @@
  * shows up as a write error on its connection. */
 #include "host.h"
 #include "host_log.h"
+#include "host_metrics.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -35,6 +36,7 @@
 #include <uv.h>
 
 #include "vsr.h"
+#include "vsr_http.h"
 #include "vsr_net.h"
 #include "vsr_storage.h"
 #include "vsr_wire.h"
@@ -63,6 +65,11 @@ typedef struct host {
 	uint64_t steps;
 	uint64_t pauses;          /* times reading was paused for storage */
 	uint32_t pending_max;     /* storage high-water mark, kept past close */
+	vsr_http *http;           /* the metrics listener, when configured */
+	host_metrics metrics;
+	/* When each pending persist was submitted, by id: ids are consecutive
+	 * and at most VSR_STORAGE_PENDING_MAX are pending at once. */
+	uint64_t persist_submit_ns[VSR_STORAGE_PENDING_MAX];
 } host;
 
 static uint64_t host_now_ticks(const host *h)
@@ -137,11 +144,15 @@ static void host_step(host *h, vsr_event *ev)
 	ev->realtime_ns = host_realtime_ns();
 	uint64_t t0 = uv_hrtime();
 	vsr_replica_step(h->core, ev, &h->actions);
-	uint64_t step_ms = (uv_hrtime() - t0) / 1000000u;
-	if (step_ms >= HOST_SLOW_STEP_MS)
+	uint64_t step_ns = uv_hrtime() - t0;
+	uint64_t step_ms = step_ns / 1000000u;
+	host_histogram_observe(&h->metrics.step, step_ns);
+	if (step_ms >= HOST_SLOW_STEP_MS) {
+		h->metrics.slow_steps++;
 		host_warn("slow step: a %s event%s%s took %" PRIu64 " ms", host_event_name(ev->type),
 			  ev->message != NULL ? " carrying " : "",
 			  ev->message != NULL ? vsr_message_type_name(ev->message->type) : "", step_ms);
+	}
 	h->steps++;
 	/* Builds with VSR_INVARIANTS check the replica after every step. A
 	 * violation is a bug in the core: stop before acting on it, with a
@@ -158,9 +169,12 @@ static void host_step(host *h, vsr_event *ev)
 			vsr_net_send(h->net, a->to, &a->message);
 			break;
 		case VSR_ACTION_REPLY:
+			if (a->message.status < sizeof h->metrics.replies / sizeof h->metrics.replies[0])
+				h->metrics.replies[a->message.status]++;
 			vsr_net_reply(h->net, a->conn, &a->message);
 			break;
 		case VSR_ACTION_PERSIST: {
+			h->persist_submit_ns[a->persist.id % VSR_STORAGE_PENDING_MAX] = uv_hrtime();
 			int rc = vsr_storage_submit(h->storage, &a->persist);
 			if (rc != VSR_OK) {
 				host_error("storage refused persist %" PRIu64 ": %s",
@@ -179,6 +193,7 @@ static void host_step(host *h, vsr_event *ev)
 	uint32_t pending = vsr_storage_stats_get(h->storage)->pending;
 	if (pending >= HOST_PERSIST_PAUSE_AT && !vsr_net_paused(h->net)) {
 		h->pauses++;
+		h->metrics.storage_pauses++;
 		host_debug("%u persists pending: reading paused", pending);
 		vsr_net_pause(h->net, true);
 	} else if (pending <= HOST_PERSIST_RESUME_AT && vsr_net_paused(h->net)) {
@@ -227,6 +242,8 @@ static void host_persisted_cb(vsr_storage *s, uint64_t persist_id, int status)
 		host_stop(h, EX_IOERR, "storage failed");
 		return;
 	}
+	host_histogram_observe(&h->metrics.persist,
+			       uv_hrtime() - h->persist_submit_ns[persist_id % VSR_STORAGE_PENDING_MAX]);
 	vsr_event ev = {.type = VSR_EVENT_PERSISTED, .persist_id = persist_id};
 	host_step(h, &ev);
 }
@@ -298,6 +315,33 @@ static void host_status_cb(vsr_net *net, uint64_t conn, uint64_t nonce)
 	vsr_net_reply_status(net, conn, &s);
 }
 
+/* /metrics and /health: read on the loop thread between steps. */
+static int host_http_cb(void *data, const char *path, vsr_http_body *body,
+			const char **content_type)
+{
+	host *h = data;
+	host_metrics_source src = {
+		.replica = h->replica,
+		.replica_count = (uint8_t)h->cfg->replica_count,
+		.cluster = h->cfg->cluster,
+		.uptime_ms = uv_now(h->loop) - h->start_ms,
+		.core = h->core,
+		.storage = h->storage,
+		.net = h->net,
+		.sm = h->sm,
+		.host = &h->metrics,
+	};
+	if (strcmp(path, "/metrics") == 0) {
+		*content_type = "text/plain; version=0.0.4; charset=utf-8";
+		host_metrics_render(&src, body);
+		return 200;
+	}
+	if (strcmp(path, "/health") == 0)
+		return host_health_render(&src, body);
+	vsr_http_body_printf(body, "not found: try /metrics or /health\n");
+	return 404;
+}
+
 static void host_net_log(void *data, int level, const char *msg)
 {
 	(void)data;
@@ -343,6 +387,10 @@ static void host_stop(host *h, int exit_code, const char *why)
 	uv_close((uv_handle_t *)&h->sigterm, NULL);
 	if (h->net != NULL)
 		vsr_net_close(h->net, host_net_closed_cb);
+	if (h->http != NULL) {
+		vsr_http_close(h->http, NULL);
+		h->http = NULL;
+	}
 	if (h->storage != NULL)
 		vsr_storage_close(h->storage, host_storage_closed_cb);
 }
@@ -568,6 +616,22 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 			  vsr_status_name((enum vsr_status)h.last.status), h.last.view,
 			  h.last.primary + 1u);
 		uv_timer_start(&h.tick_timer, host_tick_cb, cfg->tick_ms, cfg->tick_ms);
+	}
+	if (rc == 0 && cfg->metrics_count > 0) {
+		vsr_http_options ho = {
+			.loop = h.loop,
+			.host = cfg->metrics[h.replica].host,
+			.port = cfg->metrics[h.replica].port,
+			.handler = host_http_cb,
+			.data = &h,
+		};
+		rc = vsr_http_start(&ho, &h.http, err, sizeof err);
+		if (rc != 0) {
+			host_error("%s", err);
+			host_stop(&h, EX_UNAVAILABLE, "the metrics listener could not start");
+		} else {
+			host_info("metrics on http://%s:%u/metrics", ho.host, (unsigned)ho.port);
+		}
 	}
 
 	uv_run(h.loop, UV_RUN_DEFAULT);

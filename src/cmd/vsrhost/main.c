@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include "vsr_wire.h"
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
 
@@ -86,7 +87,8 @@ int main(int argc, char **argv)
 			main_usage(stdout);
 			return 0;
 		case 'V':
-			printf("vsrhost %s\n", VSRHOST_VERSION);
+			printf("vsrhost %s (wire protocol %u)\n", VSRHOST_VERSION,
+			       (unsigned)VSR_WIRE_VERSION);
 			return 0;
 		default:
 			/* getopt_long has said what was wrong. */
@@ -107,6 +109,7 @@ int main(int argc, char **argv)
 		return EX_CONFIG;
 	}
 	host_log_set_level(opts.log_level >= 0 ? opts.log_level : cfg.log_level);
+	host_log_set_format(cfg.log_format);
 	if (opts.replica >= 0 && (uint32_t)opts.replica >= cfg.replica_count) {
 		fprintf(stderr, "vsrhost: --replica %d: %s has replicas 1..%u\n", opts.replica + 1,
 			opts.config_path, cfg.replica_count);
