@@ -501,16 +501,8 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		  VSRHOST_VERSION, h.replica + 1u, cfg->replica_count, cfg->cluster,
 		  cfg->durability == VSRH_DURABILITY_MEMORY ? "memory" : "durable", seed);
 
-	/* The state machine. */
-	int rc = vsrh_sm_create(&h.sm, cfg, err, sizeof err);
-	if (rc != VSR_OK) {
-		host_error("%s", err);
-		return EX_CONFIG;
-	}
-	vsrh_sm_set_log(h.sm, host_sm_log, &h, host_log_level());
-	vsrh_sm_bind(h.sm, &h.vsm);
-
 	/* Storage, and what it holds. */
+	int rc;
 	char dir[4096];
 	snprintf(dir, sizeof dir, "%s/replica-%u", cfg->data_dir, h.replica + 1u);
 	vsr_storage_options so = {
@@ -544,6 +536,23 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	else if (cfg->durability == VSRH_DURABILITY_MEMORY)
 		host_info("storage %s: this replica ran before and its memory is gone; "
 			  "recovering from the others", dir);
+	/* The state machine; vsr.store's LMDB environment sits next to the log
+	 * and holds the checkpoints. It starts empty unless storage brought back
+	 * a disk (in memory mode it is never synced and always starts empty). */
+	char store_dir[4200];
+	snprintf(store_dir, sizeof store_dir, "%s/store", dir);
+	bool durable_mode = cfg->durability != VSRH_DURABILITY_MEMORY;
+	bool store_fresh = durable == NULL || durable->amnesia || !durable_mode;
+	rc = vsrh_sm_create_at(&h.sm, cfg, store_dir, durable_mode, store_fresh, err, sizeof err);
+	if (rc != VSR_OK) {
+		host_error("%s", err);
+		vsr_storage_close(h.storage, NULL);
+		uv_run(h.loop, UV_RUN_DEFAULT);
+		host_free(&h);
+		return EX_CONFIG;
+	}
+	vsrh_sm_set_log(h.sm, host_sm_log, &h, host_log_level());
+	vsrh_sm_bind(h.sm, &h.vsm);
 
 	/* The core. */
 	vsr_config vc;
