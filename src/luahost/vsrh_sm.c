@@ -629,7 +629,9 @@ uint64_t vsrh_sm_digest(vsrh_sm *sm)
 		const char *str;
 		size_t sl;
 		int64_t v;
-		if (vsrh_sm_snapshot(sm, &b) == VSR_OK &&
+		char err[ERR_TEXT_MAX];
+		/* without the store: its digest is kept apart, above */
+		if (snapshot_as(sm, &b, true, err, sizeof err) == 0 &&
 		    vsrh_get_array_header(b.data, b.len, &pos, &n) == 0 &&
 		    vsrh_get_str(b.data, b.len, &pos, &str, &sl) == 0 &&
 		    vsrh_get_int(b.data, b.len, &pos, &v) == 0 &&

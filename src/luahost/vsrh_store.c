@@ -93,6 +93,7 @@ static int bytes_cmp(const char *a, size_t al, const char *b, size_t bl)
 /* ---------------------------------------------------------------- LMDB */
 
 #define CKPT_MAGIC "VSRHCKP1"
+#define VSRH_STORE_BYTES_MAX ((size_t)64 << 30) /* LMDB map size: the store's limit */
 #define IMAGE_INDEX_EVERY 256u /* records between two seek points of a reader */
 
 /* A checkpoint kept readable: a read transaction on the commit that made it,
@@ -792,12 +793,14 @@ static int env_open(vsrh_lmdb *db, const char *path, char *err, size_t err_len)
 	int rc = mdb_env_create(&db->env);
 	if (rc == 0)
 		rc = mdb_env_set_maxdbs(db->env, 2);
-	/* Address space only: the file grows with the data. */
+	/* The store's size limit. Pages are written straight into the map
+	 * (MDB_WRITEMAP), so a commit (a checkpoint) writes nothing but the
+	 * meta page; the file is sparse, this size only on paper. */
 	if (rc == 0)
-		rc = mdb_env_set_mapsize(db->env, (size_t)1 << 40);
+		rc = mdb_env_set_mapsize(db->env, VSRH_STORE_BYTES_MAX);
 	if (rc == 0)
 		rc = mdb_env_set_maxreaders(db->env, 16);
-	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
+	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | MDB_WRITEMAP;
 	if (!db->durable)
 		flags |= MDB_NOSYNC | MDB_NOMETASYNC;
 	if (rc == 0)

@@ -88,7 +88,7 @@ static void host_stop(host *h, int exit_code, const char *why);
 
 /* Logs what changed in the replica's status, view or primary since the last
  * step: one line per event an operator cares about. */
-static void host_note_changes(host *h)
+static void host_note_changes(host *h, uint64_t step_ns)
 {
 	vsr_replica_info now;
 	vsr_replica_status_get(h->core, &now);
@@ -103,7 +103,8 @@ static void host_note_changes(host *h)
 			  now.op, now.commit);
 	}
 	if (now.checkpoint_op != was->checkpoint_op)
-		host_info("checkpoint at op %" PRIu64, now.checkpoint_op);
+		host_info("checkpoint at op %" PRIu64 " (the step that took it: %.1f ms)",
+			  now.checkpoint_op, (double)step_ns / 1e6);
 	*was = now;
 }
 
@@ -200,7 +201,7 @@ static void host_step(host *h, vsr_event *ev)
 		host_debug("%u persists pending: reading resumed", pending);
 		vsr_net_pause(h->net, false);
 	}
-	host_note_changes(h);
+	host_note_changes(h, step_ns);
 }
 
 /* ------------------------------------------------------------------------ */
