@@ -153,9 +153,13 @@ static void transfer_done(vsr_replica *r)
 {
 	/* The answer came from our view's primary, which is not us. */
 	assert(!is_primary(r));
+	bool was_amnesiac = r->amnesia;
 	r->amnesia = false;
 	checkpoint_fetch_stop(r);
 	normal_become_backup(r);
+	/* A member again: the superblock names the history once more (acks wait
+	 * for it to be durable). */
+	if (was_amnesiac) persist_state(r, false, 0, NULL, 0);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -49,6 +49,13 @@ void vsr_snapckpt_rebind(vsr_snapckpt *s, const vsr_state_machine *inner)
 	image_free(&s->staged);
 }
 
+void vsr_snapckpt_adopt(vsr_snapckpt *s, const vsr_checkpoint *cp, uint8_t *data)
+{
+	image_free(&s->held[0]);
+	image_free(&s->held[1]);
+	s->held[0] = (vsr_snapckpt_image){.cp = *cp, .data = data};
+}
+
 void vsr_snapckpt_forget(vsr_snapckpt *s)
 {
 	image_free(&s->held[0]);
@@ -121,6 +128,11 @@ static int sc_take(void *ctx, vsr_checkpoint *cp, const uint8_t *meta, size_t me
 	}
 	cp->size = b.len;
 	cp->digest = XXH3_64bits(b.data, b.len);
+	vsr_snapckpt_image im = {.cp = *cp, .data = b.data};
+	if (s->persist && (rc = s->persist(s->persist_arg, &im)) != VSR_OK) {
+		buf_free(&b);
+		return rc;
+	}
 	image_free(&s->held[1]);
 	s->held[1] = s->held[0];
 	s->held[0] = (vsr_snapckpt_image){.cp = *cp, .data = b.data};
@@ -184,11 +196,12 @@ static int sc_install(void *ctx, const vsr_checkpoint *cp, vsr_checkpoint_accept
 	}
 	/* Keep the present state to put back if restore fails half way. */
 	vsr_buf undo = {0};
-	rc = s->inner.snapshot(s->inner.ctx, &undo);
+	if (!s->restore_atomic) rc = s->inner.snapshot(s->inner.ctx, &undo);
 	if (rc == VSR_OK) {
 		const uint8_t *snap = st->data + 8 + meta_len;
 		rc = s->inner.restore(s->inner.ctx, snap, (size_t)(st->cp.size - 8 - meta_len));
-		if (rc != VSR_OK && s->inner.restore(s->inner.ctx, undo.data, undo.len) != VSR_OK)
+		if (rc != VSR_OK && !s->restore_atomic &&
+		    s->inner.restore(s->inner.ctx, undo.data, undo.len) != VSR_OK)
 			abort(); /* the state before cannot be put back: never run on */
 	}
 	buf_free(&undo);
@@ -196,6 +209,8 @@ static int sc_install(void *ctx, const vsr_checkpoint *cp, vsr_checkpoint_accept
 		image_free(st);
 		return VSR_ESM;
 	}
+	if (s->persist && s->persist(s->persist_arg, st) != VSR_OK)
+		abort(); /* the state changed but cannot be made durable: stop */
 	image_free(&s->held[1]);
 	image_free(&s->held[0]);
 	s->held[0] = *st;

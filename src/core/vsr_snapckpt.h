@@ -26,12 +26,24 @@ typedef struct vsr_snapckpt {
 	vsr_state_machine inner;     /* apply, snapshot, restore, digest, evict */
 	vsr_snapckpt_image held[2];  /* current, previous */
 	vsr_snapckpt_image staged;   /* being fetched */
+	/* Optional: makes a new current image durable (a host that keeps them
+	 * on disk), called before take returns and after an install restored
+	 * it. Returns VSR_OK or an error (take then fails; an install that
+	 * cannot be made durable stops the process). */
+	int (*persist)(void *arg, const vsr_snapckpt_image *im);
+	void *persist_arg;
+	/* inner.restore changes nothing when it fails: no undo snapshot needed
+	 * (otherwise install takes one first and puts it back). */
+	bool restore_atomic;
 } vsr_snapckpt;
 
 /* `inner` must have snapshot and restore. */
 void vsr_snapckpt_init(vsr_snapckpt *s, const vsr_state_machine *inner);
 /* Points at a new inner state machine (a restart), keeping the images. */
 void vsr_snapckpt_rebind(vsr_snapckpt *s, const vsr_state_machine *inner);
+/* Makes (cp, data) the current image (read back from disk at a restart);
+ * takes ownership of data (malloc'ed, cp->size bytes). */
+void vsr_snapckpt_adopt(vsr_snapckpt *s, const vsr_checkpoint *cp, uint8_t *data);
 /* Drops every image (a lost disk). */
 void vsr_snapckpt_forget(vsr_snapckpt *s);
 void vsr_snapckpt_free(vsr_snapckpt *s);

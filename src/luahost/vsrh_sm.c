@@ -13,10 +13,12 @@
  * halfway except on a real out-of-memory, which aborts. */
 #include "vsrh_lua.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #define XXH_INLINE_ALL
@@ -66,6 +68,7 @@ struct vsrh_sm {
 	uint32_t nrecs;
 	vsrh_sm_stats stats;
 	vsr_snapckpt ck; /* checkpoints: whole-state images in memory */
+	char *image_path; /* plain state on a durable disk: the current image's file */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -180,6 +183,15 @@ static void host_protected(vsrh_sm *sm, lua_CFunction f, void *ud, const char *w
 
 /* ---------------------------------------------------------------- apply */
 
+/* The longest reply the core accepts for this operation (its one reply limit,
+ * vsr_reply_bytes_max): a longer one makes the operation an error, with the
+ * writes undone, rather than a reply the core would have to replace. */
+static size_t reply_limit(const vsr_apply_ctx *a)
+{
+	return a != NULL && a->reply_max != 0 && a->reply_max < VSR_OP_BYTES_MAX ? a->reply_max
+										  : VSR_OP_BYTES_MAX;
+}
+
 typedef struct apply_job {
 	vsrh_sm *sm;
 	const vsr_apply_ctx *actx;
@@ -233,7 +245,7 @@ static int apply_tramp(lua_State *L)
 			sm->stats.memory_exhausted++;
 	} else if (j->mode != 3) {
 		j->reply->len = 0;
-		if (vsrh_encode(L, -1, j->reply, VSR_OP_BYTES_MAX, err, sizeof err) == 0) {
+		if (vsrh_encode(L, -1, j->reply, reply_limit(j->actx), err, sizeof err) == 0) {
 			if (j->mode == 1)
 				vsrh_store_commit(L, &sm->store);
 			j->result = VSR_REPLY_OK;
@@ -245,7 +257,7 @@ static int apply_tramp(lua_State *L)
 	} else {
 		/* query through apply: encode the reply, drop the writes */
 		j->reply->len = 0;
-		if (vsrh_encode(L, -1, j->reply, VSR_OP_BYTES_MAX, err, sizeof err) == 0) {
+		if (vsrh_encode(L, -1, j->reply, reply_limit(j->actx), err, sizeof err) == 0) {
 			vsrh_store_abort(L, &sm->store);
 			j->result = VSR_REPLY_OK;
 			return 0;
@@ -956,6 +968,80 @@ static int open_tramp(lua_State *L)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- plain-state images on disk */
+
+/* File: "VSRHIMG1" | op | checksum | timestamp | size | digest (u64 little
+ * endian each) | the image. Written to a temporary, fsync'ed, renamed. */
+#define IMAGE_MAGIC "VSRHIMG1"
+#define IMAGE_HEADER 48
+
+static void u64_put(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t u64_get(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static int image_persist(void *arg, const vsr_snapckpt_image *im)
+{
+	vsrh_sm *sm = arg;
+	char tmp[4300];
+	snprintf(tmp, sizeof tmp, "%s.tmp", sm->image_path);
+	uint8_t h[IMAGE_HEADER];
+	memcpy(h, IMAGE_MAGIC, 8);
+	uint64_t f[5] = {im->cp.op, im->cp.checksum, im->cp.timestamp, im->cp.size, im->cp.digest};
+	for (int i = 0; i < 5; i++)
+		u64_put(h + 8 + 8 * i, f[i]);
+	FILE *fp = fopen(tmp, "wb");
+	bool ok = fp && fwrite(h, 1, sizeof h, fp) == sizeof h &&
+		  fwrite(im->data, 1, (size_t)im->cp.size, fp) == im->cp.size && fflush(fp) == 0 &&
+		  fsync(fileno(fp)) == 0;
+	if (fp && fclose(fp) != 0)
+		ok = false;
+	if (ok && rename(tmp, sm->image_path) != 0)
+		ok = false;
+	if (!ok) {
+		vsrh_box_log(&sm->box, VSRH_LOG_ERROR, "%s: cannot write the checkpoint %s: %s",
+			     sm->script_name, sm->image_path, strerror(errno));
+		return VSR_EINVAL;
+	}
+	return VSR_OK;
+}
+
+/* The image a durable disk holds, if any, becomes the current checkpoint. */
+static int image_load(vsrh_sm *sm, char *err, size_t err_len)
+{
+	FILE *fp = fopen(sm->image_path, "rb");
+	if (fp == NULL)
+		return errno == ENOENT ? 0 : -1;
+	uint8_t h[IMAGE_HEADER];
+	uint8_t *data = NULL;
+	int rc = -1;
+	if (fread(h, 1, sizeof h, fp) == sizeof h && memcmp(h, IMAGE_MAGIC, 8) == 0) {
+		vsr_checkpoint cp = {u64_get(h + 8), u64_get(h + 16), u64_get(h + 24),
+				     u64_get(h + 32), u64_get(h + 40)};
+		data = cp.size < ((uint64_t)1 << 40) ? malloc(cp.size ? (size_t)cp.size : 1) : NULL;
+		if (data && fread(data, 1, (size_t)cp.size, fp) == cp.size &&
+		    XXH3_64bits(data, (size_t)cp.size) == cp.digest) {
+			vsr_snapckpt_adopt(&sm->ck, &cp, data);
+			data = NULL;
+			rc = 0;
+		}
+	}
+	free(data);
+	fclose(fp);
+	if (rc)
+		snprintf(err, err_len, "%s: unreadable or damaged checkpoint image", sm->image_path);
+	return rc;
+}
+
 int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *o, char *err, size_t err_len)
 {
 	*out = NULL;
@@ -1037,6 +1123,26 @@ int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *o, char *err, size_t err_
 		vsrh_sm_destroy(sm);
 		return VSR_EINVAL;
 	}
+	/* Plain state on a durable disk: the current checkpoint image is a
+	 * file next to (where LMDB would be) the store. */
+	if (sm->store.db == NULL && o->store_dir && o->store_sync) {
+		size_t n = strlen(o->store_dir) + 32;
+		sm->image_path = malloc(n);
+		if (sm->image_path == NULL || (mkdir(o->store_dir, 0700) != 0 && errno != EEXIST)) {
+			snprintf(err, err_len, "%s: %s", o->store_dir, strerror(errno));
+			vsrh_sm_destroy(sm);
+			return VSR_EINVAL;
+		}
+		snprintf(sm->image_path, n, "%s/checkpoint.img", o->store_dir);
+		if (o->store_fresh)
+			unlink(sm->image_path);
+		else if (image_load(sm, err, err_len)) {
+			vsrh_sm_destroy(sm);
+			return VSR_ECORRUPT;
+		}
+		sm->ck.persist = image_persist;
+		sm->ck.persist_arg = sm;
+	}
 	sm->clients_max = o->clients_max ? o->clients_max : 1024;
 	sm->recs = calloc(REPLAY_OPS_MAX, sizeof *sm->recs);
 	if (!sm->recs) {
@@ -1075,6 +1181,7 @@ void vsrh_sm_destroy(vsrh_sm *sm)
 	if (!sm)
 		return;
 	vsrh_store_close(sm->box.L, &sm->store);
+	free(sm->image_path);
 	vsrh_box_close(&sm->box);
 	free(sm->base.data);
 	free(sm->replay_bytes.data);

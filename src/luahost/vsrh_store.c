@@ -93,7 +93,7 @@ static int bytes_cmp(const char *a, size_t al, const char *b, size_t bl)
 /* ---------------------------------------------------------------- LMDB */
 
 #define CKPT_MAGIC "VSRHCKP1"
-#define VSRH_STORE_BYTES_MAX ((size_t)64 << 30) /* LMDB map size: the store's limit */
+#define VSRH_STORE_BYTES_MAX ((size_t)1 << 40) /* LMDB map size: the store's limit */
 #define IMAGE_INDEX_EVERY 256u /* records between two seek points of a reader */
 
 /* A checkpoint kept readable: a read transaction on the commit that made it,
@@ -130,9 +130,16 @@ struct vsrh_lmdb {
 static void lmdb_fatal(const char *what, int rc)
 {
 	/* The store cannot follow the replicated state any more (a full or
-	 * failing disk): stop rather than diverge or acknowledge what is lost. */
-	fprintf(stderr, "vsr.store: LMDB %s failed: %s; stopping\n", what, mdb_strerror(rc));
-	abort();
+	 * failing disk): stop rather than diverge or acknowledge what is lost,
+	 * with the status vsrhost uses for a storage failure (EX_IOERR). */
+	/* LMDB reports a short write (a full disk) as EIO. */
+	const char *why = rc == ENOSPC	     ? "the disk is full (no space left on device)"
+			  : rc == EIO	       ? "a write failed: the disk is full or failing (EIO)"
+			  : rc == MDB_MAP_FULL ? "the store reached its size limit (1 TiB map)"
+					       : mdb_strerror(rc);
+	fprintf(stderr, "vsr.store: LMDB %s failed: %s; this replica stops (exit 74)\n", what, why);
+	fflush(NULL);
+	_exit(74);
 }
 
 static MDB_val mval(const void *p, size_t n)
@@ -793,14 +800,15 @@ static int env_open(vsrh_lmdb *db, const char *path, char *err, size_t err_len)
 	int rc = mdb_env_create(&db->env);
 	if (rc == 0)
 		rc = mdb_env_set_maxdbs(db->env, 2);
-	/* The store's size limit. Pages are written straight into the map
-	 * (MDB_WRITEMAP), so a commit (a checkpoint) writes nothing but the
-	 * meta page; the file is sparse, this size only on paper. */
+	/* The store's size limit: address space only, the file grows with
+	 * the data. (MDB_WRITEMAP would make a checkpoint's commit write only
+	 * the meta page, but a full disk would then be a SIGBUS instead of an
+	 * error the replica can stop on with a message.) */
 	if (rc == 0)
 		rc = mdb_env_set_mapsize(db->env, VSRH_STORE_BYTES_MAX);
 	if (rc == 0)
 		rc = mdb_env_set_maxreaders(db->env, 16);
-	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | MDB_WRITEMAP;
+	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
 	if (!db->durable)
 		flags |= MDB_NOSYNC | MDB_NOMETASYNC;
 	if (rc == 0)
@@ -1238,10 +1246,14 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 	vsrh_store_abort(L, s);
 	env_close(db);
 	env_dir_remove(old);
-	char err[256];
+	char err[256] = "";
 	if (rename(path, old) != 0 || rename(next, path) != 0 || env_open(db, path, err, sizeof err)) {
-		fprintf(stderr, "vsr.store: installing a checkpoint: %s\n", strerror(errno));
-		abort(); /* the old store is closed: never run on without one */
+		/* The old store is closed: never run on without one. At the next
+		 * start vsrh_store_use_lmdb finishes an interrupted rename. */
+		fprintf(stderr, "vsr.store: installing a checkpoint in %s: %s; this replica stops "
+			"(exit 74)\n", db->dir, err[0] ? err : strerror(errno));
+		fflush(NULL);
+		_exit(74);
 	}
 	env_dir_remove(old);
 	s->count = (int64_t)count;
