@@ -24,7 +24,7 @@
 #include <xxhash.h>
 
 /* Elements in the top-level array of each body shape. */
-#define WIRE_CORE_FIELDS 21u
+#define WIRE_CORE_FIELDS 22u
 #define WIRE_ENTRY_FIELDS 7u
 #define WIRE_HELLO_FIELDS 5u
 #define WIRE_AUTH_FIELDS 1u
@@ -475,6 +475,7 @@ int vsr_wire_encode_message(vsr_buf *out, uint64_t cluster, const vsr_message *m
 	p = wire_put_uint(p, m->checkpoint_size);
 	p = wire_put_uint(p, m->offset);
 	p = wire_put_uint(p, m->history);
+	p = wire_put_uint(p, m->checkpoint_digest);
 	size_t body_len = (size_t)(p - body);
 	assert(VSR_WIRE_HEADER_SIZE + body_len <= bound);
 	if (body_len > VSR_WIRE_BODY_BYTES_MAX)
@@ -1157,6 +1158,7 @@ static int wire_dec_core(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 	WIRE_DEC_U(d, "checkpoint_size", UINT64_MAX, m->checkpoint_size);
 	WIRE_DEC_U(d, "offset", UINT64_MAX, m->offset);
 	WIRE_DEC_U(d, "history", UINT64_MAX, m->history);
+	WIRE_DEC_U(d, "checkpoint_digest", UINT64_MAX, m->checkpoint_digest);
 	m->cluster = out->header.cluster;
 
 	/* The core's own structural check, on top of ours. */

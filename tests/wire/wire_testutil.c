@@ -126,6 +126,7 @@ void wt_gen_message(uint64_t *state, uint8_t type, bool big, wt_arena *a,
 	m->checkpoint_op = wt_rand_u64(state) % (VSR_OP_MAX + 1);
 	m->checkpoint_size = wt_rand_u64(state);
 	m->offset = wt_rand_u64(state);
+	m->checkpoint_digest = wt_rand_u64(state);
 
 	switch (type) {
 	case VSR_MSG_REQUEST:
@@ -298,6 +299,7 @@ bool wt_message_equal(const vsr_message *a, const vsr_message *b, char *why,
 	WT_FIELD(checkpoint_op);
 	WT_FIELD(checkpoint_size);
 	WT_FIELD(offset);
+	WT_FIELD(checkpoint_digest);
 	if (!wt_bytes_equal(a->request.op, a->request.op_len, b->request.op,
 			    b->request.op_len)) {
 		snprintf(why, why_len, "request.op bytes differ");

@@ -146,7 +146,7 @@ static void host_emit_changes(host *h, const vsr_replica_info *was, const vsr_re
 	h->sessions_evicted = evicted;
 }
 
-static void host_note_changes(host *h)
+static void host_note_changes(host *h, uint64_t step_ns)
 {
 	vsr_replica_info now;
 	vsr_replica_status_get(h->core, &now);
@@ -170,7 +170,8 @@ static void host_note_changes(host *h)
 			  now.op, now.commit);
 	}
 	if (now.checkpoint_op != was->checkpoint_op)
-		host_info("checkpoint at op %" PRIu64, now.checkpoint_op);
+		host_info("checkpoint at op %" PRIu64 " (the step that took it: %.1f ms)",
+			  now.checkpoint_op, (double)step_ns / 1e6);
 	if (now.history != was->history || now.amnesia != was->amnesia) {
 		if (now.history != 0 && !now.amnesia)
 			host_info("member of cluster history %016" PRIx64 "%s", now.history,
@@ -295,7 +296,7 @@ static void host_step(host *h, vsr_event *ev)
 		host_debug("%u persists pending: reading resumed", pending);
 		vsr_net_pause(h->net, false);
 	}
-	host_note_changes(h);
+	host_note_changes(h, step_ns);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -640,25 +641,8 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		}
 	}
 
-	/* The state machine. */
-	int rc = vsrh_sm_create(&h.sm, cfg, err, sizeof err);
-	if (rc != VSR_OK) {
-		host_error("%s", err);
-		return EX_CONFIG;
-	}
-	vsrh_sm_set_log(h.sm, host_sm_log, &h, host_log_level());
-	vsrh_sm_bind(h.sm, &h.vsm);
-	if (cfg->telemetry != NULL &&
-	    vsrh_telemetry_open(cfg->telemetry, h.replica + 1u, host_telemetry_log, &h, &h.telemetry, err,
-				sizeof err) != 0) {
-		host_error("%s: telemetry: %s", cfg->path, err);
-		host_free(&h);
-		return EX_CONFIG;
-	}
-	if (host_watchdog_start(0, h.sm) != 0)
-		host_warn("could not start the watchdog thread: steps are not watched");
-
 	/* Storage, and what it holds. */
+	int rc;
 	char dir[4096];
 	snprintf(dir, sizeof dir, "%s/replica-%u", cfg->data_dir, h.replica + 1u);
 	vsr_storage_options so = {
@@ -698,6 +682,34 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 			  dir, durable->superblock.view, durable->superblock.checkpoint_op,
 			  durable->entry_count);
 	}
+	/* The state machine; vsr.store's LMDB environment sits next to the log
+	 * and holds the checkpoints. It starts empty unless storage brought back
+	 * a disk (in memory mode it is never synced and always starts empty). */
+	char store_dir[4200];
+	snprintf(store_dir, sizeof store_dir, "%s/store", dir);
+	bool durable_mode = cfg->durability != VSRH_DURABILITY_MEMORY;
+	bool store_fresh = durable == NULL || durable->superblock.history == 0 || !durable_mode;
+	rc = vsrh_sm_create_at(&h.sm, cfg, store_dir, durable_mode, store_fresh, err, sizeof err);
+	if (rc != VSR_OK) {
+		host_error("%s", err);
+		vsr_storage_close(h.storage, NULL);
+		uv_run(h.loop, UV_RUN_DEFAULT);
+		host_free(&h);
+		return EX_CONFIG;
+	}
+	vsrh_sm_set_log(h.sm, host_sm_log, &h, host_log_level());
+	vsrh_sm_bind(h.sm, &h.vsm);
+	if (cfg->telemetry != NULL &&
+	    vsrh_telemetry_open(cfg->telemetry, h.replica + 1u, host_telemetry_log, &h, &h.telemetry, err,
+				sizeof err) != 0) {
+		host_error("%s: telemetry: %s", cfg->path, err);
+		vsr_storage_close(h.storage, NULL);
+		uv_run(h.loop, UV_RUN_DEFAULT);
+		host_free(&h);
+		return EX_CONFIG;
+	}
+	if (host_watchdog_start(0, h.sm) != 0)
+		host_warn("could not start the watchdog thread: steps are not watched");
 
 	/* The core. */
 	vsr_config vc;
