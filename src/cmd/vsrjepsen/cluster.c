@@ -171,6 +171,7 @@ int jp_cluster_create(jp_cluster *c, int n, bool want_netns, bool faketime, bool
 	c->vsrhost = vsrhost;
 	c->root = root;
 	c->cluster_id = seed % 1000000 + 1;
+	c->clock_wall_only = seed % 2 == 0;
 	snprintf(c->dir, sizeof c->dir, "%s", dir);
 	pid_t me = getpid();
 	snprintf(c->tag, sizeof c->tag, "vj%d", (int)me);
@@ -286,6 +287,8 @@ int jp_cluster_start(jp_cluster *c, int i, bool fresh)
 			setenv("LD_PRELOAD", JP_FAKETIME_LIB, 1);
 			setenv("FAKETIME_TIMESTAMP_FILE", c->clockfile[i], 1);
 			setenv("FAKETIME_CACHE_DURATION", "1", 1);
+			if (c->clock_wall_only)
+				setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1", 1);
 		}
 		char rep[16];
 		snprintf(rep, sizeof rep, "%d", i + 1);

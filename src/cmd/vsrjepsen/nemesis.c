@@ -337,13 +337,22 @@ static void jp_apply(jp_nemesis *nm, int f, jp_active *a)
 		break;
 	}
 	case JP_CLOCK: {
-		static const char *const specs[] = {"+30s", "-20s", "+0 x3", "+0 x0.3", "+300s",
-						    "-5s"};
 		int i = jp_pick(nm, false);
-		const char *spec = specs[jp_rand(&nm->rng) % (sizeof specs / sizeof specs[0])];
+		char spec[32];
+		if (c->clock_wall_only) {
+			static const int steps[] = {30, -20, 300, -5, -120, 3600};
+			int s = steps[jp_rand(&nm->rng) % (sizeof steps / sizeof steps[0])];
+			snprintf(spec, sizeof spec, "%+ds", s);
+		} else {
+			static const int leaps[] = {1, 5, 30, 120};
+			c->clock_offset_s[i] += leaps[jp_rand(&nm->rng) % (sizeof leaps / sizeof leaps[0])];
+			snprintf(spec, sizeof spec, "+%ds", c->clock_offset_s[i]);
+		}
 		a->targets[a->count++] = i;
 		jp_cluster_clock(c, i, spec);
-		snprintf(what + strlen(what), sizeof what - strlen(what), " %d \"%s\"", i + 1, spec);
+		snprintf(what + strlen(what), sizeof what - strlen(what), " %d %s %s", i + 1,
+			 c->clock_wall_only ? "wall clock" : "wall and monotonic clocks leap to",
+			 spec);
 		break;
 	}
 	}
@@ -366,7 +375,10 @@ static void jp_heal(jp_nemesis *nm, jp_active *a)
 		memset(nm->cut, 0, sizeof nm->cut);
 		break;
 	case JP_CLASS_CLOCK:
-		jp_cluster_clock(c, a->targets[0], "+0");
+		/* The wall clock steps back to true time; a leap of the monotonic
+		 * clock stays (it never runs backwards). */
+		if (c->clock_wall_only)
+			jp_cluster_clock(c, a->targets[0], "+0");
 		break;
 	default:
 		for (int x = 0; x < a->count; x++) {
@@ -390,7 +402,7 @@ void jp_nemesis_heal_all(jp_nemesis *nm)
 	jp_cluster_heal_net(c);
 	memset(nm->cut, 0, sizeof nm->cut);
 	for (int i = 0; i < c->n; i++) {
-		if (c->faketime)
+		if (c->faketime && c->clock_wall_only)
 			jp_cluster_clock(c, i, "+0");
 		if (c->paused[i])
 			jp_cluster_pause(c, i, false);
