@@ -209,7 +209,7 @@ static void resend_stored(vsr_replica *r, const vsr_message *m, uint64_t conn,
 	out->request.session = s->session;
 	out->request.kind = m->request.kind;
 	out->commit = r->commit;
-	if (m->request.kind == VSR_REQUEST_REGISTER) {
+	if (m->request.kind == VSR_REQUEST_REGISTER && !BUG(r, VSR_BUG_REGISTER_LAST_REPLY)) {
 		/* The registration's own answer, not the session's last reply. */
 		out->status = VSR_REPLY_OK;
 		out->request.request = s->nonce;
@@ -464,7 +464,7 @@ void normal_send_ack(vsr_replica *r)
 	uint64_t op = r->durable_op;
 	if (r->ack_sent_view == r->view && op <= r->ack_sent_op) return;
 	/* Nothing to ack below what we hold (a checkpoint was just installed). */
-	if (op == 0 || op + 1 < r->log.start) return;
+	if (op == 0 || (op + 1 < r->log.start && !BUG(r, VSR_BUG_ACK_BELOW_LOG))) return;
 	vsr_message *out = emit_send(r, primary_index(r), VSR_MSG_PREPARE_OK);
 	out->op = op;
 	out->commit = r->commit;

@@ -320,6 +320,8 @@ enum vsr_bug {
 	VSR_BUG_STALE_RECOVERY_ANSWER = 1u << 10, /* keep a restarted replica's old recovery answer (F16) */
 	VSR_BUG_BACKUP_NEW_STATE = 1u << 11, /* a normal backup answers GET_STATE with its own log (F13) */
 	VSR_BUG_RECOVERY_ANY_NONCE = 1u << 12, /* count RECOVERY_RESPONSEs of any nonce */
+	VSR_BUG_ACK_BELOW_LOG = 1u << 13,    /* ack an op below the log (checksum 0) after a checkpoint install (F4) */
+	VSR_BUG_REGISTER_LAST_REPLY = 1u << 14, /* a late duplicate REGISTER gets the session's last reply (F10) */
 };
 
 /* Defensive branches: each guard against a stale, duplicate or malformed

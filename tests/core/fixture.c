@@ -140,6 +140,20 @@ static void disk_free(fx_image *d)
 
 static void enqueue(fixture *f, uint8_t from, uint8_t to, const vsr_message *m)
 {
+	if (f->hold) {
+		fx_message probe = {.from = from, .to = to, .m = *m};
+		if (f->hold(&probe, f->hold_arg)) {
+			if (f->held_count == f->held_cap) {
+				f->held_cap = f->held_cap ? 2 * f->held_cap : 16;
+				f->held = realloc(f->held, f->held_cap * sizeof *f->held);
+			}
+			fx_message *h = &f->held[f->held_count++];
+			h->from = from;
+			h->to = to;
+			message_copy(&h->m, m);
+			return;
+		}
+	}
 	if (f->queue_count == f->queue_cap) {
 		f->queue_cap = f->queue_cap ? 2 * f->queue_cap : 256;
 		f->queue = realloc(f->queue, f->queue_cap * sizeof *f->queue);
@@ -261,6 +275,8 @@ void fx_free(fixture *f)
 {
 	for (uint32_t k = 0; k < f->queue_count; k++) message_free(&f->queue[k].m);
 	free(f->queue);
+	for (uint32_t k = 0; k < f->held_count; k++) message_free(&f->held[k].m);
+	free(f->held);
 	for (uint8_t i = 0; i < f->n; i++) {
 		fx_node *nd = &f->node[i];
 		if (nd->up) vsr_replica_destroy(nd->r);
@@ -330,6 +346,39 @@ void fx_restart(fixture *f, uint8_t i)
 	int rc = vsr_replica_create(&nd->r, &f->cfg[i], &sm, &d, f->now);
 	assert(rc == VSR_OK);
 	nd->up = true;
+}
+
+void fx_restart_wiped(fixture *f, uint8_t i)
+{
+	fx_node *nd = &f->node[i];
+	assert(!nd->up);
+	disk_free(&nd->disk);
+	nd->disk.formatted = true;
+	nd->disk.sb.cluster = 7;
+	memset(&nd->sm, 0, sizeof nd->sm);
+	vsr_durable d = {.amnesia = true, .superblock = {.cluster = 7}};
+	/* A new process draws a new generator seed (its nonces differ). */
+	f->cfg[i].seed = f->cfg[i].seed * 6364136223846793005ull + 1442695040888963407ull;
+	vsr_state_machine sm = sm_of(&nd->sm);
+	int rc = vsr_replica_create(&nd->r, &f->cfg[i], &sm, &d, f->now);
+	assert(rc == VSR_OK);
+	nd->up = true;
+}
+
+void fx_release(fixture *f, uint32_t k)
+{
+	assert(k < f->held_count);
+	fx_message q = f->held[k];
+	memmove(&f->held[k], &f->held[k + 1], (f->held_count - k - 1) * sizeof q);
+	f->held_count--;
+	if (f->node[q.to].up && f->link[q.from][q.to]) {
+		vsr_event ev = {.type = VSR_EVENT_MESSAGE, .now = f->now,
+				.realtime_ns = f->now * 1000000, .message = &q.m};
+		step(f, q.to, &ev);
+	}
+	message_free(&q.m);
+	for (uint8_t i = 0; i < f->n; i++) complete_persists(f, i);
+	deliver_all(f);
 }
 
 uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint64_t request,

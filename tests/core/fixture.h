@@ -65,6 +65,13 @@ typedef struct fixture {
 	fx_reply replies[FX_REPLIES_MAX];
 	uint64_t next_conn;
 	bool more; /* mark requests with the `more` hint */
+	/* Messages the test holds back (a delayed message): when `hold` says
+	 * so, a message goes to `held` instead of the queue; fx_release sends
+	 * it later, as a network that delayed it would. */
+	bool (*hold)(const fx_message *m, void *arg);
+	void *hold_arg;
+	fx_message *held;
+	uint32_t held_count, held_cap;
 } fixture;
 
 void fx_init(fixture *f, uint8_t n, void (*tune)(vsr_config *c));
@@ -77,6 +84,10 @@ void fx_isolate(fixture *f, uint8_t i);
 void fx_heal(fixture *f);
 void fx_crash(fixture *f, uint8_t i);
 void fx_restart(fixture *f, uint8_t i);
+/* Restarts replica i with its disk lost (memory mode: amnesia). */
+void fx_restart_wiped(fixture *f, uint8_t i);
+/* Delivers held message k now (links permitting); it leaves `held`. */
+void fx_release(fixture *f, uint32_t k);
 /* Sends a request to replica i; returns the connection id used. */
 uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint64_t request,
 		    const char *op);

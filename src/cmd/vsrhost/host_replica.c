@@ -66,6 +66,8 @@ typedef struct host {
 	uint64_t pauses;          /* times reading was paused for storage */
 	uint32_t pending_max;     /* storage high-water mark, kept past close */
 	vsr_http *http;           /* the metrics listener, when configured */
+	uint8_t replica_key[VSR_WIRE_KEY_SIZE]; /* auth.replica_key, when configured */
+	uint8_t client_key[VSR_WIRE_KEY_SIZE];  /* auth.client_key, when configured */
 	host_metrics metrics;
 	/* When each pending persist was submitted, by id: ids are consecutive
 	 * and at most VSR_STORAGE_PENDING_MAX are pending at once. */
@@ -511,6 +513,19 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		  VSRHOST_VERSION, h.replica + 1u, cfg->replica_count, cfg->cluster,
 		  cfg->durability == VSRH_DURABILITY_MEMORY ? "memory" : "durable", seed);
 
+	/* Keys first: a replica must never serve its ports unauthenticated
+	 * because a key file went missing. */
+	const char *key_files[2] = {cfg->replica_key_file, cfg->client_key_file};
+	const char *key_names[2] = {"auth.replica_key", "auth.client_key"};
+	uint8_t *keys[2] = {h.replica_key, h.client_key};
+	for (int k = 0; k < 2; k++) {
+		if (key_files[k] != NULL &&
+		    vsr_wire_key_load(key_files[k], keys[k], err, sizeof err) != 0) {
+			host_error("%s: %s: %s", cfg->path, key_names[k], err);
+			return EX_CONFIG;
+		}
+	}
+
 	/* The state machine. */
 	int rc = vsrh_sm_create(&h.sm, cfg, err, sizeof err);
 	if (rc != VSR_OK) {
@@ -604,6 +619,8 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		.reconnect_min_ms = cfg->tick_ms * 5,
 		.reconnect_max_ms = cfg->primary_ms > 1000 ? cfg->primary_ms : 1000,
 		.instance = host_random_u64(),
+		.replica_key = cfg->replica_key_file != NULL ? h.replica_key : NULL,
+		.client_key = cfg->client_key_file != NULL ? h.client_key : NULL,
 		.peer_message_cb = host_peer_message_cb,
 		.request_cb = host_request_cb,
 		.status_cb = host_status_cb,

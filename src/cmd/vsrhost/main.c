@@ -19,6 +19,7 @@ static void main_usage(FILE *out)
 	fprintf(out,
 		"usage: vsrhost CONFIG [--replica N] [--log-level LEVEL] [--fresh]\n"
 		"       vsrhost check CONFIG\n"
+		"       vsrhost keygen FILE\n"
 		"       vsrhost --maelstrom [CONFIG]\n"
 		"\n"
 		"Runs a Viewstamped Replication cluster hosting a Lua state machine.\n"
@@ -38,6 +39,9 @@ static void main_usage(FILE *out)
 		"\n"
 		"check CONFIG validates the config and runs the state machine's\n"
 		"determinism self-check.\n"
+		"\n"
+		"keygen FILE writes a new random 256-bit key (mode 0600; an existing FILE\n"
+		"is never overwritten) for the config's auth.replica_key or auth.client_key.\n"
 		"\n"
 		"--maelstrom runs one replica as a node of Jepsen's Maelstrom (lin-kv):\n"
 		"messages on stdin/stdout (the program vsrhost-maelstrom, next to this one).\n"
@@ -71,6 +75,20 @@ int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "check") == 0)
 		return vsrh_check_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "keygen") == 0) {
+		if (argc != 3) {
+			fprintf(stderr, "vsrhost: usage: vsrhost keygen FILE\n");
+			return EX_USAGE;
+		}
+		char kerr[512];
+		if (vsr_wire_key_generate(argv[2], kerr, sizeof kerr) != 0) {
+			fprintf(stderr, "vsrhost: %s\n", kerr);
+			return EX_CANTCREAT;
+		}
+		printf("wrote a new key to %s (keep it secret; copy it to every machine that "
+		       "needs it)\n", argv[2]);
+		return 0;
+	}
 	if (argc >= 2 && strcmp(argv[1], "--maelstrom") == 0)
 		return main_exec_maelstrom(argc, argv);
 
