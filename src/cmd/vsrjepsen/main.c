@@ -422,6 +422,14 @@ int main(int argc, char **argv)
 		       "data lost, by design (docs/storage.md)");
 		return EX_USAGE;
 	}
+	/* Replicas read paths from a config written elsewhere: make them absolute. */
+	static char root_abs[PATH_MAX], vsrhost_abs[PATH_MAX];
+	if (realpath(o.root, root_abs) == NULL || realpath(o.vsrhost, vsrhost_abs) == NULL) {
+		jp_log("--root %s or --vsrhost %s: %s", o.root, o.vsrhost, strerror(errno));
+		return EX_USAGE;
+	}
+	o.root = root_abs;
+	o.vsrhost = vsrhost_abs;
 	vsrc_timing_default(&o.work.timing);
 	o.work.timing.call_ms = call_ms;
 	if (!seed_given)
