@@ -425,6 +425,9 @@ bool jp_cluster_settled(jp_cluster *c, uint32_t timeout_ms, int *primary)
 	int64_t deadline = jp_now_ns() + (int64_t)timeout_ms * 1000000;
 	*primary = -1;
 	while (!jp_interrupted) {
+		for (int i = 0; i < c->n; i++)
+			if (c->pid[i] > 0 && !jp_cluster_alive(c, i))
+				return false; /* it said why in its log; waiting will not help */
 		vsrc_status_entry st[VSR_REPLICAS_MAX];
 		if (jp_status_all(c, st)) {
 			bool same = true;

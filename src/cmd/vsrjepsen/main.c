@@ -233,7 +233,8 @@ static int jp_one_run(const jp_options *o, uint64_t seed, jp_totals *tot)
 			goto out;
 	int primary;
 	if (!jp_cluster_settled(&c, 20000, &primary)) {
-		jp_log("seed %" PRIu64 ": the cluster did not come up within 20 s (see %s)", seed, dir);
+		jp_log("seed %" PRIu64 ": the cluster did not come up within 20 s, or a replica exited "
+		       "(see %s/replica-*.log)", seed, dir);
 		goto out;
 	}
 	int64_t t0 = jp_now_ns();
