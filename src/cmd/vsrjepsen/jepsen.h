@@ -196,6 +196,7 @@ typedef struct jp_verdict {
 	int64_t gap_alone_ns[JP_FAULT_COUNT]; /* the same, faults that overlapped no other */
 	uint32_t fault_count[JP_FAULT_COUNT];
 	uint32_t alone_count[JP_FAULT_COUNT];
+	int64_t recovery_ns[JP_FAULT_COUNT]; /* heal to the first completed op, longest */
 	bool valid;
 } jp_verdict;
 

@@ -93,6 +93,7 @@ typedef struct jp_totals {
 	int64_t gap_ns[JP_FAULT_COUNT];
 	uint32_t alone_count[JP_FAULT_COUNT];
 	int64_t gap_alone_ns[JP_FAULT_COUNT];
+	int64_t recovery_ns[JP_FAULT_COUNT];
 	uint32_t crashes;
 } jp_totals;
 
@@ -302,9 +303,9 @@ static int jp_one_run(const jp_options *o, uint64_t seed, jp_totals *tot)
 	for (int k = 0; k < JP_FAULT_COUNT; k++)
 		if (v.fault_count[k])
 			printf("  %-18s x%-3u longest stretch without a completed op: %.2f s; "
-			       "alone x%u: %.2f s\n",
+			       "alone x%u: %.2f s; heal to next completed op: %.2f s\n",
 			       jp_fault_names[k], v.fault_count[k], v.gap_ns[k] / 1e9, v.alone_count[k],
-			       v.gap_alone_ns[k] / 1e9);
+			       v.gap_alone_ns[k] / 1e9, v.recovery_ns[k] / 1e9);
 	fflush(stdout);
 
 	tot->ops += v.ops;
@@ -319,6 +320,8 @@ static int jp_one_run(const jp_options *o, uint64_t seed, jp_totals *tot)
 		if (v.gap_ns[k] > tot->gap_ns[k])
 			tot->gap_ns[k] = v.gap_ns[k];
 		tot->alone_count[k] += v.alone_count[k];
+		if (v.recovery_ns[k] > tot->recovery_ns[k])
+			tot->recovery_ns[k] = v.recovery_ns[k];
 		if (v.gap_alone_ns[k] > tot->gap_alone_ns[k])
 			tot->gap_alone_ns[k] = v.gap_alone_ns[k];
 	}
@@ -497,9 +500,9 @@ int main(int argc, char **argv)
 	for (int k = 0; k < JP_FAULT_COUNT; k++)
 		if (tot.fault_count[k])
 			printf("  %-18s x%-4u longest stretch without a completed op: %.2f s; "
-			       "alone x%u: %.2f s\n",
+			       "alone x%u: %.2f s; heal to next completed op: %.2f s\n",
 			       jp_fault_names[k], tot.fault_count[k], tot.gap_ns[k] / 1e9,
-			       tot.alone_count[k], tot.gap_alone_ns[k] / 1e9);
+			       tot.alone_count[k], tot.gap_alone_ns[k] / 1e9, tot.recovery_ns[k] / 1e9);
 	if (jp_interrupted) {
 		jp_log("interrupted; everything started was stopped and removed");
 		return 130;
