@@ -510,7 +510,7 @@ static int validate(cfg_ctx *c, int t, vsrh_config *o)
 		return rc;
 	if ((rc = get_path(c, t, "data_dir", 1, 0, &o->data_dir)))
 		return rc;
-	if ((rc = get_choice(c, t, "durability", durabilities, VSRH_DURABILITY_MEMORY, &o->durability)))
+	if ((rc = get_choice(c, t, "durability", durabilities, VSRH_DURABILITY_DURABLE, &o->durability)))
 		return rc;
 	if ((rc = get_choice(c, t, "log_level", levels, VSRH_LOG_INFO, &o->log_level)))
 		return rc;

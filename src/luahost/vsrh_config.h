@@ -10,7 +10,7 @@
  *     statemachine = "../statemachines/kv.lua", -- relative to this file
  *     dedup = "../lua/vsr/dedup/oldest.lua",    -- optional
  *     data_dir = "../data/kv",
- *     durability = "memory",            -- "memory" | "durable"
+ *     durability = "durable",           -- "durable" (default) | "memory"
  *     timeouts = { tick_ms = 10, heartbeat_ms = 50, primary_ms = 300,
  *                  view_change_ms = 300, retry_ms = 100 },
  *     limits = { pipeline = 16, batch_requests = 256, clients = 1024,

@@ -41,6 +41,7 @@ static const bug_name bug_names[] = {
 	{"recovery-any-nonce", VSR_BUG_RECOVERY_ANY_NONCE},
 	{"ack-below-log", VSR_BUG_ACK_BELOW_LOG},
 	{"register-last-reply", VSR_BUG_REGISTER_LAST_REPLY},
+	{"no-abdication", VSR_BUG_NO_ABDICATION},
 };
 
 

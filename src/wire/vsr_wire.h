@@ -9,7 +9,7 @@
  *        0    4 magic "VSRW" (0x56 0x53 0x52 0x57)
  *        4    1 version (VSR_WIRE_VERSION)
  *        5    1 flags (must be 0 in version 1)
- *        6    1 type (enum vsr_message_type 1..14, or enum vsr_wire_type 64..)
+ *        6    1 type (enum vsr_message_type 1..15, or enum vsr_wire_type 64..)
  *        7    1 reserved (must be 0)
  *        8    4 body_len (u32, bytes of msgpack after the header)
  *       12    4 reserved (must be 0)
@@ -30,12 +30,12 @@
  * - Every failure is a negative vsr_wire reason with a detail string; the
  *   caller closes that connection and counts the reason. Nothing aborts.
  *
- * Body of a core message (types 1..14): one msgpack array of 20 elements,
+ * Body of a core message (types 1..15): one msgpack array of 21 elements,
  *   [replica, status, epoch, view, log_view, op, commit, checksum, nonce,
  *    timestamp, session, request, kind, op_bytes(bin), reply_op, body(bin),
- *    entries(array), checkpoint_op, checkpoint_size, offset]
- * i.e. every vsr_message field in struct order (request flattened); fields a
- * type does not use are 0 / empty. An entry is [checksum, parent, op, view,
+ *    entries(array), checkpoint_op, checkpoint_size, offset, history]
+ * i.e. every vsr_message field in struct order (request flattened), the
+ * history last; fields a type does not use are 0 / empty. An entry is [checksum, parent, op, view,
  * timestamp, request_count, body(bin)]. Host types have their own shapes.
  *
  * Ownership: a decoded message's pointers (entries, entry bodies, request op,
@@ -62,7 +62,7 @@ extern "C" {
 #define VSR_WIRE_MAGIC1 0x53u /* 'S' */
 #define VSR_WIRE_MAGIC2 0x52u /* 'R' */
 #define VSR_WIRE_MAGIC3 0x57u /* 'W' */
-#define VSR_WIRE_VERSION 1u
+#define VSR_WIRE_VERSION 2u
 #define VSR_WIRE_HEADER_SIZE 40u
 /* Largest body any build accepts; a host configures a smaller maximum
  * (config limits.message_bytes). */
@@ -95,7 +95,7 @@ enum vsr_wire_type {
 	VSR_WIRE_TYPE_END
 };
 
-/* Is `type` one the wire format knows (core 1..14 or host 64..70)? */
+/* Is `type` one the wire format knows (core 1..15 or host 64..70)? */
 bool vsr_wire_type_known(uint8_t type);
 /* Name of a core or host type ("PREPARE", "HELLO"), or "UNKNOWN". */
 const char *vsr_wire_type_name(uint8_t type);
@@ -116,6 +116,9 @@ typedef struct vsr_wire_hello {
 	uint8_t role;      /* enum vsr_wire_role */
 	uint8_t replica;   /* ROLE_REPLICA: sender's index; otherwise 0 */
 	uint64_t instance; /* random per process start: tells a restart from a reconnect */
+	uint64_t history;  /* the sender's cluster history when it sent this (0:
+	                      unjoined, or a client); informational: messages
+	                      and client requests carry their own */
 	/* Authenticated connections (section 6 of docs/wire.md): a fresh random
 	 * challenge for the other end; an empty byte string when the sender
 	 * has no key. */
@@ -474,6 +477,10 @@ int vsr_wire_key_load(const char *path, uint8_t key[VSR_WIRE_KEY_SIZE], char *er
 /* Writes a new random key to `path` (mode 0600, refusing to overwrite).
  * Returns 0, or -1 with a sentence in err. */
 int vsr_wire_key_generate(const char *path, char *err, size_t err_len);
+
+/* Is a frame begun and not yet whole (a header or body byte read, the frame
+ * not complete)? What a transport times out against a slow sender. */
+bool vsr_wire_reader_partial(const vsr_wire_reader *r);
 
 /* Bytes currently buffered (header + body), for tests and metrics. */
 size_t vsr_wire_reader_buffered(const vsr_wire_reader *r);

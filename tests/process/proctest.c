@@ -7,6 +7,11 @@
  *   quick-restart   the primary is killed and restarted at once: a new view, no loss
  *   dedup           a client retrying across a failover applies a write once (counter.lua)
  *   garbage         garbage on every port closes those connections; service goes on
+ *   hostile         the issue #9 attacks (spec/fixtures/evil.lua) each get a script
+ *                   error; the replicas keep serving with equal digests, also
+ *                   after a restart and a failover
+ *   watchdog        a step running past the watchdog's limit (lowered to 1 s) stops
+ *                   its replica with exit 70 and a log line naming the operation
  *   supervisor      `vsrhost CONFIG` runs every replica; vsrctl put/get/status
  *                   work against it; SIGINT stops them all (needs --vsrctl)
  *   metrics         every replica serves /metrics (valid for promtool) and
@@ -16,8 +21,22 @@
  *                   with a wrong key, or with one forged frame gets nothing
  *                   and is closed; a forged replica cannot move the view;
  *                   vsrctl with the key works (needs --vsrctl)
+ *   attacks         no auth: slowloris on the client port, idle connections
+ *                   filling every replica port while a backup restarts, a
+ *                   START_VIEW_CHANGE storm and a view-inflation forgery from
+ *                   an impostor replica; the cluster keeps serving, the view
+ *                   is not inflated, a failover afterwards still works
  *   failover-bench  --trials N: time from kill -9 of the primary to the first
  *                   acknowledged write through the new one (median, max)
+ *   crash           durable storage: writers put keys while the whole cluster,
+ *                   or each replica in turn, is killed with kill -9 and
+ *                   restarted, --trials N rounds; after every round every
+ *                   acknowledged write is read back and the digests agree
+ *   corrupt         durable storage: a byte flipped in one replica's log and
+ *                   superblock, in another's superblock copy, a data
+ *                   directory deleted: each comes back, nothing lost
+ *   disk-full       durable storage: one replica's directory on a tiny tmpfs
+ *                   fills up: it exits 74 saying so; the others go on
  *
  * Replicas are numbered from 1 in every message, as in vsrhost's --replica
  * and logs. Every replica is a child process started with PR_SET_PDEATHSIG(SIGKILL),
@@ -46,7 +65,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -73,6 +94,8 @@ static uint16_t g_replica_port[N], g_client_port[N], g_metrics_port[N];
 static pid_t g_pid[N];
 static bool g_keep;
 static uint64_t g_seed;
+static const char *g_durability = "memory";
+static char g_mounted[400]; /* a tmpfs this run mounted (disk-full) */
 static const char *g_log_format = "text"; /* the config's log_format */
 /* auth scenario: the config names these key files, and the test's own
  * client authenticates with the client key. */
@@ -158,6 +181,8 @@ static void on_signal(int sig)
 	for (int i = 0; i < N; i++)
 		if (g_pid[i] > 0)
 			kill(g_pid[i], SIGKILL);
+	if (g_mounted[0] != '\0')
+		umount2(g_mounted, MNT_DETACH);
 	_exit(2);
 }
 
@@ -216,8 +241,8 @@ static void write_config(const char *statemachine)
 	for (int i = 0; i < N; i++)
 		fprintf(f, "%s\"127.0.0.1:%u\"", i ? ", " : " ", g_metrics_port[i]);
 	fprintf(f, " },\n  statemachine = \"%s/statemachines/%s\",\n", g_root, statemachine);
-	fprintf(f, "  data_dir = \"%s/data\",\n  durability = \"memory\",\n  log_level = \"info\",\n",
-		g_dir);
+	fprintf(f, "  data_dir = \"%s/data\",\n  durability = \"%s\",\n  log_level = \"info\",\n",
+		g_dir, g_durability);
 	fprintf(f, "  log_format = \"%s\",\n", g_log_format);
 	if (g_auth)
 		fprintf(f, "  auth = { replica_key = \"%s/replica.key\", client_key = \"%s/client.key\" },\n",
@@ -326,6 +351,7 @@ typedef struct mclient {
 	vsr_wire_config wc;
 	vsr_wire_decoded d;
 	uint64_t session;
+	uint64_t history;   /* of the session (its REGISTER reply's) */
 	uint64_t request;   /* last request number used */
 	uint8_t target;
 	uint64_t view;
@@ -514,6 +540,7 @@ static bool mc_send_request(mclient *m, int i, uint8_t kind, uint64_t number,
 	vsr_message q = {.type = VSR_MSG_REQUEST, .cluster = g_cluster};
 	q.request.kind = kind;
 	q.request.session = kind == VSR_REQUEST_REGISTER ? 0 : m->session;
+	q.history = kind == VSR_REQUEST_REGISTER ? 0 : m->history;
 	q.request.request = number;
 	q.request.op = op;
 	q.request.op_len = (uint32_t)op_len;
@@ -574,14 +601,17 @@ static bool mc_call_number(mclient *m, uint8_t kind, uint64_t number, const uint
 			switch (r->status) {
 			case VSR_REPLY_OK:
 			case VSR_REPLY_ERROR:
+			case VSR_REPLY_SCRIPT_ERROR:
 				out->status = r->status;
 				out->op = r->reply_op;
 				out->replica = (uint8_t)from;
 				out->body_len = r->body_len < sizeof out->body ? r->body_len : sizeof out->body;
 				if (r->body_len > 0)
 					memcpy(out->body, r->body, out->body_len);
-				if (kind == VSR_REQUEST_REGISTER)
+				if (kind == VSR_REQUEST_REGISTER) {
 					m->session = r->request.session;
+					m->history = r->history;
+				}
 				m->target = (uint8_t)from;
 				return true;
 			case VSR_REPLY_NOT_PRIMARY: {
@@ -1130,6 +1160,154 @@ static int scenario_dedup(void)
 	if (v != 2)
 		fail("counter is %" PRId64 ", expected exactly 2", v);
 	note("counter = 2 after the in-flight retry: applied exactly once");
+	scenario_close(&m, &sb);
+	return 0;
+}
+
+/* hostile (issue #9): a cluster running spec/fixtures/evil.lua, which runs
+ * the Lua source an operation carries, is sent the attacks that used to hang
+ * or abort every replica (work inside one C call, pattern backtracking, a
+ * weak table, address-ordered iteration, a reply of many references to one
+ * table, 65 nested tables). Each gets a script-error reply; a plain
+ * operation after each succeeds; the digests agree; and the same holds
+ * after one replica restarts and after a failover. */
+static const char *const hostile_ops[] = {
+	"return string.rep('', math.maxinteger)",
+	"return table.move({}, 1, math.maxinteger - 1, 2, {})",
+	"local mt = {__index = rawequal, __newindex = rawequal} "
+	"return table.move(setmetatable({}, mt), 1, math.maxinteger - 1, 2, setmetatable({}, mt))",
+	"return (('a'):rep(60)):find(('a*'):rep(6) .. 'b')",
+	"return ('x' .. (' '):rep(500000) .. 'x'):match('^%s*(.-)%s*$')",
+	"for i = 1, 1000 do local s = string.rep('x', 1 << 26) end",
+	"local s = ('x'):rep(1 << 19) local t = {} for i = 1, 20000 do t[i] = s end table.sort(t)",
+	"local big = {} for i = 1, 100000 do big[i] = i end "
+	"local r = {} for i = 1, 2048 do r[i] = big end return r",
+	"local t = {} for i = 1, 64 do t = {t} end return t",
+	"local mt = {} local t = setmetatable({}, mt) mt.__mode = 'k' return 1",
+	"return next({[{}] = 1, [{}] = 2})",
+	"local t = nil return t.x",
+};
+
+static void op_code(msgpack_sbuffer *sb, const char *code)
+{
+	msgpack_sbuffer_clear(sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	pack_cstr(&pk, "code");
+	pack_cstr(&pk, code);
+}
+
+static uint64_t hostile_round(mclient *m, msgpack_sbuffer *sb, const char *when)
+{
+	uint64_t last = 0;
+	size_t n = sizeof hostile_ops / sizeof hostile_ops[0];
+	for (size_t i = 0; i < n; i++) {
+		op_code(sb, hostile_ops[i]);
+		mresult r;
+		uint64_t t0 = now_ms();
+		m->request++;
+		if (!mc_call_number(m, VSR_REQUEST_OP, m->request, (const uint8_t *)sb->data, sb->size,
+				    300, &r))
+			fail("%s: hostile op %zu (%.50s): no answer within %d ms", when, i + 1,
+			     hostile_ops[i], CALL_MS);
+		if (r.status != VSR_REPLY_SCRIPT_ERROR)
+			fail("%s: hostile op %zu (%.50s): status %u, expected a script error (%.*s)", when,
+			     i + 1, hostile_ops[i], r.status, (int)r.body_len, r.body);
+		note("%s: op %" PRIu64 ": %.40s... -> script error in %" PRIu64 " ms: %.*s", when,
+		     r.op, hostile_ops[i], now_ms() - t0, (int)(r.body_len > 70 ? 70 : r.body_len),
+		     r.body);
+		op_code(sb, "return 40 + 2");
+		mresult ok;
+		mc_op(m, sb, &ok, "a plain operation after a hostile one");
+		int64_t v;
+		if (!body_int(&ok, &v) || v != 42)
+			fail("%s: the plain operation after hostile op %zu answered wrongly", when, i + 1);
+		last = ok.op;
+	}
+	return last;
+}
+
+/* watchdog: the one attack the cost model bounds only loosely (`==` on two
+ * distinct equal 1 MiB strings in a loop: about 4 s of CPU within the
+ * default budget) runs past a watchdog limit lowered to 1 s: the replica
+ * executing it logs which operation it was running and exits 70. */
+static bool log_contains(int i, const char *needle)
+{
+	char path[400], line[2048];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
+	FILE *f = fopen(path, "r");
+	bool found = false;
+	while (f != NULL && !found && fgets(line, sizeof line, f) != NULL)
+		found = strstr(line, needle) != NULL;
+	if (f != NULL)
+		fclose(f);
+	return found;
+}
+
+static int scenario_watchdog(void)
+{
+	setenv("VSRHOST_WATCHDOG_MS", "1000", 1);
+	mclient m;
+	msgpack_sbuffer sb;
+	int p = scenario_open("../spec/fixtures/evil.lua", &m, &sb);
+	op_code(&sb, "local a = ('x'):rep(1 << 20) local b = ('x'):rep((1 << 20) - 1) .. 'x' "
+		     "while true do if a == b then end end");
+	m.request++;
+	if (!mc_send_request(&m, p, VSR_REQUEST_OP, m.request, (const uint8_t *)sb.data, sb.size))
+		fail("cannot send the slow operation to the primary");
+	note("sent an operation that runs for seconds inside the budget to primary %d", p + 1);
+	uint64_t deadline = now_ms() + 30000;
+	int status = 0;
+	while (g_pid[p] > 0) {
+		if (waitpid(g_pid[p], &status, WNOHANG) == g_pid[p]) {
+			g_pid[p] = 0;
+			break;
+		}
+		if (now_ms() > deadline)
+			fail("the primary did not stop within 30 s");
+		poll(NULL, 0, 20); /* bounded wait for the child's exit */
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 70)
+		fail("the primary ended with status 0x%x, expected exit 70 (EX_SOFTWARE)", status);
+	if (!log_contains(p, "watchdog: a step") || !log_contains(p, "applying op"))
+		fail("the primary's log does not say what the watchdog found");
+	note("primary %d exited 70, its log naming the step and the operation", p + 1);
+	msgpack_sbuffer_destroy(&sb);
+	mc_free(&m);
+	kill_all();
+	return 0;
+}
+
+static int scenario_hostile(void)
+{
+	mclient m;
+	msgpack_sbuffer sb;
+	int p = scenario_open("../spec/fixtures/evil.lua", &m, &sb);
+	note("primary is replica %d", p + 1);
+	uint64_t last = hostile_round(&m, &sb, "three replicas");
+	wait_converged(last, CATCHUP_MS, "after the hostile operations");
+	note("every replica up, executed op %" PRIu64 " with equal digests", last);
+	int b = (p + 1) % N;
+	kill_replica(b);
+	start_replica(b);
+	wait_ports(b);
+	wait_converged(last, CATCHUP_MS, "a restarted backup catching up");
+	note("backup %d restarted and caught up (equal digests)", b + 1);
+	last = hostile_round(&m, &sb, "after a restart");
+	wait_converged(last, CATCHUP_MS, "after the restart's hostile operations");
+	kill_replica(p);
+	note("kill -9 of the primary %d", p + 1);
+	last = hostile_round(&m, &sb, "after failover");
+	int q = wait_primary(STARTUP_MS, "after failover");
+	if (q == p)
+		fail("no new primary after the failover");
+	wait_converged(last, CATCHUP_MS, "after the failover's hostile operations");
+	note("new primary %d; the two live replicas agree", q + 1);
+	start_replica(p);
+	wait_ports(p);
+	wait_converged(last, CATCHUP_MS, "the old primary catching up");
+	note("old primary %d back: all three replicas agree at op %" PRIu64, p + 1, last);
 	scenario_close(&m, &sb);
 	return 0;
 }
@@ -1831,12 +2009,594 @@ static int scenario_auth(void)
 	return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Durable storage: crashes and corruption under write load.                */
+
+#define WRITERS 4
+#define WRITER_QUOTA 60    /* puts per writer per round */
+
+static volatile sig_atomic_t g_writer_stop;
+
+static void writer_on_term(int sig)
+{
+	(void)sig;
+	g_writer_stop = 1;
+}
+
+static void writer_key(int w, uint32_t seq, char key[32], char val[64])
+{
+	snprintf(key, 32, "w%d-%u", w, seq);
+	snprintf(val, 64, "v%d-%u-%" PRIu64, w, seq, g_seed);
+}
+
+/* A writer process: its own session, puts w<w>-<seq> from `first` for
+ * `quota` keys, each retried with the same request number until answered (a
+ * crash of the whole cluster only delays it), and reports every
+ * acknowledgement on `fd` as "w seq op". SIGTERM: finish the put in flight,
+ * then exit. */
+static void writer_main(int w, int fd, uint32_t first, uint32_t quota)
+{
+	memset(g_pid, 0, sizeof g_pid); /* the driver's children, not ours */
+	g_keep = true;
+	signal(SIGTERM, writer_on_term);
+	mclient m;
+	mc_init(&m);
+	m.target = (uint8_t)(w % N);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	mresult r;
+	uint64_t nonce = g_seed ^ ((uint64_t)w << 40) ^ ((uint64_t)first << 8) ^ 0x77;
+	while (!mc_call_number(&m, VSR_REQUEST_REGISTER, nonce, NULL, 0, 300, &r) ||
+	       r.status != VSR_REPLY_OK || m.session == 0) {
+		if (g_writer_stop) _exit(0);
+	}
+	for (uint32_t seq = first; seq < first + quota && !g_writer_stop; seq++) {
+		char key[32], val[64];
+		writer_key(w, seq, key, val);
+		op_kv(&sb, "put", key, val);
+		m.request++;
+		while (!mc_call_number(&m, VSR_REQUEST_OP, m.request, (const uint8_t *)sb.data, sb.size,
+				       300, &r)) {
+		}
+		if (r.status != VSR_REPLY_OK) _exit(4);
+		dprintf(fd, "%d %u %" PRIu64 "\n", w, seq, r.op);
+	}
+	while (!g_writer_stop) pause();
+	_exit(0);
+}
+
+typedef struct writers {
+	pid_t pid[WRITERS];
+	int fd;                  /* read end of the acknowledgement pipe */
+	uint32_t next[WRITERS];  /* first seq not yet acknowledged */
+	uint64_t max_op;
+	uint32_t acks;           /* acknowledgements read this round */
+	char buf[4096];
+	size_t len;
+} writers;
+
+static void writers_start_quota(writers *ws, uint32_t quota);
+
+static void writers_start(writers *ws)
+{
+	writers_start_quota(ws, WRITER_QUOTA);
+}
+
+static void writers_start_quota(writers *ws, uint32_t quota)
+{
+	int p[2];
+	if (pipe(p) != 0) fail("pipe: %s", strerror(errno));
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	ws->fd = p[0];
+	ws->acks = 0;
+	ws->len = 0;
+	fflush(NULL);
+	for (int w = 0; w < WRITERS; w++) {
+		pid_t pid = fork();
+		if (pid < 0) fail("fork: %s", strerror(errno));
+		if (pid == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			close(p[0]);
+			writer_main(w, p[1], ws->next[w], quota);
+		}
+		ws->pid[w] = pid;
+	}
+	close(p[1]);
+}
+
+/* Reads what the writers reported; returns false at end of file. */
+static bool writers_drain(writers *ws, int timeout_ms)
+{
+	struct pollfd pfd = {.fd = ws->fd, .events = POLLIN};
+	if (poll(&pfd, 1, timeout_ms) <= 0) return true;
+	ssize_t n = read(ws->fd, ws->buf + ws->len, sizeof ws->buf - ws->len - 1);
+	if (n == 0) return false;
+	if (n < 0) return true;
+	ws->len += (size_t)n;
+	ws->buf[ws->len] = '\0';
+	char *line = ws->buf, *nl;
+	while ((nl = strchr(line, '\n')) != NULL) {
+		*nl = '\0';
+		int w;
+		unsigned seq;
+		uint64_t op;
+		if (sscanf(line, "%d %u %" SCNu64, &w, &seq, &op) != 3 || w < 0 || w >= WRITERS ||
+		    seq != ws->next[w])
+			fail("writer report out of order: %s", line);
+		ws->next[w] = seq + 1;
+		if (op > ws->max_op) ws->max_op = op;
+		ws->acks++;
+		line = nl + 1;
+	}
+	ws->len = strlen(line);
+	memmove(ws->buf, line, ws->len);
+	return true;
+}
+
+static void writers_wait_acks(writers *ws, uint32_t acks, const char *what)
+{
+	uint64_t deadline = now_ms() + 3 * CALL_MS;
+	while (ws->acks < acks) {
+		check_alive();
+		if (now_ms() > deadline)
+			fail("%s: only %u of %u writes acknowledged within %d ms", what, ws->acks, acks,
+			     3 * CALL_MS);
+		writers_drain(ws, 50);
+	}
+}
+
+static void writers_stop(writers *ws)
+{
+	for (int w = 0; w < WRITERS; w++) kill(ws->pid[w], SIGTERM);
+	uint64_t deadline = now_ms() + 3 * CALL_MS;
+	for (int w = 0; w < WRITERS; w++) {
+		for (;;) {
+			int status;
+			pid_t r = waitpid(ws->pid[w], &status, WNOHANG);
+			if (r == ws->pid[w]) {
+				if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+					fail("writer %d failed (status 0x%x)", w, status);
+				break;
+			}
+			if (now_ms() > deadline) {
+				kill(ws->pid[w], SIGKILL);
+				fail("writer %d did not finish its last put within %d ms", w, 3 * CALL_MS);
+			}
+			writers_drain(ws, 20);
+		}
+	}
+	while (writers_drain(ws, 0)) {
+	}
+	close(ws->fd);
+}
+
+/* Every acknowledged write of every writer, read back; the replicas agree. */
+static uint32_t verify_writes(mclient *m, msgpack_sbuffer *sb, const writers *ws, const char *what)
+{
+	wait_converged(ws->max_op, CATCHUP_MS, what);
+	uint32_t n = 0;
+	for (int w = 0; w < WRITERS; w++) {
+		for (uint32_t seq = 0; seq < ws->next[w]; seq++) {
+			char key[32], val[64];
+			writer_key(w, seq, key, val);
+			op_kv(sb, "get", key, NULL);
+			mresult r;
+			mc_op(m, sb, &r, key);
+			if (!body_contains(&r, val))
+				fail("%s: acknowledged write %s=%s is missing", what, key, val);
+			n++;
+		}
+	}
+	return n;
+}
+
+static void wait_started(int i)
+{
+	wait_ports(i);
+}
+
+static int scenario_crash(int rounds)
+{
+	g_durability = "durable";
+	mclient m;
+	msgpack_sbuffer sb;
+	scenario_open("kv.lua", &m, &sb);
+	writers ws = {0};
+	for (int round = 1; round <= rounds; round++) {
+		writers_start(&ws);
+		writers_wait_acks(&ws, 20, "before the crash");
+		bool all = round % 2 == 1;
+		if (all) {
+			for (int i = 0; i < N; i++) kill_replica(i);
+			for (int i = 0; i < N; i++) start_replica(i);
+			wait_ports(-1);
+		} else {
+			for (int i = 0; i < N; i++) {
+				kill_replica(i);
+				start_replica(i);
+				wait_started(i);
+			}
+		}
+		uint32_t before = ws.acks;
+		writers_wait_acks(&ws, before + 20, "after the restart");
+		writers_stop(&ws);
+		uint32_t n = verify_writes(&m, &sb, &ws, all ? "after kill -9 of every replica"
+							    : "after kill -9 of each replica in turn");
+		note("round %d: kill -9 of %s under load (%u writes acknowledged before); all %u "
+		     "acknowledged writes present, digests equal at op %" PRIu64,
+		     round, all ? "all replicas at once" : "each replica in turn", before, n, ws.max_op);
+	}
+	scenario_close(&m, &sb);
+	return 0;
+}
+
+static void flip_byte(int replica, const char *name, long off)
+{
+	char path[600];
+	snprintf(path, sizeof path, "%s/data/replica-%d/%s", g_dir, replica + 1, name);
+	int fd = open(path, O_RDWR);
+	uint8_t b;
+	if (fd < 0 || pread(fd, &b, 1, off) != 1)
+		fail("cannot read %s: %s", path, strerror(errno));
+	b ^= 0x40;
+	if (pwrite(fd, &b, 1, off) != 1) fail("cannot write %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+/* The replica's log says it found what was flipped and is being repaired. */
+static bool log_mentions(int replica, const char *text)
+{
+	char path[400];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, replica + 1);
+	FILE *f = fopen(path, "r");
+	if (f == NULL) return false;
+	char line[2048];
+	bool found = false;
+	while (!found && fgets(line, sizeof line, f) != NULL) found = strstr(line, text) != NULL;
+	fclose(f);
+	return found;
+}
+
+static void corrupt_round(mclient *m, msgpack_sbuffer *sb, writers *ws, const char *what,
+			  int victim, void (*damage)(int))
+{
+	writers_start(ws);
+	writers_wait_acks(ws, 20, what);
+	damage(victim);
+	if (g_pid[victim] > 0)
+		kill_replica(victim);
+	start_replica(victim);
+	wait_ports(victim);
+	uint32_t before = ws->acks;
+	writers_wait_acks(ws, before + 20, what);
+	writers_stop(ws);
+	uint32_t n = verify_writes(m, sb, ws, what);
+	note("%s (replica %d): back, all %u acknowledged writes present, digests equal at op %" PRIu64,
+	     what, victim + 1, n, ws->max_op);
+}
+
+static void damage_log_and_superblock(int r)
+{
+	flip_byte(r, "log-0000000000000001", 64 + 4); /* the first entry's body */
+	flip_byte(r, "superblock", 72);                /* copy 0: the view */
+}
+
+static void damage_superblock_copy(int r)
+{
+	flip_byte(r, "superblock", 4096 + 72); /* copy 1: the view */
+}
+
+/* Deleted while it runs; what it writes until kill -9 goes as well. */
+static void damage_delete_dir(int r)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s/data/replica-%d' 2>/dev/null", g_dir, r + 1);
+	if (system(cmd) != 0) {
+		/* It was creating a file meanwhile. */
+	}
+	kill_replica(r);
+	if (system(cmd) != 0) fail("cannot delete replica %d's directory", r + 1);
+}
+
+static int scenario_corrupt(void)
+{
+	g_durability = "durable";
+	mclient m;
+	msgpack_sbuffer sb;
+	int p = scenario_open("kv.lua", &m, &sb);
+	writers ws = {0};
+	corrupt_round(&m, &sb, &ws, "byte flipped in the log and the superblock of the primary", p,
+		      damage_log_and_superblock);
+	if (!log_mentions(p, "cannot be trusted"))
+		fail("replica %d did not report its corrupt log", p + 1);
+	int b = (p + 1) % N;
+	corrupt_round(&m, &sb, &ws, "byte flipped in one superblock copy of a backup", b,
+		      damage_superblock_copy);
+	corrupt_round(&m, &sb, &ws, "data directory deleted", (p + 2) % N, damage_delete_dir);
+	scenario_close(&m, &sb);
+	return 0;
+}
+
+/* A full disk: replica `victim`'s directory is a tmpfs with room for its
+ * first log segment (64 MiB, preallocated) and little more, so its first
+ * checkpoint file does not fit. It must stop with exit status 74 and say
+ * why; the others go on, and no acknowledged write is lost. */
+static void unmount_scratch(void)
+{
+	if (g_mounted[0] != '\0') {
+		umount2(g_mounted, MNT_DETACH);
+		g_mounted[0] = '\0';
+	}
+}
+
+static int scenario_disk_full(void)
+{
+	g_durability = "durable";
+	int victim = 1;
+	snprintf(g_mounted, sizeof g_mounted, "%s/data/replica-%d", g_dir, victim + 1);
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "mkdir -p '%s'", g_mounted);
+	if (system(cmd) != 0) fail("cannot create %s", g_mounted);
+	if (mount("tmpfs", g_mounted, "tmpfs", 0, "size=65600k") != 0) {
+		note("SKIP: cannot mount a small tmpfs at %s: %s", g_mounted, strerror(errno));
+		g_mounted[0] = '\0';
+		return 77;
+	}
+	atexit(unmount_scratch);
+	mclient m;
+	msgpack_sbuffer sb;
+	scenario_open("kv.lua", &m, &sb);
+	writers ws = {0};
+	writers_start_quota(&ws, 1500);
+	/* Until the victim stops: only its exit is expected. */
+	uint64_t deadline = now_ms() + 6 * CALL_MS;
+	int status = 0;
+	for (;;) {
+		if (waitpid(g_pid[victim], &status, WNOHANG) == g_pid[victim]) {
+			g_pid[victim] = 0;
+			break;
+		}
+		if (now_ms() > deadline)
+			fail("replica %d never ran out of disk (%u writes acknowledged)", victim + 1,
+			     ws.acks);
+		writers_drain(&ws, 20);
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 74)
+		fail("replica %d stopped with status 0x%x, not exit 74", victim + 1, status);
+	if (!log_mentions(victim, "disk is full"))
+		fail("replica %d's log does not say its disk is full", victim + 1);
+	uint32_t before = ws.acks;
+	note("replica %d stopped with exit 74 after %u acknowledged writes: disk full", victim + 1,
+	     before);
+	writers_wait_acks(&ws, before + 20, "after the disk filled up");
+	writers_stop(&ws);
+	uint32_t n = verify_writes(&m, &sb, &ws, "after the disk filled up");
+	note("the other replicas go on: all %u acknowledged writes present, digests equal at op %" PRIu64,
+	     n, ws.max_op);
+	scenario_close(&m, &sb);
+	unmount_scratch();
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Hostile peers (no authentication: what the transport and the core must
+ * withstand on their own).                                                 */
+
+/* Writes keys from *next for `ms` milliseconds; returns the rate in writes
+ * per second (a figure to report: nothing is asserted on it). */
+static double puts_for(mclient *m, msgpack_sbuffer *sb, int *next, uint32_t ms, uint64_t *last)
+{
+	uint64_t t0 = now_ms();
+	int n = 0;
+	while (now_ms() < t0 + ms) {
+		put_keys(m, sb, *next, *next + 10, last);
+		*next += 10;
+		n += 10;
+	}
+	return n * 1000.0 / (double)(now_ms() - t0);
+}
+
+/* An impostor on replica `target`'s replica port claiming to be replica
+ * `claimed`: reads the target's HELLO for the cluster history (as a real
+ * attacker on the network would), then sends `svc_view` START_VIEW_CHANGEs.
+ * Returns the socket, or -1 when the target closed it (it was replaced by
+ * the real replica, or refused). */
+static int impostor_svc(int target, int claimed, uint64_t svc_view)
+{
+	int fd = tcp_connect(g_replica_port[target]);
+	if (fd < 0)
+		return -1;
+	vsr_wire_config wc;
+	vsr_wire_config_default(&wc, g_cluster, N);
+	vsr_wire_reader rd;
+	vsr_wire_reader_init(&rd, &wc, NULL);
+	vsr_wire_decoded d;
+	vsr_wire_decoded_init(&d);
+	uint64_t history = 0;
+	bool got = false;
+	uint64_t deadline = now_ms() + 2000;
+	while (!got && now_ms() < deadline) {
+		struct pollfd pf = {.fd = fd, .events = POLLIN};
+		if (poll(&pf, 1, 100) <= 0)
+			continue;
+		uint8_t buf[512];
+		ssize_t n = recv(fd, buf, sizeof buf, 0);
+		if (n <= 0)
+			break;
+		size_t used = 0;
+		if (vsr_wire_reader_feed(&rd, buf, (size_t)n, &used) == 1 &&
+		    vsr_wire_reader_decode(&rd, &d) == 0 && d.type == VSR_WIRE_HELLO) {
+			history = d.hello.history;
+			got = true;
+		}
+	}
+	vsr_wire_decoded_free(&d);
+	vsr_wire_reader_free(&rd);
+	vsr_buf b = {0};
+	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_REPLICA, .replica = (uint8_t)claimed,
+			    .instance = 0xbad, .history = history};
+	vsr_wire_encode_hello(&b, g_cluster, &h);
+	vsr_message svc = {.type = VSR_MSG_START_VIEW_CHANGE, .cluster = g_cluster,
+			   .replica = (uint8_t)claimed, .view = svc_view, .history = history};
+	vsr_wire_encode_message(&b, g_cluster, &svc);
+	bool ok = got && write_all(fd, b.data, b.len);
+	vsr_buf_free(&b);
+	if (!ok) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static uint64_t max_view(void)
+{
+	cluster_view v;
+	status_all(&v);
+	uint64_t m = 0;
+	for (int i = 0; i < N; i++)
+		if (v.up[i] && v.s[i].view > m)
+			m = v.s[i].view;
+	return m;
+}
+
+static int scenario_attacks(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4096) {
+		rl.rlim_cur = rl.rlim_max < 4096 ? rl.rlim_max : 4096;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	mclient m;
+	msgpack_sbuffer sb;
+	int p = scenario_open("kv.lua", &m, &sb);
+	uint64_t last = 0;
+	int next_key = 0;
+	double base = puts_for(&m, &sb, &next_key, 3000, &last);
+	note("no attack: %.0f writes/s through primary %d (one client, sequential)", base, p + 1);
+
+	/* 1. Slowloris: more client connections than the replica takes, each
+	 * a HELLO and half a frame header, then silence. */
+	enum { SLOW = 1100 };
+	static int slow[SLOW];
+	int opened = 0;
+	for (int i = 0; i < SLOW; i++) {
+		slow[i] = tcp_connect(g_client_port[p]);
+		if (slow[i] < 0)
+			break;
+		opened++;
+		vsr_buf b = {0};
+		vsr_wire_hello h = {.role = VSR_WIRE_ROLE_CLIENT, .instance = (uint64_t)i};
+		vsr_wire_encode_hello(&b, g_cluster, &h);
+		size_t hello_len = b.len;
+		vsr_wire_status_request q = {.nonce = 1};
+		vsr_wire_encode_status_request(&b, g_cluster, &q);
+		/* The HELLO and 20 bytes of the next frame's 40-byte header. */
+		(void)write_all(slow[i], b.data, hello_len + 20);
+		vsr_buf_free(&b);
+	}
+	mclient fresh;
+	mc_init(&fresh);
+	msgpack_sbuffer fsb;
+	msgpack_sbuffer_init(&fsb);
+	mc_register(&fresh);
+	double slowloris = puts_for(&fresh, &fsb, &next_key, 3000, &last);
+	note("slowloris (%d connections holding half a frame): a new client registers and "
+	     "writes at %.0f/s (%.2fx of no attack)", opened, slowloris, slowloris / base);
+	for (int i = 0; i < opened; i++)
+		close(slow[i]);
+	mc_free(&fresh);
+	msgpack_sbuffer_destroy(&fsb);
+
+	/* 2. Every replica port filled with idle connections while a backup
+	 * restarts: it must still reach the others. */
+	enum { IDLE = 70 };
+	static int idle[N][IDLE];
+	for (int r = 0; r < N; r++)
+		for (int i = 0; i < IDLE; i++)
+			idle[r][i] = tcp_connect(g_replica_port[r]);
+	int b = (p + 1) % N;
+	kill_replica(b);
+	put_keys(&m, &sb, next_key, next_key + 50, &last);
+	next_key += 50;
+	uint64_t t0 = now_ms();
+	start_replica(b);
+	wait_ports(b);
+	wait_converged(last, CATCHUP_MS, "rejoin with the replica ports full of idle connections");
+	note("idle connections on every replica port (%d each): restarted replica %d rejoined "
+	     "in %" PRIu64 " ms", IDLE, b + 1, now_ms() - t0);
+	for (int r = 0; r < N; r++)
+		for (int i = 0; i < IDLE; i++)
+			if (idle[r][i] >= 0)
+				close(idle[r][i]);
+
+	/* 3. A START_VIEW_CHANGE storm: an impostor of backup b (a child
+	 * process) sends one for the next view to the two others every 100 ms
+	 * for 3 s, reconnecting whenever it is cut off, while a client writes. */
+	uint64_t view0 = max_view();
+	fflush(NULL);
+	pid_t forger = fork();
+	if (forger < 0)
+		fail("fork: %s", strerror(errno));
+	if (forger == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		uint64_t end = now_ms() + 3000;
+		while (now_ms() < end) {
+			for (int r = 0; r < N; r++) {
+				if (r == b)
+					continue;
+				int fd = impostor_svc(r, b, view0 + 1);
+				if (fd >= 0)
+					close(fd);
+			}
+			poll(NULL, 0, 100); /* the storm's own pace, not a wait for an event */
+		}
+		_exit(0);
+	}
+	double storm = puts_for(&m, &sb, &next_key, 3000, &last);
+	waitpid(forger, NULL, 0);
+	uint64_t view1 = max_view();
+	if (view1 != view0)
+		fail("a START_VIEW_CHANGE storm from one impostor moved the view %" PRIu64
+		     " -> %" PRIu64, view0, view1);
+	note("START_VIEW_CHANGE storm (every 100 ms for 3 s) from an impostor of replica %d: "
+	     "view stays %" PRIu64 ", writes at %.0f/s (%.2fx of no attack)",
+	     b + 1, view1, storm, storm / base);
+
+	/* 4. View inflation: one forged START_VIEW_CHANGE for view 2^48 to
+	 * each other replica; then the primary dies and the rest must still
+	 * agree on a new view. */
+	for (int r = 0; r < N; r++) {
+		if (r == b)
+			continue;
+		int fd = impostor_svc(r, b, 1ull << 48);
+		if (fd >= 0)
+			close(fd);
+	}
+	put_keys(&m, &sb, next_key, next_key + 10, &last);
+	next_key += 10;
+	uint64_t inflated = max_view();
+	if (inflated >= 1000)
+		fail("a forged START_VIEW_CHANGE inflated the view to %" PRIu64, inflated);
+	int q = wait_primary(STARTUP_MS, "after the forgeries");
+	t0 = now_ms();
+	kill_replica(q);
+	put_keys(&m, &sb, next_key, next_key + 10, &last);
+	next_key += 10;
+	int q2 = wait_primary(STARTUP_MS, "failover after the forgeries");
+	note("view inflation to 2^48 refused (highest view %" PRIu64 "); after kill -9 of primary "
+	     "%d, primary %d took over and writes went on within %" PRIu64 " ms",
+	     inflated, q + 1, q2 + 1, now_ms() - t0);
+	get_keys(&m, &sb, 0, next_key);
+	scenario_close(&m, &sb);
+	return 0;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: proctest --vsrhost PATH --root SOURCE_DIR --scenario NAME\n"
 		     "                [--vsrctl PATH] [--trials N] [--seed S] [--keep]\n"
-		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics auth\n"
-		     "           failover-bench\n");
+		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics auth attacks hostile\n"
+		     "           failover-bench crash corrupt disk-full\n");
 }
 
 int main(int argc, char **argv)
@@ -1893,6 +2653,10 @@ int main(int argc, char **argv)
 		rc = scenario_dedup();
 	else if (strcmp(scenario, "garbage") == 0)
 		rc = scenario_garbage();
+	else if (strcmp(scenario, "hostile") == 0)
+		rc = scenario_hostile();
+	else if (strcmp(scenario, "watchdog") == 0)
+		rc = scenario_watchdog();
 	else if (strcmp(scenario, "quick-restart") == 0)
 		rc = scenario_quick_restart();
 	else if (strcmp(scenario, "supervisor") == 0)
@@ -1901,8 +2665,16 @@ int main(int argc, char **argv)
 		rc = scenario_metrics();
 	else if (strcmp(scenario, "auth") == 0)
 		rc = scenario_auth();
+	else if (strcmp(scenario, "attacks") == 0)
+		rc = scenario_attacks();
 	else if (strcmp(scenario, "failover-bench") == 0)
 		rc = scenario_failover_bench(trials);
+	else if (strcmp(scenario, "crash") == 0)
+		rc = scenario_crash(trials);
+	else if (strcmp(scenario, "corrupt") == 0)
+		rc = scenario_corrupt();
+	else if (strcmp(scenario, "disk-full") == 0)
+		rc = scenario_disk_full();
 	else {
 		usage(stderr);
 		rc = 64;

@@ -19,6 +19,7 @@
 #include "host.h"
 #include "host_log.h"
 #include "host_metrics.h"
+#include "host_watchdog.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -97,6 +98,11 @@ static void host_note_changes(host *h)
 	vsr_replica_info *was = &h->last;
 	if (now.status != was->status)
 		h->status_since_ms = uv_now(h->loop);
+	/* Caught up: a durable store that came back without its state may
+	 * drop its "unrecovered" mark now (vsr_storage.h). */
+	if (now.status == VSR_STATUS_NORMAL && was->status != VSR_STATUS_NORMAL &&
+	    h->storage != NULL)
+		vsr_storage_recovered(h->storage);
 	if (now.status != was->status || now.view != was->view) {
 		host_info("status %s, view %" PRIu64 ", primary %u%s (op %" PRIu64
 			  ", commit %" PRIu64 ")",
@@ -106,6 +112,18 @@ static void host_note_changes(host *h)
 	}
 	if (now.checkpoint_op != was->checkpoint_op)
 		host_info("checkpoint at op %" PRIu64, now.checkpoint_op);
+	if (now.history != was->history || now.amnesia != was->amnesia) {
+		if (now.history != 0 && !now.amnesia)
+			host_info("member of cluster history %016" PRIx64 "%s", now.history,
+				  now.view == 0 && now.op == 0 ? " (a new history: every replica "
+								 "was unjoined)"
+							      : "");
+		else if (now.history != 0)
+			host_info("catching up with cluster history %016" PRIx64
+				  " (this replica's own state was lost)", now.history);
+		if (h->net != NULL)
+			vsr_net_set_history(h->net, now.history);
+	}
 	*was = now;
 }
 
@@ -145,7 +163,9 @@ static void host_step(host *h, vsr_event *ev)
 	ev->now = host_now_ticks(h);
 	ev->realtime_ns = host_realtime_ns();
 	uint64_t t0 = uv_hrtime();
+	host_watchdog_enter(t0, host_event_name(ev->type));
 	vsr_replica_step(h->core, ev, &h->actions);
+	host_watchdog_leave();
 	uint64_t step_ns = uv_hrtime() - t0;
 	uint64_t step_ms = step_ns / 1000000u;
 	host_histogram_observe(&h->metrics.step, step_ns);
@@ -159,6 +179,16 @@ static void host_step(host *h, vsr_event *ev)
 	/* Builds with VSR_INVARIANTS check the replica after every step. A
 	 * violation is a bug in the core: stop before acting on it, with a
 	 * core dump to study. */
+	/* A state machine that failed in a way it cannot undo identically on
+	 * every replica (vsrh_sm_failure) stops the replica before any reply
+	 * or vote of this step leaves: restarted, it comes back by replay or
+	 * state transfer. */
+	const char *sm_failed = vsrh_sm_failure(h->sm);
+	if (sm_failed != NULL) {
+		host_error("state machine failed at step %" PRIu64 ": %s", h->steps, sm_failed);
+		host_stop(h, EX_SOFTWARE, "state machine failed");
+		return;
+	}
 	const char *broken = vsr_replica_invariant_failure(h->core);
 	if (broken != NULL) {
 		host_error("protocol invariant violated after step %" PRIu64 ": %s", h->steps, broken);
@@ -230,8 +260,9 @@ static void host_tick_cb(uv_timer_t *t)
 			  vsr_status_name((enum vsr_status)h->last.status),
 			  (now - h->status_since_ms) / 1000,
 			  h->cfg->durability == VSRH_DURABILITY_MEMORY
-				  ? " (memory storage: if a majority of the replicas restarted, the "
-				    "data is gone; start every replica anew with --fresh)"
+				  ? " (memory storage: if a majority of the replicas lost their memory, "
+				    "the data is gone; once every replica is restarted and unjoined, a new "
+				    "history begins)"
 				  : "");
 	}
 }
@@ -240,7 +271,9 @@ static void host_persisted_cb(vsr_storage *s, uint64_t persist_id, int status)
 {
 	host *h = vsr_storage_data(s);
 	if (status != VSR_OK) {
-		host_error("persist %" PRIu64 " failed: %s", persist_id, vsr_strerror(status));
+		const char *why = vsr_storage_error(s);
+		host_error("persist %" PRIu64 " failed: %s", persist_id,
+			   why[0] != '\0' ? why : vsr_strerror(status));
 		host_stop(h, EX_IOERR, "storage failed");
 		return;
 	}
@@ -449,14 +482,21 @@ static void host_core_config(const host *h, uint64_t seed, vsr_config *c)
 	const vsrh_config *cfg = h->cfg;
 	vsr_config_default(c, cfg->cluster, (uint8_t)cfg->replica_count, h->replica);
 	c->seed = seed;
+	/* The id of the history this process begins if it finds every replica
+	 * unjoined (genesis): random for every start, never 0. */
+	do
+		c->genesis_history = host_random_u64();
+	while (c->genesis_history == 0);
 	c->pipeline_max = cfg->pipeline_max;
 	c->batch_requests_max = cfg->batch_requests_max;
 	c->clients_max = cfg->clients_max;
 	c->checkpoint_interval = cfg->checkpoint_interval;
 	/* The core budgets every message it sends to fit one frame, with room
-	 * for the frame header and the msgpack envelope. A DO_VIEW_CHANGE
-	 * carries a whole pipeline of batches, so a batch gets its share. */
-	uint32_t room = cfg->message_bytes_max > 65536 ? cfg->message_bytes_max - 65536 : 4096;
+	 * for the frame header and the msgpack envelope (it counts each entry's
+	 * own framing itself). A DO_VIEW_CHANGE carries a whole pipeline of
+	 * batches, so a batch gets its share. The reply limit follows from the
+	 * same budget (vsr_reply_bytes_max): every reply fits a frame. */
+	uint32_t room = cfg->message_bytes_max - VSR_MESSAGE_WIRE_OVERHEAD;
 	c->message_bytes_max = room;
 	uint32_t share = room / (c->pipeline_max + 1);
 	share = share > 2 * VSR_ENTRY_WIRE_OVERHEAD ? share - 2 * VSR_ENTRY_WIRE_OVERHEAD : 64;
@@ -534,6 +574,8 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	}
 	vsrh_sm_set_log(h.sm, host_sm_log, &h, host_log_level());
 	vsrh_sm_bind(h.sm, &h.vsm);
+	if (host_watchdog_start(0, h.sm) != 0)
+		host_warn("could not start the watchdog thread: steps are not watched");
 
 	/* Storage, and what it holds. */
 	char dir[4096];
@@ -564,16 +606,27 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		host_free(&h);
 		return EX_IOERR;
 	}
-	if (durable == NULL)
-		host_info("storage %s: empty, joining as a member of a new cluster", dir);
-	else if (cfg->durability == VSRH_DURABILITY_MEMORY)
-		host_info("storage %s: this replica ran before and its memory is gone; "
-			  "recovering from the others", dir);
+	if (durable == NULL || durable->superblock.history == 0) {
+		if (err[0] != '\0')
+			host_warn("%s", err);
+		host_info("storage %s: no state; unjoined: catching up with the cluster's "
+			  "history, or beginning a new one if every replica is unjoined", dir);
+	} else if (cfg->durability == VSRH_DURABILITY_DURABLE) {
+		host_info("storage %s: superblock view %" PRIu64 ", checkpoint op %" PRIu64
+			  ", %u log entries after it; recovering",
+			  dir, durable->superblock.view, durable->superblock.checkpoint_op,
+			  durable->entry_count);
+	}
 
 	/* The core. */
 	vsr_config vc;
 	host_core_config(&h, seed, &vc);
 	const char *why = vsr_config_invalid(&vc);
+	/* What net.c can frame must cover what the core produces: a reply it
+	 * could not encode would be dropped after the operation was applied. */
+	if (why == NULL &&
+	    (uint64_t)vsr_reply_bytes_max(&vc) + VSR_MESSAGE_WIRE_OVERHEAD > cfg->message_bytes_max)
+		why = "the reply limit does not fit limits.message_bytes";
 	if (why != NULL) {
 		host_error("%s: the limits give an unusable core configuration: %s", cfg->path, why);
 		vsr_storage_close(h.storage, NULL);
@@ -583,7 +636,9 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	}
 	uv_update_time(h.loop);
 	h.start_ms = uv_now(h.loop);
+	host_watchdog_enter(uv_hrtime(), "startup (replaying the log)");
 	rc = vsr_replica_create(&h.core, &vc, &h.vsm, durable, 0);
+	host_watchdog_leave();
 	if (rc != VSR_OK) {
 		host_error("cannot create the replica: %s", vsr_strerror(rc));
 		vsr_storage_close(h.storage, NULL);
