@@ -259,7 +259,8 @@ int jp_cluster_start(jp_cluster *c, int i, bool fresh)
 		return -1;
 	c->starts[i]++;
 	dprintf(fd, "=== vsrjepsen: start %d of replica %d at %.3f s%s\n", c->starts[i], i + 1,
-		(double)jp_now_ns() / 1e9, fresh ? " (fresh)" : " (restart, memory lost)");
+		(double)jp_now_ns() / 1e9,
+		fresh ? " (fresh)" : c->durable ? " (restart)" : " (restart, memory lost)");
 	pid_t parent = getpid();
 	pid_t pid = fork();
 	if (pid < 0) {

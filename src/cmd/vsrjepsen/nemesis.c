@@ -190,8 +190,8 @@ static void jp_append_replica(char *buf, size_t len, int replica)
 		snprintf(buf + used, len - used, " %d", replica);
 }
 
-/* Flips one byte in the first regular file under replica i's data (durable
- * storage only; the layout is the storage backend's). */
+/* Flips one bit of one byte in a file of replica i's data chosen at random
+ * (durable storage only; the layout is the storage backend's). */
 static int jp_flip_byte(jp_nemesis *nm, int i, char *what, size_t what_len)
 {
 	char dir[PATH_MAX + 32];
@@ -199,31 +199,41 @@ static int jp_flip_byte(jp_nemesis *nm, int i, char *what, size_t what_len)
 	DIR *d = opendir(dir);
 	if (d == NULL)
 		return -1;
+	char names[64][256];
+	int count = 0;
 	struct dirent *e;
-	int rc = -1;
-	while ((e = readdir(d)) != NULL) {
+	while ((e = readdir(d)) != NULL && count < 64) {
 		char path[PATH_MAX + 300];
-		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
 		struct stat st;
-		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
-			continue;
-		int fd = open(path, O_RDWR);
-		if (fd < 0)
-			continue;
-		off_t at = (off_t)(jp_rand(&nm->rng) % (uint64_t)st.st_size);
-		unsigned char b;
-		if (pread(fd, &b, 1, at) == 1) {
-			b ^= (unsigned char)(1u << (jp_rand(&nm->rng) % 8));
-			if (pwrite(fd, &b, 1, at) == 1) {
-				rc = 0;
-				snprintf(what + strlen(what), what_len - strlen(what),
-					 " (%.40s byte %lld)", e->d_name, (long long)at);
-			}
-		}
-		close(fd);
-		break;
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+			snprintf(names[count++], sizeof names[0], "%.250s", e->d_name);
 	}
 	closedir(d);
+	if (count == 0)
+		return -1;
+	const char *name = names[jp_rand(&nm->rng) % (uint64_t)count];
+	char path[PATH_MAX + 300];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	int fd = open(path, O_RDWR);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0 || st.st_size == 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	off_t at = (off_t)(jp_rand(&nm->rng) % (uint64_t)st.st_size);
+	unsigned char b;
+	int rc = -1;
+	if (pread(fd, &b, 1, at) == 1) {
+		b ^= (unsigned char)(1u << (jp_rand(&nm->rng) % 8));
+		if (pwrite(fd, &b, 1, at) == 1) {
+			rc = 0;
+			snprintf(what + strlen(what), what_len - strlen(what), " (%.40s byte %lld)",
+				 name, (long long)at);
+		}
+	}
+	close(fd);
 	return rc;
 }
 
