@@ -80,6 +80,7 @@ typedef struct jp_options {
 	bool loopback;
 	bool durable;
 	bool maelstrom;
+	bool mix;
 	jp_work_opts work;
 	uint32_t quiet_ms_min, quiet_ms_max, hold_ms_min, hold_ms_max;
 	uint64_t check_ms;
@@ -131,6 +132,8 @@ static void jp_usage(FILE *f)
 		"  --call-ms N         a call's deadline before it is recorded info (default 4000)\n"
 		"  --check-ms N        checker time bound per run (default 60000)\n"
 		"  --loopback          do not use namespaces even as root\n"
+		"  --mix               vary runs: 3 and 5 replicas in turn, and every other pair\n"
+		"                      of runs on durable storage with the disk nemeses added\n"
 		"  --check FILE        only check a recorded history.jsonl\n"
 		"  --maelstrom         play Maelstrom's part instead: vsrhost --maelstrom nodes\n"
 		"                      (lin-kv, --replicas nodes, --clients clients) with lines\n"
@@ -362,7 +365,7 @@ int main(int argc, char **argv)
 		{"hold-ms", required_argument, NULL, 'O'}, {"call-ms", required_argument, NULL, 'C'},
 		{"check-ms", required_argument, NULL, 'M'}, {"loopback", no_argument, NULL, 'L'},
 		{"check", required_argument, NULL, 'X'}, {"help", no_argument, NULL, 'h'},
-		{"maelstrom", no_argument, NULL, 'm'},
+		{"maelstrom", no_argument, NULL, 'm'}, {"mix", no_argument, NULL, 'x'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -404,6 +407,7 @@ int main(int argc, char **argv)
 		case 'L': o.loopback = true; break;
 		case 'X': o.check_file = optarg; break;
 		case 'm': o.maelstrom = true; break;
+		case 'x': o.mix = true; break;
 		case 'h': jp_usage(stdout); return 0;
 		default: jp_usage(stderr); return EX_USAGE;
 		}
@@ -469,10 +473,19 @@ int main(int argc, char **argv)
 	jp_totals tot = {0};
 	int worst = 0;
 	for (uint32_t r = 0; r < o.runs && !jp_interrupted; r++) {
+		jp_options run = o;
+		if (o.mix) {
+			run.replicas = r % 2 ? 5 : 3;
+			run.durable = (r / 2) % 2 == 1;
+			if (run.durable)
+				run.nemesis |= (1u << JP_KILL_ALL) | (1u << JP_WIPE) | (1u << JP_FLIP);
+			printf("run %u of %u: %d replicas, %s storage\n", r + 1, o.runs, run.replicas,
+			       run.durable ? "durable" : "memory");
+		}
 		int rc = o.maelstrom ? jp_maelstrom_run(o.vsrhost, o.root, o.out, o.seed + r,
 							o.replicas, o.seconds, o.work.clients,
 							call_ms)
-				     : jp_one_run(&o, o.seed + r, &tot);
+				     : jp_one_run(&run, o.seed + r, &tot);
 		tot.runs++;
 		if (rc == 0)
 			tot.valid++;
