@@ -1123,8 +1123,20 @@ failed:
 	return VSR_EINVAL;
 }
 
-/* Continues after the valid records: ends the segment that holds the cut
- * (overwriting a torn tail), drops later segments, starts a new one. */
+/* The end of the last non-zero byte of segment `fd` at or after `from`. */
+static uint64_t segment_dirty_end(int fd, uint64_t from, uint64_t size)
+{
+	uint8_t *buf = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+	if (buf == NULL || buf == MAP_FAILED) return size; /* zero it all */
+	uint64_t end = size;
+	while (end > from && buf[end - 1] == 0) end--;
+	munmap(buf, size);
+	return end;
+}
+
+/* Continues after the valid records: in the segment that holds the cut
+ * (its torn tail zeroed), or, when that one is full, after a segment-end
+ * record in a new one; later segments are dropped. */
 static int writer_resume(durable *d, const dir_scan *ds, log_pos cut)
 {
 	for (uint32_t i = 0; i < ds->seg_count; i++) {
@@ -1149,6 +1161,30 @@ static int writer_resume(durable *d, const dir_scan *ds, log_pos cut)
 		if (fd < 0) {
 			fail(d, "storage %s: cannot open %s: %s", d->dir, name, strerror(errno));
 			return -1;
+		}
+		struct stat st;
+		uint64_t size = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+		if (cut.off + 2 * REC_HEADER <= size) {
+			/* Go on in this segment (a restart costs no new 64 MiB file):
+			 * zero whatever a torn group left past the cut, so that no
+			 * stale record can ever follow the new ones, and sync, which
+			 * also makes every record before the cut durable. */
+			uint64_t dirty = segment_dirty_end(fd, cut.off, size);
+			static const uint8_t zeros[65536];
+			int rc = 0;
+			for (uint64_t at = cut.off; rc == 0 && at < dirty; at += sizeof zeros) {
+				uint64_t n = dirty - at < sizeof zeros ? dirty - at : sizeof zeros;
+				rc = write_all(d, fd, zeros, (size_t)n, at, name);
+			}
+			if (rc == 0) rc = sync_fd(d, fd, name);
+			if (rc != 0) {
+				close(fd);
+				return -1;
+			}
+			d->seg_fd = fd;
+			d->seg_cap = size;
+			d->pos = cut;
+			return 0;
 		}
 		uint8_t h[REC_HEADER];
 		rec_header(h, REC_SEGMENT_END, NULL, 0, d->opts.cluster);
