@@ -202,7 +202,6 @@ typedef struct job {
 	uint64_t id;
 	int status;
 	bool truncate;
-	uint64_t max_op;         /* highest entry op in `recs` (0: none) */
 	uint8_t *recs;
 	size_t recs_len;
 	uint8_t *checkpoint;     /* the blob, until checkpoints move to the state machine */
@@ -246,6 +245,8 @@ typedef struct durable {
 	int seg_fd;
 	log_pos pos;             /* where the next record goes */
 	log_pos synced;          /* every record before this is durable */
+	uint8_t *stage;          /* records appended, not yet written: they end at pos */
+	size_t stage_len, stage_cap;
 	uint64_t seg_cap;        /* size of the current segment */
 	segment *segs;           /* live segments, oldest first */
 	uint32_t seg_count, seg_alloc;
@@ -428,30 +429,48 @@ static int segment_rotate(durable *d, uint64_t need)
 	return 0;
 }
 
-/* Appends whole records to the log (not yet synced). */
-static int log_append(durable *d, const uint8_t *recs, size_t len, uint64_t max_op)
+/* Writes what is staged for the current segment. */
+static int stage_flush(durable *d)
+{
+	if (d->stage_len == 0) return 0;
+	char name[64];
+	seg_name(name, sizeof name, d->pos.seg);
+	int rc = write_all(d, d->seg_fd, d->stage, d->stage_len, d->pos.off - d->stage_len, name);
+	d->stage_len = 0;
+	return rc;
+}
+
+/* Appends whole records to the log: staged, so that a group is one write per
+ * segment (stage_flush), not one per persist. Not yet synced. */
+static int log_append(durable *d, const uint8_t *recs, size_t len)
 {
 	size_t off = 0;
 	while (off < len) {
-		/* Write as many whole records as fit before the end record's room. */
-		size_t run = 0;
-		while (off + run < len) {
-			uint64_t sz = rec_size(get32(recs + off + run + 8));
-			if (d->pos.off + run + sz + REC_HEADER > d->seg_cap) break;
-			run += sz;
-		}
-		if (run == 0) {
-			uint64_t sz = rec_size(get32(recs + off + 8));
-			if (segment_rotate(d, sz) != 0) return -1;
+		const uint8_t *h = recs + off;
+		uint64_t sz = rec_size(get32(h + 8));
+		if (d->pos.off + sz + REC_HEADER > d->seg_cap) {
+			/* Full, but for the room of its end record. */
+			if (stage_flush(d) != 0 || segment_rotate(d, sz) != 0) return -1;
 			continue;
 		}
-		char name[64];
-		seg_name(name, sizeof name, d->pos.seg);
-		if (write_all(d, d->seg_fd, recs + off, run, d->pos.off, name) != 0) return -1;
-		d->pos.off += run;
-		off += run;
+		if (d->stage_len + sz > d->stage_cap) {
+			size_t cap = d->stage_cap ? d->stage_cap : 65536;
+			while (cap < d->stage_len + sz) cap *= 2;
+			uint8_t *p = realloc(d->stage, cap);
+			if (p == NULL) {
+				fail(d, "storage %s: out of memory", d->dir);
+				return -1;
+			}
+			d->stage = p;
+			d->stage_cap = cap;
+		}
+		memcpy(d->stage + d->stage_len, h, sz);
+		d->stage_len += sz;
+		d->pos.off += sz;
+		segment *cur = &d->segs[d->seg_count - 1];
+		if (h[4] == REC_ENTRY && get64(h + 16) > cur->max_op) cur->max_op = get64(h + 16);
+		off += sz;
 	}
-	if (max_op > d->segs[d->seg_count - 1].max_op) d->segs[d->seg_count - 1].max_op = max_op;
 	return 0;
 }
 
@@ -463,7 +482,7 @@ static int log_mark(durable *d)
 	uint8_t h[REC_HEADER];
 	vsr_entry claim = {.view = d->synced.seg};
 	rec_header(h, REC_MARK, &claim, d->synced.off, d->opts.cluster);
-	return log_append(d, h, sizeof h, 0);
+	return log_append(d, h, sizeof h);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -632,7 +651,7 @@ static void group_write(durable *d, job *group, bool recovered)
 	for (job *j = group; j != NULL && !d->failed; j = j->next) {
 		if (j->recs_len > 0) {
 			if (!appended && log_mark(d) != 0) break;
-			if (log_append(d, j->recs, j->recs_len, j->max_op) != 0) break;
+			if (log_append(d, j->recs, j->recs_len) != 0) break;
 			appended = true;
 		}
 		if (j->checkpoint_len > 0 &&
@@ -642,7 +661,7 @@ static void group_write(durable *d, job *group, bool recovered)
 			promise = true;
 		last = &j->sb;
 	}
-	if (!d->failed && appended) {
+	if (!d->failed && appended && stage_flush(d) == 0) {
 		char name[64];
 		seg_name(name, sizeof name, d->pos.seg);
 		if (sync_fd(d, d->seg_fd, name) == 0) d->synced = d->pos;
@@ -1385,7 +1404,6 @@ int storage_durable_submit(vsr_storage *s, const vsr_persist *p)
 		size_t sz = rec_size(e->body_len);
 		memset(rec + REC_HEADER + e->body_len, 0, sz - REC_HEADER - e->body_len);
 		off += sz;
-		if (e->op > j->max_op) j->max_op = e->op;
 		d->stats.entry_bytes += e->body_len;
 	}
 	d->stats.entries += p->entry_count;
@@ -1427,6 +1445,7 @@ static void close_cb(uv_handle_t *h)
 	free(d->loaded_entries);
 	free(d->loaded_checkpoint);
 	free(d->segs);
+	free(d->stage);
 	pthread_mutex_destroy(&d->mu);
 	pthread_cond_destroy(&d->cv);
 	if (cb != NULL) cb((vsr_storage *)(void *)d);
