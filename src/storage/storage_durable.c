@@ -40,7 +40,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -949,29 +948,72 @@ typedef struct scan_result {
 	char why[256];
 } scan_result;
 
-/* Maps segment `seq` read-only: *len bytes, NULL for an empty file. */
-static uint8_t *segment_map(durable *d, uint64_t seq, uint64_t *len, int *rc)
+/* Reads a segment front to back, in chunks, as far as the scan needs: a
+ * 64 MiB preallocated segment costs only what its records use, and a read
+ * error is an error with its errno (a mapping would die of SIGBUS). */
+typedef struct seg_reader {
+	int fd;
+	uint8_t *buf;
+	uint64_t len, cap, size;
+	int err;
+} seg_reader;
+
+#define SR_CHUNK (UINT64_C(1) << 20)
+
+static int sr_open(durable *d, uint64_t seq, seg_reader *r)
 {
 	char name[64];
 	seg_name(name, sizeof name, seq);
-	int fd = openat(d->dirfd, name, O_RDONLY | O_CLOEXEC);
+	memset(r, 0, sizeof *r);
+	r->fd = openat(d->dirfd, name, O_RDONLY | O_CLOEXEC);
 	struct stat st;
-	*rc = VSR_OK;
-	*len = 0;
-	if (fd < 0 || fstat(fd, &st) != 0) {
-		if (fd >= 0) close(fd);
-		*rc = VSR_EINVAL;
-		return NULL;
+	if (r->fd < 0 || fstat(r->fd, &st) != 0) {
+		r->err = errno;
+		if (r->fd >= 0) close(r->fd);
+		r->fd = -1;
+		return -1;
 	}
-	*len = (uint64_t)st.st_size;
-	uint8_t *buf = *len ? mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-	close(fd);
-	if (buf == MAP_FAILED) {
-		*rc = VSR_ENOMEM;
-		*len = 0;
-		return NULL;
+	r->size = (uint64_t)st.st_size;
+	return 0;
+}
+
+/* Bytes [off, off + n) of the segment, or NULL past its end or on a read
+ * error (r->err). Valid until the next call. */
+static const uint8_t *sr_at(seg_reader *r, uint64_t off, uint64_t n)
+{
+	if (off + n > r->size) return NULL;
+	while (r->len < off + n) {
+		uint64_t want = off + n - r->len;
+		if (want < SR_CHUNK) want = SR_CHUNK;
+		if (want > r->size - r->len) want = r->size - r->len;
+		if (r->len + want > r->cap) {
+			uint64_t cap = r->cap ? r->cap : SR_CHUNK;
+			while (cap < r->len + want) cap *= 2;
+			uint8_t *p = realloc(r->buf, cap);
+			if (p == NULL) {
+				r->err = ENOMEM;
+				return NULL;
+			}
+			r->buf = p;
+			r->cap = cap;
+		}
+		ssize_t got = pread(r->fd, r->buf + r->len, want, (off_t)r->len);
+		if (got < 0 && errno == EINTR) continue;
+		if (got <= 0) {
+			r->err = got < 0 ? errno : EIO;
+			return NULL;
+		}
+		r->len += (uint64_t)got;
 	}
-	return buf;
+	return r->buf + off;
+}
+
+static void sr_close(seg_reader *r)
+{
+	if (r->fd >= 0) close(r->fd);
+	free(r->buf);
+	memset(r, 0, sizeof *r);
+	r->fd = -1;
 }
 
 /* The furthest durable end that a mark written after (segment index i,
@@ -983,18 +1025,17 @@ static log_pos later_claim(durable *d, const dir_scan *ds, uint32_t i, uint64_t 
 {
 	log_pos best = {0, 0};
 	for (; i < ds->seg_count; i++) {
-		uint64_t len;
-		int rc;
-		uint8_t *buf = segment_map(d, ds->segs[i], &len, &rc);
-		for (uint64_t off = from; buf != NULL && off + REC_HEADER <= len; off += 8) {
-			const uint8_t *h = buf + off;
+		seg_reader rd;
+		if (sr_open(d, ds->segs[i], &rd) != 0) continue;
+		const uint8_t *h;
+		for (uint64_t off = from; (h = sr_at(&rd, off, REC_HEADER)) != NULL; off += 8) {
 			if (get32(h) != REC_MAGIC || h[4] != REC_MARK ||
 			    get64(h + 56) != XXH3_64bits_withSeed(h, 56, d->opts.cluster))
 				continue;
 			log_pos c = {.seg = get64(h + 24), .off = get64(h + 16)};
 			if (pos_before(best, c)) best = c;
 		}
-		if (buf != NULL) munmap(buf, len);
+		sr_close(&rd);
 		from = 0;
 	}
 	return best;
@@ -1016,22 +1057,22 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 		}
 		char name[64];
 		seg_name(name, sizeof name, seq);
-		/* Mapped, so that only the pages up to the end of the records are
-		 * read, not the whole preallocated segment. */
-		uint64_t len;
-		int mrc;
-		uint8_t *buf = segment_map(d, seq, &len, &mrc);
-		if (mrc != VSR_OK) return mrc;
+		seg_reader rd;
+		if (sr_open(d, seq, &rd) != 0) {
+			errno = rd.err;
+			return VSR_EINVAL;
+		}
 		if (segs_push(d, seq, 0) != 0) {
-			if (buf) munmap(buf, len);
+			sr_close(&rd);
 			return VSR_ENOMEM;
 		}
 		uint64_t off = 0;
 		bool ended = false;
 		for (;;) {
 			res->cut = (log_pos){.seg = seq, .off = off};
-			const uint8_t *h = buf + off;
-			if (off + REC_HEADER > len || get32(h) != REC_MAGIC ||
+			const uint8_t *h = sr_at(&rd, off, REC_HEADER);
+			if (h == NULL && rd.err != 0) break;
+			if (h == NULL || get32(h) != REC_MAGIC ||
 			    get64(h + 56) != XXH3_64bits_withSeed(h, 56, d->opts.cluster)) {
 				snprintf(res->why, sizeof res->why, "%s offset %" PRIu64 ": bad record header",
 					 name, off);
@@ -1058,7 +1099,9 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 				off += REC_HEADER;
 				continue;
 			}
-			if (rec_size(body_len) > len - off) {
+			h = sr_at(&rd, off, rec_size(body_len));
+			if (h == NULL) {
+				if (rd.err != 0) break;
 				snprintf(res->why, sizeof res->why, "%s offset %" PRIu64 ": entry runs past the end",
 					 name, off);
 				break;
@@ -1080,13 +1123,18 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 				break;
 			}
 			if (replay_entry(r, &e) != 0) {
-				munmap(buf, len);
+				sr_close(&rd);
 				return VSR_ENOMEM;
 			}
 			if (e.op > d->segs[d->seg_count - 1].max_op) d->segs[d->seg_count - 1].max_op = e.op;
 			off += rec_size(body_len);
 		}
-		if (buf) munmap(buf, len);
+		int read_err = rd.err;
+		sr_close(&rd);
+		if (read_err != 0) {
+			errno = read_err;
+			return read_err == ENOMEM ? VSR_ENOMEM : VSR_EINVAL;
+		}
 		if (!ended) break;
 		if (i + 1 == ds->seg_count) {
 			/* Ended and no successor: the writer starts the next one. */
@@ -1142,15 +1190,20 @@ failed:
 	return VSR_EINVAL;
 }
 
-/* The end of the last non-zero byte of segment `fd` at or after `from`. */
+/* The end of the last non-zero byte of segment `fd` at or after `from`
+ * (the whole segment when it cannot be read: then all of it is zeroed). */
 static uint64_t segment_dirty_end(int fd, uint64_t from, uint64_t size)
 {
-	uint8_t *buf = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-	if (buf == NULL || buf == MAP_FAILED) return size; /* zero it all */
+	static uint8_t chunk[65536];
 	uint64_t end = size;
-	while (end > from && buf[end - 1] == 0) end--;
-	munmap(buf, size);
-	return end;
+	while (end > from) {
+		uint64_t n = end - from < sizeof chunk ? end - from : sizeof chunk;
+		if (pread(fd, chunk, (size_t)n, (off_t)(end - n)) != (ssize_t)n) return size;
+		for (uint64_t k = n; k > 0; k--)
+			if (chunk[k - 1] != 0) return end - n + k;
+		end -= n;
+	}
+	return from;
 }
 
 /* Continues after the valid records: in the segment that holds the cut
