@@ -430,6 +430,7 @@ static int client_encode_request(vsrc_client *c)
 	m.cluster = c->opt.cluster;
 	m.view = c->s.view;
 	m.request.session = c->s.session;
+	m.history = c->s.kind == VSR_REQUEST_OP ? c->s.history : 0;
 	m.request.request = c->s.number;
 	m.request.kind = c->s.kind;
 	if (c->s.kind == VSR_REQUEST_OP) {

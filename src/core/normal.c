@@ -222,6 +222,15 @@ static void resend_stored(vsr_replica *r, const vsr_message *m, uint64_t conn,
 	out->request.request = s->request;
 	out->reply_op = s->last_op;
 	out->timestamp = s->reply_timestamp;
+	if (s->reply_len > vsr_reply_bytes_max(&r->cfg)) {
+		/* Stored under a larger limit (the configuration changed since):
+		 * it cannot travel now. Say so rather than send nothing. */
+		static const char why[] = "the stored reply exceeds the current reply limit";
+		out->status = VSR_REPLY_ERROR;
+		out->body = (const uint8_t *)why;
+		out->body_len = sizeof why - 1;
+		return;
+	}
 	if (s->reply_len) {
 		uint8_t *body = scratch_alloc(r, s->reply_len);
 		memcpy(body, s->reply, s->reply_len);
@@ -253,6 +262,13 @@ static bool register_pending(const vsr_replica *r, uint64_t session)
 void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 {
 	const vsr_request *req = &m->request;
+	if (r->history != 0 && req->kind == VSR_REQUEST_OP && m->history != r->history) {
+		/* A session of another history: every replica lost its state
+		 * since, and a new history began. Its number may well name a
+		 * session of ours; never apply it there. */
+		reply_status(r, m, conn, VSR_REPLY_HISTORY);
+		return;
+	}
 	/* An abdicated primary (it heard no quorum) takes nothing new: its view
 	 * is about to end. */
 	if (r->status != VSR_STATUS_NORMAL || !is_primary(r) || r->start_view_pending ||
@@ -490,6 +506,9 @@ void normal_send_ack(vsr_replica *r)
 	if (r->durable_view != r->view ||
 	    (r->durable_log_view != r->view && !BUG(r, VSR_BUG_ACK_EARLY)))
 		return;
+	/* Nor before the superblock says we are a member again (an amnesiac
+	 * restarted from one that does not would be unjoined). */
+	if (!r->durable_joined) return;
 	uint64_t op = r->durable_op;
 	if (r->ack_sent_view == r->view && op <= r->ack_sent_op) return;
 	/* Nothing to ack below what we hold (a checkpoint was just installed).

@@ -48,13 +48,6 @@ static void dvc_record(vsr_replica *r, uint8_t from, uint64_t log_view, uint64_t
 	}
 }
 
-static uint32_t popcount32(uint32_t x)
-{
-	uint32_t c = 0;
-	for (; x; x &= x - 1) c++;
-	return c;
-}
-
 /* Arms the view change's timeout. Only a view change this replica starts
  * on its own timeout counts as another attempt: one that it joins (a burst
  * of START_VIEW_CHANGEs of successive views, from a replica that was cut

@@ -110,6 +110,7 @@ struct vsr_net {
 	vsr_wire_config wire;
 	bool closing;
 	bool paused;            /* reads stopped on every connection (vsr_net_pause) */
+	uint64_t history;       /* sent in HELLO (vsr_net_set_history) */
 	uint32_t handles;       /* initialised and not yet closed */
 	vsr_net_close_cb close_cb;
 	uv_tcp_t replica_listener;
@@ -458,7 +459,7 @@ static void net_send_hello(net_conn *c)
 {
 	vsr_net *net = c->net;
 	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_REPLICA, .replica = net->opts.replica,
-			    .instance = net->opts.instance};
+			    .instance = net->opts.instance, .history = net->history};
 	if (!net_conn_has_room(c))
 		return;
 	size_t before = c->out.len;
@@ -552,8 +553,9 @@ static void net_conn_frame(net_conn *c, const vsr_wire_decoded *d)
 				return;
 			}
 			c->peer = d->hello.replica;
-			net_logf(net, 0, "replica %u connected (instance %016llx)", c->peer + 1u,
-				 (unsigned long long)d->hello.instance);
+			net_logf(net, 0, "replica %u connected (instance %016llx, history %016llx)",
+				 c->peer + 1u, (unsigned long long)d->hello.instance,
+				 (unsigned long long)d->hello.history);
 			break;
 		default:
 			if (d->hello.role != VSR_WIRE_ROLE_CLIENT &&
@@ -1063,6 +1065,8 @@ void vsr_net_close(vsr_net *net, vsr_net_close_cb cb)
 	for (uint8_t i = 0; i < net->opts.replica_count; i++)
 		uv_close((uv_handle_t *)&net->peers[i].timer, net_peer_timer_closed_cb);
 }
+
+void vsr_net_set_history(vsr_net *net, uint64_t history) { net->history = history; }
 
 void vsr_net_pause(vsr_net *net, bool paused)
 {

@@ -126,6 +126,9 @@ void vsr_net_close(vsr_net *net, vsr_net_close_cb cb);
  * read keep arriving until the current read is consumed (at most one read
  * buffer, 64 KiB, per connection). Sends and accepts go on. */
 void vsr_net_pause(vsr_net *net, bool paused);
+/* The replica's cluster history, sent in the HELLO of every new connection
+ * (0 until it joins one). */
+void vsr_net_set_history(vsr_net *net, uint64_t history);
 bool vsr_net_paused(const vsr_net *net);
 
 void *vsr_net_data(const vsr_net *net);

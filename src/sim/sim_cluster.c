@@ -68,6 +68,7 @@ typedef struct sim_node_replica {
 
 typedef struct sim_client {
 	uint64_t session;
+	uint64_t history;      /* the history the session belongs to */
 	uint64_t nonce;        /* REGISTER nonce in flight */
 	uint64_t request;      /* number of the request in flight / last sent */
 	bool busy;
@@ -150,6 +151,9 @@ struct sim {
 	bool majority_now;
 	uint64_t last_completion;
 	sim_ghost g;
+	/* The cluster's history: the fault model never loses every replica's
+	 * state, so exactly one genesis happens in a run. */
+	uint64_t history;
 	bool failed;
 	char reason[512];
 	uint64_t fail_tick;
@@ -416,6 +420,13 @@ static void amnesia_cleared(struct sim *s, uint8_t r)
 	nr->amnesiac = false;
 	nr->amnesia_normal = false;
 	s->stats.amnesia_recovered++;
+	if (s->history == 0)
+		s->history = nr->info.history;
+	else if (nr->info.history != s->history)
+		sim_fail(s, "replica %u joined history %016llx, the cluster is in %016llx: "
+			 "a second genesis though some replica kept the state", r,
+			 (unsigned long long)nr->info.history,
+			 (unsigned long long)s->history);
 	trace_mix(s, 14, r, nr->incarnation, nr->info.view);
 	tracef(s, "r%u   recovered from amnesia: normal in view %llu, durable",
 	       r, (unsigned long long)nr->info.view);
@@ -531,6 +542,16 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 		       (unsigned long long)after.log_view,
 		       (unsigned long long)after.op, (unsigned long long)after.commit);
 	nr->info = after;
+	if (after.history != 0 && !nr->amnesiac && !s->failed) {
+		/* A member whose joining is durable: its history is the one. */
+		if (s->history == 0)
+			s->history = after.history;
+		else if (after.history != s->history)
+			sim_fail(s, "replica %u is in history %016llx, the cluster in %016llx: "
+				 "a second genesis though some replica kept the state",
+				 r, (unsigned long long)after.history,
+				 (unsigned long long)s->history);
+	}
 	if (nr->amnesiac && !nr->amnesia_normal &&
 	    after.status == VSR_STATUS_NORMAL) {
 		/* Back from amnesia once what it wrote by now is durable. */
@@ -615,6 +636,8 @@ static void replica_config(struct sim *s, uint8_t r, vsr_config *c)
 {
 	*c = s->r[r].cfg;
 	c->seed = sim_hash_u64(sim_hash_u64(s->opt.seed, r), s->r[r].incarnation);
+	/* What vsrhost draws at random for every process start. */
+	c->genesis_history = sim_hash_u64(c->seed, 0x6E65736973ull) | 1;
 }
 
 /* The one-amnesiac rule (docs/simulator.md): the core promises safety for a
@@ -655,19 +678,20 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 	sim_node_replica *nr = &s->r[r];
 	vsr_durable d;
 	bool wiped = !fresh && restart_wipes(s, r);
-	/* An operator fault: the wiped disk also lost its marker, so the host
-	 * cannot tell it from a brand-new one and hands over nothing. */
-	bool lost_marker = wiped && s->f.lost_marker_ppm &&
-			   sim_rng_ppm(&s->mode_rng, s->f.lost_marker_ppm);
-	if (lost_marker)
-		s->stats.lost_markers++;
+	const vsr_durable *dp = NULL;
 	if (wiped) {
-		/* memory mode: the host hands over nothing but the cluster id */
+		/* memory mode: the host hands over nothing (the replica starts
+		 * unjoined). The hidden variant (teeth) is a host that keeps a
+		 * history id across the wipe, as a surviving marker file would:
+		 * the core then takes an empty disk for an intact one. */
 		sim_storage_free(&nr->st);
 		sim_storage_init(&nr->st, nr->cfg.cluster);
 		memset(&d, 0, sizeof(d));
-		d.amnesia = !s->opt.amnesia_hidden;
 		d.superblock.cluster = nr->cfg.cluster;
+		if (s->opt.amnesia_hidden) {
+			d.superblock.history = nr->info.history;
+			dp = &d;
+		}
 		sim_check_amnesia_restart(&s->g, r);
 		if (!nr->amnesiac)
 			s->stats.amnesia_restarts++;
@@ -677,13 +701,27 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 	} else if (!fresh) {
 		sim_storage_load(&nr->st, nr->cfg.cluster, &d);
 		sim_check_restart(s, &s->g, r, &nr->st, &d);
+		dp = &d;
+		/* A superblock without a history (never joined, or written while
+		 * catching up) starts the replica unjoined: it holds nothing it
+		 * can vouch for, so the one-amnesiac rule counts it. */
+		if (d.superblock.history == 0) {
+			nr->amnesiac = true;
+			nr->amnesia_normal = false;
+			nr->amnesia_wait_id = 0;
+		}
+	} else {
+		/* A first start: unjoined, like every replica of a new cluster,
+		 * until genesis makes it a member. */
+		nr->amnesiac = true;
+		nr->amnesia_normal = false;
+		nr->amnesia_wait_id = 0;
 	}
 	sim_sm_init(&nr->sm, s, r);
 	sim_sm_iface(&nr->sm, &nr->smi);
 	vsr_config cfg;
 	replica_config(s, r, &cfg);
-	int rc = vsr_replica_create(&nr->core, &cfg, &nr->smi,
-				    fresh || lost_marker ? NULL : &d, s->now);
+	int rc = vsr_replica_create(&nr->core, &cfg, &nr->smi, dp, s->now);
 	nr->sm.started = true;
 	if (rc != VSR_OK) {
 		nr->core = NULL;
@@ -699,9 +737,8 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 	trace_mix(s, 4, r, nr->incarnation, nr->info.view);
 	if (wiped) {
 		trace_mix(s, 13, r, nr->incarnation, 0);
-		tracef(s, "r%u   RESTART incarnation %u with a WIPED disk (%s), %s",
-		       r, nr->incarnation, lost_marker ? "marker lost: as a new replica" : "amnesia",
-		       sname(nr->info.status));
+		tracef(s, "r%u   RESTART incarnation %u with a WIPED disk (unjoined), %s",
+		       r, nr->incarnation, sname(nr->info.status));
 		narrate(s, "replica %u restarts with its disk wiped and is %s", r,
 			sname(nr->info.status));
 	} else if (!fresh) {
@@ -803,6 +840,7 @@ static void client_send(struct sim *s, uint8_t ci)
 		m.request.kind = VSR_REQUEST_REGISTER;
 	} else {
 		m.request.session = c->session;
+		m.history = c->history;
 		m.request.request = c->request;
 		m.request.kind = VSR_REQUEST_OP;
 		m.request.op = c->op;
@@ -949,6 +987,7 @@ static void client_receive(struct sim *s, uint8_t ci, const vsr_message *m)
 			return;
 		}
 		c->session = m->request.session;
+		c->history = m->history;
 		c->request = 0;
 		c->registering = false;
 		s->last_completion = s->now;
@@ -1225,6 +1264,7 @@ static void config_resolve(struct sim *s)
 		/* Oversized replies end up in checkpoints: 1 MiB chunks for those. */
 		c->chunk_bytes_max = s->f.big_reply_ppm ? 1u << 20 : 256;
 		c->bugs = s->opt.bugs;
+		c->genesis_history = 1; /* drawn anew for every start: replica_config */
 		const char *why = vsr_config_invalid(c);
 		if (why)
 			sim_fail(s, "simulator chose an invalid config: %s", why);

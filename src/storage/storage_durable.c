@@ -1182,7 +1182,7 @@ static int reset_unrecovered(durable *d, const dir_scan *ds, uint64_t old_seq, c
 	d->synced = d->pos;
 	memset(&d->durable, 0, sizeof d->durable);
 	d->unrecovered = true;
-	d->durable.amnesia = true;
+	/* No history: the core starts unjoined and is repaired from the others. */
 	d->durable.superblock.cluster = d->opts.cluster;
 	return VSR_OK;
 failed:

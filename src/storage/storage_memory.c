@@ -7,10 +7,11 @@
  * inside a completion callback wait for the following iteration, so a host
  * that reacts to a completion with another persist cannot starve the loop.
  *
+ * load() always returns NULL: every start is unjoined (vsr.h), whether it is
+ * the first or a restart; no marker file tells them apart, the protocol does.
+ *
  * Failure modes: a full pending ring (a host bug, VSR_ETOOBIG); close while
- * completions are pending (they are dropped, as a crash would); the
- * incarnation marker cannot be written (load fails: a restart could not be
- * told apart from a first start, which is exactly what the marker is for). */
+ * completions are pending (they are dropped, as a crash would). */
 #include "storage_impl.h"
 
 #include <assert.h>
@@ -21,8 +22,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-
-#define STORAGE_MARKER_NAME "memory-incarnation"
 
 struct vsr_storage {
 	storage_head tag;       /* VSR_STORAGE_MEMORY */
@@ -39,7 +38,6 @@ struct vsr_storage {
 	uint32_t count;
 	vsr_storage_stats stats;
 	vsr_superblock superblock;
-	vsr_durable durable;    /* what load() returned, kept for its lifetime */
 };
 
 int storage_memory_open(const vsr_storage_options *opts, vsr_storage **out,
@@ -79,38 +77,14 @@ int storage_memory_open(const vsr_storage_options *opts, vsr_storage **out,
 int storage_memory_load(vsr_storage *s, const vsr_durable **out, char *err,
 		     size_t err_len)
 {
+	(void)err;
+	(void)err_len;
 	assert(!s->loaded); /* once per open: the core is created once */
-	*out = NULL;
-	char path[4200];
-	snprintf(path, sizeof path, "%s/%s", s->dir, STORAGE_MARKER_NAME);
-	struct stat st;
-	bool restarted = !s->opts.fresh && stat(path, &st) == 0;
-	if (!restarted) {
-		/* Written before the replica exists, so any later start of this
-		 * directory knows it may have voted and acknowledged before. */
-		FILE *f = fopen(path, "w");
-		if (f == NULL) {
-			storage_errf(err, err_len, "storage: cannot write %s: %s", path,
-				     strerror(errno));
-			return VSR_EINVAL;
-		}
-		fprintf(f, "cluster=%llu replica=%u\n",
-			(unsigned long long)s->opts.cluster, (unsigned)s->opts.replica);
-		if (fclose(f) != 0) {
-			storage_errf(err, err_len, "storage: cannot write %s: %s", path,
-				     strerror(errno));
-			return VSR_EINVAL;
-		}
-	}
 	s->loaded = true;
-	if (!restarted)
-		return VSR_OK;
-	memset(&s->durable, 0, sizeof s->durable);
-	/* Everything this replica promised (votes, acknowledgements) is gone:
-	 * the core must not count it in any quorum until a state transfer. */
-	s->durable.amnesia = true;
-	s->durable.superblock.cluster = s->opts.cluster;
-	*out = &s->durable;
+	/* Nothing survives a process: the replica starts unjoined, and the
+	 * protocol decides whether it catches up with the cluster's history
+	 * or, when every replica holds nothing, begins a new one. */
+	*out = NULL;
 	return VSR_OK;
 }
 

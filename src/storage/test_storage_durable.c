@@ -138,7 +138,7 @@ static vsr_storage *open_storage(bool fresh, uint64_t segment_size, const vsr_st
 
 static vsr_superblock sb_at(uint64_t view, uint64_t commit, uint64_t ckpt_op, uint64_t ckpt_size)
 {
-	return (vsr_superblock){.cluster = CLUSTER, .view = view, .log_view = view,
+	return (vsr_superblock){.cluster = CLUSTER, .history = 0x5eed, .view = view, .log_view = view,
 				.commit = commit, .checkpoint_op = ckpt_op,
 				.checkpoint_checksum = ckpt_op ? ents[ckpt_op].checksum : 0,
 				.checkpoint_size = ckpt_size,
@@ -188,7 +188,7 @@ static void write_log(vsr_storage *s, uint64_t n, uint64_t per, uint64_t view)
 
 static void check_loaded(const vsr_durable *d, uint64_t first, uint64_t last)
 {
-	CHECK(d != NULL && !d->amnesia);
+	CHECK(d != NULL && d->superblock.history != 0);
 	CHECK(d->entry_count == last - first + 1);
 	for (uint32_t i = 0; i < d->entry_count; i++) {
 		const vsr_entry *e = &d->entries[i];
@@ -392,11 +392,11 @@ static void case_entry_flip(void)
 	close_storage(s);
 	flip_byte("log-0000000000000001", record_at(40) + 64 + 3); /* the last entry's body */
 	s = open_storage(false, 0, NULL, &d);
-	CHECK(d != NULL && d->amnesia);
+	CHECK(d != NULL && d->superblock.history == 0);
 	close_storage(s);
 	/* The mark stays until the replica has caught up... */
 	s = open_storage(false, 0, NULL, &d);
-	CHECK(d != NULL && d->amnesia);
+	CHECK(d != NULL && d->superblock.history == 0);
 	/* ... and goes with the first persist after it has. */
 	vsr_storage_recovered(s);
 	make_entries(1, 10, 3, 5);
@@ -432,7 +432,7 @@ static void case_marks(bool last)
 	if (last) {
 		check_loaded(d, 1, 9);
 	} else {
-		CHECK(d != NULL && d->amnesia);
+		CHECK(d != NULL && d->superblock.history == 0);
 	}
 	close_storage(s);
 }
@@ -458,7 +458,7 @@ static void case_superblock_flips(void)
 	close_storage(s);
 	flip_byte("superblock", 72); /* now both */
 	s = open_storage(false, 0, NULL, &d);
-	CHECK(d != NULL && d->amnesia);
+	CHECK(d != NULL && d->superblock.history == 0);
 	close_storage(s);
 }
 
@@ -494,7 +494,7 @@ static void case_checkpoint_flip(void)
 	close_storage(s);
 	flip_byte("checkpoint-000000000000001e", 32 + 10);
 	s = open_storage(false, 0, NULL, &d);
-	CHECK(d != NULL && d->amnesia);
+	CHECK(d != NULL && d->superblock.history == 0);
 	close_storage(s);
 }
 
@@ -552,7 +552,7 @@ static void case_io_failure(const char *name, bool on_sync, int err, const char 
 	close_storage(s);
 	/* What was acknowledged before the failure is still there. */
 	s = open_storage(false, 0, NULL, &d);
-	CHECK(d != NULL && !d->amnesia && d->entry_count >= 10);
+	CHECK(d != NULL && d->superblock.history != 0 && d->entry_count >= 10);
 	close_storage(s);
 }
 

@@ -70,9 +70,10 @@ typedef struct vsr_storage_options {
 	const char *dir;     /* this replica's own directory; created if missing */
 	uint64_t cluster;
 	uint8_t replica;
-	/* Start as a brand-new member of a brand-new cluster, whatever the
-	 * directory says (memory: ignore the incarnation marker). Only correct
-	 * when the whole cluster starts anew. */
+	/* Discard whatever state the directory holds: the replica starts
+	 * unjoined (vsr.h). It then catches up with the cluster's history as an
+	 * amnesiac, or, when every replica is unjoined, a new history begins.
+	 * The memory backend holds nothing anyway. */
 	bool fresh;
 	vsr_storage_persisted_cb persisted_cb;
 	void *data;          /* for the caller: vsr_storage_data() */
@@ -98,29 +99,29 @@ typedef struct vsr_storage_stats {
 int vsr_storage_open(const vsr_storage_options *opts, vsr_storage **out,
 		     char *err, size_t err_len);
 
-/* What a restart must hand to vsr_replica_create(). *out is NULL for a
- * replica with an empty (formatted) disk that may join as a new member.
+/* What a restart must hand to vsr_replica_create(). *out is NULL when the
+ * directory holds no valid state (empty, lost, unreadable): the replica
+ * starts UNJOINED and the protocol decides (protocol.md "Joining"): it
+ * catches up with the cluster's history as an amnesiac, taking part in no
+ * quorum until a state transfer has given it the log back, or, when every
+ * configured replica is unjoined, a new history begins. No marker file is
+ * involved. Backends persist every superblock field, the history included.
  * On VSR_OK, err holds a note on what load found when it is not the plain
- * case (why a durable store came back as amnesia), else "".
+ * case (why a durable store came back unjoined), else "".
  *
  * Durable backend: NULL when no superblock was ever written (nothing was
  * ever acknowledged from this directory). Otherwise the superblock, the
  * checkpoint it names and the verified log after it, with a torn tail (past
  * the superblock's durable log end) cut. When a superblock, the checkpoint
  * or an entry that was durable fails its checksum, the directory is reset
- * with an "unrecovered" mark and the state comes back as amnesia: the
- * replica is repaired from the others, never shortened (docs/storage.md).
+ * with an "unrecovered" mark and the state comes back without a history
+ * (unjoined): the replica is repaired from the others, never shortened
+ * (docs/storage.md).
  *
- * Memory backend: the first start in `dir` writes an incarnation marker and
- * returns NULL. A later start (the process died and came back) finds the
- * marker and returns a durable state marked `amnesia` (zeroed superblock
- * with the cluster set, empty log): the core then takes part in no quorum
- * until a state transfer from a normal primary has given it the log back,
- * instead of rejoining as a fresh member of view 0, which would be unsafe
- * (it could vote with an empty log and forget promises it made). The
- * limit: with memory storage, if every replica dies the data is gone and the
- * cluster must be started anew with `fresh`. The returned pointers stay
- * valid until vsr_storage_close(). */
+ * Memory backend: always NULL. If every replica dies the data is gone; the
+ * restarted cluster begins a new history and clients of the old one get a
+ * HISTORY error for their sessions. The returned pointers stay valid until
+ * vsr_storage_close(). */
 int vsr_storage_load(vsr_storage *s, const vsr_durable **out, char *err,
 		     size_t err_len);
 

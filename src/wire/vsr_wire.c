@@ -24,9 +24,9 @@
 #include <xxhash.h>
 
 /* Elements in the top-level array of each body shape. */
-#define WIRE_CORE_FIELDS 20u
+#define WIRE_CORE_FIELDS 21u
 #define WIRE_ENTRY_FIELDS 7u
-#define WIRE_HELLO_FIELDS 4u
+#define WIRE_HELLO_FIELDS 5u
 #define WIRE_AUTH_FIELDS 1u
 #define WIRE_PING_FIELDS 2u
 #define WIRE_STATUS_REQUEST_FIELDS 1u
@@ -474,6 +474,7 @@ int vsr_wire_encode_message(vsr_buf *out, uint64_t cluster, const vsr_message *m
 	p = wire_put_uint(p, m->checkpoint_op);
 	p = wire_put_uint(p, m->checkpoint_size);
 	p = wire_put_uint(p, m->offset);
+	p = wire_put_uint(p, m->history);
 	size_t body_len = (size_t)(p - body);
 	assert(VSR_WIRE_HEADER_SIZE + body_len <= bound);
 	if (body_len > VSR_WIRE_BODY_BYTES_MAX)
@@ -496,6 +497,7 @@ int vsr_wire_encode_hello(vsr_buf *out, uint64_t cluster, const vsr_wire_hello *
 	wire_pack_u(&e, h->role);
 	wire_pack_u(&e, h->replica);
 	wire_pack_u(&e, h->instance);
+	wire_pack_u(&e, h->history);
 	uint32_t nonce_len = h->has_nonce ? VSR_WIRE_NONCE_SIZE : 0;
 	msgpack_pack_bin(&e.pk, nonce_len);
 	if (nonce_len > 0)
@@ -1092,7 +1094,7 @@ static int wire_dec_core(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 	 * replica of this cluster. */
 	WIRE_DEC_U(d, "replica", type == VSR_MSG_REQUEST ? 0 : (uint64_t)n - 1, m->replica);
 	WIRE_DEC_U(d, "status",
-		   type == VSR_MSG_REPLY ? VSR_REPLY_REJECTED : VSR_STATUS_COUNT - 1,
+		   type == VSR_MSG_REPLY ? VSR_REPLY_HISTORY : VSR_STATUS_COUNT - 1,
 		   m->status);
 	WIRE_DEC_U(d, "epoch", UINT64_MAX, m->epoch);
 	WIRE_DEC_U(d, "view", UINT64_MAX, m->view);
@@ -1153,6 +1155,7 @@ static int wire_dec_core(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 	WIRE_DEC_U(d, "checkpoint_op", UINT64_MAX, m->checkpoint_op);
 	WIRE_DEC_U(d, "checkpoint_size", UINT64_MAX, m->checkpoint_size);
 	WIRE_DEC_U(d, "offset", UINT64_MAX, m->offset);
+	WIRE_DEC_U(d, "history", UINT64_MAX, m->history);
 	m->cluster = out->header.cluster;
 
 	/* The core's own structural check, on top of ours. */
@@ -1177,6 +1180,7 @@ static int wire_dec_host(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 		WIRE_DEC_U(d, "replica", h->role == VSR_WIRE_ROLE_REPLICA ? n - 1u : 0u,
 			   h->replica);
 		WIRE_DEC_U(d, "instance", UINT64_MAX, h->instance);
+		WIRE_DEC_U(d, "history", UINT64_MAX, h->history);
 		const uint8_t *p;
 		uint32_t len;
 		rc = wire_dec_bytes(d, "nonce", MSGPACK_OBJECT_BIN, VSR_WIRE_NONCE_SIZE, &p, &len);

@@ -30,12 +30,12 @@
  * - Every failure is a negative vsr_wire reason with a detail string; the
  *   caller closes that connection and counts the reason. Nothing aborts.
  *
- * Body of a core message (types 1..15): one msgpack array of 20 elements,
+ * Body of a core message (types 1..15): one msgpack array of 21 elements,
  *   [replica, status, epoch, view, log_view, op, commit, checksum, nonce,
  *    timestamp, session, request, kind, op_bytes(bin), reply_op, body(bin),
- *    entries(array), checkpoint_op, checkpoint_size, offset]
- * i.e. every vsr_message field in struct order (request flattened); fields a
- * type does not use are 0 / empty. An entry is [checksum, parent, op, view,
+ *    entries(array), checkpoint_op, checkpoint_size, offset, history]
+ * i.e. every vsr_message field in struct order (request flattened), the
+ * history last; fields a type does not use are 0 / empty. An entry is [checksum, parent, op, view,
  * timestamp, request_count, body(bin)]. Host types have their own shapes.
  *
  * Ownership: a decoded message's pointers (entries, entry bodies, request op,
@@ -62,7 +62,7 @@ extern "C" {
 #define VSR_WIRE_MAGIC1 0x53u /* 'S' */
 #define VSR_WIRE_MAGIC2 0x52u /* 'R' */
 #define VSR_WIRE_MAGIC3 0x57u /* 'W' */
-#define VSR_WIRE_VERSION 1u
+#define VSR_WIRE_VERSION 2u
 #define VSR_WIRE_HEADER_SIZE 40u
 /* Largest body any build accepts; a host configures a smaller maximum
  * (config limits.message_bytes). */
@@ -116,6 +116,9 @@ typedef struct vsr_wire_hello {
 	uint8_t role;      /* enum vsr_wire_role */
 	uint8_t replica;   /* ROLE_REPLICA: sender's index; otherwise 0 */
 	uint64_t instance; /* random per process start: tells a restart from a reconnect */
+	uint64_t history;  /* the sender's cluster history when it sent this (0:
+	                      unjoined, or a client); informational: messages
+	                      and client requests carry their own */
 	/* Authenticated connections (section 6 of docs/wire.md): a fresh random
 	 * challenge for the other end; an empty byte string when the sender
 	 * has no key. */

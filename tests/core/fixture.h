@@ -39,6 +39,8 @@ typedef struct fx_reply {
 	uint64_t session;
 	uint64_t request;
 	uint64_t op;
+	uint64_t history; /* the replying replica's */
+	uint32_t body_len;
 	char body[64];
 } fx_reply;
 
@@ -75,6 +77,11 @@ typedef struct fixture {
 	void *hold_arg;
 	fx_message *held;
 	uint32_t held_count, held_cap;
+	uint64_t history;         /* of the genesis fx_init ran */
+	/* The history OP requests carry: set by fx_register from its reply
+	 * (the session's history), or by a test. */
+	uint64_t request_history;
+	uint32_t incarnation[FX_MAX];
 } fixture;
 
 void fx_init(fixture *f, uint8_t n, void (*tune)(vsr_config *c));
@@ -87,8 +94,6 @@ void fx_isolate(fixture *f, uint8_t i);
 void fx_heal(fixture *f);
 void fx_crash(fixture *f, uint8_t i);
 void fx_restart(fixture *f, uint8_t i);
-/* Restarts replica i with its disk lost (memory mode: amnesia). */
-void fx_restart_wiped(fixture *f, uint8_t i);
 /* Delivers held message k now (links permitting); it leaves `held`. */
 void fx_release(fixture *f, uint32_t k);
 /* A stall (SIGSTOP, a long step): replica i gets no tick, no message and no
@@ -103,6 +108,13 @@ void fx_resume(fixture *f, uint8_t i, bool tick_first);
 void fx_inject(fixture *f, uint8_t from, uint8_t to, const vsr_message *m);
 /* Completes replica i's oldest pending persist (also without auto_persist). */
 void fx_persist_one(fixture *f, uint8_t i);
+/* Restarts replica i with nothing on its disk (memory mode, a lost volume):
+ * it starts unjoined, with a new genesis candidate. */
+void fx_restart_wiped(fixture *f, uint8_t i);
+/* The genesis candidate of replica i's incarnation (fx_init: 0). */
+uint64_t fx_history_for(uint8_t i, uint32_t incarnation);
+/* Every up replica is a normal member of a history, durably. */
+bool fx_all_joined(fixture *f);
 /* Sends a request to replica i; returns the connection id used. */
 uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint64_t request,
 		    const char *op);

@@ -340,6 +340,7 @@ typedef struct mclient {
 	vsr_wire_config wc;
 	vsr_wire_decoded d;
 	uint64_t session;
+	uint64_t history;   /* of the session (its REGISTER reply's) */
 	uint64_t request;   /* last request number used */
 	uint8_t target;
 	uint64_t view;
@@ -528,6 +529,7 @@ static bool mc_send_request(mclient *m, int i, uint8_t kind, uint64_t number,
 	vsr_message q = {.type = VSR_MSG_REQUEST, .cluster = g_cluster};
 	q.request.kind = kind;
 	q.request.session = kind == VSR_REQUEST_REGISTER ? 0 : m->session;
+	q.history = kind == VSR_REQUEST_REGISTER ? 0 : m->history;
 	q.request.request = number;
 	q.request.op = op;
 	q.request.op_len = (uint32_t)op_len;
@@ -594,8 +596,10 @@ static bool mc_call_number(mclient *m, uint8_t kind, uint64_t number, const uint
 				out->body_len = r->body_len < sizeof out->body ? r->body_len : sizeof out->body;
 				if (r->body_len > 0)
 					memcpy(out->body, r->body, out->body_len);
-				if (kind == VSR_REQUEST_REGISTER)
+				if (kind == VSR_REQUEST_REGISTER) {
 					m->session = r->request.session;
+					m->history = r->history;
+				}
 				m->target = (uint8_t)from;
 				return true;
 			case VSR_REPLY_NOT_PRIMARY: {

@@ -174,8 +174,8 @@ static int wt_patch_index;
 static wt_fill_fn wt_patch_fill;
 static void fill_core(msgpack_packer *pk)
 {
-	msgpack_pack_array(pk, 20);
-	for (int i = 0; i < 20; i++) {
+	msgpack_pack_array(pk, 21);
+	for (int i = 0; i < 21; i++) {
 		if (i == wt_patch_index && wt_patch_fill != NULL) {
 			wt_patch_fill(pk);
 			continue;
@@ -269,24 +269,27 @@ static void fill_entries_65(msgpack_packer *pk)
 }
 static void fill_hello_role9(msgpack_packer *pk)
 {
-	msgpack_pack_array(pk, 4);
+	msgpack_pack_array(pk, 5);
 	msgpack_pack_uint64(pk, 9);
+	msgpack_pack_uint64(pk, 0);
 	msgpack_pack_uint64(pk, 0);
 	msgpack_pack_uint64(pk, 0);
 	msgpack_pack_bin(pk, 0);
 }
 static void fill_hello_client_replica(msgpack_packer *pk)
 {
-	msgpack_pack_array(pk, 4);
+	msgpack_pack_array(pk, 5);
 	msgpack_pack_uint64(pk, VSR_WIRE_ROLE_CLIENT);
 	msgpack_pack_uint64(pk, 2);
+	msgpack_pack_uint64(pk, 0);
 	msgpack_pack_uint64(pk, 0);
 	msgpack_pack_bin(pk, 0);
 }
 static void fill_hello_short_nonce(msgpack_packer *pk)
 {
-	msgpack_pack_array(pk, 4);
+	msgpack_pack_array(pk, 5);
 	msgpack_pack_uint64(pk, VSR_WIRE_ROLE_CLIENT);
+	msgpack_pack_uint64(pk, 0);
 	msgpack_pack_uint64(pk, 0);
 	msgpack_pack_uint64(pk, 0);
 	msgpack_pack_bin_with_body(pk, "0123456789", 10);
@@ -345,7 +348,8 @@ static void test_malformed(uint64_t seed)
 	DAMAGE("magic", f[0] = 'X', true, VSR_WIRE_EMAGIC);
 	DAMAGE("header byte flipped", f[20] ^= 1, false, VSR_WIRE_EHEADER_CHECKSUM);
 	DAMAGE("header checksum flipped", f[39] ^= 0x80, false, VSR_WIRE_EHEADER_CHECKSUM);
-	DAMAGE("version 2", f[4] = 2, true, VSR_WIRE_EVERSION);
+	DAMAGE("version 1", f[4] = 1, true, VSR_WIRE_EVERSION);
+	DAMAGE("version 3", f[4] = 3, true, VSR_WIRE_EVERSION);
 	DAMAGE("version 0", f[4] = 0, true, VSR_WIRE_EVERSION);
 	DAMAGE("flags", f[5] = 2, true, VSR_WIRE_EFLAGS);
 	DAMAGE("MAC flag without a connection key", f[5] = VSR_WIRE_FLAG_MAC, true, VSR_WIRE_EMAC);
@@ -809,12 +813,12 @@ static void test_oversize(uint64_t seed)
  * document and the code disagree.                                           */
 
 static const uint8_t doc_request_frame[] = {
-	0x56, 0x53, 0x52, 0x57, 0x01, 0x00, 0x01, 0x00, 0x1b, 0x00, 0x00, 0x00,
+	0x56, 0x53, 0x52, 0x57, 0x02, 0x00, 0x01, 0x00, 0x1c, 0x00, 0x00, 0x00,
 	0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-	0x7d, 0xd1, 0xda, 0xdd, 0xd0, 0x96, 0x82, 0x71, 0xd7, 0xff, 0x94, 0x36,
-	0xb7, 0x3f, 0x24, 0x2b, 0xdc, 0x00, 0x14, 0x00, 0x00, 0x00, 0x00, 0x00,
+	0x23, 0xb3, 0x02, 0x6f, 0xa8, 0xfb, 0xd4, 0xc4, 0x7c, 0x91, 0x46, 0x66,
+	0xff, 0x93, 0x13, 0x01, 0xdc, 0x00, 0x15, 0x00, 0x00, 0x00, 0x00, 0x00,
 	0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0x03, 0x02, 0xc4, 0x02, 0x68, 0x69,
-	0x00, 0xc4, 0x00, 0x90, 0x00, 0x00, 0x00,
+	0x00, 0xc4, 0x00, 0x90, 0x00, 0x00, 0x00, 0x00,
 };
 
 static void test_doc_example(uint64_t seed)

@@ -111,6 +111,18 @@ static void host_note_changes(host *h)
 	}
 	if (now.checkpoint_op != was->checkpoint_op)
 		host_info("checkpoint at op %" PRIu64, now.checkpoint_op);
+	if (now.history != was->history || now.amnesia != was->amnesia) {
+		if (now.history != 0 && !now.amnesia)
+			host_info("member of cluster history %016" PRIx64 "%s", now.history,
+				  now.view == 0 && now.op == 0 ? " (a new history: every replica "
+								 "was unjoined)"
+							      : "");
+		else if (now.history != 0)
+			host_info("catching up with cluster history %016" PRIx64
+				  " (this replica's own state was lost)", now.history);
+		if (h->net != NULL)
+			vsr_net_set_history(h->net, now.history);
+	}
 	*was = now;
 }
 
@@ -235,8 +247,9 @@ static void host_tick_cb(uv_timer_t *t)
 			  vsr_status_name((enum vsr_status)h->last.status),
 			  (now - h->status_since_ms) / 1000,
 			  h->cfg->durability == VSRH_DURABILITY_MEMORY
-				  ? " (memory storage: if a majority of the replicas restarted, the "
-				    "data is gone; start every replica anew with --fresh)"
+				  ? " (memory storage: if a majority of the replicas lost their memory, "
+				    "the data is gone; once every replica is restarted and unjoined, a new "
+				    "history begins)"
 				  : "");
 	}
 }
@@ -456,14 +469,21 @@ static void host_core_config(const host *h, uint64_t seed, vsr_config *c)
 	const vsrh_config *cfg = h->cfg;
 	vsr_config_default(c, cfg->cluster, (uint8_t)cfg->replica_count, h->replica);
 	c->seed = seed;
+	/* The id of the history this process begins if it finds every replica
+	 * unjoined (genesis): random for every start, never 0. */
+	do
+		c->genesis_history = host_random_u64();
+	while (c->genesis_history == 0);
 	c->pipeline_max = cfg->pipeline_max;
 	c->batch_requests_max = cfg->batch_requests_max;
 	c->clients_max = cfg->clients_max;
 	c->checkpoint_interval = cfg->checkpoint_interval;
 	/* The core budgets every message it sends to fit one frame, with room
-	 * for the frame header and the msgpack envelope. A DO_VIEW_CHANGE
-	 * carries a whole pipeline of batches, so a batch gets its share. */
-	uint32_t room = cfg->message_bytes_max > 65536 ? cfg->message_bytes_max - 65536 : 4096;
+	 * for the frame header and the msgpack envelope (it counts each entry's
+	 * own framing itself). A DO_VIEW_CHANGE carries a whole pipeline of
+	 * batches, so a batch gets its share. The reply limit follows from the
+	 * same budget (vsr_reply_bytes_max): every reply fits a frame. */
+	uint32_t room = cfg->message_bytes_max - VSR_MESSAGE_WIRE_OVERHEAD;
 	c->message_bytes_max = room;
 	uint32_t share = room / (c->pipeline_max + 1);
 	share = share > 2 * VSR_ENTRY_WIRE_OVERHEAD ? share - 2 * VSR_ENTRY_WIRE_OVERHEAD : 64;
@@ -571,23 +591,27 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		host_free(&h);
 		return EX_IOERR;
 	}
-	if (durable == NULL)
-		host_info("storage %s: empty, joining as a member of a new cluster", dir);
-	else if (durable->amnesia && cfg->durability == VSRH_DURABILITY_DURABLE)
-		host_warn("%s", err[0] != '\0' ? err : "storage: the disk's state cannot be trusted");
-	else if (cfg->durability == VSRH_DURABILITY_DURABLE)
+	if (durable == NULL || durable->superblock.history == 0) {
+		if (err[0] != '\0')
+			host_warn("%s", err);
+		host_info("storage %s: no state; unjoined: catching up with the cluster's "
+			  "history, or beginning a new one if every replica is unjoined", dir);
+	} else if (cfg->durability == VSRH_DURABILITY_DURABLE) {
 		host_info("storage %s: superblock view %" PRIu64 ", checkpoint op %" PRIu64
 			  ", %u log entries after it; recovering",
 			  dir, durable->superblock.view, durable->superblock.checkpoint_op,
 			  durable->entry_count);
-	else if (cfg->durability == VSRH_DURABILITY_MEMORY)
-		host_info("storage %s: this replica ran before and its memory is gone; "
-			  "recovering from the others", dir);
+	}
 
 	/* The core. */
 	vsr_config vc;
 	host_core_config(&h, seed, &vc);
 	const char *why = vsr_config_invalid(&vc);
+	/* What net.c can frame must cover what the core produces: a reply it
+	 * could not encode would be dropped after the operation was applied. */
+	if (why == NULL &&
+	    (uint64_t)vsr_reply_bytes_max(&vc) + VSR_MESSAGE_WIRE_OVERHEAD > cfg->message_bytes_max)
+		why = "the reply limit does not fit limits.message_bytes";
 	if (why != NULL) {
 		host_error("%s: the limits give an unusable core configuration: %s", cfg->path, why);
 		vsr_storage_close(h.storage, NULL);

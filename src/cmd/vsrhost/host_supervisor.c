@@ -1,9 +1,9 @@
 /* host_supervisor.c - the embedded default: one child process per replica of the config, on this machine.
  *
  * Happy path: fork/exec this same binary once per replica with
- * `--replica i`, with `--fresh` for memory storage (the whole cluster starts
- * anew, so it must not mistake it for a restart; durable storage keeps what
- * its directory holds), print where clients connect, wait.
+ * `--replica i` (each finds what its storage holds; with memory storage,
+ * nothing: every replica starts unjoined and together they begin a new
+ * history), print where clients connect, wait.
  * On SIGINT/SIGTERM forward SIGTERM to every child, wait for all of them,
  * exit 0.
  *
@@ -56,8 +56,6 @@ static pid_t supervisor_spawn(const host_options *opts, const char *self, int re
 	argv[argc++] = (char *)opts->config_path;
 	argv[argc++] = (char *)"--replica";
 	argv[argc++] = replica_arg;
-	if (fresh)
-		argv[argc++] = (char *)"--fresh";
 	if (opts->log_level_name != NULL) {
 		argv[argc++] = (char *)"--log-level";
 		argv[argc++] = (char *)opts->log_level_name;

@@ -554,6 +554,13 @@ void vsr_net_pause(vsr_net *net, bool paused)
 }
 
 bool vsr_net_paused(const vsr_net *net) { return net->paused; }
+/* Maelstrom's network has no HELLO to carry the history in: every replica
+ * message and client request carries its own. */
+void vsr_net_set_history(vsr_net *net, uint64_t history)
+{
+	(void)net;
+	(void)history;
+}
 void *vsr_net_data(const vsr_net *net) { return net->o.data; }
 const vsr_net_stats *vsr_net_stats_get(const vsr_net *net) { return &net->stats; }
 
