@@ -445,7 +445,7 @@ static void case_superblock_flips(void)
 	make_entries(1, 20, 4, 0);
 	write_log(s, 20, 2, 4);
 	close_storage(s);
-	flip_byte("superblock", 72); /* copy 0: the view */
+	flip_byte("superblock", 72); /* copy 0: the epoch word */
 	s = open_storage(false, 0, NULL, &d);
 	check_loaded(d, 1, 20);
 	CHECK(d->superblock.view == 4);

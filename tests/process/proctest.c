@@ -2118,12 +2118,12 @@ static void corrupt_round(mclient *m, msgpack_sbuffer *sb, writers *ws, const ch
 static void damage_log_and_superblock(int r)
 {
 	flip_byte(r, "log-0000000000000001", 64 + 4); /* the first entry's body */
-	flip_byte(r, "superblock", 72);                /* copy 0: the view */
+	flip_byte(r, "superblock", 72);                /* copy 0: the epoch word */
 }
 
 static void damage_superblock_copy(int r)
 {
-	flip_byte(r, "superblock", 4096 + 72); /* copy 1: the view */
+	flip_byte(r, "superblock", 4096 + 72); /* copy 1: the epoch word */
 }
 
 /* Deleted while it runs; what it writes until kill -9 goes as well. */
