@@ -798,6 +798,20 @@ int storage_durable_open(const vsr_storage_options *opts, vsr_storage **out, cha
 		d->dirfd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (d->dirfd < 0) rc = errno;
 	}
+	if (rc == 0) {
+		/* The directory's own name must survive a power cut too: sync the
+		 * parent that holds it (a no-op cost when nothing changed). */
+		char parent[4096];
+		snprintf(parent, sizeof parent, "%s", d->dir);
+		char *slash = strrchr(parent, '/');
+		if (slash != NULL && slash != parent) *slash = '\0';
+		else snprintf(parent, sizeof parent, "%s", slash == parent ? "/" : ".");
+		int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (pfd >= 0) {
+			if (fsync(pfd) != 0) rc = errno;
+			close(pfd);
+		}
+	}
 	if (rc != 0) {
 		storage_errf(err, err_len, "storage: cannot open the data directory %s: %s", d->dir,
 			     strerror(rc));
