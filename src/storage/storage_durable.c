@@ -815,6 +815,7 @@ int storage_durable_open(const vsr_storage_options *opts, vsr_storage **out, cha
 	if (rc != 0) {
 		storage_errf(err, err_len, "storage: cannot open the data directory %s: %s", d->dir,
 			     strerror(rc));
+		if (d->dirfd >= 0) close(d->dirfd);
 		free(d->dir);
 		free(d);
 		return VSR_EINVAL;
