@@ -96,6 +96,7 @@ static bool g_keep;
 static uint64_t g_seed;
 static const char *g_durability = "memory";
 static char g_mounted[400]; /* a tmpfs this run mounted (disk-full) */
+static unsigned g_checkpoint_interval; /* limits.checkpoint_interval; 0: default */
 static const char *g_log_format = "text"; /* the config's log_format */
 /* auth scenario: the config names these key files, and the test's own
  * client authenticates with the client key. */
@@ -261,6 +262,8 @@ static void write_config(const char *statemachine)
 		fclose(h);
 		fprintf(f, "  telemetry = \"%s\",\n", hooks);
 	}
+	if (g_checkpoint_interval)
+		fprintf(f, "  limits = { checkpoint_interval = %u },\n", g_checkpoint_interval);
 	if (g_auth)
 		fprintf(f, "  auth = { replica_key = \"%s/replica.key\", client_key = \"%s/client.key\" },\n",
 			g_dir, g_dir);
@@ -2338,12 +2341,12 @@ static void corrupt_round(mclient *m, msgpack_sbuffer *sb, writers *ws, const ch
 static void damage_log_and_superblock(int r)
 {
 	flip_byte(r, "log-0000000000000001", 64 + 4); /* the first entry's body */
-	flip_byte(r, "superblock", 72);                /* copy 0: the view */
+	flip_byte(r, "superblock", 72);                /* copy 0: the epoch word */
 }
 
 static void damage_superblock_copy(int r)
 {
-	flip_byte(r, "superblock", 4096 + 72); /* copy 1: the view */
+	flip_byte(r, "superblock", 4096 + 72); /* copy 1: the epoch word */
 }
 
 /* Deleted while it runs; what it writes until kill -9 goes as well. */
@@ -2379,7 +2382,7 @@ static int scenario_corrupt(void)
 
 /* A full disk: replica `victim`'s directory is a tmpfs with room for its
  * first log segment (64 MiB, preallocated) and little more, so its first
- * checkpoint file does not fit. It must stop with exit status 74 and say
+ * checkpoint file (at entry 512) does not fit. It must stop with exit status 74 and say
  * why; the others go on, and no acknowledged write is lost. */
 static void unmount_scratch(void)
 {
@@ -2392,12 +2395,14 @@ static void unmount_scratch(void)
 static int scenario_disk_full(void)
 {
 	g_durability = "durable";
+	g_checkpoint_interval = 512; /* >= 512 keys in the first one */
 	int victim = 1;
 	snprintf(g_mounted, sizeof g_mounted, "%s/data/replica-%d", g_dir, victim + 1);
 	char cmd[600];
 	snprintf(cmd, sizeof cmd, "mkdir -p '%s'", g_mounted);
 	if (system(cmd) != 0) fail("cannot create %s", g_mounted);
-	if (mount("tmpfs", g_mounted, "tmpfs", 0, "size=65600k") != 0) {
+	/* Its first segment, the superblock and 8 KiB: no checkpoint fits. */
+	if (mount("tmpfs", g_mounted, "tmpfs", 0, "size=65552k") != 0) {
 		note("SKIP: cannot mount a small tmpfs at %s: %s", g_mounted, strerror(errno));
 		g_mounted[0] = '\0';
 		return 77;
@@ -2407,7 +2412,8 @@ static int scenario_disk_full(void)
 	msgpack_sbuffer sb;
 	scenario_open("kv.lua", &m, &sb);
 	writers ws = {0};
-	writers_start_quota(&ws, 1500);
+	/* Enough for 512 entries even if every entry held one put. */
+	writers_start_quota(&ws, 1000);
 	/* Until the victim stops: only its exit is expected. */
 	uint64_t deadline = now_ms() + 6 * CALL_MS;
 	int status = 0;
