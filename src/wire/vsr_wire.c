@@ -1595,6 +1595,11 @@ int vsr_wire_reader_decode(vsr_wire_reader *r, vsr_wire_decoded *out)
 	return 0;
 }
 
+bool vsr_wire_reader_partial(const vsr_wire_reader *r)
+{
+	return r->error == 0 && !r->frame_ready && r->header_have > 0;
+}
+
 size_t vsr_wire_reader_buffered(const vsr_wire_reader *r)
 {
 	return r->header_have + (r->body != NULL ? r->body_have : 0);

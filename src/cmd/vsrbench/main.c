@@ -10,6 +10,7 @@
  * the latency figures; failed and unknown calls are only counted. */
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,6 +293,8 @@ static void bench_idle_check(uv_timer_t *t)
 
 int main(int argc, char **argv)
 {
+	/* A replica that closes a connection must not kill this program. */
+	signal(SIGPIPE, SIG_IGN);
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "clients", required_argument, NULL, 'n' },

@@ -1,5 +1,6 @@
 /* vsrctl - command-line client of a vsrhost cluster: kv operations, generic calls, status. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,6 +161,8 @@ static int parse_ms(const char *s, uint32_t *out)
 
 int main(int argc, char **argv)
 {
+	/* A replica that closes a connection must not kill this program. */
+	signal(SIGPIPE, SIG_IGN);
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "timeout", required_argument, NULL, 't' },
