@@ -90,6 +90,11 @@ local attacks = {
      local t = setmetatable({}, mt)
      mt.__mode = "k"
      return 1]], "weak tables are not allowed"},
+  {"a chain of 2000 __index tables walked in a loop",
+   [[local t = {}
+     for i = 1, 1990 do t = setmetatable({}, {__index = t}) end
+     local x
+     while true do x = t.missing end]], "a chain of more than 32 __index"},
   {"next() over table keys (address order)",
    [[local t = {[{}] = 1, [{}] = 2}
      return next(t)]], "order differs between replicas"},
