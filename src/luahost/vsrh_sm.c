@@ -985,6 +985,8 @@ static int open_tramp(lua_State *L)
 	luaL_setfuncs(L, fns, 0);
 	/* the store */
 	vsrh_store_open(L, &sm->store);
+	/* metered at their entry points (keys by their bytes) */
+	vsrh_meter_wrap_cfunctions(L, -1);
 	/* the store's functions, read-only */
 	lua_newtable(L);
 	lua_createtable(L, 0, 3);

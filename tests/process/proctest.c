@@ -7,7 +7,7 @@
  *   quick-restart   the primary is killed and restarted at once: a new view, no loss
  *   dedup           a client retrying across a failover applies a write once (counter.lua)
  *   garbage         garbage on every port closes those connections; service goes on
- *   hostile         the issue #9 attacks (spec/fixtures/evil.lua) each get a script
+ *   sandbox         the issue #9 attacks (spec/fixtures/evil.lua) each get a script
  *                   error; the replicas keep serving with equal digests, also
  *                   after a restart and a failover
  *   watchdog        a step running past the watchdog's limit (lowered to 1 s) stops
@@ -1184,7 +1184,7 @@ static int scenario_dedup(void)
 	return 0;
 }
 
-/* hostile (issue #9): a cluster running spec/fixtures/evil.lua, which runs
+/* sandbox (issue #9): a cluster running spec/fixtures/evil.lua, which runs
  * the Lua source an operation carries, is sent the attacks that used to hang
  * or abort every replica (work inside one C call, pattern backtracking, a
  * weak table, address-ordered iteration, a reply of many references to one
@@ -1299,7 +1299,7 @@ static int scenario_watchdog(void)
 	return 0;
 }
 
-static int scenario_hostile(void)
+static int scenario_sandbox(void)
 {
 	mclient m;
 	msgpack_sbuffer sb;
@@ -2661,7 +2661,7 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: proctest --vsrhost PATH --root SOURCE_DIR --scenario NAME\n"
 		     "                [--vsrctl PATH] [--trials N] [--seed S] [--keep]\n"
-		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics auth attacks hostile\n"
+		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics auth attacks sandbox watchdog\n"
 		     "           failover-bench crash corrupt disk-full\n");
 }
 
@@ -2719,8 +2719,8 @@ int main(int argc, char **argv)
 		rc = scenario_dedup();
 	else if (strcmp(scenario, "garbage") == 0)
 		rc = scenario_garbage();
-	else if (strcmp(scenario, "hostile") == 0)
-		rc = scenario_hostile();
+	else if (strcmp(scenario, "sandbox") == 0)
+		rc = scenario_sandbox();
 	else if (strcmp(scenario, "watchdog") == 0)
 		rc = scenario_watchdog();
 	else if (strcmp(scenario, "quick-restart") == 0)
