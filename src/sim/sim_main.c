@@ -87,6 +87,8 @@ static void usage(FILE *f)
 		"                       write is pending\n"
 		"  --single-amnesia     wiped restarts also with one replica\n"
 		"  --lost-marker-ppm N  wipes handed to the core as a brand-new disk\n"
+		"  --fresh-restarts     the operator formats the whole cluster anew once\n"
+		"                       (in a quarter of seeds); clients keep running\n"
 		"  --live-during-faults [--live-window N]  while a quorum is up and\n"
 		"                       connected for N ticks (default 1500), requests\n"
 		"                       complete\n"
@@ -112,7 +114,7 @@ static void set_default_modes(sim_options *o)
 static void set_all_modes(sim_options *o)
 {
 	set_default_modes(o);
-	o->minority_down = true;
+	o->minority_down = o->fresh_restarts = true;
 	o->slow_heal = o->big_replies = o->large_state = o->single_amnesia = true;
 	o->restore_fail_ppm = 2000;
 	o->lost_marker_ppm = 100000;
@@ -401,6 +403,8 @@ int main(int argc, char **argv)
 			o.large_state = true;
 		} else if (!strcmp(a, "--ack-crashes")) {
 			o.ack_crashes = true;
+		} else if (!strcmp(a, "--fresh-restarts")) {
+			o.fresh_restarts = true;
 		} else if (!strcmp(a, "--single-amnesia")) {
 			o.single_amnesia = true;
 		} else if (!strcmp(a, "--lost-marker-ppm")) {
@@ -450,12 +454,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "\n");
 		return 2;
 #else
-		for (size_t k = 0; k < sizeof(bug_names) / sizeof(bug_names[0]); k++)
-			if (!strcmp(bug, bug_names[k].name))
-				o.bugs = bug_names[k].bit;
-		if (!o.bugs) {
-			fprintf(stderr, "vsrsim: unknown bug '%s'\n", bug);
-			return 2;
+		/* NAME or NAME,NAME,...: a fix may have had several parts */
+		for (const char *at = bug; *at;) {
+			size_t len = strcspn(at, ",");
+			uint32_t bit = 0;
+			for (size_t k = 0; k < sizeof(bug_names) / sizeof(bug_names[0]); k++)
+				if (strlen(bug_names[k].name) == len &&
+				    !strncmp(at, bug_names[k].name, len))
+					bit = bug_names[k].bit;
+			if (!bit) {
+				fprintf(stderr, "vsrsim: unknown bug '%.*s'\n", (int)len, at);
+				return 2;
+			}
+			o.bugs |= bit;
+			at += len + (at[len] == ',');
 		}
 #endif
 	}
