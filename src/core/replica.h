@@ -12,6 +12,11 @@
 
 #include "vsr.h"
 
+/* A primary that hears no quorum for this many primary timeouts abdicates:
+ * longer than a backup's suspicion, so a backup's long step (a checkpoint)
+ * is not mistaken for a lost quorum. */
+#define VSR_ABDICATE_PRIMARY_TIMEOUTS 2u
+
 /* Retries without progress before a state transfer gives up for a view change. */
 #define VSR_TRANSFER_RETRIES_MAX 8
 
@@ -34,6 +39,7 @@ uint64_t hash64(uint64_t seed, const void *data, size_t len);
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
+uint32_t popcount32(uint32_t x);
 
 /* ---- the log (log.c) ---- */
 
@@ -102,6 +108,19 @@ typedef struct client_table {
 
 void ct_init(client_table *t, uint32_t max);
 void ct_free(client_table *t);
+/* A session id is the op of its REGISTER and its position in the batch:
+ * unique, and equal on every replica. */
+#define CT_SESSION_INDEX_BITS 11u
+static inline uint64_t ct_session_id(uint64_t op, uint32_t index)
+{
+	return (op << CT_SESSION_INDEX_BITS) | index;
+}
+static inline uint64_t ct_session_op(uint64_t session) { return session >> CT_SESSION_INDEX_BITS; }
+static inline uint32_t ct_session_index(uint64_t session)
+{
+	return (uint32_t)(session & ((1u << CT_SESSION_INDEX_BITS) - 1));
+}
+
 ct_session *ct_find(client_table *t, uint64_t session);
 ct_session *ct_find_nonce(client_table *t, uint64_t nonce);
 uint64_t ct_digest(const client_table *t);
@@ -147,6 +166,7 @@ typedef struct pending_persist {
 	uint64_t log_view;
 	uint64_t op;            /* log head once applied */
 	uint64_t checkpoint_op;
+	bool joined;            /* the superblock names our history (no amnesia) */
 } pending_persist;
 
 /* A DO_VIEW_CHANGE kept by the would-be primary (deep copy). */
@@ -173,6 +193,7 @@ struct vsr_replica {
 	uint8_t quorum;
 
 	uint8_t status;
+	uint64_t history;           /* cluster history; 0: unjoined */
 	uint64_t epoch;
 	uint64_t view;
 	uint64_t log_view;
@@ -187,6 +208,7 @@ struct vsr_replica {
 	uint32_t pending_head, pending_count, pending_cap;
 	uint64_t durable_view, durable_log_view, durable_op;
 	uint64_t durable_checkpoint_op;
+	bool durable_joined;        /* the durable superblock names our history */
 
 	/* checkpoint */
 	uint64_t checkpoint_op;
@@ -211,18 +233,42 @@ struct vsr_replica {
 	uint32_t view_change_attempt;
 	uint64_t vc_timer_view;           /* view whose timeout restarted at its durable vote */
 
+	/* Liveness (pre-vote and check-quorum, docs/protocol.md 4). A normal
+	 * replica leaves a working view only when a quorum lost its primary,
+	 * or the view can no longer commit anyway. */
+	bool suspecting;                  /* backup: lost the primary; primary: abdicated */
+	uint64_t lost_view[VSR_REPLICAS_MAX]; /* view whose primary each replica said it lost (+1; 0 none) */
+	uint64_t lost_at[VSR_REPLICAS_MAX];   /* tick of that PRIMARY_LOST */
+	uint64_t above_view[VSR_REPLICAS_MAX]; /* highest view each replica voted in (SVC/DVC) */
+	uint64_t heard_at[VSR_REPLICAS_MAX];  /* primary: tick of each backup's last PREPARE_OK in this view */
+	uint32_t vc_shift;                /* backoff shift of the current view change's timeout */
+
 	/* backup: the last ack sent, to avoid resending */
 	uint64_t ack_sent_op;
 	uint64_t ack_sent_view;
 
-	/* recovery */
-	uint64_t recovery_nonce;
-	uint32_t recovery_from;           /* bitmask of responders */
+	/* recovery and joining */
+	uint64_t recovery_nonce;          /* this incarnation's, drawn at creation */
+	uint32_t recovery_from;           /* bitmask of responders of our history */
+	uint32_t unjoined_from;           /* bitmask: answered unjoined this round */
+	/* The incarnation nonce each responder reported with its answer (or
+	 * with an unjoined answer): a RECOVERY with another nonce proves it
+	 * restarted since, so that answer is stale. */
+	uint64_t responder_nonce[VSR_REPLICAS_MAX];
+	/* Replica 0 at genesis: the incarnation nonces of the replicas whose
+	 * "nothing held" answers it counted; they join as members. */
+	uint64_t genesis_member_nonce[VSR_REPLICAS_MAX];
+	/* Unjoined: the history the answers we count name (an amnesiac's, until
+	 * its state transfer begins and it becomes r->history). */
+	uint64_t joining_history;
 	/* The latest answer of each responder: answers can go stale as the
 	 * cluster moves on, so decisions use only the newest from each. */
 	uint64_t recovery_view[VSR_REPLICAS_MAX];
 	uint8_t recovery_status[VSR_REPLICAS_MAX];
-	bool amnesia;                     /* restarted without its disk's contents */
+	/* No durable promises: unjoined, or restarted without its disk's
+	 * contents and still catching up. Counts in no quorum, answers no
+	 * RECOVERY (except to say it is unjoined). */
+	bool amnesia;
 
 	/* state transfer */
 	uint64_t transfer_nonce;
@@ -243,6 +289,7 @@ struct vsr_replica {
 	timer t_primary;        /* backup: suspect the primary */
 	timer t_view_change;    /* view change stalled */
 	timer t_retry;          /* recovery / state transfer resend */
+	timer t_lost;           /* resend PRIMARY_LOST while suspecting */
 	uint64_t prng;
 
 	/* output of the current step */
@@ -253,8 +300,8 @@ struct vsr_replica {
 	uint32_t scratch_count, scratch_cap;
 
 	uint64_t realtime_ns;       /* of the current event: entry timestamps */
-	bool start_view_pending;
-	bool replaying;             /* restart: re-executing the durable committed log */    /* new primary: send START_VIEW once durable */
+	bool start_view_pending;    /* new primary: send START_VIEW once durable */
+	bool replaying;             /* restart: re-executing the durable committed log */
 	const char *invariant_failure; /* first local invariant broken (VSR_INVARIANTS) */
 	vsr_buf reply_buf;
 	vsr_replica_stats stats;
@@ -316,7 +363,21 @@ void primary_drop_pipeline(vsr_replica *r);
 void primary_send_prepare(vsr_replica *r, uint64_t op, int to);
 
 /* view_change.c */
+/* Starts a view change into `view` on our own timeout: the backoff grows. */
 void vc_start(vsr_replica *r, uint64_t view);
+/* Joins a view change another replica started: the backoff stays. */
+void vc_join(vsr_replica *r, uint64_t view);
+/* Pre-vote: we lost our view's primary (a backup's timeout) or a quorum
+ * (a primary's abdication). Says so to every replica, and starts the next
+ * view once a quorum says the same. */
+void vc_primary_lost(vsr_replica *r);
+void vc_on_primary_lost(vsr_replica *r, const vsr_message *m);
+/* A RECOVERY from another replica: it follows no primary either. */
+void vc_on_recovery(vsr_replica *r, const vsr_message *m);
+/* While suspecting: resends PRIMARY_LOST and re-counts the quorum. */
+void vc_lost_tick(vsr_replica *r);
+/* Ends suspicion: the primary was heard again, or the status changed. */
+void vc_suspicion_clear(vsr_replica *r);
 void vc_on_start_view_change(vsr_replica *r, const vsr_message *m);
 void vc_on_do_view_change(vsr_replica *r, const vsr_message *m);
 void vc_on_start_view(vsr_replica *r, const vsr_message *m);

@@ -168,8 +168,12 @@ static void transfer_done(vsr_replica *r)
 		transfer_to_view_change(r);
 		return;
 	}
+	bool was_amnesiac = r->amnesia;
 	r->amnesia = false;
 	normal_become_backup(r);
+	/* A member again: the superblock names the history once more (acks wait
+	 * for it to be durable). */
+	if (was_amnesiac) persist_state(r, false, 0, NULL, 0);
 }
 
 void st_on_new_state(vsr_replica *r, const vsr_message *m)

@@ -61,7 +61,7 @@ const char *vsr_message_type_name(enum vsr_message_type t)
 		"none", "request", "reply", "prepare", "prepare_ok", "commit",
 		"start_view_change", "do_view_change", "start_view", "get_state",
 		"new_state", "get_checkpoint", "checkpoint_chunk", "recovery",
-		"recovery_response",
+		"recovery_response", "primary_lost",
 	};
 	return (unsigned)t < VSR_MSG_TYPE_COUNT ? names[t] : "?";
 }
@@ -127,6 +127,13 @@ uint64_t prng_below(uint64_t *state, uint64_t bound)
 {
 	assert(bound > 0);
 	return prng_next(state) % bound;
+}
+
+uint32_t popcount32(uint32_t x)
+{
+	uint32_t c = 0;
+	for (; x; x &= x - 1) c++;
+	return c;
 }
 
 uint64_t hash64(uint64_t seed, const void *data, size_t len)
@@ -240,6 +247,14 @@ void vsr_config_default(vsr_config *c, uint64_t cluster, uint8_t replica_count,
 	c->timeouts.jitter_ticks = 10;
 }
 
+uint32_t vsr_reply_bytes_max(const vsr_config *c)
+{
+	uint32_t room = c->message_bytes_max > VSR_MESSAGE_WIRE_OVERHEAD
+				? c->message_bytes_max - VSR_MESSAGE_WIRE_OVERHEAD
+				: 0;
+	return room < VSR_REPLY_BYTES_MAX ? room : VSR_REPLY_BYTES_MAX;
+}
+
 const char *vsr_config_invalid(const vsr_config *c)
 {
 	if (c->replica_count < 1 || c->replica_count > VSR_REPLICAS_MAX)
@@ -276,12 +291,16 @@ const char *vsr_config_invalid(const vsr_config *c)
 		return "message_bytes_max must hold pipeline_max full batches";
 	if ((uint64_t)c->chunk_bytes_max + VSR_ENTRY_WIRE_OVERHEAD > c->message_bytes_max)
 		return "message_bytes_max must hold one checkpoint chunk";
+	if (vsr_reply_bytes_max(c) < 256)
+		return "message_bytes_max must hold a reply of at least 256 bytes";
 	const vsr_timeouts *t = &c->timeouts;
 	if (!t->heartbeat_ticks || !t->prepare_retry_ticks || !t->primary_ticks ||
 	    !t->view_change_ticks || !t->recovery_retry_ticks)
 		return "timeouts must be positive";
 	if (t->primary_ticks <= t->heartbeat_ticks)
 		return "primary_ticks must exceed heartbeat_ticks";
+	if (c->genesis_history == 0)
+		return "genesis_history must be a random non-zero value drawn by the host";
 #ifndef VSR_FAULT_INJECTION
 	if (c->bugs) return "bugs are only available in the fault-injection build";
 #endif

@@ -269,7 +269,6 @@ typedef struct sim_options {
 	bool ack_crashes;         /* crashes aimed right after a PREPARE_OK */
 	bool fresh_restarts;      /* operator formats the whole cluster anew */
 	bool single_amnesia;      /* wipes also with one replica */
-	uint32_t lost_marker_ppm; /* share of wipes handed over as a fresh disk */
 	bool live_during_faults;  /* requests complete while a majority is up
 				   * and connected (live_window ticks) */
 	uint64_t live_window;
@@ -303,7 +302,6 @@ typedef struct sim_stats {
 	uint64_t long_steps;        /* stalled steps */
 	uint64_t restore_failures;  /* restores made to fail */
 	uint64_t big_replies;       /* oversized replies produced */
-	uint64_t lost_markers;      /* wipes handed over as a fresh disk */
 } sim_stats;
 
 typedef struct sim_result {

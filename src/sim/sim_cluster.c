@@ -68,6 +68,7 @@ typedef struct sim_node_replica {
 
 typedef struct sim_client {
 	uint64_t session;
+	uint64_t history;      /* the history the session belongs to */
 	uint64_t nonce;        /* REGISTER nonce in flight */
 	uint64_t request;      /* number of the request in flight / last sent */
 	bool busy;
@@ -84,7 +85,7 @@ typedef struct sim_client {
 	/* last completed request: a late duplicate reply must match it (12.10) */
 	uint64_t last_session, last_request, last_reply_op, last_reply_hash;
 	uint8_t last_status;
-	uint32_t session_history; /* the cluster history the session belongs to */
+	uint32_t session_history; /* the operator era the session belongs to */
 } sim_client;
 
 /* Fault rates of one run, resolved from options and the seed. */
@@ -112,7 +113,6 @@ typedef struct sim_faults {
 	uint32_t restore_fail_ppm;
 	uint32_t big_reply_ppm;    /* share of client ops with an oversized reply */
 	uint32_t state_pad;        /* bytes added to every snapshot */
-	uint32_t lost_marker_ppm;
 	uint32_t ack_crash_ppm;    /* crash right after an ack, a write pending */
 	uint64_t fresh_at;         /* operator: the whole cluster formatted anew */
 } sim_faults;
@@ -151,11 +151,14 @@ struct sim {
 	uint64_t majority_since;
 	bool majority_now;
 	uint64_t last_completion;
-	/* Cluster histories (--fresh-restarts): bumped when the operator
-	 * formats the whole cluster anew; messages of an older history die
-	 * with their connections. */
-	uint32_t history;
+	/* Operator eras (--fresh-restarts): bumped when the operator formats
+	 * the whole cluster anew; messages of an older era die with their
+	 * connections. */
+	uint32_t era;
 	sim_ghost g;
+	/* The cluster's history: the fault model never loses every replica's
+	 * state, so exactly one genesis happens in a run. */
+	uint64_t history;
 	bool failed;
 	char reason[512];
 	uint64_t fail_tick;
@@ -369,7 +372,7 @@ static void net_send(struct sim *s, uint8_t from, uint8_t to, sim_msg *msg)
 			delay = sim_rng_range(&s->rng, 1, 3);
 		}
 		sim_event e = {.time = s->now + delay, .kind = EV_DELIVER,
-			       .arg = s->history,
+			       .arg = s->era,
 			       .node = to, .from = from,
 			       .msg = i == 0 ? msg : sim_msg_clone(&msg->m)};
 		ev_push(s, e);
@@ -423,6 +426,13 @@ static void amnesia_cleared(struct sim *s, uint8_t r)
 	nr->amnesiac = false;
 	nr->amnesia_normal = false;
 	s->stats.amnesia_recovered++;
+	if (s->history == 0)
+		s->history = nr->info.history;
+	else if (nr->info.history != s->history)
+		sim_fail(s, "replica %u joined history %016llx, the cluster is in %016llx: "
+			 "a second genesis though some replica kept the state", r,
+			 (unsigned long long)nr->info.history,
+			 (unsigned long long)s->history);
 	trace_mix(s, 14, r, nr->incarnation, nr->info.view);
 	tracef(s, "r%u   recovered from amnesia: normal in view %llu, durable",
 	       r, (unsigned long long)nr->info.view);
@@ -538,6 +548,16 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 		       (unsigned long long)after.log_view,
 		       (unsigned long long)after.op, (unsigned long long)after.commit);
 	nr->info = after;
+	if (after.history != 0 && !nr->amnesiac && !s->failed) {
+		/* A member whose joining is durable: its history is the one. */
+		if (s->history == 0)
+			s->history = after.history;
+		else if (after.history != s->history)
+			sim_fail(s, "replica %u is in history %016llx, the cluster in %016llx: "
+				 "a second genesis though some replica kept the state",
+				 r, (unsigned long long)after.history,
+				 (unsigned long long)s->history);
+	}
 	if (nr->amnesiac && !nr->amnesia_normal &&
 	    after.status == VSR_STATUS_NORMAL) {
 		/* Back from amnesia once what it wrote by now is durable. */
@@ -622,6 +642,8 @@ static void replica_config(struct sim *s, uint8_t r, vsr_config *c)
 {
 	*c = s->r[r].cfg;
 	c->seed = sim_hash_u64(sim_hash_u64(s->opt.seed, r), s->r[r].incarnation);
+	/* What vsrhost draws at random for every process start. */
+	c->genesis_history = sim_hash_u64(c->seed, 0x6E65736973ull) | 1;
 }
 
 /* The one-amnesiac rule (docs/simulator.md): the core promises safety for a
@@ -662,19 +684,20 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 	sim_node_replica *nr = &s->r[r];
 	vsr_durable d;
 	bool wiped = !fresh && restart_wipes(s, r);
-	/* An operator fault: the wiped disk also lost its marker, so the host
-	 * cannot tell it from a brand-new one and hands over nothing. */
-	bool lost_marker = wiped && s->f.lost_marker_ppm &&
-			   sim_rng_ppm(&s->mode_rng, s->f.lost_marker_ppm);
-	if (lost_marker)
-		s->stats.lost_markers++;
+	const vsr_durable *dp = NULL;
 	if (wiped) {
-		/* memory mode: the host hands over nothing but the cluster id */
+		/* memory mode: the host hands over nothing (the replica starts
+		 * unjoined). The hidden variant (teeth) is a host that keeps a
+		 * history id across the wipe, as a surviving marker file would:
+		 * the core then takes an empty disk for an intact one. */
 		sim_storage_free(&nr->st);
 		sim_storage_init(&nr->st, nr->cfg.cluster);
 		memset(&d, 0, sizeof(d));
-		d.amnesia = !s->opt.amnesia_hidden;
 		d.superblock.cluster = nr->cfg.cluster;
+		if (s->opt.amnesia_hidden) {
+			d.superblock.history = nr->info.history;
+			dp = &d;
+		}
 		sim_check_amnesia_restart(&s->g, r);
 		if (!nr->amnesiac)
 			s->stats.amnesia_restarts++;
@@ -684,13 +707,27 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 	} else if (!fresh) {
 		sim_storage_load(&nr->st, nr->cfg.cluster, &d);
 		sim_check_restart(s, &s->g, r, &nr->st, &d);
+		dp = &d;
+		/* A superblock without a history (never joined, or written while
+		 * catching up) starts the replica unjoined: it holds nothing it
+		 * can vouch for, so the one-amnesiac rule counts it. */
+		if (d.superblock.history == 0) {
+			nr->amnesiac = true;
+			nr->amnesia_normal = false;
+			nr->amnesia_wait_id = 0;
+		}
+	} else {
+		/* A first start: unjoined, like every replica of a new cluster,
+		 * until genesis makes it a member. */
+		nr->amnesiac = true;
+		nr->amnesia_normal = false;
+		nr->amnesia_wait_id = 0;
 	}
 	sim_sm_init(&nr->sm, s, r);
 	sim_sm_iface(&nr->sm, &nr->smi);
 	vsr_config cfg;
 	replica_config(s, r, &cfg);
-	int rc = vsr_replica_create(&nr->core, &cfg, &nr->smi,
-				    fresh || lost_marker ? NULL : &d, s->now);
+	int rc = vsr_replica_create(&nr->core, &cfg, &nr->smi, dp, s->now);
 	nr->sm.started = true;
 	if (rc != VSR_OK) {
 		nr->core = NULL;
@@ -706,9 +743,8 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 	trace_mix(s, 4, r, nr->incarnation, nr->info.view);
 	if (wiped) {
 		trace_mix(s, 13, r, nr->incarnation, 0);
-		tracef(s, "r%u   RESTART incarnation %u with a WIPED disk (%s), %s",
-		       r, nr->incarnation, lost_marker ? "marker lost: as a new replica" : "amnesia",
-		       sname(nr->info.status));
+		tracef(s, "r%u   RESTART incarnation %u with a WIPED disk (unjoined), %s",
+		       r, nr->incarnation, sname(nr->info.status));
 		narrate(s, "replica %u restarts with its disk wiped and is %s", r,
 			sname(nr->info.status));
 	} else if (!fresh) {
@@ -810,6 +846,7 @@ static void client_send(struct sim *s, uint8_t ci)
 		m.request.kind = VSR_REQUEST_REGISTER;
 	} else {
 		m.request.session = c->session;
+		m.history = c->history;
 		m.request.request = c->request;
 		m.request.kind = VSR_REQUEST_OP;
 		m.request.op = c->op;
@@ -932,6 +969,9 @@ static void client_receive(struct sim *s, uint8_t ci, const vsr_message *m)
 		c->redirected = true;
 		c->retry_at = s->now + 10;
 		return;
+	case VSR_REPLY_HISTORY:
+		/* The session belongs to an earlier history (the cluster was
+		 * formatted anew): a definite answer; register in the new one. */
 	case VSR_REPLY_EVICTED:
 		/* The session is gone; the request's fate is unknown to us, so
 		 * open a new session and move on (its number starts again). */
@@ -956,7 +996,8 @@ static void client_receive(struct sim *s, uint8_t ci, const vsr_message *m)
 			return;
 		}
 		c->session = m->request.session;
-		c->session_history = s->history;
+		c->session_history = s->era;
+		c->history = m->history;
 		c->request = 0;
 		c->registering = false;
 		s->last_completion = s->now;
@@ -966,12 +1007,12 @@ static void client_receive(struct sim *s, uint8_t ci, const vsr_message *m)
 		c->retry_at = s->now;
 		return;
 	}
-	if (c->session_history != s->history && m->status == VSR_REPLY_OK)
+	if (c->session_history != s->era && m->status == VSR_REPLY_OK)
 		sim_fail(s,
-			 "history (operator fresh): client %u's session %llu of history %u "
-			 "was served in history %u (request %llu, op %llu): two clients in "
+			 "history (operator fresh): client %u's session %llu of era %u "
+			 "was served in era %u (request %llu, op %llu): two clients in "
 			 "one session",
-			 ci, (unsigned long long)c->session, c->session_history, s->history,
+			 ci, (unsigned long long)c->session, c->session_history, s->era,
 			 (unsigned long long)c->request, (unsigned long long)m->reply_op);
 	c->last_session = c->session;
 	c->last_request = c->request;
@@ -1111,9 +1152,8 @@ static void oneway_start(struct sim *s)
  * session ids start over); a definite refusal is fine. */
 static void operator_fresh(struct sim *s)
 {
-	tracef(s, "---   OPERATOR formats the whole cluster anew (history %u)",
-	       s->history + 1);
-	trace_mix(s, 19, s->history, 0, 0);
+	tracef(s, "---   OPERATOR formats the whole cluster anew (era %u)", s->era + 1);
+	trace_mix(s, 19, s->era, 0, 0);
 	for (uint8_t r = 0; r < s->n; r++) {
 		sim_node_replica *nr = &s->r[r];
 		if (nr->up) {
@@ -1129,7 +1169,8 @@ static void operator_fresh(struct sim *s)
 		sim_storage_free(&nr->st);
 		sim_storage_init(&nr->st, nr->cfg.cluster);
 	}
-	s->history++;
+	s->era++;
+	s->history = 0; /* a new genesis is expected */
 	sim_ghost_free(&s->g);
 	memset(&s->g, 0, sizeof(s->g));
 	for (uint8_t r = 0; r < s->n && !s->failed; r++)
@@ -1226,7 +1267,6 @@ static void faults_resolve(struct sim *s)
 	f->restore_fail_ppm = o->restore_fail_ppm;
 	f->big_reply_ppm = o->big_replies ? big : 0;
 	f->state_pad = o->large_state ? pad : 0;
-	f->lost_marker_ppm = o->lost_marker_ppm;
 	f->ack_crash_ppm = o->ack_crashes && f->window_crash_ppm ? ack_crash : 0;
 	f->fresh_at = o->fresh_restarts && fresh && fresh_at ? fresh_at : 0;
 	if (o->drop_ppm != SIM_RATE_SEEDED)
@@ -1247,7 +1287,7 @@ static void faults_resolve(struct sim *s)
 		f->torn_ppm = f->corrupt_ppm = f->amnesia_ppm = 0;
 		f->minority_down = f->slow_heal = false;
 		f->oneway_ppm = f->long_step_ppm = f->restore_fail_ppm = 0;
-		f->big_reply_ppm = f->lost_marker_ppm = f->ack_crash_ppm = 0;
+		f->big_reply_ppm = f->ack_crash_ppm = 0;
 		f->fresh_at = 0;
 		f->delay_max = 3;
 		f->persist_max = 2;
@@ -1283,6 +1323,7 @@ static void config_resolve(struct sim *s)
 		/* Oversized replies end up in checkpoints: 1 MiB chunks for those. */
 		c->chunk_bytes_max = s->f.big_reply_ppm ? 1u << 20 : 256;
 		c->bugs = s->opt.bugs;
+		c->genesis_history = 1; /* drawn anew for every start: replica_config */
 		const char *why = vsr_config_invalid(c);
 		if (why)
 			sim_fail(s, "simulator chose an invalid config: %s", why);
@@ -1296,7 +1337,7 @@ static void deliver(struct sim *s, sim_event *e)
 {
 	sim_msg *msg = e->msg;
 	s->stats.events++;
-	if (e->arg != s->history) {
+	if (e->arg != s->era) {
 		/* sent before the cluster was formatted anew: its connection is
 		 * gone */
 		sim_msg_free(msg);

@@ -41,6 +41,7 @@ static const bug_name bug_names[] = {
 	{"recovery-any-nonce", VSR_BUG_RECOVERY_ANY_NONCE},
 	{"ack-below-log", VSR_BUG_ACK_BELOW_LOG},
 	{"register-last-reply", VSR_BUG_REGISTER_LAST_REPLY},
+	{"no-abdication", VSR_BUG_NO_ABDICATION},
 };
 
 
@@ -86,7 +87,6 @@ static void usage(FILE *f)
 		"  --ack-crashes        crashes aimed right after a PREPARE_OK while a\n"
 		"                       write is pending\n"
 		"  --single-amnesia     wiped restarts also with one replica\n"
-		"  --lost-marker-ppm N  wipes handed to the core as a brand-new disk\n"
 		"  --fresh-restarts     the operator formats the whole cluster anew once\n"
 		"                       (in a quarter of seeds); clients keep running\n"
 		"  --live-during-faults [--live-window N]  while a quorum is up and\n"
@@ -96,8 +96,8 @@ static void usage(FILE *f)
 		"                       --one-way-long, --long-steps, --large-state,\n"
 		"                       --ack-crashes\n"
 		"  --classic-faults     all of them off (the fault model before issue 7)\n"
-		"  --all-faults         every mode above (restore 2000 ppm, markers\n"
-		"                       100000 ppm, live window 1500)\n"
+		"  --all-faults         every mode above (restore 2000 ppm, live\n"
+		"                       window 1500)\n"
 		"  --amnesia-hidden     (teeth) hand a wiped disk to the core as a\n"
 		"                       formatted one instead of amnesia = true\n",
 		SIM_CLIENTS_MAX);
@@ -117,7 +117,6 @@ static void set_all_modes(sim_options *o)
 	o->minority_down = o->fresh_restarts = true;
 	o->slow_heal = o->big_replies = o->large_state = o->single_amnesia = true;
 	o->restore_fail_ppm = 2000;
-	o->lost_marker_ppm = 100000;
 	o->live_during_faults = true;
 }
 
@@ -407,9 +406,6 @@ int main(int argc, char **argv)
 			o.fresh_restarts = true;
 		} else if (!strcmp(a, "--single-amnesia")) {
 			o.single_amnesia = true;
-		} else if (!strcmp(a, "--lost-marker-ppm")) {
-			NEED_NUM();
-			o.lost_marker_ppm = (uint32_t)(x > 1000000 ? 1000000 : x);
 		} else if (!strcmp(a, "--live-during-faults")) {
 			o.live_during_faults = true;
 		} else if (!strcmp(a, "--live-window")) {
@@ -550,7 +546,6 @@ int main(int argc, char **argv)
 		cov.long_steps += r.stats.long_steps;
 		cov.restore_failures += r.stats.restore_failures;
 		cov.big_replies += r.stats.big_replies;
-		cov.lost_markers += r.stats.lost_markers;
 		for (int g = 0; g < VSR_GUARD_COUNT; g++)
 			cov.guards[g] += r.stats.guards[g];
 		if (r.ok) {
@@ -626,9 +621,9 @@ int main(int argc, char **argv)
 	       cov.amnesia_blocked);
 	printf("more faults: %" PRIu64 " long one-way failures, %" PRIu64 " replicas "
 	       "left down, %" PRIu64 " long steps, %" PRIu64 " failed restores, %"
-	       PRIu64 " oversized replies, %" PRIu64 " lost markers\n",
+	       PRIu64 " oversized replies\n",
 	       cov.oneway_long, cov.stayed_down, cov.long_steps, cov.restore_failures,
-	       cov.big_replies, cov.lost_markers);
+	       cov.big_replies);
 	if (passed)
 		printf("liveness: after the faults stopped, passing runs settled in "
 		       "%.0f ticks on average, at most %" PRIu64 " (seed %" PRIu64 ")\n",

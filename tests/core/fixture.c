@@ -20,11 +20,24 @@ static int sm_apply(void *ctx, const vsr_apply_ctx *a, const uint8_t *op, size_t
 		vsr_buf_append(reply, "failed", 6);
 		return VSR_REPLY_ERROR;
 	}
+	/* "big:N": applied, with a reply of N bytes (a state machine that
+	 * ignores a->reply_max: the core must bound it). */
+	size_t big = 0;
+	if (len > 4 && len < 32 && memcmp(op, "big:", 4) == 0) {
+		char num[32];
+		memcpy(num, op + 4, len - 4);
+		num[len - 4] = '\0';
+		big = (size_t)strtoull(num, NULL, 10);
+	}
 	uint64_t in[3] = {s->chain, a->session, a->request};
 	s->chain = XXH3_64bits_withSeed(in, sizeof in, XXH3_64bits(op, len));
 	s->count++;
 	int n = snprintf(text, sizeof text, "%llu", (unsigned long long)s->count);
 	vsr_buf_append(reply, text, (size_t)n);
+	for (size_t k = 0; k < big; k += sizeof text) {
+		memset(text, 'x', sizeof text);
+		vsr_buf_append(reply, text, big - k < sizeof text ? big - k : sizeof text);
+	}
 	return VSR_REPLY_OK;
 }
 
@@ -138,27 +151,28 @@ static void disk_free(fx_image *d)
 
 /* ---- stepping ---- */
 
+static fx_message *queue_push(fx_message **queue, uint32_t *count, uint32_t *cap)
+{
+	if (*count == *cap) {
+		*cap = *cap ? 2 * *cap : 256;
+		*queue = realloc(*queue, *cap * sizeof **queue);
+	}
+	return &(*queue)[(*count)++];
+}
+
 static void enqueue(fixture *f, uint8_t from, uint8_t to, const vsr_message *m)
 {
 	if (f->hold) {
 		fx_message probe = {.from = from, .to = to, .m = *m};
 		if (f->hold(&probe, f->hold_arg)) {
-			if (f->held_count == f->held_cap) {
-				f->held_cap = f->held_cap ? 2 * f->held_cap : 16;
-				f->held = realloc(f->held, f->held_cap * sizeof *f->held);
-			}
-			fx_message *h = &f->held[f->held_count++];
+			fx_message *h = queue_push(&f->held, &f->held_count, &f->held_cap);
 			h->from = from;
 			h->to = to;
 			message_copy(&h->m, m);
 			return;
 		}
 	}
-	if (f->queue_count == f->queue_cap) {
-		f->queue_cap = f->queue_cap ? 2 * f->queue_cap : 256;
-		f->queue = realloc(f->queue, f->queue_cap * sizeof *f->queue);
-	}
-	fx_message *q = &f->queue[f->queue_count++];
+	fx_message *q = queue_push(&f->queue, &f->queue_count, &f->queue_cap);
 	q->from = from;
 	q->to = to;
 	message_copy(&q->m, m);
@@ -167,7 +181,7 @@ static void enqueue(fixture *f, uint8_t from, uint8_t to, const vsr_message *m)
 static void step(fixture *f, uint8_t i, const vsr_event *ev)
 {
 	fx_node *nd = &f->node[i];
-	if (!nd->up) return;
+	if (!nd->up || nd->paused) return;
 	vsr_actions out;
 	vsr_replica_step(nd->r, ev, &out);
 	const char *why = vsr_replica_invariant_failure(nd->r);
@@ -191,6 +205,8 @@ static void step(fixture *f, uint8_t i, const vsr_event *ev)
 				r->session = a->message.request.session;
 				r->request = a->message.request.request;
 				r->op = a->message.reply_op;
+				r->history = a->message.history;
+				r->body_len = a->message.body_len;
 				size_t n = a->message.body_len < sizeof r->body - 1 ? a->message.body_len
 										     : sizeof r->body - 1;
 				if (n) memcpy(r->body, a->message.body, n);
@@ -205,19 +221,26 @@ static void step(fixture *f, uint8_t i, const vsr_event *ev)
 	}
 }
 
+static void complete_one(fixture *f, uint8_t i);
+
 static void complete_persists(fixture *f, uint8_t i)
 {
 	fx_node *nd = &f->node[i];
-	while (nd->up && nd->auto_persist && nd->pending_count > 0) {
-		vsr_persist p = nd->pending[0];
-		memmove(&nd->pending[0], &nd->pending[1], (nd->pending_count - 1) * sizeof p);
-		nd->pending_count--;
-		disk_apply(&nd->disk, &p);
-		uint64_t id = p.id;
-		persist_free(&p);
-		vsr_event ev = {.type = VSR_EVENT_PERSISTED, .now = f->now, .persist_id = id};
-		step(f, i, &ev);
-	}
+	while (nd->up && !nd->paused && nd->auto_persist && nd->pending_count > 0)
+		complete_one(f, i);
+}
+
+static void complete_one(fixture *f, uint8_t i)
+{
+	fx_node *nd = &f->node[i];
+	vsr_persist p = nd->pending[0];
+	memmove(&nd->pending[0], &nd->pending[1], (nd->pending_count - 1) * sizeof p);
+	nd->pending_count--;
+	disk_apply(&nd->disk, &p);
+	uint64_t id = p.id;
+	persist_free(&p);
+	vsr_event ev = {.type = VSR_EVENT_PERSISTED, .now = f->now, .persist_id = id};
+	step(f, i, &ev);
 }
 
 static void deliver_all(fixture *f)
@@ -230,6 +253,11 @@ static void deliver_all(fixture *f)
 		f->queue_count = f->queue_cap = 0;
 		for (uint32_t k = 0; k < n; k++) {
 			fx_message *q = &batch[k];
+			if (f->node[q->to].up && f->node[q->to].paused && f->link[q->from][q->to]) {
+				/* Waits in the stalled replica's socket buffer. */
+				*queue_push(&f->stalled, &f->stalled_count, &f->stalled_cap) = *q;
+				continue;
+			}
 			if (f->node[q->to].up && f->link[q->from][q->to]) {
 				vsr_event ev = {.type = VSR_EVENT_MESSAGE, .now = f->now,
 						.realtime_ns = f->now * 1000000, .message = &q->m};
@@ -256,6 +284,7 @@ void fx_init(fixture *f, uint8_t n, void (*tune)(vsr_config *c))
 		f->cfg[i].pipeline_max = 4;
 		f->cfg[i].message_entries_max = 32;
 		f->cfg[i].timeouts.jitter_ticks = 3;
+		f->cfg[i].genesis_history = fx_history_for(i, 0);
 		if (tune) tune(&f->cfg[i]);
 		assert(vsr_config_invalid(&f->cfg[i]) == NULL);
 		fx_node *nd = &f->node[i];
@@ -269,6 +298,29 @@ void fx_init(fixture *f, uint8_t n, void (*tune)(vsr_config *c))
 		nd->disk.formatted = true;
 		nd->disk.sb.cluster = 7;
 	}
+	/* Every replica starts unjoined: genesis makes them the members of
+	 * view 0 of a new history, replica 0 its primary. */
+	for (uint32_t t = 0; t < 200 && !fx_all_joined(f); t++) fx_run(f, 1);
+	assert(fx_all_joined(f));
+	f->history = f->cfg[0].genesis_history;
+}
+
+uint64_t fx_history_for(uint8_t i, uint32_t incarnation)
+{
+	return 0x4849535430000000ull ^ ((uint64_t)incarnation << 8) ^ (uint64_t)(i + 1);
+}
+
+bool fx_all_joined(fixture *f)
+{
+	for (uint8_t i = 0; i < f->n; i++) {
+		if (!f->node[i].up) continue;
+		vsr_replica_info in;
+		fx_info(f, i, &in);
+		if (in.status != VSR_STATUS_NORMAL || in.history == 0 || in.amnesia ||
+		    in.durable_view != in.view)
+			return false;
+	}
+	return true;
 }
 
 void fx_free(fixture *f)
@@ -277,6 +329,8 @@ void fx_free(fixture *f)
 	free(f->queue);
 	for (uint32_t k = 0; k < f->held_count; k++) message_free(&f->held[k].m);
 	free(f->held);
+	for (uint32_t k = 0; k < f->stalled_count; k++) message_free(&f->stalled[k].m);
+	free(f->stalled);
 	for (uint8_t i = 0; i < f->n; i++) {
 		fx_node *nd = &f->node[i];
 		if (nd->up) vsr_replica_destroy(nd->r);
@@ -352,15 +406,16 @@ void fx_restart_wiped(fixture *f, uint8_t i)
 {
 	fx_node *nd = &f->node[i];
 	assert(!nd->up);
+	memset(&nd->sm, 0, sizeof nd->sm);
 	disk_free(&nd->disk);
+	memset(&nd->disk, 0, sizeof nd->disk);
 	nd->disk.formatted = true;
 	nd->disk.sb.cluster = 7;
-	memset(&nd->sm, 0, sizeof nd->sm);
-	vsr_durable d = {.amnesia = true, .superblock = {.cluster = 7}};
-	/* A new process draws a new generator seed (its nonces differ). */
-	f->cfg[i].seed = f->cfg[i].seed * 6364136223846793005ull + 1442695040888963407ull;
+	/* A new process: a new genesis candidate, as vsrhost draws one. */
+	f->incarnation[i]++;
+	f->cfg[i].genesis_history = fx_history_for(i, f->incarnation[i]);
 	vsr_state_machine sm = sm_of(&nd->sm);
-	int rc = vsr_replica_create(&nd->r, &f->cfg[i], &sm, &d, f->now);
+	int rc = vsr_replica_create(&nd->r, &f->cfg[i], &sm, NULL, f->now);
 	assert(rc == VSR_OK);
 	nd->up = true;
 }
@@ -378,6 +433,55 @@ void fx_release(fixture *f, uint32_t k)
 	}
 	message_free(&q.m);
 	for (uint8_t i = 0; i < f->n; i++) complete_persists(f, i);
+}
+
+void fx_pause(fixture *f, uint8_t i)
+{
+	assert(f->node[i].up);
+	f->node[i].paused = true;
+}
+
+void fx_resume(fixture *f, uint8_t i, bool tick_first)
+{
+	fx_node *nd = &f->node[i];
+	assert(nd->up && nd->paused);
+	nd->paused = false;
+	if (tick_first) {
+		vsr_event ev = {.type = VSR_EVENT_TICK, .now = f->now,
+				.realtime_ns = f->now * 1000000};
+		step(f, i, &ev);
+	}
+	/* What waited for it arrives before anything sent from now on. */
+	uint32_t kept = 0;
+	for (uint32_t k = 0; k < f->stalled_count; k++) {
+		if (f->stalled[k].to != i) {
+			f->stalled[kept++] = f->stalled[k];
+			continue;
+		}
+		vsr_event ev = {.type = VSR_EVENT_MESSAGE, .now = f->now,
+				.realtime_ns = f->now * 1000000, .message = &f->stalled[k].m};
+		step(f, i, &ev);
+		message_free(&f->stalled[k].m);
+		complete_persists(f, i);
+	}
+	f->stalled_count = kept;
+	complete_persists(f, i);
+	deliver_all(f);
+}
+
+void fx_persist_one(fixture *f, uint8_t i)
+{
+	if (f->node[i].up && f->node[i].pending_count > 0) complete_one(f, i);
+	deliver_all(f);
+}
+
+void fx_inject(fixture *f, uint8_t from, uint8_t to, const vsr_message *m)
+{
+	(void)from;
+	vsr_event ev = {.type = VSR_EVENT_MESSAGE, .now = f->now,
+			.realtime_ns = f->now * 1000000, .message = m};
+	step(f, to, &ev);
+	for (uint8_t k = 0; k < f->n; k++) complete_persists(f, k);
 	deliver_all(f);
 }
 
@@ -389,6 +493,7 @@ uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint6
 	memset(&m, 0, sizeof m);
 	m.type = VSR_MSG_REQUEST;
 	m.cluster = 7;
+	m.history = kind == VSR_REQUEST_OP ? f->request_history : 0;
 	m.request.kind = kind;
 	m.request.session = session;
 	m.request.request = request;
@@ -461,7 +566,10 @@ uint64_t fx_register(fixture *f, uint8_t i, uint64_t nonce)
 		uint64_t conn = fx_request(f, to, VSR_REQUEST_REGISTER, 0, nonce, NULL);
 		for (int t = 0; t < 20; t++) {
 			const fx_reply *r = fx_reply_for(f, conn);
-			if (r && r->status == VSR_REPLY_OK) return r->session;
+			if (r && r->status == VSR_REPLY_OK) {
+				f->request_history = r->history;
+				return r->session;
+			}
 			if (r) break;
 			fx_run(f, 1);
 		}
@@ -506,4 +614,27 @@ const char *fx_check(const fixture *f)
 		}
 	}
 	return NULL;
+}
+
+int fx_main(int argc, char **argv, const fx_test *tests, size_t count, const int *failures)
+{
+	bool list = argc > 1 && strcmp(argv[1], "--list") == 0;
+	int ran = 0;
+	for (size_t i = 0; i < count; i++) {
+		if (list) {
+			printf("%s\n", tests[i].name);
+			continue;
+		}
+		if (argc > 1 && strcmp(argv[1], tests[i].name) != 0) continue;
+		int before = *failures;
+		tests[i].fn();
+		printf("%s %s\n", *failures == before ? "ok" : "FAIL", tests[i].name);
+		ran++;
+	}
+	if (list) return 0;
+	if (ran == 0) {
+		fprintf(stderr, "no such test: %s\n", argv[1]);
+		return 2;
+	}
+	return *failures ? 1 : 0;
 }

@@ -39,6 +39,8 @@ typedef struct fx_reply {
 	uint64_t session;
 	uint64_t request;
 	uint64_t op;
+	uint64_t history; /* the replying replica's */
+	uint32_t body_len;
 	char body[64];
 } fx_reply;
 
@@ -51,6 +53,7 @@ typedef struct fx_node {
 	uint32_t pending_count;
 	vsr_persist pending[4096];
 	bool auto_persist; /* complete persists during fx_run */
+	bool paused;       /* a stalled process: no ticks, messages held for it */
 } fx_node;
 
 typedef struct fixture {
@@ -60,6 +63,8 @@ typedef struct fixture {
 	bool link[FX_MAX][FX_MAX]; /* link[a][b]: messages from a reach b */
 	fx_message *queue;
 	uint32_t queue_count, queue_cap;
+	fx_message *stalled; /* messages for paused replicas, in arrival order */
+	uint32_t stalled_count, stalled_cap;
 	uint64_t now;
 	uint32_t reply_count;
 	fx_reply replies[FX_REPLIES_MAX];
@@ -72,6 +77,11 @@ typedef struct fixture {
 	void *hold_arg;
 	fx_message *held;
 	uint32_t held_count, held_cap;
+	uint64_t history;         /* of the genesis fx_init ran */
+	/* The history OP requests carry: set by fx_register from its reply
+	 * (the session's history), or by a test. */
+	uint64_t request_history;
+	uint32_t incarnation[FX_MAX];
 } fixture;
 
 void fx_init(fixture *f, uint8_t n, void (*tune)(vsr_config *c));
@@ -84,10 +94,27 @@ void fx_isolate(fixture *f, uint8_t i);
 void fx_heal(fixture *f);
 void fx_crash(fixture *f, uint8_t i);
 void fx_restart(fixture *f, uint8_t i);
-/* Restarts replica i with its disk lost (memory mode: amnesia). */
-void fx_restart_wiped(fixture *f, uint8_t i);
 /* Delivers held message k now (links permitting); it leaves `held`. */
 void fx_release(fixture *f, uint32_t k);
+/* A stall (SIGSTOP, a long step): replica i gets no tick, no message and no
+ * storage completion; messages sent to it wait, as in its socket buffers. */
+void fx_pause(fixture *f, uint8_t i);
+/* Ends the stall. With tick_first the replica's first event is a TICK at
+ * the current time, before the messages that waited for it (a host that
+ * runs its timers before reading its sockets). */
+void fx_resume(fixture *f, uint8_t i, bool tick_first);
+/* Delivers message m from replica `from` to replica `to` directly (a
+ * message crafted by the test), then runs what follows from it. */
+void fx_inject(fixture *f, uint8_t from, uint8_t to, const vsr_message *m);
+/* Completes replica i's oldest pending persist (also without auto_persist). */
+void fx_persist_one(fixture *f, uint8_t i);
+/* Restarts replica i with nothing on its disk (memory mode, a lost volume):
+ * it starts unjoined, with a new genesis candidate. */
+void fx_restart_wiped(fixture *f, uint8_t i);
+/* The genesis candidate of replica i's incarnation (fx_init: 0). */
+uint64_t fx_history_for(uint8_t i, uint32_t incarnation);
+/* Every up replica is a normal member of a history, durably. */
+bool fx_all_joined(fixture *f);
 /* Sends a request to replica i; returns the connection id used. */
 uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint64_t request,
 		    const char *op);
@@ -105,5 +132,36 @@ void fx_info(const fixture *f, uint8_t i, vsr_replica_info *out);
 /* Checks agreement of committed entries and equal digests at equal
  * executed ops across up replicas; returns a reason or NULL. */
 const char *fx_check(const fixture *f);
+
+/* Checks inside a scenario; the including file defines `static int
+ * failures`. A failed check ends the scenario. */
+#include <stdio.h>
+#define CHECK(cond)                                                                    \
+	do {                                                                           \
+		if (!(cond)) {                                                         \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+			failures++;                                                    \
+			return;                                                        \
+		}                                                                      \
+	} while (0)
+
+#define CHECK_CLUSTER(f)                                                               \
+	do {                                                                           \
+		const char *why_ = fx_check(f);                                        \
+		if (why_) {                                                            \
+			fprintf(stderr, "%s:%d: cluster check: %s\n", __FILE__, __LINE__, why_); \
+			failures++;                                                    \
+			return;                                                        \
+		}                                                                      \
+	} while (0)
+
+/* A named scenario, and the runner shared by the scenario programs:
+ * `prog [NAME]` runs one (or all), `prog --list` names them. A scenario
+ * reports failure by raising *failures. */
+typedef struct fx_test {
+	const char *name;
+	void (*fn)(void);
+} fx_test;
+int fx_main(int argc, char **argv, const fx_test *tests, size_t count, const int *failures);
 
 #endif
