@@ -93,7 +93,8 @@ static void usage(FILE *f)
 		"                       connected for N ticks (default 1500), requests\n"
 		"                       complete\n"
 		"  --new-faults         the modes on by default: --one-way-long,\n"
-		"                       --long-steps, --large-state, --ack-crashes\n"
+		"                       --long-steps, --large-state, --ack-crashes,\n"
+		"                       --big-replies\n"
 		"  --classic-faults     all of them off (the fault model before issue 7)\n"
 		"  --all-faults         every mode above (restore 2000 ppm, live\n"
 		"                       window 1500)\n"
@@ -110,7 +111,7 @@ static void set_default_modes(sim_options *o)
 	 * replicas it then failed 2 seeds in 500 (318, 430: views settle only
 	 * after ~2,600 ticks), so it waits for the liveness work. */
 	o->long_oneway = o->long_steps = o->large_state = true;
-	o->ack_crashes = true;
+	o->ack_crashes = o->big_replies = true;
 }
 
 static void set_all_modes(sim_options *o)
@@ -418,7 +419,7 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--classic-faults")) {
 			/* the fault model before issue 7 (old regression seeds) */
 			o.slow_disks = o.long_oneway = o.long_steps = o.large_state = false;
-			o.ack_crashes = false;
+			o.ack_crashes = o.big_replies = false;
 		} else if (!strcmp(a, "--all-faults")) {
 			set_all_modes(&o);
 		} else if (!strcmp(a, "--help-bugs")) {
