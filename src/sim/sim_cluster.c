@@ -679,12 +679,21 @@ static bool restart_wipes(struct sim *s, uint8_t r)
 	return false;
 }
 
+static void new_era(struct sim *s);
+
 static void replica_start(struct sim *s, uint8_t r, bool fresh)
 {
 	sim_node_replica *nr = &s->r[r];
 	vsr_durable d;
 	bool wiped = !fresh && restart_wipes(s, r);
 	const vsr_durable *dp = NULL;
+	if (wiped && s->n == 1) {
+		/* A lone replica in memory mode: the whole cluster's state is
+		 * gone, so its restart is a genesis (--single-amnesia). */
+		tracef(s, "---   the only replica lost its state: a new history (era %u)",
+		       s->era + 1);
+		new_era(s);
+	}
 	if (wiped) {
 		/* memory mode: the host hands over nothing (the replica starts
 		 * unjoined). The hidden variant (teeth) is a host that keeps a
@@ -1150,6 +1159,18 @@ static void oneway_start(struct sim *s)
  * data loss is expected: the checker starts a new canonical history. A
  * client's old session must never be served in the new history (finding 1:
  * session ids start over); a definite refusal is fine. */
+/* Every replica's state is gone: a new history begins (genesis), and
+ * losing every operation is expected. The checker starts a new canonical
+ * history; messages of the old era die with their connections; clients keep
+ * their sessions, which the new history must refuse (HISTORY). */
+static void new_era(struct sim *s)
+{
+	s->era++;
+	s->history = 0; /* a new genesis is expected */
+	sim_ghost_free(&s->g);
+	memset(&s->g, 0, sizeof(s->g));
+}
+
 static void operator_fresh(struct sim *s)
 {
 	tracef(s, "---   OPERATOR formats the whole cluster anew (era %u)", s->era + 1);
@@ -1169,10 +1190,7 @@ static void operator_fresh(struct sim *s)
 		sim_storage_free(&nr->st);
 		sim_storage_init(&nr->st, nr->cfg.cluster);
 	}
-	s->era++;
-	s->history = 0; /* a new genesis is expected */
-	sim_ghost_free(&s->g);
-	memset(&s->g, 0, sizeof(s->g));
+	new_era(s);
 	for (uint8_t r = 0; r < s->n && !s->failed; r++)
 		replica_start(s, r, true);
 	for (uint8_t ci = 0; ci < s->clients_n; ci++) {
