@@ -55,8 +55,13 @@ void log_free(vsr_log *l);
 void log_collect(vsr_log *l);
 uint32_t log_capacity(const vsr_log *l);
 const vsr_entry *log_get(const vsr_log *l, uint64_t op);
-/* Checksum at op for start - 1 <= op <= head; 0 otherwise. */
+/* Whether the checksum at op is known: start - 1 <= op <= head. */
+bool log_checksum_known(const vsr_log *l, uint64_t op);
+/* Checksum at op when known; 0 otherwise, which is ambiguous (a message may
+ * carry 0): compare with log_matches instead. */
 uint64_t log_checksum_at(const vsr_log *l, uint64_t op);
+/* The checksum at op is known and equals `checksum`. */
+bool log_matches(const vsr_log *l, uint64_t op, uint64_t checksum);
 /* Appends a copy of e at head + 1 (body copied). e->parent must match. Drops
  * the oldest entry first when full, which the caller has to allow by passing
  * the highest op that may be dropped. Returns false when it does not fit. */
@@ -206,6 +211,7 @@ struct vsr_replica {
 	pipeline_slot *pipeline;          /* ring of pipeline_max, by op */
 	queued_request *queue;            /* FIFO ring of request_queue_max */
 	uint32_t queue_head, queue_count;
+	uint64_t queue_bytes;             /* op bytes held by the queue */
 
 	/* view change */
 	uint32_t svc_from;                /* bitmask, for `view` */

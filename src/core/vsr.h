@@ -299,6 +299,7 @@ typedef struct vsr_config {
 	uint32_t batch_requests_max; /* requests per entry */
 	uint32_t batch_bytes_max;    /* body bytes per entry */
 	uint32_t request_queue_max;  /* requests waiting for a pipeline slot */
+	uint64_t request_queue_bytes_max; /* their operation bytes, at most */
 	uint32_t clients_max;        /* sessions in the client table */
 	uint32_t checkpoint_interval; /* ops between checkpoints */
 	uint32_t log_max;            /* entries kept in memory (power of two) */

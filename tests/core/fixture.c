@@ -411,6 +411,13 @@ uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint6
 	return conn;
 }
 
+void fx_deliver(fixture *f, uint8_t to, const vsr_message *m)
+{
+	vsr_event ev = {.type = VSR_EVENT_MESSAGE, .now = f->now, .realtime_ns = f->now * 1000000,
+			.message = m};
+	step(f, to, &ev);
+}
+
 void fx_flush(fixture *f, uint8_t i)
 {
 	vsr_event ev = {.type = VSR_EVENT_FLUSH, .now = f->now, .realtime_ns = f->now * 1000000};
