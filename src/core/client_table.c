@@ -156,7 +156,7 @@ void ct_execute_request(vsr_replica *r, const vsr_entry *e, const vsr_request *r
 		}
 		if (t->count == t->max) evict_one(r);
 		/* Unique and equal everywhere: op and position in the batch. */
-		uint64_t id = (e->op << 11) | index;
+		uint64_t id = ct_session_id(e->op, index);
 		s = insert(t, id);
 		s->nonce = req->request;
 		s->registered_op = e->op;

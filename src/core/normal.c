@@ -80,6 +80,8 @@ void normal_become_primary(vsr_replica *r)
 	r->amnesia = false;
 	primary_drop_pipeline(r);
 	memset(r->acked, 0, sizeof r->acked);
+	/* Every backup starts the view as heard: check-quorum counts from here. */
+	for (uint8_t i = 0; i < r->n; i++) r->heard_at[i] = r->now;
 	timer_stop(&r->t_primary);
 	timer_stop(&r->t_view_change);
 	timer_stop(&r->t_retry);
@@ -210,7 +212,7 @@ static void resend_stored(vsr_replica *r, const vsr_message *m, uint64_t conn,
 	out->request.session = s->session;
 	out->request.kind = m->request.kind;
 	out->commit = r->commit;
-	if (m->request.kind == VSR_REQUEST_REGISTER) {
+	if (m->request.kind == VSR_REQUEST_REGISTER && !BUG(r, VSR_BUG_REGISTER_LAST_REPLY)) {
 		/* The registration's own answer, not the session's last reply. */
 		out->status = VSR_REPLY_OK;
 		out->request.request = s->nonce;
@@ -238,6 +240,26 @@ static void resend_stored(vsr_replica *r, const vsr_message *m, uint64_t conn,
 	}
 }
 
+/* The REGISTER that opens `session` is in our log but not executed yet: a
+ * new primary inherited it from the view change (finding 7). The session
+ * is about to exist, so "evicted" (a final answer) would be wrong. */
+static bool register_pending(const vsr_replica *r, uint64_t session)
+{
+	uint64_t op = ct_session_op(session);
+	if (op <= r->executed || op > r->log.head) return false;
+	const vsr_entry *e = log_get(&r->log, op);
+	if (e == NULL) return false;
+	vsr_batch_iter it;
+	vsr_request q;
+	uint32_t index = 0;
+	vsr_batch_iter_init(&it, e);
+	while (vsr_batch_next(&it, &q)) {
+		if (index == ct_session_index(session)) return q.kind == VSR_REQUEST_REGISTER;
+		index++;
+	}
+	return false;
+}
+
 void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 {
 	const vsr_request *req = &m->request;
@@ -248,7 +270,10 @@ void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 		reply_status(r, m, conn, VSR_REPLY_HISTORY);
 		return;
 	}
-	if (r->status != VSR_STATUS_NORMAL || !is_primary(r) || r->start_view_pending) {
+	/* An abdicated primary (it heard no quorum) takes nothing new: its view
+	 * is about to end. */
+	if (r->status != VSR_STATUS_NORMAL || !is_primary(r) || r->start_view_pending ||
+	    r->suspecting) {
 		reply_status(r, m, conn, VSR_REPLY_NOT_PRIMARY);
 		return;
 	}
@@ -266,7 +291,10 @@ void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 	} else {
 		ct_session *s = ct_find(&r->clients, req->session);
 		if (s == NULL) {
-			reply_status(r, m, conn, VSR_REPLY_EVICTED);
+			/* Not yet opened (retry once it is), or really gone. */
+			reply_status(r, m, conn,
+				     register_pending(r, req->session) ? VSR_REPLY_BUSY
+								       : VSR_REPLY_EVICTED);
 			return;
 		}
 		if (req->request < s->request ||
@@ -359,7 +387,7 @@ static void put_le(uint8_t *p, uint64_t v, int bytes)
  * arrive while the pipeline is full are batched together. */
 void normal_flush_queue(vsr_replica *r)
 {
-	if (r->start_view_pending) return;
+	if (r->start_view_pending || r->suspecting) return;
 	while (r->queue_count > 0 && r->log.head - r->commit < r->cfg.pipeline_max) {
 		uint32_t count = 0;
 		size_t bytes = 0;
@@ -449,6 +477,7 @@ static bool backup_accepts_primary_message(vsr_replica *r, const vsr_message *m)
 	}
 	if (r->status != VSR_STATUS_NORMAL || is_primary(r)) return false;
 	timer_set(r, &r->t_primary, r->cfg.timeouts.primary_ticks, true);
+	vc_suspicion_clear(r); /* the primary is alive after all */
 	r->view_change_attempt = 0; /* the view works */
 	return true;
 }
@@ -488,8 +517,9 @@ void normal_send_ack(vsr_replica *r)
 	if (!r->durable_joined) return;
 	uint64_t op = r->durable_op;
 	if (r->ack_sent_view == r->view && op <= r->ack_sent_op) return;
-	/* Nothing to ack below what we hold (a checkpoint was just installed). */
-	if (op == 0 || op + 1 < r->log.start) return;
+	/* Nothing to ack below what we hold (a checkpoint was just installed).
+	 * An empty log acks op 0: the primary's check-quorum hears it. */
+	if (op + 1 < r->log.start && !BUG(r, VSR_BUG_ACK_BELOW_LOG)) return;
 	vsr_message *out = emit_send(r, primary_index(r), VSR_MSG_PREPARE_OK);
 	out->op = op;
 	out->commit = r->commit;
@@ -506,6 +536,8 @@ void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 		return;
 	}
 	if (r->status != VSR_STATUS_NORMAL || !is_primary(r) || m->view != r->view) return;
+	/* The backup is in our view and hears us: check-quorum counts it. */
+	r->heard_at[m->replica] = r->now;
 	if (m->op > r->log.head || !log_matches(&r->log, m->op, m->checksum)) {
 		GUARD(r, VSR_GUARD_PREPARE_OK_MISMATCH);
 		r->stats.messages_dropped++;
@@ -551,9 +583,10 @@ void normal_on_commit(vsr_replica *r, const vsr_message *m)
 	if (!backup_accepts_primary_message(r, m)) return;
 	if (m->commit > r->log.head) st_request_repair(r);
 	normal_advance_commit(r, m->commit < r->log.head ? m->commit : r->log.head);
-	/* Acks can be lost: while the primary has not committed what we hold
-	 * durably, each heartbeat gets a fresh ack. */
-	if (r->durable_op > m->commit) r->ack_sent_op = 0;
+	/* Every heartbeat gets an ack: acks can be lost while the primary has
+	 * not committed what we hold, and an idle primary's check-quorum needs
+	 * to hear its backups. */
+	r->ack_sent_op = 0;
 	normal_send_ack(r);
 }
 
@@ -627,9 +660,38 @@ void normal_execute(vsr_replica *r)
 /* ------------------------------------------------------------------------ */
 /* Timers.                                                                   */
 
+/* Check-quorum: replicas (ourselves included) heard in this view lately. */
+static uint32_t heard_count(const vsr_replica *r)
+{
+	uint64_t window = VSR_ABDICATE_PRIMARY_TIMEOUTS * (uint64_t)r->cfg.timeouts.primary_ticks;
+	uint32_t count = 1;
+	for (uint8_t i = 0; i < r->n; i++)
+		if (i != r->self && r->heard_at[i] + window >= r->now) count++;
+	return count;
+}
+
 void normal_on_tick(vsr_replica *r)
 {
+	if (r->suspecting) {
+		/* Lost the primary, or abdicated: say so again until a quorum
+		 * agrees or the primary is heard. */
+		vc_lost_tick(r);
+		return;
+	}
 	if (is_primary(r)) {
+		if (r->start_view_pending) {
+			/* Our own disk holds the view back, not the backups. */
+			for (uint8_t i = 0; i < r->n; i++) r->heard_at[i] = r->now;
+		} else if (heard_count(r) < r->quorum && !BUG(r, VSR_BUG_NO_ABDICATION)) {
+			/* Abdication (finding 5): no quorum heard us for a while, so
+			 * nothing can commit, while backups that still receive our
+			 * PREPAREs and COMMITs would stay loyal forever. Fall silent,
+			 * so that they lose us and elect another primary. */
+			timer_stop(&r->t_heartbeat);
+			timer_stop(&r->t_prepare_retry);
+			vc_primary_lost(r);
+			return;
+		}
 		if (timer_fired(r, &r->t_heartbeat)) {
 			if (r->start_view_pending) {
 				/* still waiting for the disk */
@@ -659,7 +721,10 @@ void normal_on_tick(vsr_replica *r)
 		return;
 	}
 	if (timer_fired(r, &r->t_primary)) {
-		vc_start(r, r->view + 1);
+		/* Pre-vote: lost the primary, but the view changes only when a
+		 * quorum lost it too. */
+		timer_stop(&r->t_primary);
+		vc_primary_lost(r);
 		return;
 	}
 	if (r->repairing && timer_fired(r, &r->t_retry)) st_request_repair(r);

@@ -107,6 +107,8 @@ void set_status(vsr_replica *r, uint8_t status)
 		assert(!"unknown status");
 	}
 	r->status = status;
+	/* A suspicion belongs to one normal stretch of one view. */
+	vc_suspicion_clear(r);
 }
 
 void timer_set(vsr_replica *r, timer *t, uint32_t ticks, bool jitter)
@@ -494,8 +496,12 @@ static void on_message(vsr_replica *r, const vsr_message *m)
 	case VSR_MSG_NEW_STATE: st_on_new_state(r, m); break;
 	case VSR_MSG_GET_CHECKPOINT: st_on_get_checkpoint(r, m); break;
 	case VSR_MSG_CHECKPOINT_CHUNK: st_on_checkpoint_chunk(r, m); break;
-	case VSR_MSG_RECOVERY: rec_on_recovery(r, m); break;
+	case VSR_MSG_RECOVERY:
+		vc_on_recovery(r, m);
+		rec_on_recovery(r, m);
+		break;
 	case VSR_MSG_RECOVERY_RESPONSE: rec_on_recovery_response(r, m); break;
+	case VSR_MSG_PRIMARY_LOST: vc_on_primary_lost(r, m); break;
 	default: r->stats.messages_dropped++; break;
 	}
 }
@@ -514,7 +520,7 @@ static void on_tick(vsr_replica *r)
 static uint64_t next_deadline(const vsr_replica *r)
 {
 	const timer *ts[] = {&r->t_heartbeat, &r->t_prepare_retry, &r->t_primary,
-			     &r->t_view_change, &r->t_retry};
+			     &r->t_view_change, &r->t_retry, &r->t_lost};
 	uint64_t d = UINT64_MAX;
 	for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
 		if (ts[i]->armed && ts[i]->at < d) d = ts[i]->at;

@@ -12,6 +12,11 @@
 
 #include "vsr.h"
 
+/* A primary that hears no quorum for this many primary timeouts abdicates:
+ * longer than a backup's suspicion, so a backup's long step (a checkpoint)
+ * is not mistaken for a lost quorum. */
+#define VSR_ABDICATE_PRIMARY_TIMEOUTS 2u
+
 /* Retries without progress before a state transfer gives up for a view change. */
 #define VSR_TRANSFER_RETRIES_MAX 8
 
@@ -108,6 +113,19 @@ typedef struct client_table {
 
 void ct_init(client_table *t, uint32_t max);
 void ct_free(client_table *t);
+/* A session id is the op of its REGISTER and its position in the batch:
+ * unique, and equal on every replica. */
+#define CT_SESSION_INDEX_BITS 11u
+static inline uint64_t ct_session_id(uint64_t op, uint32_t index)
+{
+	return (op << CT_SESSION_INDEX_BITS) | index;
+}
+static inline uint64_t ct_session_op(uint64_t session) { return session >> CT_SESSION_INDEX_BITS; }
+static inline uint32_t ct_session_index(uint64_t session)
+{
+	return (uint32_t)(session & ((1u << CT_SESSION_INDEX_BITS) - 1));
+}
+
 ct_session *ct_find(client_table *t, uint64_t session);
 ct_session *ct_find_nonce(client_table *t, uint64_t nonce);
 uint64_t ct_digest(const client_table *t);
@@ -221,6 +239,16 @@ struct vsr_replica {
 	uint32_t view_change_attempt;
 	uint64_t vc_timer_view;           /* view whose timeout restarted at its durable vote */
 
+	/* Liveness (pre-vote and check-quorum, docs/protocol.md 4). A normal
+	 * replica leaves a working view only when a quorum lost its primary,
+	 * or the view can no longer commit anyway. */
+	bool suspecting;                  /* backup: lost the primary; primary: abdicated */
+	uint64_t lost_view[VSR_REPLICAS_MAX]; /* view whose primary each replica said it lost (+1; 0 none) */
+	uint64_t lost_at[VSR_REPLICAS_MAX];   /* tick of that PRIMARY_LOST */
+	uint64_t above_view[VSR_REPLICAS_MAX]; /* highest view each replica voted in (SVC/DVC) */
+	uint64_t heard_at[VSR_REPLICAS_MAX];  /* primary: tick of each backup's last PREPARE_OK in this view */
+	uint32_t vc_shift;                /* backoff shift of the current view change's timeout */
+
 	/* backup: the last ack sent, to avoid resending */
 	uint64_t ack_sent_op;
 	uint64_t ack_sent_view;
@@ -267,6 +295,7 @@ struct vsr_replica {
 	timer t_primary;        /* backup: suspect the primary */
 	timer t_view_change;    /* view change stalled */
 	timer t_retry;          /* recovery / state transfer resend */
+	timer t_lost;           /* resend PRIMARY_LOST while suspecting */
 	uint64_t prng;
 
 	/* output of the current step */
@@ -340,7 +369,21 @@ void primary_drop_pipeline(vsr_replica *r);
 void primary_send_prepare(vsr_replica *r, uint64_t op, int to);
 
 /* view_change.c */
+/* Starts a view change into `view` on our own timeout: the backoff grows. */
 void vc_start(vsr_replica *r, uint64_t view);
+/* Joins a view change another replica started: the backoff stays. */
+void vc_join(vsr_replica *r, uint64_t view);
+/* Pre-vote: we lost our view's primary (a backup's timeout) or a quorum
+ * (a primary's abdication). Says so to every replica, and starts the next
+ * view once a quorum says the same. */
+void vc_primary_lost(vsr_replica *r);
+void vc_on_primary_lost(vsr_replica *r, const vsr_message *m);
+/* A RECOVERY from another replica: it follows no primary either. */
+void vc_on_recovery(vsr_replica *r, const vsr_message *m);
+/* While suspecting: resends PRIMARY_LOST and re-counts the quorum. */
+void vc_lost_tick(vsr_replica *r);
+/* Ends suspicion: the primary was heard again, or the status changed. */
+void vc_suspicion_clear(vsr_replica *r);
 void vc_on_start_view_change(vsr_replica *r, const vsr_message *m);
 void vc_on_do_view_change(vsr_replica *r, const vsr_message *m);
 void vc_on_start_view(vsr_replica *r, const vsr_message *m);

@@ -61,7 +61,7 @@ const char *vsr_message_type_name(enum vsr_message_type t)
 		"none", "request", "reply", "prepare", "prepare_ok", "commit",
 		"start_view_change", "do_view_change", "start_view", "get_state",
 		"new_state", "get_checkpoint", "checkpoint_chunk", "recovery",
-		"recovery_response",
+		"recovery_response", "primary_lost",
 	};
 	return (unsigned)t < VSR_MSG_TYPE_COUNT ? names[t] : "?";
 }

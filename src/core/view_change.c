@@ -48,15 +48,20 @@ static void dvc_record(vsr_replica *r, uint8_t from, uint64_t log_view, uint64_t
 	}
 }
 
-static void arm_view_change_timers(vsr_replica *r)
+/* Arms the view change's timeout. Only a view change this replica starts
+ * on its own timeout counts as another attempt: one that it joins (a burst
+ * of START_VIEW_CHANGEs of successive views, from a replica that was cut
+ * off) must not stretch the backoff once per view it passes through. */
+static void arm_view_change_timers(vsr_replica *r, bool attempt)
 {
 	uint32_t shift = r->view_change_attempt < 4 ? r->view_change_attempt : 4;
+	r->vc_shift = shift;
 	timer_set(r, &r->t_view_change, r->cfg.timeouts.view_change_ticks << shift, true);
 	timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
-	r->view_change_attempt++;
+	if (attempt || r->view_change_attempt == 0) r->view_change_attempt++;
 }
 
-static void enter_view_change(vsr_replica *r)
+static void enter_view_change(vsr_replica *r, bool attempt)
 {
 	/* Queued and in-flight requests are dropped; clients retry. */
 	primary_drop_pipeline(r);
@@ -70,20 +75,115 @@ static void enter_view_change(vsr_replica *r)
 	timer_stop(&r->t_heartbeat);
 	timer_stop(&r->t_prepare_retry);
 	timer_stop(&r->t_primary);
-	arm_view_change_timers(r);
+	arm_view_change_timers(r, attempt);
 }
 
-void vc_start(vsr_replica *r, uint64_t view)
+static void vc_enter(vsr_replica *r, uint64_t view, bool attempt)
 {
 	assert(view > r->view);
 	/* Recovering and state-transfer replicas do not vote (protocol.md 5, 6). */
 	if (r->status == VSR_STATUS_RECOVERING || r->status == VSR_STATUS_STATE_TRANSFER) return;
 	r->view = view;
 	r->stats.view_changes++;
-	enter_view_change(r);
+	enter_view_change(r, attempt);
 	/* The promise of this view must survive a crash before any vote leaves. */
 	persist_state(r, false, 0, NULL, 0);
 	vc_send_votes(r);
+}
+
+void vc_start(vsr_replica *r, uint64_t view) { vc_enter(r, view, true); }
+
+void vc_join(vsr_replica *r, uint64_t view) { vc_enter(r, view, false); }
+
+/* ------------------------------------------------------------------------ */
+/* Pre-vote and check-quorum.                                                */
+
+/* Replicas (ourselves included) that lost the primary of our view lately. */
+static uint32_t lost_count(const vsr_replica *r)
+{
+	uint32_t count = r->suspecting ? 1 : 0;
+	uint64_t window = r->cfg.timeouts.primary_ticks;
+	for (uint8_t i = 0; i < r->n; i++)
+		if (i != r->self && r->lost_view[i] == r->view + 1 && r->lost_at[i] + window >= r->now)
+			count++;
+	return count;
+}
+
+static void send_primary_lost(vsr_replica *r)
+{
+	vsr_message m;
+	memset(&m, 0, sizeof m);
+	message_header(r, &m, VSR_MSG_PRIMARY_LOST);
+	emit_broadcast(r, &m);
+	timer_set(r, &r->t_lost, r->cfg.timeouts.recovery_retry_ticks, false);
+}
+
+void vc_primary_lost(vsr_replica *r)
+{
+	assert(r->status == VSR_STATUS_NORMAL);
+	if (!r->suspecting) {
+		r->suspecting = true;
+		send_primary_lost(r);
+	}
+	/* A view change promises the next view: only when a quorum agrees
+	 * that the primary is gone, so that one replica that stalled (a long
+	 * step, SIGSTOP) or was cut off never deposes a primary the others
+	 * still hear, nor climbs through views on its own. */
+	if (lost_count(r) >= r->quorum) vc_start(r, r->view + 1);
+}
+
+void vc_lost_tick(vsr_replica *r)
+{
+	if (!r->suspecting || !timer_fired(r, &r->t_lost)) return;
+	send_primary_lost(r);
+	vc_primary_lost(r);
+}
+
+void vc_suspicion_clear(vsr_replica *r)
+{
+	r->suspecting = false;
+	timer_stop(&r->t_lost);
+}
+
+static void note_lost(vsr_replica *r, uint8_t from)
+{
+	r->lost_view[from] = r->view + 1;
+	r->lost_at[from] = r->now;
+	if (r->suspecting) vc_primary_lost(r);
+}
+
+void vc_on_primary_lost(vsr_replica *r, const vsr_message *m)
+{
+	if (m->view != r->view || r->status != VSR_STATUS_NORMAL) return;
+	note_lost(r, m->replica);
+}
+
+void vc_on_recovery(vsr_replica *r, const vsr_message *m)
+{
+	/* A recovering replica follows no primary: if we lost ours, it counts
+	 * with us (the primary may be the replica that restarted, and its
+	 * recovery waits for a normal primary that only a view change gives). */
+	if (r->status == VSR_STATUS_NORMAL) note_lost(r, m->replica);
+}
+
+/* A normal replica heard a vote for a view above its own. It follows only
+ * when its view cannot go on anyway: it lost the primary itself, or the
+ * primary left the view, or so many replicas left that no quorum remains.
+ * A primary also follows a replica that no longer acks in its view (one
+ * stuck in a view change above it, after a cut): once, straight to that
+ * view, which brings it back instead of running a replica short. */
+static bool normal_may_leave(vsr_replica *r, const vsr_message *m)
+{
+	if (m->view > r->above_view[m->replica]) r->above_view[m->replica] = m->view;
+	if (r->suspecting) return true;
+	if (m->replica == primary_index(r)) return true;
+	uint32_t above = 0;
+	for (uint8_t i = 0; i < r->n; i++)
+		if (i != r->self && r->above_view[i] > r->view) above++;
+	if (above >= (uint32_t)(r->n - r->quorum + 1)) return true;
+	if (is_primary(r) && r->heard_at[m->replica] + r->cfg.timeouts.primary_ticks < r->now)
+		return true;
+	return false;
 }
 
 void vc_resume(vsr_replica *r, uint64_t view)
@@ -91,7 +191,7 @@ void vc_resume(vsr_replica *r, uint64_t view)
 	assert(r->status == VSR_STATUS_RECOVERING && view >= r->view);
 	bool higher = view > r->view;
 	r->view = view;
-	enter_view_change(r);
+	enter_view_change(r, true);
 	if (higher) {
 		r->stats.view_changes++;
 		persist_state(r, false, 0, NULL, 0);
@@ -110,11 +210,11 @@ void vc_send_votes(vsr_replica *r)
 		memset(&m, 0, sizeof m);
 		message_header(r, &m, VSR_MSG_START_VIEW_CHANGE);
 		emit_broadcast(r, &m);
-		if (r->vc_timer_view != r->view && r->view_change_attempt > 0) {
+		if (r->vc_timer_view != r->view) {
 			/* The first vote of this view just became durable: the view
 			 * gets its whole timeout from now, however slow the disk. */
-			uint32_t shift = r->view_change_attempt - 1 < 4 ? r->view_change_attempt - 1 : 4;
-			timer_set(r, &r->t_view_change, r->cfg.timeouts.view_change_ticks << shift, true);
+			timer_set(r, &r->t_view_change, r->cfg.timeouts.view_change_ticks << r->vc_shift,
+				  true);
 			r->vc_timer_view = r->view;
 		}
 		r->svc_sent_view = r->view;
@@ -149,7 +249,10 @@ static bool vote_for_current_view(vsr_replica *r, const vsr_message *m)
 {
 	if (r->status == VSR_STATUS_RECOVERING || r->status == VSR_STATUS_STATE_TRANSFER) return false;
 	if (m->view < r->view && GUARD(r, VSR_GUARD_VOTE_OLD_VIEW)) return false;
-	if (m->view > r->view) vc_start(r, m->view);
+	if (m->view > r->view) {
+		if (r->status == VSR_STATUS_NORMAL && !normal_may_leave(r, m)) return false;
+		vc_join(r, m->view);
+	}
 	if (m->view != r->view) return false;
 	if (r->status == VSR_STATUS_NORMAL) {
 		if (is_primary(r) && !r->start_view_pending) vc_send_start_view(r, m->replica);

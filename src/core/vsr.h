@@ -159,6 +159,10 @@ enum vsr_message_type {
 	/* recovery (VRR 4.3, protocol.md 5) */
 	VSR_MSG_RECOVERY = 13,
 	VSR_MSG_RECOVERY_RESPONSE = 14,
+	/* liveness (protocol.md 4, pre-vote): "I lost the primary of view v".
+	 * It promises nothing, so it needs no durable view; a replica leaves a
+	 * working view only once a quorum has said so (docs/protocol.md). */
+	VSR_MSG_PRIMARY_LOST = 15,
 	VSR_MSG_TYPE_COUNT
 };
 
@@ -344,6 +348,9 @@ enum vsr_bug {
 	VSR_BUG_STALE_RECOVERY_ANSWER = 1u << 10, /* keep a restarted replica's old recovery answer (F16) */
 	VSR_BUG_BACKUP_NEW_STATE = 1u << 11, /* a normal backup answers GET_STATE with its own log (F13) */
 	VSR_BUG_RECOVERY_ANY_NONCE = 1u << 12, /* count RECOVERY_RESPONSEs of any nonce */
+	VSR_BUG_ACK_BELOW_LOG = 1u << 13,    /* ack an op below the log (checksum 0) after a checkpoint install (F4) */
+	VSR_BUG_REGISTER_LAST_REPLY = 1u << 14, /* a late duplicate REGISTER gets the session's last reply (F10) */
+	VSR_BUG_NO_ABDICATION = 1u << 16,    /* a primary that hears no quorum keeps its view forever */
 };
 
 /* Defensive branches: each guard against a stale, duplicate or malformed

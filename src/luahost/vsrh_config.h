@@ -10,7 +10,7 @@
  *     statemachine = "../statemachines/kv.lua", -- relative to this file
  *     dedup = "../lua/vsr/dedup/oldest.lua",    -- optional
  *     data_dir = "../data/kv",
- *     durability = "memory",            -- "memory" | "durable"
+ *     durability = "durable",           -- "durable" (default) | "memory"
  *     timeouts = { tick_ms = 10, heartbeat_ms = 50, primary_ms = 300,
  *                  view_change_ms = 300, retry_ms = 100 },
  *     limits = { pipeline = 16, batch_requests = 256, clients = 1024,
@@ -19,6 +19,7 @@
  *     metrics = { "127.0.0.1:9101", "127.0.0.1:9102", "127.0.0.1:9103" }, -- optional
  *     log_level = "info",               -- "debug" | "info" | "warn" | "error"
  *     log_format = "text",              -- "text" | "json"
+ *     auth = { replica_key = "cluster.key", client_key = "client.key" }, -- optional
  *   }
  *
  * Every error names the file, the key and what was expected, e.g.
@@ -55,6 +56,10 @@ typedef struct vsrh_config {
 	char *statemachine;       /* absolute or cwd-relative path, resolved */
 	char *dedup;              /* resolved path, or NULL for the built-in default */
 	char *data_dir;           /* resolved path */
+	/* auth = { replica_key = "...", client_key = "..." }: key files
+	 * (resolved paths) or NULL when that port is not authenticated. */
+	char *replica_key_file;
+	char *client_key_file;
 	int durability;           /* enum vsrh_durability */
 	int log_level;            /* enum vsrh_log_level */
 	int log_format;           /* enum vsrh_log_format */

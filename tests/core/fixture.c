@@ -151,13 +151,28 @@ static void disk_free(fx_image *d)
 
 /* ---- stepping ---- */
 
+static fx_message *queue_push(fx_message **queue, uint32_t *count, uint32_t *cap)
+{
+	if (*count == *cap) {
+		*cap = *cap ? 2 * *cap : 256;
+		*queue = realloc(*queue, *cap * sizeof **queue);
+	}
+	return &(*queue)[(*count)++];
+}
+
 static void enqueue(fixture *f, uint8_t from, uint8_t to, const vsr_message *m)
 {
-	if (f->queue_count == f->queue_cap) {
-		f->queue_cap = f->queue_cap ? 2 * f->queue_cap : 256;
-		f->queue = realloc(f->queue, f->queue_cap * sizeof *f->queue);
+	if (f->hold) {
+		fx_message probe = {.from = from, .to = to, .m = *m};
+		if (f->hold(&probe, f->hold_arg)) {
+			fx_message *h = queue_push(&f->held, &f->held_count, &f->held_cap);
+			h->from = from;
+			h->to = to;
+			message_copy(&h->m, m);
+			return;
+		}
 	}
-	fx_message *q = &f->queue[f->queue_count++];
+	fx_message *q = queue_push(&f->queue, &f->queue_count, &f->queue_cap);
 	q->from = from;
 	q->to = to;
 	message_copy(&q->m, m);
@@ -166,7 +181,7 @@ static void enqueue(fixture *f, uint8_t from, uint8_t to, const vsr_message *m)
 static void step(fixture *f, uint8_t i, const vsr_event *ev)
 {
 	fx_node *nd = &f->node[i];
-	if (!nd->up) return;
+	if (!nd->up || nd->paused) return;
 	vsr_actions out;
 	vsr_replica_step(nd->r, ev, &out);
 	const char *why = vsr_replica_invariant_failure(nd->r);
@@ -206,19 +221,26 @@ static void step(fixture *f, uint8_t i, const vsr_event *ev)
 	}
 }
 
+static void complete_one(fixture *f, uint8_t i);
+
 static void complete_persists(fixture *f, uint8_t i)
 {
 	fx_node *nd = &f->node[i];
-	while (nd->up && nd->auto_persist && nd->pending_count > 0) {
-		vsr_persist p = nd->pending[0];
-		memmove(&nd->pending[0], &nd->pending[1], (nd->pending_count - 1) * sizeof p);
-		nd->pending_count--;
-		disk_apply(&nd->disk, &p);
-		uint64_t id = p.id;
-		persist_free(&p);
-		vsr_event ev = {.type = VSR_EVENT_PERSISTED, .now = f->now, .persist_id = id};
-		step(f, i, &ev);
-	}
+	while (nd->up && !nd->paused && nd->auto_persist && nd->pending_count > 0)
+		complete_one(f, i);
+}
+
+static void complete_one(fixture *f, uint8_t i)
+{
+	fx_node *nd = &f->node[i];
+	vsr_persist p = nd->pending[0];
+	memmove(&nd->pending[0], &nd->pending[1], (nd->pending_count - 1) * sizeof p);
+	nd->pending_count--;
+	disk_apply(&nd->disk, &p);
+	uint64_t id = p.id;
+	persist_free(&p);
+	vsr_event ev = {.type = VSR_EVENT_PERSISTED, .now = f->now, .persist_id = id};
+	step(f, i, &ev);
 }
 
 static void deliver_all(fixture *f)
@@ -231,6 +253,11 @@ static void deliver_all(fixture *f)
 		f->queue_count = f->queue_cap = 0;
 		for (uint32_t k = 0; k < n; k++) {
 			fx_message *q = &batch[k];
+			if (f->node[q->to].up && f->node[q->to].paused && f->link[q->from][q->to]) {
+				/* Waits in the stalled replica's socket buffer. */
+				*queue_push(&f->stalled, &f->stalled_count, &f->stalled_cap) = *q;
+				continue;
+			}
 			if (f->node[q->to].up && f->link[q->from][q->to]) {
 				vsr_event ev = {.type = VSR_EVENT_MESSAGE, .now = f->now,
 						.realtime_ns = f->now * 1000000, .message = &q->m};
@@ -300,6 +327,10 @@ void fx_free(fixture *f)
 {
 	for (uint32_t k = 0; k < f->queue_count; k++) message_free(&f->queue[k].m);
 	free(f->queue);
+	for (uint32_t k = 0; k < f->held_count; k++) message_free(&f->held[k].m);
+	free(f->held);
+	for (uint32_t k = 0; k < f->stalled_count; k++) message_free(&f->stalled[k].m);
+	free(f->stalled);
 	for (uint8_t i = 0; i < f->n; i++) {
 		fx_node *nd = &f->node[i];
 		if (nd->up) vsr_replica_destroy(nd->r);
@@ -380,13 +411,80 @@ void fx_restart_wiped(fixture *f, uint8_t i)
 	memset(&nd->disk, 0, sizeof nd->disk);
 	nd->disk.formatted = true;
 	nd->disk.sb.cluster = 7;
-	/* A new process: a new genesis candidate, as vsrhost draws one. */
+	/* A new process: a new seed (so new nonces) and a new genesis
+	 * candidate, as vsrhost draws them. */
 	f->incarnation[i]++;
+	f->cfg[i].seed = (f->cfg[i].seed * 6364136223846793005ull) ^ f->incarnation[i];
 	f->cfg[i].genesis_history = fx_history_for(i, f->incarnation[i]);
 	vsr_state_machine sm = sm_of(&nd->sm);
 	int rc = vsr_replica_create(&nd->r, &f->cfg[i], &sm, NULL, f->now);
 	assert(rc == VSR_OK);
 	nd->up = true;
+}
+
+void fx_release(fixture *f, uint32_t k)
+{
+	assert(k < f->held_count);
+	fx_message q = f->held[k];
+	memmove(&f->held[k], &f->held[k + 1], (f->held_count - k - 1) * sizeof q);
+	f->held_count--;
+	if (f->node[q.to].up && f->link[q.from][q.to]) {
+		vsr_event ev = {.type = VSR_EVENT_MESSAGE, .now = f->now,
+				.realtime_ns = f->now * 1000000, .message = &q.m};
+		step(f, q.to, &ev);
+	}
+	message_free(&q.m);
+	for (uint8_t i = 0; i < f->n; i++) complete_persists(f, i);
+}
+
+void fx_pause(fixture *f, uint8_t i)
+{
+	assert(f->node[i].up);
+	f->node[i].paused = true;
+}
+
+void fx_resume(fixture *f, uint8_t i, bool tick_first)
+{
+	fx_node *nd = &f->node[i];
+	assert(nd->up && nd->paused);
+	nd->paused = false;
+	if (tick_first) {
+		vsr_event ev = {.type = VSR_EVENT_TICK, .now = f->now,
+				.realtime_ns = f->now * 1000000};
+		step(f, i, &ev);
+	}
+	/* What waited for it arrives before anything sent from now on. */
+	uint32_t kept = 0;
+	for (uint32_t k = 0; k < f->stalled_count; k++) {
+		if (f->stalled[k].to != i) {
+			f->stalled[kept++] = f->stalled[k];
+			continue;
+		}
+		vsr_event ev = {.type = VSR_EVENT_MESSAGE, .now = f->now,
+				.realtime_ns = f->now * 1000000, .message = &f->stalled[k].m};
+		step(f, i, &ev);
+		message_free(&f->stalled[k].m);
+		complete_persists(f, i);
+	}
+	f->stalled_count = kept;
+	complete_persists(f, i);
+	deliver_all(f);
+}
+
+void fx_persist_one(fixture *f, uint8_t i)
+{
+	if (f->node[i].up && f->node[i].pending_count > 0) complete_one(f, i);
+	deliver_all(f);
+}
+
+void fx_inject(fixture *f, uint8_t from, uint8_t to, const vsr_message *m)
+{
+	(void)from;
+	vsr_event ev = {.type = VSR_EVENT_MESSAGE, .now = f->now,
+			.realtime_ns = f->now * 1000000, .message = m};
+	step(f, to, &ev);
+	for (uint8_t k = 0; k < f->n; k++) complete_persists(f, k);
+	deliver_all(f);
 }
 
 uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint64_t request,
@@ -525,4 +623,27 @@ const char *fx_check(const fixture *f)
 		}
 	}
 	return NULL;
+}
+
+int fx_main(int argc, char **argv, const fx_test *tests, size_t count, const int *failures)
+{
+	bool list = argc > 1 && strcmp(argv[1], "--list") == 0;
+	int ran = 0;
+	for (size_t i = 0; i < count; i++) {
+		if (list) {
+			printf("%s\n", tests[i].name);
+			continue;
+		}
+		if (argc > 1 && strcmp(argv[1], tests[i].name) != 0) continue;
+		int before = *failures;
+		tests[i].fn();
+		printf("%s %s\n", *failures == before ? "ok" : "FAIL", tests[i].name);
+		ran++;
+	}
+	if (list) return 0;
+	if (ran == 0) {
+		fprintf(stderr, "no such test: %s\n", argv[1]);
+		return 2;
+	}
+	return *failures ? 1 : 0;
 }

@@ -53,6 +53,7 @@ typedef struct fx_node {
 	uint32_t pending_count;
 	vsr_persist pending[4096];
 	bool auto_persist; /* complete persists during fx_run */
+	bool paused;       /* a stalled process: no ticks, messages held for it */
 } fx_node;
 
 typedef struct fixture {
@@ -62,11 +63,20 @@ typedef struct fixture {
 	bool link[FX_MAX][FX_MAX]; /* link[a][b]: messages from a reach b */
 	fx_message *queue;
 	uint32_t queue_count, queue_cap;
+	fx_message *stalled; /* messages for paused replicas, in arrival order */
+	uint32_t stalled_count, stalled_cap;
 	uint64_t now;
 	uint32_t reply_count;
 	fx_reply replies[FX_REPLIES_MAX];
 	uint64_t next_conn;
 	bool more; /* mark requests with the `more` hint */
+	/* Messages the test holds back (a delayed message): when `hold` says
+	 * so, a message goes to `held` instead of the queue; fx_release sends
+	 * it later, as a network that delayed it would. */
+	bool (*hold)(const fx_message *m, void *arg);
+	void *hold_arg;
+	fx_message *held;
+	uint32_t held_count, held_cap;
 	uint64_t history;         /* of the genesis fx_init ran */
 	/* The history OP requests carry: set by fx_register from its reply
 	 * (the session's history), or by a test. */
@@ -84,6 +94,20 @@ void fx_isolate(fixture *f, uint8_t i);
 void fx_heal(fixture *f);
 void fx_crash(fixture *f, uint8_t i);
 void fx_restart(fixture *f, uint8_t i);
+/* Delivers held message k now (links permitting); it leaves `held`. */
+void fx_release(fixture *f, uint32_t k);
+/* A stall (SIGSTOP, a long step): replica i gets no tick, no message and no
+ * storage completion; messages sent to it wait, as in its socket buffers. */
+void fx_pause(fixture *f, uint8_t i);
+/* Ends the stall. With tick_first the replica's first event is a TICK at
+ * the current time, before the messages that waited for it (a host that
+ * runs its timers before reading its sockets). */
+void fx_resume(fixture *f, uint8_t i, bool tick_first);
+/* Delivers message m from replica `from` to replica `to` directly (a
+ * message crafted by the test), then runs what follows from it. */
+void fx_inject(fixture *f, uint8_t from, uint8_t to, const vsr_message *m);
+/* Completes replica i's oldest pending persist (also without auto_persist). */
+void fx_persist_one(fixture *f, uint8_t i);
 /* Restarts replica i with nothing on its disk (memory mode, a lost volume):
  * it starts unjoined, with a new genesis candidate. */
 void fx_restart_wiped(fixture *f, uint8_t i);
@@ -111,5 +135,36 @@ void fx_info(const fixture *f, uint8_t i, vsr_replica_info *out);
 /* Checks agreement of committed entries and equal digests at equal
  * executed ops across up replicas; returns a reason or NULL. */
 const char *fx_check(const fixture *f);
+
+/* Checks inside a scenario; the including file defines `static int
+ * failures`. A failed check ends the scenario. */
+#include <stdio.h>
+#define CHECK(cond)                                                                    \
+	do {                                                                           \
+		if (!(cond)) {                                                         \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+			failures++;                                                    \
+			return;                                                        \
+		}                                                                      \
+	} while (0)
+
+#define CHECK_CLUSTER(f)                                                               \
+	do {                                                                           \
+		const char *why_ = fx_check(f);                                        \
+		if (why_) {                                                            \
+			fprintf(stderr, "%s:%d: cluster check: %s\n", __FILE__, __LINE__, why_); \
+			failures++;                                                    \
+			return;                                                        \
+		}                                                                      \
+	} while (0)
+
+/* A named scenario, and the runner shared by the scenario programs:
+ * `prog [NAME]` runs one (or all), `prog --list` names them. A scenario
+ * reports failure by raising *failures. */
+typedef struct fx_test {
+	const char *name;
+	void (*fn)(void);
+} fx_test;
+int fx_main(int argc, char **argv, const fx_test *tests, size_t count, const int *failures);
 
 #endif

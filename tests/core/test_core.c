@@ -8,24 +8,6 @@
 
 static int failures;
 
-#define CHECK(cond)                                                                    \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-			failures++;                                                    \
-			return;                                                        \
-		}                                                                      \
-	} while (0)
-
-#define CHECK_CLUSTER(f)                                                               \
-	do {                                                                           \
-		const char *why_ = fx_check(f);                                        \
-		if (why_) {                                                            \
-			fprintf(stderr, "%s:%d: cluster check: %s\n", __FILE__, __LINE__, why_); \
-			failures++;                                                    \
-			return;                                                        \
-		}                                                                      \
-	} while (0)
 
 static bool all_caught_up(fixture *f, void *arg)
 {
@@ -686,10 +668,7 @@ static void test_no_get_state_to_a_silent_replica(void)
 	fx_free(&f);
 }
 
-static const struct {
-	const char *name;
-	void (*fn)(void);
-} tests[] = {
+static const fx_test tests[] = {
 	{"normal_operation", test_normal_operation},
 	{"batching_and_pipelining", test_batching_and_pipelining},
 	{"burst_hint_makes_one_batch", test_burst_hint_makes_one_batch},
@@ -718,22 +697,5 @@ static const struct {
 
 int main(int argc, char **argv)
 {
-	int ran = 0;
-	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-		if (argc > 1 && strcmp(argv[1], "--list") == 0) {
-			printf("%s\n", tests[i].name);
-			continue;
-		}
-		if (argc > 1 && strcmp(argv[1], tests[i].name) != 0) continue;
-		int before = failures;
-		tests[i].fn();
-		printf("%s %s\n", failures == before ? "ok" : "FAIL", tests[i].name);
-		ran++;
-	}
-	if (argc > 1 && strcmp(argv[1], "--list") == 0) return 0;
-	if (ran == 0) {
-		fprintf(stderr, "no such test: %s\n", argv[1]);
-		return 2;
-	}
-	return failures ? 1 : 0;
+	return fx_main(argc, argv, tests, sizeof tests / sizeof tests[0], &failures);
 }

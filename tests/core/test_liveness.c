@@ -1,0 +1,276 @@
+/* test_liveness.c - named liveness scenarios for the protocol core (issue 7,
+ * findings 4, 5 and 7, and the availability faults of real runs), each
+ * driving the real core message by message through the fixture.
+ * Usage: test_liveness [NAME]   (no name: run all; --list: names) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+
+static int failures;
+
+static uint64_t view_of(fixture *f, uint8_t i)
+{
+	vsr_replica_info in;
+	fx_info(f, i, &in);
+	return in.view;
+}
+
+static uint64_t view_changes_of(fixture *f, uint8_t i)
+{
+	return vsr_replica_stats_get(f->node[i].r)->view_changes;
+}
+
+/* Every up replica normal in `view`, at the primary's op and commit. */
+static bool caught_up_in(fixture *f, uint64_t view)
+{
+	int p = fx_primary(f);
+	if (p < 0) return false;
+	vsr_replica_info ip;
+	fx_info(f, (uint8_t)p, &ip);
+	if (ip.view != view) return false;
+	for (uint8_t i = 0; i < f->n; i++) {
+		if (!f->node[i].up) continue;
+		vsr_replica_info in;
+		fx_info(f, i, &in);
+		if (in.status != VSR_STATUS_NORMAL || in.view != view || in.commit != ip.commit ||
+		    in.op != ip.op)
+			return false;
+	}
+	return true;
+}
+
+static bool caught_up_in_view_0(fixture *f, void *arg)
+{
+	(void)arg;
+	return caught_up_in(f, 0);
+}
+
+/* Requests through replica 0 for `ticks` ticks: load while something stalls. */
+static void load_at_0(fixture *f, uint64_t session, uint64_t *request, uint32_t ticks)
+{
+	for (uint32_t t = 0; t < ticks; t++) {
+		if (t % 3 == 0) fx_request(f, 0, VSR_REQUEST_OP, session, ++*request, "load");
+		fx_run(f, 1);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+
+/* Finding 4 and "a backup resuming from a pause deposes the healthy
+ * primary": a backup stalls (a long checkpoint step, SIGSTOP) for three
+ * primary timeouts while the primary and the other backup keep committing.
+ * When it resumes, its first event is a tick (its timer has long fired)
+ * and the PREPAREs queued for it come after. The healthy primary keeps its
+ * view: a lone replica that lost the primary moves nobody. */
+static void test_paused_backup_keeps_primary(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 71);
+	CHECK(s != 0);
+	uint64_t req = 0;
+	load_at_0(&f, s, &req, 20);
+	fx_pause(&f, 1);
+	load_at_0(&f, s, &req, 3 * f.cfg[1].timeouts.primary_ticks);
+	fx_resume(&f, 1, true);
+	load_at_0(&f, s, &req, 60);
+	CHECK(fx_run_until(&f, 300, caught_up_in_view_0, NULL));
+	for (uint8_t i = 0; i < 3; i++) CHECK(view_of(&f, i) == 0);
+	CHECK(view_changes_of(&f, 0) == 0 && view_changes_of(&f, 2) == 0);
+	const fx_reply *r = fx_call(&f, s, ++req, "after");
+	CHECK(r && r->status == VSR_REPLY_OK);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+/* Finding 4, the other half: one START_VIEW_CHANGE, from a backup that
+ * still takes part in the view, pulls neither the primary nor the other
+ * backup out of a working view. */
+static void test_lone_start_view_change_moves_nobody(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 72);
+	CHECK(s != 0);
+	uint64_t req = 0;
+	load_at_0(&f, s, &req, 20);
+	vsr_message m;
+	memset(&m, 0, sizeof m);
+	m.type = VSR_MSG_START_VIEW_CHANGE;
+	m.cluster = 7;
+	m.history = f.history; /* a member's message (others are dropped) */
+	m.replica = 2;
+	m.view = 1;
+	fx_inject(&f, 2, 0, &m);
+	fx_inject(&f, 2, 1, &m);
+	CHECK(view_of(&f, 0) == 0 && view_of(&f, 1) == 0);
+	load_at_0(&f, s, &req, 30);
+	CHECK(view_of(&f, 0) == 0 && view_of(&f, 1) == 0);
+	const fx_reply *r = fx_call(&f, s, ++req, "after");
+	CHECK(r && r->status == VSR_REPLY_OK);
+	CHECK(view_of(&f, 0) == 0);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+/* Finding 5: both backup->primary links cut, primary->backup links up. The
+ * backups hear the primary's PREPAREs and COMMITs, so they never suspect
+ * it, and the primary never hears an ack: without abdication nothing
+ * commits, forever. With it, the primary steps down, the backups elect one
+ * of them, and requests commit again while the cut lasts. */
+static void test_one_way_cut_primary_abdicates(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 73);
+	CHECK(s != 0);
+	uint64_t req = 0;
+	load_at_0(&f, s, &req, 10);
+	f.link[1][0] = false;
+	f.link[2][0] = false;
+	fx_run(&f, 400);
+	int p = fx_primary(&f);
+	CHECK(p == 1 || p == 2);
+	const fx_reply *r = fx_call(&f, s, ++req, "during the cut");
+	CHECK(r && r->status == VSR_REPLY_OK);
+	fx_heal(&f);
+	r = fx_call(&f, s, ++req, "after the cut");
+	CHECK(r && r->status == VSR_REPLY_OK);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+/* "An isolated backup keeps raising its view": a backup cut off for a long
+ * time must not climb through views on its own, and when the cut heals it
+ * drags nobody anywhere: it catches up in the view that kept working. */
+static void test_isolated_backup_rejoins_quietly(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 74);
+	CHECK(s != 0);
+	uint64_t req = 0;
+	load_at_0(&f, s, &req, 10);
+	fx_isolate(&f, 2);
+	load_at_0(&f, s, &req, 600);
+	CHECK(view_of(&f, 2) == 0);
+	fx_heal(&f);
+	load_at_0(&f, s, &req, 30);
+	CHECK(fx_run_until(&f, 300, caught_up_in_view_0, NULL));
+	CHECK(view_changes_of(&f, 0) == 0 && view_changes_of(&f, 1) == 0);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+/* A replica stuck in a view change above the working view (it voted, then
+ * lost its links) is brought back: the primary follows it once, straight
+ * to its view, and the cluster ends normal in one view. */
+static void test_stale_high_view_replica_reintegrated(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 75);
+	CHECK(s != 0);
+	uint64_t req = 0;
+	load_at_0(&f, s, &req, 10);
+	fx_isolate(&f, 2);
+	/* A START_VIEW_CHANGE for view 5 from the primary itself pulls the
+	 * isolated replica 2 into a view change (a vote that crossed the cut
+	 * just before it closed; the primary's own copy of it is lost). */
+	vsr_message m;
+	memset(&m, 0, sizeof m);
+	m.type = VSR_MSG_START_VIEW_CHANGE;
+	m.cluster = 7;
+	m.history = f.history; /* a member's message (others are dropped) */
+	m.replica = 0;
+	m.view = 5;
+	fx_inject(&f, 0, 2, &m);
+	fx_run(&f, 200);
+	CHECK(view_of(&f, 2) >= 5);
+	fx_heal(&f);
+	const fx_reply *r = fx_call(&f, s, ++req, "after");
+	CHECK(r && r->status == VSR_REPLY_OK);
+	int p;
+	for (int t = 0; t < 300; t++) {
+		p = fx_primary(&f);
+		if (p >= 0 && caught_up_in(&f, view_of(&f, (uint8_t)p))) break;
+		fx_run(&f, 1);
+	}
+	p = fx_primary(&f);
+	CHECK(p >= 0 && caught_up_in(&f, view_of(&f, (uint8_t)p)));
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+static bool primary_1_with_register_uncommitted(fixture *f, void *arg)
+{
+	uint64_t op = *(uint64_t *)arg;
+	if (fx_primary(f) != 1) return false;
+	vsr_replica_info in;
+	fx_info(f, 1, &in);
+	return in.commit < op && in.op >= op;
+}
+
+/* Finding 7: a new primary holds a REGISTER in its log that it has not
+ * executed yet (the old primary committed it and answered, then crashed
+ * before the backups learned the commit). The client's first operation in
+ * that session reaches the new primary: it must not be told "evicted", a
+ * final answer, for a session that is about to exist. */
+static void test_register_in_flight_not_evicted(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s0 = fx_register(&f, 0, 76);
+	CHECK(s0 != 0);
+	fx_run(&f, 10);
+	/* The REGISTER reaches replica 1 only; replica 1's ack commits it at
+	 * the primary, which answers and crashes before any COMMIT. */
+	f.link[0][2] = false;
+	uint64_t conn = fx_request(&f, 0, VSR_REQUEST_REGISTER, 0, 77, NULL);
+	const fx_reply *reg = fx_reply_for(&f, conn);
+	CHECK(reg && reg->status == VSR_REPLY_OK);
+	uint64_t session = reg->session, register_op = reg->op;
+	fx_crash(&f, 0);
+	f.link[0][2] = true;
+	vsr_replica_info in1;
+	fx_info(&f, 1, &in1);
+	CHECK(in1.commit < register_op && in1.op >= register_op);
+	/* Replica 2's disk stalls: it writes its view-change votes but not
+	 * the new view's log, so the new primary cannot commit the REGISTER. */
+	f.node[2].auto_persist = false;
+	bool held = false;
+	for (int t = 0; t < 600 && !held; t++) {
+		fx_run(&f, 1);
+		while (f.node[2].pending_count > 0 && f.node[2].pending[0].superblock.log_view == 0)
+			fx_persist_one(&f, 2);
+		held = primary_1_with_register_uncommitted(&f, &register_op);
+	}
+	CHECK(held);
+	uint64_t c = fx_request(&f, 1, VSR_REQUEST_OP, session, 1, "first");
+	const fx_reply *r = fx_reply_for(&f, c);
+	CHECK(r == NULL || r->status != VSR_REPLY_EVICTED);
+	/* The disk comes back: the REGISTER commits and the operation with it
+	 * (or its retry). */
+	f.node[2].auto_persist = true;
+	fx_run(&f, 5);
+	r = fx_call(&f, session, 1, "first");
+	CHECK(r && r->status == VSR_REPLY_OK);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+static const fx_test tests[] = {
+	{"paused_backup_keeps_primary", test_paused_backup_keeps_primary},
+	{"lone_start_view_change_moves_nobody", test_lone_start_view_change_moves_nobody},
+	{"one_way_cut_primary_abdicates", test_one_way_cut_primary_abdicates},
+	{"isolated_backup_rejoins_quietly", test_isolated_backup_rejoins_quietly},
+	{"stale_high_view_replica_reintegrated", test_stale_high_view_replica_reintegrated},
+	{"register_in_flight_not_evicted", test_register_in_flight_not_evicted},
+};
+
+int main(int argc, char **argv)
+{
+	return fx_main(argc, argv, tests, sizeof tests / sizeof tests[0], &failures);
+}
