@@ -264,6 +264,9 @@ struct vsr_replica {
 	/* Replica 0 at genesis: the incarnation nonces of the replicas whose
 	 * "nothing held" answers it counted; they join as members. */
 	uint64_t genesis_member_nonce[VSR_REPLICAS_MAX];
+	/* Replica 0's incarnation nonce from its latest RECOVERY or answer
+	 * sent while it held nothing: a grant must name that incarnation. */
+	uint64_t genesis_peer_nonce;
 	/* Unjoined: the history the answers we count name (an amnesiac's, until
 	 * its state transfer begins and it becomes r->history). */
 	uint64_t joining_history;

@@ -202,7 +202,8 @@ typedef struct vsr_message {
 	uint64_t checksum;   /* PREPARE_OK: checksum at op; COMMIT: at commit;
 	                        DO_VIEW_CHANGE: at its commit; NEW_STATE/START_VIEW: at op;
 	                        CHECKPOINT_CHUNK: checkpoint entry checksum;
-	                        RECOVERY_RESPONSE: the responder's incarnation nonce */
+	                        RECOVERY_RESPONSE: the responder's incarnation nonce,
+	                        or a membership grant (recovery.c) */
 	uint64_t nonce;      /* RECOVERY(_RESPONSE), GET_STATE/NEW_STATE, GET_CHECKPOINT */
 	uint64_t timestamp;  /* REPLY: the op's timestamp; NEW_STATE, CHECKPOINT_CHUNK:
 	                        the checkpoint entry's */
