@@ -169,6 +169,7 @@ typedef struct vsr_wire_status {
 	uint64_t checkpoints;
 	uint64_t requests_deduplicated;
 	uint64_t sessions_evicted;
+	uint64_t history;         /* the replica's cluster history (0: unjoined) */
 } vsr_wire_status;
 
 /* CLOSE: the sender is about to close the connection, and why. */

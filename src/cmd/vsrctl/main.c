@@ -132,8 +132,8 @@ static int run_status(const vsrc_options *o, uint32_t timeout_ms)
 	 * whole call timeout for a dead one. */
 	vsrc_status_query(o, timeout_ms < 2000 ? timeout_ms : 2000, e);
 	int missing = 0;
-	printf("%-3s %-22s %-15s %8s %10s %10s %8s\n", "id", "address", "status", "view", "op",
-	       "commit", "primary");
+	printf("%-3s %-22s %-15s %8s %10s %10s %8s  %-16s\n", "id", "address", "status", "view",
+	       "op", "commit", "primary", "history");
 	for (uint32_t i = 0; i < o->replica_count; i++) {
 		if (!e[i].ok) {
 			printf("%-3u %-22s %-15s %s\n", i + 1, o->names[i], "unreachable", e[i].error);
@@ -141,10 +141,11 @@ static int run_status(const vsrc_options *o, uint32_t timeout_ms)
 			continue;
 		}
 		const vsr_wire_status *s = &e[i].status;
-		printf("%-3u %-22s %-15s %8llu %10llu %10llu %8u\n", i + 1, o->names[i],
+		printf("%-3u %-22s %-15s %8llu %10llu %10llu %8u  %016llx\n", i + 1, o->names[i],
 		       s->status < VSR_STATUS_COUNT ? vsr_status_name(s->status) : "?",
 		       (unsigned long long)s->view, (unsigned long long)s->op,
-		       (unsigned long long)s->commit, (unsigned)s->primary + 1u);
+		       (unsigned long long)s->commit, (unsigned)s->primary + 1u,
+		       (unsigned long long)s->history);
 	}
 	return missing ? EXIT_FAILED : 0;
 }

@@ -346,6 +346,7 @@ static void host_status_cb(vsr_net *net, uint64_t conn, uint64_t nonce)
 		.checkpoints = rs->checkpoints,
 		.requests_deduplicated = rs->requests_deduplicated,
 		.sessions_evicted = rs->sessions_evicted,
+		.history = info.history,
 	};
 	vsr_net_reply_status(net, conn, &s);
 }
