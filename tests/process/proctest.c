@@ -622,6 +622,7 @@ static bool mc_call_number(mclient *m, uint8_t kind, uint64_t number, const uint
 			case VSR_REPLY_OK:
 			case VSR_REPLY_ERROR:
 			case VSR_REPLY_SCRIPT_ERROR:
+			case VSR_REPLY_HISTORY: /* definite: the session's history is gone */
 				out->status = r->status;
 				out->op = r->reply_op;
 				out->replica = (uint8_t)from;
@@ -1180,6 +1181,63 @@ static int scenario_dedup(void)
 	if (v != 2)
 		fail("counter is %" PRId64 ", expected exactly 2", v);
 	note("counter = 2 after the in-flight retry: applied exactly once");
+	scenario_close(&m, &sb);
+	return 0;
+}
+
+/* Memory storage, the whole cluster killed and restarted: every replica
+ * starts unjoined, so together they begin a new history (#7 finding 1, in
+ * real processes). A client of the old history gets the definite HISTORY
+ * answer for its session, never a collision with a new session of the same
+ * number; registering again works, and the old data is gone, as it must be
+ * in memory mode. */
+static int scenario_history(void)
+{
+	mclient m;
+	msgpack_sbuffer sb;
+	scenario_open("kv.lua", &m, &sb);
+	uint64_t last = 0;
+	put_keys(&m, &sb, 0, 3, &last);
+	uint64_t old_session = m.session, old_history = m.history;
+	if (old_history == 0)
+		fail("the REGISTER reply named no history");
+	note("session %" PRIu64 " of history %016" PRIx64 ": 3 writes; kill -9 of every replica",
+	     old_session, old_history);
+	for (int i = 0; i < N; i++)
+		kill_replica(i);
+	for (int i = 0; i < N; i++)
+		start_replica(i);
+	wait_ports(-1);
+	int p = wait_primary(STARTUP_MS, "after the whole cluster restarted");
+	note("replica %d leads again", p + 1);
+	op_kv(&sb, "put", "after-reset", "x");
+	m.request++;
+	mresult r;
+	if (!mc_call_number(&m, VSR_REQUEST_OP, m.request, (const uint8_t *)sb.data, sb.size, 300,
+			    &r))
+		fail("the old session's request got no answer");
+	if (r.status != VSR_REPLY_HISTORY)
+		fail("the old session's request got status %u, not HISTORY (%u)", r.status,
+		     VSR_REPLY_HISTORY);
+	note("the old session's request: HISTORY (not applied)");
+	mc_register(&m);
+	m.request = 0;
+	if (m.history == 0 || m.history == old_history)
+		fail("the new session's history %016" PRIx64 " is not a new one", m.history);
+	note("registered again: session %" PRIu64 " of history %016" PRIx64 "%s", m.session,
+	     m.history, m.session == old_session ? " (the same number as the old session)" : "");
+	put_keys(&m, &sb, 3, 4, &last);
+	get_keys(&m, &sb, 3, 4);
+	char key[32], val[64];
+	key_value(0, key, val);
+	op_kv(&sb, "get", key, NULL);
+	m.request++;
+	if (!mc_call_number(&m, VSR_REQUEST_OP, m.request, (const uint8_t *)sb.data, sb.size, 300,
+			    &r))
+		fail("get %s: no answer", key);
+	if (r.status == VSR_REPLY_OK && body_contains(&r, val))
+		fail("get %s: a value of the old history is still there", key);
+	note("the new history works; the old one's data is gone (memory storage)");
 	scenario_close(&m, &sb);
 	return 0;
 }
@@ -2717,6 +2775,8 @@ int main(int argc, char **argv)
 		rc = failover_common(true);
 	else if (strcmp(scenario, "dedup") == 0)
 		rc = scenario_dedup();
+	else if (strcmp(scenario, "history") == 0)
+		rc = scenario_history();
 	else if (strcmp(scenario, "garbage") == 0)
 		rc = scenario_garbage();
 	else if (strcmp(scenario, "sandbox") == 0)

@@ -211,10 +211,10 @@ static void mn_submit(vsr_net *net, mn_session *s)
 	} else {
 		s->call = MN_RUNNING;
 		s->request++;
-		m.history = s->history;
 		m.request = (vsr_request){.session = s->session, .request = s->request,
 					  .kind = VSR_REQUEST_OP, .op = s->op.data,
 					  .op_len = (uint32_t)s->op.len};
+		m.history = s->history;
 	}
 	net->o.request_cb(net, mn_conn(net, s), &m);
 }
