@@ -414,6 +414,7 @@ static int lvc_status(lua_State *L)
 			lvc_set_int(L, "digest", s->digest);
 			lvc_set_int(L, "sessions", s->sessions);
 			lvc_set_int(L, "view_changes", s->view_changes);
+			lvc_set_int(L, "history", s->history);
 		}
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}

@@ -7,7 +7,7 @@
  *   quick-restart   the primary is killed and restarted at once: a new view, no loss
  *   dedup           a client retrying across a failover applies a write once (counter.lua)
  *   garbage         garbage on every port closes those connections; service goes on
- *   hostile         the issue #9 attacks (spec/fixtures/evil.lua) each get a script
+ *   sandbox         the issue #9 attacks (spec/fixtures/evil.lua) each get a script
  *                   error; the replicas keep serving with equal digests, also
  *                   after a restart and a failover
  *   watchdog        a step running past the watchdog's limit (lowered to 1 s) stops
@@ -96,6 +96,7 @@ static bool g_keep;
 static uint64_t g_seed;
 static const char *g_durability = "memory";
 static char g_mounted[400]; /* a tmpfs this run mounted (disk-full) */
+static unsigned g_checkpoint_interval; /* limits.checkpoint_interval; 0: default */
 static const char *g_log_format = "text"; /* the config's log_format */
 /* auth scenario: the config names these key files, and the test's own
  * client authenticates with the client key. */
@@ -261,6 +262,8 @@ static void write_config(const char *statemachine)
 		fclose(h);
 		fprintf(f, "  telemetry = \"%s\",\n", hooks);
 	}
+	if (g_checkpoint_interval)
+		fprintf(f, "  limits = { checkpoint_interval = %u },\n", g_checkpoint_interval);
 	if (g_auth)
 		fprintf(f, "  auth = { replica_key = \"%s/replica.key\", client_key = \"%s/client.key\" },\n",
 			g_dir, g_dir);
@@ -619,6 +622,7 @@ static bool mc_call_number(mclient *m, uint8_t kind, uint64_t number, const uint
 			case VSR_REPLY_OK:
 			case VSR_REPLY_ERROR:
 			case VSR_REPLY_SCRIPT_ERROR:
+			case VSR_REPLY_HISTORY: /* definite: the session's history is gone */
 				out->status = r->status;
 				out->op = r->reply_op;
 				out->replica = (uint8_t)from;
@@ -1181,7 +1185,64 @@ static int scenario_dedup(void)
 	return 0;
 }
 
-/* hostile (issue #9): a cluster running spec/fixtures/evil.lua, which runs
+/* Memory storage, the whole cluster killed and restarted: every replica
+ * starts unjoined, so together they begin a new history (#7 finding 1, in
+ * real processes). A client of the old history gets the definite HISTORY
+ * answer for its session, never a collision with a new session of the same
+ * number; registering again works, and the old data is gone, as it must be
+ * in memory mode. */
+static int scenario_history(void)
+{
+	mclient m;
+	msgpack_sbuffer sb;
+	scenario_open("kv.lua", &m, &sb);
+	uint64_t last = 0;
+	put_keys(&m, &sb, 0, 3, &last);
+	uint64_t old_session = m.session, old_history = m.history;
+	if (old_history == 0)
+		fail("the REGISTER reply named no history");
+	note("session %" PRIu64 " of history %016" PRIx64 ": 3 writes; kill -9 of every replica",
+	     old_session, old_history);
+	for (int i = 0; i < N; i++)
+		kill_replica(i);
+	for (int i = 0; i < N; i++)
+		start_replica(i);
+	wait_ports(-1);
+	int p = wait_primary(STARTUP_MS, "after the whole cluster restarted");
+	note("replica %d leads again", p + 1);
+	op_kv(&sb, "put", "after-reset", "x");
+	m.request++;
+	mresult r;
+	if (!mc_call_number(&m, VSR_REQUEST_OP, m.request, (const uint8_t *)sb.data, sb.size, 300,
+			    &r))
+		fail("the old session's request got no answer");
+	if (r.status != VSR_REPLY_HISTORY)
+		fail("the old session's request got status %u, not HISTORY (%u)", r.status,
+		     VSR_REPLY_HISTORY);
+	note("the old session's request: HISTORY (not applied)");
+	mc_register(&m);
+	m.request = 0;
+	if (m.history == 0 || m.history == old_history)
+		fail("the new session's history %016" PRIx64 " is not a new one", m.history);
+	note("registered again: session %" PRIu64 " of history %016" PRIx64 "%s", m.session,
+	     m.history, m.session == old_session ? " (the same number as the old session)" : "");
+	put_keys(&m, &sb, 3, 4, &last);
+	get_keys(&m, &sb, 3, 4);
+	char key[32], val[64];
+	key_value(0, key, val);
+	op_kv(&sb, "get", key, NULL);
+	m.request++;
+	if (!mc_call_number(&m, VSR_REQUEST_OP, m.request, (const uint8_t *)sb.data, sb.size, 300,
+			    &r))
+		fail("get %s: no answer", key);
+	if (r.status == VSR_REPLY_OK && body_contains(&r, val))
+		fail("get %s: a value of the old history is still there", key);
+	note("the new history works; the old one's data is gone (memory storage)");
+	scenario_close(&m, &sb);
+	return 0;
+}
+
+/* sandbox (issue #9): a cluster running spec/fixtures/evil.lua, which runs
  * the Lua source an operation carries, is sent the attacks that used to hang
  * or abort every replica (work inside one C call, pattern backtracking, a
  * weak table, address-ordered iteration, a reply of many references to one
@@ -1296,7 +1357,7 @@ static int scenario_watchdog(void)
 	return 0;
 }
 
-static int scenario_hostile(void)
+static int scenario_sandbox(void)
 {
 	mclient m;
 	msgpack_sbuffer sb;
@@ -2338,12 +2399,12 @@ static void corrupt_round(mclient *m, msgpack_sbuffer *sb, writers *ws, const ch
 static void damage_log_and_superblock(int r)
 {
 	flip_byte(r, "log-0000000000000001", 64 + 4); /* the first entry's body */
-	flip_byte(r, "superblock", 72);                /* copy 0: the view */
+	flip_byte(r, "superblock", 72);                /* copy 0: the epoch word */
 }
 
 static void damage_superblock_copy(int r)
 {
-	flip_byte(r, "superblock", 4096 + 72); /* copy 1: the view */
+	flip_byte(r, "superblock", 4096 + 72); /* copy 1: the epoch word */
 }
 
 /* Deleted while it runs; what it writes until kill -9 goes as well. */
@@ -2379,7 +2440,7 @@ static int scenario_corrupt(void)
 
 /* A full disk: replica `victim`'s directory is a tmpfs with room for its
  * first log segment (64 MiB, preallocated) and little more, so its first
- * checkpoint file does not fit. It must stop with exit status 74 and say
+ * checkpoint file (at entry 512) does not fit. It must stop with exit status 74 and say
  * why; the others go on, and no acknowledged write is lost. */
 static void unmount_scratch(void)
 {
@@ -2392,12 +2453,14 @@ static void unmount_scratch(void)
 static int scenario_disk_full(void)
 {
 	g_durability = "durable";
+	g_checkpoint_interval = 512; /* >= 512 keys in the first one */
 	int victim = 1;
 	snprintf(g_mounted, sizeof g_mounted, "%s/data/replica-%d", g_dir, victim + 1);
 	char cmd[600];
 	snprintf(cmd, sizeof cmd, "mkdir -p '%s'", g_mounted);
 	if (system(cmd) != 0) fail("cannot create %s", g_mounted);
-	if (mount("tmpfs", g_mounted, "tmpfs", 0, "size=65600k") != 0) {
+	/* Its first segment, the superblock and 8 KiB: no checkpoint fits. */
+	if (mount("tmpfs", g_mounted, "tmpfs", 0, "size=65552k") != 0) {
 		note("SKIP: cannot mount a small tmpfs at %s: %s", g_mounted, strerror(errno));
 		g_mounted[0] = '\0';
 		return 77;
@@ -2407,7 +2470,8 @@ static int scenario_disk_full(void)
 	msgpack_sbuffer sb;
 	scenario_open("kv.lua", &m, &sb);
 	writers ws = {0};
-	writers_start_quota(&ws, 1500);
+	/* Enough for 512 entries even if every entry held one put. */
+	writers_start_quota(&ws, 1000);
 	/* Until the victim stops: only its exit is expected. */
 	uint64_t deadline = now_ms() + 6 * CALL_MS;
 	int status = 0;
@@ -2655,7 +2719,7 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: proctest --vsrhost PATH --root SOURCE_DIR --scenario NAME\n"
 		     "                [--vsrctl PATH] [--trials N] [--seed S] [--keep]\n"
-		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics auth attacks hostile\n"
+		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics auth attacks sandbox watchdog\n"
 		     "           failover-bench crash corrupt disk-full\n");
 }
 
@@ -2711,10 +2775,12 @@ int main(int argc, char **argv)
 		rc = failover_common(true);
 	else if (strcmp(scenario, "dedup") == 0)
 		rc = scenario_dedup();
+	else if (strcmp(scenario, "history") == 0)
+		rc = scenario_history();
 	else if (strcmp(scenario, "garbage") == 0)
 		rc = scenario_garbage();
-	else if (strcmp(scenario, "hostile") == 0)
-		rc = scenario_hostile();
+	else if (strcmp(scenario, "sandbox") == 0)
+		rc = scenario_sandbox();
 	else if (strcmp(scenario, "watchdog") == 0)
 		rc = scenario_watchdog();
 	else if (strcmp(scenario, "quick-restart") == 0)
