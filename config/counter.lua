@@ -7,6 +7,6 @@ return {
   metrics  = { "127.0.0.1:9111", "127.0.0.1:9112", "127.0.0.1:9113" },
   statemachine = "../statemachines/counter.lua",
   data_dir = "../data/counter",
-  durability = "memory",
+  durability = "durable",  -- fsync; "memory" keeps nothing (tests, benchmarks: unsafe)
   log_level = "info",
 }

@@ -8,7 +8,7 @@ return {
   statemachine = "../statemachines/kv.lua",
   dedup = "../lua/vsr/dedup/oldest.lua",
   data_dir = "../data/kv",
-  durability = "memory",
+  durability = "durable",  -- fsync; "memory" keeps nothing (tests, benchmarks: unsafe)
   timeouts = { tick_ms = 10, heartbeat_ms = 50, primary_ms = 300,
                view_change_ms = 300, retry_ms = 100 },
   limits = { pipeline = 16, batch_requests = 256, clients = 1024,

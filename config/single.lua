@@ -7,6 +7,6 @@ return {
   metrics  = { "127.0.0.1:9121" },
   statemachine = "../statemachines/kv.lua",
   data_dir = "../data/single",
-  durability = "memory",
+  durability = "durable",  -- fsync; "memory" keeps nothing (tests, benchmarks: unsafe)
   log_level = "info",
 }

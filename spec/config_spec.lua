@@ -16,6 +16,7 @@ local malformed = {
   duplicate_address = "clients%[1%]: expected a distinct address, but 127.0.0.1:7001 is also replicas%[1%]",
   bad_durability = 'durability: expected "memory" or "durable", got "disk"',
   bad_log_level = 'log_level: expected "debug", "info", "warn" or "error", got 3',
+  bad_log_format = 'log_format: expected "text" or "json", got "xml"',
   timeouts_relation = "timeouts.primary_ms: expected more than timeouts.heartbeat_ms %(500%)",
   limits_range = "limits.pipeline: expected an integer from 1 to 64, got 1000",
   too_many_replicas = "replicas: expected 1 to 9 addresses, got 10",
@@ -35,7 +36,7 @@ describe("configuration", function()
     assert.same({"127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"}, kv.clients)
     assert.same({"127.0.0.1:9101", "127.0.0.1:9102", "127.0.0.1:9103"}, kv.metrics)
     assert.equal("statemachines/kv.lua", kv.statemachine)
-    assert.equal("memory", kv.durability)
+    assert.equal("durable", kv.durability)
     assert.equal(1000000, kv.instructions_max)
     local single = assert(host.config("config/single.lua"))
     assert.equal(1, #single.replicas)

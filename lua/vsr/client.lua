@@ -43,7 +43,22 @@ function M.load_config(path)
 		end
 		addresses[i] = a
 	end
-	return { cluster = cfg.cluster, addresses = addresses }
+	local key_file
+	if cfg.auth ~= nil then
+		if type(cfg.auth) ~= "table" then
+			return nil, path .. ": auth: expected a table"
+		end
+		key_file = cfg.auth.client_key
+		if key_file ~= nil and type(key_file) ~= "string" then
+			return nil, path .. ": auth.client_key: expected a path"
+		end
+		-- Relative to the config file, as vsrhost resolves it.
+		if key_file ~= nil and key_file:sub(1, 1) ~= "/" then
+			local dir = path:match("^(.*)/[^/]*$") or "."
+			key_file = dir .. "/" .. key_file
+		end
+	end
+	return { cluster = cfg.cluster, addresses = addresses, key_file = key_file }
 end
 
 -- Operations of the kv state machine (statemachines/kv.lua). Replies:
@@ -90,7 +105,8 @@ function Client:close()
 	self.c:close()
 end
 
--- target: a config path, or { cluster = N, addresses = { "host:port", ... } }.
+-- target: a config path, or { cluster = N, addresses = { "host:port", ... },
+-- key_file = path (optional: the cluster's auth.client_key) }.
 -- opts: attempt_ms, call_ms (see docs/clients.md).
 function M.connect(target, opts)
 	local where = target
@@ -105,6 +121,7 @@ function M.connect(target, opts)
 	local ok, c = pcall(vsrclient.connect, {
 		cluster = where.cluster,
 		addresses = where.addresses,
+		key_file = where.key_file,
 		attempt_ms = opts.attempt_ms,
 		call_ms = opts.call_ms,
 	})

@@ -292,6 +292,14 @@ static int lvc_connect(lua_State *L)
 	if (vsrc_options_from_addresses(&c->opt, (uint64_t)cluster, addrs, (uint32_t)n, err,
 					sizeof(err)) < 0)
 		return luaL_error(L, "%s", err);
+	lua_getfield(L, opts, "key_file");
+	if (!lua_isnil(L, -1)) {
+		if (lua_type(L, -1) != LUA_TSTRING)
+			return luaL_error(L, "key_file: expected the path of the cluster's client key");
+		if (vsrc_options_set_key_file(&c->opt, lua_tostring(L, -1), err, sizeof(err)) < 0)
+			return luaL_error(L, "key_file: %s", err);
+	}
+	lua_pop(L, 1);
 	c->opt.timing.attempt_ms = lvc_opt_ms(L, opts, "attempt_ms", c->opt.timing.attempt_ms);
 	c->opt.timing.call_ms = lvc_opt_ms(L, opts, "call_ms", c->opt.timing.call_ms);
 	if (vsrc_sync_open(&c->opt, &c->sync) != 0)

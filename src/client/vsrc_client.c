@@ -21,8 +21,8 @@
 
 enum conn_state {
 	CONN_DOWN = 0,   /* no handle */
-	CONN_CONNECTING, /* TCP connect or HELLO exchange in progress */
-	CONN_UP,         /* HELLO received: requests may be sent */
+	CONN_CONNECTING, /* TCP connect or HELLO (and AUTH) exchange in progress */
+	CONN_UP,         /* HELLO received and, with a key, authenticated: requests may be sent */
 	CONN_CLOSING,    /* uv_close called, waiting for its callback */
 };
 
@@ -33,6 +33,7 @@ typedef struct client_conn {
 	uint8_t replica;
 	int state;
 	vsr_wire_reader reader;
+	vsr_wire_conn_auth auth;
 	char *read_buf;
 	size_t read_cap;
 } client_conn;
@@ -109,6 +110,14 @@ static void options_defaults(vsrc_options *o, uint64_t cluster)
 	o->cluster = cluster;
 	o->message_bytes_max = VSR_WIRE_BODY_BYTES_MAX;
 	vsrc_timing_default(&o->timing);
+}
+
+int vsrc_options_set_key_file(vsrc_options *o, const char *path, char *err, size_t err_len)
+{
+	if (vsr_wire_key_load(path, o->key, err, err_len) != 0)
+		return -1;
+	o->has_key = true;
+	return 0;
 }
 
 int vsrc_options_from_addresses(vsrc_options *o, uint64_t cluster,
@@ -269,9 +278,36 @@ static void conn_handle_frame(client_conn *conn, vsr_wire_decoded *d)
 			conn_fail(conn, why);
 			return;
 		}
+		{
+			char why[256];
+			vsr_buf auth = { 0 };
+			int rc = vsr_wire_conn_auth_peer_hello(&conn->auth, &d->hello, &auth, why,
+							       sizeof(why));
+			if (rc == 0 && auth.len > 0)
+				rc = conn_write(conn, auth.data, auth.len);
+			vsr_buf_free(&auth);
+			if (rc != 0) {
+				conn_fail(conn, rc == -VSR_WIRE_EMAC ? why : "cannot send AUTH");
+				return;
+			}
+		}
+		if (!vsr_wire_conn_auth_ready(&conn->auth))
+			return; /* up once the replica's AUTH checks out */
 		conn->state = CONN_UP;
 		client_apply(c, vsrc_session_connected(&c->s, conn->replica, now));
 		return;
+	case VSR_WIRE_AUTH: {
+		char why[256];
+		if (conn->state != CONN_CONNECTING ||
+		    vsr_wire_conn_auth_peer_auth(&conn->auth, &d->auth, &conn->reader, why,
+						 sizeof(why)) != 0) {
+			conn_fail(conn, conn->state != CONN_CONNECTING ? "an unexpected AUTH" : why);
+			return;
+		}
+		conn->state = CONN_UP;
+		client_apply(c, vsrc_session_connected(&c->s, conn->replica, now));
+		return;
+	}
 	case VSR_MSG_REPLY:
 		if (conn->state != CONN_UP)
 			return;
@@ -364,7 +400,7 @@ static void connect_cb(uv_connect_t *req, int status)
 	vsr_buf hello = { 0 };
 	vsr_wire_hello h = { .role = VSR_WIRE_ROLE_CLIENT, .replica = 0,
 			     .instance = c->instance };
-	if (vsr_wire_encode_hello(&hello, c->opt.cluster, &h) != 0) {
+	if (vsr_wire_conn_auth_send_hello(&conn->auth, &hello, h) != 0) {
 		conn_fail(conn, "out of memory");
 		return;
 	}
@@ -392,6 +428,8 @@ static int conn_start(client_conn *conn)
 	conn->state = CONN_CONNECTING;
 	vsr_wire_reader_free(&conn->reader);
 	vsr_wire_reader_init(&conn->reader, &c->wire, NULL);
+	vsr_wire_conn_auth_init(&conn->auth, c->opt.has_key ? c->opt.key : NULL, c->opt.cluster,
+				VSR_WIRE_ROLE_CLIENT, 0);
 	rc = uv_tcp_connect(&conn->connect_req, &conn->tcp,
 			    (const struct sockaddr *)&c->opt.addrs[conn->replica], connect_cb);
 	if (rc < 0) {
@@ -413,6 +451,7 @@ static int client_encode_request(vsrc_client *c)
 	m.cluster = c->opt.cluster;
 	m.view = c->s.view;
 	m.request.session = c->s.session;
+	m.history = c->s.kind == VSR_REQUEST_OP ? c->s.history : 0;
 	m.request.request = c->s.number;
 	m.request.kind = c->s.kind;
 	if (c->s.kind == VSR_REQUEST_OP) {
@@ -454,6 +493,8 @@ static void client_apply(vsrc_client *c, vsrc_decision d)
 		client_conn *conn = &c->conns[d.replica];
 		if (conn->state == CONN_UP) {
 			int rc = client_encode_request(c);
+			if (rc == 0)
+				rc = vsr_wire_conn_auth_seal(&conn->auth, &c->frame, 0);
 			if (rc != 0) {
 				/* The request cannot be framed (too large, no
 				 * memory): this copy never went out. */

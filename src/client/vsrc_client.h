@@ -42,13 +42,20 @@ typedef struct vsrc_options {
 	char names[VSR_REPLICAS_MAX][64];                /* "host:port", for messages */
 	uint32_t message_bytes_max;                      /* largest frame body accepted */
 	vsrc_timing timing;
+	/* The cluster's client key (config auth.client_key): connections prove
+	 * they hold it and seal every frame (docs/wire.md section 6). */
+	bool has_key;
+	uint8_t key[VSR_WIRE_KEY_SIZE];
 } vsrc_options;
 
 /* Fills `o` from a cluster config file (vsrh_config_load): the `clients`
- * addresses, the cluster id, limits.message_bytes. Returns 0, or -1 with a
+ * addresses, the cluster id, limits.message_bytes and auth.client_key. Returns 0, or -1 with a
  * message in err (the config's own "file: key: ..." text). */
 int vsrc_options_from_config(vsrc_options *o, const char *config_path,
 			     char *err, size_t err_len);
+/* Reads the client key from `path` into `o` (see vsrhost keygen). Returns 0,
+ * or -1 with a sentence in err. */
+int vsrc_options_set_key_file(vsrc_options *o, const char *path, char *err, size_t err_len);
 /* Fills `o` from a list of "host:port" client addresses. */
 int vsrc_options_from_addresses(vsrc_options *o, uint64_t cluster,
 				const char *const *addresses, uint32_t count,

@@ -37,6 +37,12 @@ int vsrc_options_from_config(vsrc_options *o, const char *config_path,
 	}
 	if (rc == 0 && cfg.message_bytes_max)
 		o->message_bytes_max = cfg.message_bytes_max;
+	if (rc == 0 && cfg.client_key_file != NULL) {
+		char why[512];
+		rc = vsrc_options_set_key_file(o, cfg.client_key_file, why, sizeof why);
+		if (rc < 0)
+			snprintf(err, err_len, "%s: auth.client_key: %s", config_path, why);
+	}
 	vsrh_config_free(&cfg);
 	return rc;
 }

@@ -125,6 +125,7 @@ vsrc_decision vsrc_session_start(vsrc_session *s, uint8_t kind, uint64_t nonce,
 	if (kind == VSR_REQUEST_REGISTER) {
 		assert(nonce != 0);
 		s->session = 0;
+		s->history = 0;
 		s->request = 0;
 		s->evicted = false;
 		s->number = nonce;
@@ -246,6 +247,7 @@ vsrc_decision vsrc_session_reply(vsrc_session *s, uint8_t from,
 		if (s->kind == VSR_REQUEST_REGISTER) {
 			s->session = m->request.session;
 			s->registered_op = m->reply_op;
+			s->history = m->history;
 			s->request = 0;
 		}
 		return session_complete(s, VSRC_DONE, VSR_REPLY_OK, NULL);
@@ -274,6 +276,15 @@ vsrc_decision vsrc_session_reply(vsrc_session *s, uint8_t from,
 		return session_give_up(
 			s, "failed: session evicted (the cluster forgot this session; register again)",
 			VSR_REPLY_EVICTED);
+	case VSR_REPLY_HISTORY:
+		/* Definite, whatever copies are still out: the history this
+		 * session belongs to is gone from every replica, so no copy can
+		 * be applied in the state the cluster holds now. */
+		s->evicted = true;
+		return session_complete(
+			s, VSRC_FAILED, VSR_REPLY_HISTORY,
+			"failed: the cluster lost every replica's state and began a new history; "
+			"this session and whatever it did belong to the old one (register again)");
 	case VSR_REPLY_NOT_PRIMARY: {
 		session_refused(s, from);
 		/* Follow the answering replica's own view, never a remembered

@@ -13,7 +13,10 @@
  *   VSRC_FAILED   the request was certainly not applied: no copy of it was
  *                 ever handed to a connection, every copy that was sent has
  *                 been refused definitely (NOT_PRIMARY, BUSY, REJECTED,
- *                 EVICTED on the first send), or the state machine rejected it
+ *                 EVICTED on the first send), the cluster answered HISTORY
+ *                 (it lost every replica's state and began a new history:
+ *                 nothing of the old one, this session included, exists any
+ *                 more), or the state machine rejected it
  *                 (VSR_REPLY_ERROR: applied as an error, state unchanged).
  *   VSRC_UNKNOWN  the request may have been applied: a copy was sent and
  *                 neither a reply nor a definite refusal came back for it
@@ -76,6 +79,8 @@ typedef struct vsrc_session {
 	uint64_t view;           /* view named by the latest reply (informational) */
 	uint64_t session;        /* 0 until registered */
 	uint64_t registered_op;  /* op of the REGISTER that opened it */
+	uint64_t history;        /* the cluster history the session belongs to
+	                            (from the REGISTER reply); every OP carries it */
 	uint64_t request;        /* number of the current (or last) request */
 	vsrc_timing timing;
 	/* The call in progress. */
@@ -88,7 +93,8 @@ typedef struct vsrc_session {
 	uint32_t redirects;      /* immediate redirects since the last wait */
 	uint32_t sends;          /* copies handed to a connection */
 	uint32_t in_flight[VSR_REPLICAS_MAX]; /* copies not yet refused, per replica */
-	bool evicted;            /* the cluster forgot this session */
+	bool evicted;            /* the cluster forgot this session (EVICTED, or
+	                            HISTORY: it began a new history) */
 } vsrc_session;
 
 void vsrc_session_init(vsrc_session *s, uint8_t replica_count,

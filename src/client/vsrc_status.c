@@ -23,6 +23,7 @@ typedef struct status_conn {
 	bool finished;  /* the entry is final */
 	uint64_t nonce;
 	vsr_wire_reader reader;
+	vsr_wire_conn_auth auth;
 	char buf[16384];
 } status_conn;
 
@@ -78,9 +79,25 @@ static void status_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init(sc->buf, sizeof(sc->buf));
 }
 
+/* Sends the status request, sealed when the connection is authenticated. */
+static void status_ask(status_conn *sc)
+{
+	vsr_buf f = { 0 };
+	vsr_wire_status_request req = { .nonce = sc->nonce };
+	int rc = vsr_wire_encode_status_request(&f, sc->q->o->cluster, &req);
+	if (rc == 0)
+		rc = vsr_wire_conn_auth_seal(&sc->auth, &f, 0);
+	if (rc == 0)
+		rc = status_send(sc, &f);
+	else
+		vsr_buf_free(&f);
+	if (rc != 0)
+		status_finish(sc, "could not send the status request");
+}
+
 static void status_frame(status_conn *sc, const vsr_wire_decoded *d)
 {
-	char why[200];
+	char why[256];
 	if (d->type == VSR_WIRE_HELLO) {
 		if (d->hello.role != VSR_WIRE_ROLE_REPLICA || d->hello.replica != sc->replica) {
 			snprintf(why, sizeof(why),
@@ -89,15 +106,30 @@ static void status_frame(status_conn *sc, const vsr_wire_decoded *d)
 			status_finish(sc, why);
 			return;
 		}
-		vsr_buf f = { 0 };
-		vsr_wire_status_request req = { .nonce = sc->nonce };
-		int rc = vsr_wire_encode_status_request(&f, sc->q->o->cluster, &req);
-		if (rc == 0)
-			rc = status_send(sc, &f);
-		else
-			vsr_buf_free(&f);
-		if (rc != 0)
-			status_finish(sc, "could not send the status request");
+		vsr_buf auth = { 0 };
+		int rc = vsr_wire_conn_auth_peer_hello(&sc->auth, &d->hello, &auth, why, sizeof(why));
+		if (rc == 0 && auth.len > 0) {
+			rc = status_send(sc, &auth);
+			if (rc != 0)
+				snprintf(why, sizeof(why), "could not send AUTH");
+		} else {
+			vsr_buf_free(&auth);
+		}
+		if (rc != 0) {
+			status_finish(sc, why);
+			return;
+		}
+		if (vsr_wire_conn_auth_ready(&sc->auth))
+			status_ask(sc);
+		return;
+	}
+	if (d->type == VSR_WIRE_AUTH) {
+		if (vsr_wire_conn_auth_peer_auth(&sc->auth, &d->auth, &sc->reader, why,
+						 sizeof(why)) != 0) {
+			status_finish(sc, why);
+			return;
+		}
+		status_ask(sc);
 		return;
 	}
 	if (d->type == VSR_WIRE_STATUS_REPLY && d->status.nonce == sc->nonce) {
@@ -153,7 +185,7 @@ static void status_connect_cb(uv_connect_t *req, int status)
 	if (getrandom(&instance, sizeof(instance), 0) != (ssize_t)sizeof(instance))
 		instance = uv_hrtime();
 	vsr_wire_hello h = { .role = VSR_WIRE_ROLE_CONTROL, .replica = 0, .instance = instance };
-	int rc = vsr_wire_encode_hello(&f, sc->q->o->cluster, &h);
+	int rc = vsr_wire_conn_auth_send_hello(&sc->auth, &f, h);
 	if (rc == 0)
 		rc = status_send(sc, &f);
 	else
@@ -197,6 +229,8 @@ void vsrc_status_query(const vsrc_options *o, uint32_t timeout_ms,
 		if (getrandom(&sc->nonce, sizeof(sc->nonce), 0) != (ssize_t)sizeof(sc->nonce))
 			sc->nonce = uv_hrtime() + i;
 		vsr_wire_reader_init(&sc->reader, &q->wire, NULL);
+		vsr_wire_conn_auth_init(&sc->auth, o->has_key ? o->key : NULL, o->cluster,
+					VSR_WIRE_ROLE_CONTROL, 0);
 		uv_tcp_init(&loop, &sc->tcp);
 		sc->tcp.data = sc;
 		sc->connect_req.data = sc;

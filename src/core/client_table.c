@@ -5,6 +5,8 @@
  * the table is only ever changed at commit, never at prepare (hole 8.3).
  * When the table is full the dedup policy (or the default: oldest last
  * commit, then lowest id) picks the session to evict, deterministically. */
+#include <stdio.h>
+
 #include "replica.h"
 
 void ct_init(client_table *t, uint32_t max)
@@ -191,6 +193,7 @@ void ct_execute_request(vsr_replica *r, const vsr_entry *e, const vsr_request *r
 		.session = req->session,
 		.request = req->request,
 		.seed = e->checksum ^ (0x9E3779B97F4A7C15ull * (index + 1)),
+		.reply_max = vsr_reply_bytes_max(&r->cfg),
 	};
 	if (s->pending_request == req->request) {
 		s->pending_request = 0; /* no longer in flight at this primary */
@@ -198,6 +201,20 @@ void ct_execute_request(vsr_replica *r, const vsr_entry *e, const vsr_request *r
 	}
 	int status = r->sm.apply(r->sm.ctx, &ctx, req->op, req->op_len, reply);
 	if (status != VSR_REPLY_OK && status != VSR_REPLY_ERROR) status = VSR_REPLY_ERROR;
+	if (reply->len > ctx.reply_max) {
+		/* Bounded where it is produced: a reply no message could carry
+		 * and no checkpoint could hold never enters the table. The same
+		 * on every replica (the limit is part of the configuration). */
+		char text[160];
+		int n = snprintf(text, sizeof text,
+				 "reply of %zu bytes exceeds the cluster's reply limit of %u bytes "
+				 "(limits.message_bytes)",
+				 reply->len, ctx.reply_max);
+		vsr_buf_reset(reply);
+		vsr_buf_append(reply, text, (size_t)n);
+		status = VSR_REPLY_ERROR;
+		r->stats.replies_too_large++;
+	}
 	rehash_begin(t, s);
 	s->request = req->request;
 	s->last_op = e->op;
@@ -252,7 +269,7 @@ long ct_decode(client_table *t, const uint8_t *data, size_t len)
 		uint64_t f[8];
 		for (int k = 0; k < 8; k++)
 			if (!get_u64(&p, end, &f[k])) return -1;
-		if (f[7] > VSR_OP_BYTES_MAX || (uint64_t)(end - p) < f[7]) return -1;
+		if (f[7] > VSR_REPLY_BYTES_MAX || (uint64_t)(end - p) < f[7]) return -1;
 		if (i > 0 && f[0] <= t->items[i - 1].session) return -1;
 		ct_session *s = &t->items[t->count++];
 		s->session = f[0];

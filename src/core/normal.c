@@ -88,6 +88,7 @@ void normal_become_primary(vsr_replica *r)
 	timer_set(r, &r->t_prepare_retry, r->cfg.timeouts.prepare_retry_ticks, false);
 	/* view_change_attempt is kept until the view proves itself (a backup's
 	 * ack reaches us): a run of views that never work keeps backing off. */
+	if (BUG(r, VSR_BUG_BACKOFF_RESET)) r->view_change_attempt = 0;
 	r->repairing = false;
 }
 
@@ -210,7 +211,7 @@ static void resend_stored(vsr_replica *r, const vsr_message *m, uint64_t conn,
 	out->request.session = s->session;
 	out->request.kind = m->request.kind;
 	out->commit = r->commit;
-	if (m->request.kind == VSR_REQUEST_REGISTER) {
+	if (m->request.kind == VSR_REQUEST_REGISTER && !BUG(r, VSR_BUG_REGISTER_LAST_REPLY)) {
 		/* The registration's own answer, not the session's last reply. */
 		out->status = VSR_REPLY_OK;
 		out->request.request = s->nonce;
@@ -221,6 +222,15 @@ static void resend_stored(vsr_replica *r, const vsr_message *m, uint64_t conn,
 	out->request.request = s->request;
 	out->reply_op = s->last_op;
 	out->timestamp = s->reply_timestamp;
+	if (s->reply_len > vsr_reply_bytes_max(&r->cfg)) {
+		/* Stored under a larger limit (the configuration changed since):
+		 * it cannot travel now. Say so rather than send nothing. */
+		static const char why[] = "the stored reply exceeds the current reply limit";
+		out->status = VSR_REPLY_ERROR;
+		out->body = (const uint8_t *)why;
+		out->body_len = sizeof why - 1;
+		return;
+	}
 	if (s->reply_len) {
 		uint8_t *body = scratch_alloc(r, s->reply_len);
 		memcpy(body, s->reply, s->reply_len);
@@ -252,6 +262,13 @@ static bool register_pending(const vsr_replica *r, uint64_t session)
 void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 {
 	const vsr_request *req = &m->request;
+	if (r->history != 0 && req->kind == VSR_REQUEST_OP && m->history != r->history) {
+		/* A session of another history: every replica lost its state
+		 * since, and a new history began. Its number may well name a
+		 * session of ours; never apply it there. */
+		reply_status(r, m, conn, VSR_REPLY_HISTORY);
+		return;
+	}
 	/* An abdicated primary (it heard no quorum) takes nothing new: its view
 	 * is about to end. */
 	if (r->status != VSR_STATUS_NORMAL || !is_primary(r) || r->start_view_pending ||
@@ -441,7 +458,8 @@ void normal_flush_queue(vsr_replica *r)
  * is then known alive). A newer view we missed starts a state transfer. */
 static bool backup_accepts_primary_message(vsr_replica *r, const vsr_message *m)
 {
-	if (r->status == VSR_STATUS_RECOVERING || m->view < r->view) return false;
+	if (r->status == VSR_STATUS_RECOVERING) return false;
+	if (m->view < r->view && GUARD(r, VSR_GUARD_PRIMARY_MSG_OLD_VIEW)) return false;
 	if (m->replica != vsr_primary_of(m->view, r->n)) {
 		r->stats.messages_dropped++;
 		return false;
@@ -485,12 +503,17 @@ void normal_send_ack(vsr_replica *r)
 	if (r->status != VSR_STATUS_NORMAL || is_primary(r)) return;
 	/* Log matching on ack (I5): only what is durable, in a view whose
 	 * superblock is durable, in a log that is this view's log. */
-	if (r->durable_view != r->view || r->durable_log_view != r->view) return;
+	if (r->durable_view != r->view ||
+	    (r->durable_log_view != r->view && !BUG(r, VSR_BUG_ACK_EARLY)))
+		return;
+	/* Nor before the superblock says we are a member again (an amnesiac
+	 * restarted from one that does not would be unjoined). */
+	if (!r->durable_joined) return;
 	uint64_t op = r->durable_op;
 	if (r->ack_sent_view == r->view && op <= r->ack_sent_op) return;
 	/* Nothing to ack below what we hold (a checkpoint was just installed).
 	 * An empty log acks op 0: the primary's check-quorum hears it. */
-	if (op + 1 < r->log.start) return;
+	if (op + 1 < r->log.start && !BUG(r, VSR_BUG_ACK_BELOW_LOG)) return;
 	vsr_message *out = emit_send(r, primary_index(r), VSR_MSG_PREPARE_OK);
 	out->op = op;
 	out->commit = r->commit;
@@ -529,6 +552,7 @@ void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 		timer_set(r, &r->t_prepare_retry, 0, false);
 	}
 	if (m->op > r->log.head || log_checksum_at(&r->log, m->op) != m->checksum) {
+		GUARD(r, VSR_GUARD_PREPARE_OK_MISMATCH);
 		r->stats.messages_dropped++;
 		return;
 	}

@@ -44,6 +44,7 @@ void message_header(const vsr_replica *r, vsr_message *m, uint8_t type)
 	m->type = type;
 	m->replica = r->self;
 	m->cluster = r->cfg.cluster;
+	m->history = r->history;
 	m->epoch = r->epoch;
 	m->view = r->view;
 }
@@ -89,10 +90,12 @@ vsr_persist *emit_persist(vsr_replica *r)
 void set_status(vsr_replica *r, uint8_t status)
 {
 	/* Legal transitions (protocol.md 2, 4, 5, 6). Recovering is only left
-	 * for view_change or state_transfer, never straight to normal. */
+	 * for view_change or state_transfer, never straight to normal, except
+	 * by joining a new history (recovery.c): view 0 and an empty log. */
 	switch (status) {
 	case VSR_STATUS_NORMAL:
-		assert(r->status != VSR_STATUS_RECOVERING);
+		assert(r->status != VSR_STATUS_RECOVERING ||
+		       (r->view == 0 && r->log.head == 0 && r->history != 0));
 		break;
 	case VSR_STATUS_VIEW_CHANGE:
 	case VSR_STATUS_STATE_TRANSFER:
@@ -155,6 +158,9 @@ vsr_persist *persist_state(vsr_replica *r, bool truncate, uint64_t truncate_afte
 	p->entry_count = count;
 	p->superblock = (vsr_superblock){
 		.cluster = r->cfg.cluster,
+		/* An amnesiac writes no history: restarted from this, it is
+		 * unjoined again, never a member whose promises survived. */
+		.history = r->amnesia ? 0 : r->history,
 		.epoch = r->epoch,
 		.view = r->view,
 		.log_view = r->log_view,
@@ -178,6 +184,7 @@ vsr_persist *persist_state(vsr_replica *r, bool truncate, uint64_t truncate_afte
 	q->log_view = r->log_view;
 	q->op = r->log.head;
 	q->checkpoint_op = r->checkpoint_op;
+	q->joined = p->superblock.history != 0;
 	return p;
 }
 
@@ -196,6 +203,7 @@ static void on_persisted(vsr_replica *r, uint64_t id)
 	r->durable_log_view = p.log_view;
 	r->durable_op = p.op;
 	r->durable_checkpoint_op = p.checkpoint_op;
+	r->durable_joined = p.joined;
 	view_durable_reached(r);
 }
 
@@ -346,17 +354,27 @@ static void replica_free(vsr_replica *r)
 	free(r);
 }
 
+/* No valid durable state: the replica knows no history. It recovers as an
+ * amnesiac (recovery.c) once it hears of the cluster's history, or begins
+ * one at genesis. */
+static void start_unjoined(vsr_replica *r)
+{
+	r->history = 0;
+	r->amnesia = true;
+	r->status = VSR_STATUS_RECOVERING;
+	r->t_retry.armed = true;
+	r->t_retry.at = r->now;
+}
+
 static int restart_from(vsr_replica *r, const vsr_durable *d)
 {
 	const vsr_superblock *sb = &d->superblock;
 	if (sb->cluster != r->cfg.cluster) return VSR_ECORRUPT;
-	if (d->amnesia) {
-		r->amnesia = true;
-		r->status = VSR_STATUS_RECOVERING;
-		r->t_retry.armed = true;
-		r->t_retry.at = r->now;
+	if (sb->history == 0) {
+		start_unjoined(r);
 		return VSR_OK;
 	}
+	r->history = sb->history;
 	if (sb->log_view > sb->view) return VSR_ECORRUPT;
 	if (sb->checkpoint_op > 0) {
 		if (d->checkpoint == NULL || d->checkpoint_len != sb->checkpoint_size)
@@ -392,6 +410,7 @@ static int restart_from(vsr_replica *r, const vsr_durable *d)
 	r->durable_log_view = sb->log_view;
 	r->durable_op = r->log.head;
 	r->durable_checkpoint_op = r->checkpoint_op;
+	r->durable_joined = true;
 	/* The superblock's commit is a lower bound of what was committed;
 	 * re-execute the committed prefix we hold. */
 	uint64_t commit = sb->commit < r->log.head ? sb->commit : r->log.head;
@@ -428,6 +447,10 @@ int vsr_replica_create(vsr_replica **out, const vsr_config *config,
 	r->pipeline = xcalloc(config->pipeline_max, sizeof *r->pipeline);
 	r->queue = xcalloc(config->request_queue_max, sizeof *r->queue);
 	r->status = VSR_STATUS_RECOVERING;
+	/* One nonce per incarnation: recovery answers name it, so answers to an
+	 * earlier incarnation are never counted, and a RECOVERY with another
+	 * nonce proves that its sender restarted. */
+	r->recovery_nonce = prng_next(&r->prng) | 1;
 	if (durable != NULL) {
 		int rc = restart_from(r, durable);
 		if (rc != VSR_OK) {
@@ -435,10 +458,7 @@ int vsr_replica_create(vsr_replica **out, const vsr_config *config,
 			return rc;
 		}
 	} else {
-		/* A brand-new member of a brand-new cluster: view 0, empty log. */
-		r->status = VSR_STATUS_NORMAL;
-		if (is_primary(r)) normal_become_primary(r);
-		else normal_become_backup(r);
+		start_unjoined(r);
 	}
 	*out = r;
 	return VSR_OK;
@@ -454,6 +474,13 @@ static void on_message(vsr_replica *r, const vsr_message *m)
 	const char *why = vsr_message_invalid(m, r->n);
 	if (why != NULL || m->cluster != r->cfg.cluster || m->replica == r->self ||
 	    m->type == VSR_MSG_REQUEST || m->type == VSR_MSG_REPLY || m->epoch != r->epoch) {
+		r->stats.messages_dropped++;
+		return;
+	}
+	/* Only recovery messages cross histories (they are how a replica joins
+	 * one); everything else comes from a member of ours, or is dropped. */
+	bool joining = m->type == VSR_MSG_RECOVERY || m->type == VSR_MSG_RECOVERY_RESPONSE;
+	if (!joining && (r->history == 0 || m->history != r->history)) {
 		r->stats.messages_dropped++;
 		return;
 	}
@@ -577,6 +604,8 @@ void vsr_replica_status_get(const vsr_replica *r, vsr_replica_info *out)
 					   : 0);
 	out->queued = r->queue_count;
 	out->sessions = r->clients.count;
+	out->history = r->history;
+	out->amnesia = r->amnesia;
 }
 
 const vsr_entry *vsr_replica_entry(const vsr_replica *r, uint64_t op)

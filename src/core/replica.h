@@ -26,6 +26,10 @@
 #define BUG(r, flag) ((void)(r), false)
 #endif
 
+/* Counts a defensive branch taken; always true, so it reads as part of the
+ * guard's condition: `if (stale && GUARD(r, VSR_GUARD_X)) return;`. */
+#define GUARD(r, g) guard_hit((r), (g))
+
 /* ---- small utilities (util.c) ---- */
 
 uint64_t prng_next(uint64_t *state);
@@ -35,6 +39,7 @@ uint64_t hash64(uint64_t seed, const void *data, size_t len);
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
+uint32_t popcount32(uint32_t x);
 
 /* ---- the log (log.c) ---- */
 
@@ -161,6 +166,7 @@ typedef struct pending_persist {
 	uint64_t log_view;
 	uint64_t op;            /* log head once applied */
 	uint64_t checkpoint_op;
+	bool joined;            /* the superblock names our history (no amnesia) */
 } pending_persist;
 
 /* A DO_VIEW_CHANGE kept by the would-be primary (deep copy). */
@@ -187,6 +193,7 @@ struct vsr_replica {
 	uint8_t quorum;
 
 	uint8_t status;
+	uint64_t history;           /* cluster history; 0: unjoined */
 	uint64_t epoch;
 	uint64_t view;
 	uint64_t log_view;
@@ -201,6 +208,7 @@ struct vsr_replica {
 	uint32_t pending_head, pending_count, pending_cap;
 	uint64_t durable_view, durable_log_view, durable_op;
 	uint64_t durable_checkpoint_op;
+	bool durable_joined;        /* the durable superblock names our history */
 
 	/* checkpoint */
 	uint64_t checkpoint_op;
@@ -239,14 +247,28 @@ struct vsr_replica {
 	uint64_t ack_sent_op;
 	uint64_t ack_sent_view;
 
-	/* recovery */
-	uint64_t recovery_nonce;
-	uint32_t recovery_from;           /* bitmask of responders */
+	/* recovery and joining */
+	uint64_t recovery_nonce;          /* this incarnation's, drawn at creation */
+	uint32_t recovery_from;           /* bitmask of responders of our history */
+	uint32_t unjoined_from;           /* bitmask: answered unjoined this round */
+	/* The incarnation nonce each responder reported with its answer (or
+	 * with an unjoined answer): a RECOVERY with another nonce proves it
+	 * restarted since, so that answer is stale. */
+	uint64_t responder_nonce[VSR_REPLICAS_MAX];
+	/* Replica 0 at genesis: the incarnation nonces of the replicas whose
+	 * "nothing held" answers it counted; they join as members. */
+	uint64_t genesis_member_nonce[VSR_REPLICAS_MAX];
+	/* Unjoined: the history the answers we count name (an amnesiac's, until
+	 * its state transfer begins and it becomes r->history). */
+	uint64_t joining_history;
 	/* The latest answer of each responder: answers can go stale as the
 	 * cluster moves on, so decisions use only the newest from each. */
 	uint64_t recovery_view[VSR_REPLICAS_MAX];
 	uint8_t recovery_status[VSR_REPLICAS_MAX];
-	bool amnesia;                     /* restarted without its disk's contents */
+	/* No durable promises: unjoined, or restarted without its disk's
+	 * contents and still catching up. Counts in no quorum, answers no
+	 * RECOVERY (except to say it is unjoined). */
+	bool amnesia;
 
 	/* state transfer */
 	uint64_t transfer_nonce;
@@ -278,12 +300,18 @@ struct vsr_replica {
 	uint32_t scratch_count, scratch_cap;
 
 	uint64_t realtime_ns;       /* of the current event: entry timestamps */
-	bool start_view_pending;
-	bool replaying;             /* restart: re-executing the durable committed log */    /* new primary: send START_VIEW once durable */
+	bool start_view_pending;    /* new primary: send START_VIEW once durable */
+	bool replaying;             /* restart: re-executing the durable committed log */
 	const char *invariant_failure; /* first local invariant broken (VSR_INVARIANTS) */
 	vsr_buf reply_buf;
 	vsr_replica_stats stats;
 };
+
+static inline bool guard_hit(vsr_replica *r, enum vsr_guard g)
+{
+	r->stats.guards[g]++;
+	return true;
+}
 
 /* replica.c */
 void *scratch_alloc(vsr_replica *r, size_t n);

@@ -97,7 +97,10 @@ void st_request_repair(vsr_replica *r)
 void st_on_get_state(vsr_replica *r, const vsr_message *m)
 {
 	/* Only the normal primary of the same view vouches for that view's log. */
-	if (r->status != VSR_STATUS_NORMAL || m->view != r->view || !is_primary(r)) return;
+	if ((r->status != VSR_STATUS_NORMAL || m->view != r->view ||
+	     (!is_primary(r) && !BUG(r, VSR_BUG_BACKUP_NEW_STATE))) &&
+	    GUARD(r, VSR_GUARD_GET_STATE_NOT_PRIMARY))
+		return;
 	vsr_message *out = emit_send(r, m->replica, VSR_MSG_NEW_STATE);
 	out->log_view = r->log_view;
 	out->op = r->log.head;
@@ -165,19 +168,26 @@ static void transfer_done(vsr_replica *r)
 		transfer_to_view_change(r);
 		return;
 	}
+	bool was_amnesiac = r->amnesia;
 	r->amnesia = false;
 	normal_become_backup(r);
+	/* A member again: the superblock names the history once more (acks wait
+	 * for it to be durable). */
+	if (was_amnesiac) persist_state(r, false, 0, NULL, 0);
 }
 
 void st_on_new_state(vsr_replica *r, const vsr_message *m)
 {
-	if (m->nonce != r->transfer_nonce) return;
+	if (m->nonce != r->transfer_nonce && GUARD(r, VSR_GUARD_NS_STALE_NONCE)) return;
 	if (r->status == VSR_STATUS_NORMAL && r->repairing) {
 		repair_on_new_state(r, m);
 		return;
 	}
-	if (r->status != VSR_STATUS_STATE_TRANSFER || m->view < r->view) return;
-	if (m->op < r->commit) return; /* stale: we already know more */
+	if ((r->status != VSR_STATUS_STATE_TRANSFER || m->view < r->view) &&
+	    GUARD(r, VSR_GUARD_NS_OLD_VIEW))
+		return;
+	/* stale: we already know more */
+	if (m->op < r->commit && GUARD(r, VSR_GUARD_NS_BELOW_COMMIT)) return;
 	r->transfer_retries = 0;
 	if (m->view > r->view) {
 		r->view = m->view;
@@ -209,7 +219,8 @@ void st_on_new_state(vsr_replica *r, const vsr_message *m)
 	}
 	bool complete = m->entry_count ? m->entries[m->entry_count - 1].op == m->op
 				       : log_checksum_at(&r->log, m->op) == m->checksum;
-	if (complete && m->log_view == r->log_view && m->op < r->log.head) {
+	if (complete && m->log_view == r->log_view && m->op < r->log.head &&
+	    !BUG(r, VSR_BUG_SHORTEN_OWN_LOG) && GUARD(r, VSR_GUARD_NS_SHORTER_OWN_LOG)) {
 		/* Never shorten a log of the same log_view: our extra entries are
 		 * that view's, and maybe acknowledged. (A normal primary's log
 		 * holds all of its view's entries, so this is a stale answer.) */
@@ -269,10 +280,13 @@ void st_on_checkpoint_chunk(vsr_replica *r, const vsr_message *m)
 	if (r->status != VSR_STATUS_STATE_TRANSFER || !r->fetching_checkpoint ||
 	    m->nonce != r->transfer_nonce || m->checkpoint_op != r->fetch_checkpoint_op ||
 	    m->checkpoint_size != r->fetch_checkpoint_size ||
-	    m->checksum != r->fetch_checkpoint_checksum || m->offset != r->fetch_buf.len)
+	    m->checksum != r->fetch_checkpoint_checksum || m->offset != r->fetch_buf.len) {
+		GUARD(r, VSR_GUARD_CHUNK_STALE);
 		return;
+	}
 	r->transfer_retries = 0;
-	if (r->fetch_checkpoint_op <= r->commit) {
+	if (r->fetch_checkpoint_op <= r->commit && !BUG(r, VSR_BUG_OLD_CHECKPOINT) &&
+	    GUARD(r, VSR_GUARD_CHUNK_PASSED)) {
 		/* Entries arrived meanwhile and took us past it: never go back. */
 		r->fetching_checkpoint = false;
 		vsr_buf_reset(&r->fetch_buf);
@@ -292,6 +306,7 @@ void st_on_checkpoint_chunk(vsr_replica *r, const vsr_message *m)
 	}
 	r->fetching_checkpoint = false;
 	if (checkpoint_restore(r, r->fetch_buf.data, r->fetch_buf.len) != VSR_OK) {
+		GUARD(r, VSR_GUARD_RESTORE_FAILED);
 		r->stats.messages_dropped++;
 		vsr_buf_reset(&r->fetch_buf);
 		return;

@@ -29,6 +29,32 @@ const char *vsr_status_name(enum vsr_status s)
 	}
 }
 
+const char *vsr_guard_name(enum vsr_guard g)
+{
+	static const char *const names[VSR_GUARD_COUNT] = {
+		[VSR_GUARD_VOTE_OLD_VIEW] = "vote_old_view",
+		[VSR_GUARD_DVC_MALFORMED] = "dvc_malformed",
+		[VSR_GUARD_DVC_BEST_BELOW_COMMIT] = "dvc_best_below_commit",
+		[VSR_GUARD_DVC_NO_PREFIX] = "dvc_no_prefix",
+		[VSR_GUARD_SV_OLD_VIEW] = "start_view_old_view",
+		[VSR_GUARD_SV_BELOW_COMMIT] = "start_view_below_commit",
+		[VSR_GUARD_SV_SHORTER_OWN_LOG] = "start_view_shorter_own_log",
+		[VSR_GUARD_PRIMARY_MSG_OLD_VIEW] = "prepare_commit_old_view",
+		[VSR_GUARD_PREPARE_OK_MISMATCH] = "prepare_ok_mismatch",
+		[VSR_GUARD_REC_STALE_NONCE] = "recovery_response_stale_nonce",
+		[VSR_GUARD_REC_FORGET_ANSWER] = "recovery_forget_answer",
+		[VSR_GUARD_NS_STALE_NONCE] = "new_state_stale_nonce",
+		[VSR_GUARD_NS_OLD_VIEW] = "new_state_old_view",
+		[VSR_GUARD_NS_BELOW_COMMIT] = "new_state_below_commit",
+		[VSR_GUARD_NS_SHORTER_OWN_LOG] = "new_state_shorter_own_log",
+		[VSR_GUARD_CHUNK_STALE] = "chunk_stale",
+		[VSR_GUARD_CHUNK_PASSED] = "chunk_checkpoint_passed",
+		[VSR_GUARD_RESTORE_FAILED] = "restore_failed",
+		[VSR_GUARD_GET_STATE_NOT_PRIMARY] = "get_state_not_primary",
+	};
+	return (unsigned)g < VSR_GUARD_COUNT && names[g] ? names[g] : "?";
+}
+
 const char *vsr_message_type_name(enum vsr_message_type t)
 {
 	static const char *names[VSR_MSG_TYPE_COUNT] = {
@@ -101,6 +127,13 @@ uint64_t prng_below(uint64_t *state, uint64_t bound)
 {
 	assert(bound > 0);
 	return prng_next(state) % bound;
+}
+
+uint32_t popcount32(uint32_t x)
+{
+	uint32_t c = 0;
+	for (; x; x &= x - 1) c++;
+	return c;
 }
 
 uint64_t hash64(uint64_t seed, const void *data, size_t len)
@@ -214,6 +247,14 @@ void vsr_config_default(vsr_config *c, uint64_t cluster, uint8_t replica_count,
 	c->timeouts.jitter_ticks = 10;
 }
 
+uint32_t vsr_reply_bytes_max(const vsr_config *c)
+{
+	uint32_t room = c->message_bytes_max > VSR_MESSAGE_WIRE_OVERHEAD
+				? c->message_bytes_max - VSR_MESSAGE_WIRE_OVERHEAD
+				: 0;
+	return room < VSR_REPLY_BYTES_MAX ? room : VSR_REPLY_BYTES_MAX;
+}
+
 const char *vsr_config_invalid(const vsr_config *c)
 {
 	if (c->replica_count < 1 || c->replica_count > VSR_REPLICAS_MAX)
@@ -250,12 +291,16 @@ const char *vsr_config_invalid(const vsr_config *c)
 		return "message_bytes_max must hold pipeline_max full batches";
 	if ((uint64_t)c->chunk_bytes_max + VSR_ENTRY_WIRE_OVERHEAD > c->message_bytes_max)
 		return "message_bytes_max must hold one checkpoint chunk";
+	if (vsr_reply_bytes_max(c) < 256)
+		return "message_bytes_max must hold a reply of at least 256 bytes";
 	const vsr_timeouts *t = &c->timeouts;
 	if (!t->heartbeat_ticks || !t->prepare_retry_ticks || !t->primary_ticks ||
 	    !t->view_change_ticks || !t->recovery_retry_ticks)
 		return "timeouts must be positive";
 	if (t->primary_ticks <= t->heartbeat_ticks)
 		return "primary_ticks must exceed heartbeat_ticks";
+	if (c->genesis_history == 0)
+		return "genesis_history must be a random non-zero value drawn by the host";
 #ifndef VSR_FAULT_INJECTION
 	if (c->bugs) return "bugs are only available in the fault-injection build";
 #endif

@@ -48,13 +48,6 @@ static void dvc_record(vsr_replica *r, uint8_t from, uint64_t log_view, uint64_t
 	}
 }
 
-static uint32_t popcount32(uint32_t x)
-{
-	uint32_t c = 0;
-	for (; x; x &= x - 1) c++;
-	return c;
-}
-
 /* Arms the view change's timeout. Only a view change this replica starts
  * on its own timeout counts as another attempt: one that it joins (a burst
  * of START_VIEW_CHANGEs of successive views, from a replica that was cut
@@ -73,7 +66,8 @@ static void enter_view_change(vsr_replica *r, bool attempt)
 	/* Queued and in-flight requests are dropped; clients retry. */
 	primary_drop_pipeline(r);
 	set_status(r, VSR_STATUS_VIEW_CHANGE);
-	vc_reset_votes(r);
+	if (!BUG(r, VSR_BUG_DVC_STALE_COPIES)) vc_reset_votes(r);
+	else r->svc_from = 0;
 	r->svc_sent_view = 0;
 	r->dvc_sent_view = 0;
 	r->repairing = false;
@@ -254,7 +248,7 @@ void vc_send_votes(vsr_replica *r)
 static bool vote_for_current_view(vsr_replica *r, const vsr_message *m)
 {
 	if (r->status == VSR_STATUS_RECOVERING || r->status == VSR_STATUS_STATE_TRANSFER) return false;
-	if (m->view < r->view) return false;
+	if (m->view < r->view && GUARD(r, VSR_GUARD_VOTE_OLD_VIEW)) return false;
 	if (m->view > r->view) {
 		if (r->status == VSR_STATUS_NORMAL && !normal_may_leave(r, m)) return false;
 		vc_join(r, m->view);
@@ -280,6 +274,7 @@ void vc_on_do_view_change(vsr_replica *r, const vsr_message *m)
 	/* The suffix must be exactly commit+1 .. op, each entry intact. */
 	if (m->entry_count != m->op - m->commit ||
 	    (m->entry_count && m->entries[0].op != m->commit + 1)) {
+		GUARD(r, VSR_GUARD_DVC_MALFORMED);
 		r->stats.messages_dropped++;
 		return;
 	}
@@ -289,6 +284,7 @@ void vc_on_do_view_change(vsr_replica *r, const vsr_message *m)
 		 * is safe, so such a vote counts. */
 		if (vsr_entry_checksum(&m->entries[i]) != m->entries[i].checksum ||
 		    (i == 0 && m->entries[i].parent != m->checksum)) {
+			GUARD(r, VSR_GUARD_DVC_MALFORMED);
 			r->stats.messages_dropped++;
 			return;
 		}
@@ -325,7 +321,11 @@ static void vc_try_assemble(vsr_replica *r)
 		if (!d->have) continue;
 		have++;
 		if (d->commit > commit_max) commit_max = d->commit;
-		if (best < 0 || d->log_view > r->dvc[best].log_view ||
+		if (BUG(r, VSR_BUG_DVC_BY_OP)) {
+			if (best < 0 || d->op > r->dvc[best].op ||
+			    (d->op == r->dvc[best].op && d->log_view > r->dvc[best].log_view))
+				best = i;
+		} else if (best < 0 || d->log_view > r->dvc[best].log_view ||
 		    (d->log_view == r->dvc[best].log_view && d->op > r->dvc[best].op))
 			best = i;
 	}
@@ -333,7 +333,7 @@ static void vc_try_assemble(vsr_replica *r)
 	const dvc_copy *b = &r->dvc[best];
 	/* Every committed op is in the best log (quorum intersection); a best
 	 * log shorter than our commit means a broken peer: do not install it. */
-	if (b->op < r->commit) return;
+	if (b->op < r->commit && GUARD(r, VSR_GUARD_DVC_BEST_BELOW_COMMIT)) return;
 
 	/* 1. The committed prefix the best log builds on: ours if our log has
 	 *    the same entry at its commit, else borrowed from another DVC whose
@@ -354,7 +354,9 @@ static void vc_try_assemble(vsr_replica *r)
 			log_install(r, d->entries, count);
 			if (log_checksum_at(&r->log, junction) == b->commit_checksum) break;
 		}
-		if (log_checksum_at(&r->log, junction) != b->commit_checksum) return;
+		if (log_checksum_at(&r->log, junction) != b->commit_checksum &&
+		    GUARD(r, VSR_GUARD_DVC_NO_PREFIX))
+			return;
 	}
 	/* 2. The best log's uncommitted suffix, and nothing beyond it. */
 	if (b->entry_count) {
@@ -404,7 +406,8 @@ void vc_send_start_view(vsr_replica *r, int to)
 
 void vc_on_start_view(vsr_replica *r, const vsr_message *m)
 {
-	if (r->status == VSR_STATUS_RECOVERING || m->view < r->view) return;
+	if (r->status == VSR_STATUS_RECOVERING) return;
+	if (m->view < r->view && GUARD(r, VSR_GUARD_SV_OLD_VIEW)) return;
 	if (m->view == r->view && r->status == VSR_STATUS_NORMAL) return;
 	if (m->replica != vsr_primary_of(m->view, r->n) || m->replica == r->self) {
 		r->stats.messages_dropped++;
@@ -417,8 +420,10 @@ void vc_on_start_view(vsr_replica *r, const vsr_message *m)
 	/* An older START_VIEW of this view, delayed: we already know more. A log
 	 * is never shortened within its own log_view (found by review: a
 	 * delayed copy truncated an acknowledged, committed entry). */
-	if (m->op < r->commit) return;
-	if (r->log_view == m->view && m->op < r->log.head) return;
+	if (m->op < r->commit && GUARD(r, VSR_GUARD_SV_BELOW_COMMIT)) return;
+	if (r->log_view == m->view && m->op < r->log.head &&
+	    !BUG(r, VSR_BUG_SHORTEN_OWN_LOG) && GUARD(r, VSR_GUARD_SV_SHORTER_OWN_LOG))
+		return;
 	/* Does the suffix chain onto our log? If not, we are too far behind:
 	 * state transfer, never claiming the view's log before we have it. */
 	bool chains;

@@ -177,6 +177,10 @@ enum vsr_reply_status {
 	VSR_REPLY_BUSY = 4,        /* not applied: queue full, retry later */
 	VSR_REPLY_REJECTED = 5,    /* not applied, never will be: the request is invalid
 	                              (too large for a batch); body says why */
+	VSR_REPLY_HISTORY = 6,     /* not applied: the session belongs to another history
+	                              of the cluster (every replica lost its state and a
+	                              new history began); `history` names the current
+	                              one; register again */
 };
 
 /* A message. Fields that a type does not use are zero. Pointers inside
@@ -187,6 +191,9 @@ typedef struct vsr_message {
 	uint8_t replica;     /* sender's index (replica messages) */
 	uint8_t status;      /* REPLY: enum vsr_reply_status; RECOVERY_RESPONSE: sender status */
 	uint64_t cluster;
+	uint64_t history;    /* the sender's cluster history (0: unjoined); REQUEST:
+	                        the session's history (0 for REGISTER); REPLY: the
+	                        replica's */
 	uint64_t epoch;
 	uint64_t view;
 	uint64_t log_view;   /* DO_VIEW_CHANGE, NEW_STATE, RECOVERY_RESPONSE: v' */
@@ -194,7 +201,8 @@ typedef struct vsr_message {
 	uint64_t commit;
 	uint64_t checksum;   /* PREPARE_OK: checksum at op; COMMIT: at commit;
 	                        DO_VIEW_CHANGE: at its commit; NEW_STATE/START_VIEW: at op;
-	                        CHECKPOINT_CHUNK: checkpoint entry checksum */
+	                        CHECKPOINT_CHUNK: checkpoint entry checksum;
+	                        RECOVERY_RESPONSE: the responder's incarnation nonce */
 	uint64_t nonce;      /* RECOVERY(_RESPONSE), GET_STATE/NEW_STATE, GET_CHECKPOINT */
 	uint64_t timestamp;  /* REPLY: the op's timestamp; NEW_STATE, CHECKPOINT_CHUNK:
 	                        the checkpoint entry's */
@@ -238,6 +246,12 @@ typedef struct vsr_apply_ctx {
 	uint64_t session;
 	uint64_t request;
 	uint64_t seed;       /* for a deterministic per-operation generator */
+	/* The reply must not be longer (vsr_reply_bytes_max). A state machine
+	 * should refuse an operation whose reply would be, leaving its state
+	 * unchanged (VSR_REPLY_ERROR). The core bounds it anyway: a longer
+	 * reply is replaced by an error reply, the same on every replica, so
+	 * no stored reply can outgrow a message or a checkpoint. */
+	uint32_t reply_max;
 } vsr_apply_ctx;
 
 /* A session as the eviction policy sees it. */
@@ -296,6 +310,10 @@ typedef struct vsr_config {
 	uint32_t chunk_bytes_max;    /* bytes in one CHECKPOINT_CHUNK */
 	uint32_t message_bytes_max;  /* bytes of one encoded message (the wire's frame limit) */
 	uint64_t seed;               /* this replica's generator (jitter, nonces) */
+	/* The id of the new history this replica starts if it is replica 0 and
+	 * finds every configured replica unjoined (genesis, protocol.md
+	 * "Joining"). Random, drawn by the host for every process start, never 0. */
+	uint64_t genesis_history;
 	vsr_timeouts timeouts;
 	uint32_t bugs;               /* VSR_BUG_* (only with VSR_FAULT_INJECTION) */
 } vsr_config;
@@ -305,6 +323,11 @@ void vsr_config_default(vsr_config *c, uint64_t cluster, uint8_t replica_count,
 			uint8_t replica);
 /* Reason the config is unusable, or NULL. */
 const char *vsr_config_invalid(const vsr_config *c);
+/* The one reply limit of a configuration: the state machine is told it, the
+ * client table stores nothing longer, a REPLY carrying it fits one message
+ * (message_bytes_max), and a checkpoint's table decodes (at most
+ * VSR_REPLY_BYTES_MAX). */
+uint32_t vsr_reply_bytes_max(const vsr_config *c);
 
 /* Deliberate protocol bugs, compiled only into test builds of the core
  * (VSR_FAULT_INJECTION): the simulator must catch each of them. */
@@ -313,8 +336,49 @@ enum vsr_bug {
 	VSR_BUG_QUORUM_MINUS_ONE = 1u << 1,  /* commit with one ack fewer than a quorum */
 	VSR_BUG_TRUNCATE_TRANSFER = 1u << 2, /* published state transfer: truncate to commit, adopt view */
 	VSR_BUG_UNPERSISTED_VOTE = 1u << 3,  /* send view-change votes before the view is durable */
+	/* The classic misses (issue 7): each one a guard or rule taken away. */
+	VSR_BUG_DVC_BY_OP = 1u << 4,         /* choose the DO_VIEW_CHANGE log by op before log_view */
+	VSR_BUG_DVC_STALE_COPIES = 1u << 5,  /* DO_VIEW_CHANGE copies kept (and counted) across views */
+	VSR_BUG_ACK_EARLY = 1u << 6,         /* PREPARE_OK before the view's log_view is durable */
+	/* Regression-seed bugs: the bug each seed of regressions.txt was added for. */
+	VSR_BUG_SHORTEN_OWN_LOG = 1u << 7,   /* a stale START_VIEW/NEW_STATE shortens a log of its own log_view (R6) */
+	VSR_BUG_OLD_CHECKPOINT = 1u << 8,    /* install a fetched checkpoint the commit already passed (F6) */
+	VSR_BUG_BACKOFF_RESET = 1u << 9,     /* view-change backoff reset by every view that starts (F12) */
+	VSR_BUG_STALE_RECOVERY_ANSWER = 1u << 10, /* keep a restarted replica's old recovery answer (F16) */
+	VSR_BUG_BACKUP_NEW_STATE = 1u << 11, /* a normal backup answers GET_STATE with its own log (F13) */
+	VSR_BUG_RECOVERY_ANY_NONCE = 1u << 12, /* count RECOVERY_RESPONSEs of any nonce */
+	VSR_BUG_ACK_BELOW_LOG = 1u << 13,    /* ack an op below the log (checksum 0) after a checkpoint install (F4) */
+	VSR_BUG_REGISTER_LAST_REPLY = 1u << 14, /* a late duplicate REGISTER gets the session's last reply (F10) */
 	VSR_BUG_NO_ABDICATION = 1u << 16,    /* a primary that hears no quorum keeps its view forever */
 };
+
+/* Defensive branches: each guard against a stale, duplicate or malformed
+ * message counts its hits in vsr_replica_stats.guards, so a sweep shows
+ * which guards the fault mix ever reaches (docs/simulator.md). */
+enum vsr_guard {
+	VSR_GUARD_VOTE_OLD_VIEW,         /* START_VIEW_CHANGE / DO_VIEW_CHANGE of an older view */
+	VSR_GUARD_DVC_MALFORMED,         /* DO_VIEW_CHANGE suffix not commit+1..op or broken */
+	VSR_GUARD_DVC_BEST_BELOW_COMMIT, /* the best DO_VIEW_CHANGE log is shorter than our commit */
+	VSR_GUARD_DVC_NO_PREFIX,         /* no committed prefix under the best log: wait */
+	VSR_GUARD_SV_OLD_VIEW,           /* START_VIEW of an older view */
+	VSR_GUARD_SV_BELOW_COMMIT,       /* START_VIEW whose op is below our commit */
+	VSR_GUARD_SV_SHORTER_OWN_LOG,    /* START_VIEW of our log_view, shorter than our log */
+	VSR_GUARD_PRIMARY_MSG_OLD_VIEW,  /* PREPARE / COMMIT of an older view */
+	VSR_GUARD_PREPARE_OK_MISMATCH,   /* PREPARE_OK for an entry we do not hold */
+	VSR_GUARD_REC_STALE_NONCE,       /* RECOVERY_RESPONSE to another recovery */
+	VSR_GUARD_REC_FORGET_ANSWER,     /* a RECOVERY voids the sender's earlier answer (F16) */
+	VSR_GUARD_NS_STALE_NONCE,        /* NEW_STATE to another request */
+	VSR_GUARD_NS_OLD_VIEW,           /* NEW_STATE of an older view, or not transferring */
+	VSR_GUARD_NS_BELOW_COMMIT,       /* NEW_STATE whose op is below our commit */
+	VSR_GUARD_NS_SHORTER_OWN_LOG,    /* complete NEW_STATE of our log_view, shorter than our log */
+	VSR_GUARD_CHUNK_STALE,           /* CHECKPOINT_CHUNK of another fetch, offset or checkpoint */
+	VSR_GUARD_CHUNK_PASSED,          /* the commit passed the checkpoint being fetched (F6) */
+	VSR_GUARD_RESTORE_FAILED,        /* a fetched checkpoint did not restore */
+	VSR_GUARD_GET_STATE_NOT_PRIMARY, /* GET_STATE at a replica that cannot vouch for the view */
+	VSR_GUARD_COUNT
+};
+
+const char *vsr_guard_name(enum vsr_guard g);
 
 /* ------------------------------------------------------------------------ */
 /* Durable state: what storage holds, and what a restart loads.              */
@@ -323,6 +387,8 @@ enum vsr_bug {
  * storage layer. */
 typedef struct vsr_superblock {
 	uint64_t cluster;
+	uint64_t history;           /* the cluster history this state belongs to;
+	                               0: none (the replica starts unjoined) */
 	uint64_t epoch;
 	uint64_t view;
 	uint64_t log_view;
@@ -402,14 +468,10 @@ typedef struct vsr_replica vsr_replica;
 /* What a restart found on disk. `entries` are the log after checkpoint_op in
  * op order, already checksum-verified by storage (a torn or corrupt tail is
  * cut off by storage). `checkpoint` is the blob written with checkpoint_op.
- * Pass NULL for a replica that starts with an empty (formatted) disk. */
+ * Pass NULL when the disk holds no valid state (empty, lost, unreadable, or
+ * memory mode): the replica starts UNJOINED. A superblock whose history is 0
+ * means the same. */
 typedef struct vsr_durable {
-	/* The disk lost its contents (memory mode, or a wiped disk): the replica
-	 * knows nothing and its promises are gone, so it takes no part in any
-	 * quorum (not even recovery answers) until a state transfer from a normal
-	 * primary completes. The other fields are ignored; only the cluster id
-	 * of the superblock is used. */
-	bool amnesia;
 	vsr_superblock superblock;
 	const uint8_t *checkpoint;
 	uint64_t checkpoint_len;
@@ -417,9 +479,12 @@ typedef struct vsr_durable {
 	const vsr_entry *entries;
 } vsr_durable;
 
-/* Creates a replica. With durable == NULL the replica starts fresh in view 0,
- * status normal (a new cluster). With durable state it starts in status
- * recovering (protocol.md 5). The state machine must be empty; the core
+/* Creates a replica. It starts in status recovering. With durable == NULL it
+ * is UNJOINED: it knows no history, votes in nothing, counts in no quorum and
+ * acknowledges nothing; the protocol makes it either catch up as an amnesiac
+ * with the cluster's history, or, when every configured replica is unjoined,
+ * begin a new history (genesis, protocol.md "Joining"). With durable state it
+ * recovers (protocol.md 5). The state machine must be empty; the core
  * restores the checkpoint into it and re-executes the committed log.
  * Returns VSR_OK or a negative error. */
 int vsr_replica_create(vsr_replica **out, const vsr_config *config,
@@ -456,6 +521,8 @@ typedef struct vsr_replica_info {
 	uint32_t queued;         /* requests waiting (primary) */
 	uint32_t sessions;
 	uint64_t digest;         /* state machine digest ^ client table digest */
+	uint64_t history;        /* cluster history (0: unjoined) */
+	bool amnesia;            /* no durable promises yet (unjoined or catching up) */
 } vsr_replica_info;
 
 void vsr_replica_info_get(const vsr_replica *r, vsr_replica_info *out);
@@ -485,8 +552,10 @@ typedef struct vsr_replica_stats {
 	uint64_t ops_committed;
 	uint64_t requests_deduplicated;
 	uint64_t sessions_evicted;
+	uint64_t replies_too_large;  /* replaced by an error reply (vsr_apply_ctx.reply_max) */
 	uint64_t state_transfers;
 	uint64_t checkpoints;
+	uint64_t guards[VSR_GUARD_COUNT]; /* hits of each defensive branch */
 } vsr_replica_stats;
 
 const vsr_replica_stats *vsr_replica_stats_get(const vsr_replica *r);

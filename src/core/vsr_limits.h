@@ -16,6 +16,13 @@
 /* Bytes of one operation or one reply. An operation travels inside one
  * batch, with its request header. */
 #define VSR_OP_BYTES_MAX ((1u << 20) - 64u)
+/* Bytes of one reply, whatever the configuration: what a checkpoint's client
+ * table may hold. A configuration's own limit (vsr_reply_bytes_max) is at most
+ * this and fits its messages. */
+#define VSR_REPLY_BYTES_MAX VSR_OP_BYTES_MAX
+/* Upper bound of a message's frame header, fields and framing beyond its
+ * byte payloads (a REPLY's body, a REQUEST's op). */
+#define VSR_MESSAGE_WIRE_OVERHEAD 1024u
 /* Sessions in the client table. */
 #define VSR_CLIENTS_MAX 65536u
 /* Waiters (connections) answered for one in-flight request. */

@@ -429,6 +429,31 @@ static int get_section(cfg_ctx *c, int idx, const char *name)
 	return 0;
 }
 
+/* An optional path inside a section ("auth.replica_key"), resolved against
+ * the configuration file; *out stays NULL when the key is absent. */
+static int get_section_path(cfg_ctx *c, int idx, const char *section, const char *name,
+			    char **out)
+{
+	lua_State *L = c->L;
+	char key[96], got[96];
+	snprintf(key, sizeof key, "%s.%s", section, name);
+	*out = NULL;
+	rawfield(L, idx, name);
+	if (lua_isnil(L, -1)) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	if (lua_type(L, -1) != LUA_TSTRING || lua_rawlen(L, -1) == 0) {
+		int rc = cfg_fail(c, key, "expected a path (a non-empty string, relative to the "
+				  "configuration file), got %s", describe(L, -1, got, sizeof got));
+		lua_pop(L, 1);
+		return rc;
+	}
+	*out = resolve(c->file, lua_tostring(L, -1));
+	lua_pop(L, 1);
+	return *out == NULL ? cfg_fail(c, key, "out of memory") : 0;
+}
+
 static int same_address(const vsrh_address *a, const vsrh_address *b)
 {
 	return a->port == b->port && strcmp(a->host, b->host) == 0;
@@ -437,13 +462,15 @@ static int same_address(const vsrh_address *a, const vsrh_address *b)
 static int validate(cfg_ctx *c, int t, vsrh_config *o)
 {
 	static const char *const top_keys[] = {"cluster", "replicas", "clients", "statemachine",
-		"dedup", "data_dir", "durability", "timeouts", "limits", "metrics", "log_level", NULL};
+		"dedup", "data_dir", "durability", "timeouts", "limits", "metrics", "log_level", "log_format", "auth", NULL};
+	static const char *const auth_keys[] = {"replica_key", "client_key", NULL};
 	static const char *const timeout_keys[] = {"tick_ms", "heartbeat_ms", "primary_ms",
 		"view_change_ms", "retry_ms", NULL};
 	static const char *const limit_keys[] = {"pipeline", "batch_requests", "clients",
 		"message_bytes", "checkpoint_interval", "instructions", "memory_bytes", NULL};
 	static const char *const durabilities[] = {"memory", "durable", NULL};
 	static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+	static const char *const formats[] = {"text", "json", NULL};
 	lua_State *L = c->L;
 	int rc;
 	uint64_t v;
@@ -483,14 +510,25 @@ static int validate(cfg_ctx *c, int t, vsrh_config *o)
 		return rc;
 	if ((rc = get_path(c, t, "data_dir", 1, 0, &o->data_dir)))
 		return rc;
-	if ((rc = get_choice(c, t, "durability", durabilities, VSRH_DURABILITY_MEMORY, &o->durability)))
+	if ((rc = get_choice(c, t, "durability", durabilities, VSRH_DURABILITY_DURABLE, &o->durability)))
 		return rc;
 	if ((rc = get_choice(c, t, "log_level", levels, VSRH_LOG_INFO, &o->log_level)))
 		return rc;
+	if ((rc = get_choice(c, t, "log_format", formats, VSRH_LOG_TEXT, &o->log_format)))
+		return rc;
+
+	if ((rc = get_section(c, t, "auth")))
+		return rc;
+	int s = lua_gettop(L);
+	if ((rc = check_keys(c, s, "auth", auth_keys)) ||
+	    (rc = get_section_path(c, s, "auth", "replica_key", &o->replica_key_file)) ||
+	    (rc = get_section_path(c, s, "auth", "client_key", &o->client_key_file)))
+		return rc;
+	lua_pop(L, 1);
 
 	if ((rc = get_section(c, t, "timeouts")))
 		return rc;
-	int s = lua_gettop(L);
+	s = lua_gettop(L);
 	if ((rc = check_keys(c, s, "timeouts", timeout_keys)))
 		return rc;
 	if ((rc = get_uint(c, s, "timeouts", "tick_ms", 1, 1000, 10, 0, &v)))
@@ -627,5 +665,8 @@ void vsrh_config_free(vsrh_config *c)
 	free(c->statemachine);
 	free(c->dedup);
 	free(c->data_dir);
+	free(c->replica_key_file);
+	free(c->client_key_file);
 	c->path = c->statemachine = c->dedup = c->data_dir = NULL;
+	c->replica_key_file = c->client_key_file = NULL;
 }

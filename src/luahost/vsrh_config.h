@@ -10,7 +10,7 @@
  *     statemachine = "../statemachines/kv.lua", -- relative to this file
  *     dedup = "../lua/vsr/dedup/oldest.lua",    -- optional
  *     data_dir = "../data/kv",
- *     durability = "memory",            -- "memory" | "durable"
+ *     durability = "durable",           -- "durable" (default) | "memory"
  *     timeouts = { tick_ms = 10, heartbeat_ms = 50, primary_ms = 300,
  *                  view_change_ms = 300, retry_ms = 100 },
  *     limits = { pipeline = 16, batch_requests = 256, clients = 1024,
@@ -18,6 +18,8 @@
  *                instructions = 1000000, memory_bytes = 268435456 },
  *     metrics = { "127.0.0.1:9101", "127.0.0.1:9102", "127.0.0.1:9103" }, -- optional
  *     log_level = "info",               -- "debug" | "info" | "warn" | "error"
+ *     log_format = "text",              -- "text" | "json"
+ *     auth = { replica_key = "cluster.key", client_key = "client.key" }, -- optional
  *   }
  *
  * Every error names the file, the key and what was expected, e.g.
@@ -40,6 +42,8 @@ typedef struct vsrh_address {
 
 enum vsrh_durability { VSRH_DURABILITY_MEMORY = 0, VSRH_DURABILITY_DURABLE = 1 };
 enum vsrh_log_level { VSRH_LOG_DEBUG = 0, VSRH_LOG_INFO, VSRH_LOG_WARN, VSRH_LOG_ERROR };
+/* "text": one readable line per event; "json": one JSON object per line. */
+enum vsrh_log_format { VSRH_LOG_TEXT = 0, VSRH_LOG_JSON = 1 };
 
 typedef struct vsrh_config {
 	char *path;               /* the config file, as given */
@@ -52,8 +56,13 @@ typedef struct vsrh_config {
 	char *statemachine;       /* absolute or cwd-relative path, resolved */
 	char *dedup;              /* resolved path, or NULL for the built-in default */
 	char *data_dir;           /* resolved path */
+	/* auth = { replica_key = "...", client_key = "..." }: key files
+	 * (resolved paths) or NULL when that port is not authenticated. */
+	char *replica_key_file;
+	char *client_key_file;
 	int durability;           /* enum vsrh_durability */
 	int log_level;            /* enum vsrh_log_level */
+	int log_format;           /* enum vsrh_log_format */
 	uint32_t tick_ms;
 	uint32_t heartbeat_ms;
 	uint32_t primary_ms;

@@ -178,6 +178,15 @@ static void host_protected(vsrh_sm *sm, lua_CFunction f, void *ud, const char *w
 
 /* ---------------------------------------------------------------- apply */
 
+/* The longest reply the core accepts for this operation (its one reply limit,
+ * vsr_reply_bytes_max): a longer one makes the operation an error, with the
+ * writes undone, rather than a reply the core would have to replace. */
+static size_t reply_limit(const vsr_apply_ctx *a)
+{
+	return a != NULL && a->reply_max != 0 && a->reply_max < VSR_OP_BYTES_MAX ? a->reply_max
+										  : VSR_OP_BYTES_MAX;
+}
+
 typedef struct apply_job {
 	vsrh_sm *sm;
 	const vsr_apply_ctx *actx;
@@ -231,7 +240,7 @@ static int apply_tramp(lua_State *L)
 			sm->stats.memory_exhausted++;
 	} else if (j->mode != 3) {
 		j->reply->len = 0;
-		if (vsrh_encode(L, -1, j->reply, VSR_OP_BYTES_MAX, err, sizeof err) == 0) {
+		if (vsrh_encode(L, -1, j->reply, reply_limit(j->actx), err, sizeof err) == 0) {
 			if (j->mode == 1)
 				vsrh_store_commit(L, &sm->store);
 			j->result = VSR_REPLY_OK;
@@ -243,7 +252,7 @@ static int apply_tramp(lua_State *L)
 	} else {
 		/* query through apply: encode the reply, drop the writes */
 		j->reply->len = 0;
-		if (vsrh_encode(L, -1, j->reply, VSR_OP_BYTES_MAX, err, sizeof err) == 0) {
+		if (vsrh_encode(L, -1, j->reply, reply_limit(j->actx), err, sizeof err) == 0) {
 			vsrh_store_abort(L, &sm->store);
 			j->result = VSR_REPLY_OK;
 			return 0;

@@ -13,6 +13,13 @@
  * that one connection and is counted; connections over a limit are accepted
  * and closed at once.
  *
+ * Authentication (when the port has a key, docs/wire.md section 6): after
+ * both HELLOs each end sends AUTH, its proof of the key bound to both
+ * nonces, and seals every later frame with a MAC. Until the other end's
+ * AUTH checked out, a connection carries nothing but HELLO, AUTH and CLOSE:
+ * a peer without the key is closed having delivered nothing, and an
+ * outgoing peer connection takes no message until it is authenticated.
+ *
  * Ownership: each connection is a malloc'd net_conn holding its uv_tcp_t; it
  * is freed only in the tcp close callback. A write request owns its encoded
  * buffer until its callback. Every handle is counted in net->handles; the
@@ -62,7 +69,7 @@ typedef struct net_conn {
 	uint8_t role;           /* from HELLO */
 	uint8_t peer;           /* PEER_OUT: target; PEER_IN: from HELLO */
 	uint64_t id;            /* CLIENT: the opaque connection id */
-	uint64_t opened_ms;     /* accepted at (loop time), for the HELLO deadline */
+	uint64_t opened_ms;     /* accepted or dialled at (loop time), for the HELLO/AUTH deadline */
 	uint32_t writes;        /* frames in submitted, unfinished writes */
 	uint64_t write_bytes;   /* bytes in submitted, unfinished writes */
 	vsr_buf out;            /* frames queued, not yet submitted (flushed before poll) */
@@ -73,6 +80,7 @@ typedef struct net_conn {
 	uv_connect_t connect_req;
 	vsr_wire_reader reader;
 	vsr_wire_decoded decoded;
+	vsr_wire_conn_auth auth; /* this connection's HELLO/AUTH state */
 	struct net_conn *next;  /* in net->conns */
 	struct net_conn *prev;
 } net_conn;
@@ -102,6 +110,7 @@ struct vsr_net {
 	vsr_wire_config wire;
 	bool closing;
 	bool paused;            /* reads stopped on every connection (vsr_net_pause) */
+	uint64_t history;       /* sent in HELLO (vsr_net_set_history) */
 	uint32_t handles;       /* initialised and not yet closed */
 	vsr_net_close_cb close_cb;
 	uv_tcp_t replica_listener;
@@ -231,6 +240,9 @@ static net_conn *net_conn_new(vsr_net *net, uint8_t kind)
 	c->tcp.data = c;
 	vsr_wire_reader_init(&c->reader, &net->wire, &net->stats.wire);
 	vsr_wire_decoded_init(&c->decoded);
+	vsr_wire_conn_auth_init(&c->auth,
+				kind == NET_CONN_CLIENT ? net->opts.client_key : net->opts.replica_key,
+				net->opts.cluster, VSR_WIRE_ROLE_REPLICA, net->opts.replica);
 	net->handles++;
 	c->next = net->conns;
 	if (net->conns != NULL)
@@ -329,9 +341,9 @@ static bool net_conn_has_room(const net_conn *c)
 }
 
 /* Accepts the frame that was just appended to c->out (whose length was
- * `before`), or takes it back out when it breaks the byte bound. Returns
- * false when it was dropped. */
-static bool net_conn_commit(net_conn *c, size_t before)
+ * `before`) as it is, or takes it back out when it breaks the byte bound.
+ * Returns false when it was dropped. */
+static bool net_conn_account(net_conn *c, size_t before)
 {
 	vsr_net *net = c->net;
 	if (c->write_bytes + c->out.len > net->opts.queue_bytes_max) {
@@ -347,6 +359,17 @@ static bool net_conn_commit(net_conn *c, size_t before)
 		net->dirty = c;
 	}
 	return true;
+}
+
+/* net_conn_account, after sealing the frame when the connection is
+ * authenticated: the path of every frame but HELLO and AUTH. */
+static bool net_conn_commit(net_conn *c, size_t before)
+{
+	if (vsr_wire_conn_auth_seal(&c->auth, &c->out, before) != 0) {
+		c->out.len = before;
+		return false;
+	}
+	return net_conn_account(c, before);
 }
 
 /* Submits c's queued frames as one write. */
@@ -436,15 +459,15 @@ static void net_send_hello(net_conn *c)
 {
 	vsr_net *net = c->net;
 	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_REPLICA, .replica = net->opts.replica,
-			    .instance = net->opts.instance};
+			    .instance = net->opts.instance, .history = net->history};
 	if (!net_conn_has_room(c))
 		return;
 	size_t before = c->out.len;
-	if (vsr_wire_encode_hello(&c->out, net->opts.cluster, &h) != 0) {
+	if (vsr_wire_conn_auth_send_hello(&c->auth, &c->out, h) != 0) {
 		net_conn_close(c, 3, "cannot encode HELLO");
 		return;
 	}
-	net_conn_commit(c, before);
+	net_conn_account(c, before);
 }
 
 static void net_protocol_error(net_conn *c, const char *fmt, ...)
@@ -459,6 +482,41 @@ static void net_protocol_error(net_conn *c, const char *fmt, ...)
 	va_end(ap);
 	c->net->stats.protocol_errors++;
 	net_conn_close(c, 2, why);
+}
+
+/* Authentication failed: the other end is told why in a CLOSE frame (best
+ * effort: written at once if the socket takes it, after whatever this end
+ * still had queued), then the connection is closed. A client with no key or
+ * a wrong one then reads a sentence instead of a bare end of stream. */
+static void net_auth_failure(net_conn *c, const char *why)
+{
+	vsr_net *net = c->net;
+	net->stats.auth_failures++;
+	if (c->writes == 0 && !c->closing) {
+		size_t before = c->out.len;
+		if (vsr_wire_encode_close(&c->out, net->opts.cluster, VSR_WIRE_EMAC, why) == 0 &&
+		    vsr_wire_conn_auth_seal(&c->auth, &c->out, before) == 0) {
+			uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+			(void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+		}
+	}
+	net_protocol_error(c, "%s", why);
+}
+
+/* The other end's HELLO passed the role checks: answer it with AUTH when
+ * this port requires authentication. */
+static void net_conn_hello_done(net_conn *c, const vsr_wire_hello *h)
+{
+	char err[256];
+	size_t before = c->out.len;
+	int rc = vsr_wire_conn_auth_peer_hello(&c->auth, h, &c->out, err, sizeof err);
+	if (rc != 0) {
+		c->out.len = before;
+		net_auth_failure(c, err);
+		return;
+	}
+	if (c->out.len > before)
+		net_conn_account(c, before);
 }
 
 /* One decoded frame from c. May close c. */
@@ -480,10 +538,12 @@ static void net_conn_frame(net_conn *c, const vsr_wire_decoded *d)
 		c->role = d->hello.role;
 		switch (c->kind) {
 		case NET_CONN_PEER_OUT:
-			if (d->hello.role != VSR_WIRE_ROLE_REPLICA || d->hello.replica != c->peer)
+			if (d->hello.role != VSR_WIRE_ROLE_REPLICA || d->hello.replica != c->peer) {
 				net_protocol_error(c, "the listener of replica %u says it is role %u replica %u",
 						   c->peer + 1u, d->hello.role, d->hello.replica + 1u);
-			return;
+				return;
+			}
+			break;
 		case NET_CONN_PEER_IN:
 			if (d->hello.role != VSR_WIRE_ROLE_REPLICA ||
 			    d->hello.replica >= net->opts.replica_count ||
@@ -493,15 +553,32 @@ static void net_conn_frame(net_conn *c, const vsr_wire_decoded *d)
 				return;
 			}
 			c->peer = d->hello.replica;
-			net_logf(net, 0, "replica %u connected (instance %016llx)", c->peer + 1u,
-				 (unsigned long long)d->hello.instance);
-			return;
+			net_logf(net, 0, "replica %u connected (instance %016llx, history %016llx)",
+				 c->peer + 1u, (unsigned long long)d->hello.instance,
+				 (unsigned long long)d->hello.history);
+			break;
 		default:
 			if (d->hello.role != VSR_WIRE_ROLE_CLIENT &&
-			    d->hello.role != VSR_WIRE_ROLE_CONTROL)
+			    d->hello.role != VSR_WIRE_ROLE_CONTROL) {
 				net_protocol_error(c, "HELLO on the client port from role %u", d->hello.role);
-			return;
+				return;
+			}
+			break;
 		}
+		net_conn_hello_done(c, &d->hello);
+		return;
+	}
+	if (d->type == VSR_WIRE_AUTH) {
+		char err[256];
+		if (vsr_wire_conn_auth_peer_auth(&c->auth, &d->auth, &c->reader, err, sizeof err) != 0)
+			net_auth_failure(c, err);
+		return;
+	}
+	if (!vsr_wire_conn_auth_ready(&c->auth)) {
+		net_auth_failure(c, c->kind == NET_CONN_CLIENT
+					    ? "a request before authentication"
+					    : "a message before authentication");
+		return;
 	}
 	switch (d->type) {
 	case VSR_WIRE_HELLO:
@@ -584,6 +661,8 @@ static void net_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			snprintf(why, sizeof why, "malformed frame: %s (%s)", vsr_wire_strerror(rc),
 				 c->reader.err);
 			net->stats.frames_malformed++;
+			if (rc == -VSR_WIRE_EMAC)
+				net->stats.auth_failures++;
 			net_conn_close(c, 2, why);
 			return;
 		}
@@ -614,6 +693,7 @@ static void net_connect_cb(uv_connect_t *req, int status)
 		return;
 	}
 	c->connected = true;
+	c->opened_ms = uv_now(net->opts.loop);
 	p->backoff_ms = net->opts.reconnect_min_ms;
 	net->stats.peer_connects++;
 	net_peer_socket_options(c);
@@ -742,10 +822,18 @@ static void net_sweep_cb(uv_timer_t *t)
 	net_conn *next;
 	for (net_conn *c = net->conns; c != NULL; c = next) {
 		next = c->next; /* closing unlinks c */
-		if (c->kind == NET_CONN_PEER_OUT || c->hello_seen || c->closing)
+		if (c->closing || (c->kind == NET_CONN_PEER_OUT && !c->connected) ||
+		    (c->hello_seen && vsr_wire_conn_auth_ready(&c->auth)))
 			continue;
-		if (now - c->opened_ms >= net->opts.hello_timeout_ms)
-			net_protocol_error(c, "no HELLO within %u ms", net->opts.hello_timeout_ms);
+		if (now - c->opened_ms >= net->opts.hello_timeout_ms) {
+			if (c->hello_seen) {
+				net->stats.auth_timeouts++;
+				net_protocol_error(c, "not authenticated within %u ms",
+						   net->opts.hello_timeout_ms);
+			} else {
+				net_protocol_error(c, "no HELLO within %u ms", net->opts.hello_timeout_ms);
+			}
+		}
 	}
 }
 
@@ -887,7 +975,7 @@ void vsr_net_send(vsr_net *net, uint8_t to, const vsr_message *m)
 {
 	assert(to < net->opts.replica_count && to != net->opts.replica);
 	net_conn *c = net->peers[to].out;
-	if (c == NULL || !c->connected || c->closing) {
+	if (c == NULL || !c->connected || c->closing || !vsr_wire_conn_auth_ready(&c->auth)) {
 		net->stats.sends_dropped_disconnected++;
 		return;
 	}
@@ -978,6 +1066,8 @@ void vsr_net_close(vsr_net *net, vsr_net_close_cb cb)
 		uv_close((uv_handle_t *)&net->peers[i].timer, net_peer_timer_closed_cb);
 }
 
+void vsr_net_set_history(vsr_net *net, uint64_t history) { net->history = history; }
+
 void vsr_net_pause(vsr_net *net, bool paused)
 {
 	if (net->closing || net->paused == paused)
@@ -1010,5 +1100,5 @@ const vsr_net_stats *vsr_net_stats_get(const vsr_net *net)
 bool vsr_net_peer_connected(const vsr_net *net, uint8_t to)
 {
 	const net_conn *c = net->peers[to].out;
-	return c != NULL && c->connected && !c->closing;
+	return c != NULL && c->connected && !c->closing && vsr_wire_conn_auth_ready(&c->auth);
 }

@@ -74,6 +74,13 @@ typedef struct vsr_net_options {
 	uint32_t reconnect_max_ms;     /* backoff ceiling (0: 1000) */
 	uint32_t hello_timeout_ms;     /* an accepted connection silent this long is closed (0: 10000) */
 	uint64_t instance;             /* random per process start, sent in HELLO */
+	/* Authentication (docs/wire.md section 6): when set, every connection
+	 * of that port must prove it holds the key before anything else is
+	 * accepted from it, and every frame after that is sealed. The replica
+	 * key also authenticates this replica's own dials. NULL: no
+	 * authentication on that port. */
+	const uint8_t *replica_key;    /* VSR_WIRE_KEY_SIZE bytes, or NULL */
+	const uint8_t *client_key;     /* VSR_WIRE_KEY_SIZE bytes, or NULL */
 	vsr_net_peer_message_fn peer_message_cb;
 	vsr_net_request_fn request_cb;
 	vsr_net_status_fn status_cb;
@@ -91,6 +98,8 @@ typedef struct vsr_net_stats {
 	uint64_t connections_refused;        /* over a connection limit */
 	uint64_t protocol_errors;            /* frames before HELLO, wrong role, spoofed sender */
 	uint64_t frames_malformed;           /* wire layer refused a frame */
+	uint64_t auth_failures;              /* no key, a wrong key or a forged frame */
+	uint64_t auth_timeouts;              /* not authenticated within hello_timeout_ms */
 	uint64_t clients_accepted;
 	uint32_t connections;                /* open now, all kinds */
 	vsr_wire_stats wire;                 /* frames and bytes, drops per reason */
@@ -117,6 +126,9 @@ void vsr_net_close(vsr_net *net, vsr_net_close_cb cb);
  * read keep arriving until the current read is consumed (at most one read
  * buffer, 64 KiB, per connection). Sends and accepts go on. */
 void vsr_net_pause(vsr_net *net, bool paused);
+/* The replica's cluster history, sent in the HELLO of every new connection
+ * (0 until it joins one). */
+void vsr_net_set_history(vsr_net *net, uint64_t history);
 bool vsr_net_paused(const vsr_net *net);
 
 void *vsr_net_data(const vsr_net *net);

@@ -108,6 +108,9 @@ void *sim_xrealloc(void *p, size_t n);
 /* The test state machine (sim_sm.c).                                        */
 
 enum sim_op_kind { SIM_OP_SET = 0, SIM_OP_ADD = 1, SIM_OP_GET = 2, SIM_OP_KINDS };
+/* Not drawn with the others (that would change every seed's path): an op
+ * whose reply is `value` bytes long (--big-replies). */
+#define SIM_OP_BIG 3u
 
 struct sim;
 
@@ -127,7 +130,12 @@ typedef struct sim_sm {
 	/* host side: where to report a duplicate */
 	struct sim *sim;
 	uint8_t replica;
+	bool started;        /* created: restores may now fail (--restore-fail-ppm) */
 } sim_sm;
+
+/* Run settings the state machine needs (sim_cluster.c). */
+uint32_t sim_state_pad(const struct sim *s);       /* snapshot padding bytes */
+bool sim_restore_fails(struct sim *s, uint8_t r);  /* draw a failing restore */
 
 void sim_sm_init(sim_sm *sm, struct sim *sim, uint8_t replica);
 void sim_sm_iface(sim_sm *sm, vsr_state_machine *out);
@@ -194,6 +202,10 @@ typedef struct sim_ghost_replica {
 	uint64_t max_sent_log_view; /* this incarnation */
 	uint64_t max_dvc_log_view;  /* across incarnations */
 	uint64_t checked_commit;  /* agreement checked up to here */
+	/* the last PREPARE_OK sent: while the replica is in that view it keeps
+	 * that entry (and, by the hash chain, every one it acked before) */
+	uint64_t ack_view, ack_op, ack_checksum;
+	bool ack_valid;
 	vsr_replica_info info;    /* after the last step */
 	bool has_info;
 } sim_ghost_replica;
@@ -242,6 +254,23 @@ typedef struct sim_options {
 	/* teeth for the amnesia path: a wiped disk is handed to the core as a
 	 * formatted one (amnesia = false), a host bug memory mode must not have */
 	bool amnesia_hidden;
+	/* Fault modes of issue 7 (docs/simulator.md, "More faults"); each is
+	 * drawn per seed when on. */
+	bool slow_disks;          /* persist up to 100 ticks in a quarter of seeds */
+	bool minority_down;       /* up to f replicas stay down after the faults */
+	bool long_oneway;         /* one-way link failures lasting 500..3000 ticks */
+	bool long_steps;          /* checkpoint steps that stall a replica */
+	bool slow_heal;           /* after the faults the network stays slower
+				   * than the core's retry timer */
+	uint32_t restore_fail_ppm; /* share of checkpoint restores that fail */
+	bool big_replies;         /* ops whose reply exceeds VSR_OP_BYTES_MAX */
+	bool large_state;         /* snapshots padded to 4..32 KiB */
+	bool ack_crashes;         /* crashes aimed right after a PREPARE_OK */
+	bool single_amnesia;      /* wipes also with one replica */
+	uint32_t lost_marker_ppm; /* share of wipes handed over as a fresh disk */
+	bool live_during_faults;  /* requests complete while a majority is up
+				   * and connected (live_window ticks) */
+	uint64_t live_window;
 	FILE *out;                /* trace and narration */
 } sim_options;
 
@@ -266,6 +295,13 @@ typedef struct sim_stats {
 	uint64_t amnesia_restarts;  /* restarts with a wiped disk */
 	uint64_t amnesia_recovered; /* ... that became normal and durable again */
 	uint64_t amnesia_blocked;   /* crashes and wipes the one-amnesiac rule refused */
+	uint64_t guards[VSR_GUARD_COUNT]; /* the cores' defensive branches taken */
+	uint64_t oneway_long;       /* long one-way link failures */
+	uint64_t stayed_down;       /* replicas left down after the faults */
+	uint64_t long_steps;        /* stalled steps */
+	uint64_t restore_failures;  /* restores made to fail */
+	uint64_t big_replies;       /* oversized replies produced */
+	uint64_t lost_markers;      /* wipes handed over as a fresh disk */
 } sim_stats;
 
 typedef struct sim_result {

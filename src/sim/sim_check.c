@@ -280,6 +280,25 @@ void sim_check_sent(struct sim *s, sim_ghost *g, uint8_t from,
 				 "durability before ack (I5): replica %u acked op %llu that "
 				 "is not on its disk",
 				 from, (unsigned long long)m->op);
+		/* ... and in a log its disk already claims for that view: an ack
+		 * says "view v's log holds this", which a restart must not forget
+		 * (a DO_VIEW_CHANGE with an older log_view would outrank it). */
+		if (sim_direct_checks(s) && !sim_failed(s) &&
+		    (st->sb.view != m->view || st->sb.log_view != m->view))
+			sim_fail(s,
+				 "durability before ack (I5): replica %u acked op %llu in view "
+				 "%llu while its disk says view %llu log_view %llu",
+				 from, (unsigned long long)m->op, (unsigned long long)m->view,
+				 (unsigned long long)st->sb.view,
+				 (unsigned long long)st->sb.log_view);
+		sim_ghost_replica *ga = &g->r[from];
+		if (!ga->ack_valid || m->view > ga->ack_view ||
+		    (m->view == ga->ack_view && m->op > ga->ack_op)) {
+			ga->ack_valid = true;
+			ga->ack_view = m->view;
+			ga->ack_op = m->op;
+			ga->ack_checksum = m->checksum;
+		}
 		uint64_t *a = sim_map_put(&g->acks, key_view_replica(m->view, from),
 					  0, NULL);
 		if (m->op + 1 > *a)
@@ -460,6 +479,28 @@ void sim_check_after_step(struct sim *s, sim_ghost *g, uint8_t r,
 	if (sim_failed(s))
 		return;
 
+	/* Acks kept (issue 7): a replica still in the view of its last
+	 * PREPARE_OK keeps the entry it acked there (and, by the hash chain,
+	 * every entry it acked before in that view), across restarts too: a
+	 * delayed START_VIEW or NEW_STATE must never shorten it. Only a move to
+	 * a newer view (a view change or a transfer into it) may. */
+	if (gr->ack_valid && sim_direct_checks(s) && after->view == gr->ack_view &&
+	    gr->ack_op > after->checkpoint_op) {
+		uint64_t held = after->op >= gr->ack_op
+					? vsr_replica_checksum_at(core, gr->ack_op) : 0;
+		if (held != gr->ack_checksum) {
+			sim_fail(s,
+				 "acks kept: replica %u acked op %llu (%016llx) in view %llu and "
+				 "is still in that view (%s), but its log %s",
+				 r, (unsigned long long)gr->ack_op,
+				 (unsigned long long)gr->ack_checksum,
+				 (unsigned long long)gr->ack_view,
+				 vsr_status_name((enum vsr_status)after->status),
+				 after->op < gr->ack_op ? "ends before it" : "holds another entry");
+			return;
+		}
+	}
+
 	/* 12.9: equal executed op, equal state. */
 	bool inserted;
 	uint64_t *d = sim_map_put(&g->digest_at, after->executed + 1,
@@ -535,6 +576,7 @@ void sim_check_amnesia_restart(sim_ghost *g, uint8_t r)
 	gr->max_sent_log_view = 0;
 	gr->checked_commit = 0;
 	gr->has_info = false;
+	gr->ack_valid = false; /* its acks are forgotten with its disk */
 }
 
 void sim_check_crash(sim_ghost *g, uint8_t r)

@@ -27,6 +27,7 @@ enum ev_kind {
 	EV_CRASH,       /* replica `node` if still incarnation `inc` */
 	EV_RESTART,     /* replica `node` if down */
 	EV_HEAL,        /* partition `arg` heals */
+	EV_HEAL_ONEWAY, /* long one-way failure `arg` heals */
 };
 
 typedef struct sim_event {
@@ -61,10 +62,13 @@ typedef struct sim_node_replica {
 	bool amnesiac;
 	bool amnesia_normal;      /* normal again, waiting for amnesia_wait_id */
 	uint64_t amnesia_wait_id; /* persist that makes the recovery durable */
+	bool stay_down;           /* left down after the faults (--minority-down) */
+	uint64_t busy_until;      /* a long step: nothing reaches the core before */
 } sim_node_replica;
 
 typedef struct sim_client {
 	uint64_t session;
+	uint64_t history;      /* the history the session belongs to */
 	uint64_t nonce;        /* REGISTER nonce in flight */
 	uint64_t request;      /* number of the request in flight / last sent */
 	bool busy;
@@ -99,6 +103,17 @@ typedef struct sim_faults {
 	uint32_t restart_max;
 	uint32_t partition_max;
 	uint32_t amnesia_ppm;      /* share of restarts that wipe the disk */
+	/* issue 7 modes, drawn per seed from mode_rng when their option is on */
+	bool minority_down;
+	uint32_t oneway_ppm;       /* per tick: a long one-way failure starts */
+	uint32_t long_step_ppm;    /* share of checkpoint steps that stall */
+	uint32_t long_step_max;    /* ticks */
+	bool slow_heal;
+	uint32_t restore_fail_ppm;
+	uint32_t big_reply_ppm;    /* share of client ops with an oversized reply */
+	uint32_t state_pad;        /* bytes added to every snapshot */
+	uint32_t lost_marker_ppm;
+	uint32_t ack_crash_ppm;    /* crash right after an ack, a write pending */
 } sim_faults;
 
 struct sim {
@@ -107,6 +122,8 @@ struct sim {
 	/* Amnesia draws come from their own stream, so that a seed without
 	 * amnesia takes exactly the path it took before amnesia existed. */
 	sim_rng amnesia_rng;
+	/* The issue-7 modes draw from a third stream, for the same reason. */
+	sim_rng mode_rng;
 	uint64_t now;
 	uint64_t seq;
 	uint8_t n;
@@ -124,7 +141,19 @@ struct sim {
 	bool cut[SIM_REPLICAS_MAX][SIM_REPLICAS_MAX];
 	uint64_t partition_id;
 	bool partitioned;
+	/* long one-way failures (--one-way-long), on top of partitions */
+	bool oneway[SIM_REPLICAS_MAX][SIM_REPLICAS_MAX];
+	uint64_t oneway_id;
+	bool oneway_active;
+	/* liveness during faults: since when a majority is up and connected,
+	 * and when a client last completed a request */
+	uint64_t majority_since;
+	bool majority_now;
+	uint64_t last_completion;
 	sim_ghost g;
+	/* The cluster's history: the fault model never loses every replica's
+	 * state, so exactly one genesis happens in a run. */
+	uint64_t history;
 	bool failed;
 	char reason[512];
 	uint64_t fail_tick;
@@ -141,6 +170,9 @@ struct sim {
 };
 
 volatile uint64_t sim_current_tick;
+
+static void tracef(struct sim *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 /* ------------------------------------------------------------------------ */
 /* Small accessors used by the checker.                                      */
@@ -165,6 +197,16 @@ uint8_t sim_replica_count(const struct sim *s) { return s->n; }
 uint64_t sim_now(const struct sim *s) { return s->now; }
 const sim_storage *sim_storage_of(const struct sim *s, uint8_t r) { return &s->r[r].st; }
 bool sim_direct_checks(const struct sim *s) { return !s->opt.consequences_only; }
+uint32_t sim_state_pad(const struct sim *s) { return s->f.state_pad; }
+
+bool sim_restore_fails(struct sim *s, uint8_t r)
+{
+	if (!s->f.restore_fail_ppm || !sim_rng_ppm(&s->mode_rng, s->f.restore_fail_ppm))
+		return false;
+	s->stats.restore_failures++;
+	tracef(s, "r%u   checkpoint restore FAILS (injected)", r);
+	return true;
+}
 
 void sim_check_duplicate_apply(struct sim *s, uint8_t replica, uint64_t op,
 			       uint64_t session, uint64_t request)
@@ -318,6 +360,9 @@ static void net_send(struct sim *s, uint8_t from, uint8_t to, sim_msg *msg)
 			if (sim_rng_ppm(&s->rng, s->f.long_delay_ppm))
 				delay = sim_rng_range(&s->rng, s->f.delay_max,
 						      s->f.delay_max * 20 + 40);
+		} else if (s->f.slow_heal) {
+			/* slower than the core's retry timer (10 ticks) for good */
+			delay = sim_rng_range(&s->rng, 12, 30);
 		} else {
 			delay = sim_rng_range(&s->rng, 1, 3);
 		}
@@ -375,6 +420,13 @@ static void amnesia_cleared(struct sim *s, uint8_t r)
 	nr->amnesiac = false;
 	nr->amnesia_normal = false;
 	s->stats.amnesia_recovered++;
+	if (s->history == 0)
+		s->history = nr->info.history;
+	else if (nr->info.history != s->history)
+		sim_fail(s, "replica %u joined history %016llx, the cluster is in %016llx: "
+			 "a second genesis though some replica kept the state", r,
+			 (unsigned long long)nr->info.history,
+			 (unsigned long long)s->history);
 	trace_mix(s, 14, r, nr->incarnation, nr->info.view);
 	tracef(s, "r%u   recovered from amnesia: normal in view %llu, durable",
 	       r, (unsigned long long)nr->info.view);
@@ -386,7 +438,19 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 	sim_node_replica *nr = &s->r[r];
 	vsr_replica_info before = nr->info;
 	vsr_actions acts = {0};
+	uint64_t checkpoints = vsr_replica_stats_get(nr->core)->checkpoints;
 	vsr_replica_step(nr->core, ev, &acts);
+	if (s->f.long_step_ppm && in_fault_phase(s) &&
+	    vsr_replica_stats_get(nr->core)->checkpoints != checkpoints &&
+	    sim_rng_ppm(&s->mode_rng, s->f.long_step_ppm)) {
+		/* The checkpoint took a while (a large snapshot): nothing reaches
+		 * this core until busy_until, and then its timers run first. */
+		nr->busy_until = s->now + sim_rng_range(&s->mode_rng, 20, s->f.long_step_max);
+		s->stats.long_steps++;
+		trace_mix(s, 15, r, nr->busy_until, 0);
+		tracef(s, "r%u   long step: busy until tick %llu", r,
+		       (unsigned long long)nr->busy_until);
+	}
 	nr->more_pending = ev->more;
 	nr->deadline = acts.deadline;
 	s->stats.steps++;
@@ -394,7 +458,7 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 	/* Copy actions out first: their pointers die at the next call. */
 	out_reserve(s, acts.count);
 	uint32_t nout = 0;
-	bool voted = false;
+	bool voted = false, acked = false;
 	for (uint32_t i = 0; i < acts.count; i++) {
 		const vsr_action *a = &acts.items[i];
 		switch (a->type) {
@@ -412,6 +476,8 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 			    a->message.type == VSR_MSG_DO_VIEW_CHANGE ||
 			    a->message.type == VSR_MSG_START_VIEW)
 				voted = true;
+			if (a->message.type == VSR_MSG_PREPARE_OK)
+				acked = true;
 			break;
 		case VSR_ACTION_REPLY:
 			if (a->conn == 0 || a->conn > s->clients_n) {
@@ -476,6 +542,16 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 		       (unsigned long long)after.log_view,
 		       (unsigned long long)after.op, (unsigned long long)after.commit);
 	nr->info = after;
+	if (after.history != 0 && !nr->amnesiac && !s->failed) {
+		/* A member whose joining is durable: its history is the one. */
+		if (s->history == 0)
+			s->history = after.history;
+		else if (after.history != s->history)
+			sim_fail(s, "replica %u is in history %016llx, the cluster in %016llx: "
+				 "a second genesis though some replica kept the state",
+				 r, (unsigned long long)after.history,
+				 (unsigned long long)s->history);
+	}
 	if (nr->amnesiac && !nr->amnesia_normal &&
 	    after.status == VSR_STATUS_NORMAL) {
 		/* Back from amnesia once what it wrote by now is durable. */
@@ -538,6 +614,15 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 	/* Aim crashes at the promise window: a vote just went out, most often
 	 * while a persist is still pending. Correct cores have made the vote
 	 * durable already; one that has not loses the promise here (hole 8.1). */
+	/* --ack-crashes: the same right after a PREPARE_OK while a write is
+	 * pending (the new view's superblock, say): an ack must promise only
+	 * what is durable, log_view included. */
+	if (acked && !voted && in_fault_phase(s) && s->f.ack_crash_ppm &&
+	    nr->st.q_count > 0 && sim_rng_ppm(&s->mode_rng, s->f.ack_crash_ppm)) {
+		sim_event e = {.time = s->now + sim_rng_below(&s->mode_rng, 2),
+			       .kind = EV_CRASH, .node = r, .inc = nr->incarnation};
+		ev_push(s, e);
+	}
 	if (voted && in_fault_phase(s) &&
 	    sim_rng_ppm(&s->rng, nr->st.q_count > 0 ? s->f.window_crash_ppm
 						     : s->f.window_crash_ppm / 4)) {
@@ -551,6 +636,8 @@ static void replica_config(struct sim *s, uint8_t r, vsr_config *c)
 {
 	*c = s->r[r].cfg;
 	c->seed = sim_hash_u64(sim_hash_u64(s->opt.seed, r), s->r[r].incarnation);
+	/* What vsrhost draws at random for every process start. */
+	c->genesis_history = sim_hash_u64(c->seed, 0x6E65736973ull) | 1;
 }
 
 /* The one-amnesiac rule (docs/simulator.md): the core promises safety for a
@@ -567,7 +654,7 @@ static bool amnesia_allowed(const struct sim *s, uint8_t r)
 		if (s->r[j].up)
 			up++;
 	}
-	return up >= vsr_quorum(s->n);
+	return s->n == 1 ? s->opt.single_amnesia : up >= vsr_quorum(s->n);
 }
 
 /* Does a restart of r wipe its disk? A replica still amnesiac must: what its
@@ -576,7 +663,7 @@ static bool restart_wipes(struct sim *s, uint8_t r)
 {
 	if (s->r[r].amnesiac)
 		return true;
-	if (s->f.amnesia_ppm == 0 || s->n < 3)
+	if (s->f.amnesia_ppm == 0 || (s->n < 3 && !(s->n == 1 && s->opt.single_amnesia)))
 		return false;
 	if (!sim_rng_ppm(&s->amnesia_rng, s->f.amnesia_ppm))
 		return false;
@@ -591,13 +678,20 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 	sim_node_replica *nr = &s->r[r];
 	vsr_durable d;
 	bool wiped = !fresh && restart_wipes(s, r);
+	const vsr_durable *dp = NULL;
 	if (wiped) {
-		/* memory mode: the host hands over nothing but the cluster id */
+		/* memory mode: the host hands over nothing (the replica starts
+		 * unjoined). The hidden variant (teeth) is a host that keeps a
+		 * history id across the wipe, as a surviving marker file would:
+		 * the core then takes an empty disk for an intact one. */
 		sim_storage_free(&nr->st);
 		sim_storage_init(&nr->st, nr->cfg.cluster);
 		memset(&d, 0, sizeof(d));
-		d.amnesia = !s->opt.amnesia_hidden;
 		d.superblock.cluster = nr->cfg.cluster;
+		if (s->opt.amnesia_hidden) {
+			d.superblock.history = nr->info.history;
+			dp = &d;
+		}
 		sim_check_amnesia_restart(&s->g, r);
 		if (!nr->amnesiac)
 			s->stats.amnesia_restarts++;
@@ -607,13 +701,28 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 	} else if (!fresh) {
 		sim_storage_load(&nr->st, nr->cfg.cluster, &d);
 		sim_check_restart(s, &s->g, r, &nr->st, &d);
+		dp = &d;
+		/* A superblock without a history (never joined, or written while
+		 * catching up) starts the replica unjoined: it holds nothing it
+		 * can vouch for, so the one-amnesiac rule counts it. */
+		if (d.superblock.history == 0) {
+			nr->amnesiac = true;
+			nr->amnesia_normal = false;
+			nr->amnesia_wait_id = 0;
+		}
+	} else {
+		/* A first start: unjoined, like every replica of a new cluster,
+		 * until genesis makes it a member. */
+		nr->amnesiac = true;
+		nr->amnesia_normal = false;
+		nr->amnesia_wait_id = 0;
 	}
 	sim_sm_init(&nr->sm, s, r);
 	sim_sm_iface(&nr->sm, &nr->smi);
 	vsr_config cfg;
 	replica_config(s, r, &cfg);
-	int rc = vsr_replica_create(&nr->core, &cfg, &nr->smi, fresh ? NULL : &d,
-				    s->now);
+	int rc = vsr_replica_create(&nr->core, &cfg, &nr->smi, dp, s->now);
+	nr->sm.started = true;
 	if (rc != VSR_OK) {
 		nr->core = NULL;
 		sim_fail(s, "replica %u failed to %s: %s", r,
@@ -628,7 +737,7 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 	trace_mix(s, 4, r, nr->incarnation, nr->info.view);
 	if (wiped) {
 		trace_mix(s, 13, r, nr->incarnation, 0);
-		tracef(s, "r%u   RESTART incarnation %u with a WIPED disk (amnesia), %s",
+		tracef(s, "r%u   RESTART incarnation %u with a WIPED disk (unjoined), %s",
 		       r, nr->incarnation, sname(nr->info.status));
 		narrate(s, "replica %u restarts with its disk wiped and is %s", r,
 			sname(nr->info.status));
@@ -655,6 +764,8 @@ static void harvest_stats(struct sim *s, const vsr_replica *core)
 	s->stats.checkpoints += st->checkpoints;
 	s->stats.evictions += st->sessions_evicted;
 	s->stats.deduplicated += st->requests_deduplicated;
+	for (int g = 0; g < VSR_GUARD_COUNT; g++)
+		s->stats.guards[g] += st->guards[g];
 }
 
 /* While a replica is amnesiac, down and amnesiac replicas together stay
@@ -699,6 +810,7 @@ static void crash(struct sim *s, uint8_t r, const char *why)
 	nr->incarnation++;
 	nr->crashes++;
 	nr->amnesia_normal = false; /* its pending writes died with it */
+	nr->busy_until = 0;
 	s->stats.crashes++;
 	sim_check_crash(&s->g, r);
 	trace_mix(s, 5, r, nr->incarnation, pending);
@@ -728,6 +840,7 @@ static void client_send(struct sim *s, uint8_t ci)
 		m.request.kind = VSR_REQUEST_REGISTER;
 	} else {
 		m.request.session = c->session;
+		m.history = c->history;
 		m.request.request = c->request;
 		m.request.kind = VSR_REQUEST_OP;
 		m.request.op = c->op;
@@ -781,6 +894,11 @@ static void client_tick(struct sim *s, uint8_t ci)
 		uint8_t kind = (uint8_t)sim_rng_below(&s->rng, SIM_OP_KINDS);
 		uint8_t key = (uint8_t)sim_rng_below(&s->rng, SIM_SM_KEYS);
 		sim_op_encode(c->op, kind, key, sim_rng_below(&s->rng, 1000));
+		if (s->f.big_reply_ppm && sim_rng_ppm(&s->mode_rng, s->f.big_reply_ppm)) {
+			/* a reply longer than any operation may be */
+			sim_op_encode(c->op, SIM_OP_BIG, key, VSR_OP_BYTES_MAX + 4096);
+			s->stats.big_replies++;
+		}
 	}
 	client_send(s, ci);
 }
@@ -790,6 +908,7 @@ static void client_done(struct sim *s, uint8_t ci)
 	sim_client *c = &s->c[ci];
 	c->busy = false;
 	c->done++;
+	s->last_completion = s->now;
 	if (s->healed)
 		c->done_after_heal++;
 	/* think time, so the pipeline sees both bursts and idle gaps */
@@ -868,8 +987,10 @@ static void client_receive(struct sim *s, uint8_t ci, const vsr_message *m)
 			return;
 		}
 		c->session = m->request.session;
+		c->history = m->history;
 		c->request = 0;
 		c->registering = false;
+		s->last_completion = s->now;
 		tracef(s, "c%u   registered session %llu", ci,
 		       (unsigned long long)c->session);
 		c->busy = false;
@@ -967,8 +1088,51 @@ static void partition_start(struct sim *s, int kind, int victim)
 	}
 }
 
+/* A one-way failure that lasts (--one-way-long): every backup's link to
+ * the primary (the primary still reaches them: issue 7 finding 5), the
+ * primary's link to one backup, or one random link. Each direction of a
+ * TCP pair is its own connection in vsrhost, so this happens. */
+static void oneway_start(struct sim *s)
+{
+	sim_rng *g = &s->mode_rng;
+	uint8_t n = s->n;
+	memset(s->oneway, 0, sizeof(s->oneway));
+	int p = believed_primary(s);
+	if (p < 0)
+		p = (int)sim_rng_below(g, n);
+	uint32_t kind = (uint32_t)sim_rng_below(g, 3);
+	const char *what;
+	if (kind == 0) {
+		for (uint8_t b = 0; b < n; b++)
+			if (b != p)
+				s->oneway[b][p] = true;
+		what = "every backup -> primary";
+	} else if (kind == 1) {
+		uint8_t b = (uint8_t)((p + 1 + sim_rng_below(g, n - 1)) % n);
+		s->oneway[p][b] = true;
+		what = "primary -> one backup";
+	} else {
+		uint8_t a = (uint8_t)sim_rng_below(g, n);
+		uint8_t b = (uint8_t)((a + 1 + sim_rng_below(g, n - 1)) % n);
+		s->oneway[a][b] = true;
+		what = "one link";
+	}
+	s->oneway_active = true;
+	s->oneway_id++;
+	s->stats.oneway_long++;
+	uint64_t until = s->now + sim_rng_range(g, 500, 3000);
+	trace_mix(s, 16, kind, s->oneway_id, until);
+	tracef(s, "net   ONE-WAY FAILURE (%s, primary r%d) until tick %llu", what, p,
+	       (unsigned long long)until);
+	sim_event e = {.time = until, .kind = EV_HEAL_ONEWAY, .arg = s->oneway_id};
+	ev_push(s, e);
+}
+
 static void faults_tick(struct sim *s)
 {
+	if (s->f.oneway_ppm && s->n > 1 && !s->oneway_active &&
+	    sim_rng_ppm(&s->mode_rng, s->f.oneway_ppm))
+		oneway_start(s);
 	if (sim_rng_ppm(&s->rng, s->f.crash_ppm)) {
 		uint32_t k = 1;
 		if (s->n > 1 && sim_rng_ppm(&s->rng, s->f.multi_crash_ppm))
@@ -1023,6 +1187,30 @@ static void faults_resolve(struct sim *s)
 	f->amnesia_ppm = PICK(&s->amnesia_rng, 0, 0, 0, 100000, 300000);
 	if (o->amnesia_ppm != SIM_RATE_SEEDED)
 		f->amnesia_ppm = o->amnesia_ppm;
+	/* The issue-7 modes: drawn from their own stream, every draw made
+	 * whatever the options, so each mode's choice per seed stays put when
+	 * another mode is turned on or off. */
+	sim_rng *m = &s->mode_rng;
+	bool slow_disk = sim_rng_below(m, 4) == 0;
+	bool minority = sim_rng_below(m, 2) == 0;
+	uint32_t oneway = PICK(m, 0, 300, 1000);
+	uint32_t long_step = PICK(m, 0, 100000, 500000, 1000000);
+	f->long_step_max = PICK(m, 40, 100);
+	bool slow_heal = sim_rng_below(m, 3) == 0;
+	uint32_t big = PICK(m, 0, 2000, 20000);
+	uint32_t pad = PICK(m, 0, 4096, 32768);
+	uint32_t ack_crash = PICK(m, 0, 2000, 10000, 30000);
+	if (o->slow_disks && slow_disk)
+		f->persist_max = 100;
+	f->minority_down = o->minority_down && minority;
+	f->oneway_ppm = o->long_oneway ? oneway : 0;
+	f->long_step_ppm = o->long_steps ? long_step : 0;
+	f->slow_heal = o->slow_heal && slow_heal;
+	f->restore_fail_ppm = o->restore_fail_ppm;
+	f->big_reply_ppm = o->big_replies ? big : 0;
+	f->state_pad = o->large_state ? pad : 0;
+	f->lost_marker_ppm = o->lost_marker_ppm;
+	f->ack_crash_ppm = o->ack_crashes && f->window_crash_ppm ? ack_crash : 0;
 	if (o->drop_ppm != SIM_RATE_SEEDED)
 		f->drop_ppm = o->drop_ppm;
 	if (o->dup_ppm != SIM_RATE_SEEDED)
@@ -1039,6 +1227,9 @@ static void faults_resolve(struct sim *s)
 		f->drop_ppm = f->dup_ppm = f->long_delay_ppm = 0;
 		f->crash_ppm = f->window_crash_ppm = f->partition_ppm = 0;
 		f->torn_ppm = f->corrupt_ppm = f->amnesia_ppm = 0;
+		f->minority_down = f->slow_heal = false;
+		f->oneway_ppm = f->long_step_ppm = f->restore_fail_ppm = 0;
+		f->big_reply_ppm = f->lost_marker_ppm = f->ack_crash_ppm = 0;
 		f->delay_max = 3;
 		f->persist_max = 2;
 	}
@@ -1070,8 +1261,10 @@ static void config_resolve(struct sim *s)
 		c->log_max = log_max;
 		c->message_entries_max = 2 * pipe > 16 ? 2 * pipe : 16;
 		c->clients_max = clients_max;
-		c->chunk_bytes_max = 256;
+		/* Oversized replies end up in checkpoints: 1 MiB chunks for those. */
+		c->chunk_bytes_max = s->f.big_reply_ppm ? 1u << 20 : 256;
 		c->bugs = s->opt.bugs;
+		c->genesis_history = 1; /* drawn anew for every start: replica_config */
 		const char *why = vsr_config_invalid(c);
 		if (why)
 			sim_fail(s, "simulator chose an invalid config: %s", why);
@@ -1094,7 +1287,14 @@ static void deliver(struct sim *s, sim_event *e)
 	}
 	uint8_t r = e->node;
 	bool from_replica = e->from < s->n;
-	if (from_replica && s->cut[e->from][r]) {
+	if (s->r[r].up && s->now < s->r[r].busy_until) {
+		/* in a long step: the message waits in the socket */
+		sim_event later = *e;
+		later.time = s->r[r].busy_until;
+		ev_push(s, later);
+		return;
+	}
+	if (from_replica && (s->cut[e->from][r] || s->oneway[e->from][r])) {
 		tracef(s, "net   %u -> %u %s lost in partition", e->from, r,
 		       mtype(msg->m.type));
 		sim_msg_free(msg);
@@ -1170,8 +1370,17 @@ static void handle(struct sim *s, sim_event *e)
 		return;
 	case EV_RESTART:
 		s->stats.events++;
-		if (!s->r[e->node].up)
+		if (!s->r[e->node].up && !s->r[e->node].stay_down)
 			replica_start(s, e->node, false);
+		return;
+	case EV_HEAL_ONEWAY:
+		s->stats.events++;
+		if (e->arg == s->oneway_id && s->oneway_active) {
+			memset(s->oneway, 0, sizeof(s->oneway));
+			s->oneway_active = false;
+			tracef(s, "net   one-way failure healed");
+			trace_mix(s, 17, e->arg, 0, 0);
+		}
 		return;
 	case EV_HEAL:
 		s->stats.events++;
@@ -1190,15 +1399,48 @@ static void handle(struct sim *s, sim_event *e)
 	}
 }
 
+/* --minority-down: up to f replicas stay down after the faults stop (as a
+ * dead machine does), never so many that the rest cannot form a quorum
+ * without an amnesiac. */
+static void leave_minority_down(struct sim *s)
+{
+	uint8_t f = (uint8_t)((s->n - 1) / 2), amnesiac = 0;
+	for (uint8_t r = 0; r < s->n; r++)
+		amnesiac += s->r[r].amnesiac;
+	if (amnesiac >= f)
+		return;
+	uint8_t k = (uint8_t)sim_rng_range(&s->mode_rng, 1, f - amnesiac);
+	for (uint8_t i = 0; i < k; i++) {
+		uint8_t r = (uint8_t)sim_rng_below(&s->mode_rng, s->n);
+		if (s->r[r].amnesiac || s->r[r].stay_down)
+			continue;
+		s->r[r].stay_down = true;
+		s->stats.stayed_down++;
+		tracef(s, "r%u   stays DOWN after the faults", r);
+		trace_mix(s, 18, r, 0, 0);
+		if (s->r[r].up)
+			crash(s, r, "stays down");
+		if (s->r[r].up) { /* the one-amnesiac rule said no */
+			s->r[r].stay_down = false;
+			s->stats.stayed_down--;
+		}
+	}
+}
+
 static void heal_all(struct sim *s)
 {
 	s->healed = true;
 	partition_heal(s);
 	s->partition_id++; /* pending heals become no-ops */
+	memset(s->oneway, 0, sizeof(s->oneway));
+	s->oneway_active = false;
+	s->oneway_id++;
+	if (s->f.minority_down)
+		leave_minority_down(s);
 	tracef(s, "---   faults stop: network healed, crashed replicas restart");
 	trace_mix(s, 12, 0, 0, 0);
 	for (uint8_t r = 0; r < s->n; r++) {
-		if (!s->r[r].up) {
+		if (!s->r[r].up && !s->r[r].stay_down) {
 			sim_event e = {.time = s->now + 1, .kind = EV_RESTART, .node = r};
 			ev_push(s, e);
 		}
@@ -1208,9 +1450,14 @@ static void heal_all(struct sim *s)
 /* Liveness (12.11): everything settled once faults stopped. */
 static bool settled(const struct sim *s)
 {
-	const vsr_replica_info *a = &s->r[0].info;
+	uint8_t ref = 0;
+	while (ref + 1 < s->n && s->r[ref].stay_down)
+		ref++;
+	const vsr_replica_info *a = &s->r[ref].info;
 	for (uint8_t r = 0; r < s->n; r++) {
 		const sim_node_replica *nr = &s->r[r];
+		if (nr->stay_down)
+			continue;
 		if (!nr->up || nr->info.status != VSR_STATUS_NORMAL)
 			return false;
 		if (nr->info.view != a->view || nr->info.commit != a->commit ||
@@ -1222,6 +1469,55 @@ static bool settled(const struct sim *s)
 		if (s->c[ci].busy || client_may_issue(s, &s->c[ci]))
 			return false;
 	return true;
+}
+
+/* Liveness during faults (--live-during-faults): while some quorum of
+ * replicas is up, not amnesiac, and connected both ways among itself, the
+ * cluster must serve: when that has held for live_window ticks, some client
+ * request completed within the last live_window ticks. A replica cut from
+ * that quorum (a primary that hears nobody, finding 5) must not hold it up. */
+static void describe_unsettled(struct sim *s, char *buf, size_t len);
+
+static bool connected_quorum(const struct sim *s)
+{
+	uint32_t q = vsr_quorum(s->n);
+	for (uint32_t mask = 1; mask < (1u << s->n); mask++) {
+		if ((uint32_t)__builtin_popcount(mask) < q)
+			continue;
+		bool ok = true;
+		for (uint8_t a = 0; a < s->n && ok; a++) {
+			if (!(mask >> a & 1))
+				continue;
+			const sim_node_replica *nr = &s->r[a];
+			if (!nr->up || nr->amnesiac || nr->stay_down)
+				ok = false;
+			for (uint8_t b = 0; b < s->n && ok; b++)
+				if (b != a && (mask >> b & 1) &&
+				    (s->cut[a][b] || s->oneway[a][b]))
+					ok = false;
+		}
+		if (ok)
+			return true;
+	}
+	return false;
+}
+
+static void check_live_during_faults(struct sim *s)
+{
+	if (!connected_quorum(s)) {
+		s->majority_since = s->now + 1;
+		return;
+	}
+	uint64_t w = s->opt.live_window;
+	if (s->now >= s->majority_since + w && s->now >= s->last_completion + w) {
+		char buf[400];
+		describe_unsettled(s, buf, sizeof(buf));
+		sim_fail(s,
+			 "liveness during faults: a quorum has been up and connected since "
+			 "tick %llu, but no request completed since tick %llu:%s",
+			 (unsigned long long)s->majority_since,
+			 (unsigned long long)s->last_completion, buf);
+	}
 }
 
 static void describe_unsettled(struct sim *s, char *buf, size_t len)
@@ -1304,6 +1600,7 @@ void sim_run(const sim_options *opt, sim_result *res)
 	s->trace_digest = sim_hash_u64(0x7472616365, opt->seed);
 	sim_rng_seed(&s->rng, opt->seed);
 	sim_rng_seed(&s->amnesia_rng, sim_hash_u64(opt->seed, 0x616d6e65736961ull));
+	sim_rng_seed(&s->mode_rng, sim_hash_u64(opt->seed, 0x69737375653737ull));
 	faults_resolve(s);
 	config_resolve(s);
 	if (opt->trace)
@@ -1349,13 +1646,25 @@ void sim_run(const sim_options *opt, sim_result *res)
 		}
 		if (in_fault_phase(s) && !opt->demo)
 			faults_tick(s);
+		/* A long step ends: the host's timer runs before it reads the
+		 * messages that queued up meanwhile (issue 7, finding 4). */
+		for (uint8_t r = 0; r < s->n && !s->failed; r++) {
+			if (!s->r[r].up || s->r[r].busy_until != s->now || s->now == 0)
+				continue;
+			vsr_event ev = {.type = VSR_EVENT_TICK, .now = s->now,
+					.realtime_ns = realtime_ns(s, r)};
+			step(s, r, &ev);
+			s->stats.events++;
+		}
+		if (opt->live_during_faults && in_fault_phase(s) && !opt->demo)
+			check_live_during_faults(s);
 		while (s->heap_len && s->heap[0].time <= s->now && !s->failed) {
 			sim_event e = ev_pop(s);
 			handle(s, &e);
 		}
 		/* A burst whose last message was lost on the way still ends. */
 		for (uint8_t r = 0; r < s->n && !s->failed; r++) {
-			if (!s->r[r].up || !s->r[r].more_pending)
+			if (!s->r[r].up || !s->r[r].more_pending || s->now < s->r[r].busy_until)
 				continue;
 			vsr_event ev = {.type = VSR_EVENT_FLUSH, .now = s->now,
 					.realtime_ns = realtime_ns(s, r)};
@@ -1369,6 +1678,8 @@ void sim_run(const sim_options *opt, sim_result *res)
 			 * as an event-driven host would: the latter holds the core to
 			 * its contract that no timer needs an earlier TICK. */
 			if (s->tick_by_deadline && s->now < s->r[r].deadline)
+				continue;
+			if (s->now < s->r[r].busy_until)
 				continue;
 			vsr_event ev = {.type = VSR_EVENT_TICK, .now = s->now,
 					.realtime_ns = realtime_ns(s, r)};

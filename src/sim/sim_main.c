@@ -30,6 +30,17 @@ static const bug_name bug_names[] = {
 	{"quorum-minus-one", VSR_BUG_QUORUM_MINUS_ONE},
 	{"truncate-transfer", VSR_BUG_TRUNCATE_TRANSFER},
 	{"unpersisted-vote", VSR_BUG_UNPERSISTED_VOTE},
+	{"dvc-by-op", VSR_BUG_DVC_BY_OP},
+	{"dvc-stale-copies", VSR_BUG_DVC_STALE_COPIES},
+	{"ack-early", VSR_BUG_ACK_EARLY},
+	{"shorten-own-log", VSR_BUG_SHORTEN_OWN_LOG},
+	{"old-checkpoint", VSR_BUG_OLD_CHECKPOINT},
+	{"backoff-reset", VSR_BUG_BACKOFF_RESET},
+	{"stale-recovery-answer", VSR_BUG_STALE_RECOVERY_ANSWER},
+	{"backup-new-state", VSR_BUG_BACKUP_NEW_STATE},
+	{"recovery-any-nonce", VSR_BUG_RECOVERY_ANY_NONCE},
+	{"ack-below-log", VSR_BUG_ACK_BELOW_LOG},
+	{"register-last-reply", VSR_BUG_REGISTER_LAST_REPLY},
 	{"no-abdication", VSR_BUG_NO_ABDICATION},
 };
 
@@ -57,13 +68,56 @@ static void usage(FILE *f)
 		"                       invariants): only damage done fails a run\n"		"  --no-fork            run sweep seeds in this process (faster)\n"
 		"  --quiet              in sweeps, print only failing seeds\n"
 		"  --demo               a short narrated run: primary isolated, healed\n"
-		"  --bug NAME           (vsrsim-teeth) plant a bug: ack-conflicting,\n"
-		"                       quorum-minus-one, truncate-transfer, unpersisted-vote,\n"
-		"                       no-abdication\n"
-		"  --expect-violation   sweep until the first violation; exit 0 if found\n"
+		"  --bug NAME           (vsrsim-teeth) plant a bug (names: --help-bugs)\n"
+		"  --expect-violation   sweep until the first safety violation that the\n"
+		"                       same seed without the bug does not have; exit 0\n"
+		"  --expect-failure     the same, counting liveness failures too\n"
+		"  --count-catches      with --expect-*: sweep every seed, count catches\n"
+		"  --guards             print the defensive-branch counters of a sweep\n"
+		"More faults (issue 7; each drawn per seed when on):\n"
+		"  --slow-disks         persists up to 100 ticks in a quarter of seeds\n"
+		"  --minority-down      up to f replicas stay down after the faults\n"
+		"  --one-way-long       one-way link failures of 500..3000 ticks\n"
+		"  --long-steps         checkpoint steps that stall a replica 20..100 ticks\n"
+		"  --slow-heal          after the faults, delays of 12..30 ticks (above\n"
+		"                       the core's retry timer) in a third of seeds\n"
+		"  --restore-fail-ppm N checkpoint restores that fail, per million\n"
+		"  --big-replies        ops whose reply exceeds VSR_OP_BYTES_MAX\n"
+		"  --large-state        snapshots padded to 4 or 32 KiB (256-byte chunks)\n"
+		"  --ack-crashes        crashes aimed right after a PREPARE_OK while a\n"
+		"                       write is pending\n"
+		"  --single-amnesia     wiped restarts also with one replica\n"
+		"  --lost-marker-ppm N  wipes handed to the core as a brand-new disk\n"
+		"  --live-during-faults [--live-window N]  while a quorum is up and\n"
+		"                       connected for N ticks (default 1500), requests\n"
+		"                       complete\n"
+		"  --new-faults         the modes on by default: --slow-disks,\n"
+		"                       --one-way-long, --long-steps, --large-state,\n"
+		"                       --ack-crashes\n"
+		"  --classic-faults     all of them off (the fault model before issue 7)\n"
+		"  --all-faults         every mode above (restore 2000 ppm, markers\n"
+		"                       100000 ppm, live window 1500)\n"
 		"  --amnesia-hidden     (teeth) hand a wiped disk to the core as a\n"
 		"                       formatted one instead of amnesia = true\n",
 		SIM_CLIENTS_MAX);
+}
+
+/* The issue-7 modes that pass with the core as it is (docs/simulator.md):
+ * on by default; --new-faults names them for older command lines. */
+static void set_default_modes(sim_options *o)
+{
+	o->slow_disks = o->long_oneway = o->long_steps = o->large_state = true;
+	o->ack_crashes = true;
+}
+
+static void set_all_modes(sim_options *o)
+{
+	set_default_modes(o);
+	o->minority_down = true;
+	o->slow_heal = o->big_replies = o->large_state = o->single_amnesia = true;
+	o->restore_fail_ppm = 2000;
+	o->lost_marker_ppm = 100000;
+	o->live_during_faults = true;
 }
 
 static bool parse_u64(const char *s, uint64_t *out)
@@ -220,8 +274,11 @@ int main(int argc, char **argv)
 	 * (F16 in docs/simulator.md); "swarm" draws a rate per seed. */
 	o.amnesia_ppm = SIM_RATE_SEEDED; /* swarm: memory mode is what vsrhost ships */
 	o.out = stdout;
+	o.live_window = 1500;
+	set_default_modes(&o);
 	uint64_t first = 0, last = 0;
 	bool sweep = false, expect = false, fork_it = true, quiet = false;
+	bool expect_any = false, count_catches = false, guards = false;
 	const char *bug = NULL;
 
 	for (int i = 1; i < argc; i++) {
@@ -320,6 +377,53 @@ int main(int argc, char **argv)
 			o.demo = true;
 		} else if (!strcmp(a, "--expect-violation")) {
 			expect = true;
+		} else if (!strcmp(a, "--expect-failure")) {
+			expect = expect_any = true;
+		} else if (!strcmp(a, "--count-catches")) {
+			count_catches = true;
+		} else if (!strcmp(a, "--guards")) {
+			guards = true;
+		} else if (!strcmp(a, "--slow-disks")) {
+			o.slow_disks = true;
+		} else if (!strcmp(a, "--minority-down")) {
+			o.minority_down = true;
+		} else if (!strcmp(a, "--one-way-long")) {
+			o.long_oneway = true;
+		} else if (!strcmp(a, "--long-steps")) {
+			o.long_steps = true;
+		} else if (!strcmp(a, "--slow-heal")) {
+			o.slow_heal = true;
+		} else if (!strcmp(a, "--restore-fail-ppm")) {
+			NEED_NUM();
+			o.restore_fail_ppm = (uint32_t)(x > 1000000 ? 1000000 : x);
+		} else if (!strcmp(a, "--big-replies")) {
+			o.big_replies = true;
+		} else if (!strcmp(a, "--large-state")) {
+			o.large_state = true;
+		} else if (!strcmp(a, "--ack-crashes")) {
+			o.ack_crashes = true;
+		} else if (!strcmp(a, "--single-amnesia")) {
+			o.single_amnesia = true;
+		} else if (!strcmp(a, "--lost-marker-ppm")) {
+			NEED_NUM();
+			o.lost_marker_ppm = (uint32_t)(x > 1000000 ? 1000000 : x);
+		} else if (!strcmp(a, "--live-during-faults")) {
+			o.live_during_faults = true;
+		} else if (!strcmp(a, "--live-window")) {
+			NEED_NUM();
+			o.live_window = x;
+		} else if (!strcmp(a, "--new-faults")) {
+			set_default_modes(&o);
+		} else if (!strcmp(a, "--classic-faults")) {
+			/* the fault model before issue 7 (old regression seeds) */
+			o.slow_disks = o.long_oneway = o.long_steps = o.large_state = false;
+			o.ack_crashes = false;
+		} else if (!strcmp(a, "--all-faults")) {
+			set_all_modes(&o);
+		} else if (!strcmp(a, "--help-bugs")) {
+			for (size_t k = 0; k < sizeof(bug_names) / sizeof(bug_names[0]); k++)
+				printf("%s\n", bug_names[k].name);
+			return 0;
 		} else if (!strcmp(a, "--bug")) {
 			if (!v) {
 				fprintf(stderr, "vsrsim: --bug needs a name\n");
@@ -382,6 +486,12 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
+	if (!sweep && expect) {
+		/* One seed, judged like a sweep of one (regression seeds against
+		 * the bug they were added for). */
+		sweep = true;
+		first = last = o.seed;
+	}
 	if (!sweep) {
 		/* Line-buffer a trace so it survives an abort of the core. */
 		if (o.trace)
@@ -402,6 +512,7 @@ int main(int argc, char **argv)
 	uint64_t settle_max = 0, settle_sum = 0, settle_max_seed = 0;
 	uint64_t *failing = NULL;
 	size_t failing_n = 0;
+	uint64_t catches = 0, first_catch = 0;
 	for (uint64_t seed = first; seed <= last; seed++) {
 		o.seed = seed;
 		sim_result r;
@@ -423,6 +534,14 @@ int main(int argc, char **argv)
 		cov.amnesia_restarts += r.stats.amnesia_restarts;
 		cov.amnesia_recovered += r.stats.amnesia_recovered;
 		cov.amnesia_blocked += r.stats.amnesia_blocked;
+		cov.oneway_long += r.stats.oneway_long;
+		cov.stayed_down += r.stats.stayed_down;
+		cov.long_steps += r.stats.long_steps;
+		cov.restore_failures += r.stats.restore_failures;
+		cov.big_replies += r.stats.big_replies;
+		cov.lost_markers += r.stats.lost_markers;
+		for (int g = 0; g < VSR_GUARD_COUNT; g++)
+			cov.guards[g] += r.stats.guards[g];
 		if (r.ok) {
 			passed++;
 			settle_sum += r.settle_ticks;
@@ -444,7 +563,7 @@ int main(int argc, char **argv)
 				}
 				failing[failing_n++] = seed;
 			}
-			if (expect && is_safety(&r)) {
+			if (expect && (expect_any || is_safety(&r))) {
 				/* Differential: the catch counts only when the same seed
 				 * is safe without the planted bug, so a bug of the core
 				 * itself is never mistaken for the checker's bite. */
@@ -453,16 +572,21 @@ int main(int argc, char **argv)
 				clean.amnesia_hidden = false;
 				sim_result rc;
 				run_isolated(&clean, &rc, fork_it);
-				if (is_safety(&rc)) {
+				if (expect_any ? !rc.ok : is_safety(&rc)) {
 					printf("seed %" PRIu64 " also fails without the bug, not "
 					       "counted: %s\n", seed, rc.reason);
 				} else {
-					printf("caught %s at seed %" PRIu64 " after %" PRIu64
-					       " seeds (%s)\n", bug ? bug : o.amnesia_hidden ?
-					       "amnesia-hidden" : "a violation", seed,
-					       seed - first + 1, r.reason);
-					free(failing);
-					return 0;
+					if (!count_catches || !quiet || catches == 0)
+						printf("caught %s at seed %" PRIu64 " after %" PRIu64
+						       " seeds (%s)\n", bug ? bug : o.amnesia_hidden ?
+						       "amnesia-hidden" : "a violation", seed,
+						       seed - first + 1, r.reason);
+					if (catches++ == 0)
+						first_catch = seed;
+					if (!count_catches) {
+						free(failing);
+						return 0;
+					}
 				}
 			}
 		}
@@ -489,10 +613,28 @@ int main(int argc, char **argv)
 	       cov.state_transfers, cov.checkpoints, cov.evictions,
 	       cov.deduplicated, cov.amnesia_restarts, cov.amnesia_recovered,
 	       cov.amnesia_blocked);
+	printf("more faults: %" PRIu64 " long one-way failures, %" PRIu64 " replicas "
+	       "left down, %" PRIu64 " long steps, %" PRIu64 " failed restores, %"
+	       PRIu64 " oversized replies, %" PRIu64 " lost markers\n",
+	       cov.oneway_long, cov.stayed_down, cov.long_steps, cov.restore_failures,
+	       cov.big_replies, cov.lost_markers);
 	if (passed)
 		printf("liveness: after the faults stopped, passing runs settled in "
 		       "%.0f ticks on average, at most %" PRIu64 " (seed %" PRIu64 ")\n",
 		       (double)settle_sum / (double)passed, settle_max, settle_max_seed);
+	if (guards || !quiet) {
+		printf("guards:");
+		for (int g = 0; g < VSR_GUARD_COUNT; g++)
+			printf(" %s=%" PRIu64, vsr_guard_name((enum vsr_guard)g), cov.guards[g]);
+		printf("\n");
+	}
+	if (expect && count_catches && catches) {
+		printf("caught %s in %" PRIu64 " of %" PRIu64 " seeds, first at seed %"
+		       PRIu64 "\n", bug ? bug : "a violation", catches, last - first + 1,
+		       first_catch);
+		free(failing);
+		return 0;
+	}
 	if (expect) {
 		printf("NOT caught: %s survived seeds %" PRIu64 "..%" PRIu64 "\n",
 		       bug ? bug : "no bug planted", first, last);

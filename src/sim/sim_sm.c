@@ -58,7 +58,7 @@ static int sm_apply(void *ctx, const vsr_apply_ctx *a, const uint8_t *op,
 		    size_t op_len, vsr_buf *reply)
 {
 	sim_sm *sm = ctx;
-	if (op_len != SIM_OP_BYTES || op[0] >= SIM_OP_KINDS ||
+	if (op_len != SIM_OP_BYTES || (op[0] >= SIM_OP_KINDS && op[0] != SIM_OP_BIG) ||
 	    op[1] >= SIM_SM_KEYS) {
 		static const char msg[] = "bad test operation";
 		if (vsr_buf_append(reply, msg, sizeof(msg) - 1) != VSR_OK)
@@ -96,6 +96,16 @@ static int sm_apply(void *ctx, const vsr_apply_ctx *a, const uint8_t *op,
 	put_u64(out + 8, sm->chain);
 	if (vsr_buf_append(reply, out, sizeof(out)) != VSR_OK)
 		return VSR_ENOMEM;
+	if (op[0] == SIM_OP_BIG) {
+		/* A reply of `value` bytes, the same on every replica. */
+		static const uint8_t fill[4096];
+		for (uint64_t left = value > 16 ? value - 16 : 0; left;) {
+			size_t n = left < sizeof(fill) ? (size_t)left : sizeof(fill);
+			if (vsr_buf_append(reply, fill, n) != VSR_OK)
+				return VSR_ENOMEM;
+			left -= n;
+		}
+	}
 	return VSR_REPLY_OK;
 }
 
@@ -127,6 +137,14 @@ static int sm_snapshot(void *ctx, vsr_buf *out)
 		if (vsr_buf_append(out, w, 8) != VSR_OK)
 			return VSR_ENOMEM;
 	}
+	/* A large state (--large-state): padding derived from the chain, so
+	 * its transfer takes many chunks and a wrong byte still shows. */
+	uint32_t pad = sm->sim ? sim_state_pad(sm->sim) : 0;
+	for (uint32_t i = 0; i < pad; i += 8) {
+		put_u64(w, sim_hash_u64(sm->chain, i));
+		if (vsr_buf_append(out, w, pad - i < 8 ? pad - i : 8) != VSR_OK)
+			return VSR_ENOMEM;
+	}
 	return VSR_OK;
 }
 
@@ -134,8 +152,14 @@ static int sm_restore(void *ctx, const uint8_t *data, size_t len)
 {
 	sim_sm *sm = ctx;
 	size_t fixed = 8 * (3 + SIM_SM_KEYS + 1);
-	if (len < fixed)
+	size_t pad = sm->sim ? sim_state_pad(sm->sim) : 0;
+	if (len < fixed + pad)
 		return VSR_ECORRUPT;
+	/* A restore that fails (--restore-fail-ppm), before it changes
+	 * anything: whatever the core did around it must be undone. */
+	if (sm->started && sm->sim && sim_restore_fails(sm->sim, sm->replica))
+		return VSR_ESM;
+	len -= pad;
 	const uint8_t *p = data;
 	sm->chain = get_u64(p);
 	sm->applied = get_u64(p + 8);

@@ -7,11 +7,12 @@
  * inside a completion callback wait for the following iteration, so a host
  * that reacts to a completion with another persist cannot starve the loop.
  *
+ * load() always returns NULL: every start is unjoined (vsr.h), whether it is
+ * the first or a restart; no marker file tells them apart, the protocol does.
+ *
  * Failure modes: a full pending ring (a host bug, VSR_ETOOBIG); close while
- * completions are pending (they are dropped, as a crash would); the
- * incarnation marker cannot be written (load fails: a restart could not be
- * told apart from a first start, which is exactly what the marker is for). */
-#include "vsr_storage.h"
+ * completions are pending (they are dropped, as a crash would). */
+#include "storage_impl.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -22,9 +23,8 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
-#define STORAGE_MARKER_NAME "memory-incarnation"
-
 struct vsr_storage {
+	storage_head tag;       /* VSR_STORAGE_MEMORY */
 	vsr_storage_options opts;
 	char *dir;
 	uv_idle_t idle;         /* delivers completions on a later iteration */
@@ -38,69 +38,16 @@ struct vsr_storage {
 	uint32_t count;
 	vsr_storage_stats stats;
 	vsr_superblock superblock;
-	vsr_durable durable;    /* what load() returned, kept for its lifetime */
 };
 
-static void storage_errf(char *err, size_t err_len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void storage_errf(char *err, size_t err_len, const char *fmt, ...)
-{
-	if (err == NULL || err_len == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, err_len, fmt, ap);
-	va_end(ap);
-}
-
-const char *vsr_storage_kind_name(int kind)
-{
-	switch (kind) {
-	case VSR_STORAGE_MEMORY: return "memory";
-	case VSR_STORAGE_DURABLE: return "durable";
-	default: return "unknown";
-	}
-}
-
-/* mkdir -p: every missing component of `path`, mode 0755. */
-static int storage_mkdirs(const char *path)
-{
-	char buf[4096];
-	size_t len = strlen(path);
-	if (len == 0 || len >= sizeof buf)
-		return ENAMETOOLONG;
-	memcpy(buf, path, len + 1);
-	for (size_t i = 1; i <= len; i++) {
-		if (buf[i] != '/' && buf[i] != '\0')
-			continue;
-		char saved = buf[i];
-		buf[i] = '\0';
-		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-			return errno;
-		buf[i] = saved;
-	}
-	return 0;
-}
-
-int vsr_storage_open(const vsr_storage_options *opts, vsr_storage **out,
-		     char *err, size_t err_len)
+int storage_memory_open(const vsr_storage_options *opts, vsr_storage **out,
+			char *err, size_t err_len)
 {
 	*out = NULL;
-	if (opts == NULL || opts->loop == NULL || opts->dir == NULL ||
-	    opts->persisted_cb == NULL) {
-		storage_errf(err, err_len, "storage: loop, dir and persisted_cb are required");
-		return VSR_EINVAL;
-	}
-	if (opts->kind != VSR_STORAGE_MEMORY) {
-		storage_errf(err, err_len,
-			     "storage: durability \"%s\" is not implemented yet; use \"memory\"",
-			     vsr_storage_kind_name(opts->kind));
-		return VSR_EINVAL;
-	}
 	vsr_storage *s = calloc(1, sizeof *s);
 	if (s == NULL)
 		return VSR_ENOMEM;
+	s->tag.kind = VSR_STORAGE_MEMORY;
 	s->opts = *opts;
 	s->dir = strdup(opts->dir);
 	s->pending = calloc(VSR_STORAGE_PENDING_MAX, sizeof *s->pending);
@@ -127,41 +74,17 @@ int vsr_storage_open(const vsr_storage_options *opts, vsr_storage **out,
 	return VSR_OK;
 }
 
-int vsr_storage_load(vsr_storage *s, const vsr_durable **out, char *err,
+int storage_memory_load(vsr_storage *s, const vsr_durable **out, char *err,
 		     size_t err_len)
 {
+	(void)err;
+	(void)err_len;
 	assert(!s->loaded); /* once per open: the core is created once */
-	*out = NULL;
-	char path[4200];
-	snprintf(path, sizeof path, "%s/%s", s->dir, STORAGE_MARKER_NAME);
-	struct stat st;
-	bool restarted = !s->opts.fresh && stat(path, &st) == 0;
-	if (!restarted) {
-		/* Written before the replica exists, so any later start of this
-		 * directory knows it may have voted and acknowledged before. */
-		FILE *f = fopen(path, "w");
-		if (f == NULL) {
-			storage_errf(err, err_len, "storage: cannot write %s: %s", path,
-				     strerror(errno));
-			return VSR_EINVAL;
-		}
-		fprintf(f, "cluster=%llu replica=%u\n",
-			(unsigned long long)s->opts.cluster, (unsigned)s->opts.replica);
-		if (fclose(f) != 0) {
-			storage_errf(err, err_len, "storage: cannot write %s: %s", path,
-				     strerror(errno));
-			return VSR_EINVAL;
-		}
-	}
 	s->loaded = true;
-	if (!restarted)
-		return VSR_OK;
-	memset(&s->durable, 0, sizeof s->durable);
-	/* Everything this replica promised (votes, acknowledgements) is gone:
-	 * the core must not count it in any quorum until a state transfer. */
-	s->durable.amnesia = true;
-	s->durable.superblock.cluster = s->opts.cluster;
-	*out = &s->durable;
+	/* Nothing survives a process: the replica starts unjoined, and the
+	 * protocol decides whether it catches up with the cluster's history
+	 * or, when every replica holds nothing, begins a new one. */
+	*out = NULL;
 	return VSR_OK;
 }
 
@@ -185,7 +108,7 @@ static void storage_idle_cb(uv_idle_t *handle)
 	}
 }
 
-int vsr_storage_submit(vsr_storage *s, const vsr_persist *p)
+int storage_memory_submit(vsr_storage *s, const vsr_persist *p)
 {
 	if (s->closing)
 		return VSR_EINVAL;
@@ -229,7 +152,7 @@ static void storage_close_cb(uv_handle_t *handle)
 	free(s);
 }
 
-void vsr_storage_close(vsr_storage *s, vsr_storage_close_cb cb)
+void storage_memory_close(vsr_storage *s, vsr_storage_close_cb cb)
 {
 	assert(!s->closing);
 	s->closing = true;
@@ -238,17 +161,17 @@ void vsr_storage_close(vsr_storage *s, vsr_storage_close_cb cb)
 	uv_close((uv_handle_t *)&s->idle, storage_close_cb);
 }
 
-void *vsr_storage_data(const vsr_storage *s)
+void *storage_memory_data(const vsr_storage *s)
 {
 	return s->opts.data;
 }
 
-const vsr_storage_stats *vsr_storage_stats_get(const vsr_storage *s)
+const vsr_storage_stats *storage_memory_stats_get(const vsr_storage *s)
 {
 	return &s->stats;
 }
 
-const vsr_superblock *vsr_storage_superblock(const vsr_storage *s)
+const vsr_superblock *storage_memory_superblock(const vsr_storage *s)
 {
 	return &s->superblock;
 }

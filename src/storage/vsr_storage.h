@@ -10,9 +10,10 @@
  * Backends:
  *   memory   keeps nothing across processes (development and tests). See
  *            vsr_storage_load() for what a restart means there.
- *   durable  (later) a checksummed write-ahead log written and fdatasync'ed on
- *            a worker thread, and the superblock in two checksummed copies.
- *            It slots in behind the same functions: callers do not change.
+ *   durable  a checksummed, hash-chained write-ahead log in preallocated
+ *            segments, written and fdatasync'ed on a worker thread with group
+ *            commit, and the superblock in two checksummed copies
+ *            (storage_durable.c; the on-disk format is docs/storage.md).
  *
  * Lifecycle: open -> load (once) -> submit* -> close(cb). The storage owns a
  * libuv handle; its memory is released only in the close callback. */
@@ -22,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <uv.h>
 
@@ -33,8 +35,20 @@ extern "C" {
 
 enum vsr_storage_kind {
 	VSR_STORAGE_MEMORY = 0,
-	VSR_STORAGE_DURABLE = 1, /* not implemented yet: open fails with EINVAL */
+	VSR_STORAGE_DURABLE = 1,
 };
+
+/* The durable backend's writes go through these, so that tests can make a
+ * disk fail (ENOSPC, EIO, a failed fdatasync) at a chosen call. Each returns
+ * what the system call would (-1 with errno set on failure). NULL members
+ * (or a NULL vsr_storage_options.io) mean the real system calls. They run
+ * on the storage's worker thread. */
+typedef struct vsr_storage_io {
+	ssize_t (*pwrite)(void *ctx, int fd, const void *buf, size_t len, off_t off);
+	int (*fdatasync)(void *ctx, int fd);
+	int (*fallocate)(void *ctx, int fd, off_t off, off_t len);
+	void *ctx;
+} vsr_storage_io;
 
 /* Persists accepted but not yet reported complete. The core issues one per
  * step that changed durable state, so a burst of messages read in one loop
@@ -56,12 +70,16 @@ typedef struct vsr_storage_options {
 	const char *dir;     /* this replica's own directory; created if missing */
 	uint64_t cluster;
 	uint8_t replica;
-	/* Start as a brand-new member of a brand-new cluster, whatever the
-	 * directory says (memory: ignore the incarnation marker). Only correct
-	 * when the whole cluster starts anew. */
+	/* Discard whatever state the directory holds: the replica starts
+	 * unjoined (vsr.h). It then catches up with the cluster's history as an
+	 * amnesiac, or, when every replica is unjoined, a new history begins.
+	 * The memory backend holds nothing anyway. */
 	bool fresh;
 	vsr_storage_persisted_cb persisted_cb;
 	void *data;          /* for the caller: vsr_storage_data() */
+	/* Durable backend only. */
+	uint64_t segment_size;     /* log segment bytes; 0: 64 MiB */
+	const vsr_storage_io *io;  /* NULL: the real system calls */
 } vsr_storage_options;
 
 /* Counters for logs and metrics. */
@@ -81,19 +99,29 @@ typedef struct vsr_storage_stats {
 int vsr_storage_open(const vsr_storage_options *opts, vsr_storage **out,
 		     char *err, size_t err_len);
 
-/* What a restart must hand to vsr_replica_create(). *out is NULL for a
- * replica with an empty (formatted) disk that may join as a new member.
+/* What a restart must hand to vsr_replica_create(). *out is NULL when the
+ * directory holds no valid state (empty, lost, unreadable): the replica
+ * starts UNJOINED and the protocol decides (protocol.md "Joining"): it
+ * catches up with the cluster's history as an amnesiac, taking part in no
+ * quorum until a state transfer has given it the log back, or, when every
+ * configured replica is unjoined, a new history begins. No marker file is
+ * involved. Backends persist every superblock field, the history included.
+ * On VSR_OK, err holds a note on what load found when it is not the plain
+ * case (why a durable store came back unjoined), else "".
  *
- * Memory backend: the first start in `dir` writes an incarnation marker and
- * returns NULL. A later start (the process died and came back) finds the
- * marker and returns a durable state marked `amnesia` (zeroed superblock
- * with the cluster set, empty log): the core then takes part in no quorum
- * until a state transfer from a normal primary has given it the log back,
- * instead of rejoining as a fresh member of view 0, which would be unsafe
- * (it could vote with an empty log and forget promises it made). The
- * limit: with memory storage, if every replica dies the data is gone and the
- * cluster must be started anew with `fresh`. The returned pointers stay
- * valid until vsr_storage_close(). */
+ * Durable backend: NULL when no superblock was ever written (nothing was
+ * ever acknowledged from this directory). Otherwise the superblock, the
+ * checkpoint it names and the verified log after it, with a torn tail (past
+ * the superblock's durable log end) cut. When a superblock, the checkpoint
+ * or an entry that was durable fails its checksum, the directory is reset
+ * with an "unrecovered" mark and the state comes back without a history
+ * (unjoined): the replica is repaired from the others, never shortened
+ * (docs/storage.md).
+ *
+ * Memory backend: always NULL. If every replica dies the data is gone; the
+ * restarted cluster begins a new history and clients of the old one get a
+ * HISTORY error for their sessions. The returned pointers stay valid until
+ * vsr_storage_close(). */
 int vsr_storage_load(vsr_storage *s, const vsr_durable **out, char *err,
 		     size_t err_len);
 
@@ -112,6 +140,14 @@ const vsr_storage_stats *vsr_storage_stats_get(const vsr_storage *s);
 /* The last superblock submitted (what a durable backend would hold). */
 const vsr_superblock *vsr_storage_superblock(const vsr_storage *s);
 const char *vsr_storage_kind_name(int kind);
+/* A sentence saying why the storage failed (a persist reported a negative
+ * status), naming the file and the system error; "" while all is well. */
+const char *vsr_storage_error(const vsr_storage *s);
+/* The host calls this once the core has left recovery or state transfer for
+ * status normal. A durable backend that came up without its state (a corrupt
+ * disk, returned as amnesia by load) keeps an "unrecovered" mark on disk
+ * until then, so that a crash in between cannot make the disk look intact. */
+void vsr_storage_recovered(vsr_storage *s);
 
 #ifdef __cplusplus
 }

@@ -24,9 +24,10 @@
 #include <xxhash.h>
 
 /* Elements in the top-level array of each body shape. */
-#define WIRE_CORE_FIELDS 20u
+#define WIRE_CORE_FIELDS 21u
 #define WIRE_ENTRY_FIELDS 7u
-#define WIRE_HELLO_FIELDS 3u
+#define WIRE_HELLO_FIELDS 5u
+#define WIRE_AUTH_FIELDS 1u
 #define WIRE_PING_FIELDS 2u
 #define WIRE_STATUS_REQUEST_FIELDS 1u
 #define WIRE_STATUS_FIELDS 25u
@@ -59,7 +60,7 @@ static const char *const wire_reason_text[VSR_WIRE_REASON_COUNT] = {
 static const char *const wire_reason_labels[VSR_WIRE_REASON_COUNT] = {
 	"ok", "bad_magic", "header_checksum", "version", "flags", "foreign_cluster",
 	"unknown_type", "too_big", "body_checksum", "truncated", "trailing",
-	"msgpack", "shape", "range", "limit", "invalid", "nomem",
+	"msgpack", "shape", "range", "limit", "invalid", "nomem", "mac",
 };
 
 const char *vsr_wire_strerror(int code)
@@ -95,7 +96,7 @@ const char *vsr_wire_type_name(uint8_t type)
 		"RECOVERY_RESPONSE", "PRIMARY_LOST",
 	};
 	static const char *const host[VSR_WIRE_TYPE_END - VSR_WIRE_HELLO] = {
-		"HELLO", "PING", "PONG", "STATUS_REQUEST", "STATUS_REPLY", "CLOSE",
+		"HELLO", "PING", "PONG", "STATUS_REQUEST", "STATUS_REPLY", "CLOSE", "AUTH",
 	};
 	if (!vsr_wire_type_known(type))
 		return "UNKNOWN";
@@ -473,6 +474,7 @@ int vsr_wire_encode_message(vsr_buf *out, uint64_t cluster, const vsr_message *m
 	p = wire_put_uint(p, m->checkpoint_op);
 	p = wire_put_uint(p, m->checkpoint_size);
 	p = wire_put_uint(p, m->offset);
+	p = wire_put_uint(p, m->history);
 	size_t body_len = (size_t)(p - body);
 	assert(VSR_WIRE_HEADER_SIZE + body_len <= bound);
 	if (body_len > VSR_WIRE_BODY_BYTES_MAX)
@@ -495,6 +497,39 @@ int vsr_wire_encode_hello(vsr_buf *out, uint64_t cluster, const vsr_wire_hello *
 	wire_pack_u(&e, h->role);
 	wire_pack_u(&e, h->replica);
 	wire_pack_u(&e, h->instance);
+	wire_pack_u(&e, h->history);
+	uint32_t nonce_len = h->has_nonce ? VSR_WIRE_NONCE_SIZE : 0;
+	msgpack_pack_bin(&e.pk, nonce_len);
+	if (nonce_len > 0)
+		msgpack_pack_bin_body(&e.pk, h->nonce, nonce_len);
+	return wire_enc_end(&e, cluster, 0);
+}
+
+int vsr_wire_seal(vsr_buf *out, size_t frame_start, const uint8_t key[VSR_WIRE_KEY_SIZE],
+		  uint64_t seq)
+{
+	assert(out->len >= frame_start + VSR_WIRE_HEADER_SIZE);
+	if (wire_reserve(out, VSR_WIRE_MAC_SIZE) != 0)
+		return -VSR_WIRE_ENOMEM;
+	uint8_t *h = out->data + frame_start;
+	uint32_t body_len = (uint32_t)(out->len - frame_start - VSR_WIRE_HEADER_SIZE);
+	assert(wire_get_u32(h + 8) == body_len && (h[5] & VSR_WIRE_FLAG_MAC) == 0);
+	h[5] |= VSR_WIRE_FLAG_MAC;
+	wire_put_u64(h + 32, XXH3_64bits(h, 32));
+	vsr_wire_mac_compute(key, seq, h, h + VSR_WIRE_HEADER_SIZE, body_len,
+			     out->data + out->len);
+	out->len += VSR_WIRE_MAC_SIZE;
+	return 0;
+}
+
+int vsr_wire_encode_auth(vsr_buf *out, uint64_t cluster, const vsr_wire_auth *a)
+{
+	wire_enc e;
+	if (wire_enc_begin(&e, out, VSR_WIRE_AUTH) != 0)
+		return -VSR_WIRE_ENOMEM;
+	msgpack_pack_array(&e.pk, WIRE_AUTH_FIELDS);
+	msgpack_pack_bin(&e.pk, VSR_WIRE_PROOF_SIZE);
+	msgpack_pack_bin_body(&e.pk, a->proof, VSR_WIRE_PROOF_SIZE);
 	return wire_enc_end(&e, cluster, 0);
 }
 
@@ -587,7 +622,7 @@ int vsr_wire_header_parse(const uint8_t *h, const vsr_wire_config *c,
 		return wire_fail(err, err_len, VSR_WIRE_EVERSION,
 				 "version %u, this build speaks %u", h[4],
 				 VSR_WIRE_VERSION);
-	if (h[5] != 0 || h[7] != 0 || wire_get_u32(h + 12) != 0)
+	if ((h[5] & ~VSR_WIRE_FLAG_MAC) != 0 || h[7] != 0 || wire_get_u32(h + 12) != 0)
 		return wire_fail(err, err_len, VSR_WIRE_EFLAGS,
 				 "flags %02x, reserved %02x %08" PRIx32, h[5], h[7],
 				 wire_get_u32(h + 12));
@@ -1059,7 +1094,7 @@ static int wire_dec_core(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 	 * replica of this cluster. */
 	WIRE_DEC_U(d, "replica", type == VSR_MSG_REQUEST ? 0 : (uint64_t)n - 1, m->replica);
 	WIRE_DEC_U(d, "status",
-		   type == VSR_MSG_REPLY ? VSR_REPLY_REJECTED : VSR_STATUS_COUNT - 1,
+		   type == VSR_MSG_REPLY ? VSR_REPLY_HISTORY : VSR_STATUS_COUNT - 1,
 		   m->status);
 	WIRE_DEC_U(d, "epoch", UINT64_MAX, m->epoch);
 	WIRE_DEC_U(d, "view", UINT64_MAX, m->view);
@@ -1120,6 +1155,7 @@ static int wire_dec_core(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 	WIRE_DEC_U(d, "checkpoint_op", UINT64_MAX, m->checkpoint_op);
 	WIRE_DEC_U(d, "checkpoint_size", UINT64_MAX, m->checkpoint_size);
 	WIRE_DEC_U(d, "offset", UINT64_MAX, m->offset);
+	WIRE_DEC_U(d, "history", UINT64_MAX, m->history);
 	m->cluster = out->header.cluster;
 
 	/* The core's own structural check, on top of ours. */
@@ -1144,6 +1180,33 @@ static int wire_dec_host(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 		WIRE_DEC_U(d, "replica", h->role == VSR_WIRE_ROLE_REPLICA ? n - 1u : 0u,
 			   h->replica);
 		WIRE_DEC_U(d, "instance", UINT64_MAX, h->instance);
+		WIRE_DEC_U(d, "history", UINT64_MAX, h->history);
+		const uint8_t *p;
+		uint32_t len;
+		rc = wire_dec_bytes(d, "nonce", MSGPACK_OBJECT_BIN, VSR_WIRE_NONCE_SIZE, &p, &len);
+		if (rc != 0)
+			return rc;
+		if (len != 0 && len != VSR_WIRE_NONCE_SIZE)
+			return wire_fail(d->err, d->err_len, VSR_WIRE_ERANGE,
+					 "nonce: %" PRIu32 " bytes, want 0 or %u", len,
+					 VSR_WIRE_NONCE_SIZE);
+		h->has_nonce = len > 0;
+		if (len > 0)
+			memcpy(h->nonce, p, len);
+		return 0;
+	}
+	case VSR_WIRE_AUTH: {
+		const uint8_t *p;
+		uint32_t len;
+		if ((rc = wire_dec_top(d, WIRE_AUTH_FIELDS)) != 0)
+			return rc;
+		rc = wire_dec_bytes(d, "proof", MSGPACK_OBJECT_BIN, VSR_WIRE_PROOF_SIZE, &p, &len);
+		if (rc != 0)
+			return rc;
+		if (len != VSR_WIRE_PROOF_SIZE)
+			return wire_fail(d->err, d->err_len, VSR_WIRE_ERANGE,
+					 "proof: %" PRIu32 " bytes, want %u", len, VSR_WIRE_PROOF_SIZE);
+		memcpy(out->auth.proof, p, len);
 		return 0;
 	}
 	case VSR_WIRE_PING:
@@ -1327,6 +1390,11 @@ int vsr_wire_decode(const uint8_t *data, size_t len, const vsr_wire_config *c,
 			       len - VSR_WIRE_HEADER_SIZE);
 		goto done;
 	}
+	if (h.flags & VSR_WIRE_FLAG_MAC) {
+		/* Only a reader that holds the connection's key can check it. */
+		rc = wire_fail(err, err_len, VSR_WIRE_EMAC, "sealed frame outside a connection");
+		goto done;
+	}
 	const uint8_t *body = data + VSR_WIRE_HEADER_SIZE;
 	rc = wire_check_body(&h, body, err, err_len);
 	if (rc != 0)
@@ -1370,7 +1438,16 @@ static void wire_reader_next_frame(vsr_wire_reader *r)
 	r->header_have = 0;
 	r->body_have = 0;
 	r->body_cap = 0;
+	r->mac_have = 0;
 	r->frame_ready = false;
+}
+
+void vsr_wire_reader_expect_mac(vsr_wire_reader *r, const uint8_t key[VSR_WIRE_KEY_SIZE])
+{
+	memcpy(r->mac_key, key, VSR_WIRE_KEY_SIZE);
+	r->mac_on = true;
+	r->mac_seq = 0;
+	r->mac_have = 0;
 }
 
 static int wire_reader_fail(vsr_wire_reader *r, int rc)
@@ -1411,6 +1488,16 @@ int vsr_wire_reader_feed(vsr_wire_reader *r, const uint8_t *data, size_t len,
 					r->stats->bytes_in += off;
 				return wire_reader_fail(r, rc);
 			}
+			bool sealed = (r->header.flags & VSR_WIRE_FLAG_MAC) != 0;
+			if (sealed != r->mac_on) {
+				*used = off;
+				if (r->stats != NULL)
+					r->stats->bytes_in += off;
+				return wire_reader_fail(
+					r, wire_fail(r->err, sizeof(r->err), VSR_WIRE_EMAC,
+						     sealed ? "a sealed frame before authentication"
+							    : "an unsealed frame after authentication"));
+			}
 			/* The header is valid: body_len is within the maximum.
 			 * The buffer still grows only as bytes arrive, so a peer
 			 * announcing a large body and going quiet holds little. */
@@ -1427,6 +1514,16 @@ int vsr_wire_reader_feed(vsr_wire_reader *r, const uint8_t *data, size_t len,
 			}
 			r->body_have = 0;
 			continue;
+		}
+		if (r->body_have == r->header.body_len) {
+			/* Body complete: the MAC behind it. */
+			size_t want = VSR_WIRE_MAC_SIZE - r->mac_have;
+			if (want > len - off)
+				want = len - off;
+			memcpy(r->mac_bytes + r->mac_have, data + off, want);
+			r->mac_have += (uint32_t)want;
+			off += want;
+			break;
 		}
 		size_t take = r->header.body_len - r->body_have;
 		if (take > len - off)
@@ -1451,17 +1548,28 @@ int vsr_wire_reader_feed(vsr_wire_reader *r, const uint8_t *data, size_t len,
 		memcpy(r->body + r->body_have, data + off, take);
 		r->body_have += (uint32_t)take;
 		off += take;
-		if (r->body_have == r->header.body_len)
+		if (r->body_have == r->header.body_len && !r->mac_on)
 			break;
 	}
 	*used = off;
 	if (r->stats != NULL)
 		r->stats->bytes_in += off;
 	if (r->header_have == VSR_WIRE_HEADER_SIZE && r->body != NULL &&
-	    r->body_have == r->header.body_len) {
-		int rc = wire_check_body(&r->header, r->body, r->err, sizeof(r->err));
+	    r->body_have == r->header.body_len &&
+	    (!r->mac_on || r->mac_have == VSR_WIRE_MAC_SIZE)) {
+		int rc = 0;
+		if (r->mac_on &&
+		    !vsr_wire_mac_verify(r->mac_key, r->mac_seq, r->header_bytes, r->body,
+					 r->header.body_len, r->mac_bytes))
+			rc = wire_fail(r->err, sizeof(r->err), VSR_WIRE_EMAC,
+				       "%s frame %" PRIu64 " of this connection",
+				       vsr_wire_type_name(r->header.type), r->mac_seq);
+		if (rc == 0)
+			rc = wire_check_body(&r->header, r->body, r->err, sizeof(r->err));
 		if (rc != 0)
 			return wire_reader_fail(r, rc);
+		if (r->mac_on)
+			r->mac_seq++;
 		r->frame_ready = true;
 		return 1;
 	}

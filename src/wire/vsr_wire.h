@@ -30,12 +30,12 @@
  * - Every failure is a negative vsr_wire reason with a detail string; the
  *   caller closes that connection and counts the reason. Nothing aborts.
  *
- * Body of a core message (types 1..15): one msgpack array of 20 elements,
+ * Body of a core message (types 1..15): one msgpack array of 21 elements,
  *   [replica, status, epoch, view, log_view, op, commit, checksum, nonce,
  *    timestamp, session, request, kind, op_bytes(bin), reply_op, body(bin),
- *    entries(array), checkpoint_op, checkpoint_size, offset]
- * i.e. every vsr_message field in struct order (request flattened); fields a
- * type does not use are 0 / empty. An entry is [checksum, parent, op, view,
+ *    entries(array), checkpoint_op, checkpoint_size, offset, history]
+ * i.e. every vsr_message field in struct order (request flattened), the
+ * history last; fields a type does not use are 0 / empty. An entry is [checksum, parent, op, view,
  * timestamp, request_count, body(bin)]. Host types have their own shapes.
  *
  * Ownership: a decoded message's pointers (entries, entry bodies, request op,
@@ -62,13 +62,21 @@ extern "C" {
 #define VSR_WIRE_MAGIC1 0x53u /* 'S' */
 #define VSR_WIRE_MAGIC2 0x52u /* 'R' */
 #define VSR_WIRE_MAGIC3 0x57u /* 'W' */
-#define VSR_WIRE_VERSION 1u
+#define VSR_WIRE_VERSION 2u
 #define VSR_WIRE_HEADER_SIZE 40u
 /* Largest body any build accepts; a host configures a smaller maximum
  * (config limits.message_bytes). */
 #define VSR_WIRE_BODY_BYTES_MAX VSR_MESSAGE_BYTES_MAX
 /* Bytes of a CLOSE reason (excluding the terminating NUL kept in C). */
 #define VSR_WIRE_REASON_MAX 255u
+/* Authentication (docs/wire.md section 6): a 32-byte shared key, 32-byte
+ * HELLO nonces, a 32-byte AUTH proof, and after AUTH a 16-byte MAC behind
+ * every frame, announced by the header's MAC flag. */
+#define VSR_WIRE_KEY_SIZE 32u
+#define VSR_WIRE_NONCE_SIZE 32u
+#define VSR_WIRE_PROOF_SIZE 32u
+#define VSR_WIRE_MAC_SIZE 16u
+#define VSR_WIRE_FLAG_MAC 0x01u
 /* Nesting depth of any body: top array > entries array > entry array. */
 #define VSR_WIRE_DEPTH_MAX 3u
 
@@ -83,10 +91,11 @@ enum vsr_wire_type {
 	VSR_WIRE_STATUS_REQUEST = 67, /* vsrctl status */
 	VSR_WIRE_STATUS_REPLY = 68,
 	VSR_WIRE_CLOSE = 69,          /* last frame before a deliberate close: why */
+	VSR_WIRE_AUTH = 70,           /* proof of the shared key, after both HELLOs */
 	VSR_WIRE_TYPE_END
 };
 
-/* Is `type` one the wire format knows (core 1..15 or host 64..69)? */
+/* Is `type` one the wire format knows (core 1..15 or host 64..70)? */
 bool vsr_wire_type_known(uint8_t type);
 /* Name of a core or host type ("PREPARE", "HELLO"), or "UNKNOWN". */
 const char *vsr_wire_type_name(uint8_t type);
@@ -107,7 +116,20 @@ typedef struct vsr_wire_hello {
 	uint8_t role;      /* enum vsr_wire_role */
 	uint8_t replica;   /* ROLE_REPLICA: sender's index; otherwise 0 */
 	uint64_t instance; /* random per process start: tells a restart from a reconnect */
+	uint64_t history;  /* the sender's cluster history when it sent this (0:
+	                      unjoined, or a client); informational: messages
+	                      and client requests carry their own */
+	/* Authenticated connections (section 6 of docs/wire.md): a fresh random
+	 * challenge for the other end; an empty byte string when the sender
+	 * has no key. */
+	bool has_nonce;
+	uint8_t nonce[VSR_WIRE_NONCE_SIZE];
 } vsr_wire_hello;
+
+/* AUTH: the sender proves it holds the key, bound to both HELLO nonces. */
+typedef struct vsr_wire_auth {
+	uint8_t proof[VSR_WIRE_PROOF_SIZE];
+} vsr_wire_auth;
 
 /* PING and PONG. */
 typedef struct vsr_wire_ping {
@@ -175,7 +197,8 @@ typedef struct vsr_wire_close {
 	X(VSR_WIRE_ERANGE, 13, "field value out of range")                         \
 	X(VSR_WIRE_ELIMIT, 14, "array or bytes exceed a limit")                    \
 	X(VSR_WIRE_EINVALID, 15, "message rejected by the protocol core")          \
-	X(VSR_WIRE_ENOMEM, 16, "out of memory")
+	X(VSR_WIRE_ENOMEM, 16, "out of memory")                                    \
+	X(VSR_WIRE_EMAC, 17, "message authentication failed (wrong key, tampered or replayed)")
 
 enum vsr_wire_reason {
 	VSR_WIRE_OK = 0,
@@ -268,6 +291,7 @@ typedef struct vsr_wire_decoded {
 	vsr_wire_status_request status_request;
 	vsr_wire_status status;
 	vsr_wire_close close;
+	vsr_wire_auth auth;
 	/* Owned memory: the body bytes that message pointers reference, and the
 	 * entries array. Private: release with vsr_wire_decoded_free. */
 	uint8_t *owned_body;
@@ -326,6 +350,14 @@ typedef struct vsr_wire_reader {
 	uint32_t body_have;
 	uint32_t body_cap;              /* bytes allocated at body */
 	bool frame_ready;               /* a whole, checksummed frame is held */
+	/* Authenticated reading (vsr_wire_reader_expect_mac): every frame must
+	 * carry the MAC flag and a MAC under `mac_key` and the next sequence
+	 * number; before that, a frame with the flag is refused. */
+	bool mac_on;
+	uint8_t mac_key[VSR_WIRE_KEY_SIZE];
+	uint64_t mac_seq;               /* sequence number of the next frame */
+	uint32_t mac_have;              /* MAC bytes of the current frame read */
+	uint8_t mac_bytes[VSR_WIRE_MAC_SIZE];
 	int error;                      /* 0, or the -reason that killed it */
 	char err[160];                  /* detail of the last error */
 } vsr_wire_reader;
@@ -345,6 +377,106 @@ int vsr_wire_reader_feed(vsr_wire_reader *r, const uint8_t *data, size_t len,
 /* Decodes the ready frame into `out` (moving the body, no copy). Returns 0 or
  * -reason (also recorded in r->error: the connection must be closed). */
 int vsr_wire_reader_decode(vsr_wire_reader *r, vsr_wire_decoded *out);
+
+/* From the next frame on, every frame read must be sealed under `key` with
+ * consecutive sequence numbers from 0 (see vsr_wire_seal). */
+void vsr_wire_reader_expect_mac(vsr_wire_reader *r, const uint8_t key[VSR_WIRE_KEY_SIZE]);
+
+/* ------------------------------------------------------------------------ */
+/* Authentication (vsr_wire_auth.c, libsodium). The shared key K authenticates
+ * both ends of a connection; each end then seals its frames under its own
+ * direction key, derived from K and both nonces, so a frame cannot be
+ * replayed into another connection, reordered or dropped unnoticed. */
+
+/* The HELLO + AUTH exchange of one connection, from one end's side. */
+typedef struct vsr_wire_handshake {
+	uint8_t key[VSR_WIRE_KEY_SIZE];
+	uint64_t cluster;
+	uint8_t my_role, my_replica;
+	uint8_t my_nonce[VSR_WIRE_NONCE_SIZE];
+	uint8_t peer_nonce[VSR_WIRE_NONCE_SIZE];
+	bool have_peer_nonce;
+	uint8_t send_key[VSR_WIRE_KEY_SIZE]; /* valid once have_peer_nonce */
+	uint8_t recv_key[VSR_WIRE_KEY_SIZE];
+	uint64_t send_seq;                   /* next frame this end seals */
+} vsr_wire_handshake;
+
+/* Starts a handshake: draws this end's nonce. */
+void vsr_wire_handshake_init(vsr_wire_handshake *hs, const uint8_t key[VSR_WIRE_KEY_SIZE],
+			     uint64_t cluster, uint8_t role, uint8_t replica);
+/* The other end's HELLO arrived: derives the direction keys and fills
+ * `auth` with this end's proof, to be sent next. Returns 0, or -VSR_WIRE_EMAC
+ * when the HELLO carries no nonce (the other end has no key). */
+int vsr_wire_handshake_peer_hello(vsr_wire_handshake *hs, const vsr_wire_hello *peer,
+				  vsr_wire_auth *auth);
+/* The other end's AUTH arrived (after its HELLO): 0 when its proof is
+ * right, -VSR_WIRE_EMAC otherwise. Constant time. */
+int vsr_wire_handshake_check(const vsr_wire_handshake *hs, const vsr_wire_hello *peer,
+			     const vsr_wire_auth *auth);
+/* Seals the frame that starts at out->data + frame_start and runs to
+ * out->len: sets the MAC flag (header checksum redone) and appends its MAC
+ * under `key` and `seq`. Returns 0 or -VSR_WIRE_ENOMEM. */
+int vsr_wire_seal(vsr_buf *out, size_t frame_start, const uint8_t key[VSR_WIRE_KEY_SIZE],
+		  uint64_t seq);
+
+int vsr_wire_encode_auth(vsr_buf *out, uint64_t cluster, const vsr_wire_auth *a);
+
+/* The MAC of one frame (40 header bytes as sent, then the body) under a
+ * direction key and the frame's sequence number on its connection. */
+void vsr_wire_mac_compute(const uint8_t key[VSR_WIRE_KEY_SIZE], uint64_t seq,
+			  const uint8_t *header, const uint8_t *body, uint32_t body_len,
+			  uint8_t mac[VSR_WIRE_MAC_SIZE]);
+/* Constant-time comparison against vsr_wire_mac_compute's result. */
+bool vsr_wire_mac_verify(const uint8_t key[VSR_WIRE_KEY_SIZE], uint64_t seq,
+			 const uint8_t *header, const uint8_t *body, uint32_t body_len,
+			 const uint8_t mac[VSR_WIRE_MAC_SIZE]);
+
+/* One connection's authentication, from one end, for the code that owns the
+ * connection (transport, client library, tests). The order on the wire:
+ *   both ends: HELLO (with a nonce when this end has a key)
+ *   on the other end's HELLO: AUTH (this end's proof); every frame this end
+ *     sends after AUTH is sealed
+ *   on the other end's AUTH: checked; every frame read after it must be
+ *     sealed
+ * An end with a key accepts nothing but HELLO, AUTH and CLOSE until the
+ * other end's AUTH checked out. */
+typedef struct vsr_wire_conn_auth {
+	bool required;          /* this end has a key: the other end must prove it has it too */
+	bool sealing;           /* our AUTH is out: seal what follows */
+	bool authenticated;     /* the other end's AUTH checked out */
+	bool peer_hello_seen;
+	vsr_wire_hello peer_hello;
+	vsr_wire_handshake hs;
+} vsr_wire_conn_auth;
+
+/* key NULL: no authentication on this connection (everything passes). */
+void vsr_wire_conn_auth_init(vsr_wire_conn_auth *a, const uint8_t *key, uint64_t cluster,
+			     uint8_t role, uint8_t replica);
+/* Encodes this end's HELLO (nonce added when a key is set) into out. */
+int vsr_wire_conn_auth_send_hello(vsr_wire_conn_auth *a, vsr_buf *out, vsr_wire_hello h);
+/* The other end's HELLO (already checked for role and index by the
+ * caller): appends this end's AUTH to out and starts sealing. Returns 0, or
+ * -VSR_WIRE_EMAC when the other end has no key, with err filled. */
+int vsr_wire_conn_auth_peer_hello(vsr_wire_conn_auth *a, const vsr_wire_hello *h, vsr_buf *out,
+				  char *err, size_t err_len);
+/* The other end's AUTH: checks it and switches `reader` to sealed frames.
+ * Returns 0 or -VSR_WIRE_EMAC (a wrong key, a replayed proof, an AUTH
+ * before HELLO or a second one), with err filled. */
+int vsr_wire_conn_auth_peer_auth(vsr_wire_conn_auth *a, const vsr_wire_auth *auth,
+				 vsr_wire_reader *reader, char *err, size_t err_len);
+/* May a frame other than HELLO, AUTH or CLOSE be accepted or sent now? */
+bool vsr_wire_conn_auth_ready(const vsr_wire_conn_auth *a);
+/* Seals the frame appended to out at frame_start, when sealing (no-op
+ * otherwise). Returns 0 or -VSR_WIRE_ENOMEM. */
+int vsr_wire_conn_auth_seal(vsr_wire_conn_auth *a, vsr_buf *out, size_t frame_start);
+
+/* Reads a key file: 64 hexadecimal digits (surrounding white space allowed),
+ * readable by its owner only. Returns 0, or -1 with a sentence in err. */
+int vsr_wire_key_load(const char *path, uint8_t key[VSR_WIRE_KEY_SIZE], char *err,
+		      size_t err_len);
+/* Writes a new random key to `path` (mode 0600, refusing to overwrite).
+ * Returns 0, or -1 with a sentence in err. */
+int vsr_wire_key_generate(const char *path, char *err, size_t err_len);
 
 /* Bytes currently buffered (header + body), for tests and metrics. */
 size_t vsr_wire_reader_buffered(const vsr_wire_reader *r);

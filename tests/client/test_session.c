@@ -35,6 +35,7 @@ static void registered(vsrc_session *s, uint64_t session_id)
 	CHECK(d.type == VSRC_SEND && d.replica == 0);
 	vsrc_session_sent(s, 0, 0);
 	vsr_message m = reply(VSR_REPLY_OK, session_id, 77, 0);
+	m.history = 0x1111;
 	d = vsrc_session_reply(s, 0, &m, 1);
 	CHECK(d.type == VSRC_COMPLETE && d.outcome == VSRC_DONE);
 	CHECK(s->session == session_id && vsrc_session_ready(s));
@@ -219,6 +220,34 @@ static void test_evicted(void)
 	CHECK(s.number == 1);
 }
 
+/* The cluster lost every replica's state and began a new history: the
+ * session's request gets HISTORY. Definite even with a retry out (nothing of
+ * the old history exists any more), and the next call registers again,
+ * carrying the new history in its requests. */
+static void test_history_changed(void)
+{
+	vsrc_session s;
+	registered(&s, 2048);
+	CHECK(s.history == 0x1111);
+	vsrc_session_start(&s, VSR_REQUEST_OP, 0, 0);
+	vsrc_session_sent(&s, 0, 0);
+	vsrc_decision d = vsrc_session_timer(&s, 100);
+	vsrc_session_sent(&s, d.replica, 100);
+	vsr_message h = reply(VSR_REPLY_HISTORY, 2048, 1, 0);
+	h.history = 0x2222;
+	d = vsrc_session_reply(&s, d.replica, &h, 101);
+	CHECK(d.type == VSRC_COMPLETE && d.outcome == VSRC_FAILED &&
+	      d.status == VSR_REPLY_HISTORY);
+	CHECK(d.reason && strstr(d.reason, "new history"));
+	CHECK(!vsrc_session_ready(&s) && s.evicted);
+	d = vsrc_session_start(&s, VSR_REQUEST_REGISTER, 6, 200);
+	vsrc_session_sent(&s, d.replica, 200);
+	vsr_message ok = reply(VSR_REPLY_OK, 2048, 6, 0);
+	ok.history = 0x2222;
+	d = vsrc_session_reply(&s, d.replica, &ok, 201);
+	CHECK(d.outcome == VSRC_DONE && vsrc_session_ready(&s) && s.history == 0x2222);
+}
+
 static void test_rejected_is_failed(void)
 {
 	vsrc_session s;
@@ -309,6 +338,7 @@ int main(void)
 	test_lost_connection_after_send_is_unknown();
 	test_error_reply_is_failed_definitely();
 	test_evicted();
+	test_history_changed();
 	test_rejected_is_failed();
 	test_redirect_loop_backs_off();
 	test_isolated_replica_view_does_not_stick();

@@ -20,11 +20,24 @@ static int sm_apply(void *ctx, const vsr_apply_ctx *a, const uint8_t *op, size_t
 		vsr_buf_append(reply, "failed", 6);
 		return VSR_REPLY_ERROR;
 	}
+	/* "big:N": applied, with a reply of N bytes (a state machine that
+	 * ignores a->reply_max: the core must bound it). */
+	size_t big = 0;
+	if (len > 4 && len < 32 && memcmp(op, "big:", 4) == 0) {
+		char num[32];
+		memcpy(num, op + 4, len - 4);
+		num[len - 4] = '\0';
+		big = (size_t)strtoull(num, NULL, 10);
+	}
 	uint64_t in[3] = {s->chain, a->session, a->request};
 	s->chain = XXH3_64bits_withSeed(in, sizeof in, XXH3_64bits(op, len));
 	s->count++;
 	int n = snprintf(text, sizeof text, "%llu", (unsigned long long)s->count);
 	vsr_buf_append(reply, text, (size_t)n);
+	for (size_t k = 0; k < big; k += sizeof text) {
+		memset(text, 'x', sizeof text);
+		vsr_buf_append(reply, text, big - k < sizeof text ? big - k : sizeof text);
+	}
 	return VSR_REPLY_OK;
 }
 
@@ -149,6 +162,16 @@ static fx_message *queue_push(fx_message **queue, uint32_t *count, uint32_t *cap
 
 static void enqueue(fixture *f, uint8_t from, uint8_t to, const vsr_message *m)
 {
+	if (f->hold) {
+		fx_message probe = {.from = from, .to = to, .m = *m};
+		if (f->hold(&probe, f->hold_arg)) {
+			fx_message *h = queue_push(&f->held, &f->held_count, &f->held_cap);
+			h->from = from;
+			h->to = to;
+			message_copy(&h->m, m);
+			return;
+		}
+	}
 	fx_message *q = queue_push(&f->queue, &f->queue_count, &f->queue_cap);
 	q->from = from;
 	q->to = to;
@@ -182,6 +205,8 @@ static void step(fixture *f, uint8_t i, const vsr_event *ev)
 				r->session = a->message.request.session;
 				r->request = a->message.request.request;
 				r->op = a->message.reply_op;
+				r->history = a->message.history;
+				r->body_len = a->message.body_len;
 				size_t n = a->message.body_len < sizeof r->body - 1 ? a->message.body_len
 										     : sizeof r->body - 1;
 				if (n) memcpy(r->body, a->message.body, n);
@@ -259,6 +284,7 @@ void fx_init(fixture *f, uint8_t n, void (*tune)(vsr_config *c))
 		f->cfg[i].pipeline_max = 4;
 		f->cfg[i].message_entries_max = 32;
 		f->cfg[i].timeouts.jitter_ticks = 3;
+		f->cfg[i].genesis_history = fx_history_for(i, 0);
 		if (tune) tune(&f->cfg[i]);
 		assert(vsr_config_invalid(&f->cfg[i]) == NULL);
 		fx_node *nd = &f->node[i];
@@ -272,12 +298,37 @@ void fx_init(fixture *f, uint8_t n, void (*tune)(vsr_config *c))
 		nd->disk.formatted = true;
 		nd->disk.sb.cluster = 7;
 	}
+	/* Every replica starts unjoined: genesis makes them the members of
+	 * view 0 of a new history, replica 0 its primary. */
+	for (uint32_t t = 0; t < 200 && !fx_all_joined(f); t++) fx_run(f, 1);
+	assert(fx_all_joined(f));
+	f->history = f->cfg[0].genesis_history;
+}
+
+uint64_t fx_history_for(uint8_t i, uint32_t incarnation)
+{
+	return 0x4849535430000000ull ^ ((uint64_t)incarnation << 8) ^ (uint64_t)(i + 1);
+}
+
+bool fx_all_joined(fixture *f)
+{
+	for (uint8_t i = 0; i < f->n; i++) {
+		if (!f->node[i].up) continue;
+		vsr_replica_info in;
+		fx_info(f, i, &in);
+		if (in.status != VSR_STATUS_NORMAL || in.history == 0 || in.amnesia ||
+		    in.durable_view != in.view)
+			return false;
+	}
+	return true;
 }
 
 void fx_free(fixture *f)
 {
 	for (uint32_t k = 0; k < f->queue_count; k++) message_free(&f->queue[k].m);
 	free(f->queue);
+	for (uint32_t k = 0; k < f->held_count; k++) message_free(&f->held[k].m);
+	free(f->held);
 	for (uint32_t k = 0; k < f->stalled_count; k++) message_free(&f->stalled[k].m);
 	free(f->stalled);
 	for (uint8_t i = 0; i < f->n; i++) {
@@ -351,6 +402,39 @@ void fx_restart(fixture *f, uint8_t i)
 	nd->up = true;
 }
 
+void fx_restart_wiped(fixture *f, uint8_t i)
+{
+	fx_node *nd = &f->node[i];
+	assert(!nd->up);
+	memset(&nd->sm, 0, sizeof nd->sm);
+	disk_free(&nd->disk);
+	memset(&nd->disk, 0, sizeof nd->disk);
+	nd->disk.formatted = true;
+	nd->disk.sb.cluster = 7;
+	/* A new process: a new genesis candidate, as vsrhost draws one. */
+	f->incarnation[i]++;
+	f->cfg[i].genesis_history = fx_history_for(i, f->incarnation[i]);
+	vsr_state_machine sm = sm_of(&nd->sm);
+	int rc = vsr_replica_create(&nd->r, &f->cfg[i], &sm, NULL, f->now);
+	assert(rc == VSR_OK);
+	nd->up = true;
+}
+
+void fx_release(fixture *f, uint32_t k)
+{
+	assert(k < f->held_count);
+	fx_message q = f->held[k];
+	memmove(&f->held[k], &f->held[k + 1], (f->held_count - k - 1) * sizeof q);
+	f->held_count--;
+	if (f->node[q.to].up && f->link[q.from][q.to]) {
+		vsr_event ev = {.type = VSR_EVENT_MESSAGE, .now = f->now,
+				.realtime_ns = f->now * 1000000, .message = &q.m};
+		step(f, q.to, &ev);
+	}
+	message_free(&q.m);
+	for (uint8_t i = 0; i < f->n; i++) complete_persists(f, i);
+}
+
 void fx_pause(fixture *f, uint8_t i)
 {
 	assert(f->node[i].up);
@@ -409,6 +493,7 @@ uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint6
 	memset(&m, 0, sizeof m);
 	m.type = VSR_MSG_REQUEST;
 	m.cluster = 7;
+	m.history = kind == VSR_REQUEST_OP ? f->request_history : 0;
 	m.request.kind = kind;
 	m.request.session = session;
 	m.request.request = request;
@@ -481,7 +566,10 @@ uint64_t fx_register(fixture *f, uint8_t i, uint64_t nonce)
 		uint64_t conn = fx_request(f, to, VSR_REQUEST_REGISTER, 0, nonce, NULL);
 		for (int t = 0; t < 20; t++) {
 			const fx_reply *r = fx_reply_for(f, conn);
-			if (r && r->status == VSR_REPLY_OK) return r->session;
+			if (r && r->status == VSR_REPLY_OK) {
+				f->request_history = r->history;
+				return r->session;
+			}
 			if (r) break;
 			fx_run(f, 1);
 		}

@@ -39,6 +39,8 @@ typedef struct fx_reply {
 	uint64_t session;
 	uint64_t request;
 	uint64_t op;
+	uint64_t history; /* the replying replica's */
+	uint32_t body_len;
 	char body[64];
 } fx_reply;
 
@@ -68,6 +70,18 @@ typedef struct fixture {
 	fx_reply replies[FX_REPLIES_MAX];
 	uint64_t next_conn;
 	bool more; /* mark requests with the `more` hint */
+	/* Messages the test holds back (a delayed message): when `hold` says
+	 * so, a message goes to `held` instead of the queue; fx_release sends
+	 * it later, as a network that delayed it would. */
+	bool (*hold)(const fx_message *m, void *arg);
+	void *hold_arg;
+	fx_message *held;
+	uint32_t held_count, held_cap;
+	uint64_t history;         /* of the genesis fx_init ran */
+	/* The history OP requests carry: set by fx_register from its reply
+	 * (the session's history), or by a test. */
+	uint64_t request_history;
+	uint32_t incarnation[FX_MAX];
 } fixture;
 
 void fx_init(fixture *f, uint8_t n, void (*tune)(vsr_config *c));
@@ -80,6 +94,8 @@ void fx_isolate(fixture *f, uint8_t i);
 void fx_heal(fixture *f);
 void fx_crash(fixture *f, uint8_t i);
 void fx_restart(fixture *f, uint8_t i);
+/* Delivers held message k now (links permitting); it leaves `held`. */
+void fx_release(fixture *f, uint32_t k);
 /* A stall (SIGSTOP, a long step): replica i gets no tick, no message and no
  * storage completion; messages sent to it wait, as in its socket buffers. */
 void fx_pause(fixture *f, uint8_t i);
@@ -92,6 +108,13 @@ void fx_resume(fixture *f, uint8_t i, bool tick_first);
 void fx_inject(fixture *f, uint8_t from, uint8_t to, const vsr_message *m);
 /* Completes replica i's oldest pending persist (also without auto_persist). */
 void fx_persist_one(fixture *f, uint8_t i);
+/* Restarts replica i with nothing on its disk (memory mode, a lost volume):
+ * it starts unjoined, with a new genesis candidate. */
+void fx_restart_wiped(fixture *f, uint8_t i);
+/* The genesis candidate of replica i's incarnation (fx_init: 0). */
+uint64_t fx_history_for(uint8_t i, uint32_t incarnation);
+/* Every up replica is a normal member of a history, durably. */
+bool fx_all_joined(fixture *f);
 /* Sends a request to replica i; returns the connection id used. */
 uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint64_t request,
 		    const char *op);

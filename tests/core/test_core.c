@@ -395,6 +395,204 @@ static void test_oversize_operation_rejected(void)
 	fx_free(&f);
 }
 
+/* Finding 1 (#7): one replica in memory mode. A restart loses everything, so
+ * it begins a new history; session ids restart from the same numbers, and an
+ * old client's request must get a definite HISTORY error instead of landing
+ * in a new client's session (which then never answers the new client). */
+static void test_single_replica_wipe_new_history(void)
+{
+	fixture f;
+	fx_init(&f, 1, NULL);
+	uint64_t old_history = f.request_history;
+	uint64_t a = fx_register(&f, 0, 101);
+	const fx_reply *r = fx_call(&f, a, 1, "a1");
+	CHECK(r && r->status == VSR_REPLY_OK);
+	fx_crash(&f, 0);
+	fx_restart_wiped(&f, 0);
+	CHECK(fx_run_until(&f, 500, all_caught_up, NULL));
+	uint64_t b = fx_register(&f, 0, 102);
+	CHECK(b == a); /* the numbers do collide: only the history tells them apart */
+	CHECK(f.request_history != old_history && f.request_history != 0);
+	uint64_t new_history = f.request_history;
+	/* The old client's next request, in its session of the old history. */
+	f.request_history = old_history;
+	uint64_t conn = fx_request(&f, 0, VSR_REQUEST_OP, a, 2, "a2");
+	r = fx_reply_for(&f, conn);
+	CHECK(r && r->status == VSR_REPLY_HISTORY && r->history == new_history);
+	/* The new client's first request is applied and answered. */
+	f.request_history = new_history;
+	r = fx_call(&f, b, 1, "b1");
+	CHECK(r && r->status == VSR_REPLY_OK && strcmp(r->body, "1") == 0);
+	fx_free(&f);
+}
+
+/* Finding 2 (#7), first trace: op 1 is committed by r0 with r1's ack and
+ * answered; r1 has not learned the commit. r0 restarts with nothing on disk
+ * (a lost volume, a lost marker). It must not rejoin as a brand-new member of
+ * view 0: a new client registering at it would replace r1's op 1 and the
+ * acknowledged op would be gone. */
+static void test_lost_disk_primary_keeps_acked_op(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	fx_isolate(&f, 2);
+	uint64_t s = fx_register(&f, 0, 201);
+	CHECK(s != 0);
+	vsr_replica_info i1;
+	fx_info(&f, 1, &i1);
+	CHECK(i1.op == 1 && i1.commit == 0); /* r1 acked op 1, knows no commit */
+	uint64_t acked = vsr_replica_checksum_at(f.node[1].r, 1);
+	fx_crash(&f, 0);
+	fx_restart_wiped(&f, 0);
+	fx_heal(&f);
+	uint64_t other = fx_register(&f, 0, 202);
+	CHECK(other != 0 && other != s);
+	CHECK(fx_run_until(&f, 2000, all_caught_up, NULL));
+	for (uint8_t i = 0; i < 3; i++) CHECK(vsr_replica_checksum_at(f.node[i].r, 1) == acked);
+	/* The acknowledged registration still stands. */
+	const fx_reply *r = fx_call(&f, s, 1, "s1");
+	CHECK(r && r->status == VSR_REPLY_OK);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+/* Finding 2 (#7), second trace: the backups already know the commit. A
+ * primary that restarts with nothing must not wedge the cluster (before: no
+ * reply and no view change for 3000 ticks, its heartbeats keeping the
+ * backups loyal to an empty log). */
+static void test_lost_disk_primary_no_wedge(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 301), applied = 0;
+	for (uint64_t k = 1; k <= 5; k++) call_ok(&f, s, k, &applied);
+	CHECK(applied == 5);
+	CHECK(fx_run_until(&f, 200, all_caught_up, NULL));
+	fx_crash(&f, 0);
+	fx_restart_wiped(&f, 0);
+	uint64_t other = fx_register(&f, 1, 302);
+	CHECK(other != 0);
+	const fx_reply *r = fx_call(&f, s, 6, "s6");
+	CHECK(r && r->status == VSR_REPLY_OK && strcmp(r->body, "6") == 0);
+	CHECK(fx_run_until(&f, 2000, all_caught_up, NULL));
+	vsr_replica_info i0;
+	fx_info(&f, 0, &i0);
+	CHECK(i0.history == f.history && !i0.amnesia);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+/* The genesis rule: a lone replica without state, whose peers are down, does
+ * not begin a history of its own; when they come back from their disks it
+ * catches up with theirs. */
+static void test_lone_amnesiac_waits_for_history(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 401), applied = 0;
+	for (uint64_t k = 1; k <= 3; k++) call_ok(&f, s, k, &applied);
+	CHECK(applied == 3);
+	fx_run(&f, 20);
+	for (uint8_t i = 0; i < 3; i++) fx_crash(&f, i);
+	fx_restart_wiped(&f, 0);
+	fx_run(&f, 1000);
+	vsr_replica_info i0;
+	fx_info(&f, 0, &i0);
+	CHECK(i0.history == 0 && i0.status == VSR_STATUS_RECOVERING);
+	fx_restart(&f, 1);
+	fx_restart(&f, 2);
+	CHECK(fx_run_until(&f, 3000, all_caught_up, NULL));
+	fx_info(&f, 0, &i0);
+	CHECK(i0.history == f.history);
+	const fx_reply *r = fx_call(&f, s, 4, "s4");
+	CHECK(r && r->status == VSR_REPLY_OK && strcmp(r->body, "4") == 0);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+/* Every replica lost its state (memory mode, the whole cluster restarted):
+ * a new history begins, and the old sessions get HISTORY, not a collision. */
+static void test_whole_cluster_wipe_new_history(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t old_history = f.request_history;
+	uint64_t s = fx_register(&f, 0, 501);
+	CHECK(fx_call(&f, s, 1, "s1") != NULL);
+	for (uint8_t i = 0; i < 3; i++) fx_crash(&f, i);
+	for (uint8_t i = 0; i < 3; i++) fx_restart_wiped(&f, i);
+	CHECK(fx_run_until(&f, 500, all_caught_up, NULL));
+	vsr_replica_info in;
+	fx_info(&f, 2, &in);
+	CHECK(in.history == fx_history_for(0, f.incarnation[0]) && in.history != old_history);
+	f.request_history = old_history;
+	const fx_reply *r = fx_call(&f, s, 2, "s2");
+	CHECK(r && r->status == VSR_REPLY_HISTORY);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+/* #7 robustness: replies are bounded where they are produced, by the one
+ * limit the frame, the client table and the checkpoint agree on. Before: a
+ * reply over VSR_OP_BYTES_MAX was stored, every later checkpoint failed to
+ * decode, and a replica restarted from it (or fetching it) never came back;
+ * a reply over message_bytes was stored and then dropped by the transport. */
+static void test_oversized_reply_bounded(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 601), applied = 0;
+	uint64_t a = fx_register(&f, 0, 602);
+	fx_isolate(&f, 2);
+	/* Session a's last reply, stored in its table entry from now on. */
+	const fx_reply *r = fx_call(&f, a, 1, "big:1100000");
+	CHECK(r && r->status == VSR_REPLY_ERROR && strstr(r->body, "reply limit"));
+	CHECK(r->body_len <= vsr_reply_bytes_max(&f.cfg[0]));
+	CHECK(vsr_replica_stats_get(f.node[0].r)->replies_too_large == 1);
+	/* Past a checkpoint, which holds session a's stored reply. */
+	for (uint64_t k = 1; k <= 80; k++) call_ok(&f, s, k, &applied);
+	CHECK(applied == 80);
+	vsr_replica_info i1;
+	fx_info(&f, 1, &i1);
+	CHECK(i1.checkpoint_op >= 64);
+	/* A restart from that checkpoint, and a transfer of it. */
+	fx_crash(&f, 1);
+	fx_restart(&f, 1);
+	fx_heal(&f);
+	CHECK(fx_run_until(&f, 3000, all_caught_up, NULL));
+	fx_info(&f, 2, &i1);
+	CHECK(i1.checkpoint_op >= 64);
+	r = fx_call(&f, a, 1, "big:1100000"); /* the stored, bounded error again */
+	CHECK(r && r->status == VSR_REPLY_ERROR && strstr(r->body, "reply limit"));
+	r = fx_call(&f, s, 81, "after");
+	CHECK(r && r->status == VSR_REPLY_OK);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+static void tune_70k_messages(vsr_config *c)
+{
+	c->message_bytes_max = 70000;
+	c->batch_bytes_max = 8192;
+	c->chunk_bytes_max = 8192;
+}
+
+/* The same when message_bytes is small: the limit follows the frame. */
+static void test_reply_fits_small_messages(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune_70k_messages);
+	uint32_t limit = vsr_reply_bytes_max(&f.cfg[0]);
+	CHECK(limit + VSR_MESSAGE_WIRE_OVERHEAD <= 70000);
+	uint64_t s = fx_register(&f, 0, 701);
+	const fx_reply *r = fx_call(&f, s, 1, "big:100000");
+	CHECK(r && r->status == VSR_REPLY_ERROR && r->body_len <= limit);
+	r = fx_call(&f, s, 2, "big:60000");
+	CHECK(r && r->status == VSR_REPLY_OK && r->body_len > 60000 && r->body_len <= limit);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
 static const fx_test tests[] = {
 	{"normal_operation", test_normal_operation},
 	{"batching_and_pipelining", test_batching_and_pipelining},
@@ -411,6 +609,13 @@ static const fx_test tests[] = {
 	{"not_primary_hint", test_not_primary_hint},
 	{"transfer_in_byte_bounded_messages", test_transfer_in_byte_bounded_messages},
 	{"oversize_operation_rejected", test_oversize_operation_rejected},
+	{"single_replica_wipe_new_history", test_single_replica_wipe_new_history},
+	{"lost_disk_primary_keeps_acked_op", test_lost_disk_primary_keeps_acked_op},
+	{"lost_disk_primary_no_wedge", test_lost_disk_primary_no_wedge},
+	{"lone_amnesiac_waits_for_history", test_lone_amnesiac_waits_for_history},
+	{"whole_cluster_wipe_new_history", test_whole_cluster_wipe_new_history},
+	{"oversized_reply_bounded", test_oversized_reply_bounded},
+	{"reply_fits_small_messages", test_reply_fits_small_messages},
 };
 
 int main(int argc, char **argv)

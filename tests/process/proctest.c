@@ -12,8 +12,21 @@
  *   metrics         every replica serves /metrics (valid for promtool) and
  *                   /health; a scrape after kill -9 of the primary shows the
  *                   view change
+ *   auth            keys made with `vsrhost keygen`; a connection without the key,
+ *                   with a wrong key, or with one forged frame gets nothing
+ *                   and is closed; a forged replica cannot move the view;
+ *                   vsrctl with the key works (needs --vsrctl)
  *   failover-bench  --trials N: time from kill -9 of the primary to the first
  *                   acknowledged write through the new one (median, max)
+ *   crash           durable storage: writers put keys while the whole cluster,
+ *                   or each replica in turn, is killed with kill -9 and
+ *                   restarted, --trials N rounds; after every round every
+ *                   acknowledged write is read back and the digests agree
+ *   corrupt         durable storage: a byte flipped in one replica's log and
+ *                   superblock, in another's superblock copy, a data
+ *                   directory deleted: each comes back, nothing lost
+ *   disk-full       durable storage: one replica's directory on a tiny tmpfs
+ *                   fills up: it exits 74 saying so; the others go on
  * Availability (issue 7), each reporting its figures:
  *   pause-backup    SIGSTOP of a backup for 2, 4 and 6 s under writes, then
  *                   SIGCONT: the primary keeps its view (nobody is deposed)
@@ -55,9 +68,11 @@
 #include <netinet/tcp.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <jansson.h>
 #include <msgpack.h>
 
 #include "vsr.h"
@@ -81,6 +96,13 @@ static uint16_t g_replica_port[N], g_client_port[N], g_metrics_port[N];
 static pid_t g_pid[N];
 static bool g_keep;
 static uint64_t g_seed;
+static const char *g_durability = "memory";
+static char g_mounted[400]; /* a tmpfs this run mounted (disk-full) */
+static const char *g_log_format = "text"; /* the config's log_format */
+/* auth scenario: the config names these key files, and the test's own
+ * client authenticates with the client key. */
+static bool g_auth;
+static uint8_t g_client_key[VSR_WIRE_KEY_SIZE];
 
 static uint64_t now_ms(void)
 {
@@ -182,6 +204,8 @@ static void on_signal(int sig)
 	for (int i = 0; i < N; i++)
 		if (g_pid[i] > 0)
 			kill(g_pid[i], SIGKILL);
+	if (g_mounted[0] != '\0')
+		umount2(g_mounted, MNT_DETACH);
 	_exit(2);
 }
 
@@ -240,8 +264,13 @@ static void write_config(const char *statemachine)
 	for (int i = 0; i < N; i++)
 		fprintf(f, "%s\"127.0.0.1:%u\"", i ? ", " : " ", g_metrics_port[i]);
 	fprintf(f, " },\n  statemachine = \"%s/statemachines/%s\",\n", g_root, statemachine);
-	fprintf(f, "  data_dir = \"%s/data\",\n  durability = \"memory\",\n  log_level = \"info\",\n}\n",
-		g_dir);
+	fprintf(f, "  data_dir = \"%s/data\",\n  durability = \"%s\",\n  log_level = \"info\",\n",
+		g_dir, g_durability);
+	fprintf(f, "  log_format = \"%s\",\n", g_log_format);
+	if (g_auth)
+		fprintf(f, "  auth = { replica_key = \"%s/replica.key\", client_key = \"%s/client.key\" },\n",
+			g_dir, g_dir);
+	fprintf(f, "}\n");
 	fclose(f);
 }
 
@@ -337,6 +366,7 @@ static void check_alive(void)
 typedef struct mconn {
 	int fd;
 	vsr_wire_reader rd;
+	vsr_wire_conn_auth auth;
 } mconn;
 
 typedef struct mclient {
@@ -344,6 +374,7 @@ typedef struct mclient {
 	vsr_wire_config wc;
 	vsr_wire_decoded d;
 	uint64_t session;
+	uint64_t history;   /* of the session (its REGISTER reply's) */
 	uint64_t request;   /* last request number used */
 	uint8_t target;
 	uint64_t view;
@@ -388,26 +419,71 @@ static void mc_drop(mclient *m, int i)
 	vsr_wire_reader_free(&m->c[i].rd);
 }
 
-/* Opens connection i (role client or control) if it is not open. */
-static bool mc_open(mclient *m, int i, uint8_t role)
+static int mc_next(mclient *m, uint64_t deadline);
+
+/* Opens connection i (role client or control) if it is not open; with
+ * g_auth, completes the HELLO/AUTH exchange before returning. `key`
+ * overrides the client key (a test of a wrong one). */
+static bool mc_open_key(mclient *m, int i, uint8_t role, const uint8_t *key)
 {
 	if (m->c[i].fd >= 0)
 		return true;
 	int fd = tcp_connect(g_client_port[i]);
 	if (fd < 0)
 		return false;
+	mconn *c = &m->c[i];
+	vsr_wire_conn_auth_init(&c->auth, key, g_cluster, role, 0);
 	vsr_buf b = {0};
 	vsr_wire_hello h = {.role = role, .instance = g_seed};
-	vsr_wire_encode_hello(&b, g_cluster, &h);
+	vsr_wire_conn_auth_send_hello(&c->auth, &b, h);
 	bool ok = write_all(fd, b.data, b.len);
 	vsr_buf_free(&b);
 	if (!ok) {
 		close(fd);
 		return false;
 	}
-	m->c[i].fd = fd;
-	vsr_wire_reader_init(&m->c[i].rd, &m->wc, NULL);
+	c->fd = fd;
+	vsr_wire_reader_init(&c->rd, &m->wc, NULL);
+	uint64_t deadline = now_ms() + 2000;
+	char err[256];
+	while (c->fd >= 0 && !(c->auth.peer_hello_seen && vsr_wire_conn_auth_ready(&c->auth))) {
+		if (mc_next(m, deadline) != i)
+			break;
+		if (m->d.type == VSR_WIRE_HELLO) {
+			vsr_buf a = {0};
+			ok = vsr_wire_conn_auth_peer_hello(&c->auth, &m->d.hello, &a, err, sizeof err) == 0 &&
+			     write_all(fd, a.data, a.len);
+			vsr_buf_free(&a);
+		} else if (m->d.type == VSR_WIRE_AUTH) {
+			ok = vsr_wire_conn_auth_peer_auth(&c->auth, &m->d.auth, &c->rd, err, sizeof err) == 0;
+		} else {
+			ok = false;
+		}
+		if (!ok)
+			break;
+	}
+	if (c->fd < 0 || !c->auth.peer_hello_seen || !vsr_wire_conn_auth_ready(&c->auth)) {
+		if (c->fd >= 0) {
+			close(c->fd);
+			c->fd = -1;
+			vsr_wire_reader_free(&c->rd);
+		}
+		return false;
+	}
 	return true;
+}
+
+static bool mc_open(mclient *m, int i, uint8_t role)
+{
+	return mc_open_key(m, i, role, g_auth ? g_client_key : NULL);
+}
+
+/* Seals (when authenticated) and writes one frame on connection i. */
+static bool mc_write_frame(mclient *m, int i, vsr_buf *b)
+{
+	if (vsr_wire_conn_auth_seal(&m->c[i].auth, b, 0) != 0)
+		fail("cannot seal a frame");
+	return write_all(m->c[i].fd, b->data, b->len);
 }
 
 static void mc_init(mclient *m)
@@ -462,6 +538,12 @@ static int mc_next(mclient *m, uint64_t deadline)
 			if (recv(m->c[i].fd, buf, used, 0) != (ssize_t)used)
 				fail("recv after peek");
 			if (fr < 0) {
+				/* A connection whose authentication failed may end
+				 * in anything; every other one must be well formed. */
+				if (m->c[i].auth.required && !m->c[i].auth.authenticated) {
+					mc_drop(m, i);
+					continue;
+				}
 				fail("replica %d sent a malformed frame: %s", i + 1, m->c[i].rd.err);
 			}
 			if (fr == 1) {
@@ -481,13 +563,14 @@ static bool mc_send_request(mclient *m, int i, uint8_t kind, uint64_t number,
 	vsr_message q = {.type = VSR_MSG_REQUEST, .cluster = g_cluster};
 	q.request.kind = kind;
 	q.request.session = kind == VSR_REQUEST_REGISTER ? 0 : m->session;
+	q.history = kind == VSR_REQUEST_REGISTER ? 0 : m->history;
 	q.request.request = number;
 	q.request.op = op;
 	q.request.op_len = (uint32_t)op_len;
 	vsr_buf b = {0};
 	if (vsr_wire_encode_message(&b, g_cluster, &q) != 0)
 		fail("cannot encode a request");
-	bool ok = write_all(m->c[i].fd, b.data, b.len);
+	bool ok = mc_write_frame(m, i, &b);
 	vsr_buf_free(&b);
 	if (!ok)
 		mc_drop(m, i);
@@ -547,8 +630,10 @@ static bool mc_call_number(mclient *m, uint8_t kind, uint64_t number, const uint
 				out->body_len = r->body_len < sizeof out->body ? r->body_len : sizeof out->body;
 				if (r->body_len > 0)
 					memcpy(out->body, r->body, out->body_len);
-				if (kind == VSR_REQUEST_REGISTER)
+				if (kind == VSR_REQUEST_REGISTER) {
 					m->session = r->request.session;
+					m->history = r->history;
+				}
 				m->target = (uint8_t)from;
 				return true;
 			case VSR_REPLY_NOT_PRIMARY: {
@@ -689,22 +774,16 @@ static bool status_of(int i, vsr_wire_status *out)
 {
 	if (g_pid[i] <= 0)
 		return false;
-	int fd = tcp_connect(g_client_port[i]);
-	if (fd < 0)
-		return false;
-	vsr_buf b = {0};
-	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_CONTROL, .instance = g_seed};
-	vsr_wire_encode_hello(&b, g_cluster, &h);
-	vsr_wire_status_request q = {.nonce = now_ms()};
-	vsr_wire_encode_status_request(&b, g_cluster, &q);
-	bool ok = write_all(fd, b.data, b.len);
-	vsr_buf_free(&b);
 	mclient m;
 	mc_init(&m);
-	m.c[i].fd = ok ? fd : -1;
-	if (!ok)
-		close(fd);
-	vsr_wire_reader_init(&m.c[i].rd, &m.wc, NULL);
+	bool ok = mc_open(&m, i, VSR_WIRE_ROLE_CONTROL);
+	vsr_wire_status_request q = {.nonce = now_ms()};
+	if (ok) {
+		vsr_buf b = {0};
+		vsr_wire_encode_status_request(&b, g_cluster, &q);
+		ok = mc_write_frame(&m, i, &b);
+		vsr_buf_free(&b);
+	}
 	bool got = false;
 	uint64_t deadline = now_ms() + 1000;
 	while (ok && !got) {
@@ -1465,11 +1544,80 @@ static const char *scrape(int i, char *buf, size_t cap)
 	return body;
 }
 
+/* Every line of replica i's log is one JSON object with ts, level, who and
+ * msg; returns the number of lines. */
+static int check_json_log(int i)
+{
+	char path[400], line[4096];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		fail("cannot read %s", path);
+	int n = 0;
+	while (fgets(line, sizeof line, f) != NULL) {
+		json_error_t e;
+		json_t *o = json_loads(line, 0, &e);
+		if (o == NULL || !json_is_string(json_object_get(o, "ts")) ||
+		    !json_is_string(json_object_get(o, "level")) ||
+		    !json_is_string(json_object_get(o, "who")) ||
+		    !json_is_string(json_object_get(o, "msg")))
+			fail("replica %d: log line %d is not a JSON log object: %s", i + 1, n + 1, line);
+		json_decref(o);
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* Every metric family the shipped Grafana dashboard queries (vsr_ names in
+ * its expressions, a histogram's _bucket suffix dropped) is in `scrape`. */
+static int check_dashboard(const char *scrape_text)
+{
+	char path[400];
+	snprintf(path, sizeof path, "%s/docs/grafana/vsrhost-dashboard.json", g_root);
+	json_error_t e;
+	json_t *d = json_load_file(path, 0, &e);
+	if (d == NULL)
+		fail("%s:%d: not JSON: %s", path, e.line, e.text);
+	int names = 0;
+	size_t pi;
+	json_t *panel;
+	json_array_foreach(json_object_get(d, "panels"), pi, panel) {
+		size_t ti;
+		json_t *target;
+		json_array_foreach(json_object_get(panel, "targets"), ti, target) {
+			const char *expr = json_string_value(json_object_get(target, "expr"));
+			if (expr == NULL)
+				fail("%s: panel %zu has a target without expr", path, pi + 1);
+			for (const char *p = expr; (p = strstr(p, "vsr_")) != NULL;) {
+				char name[128];
+				size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+				snprintf(name, sizeof name, "%.*s", (int)n, p);
+				p += n;
+				size_t len = strlen(name);
+				if (len > 7 && strcmp(name + len - 7, "_bucket") == 0)
+					name[len - 7] = '\0';
+				char want[160];
+				snprintf(want, sizeof want, "# TYPE %s ", name);
+				const char *at = strstr(scrape_text, want);
+				while (at != NULL && at != scrape_text && at[-1] != '\n')
+					at = strstr(at + 1, want);
+				if (at == NULL)
+					fail("the dashboard queries %s, which no replica exports", name);
+				names++;
+			}
+		}
+	}
+	json_decref(d);
+	return names;
+}
+
 static int scenario_metrics(void)
 {
 	static char buf[1 << 20];
 	mclient m;
 	msgpack_sbuffer sb;
+	g_log_format = "json";
 	int p = scenario_open("kv.lua", &m, &sb);
 	uint64_t last = 0;
 	put_keys(&m, &sb, 0, KEYS / 2, &last);
@@ -1487,6 +1635,8 @@ static int scenario_metrics(void)
 			fail("replica %d: /health is not 200 in a normal cluster", i + 1);
 	}
 	note("every replica's scrape passes promtool; commit %" PRIu64 " on each", last);
+	int names = check_dashboard(scrape(p, buf, sizeof buf));
+	note("the Grafana dashboard's %d metric references are all exported", names);
 	kill_replica(p);
 	put_keys(&m, &sb, KEYS / 2, KEYS, &last);
 	int q = wait_primary(STARTUP_MS, "after failover");
@@ -1501,6 +1651,604 @@ static int scenario_metrics(void)
 	     ", %" PRIu64 " view change(s), primary 1",
 	     p + 1, q + 1, view, changes);
 	scenario_close(&m, &sb);
+	int lines = check_json_log(q);
+	note("log_format = \"json\": all %d lines of replica %d's log are JSON objects", lines, q + 1);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Authentication.                                                          */
+
+/* Runs `vsrhost keygen path`; the key must then load. */
+static void keygen(const char *name, uint8_t key[VSR_WIRE_KEY_SIZE])
+{
+	char path[400], err[256];
+	snprintf(path, sizeof path, "%s/%s", g_dir, name);
+	char *const argv[] = {"vsrhost", "keygen", path, NULL};
+	int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	pid_t pid = spawn(g_vsrhost, argv, devnull, -1);
+	close(devnull);
+	int status;
+	waitpid(pid, &status, 0);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail("vsrhost keygen %s failed (status 0x%x)", path, status);
+	if (vsr_wire_key_load(path, key, err, sizeof err) != 0)
+		fail("the key vsrhost keygen wrote does not load: %s", err);
+}
+
+/* Reads connection fd until the replica closes it (or 5 s pass) and tells
+ * what came: whether any REPLY did, and the text of a CLOSE. */
+static bool drain_until_closed(int fd, vsr_wire_reader *rd, bool *got_reply, char *close_text,
+			       size_t close_len)
+{
+	vsr_wire_decoded d;
+	vsr_wire_decoded_init(&d);
+	*got_reply = false;
+	close_text[0] = '\0';
+	uint64_t deadline = now_ms() + 5000;
+	bool closed = false;
+	while (!closed && now_ms() < deadline) {
+		struct pollfd pf = {.fd = fd, .events = POLLIN};
+		if (poll(&pf, 1, 100) <= 0)
+			continue;
+		uint8_t buf[4096];
+		ssize_t n = recv(fd, buf, sizeof buf, 0);
+		if (n <= 0) {
+			closed = true;
+			break;
+		}
+		size_t off = 0;
+		while (off < (size_t)n) {
+			size_t used = 0;
+			int fr = vsr_wire_reader_feed(rd, buf + off, (size_t)n - off, &used);
+			off += used;
+			if (fr != 1)
+				break;
+			if (vsr_wire_reader_decode(rd, &d) != 0)
+				break;
+			if (d.type == VSR_MSG_REPLY)
+				*got_reply = true;
+			if (d.type == VSR_WIRE_CLOSE)
+				snprintf(close_text, close_len, "%s", d.close.text);
+		}
+	}
+	vsr_wire_decoded_free(&d);
+	return closed;
+}
+
+/* A REQUEST registering a session, as a client without the key would send. */
+static void append_register(vsr_buf *b)
+{
+	vsr_message q = {.type = VSR_MSG_REQUEST, .cluster = g_cluster};
+	q.request.kind = VSR_REQUEST_REGISTER;
+	q.request.request = 1;
+	if (vsr_wire_encode_message(b, g_cluster, &q) != 0)
+		fail("cannot encode a request");
+}
+
+static uint64_t scrape_value(int i, const char *name)
+{
+	static char buf[1 << 20];
+	uint64_t v = 0;
+	if (!metric_value(scrape(i, buf, sizeof buf), name, &v))
+		fail("replica %d exports no %s", i + 1, name);
+	return v;
+}
+
+static int scenario_auth(void)
+{
+	uint8_t replica_key[VSR_WIRE_KEY_SIZE], wrong[VSR_WIRE_KEY_SIZE];
+	keygen("replica.key", replica_key);
+	keygen("client.key", g_client_key);
+	keygen("wrong.key", wrong);
+	g_auth = true;
+	mclient m;
+	msgpack_sbuffer sb;
+	int p = scenario_open("kv.lua", &m, &sb);
+	uint64_t last = 0;
+	put_keys(&m, &sb, 0, KEYS / 2, &last);
+	wait_converged(last, CATCHUP_MS, "replication with authentication");
+	note("keys from vsrhost keygen; primary %d; %d authenticated writes replicated", p + 1,
+	     KEYS / 2);
+	vsr_wire_status before;
+	if (!status_of(p, &before))
+		fail("no status from the primary");
+
+	/* 1. No key: HELLO without a nonce, then a request. */
+	{
+		int fd = tcp_connect(g_client_port[p]);
+		vsr_buf b = {0};
+		vsr_wire_hello h = {.role = VSR_WIRE_ROLE_CLIENT, .instance = 1};
+		vsr_wire_encode_hello(&b, g_cluster, &h);
+		append_register(&b);
+		if (fd < 0 || !write_all(fd, b.data, b.len))
+			fail("cannot reach the primary's client port");
+		vsr_buf_free(&b);
+		vsr_wire_reader rd;
+		vsr_wire_reader_init(&rd, &m.wc, NULL);
+		bool reply;
+		char text[300];
+		if (!drain_until_closed(fd, &rd, &reply, text, sizeof text))
+			fail("a connection without the key was not closed");
+		if (reply)
+			fail("a connection without the key got a reply");
+		note("no key: closed, no reply; the replica said \"%s\"", text);
+		if (strstr(text, "no key") == NULL)
+			fail("the CLOSE does not say the key is missing");
+		vsr_wire_reader_free(&rd);
+		close(fd);
+	}
+	/* 2. A wrong key: the handshake fails, nothing is accepted. */
+	{
+		mclient w;
+		mc_init(&w);
+		if (mc_open_key(&w, p, VSR_WIRE_ROLE_CLIENT, wrong))
+			fail("a client with a wrong key authenticated");
+		mc_free(&w);
+		note("wrong key: the replica refused the handshake");
+	}
+	/* 3. An authenticated connection, then one forged frame (a request
+	 * whose MAC was made without the key): closed, not applied. */
+	{
+		mclient f;
+		mc_init(&f);
+		if (!mc_open(&f, p, VSR_WIRE_ROLE_CLIENT))
+			fail("cannot authenticate with the right key");
+		msgpack_sbuffer_clear(&sb);
+		op_kv(&sb, "put", "forged", "never");
+		vsr_message q = {.type = VSR_MSG_REQUEST, .cluster = g_cluster};
+		q.request.kind = VSR_REQUEST_OP;
+		q.request.session = m.session;
+		q.request.request = m.request + 100;
+		q.request.op = (const uint8_t *)sb.data;
+		q.request.op_len = (uint32_t)sb.size;
+		vsr_buf b = {0};
+		vsr_wire_encode_message(&b, g_cluster, &q);
+		if (vsr_wire_conn_auth_seal(&f.c[p].auth, &b, 0) != 0)
+			fail("seal");
+		b.data[b.len - 1] ^= 0x01; /* the MAC no longer matches */
+		if (!write_all(f.c[p].fd, b.data, b.len))
+			fail("write forged frame");
+		vsr_buf_free(&b);
+		bool reply;
+		char text[300];
+		if (!drain_until_closed(f.c[p].fd, &f.c[p].rd, &reply, text, sizeof text))
+			fail("a forged frame did not close its connection");
+		if (reply)
+			fail("a forged frame was answered");
+		mc_free(&f);
+		mresult r;
+		op_kv(&sb, "get", "forged", NULL);
+		m.request++;
+		if (!mc_call_number(&m, VSR_REQUEST_OP, m.request, (const uint8_t *)sb.data, sb.size,
+				    300, &r))
+			fail("get forged: no answer");
+		if (r.status != VSR_REPLY_ERROR || !body_contains(&r, "does not exist"))
+			fail("the forged put was applied: get answered %.*s", (int)r.body_len, r.body);
+		note("forged frame on an authenticated connection: closed, not applied");
+	}
+	/* 4. A forged replica on the replica port: HELLO as replica 2 (no key),
+	 * then a START_VIEW_CHANGE for a huge view. */
+	{
+		int target = p;
+		int claimed = (p + 1) % N;
+		int fd = tcp_connect(g_replica_port[target]);
+		vsr_buf b = {0};
+		vsr_wire_hello h = {.role = VSR_WIRE_ROLE_REPLICA, .replica = (uint8_t)claimed,
+				    .instance = 2};
+		vsr_wire_encode_hello(&b, g_cluster, &h);
+		vsr_message svc = {.type = VSR_MSG_START_VIEW_CHANGE, .cluster = g_cluster,
+				   .replica = (uint8_t)claimed, .view = before.view + 1000};
+		vsr_wire_encode_message(&b, g_cluster, &svc);
+		if (fd < 0 || !write_all(fd, b.data, b.len))
+			fail("cannot reach the replica port");
+		vsr_buf_free(&b);
+		vsr_wire_reader rd;
+		vsr_wire_reader_init(&rd, &m.wc, NULL);
+		bool reply;
+		char text[300];
+		if (!drain_until_closed(fd, &rd, &reply, text, sizeof text))
+			fail("a replica-port connection without the key was not closed");
+		vsr_wire_reader_free(&rd);
+		close(fd);
+		put_keys(&m, &sb, KEYS / 2, KEYS, &last);
+		vsr_wire_status after;
+		if (!status_of(p, &after))
+			fail("no status from the primary");
+		if (after.view != before.view)
+			fail("a forged START_VIEW_CHANGE moved the view from %" PRIu64 " to %" PRIu64,
+			     before.view, after.view);
+		note("forged replica: closed; view still %" PRIu64 ", writes go on", after.view);
+	}
+	uint64_t failures = scrape_value(p, "vsr_auth_failures_total");
+	if (failures < 3)
+		fail("vsr_auth_failures_total is %" PRIu64 ", want at least 3", failures);
+	note("vsr_auth_failures_total on the primary: %" PRIu64, failures);
+	/* 5. vsrctl reads the client key from the config. */
+	if (g_vsrctl != NULL) {
+		char out[4096];
+		const char *put[] = {"put", "auth-key", "works", NULL};
+		const char *get[] = {"get", "auth-key", NULL};
+		if (run_vsrctl(out, sizeof out, put) != 0)
+			fail("vsrctl put with the config's key failed: %s", out);
+		if (run_vsrctl(out, sizeof out, get) != 0 || strstr(out, "works") == NULL)
+			fail("vsrctl get with the config's key failed: %s", out);
+		const char *status[] = {"status", NULL};
+		if (run_vsrctl(out, sizeof out, status) != 0)
+			fail("vsrctl status with the config's key failed: %s", out);
+		note("vsrctl put, get and status authenticate with auth.client_key");
+	}
+	get_keys(&m, &sb, 0, KEYS);
+	scenario_close(&m, &sb);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Durable storage: crashes and corruption under write load.                */
+
+#define WRITERS 4
+#define WRITER_QUOTA 60    /* puts per writer per round */
+
+static volatile sig_atomic_t g_writer_stop;
+
+static void writer_on_term(int sig)
+{
+	(void)sig;
+	g_writer_stop = 1;
+}
+
+static void writer_key(int w, uint32_t seq, char key[32], char val[64])
+{
+	snprintf(key, 32, "w%d-%u", w, seq);
+	snprintf(val, 64, "v%d-%u-%" PRIu64, w, seq, g_seed);
+}
+
+/* A writer process: its own session, puts w<w>-<seq> from `first` for
+ * `quota` keys, each retried with the same request number until answered (a
+ * crash of the whole cluster only delays it), and reports every
+ * acknowledgement on `fd` as "w seq op". SIGTERM: finish the put in flight,
+ * then exit. */
+static void writer_main(int w, int fd, uint32_t first, uint32_t quota)
+{
+	memset(g_pid, 0, sizeof g_pid); /* the driver's children, not ours */
+	g_keep = true;
+	signal(SIGTERM, writer_on_term);
+	mclient m;
+	mc_init(&m);
+	m.target = (uint8_t)(w % N);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	mresult r;
+	uint64_t nonce = g_seed ^ ((uint64_t)w << 40) ^ ((uint64_t)first << 8) ^ 0x77;
+	while (!mc_call_number(&m, VSR_REQUEST_REGISTER, nonce, NULL, 0, 300, &r) ||
+	       r.status != VSR_REPLY_OK || m.session == 0) {
+		if (g_writer_stop) _exit(0);
+	}
+	for (uint32_t seq = first; seq < first + quota && !g_writer_stop; seq++) {
+		char key[32], val[64];
+		writer_key(w, seq, key, val);
+		op_kv(&sb, "put", key, val);
+		m.request++;
+		while (!mc_call_number(&m, VSR_REQUEST_OP, m.request, (const uint8_t *)sb.data, sb.size,
+				       300, &r)) {
+		}
+		if (r.status != VSR_REPLY_OK) _exit(4);
+		dprintf(fd, "%d %u %" PRIu64 "\n", w, seq, r.op);
+	}
+	while (!g_writer_stop) pause();
+	_exit(0);
+}
+
+typedef struct writers {
+	pid_t pid[WRITERS];
+	int fd;                  /* read end of the acknowledgement pipe */
+	uint32_t next[WRITERS];  /* first seq not yet acknowledged */
+	uint64_t max_op;
+	uint32_t acks;           /* acknowledgements read this round */
+	char buf[4096];
+	size_t len;
+} writers;
+
+static void writers_start_quota(writers *ws, uint32_t quota);
+
+static void writers_start(writers *ws)
+{
+	writers_start_quota(ws, WRITER_QUOTA);
+}
+
+static void writers_start_quota(writers *ws, uint32_t quota)
+{
+	int p[2];
+	if (pipe(p) != 0) fail("pipe: %s", strerror(errno));
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	ws->fd = p[0];
+	ws->acks = 0;
+	ws->len = 0;
+	fflush(NULL);
+	for (int w = 0; w < WRITERS; w++) {
+		pid_t pid = fork();
+		if (pid < 0) fail("fork: %s", strerror(errno));
+		if (pid == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			close(p[0]);
+			writer_main(w, p[1], ws->next[w], quota);
+		}
+		ws->pid[w] = pid;
+	}
+	close(p[1]);
+}
+
+/* Reads what the writers reported; returns false at end of file. */
+static bool writers_drain(writers *ws, int timeout_ms)
+{
+	struct pollfd pfd = {.fd = ws->fd, .events = POLLIN};
+	if (poll(&pfd, 1, timeout_ms) <= 0) return true;
+	ssize_t n = read(ws->fd, ws->buf + ws->len, sizeof ws->buf - ws->len - 1);
+	if (n == 0) return false;
+	if (n < 0) return true;
+	ws->len += (size_t)n;
+	ws->buf[ws->len] = '\0';
+	char *line = ws->buf, *nl;
+	while ((nl = strchr(line, '\n')) != NULL) {
+		*nl = '\0';
+		int w;
+		unsigned seq;
+		uint64_t op;
+		if (sscanf(line, "%d %u %" SCNu64, &w, &seq, &op) != 3 || w < 0 || w >= WRITERS ||
+		    seq != ws->next[w])
+			fail("writer report out of order: %s", line);
+		ws->next[w] = seq + 1;
+		if (op > ws->max_op) ws->max_op = op;
+		ws->acks++;
+		line = nl + 1;
+	}
+	ws->len = strlen(line);
+	memmove(ws->buf, line, ws->len);
+	return true;
+}
+
+static void writers_wait_acks(writers *ws, uint32_t acks, const char *what)
+{
+	uint64_t deadline = now_ms() + 3 * CALL_MS;
+	while (ws->acks < acks) {
+		check_alive();
+		if (now_ms() > deadline)
+			fail("%s: only %u of %u writes acknowledged within %d ms", what, ws->acks, acks,
+			     3 * CALL_MS);
+		writers_drain(ws, 50);
+	}
+}
+
+static void writers_stop(writers *ws)
+{
+	for (int w = 0; w < WRITERS; w++) kill(ws->pid[w], SIGTERM);
+	uint64_t deadline = now_ms() + 3 * CALL_MS;
+	for (int w = 0; w < WRITERS; w++) {
+		for (;;) {
+			int status;
+			pid_t r = waitpid(ws->pid[w], &status, WNOHANG);
+			if (r == ws->pid[w]) {
+				if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+					fail("writer %d failed (status 0x%x)", w, status);
+				break;
+			}
+			if (now_ms() > deadline) {
+				kill(ws->pid[w], SIGKILL);
+				fail("writer %d did not finish its last put within %d ms", w, 3 * CALL_MS);
+			}
+			writers_drain(ws, 20);
+		}
+	}
+	while (writers_drain(ws, 0)) {
+	}
+	close(ws->fd);
+}
+
+/* Every acknowledged write of every writer, read back; the replicas agree. */
+static uint32_t verify_writes(mclient *m, msgpack_sbuffer *sb, const writers *ws, const char *what)
+{
+	wait_converged(ws->max_op, CATCHUP_MS, what);
+	uint32_t n = 0;
+	for (int w = 0; w < WRITERS; w++) {
+		for (uint32_t seq = 0; seq < ws->next[w]; seq++) {
+			char key[32], val[64];
+			writer_key(w, seq, key, val);
+			op_kv(sb, "get", key, NULL);
+			mresult r;
+			mc_op(m, sb, &r, key);
+			if (!body_contains(&r, val))
+				fail("%s: acknowledged write %s=%s is missing", what, key, val);
+			n++;
+		}
+	}
+	return n;
+}
+
+static void wait_started(int i)
+{
+	wait_ports(i);
+}
+
+static int scenario_crash(int rounds)
+{
+	g_durability = "durable";
+	mclient m;
+	msgpack_sbuffer sb;
+	scenario_open("kv.lua", &m, &sb);
+	writers ws = {0};
+	for (int round = 1; round <= rounds; round++) {
+		writers_start(&ws);
+		writers_wait_acks(&ws, 20, "before the crash");
+		bool all = round % 2 == 1;
+		if (all) {
+			for (int i = 0; i < N; i++) kill_replica(i);
+			for (int i = 0; i < N; i++) start_replica(i);
+			wait_ports(-1);
+		} else {
+			for (int i = 0; i < N; i++) {
+				kill_replica(i);
+				start_replica(i);
+				wait_started(i);
+			}
+		}
+		uint32_t before = ws.acks;
+		writers_wait_acks(&ws, before + 20, "after the restart");
+		writers_stop(&ws);
+		uint32_t n = verify_writes(&m, &sb, &ws, all ? "after kill -9 of every replica"
+							    : "after kill -9 of each replica in turn");
+		note("round %d: kill -9 of %s under load (%u writes acknowledged before); all %u "
+		     "acknowledged writes present, digests equal at op %" PRIu64,
+		     round, all ? "all replicas at once" : "each replica in turn", before, n, ws.max_op);
+	}
+	scenario_close(&m, &sb);
+	return 0;
+}
+
+static void flip_byte(int replica, const char *name, long off)
+{
+	char path[600];
+	snprintf(path, sizeof path, "%s/data/replica-%d/%s", g_dir, replica + 1, name);
+	int fd = open(path, O_RDWR);
+	uint8_t b;
+	if (fd < 0 || pread(fd, &b, 1, off) != 1)
+		fail("cannot read %s: %s", path, strerror(errno));
+	b ^= 0x40;
+	if (pwrite(fd, &b, 1, off) != 1) fail("cannot write %s: %s", path, strerror(errno));
+	close(fd);
+}
+
+/* The replica's log says it found what was flipped and is being repaired. */
+static bool log_mentions(int replica, const char *text)
+{
+	char path[400];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, replica + 1);
+	FILE *f = fopen(path, "r");
+	if (f == NULL) return false;
+	char line[2048];
+	bool found = false;
+	while (!found && fgets(line, sizeof line, f) != NULL) found = strstr(line, text) != NULL;
+	fclose(f);
+	return found;
+}
+
+static void corrupt_round(mclient *m, msgpack_sbuffer *sb, writers *ws, const char *what,
+			  int victim, void (*damage)(int))
+{
+	writers_start(ws);
+	writers_wait_acks(ws, 20, what);
+	damage(victim);
+	if (g_pid[victim] > 0)
+		kill_replica(victim);
+	start_replica(victim);
+	wait_ports(victim);
+	uint32_t before = ws->acks;
+	writers_wait_acks(ws, before + 20, what);
+	writers_stop(ws);
+	uint32_t n = verify_writes(m, sb, ws, what);
+	note("%s (replica %d): back, all %u acknowledged writes present, digests equal at op %" PRIu64,
+	     what, victim + 1, n, ws->max_op);
+}
+
+static void damage_log_and_superblock(int r)
+{
+	flip_byte(r, "log-0000000000000001", 64 + 4); /* the first entry's body */
+	flip_byte(r, "superblock", 72);                /* copy 0: the view */
+}
+
+static void damage_superblock_copy(int r)
+{
+	flip_byte(r, "superblock", 4096 + 72); /* copy 1: the view */
+}
+
+/* Deleted while it runs; what it writes until kill -9 goes as well. */
+static void damage_delete_dir(int r)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s/data/replica-%d' 2>/dev/null", g_dir, r + 1);
+	if (system(cmd) != 0) {
+		/* It was creating a file meanwhile. */
+	}
+	kill_replica(r);
+	if (system(cmd) != 0) fail("cannot delete replica %d's directory", r + 1);
+}
+
+static int scenario_corrupt(void)
+{
+	g_durability = "durable";
+	mclient m;
+	msgpack_sbuffer sb;
+	int p = scenario_open("kv.lua", &m, &sb);
+	writers ws = {0};
+	corrupt_round(&m, &sb, &ws, "byte flipped in the log and the superblock of the primary", p,
+		      damage_log_and_superblock);
+	if (!log_mentions(p, "cannot be trusted"))
+		fail("replica %d did not report its corrupt log", p + 1);
+	int b = (p + 1) % N;
+	corrupt_round(&m, &sb, &ws, "byte flipped in one superblock copy of a backup", b,
+		      damage_superblock_copy);
+	corrupt_round(&m, &sb, &ws, "data directory deleted", (p + 2) % N, damage_delete_dir);
+	scenario_close(&m, &sb);
+	return 0;
+}
+
+/* A full disk: replica `victim`'s directory is a tmpfs with room for its
+ * first log segment (64 MiB, preallocated) and little more, so its first
+ * checkpoint file does not fit. It must stop with exit status 74 and say
+ * why; the others go on, and no acknowledged write is lost. */
+static void unmount_scratch(void)
+{
+	if (g_mounted[0] != '\0') {
+		umount2(g_mounted, MNT_DETACH);
+		g_mounted[0] = '\0';
+	}
+}
+
+static int scenario_disk_full(void)
+{
+	g_durability = "durable";
+	int victim = 1;
+	snprintf(g_mounted, sizeof g_mounted, "%s/data/replica-%d", g_dir, victim + 1);
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "mkdir -p '%s'", g_mounted);
+	if (system(cmd) != 0) fail("cannot create %s", g_mounted);
+	if (mount("tmpfs", g_mounted, "tmpfs", 0, "size=65600k") != 0) {
+		note("SKIP: cannot mount a small tmpfs at %s: %s", g_mounted, strerror(errno));
+		g_mounted[0] = '\0';
+		return 77;
+	}
+	atexit(unmount_scratch);
+	mclient m;
+	msgpack_sbuffer sb;
+	scenario_open("kv.lua", &m, &sb);
+	writers ws = {0};
+	writers_start_quota(&ws, 1500);
+	/* Until the victim stops: only its exit is expected. */
+	uint64_t deadline = now_ms() + 6 * CALL_MS;
+	int status = 0;
+	for (;;) {
+		if (waitpid(g_pid[victim], &status, WNOHANG) == g_pid[victim]) {
+			g_pid[victim] = 0;
+			break;
+		}
+		if (now_ms() > deadline)
+			fail("replica %d never ran out of disk (%u writes acknowledged)", victim + 1,
+			     ws.acks);
+		writers_drain(&ws, 20);
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 74)
+		fail("replica %d stopped with status 0x%x, not exit 74", victim + 1, status);
+	if (!log_mentions(victim, "disk is full"))
+		fail("replica %d's log does not say its disk is full", victim + 1);
+	uint32_t before = ws.acks;
+	note("replica %d stopped with exit 74 after %u acknowledged writes: disk full", victim + 1,
+	     before);
+	writers_wait_acks(&ws, before + 20, "after the disk filled up");
+	writers_stop(&ws);
+	uint32_t n = verify_writes(&m, &sb, &ws, "after the disk filled up");
+	note("the other replicas go on: all %u acknowledged writes present, digests equal at op %" PRIu64,
+	     n, ws.max_op);
+	scenario_close(&m, &sb);
+	unmount_scratch();
 	return 0;
 }
 
@@ -1753,8 +2501,8 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: proctest --vsrhost PATH --root SOURCE_DIR --scenario NAME\n"
 		     "                [--vsrctl PATH] [--trials N] [--seed S] [--keep]\n"
-		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics\n"
-		     "           pause-backup one-way-cut client-cut failover-bench\n");
+		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics auth\n"
+		     "           pause-backup one-way-cut client-cut failover-bench crash corrupt disk-full\n");
 }
 
 int main(int argc, char **argv)
@@ -1823,8 +2571,16 @@ int main(int argc, char **argv)
 		rc = scenario_one_way_cut();
 	else if (strcmp(scenario, "client-cut") == 0)
 		rc = scenario_client_cut();
+	else if (strcmp(scenario, "auth") == 0)
+		rc = scenario_auth();
 	else if (strcmp(scenario, "failover-bench") == 0)
 		rc = scenario_failover_bench(trials);
+	else if (strcmp(scenario, "crash") == 0)
+		rc = scenario_crash(trials);
+	else if (strcmp(scenario, "corrupt") == 0)
+		rc = scenario_corrupt();
+	else if (strcmp(scenario, "disk-full") == 0)
+		rc = scenario_disk_full();
 	else {
 		usage(stderr);
 		rc = 64;

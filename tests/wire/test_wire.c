@@ -1,6 +1,6 @@
 /* test_wire.c - wire format tests: round trips, every malformation, the streaming reader.
  *
- * Usage: test_wire roundtrip|malformed|reader|oversize|encode-errors|doc-example [seed]
+ * Usage: test_wire roundtrip|malformed|reader|oversize|encode-errors|doc-example|auth [seed]
  *        test_wire write-corpus DIR   (regenerates tests/wire/corpus)
  * The seed (argument, else VSR_SEED, else the clock) is printed first so
  * any failure can be replayed. */
@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <msgpack.h>
 
@@ -39,7 +41,7 @@ static const uint8_t wt_core_types[] = {
 };
 static const uint8_t wt_host_types[] = {
 	VSR_WIRE_HELLO, VSR_WIRE_PING, VSR_WIRE_PONG, VSR_WIRE_STATUS_REQUEST,
-	VSR_WIRE_STATUS_REPLY, VSR_WIRE_CLOSE,
+	VSR_WIRE_STATUS_REPLY, VSR_WIRE_CLOSE, VSR_WIRE_AUTH,
 };
 #define WT_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -172,8 +174,8 @@ static int wt_patch_index;
 static wt_fill_fn wt_patch_fill;
 static void fill_core(msgpack_packer *pk)
 {
-	msgpack_pack_array(pk, 20);
-	for (int i = 0; i < 20; i++) {
+	msgpack_pack_array(pk, 21);
+	for (int i = 0; i < 21; i++) {
 		if (i == wt_patch_index && wt_patch_fill != NULL) {
 			wt_patch_fill(pk);
 			continue;
@@ -267,17 +269,35 @@ static void fill_entries_65(msgpack_packer *pk)
 }
 static void fill_hello_role9(msgpack_packer *pk)
 {
-	msgpack_pack_array(pk, 3);
+	msgpack_pack_array(pk, 5);
 	msgpack_pack_uint64(pk, 9);
 	msgpack_pack_uint64(pk, 0);
 	msgpack_pack_uint64(pk, 0);
+	msgpack_pack_uint64(pk, 0);
+	msgpack_pack_bin(pk, 0);
 }
 static void fill_hello_client_replica(msgpack_packer *pk)
 {
-	msgpack_pack_array(pk, 3);
+	msgpack_pack_array(pk, 5);
 	msgpack_pack_uint64(pk, VSR_WIRE_ROLE_CLIENT);
 	msgpack_pack_uint64(pk, 2);
 	msgpack_pack_uint64(pk, 0);
+	msgpack_pack_uint64(pk, 0);
+	msgpack_pack_bin(pk, 0);
+}
+static void fill_hello_short_nonce(msgpack_packer *pk)
+{
+	msgpack_pack_array(pk, 5);
+	msgpack_pack_uint64(pk, VSR_WIRE_ROLE_CLIENT);
+	msgpack_pack_uint64(pk, 0);
+	msgpack_pack_uint64(pk, 0);
+	msgpack_pack_uint64(pk, 0);
+	msgpack_pack_bin_with_body(pk, "0123456789", 10);
+}
+static void fill_auth_short_proof(msgpack_packer *pk)
+{
+	msgpack_pack_array(pk, 1);
+	msgpack_pack_bin_with_body(pk, "0123456789", 10);
 }
 static void fill_close_nul(msgpack_packer *pk)
 {
@@ -328,16 +348,18 @@ static void test_malformed(uint64_t seed)
 	DAMAGE("magic", f[0] = 'X', true, VSR_WIRE_EMAGIC);
 	DAMAGE("header byte flipped", f[20] ^= 1, false, VSR_WIRE_EHEADER_CHECKSUM);
 	DAMAGE("header checksum flipped", f[39] ^= 0x80, false, VSR_WIRE_EHEADER_CHECKSUM);
-	DAMAGE("version 2", f[4] = 2, true, VSR_WIRE_EVERSION);
+	DAMAGE("version 1", f[4] = 1, true, VSR_WIRE_EVERSION);
+	DAMAGE("version 3", f[4] = 3, true, VSR_WIRE_EVERSION);
 	DAMAGE("version 0", f[4] = 0, true, VSR_WIRE_EVERSION);
-	DAMAGE("flags", f[5] = 1, true, VSR_WIRE_EFLAGS);
+	DAMAGE("flags", f[5] = 2, true, VSR_WIRE_EFLAGS);
+	DAMAGE("MAC flag without a connection key", f[5] = VSR_WIRE_FLAG_MAC, true, VSR_WIRE_EMAC);
 	DAMAGE("reserved byte 7", f[7] = 1, true, VSR_WIRE_EFLAGS);
 	DAMAGE("reserved bytes 12..15", f[14] = 1, true, VSR_WIRE_EFLAGS);
 	DAMAGE("foreign cluster", f[16] ^= 1, true, VSR_WIRE_ECLUSTER);
 	DAMAGE("type 0", f[6] = 0, true, VSR_WIRE_ETYPE);
 	DAMAGE("type 16", f[6] = 16, true, VSR_WIRE_ETYPE);
 	DAMAGE("type 63", f[6] = 63, true, VSR_WIRE_ETYPE);
-	DAMAGE("type 70", f[6] = 70, true, VSR_WIRE_ETYPE);
+	DAMAGE("type 71", f[6] = 71, true, VSR_WIRE_ETYPE);
 	DAMAGE("type 255", f[6] = 255, true, VSR_WIRE_ETYPE);
 	DAMAGE("body length zero", (f[8] = 0, f[9] = 0, f[10] = 0, f[11] = 0), true,
 	       VSR_WIRE_ETRUNCATED);
@@ -467,6 +489,8 @@ static void test_malformed(uint64_t seed)
 	} host[] = {
 		{"HELLO role 9", VSR_WIRE_HELLO, fill_hello_role9, VSR_WIRE_ERANGE},
 		{"HELLO client with replica", VSR_WIRE_HELLO, fill_hello_client_replica, VSR_WIRE_ERANGE},
+		{"HELLO nonce of 10 bytes", VSR_WIRE_HELLO, fill_hello_short_nonce, VSR_WIRE_ERANGE},
+		{"AUTH proof of 10 bytes", VSR_WIRE_AUTH, fill_auth_short_proof, VSR_WIRE_ERANGE},
 		{"CLOSE text with NUL", VSR_WIRE_CLOSE, fill_close_nul, VSR_WIRE_ERANGE},
 		{"CLOSE text of 300", VSR_WIRE_CLOSE, fill_close_long, VSR_WIRE_ELIMIT},
 		{"HELLO with PING body", VSR_WIRE_HELLO, fill_ping_ok, VSR_WIRE_ESHAPE},
@@ -789,12 +813,12 @@ static void test_oversize(uint64_t seed)
  * document and the code disagree.                                           */
 
 static const uint8_t doc_request_frame[] = {
-	0x56, 0x53, 0x52, 0x57, 0x01, 0x00, 0x01, 0x00, 0x1b, 0x00, 0x00, 0x00,
+	0x56, 0x53, 0x52, 0x57, 0x02, 0x00, 0x01, 0x00, 0x1c, 0x00, 0x00, 0x00,
 	0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-	0x7d, 0xd1, 0xda, 0xdd, 0xd0, 0x96, 0x82, 0x71, 0xd7, 0xff, 0x94, 0x36,
-	0xb7, 0x3f, 0x24, 0x2b, 0xdc, 0x00, 0x14, 0x00, 0x00, 0x00, 0x00, 0x00,
+	0x23, 0xb3, 0x02, 0x6f, 0xa8, 0xfb, 0xd4, 0xc4, 0x7c, 0x91, 0x46, 0x66,
+	0xff, 0x93, 0x13, 0x01, 0xdc, 0x00, 0x15, 0x00, 0x00, 0x00, 0x00, 0x00,
 	0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0x03, 0x02, 0xc4, 0x02, 0x68, 0x69,
-	0x00, 0xc4, 0x00, 0x90, 0x00, 0x00, 0x00,
+	0x00, 0xc4, 0x00, 0x90, 0x00, 0x00, 0x00, 0x00,
 };
 
 static void test_doc_example(uint64_t seed)
@@ -865,6 +889,176 @@ static int write_corpus(const char *dir)
 	return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Authentication: HELLO nonces, AUTH proofs, sealed frames.               */
+
+/* Feeds `data` to `r` in one piece and decodes: 0 or -reason. */
+static int auth_feed(vsr_wire_reader *r, const uint8_t *data, size_t len, vsr_wire_decoded *d)
+{
+	size_t used = 0;
+	int rc = vsr_wire_reader_feed(r, data, len, &used);
+	if (rc == 1)
+		rc = vsr_wire_reader_decode(r, d);
+	else if (rc == 0)
+		rc = -VSR_WIRE_ETRUNCATED;
+	return rc;
+}
+
+/* A PING sealed under `key` as frame `seq`. */
+static vsr_buf auth_sealed_ping(const uint8_t *key, uint64_t seq, uint64_t nonce)
+{
+	vsr_buf b = {0};
+	vsr_wire_ping p = {.nonce = nonce, .time_ns = 7};
+	CHECK(vsr_wire_encode_ping(&b, WT_CLUSTER, VSR_WIRE_PING, &p) == 0, "encode ping");
+	CHECK(vsr_wire_seal(&b, 0, key, seq) == 0, "seal");
+	return b;
+}
+
+static void test_auth(uint64_t seed)
+{
+	vsr_wire_config cfg;
+	wt_config(&cfg);
+	uint8_t key[VSR_WIRE_KEY_SIZE], other[VSR_WIRE_KEY_SIZE];
+	for (size_t i = 0; i < sizeof key; i++) {
+		key[i] = (uint8_t)(seed >> (i % 8) * 8) ^ (uint8_t)i;
+		other[i] = key[i] ^ 0x5a;
+	}
+	/* Two ends: a (replica 1 dialling) and b (replica 2's listener). */
+	vsr_wire_handshake a, b, forger;
+	vsr_wire_handshake_init(&a, key, WT_CLUSTER, VSR_WIRE_ROLE_REPLICA, 0);
+	vsr_wire_handshake_init(&b, key, WT_CLUSTER, VSR_WIRE_ROLE_REPLICA, 1);
+	vsr_wire_handshake_init(&forger, other, WT_CLUSTER, VSR_WIRE_ROLE_REPLICA, 0);
+	CHECK(memcmp(a.my_nonce, b.my_nonce, VSR_WIRE_NONCE_SIZE) != 0, "nonces are random");
+	vsr_wire_hello ha = {.role = VSR_WIRE_ROLE_REPLICA, .replica = 0, .has_nonce = true};
+	vsr_wire_hello hb = {.role = VSR_WIRE_ROLE_REPLICA, .replica = 1, .has_nonce = true};
+	vsr_wire_hello hf = ha;
+	memcpy(ha.nonce, a.my_nonce, sizeof ha.nonce);
+	memcpy(hb.nonce, b.my_nonce, sizeof hb.nonce);
+	memcpy(hf.nonce, forger.my_nonce, sizeof hf.nonce);
+	vsr_wire_auth pa, pb, pf;
+	CHECK(vsr_wire_handshake_peer_hello(&a, &hb, &pa) == 0, "a got b's hello");
+	CHECK(vsr_wire_handshake_peer_hello(&b, &ha, &pb) == 0, "b got a's hello");
+	CHECK(vsr_wire_handshake_check(&b, &ha, &pa) == 0, "b accepts a's proof");
+	CHECK(vsr_wire_handshake_check(&a, &hb, &pb) == 0, "a accepts b's proof");
+	CHECK(memcmp(a.send_key, b.recv_key, VSR_WIRE_KEY_SIZE) == 0, "a->b key agreed");
+	CHECK(memcmp(a.recv_key, b.send_key, VSR_WIRE_KEY_SIZE) == 0, "b->a key agreed");
+	CHECK(memcmp(a.send_key, a.recv_key, VSR_WIRE_KEY_SIZE) != 0, "directions differ");
+	/* A proof is bound to the sender's identity, to the key and to this
+	 * connection's nonces. */
+	vsr_wire_hello ha_lie = ha;
+	ha_lie.replica = 2;
+	CHECK(vsr_wire_handshake_check(&b, &ha_lie, &pa) == -VSR_WIRE_EMAC, "proof names its sender");
+	vsr_wire_handshake b2;
+	vsr_wire_handshake_init(&b2, key, WT_CLUSTER, VSR_WIRE_ROLE_REPLICA, 1);
+	vsr_wire_auth unused;
+	CHECK(vsr_wire_handshake_peer_hello(&b2, &ha, &unused) == 0, "b2 hello");
+	CHECK(vsr_wire_handshake_check(&b2, &ha, &pa) == -VSR_WIRE_EMAC,
+	      "a proof recorded on one connection fails on the next");
+	vsr_wire_handshake b3;
+	vsr_wire_handshake_init(&b3, key, WT_CLUSTER, VSR_WIRE_ROLE_REPLICA, 1);
+	CHECK(vsr_wire_handshake_peer_hello(&b3, &hf, &unused) == 0, "b3 hello");
+	CHECK(vsr_wire_handshake_peer_hello(&forger, &hb, &pf) == 0, "forger hello");
+	CHECK(vsr_wire_handshake_check(&b3, &hf, &pf) == -VSR_WIRE_EMAC, "a wrong key fails");
+	vsr_wire_hello no_nonce = {.role = VSR_WIRE_ROLE_CLIENT};
+	CHECK(vsr_wire_handshake_peer_hello(&b3, &no_nonce, &unused) == -VSR_WIRE_EMAC,
+	      "a HELLO without a nonce cannot authenticate");
+
+	/* Sealed frames: in order they pass; damaged, replayed, reordered,
+	 * unsealed or under another key they fail with reason mac. */
+	vsr_wire_stats stats = {0};
+	vsr_wire_decoded d;
+	vsr_wire_decoded_init(&d);
+	vsr_wire_reader r;
+	vsr_wire_reader_init(&r, &cfg, &stats);
+	vsr_wire_reader_expect_mac(&r, b.recv_key);
+	for (uint64_t seq = 0; seq < 5; seq++) {
+		vsr_buf f = auth_sealed_ping(a.send_key, seq, 100 + seq);
+		/* Byte by byte: the MAC may arrive in pieces. */
+		int rc = 0;
+		size_t used;
+		for (size_t i = 0; i < f.len && rc == 0; i++)
+			rc = vsr_wire_reader_feed(&r, f.data + i, 1, &used);
+		CHECK(rc == 1, "sealed frame %" PRIu64 " complete: %d", seq, rc);
+		CHECK(vsr_wire_reader_decode(&r, &d) == 0 && d.type == VSR_WIRE_PING &&
+			      d.ping.nonce == 100 + seq,
+		      "sealed frame %" PRIu64 " decodes", seq);
+		free(f.data);
+	}
+	vsr_wire_reader_free(&r);
+	struct {
+		const char *what;
+		uint64_t seq;
+		const uint8_t *key;
+		int damage; /* 0 none, 1 body byte, 2 MAC byte, 3 unseal */
+	} bad[] = {
+		{"replayed frame 0", 0, a.send_key, 0},
+		{"skipped frame 1", 2, a.send_key, 0},
+		{"another direction's key", 0, a.recv_key, 0},
+		{"body byte flipped", 0, a.send_key, 1},
+		{"MAC byte flipped", 0, a.send_key, 2},
+		{"unsealed frame", 0, a.send_key, 3},
+	};
+	for (size_t k = 0; k < WT_COUNT(bad); k++) {
+		vsr_wire_reader_init(&r, &cfg, &stats);
+		vsr_wire_reader_expect_mac(&r, b.recv_key);
+		if (bad[k].seq > 0 || k == 0) {
+			/* Frame 0 goes through first: the bad one comes second. */
+			vsr_buf f0 = auth_sealed_ping(a.send_key, 0, 1);
+			CHECK(auth_feed(&r, f0.data, f0.len, &d) == 0, "%s: frame 0", bad[k].what);
+			free(f0.data);
+		}
+		vsr_buf f = auth_sealed_ping(bad[k].key, bad[k].seq, 2);
+		if (bad[k].damage == 1)
+			f.data[VSR_WIRE_HEADER_SIZE + 2] ^= 1;
+		if (bad[k].damage == 2)
+			f.data[f.len - 1] ^= 1;
+		if (bad[k].damage == 3) {
+			free(f.data);
+			memset(&f, 0, sizeof f);
+			vsr_wire_ping p = {.nonce = 2};
+			CHECK(vsr_wire_encode_ping(&f, WT_CLUSTER, VSR_WIRE_PING, &p) == 0, "unsealed");
+		}
+		uint64_t before = stats.dropped[VSR_WIRE_EMAC];
+		int rc = auth_feed(&r, f.data, f.len, &d);
+		CHECK(rc == -VSR_WIRE_EMAC, "%s: got %d (%s)", bad[k].what, rc, r.err);
+		CHECK(stats.dropped[VSR_WIRE_EMAC] == before + 1, "%s: counted as mac", bad[k].what);
+		free(f.data);
+		vsr_wire_reader_free(&r);
+	}
+	/* A sealed frame to a reader that expects none. */
+	vsr_wire_reader_init(&r, &cfg, &stats);
+	vsr_buf f = auth_sealed_ping(a.send_key, 0, 3);
+	CHECK(auth_feed(&r, f.data, f.len, &d) == -VSR_WIRE_EMAC, "sealed before authentication");
+	free(f.data);
+	vsr_wire_reader_free(&r);
+	vsr_wire_decoded_free(&d);
+
+	/* Key files: generated, loaded back, refused when readable by others
+	 * or malformed. */
+	char dir[] = "/tmp/vsr-wire-auth-XXXXXX";
+	CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+	char path[128], err[256];
+	snprintf(path, sizeof path, "%s/cluster.key", dir);
+	uint8_t k1[VSR_WIRE_KEY_SIZE], k2[VSR_WIRE_KEY_SIZE];
+	CHECK(vsr_wire_key_generate(path, err, sizeof err) == 0, "keygen: %s", err);
+	CHECK(vsr_wire_key_generate(path, err, sizeof err) == -1 && strstr(err, "exists"),
+	      "keygen refuses to overwrite: %s", err);
+	CHECK(vsr_wire_key_load(path, k1, err, sizeof err) == 0, "load: %s", err);
+	CHECK(vsr_wire_key_load(path, k2, err, sizeof err) == 0 && memcmp(k1, k2, sizeof k1) == 0,
+	      "load is stable");
+	chmod(path, 0644);
+	CHECK(vsr_wire_key_load(path, k2, err, sizeof err) == -1 && strstr(err, "chmod 600"),
+	      "a world-readable key is refused: %s", err);
+	FILE *kf = fopen(path, "w");
+	fputs("not hex at all\n", kf);
+	fclose(kf);
+	chmod(path, 0600);
+	CHECK(vsr_wire_key_load(path, k2, err, sizeof err) == -1 && strstr(err, "64 hexadecimal"),
+	      "a malformed key is refused: %s", err);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "write-corpus") == 0)
@@ -895,6 +1089,8 @@ int main(int argc, char **argv)
 		test_encode_errors(seed);
 	else if (strcmp(argv[1], "doc-example") == 0)
 		test_doc_example(seed);
+	else if (strcmp(argv[1], "auth") == 0)
+		test_auth(seed);
 	else {
 		fprintf(stderr, "unknown test %s\n", argv[1]);
 		return 2;

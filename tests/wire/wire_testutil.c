@@ -194,7 +194,15 @@ int wt_gen_host(uint64_t *state, uint8_t type, vsr_buf *out,
 						? (uint8_t)(wt_rand(state) % WT_REPLICAS)
 						: 0;
 		expect->hello.instance = wt_rand_u64(state);
+		expect->hello.has_nonce = wt_rand(state) % 2 == 0;
+		if (expect->hello.has_nonce)
+			for (size_t i = 0; i < VSR_WIRE_NONCE_SIZE; i++)
+				expect->hello.nonce[i] = (uint8_t)wt_rand(state);
 		return vsr_wire_encode_hello(out, WT_CLUSTER, &expect->hello);
+	case VSR_WIRE_AUTH:
+		for (size_t i = 0; i < VSR_WIRE_PROOF_SIZE; i++)
+			expect->auth.proof[i] = (uint8_t)wt_rand(state);
+		return vsr_wire_encode_auth(out, WT_CLUSTER, &expect->auth);
 	case VSR_WIRE_PING:
 	case VSR_WIRE_PONG:
 		expect->ping.nonce = wt_rand_u64(state);
@@ -320,6 +328,17 @@ bool wt_host_equal(const vsr_wire_decoded *a, const vsr_wire_decoded *b,
 		WT_FIELD(hello.role);
 		WT_FIELD(hello.replica);
 		WT_FIELD(hello.instance);
+		WT_FIELD(hello.has_nonce);
+		if (a->hello.has_nonce && memcmp(a->hello.nonce, b->hello.nonce, VSR_WIRE_NONCE_SIZE)) {
+			snprintf(why, why_len, "hello.nonce differs");
+			return false;
+		}
+		return true;
+	case VSR_WIRE_AUTH:
+		if (memcmp(a->auth.proof, b->auth.proof, VSR_WIRE_PROOF_SIZE) != 0) {
+			snprintf(why, why_len, "auth.proof differs");
+			return false;
+		}
 		return true;
 	case VSR_WIRE_PING:
 	case VSR_WIRE_PONG:
@@ -384,6 +403,8 @@ int wt_encode_decoded(const vsr_wire_decoded *d, vsr_buf *out)
 		return vsr_wire_encode_status(out, cluster, &d->status);
 	case VSR_WIRE_CLOSE:
 		return vsr_wire_encode_close(out, cluster, d->close.reason, d->close.text);
+	case VSR_WIRE_AUTH:
+		return vsr_wire_encode_auth(out, cluster, &d->auth);
 	default:
 		return vsr_wire_encode_message(out, cluster, &d->message);
 	}

@@ -9,7 +9,7 @@
 typedef struct host_options {
 	const char *config_path;
 	int replica;          /* 0-based core index (the CLI says N, this is N - 1); -1: supervisor */
-	bool fresh;           /* start as a member of a brand-new cluster */
+	bool fresh;           /* discard stored state: start unjoined */
 	int log_level;        /* -1: from the config */
 	const char *log_level_name; /* as given, passed on to children */
 } host_options;

@@ -1,4 +1,10 @@
-/* host_log.c - formats log lines: "2026-11-22T02:40:01.123Z INFO r1 text". */
+/* host_log.c - formats log lines: "2026-11-22T02:40:01.123Z INFO r1 text", or one JSON object per line.
+ *
+ * JSON lines have four members, always in this order:
+ *   {"ts":"2026-11-22T02:40:01.123Z","level":"info","who":"r1","msg":"..."}
+ * The message is escaped per RFC 8259 (quotes, backslashes, control
+ * characters); bytes of invalid UTF-8 are passed through as they are, since a
+ * log line must never be lost for its content. */
 #include "host_log.h"
 
 #include <stdio.h>
@@ -6,6 +12,7 @@
 #include <time.h>
 
 static int host_log_min = VSRH_LOG_INFO;
+static int host_log_format = VSRH_LOG_TEXT;
 static char host_log_tag_buf[32] = "vsrhost";
 
 void host_log_set_level(int level)
@@ -16,6 +23,11 @@ void host_log_set_level(int level)
 int host_log_level(void)
 {
 	return host_log_min;
+}
+
+void host_log_set_format(int format)
+{
+	host_log_format = format;
 }
 
 void host_log_set_tag(const char *tag)
@@ -38,6 +50,44 @@ const char *host_log_level_name(int level)
 	return level >= 0 && level < 4 ? host_log_names[level] : "?";
 }
 
+/* Appends `s` as the body of a JSON string; stops short of `end`. */
+static char *host_log_json_escape(char *p, const char *end, const char *s)
+{
+	for (; *s != '\0' && p + 7 < end; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\') {
+			*p++ = '\\';
+			*p++ = (char)ch;
+		} else if (ch == '\n') {
+			*p++ = '\\';
+			*p++ = 'n';
+		} else if (ch < 0x20) {
+			p += snprintf(p, (size_t)(end - p), "\\u%04x", ch);
+		} else {
+			*p++ = (char)ch;
+		}
+	}
+	return p;
+}
+
+static void host_log_json(char *line, size_t cap, const struct tm *tm, long ms, const char *level,
+			  const char *msg)
+{
+	char *end = line + cap - 3; /* room for "}\n" and the NUL */
+	char *p = line + snprintf(line, cap,
+				  "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"level\":\"%s\","
+				  "\"who\":\"",
+				  tm->tm_year + 1900, tm->tm_mon + 1, tm->tm_mday, tm->tm_hour,
+				  tm->tm_min, tm->tm_sec, ms, level);
+	p = host_log_json_escape(p, end, host_log_tag_buf);
+	p += snprintf(p, (size_t)(end - p), "\",\"msg\":\"");
+	p = host_log_json_escape(p, end - 1, msg);
+	*p++ = '"';
+	*p++ = '}';
+	*p++ = '\n';
+	*p = '\0';
+}
+
 void host_logv(int level, const char *fmt, va_list ap)
 {
 	if (level < host_log_min)
@@ -50,6 +100,14 @@ void host_logv(int level, const char *fmt, va_list ap)
 	/* Built in one buffer and written with one call so that lines from the
 	 * replicas a supervisor runs do not interleave mid-line. */
 	char line[2048];
+	if (host_log_format == VSRH_LOG_JSON) {
+		char msg[1536];
+		vsnprintf(msg, sizeof msg, fmt, ap);
+		host_log_json(line, sizeof line, &tm, ts.tv_nsec / 1000000,
+			      host_log_names[level < 0 ? 0 : level > 3 ? 3 : level], msg);
+		fwrite(line, 1, strlen(line), stderr);
+		return;
+	}
 	int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %s ",
 			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 			 tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,

@@ -9,6 +9,8 @@
 /* Lines below `level` (enum vsrh_log_level) are dropped. */
 void host_log_set_level(int level);
 int host_log_level(void);
+/* enum vsrh_log_format: text lines (the default) or one JSON object per line. */
+void host_log_set_format(int format);
 /* A short tag after the level, e.g. "r1" or "supervisor". */
 void host_log_set_tag(const char *tag);
 /* "debug", "info", "warn", "error" -> level, or -1. */

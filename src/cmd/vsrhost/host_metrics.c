@@ -169,6 +169,11 @@ static void render_net(render *r, const vsr_net *net)
 		st->peer_disconnects);
 	counter(r, "vsr_connections_refused_total", "connections refused over a limit",
 		st->connections_refused);
+	counter(r, "vsr_auth_failures_total",
+		"connections closed for a missing or wrong key, or a forged frame",
+		st->auth_failures);
+	counter(r, "vsr_auth_timeouts_total", "connections not authenticated in time",
+		st->auth_timeouts);
 	counter(r, "vsr_protocol_errors_total",
 		"frames before HELLO, of the wrong role, or with a spoofed sender",
 		st->protocol_errors);

@@ -71,6 +71,8 @@ typedef struct host {
 	uint64_t pauses;          /* times reading was paused for storage */
 	uint32_t pending_max;     /* storage high-water mark, kept past close */
 	vsr_http *http;           /* the metrics listener, when configured */
+	uint8_t replica_key[VSR_WIRE_KEY_SIZE]; /* auth.replica_key, when configured */
+	uint8_t client_key[VSR_WIRE_KEY_SIZE];  /* auth.client_key, when configured */
 	host_metrics metrics;
 	/* When each pending persist was submitted, by id: ids are consecutive
 	 * and at most VSR_STORAGE_PENDING_MAX are pending at once. */
@@ -100,6 +102,11 @@ static void host_note_changes(host *h)
 	vsr_replica_info *was = &h->last;
 	if (now.status != was->status)
 		h->status_since_ms = uv_now(h->loop);
+	/* Caught up: a durable store that came back without its state may
+	 * drop its "unrecovered" mark now (vsr_storage.h). */
+	if (now.status == VSR_STATUS_NORMAL && was->status != VSR_STATUS_NORMAL &&
+	    h->storage != NULL)
+		vsr_storage_recovered(h->storage);
 	if (now.status != was->status || now.view != was->view) {
 		host_info("status %s, view %" PRIu64 ", primary %u%s (op %" PRIu64
 			  ", commit %" PRIu64 ")",
@@ -109,6 +116,18 @@ static void host_note_changes(host *h)
 	}
 	if (now.checkpoint_op != was->checkpoint_op)
 		host_info("checkpoint at op %" PRIu64, now.checkpoint_op);
+	if (now.history != was->history || now.amnesia != was->amnesia) {
+		if (now.history != 0 && !now.amnesia)
+			host_info("member of cluster history %016" PRIx64 "%s", now.history,
+				  now.view == 0 && now.op == 0 ? " (a new history: every replica "
+								 "was unjoined)"
+							      : "");
+		else if (now.history != 0)
+			host_info("catching up with cluster history %016" PRIx64
+				  " (this replica's own state was lost)", now.history);
+		if (h->net != NULL)
+			vsr_net_set_history(h->net, now.history);
+	}
 	*was = now;
 }
 
@@ -272,8 +291,9 @@ static void host_tick_run(host *h)
 			  vsr_status_name((enum vsr_status)h->last.status),
 			  (now - h->status_since_ms) / 1000,
 			  h->cfg->durability == VSRH_DURABILITY_MEMORY
-				  ? " (memory storage: if a majority of the replicas restarted, the "
-				    "data is gone; start every replica anew with --fresh)"
+				  ? " (memory storage: if a majority of the replicas lost their memory, "
+				    "the data is gone; once every replica is restarted and unjoined, a new "
+				    "history begins)"
 				  : "");
 	}
 }
@@ -282,7 +302,9 @@ static void host_persisted_cb(vsr_storage *s, uint64_t persist_id, int status)
 {
 	host *h = vsr_storage_data(s);
 	if (status != VSR_OK) {
-		host_error("persist %" PRIu64 " failed: %s", persist_id, vsr_strerror(status));
+		const char *why = vsr_storage_error(s);
+		host_error("persist %" PRIu64 " failed: %s", persist_id,
+			   why[0] != '\0' ? why : vsr_strerror(status));
 		host_stop(h, EX_IOERR, "storage failed");
 		return;
 	}
@@ -494,14 +516,21 @@ static void host_core_config(const host *h, uint64_t seed, vsr_config *c)
 	const vsrh_config *cfg = h->cfg;
 	vsr_config_default(c, cfg->cluster, (uint8_t)cfg->replica_count, h->replica);
 	c->seed = seed;
+	/* The id of the history this process begins if it finds every replica
+	 * unjoined (genesis): random for every start, never 0. */
+	do
+		c->genesis_history = host_random_u64();
+	while (c->genesis_history == 0);
 	c->pipeline_max = cfg->pipeline_max;
 	c->batch_requests_max = cfg->batch_requests_max;
 	c->clients_max = cfg->clients_max;
 	c->checkpoint_interval = cfg->checkpoint_interval;
 	/* The core budgets every message it sends to fit one frame, with room
-	 * for the frame header and the msgpack envelope. A DO_VIEW_CHANGE
-	 * carries a whole pipeline of batches, so a batch gets its share. */
-	uint32_t room = cfg->message_bytes_max > 65536 ? cfg->message_bytes_max - 65536 : 4096;
+	 * for the frame header and the msgpack envelope (it counts each entry's
+	 * own framing itself). A DO_VIEW_CHANGE carries a whole pipeline of
+	 * batches, so a batch gets its share. The reply limit follows from the
+	 * same budget (vsr_reply_bytes_max): every reply fits a frame. */
+	uint32_t room = cfg->message_bytes_max - VSR_MESSAGE_WIRE_OVERHEAD;
 	c->message_bytes_max = room;
 	uint32_t share = room / (c->pipeline_max + 1);
 	share = share > 2 * VSR_ENTRY_WIRE_OVERHEAD ? share - 2 * VSR_ENTRY_WIRE_OVERHEAD : 64;
@@ -523,6 +552,16 @@ static void host_core_config(const host *h, uint64_t seed, vsr_config *c)
 	c->timeouts.recovery_retry_ticks = host_ms_to_ticks(cfg->retry_ms, tick);
 	/* Enough spread that two backups rarely suspect the primary at once. */
 	c->timeouts.jitter_ticks = c->timeouts.primary_ticks / 3 + 1;
+#ifdef VSRHOST_TEETH
+	/* vsrhost-teeth only (linked with the test core vsrcore_teeth): the
+	 * planted bugs VSR_BUGS names (vsr.h VSR_BUG_*), so that vsrjepsen can
+	 * show it catches them in real processes. Never in vsrhost. */
+	const char *bugs = getenv("VSR_BUGS");
+	if (bugs != NULL) {
+		c->bugs = (uint32_t)strtoul(bugs, NULL, 0);
+		host_warn("planted bugs 0x%x (VSR_BUGS): a test build, not for use", c->bugs);
+	}
+#endif
 }
 
 static void host_free(host *h)
@@ -547,6 +586,19 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	host_info("vsrhost %s: replica %u of %u, cluster %" PRIu64 ", %s storage, seed %016" PRIx64,
 		  VSRHOST_VERSION, h.replica + 1u, cfg->replica_count, cfg->cluster,
 		  cfg->durability == VSRH_DURABILITY_MEMORY ? "memory" : "durable", seed);
+
+	/* Keys first: a replica must never serve its ports unauthenticated
+	 * because a key file went missing. */
+	const char *key_files[2] = {cfg->replica_key_file, cfg->client_key_file};
+	const char *key_names[2] = {"auth.replica_key", "auth.client_key"};
+	uint8_t *keys[2] = {h.replica_key, h.client_key};
+	for (int k = 0; k < 2; k++) {
+		if (key_files[k] != NULL &&
+		    vsr_wire_key_load(key_files[k], keys[k], err, sizeof err) != 0) {
+			host_error("%s: %s: %s", cfg->path, key_names[k], err);
+			return EX_CONFIG;
+		}
+	}
 
 	/* The state machine. */
 	int rc = vsrh_sm_create(&h.sm, cfg, err, sizeof err);
@@ -586,16 +638,27 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		host_free(&h);
 		return EX_IOERR;
 	}
-	if (durable == NULL)
-		host_info("storage %s: empty, joining as a member of a new cluster", dir);
-	else if (cfg->durability == VSRH_DURABILITY_MEMORY)
-		host_info("storage %s: this replica ran before and its memory is gone; "
-			  "recovering from the others", dir);
+	if (durable == NULL || durable->superblock.history == 0) {
+		if (err[0] != '\0')
+			host_warn("%s", err);
+		host_info("storage %s: no state; unjoined: catching up with the cluster's "
+			  "history, or beginning a new one if every replica is unjoined", dir);
+	} else if (cfg->durability == VSRH_DURABILITY_DURABLE) {
+		host_info("storage %s: superblock view %" PRIu64 ", checkpoint op %" PRIu64
+			  ", %u log entries after it; recovering",
+			  dir, durable->superblock.view, durable->superblock.checkpoint_op,
+			  durable->entry_count);
+	}
 
 	/* The core. */
 	vsr_config vc;
 	host_core_config(&h, seed, &vc);
 	const char *why = vsr_config_invalid(&vc);
+	/* What net.c can frame must cover what the core produces: a reply it
+	 * could not encode would be dropped after the operation was applied. */
+	if (why == NULL &&
+	    (uint64_t)vsr_reply_bytes_max(&vc) + VSR_MESSAGE_WIRE_OVERHEAD > cfg->message_bytes_max)
+		why = "the reply limit does not fit limits.message_bytes";
 	if (why != NULL) {
 		host_error("%s: the limits give an unusable core configuration: %s", cfg->path, why);
 		vsr_storage_close(h.storage, NULL);
@@ -646,6 +709,8 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		.reconnect_min_ms = cfg->tick_ms * 5,
 		.reconnect_max_ms = cfg->primary_ms > 1000 ? cfg->primary_ms : 1000,
 		.instance = host_random_u64(),
+		.replica_key = cfg->replica_key_file != NULL ? h.replica_key : NULL,
+		.client_key = cfg->client_key_file != NULL ? h.client_key : NULL,
 		.peer_message_cb = host_peer_message_cb,
 		.request_cb = host_request_cb,
 		.status_cb = host_status_cb,

@@ -1,8 +1,9 @@
 /* host_supervisor.c - the embedded default: one child process per replica of the config, on this machine.
  *
  * Happy path: fork/exec this same binary once per replica with
- * `--replica i --fresh` (the whole cluster starts anew, so memory storage
- * must not mistake it for a restart), print where clients connect, wait.
+ * `--replica i` (each finds what its storage holds; with memory storage,
+ * nothing: every replica starts unjoined and together they begin a new
+ * history), print where clients connect, wait.
  * On SIGINT/SIGTERM forward SIGTERM to every child, wait for all of them,
  * exit 0.
  *
@@ -44,7 +45,8 @@ typedef struct supervisor {
 /* Grace period between SIGTERM and SIGKILL when stopping. */
 #define SUPERVISOR_STOP_GRACE_MS 5000
 
-static pid_t supervisor_spawn(const host_options *opts, const char *self, int replica)
+static pid_t supervisor_spawn(const host_options *opts, const char *self, int replica,
+			      bool fresh)
 {
 	char replica_arg[16];
 	snprintf(replica_arg, sizeof replica_arg, "%d", replica + 1);
@@ -54,7 +56,6 @@ static pid_t supervisor_spawn(const host_options *opts, const char *self, int re
 	argv[argc++] = (char *)opts->config_path;
 	argv[argc++] = (char *)"--replica";
 	argv[argc++] = replica_arg;
-	argv[argc++] = (char *)"--fresh";
 	if (opts->log_level_name != NULL) {
 		argv[argc++] = (char *)"--log-level";
 		argv[argc++] = (char *)opts->log_level_name;
@@ -181,7 +182,8 @@ int host_supervisor_main(const host_options *opts, const vsrh_config *cfg)
 	uv_signal_start(&s.sigchld, supervisor_sigchld_cb, SIGCHLD);
 
 	for (uint32_t i = 0; i < cfg->replica_count; i++) {
-		pid_t pid = supervisor_spawn(opts, self, (int)i);
+		pid_t pid = supervisor_spawn(opts, self, (int)i,
+					     cfg->durability == VSRH_DURABILITY_MEMORY);
 		if (pid < 0) {
 			host_error("cannot start replica %u: %s", i + 1, strerror(errno));
 			s.exit_code = EX_OSERR;

@@ -2,11 +2,13 @@
 #include "host.h"
 #include "host_log.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <unistd.h>
 
 #include "vsr_wire.h"
 #include "vsrh_config.h"
@@ -17,6 +19,8 @@ static void main_usage(FILE *out)
 	fprintf(out,
 		"usage: vsrhost CONFIG [--replica N] [--log-level LEVEL] [--fresh]\n"
 		"       vsrhost check CONFIG\n"
+		"       vsrhost keygen FILE\n"
+		"       vsrhost --maelstrom [CONFIG]\n"
 		"\n"
 		"Runs a Viewstamped Replication cluster hosting a Lua state machine.\n"
 		"\n"
@@ -27,24 +31,67 @@ static void main_usage(FILE *out)
 		"                       CONFIG is started on this machine, one process each,\n"
 		"                       and stopped together on Ctrl-C.\n"
 		"  -l, --log-level L    debug, info, warn or error (default: the config's)\n"
-		"  -f, --fresh          memory storage: start as a member of a brand-new\n"
-		"                       cluster even if this replica ran before (only when\n"
-		"                       the whole cluster starts anew)\n"
+		"  -f, --fresh          discard this replica's stored state: it starts\n"
+		"                       unjoined and catches up with the cluster's history\n"
+		"                       (memory storage holds nothing anyway). A new\n"
+		"                       history begins only when every replica is unjoined.\n"
 		"  -h, --help           this text\n"
 		"  -V, --version        the version\n"
 		"\n"
 		"check CONFIG validates the config and runs the state machine's\n"
 		"determinism self-check.\n"
 		"\n"
+		"keygen FILE writes a new random 256-bit key (mode 0600; an existing FILE\n"
+		"is never overwritten) for the config's auth.replica_key or auth.client_key.\n"
+		"\n"
+		"--maelstrom runs one replica as a node of Jepsen's Maelstrom (lin-kv):\n"
+		"messages on stdin/stdout (the program vsrhost-maelstrom, next to this one).\n"
+		"\n"
 		"Logs go to stderr, one line per event. SIGINT or SIGTERM stops cleanly.\n"
 		"Exit codes: 0 ok, 64 usage, 78 config, 69 a port cannot be bound,\n"
 		"70 internal error, 74 storage error.\n");
+}
+
+/* vsrhost --maelstrom [CONFIG]: the Maelstrom node is its own program (its
+ * transport replaces src/net), installed beside this one. */
+static int main_exec_maelstrom(int argc, char **argv)
+{
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 32);
+	if (n <= 0) {
+		fprintf(stderr, "vsrhost: --maelstrom: cannot find this program's directory\n");
+		return EX_OSERR;
+	}
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	snprintf(slash ? slash + 1 : self, 32, "vsrhost-maelstrom");
+	argv[1] = self;
+	execv(self, argv + 1);
+	fprintf(stderr, "vsrhost: --maelstrom: cannot run %s: %s\n", self, strerror(errno));
+	(void)argc;
+	return EX_UNAVAILABLE;
 }
 
 int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "check") == 0)
 		return vsrh_check_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "keygen") == 0) {
+		if (argc != 3) {
+			fprintf(stderr, "vsrhost: usage: vsrhost keygen FILE\n");
+			return EX_USAGE;
+		}
+		char kerr[512];
+		if (vsr_wire_key_generate(argv[2], kerr, sizeof kerr) != 0) {
+			fprintf(stderr, "vsrhost: %s\n", kerr);
+			return EX_CANTCREAT;
+		}
+		printf("wrote a new key to %s (keep it secret; copy it to every machine that "
+		       "needs it)\n", argv[2]);
+		return 0;
+	}
+	if (argc >= 2 && strcmp(argv[1], "--maelstrom") == 0)
+		return main_exec_maelstrom(argc, argv);
 
 	static const struct option longopts[] = {
 		{"replica", required_argument, NULL, 'r'},
@@ -109,6 +156,7 @@ int main(int argc, char **argv)
 		return EX_CONFIG;
 	}
 	host_log_set_level(opts.log_level >= 0 ? opts.log_level : cfg.log_level);
+	host_log_set_format(cfg.log_format);
 	if (opts.replica >= 0 && (uint32_t)opts.replica >= cfg.replica_count) {
 		fprintf(stderr, "vsrhost: --replica %d: %s has replicas 1..%u\n", opts.replica + 1,
 			opts.config_path, cfg.replica_count);

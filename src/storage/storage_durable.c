@@ -1,0 +1,1450 @@
+/* storage_durable.c - the durable backend of vsr_storage: a checksummed,
+ * hash-chained write-ahead log in preallocated segments, a superblock in two
+ * checksummed copies, written and fdatasync'ed on a worker thread.
+ *
+ * Happy path: submit() encodes the persist's records (truncation, entries)
+ * into one buffer on the loop thread and queues it. The worker takes every
+ * queued persist at once (group commit), appends their records to the
+ * current segment, writes any checkpoint file, then issues one fdatasync
+ * for the whole group. When the group changed what the superblock promises
+ * (view, log_view, epoch, checkpoint, a truncation) it then writes both
+ * superblock copies, each followed by its own fdatasync, before reporting
+ * the group's persists complete, in order, through a uv_async handle. A
+ * group that only appended entries leaves the superblock to a lagging
+ * update (the log end it names, the commit lower bound), written when the
+ * worker idles or every SB_LAG_MAX_MS under load.
+ *
+ * Restart (load): pick the valid superblock copy with the highest sequence,
+ * read its checkpoint, replay every segment's records. Everything before the
+ * superblock's `log end` was durable before that superblock was written: a
+ * bad record there is corruption of something that may have been committed,
+ * and the replica comes back as amnesiac (state transfer from the others)
+ * rather than drop it. A bad record at or after the log end is a torn write
+ * of a group whose persists were never reported complete: the log is cut
+ * there. See docs/storage.md for the format and the reasoning.
+ *
+ * Failure modes: any failed write, fallocate or fdatasync (ENOSPC, EIO)
+ * fails that persist and every later one with a sentence naming the file
+ * (vsr_storage_error()); nothing is retried, since after a failed fdatasync
+ * the kernel may have dropped the dirty pages. The host stops. */
+#define _GNU_SOURCE
+#include "storage_impl.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#define SB_NAME "superblock"
+#define SB_COPY_SIZE 4096u
+#define SB_MAGIC UINT64_C(0x31304253524c5356) /* "VSRLRSB01" folded */
+#define SB_VERSION 1u
+#define SB_FLAG_UNRECOVERED 1u
+#define SB_LAG_MAX_MS 10u    /* a lagging superblock update at least this often */
+#define SB_IDLE_WAIT_MS 2u   /* ... or after the worker idled this long */
+
+#define REC_MAGIC UINT32_C(0x4c525356) /* "VSRL" */
+#define REC_HEADER 64u
+enum { REC_ENTRY = 1, REC_TRUNCATE = 2, REC_SEGMENT_END = 3, REC_MARK = 4 };
+
+#define SEGMENT_SIZE_DEFAULT (UINT64_C(64) << 20)
+#define CKPT_HEADER 32u
+#define CKPT_MAGIC UINT64_C(0x3130544b43525356) /* "VSRCKT01" */
+
+/* ------------------------------------------------------------------------ */
+/* Little-endian encoding.                                                   */
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get32(const uint8_t *p)
+{
+	uint32_t v = 0;
+	for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
+	return v;
+}
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+/* A place in the log: segment sequence number, byte offset. */
+typedef struct log_pos {
+	uint64_t seg;
+	uint64_t off;
+} log_pos;
+
+static bool pos_before(log_pos a, log_pos b)
+{
+	return a.seg < b.seg || (a.seg == b.seg && a.off < b.off);
+}
+
+/* The superblock as stored: the core's fields plus the storage's own. */
+typedef struct sb_disk {
+	uint64_t seq;
+	uint32_t flags;
+	uint64_t replica;
+	vsr_superblock core;
+	log_pos end;   /* every record before this was durable when written */
+} sb_disk;
+
+/* The core's superblock is stored word by word, so that every field it has
+ * is persisted (fields are added by other work: decision 2 of the design)
+ * and a newer binary reads an older superblock (missing words are 0). */
+#define SB_WORDS (sizeof(vsr_superblock) / 8u)
+#define SB_WORDS_AT 56u
+_Static_assert(sizeof(vsr_superblock) % 8u == 0 && SB_WORDS <= 64u,
+	       "vsr_superblock must stay a sequence of 64-bit words (sb_encode)");
+
+static void sb_words(const vsr_superblock *c, uint64_t w[SB_WORDS])
+{
+	memcpy(w, c, sizeof *c);
+}
+
+static void sb_encode(const sb_disk *sb, uint8_t out[SB_COPY_SIZE])
+{
+	memset(out, 0, SB_COPY_SIZE);
+	put64(out + 0, SB_MAGIC);
+	put32(out + 8, SB_VERSION);
+	put32(out + 12, sb->flags);
+	put64(out + 16, sb->seq);
+	put64(out + 24, sb->replica);
+	put64(out + 32, sb->end.seg);
+	put64(out + 40, sb->end.off);
+	put32(out + 48, (uint32_t)SB_WORDS);
+	uint64_t w[SB_WORDS];
+	sb_words(&sb->core, w);
+	for (size_t i = 0; i < SB_WORDS; i++) put64(out + SB_WORDS_AT + 8 * i, w[i]);
+	size_t end = SB_WORDS_AT + 8 * SB_WORDS;
+	put64(out + end, XXH3_64bits(out, end));
+}
+
+static bool sb_decode(const uint8_t *in, sb_disk *sb)
+{
+	if (get64(in) != SB_MAGIC || get32(in + 8) != SB_VERSION) return false;
+	uint32_t words = get32(in + 48);
+	if (words > 64u) return false;
+	size_t end = SB_WORDS_AT + 8u * words;
+	if (get64(in + end) != XXH3_64bits(in, end)) return false;
+	memset(sb, 0, sizeof *sb);
+	sb->flags = get32(in + 12);
+	sb->seq = get64(in + 16);
+	sb->replica = get64(in + 24);
+	sb->end.seg = get64(in + 32);
+	sb->end.off = get64(in + 40);
+	uint64_t w[SB_WORDS] = {0};
+	for (size_t i = 0; i < SB_WORDS && i < words; i++) w[i] = get64(in + SB_WORDS_AT + 8 * i);
+	memcpy(&sb->core, w, sizeof sb->core);
+	return true;
+}
+
+/* Whether writing `next` promises more than `prev` beyond the commit number,
+ * a lower bound that may lag: such a superblock must be durable before the
+ * persist that carries it is reported complete. */
+static bool sb_promises_more(const vsr_superblock *prev, const vsr_superblock *next)
+{
+	vsr_superblock a = *prev, b = *next;
+	a.commit = b.commit = 0;
+	return memcmp(&a, &b, sizeof a) != 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Records.                                                                  */
+
+static uint64_t rec_size(uint32_t body_len)
+{
+	return REC_HEADER + (((uint64_t)body_len + 7u) & ~UINT64_C(7));
+}
+
+static void rec_header(uint8_t *h, uint8_t type, const vsr_entry *e, uint64_t op,
+		       uint64_t seed)
+{
+	memset(h, 0, REC_HEADER);
+	put32(h + 0, REC_MAGIC);
+	h[4] = type;
+	if (e != NULL) {
+		put32(h + 8, e->body_len);
+		put32(h + 12, e->request_count);
+		put64(h + 24, e->view);
+		put64(h + 32, e->timestamp);
+		put64(h + 40, e->checksum);
+		put64(h + 48, e->parent);
+	}
+	put64(h + 16, op);
+	put64(h + 56, XXH3_64bits_withSeed(h, 56, seed));
+}
+
+/* ------------------------------------------------------------------------ */
+/* The storage object.                                                       */
+
+typedef struct job {
+	struct job *next;
+	uint64_t id;
+	int status;
+	bool truncate;
+	uint64_t max_op;         /* highest entry op in `recs` (0: none) */
+	uint8_t *recs;
+	size_t recs_len;
+	uint8_t *checkpoint;     /* the blob, until checkpoints move to the state machine */
+	uint64_t checkpoint_len;
+	vsr_superblock sb;
+} job;
+
+typedef struct segment {
+	uint64_t seq;
+	uint64_t max_op;         /* highest entry op written into it */
+} segment;
+
+typedef struct durable {
+	storage_head tag;        /* VSR_STORAGE_DURABLE */
+	vsr_storage_options opts;
+	vsr_storage_io io;
+	char *dir;
+	uint64_t segment_size;
+	bool loaded, closing, thread_started;
+	vsr_storage_close_cb close_cb;
+	uv_async_t async;
+	vsr_storage_stats stats;
+	vsr_superblock submitted; /* last superblock submitted */
+	vsr_durable durable;     /* what load returned */
+	vsr_entry *loaded_entries;
+	uint8_t *loaded_checkpoint;
+
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	/* Under mu: */
+	job *queue, *queue_tail;
+	job *done, *done_tail;
+	bool stop;
+	bool want_recovered;
+	char error[512];
+	bool unrecovered;        /* loop thread: the disk carries the mark */
+
+	/* Worker-owned after load: */
+	int dirfd;
+	int seg_fd;
+	log_pos pos;             /* where the next record goes */
+	log_pos synced;          /* every record before this is durable */
+	uint64_t seg_cap;        /* size of the current segment */
+	segment *segs;           /* live segments, oldest first */
+	uint32_t seg_count, seg_alloc;
+	sb_disk sb;              /* last superblock written (or loaded) */
+	bool sb_ever;            /* a superblock exists on disk */
+	sb_disk lag;             /* what a lagging update would write */
+	bool lag_dirty;
+	uint64_t sb_written_ms;
+	bool failed;
+} durable;
+
+static durable *D(const vsr_storage *s)
+{
+	return (durable *)(void *)s;
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ------------------------------------------------------------------------ */
+/* I/O through the injectable layer.                                         */
+
+static ssize_t sys_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t off)
+{
+	(void)ctx;
+	return pwrite(fd, buf, len, off);
+}
+static int sys_fdatasync(void *ctx, int fd)
+{
+	(void)ctx;
+	return fdatasync(fd);
+}
+static int sys_fallocate(void *ctx, int fd, off_t off, off_t len)
+{
+	(void)ctx;
+	int rc = posix_fallocate(fd, off, len);
+	if (rc != 0) {
+		errno = rc;
+		return -1;
+	}
+	return 0;
+}
+
+/* Records the first failure; every later persist fails with it. */
+static void fail(durable *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(durable *d, const char *fmt, ...)
+{
+	d->failed = true;
+	pthread_mutex_lock(&d->mu);
+	if (d->error[0] == '\0') {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(d->error, sizeof d->error, fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&d->mu);
+}
+
+static const char *errno_hint(int e)
+{
+	switch (e) {
+	case ENOSPC: return " (the disk is full)";
+	case EDQUOT: return " (disk quota exceeded)";
+	case EIO: return " (the disk reported an I/O error)";
+	default: return "";
+	}
+}
+
+static int write_all(durable *d, int fd, const void *buf, size_t len, uint64_t off,
+		     const char *what)
+{
+	const uint8_t *p = buf;
+	while (len > 0) {
+		ssize_t n = d->io.pwrite(d->io.ctx, fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR) continue;
+		if (n <= 0) {
+			int e = n < 0 ? errno : EIO;
+			fail(d, "storage %s: writing %s failed: %s%s; stopping: nothing more is "
+				"acknowledged", d->dir, what, strerror(e), errno_hint(e));
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int sync_fd(durable *d, int fd, const char *what)
+{
+	if (d->io.fdatasync(d->io.ctx, fd) != 0) {
+		int e = errno;
+		fail(d, "storage %s: fdatasync of %s failed: %s%s; stopping: what was written "
+			"since the last sync may be lost, so nothing more is acknowledged",
+		     d->dir, what, strerror(e), errno_hint(e));
+		return -1;
+	}
+	return 0;
+}
+
+static void seg_name(char *buf, size_t len, uint64_t seq)
+{
+	snprintf(buf, len, "log-%016" PRIx64, seq);
+}
+static void ckpt_name(char *buf, size_t len, uint64_t op, bool tmp)
+{
+	snprintf(buf, len, "checkpoint-%016" PRIx64 "%s", op, tmp ? ".tmp" : "");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Segments.                                                                 */
+
+static int segs_push(durable *d, uint64_t seq, uint64_t max_op)
+{
+	if (d->seg_count == d->seg_alloc) {
+		uint32_t n = d->seg_alloc ? d->seg_alloc * 2 : 8;
+		segment *p = realloc(d->segs, n * sizeof *p);
+		if (p == NULL) return -1;
+		d->segs = p;
+		d->seg_alloc = n;
+	}
+	d->segs[d->seg_count++] = (segment){.seq = seq, .max_op = max_op};
+	return 0;
+}
+
+/* Creates segment `seq` of `cap` bytes, preallocated, and makes it current. */
+static int segment_create(durable *d, uint64_t seq, uint64_t cap)
+{
+	char name[64];
+	seg_name(name, sizeof name, seq);
+	int fd = openat(d->dirfd, name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		int e = errno;
+		fail(d, "storage %s: cannot create %s: %s%s", d->dir, name, strerror(e),
+		     errno_hint(e));
+		return -1;
+	}
+	if (d->io.fallocate(d->io.ctx, fd, 0, (off_t)cap) != 0) {
+		int e = errno;
+		fail(d, "storage %s: cannot preallocate %" PRIu64 " bytes for %s: %s%s; stopping",
+		     d->dir, cap, name, strerror(e), errno_hint(e));
+		close(fd);
+		return -1;
+	}
+	/* The size and the name must survive a crash before the first record. */
+	if (sync_fd(d, fd, name) != 0 || sync_fd(d, d->dirfd, "the data directory") != 0) {
+		close(fd);
+		return -1;
+	}
+	if (segs_push(d, seq, 0) != 0) {
+		fail(d, "storage %s: out of memory", d->dir);
+		close(fd);
+		return -1;
+	}
+	if (d->seg_fd >= 0) close(d->seg_fd);
+	d->seg_fd = fd;
+	d->seg_cap = cap;
+	d->pos = (log_pos){.seg = seq, .off = 0};
+	return 0;
+}
+
+/* Ends the current segment with an end record, syncs it, starts the next
+ * one, big enough for a record of `need` bytes. */
+static int segment_rotate(durable *d, uint64_t need)
+{
+	uint8_t h[REC_HEADER];
+	rec_header(h, REC_SEGMENT_END, NULL, 0, d->opts.cluster);
+	char name[64];
+	seg_name(name, sizeof name, d->pos.seg);
+	if (write_all(d, d->seg_fd, h, sizeof h, d->pos.off, name) != 0) return -1;
+	if (sync_fd(d, d->seg_fd, name) != 0) return -1;
+	uint64_t cap = d->segment_size;
+	if (cap < need + REC_HEADER) cap = need + REC_HEADER;
+	if (segment_create(d, d->pos.seg + 1, cap) != 0) return -1;
+	d->synced = d->pos; /* the old segment is synced up to its end record */
+	return 0;
+}
+
+/* Appends whole records to the log (not yet synced). */
+static int log_append(durable *d, const uint8_t *recs, size_t len, uint64_t max_op)
+{
+	size_t off = 0;
+	while (off < len) {
+		/* Write as many whole records as fit before the end record's room. */
+		size_t run = 0;
+		while (off + run < len) {
+			uint64_t sz = rec_size(get32(recs + off + run + 8));
+			if (d->pos.off + run + sz + REC_HEADER > d->seg_cap) break;
+			run += sz;
+		}
+		if (run == 0) {
+			uint64_t sz = rec_size(get32(recs + off + 8));
+			if (segment_rotate(d, sz) != 0) return -1;
+			continue;
+		}
+		char name[64];
+		seg_name(name, sizeof name, d->pos.seg);
+		if (write_all(d, d->seg_fd, recs + off, run, d->pos.off, name) != 0) return -1;
+		d->pos.off += run;
+		off += run;
+	}
+	if (max_op > d->segs[d->seg_count - 1].max_op) d->segs[d->seg_count - 1].max_op = max_op;
+	return 0;
+}
+
+/* Opens a group's records with a mark that says what the last sync made
+ * durable: a later start then knows a bad record before it is corruption,
+ * even when the superblock's log end lags behind. */
+static int log_mark(durable *d)
+{
+	uint8_t h[REC_HEADER];
+	vsr_entry claim = {.view = d->synced.seg};
+	rec_header(h, REC_MARK, &claim, d->synced.off, d->opts.cluster);
+	return log_append(d, h, sizeof h, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Checkpoint files. The blob a persist carries is written here, atomically
+ * (temporary file, fdatasync, rename, directory sync), until checkpoints move
+ * into the state machine's own store: this section is all that goes then. */
+
+static int checkpoint_write(durable *d, uint64_t op, const uint8_t *blob, uint64_t len)
+{
+	char tmp[64], name[64];
+	ckpt_name(tmp, sizeof tmp, op, true);
+	ckpt_name(name, sizeof name, op, false);
+	int fd = openat(d->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		int e = errno;
+		fail(d, "storage %s: cannot create %s: %s%s", d->dir, tmp, strerror(e),
+		     errno_hint(e));
+		return -1;
+	}
+	uint8_t h[CKPT_HEADER];
+	put64(h, CKPT_MAGIC);
+	put64(h + 8, op);
+	put64(h + 16, len);
+	put64(h + 24, XXH3_64bits(blob, len));
+	int rc = write_all(d, fd, h, sizeof h, 0, tmp);
+	if (rc == 0) rc = write_all(d, fd, blob, len, CKPT_HEADER, tmp);
+	if (rc == 0) rc = sync_fd(d, fd, tmp);
+	close(fd);
+	if (rc != 0) return -1;
+	if (renameat(d->dirfd, tmp, d->dirfd, name) != 0) {
+		int e = errno;
+		fail(d, "storage %s: cannot rename %s: %s", d->dir, tmp, strerror(e));
+		return -1;
+	}
+	return sync_fd(d, d->dirfd, "the data directory");
+}
+
+/* Reads checkpoint `op`: the blob (malloc'ed) or NULL with a reason. */
+static uint8_t *checkpoint_read(durable *d, uint64_t op, uint64_t size, char *why,
+				size_t why_len)
+{
+	char name[64];
+	ckpt_name(name, sizeof name, op, false);
+	int fd = openat(d->dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, why_len, "checkpoint %s: %s", name, strerror(errno));
+		return NULL;
+	}
+	uint8_t h[CKPT_HEADER];
+	uint8_t *blob = NULL;
+	if (pread(fd, h, sizeof h, 0) != (ssize_t)sizeof h || get64(h) != CKPT_MAGIC ||
+	    get64(h + 8) != op || get64(h + 16) != size) {
+		snprintf(why, why_len, "checkpoint %s: bad header", name);
+		goto out;
+	}
+	blob = malloc(size ? size : 1);
+	if (blob == NULL) {
+		snprintf(why, why_len, "checkpoint %s: out of memory", name);
+		goto out;
+	}
+	uint64_t got = 0;
+	while (got < size) {
+		ssize_t n = pread(fd, blob + got, size - got, (off_t)(CKPT_HEADER + got));
+		if (n <= 0) break;
+		got += (uint64_t)n;
+	}
+	if (got != size || XXH3_64bits(blob, size) != get64(h + 24)) {
+		snprintf(why, why_len, "checkpoint %s: %s", name,
+			 got != size ? "short" : "checksum mismatch");
+		free(blob);
+		blob = NULL;
+	}
+out:
+	close(fd);
+	return blob;
+}
+
+/* Removes checkpoint files other than `keep`, and leftover temporaries. */
+static void checkpoint_prune(durable *d, uint64_t keep)
+{
+	DIR *dir = opendir(d->dir);
+	if (dir == NULL) return;
+	char keep_name[64];
+	ckpt_name(keep_name, sizeof keep_name, keep, false);
+	struct dirent *de;
+	while ((de = readdir(dir)) != NULL) {
+		if (strncmp(de->d_name, "checkpoint-", 11) != 0) continue;
+		if (keep != 0 && strcmp(de->d_name, keep_name) == 0) continue;
+		unlinkat(d->dirfd, de->d_name, 0);
+	}
+	closedir(dir);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Superblock writes.                                                        */
+
+static int sb_write_copy(durable *d, const sb_disk *sb, unsigned copy)
+{
+	uint8_t buf[SB_COPY_SIZE];
+	sb_encode(sb, buf);
+	int fd = openat(d->dirfd, SB_NAME, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		int e = errno;
+		fail(d, "storage %s: cannot open the superblock: %s%s", d->dir, strerror(e),
+		     errno_hint(e));
+		return -1;
+	}
+	int rc = write_all(d, fd, buf, sizeof buf, (uint64_t)copy * SB_COPY_SIZE, "the superblock");
+	if (rc == 0) rc = sync_fd(d, fd, "the superblock");
+	close(fd);
+	return rc;
+}
+
+/* Both copies, one after the other, each synced: a torn write of either
+ * leaves the other whole. */
+static int sb_write_both(durable *d, sb_disk *sb)
+{
+	sb->seq = d->sb.seq + 1;
+	bool created = !d->sb_ever;
+	if (sb_write_copy(d, sb, 0) != 0) return -1;
+	if (created && sync_fd(d, d->dirfd, "the data directory") != 0) return -1;
+	if (sb_write_copy(d, sb, 1) != 0) return -1;
+	d->sb = *sb;
+	d->sb_ever = true;
+	d->lag_dirty = false;
+	d->sb_written_ms = mono_ms();
+	return 0;
+}
+
+/* A lagging update only moves the log end and the commit: one copy, the
+ * older one, so that the other keeps the previous state whole. */
+static int sb_write_lag(durable *d)
+{
+	sb_disk sb = d->lag;
+	sb.seq = d->sb.seq + 1;
+	if (sb_write_copy(d, &sb, (unsigned)(sb.seq & 1)) != 0) return -1;
+	d->sb = sb;
+	d->lag_dirty = false;
+	d->sb_written_ms = mono_ms();
+	return 0;
+}
+
+/* Segments wholly at or below the durable checkpoint are no longer needed. */
+static void segments_prune(durable *d, uint64_t checkpoint_op)
+{
+	uint32_t drop = 0;
+	while (drop + 1 < d->seg_count && d->segs[drop].max_op <= checkpoint_op) {
+		char name[64];
+		seg_name(name, sizeof name, d->segs[drop].seq);
+		unlinkat(d->dirfd, name, 0);
+		drop++;
+	}
+	if (drop == 0) return;
+	memmove(d->segs, d->segs + drop, (d->seg_count - drop) * sizeof *d->segs);
+	d->seg_count -= drop;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The worker.                                                               */
+
+static void group_write(durable *d, job *group, bool recovered)
+{
+	bool promise = !d->sb_ever || recovered;
+	bool appended = false;
+	const vsr_superblock *last = NULL;
+	for (job *j = group; j != NULL && !d->failed; j = j->next) {
+		if (j->recs_len > 0) {
+			if (!appended && log_mark(d) != 0) break;
+			if (log_append(d, j->recs, j->recs_len, j->max_op) != 0) break;
+			appended = true;
+		}
+		if (j->checkpoint_len > 0 &&
+		    checkpoint_write(d, j->sb.checkpoint_op, j->checkpoint, j->checkpoint_len) != 0)
+			break;
+		if (j->truncate || sb_promises_more(last ? last : &d->sb.core, &j->sb))
+			promise = true;
+		last = &j->sb;
+	}
+	if (!d->failed && appended) {
+		char name[64];
+		seg_name(name, sizeof name, d->pos.seg);
+		if (sync_fd(d, d->seg_fd, name) == 0) d->synced = d->pos;
+	}
+	if (d->failed) return;
+	sb_disk sb = d->sb;
+	sb.core = *last;
+	sb.end = d->pos;
+	sb.replica = d->opts.replica;
+	if (recovered) sb.flags &= ~SB_FLAG_UNRECOVERED;
+	if (promise) {
+		uint64_t old_checkpoint = d->sb.core.checkpoint_op;
+		if (sb_write_both(d, &sb) != 0) return;
+		if (sb.core.checkpoint_op != old_checkpoint) {
+			checkpoint_prune(d, sb.core.checkpoint_op);
+			segments_prune(d, sb.core.checkpoint_op);
+		}
+		return;
+	}
+	d->lag = sb;
+	d->lag_dirty = true;
+}
+
+static void *worker_main(void *arg)
+{
+	durable *d = arg;
+	pthread_mutex_lock(&d->mu);
+	for (;;) {
+		while (!d->stop && d->queue == NULL) {
+			if (!d->lag_dirty || d->failed) {
+				pthread_cond_wait(&d->cv, &d->mu);
+				continue;
+			}
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += SB_IDLE_WAIT_MS * 1000000L;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			if (pthread_cond_timedwait(&d->cv, &d->mu, &until) == ETIMEDOUT &&
+			    d->queue == NULL && !d->stop) {
+				pthread_mutex_unlock(&d->mu);
+				sb_write_lag(d);
+				pthread_mutex_lock(&d->mu);
+			}
+		}
+		if (d->stop) break;
+		job *group = d->queue;
+		d->queue = d->queue_tail = NULL;
+		bool recovered = d->want_recovered;
+		d->want_recovered = false;
+		pthread_mutex_unlock(&d->mu);
+
+		if (!d->failed) group_write(d, group, recovered);
+		int status = d->failed ? VSR_EINVAL : VSR_OK;
+		job *tail = group;
+		for (job *j = group; j != NULL; j = j->next) {
+			j->status = status;
+			tail = j;
+		}
+
+		pthread_mutex_lock(&d->mu);
+		if (d->done_tail) d->done_tail->next = group;
+		else d->done = group;
+		d->done_tail = tail;
+		pthread_mutex_unlock(&d->mu);
+		uv_async_send(&d->async);
+		/* Under load the worker never idles: the lagging update goes out
+		 * between groups, after the completions (it delays the next group,
+		 * never this one's acknowledgements). */
+		if (!d->failed && d->lag_dirty && mono_ms() - d->sb_written_ms >= SB_LAG_MAX_MS)
+			sb_write_lag(d);
+		pthread_mutex_lock(&d->mu);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return NULL;
+}
+
+static void job_free(job *j)
+{
+	free(j->recs);
+	free(j->checkpoint);
+	free(j);
+}
+
+static void async_cb(uv_async_t *a)
+{
+	durable *d = a->data;
+	pthread_mutex_lock(&d->mu);
+	job *list = d->done;
+	d->done = d->done_tail = NULL;
+	pthread_mutex_unlock(&d->mu);
+	while (list != NULL) {
+		job *j = list;
+		list = j->next;
+		if (!d->closing) {
+			d->stats.pending--;
+			d->stats.persists++;
+			d->opts.persisted_cb((vsr_storage *)(void *)d, j->id, j->status);
+		}
+		job_free(j);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Open and load.                                                            */
+
+int storage_durable_open(const vsr_storage_options *opts, vsr_storage **out, char *err,
+			 size_t err_len)
+{
+	durable *d = calloc(1, sizeof *d);
+	if (d == NULL) return VSR_ENOMEM;
+	d->tag.kind = VSR_STORAGE_DURABLE;
+	d->opts = *opts;
+	d->dir = strdup(opts->dir);
+	d->seg_fd = -1;
+	d->dirfd = -1;
+	if (d->dir == NULL) {
+		free(d);
+		return VSR_ENOMEM;
+	}
+	d->opts.dir = d->dir;
+	d->segment_size = opts->segment_size ? opts->segment_size : SEGMENT_SIZE_DEFAULT;
+	if (d->segment_size < 4 * REC_HEADER) d->segment_size = 4 * REC_HEADER;
+	d->io = (vsr_storage_io){sys_pwrite, sys_fdatasync, sys_fallocate, NULL};
+	if (opts->io != NULL) {
+		if (opts->io->pwrite) d->io.pwrite = opts->io->pwrite;
+		if (opts->io->fdatasync) d->io.fdatasync = opts->io->fdatasync;
+		if (opts->io->fallocate) d->io.fallocate = opts->io->fallocate;
+		d->io.ctx = opts->io->ctx;
+	}
+	int rc = storage_mkdirs(d->dir);
+	if (rc == 0) {
+		d->dirfd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (d->dirfd < 0) rc = errno;
+	}
+	if (rc != 0) {
+		storage_errf(err, err_len, "storage: cannot open the data directory %s: %s", d->dir,
+			     strerror(rc));
+		free(d->dir);
+		free(d);
+		return VSR_EINVAL;
+	}
+	pthread_mutex_init(&d->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_cond_init(&d->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	rc = uv_async_init(opts->loop, &d->async, async_cb);
+	assert(rc == 0);
+	d->async.data = d;
+	*out = (vsr_storage *)(void *)d;
+	return VSR_OK;
+}
+
+/* What the directory holds. */
+typedef struct dir_scan {
+	uint64_t *segs;
+	uint32_t seg_count;
+	bool has_sb;
+} dir_scan;
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int dir_list(durable *d, dir_scan *ds, char *err, size_t err_len)
+{
+	memset(ds, 0, sizeof *ds);
+	DIR *dir = opendir(d->dir);
+	if (dir == NULL) {
+		storage_errf(err, err_len, "storage: cannot list %s: %s", d->dir, strerror(errno));
+		return VSR_EINVAL;
+	}
+	uint32_t cap = 0;
+	struct dirent *de;
+	while ((de = readdir(dir)) != NULL) {
+		if (strcmp(de->d_name, SB_NAME) == 0) {
+			ds->has_sb = true;
+		} else if (strncmp(de->d_name, "log-", 4) == 0 && strlen(de->d_name) == 20) {
+			if (ds->seg_count == cap) {
+				cap = cap ? cap * 2 : 16;
+				uint64_t *p = realloc(ds->segs, cap * sizeof *p);
+				if (p == NULL) {
+					closedir(dir);
+					return VSR_ENOMEM;
+				}
+				ds->segs = p;
+			}
+			ds->segs[ds->seg_count++] = strtoull(de->d_name + 4, NULL, 16);
+		}
+	}
+	closedir(dir);
+	if (ds->seg_count) qsort(ds->segs, ds->seg_count, sizeof *ds->segs, cmp_u64);
+	return VSR_OK;
+}
+
+/* Removes every file of ours from the directory. */
+static int dir_wipe(durable *d, const dir_scan *ds)
+{
+	for (uint32_t i = 0; i < ds->seg_count; i++) {
+		char name[64];
+		seg_name(name, sizeof name, ds->segs[i]);
+		unlinkat(d->dirfd, name, 0);
+	}
+	checkpoint_prune(d, 0);
+	unlinkat(d->dirfd, SB_NAME, 0);
+	return fsync(d->dirfd) == 0 ? 0 : -1;
+}
+
+/* The entries above the checkpoint, being replayed. */
+typedef struct replay {
+	uint64_t base;           /* op of entries[0] */
+	vsr_entry *entries;
+	uint32_t count, cap;
+	bool gap;
+} replay;
+
+static void replay_cut(replay *r, uint64_t after)
+{
+	while (r->count > 0 && r->base + r->count - 1 > after) {
+		r->count--;
+		free((void *)r->entries[r->count].body);
+	}
+}
+
+static int replay_entry(replay *r, const vsr_entry *e)
+{
+	if (e->op < r->base) return 0; /* at or below the checkpoint */
+	replay_cut(r, e->op - 1);
+	if (e->op != r->base + r->count) {
+		r->gap = true;
+		return 0;
+	}
+	if (r->count == r->cap) {
+		uint32_t n = r->cap ? r->cap * 2 : 256;
+		vsr_entry *p = realloc(r->entries, n * sizeof *p);
+		if (p == NULL) return -1;
+		r->entries = p;
+		r->cap = n;
+	}
+	uint8_t *body = malloc(e->body_len ? e->body_len : 1);
+	if (body == NULL) return -1;
+	memcpy(body, e->body, e->body_len);
+	r->entries[r->count] = *e;
+	r->entries[r->count].body = body;
+	r->count++;
+	return 0;
+}
+
+static void replay_free(replay *r)
+{
+	replay_cut(r, 0);
+	r->count = 0;
+	free(r->entries);
+	r->entries = NULL;
+}
+
+static uint8_t *read_file(int dirfd, const char *name, uint64_t *len)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) return NULL;
+	struct stat st;
+	uint8_t *buf = NULL;
+	if (fstat(fd, &st) == 0 && (buf = malloc((size_t)st.st_size + 1)) != NULL) {
+		uint64_t got = 0;
+		while (got < (uint64_t)st.st_size) {
+			ssize_t n = pread(fd, buf + got, (size_t)st.st_size - got, (off_t)got);
+			if (n <= 0) break;
+			got += (uint64_t)n;
+		}
+		*len = got;
+	}
+	close(fd);
+	return buf;
+}
+
+/* The outcome of reading the log. */
+typedef struct scan_result {
+	log_pos cut;             /* where valid records end */
+	bool corrupt;            /* a record before the durable end is bad */
+	char why[256];
+} scan_result;
+
+/* Maps segment `seq` read-only: *len bytes, NULL for an empty file. */
+static uint8_t *segment_map(durable *d, uint64_t seq, uint64_t *len, int *rc)
+{
+	char name[64];
+	seg_name(name, sizeof name, seq);
+	int fd = openat(d->dirfd, name, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	*rc = VSR_OK;
+	*len = 0;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		if (fd >= 0) close(fd);
+		*rc = VSR_EINVAL;
+		return NULL;
+	}
+	*len = (uint64_t)st.st_size;
+	uint8_t *buf = *len ? mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+	close(fd);
+	if (buf == MAP_FAILED) {
+		*rc = VSR_ENOMEM;
+		*len = 0;
+		return NULL;
+	}
+	return buf;
+}
+
+/* The furthest durable end that a mark written after (segment index i,
+ * offset from) claims: the rest of the log is searched at every 8-byte
+ * boundary for valid mark headers. A mark says what a completed fdatasync
+ * covered, so a bad record before its claim was durable: corruption, not a
+ * torn write. Only run when a bad record is found. */
+static log_pos later_claim(durable *d, const dir_scan *ds, uint32_t i, uint64_t from)
+{
+	log_pos best = {0, 0};
+	for (; i < ds->seg_count; i++) {
+		uint64_t len;
+		int rc;
+		uint8_t *buf = segment_map(d, ds->segs[i], &len, &rc);
+		for (uint64_t off = from; buf != NULL && off + REC_HEADER <= len; off += 8) {
+			const uint8_t *h = buf + off;
+			if (get32(h) != REC_MAGIC || h[4] != REC_MARK ||
+			    get64(h + 56) != XXH3_64bits_withSeed(h, 56, d->opts.cluster))
+				continue;
+			log_pos c = {.seg = get64(h + 24), .off = get64(h + 16)};
+			if (pos_before(best, c)) best = c;
+		}
+		if (buf != NULL) munmap(buf, len);
+		from = 0;
+	}
+	return best;
+}
+
+/* Replays every segment's records into `r`. */
+static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay *r,
+		    scan_result *res)
+{
+	memset(res, 0, sizeof *res);
+	res->cut = (log_pos){.seg = ds->seg_count ? ds->segs[0] : 1, .off = 0};
+	for (uint32_t i = 0; i < ds->seg_count; i++) {
+		uint64_t seq = ds->segs[i];
+		if (i > 0 && seq != ds->segs[i - 1] + 1) {
+			res->cut = (log_pos){.seg = ds->segs[i - 1] + 1, .off = 0};
+			snprintf(res->why, sizeof res->why, "segment %016" PRIx64 " is missing",
+				 ds->segs[i - 1] + 1);
+			break;
+		}
+		char name[64];
+		seg_name(name, sizeof name, seq);
+		/* Mapped, so that only the pages up to the end of the records are
+		 * read, not the whole preallocated segment. */
+		uint64_t len;
+		int mrc;
+		uint8_t *buf = segment_map(d, seq, &len, &mrc);
+		if (mrc != VSR_OK) return mrc;
+		if (segs_push(d, seq, 0) != 0) {
+			if (buf) munmap(buf, len);
+			return VSR_ENOMEM;
+		}
+		uint64_t off = 0;
+		bool ended = false;
+		for (;;) {
+			res->cut = (log_pos){.seg = seq, .off = off};
+			const uint8_t *h = buf + off;
+			if (off + REC_HEADER > len || get32(h) != REC_MAGIC ||
+			    get64(h + 56) != XXH3_64bits_withSeed(h, 56, d->opts.cluster)) {
+				snprintf(res->why, sizeof res->why, "%s offset %" PRIu64 ": bad record header",
+					 name, off);
+				break;
+			}
+			uint8_t type = h[4];
+			if (type == REC_SEGMENT_END) {
+				ended = true;
+				break;
+			}
+			uint32_t body_len = get32(h + 8);
+			if (type == REC_MARK) {
+				off += REC_HEADER;
+				continue;
+			}
+			if (type != REC_ENTRY && type != REC_TRUNCATE) {
+				snprintf(res->why, sizeof res->why, "%s offset %" PRIu64 ": unknown record",
+					 name, off);
+				break;
+			}
+			if (type == REC_TRUNCATE) {
+				uint64_t after = get64(h + 16);
+				replay_cut(r, after < r->base ? 0 : after);
+				off += REC_HEADER;
+				continue;
+			}
+			if (rec_size(body_len) > len - off) {
+				snprintf(res->why, sizeof res->why, "%s offset %" PRIu64 ": entry runs past the end",
+					 name, off);
+				break;
+			}
+			vsr_entry e = {
+				.checksum = get64(h + 40),
+				.parent = get64(h + 48),
+				.op = get64(h + 16),
+				.view = get64(h + 24),
+				.timestamp = get64(h + 32),
+				.request_count = get32(h + 12),
+				.body_len = body_len,
+				.body = h + REC_HEADER,
+			};
+			if (vsr_entry_checksum(&e) != e.checksum) {
+				snprintf(res->why, sizeof res->why,
+					 "%s offset %" PRIu64 ": entry at op %" PRIu64 " fails its checksum",
+					 name, off, e.op);
+				break;
+			}
+			if (replay_entry(r, &e) != 0) {
+				munmap(buf, len);
+				return VSR_ENOMEM;
+			}
+			if (e.op > d->segs[d->seg_count - 1].max_op) d->segs[d->seg_count - 1].max_op = e.op;
+			off += rec_size(body_len);
+		}
+		if (buf) munmap(buf, len);
+		if (!ended) break;
+		if (i + 1 == ds->seg_count) {
+			/* Ended and no successor: the writer starts the next one. */
+			res->cut = (log_pos){.seg = seq + 1, .off = 0};
+		}
+	}
+	if (pos_before(res->cut, durable_end)) {
+		res->corrupt = true;
+	} else if (res->why[0] != '\0') {
+		uint32_t at = 0;
+		while (at < ds->seg_count && ds->segs[at] != res->cut.seg) at++;
+		log_pos claim = later_claim(d, ds, at, res->cut.off + 8);
+		if (pos_before(res->cut, claim)) {
+			res->corrupt = true;
+			size_t n = strlen(res->why);
+			snprintf(res->why + n, sizeof res->why - n, " (a later write's mark shows it was synced)");
+		}
+	}
+	return VSR_OK;
+}
+
+/* Makes the directory a fresh start with the "unrecovered" mark: what a
+ * replica whose disk cannot be trusted keeps until it has caught up. */
+static int reset_unrecovered(durable *d, const dir_scan *ds, uint64_t old_seq, char *err,
+			     size_t err_len)
+{
+	/* The mark first, above every earlier superblock: a crash anywhere
+	 * below leaves a directory that says "unrecovered", never one that
+	 * looks empty or intact. Then the old files go. */
+	uint64_t next_seg = ds->seg_count ? ds->segs[ds->seg_count - 1] + 1 : 1;
+	sb_disk sb = {.flags = SB_FLAG_UNRECOVERED, .replica = d->opts.replica};
+	sb.core.cluster = d->opts.cluster;
+	sb.end = (log_pos){.seg = next_seg, .off = 0};
+	d->sb.seq = old_seq;
+	d->sb_ever = true; /* the file exists: no directory sync needed for it */
+	d->seg_count = 0;
+	if (sb_write_both(d, &sb) != 0) goto failed;
+	for (uint32_t i = 0; i < ds->seg_count; i++) {
+		char name[64];
+		seg_name(name, sizeof name, ds->segs[i]);
+		unlinkat(d->dirfd, name, 0);
+	}
+	checkpoint_prune(d, 0);
+	if (segment_create(d, next_seg, d->segment_size) != 0) goto failed;
+	d->synced = d->pos;
+	memset(&d->durable, 0, sizeof d->durable);
+	d->unrecovered = true;
+	/* No history: the core starts unjoined and is repaired from the others. */
+	d->durable.superblock.cluster = d->opts.cluster;
+	return VSR_OK;
+failed:
+	storage_errf(err, err_len, "%s", d->error[0] ? d->error : "storage: cannot reset");
+	return VSR_EINVAL;
+}
+
+/* Continues after the valid records: ends the segment that holds the cut
+ * (overwriting a torn tail), drops later segments, starts a new one. */
+static int writer_resume(durable *d, const dir_scan *ds, log_pos cut)
+{
+	for (uint32_t i = 0; i < ds->seg_count; i++) {
+		if (ds->segs[i] <= cut.seg) continue;
+		char name[64];
+		seg_name(name, sizeof name, ds->segs[i]);
+		unlinkat(d->dirfd, name, 0);
+	}
+	while (d->seg_count > 0 && d->segs[d->seg_count - 1].seq > cut.seg) d->seg_count--;
+	if (d->seg_count == 0 || d->segs[d->seg_count - 1].seq != cut.seg) {
+		/* The cut is at the start of a segment that does not exist yet. */
+		if (fsync(d->dirfd) != 0) {
+			fail(d, "storage %s: cannot sync the directory: %s", d->dir, strerror(errno));
+			return -1;
+		}
+		return segment_create(d, cut.seg, d->segment_size);
+	}
+	{
+		char name[64];
+		seg_name(name, sizeof name, cut.seg);
+		int fd = openat(d->dirfd, name, O_RDWR | O_CLOEXEC);
+		if (fd < 0) {
+			fail(d, "storage %s: cannot open %s: %s", d->dir, name, strerror(errno));
+			return -1;
+		}
+		uint8_t h[REC_HEADER];
+		rec_header(h, REC_SEGMENT_END, NULL, 0, d->opts.cluster);
+		int rc = write_all(d, fd, h, sizeof h, cut.off, name);
+		if (rc == 0) rc = sync_fd(d, fd, name);
+		close(fd);
+		if (rc != 0) return -1;
+	}
+	if (fsync(d->dirfd) != 0) {
+		fail(d, "storage %s: cannot sync the directory: %s", d->dir, strerror(errno));
+		return -1;
+	}
+	return segment_create(d, cut.seg + 1, d->segment_size);
+}
+
+static int worker_start(durable *d, char *err, size_t err_len)
+{
+	d->sb_written_ms = mono_ms();
+	if (pthread_create(&d->thread, NULL, worker_main, d) != 0) {
+		storage_errf(err, err_len, "storage: cannot start the writer thread");
+		return VSR_ENOMEM;
+	}
+	d->thread_started = true;
+	d->loaded = true;
+	return VSR_OK;
+}
+
+int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, size_t err_len)
+{
+	durable *d = D(s);
+	assert(!d->loaded);
+	*out = NULL;
+	if (err != NULL && err_len > 0) err[0] = '\0';
+	dir_scan ds;
+	int rc = dir_list(d, &ds, err, err_len);
+	if (rc != VSR_OK) return rc;
+	sb_disk sb = {0};
+	bool have_sb = false;
+	char why[300] = "";
+	if (ds.has_sb && !d->opts.fresh) {
+		uint64_t len = 0;
+		uint8_t *buf = read_file(d->dirfd, SB_NAME, &len);
+		if (buf == NULL) {
+			storage_errf(err, err_len, "storage %s: cannot read the superblock: %s", d->dir,
+				     strerror(errno));
+			free(ds.segs);
+			return VSR_EINVAL;
+		}
+		sb_disk c[2];
+		bool ok[2];
+		for (unsigned i = 0; i < 2; i++)
+			ok[i] = len >= (i + 1) * SB_COPY_SIZE && sb_decode(buf + i * SB_COPY_SIZE, &c[i]);
+		free(buf);
+		if (ok[0] || ok[1]) {
+			have_sb = true;
+			sb = ok[0] && (!ok[1] || c[0].seq >= c[1].seq) ? c[0] : c[1];
+		} else if (len >= 2 * SB_COPY_SIZE) {
+			snprintf(why, sizeof why, "both superblock copies are corrupt");
+		}
+		/* Else the first superblock write (copy 0, then copy 1, which
+		 * makes the file whole) never finished: nothing was acknowledged. */
+	}
+	if (have_sb && sb.core.cluster != d->opts.cluster) {
+		storage_errf(err, err_len,
+			     "storage %s: the data belongs to cluster %" PRIu64 ", the config names cluster "
+			     "%" PRIu64 "; refusing to start",
+			     d->dir, sb.core.cluster, d->opts.cluster);
+		free(ds.segs);
+		return VSR_EINVAL;
+	}
+	if (d->opts.fresh || (!have_sb && why[0] == '\0')) {
+		/* Nothing was ever acknowledged from this directory (no
+		 * superblock was ever written), or the operator starts anew. */
+		d->seg_count = 0;
+		if (dir_wipe(d, &ds) != 0 || segment_create(d, 1, d->segment_size) != 0) {
+			storage_errf(err, err_len, "%s", d->error[0] ? d->error : "storage: cannot clear the directory");
+			free(ds.segs);
+			return VSR_EINVAL;
+		}
+		d->synced = d->pos;
+		free(ds.segs);
+		return worker_start(d, err, err_len);
+	}
+	if (have_sb && (sb.flags & SB_FLAG_UNRECOVERED))
+		snprintf(why, sizeof why, "it was being repaired when it stopped");
+	replay r = {.base = have_sb ? sb.core.checkpoint_op + 1 : 1};
+	if (why[0] == '\0' && sb.core.checkpoint_op > 0) {
+		d->loaded_checkpoint = checkpoint_read(d, sb.core.checkpoint_op, sb.core.checkpoint_size,
+						       why, sizeof why);
+	}
+	scan_result res = {0};
+	if (why[0] == '\0') {
+		rc = log_scan(d, &ds, sb.end, &r, &res);
+		if (rc != VSR_OK) {
+			storage_errf(err, err_len, "storage %s: cannot read the log: %s", d->dir, rc == VSR_ENOMEM ? "out of memory" : strerror(errno));
+			replay_free(&r);
+			free(ds.segs);
+			return rc;
+		}
+		if (res.corrupt)
+			snprintf(why, sizeof why, "%s, before the end of what was durable", res.why);
+		else if (r.gap)
+			snprintf(why, sizeof why, "the log has a gap above the checkpoint");
+	}
+	/* The chain from the checkpoint (or the root) through every entry. */
+	uint64_t parent = sb.core.checkpoint_op > 0 ? sb.core.checkpoint_checksum
+						    : vsr_root_checksum(d->opts.cluster);
+	for (uint32_t i = 0; why[0] == '\0' && i < r.count; i++) {
+		if (r.entries[i].parent != parent) {
+			snprintf(why, sizeof why, "the hash chain breaks at op %" PRIu64,
+				 r.entries[i].op);
+			break;
+		}
+		parent = r.entries[i].checksum;
+	}
+	if (why[0] != '\0') {
+		/* Something that may have been committed is unreadable: come back
+		 * knowing nothing and take it from the others, never drop it. */
+		storage_errf(err, err_len, "storage %s: %s: this replica's state cannot be trusted; "
+			     "it rejoins as amnesiac and is repaired from the other replicas",
+			     d->dir, why);
+		replay_free(&r);
+		free(d->loaded_checkpoint);
+		d->loaded_checkpoint = NULL;
+		char note[512];
+		rc = reset_unrecovered(d, &ds, have_sb ? sb.seq : 0, note, sizeof note);
+		free(ds.segs);
+		if (rc != VSR_OK) storage_errf(err, err_len, "%s", note);
+		if (rc != VSR_OK) return rc;
+		*out = &d->durable;
+		return worker_start(d, err, err_len);
+	}
+	d->sb = sb;
+	d->sb_ever = true;
+	if (writer_resume(d, &ds, res.cut) == 0) {
+		/* The segment holding the cut was synced with its end record; the
+		 * earlier ones at their rotation. */
+		d->synced = d->pos;
+	} else {
+		storage_errf(err, err_len, "%s", d->error);
+		replay_free(&r);
+		free(ds.segs);
+		return VSR_EINVAL;
+	}
+	checkpoint_prune(d, sb.core.checkpoint_op);
+	free(ds.segs);
+	d->loaded_entries = r.entries;
+	memset(&d->durable, 0, sizeof d->durable);
+	d->durable.superblock = sb.core;
+	d->durable.checkpoint = d->loaded_checkpoint;
+	d->durable.checkpoint_len = d->loaded_checkpoint ? sb.core.checkpoint_size : 0;
+	d->durable.entries = r.entries;
+	d->durable.entry_count = r.count;
+	d->submitted = sb.core;
+	*out = &d->durable;
+	return worker_start(d, err, err_len);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Submit, close.                                                            */
+
+int storage_durable_submit(vsr_storage *s, const vsr_persist *p)
+{
+	durable *d = D(s);
+	assert(d->loaded);
+	if (d->closing) return VSR_EINVAL;
+	if (d->stats.pending >= VSR_STORAGE_PENDING_MAX) return VSR_ETOOBIG;
+	job *j = calloc(1, sizeof *j);
+	if (j == NULL) return VSR_ENOMEM;
+	size_t len = p->has_truncate ? REC_HEADER : 0;
+	for (uint32_t i = 0; i < p->entry_count; i++) len += rec_size(p->entries[i].body_len);
+	if (len > 0 && (j->recs = malloc(len)) == NULL) {
+		free(j);
+		return VSR_ENOMEM;
+	}
+	if (p->checkpoint_len > 0) {
+		j->checkpoint = malloc(p->checkpoint_len);
+		if (j->checkpoint == NULL) {
+			job_free(j);
+			return VSR_ENOMEM;
+		}
+		memcpy(j->checkpoint, p->checkpoint, p->checkpoint_len);
+		j->checkpoint_len = p->checkpoint_len;
+		d->stats.checkpoints++;
+		d->stats.checkpoint_bytes += p->checkpoint_len;
+	}
+	size_t off = 0;
+	if (p->has_truncate) {
+		rec_header(j->recs, REC_TRUNCATE, NULL, p->truncate_after, d->opts.cluster);
+		off += REC_HEADER;
+		d->stats.truncations++;
+	}
+	for (uint32_t i = 0; i < p->entry_count; i++) {
+		const vsr_entry *e = &p->entries[i];
+		uint8_t *rec = j->recs + off;
+		rec_header(rec, REC_ENTRY, e, e->op, d->opts.cluster);
+		memcpy(rec + REC_HEADER, e->body, e->body_len);
+		size_t sz = rec_size(e->body_len);
+		memset(rec + REC_HEADER + e->body_len, 0, sz - REC_HEADER - e->body_len);
+		off += sz;
+		if (e->op > j->max_op) j->max_op = e->op;
+		d->stats.entry_bytes += e->body_len;
+	}
+	d->stats.entries += p->entry_count;
+	j->recs_len = len;
+	j->id = p->id;
+	j->truncate = p->has_truncate;
+	j->sb = p->superblock;
+	d->submitted = p->superblock;
+
+	pthread_mutex_lock(&d->mu);
+	if (d->queue_tail) d->queue_tail->next = j;
+	else d->queue = j;
+	d->queue_tail = j;
+	pthread_cond_signal(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+	d->stats.pending++;
+	if (d->stats.pending > d->stats.pending_max) d->stats.pending_max = d->stats.pending;
+	return VSR_OK;
+}
+
+static void close_cb(uv_handle_t *h)
+{
+	durable *d = h->data;
+	vsr_storage_close_cb cb = d->close_cb;
+	for (job *j = d->queue; j != NULL;) {
+		job *n = j->next;
+		job_free(j);
+		j = n;
+	}
+	for (job *j = d->done; j != NULL;) {
+		job *n = j->next;
+		job_free(j);
+		j = n;
+	}
+	if (d->seg_fd >= 0) close(d->seg_fd);
+	if (d->dirfd >= 0) close(d->dirfd);
+	for (uint32_t i = 0; i < d->durable.entry_count && d->loaded_entries; i++)
+		free((void *)d->loaded_entries[i].body);
+	free(d->loaded_entries);
+	free(d->loaded_checkpoint);
+	free(d->segs);
+	pthread_mutex_destroy(&d->mu);
+	pthread_cond_destroy(&d->cv);
+	if (cb != NULL) cb((vsr_storage *)(void *)d);
+	free(d->dir);
+	free(d);
+}
+
+void storage_durable_close(vsr_storage *s, vsr_storage_close_cb cb)
+{
+	durable *d = D(s);
+	assert(!d->closing);
+	d->closing = true;
+	d->close_cb = cb;
+	if (d->thread_started) {
+		pthread_mutex_lock(&d->mu);
+		d->stop = true;
+		pthread_cond_signal(&d->cv);
+		pthread_mutex_unlock(&d->mu);
+		pthread_join(d->thread, NULL);
+		/* A clean stop leaves the superblock current: the next start then
+		 * trusts every record, even one corrupted later in the last group. */
+		if (!d->failed && d->lag_dirty) sb_write_lag(d);
+	}
+	uv_close((uv_handle_t *)&d->async, close_cb);
+}
+
+void *storage_durable_data(const vsr_storage *s)
+{
+	return D(s)->opts.data;
+}
+
+const vsr_storage_stats *storage_durable_stats_get(const vsr_storage *s)
+{
+	return &D(s)->stats;
+}
+
+const vsr_superblock *storage_durable_superblock(const vsr_storage *s)
+{
+	return &D(s)->submitted;
+}
+
+const char *storage_durable_error(const vsr_storage *s)
+{
+	durable *d = D(s);
+	/* Written once under the lock, before the failed status is delivered. */
+	return d->error;
+}
+
+void storage_durable_recovered(vsr_storage *s)
+{
+	durable *d = D(s);
+	if (!d->unrecovered) return;
+	d->unrecovered = false;
+	pthread_mutex_lock(&d->mu);
+	d->want_recovered = true;
+	pthread_mutex_unlock(&d->mu);
+}

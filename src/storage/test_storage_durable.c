@@ -1,0 +1,573 @@
+/* test_storage_durable.c - the durable backend: round trips, group commit,
+ * torn tails, bit flips in entries and superblock copies, the unrecovered
+ * mark, segment rotation and pruning, and disk failures (ENOSPC, EIO, a
+ * failed fdatasync) through the injectable I/O layer.
+ *
+ * Usage: test_storage_durable [scratch-dir]. Every case runs in its own
+ * fresh directory under the scratch directory (default: a mkdtemp in /tmp),
+ * removed at the end unless a case fails. */
+#define _GNU_SOURCE
+#include "vsr_storage.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#define CHECK(cond)                                                                  \
+	do {                                                                         \
+		if (!(cond)) {                                                       \
+			fprintf(stderr, "%s:%d: [%s] check failed: %s\n", __FILE__, \
+				__LINE__, current_case, #cond);                      \
+			exit(1);                                                     \
+		}                                                                    \
+	} while (0)
+
+#define CLUSTER 7u
+#define BODY 40u             /* body bytes per entry */
+#define OPS_MAX 4096u
+
+static const char *current_case = "";
+static char root[512];
+static char dir[600];
+
+/* ------------------------------------------------------------------------ */
+/* The injectable disk.                                                      */
+
+typedef struct fault {
+	long pwrites, syncs;     /* calls so far */
+	long fail_pwrite_at;     /* fail the pwrite with this index (0: never) */
+	long fail_sync_at;
+	int err;
+	bool drop_superblock;    /* superblock writes "succeed" without writing */
+} fault;
+
+static fault F;
+
+static ssize_t f_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t off)
+{
+	fault *f = ctx;
+	if (++f->pwrites == f->fail_pwrite_at) {
+		errno = f->err;
+		return -1;
+	}
+	if (f->drop_superblock) {
+		char link[64], target[700];
+		snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+		ssize_t n = readlink(link, target, sizeof target - 1);
+		if (n > 0) {
+			target[n] = '\0';
+			if (strstr(target, "/superblock") != NULL) return (ssize_t)len;
+		}
+	}
+	return pwrite(fd, buf, len, off);
+}
+
+static int f_fdatasync(void *ctx, int fd)
+{
+	fault *f = ctx;
+	if (++f->syncs == f->fail_sync_at) {
+		errno = f->err;
+		return -1;
+	}
+	return fdatasync(fd);
+}
+
+static const vsr_storage_io fault_io = {.pwrite = f_pwrite, .fdatasync = f_fdatasync, .ctx = &F};
+
+/* ------------------------------------------------------------------------ */
+/* A log to persist: entries with real checksums and a chain.               */
+
+static vsr_entry ents[OPS_MAX + 1];
+static uint8_t bodies[OPS_MAX + 1][BODY];
+
+static void make_entries(uint64_t from, uint64_t to, uint64_t view, uint8_t salt)
+{
+	for (uint64_t op = from; op <= to; op++) {
+		for (unsigned i = 0; i < BODY; i++) bodies[op][i] = (uint8_t)(op * 31 + i + salt);
+		vsr_entry *e = &ents[op];
+		*e = (vsr_entry){.parent = op == 1 ? vsr_root_checksum(CLUSTER) : ents[op - 1].checksum,
+				 .op = op, .view = view, .timestamp = op * 1000, .request_count = 1,
+				 .body_len = BODY, .body = bodies[op]};
+		e->checksum = vsr_entry_checksum(e);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Driving the storage.                                                      */
+
+static uv_loop_t loop;
+static uint64_t done_count, next_id, last_done;
+static int last_status;
+static bool failed_seen;
+
+static void persisted_cb(vsr_storage *s, uint64_t id, int status)
+{
+	(void)s;
+	CHECK(id == last_done + 1); /* in submission order */
+	last_done = id;
+	done_count++;
+	if (status != VSR_OK) failed_seen = true;
+	last_status = status;
+}
+
+static vsr_storage *open_storage(bool fresh, uint64_t segment_size, const vsr_storage_io *io,
+				 const vsr_durable **out)
+{
+	vsr_storage_options o = {.loop = &loop, .kind = VSR_STORAGE_DURABLE, .dir = dir,
+				 .cluster = CLUSTER, .replica = 0, .fresh = fresh,
+				 .persisted_cb = persisted_cb, .segment_size = segment_size, .io = io};
+	vsr_storage *s = NULL;
+	char err[512] = "";
+	int rc = vsr_storage_open(&o, &s, err, sizeof err);
+	if (rc != VSR_OK) fprintf(stderr, "open: %s\n", err);
+	CHECK(rc == VSR_OK);
+	rc = vsr_storage_load(s, out, err, sizeof err);
+	if (rc != VSR_OK) fprintf(stderr, "load: %s\n", err);
+	CHECK(rc == VSR_OK);
+	done_count = next_id = last_done = 0;
+	failed_seen = false;
+	return s;
+}
+
+static vsr_superblock sb_at(uint64_t view, uint64_t commit, uint64_t ckpt_op, uint64_t ckpt_size)
+{
+	return (vsr_superblock){.cluster = CLUSTER, .history = 0x5eed, .view = view, .log_view = view,
+				.commit = commit, .checkpoint_op = ckpt_op,
+				.checkpoint_checksum = ckpt_op ? ents[ckpt_op].checksum : 0,
+				.checkpoint_size = ckpt_size,
+				.checkpoint_timestamp = ckpt_op ? ents[ckpt_op].timestamp : 0};
+}
+
+static int submit(vsr_storage *s, uint64_t from, uint64_t to, vsr_superblock sb, bool truncate,
+		  uint64_t truncate_after, const uint8_t *ckpt, uint64_t ckpt_len)
+{
+	vsr_persist p = {.id = ++next_id, .has_truncate = truncate, .truncate_after = truncate_after,
+			 .entry_count = to >= from ? (uint32_t)(to - from + 1) : 0,
+			 .entries = to >= from ? &ents[from] : NULL, .checkpoint = ckpt,
+			 .checkpoint_len = ckpt_len, .superblock = sb};
+	return vsr_storage_submit(s, &p);
+}
+
+static void wait_all(void)
+{
+	while (done_count < next_id) uv_run(&loop, UV_RUN_ONCE);
+}
+
+static int closed;
+static void closed_cb(vsr_storage *s)
+{
+	(void)s;
+	closed++;
+}
+
+static void close_storage(vsr_storage *s)
+{
+	int before = closed;
+	vsr_storage_close(s, closed_cb);
+	while (closed == before) uv_run(&loop, UV_RUN_ONCE);
+}
+
+/* Writes entries 1..n, one persist per `per` entries, all submitted at once. */
+static void write_log(vsr_storage *s, uint64_t n, uint64_t per, uint64_t view)
+{
+	for (uint64_t op = 1; op <= n; op += per) {
+		uint64_t to = op + per - 1 > n ? n : op + per - 1;
+		CHECK(submit(s, op, to, sb_at(view, op > 1 ? op - 1 : 0, 0, 0), false, 0, NULL, 0) ==
+		      VSR_OK);
+	}
+	wait_all();
+	CHECK(!failed_seen);
+}
+
+static void check_loaded(const vsr_durable *d, uint64_t first, uint64_t last)
+{
+	CHECK(d != NULL && d->superblock.history != 0);
+	CHECK(d->entry_count == last - first + 1);
+	for (uint32_t i = 0; i < d->entry_count; i++) {
+		const vsr_entry *e = &d->entries[i];
+		const vsr_entry *w = &ents[first + i];
+		CHECK(e->op == w->op && e->checksum == w->checksum && e->parent == w->parent);
+		CHECK(e->body_len == w->body_len && memcmp(e->body, w->body, e->body_len) == 0);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* File surgery.                                                             */
+
+static void path_of(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s", dir, name);
+}
+
+static void flip_byte(const char *name, off_t off)
+{
+	char p[800];
+	path_of(p, sizeof p, name);
+	int fd = open(p, O_RDWR);
+	CHECK(fd >= 0);
+	uint8_t b;
+	CHECK(pread(fd, &b, 1, off) == 1);
+	b ^= 0x10;
+	CHECK(pwrite(fd, &b, 1, off) == 1);
+	close(fd);
+}
+
+static void write_at(const char *name, off_t off, const void *buf, size_t len)
+{
+	char p[800];
+	path_of(p, sizeof p, name);
+	int fd = open(p, O_RDWR);
+	CHECK(fd >= 0);
+	CHECK(pwrite(fd, buf, len, off) == (ssize_t)len);
+	close(fd);
+}
+
+static void le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* An entry record's header as docs/storage.md specifies it, written here
+ * independently of the backend: a record whose body never reached the disk. */
+static void record_header(uint8_t h[64], const vsr_entry *e)
+{
+	memset(h, 0, 64);
+	le64(h, 0x4c525356u); /* magic, u32, then type 1 at byte 4 */
+	h[4] = 1;
+	le64(h + 8, (uint64_t)e->request_count << 32 | e->body_len);
+	le64(h + 16, e->op);
+	le64(h + 24, e->view);
+	le64(h + 32, e->timestamp);
+	le64(h + 40, e->checksum);
+	le64(h + 48, e->parent);
+	le64(h + 56, XXH3_64bits_withSeed(h, 56, CLUSTER));
+}
+
+static uint64_t rd64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+/* Walks segment 1 as docs/storage.md describes it: the offset of the entry
+ * record at `op` (the last one written there), or with op 0 the offset
+ * where the records end. */
+static off_t record_at(uint64_t op)
+{
+	off_t off = 0, found = -1;
+	for (;;) {
+		uint8_t h[64];
+		char p[800];
+		path_of(p, sizeof p, "log-0000000000000001");
+		int fd = open(p, O_RDONLY);
+		CHECK(fd >= 0);
+		ssize_t n = pread(fd, h, sizeof h, off);
+		close(fd);
+		if (n != 64 || (rd64(h) & 0xffffffffu) != 0x4c525356u ||
+		    rd64(h + 56) != XXH3_64bits_withSeed(h, 56, CLUSTER) || h[4] == 3)
+			break;
+		uint32_t body = (uint32_t)(rd64(h + 8) & 0xffffffffu);
+		if (h[4] == 1 && rd64(h + 16) == op) found = off;
+		off += 64 + ((body + 7) & ~7u);
+	}
+	if (op == 0) return off;
+	CHECK(found >= 0);
+	return found;
+}
+
+static int count_files(const char *prefix)
+{
+	char cmd[900];
+	snprintf(cmd, sizeof cmd, "ls %s | grep -c '^%s' 2>/dev/null", dir, prefix);
+	FILE *f = popen(cmd, "r");
+	int n = 0;
+	if (f != NULL) {
+		if (fscanf(f, "%d", &n) != 1) n = 0;
+		pclose(f);
+	}
+	return n;
+}
+
+static void begin(const char *name)
+{
+	static int n;
+	current_case = name;
+	snprintf(dir, sizeof dir, "%s/case-%02d", root, ++n);
+	memset(&F, 0, sizeof F);
+	printf("case %s\n", name);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Cases.                                                                    */
+
+static void case_roundtrip(void)
+{
+	begin("roundtrip, group commit, checkpoint, truncation");
+	const vsr_durable *d;
+	vsr_storage *s = open_storage(false, 0, &fault_io, &d);
+	CHECK(d == NULL); /* empty directory: never joined */
+	make_entries(1, 300, 1, 0);
+	write_log(s, 300, 1, 1);
+	/* Group commit: 300 persists submitted at once need far fewer syncs. */
+	printf("  300 persists, %ld fdatasyncs\n", F.syncs);
+	CHECK(F.syncs < 150);
+	/* A checkpoint at 200, then a new view truncating after 250 and
+	 * writing 251..260 again with other contents. */
+	uint8_t blob[5000];
+	for (unsigned i = 0; i < sizeof blob; i++) blob[i] = (uint8_t)(i * 7);
+	CHECK(submit(s, 1, 0, sb_at(1, 250, 200, sizeof blob), false, 0, blob, sizeof blob) == VSR_OK);
+	make_entries(251, 260, 2, 99);
+	CHECK(submit(s, 251, 260, sb_at(2, 250, 200, sizeof blob), true, 250, NULL, 0) == VSR_OK);
+	wait_all();
+	CHECK(!failed_seen);
+	close_storage(s);
+
+	s = open_storage(false, 0, NULL, &d);
+	check_loaded(d, 201, 260);
+	CHECK(d->superblock.view == 2 && d->superblock.log_view == 2);
+	CHECK(d->superblock.checkpoint_op == 200 && d->checkpoint_len == sizeof blob);
+	CHECK(memcmp(d->checkpoint, blob, sizeof blob) == 0);
+	CHECK(d->superblock.commit == 250);
+	close_storage(s);
+}
+
+/* A record written after the durable end whose body never made it: cut. */
+static void case_torn_tail(void)
+{
+	begin("torn tail after the durable end is cut");
+	const vsr_durable *d;
+	vsr_storage *s = open_storage(false, 0, NULL, &d);
+	make_entries(1, 50, 1, 0);
+	write_log(s, 50, 5, 1);
+	close_storage(s);
+	/* Entry 51 half written at the end of the log: header, no body. */
+	make_entries(51, 51, 1, 0);
+	uint8_t hdr[64];
+	record_header(hdr, &ents[51]);
+	write_at("log-0000000000000001", record_at(0), hdr, 64);
+	s = open_storage(false, 0, NULL, &d);
+	check_loaded(d, 1, 50);
+	/* The log continues after the cut; a later start sees both parts. */
+	make_entries(51, 60, 1, 3);
+	CHECK(submit(s, 51, 60, sb_at(1, 50, 0, 0), false, 0, NULL, 0) == VSR_OK);
+	wait_all();
+	CHECK(!failed_seen);
+	close_storage(s);
+	s = open_storage(false, 0, NULL, &d);
+	check_loaded(d, 1, 60);
+	close_storage(s);
+}
+
+/* A flipped byte in an entry that was durable: never cut, repaired. */
+static void case_entry_flip(void)
+{
+	begin("bit flip in a durable entry: amnesia, not a shorter log");
+	const vsr_durable *d;
+	vsr_storage *s = open_storage(false, 0, NULL, &d);
+	make_entries(1, 40, 1, 0);
+	write_log(s, 40, 4, 1);
+	close_storage(s);
+	flip_byte("log-0000000000000001", record_at(40) + 64 + 3); /* the last entry's body */
+	s = open_storage(false, 0, NULL, &d);
+	CHECK(d != NULL && d->superblock.history == 0);
+	close_storage(s);
+	/* The mark stays until the replica has caught up... */
+	s = open_storage(false, 0, NULL, &d);
+	CHECK(d != NULL && d->superblock.history == 0);
+	/* ... and goes with the first persist after it has. */
+	vsr_storage_recovered(s);
+	make_entries(1, 10, 3, 5);
+	CHECK(submit(s, 1, 10, sb_at(3, 10, 0, 0), false, 0, NULL, 0) == VSR_OK);
+	wait_all();
+	CHECK(!failed_seen);
+	close_storage(s);
+	s = open_storage(false, 0, NULL, &d);
+	check_loaded(d, 1, 10);
+	CHECK(d->superblock.view == 3);
+	close_storage(s);
+}
+
+/* Past the superblock's log end (its updates lost, as in a crash before
+ * the lagging update), a bad record followed by a later group's mark was
+ * durable: corruption. Only the very last group is a torn write's twin. */
+static void case_marks(bool last)
+{
+	begin(last ? "bit flip in the last group past the superblock's log end: cut"
+		   : "bit flip past the superblock's log end, a later mark proves it durable");
+	const vsr_durable *d;
+	vsr_storage *s = open_storage(false, 0, &fault_io, &d);
+	make_entries(1, 10, 1, 0);
+	write_log(s, 1, 1, 1);
+	F.drop_superblock = true;
+	for (uint64_t op = 2; op <= 10; op++) {
+		CHECK(submit(s, op, op, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
+		wait_all(); /* one group each */
+	}
+	close_storage(s);
+	flip_byte("log-0000000000000001", record_at(last ? 10 : 5) + 64 + 1);
+	s = open_storage(false, 0, NULL, &d);
+	if (last) {
+		check_loaded(d, 1, 9);
+	} else {
+		CHECK(d != NULL && d->superblock.history == 0);
+	}
+	close_storage(s);
+}
+
+static void case_superblock_flips(void)
+{
+	begin("bit flip in one superblock copy, then in both");
+	const vsr_durable *d;
+	vsr_storage *s = open_storage(false, 0, NULL, &d);
+	make_entries(1, 20, 4, 0);
+	write_log(s, 20, 2, 4);
+	close_storage(s);
+	flip_byte("superblock", 72); /* copy 0: the view */
+	s = open_storage(false, 0, NULL, &d);
+	check_loaded(d, 1, 20);
+	CHECK(d->superblock.view == 4);
+	close_storage(s);
+	flip_byte("superblock", 72);
+	flip_byte("superblock", 4096 + 72); /* copy 1 only */
+	s = open_storage(false, 0, NULL, &d);
+	check_loaded(d, 1, 20);
+	CHECK(d->superblock.view == 4);
+	close_storage(s);
+	flip_byte("superblock", 72); /* now both */
+	s = open_storage(false, 0, NULL, &d);
+	CHECK(d != NULL && d->superblock.history == 0);
+	close_storage(s);
+}
+
+/* A crash during the very first superblock write: nothing was ever
+ * acknowledged, so the directory is empty, not corrupt. */
+static void case_first_superblock_torn(void)
+{
+	begin("the first superblock write torn: an empty directory, not amnesia");
+	const vsr_durable *d;
+	vsr_storage *s = open_storage(false, 0, NULL, &d);
+	make_entries(1, 5, 1, 0);
+	write_log(s, 5, 5, 1);
+	close_storage(s);
+	char p[800];
+	path_of(p, sizeof p, "superblock");
+	CHECK(truncate(p, 4096) == 0);
+	flip_byte("superblock", 20);
+	s = open_storage(false, 0, NULL, &d);
+	CHECK(d == NULL);
+	close_storage(s);
+}
+
+static void case_checkpoint_flip(void)
+{
+	begin("bit flip in the checkpoint file");
+	const vsr_durable *d;
+	vsr_storage *s = open_storage(false, 0, NULL, &d);
+	make_entries(1, 30, 1, 0);
+	write_log(s, 30, 3, 1);
+	uint8_t blob[100] = {1, 2, 3};
+	CHECK(submit(s, 1, 0, sb_at(1, 30, 30, sizeof blob), false, 0, blob, sizeof blob) == VSR_OK);
+	wait_all();
+	close_storage(s);
+	flip_byte("checkpoint-000000000000001e", 32 + 10);
+	s = open_storage(false, 0, NULL, &d);
+	CHECK(d != NULL && d->superblock.history == 0);
+	close_storage(s);
+}
+
+static void case_segments(void)
+{
+	begin("segment rotation and pruning after checkpoints");
+	const vsr_durable *d;
+	vsr_storage *s = open_storage(false, 4096, NULL, &d);
+	make_entries(1, 2000, 1, 0);
+	write_log(s, 1000, 7, 1);
+	int before = count_files("log-");
+	printf("  1000 entries in %d segments of 4 KiB\n", before);
+	CHECK(before > 20);
+	uint8_t blob[64] = {9};
+	CHECK(submit(s, 1, 0, sb_at(1, 1000, 990, sizeof blob), false, 0, blob, sizeof blob) == VSR_OK);
+	wait_all();
+	int after = count_files("log-");
+	printf("  after a checkpoint at 990: %d segments\n", after);
+	CHECK(after <= 3);
+	CHECK(count_files("checkpoint-") == 1);
+	for (uint64_t op = 1001; op <= 2000; op += 9) {
+		uint64_t to = op + 8 > 2000 ? 2000 : op + 8;
+		CHECK(submit(s, op, to, sb_at(1, op - 1, 990, sizeof blob), false, 0, NULL, 0) == VSR_OK);
+	}
+	wait_all();
+	CHECK(!failed_seen);
+	close_storage(s);
+	s = open_storage(false, 4096, NULL, &d);
+	check_loaded(d, 991, 2000);
+	CHECK(d->superblock.checkpoint_op == 990);
+	close_storage(s);
+}
+
+static void case_io_failure(const char *name, bool on_sync, int err, const char *expect)
+{
+	begin(name);
+	const vsr_durable *d;
+	vsr_storage *s = open_storage(false, 0, &fault_io, &d);
+	make_entries(1, 40, 1, 0);
+	write_log(s, 10, 1, 1);
+	if (on_sync) F.fail_sync_at = F.syncs + 1;
+	else F.fail_pwrite_at = F.pwrites + 1;
+	F.err = err;
+	for (uint64_t op = 11; op <= 40; op++)
+		CHECK(submit(s, op, op, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
+	wait_all();
+	CHECK(failed_seen && last_status < 0);
+	const char *why = vsr_storage_error(s);
+	printf("  error: %s\n", why);
+	CHECK(strstr(why, expect) != NULL);
+	/* Everything after the failure fails too: nothing more is durable. */
+	CHECK(submit(s, 1, 0, sb_at(1, 40, 0, 0), false, 0, NULL, 0) == VSR_OK);
+	wait_all();
+	CHECK(last_status < 0);
+	close_storage(s);
+	/* What was acknowledged before the failure is still there. */
+	s = open_storage(false, 0, NULL, &d);
+	CHECK(d != NULL && d->superblock.history != 0 && d->entry_count >= 10);
+	close_storage(s);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1) {
+		snprintf(root, sizeof root, "%s", argv[1]);
+		mkdir(root, 0755);
+	} else {
+		snprintf(root, sizeof root, "/tmp/vsr-storage-test-XXXXXX");
+		CHECK(mkdtemp(root) != NULL);
+	}
+	printf("scratch directory %s\n", root);
+	uv_loop_init(&loop);
+	case_roundtrip();
+	case_torn_tail();
+	case_entry_flip();
+	case_marks(false);
+	case_marks(true);
+	case_superblock_flips();
+	case_first_superblock_torn();
+	case_checkpoint_flip();
+	case_segments();
+	case_io_failure("ENOSPC on a log write", false, ENOSPC, "disk is full");
+	case_io_failure("EIO on a log write", false, EIO, "I/O error");
+	case_io_failure("failed fdatasync", true, EIO, "fdatasync");
+	uv_loop_close(&loop);
+	char cmd[700];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+	CHECK(system(cmd) == 0);
+	printf("ok\n");
+	return 0;
+}

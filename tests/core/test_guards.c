@@ -1,0 +1,454 @@
+/* test_guards.c - schedules the random sweeps never produced, each aimed at
+ * one stale-message guard of the core (issue 7, "the simulator's teeth").
+ *
+ * Usage: test_guards NAME          the real core: the guard must fire and
+ *                                  the cluster stay safe and live
+ *        test_guards NAME --bug    the same schedule with the guard taken
+ *                                  away (a VSR_BUG_* of the teeth core): the
+ *                                  schedule must do visible damage, which
+ *                                  shows it really depends on that guard
+ * Linked with vsrcore_teeth; without --bug no planted bug is set, so that
+ * core behaves exactly as the product one. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+
+static uint32_t planted; /* VSR_BUG_* for this run, 0 for the real core */
+
+static void tune_planted(vsr_config *c) { c->bugs = planted; }
+
+static bool settled(fixture *f, void *arg)
+{
+	(void)arg;
+	int p = fx_primary(f);
+	if (p < 0) return false;
+	vsr_replica_info ip;
+	fx_info(f, (uint8_t)p, &ip);
+	for (uint8_t i = 0; i < f->n; i++) {
+		if (!f->node[i].up) continue;
+		vsr_replica_info in;
+		fx_info(f, i, &in);
+		if (in.status != VSR_STATUS_NORMAL || in.view != ip.view || in.commit != ip.commit ||
+		    in.op != ip.op)
+			return false;
+	}
+	return true;
+}
+
+/* Every up replica whose commit reaches `op` holds `checksum` there. */
+static const char *committed_kept(const fixture *f, uint64_t op, uint64_t checksum)
+{
+	static char why[160];
+	for (uint8_t i = 0; i < f->n; i++) {
+		if (!f->node[i].up) continue;
+		vsr_replica_info in;
+		fx_info(f, i, &in);
+		if (in.commit < op) continue;
+		const vsr_entry *e = vsr_replica_entry(f->node[i].r, op);
+		if (e && e->checksum != checksum) {
+			snprintf(why, sizeof why,
+				 "replica %u holds another entry at op %llu, committed and "
+				 "answered before", i, (unsigned long long)op);
+			return why;
+		}
+	}
+	return NULL;
+}
+
+typedef struct outcome {
+	uint64_t hits;     /* the guard's counter */
+	const char *damage; /* what went wrong, or NULL */
+} outcome;
+
+/* ------------------------------------------------------------------------ */
+/* 1. A backup that acked op N+1 crashes, recovers into state transfer in the
+ *    same view and log_view, and then receives a delayed START_VIEW(op N)
+ *    before its NEW_STATE. Guard: "never shorten a log of its own log_view"
+ *    (VSR_GUARD_SV_SHORTER_OWN_LOG). Without it the backup truncates the
+ *    acknowledged op N+1; when the primary fails next, the view change
+ *    from the other two logs loses the committed op. */
+
+typedef struct hold_sv {
+	bool start_view;  /* hold the first START_VIEW to replica 2 */
+	bool new_state;   /* hold every NEW_STATE to replica 2 */
+	uint32_t sv_held;
+} hold_sv;
+
+static bool hold_delayed_sv(const fx_message *q, void *arg)
+{
+	hold_sv *h = arg;
+	if (q->to != 2) return false;
+	if (h->start_view && q->m.type == VSR_MSG_START_VIEW && h->sv_held == 0) {
+		h->sv_held++;
+		return true;
+	}
+	return h->new_state && q->m.type == VSR_MSG_NEW_STATE;
+}
+
+static int find_held(const fixture *f, uint8_t type)
+{
+	for (uint32_t k = 0; k < f->held_count; k++)
+		if (f->held[k].m.type == type) return (int)k;
+	return -1;
+}
+
+/* Replicas 1 and 2 normal in one view with 1 as primary. */
+static bool pair_in_view(fixture *f, void *arg)
+{
+	(void)arg;
+	if (fx_primary(f) != 1) return false;
+	vsr_replica_info a, b;
+	fx_info(f, 1, &a);
+	fx_info(f, 2, &b);
+	return b.status == VSR_STATUS_NORMAL && a.view == b.view && a.op == b.op;
+}
+
+static bool in_status(fixture *f, void *arg)
+{
+	const uint8_t *want = arg; /* replica, status */
+	vsr_replica_info in;
+	fx_info(f, want[0], &in);
+	return in.status == want[1];
+}
+
+static outcome sched_start_view_before_new_state(void)
+{
+	outcome out = {0};
+	fixture f;
+	fx_init(&f, 3, tune_planted);
+	hold_sv h = {0};
+	f.hold = hold_delayed_sv;
+	f.hold_arg = &h;
+	uint64_t s = fx_register(&f, 0, 11);
+	uint64_t req = 1;
+	for (; req <= 5; req++) fx_call(&f, s, req, "v0");
+	/* A view without replica 0, led by 1; 1's first START_VIEW to 2 is
+	 * delayed (2 joins through a copy sent when its votes are retried). */
+	h.start_view = true;
+	fx_isolate(&f, 0);
+	if (!fx_run_until(&f, 1000, pair_in_view, NULL) || find_held(&f, VSR_MSG_START_VIEW) < 0) {
+		out.damage = "schedule not reached: no view led by replica 1";
+		goto done;
+	}
+	h.start_view = false;
+	/* Op N+1, acked by 2 and committed; 2 crashes before it learns the
+	 * commit, so its disk says commit <= N. */
+	const fx_reply *rep = fx_call(&f, s, req++, "acked");
+	if (!rep || rep->status != VSR_REPLY_OK) {
+		out.damage = "schedule not reached: op N+1 not answered";
+		goto done;
+	}
+	uint64_t op = rep->op;
+	uint64_t sum = vsr_replica_entry(f.node[1].r, op)->checksum;
+	fx_crash(&f, 2);
+	h.new_state = true;
+	fx_restart(&f, 2);
+	uint8_t want[2] = {2, VSR_STATUS_STATE_TRANSFER};
+	if (!fx_run_until(&f, 200, in_status, want)) {
+		out.damage = "schedule not reached: replica 2 not in state transfer";
+		goto done;
+	}
+	vsr_replica_info b;
+	fx_info(&f, 2, &b);
+	int k = find_held(&f, VSR_MSG_START_VIEW);
+	if (b.op != op || b.log_view != f.held[k].m.view || f.held[k].m.op >= op) {
+		out.damage = "schedule not reached: replica 2 lost op N+1 or left the view";
+		goto done;
+	}
+	/* The delayed START_VIEW(op N) arrives before the NEW_STATE. */
+	fx_release(&f, (uint32_t)k);
+	out.hits = vsr_replica_stats_get(f.node[2].r)->guards[VSR_GUARD_SV_SHORTER_OWN_LOG];
+	/* The primary fails; 0 comes back; a view change from 0's and 2's logs. */
+	fx_crash(&f, 1);
+	f.hold = NULL;
+	fx_heal(&f);
+	if (!fx_run_until(&f, 3000, settled, NULL)) {
+		out.damage = "no view formed after replica 1 failed";
+		goto done;
+	}
+	fx_call(&f, s, req++, "after");
+	fx_restart(&f, 1);
+	if (!fx_run_until(&f, 3000, settled, NULL)) {
+		out.damage = "not settled after replica 1 restarted";
+		goto done;
+	}
+	out.damage = committed_kept(&f, op, sum);
+	if (!out.damage) out.damage = fx_check(&f);
+done:
+	fx_free(&f);
+	return out;
+}
+
+/* ------------------------------------------------------------------------ */
+/* 2. Old RECOVERY_RESPONSEs (view 0) reach a replica after its disk was
+ *    wiped. Guard: answers must carry the current recovery's nonce
+ *    (VSR_GUARD_REC_STALE_NONCE). Without it the amnesiac counts the stale
+ *    "normal in view 0" answers, transfers from the deposed (isolated, but
+ *    still normal) primary of view 0, and acks its new op: two replicas
+ *    then disagree at a committed op. */
+
+typedef struct hold_rr {
+	bool on;
+} hold_rr;
+
+static bool hold_recovery_answers(const fx_message *q, void *arg)
+{
+	hold_rr *h = arg;
+	return h->on && q->to == 2 && q->m.type == VSR_MSG_RECOVERY_RESPONSE;
+}
+
+static void cut(fixture *f, uint8_t a, uint8_t b)
+{
+	f->link[a][b] = f->link[b][a] = false;
+}
+
+static outcome sched_stale_recovery_answers_after_wipe(void)
+{
+	outcome out = {0};
+	fixture f;
+	fx_init(&f, 3, tune_planted);
+	hold_rr h = {0};
+	f.hold = hold_recovery_answers;
+	f.hold_arg = &h;
+	uint64_t s = fx_register(&f, 0, 12);
+	uint64_t req = 1;
+	for (; req <= 5; req++) fx_call(&f, s, req, "v0");
+	/* 2 restarts from its disk; the answers to its first RECOVERY are
+	 * delayed (it recovers with later answers to the same nonce). */
+	fx_crash(&f, 2);
+	h.on = true;
+	fx_restart(&f, 2);
+	for (int t = 0; t < 100 && f.held_count < 2; t++) fx_run(&f, 1);
+	h.on = false;
+	if (f.held_count < 2 || !fx_run_until(&f, 500, settled, NULL)) {
+		out.damage = "schedule not reached: replica 2 did not recover";
+		goto done;
+	}
+	/* View 1+ without replica 0 (which stays normal in view 0: isolated). */
+	fx_isolate(&f, 0);
+	if (!fx_run_until(&f, 1000, pair_in_view, NULL)) {
+		out.damage = "schedule not reached: no view led by replica 1";
+		goto done;
+	}
+	const fx_reply *rep = NULL;
+	for (int i = 0; i < 5; i++) rep = fx_call(&f, s, req++, "v1");
+	if (!rep || rep->status != VSR_REPLY_OK) {
+		out.damage = "schedule not reached: view 1 did not commit";
+		goto done;
+	}
+	/* 2 loses its disk and can reach only 0, the old primary. */
+	fx_crash(&f, 2);
+	fx_heal(&f);
+	cut(&f, 0, 1);
+	cut(&f, 1, 2);
+	fx_restart_wiped(&f, 2);
+	fx_run(&f, 30);
+	/* The delayed answers were on the wire before the cut: they arrive. */
+	f.link[1][2] = true;
+	while (f.held_count) fx_release(&f, 0);
+	f.link[1][2] = false;
+	out.hits = vsr_replica_stats_get(f.node[2].r)->guards[VSR_GUARD_REC_STALE_NONCE];
+	fx_run(&f, 30);
+	/* A client still talking to the old primary. */
+	fx_request(&f, 0, VSR_REQUEST_OP, s, req++, "stale");
+	fx_run(&f, 30);
+	out.damage = fx_check(&f);
+	if (out.damage) goto done;
+	fx_heal(&f);
+	if (!fx_run_until(&f, 3000, settled, NULL)) {
+		out.damage = "not settled after healing";
+		goto done;
+	}
+	out.damage = fx_check(&f);
+done:
+	fx_free(&f);
+	return out;
+}
+
+/* ------------------------------------------------------------------------ */
+/* 3. A NEW_STATE with entries moves the commit past the checkpoint being
+ *    fetched. Guard: a chunk of a checkpoint the commit already passed is
+ *    not installed (VSR_GUARD_CHUNK_PASSED, F6). Reaching it takes a small
+ *    log ring: the primary's answer to the same GET_STATE (same nonce) is
+ *    entries first (delayed), a checkpoint later, once the ring dropped the
+ *    entry after the asker's commit. Config: checkpoint every 4 ops, one
+ *    prepare in flight, a ring of 32, 31 entries per message, 64-byte
+ *    chunks. The asker's commit c is 2 mod 4: the delayed answer holds
+ *    c+1..c+31 with commit c+32, the later one names checkpoint c+30. */
+
+static void tune_small_ring(vsr_config *c)
+{
+	c->checkpoint_interval = 4;
+	c->pipeline_max = 1;
+	c->log_max = c->replica == 2 ? 64 : 32; /* the asker can take all 31 */
+	c->message_entries_max = 31;
+	c->chunk_bytes_max = 64;
+	c->bugs = planted;
+}
+
+typedef struct hold_ck {
+	bool new_state, chunk;
+} hold_ck;
+
+static bool hold_fetch(const fx_message *q, void *arg)
+{
+	hold_ck *h = arg;
+	if (q->to != 2) return false;
+	return (h->new_state && q->m.type == VSR_MSG_NEW_STATE) ||
+	       (h->chunk && q->m.type == VSR_MSG_CHECKPOINT_CHUNK);
+}
+
+static uint64_t head_of(const fixture *f, uint8_t i)
+{
+	vsr_replica_info in;
+	fx_info(f, i, &in);
+	return in.op;
+}
+
+static bool chunk_held(fixture *f, void *arg)
+{
+	(void)arg;
+	return find_held(f, VSR_MSG_CHECKPOINT_CHUNK) >= 0;
+}
+
+static outcome sched_new_state_passes_fetched_checkpoint(void)
+{
+	outcome out = {0};
+	fixture f;
+	fx_init(&f, 3, tune_small_ring);
+	hold_ck h = {0};
+	f.hold = hold_fetch;
+	f.hold_arg = &h;
+	uint64_t s = fx_register(&f, 0, 13);
+	uint64_t req = 1;
+	/* Replica 2 crashes with a durable commit c = 2 mod 4, so that the
+	 * checkpoints fall at c+2, c+6, ..., c+30, c+34. */
+	for (int i = 0; i < 64; i++, req++) {
+		fx_call(&f, s, req, "a");
+		const fx_node *nd = &f.node[2];
+		if (i >= 8 && nd->pending_count == 0 && nd->disk.sb.commit % 4 == 2) break;
+	}
+	uint64_t c = f.node[2].disk.sb.commit;
+	if (c % 4 != 2) {
+		out.damage = "schedule not reached: no commit of 2 mod 4";
+		goto done;
+	}
+	fx_crash(&f, 2);
+	while (head_of(&f, 0) < c + 32) fx_call(&f, s, req++, "b");
+	/* 2 restarts: its GET_STATE(c) is answered with entries c+1..c+31 and
+	 * commit c+32 (a partial answer); that answer is delayed. */
+	h.new_state = true;
+	fx_restart(&f, 2);
+	uint8_t want[2] = {2, VSR_STATUS_STATE_TRANSFER};
+	if (!fx_run_until(&f, 200, in_status, want) || find_held(&f, VSR_MSG_NEW_STATE) != 0 ||
+	    f.held[0].m.entry_count == 0 || f.held[0].m.entries[0].op != c + 1 ||
+	    f.held[0].m.commit < c + 31) {
+		out.damage = "schedule not reached: no partial NEW_STATE from c+1";
+		goto done;
+	}
+	/* The ring drops c+1: the next answer to the same request names
+	 * checkpoint c+30, which 2 starts to fetch; its first chunk waits. */
+	while (head_of(&f, 0) < c + 33) fx_call(&f, s, req++, "c");
+	h.chunk = true;
+	h.new_state = false;
+	if (!fx_run_until(&f, 200, chunk_held, NULL)) {
+		out.damage = "schedule not reached: no checkpoint fetch";
+		goto done;
+	}
+	h.chunk = false;
+	vsr_replica_info b;
+	fx_info(&f, 2, &b);
+	uint64_t fetching = f.held[find_held(&f, VSR_MSG_CHECKPOINT_CHUNK)].m.checkpoint_op;
+	/* The delayed entries arrive: the commit moves to c+31, past the
+	 * checkpoint being fetched; then its first chunk. */
+	int k = find_held(&f, VSR_MSG_NEW_STATE);
+	if (getenv("FX_VERBOSE"))
+		fprintf(stderr, "  c %llu; delayed NEW_STATE: op %llu commit %llu entries %u from %llu\n",
+			(unsigned long long)c, (unsigned long long)f.held[k].m.op,
+			(unsigned long long)f.held[k].m.commit, f.held[k].m.entry_count,
+			(unsigned long long)f.held[k].m.entries[0].op);
+	h.new_state = true; /* the answer to 2's next GET_STATE waits too */
+	fx_release(&f, (uint32_t)k);
+	vsr_replica_info a;
+	fx_info(&f, 2, &a);
+	fx_release(&f, (uint32_t)find_held(&f, VSR_MSG_CHECKPOINT_CHUNK));
+	out.hits = vsr_replica_stats_get(f.node[2].r)->guards[VSR_GUARD_CHUNK_PASSED];
+	if (out.hits == 0 || getenv("FX_VERBOSE"))
+		fprintf(stderr, "  (replica 2: commit %llu before, %llu after the entries; "
+			"fetching checkpoint %llu)\n", (unsigned long long)b.commit,
+			(unsigned long long)a.commit, (unsigned long long)fetching);
+	vsr_replica_info now;
+	fx_info(&f, 2, &now);
+	if (now.commit < a.commit) {
+		out.damage = "replica 2's commit went down: an older checkpoint installed";
+		goto done;
+	}
+	f.hold = NULL;
+	while (f.held_count) fx_release(&f, 0);
+	if (!fx_run_until(&f, 2000, settled, NULL)) {
+		out.damage = "not settled after the fetch";
+		goto done;
+	}
+	out.damage = fx_check(&f);
+done:
+	fx_free(&f);
+	return out;
+}
+
+/* ------------------------------------------------------------------------ */
+
+typedef struct scenario {
+	const char *name;
+	outcome (*run)(void);
+	uint32_t bug;        /* the planted bug that takes the guard away */
+	enum vsr_guard guard;
+} scenario;
+
+static const scenario scenarios[] = {
+	{"start_view_before_new_state", sched_start_view_before_new_state,
+	 VSR_BUG_SHORTEN_OWN_LOG, VSR_GUARD_SV_SHORTER_OWN_LOG},
+	{"stale_recovery_answers_after_wipe", sched_stale_recovery_answers_after_wipe,
+	 VSR_BUG_RECOVERY_ANY_NONCE, VSR_GUARD_REC_STALE_NONCE},
+	{"new_state_passes_fetched_checkpoint", sched_new_state_passes_fetched_checkpoint,
+	 VSR_BUG_OLD_CHECKPOINT, VSR_GUARD_CHUNK_PASSED},
+};
+
+int main(int argc, char **argv)
+{
+	const char *only = argc > 1 ? argv[1] : NULL;
+	bool with_bug = argc > 2 && strcmp(argv[2], "--bug") == 0;
+	int failures = 0, ran = 0;
+	for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {
+		const scenario *sc = &scenarios[i];
+		if (only && strcmp(only, sc->name) != 0) continue;
+		ran++;
+		planted = with_bug ? sc->bug : 0;
+		outcome o = sc->run();
+		if (with_bug) {
+			/* The guard is gone: the same schedule must do damage. */
+			if (o.damage == NULL || strncmp(o.damage, "schedule not reached", 20) == 0) {
+				fprintf(stderr, "%s --bug: no damage without guard %s (%s)\n", sc->name,
+					vsr_guard_name(sc->guard), o.damage ? o.damage : "safe");
+				failures++;
+			} else {
+				printf("%s --bug: damage without guard %s: %s\n", sc->name,
+				       vsr_guard_name(sc->guard), o.damage);
+			}
+		} else if (o.damage || o.hits == 0) {
+			fprintf(stderr, "%s: %s (guard %s fired %llu times)\n", sc->name,
+				o.damage ? o.damage : "the guard never fired", vsr_guard_name(sc->guard),
+				(unsigned long long)o.hits);
+			failures++;
+		} else {
+			printf("%s: guard %s fired %llu times, cluster safe and settled\n", sc->name,
+			       vsr_guard_name(sc->guard), (unsigned long long)o.hits);
+		}
+	}
+	if (ran == 0) {
+		fprintf(stderr, "test_guards: no scenario named %s\n", only);
+		return 2;
+	}
+	return failures ? 1 : 0;
+}
