@@ -411,9 +411,11 @@ void fx_restart_wiped(fixture *f, uint8_t i)
 	memset(&nd->disk, 0, sizeof nd->disk);
 	nd->disk.formatted = true;
 	nd->disk.sb.cluster = 7;
-	/* A new process: a new genesis candidate, as vsrhost draws one. */
+	/* A new process: a new genesis candidate, as vsrhost draws one, and a
+	 * new generator seed (its nonces differ from the wiped incarnation's). */
 	f->incarnation[i]++;
 	f->cfg[i].genesis_history = fx_history_for(i, f->incarnation[i]);
+	f->cfg[i].seed = f->cfg[i].seed * 6364136223846793005ull + 1442695040888963407ull;
 	vsr_state_machine sm = sm_of(&nd->sm);
 	int rc = vsr_replica_create(&nd->r, &f->cfg[i], &sm, NULL, f->now);
 	assert(rc == VSR_OK);

@@ -409,8 +409,11 @@ typedef struct scenario {
 static const scenario scenarios[] = {
 	{"start_view_before_new_state", sched_start_view_before_new_state,
 	 VSR_BUG_SHORTEN_OWN_LOG, VSR_GUARD_SV_SHORTER_OWN_LOG},
+	/* The stale primary of this schedule hears no quorum for long: it
+	 * abdicates, which alone keeps it from committing with the wiped
+	 * replica. The teeth take both defences away. */
 	{"stale_recovery_answers_after_wipe", sched_stale_recovery_answers_after_wipe,
-	 VSR_BUG_RECOVERY_ANY_NONCE, VSR_GUARD_REC_STALE_NONCE},
+	 VSR_BUG_RECOVERY_ANY_NONCE | VSR_BUG_NO_ABDICATION, VSR_GUARD_REC_STALE_NONCE},
 	{"new_state_passes_fetched_checkpoint", sched_new_state_passes_fetched_checkpoint,
 	 VSR_BUG_OLD_CHECKPOINT, VSR_GUARD_CHUNK_PASSED},
 };

@@ -99,6 +99,7 @@ static void test_lone_start_view_change_moves_nobody(void)
 	vsr_message m;
 	memset(&m, 0, sizeof m);
 	m.type = VSR_MSG_START_VIEW_CHANGE;
+	m.history = f.history;
 	m.cluster = 7;
 	m.replica = 2;
 	m.view = 1;
@@ -209,6 +210,7 @@ static void test_stale_high_view_replica_reintegrated(void)
 	vsr_message m;
 	memset(&m, 0, sizeof m);
 	m.type = VSR_MSG_START_VIEW_CHANGE;
+	m.history = f.history;
 	m.cluster = 7;
 	m.replica = 0;
 	m.view = 5;
