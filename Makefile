@@ -8,7 +8,7 @@ PACKAGES = build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev \
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run test sim failover-bench clean
+.PHONY: all deps build run test sim failover-bench checkpoint-bench clean
 
 all: build
 
@@ -43,6 +43,10 @@ sim: build
 failover-bench: build
 	$(BUILD)/proctest --vsrhost $(CURDIR)/$(BUILD)/vsrhost --root $(CURDIR) \
 	  --scenario failover-bench --trials 10
+
+# Issue 7, finding 4: 60,000 keys, 16 clients, 60 s; view changes counted.
+checkpoint-bench: build
+	tests/bench/checkpoint_stall.sh $(BUILD) 60000 16 60
 
 clean:
 	rm -rf $(BUILD)

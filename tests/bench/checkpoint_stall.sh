@@ -4,6 +4,8 @@
 # the view changes (there should be none while the primary is healthy) and
 # the checkpoints and slow steps that could have caused them.
 # Usage: tests/bench/checkpoint_stall.sh BUILD_DIR [KEYS [CLIENTS [SECONDS]]]
+# (BUILD_DIR holds vsrhost, vsrctl and vsrbench; VSRHOST=path overrides the
+# replica binary, to compare builds.)
 # Ports come from the kernel; everything lives in a temporary directory that
 # is removed at the end (KEEP=1 keeps it, with the replicas' logs).
 set -eu
@@ -48,7 +50,7 @@ return {
 }
 LUA
 for i in 1 2 3; do
-	"$build/vsrhost" "$dir/cluster.lua" --replica $i >"$dir/replica-$i.log" 2>&1 &
+	"${VSRHOST:-$build/vsrhost}" "$dir/cluster.lua" --replica $i >"$dir/replica-$i.log" 2>&1 &
 	pids="$pids $!"
 done
 # Ready when every replica answers a status (polled against a deadline).
