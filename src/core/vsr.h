@@ -181,7 +181,17 @@ enum vsr_reply_status {
 	                              of the cluster (every replica lost its state and a
 	                              new history began); `history` names the current
 	                              one; register again */
+	VSR_REPLY_SCRIPT_ERROR = 7, /* applied deterministically as an error the state
+	                              machine did not mean (a Lua runtime error, a spent
+	                              budget), unlike ERROR (a deliberate refusal such as
+	                              vsr.fail); body is the message */
 };
+
+/* Applied as an error, the state unchanged: a refusal or a script error. */
+static inline int vsr_reply_is_error(unsigned status)
+{
+	return status == VSR_REPLY_ERROR || status == VSR_REPLY_SCRIPT_ERROR;
+}
 
 /* A message. Fields that a type does not use are zero. Pointers inside
  * (entries, bodies, chunk bytes) are borrowed: in an action they stay valid
@@ -265,7 +275,7 @@ typedef struct vsr_session_info {
 typedef struct vsr_state_machine {
 	void *ctx;
 	/* Applies one committed operation. Writes the reply into `reply` (empty on
-	 * entry) and returns VSR_REPLY_OK or VSR_REPLY_ERROR; an error leaves the
+	 * entry) and returns VSR_REPLY_OK, VSR_REPLY_ERROR or VSR_REPLY_SCRIPT_ERROR; an error leaves the
 	 * state as before the operation. Must be deterministic. */
 	int (*apply)(void *ctx, const vsr_apply_ctx *actx, const uint8_t *op,
 		     size_t op_len, vsr_buf *reply);

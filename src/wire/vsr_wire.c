@@ -1094,7 +1094,7 @@ static int wire_dec_core(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 	 * replica of this cluster. */
 	WIRE_DEC_U(d, "replica", type == VSR_MSG_REQUEST ? 0 : (uint64_t)n - 1, m->replica);
 	WIRE_DEC_U(d, "status",
-		   type == VSR_MSG_REPLY ? VSR_REPLY_HISTORY : VSR_STATUS_COUNT - 1,
+		   type == VSR_MSG_REPLY ? VSR_REPLY_SCRIPT_ERROR : VSR_STATUS_COUNT - 1,
 		   m->status);
 	WIRE_DEC_U(d, "epoch", UINT64_MAX, m->epoch);
 	WIRE_DEC_U(d, "view", UINT64_MAX, m->view);
@@ -1593,6 +1593,11 @@ int vsr_wire_reader_decode(vsr_wire_reader *r, vsr_wire_decoded *out)
 		return wire_reader_fail(r, rc);
 	wire_count(r->stats, 0);
 	return 0;
+}
+
+bool vsr_wire_reader_partial(const vsr_wire_reader *r)
+{
+	return r->error == 0 && !r->frame_ready && r->header_have > 0;
 }
 
 size_t vsr_wire_reader_buffered(const vsr_wire_reader *r)

@@ -478,6 +478,10 @@ int vsr_wire_key_load(const char *path, uint8_t key[VSR_WIRE_KEY_SIZE], char *er
  * Returns 0, or -1 with a sentence in err. */
 int vsr_wire_key_generate(const char *path, char *err, size_t err_len);
 
+/* Is a frame begun and not yet whole (a header or body byte read, the frame
+ * not complete)? What a transport times out against a slow sender. */
+bool vsr_wire_reader_partial(const vsr_wire_reader *r);
+
 /* Bytes currently buffered (header + body), for tests and metrics. */
 size_t vsr_wire_reader_buffered(const vsr_wire_reader *r);
 

@@ -1,5 +1,6 @@
 /* vsrctl - command-line client of a vsrhost cluster: kv operations, generic calls, status. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,16 +101,19 @@ static int run_call(const vsrc_options *o, const vsr_buf *op, int raw)
 	int code;
 	if (outcome == VSRC_DONE) {
 		code = print_reply(r, raw);
-	} else if (r->status == VSR_REPLY_ERROR) {
+	} else if (vsr_reply_is_error(r->status)) {
 		/* The state machine's message: a msgpack string, or plain text. */
 		char err[256];
 		char *msg = r->reply_len ? vsrc_msgpack_to_json(r->reply, r->reply_len, err,
 								  sizeof(err))
 					 : NULL;
+		const char *what = r->status == VSR_REPLY_SCRIPT_ERROR
+					   ? "the state machine's script raised an error"
+					   : "the state machine refused the operation";
 		if (msg)
-			fprintf(stderr, "vsrctl: the state machine refused the operation: %s\n", msg);
+			fprintf(stderr, "vsrctl: %s: %s\n", what, msg);
 		else
-			fprintf(stderr, "vsrctl: the state machine refused the operation: %.*s\n",
+			fprintf(stderr, "vsrctl: %s: %.*s\n", what,
 				(int)r->reply_len, (const char *)r->reply);
 		free(msg);
 		code = EXIT_REFUSED;
@@ -157,6 +161,8 @@ static int parse_ms(const char *s, uint32_t *out)
 
 int main(int argc, char **argv)
 {
+	/* A replica that closes a connection must not kill this program. */
+	signal(SIGPIPE, SIG_IGN);
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "timeout", required_argument, NULL, 't' },

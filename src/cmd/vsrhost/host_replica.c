@@ -19,6 +19,7 @@
 #include "host.h"
 #include "host_log.h"
 #include "host_metrics.h"
+#include "host_watchdog.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -170,7 +171,9 @@ static void host_step(host *h, vsr_event *ev)
 	ev->now = host_now_ticks(h);
 	ev->realtime_ns = host_realtime_ns();
 	uint64_t t0 = uv_hrtime();
+	host_watchdog_enter(t0, host_event_name(ev->type));
 	vsr_replica_step(h->core, ev, &h->actions);
+	host_watchdog_leave();
 	uint64_t step_ns = uv_hrtime() - t0;
 	uint64_t step_ms = step_ns / 1000000u;
 	host_histogram_observe(&h->metrics.step, step_ns);
@@ -184,6 +187,16 @@ static void host_step(host *h, vsr_event *ev)
 	/* Builds with VSR_INVARIANTS check the replica after every step. A
 	 * violation is a bug in the core: stop before acting on it, with a
 	 * core dump to study. */
+	/* A state machine that failed in a way it cannot undo identically on
+	 * every replica (vsrh_sm_failure) stops the replica before any reply
+	 * or vote of this step leaves: restarted, it comes back by replay or
+	 * state transfer. */
+	const char *sm_failed = vsrh_sm_failure(h->sm);
+	if (sm_failed != NULL) {
+		host_error("state machine failed at step %" PRIu64 ": %s", h->steps, sm_failed);
+		host_stop(h, EX_SOFTWARE, "state machine failed");
+		return;
+	}
 	const char *broken = vsr_replica_invariant_failure(h->core);
 	if (broken != NULL) {
 		host_error("protocol invariant violated after step %" PRIu64 ": %s", h->steps, broken);
@@ -608,6 +621,8 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	}
 	vsrh_sm_set_log(h.sm, host_sm_log, &h, host_log_level());
 	vsrh_sm_bind(h.sm, &h.vsm);
+	if (host_watchdog_start(0, h.sm) != 0)
+		host_warn("could not start the watchdog thread: steps are not watched");
 
 	/* Storage, and what it holds. */
 	char dir[4096];
@@ -668,7 +683,9 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	}
 	uv_update_time(h.loop);
 	h.start_ms = uv_now(h.loop);
+	host_watchdog_enter(uv_hrtime(), "startup (replaying the log)");
 	rc = vsr_replica_create(&h.core, &vc, &h.vsm, durable, 0);
+	host_watchdog_leave();
 	if (rc != VSR_OK) {
 		host_error("cannot create the replica: %s", vsr_strerror(rc));
 		vsr_storage_close(h.storage, NULL);
