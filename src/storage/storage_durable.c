@@ -5,7 +5,7 @@
  * Happy path: submit() encodes the persist's records (truncation, entries)
  * into one buffer on the loop thread and queues it. The worker takes every
  * queued persist at once (group commit), appends their records to the
- * current segment, writes any checkpoint file, then issues one fdatasync
+ * current segment, then issues one fdatasync
  * for the whole group. When the group changed what the superblock promises
  * (view, log_view, epoch, checkpoint, a truncation) it then writes both
  * superblock copies, each followed by its own fdatasync, before reporting
@@ -15,7 +15,7 @@
  * worker idles or every SB_LAG_MAX_MS under load.
  *
  * Restart (load): pick the valid superblock copy with the highest sequence,
- * read its checkpoint, replay every segment's records. Everything before the
+ * replay every segment's records (the checkpoint is the state machine's). Everything before the
  * superblock's `log end` was durable before that superblock was written: a
  * bad record there is corruption of something that may have been committed,
  * and the replica comes back as amnesiac (state transfer from the others)
@@ -40,7 +40,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,8 +60,6 @@
 enum { REC_ENTRY = 1, REC_TRUNCATE = 2, REC_SEGMENT_END = 3, REC_MARK = 4 };
 
 #define SEGMENT_SIZE_DEFAULT (UINT64_C(64) << 20)
-#define CKPT_HEADER 32u
-#define CKPT_MAGIC UINT64_C(0x3130544b43525356) /* "VSRCKT01" */
 
 /* ------------------------------------------------------------------------ */
 /* Little-endian encoding.                                                   */
@@ -202,11 +199,8 @@ typedef struct job {
 	uint64_t id;
 	int status;
 	bool truncate;
-	uint64_t max_op;         /* highest entry op in `recs` (0: none) */
 	uint8_t *recs;
 	size_t recs_len;
-	uint8_t *checkpoint;     /* the blob, until checkpoints move to the state machine */
-	uint64_t checkpoint_len;
 	vsr_superblock sb;
 } job;
 
@@ -228,7 +222,6 @@ typedef struct durable {
 	vsr_superblock submitted; /* last superblock submitted */
 	vsr_durable durable;     /* what load returned */
 	vsr_entry *loaded_entries;
-	uint8_t *loaded_checkpoint;
 
 	pthread_t thread;
 	pthread_mutex_t mu;
@@ -246,6 +239,8 @@ typedef struct durable {
 	int seg_fd;
 	log_pos pos;             /* where the next record goes */
 	log_pos synced;          /* every record before this is durable */
+	uint8_t *stage;          /* records appended, not yet written: they end at pos */
+	size_t stage_len, stage_cap;
 	uint64_t seg_cap;        /* size of the current segment */
 	segment *segs;           /* live segments, oldest first */
 	uint32_t seg_count, seg_alloc;
@@ -354,10 +349,6 @@ static void seg_name(char *buf, size_t len, uint64_t seq)
 {
 	snprintf(buf, len, "log-%016" PRIx64, seq);
 }
-static void ckpt_name(char *buf, size_t len, uint64_t op, bool tmp)
-{
-	snprintf(buf, len, "checkpoint-%016" PRIx64 "%s", op, tmp ? ".tmp" : "");
-}
 
 /* ------------------------------------------------------------------------ */
 /* Segments.                                                                 */
@@ -428,30 +419,48 @@ static int segment_rotate(durable *d, uint64_t need)
 	return 0;
 }
 
-/* Appends whole records to the log (not yet synced). */
-static int log_append(durable *d, const uint8_t *recs, size_t len, uint64_t max_op)
+/* Writes what is staged for the current segment. */
+static int stage_flush(durable *d)
+{
+	if (d->stage_len == 0) return 0;
+	char name[64];
+	seg_name(name, sizeof name, d->pos.seg);
+	int rc = write_all(d, d->seg_fd, d->stage, d->stage_len, d->pos.off - d->stage_len, name);
+	d->stage_len = 0;
+	return rc;
+}
+
+/* Appends whole records to the log: staged, so that a group is one write per
+ * segment (stage_flush), not one per persist. Not yet synced. */
+static int log_append(durable *d, const uint8_t *recs, size_t len)
 {
 	size_t off = 0;
 	while (off < len) {
-		/* Write as many whole records as fit before the end record's room. */
-		size_t run = 0;
-		while (off + run < len) {
-			uint64_t sz = rec_size(get32(recs + off + run + 8));
-			if (d->pos.off + run + sz + REC_HEADER > d->seg_cap) break;
-			run += sz;
-		}
-		if (run == 0) {
-			uint64_t sz = rec_size(get32(recs + off + 8));
-			if (segment_rotate(d, sz) != 0) return -1;
+		const uint8_t *h = recs + off;
+		uint64_t sz = rec_size(get32(h + 8));
+		if (d->pos.off + sz + REC_HEADER > d->seg_cap) {
+			/* Full, but for the room of its end record. */
+			if (stage_flush(d) != 0 || segment_rotate(d, sz) != 0) return -1;
 			continue;
 		}
-		char name[64];
-		seg_name(name, sizeof name, d->pos.seg);
-		if (write_all(d, d->seg_fd, recs + off, run, d->pos.off, name) != 0) return -1;
-		d->pos.off += run;
-		off += run;
+		if (d->stage_len + sz > d->stage_cap) {
+			size_t cap = d->stage_cap ? d->stage_cap : 65536;
+			while (cap < d->stage_len + sz) cap *= 2;
+			uint8_t *p = realloc(d->stage, cap);
+			if (p == NULL) {
+				fail(d, "storage %s: out of memory", d->dir);
+				return -1;
+			}
+			d->stage = p;
+			d->stage_cap = cap;
+		}
+		memcpy(d->stage + d->stage_len, h, sz);
+		d->stage_len += sz;
+		d->pos.off += sz;
+		segment *cur = &d->segs[d->seg_count - 1];
+		if (h[4] == REC_ENTRY && get64(h + 16) > cur->max_op) cur->max_op = get64(h + 16);
+		off += sz;
 	}
-	if (max_op > d->segs[d->seg_count - 1].max_op) d->segs[d->seg_count - 1].max_op = max_op;
 	return 0;
 }
 
@@ -463,98 +472,7 @@ static int log_mark(durable *d)
 	uint8_t h[REC_HEADER];
 	vsr_entry claim = {.view = d->synced.seg};
 	rec_header(h, REC_MARK, &claim, d->synced.off, d->opts.cluster);
-	return log_append(d, h, sizeof h, 0);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Checkpoint files. The blob a persist carries is written here, atomically
- * (temporary file, fdatasync, rename, directory sync), until checkpoints move
- * into the state machine's own store: this section is all that goes then. */
-
-static int checkpoint_write(durable *d, uint64_t op, const uint8_t *blob, uint64_t len)
-{
-	char tmp[64], name[64];
-	ckpt_name(tmp, sizeof tmp, op, true);
-	ckpt_name(name, sizeof name, op, false);
-	int fd = openat(d->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		int e = errno;
-		fail(d, "storage %s: cannot create %s: %s%s", d->dir, tmp, strerror(e),
-		     errno_hint(e));
-		return -1;
-	}
-	uint8_t h[CKPT_HEADER];
-	put64(h, CKPT_MAGIC);
-	put64(h + 8, op);
-	put64(h + 16, len);
-	put64(h + 24, XXH3_64bits(blob, len));
-	int rc = write_all(d, fd, h, sizeof h, 0, tmp);
-	if (rc == 0) rc = write_all(d, fd, blob, len, CKPT_HEADER, tmp);
-	if (rc == 0) rc = sync_fd(d, fd, tmp);
-	close(fd);
-	if (rc != 0) return -1;
-	if (renameat(d->dirfd, tmp, d->dirfd, name) != 0) {
-		int e = errno;
-		fail(d, "storage %s: cannot rename %s: %s", d->dir, tmp, strerror(e));
-		return -1;
-	}
-	return sync_fd(d, d->dirfd, "the data directory");
-}
-
-/* Reads checkpoint `op`: the blob (malloc'ed) or NULL with a reason. */
-static uint8_t *checkpoint_read(durable *d, uint64_t op, uint64_t size, char *why,
-				size_t why_len)
-{
-	char name[64];
-	ckpt_name(name, sizeof name, op, false);
-	int fd = openat(d->dirfd, name, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		snprintf(why, why_len, "checkpoint %s: %s", name, strerror(errno));
-		return NULL;
-	}
-	uint8_t h[CKPT_HEADER];
-	uint8_t *blob = NULL;
-	if (pread(fd, h, sizeof h, 0) != (ssize_t)sizeof h || get64(h) != CKPT_MAGIC ||
-	    get64(h + 8) != op || get64(h + 16) != size) {
-		snprintf(why, why_len, "checkpoint %s: bad header", name);
-		goto out;
-	}
-	blob = malloc(size ? size : 1);
-	if (blob == NULL) {
-		snprintf(why, why_len, "checkpoint %s: out of memory", name);
-		goto out;
-	}
-	uint64_t got = 0;
-	while (got < size) {
-		ssize_t n = pread(fd, blob + got, size - got, (off_t)(CKPT_HEADER + got));
-		if (n <= 0) break;
-		got += (uint64_t)n;
-	}
-	if (got != size || XXH3_64bits(blob, size) != get64(h + 24)) {
-		snprintf(why, why_len, "checkpoint %s: %s", name,
-			 got != size ? "short" : "checksum mismatch");
-		free(blob);
-		blob = NULL;
-	}
-out:
-	close(fd);
-	return blob;
-}
-
-/* Removes checkpoint files other than `keep`, and leftover temporaries. */
-static void checkpoint_prune(durable *d, uint64_t keep)
-{
-	DIR *dir = opendir(d->dir);
-	if (dir == NULL) return;
-	char keep_name[64];
-	ckpt_name(keep_name, sizeof keep_name, keep, false);
-	struct dirent *de;
-	while ((de = readdir(dir)) != NULL) {
-		if (strncmp(de->d_name, "checkpoint-", 11) != 0) continue;
-		if (keep != 0 && strcmp(de->d_name, keep_name) == 0) continue;
-		unlinkat(d->dirfd, de->d_name, 0);
-	}
-	closedir(dir);
+	return log_append(d, h, sizeof h);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -632,17 +550,14 @@ static void group_write(durable *d, job *group, bool recovered)
 	for (job *j = group; j != NULL && !d->failed; j = j->next) {
 		if (j->recs_len > 0) {
 			if (!appended && log_mark(d) != 0) break;
-			if (log_append(d, j->recs, j->recs_len, j->max_op) != 0) break;
+			if (log_append(d, j->recs, j->recs_len) != 0) break;
 			appended = true;
 		}
-		if (j->checkpoint_len > 0 &&
-		    checkpoint_write(d, j->sb.checkpoint_op, j->checkpoint, j->checkpoint_len) != 0)
-			break;
 		if (j->truncate || sb_promises_more(last ? last : &d->sb.core, &j->sb))
 			promise = true;
 		last = &j->sb;
 	}
-	if (!d->failed && appended) {
+	if (!d->failed && appended && stage_flush(d) == 0) {
 		char name[64];
 		seg_name(name, sizeof name, d->pos.seg);
 		if (sync_fd(d, d->seg_fd, name) == 0) d->synced = d->pos;
@@ -657,7 +572,8 @@ static void group_write(durable *d, job *group, bool recovered)
 		uint64_t old_checkpoint = d->sb.core.checkpoint_op;
 		if (sb_write_both(d, &sb) != 0) return;
 		if (sb.core.checkpoint_op != old_checkpoint) {
-			checkpoint_prune(d, sb.core.checkpoint_op);
+			/* The state machine wrote the checkpoint before this
+			 * superblock named it (vsr.h): the log below is no longer needed. */
 			segments_prune(d, sb.core.checkpoint_op);
 		}
 		return;
@@ -725,7 +641,6 @@ static void *worker_main(void *arg)
 static void job_free(job *j)
 {
 	free(j->recs);
-	free(j->checkpoint);
 	free(j);
 }
 
@@ -780,9 +695,24 @@ int storage_durable_open(const vsr_storage_options *opts, vsr_storage **out, cha
 		d->dirfd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (d->dirfd < 0) rc = errno;
 	}
+	if (rc == 0) {
+		/* The directory's own name must survive a power cut too: sync the
+		 * parent that holds it (a no-op cost when nothing changed). */
+		char parent[4096];
+		snprintf(parent, sizeof parent, "%s", d->dir);
+		char *slash = strrchr(parent, '/');
+		if (slash != NULL && slash != parent) *slash = '\0';
+		else snprintf(parent, sizeof parent, "%s", slash == parent ? "/" : ".");
+		int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (pfd >= 0) {
+			if (fsync(pfd) != 0) rc = errno;
+			close(pfd);
+		}
+	}
 	if (rc != 0) {
 		storage_errf(err, err_len, "storage: cannot open the data directory %s: %s", d->dir,
 			     strerror(rc));
+		if (d->dirfd >= 0) close(d->dirfd);
 		free(d->dir);
 		free(d);
 		return VSR_EINVAL;
@@ -851,7 +781,6 @@ static int dir_wipe(durable *d, const dir_scan *ds)
 		seg_name(name, sizeof name, ds->segs[i]);
 		unlinkat(d->dirfd, name, 0);
 	}
-	checkpoint_prune(d, 0);
 	unlinkat(d->dirfd, SB_NAME, 0);
 	return fsync(d->dirfd) == 0 ? 0 : -1;
 }
@@ -930,29 +859,72 @@ typedef struct scan_result {
 	char why[256];
 } scan_result;
 
-/* Maps segment `seq` read-only: *len bytes, NULL for an empty file. */
-static uint8_t *segment_map(durable *d, uint64_t seq, uint64_t *len, int *rc)
+/* Reads a segment front to back, in chunks, as far as the scan needs: a
+ * 64 MiB preallocated segment costs only what its records use, and a read
+ * error is an error with its errno (a mapping would die of SIGBUS). */
+typedef struct seg_reader {
+	int fd;
+	uint8_t *buf;
+	uint64_t len, cap, size;
+	int err;
+} seg_reader;
+
+#define SR_CHUNK (UINT64_C(1) << 20)
+
+static int sr_open(durable *d, uint64_t seq, seg_reader *r)
 {
 	char name[64];
 	seg_name(name, sizeof name, seq);
-	int fd = openat(d->dirfd, name, O_RDONLY | O_CLOEXEC);
+	memset(r, 0, sizeof *r);
+	r->fd = openat(d->dirfd, name, O_RDONLY | O_CLOEXEC);
 	struct stat st;
-	*rc = VSR_OK;
-	*len = 0;
-	if (fd < 0 || fstat(fd, &st) != 0) {
-		if (fd >= 0) close(fd);
-		*rc = VSR_EINVAL;
-		return NULL;
+	if (r->fd < 0 || fstat(r->fd, &st) != 0) {
+		r->err = errno;
+		if (r->fd >= 0) close(r->fd);
+		r->fd = -1;
+		return -1;
 	}
-	*len = (uint64_t)st.st_size;
-	uint8_t *buf = *len ? mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-	close(fd);
-	if (buf == MAP_FAILED) {
-		*rc = VSR_ENOMEM;
-		*len = 0;
-		return NULL;
+	r->size = (uint64_t)st.st_size;
+	return 0;
+}
+
+/* Bytes [off, off + n) of the segment, or NULL past its end or on a read
+ * error (r->err). Valid until the next call. */
+static const uint8_t *sr_at(seg_reader *r, uint64_t off, uint64_t n)
+{
+	if (off + n > r->size) return NULL;
+	while (r->len < off + n) {
+		uint64_t want = off + n - r->len;
+		if (want < SR_CHUNK) want = SR_CHUNK;
+		if (want > r->size - r->len) want = r->size - r->len;
+		if (r->len + want > r->cap) {
+			uint64_t cap = r->cap ? r->cap : SR_CHUNK;
+			while (cap < r->len + want) cap *= 2;
+			uint8_t *p = realloc(r->buf, cap);
+			if (p == NULL) {
+				r->err = ENOMEM;
+				return NULL;
+			}
+			r->buf = p;
+			r->cap = cap;
+		}
+		ssize_t got = pread(r->fd, r->buf + r->len, want, (off_t)r->len);
+		if (got < 0 && errno == EINTR) continue;
+		if (got <= 0) {
+			r->err = got < 0 ? errno : EIO;
+			return NULL;
+		}
+		r->len += (uint64_t)got;
 	}
-	return buf;
+	return r->buf + off;
+}
+
+static void sr_close(seg_reader *r)
+{
+	if (r->fd >= 0) close(r->fd);
+	free(r->buf);
+	memset(r, 0, sizeof *r);
+	r->fd = -1;
 }
 
 /* The furthest durable end that a mark written after (segment index i,
@@ -964,18 +936,17 @@ static log_pos later_claim(durable *d, const dir_scan *ds, uint32_t i, uint64_t 
 {
 	log_pos best = {0, 0};
 	for (; i < ds->seg_count; i++) {
-		uint64_t len;
-		int rc;
-		uint8_t *buf = segment_map(d, ds->segs[i], &len, &rc);
-		for (uint64_t off = from; buf != NULL && off + REC_HEADER <= len; off += 8) {
-			const uint8_t *h = buf + off;
+		seg_reader rd;
+		if (sr_open(d, ds->segs[i], &rd) != 0) continue;
+		const uint8_t *h;
+		for (uint64_t off = from; (h = sr_at(&rd, off, REC_HEADER)) != NULL; off += 8) {
 			if (get32(h) != REC_MAGIC || h[4] != REC_MARK ||
 			    get64(h + 56) != XXH3_64bits_withSeed(h, 56, d->opts.cluster))
 				continue;
 			log_pos c = {.seg = get64(h + 24), .off = get64(h + 16)};
 			if (pos_before(best, c)) best = c;
 		}
-		if (buf != NULL) munmap(buf, len);
+		sr_close(&rd);
 		from = 0;
 	}
 	return best;
@@ -997,22 +968,22 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 		}
 		char name[64];
 		seg_name(name, sizeof name, seq);
-		/* Mapped, so that only the pages up to the end of the records are
-		 * read, not the whole preallocated segment. */
-		uint64_t len;
-		int mrc;
-		uint8_t *buf = segment_map(d, seq, &len, &mrc);
-		if (mrc != VSR_OK) return mrc;
+		seg_reader rd;
+		if (sr_open(d, seq, &rd) != 0) {
+			errno = rd.err;
+			return VSR_EINVAL;
+		}
 		if (segs_push(d, seq, 0) != 0) {
-			if (buf) munmap(buf, len);
+			sr_close(&rd);
 			return VSR_ENOMEM;
 		}
 		uint64_t off = 0;
 		bool ended = false;
 		for (;;) {
 			res->cut = (log_pos){.seg = seq, .off = off};
-			const uint8_t *h = buf + off;
-			if (off + REC_HEADER > len || get32(h) != REC_MAGIC ||
+			const uint8_t *h = sr_at(&rd, off, REC_HEADER);
+			if (h == NULL && rd.err != 0) break;
+			if (h == NULL || get32(h) != REC_MAGIC ||
 			    get64(h + 56) != XXH3_64bits_withSeed(h, 56, d->opts.cluster)) {
 				snprintf(res->why, sizeof res->why, "%s offset %" PRIu64 ": bad record header",
 					 name, off);
@@ -1039,7 +1010,9 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 				off += REC_HEADER;
 				continue;
 			}
-			if (rec_size(body_len) > len - off) {
+			h = sr_at(&rd, off, rec_size(body_len));
+			if (h == NULL) {
+				if (rd.err != 0) break;
 				snprintf(res->why, sizeof res->why, "%s offset %" PRIu64 ": entry runs past the end",
 					 name, off);
 				break;
@@ -1061,13 +1034,18 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 				break;
 			}
 			if (replay_entry(r, &e) != 0) {
-				munmap(buf, len);
+				sr_close(&rd);
 				return VSR_ENOMEM;
 			}
 			if (e.op > d->segs[d->seg_count - 1].max_op) d->segs[d->seg_count - 1].max_op = e.op;
 			off += rec_size(body_len);
 		}
-		if (buf) munmap(buf, len);
+		int read_err = rd.err;
+		sr_close(&rd);
+		if (read_err != 0) {
+			errno = read_err;
+			return read_err == ENOMEM ? VSR_ENOMEM : VSR_EINVAL;
+		}
 		if (!ended) break;
 		if (i + 1 == ds->seg_count) {
 			/* Ended and no successor: the writer starts the next one. */
@@ -1110,7 +1088,6 @@ static int reset_unrecovered(durable *d, const dir_scan *ds, uint64_t old_seq, c
 		seg_name(name, sizeof name, ds->segs[i]);
 		unlinkat(d->dirfd, name, 0);
 	}
-	checkpoint_prune(d, 0);
 	if (segment_create(d, next_seg, d->segment_size) != 0) goto failed;
 	d->synced = d->pos;
 	memset(&d->durable, 0, sizeof d->durable);
@@ -1123,8 +1100,25 @@ failed:
 	return VSR_EINVAL;
 }
 
-/* Continues after the valid records: ends the segment that holds the cut
- * (overwriting a torn tail), drops later segments, starts a new one. */
+/* The end of the last non-zero byte of segment `fd` at or after `from`
+ * (the whole segment when it cannot be read: then all of it is zeroed). */
+static uint64_t segment_dirty_end(int fd, uint64_t from, uint64_t size)
+{
+	static uint8_t chunk[65536];
+	uint64_t end = size;
+	while (end > from) {
+		uint64_t n = end - from < sizeof chunk ? end - from : sizeof chunk;
+		if (pread(fd, chunk, (size_t)n, (off_t)(end - n)) != (ssize_t)n) return size;
+		for (uint64_t k = n; k > 0; k--)
+			if (chunk[k - 1] != 0) return end - n + k;
+		end -= n;
+	}
+	return from;
+}
+
+/* Continues after the valid records: in the segment that holds the cut
+ * (its torn tail zeroed), or, when that one is full, after a segment-end
+ * record in a new one; later segments are dropped. */
 static int writer_resume(durable *d, const dir_scan *ds, log_pos cut)
 {
 	for (uint32_t i = 0; i < ds->seg_count; i++) {
@@ -1149,6 +1143,30 @@ static int writer_resume(durable *d, const dir_scan *ds, log_pos cut)
 		if (fd < 0) {
 			fail(d, "storage %s: cannot open %s: %s", d->dir, name, strerror(errno));
 			return -1;
+		}
+		struct stat st;
+		uint64_t size = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+		if (cut.off + 2 * REC_HEADER <= size) {
+			/* Go on in this segment (a restart costs no new 64 MiB file):
+			 * zero whatever a torn group left past the cut, so that no
+			 * stale record can ever follow the new ones, and sync, which
+			 * also makes every record before the cut durable. */
+			uint64_t dirty = segment_dirty_end(fd, cut.off, size);
+			static const uint8_t zeros[65536];
+			int rc = 0;
+			for (uint64_t at = cut.off; rc == 0 && at < dirty; at += sizeof zeros) {
+				uint64_t n = dirty - at < sizeof zeros ? dirty - at : sizeof zeros;
+				rc = write_all(d, fd, zeros, (size_t)n, at, name);
+			}
+			if (rc == 0) rc = sync_fd(d, fd, name);
+			if (rc != 0) {
+				close(fd);
+				return -1;
+			}
+			d->seg_fd = fd;
+			d->seg_cap = size;
+			d->pos = cut;
+			return 0;
 		}
 		uint8_t h[REC_HEADER];
 		rec_header(h, REC_SEGMENT_END, NULL, 0, d->opts.cluster);
@@ -1235,10 +1253,6 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 	if (have_sb && (sb.flags & SB_FLAG_UNRECOVERED))
 		snprintf(why, sizeof why, "it was being repaired when it stopped");
 	replay r = {.base = have_sb ? sb.core.checkpoint_op + 1 : 1};
-	if (why[0] == '\0' && sb.core.checkpoint_op > 0) {
-		d->loaded_checkpoint = checkpoint_read(d, sb.core.checkpoint_op, sb.core.checkpoint_size,
-						       why, sizeof why);
-	}
 	scan_result res = {0};
 	if (why[0] == '\0') {
 		rc = log_scan(d, &ds, sb.end, &r, &res);
@@ -1271,8 +1285,6 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 			     "it rejoins as amnesiac and is repaired from the other replicas",
 			     d->dir, why);
 		replay_free(&r);
-		free(d->loaded_checkpoint);
-		d->loaded_checkpoint = NULL;
 		char note[512];
 		rc = reset_unrecovered(d, &ds, have_sb ? sb.seq : 0, note, sizeof note);
 		free(ds.segs);
@@ -1293,13 +1305,10 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 		free(ds.segs);
 		return VSR_EINVAL;
 	}
-	checkpoint_prune(d, sb.core.checkpoint_op);
 	free(ds.segs);
 	d->loaded_entries = r.entries;
 	memset(&d->durable, 0, sizeof d->durable);
 	d->durable.superblock = sb.core;
-	d->durable.checkpoint = d->loaded_checkpoint;
-	d->durable.checkpoint_len = d->loaded_checkpoint ? sb.core.checkpoint_size : 0;
 	d->durable.entries = r.entries;
 	d->durable.entry_count = r.count;
 	d->submitted = sb.core;
@@ -1324,17 +1333,6 @@ int storage_durable_submit(vsr_storage *s, const vsr_persist *p)
 		free(j);
 		return VSR_ENOMEM;
 	}
-	if (p->checkpoint_len > 0) {
-		j->checkpoint = malloc(p->checkpoint_len);
-		if (j->checkpoint == NULL) {
-			job_free(j);
-			return VSR_ENOMEM;
-		}
-		memcpy(j->checkpoint, p->checkpoint, p->checkpoint_len);
-		j->checkpoint_len = p->checkpoint_len;
-		d->stats.checkpoints++;
-		d->stats.checkpoint_bytes += p->checkpoint_len;
-	}
 	size_t off = 0;
 	if (p->has_truncate) {
 		rec_header(j->recs, REC_TRUNCATE, NULL, p->truncate_after, d->opts.cluster);
@@ -1349,10 +1347,14 @@ int storage_durable_submit(vsr_storage *s, const vsr_persist *p)
 		size_t sz = rec_size(e->body_len);
 		memset(rec + REC_HEADER + e->body_len, 0, sz - REC_HEADER - e->body_len);
 		off += sz;
-		if (e->op > j->max_op) j->max_op = e->op;
 		d->stats.entry_bytes += e->body_len;
 	}
 	d->stats.entries += p->entry_count;
+	/* Checkpoints are the state machine's: count the ones a superblock names. */
+	if (p->superblock.checkpoint_op != d->submitted.checkpoint_op) {
+		d->stats.checkpoints++;
+		d->stats.checkpoint_bytes += p->superblock.checkpoint_size;
+	}
 	j->recs_len = len;
 	j->id = p->id;
 	j->truncate = p->has_truncate;
@@ -1389,8 +1391,8 @@ static void close_cb(uv_handle_t *h)
 	for (uint32_t i = 0; i < d->durable.entry_count && d->loaded_entries; i++)
 		free((void *)d->loaded_entries[i].body);
 	free(d->loaded_entries);
-	free(d->loaded_checkpoint);
 	free(d->segs);
+	free(d->stage);
 	pthread_mutex_destroy(&d->mu);
 	pthread_cond_destroy(&d->cv);
 	if (cb != NULL) cb((vsr_storage *)(void *)d);

@@ -148,10 +148,13 @@ static vsr_superblock sb_at(uint64_t view, uint64_t commit, uint64_t ckpt_op, ui
 static int submit(vsr_storage *s, uint64_t from, uint64_t to, vsr_superblock sb, bool truncate,
 		  uint64_t truncate_after, const uint8_t *ckpt, uint64_t ckpt_len)
 {
+	/* The checkpoint's bytes are the state machine's (vsr.h): a persist
+	 * only names it in the superblock. */
+	(void)ckpt;
+	(void)ckpt_len;
 	vsr_persist p = {.id = ++next_id, .has_truncate = truncate, .truncate_after = truncate_after,
 			 .entry_count = to >= from ? (uint32_t)(to - from + 1) : 0,
-			 .entries = to >= from ? &ents[from] : NULL, .checkpoint = ckpt,
-			 .checkpoint_len = ckpt_len, .superblock = sb};
+			 .entries = to >= from ? &ents[from] : NULL, .superblock = sb};
 	return vsr_storage_submit(s, &p);
 }
 
@@ -333,8 +336,7 @@ static void case_roundtrip(void)
 	s = open_storage(false, 0, NULL, &d);
 	check_loaded(d, 201, 260);
 	CHECK(d->superblock.view == 2 && d->superblock.log_view == 2);
-	CHECK(d->superblock.checkpoint_op == 200 && d->checkpoint_len == sizeof blob);
-	CHECK(memcmp(d->checkpoint, blob, sizeof blob) == 0);
+	CHECK(d->superblock.checkpoint_op == 200 && d->superblock.checkpoint_size == sizeof blob);
 	CHECK(d->superblock.commit == 250);
 	close_storage(s);
 }
@@ -348,21 +350,36 @@ static void case_torn_tail(void)
 	make_entries(1, 50, 1, 0);
 	write_log(s, 50, 5, 1);
 	close_storage(s);
-	/* Entry 51 half written at the end of the log: header, no body. */
-	make_entries(51, 51, 1, 0);
+	/* Entry 51 half written at the end of the log (header, no body), and
+	 * a whole entry 52 of the same torn group after it, placed where a
+	 * stale record would follow the next start's mark and new entry 51. */
+	make_entries(51, 52, 1, 0);
 	uint8_t hdr[64];
+	off_t end = record_at(0);
 	record_header(hdr, &ents[51]);
-	write_at("log-0000000000000001", record_at(0), hdr, 64);
+	write_at("log-0000000000000001", end, hdr, 64);
+	record_header(hdr, &ents[52]);
+	off_t stale = end + 64 + 64 + BODY;
+	write_at("log-0000000000000001", stale, hdr, 64);
+	write_at("log-0000000000000001", stale + 64, ents[52].body, BODY);
 	s = open_storage(false, 0, NULL, &d);
 	check_loaded(d, 1, 50);
-	/* The log continues after the cut; a later start sees both parts. */
-	make_entries(51, 60, 1, 3);
-	CHECK(submit(s, 51, 60, sb_at(1, 50, 0, 0), false, 0, NULL, 0) == VSR_OK);
+	/* The log continues after the cut, with another entry 51; the torn
+	 * group's leftovers never come back. */
+	make_entries(51, 51, 1, 3);
+	CHECK(submit(s, 51, 51, sb_at(1, 50, 0, 0), false, 0, NULL, 0) == VSR_OK);
 	wait_all();
 	CHECK(!failed_seen);
 	close_storage(s);
 	s = open_storage(false, 0, NULL, &d);
+	check_loaded(d, 1, 51);
+	make_entries(52, 60, 1, 3);
+	CHECK(submit(s, 52, 60, sb_at(1, 51, 0, 0), false, 0, NULL, 0) == VSR_OK);
+	wait_all();
+	close_storage(s);
+	s = open_storage(false, 0, NULL, &d);
 	check_loaded(d, 1, 60);
+	CHECK(count_files("log-") == 1); /* restarts go on in the same segment */
 	close_storage(s);
 }
 
@@ -430,7 +447,7 @@ static void case_superblock_flips(void)
 	make_entries(1, 20, 4, 0);
 	write_log(s, 20, 2, 4);
 	close_storage(s);
-	flip_byte("superblock", 72); /* copy 0: the view */
+	flip_byte("superblock", 72); /* copy 0: the epoch word */
 	s = open_storage(false, 0, NULL, &d);
 	check_loaded(d, 1, 20);
 	CHECK(d->superblock.view == 4);
@@ -466,23 +483,6 @@ static void case_first_superblock_torn(void)
 	close_storage(s);
 }
 
-static void case_checkpoint_flip(void)
-{
-	begin("bit flip in the checkpoint file");
-	const vsr_durable *d;
-	vsr_storage *s = open_storage(false, 0, NULL, &d);
-	make_entries(1, 30, 1, 0);
-	write_log(s, 30, 3, 1);
-	uint8_t blob[100] = {1, 2, 3};
-	CHECK(submit(s, 1, 0, sb_at(1, 30, 30, sizeof blob), false, 0, blob, sizeof blob) == VSR_OK);
-	wait_all();
-	close_storage(s);
-	flip_byte("checkpoint-000000000000001e", 32 + 10);
-	s = open_storage(false, 0, NULL, &d);
-	CHECK(d != NULL && d->superblock.history == 0);
-	close_storage(s);
-}
-
 static void case_segments(void)
 {
 	begin("segment rotation and pruning after checkpoints");
@@ -499,7 +499,6 @@ static void case_segments(void)
 	int after = count_files("log-");
 	printf("  after a checkpoint at 990: %d segments\n", after);
 	CHECK(after <= 3);
-	CHECK(count_files("checkpoint-") == 1);
 	for (uint64_t op = 1001; op <= 2000; op += 9) {
 		uint64_t to = op + 8 > 2000 ? 2000 : op + 8;
 		CHECK(submit(s, op, to, sb_at(1, op - 1, 990, sizeof blob), false, 0, NULL, 0) == VSR_OK);
@@ -559,7 +558,6 @@ int main(int argc, char **argv)
 	case_marks(true);
 	case_superblock_flips();
 	case_first_superblock_torn();
-	case_checkpoint_flip();
 	case_segments();
 	case_io_failure("ENOSPC on a log write", false, ENOSPC, "disk is full");
 	case_io_failure("EIO on a log write", false, EIO, "I/O error");

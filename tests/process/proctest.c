@@ -7,7 +7,7 @@
  *   quick-restart   the primary is killed and restarted at once: a new view, no loss
  *   dedup           a client retrying across a failover applies a write once (counter.lua)
  *   garbage         garbage on every port closes those connections; service goes on
- *   hostile         the issue #9 attacks (spec/fixtures/evil.lua) each get a script
+ *   sandbox         the issue #9 attacks (spec/fixtures/evil.lua) each get a script
  *                   error; the replicas keep serving with equal digests, also
  *                   after a restart and a failover
  *   watchdog        a step running past the watchdog's limit (lowered to 1 s) stops
@@ -109,10 +109,12 @@ static bool g_keep;
 static uint64_t g_seed;
 static const char *g_durability = "memory";
 static char g_mounted[400]; /* a tmpfs this run mounted (disk-full) */
+static unsigned g_checkpoint_interval; /* limits.checkpoint_interval; 0: default */
 static const char *g_log_format = "text"; /* the config's log_format */
 /* auth scenario: the config names these key files, and the test's own
  * client authenticates with the client key. */
 static bool g_auth;
+static bool g_telemetry; /* metrics scenario: the config names a telemetry script */
 static uint8_t g_client_key[VSR_WIRE_KEY_SIZE];
 
 static uint64_t now_ms(void)
@@ -278,6 +280,24 @@ static void write_config(const char *statemachine)
 	fprintf(f, "  data_dir = \"%s/data\",\n  durability = \"%s\",\n  log_level = \"info\",\n",
 		g_dir, g_durability);
 	fprintf(f, "  log_format = \"%s\",\n", g_log_format);
+	if (g_telemetry) {
+		char hooks[400];
+		snprintf(hooks, sizeof hooks, "%s/hooks.lua", g_dir);
+		FILE *h = fopen(hooks, "w");
+		if (h == NULL)
+			fail("cannot write %s", hooks);
+		/* Every event, one line in telemetry-N.log of its replica. */
+		fprintf(h, "return { any = function(e)\n"
+			   "  local f = assert(io.open('%s/telemetry-' .. e.replica .. '.log', 'a'))\n"
+			   "  f:write(e.event, ' view=', tostring(e.view), ' duration_ms=',\n"
+			   "          tostring(e.duration_ms), '\\n')\n"
+			   "  f:close()\n"
+			   "end }\n", g_dir);
+		fclose(h);
+		fprintf(f, "  telemetry = \"%s\",\n", hooks);
+	}
+	if (g_checkpoint_interval)
+		fprintf(f, "  limits = { checkpoint_interval = %u },\n", g_checkpoint_interval);
 	if (g_auth)
 		fprintf(f, "  auth = { replica_key = \"%s/replica.key\", client_key = \"%s/client.key\" },\n",
 			g_dir, g_dir);
@@ -1198,7 +1218,7 @@ static int scenario_dedup(void)
 	return 0;
 }
 
-/* hostile (issue #9): a cluster running spec/fixtures/evil.lua, which runs
+/* sandbox (issue #9): a cluster running spec/fixtures/evil.lua, which runs
  * the Lua source an operation carries, is sent the attacks that used to hang
  * or abort every replica (work inside one C call, pattern backtracking, a
  * weak table, address-ordered iteration, a reply of many references to one
@@ -1313,7 +1333,7 @@ static int scenario_watchdog(void)
 	return 0;
 }
 
-static int scenario_hostile(void)
+static int scenario_sandbox(void)
 {
 	mclient m;
 	msgpack_sbuffer sb;
@@ -1547,6 +1567,31 @@ static int scenario_supervisor(void)
 	if (rc != 0 || strstr(out, value) == NULL)
 		fail("vsrctl get exited %d and printed: %s", rc, out);
 	note("vsrctl put then get returned %s", value);
+	/* Status after the write: every replica reports lag and ages; once the
+	 * write has reached them all, every lag is 0. */
+	deadline = now_ms() + CATCHUP_MS;
+	for (;;) {
+		rc = run_vsrctl(out, sizeof out, (const char *const[]){"status", NULL});
+		if (rc != 0)
+			fail("vsrctl status exited %d: %s", rc, out);
+		if (strstr(out, "lag") == NULL || strstr(out, "progress_ago") == NULL)
+			fail("vsrctl status shows no lag or progress columns:\n%s", out);
+		int caught_up = 0;
+		for (char *line = strchr(out, '\n'); line != NULL; line = strchr(line + 1, '\n')) {
+			unsigned id, primary;
+			char addr[64], st[32];
+			unsigned long long view, op, commit, lag;
+			if (sscanf(line + 1, "%u %63s %31s %llu %llu %llu %u %llu", &id, addr, st, &view,
+				   &op, &commit, &primary, &lag) == 8 && lag == 0)
+				caught_up++;
+		}
+		if (caught_up == N)
+			break;
+		if (now_ms() > deadline)
+			fail("vsrctl status never showed every replica with lag 0:\n%s", out);
+		poll(NULL, 0, 50); /* next status round */
+	}
+	note("vsrctl status: every replica at lag 0, with step and progress ages");
 	FILE *f = fopen(outp, "r");
 	size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
 	out[n] = '\0';
@@ -1778,6 +1823,7 @@ static int scenario_metrics(void)
 	mclient m;
 	msgpack_sbuffer sb;
 	g_log_format = "json";
+	g_telemetry = true;
 	int p = scenario_open("kv.lua", &m, &sb);
 	uint64_t last = 0;
 	put_keys(&m, &sb, 0, KEYS / 2, &last);
@@ -1811,6 +1857,23 @@ static int scenario_metrics(void)
 	     ", %" PRIu64 " view change(s), primary 1",
 	     p + 1, q + 1, view, changes);
 	scenario_close(&m, &sb);
+	/* The telemetry hooks saw the failover on the new primary. */
+	char tpath[400], tline[256];
+	snprintf(tpath, sizeof tpath, "%s/telemetry-%d.log", g_dir, q + 1);
+	FILE *tf = fopen(tpath, "r");
+	bool became = false, finished = false;
+	while (tf != NULL && fgets(tline, sizeof tline, tf) != NULL) {
+		became |= strncmp(tline, "became_primary ", 15) == 0;
+		finished |= strncmp(tline, "view_change_finished ", 21) == 0 &&
+			    strstr(tline, "duration_ms=nil") == NULL;
+	}
+	if (tf != NULL)
+		fclose(tf);
+	if (!became || !finished)
+		fail("the telemetry hooks of replica %d did not see became_primary and "
+		     "view_change_finished (with its duration) in %s", q + 1, tpath);
+	note("telemetry hooks: replica %d's script saw view_change_finished and became_primary",
+	     q + 1);
 	int lines = check_json_log(q);
 	note("log_format = \"json\": all %d lines of replica %d's log are JSON objects", lines, q + 1);
 	return 0;
@@ -2312,12 +2375,12 @@ static void corrupt_round(mclient *m, msgpack_sbuffer *sb, writers *ws, const ch
 static void damage_log_and_superblock(int r)
 {
 	flip_byte(r, "log-0000000000000001", 64 + 4); /* the first entry's body */
-	flip_byte(r, "superblock", 72);                /* copy 0: the view */
+	flip_byte(r, "superblock", 72);                /* copy 0: the epoch word */
 }
 
 static void damage_superblock_copy(int r)
 {
-	flip_byte(r, "superblock", 4096 + 72); /* copy 1: the view */
+	flip_byte(r, "superblock", 4096 + 72); /* copy 1: the epoch word */
 }
 
 /* Deleted while it runs; what it writes until kill -9 goes as well. */
@@ -2353,7 +2416,7 @@ static int scenario_corrupt(void)
 
 /* A full disk: replica `victim`'s directory is a tmpfs with room for its
  * first log segment (64 MiB, preallocated) and little more, so its first
- * checkpoint file does not fit. It must stop with exit status 74 and say
+ * checkpoint file (at entry 512) does not fit. It must stop with exit status 74 and say
  * why; the others go on, and no acknowledged write is lost. */
 static void unmount_scratch(void)
 {
@@ -2366,12 +2429,14 @@ static void unmount_scratch(void)
 static int scenario_disk_full(void)
 {
 	g_durability = "durable";
+	g_checkpoint_interval = 512; /* >= 512 keys in the first one */
 	int victim = 1;
 	snprintf(g_mounted, sizeof g_mounted, "%s/data/replica-%d", g_dir, victim + 1);
 	char cmd[600];
 	snprintf(cmd, sizeof cmd, "mkdir -p '%s'", g_mounted);
 	if (system(cmd) != 0) fail("cannot create %s", g_mounted);
-	if (mount("tmpfs", g_mounted, "tmpfs", 0, "size=65600k") != 0) {
+	/* Its first segment, the superblock and 8 KiB: no checkpoint fits. */
+	if (mount("tmpfs", g_mounted, "tmpfs", 0, "size=65552k") != 0) {
 		note("SKIP: cannot mount a small tmpfs at %s: %s", g_mounted, strerror(errno));
 		g_mounted[0] = '\0';
 		return 77;
@@ -2381,7 +2446,8 @@ static int scenario_disk_full(void)
 	msgpack_sbuffer sb;
 	scenario_open("kv.lua", &m, &sb);
 	writers ws = {0};
-	writers_start_quota(&ws, 1500);
+	/* Enough for 512 entries even if every entry held one put. */
+	writers_start_quota(&ws, 1000);
 	/* Until the victim stops: only its exit is expected. */
 	uint64_t deadline = now_ms() + 6 * CALL_MS;
 	int status = 0;
@@ -2874,7 +2940,7 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: proctest --vsrhost PATH --root SOURCE_DIR --scenario NAME\n"
 		     "                [--vsrctl PATH] [--trials N] [--seed S] [--keep]\n"
-		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics auth attacks hostile\n"
+		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics auth attacks sandbox watchdog\n"
 		     "           pause-backup one-way-cut client-cut failover-bench crash corrupt disk-full\n");
 }
 
@@ -2932,8 +2998,8 @@ int main(int argc, char **argv)
 		rc = scenario_dedup();
 	else if (strcmp(scenario, "garbage") == 0)
 		rc = scenario_garbage();
-	else if (strcmp(scenario, "hostile") == 0)
-		rc = scenario_hostile();
+	else if (strcmp(scenario, "sandbox") == 0)
+		rc = scenario_sandbox();
 	else if (strcmp(scenario, "watchdog") == 0)
 		rc = scenario_watchdog();
 	else if (strcmp(scenario, "quick-restart") == 0)
