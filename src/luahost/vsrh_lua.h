@@ -47,17 +47,34 @@ typedef struct vsrh_sm_options {
 	 * in an order shuffled by this seed, so that a reply or state depending
 	 * on table iteration order differs between two seeds. */
 	uint64_t check_seed;
+	/* Where vsr.store keeps its committed entries when the script's whole
+	 * state is in it (no snapshot/restore hooks): LMDB in store_dir (NULL: a
+	 * scratch directory removed at destroy), synced at every checkpoint
+	 * when store_sync. VSRH_STORE_TABLE keeps it in a Lua table instead. */
+	const char *store_dir;
+	bool store_sync;
+	bool store_fresh; /* remove what store_dir holds (a lost or new disk) */
+	int store; /* enum vsrh_store_kind */
 } vsrh_sm_options;
+
+enum vsrh_store_kind { VSRH_STORE_LMDB = 0, VSRH_STORE_TABLE = 1 };
 
 /* Opens cfg->statemachine with cfg->dedup and cfg's budgets. Returns VSR_OK,
  * or a negative vsr_error with a message such as
  *   "statemachines/kv.lua:12: attempt to call a nil value (global 'foo')". */
 int vsrh_sm_create(vsrh_sm **out, const vsrh_config *cfg, char *err, size_t err_len);
+/* The same with vsr.store's LMDB environment in store_dir (see
+ * vsrh_sm_options): what a replica uses. */
+int vsrh_sm_create_at(vsrh_sm **out, const vsrh_config *cfg, const char *store_dir, bool sync,
+		      bool fresh, char *err, size_t err_len);
 int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *opt, char *err, size_t err_len);
 void vsrh_sm_destroy(vsrh_sm *sm);
 
 /* Routes print/warn and host notes to fn for messages at `level` or above. */
 void vsrh_sm_set_log(vsrh_sm *sm, vsrh_log_fn fn, void *arg, int level);
+
+/* Whether vsr.store keeps its entries in LMDB (else in a Lua table). */
+bool vsrh_sm_store_lmdb(const vsrh_sm *sm);
 
 /* Fills `out` with callbacks on sm (ctx = sm). sm must outlive the core. */
 void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out);

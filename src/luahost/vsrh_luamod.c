@@ -20,7 +20,7 @@
 typedef struct lsm {
 	vsrh_sm *sm;
 	vsrh_sm_options opts;
-	char *statemachine, *dedup, *lua_root;
+	char *statemachine, *dedup, *lua_root, *store_dir;
 	char **logs;
 	int nlogs;
 	uint64_t ops; /* default op number for apply */
@@ -80,7 +80,8 @@ static int lsm_gc(lua_State *L)
 	free(s->statemachine);
 	free(s->dedup);
 	free(s->lua_root);
-	s->statemachine = s->dedup = s->lua_root = NULL;
+	free(s->store_dir);
+	s->statemachine = s->dedup = s->lua_root = s->store_dir = NULL;
 	return 0;
 }
 
@@ -104,6 +105,15 @@ static void read_options(lua_State *L, int t, lsm *s)
 	s->opts.log_level = (int)opt_u64(L, t, "log_level", VSRH_LOG_INFO);
 	s->opts.log = lsm_log;
 	s->opts.log_arg = s;
+	/* store = "table" keeps vsr.store in a Lua table; store_dir puts LMDB there */
+	char *kind = opt_strdup(L, t, "store");
+	s->opts.store = kind && strcmp(kind, "table") == 0 ? VSRH_STORE_TABLE : VSRH_STORE_LMDB;
+	free(kind);
+	s->store_dir = opt_strdup(L, t, "store_dir");
+	s->opts.store_dir = s->store_dir;
+	lua_getfield(L, t, "store_sync"); /* a durable store: kept across opens */
+	s->opts.store_sync = lua_toboolean(L, -1);
+	lua_pop(L, 1);
 }
 
 /* vsrhost.open(options) -> sm | nil, message */
@@ -238,6 +248,145 @@ static int l_restore(lua_State *L)
 	}
 	lua_pushboolean(L, 1);
 	return 1;
+}
+
+/* ---- checkpoints, through the callbacks the core calls ---- */
+
+static vsr_checkpoint check_cp(lua_State *L, int idx)
+{
+	luaL_checktype(L, idx, LUA_TTABLE);
+	vsr_checkpoint cp;
+	cp.op = opt_u64(L, idx, "op", 0);
+	cp.checksum = opt_u64(L, idx, "checksum", 0);
+	cp.timestamp = opt_u64(L, idx, "timestamp", 0);
+	cp.size = opt_u64(L, idx, "size", 0);
+	cp.digest = opt_u64(L, idx, "digest", 0);
+	return cp;
+}
+
+static void push_cp(lua_State *L, const vsr_checkpoint *cp)
+{
+	lua_createtable(L, 0, 5);
+	const struct {
+		const char *k;
+		uint64_t v;
+	} f[] = {{"op", cp->op}, {"checksum", cp->checksum}, {"timestamp", cp->timestamp},
+		 {"size", cp->size}, {"digest", cp->digest}};
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+		lua_pushinteger(L, (lua_Integer)f[i].v);
+		lua_setfield(L, -2, f[i].k);
+	}
+}
+
+/* sm:store_backend() -> "lmdb" | "table" */
+static int l_store_backend(lua_State *L)
+{
+	lua_pushstring(L, vsrh_sm_store_lmdb(check_sm(L)->sm) ? "lmdb" : "table");
+	return 1;
+}
+
+/* sm:checkpoint_take(op, meta) -> cp {op, checksum, timestamp, size, digest} */
+static int l_checkpoint_take(lua_State *L)
+{
+	lsm *s = check_sm(L);
+	vsr_checkpoint cp = {.op = (uint64_t)luaL_checkinteger(L, 2)};
+	cp.checksum = cp.op * 31;
+	cp.timestamp = cp.op * 1000;
+	size_t ml;
+	const char *meta = luaL_optlstring(L, 3, "", &ml);
+	vsr_state_machine m;
+	vsrh_sm_bind(s->sm, &m);
+	if (m.checkpoint_take(m.ctx, &cp, (const uint8_t *)meta, ml) != VSR_OK)
+		return luaL_error(L, "checkpoint_take failed");
+	push_cp(L, &cp);
+	return 1;
+}
+
+/* sm:checkpoint_read(cp, offset, len) -> bytes | nil */
+static int l_checkpoint_read(lua_State *L)
+{
+	lsm *s = check_sm(L);
+	vsr_checkpoint cp = check_cp(L, 2);
+	vsr_state_machine m;
+	vsrh_sm_bind(s->sm, &m);
+	vsr_buf b = {0};
+	int rc = m.checkpoint_read(m.ctx, &cp, (uint64_t)luaL_checkinteger(L, 3),
+				   (uint32_t)luaL_checkinteger(L, 4), &b);
+	if (rc == VSR_OK)
+		lua_pushlstring(L, (const char *)b.data, b.len);
+	else
+		lua_pushnil(L);
+	free(b.data);
+	return 1;
+}
+
+/* sm:checkpoint_write(cp, offset, bytes) -> bool */
+static int l_checkpoint_write(lua_State *L)
+{
+	lsm *s = check_sm(L);
+	vsr_checkpoint cp = check_cp(L, 2);
+	size_t len;
+	const char *d = luaL_checklstring(L, 4, &len);
+	vsr_state_machine m;
+	vsrh_sm_bind(s->sm, &m);
+	lua_pushboolean(L, m.checkpoint_write(m.ctx, &cp, (uint64_t)luaL_checkinteger(L, 3),
+					      (const uint8_t *)d, (uint32_t)len) == VSR_OK);
+	return 1;
+}
+
+typedef struct accept_job {
+	lua_State *L;
+	bool refuse;
+	bool called;
+	vsr_buf meta;
+} accept_job;
+
+static int accept_meta(void *arg, const uint8_t *meta, size_t len)
+{
+	accept_job *j = arg;
+	j->called = true;
+	if (j->refuse)
+		return VSR_ECORRUPT;
+	return vsrh_buf_put(&j->meta, meta, len) ? VSR_ENOMEM : VSR_OK;
+}
+
+/* sm:checkpoint_install(cp [, refuse]) -> true, meta | false, why.
+ * refuse: the core's half refuses the meta (nothing may change). */
+static int l_checkpoint_install(lua_State *L)
+{
+	lsm *s = check_sm(L);
+	vsr_checkpoint cp = check_cp(L, 2);
+	accept_job j = {L, lua_toboolean(L, 3), false, {0}};
+	vsr_state_machine m;
+	vsrh_sm_bind(s->sm, &m);
+	int rc = m.checkpoint_install(m.ctx, &cp, accept_meta, &j);
+	lua_pushboolean(L, rc == VSR_OK);
+	if (rc == VSR_OK)
+		lua_pushlstring(L, j.meta.data ? (const char *)j.meta.data : "", j.meta.len);
+	else
+		lua_pushstring(L, rc == VSR_ECORRUPT ? "corrupt durable state"
+				  : rc == VSR_ESM    ? "state machine failed"
+						     : "refused");
+	free(j.meta.data);
+	return 2;
+}
+
+/* sm:checkpoint_open() -> cp, meta (what a restart finds) */
+static int l_checkpoint_open(lua_State *L)
+{
+	lsm *s = check_sm(L);
+	vsr_state_machine m;
+	vsrh_sm_bind(s->sm, &m);
+	vsr_checkpoint cp;
+	vsr_buf meta = {0};
+	if (m.checkpoint_open(m.ctx, &cp, &meta) != VSR_OK) {
+		free(meta.data);
+		return luaL_error(L, "checkpoint_open failed");
+	}
+	push_cp(L, &cp);
+	lua_pushlstring(L, meta.data ? (const char *)meta.data : "", meta.len);
+	free(meta.data);
+	return 2;
 }
 
 static int l_digest(lua_State *L)
@@ -477,7 +626,10 @@ int luaopen_vsrhost(lua_State *L)
 		{"apply", l_apply}, {"apply_raw", l_apply_raw}, {"query", l_query},
 		{"snapshot", l_snapshot}, {"restore", l_restore}, {"digest", l_digest},
 		{"evict", l_evict}, {"stats", l_stats}, {"logs", l_logs}, {"failure", l_failure},
-		{"examples", l_examples}, {"close", lsm_gc}, {NULL, NULL}};
+		{"examples", l_examples}, {"close", lsm_gc}, {"store_backend", l_store_backend},
+		{"checkpoint_take", l_checkpoint_take}, {"checkpoint_read", l_checkpoint_read},
+		{"checkpoint_write", l_checkpoint_write}, {"checkpoint_install", l_checkpoint_install},
+		{"checkpoint_open", l_checkpoint_open}, {NULL, NULL}};
 	static const luaL_Reg fns[] = {
 		{"open", l_open}, {"selfcheck", l_selfcheck}, {"encode", l_encode},
 		{"decode", l_decode}, {"config", l_config}, {NULL, NULL}};

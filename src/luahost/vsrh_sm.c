@@ -18,10 +18,12 @@
 
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #define XXH_INLINE_ALL
@@ -31,6 +33,7 @@
 #include "vsrh_gas.h"
 #include "vsrh_sandbox.h"
 #include "vsrh_store.h"
+#include "vsr_snapckpt.h"
 
 #define SNAPSHOT_MAGIC "vsrh-snapshot-1"
 /* A plain-state script takes a base snapshot every this many operations
@@ -76,6 +79,8 @@ struct vsrh_sm {
 	/* set once by sm_fail: the state machine can no longer be trusted */
 	bool failed;
 	char failure[ERR_TEXT_MAX];
+	vsr_snapckpt ck; /* checkpoints: whole-state images in memory */
+	char *image_path; /* plain state on a durable disk: the current image's file */
 };
 
 /* Marks the state machine failed (first reason kept) and logs it. */
@@ -491,6 +496,7 @@ typedef struct snap_job {
 	char *err;
 	size_t err_len;
 	int rc;
+	bool skip_store; /* an LMDB checkpoint's head: the store is not in it */
 } snap_job;
 
 /* A snapshot or restore hook raised an error (on top of the stack): puts
@@ -537,7 +543,7 @@ static int snapshot_tramp(lua_State *L)
 	fail |= vsrh_put_int(o, (int64_t)sm->last_op);
 	fail |= vsrh_put_int(o, (int64_t)sm->last_timestamp);
 	/* the store: a map in key byte order, values copied as stored */
-	fail |= vsrh_store_write(L, &sm->store, o);
+	fail |= j->skip_store ? vsrh_put_map_header(o, 0) : vsrh_store_write(L, &sm->store, o);
 	if (fail) {
 		snprintf(j->err, j->err_len, "out of memory");
 		j->rc = -1;
@@ -576,10 +582,10 @@ static int snapshot_tramp(lua_State *L)
 	return 0;
 }
 
-static int full_snapshot(vsrh_sm *sm, vsr_buf *out, char *err, size_t err_len)
+static int snapshot_as(vsrh_sm *sm, vsr_buf *out, bool skip_store, char *err, size_t err_len)
 {
 	size_t start = out->len;
-	snap_job j = {sm, out, NULL, 0, true, err, err_len, -1};
+	snap_job j = {sm, out, NULL, 0, true, err, err_len, -1, skip_store};
 	set_activity(sm, 3, NULL);
 	if (host_protected(sm, snapshot_tramp, &j, "snapshot"))
 		snprintf(err, err_len, "%s", sm->failure);
@@ -587,6 +593,11 @@ static int full_snapshot(vsrh_sm *sm, vsr_buf *out, char *err, size_t err_len)
 	if (j.rc)
 		out->len = start;
 	return j.rc;
+}
+
+static int full_snapshot(vsrh_sm *sm, vsr_buf *out, char *err, size_t err_len)
+{
+	return snapshot_as(sm, out, false, err, err_len);
 }
 
 /* Decodes the value at *pos and calls hook(value) of the script or policy
@@ -628,8 +639,15 @@ static int restore_tramp(lua_State *L)
 		snprintf(j->err, j->err_len, "not a vsrhost snapshot (or a different version)");
 		return 0;
 	}
-	if (vsrh_store_read(L, &sm->store, d, len, &pos, j->err, j->err_len))
+	if (j->skip_store) {
+		uint32_t none;
+		if (vsrh_get_map_header(d, len, &pos, &none) || none != 0) {
+			snprintf(j->err, j->err_len, "corrupt checkpoint head: the store is in LMDB");
+			return 0;
+		}
+	} else if (vsrh_store_read(L, &sm->store, d, len, &pos, j->err, j->err_len)) {
 		return 0;
+	}
 	if (sm->plain) {
 		lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_restore);
 		if (restore_user(sm, d, len, &pos, j->err, j->err_len, "restore()"))
@@ -665,15 +683,21 @@ static int restore_tramp(lua_State *L)
 	return 0;
 }
 
-static int full_restore(vsrh_sm *sm, const uint8_t *data, size_t len, bool with_policy, char *err,
-			size_t err_len)
+static int restore_as(vsrh_sm *sm, const uint8_t *data, size_t len, bool with_policy,
+		      bool skip_store, char *err, size_t err_len)
 {
-	snap_job j = {sm, NULL, data, len, with_policy, err, err_len, -1};
+	snap_job j = {sm, NULL, data, len, with_policy, err, err_len, -1, skip_store};
 	set_activity(sm, 4, NULL);
 	if (host_protected(sm, restore_tramp, &j, "restore"))
 		snprintf(err, err_len, "%s", sm->failure);
 	set_activity(sm, 0, NULL);
 	return j.rc;
+}
+
+static int full_restore(vsrh_sm *sm, const uint8_t *data, size_t len, bool with_policy, char *err,
+			size_t err_len)
+{
+	return restore_as(sm, data, len, with_policy, false, err, err_len);
 }
 
 int vsrh_sm_snapshot(vsrh_sm *sm, vsr_buf *out)
@@ -684,6 +708,16 @@ int vsrh_sm_snapshot(vsrh_sm *sm, vsr_buf *out)
 		return VSR_ESM;
 	}
 	return VSR_OK;
+}
+
+/* After the state was replaced. */
+static void state_replaced(vsrh_sm *sm)
+{
+	sm->digest_valid = false;
+	/* The restored state is the new base for plain-state rollback. */
+	sm->has_base = false;
+	sm->nrecs = 0;
+	sm->replay_bytes.len = 0;
 }
 
 int vsrh_sm_restore(vsrh_sm *sm, const uint8_t *data, size_t len)
@@ -724,7 +758,9 @@ uint64_t vsrh_sm_digest(vsrh_sm *sm)
 		const char *str;
 		size_t sl;
 		int64_t v;
-		if (vsrh_sm_snapshot(sm, &b) == VSR_OK &&
+		char err[ERR_TEXT_MAX];
+		/* without the store: its digest is kept apart, above */
+		if (snapshot_as(sm, &b, true, err, sizeof err) == 0 &&
 		    vsrh_get_array_header(b.data, b.len, &pos, &n) == 0 &&
 		    vsrh_get_str(b.data, b.len, &pos, &str, &sl) == 0 &&
 		    vsrh_get_int(b.data, b.len, &pos, &v) == 0 &&
@@ -1049,6 +1085,80 @@ static int open_tramp(lua_State *L)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- plain-state images on disk */
+
+/* File: "VSRHIMG1" | op | checksum | timestamp | size | digest (u64 little
+ * endian each) | the image. Written to a temporary, fsync'ed, renamed. */
+#define IMAGE_MAGIC "VSRHIMG1"
+#define IMAGE_HEADER 48
+
+static void u64_put(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t u64_get(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static int image_persist(void *arg, const vsr_snapckpt_image *im)
+{
+	vsrh_sm *sm = arg;
+	char tmp[4300];
+	snprintf(tmp, sizeof tmp, "%s.tmp", sm->image_path);
+	uint8_t h[IMAGE_HEADER];
+	memcpy(h, IMAGE_MAGIC, 8);
+	uint64_t f[5] = {im->cp.op, im->cp.checksum, im->cp.timestamp, im->cp.size, im->cp.digest};
+	for (int i = 0; i < 5; i++)
+		u64_put(h + 8 + 8 * i, f[i]);
+	FILE *fp = fopen(tmp, "wb");
+	bool ok = fp && fwrite(h, 1, sizeof h, fp) == sizeof h &&
+		  fwrite(im->data, 1, (size_t)im->cp.size, fp) == im->cp.size && fflush(fp) == 0 &&
+		  fsync(fileno(fp)) == 0;
+	if (fp && fclose(fp) != 0)
+		ok = false;
+	if (ok && rename(tmp, sm->image_path) != 0)
+		ok = false;
+	if (!ok) {
+		vsrh_box_log(&sm->box, VSRH_LOG_ERROR, "%s: cannot write the checkpoint %s: %s",
+			     sm->script_name, sm->image_path, strerror(errno));
+		return VSR_EINVAL;
+	}
+	return VSR_OK;
+}
+
+/* The image a durable disk holds, if any, becomes the current checkpoint. */
+static int image_load(vsrh_sm *sm, char *err, size_t err_len)
+{
+	FILE *fp = fopen(sm->image_path, "rb");
+	if (fp == NULL)
+		return errno == ENOENT ? 0 : -1;
+	uint8_t h[IMAGE_HEADER];
+	uint8_t *data = NULL;
+	int rc = -1;
+	if (fread(h, 1, sizeof h, fp) == sizeof h && memcmp(h, IMAGE_MAGIC, 8) == 0) {
+		vsr_checkpoint cp = {u64_get(h + 8), u64_get(h + 16), u64_get(h + 24),
+				     u64_get(h + 32), u64_get(h + 40)};
+		data = cp.size < ((uint64_t)1 << 40) ? malloc(cp.size ? (size_t)cp.size : 1) : NULL;
+		if (data && fread(data, 1, (size_t)cp.size, fp) == cp.size &&
+		    XXH3_64bits(data, (size_t)cp.size) == cp.digest) {
+			vsr_snapckpt_adopt(&sm->ck, &cp, data);
+			data = NULL;
+			rc = 0;
+		}
+	}
+	free(data);
+	fclose(fp);
+	if (rc)
+		snprintf(err, err_len, "%s: unreadable or damaged checkpoint image", sm->image_path);
+	return rc;
+}
+
 int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *o, char *err, size_t err_len)
 {
 	*out = NULL;
@@ -1122,6 +1232,34 @@ int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *o, char *err, size_t err_
 		vsrh_sm_destroy(sm);
 		return VSR_ESM;
 	}
+	/* All state in vsr.store: the store lives in LMDB. Plain Lua state is
+	 * snapshotted whole, the store with it, so it stays in a table. */
+	if (!sm->plain && o->store != VSRH_STORE_TABLE &&
+	    vsrh_store_use_lmdb(&sm->store, o->store_dir, o->store_sync, o->store_fresh, err,
+				err_len)) {
+		vsrh_sm_destroy(sm);
+		return VSR_EINVAL;
+	}
+	/* Plain state on a durable disk: the current checkpoint image is a
+	 * file next to (where LMDB would be) the store. */
+	if (sm->store.db == NULL && o->store_dir && o->store_sync) {
+		size_t n = strlen(o->store_dir) + 32;
+		sm->image_path = malloc(n);
+		if (sm->image_path == NULL || (mkdir(o->store_dir, 0700) != 0 && errno != EEXIST)) {
+			snprintf(err, err_len, "%s: %s", o->store_dir, strerror(errno));
+			vsrh_sm_destroy(sm);
+			return VSR_EINVAL;
+		}
+		snprintf(sm->image_path, n, "%s/checkpoint.img", o->store_dir);
+		if (o->store_fresh)
+			unlink(sm->image_path);
+		else if (image_load(sm, err, err_len)) {
+			vsrh_sm_destroy(sm);
+			return VSR_ECORRUPT;
+		}
+		sm->ck.persist = image_persist;
+		sm->ck.persist_arg = sm;
+	}
 	sm->clients_max = o->clients_max ? o->clients_max : 1024;
 	sm->recs = calloc(REPLAY_OPS_MAX, sizeof *sm->recs);
 	if (!sm->recs) {
@@ -1135,7 +1273,16 @@ int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *o, char *err, size_t err_
 
 int vsrh_sm_create(vsrh_sm **out, const vsrh_config *cfg, char *err, size_t err_len)
 {
+	return vsrh_sm_create_at(out, cfg, NULL, false, false, err, err_len);
+}
+
+int vsrh_sm_create_at(vsrh_sm **out, const vsrh_config *cfg, const char *store_dir, bool sync,
+		      bool fresh, char *err, size_t err_len)
+{
 	vsrh_sm_options o = {
+		.store_dir = store_dir,
+		.store_sync = sync,
+		.store_fresh = fresh,
 		.statemachine = cfg->statemachine,
 		.dedup = cfg->dedup,
 		.instructions_max = cfg->instructions_max,
@@ -1150,10 +1297,13 @@ void vsrh_sm_destroy(vsrh_sm *sm)
 {
 	if (!sm)
 		return;
+	vsrh_store_close(sm->box.L, &sm->store);
+	free(sm->image_path);
 	vsrh_box_close(&sm->box);
 	free(sm->base.data);
 	free(sm->replay_bytes.data);
 	free(sm->recs);
+	vsr_snapckpt_free(&sm->ck);
 	free(sm);
 }
 
@@ -1185,15 +1335,149 @@ static uint32_t cb_evict(void *ctx, const vsr_session_info *s, uint32_t n)
 	return vsrh_sm_evict(ctx, s, n);
 }
 
+/* ---------------------------------------------------------------- LMDB checkpoints */
+
+/* A checkpoint's head: u64 meta_len | meta (the core's client table) | the
+ * state outside the store (a snapshot whose store map is empty). */
+static int lm_take(void *ctx, vsr_checkpoint *cp, const uint8_t *meta, size_t meta_len)
+{
+	vsrh_sm *sm = ctx;
+	char err[ERR_TEXT_MAX];
+	vsr_buf head = {0};
+	uint8_t l[8];
+	for (int i = 0; i < 8; i++)
+		l[i] = (uint8_t)((uint64_t)meta_len >> (8 * i));
+	int rc = VSR_ENOMEM;
+	if (vsrh_buf_put(&head, l, 8) == 0 && vsrh_buf_put(&head, meta, meta_len) == 0) {
+		rc = VSR_ESM;
+		if (snapshot_as(sm, &head, true, err, sizeof err) == 0)
+			rc = vsrh_store_ckpt_take(&sm->store, cp, head.data, head.len);
+		else
+			vsrh_box_log(&sm->box, VSRH_LOG_ERROR, "%s: checkpoint failed: %s",
+				     sm->script_name, err);
+	}
+	free(head.data);
+	return rc;
+}
+
+static int lm_read(void *ctx, const vsr_checkpoint *cp, uint64_t off, uint32_t len, vsr_buf *out)
+{
+	return vsrh_store_ckpt_read(&((vsrh_sm *)ctx)->store, cp, off, len, out);
+}
+
+static int lm_write(void *ctx, const vsr_checkpoint *cp, uint64_t off, const uint8_t *d,
+		    uint32_t len)
+{
+	return vsrh_store_ckpt_write(&((vsrh_sm *)ctx)->store, cp, off, d, len);
+}
+
+/* Splits a head into the core's meta and the rest. */
+static int head_split(const uint8_t *head, size_t len, const uint8_t **meta, size_t *meta_len)
+{
+	if (len < 8)
+		return -1;
+	uint64_t ml = 0;
+	for (int i = 0; i < 8; i++)
+		ml |= (uint64_t)head[i] << (8 * i);
+	if (ml > len - 8)
+		return -1;
+	*meta = head + 8;
+	*meta_len = (size_t)ml;
+	return 0;
+}
+
+/* Restores the state outside the store from a head; on failure puts back
+ * what was there. */
+static int head_restore(vsrh_sm *sm, const uint8_t *head, size_t len)
+{
+	const uint8_t *meta;
+	size_t ml;
+	char err[ERR_TEXT_MAX];
+	if (head_split(head, len, &meta, &ml))
+		return VSR_ECORRUPT;
+	vsr_buf before = {0};
+	if (snapshot_as(sm, &before, true, err, sizeof err)) {
+		free(before.data);
+		return VSR_ESM;
+	}
+	const uint8_t *rest = meta + ml;
+	int rc = VSR_OK;
+	if (restore_as(sm, rest, len - 8 - ml, true, true, err, sizeof err)) {
+		vsrh_box_log(&sm->box, VSRH_LOG_ERROR, "%s: checkpoint restore failed: %s",
+			     sm->script_name, err);
+		if (restore_as(sm, before.data, before.len, true, true, err, sizeof err))
+			abort(); /* the state before cannot be put back: never run on */
+		rc = VSR_ESM;
+	}
+	free(before.data);
+	if (rc == VSR_OK)
+		state_replaced(sm);
+	return rc;
+}
+
+typedef struct lm_accept_job {
+	vsrh_sm *sm;
+	vsr_checkpoint_accept accept;
+	void *arg;
+} lm_accept_job;
+
+static int lm_accept(void *arg, const uint8_t *head, size_t len)
+{
+	lm_accept_job *j = arg;
+	const uint8_t *meta;
+	size_t ml;
+	if (head_split(head, len, &meta, &ml))
+		return VSR_ECORRUPT;
+	int rc = j->accept(j->arg, meta, ml);
+	return rc == VSR_OK ? head_restore(j->sm, head, len) : rc;
+}
+
+static int lm_install(void *ctx, const vsr_checkpoint *cp, vsr_checkpoint_accept accept, void *arg)
+{
+	vsrh_sm *sm = ctx;
+	lm_accept_job j = {sm, accept, arg};
+	return vsrh_store_ckpt_install(sm->box.L, &sm->store, cp, lm_accept, &j);
+}
+
+static int lm_open(void *ctx, vsr_checkpoint *cp, vsr_buf *meta)
+{
+	vsrh_sm *sm = ctx;
+	vsr_buf head = {0};
+	int rc = vsrh_store_ckpt_open(&sm->store, cp, &head);
+	if (rc == VSR_OK && cp->op) {
+		const uint8_t *m = NULL;
+		size_t ml = 0;
+		rc = head_split(head.data, head.len, &m, &ml) ? VSR_ECORRUPT
+							      : head_restore(sm, head.data, head.len);
+		if (rc == VSR_OK && vsrh_buf_put(meta, m, ml))
+			rc = VSR_ENOMEM;
+	}
+	free(head.data);
+	return rc;
+}
+
+bool vsrh_sm_store_lmdb(const vsrh_sm *sm)
+{
+	return sm->store.db != NULL;
+}
+
 void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out)
 {
-	memset(out, 0, sizeof *out);
-	out->ctx = sm;
-	out->apply = cb_apply;
-	out->snapshot = cb_snapshot;
-	out->restore = cb_restore;
-	out->digest = cb_digest;
-	out->evict = sm->ref_policy != LUA_NOREF ? cb_evict : NULL;
+	vsr_state_machine inner = {.ctx = sm, .apply = cb_apply, .snapshot = cb_snapshot,
+				   .restore = cb_restore, .digest = cb_digest,
+				   .evict = sm->ref_policy != LUA_NOREF ? cb_evict : NULL};
+	if (sm->store.db == NULL) {
+		/* plain Lua state: whole-state snapshots (the store in them too) */
+		vsr_snapckpt_rebind(&sm->ck, &inner);
+		vsr_snapckpt_machine(&sm->ck, out);
+		return;
+	}
+	*out = inner;
+	out->checkpoint_take = lm_take;
+	out->checkpoint_read = lm_read;
+	out->checkpoint_write = lm_write;
+	out->checkpoint_install = lm_install;
+	out->checkpoint_open = lm_open;
 }
 
 typedef struct examples_job {

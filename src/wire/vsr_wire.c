@@ -24,13 +24,13 @@
 #include <xxhash.h>
 
 /* Elements in the top-level array of each body shape. */
-#define WIRE_CORE_FIELDS 21u
+#define WIRE_CORE_FIELDS 22u
 #define WIRE_ENTRY_FIELDS 7u
 #define WIRE_HELLO_FIELDS 5u
 #define WIRE_AUTH_FIELDS 1u
 #define WIRE_PING_FIELDS 2u
 #define WIRE_STATUS_REQUEST_FIELDS 1u
-#define WIRE_STATUS_FIELDS 26u
+#define WIRE_STATUS_FIELDS 28u
 #define WIRE_CLOSE_FIELDS 2u
 /* Per-depth element limits of the pre-scan: a top-level array is one of the
  * shapes above, an array at depth 3 is an entry. Depth 2 (entries) is
@@ -475,6 +475,7 @@ int vsr_wire_encode_message(vsr_buf *out, uint64_t cluster, const vsr_message *m
 	p = wire_put_uint(p, m->checkpoint_size);
 	p = wire_put_uint(p, m->offset);
 	p = wire_put_uint(p, m->history);
+	p = wire_put_uint(p, m->checkpoint_digest);
 	size_t body_len = (size_t)(p - body);
 	assert(VSR_WIRE_HEADER_SIZE + body_len <= bound);
 	if (body_len > VSR_WIRE_BODY_BYTES_MAX)
@@ -575,6 +576,7 @@ int vsr_wire_encode_status(vsr_buf *out, uint64_t cluster, const vsr_wire_status
 		s->connections, s->uptime_ms, s->ops_committed, s->view_changes,
 		s->messages_dropped, s->frames_dropped, s->state_transfers,
 		s->checkpoints, s->requests_deduplicated, s->sessions_evicted,
+		s->step_age_ms, s->progress_age_ms,
 		s->history,
 	};
 	for (uint32_t i = 0; i < WIRE_STATUS_FIELDS; i++)
@@ -1157,6 +1159,7 @@ static int wire_dec_core(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 	WIRE_DEC_U(d, "checkpoint_size", UINT64_MAX, m->checkpoint_size);
 	WIRE_DEC_U(d, "offset", UINT64_MAX, m->offset);
 	WIRE_DEC_U(d, "history", UINT64_MAX, m->history);
+	WIRE_DEC_U(d, "checkpoint_digest", UINT64_MAX, m->checkpoint_digest);
 	m->cluster = out->header.cluster;
 
 	/* The core's own structural check, on top of ours. */
@@ -1256,6 +1259,8 @@ static int wire_dec_host(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 		WIRE_DEC_U(d, "checkpoints", UINT64_MAX, s->checkpoints);
 		WIRE_DEC_U(d, "requests_deduplicated", UINT64_MAX, s->requests_deduplicated);
 		WIRE_DEC_U(d, "sessions_evicted", UINT64_MAX, s->sessions_evicted);
+		WIRE_DEC_U(d, "step_age_ms", UINT64_MAX, s->step_age_ms);
+		WIRE_DEC_U(d, "progress_age_ms", UINT64_MAX, s->progress_age_ms);
 		WIRE_DEC_U(d, "history", UINT64_MAX, s->history);
 		return 0;
 	}

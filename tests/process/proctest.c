@@ -21,7 +21,7 @@
  *                   with a wrong key, or with one forged frame gets nothing
  *                   and is closed; a forged replica cannot move the view;
  *                   vsrctl with the key works (needs --vsrctl)
- *   hostile         no auth: slowloris on the client port, idle connections
+ *   attacks         no auth: slowloris on the client port, idle connections
  *                   filling every replica port while a backup restarts, a
  *                   START_VIEW_CHANGE storm and a view-inflation forgery from
  *                   an impostor replica; the cluster keeps serving, the view
@@ -100,6 +100,7 @@ static const char *g_log_format = "text"; /* the config's log_format */
 /* auth scenario: the config names these key files, and the test's own
  * client authenticates with the client key. */
 static bool g_auth;
+static bool g_telemetry; /* metrics scenario: the config names a telemetry script */
 static uint8_t g_client_key[VSR_WIRE_KEY_SIZE];
 
 static uint64_t now_ms(void)
@@ -244,6 +245,22 @@ static void write_config(const char *statemachine)
 	fprintf(f, "  data_dir = \"%s/data\",\n  durability = \"%s\",\n  log_level = \"info\",\n",
 		g_dir, g_durability);
 	fprintf(f, "  log_format = \"%s\",\n", g_log_format);
+	if (g_telemetry) {
+		char hooks[400];
+		snprintf(hooks, sizeof hooks, "%s/hooks.lua", g_dir);
+		FILE *h = fopen(hooks, "w");
+		if (h == NULL)
+			fail("cannot write %s", hooks);
+		/* Every event, one line in telemetry-N.log of its replica. */
+		fprintf(h, "return { any = function(e)\n"
+			   "  local f = assert(io.open('%s/telemetry-' .. e.replica .. '.log', 'a'))\n"
+			   "  f:write(e.event, ' view=', tostring(e.view), ' duration_ms=',\n"
+			   "          tostring(e.duration_ms), '\\n')\n"
+			   "  f:close()\n"
+			   "end }\n", g_dir);
+		fclose(h);
+		fprintf(f, "  telemetry = \"%s\",\n", hooks);
+	}
 	if (g_auth)
 		fprintf(f, "  auth = { replica_key = \"%s/replica.key\", client_key = \"%s/client.key\" },\n",
 			g_dir, g_dir);
@@ -1571,6 +1588,31 @@ static int scenario_supervisor(void)
 	if (rc != 0 || strstr(out, value) == NULL)
 		fail("vsrctl get exited %d and printed: %s", rc, out);
 	note("vsrctl put then get returned %s", value);
+	/* Status after the write: every replica reports lag and ages; once the
+	 * write has reached them all, every lag is 0. */
+	deadline = now_ms() + CATCHUP_MS;
+	for (;;) {
+		rc = run_vsrctl(out, sizeof out, (const char *const[]){"status", NULL});
+		if (rc != 0)
+			fail("vsrctl status exited %d: %s", rc, out);
+		if (strstr(out, "lag") == NULL || strstr(out, "progress_ago") == NULL)
+			fail("vsrctl status shows no lag or progress columns:\n%s", out);
+		int caught_up = 0;
+		for (char *line = strchr(out, '\n'); line != NULL; line = strchr(line + 1, '\n')) {
+			unsigned id, primary;
+			char addr[64], st[32];
+			unsigned long long view, op, commit, lag;
+			if (sscanf(line + 1, "%u %63s %31s %llu %llu %llu %u %llu", &id, addr, st, &view,
+				   &op, &commit, &primary, &lag) == 8 && lag == 0)
+				caught_up++;
+		}
+		if (caught_up == N)
+			break;
+		if (now_ms() > deadline)
+			fail("vsrctl status never showed every replica with lag 0:\n%s", out);
+		poll(NULL, 0, 50); /* next status round */
+	}
+	note("vsrctl status: every replica at lag 0, with step and progress ages");
 	FILE *f = fopen(outp, "r");
 	size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
 	out[n] = '\0';
@@ -1802,6 +1844,7 @@ static int scenario_metrics(void)
 	mclient m;
 	msgpack_sbuffer sb;
 	g_log_format = "json";
+	g_telemetry = true;
 	int p = scenario_open("kv.lua", &m, &sb);
 	uint64_t last = 0;
 	put_keys(&m, &sb, 0, KEYS / 2, &last);
@@ -1835,6 +1878,23 @@ static int scenario_metrics(void)
 	     ", %" PRIu64 " view change(s), primary 1",
 	     p + 1, q + 1, view, changes);
 	scenario_close(&m, &sb);
+	/* The telemetry hooks saw the failover on the new primary. */
+	char tpath[400], tline[256];
+	snprintf(tpath, sizeof tpath, "%s/telemetry-%d.log", g_dir, q + 1);
+	FILE *tf = fopen(tpath, "r");
+	bool became = false, finished = false;
+	while (tf != NULL && fgets(tline, sizeof tline, tf) != NULL) {
+		became |= strncmp(tline, "became_primary ", 15) == 0;
+		finished |= strncmp(tline, "view_change_finished ", 21) == 0 &&
+			    strstr(tline, "duration_ms=nil") == NULL;
+	}
+	if (tf != NULL)
+		fclose(tf);
+	if (!became || !finished)
+		fail("the telemetry hooks of replica %d did not see became_primary and "
+		     "view_change_finished (with its duration) in %s", q + 1, tpath);
+	note("telemetry hooks: replica %d's script saw view_change_finished and became_primary",
+	     q + 1);
 	int lines = check_json_log(q);
 	note("log_format = \"json\": all %d lines of replica %d's log are JSON objects", lines, q + 1);
 	return 0;
@@ -2517,7 +2577,7 @@ static uint64_t max_view(void)
 	return m;
 }
 
-static int scenario_hostile_peers(void)
+static int scenario_attacks(void)
 {
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4096) {
@@ -2653,7 +2713,7 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: proctest --vsrhost PATH --root SOURCE_DIR --scenario NAME\n"
 		     "                [--vsrctl PATH] [--trials N] [--seed S] [--keep]\n"
-		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics auth hostile\n"
+		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics auth attacks hostile\n"
 		     "           failover-bench crash corrupt disk-full\n");
 }
 
@@ -2725,8 +2785,8 @@ int main(int argc, char **argv)
 		rc = scenario_metrics();
 	else if (strcmp(scenario, "auth") == 0)
 		rc = scenario_auth();
-	else if (strcmp(scenario, "hostile-peers") == 0)
-		rc = scenario_hostile_peers();
+	else if (strcmp(scenario, "attacks") == 0)
+		rc = scenario_attacks();
 	else if (strcmp(scenario, "failover-bench") == 0)
 		rc = scenario_failover_bench(trials);
 	else if (strcmp(scenario, "crash") == 0)
