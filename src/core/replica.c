@@ -345,12 +345,13 @@ static void replica_free(vsr_replica *r)
 	free(r->pipeline);
 	free(r->queue);
 	free(r->pending);
-	free(r->checkpoint);
+	checkpoint_fetch_stop(r);
+	ct_free(&r->clients_staged);
+	vsr_buf_free(&r->chunk_buf);
 	scratch_free(r);
 	free(r->scratch);
 	free(r->actions);
 	vsr_buf_free(&r->reply_buf);
-	vsr_buf_free(&r->fetch_buf);
 	free(r);
 }
 
@@ -376,20 +377,8 @@ static int restart_from(vsr_replica *r, const vsr_durable *d)
 	}
 	r->history = sb->history;
 	if (sb->log_view > sb->view) return VSR_ECORRUPT;
-	if (sb->checkpoint_op > 0) {
-		if (d->checkpoint == NULL || d->checkpoint_len != sb->checkpoint_size)
-			return VSR_ECORRUPT;
-		int rc = checkpoint_restore(r, d->checkpoint, d->checkpoint_len);
-		if (rc != VSR_OK) return rc;
-		r->checkpoint = xmalloc(d->checkpoint_len);
-		memcpy(r->checkpoint, d->checkpoint, d->checkpoint_len);
-		r->checkpoint_len = d->checkpoint_len;
-		r->checkpoint_op = sb->checkpoint_op;
-		r->checkpoint_checksum = sb->checkpoint_checksum;
-		r->checkpoint_timestamp = sb->checkpoint_timestamp;
-		r->last_timestamp = sb->checkpoint_timestamp;
-		log_reset(&r->log, sb->checkpoint_op, sb->checkpoint_checksum);
-	}
+	int rc = checkpoint_open(r, sb);
+	if (rc != VSR_OK) return rc;
 	r->commit = r->executed = r->checkpoint_op;
 	/* Storage cut a torn or corrupt tail already; re-check the chain so a
 	 * bad tail can never be executed or acknowledged. */
@@ -431,8 +420,9 @@ int vsr_replica_create(vsr_replica **out, const vsr_config *config,
 {
 	*out = NULL;
 	if (vsr_config_invalid(config) != NULL) return VSR_EINVAL;
-	if (sm == NULL || sm->apply == NULL || sm->snapshot == NULL || sm->restore == NULL ||
-	    sm->digest == NULL)
+	if (sm == NULL || sm->apply == NULL || sm->digest == NULL || sm->checkpoint_take == NULL ||
+	    sm->checkpoint_read == NULL || sm->checkpoint_write == NULL ||
+	    sm->checkpoint_install == NULL || sm->checkpoint_open == NULL)
 		return VSR_EINVAL;
 	vsr_replica *r = xcalloc(1, sizeof *r);
 	r->cfg = *config;

@@ -214,10 +214,13 @@ struct vsr_replica {
 	uint64_t checkpoint_op;
 	uint64_t checkpoint_checksum;
 	uint64_t checkpoint_timestamp;
-	uint8_t *checkpoint;        /* blob: client table, then the state machine */
-	uint64_t checkpoint_len;
+	uint64_t checkpoint_len;    /* bytes of its image (the state machine holds it) */
+	uint64_t checkpoint_digest; /* its own checksum */
+	vsr_checkpoint checkpoint_prev; /* the one before: still served */
 
 	client_table clients;
+	client_table clients_staged; /* a fetched checkpoint's, until it is installed */
+	vsr_buf chunk_buf;           /* one checkpoint chunk, or the client table being checkpointed */
 
 	/* primary */
 	uint64_t acked[VSR_REPLICAS_MAX]; /* highest op each replica acked in this view */
@@ -274,11 +277,16 @@ struct vsr_replica {
 	uint64_t transfer_nonce;
 	uint8_t transfer_target;
 	bool fetching_checkpoint;
-	uint64_t fetch_checkpoint_op;
-	uint64_t fetch_checkpoint_checksum;
-	uint64_t fetch_checkpoint_size;
-	uint64_t fetch_checkpoint_timestamp;
-	vsr_buf fetch_buf;
+	vsr_checkpoint fetch;             /* the checkpoint being fetched */
+	uint32_t fetch_chunks;            /* chunks in it */
+	uint32_t fetch_have_count;
+	uint8_t *fetch_have;              /* bitmap: chunk stored by the state machine */
+	uint8_t *fetch_asked;             /* bitmap: chunk asked since the last retry */
+	uint32_t fetch_inflight;          /* asked, not yet stored */
+	uint32_t fetch_cursor;            /* below it every chunk is stored or asked */
+	uint32_t fetch_sources;           /* replicas to ask (bitmask) */
+	uint32_t fetch_answered;          /* replicas that sent a new chunk since the last retry */
+	uint32_t fetch_rotate;            /* spreads chunks over the sources, moved per retry */
 	bool repairing;                   /* normal backup fetching a gap in its view */
 	uint32_t transfer_retries;        /* retries without progress */
 
@@ -401,8 +409,11 @@ void st_on_tick(vsr_replica *r);
 void st_send_request(vsr_replica *r);
 /* Takes a checkpoint of the executed state at r->executed. */
 void checkpoint_take(vsr_replica *r);
-/* Restores client table and state machine from a blob. */
-int checkpoint_restore(vsr_replica *r, const uint8_t *blob, uint64_t len);
+/* Restart: adopts the state machine's own checkpoint (at or above the
+ * superblock's); returns VSR_OK or an error. */
+int checkpoint_open(vsr_replica *r, const vsr_superblock *sb);
+/* Drops a checkpoint fetch (its bitmaps). */
+void checkpoint_fetch_stop(vsr_replica *r);
 
 /* recovery.c */
 void rec_on_recovery(vsr_replica *r, const vsr_message *m);

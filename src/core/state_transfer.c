@@ -11,29 +11,19 @@
  * the request, the answer names a checkpoint, fetched in bounded chunks. */
 #include "replica.h"
 
-static uint8_t other_replica(const vsr_replica *r, uint8_t preferred)
-{
-	if (preferred != r->self && preferred < r->n) return preferred;
-	return (uint8_t)((r->self + 1) % r->n);
-}
+/* Chunks asked at once from each replica that serves a checkpoint. */
+#define FETCH_WINDOW_PER_SOURCE 4u
 
 void st_send_request(vsr_replica *r)
 {
-	if (r->n == 1) return;
 	/* Only the primary's log is the whole of its view's log: a backup's may
 	 * be a shorter prefix, shorter even than ours (that would lose entries
-	 * we acknowledged). */
-	r->transfer_target = other_replica(r, primary_index(r));
+	 * we acknowledged). A replica in state transfer is never its view's
+	 * primary (every st_start names a view led by another replica). */
+	if (r->n == 1 || is_primary(r)) return;
+	r->transfer_target = primary_index(r);
 	vsr_message *out = emit_send(r, r->transfer_target, VSR_MSG_GET_STATE);
 	out->op = r->commit;
-	out->nonce = r->transfer_nonce;
-}
-
-static void send_get_checkpoint(vsr_replica *r)
-{
-	vsr_message *out = emit_send(r, r->transfer_target, VSR_MSG_GET_CHECKPOINT);
-	out->checkpoint_op = r->fetch_checkpoint_op;
-	out->offset = r->fetch_buf.len;
 	out->nonce = r->transfer_nonce;
 }
 
@@ -73,8 +63,7 @@ void st_start(vsr_replica *r, uint64_t view)
 	timer_stop(&r->t_primary);
 	timer_stop(&r->t_view_change);
 	r->repairing = false;
-	r->fetching_checkpoint = false;
-	vsr_buf_reset(&r->fetch_buf);
+	r->fetching_checkpoint = false; /* paused: resumed if the answer names it again */
 	persist_state(r, false, 0, NULL, 0);
 	st_send_request(r);
 	timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, true);
@@ -112,6 +101,7 @@ void st_on_get_state(vsr_replica *r, const vsr_message *m)
 	if (from < r->log.start) {
 		out->checkpoint_op = r->checkpoint_op;
 		out->checkpoint_size = r->checkpoint_len;
+		out->checkpoint_digest = r->checkpoint_digest;
 		out->checksum = r->checkpoint_checksum;
 		out->timestamp = r->checkpoint_timestamp;
 		return;
@@ -154,26 +144,107 @@ static void repair_on_new_state(vsr_replica *r, const vsr_message *m)
 static void transfer_to_view_change(vsr_replica *r)
 {
 	r->transfer_retries = 0;
-	r->fetching_checkpoint = false;
+	r->fetching_checkpoint = false; /* paused, see st_start */
 	set_status(r, VSR_STATUS_VIEW_CHANGE);
 	vc_start(r, r->view + 1);
 }
 
 static void transfer_done(vsr_replica *r)
 {
-	if (is_primary(r)) {
-		/* The view's primary is us, from before a crash: the others must
-		 * move on without it. */
-		r->amnesia = false;
-		transfer_to_view_change(r);
-		return;
-	}
+	/* The answer came from our view's primary, which is not us. */
+	assert(!is_primary(r));
 	bool was_amnesiac = r->amnesia;
 	r->amnesia = false;
+	checkpoint_fetch_stop(r);
 	normal_become_backup(r);
 	/* A member again: the superblock names the history once more (acks wait
 	 * for it to be durable). */
 	if (was_amnesiac) persist_state(r, false, 0, NULL, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Checkpoint fetch: chunks of one checkpoint, asked from every replica that
+ * answered (or, after a retry without progress, from every other replica),
+ * FETCH_WINDOW_PER_SOURCE at a time from each. A retry asks again only for
+ * what is missing; nothing fetched is dropped unless another checkpoint
+ * replaces this one. */
+
+static bool bit_get(const uint8_t *b, uint32_t i) { return (b[i / 8] >> (i % 8)) & 1u; }
+static void bit_set(uint8_t *b, uint32_t i) { b[i / 8] |= (uint8_t)(1u << (i % 8)); }
+
+void checkpoint_fetch_stop(vsr_replica *r)
+{
+	r->fetching_checkpoint = false;
+	free(r->fetch_have);
+	free(r->fetch_asked);
+	r->fetch_have = r->fetch_asked = NULL;
+	r->fetch_chunks = r->fetch_have_count = r->fetch_inflight = r->fetch_cursor = 0;
+}
+
+static uint32_t others_mask(const vsr_replica *r)
+{
+	return ((1u << r->n) - 1u) & ~(1u << r->self);
+}
+
+static void fetch_fill(vsr_replica *r)
+{
+	uint8_t src[VSR_REPLICAS_MAX];
+	uint32_t nsrc = 0;
+	for (uint8_t i = 0; i < r->n; i++)
+		if (r->fetch_sources & (1u << i)) src[nsrc++] = i;
+	if (nsrc == 0) return;
+	uint32_t window = FETCH_WINDOW_PER_SOURCE * nsrc;
+	uint64_t chunk = r->cfg.chunk_bytes_max;
+	while (r->fetch_inflight < window && r->fetch_cursor < r->fetch_chunks) {
+		uint32_t k = r->fetch_cursor++;
+		if (bit_get(r->fetch_have, k) || bit_get(r->fetch_asked, k)) continue;
+		bit_set(r->fetch_asked, k);
+		r->fetch_inflight++;
+		vsr_message *out = emit_send(r, src[(k + r->fetch_rotate) % nsrc],
+					     VSR_MSG_GET_CHECKPOINT);
+		out->checkpoint_op = r->fetch.op;
+		out->checkpoint_size = r->fetch.size;
+		out->checksum = r->fetch.checksum;
+		out->checkpoint_digest = r->fetch.digest;
+		out->offset = (uint64_t)k * chunk;
+		out->nonce = r->transfer_nonce;
+	}
+}
+
+/* A retry: forget what is in flight, ask again for what is missing. */
+static void fetch_retry(vsr_replica *r)
+{
+	memset(r->fetch_asked, 0, (r->fetch_chunks + 7) / 8);
+	r->fetch_inflight = 0;
+	r->fetch_cursor = 0;
+	r->fetch_rotate++;
+	r->fetch_sources = r->fetch_answered ? r->fetch_answered : others_mask(r);
+	r->fetch_answered = 0;
+	fetch_fill(r);
+}
+
+static void fetch_begin(vsr_replica *r, const vsr_checkpoint *cp)
+{
+	if (r->fetch_have != NULL && r->fetch.op == cp->op && r->fetch.digest == cp->digest &&
+	    r->fetch.size == cp->size && r->fetch.checksum == cp->checksum) {
+		/* A fetch of this checkpoint was interrupted (a view change, a
+		 * restarted transfer): resume it, keeping every chunk stored. */
+		r->fetching_checkpoint = true;
+		r->fetch_answered = 0;
+		fetch_retry(r);
+		return;
+	}
+	checkpoint_fetch_stop(r);
+	uint64_t chunks = (cp->size + r->cfg.chunk_bytes_max - 1) / r->cfg.chunk_bytes_max;
+	if (cp->size == 0 || chunks > UINT32_MAX / 2) return; /* not a checkpoint we can take */
+	r->fetching_checkpoint = true;
+	r->fetch = *cp;
+	r->fetch_chunks = (uint32_t)chunks;
+	r->fetch_have = xcalloc((chunks + 7) / 8, 1);
+	r->fetch_asked = xcalloc((chunks + 7) / 8, 1);
+	r->fetch_sources = others_mask(r);
+	r->fetch_answered = 0;
+	fetch_fill(r);
 }
 
 void st_on_new_state(vsr_replica *r, const vsr_message *m)
@@ -183,21 +254,20 @@ void st_on_new_state(vsr_replica *r, const vsr_message *m)
 		repair_on_new_state(r, m);
 		return;
 	}
-	if ((r->status != VSR_STATUS_STATE_TRANSFER || m->view < r->view) &&
+	/* GET_STATE carries our view and only a primary of that view answers,
+	 * so an answer of another view is stale. */
+	if ((r->status != VSR_STATUS_STATE_TRANSFER || m->view != r->view) &&
 	    GUARD(r, VSR_GUARD_NS_OLD_VIEW))
 		return;
 	/* stale: we already know more */
 	if (m->op < r->commit && GUARD(r, VSR_GUARD_NS_BELOW_COMMIT)) return;
-	r->transfer_retries = 0;
-	if (m->view > r->view) {
-		r->view = m->view;
-		persist_state(r, false, 0, NULL, 0);
-	}
 	if (m->checkpoint_op > r->commit && m->entry_count == 0 &&
 	    log_checksum_at(&r->log, m->checkpoint_op) == m->checksum) {
 		/* Our own log reaches the checkpoint on the same chain: execute up
 		 * to it from our entries and ask again, rather than fetch it and
 		 * drop (possibly acknowledged) entries above it. */
+		r->transfer_retries = 0;
+		checkpoint_fetch_stop(r);
 		normal_advance_commit(r, m->checkpoint_op);
 		st_send_request(r);
 		timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
@@ -205,15 +275,15 @@ void st_on_new_state(vsr_replica *r, const vsr_message *m)
 	}
 	if (m->checkpoint_op > r->commit && m->entry_count == 0) {
 		/* Everything of ours above our commit is off the committed chain
-		 * (we do not hold the checkpoint's entry), so the reset is safe. */
-		r->fetching_checkpoint = true;
-		r->fetch_checkpoint_op = m->checkpoint_op;
-		r->fetch_checkpoint_checksum = m->checksum;
-		r->fetch_checkpoint_size = m->checkpoint_size;
-		r->fetch_checkpoint_timestamp = m->timestamp;
-		r->transfer_target = m->replica;
-		vsr_buf_reset(&r->fetch_buf);
-		send_get_checkpoint(r);
+		 * (we do not hold the checkpoint's entry), so the reset is safe.
+		 * A fetch of this very checkpoint goes on where it is. */
+		if (r->fetching_checkpoint && r->fetch.op == m->checkpoint_op &&
+		    r->fetch.digest == m->checkpoint_digest)
+			return; /* already fetching it */
+		vsr_checkpoint cp = {.op = m->checkpoint_op, .checksum = m->checksum,
+				     .timestamp = m->timestamp, .size = m->checkpoint_size,
+				     .digest = m->checkpoint_digest};
+		fetch_begin(r, &cp);
 		timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
 		return;
 	}
@@ -253,79 +323,129 @@ void st_on_new_state(vsr_replica *r, const vsr_message *m)
 	 * may be ours in a quorum of an older view. */
 	uint64_t matched = log_install(r, m->entries, k);
 	if (matched == UINT64_MAX) return;
+	if (matched > r->commit) r->transfer_retries = 0;
 	normal_advance_commit(r, matched);
 	st_send_request(r);
 	timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
 }
 
+/* Any replica serves its current or previous checkpoint, whatever its
+ * status: a checkpoint is committed state, the same on every replica. */
 void st_on_get_checkpoint(vsr_replica *r, const vsr_message *m)
 {
-	if (r->checkpoint == NULL || r->checkpoint_op != m->checkpoint_op ||
-	    m->offset > r->checkpoint_len)
+	vsr_checkpoint cur = {.op = r->checkpoint_op, .checksum = r->checkpoint_checksum,
+			      .timestamp = r->checkpoint_timestamp, .size = r->checkpoint_len,
+			      .digest = r->checkpoint_digest};
+	const vsr_checkpoint *cp = NULL;
+	if (cur.op && m->checkpoint_op == cur.op) cp = &cur;
+	else if (r->checkpoint_prev.op && m->checkpoint_op == r->checkpoint_prev.op) cp = &r->checkpoint_prev;
+	if (cp == NULL || m->checkpoint_digest != cp->digest || m->checksum != cp->checksum ||
+	    m->checkpoint_size != cp->size || m->offset >= cp->size ||
+	    m->offset % r->cfg.chunk_bytes_max != 0)
 		return;
-	uint64_t n = r->checkpoint_len - m->offset;
+	uint64_t n = cp->size - m->offset;
 	if (n > r->cfg.chunk_bytes_max) n = r->cfg.chunk_bytes_max;
+	vsr_buf *b = &r->chunk_buf;
+	vsr_buf_reset(b);
+	if (r->sm.checkpoint_read(r->sm.ctx, cp, m->offset, (uint32_t)n, b) != VSR_OK || b->len != n)
+		return; /* not held any more */
 	vsr_message *out = emit_send(r, m->replica, VSR_MSG_CHECKPOINT_CHUNK);
-	out->checkpoint_op = r->checkpoint_op;
-	out->checkpoint_size = r->checkpoint_len;
-	out->checksum = r->checkpoint_checksum;
+	out->checkpoint_op = cp->op;
+	out->checkpoint_size = cp->size;
+	out->checksum = cp->checksum;
+	out->checkpoint_digest = cp->digest;
+	out->timestamp = cp->timestamp;
 	out->offset = m->offset;
 	out->nonce = m->nonce;
-	out->body = r->checkpoint + m->offset;
+	out->body = scratch_alloc(r, n);
+	memcpy((uint8_t *)out->body, b->data, n);
 	out->body_len = (uint32_t)n;
+}
+
+/* The core's half of an atomic install: decode the checkpoint's client
+ * table aside; it replaces ours only if the state machine's install
+ * succeeds too. */
+static int accept_client_table(void *arg, const uint8_t *meta, size_t len)
+{
+	vsr_replica *r = arg;
+	ct_free(&r->clients_staged);
+	ct_init(&r->clients_staged, r->cfg.clients_max);
+	long used = ct_decode(&r->clients_staged, meta, len);
+	return used >= 0 && (size_t)used == len ? VSR_OK : VSR_ECORRUPT;
+}
+
+static void fetch_install(vsr_replica *r)
+{
+	vsr_checkpoint cp = r->fetch;
+	checkpoint_fetch_stop(r);
+	int rc = r->sm.checkpoint_install(r->sm.ctx, &cp, accept_client_table, r);
+	if (rc != VSR_OK) {
+		/* Nothing changed, neither the state nor the client table: the
+		 * retry timer asks again (another replica's copy, maybe). */
+		GUARD(r, VSR_GUARD_RESTORE_FAILED);
+		ct_free(&r->clients_staged);
+		return;
+	}
+	ct_free(&r->clients);
+	r->clients = r->clients_staged;
+	memset(&r->clients_staged, 0, sizeof r->clients_staged);
+	/* The checkpoint becomes ours; the log restarts after it. */
+	r->checkpoint_prev = (vsr_checkpoint){0};
+	r->checkpoint_op = cp.op;
+	r->checkpoint_checksum = cp.checksum;
+	r->checkpoint_timestamp = cp.timestamp;
+	r->checkpoint_len = cp.size;
+	r->checkpoint_digest = cp.digest;
+	if (r->checkpoint_timestamp > r->last_timestamp) r->last_timestamp = r->checkpoint_timestamp;
+	log_reset(&r->log, r->checkpoint_op, r->checkpoint_checksum);
+	r->commit = r->executed = r->checkpoint_op;
+	r->transfer_retries = 0;
+	persist_state(r, true, r->checkpoint_op, NULL, 0);
+	st_send_request(r);
+	timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
 }
 
 void st_on_checkpoint_chunk(vsr_replica *r, const vsr_message *m)
 {
 	if (r->status != VSR_STATUS_STATE_TRANSFER || !r->fetching_checkpoint ||
-	    m->nonce != r->transfer_nonce || m->checkpoint_op != r->fetch_checkpoint_op ||
-	    m->checkpoint_size != r->fetch_checkpoint_size ||
-	    m->checksum != r->fetch_checkpoint_checksum || m->offset != r->fetch_buf.len) {
+	    m->nonce != r->transfer_nonce || m->checkpoint_op != r->fetch.op ||
+	    m->checkpoint_size != r->fetch.size || m->checksum != r->fetch.checksum ||
+	    m->checkpoint_digest != r->fetch.digest) {
 		GUARD(r, VSR_GUARD_CHUNK_STALE);
 		return;
 	}
-	r->transfer_retries = 0;
-	if (r->fetch_checkpoint_op <= r->commit && !BUG(r, VSR_BUG_OLD_CHECKPOINT) &&
+	uint64_t chunk = r->cfg.chunk_bytes_max;
+	if (m->offset % chunk != 0 || m->offset >= r->fetch.size) {
+		r->stats.messages_dropped++;
+		return;
+	}
+	uint32_t k = (uint32_t)(m->offset / chunk);
+	uint64_t want = r->fetch.size - m->offset < chunk ? r->fetch.size - m->offset : chunk;
+	if (m->body_len != want) {
+		r->stats.messages_dropped++;
+		return;
+	}
+	if (bit_get(r->fetch_have, k)) return; /* a duplicate */
+	if (r->fetch.op <= r->commit && !BUG(r, VSR_BUG_OLD_CHECKPOINT) &&
 	    GUARD(r, VSR_GUARD_CHUNK_PASSED)) {
 		/* Entries arrived meanwhile and took us past it: never go back. */
-		r->fetching_checkpoint = false;
-		vsr_buf_reset(&r->fetch_buf);
+		checkpoint_fetch_stop(r);
 		st_send_request(r);
 		return;
 	}
-	if (r->fetch_buf.len + m->body_len > r->fetch_checkpoint_size ||
-	    (m->body_len == 0 && r->fetch_buf.len < r->fetch_checkpoint_size)) {
-		r->stats.messages_dropped++;
+	if (r->sm.checkpoint_write(r->sm.ctx, &r->fetch, m->offset, m->body, m->body_len) != VSR_OK)
+		return; /* asked again at the retry */
+	bit_set(r->fetch_have, k);
+	r->fetch_have_count++;
+	if (bit_get(r->fetch_asked, k)) r->fetch_inflight--;
+	else bit_set(r->fetch_asked, k);
+	r->fetch_answered |= 1u << m->replica;
+	r->transfer_retries = 0; /* progress */
+	if (r->fetch_have_count == r->fetch_chunks) {
+		fetch_install(r);
 		return;
 	}
-	if (vsr_buf_append(&r->fetch_buf, m->body, m->body_len) != VSR_OK) return;
-	if (r->fetch_buf.len < r->fetch_checkpoint_size) {
-		send_get_checkpoint(r);
-		timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
-		return;
-	}
-	r->fetching_checkpoint = false;
-	if (checkpoint_restore(r, r->fetch_buf.data, r->fetch_buf.len) != VSR_OK) {
-		GUARD(r, VSR_GUARD_RESTORE_FAILED);
-		r->stats.messages_dropped++;
-		vsr_buf_reset(&r->fetch_buf);
-		return;
-	}
-	/* The blob becomes our checkpoint; the log restarts after it. */
-	if (r->checkpoint) scratch_keep(r, r->checkpoint);
-	r->checkpoint = r->fetch_buf.data;
-	r->checkpoint_len = r->fetch_buf.len;
-	r->fetch_buf = (vsr_buf){0};
-	r->checkpoint_op = r->fetch_checkpoint_op;
-	r->checkpoint_checksum = r->fetch_checkpoint_checksum;
-	r->checkpoint_timestamp = r->fetch_checkpoint_timestamp;
-	if (r->checkpoint_timestamp > r->last_timestamp) r->last_timestamp = r->checkpoint_timestamp;
-	log_reset(&r->log, r->checkpoint_op, r->checkpoint_checksum);
-	r->commit = r->executed = r->checkpoint_op;
-	vsr_persist *p = persist_state(r, true, r->checkpoint_op, NULL, 0);
-	p->checkpoint = r->checkpoint;
-	p->checkpoint_len = r->checkpoint_len;
-	st_send_request(r);
+	fetch_fill(r);
 	timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
 }
 
@@ -341,11 +461,11 @@ void st_on_tick(vsr_replica *r)
 		return;
 	}
 	if (r->fetching_checkpoint) {
-		/* The server may have moved to a newer checkpoint: start over
-		 * with GET_STATE, which names the current one. */
-		r->fetching_checkpoint = false;
-		vsr_buf_reset(&r->fetch_buf);
-		st_send_request(r);
+		/* No chunk since the last retry (a chunk re-arms the timer): ask
+		 * again for what is missing, and ask the primary whether a newer
+		 * checkpoint replaced this one everywhere (its answer switches). */
+		fetch_retry(r);
+		if (r->transfer_retries > 1) st_send_request(r);
 	} else {
 		st_send_request(r);
 	}
@@ -353,36 +473,31 @@ void st_on_tick(vsr_replica *r)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Checkpoints: u64 client-table length | client table | state machine.      */
+/* Checkpoints: the client table is the core's meta, the rest the state
+ * machine's. */
 
 void checkpoint_take(vsr_replica *r)
 {
-	if (r->replaying) return; /* restart replays what the disk already has */
-	vsr_buf b = {0};
-	uint8_t len[8] = {0};
-	int rc = vsr_buf_append(&b, len, sizeof len);
-	if (rc == VSR_OK) rc = ct_encode(&r->clients, &b);
-	uint64_t ct_len = b.len - 8;
-	for (int i = 0; i < 8; i++) b.data[i] = (uint8_t)(ct_len >> (8 * i));
-	vsr_buf sm = {0};
-	if (rc == VSR_OK) rc = r->sm.snapshot(r->sm.ctx, &sm);
-	if (rc == VSR_OK) rc = vsr_buf_append(&b, sm.data, sm.len);
-	vsr_buf_free(&sm);
-	if (rc != VSR_OK) {
-		/* A checkpoint is local, not replicated: skipping one is safe. */
-		vsr_buf_free(&b);
-		return;
-	}
-	if (r->checkpoint) scratch_keep(r, r->checkpoint);
-	r->checkpoint = b.data;
-	r->checkpoint_len = b.len;
-	r->checkpoint_op = r->executed;
-	r->checkpoint_checksum = log_checksum_at(&r->log, r->executed);
+	if (r->replaying) return; /* restart replays what the state already has */
+	vsr_buf *meta = &r->chunk_buf;
+	vsr_buf_reset(meta);
+	if (ct_encode(&r->clients, meta) != VSR_OK) return;
+	vsr_checkpoint cp = {.op = r->executed, .checksum = log_checksum_at(&r->log, r->executed)};
 	const vsr_entry *ce = log_get(&r->log, r->executed);
-	if (ce != NULL) r->checkpoint_timestamp = ce->timestamp;
-	vsr_persist *p = persist_state(r, false, 0, NULL, 0);
-	p->checkpoint = r->checkpoint;
-	p->checkpoint_len = r->checkpoint_len;
+	cp.timestamp = ce != NULL ? ce->timestamp : r->last_timestamp;
+	/* A checkpoint is local, not replicated: skipping one is safe. */
+	if (r->sm.checkpoint_take(r->sm.ctx, &cp, meta->data, meta->len) != VSR_OK) return;
+	r->checkpoint_prev = (vsr_checkpoint){.op = r->checkpoint_op,
+					      .checksum = r->checkpoint_checksum,
+					      .timestamp = r->checkpoint_timestamp,
+					      .size = r->checkpoint_len,
+					      .digest = r->checkpoint_digest};
+	r->checkpoint_op = cp.op;
+	r->checkpoint_checksum = cp.checksum;
+	r->checkpoint_timestamp = cp.timestamp;
+	r->checkpoint_len = cp.size;
+	r->checkpoint_digest = cp.digest;
+	persist_state(r, false, 0, NULL, 0);
 	r->stats.checkpoints++;
 	/* Memory is bounded by the checkpoint interval: keep only a tail below
 	 * the checkpoint, enough for a backup a little behind to catch up from
@@ -391,14 +506,28 @@ void checkpoint_take(vsr_replica *r)
 	if (r->checkpoint_op > keep) log_drop_through(&r->log, r->checkpoint_op - keep);
 }
 
-int checkpoint_restore(vsr_replica *r, const uint8_t *blob, uint64_t len)
+int checkpoint_open(vsr_replica *r, const vsr_superblock *sb)
 {
-	if (len < 8) return VSR_ECORRUPT;
-	uint64_t ct_len = 0;
-	for (int i = 0; i < 8; i++) ct_len |= (uint64_t)blob[i] << (8 * i);
-	if (ct_len > len - 8) return VSR_ECORRUPT;
-	long used = ct_decode(&r->clients, blob + 8, ct_len);
-	if (used < 0 || (uint64_t)used != ct_len) return VSR_ECORRUPT;
-	int rc = r->sm.restore(r->sm.ctx, blob + 8 + ct_len, len - 8 - ct_len);
-	return rc == VSR_OK ? VSR_OK : VSR_ESM;
+	vsr_checkpoint cp = {0};
+	vsr_buf *meta = &r->chunk_buf;
+	vsr_buf_reset(meta);
+	int rc = r->sm.checkpoint_open(r->sm.ctx, &cp, meta);
+	if (rc != VSR_OK) return rc;
+	/* The state machine stores a checkpoint before the superblock names it,
+	 * so its own is at least as new; a newer one is the truth (its ops are
+	 * in the state and must not be applied again). */
+	if (cp.op < sb->checkpoint_op) return VSR_ECORRUPT;
+	if (cp.op == sb->checkpoint_op && cp.op > 0 && cp.checksum != sb->checkpoint_checksum)
+		return VSR_ECORRUPT;
+	if (cp.op == 0) return VSR_OK;
+	long used = ct_decode(&r->clients, meta->data, meta->len);
+	if (used < 0 || (uint64_t)used != meta->len) return VSR_ECORRUPT;
+	r->checkpoint_op = cp.op;
+	r->checkpoint_checksum = cp.checksum;
+	r->checkpoint_timestamp = cp.timestamp;
+	r->checkpoint_len = cp.size;
+	r->checkpoint_digest = cp.digest;
+	r->last_timestamp = cp.timestamp;
+	log_reset(&r->log, cp.op, cp.checksum);
+	return VSR_OK;
 }

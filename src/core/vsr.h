@@ -181,7 +181,17 @@ enum vsr_reply_status {
 	                              of the cluster (every replica lost its state and a
 	                              new history began); `history` names the current
 	                              one; register again */
+	VSR_REPLY_SCRIPT_ERROR = 7, /* applied deterministically as an error the state
+	                              machine did not mean (a Lua runtime error, a spent
+	                              budget), unlike ERROR (a deliberate refusal such as
+	                              vsr.fail); body is the message */
 };
+
+/* Applied as an error, the state unchanged: a refusal or a script error. */
+static inline int vsr_reply_is_error(unsigned status)
+{
+	return status == VSR_REPLY_ERROR || status == VSR_REPLY_SCRIPT_ERROR;
+}
 
 /* A message. Fields that a type does not use are zero. Pointers inside
  * (entries, bodies, chunk bytes) are borrowed: in an action they stay valid
@@ -219,6 +229,8 @@ typedef struct vsr_message {
 	uint64_t checkpoint_op;
 	uint64_t checkpoint_size;
 	uint64_t offset;
+	uint64_t checkpoint_digest; /* NEW_STATE, GET_CHECKPOINT, CHECKPOINT_CHUNK:
+	                               the checkpoint's own checksum (vsr_checkpoint) */
 } vsr_message;
 
 /* Reason a message is structurally invalid, or NULL. Called by the wire
@@ -262,16 +274,34 @@ typedef struct vsr_session_info {
 	uint64_t registered_op;
 } vsr_session_info;
 
+/* A checkpoint as the core knows it. Its bytes belong to the state machine:
+ * the core never holds a whole checkpoint, it moves one between replicas in
+ * (op, offset, length) chunks through the callbacks below. */
+typedef struct vsr_checkpoint {
+	uint64_t op;        /* the state as executed through this op; 0: none */
+	uint64_t checksum;  /* checksum of the log entry at op (its place in the chain) */
+	uint64_t timestamp; /* that entry's timestamp */
+	uint64_t size;      /* bytes of the checkpoint's transfer image */
+	uint64_t digest;    /* the checkpoint's own checksum: of its image, chosen by
+	                       the state machine; verified before install */
+} vsr_checkpoint;
+
+/* The core's verdict on a checkpoint's meta bytes (its client table), called
+ * by checkpoint_install before the state machine commits to the new state. */
+typedef int (*vsr_checkpoint_accept)(void *arg, const uint8_t *meta, size_t len);
+
 typedef struct vsr_state_machine {
 	void *ctx;
 	/* Applies one committed operation. Writes the reply into `reply` (empty on
-	 * entry) and returns VSR_REPLY_OK or VSR_REPLY_ERROR; an error leaves the
+	 * entry) and returns VSR_REPLY_OK, VSR_REPLY_ERROR or VSR_REPLY_SCRIPT_ERROR; an error leaves the
 	 * state as before the operation. Must be deterministic. */
 	int (*apply)(void *ctx, const vsr_apply_ctx *actx, const uint8_t *op,
 		     size_t op_len, vsr_buf *reply);
-	/* Serialises the whole state into `out` (empty on entry). */
+	/* Whole-state serialisation: not called by the core. vsr_snapckpt
+	 * (vsr_snapckpt.h) builds the checkpoint callbacks out of these two for
+	 * a state machine that keeps its state in memory. restore must leave the
+	 * state untouched when it fails. */
 	int (*snapshot)(void *ctx, vsr_buf *out);
-	/* Replaces the whole state. Returns VSR_OK or a negative error. */
 	int (*restore)(void *ctx, const uint8_t *data, size_t len);
 	/* A digest of the whole state: equal states give equal digests. */
 	uint64_t (*digest)(void *ctx);
@@ -279,6 +309,37 @@ typedef struct vsr_state_machine {
 	 * id, n == clients_max) to evict to make room. Must be deterministic.
 	 * NULL means: the session with the oldest last_op, ties by lowest id. */
 	uint32_t (*evict)(void *ctx, const vsr_session_info *sessions, uint32_t n);
+
+	/* Checkpoints (protocol.md 7). The state machine keeps the current
+	 * checkpoint and the one before it readable (a replica fetching the
+	 * previous one while a new one is taken still completes), and the bytes
+	 * of one checkpoint being fetched.
+	 *
+	 * take: the executed state becomes checkpoint cp (op, checksum and
+	 * timestamp are set), stored with `meta` (the core's client table,
+	 * opaque). Fills cp->size and cp->digest. A durable state machine makes
+	 * it durable before returning: at restart the state's own checkpoint is
+	 * the truth, never an op re-applied on top of it. */
+	int (*checkpoint_take)(void *ctx, vsr_checkpoint *cp, const uint8_t *meta,
+			       size_t meta_len);
+	/* read: appends bytes [offset, offset + len) of the image of checkpoint
+	 * cp (fewer at its end) to `out`. VSR_EINVAL when cp (op and digest) is
+	 * not held any more. */
+	int (*checkpoint_read)(void *ctx, const vsr_checkpoint *cp, uint64_t offset,
+			       uint32_t len, vsr_buf *out);
+	/* write: stores fetched bytes of checkpoint cp at offset. Chunks arrive
+	 * in any order, maybe twice; a different cp drops what was stored. */
+	int (*checkpoint_write)(void *ctx, const vsr_checkpoint *cp, uint64_t offset,
+				const uint8_t *data, uint32_t len);
+	/* install: checks the fetched image of cp (complete, cp->digest), builds
+	 * a fresh state from it, passes its meta to accept(arg, ...), and only
+	 * when both succeed replaces the state; cp becomes the current
+	 * checkpoint. On any failure the state and checkpoints are as before. */
+	int (*checkpoint_install)(void *ctx, const vsr_checkpoint *cp,
+				  vsr_checkpoint_accept accept, void *arg);
+	/* open: at restart, the checkpoint the state holds (op 0: none) and its
+	 * meta; the state is that checkpoint's. */
+	int (*checkpoint_open)(void *ctx, vsr_checkpoint *cp, vsr_buf *meta);
 } vsr_state_machine;
 
 /* ------------------------------------------------------------------------ */
@@ -395,7 +456,7 @@ typedef struct vsr_superblock {
 	uint64_t commit;            /* a lower bound of the commit number */
 	uint64_t checkpoint_op;     /* op of the latest durable checkpoint (0: none) */
 	uint64_t checkpoint_checksum; /* checksum of the entry at checkpoint_op */
-	uint64_t checkpoint_size;   /* bytes of the checkpoint blob */
+	uint64_t checkpoint_size;   /* bytes of the checkpoint's image */
 	uint64_t checkpoint_timestamp; /* timestamp of the entry at checkpoint_op */
 } vsr_superblock;
 
@@ -431,16 +492,16 @@ enum vsr_action_type {
 
 /* A persist: storage applies, in this order and before reporting it done,
  * (1) truncation of the log after `truncate_after` (when has_truncate),
- * (2) the entries, (3) the checkpoint blob (when checkpoint_len > 0),
- * (4) the superblock. Persists complete in the order they were issued. */
+ * (2) the entries, (3) the superblock. Persists complete in the order they
+ * were issued. Checkpoints are not in it: the state machine stores them
+ * (checkpoint_take, checkpoint_install) before the superblock naming one is
+ * written. */
 typedef struct vsr_persist {
 	uint64_t id;
 	bool has_truncate;
 	uint64_t truncate_after;
 	uint32_t entry_count;
 	const vsr_entry *entries;
-	const uint8_t *checkpoint;
-	uint64_t checkpoint_len;
 	vsr_superblock superblock;
 } vsr_persist;
 
@@ -467,14 +528,13 @@ typedef struct vsr_replica vsr_replica;
 
 /* What a restart found on disk. `entries` are the log after checkpoint_op in
  * op order, already checksum-verified by storage (a torn or corrupt tail is
- * cut off by storage). `checkpoint` is the blob written with checkpoint_op.
+ * cut off by storage). The checkpoint itself is the state machine's
+ * (checkpoint_open); it may be newer than the superblock's, never older.
  * Pass NULL when the disk holds no valid state (empty, lost, unreadable, or
  * memory mode): the replica starts UNJOINED. A superblock whose history is 0
  * means the same. */
 typedef struct vsr_durable {
 	vsr_superblock superblock;
-	const uint8_t *checkpoint;
-	uint64_t checkpoint_len;
 	uint32_t entry_count;
 	const vsr_entry *entries;
 } vsr_durable;

@@ -1,8 +1,12 @@
 /* vsrh_bench.c - micro-benchmark of the apply path (decode op, call Lua, encode reply) for kv.lua.
  *
  * usage: vsrh_bench [--ops N] [--keys K] [--repeat R] [--statemachine PATH]
+ *                   [--checkpoint[=PUTS]]
  * Prints ops/s for kv put (apply), get (apply) and get (query) on one core,
- * with the machine it ran on. Not a test: figures depend on the machine. */
+ * with the machine it ran on; with --checkpoint, the wall time of taking a
+ * checkpoint after writing every key, and again after PUTS (4096) more puts
+ * to random keys (what a replica stalls for every checkpoint interval). Not a test: figures depend
+ * on the machine. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +19,13 @@
 
 #include "vsrh_codec.h"
 #include "vsrh_lua.h"
+
+static double wall_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static double now_s(void)
 {
@@ -114,10 +125,48 @@ static int bench(vsrh_sm *sm, const run *r, uint64_t n, uint64_t *op_no, int rep
 	return errors ? 1 : 0;
 }
 
+/* Times the checkpoint callback the core calls (and the whole-state
+ * snapshot, what a checkpoint cost before the store kept its own). */
+static int bench_checkpoint(vsrh_sm *sm, const vsr_buf *puts, uint32_t keys, uint64_t *op_no,
+			    uint32_t between)
+{
+	vsr_state_machine m;
+	vsrh_sm_bind(sm, &m);
+	vsr_buf b = {0}, reply = {0};
+	double t0 = wall_s();
+	int bad = vsrh_sm_snapshot(sm, &b) != VSR_OK;
+	double snap = wall_s() - t0;
+	static const uint8_t meta[8];
+	for (int round = 0; round < 3 && !bad; round++) {
+		vsr_checkpoint cp = {.op = *op_no, .checksum = *op_no, .timestamp = *op_no};
+		t0 = wall_s();
+		bad |= m.checkpoint_take(m.ctx, &cp, meta, sizeof meta) != VSR_OK;
+		double dt = wall_s() - t0;
+		if (round == 0)
+			printf("  checkpoint of the whole state: %.1f ms wall (image %.1f MiB)\n",
+			       dt * 1e3, (double)cp.size / (1 << 20));
+		else
+			printf("  checkpoint after %u more puts: %.1f ms wall (image %.1f MiB)\n",
+			       between, dt * 1e3, (double)cp.size / (1 << 20));
+		for (uint32_t i = 0; i < between; i++) {
+			vsr_apply_ctx a = {.op = ++*op_no, .timestamp = *op_no * 1000, .session = 1,
+					   .request = *op_no};
+			reply.len = 0;
+			bad |= vsrh_sm_apply(sm, &a, puts[(i * 7919u) % keys].data,
+					     puts[(i * 7919u) % keys].len, &reply) != VSR_REPLY_OK;
+		}
+	}
+	printf("  whole-state snapshot: %.1f ms wall (%.1f MiB)\n", snap * 1e3,
+	       (double)b.len / (1 << 20));
+	free(b.data);
+	free(reply.data);
+	return bad;
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t n = 1000000;
-	int repeat = 3, calibration = 1;
+	int repeat = 3, calibration = 1, checkpoint = 0;
 	const char *only = NULL;
 	uint32_t keys = 10000;
 	const char *path = "statemachines/kv.lua";
@@ -125,10 +174,10 @@ int main(int argc, char **argv)
 		{"ops", required_argument, NULL, 'n'}, {"keys", required_argument, NULL, 'k'},
 		{"statemachine", required_argument, NULL, 's'}, {"repeat", required_argument, NULL, 'r'},
 		{"only", required_argument, NULL, 'o'}, {"no-calibration", no_argument, NULL, 'C'},
-		{"help", no_argument, NULL, 'h'},
+		{"checkpoint", optional_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	int ch;
-	while ((ch = getopt_long(argc, argv, "n:k:s:r:o:Ch", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "n:k:s:r:o:Cc::h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'n': n = strtoull(optarg, NULL, 10); break;
 		case 'k': keys = (uint32_t)strtoul(optarg, NULL, 10); break;
@@ -136,9 +185,10 @@ int main(int argc, char **argv)
 		case 'r': repeat = atoi(optarg); break;
 		case 'o': only = optarg; break;
 		case 'C': calibration = 0; break;
+		case 'c': checkpoint = optarg ? (int)strtoul(optarg, NULL, 10) : 4096; break;
 		case 'h':
 			printf("usage: vsrh_bench [--ops N] [--keys K] [--repeat R] [--statemachine PATH]\n"
-			       "                  [--only put|get|query] [--no-calibration]\n"
+			       "                  [--only put|get|query] [--no-calibration] [--checkpoint[=PUTS]]\n"
 			       "Reports the best of R runs of N operations each, in CPU time.\n");
 			return 0;
 		default:
@@ -183,6 +233,8 @@ int main(int argc, char **argv)
 		bad |= bench(sm, &rg, n, &op_no, repeat);
 	if (!only || strcmp(only, "query") == 0)
 		bad |= bench(sm, &rq, n, &op_no, repeat);
+	if (checkpoint)
+		bad |= bench_checkpoint(sm, puts, keys, &op_no, checkpoint);
 	vsrh_sm_stats st;
 	vsrh_sm_stats_get(sm, &st);
 	printf("  state machine memory: %.1f MiB\n", (double)st.memory_bytes / (1 << 20));

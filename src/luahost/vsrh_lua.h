@@ -17,6 +17,7 @@
 #ifndef VSRH_LUA_H
 #define VSRH_LUA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,17 +47,34 @@ typedef struct vsrh_sm_options {
 	 * in an order shuffled by this seed, so that a reply or state depending
 	 * on table iteration order differs between two seeds. */
 	uint64_t check_seed;
+	/* Where vsr.store keeps its committed entries when the script's whole
+	 * state is in it (no snapshot/restore hooks): LMDB in store_dir (NULL: a
+	 * scratch directory removed at destroy), synced at every checkpoint
+	 * when store_sync. VSRH_STORE_TABLE keeps it in a Lua table instead. */
+	const char *store_dir;
+	bool store_sync;
+	bool store_fresh; /* remove what store_dir holds (a lost or new disk) */
+	int store; /* enum vsrh_store_kind */
 } vsrh_sm_options;
+
+enum vsrh_store_kind { VSRH_STORE_LMDB = 0, VSRH_STORE_TABLE = 1 };
 
 /* Opens cfg->statemachine with cfg->dedup and cfg's budgets. Returns VSR_OK,
  * or a negative vsr_error with a message such as
  *   "statemachines/kv.lua:12: attempt to call a nil value (global 'foo')". */
 int vsrh_sm_create(vsrh_sm **out, const vsrh_config *cfg, char *err, size_t err_len);
+/* The same with vsr.store's LMDB environment in store_dir (see
+ * vsrh_sm_options): what a replica uses. */
+int vsrh_sm_create_at(vsrh_sm **out, const vsrh_config *cfg, const char *store_dir, bool sync,
+		      bool fresh, char *err, size_t err_len);
 int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *opt, char *err, size_t err_len);
 void vsrh_sm_destroy(vsrh_sm *sm);
 
 /* Routes print/warn and host notes to fn for messages at `level` or above. */
 void vsrh_sm_set_log(vsrh_sm *sm, vsrh_log_fn fn, void *arg, int level);
+
+/* Whether vsr.store keeps its entries in LMDB (else in a Lua table). */
+bool vsrh_sm_store_lmdb(const vsrh_sm *sm);
 
 /* Fills `out` with callbacks on sm (ctx = sm). sm must outlive the core. */
 void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out);
@@ -74,6 +92,19 @@ uint32_t vsrh_sm_evict(vsrh_sm *sm, const vsr_session_info *sessions, uint32_t n
  * result reflects this replica's executed state. Returns VSR_REPLY_OK or
  * VSR_REPLY_ERROR (reply holds the message). */
 int vsrh_sm_query(vsrh_sm *sm, const uint8_t *op, size_t op_len, vsr_buf *reply);
+
+/* NULL while the state machine is sound. Otherwise why it failed in a way
+ * the host cannot undo identically on every replica (snapshot() or a
+ * replay after a rollback failed, the hard memory cap was reached, the
+ * host ran out of memory): every apply after it is refused, and the
+ * replica must stop (vsrhost checks after every step) and come back
+ * through a restart or state transfer. */
+const char *vsrh_sm_failure(const vsrh_sm *sm);
+
+/* What the state machine is doing now, in words ("applying op 42 of
+ * session 7, request 3"), for the host's watchdog: callable from another
+ * thread (the fields are read racily but atomically). */
+void vsrh_sm_activity(const vsrh_sm *sm, char *out, size_t len);
 
 /* Counters for metrics and the benchmark. */
 typedef struct vsrh_sm_stats {
@@ -105,6 +136,16 @@ int vsrh_sm_examples(vsrh_sm *sm, uint64_t seed, vsr_buf **ops, uint32_t *n, cha
  * load; report says why). `seed` picks the check seeds. */
 int vsrh_selfcheck(const vsrh_sm_options *o, const vsr_buf *ops, uint32_t n_ops, uint64_t seed,
 		   char *report, size_t report_len);
+
+/* The self-check over `seeds` seeds from `seed`: with ops == NULL each
+ * seed runs the script's examples generated for it (vsrh_sm_examples),
+ * else the given ops. Each seed restores at its own point. Fails (1) when
+ * a seed fails, when every operation of a seed fails, or when there are
+ * no operations unless allow_empty. Returns 0, 1 or a negative error;
+ * report names the failing seed. */
+#define VSRH_CHECK_SEEDS 20u
+int vsrh_check_seeds(const vsrh_sm_options *o, uint64_t seed, uint32_t seeds, const vsr_buf *ops,
+		     uint32_t n_ops, bool allow_empty, char *report, size_t report_len);
 
 /* `vsrhost check CONFIG`: validates the config, loads the state machine in
  * the sandbox and runs its determinism self-check. argv[0] is "check".

@@ -20,7 +20,7 @@
 typedef struct lsm {
 	vsrh_sm *sm;
 	vsrh_sm_options opts;
-	char *statemachine, *dedup, *lua_root;
+	char *statemachine, *dedup, *lua_root, *store_dir;
 	char **logs;
 	int nlogs;
 	uint64_t ops; /* default op number for apply */
@@ -80,7 +80,8 @@ static int lsm_gc(lua_State *L)
 	free(s->statemachine);
 	free(s->dedup);
 	free(s->lua_root);
-	s->statemachine = s->dedup = s->lua_root = NULL;
+	free(s->store_dir);
+	s->statemachine = s->dedup = s->lua_root = s->store_dir = NULL;
 	return 0;
 }
 
@@ -104,6 +105,15 @@ static void read_options(lua_State *L, int t, lsm *s)
 	s->opts.log_level = (int)opt_u64(L, t, "log_level", VSRH_LOG_INFO);
 	s->opts.log = lsm_log;
 	s->opts.log_arg = s;
+	/* store = "table" keeps vsr.store in a Lua table; store_dir puts LMDB there */
+	char *kind = opt_strdup(L, t, "store");
+	s->opts.store = kind && strcmp(kind, "table") == 0 ? VSRH_STORE_TABLE : VSRH_STORE_LMDB;
+	free(kind);
+	s->store_dir = opt_strdup(L, t, "store_dir");
+	s->opts.store_dir = s->store_dir;
+	lua_getfield(L, t, "store_sync"); /* a durable store: kept across opens */
+	s->opts.store_sync = lua_toboolean(L, -1);
+	lua_pop(L, 1);
 }
 
 /* vsrhost.open(options) -> sm | nil, message */
@@ -147,12 +157,16 @@ static int push_result(lua_State *L, int status, vsr_buf *r)
 	} else {
 		lua_pushboolean(L, 0);
 		lua_pushlstring(L, (const char *)r->data, r->len);
+		/* third result: which kind of error the client would see */
+		lua_pushstring(L, status == VSR_REPLY_SCRIPT_ERROR ? "script error" : "refused");
+		free(r->data);
+		return 3;
 	}
 	free(r->data);
 	return 2;
 }
 
-/* sm:apply(op [, ctx]) -> ok, reply-or-error-text.
+/* sm:apply(op [, ctx]) -> ok, reply-or-error-text [, "refused" | "script error"].
  * ctx = {op=, timestamp=, session=, request=, seed=}; op numbers default
  * to a counter, the timestamp to op * 1ms. */
 static int l_apply(lua_State *L)
@@ -236,6 +250,145 @@ static int l_restore(lua_State *L)
 	return 1;
 }
 
+/* ---- checkpoints, through the callbacks the core calls ---- */
+
+static vsr_checkpoint check_cp(lua_State *L, int idx)
+{
+	luaL_checktype(L, idx, LUA_TTABLE);
+	vsr_checkpoint cp;
+	cp.op = opt_u64(L, idx, "op", 0);
+	cp.checksum = opt_u64(L, idx, "checksum", 0);
+	cp.timestamp = opt_u64(L, idx, "timestamp", 0);
+	cp.size = opt_u64(L, idx, "size", 0);
+	cp.digest = opt_u64(L, idx, "digest", 0);
+	return cp;
+}
+
+static void push_cp(lua_State *L, const vsr_checkpoint *cp)
+{
+	lua_createtable(L, 0, 5);
+	const struct {
+		const char *k;
+		uint64_t v;
+	} f[] = {{"op", cp->op}, {"checksum", cp->checksum}, {"timestamp", cp->timestamp},
+		 {"size", cp->size}, {"digest", cp->digest}};
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+		lua_pushinteger(L, (lua_Integer)f[i].v);
+		lua_setfield(L, -2, f[i].k);
+	}
+}
+
+/* sm:store_backend() -> "lmdb" | "table" */
+static int l_store_backend(lua_State *L)
+{
+	lua_pushstring(L, vsrh_sm_store_lmdb(check_sm(L)->sm) ? "lmdb" : "table");
+	return 1;
+}
+
+/* sm:checkpoint_take(op, meta) -> cp {op, checksum, timestamp, size, digest} */
+static int l_checkpoint_take(lua_State *L)
+{
+	lsm *s = check_sm(L);
+	vsr_checkpoint cp = {.op = (uint64_t)luaL_checkinteger(L, 2)};
+	cp.checksum = cp.op * 31;
+	cp.timestamp = cp.op * 1000;
+	size_t ml;
+	const char *meta = luaL_optlstring(L, 3, "", &ml);
+	vsr_state_machine m;
+	vsrh_sm_bind(s->sm, &m);
+	if (m.checkpoint_take(m.ctx, &cp, (const uint8_t *)meta, ml) != VSR_OK)
+		return luaL_error(L, "checkpoint_take failed");
+	push_cp(L, &cp);
+	return 1;
+}
+
+/* sm:checkpoint_read(cp, offset, len) -> bytes | nil */
+static int l_checkpoint_read(lua_State *L)
+{
+	lsm *s = check_sm(L);
+	vsr_checkpoint cp = check_cp(L, 2);
+	vsr_state_machine m;
+	vsrh_sm_bind(s->sm, &m);
+	vsr_buf b = {0};
+	int rc = m.checkpoint_read(m.ctx, &cp, (uint64_t)luaL_checkinteger(L, 3),
+				   (uint32_t)luaL_checkinteger(L, 4), &b);
+	if (rc == VSR_OK)
+		lua_pushlstring(L, (const char *)b.data, b.len);
+	else
+		lua_pushnil(L);
+	free(b.data);
+	return 1;
+}
+
+/* sm:checkpoint_write(cp, offset, bytes) -> bool */
+static int l_checkpoint_write(lua_State *L)
+{
+	lsm *s = check_sm(L);
+	vsr_checkpoint cp = check_cp(L, 2);
+	size_t len;
+	const char *d = luaL_checklstring(L, 4, &len);
+	vsr_state_machine m;
+	vsrh_sm_bind(s->sm, &m);
+	lua_pushboolean(L, m.checkpoint_write(m.ctx, &cp, (uint64_t)luaL_checkinteger(L, 3),
+					      (const uint8_t *)d, (uint32_t)len) == VSR_OK);
+	return 1;
+}
+
+typedef struct accept_job {
+	lua_State *L;
+	bool refuse;
+	bool called;
+	vsr_buf meta;
+} accept_job;
+
+static int accept_meta(void *arg, const uint8_t *meta, size_t len)
+{
+	accept_job *j = arg;
+	j->called = true;
+	if (j->refuse)
+		return VSR_ECORRUPT;
+	return vsrh_buf_put(&j->meta, meta, len) ? VSR_ENOMEM : VSR_OK;
+}
+
+/* sm:checkpoint_install(cp [, refuse]) -> true, meta | false, why.
+ * refuse: the core's half refuses the meta (nothing may change). */
+static int l_checkpoint_install(lua_State *L)
+{
+	lsm *s = check_sm(L);
+	vsr_checkpoint cp = check_cp(L, 2);
+	accept_job j = {L, lua_toboolean(L, 3), false, {0}};
+	vsr_state_machine m;
+	vsrh_sm_bind(s->sm, &m);
+	int rc = m.checkpoint_install(m.ctx, &cp, accept_meta, &j);
+	lua_pushboolean(L, rc == VSR_OK);
+	if (rc == VSR_OK)
+		lua_pushlstring(L, j.meta.data ? (const char *)j.meta.data : "", j.meta.len);
+	else
+		lua_pushstring(L, rc == VSR_ECORRUPT ? "corrupt durable state"
+				  : rc == VSR_ESM    ? "state machine failed"
+						     : "refused");
+	free(j.meta.data);
+	return 2;
+}
+
+/* sm:checkpoint_open() -> cp, meta (what a restart finds) */
+static int l_checkpoint_open(lua_State *L)
+{
+	lsm *s = check_sm(L);
+	vsr_state_machine m;
+	vsrh_sm_bind(s->sm, &m);
+	vsr_checkpoint cp;
+	vsr_buf meta = {0};
+	if (m.checkpoint_open(m.ctx, &cp, &meta) != VSR_OK) {
+		free(meta.data);
+		return luaL_error(L, "checkpoint_open failed");
+	}
+	push_cp(L, &cp);
+	lua_pushlstring(L, meta.data ? (const char *)meta.data : "", meta.len);
+	free(meta.data);
+	return 2;
+}
+
 static int l_digest(lua_State *L)
 {
 	lsm *s = check_sm(L);
@@ -283,6 +436,18 @@ static int l_stats(lua_State *L)
 	return 1;
 }
 
+/* sm:failure() -> nil, or why the state machine stopped (vsrh_sm_failure) */
+static int l_failure(lua_State *L)
+{
+	lsm *s = check_sm(L);
+	const char *f = vsrh_sm_failure(s->sm);
+	if (f)
+		lua_pushstring(L, f);
+	else
+		lua_pushnil(L);
+	return 1;
+}
+
 /* sm:logs([clear]) -> array of "level: text" lines */
 static int l_logs(lua_State *L)
 {
@@ -325,7 +490,8 @@ static int l_examples(lua_State *L)
 	return 1;
 }
 
-/* vsrhost.selfcheck(options, ops [, seed]) -> ok, report */
+/* vsrhost.selfcheck(options, ops|nil [, seed [, seeds [, allow_empty]]]) -> ok, report
+ * ops nil: the script's examples, generated per seed (vsrh_check_seeds). */
 static int l_selfcheck(lua_State *L)
 {
 	lsm tmp;
@@ -333,9 +499,14 @@ static int l_selfcheck(lua_State *L)
 	tmp.logs = calloc(LOG_LINES_MAX, sizeof *tmp.logs);
 	if (!tmp.logs)
 		return luaL_error(L, "out of memory");
-	luaL_checktype(L, 2, LUA_TTABLE);
-	lua_Unsigned n = lua_rawlen(L, 2);
+	int have_ops = !lua_isnoneornil(L, 2);
+	if (have_ops)
+		luaL_checktype(L, 2, LUA_TTABLE);
+	lua_Unsigned n = have_ops ? lua_rawlen(L, 2) : 0;
 	uint64_t seed = (uint64_t)luaL_optinteger(L, 3, 1);
+	lua_Integer seeds = luaL_optinteger(L, 4, 1);
+	bool allow_empty = lua_toboolean(L, 5);
+	luaL_argcheck(L, seeds >= 1 && seeds <= 100000, 4, "seeds must be 1..100000");
 	/* Keep tmp in a userdata so errors below free it through __gc. */
 	lsm *s = lua_newuserdatauv(L, sizeof *s, 0);
 	*s = tmp;
@@ -355,7 +526,8 @@ static int l_selfcheck(lua_State *L)
 		lua_pop(L, 1);
 	}
 	char report[8192];
-	int rc = vsrh_selfcheck(&s->opts, ops, (uint32_t)n, seed, report, sizeof report);
+	int rc = vsrh_check_seeds(&s->opts, seed, (uint32_t)seeds, have_ops ? ops : NULL,
+				  (uint32_t)n, allow_empty, report, sizeof report);
 	for (lua_Unsigned i = 0; i < n; i++)
 		free(ops[i].data);
 	lua_pushboolean(L, rc == 0);
@@ -453,8 +625,11 @@ int luaopen_vsrhost(lua_State *L)
 	static const luaL_Reg sm_methods[] = {
 		{"apply", l_apply}, {"apply_raw", l_apply_raw}, {"query", l_query},
 		{"snapshot", l_snapshot}, {"restore", l_restore}, {"digest", l_digest},
-		{"evict", l_evict}, {"stats", l_stats}, {"logs", l_logs},
-		{"examples", l_examples}, {"close", lsm_gc}, {NULL, NULL}};
+		{"evict", l_evict}, {"stats", l_stats}, {"logs", l_logs}, {"failure", l_failure},
+		{"examples", l_examples}, {"close", lsm_gc}, {"store_backend", l_store_backend},
+		{"checkpoint_take", l_checkpoint_take}, {"checkpoint_read", l_checkpoint_read},
+		{"checkpoint_write", l_checkpoint_write}, {"checkpoint_install", l_checkpoint_install},
+		{"checkpoint_open", l_checkpoint_open}, {NULL, NULL}};
 	static const luaL_Reg fns[] = {
 		{"open", l_open}, {"selfcheck", l_selfcheck}, {"encode", l_encode},
 		{"decode", l_decode}, {"config", l_config}, {NULL, NULL}};

@@ -9,22 +9,31 @@
  * Lua state (it has snapshot/restore hooks), the state is rolled back by
  * restoring the last base snapshot and replaying the operations applied
  * since. All of it depends only on the log, so every replica does the same.
- * Host-internal steps run with the memory budget lifted: they cannot fail
- * halfway except on a real out-of-memory, which aborts. */
+ * Host-internal steps run with the memory budget lifted. A failure the
+ * host cannot undo deterministically (snapshot() failing, a replay after a
+ * rollback failing, the hard memory cap, a real out-of-memory) never
+ * aborts: it marks the state machine failed (vsrh_sm_failure), every call
+ * after it refuses, and the replica stops cleanly. */
 #include "vsrh_lua.h"
 
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "vsrh_codec.h"
+#include "vsrh_gas.h"
 #include "vsrh_sandbox.h"
 #include "vsrh_store.h"
+#include "vsr_snapckpt.h"
 
 #define SNAPSHOT_MAGIC "vsrh-snapshot-1"
 /* A plain-state script takes a base snapshot every this many operations
@@ -64,13 +73,66 @@ struct vsrh_sm {
 	replay_rec *recs;
 	uint32_t nrecs;
 	vsrh_sm_stats stats;
+	/* what it is doing, for the watchdog thread (vsrh_sm_activity) */
+	_Atomic int act_kind; /* 0 idle, 1 apply, 2 query, 3 snapshot, 4 restore */
+	_Atomic uint64_t act_op, act_session, act_request;
+	/* set once by sm_fail: the state machine can no longer be trusted */
+	bool failed;
+	char failure[ERR_TEXT_MAX];
+	vsr_snapckpt ck; /* checkpoints: whole-state images in memory */
+	char *image_path; /* plain state on a durable disk: the current image's file */
 };
 
+/* Marks the state machine failed (first reason kept) and logs it. */
+static void sm_fail(vsrh_sm *sm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sm_fail(vsrh_sm *sm, const char *fmt, ...)
+{
+	if (sm->failed)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(sm->failure, sizeof sm->failure, fmt, ap);
+	va_end(ap);
+	sm->failed = true;
+	vsrh_box_log(&sm->box, VSRH_LOG_ERROR, "%s: %s", sm->script_name, sm->failure);
+}
+
+const char *vsrh_sm_failure(const vsrh_sm *sm)
+{
+	if (sm->failed)
+		return sm->failure;
+	if (sm->box.broken)
+		return sm->box.broken_why;
+	return NULL;
+}
+
+/* The budget of work over the whole state (snapshot, restore): sized for
+ * the largest state the memory cap allows, never the per-operation one. */
+static uint64_t state_budget(const vsrh_sm *sm)
+{
+	return sm->box.mem_max > sm->box.instr_max ? sm->box.mem_max : sm->box.instr_max;
+}
+
 /* ---------------------------------------------------------------- helpers */
+
+/* Charges a sort of the keys of the table at 1 (n log n units). */
+static void charge_key_sort(lua_State *L)
+{
+	uint64_t n = 0, log = 1;
+	lua_pushnil(L);
+	while (lua_next(L, 1)) {
+		lua_pop(L, 1);
+		n++;
+	}
+	while (log < 63 && ((uint64_t)1 << log) < n)
+		log++;
+	vsrh_gas(L, 1 + vsrh_gas_mul(n, log + 1));
+}
 
 static int vsr_sorted_keys(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
+	charge_key_sort(L);
 	vsrh_push_sorted_keys(L, 1);
 	return 1;
 }
@@ -97,6 +159,7 @@ static int sorted_pairs_iter(lua_State *L)
 static int vsr_sorted_pairs(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
+	charge_key_sort(L);
 	vsrh_push_sorted_keys(L, 1);
 	lua_pushinteger(L, 0);
 	lua_pushcclosure(L, sorted_pairs_iter, 2);
@@ -155,25 +218,28 @@ static void set_mode(vsrh_sm *sm, int mode)
 static void put_error(vsr_buf *reply, const char *text, size_t len)
 {
 	reply->len = 0;
-	if (vsrh_buf_put(reply, text, len)) {
-		fprintf(stderr, "vsrluahost: out of memory writing an error reply\n");
-		abort();
-	}
+	if (vsrh_buf_put(reply, text, len))
+		reply->len = 0; /* out of memory: an empty error reply */
 }
 
 /* Runs f(ud) in protected mode with the memory budget lifted; a failure
  * there is a real out-of-memory or a host bug, and determinism cannot be
- * kept after it, so the process stops. */
-static void host_protected(vsrh_sm *sm, lua_CFunction f, void *ud, const char *what)
+ * kept after it: the state machine is marked failed (its replica stops).
+ * Returns 0, or -1 when it failed. */
+static int host_protected(vsrh_sm *sm, lua_CFunction f, void *ud, const char *what)
 {
 	lua_State *L = sm->box.L;
 	lua_pushcfunction(L, f);
 	lua_pushlightuserdata(L, ud);
-	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-		fprintf(stderr, "vsrluahost: %s failed: %s\n", what,
+	int st = lua_pcall(L, 1, 0, 0);
+	vsrh_box_disarm(&sm->box);
+	if (st != LUA_OK) {
+		sm_fail(sm, "%s failed inside the host: %s", what,
 			lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object)");
-		abort();
+		lua_pop(L, 1);
+		return -1;
 	}
+	return 0;
 }
 
 /* ---------------------------------------------------------------- apply */
@@ -194,7 +260,7 @@ typedef struct apply_job {
 	size_t op_len;
 	vsr_buf *reply;
 	int mode;   /* 1 apply, 2 query, 3 apply as a query (writes dropped) */
-	int result; /* VSR_REPLY_OK or VSR_REPLY_ERROR */
+	int result; /* VSR_REPLY_OK, VSR_REPLY_ERROR or VSR_REPLY_SCRIPT_ERROR */
 } apply_job;
 
 static uint64_t op_seed(const vsr_apply_ctx *a)
@@ -230,13 +296,19 @@ static int apply_tramp(lua_State *L)
 	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_ctx);
 	vsrh_box_seed(b, op_seed(j->actx));
 	set_mode(sm, j->mode);
+	/* one budget for the call and the encoding of its reply */
+	vsrh_box_arm(b, b->instr_max);
 	int st = vsrh_box_call(b, 2, 1);
 	size_t n = 0;
+	/* anything but a vsr.fail refusal is a script error: a bug in the
+	 * script, a spent budget, a reply that does not encode */
+	bool script_error = true;
 	if (st != LUA_OK) {
+		script_error = !vsrh_box_error_is_fail(b, st, -1);
 		n = vsrh_box_error_text(b, st, -1, err, sizeof err);
 		if (b->fatal == VSRH_FATAL_BUDGET)
 			sm->stats.budget_exhausted++;
-		if (b->fatal == VSRH_FATAL_MEMORY || st == LUA_ERRMEM)
+		if (b->fatal == VSRH_FATAL_MEMORY)
 			sm->stats.memory_exhausted++;
 	} else if (j->mode != 3) {
 		j->reply->len = 0;
@@ -261,15 +333,52 @@ static int apply_tramp(lua_State *L)
 	}
 	vsrh_store_abort(L, &sm->store);
 	put_error(j->reply, err, n);
-	j->result = VSR_REPLY_ERROR;
+	j->result = script_error ? VSR_REPLY_SCRIPT_ERROR : VSR_REPLY_ERROR;
+	if (script_error && j->mode == 1 && !sm->replaying)
+		vsrh_box_log(b, VSRH_LOG_WARN, "%s: op %llu (session %llu, request %llu): script error: %.*s",
+			     sm->script_name, (unsigned long long)j->actx->op,
+			     (unsigned long long)j->actx->session, (unsigned long long)j->actx->request,
+			     (int)(n > 300 ? 300 : n), err);
 	return 0;
+}
+
+static void set_activity(vsrh_sm *sm, int kind, const vsr_apply_ctx *actx)
+{
+	if (actx) {
+		atomic_store_explicit(&sm->act_op, actx->op, memory_order_relaxed);
+		atomic_store_explicit(&sm->act_session, actx->session, memory_order_relaxed);
+		atomic_store_explicit(&sm->act_request, actx->request, memory_order_relaxed);
+	}
+	atomic_store_explicit(&sm->act_kind, kind, memory_order_relaxed);
+}
+
+void vsrh_sm_activity(const vsrh_sm *sm, char *out, size_t len)
+{
+	static const char *const kinds[] = {"idle", "applying", "running a query for",
+					    "taking a snapshot", "restoring a snapshot"};
+	int k = atomic_load_explicit(&sm->act_kind, memory_order_relaxed);
+	if (k == 1 || k == 2)
+		snprintf(out, len, "%s op %llu (session %llu, request %llu) of %s", kinds[k],
+			 (unsigned long long)atomic_load_explicit(&sm->act_op, memory_order_relaxed),
+			 (unsigned long long)atomic_load_explicit(&sm->act_session, memory_order_relaxed),
+			 (unsigned long long)atomic_load_explicit(&sm->act_request, memory_order_relaxed),
+			 sm->script_name);
+	else
+		snprintf(out, len, "%s (%s)", kinds[k >= 0 && k <= 4 ? k : 0], sm->script_name);
 }
 
 static int run_apply(vsrh_sm *sm, const vsr_apply_ctx *actx, const uint8_t *op, size_t op_len,
 		     vsr_buf *reply, int mode)
 {
 	apply_job j = {sm, actx, op, op_len, reply, mode, VSR_REPLY_ERROR};
-	host_protected(sm, apply_tramp, &j, "apply");
+	set_activity(sm, mode == 2 ? 2 : 1, actx);
+	int failed = host_protected(sm, apply_tramp, &j, "apply");
+	set_activity(sm, 0, NULL);
+	if (failed) {
+		static const char msg[] = "the state machine failed inside the host";
+		put_error(reply, msg, sizeof msg - 1);
+		return VSR_REPLY_ERROR;
+	}
 	return j.result;
 }
 
@@ -278,21 +387,21 @@ static int full_restore(vsrh_sm *sm, const uint8_t *data, size_t len, bool with_
 			size_t err_len);
 
 /* Plain state: the base snapshot that a failed operation rolls back to. */
-static void ensure_base(vsrh_sm *sm)
+static int ensure_base(vsrh_sm *sm)
 {
 	if (sm->has_base && sm->nrecs < REPLAY_OPS_MAX && sm->replay_bytes.len < REPLAY_BYTES_MAX)
-		return;
+		return 0;
 	char err[ERR_TEXT_MAX];
 	sm->base.len = 0;
 	if (full_snapshot(sm, &sm->base, err, sizeof err)) {
 		/* Without a base a failing operation could not be undone. */
-		fprintf(stderr, "vsrluahost: %s: snapshot() failed, cannot keep operations atomic: %s\n",
-			sm->script_name, err);
-		abort();
+		sm_fail(sm, "snapshot() failed, so operations can no longer be undone: %s", err);
+		return -1;
 	}
 	sm->has_base = true;
 	sm->nrecs = 0;
 	sm->replay_bytes.len = 0;
+	return 0;
 }
 
 static void rollback(vsrh_sm *sm)
@@ -302,9 +411,8 @@ static void rollback(vsrh_sm *sm)
 	/* The policy's state is left alone: a failed operation did not touch
 	 * it, and its commit() calls since the base are not replayed. */
 	if (full_restore(sm, sm->base.data, sm->base.len, false, err, sizeof err)) {
-		fprintf(stderr, "vsrluahost: %s: restoring the base snapshot failed: %s\n",
-			sm->script_name, err);
-		abort();
+		sm_fail(sm, "restoring the base snapshot after a failed operation failed: %s", err);
+		return;
 	}
 	vsr_buf scratch = {0};
 	sm->replaying = true;
@@ -312,10 +420,10 @@ static void rollback(vsrh_sm *sm)
 		replay_rec *r = &sm->recs[i];
 		if (run_apply(sm, &r->actx, sm->replay_bytes.data + r->off, r->len, &scratch, 1) !=
 		    VSR_REPLY_OK) {
-			fprintf(stderr, "vsrluahost: %s is not deterministic: op %llu succeeded, then "
-				"failed when replayed after a rollback: %.*s\n", sm->script_name,
-				(unsigned long long)r->actx.op, (int)scratch.len, (char *)scratch.data);
-			abort();
+			sm_fail(sm, "not deterministic: op %llu succeeded, then failed when replayed "
+				"after a rollback: %.*s", (unsigned long long)r->actx.op,
+				(int)(scratch.len > 300 ? 300 : scratch.len), (char *)scratch.data);
+			break;
 		}
 	}
 	sm->replaying = false;
@@ -327,8 +435,12 @@ static void policy_commit(vsrh_sm *sm, const vsr_apply_ctx *actx);
 int vsrh_sm_apply(vsrh_sm *sm, const vsr_apply_ctx *actx, const uint8_t *op, size_t op_len,
 		  vsr_buf *reply)
 {
-	if (sm->plain)
-		ensure_base(sm);
+	if (sm->failed || sm->box.broken || (sm->plain && ensure_base(sm))) {
+		char msg[ERR_TEXT_MAX + 64];
+		int n = snprintf(msg, sizeof msg, "state machine stopped: %s", vsrh_sm_failure(sm));
+		put_error(reply, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+		return VSR_REPLY_ERROR;
+	}
 	int rc = run_apply(sm, actx, op, op_len, reply, 1);
 	sm->stats.applied++;
 	sm->digest_valid = false;
@@ -340,8 +452,10 @@ int vsrh_sm_apply(vsrh_sm *sm, const vsr_apply_ctx *actx, const uint8_t *op, siz
 		if (sm->plain)
 			rollback(sm);
 	} else if (sm->plain) {
-		if (vsrh_buf_put(&sm->replay_bytes, op, op_len))
-			abort();
+		if (vsrh_buf_put(&sm->replay_bytes, op, op_len)) {
+			sm_fail(sm, "out of memory keeping the operations since the base snapshot");
+			return rc;
+		}
 		replay_rec *r = &sm->recs[sm->nrecs++];
 		r->actx = *actx;
 		r->off = sm->replay_bytes.len - op_len;
@@ -382,6 +496,7 @@ typedef struct snap_job {
 	char *err;
 	size_t err_len;
 	int rc;
+	bool skip_store; /* an LMDB checkpoint's head: the store is not in it */
 } snap_job;
 
 /* A snapshot or restore hook raised an error (on top of the stack): puts
@@ -406,7 +521,7 @@ static int snapshot_user(vsrh_sm *sm, int fn_on_top, vsr_buf *out, char *err, si
 	if (st != LUA_OK)
 		return hook_failed(sm, st, err, err_len, what);
 	char e[256];
-	if (vsrh_encode(L, -1, out, SIZE_MAX / 4, e, sizeof e)) {
+	if (vsrh_encode(L, -1, out, sm->box.mem_max, e, sizeof e)) {
 		snprintf(err, err_len, "%s returned a value that does not encode: %s", what, e);
 		lua_pop(L, 1);
 		return -1;
@@ -420,6 +535,7 @@ static int snapshot_tramp(lua_State *L)
 	snap_job *j = lua_touserdata(L, 1);
 	vsrh_sm *sm = j->sm;
 	set_mode(sm, 0);
+	vsrh_box_arm(&sm->box, state_budget(sm));
 	vsr_buf *o = j->out;
 	int fail = 0;
 	fail |= vsrh_put_array_header(o, 6);
@@ -427,7 +543,7 @@ static int snapshot_tramp(lua_State *L)
 	fail |= vsrh_put_int(o, (int64_t)sm->last_op);
 	fail |= vsrh_put_int(o, (int64_t)sm->last_timestamp);
 	/* the store: a map in key byte order, values copied as stored */
-	fail |= vsrh_store_write(L, &sm->store, o);
+	fail |= j->skip_store ? vsrh_put_map_header(o, 0) : vsrh_store_write(L, &sm->store, o);
 	if (fail) {
 		snprintf(j->err, j->err_len, "out of memory");
 		j->rc = -1;
@@ -466,14 +582,22 @@ static int snapshot_tramp(lua_State *L)
 	return 0;
 }
 
-static int full_snapshot(vsrh_sm *sm, vsr_buf *out, char *err, size_t err_len)
+static int snapshot_as(vsrh_sm *sm, vsr_buf *out, bool skip_store, char *err, size_t err_len)
 {
 	size_t start = out->len;
-	snap_job j = {sm, out, NULL, 0, true, err, err_len, -1};
-	host_protected(sm, snapshot_tramp, &j, "snapshot");
+	snap_job j = {sm, out, NULL, 0, true, err, err_len, -1, skip_store};
+	set_activity(sm, 3, NULL);
+	if (host_protected(sm, snapshot_tramp, &j, "snapshot"))
+		snprintf(err, err_len, "%s", sm->failure);
+	set_activity(sm, 0, NULL);
 	if (j.rc)
 		out->len = start;
 	return j.rc;
+}
+
+static int full_snapshot(vsrh_sm *sm, vsr_buf *out, char *err, size_t err_len)
+{
+	return snapshot_as(sm, out, false, err, err_len);
 }
 
 /* Decodes the value at *pos and calls hook(value) of the script or policy
@@ -501,6 +625,7 @@ static int restore_tramp(lua_State *L)
 	snap_job *j = lua_touserdata(L, 1);
 	vsrh_sm *sm = j->sm;
 	set_mode(sm, 0);
+	vsrh_box_arm(&sm->box, state_budget(sm));
 	const uint8_t *d = j->data;
 	size_t len = j->len, pos = 0;
 	uint32_t n;
@@ -514,8 +639,15 @@ static int restore_tramp(lua_State *L)
 		snprintf(j->err, j->err_len, "not a vsrhost snapshot (or a different version)");
 		return 0;
 	}
-	if (vsrh_store_read(L, &sm->store, d, len, &pos, j->err, j->err_len))
+	if (j->skip_store) {
+		uint32_t none;
+		if (vsrh_get_map_header(d, len, &pos, &none) || none != 0) {
+			snprintf(j->err, j->err_len, "corrupt checkpoint head: the store is in LMDB");
+			return 0;
+		}
+	} else if (vsrh_store_read(L, &sm->store, d, len, &pos, j->err, j->err_len)) {
 		return 0;
+	}
 	if (sm->plain) {
 		lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_restore);
 		if (restore_user(sm, d, len, &pos, j->err, j->err_len, "restore()"))
@@ -551,12 +683,21 @@ static int restore_tramp(lua_State *L)
 	return 0;
 }
 
+static int restore_as(vsrh_sm *sm, const uint8_t *data, size_t len, bool with_policy,
+		      bool skip_store, char *err, size_t err_len)
+{
+	snap_job j = {sm, NULL, data, len, with_policy, err, err_len, -1, skip_store};
+	set_activity(sm, 4, NULL);
+	if (host_protected(sm, restore_tramp, &j, "restore"))
+		snprintf(err, err_len, "%s", sm->failure);
+	set_activity(sm, 0, NULL);
+	return j.rc;
+}
+
 static int full_restore(vsrh_sm *sm, const uint8_t *data, size_t len, bool with_policy, char *err,
 			size_t err_len)
 {
-	snap_job j = {sm, NULL, data, len, with_policy, err, err_len, -1};
-	host_protected(sm, restore_tramp, &j, "restore");
-	return j.rc;
+	return restore_as(sm, data, len, with_policy, false, err, err_len);
 }
 
 int vsrh_sm_snapshot(vsrh_sm *sm, vsr_buf *out)
@@ -567,6 +708,16 @@ int vsrh_sm_snapshot(vsrh_sm *sm, vsr_buf *out)
 		return VSR_ESM;
 	}
 	return VSR_OK;
+}
+
+/* After the state was replaced. */
+static void state_replaced(vsrh_sm *sm)
+{
+	sm->digest_valid = false;
+	/* The restored state is the new base for plain-state rollback. */
+	sm->has_base = false;
+	sm->nrecs = 0;
+	sm->replay_bytes.len = 0;
 }
 
 int vsrh_sm_restore(vsrh_sm *sm, const uint8_t *data, size_t len)
@@ -607,7 +758,9 @@ uint64_t vsrh_sm_digest(vsrh_sm *sm)
 		const char *str;
 		size_t sl;
 		int64_t v;
-		if (vsrh_sm_snapshot(sm, &b) == VSR_OK &&
+		char err[ERR_TEXT_MAX];
+		/* without the store: its digest is kept apart, above */
+		if (snapshot_as(sm, &b, true, err, sizeof err) == 0 &&
 		    vsrh_get_array_header(b.data, b.len, &pos, &n) == 0 &&
 		    vsrh_get_str(b.data, b.len, &pos, &str, &sl) == 0 &&
 		    vsrh_get_int(b.data, b.len, &pos, &v) == 0 &&
@@ -932,6 +1085,80 @@ static int open_tramp(lua_State *L)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- plain-state images on disk */
+
+/* File: "VSRHIMG1" | op | checksum | timestamp | size | digest (u64 little
+ * endian each) | the image. Written to a temporary, fsync'ed, renamed. */
+#define IMAGE_MAGIC "VSRHIMG1"
+#define IMAGE_HEADER 48
+
+static void u64_put(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t u64_get(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static int image_persist(void *arg, const vsr_snapckpt_image *im)
+{
+	vsrh_sm *sm = arg;
+	char tmp[4300];
+	snprintf(tmp, sizeof tmp, "%s.tmp", sm->image_path);
+	uint8_t h[IMAGE_HEADER];
+	memcpy(h, IMAGE_MAGIC, 8);
+	uint64_t f[5] = {im->cp.op, im->cp.checksum, im->cp.timestamp, im->cp.size, im->cp.digest};
+	for (int i = 0; i < 5; i++)
+		u64_put(h + 8 + 8 * i, f[i]);
+	FILE *fp = fopen(tmp, "wb");
+	bool ok = fp && fwrite(h, 1, sizeof h, fp) == sizeof h &&
+		  fwrite(im->data, 1, (size_t)im->cp.size, fp) == im->cp.size && fflush(fp) == 0 &&
+		  fsync(fileno(fp)) == 0;
+	if (fp && fclose(fp) != 0)
+		ok = false;
+	if (ok && rename(tmp, sm->image_path) != 0)
+		ok = false;
+	if (!ok) {
+		vsrh_box_log(&sm->box, VSRH_LOG_ERROR, "%s: cannot write the checkpoint %s: %s",
+			     sm->script_name, sm->image_path, strerror(errno));
+		return VSR_EINVAL;
+	}
+	return VSR_OK;
+}
+
+/* The image a durable disk holds, if any, becomes the current checkpoint. */
+static int image_load(vsrh_sm *sm, char *err, size_t err_len)
+{
+	FILE *fp = fopen(sm->image_path, "rb");
+	if (fp == NULL)
+		return errno == ENOENT ? 0 : -1;
+	uint8_t h[IMAGE_HEADER];
+	uint8_t *data = NULL;
+	int rc = -1;
+	if (fread(h, 1, sizeof h, fp) == sizeof h && memcmp(h, IMAGE_MAGIC, 8) == 0) {
+		vsr_checkpoint cp = {u64_get(h + 8), u64_get(h + 16), u64_get(h + 24),
+				     u64_get(h + 32), u64_get(h + 40)};
+		data = cp.size < ((uint64_t)1 << 40) ? malloc(cp.size ? (size_t)cp.size : 1) : NULL;
+		if (data && fread(data, 1, (size_t)cp.size, fp) == cp.size &&
+		    XXH3_64bits(data, (size_t)cp.size) == cp.digest) {
+			vsr_snapckpt_adopt(&sm->ck, &cp, data);
+			data = NULL;
+			rc = 0;
+		}
+	}
+	free(data);
+	fclose(fp);
+	if (rc)
+		snprintf(err, err_len, "%s: unreadable or damaged checkpoint image", sm->image_path);
+	return rc;
+}
+
 int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *o, char *err, size_t err_len)
 {
 	*out = NULL;
@@ -1005,6 +1232,34 @@ int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *o, char *err, size_t err_
 		vsrh_sm_destroy(sm);
 		return VSR_ESM;
 	}
+	/* All state in vsr.store: the store lives in LMDB. Plain Lua state is
+	 * snapshotted whole, the store with it, so it stays in a table. */
+	if (!sm->plain && o->store != VSRH_STORE_TABLE &&
+	    vsrh_store_use_lmdb(&sm->store, o->store_dir, o->store_sync, o->store_fresh, err,
+				err_len)) {
+		vsrh_sm_destroy(sm);
+		return VSR_EINVAL;
+	}
+	/* Plain state on a durable disk: the current checkpoint image is a
+	 * file next to (where LMDB would be) the store. */
+	if (sm->store.db == NULL && o->store_dir && o->store_sync) {
+		size_t n = strlen(o->store_dir) + 32;
+		sm->image_path = malloc(n);
+		if (sm->image_path == NULL || (mkdir(o->store_dir, 0700) != 0 && errno != EEXIST)) {
+			snprintf(err, err_len, "%s: %s", o->store_dir, strerror(errno));
+			vsrh_sm_destroy(sm);
+			return VSR_EINVAL;
+		}
+		snprintf(sm->image_path, n, "%s/checkpoint.img", o->store_dir);
+		if (o->store_fresh)
+			unlink(sm->image_path);
+		else if (image_load(sm, err, err_len)) {
+			vsrh_sm_destroy(sm);
+			return VSR_ECORRUPT;
+		}
+		sm->ck.persist = image_persist;
+		sm->ck.persist_arg = sm;
+	}
 	sm->clients_max = o->clients_max ? o->clients_max : 1024;
 	sm->recs = calloc(REPLAY_OPS_MAX, sizeof *sm->recs);
 	if (!sm->recs) {
@@ -1018,7 +1273,16 @@ int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *o, char *err, size_t err_
 
 int vsrh_sm_create(vsrh_sm **out, const vsrh_config *cfg, char *err, size_t err_len)
 {
+	return vsrh_sm_create_at(out, cfg, NULL, false, false, err, err_len);
+}
+
+int vsrh_sm_create_at(vsrh_sm **out, const vsrh_config *cfg, const char *store_dir, bool sync,
+		      bool fresh, char *err, size_t err_len)
+{
 	vsrh_sm_options o = {
+		.store_dir = store_dir,
+		.store_sync = sync,
+		.store_fresh = fresh,
 		.statemachine = cfg->statemachine,
 		.dedup = cfg->dedup,
 		.instructions_max = cfg->instructions_max,
@@ -1033,10 +1297,13 @@ void vsrh_sm_destroy(vsrh_sm *sm)
 {
 	if (!sm)
 		return;
+	vsrh_store_close(sm->box.L, &sm->store);
+	free(sm->image_path);
 	vsrh_box_close(&sm->box);
 	free(sm->base.data);
 	free(sm->replay_bytes.data);
 	free(sm->recs);
+	vsr_snapckpt_free(&sm->ck);
 	free(sm);
 }
 
@@ -1068,15 +1335,149 @@ static uint32_t cb_evict(void *ctx, const vsr_session_info *s, uint32_t n)
 	return vsrh_sm_evict(ctx, s, n);
 }
 
+/* ---------------------------------------------------------------- LMDB checkpoints */
+
+/* A checkpoint's head: u64 meta_len | meta (the core's client table) | the
+ * state outside the store (a snapshot whose store map is empty). */
+static int lm_take(void *ctx, vsr_checkpoint *cp, const uint8_t *meta, size_t meta_len)
+{
+	vsrh_sm *sm = ctx;
+	char err[ERR_TEXT_MAX];
+	vsr_buf head = {0};
+	uint8_t l[8];
+	for (int i = 0; i < 8; i++)
+		l[i] = (uint8_t)((uint64_t)meta_len >> (8 * i));
+	int rc = VSR_ENOMEM;
+	if (vsrh_buf_put(&head, l, 8) == 0 && vsrh_buf_put(&head, meta, meta_len) == 0) {
+		rc = VSR_ESM;
+		if (snapshot_as(sm, &head, true, err, sizeof err) == 0)
+			rc = vsrh_store_ckpt_take(&sm->store, cp, head.data, head.len);
+		else
+			vsrh_box_log(&sm->box, VSRH_LOG_ERROR, "%s: checkpoint failed: %s",
+				     sm->script_name, err);
+	}
+	free(head.data);
+	return rc;
+}
+
+static int lm_read(void *ctx, const vsr_checkpoint *cp, uint64_t off, uint32_t len, vsr_buf *out)
+{
+	return vsrh_store_ckpt_read(&((vsrh_sm *)ctx)->store, cp, off, len, out);
+}
+
+static int lm_write(void *ctx, const vsr_checkpoint *cp, uint64_t off, const uint8_t *d,
+		    uint32_t len)
+{
+	return vsrh_store_ckpt_write(&((vsrh_sm *)ctx)->store, cp, off, d, len);
+}
+
+/* Splits a head into the core's meta and the rest. */
+static int head_split(const uint8_t *head, size_t len, const uint8_t **meta, size_t *meta_len)
+{
+	if (len < 8)
+		return -1;
+	uint64_t ml = 0;
+	for (int i = 0; i < 8; i++)
+		ml |= (uint64_t)head[i] << (8 * i);
+	if (ml > len - 8)
+		return -1;
+	*meta = head + 8;
+	*meta_len = (size_t)ml;
+	return 0;
+}
+
+/* Restores the state outside the store from a head; on failure puts back
+ * what was there. */
+static int head_restore(vsrh_sm *sm, const uint8_t *head, size_t len)
+{
+	const uint8_t *meta;
+	size_t ml;
+	char err[ERR_TEXT_MAX];
+	if (head_split(head, len, &meta, &ml))
+		return VSR_ECORRUPT;
+	vsr_buf before = {0};
+	if (snapshot_as(sm, &before, true, err, sizeof err)) {
+		free(before.data);
+		return VSR_ESM;
+	}
+	const uint8_t *rest = meta + ml;
+	int rc = VSR_OK;
+	if (restore_as(sm, rest, len - 8 - ml, true, true, err, sizeof err)) {
+		vsrh_box_log(&sm->box, VSRH_LOG_ERROR, "%s: checkpoint restore failed: %s",
+			     sm->script_name, err);
+		if (restore_as(sm, before.data, before.len, true, true, err, sizeof err))
+			abort(); /* the state before cannot be put back: never run on */
+		rc = VSR_ESM;
+	}
+	free(before.data);
+	if (rc == VSR_OK)
+		state_replaced(sm);
+	return rc;
+}
+
+typedef struct lm_accept_job {
+	vsrh_sm *sm;
+	vsr_checkpoint_accept accept;
+	void *arg;
+} lm_accept_job;
+
+static int lm_accept(void *arg, const uint8_t *head, size_t len)
+{
+	lm_accept_job *j = arg;
+	const uint8_t *meta;
+	size_t ml;
+	if (head_split(head, len, &meta, &ml))
+		return VSR_ECORRUPT;
+	int rc = j->accept(j->arg, meta, ml);
+	return rc == VSR_OK ? head_restore(j->sm, head, len) : rc;
+}
+
+static int lm_install(void *ctx, const vsr_checkpoint *cp, vsr_checkpoint_accept accept, void *arg)
+{
+	vsrh_sm *sm = ctx;
+	lm_accept_job j = {sm, accept, arg};
+	return vsrh_store_ckpt_install(sm->box.L, &sm->store, cp, lm_accept, &j);
+}
+
+static int lm_open(void *ctx, vsr_checkpoint *cp, vsr_buf *meta)
+{
+	vsrh_sm *sm = ctx;
+	vsr_buf head = {0};
+	int rc = vsrh_store_ckpt_open(&sm->store, cp, &head);
+	if (rc == VSR_OK && cp->op) {
+		const uint8_t *m = NULL;
+		size_t ml = 0;
+		rc = head_split(head.data, head.len, &m, &ml) ? VSR_ECORRUPT
+							      : head_restore(sm, head.data, head.len);
+		if (rc == VSR_OK && vsrh_buf_put(meta, m, ml))
+			rc = VSR_ENOMEM;
+	}
+	free(head.data);
+	return rc;
+}
+
+bool vsrh_sm_store_lmdb(const vsrh_sm *sm)
+{
+	return sm->store.db != NULL;
+}
+
 void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out)
 {
-	memset(out, 0, sizeof *out);
-	out->ctx = sm;
-	out->apply = cb_apply;
-	out->snapshot = cb_snapshot;
-	out->restore = cb_restore;
-	out->digest = cb_digest;
-	out->evict = sm->ref_policy != LUA_NOREF ? cb_evict : NULL;
+	vsr_state_machine inner = {.ctx = sm, .apply = cb_apply, .snapshot = cb_snapshot,
+				   .restore = cb_restore, .digest = cb_digest,
+				   .evict = sm->ref_policy != LUA_NOREF ? cb_evict : NULL};
+	if (sm->store.db == NULL) {
+		/* plain Lua state: whole-state snapshots (the store in them too) */
+		vsr_snapckpt_rebind(&sm->ck, &inner);
+		vsr_snapckpt_machine(&sm->ck, out);
+		return;
+	}
+	*out = inner;
+	out->checkpoint_take = lm_take;
+	out->checkpoint_read = lm_read;
+	out->checkpoint_write = lm_write;
+	out->checkpoint_install = lm_install;
+	out->checkpoint_open = lm_open;
 }
 
 typedef struct examples_job {

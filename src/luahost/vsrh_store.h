@@ -1,9 +1,14 @@
 /* vsrh_store.h - the host's ordered key-value store (vsr.store) inside one Lua state.
  *
- * Committed entries live in a Lua table (key -> msgpack-encoded value);
- * writes of the running operation go to a second table (key -> encoded
- * value, or a delete marker) that the host commits when apply returns and
- * drops when it fails. get/has/put/delete are C functions, so the hot path
+ * Committed entries live either in LMDB (state machines whose whole state
+ * is in the store) or in a Lua table (key -> msgpack-encoded value; state
+ * machines with plain Lua state, whose snapshots carry the store). Writes of
+ * the running operation go to a Lua table (key -> encoded value, or a
+ * delete marker) that the host commits when apply returns and drops when it
+ * fails. On LMDB, committed writes go into one long-lived write transaction;
+ * a checkpoint commits it (with the checkpoint's op and the host's bytes),
+ * so it costs the pages written since the last one, and keeps a read
+ * transaction on it from which the checkpoint is served in chunks. get/has/put/delete are C functions, so the hot path
  * runs no Lua instructions of the host's own; scan and pairs are Lua on top
  * of them. The digest is a sum of per-entry hashes: independent of the
  * order entries were written, O(1) to keep up to date. Every function here
@@ -11,6 +16,7 @@
 #ifndef VSRH_STORE_H
 #define VSRH_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +32,8 @@ enum vsrh_store_mode {
 	VSRH_STORE_DRY = 3,    /* apply run as a query: writes buffered, dropped */
 };
 
+typedef struct vsrh_lmdb vsrh_lmdb;
+
 typedef struct vsrh_store {
 	int ref_data;     /* committed entries */
 	int ref_writes;   /* buffered writes */
@@ -34,6 +42,7 @@ typedef struct vsrh_store {
 	int64_t count;    /* committed keys */
 	uint64_t digest;  /* sum of entry hashes */
 	int mode;         /* enum vsrh_store_mode */
+	vsrh_lmdb *db;    /* LMDB backend, or NULL: the Lua table */
 } vsrh_store;
 
 /* Creates the store in L and pushes the table of functions scripts see. */
@@ -47,5 +56,33 @@ int vsrh_store_write(lua_State *L, vsrh_store *s, vsr_buf *out);
  * -1 with err filled and the store unchanged. */
 int vsrh_store_read(lua_State *L, vsrh_store *s, const uint8_t *d, size_t len, size_t *pos,
 		    char *err, size_t err_len);
+
+/* Moves the (empty) store onto LMDB in `dir` (created if missing), or in a
+ * scratch directory removed at close when dir is NULL. `durable`: commits
+ * are fsync'ed; otherwise nothing is synced (memory durability). An
+ * existing environment keeps its contents (vsrh_store_ckpt_open reads
+ * them) unless `fresh` or not durable: then it is removed first.
+ * Returns 0, or -1 with err. */
+int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh, char *err,
+			size_t err_len);
+void vsrh_store_close(lua_State *L, vsrh_store *s);
+
+/* Checkpoints of an LMDB store. The image is
+ *   "VSRHCKP1" | u64 head_len | head | u64 count | count x (u32 klen | u32 vlen | key | value)
+ * in key order; `head` is the host's (client table, plain state). Its digest
+ * is XXH3-64 of everything before the records, seeded with the store's
+ * order-independent digest, so it costs nothing to take and is checked on
+ * install by summing the records received. */
+int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head, size_t head_len);
+int vsrh_store_ckpt_read(vsrh_store *s, const vsr_checkpoint *cp, uint64_t offset, uint32_t len,
+			 vsr_buf *out);
+int vsrh_store_ckpt_write(vsrh_store *s, const vsr_checkpoint *cp, uint64_t offset,
+			  const uint8_t *data, uint32_t len);
+/* Verifies the fetched image, builds a fresh environment from it, calls
+ * accept(arg, head) and, only when that succeeds, replaces the store. */
+int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *cp,
+			    int (*accept)(void *arg, const uint8_t *head, size_t len), void *arg);
+/* Restart: the checkpoint the environment holds (op 0: none) and its head. */
+int vsrh_store_ckpt_open(vsrh_store *s, vsr_checkpoint *cp, vsr_buf *head);
 
 #endif /* VSRH_STORE_H */

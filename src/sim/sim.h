@@ -20,6 +20,7 @@
 #include <stdio.h>
 
 #include "vsr.h"
+#include "vsr_snapckpt.h"
 
 /* ------------------------------------------------------------------------ */
 /* Limits of the simulator itself.                                           */
@@ -138,7 +139,8 @@ uint32_t sim_state_pad(const struct sim *s);       /* snapshot padding bytes */
 bool sim_restore_fails(struct sim *s, uint8_t r);  /* draw a failing restore */
 
 void sim_sm_init(sim_sm *sm, struct sim *sim, uint8_t replica);
-void sim_sm_iface(sim_sm *sm, vsr_state_machine *out);
+/* The machine the core sees; its checkpoints live in `ck` (on the disk). */
+void sim_sm_iface(sim_sm *sm, vsr_snapckpt *ck, vsr_state_machine *out);
 void sim_op_encode(uint8_t out[SIM_OP_BYTES], uint8_t kind, uint8_t key,
 		   uint64_t value);
 
@@ -149,7 +151,6 @@ typedef struct sim_pending {
 	vsr_persist p;     /* pointers below are owned copies */
 	vsr_entry *entries;
 	uint8_t *blob;
-	uint8_t *checkpoint;
 	uint64_t done_at;  /* tick at which it becomes durable */
 } sim_pending;
 
@@ -162,8 +163,7 @@ typedef struct sim_slot {
 typedef struct sim_storage {
 	/* durable image */
 	vsr_superblock sb;
-	uint8_t *checkpoint;
-	uint64_t checkpoint_len;
+	vsr_snapckpt ck;   /* the state machine's checkpoints (written at once) */
 	sim_slot *slots;   /* indexed by op */
 	uint64_t slot_cap;
 	uint64_t slot_end; /* no slot at or above is present */
@@ -189,6 +189,10 @@ void sim_storage_complete(sim_storage *st);
  * for the trace. */
 const char *sim_storage_crash(sim_storage *st, sim_rng *rng, bool torn,
 			      bool corrupt);
+/* The newest checkpoint on the disk: the superblock's, or the state
+ * machine's own when it wrote a newer one before the superblock. Every op up
+ * to it is in the durable state. */
+uint64_t sim_storage_checkpoint_op(const sim_storage *st);
 /* Builds what a restart reads: verified entries after checkpoint_op, cut at
  * the first bad checksum, broken parent link or gap. */
 void sim_storage_load(sim_storage *st, uint64_t cluster, vsr_durable *out);

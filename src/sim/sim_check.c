@@ -274,7 +274,7 @@ void sim_check_sent(struct sim *s, sim_ghost *g, uint8_t from,
 				 (unsigned long long)*vl);
 		/* I5: the acked entry is on the simulated disk. */
 		const sim_storage *st = sim_storage_of(s, from);
-		if (sim_direct_checks(s) && m->op > st->sb.checkpoint_op &&
+		if (sim_direct_checks(s) && m->op > sim_storage_checkpoint_op(st) &&
 		    (m->op >= st->slot_end || !st->slots[m->op].present ||
 		     st->slots[m->op].e.checksum != m->checksum))
 			sim_fail(s,
@@ -340,7 +340,7 @@ static void check_quorum(struct sim *s, sim_ghost *g, uint64_t op,
 		for (uint8_t r = 0; r < n; r++) {
 			if (r == p) {
 				const sim_storage *st = sim_storage_of(s, r);
-				bool on_disk = op <= st->sb.checkpoint_op ||
+				bool on_disk = op <= sim_storage_checkpoint_op(st) ||
 					       (op < st->slot_end &&
 						st->slots[op].present &&
 						st->slots[op].e.checksum == canon);

@@ -510,11 +510,10 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 				       .arg = a->persist.id};
 			ev_push(s, e);
 			trace_mix(s, 2, r, a->persist.id, a->persist.entry_count);
-			tracef(s, "r%u   persist #%llu: %u entries%s%s, superblock view %llu "
+			tracef(s, "r%u   persist #%llu: %u entries%s, superblock view %llu "
 			       "log_view %llu commit %llu", r,
 			       (unsigned long long)a->persist.id, a->persist.entry_count,
 			       a->persist.has_truncate ? ", truncate" : "",
-			       a->persist.checkpoint_len ? ", checkpoint" : "",
 			       (unsigned long long)a->persist.superblock.view,
 			       (unsigned long long)a->persist.superblock.log_view,
 			       (unsigned long long)a->persist.superblock.commit);
@@ -733,7 +732,7 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 		nr->amnesia_wait_id = 0;
 	}
 	sim_sm_init(&nr->sm, s, r);
-	sim_sm_iface(&nr->sm, &nr->smi);
+	sim_sm_iface(&nr->sm, &nr->st.ck, &nr->smi);
 	vsr_config cfg;
 	replica_config(s, r, &cfg);
 	int rc = vsr_replica_create(&nr->core, &cfg, &nr->smi, dp, s->now);

@@ -161,16 +161,16 @@ static int sm_restore(void *ctx, const uint8_t *data, size_t len)
 		return VSR_ESM;
 	len -= pad;
 	const uint8_t *p = data;
+	uint64_t n = get_u64(data + fixed - 8);
+	if (n > SIM_SM_SESSIONS_MAX || len != fixed + n * 16)
+		return VSR_ECORRUPT; /* checked first: a failed restore changes nothing */
 	sm->chain = get_u64(p);
 	sm->applied = get_u64(p + 8);
 	sm->duplicates = get_u64(p + 16);
 	p += 24;
 	for (uint32_t i = 0; i < SIM_SM_KEYS; i++, p += 8)
 		sm->kv[i] = get_u64(p);
-	uint64_t n = get_u64(p);
 	p += 8;
-	if (n > SIM_SM_SESSIONS_MAX || len != fixed + n * 16)
-		return VSR_ECORRUPT;
 	sm->session_count = (uint32_t)n;
 	for (uint32_t i = 0; i < n; i++, p += 16) {
 		sm->sessions[i].session = get_u64(p);
@@ -203,13 +203,11 @@ void sim_sm_init(sim_sm *sm, struct sim *sim, uint8_t replica)
 	sm->replica = replica;
 }
 
-void sim_sm_iface(sim_sm *sm, vsr_state_machine *out)
+void sim_sm_iface(sim_sm *sm, vsr_snapckpt *ck, vsr_state_machine *out)
 {
-	memset(out, 0, sizeof(*out));
-	out->ctx = sm;
-	out->apply = sm_apply;
-	out->snapshot = sm_snapshot;
-	out->restore = sm_restore;
-	out->digest = sm_digest;
-	out->evict = NULL;
+	vsr_state_machine inner = {.ctx = sm, .apply = sm_apply, .snapshot = sm_snapshot,
+				   .restore = sm_restore, .digest = sm_digest};
+	vsr_snapckpt_rebind(ck, &inner);
+	ck->restore_atomic = true; /* sm_restore checks everything before it writes */
+	vsr_snapckpt_machine(ck, out);
 }

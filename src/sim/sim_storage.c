@@ -3,7 +3,8 @@
  * A persist action of the core is copied (its pointers die at the next step)
  * and queued; it becomes durable at its completion tick, strictly in issue
  * order, and only then is it applied to the image: truncate, entries,
- * checkpoint, superblock, as vsr.h specifies. A crash throws the queue away.
+ * superblock, as vsr.h specifies. Checkpoints are the state machine's,
+ * written at once into the image's vsr_snapckpt. A crash throws the queue away.
  * Optionally the crash leaves part of the first pending write on disk: a
  * prefix of its entries (torn) or its entries with one of them damaged
  * (corrupt). Neither touches the superblock, which real storage keeps in two
@@ -25,7 +26,6 @@ static void pending_free(sim_pending *p)
 {
 	free(p->entries);
 	free(p->blob);
-	free(p->checkpoint);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -52,7 +52,7 @@ void sim_storage_free(sim_storage *st)
 	free(st->q);
 	slots_clear_from(st, 0);
 	free(st->slots);
-	free(st->checkpoint);
+	vsr_snapckpt_free(&st->ck);
 	free(st->load_entries);
 	memset(st, 0, sizeof(*st));
 }
@@ -76,11 +76,6 @@ bool sim_storage_push(sim_storage *st, const vsr_persist *p, uint64_t done_at)
 	d->p = *p;
 	d->entries = sim_entries_clone(p->entries, p->entry_count, &d->blob);
 	d->p.entries = d->entries;
-	if (p->checkpoint_len) {
-		d->checkpoint = sim_xmalloc(p->checkpoint_len);
-		memcpy(d->checkpoint, p->checkpoint, p->checkpoint_len);
-	}
-	d->p.checkpoint = d->checkpoint;
 	/* in order: never before the persist issued ahead of it */
 	if (done_at < st->last_done_at)
 		done_at = st->last_done_at;
@@ -135,12 +130,6 @@ void sim_storage_complete(sim_storage *st)
 	if (!d)
 		return;
 	image_apply_entries(st, &d->p, d->p.entry_count);
-	if (d->p.checkpoint_len) {
-		free(st->checkpoint);
-		st->checkpoint = d->checkpoint;
-		st->checkpoint_len = d->p.checkpoint_len;
-		d->checkpoint = NULL;
-	}
 	st->sb = d->p.superblock;
 	pending_free(d);
 	st->q_head = (st->q_head + 1) % st->q_cap;
@@ -179,12 +168,17 @@ const char *sim_storage_crash(sim_storage *st, sim_rng *rng, bool torn,
 	return what;
 }
 
+uint64_t sim_storage_checkpoint_op(const sim_storage *st)
+{
+	const vsr_snapckpt_image *im = vsr_snapckpt_current(&st->ck);
+	uint64_t op = im ? im->cp.op : 0;
+	return op > st->sb.checkpoint_op ? op : st->sb.checkpoint_op;
+}
+
 void sim_storage_load(sim_storage *st, uint64_t cluster, vsr_durable *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->superblock = st->sb;
-	out->checkpoint = st->checkpoint;
-	out->checkpoint_len = st->checkpoint_len;
 	free(st->load_entries);
 	st->load_entries = NULL;
 	st->load_count = 0;

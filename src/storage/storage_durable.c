@@ -5,7 +5,7 @@
  * Happy path: submit() encodes the persist's records (truncation, entries)
  * into one buffer on the loop thread and queues it. The worker takes every
  * queued persist at once (group commit), appends their records to the
- * current segment, writes any checkpoint file, then issues one fdatasync
+ * current segment, then issues one fdatasync
  * for the whole group. When the group changed what the superblock promises
  * (view, log_view, epoch, checkpoint, a truncation) it then writes both
  * superblock copies, each followed by its own fdatasync, before reporting
@@ -15,7 +15,7 @@
  * worker idles or every SB_LAG_MAX_MS under load.
  *
  * Restart (load): pick the valid superblock copy with the highest sequence,
- * read its checkpoint, replay every segment's records. Everything before the
+ * replay every segment's records (the checkpoint is the state machine's). Everything before the
  * superblock's `log end` was durable before that superblock was written: a
  * bad record there is corruption of something that may have been committed,
  * and the replica comes back as amnesiac (state transfer from the others)
@@ -61,8 +61,6 @@
 enum { REC_ENTRY = 1, REC_TRUNCATE = 2, REC_SEGMENT_END = 3, REC_MARK = 4 };
 
 #define SEGMENT_SIZE_DEFAULT (UINT64_C(64) << 20)
-#define CKPT_HEADER 32u
-#define CKPT_MAGIC UINT64_C(0x3130544b43525356) /* "VSRCKT01" */
 
 /* ------------------------------------------------------------------------ */
 /* Little-endian encoding.                                                   */
@@ -205,8 +203,6 @@ typedef struct job {
 	uint64_t max_op;         /* highest entry op in `recs` (0: none) */
 	uint8_t *recs;
 	size_t recs_len;
-	uint8_t *checkpoint;     /* the blob, until checkpoints move to the state machine */
-	uint64_t checkpoint_len;
 	vsr_superblock sb;
 } job;
 
@@ -228,7 +224,6 @@ typedef struct durable {
 	vsr_superblock submitted; /* last superblock submitted */
 	vsr_durable durable;     /* what load returned */
 	vsr_entry *loaded_entries;
-	uint8_t *loaded_checkpoint;
 
 	pthread_t thread;
 	pthread_mutex_t mu;
@@ -354,10 +349,6 @@ static void seg_name(char *buf, size_t len, uint64_t seq)
 {
 	snprintf(buf, len, "log-%016" PRIx64, seq);
 }
-static void ckpt_name(char *buf, size_t len, uint64_t op, bool tmp)
-{
-	snprintf(buf, len, "checkpoint-%016" PRIx64 "%s", op, tmp ? ".tmp" : "");
-}
 
 /* ------------------------------------------------------------------------ */
 /* Segments.                                                                 */
@@ -467,97 +458,6 @@ static int log_mark(durable *d)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Checkpoint files. The blob a persist carries is written here, atomically
- * (temporary file, fdatasync, rename, directory sync), until checkpoints move
- * into the state machine's own store: this section is all that goes then. */
-
-static int checkpoint_write(durable *d, uint64_t op, const uint8_t *blob, uint64_t len)
-{
-	char tmp[64], name[64];
-	ckpt_name(tmp, sizeof tmp, op, true);
-	ckpt_name(name, sizeof name, op, false);
-	int fd = openat(d->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		int e = errno;
-		fail(d, "storage %s: cannot create %s: %s%s", d->dir, tmp, strerror(e),
-		     errno_hint(e));
-		return -1;
-	}
-	uint8_t h[CKPT_HEADER];
-	put64(h, CKPT_MAGIC);
-	put64(h + 8, op);
-	put64(h + 16, len);
-	put64(h + 24, XXH3_64bits(blob, len));
-	int rc = write_all(d, fd, h, sizeof h, 0, tmp);
-	if (rc == 0) rc = write_all(d, fd, blob, len, CKPT_HEADER, tmp);
-	if (rc == 0) rc = sync_fd(d, fd, tmp);
-	close(fd);
-	if (rc != 0) return -1;
-	if (renameat(d->dirfd, tmp, d->dirfd, name) != 0) {
-		int e = errno;
-		fail(d, "storage %s: cannot rename %s: %s", d->dir, tmp, strerror(e));
-		return -1;
-	}
-	return sync_fd(d, d->dirfd, "the data directory");
-}
-
-/* Reads checkpoint `op`: the blob (malloc'ed) or NULL with a reason. */
-static uint8_t *checkpoint_read(durable *d, uint64_t op, uint64_t size, char *why,
-				size_t why_len)
-{
-	char name[64];
-	ckpt_name(name, sizeof name, op, false);
-	int fd = openat(d->dirfd, name, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		snprintf(why, why_len, "checkpoint %s: %s", name, strerror(errno));
-		return NULL;
-	}
-	uint8_t h[CKPT_HEADER];
-	uint8_t *blob = NULL;
-	if (pread(fd, h, sizeof h, 0) != (ssize_t)sizeof h || get64(h) != CKPT_MAGIC ||
-	    get64(h + 8) != op || get64(h + 16) != size) {
-		snprintf(why, why_len, "checkpoint %s: bad header", name);
-		goto out;
-	}
-	blob = malloc(size ? size : 1);
-	if (blob == NULL) {
-		snprintf(why, why_len, "checkpoint %s: out of memory", name);
-		goto out;
-	}
-	uint64_t got = 0;
-	while (got < size) {
-		ssize_t n = pread(fd, blob + got, size - got, (off_t)(CKPT_HEADER + got));
-		if (n <= 0) break;
-		got += (uint64_t)n;
-	}
-	if (got != size || XXH3_64bits(blob, size) != get64(h + 24)) {
-		snprintf(why, why_len, "checkpoint %s: %s", name,
-			 got != size ? "short" : "checksum mismatch");
-		free(blob);
-		blob = NULL;
-	}
-out:
-	close(fd);
-	return blob;
-}
-
-/* Removes checkpoint files other than `keep`, and leftover temporaries. */
-static void checkpoint_prune(durable *d, uint64_t keep)
-{
-	DIR *dir = opendir(d->dir);
-	if (dir == NULL) return;
-	char keep_name[64];
-	ckpt_name(keep_name, sizeof keep_name, keep, false);
-	struct dirent *de;
-	while ((de = readdir(dir)) != NULL) {
-		if (strncmp(de->d_name, "checkpoint-", 11) != 0) continue;
-		if (keep != 0 && strcmp(de->d_name, keep_name) == 0) continue;
-		unlinkat(d->dirfd, de->d_name, 0);
-	}
-	closedir(dir);
-}
-
-/* ------------------------------------------------------------------------ */
 /* Superblock writes.                                                        */
 
 static int sb_write_copy(durable *d, const sb_disk *sb, unsigned copy)
@@ -635,9 +535,6 @@ static void group_write(durable *d, job *group, bool recovered)
 			if (log_append(d, j->recs, j->recs_len, j->max_op) != 0) break;
 			appended = true;
 		}
-		if (j->checkpoint_len > 0 &&
-		    checkpoint_write(d, j->sb.checkpoint_op, j->checkpoint, j->checkpoint_len) != 0)
-			break;
 		if (j->truncate || sb_promises_more(last ? last : &d->sb.core, &j->sb))
 			promise = true;
 		last = &j->sb;
@@ -657,7 +554,8 @@ static void group_write(durable *d, job *group, bool recovered)
 		uint64_t old_checkpoint = d->sb.core.checkpoint_op;
 		if (sb_write_both(d, &sb) != 0) return;
 		if (sb.core.checkpoint_op != old_checkpoint) {
-			checkpoint_prune(d, sb.core.checkpoint_op);
+			/* The state machine wrote the checkpoint before this
+			 * superblock named it (vsr.h): the log below is no longer needed. */
 			segments_prune(d, sb.core.checkpoint_op);
 		}
 		return;
@@ -725,7 +623,6 @@ static void *worker_main(void *arg)
 static void job_free(job *j)
 {
 	free(j->recs);
-	free(j->checkpoint);
 	free(j);
 }
 
@@ -851,7 +748,6 @@ static int dir_wipe(durable *d, const dir_scan *ds)
 		seg_name(name, sizeof name, ds->segs[i]);
 		unlinkat(d->dirfd, name, 0);
 	}
-	checkpoint_prune(d, 0);
 	unlinkat(d->dirfd, SB_NAME, 0);
 	return fsync(d->dirfd) == 0 ? 0 : -1;
 }
@@ -1110,7 +1006,6 @@ static int reset_unrecovered(durable *d, const dir_scan *ds, uint64_t old_seq, c
 		seg_name(name, sizeof name, ds->segs[i]);
 		unlinkat(d->dirfd, name, 0);
 	}
-	checkpoint_prune(d, 0);
 	if (segment_create(d, next_seg, d->segment_size) != 0) goto failed;
 	d->synced = d->pos;
 	memset(&d->durable, 0, sizeof d->durable);
@@ -1235,10 +1130,6 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 	if (have_sb && (sb.flags & SB_FLAG_UNRECOVERED))
 		snprintf(why, sizeof why, "it was being repaired when it stopped");
 	replay r = {.base = have_sb ? sb.core.checkpoint_op + 1 : 1};
-	if (why[0] == '\0' && sb.core.checkpoint_op > 0) {
-		d->loaded_checkpoint = checkpoint_read(d, sb.core.checkpoint_op, sb.core.checkpoint_size,
-						       why, sizeof why);
-	}
 	scan_result res = {0};
 	if (why[0] == '\0') {
 		rc = log_scan(d, &ds, sb.end, &r, &res);
@@ -1271,8 +1162,6 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 			     "it rejoins as amnesiac and is repaired from the other replicas",
 			     d->dir, why);
 		replay_free(&r);
-		free(d->loaded_checkpoint);
-		d->loaded_checkpoint = NULL;
 		char note[512];
 		rc = reset_unrecovered(d, &ds, have_sb ? sb.seq : 0, note, sizeof note);
 		free(ds.segs);
@@ -1293,13 +1182,10 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 		free(ds.segs);
 		return VSR_EINVAL;
 	}
-	checkpoint_prune(d, sb.core.checkpoint_op);
 	free(ds.segs);
 	d->loaded_entries = r.entries;
 	memset(&d->durable, 0, sizeof d->durable);
 	d->durable.superblock = sb.core;
-	d->durable.checkpoint = d->loaded_checkpoint;
-	d->durable.checkpoint_len = d->loaded_checkpoint ? sb.core.checkpoint_size : 0;
 	d->durable.entries = r.entries;
 	d->durable.entry_count = r.count;
 	d->submitted = sb.core;
@@ -1324,17 +1210,6 @@ int storage_durable_submit(vsr_storage *s, const vsr_persist *p)
 		free(j);
 		return VSR_ENOMEM;
 	}
-	if (p->checkpoint_len > 0) {
-		j->checkpoint = malloc(p->checkpoint_len);
-		if (j->checkpoint == NULL) {
-			job_free(j);
-			return VSR_ENOMEM;
-		}
-		memcpy(j->checkpoint, p->checkpoint, p->checkpoint_len);
-		j->checkpoint_len = p->checkpoint_len;
-		d->stats.checkpoints++;
-		d->stats.checkpoint_bytes += p->checkpoint_len;
-	}
 	size_t off = 0;
 	if (p->has_truncate) {
 		rec_header(j->recs, REC_TRUNCATE, NULL, p->truncate_after, d->opts.cluster);
@@ -1353,6 +1228,11 @@ int storage_durable_submit(vsr_storage *s, const vsr_persist *p)
 		d->stats.entry_bytes += e->body_len;
 	}
 	d->stats.entries += p->entry_count;
+	/* Checkpoints are the state machine's: count the ones a superblock names. */
+	if (p->superblock.checkpoint_op != d->submitted.checkpoint_op) {
+		d->stats.checkpoints++;
+		d->stats.checkpoint_bytes += p->superblock.checkpoint_size;
+	}
 	j->recs_len = len;
 	j->id = p->id;
 	j->truncate = p->has_truncate;
@@ -1389,7 +1269,6 @@ static void close_cb(uv_handle_t *h)
 	for (uint32_t i = 0; i < d->durable.entry_count && d->loaded_entries; i++)
 		free((void *)d->loaded_entries[i].body);
 	free(d->loaded_entries);
-	free(d->loaded_checkpoint);
 	free(d->segs);
 	pthread_mutex_destroy(&d->mu);
 	pthread_cond_destroy(&d->cv);

@@ -120,9 +120,10 @@ int storage_memory_submit(vsr_storage *s, const vsr_persist *p)
 	s->stats.entries += p->entry_count;
 	for (uint32_t i = 0; i < p->entry_count; i++)
 		s->stats.entry_bytes += p->entries[i].body_len;
-	if (p->checkpoint_len > 0) {
+	/* Checkpoints are the state machine's: count the ones a superblock names. */
+	if (p->superblock.checkpoint_op != s->superblock.checkpoint_op) {
 		s->stats.checkpoints++;
-		s->stats.checkpoint_bytes += p->checkpoint_len;
+		s->stats.checkpoint_bytes += p->superblock.checkpoint_size;
 	}
 	s->superblock = p->superblock;
 

@@ -148,10 +148,13 @@ static vsr_superblock sb_at(uint64_t view, uint64_t commit, uint64_t ckpt_op, ui
 static int submit(vsr_storage *s, uint64_t from, uint64_t to, vsr_superblock sb, bool truncate,
 		  uint64_t truncate_after, const uint8_t *ckpt, uint64_t ckpt_len)
 {
+	/* The checkpoint's bytes are the state machine's (vsr.h): a persist
+	 * only names it in the superblock. */
+	(void)ckpt;
+	(void)ckpt_len;
 	vsr_persist p = {.id = ++next_id, .has_truncate = truncate, .truncate_after = truncate_after,
 			 .entry_count = to >= from ? (uint32_t)(to - from + 1) : 0,
-			 .entries = to >= from ? &ents[from] : NULL, .checkpoint = ckpt,
-			 .checkpoint_len = ckpt_len, .superblock = sb};
+			 .entries = to >= from ? &ents[from] : NULL, .superblock = sb};
 	return vsr_storage_submit(s, &p);
 }
 
@@ -333,8 +336,7 @@ static void case_roundtrip(void)
 	s = open_storage(false, 0, NULL, &d);
 	check_loaded(d, 201, 260);
 	CHECK(d->superblock.view == 2 && d->superblock.log_view == 2);
-	CHECK(d->superblock.checkpoint_op == 200 && d->checkpoint_len == sizeof blob);
-	CHECK(memcmp(d->checkpoint, blob, sizeof blob) == 0);
+	CHECK(d->superblock.checkpoint_op == 200 && d->superblock.checkpoint_size == sizeof blob);
 	CHECK(d->superblock.commit == 250);
 	close_storage(s);
 }
@@ -466,23 +468,6 @@ static void case_first_superblock_torn(void)
 	close_storage(s);
 }
 
-static void case_checkpoint_flip(void)
-{
-	begin("bit flip in the checkpoint file");
-	const vsr_durable *d;
-	vsr_storage *s = open_storage(false, 0, NULL, &d);
-	make_entries(1, 30, 1, 0);
-	write_log(s, 30, 3, 1);
-	uint8_t blob[100] = {1, 2, 3};
-	CHECK(submit(s, 1, 0, sb_at(1, 30, 30, sizeof blob), false, 0, blob, sizeof blob) == VSR_OK);
-	wait_all();
-	close_storage(s);
-	flip_byte("checkpoint-000000000000001e", 32 + 10);
-	s = open_storage(false, 0, NULL, &d);
-	CHECK(d != NULL && d->superblock.history == 0);
-	close_storage(s);
-}
-
 static void case_segments(void)
 {
 	begin("segment rotation and pruning after checkpoints");
@@ -499,7 +484,6 @@ static void case_segments(void)
 	int after = count_files("log-");
 	printf("  after a checkpoint at 990: %d segments\n", after);
 	CHECK(after <= 3);
-	CHECK(count_files("checkpoint-") == 1);
 	for (uint64_t op = 1001; op <= 2000; op += 9) {
 		uint64_t to = op + 8 > 2000 ? 2000 : op + 8;
 		CHECK(submit(s, op, to, sb_at(1, op - 1, 990, sizeof blob), false, 0, NULL, 0) == VSR_OK);
@@ -559,7 +543,6 @@ int main(int argc, char **argv)
 	case_marks(true);
 	case_superblock_flips();
 	case_first_superblock_torn();
-	case_checkpoint_flip();
 	case_segments();
 	case_io_failure("ENOSPC on a log write", false, ENOSPC, "disk is full");
 	case_io_failure("EIO on a log write", false, EIO, "I/O error");

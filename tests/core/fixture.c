@@ -11,10 +11,18 @@
 
 /* ---- the test state machine ---- */
 
+/* The state machine's context: the node (restore failures) and the
+ * fixture (snapshot padding). */
+typedef struct fx_smctx {
+	fx_node *nd;
+	fixture *f;
+} fx_smctx;
+static fx_smctx smctx[FX_MAX];
+
 static int sm_apply(void *ctx, const vsr_apply_ctx *a, const uint8_t *op, size_t len,
 		    vsr_buf *reply)
 {
-	fx_sm *s = ctx;
+	fx_sm *s = &((fx_smctx *)ctx)->nd->sm;
 	char text[64];
 	if (len == 4 && memcmp(op, "fail", 4) == 0) {
 		vsr_buf_append(reply, "failed", 6);
@@ -43,22 +51,46 @@ static int sm_apply(void *ctx, const vsr_apply_ctx *a, const uint8_t *op, size_t
 
 static int sm_snapshot(void *ctx, vsr_buf *out)
 {
-	return vsr_buf_append(out, ctx, sizeof(fx_sm));
+	fx_smctx *c = ctx;
+	int rc = vsr_buf_append(out, &c->nd->sm, sizeof(fx_sm));
+	for (uint32_t i = 0; rc == VSR_OK && i < c->f->snapshot_pad; i++) {
+		uint8_t b = (uint8_t)(c->nd->sm.chain >> (8 * (i % 8)));
+		rc = vsr_buf_append(out, &b, 1);
+	}
+	return rc;
 }
 
 static int sm_restore(void *ctx, const uint8_t *data, size_t len)
 {
-	if (len != sizeof(fx_sm)) return VSR_ECORRUPT;
-	memcpy(ctx, data, len);
+	fx_smctx *c = ctx;
+	if (len != sizeof(fx_sm) + c->f->snapshot_pad) return VSR_ECORRUPT;
+	if (c->nd->restore_fail) {
+		c->nd->restore_fail--;
+		c->nd->restore_failed++;
+		return VSR_ESM;
+	}
+	memcpy(&c->nd->sm, data, sizeof(fx_sm));
 	return VSR_OK;
 }
 
-static uint64_t sm_digest(void *ctx) { return XXH3_64bits(ctx, sizeof(fx_sm)); }
-
-static vsr_state_machine sm_of(fx_sm *s)
+static uint64_t sm_digest(void *ctx)
 {
-	return (vsr_state_machine){.ctx = s, .apply = sm_apply, .snapshot = sm_snapshot,
+	return XXH3_64bits(&((fx_smctx *)ctx)->nd->sm, sizeof(fx_sm));
+}
+
+/* The machine the core sees: checkpoints kept by the node's vsr_snapckpt,
+ * which survives a crash like the disk. */
+static vsr_state_machine sm_of(fixture *f, uint8_t i, bool first)
+{
+	smctx[i] = (fx_smctx){&f->node[i], f};
+	vsr_state_machine inner = {.ctx = &smctx[i], .apply = sm_apply, .snapshot = sm_snapshot,
 				   .restore = sm_restore, .digest = sm_digest};
+	if (first) vsr_snapckpt_init(&f->node[i].ck, &inner);
+	else vsr_snapckpt_rebind(&f->node[i].ck, &inner);
+	f->node[i].ck.restore_atomic = true; /* sm_restore checks before it writes */
+	vsr_state_machine sm;
+	vsr_snapckpt_machine(&f->node[i].ck, &sm);
+	return sm;
 }
 
 /* ---- deep copies ---- */
@@ -127,11 +159,6 @@ static void disk_apply(fx_image *d, const vsr_persist *p)
 			d->entry_count++;
 		}
 	}
-	if (p->checkpoint_len) {
-		free(d->checkpoint);
-		d->checkpoint = dup_bytes(p->checkpoint, p->checkpoint_len);
-		d->checkpoint_len = p->checkpoint_len;
-	}
 	d->sb = p->superblock;
 	d->formatted = true;
 }
@@ -139,13 +166,11 @@ static void disk_apply(fx_image *d, const vsr_persist *p)
 static void persist_free(vsr_persist *p)
 {
 	free_entries((vsr_entry *)p->entries, p->entry_count);
-	free((void *)p->checkpoint);
 }
 
 static void disk_free(fx_image *d)
 {
 	free_entries(d->entries, d->entry_count);
-	free(d->checkpoint);
 	memset(d, 0, sizeof *d);
 }
 
@@ -216,7 +241,6 @@ static void step(fixture *f, uint8_t i, const vsr_event *ev)
 			vsr_persist *p = &nd->pending[nd->pending_count++];
 			*p = a->persist;
 			p->entries = dup_entries(a->persist.entries, a->persist.entry_count);
-			p->checkpoint = dup_bytes(a->persist.checkpoint, a->persist.checkpoint_len);
 		}
 	}
 }
@@ -246,7 +270,8 @@ static void complete_one(fixture *f, uint8_t i)
 static void deliver_all(fixture *f)
 {
 	/* Messages produced while delivering go to the next round. */
-	for (int round = 0; round < 64 && f->queue_count > 0; round++) {
+	int rounds = f->hops_per_tick ? (int)f->hops_per_tick : 64;
+	for (int round = 0; round < rounds && f->queue_count > 0; round++) {
 		uint32_t n = f->queue_count;
 		fx_message *batch = f->queue;
 		f->queue = NULL;
@@ -292,7 +317,7 @@ void fx_init(fixture *f, uint8_t n, void (*tune)(vsr_config *c))
 		nd->auto_persist = true;
 		int rc = vsr_replica_create(&nd->r, &f->cfg[i], &(vsr_state_machine){0}, NULL, 0);
 		assert(rc == VSR_EINVAL); /* an empty state machine is refused */
-		vsr_state_machine sm = sm_of(&nd->sm);
+		vsr_state_machine sm = sm_of(f, i, true);
 		rc = vsr_replica_create(&nd->r, &f->cfg[i], &sm, NULL, 0);
 		assert(rc == VSR_OK);
 		nd->disk.formatted = true;
@@ -336,6 +361,7 @@ void fx_free(fixture *f)
 		if (nd->up) vsr_replica_destroy(nd->r);
 		for (uint32_t k = 0; k < nd->pending_count; k++) persist_free(&nd->pending[k]);
 		disk_free(&nd->disk);
+		vsr_snapckpt_free(&nd->ck);
 	}
 }
 
@@ -393,10 +419,9 @@ void fx_restart(fixture *f, uint8_t i)
 	fx_node *nd = &f->node[i];
 	assert(!nd->up);
 	memset(&nd->sm, 0, sizeof nd->sm);
-	vsr_durable d = {.superblock = nd->disk.sb, .checkpoint = nd->disk.checkpoint,
-			 .checkpoint_len = nd->disk.checkpoint_len,
-			 .entry_count = nd->disk.entry_count, .entries = nd->disk.entries};
-	vsr_state_machine sm = sm_of(&nd->sm);
+	vsr_durable d = {.superblock = nd->disk.sb, .entry_count = nd->disk.entry_count,
+			 .entries = nd->disk.entries};
+	vsr_state_machine sm = sm_of(f, i, false);
 	int rc = vsr_replica_create(&nd->r, &f->cfg[i], &sm, &d, f->now);
 	assert(rc == VSR_OK);
 	nd->up = true;
@@ -416,7 +441,8 @@ void fx_restart_wiped(fixture *f, uint8_t i)
 	f->incarnation[i]++;
 	f->cfg[i].genesis_history = fx_history_for(i, f->incarnation[i]);
 	f->cfg[i].seed = f->cfg[i].seed * 6364136223846793005ull + 1442695040888963407ull;
-	vsr_state_machine sm = sm_of(&nd->sm);
+	vsr_snapckpt_forget(&nd->ck); /* the state machine's checkpoints were on that disk */
+	vsr_state_machine sm = sm_of(f, i, false);
 	int rc = vsr_replica_create(&nd->r, &f->cfg[i], &sm, NULL, f->now);
 	assert(rc == VSR_OK);
 	nd->up = true;

@@ -4,6 +4,7 @@
 #define VSR_FIXTURE_H
 
 #include "vsr.h"
+#include "vsr_snapckpt.h"
 
 #define FX_MAX 5
 #define FX_REPLIES_MAX 4096
@@ -26,8 +27,6 @@ typedef struct fx_image { /* a replica's disk */
 	vsr_superblock sb;
 	uint32_t entry_count;
 	vsr_entry *entries; /* in op order, bodies owned */
-	uint8_t *checkpoint;
-	uint64_t checkpoint_len;
 } fx_image;
 
 typedef struct fx_reply {
@@ -49,10 +48,13 @@ typedef struct fx_node {
 	vsr_replica *r;
 	fx_sm sm;
 	fx_image disk;
+	vsr_snapckpt ck; /* the state machine's checkpoints: on disk too */
 	/* persists issued but not yet durable (deep copies) */
 	uint32_t pending_count;
 	vsr_persist pending[4096];
 	bool auto_persist; /* complete persists during fx_run */
+	uint32_t restore_fail;   /* fail this many coming restores */
+	uint32_t restore_failed; /* restores that failed */
 	bool paused;       /* a stalled process: no ticks, messages held for it */
 } fx_node;
 
@@ -70,6 +72,8 @@ typedef struct fixture {
 	fx_reply replies[FX_REPLIES_MAX];
 	uint64_t next_conn;
 	bool more; /* mark requests with the `more` hint */
+	uint32_t snapshot_pad; /* extra bytes in every snapshot (large checkpoints) */
+	uint32_t hops_per_tick; /* message hops delivered per delivery (0: 64) */
 	/* Messages the test holds back (a delayed message): when `hold` says
 	 * so, a message goes to `held` instead of the queue; fx_release sends
 	 * it later, as a network that delayed it would. */

@@ -593,6 +593,157 @@ static void test_reply_fits_small_messages(void)
 	fx_free(&f);
 }
 
+static bool restore_failed_once(fixture *f, void *arg)
+{
+	return f->node[*(uint8_t *)arg].restore_failed > 0;
+}
+
+/* #7 finding 3: a checkpoint whose restore fails leaves the replica exactly
+ * as it was (its client table too), and the replica still catches up. */
+static void test_failed_restore_leaves_state_intact(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 31), applied = 0;
+	for (uint64_t k = 1; k <= 29; k++) call_ok(&f, s, k, &applied);
+	fx_run(&f, 5);
+	fx_crash(&f, 2);
+	for (uint64_t k = 30; k <= 200; k++) call_ok(&f, s, k, &applied);
+	CHECK(applied == 200);
+	fx_restart(&f, 2);
+	vsr_replica_info before;
+	fx_info(&f, 2, &before);
+	f.node[2].restore_fail = 1;
+	uint8_t who = 2;
+	CHECK(fx_run_until(&f, 1000, restore_failed_once, &who));
+	vsr_replica_info mid;
+	fx_info(&f, 2, &mid);
+	CHECK(mid.executed == before.executed);
+	CHECK(mid.digest == before.digest); /* state machine and client table unchanged */
+	CHECK(fx_run_until(&f, 2000, all_caught_up, NULL));
+	for (uint64_t k = 201; k <= 210; k++) call_ok(&f, s, k, &applied);
+	CHECK(applied == 210);
+	CHECK(fx_run_until(&f, 500, all_caught_up, NULL));
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+/* Keeps `n` sessions busy, one request each in flight, for one tick. */
+typedef struct fx_load {
+	uint32_t n;
+	uint64_t session[8], request[8], conn[8];
+	uint64_t done;
+} fx_load;
+
+static void load_tick(fixture *f, fx_load *l)
+{
+	bool ready[8];
+	for (uint32_t i = 0; i < l->n; i++) {
+		const fx_reply *r = l->conn[i] ? fx_reply_for(f, l->conn[i]) : NULL;
+		ready[i] = l->conn[i] == 0 || r != NULL;
+		if (r && r->status == VSR_REPLY_OK) {
+			l->request[i]++;
+			l->done++;
+		}
+	}
+	f->reply_count = 0; /* every reply of interest was read above */
+	for (uint32_t i = 0; i < l->n; i++) {
+		if (!ready[i]) continue;
+		int p = fx_primary(f);
+		l->conn[i] = 0;
+		if (p < 0) continue;
+		char op[32];
+		snprintf(op, sizeof op, "load-%llu", (unsigned long long)l->request[i]);
+		l->conn[i] = fx_request(f, (uint8_t)p, VSR_REQUEST_OP, l->session[i], l->request[i], op);
+	}
+	fx_run(f, 1);
+}
+
+static void tune_slow_checkpoints(vsr_config *c)
+{
+	c->checkpoint_interval = 32;
+	c->chunk_bytes_max = 64;
+}
+
+/* #7 finding 6: a checkpoint whose transfer takes longer than the checkpoint
+ * period (a large state on a slow network, the cluster under load) is still
+ * fetched: several chunks in flight, from any replica that holds it, the
+ * previous checkpoint still served, a retry resuming where it stopped. */
+static void test_checkpoint_fetch_under_load(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune_slow_checkpoints);
+	f.snapshot_pad = 150 * 64; /* ~150 chunks */
+	fx_load l = {.n = 2};
+	for (uint32_t i = 0; i < l.n; i++) {
+		l.session[i] = fx_register(&f, 0, 40 + i);
+		l.request[i] = 1;
+		CHECK(l.session[i] != 0);
+	}
+	fx_crash(&f, 2);
+	for (int t = 0; t < 200; t++) load_tick(&f, &l);
+	vsr_replica_info p;
+	fx_info(&f, 0, &p);
+	fprintf(stderr, "load: %llu ops, primary checkpoint %llu log_start %llu\n",
+		(unsigned long long)l.done, (unsigned long long)p.checkpoint_op,
+		(unsigned long long)p.log_start);
+	CHECK(p.log_start > 1 && p.checkpoint_op >= 64);
+	fx_restart(&f, 2);
+	f.hops_per_tick = 1; /* one hop per delivery: a chunk round trip is a tick */
+	bool installed = false;
+	int t = 0;
+	for (; t < 3000 && !installed; t++) {
+		load_tick(&f, &l);
+		vsr_replica_info in;
+		fx_info(&f, 2, &in);
+		installed = in.checkpoint_op > 0 && in.status == VSR_STATUS_NORMAL;
+	}
+	fprintf(stderr, "checkpoint_fetch_under_load: %llu ops under load, installed after %d ticks: %s, "
+		"%llu GET_STATE sent\n", (unsigned long long)l.done, t, installed ? "yes" : "no",
+		(unsigned long long)vsr_replica_stats_get(f.node[2].r)->messages_out[VSR_MSG_GET_STATE]);
+	CHECK(installed);
+	f.hops_per_tick = 0;
+	CHECK(fx_run_until(&f, 2000, all_caught_up, NULL));
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+static bool half_fetched(fixture *f, void *arg)
+{
+	(void)arg;
+	return vsr_replica_stats_get(f->node[2].r)->messages_in[VSR_MSG_CHECKPOINT_CHUNK] >= 75;
+}
+
+/* A checkpoint fetch cut half way (the fetcher isolated long enough to give
+ * up and leave for a view change) resumes where it stopped: chunks already
+ * stored are not fetched again. */
+static void test_checkpoint_fetch_resumes(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune_slow_checkpoints);
+	f.snapshot_pad = 150 * 64; /* ~150 chunks */
+	uint64_t s = fx_register(&f, 0, 51), applied = 0;
+	fx_crash(&f, 2);
+	for (uint64_t k = 1; k <= 100; k++) call_ok(&f, s, k, &applied);
+	CHECK(applied == 100);
+	fx_restart(&f, 2);
+	f.hops_per_tick = 1;
+	CHECK(fx_run_until(&f, 500, half_fetched, NULL));
+	fx_isolate(&f, 2);
+	fx_run(&f, 150);
+	fx_heal(&f);
+	f.hops_per_tick = 0;
+	CHECK(fx_run_until(&f, 3000, all_caught_up, NULL));
+	const vsr_replica_stats *st = vsr_replica_stats_get(f.node[2].r);
+	fprintf(stderr, "checkpoint_fetch_resumes: %llu chunks received for a checkpoint of ~151, "
+		"%llu state transfers\n", (unsigned long long)st->messages_in[VSR_MSG_CHECKPOINT_CHUNK],
+		(unsigned long long)st->state_transfers);
+	CHECK(st->state_transfers >= 2); /* it was interrupted */
+	CHECK(st->messages_in[VSR_MSG_CHECKPOINT_CHUNK] <= 151 + 16);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
 static const fx_test tests[] = {
 	{"normal_operation", test_normal_operation},
 	{"batching_and_pipelining", test_batching_and_pipelining},
@@ -616,6 +767,9 @@ static const fx_test tests[] = {
 	{"whole_cluster_wipe_new_history", test_whole_cluster_wipe_new_history},
 	{"oversized_reply_bounded", test_oversized_reply_bounded},
 	{"reply_fits_small_messages", test_reply_fits_small_messages},
+	{"failed_restore_leaves_state_intact", test_failed_restore_leaves_state_intact},
+	{"checkpoint_fetch_under_load", test_checkpoint_fetch_under_load},
+	{"checkpoint_fetch_resumes", test_checkpoint_fetch_resumes},
 };
 
 int main(int argc, char **argv)

@@ -386,7 +386,9 @@ static outcome sched_new_state_passes_fetched_checkpoint(void)
 	fx_release(&f, (uint32_t)k);
 	vsr_replica_info a;
 	fx_info(&f, 2, &a);
-	fx_release(&f, (uint32_t)find_held(&f, VSR_MSG_CHECKPOINT_CHUNK));
+	/* Its chunks (several may be in flight) arrive. */
+	for (int kc; (kc = find_held(&f, VSR_MSG_CHECKPOINT_CHUNK)) >= 0;)
+		fx_release(&f, (uint32_t)kc);
 	out.hits = vsr_replica_stats_get(f.node[2].r)->guards[VSR_GUARD_CHUNK_PASSED];
 	if (out.hits == 0 || getenv("FX_VERBOSE"))
 		fprintf(stderr, "  (replica 2: commit %llu before, %llu after the entries; "

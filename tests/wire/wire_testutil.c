@@ -126,6 +126,7 @@ void wt_gen_message(uint64_t *state, uint8_t type, bool big, wt_arena *a,
 	m->checkpoint_op = wt_rand_u64(state) % (VSR_OP_MAX + 1);
 	m->checkpoint_size = wt_rand_u64(state);
 	m->offset = wt_rand_u64(state);
+	m->checkpoint_digest = wt_rand_u64(state);
 
 	switch (type) {
 	case VSR_MSG_REQUEST:
@@ -239,6 +240,8 @@ int wt_gen_host(uint64_t *state, uint8_t type, vsr_buf *out,
 		s->checkpoints = wt_rand_u64(state);
 		s->requests_deduplicated = wt_rand_u64(state);
 		s->sessions_evicted = wt_rand_u64(state);
+		s->step_age_ms = wt_rand_u64(state);
+		s->progress_age_ms = wt_rand_u64(state);
 		return vsr_wire_encode_status(out, WT_CLUSTER, s);
 	}
 	case VSR_WIRE_CLOSE: {
@@ -296,6 +299,7 @@ bool wt_message_equal(const vsr_message *a, const vsr_message *b, char *why,
 	WT_FIELD(checkpoint_op);
 	WT_FIELD(checkpoint_size);
 	WT_FIELD(offset);
+	WT_FIELD(checkpoint_digest);
 	if (!wt_bytes_equal(a->request.op, a->request.op_len, b->request.op,
 			    b->request.op_len)) {
 		snprintf(why, why_len, "request.op bytes differ");
@@ -374,6 +378,8 @@ bool wt_host_equal(const vsr_wire_decoded *a, const vsr_wire_decoded *b,
 		WT_FIELD(status.checkpoints);
 		WT_FIELD(status.requests_deduplicated);
 		WT_FIELD(status.sessions_evicted);
+		WT_FIELD(status.step_age_ms);
+		WT_FIELD(status.progress_age_ms);
 		return true;
 	case VSR_WIRE_CLOSE:
 		WT_FIELD(close.reason);
