@@ -361,6 +361,11 @@ static int lvc_call_op(lua_State *L)
 		lua_pushstring(L, r->reason);
 	}
 	lua_pushstring(L, vsrc_outcome_name(r->outcome));
+	/* which kind of applied error: a refusal (vsr.fail) or a script error */
+	if (vsr_reply_is_error(r->status)) {
+		lua_pushstring(L, r->status == VSR_REPLY_SCRIPT_ERROR ? "script error" : "refused");
+		return 4;
+	}
 	return 3;
 }
 
@@ -409,6 +414,7 @@ static int lvc_status(lua_State *L)
 			lvc_set_int(L, "digest", s->digest);
 			lvc_set_int(L, "sessions", s->sessions);
 			lvc_set_int(L, "view_changes", s->view_changes);
+			lvc_set_int(L, "history", s->history);
 		}
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}

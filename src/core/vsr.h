@@ -212,7 +212,8 @@ typedef struct vsr_message {
 	uint64_t checksum;   /* PREPARE_OK: checksum at op; COMMIT: at commit;
 	                        DO_VIEW_CHANGE: at its commit; NEW_STATE/START_VIEW: at op;
 	                        CHECKPOINT_CHUNK: checkpoint entry checksum;
-	                        RECOVERY_RESPONSE: the responder's incarnation nonce */
+	                        RECOVERY_RESPONSE: the responder's incarnation nonce,
+	                        or a membership grant (recovery.c) */
 	uint64_t nonce;      /* RECOVERY(_RESPONSE), GET_STATE/NEW_STATE, GET_CHECKPOINT */
 	uint64_t timestamp;  /* REPLY: the op's timestamp; NEW_STATE, CHECKPOINT_CHUNK:
 	                        the checkpoint entry's */
@@ -364,6 +365,7 @@ typedef struct vsr_config {
 	uint32_t batch_requests_max; /* requests per entry */
 	uint32_t batch_bytes_max;    /* body bytes per entry */
 	uint32_t request_queue_max;  /* requests waiting for a pipeline slot */
+	uint64_t request_queue_bytes_max; /* their operation bytes, at most */
 	uint32_t clients_max;        /* sessions in the client table */
 	uint32_t checkpoint_interval; /* ops between checkpoints */
 	uint32_t log_max;            /* entries kept in memory (power of two) */

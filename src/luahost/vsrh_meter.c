@@ -446,19 +446,11 @@ static int m_next(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 2);
+	/* The walk works from k's order alone, so k need not be in the table
+	 * any more (Lua allows clearing fields during a traversal). */
 	int from = !lua_isnil(L, 2);
-	if (from) {
+	if (from)
 		key_rank(L, 2);
-		lua_pushvalue(L, 2);
-		if (lua_rawget(L, 1) == LUA_TNIL) {
-			lua_pop(L, 1);
-			/* Lua's next raises for a key not in the table: so do we,
-			 * unless it was removed during a traversal (which Lua allows):
-			 * the walk below works from its order alone. */
-		} else {
-			lua_pop(L, 1);
-		}
-	}
 	uint64_t visited = 0;
 	lua_pushnil(L); /* 3: the best key so far */
 	lua_pushnil(L);
@@ -481,6 +473,66 @@ static int m_next(lua_State *L)
 	lua_pushvalue(L, 3);
 	lua_rawget(L, 1);
 	return 2;
+}
+
+/* A host function (vsr.store's get, put...): one unit and the bytes of its
+ * string arguments (keys) before it runs; encoding and decoding values is
+ * charged by the codec as it goes. On the hot path of every store access,
+ * so the wrapper calls the C function directly: it carries the original's
+ * upvalue (if any) at the same index, and the function pointer after it. */
+static uint64_t host_fn_charge(lua_State *L)
+{
+	uint64_t units = 1;
+	int n = lua_gettop(L);
+	for (int i = 1; i <= n; i++)
+		if (lua_type(L, i) == LUA_TSTRING)
+			units += vsrh_gas_bytes(lua_rawlen(L, i));
+	return units;
+}
+
+static lua_CFunction host_fn_at(lua_State *L, int up)
+{
+	lua_CFunction f;
+	void *p = lua_touserdata(L, lua_upvalueindex(up));
+	memcpy(&f, &p, sizeof f);
+	return f;
+}
+
+static int m_host_fn0(lua_State *L)
+{
+	vsrh_gas(L, host_fn_charge(L));
+	return host_fn_at(L, 1)(L);
+}
+
+static int m_host_fn1(lua_State *L)
+{
+	vsrh_gas(L, host_fn_charge(L));
+	return host_fn_at(L, 2)(L);
+}
+
+void vsrh_meter_wrap_cfunctions(lua_State *L, int t)
+{
+	_Static_assert(sizeof(lua_CFunction) == sizeof(void *), "function pointers fit a pointer");
+	t = lua_absindex(L, t);
+	lua_pushnil(L);
+	while (lua_next(L, t)) {
+		lua_CFunction f = lua_tocfunction(L, -1);
+		int nup = 0;
+		while (f && lua_getupvalue(L, -1 - nup, nup + 1) != NULL)
+			nup++;
+		if (!f || nup > 1) {
+			lua_pop(L, 1 + nup); /* left as it is */
+			continue;
+		}
+		void *p;
+		memcpy(&p, &f, sizeof p);
+		lua_pushlightuserdata(L, p);
+		lua_pushcclosure(L, nup ? m_host_fn1 : m_host_fn0, nup + 1);
+		lua_remove(L, -2); /* the original */
+		lua_pushvalue(L, -2);
+		lua_insert(L, -2);
+		lua_rawset(L, t); /* an existing key: the traversal goes on */
+	}
 }
 
 /* ---------------------------------------------------------------- install */

@@ -228,9 +228,40 @@ static int box_tostring(lua_State *L)
 	return 1;
 }
 
+/* Tables an access may walk through `field` (__index or __newindex)
+ * starting from metatable mt (at idx), up to BOX_CHAIN_MAX + 1. Each step
+ * is work a single VM instruction does without the count hook seeing it. */
+#define BOX_CHAIN_MAX 32
+static int chain_depth(lua_State *L, int idx, const char *field)
+{
+	int top = lua_gettop(L);
+	int depth = 0;
+	luaL_checkstack(L, 4, "setmetatable");
+	lua_pushvalue(L, idx); /* the metatable being walked */
+	while (depth <= BOX_CHAIN_MAX) {
+		lua_pushstring(L, field);
+		if (lua_rawget(L, -2) != LUA_TTABLE)
+			break;
+		depth++;
+		if (!lua_getmetatable(L, -1))
+			break;
+		lua_replace(L, -3); /* one slot, however deep */
+		lua_pop(L, 1);
+	}
+	lua_settop(L, top);
+	return depth;
+}
+
 static int box_setmetatable(lua_State *L)
 {
 	if (lua_type(L, 2) == LUA_TTABLE) {
+		/* a chain of __index (or __newindex) tables is walked by one VM
+		 * instruction: bounded so that one unit of gas stays small work */
+		if (chain_depth(L, 2, "__index") > BOX_CHAIN_MAX ||
+		    chain_depth(L, 2, "__newindex") > BOX_CHAIN_MAX)
+			return luaL_error(L, "setmetatable: a chain of more than %d __index or "
+					     "__newindex tables (one access would walk all of them)",
+					  BOX_CHAIN_MAX);
 		/* raw, as the collector looks them up */
 		if (lua_getfield(L, LUA_REGISTRYINDEX, VSRH_BOX_METATABLES) != LUA_TTABLE)
 			return luaL_error(L, "setmetatable: the sandbox is not set up");

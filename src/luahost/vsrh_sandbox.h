@@ -91,6 +91,9 @@ void vsrh_box_release_blocks(vsrh_box *b);
 /* Installs the metered library functions (vsrh_meter.c) into the copies
  * of the libraries at the given stack slots and the globals template. */
 void vsrh_meter_install(lua_State *L, int tpl, int string_lib, int table_lib, int utf8_lib);
+/* Wraps every C function in the table at t so that it charges one unit
+ * and the bytes of its string arguments before running (vsr.store). */
+void vsrh_meter_wrap_cfunctions(lua_State *L, int t);
 /* Sets find, match, gmatch, gsub (vsrh_pattern.c) in the table at string_lib. */
 void vsrh_pattern_install(lua_State *L, int string_lib);
 

@@ -30,7 +30,7 @@
 #define WIRE_AUTH_FIELDS 1u
 #define WIRE_PING_FIELDS 2u
 #define WIRE_STATUS_REQUEST_FIELDS 1u
-#define WIRE_STATUS_FIELDS 27u
+#define WIRE_STATUS_FIELDS 28u
 #define WIRE_CLOSE_FIELDS 2u
 /* Per-depth element limits of the pre-scan: a top-level array is one of the
  * shapes above, an array at depth 3 is an entry. Depth 2 (entries) is
@@ -576,7 +576,7 @@ int vsr_wire_encode_status(vsr_buf *out, uint64_t cluster, const vsr_wire_status
 		s->connections, s->uptime_ms, s->ops_committed, s->view_changes,
 		s->messages_dropped, s->frames_dropped, s->state_transfers,
 		s->checkpoints, s->requests_deduplicated, s->sessions_evicted,
-		s->step_age_ms, s->progress_age_ms,
+		s->history, s->step_age_ms, s->progress_age_ms,
 	};
 	for (uint32_t i = 0; i < WIRE_STATUS_FIELDS; i++)
 		wire_pack_u(&e, v[i]);
@@ -1258,6 +1258,7 @@ static int wire_dec_host(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 		WIRE_DEC_U(d, "checkpoints", UINT64_MAX, s->checkpoints);
 		WIRE_DEC_U(d, "requests_deduplicated", UINT64_MAX, s->requests_deduplicated);
 		WIRE_DEC_U(d, "sessions_evicted", UINT64_MAX, s->sessions_evicted);
+		WIRE_DEC_U(d, "history", UINT64_MAX, s->history);
 		WIRE_DEC_U(d, "step_age_ms", UINT64_MAX, s->step_age_ms);
 		WIRE_DEC_U(d, "progress_age_ms", UINT64_MAX, s->progress_age_ms);
 		return 0;

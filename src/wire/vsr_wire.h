@@ -169,6 +169,7 @@ typedef struct vsr_wire_status {
 	uint64_t checkpoints;
 	uint64_t requests_deduplicated;
 	uint64_t sessions_evicted;
+	uint64_t history;         /* the replica's cluster history (0: unjoined) */
 	uint64_t step_age_ms;     /* since the replica's last protocol step */
 	uint64_t progress_age_ms; /* since its executed op last advanced (or it started) */
 } vsr_wire_status;

@@ -439,6 +439,7 @@ void fx_restart_wiped(fixture *f, uint8_t i)
 	/* A new process: a new genesis candidate, as vsrhost draws one, and a
 	 * new generator seed (its nonces differ from the wiped incarnation's). */
 	f->incarnation[i]++;
+	f->cfg[i].seed = (f->cfg[i].seed * 6364136223846793005ull) ^ f->incarnation[i];
 	f->cfg[i].genesis_history = fx_history_for(i, f->incarnation[i]);
 	f->cfg[i].seed = f->cfg[i].seed * 6364136223846793005ull + 1442695040888963407ull;
 	vsr_snapckpt_forget(&nd->ck); /* the state machine's checkpoints were on that disk */
@@ -534,6 +535,13 @@ uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint6
 	deliver_all(f);
 	for (uint8_t k = 0; k < f->n; k++) complete_persists(f, k);
 	return conn;
+}
+
+void fx_deliver(fixture *f, uint8_t to, const vsr_message *m)
+{
+	vsr_event ev = {.type = VSR_EVENT_MESSAGE, .now = f->now, .realtime_ns = f->now * 1000000,
+			.message = m};
+	step(f, to, &ev);
 }
 
 void fx_flush(fixture *f, uint8_t i)

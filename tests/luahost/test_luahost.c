@@ -272,6 +272,7 @@ static void test_sandbox_error_paths(void)
 		"return ('x' .. (' '):rep(100000) .. 'x'):match('^%s*(.-)%s*$')",
 		"local mt = {} local t = setmetatable({}, mt) mt.__mode = 'k' return 1",
 		"return next({[{}] = 1, [{}] = 2})",
+		"local t = {} for i = 1, 100 do t = setmetatable({}, {__index = t}) end return t.x",
 	};
 	/* the default budgets: gas stops every bomb, never the memory cap */
 	vsrh_sm_options o = {.statemachine = "spec/fixtures/evil.lua", .log_level = VSRH_LOG_ERROR};

@@ -7,7 +7,7 @@
  *   quick-restart   the primary is killed and restarted at once: a new view, no loss
  *   dedup           a client retrying across a failover applies a write once (counter.lua)
  *   garbage         garbage on every port closes those connections; service goes on
- *   hostile         the issue #9 attacks (spec/fixtures/evil.lua) each get a script
+ *   sandbox         the issue #9 attacks (spec/fixtures/evil.lua) each get a script
  *                   error; the replicas keep serving with equal digests, also
  *                   after a restart and a failover
  *   watchdog        a step running past the watchdog's limit (lowered to 1 s) stops
@@ -96,6 +96,7 @@ static bool g_keep;
 static uint64_t g_seed;
 static const char *g_durability = "memory";
 static char g_mounted[400]; /* a tmpfs this run mounted (disk-full) */
+static unsigned g_checkpoint_interval; /* limits.checkpoint_interval; 0: default */
 static const char *g_log_format = "text"; /* the config's log_format */
 /* auth scenario: the config names these key files, and the test's own
  * client authenticates with the client key. */
@@ -261,6 +262,8 @@ static void write_config(const char *statemachine)
 		fclose(h);
 		fprintf(f, "  telemetry = \"%s\",\n", hooks);
 	}
+	if (g_checkpoint_interval)
+		fprintf(f, "  limits = { checkpoint_interval = %u },\n", g_checkpoint_interval);
 	if (g_auth)
 		fprintf(f, "  auth = { replica_key = \"%s/replica.key\", client_key = \"%s/client.key\" },\n",
 			g_dir, g_dir);
@@ -619,6 +622,7 @@ static bool mc_call_number(mclient *m, uint8_t kind, uint64_t number, const uint
 			case VSR_REPLY_OK:
 			case VSR_REPLY_ERROR:
 			case VSR_REPLY_SCRIPT_ERROR:
+			case VSR_REPLY_HISTORY: /* definite: the session's history is gone */
 				out->status = r->status;
 				out->op = r->reply_op;
 				out->replica = (uint8_t)from;
@@ -1181,7 +1185,64 @@ static int scenario_dedup(void)
 	return 0;
 }
 
-/* hostile (issue #9): a cluster running spec/fixtures/evil.lua, which runs
+/* Memory storage, the whole cluster killed and restarted: every replica
+ * starts unjoined, so together they begin a new history (#7 finding 1, in
+ * real processes). A client of the old history gets the definite HISTORY
+ * answer for its session, never a collision with a new session of the same
+ * number; registering again works, and the old data is gone, as it must be
+ * in memory mode. */
+static int scenario_history(void)
+{
+	mclient m;
+	msgpack_sbuffer sb;
+	scenario_open("kv.lua", &m, &sb);
+	uint64_t last = 0;
+	put_keys(&m, &sb, 0, 3, &last);
+	uint64_t old_session = m.session, old_history = m.history;
+	if (old_history == 0)
+		fail("the REGISTER reply named no history");
+	note("session %" PRIu64 " of history %016" PRIx64 ": 3 writes; kill -9 of every replica",
+	     old_session, old_history);
+	for (int i = 0; i < N; i++)
+		kill_replica(i);
+	for (int i = 0; i < N; i++)
+		start_replica(i);
+	wait_ports(-1);
+	int p = wait_primary(STARTUP_MS, "after the whole cluster restarted");
+	note("replica %d leads again", p + 1);
+	op_kv(&sb, "put", "after-reset", "x");
+	m.request++;
+	mresult r;
+	if (!mc_call_number(&m, VSR_REQUEST_OP, m.request, (const uint8_t *)sb.data, sb.size, 300,
+			    &r))
+		fail("the old session's request got no answer");
+	if (r.status != VSR_REPLY_HISTORY)
+		fail("the old session's request got status %u, not HISTORY (%u)", r.status,
+		     VSR_REPLY_HISTORY);
+	note("the old session's request: HISTORY (not applied)");
+	mc_register(&m);
+	m.request = 0;
+	if (m.history == 0 || m.history == old_history)
+		fail("the new session's history %016" PRIx64 " is not a new one", m.history);
+	note("registered again: session %" PRIu64 " of history %016" PRIx64 "%s", m.session,
+	     m.history, m.session == old_session ? " (the same number as the old session)" : "");
+	put_keys(&m, &sb, 3, 4, &last);
+	get_keys(&m, &sb, 3, 4);
+	char key[32], val[64];
+	key_value(0, key, val);
+	op_kv(&sb, "get", key, NULL);
+	m.request++;
+	if (!mc_call_number(&m, VSR_REQUEST_OP, m.request, (const uint8_t *)sb.data, sb.size, 300,
+			    &r))
+		fail("get %s: no answer", key);
+	if (r.status == VSR_REPLY_OK && body_contains(&r, val))
+		fail("get %s: a value of the old history is still there", key);
+	note("the new history works; the old one's data is gone (memory storage)");
+	scenario_close(&m, &sb);
+	return 0;
+}
+
+/* sandbox (issue #9): a cluster running spec/fixtures/evil.lua, which runs
  * the Lua source an operation carries, is sent the attacks that used to hang
  * or abort every replica (work inside one C call, pattern backtracking, a
  * weak table, address-ordered iteration, a reply of many references to one
@@ -1296,7 +1357,7 @@ static int scenario_watchdog(void)
 	return 0;
 }
 
-static int scenario_hostile(void)
+static int scenario_sandbox(void)
 {
 	mclient m;
 	msgpack_sbuffer sb;
@@ -1902,6 +1963,26 @@ static bool drain_until_closed(int fd, vsr_wire_reader *rd, bool *got_reply, cha
 	return closed;
 }
 
+/* Connects to `port`, sends `frames` (freed), and drains the connection
+ * until the replica closes it: false when it stays open. */
+static bool send_until_closed(uint16_t port, vsr_buf *frames, bool *got_reply, char *close_text,
+			      size_t close_len)
+{
+	int fd = tcp_connect(port);
+	bool ok = fd >= 0 && write_all(fd, frames->data, frames->len);
+	vsr_buf_free(frames);
+	if (!ok)
+		fail("cannot reach port %u", port);
+	vsr_wire_config wc;
+	vsr_wire_config_default(&wc, g_cluster, N);
+	vsr_wire_reader rd;
+	vsr_wire_reader_init(&rd, &wc, NULL);
+	bool closed = drain_until_closed(fd, &rd, got_reply, close_text, close_len);
+	vsr_wire_reader_free(&rd);
+	close(fd);
+	return closed;
+}
+
 /* A REQUEST registering a session, as a client without the key would send. */
 static void append_register(vsr_buf *b)
 {
@@ -1942,27 +2023,19 @@ static int scenario_auth(void)
 
 	/* 1. No key: HELLO without a nonce, then a request. */
 	{
-		int fd = tcp_connect(g_client_port[p]);
 		vsr_buf b = {0};
 		vsr_wire_hello h = {.role = VSR_WIRE_ROLE_CLIENT, .instance = 1};
 		vsr_wire_encode_hello(&b, g_cluster, &h);
 		append_register(&b);
-		if (fd < 0 || !write_all(fd, b.data, b.len))
-			fail("cannot reach the primary's client port");
-		vsr_buf_free(&b);
-		vsr_wire_reader rd;
-		vsr_wire_reader_init(&rd, &m.wc, NULL);
 		bool reply;
 		char text[300];
-		if (!drain_until_closed(fd, &rd, &reply, text, sizeof text))
+		if (!send_until_closed(g_client_port[p], &b, &reply, text, sizeof text))
 			fail("a connection without the key was not closed");
 		if (reply)
 			fail("a connection without the key got a reply");
 		note("no key: closed, no reply; the replica said \"%s\"", text);
 		if (strstr(text, "no key") == NULL)
 			fail("the CLOSE does not say the key is missing");
-		vsr_wire_reader_free(&rd);
-		close(fd);
 	}
 	/* 2. A wrong key: the handshake fails, nothing is accepted. */
 	{
@@ -2018,7 +2091,6 @@ static int scenario_auth(void)
 	{
 		int target = p;
 		int claimed = (p + 1) % N;
-		int fd = tcp_connect(g_replica_port[target]);
 		vsr_buf b = {0};
 		vsr_wire_hello h = {.role = VSR_WIRE_ROLE_REPLICA, .replica = (uint8_t)claimed,
 				    .instance = 2};
@@ -2026,17 +2098,10 @@ static int scenario_auth(void)
 		vsr_message svc = {.type = VSR_MSG_START_VIEW_CHANGE, .cluster = g_cluster,
 				   .replica = (uint8_t)claimed, .view = before.view + 1000};
 		vsr_wire_encode_message(&b, g_cluster, &svc);
-		if (fd < 0 || !write_all(fd, b.data, b.len))
-			fail("cannot reach the replica port");
-		vsr_buf_free(&b);
-		vsr_wire_reader rd;
-		vsr_wire_reader_init(&rd, &m.wc, NULL);
 		bool reply;
 		char text[300];
-		if (!drain_until_closed(fd, &rd, &reply, text, sizeof text))
+		if (!send_until_closed(g_replica_port[target], &b, &reply, text, sizeof text))
 			fail("a replica-port connection without the key was not closed");
-		vsr_wire_reader_free(&rd);
-		close(fd);
 		put_keys(&m, &sb, KEYS / 2, KEYS, &last);
 		vsr_wire_status after;
 		if (!status_of(p, &after))
@@ -2338,12 +2403,12 @@ static void corrupt_round(mclient *m, msgpack_sbuffer *sb, writers *ws, const ch
 static void damage_log_and_superblock(int r)
 {
 	flip_byte(r, "log-0000000000000001", 64 + 4); /* the first entry's body */
-	flip_byte(r, "superblock", 72);                /* copy 0: the view */
+	flip_byte(r, "superblock", 72);                /* copy 0: the epoch word */
 }
 
 static void damage_superblock_copy(int r)
 {
-	flip_byte(r, "superblock", 4096 + 72); /* copy 1: the view */
+	flip_byte(r, "superblock", 4096 + 72); /* copy 1: the epoch word */
 }
 
 /* Deleted while it runs; what it writes until kill -9 goes as well. */
@@ -2379,7 +2444,7 @@ static int scenario_corrupt(void)
 
 /* A full disk: replica `victim`'s directory is a tmpfs with room for its
  * first log segment (64 MiB, preallocated) and little more, so its first
- * checkpoint file does not fit. It must stop with exit status 74 and say
+ * checkpoint file (at entry 512) does not fit. It must stop with exit status 74 and say
  * why; the others go on, and no acknowledged write is lost. */
 static void unmount_scratch(void)
 {
@@ -2392,12 +2457,14 @@ static void unmount_scratch(void)
 static int scenario_disk_full(void)
 {
 	g_durability = "durable";
+	g_checkpoint_interval = 512; /* >= 512 keys in the first one */
 	int victim = 1;
 	snprintf(g_mounted, sizeof g_mounted, "%s/data/replica-%d", g_dir, victim + 1);
 	char cmd[600];
 	snprintf(cmd, sizeof cmd, "mkdir -p '%s'", g_mounted);
 	if (system(cmd) != 0) fail("cannot create %s", g_mounted);
-	if (mount("tmpfs", g_mounted, "tmpfs", 0, "size=65600k") != 0) {
+	/* Its first segment, the superblock and 8 KiB: no checkpoint fits. */
+	if (mount("tmpfs", g_mounted, "tmpfs", 0, "size=65552k") != 0) {
 		note("SKIP: cannot mount a small tmpfs at %s: %s", g_mounted, strerror(errno));
 		g_mounted[0] = '\0';
 		return 77;
@@ -2407,7 +2474,8 @@ static int scenario_disk_full(void)
 	msgpack_sbuffer sb;
 	scenario_open("kv.lua", &m, &sb);
 	writers ws = {0};
-	writers_start_quota(&ws, 1500);
+	/* Enough for 512 entries even if every entry held one put. */
+	writers_start_quota(&ws, 1000);
 	/* Until the victim stops: only its exit is expected. */
 	uint64_t deadline = now_ms() + 6 * CALL_MS;
 	int status = 0;
@@ -2655,7 +2723,7 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: proctest --vsrhost PATH --root SOURCE_DIR --scenario NAME\n"
 		     "                [--vsrctl PATH] [--trials N] [--seed S] [--keep]\n"
-		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics auth attacks hostile\n"
+		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics auth attacks sandbox watchdog\n"
 		     "           failover-bench crash corrupt disk-full\n");
 }
 
@@ -2711,10 +2779,12 @@ int main(int argc, char **argv)
 		rc = failover_common(true);
 	else if (strcmp(scenario, "dedup") == 0)
 		rc = scenario_dedup();
+	else if (strcmp(scenario, "history") == 0)
+		rc = scenario_history();
 	else if (strcmp(scenario, "garbage") == 0)
 		rc = scenario_garbage();
-	else if (strcmp(scenario, "hostile") == 0)
-		rc = scenario_hostile();
+	else if (strcmp(scenario, "sandbox") == 0)
+		rc = scenario_sandbox();
 	else if (strcmp(scenario, "watchdog") == 0)
 		rc = scenario_watchdog();
 	else if (strcmp(scenario, "quick-restart") == 0)

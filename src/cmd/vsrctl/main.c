@@ -140,8 +140,9 @@ static int run_status(const vsrc_options *o, uint32_t timeout_ms)
 	for (uint32_t i = 0; i < o->replica_count; i++)
 		if (e[i].ok && e[i].status.commit > commit_max)
 			commit_max = e[i].status.commit;
-	printf("%-3s %-22s %-15s %8s %10s %10s %8s %8s %9s %11s\n", "id", "address", "status",
-	       "view", "op", "commit", "primary", "lag", "step_ago", "progress_ago");
+	printf("%-3s %-22s %-15s %8s %10s %10s %8s %8s %9s %12s  %-16s\n", "id", "address",
+	       "status", "view", "op", "commit", "primary", "lag", "step_ago", "progress_ago",
+	       "history");
 	for (uint32_t i = 0; i < o->replica_count; i++) {
 		if (!e[i].ok) {
 			printf("%-3u %-22s %-15s %s\n", i + 1, o->names[i], "unreachable", e[i].error);
@@ -149,12 +150,14 @@ static int run_status(const vsrc_options *o, uint32_t timeout_ms)
 			continue;
 		}
 		const vsr_wire_status *s = &e[i].status;
-		printf("%-3u %-22s %-15s %8llu %10llu %10llu %8u %8llu %7llums %9llums\n", i + 1,
-		       o->names[i], s->status < VSR_STATUS_COUNT ? vsr_status_name(s->status) : "?",
+		printf("%-3u %-22s %-15s %8llu %10llu %10llu %8u %8llu %7llums %10llums  %016llx\n",
+		       i + 1, o->names[i],
+		       s->status < VSR_STATUS_COUNT ? vsr_status_name(s->status) : "?",
 		       (unsigned long long)s->view, (unsigned long long)s->op,
 		       (unsigned long long)s->commit, (unsigned)s->primary + 1u,
 		       (unsigned long long)(commit_max > s->executed ? commit_max - s->executed : 0),
-		       (unsigned long long)s->step_age_ms, (unsigned long long)s->progress_age_ms);
+		       (unsigned long long)s->step_age_ms, (unsigned long long)s->progress_age_ms,
+		       (unsigned long long)s->history);
 	}
 	return missing ? EXIT_FAILED : 0;
 }

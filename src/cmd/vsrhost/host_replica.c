@@ -410,6 +410,7 @@ static void host_status_cb(vsr_net *net, uint64_t conn, uint64_t nonce)
 		.checkpoints = rs->checkpoints,
 		.requests_deduplicated = rs->requests_deduplicated,
 		.sessions_evicted = rs->sessions_evicted,
+		.history = info.history,
 		.step_age_ms = uv_now(h->loop) - (h->step_at_ms ? h->step_at_ms : h->start_ms),
 		.progress_age_ms = uv_now(h->loop) - (h->progress_at_ms ? h->progress_at_ms
 									: h->start_ms),
