@@ -4,6 +4,7 @@ BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
 PACKAGES = build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev \
 	libmsgpack-dev libxxhash-dev liblmdb-dev libjansson-dev libsodium-dev lua-busted clang libclang-rt-dev procps systemd \
+	iproute2 iptables faketime \
 	prometheus
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -1963,6 +1963,26 @@ static bool drain_until_closed(int fd, vsr_wire_reader *rd, bool *got_reply, cha
 	return closed;
 }
 
+/* Connects to `port`, sends `frames` (freed), and drains the connection
+ * until the replica closes it: false when it stays open. */
+static bool send_until_closed(uint16_t port, vsr_buf *frames, bool *got_reply, char *close_text,
+			      size_t close_len)
+{
+	int fd = tcp_connect(port);
+	bool ok = fd >= 0 && write_all(fd, frames->data, frames->len);
+	vsr_buf_free(frames);
+	if (!ok)
+		fail("cannot reach port %u", port);
+	vsr_wire_config wc;
+	vsr_wire_config_default(&wc, g_cluster, N);
+	vsr_wire_reader rd;
+	vsr_wire_reader_init(&rd, &wc, NULL);
+	bool closed = drain_until_closed(fd, &rd, got_reply, close_text, close_len);
+	vsr_wire_reader_free(&rd);
+	close(fd);
+	return closed;
+}
+
 /* A REQUEST registering a session, as a client without the key would send. */
 static void append_register(vsr_buf *b)
 {
@@ -2003,27 +2023,19 @@ static int scenario_auth(void)
 
 	/* 1. No key: HELLO without a nonce, then a request. */
 	{
-		int fd = tcp_connect(g_client_port[p]);
 		vsr_buf b = {0};
 		vsr_wire_hello h = {.role = VSR_WIRE_ROLE_CLIENT, .instance = 1};
 		vsr_wire_encode_hello(&b, g_cluster, &h);
 		append_register(&b);
-		if (fd < 0 || !write_all(fd, b.data, b.len))
-			fail("cannot reach the primary's client port");
-		vsr_buf_free(&b);
-		vsr_wire_reader rd;
-		vsr_wire_reader_init(&rd, &m.wc, NULL);
 		bool reply;
 		char text[300];
-		if (!drain_until_closed(fd, &rd, &reply, text, sizeof text))
+		if (!send_until_closed(g_client_port[p], &b, &reply, text, sizeof text))
 			fail("a connection without the key was not closed");
 		if (reply)
 			fail("a connection without the key got a reply");
 		note("no key: closed, no reply; the replica said \"%s\"", text);
 		if (strstr(text, "no key") == NULL)
 			fail("the CLOSE does not say the key is missing");
-		vsr_wire_reader_free(&rd);
-		close(fd);
 	}
 	/* 2. A wrong key: the handshake fails, nothing is accepted. */
 	{
@@ -2079,7 +2091,6 @@ static int scenario_auth(void)
 	{
 		int target = p;
 		int claimed = (p + 1) % N;
-		int fd = tcp_connect(g_replica_port[target]);
 		vsr_buf b = {0};
 		vsr_wire_hello h = {.role = VSR_WIRE_ROLE_REPLICA, .replica = (uint8_t)claimed,
 				    .instance = 2};
@@ -2087,17 +2098,10 @@ static int scenario_auth(void)
 		vsr_message svc = {.type = VSR_MSG_START_VIEW_CHANGE, .cluster = g_cluster,
 				   .replica = (uint8_t)claimed, .view = before.view + 1000};
 		vsr_wire_encode_message(&b, g_cluster, &svc);
-		if (fd < 0 || !write_all(fd, b.data, b.len))
-			fail("cannot reach the replica port");
-		vsr_buf_free(&b);
-		vsr_wire_reader rd;
-		vsr_wire_reader_init(&rd, &m.wc, NULL);
 		bool reply;
 		char text[300];
-		if (!drain_until_closed(fd, &rd, &reply, text, sizeof text))
+		if (!send_until_closed(g_replica_port[target], &b, &reply, text, sizeof text))
 			fail("a replica-port connection without the key was not closed");
-		vsr_wire_reader_free(&rd);
-		close(fd);
 		put_keys(&m, &sb, KEYS / 2, KEYS, &last);
 		vsr_wire_status after;
 		if (!status_of(p, &after))
