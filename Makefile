@@ -9,7 +9,7 @@ PACKAGES = build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev \
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run test sim failover-bench storage-bench clean
+.PHONY: all deps build run test sim failover-bench checkpoint-bench storage-bench clean
 
 all: build
 
@@ -49,6 +49,10 @@ failover-bench: build
 # and disk use (ports 23000-23005).
 storage-bench: build
 	tests/bench/storage_bench.sh $(BUILD)
+
+# Issue 7, finding 4: 60,000 keys, 16 clients, 60 s; view changes counted.
+checkpoint-bench: build
+	tests/bench/checkpoint_stall.sh $(BUILD) 60000 16 60
 
 clean:
 	rm -rf $(BUILD)
