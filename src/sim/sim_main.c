@@ -42,6 +42,7 @@ static const bug_name bug_names[] = {
 	{"ack-below-log", VSR_BUG_ACK_BELOW_LOG},
 	{"register-last-reply", VSR_BUG_REGISTER_LAST_REPLY},
 	{"no-abdication", VSR_BUG_NO_ABDICATION},
+	{"nonatomic-restore", VSR_BUG_NONATOMIC_RESTORE},
 };
 
 
