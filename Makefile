@@ -8,7 +8,7 @@ PACKAGES = build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev \
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run test sim failover-bench clean
+.PHONY: all deps build run test sim failover-bench storage-bench clean
 
 all: build
 
@@ -43,6 +43,11 @@ sim: build
 failover-bench: build
 	$(BUILD)/proctest --vsrhost $(CURDIR)/$(BUILD)/vsrhost --root $(CURDIR) \
 	  --scenario failover-bench --trials 10
+
+# vsrbench kv put, durable vs memory storage, 1/16/128 clients; restart time
+# and disk use (ports 23000-23005).
+storage-bench: build
+	tests/bench/storage_bench.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

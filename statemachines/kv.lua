@@ -61,12 +61,12 @@ local function equal(a, b)
   if type(a) ~= "table" or type(b) ~= "table" then
     return false
   end
-  for k, v in next, a do
+  for k, v in pairs(a) do
     if not equal(v, b[k]) then
       return false
     end
   end
-  for k in next, b do
+  for k in pairs(b) do
     if a[k] == nil then
       return false
     end

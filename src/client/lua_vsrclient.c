@@ -18,6 +18,7 @@
  * way; msgpack bin becomes a Lua string. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -344,7 +345,7 @@ static int lvc_call_op(lua_State *L)
 		return 3;
 	}
 	lua_pushnil(L);
-	if (r->status == VSR_REPLY_ERROR && r->reply_len) {
+	if (vsr_reply_is_error(r->status) && r->reply_len) {
 		/* The state machine's own message (a msgpack string, or raw). */
 		msgpack_unpacked up;
 		msgpack_unpacked_init(&up);
@@ -408,6 +409,7 @@ static int lvc_status(lua_State *L)
 			lvc_set_int(L, "digest", s->digest);
 			lvc_set_int(L, "sessions", s->sessions);
 			lvc_set_int(L, "view_changes", s->view_changes);
+			lvc_set_int(L, "history", s->history);
 		}
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
@@ -451,6 +453,12 @@ static const luaL_Reg lvc_module_functions[] = {
 
 int luaopen_vsrclient(lua_State *L)
 {
+	/* A replica closing a connection while a write is queued raises
+	 * SIGPIPE, whose default kills the Lua process; the write error is
+	 * handled instead. Left alone if the program chose a handler. */
+	struct sigaction old;
+	if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+		signal(SIGPIPE, SIG_IGN);
 	if (luaL_newmetatable(L, LUA_CLIENT_MT)) {
 		luaL_newlib(L, lvc_client_methods);
 		lua_setfield(L, -2, "__index");

@@ -303,7 +303,7 @@ static void conn_handle_frame(client_conn *conn, vsr_wire_decoded *d)
 			vsrc_decision dec = vsrc_session_reply(&c->s, conn->replica,
 							       &d->message, now);
 			if (dec.type == VSRC_COMPLETE &&
-			    (dec.status == VSR_REPLY_OK || dec.status == VSR_REPLY_ERROR ||
+			    (dec.status == VSR_REPLY_OK || vsr_reply_is_error(dec.status) ||
 			     dec.status == VSR_REPLY_REJECTED)) {
 				/* Hand the reply bytes to the completion. */
 				vsrc_result r = { 0 };
@@ -549,7 +549,7 @@ static void client_finish(vsrc_client *c, vsrc_decision d, vsrc_result *r)
 			 "failed: the cluster rejected the request: %.*s",
 			 (int)(r->reply_len < 200 ? r->reply_len : 200), (const char *)r->reply);
 		d.reason = c->reason;
-	} else if (d.outcome != VSRC_DONE && d.status != VSR_REPLY_ERROR &&
+	} else if (d.outcome != VSRC_DONE && !vsr_reply_is_error(d.status) &&
 		   c->reason[0] && d.reason != c->reason) {
 		char why[256];
 		snprintf(why, sizeof(why), "%.100s (last error: %.140s)", d.reason, c->reason);

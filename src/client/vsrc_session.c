@@ -220,8 +220,8 @@ static bool session_reply_matches(const vsrc_session *s, const vsr_message *m)
 	if (s->kind == VSR_REQUEST_REGISTER) {
 		/* A successful REGISTER reply names the new session; a refusal
 		 * echoes the session 0 it was sent with. */
-		if (m->status == VSR_REPLY_OK || m->status == VSR_REPLY_ERROR)
-			return m->request.session != 0 || m->status == VSR_REPLY_ERROR;
+		if (m->status == VSR_REPLY_OK || vsr_reply_is_error(m->status))
+			return m->request.session != 0 || vsr_reply_is_error(m->status);
 		return m->request.session == 0;
 	}
 	return m->request.session == s->session;
@@ -256,6 +256,12 @@ vsrc_decision vsrc_session_reply(vsrc_session *s, uint8_t from,
 		s->target = from;
 		return session_complete(s, VSRC_FAILED, VSR_REPLY_ERROR,
 					"failed: the state machine refused the operation");
+	case VSR_REPLY_SCRIPT_ERROR:
+		/* Committed and executed, and the script raised (a bug in it or
+		 * a spent budget): the state is as it was. */
+		s->target = from;
+		return session_complete(s, VSRC_FAILED, VSR_REPLY_SCRIPT_ERROR,
+					"failed: the state machine's script raised an error");
 	case VSR_REPLY_REJECTED:
 		/* Definite: the request can never be prepared (too large). */
 		s->target = from;

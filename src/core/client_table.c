@@ -200,7 +200,7 @@ void ct_execute_request(vsr_replica *r, const vsr_entry *e, const vsr_request *r
 		s->pending_op = 0;
 	}
 	int status = r->sm.apply(r->sm.ctx, &ctx, req->op, req->op_len, reply);
-	if (status != VSR_REPLY_OK && status != VSR_REPLY_ERROR) status = VSR_REPLY_ERROR;
+	if (status != VSR_REPLY_OK && !vsr_reply_is_error((unsigned)status)) status = VSR_REPLY_ERROR;
 	if (reply->len > ctx.reply_max) {
 		/* Bounded where it is produced: a reply no message could carry
 		 * and no checkpoint could hold never enters the table. The same

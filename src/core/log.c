@@ -53,11 +53,21 @@ const vsr_entry *log_get(const vsr_log *l, uint64_t op)
 	return e;
 }
 
+bool log_checksum_known(const vsr_log *l, uint64_t op)
+{
+	return op + 1 >= l->start && op <= l->head;
+}
+
 uint64_t log_checksum_at(const vsr_log *l, uint64_t op)
 {
 	if (op + 1 == l->start) return l->prev_checksum;
 	const vsr_entry *e = log_get(l, op);
 	return e ? e->checksum : 0;
+}
+
+bool log_matches(const vsr_log *l, uint64_t op, uint64_t checksum)
+{
+	return log_checksum_known(l, op) && log_checksum_at(l, op) == checksum;
 }
 
 static void drop_oldest(vsr_log *l)

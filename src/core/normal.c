@@ -14,6 +14,7 @@ static void queue_clear(vsr_replica *r)
 	}
 	r->queue_head = 0;
 	r->queue_count = 0;
+	r->queue_bytes = 0;
 }
 
 static void slot_clear(pipeline_slot *s)
@@ -326,7 +327,10 @@ void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 		out->body_len = sizeof why - 1;
 		return;
 	}
-	if (r->queue_count == r->cfg.request_queue_max) {
+	/* Bounded by count and by bytes: a burst of large operations must not
+	 * hold more memory than request_queue_bytes_max while it waits. */
+	if (r->queue_count == r->cfg.request_queue_max ||
+	    r->queue_bytes + req->op_len > r->cfg.request_queue_bytes_max) {
 		reply_status(r, m, conn, VSR_REPLY_BUSY);
 		return;
 	}
@@ -337,6 +341,7 @@ void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 	q->request = req->request;
 	q->kind = req->kind;
 	q->op_len = req->op_len;
+	r->queue_bytes += req->op_len;
 	if (req->op_len) {
 		q->op = xmalloc(req->op_len);
 		memcpy(q->op, req->op, req->op_len);
@@ -435,6 +440,7 @@ void normal_flush_queue(vsr_replica *r)
 				cs->pending_op = e.op;
 				cs->pending_index = i;
 			}
+			r->queue_bytes -= q->op_len;
 			free(q->op);
 			memset(q, 0, sizeof *q);
 		}
@@ -485,7 +491,7 @@ void normal_on_prepare(vsr_replica *r, const vsr_message *m)
 		return;
 	}
 	bool duplicate = e->op <= r->log.head &&
-			 log_checksum_at(&r->log, e->op) == e->checksum;
+			 log_matches(&r->log, e->op, e->checksum);
 	if (e->op > r->log.head + 1) {
 		st_request_repair(r);
 	} else if (!duplicate) {
@@ -532,7 +538,7 @@ void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 	if (r->status != VSR_STATUS_NORMAL || !is_primary(r) || m->view != r->view) return;
 	/* The backup is in our view and hears us: check-quorum counts it. */
 	r->heard_at[m->replica] = r->now;
-	if (m->op > r->log.head || log_checksum_at(&r->log, m->op) != m->checksum) {
+	if (m->op > r->log.head || !log_matches(&r->log, m->op, m->checksum)) {
 		GUARD(r, VSR_GUARD_PREPARE_OK_MISMATCH);
 		r->stats.messages_dropped++;
 		return;

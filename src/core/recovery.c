@@ -23,15 +23,25 @@
  *   "nothing held" in one round: GENESIS, a new history with the id the host
  *   drew (cfg.genesis_history), view 0, replica 0 its primary. It remembers
  *   whose answers it counted (their incarnation nonces);
- * - an answer from replica 0 that grants membership (its checksum is our own
- *   nonce: our answer was counted at its genesis): the history began after we
- *   started, so we never promised anything in it; we join it as a backup of
- *   view 0 with an empty log (a lagging member, nothing more);
+ * - an answer from replica 0 that grants membership (its checksum is a token
+ *   of our nonce and of the nonce replica 0 last reported while holding
+ *   nothing: our answer was counted at its genesis): the history began after
+ *   we started, so we never promised anything in it; we join it as a backup
+ *   of view 0 with an empty log (a lagging member, nothing more);
  * - any other answer of a history: we may have promised things in it before
  *   we lost them, so we catch up as an AMNESIAC of it, through a state
  *   transfer from a normal primary (below); until that transfer begins we
  *   still hold nothing and still answer "nothing held". */
 #include "replica.h"
+
+/* A grant names both incarnations: the member's (whose answer was counted)
+ * and replica 0's (that began the history). A delayed grant from an earlier
+ * incarnation of replica 0, whose history died with it, no longer matches
+ * once the member has heard the current one say it holds nothing. */
+static uint64_t grant_token(uint64_t member_nonce, uint64_t genesis_nonce)
+{
+	return hash64(member_nonce, &genesis_nonce, sizeof genesis_nonce) | 1;
+}
 
 /* The history begins here: view 0, empty log, we are its primary. */
 static void genesis(vsr_replica *r)
@@ -79,6 +89,9 @@ void rec_on_tick(vsr_replica *r)
 
 void rec_on_recovery(vsr_replica *r, const vsr_message *m)
 {
+	/* Replica 0 asking while it holds nothing: the incarnation a grant
+	 * must name (we answer this very RECOVERY before it can count us). */
+	if (m->replica == vsr_primary_of(0, r->n) && m->history == 0) r->genesis_peer_nonce = m->nonce;
 	/* A RECOVERY with a nonce other than the one its sender answered us with
 	 * proves that it restarted since: that answer is stale (F16: we waited
 	 * forever on such an answer). Retries of the same incarnation keep it. */
@@ -108,7 +121,7 @@ void rec_on_recovery(vsr_replica *r, const vsr_message *m)
 	/* Its answer was counted at our genesis, by this very incarnation of
 	 * it: it joins as a member (the checksum names its own nonce). */
 	if (r->history != 0 && r->genesis_member_nonce[m->replica] == m->nonce)
-		out->checksum = m->nonce;
+		out->checksum = grant_token(m->nonce, r->recovery_nonce);
 }
 
 /* Sorts out an answer by history. Returns true when it was consumed (the
@@ -121,6 +134,7 @@ static bool on_history_answer(vsr_replica *r, const vsr_message *m)
 		 * not begun catching up. */
 		r->recovery_from &= ~(1u << from);
 		r->unjoined_from |= 1u << from;
+		if (from == vsr_primary_of(0, r->n)) r->genesis_peer_nonce = m->checksum;
 		uint32_t others = ((1u << r->n) - 1) & ~(1u << r->self);
 		if (r->history == 0 && r->self == vsr_primary_of(0, r->n) &&
 		    (r->unjoined_from & others) == others) {
@@ -137,7 +151,8 @@ static bool on_history_answer(vsr_replica *r, const vsr_message *m)
 		r->stats.messages_dropped++; /* another history: not our cluster */
 		return true;
 	}
-	if (from == vsr_primary_of(0, r->n) && m->checksum == r->recovery_nonce) {
+	if (from == vsr_primary_of(0, r->n) && r->genesis_peer_nonce != 0 &&
+	    m->checksum == grant_token(r->recovery_nonce, r->genesis_peer_nonce)) {
 		join_as_member(r, m->history);
 		return true;
 	}

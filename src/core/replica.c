@@ -281,7 +281,7 @@ uint64_t log_install(vsr_replica *r, const vsr_entry *entries, uint32_t count)
 	for (; i < count; i++) {
 		const vsr_entry *e = &entries[i];
 		if (e->op <= r->log.head) {
-			if (log_checksum_at(&r->log, e->op) == e->checksum) {
+			if (log_matches(&r->log, e->op, e->checksum)) {
 				matched = e->op;
 				continue;
 			}
@@ -649,6 +649,10 @@ const char *vsr_replica_check(const vsr_replica *r)
 		}
 	} else if (r->queue_count != 0) {
 		return "I9: a non-primary holds queued requests";
+	}
+	if ((r->queue_count == 0 && r->queue_bytes != 0) ||
+	    r->queue_bytes > r->cfg.request_queue_bytes_max) {
+		return "I9: queued bytes out of bounds";
 	}
 	/* I10 */
 	if (r->clients.count > r->clients.max) return "I10: client table over capacity";

@@ -60,8 +60,13 @@ void log_free(vsr_log *l);
 void log_collect(vsr_log *l);
 uint32_t log_capacity(const vsr_log *l);
 const vsr_entry *log_get(const vsr_log *l, uint64_t op);
-/* Checksum at op for start - 1 <= op <= head; 0 otherwise. */
+/* Whether the checksum at op is known: start - 1 <= op <= head. */
+bool log_checksum_known(const vsr_log *l, uint64_t op);
+/* Checksum at op when known; 0 otherwise, which is ambiguous (a message may
+ * carry 0): compare with log_matches instead. */
 uint64_t log_checksum_at(const vsr_log *l, uint64_t op);
+/* The checksum at op is known and equals `checksum`. */
+bool log_matches(const vsr_log *l, uint64_t op, uint64_t checksum);
 /* Appends a copy of e at head + 1 (body copied). e->parent must match. Drops
  * the oldest entry first when full, which the caller has to allow by passing
  * the highest op that may be dropped. Returns false when it does not fit. */
@@ -227,6 +232,7 @@ struct vsr_replica {
 	pipeline_slot *pipeline;          /* ring of pipeline_max, by op */
 	queued_request *queue;            /* FIFO ring of request_queue_max */
 	uint32_t queue_head, queue_count;
+	uint64_t queue_bytes;             /* op bytes held by the queue */
 
 	/* view change */
 	uint32_t svc_from;                /* bitmask, for `view` */
@@ -261,6 +267,9 @@ struct vsr_replica {
 	/* Replica 0 at genesis: the incarnation nonces of the replicas whose
 	 * "nothing held" answers it counted; they join as members. */
 	uint64_t genesis_member_nonce[VSR_REPLICAS_MAX];
+	/* Replica 0's incarnation nonce from its latest RECOVERY or answer
+	 * sent while it held nothing: a grant must name that incarnation. */
+	uint64_t genesis_peer_nonce;
 	/* Unjoined: the history the answers we count name (an amnesiac's, until
 	 * its state transfer begins and it becomes r->history). */
 	uint64_t joining_history;

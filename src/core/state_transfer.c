@@ -31,6 +31,16 @@ void st_start(vsr_replica *r, uint64_t view)
 {
 	assert(view >= r->view);
 	primary_drop_pipeline(r);
+	if (vsr_primary_of(view, r->n) == r->self && !r->amnesia &&
+	    r->status != VSR_STATUS_RECOVERING && r->status != VSR_STATUS_STATE_TRANSFER) {
+		/* Only a view's primary serves its log, and that is us: a
+		 * GET_STATE would go to a replica that never answers it. A view
+		 * we lead but do not hold is dead; our log is intact (nothing was
+		 * dropped), so our vote for the next view is sound. */
+		set_status(r, VSR_STATUS_VIEW_CHANGE);
+		vc_start(r, view + 1);
+		return;
+	}
 	r->transfer_nonce = prng_next(&r->prng) | 1;
 	r->transfer_retries = 0;
 	r->stats.state_transfers++;
@@ -262,7 +272,7 @@ void st_on_new_state(vsr_replica *r, const vsr_message *m)
 	/* stale: we already know more */
 	if (m->op < r->commit && GUARD(r, VSR_GUARD_NS_BELOW_COMMIT)) return;
 	if (m->checkpoint_op > r->commit && m->entry_count == 0 &&
-	    log_checksum_at(&r->log, m->checkpoint_op) == m->checksum) {
+	    log_matches(&r->log, m->checkpoint_op, m->checksum)) {
 		/* Our own log reaches the checkpoint on the same chain: execute up
 		 * to it from our entries and ask again, rather than fetch it and
 		 * drop (possibly acknowledged) entries above it. */
@@ -288,7 +298,7 @@ void st_on_new_state(vsr_replica *r, const vsr_message *m)
 		return;
 	}
 	bool complete = m->entry_count ? m->entries[m->entry_count - 1].op == m->op
-				       : log_checksum_at(&r->log, m->op) == m->checksum;
+				       : log_matches(&r->log, m->op, m->checksum);
 	if (complete && m->log_view == r->log_view && m->op < r->log.head &&
 	    !BUG(r, VSR_BUG_SHORTEN_OWN_LOG) && GUARD(r, VSR_GUARD_NS_SHORTER_OWN_LOG)) {
 		/* Never shorten a log of the same log_view: our extra entries are
@@ -299,7 +309,7 @@ void st_on_new_state(vsr_replica *r, const vsr_message *m)
 	if (complete) {
 		uint64_t matched = m->entry_count ? log_install(r, m->entries, m->entry_count) : m->op;
 		if (matched == UINT64_MAX || matched < m->op ||
-		    log_checksum_at(&r->log, m->op) != m->checksum)
+		    !log_matches(&r->log, m->op, m->checksum))
 			return; /* the retry timer asks again */
 		bool truncated = r->log.head > m->op;
 		if (truncated) log_truncate_after(&r->log, m->op);

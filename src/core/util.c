@@ -232,6 +232,7 @@ void vsr_config_default(vsr_config *c, uint64_t cluster, uint8_t replica_count,
 	c->batch_requests_max = 256;
 	c->batch_bytes_max = 512 * 1024;
 	c->request_queue_max = 4096;
+	c->request_queue_bytes_max = 64u << 20;
 	c->clients_max = 1024;
 	c->checkpoint_interval = 4096;
 	c->log_max = 16384;
@@ -268,6 +269,8 @@ const char *vsr_config_invalid(const vsr_config *c)
 		return "batch_bytes_max must be 64..VSR_BATCH_BYTES_MAX";
 	if (c->request_queue_max < 1 || c->request_queue_max > 1u << 20)
 		return "request_queue_max must be 1..1048576";
+	if (c->request_queue_bytes_max < c->batch_bytes_max)
+		return "request_queue_bytes_max must hold at least one full batch";
 	if (c->clients_max < 1 || c->clients_max > VSR_CLIENTS_MAX)
 		return "clients_max must be 1..VSR_CLIENTS_MAX";
 	if (c->checkpoint_interval < 4) return "checkpoint_interval must be at least 4";

@@ -342,7 +342,7 @@ static void vc_try_assemble(vsr_replica *r)
 	/* Below our own log start the prefix is inside our checkpoint, hence
 	 * committed and canonical; log_install checks the chain from there. */
 	if (junction + 1 >= r->log.start &&
-	    log_checksum_at(&r->log, junction) != b->commit_checksum) {
+	    !log_matches(&r->log, junction, b->commit_checksum)) {
 		for (uint8_t i = 0; i < r->n; i++) {
 			const dvc_copy *d = &r->dvc[i];
 			uint64_t c;
@@ -352,9 +352,9 @@ static void vc_try_assemble(vsr_replica *r)
 			uint32_t count = (uint32_t)(junction - d->commit);
 			if (count == 0) continue;
 			log_install(r, d->entries, count);
-			if (log_checksum_at(&r->log, junction) == b->commit_checksum) break;
+			if (log_matches(&r->log, junction, b->commit_checksum)) break;
 		}
-		if (log_checksum_at(&r->log, junction) != b->commit_checksum &&
+		if (!log_matches(&r->log, junction, b->commit_checksum) &&
 		    GUARD(r, VSR_GUARD_DVC_NO_PREFIX))
 			return;
 	}
@@ -428,7 +428,7 @@ void vc_on_start_view(vsr_replica *r, const vsr_message *m)
 	 * state transfer, never claiming the view's log before we have it. */
 	bool chains;
 	if (m->entry_count == 0) {
-		chains = log_checksum_at(&r->log, m->op) == m->checksum;
+		chains = log_matches(&r->log, m->op, m->checksum);
 	} else {
 		uint32_t i = 0;
 		while (i < m->entry_count && m->entries[i].op < r->log.start) i++;

@@ -181,7 +181,17 @@ enum vsr_reply_status {
 	                              of the cluster (every replica lost its state and a
 	                              new history began); `history` names the current
 	                              one; register again */
+	VSR_REPLY_SCRIPT_ERROR = 7, /* applied deterministically as an error the state
+	                              machine did not mean (a Lua runtime error, a spent
+	                              budget), unlike ERROR (a deliberate refusal such as
+	                              vsr.fail); body is the message */
 };
+
+/* Applied as an error, the state unchanged: a refusal or a script error. */
+static inline int vsr_reply_is_error(unsigned status)
+{
+	return status == VSR_REPLY_ERROR || status == VSR_REPLY_SCRIPT_ERROR;
+}
 
 /* A message. Fields that a type does not use are zero. Pointers inside
  * (entries, bodies, chunk bytes) are borrowed: in an action they stay valid
@@ -202,7 +212,8 @@ typedef struct vsr_message {
 	uint64_t checksum;   /* PREPARE_OK: checksum at op; COMMIT: at commit;
 	                        DO_VIEW_CHANGE: at its commit; NEW_STATE/START_VIEW: at op;
 	                        CHECKPOINT_CHUNK: checkpoint entry checksum;
-	                        RECOVERY_RESPONSE: the responder's incarnation nonce */
+	                        RECOVERY_RESPONSE: the responder's incarnation nonce,
+	                        or a membership grant (recovery.c) */
 	uint64_t nonce;      /* RECOVERY(_RESPONSE), GET_STATE/NEW_STATE, GET_CHECKPOINT */
 	uint64_t timestamp;  /* REPLY: the op's timestamp; NEW_STATE, CHECKPOINT_CHUNK:
 	                        the checkpoint entry's */
@@ -283,7 +294,7 @@ typedef int (*vsr_checkpoint_accept)(void *arg, const uint8_t *meta, size_t len)
 typedef struct vsr_state_machine {
 	void *ctx;
 	/* Applies one committed operation. Writes the reply into `reply` (empty on
-	 * entry) and returns VSR_REPLY_OK or VSR_REPLY_ERROR; an error leaves the
+	 * entry) and returns VSR_REPLY_OK, VSR_REPLY_ERROR or VSR_REPLY_SCRIPT_ERROR; an error leaves the
 	 * state as before the operation. Must be deterministic. */
 	int (*apply)(void *ctx, const vsr_apply_ctx *actx, const uint8_t *op,
 		     size_t op_len, vsr_buf *reply);
@@ -354,6 +365,7 @@ typedef struct vsr_config {
 	uint32_t batch_requests_max; /* requests per entry */
 	uint32_t batch_bytes_max;    /* body bytes per entry */
 	uint32_t request_queue_max;  /* requests waiting for a pipeline slot */
+	uint64_t request_queue_bytes_max; /* their operation bytes, at most */
 	uint32_t clients_max;        /* sessions in the client table */
 	uint32_t checkpoint_interval; /* ops between checkpoints */
 	uint32_t log_max;            /* entries kept in memory (power of two) */

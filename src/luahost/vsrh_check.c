@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,7 +167,14 @@ int vsrh_selfcheck(const vsrh_sm_options *o, const vsr_buf *ops, uint32_t n_ops,
 		rc = VSR_ESM;
 		goto out;
 	}
-	uint32_t half = n_ops / 2;
+	/* The restored instance takes over at a point drawn from the seed, so
+	 * that many seeds restore at many points: state hidden from
+	 * snapshot() (module upvalues, a holed array's length) shows only
+	 * when an operation after the restore point depends on it. */
+	uint32_t half = n_ops >= 2 ? 1 + (uint32_t)(mix64(seed ^ 0x7265737472ull) % (n_ops - 1)) : 0;
+	uint32_t failed_ops = 0;
+	size_t first_error = SIZE_MAX;
+	char first_error_text[200] = "";
 	for (uint32_t i = 0; i < n_ops; i++) {
 		if (i == half && n_ops >= 2) {
 			/* snapshot / restore round trip, halfway */
@@ -216,6 +224,14 @@ int vsrh_selfcheck(const vsrh_sm_options *o, const vsr_buf *ops, uint32_t n_ops,
 		ra.len = rb.len = rcb.len = 0;
 		int xa = vsrh_sm_apply(a, &actx, ops[i].data, ops[i].len, &ra);
 		int xb = vsrh_sm_apply(b, &actx, ops[i].data, ops[i].len, &rb);
+		if (xa != VSR_REPLY_OK) {
+			failed_ops++;
+			if (first_error == SIZE_MAX) {
+				first_error = i;
+				snprintf(first_error_text, sizeof first_error_text, "%.*s",
+					 (int)(ra.len > 150 ? 150 : ra.len), (const char *)ra.data);
+			}
+		}
 		if (xa != VSR_REPLY_OK && (contains(&ra, "is not available in the sandbox") ||
 					   contains(&ra, "undefined global"))) {
 			tx(&t, "operation %u ", i + 1);
@@ -269,6 +285,13 @@ int vsrh_selfcheck(const vsrh_sm_options *o, const vsr_buf *ops, uint32_t n_ops,
 		rc = 1;
 		goto out;
 	}
+	if (n_ops > 0 && failed_ops == n_ops) {
+		tx(&t, "every one of the %u example operations failed, so the check exercised "
+		   "nothing (operation %zu: %s): examples must be operations apply() accepts\n",
+		   n_ops, first_error + 1, first_error_text);
+		rc = 1;
+		goto out;
+	}
 	/* the dedup policy: the same choice in both runs, on a full table */
 	vsr_session_info sess[64];
 	uint64_t r = seed;
@@ -303,23 +326,91 @@ out:
 	return rc;
 }
 
+int vsrh_check_seeds(const vsrh_sm_options *o, uint64_t seed, uint32_t seeds, const vsr_buf *ops,
+		     uint32_t n_ops, bool allow_empty, char *report, size_t report_len)
+{
+	text t = {report, 0, report_len};
+	report[0] = 0;
+	char one[8192];
+	uint64_t total_ops = 0;
+	if (seeds == 0)
+		seeds = 1;
+	for (uint32_t k = 0; k < seeds; k++) {
+		uint64_t sd = seed + k;
+		vsr_buf *own = NULL;
+		uint32_t n = n_ops;
+		const vsr_buf *use = ops;
+		if (!ops) {
+			/* the script's examples, generated for this seed */
+			vsrh_sm *sm;
+			char err[1024];
+			vsrh_sm_options oo = *o;
+			oo.log_level = VSRH_LOG_ERROR;
+			if (vsrh_sm_open(&sm, &oo, err, sizeof err) != VSR_OK) {
+				tx(&t, "the state machine does not load: %s\n", err);
+				return VSR_ESM;
+			}
+			int rc = vsrh_sm_examples(sm, sd, &own, &n, err, sizeof err);
+			vsrh_sm_destroy(sm);
+			if (rc != VSR_OK) {
+				tx(&t, "seed %llu: %s\n", (unsigned long long)sd, err);
+				return 1;
+			}
+			use = own;
+		}
+		int rc = 0;
+		if (n == 0 && !allow_empty) {
+			tx(&t, "no example operations, so determinism was not checked: add an `examples` "
+			   "field (an array of operations, or a function of math.random returning one) "
+			   "to the table the script returns\n");
+			rc = 1;
+		} else if (n > 0) {
+			rc = vsrh_selfcheck(o, use, n, sd, one, sizeof one);
+			total_ops += n;
+		}
+		if (own) {
+			for (uint32_t i = 0; i < n; i++)
+				free(own[i].data);
+			free(own);
+		}
+		if (rc != 0) {
+			if (n > 0)
+				tx(&t, "seed %llu (of %llu..%llu): %s", (unsigned long long)sd,
+				   (unsigned long long)seed, (unsigned long long)(seed + seeds - 1), one);
+			return rc;
+		}
+	}
+	tx(&t, "%u seeds (%llu..%llu), %llu operations: replies and state digests agree across "
+	   "independently seeded runs and a restore at a different point per seed\n", seeds,
+	   (unsigned long long)seed, (unsigned long long)(seed + seeds - 1),
+	   (unsigned long long)total_ops);
+	return 0;
+}
+
 /* ---------------------------------------------------------------- vsrhost check */
 
 static void check_usage(FILE *f)
 {
-	fprintf(f, "usage: vsrhost check [--seed N] CONFIG\n"
+	fprintf(f, "usage: vsrhost check [--seed N] [--seeds K] [--allow-no-examples] CONFIG\n"
 		   "Validates the configuration, loads its state machine in the sandbox and runs the\n"
-		   "determinism self-check on the script's examples.\n");
+		   "determinism self-check on the script's examples, for K seeds from N (default:\n"
+		   "%u seeds from 1). Each seed generates its own workload and restores a snapshot\n"
+		   "into a fresh instance at its own point, comparing replies and digests.\n",
+		   VSRH_CHECK_SEEDS);
 }
 
 int vsrh_check_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"seed", required_argument, NULL, 's'},
+		{"seeds", required_argument, NULL, 'k'},
+		{"allow-no-examples", no_argument, NULL, 'e'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	uint64_t seed = 1;
+	uint32_t seeds = VSRH_CHECK_SEEDS;
+	bool allow_empty = false;
 	int ch;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "s:h", longopts, NULL)) != -1) {
@@ -333,6 +424,20 @@ int vsrh_check_main(int argc, char **argv)
 			}
 			break;
 		}
+		case 'k': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 0);
+			if (*end || !*optarg || v == 0 || v > 100000) {
+				fprintf(stderr, "vsrhost check: --seeds: expected an integer from 1 to "
+					"100000, got \"%s\"\n", optarg);
+				return EX_USAGE;
+			}
+			seeds = (uint32_t)v;
+			break;
+		}
+		case 'e':
+			allow_empty = true;
+			break;
 		case 'h':
 			check_usage(stdout);
 			return 0;
@@ -370,33 +475,14 @@ int vsrh_check_main(int argc, char **argv)
 	}
 	printf("%s: loads in the sandbox (budgets: %" PRIu64 " instructions per call, %" PRIu64
 	       " bytes of memory)\n", cfg.statemachine, cfg.instructions_max, cfg.memory_bytes_max);
-	vsr_buf *ops;
-	uint32_t n;
-	int rc = vsrh_sm_examples(sm, seed, &ops, &n, err, sizeof err);
 	vsrh_sm_destroy(sm);
-	if (rc != VSR_OK) {
-		fprintf(stderr, "%s\n", err);
-		vsrh_config_free(&cfg);
-		return EX_DATAERR;
-	}
-	if (n == 0) {
-		printf("%s: has no examples, so determinism was not checked: add an `examples` field "
-		       "(an array of operations) to the table the script returns\n", cfg.statemachine);
-		vsrh_config_free(&cfg);
-		return 0;
-	}
 	char report[8192];
-	rc = vsrh_selfcheck(&o, ops, n, seed, report, sizeof report);
-	for (uint32_t i = 0; i < n; i++)
-		free(ops[i].data);
-	free(ops);
+	int rc = vsrh_check_seeds(&o, seed, seeds, NULL, 0, allow_empty, report, sizeof report);
 	int code = 0;
 	if (rc == 0) {
-		printf("%s: determinism self-check passed (seed %" PRIu64 "): %s", cfg.statemachine, seed,
-		       report);
+		printf("%s: determinism self-check passed: %s", cfg.statemachine, report);
 	} else {
-		fprintf(stderr, "%s: determinism self-check FAILED (seed %" PRIu64 "):\n%s",
-			cfg.statemachine, seed, report);
+		fprintf(stderr, "%s: determinism self-check FAILED: %s", cfg.statemachine, report);
 		code = rc < 0 ? EX_CONFIG : EX_DATAERR;
 	}
 	vsrh_config_free(&cfg);

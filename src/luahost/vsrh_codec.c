@@ -1,5 +1,6 @@
 /* vsrh_codec.c - canonical msgpack encoding of Lua values, and strict decoding. */
 #include "vsrh_codec.h"
+#include "vsrh_gas.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -407,8 +408,14 @@ static int enc_value(enc_state *e, int depth)
 {
 	lua_State *L = e->L;
 	int rc = 0;
-	if (depth > VSRH_CODEC_DEPTH_MAX)
+	if (depth >= VSRH_CODEC_DEPTH_MAX)
 		return enc_fail(e, "value nested deeper than %d levels (or a cycle)", VSRH_CODEC_DEPTH_MAX);
+	/* one unit per value and per VSRH_GAS_BYTES of strings, charged to
+	 * the armed budget: a reply or a stored value made of many references
+	 * to one big table costs what its encoding does */
+	if (vsrh_gas_try_state(L, lua_type(L, -1) == LUA_TSTRING ?
+				       1 + vsrh_gas_bytes(lua_rawlen(L, -1)) : 1))
+		return enc_fail(e, "%s", "instruction budget exhausted while encoding");
 	if (e->b->len - e->start > e->max_len) {
 		return enc_fail(e, "encoded value exceeds %zu bytes", e->max_len);
 	}
@@ -460,7 +467,7 @@ int vsrh_encode(lua_State *L, int idx, vsr_buf *b, size_t max_len, char *err,
 	return rc;
 }
 
-void vsrh_push_sorted_keys(lua_State *L, int idx)
+size_t vsrh_push_ordered_keys(lua_State *L, int idx, size_t *unordered)
 {
 	idx = lua_absindex(L, idx);
 	size_t count = 0;
@@ -473,30 +480,16 @@ void vsrh_push_sorted_keys(lua_State *L, int idx)
 	 * raised below cannot leak it. */
 	enc_key *keys = lua_newuserdatauv(L, (count ? count : 1) * sizeof *keys, 0);
 	size_t n = 0;
+	if (unordered)
+		*unordered = 0;
 	lua_pushnil(L);
 	while (lua_next(L, idx)) {
 		lua_pop(L, 1);
-		enc_key *k = &keys[n];
-		memset(k, 0, sizeof *k);
-		switch (lua_type(L, -1)) {
-		case LUA_TBOOLEAN:
-			k->kind = 0;
-			k->i = lua_toboolean(L, -1);
-			break;
-		case LUA_TNUMBER:
-			k->kind = 1;
-			k->is_int = lua_isinteger(L, -1);
-			if (k->is_int)
-				k->i = lua_tointeger(L, -1);
-			else
-				k->d = lua_tonumber(L, -1);
-			break;
-		case LUA_TSTRING:
-			k->kind = 2;
-			k->s = lua_tolstring(L, -1, &k->len);
-			break;
-		default:
-			continue; /* tables, functions as keys have no stable order: left out */
+		if (capture_key(L, -1, &keys[n])) {
+			/* tables, functions as keys have no stable order */
+			if (unordered)
+				(*unordered)++;
+			continue;
 		}
 		n++;
 	}
@@ -507,6 +500,12 @@ void vsrh_push_sorted_keys(lua_State *L, int idx)
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}
 	lua_remove(L, -2);
+	return n;
+}
+
+void vsrh_push_sorted_keys(lua_State *L, int idx)
+{
+	vsrh_push_ordered_keys(L, idx, NULL);
 }
 
 /* ---------------------------------------------------------------- decoder */
@@ -619,10 +618,13 @@ static int dec_value(dec_state *s, int depth)
 	char kind;
 	size_t hdr;
 	uint64_t arg;
-	if (depth > VSRH_CODEC_DEPTH_MAX)
+	if (depth >= VSRH_CODEC_DEPTH_MAX)
 		return dec_fail(s, "nested deeper than 64 levels");
 	if (header(s->d, s->len, s->pos, &kind, &hdr, &arg))
 		return dec_fail(s, "truncated");
+	/* inside a call (vsr.store.get), decoding is charged like encoding */
+	if (vsrh_gas_try_state(L, 1 + (kind == 's' ? vsrh_gas_bytes(arg) : 0)))
+		return dec_fail(s, "instruction budget exhausted while decoding");
 	s->pos += hdr;
 	switch (kind) {
 	case 'n': lua_pushnil(L); return 0;

@@ -41,6 +41,9 @@ int vsrh_encode(lua_State *L, int idx, vsr_buf *b, size_t max_len, char *err,
 /* Pushes an array of the keys of the table at idx in canonical order
  * (booleans, numbers, strings bytewise). Keys of other types are left out. */
 void vsrh_push_sorted_keys(lua_State *L, int idx);
+/* The same, counting in *unordered the keys left out (tables, functions:
+ * no order that is the same on every replica); returns the keys pushed. */
+size_t vsrh_push_ordered_keys(lua_State *L, int idx, size_t *unordered);
 
 /* Decodes exactly one value from data[0..len) and pushes it. Returns 0, or
  * -1 with a message in err and nothing pushed. Trailing bytes are an error. */

@@ -462,7 +462,7 @@ static int same_address(const vsrh_address *a, const vsrh_address *b)
 static int validate(cfg_ctx *c, int t, vsrh_config *o)
 {
 	static const char *const top_keys[] = {"cluster", "replicas", "clients", "statemachine",
-		"dedup", "data_dir", "durability", "timeouts", "limits", "metrics", "log_level", "log_format", "auth", NULL};
+		"dedup", "data_dir", "durability", "timeouts", "limits", "metrics", "log_level", "log_format", "auth", "telemetry", NULL};
 	static const char *const auth_keys[] = {"replica_key", "client_key", NULL};
 	static const char *const timeout_keys[] = {"tick_ms", "heartbeat_ms", "primary_ms",
 		"view_change_ms", "retry_ms", NULL};
@@ -507,6 +507,8 @@ static int validate(cfg_ctx *c, int t, vsrh_config *o)
 	if ((rc = get_path(c, t, "statemachine", 1, 1, &o->statemachine)))
 		return rc;
 	if ((rc = get_path(c, t, "dedup", 0, 1, &o->dedup)))
+		return rc;
+	if ((rc = get_path(c, t, "telemetry", 0, 1, &o->telemetry)))
 		return rc;
 	if ((rc = get_path(c, t, "data_dir", 1, 0, &o->data_dir)))
 		return rc;
@@ -666,6 +668,8 @@ void vsrh_config_free(vsrh_config *c)
 	free(c->dedup);
 	free(c->data_dir);
 	free(c->replica_key_file);
+	free(c->telemetry);
+	c->telemetry = NULL;
 	free(c->client_key_file);
 	c->path = c->statemachine = c->dedup = c->data_dir = NULL;
 	c->replica_key_file = c->client_key_file = NULL;

@@ -20,6 +20,7 @@
  *     log_level = "info",               -- "debug" | "info" | "warn" | "error"
  *     log_format = "text",              -- "text" | "json"
  *     auth = { replica_key = "cluster.key", client_key = "client.key" }, -- optional
+ *     telemetry = "hooks.lua",          -- optional: event handlers outside the replicated state
  *   }
  *
  * Every error names the file, the key and what was expected, e.g.
@@ -59,6 +60,7 @@ typedef struct vsrh_config {
 	/* auth = { replica_key = "...", client_key = "..." }: key files
 	 * (resolved paths) or NULL when that port is not authenticated. */
 	char *replica_key_file;
+	char *telemetry;          /* resolved path of the telemetry hooks script, or NULL */
 	char *client_key_file;
 	int durability;           /* enum vsrh_durability */
 	int log_level;            /* enum vsrh_log_level */

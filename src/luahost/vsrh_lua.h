@@ -93,6 +93,19 @@ uint32_t vsrh_sm_evict(vsrh_sm *sm, const vsr_session_info *sessions, uint32_t n
  * VSR_REPLY_ERROR (reply holds the message). */
 int vsrh_sm_query(vsrh_sm *sm, const uint8_t *op, size_t op_len, vsr_buf *reply);
 
+/* NULL while the state machine is sound. Otherwise why it failed in a way
+ * the host cannot undo identically on every replica (snapshot() or a
+ * replay after a rollback failed, the hard memory cap was reached, the
+ * host ran out of memory): every apply after it is refused, and the
+ * replica must stop (vsrhost checks after every step) and come back
+ * through a restart or state transfer. */
+const char *vsrh_sm_failure(const vsrh_sm *sm);
+
+/* What the state machine is doing now, in words ("applying op 42 of
+ * session 7, request 3"), for the host's watchdog: callable from another
+ * thread (the fields are read racily but atomically). */
+void vsrh_sm_activity(const vsrh_sm *sm, char *out, size_t len);
+
 /* Counters for metrics and the benchmark. */
 typedef struct vsrh_sm_stats {
 	uint64_t applied;          /* apply calls */
@@ -123,6 +136,16 @@ int vsrh_sm_examples(vsrh_sm *sm, uint64_t seed, vsr_buf **ops, uint32_t *n, cha
  * load; report says why). `seed` picks the check seeds. */
 int vsrh_selfcheck(const vsrh_sm_options *o, const vsr_buf *ops, uint32_t n_ops, uint64_t seed,
 		   char *report, size_t report_len);
+
+/* The self-check over `seeds` seeds from `seed`: with ops == NULL each
+ * seed runs the script's examples generated for it (vsrh_sm_examples),
+ * else the given ops. Each seed restores at its own point. Fails (1) when
+ * a seed fails, when every operation of a seed fails, or when there are
+ * no operations unless allow_empty. Returns 0, 1 or a negative error;
+ * report names the failing seed. */
+#define VSRH_CHECK_SEEDS 20u
+int vsrh_check_seeds(const vsrh_sm_options *o, uint64_t seed, uint32_t seeds, const vsr_buf *ops,
+		     uint32_t n_ops, bool allow_empty, char *report, size_t report_len);
 
 /* `vsrhost check CONFIG`: validates the config, loads the state machine in
  * the sandbox and runs its determinism self-check. argv[0] is "check".

@@ -157,12 +157,16 @@ static int push_result(lua_State *L, int status, vsr_buf *r)
 	} else {
 		lua_pushboolean(L, 0);
 		lua_pushlstring(L, (const char *)r->data, r->len);
+		/* third result: which kind of error the client would see */
+		lua_pushstring(L, status == VSR_REPLY_SCRIPT_ERROR ? "script error" : "refused");
+		free(r->data);
+		return 3;
 	}
 	free(r->data);
 	return 2;
 }
 
-/* sm:apply(op [, ctx]) -> ok, reply-or-error-text.
+/* sm:apply(op [, ctx]) -> ok, reply-or-error-text [, "refused" | "script error"].
  * ctx = {op=, timestamp=, session=, request=, seed=}; op numbers default
  * to a counter, the timestamp to op * 1ms. */
 static int l_apply(lua_State *L)
@@ -432,6 +436,18 @@ static int l_stats(lua_State *L)
 	return 1;
 }
 
+/* sm:failure() -> nil, or why the state machine stopped (vsrh_sm_failure) */
+static int l_failure(lua_State *L)
+{
+	lsm *s = check_sm(L);
+	const char *f = vsrh_sm_failure(s->sm);
+	if (f)
+		lua_pushstring(L, f);
+	else
+		lua_pushnil(L);
+	return 1;
+}
+
 /* sm:logs([clear]) -> array of "level: text" lines */
 static int l_logs(lua_State *L)
 {
@@ -474,7 +490,8 @@ static int l_examples(lua_State *L)
 	return 1;
 }
 
-/* vsrhost.selfcheck(options, ops [, seed]) -> ok, report */
+/* vsrhost.selfcheck(options, ops|nil [, seed [, seeds [, allow_empty]]]) -> ok, report
+ * ops nil: the script's examples, generated per seed (vsrh_check_seeds). */
 static int l_selfcheck(lua_State *L)
 {
 	lsm tmp;
@@ -482,9 +499,14 @@ static int l_selfcheck(lua_State *L)
 	tmp.logs = calloc(LOG_LINES_MAX, sizeof *tmp.logs);
 	if (!tmp.logs)
 		return luaL_error(L, "out of memory");
-	luaL_checktype(L, 2, LUA_TTABLE);
-	lua_Unsigned n = lua_rawlen(L, 2);
+	int have_ops = !lua_isnoneornil(L, 2);
+	if (have_ops)
+		luaL_checktype(L, 2, LUA_TTABLE);
+	lua_Unsigned n = have_ops ? lua_rawlen(L, 2) : 0;
 	uint64_t seed = (uint64_t)luaL_optinteger(L, 3, 1);
+	lua_Integer seeds = luaL_optinteger(L, 4, 1);
+	bool allow_empty = lua_toboolean(L, 5);
+	luaL_argcheck(L, seeds >= 1 && seeds <= 100000, 4, "seeds must be 1..100000");
 	/* Keep tmp in a userdata so errors below free it through __gc. */
 	lsm *s = lua_newuserdatauv(L, sizeof *s, 0);
 	*s = tmp;
@@ -504,7 +526,8 @@ static int l_selfcheck(lua_State *L)
 		lua_pop(L, 1);
 	}
 	char report[8192];
-	int rc = vsrh_selfcheck(&s->opts, ops, (uint32_t)n, seed, report, sizeof report);
+	int rc = vsrh_check_seeds(&s->opts, seed, (uint32_t)seeds, have_ops ? ops : NULL,
+				  (uint32_t)n, allow_empty, report, sizeof report);
 	for (lua_Unsigned i = 0; i < n; i++)
 		free(ops[i].data);
 	lua_pushboolean(L, rc == 0);
@@ -602,7 +625,7 @@ int luaopen_vsrhost(lua_State *L)
 	static const luaL_Reg sm_methods[] = {
 		{"apply", l_apply}, {"apply_raw", l_apply_raw}, {"query", l_query},
 		{"snapshot", l_snapshot}, {"restore", l_restore}, {"digest", l_digest},
-		{"evict", l_evict}, {"stats", l_stats}, {"logs", l_logs},
+		{"evict", l_evict}, {"stats", l_stats}, {"logs", l_logs}, {"failure", l_failure},
 		{"examples", l_examples}, {"close", lsm_gc}, {"store_backend", l_store_backend},
 		{"checkpoint_take", l_checkpoint_take}, {"checkpoint_read", l_checkpoint_read},
 		{"checkpoint_write", l_checkpoint_write}, {"checkpoint_install", l_checkpoint_install},

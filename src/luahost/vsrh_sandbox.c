@@ -20,9 +20,6 @@ const char vsrh_fail_mt_key[] = "vsrh.fail";
 #define BOX_PRELOAD "vsrh.preload"    /* host modules for require */
 #define BOX_LOADED "vsrh.loaded"      /* modules already required */
 #define BOX_PROTECTED "vsrh.protected" /* host tables rawset may not touch */
-/* The hook is armed in chunks so budgets above INT_MAX work; the budget is
- * still exact to the instruction. */
-#define BOX_CHUNK 100000u
 /* Bytes of one required module file. */
 #define BOX_FILE_BYTES_MAX (4u << 20)
 
@@ -46,188 +43,6 @@ void vsrh_box_log(vsrh_box *b, int level, const char *fmt, ...)
 		static const char *names[] = {"debug", "info", "warn", "error"};
 		fprintf(stderr, "lua %s: %.*s\n", names[level & 3], (int)len, msg);
 	}
-}
-
-/* ---------------------------------------------------------------- budgets */
-
-static size_t size_class(size_t n)
-{
-	return (n + VSRH_BOX_CLASS_BYTES - 1) / VSRH_BOX_CLASS_BYTES;
-}
-
-static void *block_get(vsrh_box *b, size_t n)
-{
-	size_t c = size_class(n);
-	if (c > VSRH_BOX_CLASSES)
-		return malloc(n);
-	void *p = b->free_list[c];
-	if (p) {
-		b->free_list[c] = *(void **)p;
-		b->free_count[c]--;
-		return p;
-	}
-	return malloc(c * VSRH_BOX_CLASS_BYTES);
-}
-
-static void block_put(vsrh_box *b, void *p, size_t n)
-{
-	size_t c = size_class(n);
-	if (c > VSRH_BOX_CLASSES || b->free_count[c] >= VSRH_BOX_FREE_MAX) {
-		free(p);
-		return;
-	}
-	*(void **)p = b->free_list[c];
-	b->free_list[c] = p;
-	b->free_count[c]++;
-}
-
-static void *box_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-	vsrh_box *b = ud;
-	size_t old = ptr ? osize : 0;
-	if (nsize == 0) {
-		if (ptr) {
-			b->mem_used -= old;
-			block_put(b, ptr, old);
-		}
-		return NULL;
-	}
-	if (b->mem_limited && nsize > old && b->mem_used - old + nsize > b->mem_max) {
-		/* Lua then collects garbage in an emergency and retries once. */
-		b->mem_refusals++;
-		return NULL;
-	}
-	void *p;
-	size_t co = size_class(old), cn = size_class(nsize);
-	if (ptr && co == cn && cn <= VSRH_BOX_CLASSES) {
-		p = ptr; /* same block size */
-	} else if (ptr && co > VSRH_BOX_CLASSES && cn > VSRH_BOX_CLASSES) {
-		p = realloc(ptr, nsize);
-		if (!p)
-			return NULL;
-	} else {
-		p = block_get(b, nsize);
-		if (!p)
-			return NULL;
-		if (ptr) {
-			memcpy(p, ptr, old < nsize ? old : nsize);
-			block_put(b, ptr, old);
-		}
-	}
-	b->mem_used = b->mem_used - old + nsize;
-	return p;
-}
-
-static void box_hook(lua_State *L, lua_Debug *ar)
-{
-	(void)ar;
-	vsrh_box *b = vsrh_box_of(L);
-	if (b->fatal != VSRH_FATAL_BUDGET) {
-		b->instr_left -= b->instr_chunk;
-		if (b->instr_left > 0) {
-			b->instr_chunk = b->instr_left < BOX_CHUNK ? (uint32_t)b->instr_left : BOX_CHUNK;
-			lua_sethook(L, box_hook, LUA_MASKCOUNT, (int)b->instr_chunk);
-			return;
-		}
-		b->fatal = VSRH_FATAL_BUDGET;
-		b->budget_exhausted++;
-		/* From now on every instruction raises again, so neither pcall
-		 * nor a __close handler can carry on. */
-		lua_sethook(L, box_hook, LUA_MASKCOUNT, 1);
-	}
-	lua_pushfstring(L, "instruction budget exhausted (%I instructions per call)",
-			(lua_Integer)b->instr_max);
-	lua_error(L);
-}
-
-static int box_msgh(lua_State *L)
-{
-	vsrh_box *b = vsrh_box_of(L);
-	if (b->log_level <= VSRH_LOG_DEBUG && lua_type(L, 1) == LUA_TSTRING) {
-		bool limited = b->mem_limited;
-		b->mem_limited = false;
-		luaL_traceback(L, L, lua_tostring(L, 1), 1);
-		vsrh_box_log(b, VSRH_LOG_DEBUG, "%s", lua_tostring(L, -1));
-		lua_pop(L, 1);
-		b->mem_limited = limited;
-	}
-	return 1;
-}
-
-int vsrh_box_call(vsrh_box *b, int nargs, int nresults)
-{
-	lua_State *L = b->L;
-	int base = lua_gettop(L) - nargs;
-	lua_pushcfunction(L, box_msgh);
-	lua_insert(L, base);
-	b->fatal = VSRH_FATAL_NONE;
-	b->instr_left = b->instr_max;
-	b->instr_chunk = b->instr_left < BOX_CHUNK ? (uint32_t)b->instr_left : BOX_CHUNK;
-	lua_sethook(L, box_hook, LUA_MASKCOUNT, (int)b->instr_chunk);
-	b->mem_limited = true;
-	int st = lua_pcall(L, nargs, nresults, base);
-	b->mem_limited = false;
-	lua_sethook(L, NULL, 0, 0);
-	lua_remove(L, base);
-	if (st == LUA_ERRMEM && b->fatal == VSRH_FATAL_NONE)
-		b->fatal = VSRH_FATAL_MEMORY;
-	return st;
-}
-
-size_t vsrh_box_error_text(vsrh_box *b, int status, int idx, char *out, size_t out_len)
-{
-	lua_State *L = b->L;
-	int n;
-	idx = lua_absindex(L, idx);
-	if (b->fatal == VSRH_FATAL_BUDGET) {
-		n = snprintf(out, out_len, "instruction budget exhausted (%llu instructions per call)",
-			     (unsigned long long)b->instr_max);
-	} else if (status == LUA_ERRMEM || b->fatal == VSRH_FATAL_MEMORY) {
-		n = snprintf(out, out_len, "memory budget exhausted (%llu bytes per state machine)",
-			     (unsigned long long)b->mem_max);
-	} else {
-		switch (lua_type(L, idx)) {
-		case LUA_TSTRING:
-		case LUA_TNUMBER: {
-			size_t len;
-			lua_pushvalue(L, idx); /* tolstring converts numbers in place */
-			const char *s = lua_tolstring(L, -1, &len);
-			n = snprintf(out, out_len, "%.*s", (int)(len > 65536 ? 65536 : len), s);
-			lua_pop(L, 1);
-			break;
-		}
-		case LUA_TNIL:
-			n = snprintf(out, out_len, "error raised with a nil value");
-			break;
-		case LUA_TTABLE: {
-			int is_fail = 0;
-			if (lua_getmetatable(L, idx)) {
-				luaL_getmetatable(L, vsrh_fail_mt_key);
-				is_fail = lua_rawequal(L, -1, -2);
-				lua_pop(L, 2);
-			}
-			if (is_fail) {
-				lua_pushliteral(L, "code");
-				lua_rawget(L, idx);
-				lua_pushliteral(L, "message");
-				lua_rawget(L, idx);
-				n = snprintf(out, out_len, "%lld: %s", (long long)lua_tointeger(L, -2),
-					     lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "");
-				lua_pop(L, 2);
-				break;
-			}
-		}
-		/* fall through */
-		default:
-			n = snprintf(out, out_len,
-				     "error object is a %s value (raise a string, or vsr.fail(code, message))",
-				     luaL_typename(L, idx));
-			break;
-		}
-	}
-	if (n < 0)
-		n = 0;
-	return (size_t)n < out_len ? (size_t)n : out_len - 1;
 }
 
 /* ---------------------------------------------------------------- random */
@@ -355,17 +170,23 @@ static int box_xpcall(lua_State *L)
 	return lua_gettop(L) - 2;
 }
 
+static int box_tostring(lua_State *L);
+
 static int box_print(lua_State *L)
 {
 	vsrh_box *b = vsrh_box_of(L);
 	if (b->log_level > VSRH_LOG_INFO)
 		return 0;
 	int n = lua_gettop(L);
-	luaL_checkstack(L, 2 * n + 1, "too many arguments to print");
+	luaL_checkstack(L, 2 * n + 2, "too many arguments to print");
 	for (int i = 1; i <= n; i++) {
 		if (i > 1)
 			lua_pushliteral(L, "\t");
-		luaL_tolstring(L, i, NULL);
+		/* as tostring does: a table or function without __tostring
+		 * shows its type, not its address */
+		lua_pushcfunction(L, box_tostring);
+		lua_pushvalue(L, i);
+		lua_call(L, 1, 1);
 	}
 	if (n == 0)
 		lua_pushliteral(L, "");
@@ -407,23 +228,88 @@ static int box_tostring(lua_State *L)
 	return 1;
 }
 
+/* Tables an access may walk through `field` (__index or __newindex)
+ * starting from metatable mt (at idx), up to BOX_CHAIN_MAX + 1. Each step
+ * is work a single VM instruction does without the count hook seeing it. */
+#define BOX_CHAIN_MAX 32
+static int chain_depth(lua_State *L, int idx, const char *field)
+{
+	int top = lua_gettop(L);
+	int depth = 0;
+	luaL_checkstack(L, 4, "setmetatable");
+	lua_pushvalue(L, idx); /* the metatable being walked */
+	while (depth <= BOX_CHAIN_MAX) {
+		lua_pushstring(L, field);
+		if (lua_rawget(L, -2) != LUA_TTABLE)
+			break;
+		depth++;
+		if (!lua_getmetatable(L, -1))
+			break;
+		lua_replace(L, -3); /* one slot, however deep */
+		lua_pop(L, 1);
+	}
+	lua_settop(L, top);
+	return depth;
+}
+
 static int box_setmetatable(lua_State *L)
 {
 	if (lua_type(L, 2) == LUA_TTABLE) {
-		lua_getfield(L, 2, "__gc");
-		if (!lua_isnil(L, -1))
+		/* a chain of __index (or __newindex) tables is walked by one VM
+		 * instruction: bounded so that one unit of gas stays small work */
+		if (chain_depth(L, 2, "__index") > BOX_CHAIN_MAX ||
+		    chain_depth(L, 2, "__newindex") > BOX_CHAIN_MAX)
+			return luaL_error(L, "setmetatable: a chain of more than %d __index or "
+					     "__newindex tables (one access would walk all of them)",
+					  BOX_CHAIN_MAX);
+		/* raw, as the collector looks them up */
+		if (lua_getfield(L, LUA_REGISTRYINDEX, VSRH_BOX_METATABLES) != LUA_TTABLE)
+			return luaL_error(L, "setmetatable: the sandbox is not set up");
+		lua_pushliteral(L, "__gc");
+		if (lua_rawget(L, 2) != LUA_TNIL)
 			return luaL_error(L, "setmetatable: __gc is not allowed in the sandbox "
 					     "(finalizers run at times that differ between replicas)");
-		lua_getfield(L, 2, "__mode");
-		if (!lua_isnil(L, -1))
+		lua_pushliteral(L, "__mode");
+		if (lua_rawget(L, 2) != LUA_TNIL)
 			return luaL_error(L, "setmetatable: __mode is not allowed in the sandbox "
 					     "(weak entries vanish at times that differ between replicas)");
 		lua_pop(L, 2);
+		/* remembered: a __mode added later is found when the call ends
+		 * (vsrh_box_weak_check) */
+		lua_pushvalue(L, 2);
+		lua_pushboolean(L, 1);
+		lua_rawset(L, -3);
+		lua_pop(L, 1);
 	}
 	lua_pushvalue(L, lua_upvalueindex(1));
 	lua_insert(L, 1);
 	lua_call(L, lua_gettop(L) - 1, 1);
 	return 1;
+}
+
+int vsrh_box_weak_check(vsrh_box *b)
+{
+	lua_State *L = b->L;
+	int found = 0;
+	if (lua_getfield(L, LUA_REGISTRYINDEX, VSRH_BOX_METATABLES) != LUA_TTABLE) {
+		lua_pop(L, 1);
+		return 0;
+	}
+	lua_pushnil(L);
+	while (lua_next(L, -2)) {
+		lua_pop(L, 1);
+		lua_pushliteral(L, "__mode");
+		if (lua_rawget(L, -2) != LUA_TNIL) {
+			found = 1;
+			/* taken away again, so the table is strong from now on */
+			lua_pushliteral(L, "__mode");
+			lua_pushnil(L);
+			lua_rawset(L, -4);
+		}
+		lua_pop(L, 1);
+	}
+	lua_pop(L, 1);
+	return found;
 }
 
 /* rawset, except on the host's own tables (marker metatables, library
@@ -485,158 +371,6 @@ static int box_load(lua_State *L)
 		vsrh_box_push_env(vsrh_box_of(L));
 	lua_setupvalue(L, -2, 1);
 	return 1;
-}
-
-static int box_format(lua_State *L)
-{
-	size_t len;
-	const char *f = luaL_checklstring(L, 1, &len);
-	int top = lua_gettop(L);
-	int arg = 1;
-	for (size_t i = 0; i < len; i++) {
-		if (f[i] != '%')
-			continue;
-		if (++i < len && f[i] == '%')
-			continue;
-		while (i < len && strchr("-+ #0123456789.", f[i]))
-			i++;
-		if (i >= len)
-			break;
-		arg++;
-		if (f[i] == 'p')
-			return luaL_error(L, "string.format: %%p shows an address, which differs between replicas");
-		int t = arg <= top ? lua_type(L, arg) : LUA_TNONE;
-		if (f[i] == 's' && (t == LUA_TTABLE || t == LUA_TFUNCTION || t == LUA_TTHREAD ||
-				    t == LUA_TUSERDATA || t == LUA_TLIGHTUSERDATA)) {
-			if (luaL_getmetafield(L, arg, "__tostring") == LUA_TNIL) {
-				lua_pushstring(L, lua_typename(L, t));
-				lua_replace(L, arg);
-			} else {
-				lua_pop(L, 1);
-			}
-		}
-	}
-	lua_pushvalue(L, lua_upvalueindex(1));
-	lua_insert(L, 1);
-	lua_call(L, top, 1);
-	return 1;
-}
-
-/* Stable bottom-up merge sort: unlike Lua's quicksort, whose pivot is
- * randomised from the clock for arrays over 100 elements, it gives the same
- * order on every replica even for comparators with ties. */
-static int sort_less(lua_State *L, int has_cmp, int a, int b)
-{
-	/* values at a and b are stack indices */
-	if (has_cmp) {
-		lua_pushvalue(L, 2);
-		lua_pushvalue(L, a);
-		lua_pushvalue(L, b);
-		lua_call(L, 2, 1);
-		int r = lua_toboolean(L, -1);
-		lua_pop(L, 1);
-		return r;
-	}
-	return lua_compare(L, a, b, LUA_OPLT);
-}
-
-static int box_sort(lua_State *L)
-{
-	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_Integer n = luaL_len(L, 1);
-	int has_cmp = !lua_isnoneornil(L, 2);
-	if (has_cmp)
-		luaL_checktype(L, 2, LUA_TFUNCTION);
-	lua_settop(L, 2);
-	luaL_argcheck(L, n < (1 << 26), 1, "array too big");
-	lua_createtable(L, (int)n, 0); /* 3: scratch */
-	int src = 1, dst = 3;
-	for (lua_Integer w = 1; w < n; w *= 2) {
-		for (lua_Integer lo = 1; lo <= n; lo += 2 * w) {
-			lua_Integer mid = lo + w - 1 < n ? lo + w - 1 : n;
-			lua_Integer hi = lo + 2 * w - 1 < n ? lo + 2 * w - 1 : n;
-			lua_Integer i = lo, j = mid + 1, k = lo;
-			while (i <= mid || j <= hi) {
-				int take_right;
-				if (i > mid) {
-					take_right = 1;
-				} else if (j > hi) {
-					take_right = 0;
-				} else {
-					lua_geti(L, src, i);
-					lua_geti(L, src, j);
-					/* right first only when strictly less: stable */
-					take_right = sort_less(L, has_cmp, lua_gettop(L), lua_gettop(L) - 1);
-					lua_pop(L, 2);
-				}
-				lua_geti(L, src, take_right ? j++ : i++);
-				lua_seti(L, dst, k++);
-			}
-		}
-		int t = src;
-		src = dst;
-		dst = t;
-	}
-	if (src != 1) {
-		for (lua_Integer i = 1; i <= n; i++) {
-			lua_geti(L, src, i);
-			lua_seti(L, 1, i);
-		}
-	}
-	return 0;
-}
-
-/* check mode: pairs() over a shuffled copy of the keys */
-static int shuffled_iter(lua_State *L)
-{
-	lua_Integer i = lua_tointeger(L, lua_upvalueindex(3));
-	for (;;) {
-		i++;
-		if (lua_rawgeti(L, lua_upvalueindex(1), i) == LUA_TNIL) {
-			lua_pushinteger(L, i);
-			lua_replace(L, lua_upvalueindex(3));
-			return 0;
-		}
-		lua_pushvalue(L, -1);
-		if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) {
-			lua_pushinteger(L, i);
-			lua_replace(L, lua_upvalueindex(3));
-			return 2;
-		}
-		lua_pop(L, 2); /* key removed during the traversal */
-	}
-}
-
-static int box_pairs_shuffled(lua_State *L)
-{
-	vsrh_box *b = vsrh_box_of(L);
-	if (luaL_getmetafield(L, 1, "__pairs") != LUA_TNIL) {
-		lua_pushvalue(L, 1);
-		lua_call(L, 1, 3);
-		return 3;
-	}
-	luaL_checktype(L, 1, LUA_TTABLE);
-	lua_newtable(L);
-	lua_Integer n = 0;
-	lua_pushnil(L);
-	while (lua_next(L, 1)) {
-		lua_pop(L, 1);
-		lua_pushvalue(L, -1);
-		lua_rawseti(L, 2, ++n);
-	}
-	for (lua_Integer i = n; i > 1; i--) {
-		lua_Integer j = 1 + (lua_Integer)xo_project(b->shuffle_rng, (uint64_t)i - 1);
-		lua_rawgeti(L, 2, i);
-		lua_rawgeti(L, 2, j);
-		lua_rawseti(L, 2, i);
-		lua_rawseti(L, 2, j);
-	}
-	lua_pushvalue(L, 1);
-	lua_pushinteger(L, 0);
-	lua_pushcclosure(L, shuffled_iter, 3);
-	lua_pushvalue(L, 1);
-	lua_pushnil(L);
-	return 3;
 }
 
 /* ---------------------------------------------------------------- globals */
@@ -910,8 +644,6 @@ static int box_fail(lua_State *L)
 
 static int box_setup(lua_State *L)
 {
-	vsrh_box *b = lua_touserdata(L, 1);
-	bool shuffle = b->shuffle;
 	luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
 	lua_pop(L, 1);
 	luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
@@ -923,6 +655,14 @@ static int box_setup(lua_State *L)
 	vsrh_codec_init(L);
 	lua_newtable(L);
 	lua_setfield(L, LUA_REGISTRYINDEX, BOX_PROTECTED);
+	/* the tables scripts used as metatables, weakly held: only the host
+	 * iterates it, and a collected metatable governs nothing */
+	lua_newtable(L);
+	lua_createtable(L, 0, 1);
+	lua_pushliteral(L, "k");
+	lua_setfield(L, -2, "__mode");
+	lua_setmetatable(L, -2);
+	lua_setfield(L, LUA_REGISTRYINDEX, VSRH_BOX_METATABLES);
 	luaL_newmetatable(L, vsrh_fail_mt_key);
 	lua_pushliteral(L, "vsr.fail");
 	lua_setfield(L, -2, "__name");
@@ -950,10 +690,6 @@ static int box_setup(lua_State *L)
 	lua_pushcclosure(L, box_setmetatable, 1);
 	lua_setfield(L, tpl, "setmetatable");
 	lua_pop(L, 1);
-	if (shuffle) {
-		lua_pushcfunction(L, box_pairs_shuffled);
-		lua_setfield(L, tpl, "pairs");
-	}
 	static const luaL_Reg wrapped[] = {{"pcall", box_pcall}, {"xpcall", box_xpcall},
 		{"rawset", box_rawset},
 		{"print", box_print}, {"warn", box_warn}, {"tostring", box_tostring},
@@ -962,28 +698,15 @@ static int box_setup(lua_State *L)
 		lua_pushcfunction(L, r->func);
 		lua_setfield(L, tpl, r->name);
 	}
-	/* string: no dump, format without addresses */
+	/* copies of the libraries, metered (vsrh_meter.c); string without dump */
 	static const char *const string_skip[] = {"dump", NULL};
 	copy_lib(L, s_string, string_skip);
-	lua_getfield(L, s_string, "format");
-	lua_pushcclosure(L, box_format, 1);
-	lua_setfield(L, -2, "format");
-	/* the shared string metatable: hidden, indexing the clean copy */
-	lua_pushliteral(L, "");
-	lua_getmetatable(L, -1);
-	lua_pushvalue(L, -3);
-	lua_setfield(L, -2, "__index");
-	lua_pushboolean(L, 0);
-	lua_setfield(L, -2, "__metatable");
-	lua_pop(L, 2);
-	make_proxy(L);
-	lua_setfield(L, tpl, "string");
-	/* table: deterministic sort */
+	int c_string = lua_gettop(L);
 	copy_lib(L, s_table, NULL);
-	lua_pushcfunction(L, box_sort);
-	lua_setfield(L, -2, "sort");
-	make_proxy(L);
-	lua_setfield(L, tpl, "table");
+	int c_table = lua_gettop(L);
+	copy_lib(L, s_utf8, NULL);
+	int c_utf8 = lua_gettop(L);
+	vsrh_meter_install(L, tpl, c_string, c_table, c_utf8);
 	/* math: the host's generator */
 	copy_lib(L, s_math, NULL);
 	lua_pushcfunction(L, box_random);
@@ -992,9 +715,24 @@ static int box_setup(lua_State *L)
 	lua_setfield(L, -2, "randomseed");
 	make_proxy(L);
 	lua_setfield(L, tpl, "math");
-	copy_lib(L, s_utf8, NULL);
+	/* the shared string metatable: hidden, indexing the clean copy */
+	lua_pushliteral(L, "");
+	lua_getmetatable(L, -1);
+	lua_pushvalue(L, c_string);
+	lua_setfield(L, -2, "__index");
+	lua_pushboolean(L, 0);
+	lua_setfield(L, -2, "__metatable");
+	lua_pop(L, 2);
+	lua_pushvalue(L, c_string);
+	make_proxy(L);
+	lua_setfield(L, tpl, "string");
+	lua_pushvalue(L, c_table);
+	make_proxy(L);
+	lua_setfield(L, tpl, "table");
+	lua_pushvalue(L, c_utf8);
 	make_proxy(L);
 	lua_setfield(L, tpl, "utf8");
+	lua_settop(L, tpl);
 	/* vsr: helpers every script may use (the state-machine host adds more) */
 	lua_newtable(L);
 	lua_pushcfunction(L, box_fail);
@@ -1038,14 +776,12 @@ int vsrh_box_open(vsrh_box *b, const vsrh_box_options *o, char *err, size_t err_
 	b->log = o->log;
 	b->log_arg = o->log_arg;
 	b->log_level = o->log_level;
-	b->shuffle = o->check_seed != 0;
-	xo_seed(b->shuffle_rng, o->check_seed);
 	vsrh_box_seed(b, 0);
 	if (o->lua_root)
 		snprintf(b->lua_root, sizeof b->lua_root, "%s", o->lua_root);
 	if (o->script_dir)
 		snprintf(b->script_dir, sizeof b->script_dir, "%s", o->script_dir);
-	b->L = lua_newstate(box_alloc, b);
+	b->L = lua_newstate(vsrh_box_alloc, b);
 	if (!b->L) {
 		snprintf(err, err_len, "cannot create a Lua state: out of memory");
 		return -1;
@@ -1074,12 +810,5 @@ void vsrh_box_close(vsrh_box *b)
 	b->L = NULL;
 	free(b->scratch.data);
 	memset(&b->scratch, 0, sizeof b->scratch);
-	for (size_t c = 0; c <= VSRH_BOX_CLASSES; c++) {
-		while (b->free_list[c]) {
-			void *p = b->free_list[c];
-			b->free_list[c] = *(void **)p;
-			free(p);
-		}
-		b->free_count[c] = 0;
-	}
+	vsrh_box_release_blocks(b);
 }

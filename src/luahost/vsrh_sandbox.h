@@ -25,7 +25,8 @@
 enum vsrh_fatal {
 	VSRH_FATAL_NONE = 0,
 	VSRH_FATAL_BUDGET,  /* the instruction budget is spent */
-	VSRH_FATAL_MEMORY,  /* the memory budget refused an allocation */
+	VSRH_FATAL_MEMORY,  /* the hard memory cap refused an allocation */
+	VSRH_FATAL_STRING,  /* a string longer than VSRH_STRING_BYTES_MAX */
 };
 
 /* Small blocks are recycled through per-size free lists: an operation
@@ -44,20 +45,23 @@ typedef struct vsrh_box {
 	size_t mem_max;
 	bool mem_limited;      /* false while the host itself works in the state */
 	uint64_t mem_refusals;
-	/* instruction budget of the current call */
+	/* gas (vsrh_gas.h): the default budget per call, the armed one */
 	uint64_t instr_max;
-	uint64_t instr_left;
+	uint64_t budget_now;   /* units of the armed budget */
+	uint64_t instr_left;   /* left at the start of the hook's chunk */
 	uint32_t instr_chunk;  /* count the hook is armed with */
+	bool armed;            /* a budget is armed (vsrh_box_arm) */
+	bool in_call;          /* inside vsrh_box_call */
 	int fatal;             /* enum vsrh_fatal, for the current call */
 	uint64_t budget_exhausted;
+	/* the hard memory cap was crossed: results may now depend on the heap */
+	bool broken;
+	char broken_why[256];
 	/* the per-call generator behind math.random and ctx.random, seeded on
 	 * first use in a call (most operations never draw) */
 	uint64_t rng[4];
 	uint64_t rng_seed;
 	bool rng_ready;
-	/* check mode: pairs() visits keys in an order shuffled by this generator */
-	bool shuffle;
-	uint64_t shuffle_rng[4];
 	/* log routing */
 	vsrh_log_fn log;
 	void *log_arg;
@@ -77,8 +81,29 @@ typedef struct vsrh_box_options {
 	vsrh_log_fn log;
 	void *log_arg;
 	int log_level;
-	uint64_t check_seed;    /* nonzero: shuffled pairs */
+	uint64_t check_seed;    /* unused by the box (pairs() order is canonical) */
 } vsrh_box_options;
+
+/* The allocator behind every box (vsrh_budget.c) and its free lists. */
+void *vsrh_box_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+void vsrh_box_release_blocks(vsrh_box *b);
+
+/* Installs the metered library functions (vsrh_meter.c) into the copies
+ * of the libraries at the given stack slots and the globals template. */
+void vsrh_meter_install(lua_State *L, int tpl, int string_lib, int table_lib, int utf8_lib);
+/* Wraps every C function in the table at t so that it charges one unit
+ * and the bytes of its string arguments before running (vsr.store). */
+void vsrh_meter_wrap_cfunctions(lua_State *L, int t);
+/* Sets find, match, gmatch, gsub (vsrh_pattern.c) in the table at string_lib. */
+void vsrh_pattern_install(lua_State *L, int string_lib);
+
+/* Finds metatables that gained a __mode field after setmetatable (a weak
+ * table, whose entries would vanish at times that differ between
+ * replicas), takes the field away again and returns 1; else 0. */
+int vsrh_box_weak_check(vsrh_box *b);
+
+/* Registry key of the set of tables used as metatables. */
+#define VSRH_BOX_METATABLES "vsrh.metatables"
 
 /* Creates the state. Returns 0, or -1 with err filled. */
 int vsrh_box_open(vsrh_box *b, const vsrh_box_options *o, char *err, size_t err_len);
@@ -108,6 +133,10 @@ int vsrh_box_call(vsrh_box *b, int nargs, int nresults);
  * writing at most out_len-1 bytes. Knows vsr.fail tables, budget and memory
  * errors. Returns the length written. */
 size_t vsrh_box_error_text(vsrh_box *b, int status, int idx, char *out, size_t out_len);
+
+/* Whether the error object at idx is a vsr.fail(code, message) refusal
+ * (as opposed to a runtime error or a spent budget). */
+int vsrh_box_error_is_fail(vsrh_box *b, int status, int idx);
 
 /* Marks the table at idx as the host's: the sandbox's rawset refuses it and,
  * with `guard`, writing a new key raises an error. */

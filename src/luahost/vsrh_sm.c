@@ -9,10 +9,15 @@
  * Lua state (it has snapshot/restore hooks), the state is rolled back by
  * restoring the last base snapshot and replaying the operations applied
  * since. All of it depends only on the log, so every replica does the same.
- * Host-internal steps run with the memory budget lifted: they cannot fail
- * halfway except on a real out-of-memory, which aborts. */
+ * Host-internal steps run with the memory budget lifted. A failure the
+ * host cannot undo deterministically (snapshot() failing, a replay after a
+ * rollback failing, the hard memory cap, a real out-of-memory) never
+ * aborts: it marks the state machine failed (vsrh_sm_failure), every call
+ * after it refuses, and the replica stops cleanly. */
 #include "vsrh_lua.h"
 
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +30,7 @@
 #include <xxhash.h>
 
 #include "vsrh_codec.h"
+#include "vsrh_gas.h"
 #include "vsrh_sandbox.h"
 #include "vsrh_store.h"
 #include "vsr_snapckpt.h"
@@ -67,15 +73,66 @@ struct vsrh_sm {
 	replay_rec *recs;
 	uint32_t nrecs;
 	vsrh_sm_stats stats;
+	/* what it is doing, for the watchdog thread (vsrh_sm_activity) */
+	_Atomic int act_kind; /* 0 idle, 1 apply, 2 query, 3 snapshot, 4 restore */
+	_Atomic uint64_t act_op, act_session, act_request;
+	/* set once by sm_fail: the state machine can no longer be trusted */
+	bool failed;
+	char failure[ERR_TEXT_MAX];
 	vsr_snapckpt ck; /* checkpoints: whole-state images in memory */
 	char *image_path; /* plain state on a durable disk: the current image's file */
 };
 
+/* Marks the state machine failed (first reason kept) and logs it. */
+static void sm_fail(vsrh_sm *sm, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sm_fail(vsrh_sm *sm, const char *fmt, ...)
+{
+	if (sm->failed)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(sm->failure, sizeof sm->failure, fmt, ap);
+	va_end(ap);
+	sm->failed = true;
+	vsrh_box_log(&sm->box, VSRH_LOG_ERROR, "%s: %s", sm->script_name, sm->failure);
+}
+
+const char *vsrh_sm_failure(const vsrh_sm *sm)
+{
+	if (sm->failed)
+		return sm->failure;
+	if (sm->box.broken)
+		return sm->box.broken_why;
+	return NULL;
+}
+
+/* The budget of work over the whole state (snapshot, restore): sized for
+ * the largest state the memory cap allows, never the per-operation one. */
+static uint64_t state_budget(const vsrh_sm *sm)
+{
+	return sm->box.mem_max > sm->box.instr_max ? sm->box.mem_max : sm->box.instr_max;
+}
+
 /* ---------------------------------------------------------------- helpers */
+
+/* Charges a sort of the keys of the table at 1 (n log n units). */
+static void charge_key_sort(lua_State *L)
+{
+	uint64_t n = 0, log = 1;
+	lua_pushnil(L);
+	while (lua_next(L, 1)) {
+		lua_pop(L, 1);
+		n++;
+	}
+	while (log < 63 && ((uint64_t)1 << log) < n)
+		log++;
+	vsrh_gas(L, 1 + vsrh_gas_mul(n, log + 1));
+}
 
 static int vsr_sorted_keys(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
+	charge_key_sort(L);
 	vsrh_push_sorted_keys(L, 1);
 	return 1;
 }
@@ -102,6 +159,7 @@ static int sorted_pairs_iter(lua_State *L)
 static int vsr_sorted_pairs(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
+	charge_key_sort(L);
 	vsrh_push_sorted_keys(L, 1);
 	lua_pushinteger(L, 0);
 	lua_pushcclosure(L, sorted_pairs_iter, 2);
@@ -160,25 +218,28 @@ static void set_mode(vsrh_sm *sm, int mode)
 static void put_error(vsr_buf *reply, const char *text, size_t len)
 {
 	reply->len = 0;
-	if (vsrh_buf_put(reply, text, len)) {
-		fprintf(stderr, "vsrluahost: out of memory writing an error reply\n");
-		abort();
-	}
+	if (vsrh_buf_put(reply, text, len))
+		reply->len = 0; /* out of memory: an empty error reply */
 }
 
 /* Runs f(ud) in protected mode with the memory budget lifted; a failure
  * there is a real out-of-memory or a host bug, and determinism cannot be
- * kept after it, so the process stops. */
-static void host_protected(vsrh_sm *sm, lua_CFunction f, void *ud, const char *what)
+ * kept after it: the state machine is marked failed (its replica stops).
+ * Returns 0, or -1 when it failed. */
+static int host_protected(vsrh_sm *sm, lua_CFunction f, void *ud, const char *what)
 {
 	lua_State *L = sm->box.L;
 	lua_pushcfunction(L, f);
 	lua_pushlightuserdata(L, ud);
-	if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
-		fprintf(stderr, "vsrluahost: %s failed: %s\n", what,
+	int st = lua_pcall(L, 1, 0, 0);
+	vsrh_box_disarm(&sm->box);
+	if (st != LUA_OK) {
+		sm_fail(sm, "%s failed inside the host: %s", what,
 			lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(error object)");
-		abort();
+		lua_pop(L, 1);
+		return -1;
 	}
+	return 0;
 }
 
 /* ---------------------------------------------------------------- apply */
@@ -199,7 +260,7 @@ typedef struct apply_job {
 	size_t op_len;
 	vsr_buf *reply;
 	int mode;   /* 1 apply, 2 query, 3 apply as a query (writes dropped) */
-	int result; /* VSR_REPLY_OK or VSR_REPLY_ERROR */
+	int result; /* VSR_REPLY_OK, VSR_REPLY_ERROR or VSR_REPLY_SCRIPT_ERROR */
 } apply_job;
 
 static uint64_t op_seed(const vsr_apply_ctx *a)
@@ -235,13 +296,19 @@ static int apply_tramp(lua_State *L)
 	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_ctx);
 	vsrh_box_seed(b, op_seed(j->actx));
 	set_mode(sm, j->mode);
+	/* one budget for the call and the encoding of its reply */
+	vsrh_box_arm(b, b->instr_max);
 	int st = vsrh_box_call(b, 2, 1);
 	size_t n = 0;
+	/* anything but a vsr.fail refusal is a script error: a bug in the
+	 * script, a spent budget, a reply that does not encode */
+	bool script_error = true;
 	if (st != LUA_OK) {
+		script_error = !vsrh_box_error_is_fail(b, st, -1);
 		n = vsrh_box_error_text(b, st, -1, err, sizeof err);
 		if (b->fatal == VSRH_FATAL_BUDGET)
 			sm->stats.budget_exhausted++;
-		if (b->fatal == VSRH_FATAL_MEMORY || st == LUA_ERRMEM)
+		if (b->fatal == VSRH_FATAL_MEMORY)
 			sm->stats.memory_exhausted++;
 	} else if (j->mode != 3) {
 		j->reply->len = 0;
@@ -266,15 +333,52 @@ static int apply_tramp(lua_State *L)
 	}
 	vsrh_store_abort(L, &sm->store);
 	put_error(j->reply, err, n);
-	j->result = VSR_REPLY_ERROR;
+	j->result = script_error ? VSR_REPLY_SCRIPT_ERROR : VSR_REPLY_ERROR;
+	if (script_error && j->mode == 1 && !sm->replaying)
+		vsrh_box_log(b, VSRH_LOG_WARN, "%s: op %llu (session %llu, request %llu): script error: %.*s",
+			     sm->script_name, (unsigned long long)j->actx->op,
+			     (unsigned long long)j->actx->session, (unsigned long long)j->actx->request,
+			     (int)(n > 300 ? 300 : n), err);
 	return 0;
+}
+
+static void set_activity(vsrh_sm *sm, int kind, const vsr_apply_ctx *actx)
+{
+	if (actx) {
+		atomic_store_explicit(&sm->act_op, actx->op, memory_order_relaxed);
+		atomic_store_explicit(&sm->act_session, actx->session, memory_order_relaxed);
+		atomic_store_explicit(&sm->act_request, actx->request, memory_order_relaxed);
+	}
+	atomic_store_explicit(&sm->act_kind, kind, memory_order_relaxed);
+}
+
+void vsrh_sm_activity(const vsrh_sm *sm, char *out, size_t len)
+{
+	static const char *const kinds[] = {"idle", "applying", "running a query for",
+					    "taking a snapshot", "restoring a snapshot"};
+	int k = atomic_load_explicit(&sm->act_kind, memory_order_relaxed);
+	if (k == 1 || k == 2)
+		snprintf(out, len, "%s op %llu (session %llu, request %llu) of %s", kinds[k],
+			 (unsigned long long)atomic_load_explicit(&sm->act_op, memory_order_relaxed),
+			 (unsigned long long)atomic_load_explicit(&sm->act_session, memory_order_relaxed),
+			 (unsigned long long)atomic_load_explicit(&sm->act_request, memory_order_relaxed),
+			 sm->script_name);
+	else
+		snprintf(out, len, "%s (%s)", kinds[k >= 0 && k <= 4 ? k : 0], sm->script_name);
 }
 
 static int run_apply(vsrh_sm *sm, const vsr_apply_ctx *actx, const uint8_t *op, size_t op_len,
 		     vsr_buf *reply, int mode)
 {
 	apply_job j = {sm, actx, op, op_len, reply, mode, VSR_REPLY_ERROR};
-	host_protected(sm, apply_tramp, &j, "apply");
+	set_activity(sm, mode == 2 ? 2 : 1, actx);
+	int failed = host_protected(sm, apply_tramp, &j, "apply");
+	set_activity(sm, 0, NULL);
+	if (failed) {
+		static const char msg[] = "the state machine failed inside the host";
+		put_error(reply, msg, sizeof msg - 1);
+		return VSR_REPLY_ERROR;
+	}
 	return j.result;
 }
 
@@ -283,21 +387,21 @@ static int full_restore(vsrh_sm *sm, const uint8_t *data, size_t len, bool with_
 			size_t err_len);
 
 /* Plain state: the base snapshot that a failed operation rolls back to. */
-static void ensure_base(vsrh_sm *sm)
+static int ensure_base(vsrh_sm *sm)
 {
 	if (sm->has_base && sm->nrecs < REPLAY_OPS_MAX && sm->replay_bytes.len < REPLAY_BYTES_MAX)
-		return;
+		return 0;
 	char err[ERR_TEXT_MAX];
 	sm->base.len = 0;
 	if (full_snapshot(sm, &sm->base, err, sizeof err)) {
 		/* Without a base a failing operation could not be undone. */
-		fprintf(stderr, "vsrluahost: %s: snapshot() failed, cannot keep operations atomic: %s\n",
-			sm->script_name, err);
-		abort();
+		sm_fail(sm, "snapshot() failed, so operations can no longer be undone: %s", err);
+		return -1;
 	}
 	sm->has_base = true;
 	sm->nrecs = 0;
 	sm->replay_bytes.len = 0;
+	return 0;
 }
 
 static void rollback(vsrh_sm *sm)
@@ -307,9 +411,8 @@ static void rollback(vsrh_sm *sm)
 	/* The policy's state is left alone: a failed operation did not touch
 	 * it, and its commit() calls since the base are not replayed. */
 	if (full_restore(sm, sm->base.data, sm->base.len, false, err, sizeof err)) {
-		fprintf(stderr, "vsrluahost: %s: restoring the base snapshot failed: %s\n",
-			sm->script_name, err);
-		abort();
+		sm_fail(sm, "restoring the base snapshot after a failed operation failed: %s", err);
+		return;
 	}
 	vsr_buf scratch = {0};
 	sm->replaying = true;
@@ -317,10 +420,10 @@ static void rollback(vsrh_sm *sm)
 		replay_rec *r = &sm->recs[i];
 		if (run_apply(sm, &r->actx, sm->replay_bytes.data + r->off, r->len, &scratch, 1) !=
 		    VSR_REPLY_OK) {
-			fprintf(stderr, "vsrluahost: %s is not deterministic: op %llu succeeded, then "
-				"failed when replayed after a rollback: %.*s\n", sm->script_name,
-				(unsigned long long)r->actx.op, (int)scratch.len, (char *)scratch.data);
-			abort();
+			sm_fail(sm, "not deterministic: op %llu succeeded, then failed when replayed "
+				"after a rollback: %.*s", (unsigned long long)r->actx.op,
+				(int)(scratch.len > 300 ? 300 : scratch.len), (char *)scratch.data);
+			break;
 		}
 	}
 	sm->replaying = false;
@@ -332,8 +435,12 @@ static void policy_commit(vsrh_sm *sm, const vsr_apply_ctx *actx);
 int vsrh_sm_apply(vsrh_sm *sm, const vsr_apply_ctx *actx, const uint8_t *op, size_t op_len,
 		  vsr_buf *reply)
 {
-	if (sm->plain)
-		ensure_base(sm);
+	if (sm->failed || sm->box.broken || (sm->plain && ensure_base(sm))) {
+		char msg[ERR_TEXT_MAX + 64];
+		int n = snprintf(msg, sizeof msg, "state machine stopped: %s", vsrh_sm_failure(sm));
+		put_error(reply, msg, (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1);
+		return VSR_REPLY_ERROR;
+	}
 	int rc = run_apply(sm, actx, op, op_len, reply, 1);
 	sm->stats.applied++;
 	sm->digest_valid = false;
@@ -345,8 +452,10 @@ int vsrh_sm_apply(vsrh_sm *sm, const vsr_apply_ctx *actx, const uint8_t *op, siz
 		if (sm->plain)
 			rollback(sm);
 	} else if (sm->plain) {
-		if (vsrh_buf_put(&sm->replay_bytes, op, op_len))
-			abort();
+		if (vsrh_buf_put(&sm->replay_bytes, op, op_len)) {
+			sm_fail(sm, "out of memory keeping the operations since the base snapshot");
+			return rc;
+		}
 		replay_rec *r = &sm->recs[sm->nrecs++];
 		r->actx = *actx;
 		r->off = sm->replay_bytes.len - op_len;
@@ -412,7 +521,7 @@ static int snapshot_user(vsrh_sm *sm, int fn_on_top, vsr_buf *out, char *err, si
 	if (st != LUA_OK)
 		return hook_failed(sm, st, err, err_len, what);
 	char e[256];
-	if (vsrh_encode(L, -1, out, SIZE_MAX / 4, e, sizeof e)) {
+	if (vsrh_encode(L, -1, out, sm->box.mem_max, e, sizeof e)) {
 		snprintf(err, err_len, "%s returned a value that does not encode: %s", what, e);
 		lua_pop(L, 1);
 		return -1;
@@ -426,6 +535,7 @@ static int snapshot_tramp(lua_State *L)
 	snap_job *j = lua_touserdata(L, 1);
 	vsrh_sm *sm = j->sm;
 	set_mode(sm, 0);
+	vsrh_box_arm(&sm->box, state_budget(sm));
 	vsr_buf *o = j->out;
 	int fail = 0;
 	fail |= vsrh_put_array_header(o, 6);
@@ -476,7 +586,10 @@ static int snapshot_as(vsrh_sm *sm, vsr_buf *out, bool skip_store, char *err, si
 {
 	size_t start = out->len;
 	snap_job j = {sm, out, NULL, 0, true, err, err_len, -1, skip_store};
-	host_protected(sm, snapshot_tramp, &j, "snapshot");
+	set_activity(sm, 3, NULL);
+	if (host_protected(sm, snapshot_tramp, &j, "snapshot"))
+		snprintf(err, err_len, "%s", sm->failure);
+	set_activity(sm, 0, NULL);
 	if (j.rc)
 		out->len = start;
 	return j.rc;
@@ -512,6 +625,7 @@ static int restore_tramp(lua_State *L)
 	snap_job *j = lua_touserdata(L, 1);
 	vsrh_sm *sm = j->sm;
 	set_mode(sm, 0);
+	vsrh_box_arm(&sm->box, state_budget(sm));
 	const uint8_t *d = j->data;
 	size_t len = j->len, pos = 0;
 	uint32_t n;
@@ -573,7 +687,10 @@ static int restore_as(vsrh_sm *sm, const uint8_t *data, size_t len, bool with_po
 		      bool skip_store, char *err, size_t err_len)
 {
 	snap_job j = {sm, NULL, data, len, with_policy, err, err_len, -1, skip_store};
-	host_protected(sm, restore_tramp, &j, "restore");
+	set_activity(sm, 4, NULL);
+	if (host_protected(sm, restore_tramp, &j, "restore"))
+		snprintf(err, err_len, "%s", sm->failure);
+	set_activity(sm, 0, NULL);
 	return j.rc;
 }
 
@@ -868,6 +985,8 @@ static int open_tramp(lua_State *L)
 	luaL_setfuncs(L, fns, 0);
 	/* the store */
 	vsrh_store_open(L, &sm->store);
+	/* metered at their entry points (keys by their bytes) */
+	vsrh_meter_wrap_cfunctions(L, -1);
 	/* the store's functions, read-only */
 	lua_newtable(L);
 	lua_createtable(L, 0, 3);

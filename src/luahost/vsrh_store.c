@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -805,10 +806,19 @@ static void held_drop(ckpt_held *h)
  * checkpoint or at start, never a signal. Returns 0 or an errno. */
 static int map_set(vsrh_lmdb *db, size_t size)
 {
-	int rc = mdb_env_set_mapsize(db->env, size);
 	int fd;
+	struct stat st;
+	struct statvfs vfs;
+	int rc = mdb_env_get_fd(db->env, &fd);
+	if (rc == 0 && (fstat(fd, &st) != 0 || fstatvfs(fd, &vfs) != 0))
+		rc = errno;
+	/* Not even trying when the room is plainly not there: a fallocate
+	 * that fails half way may keep what it took on some filesystems. */
+	if (rc == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize + (uint64_t)st.st_blocks * 512 <
+			       (uint64_t)size + STORE_MAP_MIN)
+		rc = ENOSPC; /* and leave the log room for a segment */
 	if (rc == 0)
-		rc = mdb_env_get_fd(db->env, &fd);
+		rc = mdb_env_set_mapsize(db->env, size);
 	if (rc == 0)
 		rc = posix_fallocate(fd, 0, (off_t)size);
 	if (rc == 0)
@@ -817,14 +827,14 @@ static int map_set(vsrh_lmdb *db, size_t size)
 }
 
 /* Whether the map lacks room for another interval: twice what is in use
- * now plus 64 MiB. Returns the size to grow to, or 0. */
+ * now plus 16 MiB. Returns the size to grow to (at least double), or 0. */
 static size_t map_wanted(vsrh_lmdb *db)
 {
 	MDB_envinfo info;
 	MDB_stat st;
 	if (!db->writemap || mdb_env_info(db->env, &info) || mdb_env_stat(db->env, &st))
 		return 0;
-	size_t want = ((size_t)info.me_last_pgno + 1) * st.ms_psize * 2 + STORE_MAP_MIN;
+	size_t want = ((size_t)info.me_last_pgno + 1) * st.ms_psize * 2 + STORE_MAP_MIN / 4;
 	if (want <= db->mapsize)
 		return 0;
 	return want > 2 * db->mapsize ? want : 2 * db->mapsize;
@@ -866,13 +876,18 @@ static int env_open(vsrh_lmdb *db, const char *path, size_t min_map, char *err, 
 	size_t map = min_map > STORE_MAP_MIN ? min_map : STORE_MAP_MIN;
 	if (stat(file, &fst) == 0 && (size_t)fst.st_size > map)
 		map = (size_t)fst.st_size;
+	off_t before = stat(file, &fst) == 0 ? fst.st_size : 0;
 	db->writemap = true;
 	int rc = env_try_open(db, path, map);
 	if (rc == ENOSPC) {
 		/* No room to reserve the map: pages are written with pwrite, and a
-		 * full disk is an error at a commit. Only slower checkpoints. */
+		 * full disk is an error at a commit. Only slower checkpoints. The
+		 * file goes back to its size before (LMDB extended it to the map). */
+		if (truncate(file, before) != 0 && errno != ENOENT)
+			rc = errno;
 		db->writemap = false;
-		rc = env_try_open(db, path, map);
+		if (rc == ENOSPC)
+			rc = env_try_open(db, path, map);
 	}
 	/* The handles, in a transaction of their own: read transactions can
 	 * use them only once it has committed. */

@@ -34,6 +34,7 @@
 #include "vsr_net.h"
 
 #include <assert.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +71,7 @@ typedef struct net_conn {
 	uint8_t peer;           /* PEER_OUT: target; PEER_IN: from HELLO */
 	uint64_t id;            /* CLIENT: the opaque connection id */
 	uint64_t opened_ms;     /* accepted or dialled at (loop time), for the HELLO/AUTH deadline */
+	uint64_t frame_started_ms; /* a frame is partly read since (0: none) */
 	uint32_t writes;        /* frames in submitted, unfinished writes */
 	uint64_t write_bytes;   /* bytes in submitted, unfinished writes */
 	vsr_buf out;            /* frames queued, not yet submitted (flushed before poll) */
@@ -488,6 +490,34 @@ static void net_protocol_error(net_conn *c, const char *fmt, ...)
  * effort: written at once if the socket takes it, after whatever this end
  * still had queued), then the connection is closed. A client with no key or
  * a wrong one then reads a sentence instead of a bare end of stream. */
+/* Has the other end identified itself (HELLO) and, with a key, proven it? */
+static bool net_conn_identified(const net_conn *c)
+{
+	return c->hello_seen && vsr_wire_conn_auth_ready(&c->auth);
+}
+
+/* c just became identified. A replica has one live inbound connection:
+ * an older one from the same replica (a connection its restart left
+ * half-open, or one an impostor opened first) gives way. */
+static void net_conn_now_identified(net_conn *c)
+{
+	if (c->kind != NET_CONN_PEER_IN)
+		return;
+	vsr_net *net = c->net;
+	net_conn *next;
+	for (net_conn *o = net->conns; o != NULL; o = next) {
+		next = o->next;
+		if (o != c && o->kind == NET_CONN_PEER_IN && !o->closing && o->peer == c->peer &&
+		    net_conn_identified(o)) {
+			net->stats.connections_replaced++;
+			char why[96];
+			snprintf(why, sizeof why, "replaced by a newer connection from replica %u",
+				 c->peer + 1u);
+			net_conn_close(o, 1, why);
+		}
+	}
+}
+
 static void net_auth_failure(net_conn *c, const char *why)
 {
 	vsr_net *net = c->net;
@@ -517,6 +547,8 @@ static void net_conn_hello_done(net_conn *c, const vsr_wire_hello *h)
 	}
 	if (c->out.len > before)
 		net_conn_account(c, before);
+	if (net_conn_identified(c))
+		net_conn_now_identified(c);
 }
 
 /* One decoded frame from c. May close c. */
@@ -572,6 +604,8 @@ static void net_conn_frame(net_conn *c, const vsr_wire_decoded *d)
 		char err[256];
 		if (vsr_wire_conn_auth_peer_auth(&c->auth, &d->auth, &c->reader, err, sizeof err) != 0)
 			net_auth_failure(c, err);
+		else if (net_conn_identified(c))
+			net_conn_now_identified(c);
 		return;
 	}
 	if (!vsr_wire_conn_auth_ready(&c->auth)) {
@@ -672,6 +706,12 @@ static void net_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		/* Paused by a callback: the rest of this chunk is still
 		 * handled (it cannot be put back), nothing more is read. */
 	}
+	if (c->closing)
+		return;
+	if (!vsr_wire_reader_partial(&c->reader))
+		c->frame_started_ms = 0;
+	else if (c->frame_started_ms == 0)
+		c->frame_started_ms = uv_now(net->opts.loop);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -754,6 +794,52 @@ static void net_peer_schedule(vsr_net *net, uint8_t i)
 /* ------------------------------------------------------------------------ */
 /* Listeners.                                                               */
 
+/* The oldest connection of `kind` that has not identified itself, other
+ * than `except`, and how many there are; the oldest only when it has been
+ * silent for evict_silent_ms. */
+static net_conn *net_oldest_unidentified(vsr_net *net, uint8_t kind, const net_conn *except,
+					 uint32_t *count)
+{
+	uint64_t now = uv_now(net->opts.loop);
+	net_conn *oldest = NULL;
+	*count = 0;
+	for (net_conn *c = net->conns; c != NULL; c = c->next) {
+		if (c == except || c->kind != kind || c->closing || net_conn_identified(c))
+			continue;
+		(*count)++;
+		if (oldest == NULL || c->opened_ms <= oldest->opened_ms)
+			oldest = c;
+	}
+	return oldest != NULL && now - oldest->opened_ms >= net->opts.evict_silent_ms ? oldest : NULL;
+}
+
+/* The connection of `kind` that began a frame longest ago (at least
+ * evict_silent_ms ago) and has not finished it: a real client writes a
+ * request in one go. */
+static net_conn *net_slowest_sender(vsr_net *net, uint8_t kind, const net_conn *except)
+{
+	uint64_t now = uv_now(net->opts.loop);
+	net_conn *slowest = NULL;
+	for (net_conn *c = net->conns; c != NULL; c = c->next) {
+		if (c == except || c->kind != kind || c->closing || c->frame_started_ms == 0 ||
+		    now - c->frame_started_ms < net->opts.evict_silent_ms)
+			continue;
+		if (slowest == NULL || c->frame_started_ms < slowest->frame_started_ms)
+			slowest = c;
+	}
+	return slowest;
+}
+
+static void net_evict(vsr_net *net, net_conn *victim)
+{
+	net->stats.connections_evicted++;
+	net_conn_close(victim, 1, net_conn_identified(victim)
+					  ? "evicted: stuck in the middle of a frame, and a newer "
+					    "connection needed its place"
+					  : "evicted: it did not identify itself, and a newer "
+					    "connection needed its place");
+}
+
 static void net_accept(uv_stream_t *server, uint8_t kind)
 {
 	vsr_net *net = server->data;
@@ -772,6 +858,10 @@ static void net_accept(uv_stream_t *server, uint8_t kind)
 		net_conn_close(c, 1, "accept failed");
 		return;
 	}
+	uint32_t unidentified = 0;
+	net_conn *oldest = net_oldest_unidentified(net, kind, c, &unidentified);
+	if (oldest != NULL && unidentified >= VSR_NET_UNIDENTIFIED_MAX)
+		net_evict(net, oldest);
 	if (kind == NET_CONN_PEER_IN) {
 		if (net->peer_inbound > VSR_NET_PEER_INBOUND_MAX) {
 			net->stats.connections_refused++;
@@ -780,6 +870,15 @@ static void net_accept(uv_stream_t *server, uint8_t kind)
 		}
 	} else {
 		uint32_t slot = UINT32_MAX;
+		if (net->clients > net->opts.clients_max) {
+			/* Full: a connection still silent, or else one stuck in
+			 * the middle of a frame (a slow sender), gives way. */
+			oldest = net_oldest_unidentified(net, kind, c, &unidentified);
+			if (oldest == NULL)
+				oldest = net_slowest_sender(net, kind, c);
+			if (oldest != NULL)
+				net_evict(net, oldest);
+		}
 		if (net->clients <= net->opts.clients_max) {
 			for (uint32_t k = 0; k < net->opts.clients_max; k++) {
 				if (net->client_slots[k] == NULL) {
@@ -822,8 +921,18 @@ static void net_sweep_cb(uv_timer_t *t)
 	net_conn *next;
 	for (net_conn *c = net->conns; c != NULL; c = next) {
 		next = c->next; /* closing unlinks c */
-		if (c->closing || (c->kind == NET_CONN_PEER_OUT && !c->connected) ||
-		    (c->hello_seen && vsr_wire_conn_auth_ready(&c->auth)))
+		if (c->closing)
+			continue;
+		/* A slow sender (a frame begun, never finished) holds a slot and a
+		 * buffer: cut it, unless this end stopped reading itself. */
+		if (c->frame_started_ms != 0 && !net->paused &&
+		    now - c->frame_started_ms >= net->opts.frame_timeout_ms) {
+			net->stats.frame_timeouts++;
+			net_protocol_error(c, "a frame begun %" PRIu64 " ms ago is still not whole",
+					   now - c->frame_started_ms);
+			continue;
+		}
+		if ((c->kind == NET_CONN_PEER_OUT && !c->connected) || net_conn_identified(c))
 			continue;
 		if (now - c->opened_ms >= net->opts.hello_timeout_ms) {
 			if (c->hello_seen) {
@@ -910,6 +1019,10 @@ int vsr_net_start(const vsr_net_options *opts, vsr_net **out, char *err, size_t 
 		o->clients_max = VSR_NET_CLIENTS_MAX;
 	if (o->hello_timeout_ms == 0)
 		o->hello_timeout_ms = 10000;
+	if (o->frame_timeout_ms == 0)
+		o->frame_timeout_ms = 10000;
+	if (o->evict_silent_ms == 0)
+		o->evict_silent_ms = 1000;
 	if (o->reconnect_min_ms == 0)
 		o->reconnect_min_ms = 50;
 	if (o->reconnect_max_ms < o->reconnect_min_ms)
@@ -933,7 +1046,9 @@ int vsr_net_start(const vsr_net_options *opts, vsr_net **out, char *err, size_t 
 	uv_timer_init(o->loop, &net->sweep_timer);
 	net->sweep_timer.data = net;
 	net->handles += 3;
-	uint64_t sweep_ms = o->hello_timeout_ms / 2 < 1000 ? o->hello_timeout_ms / 2 + 1 : 1000;
+	uint32_t shortest = o->hello_timeout_ms < o->frame_timeout_ms ? o->hello_timeout_ms
+								       : o->frame_timeout_ms;
+	uint64_t sweep_ms = shortest / 2 < 1000 ? shortest / 2 + 1 : 1000;
 	uv_timer_start(&net->sweep_timer, net_sweep_cb, sweep_ms, sweep_ms);
 	uv_prepare_init(o->loop, &net->flush);
 	net->flush.data = net;
@@ -1073,9 +1188,13 @@ void vsr_net_pause(vsr_net *net, bool paused)
 	if (net->closing || net->paused == paused)
 		return;
 	net->paused = paused;
+	uint64_t now = uv_now(net->opts.loop);
 	net_conn *next;
 	for (net_conn *c = net->conns; c != NULL; c = next) {
 		next = c->next; /* a failing connection unlinks itself */
+		/* The time this end did not read is not the sender's. */
+		if (!paused && c->frame_started_ms != 0)
+			c->frame_started_ms = now;
 		int rc = net_conn_follow_pause(c);
 		if (rc != 0)
 			net_conn_close(c, 1, uv_strerror(rc));

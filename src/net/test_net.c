@@ -213,9 +213,26 @@ static void start_client(void)
 	CHECK(uv_tcp_connect(&client_connect, &client, (struct sockaddr *)&a, client_connect_cb) == 0);
 }
 
-/* A limit of two client connections: the third is accepted and closed at
- * once, counted, and the two others stay open. Blocking sockets on this
- * side; the transport's loop is turned by hand until the outcome shows. */
+/* A limit of two client connections. Connections that never identify
+ * themselves give way to newer ones (the oldest is evicted), so silent
+ * sockets cannot lock clients out; once both slots hold identified clients,
+ * a third connection is accepted and closed at once, and counted. Blocking
+ * sockets on this side; the transport's loop is turned by hand until the
+ * outcome shows. */
+static int client_limit_connect(uv_loop_t *l, vsr_net *net, uint16_t port, uint64_t seen_before)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+	/* Accepted in order: wait for this one before the next. */
+	for (int spin = 0; spin < 1000 && vsr_net_stats_get(net)->clients_accepted +
+					       vsr_net_stats_get(net)->connections_refused <
+				       seen_before + 1; spin++)
+		uv_run(l, UV_RUN_ONCE);
+	return fd;
+}
+
 static void test_client_limit(void)
 {
 	uv_loop_t l;
@@ -223,42 +240,57 @@ static void test_client_limit(void)
 	pick_ports();
 	vsr_net_options o = {
 		.loop = &l, .cluster = CLUSTER, .replica = 0, .replica_count = 1,
-		.client = {"127.0.0.1", ports[2]}, .clients_max = 2, .hello_timeout_ms = 100,
-		.log = test_log,
+		.client = {"127.0.0.1", ports[2]}, .clients_max = 2, .hello_timeout_ms = 5000,
+		.evict_silent_ms = 50, .log = test_log,
 	};
 	o.replicas[0] = (vsr_net_address){"127.0.0.1", ports[0]};
 	vsr_net *net = NULL;
 	char err[256];
 	CHECK(vsr_net_start(&o, &net, err, sizeof err) == 0);
-	int fds[3];
-	for (int i = 0; i < 3; i++) {
-		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(ports[2]),
-					.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		CHECK(connect(fds[i], (struct sockaddr *)&a, sizeof a) == 0);
-		/* Accepted in order: wait for this one before the next. */
-		for (int spin = 0; spin < 1000 && vsr_net_stats_get(net)->clients_accepted +
-						       vsr_net_stats_get(net)->connections_refused <
-					       (uint64_t)i + 1; spin++)
-			uv_run(&l, UV_RUN_ONCE);
-	}
-	CHECK(vsr_net_stats_get(net)->clients_accepted == 2);
-	CHECK(vsr_net_stats_get(net)->connections_refused == 1);
-	/* The refused one reads its end of stream (after no HELLO at all). */
 	char buf[256];
-	CHECK(recv(fds[2], buf, sizeof buf, 0) == 0);
-	/* The accepted ones got the replica's HELLO; as they never answer
-	 * with their own, they are closed once the HELLO deadline passes. */
-	for (int spin = 0; spin < 1000 && vsr_net_stats_get(net)->protocol_errors < 2; spin++)
+	/* Three silent connections: once the first two have been silent for
+	 * evict_silent_ms, the third evicts the older. */
+	int silent[3];
+	for (int i = 0; i < 2; i++)
+		silent[i] = client_limit_connect(&l, net, ports[2], (uint64_t)i);
+	uv_update_time(&l);
+	uint64_t silent_since = uv_now(&l);
+	for (int spin = 0; spin < 1000 && uv_now(&l) < silent_since + 60; spin++)
+		uv_run(&l, UV_RUN_ONCE); /* the sweep timer turns the loop */
+	silent[2] = client_limit_connect(&l, net, ports[2], 2);
+	CHECK(vsr_net_stats_get(net)->clients_accepted == 3);
+	CHECK(vsr_net_stats_get(net)->connections_evicted == 1);
+	CHECK(vsr_net_stats_get(net)->connections == 2);
+	ssize_t n, total = 0;
+	while ((n = recv(silent[0], buf, sizeof buf, 0)) > 0)
+		total += n;
+	CHECK(n == 0); /* the evicted one: its HELLO, then the end of stream */
+	for (int i = 0; i < 3; i++)
+		close(silent[i]);
+	for (int spin = 0; spin < 1000 && vsr_net_stats_get(net)->connections > 0; spin++)
 		uv_run(&l, UV_RUN_ONCE);
-	CHECK(vsr_net_stats_get(net)->protocol_errors == 2);
 	CHECK(vsr_net_stats_get(net)->connections == 0);
+
+	/* Two identified clients hold both slots: a third is refused. */
+	int fds[3];
+	vsr_buf hello = {0};
+	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_CLIENT};
+	CHECK(vsr_wire_encode_hello(&hello, CLUSTER, &h) == 0);
+	uint64_t accepted = vsr_net_stats_get(net)->clients_accepted;
+	uint64_t frames = vsr_net_stats_get(net)->wire.frames_in;
 	for (int i = 0; i < 2; i++) {
-		ssize_t n, total = 0;
-		while ((n = recv(fds[i], buf, sizeof buf, 0)) > 0)
-			total += n;
-		CHECK(n == 0 && total >= (ssize_t)VSR_WIRE_HEADER_SIZE);
+		fds[i] = client_limit_connect(&l, net, ports[2], accepted + (uint64_t)i);
+		CHECK(send(fds[i], hello.data, hello.len, 0) == (ssize_t)hello.len);
 	}
+	vsr_buf_free(&hello);
+	/* Until the transport has read both HELLOs: they are identified. */
+	for (int spin = 0; spin < 1000 && vsr_net_stats_get(net)->wire.frames_in < frames + 2; spin++)
+		uv_run(&l, UV_RUN_ONCE);
+	CHECK(vsr_net_stats_get(net)->wire.frames_in == frames + 2);
+	CHECK(vsr_net_stats_get(net)->connections == 2);
+	fds[2] = client_limit_connect(&l, net, ports[2], accepted + 2);
+	CHECK(vsr_net_stats_get(net)->connections_refused == 1);
+	CHECK(recv(fds[2], buf, sizeof buf, 0) == 0); /* refused: no HELLO at all */
 	for (int i = 0; i < 3; i++)
 		close(fds[i]);
 	unsigned closed = nets_closed;

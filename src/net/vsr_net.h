@@ -42,6 +42,12 @@ extern "C" {
 #define VSR_NET_CLIENTS_MAX 4096u
 /* Inbound replica-port connections open at once, identified or not. */
 #define VSR_NET_PEER_INBOUND_MAX 64u
+/* Connections per port that have not yet identified (and, with a key,
+ * authenticated) themselves. One more evicts the oldest of them if it has
+ * been silent for a second, so that connections opened and left silent
+ * cannot keep a replica (or a client) out: a real peer finishes its
+ * handshake in a round trip. */
+#define VSR_NET_UNIDENTIFIED_MAX 8u
 
 typedef struct vsr_net vsr_net;
 
@@ -73,6 +79,11 @@ typedef struct vsr_net_options {
 	uint32_t reconnect_min_ms;     /* first retry after a failed dial (0: 50) */
 	uint32_t reconnect_max_ms;     /* backoff ceiling (0: 1000) */
 	uint32_t hello_timeout_ms;     /* an accepted connection silent this long is closed (0: 10000) */
+	uint32_t frame_timeout_ms;     /* a frame begun must be whole within this (0: 10000) */
+	/* A connection silent (or stuck in a frame) this long may be evicted
+	 * for a newer one; younger ones never are, since a burst of clients
+	 * connecting at once is no attack (0: 1000). */
+	uint32_t evict_silent_ms;
 	uint64_t instance;             /* random per process start, sent in HELLO */
 	/* Authentication (docs/wire.md section 6): when set, every connection
 	 * of that port must prove it holds the key before anything else is
@@ -100,6 +111,9 @@ typedef struct vsr_net_stats {
 	uint64_t frames_malformed;           /* wire layer refused a frame */
 	uint64_t auth_failures;              /* no key, a wrong key or a forged frame */
 	uint64_t auth_timeouts;              /* not authenticated within hello_timeout_ms */
+	uint64_t frame_timeouts;             /* a frame begun and not finished in time */
+	uint64_t connections_evicted;        /* unidentified, closed for a newer connection */
+	uint64_t connections_replaced;       /* a replica's older inbound connection */
 	uint64_t clients_accepted;
 	uint32_t connections;                /* open now, all kinds */
 	vsr_wire_stats wire;                 /* frames and bytes, drops per reason */

@@ -39,6 +39,17 @@ if ! grep -q 'WIPED disk' "$dir/a.txt"; then
   exit 1
 fi
 echo "seed 7 with amnesia: identical, $(grep -c 'WIPED disk' "$dir/a.txt") wiped restarts"
+# every issue-7 fault mode replays identically too
+for seed in 5 31; do
+  "$sim" --seed $seed --all-faults --trace > "$dir/a.txt" || true
+  "$sim" --seed $seed --all-faults --trace > "$dir/b.txt" || true
+  if ! cmp -s "$dir/a.txt" "$dir/b.txt"; then
+    echo "seed $seed with --all-faults: two replays differ:"
+    diff "$dir/a.txt" "$dir/b.txt" | head -20
+    exit 1
+  fi
+  echo "seed $seed with --all-faults: identical ($(wc -l < "$dir/a.txt") trace lines)"
+done
 # and without --trace the digests are the same as with it
 a=$("$sim" --seed 99 | sed 's/.*digest //')
 b=$("$sim" --seed 99 --trace | tail -n 1 | sed 's/.*digest //')

@@ -223,6 +223,7 @@ typedef struct sim_ghost {
 	sim_vec digest_replica;   /* executed op -> replica that set it, + 1 */
 	sim_map view_log;         /* (view, op) -> checksum of view's log at op */
 	sim_map acks;             /* (view, replica) -> highest op acked + 1 */
+	sim_map dvc_sent;         /* (view, replica) -> 1: sent DO_VIEW_CHANGE(view) */
 	sim_map primary_durable;  /* view -> primary's durable op + 1 while primary */
 	uint64_t max_view;
 	sim_ghost_replica r[SIM_REPLICAS_MAX];
@@ -270,8 +271,8 @@ typedef struct sim_options {
 	bool big_replies;         /* ops whose reply exceeds VSR_OP_BYTES_MAX */
 	bool large_state;         /* snapshots padded to 4..32 KiB */
 	bool ack_crashes;         /* crashes aimed right after a PREPARE_OK */
+	bool fresh_restarts;      /* operator formats the whole cluster anew */
 	bool single_amnesia;      /* wipes also with one replica */
-	uint32_t lost_marker_ppm; /* share of wipes handed over as a fresh disk */
 	bool live_during_faults;  /* requests complete while a majority is up
 				   * and connected (live_window ticks) */
 	uint64_t live_window;
@@ -305,7 +306,6 @@ typedef struct sim_stats {
 	uint64_t long_steps;        /* stalled steps */
 	uint64_t restore_failures;  /* restores made to fail */
 	uint64_t big_replies;       /* oversized replies produced */
-	uint64_t lost_markers;      /* wipes handed over as a fresh disk */
 } sim_stats;
 
 typedef struct sim_result {

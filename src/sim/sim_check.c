@@ -36,6 +36,7 @@ void sim_ghost_free(sim_ghost *g)
 	sim_vec_free(&g->digest_replica);
 	sim_map_free(&g->view_log);
 	sim_map_free(&g->acks);
+	sim_map_free(&g->dvc_sent);
 	sim_map_free(&g->primary_durable);
 	memset(g, 0, sizeof(*g));
 }
@@ -306,6 +307,7 @@ void sim_check_sent(struct sim *s, sim_ghost *g, uint8_t from,
 		break;
 	}
 	case VSR_MSG_DO_VIEW_CHANGE:
+		sim_map_put(&g->dvc_sent, key_view_replica(m->view, from), 1, NULL);
 		if (m->log_view > m->view)
 			sim_fail(s, "view change (12.3): replica %u sent DO_VIEW_CHANGE "
 				 "with log_view %llu above view %llu", from,
@@ -469,6 +471,27 @@ void sim_check_after_step(struct sim *s, sim_ghost *g, uint8_t r,
 	if (sim_failed(s))
 		return;
 	gr->checked_commit = after->commit;
+
+	/* View-change quorum (issue 7): a new primary starts its view from the
+	 * DO_VIEW_CHANGEs of a quorum, each sent for this very view (a copy
+	 * kept from an earlier view promises nothing about this one). */
+	if (sim_direct_checks(s) && after->status == VSR_STATUS_NORMAL &&
+	    vsr_primary_of(after->view, sim_replica_count(s)) == r &&
+	    gr->has_info && before->status == VSR_STATUS_VIEW_CHANGE &&
+	    before->view == after->view) {
+		uint32_t voters = 1;
+		for (uint8_t i = 0; i < sim_replica_count(s); i++)
+			if (i != r && sim_map_get(&g->dvc_sent, key_view_replica(after->view, i)))
+				voters++;
+		if (voters < vsr_quorum(sim_replica_count(s))) {
+			sim_fail(s,
+				 "view-change quorum: replica %u started view %llu as primary "
+				 "with DO_VIEW_CHANGEs of that view from only %u replicas "
+				 "(itself included)",
+				 r, (unsigned long long)after->view, voters);
+			return;
+		}
+	}
 
 	/* 12.2: a replica that starts a view starts it from a complete log. */
 	if (after->status == VSR_STATUS_NORMAL &&

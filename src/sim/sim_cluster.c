@@ -85,6 +85,7 @@ typedef struct sim_client {
 	/* last completed request: a late duplicate reply must match it (12.10) */
 	uint64_t last_session, last_request, last_reply_op, last_reply_hash;
 	uint8_t last_status;
+	uint32_t session_history; /* the operator era the session belongs to */
 } sim_client;
 
 /* Fault rates of one run, resolved from options and the seed. */
@@ -112,8 +113,8 @@ typedef struct sim_faults {
 	uint32_t restore_fail_ppm;
 	uint32_t big_reply_ppm;    /* share of client ops with an oversized reply */
 	uint32_t state_pad;        /* bytes added to every snapshot */
-	uint32_t lost_marker_ppm;
 	uint32_t ack_crash_ppm;    /* crash right after an ack, a write pending */
+	uint64_t fresh_at;         /* operator: the whole cluster formatted anew */
 } sim_faults;
 
 struct sim {
@@ -150,6 +151,10 @@ struct sim {
 	uint64_t majority_since;
 	bool majority_now;
 	uint64_t last_completion;
+	/* Operator eras (--fresh-restarts): bumped when the operator formats
+	 * the whole cluster anew; messages of an older era die with their
+	 * connections. */
+	uint32_t era;
 	sim_ghost g;
 	/* The cluster's history: the fault model never loses every replica's
 	 * state, so exactly one genesis happens in a run. */
@@ -367,6 +372,7 @@ static void net_send(struct sim *s, uint8_t from, uint8_t to, sim_msg *msg)
 			delay = sim_rng_range(&s->rng, 1, 3);
 		}
 		sim_event e = {.time = s->now + delay, .kind = EV_DELIVER,
+			       .arg = s->era,
 			       .node = to, .from = from,
 			       .msg = i == 0 ? msg : sim_msg_clone(&msg->m)};
 		ev_push(s, e);
@@ -672,12 +678,21 @@ static bool restart_wipes(struct sim *s, uint8_t r)
 	return false;
 }
 
+static void new_era(struct sim *s);
+
 static void replica_start(struct sim *s, uint8_t r, bool fresh)
 {
 	sim_node_replica *nr = &s->r[r];
 	vsr_durable d;
 	bool wiped = !fresh && restart_wipes(s, r);
 	const vsr_durable *dp = NULL;
+	if (wiped && s->n == 1) {
+		/* A lone replica in memory mode: the whole cluster's state is
+		 * gone, so its restart is a genesis (--single-amnesia). */
+		tracef(s, "---   the only replica lost its state: a new history (era %u)",
+		       s->era + 1);
+		new_era(s);
+	}
 	if (wiped) {
 		/* memory mode: the host hands over nothing (the replica starts
 		 * unjoined). The hidden variant (teeth) is a host that keeps a
@@ -962,6 +977,9 @@ static void client_receive(struct sim *s, uint8_t ci, const vsr_message *m)
 		c->redirected = true;
 		c->retry_at = s->now + 10;
 		return;
+	case VSR_REPLY_HISTORY:
+		/* The session belongs to an earlier history (the cluster was
+		 * formatted anew): a definite answer; register in the new one. */
 	case VSR_REPLY_EVICTED:
 		/* The session is gone; the request's fate is unknown to us, so
 		 * open a new session and move on (its number starts again). */
@@ -986,6 +1004,7 @@ static void client_receive(struct sim *s, uint8_t ci, const vsr_message *m)
 			return;
 		}
 		c->session = m->request.session;
+		c->session_history = s->era;
 		c->history = m->history;
 		c->request = 0;
 		c->registering = false;
@@ -996,6 +1015,13 @@ static void client_receive(struct sim *s, uint8_t ci, const vsr_message *m)
 		c->retry_at = s->now;
 		return;
 	}
+	if (c->session_history != s->era && m->status == VSR_REPLY_OK)
+		sim_fail(s,
+			 "history (operator fresh): client %u's session %llu of era %u "
+			 "was served in era %u (request %llu, op %llu): two clients in "
+			 "one session",
+			 ci, (unsigned long long)c->session, c->session_history, s->era,
+			 (unsigned long long)c->request, (unsigned long long)m->reply_op);
 	c->last_session = c->session;
 	c->last_request = c->request;
 	c->last_reply_op = m->reply_op;
@@ -1127,8 +1153,56 @@ static void oneway_start(struct sim *s)
 	ev_push(s, e);
 }
 
+/* --fresh-restarts: the operator stops every replica and formats the
+ * whole cluster anew (vsrhost --fresh) while clients keep running. The
+ * data loss is expected: the checker starts a new canonical history. A
+ * client's old session must never be served in the new history (finding 1:
+ * session ids start over); a definite refusal is fine. */
+/* Every replica's state is gone: a new history begins (genesis), and
+ * losing every operation is expected. The checker starts a new canonical
+ * history; messages of the old era die with their connections; clients keep
+ * their sessions, which the new history must refuse (HISTORY). */
+static void new_era(struct sim *s)
+{
+	s->era++;
+	s->history = 0; /* a new genesis is expected */
+	sim_ghost_free(&s->g);
+	memset(&s->g, 0, sizeof(s->g));
+}
+
+static void operator_fresh(struct sim *s)
+{
+	tracef(s, "---   OPERATOR formats the whole cluster anew (era %u)", s->era + 1);
+	trace_mix(s, 19, s->era, 0, 0);
+	for (uint8_t r = 0; r < s->n; r++) {
+		sim_node_replica *nr = &s->r[r];
+		if (nr->up) {
+			harvest_stats(s, nr->core);
+			vsr_replica_destroy(nr->core);
+			nr->core = NULL;
+			nr->up = false;
+		}
+		nr->incarnation++;
+		nr->amnesiac = nr->amnesia_normal = false;
+		nr->busy_until = 0;
+		nr->more_pending = false;
+		sim_storage_free(&nr->st);
+		sim_storage_init(&nr->st, nr->cfg.cluster);
+	}
+	new_era(s);
+	for (uint8_t r = 0; r < s->n && !s->failed; r++)
+		replica_start(s, r, true);
+	for (uint8_t ci = 0; ci < s->clients_n; ci++) {
+		/* a request in flight died with its connection: send it again */
+		if (s->c[ci].busy)
+			s->c[ci].retry_at = s->now;
+	}
+}
+
 static void faults_tick(struct sim *s)
 {
+	if (s->f.fresh_at && s->now == s->f.fresh_at)
+		operator_fresh(s);
 	if (s->f.oneway_ppm && s->n > 1 && !s->oneway_active &&
 	    sim_rng_ppm(&s->mode_rng, s->f.oneway_ppm))
 		oneway_start(s);
@@ -1199,6 +1273,8 @@ static void faults_resolve(struct sim *s)
 	uint32_t big = PICK(m, 0, 2000, 20000);
 	uint32_t pad = PICK(m, 0, 4096, 32768);
 	uint32_t ack_crash = PICK(m, 0, 2000, 10000, 30000);
+	bool fresh = sim_rng_below(m, 4) == 0;
+	uint64_t fresh_at = o->fault_ticks / 4 + sim_rng_below(m, o->fault_ticks / 2 + 1);
 	if (o->slow_disks && slow_disk)
 		f->persist_max = 100;
 	f->minority_down = o->minority_down && minority;
@@ -1208,8 +1284,8 @@ static void faults_resolve(struct sim *s)
 	f->restore_fail_ppm = o->restore_fail_ppm;
 	f->big_reply_ppm = o->big_replies ? big : 0;
 	f->state_pad = o->large_state ? pad : 0;
-	f->lost_marker_ppm = o->lost_marker_ppm;
 	f->ack_crash_ppm = o->ack_crashes && f->window_crash_ppm ? ack_crash : 0;
+	f->fresh_at = o->fresh_restarts && fresh && fresh_at ? fresh_at : 0;
 	if (o->drop_ppm != SIM_RATE_SEEDED)
 		f->drop_ppm = o->drop_ppm;
 	if (o->dup_ppm != SIM_RATE_SEEDED)
@@ -1228,7 +1304,8 @@ static void faults_resolve(struct sim *s)
 		f->torn_ppm = f->corrupt_ppm = f->amnesia_ppm = 0;
 		f->minority_down = f->slow_heal = false;
 		f->oneway_ppm = f->long_step_ppm = f->restore_fail_ppm = 0;
-		f->big_reply_ppm = f->lost_marker_ppm = f->ack_crash_ppm = 0;
+		f->big_reply_ppm = f->ack_crash_ppm = 0;
+		f->fresh_at = 0;
 		f->delay_max = 3;
 		f->persist_max = 2;
 	}
@@ -1277,6 +1354,12 @@ static void deliver(struct sim *s, sim_event *e)
 {
 	sim_msg *msg = e->msg;
 	s->stats.events++;
+	if (e->arg != s->era) {
+		/* sent before the cluster was formatted anew: its connection is
+		 * gone */
+		sim_msg_free(msg);
+		return;
+	}
 	if (e->node >= s->n) {
 		uint8_t ci = (uint8_t)(e->node - s->n);
 		trace_mix(s, 8, e->node, msg->m.type, msg->m.request.request);

@@ -40,7 +40,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -200,7 +199,6 @@ typedef struct job {
 	uint64_t id;
 	int status;
 	bool truncate;
-	uint64_t max_op;         /* highest entry op in `recs` (0: none) */
 	uint8_t *recs;
 	size_t recs_len;
 	vsr_superblock sb;
@@ -241,6 +239,8 @@ typedef struct durable {
 	int seg_fd;
 	log_pos pos;             /* where the next record goes */
 	log_pos synced;          /* every record before this is durable */
+	uint8_t *stage;          /* records appended, not yet written: they end at pos */
+	size_t stage_len, stage_cap;
 	uint64_t seg_cap;        /* size of the current segment */
 	segment *segs;           /* live segments, oldest first */
 	uint32_t seg_count, seg_alloc;
@@ -419,30 +419,48 @@ static int segment_rotate(durable *d, uint64_t need)
 	return 0;
 }
 
-/* Appends whole records to the log (not yet synced). */
-static int log_append(durable *d, const uint8_t *recs, size_t len, uint64_t max_op)
+/* Writes what is staged for the current segment. */
+static int stage_flush(durable *d)
+{
+	if (d->stage_len == 0) return 0;
+	char name[64];
+	seg_name(name, sizeof name, d->pos.seg);
+	int rc = write_all(d, d->seg_fd, d->stage, d->stage_len, d->pos.off - d->stage_len, name);
+	d->stage_len = 0;
+	return rc;
+}
+
+/* Appends whole records to the log: staged, so that a group is one write per
+ * segment (stage_flush), not one per persist. Not yet synced. */
+static int log_append(durable *d, const uint8_t *recs, size_t len)
 {
 	size_t off = 0;
 	while (off < len) {
-		/* Write as many whole records as fit before the end record's room. */
-		size_t run = 0;
-		while (off + run < len) {
-			uint64_t sz = rec_size(get32(recs + off + run + 8));
-			if (d->pos.off + run + sz + REC_HEADER > d->seg_cap) break;
-			run += sz;
-		}
-		if (run == 0) {
-			uint64_t sz = rec_size(get32(recs + off + 8));
-			if (segment_rotate(d, sz) != 0) return -1;
+		const uint8_t *h = recs + off;
+		uint64_t sz = rec_size(get32(h + 8));
+		if (d->pos.off + sz + REC_HEADER > d->seg_cap) {
+			/* Full, but for the room of its end record. */
+			if (stage_flush(d) != 0 || segment_rotate(d, sz) != 0) return -1;
 			continue;
 		}
-		char name[64];
-		seg_name(name, sizeof name, d->pos.seg);
-		if (write_all(d, d->seg_fd, recs + off, run, d->pos.off, name) != 0) return -1;
-		d->pos.off += run;
-		off += run;
+		if (d->stage_len + sz > d->stage_cap) {
+			size_t cap = d->stage_cap ? d->stage_cap : 65536;
+			while (cap < d->stage_len + sz) cap *= 2;
+			uint8_t *p = realloc(d->stage, cap);
+			if (p == NULL) {
+				fail(d, "storage %s: out of memory", d->dir);
+				return -1;
+			}
+			d->stage = p;
+			d->stage_cap = cap;
+		}
+		memcpy(d->stage + d->stage_len, h, sz);
+		d->stage_len += sz;
+		d->pos.off += sz;
+		segment *cur = &d->segs[d->seg_count - 1];
+		if (h[4] == REC_ENTRY && get64(h + 16) > cur->max_op) cur->max_op = get64(h + 16);
+		off += sz;
 	}
-	if (max_op > d->segs[d->seg_count - 1].max_op) d->segs[d->seg_count - 1].max_op = max_op;
 	return 0;
 }
 
@@ -454,7 +472,7 @@ static int log_mark(durable *d)
 	uint8_t h[REC_HEADER];
 	vsr_entry claim = {.view = d->synced.seg};
 	rec_header(h, REC_MARK, &claim, d->synced.off, d->opts.cluster);
-	return log_append(d, h, sizeof h, 0);
+	return log_append(d, h, sizeof h);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -532,14 +550,14 @@ static void group_write(durable *d, job *group, bool recovered)
 	for (job *j = group; j != NULL && !d->failed; j = j->next) {
 		if (j->recs_len > 0) {
 			if (!appended && log_mark(d) != 0) break;
-			if (log_append(d, j->recs, j->recs_len, j->max_op) != 0) break;
+			if (log_append(d, j->recs, j->recs_len) != 0) break;
 			appended = true;
 		}
 		if (j->truncate || sb_promises_more(last ? last : &d->sb.core, &j->sb))
 			promise = true;
 		last = &j->sb;
 	}
-	if (!d->failed && appended) {
+	if (!d->failed && appended && stage_flush(d) == 0) {
 		char name[64];
 		seg_name(name, sizeof name, d->pos.seg);
 		if (sync_fd(d, d->seg_fd, name) == 0) d->synced = d->pos;
@@ -677,9 +695,24 @@ int storage_durable_open(const vsr_storage_options *opts, vsr_storage **out, cha
 		d->dirfd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (d->dirfd < 0) rc = errno;
 	}
+	if (rc == 0) {
+		/* The directory's own name must survive a power cut too: sync the
+		 * parent that holds it (a no-op cost when nothing changed). */
+		char parent[4096];
+		snprintf(parent, sizeof parent, "%s", d->dir);
+		char *slash = strrchr(parent, '/');
+		if (slash != NULL && slash != parent) *slash = '\0';
+		else snprintf(parent, sizeof parent, "%s", slash == parent ? "/" : ".");
+		int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (pfd >= 0) {
+			if (fsync(pfd) != 0) rc = errno;
+			close(pfd);
+		}
+	}
 	if (rc != 0) {
 		storage_errf(err, err_len, "storage: cannot open the data directory %s: %s", d->dir,
 			     strerror(rc));
+		if (d->dirfd >= 0) close(d->dirfd);
 		free(d->dir);
 		free(d);
 		return VSR_EINVAL;
@@ -826,29 +859,72 @@ typedef struct scan_result {
 	char why[256];
 } scan_result;
 
-/* Maps segment `seq` read-only: *len bytes, NULL for an empty file. */
-static uint8_t *segment_map(durable *d, uint64_t seq, uint64_t *len, int *rc)
+/* Reads a segment front to back, in chunks, as far as the scan needs: a
+ * 64 MiB preallocated segment costs only what its records use, and a read
+ * error is an error with its errno (a mapping would die of SIGBUS). */
+typedef struct seg_reader {
+	int fd;
+	uint8_t *buf;
+	uint64_t len, cap, size;
+	int err;
+} seg_reader;
+
+#define SR_CHUNK (UINT64_C(1) << 20)
+
+static int sr_open(durable *d, uint64_t seq, seg_reader *r)
 {
 	char name[64];
 	seg_name(name, sizeof name, seq);
-	int fd = openat(d->dirfd, name, O_RDONLY | O_CLOEXEC);
+	memset(r, 0, sizeof *r);
+	r->fd = openat(d->dirfd, name, O_RDONLY | O_CLOEXEC);
 	struct stat st;
-	*rc = VSR_OK;
-	*len = 0;
-	if (fd < 0 || fstat(fd, &st) != 0) {
-		if (fd >= 0) close(fd);
-		*rc = VSR_EINVAL;
-		return NULL;
+	if (r->fd < 0 || fstat(r->fd, &st) != 0) {
+		r->err = errno;
+		if (r->fd >= 0) close(r->fd);
+		r->fd = -1;
+		return -1;
 	}
-	*len = (uint64_t)st.st_size;
-	uint8_t *buf = *len ? mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-	close(fd);
-	if (buf == MAP_FAILED) {
-		*rc = VSR_ENOMEM;
-		*len = 0;
-		return NULL;
+	r->size = (uint64_t)st.st_size;
+	return 0;
+}
+
+/* Bytes [off, off + n) of the segment, or NULL past its end or on a read
+ * error (r->err). Valid until the next call. */
+static const uint8_t *sr_at(seg_reader *r, uint64_t off, uint64_t n)
+{
+	if (off + n > r->size) return NULL;
+	while (r->len < off + n) {
+		uint64_t want = off + n - r->len;
+		if (want < SR_CHUNK) want = SR_CHUNK;
+		if (want > r->size - r->len) want = r->size - r->len;
+		if (r->len + want > r->cap) {
+			uint64_t cap = r->cap ? r->cap : SR_CHUNK;
+			while (cap < r->len + want) cap *= 2;
+			uint8_t *p = realloc(r->buf, cap);
+			if (p == NULL) {
+				r->err = ENOMEM;
+				return NULL;
+			}
+			r->buf = p;
+			r->cap = cap;
+		}
+		ssize_t got = pread(r->fd, r->buf + r->len, want, (off_t)r->len);
+		if (got < 0 && errno == EINTR) continue;
+		if (got <= 0) {
+			r->err = got < 0 ? errno : EIO;
+			return NULL;
+		}
+		r->len += (uint64_t)got;
 	}
-	return buf;
+	return r->buf + off;
+}
+
+static void sr_close(seg_reader *r)
+{
+	if (r->fd >= 0) close(r->fd);
+	free(r->buf);
+	memset(r, 0, sizeof *r);
+	r->fd = -1;
 }
 
 /* The furthest durable end that a mark written after (segment index i,
@@ -860,18 +936,17 @@ static log_pos later_claim(durable *d, const dir_scan *ds, uint32_t i, uint64_t 
 {
 	log_pos best = {0, 0};
 	for (; i < ds->seg_count; i++) {
-		uint64_t len;
-		int rc;
-		uint8_t *buf = segment_map(d, ds->segs[i], &len, &rc);
-		for (uint64_t off = from; buf != NULL && off + REC_HEADER <= len; off += 8) {
-			const uint8_t *h = buf + off;
+		seg_reader rd;
+		if (sr_open(d, ds->segs[i], &rd) != 0) continue;
+		const uint8_t *h;
+		for (uint64_t off = from; (h = sr_at(&rd, off, REC_HEADER)) != NULL; off += 8) {
 			if (get32(h) != REC_MAGIC || h[4] != REC_MARK ||
 			    get64(h + 56) != XXH3_64bits_withSeed(h, 56, d->opts.cluster))
 				continue;
 			log_pos c = {.seg = get64(h + 24), .off = get64(h + 16)};
 			if (pos_before(best, c)) best = c;
 		}
-		if (buf != NULL) munmap(buf, len);
+		sr_close(&rd);
 		from = 0;
 	}
 	return best;
@@ -893,22 +968,22 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 		}
 		char name[64];
 		seg_name(name, sizeof name, seq);
-		/* Mapped, so that only the pages up to the end of the records are
-		 * read, not the whole preallocated segment. */
-		uint64_t len;
-		int mrc;
-		uint8_t *buf = segment_map(d, seq, &len, &mrc);
-		if (mrc != VSR_OK) return mrc;
+		seg_reader rd;
+		if (sr_open(d, seq, &rd) != 0) {
+			errno = rd.err;
+			return VSR_EINVAL;
+		}
 		if (segs_push(d, seq, 0) != 0) {
-			if (buf) munmap(buf, len);
+			sr_close(&rd);
 			return VSR_ENOMEM;
 		}
 		uint64_t off = 0;
 		bool ended = false;
 		for (;;) {
 			res->cut = (log_pos){.seg = seq, .off = off};
-			const uint8_t *h = buf + off;
-			if (off + REC_HEADER > len || get32(h) != REC_MAGIC ||
+			const uint8_t *h = sr_at(&rd, off, REC_HEADER);
+			if (h == NULL && rd.err != 0) break;
+			if (h == NULL || get32(h) != REC_MAGIC ||
 			    get64(h + 56) != XXH3_64bits_withSeed(h, 56, d->opts.cluster)) {
 				snprintf(res->why, sizeof res->why, "%s offset %" PRIu64 ": bad record header",
 					 name, off);
@@ -935,7 +1010,9 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 				off += REC_HEADER;
 				continue;
 			}
-			if (rec_size(body_len) > len - off) {
+			h = sr_at(&rd, off, rec_size(body_len));
+			if (h == NULL) {
+				if (rd.err != 0) break;
 				snprintf(res->why, sizeof res->why, "%s offset %" PRIu64 ": entry runs past the end",
 					 name, off);
 				break;
@@ -957,13 +1034,18 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 				break;
 			}
 			if (replay_entry(r, &e) != 0) {
-				munmap(buf, len);
+				sr_close(&rd);
 				return VSR_ENOMEM;
 			}
 			if (e.op > d->segs[d->seg_count - 1].max_op) d->segs[d->seg_count - 1].max_op = e.op;
 			off += rec_size(body_len);
 		}
-		if (buf) munmap(buf, len);
+		int read_err = rd.err;
+		sr_close(&rd);
+		if (read_err != 0) {
+			errno = read_err;
+			return read_err == ENOMEM ? VSR_ENOMEM : VSR_EINVAL;
+		}
 		if (!ended) break;
 		if (i + 1 == ds->seg_count) {
 			/* Ended and no successor: the writer starts the next one. */
@@ -1018,8 +1100,25 @@ failed:
 	return VSR_EINVAL;
 }
 
-/* Continues after the valid records: ends the segment that holds the cut
- * (overwriting a torn tail), drops later segments, starts a new one. */
+/* The end of the last non-zero byte of segment `fd` at or after `from`
+ * (the whole segment when it cannot be read: then all of it is zeroed). */
+static uint64_t segment_dirty_end(int fd, uint64_t from, uint64_t size)
+{
+	static uint8_t chunk[65536];
+	uint64_t end = size;
+	while (end > from) {
+		uint64_t n = end - from < sizeof chunk ? end - from : sizeof chunk;
+		if (pread(fd, chunk, (size_t)n, (off_t)(end - n)) != (ssize_t)n) return size;
+		for (uint64_t k = n; k > 0; k--)
+			if (chunk[k - 1] != 0) return end - n + k;
+		end -= n;
+	}
+	return from;
+}
+
+/* Continues after the valid records: in the segment that holds the cut
+ * (its torn tail zeroed), or, when that one is full, after a segment-end
+ * record in a new one; later segments are dropped. */
 static int writer_resume(durable *d, const dir_scan *ds, log_pos cut)
 {
 	for (uint32_t i = 0; i < ds->seg_count; i++) {
@@ -1044,6 +1143,30 @@ static int writer_resume(durable *d, const dir_scan *ds, log_pos cut)
 		if (fd < 0) {
 			fail(d, "storage %s: cannot open %s: %s", d->dir, name, strerror(errno));
 			return -1;
+		}
+		struct stat st;
+		uint64_t size = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+		if (cut.off + 2 * REC_HEADER <= size) {
+			/* Go on in this segment (a restart costs no new 64 MiB file):
+			 * zero whatever a torn group left past the cut, so that no
+			 * stale record can ever follow the new ones, and sync, which
+			 * also makes every record before the cut durable. */
+			uint64_t dirty = segment_dirty_end(fd, cut.off, size);
+			static const uint8_t zeros[65536];
+			int rc = 0;
+			for (uint64_t at = cut.off; rc == 0 && at < dirty; at += sizeof zeros) {
+				uint64_t n = dirty - at < sizeof zeros ? dirty - at : sizeof zeros;
+				rc = write_all(d, fd, zeros, (size_t)n, at, name);
+			}
+			if (rc == 0) rc = sync_fd(d, fd, name);
+			if (rc != 0) {
+				close(fd);
+				return -1;
+			}
+			d->seg_fd = fd;
+			d->seg_cap = size;
+			d->pos = cut;
+			return 0;
 		}
 		uint8_t h[REC_HEADER];
 		rec_header(h, REC_SEGMENT_END, NULL, 0, d->opts.cluster);
@@ -1224,7 +1347,6 @@ int storage_durable_submit(vsr_storage *s, const vsr_persist *p)
 		size_t sz = rec_size(e->body_len);
 		memset(rec + REC_HEADER + e->body_len, 0, sz - REC_HEADER - e->body_len);
 		off += sz;
-		if (e->op > j->max_op) j->max_op = e->op;
 		d->stats.entry_bytes += e->body_len;
 	}
 	d->stats.entries += p->entry_count;
@@ -1270,6 +1392,7 @@ static void close_cb(uv_handle_t *h)
 		free((void *)d->loaded_entries[i].body);
 	free(d->loaded_entries);
 	free(d->segs);
+	free(d->stage);
 	pthread_mutex_destroy(&d->mu);
 	pthread_cond_destroy(&d->cv);
 	if (cb != NULL) cb((vsr_storage *)(void *)d);

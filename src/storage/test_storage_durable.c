@@ -350,21 +350,36 @@ static void case_torn_tail(void)
 	make_entries(1, 50, 1, 0);
 	write_log(s, 50, 5, 1);
 	close_storage(s);
-	/* Entry 51 half written at the end of the log: header, no body. */
-	make_entries(51, 51, 1, 0);
+	/* Entry 51 half written at the end of the log (header, no body), and
+	 * a whole entry 52 of the same torn group after it, placed where a
+	 * stale record would follow the next start's mark and new entry 51. */
+	make_entries(51, 52, 1, 0);
 	uint8_t hdr[64];
+	off_t end = record_at(0);
 	record_header(hdr, &ents[51]);
-	write_at("log-0000000000000001", record_at(0), hdr, 64);
+	write_at("log-0000000000000001", end, hdr, 64);
+	record_header(hdr, &ents[52]);
+	off_t stale = end + 64 + 64 + BODY;
+	write_at("log-0000000000000001", stale, hdr, 64);
+	write_at("log-0000000000000001", stale + 64, ents[52].body, BODY);
 	s = open_storage(false, 0, NULL, &d);
 	check_loaded(d, 1, 50);
-	/* The log continues after the cut; a later start sees both parts. */
-	make_entries(51, 60, 1, 3);
-	CHECK(submit(s, 51, 60, sb_at(1, 50, 0, 0), false, 0, NULL, 0) == VSR_OK);
+	/* The log continues after the cut, with another entry 51; the torn
+	 * group's leftovers never come back. */
+	make_entries(51, 51, 1, 3);
+	CHECK(submit(s, 51, 51, sb_at(1, 50, 0, 0), false, 0, NULL, 0) == VSR_OK);
 	wait_all();
 	CHECK(!failed_seen);
 	close_storage(s);
 	s = open_storage(false, 0, NULL, &d);
+	check_loaded(d, 1, 51);
+	make_entries(52, 60, 1, 3);
+	CHECK(submit(s, 52, 60, sb_at(1, 51, 0, 0), false, 0, NULL, 0) == VSR_OK);
+	wait_all();
+	close_storage(s);
+	s = open_storage(false, 0, NULL, &d);
 	check_loaded(d, 1, 60);
+	CHECK(count_files("log-") == 1); /* restarts go on in the same segment */
 	close_storage(s);
 }
 
@@ -432,7 +447,7 @@ static void case_superblock_flips(void)
 	make_entries(1, 20, 4, 0);
 	write_log(s, 20, 2, 4);
 	close_storage(s);
-	flip_byte("superblock", 72); /* copy 0: the view */
+	flip_byte("superblock", 72); /* copy 0: the epoch word */
 	s = open_storage(false, 0, NULL, &d);
 	check_loaded(d, 1, 20);
 	CHECK(d->superblock.view == 4);

@@ -30,7 +30,7 @@
 #define WIRE_AUTH_FIELDS 1u
 #define WIRE_PING_FIELDS 2u
 #define WIRE_STATUS_REQUEST_FIELDS 1u
-#define WIRE_STATUS_FIELDS 25u
+#define WIRE_STATUS_FIELDS 28u
 #define WIRE_CLOSE_FIELDS 2u
 /* Per-depth element limits of the pre-scan: a top-level array is one of the
  * shapes above, an array at depth 3 is an entry. Depth 2 (entries) is
@@ -576,6 +576,7 @@ int vsr_wire_encode_status(vsr_buf *out, uint64_t cluster, const vsr_wire_status
 		s->connections, s->uptime_ms, s->ops_committed, s->view_changes,
 		s->messages_dropped, s->frames_dropped, s->state_transfers,
 		s->checkpoints, s->requests_deduplicated, s->sessions_evicted,
+		s->history, s->step_age_ms, s->progress_age_ms,
 	};
 	for (uint32_t i = 0; i < WIRE_STATUS_FIELDS; i++)
 		wire_pack_u(&e, v[i]);
@@ -1095,7 +1096,7 @@ static int wire_dec_core(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 	 * replica of this cluster. */
 	WIRE_DEC_U(d, "replica", type == VSR_MSG_REQUEST ? 0 : (uint64_t)n - 1, m->replica);
 	WIRE_DEC_U(d, "status",
-		   type == VSR_MSG_REPLY ? VSR_REPLY_HISTORY : VSR_STATUS_COUNT - 1,
+		   type == VSR_MSG_REPLY ? VSR_REPLY_SCRIPT_ERROR : VSR_STATUS_COUNT - 1,
 		   m->status);
 	WIRE_DEC_U(d, "epoch", UINT64_MAX, m->epoch);
 	WIRE_DEC_U(d, "view", UINT64_MAX, m->view);
@@ -1257,6 +1258,9 @@ static int wire_dec_host(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 		WIRE_DEC_U(d, "checkpoints", UINT64_MAX, s->checkpoints);
 		WIRE_DEC_U(d, "requests_deduplicated", UINT64_MAX, s->requests_deduplicated);
 		WIRE_DEC_U(d, "sessions_evicted", UINT64_MAX, s->sessions_evicted);
+		WIRE_DEC_U(d, "history", UINT64_MAX, s->history);
+		WIRE_DEC_U(d, "step_age_ms", UINT64_MAX, s->step_age_ms);
+		WIRE_DEC_U(d, "progress_age_ms", UINT64_MAX, s->progress_age_ms);
 		return 0;
 	}
 	case VSR_WIRE_CLOSE: {
@@ -1595,6 +1599,11 @@ int vsr_wire_reader_decode(vsr_wire_reader *r, vsr_wire_decoded *out)
 		return wire_reader_fail(r, rc);
 	wire_count(r->stats, 0);
 	return 0;
+}
+
+bool vsr_wire_reader_partial(const vsr_wire_reader *r)
+{
+	return r->error == 0 && !r->frame_ready && r->header_have > 0;
 }
 
 size_t vsr_wire_reader_buffered(const vsr_wire_reader *r)

@@ -169,6 +169,9 @@ typedef struct vsr_wire_status {
 	uint64_t checkpoints;
 	uint64_t requests_deduplicated;
 	uint64_t sessions_evicted;
+	uint64_t history;         /* the replica's cluster history (0: unjoined) */
+	uint64_t step_age_ms;     /* since the replica's last protocol step */
+	uint64_t progress_age_ms; /* since its executed op last advanced (or it started) */
 } vsr_wire_status;
 
 /* CLOSE: the sender is about to close the connection, and why. */
@@ -477,6 +480,10 @@ int vsr_wire_key_load(const char *path, uint8_t key[VSR_WIRE_KEY_SIZE], char *er
 /* Writes a new random key to `path` (mode 0600, refusing to overwrite).
  * Returns 0, or -1 with a sentence in err. */
 int vsr_wire_key_generate(const char *path, char *err, size_t err_len);
+
+/* Is a frame begun and not yet whole (a header or body byte read, the frame
+ * not complete)? What a transport times out against a slow sender. */
+bool vsr_wire_reader_partial(const vsr_wire_reader *r);
 
 /* Bytes currently buffered (header + body), for tests and metrics. */
 size_t vsr_wire_reader_buffered(const vsr_wire_reader *r);

@@ -436,9 +436,12 @@ void fx_restart_wiped(fixture *f, uint8_t i)
 	memset(&nd->disk, 0, sizeof nd->disk);
 	nd->disk.formatted = true;
 	nd->disk.sb.cluster = 7;
-	/* A new process: a new genesis candidate, as vsrhost draws one. */
+	/* A new process: a new genesis candidate, as vsrhost draws one, and a
+	 * new generator seed (its nonces differ from the wiped incarnation's). */
 	f->incarnation[i]++;
+	f->cfg[i].seed = (f->cfg[i].seed * 6364136223846793005ull) ^ f->incarnation[i];
 	f->cfg[i].genesis_history = fx_history_for(i, f->incarnation[i]);
+	f->cfg[i].seed = f->cfg[i].seed * 6364136223846793005ull + 1442695040888963407ull;
 	vsr_snapckpt_forget(&nd->ck); /* the state machine's checkpoints were on that disk */
 	vsr_state_machine sm = sm_of(f, i, false);
 	int rc = vsr_replica_create(&nd->r, &f->cfg[i], &sm, NULL, f->now);
@@ -459,6 +462,7 @@ void fx_release(fixture *f, uint32_t k)
 	}
 	message_free(&q.m);
 	for (uint8_t i = 0; i < f->n; i++) complete_persists(f, i);
+	deliver_all(f); /* what the released message caused (lost in a merge) */
 }
 
 void fx_pause(fixture *f, uint8_t i)
@@ -531,6 +535,13 @@ uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint6
 	deliver_all(f);
 	for (uint8_t k = 0; k < f->n; k++) complete_persists(f, k);
 	return conn;
+}
+
+void fx_deliver(fixture *f, uint8_t to, const vsr_message *m)
+{
+	vsr_event ev = {.type = VSR_EVENT_MESSAGE, .now = f->now, .realtime_ns = f->now * 1000000,
+			.message = m};
+	step(f, to, &ev);
 }
 
 void fx_flush(fixture *f, uint8_t i)

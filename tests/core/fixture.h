@@ -122,6 +122,9 @@ bool fx_all_joined(fixture *f);
 /* Sends a request to replica i; returns the connection id used. */
 uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint64_t request,
 		    const char *op);
+/* Hands replica `to` a message built by the test (a forged or delayed one);
+ * what it sends in answer is queued as usual. */
+void fx_deliver(fixture *f, uint8_t to, const vsr_message *m);
 /* Sends a FLUSH event to replica i. */
 void fx_flush(fixture *f, uint8_t i);
 /* The last reply for conn, or NULL. */

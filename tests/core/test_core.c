@@ -744,6 +744,81 @@ static void test_checkpoint_fetch_resumes(void)
 	fx_free(&f);
 }
 
+static void tune_queue_bytes(vsr_config *c)
+{
+	c->pipeline_max = 1;
+	c->message_entries_max = 32;
+	c->batch_bytes_max = 4096;
+	c->request_queue_bytes_max = 4096;
+}
+
+/* #7 robustness: the primary's request queue is bounded by bytes as well as
+ * by count (before: 4096 requests of any size could wait). */
+static void test_request_queue_bounded_by_bytes(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune_queue_bytes);
+	uint64_t s[8];
+	for (int i = 0; i < 8; i++) {
+		s[i] = fx_register(&f, 0, 800 + (uint64_t)i);
+		CHECK(s[i] != 0);
+	}
+	static char op[1501];
+	memset(op, 'q', sizeof op - 1);
+	/* The pipeline (one op) is stuck on the primary's own disk. */
+	f.node[0].auto_persist = false;
+	uint64_t conn[8];
+	for (int i = 0; i < 8; i++) conn[i] = fx_request(&f, 0, VSR_REQUEST_OP, s[i], 1, op);
+	int busy = 0;
+	for (int i = 0; i < 8; i++) {
+		const fx_reply *r = fx_reply_for(&f, conn[i]);
+		if (r && r->status == VSR_REPLY_BUSY) busy++;
+	}
+	vsr_replica_info in;
+	fx_info(&f, 0, &in);
+	/* One prepared, two queued (3000 bytes; a third would pass 4096). */
+	CHECK(in.queued == 2 && busy == 5);
+	f.node[0].auto_persist = true;
+	fx_run(&f, 20);
+	for (int i = 0; i < 3; i++) {
+		const fx_reply *r = fx_reply_for(&f, conn[i]);
+		CHECK(r && r->status == VSR_REPLY_OK);
+	}
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+/* #7 small item: a replica told of a newer view whose primary is itself (a
+ * backup acks in it) used to enter state transfer and send GET_STATE to
+ * another replica, which never answers it (only a view's primary serves its
+ * log), until eight retries gave up. It now moves to the next view at once. */
+static void test_no_get_state_to_a_silent_replica(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 901), applied = 0;
+	call_ok(&f, s, 1, &applied);
+	CHECK(applied == 1);
+	vsr_message ack;
+	memset(&ack, 0, sizeof ack);
+	ack.type = VSR_MSG_PREPARE_OK;
+	ack.replica = 1;
+	ack.cluster = 7;
+	ack.history = f.history;
+	ack.view = 3; /* primary(3) = replica 0 */
+	uint64_t before = vsr_replica_stats_get(f.node[0].r)->messages_out[VSR_MSG_GET_STATE];
+	fx_deliver(&f, 0, &ack);
+	vsr_replica_info in;
+	fx_info(&f, 0, &in);
+	CHECK(in.status == VSR_STATUS_VIEW_CHANGE && in.view == 4);
+	CHECK(vsr_replica_stats_get(f.node[0].r)->messages_out[VSR_MSG_GET_STATE] == before);
+	CHECK(fx_run_until(&f, 1000, all_caught_up, NULL));
+	const fx_reply *r = fx_call(&f, s, 2, "two");
+	CHECK(r && r->status == VSR_REPLY_OK && strcmp(r->body, "2") == 0);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
 static const fx_test tests[] = {
 	{"normal_operation", test_normal_operation},
 	{"batching_and_pipelining", test_batching_and_pipelining},
@@ -770,6 +845,8 @@ static const fx_test tests[] = {
 	{"failed_restore_leaves_state_intact", test_failed_restore_leaves_state_intact},
 	{"checkpoint_fetch_under_load", test_checkpoint_fetch_under_load},
 	{"checkpoint_fetch_resumes", test_checkpoint_fetch_resumes},
+	{"request_queue_bounded_by_bytes", test_request_queue_bounded_by_bytes},
+	{"no_get_state_to_a_silent_replica", test_no_get_state_to_a_silent_replica},
 };
 
 int main(int argc, char **argv)

@@ -166,6 +166,15 @@ static outcome sched_start_view_before_new_state(void)
 	fx_heal(&f);
 	if (!fx_run_until(&f, 3000, settled, NULL)) {
 		out.damage = "no view formed after replica 1 failed";
+		if (getenv("FX_VERBOSE"))
+			for (uint8_t i = 0; i < 3; i += 2) {
+				vsr_replica_info in;
+				fx_info(&f, i, &in);
+				fprintf(stderr, "  replica %u: %s view %llu log_view %llu op %llu commit %llu\n",
+					i, vsr_status_name((enum vsr_status)in.status),
+					(unsigned long long)in.view, (unsigned long long)in.log_view,
+					(unsigned long long)in.op, (unsigned long long)in.commit);
+			}
 		goto done;
 	}
 	fx_call(&f, s, req++, "after");
@@ -244,7 +253,9 @@ static outcome sched_stale_recovery_answers_after_wipe(void)
 	cut(&f, 0, 1);
 	cut(&f, 1, 2);
 	fx_restart_wiped(&f, 2);
-	fx_run(&f, 30);
+	/* Long enough for 2's first RECOVERY; short enough that 0, cut from
+	 * the quorum, has not abdicated yet (it must still lead view 0). */
+	fx_run(&f, 10);
 	/* The delayed answers were on the wire before the cut: they arrive. */
 	f.link[1][2] = true;
 	while (f.held_count) fx_release(&f, 0);
@@ -358,6 +369,10 @@ static outcome sched_new_state_passes_fetched_checkpoint(void)
 		goto done;
 	}
 	h.chunk = false;
+	if (getenv("FX_VERBOSE"))
+		fprintf(stderr, "  at the fetch: replica 2 get_checkpoint out %llu, replica 0 in %llu\n",
+			(unsigned long long)vsr_replica_stats_get(f.node[2].r)->messages_out[VSR_MSG_GET_CHECKPOINT],
+			(unsigned long long)vsr_replica_stats_get(f.node[0].r)->messages_in[VSR_MSG_GET_CHECKPOINT]);
 	vsr_replica_info b;
 	fx_info(&f, 2, &b);
 	uint64_t fetching = f.held[find_held(&f, VSR_MSG_CHECKPOINT_CHUNK)].m.checkpoint_op;
@@ -383,6 +398,28 @@ static outcome sched_new_state_passes_fetched_checkpoint(void)
 			(unsigned long long)a.commit, (unsigned long long)fetching);
 	vsr_replica_info now;
 	fx_info(&f, 2, &now);
+	if (getenv("FX_VERBOSE"))
+		fprintf(stderr, "  after the chunk: replica 2 %s commit %llu checkpoint %llu\n",
+			vsr_status_name((enum vsr_status)now.status), (unsigned long long)now.commit,
+			(unsigned long long)now.checkpoint_op);
+	if (getenv("FX_VERBOSE")) {
+		const vsr_replica_stats *st = vsr_replica_stats_get(f.node[2].r);
+		fprintf(stderr, "  replica 2: chunks in %llu, get_checkpoint out %llu, stale %llu, "
+			"restore failed %llu, held %u\n",
+			(unsigned long long)st->messages_in[VSR_MSG_CHECKPOINT_CHUNK],
+			(unsigned long long)st->messages_out[VSR_MSG_GET_CHECKPOINT],
+			(unsigned long long)st->guards[VSR_GUARD_CHUNK_STALE],
+			(unsigned long long)st->guards[VSR_GUARD_RESTORE_FAILED], f.held_count);
+		const vsr_replica_stats *p0 = vsr_replica_stats_get(f.node[0].r);
+		vsr_replica_info i0;
+		fx_info(&f, 0, &i0);
+		fprintf(stderr, "  replica 0: get_checkpoint in %llu, chunks out %llu, dropped %llu, "
+			"checkpoint %llu, %s\n",
+			(unsigned long long)p0->messages_in[VSR_MSG_GET_CHECKPOINT],
+			(unsigned long long)p0->messages_out[VSR_MSG_CHECKPOINT_CHUNK],
+			(unsigned long long)p0->messages_dropped, (unsigned long long)i0.checkpoint_op,
+			vsr_status_name((enum vsr_status)i0.status));
+	}
 	if (now.commit < a.commit) {
 		out.damage = "replica 2's commit went down: an older checkpoint installed";
 		goto done;
@@ -400,6 +437,53 @@ done:
 }
 
 /* ------------------------------------------------------------------------ */
+/* Open finding (not a ctest until it is fixed): the old primary, isolated
+ * while 1 and 2 formed view 1, is healed just as 1 dies. 0 stays "normal in
+ * view 0" and 2 "normal in view 1": no view forms in 3000 ticks (found by
+ * the --bug run of the first schedule after the merge of pre-vote and
+ * abdication). `test_guards stale_old_primary_blocks_view_change` exits 1
+ * while it stands. */
+static bool pair_after(fixture *f, void *arg)
+{
+	(void)arg;
+	vsr_replica_info x, y;
+	fx_info(f, 0, &x);
+	fx_info(f, 2, &y);
+	return x.status == VSR_STATUS_NORMAL && y.status == VSR_STATUS_NORMAL &&
+	       x.view == y.view && x.view >= 2;
+}
+
+static int finding_stale_old_primary(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 14);
+	for (uint64_t r = 1; r <= 5; r++) fx_call(&f, s, r, "v0");
+	fx_isolate(&f, 0);
+	if (!fx_run_until(&f, 1000, pair_in_view, NULL)) {
+		fprintf(stderr, "stale_old_primary_blocks_view_change: no view led by replica 1\n");
+		fx_free(&f);
+		return 1;
+	}
+	fx_call(&f, s, 6, "v1");
+	fx_run(&f, 5);
+	fx_crash(&f, 1);
+	fx_heal(&f);
+	bool ok = fx_run_until(&f, 3000, pair_after, NULL);
+	for (uint8_t i = 0; i < 3; i += 2) {
+		vsr_replica_info in;
+		fx_info(&f, i, &in);
+		printf("  replica %u: %s view %llu op %llu commit %llu\n", i,
+		       vsr_status_name((enum vsr_status)in.status), (unsigned long long)in.view,
+		       (unsigned long long)in.op, (unsigned long long)in.commit);
+	}
+	printf("stale_old_primary_blocks_view_change: %s\n",
+	       ok ? "a view formed" : "NO view formed in 3000 ticks");
+	fx_free(&f);
+	return ok ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------------ */
 
 typedef struct scenario {
 	const char *name;
@@ -411,8 +495,11 @@ typedef struct scenario {
 static const scenario scenarios[] = {
 	{"start_view_before_new_state", sched_start_view_before_new_state,
 	 VSR_BUG_SHORTEN_OWN_LOG, VSR_GUARD_SV_SHORTER_OWN_LOG},
+	/* The stale primary of this schedule hears no quorum for long: it
+	 * abdicates, which alone keeps it from committing with the wiped
+	 * replica. The teeth take both defences away. */
 	{"stale_recovery_answers_after_wipe", sched_stale_recovery_answers_after_wipe,
-	 VSR_BUG_RECOVERY_ANY_NONCE, VSR_GUARD_REC_STALE_NONCE},
+	 VSR_BUG_RECOVERY_ANY_NONCE | VSR_BUG_NO_ABDICATION, VSR_GUARD_REC_STALE_NONCE},
 	{"new_state_passes_fetched_checkpoint", sched_new_state_passes_fetched_checkpoint,
 	 VSR_BUG_OLD_CHECKPOINT, VSR_GUARD_CHUNK_PASSED},
 };
@@ -420,6 +507,8 @@ static const scenario scenarios[] = {
 int main(int argc, char **argv)
 {
 	const char *only = argc > 1 ? argv[1] : NULL;
+	if (only && strcmp(only, "stale_old_primary_blocks_view_change") == 0)
+		return finding_stale_old_primary();
 	bool with_bug = argc > 2 && strcmp(argv[2], "--bug") == 0;
 	int failures = 0, ran = 0;
 	for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++) {

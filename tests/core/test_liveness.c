@@ -100,6 +100,7 @@ static void test_lone_start_view_change_moves_nobody(void)
 	memset(&m, 0, sizeof m);
 	m.type = VSR_MSG_START_VIEW_CHANGE;
 	m.cluster = 7;
+	m.history = f.history; /* a member's message (others are dropped) */
 	m.replica = 2;
 	m.view = 1;
 	fx_inject(&f, 2, 0, &m);
@@ -182,6 +183,7 @@ static void test_stale_high_view_replica_reintegrated(void)
 	memset(&m, 0, sizeof m);
 	m.type = VSR_MSG_START_VIEW_CHANGE;
 	m.cluster = 7;
+	m.history = f.history; /* a member's message (others are dropped) */
 	m.replica = 0;
 	m.view = 5;
 	fx_inject(&f, 0, 2, &m);

@@ -7,6 +7,11 @@
  *   quick-restart   the primary is killed and restarted at once: a new view, no loss
  *   dedup           a client retrying across a failover applies a write once (counter.lua)
  *   garbage         garbage on every port closes those connections; service goes on
+ *   sandbox         the issue #9 attacks (spec/fixtures/evil.lua) each get a script
+ *                   error; the replicas keep serving with equal digests, also
+ *                   after a restart and a failover
+ *   watchdog        a step running past the watchdog's limit (lowered to 1 s) stops
+ *                   its replica with exit 70 and a log line naming the operation
  *   supervisor      `vsrhost CONFIG` runs every replica; vsrctl put/get/status
  *                   work against it; SIGINT stops them all (needs --vsrctl)
  *   metrics         every replica serves /metrics (valid for promtool) and
@@ -16,6 +21,11 @@
  *                   with a wrong key, or with one forged frame gets nothing
  *                   and is closed; a forged replica cannot move the view;
  *                   vsrctl with the key works (needs --vsrctl)
+ *   attacks         no auth: slowloris on the client port, idle connections
+ *                   filling every replica port while a backup restarts, a
+ *                   START_VIEW_CHANGE storm and a view-inflation forgery from
+ *                   an impostor replica; the cluster keeps serving, the view
+ *                   is not inflated, a failover afterwards still works
  *   failover-bench  --trials N: time from kill -9 of the primary to the first
  *                   acknowledged write through the new one (median, max)
  *   crash           durable storage: writers put keys while the whole cluster,
@@ -55,6 +65,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -85,10 +96,12 @@ static bool g_keep;
 static uint64_t g_seed;
 static const char *g_durability = "memory";
 static char g_mounted[400]; /* a tmpfs this run mounted (disk-full) */
+static unsigned g_checkpoint_interval; /* limits.checkpoint_interval; 0: default */
 static const char *g_log_format = "text"; /* the config's log_format */
 /* auth scenario: the config names these key files, and the test's own
  * client authenticates with the client key. */
 static bool g_auth;
+static bool g_telemetry; /* metrics scenario: the config names a telemetry script */
 static uint8_t g_client_key[VSR_WIRE_KEY_SIZE];
 
 static uint64_t now_ms(void)
@@ -233,6 +246,24 @@ static void write_config(const char *statemachine)
 	fprintf(f, "  data_dir = \"%s/data\",\n  durability = \"%s\",\n  log_level = \"info\",\n",
 		g_dir, g_durability);
 	fprintf(f, "  log_format = \"%s\",\n", g_log_format);
+	if (g_telemetry) {
+		char hooks[400];
+		snprintf(hooks, sizeof hooks, "%s/hooks.lua", g_dir);
+		FILE *h = fopen(hooks, "w");
+		if (h == NULL)
+			fail("cannot write %s", hooks);
+		/* Every event, one line in telemetry-N.log of its replica. */
+		fprintf(h, "return { any = function(e)\n"
+			   "  local f = assert(io.open('%s/telemetry-' .. e.replica .. '.log', 'a'))\n"
+			   "  f:write(e.event, ' view=', tostring(e.view), ' duration_ms=',\n"
+			   "          tostring(e.duration_ms), '\\n')\n"
+			   "  f:close()\n"
+			   "end }\n", g_dir);
+		fclose(h);
+		fprintf(f, "  telemetry = \"%s\",\n", hooks);
+	}
+	if (g_checkpoint_interval)
+		fprintf(f, "  limits = { checkpoint_interval = %u },\n", g_checkpoint_interval);
 	if (g_auth)
 		fprintf(f, "  auth = { replica_key = \"%s/replica.key\", client_key = \"%s/client.key\" },\n",
 			g_dir, g_dir);
@@ -590,6 +621,8 @@ static bool mc_call_number(mclient *m, uint8_t kind, uint64_t number, const uint
 			switch (r->status) {
 			case VSR_REPLY_OK:
 			case VSR_REPLY_ERROR:
+			case VSR_REPLY_SCRIPT_ERROR:
+			case VSR_REPLY_HISTORY: /* definite: the session's history is gone */
 				out->status = r->status;
 				out->op = r->reply_op;
 				out->replica = (uint8_t)from;
@@ -1152,6 +1185,211 @@ static int scenario_dedup(void)
 	return 0;
 }
 
+/* Memory storage, the whole cluster killed and restarted: every replica
+ * starts unjoined, so together they begin a new history (#7 finding 1, in
+ * real processes). A client of the old history gets the definite HISTORY
+ * answer for its session, never a collision with a new session of the same
+ * number; registering again works, and the old data is gone, as it must be
+ * in memory mode. */
+static int scenario_history(void)
+{
+	mclient m;
+	msgpack_sbuffer sb;
+	scenario_open("kv.lua", &m, &sb);
+	uint64_t last = 0;
+	put_keys(&m, &sb, 0, 3, &last);
+	uint64_t old_session = m.session, old_history = m.history;
+	if (old_history == 0)
+		fail("the REGISTER reply named no history");
+	note("session %" PRIu64 " of history %016" PRIx64 ": 3 writes; kill -9 of every replica",
+	     old_session, old_history);
+	for (int i = 0; i < N; i++)
+		kill_replica(i);
+	for (int i = 0; i < N; i++)
+		start_replica(i);
+	wait_ports(-1);
+	int p = wait_primary(STARTUP_MS, "after the whole cluster restarted");
+	note("replica %d leads again", p + 1);
+	op_kv(&sb, "put", "after-reset", "x");
+	m.request++;
+	mresult r;
+	if (!mc_call_number(&m, VSR_REQUEST_OP, m.request, (const uint8_t *)sb.data, sb.size, 300,
+			    &r))
+		fail("the old session's request got no answer");
+	if (r.status != VSR_REPLY_HISTORY)
+		fail("the old session's request got status %u, not HISTORY (%u)", r.status,
+		     VSR_REPLY_HISTORY);
+	note("the old session's request: HISTORY (not applied)");
+	mc_register(&m);
+	m.request = 0;
+	if (m.history == 0 || m.history == old_history)
+		fail("the new session's history %016" PRIx64 " is not a new one", m.history);
+	note("registered again: session %" PRIu64 " of history %016" PRIx64 "%s", m.session,
+	     m.history, m.session == old_session ? " (the same number as the old session)" : "");
+	put_keys(&m, &sb, 3, 4, &last);
+	get_keys(&m, &sb, 3, 4);
+	char key[32], val[64];
+	key_value(0, key, val);
+	op_kv(&sb, "get", key, NULL);
+	m.request++;
+	if (!mc_call_number(&m, VSR_REQUEST_OP, m.request, (const uint8_t *)sb.data, sb.size, 300,
+			    &r))
+		fail("get %s: no answer", key);
+	if (r.status == VSR_REPLY_OK && body_contains(&r, val))
+		fail("get %s: a value of the old history is still there", key);
+	note("the new history works; the old one's data is gone (memory storage)");
+	scenario_close(&m, &sb);
+	return 0;
+}
+
+/* sandbox (issue #9): a cluster running spec/fixtures/evil.lua, which runs
+ * the Lua source an operation carries, is sent the attacks that used to hang
+ * or abort every replica (work inside one C call, pattern backtracking, a
+ * weak table, address-ordered iteration, a reply of many references to one
+ * table, 65 nested tables). Each gets a script-error reply; a plain
+ * operation after each succeeds; the digests agree; and the same holds
+ * after one replica restarts and after a failover. */
+static const char *const hostile_ops[] = {
+	"return string.rep('', math.maxinteger)",
+	"return table.move({}, 1, math.maxinteger - 1, 2, {})",
+	"local mt = {__index = rawequal, __newindex = rawequal} "
+	"return table.move(setmetatable({}, mt), 1, math.maxinteger - 1, 2, setmetatable({}, mt))",
+	"return (('a'):rep(60)):find(('a*'):rep(6) .. 'b')",
+	"return ('x' .. (' '):rep(500000) .. 'x'):match('^%s*(.-)%s*$')",
+	"for i = 1, 1000 do local s = string.rep('x', 1 << 26) end",
+	"local s = ('x'):rep(1 << 19) local t = {} for i = 1, 20000 do t[i] = s end table.sort(t)",
+	"local big = {} for i = 1, 100000 do big[i] = i end "
+	"local r = {} for i = 1, 2048 do r[i] = big end return r",
+	"local t = {} for i = 1, 64 do t = {t} end return t",
+	"local mt = {} local t = setmetatable({}, mt) mt.__mode = 'k' return 1",
+	"return next({[{}] = 1, [{}] = 2})",
+	"local t = nil return t.x",
+};
+
+static void op_code(msgpack_sbuffer *sb, const char *code)
+{
+	msgpack_sbuffer_clear(sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	pack_cstr(&pk, "code");
+	pack_cstr(&pk, code);
+}
+
+static uint64_t hostile_round(mclient *m, msgpack_sbuffer *sb, const char *when)
+{
+	uint64_t last = 0;
+	size_t n = sizeof hostile_ops / sizeof hostile_ops[0];
+	for (size_t i = 0; i < n; i++) {
+		op_code(sb, hostile_ops[i]);
+		mresult r;
+		uint64_t t0 = now_ms();
+		m->request++;
+		if (!mc_call_number(m, VSR_REQUEST_OP, m->request, (const uint8_t *)sb->data, sb->size,
+				    300, &r))
+			fail("%s: hostile op %zu (%.50s): no answer within %d ms", when, i + 1,
+			     hostile_ops[i], CALL_MS);
+		if (r.status != VSR_REPLY_SCRIPT_ERROR)
+			fail("%s: hostile op %zu (%.50s): status %u, expected a script error (%.*s)", when,
+			     i + 1, hostile_ops[i], r.status, (int)r.body_len, r.body);
+		note("%s: op %" PRIu64 ": %.40s... -> script error in %" PRIu64 " ms: %.*s", when,
+		     r.op, hostile_ops[i], now_ms() - t0, (int)(r.body_len > 70 ? 70 : r.body_len),
+		     r.body);
+		op_code(sb, "return 40 + 2");
+		mresult ok;
+		mc_op(m, sb, &ok, "a plain operation after a hostile one");
+		int64_t v;
+		if (!body_int(&ok, &v) || v != 42)
+			fail("%s: the plain operation after hostile op %zu answered wrongly", when, i + 1);
+		last = ok.op;
+	}
+	return last;
+}
+
+/* watchdog: the one attack the cost model bounds only loosely (`==` on two
+ * distinct equal 1 MiB strings in a loop: about 4 s of CPU within the
+ * default budget) runs past a watchdog limit lowered to 1 s: the replica
+ * executing it logs which operation it was running and exits 70. */
+static bool log_contains(int i, const char *needle)
+{
+	char path[400], line[2048];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
+	FILE *f = fopen(path, "r");
+	bool found = false;
+	while (f != NULL && !found && fgets(line, sizeof line, f) != NULL)
+		found = strstr(line, needle) != NULL;
+	if (f != NULL)
+		fclose(f);
+	return found;
+}
+
+static int scenario_watchdog(void)
+{
+	setenv("VSRHOST_WATCHDOG_MS", "1000", 1);
+	mclient m;
+	msgpack_sbuffer sb;
+	int p = scenario_open("../spec/fixtures/evil.lua", &m, &sb);
+	op_code(&sb, "local a = ('x'):rep(1 << 20) local b = ('x'):rep((1 << 20) - 1) .. 'x' "
+		     "while true do if a == b then end end");
+	m.request++;
+	if (!mc_send_request(&m, p, VSR_REQUEST_OP, m.request, (const uint8_t *)sb.data, sb.size))
+		fail("cannot send the slow operation to the primary");
+	note("sent an operation that runs for seconds inside the budget to primary %d", p + 1);
+	uint64_t deadline = now_ms() + 30000;
+	int status = 0;
+	while (g_pid[p] > 0) {
+		if (waitpid(g_pid[p], &status, WNOHANG) == g_pid[p]) {
+			g_pid[p] = 0;
+			break;
+		}
+		if (now_ms() > deadline)
+			fail("the primary did not stop within 30 s");
+		poll(NULL, 0, 20); /* bounded wait for the child's exit */
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 70)
+		fail("the primary ended with status 0x%x, expected exit 70 (EX_SOFTWARE)", status);
+	if (!log_contains(p, "watchdog: a step") || !log_contains(p, "applying op"))
+		fail("the primary's log does not say what the watchdog found");
+	note("primary %d exited 70, its log naming the step and the operation", p + 1);
+	msgpack_sbuffer_destroy(&sb);
+	mc_free(&m);
+	kill_all();
+	return 0;
+}
+
+static int scenario_sandbox(void)
+{
+	mclient m;
+	msgpack_sbuffer sb;
+	int p = scenario_open("../spec/fixtures/evil.lua", &m, &sb);
+	note("primary is replica %d", p + 1);
+	uint64_t last = hostile_round(&m, &sb, "three replicas");
+	wait_converged(last, CATCHUP_MS, "after the hostile operations");
+	note("every replica up, executed op %" PRIu64 " with equal digests", last);
+	int b = (p + 1) % N;
+	kill_replica(b);
+	start_replica(b);
+	wait_ports(b);
+	wait_converged(last, CATCHUP_MS, "a restarted backup catching up");
+	note("backup %d restarted and caught up (equal digests)", b + 1);
+	last = hostile_round(&m, &sb, "after a restart");
+	wait_converged(last, CATCHUP_MS, "after the restart's hostile operations");
+	kill_replica(p);
+	note("kill -9 of the primary %d", p + 1);
+	last = hostile_round(&m, &sb, "after failover");
+	int q = wait_primary(STARTUP_MS, "after failover");
+	if (q == p)
+		fail("no new primary after the failover");
+	wait_converged(last, CATCHUP_MS, "after the failover's hostile operations");
+	note("new primary %d; the two live replicas agree", q + 1);
+	start_replica(p);
+	wait_ports(p);
+	wait_converged(last, CATCHUP_MS, "the old primary catching up");
+	note("old primary %d back: all three replicas agree at op %" PRIu64, p + 1, last);
+	scenario_close(&m, &sb);
+	return 0;
+}
+
 /* Sends `len` bytes on a fresh connection to port and requires the replica
  * to close it (EOF or reset) within a deadline. */
 static void garbage_send(uint16_t port, const void *data, size_t len, const char *what)
@@ -1353,6 +1591,31 @@ static int scenario_supervisor(void)
 	if (rc != 0 || strstr(out, value) == NULL)
 		fail("vsrctl get exited %d and printed: %s", rc, out);
 	note("vsrctl put then get returned %s", value);
+	/* Status after the write: every replica reports lag and ages; once the
+	 * write has reached them all, every lag is 0. */
+	deadline = now_ms() + CATCHUP_MS;
+	for (;;) {
+		rc = run_vsrctl(out, sizeof out, (const char *const[]){"status", NULL});
+		if (rc != 0)
+			fail("vsrctl status exited %d: %s", rc, out);
+		if (strstr(out, "lag") == NULL || strstr(out, "progress_ago") == NULL)
+			fail("vsrctl status shows no lag or progress columns:\n%s", out);
+		int caught_up = 0;
+		for (char *line = strchr(out, '\n'); line != NULL; line = strchr(line + 1, '\n')) {
+			unsigned id, primary;
+			char addr[64], st[32];
+			unsigned long long view, op, commit, lag;
+			if (sscanf(line + 1, "%u %63s %31s %llu %llu %llu %u %llu", &id, addr, st, &view,
+				   &op, &commit, &primary, &lag) == 8 && lag == 0)
+				caught_up++;
+		}
+		if (caught_up == N)
+			break;
+		if (now_ms() > deadline)
+			fail("vsrctl status never showed every replica with lag 0:\n%s", out);
+		poll(NULL, 0, 50); /* next status round */
+	}
+	note("vsrctl status: every replica at lag 0, with step and progress ages");
 	FILE *f = fopen(outp, "r");
 	size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
 	out[n] = '\0';
@@ -1584,6 +1847,7 @@ static int scenario_metrics(void)
 	mclient m;
 	msgpack_sbuffer sb;
 	g_log_format = "json";
+	g_telemetry = true;
 	int p = scenario_open("kv.lua", &m, &sb);
 	uint64_t last = 0;
 	put_keys(&m, &sb, 0, KEYS / 2, &last);
@@ -1617,6 +1881,23 @@ static int scenario_metrics(void)
 	     ", %" PRIu64 " view change(s), primary 1",
 	     p + 1, q + 1, view, changes);
 	scenario_close(&m, &sb);
+	/* The telemetry hooks saw the failover on the new primary. */
+	char tpath[400], tline[256];
+	snprintf(tpath, sizeof tpath, "%s/telemetry-%d.log", g_dir, q + 1);
+	FILE *tf = fopen(tpath, "r");
+	bool became = false, finished = false;
+	while (tf != NULL && fgets(tline, sizeof tline, tf) != NULL) {
+		became |= strncmp(tline, "became_primary ", 15) == 0;
+		finished |= strncmp(tline, "view_change_finished ", 21) == 0 &&
+			    strstr(tline, "duration_ms=nil") == NULL;
+	}
+	if (tf != NULL)
+		fclose(tf);
+	if (!became || !finished)
+		fail("the telemetry hooks of replica %d did not see became_primary and "
+		     "view_change_finished (with its duration) in %s", q + 1, tpath);
+	note("telemetry hooks: replica %d's script saw view_change_finished and became_primary",
+	     q + 1);
 	int lines = check_json_log(q);
 	note("log_format = \"json\": all %d lines of replica %d's log are JSON objects", lines, q + 1);
 	return 0;
@@ -2118,12 +2399,12 @@ static void corrupt_round(mclient *m, msgpack_sbuffer *sb, writers *ws, const ch
 static void damage_log_and_superblock(int r)
 {
 	flip_byte(r, "log-0000000000000001", 64 + 4); /* the first entry's body */
-	flip_byte(r, "superblock", 72);                /* copy 0: the view */
+	flip_byte(r, "superblock", 72);                /* copy 0: the epoch word */
 }
 
 static void damage_superblock_copy(int r)
 {
-	flip_byte(r, "superblock", 4096 + 72); /* copy 1: the view */
+	flip_byte(r, "superblock", 4096 + 72); /* copy 1: the epoch word */
 }
 
 /* Deleted while it runs; what it writes until kill -9 goes as well. */
@@ -2158,8 +2439,9 @@ static int scenario_corrupt(void)
 }
 
 /* A full disk: replica `victim`'s directory is a tmpfs with room for its
- * first log segment (64 MiB, preallocated) and little more, so its first
- * checkpoint file does not fit. It must stop with exit status 74 and say
+ * first log segment (64 MiB, preallocated), an empty LMDB store (16 KiB) and
+ * little more, so the commit of its first checkpoint (at entry 512) does not
+ * fit. It must stop with exit status 74 and say
  * why; the others go on, and no acknowledged write is lost. */
 static void unmount_scratch(void)
 {
@@ -2172,12 +2454,15 @@ static void unmount_scratch(void)
 static int scenario_disk_full(void)
 {
 	g_durability = "durable";
+	g_checkpoint_interval = 512; /* >= 512 keys in the first one */
 	int victim = 1;
 	snprintf(g_mounted, sizeof g_mounted, "%s/data/replica-%d", g_dir, victim + 1);
 	char cmd[600];
 	snprintf(cmd, sizeof cmd, "mkdir -p '%s'", g_mounted);
 	if (system(cmd) != 0) fail("cannot create %s", g_mounted);
-	if (mount("tmpfs", g_mounted, "tmpfs", 0, "size=65600k") != 0) {
+	/* Its first segment, the superblock, an empty store and 8 KiB: no
+	 * checkpoint fits. */
+	if (mount("tmpfs", g_mounted, "tmpfs", 0, "size=65616k") != 0) {
 		note("SKIP: cannot mount a small tmpfs at %s: %s", g_mounted, strerror(errno));
 		g_mounted[0] = '\0';
 		return 77;
@@ -2187,7 +2472,8 @@ static int scenario_disk_full(void)
 	msgpack_sbuffer sb;
 	scenario_open("kv.lua", &m, &sb);
 	writers ws = {0};
-	writers_start_quota(&ws, 1500);
+	/* Enough for 512 entries even if every entry held one put. */
+	writers_start_quota(&ws, 1000);
 	/* Until the victim stops: only its exit is expected. */
 	uint64_t deadline = now_ms() + 6 * CALL_MS;
 	int status = 0;
@@ -2218,11 +2504,224 @@ static int scenario_disk_full(void)
 	return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Hostile peers (no authentication: what the transport and the core must
+ * withstand on their own).                                                 */
+
+/* Writes keys from *next for `ms` milliseconds; returns the rate in writes
+ * per second (a figure to report: nothing is asserted on it). */
+static double puts_for(mclient *m, msgpack_sbuffer *sb, int *next, uint32_t ms, uint64_t *last)
+{
+	uint64_t t0 = now_ms();
+	int n = 0;
+	while (now_ms() < t0 + ms) {
+		put_keys(m, sb, *next, *next + 10, last);
+		*next += 10;
+		n += 10;
+	}
+	return n * 1000.0 / (double)(now_ms() - t0);
+}
+
+/* An impostor on replica `target`'s replica port claiming to be replica
+ * `claimed`: reads the target's HELLO for the cluster history (as a real
+ * attacker on the network would), then sends `svc_view` START_VIEW_CHANGEs.
+ * Returns the socket, or -1 when the target closed it (it was replaced by
+ * the real replica, or refused). */
+static int impostor_svc(int target, int claimed, uint64_t svc_view)
+{
+	int fd = tcp_connect(g_replica_port[target]);
+	if (fd < 0)
+		return -1;
+	vsr_wire_config wc;
+	vsr_wire_config_default(&wc, g_cluster, N);
+	vsr_wire_reader rd;
+	vsr_wire_reader_init(&rd, &wc, NULL);
+	vsr_wire_decoded d;
+	vsr_wire_decoded_init(&d);
+	uint64_t history = 0;
+	bool got = false;
+	uint64_t deadline = now_ms() + 2000;
+	while (!got && now_ms() < deadline) {
+		struct pollfd pf = {.fd = fd, .events = POLLIN};
+		if (poll(&pf, 1, 100) <= 0)
+			continue;
+		uint8_t buf[512];
+		ssize_t n = recv(fd, buf, sizeof buf, 0);
+		if (n <= 0)
+			break;
+		size_t used = 0;
+		if (vsr_wire_reader_feed(&rd, buf, (size_t)n, &used) == 1 &&
+		    vsr_wire_reader_decode(&rd, &d) == 0 && d.type == VSR_WIRE_HELLO) {
+			history = d.hello.history;
+			got = true;
+		}
+	}
+	vsr_wire_decoded_free(&d);
+	vsr_wire_reader_free(&rd);
+	vsr_buf b = {0};
+	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_REPLICA, .replica = (uint8_t)claimed,
+			    .instance = 0xbad, .history = history};
+	vsr_wire_encode_hello(&b, g_cluster, &h);
+	vsr_message svc = {.type = VSR_MSG_START_VIEW_CHANGE, .cluster = g_cluster,
+			   .replica = (uint8_t)claimed, .view = svc_view, .history = history};
+	vsr_wire_encode_message(&b, g_cluster, &svc);
+	bool ok = got && write_all(fd, b.data, b.len);
+	vsr_buf_free(&b);
+	if (!ok) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static uint64_t max_view(void)
+{
+	cluster_view v;
+	status_all(&v);
+	uint64_t m = 0;
+	for (int i = 0; i < N; i++)
+		if (v.up[i] && v.s[i].view > m)
+			m = v.s[i].view;
+	return m;
+}
+
+static int scenario_attacks(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4096) {
+		rl.rlim_cur = rl.rlim_max < 4096 ? rl.rlim_max : 4096;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	mclient m;
+	msgpack_sbuffer sb;
+	int p = scenario_open("kv.lua", &m, &sb);
+	uint64_t last = 0;
+	int next_key = 0;
+	double base = puts_for(&m, &sb, &next_key, 3000, &last);
+	note("no attack: %.0f writes/s through primary %d (one client, sequential)", base, p + 1);
+
+	/* 1. Slowloris: more client connections than the replica takes, each
+	 * a HELLO and half a frame header, then silence. */
+	enum { SLOW = 1100 };
+	static int slow[SLOW];
+	int opened = 0;
+	for (int i = 0; i < SLOW; i++) {
+		slow[i] = tcp_connect(g_client_port[p]);
+		if (slow[i] < 0)
+			break;
+		opened++;
+		vsr_buf b = {0};
+		vsr_wire_hello h = {.role = VSR_WIRE_ROLE_CLIENT, .instance = (uint64_t)i};
+		vsr_wire_encode_hello(&b, g_cluster, &h);
+		size_t hello_len = b.len;
+		vsr_wire_status_request q = {.nonce = 1};
+		vsr_wire_encode_status_request(&b, g_cluster, &q);
+		/* The HELLO and 20 bytes of the next frame's 40-byte header. */
+		(void)write_all(slow[i], b.data, hello_len + 20);
+		vsr_buf_free(&b);
+	}
+	mclient fresh;
+	mc_init(&fresh);
+	msgpack_sbuffer fsb;
+	msgpack_sbuffer_init(&fsb);
+	mc_register(&fresh);
+	double slowloris = puts_for(&fresh, &fsb, &next_key, 3000, &last);
+	note("slowloris (%d connections holding half a frame): a new client registers and "
+	     "writes at %.0f/s (%.2fx of no attack)", opened, slowloris, slowloris / base);
+	for (int i = 0; i < opened; i++)
+		close(slow[i]);
+	mc_free(&fresh);
+	msgpack_sbuffer_destroy(&fsb);
+
+	/* 2. Every replica port filled with idle connections while a backup
+	 * restarts: it must still reach the others. */
+	enum { IDLE = 70 };
+	static int idle[N][IDLE];
+	for (int r = 0; r < N; r++)
+		for (int i = 0; i < IDLE; i++)
+			idle[r][i] = tcp_connect(g_replica_port[r]);
+	int b = (p + 1) % N;
+	kill_replica(b);
+	put_keys(&m, &sb, next_key, next_key + 50, &last);
+	next_key += 50;
+	uint64_t t0 = now_ms();
+	start_replica(b);
+	wait_ports(b);
+	wait_converged(last, CATCHUP_MS, "rejoin with the replica ports full of idle connections");
+	note("idle connections on every replica port (%d each): restarted replica %d rejoined "
+	     "in %" PRIu64 " ms", IDLE, b + 1, now_ms() - t0);
+	for (int r = 0; r < N; r++)
+		for (int i = 0; i < IDLE; i++)
+			if (idle[r][i] >= 0)
+				close(idle[r][i]);
+
+	/* 3. A START_VIEW_CHANGE storm: an impostor of backup b (a child
+	 * process) sends one for the next view to the two others every 100 ms
+	 * for 3 s, reconnecting whenever it is cut off, while a client writes. */
+	uint64_t view0 = max_view();
+	fflush(NULL);
+	pid_t forger = fork();
+	if (forger < 0)
+		fail("fork: %s", strerror(errno));
+	if (forger == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		uint64_t end = now_ms() + 3000;
+		while (now_ms() < end) {
+			for (int r = 0; r < N; r++) {
+				if (r == b)
+					continue;
+				int fd = impostor_svc(r, b, view0 + 1);
+				if (fd >= 0)
+					close(fd);
+			}
+			poll(NULL, 0, 100); /* the storm's own pace, not a wait for an event */
+		}
+		_exit(0);
+	}
+	double storm = puts_for(&m, &sb, &next_key, 3000, &last);
+	waitpid(forger, NULL, 0);
+	uint64_t view1 = max_view();
+	if (view1 != view0)
+		fail("a START_VIEW_CHANGE storm from one impostor moved the view %" PRIu64
+		     " -> %" PRIu64, view0, view1);
+	note("START_VIEW_CHANGE storm (every 100 ms for 3 s) from an impostor of replica %d: "
+	     "view stays %" PRIu64 ", writes at %.0f/s (%.2fx of no attack)",
+	     b + 1, view1, storm, storm / base);
+
+	/* 4. View inflation: one forged START_VIEW_CHANGE for view 2^48 to
+	 * each other replica; then the primary dies and the rest must still
+	 * agree on a new view. */
+	for (int r = 0; r < N; r++) {
+		if (r == b)
+			continue;
+		int fd = impostor_svc(r, b, 1ull << 48);
+		if (fd >= 0)
+			close(fd);
+	}
+	put_keys(&m, &sb, next_key, next_key + 10, &last);
+	next_key += 10;
+	uint64_t inflated = max_view();
+	if (inflated >= 1000)
+		fail("a forged START_VIEW_CHANGE inflated the view to %" PRIu64, inflated);
+	int q = wait_primary(STARTUP_MS, "after the forgeries");
+	t0 = now_ms();
+	kill_replica(q);
+	put_keys(&m, &sb, next_key, next_key + 10, &last);
+	next_key += 10;
+	int q2 = wait_primary(STARTUP_MS, "failover after the forgeries");
+	note("view inflation to 2^48 refused (highest view %" PRIu64 "); after kill -9 of primary "
+	     "%d, primary %d took over and writes went on within %" PRIu64 " ms",
+	     inflated, q + 1, q2 + 1, now_ms() - t0);
+	get_keys(&m, &sb, 0, next_key);
+	scenario_close(&m, &sb);
+	return 0;
+}
+
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: proctest --vsrhost PATH --root SOURCE_DIR --scenario NAME\n"
 		     "                [--vsrctl PATH] [--trials N] [--seed S] [--keep]\n"
-		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics auth\n"
+		     "scenarios: replicate failover restart quick-restart dedup garbage supervisor metrics auth attacks sandbox watchdog\n"
 		     "           failover-bench crash corrupt disk-full\n");
 }
 
@@ -2278,8 +2777,14 @@ int main(int argc, char **argv)
 		rc = failover_common(true);
 	else if (strcmp(scenario, "dedup") == 0)
 		rc = scenario_dedup();
+	else if (strcmp(scenario, "history") == 0)
+		rc = scenario_history();
 	else if (strcmp(scenario, "garbage") == 0)
 		rc = scenario_garbage();
+	else if (strcmp(scenario, "sandbox") == 0)
+		rc = scenario_sandbox();
+	else if (strcmp(scenario, "watchdog") == 0)
+		rc = scenario_watchdog();
 	else if (strcmp(scenario, "quick-restart") == 0)
 		rc = scenario_quick_restart();
 	else if (strcmp(scenario, "supervisor") == 0)
@@ -2288,6 +2793,8 @@ int main(int argc, char **argv)
 		rc = scenario_metrics();
 	else if (strcmp(scenario, "auth") == 0)
 		rc = scenario_auth();
+	else if (strcmp(scenario, "attacks") == 0)
+		rc = scenario_attacks();
 	else if (strcmp(scenario, "failover-bench") == 0)
 		rc = scenario_failover_bench(trials);
 	else if (strcmp(scenario, "crash") == 0)

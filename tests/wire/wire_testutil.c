@@ -240,6 +240,8 @@ int wt_gen_host(uint64_t *state, uint8_t type, vsr_buf *out,
 		s->checkpoints = wt_rand_u64(state);
 		s->requests_deduplicated = wt_rand_u64(state);
 		s->sessions_evicted = wt_rand_u64(state);
+		s->step_age_ms = wt_rand_u64(state);
+		s->progress_age_ms = wt_rand_u64(state);
 		return vsr_wire_encode_status(out, WT_CLUSTER, s);
 	}
 	case VSR_WIRE_CLOSE: {
@@ -376,6 +378,8 @@ bool wt_host_equal(const vsr_wire_decoded *a, const vsr_wire_decoded *b,
 		WT_FIELD(status.checkpoints);
 		WT_FIELD(status.requests_deduplicated);
 		WT_FIELD(status.sessions_evicted);
+		WT_FIELD(status.step_age_ms);
+		WT_FIELD(status.progress_age_ms);
 		return true;
 	case VSR_WIRE_CLOSE:
 		WT_FIELD(close.reason);

@@ -10,6 +10,7 @@
  * the latency figures; failed and unknown calls are only counted. */
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,13 +102,13 @@ static void bench_call_cb(vsrc_client *c, const vsrc_result *r, void *arg)
 	/* A refusal by the state machine (a get of a missing key, a failed
 	 * cas) went through the whole protocol like a success: it counts in
 	 * the latency and the throughput, and separately in the totals. */
-	bool answered = r->outcome == VSRC_DONE || r->status == VSR_REPLY_ERROR;
+	bool answered = r->outcome == VSRC_DONE || vsr_reply_is_error(r->status);
 	if (bc->measured && !b->stopping) {
 		if (answered)
 			vsrc_hist_record(&b->hist, now - bc->started_ns);
 		if (r->outcome == VSRC_DONE) {
 			b->done++;
-		} else if (r->status == VSR_REPLY_ERROR) {
+		} else if (vsr_reply_is_error(r->status)) {
 			b->refused++;
 		} else if (r->outcome == VSRC_UNKNOWN) {
 			b->unknown++;
@@ -292,6 +293,8 @@ static void bench_idle_check(uv_timer_t *t)
 
 int main(int argc, char **argv)
 {
+	/* A replica that closes a connection must not kill this program. */
+	signal(SIGPIPE, SIG_IGN);
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "clients", required_argument, NULL, 'n' },

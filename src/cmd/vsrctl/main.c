@@ -1,5 +1,6 @@
 /* vsrctl - command-line client of a vsrhost cluster: kv operations, generic calls, status. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,9 @@ static void usage(FILE *f)
 		"  delete KEY           remove KEY\n"
 		"  call JSON            apply any state-machine operation given as JSON,\n"
 		"                       e.g. vsrctl -c config/kv.lua call '{\"op\":\"get\",\"key\":\"k\"}'\n"
-		"  status               every replica's id, status, view, op, commit, primary\n"
+		"  status               every replica's id, status, view, op, commit, primary,\n"
+		"                       lag (ops its executed state trails the highest commit),\n"
+		"                       time since its last protocol step and its last progress\n"
 		"\n"
 		"Options:\n"
 		"  -c, --config FILE    cluster configuration (required)\n"
@@ -100,16 +103,19 @@ static int run_call(const vsrc_options *o, const vsr_buf *op, int raw)
 	int code;
 	if (outcome == VSRC_DONE) {
 		code = print_reply(r, raw);
-	} else if (r->status == VSR_REPLY_ERROR) {
+	} else if (vsr_reply_is_error(r->status)) {
 		/* The state machine's message: a msgpack string, or plain text. */
 		char err[256];
 		char *msg = r->reply_len ? vsrc_msgpack_to_json(r->reply, r->reply_len, err,
 								  sizeof(err))
 					 : NULL;
+		const char *what = r->status == VSR_REPLY_SCRIPT_ERROR
+					   ? "the state machine's script raised an error"
+					   : "the state machine refused the operation";
 		if (msg)
-			fprintf(stderr, "vsrctl: the state machine refused the operation: %s\n", msg);
+			fprintf(stderr, "vsrctl: %s: %s\n", what, msg);
 		else
-			fprintf(stderr, "vsrctl: the state machine refused the operation: %.*s\n",
+			fprintf(stderr, "vsrctl: %s: %.*s\n", what,
 				(int)r->reply_len, (const char *)r->reply);
 		free(msg);
 		code = EXIT_REFUSED;
@@ -128,8 +134,15 @@ static int run_status(const vsrc_options *o, uint32_t timeout_ms)
 	 * whole call timeout for a dead one. */
 	vsrc_status_query(o, timeout_ms < 2000 ? timeout_ms : 2000, e);
 	int missing = 0;
-	printf("%-3s %-22s %-15s %8s %10s %10s %8s\n", "id", "address", "status", "view", "op",
-	       "commit", "primary");
+	/* Lag: how far a replica's executed op trails the highest commit any
+	 * replica reported. */
+	uint64_t commit_max = 0;
+	for (uint32_t i = 0; i < o->replica_count; i++)
+		if (e[i].ok && e[i].status.commit > commit_max)
+			commit_max = e[i].status.commit;
+	printf("%-3s %-22s %-15s %8s %10s %10s %8s %8s %9s %12s  %-16s\n", "id", "address",
+	       "status", "view", "op", "commit", "primary", "lag", "step_ago", "progress_ago",
+	       "history");
 	for (uint32_t i = 0; i < o->replica_count; i++) {
 		if (!e[i].ok) {
 			printf("%-3u %-22s %-15s %s\n", i + 1, o->names[i], "unreachable", e[i].error);
@@ -137,10 +150,14 @@ static int run_status(const vsrc_options *o, uint32_t timeout_ms)
 			continue;
 		}
 		const vsr_wire_status *s = &e[i].status;
-		printf("%-3u %-22s %-15s %8llu %10llu %10llu %8u\n", i + 1, o->names[i],
+		printf("%-3u %-22s %-15s %8llu %10llu %10llu %8u %8llu %7llums %10llums  %016llx\n",
+		       i + 1, o->names[i],
 		       s->status < VSR_STATUS_COUNT ? vsr_status_name(s->status) : "?",
 		       (unsigned long long)s->view, (unsigned long long)s->op,
-		       (unsigned long long)s->commit, (unsigned)s->primary + 1u);
+		       (unsigned long long)s->commit, (unsigned)s->primary + 1u,
+		       (unsigned long long)(commit_max > s->executed ? commit_max - s->executed : 0),
+		       (unsigned long long)s->step_age_ms, (unsigned long long)s->progress_age_ms,
+		       (unsigned long long)s->history);
 	}
 	return missing ? EXIT_FAILED : 0;
 }
@@ -157,6 +174,8 @@ static int parse_ms(const char *s, uint32_t *out)
 
 int main(int argc, char **argv)
 {
+	/* A replica that closes a connection must not kill this program. */
+	signal(SIGPIPE, SIG_IGN);
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "timeout", required_argument, NULL, 't' },

@@ -174,6 +174,14 @@ static void render_net(render *r, const vsr_net *net)
 		st->auth_failures);
 	counter(r, "vsr_auth_timeouts_total", "connections not authenticated in time",
 		st->auth_timeouts);
+	counter(r, "vsr_frame_timeouts_total", "connections cut for a frame begun and not finished",
+		st->frame_timeouts);
+	counter(r, "vsr_connections_evicted_total",
+		"silent or stuck connections closed to make room for a new one",
+		st->connections_evicted);
+	counter(r, "vsr_connections_replaced_total",
+		"a replica's older inbound connection closed for its newer one",
+		st->connections_replaced);
 	counter(r, "vsr_protocol_errors_total",
 		"frames before HELLO, of the wrong role, or with a spoofed sender",
 		st->protocol_errors);

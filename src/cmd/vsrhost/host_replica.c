@@ -19,6 +19,7 @@
 #include "host.h"
 #include "host_log.h"
 #include "host_metrics.h"
+#include "host_watchdog.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -41,6 +42,7 @@
 #include "vsr_storage.h"
 #include "vsr_wire.h"
 #include "vsrh_lua.h"
+#include "vsrh_telemetry.h"
 
 typedef struct host {
 	const vsrh_config *cfg;
@@ -63,6 +65,10 @@ typedef struct host {
 	uint64_t status_since_ms; /* loop time of the last status change */
 	uint64_t stuck_warned_ms; /* last "still recovering" warning */
 	uint64_t steps;
+	uint64_t step_at_ms;      /* loop time of the last core step */
+	vsrh_telemetry *telemetry; /* the config's telemetry hooks, or NULL */
+	uint64_t sessions_evicted; /* last seen, for client_evicted events */
+	uint64_t progress_at_ms;  /* loop time the executed op last advanced */
 	uint64_t pauses;          /* times reading was paused for storage */
 	uint32_t pending_max;     /* storage high-water mark, kept past close */
 	vsr_http *http;           /* the metrics listener, when configured */
@@ -90,13 +96,67 @@ static void host_stop(host *h, int exit_code, const char *why);
 
 /* Logs what changed in the replica's status, view or primary since the last
  * step: one line per event an operator cares about. */
+/* Telemetry events for what changed (vsrh_telemetry.h): outside the
+ * replicated state, after the step that made the change. */
+static void host_emit_changes(host *h, const vsr_replica_info *was, const vsr_replica_info *now)
+{
+	uint64_t since = uv_now(h->loop) - h->status_since_ms;
+	if (now->status != was->status) {
+		if (now->status == VSR_STATUS_VIEW_CHANGE) {
+			vsrh_telemetry_field f[] = {{"view", (double)now->view, NULL},
+						    {"from_view", (double)was->view, NULL}};
+			vsrh_telemetry_emit(h->telemetry, "view_change_started", f, 2);
+		}
+		if (was->status == VSR_STATUS_VIEW_CHANGE) {
+			vsrh_telemetry_field f[] = {{"view", (double)now->view, NULL},
+						    {"duration_ms", (double)since, NULL},
+						    {"primary", (double)(now->primary + 1u), NULL},
+						    {"status", 0, vsr_status_name((enum vsr_status)now->status)}};
+			vsrh_telemetry_emit(h->telemetry, "view_change_finished", f, 4);
+		}
+		if (now->status == VSR_STATUS_STATE_TRANSFER) {
+			vsrh_telemetry_field f[] = {{"op", (double)now->op, NULL},
+						    {"commit", (double)now->commit, NULL}};
+			vsrh_telemetry_emit(h->telemetry, "state_transfer_started", f, 2);
+		}
+		if (was->status == VSR_STATUS_STATE_TRANSFER) {
+			vsrh_telemetry_field f[] = {{"op", (double)now->op, NULL},
+						    {"duration_ms", (double)since, NULL}};
+			vsrh_telemetry_emit(h->telemetry, "state_transfer_finished", f, 2);
+		}
+	}
+	bool primary_now = now->status == VSR_STATUS_NORMAL && now->primary == h->replica;
+	bool primary_was = was->status == VSR_STATUS_NORMAL && was->primary == h->replica &&
+			   was->view == now->view;
+	if (primary_now && !primary_was) {
+		vsrh_telemetry_field f[] = {{"view", (double)now->view, NULL},
+					    {"op", (double)now->op, NULL}};
+		vsrh_telemetry_emit(h->telemetry, "became_primary", f, 2);
+	}
+	if (now->checkpoint_op != was->checkpoint_op) {
+		vsrh_telemetry_field f[] = {{"op", (double)now->checkpoint_op, NULL}};
+		vsrh_telemetry_emit(h->telemetry, "checkpoint", f, 1);
+	}
+	uint64_t evicted = vsr_replica_stats_get(h->core)->sessions_evicted;
+	if (evicted > h->sessions_evicted) {
+		vsrh_telemetry_field f[] = {{"count", (double)(evicted - h->sessions_evicted), NULL},
+					    {"total", (double)evicted, NULL}};
+		vsrh_telemetry_emit(h->telemetry, "client_evicted", f, 2);
+	}
+	h->sessions_evicted = evicted;
+}
+
 static void host_note_changes(host *h, uint64_t step_ns)
 {
 	vsr_replica_info now;
 	vsr_replica_status_get(h->core, &now);
 	vsr_replica_info *was = &h->last;
+	if (h->telemetry != NULL)
+		host_emit_changes(h, was, &now);
 	if (now.status != was->status)
 		h->status_since_ms = uv_now(h->loop);
+	if (now.executed != was->executed)
+		h->progress_at_ms = uv_now(h->loop);
 	/* Caught up: a durable store that came back without its state may
 	 * drop its "unrecovered" mark now (vsr_storage.h). */
 	if (now.status == VSR_STATUS_NORMAL && was->status != VSR_STATUS_NORMAL &&
@@ -163,20 +223,36 @@ static void host_step(host *h, vsr_event *ev)
 	ev->now = host_now_ticks(h);
 	ev->realtime_ns = host_realtime_ns();
 	uint64_t t0 = uv_hrtime();
+	host_watchdog_enter(t0, host_event_name(ev->type));
 	vsr_replica_step(h->core, ev, &h->actions);
+	host_watchdog_leave();
 	uint64_t step_ns = uv_hrtime() - t0;
 	uint64_t step_ms = step_ns / 1000000u;
 	host_histogram_observe(&h->metrics.step, step_ns);
 	if (step_ms >= HOST_SLOW_STEP_MS) {
 		h->metrics.slow_steps++;
+		vsrh_telemetry_field f[] = {{"ms", (double)step_ms, NULL},
+					    {"event", 0, host_event_name(ev->type)}};
+		vsrh_telemetry_emit(h->telemetry, "slow_step", f, 2);
 		host_warn("slow step: a %s event%s%s took %" PRIu64 " ms", host_event_name(ev->type),
 			  ev->message != NULL ? " carrying " : "",
 			  ev->message != NULL ? vsr_message_type_name(ev->message->type) : "", step_ms);
 	}
 	h->steps++;
+	h->step_at_ms = uv_now(h->loop);
 	/* Builds with VSR_INVARIANTS check the replica after every step. A
 	 * violation is a bug in the core: stop before acting on it, with a
 	 * core dump to study. */
+	/* A state machine that failed in a way it cannot undo identically on
+	 * every replica (vsrh_sm_failure) stops the replica before any reply
+	 * or vote of this step leaves: restarted, it comes back by replay or
+	 * state transfer. */
+	const char *sm_failed = vsrh_sm_failure(h->sm);
+	if (sm_failed != NULL) {
+		host_error("state machine failed at step %" PRIu64 ": %s", h->steps, sm_failed);
+		host_stop(h, EX_SOFTWARE, "state machine failed");
+		return;
+	}
 	const char *broken = vsr_replica_invariant_failure(h->core);
 	if (broken != NULL) {
 		host_error("protocol invariant violated after step %" PRIu64 ": %s", h->steps, broken);
@@ -334,6 +410,10 @@ static void host_status_cb(vsr_net *net, uint64_t conn, uint64_t nonce)
 		.checkpoints = rs->checkpoints,
 		.requests_deduplicated = rs->requests_deduplicated,
 		.sessions_evicted = rs->sessions_evicted,
+		.history = info.history,
+		.step_age_ms = uv_now(h->loop) - (h->step_at_ms ? h->step_at_ms : h->start_ms),
+		.progress_age_ms = uv_now(h->loop) - (h->progress_at_ms ? h->progress_at_ms
+									: h->start_ms),
 	};
 	vsr_net_reply_status(net, conn, &s);
 }
@@ -369,6 +449,12 @@ static void host_net_log(void *data, int level, const char *msg)
 {
 	(void)data;
 	host_log(level, "net: %s", msg);
+}
+
+static void host_telemetry_log(void *arg, int level, const char *msg, size_t len)
+{
+	(void)arg;
+	host_log(level, "telemetry: %.*s", (int)(len > INT_MAX ? INT_MAX : len), msg);
 }
 
 static void host_sm_log(void *arg, int level, const char *msg, size_t len)
@@ -520,6 +606,8 @@ static void host_core_config(const host *h, uint64_t seed, vsr_config *c)
 
 static void host_free(host *h)
 {
+	vsrh_telemetry_close(h->telemetry);
+	h->telemetry = NULL;
 	if (h->core != NULL)
 		vsr_replica_destroy(h->core);
 	if (h->sm != NULL)
@@ -612,6 +700,17 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	}
 	vsrh_sm_set_log(h.sm, host_sm_log, &h, host_log_level());
 	vsrh_sm_bind(h.sm, &h.vsm);
+	if (cfg->telemetry != NULL &&
+	    vsrh_telemetry_open(cfg->telemetry, h.replica + 1u, host_telemetry_log, &h, &h.telemetry, err,
+				sizeof err) != 0) {
+		host_error("%s: telemetry: %s", cfg->path, err);
+		vsr_storage_close(h.storage, NULL);
+		uv_run(h.loop, UV_RUN_DEFAULT);
+		host_free(&h);
+		return EX_CONFIG;
+	}
+	if (host_watchdog_start(0, h.sm) != 0)
+		host_warn("could not start the watchdog thread: steps are not watched");
 
 	/* The core. */
 	vsr_config vc;
@@ -631,7 +730,9 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	}
 	uv_update_time(h.loop);
 	h.start_ms = uv_now(h.loop);
+	host_watchdog_enter(uv_hrtime(), "startup (replaying the log)");
 	rc = vsr_replica_create(&h.core, &vc, &h.vsm, durable, 0);
+	host_watchdog_leave();
 	if (rc != VSR_OK) {
 		host_error("cannot create the replica: %s", vsr_strerror(rc));
 		vsr_storage_close(h.storage, NULL);
@@ -691,6 +792,11 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 			  vsr_status_name((enum vsr_status)h.last.status), h.last.view,
 			  h.last.primary + 1u);
 		uv_timer_start(&h.tick_timer, host_tick_cb, cfg->tick_ms, cfg->tick_ms);
+		vsrh_telemetry_field f[] = {
+			{"status", 0, vsr_status_name((enum vsr_status)h.last.status)},
+			{"view", (double)h.last.view, NULL},
+			{"op", (double)h.last.op, NULL}};
+		vsrh_telemetry_emit(h.telemetry, "started", f, 3);
 	}
 	if (rc == 0 && cfg->metrics_count > 0) {
 		vsr_http_options ho = {

@@ -43,6 +43,7 @@ enum mn_f { MN_READ, MN_WRITE, MN_CAS };
 
 typedef struct mn_session {
 	uint64_t session;     /* 0 until registered */
+	uint64_t history;     /* the cluster history the session belongs to */
 	uint64_t request;     /* last request number used */
 	uint64_t nonce;       /* REGISTER nonce */
 	int call;             /* enum mn_call */
@@ -213,6 +214,7 @@ static void mn_submit(vsr_net *net, mn_session *s)
 		m.request = (vsr_request){.session = s->session, .request = s->request,
 					  .kind = VSR_REQUEST_OP, .op = s->op.data,
 					  .op_len = (uint32_t)s->op.len};
+		m.history = s->history;
 	}
 	net->o.request_cb(net, mn_conn(net, s), &m);
 }
@@ -349,6 +351,7 @@ void vsr_net_reply(vsr_net *net, uint64_t conn, const vsr_message *m)
 		if (m->status == VSR_REPLY_OK && m->request.request == s->nonce &&
 		    m->request.session != 0) {
 			s->session = m->request.session;
+			s->history = m->history;
 			s->request = 0;
 			mn_submit(net, s);
 			return;
@@ -386,8 +389,17 @@ void vsr_net_reply(vsr_net *net, uint64_t conn, const vsr_message *m)
 		mn_error(to, s->msg_id, 11, text);
 		break;
 	case VSR_REPLY_EVICTED:
+	case VSR_REPLY_HISTORY:
 		s->session = 0; /* registers anew next time */
-		mn_error(to, s->msg_id, 11, "session evicted; nothing was applied");
+		mn_error(to, s->msg_id, 11, m->status == VSR_REPLY_EVICTED
+			 ? "session evicted; nothing was applied"
+			 : "the session belongs to an earlier history of the cluster; nothing was applied");
+		break;
+	case VSR_REPLY_SCRIPT_ERROR:
+		/* Applied as an error the state machine did not mean: the state is
+		 * unchanged, so the operation certainly did not take effect. */
+		mn_refusal(m->body, m->body_len, text, sizeof text);
+		mn_error(to, s->msg_id, 12, text);
 		break;
 	default:
 		mn_error(to, s->msg_id, 11, "busy or refused; nothing was applied");

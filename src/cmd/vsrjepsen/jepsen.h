@@ -41,6 +41,12 @@ typedef struct jp_cluster {
 	int n;
 	bool netns;                 /* false: loopback, no partitions */
 	bool faketime;              /* replicas run under libfaketime (clock nemesis) */
+	/* Clock faults of this run (from the seed): wall clock only, jumps both
+	 * ways (the monotonic clock untouched, as with an NTP step); or wall and
+	 * monotonic clocks together, forward jumps only (a monotonic clock never
+	 * goes back; a forward leap is what a VM resumed after a pause sees). */
+	bool clock_wall_only;
+	int clock_offset_s[JP_REPLICAS_MAX]; /* monotonic mode: only ever grows */
 	bool durable;               /* durability = "durable" (kill-all, wipe, flip allowed) */
 	char tag[24];               /* "vj<pid>": prefix of every name we create */
 	char bridge[32];
@@ -190,6 +196,7 @@ typedef struct jp_verdict {
 	int64_t gap_alone_ns[JP_FAULT_COUNT]; /* the same, faults that overlapped no other */
 	uint32_t fault_count[JP_FAULT_COUNT];
 	uint32_t alone_count[JP_FAULT_COUNT];
+	int64_t recovery_ns[JP_FAULT_COUNT]; /* heal to the first completed op, longest */
 	bool valid;
 } jp_verdict;
 

@@ -61,6 +61,7 @@ typedef struct mh {
 	jp_op *hist;
 	size_t count, cap;
 	uint64_t routed, dropped;
+	uint32_t init_ok;          /* bit per node that answered init */
 	bool final_phase;
 	int64_t final_msg_id;
 	json_t *final_reply;
@@ -233,6 +234,8 @@ static void mh_line(mh *m, int from, const char *line)
 				mh_send(m, to, json_incref(msg));
 			}
 		}
+	} else if (strcmp(type, "init_ok") == 0) {
+		m->init_ok |= 1u << from;
 	} else if (dest[0] == 'c') {
 		int c = atoi(dest + 1);
 		int64_t irt = json_integer_value(json_object_get(body, "in_reply_to"));
@@ -454,6 +457,15 @@ int jp_maelstrom_run(const char *vsrhost, const char *root, const char *out, uin
 					"node_ids", ids));
 	}
 	json_decref(ids);
+	int64_t init_deadline = jp_now_ns() + 10000000000ll;
+	while (m->init_ok != (1u << n) - 1 && jp_now_ns() < init_deadline && !jp_interrupted)
+		mh_pump(m, 50);
+	for (int i = 0; i < n; i++)
+		if (!(m->init_ok >> i & 1)) {
+			jp_log("maelstrom: node n%d did not answer init within 10 s (see %s/node-%d.log)",
+			       i + 1, dir, i + 1);
+			goto out;
+		}
 	m->t0 = jp_now_ns();
 	mh_partition(m, false);
 	int64_t end = m->t0 + (int64_t)seconds * 1000000000ll;
@@ -461,8 +473,7 @@ int jp_maelstrom_run(const char *vsrhost, const char *root, const char *out, uin
 	bool cut = false;
 	while (!jp_interrupted && jp_now_ns() < end) {
 		mh_pump(m, 5);
-		if (jp_now_ns() > m->t0 + 500000000ll) /* after init_ok */
-			mh_clients(m, (int64_t)call_ms * 1000000);
+		mh_clients(m, (int64_t)call_ms * 1000000);
 		if (jp_now_ns() >= next_fault) {
 			cut = !cut;
 			mh_partition(m, cut);

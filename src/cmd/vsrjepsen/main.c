@@ -80,6 +80,7 @@ typedef struct jp_options {
 	bool loopback;
 	bool durable;
 	bool maelstrom;
+	bool mix;
 	jp_work_opts work;
 	uint32_t quiet_ms_min, quiet_ms_max, hold_ms_min, hold_ms_max;
 	uint64_t check_ms;
@@ -93,6 +94,7 @@ typedef struct jp_totals {
 	int64_t gap_ns[JP_FAULT_COUNT];
 	uint32_t alone_count[JP_FAULT_COUNT];
 	int64_t gap_alone_ns[JP_FAULT_COUNT];
+	int64_t recovery_ns[JP_FAULT_COUNT];
 	uint32_t crashes;
 } jp_totals;
 
@@ -130,6 +132,8 @@ static void jp_usage(FILE *f)
 		"  --call-ms N         a call's deadline before it is recorded info (default 4000)\n"
 		"  --check-ms N        checker time bound per run (default 60000)\n"
 		"  --loopback          do not use namespaces even as root\n"
+		"  --mix               vary runs: 3 and 5 replicas in turn, and every other pair\n"
+		"                      of runs on durable storage with the disk nemeses added\n"
 		"  --check FILE        only check a recorded history.jsonl\n"
 		"  --maelstrom         play Maelstrom's part instead: vsrhost --maelstrom nodes\n"
 		"                      (lin-kv, --replicas nodes, --clients clients) with lines\n"
@@ -233,7 +237,8 @@ static int jp_one_run(const jp_options *o, uint64_t seed, jp_totals *tot)
 			goto out;
 	int primary;
 	if (!jp_cluster_settled(&c, 20000, &primary)) {
-		jp_log("seed %" PRIu64 ": the cluster did not come up within 20 s (see %s)", seed, dir);
+		jp_log("seed %" PRIu64 ": the cluster did not come up within 20 s, or a replica exited "
+		       "(see %s/replica-*.log)", seed, dir);
 		goto out;
 	}
 	int64_t t0 = jp_now_ns();
@@ -301,9 +306,9 @@ static int jp_one_run(const jp_options *o, uint64_t seed, jp_totals *tot)
 	for (int k = 0; k < JP_FAULT_COUNT; k++)
 		if (v.fault_count[k])
 			printf("  %-18s x%-3u longest stretch without a completed op: %.2f s; "
-			       "alone x%u: %.2f s\n",
+			       "alone x%u: %.2f s; heal to next completed op: %.2f s\n",
 			       jp_fault_names[k], v.fault_count[k], v.gap_ns[k] / 1e9, v.alone_count[k],
-			       v.gap_alone_ns[k] / 1e9);
+			       v.gap_alone_ns[k] / 1e9, v.recovery_ns[k] / 1e9);
 	fflush(stdout);
 
 	tot->ops += v.ops;
@@ -318,6 +323,8 @@ static int jp_one_run(const jp_options *o, uint64_t seed, jp_totals *tot)
 		if (v.gap_ns[k] > tot->gap_ns[k])
 			tot->gap_ns[k] = v.gap_ns[k];
 		tot->alone_count[k] += v.alone_count[k];
+		if (v.recovery_ns[k] > tot->recovery_ns[k])
+			tot->recovery_ns[k] = v.recovery_ns[k];
 		if (v.gap_alone_ns[k] > tot->gap_alone_ns[k])
 			tot->gap_alone_ns[k] = v.gap_alone_ns[k];
 	}
@@ -358,7 +365,7 @@ int main(int argc, char **argv)
 		{"hold-ms", required_argument, NULL, 'O'}, {"call-ms", required_argument, NULL, 'C'},
 		{"check-ms", required_argument, NULL, 'M'}, {"loopback", no_argument, NULL, 'L'},
 		{"check", required_argument, NULL, 'X'}, {"help", no_argument, NULL, 'h'},
-		{"maelstrom", no_argument, NULL, 'm'},
+		{"maelstrom", no_argument, NULL, 'm'}, {"mix", no_argument, NULL, 'x'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -400,6 +407,7 @@ int main(int argc, char **argv)
 		case 'L': o.loopback = true; break;
 		case 'X': o.check_file = optarg; break;
 		case 'm': o.maelstrom = true; break;
+		case 'x': o.mix = true; break;
 		case 'h': jp_usage(stdout); return 0;
 		default: jp_usage(stderr); return EX_USAGE;
 		}
@@ -422,6 +430,14 @@ int main(int argc, char **argv)
 		       "data lost, by design (docs/storage.md)");
 		return EX_USAGE;
 	}
+	/* Replicas read paths from a config written elsewhere: make them absolute. */
+	static char root_abs[PATH_MAX], vsrhost_abs[PATH_MAX];
+	if (realpath(o.root, root_abs) == NULL || realpath(o.vsrhost, vsrhost_abs) == NULL) {
+		jp_log("--root %s or --vsrhost %s: %s", o.root, o.vsrhost, strerror(errno));
+		return EX_USAGE;
+	}
+	o.root = root_abs;
+	o.vsrhost = vsrhost_abs;
 	vsrc_timing_default(&o.work.timing);
 	o.work.timing.call_ms = call_ms;
 	if (!seed_given)
@@ -457,10 +473,19 @@ int main(int argc, char **argv)
 	jp_totals tot = {0};
 	int worst = 0;
 	for (uint32_t r = 0; r < o.runs && !jp_interrupted; r++) {
+		jp_options run = o;
+		if (o.mix) {
+			run.replicas = r % 2 ? 5 : 3;
+			run.durable = (r / 2) % 2 == 1;
+			if (run.durable)
+				run.nemesis |= (1u << JP_KILL_ALL) | (1u << JP_WIPE) | (1u << JP_FLIP);
+			printf("run %u of %u: %d replicas, %s storage\n", r + 1, o.runs, run.replicas,
+			       run.durable ? "durable" : "memory");
+		}
 		int rc = o.maelstrom ? jp_maelstrom_run(o.vsrhost, o.root, o.out, o.seed + r,
 							o.replicas, o.seconds, o.work.clients,
 							call_ms)
-				     : jp_one_run(&o, o.seed + r, &tot);
+				     : jp_one_run(&run, o.seed + r, &tot);
 		tot.runs++;
 		if (rc == 0)
 			tot.valid++;
@@ -488,9 +513,9 @@ int main(int argc, char **argv)
 	for (int k = 0; k < JP_FAULT_COUNT; k++)
 		if (tot.fault_count[k])
 			printf("  %-18s x%-4u longest stretch without a completed op: %.2f s; "
-			       "alone x%u: %.2f s\n",
+			       "alone x%u: %.2f s; heal to next completed op: %.2f s\n",
 			       jp_fault_names[k], tot.fault_count[k], tot.gap_ns[k] / 1e9,
-			       tot.alone_count[k], tot.gap_alone_ns[k] / 1e9);
+			       tot.alone_count[k], tot.gap_alone_ns[k] / 1e9, tot.recovery_ns[k] / 1e9);
 	if (jp_interrupted) {
 		jp_log("interrupted; everything started was stopped and removed");
 		return 130;

@@ -190,8 +190,8 @@ static void jp_append_replica(char *buf, size_t len, int replica)
 		snprintf(buf + used, len - used, " %d", replica);
 }
 
-/* Flips one byte in the first regular file under replica i's data (durable
- * storage only; the layout is the storage backend's). */
+/* Flips one bit of one byte in a file of replica i's data chosen at random
+ * (durable storage only; the layout is the storage backend's). */
 static int jp_flip_byte(jp_nemesis *nm, int i, char *what, size_t what_len)
 {
 	char dir[PATH_MAX + 32];
@@ -199,31 +199,41 @@ static int jp_flip_byte(jp_nemesis *nm, int i, char *what, size_t what_len)
 	DIR *d = opendir(dir);
 	if (d == NULL)
 		return -1;
+	char names[64][256];
+	int count = 0;
 	struct dirent *e;
-	int rc = -1;
-	while ((e = readdir(d)) != NULL) {
+	while ((e = readdir(d)) != NULL && count < 64) {
 		char path[PATH_MAX + 300];
-		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
 		struct stat st;
-		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
-			continue;
-		int fd = open(path, O_RDWR);
-		if (fd < 0)
-			continue;
-		off_t at = (off_t)(jp_rand(&nm->rng) % (uint64_t)st.st_size);
-		unsigned char b;
-		if (pread(fd, &b, 1, at) == 1) {
-			b ^= (unsigned char)(1u << (jp_rand(&nm->rng) % 8));
-			if (pwrite(fd, &b, 1, at) == 1) {
-				rc = 0;
-				snprintf(what + strlen(what), what_len - strlen(what),
-					 " (%.40s byte %lld)", e->d_name, (long long)at);
-			}
-		}
-		close(fd);
-		break;
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+			snprintf(names[count++], sizeof names[0], "%.250s", e->d_name);
 	}
 	closedir(d);
+	if (count == 0)
+		return -1;
+	const char *name = names[jp_rand(&nm->rng) % (uint64_t)count];
+	char path[PATH_MAX + 300];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	int fd = open(path, O_RDWR);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0 || st.st_size == 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	off_t at = (off_t)(jp_rand(&nm->rng) % (uint64_t)st.st_size);
+	unsigned char b;
+	int rc = -1;
+	if (pread(fd, &b, 1, at) == 1) {
+		b ^= (unsigned char)(1u << (jp_rand(&nm->rng) % 8));
+		if (pwrite(fd, &b, 1, at) == 1) {
+			rc = 0;
+			snprintf(what + strlen(what), what_len - strlen(what), " (%.40s byte %lld)",
+				 name, (long long)at);
+		}
+	}
+	close(fd);
 	return rc;
 }
 
@@ -337,13 +347,22 @@ static void jp_apply(jp_nemesis *nm, int f, jp_active *a)
 		break;
 	}
 	case JP_CLOCK: {
-		static const char *const specs[] = {"+30s", "-20s", "+0 x3", "+0 x0.3", "+300s",
-						    "-5s"};
 		int i = jp_pick(nm, false);
-		const char *spec = specs[jp_rand(&nm->rng) % (sizeof specs / sizeof specs[0])];
+		char spec[32];
+		if (c->clock_wall_only) {
+			static const int steps[] = {30, -20, 300, -5, -120, 3600};
+			int s = steps[jp_rand(&nm->rng) % (sizeof steps / sizeof steps[0])];
+			snprintf(spec, sizeof spec, "%+ds", s);
+		} else {
+			static const int leaps[] = {1, 5, 30, 120};
+			c->clock_offset_s[i] += leaps[jp_rand(&nm->rng) % (sizeof leaps / sizeof leaps[0])];
+			snprintf(spec, sizeof spec, "+%ds", c->clock_offset_s[i]);
+		}
 		a->targets[a->count++] = i;
 		jp_cluster_clock(c, i, spec);
-		snprintf(what + strlen(what), sizeof what - strlen(what), " %d \"%s\"", i + 1, spec);
+		snprintf(what + strlen(what), sizeof what - strlen(what), " %d %s %s", i + 1,
+			 c->clock_wall_only ? "wall clock" : "wall and monotonic clocks leap to",
+			 spec);
 		break;
 	}
 	}
@@ -366,7 +385,10 @@ static void jp_heal(jp_nemesis *nm, jp_active *a)
 		memset(nm->cut, 0, sizeof nm->cut);
 		break;
 	case JP_CLASS_CLOCK:
-		jp_cluster_clock(c, a->targets[0], "+0");
+		/* The wall clock steps back to true time; a leap of the monotonic
+		 * clock stays (it never runs backwards). */
+		if (c->clock_wall_only)
+			jp_cluster_clock(c, a->targets[0], "+0");
 		break;
 	default:
 		for (int x = 0; x < a->count; x++) {
@@ -390,7 +412,7 @@ void jp_nemesis_heal_all(jp_nemesis *nm)
 	jp_cluster_heal_net(c);
 	memset(nm->cut, 0, sizeof nm->cut);
 	for (int i = 0; i < c->n; i++) {
-		if (c->faketime)
+		if (c->faketime && c->clock_wall_only)
 			jp_cluster_clock(c, i, "+0");
 		if (c->paused[i])
 			jp_cluster_pause(c, i, false);

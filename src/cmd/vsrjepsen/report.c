@@ -128,17 +128,19 @@ void jp_report_availability(const jp_op *h, size_t n, const jp_nemesis *nm, int6
 		if (ev->fault < 0)
 			continue;
 		v->fault_count[ev->fault]++;
-		/* From the fault's start to 5 s after its heal, or to the next
-		 * fault's start if that comes first. */
+		/* From the fault's start to the first operation completed after
+		 * its heal (the nemesis starts the next fault only once the
+		 * cluster has settled, so this does not reach into it). */
 		int64_t lo = ev->start_ns;
 		int64_t heal = ev->end_ns ? ev->end_ns : end_ns;
-		int64_t hi = heal + 5000000000ll;
-		for (uint32_t o = 0; o < nm->event_count; o++)
-			if (nm->events[o].fault >= 0 && nm->events[o].start_ns >= heal &&
-			    nm->events[o].start_ns < hi)
-				hi = nm->events[o].start_ns;
-		if (hi > end_ns)
-			hi = end_ns;
+		int64_t hi = end_ns;
+		for (size_t i = 0; i < k; i++)
+			if (done[i] >= heal) {
+				hi = done[i] < end_ns ? done[i] : end_ns;
+				break;
+			}
+		if (hi - heal > v->recovery_ns[ev->fault])
+			v->recovery_ns[ev->fault] = hi - heal;
 		int64_t prev = lo, gap = 0;
 		for (size_t i = 0; i < k; i++) {
 			if (done[i] < lo)
@@ -462,9 +464,9 @@ int jp_report_write(const char *dir, const jp_op *h, size_t n, const jp_nemesis 
 			if (v->fault_count[k] == 0)
 				continue;
 			fprintf(f, "%s\"%s\":{\"count\":%u,\"longest_gap_s\":%.3f,\"alone\":%u,"
-				   "\"longest_gap_alone_s\":%.3f}",
+				   "\"longest_gap_alone_s\":%.3f,\"longest_recovery_after_heal_s\":%.3f}",
 				first ? "" : ",", jp_fault_names[k], v->fault_count[k], v->gap_ns[k] / 1e9,
-				v->alone_count[k], v->gap_alone_ns[k] / 1e9);
+				v->alone_count[k], v->gap_alone_ns[k] / 1e9, v->recovery_ns[k] / 1e9);
 			first = false;
 		}
 		fprintf(f, "}}\n");

@@ -64,7 +64,7 @@ struct jp_client {
 	bool closed;
 };
 
-int64_t jp_value_parse(const uint8_t *p, size_t len);
+static int64_t jp_value_parse(const uint8_t *p, size_t len);
 
 static void jp_record(jp_work *w, const jp_op *op)
 {
@@ -123,7 +123,7 @@ static int64_t jp_reply_value(const uint8_t *data, size_t len, bool *ok)
 	return v;
 }
 
-int64_t jp_value_parse(const uint8_t *p, size_t len)
+static int64_t jp_value_parse(const uint8_t *p, size_t len)
 {
 	if (len == 0 || len > 19)
 		return LINCHECK_NIL;
