@@ -4,11 +4,12 @@ BUILD ?= build
 BUILD_TYPE ?= RelWithDebInfo
 PACKAGES = build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev \
 	libmsgpack-dev libxxhash-dev liblmdb-dev libjansson-dev libsodium-dev lua-busted clang libclang-rt-dev procps systemd \
+	iproute2 iptables faketime \
 	prometheus
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run test sim failover-bench storage-bench clean
+.PHONY: all deps build run test sim failover-bench checkpoint-bench storage-bench clean
 
 all: build
 
@@ -48,6 +49,10 @@ failover-bench: build
 # and disk use (ports 23000-23005).
 storage-bench: build
 	tests/bench/storage_bench.sh $(BUILD)
+
+# Issue 7, finding 4: 60,000 keys, 16 clients, 60 s; view changes counted.
+checkpoint-bench: build
+	tests/bench/checkpoint_stall.sh $(BUILD) 60000 16 60
 
 clean:
 	rm -rf $(BUILD)

@@ -283,6 +283,9 @@ describe("vsr.client on a 3-replica cluster", function()
 	it("says unknown when a request reached a primary that cannot commit it", function()
 		-- Keep only the primary: it accepts the request but, without a
 		-- quorum, can never commit it, so the request may still commit later.
+		-- The backups are stopped at once (SIGSTOP) and the request sent
+		-- right away: a primary that hears no quorum for two primary
+		-- timeouts abdicates and refuses requests (a definite answer).
 		local st = c:status(1000)
 		local primary
 		for _, r in ipairs(st) do
@@ -290,7 +293,9 @@ describe("vsr.client on a 3-replica cluster", function()
 		end
 		assert.is_not_nil(primary)
 		for i = 0, 2 do
-			if i ~= primary - 1 then kill_replica(cl, i) end
+			if i ~= primary - 1 and cl.pids[i] then
+				os.execute(("kill -STOP %d 2>/dev/null"):format(cl.pids[i]))
+			end
 		end
 		-- Registering needs a quorum too: use the session registered before.
 		c:set_timeouts({ attempt_ms = 300, call_ms = 1500 })
@@ -304,5 +309,8 @@ describe("vsr.client on a 3-replica cluster", function()
 		assert.is_nil(reply)
 		assert.equals("failed", outcome, err)
 		other:close()
+		for i = 0, 2 do
+			if i ~= primary - 1 then kill_replica(cl, i) end
+		end
 	end)
 end)

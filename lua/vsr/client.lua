@@ -5,6 +5,8 @@
 --   local reply, err, outcome = c:put("k", "v")
 --   -- outcome: "done" (err is nil; reply may be nil), "failed" (certainly
 --   -- not applied) or "unknown" (may have been applied). Never a guess.
+--   -- A state machine's error adds a fourth value: "refused" (vsr.fail) or
+--   -- "script error" (a runtime error or spent budget in the script).
 --   c:get("k"); c:cas("k", "v", "w"); c:delete("k"); c:call({ "get", "k" })
 --   for _, r in ipairs(c:status()) do print(r.replica, r.status, r.view) end
 --   c:close()
@@ -75,7 +77,8 @@ M.ops = {
 local Client = {}
 Client.__index = Client
 
--- Applies any state-machine operation: returns reply, err, outcome.
+-- Applies any state-machine operation: returns reply, err, outcome [, kind]
+-- (kind "refused" or "script error" when the state machine raised).
 function Client:call(op)
 	return self.c:call(op)
 end

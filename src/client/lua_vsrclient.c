@@ -361,6 +361,11 @@ static int lvc_call_op(lua_State *L)
 		lua_pushstring(L, r->reason);
 	}
 	lua_pushstring(L, vsrc_outcome_name(r->outcome));
+	/* which kind of applied error: a refusal (vsr.fail) or a script error */
+	if (vsr_reply_is_error(r->status)) {
+		lua_pushstring(L, r->status == VSR_REPLY_SCRIPT_ERROR ? "script error" : "refused");
+		return 4;
+	}
 	return 3;
 }
 

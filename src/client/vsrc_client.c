@@ -10,6 +10,8 @@
 #include "vsrc_frames.h"
 
 #include <assert.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,6 +209,16 @@ static void conn_fail(client_conn *conn, const char *why)
 							 uv_now(c->loop)));
 }
 
+/* Closes a connection quietly: the session is not told (it has moved on). */
+static void conn_drop(client_conn *conn)
+{
+	if (conn->state != CONN_UP && conn->state != CONN_CONNECTING)
+		return;
+	conn->state = CONN_CLOSING;
+	uv_read_stop((uv_stream_t *)&conn->tcp);
+	uv_close((uv_handle_t *)&conn->tcp, conn_close_cb);
+}
+
 static void write_cb(uv_write_t *req, int status)
 {
 	client_write *w = req->data;
@@ -376,6 +388,15 @@ static void connect_cb(uv_connect_t *req, int status)
 		return;
 	}
 	uv_tcp_nodelay(&conn->tcp, 1);
+	/* A replica that stops acknowledging our bytes (cut off, paused) ends
+	 * the connection within two attempts, instead of the kernel's
+	 * retransmission backoff keeping it half-alive for minutes. */
+	uv_os_fd_t fd;
+	if (uv_fileno((uv_handle_t *)&conn->tcp, &fd) == 0) {
+		unsigned int user_timeout_ms = 2u * c->s.timing.attempt_ms;
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms,
+				 sizeof user_timeout_ms);
+	}
 	vsr_buf hello = { 0 };
 	vsr_wire_hello h = { .role = VSR_WIRE_ROLE_CLIENT, .replica = 0,
 			     .instance = c->instance };
@@ -578,7 +599,17 @@ static void timer_cb(uv_timer_t *t)
 		fprintf(stderr, "vsrclient: session %llu request %llu: no reply from %s within %u ms\n",
 			(unsigned long long)c->s.session, (unsigned long long)c->s.number,
 			c->opt.names[c->s.target], c->s.timing.attempt_ms);
+	bool timed_out = (c->s.phase == VSRC_AWAIT || c->s.phase == VSRC_UNSENT) &&
+			 now >= c->s.deadline_ms;
+	uint8_t was = c->s.target;
 	client_apply(c, vsrc_session_timer(&c->s, now));
+	/* An attempt went unanswered: that connection may be one the kernel
+	 * keeps retransmitting into with a growing backoff (a cut that has
+	 * healed meanwhile still waits out its RTO). The next attempt there
+	 * gets a fresh connection (issue 7: a client cut from the primary
+	 * stayed stuck 1.3-6.8 s after the heal). */
+	if (timed_out && !c->closing && c->s.target != was)
+		conn_drop(&c->conns[was]);
 }
 
 static void timer_close_cb(uv_handle_t *h)

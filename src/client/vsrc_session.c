@@ -246,6 +246,7 @@ vsrc_decision vsrc_session_reply(vsrc_session *s, uint8_t from,
 		s->view = m->view;
 		if (s->kind == VSR_REQUEST_REGISTER) {
 			s->session = m->request.session;
+			s->registered_op = m->reply_op;
 			s->history = m->history;
 			s->request = 0;
 		}
@@ -269,6 +270,14 @@ vsrc_decision vsrc_session_reply(vsrc_session *s, uint8_t from,
 					"failed: the cluster rejected the request (larger than its batch limit)");
 	case VSR_REPLY_EVICTED:
 		session_refused(s, from);
+		if (m->commit < s->registered_op) {
+			/* The replica has not yet executed the REGISTER that opened
+			 * the session (a stale primary, or one that inherited it
+			 * in a view change): its "evicted" means "not yet", and
+			 * only a replica past that op can say it for certain. */
+			session_rotate(s);
+			return session_backoff(s, now_ms);
+		}
 		s->evicted = true;
 		return session_give_up(
 			s, "failed: session evicted (the cluster forgot this session; register again)",

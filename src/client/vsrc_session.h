@@ -78,6 +78,7 @@ typedef struct vsrc_session {
 	uint8_t target;          /* replica believed to be primary */
 	uint64_t view;           /* view named by the latest reply (informational) */
 	uint64_t session;        /* 0 until registered */
+	uint64_t registered_op;  /* op of the REGISTER that opened it */
 	uint64_t history;        /* the cluster history the session belongs to
 	                            (from the REGISTER reply); every OP carries it */
 	uint64_t request;        /* number of the current (or last) request */

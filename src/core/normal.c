@@ -528,6 +528,16 @@ void normal_send_ack(vsr_replica *r)
 	r->ack_sent_op = op;
 }
 
+/* Check-quorum: replicas (ourselves included) heard in this view lately. */
+static uint32_t heard_count(const vsr_replica *r)
+{
+	uint64_t window = VSR_ABDICATE_PRIMARY_TIMEOUTS * (uint64_t)r->cfg.timeouts.primary_ticks;
+	uint32_t count = 1;
+	for (uint8_t i = 0; i < r->n; i++)
+		if (i != r->self && r->heard_at[i] + window >= r->now) count++;
+	return count;
+}
+
 void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 {
 	if (m->view > r->view && r->status != VSR_STATUS_RECOVERING) {
@@ -538,6 +548,15 @@ void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 	if (r->status != VSR_STATUS_NORMAL || !is_primary(r) || m->view != r->view) return;
 	/* The backup is in our view and hears us: check-quorum counts it. */
 	r->heard_at[m->replica] = r->now;
+	if (r->suspecting && heard_count(r) >= r->quorum) {
+		/* We abdicated, but a quorum answers again before any view
+		 * change took us away (both backups stalled in one long step,
+		 * a checkpoint at the same op): take the view back. Abdication
+		 * is silence, not a promise, so nothing forbids it. */
+		vc_suspicion_clear(r);
+		timer_set(r, &r->t_heartbeat, 0, false);
+		timer_set(r, &r->t_prepare_retry, 0, false);
+	}
 	if (m->op > r->log.head || !log_matches(&r->log, m->op, m->checksum)) {
 		GUARD(r, VSR_GUARD_PREPARE_OK_MISMATCH);
 		r->stats.messages_dropped++;
@@ -659,16 +678,6 @@ void normal_execute(vsr_replica *r)
 
 /* ------------------------------------------------------------------------ */
 /* Timers.                                                                   */
-
-/* Check-quorum: replicas (ourselves included) heard in this view lately. */
-static uint32_t heard_count(const vsr_replica *r)
-{
-	uint64_t window = VSR_ABDICATE_PRIMARY_TIMEOUTS * (uint64_t)r->cfg.timeouts.primary_ticks;
-	uint32_t count = 1;
-	for (uint8_t i = 0; i < r->n; i++)
-		if (i != r->self && r->heard_at[i] + window >= r->now) count++;
-	return count;
-}
 
 void normal_on_tick(vsr_replica *r)
 {

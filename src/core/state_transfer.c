@@ -399,6 +399,7 @@ static void fetch_install(vsr_replica *r)
 			ct_free(&r->clients);
 			r->clients = r->clients_staged;
 			memset(&r->clients_staged, 0, sizeof r->clients_staged);
+			return;
 		}
 		ct_free(&r->clients_staged);
 		return;

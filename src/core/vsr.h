@@ -412,8 +412,8 @@ enum vsr_bug {
 	VSR_BUG_RECOVERY_ANY_NONCE = 1u << 12, /* count RECOVERY_RESPONSEs of any nonce */
 	VSR_BUG_ACK_BELOW_LOG = 1u << 13,    /* ack an op below the log (checksum 0) after a checkpoint install (F4) */
 	VSR_BUG_REGISTER_LAST_REPLY = 1u << 14, /* a late duplicate REGISTER gets the session's last reply (F10) */
+	VSR_BUG_NONATOMIC_RESTORE = 1u << 15, /* a failed install keeps the checkpoint's client table (finding 3) */
 	VSR_BUG_NO_ABDICATION = 1u << 16,    /* a primary that hears no quorum keeps its view forever */
-	VSR_BUG_NONATOMIC_RESTORE = 1u << 17, /* a failed checkpoint install keeps its client table (#7 finding 3) */
 };
 
 /* Defensive branches: each guard against a stale, duplicate or malformed

@@ -446,19 +446,11 @@ static int m_next(lua_State *L)
 {
 	luaL_checktype(L, 1, LUA_TTABLE);
 	lua_settop(L, 2);
+	/* The walk works from k's order alone, so k need not be in the table
+	 * any more (Lua allows clearing fields during a traversal). */
 	int from = !lua_isnil(L, 2);
-	if (from) {
+	if (from)
 		key_rank(L, 2);
-		lua_pushvalue(L, 2);
-		if (lua_rawget(L, 1) == LUA_TNIL) {
-			lua_pop(L, 1);
-			/* Lua's next raises for a key not in the table: so do we,
-			 * unless it was removed during a traversal (which Lua allows):
-			 * the walk below works from its order alone. */
-		} else {
-			lua_pop(L, 1);
-		}
-	}
 	uint64_t visited = 0;
 	lua_pushnil(L); /* 3: the best key so far */
 	lua_pushnil(L);

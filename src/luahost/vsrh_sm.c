@@ -1408,7 +1408,9 @@ static int head_restore(vsrh_sm *sm, const uint8_t *head, size_t len)
 		vsrh_box_log(&sm->box, VSRH_LOG_ERROR, "%s: checkpoint restore failed: %s",
 			     sm->script_name, err);
 		if (restore_as(sm, before.data, before.len, true, true, err, sizeof err))
-			abort(); /* the state before cannot be put back: never run on */
+			/* the state before cannot be put back: never run on (the
+			 * replica stops, vsrh_sm_failure) */
+			sm_fail(sm, "a failed checkpoint restore could not put the state back: %s", err);
 		rc = VSR_ESM;
 	}
 	free(before.data);

@@ -96,10 +96,10 @@ static void usage(FILE *f)
 		"  --new-faults         the modes on by default: --one-way-long,\n"
 		"                       --long-steps, --large-state, --ack-crashes,\n"
 		"                       --big-replies, --fresh-restarts,\n"
-		"                       --single-amnesia\n"
+		"                       --single-amnesia, --slow-heal,\n"
+		"                       --restore-fail-ppm 100000\n"
 		"  --classic-faults     all of them off (the fault model before issue 7)\n"
-		"  --all-faults         every mode above (restore 2000 ppm, live\n"
-		"                       window 1500)\n"
+		"  --all-faults         every mode above (live window 1500)\n"
 		"  --amnesia-hidden     (teeth) hand a wiped disk to the core as a\n"
 		"                       formatted one instead of amnesia = true\n",
 		SIM_CLIENTS_MAX);
@@ -118,6 +118,10 @@ static void set_default_modes(sim_options *o)
 	 * liveness check during faults waits for the stale-old-primary fix
 	 * (seed 20179 of the long runs, docs/simulator.md) */
 	o->fresh_restarts = o->single_amnesia = true;
+	/* on once the state machine's checkpoints (resumable fetch, atomic
+	 * restore) were merged */
+	o->slow_heal = true;
+	o->restore_fail_ppm = 100000;
 }
 
 static void set_all_modes(sim_options *o)
@@ -125,7 +129,6 @@ static void set_all_modes(sim_options *o)
 	set_default_modes(o);
 	o->slow_disks = o->minority_down = o->fresh_restarts = true;
 	o->slow_heal = o->big_replies = o->large_state = o->single_amnesia = true;
-	o->restore_fail_ppm = 2000;
 	o->live_during_faults = true;
 }
 
@@ -426,7 +429,8 @@ int main(int argc, char **argv)
 			/* the fault model before issue 7 (old regression seeds) */
 			o.slow_disks = o.long_oneway = o.long_steps = o.large_state = false;
 			o.ack_crashes = o.big_replies = false;
-			o.fresh_restarts = o.single_amnesia = false;
+			o.fresh_restarts = o.single_amnesia = o.slow_heal = false;
+			o.restore_fail_ppm = 0;
 		} else if (!strcmp(a, "--all-faults")) {
 			set_all_modes(&o);
 		} else if (!strcmp(a, "--help-bugs")) {

@@ -52,6 +52,9 @@ struct bench {
 	double duration_s;
 	uint32_t value_size;
 	uint32_t keys;
+	bool preload;          /* first put every key once, unmeasured */
+	uint64_t preload_next; /* next key to preload */
+	uint64_t preload_start_ns;
 	uint32_t mix[BENCH_KIND_COUNT]; /* weights */
 	uint32_t mix_total;
 	bool json;
@@ -118,6 +121,11 @@ static void bench_call_cb(vsrc_client *c, const vsrc_result *r, void *arg)
 	}
 	if (!answered && r->reason)
 		snprintf(b->last_error, sizeof(b->last_error), "%s", r->reason);
+	if (!bc->warm && b->preload && b->preload_next < b->keys && answered) {
+		/* Still preloading: every session keeps putting keys. */
+		bench_call(bc);
+		return;
+	}
 	if (!bc->warm) {
 		if (!answered) {
 			/* A session that cannot complete one call would only
@@ -127,6 +135,9 @@ static void bench_call_cb(vsrc_client *c, const vsrc_result *r, void *arg)
 		}
 		bc->warm = true;
 		if (++b->warm == b->clients) {
+			if (b->preload)
+				printf("vsrbench: preloaded %u keys in %.1f s\n", b->keys,
+				       (double)(uv_hrtime() - b->preload_start_ns) / 1e9);
 			b->window_open = true;
 			b->window_start_ns = uv_hrtime();
 			uv_timer_start(&b->stop_timer, bench_stop_cb,
@@ -160,7 +171,12 @@ static void bench_call(bench_client *bc)
 	uint64_t pick = bench_rand(&bc->rng) % b->mix_total;
 	int kind = pick < b->mix[BENCH_PUT] ? BENCH_PUT : BENCH_GET;
 	char key[BENCH_KEY_BYTES + 1];
-	bench_key(key, bench_rand(&bc->rng) % b->keys);
+	if (!bc->warm && b->preload && b->preload_next < b->keys) {
+		kind = BENCH_PUT;
+		bench_key(key, b->preload_next++);
+	} else {
+		bench_key(key, bench_rand(&bc->rng) % b->keys);
+	}
 	vsr_buf_reset(&bc->op);
 	int rc = kind == BENCH_PUT
 			 ? vsrc_op_put(&bc->op, key, BENCH_KEY_BYTES, b->value, b->value_size)
@@ -225,6 +241,8 @@ static void usage(FILE *f)
 		"  -d, --duration S      measured seconds (default 10; fractions allowed)\n"
 		"  -s, --value-size B    bytes per value (default 100)\n"
 		"  -k, --keys K          distinct 16-byte keys (default 100000)\n"
+		"  -p, --preload         first put every one of the K keys once (not\n"
+		"                        measured): a state of K keys from the start\n"
 		"  -m, --mix SPEC        operation weights, e.g. put:90,get:10 (default put:100)\n"
 		"  -j, --json            also print one JSON line with the same figures\n"
 		"      --attempt MS      resend to another replica after MS without a reply\n"
@@ -301,6 +319,7 @@ int main(int argc, char **argv)
 		{ "duration", required_argument, NULL, 'd' },
 		{ "value-size", required_argument, NULL, 's' },
 		{ "keys", required_argument, NULL, 'k' },
+		{ "preload", no_argument, NULL, 'p' },
 		{ "mix", required_argument, NULL, 'm' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "attempt", required_argument, NULL, 'a' },
@@ -319,7 +338,7 @@ int main(int argc, char **argv)
 	int ch;
 	char *end;
 	uint32_t attempt_ms = 0;
-	while ((ch = getopt_long(argc, argv, "c:n:d:s:k:m:jhV", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "c:n:d:s:k:pm:jhV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
 			config = optarg;
@@ -352,6 +371,9 @@ int main(int argc, char **argv)
 			b.value_size = (uint32_t)v;
 			break;
 		}
+		case 'p':
+			b.preload = true;
+			break;
 		case 'k': {
 			unsigned long v = strtoul(optarg, &end, 10);
 			if (*end || v < 1 || v > 1000000000ul) {
@@ -423,6 +445,7 @@ int main(int argc, char **argv)
 	idle.data = &b;
 	uv_timer_start(&idle, bench_idle_check, 10, 10);
 	uint64_t seed = uv_hrtime();
+	b.preload_start_ns = uv_hrtime();
 	for (uint32_t i = 0; i < b.clients; i++) {
 		bench_client *bc = &b.c[i];
 		bc->b = &b;

@@ -1,0 +1,69 @@
+#!/bin/sh
+# checkpoint_stall.sh - issue 7, finding 4 on a real cluster: a kv.lua state
+# of KEYS keys (preloaded), CLIENTS closed-loop clients for SECONDS; counts
+# the view changes (there should be none while the primary is healthy) and
+# the checkpoints and slow steps that could have caused them.
+# Usage: tests/bench/checkpoint_stall.sh BUILD_DIR [KEYS [CLIENTS [SECONDS]]]
+# (BUILD_DIR holds vsrhost, vsrctl and vsrbench; VSRHOST=path overrides the
+# replica binary, to compare builds.)
+# Ports come from the kernel; everything lives in a temporary directory that
+# is removed at the end (KEEP=1 keeps it, with the replicas' logs).
+set -eu
+build=$(cd "${1:?usage: checkpoint_stall.sh BUILD_DIR [KEYS [CLIENTS [SECONDS]]]}" && pwd)
+keys=${2:-60000}
+clients=${3:-16}
+seconds=${4:-60}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+dir=$(mktemp -d /tmp/vsr-ckpt-bench-XXXXXX)
+pids=""
+cleanup() {
+	for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	if [ -n "${KEEP:-}" ]; then echo "checkpoint_stall: logs kept in $dir"; else rm -rf "$dir"; fi
+}
+trap cleanup EXIT INT TERM
+
+# Nine free loopback ports, all bound at once and then released.
+ports=$(python3 -c '
+import socket
+s = [socket.socket() for _ in range(9)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(" ".join(str(x.getsockname()[1]) for x in s))
+for x in s: x.close()')
+set -- $ports
+cat > "$dir/cluster.lua" <<LUA
+return {
+  cluster = 4242,
+  replicas = { "127.0.0.1:$1", "127.0.0.1:$2", "127.0.0.1:$3" },
+  clients  = { "127.0.0.1:$4", "127.0.0.1:$5", "127.0.0.1:$6" },
+  metrics  = { "127.0.0.1:$7", "127.0.0.1:$8", "127.0.0.1:$9" },
+  statemachine = "$root/statemachines/kv.lua",
+  dedup = "$root/lua/vsr/dedup/oldest.lua",
+  data_dir = "$dir/data",
+  durability = "memory",
+  timeouts = { tick_ms = 10, heartbeat_ms = 50, primary_ms = 300,
+               view_change_ms = 300, retry_ms = 100 },
+  limits = { pipeline = 16, batch_requests = 256, clients = 1024,
+             message_bytes = 16 * 1024 * 1024, checkpoint_interval = 4096,
+             instructions = 1000000, memory_bytes = 256 * 1024 * 1024 },
+  log_level = "info",
+}
+LUA
+for i in 1 2 3; do
+	"${VSRHOST:-$build/vsrhost}" "$dir/cluster.lua" --replica $i >"$dir/replica-$i.log" 2>&1 &
+	pids="$pids $!"
+done
+# Ready when every replica answers a status (polled against a deadline).
+deadline=$(( $(date +%s) + 20 ))
+until [ "$("$build/vsrctl" -c "$dir/cluster.lua" -t 1000 status 2>/dev/null | grep -c normal)" -ge 3 ]; do
+	[ "$(date +%s)" -lt "$deadline" ] || { echo "cluster did not start"; tail "$dir"/replica-*.log; exit 1; }
+	sleep 0.1 # poll interval
+done
+echo "checkpoint_stall: $keys keys, $clients clients, $seconds s (3 replicas, memory, checkpoint every 4096 ops)"
+"$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$keys" --preload -d "$seconds"
+"$build/vsrctl" -c "$dir/cluster.lua" status || true
+vc=$(grep -h "status view_change" "$dir"/replica-*.log | wc -l)
+ck=$(grep -h "checkpoint at op" "$dir"/replica-*.log | wc -l)
+slow=$(grep -h "slow step" "$dir"/replica-*.log | sed -n 's/.*took \([0-9]*\) ms/\1/p' | sort -n | tail -1)
+nslow=$(grep -h "slow step" "$dir"/replica-*.log | wc -l)
+echo "checkpoint_stall: view changes entered (all replicas): $vc; checkpoints taken (all replicas): $ck; slow steps: $nslow (longest ${slow:-0} ms)"
