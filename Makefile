@@ -9,7 +9,7 @@ PACKAGES = build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev \
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run test sim failover-bench checkpoint-bench storage-bench clean
+.PHONY: all deps build run test sim failover-bench checkpoint-bench storage-bench auth-bench clean
 
 all: build
 
@@ -53,6 +53,11 @@ storage-bench: build
 # Issue 7, finding 4: 60,000 keys, 16 clients, 60 s; view changes counted.
 checkpoint-bench: build
 	tests/bench/checkpoint_stall.sh $(BUILD) 60000 16 60
+
+# vsrbench kv put without and with authentication, 1 and 128 clients,
+# alternated (ports 23100-23105).
+auth-bench: build
+	tests/bench/auth_bench.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

@@ -380,10 +380,7 @@ void primary_drop_pipeline(vsr_replica *r);
 void primary_send_prepare(vsr_replica *r, uint64_t op, int to);
 
 /* view_change.c */
-/* Starts a view change into `view` on our own timeout: the backoff grows. */
 void vc_start(vsr_replica *r, uint64_t view);
-/* Joins a view change another replica started: the backoff stays. */
-void vc_join(vsr_replica *r, uint64_t view);
 /* Pre-vote: we lost our view's primary (a backup's timeout) or a quorum
  * (a primary's abdication). Says so to every replica, and starts the next
  * view once a quorum says the same. */

@@ -394,6 +394,8 @@ static void fetch_install(vsr_replica *r)
 		 * retry timer asks again (another replica's copy, maybe). */
 		GUARD(r, VSR_GUARD_RESTORE_FAILED);
 		if (BUG(r, VSR_BUG_NONATOMIC_RESTORE) && r->clients_staged.items != NULL) {
+			/* The published order: the client table replaced before the
+			 * state machine's restore, and kept when that fails. */
 			ct_free(&r->clients);
 			r->clients = r->clients_staged;
 			memset(&r->clients_staged, 0, sizeof r->clients_staged);

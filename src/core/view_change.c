@@ -48,20 +48,21 @@ static void dvc_record(vsr_replica *r, uint8_t from, uint64_t log_view, uint64_t
 	}
 }
 
-/* Arms the view change's timeout. Only a view change this replica starts
- * on its own timeout counts as another attempt: one that it joins (a burst
- * of START_VIEW_CHANGEs of successive views, from a replica that was cut
- * off) must not stretch the backoff once per view it passes through. */
-static void arm_view_change_timers(vsr_replica *r, bool attempt)
+/* Arms the view change's timeout. Every view change entered counts as an
+ * attempt, joined or started (F12: replicas that only ever join must back
+ * off too, or views slower than the base timeout churn forever); a cut-off
+ * backup no longer climbs through views on its own (pre-vote), so a burst
+ * of its votes cannot stretch the backoff either. */
+static void arm_view_change_timers(vsr_replica *r)
 {
 	uint32_t shift = r->view_change_attempt < 4 ? r->view_change_attempt : 4;
 	r->vc_shift = shift;
 	timer_set(r, &r->t_view_change, r->cfg.timeouts.view_change_ticks << shift, true);
 	timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
-	if (attempt || r->view_change_attempt == 0) r->view_change_attempt++;
+	r->view_change_attempt++;
 }
 
-static void enter_view_change(vsr_replica *r, bool attempt)
+static void enter_view_change(vsr_replica *r)
 {
 	/* Queued and in-flight requests are dropped; clients retry. */
 	primary_drop_pipeline(r);
@@ -75,25 +76,21 @@ static void enter_view_change(vsr_replica *r, bool attempt)
 	timer_stop(&r->t_heartbeat);
 	timer_stop(&r->t_prepare_retry);
 	timer_stop(&r->t_primary);
-	arm_view_change_timers(r, attempt);
+	arm_view_change_timers(r);
 }
 
-static void vc_enter(vsr_replica *r, uint64_t view, bool attempt)
+void vc_start(vsr_replica *r, uint64_t view)
 {
 	assert(view > r->view);
 	/* Recovering and state-transfer replicas do not vote (protocol.md 5, 6). */
 	if (r->status == VSR_STATUS_RECOVERING || r->status == VSR_STATUS_STATE_TRANSFER) return;
 	r->view = view;
 	r->stats.view_changes++;
-	enter_view_change(r, attempt);
+	enter_view_change(r);
 	/* The promise of this view must survive a crash before any vote leaves. */
 	persist_state(r, false, 0, NULL, 0);
 	vc_send_votes(r);
 }
-
-void vc_start(vsr_replica *r, uint64_t view) { vc_enter(r, view, true); }
-
-void vc_join(vsr_replica *r, uint64_t view) { vc_enter(r, view, false); }
 
 /* ------------------------------------------------------------------------ */
 /* Pre-vote and check-quorum.                                                */
@@ -191,7 +188,7 @@ void vc_resume(vsr_replica *r, uint64_t view)
 	assert(r->status == VSR_STATUS_RECOVERING && view >= r->view);
 	bool higher = view > r->view;
 	r->view = view;
-	enter_view_change(r, true);
+	enter_view_change(r);
 	if (higher) {
 		r->stats.view_changes++;
 		persist_state(r, false, 0, NULL, 0);
@@ -251,7 +248,7 @@ static bool vote_for_current_view(vsr_replica *r, const vsr_message *m)
 	if (m->view < r->view && GUARD(r, VSR_GUARD_VOTE_OLD_VIEW)) return false;
 	if (m->view > r->view) {
 		if (r->status == VSR_STATUS_NORMAL && !normal_may_leave(r, m)) return false;
-		vc_join(r, m->view);
+		vc_start(r, m->view);
 	}
 	if (m->view != r->view) return false;
 	if (r->status == VSR_STATUS_NORMAL) {

@@ -166,7 +166,7 @@ static int bench_checkpoint(vsrh_sm *sm, const vsr_buf *puts, uint32_t keys, uin
 int main(int argc, char **argv)
 {
 	uint64_t n = 1000000;
-	int repeat = 3, calibration = 1, checkpoint = 0;
+	int repeat = 3, calibration = 1, checkpoint = 0, table_store = 0;
 	const char *only = NULL;
 	uint32_t keys = 10000;
 	const char *path = "statemachines/kv.lua";
@@ -174,10 +174,11 @@ int main(int argc, char **argv)
 		{"ops", required_argument, NULL, 'n'}, {"keys", required_argument, NULL, 'k'},
 		{"statemachine", required_argument, NULL, 's'}, {"repeat", required_argument, NULL, 'r'},
 		{"only", required_argument, NULL, 'o'}, {"no-calibration", no_argument, NULL, 'C'},
-		{"checkpoint", optional_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
+		{"checkpoint", optional_argument, NULL, 'c'}, {"table-store", no_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	int ch;
-	while ((ch = getopt_long(argc, argv, "n:k:s:r:o:Cc::h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "n:k:s:r:o:Cc::th", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'n': n = strtoull(optarg, NULL, 10); break;
 		case 'k': keys = (uint32_t)strtoul(optarg, NULL, 10); break;
@@ -185,10 +186,12 @@ int main(int argc, char **argv)
 		case 'r': repeat = atoi(optarg); break;
 		case 'o': only = optarg; break;
 		case 'C': calibration = 0; break;
+		case 't': table_store = 1; break;
 		case 'c': checkpoint = optarg ? (int)strtoul(optarg, NULL, 10) : 4096; break;
 		case 'h':
 			printf("usage: vsrh_bench [--ops N] [--keys K] [--repeat R] [--statemachine PATH]\n"
 			       "                  [--only put|get|query] [--no-calibration] [--checkpoint[=PUTS]]\n"
+			       "                  [--table-store]   (vsr.store in a Lua table, not LMDB)\n"
 			       "Reports the best of R runs of N operations each, in CPU time.\n");
 			return 0;
 		default:
@@ -200,7 +203,8 @@ int main(int argc, char **argv)
 		return 64;
 	}
 	char err[1024];
-	vsrh_sm_options o = {.statemachine = path, .log_level = VSRH_LOG_WARN};
+	vsrh_sm_options o = {.statemachine = path, .log_level = VSRH_LOG_WARN,
+			     .store = table_store ? VSRH_STORE_TABLE : VSRH_STORE_LMDB};
 	vsrh_sm *sm;
 	if (vsrh_sm_open(&sm, &o, err, sizeof err) != VSR_OK) {
 		fprintf(stderr, "vsrh_bench: %s\n", err);
@@ -217,8 +221,8 @@ int main(int argc, char **argv)
 	uname(&u);
 	char cpu[128];
 	cpu_model(cpu, sizeof cpu);
-	printf("vsrh_bench: %s, %llu ops over %u keys, best of %d, one core\n", path,
-	       (unsigned long long)n, keys, repeat);
+	printf("vsrh_bench: %s, %llu ops over %u keys, best of %d, one core, vsr.store in %s\n", path,
+	       (unsigned long long)n, keys, repeat, vsrh_sm_store_lmdb(sm) ? "LMDB" : "a Lua table");
 	printf("machine: %s, %s %s %s\n", cpu, u.sysname, u.release, u.machine);
 	uint64_t op_no = 0;
 	int bad = 0;

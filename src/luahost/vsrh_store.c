@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -93,7 +94,8 @@ static int bytes_cmp(const char *a, size_t al, const char *b, size_t bl)
 /* ---------------------------------------------------------------- LMDB */
 
 #define CKPT_MAGIC "VSRHCKP1"
-#define VSRH_STORE_BYTES_MAX ((size_t)1 << 40) /* LMDB map size: the store's limit */
+#define STORE_MAP_MIN ((size_t)64 << 20)    /* the map's first size (MDB_WRITEMAP) */
+#define STORE_MAP_NOWRITEMAP ((size_t)1 << 40) /* address space only, without it */
 #define IMAGE_INDEX_EVERY 256u /* records between two seek points of a reader */
 
 /* A checkpoint kept readable: a read transaction on the commit that made it,
@@ -117,6 +119,8 @@ typedef struct ckpt_held {
 struct vsrh_lmdb {
 	MDB_env *env;
 	MDB_dbi kv, meta;
+	size_t mapsize;       /* reserved on disk (fallocate) when writemap */
+	bool writemap;        /* pages written through the map (see map_set) */
 	MDB_txn *wtxn;        /* long-lived: everything since the last checkpoint */
 	char dir[4096];       /* holds db/ (the environment), next/, staging */
 	bool scratch;         /* remove dir at close */
@@ -135,7 +139,7 @@ static void lmdb_fatal(const char *what, int rc)
 	/* LMDB reports a short write (a full disk) as EIO. */
 	const char *why = rc == ENOSPC	     ? "the disk is full (no space left on device)"
 			  : rc == EIO	       ? "a write failed: the disk is full or failing (EIO)"
-			  : rc == MDB_MAP_FULL ? "the store reached its size limit (1 TiB map)"
+			  : rc == MDB_MAP_FULL ? "the map is full (more written in one checkpoint interval than it had room for)"
 					       : mdb_strerror(rc);
 	fprintf(stderr, "vsr.store: LMDB %s failed: %s; this replica stops (exit 74)\n", what, why);
 	fflush(NULL);
@@ -795,24 +799,96 @@ static void held_drop(ckpt_held *h)
 	memset(h, 0, sizeof *h);
 }
 
-static int env_open(vsrh_lmdb *db, const char *path, char *err, size_t err_len)
+/* Pages are written through the map (MDB_WRITEMAP): a commit, hence a
+ * checkpoint, writes only the meta page. A page the filesystem cannot back
+ * would then be a SIGBUS, so the map's whole size is allocated on disk
+ * (posix_fallocate) before it is used: a full disk is an error here, at a
+ * checkpoint or at start, never a signal. Returns 0 or an errno. */
+static int map_set(vsrh_lmdb *db, size_t size)
+{
+	int fd;
+	struct stat st;
+	struct statvfs vfs;
+	int rc = mdb_env_get_fd(db->env, &fd);
+	if (rc == 0 && (fstat(fd, &st) != 0 || fstatvfs(fd, &vfs) != 0))
+		rc = errno;
+	/* Not even trying when the room is plainly not there: a fallocate
+	 * that fails half way may keep what it took on some filesystems. */
+	if (rc == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize + (uint64_t)st.st_blocks * 512 <
+			       (uint64_t)size + STORE_MAP_MIN)
+		rc = ENOSPC; /* and leave the log room for a segment */
+	if (rc == 0)
+		rc = mdb_env_set_mapsize(db->env, size);
+	if (rc == 0)
+		rc = posix_fallocate(fd, 0, (off_t)size);
+	if (rc == 0)
+		db->mapsize = size;
+	return rc;
+}
+
+/* Whether the map lacks room for another interval: twice what is in use
+ * now plus 16 MiB. Returns the size to grow to (at least double), or 0. */
+static size_t map_wanted(vsrh_lmdb *db)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	if (!db->writemap || mdb_env_info(db->env, &info) || mdb_env_stat(db->env, &st))
+		return 0;
+	size_t want = ((size_t)info.me_last_pgno + 1) * st.ms_psize * 2 + STORE_MAP_MIN / 4;
+	if (want <= db->mapsize)
+		return 0;
+	return want > 2 * db->mapsize ? want : 2 * db->mapsize;
+}
+
+static int env_try_open(vsrh_lmdb *db, const char *path, size_t map)
 {
 	int rc = mdb_env_create(&db->env);
 	if (rc == 0)
 		rc = mdb_env_set_maxdbs(db->env, 2);
-	/* The store's size limit: address space only, the file grows with
-	 * the data. (MDB_WRITEMAP would make a checkpoint's commit write only
-	 * the meta page, but a full disk would then be a SIGBUS instead of an
-	 * error the replica can stop on with a message.) */
 	if (rc == 0)
-		rc = mdb_env_set_mapsize(db->env, VSRH_STORE_BYTES_MAX);
+		rc = mdb_env_set_mapsize(db->env, db->writemap ? map : STORE_MAP_NOWRITEMAP);
 	if (rc == 0)
 		rc = mdb_env_set_maxreaders(db->env, 16);
-	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
+	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | (db->writemap ? MDB_WRITEMAP : 0);
 	if (!db->durable)
 		flags |= MDB_NOSYNC | MDB_NOMETASYNC;
 	if (rc == 0)
 		rc = mdb_env_open(db->env, path, flags, 0600);
+	if (rc == 0 && db->writemap) {
+		rc = map_set(db, map);
+		size_t more = rc == 0 ? map_wanted(db) : 0;
+		if (more)
+			rc = map_set(db, more);
+	}
+	if (rc && db->env) {
+		mdb_env_close(db->env);
+		db->env = NULL;
+	}
+	return rc;
+}
+
+static int env_open(vsrh_lmdb *db, const char *path, size_t min_map, char *err, size_t err_len)
+{
+	/* At least what the file already holds (the map of its last run). */
+	char file[4200];
+	struct stat fst;
+	snprintf(file, sizeof file, "%s/data.mdb", path);
+	size_t map = min_map > STORE_MAP_MIN ? min_map : STORE_MAP_MIN;
+	if (stat(file, &fst) == 0 && (size_t)fst.st_size > map)
+		map = (size_t)fst.st_size;
+	off_t before = stat(file, &fst) == 0 ? fst.st_size : 0;
+	db->writemap = true;
+	int rc = env_try_open(db, path, map);
+	if (rc == ENOSPC) {
+		/* No room to reserve the map: pages are written with pwrite, and a
+		 * full disk is an error at a commit. Only slower checkpoints. The
+		 * file goes back to its size before (LMDB extended it to the map). */
+		if (truncate(file, before) != 0 && errno != ENOENT)
+			rc = errno;
+		db->writemap = false;
+		if (rc == ENOSPC)
+			rc = env_try_open(db, path, map);
+	}
 	/* The handles, in a transaction of their own: read transactions can
 	 * use them only once it has committed. */
 	if (rc == 0)
@@ -828,7 +904,8 @@ static int env_open(vsrh_lmdb *db, const char *path, char *err, size_t err_len)
 	if (rc == 0)
 		rc = mdb_txn_begin(db->env, NULL, 0, &db->wtxn);
 	if (rc) {
-		snprintf(err, err_len, "vsr.store: LMDB environment %s: %s", path, mdb_strerror(rc));
+		snprintf(err, err_len, "vsr.store: LMDB environment %s (%zu MiB): %s", path,
+			 map >> 20, rc == ENOSPC ? "the disk is full" : mdb_strerror(rc));
 		if (db->wtxn)
 			mdb_txn_abort(db->wtxn);
 		db->wtxn = NULL;
@@ -903,7 +980,7 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 		free(db);
 		return -1;
 	}
-	if (env_open(db, path, err, err_len)) {
+	if (env_open(db, path, 0, err, err_len)) {
 		free(db);
 		return -1;
 	}
@@ -1001,6 +1078,14 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 	if (rc)
 		lmdb_fatal("checkpoint commit", rc);
 	held_drop(&db->held[1]);
+	size_t more = map_wanted(db);
+	if (more) {
+		/* Room for the next interval. Resizing needs no transaction open
+		 * in this process: the previous checkpoint is no longer served. */
+		held_drop(&db->held[0]);
+		if ((rc = map_set(db, more)))
+			lmdb_fatal("growing the map", rc);
+	}
 	db->held[1] = db->held[0];
 	memset(&db->held[0], 0, sizeof db->held[0]);
 	if ((rc = held_open(db, &db->held[0], cp, prefix, plen)))
@@ -1153,7 +1238,8 @@ static int build_env(vsrh_lmdb *db, const char *path, const uint8_t *rec, uint64
 	vsrh_lmdb fresh = {.durable = db->durable};
 	char err[256];
 	env_dir_remove(path);
-	if (mkdir(path, 0700) != 0 || env_open(&fresh, path, err, sizeof err))
+	/* Room for the records, their pages' slack and what follows. */
+	if (mkdir(path, 0700) != 0 || env_open(&fresh, path, (size_t)rec_len * 3, err, sizeof err))
 		return -1;
 	int rc = 0;
 	MDB_cursor *c;
@@ -1247,7 +1333,7 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 	env_close(db);
 	env_dir_remove(old);
 	char err[256] = "";
-	if (rename(path, old) != 0 || rename(next, path) != 0 || env_open(db, path, err, sizeof err)) {
+	if (rename(path, old) != 0 || rename(next, path) != 0 || env_open(db, path, 0, err, sizeof err)) {
 		/* The old store is closed: never run on without one. At the next
 		 * start vsrh_store_use_lmdb finishes an interrupted rename. */
 		fprintf(stderr, "vsr.store: installing a checkpoint in %s: %s; this replica stops "

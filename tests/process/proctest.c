@@ -2929,8 +2929,11 @@ static void *healer_main(void *arg)
 	struct timespec ts = {.tv_sec = h->after_ms / 1000, .tv_nsec = (h->after_ms % 1000) * 1000000L};
 	/* The cut's length is the fault being modelled, not a synchronisation. */
 	nanosleep(&ts, NULL);
-	cuts_clear();
+	/* Taken before the rules go: the first one removed already lets
+	 * packets through (the figure errs on the long side by the time
+	 * iptables takes). */
 	h->healed_at = now_ms();
+	cuts_clear();
 	return NULL;
 }
 
