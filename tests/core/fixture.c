@@ -675,3 +675,21 @@ int fx_main(int argc, char **argv, const fx_test *tests, size_t count, const int
 	}
 	return *failures ? 1 : 0;
 }
+
+bool fx_all_caught_up(fixture *f, void *arg)
+{
+	(void)arg;
+	int p = fx_primary(f);
+	if (p < 0) return false;
+	vsr_replica_info ip;
+	fx_info(f, (uint8_t)p, &ip);
+	for (uint8_t i = 0; i < f->n; i++) {
+		if (!f->node[i].up) continue;
+		vsr_replica_info in;
+		fx_info(f, i, &in);
+		if (in.status != VSR_STATUS_NORMAL || in.view != ip.view || in.commit != ip.commit ||
+		    in.op != ip.op)
+			return false;
+	}
+	return true;
+}

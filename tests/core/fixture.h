@@ -117,6 +117,9 @@ void fx_persist_one(fixture *f, uint8_t i);
 void fx_restart_wiped(fixture *f, uint8_t i);
 /* The genesis candidate of replica i's incarnation (fx_init: 0). */
 uint64_t fx_history_for(uint8_t i, uint32_t incarnation);
+/* For fx_run_until: a primary exists and every up replica is normal in its
+ * view with the same op and commit. */
+bool fx_all_caught_up(fixture *f, void *arg);
 /* Every up replica is a normal member of a history, durably. */
 bool fx_all_joined(fixture *f);
 /* Sends a request to replica i; returns the connection id used. */

@@ -9,23 +9,6 @@
 static int failures;
 
 
-static bool all_caught_up(fixture *f, void *arg)
-{
-	(void)arg;
-	int p = fx_primary(f);
-	if (p < 0) return false;
-	vsr_replica_info ip;
-	fx_info(f, (uint8_t)p, &ip);
-	for (uint8_t i = 0; i < f->n; i++) {
-		if (!f->node[i].up) continue;
-		vsr_replica_info in;
-		fx_info(f, i, &in);
-		if (in.status != VSR_STATUS_NORMAL || in.view != ip.view || in.commit != ip.commit ||
-		    in.op != ip.op)
-			return false;
-	}
-	return true;
-}
 
 static void call_ok(fixture *f, uint64_t session, uint64_t request, uint64_t *applied)
 {
@@ -50,7 +33,7 @@ static void test_normal_operation(void)
 		snprintf(want, sizeof want, "%llu", (unsigned long long)k);
 		CHECK(strcmp(r->body, want) == 0);
 	}
-	CHECK(fx_run_until(&f, 200, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 200, fx_all_caught_up, NULL));
 	vsr_replica_info a, b, c;
 	fx_info(&f, 0, &a);
 	fx_info(&f, 1, &b);
@@ -139,7 +122,7 @@ static void test_primary_isolated_then_healed(void)
 	for (uint64_t k = 11; k <= 20; k++) call_ok(&f, s, k, &applied);
 	CHECK(applied == 20);
 	fx_heal(&f);
-	CHECK(fx_run_until(&f, 500, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 500, fx_all_caught_up, NULL));
 	fx_info(&f, 0, &in);
 	CHECK(in.status == VSR_STATUS_NORMAL && in.view >= 1 && in.commit >= 21);
 	CHECK_CLUSTER(&f);
@@ -165,7 +148,7 @@ static void test_backup_with_stale_suffix_rejoins(void)
 	for (uint64_t k = 6; k <= 12; k++) call_ok(&f, s, k, &applied);
 	CHECK(applied == 12);
 	fx_heal(&f);
-	CHECK(fx_run_until(&f, 500, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 500, fx_all_caught_up, NULL));
 	vsr_replica_info now;
 	fx_info(&f, 0, &now);
 	CHECK(now.commit >= old.op);
@@ -191,7 +174,7 @@ static void test_lagging_backup_state_transfer_with_checkpoint(void)
 	fx_info(&f, 0, &p);
 	CHECK(p.log_start > 1);
 	fx_restart(&f, 2);
-	CHECK(fx_run_until(&f, 1000, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 1000, fx_all_caught_up, NULL));
 	vsr_replica_info in;
 	fx_info(&f, 2, &in);
 	CHECK(in.commit == p.commit && in.checkpoint_op > 0);
@@ -213,10 +196,10 @@ static void test_view_change_during_state_transfer(void)
 	fx_heal(&f);
 	fx_run(&f, 3);
 	fx_restart(&f, 0);
-	CHECK(fx_run_until(&f, 2000, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 2000, fx_all_caught_up, NULL));
 	for (uint64_t k = 51; k <= 60; k++) call_ok(&f, s, k, &applied);
 	CHECK(applied == 60);
-	CHECK(fx_run_until(&f, 500, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 500, fx_all_caught_up, NULL));
 	CHECK_CLUSTER(&f);
 	fx_free(&f);
 }
@@ -233,7 +216,7 @@ static void test_restart_all_keeps_committed(void)
 	fx_info(&f, 0, &before);
 	for (uint8_t i = 0; i < 3; i++) fx_crash(&f, i);
 	for (uint8_t i = 0; i < 3; i++) fx_restart(&f, i);
-	CHECK(fx_run_until(&f, 2000, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 2000, fx_all_caught_up, NULL));
 	vsr_replica_info after;
 	fx_info(&f, 1, &after);
 	CHECK(after.commit >= before.commit && after.view > before.view);
@@ -305,7 +288,7 @@ static void test_single_replica_restart(void)
 	CHECK(applied == 100);
 	fx_crash(&f, 0);
 	fx_restart(&f, 0);
-	CHECK(fx_run_until(&f, 500, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 500, fx_all_caught_up, NULL));
 	const fx_reply *r = fx_call(&f, s, 101, "x");
 	CHECK(r && r->status == VSR_REPLY_OK && strcmp(r->body, "101") == 0);
 	fx_free(&f);
@@ -322,7 +305,7 @@ static void test_five_replicas_two_down(void)
 	CHECK(applied == 20);
 	fx_restart(&f, 0);
 	fx_restart(&f, 3);
-	CHECK(fx_run_until(&f, 2000, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 2000, fx_all_caught_up, NULL));
 	CHECK_CLUSTER(&f);
 	fx_free(&f);
 }
@@ -368,7 +351,7 @@ static void test_transfer_in_byte_bounded_messages(void)
 		CHECK(r && r->status == VSR_REPLY_OK);
 	}
 	fx_heal(&f);
-	CHECK(fx_run_until(&f, 1000, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 1000, fx_all_caught_up, NULL));
 	/* 40 entries of 4 KB cannot travel in one 40 KB message: several rounds. */
 	const vsr_replica_stats *st = vsr_replica_stats_get(f.node[2].r);
 	CHECK(st->messages_in[VSR_MSG_NEW_STATE] >= 4);
@@ -409,7 +392,7 @@ static void test_single_replica_wipe_new_history(void)
 	CHECK(r && r->status == VSR_REPLY_OK);
 	fx_crash(&f, 0);
 	fx_restart_wiped(&f, 0);
-	CHECK(fx_run_until(&f, 500, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 500, fx_all_caught_up, NULL));
 	uint64_t b = fx_register(&f, 0, 102);
 	CHECK(b == a); /* the numbers do collide: only the history tells them apart */
 	CHECK(f.request_history != old_history && f.request_history != 0);
@@ -447,7 +430,7 @@ static void test_lost_disk_primary_keeps_acked_op(void)
 	fx_heal(&f);
 	uint64_t other = fx_register(&f, 0, 202);
 	CHECK(other != 0 && other != s);
-	CHECK(fx_run_until(&f, 2000, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 2000, fx_all_caught_up, NULL));
 	for (uint8_t i = 0; i < 3; i++) CHECK(vsr_replica_checksum_at(f.node[i].r, 1) == acked);
 	/* The acknowledged registration still stands. */
 	const fx_reply *r = fx_call(&f, s, 1, "s1");
@@ -467,14 +450,14 @@ static void test_lost_disk_primary_no_wedge(void)
 	uint64_t s = fx_register(&f, 0, 301), applied = 0;
 	for (uint64_t k = 1; k <= 5; k++) call_ok(&f, s, k, &applied);
 	CHECK(applied == 5);
-	CHECK(fx_run_until(&f, 200, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 200, fx_all_caught_up, NULL));
 	fx_crash(&f, 0);
 	fx_restart_wiped(&f, 0);
 	uint64_t other = fx_register(&f, 1, 302);
 	CHECK(other != 0);
 	const fx_reply *r = fx_call(&f, s, 6, "s6");
 	CHECK(r && r->status == VSR_REPLY_OK && strcmp(r->body, "6") == 0);
-	CHECK(fx_run_until(&f, 2000, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 2000, fx_all_caught_up, NULL));
 	vsr_replica_info i0;
 	fx_info(&f, 0, &i0);
 	CHECK(i0.history == f.history && !i0.amnesia);
@@ -501,7 +484,7 @@ static void test_lone_amnesiac_waits_for_history(void)
 	CHECK(i0.history == 0 && i0.status == VSR_STATUS_RECOVERING);
 	fx_restart(&f, 1);
 	fx_restart(&f, 2);
-	CHECK(fx_run_until(&f, 3000, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 3000, fx_all_caught_up, NULL));
 	fx_info(&f, 0, &i0);
 	CHECK(i0.history == f.history);
 	const fx_reply *r = fx_call(&f, s, 4, "s4");
@@ -521,7 +504,7 @@ static void test_whole_cluster_wipe_new_history(void)
 	CHECK(fx_call(&f, s, 1, "s1") != NULL);
 	for (uint8_t i = 0; i < 3; i++) fx_crash(&f, i);
 	for (uint8_t i = 0; i < 3; i++) fx_restart_wiped(&f, i);
-	CHECK(fx_run_until(&f, 500, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 500, fx_all_caught_up, NULL));
 	vsr_replica_info in;
 	fx_info(&f, 2, &in);
 	CHECK(in.history == fx_history_for(0, f.incarnation[0]) && in.history != old_history);
@@ -559,7 +542,7 @@ static void test_oversized_reply_bounded(void)
 	fx_crash(&f, 1);
 	fx_restart(&f, 1);
 	fx_heal(&f);
-	CHECK(fx_run_until(&f, 3000, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 3000, fx_all_caught_up, NULL));
 	fx_info(&f, 2, &i1);
 	CHECK(i1.checkpoint_op >= 64);
 	r = fx_call(&f, a, 1, "big:1100000"); /* the stored, bounded error again */
@@ -620,10 +603,10 @@ static void test_failed_restore_leaves_state_intact(void)
 	fx_info(&f, 2, &mid);
 	CHECK(mid.executed == before.executed);
 	CHECK(mid.digest == before.digest); /* state machine and client table unchanged */
-	CHECK(fx_run_until(&f, 2000, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 2000, fx_all_caught_up, NULL));
 	for (uint64_t k = 201; k <= 210; k++) call_ok(&f, s, k, &applied);
 	CHECK(applied == 210);
-	CHECK(fx_run_until(&f, 500, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 500, fx_all_caught_up, NULL));
 	CHECK_CLUSTER(&f);
 	fx_free(&f);
 }
@@ -703,7 +686,7 @@ static void test_checkpoint_fetch_under_load(void)
 		(unsigned long long)vsr_replica_stats_get(f.node[2].r)->messages_out[VSR_MSG_GET_STATE]);
 	CHECK(installed);
 	f.hops_per_tick = 0;
-	CHECK(fx_run_until(&f, 2000, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 2000, fx_all_caught_up, NULL));
 	CHECK_CLUSTER(&f);
 	fx_free(&f);
 }
@@ -733,7 +716,7 @@ static void test_checkpoint_fetch_resumes(void)
 	fx_run(&f, 150);
 	fx_heal(&f);
 	f.hops_per_tick = 0;
-	CHECK(fx_run_until(&f, 3000, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 3000, fx_all_caught_up, NULL));
 	const vsr_replica_stats *st = vsr_replica_stats_get(f.node[2].r);
 	fprintf(stderr, "checkpoint_fetch_resumes: %llu chunks received for a checkpoint of ~151, "
 		"%llu state transfers\n", (unsigned long long)st->messages_in[VSR_MSG_CHECKPOINT_CHUNK],
@@ -812,7 +795,7 @@ static void test_no_get_state_to_a_silent_replica(void)
 	fx_info(&f, 0, &in);
 	CHECK(in.status == VSR_STATUS_VIEW_CHANGE && in.view == 4);
 	CHECK(vsr_replica_stats_get(f.node[0].r)->messages_out[VSR_MSG_GET_STATE] == before);
-	CHECK(fx_run_until(&f, 1000, all_caught_up, NULL));
+	CHECK(fx_run_until(&f, 1000, fx_all_caught_up, NULL));
 	const fx_reply *r = fx_call(&f, s, 2, "two");
 	CHECK(r && r->status == VSR_REPLY_OK && strcmp(r->body, "2") == 0);
 	CHECK_CLUSTER(&f);

@@ -19,23 +19,6 @@ static uint32_t planted; /* VSR_BUG_* for this run, 0 for the real core */
 
 static void tune_planted(vsr_config *c) { c->bugs = planted; }
 
-static bool settled(fixture *f, void *arg)
-{
-	(void)arg;
-	int p = fx_primary(f);
-	if (p < 0) return false;
-	vsr_replica_info ip;
-	fx_info(f, (uint8_t)p, &ip);
-	for (uint8_t i = 0; i < f->n; i++) {
-		if (!f->node[i].up) continue;
-		vsr_replica_info in;
-		fx_info(f, i, &in);
-		if (in.status != VSR_STATUS_NORMAL || in.view != ip.view || in.commit != ip.commit ||
-		    in.op != ip.op)
-			return false;
-	}
-	return true;
-}
 
 /* Every up replica whose commit reaches `op` holds `checksum` there. */
 static const char *committed_kept(const fixture *f, uint64_t op, uint64_t checksum)
@@ -164,7 +147,7 @@ static outcome sched_start_view_before_new_state(void)
 	fx_crash(&f, 1);
 	f.hold = NULL;
 	fx_heal(&f);
-	if (!fx_run_until(&f, 3000, settled, NULL)) {
+	if (!fx_run_until(&f, 3000, fx_all_caught_up, NULL)) {
 		out.damage = "no view formed after replica 1 failed";
 		if (getenv("FX_VERBOSE"))
 			for (uint8_t i = 0; i < 3; i += 2) {
@@ -179,7 +162,7 @@ static outcome sched_start_view_before_new_state(void)
 	}
 	fx_call(&f, s, req++, "after");
 	fx_restart(&f, 1);
-	if (!fx_run_until(&f, 3000, settled, NULL)) {
+	if (!fx_run_until(&f, 3000, fx_all_caught_up, NULL)) {
 		out.damage = "not settled after replica 1 restarted";
 		goto done;
 	}
@@ -231,7 +214,7 @@ static outcome sched_stale_recovery_answers_after_wipe(void)
 	fx_restart(&f, 2);
 	for (int t = 0; t < 100 && f.held_count < 2; t++) fx_run(&f, 1);
 	h.on = false;
-	if (f.held_count < 2 || !fx_run_until(&f, 500, settled, NULL)) {
+	if (f.held_count < 2 || !fx_run_until(&f, 500, fx_all_caught_up, NULL)) {
 		out.damage = "schedule not reached: replica 2 did not recover";
 		goto done;
 	}
@@ -268,7 +251,7 @@ static outcome sched_stale_recovery_answers_after_wipe(void)
 	out.damage = fx_check(&f);
 	if (out.damage) goto done;
 	fx_heal(&f);
-	if (!fx_run_until(&f, 3000, settled, NULL)) {
+	if (!fx_run_until(&f, 3000, fx_all_caught_up, NULL)) {
 		out.damage = "not settled after healing";
 		goto done;
 	}
@@ -426,7 +409,7 @@ static outcome sched_new_state_passes_fetched_checkpoint(void)
 	}
 	f.hold = NULL;
 	while (f.held_count) fx_release(&f, 0);
-	if (!fx_run_until(&f, 2000, settled, NULL)) {
+	if (!fx_run_until(&f, 2000, fx_all_caught_up, NULL)) {
 		out.damage = "not settled after the fetch";
 		goto done;
 	}
