@@ -32,35 +32,8 @@ local function gen_subject()
   return table.concat(out)
 end
 
-local repl_fn = {
-  upper = function(a) return a:upper() end,
-  keep = function() return nil end,
-  no = function() return false end,
-}
-
-local function native(op)
-  local function pack(ok, ...)
-    return {ok = ok, n = select("#", ...), ...}
-  end
-  local s, p = op.s, op.p
-  if op.fn == "find" then
-    return pack(pcall(string.find, s, p, op.init, op.plain))
-  elseif op.fn == "match" then
-    return pack(pcall(string.match, s, p, op.init))
-  elseif op.fn == "gmatch" then
-    return pack(pcall(function()
-      local out = {}
-      for a, b in string.gmatch(s, p, op.init) do
-        out[#out + 1] = {a, b}
-        if #out > 200 then break end
-      end
-      return out
-    end))
-  end
-  local repl = op.repl
-  if op.repl_kind == "fn" then repl = repl_fn[op.repl] end
-  return pack(pcall(string.gsub, s, p, repl, op.max))
-end
+-- The same fixture, run by plain Lua: Lua's own pattern functions.
+local native = dofile("spec/fixtures/patterns.lua").apply
 
 local function gen_op()
   local fns = {"find", "match", "gmatch", "gsub"}
