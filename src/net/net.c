@@ -364,9 +364,17 @@ static bool net_conn_account(net_conn *c, size_t before)
 }
 
 /* net_conn_account, after sealing the frame when the connection is
- * authenticated: the path of every frame but HELLO and AUTH. */
+ * authenticated: the path of every frame but HELLO and AUTH. The byte
+ * bound is checked before sealing: sealing uses up the frame's sequence
+ * number, so a sealed frame dropped afterwards would make every later
+ * frame fail its MAC at the other end. */
 static bool net_conn_commit(net_conn *c, size_t before)
 {
+	size_t mac = c->auth.sealing ? VSR_WIRE_MAC_SIZE : 0;
+	if (c->write_bytes + c->out.len + mac > c->net->opts.queue_bytes_max) {
+		c->out.len = before;
+		return false;
+	}
 	if (vsr_wire_conn_auth_seal(&c->auth, &c->out, before) != 0) {
 		c->out.len = before;
 		return false;
