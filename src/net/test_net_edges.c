@@ -296,12 +296,24 @@ static void test_accept_many(void)
 		poll(NULL, 0, 0);
 	}
 	CHECK(vsr_net_stats_get(net)->connections == 0);
+	/* Every slot is free again: MAX identified clients fit, one more is
+	 * refused. */
 	nfd = 0;
-	for (int i = 0; i < MAX; i++) {
+	uint64_t frames = vsr_net_stats_get(net)->wire.frames_in;
+	for (int i = 0; i < MAX + 1; i++) {
 		fds[nfd++] = dial(o.client.port);
 		accept_wait(&l, net, ++total);
+		if (i < MAX)
+			CHECK(send(fds[i], hello.data, hello.len, 0) == (ssize_t)hello.len);
+		for (int spin = 0; spin < 20000 && i < MAX &&
+				   vsr_net_stats_get(net)->wire.frames_in < frames + (uint64_t)i + 1;
+		     spin++) {
+			uv_run(&l, UV_RUN_NOWAIT);
+			poll(NULL, 0, 0);
+		}
 	}
 	CHECK(vsr_net_stats_get(net)->connections == (uint32_t)MAX);
+	CHECK(vsr_net_stats_get(net)->connections_refused == 1);
 	for (int i = 0; i < nfd; i++)
 		close(fds[i]);
 	vsr_buf_free(&hello);
