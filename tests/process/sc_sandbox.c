@@ -123,6 +123,18 @@ int scenario_sandbox(void)
 	int p = scenario_open("../spec/fixtures/evil.lua", &m, &sb);
 	note("primary is replica %d", p + 1);
 	uint64_t last = hostile_round(&m, &sb, "three replicas");
+	/* Every script error is counted where operators look for it. */
+	static char scraped[1 << 20];
+	char name[96];
+	snprintf(name, sizeof name, "vsr_replies_total{replica=\"%d\",outcome=\"script_error\"}",
+		 p + 1);
+	uint64_t script_errors = 0;
+	size_t hostile = sizeof hostile_ops / sizeof hostile_ops[0];
+	if (!metric_value(scrape(p, scraped, sizeof scraped), name, &script_errors) ||
+	    script_errors < hostile)
+		fail("primary %d: %s is %" PRIu64 ", expected at least %zu", p + 1, name,
+		     script_errors, hostile);
+	note("primary %d counted %" PRIu64 " script-error replies", p + 1, script_errors);
 	wait_converged(last, CATCHUP_MS, "after the hostile operations");
 	note("every replica up, executed op %" PRIu64 " with equal digests", last);
 	int b = (p + 1) % N;
