@@ -1252,6 +1252,8 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 	}
 	if (have_sb && (sb.flags & SB_FLAG_UNRECOVERED))
 		snprintf(why, sizeof why, "it was being repaired when it stopped");
+	else if (have_sb && why[0] == '\0' && d->opts.distrust != NULL)
+		snprintf(why, sizeof why, "%s", d->opts.distrust);
 	replay r = {.base = have_sb ? sb.core.checkpoint_op + 1 : 1};
 	scan_result res = {0};
 	if (why[0] == '\0') {

@@ -75,6 +75,11 @@ typedef struct vsr_storage_options {
 	 * amnesiac, or, when every replica is unjoined, a new history begins.
 	 * The memory backend holds nothing anyway. */
 	bool fresh;
+	/* Non-NULL: the caller found the state it keeps beside the log damaged
+	 * (vsr.store's environment failed its check), and says why. Durable
+	 * backend: load resets the directory with the "unrecovered" mark, as for
+	 * a corrupt log; the replica is repaired from the others. */
+	const char *distrust;
 	vsr_storage_persisted_cb persisted_cb;
 	void *data;          /* for the caller: vsr_storage_data() */
 	/* Durable backend only. */

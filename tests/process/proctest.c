@@ -76,6 +76,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -2417,10 +2418,10 @@ static bool log_mentions(int replica, const char *text)
 }
 
 static void corrupt_round(mclient *m, msgpack_sbuffer *sb, writers *ws, const char *what,
-			  int victim, void (*damage)(int))
+			  int victim, void (*damage)(int), uint32_t warmup)
 {
 	writers_start(ws);
-	writers_wait_acks(ws, 20, what);
+	writers_wait_acks(ws, warmup, what);
 	damage(victim);
 	if (g_pid[victim] > 0)
 		kill_replica(victim);
@@ -2445,6 +2446,34 @@ static void damage_superblock_copy(int r)
 	flip_byte(r, "superblock", 4096 + 72); /* copy 1: the epoch word */
 }
 
+/* vsr.store's LMDB file: every copy of the first writer's first value (live
+ * pages and freed ones alike; LMDB copies pages on write) gets a flipped
+ * byte, so the live record surely differs from what the checkpoint says. */
+static void damage_store_value(int r)
+{
+	char path[600], key[32], val[64];
+	snprintf(path, sizeof path, "%s/data/replica-%d/store/db/data.mdb", g_dir, r + 1);
+	writer_key(0, 0, key, val);
+	size_t vl = strlen(val);
+	int fd = open(path, O_RDWR);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) fail("cannot open %s: %s", path, strerror(errno));
+	uint8_t *map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) fail("cannot map %s: %s", path, strerror(errno));
+	unsigned flipped = 0;
+	for (off_t i = 0; i + (off_t)vl <= st.st_size; i++) {
+		if (map[i] != (uint8_t)val[0] || memcmp(map + i, val, vl) != 0) continue;
+		map[i + vl - 1] ^= 0x01; /* the seed's last digit: still a valid msgpack string */
+		flipped++;
+	}
+	msync(map, (size_t)st.st_size, MS_SYNC);
+	munmap(map, (size_t)st.st_size);
+	close(fd);
+	if (flipped == 0) fail("replica %d's store holds no copy of %s=%s: no checkpoint yet?", r + 1, key, val);
+	note("flipped a byte in %u cop%s of %s's value in replica %d's data.mdb", flipped,
+	     flipped == 1 ? "y" : "ies", key, r + 1);
+}
+
 /* Deleted while it runs; what it writes until kill -9 goes as well. */
 static void damage_delete_dir(int r)
 {
@@ -2460,18 +2489,26 @@ static void damage_delete_dir(int r)
 static int scenario_corrupt(void)
 {
 	g_durability = "durable";
+	g_checkpoint_interval = 64; /* vsr.store's file holds the values early */
 	mclient m;
 	msgpack_sbuffer sb;
 	int p = scenario_open("kv.lua", &m, &sb);
 	writers ws = {0};
 	corrupt_round(&m, &sb, &ws, "byte flipped in the log and the superblock of the primary", p,
-		      damage_log_and_superblock);
+		      damage_log_and_superblock, 20);
 	if (!log_mentions(p, "cannot be trusted"))
 		fail("replica %d did not report its corrupt log", p + 1);
 	int b = (p + 1) % N;
 	corrupt_round(&m, &sb, &ws, "byte flipped in one superblock copy of a backup", b,
-		      damage_superblock_copy);
-	corrupt_round(&m, &sb, &ws, "data directory deleted", (p + 2) % N, damage_delete_dir);
+		      damage_superblock_copy, 20);
+	/* Past two checkpoints of this round (interval 64): w0-0 is in every
+	 * replica's data.mdb. */
+	int s = (p + 2) % N;
+	corrupt_round(&m, &sb, &ws, "byte flipped in a value in vsr.store's LMDB file", s,
+		      damage_store_value, 160);
+	if (!log_mentions(s, "do not match the checkpoint"))
+		fail("replica %d did not report its damaged store", s + 1);
+	corrupt_round(&m, &sb, &ws, "data directory deleted", s, damage_delete_dir, 20);
 	scenario_close(&m, &sb);
 	return 0;
 }
