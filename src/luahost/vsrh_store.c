@@ -1401,14 +1401,15 @@ int vsrh_store_ckpt_open(vsrh_store *s, vsr_checkpoint *cp, vsr_buf *head)
  * bytes, the store digest and the image digest. LMDB keeps no checksums of
  * its own, so this is what tells a flipped byte in data.mdb from the state
  * the checkpoint promised. */
-int vsrh_store_verify_dir(const char *dir, char *why, size_t why_len)
+int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, char *why,
+			  size_t why_len)
 {
 	char path[4200], file[4300];
 	path_join(path, sizeof path, dir, "db");
 	snprintf(file, sizeof file, "%s/data.mdb", path);
 	struct stat st;
 	if (stat(file, &st) != 0)
-		return 0; /* nothing kept: nothing to trust or distrust */
+		return 0; /* no environment: the state is in plain Lua (checkpoint.img) */
 	MDB_env *env = NULL;
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
@@ -1424,10 +1425,22 @@ int vsrh_store_verify_dir(const char *dir, char *why, size_t why_len)
 		rc = mdb_env_open(env, path, MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS, 0600);
 	if (rc == 0)
 		rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
-	if (rc == 0)
+	if (rc == 0) {
+		/* Both are created at the first open, before anything is kept; a
+		 * main database holding anything else has lost them. */
+		what = "opening its databases";
 		rc = mdb_dbi_open(txn, "meta", 0, &meta);
-	if (rc == 0)
-		rc = mdb_dbi_open(txn, "kv", 0, &kv);
+		if (rc == 0)
+			rc = mdb_dbi_open(txn, "kv", 0, &kv);
+		MDB_stat ms;
+		MDB_dbi main_db;
+		if (rc == MDB_NOTFOUND && min_op == 0 && mdb_dbi_open(txn, NULL, 0, &main_db) == 0 &&
+		    mdb_stat(txn, main_db, &ms) == 0 && ms.ms_entries == 0) {
+			mdb_txn_abort(txn);
+			mdb_env_close(env);
+			return 0;
+		}
+	}
 	MDB_val k1 = mval("checkpoint", 10), v1 = {0}, k2 = mval("head", 4), v2 = {0};
 	bool have_cp = false;
 	if (rc == 0) {
@@ -1450,6 +1463,7 @@ int vsrh_store_verify_dir(const char *dir, char *why, size_t why_len)
 	}
 	MDB_val k, v, prev = {0};
 	int step = MDB_FIRST;
+	bool scanning = rc == 0;
 	while (rc == 0 && (rc = mdb_cursor_get(cur, &k, &v, step)) == 0) {
 		step = MDB_NEXT;
 		if (count > 0 && bytes_cmp(prev.mv_data, prev.mv_size, k.mv_data, k.mv_size) >= 0) {
@@ -1462,8 +1476,8 @@ int vsrh_store_verify_dir(const char *dir, char *why, size_t why_len)
 		bytes += 8 + k.mv_size + v.mv_size;
 		sum += entry_hash(k.mv_data, k.mv_size, v.mv_data, v.mv_size);
 	}
-	if (rc == MDB_NOTFOUND)
-		rc = 0;
+	if (scanning && rc == MDB_NOTFOUND)
+		rc = 0; /* the end of the records */
 	if (rc == 0) {
 		uint64_t f[8] = {0};
 		for (int i = 0; have_cp && i < 8; i++)
@@ -1482,6 +1496,12 @@ int vsrh_store_verify_dir(const char *dir, char *why, size_t why_len)
 			rc = -1;
 		} else if (have_cp && (plen + bytes != f[3] || image_digest(prefix, plen, sum) != f[4])) {
 			snprintf(why, why_len, "its checkpoint record at op %" PRIu64 " is damaged", f[0]);
+			rc = -1;
+		} else if (f[0] < min_op || (f[0] == min_op && min_op > 0 && f[1] != checksum)) {
+			snprintf(why, why_len,
+				 "it holds the checkpoint at op %" PRIu64 " (checksum %016" PRIx64
+				 "), the superblock names op %" PRIu64 " (checksum %016" PRIx64 ")",
+				 f[0], f[1], min_op, checksum);
 			rc = -1;
 		}
 		free(prefix);

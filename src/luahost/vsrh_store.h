@@ -86,9 +86,13 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 int vsrh_store_ckpt_open(vsrh_store *s, vsr_checkpoint *cp, vsr_buf *head);
 /* Before a restart opens it: reads every record of the environment in `dir`
  * (the directory given to vsrh_store_use_lmdb) and checks them against its
- * checkpoint record. 0: intact, or nothing kept; 1: damaged, with a sentence
- * in why; -1: could not be checked (out of memory). A damaged page can also
- * crash LMDB: run this in a process of its own (host_verify.c). */
-int vsrh_store_verify_dir(const char *dir, char *why, size_t why_len);
+ * checkpoint record, and that record against what the superblock names: a
+ * checkpoint at min_op with entry checksum `checksum`, or a newer one
+ * (min_op 0: none). 0: intact, or no environment at all; 1: damaged, with
+ * a sentence in why; -1: could not be checked (out of memory). A damaged
+ * page can also crash LMDB: run this in a process of its own
+ * (src/cmd/vsrhost/host_verify.c). */
+int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, char *why,
+			  size_t why_len);
 
 #endif /* VSRH_STORE_H */

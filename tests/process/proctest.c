@@ -2474,6 +2474,31 @@ static void damage_store_value(int r)
 	     flipped == 1 ? "y" : "ies", key, r + 1);
 }
 
+/* vsr.store's LMDB file, while the replica is down (the file is mapped
+ * into a running one): the pages after the two meta pages, up to 1 MiB,
+ * overwritten with noise (the tree's pages of this small store all lie
+ * there). Reading it may crash LMDB, which the check survives. */
+static void damage_store_pages(int r)
+{
+	kill_replica(r);
+	char path[600];
+	snprintf(path, sizeof path, "%s/data/replica-%d/store/db/data.mdb", g_dir, r + 1);
+	int fd = open(path, O_RDWR);
+	if (fd < 0) fail("cannot open %s: %s", path, strerror(errno));
+	uint8_t noise[4096];
+	uint64_t x = g_seed | 1;
+	for (off_t off = 2 * 4096; off < (1 << 20); off += sizeof noise) {
+		for (size_t i = 0; i < sizeof noise; i++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			noise[i] = (uint8_t)x;
+		}
+		if (pwrite(fd, noise, sizeof noise, off) != (ssize_t)sizeof noise)
+			fail("cannot write %s: %s", path, strerror(errno));
+	}
+	fsync(fd);
+	close(fd);
+}
+
 /* Deleted while it runs; what it writes until kill -9 goes as well. */
 static void damage_delete_dir(int r)
 {
@@ -2508,6 +2533,10 @@ static int scenario_corrupt(void)
 		      damage_store_value, 160);
 	if (!log_mentions(s, "do not match the checkpoint"))
 		fail("replica %d did not report its damaged store", s + 1);
+	corrupt_round(&m, &sb, &ws, "vsr.store's LMDB pages overwritten with noise", b,
+		      damage_store_pages, 20);
+	if (!log_mentions(b, "cannot be trusted"))
+		fail("replica %d did not report its damaged store", b + 1);
 	corrupt_round(&m, &sb, &ws, "data directory deleted", s, damage_delete_dir, 20);
 	scenario_close(&m, &sb);
 	return 0;

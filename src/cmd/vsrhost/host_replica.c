@@ -695,29 +695,15 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	char dir[4096];
 	snprintf(dir, sizeof dir, "%s/replica-%u", cfg->data_dir, h.replica + 1u);
 	/* vsr.store's LMDB environment sits next to the log and holds the
-	 * checkpoints. LMDB keeps no checksums: read it all before trusting it
-	 * (a damaged store resets the whole directory, as a damaged log does). */
+	 * checkpoints. LMDB keeps no checksums: storage asks host_check_store
+	 * to read it all before trusting it (a damaged store resets the whole
+	 * directory, as a damaged log does). */
 	char store_dir[4200];
 	snprintf(store_dir, sizeof store_dir, "%s/store", dir);
 	bool durable_mode = cfg->durability != VSRH_DURABILITY_MEMORY;
-	char distrust[4800] = "";
-	if (durable_mode && !opts->fresh) {
-		char why[512];
-		uint64_t t0 = uv_hrtime();
-		int v = host_verify_store(store_dir, why, sizeof why);
-		if (v < 0) {
-			host_error("storage %s: cannot check vsr.store: %s", store_dir, why);
-			host_free(&h);
-			return EX_IOERR;
-		}
-		if (v > 0)
-			snprintf(distrust, sizeof distrust, "vsr.store %s: %s", store_dir, why);
-		else
-			host_debug("storage %s: vsr.store checked in %.1f ms", store_dir,
-				   (double)(uv_hrtime() - t0) / 1e6);
-	}
 	vsr_storage_options so = {
-		.distrust = distrust[0] ? distrust : NULL,
+		.check = host_check_store,
+		.check_arg = store_dir,
 		.loop = h.loop,
 		.kind = cfg->durability == VSRH_DURABILITY_MEMORY ? VSR_STORAGE_MEMORY
 								  : VSR_STORAGE_DURABLE,

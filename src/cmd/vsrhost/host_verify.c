@@ -15,7 +15,7 @@
 
 #include "vsrh_store.h"
 
-int host_verify_store(const char *store_dir, char *why, size_t why_len)
+int host_check_store(void *store_dir, const vsr_superblock *sb, char *why, size_t why_len)
 {
 	int fds[2];
 	if (pipe(fds) != 0) {
@@ -33,7 +33,8 @@ int host_verify_store(const char *store_dir, char *why, size_t why_len)
 	if (pid == 0) {
 		close(fds[0]);
 		char msg[512] = "";
-		int rc = vsrh_store_verify_dir(store_dir, msg, sizeof msg);
+		int rc = vsrh_store_verify_dir(store_dir, sb->checkpoint_op, sb->checkpoint_checksum,
+					       msg, sizeof msg);
 		size_t n = strlen(msg);
 		if (n > 0 && write(fds[1], msg, n) < 0) {
 			/* the parent reads the exit status alone */
@@ -61,11 +62,12 @@ int host_verify_store(const char *store_dir, char *why, size_t why_len)
 		}
 	}
 	if (WIFSIGNALED(status)) {
-		snprintf(why, why_len, "reading its records crashed LMDB (signal %d: %s)",
-			 WTERMSIG(status), strsignal(WTERMSIG(status)));
+		snprintf(why, why_len, "vsr.store %s: reading its records crashed LMDB (signal %d: %s)",
+			 (const char *)store_dir, WTERMSIG(status), strsignal(WTERMSIG(status)));
 		return 1;
 	}
 	int code = WIFEXITED(status) ? WEXITSTATUS(status) : 4;
-	snprintf(why, why_len, "%s", got ? msg : code == 0 ? "" : "the check failed without a reason");
+	snprintf(why, why_len, "vsr.store %s: %s", (const char *)store_dir,
+		 got ? msg : code == 0 ? "intact" : "the check failed without a reason");
 	return code == 0 ? 0 : code == 3 ? 1 : -1;
 }

@@ -4,11 +4,15 @@
 
 #include <stddef.h>
 
-/* Reads vsr.store's LMDB environment under store_dir in a child process (a
- * damaged page can make LMDB read out of bounds) and checks every record
- * against the checkpoint that stored it. 0: intact or empty; 1: damaged,
- * with a sentence in why; -1: could not be checked (why says why). Call it
- * before the storage starts its threads. */
-int host_verify_store(const char *store_dir, char *why, size_t why_len);
+#include "vsr.h"
+
+/* Storage's check (vsr_storage_options.check; arg: the store directory):
+ * reads vsr.store's LMDB environment in a child process (a damaged page can
+ * make LMDB read out of bounds) and checks every record against the
+ * checkpoint that stored it, and that checkpoint against the superblock's.
+ * 0: intact, or no environment (a state machine with plain Lua state);
+ * 1: damaged, with a sentence in why; -1: could not be checked. Runs
+ * before the storage starts its threads (fork). */
+int host_check_store(void *store_dir, const vsr_superblock *sb, char *why, size_t why_len);
 
 #endif
