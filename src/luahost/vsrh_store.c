@@ -193,13 +193,16 @@ static void check_writable(lua_State *L, vsrh_store *s, const char *fn)
  * type pushed: nil (absent), string (encoded) or light userdata (deleted). */
 static int lookup(lua_State *L, vsrh_store *s)
 {
-	lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_writes);
-	lua_pushvalue(L, 1);
-	int t = lua_rawget(L, -2);
-	lua_remove(L, -2);
-	if (t != LUA_TNIL)
-		return t;
-	lua_pop(L, 1);
+	int t;
+	if (s->nwrites > 0) { /* (none yet: the usual first get of an apply) */
+		lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_writes);
+		lua_pushvalue(L, 1);
+		t = lua_rawget(L, -2);
+		lua_remove(L, -2);
+		if (t != LUA_TNIL)
+			return t;
+		lua_pop(L, 1);
+	}
 	if (s->db) {
 		if (lmdb_push_get(L, s->db, 1))
 			return LUA_TSTRING;
