@@ -194,13 +194,16 @@ static void check_writable(lua_State *L, vsrh_store *s, const char *fn)
  * type pushed: nil (absent), string (encoded) or light userdata (deleted). */
 static int lookup(lua_State *L, vsrh_store *s)
 {
-	lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_writes);
-	lua_pushvalue(L, 1);
-	int t = lua_rawget(L, -2);
-	lua_remove(L, -2);
-	if (t != LUA_TNIL)
-		return t;
-	lua_pop(L, 1);
+	int t;
+	if (s->nwrites > 0) { /* (none yet: the usual first get of an apply) */
+		lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_writes);
+		lua_pushvalue(L, 1);
+		t = lua_rawget(L, -2);
+		lua_remove(L, -2);
+		if (t != LUA_TNIL)
+			return t;
+		lua_pop(L, 1);
+	}
 	if (s->db) {
 		if (lmdb_push_get(L, s->db, 1))
 			return LUA_TSTRING;
@@ -495,37 +498,52 @@ static void invalidate_sorted(lua_State *L, vsrh_store *s)
 	s->ref_sorted = LUA_NOREF;
 }
 
-/* The buffered writes into the long-lived write transaction. */
+/* The buffered writes into the long-lived write transaction. One B-tree
+ * descent per key: a put tries to insert (MDB_NOOVERWRITE), which on an
+ * existing key leaves the cursor on it with the old value (for the digest),
+ * then overwrites it in place (MDB_CURRENT); a delete positions the cursor
+ * and deletes there. */
 static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 {
 	vsrh_lmdb *db = s->db;
 	int top = lua_gettop(L);
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(db->wtxn, db->kv, &c);
+	if (rc)
+		lmdb_fatal("cursor", rc);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_writes);
 	int w = lua_gettop(L);
 	lua_pushnil(L);
 	while (lua_next(L, w)) {
 		size_t kl, vl = 0;
 		const char *key = lua_tolstring(L, -2, &kl);
-		bool del = lua_type(L, -1) == LUA_TLIGHTUSERDATA;
-		const char *val = del ? NULL : lua_tolstring(L, -1, &vl);
-		MDB_val k = mval(key, kl), old;
-		int rc = mdb_get(db->wtxn, db->kv, &k, &old);
-		if (rc && rc != MDB_NOTFOUND)
-			lmdb_fatal("get", rc);
-		if (rc == 0) {
-			s->digest -= entry_hash(key, kl, old.mv_data, old.mv_size);
-			db->kv_bytes -= 8 + kl + old.mv_size;
-			if (del) {
+		MDB_val k = mval(key, kl);
+		if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) { /* a delete */
+			MDB_val old;
+			rc = mdb_cursor_get(c, &k, &old, MDB_SET_KEY);
+			if (rc && rc != MDB_NOTFOUND)
+				lmdb_fatal("get", rc);
+			if (rc == 0) {
+				s->digest -= entry_hash(key, kl, old.mv_data, old.mv_size);
+				db->kv_bytes -= 8 + kl + old.mv_size;
 				s->count--;
-				if ((rc = mdb_del(db->wtxn, db->kv, &k, NULL)))
+				if ((rc = mdb_cursor_del(c, 0)))
 					lmdb_fatal("delete", rc);
 			}
-		}
-		if (!del) {
-			if (rc == MDB_NOTFOUND)
-				s->count++;
+		} else {
+			const char *val = lua_tolstring(L, -1, &vl);
 			MDB_val v = mval(val, vl);
-			if ((rc = mdb_put(db->wtxn, db->kv, &k, &v, 0)))
+			rc = mdb_cursor_put(c, &k, &v, MDB_NOOVERWRITE);
+			if (rc == MDB_KEYEXIST) {
+				/* v now points at the old value, in the page */
+				s->digest -= entry_hash(key, kl, v.mv_data, v.mv_size);
+				db->kv_bytes -= 8 + kl + v.mv_size;
+				v = mval(val, vl);
+				rc = mdb_cursor_put(c, &k, &v, MDB_CURRENT);
+			} else if (rc == 0) {
+				s->count++;
+			}
+			if (rc)
 				lmdb_fatal("put", rc);
 			s->digest += entry_hash(key, kl, val, vl);
 			db->kv_bytes += 8 + kl + vl;
@@ -536,6 +554,7 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 		lua_pushnil(L);
 		lua_rawset(L, w);
 	}
+	mdb_cursor_close(c);
 	s->nwrites = 0;
 	lua_settop(L, top);
 }
