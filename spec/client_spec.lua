@@ -229,6 +229,35 @@ describe("vsr.client on a 1-replica cluster", function()
 		assert.matches("^12:", err)
 	end)
 
+	it("reads outside the log, and says what the answer reflects", function()
+		local _, err, outcome = c:put("r1", "x")
+		assert.equals("done", outcome, err)
+		local before = c:status(1000)[1].op
+		local v, info
+		v, err, outcome, info = c:get("r1")
+		assert.equals("done", outcome, err)
+		assert.equals("x", v.value)
+		assert.equals("linearizable", info.mode)
+		assert.equals(before, info.op)
+		v, err, outcome, info = c:get("r1", { mode = "stale" })
+		assert.equals("done", outcome, err)
+		assert.equals("x", v.value)
+		assert.equals("stale", info.mode)
+		-- a lease read without a configured drift bound is linearizable
+		v, err, outcome, info = c:query({ op = "get", key = "r1" }, "lease")
+		assert.equals("done", outcome, err)
+		assert.equals("linearizable", info.mode)
+		-- no read went through the log
+		assert.equals(before, c:status(1000)[1].op)
+		-- a write as a query is refused by the state machine, and changes nothing
+		v, err, outcome = c:query({ op = "put", key = "r1", value = "y" })
+		assert.is_nil(v)
+		assert.equals("failed", outcome)
+		assert.matches("^12:", err)
+		assert.equals("x", c:get("r1").value)
+		assert.equals("x", c:get("r1", { via_log = true }).value)
+	end)
+
 	it("reports status of the replica", function()
 		local st = c:status(1000)
 		assert.equals(1, #st)

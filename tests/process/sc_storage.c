@@ -1,6 +1,8 @@
 /* sc_storage.c - process-test scenarios. Durable storage: crashes, corruption, a full disk. */
 #include "harness.h"
 
+#include <sys/mman.h>
+
 /* ------------------------------------------------------------------------ */
 /* Durable storage: crashes and corruption under write load.                */
 
@@ -250,10 +252,10 @@ static bool log_mentions(int replica, const char *text)
 }
 
 static void corrupt_round(mclient *m, msgpack_sbuffer *sb, writers *ws, const char *what,
-			  int victim, void (*damage)(int))
+			  int victim, void (*damage)(int), uint32_t warmup)
 {
 	writers_start(ws);
-	writers_wait_acks(ws, 20, what);
+	writers_wait_acks(ws, warmup, what);
 	damage(victim);
 	if (g_pid[victim] > 0)
 		kill_replica(victim);
@@ -278,6 +280,59 @@ static void damage_superblock_copy(int r)
 	flip_byte(r, "superblock", 4096 + 72); /* copy 1: the epoch word */
 }
 
+/* vsr.store's LMDB file: every copy of the first writer's first value (live
+ * pages and freed ones alike; LMDB copies pages on write) gets a flipped
+ * byte, so the live record surely differs from what the checkpoint says. */
+static void damage_store_value(int r)
+{
+	char path[600], key[32], val[64];
+	snprintf(path, sizeof path, "%s/data/replica-%d/store/db/data.mdb", g_dir, r + 1);
+	writer_key(0, 0, key, val);
+	size_t vl = strlen(val);
+	int fd = open(path, O_RDWR);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) fail("cannot open %s: %s", path, strerror(errno));
+	uint8_t *map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) fail("cannot map %s: %s", path, strerror(errno));
+	unsigned flipped = 0;
+	for (off_t i = 0; i + (off_t)vl <= st.st_size; i++) {
+		if (map[i] != (uint8_t)val[0] || memcmp(map + i, val, vl) != 0) continue;
+		map[i + vl - 1] ^= 0x01; /* the seed's last digit: still a valid msgpack string */
+		flipped++;
+	}
+	msync(map, (size_t)st.st_size, MS_SYNC);
+	munmap(map, (size_t)st.st_size);
+	close(fd);
+	if (flipped == 0) fail("replica %d's store holds no copy of %s=%s: no checkpoint yet?", r + 1, key, val);
+	note("flipped a byte in %u cop%s of %s's value in replica %d's data.mdb", flipped,
+	     flipped == 1 ? "y" : "ies", key, r + 1);
+}
+
+/* vsr.store's LMDB file, while the replica is down (the file is mapped
+ * into a running one): the pages after the two meta pages, up to 1 MiB,
+ * overwritten with noise (the tree's pages of this small store all lie
+ * there). Reading it may crash LMDB, which the check survives. */
+static void damage_store_pages(int r)
+{
+	kill_replica(r);
+	char path[600];
+	snprintf(path, sizeof path, "%s/data/replica-%d/store/db/data.mdb", g_dir, r + 1);
+	int fd = open(path, O_RDWR);
+	if (fd < 0) fail("cannot open %s: %s", path, strerror(errno));
+	uint8_t noise[4096];
+	uint64_t x = g_seed | 1;
+	for (off_t off = 2 * 4096; off < (1 << 20); off += sizeof noise) {
+		for (size_t i = 0; i < sizeof noise; i++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			noise[i] = (uint8_t)x;
+		}
+		if (pwrite(fd, noise, sizeof noise, off) != (ssize_t)sizeof noise)
+			fail("cannot write %s: %s", path, strerror(errno));
+	}
+	fsync(fd);
+	close(fd);
+}
+
 /* Deleted while it runs; what it writes until kill -9 goes as well. */
 static void damage_delete_dir(int r)
 {
@@ -293,18 +348,30 @@ static void damage_delete_dir(int r)
 int scenario_corrupt(void)
 {
 	g_durability = "durable";
+	g_checkpoint_interval = 64; /* vsr.store's file holds the values early */
 	mclient m;
 	msgpack_sbuffer sb;
 	int p = scenario_open("kv.lua", &m, &sb);
 	writers ws = {0};
 	corrupt_round(&m, &sb, &ws, "byte flipped in the log and the superblock of the primary", p,
-		      damage_log_and_superblock);
+		      damage_log_and_superblock, 20);
 	if (!log_mentions(p, "cannot be trusted"))
 		fail("replica %d did not report its corrupt log", p + 1);
 	int b = (p + 1) % N;
 	corrupt_round(&m, &sb, &ws, "byte flipped in one superblock copy of a backup", b,
-		      damage_superblock_copy);
-	corrupt_round(&m, &sb, &ws, "data directory deleted", (p + 2) % N, damage_delete_dir);
+		      damage_superblock_copy, 20);
+	/* Past two checkpoints of this round (interval 64): w0-0 is in every
+	 * replica's data.mdb. */
+	int s = (p + 2) % N;
+	corrupt_round(&m, &sb, &ws, "byte flipped in a value in vsr.store's LMDB file", s,
+		      damage_store_value, 160);
+	if (!log_mentions(s, "do not match the checkpoint"))
+		fail("replica %d did not report its damaged store", s + 1);
+	corrupt_round(&m, &sb, &ws, "vsr.store's LMDB pages overwritten with noise", b,
+		      damage_store_pages, 20);
+	if (!log_mentions(b, "cannot be trusted"))
+		fail("replica %d did not report its damaged store", b + 1);
+	corrupt_round(&m, &sb, &ws, "data directory deleted", s, damage_delete_dir, 20);
 	scenario_close(&m, &sb);
 	return 0;
 }

@@ -135,6 +135,19 @@ static void render_core(render *r, const vsr_replica *core)
 		st->sessions_evicted);
 	counter(r, "vsr_state_transfers_total", "state transfers started", st->state_transfers);
 	counter(r, "vsr_checkpoints_total", "checkpoints taken or installed", st->checkpoints);
+	family(r, "vsr_reads_total", "counter",
+	       "queries answered outside the log, by the read mode they were answered in");
+	for (unsigned m = 0; m < VSR_READ_MODE_COUNT; m++) {
+		char l[64];
+		snprintf(l, sizeof l, "mode=\"%s\"", vsr_read_mode_name(m));
+		sample(r, "vsr_reads_total", l, st->reads[m]);
+	}
+	counter(r, "vsr_reads_refused_total",
+		"queries refused (not the primary, view changed, quorum lost, queue full)",
+		st->reads_failed);
+	counter(r, "vsr_read_rounds_total",
+		"read rounds started by this primary (one confirms every read that waited)",
+		st->read_rounds);
 	counter(r, "vsr_messages_dropped_total",
 		"replica messages dropped by the core (stale view, wrong status, invalid)",
 		st->messages_dropped);
