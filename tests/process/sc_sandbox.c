@@ -69,19 +69,6 @@ static uint64_t hostile_round(mclient *m, msgpack_sbuffer *sb, const char *when)
  * distinct equal 1 MiB strings in a loop: about 4 s of CPU within the
  * default budget) runs past a watchdog limit lowered to 1 s: the replica
  * executing it logs which operation it was running and exits 70. */
-static bool log_contains(int i, const char *needle)
-{
-	char path[400], line[2048];
-	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
-	FILE *f = fopen(path, "r");
-	bool found = false;
-	while (f != NULL && !found && fgets(line, sizeof line, f) != NULL)
-		found = strstr(line, needle) != NULL;
-	if (f != NULL)
-		fclose(f);
-	return found;
-}
-
 int scenario_watchdog(void)
 {
 	setenv("VSRHOST_WATCHDOG_MS", "1000", 1);
