@@ -57,11 +57,13 @@ void dv_fill_commit(const vsr_replica *r, vsr_message *m)
 	m->checkpoint_digest = r->dv_certified.digest;
 }
 
+/* One detection per episode (diverged until repaired): counted once, its
+ * latest checkpoint op and digests kept for the host's log. */
 static void record(vsr_replica *r, uint64_t op, uint64_t ours, uint64_t quorum,
 		   bool as_primary)
 {
+	if (!r->diverged) r->stats.divergences++;
 	r->diverged = true;
-	r->stats.divergences++;
 	r->dv_last = (vsr_divergence){.op = op, .digest = ours, .quorum_digest = quorum,
 				      .view = r->view, .executed = r->executed,
 				      .as_primary = as_primary};
