@@ -1365,19 +1365,26 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 	path_join(next, sizeof next, db->dir, "next");
 	path_join(old, sizeof old, db->dir, "old");
 	result = VSR_ENOMEM;
-	if (build_env(db, next, img + plen, cp->size - plen, fixed, head, (size_t)head_len))
+	/* Everything that can fail for want of memory comes before the host's
+	 * half is accepted: after that the install may only succeed or stop
+	 * the replica, never return with the plain state replaced and the
+	 * store not. */
+	uint8_t *prefix = malloc((size_t)plen);
+	if (prefix == NULL)
 		goto out;
+	memcpy(prefix, img, (size_t)plen);
+	if (build_env(db, next, img + plen, cp->size - plen, fixed, head, (size_t)head_len)) {
+		free(prefix);
+		goto out;
+	}
 	/* The host's half (client table, plain state): nothing is replaced
 	 * unless it accepts. */
 	result = accept(arg, head, (size_t)head_len);
 	if (result != VSR_OK) {
+		free(prefix);
 		env_dir_remove(next);
 		goto out;
 	}
-	uint8_t *prefix = malloc((size_t)plen);
-	if (prefix == NULL)
-		abort();
-	memcpy(prefix, img, (size_t)plen);
 	vsrh_store_abort(L, s);
 	env_close(db);
 	env_dir_remove(old);
