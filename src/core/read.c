@@ -58,6 +58,10 @@ bool read_lease_promise_holds(const vsr_replica *r)
 
 static bool primary_serving(const vsr_replica *r)
 {
+	/* The planted bug trusts the role alone: no round, and no notice of
+	 * its own abdication either (a primary that lost its quorum). */
+	if (BUG(r, VSR_BUG_READ_NO_ROUND))
+		return r->status == VSR_STATUS_NORMAL && is_primary(r) && !r->start_view_pending;
 	return r->status == VSR_STATUS_NORMAL && is_primary(r) && !r->start_view_pending &&
 	       !r->suspecting;
 }
@@ -252,7 +256,7 @@ void read_flush(vsr_replica *r, bool more)
 	if (!primary_serving(r)) {
 		/* Abdicated (or waiting for its own disk at a new view): its view
 		 * may be over, so it answers nothing. */
-		if (r->suspecting) read_fail_all(r);
+		if (r->suspecting && !BUG(r, VSR_BUG_READ_NO_ROUND)) read_fail_all(r);
 		return;
 	}
 	for (int pass = 0; pass < 2; pass++) {
