@@ -9,7 +9,7 @@ PACKAGES = build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev \
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run test sim failover-bench checkpoint-bench storage-bench auth-bench clean
+.PHONY: all deps build run test sim failover-bench checkpoint-bench storage-bench auth-bench read-bench clean
 
 all: build
 
@@ -58,6 +58,12 @@ checkpoint-bench: build
 # alternated (ports 23100-23105).
 auth-bench: build
 	tests/bench/auth_bench.sh $(BUILD)
+
+# Issue 11: vsrbench --mix get:90,put:10 and put:100 at 1, 16 and 128
+# clients, gets through the log (before) and as linearizable reads (after),
+# alternated in one run (ports 25000-25005).
+read-bench: build
+	tests/bench/read_bench.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)
