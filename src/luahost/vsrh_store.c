@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -94,8 +97,8 @@ static int bytes_cmp(const char *a, size_t al, const char *b, size_t bl)
 /* ---------------------------------------------------------------- LMDB */
 
 #define CKPT_MAGIC "VSRHCKP1"
-#define STORE_MAP_MIN ((size_t)64 << 20)    /* the map's first size (MDB_WRITEMAP) */
-#define STORE_MAP_NOWRITEMAP ((size_t)1 << 40) /* address space only, without it */
+#define STORE_MAP_MIN ((size_t)64 << 20)    /* the first reservation on disk (MDB_WRITEMAP) */
+#define STORE_MAP_RESERVE ((size_t)8 << 30) /* the map's address space (valgrind maps 16 GiB) */
 #define IMAGE_INDEX_EVERY 256u /* records between two seek points of a reader */
 
 /* A checkpoint kept readable: a read transaction on the commit that made it,
@@ -119,8 +122,10 @@ typedef struct ckpt_held {
 struct vsrh_lmdb {
 	MDB_env *env;
 	MDB_dbi kv, meta;
-	size_t mapsize;       /* reserved on disk (fallocate) when writemap */
-	bool writemap;        /* pages written through the map (see map_set) */
+	size_t mapsize;       /* the map: address space, LMDB's limit (see map_reserve) */
+	size_t reserved;      /* allocated on disk (fallocate) when writemap */
+	uintptr_t watched;    /* the map's address, as given to store_sigbus */
+	bool writemap;        /* pages written through the map (see map_reserve) */
 	MDB_txn *wtxn;        /* long-lived: everything since the last checkpoint */
 	char dir[4096];       /* holds db/ (the environment), next/, staging */
 	bool scratch;         /* remove dir at close */
@@ -800,11 +805,17 @@ static void held_drop(ckpt_held *h)
 }
 
 /* Pages are written through the map (MDB_WRITEMAP): a commit, hence a
- * checkpoint, writes only the meta page. A page the filesystem cannot back
- * would then be a SIGBUS, so the map's whole size is allocated on disk
- * (posix_fallocate) before it is used: a full disk is an error here, at a
- * checkpoint or at start, never a signal. Returns 0 or an errno. */
-static int map_set(vsrh_lmdb *db, size_t size)
+ * checkpoint, writes only the meta page. The map (address space, LMDB's
+ * limit) is reserved large from the start, STORE_MAP_RESERVE, so that it
+ * is never resized in a step: a resize unmaps the whole map, needs every
+ * transaction closed and faults every page in again (hundreds of ms with
+ * 1,000,000 keys). With MDB_WRITEMAP the file is as long as the map but
+ * sparse; what a page needs on disk is allocated (posix_fallocate) ahead of
+ * use, `reserved` bytes from the start, at open and at each checkpoint
+ * (map_reserve): a full disk is an error there. A page written past it
+ * when the disk is full would be a SIGBUS: store_sigbus turns that into
+ * exit 74 with a sentence. Returns 0 or an errno. */
+static int map_reserve(vsrh_lmdb *db, size_t size)
 {
 	int fd;
 	struct stat st;
@@ -818,35 +829,104 @@ static int map_set(vsrh_lmdb *db, size_t size)
 			       (uint64_t)size + STORE_MAP_MIN)
 		rc = ENOSPC; /* and leave the log room for a segment */
 	if (rc == 0)
-		rc = mdb_env_set_mapsize(db->env, size);
-	if (rc == 0)
 		rc = posix_fallocate(fd, 0, (off_t)size);
 	if (rc == 0)
-		db->mapsize = size;
+		db->reserved = size;
 	return rc;
 }
 
-/* Whether the map lacks room for another interval: twice what is in use
- * now plus 16 MiB. Returns the size to grow to (at least double), or 0. */
-static size_t map_wanted(vsrh_lmdb *db)
+/* Bytes of the map in use: pages up to the last committed one. */
+static size_t map_used(vsrh_lmdb *db)
 {
 	MDB_envinfo info;
 	MDB_stat st;
-	if (!db->writemap || mdb_env_info(db->env, &info) || mdb_env_stat(db->env, &st))
+	if (mdb_env_info(db->env, &info) || mdb_env_stat(db->env, &st))
 		return 0;
-	size_t want = ((size_t)info.me_last_pgno + 1) * st.ms_psize * 2 + STORE_MAP_MIN / 4;
-	if (want <= db->mapsize)
-		return 0;
-	return want > 2 * db->mapsize ? want : 2 * db->mapsize;
+	return ((size_t)info.me_last_pgno + 1) * st.ms_psize;
 }
 
-static int env_try_open(vsrh_lmdb *db, const char *path, size_t map)
+/* Room on disk for another interval: twice what is in use now plus
+ * 16 MiB. Returns the size to reserve, or 0 when there is room. */
+static size_t map_wanted(vsrh_lmdb *db)
+{
+	if (!db->writemap)
+		return 0;
+	size_t want = map_used(db) * 2 + STORE_MAP_MIN / 4;
+	if (want > db->mapsize)
+		want = db->mapsize;
+	return want > db->reserved ? want : 0;
+}
+
+/* The address space to map: the reserve, or twice what the file holds
+ * when that is more. */
+static size_t map_size_for(size_t file_bytes)
+{
+	size_t m = STORE_MAP_RESERVE;
+	while (m < 2 * file_bytes)
+		m *= 2;
+	return m;
+}
+
+/* A SIGBUS inside a store's map is a page the disk had no room for (the
+ * reservation above makes that rare): stop as for any disk error. Any other
+ * SIGBUS keeps its default action. */
+#define STORE_MAPS_MAX 8
+static struct {
+	_Atomic(uintptr_t) lo, hi;
+} store_maps[STORE_MAPS_MAX];
+
+static void store_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	uintptr_t a = (uintptr_t)si->si_addr;
+	for (int i = 0; i < STORE_MAPS_MAX; i++) {
+		if (a >= store_maps[i].lo && a < store_maps[i].hi) {
+			static const char msg[] =
+				"vsr.store: a page of the LMDB map could not be written (SIGBUS: the disk is "
+				"full or failed); this replica stops (exit 74)\n";
+			ssize_t n = write(2, msg, sizeof msg - 1);
+			(void)n;
+			_exit(74);
+		}
+	}
+	signal(sig, SIG_DFL); /* the fault happens again, with the default action */
+}
+
+static void map_watch(vsrh_lmdb *db, bool on)
+{
+	static bool installed;
+	MDB_envinfo info;
+	if (!installed && on) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_sigaction = store_sigbus;
+		sa.sa_flags = SA_SIGINFO;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGBUS, &sa, NULL);
+		installed = true;
+	}
+	uintptr_t lo = 0, hi = 0;
+	if (on && db->env && mdb_env_info(db->env, &info) == 0) {
+		lo = (uintptr_t)info.me_mapaddr;
+		hi = lo + info.me_mapsize;
+	}
+	for (int i = 0; i < STORE_MAPS_MAX; i++) {
+		if (on ? store_maps[i].lo == 0 : store_maps[i].lo == db->watched) {
+			store_maps[i].hi = hi;
+			store_maps[i].lo = lo;
+			break;
+		}
+	}
+	db->watched = lo;
+}
+
+static int env_try_open(vsrh_lmdb *db, const char *path, size_t map, size_t reserve)
 {
 	int rc = mdb_env_create(&db->env);
 	if (rc == 0)
 		rc = mdb_env_set_maxdbs(db->env, 2);
 	if (rc == 0)
-		rc = mdb_env_set_mapsize(db->env, db->writemap ? map : STORE_MAP_NOWRITEMAP);
+		rc = mdb_env_set_mapsize(db->env, map);
 	if (rc == 0)
 		rc = mdb_env_set_maxreaders(db->env, 16);
 	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | (db->writemap ? MDB_WRITEMAP : 0);
@@ -854,11 +934,15 @@ static int env_try_open(vsrh_lmdb *db, const char *path, size_t map)
 		flags |= MDB_NOSYNC | MDB_NOMETASYNC;
 	if (rc == 0)
 		rc = mdb_env_open(db->env, path, flags, 0600);
+	if (rc == 0)
+		db->mapsize = map;
 	if (rc == 0 && db->writemap) {
-		rc = map_set(db, map);
+		rc = map_reserve(db, reserve);
 		size_t more = rc == 0 ? map_wanted(db) : 0;
 		if (more)
-			rc = map_set(db, more);
+			rc = map_reserve(db, more);
+		if (rc == 0)
+			map_watch(db, true);
 	}
 	if (rc && db->env) {
 		mdb_env_close(db->env);
@@ -867,18 +951,31 @@ static int env_try_open(vsrh_lmdb *db, const char *path, size_t map)
 	return rc;
 }
 
+/* Closes the environment alone (no transaction is open). */
+static void env_shut(vsrh_lmdb *db)
+{
+	map_watch(db, false);
+	if (db->env)
+		mdb_env_close(db->env);
+	db->env = NULL;
+}
+
 static int env_open(vsrh_lmdb *db, const char *path, size_t min_map, char *err, size_t err_len)
 {
-	/* At least what the file already holds (the map of its last run). */
+	/* The map: room for at least twice what the file holds (it is sparse:
+	 * its length is the map of its last run). */
 	char file[4200];
 	struct stat fst;
 	snprintf(file, sizeof file, "%s/data.mdb", path);
-	size_t map = min_map > STORE_MAP_MIN ? min_map : STORE_MAP_MIN;
-	if (stat(file, &fst) == 0 && (size_t)fst.st_size > map)
-		map = (size_t)fst.st_size;
-	off_t before = stat(file, &fst) == 0 ? fst.st_size : 0;
+	size_t reserve = min_map > STORE_MAP_MIN ? min_map : STORE_MAP_MIN, held = 0;
+	off_t before = 0;
+	if (stat(file, &fst) == 0) {
+		held = (size_t)fst.st_blocks * 512;
+		before = fst.st_size;
+	}
+	size_t map = map_size_for(held > reserve ? held : reserve);
 	db->writemap = true;
-	int rc = env_try_open(db, path, map);
+	int rc = env_try_open(db, path, map, reserve);
 	if (rc == ENOSPC) {
 		/* No room to reserve the map: pages are written with pwrite, and a
 		 * full disk is an error at a commit. Only slower checkpoints. The
@@ -887,7 +984,7 @@ static int env_open(vsrh_lmdb *db, const char *path, size_t min_map, char *err, 
 			rc = errno;
 		db->writemap = false;
 		if (rc == ENOSPC)
-			rc = env_try_open(db, path, map);
+			rc = env_try_open(db, path, map, 0);
 	}
 	/* The handles, in a transaction of their own: read transactions can
 	 * use them only once it has committed. */
@@ -909,9 +1006,7 @@ static int env_open(vsrh_lmdb *db, const char *path, size_t min_map, char *err, 
 		if (db->wtxn)
 			mdb_txn_abort(db->wtxn);
 		db->wtxn = NULL;
-		if (db->env)
-			mdb_env_close(db->env);
-		db->env = NULL;
+		env_shut(db);
 		return -1;
 	}
 	return 0;
@@ -924,9 +1019,7 @@ static void env_close(vsrh_lmdb *db)
 	if (db->wtxn)
 		mdb_txn_abort(db->wtxn);
 	db->wtxn = NULL;
-	if (db->env)
-		mdb_env_close(db->env);
-	db->env = NULL;
+	env_shut(db);
 }
 
 int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh, char *err,
@@ -1079,12 +1172,21 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 		lmdb_fatal("checkpoint commit", rc);
 	held_drop(&db->held[1]);
 	size_t more = map_wanted(db);
-	if (more) {
-		/* Room for the next interval. Resizing needs no transaction open
-		 * in this process: the previous checkpoint is no longer served. */
+	if (more && (rc = map_reserve(db, more))) /* room on disk for the next interval */
+		lmdb_fatal("reserving room on disk", rc);
+	size_t used = map_used(db);
+	if (map_size_for(used) > db->mapsize) {
+		/* The data grew past half the map (gigabytes): a larger map, once.
+		 * Resizing needs no transaction open in this process: the
+		 * previous checkpoint is no longer served. */
 		held_drop(&db->held[0]);
-		if ((rc = map_set(db, more)))
+		map_watch(db, false);
+		size_t map = map_size_for(used);
+		if ((rc = mdb_env_set_mapsize(db->env, map)))
 			lmdb_fatal("growing the map", rc);
+		db->mapsize = map;
+		if (db->writemap)
+			map_watch(db, true);
 	}
 	db->held[1] = db->held[0];
 	memset(&db->held[0], 0, sizeof db->held[0]);
@@ -1265,7 +1367,7 @@ static int build_env(vsrh_lmdb *db, const char *path, const uint8_t *rec, uint64
 	fresh.wtxn = NULL;
 	if (rc == 0 && db->durable)
 		rc = mdb_env_sync(fresh.env, 1);
-	mdb_env_close(fresh.env);
+	env_shut(&fresh);
 	if (rc)
 		env_dir_remove(path);
 	return rc ? -1 : 0;
