@@ -1,4 +1,5 @@
 /* vsrh_store.c - vsr.store: committed and buffered tables, C accessors, snapshot encoding. */
+#define _GNU_SOURCE /* sync_file_range */
 #include "vsrh_store.h"
 
 #include <errno.h>
@@ -119,6 +120,22 @@ typedef struct ckpt_held {
 	uint32_t seek_count, seek_cap;
 } ckpt_held;
 
+/* A transfer image turned into next/ as its chunks arrive (build_note), so
+ * that installing it costs a commit, not a pass over the whole state. */
+typedef struct ckpt_build {
+	struct vsrh_lmdb *env;  /* next/, with its write transaction; NULL: none */
+	MDB_cursor *cur;
+	uint64_t contiguous;    /* every byte of the image before this has arrived */
+	uint64_t parsed;        /* the prefix and whole records before this are in env */
+	uint64_t plen;          /* prefix length (magic, head length, head, count); 0: unknown */
+	uint64_t count, n, sum; /* records announced, appended, their digest */
+	vsr_buf last;           /* the last key appended */
+	uint64_t (*ranges)[2];  /* chunks arrived beyond `contiguous`, unsorted */
+	uint32_t nranges, cap;
+	bool bad;               /* not usable: install takes the whole-image path */
+	bool corrupt;           /* ... because the image is corrupt (else: resources) */
+} ckpt_build;
+
 struct vsrh_lmdb {
 	MDB_env *env;
 	MDB_dbi kv, meta;
@@ -134,6 +151,7 @@ struct vsrh_lmdb {
 	ckpt_held held[2];    /* current, previous checkpoint */
 	vsr_checkpoint staged; /* the one whose bytes go to the staging file */
 	int staged_fd;
+	ckpt_build build;     /* next/, from the staged chunks so far */
 };
 
 static void lmdb_fatal(const char *what, int rc)
@@ -1081,12 +1099,15 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 	return 0;
 }
 
+static void build_reset(vsrh_lmdb *db);
+
 void vsrh_store_close(lua_State *L, vsrh_store *s)
 {
 	(void)L;
 	vsrh_lmdb *db = s->db;
 	if (db == NULL)
 		return;
+	build_reset(db);
 	env_close(db);
 	if (db->staged_fd >= 0)
 		close(db->staged_fd);
@@ -1313,6 +1334,220 @@ int vsrh_store_ckpt_read(vsrh_store *s, const vsr_checkpoint *cp, uint64_t offse
 	return VSR_OK;
 }
 
+/* ------------------------------------------------------------ installing an image */
+
+/* Drops what was built for the staged image (next/ too). */
+static void build_reset(vsrh_lmdb *db)
+{
+	ckpt_build *b = &db->build;
+	if (b->env != NULL) {
+		if (b->cur)
+			mdb_cursor_close(b->cur);
+		if (b->env->wtxn)
+			mdb_txn_abort(b->env->wtxn);
+		b->env->wtxn = NULL;
+		env_shut(b->env);
+		free(b->env);
+		char next[4200];
+		path_join(next, sizeof next, db->dir, "next");
+		env_dir_remove(next);
+	}
+	free(b->last.data);
+	free(b->ranges);
+	memset(b, 0, sizeof *b);
+}
+
+/* A fresh environment in next/ for the staged image, its records appended
+ * in key order as they come. Its commits are not synced until the last
+ * (build_finish): next/ is trusted only once renamed over db/. */
+static int build_start(vsrh_lmdb *db, const vsr_checkpoint *cp)
+{
+	ckpt_build *b = &db->build;
+	char next[4200], err[256];
+	path_join(next, sizeof next, db->dir, "next");
+	env_dir_remove(next);
+	b->env = calloc(1, sizeof *b->env);
+	if (b->env == NULL)
+		return -1;
+	b->env->durable = db->durable;
+	b->env->staged_fd = -1;
+	/* Room for the records, their pages' slack and what follows. */
+	if (mkdir(next, 0700) != 0 || env_open(b->env, next, (size_t)cp->size * 2, err, sizeof err)) {
+		free(b->env);
+		b->env = NULL;
+		return -1;
+	}
+	if (db->durable)
+		mdb_env_set_flags(b->env->env, MDB_NOSYNC, 1);
+	if (mdb_cursor_open(b->env->wtxn, b->env->kv, &b->cur)) {
+		build_reset(db);
+		return -1;
+	}
+	return 0;
+}
+
+/* Appends the whole records in p[0..len) (image bytes from `parsed` on):
+ * each whole, keys strictly increasing, summed into the digest. Returns
+ * the bytes used; sets `bad` on a corrupt image or an LMDB failure. */
+static uint64_t build_records(vsrh_lmdb *db, const vsr_checkpoint *cp, const uint8_t *p,
+			      uint64_t len)
+{
+	ckpt_build *b = &db->build;
+	uint64_t at = 0;
+	while (!b->bad && len - at >= 8) {
+		uint64_t abs = b->parsed + at;
+		uint32_t kl = get_u32le(p + at), vl = get_u32le(p + at + 4);
+		if (kl == 0 || kl > 511 || cp->size - abs - 8 < (uint64_t)kl + vl) {
+			b->bad = b->corrupt = true;
+			break;
+		}
+		if (len - at - 8 < (uint64_t)kl + vl)
+			break; /* the rest has not arrived (or was not read) yet */
+		const uint8_t *k = p + at + 8;
+		if (b->n > 0 && bytes_cmp((const char *)b->last.data, b->last.len, (const char *)k, kl) >= 0) {
+			b->bad = b->corrupt = true;
+			break;
+		}
+		MDB_val mk = mval(k, kl), mv = mval(k + kl, vl);
+		b->last.len = 0;
+		if (mdb_cursor_put(b->cur, &mk, &mv, MDB_APPEND) || vsrh_buf_put(&b->last, k, kl)) {
+			b->bad = true;
+			break;
+		}
+		b->sum += entry_hash((const char *)k, kl, (const char *)k + kl, vl);
+		b->n++;
+		at += 8 + (uint64_t)kl + vl;
+	}
+	return at;
+}
+
+/* Consumes what has arrived contiguously, from the staging file (the page
+ * cache): the prefix first, then whole records, at most a few MiB per read. */
+static void build_feed(vsrh_lmdb *db, const vsr_checkpoint *cp)
+{
+	ckpt_build *b = &db->build;
+	uint8_t *buf = NULL;
+	while (!b->bad && b->contiguous > b->parsed) {
+		if (b->parsed == 0) { /* the prefix: magic, head length, head, count */
+			uint8_t h[16];
+			if (b->contiguous < 24 || pread(db->staged_fd, h, 16, 0) != 16)
+				break;
+			uint64_t head_len = get_u64le(h + 8);
+			if (memcmp(h, CKPT_MAGIC, 8) != 0 || head_len > cp->size - 24) {
+				b->bad = b->corrupt = true;
+				break;
+			}
+			b->plen = 24 + head_len;
+			if (b->contiguous < b->plen ||
+			    pread(db->staged_fd, h, 8, (off_t)(b->plen - 8)) != 8)
+				break;
+			b->count = get_u64le(h);
+			b->parsed = b->plen;
+			continue;
+		}
+		uint64_t avail = b->contiguous - b->parsed, want = avail < (4u << 20) ? avail : (4u << 20);
+		uint8_t *nb = realloc(buf, (size_t)want);
+		if (nb == NULL) {
+			b->bad = true;
+			break;
+		}
+		buf = nb;
+		if (pread(db->staged_fd, buf, (size_t)want, (off_t)b->parsed) != (ssize_t)want) {
+			b->bad = true;
+			break;
+		}
+		uint64_t used = build_records(db, cp, buf, want);
+		if (used == 0 && !b->bad && want < avail && want >= 8) {
+			/* one record larger than a read: read it whole */
+			want = 8 + (uint64_t)get_u32le(buf) + get_u32le(buf + 4);
+			if (want > avail)
+				break;
+			if ((nb = realloc(buf, (size_t)want)) == NULL) {
+				b->bad = true;
+				break;
+			}
+			buf = nb;
+			if (pread(db->staged_fd, buf, (size_t)want, (off_t)b->parsed) != (ssize_t)want) {
+				b->bad = true;
+				break;
+			}
+			used = build_records(db, cp, buf, want);
+		}
+		b->parsed += used;
+		if (used == 0)
+			break;
+	}
+	free(buf);
+}
+
+/* A chunk at [offset, offset + len) arrived: moves the contiguous end on,
+ * appends what it completes, and commits it (unsynced) so that its pages
+ * need not be kept dirty in one huge transaction. */
+static void build_note(vsrh_lmdb *db, const vsr_checkpoint *cp, uint64_t offset, uint32_t len)
+{
+	ckpt_build *b = &db->build;
+	if (b->bad || (b->env == NULL && build_start(db, cp) != 0)) {
+		b->bad = true;
+		return;
+	}
+	if (offset < b->contiguous) {
+		/* Bytes written again (the core asks each chunk once): what was
+		 * built may not be what the staging file now holds. */
+		b->bad = true;
+		return;
+	}
+	if (offset > b->contiguous) {
+		if (b->nranges == b->cap) {
+			uint32_t cap = b->cap ? 2 * b->cap : 16;
+			uint64_t(*r)[2] = realloc(b->ranges, cap * sizeof *r);
+			if (r == NULL) {
+				b->bad = true;
+				return;
+			}
+			b->ranges = r;
+			b->cap = cap;
+		}
+		b->ranges[b->nranges][0] = offset;
+		b->ranges[b->nranges][1] = offset + len;
+		b->nranges++;
+		return;
+	}
+	if (offset + len > b->contiguous)
+		b->contiguous = offset + len;
+	for (uint32_t i = 0; i < b->nranges;) { /* the chunks this one joined up */
+		if (b->ranges[i][0] <= b->contiguous) {
+			if (b->ranges[i][1] > b->contiguous)
+				b->contiguous = b->ranges[i][1];
+			b->ranges[i][0] = b->ranges[b->nranges - 1][0];
+			b->ranges[i][1] = b->ranges[b->nranges - 1][1];
+			b->nranges--;
+			i = 0;
+			continue;
+		}
+		i++;
+	}
+	uint64_t before = b->parsed;
+	build_feed(db, cp);
+	if (b->bad || b->parsed == before)
+		return;
+	vsrh_lmdb *e = b->env;
+	mdb_cursor_close(b->cur);
+	b->cur = NULL;
+	int rc = mdb_txn_commit(e->wtxn);
+	e->wtxn = NULL;
+	if (rc == 0)
+		rc = mdb_txn_begin(e->env, NULL, 0, &e->wtxn);
+	if (rc == 0)
+		rc = mdb_cursor_open(e->wtxn, e->kv, &b->cur);
+	if (rc) {
+		b->bad = true;
+		return;
+	}
+	int fd;
+	if (db->durable && mdb_env_get_fd(e->env, &fd) == 0) /* writeback starts now */
+		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 int vsrh_store_ckpt_write(vsrh_store *s, const vsr_checkpoint *cp, uint64_t offset,
 			  const uint8_t *data, uint32_t len)
 {
@@ -1322,6 +1557,7 @@ int vsrh_store_ckpt_write(vsrh_store *s, const vsr_checkpoint *cp, uint64_t offs
 	if (db->staged_fd < 0 || memcmp(&db->staged, cp, sizeof *cp) != 0) {
 		if (db->staged_fd >= 0)
 			close(db->staged_fd);
+		build_reset(db);
 		db->staged_fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		if (db->staged_fd < 0)
 			return VSR_EINVAL;
@@ -1330,47 +1566,35 @@ int vsrh_store_ckpt_write(vsrh_store *s, const vsr_checkpoint *cp, uint64_t offs
 	if (offset > cp->size || len > cp->size - offset)
 		return VSR_EINVAL;
 	ssize_t n = pwrite(db->staged_fd, data, len, (off_t)offset);
-	return n == (ssize_t)len ? VSR_OK : VSR_EINVAL;
+	if (n != (ssize_t)len)
+		return VSR_EINVAL;
+	build_note(db, cp, offset, len);
+	return VSR_OK;
 }
 
-/* Builds a fresh environment at `path` from the records of an image. */
-static int build_env(vsrh_lmdb *db, const char *path, const uint8_t *rec, uint64_t rec_len,
-		     const uint8_t *fixed, const uint8_t *head, size_t head_len)
+/* The last commit of next/, with the checkpoint's records, synced. */
+static int build_finish(vsrh_lmdb *db, const uint8_t *fixed, const uint8_t *head, size_t head_len)
 {
-	vsrh_lmdb fresh = {.durable = db->durable};
-	char err[256];
-	env_dir_remove(path);
-	/* Room for the records, their pages' slack and what follows. */
-	if (mkdir(path, 0700) != 0 || env_open(&fresh, path, (size_t)rec_len * 3, err, sizeof err))
-		return -1;
-	int rc = 0;
-	MDB_cursor *c;
-	rc = mdb_cursor_open(fresh.wtxn, fresh.kv, &c);
-	for (uint64_t at = 0; rc == 0 && at < rec_len;) {
-		uint32_t kl = get_u32le(rec + at), vl = get_u32le(rec + at + 4);
-		MDB_val k = mval(rec + at + 8, kl), v = mval(rec + at + 8 + kl, vl);
-		rc = mdb_cursor_put(c, &k, &v, MDB_APPEND);
-		at += 8 + (uint64_t)kl + vl;
-	}
-	if (rc == 0) {
-		mdb_cursor_close(c);
-		MDB_val k1 = mval("checkpoint", 10), v1 = mval(fixed, META_FIXED);
-		MDB_val k2 = mval("head", 4), v2 = mval(head, head_len);
-		rc = mdb_put(fresh.wtxn, fresh.meta, &k1, &v1, 0);
-		if (rc == 0)
-			rc = mdb_put(fresh.wtxn, fresh.meta, &k2, &v2, 0);
-	}
+	ckpt_build *b = &db->build;
+	vsrh_lmdb *e = b->env;
+	mdb_cursor_close(b->cur);
+	b->cur = NULL;
+	MDB_val k1 = mval("checkpoint", 10), v1 = mval(fixed, META_FIXED);
+	MDB_val k2 = mval("head", 4), v2 = mval(head, head_len);
+	int rc = mdb_put(e->wtxn, e->meta, &k1, &v1, 0);
 	if (rc == 0)
-		rc = mdb_txn_commit(fresh.wtxn);
+		rc = mdb_put(e->wtxn, e->meta, &k2, &v2, 0);
+	if (rc == 0)
+		rc = mdb_txn_commit(e->wtxn);
 	else
-		mdb_txn_abort(fresh.wtxn);
-	fresh.wtxn = NULL;
+		mdb_txn_abort(e->wtxn);
+	e->wtxn = NULL;
 	if (rc == 0 && db->durable)
-		rc = mdb_env_sync(fresh.env, 1);
-	env_shut(&fresh);
-	if (rc)
-		env_dir_remove(path);
-	return rc ? -1 : 0;
+		rc = mdb_env_sync(e->env, 1);
+	env_shut(e);
+	free(e);
+	b->env = NULL;
+	return rc;
 }
 
 int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *cp,
@@ -1379,58 +1603,48 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 	vsrh_lmdb *db = s->db;
 	if (db->staged_fd < 0 || memcmp(&db->staged, cp, sizeof *cp) != 0 || cp->size < 24)
 		return VSR_EINVAL;
-	uint8_t *img = mmap(NULL, (size_t)cp->size, PROT_READ, MAP_SHARED, db->staged_fd, 0);
-	if (img == MAP_FAILED)
-		return VSR_ENOMEM;
-	int result = VSR_ECORRUPT;
-	uint64_t head_len = get_u64le(img + 8);
-	if (memcmp(img, CKPT_MAGIC, 8) != 0 || head_len > cp->size - 24)
-		goto out;
-	const uint8_t *head = img + 16;
-	uint64_t plen = 24 + head_len, count = get_u64le(img + 16 + head_len);
-	/* Every record whole, keys strictly increasing, and the digest. */
-	uint64_t at = plen, n = 0, sum = 0, kv_bytes = cp->size - plen;
-	const uint8_t *pk = NULL;
-	uint32_t pkl = 0;
-	while (at < cp->size) {
-		if (cp->size - at < 8)
-			goto out;
-		uint32_t kl = get_u32le(img + at), vl = get_u32le(img + at + 4);
-		if (kl == 0 || kl > 511 || cp->size - at - 8 < (uint64_t)kl + vl)
-			goto out;
-		const uint8_t *k = img + at + 8;
-		if (pk && bytes_cmp((const char *)pk, pkl, (const char *)k, kl) >= 0)
-			goto out;
-		sum += entry_hash((const char *)k, kl, (const char *)k + kl, vl);
-		pk = k;
-		pkl = kl;
-		at += 8 + (uint64_t)kl + vl;
-		n++;
+	ckpt_build *b = &db->build;
+	if (b->env == NULL || b->bad || b->parsed != cp->size) {
+		/* Not built as the chunks came (a build that failed, or chunks
+		 * written before a restart): from the staging file, now. */
+		build_reset(db);
+		if (build_start(db, cp) == 0) {
+			b->contiguous = cp->size;
+			build_feed(db, cp);
+		} else {
+			b->bad = true;
+		}
 	}
-	if (n != count || image_digest(img, (size_t)plen, sum) != cp->digest)
-		goto out;
-	uint8_t fixed[META_FIXED];
-	uint64_t f[8] = {cp->op, cp->checksum, cp->timestamp, cp->size, cp->digest, count, kv_bytes, sum};
-	for (int i = 0; i < 8; i++)
-		put_u64le(fixed + 8 * i, f[i]);
 	char path[4200], next[4200], old[4200];
 	path_join(path, sizeof path, db->dir, "db");
 	path_join(next, sizeof next, db->dir, "next");
 	path_join(old, sizeof old, db->dir, "old");
+	int result = b->bad && !b->corrupt ? VSR_ENOMEM : VSR_ECORRUPT;
+	uint8_t *prefix = NULL;
+	/* Every record whole, keys strictly increasing (build_records), all
+	 * of them, and the digest. */
+	if (b->bad || b->parsed != cp->size || b->n != b->count)
+		goto out;
+	size_t plen = (size_t)b->plen;
+	if ((prefix = malloc(plen)) == NULL ||
+	    pread(db->staged_fd, prefix, plen, 0) != (ssize_t)plen ||
+	    image_digest(prefix, plen, b->sum) != cp->digest)
+		goto out;
+	const uint8_t *head = prefix + 16;
+	size_t head_len = plen - 24;
+	uint64_t count = b->count, sum = b->sum, kv_bytes = cp->size - plen;
+	uint8_t fixed[META_FIXED];
+	uint64_t f[8] = {cp->op, cp->checksum, cp->timestamp, cp->size, cp->digest, count, kv_bytes, sum};
+	for (int i = 0; i < 8; i++)
+		put_u64le(fixed + 8 * i, f[i]);
 	result = VSR_ENOMEM;
-	if (build_env(db, next, img + plen, cp->size - plen, fixed, head, (size_t)head_len))
+	if (build_finish(db, fixed, head, head_len))
 		goto out;
 	/* The host's half (client table, plain state): nothing is replaced
 	 * unless it accepts. */
-	result = accept(arg, head, (size_t)head_len);
-	if (result != VSR_OK) {
-		env_dir_remove(next);
+	result = accept(arg, head, head_len);
+	if (result != VSR_OK)
 		goto out;
-	}
-	uint8_t *prefix = malloc((size_t)plen);
-	if (prefix == NULL)
-		abort();
-	memcpy(prefix, img, (size_t)plen);
 	vsrh_store_abort(L, s);
 	env_close(db);
 	env_dir_remove(old);
@@ -1447,12 +1661,16 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 	s->count = (int64_t)count;
 	s->digest = sum;
 	db->kv_bytes = kv_bytes;
-	int rc = held_open(db, &db->held[0], cp, prefix, (size_t)plen);
+	int rc = held_open(db, &db->held[0], cp, prefix, plen);
+	prefix = NULL; /* held by held[0] */
 	if (rc)
 		lmdb_fatal("read transaction", rc);
 	result = VSR_OK;
 out:
-	munmap(img, (size_t)cp->size);
+	free(prefix);
+	build_reset(db);
+	if (result != VSR_OK)
+		env_dir_remove(next); /* not wanted (when it was, it is db/ now) */
 	if (result == VSR_OK || result == VSR_ECORRUPT) {
 		close(db->staged_fd);
 		db->staged_fd = -1;
