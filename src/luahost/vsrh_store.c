@@ -863,13 +863,14 @@ static size_t map_used(vsrh_lmdb *db)
 	return ((size_t)info.me_last_pgno + 1) * st.ms_psize;
 }
 
-/* Room on disk for another interval: twice what is in use now plus
- * 16 MiB. Returns the size to reserve, or 0 when there is room. */
+/* Room on disk ahead of use: what is in use now, a quarter more and
+ * 16 MiB (an interval that writes more takes the sparse rest of the file,
+ * see store_sigbus). Returns the size to reserve, or 0 when there is room. */
 static size_t map_wanted(vsrh_lmdb *db)
 {
 	if (!db->writemap)
 		return 0;
-	size_t want = map_used(db) * 2 + STORE_MAP_MIN / 4;
+	size_t used = map_used(db), want = used + used / 4 + STORE_MAP_MIN / 4;
 	if (want > db->mapsize)
 		want = db->mapsize;
 	return want > db->reserved ? want : 0;
