@@ -126,6 +126,7 @@ struct vsr_net {
 	uv_prepare_t flush;     /* submits every dirty connection's output before poll */
 	net_conn *dirty;        /* connections whose `out` holds frames */
 	net_peer peers[VSR_REPLICAS_MAX];
+	net_conn *peer_in[VSR_REPLICAS_MAX]; /* each replica's identified inbound connection */
 	net_conn *conns;        /* every open connection */
 	uint32_t peer_inbound;  /* PEER_IN connections open */
 	uint32_t clients;       /* CLIENT connections open */
@@ -353,6 +354,8 @@ static void net_conn_close(net_conn *c, int level, const char *why)
 		break;
 	case NET_CONN_PEER_IN:
 		net->peer_inbound--;
+		if (net->peer_in[c->peer] == c)
+			net->peer_in[c->peer] = NULL;
 		break;
 	case NET_CONN_CLIENT: {
 		uint32_t slot = (uint32_t)(c->id & NET_SLOT_MASK);
@@ -571,17 +574,14 @@ static void net_conn_now_identified(net_conn *c)
 	if (c->kind != NET_CONN_PEER_IN)
 		return;
 	vsr_net *net = c->net;
-	net_conn *next;
-	for (net_conn *o = net->conns; o != NULL; o = next) {
-		next = o->next;
-		if (o != c && o->kind == NET_CONN_PEER_IN && !o->closing && o->peer == c->peer &&
-		    net_conn_identified(o)) {
-			net->stats.connections_replaced++;
-			char why[96];
-			snprintf(why, sizeof why, "replaced by a newer connection from replica %u",
-				 c->peer + 1u);
-			net_conn_close(o, 1, why);
-		}
+	net_conn *o = net->peer_in[c->peer];
+	net->peer_in[c->peer] = c;
+	if (o != NULL && o != c && !o->closing) {
+		net->stats.connections_replaced++;
+		char why[96];
+		snprintf(why, sizeof why, "replaced by a newer connection from replica %u",
+			 c->peer + 1u);
+		net_conn_close(o, 1, why);
 	}
 }
 
