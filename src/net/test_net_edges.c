@@ -329,10 +329,11 @@ static void test_accept_many(void)
 /* ------------------------------------------------------------------------ */
 /* peer-replace                                                             */
 
-/* Turns the loop until fd reaches its end of stream (true) or 2000 turns. */
-static bool wait_eof(uv_loop_t *l, int fd)
+/* Turns the loop until fd reaches its end of stream (true) or `turns`
+ * turns of at most 1 ms have passed. */
+static bool wait_eof(uv_loop_t *l, int fd, int turns)
 {
-	for (int spin = 0; spin < 2000; spin++) {
+	for (int spin = 0; spin < turns; spin++) {
 		uv_run(l, UV_RUN_NOWAIT);
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		if (poll(&p, 1, 1) <= 0)
@@ -382,12 +383,12 @@ static void test_peer_replace(void)
 		}
 		CHECK(vsr_net_stats_get(net)->wire.frames_in == (uint64_t)i + 2);
 		if (i > 0)
-			CHECK(wait_eof(&l, fds[i - 1])); /* the older one is closed */
+			CHECK(wait_eof(&l, fds[i - 1], 5000)); /* the older one is closed */
 	}
 	CHECK(vsr_net_stats_get(net)->connections_replaced == 2);
 	/* The newest from replica 2 and the one from replica 3 stay open. */
-	CHECK(!wait_eof(&l, fds[2]));
-	CHECK(!wait_eof(&l, other));
+	CHECK(!wait_eof(&l, fds[2], 100));
+	CHECK(!wait_eof(&l, other, 100));
 	/* Once the newest closes, a new connection from replica 2 replaces
 	 * nothing. */
 	close(fds[2]);
@@ -401,7 +402,7 @@ static void test_peer_replace(void)
 	}
 	CHECK(vsr_net_stats_get(net)->wire.frames_in == 5);
 	CHECK(vsr_net_stats_get(net)->connections_replaced == 2);
-	CHECK(!wait_eof(&l, again));
+	CHECK(!wait_eof(&l, again, 100));
 	for (int i = 0; i < 2; i++)
 		close(fds[i]);
 	close(again);

@@ -11,6 +11,9 @@ bin=$1 config=$2
 dir=$(mktemp -d /tmp/vsr-maelstrom-node-XXXXXX)
 cleanup() { [[ -n ${M_PID:-} ]] && kill -9 "$M_PID" 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
+# Under AddressSanitizer, freed read buffers sit in its quarantine (256 MB
+# by default) and would count as resident: keep it small.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=1"
 coproc M { exec "$bin" "$config" 2>"$dir/stderr"; }
 # Copies: bash closes the coprocess descriptors in subshells (the pipeline).
 exec {to}>&"${M[1]}" {from}<&"${M[0]}"
