@@ -85,6 +85,8 @@ extern uint64_t g_seed;
 extern const char *g_durability;
 extern char g_mounted[400];
 extern unsigned g_checkpoint_interval;
+extern unsigned g_odd_instructions;
+extern int g_odd_replica;
 extern const char *g_log_format;
 extern bool g_auth;
 extern bool g_telemetry;
@@ -161,6 +163,7 @@ int scenario_history(void);
 int scenario_failover_bench(int trials);
 int scenario_watchdog(void);
 int scenario_sandbox(void);
+int scenario_divergence(bool primary);
 int scenario_garbage(void);
 int scenario_attacks(void);
 int scenario_supervisor(void);
@@ -172,5 +175,6 @@ int scenario_disk_full(void);
 int scenario_pause_backup(void);
 int scenario_one_way_cut(void);
 int scenario_client_cut(void);
+int scenario_read_partition(void);
 
 #endif
