@@ -995,7 +995,8 @@ static void net_sweep_cb(uv_timer_t *t)
 		}
 		if ((c->kind == NET_CONN_PEER_OUT && !c->connected) || net_conn_identified(c))
 			continue;
-		if (now - c->opened_ms >= net->opts.hello_timeout_ms) {
+		/* Nor is a HELLO (or AUTH) late that this end did not read. */
+		if (!net->paused && now - c->opened_ms >= net->opts.hello_timeout_ms) {
 			if (c->hello_seen) {
 				net->stats.auth_timeouts++;
 				net_protocol_error(c, "not authenticated within %u ms",
@@ -1261,6 +1262,8 @@ void vsr_net_pause(vsr_net *net, bool paused)
 		/* The time this end did not read is not the sender's. */
 		if (!paused && c->frame_started_ms != 0)
 			c->frame_started_ms = now;
+		if (!paused && !net_conn_identified(c))
+			c->opened_ms = now;
 		int rc = net_conn_follow_pause(c);
 		if (rc != 0)
 			net_conn_close(c, 1, uv_strerror(rc));

@@ -7,6 +7,10 @@
  *   peer-replace      a replica has one identified inbound connection: each
  *                     newer one from the same replica closes the older
  *                     (found through a per-replica index, not a walk)
+ *   pause-hello       a connection accepted while this end does not read
+ *                     (storage backpressure) is not closed for a HELLO it
+ *                     could not have been read; once reading resumes it
+ *                     gets the whole HELLO deadline
  *   accept-many       many silent connections, then more: eviction still
  *                     takes the oldest silent one and the slots stay
  *                     consistent (the accept path keeps its own index of
@@ -415,6 +419,54 @@ static void test_peer_replace(void)
 	printf("peer-replace: ok (2 replaced)\n");
 }
 
+/* ------------------------------------------------------------------------ */
+/* pause-hello                                                              */
+
+static void test_pause_hello(void)
+{
+	uv_loop_t l;
+	CHECK(uv_loop_init(&l) == 0);
+	vsr_net_options o = {
+		.loop = &l, .cluster = CLUSTER, .replica = 0, .replica_count = 1,
+		.client = {"127.0.0.1", free_port()}, .hello_timeout_ms = 100, .log = quiet_log,
+	};
+	o.replicas[0] = (vsr_net_address){"127.0.0.1", free_port()};
+	vsr_net *net = NULL;
+	char err[256];
+	CHECK(vsr_net_start(&o, &net, err, sizeof err) == 0);
+	vsr_net_pause(net, true);
+	int fd = dial(o.client.port);
+	accept_wait(&l, net, 1);
+	vsr_buf hello = {0};
+	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_CLIENT};
+	CHECK(vsr_wire_encode_hello(&hello, CLUSTER, &h) == 0);
+	CHECK(send(fd, hello.data, hello.len, 0) == (ssize_t)hello.len);
+	/* Three HELLO deadlines pass while this end does not read. */
+	uv_update_time(&l);
+	uint64_t until = uv_now(&l) + 300;
+	while (uv_now(&l) < until) {
+		uv_run(&l, UV_RUN_NOWAIT);
+		poll(NULL, 0, 5);
+		uv_update_time(&l);
+	}
+	CHECK(vsr_net_stats_get(net)->protocol_errors == 0);
+	CHECK(vsr_net_stats_get(net)->connections == 1);
+	vsr_net_pause(net, false);
+	for (int spin = 0; spin < 20000 && vsr_net_stats_get(net)->wire.frames_in < 1; spin++) {
+		uv_run(&l, UV_RUN_NOWAIT);
+		poll(NULL, 0, 0);
+	}
+	CHECK(vsr_net_stats_get(net)->wire.frames_in == 1); /* its HELLO, now read */
+	CHECK(vsr_net_stats_get(net)->connections == 1);
+	CHECK(vsr_net_stats_get(net)->protocol_errors == 0);
+	close(fd);
+	vsr_buf_free(&hello);
+	vsr_net_close(net, NULL);
+	CHECK(uv_run(&l, UV_RUN_DEFAULT) == 0);
+	CHECK(uv_loop_close(&l) == 0);
+	printf("pause-hello: ok\n");
+}
+
 int main(int argc, char **argv)
 {
 	const char *only = argc > 1 ? argv[1] : NULL;
@@ -422,6 +474,8 @@ int main(int argc, char **argv)
 		test_auth_drop_seq();
 	if (only == NULL || strcmp(only, "peer-replace") == 0)
 		test_peer_replace();
+	if (only == NULL || strcmp(only, "pause-hello") == 0)
+		test_pause_hello();
 	if (only == NULL || strcmp(only, "accept-many") == 0)
 		test_accept_many();
 	return 0;
