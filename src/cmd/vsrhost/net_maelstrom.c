@@ -35,6 +35,7 @@
 #include <msgpack.h>
 
 #include "vsr_net.h"
+#include "vsrc_json.h"
 
 char maelstrom_node_id[32];
 char maelstrom_node_ids[VSR_REPLICAS_MAX][32];
@@ -300,21 +301,15 @@ static void mn_client_op(vsr_net *net, const char *src, json_t *body, const char
 	mn_submit(net, s);
 }
 
-/* The state machine's refusal "<code>: text", as a msgpack string or text. */
+/* The state machine's refusal "<code>: text" into `text`; returns the code
+ * (0 when there is none). */
 static int mn_refusal(const uint8_t *p, size_t len, char *text, size_t text_len)
 {
-	size_t i = 0;
-	if (len > 0 && (p[0] & 0xe0) == 0xa0)
-		i = 1;
-	else if (len > 1 && p[0] == 0xd9)
-		i = 2;
-	else if (len > 2 && p[0] == 0xda)
-		i = 3;
-	snprintf(text, text_len, "%.*s", (int)(len - i), (const char *)p + i);
-	int code = 0;
-	for (; i < len && p[i] >= '0' && p[i] <= '9' && code < 100000; i++)
-		code = code * 10 + (p[i] - '0');
-	return code;
+	const char *t;
+	size_t n;
+	int code = vsrc_refusal_code(p, len, &t, &n);
+	snprintf(text, text_len, "%.*s", (int)(n > 1000 ? 1000 : n), t);
+	return code < 0 ? 0 : code;
 }
 
 static json_t *mn_json_of(const msgpack_object *o)
