@@ -1,4 +1,5 @@
 /* vsrh_store.c - vsr.store: committed and buffered tables, C accessors, snapshot encoding. */
+#define _GNU_SOURCE /* sync_file_range */
 #include "vsrh_store.h"
 
 #include <errno.h>
@@ -7,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -135,13 +135,6 @@ typedef struct ckpt_build {
 	uint32_t nranges, cap;
 	bool bad;               /* not usable: install takes the whole-image path */
 	bool corrupt;           /* ... because the image is corrupt (else: resources) */
-	/* Durable mode: a thread syncs next/ after each chunk's commit, so
-	 * that the install's own sync finds little left to write. */
-	bool syncing, sync_stop, sync_due;
-	int sync_fd;
-	pthread_t syncer;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
 } ckpt_build;
 
 struct vsrh_lmdb {
@@ -1393,44 +1386,10 @@ int vsrh_store_ckpt_read(vsrh_store *s, const vsr_checkpoint *cp, uint64_t offse
 
 /* ------------------------------------------------------------ installing an image */
 
-static void *build_syncer(void *arg)
-{
-	ckpt_build *b = arg;
-	pthread_mutex_lock(&b->mu);
-	for (;;) {
-		while (!b->sync_stop && !b->sync_due)
-			pthread_cond_wait(&b->cv, &b->mu);
-		if (b->sync_stop)
-			break;
-		b->sync_due = false;
-		pthread_mutex_unlock(&b->mu);
-		/* A failure shows again at the install's own sync. */
-		(void)fdatasync(b->sync_fd);
-		pthread_mutex_lock(&b->mu);
-	}
-	pthread_mutex_unlock(&b->mu);
-	return NULL;
-}
-
-static void build_sync_stop(ckpt_build *b)
-{
-	if (!b->syncing)
-		return;
-	pthread_mutex_lock(&b->mu);
-	b->sync_stop = true;
-	pthread_cond_signal(&b->cv);
-	pthread_mutex_unlock(&b->mu);
-	pthread_join(b->syncer, NULL);
-	pthread_mutex_destroy(&b->mu);
-	pthread_cond_destroy(&b->cv);
-	b->syncing = false;
-}
-
 /* Drops what was built for the staged image (next/ too). */
 static void build_reset(vsrh_lmdb *db)
 {
 	ckpt_build *b = &db->build;
-	build_sync_stop(b);
 	if (b->env != NULL) {
 		if (b->cur)
 			mdb_cursor_close(b->cur);
@@ -1468,19 +1427,11 @@ static int build_start(vsrh_lmdb *db, const vsr_checkpoint *cp)
 		b->env = NULL;
 		return -1;
 	}
+	if (db->durable)
+		mdb_env_set_flags(b->env->env, MDB_NOSYNC, 1);
 	if (mdb_cursor_open(b->env->wtxn, b->env->kv, &b->cur)) {
 		build_reset(db);
 		return -1;
-	}
-	if (db->durable && mdb_env_get_fd(b->env->env, &b->sync_fd) == 0) {
-		mdb_env_set_flags(b->env->env, MDB_NOSYNC, 1);
-		pthread_mutex_init(&b->mu, NULL);
-		pthread_cond_init(&b->cv, NULL);
-		b->syncing = pthread_create(&b->syncer, NULL, build_syncer, b) == 0;
-		if (!b->syncing) { /* only a slower install */
-			pthread_mutex_destroy(&b->mu);
-			pthread_cond_destroy(&b->cv);
-		}
 	}
 	return 0;
 }
@@ -1642,12 +1593,9 @@ static void build_note(vsrh_lmdb *db, const vsr_checkpoint *cp, uint64_t offset,
 		b->bad = true;
 		return;
 	}
-	if (b->syncing) {
-		pthread_mutex_lock(&b->mu);
-		b->sync_due = true;
-		pthread_cond_signal(&b->cv);
-		pthread_mutex_unlock(&b->mu);
-	}
+	int fd;
+	if (db->durable && mdb_env_get_fd(e->env, &fd) == 0) /* writeback starts now */
+		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
 int vsrh_store_ckpt_write(vsrh_store *s, const vsr_checkpoint *cp, uint64_t offset,
@@ -1679,7 +1627,6 @@ static int build_finish(vsrh_lmdb *db, const uint8_t *fixed, const uint8_t *head
 {
 	ckpt_build *b = &db->build;
 	vsrh_lmdb *e = b->env;
-	build_sync_stop(b);
 	mdb_cursor_close(b->cur);
 	b->cur = NULL;
 	MDB_val k1 = mval("checkpoint", 10), v1 = mval(fixed, META_FIXED);
