@@ -10,7 +10,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build run test sim failover-bench checkpoint-bench storage-bench long-run-bench \
-	auth-bench apply-bench apply-cluster-bench clean
+	auth-bench apply-bench apply-cluster-bench read-bench clean
 
 all: build
 
@@ -82,6 +82,11 @@ apply-cluster-bench: build
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends etcd-server </dev/null; fi
 	ETCD=$(ETCD) tests/bench/apply_cluster_bench.sh $(BUILD) $(BASE)
+# Issue 11: vsrbench --mix get:90,put:10 and put:100 at 1, 16 and 128
+# clients, gets through the log (before) and as linearizable reads (after),
+# alternated in one run (ports 25000-25005).
+read-bench: build
+	tests/bench/read_bench.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

@@ -175,5 +175,6 @@ int scenario_disk_full(void);
 int scenario_pause_backup(void);
 int scenario_one_way_cut(void);
 int scenario_client_cut(void);
+int scenario_read_partition(void);
 
 #endif
