@@ -9,7 +9,8 @@ PACKAGES = build-essential cmake pkg-config liblua5.4-dev lua5.4 libuv1-dev \
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run test sim failover-bench checkpoint-bench storage-bench auth-bench clean
+.PHONY: all deps build run test sim failover-bench checkpoint-bench storage-bench auth-bench \
+	apply-bench apply-cluster-bench clean
 
 all: build
 
@@ -58,6 +59,23 @@ checkpoint-bench: build
 # alternated (ports 23100-23105).
 auth-bench: build
 	tests/bench/auth_bench.sh $(BUILD)
+
+# Issue 11: the apply path on one core (vsrh_bench put/get rates, callgrind
+# instructions per op; needs valgrind). BASE=DIR: a build of an earlier
+# commit measured in the same run.
+apply-bench: build
+	@command -v valgrind >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends valgrind </dev/null
+	tests/bench/apply_bench.sh $(BUILD) $(BASE)
+
+# Issue 11: vsrbench --mix put:100, 3 replicas, 1/16/128 clients, memory and
+# durable; etcd (installed here, not in PACKAGES) beside them with ETCD=1.
+# BASE=DIR as above (ports 26000-26005, 26100-26105).
+apply-cluster-bench: build
+	@if [ "$(ETCD)" = 1 ] && ! command -v etcd >/dev/null; then \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends etcd-server </dev/null; fi
+	ETCD=$(ETCD) tests/bench/apply_cluster_bench.sh $(BUILD) $(BASE)
 
 clean:
 	rm -rf $(BUILD)

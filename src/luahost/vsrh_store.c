@@ -123,6 +123,8 @@ struct vsrh_lmdb {
 	size_t mapsize;       /* reserved on disk (fallocate) when writemap */
 	bool writemap;        /* pages written through the map (see map_set) */
 	MDB_txn *wtxn;        /* long-lived: everything since the last checkpoint */
+	MDB_cursor *wcur;     /* on kv in wtxn, opened on first use (LMDB frees it
+			       * when wtxn ends: reset to NULL there) */
 	char dir[4096];       /* holds db/ (the environment), next/, staging */
 	bool scratch;         /* remove dir at close */
 	bool durable;
@@ -152,8 +154,20 @@ static MDB_val mval(const void *p, size_t n)
 	return (MDB_val){.mv_size = n, .mv_data = (void *)p};
 }
 
+/* The write transaction's cursor on kv. */
+static MDB_cursor *lmdb_wcursor(vsrh_lmdb *db)
+{
+	if (db->wcur == NULL) {
+		int rc = mdb_cursor_open(db->wtxn, db->kv, &db->wcur);
+		if (rc)
+			lmdb_fatal("cursor", rc);
+	}
+	return db->wcur;
+}
+
 /* The committed value of key (Lua string at idx) pushed, or nothing: returns
- * whether it pushed. */
+ * whether it pushed. Through the write cursor, which stays on the key: a
+ * write of the same key at commit then needs no second search. */
 static bool lmdb_push_get(lua_State *L, vsrh_lmdb *db, int idx)
 {
 	size_t kl;
@@ -161,7 +175,7 @@ static bool lmdb_push_get(lua_State *L, vsrh_lmdb *db, int idx)
 	MDB_val key = mval(k, kl), val;
 	if (kl == 0 || kl > 511) /* LMDB's key limit: such keys are never stored */
 		return false;
-	int rc = mdb_get(db->wtxn, db->kv, &key, &val);
+	int rc = mdb_cursor_get(lmdb_wcursor(db), &key, &val, MDB_SET_KEY);
 	if (rc == MDB_NOTFOUND)
 		return false;
 	if (rc)
@@ -498,19 +512,26 @@ static void invalidate_sorted(lua_State *L, vsrh_store *s)
 	s->ref_sorted = LUA_NOREF;
 }
 
-/* The buffered writes into the long-lived write transaction. One B-tree
- * descent per key: a put tries to insert (MDB_NOOVERWRITE), which on an
- * existing key leaves the cursor on it with the old value (for the digest),
- * then overwrites it in place (MDB_CURRENT); a delete positions the cursor
- * and deletes there. */
+/* Whether the cursor is on key k: then its value is in *old. */
+static bool lmdb_cursor_on(MDB_cursor *c, const char *k, size_t kl, MDB_val *old)
+{
+	MDB_val ck;
+	return mdb_cursor_get(c, &ck, old, MDB_GET_CURRENT) == 0 && ck.mv_size == kl &&
+	       memcmp(ck.mv_data, k, kl) == 0;
+}
+
+/* The buffered writes into the long-lived write transaction. At most one
+ * B-tree search per key, none when the cursor is still on the key the
+ * operation last read (a read-modify-write such as kv's put): a put tries
+ * to insert (MDB_NOOVERWRITE), which on an existing key leaves the cursor
+ * on it with the old value (for the digest), then overwrites it in place
+ * (MDB_CURRENT); a delete positions the cursor and deletes there. */
 static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 {
 	vsrh_lmdb *db = s->db;
 	int top = lua_gettop(L);
-	MDB_cursor *c;
-	int rc = mdb_cursor_open(db->wtxn, db->kv, &c);
-	if (rc)
-		lmdb_fatal("cursor", rc);
+	MDB_cursor *c = lmdb_wcursor(db);
+	int rc;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_writes);
 	int w = lua_gettop(L);
 	lua_pushnil(L);
@@ -518,9 +539,10 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 		size_t kl, vl = 0;
 		const char *key = lua_tolstring(L, -2, &kl);
 		MDB_val k = mval(key, kl);
+		MDB_val old;
+		bool on = lmdb_cursor_on(c, key, kl, &old);
 		if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) { /* a delete */
-			MDB_val old;
-			rc = mdb_cursor_get(c, &k, &old, MDB_SET_KEY);
+			rc = on ? 0 : mdb_cursor_get(c, &k, &old, MDB_SET_KEY);
 			if (rc && rc != MDB_NOTFOUND)
 				lmdb_fatal("get", rc);
 			if (rc == 0) {
@@ -533,7 +555,12 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 		} else {
 			const char *val = lua_tolstring(L, -1, &vl);
 			MDB_val v = mval(val, vl);
-			rc = mdb_cursor_put(c, &k, &v, MDB_NOOVERWRITE);
+			if (on) {
+				rc = MDB_KEYEXIST;
+				v = old;
+			} else {
+				rc = mdb_cursor_put(c, &k, &v, MDB_NOOVERWRITE);
+			}
 			if (rc == MDB_KEYEXIST) {
 				/* v now points at the old value, in the page */
 				s->digest -= entry_hash(key, kl, v.mv_data, v.mv_size);
@@ -554,7 +581,6 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 		lua_pushnil(L);
 		lua_rawset(L, w);
 	}
-	mdb_cursor_close(c);
 	s->nwrites = 0;
 	lua_settop(L, top);
 }
@@ -917,6 +943,7 @@ static int env_open(vsrh_lmdb *db, const char *path, size_t min_map, char *err, 
 		rc = mdb_dbi_open(db->wtxn, "kv", MDB_CREATE, &db->kv);
 	if (rc == 0)
 		rc = mdb_dbi_open(db->wtxn, "meta", MDB_CREATE, &db->meta);
+	db->wcur = NULL;
 	if (rc == 0) {
 		rc = mdb_txn_commit(db->wtxn);
 		db->wtxn = NULL;
@@ -944,6 +971,7 @@ static void env_close(vsrh_lmdb *db)
 	if (db->wtxn)
 		mdb_txn_abort(db->wtxn);
 	db->wtxn = NULL;
+	db->wcur = NULL;
 	if (db->env)
 		mdb_env_close(db->env);
 	db->env = NULL;
@@ -1095,6 +1123,7 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 	if (rc == 0)
 		rc = mdb_txn_commit(db->wtxn);
 	db->wtxn = NULL;
+	db->wcur = NULL; /* freed with the transaction */
 	if (rc)
 		lmdb_fatal("checkpoint commit", rc);
 	held_drop(&db->held[1]);

@@ -1073,3 +1073,29 @@ const char *scrape(int i, char *buf, size_t cap)
 	}
 	return body;
 }
+
+/* Does a line of replica i's log contain `needle` (begin with it, when
+ * `at_start`)? */
+static bool log_has(int i, const char *needle, bool at_start)
+{
+	char path[400], line[4096];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
+	FILE *f = fopen(path, "r");
+	bool found = false;
+	while (f != NULL && !found && fgets(line, sizeof line, f) != NULL)
+		found = at_start ? strncmp(line, needle, strlen(needle)) == 0
+				 : strstr(line, needle) != NULL;
+	if (f != NULL)
+		fclose(f);
+	return found;
+}
+
+bool log_contains(int i, const char *needle)
+{
+	return log_has(i, needle, false);
+}
+
+bool log_line_starts(int i, const char *prefix)
+{
+	return log_has(i, prefix, true);
+}

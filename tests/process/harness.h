@@ -149,6 +149,10 @@ int run_vsrctl(char *out, size_t out_len, const char *const *args);
 int http_get(int i, const char *path, char *out, size_t cap);
 bool metric_value(const char *text, const char *name, uint64_t *out);
 const char *scrape(int i, char *buf, size_t cap);
+/* Replica i's log (replica-<i+1>.log): a line containing `needle`, or
+ * beginning with `prefix`. */
+bool log_contains(int i, const char *needle);
+bool log_line_starts(int i, const char *prefix);
 
 /* Scenarios (one ctest test each). */
 int scenario_replicate(void);

@@ -75,19 +75,6 @@ static uint64_t hostile_round(mclient *m, msgpack_sbuffer *sb, const char *when)
  * good). The client gets the budget's script error, every replica stays
  * up, a backup restarted from its disk replays the operation and catches
  * up, and the digests agree. */
-static bool log_contains(int i, const char *needle)
-{
-	char path[400], line[2048];
-	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
-	FILE *f = fopen(path, "r");
-	bool found = false;
-	while (f != NULL && !found && fgets(line, sizeof line, f) != NULL)
-		found = strstr(line, needle) != NULL;
-	if (f != NULL)
-		fclose(f);
-	return found;
-}
-
 int scenario_watchdog(void)
 {
 	setenv("VSRHOST_WATCHDOG_MS", "300", 1);
