@@ -33,6 +33,7 @@ void sim_ghost_free(sim_ghost *g)
 	sim_vec_free(&g->canon_view);
 	sim_vec_free(&g->canon_ts);
 	sim_map_free(&g->digest_at);
+	sim_map_free(&g->chain_at);
 	sim_vec_free(&g->digest_replica);
 	sim_map_free(&g->view_log);
 	sim_map_free(&g->acks);
@@ -524,7 +525,13 @@ void sim_check_after_step(struct sim *s, sim_ghost *g, uint8_t r,
 		}
 	}
 
-	/* 12.9: equal executed op, equal state. */
+	/* 12.9: equal executed op, equal state. A planted divergence breaks
+	 * it on purpose: settling then demands the repair (sim_cluster.c). */
+	if (sim_planting(s)) {
+		gr->info = *after;
+		gr->has_info = true;
+		return;
+	}
 	bool inserted;
 	uint64_t *d = sim_map_put(&g->digest_at, after->executed + 1,
 				  after->digest, &inserted);
@@ -665,6 +672,17 @@ void sim_check_reply(struct sim *s, sim_ghost *g, uint8_t r,
 		return;
 	vsr_replica_info info;
 	vsr_replica_info_get(core, &info);
+	if (m->request.kind == VSR_REQUEST_QUERY) {
+		/* A query's answer is the state executed right now: it names
+		 * that op, which is committed (the client checks the rest). */
+		if (m->reply_op != info.executed || m->reply_op > info.commit)
+			sim_fail(s,
+				 "read: replica %u answered a query at op %llu, its executed "
+				 "op is %llu (commit %llu)",
+				 r, (unsigned long long)m->reply_op,
+				 (unsigned long long)info.executed, (unsigned long long)info.commit);
+		return;
+	}
 	if (m->reply_op == 0 || m->reply_op > info.commit) {
 		sim_fail(s,
 			 "reply: replica %u answered session %llu request %llu with op "
