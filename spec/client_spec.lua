@@ -1,7 +1,8 @@
 -- spec/client_spec.lua - the Lua client (vsr.client over the vsrclient C module) against real vsrhost clusters.
 --
--- Starts a 1-replica and a 3-replica cluster on loopback (ports 7301-7336,
--- distinct from the other tests), one vsrhost process per replica, drives
+-- Starts a 1-replica and a 3-replica cluster on loopback (ports the kernel
+-- chose, from BUILD/vsr_free_ports, so that concurrent runs never collide),
+-- one vsrhost process per replica, drives
 -- them through the client, kills replicas, and stops every process it
 -- started in teardown, whether the tests passed or not. Waits are polls of
 -- an observable event (a status answer, a process gone) against a deadline.
@@ -37,18 +38,28 @@ local function alive(pid)
 	return os.execute(("kill -0 %d 2>/dev/null"):format(pid)) == true
 end
 
--- A cluster of n replicas with replica ports base+i and client ports base+10+i.
-local function make_cluster(name, n, base)
+-- n distinct free loopback ports, chosen by the kernel (bind to port 0).
+local function free_ports(n)
+	local out = sh(("%s/vsr_free_ports %d"):format(build, n))
+	local ports = {}
+	for p in out:gmatch("%d+") do ports[#ports + 1] = tonumber(p) end
+	assert(#ports == n, "vsr_free_ports gave no ports (build it: it is in " .. build .. ")")
+	return ports
+end
+
+-- A cluster of n replicas on 2n free ports; its cluster id from the first.
+local function make_cluster(name, n)
 	local dir = sh("mktemp -d /tmp/vsr-client-spec-" .. name .. "-XXXXXX"):gsub("%s+$", "")
+	local ports = free_ports(2 * n)
 	local replicas, clients = {}, {}
 	for i = 1, n do
-		replicas[i] = ('"127.0.0.1:%d"'):format(base + i - 1)
-		clients[i] = ('"127.0.0.1:%d"'):format(base + 10 + i - 1)
+		replicas[i] = ('"127.0.0.1:%d"'):format(ports[i])
+		clients[i] = ('"127.0.0.1:%d"'):format(ports[n + i])
 	end
 	local config = dir .. "/cluster.lua"
 	local f = assert(io.open(config, "w"))
 	f:write(("return {\n  cluster = %d,\n  replicas = { %s },\n  clients = { %s },\n")
-		:format(base, table.concat(replicas, ", "), table.concat(clients, ", ")))
+		:format(ports[1], table.concat(replicas, ", "), table.concat(clients, ", ")))
 	f:write(('  statemachine = "%s/statemachines/kv.lua",\n'):format(root))
 	f:write(('  data_dir = "%s/data",\n  durability = "memory",\n  log_level = "info",\n}\n')
 		:format(dir))
@@ -123,7 +134,9 @@ end
 
 describe("vsr.client", function()
 	it("reports failed, never unknown, when no replica can be reached", function()
-		local c = assert(client.connect({ cluster = 1, addresses = { "127.0.0.1:7399" } },
+		-- A port nothing listens on: free a moment ago, and nothing here binds it.
+		local nobody = ("127.0.0.1:%d"):format(free_ports(1)[1])
+		local c = assert(client.connect({ cluster = 1, addresses = { nobody } },
 			{ attempt_ms = 100, call_ms = 300 }))
 		local reply, err, outcome = c:put("k", "v")
 		assert.is_nil(reply)
@@ -149,7 +162,7 @@ describe("vsr.client on a 1-replica cluster", function()
 
 	setup(function()
 		check_prerequisites()
-		cl = make_cluster("one", 1, 7301)
+		cl = make_cluster("one", 1)
 		start_replica(cl, 0)
 		c = assert(client.connect(cl.config, { attempt_ms = 500, call_ms = 5000 }))
 		local st = wait_status(cl, c, normal_with_primary(1))
@@ -270,7 +283,7 @@ describe("vsr.client on a 3-replica cluster", function()
 
 	setup(function()
 		check_prerequisites()
-		cl = make_cluster("three", 3, 7321)
+		cl = make_cluster("three", 3)
 		for i = 0, 2 do start_replica(cl, i) end
 		c = assert(client.connect(cl.config, { attempt_ms = 500, call_ms = 10000 }))
 		local st = wait_status(cl, c, normal_with_primary(3))

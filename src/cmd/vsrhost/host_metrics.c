@@ -78,6 +78,12 @@ static void histogram(render *r, const char *name, const char *help, const host_
 			     h->count);
 }
 
+/* Every status has a label and a counter: a status added to the core
+ * without one here would be counted and never shown. */
+_Static_assert(sizeof ((host_metrics *)0)->replies / sizeof ((host_metrics *)0)->replies[0] ==
+		       VSR_REPLY_SCRIPT_ERROR + 1,
+	       "host_metrics.replies has one counter per reply status");
+
 static const char *reply_status_label(unsigned s)
 {
 	switch (s) {
@@ -87,6 +93,8 @@ static const char *reply_status_label(unsigned s)
 	case VSR_REPLY_NOT_PRIMARY: return "not_primary";
 	case VSR_REPLY_BUSY: return "busy";
 	case VSR_REPLY_REJECTED: return "rejected";
+	case VSR_REPLY_HISTORY: return "history";
+	case VSR_REPLY_SCRIPT_ERROR: return "script_error";
 	default: return NULL;
 	}
 }

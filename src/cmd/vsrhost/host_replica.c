@@ -19,6 +19,7 @@
 #include "host.h"
 #include "host_log.h"
 #include "host_metrics.h"
+#include "host_verify.h"
 #include "host_watchdog.h"
 
 #include <assert.h>
@@ -726,7 +727,16 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	int rc;
 	char dir[4096];
 	snprintf(dir, sizeof dir, "%s/replica-%u", cfg->data_dir, h.replica + 1u);
+	/* vsr.store's LMDB environment sits next to the log and holds the
+	 * checkpoints. LMDB keeps no checksums: storage asks host_check_store
+	 * to read it all before trusting it (a damaged store resets the whole
+	 * directory, as a damaged log does). */
+	char store_dir[4200];
+	snprintf(store_dir, sizeof store_dir, "%s/store", dir);
+	bool durable_mode = cfg->durability != VSRH_DURABILITY_MEMORY;
 	vsr_storage_options so = {
+		.check = host_check_store,
+		.check_arg = store_dir,
 		.loop = h.loop,
 		.kind = cfg->durability == VSRH_DURABILITY_MEMORY ? VSR_STORAGE_MEMORY
 								  : VSR_STORAGE_DURABLE,
@@ -763,12 +773,8 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 			  dir, durable->superblock.view, durable->superblock.checkpoint_op,
 			  durable->entry_count);
 	}
-	/* The state machine; vsr.store's LMDB environment sits next to the log
-	 * and holds the checkpoints. It starts empty unless storage brought back
+	/* The state machine. vsr.store starts empty unless storage brought back
 	 * a disk (in memory mode it is never synced and always starts empty). */
-	char store_dir[4200];
-	snprintf(store_dir, sizeof store_dir, "%s/store", dir);
-	bool durable_mode = cfg->durability != VSRH_DURABILITY_MEMORY;
 	bool store_fresh = durable == NULL || durable->superblock.history == 0 || !durable_mode;
 	rc = vsrh_sm_create_at(&h.sm, cfg, store_dir, durable_mode, store_fresh, err, sizeof err);
 	if (rc != VSR_OK) {
