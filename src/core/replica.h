@@ -260,6 +260,7 @@ struct vsr_replica {
 	uint64_t read_acked[VSR_REPLICAS_MAX]; /* primary: highest round each echoed, this view */
 	uint64_t lease_until;             /* primary: tick its lease ends (0: none) */
 	uint64_t read_round_seen;         /* backup: highest round from the primary, this view */
+	uint64_t echo_sent_round;         /* backup: highest round echoed, this view */
 	uint64_t primary_heard_at;        /* backup: tick the primary was last heard */
 
 	/* view change */
