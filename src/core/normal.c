@@ -81,6 +81,9 @@ void normal_become_primary(vsr_replica *r)
 	r->amnesia = false;
 	primary_drop_pipeline(r);
 	memset(r->acked, 0, sizeof r->acked);
+	memset(r->dv_peer_op, 0, sizeof r->dv_peer_op);
+	memset(r->dv_peer_told, 0, sizeof r->dv_peer_told);
+	r->dv_certified = (vsr_checkpoint){0};
 	memset(r->read_acked, 0, sizeof r->read_acked);
 	r->read_round_done = r->read_round; /* no round in flight in this view */
 	r->lease_until = 0;
@@ -553,6 +556,7 @@ void normal_send_ack(vsr_replica *r)
 	out->op = op;
 	out->commit = r->commit;
 	out->checksum = log_checksum_at(&r->log, op);
+	dv_fill_ack(r, out);
 	out->nonce = r->read_round_seen; /* the read round we back */
 	r->echo_sent_round = r->read_round_seen;
 	r->ack_sent_view = r->view;
@@ -580,7 +584,7 @@ void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 	/* The backup is in our view and hears us: check-quorum counts it. */
 	r->heard_at[m->replica] = r->now;
 	read_on_ack(r, m->replica, m->nonce);
-	if (r->suspecting && heard_count(r) >= r->quorum) {
+	if (r->suspecting && heard_count(r) >= r->quorum && !dv_must_abdicate(r)) {
 		/* We abdicated, but a quorum answers again before any view
 		 * change took us away (both backups stalled in one long step,
 		 * a checkpoint at the same op): take the view back. Abdication
@@ -597,6 +601,7 @@ void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 	}
 	if (m->op > r->acked[m->replica]) r->acked[m->replica] = m->op;
 	r->view_change_attempt = 0; /* the view works */
+	dv_on_prepare_ok(r, m);
 	normal_try_commit(r);
 }
 
@@ -635,6 +640,8 @@ void normal_on_commit(vsr_replica *r, const vsr_message *m)
 	if (!backup_accepts_primary_message(r, m)) return;
 	if (m->commit > r->log.head) st_request_repair(r);
 	normal_advance_commit(r, m->commit < r->log.head ? m->commit : r->log.head);
+	dv_on_commit(r, m);
+	if (r->status != VSR_STATUS_NORMAL) return; /* a divergence repair began */
 	/* Every heartbeat gets an ack: acks can be lost while the primary has
 	 * not committed what we hold, and an idle primary's check-quorum needs
 	 * to hear its backups. */
@@ -724,7 +731,8 @@ void normal_on_tick(vsr_replica *r)
 		if (r->start_view_pending) {
 			/* Our own disk holds the view back, not the backups. */
 			for (uint8_t i = 0; i < r->n; i++) r->heard_at[i] = r->now;
-		} else if (heard_count(r) < r->quorum && !BUG(r, VSR_BUG_NO_ABDICATION)) {
+		} else if ((heard_count(r) < r->quorum && !BUG(r, VSR_BUG_NO_ABDICATION)) ||
+			   dv_must_abdicate(r)) {
 			/* Abdication (finding 5): no quorum heard us for a while, so
 			 * nothing can commit, while backups that still receive our
 			 * PREPAREs and COMMITs would stay loyal forever. Fall silent,
@@ -744,6 +752,7 @@ void normal_on_tick(vsr_replica *r)
 				m.commit = r->commit;
 				m.op = r->log.head;
 				m.checksum = log_checksum_at(&r->log, r->commit);
+				dv_fill_commit(r, &m);
 				m.nonce = read_heartbeat_round(r);
 				emit_broadcast(r, &m);
 			}

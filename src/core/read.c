@@ -63,7 +63,7 @@ static bool primary_serving(const vsr_replica *r)
 	if (BUG(r, VSR_BUG_READ_NO_ROUND))
 		return r->status == VSR_STATUS_NORMAL && is_primary(r) && !r->start_view_pending;
 	return r->status == VSR_STATUS_NORMAL && is_primary(r) && !r->start_view_pending &&
-	       !r->suspecting;
+	       !r->suspecting && !r->diverged;
 }
 
 static vsr_message *read_reply(vsr_replica *r, uint64_t conn, const vsr_message *m)
@@ -116,7 +116,8 @@ void read_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 	if (m->read_mode == VSR_READ_STALE) {
 		/* Any replica with a history: its executed state is a prefix of
 		 * the committed history (executed <= commit, I1). */
-		if (r->history == 0 || r->amnesia) {
+		/* Nor a state known to differ from a quorum's (divergence.c). */
+		if (r->history == 0 || r->amnesia || r->diverged) {
 			read_refuse(r, conn, m, VSR_REPLY_NOT_PRIMARY);
 			return;
 		}

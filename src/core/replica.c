@@ -116,6 +116,8 @@ void set_status(vsr_replica *r, uint8_t status)
 		assert(!"unknown status");
 	}
 	r->status = status;
+	/* A divergence repair is one stretch of state transfer (divergence.c). */
+	if (status != VSR_STATUS_STATE_TRANSFER) r->dv_repairing = false;
 	/* A suspicion belongs to one normal stretch of one view. */
 	vc_suspicion_clear(r);
 }

@@ -286,6 +286,19 @@ struct vsr_replica {
 	uint64_t heard_at[VSR_REPLICAS_MAX];  /* primary: tick of each backup's last PREPARE_OK in this view */
 	uint32_t vc_shift;                /* backoff shift of the current view change's timeout */
 
+	/* Divergence detection (divergence.c, docs/protocol.md): the latest
+	 * checkpoint each replica reported in its PREPARE_OK (primary), the
+	 * latest checkpoint a quorum agreed on with us (primary: sent in
+	 * COMMIT), and whether our own state is known to differ from a
+	 * quorum's. */
+	uint64_t dv_peer_op[VSR_REPLICAS_MAX];
+	uint64_t dv_peer_digest[VSR_REPLICAS_MAX];
+	uint64_t dv_peer_told[VSR_REPLICAS_MAX]; /* checkpoint op last told to each (+1; 0 none) */
+	vsr_checkpoint dv_certified;
+	bool diverged;
+	bool dv_repairing;                /* fetching the certified checkpoint */
+	vsr_divergence dv_last;           /* the latest detection, for the host */
+
 	/* backup: the last ack sent, to avoid resending */
 	uint64_t ack_sent_op;
 	uint64_t ack_sent_view;
@@ -473,8 +486,24 @@ void checkpoint_take(vsr_replica *r);
 /* Restart: adopts the state machine's own checkpoint (at or above the
  * superblock's); returns VSR_OK or an error. */
 int checkpoint_open(vsr_replica *r, const vsr_superblock *sb);
+/* Starts fetching checkpoint cp (status state_transfer). */
+void st_fetch_checkpoint(vsr_replica *r, const vsr_checkpoint *cp);
 /* Drops a checkpoint fetch (its bitmaps). */
 void checkpoint_fetch_stop(vsr_replica *r);
+
+/* divergence.c */
+/* Fills the divergence fields of an outgoing PREPARE_OK or COMMIT. */
+void dv_fill_ack(const vsr_replica *r, vsr_message *m);
+void dv_fill_commit(const vsr_replica *r, vsr_message *m);
+/* Primary: a matching PREPARE_OK from a backup of our view. */
+void dv_on_prepare_ok(vsr_replica *r, const vsr_message *m);
+/* Backup: a COMMIT of our view's primary. */
+void dv_on_commit(vsr_replica *r, const vsr_message *m);
+/* Primary: whether it must abdicate (its state differs from a quorum's). */
+bool dv_must_abdicate(const vsr_replica *r);
+/* State transfer: the fetched certified checkpoint was installed; the log
+ * is kept and re-executed above it. */
+void dv_repaired(vsr_replica *r);
 
 /* recovery.c */
 void rec_on_recovery(vsr_replica *r, const vsr_message *m);

@@ -85,9 +85,11 @@ static int alloc_charge_string(vsrh_box *b, size_t nsize)
 	return vsrh_gas_try(b, vsrh_gas_bytes(nsize));
 }
 
-void *vsrh_box_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+/* Everything but the two common cases (vsrh_box_alloc), out of line so
+ * that those run without saving registers or calling anything. */
+static __attribute__((noinline)) void *box_alloc_slow(vsrh_box *b, void *ptr, size_t osize,
+						       size_t nsize)
 {
-	vsrh_box *b = ud;
 	size_t old = ptr ? osize : 0;
 	if (nsize == 0) {
 		if (ptr) {
@@ -128,6 +130,36 @@ void *vsrh_box_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 	}
 	b->mem_used = b->mem_used - old + nsize;
 	return p;
+}
+
+void *vsrh_box_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+	vsrh_box *b = ud;
+	if (ptr == NULL) {
+		/* a new small block from its free list, when no budget or cap
+		 * could refuse it: not over the cap, not a long string */
+		size_t c = size_class(nsize);
+		void *p;
+		if (nsize != 0 && c <= VSRH_BOX_CLASSES && (p = b->free_list[c]) != NULL &&
+		    b->fatal == VSRH_FATAL_NONE && b->mem_used + nsize <= b->mem_max &&
+		    (osize != LUA_TSTRING || nsize <= BOX_LONG_STRING_ALLOC)) {
+			b->free_list[c] = *(void **)p;
+			b->free_count[c]--;
+			b->mem_used += nsize;
+			return p;
+		}
+	} else if (nsize == 0) {
+		/* a small block back to its free list */
+		size_t c = size_class(osize);
+		if (c <= VSRH_BOX_CLASSES && b->free_count[c] < VSRH_BOX_FREE_MAX) {
+			b->mem_used -= osize;
+			*(void **)ptr = b->free_list[c];
+			b->free_list[c] = ptr;
+			b->free_count[c]++;
+			return NULL;
+		}
+	}
+	return box_alloc_slow(b, ptr, osize, nsize);
 }
 
 /* ---------------------------------------------------------------- gas */

@@ -137,6 +137,9 @@ typedef struct sim_sm {
 /* Run settings the state machine needs (sim_cluster.c). */
 uint32_t sim_state_pad(const struct sim *s);       /* snapshot padding bytes */
 bool sim_restore_fails(struct sim *s, uint8_t r);  /* draw a failing restore */
+/* --plant-divergence: true once, when replica r applies the planted op. */
+bool sim_plant_strikes(struct sim *s, uint8_t r, uint64_t op);
+bool sim_planting(const struct sim *s);
 
 void sim_sm_init(sim_sm *sm, struct sim *sim, uint8_t replica);
 /* The machine the core sees; its checkpoints live in `ck` (on the disk). */
@@ -277,6 +280,12 @@ typedef struct sim_options {
 	bool ack_crashes;         /* crashes aimed right after a PREPARE_OK */
 	bool fresh_restarts;      /* operator formats the whole cluster anew */
 	bool single_amnesia;      /* wipes also with one replica */
+	/* A planted state machine bug (issue 9): one replica, drawn per seed,
+	 * computes a different state at one op drawn per seed (its reply is
+	 * unchanged). Runtime divergence detection must find and repair it:
+	 * check 12.9 (equal op, equal state) is then left to settling, which
+	 * demands equal digests and no replica left diverged. */
+	bool plant_divergence;
 	bool live_during_faults;  /* requests complete while a majority is up
 				   * and connected (live_window ticks) */
 	uint64_t live_window;
@@ -312,6 +321,11 @@ typedef struct sim_stats {
 	uint64_t long_steps;        /* stalled steps */
 	uint64_t restore_failures;  /* restores made to fail */
 	uint64_t big_replies;       /* oversized replies produced */
+	uint64_t planted;           /* --plant-divergence: runs where the bug struck */
+	uint64_t divergences;       /* the cores' own counters (vsr_replica_stats) */
+	uint64_t divergence_repairs;
+	uint64_t divergent_peers;
+	uint64_t divergence_abdications;
 	uint64_t reads[VSR_READ_MODE_COUNT]; /* queries answered, by mode answered in */
 	uint64_t reads_checked;     /* answers that reached their client and were checked */
 } sim_stats;

@@ -167,6 +167,11 @@ struct sim {
 	 * connections. */
 	uint32_t era;
 	sim_ghost g;
+	/* --plant-divergence: which replica and op (drawn from their own
+	 * stream), and whether it struck */
+	uint8_t plant_replica;
+	uint64_t plant_op;
+	bool planted;
 	/* The cluster's history: the fault model never loses every replica's
 	 * state, so exactly one genesis happens in a run. */
 	uint64_t history;
@@ -214,6 +219,19 @@ uint64_t sim_now(const struct sim *s) { return s->now; }
 const sim_storage *sim_storage_of(const struct sim *s, uint8_t r) { return &s->r[r].st; }
 bool sim_direct_checks(const struct sim *s) { return !s->opt.consequences_only; }
 uint32_t sim_state_pad(const struct sim *s) { return s->f.state_pad; }
+
+bool sim_planting(const struct sim *s) { return s->opt.plant_divergence; }
+
+bool sim_plant_strikes(struct sim *s, uint8_t r, uint64_t op)
+{
+	if (!s->opt.plant_divergence || s->planted || r != s->plant_replica || op != s->plant_op)
+		return false;
+	s->planted = true;
+	s->stats.planted = 1;
+	tracef(s, "r%u   state machine DIVERGES at op %llu (planted)", r,
+	       (unsigned long long)op);
+	return true;
+}
 
 bool sim_restore_fails(struct sim *s, uint8_t r)
 {
@@ -814,6 +832,10 @@ static void harvest_stats(struct sim *s, const vsr_replica *core)
 	s->stats.checkpoints += st->checkpoints;
 	s->stats.evictions += st->sessions_evicted;
 	s->stats.deduplicated += st->requests_deduplicated;
+	s->stats.divergences += st->divergences;
+	s->stats.divergence_repairs += st->divergence_repairs;
+	s->stats.divergent_peers += st->divergent_peers;
+	s->stats.divergence_abdications += st->divergence_abdications;
 	for (int g = 0; g < VSR_GUARD_COUNT; g++)
 		s->stats.guards[g] += st->guards[g];
 }
@@ -1470,6 +1492,13 @@ static void config_resolve(struct sim *s)
 		c->pipeline_max = pipe;
 		c->batch_requests_max = batch;
 		c->checkpoint_interval = ci;
+		if (r == 0 && s->opt.plant_divergence) {
+			/* Its own stream: the rest of the run draws as without it. */
+			sim_rng pr;
+			sim_rng_seed(&pr, s->opt.seed ^ 0xD1CE5EEDull);
+			s->plant_replica = (uint8_t)sim_rng_below(&pr, s->n);
+			s->plant_op = 1 + sim_rng_below(&pr, 2 * (uint64_t)ci);
+		}
 		c->log_max = log_max;
 		c->message_entries_max = 2 * pipe > 16 ? 2 * pipe : 16;
 		c->clients_max = clients_max;
@@ -1670,6 +1699,16 @@ static void heal_all(struct sim *s)
 	}
 }
 
+/* A planted divergence is found at the first checkpoint after it: a run
+ * that ends before one leaves it undetectable by design (docs/protocol.md). */
+static bool plant_undetectable(const struct sim *s, uint64_t commit)
+{
+	if (!s->opt.plant_divergence || !s->planted) return false;
+	uint64_t ci = s->r[0].cfg.checkpoint_interval;
+	uint64_t first = (s->plant_op + ci - 1) / ci * ci;
+	return commit < first;
+}
+
 /* Liveness (12.11): everything settled once faults stopped. */
 static bool settled(const struct sim *s)
 {
@@ -1685,7 +1724,9 @@ static bool settled(const struct sim *s)
 			return false;
 		if (nr->info.view != a->view || nr->info.commit != a->commit ||
 		    nr->info.executed != nr->info.commit ||
-		    nr->info.op != nr->info.commit || nr->info.digest != a->digest)
+		    nr->info.op != nr->info.commit || vsr_replica_diverged(nr->core, NULL))
+			return false;
+		if (nr->info.digest != a->digest && !plant_undetectable(s, a->commit))
 			return false;
 	}
 	for (uint8_t ci = 0; ci < s->clients_n; ci++)
@@ -1948,6 +1989,14 @@ void sim_run(const sim_options *opt, sim_result *res)
 		if (s->r[r].core)
 			harvest_stats(s, s->r[r].core);
 	res->stats = s->stats;
+	if (res->ok && !opt->plant_divergence && s->stats.divergences) {
+		/* Detection must not cry wolf: without a planted bug every
+		 * replica's checkpoints agree. */
+		res->ok = false;
+		snprintf(res->reason, sizeof(res->reason),
+			 "divergence detection (issue 9): %llu divergences reported "
+			 "with no planted bug", (unsigned long long)s->stats.divergences);
+	}
 	if (opt->demo && res->ok) {
 		narrate(s, "settled: all %u replicas are normal in view %llu with "
 			"%llu ops committed", s->n, (unsigned long long)res->final_view,

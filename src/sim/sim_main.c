@@ -43,6 +43,7 @@ static const bug_name bug_names[] = {
 	{"register-last-reply", VSR_BUG_REGISTER_LAST_REPLY},
 	{"no-abdication", VSR_BUG_NO_ABDICATION},
 	{"nonatomic-restore", VSR_BUG_NONATOMIC_RESTORE},
+	{"no-divergence-check", VSR_BUG_NO_DIVERGENCE_CHECK},
 	{"read-no-round", VSR_BUG_READ_NO_ROUND},
 	{"read-before-execute", VSR_BUG_READ_BEFORE_EXECUTE},
 };
@@ -104,6 +105,9 @@ static void usage(FILE *f)
 		"                       --single-amnesia, --restore-fail-ppm 100000\n"
 		"  --classic-faults     all of them off (the fault model before issue 7)\n"
 		"  --all-faults         every mode above (live window 1500)\n"
+		"  --plant-divergence   one replica's state machine computes another\n"
+		"                       state at one op (drawn per seed); runtime\n"
+		"                       divergence detection must find and repair it\n"
 		"  --amnesia-hidden     (teeth) hand a wiped disk to the core as a\n"
 		"                       formatted one instead of amnesia = true\n",
 		SIM_CLIENTS_MAX);
@@ -383,6 +387,8 @@ int main(int argc, char **argv)
 			o.trace_from = x;
 		} else if (!strcmp(a, "--amnesia-hidden")) {
 			o.amnesia_hidden = true;
+		} else if (!strcmp(a, "--plant-divergence")) {
+			o.plant_divergence = true;
 		} else if (!strcmp(a, "--consequences-only")) {
 			o.consequences_only = true;
 		} else if (!strcmp(a, "--no-fork")) {
@@ -566,6 +572,11 @@ int main(int argc, char **argv)
 		cov.long_steps += r.stats.long_steps;
 		cov.restore_failures += r.stats.restore_failures;
 		cov.big_replies += r.stats.big_replies;
+		cov.planted += r.stats.planted;
+		cov.divergences += r.stats.divergences > 0;
+		cov.divergence_repairs += r.stats.divergence_repairs > 0;
+		cov.divergent_peers += r.stats.divergent_peers;
+		cov.divergence_abdications += r.stats.divergence_abdications > 0;
 		for (int m = 0; m < VSR_READ_MODE_COUNT; m++)
 			cov.reads[m] += r.stats.reads[m];
 		cov.reads_checked += r.stats.reads_checked;
@@ -647,6 +658,13 @@ int main(int argc, char **argv)
 	       PRIu64 " oversized replies\n",
 	       cov.oneway_long, cov.stayed_down, cov.long_steps, cov.restore_failures,
 	       cov.big_replies);
+	if (o.plant_divergence)
+		printf("divergence: planted in %" PRIu64 " runs; found in %" PRIu64
+		       " runs, repaired by a checkpoint transfer in %" PRIu64
+		       "; %" PRIu64 " backups told by their primary; a primary in the"
+		       " minority abdicated in %" PRIu64 " runs\n",
+		       cov.planted, cov.divergences, cov.divergence_repairs,
+		       cov.divergent_peers, cov.divergence_abdications);
 	if (o.reads)
 		printf("reads: %" PRIu64 " linearizable, %" PRIu64 " lease, %" PRIu64
 		       " stale answered; %" PRIu64 " checked at their clients\n",

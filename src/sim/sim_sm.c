@@ -107,6 +107,10 @@ static int sm_apply(void *ctx, const vsr_apply_ctx *a, const uint8_t *op,
 	h = sim_hash_u64(h, a->seed);
 	sm->chain = sim_hash_bytes(h, op, op_len);
 	sm->applied++;
+	/* --plant-divergence: a nondeterministic state machine, in a part of
+	 * the state the reply does not show. */
+	if (sm->sim && sim_plant_strikes(sm->sim, sm->replica, a->op))
+		sm->applied += 1000;
 	uint8_t out[16];
 	put_u64(out, *slot);
 	put_u64(out + 8, sm->chain);

@@ -69,19 +69,6 @@ static uint64_t hostile_round(mclient *m, msgpack_sbuffer *sb, const char *when)
  * distinct equal 1 MiB strings in a loop: about 4 s of CPU within the
  * default budget) runs past a watchdog limit lowered to 1 s: the replica
  * executing it logs which operation it was running and exits 70. */
-static bool log_contains(int i, const char *needle)
-{
-	char path[400], line[2048];
-	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
-	FILE *f = fopen(path, "r");
-	bool found = false;
-	while (f != NULL && !found && fgets(line, sizeof line, f) != NULL)
-		found = strstr(line, needle) != NULL;
-	if (f != NULL)
-		fclose(f);
-	return found;
-}
-
 int scenario_watchdog(void)
 {
 	setenv("VSRHOST_WATCHDOG_MS", "1000", 1);
@@ -161,3 +148,112 @@ int scenario_sandbox(void)
 	return 0;
 }
 
+/* The value of one unlabelled metric of replica i, or -1. */
+static double metric_of(int i, const char *name)
+{
+	static char body[1 << 20];
+	uint64_t v;
+	if (http_get(i, "/metrics", body, sizeof body) != 200 || !metric_value(body, name, &v))
+		return -1;
+	return (double)v;
+}
+
+/* divergence: runtime divergence detection on a real cluster. Replica 3 is
+ * misconfigured with an instruction budget 20 times smaller than the
+ * others': deterministic on each replica, but not the same on all, which
+ * no sandbox can prevent. An operation that fits the others' budget and not
+ * its own leaves its state different. At the next checkpoint it must find
+ * that out (log line, metric), repair from the quorum's checkpoint, and the
+ * cluster must keep answering with all three digests equal again. */
+int scenario_divergence(bool primary)
+{
+	g_checkpoint_interval = 16;
+	/* The primary's variant on durable storage (LMDB checkpoints), the
+	 * backup's in memory: both checkpoint installs repair. */
+	if (primary)
+		g_durability = "durable";
+	/* View 0's primary is replica 1. */
+	g_odd_replica = primary ? 0 : 2;
+	g_odd_instructions = 50000;
+	mclient m;
+	msgpack_sbuffer sb;
+	int p = scenario_open("../spec/fixtures/evil.lua", &m, &sb);
+	note("primary is replica %d; replica %d runs with limits.instructions = %u (others: the "
+	     "default 1,000,000)", p + 1, g_odd_replica + 1, g_odd_instructions);
+	if (primary && p != g_odd_replica)
+		fail("replica %d, not the misconfigured replica 1, leads view 0", p + 1);
+	op_code(&sb, "local s = 0 for i = 1, 60000 do s = s + i end "
+		     "vsr.store.put('sum', tostring(s)) return s");
+	mresult r;
+	m.request++;
+	if (!mc_call_number(&m, VSR_REQUEST_OP, m.request, (const uint8_t *)sb.data, sb.size, 300,
+			    &r))
+		fail("no answer to the operation of about 240,000 instructions");
+	note("op %" PRIu64 " (about 240,000 instructions): the primary answered status %u; replica "
+	     "%d refuses it for its budget and holds another state than the others", r.op,
+	     r.status, g_odd_replica + 1);
+	uint64_t last = r.op;
+	uint64_t t0 = now_ms();
+	for (int k = 0; k < 40; k++) {
+		op_code(&sb, "return 40 + 2");
+		mresult ok;
+		mc_op(&m, &sb, &ok, "a plain operation");
+		last = ok.op;
+	}
+	note("40 plain operations past the next checkpoint (interval %u), last at op %" PRIu64,
+	     g_checkpoint_interval, last);
+	int odd = g_odd_replica;
+	uint64_t deadline = now_ms() + CATCHUP_MS;
+	while (!(log_contains(odd, "divergence: this replica's state differs") &&
+		 log_contains(odd, "divergence: repaired"))) {
+		check_alive();
+		if (now_ms() > deadline)
+			fail("replica %d did not log a divergence found and repaired", odd + 1);
+		poll(NULL, 0, 20); /* next look at the log */
+	}
+	note("replica %d logged the divergence and its repair %" PRIu64 " ms after the plain "
+	     "operations began", odd + 1, now_ms() - t0);
+	double found = metric_of(odd, "vsr_divergences_total");
+	double repaired = metric_of(odd, "vsr_divergence_repairs_total");
+	double diverged = metric_of(odd, "vsr_diverged");
+	if (found < 1 || repaired < 1 || diverged != 0)
+		fail("replica %d metrics: vsr_divergences_total %g, vsr_divergence_repairs_total %g, "
+		     "vsr_diverged %g", odd + 1, found, repaired, diverged);
+	for (int i = 0; i < N; i++)
+		if (i != odd && metric_of(i, "vsr_divergences_total") != 0)
+			fail("replica %d counted a divergence of its own", i + 1);
+	note("replica %d metrics: vsr_divergences_total %g, vsr_divergence_repairs_total %g, "
+	     "vsr_diverged %g; the others count none", odd + 1, found, repaired, diverged);
+	for (int k = 0; k < 10; k++) {
+		op_code(&sb, "return 40 + 2");
+		mresult ok;
+		mc_op(&m, &sb, &ok, "a plain operation after the repair");
+		last = ok.op;
+	}
+	if (primary) {
+		int q = wait_primary(STARTUP_MS, "after the abdication");
+		if (q == odd)
+			fail("the diverged replica %d leads again", odd + 1);
+		if (!log_contains(odd, "this primary abdicates"))
+			fail("replica %d did not log its abdication", odd + 1);
+		note("replica %d abdicated; replica %d leads", odd + 1, q + 1);
+	}
+	op_code(&sb, "return vsr.store.get('sum')");
+	mc_op(&m, &sb, &r, "reading the sum");
+	if (r.status != VSR_REPLY_OK || r.body_len == 0)
+		fail("the sum written by the quorum is not readable (status %u)", r.status);
+	wait_converged(last, CATCHUP_MS, "after the repair");
+	note("the cluster kept answering; all three replicas executed op %" PRIu64
+	     " with equal digests", last);
+	if (primary) {
+		/* The repair is durable: restarted, it comes back from the
+		 * quorum's checkpoint, not its own. */
+		kill_replica(odd);
+		start_replica(odd);
+		wait_ports(odd);
+		wait_converged(last, CATCHUP_MS, "the repaired replica restarted");
+		note("replica %d restarted from its disk and agrees", odd + 1);
+	}
+	scenario_close(&m, &sb);
+	return 0;
+}

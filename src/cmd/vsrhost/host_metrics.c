@@ -135,6 +135,16 @@ static void render_core(render *r, const vsr_replica *core)
 		st->sessions_evicted);
 	counter(r, "vsr_state_transfers_total", "state transfers started", st->state_transfers);
 	counter(r, "vsr_checkpoints_total", "checkpoints taken or installed", st->checkpoints);
+	counter(r, "vsr_divergences_total",
+		"times this replica's state was found to differ from a quorum's at a checkpoint",
+		st->divergences);
+	counter(r, "vsr_divergence_repairs_total",
+		"certified checkpoints installed over a diverged state", st->divergence_repairs);
+	counter(r, "vsr_divergent_peers_total",
+		"backups this primary told that their state differs from the quorum's",
+		st->divergent_peers);
+	gauge(r, "vsr_diverged", "1 while this replica's state is known to differ from a quorum's",
+	      vsr_replica_diverged(core, NULL));
 	family(r, "vsr_reads_total", "counter",
 	       "queries answered outside the log, by the read mode they were answered in");
 	for (unsigned m = 0; m < VSR_READ_MODE_COUNT; m++) {
