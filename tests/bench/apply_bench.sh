@@ -45,17 +45,34 @@ done
 
 [ "${CALLGRIND:-1}" = 0 ] && exit 0
 command -v valgrind >/dev/null || { echo "valgrind not installed: no instruction counts"; exit 0; }
-collected() { # build op n
-	valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
-		"$1/vsrh_bench" --only "$2" --ops "$3" --repeat 1 --no-calibration 2>&1 |
-		awk '/Collected/ { print $NF }'
+# Lua seeds its string hash from the clock, which moves the counts by 1-2%
+# from run to run; with the clock frozen (faketime) they repeat exactly.
+frozen() {
+	if command -v faketime >/dev/null; then faketime -f '2026-01-01 00:00:00' "$@"; else "$@"; fi
+}
+collected() { # build op n: callgrind's total, or nothing when the run failed
+	for try in 1 2; do
+		frozen valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
+			"$1/vsrh_bench" --only "$2" --ops "$3" --repeat 1 --no-calibration \
+			>"$work/cg.log" 2>&1 || true
+		if grep -q "kv .* $3 ops in" "$work/cg.log" && ! grep -q ERRORS "$work/cg.log"; then
+			awk '/Collected/ { print $NF }' "$work/cg.log"
+			return
+		fi
+		echo "apply_bench: $1/vsrh_bench --only $2 --ops $3 failed (try $try):" >&2
+		tail -3 "$work/cg.log" >&2
+	done
 }
 echo "x86 instructions per operation (callgrind, ($n2 - $n1 ops) difference):"
 for b in $builds; do
 	for op in put get query; do
 		a=$(collected "$b" "$op" "$n1")
 		z=$(collected "$b" "$op" "$n2")
-		printf '  %-28s kv %-6s %s\n' "$b:" "$op" "$(( (z - a) / (n2 - n1) ))"
+		if [ -n "$a" ] && [ -n "$z" ]; then
+			printf '  %-28s kv %-6s %s\n' "$b:" "$op" "$(( (z - a) / (n2 - n1) ))"
+		else
+			printf '  %-28s kv %-6s (a run failed)\n' "$b:" "$op"
+		fi
 	done
 done
 
