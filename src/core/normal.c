@@ -81,7 +81,8 @@ void normal_become_primary(vsr_replica *r)
 	r->amnesia = false;
 	primary_drop_pipeline(r);
 	memset(r->acked, 0, sizeof r->acked);
-	memset(r->dv_peer_op, 0, sizeof r->dv_peer_op);
+	/* The checkpoints replicas reported stay: each is a fact about a
+	 * checkpoint, whatever the view (a newer report replaces it). */
 	memset(r->dv_peer_told, 0, sizeof r->dv_peer_told);
 	r->dv_certified = (vsr_checkpoint){0};
 	memset(r->read_acked, 0, sizeof r->read_acked);

@@ -504,6 +504,9 @@ bool dv_must_abdicate(const vsr_replica *r);
 /* State transfer: the fetched certified checkpoint was installed; the log
  * is kept and re-executed above it. */
 void dv_repaired(vsr_replica *r);
+/* The repair's fetch or install failed: back to a normal backup, still
+ * diverged (the next certification tries again). */
+void dv_repair_failed(vsr_replica *r);
 
 /* recovery.c */
 void rec_on_recovery(vsr_replica *r, const vsr_message *m);

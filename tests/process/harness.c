@@ -957,6 +957,11 @@ void scenario_close(mclient *m, msgpack_sbuffer *sb)
 	msgpack_sbuffer_destroy(sb);
 	mc_free(m);
 	stop_all();
+	/* Divergence detection must not cry wolf: only a scenario that
+	 * misconfigures a replica on purpose may see it. */
+	for (int i = 0; i < N && g_odd_replica < 0; i++)
+		if (log_contains(i, "divergence: "))
+			fail("replica %d reported a divergence in a cluster of equal replicas", i + 1);
 }
 
 /* Runs vsrctl with `args` (NULL-terminated) and captures its stdout.

@@ -255,7 +255,7 @@ int scenario_client_cut(void)
 
 /* Sends one QUERY in read mode `mode` to replica i only and waits up to
  * wait_ms for its answer. Returns false when none came. */
-static bool mc_query_at(mclient *m, int i, uint8_t mode, uint64_t number,
+bool mc_query_at(mclient *m, int i, uint8_t mode, uint64_t number,
 			const msgpack_sbuffer *op, uint32_t wait_ms, mresult *out,
 			uint8_t *mode_out)
 {

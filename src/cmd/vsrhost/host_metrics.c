@@ -8,6 +8,7 @@
  * Names start with vsr_ and every sample carries the replica's index, so a
  * dashboard can put the replicas of a cluster side by side. */
 #include "host_metrics.h"
+#include "host_watchdog.h"
 
 #include <inttypes.h>
 #include <stdbool.h>
@@ -263,6 +264,9 @@ static void render_host(render *r, const host_metrics *m)
 		sample(r, "vsr_replies_total", l, m->replies[s]);
 	}
 	counter(r, "vsr_slow_steps_total", "core steps that took 50 ms or more", m->slow_steps);
+	counter(r, "vsr_watchdog_long_steps_total",
+		"steps that ran past the watchdog's limit doing metered state-machine work "
+		"(let finish: the budget ends them)", host_watchdog_long_steps());
 	counter(r, "vsr_storage_backpressure_pauses_total",
 		"times reading paused while persists drained", m->storage_pauses);
 	histogram(r, "vsr_step_duration_seconds", "one core step with its actions", &m->step);
