@@ -572,7 +572,7 @@ void vsr_replica_step(vsr_replica *r, const vsr_event *ev, vsr_actions *out)
 	}
 	if (r->status == VSR_STATUS_NORMAL && is_primary(r) && !ev->more) normal_flush_queue(r);
 	/* Last: a query answered now sees everything this step executed. */
-	if (r->status == VSR_STATUS_NORMAL && is_primary(r)) read_flush(r);
+	if (r->status == VSR_STATUS_NORMAL && is_primary(r)) read_flush(r, ev->more);
 
 #ifdef VSR_INVARIANTS
 	const char *why = vsr_replica_check(r);

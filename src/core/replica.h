@@ -164,6 +164,9 @@ typedef struct pipeline_slot {
 	pipeline_request *requests;
 } pipeline_slot;
 
+/* Send times kept for the latest read rounds (leases), a power of two. */
+#define VSR_READ_ROUND_SLOTS 8u
+
 /* A QUERY waiting at the primary (read.c). */
 typedef struct pending_read {
 	uint64_t conn;
@@ -251,11 +254,18 @@ struct vsr_replica {
 	uint32_t reads_head, reads_count;
 	uint64_t reads_bytes;
 	uint64_t read_round;              /* primary: the last read round started */
-	uint64_t read_round_sent_at;      /* tick it was started */
+	uint64_t read_round_sent_at[VSR_READ_ROUND_SLOTS]; /* tick each recent round began */
+	uint64_t read_round_slot[VSR_READ_ROUND_SLOTS];    /* the round each slot holds */
 	uint64_t read_round_done;         /* primary: highest round a quorum confirmed */
 	uint64_t read_acked[VSR_REPLICAS_MAX]; /* primary: highest round each echoed, this view */
 	uint64_t lease_until;             /* primary: tick its lease ends (0: none) */
+	uint64_t read_round_wanted;       /* primary: highest round a pending read needs */
+	uint64_t reads_scan_done;         /* read_round_done at the last scan of the reads */
+	uint64_t reads_scan_executed;     /* executed at the last scan */
+	uint64_t reads_lease_until;       /* a pending lease read's lease end (0: none) */
+	bool reads_dirty;                 /* a read arrived that may go at once */
 	uint64_t read_round_seen;         /* backup: highest round from the primary, this view */
+	uint64_t echo_sent_round;         /* backup: highest round echoed, this view */
 	uint64_t primary_heard_at;        /* backup: tick the primary was last heard */
 
 	/* view change */
@@ -422,7 +432,7 @@ void primary_send_prepare(vsr_replica *r, uint64_t op, int to);
 void read_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn);
 /* End of a step at a normal primary: starts a read round when reads wait for
  * one, and answers the reads that are ready. */
-void read_flush(vsr_replica *r);
+void read_flush(vsr_replica *r, bool more);
 /* The primary left its role or its view: every pending read is refused
  * (NOT_PRIMARY), so clients retry at the new primary. */
 void read_fail_all(vsr_replica *r);

@@ -451,7 +451,8 @@ enum vsr_bug {
 	VSR_BUG_NO_ABDICATION = 1u << 16,    /* a primary that hears no quorum keeps its view forever */
 	VSR_BUG_NO_DIVERGENCE_CHECK = 1u << 17, /* checkpoint digests are neither sent nor compared */
 	/* Reads (issue 11). */
-	VSR_BUG_READ_NO_ROUND = 1u << 20,    /* answer a linearizable read without the quorum round */
+	VSR_BUG_READ_NO_ROUND = 1u << 20,    /* answer a linearizable read without the quorum round
+	                                        (nor heed its own abdication) */
 	VSR_BUG_READ_BEFORE_EXECUTE = 1u << 21, /* answer it before the ops prepared at its arrival execute */
 };
 

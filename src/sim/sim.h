@@ -146,6 +146,9 @@ void sim_sm_init(sim_sm *sm, struct sim *sim, uint8_t replica);
 void sim_sm_iface(sim_sm *sm, vsr_snapckpt *ck, vsr_state_machine *out);
 void sim_op_encode(uint8_t out[SIM_OP_BYTES], uint8_t kind, uint8_t key,
 		   uint64_t value);
+/* The read-only query (a GET op): answers the key's value and the state's
+ * chain, 16 bytes, from the state as it is. */
+int sim_sm_query(const sim_sm *sm, const uint8_t *op, size_t op_len, vsr_buf *reply);
 
 /* ------------------------------------------------------------------------ */
 /* Simulated storage (sim_storage.c).                                        */
@@ -223,6 +226,7 @@ typedef struct sim_ghost {
 	sim_vec canon_ts;         /* op -> timestamp of the canonical entry (0: unknown) */
 	uint64_t canon_max;       /* highest op known committed */
 	sim_map digest_at;        /* executed op + 1 -> state digest */
+	sim_map chain_at;         /* executed op + 1 -> the state machine's chain */
 	sim_vec digest_replica;   /* executed op -> replica that set it, + 1 */
 	sim_map view_log;         /* (view, op) -> checksum of view's log at op */
 	sim_map acks;             /* (view, replica) -> highest op acked + 1 */
@@ -285,6 +289,8 @@ typedef struct sim_options {
 	bool live_during_faults;  /* requests complete while a majority is up
 				   * and connected (live_window ticks) */
 	uint64_t live_window;
+	bool reads;               /* clients also send queries of every read mode
+				   * (docs/simulator.md "Reads") */
 	FILE *out;                /* trace and narration */
 } sim_options;
 
@@ -320,6 +326,8 @@ typedef struct sim_stats {
 	uint64_t divergence_repairs;
 	uint64_t divergent_peers;
 	uint64_t divergence_abdications;
+	uint64_t reads[VSR_READ_MODE_COUNT]; /* queries answered, by mode answered in */
+	uint64_t reads_checked;     /* answers that reached their client and were checked */
 } sim_stats;
 
 typedef struct sim_result {

@@ -86,6 +86,13 @@ typedef struct sim_client {
 	uint64_t last_session, last_request, last_reply_op, last_reply_hash;
 	uint8_t last_status;
 	uint32_t session_history; /* the operator era the session belongs to */
+	/* Reads (--reads): the query in flight instead of a request. */
+	bool reading;
+	uint8_t read_mode;     /* asked */
+	uint8_t read_key;
+	uint64_t read_number;  /* queries are numbered apart from requests */
+	uint64_t read_floor;   /* highest op committed anywhere when it was first sent */
+	uint32_t read_era;
 } sim_client;
 
 /* Fault rates of one run, resolved from options and the seed. */
@@ -125,6 +132,10 @@ struct sim {
 	sim_rng amnesia_rng;
 	/* The issue-7 modes draw from a third stream, for the same reason. */
 	sim_rng mode_rng;
+	/* Reads draw from a fourth stream: a run without --reads is the run
+	 * it was before reads existed. */
+	sim_rng read_rng;
+	bool leases;              /* --reads: this seed's replicas hold leases */
 	uint64_t now;
 	uint64_t seq;
 	uint8_t n;
@@ -514,6 +525,26 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 			s->out_client[nout] = true;
 			nout++;
 			break;
+		case VSR_ACTION_QUERY: {
+			if (a->conn == 0 || a->conn > s->clients_n) {
+				sim_fail(s, "replica %u answered a query on unknown connection %llu",
+					 r, (unsigned long long)a->conn);
+				break;
+			}
+			/* The host's part: run the query on the state as it is now. */
+			vsr_buf body = {0};
+			vsr_message m = a->message;
+			m.status = (uint8_t)sim_sm_query(&nr->sm, a->query_op, a->query_op_len, &body);
+			m.body = body.data;
+			m.body_len = (uint32_t)body.len;
+			s->out[nout] = sim_msg_clone(&m);
+			vsr_buf_free(&body);
+			s->out_to[nout] = (uint8_t)(s->n + a->conn - 1);
+			s->out_client[nout] = true;
+			nout++;
+			s->stats.reads[m.read_mode < VSR_READ_MODE_COUNT ? m.read_mode : 0]++;
+			break;
+		}
 		case VSR_ACTION_PERSIST: {
 			uint64_t done = s->now + 1;
 			if (in_fault_phase(s) || s->f.persist_max > 1)
@@ -545,6 +576,11 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 
 	vsr_replica_info after;
 	vsr_replica_info_get(nr->core, &after);
+	/* The state machine's chain at each executed op, for the read checks. */
+	{
+		bool inserted;
+		sim_map_put(&s->g.chain_at, after.executed + 1, nr->sm.chain, &inserted);
+	}
 	for (uint32_t i = 0; i < nout && !s->failed; i++) {
 		if (!s->out_client[i])
 			sim_check_sent(s, &s->g, r, nr->core, &before, &after,
@@ -870,7 +906,14 @@ static void client_send(struct sim *s, uint8_t ci)
 	m.type = VSR_MSG_REQUEST;
 	m.cluster = s->r[0].cfg.cluster;
 	m.view = c->view;
-	if (c->registering) {
+	if (c->reading) {
+		m.request.session = c->session;
+		m.request.request = c->read_number;
+		m.request.kind = VSR_REQUEST_QUERY;
+		m.read_mode = c->read_mode;
+		m.request.op = c->op;
+		m.request.op_len = SIM_OP_BYTES;
+	} else if (c->registering) {
 		m.request.session = 0;
 		m.request.request = c->nonce;
 		m.request.kind = VSR_REQUEST_REGISTER;
@@ -888,7 +931,8 @@ static void client_send(struct sim *s, uint8_t ci)
 	c->retry_at = s->now + base + sim_rng_below(&s->rng, 20);
 	trace_mix(s, 6, ci, c->target, m.request.request);
 	tracef(s, "c%u   -> r%u REQUEST %s view %llu session %llu request %llu "
-	       "(attempt %u)", ci, c->target, c->registering ? "REGISTER" : "OP",
+	       "(attempt %u)", ci, c->target,
+	       c->reading ? vsr_read_mode_name(c->read_mode) : c->registering ? "REGISTER" : "OP",
 	       (unsigned long long)c->view,
 	       (unsigned long long)m.request.session,
 	       (unsigned long long)m.request.request, c->attempts);
@@ -921,7 +965,18 @@ static void client_tick(struct sim *s, uint8_t ci)
 	c->busy = true;
 	c->attempts = 0;
 	c->issued_at = s->now;
-	if (c->session == 0) {
+	c->reading = s->opt.reads && sim_rng_below(&s->read_rng, 3) == 0;
+	if (c->reading) {
+		/* A query of any mode; what every op committed by now must show. */
+		c->read_number++;
+		c->read_mode = (uint8_t)sim_rng_below(&s->read_rng, VSR_READ_MODE_COUNT);
+		c->read_key = (uint8_t)sim_rng_below(&s->read_rng, SIM_SM_KEYS);
+		c->read_floor = s->g.canon_max;
+		c->read_era = s->era;
+		sim_op_encode(c->op, SIM_OP_GET, c->read_key, 0);
+		if (c->read_mode == VSR_READ_STALE)
+			c->target = (uint8_t)sim_rng_below(&s->read_rng, s->n);
+	} else if (c->session == 0) {
 		c->registering = true;
 		c->nonce = sim_rng_next(&s->rng) | 1;
 	} else {
@@ -951,6 +1006,83 @@ static void client_done(struct sim *s, uint8_t ci)
 	c->retry_at = s->now + sim_rng_below(&s->rng, 8);
 }
 
+/* A query's answer (docs/simulator.md "Reads"). Linearizable and lease
+ * answers must reflect every op committed anywhere before the query was
+ * first sent (its floor); every answer must be the state of the canonical
+ * committed history at the op it names. */
+static void client_read_reply(struct sim *s, uint8_t ci, const vsr_message *m)
+{
+	sim_client *c = &s->c[ci];
+	if (!c->busy || !c->reading || m->request.request != c->read_number ||
+	    m->request.session != c->session)
+		return; /* a late answer to an earlier query: harmless */
+	switch (m->status) {
+	case VSR_REPLY_NOT_PRIMARY:
+		if (c->read_mode == VSR_READ_STALE || m->view < c->view) {
+			c->target = (uint8_t)((c->target + 1) % s->n);
+		} else {
+			c->target = vsr_primary_of(m->view, s->n);
+			c->view = m->view;
+		}
+		c->redirected = true;
+		c->retry_at = s->now + 2;
+		return;
+	case VSR_REPLY_BUSY:
+		c->redirected = true;
+		c->retry_at = s->now + 10;
+		return;
+	case VSR_REPLY_OK:
+		break;
+	default:
+		sim_fail(s, "client %u: query answered with status %u", ci, m->status);
+		return;
+	}
+	if (m->body_len != 16) {
+		sim_fail(s, "client %u: query answer of %u bytes", ci, m->body_len);
+		return;
+	}
+	uint64_t value = 0, chain = 0;
+	for (int i = 0; i < 8; i++) {
+		value |= (uint64_t)m->body[i] << (8 * i);
+		chain |= (uint64_t)m->body[8 + i] << (8 * i);
+	}
+	(void)value;
+	bool strong = c->read_mode != VSR_READ_STALE;
+	if (strong && m->read_mode == VSR_READ_STALE) {
+		sim_fail(s, "read: client %u asked a %s read and got a stale one", ci,
+			 vsr_read_mode_name(c->read_mode));
+		return;
+	}
+	if (c->read_era == s->era) {
+		if (strong && m->reply_op < c->read_floor) {
+			sim_fail(s,
+				 "read (%s): replica %u answered client %u at op %llu, but op %llu "
+				 "was committed before the read was sent (tick %llu)",
+				 vsr_read_mode_name(m->read_mode), m->replica, ci,
+				 (unsigned long long)m->reply_op, (unsigned long long)c->read_floor,
+				 (unsigned long long)c->issued_at);
+			return;
+		}
+		const uint64_t *want = sim_map_get(&s->g.chain_at, m->reply_op + 1);
+		if (want == NULL || *want != chain) {
+			sim_fail(s,
+				 "read (%s): replica %u answered client %u with a state at op %llu "
+				 "that is not the committed history's there",
+				 vsr_read_mode_name(m->read_mode), m->replica, ci,
+				 (unsigned long long)m->reply_op);
+			return;
+		}
+	}
+	s->stats.reads_checked++;
+	tracef(s, "c%u   %s read answered at op %llu (floor %llu) after %llu ticks", ci,
+	       vsr_read_mode_name(m->read_mode), (unsigned long long)m->reply_op,
+	       (unsigned long long)c->read_floor, (unsigned long long)(s->now - c->issued_at));
+	c->reading = false;
+	c->busy = false;
+	s->last_completion = s->now;
+	c->retry_at = s->now + sim_rng_below(&s->read_rng, 8);
+}
+
 static void client_receive(struct sim *s, uint8_t ci, const vsr_message *m)
 {
 	sim_client *c = &s->c[ci];
@@ -958,6 +1090,10 @@ static void client_receive(struct sim *s, uint8_t ci, const vsr_message *m)
 		return;
 	if (m->view > c->view)
 		c->view = m->view;
+	if (m->request.kind == VSR_REQUEST_QUERY) {
+		client_read_reply(s, ci, m);
+		return;
+	}
 	/* A late reply to an earlier request must repeat the stored answer. */
 	if (!c->registering && m->request.session == c->last_session &&
 	    m->request.request == c->last_request && c->last_request != 0 &&
@@ -973,7 +1109,7 @@ static void client_receive(struct sim *s, uint8_t ci, const vsr_message *m)
 				 (unsigned long long)m->reply_op);
 		return;
 	}
-	if (!c->busy)
+	if (!c->busy || c->reading)
 		return;
 	bool match = c->registering
 			     ? m->request.request == c->nonce
@@ -1369,6 +1505,11 @@ static void config_resolve(struct sim *s)
 		/* Oversized replies end up in checkpoints: 1 MiB chunks for those. */
 		c->chunk_bytes_max = s->f.big_reply_ppm ? 1u << 20 : 256;
 		c->bugs = s->opt.bugs;
+		if (s->leases) {
+			/* Simulated clocks agree exactly; a bound is still required. */
+			c->lease_drift_ppm = 100000;
+			c->lease_margin_ticks = 1;
+		}
 		c->genesis_history = 1; /* drawn anew for every start: replica_config */
 		const char *why = vsr_config_invalid(c);
 		if (why)
@@ -1730,6 +1871,9 @@ void sim_run(const sim_options *opt, sim_result *res)
 	sim_rng_seed(&s->rng, opt->seed);
 	sim_rng_seed(&s->amnesia_rng, sim_hash_u64(opt->seed, 0x616d6e65736961ull));
 	sim_rng_seed(&s->mode_rng, sim_hash_u64(opt->seed, 0x69737375653737ull));
+	sim_rng_seed(&s->read_rng, sim_hash_u64(opt->seed, 0x7265616473ull));
+	/* With reads, half the seeds run with leases (no clock drift here). */
+	s->leases = opt->reads && sim_rng_below(&s->read_rng, 2) == 0;
 	faults_resolve(s);
 	config_resolve(s);
 	if (opt->trace)

@@ -51,6 +51,10 @@
  *   client-cut      iptables on lo: the C client library cut from the primary
  *                   for 2, 4 and 8 s with a call in flight; time from the heal
  *                   to the call's completion
+ *   read-partition  iptables on lo: every link into the primary cut; a
+ *                   linearizable read there is never answered while the
+ *                   majority elects a primary and commits a new write; a
+ *                   stale read there is, labelled stale, at an older op
  *   The iptables scenarios skip (exit 0, with a note) without iptables; every
  *   rule they add is removed on every exit path.
  *
@@ -80,7 +84,7 @@ static int run_divergence_primary(int trials) { (void)trials; return scenario_di
 #define PLAIN(fn) static int run_##fn(int trials) { (void)trials; return scenario_##fn(); }
 PLAIN(replicate) PLAIN(dedup) PLAIN(history) PLAIN(garbage) PLAIN(sandbox) PLAIN(watchdog)
 PLAIN(quick_restart) PLAIN(supervisor) PLAIN(metrics) PLAIN(pause_backup) PLAIN(one_way_cut)
-PLAIN(client_cut) PLAIN(auth) PLAIN(attacks) PLAIN(corrupt) PLAIN(disk_full)
+PLAIN(client_cut) PLAIN(read_partition) PLAIN(auth) PLAIN(attacks) PLAIN(corrupt) PLAIN(disk_full)
 #undef PLAIN
 
 static const struct {
@@ -94,6 +98,7 @@ static const struct {
 	{"watchdog", run_watchdog}, {"divergence", run_divergence},
 	{"divergence-primary", run_divergence_primary}, {"pause-backup", run_pause_backup},
 	{"one-way-cut", run_one_way_cut}, {"client-cut", run_client_cut},
+	{"read-partition", run_read_partition},
 	{"failover-bench", scenario_failover_bench}, {"crash", scenario_crash},
 	{"corrupt", run_corrupt}, {"disk-full", run_disk_full},
 };

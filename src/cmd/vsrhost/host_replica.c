@@ -112,7 +112,10 @@ static void host_query(host *h, const vsr_action *a)
 {
 	vsr_message m = a->message;
 	h->query_buf.len = 0;
+	/* Lua runs here, after the core's step: watched like a step. */
+	host_watchdog_enter(uv_hrtime(), "query");
 	int st = vsrh_sm_query(h->sm, a->query_op, a->query_op_len, &h->query_buf);
+	host_watchdog_leave();
 	uint32_t max = vsr_reply_bytes_max(&h->core_cfg);
 	if (h->query_buf.len > max) {
 		static const char why[] = "the query's answer exceeds the reply limit";
