@@ -91,6 +91,7 @@ apply-cluster-bench: build
 # alternated in one run (ports 25000-25005).
 read-bench: build
 	tests/bench/read_bench.sh $(BUILD)
+	tests/bench/read_callgrind.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

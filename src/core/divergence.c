@@ -173,6 +173,20 @@ void dv_on_commit(vsr_replica *r, const vsr_message *m)
 	repair_start(r, &cp);
 }
 
+void dv_repair_failed(vsr_replica *r)
+{
+	/* Our log is intact and still our view's (a repair never touches it,
+	 * and a view change would have ended the repair): back to a normal
+	 * backup, still diverged. The next certified checkpoint in a COMMIT
+	 * starts another repair; a view change here would only disturb a
+	 * cluster that works. */
+	r->dv_repairing = false;
+	r->dv_last.repairing = false;
+	checkpoint_fetch_stop(r);
+	r->transfer_retries = 0;
+	normal_become_backup(r);
+}
+
 void dv_repaired(vsr_replica *r)
 {
 	r->dv_repairing = false;

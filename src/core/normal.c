@@ -81,7 +81,8 @@ void normal_become_primary(vsr_replica *r)
 	r->amnesia = false;
 	primary_drop_pipeline(r);
 	memset(r->acked, 0, sizeof r->acked);
-	memset(r->dv_peer_op, 0, sizeof r->dv_peer_op);
+	/* The checkpoints replicas reported stay: each is a fact about a
+	 * checkpoint, whatever the view (a newer report replaces it). */
 	memset(r->dv_peer_told, 0, sizeof r->dv_peer_told);
 	r->dv_certified = (vsr_checkpoint){0};
 	memset(r->read_acked, 0, sizeof r->read_acked);
@@ -116,6 +117,7 @@ void normal_become_backup(vsr_replica *r)
 	r->ack_sent_view = 0;
 	r->ack_sent_op = 0;
 	r->read_round_seen = 0;
+	r->echo_sent_round = 0;
 	r->primary_heard_at = 0;
 }
 
@@ -516,14 +518,33 @@ void normal_on_prepare(vsr_replica *r, const vsr_message *m)
 	normal_send_ack(r);
 }
 
+/* A read round echo that acknowledges nothing (op 0, checksum 0: no real
+ * ack carries checksum 0, an empty log's is the root's): what a normal
+ * backup sends for a new round while its view's log is not durable yet. The
+ * echo needs no disk: it only says "I am in this view now" (docs/protocol.md
+ * "Reads outside the log"), and a view it voted in before is durable, so
+ * neither a crash nor a restart brings it back into an older one. */
+static void send_round_echo(vsr_replica *r)
+{
+	if (r->amnesia || r->read_round_seen <= r->echo_sent_round) return;
+	vsr_message *out = emit_send(r, primary_index(r), VSR_MSG_PREPARE_OK);
+	out->op = 0;
+	out->checksum = 0;
+	out->commit = r->commit;
+	out->nonce = r->read_round_seen;
+	r->echo_sent_round = r->read_round_seen;
+}
+
 void normal_send_ack(vsr_replica *r)
 {
 	if (r->status != VSR_STATUS_NORMAL || is_primary(r)) return;
 	/* Log matching on ack (I5): only what is durable, in a view whose
 	 * superblock is durable, in a log that is this view's log. */
 	if (r->durable_view != r->view ||
-	    (r->durable_log_view != r->view && !BUG(r, VSR_BUG_ACK_EARLY)))
+	    (r->durable_log_view != r->view && !BUG(r, VSR_BUG_ACK_EARLY))) {
+		send_round_echo(r);
 		return;
+	}
 	/* Nor before the superblock says we are a member again (an amnesiac
 	 * restarted from one that does not would be unjoined). */
 	if (!r->durable_joined) return;
@@ -538,6 +559,7 @@ void normal_send_ack(vsr_replica *r)
 	out->checksum = log_checksum_at(&r->log, op);
 	dv_fill_ack(r, out);
 	out->nonce = r->read_round_seen; /* the read round we back */
+	r->echo_sent_round = r->read_round_seen;
 	r->ack_sent_view = r->view;
 	r->ack_sent_op = op;
 }
@@ -572,6 +594,7 @@ void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 		timer_set(r, &r->t_heartbeat, 0, false);
 		timer_set(r, &r->t_prepare_retry, 0, false);
 	}
+	if (m->op == 0 && m->checksum == 0) return; /* a read round echo: acks nothing */
 	if (m->op > r->log.head || !log_matches(&r->log, m->op, m->checksum)) {
 		GUARD(r, VSR_GUARD_PREPARE_OK_MISMATCH);
 		r->stats.messages_dropped++;

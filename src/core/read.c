@@ -166,6 +166,9 @@ void read_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 		/* The next round to start: it begins after this arrival. */
 		p->round = BUG(r, VSR_BUG_READ_NO_ROUND) ? 0 : r->read_round + 1;
 	}
+	if (p->round > r->read_round_wanted) r->read_round_wanted = p->round;
+	/* It may be answerable at once (a lease, or no round needed). */
+	if (p->round <= r->read_round_done) r->reads_dirty = true;
 }
 
 void read_on_ack(vsr_replica *r, uint8_t from, uint64_t round)
@@ -251,6 +254,46 @@ static void read_pop_free(vsr_replica *r, pending_read *p)
 	memset(p, 0, sizeof *p);
 }
 
+/* Answers every pending read that may go now; keeps the others in order. */
+static void read_scan(vsr_replica *r)
+{
+	uint32_t kept = 0;
+	uint32_t cap = r->cfg.request_queue_max;
+	uint64_t wanted = 0, lease_until = 0;
+	for (uint32_t i = 0; i < r->reads_count; i++) {
+		pending_read *p = &r->reads[(r->reads_head + i) % cap];
+		if (p->mode == VSR_READ_LEASE && r->now >= r->lease_until) {
+			/* The lease ran out before it could be answered. */
+			p->mode = VSR_READ_LINEARIZABLE;
+			p->round = r->read_round + 1;
+		}
+		bool confirmed = p->round <= r->read_round_done;
+		bool executed = r->executed >= p->arrival_op ||
+				BUG(r, VSR_BUG_READ_BEFORE_EXECUTE);
+		if (confirmed && executed) {
+			uint8_t *op = p->op;
+			if (op != NULL) scratch_keep(r, op);
+			read_answer(r, p->conn, p->session, p->request, p->mode, op, p->op_len);
+			read_pop_free(r, p);
+			continue;
+		}
+		if (p->round > wanted) wanted = p->round;
+		if (p->mode == VSR_READ_LEASE) lease_until = r->lease_until;
+		if (kept != i) {
+			r->reads[(r->reads_head + kept) % cap] = *p;
+			memset(p, 0, sizeof *p);
+		}
+		kept++;
+	}
+	r->reads_count = kept;
+	if (kept == 0) r->reads_head = 0;
+	r->read_round_wanted = wanted;
+	r->reads_lease_until = lease_until;
+	r->reads_dirty = false;
+	r->reads_scan_done = r->read_round_done;
+	r->reads_scan_executed = r->executed;
+}
+
 void read_flush(vsr_replica *r, bool more)
 {
 	if (r->reads_count == 0 && !read_leases_enabled(r)) return;
@@ -262,38 +305,17 @@ void read_flush(vsr_replica *r, bool more)
 	}
 	for (int pass = 0; pass < 2; pass++) {
 		read_confirm(r);
-		uint32_t kept = 0;
-		bool want_round = false;
-		uint32_t cap = r->cfg.request_queue_max;
-		for (uint32_t i = 0; i < r->reads_count; i++) {
-			pending_read *p = &r->reads[(r->reads_head + i) % cap];
-			if (p->mode == VSR_READ_LEASE && r->now >= r->lease_until) {
-				/* The lease ran out before it could be answered. */
-				p->mode = VSR_READ_LINEARIZABLE;
-				p->round = r->read_round + 1;
-			}
-			bool confirmed = p->round <= r->read_round_done;
-			bool executed = r->executed >= p->arrival_op ||
-					BUG(r, VSR_BUG_READ_BEFORE_EXECUTE);
-			if (confirmed && executed) {
-				uint8_t *op = p->op;
-				if (op != NULL) scratch_keep(r, op);
-				read_answer(r, p->conn, p->session, p->request, p->mode, op, p->op_len);
-				read_pop_free(r, p);
-				continue;
-			}
-			if (p->round > r->read_round) want_round = true;
-			if (kept != i) {
-				r->reads[(r->reads_head + kept) % cap] = *p;
-				memset(p, 0, sizeof *p);
-			}
-			kept++;
-		}
-		r->reads_count = kept;
-		if (kept == 0) r->reads_head = 0;
+		/* The queue is scanned only when something that gates an answer
+		 * moved (a round confirmed, execution advanced, a read that may go
+		 * at once, a lease that may have run out): a burst of reads costs
+		 * one scan, not one per read. */
+		bool lease_ended = r->reads_lease_until != 0 && r->now >= r->reads_lease_until;
+		if (r->reads_dirty || lease_ended || r->read_round_done != r->reads_scan_done ||
+		    r->executed != r->reads_scan_executed)
+			read_scan(r);
 		/* Not while a burst is still arriving (the `more` hint): one
 		 * round then serves all of it. */
-		if (!want_round || more ||
+		if (r->read_round_wanted <= r->read_round || more ||
 		    r->read_round - r->read_round_done >= READ_ROUNDS_IN_FLIGHT_MAX)
 			break;
 		read_start_round(r);
@@ -318,6 +340,9 @@ void read_fail_all(vsr_replica *r)
 	r->reads_count = 0;
 	assert(r->reads_bytes == 0);
 	r->lease_until = 0;
+	r->read_round_wanted = 0;
+	r->reads_lease_until = 0;
+	r->reads_dirty = false;
 }
 
 void read_free(vsr_replica *r)

@@ -677,7 +677,12 @@ const char *vsr_replica_check(const vsr_replica *r)
 		}
 	} else if (r->queue_count != 0) {
 		return "I9: a non-primary holds queued requests";
+	} else if (r->reads_count != 0) {
+		return "I9: a non-primary holds pending reads";
 	}
+	if ((r->reads_count == 0 && r->reads_bytes != 0) ||
+	    r->reads_count > r->cfg.request_queue_max)
+		return "I9: pending reads out of bounds";
 	if ((r->queue_count == 0 && r->queue_bytes != 0) ||
 	    r->queue_bytes > r->cfg.request_queue_bytes_max) {
 		return "I9: queued bytes out of bounds";

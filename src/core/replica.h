@@ -259,7 +259,13 @@ struct vsr_replica {
 	uint64_t read_round_done;         /* primary: highest round a quorum confirmed */
 	uint64_t read_acked[VSR_REPLICAS_MAX]; /* primary: highest round each echoed, this view */
 	uint64_t lease_until;             /* primary: tick its lease ends (0: none) */
+	uint64_t read_round_wanted;       /* primary: highest round a pending read needs */
+	uint64_t reads_scan_done;         /* read_round_done at the last scan of the reads */
+	uint64_t reads_scan_executed;     /* executed at the last scan */
+	uint64_t reads_lease_until;       /* a pending lease read's lease end (0: none) */
+	bool reads_dirty;                 /* a read arrived that may go at once */
 	uint64_t read_round_seen;         /* backup: highest round from the primary, this view */
+	uint64_t echo_sent_round;         /* backup: highest round echoed, this view */
 	uint64_t primary_heard_at;        /* backup: tick the primary was last heard */
 
 	/* view change */
@@ -498,6 +504,9 @@ bool dv_must_abdicate(const vsr_replica *r);
 /* State transfer: the fetched certified checkpoint was installed; the log
  * is kept and re-executed above it. */
 void dv_repaired(vsr_replica *r);
+/* The repair's fetch or install failed: back to a normal backup, still
+ * diverged (the next certification tries again). */
+void dv_repair_failed(vsr_replica *r);
 
 /* recovery.c */
 void rec_on_recovery(vsr_replica *r, const vsr_message *m);

@@ -402,6 +402,11 @@ static void fetch_install(vsr_replica *r)
 		/* Nothing changed, neither the state nor the client table: the
 		 * retry timer asks again (another replica's copy, maybe). */
 		GUARD(r, VSR_GUARD_RESTORE_FAILED);
+		if (r->dv_repairing) {
+			ct_free(&r->clients_staged);
+			dv_repair_failed(r);
+			return;
+		}
 		if (BUG(r, VSR_BUG_NONATOMIC_RESTORE) && r->clients_staged.items != NULL) {
 			/* The published order: the client table replaced before the
 			 * state machine's restore, and kept when that fails. */
@@ -490,6 +495,10 @@ void st_on_checkpoint_chunk(vsr_replica *r, const vsr_message *m)
 void st_on_tick(vsr_replica *r)
 {
 	if (!timer_fired(r, &r->t_retry)) return;
+	if (r->dv_repairing && r->transfer_retries + 1 > VSR_TRANSFER_RETRIES_MAX) {
+		dv_repair_failed(r);
+		return;
+	}
 	/* With lease reads, not while our promise to the primary we last
 	 * heard holds (docs/protocol.md "Reads"). */
 	if (++r->transfer_retries > VSR_TRANSFER_RETRIES_MAX && !r->amnesia &&

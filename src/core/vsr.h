@@ -32,7 +32,7 @@
  *      view-change message.
  *   I9 Pipeline slots (waiting connections) exist only for ops in
  *      commit+1 .. op at a normal primary; only a normal primary queues
- *      requests.
+ *      requests or holds pending reads (read.c).
  *   I10 The client table holds each session at most once and at most
  *      clients_max sessions.
  */

@@ -110,6 +110,9 @@ void vsrh_sm_activity(const vsrh_sm *sm, char *out, size_t len);
  * long but metered step, which the budget ends deterministically, from a
  * hang the cost model does not see. */
 uint64_t vsrh_sm_progress(const vsrh_sm *sm);
+/* Whether a script call is running (apply, query, snapshot, restore):
+ * for the watchdog thread, like vsrh_sm_activity. */
+bool vsrh_sm_busy(const vsrh_sm *sm);
 
 /* Counters for metrics and the benchmark. */
 typedef struct vsrh_sm_stats {

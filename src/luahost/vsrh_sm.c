@@ -357,6 +357,11 @@ uint64_t vsrh_sm_progress(const vsrh_sm *sm)
 	return atomic_load_explicit(&sm->box.progress, memory_order_relaxed);
 }
 
+bool vsrh_sm_busy(const vsrh_sm *sm)
+{
+	return atomic_load_explicit(&sm->act_kind, memory_order_relaxed) != 0;
+}
+
 void vsrh_sm_activity(const vsrh_sm *sm, char *out, size_t len)
 {
 	static const char *const kinds[] = {"idle", "applying", "running a query for",

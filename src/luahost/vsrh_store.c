@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -957,10 +958,37 @@ static void store_sigbus(int sig, siginfo_t *si, void *uc)
 	signal(sig, SIG_DFL); /* the fault happens again, with the default action */
 }
 
+/* Where the map of an environment is: LMDB does not say (me_mapaddr is
+ * only a fixed address), so the mapping of its data file is looked up in
+ * /proc/self/maps by device and inode. Returns false when not found. */
+static bool map_range(vsrh_lmdb *db, uintptr_t *lo, uintptr_t *hi)
+{
+	int fd;
+	struct stat st;
+	if (mdb_env_get_fd(db->env, &fd) || fstat(fd, &st) != 0)
+		return false;
+	FILE *f = fopen("/proc/self/maps", "r");
+	if (f == NULL)
+		return false;
+	char line[4400];
+	bool found = false;
+	while (!found && fgets(line, sizeof line, f)) {
+		unsigned long a, b, ino, maj, min;
+		if (sscanf(line, "%lx-%lx %*s %*s %lx:%lx %lu", &a, &b, &maj, &min, &ino) == 5 &&
+		    ino == (unsigned long)st.st_ino && maj == major(st.st_dev) &&
+		    min == minor(st.st_dev) && b - a >= db->mapsize / 2) {
+			*lo = a;
+			*hi = b;
+			found = true;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
 static void map_watch(vsrh_lmdb *db, bool on)
 {
 	static bool installed;
-	MDB_envinfo info;
 	if (!installed && on) {
 		struct sigaction sa;
 		memset(&sa, 0, sizeof sa);
@@ -971,10 +999,10 @@ static void map_watch(vsrh_lmdb *db, bool on)
 		installed = true;
 	}
 	uintptr_t lo = 0, hi = 0;
-	if (on && db->env && mdb_env_info(db->env, &info) == 0) {
-		lo = (uintptr_t)info.me_mapaddr;
-		hi = lo + info.me_mapsize;
-	}
+	if (on && (db->env == NULL || !map_range(db, &lo, &hi)))
+		return; /* not watched: a SIGBUS there keeps its default action */
+	if (!on && db->watched == 0)
+		return;
 	for (int i = 0; i < STORE_MAPS_MAX; i++) {
 		if (on ? store_maps[i].lo == 0 : store_maps[i].lo == db->watched) {
 			store_maps[i].hi = hi;

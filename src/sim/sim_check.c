@@ -48,6 +48,13 @@ static bool is_vote(uint8_t t)
 	       t == VSR_MSG_START_VIEW || t == VSR_MSG_PREPARE_OK;
 }
 
+/* A read round echo (op 0, checksum 0): acknowledges nothing, promises
+ * nothing, needs no disk (src/core/normal.c send_round_echo). */
+static bool is_round_echo(const vsr_message *m)
+{
+	return m->type == VSR_MSG_PREPARE_OK && m->op == 0 && m->checksum == 0;
+}
+
 static bool is_quiet_status(uint8_t status)
 {
 	return status == VSR_STATUS_RECOVERING ||
@@ -167,6 +174,17 @@ void sim_check_sent(struct sim *s, sim_ghost *g, uint8_t from,
 			gr->max_dvc_log_view = m->log_view;
 	}
 
+	if (is_round_echo(m)) {
+		/* 12.8: only a normal replica of that view echoes. */
+		if (after->status != VSR_STATUS_NORMAL || after->view != m->view)
+			sim_fail(s,
+				 "status gating (12.8): replica %u echoed a read round of view "
+				 "%llu while %s in view %llu",
+				 from, (unsigned long long)m->view,
+				 vsr_status_name((enum vsr_status)after->status),
+				 (unsigned long long)after->view);
+		return;
+	}
 	if (is_vote(m->type)) {
 		if (m->view < gr->max_vote_view)
 			sim_fail(s,

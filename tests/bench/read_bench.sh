@@ -86,8 +86,19 @@ while [ "$r" -le "$rounds" ]; do
 			ratio=$(awk -v a="$a_ops" -v b="$b_ops" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
 			printf '%-15s %7s  %12.0f %12.0f %7s  %11.3f ms %11.3f ms  %11.3f ms %11.3f ms\n' \
 				"$mix" "$n" "$b_ops" "$a_ops" "$ratio" "$b_get" "$a_get" "$b_put" "$a_put"
+			echo "$mix $n $ratio $a_ops $a_get" >>"$work/ratios"
 		done
 	done
 	r=$((r + 1))
 done
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$rounds" -gt 1 ]; then
+	echo "median after/before ratio over $rounds rounds (with that round's after ops/s and get p50):"
+	for mix in $mixes; do
+		for n in $clients; do
+			awk -v m="$mix" -v n="$n" '$1 == m && $2 == n { print $3, $4, $5 }' "$work/ratios" |
+				sort -n | awk -v m="$mix" -v n="$n" '{ r[NR] = $1; o[NR] = $2; g[NR] = $3 }
+				END { k = int((NR + 1) / 2); printf "%-15s %7s  ratio %s  (%s ops/s, get p50 %s ms)\n", m, n, r[k], o[k], g[k] }'
+		done
+	done
+fi

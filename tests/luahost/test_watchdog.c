@@ -3,11 +3,13 @@
  *
  * Each case runs in a child process (the watchdog exits its process) whose
  * "step" is simulated: it bumps a progress counter, as the sandbox does
- * for every metered chunk of work, or stops bumping it, as a hang inside
- * one C call would. The parent waits for the child's exit. */
+ * for every metered chunk of work; or spins without bumping it, as work
+ * the cost model does not see would; or sleeps without bumping it, as a
+ * thread the kernel does not schedule (a loaded machine) or host work
+ * blocked in a system call would. The parent waits for the child's exit. */
 #include <inttypes.h>
-#include <stdbool.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +24,18 @@
 #define LIMIT_MS 200u
 
 static _Atomic uint64_t progress;
+static bool script_running;
 
 static uint64_t read_progress(const void *arg)
 {
 	(void)arg;
 	return atomic_load(&progress);
+}
+
+static bool read_busy(const void *arg)
+{
+	(void)arg;
+	return script_running;
 }
 
 static void activity(const void *arg, char *out, size_t len)
@@ -35,22 +44,30 @@ static void activity(const void *arg, char *out, size_t len)
 	snprintf(out, len, "applying a simulated op");
 }
 
-static void work_ms(uint32_t ms, bool metered)
+enum how { METERED, SPIN, SLEEP };
+
+/* The simulated step's own duration, in 20 ms slices of one kind of work. */
+static void work_ms(uint32_t ms, enum how how)
 {
-	/* The simulated step's own duration: 20 ms slices of "work". */
 	for (uint32_t t = 0; t < ms; t += 20) {
+		if (how == SPIN) {
+			uint64_t end = uv_hrtime() + 20 * 1000000ull;
+			while (uv_hrtime() < end) {
+			}
+			continue;
+		}
 		struct timespec ts = {0, 20 * 1000000L};
 		nanosleep(&ts, NULL);
-		if (metered)
+		if (how == METERED)
 			atomic_fetch_add(&progress, 1);
 	}
 }
 
-/* Runs one case in a child: `metered_ms` of metered work, then
- * `stalled_ms` without progress. Returns the child's wait status and the
- * milliseconds until it ended. */
-static int run_case(uint32_t metered_ms, uint32_t stalled_ms, uint64_t *took_ms, char *err,
-		    size_t err_len)
+/* Runs one case in a child: `metered_ms` of metered work, then `stall_ms`
+ * of `stall` work; `busy` says whether a script runs. Returns the child's
+ * wait status and the milliseconds until it ended. */
+static int run_case(bool busy, uint32_t metered_ms, uint32_t stall_ms, enum how stall,
+		    uint64_t *took_ms, char *err, size_t err_len)
 {
 	int fds[2];
 	if (pipe(fds) != 0)
@@ -61,14 +78,16 @@ static int run_case(uint32_t metered_ms, uint32_t stalled_ms, uint64_t *took_ms,
 	if (pid == 0) {
 		dup2(fds[1], STDERR_FILENO);
 		close(fds[0]);
-		host_watchdog_source src = {.activity = activity, .progress = read_progress};
+		script_running = busy;
+		host_watchdog_source src = {.activity = activity, .progress = read_progress,
+					    .busy = read_busy};
 		if (host_watchdog_start_source(LIMIT_MS, &src) != 0)
 			_exit(2);
 		host_watchdog_enter(uv_hrtime(), "message");
-		work_ms(metered_ms, true);
-		work_ms(stalled_ms, false);
+		work_ms(metered_ms, METERED);
+		work_ms(stall_ms, stall);
 		host_watchdog_leave();
-		_exit(host_watchdog_long_steps() == (metered_ms > LIMIT_MS ? 1u : 0u) ? 0 : 3);
+		_exit(host_watchdog_long_steps() <= 1 ? 0 : 3);
 	}
 	close(fds[1]);
 	size_t n = 0;
@@ -91,44 +110,42 @@ static int run_case(uint32_t metered_ms, uint32_t stalled_ms, uint64_t *took_ms,
 	return status;
 }
 
+static int failures;
+
+/* Exit code and duration bounds (a stopped child exits 70 before its stall
+ * would have ended; one let run exits 0 after it). */
+static void expect(const char *what, int st, int code, uint64_t took, uint64_t min_ms,
+		   uint64_t max_ms, const char *said, const char *err)
+{
+	bool ok = WIFEXITED(st) && WEXITSTATUS(st) == code && took >= min_ms && took <= max_ms &&
+		  (said == NULL || strstr(err, said) != NULL);
+	if (!ok) {
+		fprintf(stderr, "FAIL %s: status 0x%x after %" PRIu64 " ms, stderr: %.600s\n", what,
+			st, took, err);
+		failures++;
+		return;
+	}
+	printf("ok: %s: exit %d after %" PRIu64 " ms\n", what, code, took);
+}
+
 int main(void)
 {
-	int failures = 0;
-	char err[2048];
+	static char err[8192];
 	uint64_t took;
-
-	/* A long step whose work is metered the whole time: let finish. */
-	int st = run_case(1500, 0, &took, err, sizeof err);
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || strstr(err, "letting it finish") == NULL) {
-		fprintf(stderr, "FAIL metered 1.5 s step: status 0x%x, stderr: %s\n", st, err);
-		failures++;
-	} else {
-		printf("ok: a 1500 ms metered step (limit %u ms) was let finish and reported\n",
-		       LIMIT_MS);
-	}
-
-	/* A step without any metered progress: stopped with exit 70. */
-	st = run_case(0, 5000, &took, err, sizeof err);
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 70 || took > 2000 ||
-	    strstr(err, "without metered progress") == NULL ||
-	    strstr(err, "applying a simulated op") == NULL) {
-		fprintf(stderr, "FAIL hung step: status 0x%x after %" PRIu64 " ms, stderr: %s\n",
-			st, took, err);
-		failures++;
-	} else {
-		printf("ok: a step without metered progress was stopped (exit 70) after %" PRIu64
-		       " ms\n", took);
-	}
-
-	/* Metered for a while, then a hang: stopped about a limit after it. */
-	st = run_case(600, 5000, &took, err, sizeof err);
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 70 || took < 600 || took > 2600) {
-		fprintf(stderr, "FAIL metered then hung: status 0x%x after %" PRIu64 " ms, stderr: %s\n",
-			st, took, err);
-		failures++;
-	} else {
-		printf("ok: 600 ms metered then a hang: stopped (exit 70) after %" PRIu64 " ms\n",
-		       took);
-	}
+	int st = run_case(true, 1500, 0, SLEEP, &took, err, sizeof err);
+	expect("a 1500 ms metered script step (limit 200 ms) is let finish and reported", st, 0,
+	       took, 1500, 60000, "letting it finish", err);
+	st = run_case(true, 0, 5000, SPIN, &took, err, sizeof err);
+	expect("a script step spinning without metered progress is stopped", st, 70, took, 200,
+	       60000, "without metered progress", err);
+	st = run_case(true, 600, 5000, SPIN, &took, err, sizeof err);
+	expect("600 ms metered, then spinning: stopped", st, 70, took, 800, 60000,
+	       "applying a simulated op", err);
+	st = run_case(true, 0, 1000, SLEEP, &took, err, sizeof err);
+	expect("a script step not scheduled for 1000 ms (no CPU used) is not stopped", st, 0, took,
+	       1000, 60000, NULL, err);
+	st = run_case(false, 0, 5000, SLEEP, &took, err, sizeof err);
+	expect("host work blocked for the limit (wall time) is stopped", st, 70, took, 200, 60000,
+	       "without metered progress", err);
 	return failures ? 1 : 0;
 }

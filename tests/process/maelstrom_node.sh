@@ -9,8 +9,15 @@
 set -euo pipefail
 bin=$1 config=$2
 dir=$(mktemp -d /tmp/vsr-maelstrom-node-XXXXXX)
-cleanup() { [[ -n ${M_PID:-} ]] && kill -9 "$M_PID" 2>/dev/null; rm -rf "$dir"; }
+cleanup() { if [[ -n ${M_PID:-} ]]; then { kill -9 "$M_PID"; wait "$M_PID"; } 2>/dev/null || true; fi; rm -rf "$dir"; }
 trap cleanup EXIT
+trap 'echo "FAIL: line $LINENO exited $?"; tail -n 20 "$dir/stderr" 2>/dev/null' ERR
+# The config with its paths made absolute and a data directory of this
+# run's own (the shipped one shares data/maelstrom with every other run).
+root=$(cd "$(dirname "$config")" && pwd)
+sed -e "s|\"\.\./|\"$root/../|g" -e "s|data_dir = .*|data_dir = \"$dir/data\",|" \
+	"$config" >"$dir/maelstrom.lua"
+config=$dir/maelstrom.lua
 # Under AddressSanitizer, freed read buffers sit in its quarantine (256 MB
 # by default) and would count as resident: keep it small.
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=1"
@@ -23,12 +30,15 @@ send() { echo "{\"src\":\"c1\",\"dest\":\"n1\",\"body\":$1}" >&"$to"; }
 
 echo '{"src":"c0","dest":"n1","body":{"type":"init","msg_id":1,"node_id":"n1","node_ids":["n1"]}}' >&"$to"
 next init; [[ $line == *init_ok* ]] || fail "$line"
-# The node is primary once a read is answered (error 20: no such key).
-for id in $(seq 10 60); do
+# The node is primary once a read is answered (error 20: no such key);
+# until then each read is refused at once (11): ask again every 20 ms, for
+# at most 10 s.
+for id in $(seq 10 510); do
 	send "{\"type\":\"read\",\"msg_id\":$id,\"key\":0}"
 	next "read $id"
 	[[ $line == *'"code":20'* || $line == *read_ok* ]] && break
-	[[ $id == 60 ]] && fail "the node never answered a read: $line"
+	[[ $id == 510 ]] && fail "the node never answered a read: $line"
+	sleep 0.02 # the poll interval, not a synchronisation
 done
 
 # 1. Three operations at once: the first takes the idle session, the other

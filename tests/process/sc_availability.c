@@ -1,4 +1,4 @@
-/* sc_availability.c - process-test scenarios. Availability (issue 7): pauses, one-way cuts, a client cut off. */
+/* sc_availability.c - process-test scenarios. Availability (issue 7): pauses, one-way cuts, a client cut off; reads at a cut-off primary (issue 11). */
 #include "harness.h"
 
 /* ------------------------------------------------------------------------ */

@@ -102,10 +102,10 @@ int scenario_garbage(void)
 		if (log_line_starts(i, "INJECTED"))
 			fail("replica %d: a peer's CLOSE reason wrote a line of its own into the log",
 			     i + 1);
-		if (!log_contains(i, "the other end said: bye\\x0aINJECTED"))
-			fail("replica %d: the forged CLOSE reason is not logged, escaped", i + 1);
+		if (!log_contains(i, "the other end said: bye?INJECTED"))
+			fail("replica %d: the forged CLOSE reason is not logged, defused", i + 1);
 	}
-	note("a CLOSE reason with a newline and escapes stays on its line, escaped");
+	note("a CLOSE reason with a newline and escapes stays on its line ('?' for each)");
 
 	put_keys(&m, &sb, 5, KEYS, &last);
 	get_keys(&m, &sb, 0, KEYS);

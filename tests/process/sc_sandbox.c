@@ -160,6 +160,21 @@ int scenario_sandbox(void)
 		fail("primary %d: %s is %" PRIu64 ", expected at least %zu", p + 1, name,
 		     script_errors, hostile);
 	note("primary %d counted %" PRIu64 " script-error replies", p + 1, script_errors);
+	/* A script error's message, which a client's operation can choose, is
+	 * logged on one line: it cannot forge lines of its own. */
+	op_code(&sb, "error('bye\\nINJECTED-BY-CLIENT forged\\r\\27[2J', 0)");
+	mresult forged;
+	m.request++;
+	if (!mc_call_number(&m, VSR_REQUEST_OP, m.request, (const uint8_t *)sb.data, sb.size, 300,
+			    &forged) ||
+	    forged.status != VSR_REPLY_SCRIPT_ERROR)
+		fail("the operation raising a two-line error got no script error");
+	last = forged.op;
+	if (log_line_starts(p, "INJECTED-BY-CLIENT"))
+		fail("a client's script error wrote a log line of its own at the primary");
+	if (!log_contains(p, "bye\\x0aINJECTED-BY-CLIENT"))
+		fail("the primary did not log the two-line script error, escaped");
+	note("a script error with a newline is logged on one line, escaped");
 	wait_converged(last, CATCHUP_MS, "after the hostile operations");
 	note("every replica up, executed op %" PRIu64 " with equal digests", last);
 	int b = (p + 1) % N;

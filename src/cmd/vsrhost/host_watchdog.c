@@ -17,6 +17,8 @@ static _Atomic(const char *) watchdog_what;
 static _Atomic uint64_t watchdog_long_steps;
 static uint32_t watchdog_limit_ms;
 static host_watchdog_source watchdog_src;
+static clockid_t watchdog_cpu_clock; /* the stepping thread's CPU time */
+static bool watchdog_cpu_known;
 
 void host_watchdog_enter(uint64_t now_ns, const char *what)
 {
@@ -39,6 +41,20 @@ static uint64_t source_progress(void)
 	return watchdog_src.progress ? watchdog_src.progress(watchdog_src.arg) : 0;
 }
 
+static bool source_busy(void)
+{
+	return watchdog_src.busy && watchdog_src.busy(watchdog_src.arg);
+}
+
+/* CPU time (ns) the stepping thread has used, or 0 when unknown. */
+static uint64_t stepper_cpu_ns(void)
+{
+	struct timespec ts;
+	if (!watchdog_cpu_known || clock_gettime(watchdog_cpu_clock, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* One line on stderr, from this thread (no stdio buffers shared with the
  * loop's thread). */
 static void say(const char *msg, int n)
@@ -58,6 +74,7 @@ static void *watchdog_main(void *arg)
 	uint64_t step = 0;         /* start of the step being watched (0: none) */
 	uint64_t progress = 0;     /* the source's counter when last seen moving */
 	uint64_t progress_at = 0;  /* when it was */
+	uint64_t progress_cpu = 0; /* the stepping thread's CPU time then */
 	uint64_t warned_at = 0;    /* last report of this step running long */
 	for (;;) {
 		nanosleep(&period, NULL);
@@ -66,18 +83,26 @@ static void *watchdog_main(void *arg)
 			step = 0;
 			continue;
 		}
-		uint64_t now = uv_hrtime(), p = source_progress();
+		uint64_t now = uv_hrtime(), p = source_progress(), cpu = stepper_cpu_ns();
 		if (since != step) {
+			/* First seen now: its CPU time so far is not known, so the
+			 * CPU count starts here (a check period late at most). */
 			step = since;
 			progress = p;
 			progress_at = since;
+			progress_cpu = cpu;
 			warned_at = 0;
 		} else if (p != progress) {
 			progress = p;
 			progress_at = now;
+			progress_cpu = cpu;
 		}
 		uint64_t ran_ms = (now - since) / 1000000u;
-		uint64_t stalled_ms = (now - progress_at) / 1000000u;
+		/* While a script runs, a stall is CPU spent without metered
+		 * progress; otherwise wall time. */
+		uint64_t stalled_ms = source_busy() && watchdog_cpu_known
+					      ? (cpu - progress_cpu) / 1000000u
+					      : (now - progress_at) / 1000000u;
 		if (ran_ms < watchdog_limit_ms)
 			continue;
 		char activity[256] = "";
@@ -106,7 +131,8 @@ static void *watchdog_main(void *arg)
 		}
 		int n = snprintf(msg, sizeof msg,
 				 "vsrhost: watchdog: a step (%s) has run for %llu ms, %llu ms of "
-				 "them without metered progress, over the %u ms limit; the state "
+				 "them (of its CPU time while a script runs) without metered "
+				 "progress, over the %u ms limit; the state "
 				 "machine is %s. Stopping this replica: the sandbox's cost model "
 				 "should have refused this work, so please report the state machine "
 				 "and the operation.\n",
@@ -128,6 +154,7 @@ int host_watchdog_start_source(uint32_t limit_ms, const host_watchdog_source *sr
 	watchdog_limit_ms = limit_ms;
 	if (src != NULL)
 		watchdog_src = *src;
+	watchdog_cpu_known = pthread_getcpuclockid(pthread_self(), &watchdog_cpu_clock) == 0;
 	atomic_store(&watchdog_what, "none");
 	pthread_t t;
 	pthread_attr_t attr;
@@ -149,11 +176,16 @@ static uint64_t sm_progress(const void *arg)
 	return vsrh_sm_progress(arg);
 }
 
+static bool sm_busy(const void *arg)
+{
+	return vsrh_sm_busy(arg);
+}
+
 int host_watchdog_start(uint32_t limit_ms, const vsrh_sm *sm)
 {
 	host_watchdog_source src = {0};
 	if (sm != NULL)
 		src = (host_watchdog_source){.activity = sm_activity, .progress = sm_progress,
-					     .arg = sm};
+					     .busy = sm_busy, .arg = sm};
 	return host_watchdog_start_source(limit_ms, &src);
 }

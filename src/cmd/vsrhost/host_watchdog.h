@@ -10,8 +10,11 @@
  * on every replica: a cluster down for good, issue 9). Such steps exist:
  * `==` or `<` on two distinct long strings costs one unit but compares up
  * to 1 MiB, so a loop of them can run seconds inside the budget. A step
- * with no metered progress for the limit (work the cost model does not
- * see, or host work that hangs) is stopped: the watchdog logs what it was
+ * with no metered progress for the limit is stopped: while the state
+ * machine runs a script, the limit counts the CPU time the step's thread
+ * used since the last progress (work the cost model does not see burns
+ * CPU; a thread the kernel did not schedule on a loaded machine is not
+ * stuck); otherwise (host work) it counts wall time. The watchdog logs what it was
  * running (the event, and the state machine's activity: which operation of
  * which session) and exits with EX_SOFTWARE, so that a hang becomes an
  * incident with a diagnosis. The limit is wall-clock time on purpose: it
@@ -19,6 +22,7 @@
 #ifndef HOST_WATCHDOG_H
 #define HOST_WATCHDOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,12 +35,14 @@
 typedef struct host_watchdog_source {
 	void (*activity)(const void *arg, char *out, size_t len);
 	uint64_t (*progress)(const void *arg);
+	bool (*busy)(const void *arg); /* a script is running */
 	const void *arg;
 } host_watchdog_source;
 
 /* Starts the thread (limit_ms 0: VSRHOST_WATCHDOG_MS from the environment,
- * else HOST_WATCHDOG_MS_DEFAULT). sm may be NULL (no progress is ever seen:
- * a step is stopped at the limit). Returns 0 or -1. */
+ * else HOST_WATCHDOG_MS_DEFAULT), watching the calling thread (the one
+ * that runs the steps). sm may be NULL (no progress is ever seen: a step is
+ * stopped at the limit). Returns 0 or -1. */
 int host_watchdog_start(uint32_t limit_ms, const vsrh_sm *sm);
 /* The same with any source (tests). */
 int host_watchdog_start_source(uint32_t limit_ms, const host_watchdog_source *src);

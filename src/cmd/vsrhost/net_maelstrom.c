@@ -214,7 +214,16 @@ static uint64_t mn_conn(const vsr_net *net, const mn_session *s)
 static void mn_submit(vsr_net *net, mn_session *s)
 {
 	vsr_message m = {.type = VSR_MSG_REQUEST, .cluster = net->o.cluster};
-	if (s->session == 0) {
+	if (s->f == MN_READ) {
+		/* A read goes outside the log, as a linearizable query: it needs no
+		 * session and consumes no request number (the number it carries is
+		 * only echoed; the call's generation tells late replies apart). */
+		s->call = MN_RUNNING;
+		m.request = (vsr_request){.session = s->session, .request = s->request,
+					  .kind = VSR_REQUEST_QUERY, .op = s->op.data,
+					  .op_len = (uint32_t)s->op.len};
+		m.read_mode = VSR_READ_LINEARIZABLE;
+	} else if (s->session == 0) {
 		s->call = MN_REGISTERING;
 		s->nonce = (net->rng += 0x9e3779b97f4a7c15ull) | 1;
 		m.request = (vsr_request){.session = 0, .request = s->nonce,

@@ -252,7 +252,13 @@ static void jp_next(jp_client *cl)
 		return;
 	}
 	op->op.call_ns = jp_now_ns() - w->t0_ns;
-	if (vsrc_client_call(cl->c, cl->op.data, cl->op.len, jp_call_cb, cl) != 0) {
+	/* Reads go outside the log, as linearizable queries: the checker then
+	 * judges the read path under every fault. */
+	int rc = f == LINCHECK_READ && !w->o.reads_via_log
+			 ? vsrc_client_query(cl->c, VSR_READ_LINEARIZABLE, cl->op.data, cl->op.len,
+					     jp_call_cb, cl)
+			 : vsrc_client_call(cl->c, cl->op.data, cl->op.len, jp_call_cb, cl);
+	if (rc != 0) {
 		w->oom = true;
 		return;
 	}
