@@ -291,7 +291,68 @@ static void test_lease_restart_keeps_quiet(void)
 	fx_free(&f);
 }
 
+
+/* A new primary must not answer a read before it executed the ops the old
+ * primary committed and answered in the previous view. Replica 0 commits and
+ * answers a write whose COMMIT never leaves it, then crashes; replica 1 leads
+ * view 1 holding that op uncommitted. Replica 2 holds view 1's log but not
+ * durably yet, so its round echo confirms a read round before the op can
+ * commit: the read waits for the op (step 1's "log head" rule), and answers
+ * with it once replica 2's disk catches up. */
+static bool hold_old_commit_and_sv(const fx_message *q, void *arg)
+{
+	(void)arg;
+	return (q->from == 0 && q->m.type == VSR_MSG_COMMIT) ||
+	       (q->to == 2 && q->m.type == VSR_MSG_START_VIEW);
+}
+
+static void test_new_primary_read_waits_for_inherited_op(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0);
+	CHECK(fx_call(&f, s, 1, "w"));
+	fx_run(&f, 5); /* every backup commits w */
+	f.hold = hold_old_commit_and_sv;
+	const fx_reply *w2 = fx_call(&f, s, 2, "w2");
+	CHECK(w2 && w2->status == VSR_REPLY_OK && w2->replica == 0);
+	uint64_t answered = w2 ? count_of(w2) : 0;
+	vsr_replica_info b;
+	fx_info(&f, 1, &b);
+	CHECK(b.commit < b.op); /* w2 is in 1's log, not known committed */
+	fx_crash(&f, 0);
+	bool led = false;
+	for (int t = 0; t < 600 && !led; t++) {
+		fx_run(&f, 1);
+		led = fx_primary(&f) == 1;
+	}
+	CHECK(led);
+	/* Replica 2 takes view 1's log but cannot make it durable yet. */
+	f.node[2].auto_persist = false;
+	f.hold = NULL;
+	while (f.held_count > 0) fx_release(&f, 0);
+	fx_info(&f, 1, &b);
+	uint64_t conn = fx_query(&f, 1, VSR_READ_LINEARIZABLE, 1);
+	fx_run(&f, 20);
+	vsr_replica_info c;
+	fx_info(&f, 1, &c);
+	CHECK(vsr_replica_stats_get(f.node[1].r)->read_rounds >= 1);
+	const fx_reply *r = fx_reply_for(&f, conn);
+	/* The round is confirmed (replica 2 echoed it) but w2 is not
+	 * executed: no answer yet, and never one without w2. */
+	CHECK(c.commit < c.op);
+	CHECK(r == NULL || (r->status == VSR_REPLY_OK && count_of(r) >= answered));
+	f.node[2].auto_persist = true;
+	fx_run(&f, 20);
+	r = fx_reply_for(&f, conn);
+	CHECK(r && r->status == VSR_REPLY_OK && r->replica == 1);
+	CHECK(r && count_of(r) >= answered);
+	fx_free(&f);
+}
+
 static const fx_test tests[] = {
+	{"new_primary_read_waits_for_inherited_op", test_new_primary_read_waits_for_inherited_op},
 	{"lease_promise_holds_backup", test_lease_promise_holds_backup},
 	{"lease_restart_keeps_quiet", test_lease_restart_keeps_quiet},
 	{"linearizable_read", test_linearizable_read},
