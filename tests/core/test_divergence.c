@@ -136,7 +136,68 @@ static void test_diverged_replica_refuses_reads(void)
 	fx_free(&f);
 }
 
+
+/* A repair whose install fails goes back to a normal backup, still
+ * diverged (counted once), and the next COMMIT carrying the certified
+ * checkpoint starts another; the cluster keeps committing meanwhile. */
+static void test_failed_repair_retried(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0 && calls(&f, s, 1, 3));
+	plant(&f, 2, 1);
+	f.node[2].restore_fail = 2;
+	CHECK(calls(&f, s, 4, 30));
+	CHECK(fx_run_until(&f, 1000, fx_all_caught_up, NULL));
+	CHECK(f.node[2].restore_failed == 2);
+	CHECK(stats(&f, 2)->divergences == 1 && stats(&f, 2)->divergence_repairs == 1);
+	CHECK(!vsr_replica_diverged(f.node[2].r, NULL));
+	CHECK(fx_primary(&f) == 0 && stats(&f, 0)->divergences == 0);
+	vsr_replica_info a, c;
+	fx_info(&f, 0, &a);
+	fx_info(&f, 2, &c);
+	CHECK(a.executed == c.executed && a.digest == c.digest);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+/* The diverged backup is needed for the quorum: with the third replica
+ * down nothing is certified (one report against one), the cluster goes on
+ * with the diverged backup's acks, and nobody is repaired into the other's
+ * state; once the third replica is back, a quorum certifies the majority
+ * state and the backup is repaired. */
+static void test_diverged_backup_in_minimal_quorum(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0 && calls(&f, s, 1, 3));
+	fx_crash(&f, 1);
+	plant(&f, 2, 1);
+	CHECK(calls(&f, s, 4, 30));
+	fx_run(&f, 50);
+	CHECK(fx_primary(&f) == 0);
+	CHECK(stats(&f, 0)->divergences == 0 && stats(&f, 2)->divergences == 0);
+	CHECK(stats(&f, 0)->divergence_abdications == 0);
+	CHECK(stats(&f, 2)->divergence_repairs == 0);
+	fx_restart(&f, 1);
+	CHECK(calls(&f, s, 31, 50));
+	CHECK(fx_run_until(&f, 1000, fx_all_caught_up, NULL));
+	CHECK(stats(&f, 2)->divergences == 1 && stats(&f, 2)->divergence_repairs >= 1);
+	CHECK(stats(&f, 0)->divergences == 0 && stats(&f, 1)->divergences == 0);
+	CHECK(!vsr_replica_diverged(f.node[2].r, NULL));
+	vsr_replica_info a, c;
+	fx_info(&f, 0, &a);
+	fx_info(&f, 2, &c);
+	CHECK(a.executed == c.executed && a.digest == c.digest);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
 static const fx_test tests[] = {
+	{"failed_repair_retried", test_failed_repair_retried},
+	{"diverged_backup_in_minimal_quorum", test_diverged_backup_in_minimal_quorum},
 	{"backup_repaired", test_backup_repaired},
 	{"primary_abdicates", test_primary_abdicates},
 	{"no_quorum_no_repair", test_no_quorum_no_repair},
