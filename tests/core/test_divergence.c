@@ -195,7 +195,62 @@ static void test_diverged_backup_in_minimal_quorum(void)
 	fx_free(&f);
 }
 
+
+/* A primary that found itself in the minority stays diverged when a late
+ * (reordered) ack reports an older checkpoint on which everybody agreed:
+ * agreement at an op below the one it diverged at says nothing of its
+ * state now, so it neither leads on nor takes its view back. */
+static int stale_ack_wanted;
+
+static bool hold_one_ack_of_2(const fx_message *q, void *arg)
+{
+	(void)arg;
+	if (stale_ack_wanted == 0 || q->from != 2 || q->m.type != VSR_MSG_PREPARE_OK ||
+	    q->m.checkpoint_op == 0)
+		return false;
+	stale_ack_wanted--;
+	return true;
+}
+
+static void test_primary_stays_diverged_on_stale_ack(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0 && calls(&f, s, 1, 10)); /* checkpoint 8, certified */
+	CHECK(fx_primary(&f) == 0);
+	stale_ack_wanted = 1;
+	f.hold = hold_one_ack_of_2;
+	CHECK(calls(&f, s, 11, 11));
+	CHECK(f.held_count == 1 && f.held[0].m.checkpoint_op == 8);
+	f.hold = NULL;
+	plant(&f, 0, 1);
+	bool found = false;
+	for (uint64_t k = 12; k <= 40 && !found; k++) {
+		fx_request(&f, 0, VSR_REQUEST_OP, s, k, "w");
+		for (int t = 0; t < 10 && !found; t++) {
+			fx_run(&f, 1);
+			found = vsr_replica_diverged(f.node[0].r, NULL);
+		}
+	}
+	CHECK(found);
+	vsr_divergence d;
+	vsr_replica_diverged(f.node[0].r, &d);
+	CHECK(d.as_primary && d.op > 8);
+	fx_release(&f, 0); /* the ack from before checkpoint 16 */
+	CHECK(vsr_replica_diverged(f.node[0].r, NULL));
+	for (int t = 0; t < 3000 && (fx_primary(&f) <= 0 || vsr_replica_diverged(f.node[0].r, NULL) ||
+				    !fx_all_caught_up(&f, NULL)); t++)
+		fx_run(&f, 1);
+	CHECK(stats(&f, 0)->divergences == 1 && stats(&f, 0)->divergence_abdications == 1);
+	CHECK(!vsr_replica_diverged(f.node[0].r, NULL) && fx_primary(&f) > 0);
+	CHECK(stats(&f, 0)->divergence_repairs == 1);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
 static const fx_test tests[] = {
+	{"primary_stays_diverged_on_stale_ack", test_primary_stays_diverged_on_stale_ack},
 	{"failed_repair_retried", test_failed_repair_retried},
 	{"diverged_backup_in_minimal_quorum", test_diverged_backup_in_minimal_quorum},
 	{"backup_repaired", test_backup_repaired},
