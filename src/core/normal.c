@@ -531,7 +531,10 @@ void normal_send_ack(vsr_replica *r)
 /* Check-quorum: replicas (ourselves included) heard in this view lately. */
 static uint32_t heard_count(const vsr_replica *r)
 {
-	uint64_t window = VSR_ABDICATE_PRIMARY_TIMEOUTS * (uint64_t)r->cfg.timeouts.primary_ticks;
+	/* A backup acks only once its write of our PREPARE or START_VIEW is
+	 * durable: a slow disk must not read as a lost quorum. */
+	uint64_t window = VSR_ABDICATE_PRIMARY_TIMEOUTS * (uint64_t)r->cfg.timeouts.primary_ticks +
+			  disk_slack(r);
 	uint32_t count = 1;
 	for (uint8_t i = 0; i < r->n; i++)
 		if (i != r->self && r->heard_at[i] + window >= r->now) count++;

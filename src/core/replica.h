@@ -17,6 +17,10 @@
  * is not mistaken for a lost quorum. */
 #define VSR_ABDICATE_PRIMARY_TIMEOUTS 2u
 
+/* Retry rounds (recovery_retry_ticks plus jitter) for which a recovery
+ * answer counts. */
+#define VSR_RECOVERY_ANSWER_ROUNDS 4u
+
 /* Retries without progress before a state transfer gives up for a view change. */
 #define VSR_TRANSFER_RETRIES_MAX 8
 
@@ -172,6 +176,7 @@ typedef struct pending_persist {
 	uint64_t op;            /* log head once applied */
 	uint64_t checkpoint_op;
 	bool joined;            /* the superblock names our history (no amnesia) */
+	uint64_t issued_at;     /* tick: its latency feeds disk_ticks */
 } pending_persist;
 
 /* A DO_VIEW_CHANGE kept by the would-be primary (deep copy). */
@@ -214,6 +219,11 @@ struct vsr_replica {
 	uint64_t durable_view, durable_log_view, durable_op;
 	uint64_t durable_checkpoint_op;
 	bool durable_joined;        /* the durable superblock names our history */
+	/* How long our writes take lately (ticks from issue to completion, a
+	 * maximum that decays by 1/8 per completion). Timeouts that wait for
+	 * another replica's write grow by it (disk_slack), so a disk slower
+	 * than the timeouts delays views instead of churning them. */
+	uint64_t disk_ticks;
 
 	/* checkpoint */
 	uint64_t checkpoint_op;
@@ -277,6 +287,11 @@ struct vsr_replica {
 	 * cluster moves on, so decisions use only the newest from each. */
 	uint64_t recovery_view[VSR_REPLICAS_MAX];
 	uint8_t recovery_status[VSR_REPLICAS_MAX];
+	/* Tick each latest answer arrived: one older than
+	 * VSR_RECOVERY_ANSWER_ROUNDS retry rounds no longer counts, since its
+	 * sender may have gone down for good (it would never answer again,
+	 * nor send the RECOVERY that makes its answer stale). */
+	uint64_t recovery_at[VSR_REPLICAS_MAX];
 	/* No durable promises: unjoined, or restarted without its disk's
 	 * contents and still catching up. Counts in no quorum, answers no
 	 * RECOVERY (except to say it is unjoined). */
@@ -359,6 +374,10 @@ vsr_entry *log_slice(vsr_replica *r, uint64_t start, uint64_t end, uint32_t *cou
  * onto the log. Issues the persist. */
 uint64_t log_install(vsr_replica *r, const vsr_entry *entries, uint32_t count);
 void view_durable_reached(vsr_replica *r);
+/* What a timeout that waits for a write (ours or a peer's, assumed alike)
+ * adds: twice the recent write latency, or the age of the oldest write
+ * still pending if longer; bounded by the view-change backoff's cap. */
+uint64_t disk_slack(const vsr_replica *r);
 
 /* normal.c */
 void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn);

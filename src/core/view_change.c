@@ -53,11 +53,19 @@ static void dvc_record(vsr_replica *r, uint8_t from, uint64_t log_view, uint64_t
  * off too, or views slower than the base timeout churn forever); a cut-off
  * backup no longer climbs through views on its own (pre-vote), so a burst
  * of its votes cannot stretch the backoff either. */
+/* The view change's timeout: the backoff, plus the time the new primary's
+ * write of the view's log and ours of its START_VIEW may take. */
+static uint32_t vc_timeout(const vsr_replica *r)
+{
+	return (uint32_t)(((uint64_t)r->cfg.timeouts.view_change_ticks << r->vc_shift) +
+			  disk_slack(r));
+}
+
 static void arm_view_change_timers(vsr_replica *r)
 {
 	uint32_t shift = r->view_change_attempt < 4 ? r->view_change_attempt : 4;
 	r->vc_shift = shift;
-	timer_set(r, &r->t_view_change, r->cfg.timeouts.view_change_ticks << shift, true);
+	timer_set(r, &r->t_view_change, vc_timeout(r), true);
 	timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
 	r->view_change_attempt++;
 }
@@ -151,7 +159,13 @@ static void note_lost(vsr_replica *r, uint8_t from)
 
 void vc_on_primary_lost(vsr_replica *r, const vsr_message *m)
 {
-	if (m->view != r->view || r->status != VSR_STATUS_NORMAL) return;
+	if (m->view > r->view || r->status != VSR_STATUS_NORMAL) return;
+	/* A replica that lost the primary of an older view follows none of
+	 * ours either: the first PREPARE or COMMIT of our view would have taken
+	 * it into our view. It counts with us, or an old primary that abdicated
+	 * and a backup of a newer view whose primary died would each wait for
+	 * the other's view forever (test_guards
+	 * stale_old_primary_blocks_view_change). */
 	note_lost(r, m->replica);
 }
 
@@ -178,7 +192,8 @@ static bool normal_may_leave(vsr_replica *r, const vsr_message *m)
 	for (uint8_t i = 0; i < r->n; i++)
 		if (i != r->self && r->above_view[i] > r->view) above++;
 	if (above >= (uint32_t)(r->n - r->quorum + 1)) return true;
-	if (is_primary(r) && r->heard_at[m->replica] + r->cfg.timeouts.primary_ticks < r->now)
+	if (is_primary(r) &&
+	    r->heard_at[m->replica] + r->cfg.timeouts.primary_ticks + disk_slack(r) < r->now)
 		return true;
 	return false;
 }
@@ -210,8 +225,7 @@ void vc_send_votes(vsr_replica *r)
 		if (r->vc_timer_view != r->view) {
 			/* The first vote of this view just became durable: the view
 			 * gets its whole timeout from now, however slow the disk. */
-			timer_set(r, &r->t_view_change, r->cfg.timeouts.view_change_ticks << r->vc_shift,
-				  true);
+			timer_set(r, &r->t_view_change, vc_timeout(r), true);
 			r->vc_timer_view = r->view;
 		}
 		r->svc_sent_view = r->view;
@@ -470,6 +484,15 @@ void vc_on_start_view(vsr_replica *r, const vsr_message *m)
 void vc_on_tick(vsr_replica *r)
 {
 	if (timer_fired(r, &r->t_view_change)) {
+		if (r->durable_view != r->view && !BUG(r, VSR_BUG_UNPERSISTED_VOTE)) {
+			/* Our vote of this view is not even durable yet (a slow
+			 * disk): moving on would only queue another superblock
+			 * behind it, and with writes slower than the timeout the
+			 * views would climb without any vote ever leaving. The
+			 * timeout starts again when the vote becomes durable. */
+			timer_stop(&r->t_view_change);
+			return;
+		}
 		vc_start(r, r->view + 1);
 		return;
 	}
