@@ -1,7 +1,8 @@
 -- spec/client_spec.lua - the Lua client (vsr.client over the vsrclient C module) against real vsrhost clusters.
 --
--- Starts a 1-replica and a 3-replica cluster on loopback (ports 7301-7336,
--- distinct from the other tests), one vsrhost process per replica, drives
+-- Starts a 1-replica and a 3-replica cluster on loopback (ports the kernel
+-- chose, from BUILD/vsr_free_ports, so that concurrent runs never collide),
+-- one vsrhost process per replica, drives
 -- them through the client, kills replicas, and stops every process it
 -- started in teardown, whether the tests passed or not. Waits are polls of
 -- an observable event (a status answer, a process gone) against a deadline.
@@ -37,18 +38,28 @@ local function alive(pid)
 	return os.execute(("kill -0 %d 2>/dev/null"):format(pid)) == true
 end
 
--- A cluster of n replicas with replica ports base+i and client ports base+10+i.
-local function make_cluster(name, n, base)
+-- n distinct free loopback ports, chosen by the kernel (bind to port 0).
+local function free_ports(n)
+	local out = sh(("%s/vsr_free_ports %d"):format(build, n))
+	local ports = {}
+	for p in out:gmatch("%d+") do ports[#ports + 1] = tonumber(p) end
+	assert(#ports == n, "vsr_free_ports gave no ports (build it: it is in " .. build .. ")")
+	return ports
+end
+
+-- A cluster of n replicas on 2n free ports; its cluster id from the first.
+local function make_cluster(name, n)
 	local dir = sh("mktemp -d /tmp/vsr-client-spec-" .. name .. "-XXXXXX"):gsub("%s+$", "")
+	local ports = free_ports(2 * n)
 	local replicas, clients = {}, {}
 	for i = 1, n do
-		replicas[i] = ('"127.0.0.1:%d"'):format(base + i - 1)
-		clients[i] = ('"127.0.0.1:%d"'):format(base + 10 + i - 1)
+		replicas[i] = ('"127.0.0.1:%d"'):format(ports[i])
+		clients[i] = ('"127.0.0.1:%d"'):format(ports[n + i])
 	end
 	local config = dir .. "/cluster.lua"
 	local f = assert(io.open(config, "w"))
 	f:write(("return {\n  cluster = %d,\n  replicas = { %s },\n  clients = { %s },\n")
-		:format(base, table.concat(replicas, ", "), table.concat(clients, ", ")))
+		:format(ports[1], table.concat(replicas, ", "), table.concat(clients, ", ")))
 	f:write(('  statemachine = "%s/statemachines/kv.lua",\n'):format(root))
 	f:write(('  data_dir = "%s/data",\n  durability = "memory",\n  log_level = "info",\n}\n')
 		:format(dir))
@@ -123,7 +134,9 @@ end
 
 describe("vsr.client", function()
 	it("reports failed, never unknown, when no replica can be reached", function()
-		local c = assert(client.connect({ cluster = 1, addresses = { "127.0.0.1:7399" } },
+		-- A port nothing listens on: free a moment ago, and nothing here binds it.
+		local nobody = ("127.0.0.1:%d"):format(free_ports(1)[1])
+		local c = assert(client.connect({ cluster = 1, addresses = { nobody } },
 			{ attempt_ms = 100, call_ms = 300 }))
 		local reply, err, outcome = c:put("k", "v")
 		assert.is_nil(reply)
@@ -149,7 +162,7 @@ describe("vsr.client on a 1-replica cluster", function()
 
 	setup(function()
 		check_prerequisites()
-		cl = make_cluster("one", 1, 7301)
+		cl = make_cluster("one", 1)
 		start_replica(cl, 0)
 		c = assert(client.connect(cl.config, { attempt_ms = 500, call_ms = 5000 }))
 		local st = wait_status(cl, c, normal_with_primary(1))
@@ -216,6 +229,35 @@ describe("vsr.client on a 1-replica cluster", function()
 		assert.matches("^12:", err)
 	end)
 
+	it("reads outside the log, and says what the answer reflects", function()
+		local _, err, outcome = c:put("r1", "x")
+		assert.equals("done", outcome, err)
+		local before = c:status(1000)[1].op
+		local v, info
+		v, err, outcome, info = c:get("r1")
+		assert.equals("done", outcome, err)
+		assert.equals("x", v.value)
+		assert.equals("linearizable", info.mode)
+		assert.equals(before, info.op)
+		v, err, outcome, info = c:get("r1", { mode = "stale" })
+		assert.equals("done", outcome, err)
+		assert.equals("x", v.value)
+		assert.equals("stale", info.mode)
+		-- a lease read without a configured drift bound is linearizable
+		v, err, outcome, info = c:query({ op = "get", key = "r1" }, "lease")
+		assert.equals("done", outcome, err)
+		assert.equals("linearizable", info.mode)
+		-- no read went through the log
+		assert.equals(before, c:status(1000)[1].op)
+		-- a write as a query is refused by the state machine, and changes nothing
+		v, err, outcome = c:query({ op = "put", key = "r1", value = "y" })
+		assert.is_nil(v)
+		assert.equals("failed", outcome)
+		assert.matches("^12:", err)
+		assert.equals("x", c:get("r1").value)
+		assert.equals("x", c:get("r1", { via_log = true }).value)
+	end)
+
 	it("reports status of the replica", function()
 		local st = c:status(1000)
 		assert.equals(1, #st)
@@ -241,7 +283,7 @@ describe("vsr.client on a 3-replica cluster", function()
 
 	setup(function()
 		check_prerequisites()
-		cl = make_cluster("three", 3, 7321)
+		cl = make_cluster("three", 3)
 		for i = 0, 2 do start_replica(cl, i) end
 		c = assert(client.connect(cl.config, { attempt_ms = 500, call_ms = 10000 }))
 		local st = wait_status(cl, c, normal_with_primary(3))

@@ -5,6 +5,9 @@
 --       -> {id = I, item = V, deliveries = D} or nil when nothing is ready
 --   {op = "ack", queue = Q, id = I}                -> {acked = true}
 --   {op = "stats", queue = Q}                      -> {ready = R, in_flight = F}
+--   {op = "peek", queue = Q}
+--       -> {id = I, item = V, deliveries = D} of the message the next dequeue
+--          would deliver (unchanged), or nil; read-only, so it runs as a query
 -- A dequeued message is hidden for visibility_ms (default 30000); if it is
 -- not acked by then (ctx.timestamp, the primary's clock carried in the
 -- log) the next dequeue delivers it again with deliveries + 1. Messages are
@@ -35,6 +38,17 @@ local function msg_key(p, id)
   return p .. "m/" .. string.format("%020d", id)
 end
 
+-- The first message ready at `now`: its key and value, or nil.
+local function first_ready(p, now)
+  local keys, msgs = store.scan(p .. "m/", p .. "m/~", queue.SCAN_MAX)
+  for i, k in ipairs(keys) do
+    if msgs[i].deadline <= now then
+      return k, msgs[i]
+    end
+  end
+  return nil
+end
+
 local handlers = {}
 
 function handlers.enqueue(op)
@@ -55,17 +69,14 @@ function handlers.dequeue(op, ctx)
     vsr.fail(queue.MALFORMED, "visibility_ms must be a positive integer")
   end
   local now = ctx.timestamp
-  local keys, msgs = store.scan(p .. "m/", p .. "m/~", queue.SCAN_MAX)
-  for i, k in ipairs(keys) do
-    local m = msgs[i]
-    if m.deadline <= now then
-      m.deliveries = m.deliveries + 1
-      m.deadline = now + vis * NS_PER_MS
-      store.put(k, m)
-      return {id = tonumber(string.sub(k, #p + 3)), item = m.item, deliveries = m.deliveries}
-    end
+  local k, m = first_ready(p, now)
+  if not k then
+    return nil
   end
-  return nil
+  m.deliveries = m.deliveries + 1
+  m.deadline = now + vis * NS_PER_MS
+  store.put(k, m)
+  return {id = tonumber(string.sub(k, #p + 3)), item = m.item, deliveries = m.deliveries}
 end
 
 function handlers.ack(op)
@@ -79,6 +90,15 @@ function handlers.ack(op)
   end
   store.delete(k)
   return {acked = true}
+end
+
+function handlers.peek(op, ctx)
+  local p = prefix(op)
+  local k, m = first_ready(p, ctx.timestamp)
+  if not k then
+    return nil
+  end
+  return {id = tonumber(string.sub(k, #p + 3)), item = m.item, deliveries = m.deliveries}
 end
 
 function handlers.stats(op, ctx)
@@ -97,7 +117,7 @@ end
 local function dispatch(op, ctx)
   local h = type(op) == "table" and handlers[op.op]
   if not h then
-    vsr.fail(queue.MALFORMED, "unknown operation (enqueue, dequeue, ack, stats)")
+    vsr.fail(queue.MALFORMED, "unknown operation (enqueue, dequeue, ack, stats, peek)")
   end
   return h(op, ctx)
 end
@@ -105,8 +125,8 @@ end
 queue.apply = dispatch
 
 function queue.query(op, ctx)
-  if type(op) ~= "table" or op.op ~= "stats" then
-    vsr.fail(queue.MALFORMED, "only stats can run as a query")
+  if type(op) ~= "table" or (op.op ~= "stats" and op.op ~= "peek") then
+    vsr.fail(queue.MALFORMED, "only stats and peek can run as a query")
   end
   return dispatch(op, ctx)
 end

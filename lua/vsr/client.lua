@@ -8,6 +8,11 @@
 --   -- A state machine's error adds a fourth value: "refused" (vsr.fail) or
 --   -- "script error" (a runtime error or spent budget in the script).
 --   c:get("k"); c:cas("k", "v", "w"); c:delete("k"); c:call({ "get", "k" })
+--   -- get reads outside the log (linearizable); c:get("k", { mode = "stale" })
+--   -- asks any replica, c:get("k", { via_log = true }) goes through the log.
+--   -- c:query(op [, mode]) runs any read-only operation through the state
+--   -- machine's query hook; a fourth value { op = N, mode = M } says what
+--   -- the answer reflects.
 --   for _, r in ipairs(c:status()) do print(r.replica, r.status, r.view) end
 --   c:close()
 --
@@ -84,7 +89,18 @@ function Client:call(op)
 end
 
 function Client:put(key, value) return self.c:call(M.ops.put(key, value)) end
-function Client:get(key) return self.c:call(M.ops.get(key)) end
+-- Read-only: a query outside the log (mode "linearizable", "lease" or
+-- "stale"), or through the log with { via_log = true }.
+function Client:query(op, mode)
+	return self.c:query(op, mode)
+end
+
+function Client:get(key, opts)
+	if opts and opts.via_log then
+		return self.c:call(M.ops.get(key))
+	end
+	return self.c:query(M.ops.get(key), opts and opts.mode)
+end
 function Client:cas(key, from, to) return self.c:call(M.ops.cas(key, from, to)) end
 function Client:delete(key) return self.c:call(M.ops.delete(key)) end
 

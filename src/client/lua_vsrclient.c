@@ -7,6 +7,9 @@
  *   local reply, err, outcome = c:call({ "put", "k", "v" })
  *     -- outcome is "done" (err is nil, reply may be nil), "failed"
  *     -- (certainly not applied) or "unknown" (may have been applied)
+ *   local v, err, outcome, info = c:query({ op = "get", key = "k" }, "stale")
+ *     -- a read outside the log; mode "linearizable" (default), "lease" or
+ *     -- "stale"; info = { op = N, mode = M }: what the answer reflects
  *   local replicas = c:status(timeout_ms)   -- one table per replica; replica
  *                                            -- and primary are 1-based
  *   c:set_timeouts{ attempt_ms = 200, call_ms = 1500 } -- for later calls
@@ -308,7 +311,10 @@ static int lvc_connect(lua_State *L)
 	return 1;
 }
 
-static int lvc_call_op(lua_State *L)
+static void lvc_set_int(lua_State *L, const char *k, uint64_t v);
+
+/* mode < 0: c:call(op), through the log; else c:query(op [, mode]). */
+static int lvc_run(lua_State *L, int mode)
 {
 	lua_client *c = lvc_check_client(L);
 	luaL_checkany(L, 2);
@@ -321,7 +327,10 @@ static int lvc_call_op(lua_State *L)
 		return lua_error(L);
 	}
 	const vsrc_sync_result *r;
-	vsrc_sync_call(c->sync, op.data, op.len, &r);
+	if (mode < 0)
+		vsrc_sync_call(c->sync, op.data, op.len, &r);
+	else
+		vsrc_sync_query(c->sync, (uint8_t)mode, op.data, op.len, &r);
 	vsr_buf_free(&op);
 	if (r->outcome == VSRC_DONE) {
 		msgpack_unpacked up;
@@ -342,7 +351,14 @@ static int lvc_call_op(lua_State *L)
 		}
 		lua_pushnil(L);
 		lua_pushstring(L, "done");
-		return 3;
+		if (mode < 0)
+			return 3;
+		/* A query says what its answer reflects. */
+		lua_createtable(L, 0, 2);
+		lvc_set_int(L, "op", r->op);
+		lua_pushstring(L, vsr_read_mode_name(r->read_mode));
+		lua_setfield(L, -2, "mode");
+		return 4;
 	}
 	lua_pushnil(L);
 	if (vsr_reply_is_error(r->status) && r->reply_len) {
@@ -367,6 +383,23 @@ static int lvc_call_op(lua_State *L)
 		return 4;
 	}
 	return 3;
+}
+
+static int lvc_call_op(lua_State *L)
+{
+	return lvc_run(L, -1);
+}
+
+/* c:query(op [, mode]): a read outside the log; mode "linearizable"
+ * (default), "lease" or "stale". On success a fourth value
+ * { op = N, mode = M }: the op the answer reflects and the mode it was
+ * answered in. */
+static int lvc_query_op(lua_State *L)
+{
+	static const char *const modes[] = {"linearizable", "lease", "stale", NULL};
+	int mode = luaL_checkoption(L, 3, "linearizable", modes);
+	lua_settop(L, 2);
+	return lvc_run(L, mode);
 }
 
 static int lvc_session(lua_State *L)
@@ -444,6 +477,7 @@ static int lvc_close_client(lua_State *L)
 
 static const luaL_Reg lvc_client_methods[] = {
 	{ "call", lvc_call_op },
+	{ "query", lvc_query_op },
 	{ "session", lvc_session },
 	{ "status", lvc_status },
 	{ "set_timeouts", lvc_set_timeouts },

@@ -60,6 +60,8 @@ struct vsrc_client {
 	bool trace;         /* VSRC_TRACE set: retries are reported on stderr */
 	/* The call in progress. */
 	bool in_call;
+	bool query;         /* the call is a QUERY (no registration) */
+	uint8_t query_mode;
 	bool start_pending; /* the timer is set to start the call: leave it be */
 	bool registering;   /* the REGISTER that precedes the caller's op */
 	vsr_buf op;         /* the caller's op, kept for resends */
@@ -323,6 +325,7 @@ static void conn_handle_frame(client_conn *conn, vsr_wire_decoded *d)
 				r.reply_len = d->message.body_len;
 				r.op = d->message.reply_op;
 				r.replica = conn->replica;
+				r.read_mode = d->message.read_mode;
 				client_finish(c, dec, &r);
 				return;
 			}
@@ -454,10 +457,12 @@ static int client_encode_request(vsrc_client *c)
 	m.history = c->s.kind == VSR_REQUEST_OP ? c->s.history : 0;
 	m.request.request = c->s.number;
 	m.request.kind = c->s.kind;
-	if (c->s.kind == VSR_REQUEST_OP) {
+	if (c->s.kind == VSR_REQUEST_OP || c->s.kind == VSR_REQUEST_QUERY) {
 		m.request.op = c->op.data;
 		m.request.op_len = (uint32_t)c->op.len;
 	}
+	if (c->s.kind == VSR_REQUEST_QUERY)
+		m.read_mode = c->s.read_mode;
 	vsr_buf_reset(&c->frame);
 	return vsr_wire_encode_message(&c->frame, c->opt.cluster, &m);
 }
@@ -652,11 +657,30 @@ int vsrc_client_create(uv_loop_t *loop, const vsrc_options *o, vsrc_client **out
 
 static void call_later_cb(uv_timer_t *t);
 
+static int client_begin(vsrc_client *c, bool query, uint8_t mode, const uint8_t *op,
+			size_t op_len, vsrc_call_cb cb, void *arg);
+
 int vsrc_client_call(vsrc_client *c, const uint8_t *op, size_t op_len,
 		     vsrc_call_cb cb, void *arg)
 {
+	return client_begin(c, false, 0, op, op_len, cb, arg);
+}
+
+int vsrc_client_query(vsrc_client *c, uint8_t mode, const uint8_t *op, size_t op_len,
+		      vsrc_call_cb cb, void *arg)
+{
+	if (mode >= VSR_READ_MODE_COUNT)
+		return -1;
+	return client_begin(c, true, mode, op, op_len, cb, arg);
+}
+
+static int client_begin(vsrc_client *c, bool query, uint8_t mode, const uint8_t *op,
+			size_t op_len, vsrc_call_cb cb, void *arg)
+{
 	if (c->closing || c->in_call || op_len > VSR_OP_BYTES_MAX)
 		return -1;
+	c->query = query;
+	c->query_mode = mode;
 	vsr_buf_reset(&c->op);
 	if (op_len && vsr_buf_append(&c->op, op, op_len) != VSR_OK)
 		return -1;
@@ -677,7 +701,9 @@ static void call_later_cb(uv_timer_t *t)
 	c->start_pending = false;
 	if (c->closing)
 		return;
-	if (c->s.session == 0 || c->s.evicted)
+	if (c->query)
+		client_apply(c, vsrc_session_start_query(&c->s, c->query_mode, uv_now(c->loop)));
+	else if (c->s.session == 0 || c->s.evicted)
 		client_start_register(c);
 	else
 		client_start_op(c);

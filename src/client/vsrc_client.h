@@ -72,6 +72,8 @@ typedef struct vsrc_result {
 	uint64_t request;       /* the request number used */
 	uint64_t op;            /* DONE: log position that executed it */
 	uint8_t replica;        /* DONE: the replica that answered */
+	uint8_t read_mode;      /* a query's: the mode it was answered in
+	                           (VSR_READ_STALE: may miss committed ops) */
 } vsrc_result;
 
 typedef struct vsrc_client vsrc_client;
@@ -88,6 +90,14 @@ int vsrc_client_create(uv_loop_t *loop, const vsrc_options *o, vsrc_client **out
  * or the client is closing (cb then never runs). */
 int vsrc_client_call(vsrc_client *c, const uint8_t *op, size_t op_len,
 		     vsrc_call_cb cb, void *arg);
+
+/* Starts a read-only query outside the log (docs/wire.md 6.7) in read mode
+ * `mode` (enum vsr_read_mode); `op` is a read operation of the state
+ * machine (its query hook answers it). Needs no registered session. Same
+ * contract as vsrc_client_call; r->op is the op the answer reflects and
+ * r->read_mode the mode it was answered in. */
+int vsrc_client_query(vsrc_client *c, uint8_t mode, const uint8_t *op, size_t op_len,
+		      vsrc_call_cb cb, void *arg);
 
 /* Changes the timeouts of the calls that start after this one. */
 void vsrc_client_set_timing(vsrc_client *c, const vsrc_timing *t);
@@ -117,12 +127,16 @@ typedef struct vsrc_sync_result {
 	uint64_t session;
 	uint64_t request;
 	uint64_t op;
+	uint8_t read_mode;      /* a query's */
 } vsrc_sync_result;
 
 int vsrc_sync_open(const vsrc_options *o, vsrc_sync **out);
 /* Runs the call to completion. Returns the outcome. */
 int vsrc_sync_call(vsrc_sync *s, const uint8_t *op, size_t op_len,
 		   const vsrc_sync_result **out);
+/* A query (vsrc_client_query), run to completion. */
+int vsrc_sync_query(vsrc_sync *s, uint8_t mode, const uint8_t *op, size_t op_len,
+		    const vsrc_sync_result **out);
 uint64_t vsrc_sync_session(const vsrc_sync *s);
 void vsrc_sync_set_timing(vsrc_sync *s, const vsrc_timing *t);
 void vsrc_sync_close(vsrc_sync *s);

@@ -93,7 +93,7 @@ static bool session_copies_pending(const vsrc_session *s)
 static vsrc_decision session_give_up(vsrc_session *s, const char *why_failed,
 				     int status)
 {
-	if (session_copies_pending(s))
+	if (session_copies_pending(s) && s->kind != VSR_REQUEST_QUERY)
 		return session_complete(s, VSRC_UNKNOWN, status,
 					"unknown: the request may have been applied");
 	return session_complete(s, VSRC_FAILED, status, why_failed);
@@ -139,6 +139,23 @@ vsrc_decision vsrc_session_start(vsrc_session *s, uint8_t kind, uint64_t nonce,
 	s->sends = 0;
 	memset(s->in_flight, 0, sizeof(s->in_flight));
 	/* The phase until the transport confirms the send. */
+	s->phase = VSRC_UNSENT;
+	s->deadline_ms = session_clamp(s, now_ms + s->timing.attempt_ms);
+	return session_send(s);
+}
+
+vsrc_decision vsrc_session_start_query(vsrc_session *s, uint8_t mode, uint64_t now_ms)
+{
+	assert(s->phase == VSRC_IDLE);
+	assert(mode < VSR_READ_MODE_COUNT);
+	s->kind = VSR_REQUEST_QUERY;
+	s->read_mode = mode;
+	s->number = ++s->queries;
+	s->call_deadline_ms = now_ms + s->timing.call_ms;
+	s->backoff_ms = s->timing.backoff_min_ms;
+	s->redirects = 0;
+	s->sends = 0;
+	memset(s->in_flight, 0, sizeof(s->in_flight));
 	s->phase = VSRC_UNSENT;
 	s->deadline_ms = session_clamp(s, now_ms + s->timing.attempt_ms);
 	return session_send(s);
@@ -217,6 +234,12 @@ static bool session_reply_matches(const vsrc_session *s, const vsr_message *m)
 {
 	if (m->request.request != s->number)
 		return false;
+	/* Queries are numbered apart from requests: the kind tells a late
+	 * answer to query k from the reply to request k. */
+	if ((m->request.kind == VSR_REQUEST_QUERY) != (s->kind == VSR_REQUEST_QUERY))
+		return false;
+	if (s->kind == VSR_REQUEST_QUERY)
+		return m->request.session == s->session;
 	if (s->kind == VSR_REQUEST_REGISTER) {
 		/* A successful REGISTER reply names the new session; a refusal
 		 * echoes the session 0 it was sent with. */
@@ -252,12 +275,22 @@ vsrc_decision vsrc_session_reply(vsrc_session *s, uint8_t from,
 		}
 		return session_complete(s, VSRC_DONE, VSR_REPLY_OK, NULL);
 	case VSR_REPLY_ERROR:
+		if (s->kind == VSR_REQUEST_QUERY) {
+			s->target = from;
+			return session_complete(s, VSRC_FAILED, VSR_REPLY_ERROR,
+						"failed: the state machine refused the query");
+		}
 		/* Committed and executed as an error: the state machine left
 		 * its state as it was, so the operation did not take effect. */
 		s->target = from;
 		return session_complete(s, VSRC_FAILED, VSR_REPLY_ERROR,
 					"failed: the state machine refused the operation");
 	case VSR_REPLY_SCRIPT_ERROR:
+		if (s->kind == VSR_REQUEST_QUERY) {
+			s->target = from;
+			return session_complete(s, VSRC_FAILED, VSR_REPLY_SCRIPT_ERROR,
+						"failed: the state machine's query raised an error");
+		}
 		/* Committed and executed, and the script raised (a bug in it or
 		 * a spent budget): the state is as it was. */
 		s->target = from;
@@ -293,6 +326,11 @@ vsrc_decision vsrc_session_reply(vsrc_session *s, uint8_t from,
 			"this session and whatever it did belong to the old one (register again)");
 	case VSR_REPLY_NOT_PRIMARY: {
 		session_refused(s, from);
+		if (s->kind == VSR_REQUEST_QUERY && s->read_mode == VSR_READ_STALE) {
+			/* Any replica that holds the history answers: the next one. */
+			s->target = (uint8_t)((from + 1u) % s->replica_count);
+			return session_backoff(s, now_ms);
+		}
 		/* Follow the answering replica's own view, never a remembered
 		 * maximum: an isolated replica may name a view that never starts,
 		 * and a sticky view would send every retry to it. */

@@ -82,6 +82,9 @@ typedef struct vsrc_session {
 	uint64_t history;        /* the cluster history the session belongs to
 	                            (from the REGISTER reply); every OP carries it */
 	uint64_t request;        /* number of the current (or last) request */
+	uint64_t queries;        /* QUERY calls started: their own numbering, which
+	                            never consumes a request number of the session */
+	uint8_t read_mode;       /* QUERY: enum vsr_read_mode */
 	vsrc_timing timing;
 	/* The call in progress. */
 	int phase;
@@ -108,6 +111,14 @@ bool vsrc_session_ready(const vsrc_session *s);
  * vsrc_session_connected when the target comes up or the timer fires). */
 vsrc_decision vsrc_session_start(vsrc_session *s, uint8_t kind, uint64_t nonce,
 				 uint64_t now_ms);
+
+/* Starts a QUERY call (a read outside the log, docs/wire.md 6.7) in read
+ * mode `mode`, numbered from the session's query counter. It needs no
+ * session: it is sent with the session id when there is one, 0 otherwise.
+ * A query changes nothing, so it is never UNKNOWN: a query that gets no
+ * answer FAILED. A stale query goes to whichever replica answers; the
+ * others to the primary. */
+vsrc_decision vsrc_session_start_query(vsrc_session *s, uint8_t mode, uint64_t now_ms);
 
 /* The transport handed the copy to replica `replica`'s connection. Must
  * follow each SEND decision that was carried out; when the connection is

@@ -38,6 +38,7 @@ static void sync_call_cb(vsrc_client *c, const vsrc_result *r, void *arg)
 	out->session = r->session;
 	out->request = r->request;
 	out->op = r->op;
+	out->read_mode = r->read_mode;
 	s->done = true;
 }
 
@@ -59,11 +60,28 @@ int vsrc_sync_open(const vsrc_options *o, vsrc_sync **out)
 	return 0;
 }
 
+static int sync_run(vsrc_sync *s, bool query, uint8_t mode, const uint8_t *op, size_t op_len,
+		    const vsrc_sync_result **out);
+
 int vsrc_sync_call(vsrc_sync *s, const uint8_t *op, size_t op_len,
 		   const vsrc_sync_result **out)
 {
+	return sync_run(s, false, 0, op, op_len, out);
+}
+
+int vsrc_sync_query(vsrc_sync *s, uint8_t mode, const uint8_t *op, size_t op_len,
+		    const vsrc_sync_result **out)
+{
+	return sync_run(s, true, mode, op, op_len, out);
+}
+
+static int sync_run(vsrc_sync *s, bool query, uint8_t mode, const uint8_t *op, size_t op_len,
+		    const vsrc_sync_result **out)
+{
 	s->done = false;
-	if (vsrc_client_call(s->client, op, op_len, sync_call_cb, s) != 0) {
+	int rc = query ? vsrc_client_query(s->client, mode, op, op_len, sync_call_cb, s)
+		       : vsrc_client_call(s->client, op, op_len, sync_call_cb, s);
+	if (rc != 0) {
 		s->result.outcome = VSRC_FAILED;
 		s->result.status = -1;
 		snprintf(s->result.reason, sizeof(s->result.reason),

@@ -33,6 +33,7 @@ void primary_drop_pipeline(vsr_replica *r)
 		r->clients.items[i].pending_op = 0;
 	}
 	r->start_view_pending = false;
+	read_fail_all(r);
 }
 
 /* A new primary inherits uncommitted ops from the view change: mark their
@@ -80,6 +81,9 @@ void normal_become_primary(vsr_replica *r)
 	r->amnesia = false;
 	primary_drop_pipeline(r);
 	memset(r->acked, 0, sizeof r->acked);
+	memset(r->read_acked, 0, sizeof r->read_acked);
+	r->read_round_done = r->read_round; /* no round in flight in this view */
+	r->lease_until = 0;
 	/* Every backup starts the view as heard: check-quorum counts from here. */
 	for (uint8_t i = 0; i < r->n; i++) r->heard_at[i] = r->now;
 	timer_stop(&r->t_primary);
@@ -108,6 +112,8 @@ void normal_become_backup(vsr_replica *r)
 	r->repairing = false;
 	r->ack_sent_view = 0;
 	r->ack_sent_op = 0;
+	r->read_round_seen = 0;
+	r->primary_heard_at = 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -367,6 +373,7 @@ void primary_send_prepare(vsr_replica *r, uint64_t op, int to)
 	message_header(r, &m, VSR_MSG_PREPARE);
 	m.op = op;
 	m.commit = r->commit;
+	m.nonce = r->read_round;
 	m.entries = e;
 	m.entry_count = 1;
 	if (to < 0) {
@@ -477,6 +484,8 @@ static bool backup_accepts_primary_message(vsr_replica *r, const vsr_message *m)
 	}
 	if (r->status != VSR_STATUS_NORMAL || is_primary(r)) return false;
 	timer_set(r, &r->t_primary, r->cfg.timeouts.primary_ticks, true);
+	r->primary_heard_at = r->now;
+	if (m->nonce > r->read_round_seen) r->read_round_seen = m->nonce;
 	vc_suspicion_clear(r); /* the primary is alive after all */
 	r->view_change_attempt = 0; /* the view works */
 	return true;
@@ -524,6 +533,7 @@ void normal_send_ack(vsr_replica *r)
 	out->op = op;
 	out->commit = r->commit;
 	out->checksum = log_checksum_at(&r->log, op);
+	out->nonce = r->read_round_seen; /* the read round we back */
 	r->ack_sent_view = r->view;
 	r->ack_sent_op = op;
 }
@@ -551,6 +561,7 @@ void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 	if (r->status != VSR_STATUS_NORMAL || !is_primary(r) || m->view != r->view) return;
 	/* The backup is in our view and hears us: check-quorum counts it. */
 	r->heard_at[m->replica] = r->now;
+	read_on_ack(r, m->replica, m->nonce);
 	if (r->suspecting && heard_count(r) >= r->quorum) {
 		/* We abdicated, but a quorum answers again before any view
 		 * change took us away (both backups stalled in one long step,
@@ -714,6 +725,7 @@ void normal_on_tick(vsr_replica *r)
 				m.commit = r->commit;
 				m.op = r->log.head;
 				m.checksum = log_checksum_at(&r->log, r->commit);
+				m.nonce = read_heartbeat_round(r);
 				emit_broadcast(r, &m);
 			}
 			timer_set(r, &r->t_heartbeat, r->cfg.timeouts.heartbeat_ticks, false);

@@ -77,6 +77,15 @@ vsr_message *emit_reply(vsr_replica *r, uint64_t conn)
 	return &a->message;
 }
 
+vsr_action *emit_query(vsr_replica *r, uint64_t conn)
+{
+	vsr_action *a = action_new(r, VSR_ACTION_QUERY);
+	a->conn = conn;
+	message_header(r, &a->message, VSR_MSG_REPLY);
+	r->stats.messages_out[VSR_MSG_REPLY]++;
+	return a;
+}
+
 vsr_persist *emit_persist(vsr_replica *r)
 {
 	vsr_action *a = action_new(r, VSR_ACTION_PERSIST);
@@ -354,6 +363,7 @@ static void replica_free(vsr_replica *r)
 {
 	if (r == NULL) return;
 	primary_drop_pipeline(r);
+	read_free(r);
 	log_free(&r->log);
 	ct_free(&r->clients);
 	vc_reset_votes(r);
@@ -370,6 +380,16 @@ static void replica_free(vsr_replica *r)
 	free(r);
 }
 
+/* With lease reads, a restarted replica keeps quiet for a primary timeout
+ * before it asks anything: it may have acked a lease round just before it
+ * crashed, and its RECOVERY counts as "primary lost" at the others
+ * (vc_on_recovery), so speaking earlier could help depose a primary whose
+ * lease it backs (docs/protocol.md "Reads"). */
+static uint64_t restart_quiet_ticks(const vsr_replica *r)
+{
+	return read_leases_enabled(r) ? r->cfg.timeouts.primary_ticks : 0;
+}
+
 /* No valid durable state: the replica knows no history. It recovers as an
  * amnesiac (recovery.c) once it hears of the cluster's history, or begins
  * one at genesis. */
@@ -379,7 +399,7 @@ static void start_unjoined(vsr_replica *r)
 	r->amnesia = true;
 	r->status = VSR_STATUS_RECOVERING;
 	r->t_retry.armed = true;
-	r->t_retry.at = r->now;
+	r->t_retry.at = r->now + restart_quiet_ticks(r);
 }
 
 static int restart_from(vsr_replica *r, const vsr_durable *d)
@@ -425,7 +445,7 @@ static int restart_from(vsr_replica *r, const vsr_durable *d)
 	r->replaying = false;
 	/* The first tick starts the recovery protocol. */
 	r->t_retry.armed = true;
-	r->t_retry.at = r->now;
+	r->t_retry.at = r->now + restart_quiet_ticks(r);
 	return VSR_OK;
 }
 
@@ -451,6 +471,7 @@ int vsr_replica_create(vsr_replica **out, const vsr_config *config,
 	ct_init(&r->clients, config->clients_max);
 	r->pipeline = xcalloc(config->pipeline_max, sizeof *r->pipeline);
 	r->queue = xcalloc(config->request_queue_max, sizeof *r->queue);
+	r->reads = xcalloc(config->request_queue_max, sizeof *r->reads);
 	r->status = VSR_STATUS_RECOVERING;
 	/* One nonce per incarnation: recovery answers name it, so answers to an
 	 * earlier incarnation are never counted, and a RECOVERY with another
@@ -553,13 +574,18 @@ void vsr_replica_step(vsr_replica *r, const vsr_event *ev, vsr_actions *out)
 			break;
 		}
 		r->stats.messages_in[VSR_MSG_REQUEST]++;
-		normal_on_request(r, ev->message, ev->conn);
+		if (ev->message->request.kind == VSR_REQUEST_QUERY)
+			read_on_request(r, ev->message, ev->conn);
+		else
+			normal_on_request(r, ev->message, ev->conn);
 		break;
 	case VSR_EVENT_PERSISTED: on_persisted(r, ev->persist_id); break;
 	case VSR_EVENT_FLUSH: break;
 	default: r->stats.messages_dropped++; break;
 	}
 	if (r->status == VSR_STATUS_NORMAL && is_primary(r) && !ev->more) normal_flush_queue(r);
+	/* Last: a query answered now sees everything this step executed. */
+	if (r->status == VSR_STATUS_NORMAL && is_primary(r)) read_flush(r);
 
 #ifdef VSR_INVARIANTS
 	const char *why = vsr_replica_check(r);

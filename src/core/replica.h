@@ -168,6 +168,18 @@ typedef struct pipeline_slot {
 	pipeline_request *requests;
 } pipeline_slot;
 
+/* A QUERY waiting at the primary (read.c). */
+typedef struct pending_read {
+	uint64_t conn;
+	uint64_t session;
+	uint64_t request;
+	uint8_t mode;           /* enum vsr_read_mode asked */
+	uint64_t arrival_op;    /* log head when it arrived: executed must reach it */
+	uint64_t round;         /* read round that must be confirmed first */
+	uint32_t op_len;
+	uint8_t *op;
+} pending_read;
+
 /* A persist issued but not yet reported done. */
 typedef struct pending_persist {
 	uint64_t id;
@@ -243,6 +255,18 @@ struct vsr_replica {
 	queued_request *queue;            /* FIFO ring of request_queue_max */
 	uint32_t queue_head, queue_count;
 	uint64_t queue_bytes;             /* op bytes held by the queue */
+
+	/* reads (read.c): pending queries, FIFO ring of request_queue_max */
+	pending_read *reads;
+	uint32_t reads_head, reads_count;
+	uint64_t reads_bytes;
+	uint64_t read_round;              /* primary: the last read round started */
+	uint64_t read_round_sent_at;      /* tick it was started */
+	uint64_t read_round_done;         /* primary: highest round a quorum confirmed */
+	uint64_t read_acked[VSR_REPLICAS_MAX]; /* primary: highest round each echoed, this view */
+	uint64_t lease_until;             /* primary: tick its lease ends (0: none) */
+	uint64_t read_round_seen;         /* backup: highest round from the primary, this view */
+	uint64_t primary_heard_at;        /* backup: tick the primary was last heard */
 
 	/* view change */
 	uint32_t svc_from;                /* bitmask, for `view` */
@@ -352,6 +376,8 @@ void scratch_keep(vsr_replica *r, void *p);
 vsr_message *emit_send(vsr_replica *r, uint8_t to, uint8_t type);
 void emit_broadcast(vsr_replica *r, const vsr_message *m);
 vsr_message *emit_reply(vsr_replica *r, uint64_t conn);
+/* A QUERY action for `conn`: its message is a REPLY header to fill. */
+vsr_action *emit_query(vsr_replica *r, uint64_t conn);
 vsr_persist *emit_persist(vsr_replica *r);
 void message_header(const vsr_replica *r, vsr_message *m, uint8_t type);
 void set_status(vsr_replica *r, uint8_t status);
@@ -397,6 +423,25 @@ void normal_become_backup(vsr_replica *r);
 void normal_mark_inherited_pending(vsr_replica *r);
 void primary_drop_pipeline(vsr_replica *r);
 void primary_send_prepare(vsr_replica *r, uint64_t op, int to);
+
+/* read.c */
+void read_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn);
+/* End of a step at a normal primary: starts a read round when reads wait for
+ * one, and answers the reads that are ready. */
+void read_flush(vsr_replica *r);
+/* The primary left its role or its view: every pending read is refused
+ * (NOT_PRIMARY), so clients retry at the new primary. */
+void read_fail_all(vsr_replica *r);
+void read_free(vsr_replica *r);
+/* A PREPARE_OK of our view echoed read round `round`. */
+void read_on_ack(vsr_replica *r, uint8_t from, uint64_t round);
+/* The read round a heartbeat carries (with leases, a new one when none is
+ * in flight, which keeps the lease fresh). */
+uint64_t read_heartbeat_round(vsr_replica *r);
+bool read_leases_enabled(const vsr_replica *r);
+/* Whether a backup's promise (lease reads) still forbids it to enter a view
+ * above its own on its own initiative. */
+bool read_lease_promise_holds(const vsr_replica *r);
 
 /* view_change.c */
 void vc_start(vsr_replica *r, uint64_t view);

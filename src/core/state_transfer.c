@@ -470,7 +470,10 @@ void st_on_checkpoint_chunk(vsr_replica *r, const vsr_message *m)
 void st_on_tick(vsr_replica *r)
 {
 	if (!timer_fired(r, &r->t_retry)) return;
-	if (++r->transfer_retries > VSR_TRANSFER_RETRIES_MAX && !r->amnesia) {
+	/* With lease reads, not while our promise to the primary we last
+	 * heard holds (docs/protocol.md "Reads"). */
+	if (++r->transfer_retries > VSR_TRANSFER_RETRIES_MAX && !r->amnesia &&
+	    !read_lease_promise_holds(r)) {
 		/* No normal replica answers: the view we are transferring into may
 		 * be dead. Our log is intact (state transfer only ever drops what is
 		 * off the committed chain), so leave for a view change rather than

@@ -18,6 +18,12 @@ const char *vsr_strerror(int code)
 	return "unknown error";
 }
 
+const char *vsr_read_mode_name(unsigned mode)
+{
+	static const char *const names[VSR_READ_MODE_COUNT] = {"linearizable", "lease", "stale"};
+	return mode < VSR_READ_MODE_COUNT ? names[mode] : "unknown";
+}
+
 const char *vsr_status_name(enum vsr_status s)
 {
 	switch (s) {
@@ -297,6 +303,9 @@ const char *vsr_config_invalid(const vsr_config *c)
 	if (vsr_reply_bytes_max(c) < 256)
 		return "message_bytes_max must hold a reply of at least 256 bytes";
 	const vsr_timeouts *t = &c->timeouts;
+	if (c->lease_drift_ppm >= 1000000u) return "lease_drift_ppm must be below 1000000";
+	if (c->lease_margin_ticks >= t->primary_ticks)
+		return "lease_margin_ticks must be below primary_ticks";
 	if (!t->heartbeat_ticks || !t->prepare_retry_ticks || !t->primary_ticks ||
 	    !t->view_change_ticks || !t->recovery_retry_ticks)
 		return "timeouts must be positive";
@@ -322,8 +331,12 @@ const char *vsr_message_invalid(const vsr_message *m, uint32_t replica_count)
 	if (m->body_len && m->body == NULL) return "body missing";
 	switch (m->type) {
 	case VSR_MSG_REQUEST:
-		if (m->request.kind != VSR_REQUEST_REGISTER && m->request.kind != VSR_REQUEST_OP)
+		if (m->request.kind != VSR_REQUEST_REGISTER && m->request.kind != VSR_REQUEST_OP &&
+		    m->request.kind != VSR_REQUEST_QUERY)
 			return "unknown request kind";
+		if (m->read_mode >= VSR_READ_MODE_COUNT) return "unknown read mode";
+		if (m->read_mode != 0 && m->request.kind != VSR_REQUEST_QUERY)
+			return "a read mode on a request that is not a query";
 		if (m->request.op_len > VSR_OP_BYTES_MAX) return "operation too large";
 		if (m->request.op_len && m->request.op == NULL) return "operation missing";
 		if (m->request.kind == VSR_REQUEST_OP && m->request.session == 0)

@@ -186,6 +186,10 @@ void vc_on_recovery(vsr_replica *r, const vsr_message *m)
 static bool normal_may_leave(vsr_replica *r, const vsr_message *m)
 {
 	if (m->view > r->above_view[m->replica]) r->above_view[m->replica] = m->view;
+	/* Lease reads: a backup that heard its primary less than a primary
+	 * timeout ago promised it (by acking its read round) to stay, unless
+	 * the primary itself moves on (docs/protocol.md "Reads"). */
+	if (read_lease_promise_holds(r) && m->replica != primary_index(r)) return false;
 	if (r->suspecting) return true;
 	if (m->replica == primary_index(r)) return true;
 	uint32_t above = 0;

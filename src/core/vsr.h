@@ -108,7 +108,26 @@ uint64_t vsr_entry_checksum(const vsr_entry *e);
 enum vsr_request_kind {
 	VSR_REQUEST_REGISTER = 1, /* open a session; the reply carries its id */
 	VSR_REQUEST_OP = 2,       /* state-machine operation */
+	VSR_REQUEST_QUERY = 3,    /* read-only operation, answered outside the log
+	                             (never in a batch; see vsr_read_mode) */
 };
+
+/* How a QUERY is answered (docs/protocol.md "Reads", protocol.md 10).
+ * LINEARIZABLE: by the primary, once a quorum round started after the read
+ *   arrived confirmed it still leads its view, and once it executed every op
+ *   it had prepared when the read arrived.
+ * LEASE: by the primary without a round while it holds a lease (only when
+ *   the configuration bounds clock drift, vsr_config.lease_drift_ppm);
+ *   otherwise answered as LINEARIZABLE. Safe only under that bound.
+ * STALE: by any replica at once, from whatever state it executed; the reply
+ *   says so and names the op that state reflects. */
+enum vsr_read_mode {
+	VSR_READ_LINEARIZABLE = 0,
+	VSR_READ_LEASE = 1,
+	VSR_READ_STALE = 2,
+	VSR_READ_MODE_COUNT
+};
+const char *vsr_read_mode_name(unsigned mode);
 
 /* One client request, as it travels from client to primary and as it is
  * stored in a batch. `session` is 0 for REGISTER (then `request` is a random
@@ -214,12 +233,19 @@ typedef struct vsr_message {
 	                        CHECKPOINT_CHUNK: checkpoint entry checksum;
 	                        RECOVERY_RESPONSE: the responder's incarnation nonce,
 	                        or a membership grant (recovery.c) */
-	uint64_t nonce;      /* RECOVERY(_RESPONSE), GET_STATE/NEW_STATE, GET_CHECKPOINT */
+	uint64_t nonce;      /* RECOVERY(_RESPONSE), GET_STATE/NEW_STATE, GET_CHECKPOINT;
+	                        PREPARE/COMMIT: the primary's read round;
+	                        PREPARE_OK: the highest read round the backup saw
+	                        from its primary in this view (read.c) */
 	uint64_t timestamp;  /* REPLY: the op's timestamp; NEW_STATE, CHECKPOINT_CHUNK:
 	                        the checkpoint entry's */
 	/* client fields: REQUEST and REPLY */
 	vsr_request request; /* REQUEST: the request; REPLY: session/request echo */
-	uint64_t reply_op;   /* REPLY: op that executed the request */
+	uint64_t reply_op;   /* REPLY: op that executed the request; to a QUERY: the
+	                        op the answer reflects (the state executed through it) */
+	uint8_t read_mode;   /* REQUEST of kind QUERY: enum vsr_read_mode asked;
+	                        REPLY to a QUERY: the mode it was answered in
+	                        (STALE: the answer may miss committed ops) */
 	uint32_t body_len;   /* REPLY: reply bytes; CHECKPOINT_CHUNK: chunk bytes */
 	const uint8_t *body;
 	/* PREPARE (1 entry), DO_VIEW_CHANGE, START_VIEW, NEW_STATE */
@@ -378,6 +404,15 @@ typedef struct vsr_config {
 	 * "Joining"). Random, drawn by the host for every process start, never 0. */
 	uint64_t genesis_history;
 	vsr_timeouts timeouts;
+	/* Lease reads (docs/protocol.md "Reads"): the bound on clock drift
+	 * between any two replicas, in parts per million, that the operator
+	 * vouches for. 0 (the default): no leases; a LEASE read is answered
+	 * as LINEARIZABLE. With a bound, a primary whose read round was acked
+	 * by a quorum holds a lease of primary_ticks * (1 - drift) -
+	 * lease_margin_ticks from the round's start, and backups and restarted
+	 * replicas keep the promise that makes it safe. */
+	uint32_t lease_drift_ppm;
+	uint32_t lease_margin_ticks;
 	uint32_t bugs;               /* VSR_BUG_* (only with VSR_FAULT_INJECTION) */
 } vsr_config;
 
@@ -414,6 +449,9 @@ enum vsr_bug {
 	VSR_BUG_REGISTER_LAST_REPLY = 1u << 14, /* a late duplicate REGISTER gets the session's last reply (F10) */
 	VSR_BUG_NONATOMIC_RESTORE = 1u << 15, /* a failed install keeps the checkpoint's client table (finding 3) */
 	VSR_BUG_NO_ABDICATION = 1u << 16,    /* a primary that hears no quorum keeps its view forever */
+	/* Reads (issue 11). */
+	VSR_BUG_READ_NO_ROUND = 1u << 20,    /* answer a linearizable read without the quorum round */
+	VSR_BUG_READ_BEFORE_EXECUTE = 1u << 21, /* answer it before the ops prepared at its arrival execute */
 };
 
 /* Defensive branches: each guard against a stale, duplicate or malformed
@@ -491,6 +529,10 @@ enum vsr_action_type {
 	VSR_ACTION_SEND = 1,     /* send `message` to replica `to` */
 	VSR_ACTION_REPLY,        /* send `message` (a REPLY) to client connection `conn` */
 	VSR_ACTION_PERSIST,      /* write, in order, then report VSR_EVENT_PERSISTED */
+	VSR_ACTION_QUERY,        /* run the state machine's read-only query on
+	                            `query_op` against the state as it is now (executed
+	                            through message.reply_op), put its status and answer
+	                            into `message` (a REPLY) and send it to `conn` */
 };
 
 /* A persist: storage applies, in this order and before reporting it done,
@@ -512,8 +554,10 @@ typedef struct vsr_action {
 	uint8_t type;
 	uint8_t to;              /* SEND */
 	uint64_t conn;           /* REPLY */
-	vsr_message message;     /* SEND, REPLY */
+	vsr_message message;     /* SEND, REPLY; QUERY: the reply, status OK and no body */
 	vsr_persist persist;     /* PERSIST */
+	const uint8_t *query_op; /* QUERY: the operation bytes (borrowed) */
+	uint32_t query_op_len;
 } vsr_action;
 
 /* Actions produced by one step; owned by the replica, valid until the next
@@ -619,6 +663,9 @@ typedef struct vsr_replica_stats {
 	uint64_t state_transfers;
 	uint64_t checkpoints;
 	uint64_t guards[VSR_GUARD_COUNT]; /* hits of each defensive branch */
+	uint64_t reads[VSR_READ_MODE_COUNT]; /* queries answered, by the mode answered in */
+	uint64_t reads_failed;       /* queries refused (not primary, view changed, busy) */
+	uint64_t read_rounds;        /* read rounds started (primary) */
 } vsr_replica_stats;
 
 const vsr_replica_stats *vsr_replica_stats_get(const vsr_replica *r);

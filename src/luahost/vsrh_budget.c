@@ -183,12 +183,15 @@ int vsrh_gas_try(vsrh_box *b, uint64_t units)
 	return 0;
 }
 
-int vsrh_gas_try_state(lua_State *L, uint64_t units)
+vsrh_box *vsrh_gas_box(lua_State *L)
 {
 	void *ud;
-	if (lua_getallocf(L, &ud) != vsrh_box_alloc)
-		return 0;
-	return vsrh_gas_try(ud, units);
+	return lua_getallocf(L, &ud) == vsrh_box_alloc ? ud : NULL;
+}
+
+int vsrh_gas_try_state(lua_State *L, uint64_t units)
+{
+	return vsrh_gas_try_box(vsrh_gas_box(L), units);
 }
 
 int vsrh_gas_raise(lua_State *L)

@@ -188,6 +188,7 @@ static int key_cmp(const void *pa, const void *pb)
 
 typedef struct enc_state {
 	lua_State *L;
+	vsrh_box *box; /* charged as it goes, or NULL (not a box's state) */
 	vsr_buf *b;
 	size_t start;
 	size_t max_len;
@@ -413,7 +414,7 @@ static int enc_value(enc_state *e, int depth)
 	/* one unit per value and per VSRH_GAS_BYTES of strings, charged to
 	 * the armed budget: a reply or a stored value made of many references
 	 * to one big table costs what its encoding does */
-	if (vsrh_gas_try_state(L, lua_type(L, -1) == LUA_TSTRING ?
+	if (vsrh_gas_try_box(e->box, lua_type(L, -1) == LUA_TSTRING ?
 				       1 + vsrh_gas_bytes(lua_rawlen(L, -1)) : 1))
 		return enc_fail(e, "%s", "instruction budget exhausted while encoding");
 	if (e->b->len - e->start > e->max_len) {
@@ -453,7 +454,7 @@ static int enc_value(enc_state *e, int depth)
 int vsrh_encode(lua_State *L, int idx, vsr_buf *b, size_t max_len, char *err,
 		size_t err_len)
 {
-	enc_state e = {L, b, b->len, max_len, err, err_len};
+	enc_state e = {L, vsrh_gas_box(L), b, b->len, max_len, err, err_len};
 	int top = lua_gettop(L);
 	lua_pushvalue(L, idx);
 	int rc = enc_value(&e, 0);
@@ -512,6 +513,7 @@ void vsrh_push_sorted_keys(lua_State *L, int idx)
 
 typedef struct dec_state {
 	lua_State *L;
+	vsrh_box *box; /* charged as it goes, or NULL (not a box's state) */
 	const uint8_t *d;
 	size_t len;
 	size_t pos;
@@ -623,7 +625,7 @@ static int dec_value(dec_state *s, int depth)
 	if (header(s->d, s->len, s->pos, &kind, &hdr, &arg))
 		return dec_fail(s, "truncated");
 	/* inside a call (vsr.store.get), decoding is charged like encoding */
-	if (vsrh_gas_try_state(L, 1 + (kind == 's' ? vsrh_gas_bytes(arg) : 0)))
+	if (vsrh_gas_try_box(s->box, 1 + (kind == 's' ? vsrh_gas_bytes(arg) : 0)))
 		return dec_fail(s, "instruction budget exhausted while decoding");
 	s->pos += hdr;
 	switch (kind) {
@@ -703,7 +705,7 @@ static int dec_value(dec_state *s, int depth)
 int vsrh_decode(lua_State *L, const uint8_t *data, size_t len, char *err,
 		size_t err_len)
 {
-	dec_state s = {L, data, len, 0, err, err_len};
+	dec_state s = {L, vsrh_gas_box(L), data, len, 0, err, err_len};
 	int top = lua_gettop(L);
 	if (!lua_checkstack(L, 4)) {
 		snprintf(err, err_len, "out of Lua stack");

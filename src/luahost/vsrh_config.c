@@ -462,7 +462,8 @@ static int same_address(const vsrh_address *a, const vsrh_address *b)
 static int validate(cfg_ctx *c, int t, vsrh_config *o)
 {
 	static const char *const top_keys[] = {"cluster", "replicas", "clients", "statemachine",
-		"dedup", "data_dir", "durability", "timeouts", "limits", "metrics", "log_level", "log_format", "auth", "telemetry", NULL};
+		"dedup", "data_dir", "durability", "timeouts", "limits", "metrics", "log_level", "log_format", "auth", "telemetry", "reads", NULL};
+	static const char *const read_keys[] = {"lease_drift_ppm", "lease_margin_ms", NULL};
 	static const char *const auth_keys[] = {"replica_key", "client_key", NULL};
 	static const char *const timeout_keys[] = {"tick_ms", "heartbeat_ms", "primary_ms",
 		"view_change_ms", "retry_ms", NULL};
@@ -555,6 +556,24 @@ static int validate(cfg_ctx *c, int t, vsrh_config *o)
 	if (o->primary_ms <= o->heartbeat_ms)
 		return cfg_fail(c, "timeouts.primary_ms", "expected more than timeouts.heartbeat_ms (%u) "
 				"so that an idle primary is not suspected, got %u", o->heartbeat_ms, o->primary_ms);
+
+	/* reads = { lease_drift_ppm, lease_margin_ms }: lease reads, opt-in
+	 * (docs/protocol.md "Reads"). */
+	if ((rc = get_section(c, t, "reads")))
+		return rc;
+	s = lua_gettop(L);
+	if ((rc = check_keys(c, s, "reads", read_keys)))
+		return rc;
+	if ((rc = get_uint(c, s, "reads", "lease_drift_ppm", 0, 500000, 0, 0, &v)))
+		return rc;
+	o->lease_drift_ppm = (uint32_t)v;
+	if ((rc = get_uint(c, s, "reads", "lease_margin_ms", 0, 600000, 0, 0, &v)))
+		return rc;
+	o->lease_margin_ms = (uint32_t)v;
+	lua_pop(L, 1);
+	if (o->lease_margin_ms >= o->primary_ms)
+		return cfg_fail(c, "reads.lease_margin_ms", "expected less than timeouts.primary_ms (%u), got %u",
+				o->primary_ms, o->lease_margin_ms);
 
 	if ((rc = get_section(c, t, "limits")))
 		return rc;

@@ -70,6 +70,8 @@ typedef struct vsrh_config {
 	uint32_t primary_ms;
 	uint32_t view_change_ms;
 	uint32_t retry_ms;
+	uint32_t lease_drift_ppm;  /* reads.lease_drift_ppm: 0, leases off */
+	uint32_t lease_margin_ms;  /* reads.lease_margin_ms */
 	uint32_t pipeline_max;
 	uint32_t batch_requests_max;
 	uint32_t clients_max;

@@ -57,6 +57,16 @@ int vsrh_gas_try(vsrh_box *b, uint64_t units);
  * there. */
 int vsrh_gas_try_state(lua_State *L, uint64_t units);
 
+/* The box whose state L is, or NULL (a plain Lua state): for code that
+ * charges many times per call (the codec), looked up once. */
+vsrh_box *vsrh_gas_box(lua_State *L);
+
+/* vsrh_gas_try on a box from vsrh_gas_box (NULL: spends nothing). */
+static inline int vsrh_gas_try_box(vsrh_box *b, uint64_t units)
+{
+	return b ? vsrh_gas_try(b, units) : 0;
+}
+
 /* Spends `units`, or raises the budget error (which pcall cannot catch). */
 void vsrh_gas(lua_State *L, uint64_t units);
 

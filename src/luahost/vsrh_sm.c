@@ -54,7 +54,8 @@ struct vsrh_sm {
 	char script_name[256];
 	int ref_apply, ref_query, ref_snapshot, ref_restore;
 	vsrh_store store;
-	int ref_ctx, ref_ctx_fields; /* the read-only ctx and the table behind it */
+	int ref_ctx; /* the read-only ctx */
+	vsr_apply_ctx ctx_now; /* what ctx.op, .timestamp, .session, .request read */
 	int ref_policy; /* policy table or LUA_NOREF */
 	int ref_examples; /* the script's examples (table or function) or LUA_NOREF */
 	bool plain;     /* the script keeps its own state (snapshot/restore hooks) */
@@ -288,11 +289,10 @@ static int apply_tramp(lua_State *L)
 		j->result = VSR_REPLY_ERROR;
 		return 0;
 	}
-	/* ctx: one read-only table per state machine whose fields are
-	 * refreshed for every call (no allocation on the hot path). */
-	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_ctx_fields);
-	set_ctx_fields(L, j->actx);
-	lua_pop(L, 1);
+	/* ctx: one read-only table per state machine whose log fields are
+	 * read from ctx_now when the script asks for them (ctx_index): no
+	 * allocation and no table writes on the hot path. */
+	sm->ctx_now = *j->actx;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, sm->ref_ctx);
 	vsrh_box_seed(b, op_seed(j->actx));
 	set_mode(sm, j->mode);
@@ -969,6 +969,31 @@ static int ctx_readonly(lua_State *L)
 	return luaL_error(L, "ctx is read-only (keep your own state in vsr.store or your tables)");
 }
 
+/* ctx's __index: the log entry's fields from the running (or last) call,
+ * anything else (random) from the table in upvalue 2. */
+static int ctx_index(lua_State *L)
+{
+	const vsrh_sm *sm = lua_touserdata(L, lua_upvalueindex(1));
+	size_t n;
+	const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &n) : NULL;
+	uint64_t v;
+	if (k && n == 2 && memcmp(k, "op", 2) == 0)
+		v = sm->ctx_now.op;
+	else if (k && n == 9 && memcmp(k, "timestamp", 9) == 0)
+		v = sm->ctx_now.timestamp;
+	else if (k && n == 7 && memcmp(k, "session", 7) == 0)
+		v = sm->ctx_now.session;
+	else if (k && n == 7 && memcmp(k, "request", 7) == 0)
+		v = sm->ctx_now.request;
+	else {
+		lua_settop(L, 2);
+		lua_rawget(L, lua_upvalueindex(2));
+		return 1;
+	}
+	lua_pushinteger(L, (lua_Integer)v);
+	return 1;
+}
+
 static int open_tramp(lua_State *L)
 {
 	open_job *j = lua_touserdata(L, 1);
@@ -1000,24 +1025,14 @@ static int open_tramp(lua_State *L)
 	lua_setfield(L, vsr, "store");
 	lua_settop(L, 1);
 
-	/* ctx: a read-only view of a fields table the host refreshes per call */
-	lua_createtable(L, 0, 5);
-	lua_pushinteger(L, 0);
-	lua_setfield(L, -2, "op");
-	lua_pushinteger(L, 0);
-	lua_setfield(L, -2, "timestamp");
-	lua_pushinteger(L, 0);
-	lua_setfield(L, -2, "session");
-	lua_pushinteger(L, 0);
-	lua_setfield(L, -2, "request");
+	/* ctx: a read-only view; the log fields come from sm->ctx_now */
+	lua_newtable(L); /* the view */
+	lua_createtable(L, 0, 3); /* its metatable */
+	lua_pushlightuserdata(L, sm);
+	lua_createtable(L, 0, 1);
 	vsrh_box_push_random(&sm->box);
 	lua_setfield(L, -2, "random");
-	lua_pushvalue(L, -1);
-	sm->ref_ctx_fields = luaL_ref(L, LUA_REGISTRYINDEX);
-	lua_newtable(L); /* the view */
-	lua_createtable(L, 0, 3);
-	lua_insert(L, -3); /* meta, fields, view */
-	lua_insert(L, -3); /* view, meta, fields */
+	lua_pushcclosure(L, ctx_index, 2);
 	lua_setfield(L, -2, "__index");
 	lua_pushcfunction(L, ctx_readonly);
 	lua_setfield(L, -2, "__newindex");

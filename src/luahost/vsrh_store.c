@@ -2,6 +2,7 @@
 #include "vsrh_store.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,13 +194,16 @@ static void check_writable(lua_State *L, vsrh_store *s, const char *fn)
  * type pushed: nil (absent), string (encoded) or light userdata (deleted). */
 static int lookup(lua_State *L, vsrh_store *s)
 {
-	lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_writes);
-	lua_pushvalue(L, 1);
-	int t = lua_rawget(L, -2);
-	lua_remove(L, -2);
-	if (t != LUA_TNIL)
-		return t;
-	lua_pop(L, 1);
+	int t;
+	if (s->nwrites > 0) { /* (none yet: the usual first get of an apply) */
+		lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_writes);
+		lua_pushvalue(L, 1);
+		t = lua_rawget(L, -2);
+		lua_remove(L, -2);
+		if (t != LUA_TNIL)
+			return t;
+		lua_pop(L, 1);
+	}
 	if (s->db) {
 		if (lmdb_push_get(L, s->db, 1))
 			return LUA_TSTRING;
@@ -494,37 +498,52 @@ static void invalidate_sorted(lua_State *L, vsrh_store *s)
 	s->ref_sorted = LUA_NOREF;
 }
 
-/* The buffered writes into the long-lived write transaction. */
+/* The buffered writes into the long-lived write transaction. One B-tree
+ * descent per key: a put tries to insert (MDB_NOOVERWRITE), which on an
+ * existing key leaves the cursor on it with the old value (for the digest),
+ * then overwrites it in place (MDB_CURRENT); a delete positions the cursor
+ * and deletes there. */
 static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 {
 	vsrh_lmdb *db = s->db;
 	int top = lua_gettop(L);
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(db->wtxn, db->kv, &c);
+	if (rc)
+		lmdb_fatal("cursor", rc);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_writes);
 	int w = lua_gettop(L);
 	lua_pushnil(L);
 	while (lua_next(L, w)) {
 		size_t kl, vl = 0;
 		const char *key = lua_tolstring(L, -2, &kl);
-		bool del = lua_type(L, -1) == LUA_TLIGHTUSERDATA;
-		const char *val = del ? NULL : lua_tolstring(L, -1, &vl);
-		MDB_val k = mval(key, kl), old;
-		int rc = mdb_get(db->wtxn, db->kv, &k, &old);
-		if (rc && rc != MDB_NOTFOUND)
-			lmdb_fatal("get", rc);
-		if (rc == 0) {
-			s->digest -= entry_hash(key, kl, old.mv_data, old.mv_size);
-			db->kv_bytes -= 8 + kl + old.mv_size;
-			if (del) {
+		MDB_val k = mval(key, kl);
+		if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) { /* a delete */
+			MDB_val old;
+			rc = mdb_cursor_get(c, &k, &old, MDB_SET_KEY);
+			if (rc && rc != MDB_NOTFOUND)
+				lmdb_fatal("get", rc);
+			if (rc == 0) {
+				s->digest -= entry_hash(key, kl, old.mv_data, old.mv_size);
+				db->kv_bytes -= 8 + kl + old.mv_size;
 				s->count--;
-				if ((rc = mdb_del(db->wtxn, db->kv, &k, NULL)))
+				if ((rc = mdb_cursor_del(c, 0)))
 					lmdb_fatal("delete", rc);
 			}
-		}
-		if (!del) {
-			if (rc == MDB_NOTFOUND)
-				s->count++;
+		} else {
+			const char *val = lua_tolstring(L, -1, &vl);
 			MDB_val v = mval(val, vl);
-			if ((rc = mdb_put(db->wtxn, db->kv, &k, &v, 0)))
+			rc = mdb_cursor_put(c, &k, &v, MDB_NOOVERWRITE);
+			if (rc == MDB_KEYEXIST) {
+				/* v now points at the old value, in the page */
+				s->digest -= entry_hash(key, kl, v.mv_data, v.mv_size);
+				db->kv_bytes -= 8 + kl + v.mv_size;
+				v = mval(val, vl);
+				rc = mdb_cursor_put(c, &k, &v, MDB_CURRENT);
+			} else if (rc == 0) {
+				s->count++;
+			}
+			if (rc)
 				lmdb_fatal("put", rc);
 			s->digest += entry_hash(key, kl, val, vl);
 			db->kv_bytes += 8 + kl + vl;
@@ -535,6 +554,7 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 		lua_pushnil(L);
 		lua_rawset(L, w);
 	}
+	mdb_cursor_close(c);
 	s->nwrites = 0;
 	lua_settop(L, top);
 }
@@ -1391,4 +1411,128 @@ int vsrh_store_ckpt_open(vsrh_store *s, vsr_checkpoint *cp, vsr_buf *head)
 	}
 	rc = held_open(db, &db->held[0], cp, prefix, plen);
 	return rc ? VSR_ECORRUPT : VSR_OK;
+}
+
+/* ------------------------------------------------------- verification */
+
+/* Reads every record of the environment under `dir` (as vsrh_store_use_lmdb
+ * names it) and checks it against the checkpoint record: the count, the
+ * bytes, the store digest and the image digest. LMDB keeps no checksums of
+ * its own, so this is what tells a flipped byte in data.mdb from the state
+ * the checkpoint promised. */
+int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, char *why,
+			  size_t why_len)
+{
+	char path[4200], file[4300];
+	path_join(path, sizeof path, dir, "db");
+	snprintf(file, sizeof file, "%s/data.mdb", path);
+	struct stat st;
+	if (stat(file, &st) != 0)
+		return 0; /* no environment: the state is in plain Lua (checkpoint.img) */
+	MDB_env *env = NULL;
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_dbi kv, meta;
+	const char *what = "opening it";
+	int rc = mdb_env_create(&env);
+	if (rc == 0)
+		rc = mdb_env_set_maxdbs(env, 2);
+	if (rc == 0)
+		rc = mdb_env_set_mapsize(env, (size_t)st.st_size > STORE_MAP_MIN ? (size_t)st.st_size
+										   : STORE_MAP_MIN);
+	if (rc == 0)
+		rc = mdb_env_open(env, path, MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS, 0600);
+	if (rc == 0)
+		rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+	if (rc == 0) {
+		/* Both are created at the first open, before anything is kept; a
+		 * main database holding anything else has lost them. */
+		what = "opening its databases";
+		rc = mdb_dbi_open(txn, "meta", 0, &meta);
+		if (rc == 0)
+			rc = mdb_dbi_open(txn, "kv", 0, &kv);
+		MDB_stat ms;
+		MDB_dbi main_db;
+		if (rc == MDB_NOTFOUND && min_op == 0 && mdb_dbi_open(txn, NULL, 0, &main_db) == 0 &&
+		    mdb_stat(txn, main_db, &ms) == 0 && ms.ms_entries == 0) {
+			mdb_txn_abort(txn);
+			mdb_env_close(env);
+			return 0;
+		}
+	}
+	MDB_val k1 = mval("checkpoint", 10), v1 = {0}, k2 = mval("head", 4), v2 = {0};
+	bool have_cp = false;
+	if (rc == 0) {
+		what = "reading its checkpoint record";
+		rc = mdb_get(txn, meta, &k1, &v1);
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+		else if (rc == 0 && (rc = mdb_get(txn, meta, &k2, &v2)) == 0)
+			have_cp = true;
+	}
+	if (rc == 0 && have_cp && v1.mv_size != META_FIXED) {
+		snprintf(why, why_len, "its checkpoint record has %zu bytes, not %d", v1.mv_size,
+			 META_FIXED);
+		rc = -1;
+	}
+	uint64_t count = 0, bytes = 0, sum = 0;
+	if (rc == 0) {
+		what = "reading its records";
+		rc = mdb_cursor_open(txn, kv, &cur);
+	}
+	MDB_val k, v, prev = {0};
+	int step = MDB_FIRST;
+	bool scanning = rc == 0;
+	while (rc == 0 && (rc = mdb_cursor_get(cur, &k, &v, step)) == 0) {
+		step = MDB_NEXT;
+		if (count > 0 && bytes_cmp(prev.mv_data, prev.mv_size, k.mv_data, k.mv_size) >= 0) {
+			snprintf(why, why_len, "its records are out of order after %" PRIu64, count);
+			rc = -1;
+			break;
+		}
+		prev = k;
+		count++;
+		bytes += 8 + k.mv_size + v.mv_size;
+		sum += entry_hash(k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+	}
+	if (scanning && rc == MDB_NOTFOUND)
+		rc = 0; /* the end of the records */
+	if (rc == 0) {
+		uint64_t f[8] = {0};
+		for (int i = 0; have_cp && i < 8; i++)
+			f[i] = get_u64le((const uint8_t *)v1.mv_data + 8 * i);
+		size_t plen = 0;
+		uint8_t *prefix = have_cp ? image_prefix(v2.mv_data, v2.mv_size, count, &plen) : NULL;
+		if (have_cp && prefix == NULL) {
+			snprintf(why, why_len, "out of memory");
+			rc = -2;
+		} else if (count != f[5] || bytes != f[6] || sum != f[7]) {
+			snprintf(why, why_len,
+				 "its records do not match the checkpoint at op %" PRIu64 " (%" PRIu64
+				 " records, %" PRIu64 " bytes, digest %016" PRIx64 "; the checkpoint "
+				 "says %" PRIu64 ", %" PRIu64 ", %016" PRIx64 ")",
+				 f[0], count, bytes, sum, f[5], f[6], f[7]);
+			rc = -1;
+		} else if (have_cp && (plen + bytes != f[3] || image_digest(prefix, plen, sum) != f[4])) {
+			snprintf(why, why_len, "its checkpoint record at op %" PRIu64 " is damaged", f[0]);
+			rc = -1;
+		} else if (f[0] < min_op || (f[0] == min_op && min_op > 0 && f[1] != checksum)) {
+			snprintf(why, why_len,
+				 "it holds the checkpoint at op %" PRIu64 " (checksum %016" PRIx64
+				 "), the superblock names op %" PRIu64 " (checksum %016" PRIx64 ")",
+				 f[0], f[1], min_op, checksum);
+			rc = -1;
+		}
+		free(prefix);
+	} else if (rc > 0 || rc < -2) {
+		snprintf(why, why_len, "LMDB failed %s: %s", what, mdb_strerror(rc));
+		rc = -1;
+	}
+	if (cur)
+		mdb_cursor_close(cur);
+	if (txn)
+		mdb_txn_abort(txn);
+	if (env)
+		mdb_env_close(env);
+	return rc == 0 ? 0 : rc == -2 ? -1 : 1;
 }

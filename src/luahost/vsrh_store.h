@@ -84,5 +84,15 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 			    int (*accept)(void *arg, const uint8_t *head, size_t len), void *arg);
 /* Restart: the checkpoint the environment holds (op 0: none) and its head. */
 int vsrh_store_ckpt_open(vsrh_store *s, vsr_checkpoint *cp, vsr_buf *head);
+/* Before a restart opens it: reads every record of the environment in `dir`
+ * (the directory given to vsrh_store_use_lmdb) and checks them against its
+ * checkpoint record, and that record against what the superblock names: a
+ * checkpoint at min_op with entry checksum `checksum`, or a newer one
+ * (min_op 0: none). 0: intact, or no environment at all; 1: damaged, with
+ * a sentence in why; -1: could not be checked (out of memory). A damaged
+ * page can also crash LMDB: run this in a process of its own
+ * (src/cmd/vsrhost/host_verify.c). */
+int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, char *why,
+			  size_t why_len);
 
 #endif /* VSRH_STORE_H */

@@ -85,6 +85,11 @@ typedef struct net_conn {
 	vsr_wire_conn_auth auth; /* this connection's HELLO/AUTH state */
 	struct net_conn *next;  /* in net->conns */
 	struct net_conn *prev;
+	/* PEER_IN and CLIENT, from accept until identified or closed: in the
+	 * accept-ordered list of its kind's unidentified connections. */
+	bool unidentified;
+	struct net_conn *unid_next;
+	struct net_conn *unid_prev;
 } net_conn;
 
 typedef struct net_write {
@@ -126,6 +131,13 @@ struct vsr_net {
 	uint32_t clients;       /* CLIENT connections open */
 	net_conn **client_slots; /* [clients_max], indexed by id's slot */
 	uint32_t *client_gen;    /* generation per slot */
+	uint32_t *free_slots;    /* stack of the slots client_slots has free */
+	uint32_t free_count;
+	/* Accepted connections not yet identified, oldest first, per kind
+	 * (index: net_unid_index): what an accept evicts, found in O(1). */
+	net_conn *unid_head[2];
+	net_conn *unid_tail[2];
+	uint32_t unid_count[2];
 	vsr_net_stats stats;
 	char read_buf[64 * 1024]; /* shared: a read is consumed before the next */
 };
@@ -174,6 +186,7 @@ static void net_maybe_finish(vsr_net *net)
 	void *data = net->opts.data;
 	free(net->client_slots);
 	free(net->client_gen);
+	free(net->free_slots);
 	free(net);
 	if (cb != NULL)
 		cb(data);
@@ -189,6 +202,48 @@ static void net_handle_closed_cb(uv_handle_t *h)
 
 /* ------------------------------------------------------------------------ */
 /* Connections.                                                             */
+
+static unsigned net_unid_index(uint8_t kind)
+{
+	return kind == NET_CONN_CLIENT ? 1u : 0u;
+}
+
+/* An accepted connection joins its kind's unidentified list (newest last). */
+static void net_unid_add(net_conn *c)
+{
+	vsr_net *net = c->net;
+	unsigned k = net_unid_index(c->kind);
+	c->unidentified = true;
+	c->unid_next = NULL;
+	c->unid_prev = net->unid_tail[k];
+	if (net->unid_tail[k] != NULL)
+		net->unid_tail[k]->unid_next = c;
+	else
+		net->unid_head[k] = c;
+	net->unid_tail[k] = c;
+	net->unid_count[k]++;
+}
+
+/* ... and leaves it once identified or closing. */
+static void net_unid_remove(net_conn *c)
+{
+	if (!c->unidentified)
+		return;
+	vsr_net *net = c->net;
+	unsigned k = net_unid_index(c->kind);
+	if (c->unid_prev != NULL)
+		c->unid_prev->unid_next = c->unid_next;
+	else
+		net->unid_head[k] = c->unid_next;
+	if (c->unid_next != NULL)
+		c->unid_next->unid_prev = c->unid_prev;
+	else
+		net->unid_tail[k] = c->unid_prev;
+	c->unid_next = c->unid_prev = NULL;
+	c->unidentified = false;
+	assert(net->unid_count[k] > 0);
+	net->unid_count[k]--;
+}
 
 static void net_peer_schedule(vsr_net *net, uint8_t i);
 static void net_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
@@ -273,6 +328,7 @@ static void net_conn_close(net_conn *c, int level, const char *why)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	c->next = c->prev = NULL;
+	net_unid_remove(c);
 	if (c->dirty) {
 		/* Rare (a connection closing with unsent frames): a walk. */
 		net_conn **pp = &net->dirty;
@@ -300,8 +356,10 @@ static void net_conn_close(net_conn *c, int level, const char *why)
 		break;
 	case NET_CONN_CLIENT: {
 		uint32_t slot = (uint32_t)(c->id & NET_SLOT_MASK);
-		if (slot < net->opts.clients_max && net->client_slots[slot] == c)
+		if (slot < net->opts.clients_max && net->client_slots[slot] == c) {
 			net->client_slots[slot] = NULL;
+			net->free_slots[net->free_count++] = slot;
+		}
 		net->clients--;
 		break;
 	}
@@ -364,9 +422,17 @@ static bool net_conn_account(net_conn *c, size_t before)
 }
 
 /* net_conn_account, after sealing the frame when the connection is
- * authenticated: the path of every frame but HELLO and AUTH. */
+ * authenticated: the path of every frame but HELLO and AUTH. The byte
+ * bound is checked before sealing: sealing uses up the frame's sequence
+ * number, so a sealed frame dropped afterwards would make every later
+ * frame fail its MAC at the other end. */
 static bool net_conn_commit(net_conn *c, size_t before)
 {
+	size_t mac = c->auth.sealing ? VSR_WIRE_MAC_SIZE : 0;
+	if (c->write_bytes + c->out.len + mac > c->net->opts.queue_bytes_max) {
+		c->out.len = before;
+		return false;
+	}
 	if (vsr_wire_conn_auth_seal(&c->auth, &c->out, before) != 0) {
 		c->out.len = before;
 		return false;
@@ -501,6 +567,7 @@ static bool net_conn_identified(const net_conn *c)
  * half-open, or one an impostor opened first) gives way. */
 static void net_conn_now_identified(net_conn *c)
 {
+	net_unid_remove(c);
 	if (c->kind != NET_CONN_PEER_IN)
 		return;
 	vsr_net *net = c->net;
@@ -800,16 +867,15 @@ static void net_peer_schedule(vsr_net *net, uint8_t i)
 static net_conn *net_oldest_unidentified(vsr_net *net, uint8_t kind, const net_conn *except,
 					 uint32_t *count)
 {
-	uint64_t now = uv_now(net->opts.loop);
-	net_conn *oldest = NULL;
-	*count = 0;
-	for (net_conn *c = net->conns; c != NULL; c = c->next) {
-		if (c == except || c->kind != kind || c->closing || net_conn_identified(c))
-			continue;
-		(*count)++;
-		if (oldest == NULL || c->opened_ms <= oldest->opened_ms)
-			oldest = c;
+	unsigned k = net_unid_index(kind);
+	net_conn *oldest = net->unid_head[k];
+	*count = net->unid_count[k];
+	if (except != NULL && except->unidentified) {
+		(*count)--;
+		if (oldest == except)
+			oldest = except->unid_next;
 	}
+	uint64_t now = uv_now(net->opts.loop);
 	return oldest != NULL && now - oldest->opened_ms >= net->opts.evict_silent_ms ? oldest : NULL;
 }
 
@@ -854,6 +920,7 @@ static void net_accept(uv_stream_t *server, uint8_t kind)
 		net->peer_inbound++;
 	else
 		net->clients++;
+	net_unid_add(c);
 	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
 		net_conn_close(c, 1, "accept failed");
 		return;
@@ -879,14 +946,8 @@ static void net_accept(uv_stream_t *server, uint8_t kind)
 			if (oldest != NULL)
 				net_evict(net, oldest);
 		}
-		if (net->clients <= net->opts.clients_max) {
-			for (uint32_t k = 0; k < net->opts.clients_max; k++) {
-				if (net->client_slots[k] == NULL) {
-					slot = k;
-					break;
-				}
-			}
-		}
+		if (net->clients <= net->opts.clients_max && net->free_count > 0)
+			slot = net->free_slots[--net->free_count];
 		if (slot == UINT32_MAX) {
 			/* An id is still needed so that close can find no slot. */
 			c->id = NET_SLOT_MASK;
@@ -1032,12 +1093,17 @@ int vsr_net_start(const vsr_net_options *opts, vsr_net **out, char *err, size_t 
 		net->wire.body_bytes_max = o->body_bytes_max;
 	net->client_slots = calloc(o->clients_max, sizeof *net->client_slots);
 	net->client_gen = calloc(o->clients_max, sizeof *net->client_gen);
-	if (net->client_slots == NULL || net->client_gen == NULL) {
+	net->free_slots = calloc(o->clients_max, sizeof *net->free_slots);
+	if (net->client_slots == NULL || net->client_gen == NULL || net->free_slots == NULL) {
 		free(net->client_slots);
 		free(net->client_gen);
+		free(net->free_slots);
 		free(net);
 		return UV_ENOMEM;
 	}
+	/* Popped lowest first. */
+	for (uint32_t k = 0; k < o->clients_max; k++)
+		net->free_slots[net->free_count++] = o->clients_max - 1 - k;
 	*out = net;
 
 	uv_tcp_init(o->loop, &net->replica_listener);

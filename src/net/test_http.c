@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,8 @@
 		}                                                                     \
 	} while (0)
 
+#define BIG_BODY (16u << 20)
+
 static uv_loop_t loop;
 static vsr_http *server;
 static uv_async_t stop_async;
@@ -31,6 +34,15 @@ static int handler(void *data, const char *path, vsr_http_body *body, const char
 	if (strcmp(path, "/metrics") == 0) {
 		*ct = "text/plain; version=0.0.4; charset=utf-8";
 		vsr_http_body_printf(body, "# TYPE test_total counter\ntest_total %d\n", 42);
+		return 200;
+	}
+	if (strcmp(path, "/big") == 0) {
+		/* More than any socket buffers hold: a reader that stops
+		 * reading leaves the write unfinished. */
+		static char chunk[65536];
+		memset(chunk, 'b', sizeof chunk);
+		for (unsigned i = 0; i < BIG_BODY / sizeof chunk; i++)
+			vsr_http_body_append(body, chunk, sizeof chunk);
 		return 200;
 	}
 	if (strcmp(path, "/health") == 0) {
@@ -137,6 +149,38 @@ int main(void)
 		int fd = dial();
 		(void)!write(fd, "GET /met", 8);
 		CHECK(read_all(fd, resp, sizeof resp) == 0);
+		close(fd);
+	}
+	/* A reader that asks for a large answer and stops reading is cut at
+	 * the deadline too: it must not hold a connection (and the answer's
+	 * memory) for ever. */
+	{
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		CHECK(fd >= 0);
+		int small = 4096;
+		CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
+		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+		inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+		CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+		uint64_t timeouts = __atomic_load_n(&vsr_http_stats_get(server)->timeouts,
+						    __ATOMIC_RELAXED);
+		const char *req = "GET /big HTTP/1.1\r\n\r\n";
+		CHECK(write(fd, req, strlen(req)) == (ssize_t)strlen(req));
+		/* The event: the listener counts the connection as timed out
+		 * (bounded: 200 polls of 50 ms against a 300 ms deadline). */
+		for (int i = 0; i < 200 && __atomic_load_n(&vsr_http_stats_get(server)->timeouts,
+							    __ATOMIC_RELAXED) == timeouts; i++)
+			poll(NULL, 0, 50);
+		CHECK(__atomic_load_n(&vsr_http_stats_get(server)->timeouts, __ATOMIC_RELAXED) ==
+		      timeouts + 1);
+		size_t got = 0;
+		for (;;) {
+			ssize_t n = read(fd, resp, sizeof resp);
+			if (n <= 0)
+				break;
+			got += (size_t)n;
+		}
+		CHECK(got < BIG_BODY); /* cut short: what the kernel had buffered */
 		close(fd);
 	}
 	/* Excess connections are closed at once; the held ones then time out

@@ -7,8 +7,9 @@
  * Failure modes: over the connection limit -> accepted and closed at once;
  * headers larger than the buffer -> 431; a request line that is not
  * "METHOD PATH HTTP/x" -> 400; a method other than GET/HEAD -> 405; the
- * deadline passes -> closed without an answer; the peer goes away or a
- * write fails -> closed. Every handle of a connection is freed only in its
+ * deadline passes -> closed without an answer; an answer not written
+ * within the deadline again (a reader that stopped reading) -> closed; the
+ * peer goes away or a write fails -> closed. Every handle of a connection is freed only in its
  * close callback, after both of them (socket, timer) have closed. */
 #include "vsr_http.h"
 
@@ -160,7 +161,9 @@ static void http_respond(http_conn *c, int status, const char *content_type, con
 	assert(!c->answered);
 	c->answered = true;
 	uv_read_stop((uv_stream_t *)&c->tcp);
-	uv_timer_stop(&c->timer);
+	/* The deadline keeps running (restarted for the write): a reader that
+	 * stops reading must not hold the connection and the answer for ever. */
+	uv_timer_again(&c->timer);
 	char head[256];
 	int n = snprintf(head, sizeof head,
 			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
@@ -258,11 +261,11 @@ static void http_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
 		http_respond_error(c, 431);
 }
 
+/* The request, or the answer's write, took longer than the deadline.
+ * Closing cancels a pending write (its callback sees the close). */
 static void http_timeout_cb(uv_timer_t *t)
 {
 	http_conn *c = t->data;
-	if (c->answered)
-		return;
 	c->server->stats.timeouts++;
 	http_conn_close(c);
 }
@@ -312,8 +315,10 @@ static void http_connection_cb(uv_stream_t *listener, int status)
 		http_conn_close(c);
 		return;
 	}
-	uv_timer_start(&c->timer, http_timeout_cb,
-		       s->opts.request_timeout_ms ? s->opts.request_timeout_ms : VSR_HTTP_REQUEST_TIMEOUT_MS, 0);
+	uint64_t deadline_ms = s->opts.request_timeout_ms ? s->opts.request_timeout_ms
+							    : VSR_HTTP_REQUEST_TIMEOUT_MS;
+	/* Repeat set for uv_timer_again when the answer goes out. */
+	uv_timer_start(&c->timer, http_timeout_cb, deadline_ms, deadline_ms);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -60,7 +60,7 @@ typedef struct vsr_http_options {
 typedef struct vsr_http_stats {
 	uint64_t requests;       /* answered by the handler */
 	uint64_t bad_requests;   /* 400/405/431 answers */
-	uint64_t timeouts;       /* closed for not sending a request in time */
+	uint64_t timeouts;       /* closed for not sending a request, or not reading the answer, in time */
 	uint64_t refused;        /* over VSR_HTTP_CONNECTIONS_MAX */
 	uint32_t connections;    /* open now */
 } vsr_http_stats;

@@ -1252,6 +1252,7 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 	}
 	if (have_sb && (sb.flags & SB_FLAG_UNRECOVERED))
 		snprintf(why, sizeof why, "it was being repaired when it stopped");
+
 	replay r = {.base = have_sb ? sb.core.checkpoint_op + 1 : 1};
 	scan_result res = {0};
 	if (why[0] == '\0') {
@@ -1277,6 +1278,19 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 			break;
 		}
 		parent = r.entries[i].checksum;
+	}
+	if (why[0] == '\0' && d->opts.check != NULL && sb.core.history != 0) {
+		char note[sizeof why - 8];
+		note[0] = '\0';
+		rc = d->opts.check(d->opts.check_arg, &sb.core, note, sizeof note);
+		if (rc < 0) {
+			storage_errf(err, err_len, "storage %s: %s", d->dir, note);
+			replay_free(&r);
+			free(ds.segs);
+			return VSR_EINVAL;
+		}
+		if (rc > 0)
+			snprintf(why, sizeof why, "%s", note);
 	}
 	if (why[0] != '\0') {
 		/* Something that may have been committed is unreadable: come back

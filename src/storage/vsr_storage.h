@@ -75,6 +75,16 @@ typedef struct vsr_storage_options {
 	 * amnesiac, or, when every replica is unjoined, a new history begins.
 	 * The memory backend holds nothing anyway. */
 	bool fresh;
+	/* Durable backend, optional: asked by load, once the superblock and the
+	 * log after it are verified and before anything is started, whether the
+	 * state the caller keeps beside the log (vsr.store's environment) agrees
+	 * with the superblock (it must hold the checkpoint the superblock names,
+	 * or a newer one). 0: it does; > 0: it is damaged, why says why, and
+	 * load resets the directory with the "unrecovered" mark as for a corrupt
+	 * log, so the replica is repaired from the others; < 0: it could not be
+	 * checked, load fails with why. Not asked when there is no state. */
+	int (*check)(void *arg, const vsr_superblock *sb, char *why, size_t why_len);
+	void *check_arg;
 	vsr_storage_persisted_cb persisted_cb;
 	void *data;          /* for the caller: vsr_storage_data() */
 	/* Durable backend only. */

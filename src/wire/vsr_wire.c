@@ -24,7 +24,10 @@
 #include <xxhash.h>
 
 /* Elements in the top-level array of each body shape. */
-#define WIRE_CORE_FIELDS 22u
+#define WIRE_CORE_FIELDS 23u
+/* Core bodies of an encoder from before the read mode was appended (field
+ * 22): still accepted, the missing field read as 0. */
+#define WIRE_CORE_FIELDS_MIN 22u
 #define WIRE_ENTRY_FIELDS 7u
 #define WIRE_HELLO_FIELDS 5u
 #define WIRE_AUTH_FIELDS 1u
@@ -476,6 +479,7 @@ int vsr_wire_encode_message(vsr_buf *out, uint64_t cluster, const vsr_message *m
 	p = wire_put_uint(p, m->offset);
 	p = wire_put_uint(p, m->history);
 	p = wire_put_uint(p, m->checkpoint_digest);
+	p = wire_put_uint(p, m->read_mode);
 	size_t body_len = (size_t)(p - body);
 	assert(VSR_WIRE_HEADER_SIZE + body_len <= bound);
 	if (body_len > VSR_WIRE_BODY_BYTES_MAX)
@@ -1019,6 +1023,22 @@ static int wire_dec_bytes(wire_dec *d, const char *field, int type, uint32_t max
 	return rc != 0 ? rc : wire_obj_bytes(d, &o, type, max, p, len);
 }
 
+/* The top-level array of `want_min`..`want` elements; its size in *got. */
+static int wire_dec_top_range(wire_dec *d, uint32_t want_min, uint32_t want, uint32_t *got)
+{
+	uint32_t n;
+	d->field = "body";
+	int rc = wire_dec_array(d, &n);
+	if (rc != 0)
+		return rc;
+	*got = n;
+	if (n < want_min || n > want)
+		return wire_fail(d->err, d->err_len, VSR_WIRE_ESHAPE,
+				 "body: array of %" PRIu32 " elements, want %" PRIu32 "..%" PRIu32,
+				 n, want_min, want);
+	return 0;
+}
+
 static int wire_dec_top(wire_dec *d, uint32_t want)
 {
 	uint32_t n;
@@ -1088,7 +1108,8 @@ static int wire_dec_core(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 {
 	vsr_message *m = &out->message;
 	uint8_t n = wire_replica_count(c);
-	int rc = wire_dec_top(d, WIRE_CORE_FIELDS);
+	uint32_t fields;
+	int rc = wire_dec_top_range(d, WIRE_CORE_FIELDS_MIN, WIRE_CORE_FIELDS, &fields);
 	if (rc != 0)
 		return rc;
 	m->type = type;
@@ -1108,11 +1129,11 @@ static int wire_dec_core(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 	WIRE_DEC_U(d, "timestamp", UINT64_MAX, m->timestamp);
 	WIRE_DEC_U(d, "session", UINT64_MAX, m->request.session);
 	WIRE_DEC_U(d, "request", UINT64_MAX, m->request.request);
-	WIRE_DEC_U(d, "kind", VSR_REQUEST_OP, m->request.kind);
+	WIRE_DEC_U(d, "kind", VSR_REQUEST_QUERY, m->request.kind);
 	if (type == VSR_MSG_REQUEST && m->request.kind != VSR_REQUEST_REGISTER &&
-	    m->request.kind != VSR_REQUEST_OP)
+	    m->request.kind != VSR_REQUEST_OP && m->request.kind != VSR_REQUEST_QUERY)
 		return wire_fail(d->err, d->err_len, VSR_WIRE_ERANGE,
-				 "kind: %u is neither REGISTER (1) nor OP (2)",
+				 "kind: %u is not REGISTER (1), OP (2) or QUERY (3)",
 				 m->request.kind);
 	rc = wire_dec_bytes(d, "op_bytes", MSGPACK_OBJECT_BIN, wire_op_limit(type),
 			    &m->request.op, &m->request.op_len);
@@ -1159,6 +1180,8 @@ static int wire_dec_core(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 	WIRE_DEC_U(d, "offset", UINT64_MAX, m->offset);
 	WIRE_DEC_U(d, "history", UINT64_MAX, m->history);
 	WIRE_DEC_U(d, "checkpoint_digest", UINT64_MAX, m->checkpoint_digest);
+	if (fields > 22)
+		WIRE_DEC_U(d, "read_mode", VSR_READ_MODE_COUNT - 1, m->read_mode);
 	m->cluster = out->header.cluster;
 
 	/* The core's own structural check, on top of ours. */

@@ -209,7 +209,11 @@ int vsr_wire_conn_auth_seal(vsr_wire_conn_auth *a, vsr_buf *out, size_t frame_st
 {
 	if (!a->sealing)
 		return 0;
-	return vsr_wire_seal(out, frame_start, a->hs.send_key, a->hs.send_seq++);
+	/* The sequence number is used up only by a frame that was sealed. */
+	int rc = vsr_wire_seal(out, frame_start, a->hs.send_key, a->hs.send_seq);
+	if (rc == 0)
+		a->hs.send_seq++;
+	return rc;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -328,8 +328,49 @@ static void test_connecting_then_connected(void)
 	CHECK(d.type == VSRC_COMPLETE && d.outcome == VSRC_FAILED);
 }
 
+/* Queries: numbered apart, matched by kind, never UNKNOWN, and they leave
+ * the session's request numbering alone. */
+static void test_query(void)
+{
+	vsrc_session s;
+	registered(&s, 9);
+	vsrc_decision d = vsrc_session_start_query(&s, VSR_READ_LINEARIZABLE, 10);
+	CHECK(d.type == VSRC_SEND && s.number == 1 && s.kind == VSR_REQUEST_QUERY);
+	vsrc_session_sent(&s, d.replica, 10);
+	/* The reply to request 1 of the session is not the query's answer. */
+	vsr_message op_reply = reply(VSR_REPLY_OK, 9, 1, 0);
+	op_reply.request.kind = VSR_REQUEST_OP;
+	CHECK(vsrc_session_reply(&s, 0, &op_reply, 11).type == VSRC_NOTHING);
+	vsr_message m = reply(VSR_REPLY_OK, 9, 1, 0);
+	m.request.kind = VSR_REQUEST_QUERY;
+	d = vsrc_session_reply(&s, 0, &m, 12);
+	CHECK(d.type == VSRC_COMPLETE && d.outcome == VSRC_DONE);
+	/* The next operation still takes request number 1. */
+	d = vsrc_session_start(&s, VSR_REQUEST_OP, 0, 20);
+	CHECK(d.type == VSRC_SEND && s.number == 1);
+	vsrc_session_sent(&s, d.replica, 20);
+	/* A late answer to query 1 does not complete request 1. */
+	CHECK(vsrc_session_reply(&s, 0, &m, 21).type == VSRC_NOTHING);
+	d = vsrc_session_reply(&s, 0, &op_reply, 22);
+	CHECK(d.type == VSRC_COMPLETE && d.outcome == VSRC_DONE);
+	/* A query sent and never answered FAILED: it changed nothing. */
+	d = vsrc_session_start_query(&s, VSR_READ_STALE, 100);
+	CHECK(d.type == VSRC_SEND && s.number == 2);
+	vsrc_session_sent(&s, d.replica, 100);
+	d = vsrc_session_timer(&s, 100 + s.timing.call_ms);
+	CHECK(d.type == VSRC_COMPLETE && d.outcome == VSRC_FAILED);
+	/* Stale: a NOT_PRIMARY moves on to the next replica. */
+	d = vsrc_session_start_query(&s, VSR_READ_STALE, 200);
+	vsrc_session_sent(&s, 1, 200);
+	vsr_message np = reply(VSR_REPLY_NOT_PRIMARY, 9, 3, 0);
+	np.request.kind = VSR_REQUEST_QUERY;
+	d = vsrc_session_reply(&s, 1, &np, 201);
+	CHECK(d.type == VSRC_NOTHING && s.target == 2);
+}
+
 int main(void)
 {
+	test_query();
 	test_register_and_number();
 	test_not_primary_redirect_is_failed_if_nothing_else_sent();
 	test_timeout_after_send_is_unknown();

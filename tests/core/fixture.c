@@ -218,7 +218,7 @@ static void step(fixture *f, uint8_t i, const vsr_event *ev)
 		const vsr_action *a = &out.items[k];
 		if (a->type == VSR_ACTION_SEND) {
 			if (f->link[i][a->to]) enqueue(f, i, a->to, &a->message);
-		} else if (a->type == VSR_ACTION_REPLY) {
+		} else if (a->type == VSR_ACTION_REPLY || a->type == VSR_ACTION_QUERY) {
 			if (f->reply_count < FX_REPLIES_MAX) {
 				fx_reply *r = &f->replies[f->reply_count++];
 				memset(r, 0, sizeof *r);
@@ -235,6 +235,13 @@ static void step(fixture *f, uint8_t i, const vsr_event *ev)
 				size_t n = a->message.body_len < sizeof r->body - 1 ? a->message.body_len
 										     : sizeof r->body - 1;
 				if (n) memcpy(r->body, a->message.body, n);
+				r->read_mode = a->message.read_mode;
+				r->query = a->message.request.kind == VSR_REQUEST_QUERY;
+				if (a->type == VSR_ACTION_QUERY) {
+					/* The query: the state's op count, read now. */
+					r->body_len = (uint32_t)snprintf(r->body, sizeof r->body, "%llu",
+									 (unsigned long long)nd->sm.count);
+				}
 			}
 		} else if (a->type == VSR_ACTION_PERSIST) {
 			assert(nd->pending_count < 4096);
@@ -515,6 +522,14 @@ void fx_inject(fixture *f, uint8_t from, uint8_t to, const vsr_message *m)
 	deliver_all(f);
 }
 
+uint64_t fx_query(fixture *f, uint8_t i, uint8_t mode, uint64_t request)
+{
+	f->read_mode = mode;
+	uint64_t conn = fx_request(f, i, VSR_REQUEST_QUERY, 0, request, "count");
+	f->read_mode = 0;
+	return conn;
+}
+
 uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint64_t request,
 		    const char *op)
 {
@@ -529,6 +544,7 @@ uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint6
 	m.request.request = request;
 	m.request.op = (const uint8_t *)op;
 	m.request.op_len = op ? (uint32_t)strlen(op) : 0;
+	m.read_mode = kind == VSR_REQUEST_QUERY ? f->read_mode : 0;
 	vsr_event ev = {.type = VSR_EVENT_REQUEST, .now = f->now, .realtime_ns = f->now * 1000000,
 			.conn = conn, .message = &m, .more = f->more};
 	step(f, i, &ev);

@@ -39,6 +39,8 @@ typedef struct fx_reply {
 	uint64_t request;
 	uint64_t op;
 	uint64_t history; /* the replying replica's */
+	uint8_t read_mode; /* a QUERY's: the mode it was answered in */
+	bool query;        /* the reply is to a QUERY (its body: the op count) */
 	uint32_t body_len;
 	char body[64];
 } fx_reply;
@@ -86,6 +88,7 @@ typedef struct fixture {
 	 * (the session's history), or by a test. */
 	uint64_t request_history;
 	uint32_t incarnation[FX_MAX];
+	uint8_t read_mode; /* of the QUERY fx_request sends (fx_query) */
 } fixture;
 
 void fx_init(fixture *f, uint8_t n, void (*tune)(vsr_config *c));
@@ -125,6 +128,9 @@ bool fx_all_joined(fixture *f);
 /* Sends a request to replica i; returns the connection id used. */
 uint64_t fx_request(fixture *f, uint8_t i, uint8_t kind, uint64_t session, uint64_t request,
 		    const char *op);
+/* Sends a QUERY ("count": the fixture answers with the state's op count)
+ * in read mode `mode` to replica i; returns the connection id used. */
+uint64_t fx_query(fixture *f, uint8_t i, uint8_t mode, uint64_t request);
 /* Hands replica `to` a message built by the test (a forged or delayed one);
  * what it sends in answer is queued as usual. */
 void fx_deliver(fixture *f, uint8_t to, const vsr_message *m);

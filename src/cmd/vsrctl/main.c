@@ -28,11 +28,14 @@ static void usage(FILE *f)
 		"\n"
 		"Commands:\n"
 		"  put KEY VALUE        store VALUE under KEY\n"
-		"  get KEY              print the value of KEY\n"
+		"  get KEY              print the value of KEY (a read outside the log:\n"
+		"                       linearizable unless --stale, --lease or --via-log)\n"
 		"  cas KEY FROM TO      set KEY to TO if its value is FROM\n"
 		"  delete KEY           remove KEY\n"
 		"  call JSON            apply any state-machine operation given as JSON,\n"
 		"                       e.g. vsrctl -c config/kv.lua call '{\"op\":\"get\",\"key\":\"k\"}'\n"
+		"  query JSON           run a read-only operation given as JSON through the\n"
+		"                       state machine's query hook, outside the log\n"
 		"  status               every replica's id, status, view, op, commit, primary,\n"
 		"                       lag (ops its executed state trails the highest commit),\n"
 		"                       time since its last protocol step and its last progress\n"
@@ -42,6 +45,11 @@ static void usage(FILE *f)
 		"  -t, --timeout MS     give up on a call after MS milliseconds (default 10000)\n"
 		"      --attempt MS     try another replica after MS without reply (default 500)\n"
 		"  -r, --raw            print a string reply as raw bytes, not JSON\n"
+		"      --stale          get/query: any replica answers at once from its own\n"
+		"                       state, which may miss recent writes (says so on stderr)\n"
+		"      --lease          get/query: a lease read (the cluster must configure\n"
+		"                       reads.lease_drift_ppm; else answered linearizably)\n"
+		"      --via-log        get: through the log as an ordinary operation\n"
 		"  -h, --help           show this help\n"
 		"  -V, --version        show the version\n"
 		"\n"
@@ -91,7 +99,8 @@ static int print_reply(const vsrc_sync_result *r, int raw)
 	return 0;
 }
 
-static int run_call(const vsrc_options *o, const vsr_buf *op, int raw)
+/* query < 0: an operation through the log; else a query in that read mode. */
+static int run_call(const vsrc_options *o, const vsr_buf *op, int raw, int query)
 {
 	vsrc_sync *s;
 	if (vsrc_sync_open(o, &s) != 0) {
@@ -99,9 +108,13 @@ static int run_call(const vsrc_options *o, const vsr_buf *op, int raw)
 		return EX_OSERR;
 	}
 	const vsrc_sync_result *r;
-	int outcome = vsrc_sync_call(s, op->data, op->len, &r);
+	int outcome = query < 0 ? vsrc_sync_call(s, op->data, op->len, &r)
+				: vsrc_sync_query(s, (uint8_t)query, op->data, op->len, &r);
 	int code;
 	if (outcome == VSRC_DONE) {
+		if (query >= 0 && r->read_mode == VSR_READ_STALE)
+			fprintf(stderr, "vsrctl: stale read: the state as of op %llu, which may "
+				"miss writes committed since\n", (unsigned long long)r->op);
 		code = print_reply(r, raw);
 	} else if (vsr_reply_is_error(r->status)) {
 		/* The state machine's message: a msgpack string, or plain text. */
@@ -181,13 +194,16 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "attempt", required_argument, NULL, 'a' },
 		{ "raw", no_argument, NULL, 'r' },
+		{ "stale", no_argument, NULL, 'S' },
+		{ "lease", no_argument, NULL, 'L' },
+		{ "via-log", no_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL;
 	uint32_t timeout_ms = 10000, attempt_ms = 500;
-	int raw = 0, ch;
+	int raw = 0, ch, mode = VSR_READ_LINEARIZABLE, via_log = 0;
 	while ((ch = getopt_long(argc, argv, "+c:t:rhV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -209,6 +225,15 @@ int main(int argc, char **argv)
 			break;
 		case 'r':
 			raw = 1;
+			break;
+		case 'S':
+			mode = VSR_READ_STALE;
+			break;
+		case 'L':
+			mode = VSR_READ_LEASE;
+			break;
+		case 'G':
+			via_log = 1;
 			break;
 		case 'h':
 			usage(stdout);
@@ -236,7 +261,7 @@ int main(int argc, char **argv)
 		const char *name;
 		int nargs;
 	} commands[] = { { "put", 2 }, { "get", 1 }, { "cas", 3 }, { "delete", 1 },
-			 { "call", 1 }, { "status", 0 } };
+			 { "call", 1 }, { "query", 1 }, { "status", 0 } };
 	int known = -1;
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(cmd, commands[i].name) == 0)
@@ -265,10 +290,11 @@ int main(int argc, char **argv)
 
 	vsr_buf op = { 0 };
 	int rc;
-	if (strcmp(cmd, "call") == 0) {
+	bool json = strcmp(cmd, "call") == 0 || strcmp(cmd, "query") == 0;
+	if (json) {
 		rc = vsrc_json_to_msgpack(args[0], &op, err, sizeof(err));
 		if (rc < 0) {
-			fprintf(stderr, "vsrctl: call: the operation is not valid JSON: %s\n", err);
+			fprintf(stderr, "vsrctl: %s: the operation is not valid JSON: %s\n", cmd, err);
 			return EX_DATAERR;
 		}
 	} else {
@@ -278,7 +304,9 @@ int main(int argc, char **argv)
 			return EX_OSERR;
 		}
 	}
-	rc = run_call(&o, &op, raw);
+	/* get and query are reads outside the log, unless --via-log. */
+	bool read = strcmp(cmd, "query") == 0 || (strcmp(cmd, "get") == 0 && !via_log);
+	rc = run_call(&o, &op, raw, read ? mode : -1);
 	vsr_buf_free(&op);
 	return rc;
 }

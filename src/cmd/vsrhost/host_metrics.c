@@ -78,6 +78,12 @@ static void histogram(render *r, const char *name, const char *help, const host_
 			     h->count);
 }
 
+/* Every status has a label and a counter: a status added to the core
+ * without one here would be counted and never shown. */
+_Static_assert(sizeof ((host_metrics *)0)->replies / sizeof ((host_metrics *)0)->replies[0] ==
+		       VSR_REPLY_SCRIPT_ERROR + 1,
+	       "host_metrics.replies has one counter per reply status");
+
 static const char *reply_status_label(unsigned s)
 {
 	switch (s) {
@@ -87,6 +93,8 @@ static const char *reply_status_label(unsigned s)
 	case VSR_REPLY_NOT_PRIMARY: return "not_primary";
 	case VSR_REPLY_BUSY: return "busy";
 	case VSR_REPLY_REJECTED: return "rejected";
+	case VSR_REPLY_HISTORY: return "history";
+	case VSR_REPLY_SCRIPT_ERROR: return "script_error";
 	default: return NULL;
 	}
 }
@@ -127,6 +135,19 @@ static void render_core(render *r, const vsr_replica *core)
 		st->sessions_evicted);
 	counter(r, "vsr_state_transfers_total", "state transfers started", st->state_transfers);
 	counter(r, "vsr_checkpoints_total", "checkpoints taken or installed", st->checkpoints);
+	family(r, "vsr_reads_total", "counter",
+	       "queries answered outside the log, by the read mode they were answered in");
+	for (unsigned m = 0; m < VSR_READ_MODE_COUNT; m++) {
+		char l[64];
+		snprintf(l, sizeof l, "mode=\"%s\"", vsr_read_mode_name(m));
+		sample(r, "vsr_reads_total", l, st->reads[m]);
+	}
+	counter(r, "vsr_reads_refused_total",
+		"queries refused (not the primary, view changed, quorum lost, queue full)",
+		st->reads_failed);
+	counter(r, "vsr_read_rounds_total",
+		"read rounds started by this primary (one confirms every read that waited)",
+		st->read_rounds);
 	counter(r, "vsr_messages_dropped_total",
 		"replica messages dropped by the core (stale view, wrong status, invalid)",
 		st->messages_dropped);

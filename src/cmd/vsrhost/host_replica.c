@@ -19,6 +19,7 @@
 #include "host.h"
 #include "host_log.h"
 #include "host_metrics.h"
+#include "host_verify.h"
 #include "host_watchdog.h"
 
 #include <assert.h>
@@ -80,6 +81,8 @@ typedef struct host {
 	uint8_t replica_key[VSR_WIRE_KEY_SIZE]; /* auth.replica_key, when configured */
 	uint8_t client_key[VSR_WIRE_KEY_SIZE];  /* auth.client_key, when configured */
 	host_metrics metrics;
+	vsr_config core_cfg;      /* the core's configuration (limits the host applies too) */
+	vsr_buf query_buf;        /* a query's answer, reused */
 	/* When each pending persist was submitted, by id: ids are consecutive
 	 * and at most VSR_STORAGE_PENDING_MAX are pending at once. */
 	uint64_t persist_submit_ns[VSR_STORAGE_PENDING_MAX];
@@ -98,6 +101,30 @@ static uint64_t host_realtime_ns(void)
 }
 
 static void host_stop(host *h, int exit_code, const char *why);
+
+/* VSR_ACTION_QUERY: runs the state machine's read-only query (or apply with
+ * its writes dropped, for a script without one) against the state the step
+ * left, which is the one executed through a->message.reply_op, and sends the
+ * answer. Outside the log: nothing is replicated or stored. */
+static void host_query(host *h, const vsr_action *a)
+{
+	vsr_message m = a->message;
+	h->query_buf.len = 0;
+	int st = vsrh_sm_query(h->sm, a->query_op, a->query_op_len, &h->query_buf);
+	uint32_t max = vsr_reply_bytes_max(&h->core_cfg);
+	if (h->query_buf.len > max) {
+		static const char why[] = "the query's answer exceeds the reply limit";
+		h->query_buf.len = 0;
+		vsr_buf_append(&h->query_buf, why, sizeof why - 1);
+		st = VSR_REPLY_ERROR;
+	}
+	m.status = (uint8_t)st;
+	m.body = h->query_buf.data;
+	m.body_len = (uint32_t)h->query_buf.len;
+	if (m.status < sizeof h->metrics.replies / sizeof h->metrics.replies[0])
+		h->metrics.replies[m.status]++;
+	vsr_net_reply(h->net, a->conn, &m);
+}
 
 /* Logs what changed in the replica's status, view or primary since the last
  * step: one line per event an operator cares about. */
@@ -276,6 +303,9 @@ static void host_step(host *h, vsr_event *ev)
 			if (a->message.status < sizeof h->metrics.replies / sizeof h->metrics.replies[0])
 				h->metrics.replies[a->message.status]++;
 			vsr_net_reply(h->net, a->conn, &a->message);
+			break;
+		case VSR_ACTION_QUERY:
+			host_query(h, a);
 			break;
 		case VSR_ACTION_PERSIST: {
 			h->persist_submit_ns[a->persist.id % VSR_STORAGE_PENDING_MAX] = uv_hrtime();
@@ -635,6 +665,9 @@ static void host_core_config(const host *h, uint64_t seed, vsr_config *c)
 	c->timeouts.heartbeat_ticks = host_ms_to_ticks(cfg->heartbeat_ms, tick);
 	c->timeouts.prepare_retry_ticks = host_ms_to_ticks(cfg->retry_ms, tick);
 	c->timeouts.primary_ticks = host_ms_to_ticks(cfg->primary_ms, tick);
+	c->lease_drift_ppm = cfg->lease_drift_ppm;
+	/* Rounded up: a margin never shrinks. */
+	c->lease_margin_ticks = (cfg->lease_margin_ms + tick - 1) / tick;
 	c->timeouts.view_change_ticks = host_ms_to_ticks(cfg->view_change_ms, tick);
 	c->timeouts.recovery_retry_ticks = host_ms_to_ticks(cfg->retry_ms, tick);
 	/* Enough spread that two backups rarely suspect the primary at once. */
@@ -659,6 +692,7 @@ static void host_free(host *h)
 		vsr_replica_destroy(h->core);
 	if (h->sm != NULL)
 		vsrh_sm_destroy(h->sm);
+	vsr_buf_free(&h->query_buf);
 }
 
 int host_replica_main(const host_options *opts, const vsrh_config *cfg)
@@ -693,7 +727,16 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	int rc;
 	char dir[4096];
 	snprintf(dir, sizeof dir, "%s/replica-%u", cfg->data_dir, h.replica + 1u);
+	/* vsr.store's LMDB environment sits next to the log and holds the
+	 * checkpoints. LMDB keeps no checksums: storage asks host_check_store
+	 * to read it all before trusting it (a damaged store resets the whole
+	 * directory, as a damaged log does). */
+	char store_dir[4200];
+	snprintf(store_dir, sizeof store_dir, "%s/store", dir);
+	bool durable_mode = cfg->durability != VSRH_DURABILITY_MEMORY;
 	vsr_storage_options so = {
+		.check = host_check_store,
+		.check_arg = store_dir,
 		.loop = h.loop,
 		.kind = cfg->durability == VSRH_DURABILITY_MEMORY ? VSR_STORAGE_MEMORY
 								  : VSR_STORAGE_DURABLE,
@@ -730,12 +773,8 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 			  dir, durable->superblock.view, durable->superblock.checkpoint_op,
 			  durable->entry_count);
 	}
-	/* The state machine; vsr.store's LMDB environment sits next to the log
-	 * and holds the checkpoints. It starts empty unless storage brought back
+	/* The state machine. vsr.store starts empty unless storage brought back
 	 * a disk (in memory mode it is never synced and always starts empty). */
-	char store_dir[4200];
-	snprintf(store_dir, sizeof store_dir, "%s/store", dir);
-	bool durable_mode = cfg->durability != VSRH_DURABILITY_MEMORY;
 	bool store_fresh = durable == NULL || durable->superblock.history == 0 || !durable_mode;
 	rc = vsrh_sm_create_at(&h.sm, cfg, store_dir, durable_mode, store_fresh, err, sizeof err);
 	if (rc != VSR_OK) {
@@ -762,6 +801,7 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	/* The core. */
 	vsr_config vc;
 	host_core_config(&h, seed, &vc);
+	h.core_cfg = vc;
 	const char *why = vsr_config_invalid(&vc);
 	/* What net.c can frame must cover what the core produces: a reply it
 	 * could not encode would be dropped after the operation was applied. */

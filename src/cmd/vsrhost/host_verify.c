@@ -1,0 +1,73 @@
+/* host_verify.c - the store's check at restart, in a process of its own.
+ *
+ * LMDB trusts its file: a flipped byte in a branch page can send a reader
+ * anywhere in the map. The check therefore runs in a forked child, which
+ * reports through a pipe and its exit status; a child that dies of a signal
+ * has found damage as surely as one that reports a wrong digest. */
+#include "host_verify.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "vsrh_store.h"
+
+int host_check_store(void *store_dir, const vsr_superblock *sb, char *why, size_t why_len)
+{
+	int fds[2];
+	if (pipe(fds) != 0) {
+		snprintf(why, why_len, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		snprintf(why, why_len, "fork: %s", strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		char msg[512] = "";
+		int rc = vsrh_store_verify_dir(store_dir, sb->checkpoint_op, sb->checkpoint_checksum,
+					       msg, sizeof msg);
+		size_t n = strlen(msg);
+		if (n > 0 && write(fds[1], msg, n) < 0) {
+			/* the parent reads the exit status alone */
+		}
+		_exit(rc == 0 ? 0 : rc == 1 ? 3 : 4);
+	}
+	close(fds[1]);
+	char msg[512];
+	size_t got = 0;
+	for (;;) {
+		ssize_t r = read(fds[0], msg + got, sizeof msg - 1 - got);
+		if (r > 0 && (got += (size_t)r) < sizeof msg - 1)
+			continue;
+		if (r < 0 && errno == EINTR)
+			continue;
+		break;
+	}
+	msg[got] = '\0';
+	close(fds[0]);
+	int status;
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			snprintf(why, why_len, "waitpid: %s", strerror(errno));
+			return -1;
+		}
+	}
+	if (WIFSIGNALED(status)) {
+		snprintf(why, why_len, "vsr.store %s: reading its records crashed LMDB (signal %d: %s)",
+			 (const char *)store_dir, WTERMSIG(status), strsignal(WTERMSIG(status)));
+		return 1;
+	}
+	int code = WIFEXITED(status) ? WEXITSTATUS(status) : 4;
+	snprintf(why, why_len, "vsr.store %s: %s", (const char *)store_dir,
+		 got ? msg : code == 0 ? "intact" : "the check failed without a reason");
+	return code == 0 ? 0 : code == 3 ? 1 : -1;
+}

@@ -1,0 +1,18 @@
+/* host_verify.h - checking a restarted replica's store before trusting it. */
+#ifndef HOST_VERIFY_H
+#define HOST_VERIFY_H
+
+#include <stddef.h>
+
+#include "vsr.h"
+
+/* Storage's check (vsr_storage_options.check; arg: the store directory):
+ * reads vsr.store's LMDB environment in a child process (a damaged page can
+ * make LMDB read out of bounds) and checks every record against the
+ * checkpoint that stored it, and that checkpoint against the superblock's.
+ * 0: intact, or no environment (a state machine with plain Lua state);
+ * 1: damaged, with a sentence in why; -1: could not be checked. Runs
+ * before the storage starts its threads (fork). */
+int host_check_store(void *store_dir, const vsr_superblock *sb, char *why, size_t why_len);
+
+#endif

@@ -1,0 +1,240 @@
+/* test_reads.c - named scenarios for queries answered outside the log
+ * (read.c): linearizable reads wait for a quorum round and for execution,
+ * a cut-off primary never answers one, stale reads are labelled, leases end
+ * before a new view can start.
+ * Usage: test_reads [NAME]   (no name: run all; --list: names) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+
+static int failures;
+
+static uint64_t count_of(const fx_reply *r)
+{
+	return strtoull(r->body, NULL, 10);
+}
+
+static bool hold_prepare_ok(const fx_message *q, void *arg)
+{
+	(void)arg;
+	return q->m.type == VSR_MSG_PREPARE_OK;
+}
+
+/* A read at the primary is answered after a round, by the primary, with the
+ * op its answer reflects; it does not add to the log. */
+static void test_linearizable_read(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0);
+	const fx_reply *w = NULL;
+	for (uint64_t k = 1; k <= 3; k++) {
+		w = fx_call(&f, s, k, "w");
+		CHECK(w && w->status == VSR_REPLY_OK);
+	}
+	vsr_replica_info before;
+	fx_info(&f, 0, &before);
+	uint64_t conn = fx_query(&f, 0, VSR_READ_LINEARIZABLE, 1);
+	fx_run(&f, 3);
+	const fx_reply *r = fx_reply_for(&f, conn);
+	CHECK(r && r->status == VSR_REPLY_OK && r->query);
+	CHECK(r->read_mode == VSR_READ_LINEARIZABLE);
+	CHECK(count_of(r) == count_of(w));
+	CHECK(r->op == before.op);
+	vsr_replica_info after;
+	fx_info(&f, 0, &after);
+	CHECK(after.op == before.op); /* not prepared */
+	CHECK(vsr_replica_stats_get(f.node[0].r)->read_rounds >= 1);
+	/* A backup refuses a linearizable read and names the primary. */
+	conn = fx_query(&f, 1, VSR_READ_LINEARIZABLE, 2);
+	r = fx_reply_for(&f, conn);
+	CHECK(r && r->status == VSR_REPLY_NOT_PRIMARY && r->hint == 0);
+	fx_free(&f);
+}
+
+/* A read that arrives while an op is prepared but not committed waits for
+ * the round and for that op's execution, and reflects it. */
+static void test_read_waits_for_prepared_op(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0);
+	f.hold = hold_prepare_ok;
+	uint64_t wconn = fx_request(&f, 0, VSR_REQUEST_OP, s, 1, "w");
+	vsr_replica_info in;
+	fx_info(&f, 0, &in);
+	CHECK(in.op == in.commit + 1);
+	uint64_t prepared = in.op;
+	uint64_t conn = fx_query(&f, 0, VSR_READ_LINEARIZABLE, 1);
+	fx_run(&f, 20);
+	CHECK(fx_reply_for(&f, conn) == NULL); /* no quorum heard: no answer */
+	f.hold = NULL;
+	while (f.held_count > 0) fx_release(&f, 0);
+	fx_run(&f, 10);
+	const fx_reply *r = fx_reply_for(&f, conn);
+	const fx_reply *w = fx_reply_for(&f, wconn);
+	CHECK(w && w->status == VSR_REPLY_OK);
+	CHECK(r && r->status == VSR_REPLY_OK && r->op >= prepared);
+	CHECK(count_of(r) >= count_of(w));
+	fx_free(&f);
+}
+
+/* A primary cut off from both backups never answers a linearizable read,
+ * while the others elect a primary and commit a write; the read is refused
+ * once the old primary abdicates. */
+static void test_cut_off_primary_does_not_answer(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0);
+	CHECK(fx_call(&f, s, 1, "w"));
+	fx_isolate(&f, 0);
+	uint64_t conn = fx_query(&f, 0, VSR_READ_LINEARIZABLE, 1);
+	bool new_write = false;
+	for (int t = 0; t < 400; t++) {
+		fx_run(&f, 1);
+		const fx_reply *r = fx_reply_for(&f, conn);
+		CHECK(r == NULL || r->status != VSR_REPLY_OK);
+		int p = fx_primary(&f);
+		if (!new_write && p > 0) {
+			const fx_reply *w = fx_call(&f, s, 2, "w2");
+			new_write = w && w->status == VSR_REPLY_OK;
+		}
+	}
+	CHECK(new_write);
+	const fx_reply *r = fx_reply_for(&f, conn);
+	CHECK(r && r->status == VSR_REPLY_NOT_PRIMARY);
+	/* A stale read there is answered, and labelled. */
+	conn = fx_query(&f, 0, VSR_READ_STALE, 2);
+	r = fx_reply_for(&f, conn);
+	CHECK(r && r->status == VSR_REPLY_OK && r->read_mode == VSR_READ_STALE);
+	CHECK(count_of(r) == 1);
+	fx_free(&f);
+}
+
+/* A stale read at a backup is answered at once, labelled, at its executed op. */
+static void test_stale_read_at_backup(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(fx_call(&f, s, 1, "w"));
+	fx_run(&f, 20);
+	vsr_replica_info in;
+	fx_info(&f, 2, &in);
+	uint64_t conn = fx_query(&f, 2, VSR_READ_STALE, 1);
+	const fx_reply *r = fx_reply_for(&f, conn);
+	CHECK(r && r->status == VSR_REPLY_OK && r->read_mode == VSR_READ_STALE);
+	CHECK(r->op == in.executed && r->replica == 2);
+	CHECK(count_of(r) == 1);
+	fx_free(&f);
+}
+
+static void tune_lease(vsr_config *c)
+{
+	c->lease_drift_ppm = 50000; /* 5% */
+	c->lease_margin_ticks = 1;
+}
+
+/* With leases, an idle primary answers a lease read at once; cut off, it
+ * stops before any new view can start. */
+static void test_lease_ends_before_new_view(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune_lease);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(fx_call(&f, s, 1, "w"));
+	fx_run(&f, 20);
+	uint64_t conn = fx_query(&f, 0, VSR_READ_LEASE, 1);
+	const fx_reply *r = fx_reply_for(&f, conn);
+	CHECK(r && r->status == VSR_REPLY_OK && r->read_mode == VSR_READ_LEASE);
+	fx_isolate(&f, 0);
+	uint64_t last_lease = 0, new_view_at = 0;
+	for (uint64_t q = 2; q < 600 && new_view_at == 0; q++) {
+		conn = fx_query(&f, 0, VSR_READ_LEASE, q);
+		r = fx_reply_for(&f, conn);
+		if (r && r->status == VSR_REPLY_OK) {
+			CHECK(r->read_mode == VSR_READ_LEASE);
+			last_lease = f.now;
+		}
+		fx_run(&f, 1);
+		for (uint8_t i = 1; i < 3; i++) {
+			vsr_replica_info in;
+			fx_info(&f, i, &in);
+			if (in.view > 0 && new_view_at == 0) new_view_at = f.now;
+		}
+	}
+	CHECK(last_lease > 0 && new_view_at > 0);
+	CHECK(last_lease < new_view_at);
+	fx_free(&f);
+}
+
+/* Without leases configured, a lease read is answered as linearizable. */
+static void test_lease_off_means_linearizable(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(fx_call(&f, s, 1, "w"));
+	uint64_t conn = fx_query(&f, 0, VSR_READ_LEASE, 1);
+	fx_run(&f, 3);
+	const fx_reply *r = fx_reply_for(&f, conn);
+	CHECK(r && r->status == VSR_REPLY_OK && r->read_mode == VSR_READ_LINEARIZABLE);
+	fx_free(&f);
+}
+
+/* One round serves every read that arrived before it started. */
+static void test_reads_share_a_round(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(fx_call(&f, s, 1, "w"));
+	f.hold = hold_prepare_ok;
+	uint64_t rounds0 = vsr_replica_stats_get(f.node[0].r)->read_rounds;
+	uint64_t conns[10];
+	for (int k = 0; k < 10; k++) conns[k] = fx_query(&f, 0, VSR_READ_LINEARIZABLE, 1 + k);
+	f.hold = NULL;
+	while (f.held_count > 0) fx_release(&f, 0);
+	fx_run(&f, 5);
+	for (int k = 0; k < 10; k++) {
+		const fx_reply *r = fx_reply_for(&f, conns[k]);
+		CHECK(r && r->status == VSR_REPLY_OK);
+	}
+	uint64_t rounds = vsr_replica_stats_get(f.node[0].r)->read_rounds - rounds0;
+	CHECK(rounds >= 1 && rounds <= 3);
+	fx_free(&f);
+}
+
+static void test_single_replica_read(void)
+{
+	fixture f;
+	fx_init(&f, 1, NULL);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(fx_call(&f, s, 1, "w"));
+	uint64_t conn = fx_query(&f, 0, VSR_READ_LINEARIZABLE, 1);
+	const fx_reply *r = fx_reply_for(&f, conn);
+	CHECK(r && r->status == VSR_REPLY_OK && count_of(r) == 1);
+	fx_free(&f);
+}
+
+static const fx_test tests[] = {
+	{"linearizable_read", test_linearizable_read},
+	{"read_waits_for_prepared_op", test_read_waits_for_prepared_op},
+	{"cut_off_primary_does_not_answer", test_cut_off_primary_does_not_answer},
+	{"stale_read_at_backup", test_stale_read_at_backup},
+	{"lease_ends_before_new_view", test_lease_ends_before_new_view},
+	{"lease_off_means_linearizable", test_lease_off_means_linearizable},
+	{"reads_share_a_round", test_reads_share_a_round},
+	{"single_replica_read", test_single_replica_read},
+};
+
+int main(int argc, char **argv)
+{
+	return fx_main(argc, argv, tests, sizeof tests / sizeof tests[0], &failures);
+}
