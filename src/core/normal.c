@@ -551,17 +551,11 @@ static uint32_t heard_count(const vsr_replica *r)
 	return count;
 }
 
-void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
+void normal_heard_backup(vsr_replica *r, uint8_t from)
 {
-	if (m->view > r->view && r->status != VSR_STATUS_RECOVERING) {
-		/* A replica acks in a view we do not know: we are behind. */
-		st_start(r, m->view);
-		return;
-	}
-	if (r->status != VSR_STATUS_NORMAL || !is_primary(r) || m->view != r->view) return;
+	assert(r->status == VSR_STATUS_NORMAL && is_primary(r));
 	/* The backup is in our view and hears us: check-quorum counts it. */
-	r->heard_at[m->replica] = r->now;
-	read_on_ack(r, m->replica, m->nonce);
+	r->heard_at[from] = r->now;
 	if (r->suspecting && heard_count(r) >= r->quorum) {
 		/* We abdicated, but a quorum answers again before any view
 		 * change took us away (both backups stalled in one long step,
@@ -571,6 +565,18 @@ void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 		timer_set(r, &r->t_heartbeat, 0, false);
 		timer_set(r, &r->t_prepare_retry, 0, false);
 	}
+}
+
+void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
+{
+	if (m->view > r->view && r->status != VSR_STATUS_RECOVERING) {
+		/* A replica acks in a view we do not know: we are behind. */
+		st_start(r, m->view);
+		return;
+	}
+	if (r->status != VSR_STATUS_NORMAL || !is_primary(r) || m->view != r->view) return;
+	normal_heard_backup(r, m->replica);
+	read_on_ack(r, m->replica, m->nonce);
 	if (m->op > r->log.head || !log_matches(&r->log, m->op, m->checksum)) {
 		GUARD(r, VSR_GUARD_PREPARE_OK_MISMATCH);
 		r->stats.messages_dropped++;

@@ -200,6 +200,7 @@ vsr_persist *persist_state(vsr_replica *r, bool truncate, uint64_t truncate_afte
 
 uint64_t disk_slack(const vsr_replica *r)
 {
+	if (BUG(r, VSR_BUG_NO_DISK_SLACK)) return 0;
 	uint64_t lat = r->disk_ticks;
 	if (r->pending_count) {
 		uint64_t age = r->now - r->pending[r->pending_head].issued_at;
@@ -511,6 +512,7 @@ static void on_message(vsr_replica *r, const vsr_message *m)
 		return;
 	}
 	r->stats.messages_in[m->type]++;
+	if (!joining) vc_note_heard(r, m->replica);
 	switch (m->type) {
 	case VSR_MSG_PREPARE: normal_on_prepare(r, m); break;
 	case VSR_MSG_PREPARE_OK: normal_on_prepare_ok(r, m); break;

@@ -283,6 +283,7 @@ struct vsr_replica {
 	uint64_t lost_view[VSR_REPLICAS_MAX]; /* view whose primary each replica said it lost (+1; 0 none) */
 	uint64_t lost_at[VSR_REPLICAS_MAX];   /* tick of that PRIMARY_LOST */
 	uint64_t above_view[VSR_REPLICAS_MAX]; /* highest view each replica voted in (SVC/DVC) */
+	uint64_t peer_heard_at[VSR_REPLICAS_MAX]; /* tick + 1 of each replica's last message (0: never) */
 	uint64_t heard_at[VSR_REPLICAS_MAX];  /* primary: tick of each backup's last PREPARE_OK in this view */
 	uint32_t vc_shift;                /* backoff shift of the current view change's timeout */
 
@@ -335,6 +336,8 @@ struct vsr_replica {
 	uint32_t fetch_sources;           /* replicas to ask (bitmask) */
 	uint32_t fetch_answered;          /* replicas that sent a new chunk since the last retry */
 	uint32_t fetch_rotate;            /* spreads chunks over the sources, moved per retry */
+	uint32_t fetch_window;            /* chunks in flight per source (slow start) */
+	uint32_t fetch_have_at_retry;     /* fetch_have_count at the last retry */
 	bool repairing;                   /* normal backup fetching a gap in its view */
 	uint32_t transfer_retries;        /* retries without progress */
 
@@ -409,6 +412,9 @@ uint64_t disk_slack(const vsr_replica *r);
 void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn);
 void normal_on_prepare(vsr_replica *r, const vsr_message *m);
 void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m);
+/* Primary: a backup showed that it is in our view and hears us (an ack, or
+ * a GET_STATE while it catches up): check-quorum counts it. */
+void normal_heard_backup(vsr_replica *r, uint8_t from);
 void normal_on_commit(vsr_replica *r, const vsr_message *m);
 void normal_flush_queue(vsr_replica *r);
 void normal_send_ack(vsr_replica *r);
@@ -456,6 +462,9 @@ void vc_on_recovery(vsr_replica *r, const vsr_message *m);
 void vc_lost_tick(vsr_replica *r);
 /* Ends suspicion: the primary was heard again, or the status changed. */
 void vc_suspicion_clear(vsr_replica *r);
+/* A message of our history from `from`: when it makes us hear a quorum
+ * again after hearing none, the view-change backoff starts over. */
+void vc_note_heard(vsr_replica *r, uint8_t from);
 void vc_on_start_view_change(vsr_replica *r, const vsr_message *m);
 void vc_on_do_view_change(vsr_replica *r, const vsr_message *m);
 void vc_on_start_view(vsr_replica *r, const vsr_message *m);

@@ -160,6 +160,7 @@ static void note_lost(vsr_replica *r, uint8_t from)
 void vc_on_primary_lost(vsr_replica *r, const vsr_message *m)
 {
 	if (m->view > r->view || r->status != VSR_STATUS_NORMAL) return;
+	if (m->view < r->view && BUG(r, VSR_BUG_LOST_SAME_VIEW)) return;
 	/* A replica that lost the primary of an older view follows none of
 	 * ours either: the first PREPARE or COMMIT of our view would have taken
 	 * it into our view. It counts with us, or an old primary that abdicated
@@ -175,6 +176,42 @@ void vc_on_recovery(vsr_replica *r, const vsr_message *m)
 	 * with us (the primary may be the replica that restarted, and its
 	 * recovery waits for a normal primary that only a view change gives). */
 	if (r->status == VSR_STATUS_NORMAL) note_lost(r, m->replica);
+}
+
+/* Whether a quorum (ourselves included) was heard within the last primary
+ * timeout, plus the disk's slack: a replica waiting for its write (a new
+ * primary before START_VIEW, a vote not yet durable) says nothing, and its
+ * silence must not read as a partition that healed. */
+static uint32_t heard_quorum(const vsr_replica *r)
+{
+	uint64_t window = r->cfg.timeouts.primary_ticks + disk_slack(r);
+	uint32_t count = 1;
+	for (uint8_t i = 0; i < r->n; i++)
+		if (i != r->self && r->peer_heard_at[i] != 0 &&
+		    r->peer_heard_at[i] - 1 + window >= r->now)
+			count++;
+	return count >= r->quorum;
+}
+
+void vc_note_heard(vsr_replica *r, uint8_t from)
+{
+	bool before = heard_quorum(r);
+	r->peer_heard_at[from] = r->now + 1;
+	if (before || !heard_quorum(r) || BUG(r, VSR_BUG_NO_HEAL_RESET)) return;
+	/* We hear a quorum again after hearing none for a while: a partition
+	 * healed, or enough replicas came back. The backoff grew over views
+	 * that could not form without them and says nothing about the views
+	 * that can form now; kept, it would hold the first view after the
+	 * heal for up to 16 view-change timeouts when that view's primary is
+	 * the replica still missing (issue 7: 4.75-7 s after a healed
+	 * partition with a replica down). A cluster that churns with a quorum
+	 * connected keeps hearing one, so its backoff keeps growing. */
+	r->view_change_attempt = 0;
+	r->stats.heal_resets++;
+	if (r->status != VSR_STATUS_VIEW_CHANGE || !r->t_view_change.armed) return;
+	r->vc_shift = 0;
+	uint64_t at = r->now + vc_timeout(r);
+	if (at < r->t_view_change.at) timer_set(r, &r->t_view_change, vc_timeout(r), true);
 }
 
 /* A normal replica heard a vote for a view above its own. It follows only
@@ -488,7 +525,8 @@ void vc_on_start_view(vsr_replica *r, const vsr_message *m)
 void vc_on_tick(vsr_replica *r)
 {
 	if (timer_fired(r, &r->t_view_change)) {
-		if (r->durable_view != r->view && !BUG(r, VSR_BUG_UNPERSISTED_VOTE)) {
+		if (r->durable_view != r->view && !BUG(r, VSR_BUG_UNPERSISTED_VOTE) &&
+		    !BUG(r, VSR_BUG_NO_DISK_SLACK)) {
 			/* Our vote of this view is not even durable yet (a slow
 			 * disk): moving on would only queue another superblock
 			 * behind it, and with writes slower than the timeout the

@@ -449,6 +449,10 @@ enum vsr_bug {
 	VSR_BUG_REGISTER_LAST_REPLY = 1u << 14, /* a late duplicate REGISTER gets the session's last reply (F10) */
 	VSR_BUG_NONATOMIC_RESTORE = 1u << 15, /* a failed install keeps the checkpoint's client table (finding 3) */
 	VSR_BUG_NO_ABDICATION = 1u << 16,    /* a primary that hears no quorum keeps its view forever */
+	/* Liveness (issue 7). */
+	VSR_BUG_NO_DISK_SLACK = 1u << 24,    /* timeouts ignore the disk: no slack for slow writes, and a view change moves on before its vote is durable */
+	VSR_BUG_NO_HEAL_RESET = 1u << 25,    /* the view-change backoff is kept when a quorum is heard again */
+	VSR_BUG_LOST_SAME_VIEW = 1u << 26,   /* PRIMARY_LOST counted only from replicas of our own view */
 	/* Reads (issue 11). */
 	VSR_BUG_READ_NO_ROUND = 1u << 20,    /* answer a linearizable read without the quorum round */
 	VSR_BUG_READ_BEFORE_EXECUTE = 1u << 21, /* answer it before the ops prepared at its arrival execute */
@@ -666,6 +670,7 @@ typedef struct vsr_replica_stats {
 	uint64_t reads[VSR_READ_MODE_COUNT]; /* queries answered, by the mode answered in */
 	uint64_t reads_failed;       /* queries refused (not primary, view changed, busy) */
 	uint64_t read_rounds;        /* read rounds started (primary) */
+	uint64_t heal_resets;        /* view-change backoff reset: a quorum heard again */
 } vsr_replica_stats;
 
 const vsr_replica_stats *vsr_replica_stats_get(const vsr_replica *r);
