@@ -546,9 +546,29 @@ static uint32_t heard_count(const vsr_replica *r)
 	uint64_t window = VSR_ABDICATE_PRIMARY_TIMEOUTS * (uint64_t)r->cfg.timeouts.primary_ticks +
 			  disk_slack(r);
 	uint32_t count = 1;
+	/* A backup that voted in a higher view has left ours, whatever it
+	 * said before. */
 	for (uint8_t i = 0; i < r->n; i++)
-		if (i != r->self && r->heard_at[i] + window >= r->now) count++;
+		if (i != r->self && r->heard_at[i] + window >= r->now && r->above_view[i] <= r->view)
+			count++;
 	return count;
+}
+
+void normal_abdicate(vsr_replica *r)
+{
+	assert(r->status == VSR_STATUS_NORMAL && is_primary(r) && !r->suspecting);
+	timer_stop(&r->t_heartbeat);
+	timer_stop(&r->t_prepare_retry);
+	vc_primary_lost(r);
+}
+
+void normal_backup_left(vsr_replica *r, uint8_t from)
+{
+	assert(r->status == VSR_STATUS_NORMAL && is_primary(r));
+	(void)from; /* its vote is in above_view, which heard_count reads */
+	if (!r->suspecting && !r->start_view_pending && heard_count(r) < r->quorum &&
+	    !BUG(r, VSR_BUG_NO_ABDICATION))
+		normal_abdicate(r);
 }
 
 void normal_heard_backup(vsr_replica *r, uint8_t from)
@@ -716,9 +736,7 @@ void normal_on_tick(vsr_replica *r)
 			 * nothing can commit, while backups that still receive our
 			 * PREPAREs and COMMITs would stay loyal forever. Fall silent,
 			 * so that they lose us and elect another primary. */
-			timer_stop(&r->t_heartbeat);
-			timer_stop(&r->t_prepare_retry);
-			vc_primary_lost(r);
+			normal_abdicate(r);
 			return;
 		}
 		if (timer_fired(r, &r->t_heartbeat)) {

@@ -185,7 +185,8 @@ void rec_on_recovery_response(vsr_replica *r, const vsr_message *m)
 			  ((uint64_t)r->cfg.timeouts.recovery_retry_ticks + r->cfg.timeouts.jitter_ticks);
 	uint32_t fresh = 0;
 	for (uint8_t i = 0; i < r->n; i++)
-		if ((r->recovery_from & (1u << i)) && r->recovery_at[i] + window >= r->now)
+		if ((r->recovery_from & (1u << i)) &&
+		    (r->recovery_at[i] + window >= r->now || BUG(r, VSR_BUG_STALE_RECOVERY_ANSWER)))
 			fresh |= 1u << i;
 	/* Our own durable state counts toward the quorum, unless it is lost. */
 	uint32_t count = popcount32(fresh) + (r->amnesia ? 0 : 1);

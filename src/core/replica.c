@@ -227,7 +227,7 @@ static void on_persisted(vsr_replica *r, uint64_t id)
 	r->durable_checkpoint_op = p.checkpoint_op;
 	r->durable_joined = p.joined;
 	uint64_t took = r->now - p.issued_at;
-	uint64_t decayed = r->disk_ticks - r->disk_ticks / 8;
+	uint64_t decayed = r->disk_ticks - r->disk_ticks / 32;
 	r->disk_ticks = took > decayed ? took : decayed;
 	view_durable_reached(r);
 }

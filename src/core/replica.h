@@ -232,7 +232,7 @@ struct vsr_replica {
 	uint64_t durable_checkpoint_op;
 	bool durable_joined;        /* the durable superblock names our history */
 	/* How long our writes take lately (ticks from issue to completion, a
-	 * maximum that decays by 1/8 per completion). Timeouts that wait for
+	 * maximum that decays by 1/32 per completion). Timeouts that wait for
 	 * another replica's write grow by it (disk_slack), so a disk slower
 	 * than the timeouts delays views instead of churning them. */
 	uint64_t disk_ticks;
@@ -415,6 +415,12 @@ void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m);
 /* Primary: a backup showed that it is in our view and hears us (an ack, or
  * a GET_STATE while it catches up): check-quorum counts it. */
 void normal_heard_backup(vsr_replica *r, uint8_t from);
+/* Primary: no quorum hears us; fall silent and say PRIMARY_LOST. */
+void normal_abdicate(vsr_replica *r);
+/* Primary: a backup voted in a higher view, so it left ours: it no longer
+ * counts for check-quorum, and without it no quorum may be left (then we
+ * abdicate at once: nothing can commit in our view any more). */
+void normal_backup_left(vsr_replica *r, uint8_t from);
 void normal_on_commit(vsr_replica *r, const vsr_message *m);
 void normal_flush_queue(vsr_replica *r);
 void normal_send_ack(vsr_replica *r);

@@ -227,6 +227,11 @@ static bool normal_may_leave(vsr_replica *r, const vsr_message *m)
 	 * timeout ago promised it (by acking its read round) to stay, unless
 	 * the primary itself moves on (docs/protocol.md "Reads"). */
 	if (read_lease_promise_holds(r) && m->replica != primary_index(r)) return false;
+	/* With replicas down, the two backups of an exact quorum that both
+	 * moved on left a primary that could commit nothing, yet it held its
+	 * view until check-quorum's window ran out (the simulator's
+	 * --minority-down with --slow-disks, 5 replicas). */
+	if (is_primary(r)) normal_backup_left(r, m->replica);
 	if (r->suspecting) return true;
 	if (m->replica == primary_index(r)) return true;
 	uint32_t above = 0;
@@ -303,7 +308,9 @@ static bool vote_for_current_view(vsr_replica *r, const vsr_message *m)
 	if (m->view < r->view && GUARD(r, VSR_GUARD_VOTE_OLD_VIEW)) return false;
 	if (m->view > r->view) {
 		if (r->status == VSR_STATUS_NORMAL && !normal_may_leave(r, m)) return false;
-		vc_start(r, m->view);
+		/* Leaving may have started a view of its own (a primary that
+		 * abdicated just now, with a quorum already lost). */
+		if (m->view > r->view) vc_start(r, m->view);
 	}
 	if (m->view != r->view) return false;
 	if (r->status == VSR_STATUS_NORMAL) {
@@ -522,6 +529,26 @@ void vc_on_start_view(vsr_replica *r, const vsr_message *m)
 	normal_execute(r);
 }
 
+/* The view a stalled view change moves on to: the next one whose primary
+ * we heard from lately (ourselves included), skipping views led by replicas
+ * that are silent (down, or cut off from us): each of those would cost a
+ * whole, backed-off timeout, and with two replicas of five down that was
+ * two of every five views. Any higher view is safe to start; a replica
+ * wrongly skipped leads again n views later, and the others follow the
+ * highest vote they hear. None heard: the next view, as before. */
+static uint64_t next_live_view(const vsr_replica *r)
+{
+	if (BUG(r, VSR_BUG_NO_HEAL_RESET)) return r->view + 1;
+	uint64_t window = 2 * (uint64_t)r->cfg.timeouts.primary_ticks + disk_slack(r);
+	for (uint64_t v = r->view + 1; v <= r->view + r->n; v++) {
+		uint8_t p = vsr_primary_of(v, r->n);
+		if (p == r->self ||
+		    (r->peer_heard_at[p] != 0 && r->peer_heard_at[p] - 1 + window >= r->now))
+			return v;
+	}
+	return r->view + 1;
+}
+
 void vc_on_tick(vsr_replica *r)
 {
 	if (timer_fired(r, &r->t_view_change)) {
@@ -535,7 +562,7 @@ void vc_on_tick(vsr_replica *r)
 			timer_stop(&r->t_view_change);
 			return;
 		}
-		vc_start(r, r->view + 1);
+		vc_start(r, next_live_view(r));
 		return;
 	}
 	if (timer_fired(r, &r->t_retry)) {

@@ -442,7 +442,7 @@ enum vsr_bug {
 	VSR_BUG_SHORTEN_OWN_LOG = 1u << 7,   /* a stale START_VIEW/NEW_STATE shortens a log of its own log_view (R6) */
 	VSR_BUG_OLD_CHECKPOINT = 1u << 8,    /* install a fetched checkpoint the commit already passed (F6) */
 	VSR_BUG_BACKOFF_RESET = 1u << 9,     /* view-change backoff reset by every view that starts (F12) */
-	VSR_BUG_STALE_RECOVERY_ANSWER = 1u << 10, /* keep a restarted replica's old recovery answer (F16) */
+	VSR_BUG_STALE_RECOVERY_ANSWER = 1u << 10, /* keep a restarted (or long silent) replica's old recovery answer (F16) */
 	VSR_BUG_BACKUP_NEW_STATE = 1u << 11, /* a normal backup answers GET_STATE with its own log (F13) */
 	VSR_BUG_RECOVERY_ANY_NONCE = 1u << 12, /* count RECOVERY_RESPONSEs of any nonce */
 	VSR_BUG_ACK_BELOW_LOG = 1u << 13,    /* ack an op below the log (checksum 0) after a checkpoint install (F4) */
