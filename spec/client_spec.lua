@@ -132,6 +132,24 @@ local function normal_with_primary(count)
 	end
 end
 
+-- A cluster of n replicas, all started, a client connected, every replica
+-- normal with a primary; returns the cluster and the client. On failure
+-- nothing it started is left running.
+local function start_cluster(name, n, call_ms)
+	check_prerequisites()
+	local cl = make_cluster(name, n)
+	for i = 0, n - 1 do start_replica(cl, i) end
+	local c, err = client.connect(cl.config, { attempt_ms = 500, call_ms = call_ms })
+	local st = c and wait_status(cl, c, normal_with_primary(n))
+	if not (st and normal_with_primary(n)(st)) then
+		local why = (err or "the cluster did not start") .. ":\n" .. logs(cl)
+		if c then c:close() end
+		stop_cluster(cl)
+		error(why)
+	end
+	return cl, c
+end
+
 describe("vsr.client", function()
 	it("reports failed, never unknown, when no replica can be reached", function()
 		-- A port nothing listens on: free a moment ago, and nothing here binds it.
@@ -161,12 +179,7 @@ describe("vsr.client on a 1-replica cluster", function()
 	local cl, c
 
 	setup(function()
-		check_prerequisites()
-		cl = make_cluster("one", 1)
-		start_replica(cl, 0)
-		c = assert(client.connect(cl.config, { attempt_ms = 500, call_ms = 5000 }))
-		local st = wait_status(cl, c, normal_with_primary(1))
-		assert(normal_with_primary(1)(st), "the replica did not become primary:\n" .. logs(cl))
+		cl, c = start_cluster("one", 1, 5000)
 	end)
 
 	teardown(function()
@@ -282,12 +295,7 @@ describe("vsr.client on a 3-replica cluster", function()
 	local cl, c
 
 	setup(function()
-		check_prerequisites()
-		cl = make_cluster("three", 3)
-		for i = 0, 2 do start_replica(cl, i) end
-		c = assert(client.connect(cl.config, { attempt_ms = 500, call_ms = 10000 }))
-		local st = wait_status(cl, c, normal_with_primary(3))
-		assert(normal_with_primary(3)(st), "the cluster did not start:\n" .. logs(cl))
+		cl, c = start_cluster("three", 3, 10000)
 	end)
 
 	teardown(function()

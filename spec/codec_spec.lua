@@ -63,6 +63,28 @@ describe("msgpack codec", function()
     assert.equal("9301c003", hex(host.encode(t)))
   end)
 
+  it("encodes an array in index order however its keys were inserted", function()
+    -- the encoder takes small arrays' values from one traversal, whose
+    -- order is the table's, not the indexes'
+    local back = {}
+    for i = 40, 1, -1 do back[i] = "v" .. i end
+    local fwd = {}
+    for i = 1, 40 do fwd[i] = "v" .. i end
+    assert.equal(hex(host.encode(fwd)), hex(host.encode(back)))
+    local small = {}
+    small[3], small[1], small[2] = "c", "a", "b"
+    assert.equal("93a161a162a163", hex(host.encode(small)))
+    assert.equal(hex(host.encode({"a", "b", "c"})), hex(host.encode(small)))
+    assert.same({"a", "b", "c"}, roundtrip(small))
+    -- indexes 1..7 in the hash part of a table that held 8 string keys:
+    -- traversed from 7 (Lua 5.4 puts integer k at node k % 7)
+    local t = {a = 1, b = 2, c = 3, d = 4, e = 5, f = 6, g = 7, h = 8}
+    for _, k in ipairs({"a", "b", "c", "d", "e", "f", "g", "h"}) do t[k] = nil end
+    for i = 1, 7 do t[i] = "v" .. i end
+    assert.are_not.equal(1, next(t)) -- the case this test is for
+    assert.equal(hex(host.encode({"v1", "v2", "v3", "v4", "v5", "v6", "v7"})), hex(host.encode(t)))
+  end)
+
   it("encodes a table with holes as a map unless marked as an array", function()
     assert.equal("820101" .. "0303", hex(host.encode({[1] = 1, [3] = 3})))
     assert.equal("9301c003", hex(host.encode(setmetatable({[1] = 1, [3] = 3}, host.array_mt))))

@@ -242,3 +242,34 @@ char *vsrc_msgpack_to_json(const uint8_t *data, size_t len, char *err, size_t er
 		snprintf(err, err_len, "out of memory");
 	return s;
 }
+
+int vsrc_refusal_code(const uint8_t *p, size_t len, const char **text, size_t *text_len)
+{
+	size_t i = 0, n = len;
+	if (len > 0 && (p[0] & 0xe0) == 0xa0) {
+		i = 1;
+		n = p[0] & 0x1fu;
+	} else if (len > 1 && p[0] == 0xd9) {
+		i = 2;
+		n = p[1];
+	} else if (len > 2 && p[0] == 0xda) {
+		i = 3;
+		n = (size_t)p[1] << 8 | p[2];
+	} else if (len > 4 && p[0] == 0xdb) {
+		i = 5;
+		n = (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 | p[4];
+	}
+	if (n > len - i)
+		n = len - i;
+	if (text != NULL)
+		*text = (const char *)p + i;
+	if (text_len != NULL)
+		*text_len = n;
+	int code = -1;
+	for (size_t k = i; k < i + n && p[k] >= '0' && p[k] <= '9'; k++) {
+		if (code >= 100000)
+			return -1; /* no code is that long */
+		code = (code < 0 ? 0 : code * 10) + (p[k] - '0');
+	}
+	return code;
+}

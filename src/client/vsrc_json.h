@@ -23,4 +23,11 @@ int vsrc_json_to_msgpack(const char *json, vsr_buf *out, char *err, size_t err_l
  * it). Returns NULL with a message in err on malformed input. */
 char *vsrc_msgpack_to_json(const uint8_t *data, size_t len, char *err, size_t err_len);
 
+/* A state machine's refusal (vsr.fail(code, text): an ERROR reply whose
+ * body is "<code>: <text>"), as a msgpack string or as plain bytes. Returns
+ * the leading decimal code, or -1 when the text does not begin with one;
+ * *text and *text_len (may be NULL) receive the text without the msgpack
+ * header, never beyond `len`. */
+int vsrc_refusal_code(const uint8_t *body, size_t len, const char **text, size_t *text_len);
+
 #endif /* VSRC_JSON_H */

@@ -81,6 +81,10 @@ void normal_become_primary(vsr_replica *r)
 	r->amnesia = false;
 	primary_drop_pipeline(r);
 	memset(r->acked, 0, sizeof r->acked);
+	/* The checkpoints replicas reported stay: each is a fact about a
+	 * checkpoint, whatever the view (a newer report replaces it). */
+	memset(r->dv_peer_told, 0, sizeof r->dv_peer_told);
+	r->dv_certified = (vsr_checkpoint){0};
 	memset(r->read_acked, 0, sizeof r->read_acked);
 	r->read_round_done = r->read_round; /* no round in flight in this view */
 	r->lease_until = 0;
@@ -113,6 +117,7 @@ void normal_become_backup(vsr_replica *r)
 	r->ack_sent_view = 0;
 	r->ack_sent_op = 0;
 	r->read_round_seen = 0;
+	r->echo_sent_round = 0;
 	r->primary_heard_at = 0;
 }
 
@@ -513,14 +518,33 @@ void normal_on_prepare(vsr_replica *r, const vsr_message *m)
 	normal_send_ack(r);
 }
 
+/* A read round echo that acknowledges nothing (op 0, checksum 0: no real
+ * ack carries checksum 0, an empty log's is the root's): what a normal
+ * backup sends for a new round while its view's log is not durable yet. The
+ * echo needs no disk: it only says "I am in this view now" (docs/protocol.md
+ * "Reads outside the log"), and a view it voted in before is durable, so
+ * neither a crash nor a restart brings it back into an older one. */
+static void send_round_echo(vsr_replica *r)
+{
+	if (r->amnesia || r->read_round_seen <= r->echo_sent_round) return;
+	vsr_message *out = emit_send(r, primary_index(r), VSR_MSG_PREPARE_OK);
+	out->op = 0;
+	out->checksum = 0;
+	out->commit = r->commit;
+	out->nonce = r->read_round_seen;
+	r->echo_sent_round = r->read_round_seen;
+}
+
 void normal_send_ack(vsr_replica *r)
 {
 	if (r->status != VSR_STATUS_NORMAL || is_primary(r)) return;
 	/* Log matching on ack (I5): only what is durable, in a view whose
 	 * superblock is durable, in a log that is this view's log. */
 	if (r->durable_view != r->view ||
-	    (r->durable_log_view != r->view && !BUG(r, VSR_BUG_ACK_EARLY)))
+	    (r->durable_log_view != r->view && !BUG(r, VSR_BUG_ACK_EARLY))) {
+		send_round_echo(r);
 		return;
+	}
 	/* Nor before the superblock says we are a member again (an amnesiac
 	 * restarted from one that does not would be unjoined). */
 	if (!r->durable_joined) return;
@@ -533,7 +557,9 @@ void normal_send_ack(vsr_replica *r)
 	out->op = op;
 	out->commit = r->commit;
 	out->checksum = log_checksum_at(&r->log, op);
+	dv_fill_ack(r, out);
 	out->nonce = r->read_round_seen; /* the read round we back */
+	r->echo_sent_round = r->read_round_seen;
 	r->ack_sent_view = r->view;
 	r->ack_sent_op = op;
 }
@@ -576,7 +602,7 @@ void normal_heard_backup(vsr_replica *r, uint8_t from)
 	assert(r->status == VSR_STATUS_NORMAL && is_primary(r));
 	/* The backup is in our view and hears us: check-quorum counts it. */
 	r->heard_at[from] = r->now;
-	if (r->suspecting && heard_count(r) >= r->quorum) {
+	if (r->suspecting && heard_count(r) >= r->quorum && !dv_must_abdicate(r)) {
 		/* We abdicated, but a quorum answers again before any view
 		 * change took us away (both backups stalled in one long step,
 		 * a checkpoint at the same op): take the view back. Abdication
@@ -597,6 +623,7 @@ void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 	if (r->status != VSR_STATUS_NORMAL || !is_primary(r) || m->view != r->view) return;
 	normal_heard_backup(r, m->replica);
 	read_on_ack(r, m->replica, m->nonce);
+	if (m->op == 0 && m->checksum == 0) return; /* a read round echo: acks nothing */
 	if (m->op > r->log.head || !log_matches(&r->log, m->op, m->checksum)) {
 		GUARD(r, VSR_GUARD_PREPARE_OK_MISMATCH);
 		r->stats.messages_dropped++;
@@ -604,6 +631,7 @@ void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 	}
 	if (m->op > r->acked[m->replica]) r->acked[m->replica] = m->op;
 	r->view_change_attempt = 0; /* the view works */
+	dv_on_prepare_ok(r, m);
 	normal_try_commit(r);
 }
 
@@ -642,6 +670,8 @@ void normal_on_commit(vsr_replica *r, const vsr_message *m)
 	if (!backup_accepts_primary_message(r, m)) return;
 	if (m->commit > r->log.head) st_request_repair(r);
 	normal_advance_commit(r, m->commit < r->log.head ? m->commit : r->log.head);
+	dv_on_commit(r, m);
+	if (r->status != VSR_STATUS_NORMAL) return; /* a divergence repair began */
 	/* Every heartbeat gets an ack: acks can be lost while the primary has
 	 * not committed what we hold, and an idle primary's check-quorum needs
 	 * to hear its backups. */
@@ -731,7 +761,8 @@ void normal_on_tick(vsr_replica *r)
 		if (r->start_view_pending) {
 			/* Our own disk holds the view back, not the backups. */
 			for (uint8_t i = 0; i < r->n; i++) r->heard_at[i] = r->now;
-		} else if (heard_count(r) < r->quorum && !BUG(r, VSR_BUG_NO_ABDICATION)) {
+		} else if ((heard_count(r) < r->quorum && !BUG(r, VSR_BUG_NO_ABDICATION)) ||
+			   dv_must_abdicate(r)) {
 			/* Abdication (finding 5): no quorum heard us for a while, so
 			 * nothing can commit, while backups that still receive our
 			 * PREPAREs and COMMITs would stay loyal forever. Fall silent,
@@ -749,6 +780,7 @@ void normal_on_tick(vsr_replica *r)
 				m.commit = r->commit;
 				m.op = r->log.head;
 				m.checksum = log_checksum_at(&r->log, r->commit);
+				dv_fill_commit(r, &m);
 				m.nonce = read_heartbeat_round(r);
 				emit_broadcast(r, &m);
 			}

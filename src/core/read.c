@@ -30,6 +30,11 @@
  * primary it names); a full read queue answers BUSY. */
 #include "replica.h"
 
+/* Rounds in flight at once: a new one starts for every burst of reads,
+ * so a read waits for at most one round started after it. */
+#define READ_ROUNDS_IN_FLIGHT_MAX 4u
+_Static_assert(READ_ROUNDS_IN_FLIGHT_MAX <= VSR_READ_ROUND_SLOTS, "a send time per round in flight");
+
 bool read_leases_enabled(const vsr_replica *r)
 {
 	return r->cfg.lease_drift_ppm != 0;
@@ -53,8 +58,12 @@ bool read_lease_promise_holds(const vsr_replica *r)
 
 static bool primary_serving(const vsr_replica *r)
 {
+	/* The planted bug trusts the role alone: no round, and no notice of
+	 * its own abdication either (a primary that lost its quorum). */
+	if (BUG(r, VSR_BUG_READ_NO_ROUND))
+		return r->status == VSR_STATUS_NORMAL && is_primary(r) && !r->start_view_pending;
 	return r->status == VSR_STATUS_NORMAL && is_primary(r) && !r->start_view_pending &&
-	       !r->suspecting;
+	       !r->suspecting && !r->diverged;
 }
 
 static vsr_message *read_reply(vsr_replica *r, uint64_t conn, const vsr_message *m)
@@ -107,7 +116,8 @@ void read_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 	if (m->read_mode == VSR_READ_STALE) {
 		/* Any replica with a history: its executed state is a prefix of
 		 * the committed history (executed <= commit, I1). */
-		if (r->history == 0 || r->amnesia) {
+		/* Nor a state known to differ from a quorum's (divergence.c). */
+		if (r->history == 0 || r->amnesia || r->diverged) {
 			read_refuse(r, conn, m, VSR_REPLY_NOT_PRIMARY);
 			return;
 		}
@@ -135,13 +145,19 @@ void read_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 	p->conn = conn;
 	p->session = req->session;
 	p->request = req->request;
-	p->arrival_op = r->log.head;
 	p->op_len = req->op_len;
 	r->reads_bytes += req->op_len;
 	if (req->op_len) {
 		p->op = xmalloc(req->op_len);
 		memcpy(p->op, req->op, req->op_len);
 	}
+	/* The op the answer must reflect. Ops above the commit that this
+	 * primary prepared in its own view were never answered to anyone (only
+	 * it replies in this view, after committing), so a read need not wait
+	 * for them; an inherited op above the commit may have been committed,
+	 * and answered, in an earlier view, so then the whole log counts. */
+	const vsr_entry *first = log_get(&r->log, r->commit + 1);
+	p->arrival_op = first == NULL || first->view == r->view ? r->commit : r->log.head;
 	if (m->read_mode == VSR_READ_LEASE && read_leases_enabled(r) && r->now < r->lease_until) {
 		p->mode = VSR_READ_LEASE;
 		p->round = 0;
@@ -150,6 +166,9 @@ void read_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 		/* The next round to start: it begins after this arrival. */
 		p->round = BUG(r, VSR_BUG_READ_NO_ROUND) ? 0 : r->read_round + 1;
 	}
+	if (p->round > r->read_round_wanted) r->read_round_wanted = p->round;
+	/* It may be answerable at once (a lease, or no round needed). */
+	if (p->round <= r->read_round_done) r->reads_dirty = true;
 }
 
 void read_on_ack(vsr_replica *r, uint8_t from, uint64_t round)
@@ -181,12 +200,18 @@ static uint64_t read_round_confirmed(const vsr_replica *r)
 	return best[need - 1];
 }
 
+static void read_round_begin(vsr_replica *r)
+{
+	assert(r->read_round - r->read_round_done < READ_ROUNDS_IN_FLIGHT_MAX);
+	r->read_round++;
+	r->read_round_sent_at[r->read_round % VSR_READ_ROUND_SLOTS] = r->now;
+	r->read_round_slot[r->read_round % VSR_READ_ROUND_SLOTS] = r->read_round;
+	r->stats.read_rounds++;
+}
+
 static void read_start_round(vsr_replica *r)
 {
-	assert(r->read_round_done == r->read_round);
-	r->read_round++;
-	r->read_round_sent_at = r->now;
-	r->stats.read_rounds++;
+	read_round_begin(r);
 	if (r->n > 1) {
 		vsr_message m;
 		memset(&m, 0, sizeof m);
@@ -204,11 +229,8 @@ uint64_t read_heartbeat_round(vsr_replica *r)
 {
 	/* Leases are kept fresh by starting a round with every heartbeat;
 	 * without them an idle heartbeat only repeats the round in flight. */
-	if (read_leases_enabled(r) && r->read_round_done == r->read_round) {
-		r->read_round++;
-		r->read_round_sent_at = r->now;
-		r->stats.read_rounds++;
-	}
+	if (read_leases_enabled(r) && r->read_round - r->read_round_done < READ_ROUNDS_IN_FLIGHT_MAX)
+		read_round_begin(r);
 	return r->read_round;
 }
 
@@ -216,11 +238,12 @@ static void read_confirm(vsr_replica *r)
 {
 	uint64_t done = read_round_confirmed(r);
 	if (done <= r->read_round_done) return;
-	/* At most one round is in flight, so the confirmed one is the last. */
-	assert(done == r->read_round);
+	assert(done <= r->read_round);
 	r->read_round_done = done;
-	if (read_leases_enabled(r)) {
-		uint64_t until = r->read_round_sent_at + lease_ticks(r);
+	/* The lease counts from when the confirmed round began. */
+	uint32_t slot = (uint32_t)(done % VSR_READ_ROUND_SLOTS);
+	if (read_leases_enabled(r) && r->read_round_slot[slot] == done) {
+		uint64_t until = r->read_round_sent_at[slot] + lease_ticks(r);
 		if (until > r->lease_until) r->lease_until = until;
 	}
 }
@@ -231,47 +254,70 @@ static void read_pop_free(vsr_replica *r, pending_read *p)
 	memset(p, 0, sizeof *p);
 }
 
-void read_flush(vsr_replica *r)
+/* Answers every pending read that may go now; keeps the others in order. */
+static void read_scan(vsr_replica *r)
+{
+	uint32_t kept = 0;
+	uint32_t cap = r->cfg.request_queue_max;
+	uint64_t wanted = 0, lease_until = 0;
+	for (uint32_t i = 0; i < r->reads_count; i++) {
+		pending_read *p = &r->reads[(r->reads_head + i) % cap];
+		if (p->mode == VSR_READ_LEASE && r->now >= r->lease_until) {
+			/* The lease ran out before it could be answered. */
+			p->mode = VSR_READ_LINEARIZABLE;
+			p->round = r->read_round + 1;
+		}
+		bool confirmed = p->round <= r->read_round_done;
+		bool executed = r->executed >= p->arrival_op ||
+				BUG(r, VSR_BUG_READ_BEFORE_EXECUTE);
+		if (confirmed && executed) {
+			uint8_t *op = p->op;
+			if (op != NULL) scratch_keep(r, op);
+			read_answer(r, p->conn, p->session, p->request, p->mode, op, p->op_len);
+			read_pop_free(r, p);
+			continue;
+		}
+		if (p->round > wanted) wanted = p->round;
+		if (p->mode == VSR_READ_LEASE) lease_until = r->lease_until;
+		if (kept != i) {
+			r->reads[(r->reads_head + kept) % cap] = *p;
+			memset(p, 0, sizeof *p);
+		}
+		kept++;
+	}
+	r->reads_count = kept;
+	if (kept == 0) r->reads_head = 0;
+	r->read_round_wanted = wanted;
+	r->reads_lease_until = lease_until;
+	r->reads_dirty = false;
+	r->reads_scan_done = r->read_round_done;
+	r->reads_scan_executed = r->executed;
+}
+
+void read_flush(vsr_replica *r, bool more)
 {
 	if (r->reads_count == 0 && !read_leases_enabled(r)) return;
 	if (!primary_serving(r)) {
 		/* Abdicated (or waiting for its own disk at a new view): its view
 		 * may be over, so it answers nothing. */
-		if (r->suspecting) read_fail_all(r);
+		if (r->suspecting && !BUG(r, VSR_BUG_READ_NO_ROUND)) read_fail_all(r);
 		return;
 	}
 	for (int pass = 0; pass < 2; pass++) {
 		read_confirm(r);
-		uint32_t kept = 0;
-		bool want_round = false;
-		uint32_t cap = r->cfg.request_queue_max;
-		for (uint32_t i = 0; i < r->reads_count; i++) {
-			pending_read *p = &r->reads[(r->reads_head + i) % cap];
-			if (p->mode == VSR_READ_LEASE && r->now >= r->lease_until) {
-				/* The lease ran out before it could be answered. */
-				p->mode = VSR_READ_LINEARIZABLE;
-				p->round = r->read_round + 1;
-			}
-			bool confirmed = p->round <= r->read_round_done;
-			bool executed = r->executed >= p->arrival_op ||
-					BUG(r, VSR_BUG_READ_BEFORE_EXECUTE);
-			if (confirmed && executed) {
-				uint8_t *op = p->op;
-				if (op != NULL) scratch_keep(r, op);
-				read_answer(r, p->conn, p->session, p->request, p->mode, op, p->op_len);
-				read_pop_free(r, p);
-				continue;
-			}
-			if (p->round > r->read_round) want_round = true;
-			if (kept != i) {
-				r->reads[(r->reads_head + kept) % cap] = *p;
-				memset(p, 0, sizeof *p);
-			}
-			kept++;
-		}
-		r->reads_count = kept;
-		if (kept == 0) r->reads_head = 0;
-		if (!want_round || r->read_round_done != r->read_round) break;
+		/* The queue is scanned only when something that gates an answer
+		 * moved (a round confirmed, execution advanced, a read that may go
+		 * at once, a lease that may have run out): a burst of reads costs
+		 * one scan, not one per read. */
+		bool lease_ended = r->reads_lease_until != 0 && r->now >= r->reads_lease_until;
+		if (r->reads_dirty || lease_ended || r->read_round_done != r->reads_scan_done ||
+		    r->executed != r->reads_scan_executed)
+			read_scan(r);
+		/* Not while a burst is still arriving (the `more` hint): one
+		 * round then serves all of it. */
+		if (r->read_round_wanted <= r->read_round || more ||
+		    r->read_round - r->read_round_done >= READ_ROUNDS_IN_FLIGHT_MAX)
+			break;
 		read_start_round(r);
 	}
 }
@@ -294,6 +340,9 @@ void read_fail_all(vsr_replica *r)
 	r->reads_count = 0;
 	assert(r->reads_bytes == 0);
 	r->lease_until = 0;
+	r->read_round_wanted = 0;
+	r->reads_lease_until = 0;
+	r->reads_dirty = false;
 }
 
 void read_free(vsr_replica *r)

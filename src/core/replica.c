@@ -116,6 +116,8 @@ void set_status(vsr_replica *r, uint8_t status)
 		assert(!"unknown status");
 	}
 	r->status = status;
+	/* A divergence repair is one stretch of state transfer (divergence.c). */
+	if (status != VSR_STATUS_STATE_TRANSFER) r->dv_repairing = false;
 	/* A suspicion belongs to one normal stretch of one view. */
 	vc_suspicion_clear(r);
 }
@@ -587,7 +589,7 @@ void vsr_replica_step(vsr_replica *r, const vsr_event *ev, vsr_actions *out)
 	}
 	if (r->status == VSR_STATUS_NORMAL && is_primary(r) && !ev->more) normal_flush_queue(r);
 	/* Last: a query answered now sees everything this step executed. */
-	if (r->status == VSR_STATUS_NORMAL && is_primary(r)) read_flush(r);
+	if (r->status == VSR_STATUS_NORMAL && is_primary(r)) read_flush(r, ev->more);
 
 #ifdef VSR_INVARIANTS
 	const char *why = vsr_replica_check(r);
@@ -692,7 +694,12 @@ const char *vsr_replica_check(const vsr_replica *r)
 		}
 	} else if (r->queue_count != 0) {
 		return "I9: a non-primary holds queued requests";
+	} else if (r->reads_count != 0) {
+		return "I9: a non-primary holds pending reads";
 	}
+	if ((r->reads_count == 0 && r->reads_bytes != 0) ||
+	    r->reads_count > r->cfg.request_queue_max)
+		return "I9: pending reads out of bounds";
 	if ((r->queue_count == 0 && r->queue_bytes != 0) ||
 	    r->queue_bytes > r->cfg.request_queue_bytes_max) {
 		return "I9: queued bytes out of bounds";

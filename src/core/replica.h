@@ -168,6 +168,9 @@ typedef struct pipeline_slot {
 	pipeline_request *requests;
 } pipeline_slot;
 
+/* Send times kept for the latest read rounds (leases), a power of two. */
+#define VSR_READ_ROUND_SLOTS 8u
+
 /* A QUERY waiting at the primary (read.c). */
 typedef struct pending_read {
 	uint64_t conn;
@@ -261,11 +264,18 @@ struct vsr_replica {
 	uint32_t reads_head, reads_count;
 	uint64_t reads_bytes;
 	uint64_t read_round;              /* primary: the last read round started */
-	uint64_t read_round_sent_at;      /* tick it was started */
+	uint64_t read_round_sent_at[VSR_READ_ROUND_SLOTS]; /* tick each recent round began */
+	uint64_t read_round_slot[VSR_READ_ROUND_SLOTS];    /* the round each slot holds */
 	uint64_t read_round_done;         /* primary: highest round a quorum confirmed */
 	uint64_t read_acked[VSR_REPLICAS_MAX]; /* primary: highest round each echoed, this view */
 	uint64_t lease_until;             /* primary: tick its lease ends (0: none) */
+	uint64_t read_round_wanted;       /* primary: highest round a pending read needs */
+	uint64_t reads_scan_done;         /* read_round_done at the last scan of the reads */
+	uint64_t reads_scan_executed;     /* executed at the last scan */
+	uint64_t reads_lease_until;       /* a pending lease read's lease end (0: none) */
+	bool reads_dirty;                 /* a read arrived that may go at once */
 	uint64_t read_round_seen;         /* backup: highest round from the primary, this view */
+	uint64_t echo_sent_round;         /* backup: highest round echoed, this view */
 	uint64_t primary_heard_at;        /* backup: tick the primary was last heard */
 
 	/* view change */
@@ -286,6 +296,19 @@ struct vsr_replica {
 	uint64_t peer_heard_at[VSR_REPLICAS_MAX]; /* tick + 1 of each replica's last message (0: never) */
 	uint64_t heard_at[VSR_REPLICAS_MAX];  /* primary: tick of each backup's last PREPARE_OK in this view */
 	uint32_t vc_shift;                /* backoff shift of the current view change's timeout */
+
+	/* Divergence detection (divergence.c, docs/protocol.md): the latest
+	 * checkpoint each replica reported in its PREPARE_OK (primary), the
+	 * latest checkpoint a quorum agreed on with us (primary: sent in
+	 * COMMIT), and whether our own state is known to differ from a
+	 * quorum's. */
+	uint64_t dv_peer_op[VSR_REPLICAS_MAX];
+	uint64_t dv_peer_digest[VSR_REPLICAS_MAX];
+	uint64_t dv_peer_told[VSR_REPLICAS_MAX]; /* checkpoint op last told to each (+1; 0 none) */
+	vsr_checkpoint dv_certified;
+	bool diverged;
+	bool dv_repairing;                /* fetching the certified checkpoint */
+	vsr_divergence dv_last;           /* the latest detection, for the host */
 
 	/* backup: the last ack sent, to avoid resending */
 	uint64_t ack_sent_op;
@@ -440,7 +463,7 @@ void primary_send_prepare(vsr_replica *r, uint64_t op, int to);
 void read_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn);
 /* End of a step at a normal primary: starts a read round when reads wait for
  * one, and answers the reads that are ready. */
-void read_flush(vsr_replica *r);
+void read_flush(vsr_replica *r, bool more);
 /* The primary left its role or its view: every pending read is refused
  * (NOT_PRIMARY), so clients retry at the new primary. */
 void read_fail_all(vsr_replica *r);
@@ -497,8 +520,27 @@ void checkpoint_take(vsr_replica *r);
 /* Restart: adopts the state machine's own checkpoint (at or above the
  * superblock's); returns VSR_OK or an error. */
 int checkpoint_open(vsr_replica *r, const vsr_superblock *sb);
+/* Starts fetching checkpoint cp (status state_transfer). */
+void st_fetch_checkpoint(vsr_replica *r, const vsr_checkpoint *cp);
 /* Drops a checkpoint fetch (its bitmaps). */
 void checkpoint_fetch_stop(vsr_replica *r);
+
+/* divergence.c */
+/* Fills the divergence fields of an outgoing PREPARE_OK or COMMIT. */
+void dv_fill_ack(const vsr_replica *r, vsr_message *m);
+void dv_fill_commit(const vsr_replica *r, vsr_message *m);
+/* Primary: a matching PREPARE_OK from a backup of our view. */
+void dv_on_prepare_ok(vsr_replica *r, const vsr_message *m);
+/* Backup: a COMMIT of our view's primary. */
+void dv_on_commit(vsr_replica *r, const vsr_message *m);
+/* Primary: whether it must abdicate (its state differs from a quorum's). */
+bool dv_must_abdicate(const vsr_replica *r);
+/* State transfer: the fetched certified checkpoint was installed; the log
+ * is kept and re-executed above it. */
+void dv_repaired(vsr_replica *r);
+/* The repair's fetch or install failed: back to a normal backup, still
+ * diverged (the next certification tries again). */
+void dv_repair_failed(vsr_replica *r);
 
 /* recovery.c */
 void rec_on_recovery(vsr_replica *r, const vsr_message *m);

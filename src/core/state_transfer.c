@@ -49,6 +49,7 @@ void st_start(vsr_replica *r, uint64_t view)
 	r->transfer_nonce = prng_next(&r->prng) | 1;
 	r->transfer_retries = 0;
 	r->stats.state_transfers++;
+	r->dv_repairing = false; /* a full transfer replaces a divergence repair */
 	if (BUG(r, VSR_BUG_TRUNCATE_TRANSFER) && r->status != VSR_STATUS_RECOVERING &&
 	    vsr_primary_of(view, r->n) != r->self) {
 		/* The published behaviour: cut the log to the commit and claim the
@@ -163,6 +164,7 @@ static void repair_on_new_state(vsr_replica *r, const vsr_message *m)
 static void transfer_to_view_change(vsr_replica *r)
 {
 	r->transfer_retries = 0;
+	r->dv_repairing = false; /* still diverged: the next certified checkpoint repairs */
 	r->fetching_checkpoint = false; /* paused, see st_start */
 	set_status(r, VSR_STATUS_VIEW_CHANGE);
 	vc_start(r, r->view + 1);
@@ -269,9 +271,16 @@ static void fetch_begin(vsr_replica *r, const vsr_checkpoint *cp)
 	fetch_fill(r);
 }
 
+void st_fetch_checkpoint(vsr_replica *r, const vsr_checkpoint *cp)
+{
+	fetch_begin(r, cp);
+}
+
 void st_on_new_state(vsr_replica *r, const vsr_message *m)
 {
 	if (m->nonce != r->transfer_nonce && GUARD(r, VSR_GUARD_NS_STALE_NONCE)) return;
+	/* A divergence repair fetches the certified checkpoint, nothing else. */
+	if (r->dv_repairing) return;
 	if (r->status == VSR_STATUS_NORMAL && r->repairing) {
 		repair_on_new_state(r, m);
 		return;
@@ -405,6 +414,11 @@ static void fetch_install(vsr_replica *r)
 		/* Nothing changed, neither the state nor the client table: the
 		 * retry timer asks again (another replica's copy, maybe). */
 		GUARD(r, VSR_GUARD_RESTORE_FAILED);
+		if (r->dv_repairing) {
+			ct_free(&r->clients_staged);
+			dv_repair_failed(r);
+			return;
+		}
 		if (BUG(r, VSR_BUG_NONATOMIC_RESTORE) && r->clients_staged.items != NULL) {
 			/* The published order: the client table replaced before the
 			 * state machine's restore, and kept when that fails. */
@@ -427,6 +441,17 @@ static void fetch_install(vsr_replica *r)
 	r->checkpoint_len = cp.size;
 	r->checkpoint_digest = cp.digest;
 	if (r->checkpoint_timestamp > r->last_timestamp) r->last_timestamp = r->checkpoint_timestamp;
+	if (r->dv_repairing) {
+		/* A divergence repair: only the state was wrong, never the log,
+		 * which holds every entry above the checkpoint (divergence.c):
+		 * keep it (its acknowledged entries too) and execute again. */
+		r->executed = r->checkpoint_op;
+		dv_repaired(r);
+		persist_state(r, false, 0, NULL, 0);
+		normal_execute(r);
+		transfer_done(r);
+		return;
+	}
 	log_reset(&r->log, r->checkpoint_op, r->checkpoint_checksum);
 	r->commit = r->executed = r->checkpoint_op;
 	r->transfer_retries = 0;
@@ -456,7 +481,7 @@ void st_on_checkpoint_chunk(vsr_replica *r, const vsr_message *m)
 		return;
 	}
 	if (bit_get(r->fetch_have, k)) return; /* a duplicate */
-	if (r->fetch.op <= r->commit && !BUG(r, VSR_BUG_OLD_CHECKPOINT) &&
+	if (r->fetch.op <= r->commit && !r->dv_repairing && !BUG(r, VSR_BUG_OLD_CHECKPOINT) &&
 	    GUARD(r, VSR_GUARD_CHUNK_PASSED)) {
 		/* Entries arrived meanwhile and took us past it: never go back. */
 		checkpoint_fetch_stop(r);
@@ -483,6 +508,10 @@ void st_on_checkpoint_chunk(vsr_replica *r, const vsr_message *m)
 void st_on_tick(vsr_replica *r)
 {
 	if (!timer_fired(r, &r->t_retry)) return;
+	if (r->dv_repairing && r->transfer_retries + 1 > VSR_TRANSFER_RETRIES_MAX) {
+		dv_repair_failed(r);
+		return;
+	}
 	/* With lease reads, not while our promise to the primary we last
 	 * heard holds (docs/protocol.md "Reads"). */
 	if (++r->transfer_retries > VSR_TRANSFER_RETRIES_MAX && !r->amnesia &&

@@ -98,6 +98,8 @@ void *xrealloc(void *p, size_t n)
 
 int vsr_buf_append(vsr_buf *b, const void *data, size_t len)
 {
+	/* len + b->len must not wrap, nor the doubling below. */
+	if (len > SIZE_MAX / 2 - b->len) return VSR_ENOMEM;
 	if (b->len + len > b->cap) {
 		size_t cap = b->cap ? b->cap : 64;
 		while (cap < b->len + len) cap *= 2;

@@ -159,6 +159,14 @@ static void note_lost(vsr_replica *r, uint8_t from)
 
 void vc_on_primary_lost(vsr_replica *r, const vsr_message *m)
 {
+	if (m->view > r->view && r->status == VSR_STATUS_NORMAL && r->suspecting) {
+		/* We lost our primary (or abdicated) while another replica is
+		 * already in a newer view, where it lost its own: it will not
+		 * come back to ours, and its view's primary may be waiting for
+		 * our ack to hear a quorum again. Learn that view. */
+		st_start(r, m->view);
+		return;
+	}
 	if (m->view > r->view || r->status != VSR_STATUS_NORMAL) return;
 	if (m->view < r->view && BUG(r, VSR_BUG_LOST_SAME_VIEW)) return;
 	/* A replica that lost the primary of an older view follows none of

@@ -32,7 +32,7 @@
  *      view-change message.
  *   I9 Pipeline slots (waiting connections) exist only for ops in
  *      commit+1 .. op at a normal primary; only a normal primary queues
- *      requests.
+ *      requests or holds pending reads (read.c).
  *   I10 The client table holds each session at most once and at most
  *      clients_max sessions.
  */
@@ -449,12 +449,14 @@ enum vsr_bug {
 	VSR_BUG_REGISTER_LAST_REPLY = 1u << 14, /* a late duplicate REGISTER gets the session's last reply (F10) */
 	VSR_BUG_NONATOMIC_RESTORE = 1u << 15, /* a failed install keeps the checkpoint's client table (finding 3) */
 	VSR_BUG_NO_ABDICATION = 1u << 16,    /* a primary that hears no quorum keeps its view forever */
+	VSR_BUG_NO_DIVERGENCE_CHECK = 1u << 17, /* checkpoint digests are neither sent nor compared */
 	/* Liveness (issue 7). */
 	VSR_BUG_NO_DISK_SLACK = 1u << 24,    /* timeouts ignore the disk: no slack for slow writes, and a view change moves on before its vote is durable */
 	VSR_BUG_NO_HEAL_RESET = 1u << 25,    /* backoff kept when a quorum is heard again; views of silent primaries not skipped */
 	VSR_BUG_LOST_SAME_VIEW = 1u << 26,   /* PRIMARY_LOST counted only from replicas of our own view */
 	/* Reads (issue 11). */
-	VSR_BUG_READ_NO_ROUND = 1u << 20,    /* answer a linearizable read without the quorum round */
+	VSR_BUG_READ_NO_ROUND = 1u << 20,    /* answer a linearizable read without the quorum round
+	                                        (nor heed its own abdication) */
 	VSR_BUG_READ_BEFORE_EXECUTE = 1u << 21, /* answer it before the ops prepared at its arrival execute */
 };
 
@@ -666,6 +668,10 @@ typedef struct vsr_replica_stats {
 	uint64_t replies_too_large;  /* replaced by an error reply (vsr_apply_ctx.reply_max) */
 	uint64_t state_transfers;
 	uint64_t checkpoints;
+	uint64_t divergences;        /* our state found to differ from a quorum's (vsr_divergence) */
+	uint64_t divergence_repairs; /* certified checkpoints installed over a diverged state */
+	uint64_t divergent_peers;    /* primary: backups told that their state differs */
+	uint64_t divergence_abdications; /* primary: found itself in the minority, abdicated */
 	uint64_t guards[VSR_GUARD_COUNT]; /* hits of each defensive branch */
 	uint64_t reads[VSR_READ_MODE_COUNT]; /* queries answered, by the mode answered in */
 	uint64_t reads_failed;       /* queries refused (not primary, view changed, busy) */
@@ -674,6 +680,27 @@ typedef struct vsr_replica_stats {
 } vsr_replica_stats;
 
 const vsr_replica_stats *vsr_replica_stats_get(const vsr_replica *r);
+
+/* Runtime divergence detection (docs/protocol.md "Divergence detection").
+ * Every checkpoint's digest (vsr_checkpoint.digest, a digest of the logical
+ * state and the client table chosen by the state machine) travels in
+ * PREPARE_OK and COMMIT. A replica whose digest at a checkpoint op differs
+ * from the one a quorum agreed on stops acknowledging, fetches that
+ * checkpoint and re-executes its own log above it; a primary in the minority
+ * abdicates first. The latest detection, for the host's log line: */
+typedef struct vsr_divergence {
+	uint64_t op;            /* the checkpoint op compared */
+	uint64_t digest;        /* ours there */
+	uint64_t quorum_digest; /* the quorum's there */
+	uint64_t view;
+	uint64_t executed;      /* our executed op when it was found */
+	bool as_primary;        /* found by the primary about itself (it abdicates) */
+	bool repairing;         /* the certified checkpoint is being fetched */
+} vsr_divergence;
+
+/* True when our state is known to differ from a quorum's (not yet
+ * repaired); fills *out with the latest detection when out != NULL. */
+bool vsr_replica_diverged(const vsr_replica *r, vsr_divergence *out);
 
 /* The client table's encoding inside checkpoints is internal; its digest is
  * part of the replica digest. */

@@ -35,6 +35,8 @@ static double now_s(void)
 }
 
 /* {op = NAME, key = "k<i>", value = i} as msgpack (keys in canonical order). */
+static uint32_t value_size; /* --value-size: a string value of this many bytes, not an integer */
+
 static void encode_op(vsr_buf *b, const char *name, uint32_t key, int with_value, int64_t value)
 {
 	char k[32];
@@ -46,7 +48,15 @@ static void encode_op(vsr_buf *b, const char *name, uint32_t key, int with_value
 	vsrh_put_str(b, name, strlen(name));
 	if (with_value) {
 		vsrh_put_str(b, "value", 5);
-		vsrh_put_int(b, value);
+		if (value_size) {
+			char v[4096];
+			uint32_t n = value_size < sizeof v ? value_size : (uint32_t)sizeof v;
+			for (uint32_t i = 0; i < n; i++)
+				v[i] = (char)('a' + (uint32_t)(value + i) % 26u);
+			vsrh_put_str(b, v, n);
+		} else {
+			vsrh_put_int(b, value);
+		}
 	}
 }
 
@@ -137,7 +147,7 @@ static int bench_checkpoint(vsrh_sm *sm, const vsr_buf *puts, uint32_t keys, uin
 	int bad = vsrh_sm_snapshot(sm, &b) != VSR_OK;
 	double snap = wall_s() - t0;
 	static const uint8_t meta[8];
-	for (int round = 0; round < 3 && !bad; round++) {
+	for (int round = 0; round < 4 && !bad; round++) {
 		vsr_checkpoint cp = {.op = *op_no, .checksum = *op_no, .timestamp = *op_no};
 		t0 = wall_s();
 		bad |= m.checkpoint_take(m.ctx, &cp, meta, sizeof meta) != VSR_OK;
@@ -167,7 +177,7 @@ int main(int argc, char **argv)
 {
 	uint64_t n = 1000000;
 	int repeat = 3, calibration = 1, checkpoint = 0, table_store = 0;
-	const char *only = NULL;
+	const char *only = NULL, *durable_dir = NULL;
 	uint32_t keys = 10000;
 	const char *path = "statemachines/kv.lua";
 	static const struct option longopts[] = {
@@ -175,10 +185,11 @@ int main(int argc, char **argv)
 		{"statemachine", required_argument, NULL, 's'}, {"repeat", required_argument, NULL, 'r'},
 		{"only", required_argument, NULL, 'o'}, {"no-calibration", no_argument, NULL, 'C'},
 		{"checkpoint", optional_argument, NULL, 'c'}, {"table-store", no_argument, NULL, 't'},
+		{"durable", required_argument, NULL, 'D'}, {"value-size", required_argument, NULL, 'V'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	int ch;
-	while ((ch = getopt_long(argc, argv, "n:k:s:r:o:Cc::th", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "n:k:s:r:o:Cc::tD:V:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'n': n = strtoull(optarg, NULL, 10); break;
 		case 'k': keys = (uint32_t)strtoul(optarg, NULL, 10); break;
@@ -187,11 +198,15 @@ int main(int argc, char **argv)
 		case 'o': only = optarg; break;
 		case 'C': calibration = 0; break;
 		case 't': table_store = 1; break;
+		case 'D': durable_dir = optarg; break;
+		case 'V': value_size = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'c': checkpoint = optarg ? (int)strtoul(optarg, NULL, 10) : 4096; break;
 		case 'h':
 			printf("usage: vsrh_bench [--ops N] [--keys K] [--repeat R] [--statemachine PATH]\n"
 			       "                  [--only put|get|query] [--no-calibration] [--checkpoint[=PUTS]]\n"
 			       "                  [--table-store]   (vsr.store in a Lua table, not LMDB)\n"
+			       "                  [--durable DIR]   (LMDB in DIR, synced as in durable mode)\n"
+			       "                  [--value-size B]  (string values of B bytes)\n"
 			       "Reports the best of R runs of N operations each, in CPU time.\n");
 			return 0;
 		default:
@@ -204,7 +219,9 @@ int main(int argc, char **argv)
 	}
 	char err[1024];
 	vsrh_sm_options o = {.statemachine = path, .log_level = VSRH_LOG_WARN,
-			     .store = table_store ? VSRH_STORE_TABLE : VSRH_STORE_LMDB};
+			     .store = table_store ? VSRH_STORE_TABLE : VSRH_STORE_LMDB,
+			     .store_dir = durable_dir, .store_sync = durable_dir != NULL,
+			     .store_fresh = durable_dir != NULL};
 	vsrh_sm *sm;
 	if (vsrh_sm_open(&sm, &o, err, sizeof err) != VSR_OK) {
 		fprintf(stderr, "vsrh_bench: %s\n", err);

@@ -314,20 +314,25 @@ static int enc_table(enc_state *e, int depth)
 	lua_pushnil(L);
 	while (lua_next(L, t)) {
 		count++;
-		int isint = lua_isinteger(L, -2);
-		lua_Integer k = isint ? lua_tointeger(L, -2) : 0;
-		if (!isint || k < 1)
-			all_index = 0;
-		else if (k > max_index)
-			max_index = k;
 		if (count <= ENC_SMALL_MAP) {
-			if (capture_key(L, -2, &small[count - 1]))
-				bad_key = 1;
+			enc_key *k = &small[count - 1];
+			if (capture_key(L, -2, k))
+				bad_key = 1; /* captured as kind 0: not an index */
+			if (k->kind != 1 || !k->is_int || k->i < 1)
+				all_index = 0;
+			else if (k->i > max_index)
+				max_index = k->i;
 			/* keep key and value where they are (the value at
 			 * t + 2 * count) and continue from a copy of the key */
-			small[count - 1].slot = t + 2 * (int)count;
+			k->slot = t + 2 * (int)count;
 			lua_pushvalue(L, -2);
 		} else {
+			int isint = lua_isinteger(L, -2);
+			lua_Integer k = isint ? lua_tointeger(L, -2) : 0;
+			if (!isint || k < 1)
+				all_index = 0;
+			else if (k > max_index)
+				max_index = k;
 			lua_pop(L, 1);
 		}
 	}
@@ -349,9 +354,23 @@ static int enc_table(enc_state *e, int depth)
 		as_array = all_index && count == n && (lua_Unsigned)max_index == n;
 	}
 	if (as_array) {
-		lua_settop(L, t);
 		if (vsrh_put_array_header(e->b, (uint32_t)n))
 			return enc_fail(e, "%s", "out of memory");
+		if (count == n && count <= ENC_SMALL_MAP) {
+			/* keys exactly 1..n: every value is already on the stack */
+			int slot[ENC_SMALL_MAP];
+			for (size_t i = 0; i < count; i++)
+				slot[small[i].i - 1] = small[i].slot;
+			for (size_t i = 0; i < count; i++) {
+				lua_pushvalue(L, slot[i]);
+				if (enc_value(e, depth + 1))
+					return -1;
+				lua_pop(L, 1);
+			}
+			lua_settop(L, t);
+			return 0;
+		}
+		lua_settop(L, t);
 		for (lua_Unsigned i = 1; i <= n; i++) {
 			lua_rawgeti(L, t, (lua_Integer)i);
 			if (enc_value(e, depth + 1))
@@ -414,14 +433,14 @@ static int enc_value(enc_state *e, int depth)
 	/* one unit per value and per VSRH_GAS_BYTES of strings, charged to
 	 * the armed budget: a reply or a stored value made of many references
 	 * to one big table costs what its encoding does */
-	if (vsrh_gas_try_box(e->box, lua_type(L, -1) == LUA_TSTRING ?
-				       1 + vsrh_gas_bytes(lua_rawlen(L, -1)) : 1))
+	int type = lua_type(L, -1);
+	if (vsrh_gas_try_box(e->box, type == LUA_TSTRING ? 1 + vsrh_gas_bytes(lua_rawlen(L, -1)) : 1))
 		return enc_fail(e, "%s", "instruction budget exhausted while encoding");
 	if (e->b->len - e->start > e->max_len) {
 		return enc_fail(e, "encoded value exceeds %zu bytes", e->max_len);
 	}
-	luaL_checkstack(L, 8, "value nested too deeply");
-	switch (lua_type(L, -1)) {
+	/* (a table's own encoder makes room on the stack for what it pushes) */
+	switch (type) {
 	case LUA_TNIL:
 		rc = vsrh_put_nil(e->b);
 		break;
@@ -456,6 +475,11 @@ int vsrh_encode(lua_State *L, int idx, vsr_buf *b, size_t max_len, char *err,
 {
 	enc_state e = {L, vsrh_gas_box(L), b, b->len, max_len, err, err_len};
 	int top = lua_gettop(L);
+	/* the value's copy and what enc_table pushes before it checks */
+	if (!lua_checkstack(L, 4)) {
+		snprintf(err, err_len, "out of Lua stack");
+		return -1;
+	}
 	lua_pushvalue(L, idx);
 	int rc = enc_value(&e, 0);
 	if (rc == 0 && b->len - e.start > max_len) {

@@ -105,6 +105,14 @@ const char *vsrh_sm_failure(const vsrh_sm *sm);
  * session 7, request 3"), for the host's watchdog: callable from another
  * thread (the fields are read racily but atomically). */
 void vsrh_sm_activity(const vsrh_sm *sm, char *out, size_t len);
+/* A counter that moves whenever the state machine does metered work (VM
+ * instructions, charged C work): the watchdog thread reads it to tell a
+ * long but metered step, which the budget ends deterministically, from a
+ * hang the cost model does not see. */
+uint64_t vsrh_sm_progress(const vsrh_sm *sm);
+/* Whether a script call is running (apply, query, snapshot, restore):
+ * for the watchdog thread, like vsrh_sm_activity. */
+bool vsrh_sm_busy(const vsrh_sm *sm);
 
 /* Counters for metrics and the benchmark. */
 typedef struct vsrh_sm_stats {

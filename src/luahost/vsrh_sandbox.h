@@ -12,6 +12,7 @@
 #ifndef VSRH_SANDBOX_H
 #define VSRH_SANDBOX_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -54,6 +55,11 @@ typedef struct vsrh_box {
 	bool in_call;          /* inside vsrh_box_call */
 	int fatal;             /* enum vsrh_fatal, for the current call */
 	uint64_t budget_exhausted;
+	/* Bumped whenever metered work is charged (a hook chunk of VM
+	 * instructions, a C function's charge): read by the watchdog thread,
+	 * which stops only a step that makes no metered progress. Written by
+	 * the box's thread only (a relaxed load and store, no RMW). */
+	_Atomic uint64_t progress;
 	/* the hard memory cap was crossed: results may now depend on the heap */
 	bool broken;
 	char broken_why[256];

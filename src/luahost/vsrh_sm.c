@@ -352,6 +352,16 @@ static void set_activity(vsrh_sm *sm, int kind, const vsr_apply_ctx *actx)
 	atomic_store_explicit(&sm->act_kind, kind, memory_order_relaxed);
 }
 
+uint64_t vsrh_sm_progress(const vsrh_sm *sm)
+{
+	return atomic_load_explicit(&sm->box.progress, memory_order_relaxed);
+}
+
+bool vsrh_sm_busy(const vsrh_sm *sm)
+{
+	return atomic_load_explicit(&sm->act_kind, memory_order_relaxed) != 0;
+}
+
 void vsrh_sm_activity(const vsrh_sm *sm, char *out, size_t len)
 {
 	static const char *const kinds[] = {"idle", "applying", "running a query for",

@@ -1,4 +1,5 @@
 /* vsrh_store.c - vsr.store: committed and buffered tables, C accessors, snapshot encoding. */
+#define _GNU_SOURCE /* sync_file_range */
 #include "vsrh_store.h"
 
 #include <errno.h>
@@ -7,8 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -95,8 +100,8 @@ static int bytes_cmp(const char *a, size_t al, const char *b, size_t bl)
 /* ---------------------------------------------------------------- LMDB */
 
 #define CKPT_MAGIC "VSRHCKP1"
-#define STORE_MAP_MIN ((size_t)64 << 20)    /* the map's first size (MDB_WRITEMAP) */
-#define STORE_MAP_NOWRITEMAP ((size_t)1 << 40) /* address space only, without it */
+#define STORE_MAP_MIN ((size_t)64 << 20)    /* the first reservation on disk (MDB_WRITEMAP) */
+#define STORE_MAP_RESERVE ((size_t)8 << 30) /* the map's address space (valgrind maps 16 GiB) */
 #define IMAGE_INDEX_EVERY 256u /* records between two seek points of a reader */
 
 /* A checkpoint kept readable: a read transaction on the commit that made it,
@@ -117,12 +122,32 @@ typedef struct ckpt_held {
 	uint32_t seek_count, seek_cap;
 } ckpt_held;
 
+/* A transfer image turned into next/ as its chunks arrive (build_note), so
+ * that installing it costs a commit, not a pass over the whole state. */
+typedef struct ckpt_build {
+	struct vsrh_lmdb *env;  /* next/, with its write transaction; NULL: none */
+	MDB_cursor *cur;
+	uint64_t contiguous;    /* every byte of the image before this has arrived */
+	uint64_t parsed;        /* the prefix and whole records before this are in env */
+	uint64_t plen;          /* prefix length (magic, head length, head, count); 0: unknown */
+	uint64_t count, n, sum; /* records announced, appended, their digest */
+	vsr_buf last;           /* the last key appended */
+	uint64_t (*ranges)[2];  /* chunks arrived beyond `contiguous`, unsorted */
+	uint32_t nranges, cap;
+	bool bad;               /* not usable: install takes the whole-image path */
+	bool corrupt;           /* ... because the image is corrupt (else: resources) */
+} ckpt_build;
+
 struct vsrh_lmdb {
 	MDB_env *env;
 	MDB_dbi kv, meta;
-	size_t mapsize;       /* reserved on disk (fallocate) when writemap */
-	bool writemap;        /* pages written through the map (see map_set) */
+	size_t mapsize;       /* the map: address space, LMDB's limit (see map_reserve) */
+	size_t reserved;      /* allocated on disk (fallocate) when writemap */
+	uintptr_t watched;    /* the map's address, as given to store_sigbus */
+	bool writemap;        /* pages written through the map (see map_reserve) */
 	MDB_txn *wtxn;        /* long-lived: everything since the last checkpoint */
+	MDB_cursor *wcur;     /* on kv in wtxn, opened on first use (LMDB frees it
+			       * when wtxn ends: reset to NULL there) */
 	char dir[4096];       /* holds db/ (the environment), next/, staging */
 	bool scratch;         /* remove dir at close */
 	bool durable;
@@ -130,6 +155,7 @@ struct vsrh_lmdb {
 	ckpt_held held[2];    /* current, previous checkpoint */
 	vsr_checkpoint staged; /* the one whose bytes go to the staging file */
 	int staged_fd;
+	ckpt_build build;     /* next/, from the staged chunks so far */
 };
 
 static void lmdb_fatal(const char *what, int rc)
@@ -152,8 +178,20 @@ static MDB_val mval(const void *p, size_t n)
 	return (MDB_val){.mv_size = n, .mv_data = (void *)p};
 }
 
+/* The write transaction's cursor on kv. */
+static MDB_cursor *lmdb_wcursor(vsrh_lmdb *db)
+{
+	if (db->wcur == NULL) {
+		int rc = mdb_cursor_open(db->wtxn, db->kv, &db->wcur);
+		if (rc)
+			lmdb_fatal("cursor", rc);
+	}
+	return db->wcur;
+}
+
 /* The committed value of key (Lua string at idx) pushed, or nothing: returns
- * whether it pushed. */
+ * whether it pushed. Through the write cursor, which stays on the key: a
+ * write of the same key at commit then needs no second search. */
 static bool lmdb_push_get(lua_State *L, vsrh_lmdb *db, int idx)
 {
 	size_t kl;
@@ -161,7 +199,7 @@ static bool lmdb_push_get(lua_State *L, vsrh_lmdb *db, int idx)
 	MDB_val key = mval(k, kl), val;
 	if (kl == 0 || kl > 511) /* LMDB's key limit: such keys are never stored */
 		return false;
-	int rc = mdb_get(db->wtxn, db->kv, &key, &val);
+	int rc = mdb_cursor_get(lmdb_wcursor(db), &key, &val, MDB_SET_KEY);
 	if (rc == MDB_NOTFOUND)
 		return false;
 	if (rc)
@@ -498,19 +536,26 @@ static void invalidate_sorted(lua_State *L, vsrh_store *s)
 	s->ref_sorted = LUA_NOREF;
 }
 
-/* The buffered writes into the long-lived write transaction. One B-tree
- * descent per key: a put tries to insert (MDB_NOOVERWRITE), which on an
- * existing key leaves the cursor on it with the old value (for the digest),
- * then overwrites it in place (MDB_CURRENT); a delete positions the cursor
- * and deletes there. */
+/* Whether the cursor is on key k: then its value is in *old. */
+static bool lmdb_cursor_on(MDB_cursor *c, const char *k, size_t kl, MDB_val *old)
+{
+	MDB_val ck;
+	return mdb_cursor_get(c, &ck, old, MDB_GET_CURRENT) == 0 && ck.mv_size == kl &&
+	       memcmp(ck.mv_data, k, kl) == 0;
+}
+
+/* The buffered writes into the long-lived write transaction. At most one
+ * B-tree search per key, none when the cursor is still on the key the
+ * operation last read (a read-modify-write such as kv's put): a put tries
+ * to insert (MDB_NOOVERWRITE), which on an existing key leaves the cursor
+ * on it with the old value (for the digest), then overwrites it in place
+ * (MDB_CURRENT); a delete positions the cursor and deletes there. */
 static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 {
 	vsrh_lmdb *db = s->db;
 	int top = lua_gettop(L);
-	MDB_cursor *c;
-	int rc = mdb_cursor_open(db->wtxn, db->kv, &c);
-	if (rc)
-		lmdb_fatal("cursor", rc);
+	MDB_cursor *c = lmdb_wcursor(db);
+	int rc;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_writes);
 	int w = lua_gettop(L);
 	lua_pushnil(L);
@@ -518,9 +563,10 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 		size_t kl, vl = 0;
 		const char *key = lua_tolstring(L, -2, &kl);
 		MDB_val k = mval(key, kl);
+		MDB_val old;
+		bool on = lmdb_cursor_on(c, key, kl, &old);
 		if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) { /* a delete */
-			MDB_val old;
-			rc = mdb_cursor_get(c, &k, &old, MDB_SET_KEY);
+			rc = on ? 0 : mdb_cursor_get(c, &k, &old, MDB_SET_KEY);
 			if (rc && rc != MDB_NOTFOUND)
 				lmdb_fatal("get", rc);
 			if (rc == 0) {
@@ -533,7 +579,12 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 		} else {
 			const char *val = lua_tolstring(L, -1, &vl);
 			MDB_val v = mval(val, vl);
-			rc = mdb_cursor_put(c, &k, &v, MDB_NOOVERWRITE);
+			if (on) {
+				rc = MDB_KEYEXIST;
+				v = old;
+			} else {
+				rc = mdb_cursor_put(c, &k, &v, MDB_NOOVERWRITE);
+			}
 			if (rc == MDB_KEYEXIST) {
 				/* v now points at the old value, in the page */
 				s->digest -= entry_hash(key, kl, v.mv_data, v.mv_size);
@@ -554,7 +605,6 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 		lua_pushnil(L);
 		lua_rawset(L, w);
 	}
-	mdb_cursor_close(c);
 	s->nwrites = 0;
 	lua_settop(L, top);
 }
@@ -820,11 +870,17 @@ static void held_drop(ckpt_held *h)
 }
 
 /* Pages are written through the map (MDB_WRITEMAP): a commit, hence a
- * checkpoint, writes only the meta page. A page the filesystem cannot back
- * would then be a SIGBUS, so the map's whole size is allocated on disk
- * (posix_fallocate) before it is used: a full disk is an error here, at a
- * checkpoint or at start, never a signal. Returns 0 or an errno. */
-static int map_set(vsrh_lmdb *db, size_t size)
+ * checkpoint, writes only the meta page. The map (address space, LMDB's
+ * limit) is reserved large from the start, STORE_MAP_RESERVE, so that it
+ * is never resized in a step: a resize unmaps the whole map, needs every
+ * transaction closed and faults every page in again (hundreds of ms with
+ * 1,000,000 keys). With MDB_WRITEMAP the file is as long as the map but
+ * sparse; what a page needs on disk is allocated (posix_fallocate) ahead of
+ * use, `reserved` bytes from the start, at open and at each checkpoint
+ * (map_reserve): a full disk is an error there. A page written past it
+ * when the disk is full would be a SIGBUS: store_sigbus turns that into
+ * exit 74 with a sentence. Returns 0 or an errno. */
+static int map_reserve(vsrh_lmdb *db, size_t size)
 {
 	int fd;
 	struct stat st;
@@ -838,35 +894,132 @@ static int map_set(vsrh_lmdb *db, size_t size)
 			       (uint64_t)size + STORE_MAP_MIN)
 		rc = ENOSPC; /* and leave the log room for a segment */
 	if (rc == 0)
-		rc = mdb_env_set_mapsize(db->env, size);
-	if (rc == 0)
 		rc = posix_fallocate(fd, 0, (off_t)size);
 	if (rc == 0)
-		db->mapsize = size;
+		db->reserved = size;
 	return rc;
 }
 
-/* Whether the map lacks room for another interval: twice what is in use
- * now plus 16 MiB. Returns the size to grow to (at least double), or 0. */
-static size_t map_wanted(vsrh_lmdb *db)
+/* Bytes of the map in use: pages up to the last committed one. */
+static size_t map_used(vsrh_lmdb *db)
 {
 	MDB_envinfo info;
 	MDB_stat st;
-	if (!db->writemap || mdb_env_info(db->env, &info) || mdb_env_stat(db->env, &st))
+	if (mdb_env_info(db->env, &info) || mdb_env_stat(db->env, &st))
 		return 0;
-	size_t want = ((size_t)info.me_last_pgno + 1) * st.ms_psize * 2 + STORE_MAP_MIN / 4;
-	if (want <= db->mapsize)
-		return 0;
-	return want > 2 * db->mapsize ? want : 2 * db->mapsize;
+	return ((size_t)info.me_last_pgno + 1) * st.ms_psize;
 }
 
-static int env_try_open(vsrh_lmdb *db, const char *path, size_t map)
+/* Room on disk ahead of use: what is in use now, a quarter more and
+ * 16 MiB (an interval that writes more takes the sparse rest of the file,
+ * see store_sigbus). Returns the size to reserve, or 0 when there is room. */
+static size_t map_wanted(vsrh_lmdb *db)
+{
+	if (!db->writemap)
+		return 0;
+	size_t used = map_used(db), want = used + used / 4 + STORE_MAP_MIN / 4;
+	if (want > db->mapsize)
+		want = db->mapsize;
+	return want > db->reserved ? want : 0;
+}
+
+/* The address space to map: the reserve, or twice what the file holds
+ * when that is more. */
+static size_t map_size_for(size_t file_bytes)
+{
+	size_t m = STORE_MAP_RESERVE;
+	while (m < 2 * file_bytes)
+		m *= 2;
+	return m;
+}
+
+/* A SIGBUS inside a store's map is a page the disk had no room for (the
+ * reservation above makes that rare): stop as for any disk error. Any other
+ * SIGBUS keeps its default action. */
+#define STORE_MAPS_MAX 8
+static struct {
+	_Atomic(uintptr_t) lo, hi;
+} store_maps[STORE_MAPS_MAX];
+
+static void store_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	uintptr_t a = (uintptr_t)si->si_addr;
+	for (int i = 0; i < STORE_MAPS_MAX; i++) {
+		if (a >= store_maps[i].lo && a < store_maps[i].hi) {
+			static const char msg[] =
+				"vsr.store: a page of the LMDB map could not be written (SIGBUS: the disk is "
+				"full or failed); this replica stops (exit 74)\n";
+			ssize_t n = write(2, msg, sizeof msg - 1);
+			(void)n;
+			_exit(74);
+		}
+	}
+	signal(sig, SIG_DFL); /* the fault happens again, with the default action */
+}
+
+/* Where the map of an environment is: LMDB does not say (me_mapaddr is
+ * only a fixed address), so the mapping of its data file is looked up in
+ * /proc/self/maps by device and inode. Returns false when not found. */
+static bool map_range(vsrh_lmdb *db, uintptr_t *lo, uintptr_t *hi)
+{
+	int fd;
+	struct stat st;
+	if (mdb_env_get_fd(db->env, &fd) || fstat(fd, &st) != 0)
+		return false;
+	FILE *f = fopen("/proc/self/maps", "r");
+	if (f == NULL)
+		return false;
+	char line[4400];
+	bool found = false;
+	while (!found && fgets(line, sizeof line, f)) {
+		unsigned long a, b, ino, maj, min;
+		if (sscanf(line, "%lx-%lx %*s %*s %lx:%lx %lu", &a, &b, &maj, &min, &ino) == 5 &&
+		    ino == (unsigned long)st.st_ino && maj == major(st.st_dev) &&
+		    min == minor(st.st_dev) && b - a >= db->mapsize / 2) {
+			*lo = a;
+			*hi = b;
+			found = true;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+static void map_watch(vsrh_lmdb *db, bool on)
+{
+	static bool installed;
+	if (!installed && on) {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_sigaction = store_sigbus;
+		sa.sa_flags = SA_SIGINFO;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGBUS, &sa, NULL);
+		installed = true;
+	}
+	uintptr_t lo = 0, hi = 0;
+	if (on && (db->env == NULL || !map_range(db, &lo, &hi)))
+		return; /* not watched: a SIGBUS there keeps its default action */
+	if (!on && db->watched == 0)
+		return;
+	for (int i = 0; i < STORE_MAPS_MAX; i++) {
+		if (on ? store_maps[i].lo == 0 : store_maps[i].lo == db->watched) {
+			store_maps[i].hi = hi;
+			store_maps[i].lo = lo;
+			break;
+		}
+	}
+	db->watched = lo;
+}
+
+static int env_try_open(vsrh_lmdb *db, const char *path, size_t map, size_t reserve)
 {
 	int rc = mdb_env_create(&db->env);
 	if (rc == 0)
 		rc = mdb_env_set_maxdbs(db->env, 2);
 	if (rc == 0)
-		rc = mdb_env_set_mapsize(db->env, db->writemap ? map : STORE_MAP_NOWRITEMAP);
+		rc = mdb_env_set_mapsize(db->env, map);
 	if (rc == 0)
 		rc = mdb_env_set_maxreaders(db->env, 16);
 	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | (db->writemap ? MDB_WRITEMAP : 0);
@@ -874,11 +1027,15 @@ static int env_try_open(vsrh_lmdb *db, const char *path, size_t map)
 		flags |= MDB_NOSYNC | MDB_NOMETASYNC;
 	if (rc == 0)
 		rc = mdb_env_open(db->env, path, flags, 0600);
+	if (rc == 0)
+		db->mapsize = map;
 	if (rc == 0 && db->writemap) {
-		rc = map_set(db, map);
+		rc = map_reserve(db, reserve);
 		size_t more = rc == 0 ? map_wanted(db) : 0;
 		if (more)
-			rc = map_set(db, more);
+			rc = map_reserve(db, more);
+		if (rc == 0)
+			map_watch(db, true);
 	}
 	if (rc && db->env) {
 		mdb_env_close(db->env);
@@ -887,18 +1044,31 @@ static int env_try_open(vsrh_lmdb *db, const char *path, size_t map)
 	return rc;
 }
 
+/* Closes the environment alone (no transaction is open). */
+static void env_shut(vsrh_lmdb *db)
+{
+	map_watch(db, false);
+	if (db->env)
+		mdb_env_close(db->env);
+	db->env = NULL;
+}
+
 static int env_open(vsrh_lmdb *db, const char *path, size_t min_map, char *err, size_t err_len)
 {
-	/* At least what the file already holds (the map of its last run). */
+	/* The map: room for at least twice what the file holds (it is sparse:
+	 * its length is the map of its last run). */
 	char file[4200];
 	struct stat fst;
 	snprintf(file, sizeof file, "%s/data.mdb", path);
-	size_t map = min_map > STORE_MAP_MIN ? min_map : STORE_MAP_MIN;
-	if (stat(file, &fst) == 0 && (size_t)fst.st_size > map)
-		map = (size_t)fst.st_size;
-	off_t before = stat(file, &fst) == 0 ? fst.st_size : 0;
+	size_t reserve = min_map > STORE_MAP_MIN ? min_map : STORE_MAP_MIN, held = 0;
+	off_t before = 0;
+	if (stat(file, &fst) == 0) {
+		held = (size_t)fst.st_blocks * 512;
+		before = fst.st_size;
+	}
+	size_t map = map_size_for(held > reserve ? held : reserve);
 	db->writemap = true;
-	int rc = env_try_open(db, path, map);
+	int rc = env_try_open(db, path, map, reserve);
 	if (rc == ENOSPC) {
 		/* No room to reserve the map: pages are written with pwrite, and a
 		 * full disk is an error at a commit. Only slower checkpoints. The
@@ -907,7 +1077,7 @@ static int env_open(vsrh_lmdb *db, const char *path, size_t min_map, char *err, 
 			rc = errno;
 		db->writemap = false;
 		if (rc == ENOSPC)
-			rc = env_try_open(db, path, map);
+			rc = env_try_open(db, path, map, 0);
 	}
 	/* The handles, in a transaction of their own: read transactions can
 	 * use them only once it has committed. */
@@ -917,6 +1087,7 @@ static int env_open(vsrh_lmdb *db, const char *path, size_t min_map, char *err, 
 		rc = mdb_dbi_open(db->wtxn, "kv", MDB_CREATE, &db->kv);
 	if (rc == 0)
 		rc = mdb_dbi_open(db->wtxn, "meta", MDB_CREATE, &db->meta);
+	db->wcur = NULL;
 	if (rc == 0) {
 		rc = mdb_txn_commit(db->wtxn);
 		db->wtxn = NULL;
@@ -929,9 +1100,7 @@ static int env_open(vsrh_lmdb *db, const char *path, size_t min_map, char *err, 
 		if (db->wtxn)
 			mdb_txn_abort(db->wtxn);
 		db->wtxn = NULL;
-		if (db->env)
-			mdb_env_close(db->env);
-		db->env = NULL;
+		env_shut(db);
 		return -1;
 	}
 	return 0;
@@ -944,9 +1113,8 @@ static void env_close(vsrh_lmdb *db)
 	if (db->wtxn)
 		mdb_txn_abort(db->wtxn);
 	db->wtxn = NULL;
-	if (db->env)
-		mdb_env_close(db->env);
-	db->env = NULL;
+	db->wcur = NULL;
+	env_shut(db);
 }
 
 int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh, char *err,
@@ -1008,12 +1176,15 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 	return 0;
 }
 
+static void build_reset(vsrh_lmdb *db);
+
 void vsrh_store_close(lua_State *L, vsrh_store *s)
 {
 	(void)L;
 	vsrh_lmdb *db = s->db;
 	if (db == NULL)
 		return;
+	build_reset(db);
 	env_close(db);
 	if (db->staged_fd >= 0)
 		close(db->staged_fd);
@@ -1095,16 +1266,26 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 	if (rc == 0)
 		rc = mdb_txn_commit(db->wtxn);
 	db->wtxn = NULL;
+	db->wcur = NULL; /* freed with the transaction */
 	if (rc)
 		lmdb_fatal("checkpoint commit", rc);
 	held_drop(&db->held[1]);
 	size_t more = map_wanted(db);
-	if (more) {
-		/* Room for the next interval. Resizing needs no transaction open
-		 * in this process: the previous checkpoint is no longer served. */
+	if (more && (rc = map_reserve(db, more))) /* room on disk for the next interval */
+		lmdb_fatal("reserving room on disk", rc);
+	size_t used = map_used(db);
+	if (map_size_for(used) > db->mapsize) {
+		/* The data grew past half the map (gigabytes): a larger map, once.
+		 * Resizing needs no transaction open in this process: the
+		 * previous checkpoint is no longer served. */
 		held_drop(&db->held[0]);
-		if ((rc = map_set(db, more)))
+		map_watch(db, false);
+		size_t map = map_size_for(used);
+		if ((rc = mdb_env_set_mapsize(db->env, map)))
 			lmdb_fatal("growing the map", rc);
+		db->mapsize = map;
+		if (db->writemap)
+			map_watch(db, true);
 	}
 	db->held[1] = db->held[0];
 	memset(&db->held[0], 0, sizeof db->held[0]);
@@ -1231,6 +1412,220 @@ int vsrh_store_ckpt_read(vsrh_store *s, const vsr_checkpoint *cp, uint64_t offse
 	return VSR_OK;
 }
 
+/* ------------------------------------------------------------ installing an image */
+
+/* Drops what was built for the staged image (next/ too). */
+static void build_reset(vsrh_lmdb *db)
+{
+	ckpt_build *b = &db->build;
+	if (b->env != NULL) {
+		if (b->cur)
+			mdb_cursor_close(b->cur);
+		if (b->env->wtxn)
+			mdb_txn_abort(b->env->wtxn);
+		b->env->wtxn = NULL;
+		env_shut(b->env);
+		free(b->env);
+		char next[4200];
+		path_join(next, sizeof next, db->dir, "next");
+		env_dir_remove(next);
+	}
+	free(b->last.data);
+	free(b->ranges);
+	memset(b, 0, sizeof *b);
+}
+
+/* A fresh environment in next/ for the staged image, its records appended
+ * in key order as they come. Its commits are not synced until the last
+ * (build_finish): next/ is trusted only once renamed over db/. */
+static int build_start(vsrh_lmdb *db, const vsr_checkpoint *cp)
+{
+	ckpt_build *b = &db->build;
+	char next[4200], err[256];
+	path_join(next, sizeof next, db->dir, "next");
+	env_dir_remove(next);
+	b->env = calloc(1, sizeof *b->env);
+	if (b->env == NULL)
+		return -1;
+	b->env->durable = db->durable;
+	b->env->staged_fd = -1;
+	/* Room for the records, their pages' slack and what follows. */
+	if (mkdir(next, 0700) != 0 || env_open(b->env, next, (size_t)cp->size * 2, err, sizeof err)) {
+		free(b->env);
+		b->env = NULL;
+		return -1;
+	}
+	if (db->durable)
+		mdb_env_set_flags(b->env->env, MDB_NOSYNC, 1);
+	if (mdb_cursor_open(b->env->wtxn, b->env->kv, &b->cur)) {
+		build_reset(db);
+		return -1;
+	}
+	return 0;
+}
+
+/* Appends the whole records in p[0..len) (image bytes from `parsed` on):
+ * each whole, keys strictly increasing, summed into the digest. Returns
+ * the bytes used; sets `bad` on a corrupt image or an LMDB failure. */
+static uint64_t build_records(vsrh_lmdb *db, const vsr_checkpoint *cp, const uint8_t *p,
+			      uint64_t len)
+{
+	ckpt_build *b = &db->build;
+	uint64_t at = 0;
+	while (!b->bad && len - at >= 8) {
+		uint64_t abs = b->parsed + at;
+		uint32_t kl = get_u32le(p + at), vl = get_u32le(p + at + 4);
+		if (kl == 0 || kl > 511 || cp->size - abs - 8 < (uint64_t)kl + vl) {
+			b->bad = b->corrupt = true;
+			break;
+		}
+		if (len - at - 8 < (uint64_t)kl + vl)
+			break; /* the rest has not arrived (or was not read) yet */
+		const uint8_t *k = p + at + 8;
+		if (b->n > 0 && bytes_cmp((const char *)b->last.data, b->last.len, (const char *)k, kl) >= 0) {
+			b->bad = b->corrupt = true;
+			break;
+		}
+		MDB_val mk = mval(k, kl), mv = mval(k + kl, vl);
+		b->last.len = 0;
+		if (mdb_cursor_put(b->cur, &mk, &mv, MDB_APPEND) || vsrh_buf_put(&b->last, k, kl)) {
+			b->bad = true;
+			break;
+		}
+		b->sum += entry_hash((const char *)k, kl, (const char *)k + kl, vl);
+		b->n++;
+		at += 8 + (uint64_t)kl + vl;
+	}
+	return at;
+}
+
+/* Consumes what has arrived contiguously, from the staging file (the page
+ * cache): the prefix first, then whole records, at most a few MiB per read. */
+static void build_feed(vsrh_lmdb *db, const vsr_checkpoint *cp)
+{
+	ckpt_build *b = &db->build;
+	uint8_t *buf = NULL;
+	while (!b->bad && b->contiguous > b->parsed) {
+		if (b->parsed == 0) { /* the prefix: magic, head length, head, count */
+			uint8_t h[16];
+			if (b->contiguous < 24 || pread(db->staged_fd, h, 16, 0) != 16)
+				break;
+			uint64_t head_len = get_u64le(h + 8);
+			if (memcmp(h, CKPT_MAGIC, 8) != 0 || head_len > cp->size - 24) {
+				b->bad = b->corrupt = true;
+				break;
+			}
+			b->plen = 24 + head_len;
+			if (b->contiguous < b->plen ||
+			    pread(db->staged_fd, h, 8, (off_t)(b->plen - 8)) != 8)
+				break;
+			b->count = get_u64le(h);
+			b->parsed = b->plen;
+			continue;
+		}
+		uint64_t avail = b->contiguous - b->parsed, want = avail < (4u << 20) ? avail : (4u << 20);
+		uint8_t *nb = realloc(buf, (size_t)want);
+		if (nb == NULL) {
+			b->bad = true;
+			break;
+		}
+		buf = nb;
+		if (pread(db->staged_fd, buf, (size_t)want, (off_t)b->parsed) != (ssize_t)want) {
+			b->bad = true;
+			break;
+		}
+		uint64_t used = build_records(db, cp, buf, want);
+		if (used == 0 && !b->bad && want < avail && want >= 8) {
+			/* one record larger than a read: read it whole */
+			want = 8 + (uint64_t)get_u32le(buf) + get_u32le(buf + 4);
+			if (want > avail)
+				break;
+			if ((nb = realloc(buf, (size_t)want)) == NULL) {
+				b->bad = true;
+				break;
+			}
+			buf = nb;
+			if (pread(db->staged_fd, buf, (size_t)want, (off_t)b->parsed) != (ssize_t)want) {
+				b->bad = true;
+				break;
+			}
+			used = build_records(db, cp, buf, want);
+		}
+		b->parsed += used;
+		if (used == 0)
+			break;
+	}
+	free(buf);
+}
+
+/* A chunk at [offset, offset + len) arrived: moves the contiguous end on,
+ * appends what it completes, and commits it (unsynced) so that its pages
+ * need not be kept dirty in one huge transaction. */
+static void build_note(vsrh_lmdb *db, const vsr_checkpoint *cp, uint64_t offset, uint32_t len)
+{
+	ckpt_build *b = &db->build;
+	if (b->bad || (b->env == NULL && build_start(db, cp) != 0)) {
+		b->bad = true;
+		return;
+	}
+	if (offset < b->contiguous) {
+		/* Bytes written again (the core asks each chunk once): what was
+		 * built may not be what the staging file now holds. */
+		b->bad = true;
+		return;
+	}
+	if (offset > b->contiguous) {
+		if (b->nranges == b->cap) {
+			uint32_t cap = b->cap ? 2 * b->cap : 16;
+			uint64_t(*r)[2] = realloc(b->ranges, cap * sizeof *r);
+			if (r == NULL) {
+				b->bad = true;
+				return;
+			}
+			b->ranges = r;
+			b->cap = cap;
+		}
+		b->ranges[b->nranges][0] = offset;
+		b->ranges[b->nranges][1] = offset + len;
+		b->nranges++;
+		return;
+	}
+	if (offset + len > b->contiguous)
+		b->contiguous = offset + len;
+	for (uint32_t i = 0; i < b->nranges;) { /* the chunks this one joined up */
+		if (b->ranges[i][0] <= b->contiguous) {
+			if (b->ranges[i][1] > b->contiguous)
+				b->contiguous = b->ranges[i][1];
+			b->ranges[i][0] = b->ranges[b->nranges - 1][0];
+			b->ranges[i][1] = b->ranges[b->nranges - 1][1];
+			b->nranges--;
+			i = 0;
+			continue;
+		}
+		i++;
+	}
+	uint64_t before = b->parsed;
+	build_feed(db, cp);
+	if (b->bad || b->parsed == before)
+		return;
+	vsrh_lmdb *e = b->env;
+	mdb_cursor_close(b->cur);
+	b->cur = NULL;
+	int rc = mdb_txn_commit(e->wtxn);
+	e->wtxn = NULL;
+	if (rc == 0)
+		rc = mdb_txn_begin(e->env, NULL, 0, &e->wtxn);
+	if (rc == 0)
+		rc = mdb_cursor_open(e->wtxn, e->kv, &b->cur);
+	if (rc) {
+		b->bad = true;
+		return;
+	}
+	int fd;
+	if (db->durable && mdb_env_get_fd(e->env, &fd) == 0) /* writeback starts now */
+		(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 int vsrh_store_ckpt_write(vsrh_store *s, const vsr_checkpoint *cp, uint64_t offset,
 			  const uint8_t *data, uint32_t len)
 {
@@ -1240,6 +1635,7 @@ int vsrh_store_ckpt_write(vsrh_store *s, const vsr_checkpoint *cp, uint64_t offs
 	if (db->staged_fd < 0 || memcmp(&db->staged, cp, sizeof *cp) != 0) {
 		if (db->staged_fd >= 0)
 			close(db->staged_fd);
+		build_reset(db);
 		db->staged_fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		if (db->staged_fd < 0)
 			return VSR_EINVAL;
@@ -1248,47 +1644,35 @@ int vsrh_store_ckpt_write(vsrh_store *s, const vsr_checkpoint *cp, uint64_t offs
 	if (offset > cp->size || len > cp->size - offset)
 		return VSR_EINVAL;
 	ssize_t n = pwrite(db->staged_fd, data, len, (off_t)offset);
-	return n == (ssize_t)len ? VSR_OK : VSR_EINVAL;
+	if (n != (ssize_t)len)
+		return VSR_EINVAL;
+	build_note(db, cp, offset, len);
+	return VSR_OK;
 }
 
-/* Builds a fresh environment at `path` from the records of an image. */
-static int build_env(vsrh_lmdb *db, const char *path, const uint8_t *rec, uint64_t rec_len,
-		     const uint8_t *fixed, const uint8_t *head, size_t head_len)
+/* The last commit of next/, with the checkpoint's records, synced. */
+static int build_finish(vsrh_lmdb *db, const uint8_t *fixed, const uint8_t *head, size_t head_len)
 {
-	vsrh_lmdb fresh = {.durable = db->durable};
-	char err[256];
-	env_dir_remove(path);
-	/* Room for the records, their pages' slack and what follows. */
-	if (mkdir(path, 0700) != 0 || env_open(&fresh, path, (size_t)rec_len * 3, err, sizeof err))
-		return -1;
-	int rc = 0;
-	MDB_cursor *c;
-	rc = mdb_cursor_open(fresh.wtxn, fresh.kv, &c);
-	for (uint64_t at = 0; rc == 0 && at < rec_len;) {
-		uint32_t kl = get_u32le(rec + at), vl = get_u32le(rec + at + 4);
-		MDB_val k = mval(rec + at + 8, kl), v = mval(rec + at + 8 + kl, vl);
-		rc = mdb_cursor_put(c, &k, &v, MDB_APPEND);
-		at += 8 + (uint64_t)kl + vl;
-	}
-	if (rc == 0) {
-		mdb_cursor_close(c);
-		MDB_val k1 = mval("checkpoint", 10), v1 = mval(fixed, META_FIXED);
-		MDB_val k2 = mval("head", 4), v2 = mval(head, head_len);
-		rc = mdb_put(fresh.wtxn, fresh.meta, &k1, &v1, 0);
-		if (rc == 0)
-			rc = mdb_put(fresh.wtxn, fresh.meta, &k2, &v2, 0);
-	}
+	ckpt_build *b = &db->build;
+	vsrh_lmdb *e = b->env;
+	mdb_cursor_close(b->cur);
+	b->cur = NULL;
+	MDB_val k1 = mval("checkpoint", 10), v1 = mval(fixed, META_FIXED);
+	MDB_val k2 = mval("head", 4), v2 = mval(head, head_len);
+	int rc = mdb_put(e->wtxn, e->meta, &k1, &v1, 0);
 	if (rc == 0)
-		rc = mdb_txn_commit(fresh.wtxn);
+		rc = mdb_put(e->wtxn, e->meta, &k2, &v2, 0);
+	if (rc == 0)
+		rc = mdb_txn_commit(e->wtxn);
 	else
-		mdb_txn_abort(fresh.wtxn);
-	fresh.wtxn = NULL;
+		mdb_txn_abort(e->wtxn);
+	e->wtxn = NULL;
 	if (rc == 0 && db->durable)
-		rc = mdb_env_sync(fresh.env, 1);
-	mdb_env_close(fresh.env);
-	if (rc)
-		env_dir_remove(path);
-	return rc ? -1 : 0;
+		rc = mdb_env_sync(e->env, 1);
+	env_shut(e);
+	free(e);
+	b->env = NULL;
+	return rc;
 }
 
 int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *cp,
@@ -1297,58 +1681,51 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 	vsrh_lmdb *db = s->db;
 	if (db->staged_fd < 0 || memcmp(&db->staged, cp, sizeof *cp) != 0 || cp->size < 24)
 		return VSR_EINVAL;
-	uint8_t *img = mmap(NULL, (size_t)cp->size, PROT_READ, MAP_SHARED, db->staged_fd, 0);
-	if (img == MAP_FAILED)
-		return VSR_ENOMEM;
-	int result = VSR_ECORRUPT;
-	uint64_t head_len = get_u64le(img + 8);
-	if (memcmp(img, CKPT_MAGIC, 8) != 0 || head_len > cp->size - 24)
-		goto out;
-	const uint8_t *head = img + 16;
-	uint64_t plen = 24 + head_len, count = get_u64le(img + 16 + head_len);
-	/* Every record whole, keys strictly increasing, and the digest. */
-	uint64_t at = plen, n = 0, sum = 0, kv_bytes = cp->size - plen;
-	const uint8_t *pk = NULL;
-	uint32_t pkl = 0;
-	while (at < cp->size) {
-		if (cp->size - at < 8)
-			goto out;
-		uint32_t kl = get_u32le(img + at), vl = get_u32le(img + at + 4);
-		if (kl == 0 || kl > 511 || cp->size - at - 8 < (uint64_t)kl + vl)
-			goto out;
-		const uint8_t *k = img + at + 8;
-		if (pk && bytes_cmp((const char *)pk, pkl, (const char *)k, kl) >= 0)
-			goto out;
-		sum += entry_hash((const char *)k, kl, (const char *)k + kl, vl);
-		pk = k;
-		pkl = kl;
-		at += 8 + (uint64_t)kl + vl;
-		n++;
+	ckpt_build *b = &db->build;
+	if (b->env == NULL || b->bad || b->parsed != cp->size) {
+		/* Not built as the chunks came (a build that failed, or chunks
+		 * written before a restart): from the staging file, now. */
+		build_reset(db);
+		if (build_start(db, cp) == 0) {
+			b->contiguous = cp->size;
+			build_feed(db, cp);
+		} else {
+			b->bad = true;
+		}
 	}
-	if (n != count || image_digest(img, (size_t)plen, sum) != cp->digest)
-		goto out;
-	uint8_t fixed[META_FIXED];
-	uint64_t f[8] = {cp->op, cp->checksum, cp->timestamp, cp->size, cp->digest, count, kv_bytes, sum};
-	for (int i = 0; i < 8; i++)
-		put_u64le(fixed + 8 * i, f[i]);
 	char path[4200], next[4200], old[4200];
 	path_join(path, sizeof path, db->dir, "db");
 	path_join(next, sizeof next, db->dir, "next");
 	path_join(old, sizeof old, db->dir, "old");
+	int result = b->bad && !b->corrupt ? VSR_ENOMEM : VSR_ECORRUPT;
+	uint8_t *prefix = NULL;
+	/* Every record whole, keys strictly increasing (build_records), all
+	 * of them, and the digest. */
+	if (b->bad || b->parsed != cp->size || b->n != b->count)
+		goto out;
+	size_t plen = (size_t)b->plen;
+	if ((prefix = malloc(plen)) == NULL ||
+	    pread(db->staged_fd, prefix, plen, 0) != (ssize_t)plen ||
+	    image_digest(prefix, plen, b->sum) != cp->digest)
+		goto out;
+	const uint8_t *head = prefix + 16;
+	size_t head_len = plen - 24;
+	uint64_t count = b->count, sum = b->sum, kv_bytes = cp->size - plen;
+	uint8_t fixed[META_FIXED];
+	uint64_t f[8] = {cp->op, cp->checksum, cp->timestamp, cp->size, cp->digest, count, kv_bytes, sum};
+	for (int i = 0; i < 8; i++)
+		put_u64le(fixed + 8 * i, f[i]);
 	result = VSR_ENOMEM;
-	if (build_env(db, next, img + plen, cp->size - plen, fixed, head, (size_t)head_len))
+	if (build_finish(db, fixed, head, head_len))
 		goto out;
 	/* The host's half (client table, plain state): nothing is replaced
-	 * unless it accepts. */
-	result = accept(arg, head, (size_t)head_len);
-	if (result != VSR_OK) {
-		env_dir_remove(next);
+	 * unless it accepts. Nothing after it may fail for want of memory
+	 * (the prefix is held already): the install then succeeds or stops
+	 * the replica, never returns with the plain state replaced and the
+	 * store not. */
+	result = accept(arg, head, head_len);
+	if (result != VSR_OK)
 		goto out;
-	}
-	uint8_t *prefix = malloc((size_t)plen);
-	if (prefix == NULL)
-		abort();
-	memcpy(prefix, img, (size_t)plen);
 	vsrh_store_abort(L, s);
 	env_close(db);
 	env_dir_remove(old);
@@ -1365,12 +1742,16 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 	s->count = (int64_t)count;
 	s->digest = sum;
 	db->kv_bytes = kv_bytes;
-	int rc = held_open(db, &db->held[0], cp, prefix, (size_t)plen);
+	int rc = held_open(db, &db->held[0], cp, prefix, plen);
+	prefix = NULL; /* held by held[0] */
 	if (rc)
 		lmdb_fatal("read transaction", rc);
 	result = VSR_OK;
 out:
-	munmap(img, (size_t)cp->size);
+	free(prefix);
+	build_reset(db);
+	if (result != VSR_OK)
+		env_dir_remove(next); /* not wanted (when it was, it is db/ now) */
 	if (result == VSR_OK || result == VSR_ECORRUPT) {
 		close(db->staged_fd);
 		db->staged_fd = -1;

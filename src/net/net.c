@@ -153,6 +153,7 @@ struct vsr_net {
 	uv_prepare_t flush;     /* submits every dirty connection's output before poll */
 	net_conn *dirty;        /* connections whose `out` holds frames */
 	net_peer peers[VSR_REPLICAS_MAX];
+	net_conn *peer_in[VSR_REPLICAS_MAX]; /* each replica's identified inbound connection */
 	net_conn *conns;        /* every open connection */
 	uint32_t peer_inbound;  /* PEER_IN connections open */
 	uint32_t clients;       /* CLIENT connections open */
@@ -380,6 +381,8 @@ static void net_conn_close(net_conn *c, int level, const char *why)
 		break;
 	case NET_CONN_PEER_IN:
 		net->peer_inbound--;
+		if (net->peer_in[c->peer] == c)
+			net->peer_in[c->peer] = NULL;
 		break;
 	case NET_CONN_CLIENT: {
 		uint32_t slot = (uint32_t)(c->id & NET_SLOT_MASK);
@@ -600,17 +603,14 @@ static void net_conn_now_identified(net_conn *c)
 	if (c->kind != NET_CONN_PEER_IN)
 		return;
 	vsr_net *net = c->net;
-	net_conn *next;
-	for (net_conn *o = net->conns; o != NULL; o = next) {
-		next = o->next;
-		if (o != c && o->kind == NET_CONN_PEER_IN && !o->closing && o->peer == c->peer &&
-		    net_conn_identified(o)) {
-			net->stats.connections_replaced++;
-			char why[96];
-			snprintf(why, sizeof why, "replaced by a newer connection from replica %u",
-				 c->peer + 1u);
-			net_conn_close(o, 1, why);
-		}
+	net_conn *o = net->peer_in[c->peer];
+	net->peer_in[c->peer] = c;
+	if (o != NULL && o != c && !o->closing) {
+		net->stats.connections_replaced++;
+		char why[96];
+		snprintf(why, sizeof why, "replaced by a newer connection from replica %u",
+			 c->peer + 1u);
+		net_conn_close(o, 1, why);
 	}
 }
 
@@ -1063,7 +1063,8 @@ static void net_sweep_cb(uv_timer_t *t)
 		}
 		if ((c->kind == NET_CONN_PEER_OUT && !c->connected) || net_conn_identified(c))
 			continue;
-		if (now - c->opened_ms >= net->opts.hello_timeout_ms) {
+		/* Nor is a HELLO (or AUTH) late that this end did not read. */
+		if (!net->paused && now - c->opened_ms >= net->opts.hello_timeout_ms) {
 			if (c->hello_seen) {
 				net->stats.auth_timeouts++;
 				net_protocol_error(c, "not authenticated within %u ms",
@@ -1334,6 +1335,8 @@ void vsr_net_pause(vsr_net *net, bool paused)
 		/* The time this end did not read is not the sender's. */
 		if (!paused && c->frame_started_ms != 0)
 			c->frame_started_ms = now;
+		if (!paused && !net_conn_identified(c))
+			c->opened_ms = now;
 		int rc = net_conn_follow_pause(c);
 		if (rc != 0)
 			net_conn_close(c, 1, uv_strerror(rc));

@@ -4,6 +4,13 @@
  *   auth-drop-seq     an authenticated connection whose reply is dropped by
  *                     the byte bound still delivers the next reply: a
  *                     dropped frame must not use up a MAC sequence number
+ *   peer-replace      a replica has one identified inbound connection: each
+ *                     newer one from the same replica closes the older
+ *                     (found through a per-replica index, not a walk)
+ *   pause-hello       a connection accepted while this end does not read
+ *                     (storage backpressure) is not closed for a HELLO it
+ *                     could not have been read; once reading resumes it
+ *                     gets the whole HELLO deadline
  *   accept-many       many silent connections, then more: eviction still
  *                     takes the oldest silent one and the slots stay
  *                     consistent (the accept path keeps its own index of
@@ -323,11 +330,152 @@ static void test_accept_many(void)
 	printf("accept-many: ok\n");
 }
 
+/* ------------------------------------------------------------------------ */
+/* peer-replace                                                             */
+
+/* Turns the loop until fd reaches its end of stream (true) or `turns`
+ * turns of at most 1 ms have passed. */
+static bool wait_eof(uv_loop_t *l, int fd, int turns)
+{
+	for (int spin = 0; spin < turns; spin++) {
+		uv_run(l, UV_RUN_NOWAIT);
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 1) <= 0)
+			continue;
+		char buf[512];
+		ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+		if (n == 0)
+			return true;
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			return true; /* reset */
+	}
+	return false;
+}
+
+static void test_peer_replace(void)
+{
+	uv_loop_t l;
+	CHECK(uv_loop_init(&l) == 0);
+	vsr_net_options o = {
+		.loop = &l, .cluster = CLUSTER, .replica = 0, .replica_count = 3,
+		.client = {"127.0.0.1", free_port()}, .reconnect_min_ms = 1000, .log = quiet_log,
+	};
+	o.replicas[0] = (vsr_net_address){"127.0.0.1", free_port()};
+	o.replicas[1] = (vsr_net_address){"127.0.0.1", free_port()}; /* nobody: dials fail */
+	o.replicas[2] = (vsr_net_address){"127.0.0.1", free_port()};
+	vsr_net *net = NULL;
+	char err[256];
+	CHECK(vsr_net_start(&o, &net, err, sizeof err) == 0);
+	vsr_buf hello1 = {0}, hello2 = {0};
+	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_REPLICA, .replica = 1};
+	CHECK(vsr_wire_encode_hello(&hello1, CLUSTER, &h) == 0);
+	h.replica = 2;
+	CHECK(vsr_wire_encode_hello(&hello2, CLUSTER, &h) == 0);
+	/* Replica 3 (index 2) connects once; replica 2 (index 1) three times. */
+	int other = dial(o.replicas[0].port);
+	CHECK(send(other, hello2.data, hello2.len, 0) == (ssize_t)hello2.len);
+	int fds[3];
+	for (int i = 0; i < 3; i++) {
+		fds[i] = dial(o.replicas[0].port);
+		CHECK(send(fds[i], hello1.data, hello1.len, 0) == (ssize_t)hello1.len);
+		/* Identified in order: wait for this HELLO to be read. */
+		for (int spin = 0; spin < 20000 && vsr_net_stats_get(net)->wire.frames_in <
+							     (uint64_t)i + 2;
+		     spin++) {
+			uv_run(&l, UV_RUN_NOWAIT);
+			poll(NULL, 0, 0);
+		}
+		CHECK(vsr_net_stats_get(net)->wire.frames_in == (uint64_t)i + 2);
+		if (i > 0)
+			CHECK(wait_eof(&l, fds[i - 1], 5000)); /* the older one is closed */
+	}
+	CHECK(vsr_net_stats_get(net)->connections_replaced == 2);
+	/* The newest from replica 2 and the one from replica 3 stay open. */
+	CHECK(!wait_eof(&l, fds[2], 100));
+	CHECK(!wait_eof(&l, other, 100));
+	/* Once the newest closes, a new connection from replica 2 replaces
+	 * nothing. */
+	close(fds[2]);
+	for (int spin = 0; spin < 2000; spin++)
+		uv_run(&l, UV_RUN_NOWAIT);
+	int again = dial(o.replicas[0].port);
+	CHECK(send(again, hello1.data, hello1.len, 0) == (ssize_t)hello1.len);
+	for (int spin = 0; spin < 20000 && vsr_net_stats_get(net)->wire.frames_in < 5; spin++) {
+		uv_run(&l, UV_RUN_NOWAIT);
+		poll(NULL, 0, 0);
+	}
+	CHECK(vsr_net_stats_get(net)->wire.frames_in == 5);
+	CHECK(vsr_net_stats_get(net)->connections_replaced == 2);
+	CHECK(!wait_eof(&l, again, 100));
+	for (int i = 0; i < 2; i++)
+		close(fds[i]);
+	close(again);
+	close(other);
+	vsr_buf_free(&hello1);
+	vsr_buf_free(&hello2);
+	vsr_net_close(net, NULL);
+	CHECK(uv_run(&l, UV_RUN_DEFAULT) == 0);
+	CHECK(uv_loop_close(&l) == 0);
+	printf("peer-replace: ok (2 replaced)\n");
+}
+
+/* ------------------------------------------------------------------------ */
+/* pause-hello                                                              */
+
+static void test_pause_hello(void)
+{
+	uv_loop_t l;
+	CHECK(uv_loop_init(&l) == 0);
+	vsr_net_options o = {
+		.loop = &l, .cluster = CLUSTER, .replica = 0, .replica_count = 1,
+		.client = {"127.0.0.1", free_port()}, .hello_timeout_ms = 100, .log = quiet_log,
+	};
+	o.replicas[0] = (vsr_net_address){"127.0.0.1", free_port()};
+	vsr_net *net = NULL;
+	char err[256];
+	CHECK(vsr_net_start(&o, &net, err, sizeof err) == 0);
+	vsr_net_pause(net, true);
+	int fd = dial(o.client.port);
+	accept_wait(&l, net, 1);
+	vsr_buf hello = {0};
+	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_CLIENT};
+	CHECK(vsr_wire_encode_hello(&hello, CLUSTER, &h) == 0);
+	CHECK(send(fd, hello.data, hello.len, 0) == (ssize_t)hello.len);
+	/* Three HELLO deadlines pass while this end does not read. */
+	uv_update_time(&l);
+	uint64_t until = uv_now(&l) + 300;
+	while (uv_now(&l) < until) {
+		uv_run(&l, UV_RUN_NOWAIT);
+		poll(NULL, 0, 5);
+		uv_update_time(&l);
+	}
+	CHECK(vsr_net_stats_get(net)->protocol_errors == 0);
+	CHECK(vsr_net_stats_get(net)->connections == 1);
+	vsr_net_pause(net, false);
+	for (int spin = 0; spin < 20000 && vsr_net_stats_get(net)->wire.frames_in < 1; spin++) {
+		uv_run(&l, UV_RUN_NOWAIT);
+		poll(NULL, 0, 0);
+	}
+	CHECK(vsr_net_stats_get(net)->wire.frames_in == 1); /* its HELLO, now read */
+	CHECK(vsr_net_stats_get(net)->connections == 1);
+	CHECK(vsr_net_stats_get(net)->protocol_errors == 0);
+	close(fd);
+	vsr_buf_free(&hello);
+	vsr_net_close(net, NULL);
+	CHECK(uv_run(&l, UV_RUN_DEFAULT) == 0);
+	CHECK(uv_loop_close(&l) == 0);
+	printf("pause-hello: ok\n");
+}
+
 int main(int argc, char **argv)
 {
 	const char *only = argc > 1 ? argv[1] : NULL;
 	if (only == NULL || strcmp(only, "auth-drop-seq") == 0)
 		test_auth_drop_seq();
+	if (only == NULL || strcmp(only, "peer-replace") == 0)
+		test_peer_replace();
+	if (only == NULL || strcmp(only, "pause-hello") == 0)
+		test_pause_hello();
 	if (only == NULL || strcmp(only, "accept-many") == 0)
 		test_accept_many();
 	return 0;

@@ -137,12 +137,18 @@ typedef struct sim_sm {
 /* Run settings the state machine needs (sim_cluster.c). */
 uint32_t sim_state_pad(const struct sim *s);       /* snapshot padding bytes */
 bool sim_restore_fails(struct sim *s, uint8_t r);  /* draw a failing restore */
+/* --plant-divergence: true once, when replica r applies the planted op. */
+bool sim_plant_strikes(struct sim *s, uint8_t r, uint64_t op);
+bool sim_planting(const struct sim *s);
 
 void sim_sm_init(sim_sm *sm, struct sim *sim, uint8_t replica);
 /* The machine the core sees; its checkpoints live in `ck` (on the disk). */
 void sim_sm_iface(sim_sm *sm, vsr_snapckpt *ck, vsr_state_machine *out);
 void sim_op_encode(uint8_t out[SIM_OP_BYTES], uint8_t kind, uint8_t key,
 		   uint64_t value);
+/* The read-only query (a GET op): answers the key's value and the state's
+ * chain, 16 bytes, from the state as it is. */
+int sim_sm_query(const sim_sm *sm, const uint8_t *op, size_t op_len, vsr_buf *reply);
 
 /* ------------------------------------------------------------------------ */
 /* Simulated storage (sim_storage.c).                                        */
@@ -220,6 +226,7 @@ typedef struct sim_ghost {
 	sim_vec canon_ts;         /* op -> timestamp of the canonical entry (0: unknown) */
 	uint64_t canon_max;       /* highest op known committed */
 	sim_map digest_at;        /* executed op + 1 -> state digest */
+	sim_map chain_at;         /* executed op + 1 -> the state machine's chain */
 	sim_vec digest_replica;   /* executed op -> replica that set it, + 1 */
 	sim_map view_log;         /* (view, op) -> checksum of view's log at op */
 	sim_map acks;             /* (view, replica) -> highest op acked + 1 */
@@ -273,9 +280,17 @@ typedef struct sim_options {
 	bool ack_crashes;         /* crashes aimed right after a PREPARE_OK */
 	bool fresh_restarts;      /* operator formats the whole cluster anew */
 	bool single_amnesia;      /* wipes also with one replica */
+	/* A planted state machine bug (issue 9): one replica, drawn per seed,
+	 * computes a different state at one op drawn per seed (its reply is
+	 * unchanged). Runtime divergence detection must find and repair it:
+	 * check 12.9 (equal op, equal state) is then left to settling, which
+	 * demands equal digests and no replica left diverged. */
+	bool plant_divergence;
 	bool live_during_faults;  /* requests complete while a majority is up
 				   * and connected (live_window ticks) */
 	uint64_t live_window;
+	bool reads;               /* clients also send queries of every read mode
+				   * (docs/simulator.md "Reads") */
 	FILE *out;                /* trace and narration */
 } sim_options;
 
@@ -306,6 +321,13 @@ typedef struct sim_stats {
 	uint64_t long_steps;        /* stalled steps */
 	uint64_t restore_failures;  /* restores made to fail */
 	uint64_t big_replies;       /* oversized replies produced */
+	uint64_t planted;           /* --plant-divergence: runs where the bug struck */
+	uint64_t divergences;       /* the cores' own counters (vsr_replica_stats) */
+	uint64_t divergence_repairs;
+	uint64_t divergent_peers;
+	uint64_t divergence_abdications;
+	uint64_t reads[VSR_READ_MODE_COUNT]; /* queries answered, by mode answered in */
+	uint64_t reads_checked;     /* answers that reached their client and were checked */
 } sim_stats;
 
 typedef struct sim_result {

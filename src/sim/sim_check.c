@@ -33,6 +33,7 @@ void sim_ghost_free(sim_ghost *g)
 	sim_vec_free(&g->canon_view);
 	sim_vec_free(&g->canon_ts);
 	sim_map_free(&g->digest_at);
+	sim_map_free(&g->chain_at);
 	sim_vec_free(&g->digest_replica);
 	sim_map_free(&g->view_log);
 	sim_map_free(&g->acks);
@@ -45,6 +46,13 @@ static bool is_vote(uint8_t t)
 {
 	return t == VSR_MSG_START_VIEW_CHANGE || t == VSR_MSG_DO_VIEW_CHANGE ||
 	       t == VSR_MSG_START_VIEW || t == VSR_MSG_PREPARE_OK;
+}
+
+/* A read round echo (op 0, checksum 0): acknowledges nothing, promises
+ * nothing, needs no disk (src/core/normal.c send_round_echo). */
+static bool is_round_echo(const vsr_message *m)
+{
+	return m->type == VSR_MSG_PREPARE_OK && m->op == 0 && m->checksum == 0;
 }
 
 static bool is_quiet_status(uint8_t status)
@@ -166,6 +174,17 @@ void sim_check_sent(struct sim *s, sim_ghost *g, uint8_t from,
 			gr->max_dvc_log_view = m->log_view;
 	}
 
+	if (is_round_echo(m)) {
+		/* 12.8: only a normal replica of that view echoes. */
+		if (after->status != VSR_STATUS_NORMAL || after->view != m->view)
+			sim_fail(s,
+				 "status gating (12.8): replica %u echoed a read round of view "
+				 "%llu while %s in view %llu",
+				 from, (unsigned long long)m->view,
+				 vsr_status_name((enum vsr_status)after->status),
+				 (unsigned long long)after->view);
+		return;
+	}
 	if (is_vote(m->type)) {
 		if (m->view < gr->max_vote_view)
 			sim_fail(s,
@@ -524,7 +543,13 @@ void sim_check_after_step(struct sim *s, sim_ghost *g, uint8_t r,
 		}
 	}
 
-	/* 12.9: equal executed op, equal state. */
+	/* 12.9: equal executed op, equal state. A planted divergence breaks
+	 * it on purpose: settling then demands the repair (sim_cluster.c). */
+	if (sim_planting(s)) {
+		gr->info = *after;
+		gr->has_info = true;
+		return;
+	}
 	bool inserted;
 	uint64_t *d = sim_map_put(&g->digest_at, after->executed + 1,
 				  after->digest, &inserted);
@@ -665,6 +690,17 @@ void sim_check_reply(struct sim *s, sim_ghost *g, uint8_t r,
 		return;
 	vsr_replica_info info;
 	vsr_replica_info_get(core, &info);
+	if (m->request.kind == VSR_REQUEST_QUERY) {
+		/* A query's answer is the state executed right now: it names
+		 * that op, which is committed (the client checks the rest). */
+		if (m->reply_op != info.executed || m->reply_op > info.commit)
+			sim_fail(s,
+				 "read: replica %u answered a query at op %llu, its executed "
+				 "op is %llu (commit %llu)",
+				 r, (unsigned long long)m->reply_op,
+				 (unsigned long long)info.executed, (unsigned long long)info.commit);
+		return;
+	}
 	if (m->reply_op == 0 || m->reply_op > info.commit) {
 		sim_fail(s,
 			 "reply: replica %u answered session %llu request %llu with op "

@@ -87,6 +87,13 @@ typedef struct sim_client {
 	uint64_t last_session, last_request, last_reply_op, last_reply_hash;
 	uint8_t last_status;
 	uint32_t session_history; /* the operator era the session belongs to */
+	/* Reads (--reads): the query in flight instead of a request. */
+	bool reading;
+	uint8_t read_mode;     /* asked */
+	uint8_t read_key;
+	uint64_t read_number;  /* queries are numbered apart from requests */
+	uint64_t read_floor;   /* highest op committed anywhere when it was first sent */
+	uint32_t read_era;
 } sim_client;
 
 /* Fault rates of one run, resolved from options and the seed. */
@@ -126,6 +133,10 @@ struct sim {
 	sim_rng amnesia_rng;
 	/* The issue-7 modes draw from a third stream, for the same reason. */
 	sim_rng mode_rng;
+	/* Reads draw from a fourth stream: a run without --reads is the run
+	 * it was before reads existed. */
+	sim_rng read_rng;
+	bool leases;              /* --reads: this seed's replicas hold leases */
 	uint64_t now;
 	uint64_t seq;
 	uint8_t n;
@@ -158,6 +169,11 @@ struct sim {
 	 * connections. */
 	uint32_t era;
 	sim_ghost g;
+	/* --plant-divergence: which replica and op (drawn from their own
+	 * stream), and whether it struck */
+	uint8_t plant_replica;
+	uint64_t plant_op;
+	bool planted;
 	/* The cluster's history: the fault model never loses every replica's
 	 * state, so exactly one genesis happens in a run. */
 	uint64_t history;
@@ -205,6 +221,19 @@ uint64_t sim_now(const struct sim *s) { return s->now; }
 const sim_storage *sim_storage_of(const struct sim *s, uint8_t r) { return &s->r[r].st; }
 bool sim_direct_checks(const struct sim *s) { return !s->opt.consequences_only; }
 uint32_t sim_state_pad(const struct sim *s) { return s->f.state_pad; }
+
+bool sim_planting(const struct sim *s) { return s->opt.plant_divergence; }
+
+bool sim_plant_strikes(struct sim *s, uint8_t r, uint64_t op)
+{
+	if (!s->opt.plant_divergence || s->planted || r != s->plant_replica || op != s->plant_op)
+		return false;
+	s->planted = true;
+	s->stats.planted = 1;
+	tracef(s, "r%u   state machine DIVERGES at op %llu (planted)", r,
+	       (unsigned long long)op);
+	return true;
+}
 
 bool sim_restore_fails(struct sim *s, uint8_t r)
 {
@@ -498,6 +527,26 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 			s->out_client[nout] = true;
 			nout++;
 			break;
+		case VSR_ACTION_QUERY: {
+			if (a->conn == 0 || a->conn > s->clients_n) {
+				sim_fail(s, "replica %u answered a query on unknown connection %llu",
+					 r, (unsigned long long)a->conn);
+				break;
+			}
+			/* The host's part: run the query on the state as it is now. */
+			vsr_buf body = {0};
+			vsr_message m = a->message;
+			m.status = (uint8_t)sim_sm_query(&nr->sm, a->query_op, a->query_op_len, &body);
+			m.body = body.data;
+			m.body_len = (uint32_t)body.len;
+			s->out[nout] = sim_msg_clone(&m);
+			vsr_buf_free(&body);
+			s->out_to[nout] = (uint8_t)(s->n + a->conn - 1);
+			s->out_client[nout] = true;
+			nout++;
+			s->stats.reads[m.read_mode < VSR_READ_MODE_COUNT ? m.read_mode : 0]++;
+			break;
+		}
 		case VSR_ACTION_PERSIST: {
 			uint64_t done = s->now + 1;
 			if (in_fault_phase(s) || s->f.persist_max > 1)
@@ -529,6 +578,11 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 
 	vsr_replica_info after;
 	vsr_replica_info_get(nr->core, &after);
+	/* The state machine's chain at each executed op, for the read checks. */
+	{
+		bool inserted;
+		sim_map_put(&s->g.chain_at, after.executed + 1, nr->sm.chain, &inserted);
+	}
 	for (uint32_t i = 0; i < nout && !s->failed; i++) {
 		if (!s->out_client[i])
 			sim_check_sent(s, &s->g, r, nr->core, &before, &after,
@@ -781,6 +835,10 @@ static void harvest_stats(struct sim *s, const vsr_replica *core)
 	s->stats.checkpoints += st->checkpoints;
 	s->stats.evictions += st->sessions_evicted;
 	s->stats.deduplicated += st->requests_deduplicated;
+	s->stats.divergences += st->divergences;
+	s->stats.divergence_repairs += st->divergence_repairs;
+	s->stats.divergent_peers += st->divergent_peers;
+	s->stats.divergence_abdications += st->divergence_abdications;
 	for (int g = 0; g < VSR_GUARD_COUNT; g++)
 		s->stats.guards[g] += st->guards[g];
 }
@@ -851,7 +909,14 @@ static void client_send(struct sim *s, uint8_t ci)
 	m.type = VSR_MSG_REQUEST;
 	m.cluster = s->r[0].cfg.cluster;
 	m.view = c->view;
-	if (c->registering) {
+	if (c->reading) {
+		m.request.session = c->session;
+		m.request.request = c->read_number;
+		m.request.kind = VSR_REQUEST_QUERY;
+		m.read_mode = c->read_mode;
+		m.request.op = c->op;
+		m.request.op_len = SIM_OP_BYTES;
+	} else if (c->registering) {
 		m.request.session = 0;
 		m.request.request = c->nonce;
 		m.request.kind = VSR_REQUEST_REGISTER;
@@ -872,7 +937,8 @@ static void client_send(struct sim *s, uint8_t ci)
 	c->retry_at = s->now + base + sim_rng_below(&s->rng, 20);
 	trace_mix(s, 6, ci, c->target, m.request.request);
 	tracef(s, "c%u   -> r%u REQUEST %s view %llu session %llu request %llu "
-	       "(attempt %u)", ci, c->target, c->registering ? "REGISTER" : "OP",
+	       "(attempt %u)", ci, c->target,
+	       c->reading ? vsr_read_mode_name(c->read_mode) : c->registering ? "REGISTER" : "OP",
 	       (unsigned long long)c->view,
 	       (unsigned long long)m.request.session,
 	       (unsigned long long)m.request.request, c->attempts);
@@ -905,7 +971,18 @@ static void client_tick(struct sim *s, uint8_t ci)
 	c->busy = true;
 	c->attempts = 0;
 	c->issued_at = s->now;
-	if (c->session == 0) {
+	c->reading = s->opt.reads && sim_rng_below(&s->read_rng, 3) == 0;
+	if (c->reading) {
+		/* A query of any mode; what every op committed by now must show. */
+		c->read_number++;
+		c->read_mode = (uint8_t)sim_rng_below(&s->read_rng, VSR_READ_MODE_COUNT);
+		c->read_key = (uint8_t)sim_rng_below(&s->read_rng, SIM_SM_KEYS);
+		c->read_floor = s->g.canon_max;
+		c->read_era = s->era;
+		sim_op_encode(c->op, SIM_OP_GET, c->read_key, 0);
+		if (c->read_mode == VSR_READ_STALE)
+			c->target = (uint8_t)sim_rng_below(&s->read_rng, s->n);
+	} else if (c->session == 0) {
 		c->registering = true;
 		c->nonce = sim_rng_next(&s->rng) | 1;
 	} else {
@@ -935,6 +1012,83 @@ static void client_done(struct sim *s, uint8_t ci)
 	c->retry_at = s->now + sim_rng_below(&s->rng, 8);
 }
 
+/* A query's answer (docs/simulator.md "Reads"). Linearizable and lease
+ * answers must reflect every op committed anywhere before the query was
+ * first sent (its floor); every answer must be the state of the canonical
+ * committed history at the op it names. */
+static void client_read_reply(struct sim *s, uint8_t ci, const vsr_message *m)
+{
+	sim_client *c = &s->c[ci];
+	if (!c->busy || !c->reading || m->request.request != c->read_number ||
+	    m->request.session != c->session)
+		return; /* a late answer to an earlier query: harmless */
+	switch (m->status) {
+	case VSR_REPLY_NOT_PRIMARY:
+		if (c->read_mode == VSR_READ_STALE || m->view < c->view) {
+			c->target = (uint8_t)((c->target + 1) % s->n);
+		} else {
+			c->target = vsr_primary_of(m->view, s->n);
+			c->view = m->view;
+		}
+		c->redirected = true;
+		c->retry_at = s->now + 2;
+		return;
+	case VSR_REPLY_BUSY:
+		c->redirected = true;
+		c->retry_at = s->now + 10;
+		return;
+	case VSR_REPLY_OK:
+		break;
+	default:
+		sim_fail(s, "client %u: query answered with status %u", ci, m->status);
+		return;
+	}
+	if (m->body_len != 16) {
+		sim_fail(s, "client %u: query answer of %u bytes", ci, m->body_len);
+		return;
+	}
+	uint64_t value = 0, chain = 0;
+	for (int i = 0; i < 8; i++) {
+		value |= (uint64_t)m->body[i] << (8 * i);
+		chain |= (uint64_t)m->body[8 + i] << (8 * i);
+	}
+	(void)value;
+	bool strong = c->read_mode != VSR_READ_STALE;
+	if (strong && m->read_mode == VSR_READ_STALE) {
+		sim_fail(s, "read: client %u asked a %s read and got a stale one", ci,
+			 vsr_read_mode_name(c->read_mode));
+		return;
+	}
+	if (c->read_era == s->era) {
+		if (strong && m->reply_op < c->read_floor) {
+			sim_fail(s,
+				 "read (%s): replica %u answered client %u at op %llu, but op %llu "
+				 "was committed before the read was sent (tick %llu)",
+				 vsr_read_mode_name(m->read_mode), m->replica, ci,
+				 (unsigned long long)m->reply_op, (unsigned long long)c->read_floor,
+				 (unsigned long long)c->issued_at);
+			return;
+		}
+		const uint64_t *want = sim_map_get(&s->g.chain_at, m->reply_op + 1);
+		if (want == NULL || *want != chain) {
+			sim_fail(s,
+				 "read (%s): replica %u answered client %u with a state at op %llu "
+				 "that is not the committed history's there",
+				 vsr_read_mode_name(m->read_mode), m->replica, ci,
+				 (unsigned long long)m->reply_op);
+			return;
+		}
+	}
+	s->stats.reads_checked++;
+	tracef(s, "c%u   %s read answered at op %llu (floor %llu) after %llu ticks", ci,
+	       vsr_read_mode_name(m->read_mode), (unsigned long long)m->reply_op,
+	       (unsigned long long)c->read_floor, (unsigned long long)(s->now - c->issued_at));
+	c->reading = false;
+	c->busy = false;
+	s->last_completion = s->now;
+	c->retry_at = s->now + sim_rng_below(&s->read_rng, 8);
+}
+
 static void client_receive(struct sim *s, uint8_t ci, uint8_t from, const vsr_message *m)
 {
 	sim_client *c = &s->c[ci];
@@ -942,6 +1096,10 @@ static void client_receive(struct sim *s, uint8_t ci, uint8_t from, const vsr_me
 		return;
 	if (m->view > c->view)
 		c->view = m->view;
+	if (m->request.kind == VSR_REQUEST_QUERY) {
+		client_read_reply(s, ci, m);
+		return;
+	}
 	/* A late reply to an earlier request must repeat the stored answer. */
 	if (!c->registering && m->request.session == c->last_session &&
 	    m->request.request == c->last_request && c->last_request != 0 &&
@@ -957,7 +1115,7 @@ static void client_receive(struct sim *s, uint8_t ci, uint8_t from, const vsr_me
 				 (unsigned long long)m->reply_op);
 		return;
 	}
-	if (!c->busy)
+	if (!c->busy || c->reading)
 		return;
 	bool match = c->registering
 			     ? m->request.request == c->nonce
@@ -1351,12 +1509,24 @@ static void config_resolve(struct sim *s)
 		c->pipeline_max = pipe;
 		c->batch_requests_max = batch;
 		c->checkpoint_interval = ci;
+		if (r == 0 && s->opt.plant_divergence) {
+			/* Its own stream: the rest of the run draws as without it. */
+			sim_rng pr;
+			sim_rng_seed(&pr, s->opt.seed ^ 0xD1CE5EEDull);
+			s->plant_replica = (uint8_t)sim_rng_below(&pr, s->n);
+			s->plant_op = 1 + sim_rng_below(&pr, 2 * (uint64_t)ci);
+		}
 		c->log_max = log_max;
 		c->message_entries_max = 2 * pipe > 16 ? 2 * pipe : 16;
 		c->clients_max = clients_max;
 		/* Oversized replies end up in checkpoints: 1 MiB chunks for those. */
 		c->chunk_bytes_max = s->f.big_reply_ppm ? 1u << 20 : 256;
 		c->bugs = s->opt.bugs;
+		if (s->leases) {
+			/* Simulated clocks agree exactly; a bound is still required. */
+			c->lease_drift_ppm = 100000;
+			c->lease_margin_ticks = 1;
+		}
 		c->genesis_history = 1; /* drawn anew for every start: replica_config */
 		const char *why = vsr_config_invalid(c);
 		if (why)
@@ -1546,6 +1716,21 @@ static void heal_all(struct sim *s)
 	}
 }
 
+/* A planted divergence is found at the first checkpoint after it: a run
+ * that ends before one leaves it undetectable by design (docs/protocol.md). */
+static bool plant_undetectable(const struct sim *s, uint64_t commit)
+{
+	if (!s->opt.plant_divergence || !s->planted) return false;
+	/* With a replica left down (--minority-down), the replicas up may be
+	 * too few to hold a quorum on either state: nothing decides which is
+	 * right, so nothing is repaired, by design. */
+	for (uint8_t r = 0; r < s->n; r++)
+		if (s->r[r].stay_down) return true;
+	uint64_t ci = s->r[0].cfg.checkpoint_interval;
+	uint64_t first = (s->plant_op + ci - 1) / ci * ci;
+	return commit < first;
+}
+
 /* Liveness (12.11): everything settled once faults stopped. */
 static bool settled(const struct sim *s)
 {
@@ -1561,7 +1746,10 @@ static bool settled(const struct sim *s)
 			return false;
 		if (nr->info.view != a->view || nr->info.commit != a->commit ||
 		    nr->info.executed != nr->info.commit ||
-		    nr->info.op != nr->info.commit || nr->info.digest != a->digest)
+		    nr->info.op != nr->info.commit)
+			return false;
+		if ((nr->info.digest != a->digest || vsr_replica_diverged(nr->core, NULL)) &&
+		    !plant_undetectable(s, a->commit))
 			return false;
 	}
 	for (uint8_t ci = 0; ci < s->clients_n; ci++)
@@ -1725,6 +1913,9 @@ void sim_run(const sim_options *opt, sim_result *res)
 	sim_rng_seed(&s->rng, opt->seed);
 	sim_rng_seed(&s->amnesia_rng, sim_hash_u64(opt->seed, 0x616d6e65736961ull));
 	sim_rng_seed(&s->mode_rng, sim_hash_u64(opt->seed, 0x69737375653737ull));
+	sim_rng_seed(&s->read_rng, sim_hash_u64(opt->seed, 0x7265616473ull));
+	/* With reads, half the seeds run with leases (no clock drift here). */
+	s->leases = opt->reads && sim_rng_below(&s->read_rng, 2) == 0;
 	faults_resolve(s);
 	config_resolve(s);
 	if (opt->trace)
@@ -1846,6 +2037,14 @@ void sim_run(const sim_options *opt, sim_result *res)
 		if (s->r[r].core)
 			harvest_stats(s, s->r[r].core);
 	res->stats = s->stats;
+	if (res->ok && !opt->plant_divergence && s->stats.divergences) {
+		/* Detection must not cry wolf: without a planted bug every
+		 * replica's checkpoints agree. */
+		res->ok = false;
+		snprintf(res->reason, sizeof(res->reason),
+			 "divergence detection (issue 9): %llu divergences reported "
+			 "with no planted bug", (unsigned long long)s->stats.divergences);
+	}
 	if (opt->demo && res->ok) {
 		narrate(s, "settled: all %u replicas are normal in view %llu with "
 			"%llu ops committed", s->n, (unsigned long long)res->final_view,

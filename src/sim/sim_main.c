@@ -46,6 +46,9 @@ static const bug_name bug_names[] = {
 	{"register-last-reply", VSR_BUG_REGISTER_LAST_REPLY},
 	{"no-abdication", VSR_BUG_NO_ABDICATION},
 	{"nonatomic-restore", VSR_BUG_NONATOMIC_RESTORE},
+	{"no-divergence-check", VSR_BUG_NO_DIVERGENCE_CHECK},
+	{"read-no-round", VSR_BUG_READ_NO_ROUND},
+	{"read-before-execute", VSR_BUG_READ_BEFORE_EXECUTE},
 };
 
 
@@ -87,6 +90,9 @@ static void usage(FILE *f)
 		"                       the core's retry timer) in a third of seeds\n"
 		"  --restore-fail-ppm N checkpoint restores that fail, per million\n"
 		"  --big-replies        ops whose reply exceeds VSR_OP_BYTES_MAX\n"
+		"  --reads              clients also send queries (linearizable, lease,\n"
+		"                       stale); leases on in half the seeds; every answer\n"
+		"                       is checked against the committed history\n"
 		"  --large-state        snapshots padded to 4 or 32 KiB (256-byte chunks)\n"
 		"  --ack-crashes        crashes aimed right after a PREPARE_OK while a\n"
 		"                       write is pending\n"
@@ -100,6 +106,9 @@ static void usage(FILE *f)
 		"                       --restore-fail-ppm 100000 (live window 1500)\n"
 		"  --classic-faults     all of them off (the fault model before issue 7)\n"
 		"  --all-faults         the same as --new-faults\n"
+		"  --plant-divergence   one replica's state machine computes another\n"
+		"                       state at one op (drawn per seed); runtime\n"
+		"                       divergence detection must find and repair it\n"
 		"  --amnesia-hidden     (teeth) hand a wiped disk to the core as a\n"
 		"                       formatted one instead of amnesia = true\n",
 		SIM_CLIENTS_MAX);
@@ -374,6 +383,8 @@ int main(int argc, char **argv)
 			o.trace_from = x;
 		} else if (!strcmp(a, "--amnesia-hidden")) {
 			o.amnesia_hidden = true;
+		} else if (!strcmp(a, "--plant-divergence")) {
+			o.plant_divergence = true;
 		} else if (!strcmp(a, "--consequences-only")) {
 			o.consequences_only = true;
 		} else if (!strcmp(a, "--no-fork")) {
@@ -403,6 +414,8 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--restore-fail-ppm")) {
 			NEED_NUM();
 			o.restore_fail_ppm = (uint32_t)(x > 1000000 ? 1000000 : x);
+		} else if (!strcmp(a, "--reads")) {
+			o.reads = true;
 		} else if (!strcmp(a, "--big-replies")) {
 			o.big_replies = true;
 		} else if (!strcmp(a, "--large-state")) {
@@ -556,6 +569,14 @@ int main(int argc, char **argv)
 		cov.long_steps += r.stats.long_steps;
 		cov.restore_failures += r.stats.restore_failures;
 		cov.big_replies += r.stats.big_replies;
+		cov.planted += r.stats.planted;
+		cov.divergences += r.stats.divergences > 0;
+		cov.divergence_repairs += r.stats.divergence_repairs > 0;
+		cov.divergent_peers += r.stats.divergent_peers;
+		cov.divergence_abdications += r.stats.divergence_abdications > 0;
+		for (int m = 0; m < VSR_READ_MODE_COUNT; m++)
+			cov.reads[m] += r.stats.reads[m];
+		cov.reads_checked += r.stats.reads_checked;
 		for (int g = 0; g < VSR_GUARD_COUNT; g++)
 			cov.guards[g] += r.stats.guards[g];
 		if (r.ok) {
@@ -634,6 +655,18 @@ int main(int argc, char **argv)
 	       PRIu64 " oversized replies\n",
 	       cov.oneway_long, cov.stayed_down, cov.long_steps, cov.restore_failures,
 	       cov.big_replies);
+	if (o.plant_divergence)
+		printf("divergence: planted in %" PRIu64 " runs; found in %" PRIu64
+		       " runs, repaired by a checkpoint transfer in %" PRIu64
+		       "; %" PRIu64 " backups told by their primary; a primary in the"
+		       " minority abdicated in %" PRIu64 " runs\n",
+		       cov.planted, cov.divergences, cov.divergence_repairs,
+		       cov.divergent_peers, cov.divergence_abdications);
+	if (o.reads)
+		printf("reads: %" PRIu64 " linearizable, %" PRIu64 " lease, %" PRIu64
+		       " stale answered; %" PRIu64 " checked at their clients\n",
+		       cov.reads[VSR_READ_LINEARIZABLE], cov.reads[VSR_READ_LEASE],
+		       cov.reads[VSR_READ_STALE], cov.reads_checked);
 	if (passed)
 		printf("liveness: after the faults stopped, passing runs settled in "
 		       "%.0f ticks on average, at most %" PRIu64 " (seed %" PRIu64 ")\n",

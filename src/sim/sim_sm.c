@@ -54,6 +54,22 @@ static sim_sm_session *sm_session(sim_sm *sm, uint64_t session)
 	return s;
 }
 
+int sim_sm_query(const sim_sm *sm, const uint8_t *op, size_t op_len, vsr_buf *reply)
+{
+	if (op_len != SIM_OP_BYTES || op[0] != SIM_OP_GET || op[1] >= SIM_SM_KEYS) {
+		static const char msg[] = "bad test query";
+		if (vsr_buf_append(reply, msg, sizeof(msg) - 1) != VSR_OK)
+			return VSR_ENOMEM;
+		return VSR_REPLY_ERROR;
+	}
+	uint8_t out[16];
+	put_u64(out, sm->kv[op[1]]);
+	put_u64(out + 8, sm->chain);
+	if (vsr_buf_append(reply, out, sizeof(out)) != VSR_OK)
+		return VSR_ENOMEM;
+	return VSR_REPLY_OK;
+}
+
 static int sm_apply(void *ctx, const vsr_apply_ctx *a, const uint8_t *op,
 		    size_t op_len, vsr_buf *reply)
 {
@@ -91,6 +107,10 @@ static int sm_apply(void *ctx, const vsr_apply_ctx *a, const uint8_t *op,
 	h = sim_hash_u64(h, a->seed);
 	sm->chain = sim_hash_bytes(h, op, op_len);
 	sm->applied++;
+	/* --plant-divergence: a nondeterministic state machine, in a part of
+	 * the state the reply does not show. */
+	if (sm->sim && sim_plant_strikes(sm->sim, sm->replica, a->op))
+		sm->applied += 1000;
 	uint8_t out[16];
 	put_u64(out, *slot);
 	put_u64(out + 8, sm->chain);

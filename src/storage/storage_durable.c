@@ -52,7 +52,7 @@
 #define SB_MAGIC UINT64_C(0x31304253524c5356) /* "VSRLRSB01" folded */
 #define SB_VERSION 1u
 #define SB_FLAG_UNRECOVERED 1u
-#define SB_LAG_MAX_MS 10u    /* a lagging superblock update at least this often */
+#define SB_LAG_MAX_MS 100u   /* a lagging superblock update at least this often */
 #define SB_IDLE_WAIT_MS 2u   /* ... or after the worker idled this long */
 
 #define REC_MAGIC UINT32_C(0x4c525356) /* "VSRL" */
@@ -237,6 +237,7 @@ typedef struct durable {
 	/* Worker-owned after load: */
 	int dirfd;
 	int seg_fd;
+	int sb_fd;               /* the superblock file, once written */
 	log_pos pos;             /* where the next record goes */
 	log_pos synced;          /* every record before this is durable */
 	uint8_t *stage;          /* records appended, not yet written: they end at pos */
@@ -482,16 +483,17 @@ static int sb_write_copy(durable *d, const sb_disk *sb, unsigned copy)
 {
 	uint8_t buf[SB_COPY_SIZE];
 	sb_encode(sb, buf);
-	int fd = openat(d->dirfd, SB_NAME, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0) {
+	/* Opened once: a lagging update costs a write and a sync, no more. */
+	if (d->sb_fd < 0 &&
+	    (d->sb_fd = openat(d->dirfd, SB_NAME, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
 		int e = errno;
 		fail(d, "storage %s: cannot open the superblock: %s%s", d->dir, strerror(e),
 		     errno_hint(e));
 		return -1;
 	}
-	int rc = write_all(d, fd, buf, sizeof buf, (uint64_t)copy * SB_COPY_SIZE, "the superblock");
-	if (rc == 0) rc = sync_fd(d, fd, "the superblock");
-	close(fd);
+	int rc = write_all(d, d->sb_fd, buf, sizeof buf, (uint64_t)copy * SB_COPY_SIZE,
+			   "the superblock");
+	if (rc == 0) rc = sync_fd(d, d->sb_fd, "the superblock");
 	return rc;
 }
 
@@ -675,6 +677,7 @@ int storage_durable_open(const vsr_storage_options *opts, vsr_storage **out, cha
 	d->opts = *opts;
 	d->dir = strdup(opts->dir);
 	d->seg_fd = -1;
+	d->sb_fd = -1;
 	d->dirfd = -1;
 	if (d->dir == NULL) {
 		free(d);
@@ -781,6 +784,8 @@ static int dir_wipe(durable *d, const dir_scan *ds)
 		seg_name(name, sizeof name, ds->segs[i]);
 		unlinkat(d->dirfd, name, 0);
 	}
+	if (d->sb_fd >= 0) close(d->sb_fd);
+	d->sb_fd = -1;
 	unlinkat(d->dirfd, SB_NAME, 0);
 	return fsync(d->dirfd) == 0 ? 0 : -1;
 }
@@ -1401,6 +1406,7 @@ static void close_cb(uv_handle_t *h)
 		j = n;
 	}
 	if (d->seg_fd >= 0) close(d->seg_fd);
+	if (d->sb_fd >= 0) close(d->sb_fd);
 	if (d->dirfd >= 0) close(d->dirfd);
 	for (uint32_t i = 0; i < d->durable.entry_count && d->loaded_entries; i++)
 		free((void *)d->loaded_entries[i].body);

@@ -1300,8 +1300,10 @@ static int wire_dec_host(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 		if (len > 0 && memchr(p, 0, len) != NULL)
 			return wire_fail(d->err, d->err_len, VSR_WIRE_ERANGE,
 					 "text: contains a NUL byte");
-		if (len > 0)
-			memcpy(cl->text, p, len);
+		/* From the other end, maybe not authenticated, on its way to
+		 * logs and terminals: no control characters. */
+		for (uint32_t i = 0; i < len; i++)
+			cl->text[i] = p[i] < 0x20 || p[i] == 0x7f ? '?' : (char)p[i];
 		cl->text[len] = '\0';
 		return 0;
 	}

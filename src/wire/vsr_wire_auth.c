@@ -183,11 +183,14 @@ int vsr_wire_conn_auth_peer_hello(vsr_wire_conn_auth *a, const vsr_wire_hello *h
 int vsr_wire_conn_auth_peer_auth(vsr_wire_conn_auth *a, const vsr_wire_auth *auth,
 				 vsr_wire_reader *reader, char *err, size_t err_len)
 {
-	if (!a->required || !a->peer_hello_seen || a->authenticated) {
+	/* A HELLO without a nonce was refused (peer_hello): its AUTH has
+	 * nothing to be checked against, whatever the caller did next. */
+	if (!a->required || !a->peer_hello_seen || !a->hs.have_peer_nonce || a->authenticated) {
 		snprintf(err, err_len, "AUTH %s",
-			 !a->required        ? "on a connection without a key"
-			 : a->authenticated ? "a second time"
-					    : "before HELLO");
+			 !a->required          ? "on a connection without a key"
+			 : a->authenticated    ? "a second time"
+			 : !a->peer_hello_seen ? "before HELLO"
+					       : "after a HELLO without a nonce");
 		return -VSR_WIRE_EMAC;
 	}
 	if (vsr_wire_handshake_check(&a->hs, &a->peer_hello, auth) != 0) {

@@ -4,6 +4,8 @@
 # the view changes (there should be none while the primary is healthy) and
 # the checkpoints and slow steps that could have caused them.
 # Usage: tests/bench/checkpoint_stall.sh BUILD_DIR [KEYS [CLIENTS [SECONDS]]]
+# Environment: DURABILITY (memory, the default, or durable), CHECKPOINT
+# (checkpoint_interval, default 4096).
 # (BUILD_DIR holds vsrhost, vsrctl and vsrbench; VSRHOST=path overrides the
 # replica binary, to compare builds.)
 # Ports come from the kernel; everything lives in a temporary directory that
@@ -40,11 +42,11 @@ return {
   statemachine = "$root/statemachines/kv.lua",
   dedup = "$root/lua/vsr/dedup/oldest.lua",
   data_dir = "$dir/data",
-  durability = "memory",
+  durability = "${DURABILITY:-memory}",
   timeouts = { tick_ms = 10, heartbeat_ms = 50, primary_ms = 300,
                view_change_ms = 300, retry_ms = 100 },
   limits = { pipeline = 16, batch_requests = 256, clients = 1024,
-             message_bytes = 16 * 1024 * 1024, checkpoint_interval = 4096,
+             message_bytes = 16 * 1024 * 1024, checkpoint_interval = ${CHECKPOINT:-4096},
              instructions = 1000000, memory_bytes = 256 * 1024 * 1024 },
   log_level = "info",
 }
@@ -59,11 +61,12 @@ until [ "$("$build/vsrctl" -c "$dir/cluster.lua" -t 1000 status 2>/dev/null | gr
 	[ "$(date +%s)" -lt "$deadline" ] || { echo "cluster did not start"; tail "$dir"/replica-*.log; exit 1; }
 	sleep 0.1 # poll interval
 done
-echo "checkpoint_stall: $keys keys, $clients clients, $seconds s (3 replicas, memory, checkpoint every 4096 ops)"
+echo "checkpoint_stall: $keys keys, $clients clients, $seconds s (3 replicas, ${DURABILITY:-memory}, checkpoint every ${CHECKPOINT:-4096} ops)"
 "$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$keys" --preload -d "$seconds"
 "$build/vsrctl" -c "$dir/cluster.lua" status || true
 vc=$(grep -h "status view_change" "$dir"/replica-*.log | wc -l)
 ck=$(grep -h "checkpoint at op" "$dir"/replica-*.log | wc -l)
 slow=$(grep -h "slow step" "$dir"/replica-*.log | sed -n 's/.*took \([0-9]*\) ms/\1/p' | sort -n | tail -1)
 nslow=$(grep -h "slow step" "$dir"/replica-*.log | wc -l)
-echo "checkpoint_stall: view changes entered (all replicas): $vc; checkpoints taken (all replicas): $ck; slow steps: $nslow (longest ${slow:-0} ms)"
+ckmax=$(grep -h "checkpoint at op" "$dir"/replica-*.log | sed -n 's/.*took it: \([0-9.]*\) ms.*/\1/p' | sort -n | tail -1)
+echo "checkpoint_stall: view changes entered (all replicas): $vc; checkpoints taken (all replicas): $ck; slow steps: $nslow (longest ${slow:-0} ms); longest checkpoint step ${ckmax:-0} ms"

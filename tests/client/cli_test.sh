@@ -43,9 +43,16 @@ expect 78 "none-such.lua" "$ctl" -c "$dir/none-such.lua" get k
 expect 65 "not valid JSON" "$ctl" -c "$dir/none.lua" call '{"op":'
 expect 69 "failed: could not register a session" "$ctl" -c "$dir/none.lua" -t 300 --attempt 100 put k v
 expect 69 "unreachable" "$ctl" -c "$dir/none.lua" -t 300 status
+# Reads outside the log need no session: nothing answers, so "failed" (a
+# query can never be "unknown", it changes nothing).
+expect 69 "failed: no replica could be reached" "$ctl" -c "$dir/none.lua" -t 300 --attempt 100 get k
+expect 69 "failed" "$ctl" -c "$dir/none.lua" -t 300 --attempt 100 --stale query '{"op":"get","key":"k"}'
+expect 65 "not valid JSON" "$ctl" -c "$dir/none.lua" query '{"op":'
+expect 69 "failed: could not register a session" "$ctl" -c "$dir/none.lua" -t 300 --attempt 100 --via-log get k
 expect 0 "usage: vsrbench" "$bench" --help
 expect 64 "--mix" "$bench" -c "$dir/none.lua" --mix put:1,frob:2
 expect 64 "--clients" "$bench" -c "$dir/none.lua" --clients 0
+expect 64 "--read-mode" "$bench" -c "$dir/none.lua" --read-mode sometimes
 expect 78 "none-such.lua" "$bench" -c "$dir/none-such.lua"
 
 if [ "$fails" -ne 0 ]; then

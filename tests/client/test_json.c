@@ -23,8 +23,29 @@ static void roundtrip(const char *in, const char *want)
 	vsr_buf_free(&b);
 }
 
+/* Refusals: "<code>: text", as msgpack str of each width or plain bytes. */
+static void refusals(void)
+{
+	const char *t;
+	size_t n;
+	CHECK(vsrc_refusal_code((const uint8_t *)"\xb2" "20: key not found", 19, &t, &n) == 20);
+	CHECK(n == 18 && memcmp(t, "20: key not found", 17) == 0);
+	CHECK(vsrc_refusal_code((const uint8_t *)"\xd9\x03" "22:", 5, &t, &n) == 22 && n == 3);
+	CHECK(vsrc_refusal_code((const uint8_t *)"\xda\x00\x02" "12", 5, NULL, NULL) == 12);
+	CHECK(vsrc_refusal_code((const uint8_t *)"\xdb\x00\x00\x00\x01" "7", 6, NULL, NULL) == 7);
+	CHECK(vsrc_refusal_code((const uint8_t *)"11: busy", 8, &t, &n) == 11 && n == 8);
+	CHECK(vsrc_refusal_code((const uint8_t *)"no code", 7, NULL, NULL) == -1);
+	CHECK(vsrc_refusal_code((const uint8_t *)"", 0, &t, &n) == -1 && n == 0);
+	/* A header that claims more than the body holds reads only the body. */
+	CHECK(vsrc_refusal_code((const uint8_t *)"\xbf" "42", 3, &t, &n) == 42 && n == 2);
+	/* The code stops at the string's own end, not at the body's. */
+	CHECK(vsrc_refusal_code((const uint8_t *)"\xa1" "3" "9", 3, NULL, NULL) == 3);
+	CHECK(vsrc_refusal_code((const uint8_t *)"1234567890", 10, NULL, NULL) == -1);
+}
+
 int main(void)
 {
+	refusals();
 	roundtrip("[\"put\",\"k\",\"v\"]", "[\"put\",\"k\",\"v\"]");
 	roundtrip("{\"op\":\"put\",\"key\":\"k\",\"value\":1.5}",
 		  "{\"key\":\"k\",\"op\":\"put\",\"value\":1.5}");

@@ -16,6 +16,10 @@ uint64_t g_seed;
 const char *g_durability = "memory";
 char g_mounted[400]; /* a tmpfs this run mounted (disk-full) */
 unsigned g_checkpoint_interval; /* limits.checkpoint_interval; 0: default */
+/* limits.instructions of one replica (index g_odd_replica) when not 0: a
+ * misconfigured replica whose budget differs from the others' (divergence). */
+unsigned g_odd_instructions;
+int g_odd_replica = -1;
 const char *g_log_format = "text"; /* the config's log_format */
 /* auth scenario: the config names these key files, and the test's own
  * client authenticates with the client key. */
@@ -161,10 +165,21 @@ void pick_ports(void)
 		close(fds[i]);
 }
 
+static void write_config_file(const char *statemachine, const char *path, unsigned instructions);
+
 void write_config(const char *statemachine)
 {
 	char path[400];
 	snprintf(path, sizeof path, "%s/cluster.lua", g_dir);
+	write_config_file(statemachine, path, 0);
+	if (g_odd_replica >= 0) {
+		snprintf(path, sizeof path, "%s/cluster-%d.lua", g_dir, g_odd_replica + 1);
+		write_config_file(statemachine, path, g_odd_instructions);
+	}
+}
+
+static void write_config_file(const char *statemachine, const char *path, unsigned instructions)
+{
 	FILE *f = fopen(path, "w");
 	if (f == NULL)
 		fail("cannot write %s: %s", path, strerror(errno));
@@ -199,7 +214,10 @@ void write_config(const char *statemachine)
 		fclose(h);
 		fprintf(f, "  telemetry = \"%s\",\n", hooks);
 	}
-	if (g_checkpoint_interval)
+	if (g_checkpoint_interval && instructions)
+		fprintf(f, "  limits = { checkpoint_interval = %u, instructions = %u },\n",
+			g_checkpoint_interval, instructions);
+	else if (g_checkpoint_interval)
 		fprintf(f, "  limits = { checkpoint_interval = %u },\n", g_checkpoint_interval);
 	if (g_auth)
 		fprintf(f, "  auth = { replica_key = \"%s/replica.key\", client_key = \"%s/client.key\" },\n",
@@ -237,7 +255,10 @@ pid_t spawn(const char *path, char *const argv[], int out_fd, int err_fd)
 void start_replica(int i)
 {
 	char config[400], log[400], idx[16];
-	snprintf(config, sizeof config, "%s/cluster.lua", g_dir);
+	if (i == g_odd_replica)
+		snprintf(config, sizeof config, "%s/cluster-%d.lua", g_dir, i + 1);
+	else
+		snprintf(config, sizeof config, "%s/cluster.lua", g_dir);
 	snprintf(log, sizeof log, "%s/replica-%d.log", g_dir, i + 1);
 	snprintf(idx, sizeof idx, "%d", i + 1);
 	int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -936,6 +957,11 @@ void scenario_close(mclient *m, msgpack_sbuffer *sb)
 	msgpack_sbuffer_destroy(sb);
 	mc_free(m);
 	stop_all();
+	/* Divergence detection must not cry wolf: only a scenario that
+	 * misconfigures a replica on purpose may see it. */
+	for (int i = 0; i < N && g_odd_replica < 0; i++)
+		if (log_contains(i, "divergence: "))
+			fail("replica %d reported a divergence in a cluster of equal replicas", i + 1);
 }
 
 /* Runs vsrctl with `args` (NULL-terminated) and captures its stdout.
@@ -1051,4 +1077,30 @@ const char *scrape(int i, char *buf, size_t cap)
 		     "package prometheus installed? make deps installs it)", i + 1, rc);
 	}
 	return body;
+}
+
+/* Does a line of replica i's log contain `needle` (begin with it, when
+ * `at_start`)? */
+static bool log_has(int i, const char *needle, bool at_start)
+{
+	char path[400], line[4096];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
+	FILE *f = fopen(path, "r");
+	bool found = false;
+	while (f != NULL && !found && fgets(line, sizeof line, f) != NULL)
+		found = at_start ? strncmp(line, needle, strlen(needle)) == 0
+				 : strstr(line, needle) != NULL;
+	if (f != NULL)
+		fclose(f);
+	return found;
+}
+
+bool log_contains(int i, const char *needle)
+{
+	return log_has(i, needle, false);
+}
+
+bool log_line_starts(int i, const char *prefix)
+{
+	return log_has(i, prefix, true);
 }

@@ -85,6 +85,8 @@ extern uint64_t g_seed;
 extern const char *g_durability;
 extern char g_mounted[400];
 extern unsigned g_checkpoint_interval;
+extern unsigned g_odd_instructions;
+extern int g_odd_replica;
 extern const char *g_log_format;
 extern bool g_auth;
 extern bool g_telemetry;
@@ -147,6 +149,10 @@ int run_vsrctl(char *out, size_t out_len, const char *const *args);
 int http_get(int i, const char *path, char *out, size_t cap);
 bool metric_value(const char *text, const char *name, uint64_t *out);
 const char *scrape(int i, char *buf, size_t cap);
+/* Replica i's log (replica-<i+1>.log): a line containing `needle`, or
+ * beginning with `prefix`. */
+bool log_contains(int i, const char *needle);
+bool log_line_starts(int i, const char *prefix);
 
 /* Scenarios (one ctest test each). */
 int scenario_replicate(void);
@@ -157,6 +163,7 @@ int scenario_history(void);
 int scenario_failover_bench(int trials);
 int scenario_watchdog(void);
 int scenario_sandbox(void);
+int scenario_divergence(bool primary);
 int scenario_garbage(void);
 int scenario_attacks(void);
 int scenario_supervisor(void);
@@ -168,5 +175,10 @@ int scenario_disk_full(void);
 int scenario_pause_backup(void);
 int scenario_one_way_cut(void);
 int scenario_client_cut(void);
+int scenario_read_partition(void);
+/* Sends one QUERY in read mode `mode` to replica i only and waits up to
+ * wait_ms for its answer (sc_availability.c). False when none came. */
+bool mc_query_at(mclient *m, int i, uint8_t mode, uint64_t number, const msgpack_sbuffer *op,
+		 uint32_t wait_ms, mresult *out, uint8_t *mode_out);
 
 #endif

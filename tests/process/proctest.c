@@ -12,6 +12,11 @@
  *                   after a restart and a failover
  *   watchdog        a step running past the watchdog's limit (lowered to 1 s) stops
  *                   its replica with exit 70 and a log line naming the operation
+ *   divergence      one replica with a smaller instruction budget computes another
+ *                   state: at the next checkpoint it logs and counts it and repairs
+ *                   from the quorum's checkpoint; the cluster keeps answering
+ *   divergence-primary  the same with the primary misconfigured (durable storage): it
+ *                   abdicates, repairs as a backup, and agrees after a restart
  *   supervisor      `vsrhost CONFIG` runs every replica; vsrctl put/get/status
  *                   work against it; SIGINT stops them all (needs --vsrctl)
  *   metrics         every replica serves /metrics (valid for promtool) and
@@ -46,6 +51,10 @@
  *   client-cut      iptables on lo: the C client library cut from the primary
  *                   for 2, 4 and 8 s with a call in flight; time from the heal
  *                   to the call's completion
+ *   read-partition  iptables on lo: every link into the primary cut; a
+ *                   linearizable read there is never answered while the
+ *                   majority elects a primary and commits a new write; a
+ *                   stale read there is, labelled stale, at an older op
  *   The iptables scenarios skip (exit 0, with a note) without iptables; every
  *   rule they add is removed on every exit path.
  *
@@ -70,10 +79,12 @@
  * entry point in harness.h, and a line here. `trials` is --trials. */
 static int run_restart(int trials) { (void)trials; return failover_common(true); }
 static int run_failover(int trials) { (void)trials; return failover_common(false); }
+static int run_divergence(int trials) { (void)trials; return scenario_divergence(false); }
+static int run_divergence_primary(int trials) { (void)trials; return scenario_divergence(true); }
 #define PLAIN(fn) static int run_##fn(int trials) { (void)trials; return scenario_##fn(); }
 PLAIN(replicate) PLAIN(dedup) PLAIN(history) PLAIN(garbage) PLAIN(sandbox) PLAIN(watchdog)
 PLAIN(quick_restart) PLAIN(supervisor) PLAIN(metrics) PLAIN(pause_backup) PLAIN(one_way_cut)
-PLAIN(client_cut) PLAIN(auth) PLAIN(attacks) PLAIN(corrupt) PLAIN(disk_full)
+PLAIN(client_cut) PLAIN(read_partition) PLAIN(auth) PLAIN(attacks) PLAIN(corrupt) PLAIN(disk_full)
 #undef PLAIN
 
 static const struct {
@@ -84,8 +95,10 @@ static const struct {
 	{"quick-restart", run_quick_restart}, {"dedup", run_dedup}, {"history", run_history},
 	{"garbage", run_garbage}, {"supervisor", run_supervisor}, {"metrics", run_metrics},
 	{"auth", run_auth}, {"attacks", run_attacks}, {"sandbox", run_sandbox},
-	{"watchdog", run_watchdog}, {"pause-backup", run_pause_backup},
+	{"watchdog", run_watchdog}, {"divergence", run_divergence},
+	{"divergence-primary", run_divergence_primary}, {"pause-backup", run_pause_backup},
 	{"one-way-cut", run_one_way_cut}, {"client-cut", run_client_cut},
+	{"read-partition", run_read_partition},
 	{"failover-bench", scenario_failover_bench}, {"crash", scenario_crash},
 	{"corrupt", run_corrupt}, {"disk-full", run_disk_full},
 };

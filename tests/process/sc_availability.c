@@ -1,4 +1,4 @@
-/* sc_availability.c - process-test scenarios. Availability (issue 7): pauses, one-way cuts, a client cut off. */
+/* sc_availability.c - process-test scenarios. Availability (issue 7): pauses, one-way cuts, a client cut off; reads at a cut-off primary (issue 11). */
 #include "harness.h"
 
 /* ------------------------------------------------------------------------ */
@@ -250,3 +250,126 @@ int scenario_client_cut(void)
 	return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Reads outside the log (issue 11).                                        */
+
+/* Sends one QUERY in read mode `mode` to replica i only and waits up to
+ * wait_ms for its answer. Returns false when none came. */
+bool mc_query_at(mclient *m, int i, uint8_t mode, uint64_t number,
+			const msgpack_sbuffer *op, uint32_t wait_ms, mresult *out,
+			uint8_t *mode_out)
+{
+	if (!mc_open(m, i, VSR_WIRE_ROLE_CLIENT))
+		return false;
+	vsr_message q = {.type = VSR_MSG_REQUEST, .cluster = g_cluster};
+	q.request.kind = VSR_REQUEST_QUERY;
+	q.request.request = number;
+	q.request.op = (const uint8_t *)op->data;
+	q.request.op_len = (uint32_t)op->size;
+	q.read_mode = mode;
+	vsr_buf b = {0};
+	if (vsr_wire_encode_message(&b, g_cluster, &q) != 0)
+		fail("cannot encode a query");
+	bool ok = mc_write_frame(m, i, &b);
+	vsr_buf_free(&b);
+	if (!ok) {
+		mc_drop(m, i);
+		return false;
+	}
+	uint64_t deadline = now_ms() + wait_ms;
+	int from;
+	while ((from = mc_next(m, deadline)) >= 0) {
+		if (from != i || m->d.type != VSR_MSG_REPLY)
+			continue;
+		const vsr_message *r = &m->d.message;
+		if (r->request.kind != VSR_REQUEST_QUERY || r->request.request != number)
+			continue;
+		out->status = r->status;
+		out->op = r->reply_op;
+		out->replica = r->replica;
+		out->body_len = r->body_len < sizeof out->body ? r->body_len : sizeof out->body;
+		memcpy(out->body, r->body, out->body_len);
+		*mode_out = r->read_mode;
+		return true;
+	}
+	return false;
+}
+
+/* The old primary cut off (every link into it dropped: it hears no ack and
+ * no vote) keeps its last state. A linearizable read sent to it must never
+ * be answered from that state, before or after the others elect a primary
+ * and commit a newer value; a stale read is answered there, and says so. */
+int scenario_read_partition(void)
+{
+	if (!iptables_usable()) {
+		note("SKIP: iptables is not usable here (needs root and the iptables tool)");
+		return 0;
+	}
+	mclient m;
+	msgpack_sbuffer sb;
+	int p = scenario_open("kv.lua", &m, &sb);
+	mresult w, r;
+	uint8_t mode = 0;
+	op_kv(&sb, "put", "rk", "old");
+	mc_op(&m, &sb, &w, "put rk=old");
+	op_kv(&sb, "get", "rk", NULL);
+	if (!mc_query_at(&m, p, VSR_READ_LINEARIZABLE, 1, &sb, 5000, &r, &mode) ||
+	    r.status != VSR_REPLY_OK || !body_contains(&r, "old"))
+		fail("a linearizable read at primary %d before the cut did not return old", p + 1);
+	note("before the cut: primary %d answers rk=old at op %" PRIu64 " (linearizable)", p + 1,
+	     r.op);
+
+	uint64_t t0 = now_ms();
+	cut_port("dport", g_replica_port[p]);
+	note("cut: every link into primary %d (replica port %u) dropped", p + 1, g_replica_port[p]);
+	/* Asked at once: it cannot confirm its view with a quorum any more. */
+	bool answered = mc_query_at(&m, p, VSR_READ_LINEARIZABLE, 2, &sb, 1500, &r, &mode);
+	if (answered && r.status == VSR_REPLY_OK)
+		fail("the cut-off primary answered a linearizable read (op %" PRIu64 ")", r.op);
+	note("linearizable read at the cut-off primary: %s after %" PRIu64 " ms",
+	     answered ? (r.status == VSR_REPLY_NOT_PRIMARY ? "NOT_PRIMARY" : "refused")
+		      : "no answer", now_ms() - t0);
+
+	/* The majority elects a primary and commits a newer value. */
+	op_kv(&sb, "put", "rk", "new");
+	mc_op(&m, &sb, &w, "put rk=new during the cut");
+	note("rk=new committed at op %" PRIu64 " %" PRIu64 " ms after the cut", w.op,
+	     now_ms() - t0);
+
+	op_kv(&sb, "get", "rk", NULL);
+	for (uint8_t md = VSR_READ_LINEARIZABLE; md <= VSR_READ_LEASE; md++) {
+		answered = mc_query_at(&m, p, md, 3 + md, &sb, 1000, &r, &mode);
+		if (answered && r.status == VSR_REPLY_OK)
+			fail("the cut-off primary answered a %s read with op %" PRIu64
+			     " after rk=new committed at op %" PRIu64 ": %.*s",
+			     vsr_read_mode_name(md), r.op, w.op, (int)r.body_len, r.body);
+		note("%s read at the cut-off primary after the write: %s", vsr_read_mode_name(md),
+		     answered ? "refused (NOT_PRIMARY)" : "no answer");
+	}
+	if (!mc_query_at(&m, p, VSR_READ_STALE, 5, &sb, 2000, &r, &mode) ||
+	    r.status != VSR_REPLY_OK)
+		fail("the cut-off replica %d did not answer a stale read", p + 1);
+	if (mode != VSR_READ_STALE)
+		fail("a stale read came back labelled %s", vsr_read_mode_name(mode));
+	if (!body_contains(&r, "old") || r.op >= w.op)
+		fail("the stale read at the cut-off replica says op %" PRIu64 ": %.*s", r.op,
+		     (int)r.body_len, r.body);
+	note("stale read at the cut-off replica: rk=old at op %" PRIu64 ", labelled stale", r.op);
+
+	/* The cluster's primary answers the new value. */
+	int q = -1;
+	vsr_wire_status st;
+	for (int i = 0; i < N; i++)
+		if (i != p && status_of(i, &st) && st.status == VSR_STATUS_NORMAL && st.primary != p)
+			q = st.primary;
+	if (q < 0 || q == p)
+		fail("a write committed during the cut, but no backup names a new primary");
+	if (!mc_query_at(&m, q, VSR_READ_LINEARIZABLE, 6, &sb, 5000, &r, &mode) ||
+	    r.status != VSR_REPLY_OK || !body_contains(&r, "new") || r.op < w.op)
+		fail("a linearizable read at the new primary %d did not return new", q + 1);
+	note("linearizable read at the new primary %d: rk=new at op %" PRIu64, q + 1, r.op);
+	cuts_clear();
+	wait_converged(w.op, CATCHUP_MS, "after the heal");
+	scenario_close(&m, &sb);
+	return 0;
+}

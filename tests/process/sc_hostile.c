@@ -82,6 +82,13 @@ int scenario_garbage(void)
 			garbage_send(ports[k], corrupt.data, corrupt.len, "corrupt body");
 			garbage_send(ports[k], early.data, early.len, "frame before HELLO");
 		}
+		/* A CLOSE (accepted before HELLO) whose reason forges a log
+		 * line: the replica logs the reason, on one line. */
+		vsr_buf forged = {0};
+		vsr_wire_encode_close(&forged, g_cluster, 0,
+				      "bye\nINJECTED ERROR r1 a line the peer wrote\r\x1b[2J");
+		garbage_send(g_client_port[i], forged.data, forged.len, "CLOSE forging a log line");
+		vsr_buf_free(&forged);
 		vsr_buf self = {0};
 		vsr_wire_hello h = {.role = VSR_WIRE_ROLE_REPLICA, .replica = (uint8_t)i};
 		vsr_wire_encode_hello(&self, g_cluster, &h);
@@ -91,6 +98,14 @@ int scenario_garbage(void)
 	vsr_buf_free(&corrupt);
 	vsr_buf_free(&early);
 	note("every port of every replica closed each garbage connection");
+	for (int i = 0; i < N; i++) {
+		if (log_line_starts(i, "INJECTED"))
+			fail("replica %d: a peer's CLOSE reason wrote a line of its own into the log",
+			     i + 1);
+		if (!log_contains(i, "the other end said: bye?INJECTED"))
+			fail("replica %d: the forged CLOSE reason is not logged, defused", i + 1);
+	}
+	note("a CLOSE reason with a newline and escapes stays on its line ('?' for each)");
 
 	put_keys(&m, &sb, 5, KEYS, &last);
 	get_keys(&m, &sb, 0, KEYS);

@@ -21,12 +21,10 @@ static int count_lines_with(const char *text, const char *word)
 
 /* The `make run` shape: vsrhost CONFIG (no --replica) supervises every
  * replica; vsrctl put/get/status work against it; SIGINT stops them all. */
-int scenario_supervisor(void)
+/* Starts `vsrhost CONFIG [extra]` (the supervisor; slot 0 of g_pid tracks
+ * it) and waits until vsrctl status shows every replica normal. */
+static pid_t supervisor_start(const char *extra, char *out, size_t out_len)
 {
-	if (g_vsrctl == NULL)
-		fail("the supervisor scenario needs --vsrctl PATH");
-	pick_ports();
-	write_config("kv.lua");
 	char config[400], log[400], outp[400];
 	snprintf(config, sizeof config, "%s/cluster.lua", g_dir);
 	snprintf(log, sizeof log, "%s/supervisor.log", g_dir);
@@ -34,24 +32,61 @@ int scenario_supervisor(void)
 	int e = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	/* The supervisor's own children die with it (it sets that up). */
-	char *const argv[] = {"vsrhost", config, NULL};
+	char *const argv[] = {"vsrhost", config, (char *)extra, NULL};
 	pid_t pid = spawn(g_vsrhost, argv, o, e);
 	if (e >= 0)
 		close(e);
 	if (o >= 0)
 		close(o);
-	g_pid[0] = pid; /* slot 0 tracks the supervisor in this scenario */
-	char out[8192];
+	g_pid[0] = pid;
 	uint64_t deadline = now_ms() + STARTUP_MS;
 	for (;;) {
 		check_alive();
-		int rc = run_vsrctl(out, sizeof out, (const char *const[]){"status", NULL});
+		int rc = run_vsrctl(out, out_len, (const char *const[]){"status", NULL});
 		if (rc == 0 && count_lines_with(out, "normal") == N)
 			break;
 		if (now_ms() > deadline)
 			fail("vsrctl status never showed %d normal replicas:\n%s", N, out);
 		poll(NULL, 0, 50); /* next status round */
 	}
+	return pid;
+}
+
+/* SIGINT to the supervisor: it must exit 0 and leave no replica port open. */
+static void supervisor_stop(pid_t pid)
+{
+	kill(pid, SIGINT);
+	uint64_t deadline = now_ms() + 10000;
+	for (;;) {
+		int status;
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			g_pid[0] = 0;
+			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+				fail("the supervisor exited with status 0x%x after SIGINT", status);
+			break;
+		}
+		if (now_ms() > deadline)
+			fail("the supervisor did not exit within 10 s of SIGINT");
+		poll(NULL, 0, 10); /* bounded wait for its exit */
+	}
+	/* It waits for its children before exiting: every port is closed. */
+	for (int i = 0; i < N; i++) {
+		if (port_accepts(g_client_port[i]))
+			fail("replica %d still accepts connections after the supervisor stopped", i + 1);
+	}
+}
+
+int scenario_supervisor(void)
+{
+	if (g_vsrctl == NULL)
+		fail("the supervisor scenario needs --vsrctl PATH");
+	/* Durable: what a restart keeps, and what --fresh discards, shows. */
+	g_durability = "durable";
+	pick_ports();
+	write_config("kv.lua");
+	char out[8192], outp[400];
+	snprintf(outp, sizeof outp, "%s/supervisor.out", g_dir);
+	pid_t pid = supervisor_start(NULL, out, sizeof out);
 	note("vsrctl status shows %d normal replicas", N);
 	char value[64];
 	snprintf(value, sizeof value, "world-%" PRIu64, g_seed);
@@ -64,7 +99,7 @@ int scenario_supervisor(void)
 	note("vsrctl put then get returned %s", value);
 	/* Status after the write: every replica reports lag and ages; once the
 	 * write has reached them all, every lag is 0. */
-	deadline = now_ms() + CATCHUP_MS;
+	uint64_t deadline = now_ms() + CATCHUP_MS;
 	for (;;) {
 		rc = run_vsrctl(out, sizeof out, (const char *const[]){"status", NULL});
 		if (rc != 0)
@@ -96,26 +131,23 @@ int scenario_supervisor(void)
 	snprintf(port, sizeof port, ":%u", g_client_port[0]);
 	if (strstr(out, "clients connect to") == NULL || strstr(out, port) == NULL)
 		fail("the supervisor did not print where clients connect:\n%s", out);
-	kill(pid, SIGINT);
-	deadline = now_ms() + 10000;
-	for (;;) {
-		int status;
-		if (waitpid(pid, &status, WNOHANG) == pid) {
-			g_pid[0] = 0;
-			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-				fail("the supervisor exited with status 0x%x after SIGINT", status);
-			break;
-		}
-		if (now_ms() > deadline)
-			fail("the supervisor did not exit within 10 s of SIGINT");
-		poll(NULL, 0, 10); /* bounded wait for its exit */
-	}
-	/* It waits for its children before exiting: every port is closed. */
-	for (int i = 0; i < N; i++) {
-		if (port_accepts(g_client_port[i]))
-			fail("replica %d still accepts connections after the supervisor stopped", i + 1);
-	}
+	supervisor_stop(pid);
 	note("SIGINT stopped the supervisor and every replica (exit 0)");
+
+	/* Started again, the cluster has the write; started with --fresh,
+	 * every replica discards its state (a new history). */
+	pid = supervisor_start(NULL, out, sizeof out);
+	rc = run_vsrctl(out, sizeof out, (const char *const[]){"get", "hello", NULL});
+	if (rc != 0 || strstr(out, value) == NULL)
+		fail("after a restart, vsrctl get exited %d and printed: %s", rc, out);
+	supervisor_stop(pid);
+	pid = supervisor_start("--fresh", out, sizeof out);
+	rc = run_vsrctl(out, sizeof out, (const char *const[]){"get", "hello", NULL});
+	if (strstr(out, value) != NULL)
+		fail("`vsrhost CONFIG --fresh` kept the data: vsrctl get exited %d and printed: %s",
+		     rc, out);
+	supervisor_stop(pid);
+	note("a restart kept the write; a restart with --fresh discarded it");
 	return 0;
 }
 

@@ -1087,6 +1087,26 @@ static void test_auth(uint64_t seed)
 	rmdir(dir);
 }
 
+/* A CLOSE's text reaches logs and terminals: control characters arrive as
+ * '?', everything else as sent. */
+static void test_close_text(uint64_t seed)
+{
+	(void)seed;
+	vsr_wire_config c;
+	wt_config(&c);
+	vsr_buf b = {0};
+	static const char sent[] = "bye\nINJECTED\r\x1b[2J\x7f\tok \xc3\xa9";
+	static const char want[] = "bye?INJECTED??[2J??ok \xc3\xa9";
+	CHECK(vsr_wire_encode_close(&b, WT_CLUSTER, 0, sent) == 0, "encode");
+	vsr_wire_decoded d;
+	vsr_wire_decoded_init(&d);
+	char err[200] = "";
+	CHECK(vsr_wire_decode(b.data, b.len, &c, &d, NULL, NULL, err, sizeof err) == 0, "%s", err);
+	CHECK(d.type == VSR_WIRE_CLOSE && strcmp(d.close.text, want) == 0, "got %s", d.close.text);
+	vsr_wire_decoded_free(&d);
+	vsr_buf_free(&b);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 3 && strcmp(argv[1], "write-corpus") == 0)
@@ -1119,6 +1139,8 @@ int main(int argc, char **argv)
 		test_doc_example(seed);
 	else if (strcmp(argv[1], "auth") == 0)
 		test_auth(seed);
+	else if (strcmp(argv[1], "close-text") == 0)
+		test_close_text(seed);
 	else {
 		fprintf(stderr, "unknown test %s\n", argv[1]);
 		return 2;

@@ -7,7 +7,12 @@
  * call to its callback with the monotonic clock, in nanoseconds, into a
  * log-linear histogram (vsrc_hist.h). Calls the state machine answered
  * (done, or refused such as a get of a missing key) make the throughput and
- * the latency figures; failed and unknown calls are only counted. */
+ * the latency figures; failed and unknown calls are only counted.
+ *
+ * Gets are reads outside the log (docs/protocol.md "Reads") in --read-mode
+ * (linearizable by default); --gets-via-log sends them through the log as
+ * ordinary operations, as before the read path existed. Latency is also
+ * reported per kind. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -40,6 +45,7 @@ typedef struct bench_client {
 	vsrc_client *client;
 	uint64_t started_ns;
 	bool measured;     /* the call in progress started inside the window */
+	int kind;          /* of the call in progress */
 	bool warm;         /* completed its first (unmeasured) call */
 	uint64_t rng;
 	vsr_buf op;
@@ -58,6 +64,8 @@ struct bench {
 	uint32_t mix[BENCH_KIND_COUNT]; /* weights */
 	uint32_t mix_total;
 	bool json;
+	bool gets_via_log;     /* gets as operations through the log */
+	uint8_t read_mode;     /* gets as queries in this mode */
 	char *value;
 	bench_client *c;
 	uint32_t warm;
@@ -68,6 +76,8 @@ struct bench {
 	uint64_t window_end_ns;
 	uv_timer_t stop_timer;
 	vsrc_hist hist;
+	vsrc_hist kind_hist[BENCH_KIND_COUNT];
+	uint64_t stale;        /* gets answered as stale */
 	uint64_t done;
 	uint64_t refused;      /* state machine refused (applied as error) */
 	uint64_t failed;
@@ -107,8 +117,13 @@ static void bench_call_cb(vsrc_client *c, const vsrc_result *r, void *arg)
 	 * the latency and the throughput, and separately in the totals. */
 	bool answered = r->outcome == VSRC_DONE || vsr_reply_is_error(r->status);
 	if (bc->measured && !b->stopping) {
-		if (answered)
+		if (answered) {
 			vsrc_hist_record(&b->hist, now - bc->started_ns);
+			vsrc_hist_record(&b->kind_hist[bc->kind], now - bc->started_ns);
+		}
+		if (r->outcome == VSRC_DONE && bc->kind == BENCH_GET && !b->gets_via_log &&
+		    r->read_mode == VSR_READ_STALE)
+			b->stale++;
 		if (r->outcome == VSRC_DONE) {
 			b->done++;
 		} else if (vsr_reply_is_error(r->status)) {
@@ -175,6 +190,9 @@ static void bench_call(bench_client *bc)
 		kind = BENCH_PUT;
 		bench_key(key, b->preload_next++);
 	} else {
+		/* The unmeasured first call registers the session. */
+		if (!bc->warm)
+			kind = BENCH_PUT;
 		bench_key(key, bench_rand(&bc->rng) % b->keys);
 	}
 	vsr_buf_reset(&bc->op);
@@ -187,8 +205,13 @@ static void bench_call(bench_client *bc)
 		return;
 	}
 	bc->measured = b->window_open;
+	bc->kind = kind;
 	bc->started_ns = uv_hrtime();
-	if (vsrc_client_call(bc->client, bc->op.data, bc->op.len, bench_call_cb, bc) != 0) {
+	rc = kind == BENCH_GET && !b->gets_via_log
+		     ? vsrc_client_query(bc->client, b->read_mode, bc->op.data, bc->op.len,
+					 bench_call_cb, bc)
+		     : vsrc_client_call(bc->client, bc->op.data, bc->op.len, bench_call_cb, bc);
+	if (rc != 0) {
 		snprintf(b->last_error, sizeof(b->last_error), "cannot start a call");
 		b->stopping = true;
 		return;
@@ -245,6 +268,10 @@ static void usage(FILE *f)
 		"                        measured): a state of K keys from the start\n"
 		"  -m, --mix SPEC        operation weights, e.g. put:90,get:10 (default put:100)\n"
 		"  -j, --json            also print one JSON line with the same figures\n"
+		"      --read-mode M     gets as reads outside the log: linearizable\n"
+		"                        (default), lease or stale\n"
+		"      --gets-via-log    gets as operations through the log (the path\n"
+		"                        before reads skipped it)\n"
 		"      --attempt MS      resend to another replica after MS without a reply\n"
 		"                        (default 500)\n"
 		"  -h, --help            show this help\n"
@@ -262,8 +289,9 @@ static void bench_report(const bench *b)
 	double secs = (double)(b->window_end_ns - b->window_start_ns) / 1e9;
 	double tput = secs > 0 ? (double)(b->done + b->refused) / secs : 0;
 	const vsrc_hist *h = &b->hist;
-	printf("vsrbench: %u clients, %.1f s, put:%u get:%u, %u-byte values, %u keys\n",
-	       b->clients, secs, b->mix[BENCH_PUT], b->mix[BENCH_GET], b->value_size, b->keys);
+	const char *gets = b->gets_via_log ? "via-log" : vsr_read_mode_name(b->read_mode);
+	printf("vsrbench: %u clients, %.1f s, put:%u get:%u (gets %s), %u-byte values, %u keys\n",
+	       b->clients, secs, b->mix[BENCH_PUT], b->mix[BENCH_GET], gets, b->value_size, b->keys);
 	printf("  ops         %" PRIu64 " done, %" PRIu64 " refused, %" PRIu64 " failed, %" PRIu64
 	       " unknown\n",
 	       b->done, b->refused, b->failed, b->unknown);
@@ -272,6 +300,16 @@ static void bench_report(const bench *b)
 	       ms(vsrc_hist_quantile(h, 0.5)), ms(vsrc_hist_quantile(h, 0.9)),
 	       ms(vsrc_hist_quantile(h, 0.99)), ms(vsrc_hist_quantile(h, 0.999)), ms(h->max),
 	       vsrc_hist_mean(h) / 1e6);
+	for (int k = 0; k < BENCH_KIND_COUNT; k++) {
+		const vsrc_hist *kh = &b->kind_hist[k];
+		if (kh->count == 0)
+			continue;
+		printf("  %-4s ms    p50 %.3f  p90 %.3f  p99 %.3f  (%" PRIu64 " answered)\n",
+		       bench_kind_names[k], ms(vsrc_hist_quantile(kh, 0.5)),
+		       ms(vsrc_hist_quantile(kh, 0.9)), ms(vsrc_hist_quantile(kh, 0.99)), kh->count);
+	}
+	if (b->stale)
+		printf("  stale gets  %" PRIu64 "\n", b->stale);
 	if (b->last_error[0])
 		printf("  last error  %s\n", b->last_error);
 	if (b->json) {
@@ -279,12 +317,15 @@ static void bench_report(const bench *b)
 		       "\"mix\":{\"put\":%u,\"get\":%u},\"done\":%" PRIu64 ",\"refused\":%" PRIu64
 		       ",\"failed\":%" PRIu64 ",\"unknown\":%" PRIu64 ",\"throughput_ops_s\":%.1f,"
 		       "\"latency_ms\":{\"p50\":%.4f,\"p90\":%.4f,\"p99\":%.4f,\"p999\":%.4f,"
-		       "\"max\":%.4f,\"mean\":%.4f}}\n",
+		       "\"max\":%.4f,\"mean\":%.4f},\"gets\":\"%s\","
+		       "\"get_p50_ms\":%.4f,\"put_p50_ms\":%.4f}\n",
 		       b->clients, secs, b->value_size, b->keys, b->mix[BENCH_PUT], b->mix[BENCH_GET],
 		       b->done, b->refused, b->failed, b->unknown, tput,
 		       ms(vsrc_hist_quantile(h, 0.5)), ms(vsrc_hist_quantile(h, 0.9)),
 		       ms(vsrc_hist_quantile(h, 0.99)), ms(vsrc_hist_quantile(h, 0.999)), ms(h->max),
-		       vsrc_hist_mean(h) / 1e6);
+		       vsrc_hist_mean(h) / 1e6, gets,
+		       ms(vsrc_hist_quantile(&b->kind_hist[BENCH_GET], 0.5)),
+		       ms(vsrc_hist_quantile(&b->kind_hist[BENCH_PUT], 0.5)));
 	}
 	fflush(stdout);
 }
@@ -323,6 +364,8 @@ int main(int argc, char **argv)
 		{ "mix", required_argument, NULL, 'm' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "attempt", required_argument, NULL, 'a' },
+		{ "read-mode", required_argument, NULL, 'R' },
+		{ "gets-via-log", no_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -405,6 +448,22 @@ int main(int argc, char **argv)
 			attempt_ms = (uint32_t)v;
 			break;
 		}
+		case 'R': {
+			int m = -1;
+			for (unsigned i = 0; i < VSR_READ_MODE_COUNT; i++)
+				if (strcmp(optarg, vsr_read_mode_name(i)) == 0)
+					m = (int)i;
+			if (m < 0) {
+				fprintf(stderr, "vsrbench: --read-mode: expected linearizable, lease or "
+						"stale, got \"%s\"\n", optarg);
+				return EX_USAGE;
+			}
+			b.read_mode = (uint8_t)m;
+			break;
+		}
+		case 'G':
+			b.gets_via_log = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -437,6 +496,8 @@ int main(int argc, char **argv)
 	for (uint32_t i = 0; i < b.value_size; i++)
 		b.value[i] = (char)('a' + i % 26);
 	vsrc_hist_init(&b.hist);
+	for (int k = 0; k < BENCH_KIND_COUNT; k++)
+		vsrc_hist_init(&b.kind_hist[k]);
 	b.loop = uv_default_loop();
 	uv_timer_init(b.loop, &b.stop_timer);
 	b.stop_timer.data = &b;

@@ -4,7 +4,10 @@
  *   {"ts":"2026-11-22T02:40:01.123Z","level":"info","who":"r1","msg":"..."}
  * The message is escaped per RFC 8259 (quotes, backslashes, control
  * characters); bytes of invalid UTF-8 are passed through as they are, since a
- * log line must never be lost for its content. */
+ * log line must never be lost for its content. In text lines, control
+ * characters (but tab) are written as \xNN: a message carries text from
+ * peers (a CLOSE frame's reason), which must not start a line of its own
+ * or send escape sequences to a terminal. */
 #include "host_log.h"
 
 #include <stdio.h>
@@ -114,10 +117,15 @@ void host_logv(int level, const char *fmt, va_list ap)
 			 upper[level < 0 ? 0 : level > 3 ? 3 : level], host_log_tag_buf);
 	if (n < 0)
 		return;
-	if ((size_t)n < sizeof line)
-		n += vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-	if ((size_t)n >= sizeof line - 1)
-		n = (int)sizeof line - 2;
+	char msg[1536];
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	for (const char *s = msg; *s != '\0' && (size_t)n + 5 < sizeof line; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+			n += snprintf(line + n, sizeof line - (size_t)n, "\\x%02x", ch);
+		else
+			line[n++] = (char)ch;
+	}
 	line[n++] = '\n';
 	fwrite(line, 1, (size_t)n, stderr);
 }

@@ -8,6 +8,7 @@
  * Names start with vsr_ and every sample carries the replica's index, so a
  * dashboard can put the replicas of a cluster side by side. */
 #include "host_metrics.h"
+#include "host_watchdog.h"
 
 #include <inttypes.h>
 #include <stdbool.h>
@@ -135,6 +136,16 @@ static void render_core(render *r, const vsr_replica *core)
 		st->sessions_evicted);
 	counter(r, "vsr_state_transfers_total", "state transfers started", st->state_transfers);
 	counter(r, "vsr_checkpoints_total", "checkpoints taken or installed", st->checkpoints);
+	counter(r, "vsr_divergences_total",
+		"times this replica's state was found to differ from a quorum's at a checkpoint",
+		st->divergences);
+	counter(r, "vsr_divergence_repairs_total",
+		"certified checkpoints installed over a diverged state", st->divergence_repairs);
+	counter(r, "vsr_divergent_peers_total",
+		"backups this primary told that their state differs from the quorum's",
+		st->divergent_peers);
+	gauge(r, "vsr_diverged", "1 while this replica's state is known to differ from a quorum's",
+	      vsr_replica_diverged(core, NULL));
 	family(r, "vsr_reads_total", "counter",
 	       "queries answered outside the log, by the read mode they were answered in");
 	for (unsigned m = 0; m < VSR_READ_MODE_COUNT; m++) {
@@ -253,6 +264,9 @@ static void render_host(render *r, const host_metrics *m)
 		sample(r, "vsr_replies_total", l, m->replies[s]);
 	}
 	counter(r, "vsr_slow_steps_total", "core steps that took 50 ms or more", m->slow_steps);
+	counter(r, "vsr_watchdog_long_steps_total",
+		"steps that ran past the watchdog's limit doing metered state-machine work "
+		"(let finish: the budget ends them)", host_watchdog_long_steps());
 	counter(r, "vsr_storage_backpressure_pauses_total",
 		"times reading paused while persists drained", m->storage_pauses);
 	histogram(r, "vsr_step_duration_seconds", "one core step with its actions", &m->step);

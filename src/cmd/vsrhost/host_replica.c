@@ -38,6 +38,7 @@
 #include <uv.h>
 
 #include "vsr.h"
+#include "host_divergence.h"
 #include "vsr_http.h"
 #include "vsr_net.h"
 #include "vsr_storage.h"
@@ -81,6 +82,7 @@ typedef struct host {
 	uint8_t replica_key[VSR_WIRE_KEY_SIZE]; /* auth.replica_key, when configured */
 	uint8_t client_key[VSR_WIRE_KEY_SIZE];  /* auth.client_key, when configured */
 	host_metrics metrics;
+	host_divergence_seen divergence; /* detections already logged */
 	vsr_config core_cfg;      /* the core's configuration (limits the host applies too) */
 	vsr_buf query_buf;        /* a query's answer, reused */
 	/* When each pending persist was submitted, by id: ids are consecutive
@@ -110,7 +112,10 @@ static void host_query(host *h, const vsr_action *a)
 {
 	vsr_message m = a->message;
 	h->query_buf.len = 0;
+	/* Lua runs here, after the core's step: watched like a step. */
+	host_watchdog_enter(uv_hrtime(), "query");
 	int st = vsrh_sm_query(h->sm, a->query_op, a->query_op_len, &h->query_buf);
+	host_watchdog_leave();
 	uint32_t max = vsr_reply_bytes_max(&h->core_cfg);
 	if (h->query_buf.len > max) {
 		static const char why[] = "the query's answer exceeds the reply limit";
@@ -293,6 +298,7 @@ static void host_step(host *h, vsr_event *ev)
 		host_error("protocol invariant violated after step %" PRIu64 ": %s", h->steps, broken);
 		abort();
 	}
+	host_divergence_report(h->core, &h->divergence, h->telemetry);
 	for (uint32_t i = 0; i < h->actions.count; i++) {
 		const vsr_action *a = &h->actions.items[i];
 		switch (a->type) {

@@ -45,8 +45,7 @@ typedef struct supervisor {
 /* Grace period between SIGTERM and SIGKILL when stopping. */
 #define SUPERVISOR_STOP_GRACE_MS 5000
 
-static pid_t supervisor_spawn(const host_options *opts, const char *self, int replica,
-			      bool fresh)
+static pid_t supervisor_spawn(const host_options *opts, const char *self, int replica)
 {
 	char replica_arg[16];
 	snprintf(replica_arg, sizeof replica_arg, "%d", replica + 1);
@@ -60,6 +59,9 @@ static pid_t supervisor_spawn(const host_options *opts, const char *self, int re
 		argv[argc++] = (char *)"--log-level";
 		argv[argc++] = (char *)opts->log_level_name;
 	}
+	/* `vsrhost CONFIG --fresh`: every replica discards its state. */
+	if (opts->fresh)
+		argv[argc++] = (char *)"--fresh";
 	argv[argc] = NULL;
 	pid_t parent = getpid();
 	pid_t pid = fork();
@@ -182,8 +184,7 @@ int host_supervisor_main(const host_options *opts, const vsrh_config *cfg)
 	uv_signal_start(&s.sigchld, supervisor_sigchld_cb, SIGCHLD);
 
 	for (uint32_t i = 0; i < cfg->replica_count; i++) {
-		pid_t pid = supervisor_spawn(opts, self, (int)i,
-					     cfg->durability == VSRH_DURABILITY_MEMORY);
+		pid_t pid = supervisor_spawn(opts, self, (int)i);
 		if (pid < 0) {
 			host_error("cannot start replica %u: %s", i + 1, strerror(errno));
 			s.exit_code = EX_OSERR;

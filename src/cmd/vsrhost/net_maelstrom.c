@@ -17,7 +17,11 @@
  * reused once their call is over; a new one is registered (a committed
  * REGISTER) when every session is busy.
  * Failure modes: a line that is not JSON or a frame that does not decode is
- * logged and dropped; an unknown body type gets error 10 (not supported). */
+ * logged and dropped; a line longer than any message can be is dropped as it
+ * arrives (never held); an unknown body type gets error 10 (not supported).
+ * Re-entrancy: vsr_net_reply runs inside the host's step (one of its
+ * actions), so a call it starts (the operation after a REGISTER) is handed
+ * to the core from an idle callback, never from inside that step. */
 #include "host_maelstrom.h"
 
 #include <assert.h>
@@ -31,6 +35,7 @@
 #include <msgpack.h>
 
 #include "vsr_net.h"
+#include "vsrc_json.h"
 
 char maelstrom_node_id[32];
 char maelstrom_node_ids[VSR_REPLICAS_MAX][32];
@@ -47,6 +52,7 @@ typedef struct mn_session {
 	uint64_t request;     /* last request number used */
 	uint64_t nonce;       /* REGISTER nonce */
 	int call;             /* enum mn_call */
+	bool submit_due;      /* registered: its operation waits for mn_idle_cb */
 	uint32_t generation;  /* part of conn: a late reply to an old call is ignored */
 	/* The lin-kv call being served. */
 	char client[32];
@@ -59,9 +65,14 @@ struct vsr_net {
 	vsr_net_options o;
 	uv_pipe_t in;
 	uv_check_t flush;
+	uv_idle_t submit;     /* runs while due[] holds sessions */
 	bool reading, paused, closing;
 	char *line;
 	size_t line_len, line_cap;
+	size_t line_max;      /* longer lines are dropped */
+	size_t line_dropped;  /* bytes of the line being dropped (0: none) */
+	uint32_t due[MN_SESSIONS_MAX]; /* sessions whose operation is to be submitted */
+	uint32_t due_count;
 	vsr_wire_config wire;
 	vsr_net_stats stats;
 	mn_session sessions[MN_SESSIONS_MAX];
@@ -203,7 +214,16 @@ static uint64_t mn_conn(const vsr_net *net, const mn_session *s)
 static void mn_submit(vsr_net *net, mn_session *s)
 {
 	vsr_message m = {.type = VSR_MSG_REQUEST, .cluster = net->o.cluster};
-	if (s->session == 0) {
+	if (s->f == MN_READ) {
+		/* A read goes outside the log, as a linearizable query: it needs no
+		 * session and consumes no request number (the number it carries is
+		 * only echoed; the call's generation tells late replies apart). */
+		s->call = MN_RUNNING;
+		m.request = (vsr_request){.session = s->session, .request = s->request,
+					  .kind = VSR_REQUEST_QUERY, .op = s->op.data,
+					  .op_len = (uint32_t)s->op.len};
+		m.read_mode = VSR_READ_LINEARIZABLE;
+	} else if (s->session == 0) {
 		s->call = MN_REGISTERING;
 		s->nonce = (net->rng += 0x9e3779b97f4a7c15ull) | 1;
 		m.request = (vsr_request){.session = 0, .request = s->nonce,
@@ -290,21 +310,15 @@ static void mn_client_op(vsr_net *net, const char *src, json_t *body, const char
 	mn_submit(net, s);
 }
 
-/* The state machine's refusal "<code>: text", as a msgpack string or text. */
+/* The state machine's refusal "<code>: text" into `text`; returns the code
+ * (0 when there is none). */
 static int mn_refusal(const uint8_t *p, size_t len, char *text, size_t text_len)
 {
-	size_t i = 0;
-	if (len > 0 && (p[0] & 0xe0) == 0xa0)
-		i = 1;
-	else if (len > 1 && p[0] == 0xd9)
-		i = 2;
-	else if (len > 2 && p[0] == 0xda)
-		i = 3;
-	snprintf(text, text_len, "%.*s", (int)(len - i), (const char *)p + i);
-	int code = 0;
-	for (; i < len && p[i] >= '0' && p[i] <= '9' && code < 100000; i++)
-		code = code * 10 + (p[i] - '0');
-	return code;
+	const char *t;
+	size_t n;
+	int code = vsrc_refusal_code(p, len, &t, &n);
+	snprintf(text, text_len, "%.*s", (int)(n > 1000 ? 1000 : n), t);
+	return code < 0 ? 0 : code;
 }
 
 static json_t *mn_json_of(const msgpack_object *o)
@@ -339,6 +353,21 @@ static json_t *mn_read_value(const uint8_t *data, size_t len)
 	return v;
 }
 
+/* The operations of sessions that have just registered, outside any step. */
+static void mn_idle_cb(uv_idle_t *h)
+{
+	vsr_net *net = h->data;
+	uv_idle_stop(h);
+	uint32_t n = net->due_count;
+	net->due_count = 0;
+	for (uint32_t i = 0; i < n && !net->closing; i++) {
+		mn_session *s = &net->sessions[net->due[i]];
+		s->submit_due = false;
+		if (s->call == MN_REGISTERING && s->session != 0)
+			mn_submit(net, s);
+	}
+}
+
 void vsr_net_reply(vsr_net *net, uint64_t conn, const vsr_message *m)
 {
 	uint32_t slot = (uint32_t)conn;
@@ -353,7 +382,13 @@ void vsr_net_reply(vsr_net *net, uint64_t conn, const vsr_message *m)
 			s->session = m->request.session;
 			s->history = m->history;
 			s->request = 0;
-			mn_submit(net, s);
+			/* Not from here: this runs inside the host's step, and
+			 * submitting is a step of its own. */
+			if (!s->submit_due) {
+				s->submit_due = true;
+				net->due[net->due_count++] = (uint32_t)(s - net->sessions);
+				uv_idle_start(&net->submit, mn_idle_cb);
+			}
 			return;
 		}
 	} else if (m->request.session != s->session || m->request.request != s->request) {
@@ -467,18 +502,31 @@ static void mn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	for (ssize_t i = 0; i < nread; i++) {
 		char c = buf->base[i];
 		if (c == '\n') {
-			if (net->line_len > 0) {
+			if (net->line_dropped > 0) {
+				net->stats.frames_malformed++;
+				mn_log(net, 2, "dropped a line of %zu bytes: longer than any message "
+					       "(%zu bytes)", net->line_dropped, net->line_max);
+			} else if (net->line_len > 0) {
 				net->line[net->line_len] = '\0';
 				mn_line(net, net->line);
 			}
 			net->line_len = 0;
+			net->line_dropped = 0;
+			continue;
+		}
+		if (net->line_dropped > 0) {
+			net->line_dropped++;
 			continue;
 		}
 		if (net->line_len + 2 > net->line_cap) {
 			size_t cap = net->line_cap ? net->line_cap * 2 : 65536;
-			char *l = realloc(net->line, cap);
-			if (l == NULL)
-				abort();
+			char *l = cap <= net->line_max + 2 ? realloc(net->line, cap) : NULL;
+			if (l == NULL) {
+				/* Too long (or no memory): the rest of it goes. */
+				net->line_dropped = net->line_len + 1;
+				net->line_len = 0;
+				continue;
+			}
 			net->line = l;
 			net->line_cap = cap;
 		}
@@ -509,6 +557,10 @@ int vsr_net_start(const vsr_net_options *opts, vsr_net **out, char *err, size_t 
 	vsr_wire_config_default(&net->wire, opts->cluster, opts->replica_count);
 	if (opts->body_bytes_max)
 		net->wire.body_bytes_max = opts->body_bytes_max;
+	/* The longest message: a whole frame in hex, and the JSON around it. */
+	net->line_max = 2 * ((size_t)VSR_WIRE_HEADER_SIZE + net->wire.body_bytes_max) + 65536;
+	uv_idle_init(opts->loop, &net->submit);
+	net->submit.data = net;
 	uv_pipe_init(opts->loop, &net->in, 0);
 	net->in.data = net;
 	int rc = uv_pipe_open(&net->in, 0);
@@ -549,9 +601,10 @@ void vsr_net_close(vsr_net *net, vsr_net_close_cb cb)
 		return;
 	net->closing = true;
 	net->close_cb = cb;
-	net->pending_closes = 2;
+	net->pending_closes = 3;
 	uv_close((uv_handle_t *)&net->in, mn_closed_cb);
 	uv_close((uv_handle_t *)&net->flush, mn_closed_cb);
+	uv_close((uv_handle_t *)&net->submit, mn_closed_cb);
 }
 
 void vsr_net_pause(vsr_net *net, bool paused)

@@ -162,6 +162,8 @@ typedef struct jp_work_opts {
 	uint32_t keys;              /* keys in use at once */
 	uint32_t ops_per_key;       /* a key is retired after this many ops */
 	uint32_t rate;              /* total ops per second (0: closed loop) */
+	bool reads_via_log;         /* reads as operations through the log, not as
+	                               linearizable queries (docs/protocol.md "Reads") */
 	vsrc_timing timing;
 } jp_work_opts;
 

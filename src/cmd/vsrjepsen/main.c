@@ -125,6 +125,8 @@ static void jp_usage(FILE *f)
 		"  --clients N         concurrent clients (default 6)\n"
 		"  --keys N            keys in use at once (default 6)\n"
 		"  --ops-per-key N     operations before a key is retired (default 250)\n"
+		"  --reads-via-log     reads as operations through the log (default: reads\n"
+		"                      outside the log, linearizable queries)\n"
 		"  --rate N            operations per second over all clients (default 300; 0:\n"
 		"                      as fast as the cluster answers)\n"
 		"  --quiet-ms A-B      quiet stretch between faults (default 1000-3000)\n"
@@ -366,6 +368,7 @@ int main(int argc, char **argv)
 		{"check-ms", required_argument, NULL, 'M'}, {"loopback", no_argument, NULL, 'L'},
 		{"check", required_argument, NULL, 'X'}, {"help", no_argument, NULL, 'h'},
 		{"maelstrom", no_argument, NULL, 'm'}, {"mix", no_argument, NULL, 'x'},
+		{"reads-via-log", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -390,6 +393,7 @@ int main(int argc, char **argv)
 		case 'k': o.work.keys = (uint32_t)v; break;
 		case 'K': o.work.ops_per_key = (uint32_t)v; break;
 		case 'q': o.work.rate = (uint32_t)v; break;
+		case 'V': o.work.reads_via_log = true; break;
 		case 'Q':
 			if (jp_range(optarg, &o.quiet_ms_min, &o.quiet_ms_max) != 0) {
 				jp_log("--quiet-ms: expected A-B in milliseconds, got \"%s\"", optarg);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vsrc_json.h"
 #include "vsrc_op.h"
 
 typedef struct jp_key_slot {
@@ -136,26 +137,6 @@ static int64_t jp_value_parse(const uint8_t *p, size_t len)
 	return v;
 }
 
-/* The code at the start of a state machine's refusal ("22: expected ..."),
- * which arrives as a msgpack string or as plain text. */
-static int jp_refusal_code(const uint8_t *p, size_t len)
-{
-	size_t i = 0;
-	if (len > 0 && (p[0] & 0xe0) == 0xa0)
-		i = 1;
-	else if (len > 1 && p[0] == 0xd9)
-		i = 2;
-	else if (len > 2 && p[0] == 0xda)
-		i = 3;
-	int code = 0;
-	bool any = false;
-	for (; i < len && p[i] >= '0' && p[i] <= '9' && code < 100000; i++) {
-		code = code * 10 + (p[i] - '0');
-		any = true;
-	}
-	return any ? code : -1;
-}
-
 static void jp_next(jp_client *cl);
 
 static void jp_think_cb(uv_timer_t *t)
@@ -202,7 +183,7 @@ static void jp_call_cb(vsrc_client *c, const vsrc_result *r, void *arg)
 			*last = op->op.f == LINCHECK_WRITE ? op->op.value : op->op.value2;
 		}
 	} else if (r->status == VSR_REPLY_ERROR) {
-		int code = jp_refusal_code(r->reply, r->reply_len);
+		int code = vsrc_refusal_code(r->reply, r->reply_len, NULL, NULL);
 		snprintf(op->note, sizeof op->note, "refused %d", code);
 		if (op->op.f == LINCHECK_READ && code == 20) {
 			op->op.outcome = LINCHECK_OK;
@@ -271,7 +252,13 @@ static void jp_next(jp_client *cl)
 		return;
 	}
 	op->op.call_ns = jp_now_ns() - w->t0_ns;
-	if (vsrc_client_call(cl->c, cl->op.data, cl->op.len, jp_call_cb, cl) != 0) {
+	/* Reads go outside the log, as linearizable queries: the checker then
+	 * judges the read path under every fault. */
+	int rc = f == LINCHECK_READ && !w->o.reads_via_log
+			 ? vsrc_client_query(cl->c, VSR_READ_LINEARIZABLE, cl->op.data, cl->op.len,
+					     jp_call_cb, cl)
+			 : vsrc_client_call(cl->c, cl->op.data, cl->op.len, jp_call_cb, cl);
+	if (rc != 0) {
 		w->oom = true;
 		return;
 	}
@@ -418,7 +405,7 @@ uint32_t jp_final_reads(const vsrc_options *o, uint32_t keys, int64_t t0_ns, jp_
 				rec.op.value = jp_reply_value(r->reply, r->reply_len, &ok);
 				done = ok;
 			} else if (r->status == VSR_REPLY_ERROR &&
-				   jp_refusal_code(r->reply, r->reply_len) == 20) {
+				   vsrc_refusal_code(r->reply, r->reply_len, NULL, NULL) == 20) {
 				rec.op.value = LINCHECK_NIL;
 				done = true;
 			}

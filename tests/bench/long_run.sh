@@ -1,0 +1,156 @@
+#!/bin/sh
+# long_run.sh - issue 8's long-run figures on a durable 3-replica cluster
+# (kv.lua, 100-byte values unless said otherwise):
+#
+# 1. OPS puts (default 1,000,000) from CLIENTS (16) clients over KEYS
+#    (100,000) keys, checkpoint every CHECKPOINT (10,000) ops: the disk use
+#    of the data directory after every 10 s of load, and its largest; the
+#    VSR ops and checkpoints taken; then every replica killed (-9) at once
+#    and restarted: the time to the first acknowledged put.
+# 2. A state of about STATE_MB (1024) MB: STATE_KEYS (1,000,000) keys of
+#    STATE_MB MB / STATE_KEYS bytes, preloaded; then the same kill -9 and
+#    restart of all three (time to the first acknowledged put), and of one
+#    backup alone (time until it reports normal again).
+#
+# Usage: tests/bench/long_run.sh BUILD_DIR [PART]   (PART 1, 2 or both)
+# Ports come from the kernel; everything lives in a temporary directory
+# that is removed at the end (KEEP=1 keeps it). Needs about 10 GB of disk
+# for part 2.
+set -eu
+build=$(cd "${1:?usage: long_run.sh BUILD_DIR [1|2]}" && pwd)
+part=${2:-both}
+ops=${OPS:-1000000}
+clients=${CLIENTS:-16}
+keys=${KEYS:-100000}
+checkpoint=${CHECKPOINT:-10000}
+state_mb=${STATE_MB:-1024}
+state_keys=${STATE_KEYS:-1000000}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+dir=$(mktemp -d /tmp/vsr-long-run-XXXXXX)
+pids=""
+cleanup() {
+	for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	if [ -n "${KEEP:-}" ]; then echo "long_run: kept $dir"; else rm -rf "$dir"; fi
+}
+trap cleanup EXIT INT TERM
+
+ports=$(python3 -c '
+import socket
+s = [socket.socket() for _ in range(6)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(" ".join(str(x.getsockname()[1]) for x in s))
+for x in s: x.close()')
+
+config() { # name
+	set -- $ports
+	cat > "$dir/cluster.lua" <<LUA
+return {
+  cluster = 4343,
+  replicas = { "127.0.0.1:$1", "127.0.0.1:$2", "127.0.0.1:$3" },
+  clients  = { "127.0.0.1:$4", "127.0.0.1:$5", "127.0.0.1:$6" },
+  statemachine = "$root/statemachines/kv.lua",
+  dedup = "$root/lua/vsr/dedup/oldest.lua",
+  data_dir = "$dir/data",
+  durability = "durable",
+  limits = { pipeline = 16, batch_requests = 256, clients = 1024,
+             message_bytes = 16 * 1024 * 1024, checkpoint_interval = $checkpoint },
+  log_level = "info",
+}
+LUA
+}
+
+now_ms() { date +%s%3N; }
+
+start_one() { # replica
+	"$build/vsrhost" "$dir/cluster.lua" --replica "$1" >>"$dir/replica-$1.log" 2>&1 &
+	eval "pid$1=$!"
+	pids="$pids $!"
+}
+
+kill_one() { # replica
+	eval "p=\$pid$1"
+	kill -9 "$p" 2>/dev/null || true
+	wait "$p" 2>/dev/null || true
+}
+
+# Waits for an acknowledged put (a quorum is up and normal).
+acked() {
+	i=0
+	until "$build/vsrctl" -c "$dir/cluster.lua" -t 1000 put long-run-probe "$i" >/dev/null 2>&1; do
+		i=$((i + 1))
+		[ $i -lt 600 ] || { echo "long_run: no put acknowledged"; tail "$dir"/replica-*.log; exit 1; }
+	done
+}
+
+# Waits until replica $1 reports normal.
+normal() {
+	i=0
+	until "$build/vsrctl" -c "$dir/cluster.lua" -t 1000 status 2>/dev/null |
+		awk -v r="$1" '$1 == r && $3 == "normal" {ok = 1} END {exit !ok}'; do
+		i=$((i + 1))
+		[ $i -lt 6000 ] || { echo "long_run: replica $1 never normal"; exit 1; }
+		sleep 0.05 # poll interval
+	done
+}
+
+disk_mb() { du -sm "$dir/data" | cut -f1; }
+
+restart_all() { # label
+	for r in 1 2 3; do kill_one $r; done
+	mb=$(disk_mb)
+	t0=$(now_ms)
+	for r in 1 2 3; do start_one $r; done
+	acked
+	t1=$(now_ms)
+	echo "long_run: $1: kill -9 of all three, restart to the first acknowledged put: $((t1 - t0)) ms (data directory $mb MB)"
+}
+
+restart_backup() { # label
+	p=$("$build/vsrctl" -c "$dir/cluster.lua" status | awk 'NR > 1 {print $7; exit}')
+	b=$((p % 3 + 1))
+	kill_one $b
+	t0=$(now_ms)
+	start_one $b
+	normal $b
+	t1=$(now_ms)
+	echo "long_run: $1: kill -9 of backup $b, restart until it is normal: $((t1 - t0)) ms"
+}
+
+config
+if [ "$part" = 1 ] || [ "$part" = both ]; then
+	rm -rf "$dir/data"
+	for r in 1 2 3; do start_one $r; done
+	acked
+	echo "long_run: $ops puts, $clients clients, $keys keys, checkpoint every $checkpoint ops (durable)"
+	done_ops=0
+	max_mb=0
+	while [ "$done_ops" -lt "$ops" ]; do
+		n=$("$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$keys" -d 10 |
+			awk '/ops/ && /done/ {print $2}')
+		done_ops=$((done_ops + n))
+		mb=$(disk_mb)
+		[ "$mb" -gt "$max_mb" ] && max_mb=$mb
+		echo "long_run:   $done_ops puts: data directory $mb MB"
+	done
+	st=$("$build/vsrctl" -c "$dir/cluster.lua" status | awk 'NR == 2 {print $5}')
+	ck=$(grep -h "checkpoint at op" "$dir/replica-1.log" | wc -l)
+	echo "long_run: $done_ops puts in $st VSR ops, $ck checkpoints at replica 1; data directory at most $max_mb MB (three replicas)"
+	restart_all "after $done_ops puts"
+	restart_backup "after $done_ops puts"
+	for r in 1 2 3; do kill_one $r; done
+fi
+if [ "$part" = 2 ] || [ "$part" = both ]; then
+	rm -rf "$dir/data"
+	for r in 1 2 3; do start_one $r; done
+	acked
+	vsize=$((state_mb * 1048576 / state_keys))
+	t0=$(now_ms)
+	"$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$state_keys" -s "$vsize" --preload -d 1 |
+		grep -i preload || true
+	t1=$(now_ms)
+	echo "long_run: a state of $state_keys keys x $vsize bytes (~$state_mb MB) loaded in $(((t1 - t0) / 1000)) s"
+	restart_all "with ~$state_mb MB of state"
+	restart_backup "with ~$state_mb MB of state"
+	restart_all "with ~$state_mb MB of state, again"
+fi

@@ -1,0 +1,149 @@
+/* test_divergence.c - named scenarios for runtime divergence detection
+ * (divergence.c, docs/protocol.md): a replica whose state machine computed
+ * another state is found at the next checkpoint and repaired from the
+ * quorum's checkpoint; a primary in the minority abdicates first; with no
+ * quorum on any state nothing is repaired.
+ * Usage: test_divergence [NAME]   (no name: run all; --list: names) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixture.h"
+
+static int failures;
+
+static void tune(vsr_config *c)
+{
+	c->checkpoint_interval = 8;
+}
+
+/* Requests first..last, each answered. */
+static bool calls(fixture *f, uint64_t s, uint64_t first, uint64_t last)
+{
+	for (uint64_t k = first; k <= last; k++) {
+		const fx_reply *r = fx_call(f, s, k, "w");
+		if (r == NULL || r->status != VSR_REPLY_OK) return false;
+	}
+	return true;
+}
+
+static const vsr_replica_stats *stats(const fixture *f, uint8_t i)
+{
+	return vsr_replica_stats_get(f->node[i].r);
+}
+
+/* A planted bug: replica i's state machine computes another state. */
+static void plant(fixture *f, uint8_t i, uint64_t flip)
+{
+	f->node[i].sm.chain ^= flip;
+}
+
+static void test_backup_repaired(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0 && calls(&f, s, 1, 3));
+	plant(&f, 2, 1);
+	CHECK(calls(&f, s, 4, 30));
+	CHECK(fx_run_until(&f, 500, fx_all_caught_up, NULL));
+	CHECK(stats(&f, 2)->divergences == 1 && stats(&f, 2)->divergence_repairs == 1);
+	CHECK(stats(&f, 0)->divergent_peers == 1);
+	CHECK(stats(&f, 0)->divergences == 0 && stats(&f, 1)->divergences == 0);
+	vsr_divergence d;
+	CHECK(!vsr_replica_diverged(f.node[2].r, &d));
+	CHECK(d.op == 8 && d.digest != d.quorum_digest && !d.as_primary);
+	vsr_replica_info a, c;
+	fx_info(&f, 0, &a);
+	fx_info(&f, 2, &c);
+	CHECK(a.executed == c.executed && a.digest == c.digest);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+static void test_primary_abdicates(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0 && calls(&f, s, 1, 3));
+	CHECK(fx_primary(&f) == 0);
+	plant(&f, 0, 1);
+	CHECK(calls(&f, s, 4, 40));
+	CHECK(fx_run_until(&f, 2000, fx_all_caught_up, NULL));
+	CHECK(stats(&f, 0)->divergence_abdications == 1);
+	CHECK(stats(&f, 0)->divergence_repairs == 1);
+	CHECK(fx_primary(&f) != 0);
+	CHECK(stats(&f, 1)->divergences == 0 && stats(&f, 2)->divergences == 0);
+	CHECK(!vsr_replica_diverged(f.node[0].r, NULL));
+	vsr_replica_info a, b;
+	fx_info(&f, 0, &a);
+	fx_info(&f, 1, &b);
+	CHECK(a.executed == b.executed && a.digest == b.digest);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+/* Every replica different: no checkpoint is certified, nobody is repaired
+ * into anybody else's state, and the cluster keeps answering. */
+static void test_no_quorum_no_repair(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0 && calls(&f, s, 1, 3));
+	plant(&f, 1, 1);
+	plant(&f, 2, 2);
+	CHECK(calls(&f, s, 4, 30));
+	fx_run(&f, 200);
+	for (uint8_t i = 0; i < 3; i++) {
+		CHECK(stats(&f, i)->divergences == 0 && stats(&f, i)->divergence_repairs == 0);
+		CHECK(!vsr_replica_diverged(f.node[i].r, NULL));
+	}
+	CHECK(fx_primary(&f) == 0);
+	fx_free(&f);
+}
+
+/* A diverged replica answers no stale read until it is repaired. */
+static bool hold_chunks(const fx_message *q, void *arg)
+{
+	(void)arg;
+	return q->m.type == VSR_MSG_CHECKPOINT_CHUNK;
+}
+
+static void test_diverged_replica_refuses_reads(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0 && calls(&f, s, 1, 3));
+	plant(&f, 2, 1);
+	f.hold = hold_chunks; /* the repair waits */
+	CHECK(calls(&f, s, 4, 20));
+	fx_run(&f, 20);
+	CHECK(vsr_replica_diverged(f.node[2].r, NULL));
+	uint64_t conn = fx_query(&f, 2, VSR_READ_STALE, 1);
+	const fx_reply *r = fx_reply_for(&f, conn);
+	CHECK(r && r->status == VSR_REPLY_NOT_PRIMARY);
+	f.hold = NULL;
+	while (f.held_count > 0) fx_release(&f, 0);
+	CHECK(fx_run_until(&f, 500, fx_all_caught_up, NULL));
+	CHECK(!vsr_replica_diverged(f.node[2].r, NULL));
+	conn = fx_query(&f, 2, VSR_READ_STALE, 2);
+	r = fx_reply_for(&f, conn);
+	CHECK(r && r->status == VSR_REPLY_OK);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+static const fx_test tests[] = {
+	{"backup_repaired", test_backup_repaired},
+	{"primary_abdicates", test_primary_abdicates},
+	{"no_quorum_no_repair", test_no_quorum_no_repair},
+	{"diverged_replica_refuses_reads", test_diverged_replica_refuses_reads},
+};
+
+int main(int argc, char **argv)
+{
+	return fx_main(argc, argv, tests, sizeof tests / sizeof tests[0], &failures);
+}

@@ -1,0 +1,124 @@
+/* test_store_sigbus.c - vsr.store on LMDB when the disk fills between two
+ * checkpoints: pages beyond the room reserved on disk live in the sparse
+ * rest of the file, and a page the full disk cannot back is a SIGBUS; the
+ * store turns it into exit 74 with a sentence (docs/storage.md), never a
+ * crash by signal.
+ *
+ * A child opens a durable store on a 160 MiB tmpfs (the store reserves
+ * 64 MiB), applies puts of 16 KiB values with no checkpoint until the tmpfs
+ * is full; the parent expects exit status 74 and the sentence on the
+ * child's stderr. Needs the right to mount a tmpfs (root); skipped (77)
+ * otherwise. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "vsrh_config.h"
+#include "vsrh_lua.h"
+
+static void put_op(vsr_buf *b, int key, size_t value_len)
+{
+	/* {op = "put", key = "kNNNNNN", value = <value_len bytes>} in msgpack */
+	char k[16];
+	int kl = snprintf(k, sizeof k, "k%06d", key);
+	b->len = 0;
+	uint8_t head[] = {0x83, 0xa2, 'o', 'p', 0xa3, 'p', 'u', 't', 0xa3, 'k', 'e', 'y'};
+	vsr_buf_append(b, head, sizeof head);
+	uint8_t kh = (uint8_t)(0xa0 | kl);
+	vsr_buf_append(b, &kh, 1);
+	vsr_buf_append(b, k, (size_t)kl);
+	uint8_t vk[] = {0xa5, 'v', 'a', 'l', 'u', 'e', 0xdb, (uint8_t)(value_len >> 24),
+			(uint8_t)(value_len >> 16), (uint8_t)(value_len >> 8), (uint8_t)value_len};
+	vsr_buf_append(b, vk, sizeof vk);
+	char chunk[256];
+	for (size_t i = 0; i < value_len; i += sizeof chunk) {
+		size_t n = value_len - i < sizeof chunk ? value_len - i : sizeof chunk;
+		memset(chunk, 'a' + key % 26, n);
+		vsr_buf_append(b, chunk, n);
+	}
+}
+
+/* The child: fills the store until the process ends. Returns only on an
+ * unexpected failure. */
+static int fill(const char *store_dir)
+{
+	char err[512];
+	vsrh_config cfg;
+	if (vsrh_config_load("config/kv.lua", &cfg, err, sizeof err) != 0) {
+		fprintf(stderr, "config/kv.lua: %s\n", err);
+		return 1;
+	}
+	vsrh_sm *sm = NULL;
+	if (vsrh_sm_create_at(&sm, &cfg, store_dir, true, true, err, sizeof err) != VSR_OK) {
+		fprintf(stderr, "open %s: %s\n", store_dir, err);
+		return 1;
+	}
+	vsr_state_machine m;
+	vsrh_sm_bind(sm, &m);
+	vsr_buf op = {0}, reply = {0};
+	/* 30,000 x 16 KiB is 480 MiB: three times the tmpfs. */
+	for (int i = 0; i < 30000; i++) {
+		put_op(&op, i, 16384);
+		vsr_apply_ctx a = {.op = (uint64_t)i + 1, .session = 1, .request = (uint64_t)i + 1};
+		reply.len = 0;
+		if (m.apply(m.ctx, &a, op.data, op.len, &reply) != VSR_REPLY_OK) {
+			fprintf(stderr, "put %d refused\n", i);
+			return 1;
+		}
+	}
+	fprintf(stderr, "wrote 480 MiB into a 160 MiB tmpfs without an error\n");
+	return 1;
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/vsr-store-sigbus-XXXXXX";
+	if (mkdtemp(dir) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	if (mount("tmpfs", dir, "tmpfs", 0, "size=160m") != 0) {
+		printf("SKIP: cannot mount a tmpfs at %s: %s\n", dir, strerror(errno));
+		rmdir(dir);
+		return 77;
+	}
+	char store[400], log[400];
+	snprintf(store, sizeof store, "%s/store", dir);
+	snprintf(log, sizeof log, "%s.log", dir);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (freopen(log, "w", stderr) == NULL)
+			_exit(2);
+		_exit(fill(store));
+	}
+	int status = 0, rc = 1;
+	if (pid > 0 && waitpid(pid, &status, 0) == pid) {
+		char text[2048] = "";
+		FILE *f = fopen(log, "r");
+		size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+		text[n] = '\0';
+		if (f)
+			fclose(f);
+		if (WIFSIGNALED(status))
+			printf("FAIL: the store died of signal %d (%s)\n", WTERMSIG(status),
+			       strsignal(WTERMSIG(status)));
+		else if (!WIFEXITED(status) || WEXITSTATUS(status) != 74)
+			printf("FAIL: exit status %d, not 74; stderr: %s\n", WEXITSTATUS(status), text);
+		else if (strstr(text, "could not be written (SIGBUS") == NULL &&
+			 strstr(text, "disk is full") == NULL)
+			printf("FAIL: exit 74 without saying why; stderr: %s\n", text);
+		else {
+			printf("store on a full disk: exit 74: %s", text);
+			rc = 0;
+		}
+	}
+	umount2(dir, MNT_DETACH);
+	rmdir(dir);
+	if (rc == 0) unlink(log);
+	return rc;
+}
