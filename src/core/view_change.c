@@ -159,7 +159,8 @@ static void note_lost(vsr_replica *r, uint8_t from)
 
 void vc_on_primary_lost(vsr_replica *r, const vsr_message *m)
 {
-	if (m->view > r->view && r->status == VSR_STATUS_NORMAL && r->suspecting) {
+	if (m->view > r->view && r->status == VSR_STATUS_NORMAL && r->suspecting &&
+	    !BUG(r, VSR_BUG_LOST_SAME_VIEW)) {
 		/* We lost our primary (or abdicated) while another replica is
 		 * already in a newer view, where it lost its own: it will not
 		 * come back to ours, and its view's primary may be waiting for

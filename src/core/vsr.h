@@ -453,7 +453,7 @@ enum vsr_bug {
 	/* Liveness (issue 7). */
 	VSR_BUG_NO_DISK_SLACK = 1u << 24,    /* timeouts ignore the disk: no slack for slow writes, and a view change moves on before its vote is durable */
 	VSR_BUG_NO_HEAL_RESET = 1u << 25,    /* backoff kept when a quorum is heard again; views of silent primaries not skipped */
-	VSR_BUG_LOST_SAME_VIEW = 1u << 26,   /* PRIMARY_LOST counted only from replicas of our own view */
+	VSR_BUG_LOST_SAME_VIEW = 1u << 26,   /* PRIMARY_LOST of another view neither counted nor followed */
 	/* Reads (issue 11). */
 	VSR_BUG_READ_NO_ROUND = 1u << 20,    /* answer a linearizable read without the quorum round
 	                                        (nor heed its own abdication) */
