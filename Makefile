@@ -70,15 +70,19 @@ auth-bench: build
 # instructions per op; needs valgrind). BASE=DIR: a build of an earlier
 # commit measured in the same run.
 apply-bench: build
-	@command -v valgrind >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive \
-	  apt-get install -y -qq --no-install-recommends valgrind </dev/null
+	@command -v valgrind >/dev/null || { $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	  valgrind </dev/null; }
 	tests/bench/apply_bench.sh $(BUILD) $(BASE)
 
 # Issue 11: vsrbench --mix put:100, 3 replicas, 1/16/128 clients, memory and
-# durable; etcd (installed here, not in PACKAGES) beside them with ETCD=1.
-# BASE=DIR as above (ports 26000-26005, 26100-26105).
+# durable; etcd (installed here, not in PACKAGES) beside them with ETCD=1
+# (the package's own etcd service, where the system starts services, listens
+# on 2379; the bench runs its own members). BASE=DIR as above (ports
+# 26000-26005, 26100-26105).
 apply-cluster-bench: build
 	@if [ "$(ETCD)" = 1 ] && ! command -v etcd >/dev/null; then \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends etcd-server </dev/null; fi
 	ETCD=$(ETCD) tests/bench/apply_cluster_bench.sh $(BUILD) $(BASE)

@@ -96,9 +96,13 @@ void dv_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 	}
 	if (with_us >= r->quorum) {
 		if (own->op > r->dv_certified.op) r->dv_certified = *own;
-		if (own->op == r->dv_certified.op && r->diverged) {
+		if (own->op == r->dv_certified.op && r->diverged &&
+		    own->op >= r->dv_last.op) {
 			/* A quorum shares the state we hold now (repaired by a
-			 * transfer into this checkpoint): no longer diverged. */
+			 * transfer into this checkpoint): no longer diverged. Not
+			 * on agreement below the op we diverged at (a late ack
+			 * reporting an older checkpoint): that says nothing of
+			 * the state we hold now. */
 			r->diverged = false;
 		}
 		if (m->checkpoint_digest != own->digest &&

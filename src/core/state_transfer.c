@@ -101,8 +101,10 @@ void st_request_repair(vsr_replica *r)
 
 void st_on_get_state(vsr_replica *r, const vsr_message *m)
 {
-	/* Only the normal primary of the same view vouches for that view's log. */
-	if ((r->status != VSR_STATUS_NORMAL || m->view != r->view ||
+	/* Only the normal primary of the same view vouches for that view's log;
+	 * and not one whose state is known to differ from a quorum's (its
+	 * checkpoint would spread the divergence: divergence.c). */
+	if ((r->status != VSR_STATUS_NORMAL || m->view != r->view || r->diverged ||
 	     (!is_primary(r) && !BUG(r, VSR_BUG_BACKUP_NEW_STATE))) &&
 	    GUARD(r, VSR_GUARD_GET_STATE_NOT_PRIMARY))
 		return;
@@ -370,6 +372,9 @@ void st_on_get_checkpoint(vsr_replica *r, const vsr_message *m)
 	const vsr_checkpoint *cp = NULL;
 	if (cur.op && m->checkpoint_op == cur.op) cp = &cur;
 	else if (r->checkpoint_prev.op && m->checkpoint_op == r->checkpoint_prev.op) cp = &r->checkpoint_prev;
+	/* Never the checkpoint a quorum disagreed with (divergence.c). */
+	if (r->diverged && cp != NULL && cp->op == r->dv_last.op && cp->digest == r->dv_last.digest)
+		cp = NULL;
 	if (cp == NULL || m->checkpoint_digest != cp->digest || m->checksum != cp->checksum ||
 	    m->checkpoint_size != cp->size || m->offset >= cp->size ||
 	    m->offset % r->cfg.chunk_bytes_max != 0)

@@ -298,13 +298,11 @@ int vsrh_box_call(vsrh_box *b, int nargs, int nresults)
 	bool own = !b->armed;
 	if (own)
 		vsrh_box_arm(b, b->instr_max);
-	/* The handler only adds a traceback to the debug log: without that
-	 * log it would hand the error back unchanged, so it is left out. */
-	bool msgh = b->log_level <= VSRH_LOG_DEBUG;
-	if (msgh) {
-		lua_pushcfunction(L, box_msgh);
-		lua_insert(L, base);
-	}
+	/* The handler is there whatever the log level, though only the debug
+	 * log uses it: with or without one, Lua can end an overflowing call
+	 * differently, and a reply must not depend on a replica's log level. */
+	lua_pushcfunction(L, box_msgh);
+	lua_insert(L, base);
 	b->in_call = true;
 	if (b->fatal == VSRH_FATAL_NONE) {
 		b->instr_chunk = b->instr_left < BOX_CHUNK ? (uint32_t)b->instr_left : BOX_CHUNK;
@@ -314,12 +312,11 @@ int vsrh_box_call(vsrh_box *b, int nargs, int nresults)
 	}
 	b->mem_limited = true;
 	size_t refusals = b->mem_refusals;
-	int st = lua_pcall(L, nargs, nresults, msgh ? base : 0);
+	int st = lua_pcall(L, nargs, nresults, base);
 	b->mem_limited = false;
 	b->in_call = false;
 	lua_sethook(L, NULL, 0, 0);
-	if (msgh)
-		lua_remove(L, base);
+	lua_remove(L, base);
 	if (vsrh_box_weak_check(b) && st == LUA_OK) {
 		/* the call made a weak table: it fails, the same way everywhere */
 		lua_settop(L, base - 1);

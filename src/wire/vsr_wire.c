@@ -1109,7 +1109,10 @@ static int wire_dec_core(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 	vsr_message *m = &out->message;
 	uint8_t n = wire_replica_count(c);
 	uint32_t fields;
-	int rc = wire_dec_top_range(d, WIRE_CORE_FIELDS_MIN, WIRE_CORE_FIELDS, &fields);
+	/* More fields than this version knows: a newer peer's appended ones
+	 * (docs/wire.md 3.1), skipped, so that versions can be mixed while a
+	 * cluster is upgraded one replica at a time. */
+	int rc = wire_dec_top_range(d, WIRE_CORE_FIELDS_MIN, WIRE_TOP_ELEMENTS_MAX, &fields);
 	if (rc != 0)
 		return rc;
 	m->type = type;
@@ -1182,6 +1185,12 @@ static int wire_dec_core(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 	WIRE_DEC_U(d, "checkpoint_digest", UINT64_MAX, m->checkpoint_digest);
 	if (fields > 22)
 		WIRE_DEC_U(d, "read_mode", VSR_READ_MODE_COUNT - 1, m->read_mode);
+	for (uint32_t i = WIRE_CORE_FIELDS; i < fields; i++) {
+		msgpack_object unknown;
+		d->field = "an appended field";
+		if ((rc = wire_dec_next(d, &unknown, true)) != 0)
+			return rc;
+	}
 	m->cluster = out->header.cluster;
 
 	/* The core's own structural check, on top of ours. */

@@ -136,7 +136,123 @@ static void test_diverged_replica_refuses_reads(void)
 	fx_free(&f);
 }
 
+
+/* A repair whose install fails goes back to a normal backup, still
+ * diverged (counted once), and the next COMMIT carrying the certified
+ * checkpoint starts another; the cluster keeps committing meanwhile. */
+static void test_failed_repair_retried(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0 && calls(&f, s, 1, 3));
+	plant(&f, 2, 1);
+	f.node[2].restore_fail = 2;
+	CHECK(calls(&f, s, 4, 30));
+	CHECK(fx_run_until(&f, 1000, fx_all_caught_up, NULL));
+	CHECK(f.node[2].restore_failed == 2);
+	CHECK(stats(&f, 2)->divergences == 1 && stats(&f, 2)->divergence_repairs == 1);
+	CHECK(!vsr_replica_diverged(f.node[2].r, NULL));
+	CHECK(fx_primary(&f) == 0 && stats(&f, 0)->divergences == 0);
+	vsr_replica_info a, c;
+	fx_info(&f, 0, &a);
+	fx_info(&f, 2, &c);
+	CHECK(a.executed == c.executed && a.digest == c.digest);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+/* The diverged backup is needed for the quorum: with the third replica
+ * down nothing is certified (one report against one), the cluster goes on
+ * with the diverged backup's acks, and nobody is repaired into the other's
+ * state; once the third replica is back, a quorum certifies the majority
+ * state and the backup is repaired. */
+static void test_diverged_backup_in_minimal_quorum(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0 && calls(&f, s, 1, 3));
+	fx_crash(&f, 1);
+	plant(&f, 2, 1);
+	CHECK(calls(&f, s, 4, 30));
+	fx_run(&f, 50);
+	CHECK(fx_primary(&f) == 0);
+	CHECK(stats(&f, 0)->divergences == 0 && stats(&f, 2)->divergences == 0);
+	CHECK(stats(&f, 0)->divergence_abdications == 0);
+	CHECK(stats(&f, 2)->divergence_repairs == 0);
+	fx_restart(&f, 1);
+	CHECK(calls(&f, s, 31, 50));
+	CHECK(fx_run_until(&f, 1000, fx_all_caught_up, NULL));
+	CHECK(stats(&f, 2)->divergences == 1 && stats(&f, 2)->divergence_repairs >= 1);
+	CHECK(stats(&f, 0)->divergences == 0 && stats(&f, 1)->divergences == 0);
+	CHECK(!vsr_replica_diverged(f.node[2].r, NULL));
+	vsr_replica_info a, c;
+	fx_info(&f, 0, &a);
+	fx_info(&f, 2, &c);
+	CHECK(a.executed == c.executed && a.digest == c.digest);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+
+/* A primary that found itself in the minority stays diverged when a late
+ * (reordered) ack reports an older checkpoint on which everybody agreed:
+ * agreement at an op below the one it diverged at says nothing of its
+ * state now, so it neither leads on nor takes its view back. */
+static int stale_ack_wanted;
+
+static bool hold_one_ack_of_2(const fx_message *q, void *arg)
+{
+	(void)arg;
+	if (stale_ack_wanted == 0 || q->from != 2 || q->m.type != VSR_MSG_PREPARE_OK ||
+	    q->m.checkpoint_op == 0)
+		return false;
+	stale_ack_wanted--;
+	return true;
+}
+
+static void test_primary_stays_diverged_on_stale_ack(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0 && calls(&f, s, 1, 10)); /* checkpoint 8, certified */
+	CHECK(fx_primary(&f) == 0);
+	stale_ack_wanted = 1;
+	f.hold = hold_one_ack_of_2;
+	CHECK(calls(&f, s, 11, 11));
+	CHECK(f.held_count == 1 && f.held[0].m.checkpoint_op == 8);
+	f.hold = NULL;
+	plant(&f, 0, 1);
+	bool found = false;
+	for (uint64_t k = 12; k <= 40 && !found; k++) {
+		fx_request(&f, 0, VSR_REQUEST_OP, s, k, "w");
+		for (int t = 0; t < 10 && !found; t++) {
+			fx_run(&f, 1);
+			found = vsr_replica_diverged(f.node[0].r, NULL);
+		}
+	}
+	CHECK(found);
+	vsr_divergence d;
+	vsr_replica_diverged(f.node[0].r, &d);
+	CHECK(d.as_primary && d.op > 8);
+	fx_release(&f, 0); /* the ack from before checkpoint 16 */
+	CHECK(vsr_replica_diverged(f.node[0].r, NULL));
+	for (int t = 0; t < 3000 && (fx_primary(&f) <= 0 || vsr_replica_diverged(f.node[0].r, NULL) ||
+				    !fx_all_caught_up(&f, NULL)); t++)
+		fx_run(&f, 1);
+	CHECK(stats(&f, 0)->divergences == 1 && stats(&f, 0)->divergence_abdications == 1);
+	CHECK(!vsr_replica_diverged(f.node[0].r, NULL) && fx_primary(&f) > 0);
+	CHECK(stats(&f, 0)->divergence_repairs == 1);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
 static const fx_test tests[] = {
+	{"primary_stays_diverged_on_stale_ack", test_primary_stays_diverged_on_stale_ack},
+	{"failed_repair_retried", test_failed_repair_retried},
+	{"diverged_backup_in_minimal_quorum", test_diverged_backup_in_minimal_quorum},
 	{"backup_repaired", test_backup_repaired},
 	{"primary_abdicates", test_primary_abdicates},
 	{"no_quorum_no_repair", test_no_quorum_no_repair},

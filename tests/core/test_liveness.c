@@ -291,7 +291,48 @@ static void test_register_in_flight_not_evicted(void)
 	fx_free(&f);
 }
 
+
+/* A restarted replica whose recovery heard "normal in view 0" from a
+ * replica that then went down (its answer is kept) and never heard the
+ * view's primary must not wait for that primary forever while the replicas
+ * still up change views and need its vote (5 replicas, 2 down: every quorum
+ * needs it). The answers naming a later view show view 0 is over. */
+static bool hold_zero_to_two(const fx_message *q, void *arg)
+{
+	(void)arg;
+	return q->from == 0 && q->to == 2;
+}
+
+static void test_recovery_not_stuck_on_stale_normal_answer(void)
+{
+	fixture f;
+	fx_init(&f, 5, NULL);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0 && fx_call(&f, s, 1, "w"));
+	fx_crash(&f, 2);
+	f.hold = hold_zero_to_two; /* the primary's answer never reaches it */
+	fx_restart(&f, 2);
+	fx_run(&f, 30); /* answers from 1, 3 and 4: normal in view 0 */
+	vsr_replica_info in;
+	fx_info(&f, 2, &in);
+	CHECK(in.status == VSR_STATUS_RECOVERING);
+	fx_crash(&f, 0);
+	fx_crash(&f, 1); /* its "normal in view 0" stays with replica 2 */
+	f.hold = NULL;
+	bool led = false;
+	for (int t = 0; t < 3000 && !led; t++) {
+		fx_run(&f, 1);
+		int p = fx_primary(&f);
+		led = p >= 2;
+	}
+	CHECK(led);
+	CHECK(fx_call(&f, s, 2, "w2"));
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
 static const fx_test tests[] = {
+	{"recovery_not_stuck_on_stale_normal_answer", test_recovery_not_stuck_on_stale_normal_answer},
 	{"paused_backup_keeps_primary", test_paused_backup_keeps_primary},
 	{"lone_start_view_change_moves_nobody", test_lone_start_view_change_moves_nobody},
 	{"one_way_cut_primary_abdicates", test_one_way_cut_primary_abdicates},

@@ -291,7 +291,119 @@ static void test_lease_restart_keeps_quiet(void)
 	fx_free(&f);
 }
 
+
+/* A new primary must not answer a read before it executed the ops the old
+ * primary committed and answered in the previous view. Replica 0 commits and
+ * answers a write whose COMMIT never leaves it, then crashes; replica 1 leads
+ * view 1 holding that op uncommitted. Replica 2 holds view 1's log but not
+ * durably yet, so its round echo confirms a read round before the op can
+ * commit: the read waits for the op (step 1's "log head" rule), and answers
+ * with it once replica 2's disk catches up. */
+static bool hold_old_commit_and_sv(const fx_message *q, void *arg)
+{
+	(void)arg;
+	return (q->from == 0 && q->m.type == VSR_MSG_COMMIT) ||
+	       (q->to == 2 && q->m.type == VSR_MSG_START_VIEW);
+}
+
+static void test_new_primary_read_waits_for_inherited_op(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0);
+	CHECK(fx_call(&f, s, 1, "w"));
+	fx_run(&f, 5); /* every backup commits w */
+	f.hold = hold_old_commit_and_sv;
+	const fx_reply *w2 = fx_call(&f, s, 2, "w2");
+	CHECK(w2 && w2->status == VSR_REPLY_OK && w2->replica == 0);
+	uint64_t answered = w2 ? count_of(w2) : 0;
+	vsr_replica_info b;
+	fx_info(&f, 1, &b);
+	CHECK(b.commit < b.op); /* w2 is in 1's log, not known committed */
+	fx_crash(&f, 0);
+	bool led = false;
+	for (int t = 0; t < 600 && !led; t++) {
+		fx_run(&f, 1);
+		led = fx_primary(&f) == 1;
+	}
+	CHECK(led);
+	/* Replica 2 takes view 1's log but cannot make it durable yet. */
+	f.node[2].auto_persist = false;
+	f.hold = NULL;
+	while (f.held_count > 0) fx_release(&f, 0);
+	fx_info(&f, 1, &b);
+	uint64_t conn = fx_query(&f, 1, VSR_READ_LINEARIZABLE, 1);
+	fx_run(&f, 20);
+	vsr_replica_info c;
+	fx_info(&f, 1, &c);
+	CHECK(vsr_replica_stats_get(f.node[1].r)->read_rounds >= 1);
+	const fx_reply *r = fx_reply_for(&f, conn);
+	/* The round is confirmed (replica 2 echoed it) but w2 is not
+	 * executed: no answer yet, and never one without w2. */
+	CHECK(c.commit < c.op);
+	CHECK(r == NULL || (r->status == VSR_REPLY_OK && count_of(r) >= answered));
+	f.node[2].auto_persist = true;
+	fx_run(&f, 20);
+	r = fx_reply_for(&f, conn);
+	CHECK(r && r->status == VSR_REPLY_OK && r->replica == 1);
+	CHECK(r && count_of(r) >= answered);
+	fx_free(&f);
+}
+
+
+/* A read needs a round that began after it arrived: an echo of the round
+ * already in flight does not answer it. Replica 0 starts a round for read
+ * q2 and is cut off (stalled, so it does not abdicate yet); replicas 1 and 2
+ * elect view 1 and commit a write; then read q3 reaches replica 0 and a
+ * genuine late echo of q2's round arrives (sent in view 0 before replica 1
+ * left it). It answers q2, which arrived before the write, but not q3,
+ * which would miss the write. */
+static bool hold_zero(const fx_message *q, void *arg)
+{
+	(void)arg;
+	return q->from == 0 || q->to == 0;
+}
+
+static void test_inflight_round_does_not_answer_later_read(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0);
+	CHECK(fx_call(&f, s, 1, "w"));
+	f.hold = hold_zero;
+	uint64_t q2 = fx_query(&f, 0, VSR_READ_LINEARIZABLE, 2);
+	uint64_t r2 = vsr_replica_stats_get(f.node[0].r)->read_rounds;
+	fx_pause(&f, 0);
+	const fx_reply *w = NULL;
+	for (int t = 0; t < 600 && fx_primary(&f) != 1; t++) fx_run(&f, 1);
+	CHECK(fx_primary(&f) == 1);
+	w = fx_call(&f, s, 2, "w2");
+	CHECK(w && w->status == VSR_REPLY_OK && w->replica == 1);
+	uint64_t written = w ? count_of(w) : 0;
+	fx_resume(&f, 0, false);
+	uint64_t q3 = fx_query(&f, 0, VSR_READ_LINEARIZABLE, 3);
+	vsr_message m;
+	memset(&m, 0, sizeof m);
+	m.type = VSR_MSG_PREPARE_OK;
+	m.cluster = 7;
+	m.history = f.history;
+	m.replica = 1;
+	m.view = 0;
+	m.nonce = r2; /* a round echo: op 0, checksum 0 */
+	fx_deliver(&f, 0, &m);
+	const fx_reply *a2 = fx_reply_for(&f, q2);
+	const fx_reply *a3 = fx_reply_for(&f, q3);
+	CHECK(a2 && a2->status == VSR_REPLY_OK && count_of(a2) < written);
+	CHECK(a3 == NULL || (a3->status == VSR_REPLY_OK && count_of(a3) >= written) ||
+	      a3->status == VSR_REPLY_NOT_PRIMARY);
+	fx_free(&f);
+}
+
 static const fx_test tests[] = {
+	{"inflight_round_does_not_answer_later_read", test_inflight_round_does_not_answer_later_read},
+	{"new_primary_read_waits_for_inherited_op", test_new_primary_read_waits_for_inherited_op},
 	{"lease_promise_holds_backup", test_lease_promise_holds_backup},
 	{"lease_restart_keeps_quiet", test_lease_restart_keeps_quiet},
 	{"linearizable_read", test_linearizable_read},

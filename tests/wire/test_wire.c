@@ -861,6 +861,46 @@ static void test_doc_example(uint64_t seed)
 			      NULL, NULL, err, sizeof(err)) == 0, "decode 22 fields: %s", err);
 	CHECK(d.message.request.session == 5 && d.message.read_mode == 0, "22-field fields");
 	vsr_wire_decoded_free(&d);
+	/* A newer encoder's appended fields (here two: a uint and an array)
+	 * are skipped; 33 elements are refused. */
+	for (int extra = 2; extra <= 10; extra += 8) {
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer pk;
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		msgpack_pack_array(&pk, 23 + (uint32_t)extra);
+		for (int i = 0; i < 23 + extra; i++) {
+			if (i == 13 || i == 15)
+				msgpack_pack_bin(&pk, 0);
+			else if (i == 16 || i == 24)
+				msgpack_pack_array(&pk, 0);
+			else if (i == 10)
+				msgpack_pack_uint64(&pk, 77); /* session */
+			else if (i == 11)
+				msgpack_pack_uint64(&pk, 1); /* request */
+			else if (i == 12)
+				msgpack_pack_uint64(&pk, VSR_REQUEST_OP);
+			else
+				msgpack_pack_uint64(&pk, 0);
+		}
+		vsr_buf f = {0};
+		wt_frame_raw(&f, VSR_MSG_REQUEST, 1, (const uint8_t *)sb.data,
+			     (uint32_t)sb.size);
+		msgpack_sbuffer_destroy(&sb);
+		vsr_wire_decoded dx;
+		vsr_wire_decoded_init(&dx);
+		int rc = vsr_wire_decode(f.data, f.len, &cfg, &dx, NULL, NULL, err, sizeof(err));
+		if (extra == 2) {
+			CHECK(rc == 0, "decode 25 fields: %s", err);
+			CHECK(dx.message.request.session == 77, "25-field fields");
+			vsr_wire_decoded_free(&dx);
+		} else {
+			CHECK(rc != 0, "33 fields accepted");
+			vsr_wire_decoded_free(&dx);
+		}
+		vsr_buf_free(&f);
+	}
+
 	/* A QUERY carries its read mode in field 22, and round trips. */
 	m.request.kind = VSR_REQUEST_QUERY;
 	m.read_mode = VSR_READ_STALE;
