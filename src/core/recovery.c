@@ -219,7 +219,8 @@ void rec_on_recovery_response(vsr_replica *r, const vsr_message *m)
 		st_start(r, vn);
 	} else if (r->amnesia) {
 		/* Wait for a normal primary: we can vouch for nothing. */
-	} else if (!normal_seen || r->view > vn || top > vn) {
+	} else if (!normal_seen || r->view > vn ||
+		   (top > vn && !BUG(r, VSR_BUG_STALE_RECOVERY_ANSWER))) {
 		/* Nobody in the quorum runs a view at or above ours, or the
 		 * normal view we heard of is behind a view another answer names
 		 * (answers are kept, so a "normal" one may come from a replica
