@@ -294,6 +294,8 @@ struct vsr_replica {
 	uint64_t lost_at[VSR_REPLICAS_MAX];   /* tick of that PRIMARY_LOST */
 	uint64_t above_view[VSR_REPLICAS_MAX]; /* highest view each replica voted in (SVC/DVC) */
 	uint64_t peer_heard_at[VSR_REPLICAS_MAX]; /* tick + 1 of each replica's last message (0: never) */
+	uint64_t vote_quorum_at;          /* tick + 1 a quorum last voted in our view change (0: never) */
+	uint64_t vote_quorum_view;        /* the view it was */
 	uint64_t heard_at[VSR_REPLICAS_MAX];  /* primary: tick of each backup's last PREPARE_OK in this view */
 	uint32_t vc_shift;                /* backoff shift of the current view change's timeout */
 
@@ -491,8 +493,8 @@ void vc_on_recovery(vsr_replica *r, const vsr_message *m);
 void vc_lost_tick(vsr_replica *r);
 /* Ends suspicion: the primary was heard again, or the status changed. */
 void vc_suspicion_clear(vsr_replica *r);
-/* A message of our history from `from`: when it makes us hear a quorum
- * again after hearing none, the view-change backoff starts over. */
+/* A message of our history from `from` (a stalled view change skips views
+ * whose primary it has not heard lately). */
 void vc_note_heard(vsr_replica *r, uint8_t from);
 void vc_on_start_view_change(vsr_replica *r, const vsr_message *m);
 void vc_on_do_view_change(vsr_replica *r, const vsr_message *m);

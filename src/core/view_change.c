@@ -187,37 +187,33 @@ void vc_on_recovery(vsr_replica *r, const vsr_message *m)
 	if (r->status == VSR_STATUS_NORMAL) note_lost(r, m->replica);
 }
 
-/* Whether a quorum (ourselves included) was heard within the last primary
- * timeout, plus the disk's slack: a replica waiting for its write (a new
- * primary before START_VIEW, a vote not yet durable) says nothing, and its
- * silence must not read as a partition that healed. */
-static uint32_t heard_quorum(const vsr_replica *r)
-{
-	uint64_t window = r->cfg.timeouts.primary_ticks + disk_slack(r);
-	uint32_t count = 1;
-	for (uint8_t i = 0; i < r->n; i++)
-		if (i != r->self && r->peer_heard_at[i] != 0 &&
-		    r->peer_heard_at[i] - 1 + window >= r->now)
-			count++;
-	return count >= r->quorum;
-}
+void vc_note_heard(vsr_replica *r, uint8_t from) { r->peer_heard_at[from] = r->now + 1; }
 
-void vc_note_heard(vsr_replica *r, uint8_t from)
+/* Primary timeouts without the votes of a quorum in any view change before
+ * they come again: a heal (a partition ended, replicas came back). */
+#define VC_HEAL_SILENCE_TIMEOUTS 8u
+
+/* Votes of a quorum for our view change just arrived. When none had for a
+ * long while, the backoff grew over views that could not form without the
+ * replicas now back, and says nothing about the views that can form now;
+ * kept, it held the first view after a heal for up to 16 view-change
+ * timeouts when that view's primary was the replica still missing (issue
+ * 7: 4.75-7 s after a healed partition with a replica down). A cluster
+ * that churns with a quorum connected gathers such votes at every view
+ * change, so its backoff keeps growing. (A first version reset whenever a
+ * quorum of replicas was heard again after a primary timeout of silence;
+ * two backups of a working view say nothing to each other, so it fired
+ * over and over and a replica stuck in view changes never backed off.) */
+static void heal_reset(vsr_replica *r)
 {
-	bool before = heard_quorum(r);
-	r->peer_heard_at[from] = r->now + 1;
-	if (before || !heard_quorum(r) || BUG(r, VSR_BUG_NO_HEAL_RESET)) return;
-	/* We hear a quorum again after hearing none for a while: a partition
-	 * healed, or enough replicas came back. The backoff grew over views
-	 * that could not form without them and says nothing about the views
-	 * that can form now; kept, it would hold the first view after the
-	 * heal for up to 16 view-change timeouts when that view's primary is
-	 * the replica still missing (issue 7: 4.75-7 s after a healed
-	 * partition with a replica down). A cluster that churns with a quorum
-	 * connected keeps hearing one, so its backoff keeps growing. */
+	uint64_t last = r->vote_quorum_at;
+	r->vote_quorum_at = r->now + 1;
+	if (BUG(r, VSR_BUG_NO_HEAL_RESET) || last == 0 ||
+	    r->now - (last - 1) < VC_HEAL_SILENCE_TIMEOUTS * (uint64_t)r->cfg.timeouts.primary_ticks)
+		return;
 	r->view_change_attempt = 0;
 	r->stats.heal_resets++;
-	if (r->status != VSR_STATUS_VIEW_CHANGE || !r->t_view_change.armed) return;
+	if (!r->t_view_change.armed) return;
 	r->vc_shift = 0;
 	uint64_t at = r->now + vc_timeout(r);
 	if (at < r->t_view_change.at) timer_set(r, &r->t_view_change, vc_timeout(r), true);
@@ -286,6 +282,10 @@ void vc_send_votes(vsr_replica *r)
 		r->svc_sent_view = r->view;
 	}
 	uint32_t f = (r->n - 1u) / 2u;
+	if (popcount32(r->svc_from) >= f && r->vote_quorum_view != r->view) {
+		r->vote_quorum_view = r->view;
+		heal_reset(r);
+	}
 	if (r->dvc_sent_view == r->view || popcount32(r->svc_from) < f) return;
 	r->dvc_sent_view = r->view;
 	uint32_t count;
