@@ -567,11 +567,50 @@ void normal_send_ack(vsr_replica *r)
 /* Check-quorum: replicas (ourselves included) heard in this view lately. */
 static uint32_t heard_count(const vsr_replica *r)
 {
-	uint64_t window = VSR_ABDICATE_PRIMARY_TIMEOUTS * (uint64_t)r->cfg.timeouts.primary_ticks;
+	/* A backup acks only once its write of our PREPARE or START_VIEW is
+	 * durable: a slow disk must not read as a lost quorum. */
+	uint64_t window = VSR_ABDICATE_PRIMARY_TIMEOUTS * (uint64_t)r->cfg.timeouts.primary_ticks +
+			  disk_slack(r);
 	uint32_t count = 1;
+	/* A backup that voted in a higher view has left ours, whatever it
+	 * said before. */
 	for (uint8_t i = 0; i < r->n; i++)
-		if (i != r->self && r->heard_at[i] + window >= r->now) count++;
+		if (i != r->self && r->heard_at[i] + window >= r->now && r->above_view[i] <= r->view)
+			count++;
 	return count;
+}
+
+void normal_abdicate(vsr_replica *r)
+{
+	assert(r->status == VSR_STATUS_NORMAL && is_primary(r) && !r->suspecting);
+	timer_stop(&r->t_heartbeat);
+	timer_stop(&r->t_prepare_retry);
+	vc_primary_lost(r);
+}
+
+void normal_backup_left(vsr_replica *r, uint8_t from)
+{
+	assert(r->status == VSR_STATUS_NORMAL && is_primary(r));
+	(void)from; /* its vote is in above_view, which heard_count reads */
+	if (!r->suspecting && !r->start_view_pending && heard_count(r) < r->quorum &&
+	    !BUG(r, VSR_BUG_NO_ABDICATION))
+		normal_abdicate(r);
+}
+
+void normal_heard_backup(vsr_replica *r, uint8_t from)
+{
+	assert(r->status == VSR_STATUS_NORMAL && is_primary(r));
+	/* The backup is in our view and hears us: check-quorum counts it. */
+	r->heard_at[from] = r->now;
+	if (r->suspecting && heard_count(r) >= r->quorum && !dv_must_abdicate(r)) {
+		/* We abdicated, but a quorum answers again before any view
+		 * change took us away (both backups stalled in one long step,
+		 * a checkpoint at the same op): take the view back. Abdication
+		 * is silence, not a promise, so nothing forbids it. */
+		vc_suspicion_clear(r);
+		timer_set(r, &r->t_heartbeat, 0, false);
+		timer_set(r, &r->t_prepare_retry, 0, false);
+	}
 }
 
 void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
@@ -582,18 +621,8 @@ void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 		return;
 	}
 	if (r->status != VSR_STATUS_NORMAL || !is_primary(r) || m->view != r->view) return;
-	/* The backup is in our view and hears us: check-quorum counts it. */
-	r->heard_at[m->replica] = r->now;
+	normal_heard_backup(r, m->replica);
 	read_on_ack(r, m->replica, m->nonce);
-	if (r->suspecting && heard_count(r) >= r->quorum && !dv_must_abdicate(r)) {
-		/* We abdicated, but a quorum answers again before any view
-		 * change took us away (both backups stalled in one long step,
-		 * a checkpoint at the same op): take the view back. Abdication
-		 * is silence, not a promise, so nothing forbids it. */
-		vc_suspicion_clear(r);
-		timer_set(r, &r->t_heartbeat, 0, false);
-		timer_set(r, &r->t_prepare_retry, 0, false);
-	}
 	if (m->op == 0 && m->checksum == 0) return; /* a read round echo: acks nothing */
 	if (m->op > r->log.head || !log_matches(&r->log, m->op, m->checksum)) {
 		GUARD(r, VSR_GUARD_PREPARE_OK_MISMATCH);
@@ -738,9 +767,7 @@ void normal_on_tick(vsr_replica *r)
 			 * nothing can commit, while backups that still receive our
 			 * PREPAREs and COMMITs would stay loyal forever. Fall silent,
 			 * so that they lose us and elect another primary. */
-			timer_stop(&r->t_heartbeat);
-			timer_stop(&r->t_prepare_retry);
-			vc_primary_lost(r);
+			normal_abdicate(r);
 			return;
 		}
 		if (timer_fired(r, &r->t_heartbeat)) {

@@ -177,13 +177,24 @@ void rec_on_recovery_response(vsr_replica *r, const vsr_message *m)
 	r->recovery_from |= 1u << m->replica;
 	r->recovery_view[m->replica] = m->view;
 	r->recovery_status[m->replica] = m->status;
+	r->recovery_at[m->replica] = r->now;
+	/* Only recent answers count: a responder that went down for good after
+	 * answering (a minority left down) would otherwise hold its view up
+	 * forever, "normal in view v" with the primary of v gone too. */
+	uint64_t window = VSR_RECOVERY_ANSWER_ROUNDS *
+			  ((uint64_t)r->cfg.timeouts.recovery_retry_ticks + r->cfg.timeouts.jitter_ticks);
+	uint32_t fresh = 0;
+	for (uint8_t i = 0; i < r->n; i++)
+		if ((r->recovery_from & (1u << i)) &&
+		    (r->recovery_at[i] + window >= r->now || BUG(r, VSR_BUG_STALE_RECOVERY_ANSWER)))
+			fresh |= 1u << i;
 	/* Our own durable state counts toward the quorum, unless it is lost. */
-	uint32_t count = popcount32(r->recovery_from) + (r->amnesia ? 0 : 1);
+	uint32_t count = popcount32(fresh) + (r->amnesia ? 0 : 1);
 	if (count < r->quorum) return;
 	bool normal_seen = false, primary_seen = false;
 	uint64_t vn = 0, top = r->view;
 	for (uint8_t i = 0; i < r->n; i++) {
-		if (!(r->recovery_from & (1u << i))) continue;
+		if (!(fresh & (1u << i))) continue;
 		uint64_t v = r->recovery_view[i];
 		if (v > top) top = v;
 		if (r->recovery_status[i] != VSR_STATUS_NORMAL) continue;
@@ -208,14 +219,16 @@ void rec_on_recovery_response(vsr_replica *r, const vsr_message *m)
 		st_start(r, vn);
 	} else if (r->amnesia) {
 		/* Wait for a normal primary: we can vouch for nothing. */
-	} else if (!normal_seen || r->view > vn || top > vn) {
+	} else if (!normal_seen || r->view > vn ||
+		   (top > vn && !BUG(r, VSR_BUG_STALE_RECOVERY_ANSWER))) {
 		/* Nobody in the quorum runs a view at or above ours, or the
 		 * normal view we heard of is behind a view another answer names
 		 * (answers are kept, so a "normal" one may come from a replica
 		 * that went down since, while the others change views and need
 		 * our vote): start a view strictly above every view anyone here
 		 * knows (a view that may already have had a START_VIEW is never
-		 * started again). */
+		 * started again). The planted bug stale-recovery-answer takes
+		 * this defence away too: both cover the same schedules. */
 		vc_resume(r, top + 1);
 	} else if (vn == r->view && vsr_primary_of(vn, r->n) == r->self) {
 		/* The backups of our view wait for us, their primary. */

@@ -196,7 +196,20 @@ vsr_persist *persist_state(vsr_replica *r, bool truncate, uint64_t truncate_afte
 	q->op = r->log.head;
 	q->checkpoint_op = r->checkpoint_op;
 	q->joined = p->superblock.history != 0;
+	q->issued_at = r->now;
 	return p;
+}
+
+uint64_t disk_slack(const vsr_replica *r)
+{
+	if (BUG(r, VSR_BUG_NO_DISK_SLACK)) return 0;
+	uint64_t lat = r->disk_ticks;
+	if (r->pending_count) {
+		uint64_t age = r->now - r->pending[r->pending_head].issued_at;
+		if (age > lat) lat = age;
+	}
+	uint64_t cap = (uint64_t)r->cfg.timeouts.view_change_ticks << 4;
+	return 2 * lat < cap ? 2 * lat : cap;
 }
 
 static void on_persisted(vsr_replica *r, uint64_t id)
@@ -215,6 +228,9 @@ static void on_persisted(vsr_replica *r, uint64_t id)
 	r->durable_op = p.op;
 	r->durable_checkpoint_op = p.checkpoint_op;
 	r->durable_joined = p.joined;
+	uint64_t took = r->now - p.issued_at;
+	uint64_t decayed = r->disk_ticks - r->disk_ticks / 32;
+	r->disk_ticks = took > decayed ? took : decayed;
 	view_durable_reached(r);
 }
 
@@ -498,6 +514,7 @@ static void on_message(vsr_replica *r, const vsr_message *m)
 		return;
 	}
 	r->stats.messages_in[m->type]++;
+	if (!joining) vc_note_heard(r, m->replica);
 	switch (m->type) {
 	case VSR_MSG_PREPARE: normal_on_prepare(r, m); break;
 	case VSR_MSG_PREPARE_OK: normal_on_prepare_ok(r, m); break;

@@ -17,6 +17,10 @@
  * is not mistaken for a lost quorum. */
 #define VSR_ABDICATE_PRIMARY_TIMEOUTS 2u
 
+/* Retry rounds (recovery_retry_ticks plus jitter) for which a recovery
+ * answer counts. */
+#define VSR_RECOVERY_ANSWER_ROUNDS 4u
+
 /* Retries without progress before a state transfer gives up for a view change. */
 #define VSR_TRANSFER_RETRIES_MAX 8
 
@@ -187,6 +191,7 @@ typedef struct pending_persist {
 	uint64_t op;            /* log head once applied */
 	uint64_t checkpoint_op;
 	bool joined;            /* the superblock names our history (no amnesia) */
+	uint64_t issued_at;     /* tick: its latency feeds disk_ticks */
 } pending_persist;
 
 /* A DO_VIEW_CHANGE kept by the would-be primary (deep copy). */
@@ -229,6 +234,11 @@ struct vsr_replica {
 	uint64_t durable_view, durable_log_view, durable_op;
 	uint64_t durable_checkpoint_op;
 	bool durable_joined;        /* the durable superblock names our history */
+	/* How long our writes take lately (ticks from issue to completion, a
+	 * maximum that decays by 1/32 per completion). Timeouts that wait for
+	 * another replica's write grow by it (disk_slack), so a disk slower
+	 * than the timeouts delays views instead of churning them. */
+	uint64_t disk_ticks;
 
 	/* checkpoint */
 	uint64_t checkpoint_op;
@@ -283,6 +293,7 @@ struct vsr_replica {
 	uint64_t lost_view[VSR_REPLICAS_MAX]; /* view whose primary each replica said it lost (+1; 0 none) */
 	uint64_t lost_at[VSR_REPLICAS_MAX];   /* tick of that PRIMARY_LOST */
 	uint64_t above_view[VSR_REPLICAS_MAX]; /* highest view each replica voted in (SVC/DVC) */
+	uint64_t peer_heard_at[VSR_REPLICAS_MAX]; /* tick + 1 of each replica's last message (0: never) */
 	uint64_t heard_at[VSR_REPLICAS_MAX];  /* primary: tick of each backup's last PREPARE_OK in this view */
 	uint32_t vc_shift;                /* backoff shift of the current view change's timeout */
 
@@ -324,6 +335,11 @@ struct vsr_replica {
 	 * cluster moves on, so decisions use only the newest from each. */
 	uint64_t recovery_view[VSR_REPLICAS_MAX];
 	uint8_t recovery_status[VSR_REPLICAS_MAX];
+	/* Tick each latest answer arrived: one older than
+	 * VSR_RECOVERY_ANSWER_ROUNDS retry rounds no longer counts, since its
+	 * sender may have gone down for good (it would never answer again,
+	 * nor send the RECOVERY that makes its answer stale). */
+	uint64_t recovery_at[VSR_REPLICAS_MAX];
 	/* No durable promises: unjoined, or restarted without its disk's
 	 * contents and still catching up. Counts in no quorum, answers no
 	 * RECOVERY (except to say it is unjoined). */
@@ -343,6 +359,8 @@ struct vsr_replica {
 	uint32_t fetch_sources;           /* replicas to ask (bitmask) */
 	uint32_t fetch_answered;          /* replicas that sent a new chunk since the last retry */
 	uint32_t fetch_rotate;            /* spreads chunks over the sources, moved per retry */
+	uint32_t fetch_window;            /* chunks in flight per source (slow start) */
+	uint32_t fetch_have_at_retry;     /* fetch_have_count at the last retry */
 	bool repairing;                   /* normal backup fetching a gap in its view */
 	uint32_t transfer_retries;        /* retries without progress */
 
@@ -408,11 +426,24 @@ vsr_entry *log_slice(vsr_replica *r, uint64_t start, uint64_t end, uint32_t *cou
  * onto the log. Issues the persist. */
 uint64_t log_install(vsr_replica *r, const vsr_entry *entries, uint32_t count);
 void view_durable_reached(vsr_replica *r);
+/* What a timeout that waits for a write (ours or a peer's, assumed alike)
+ * adds: twice the recent write latency, or the age of the oldest write
+ * still pending if longer; bounded by the view-change backoff's cap. */
+uint64_t disk_slack(const vsr_replica *r);
 
 /* normal.c */
 void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn);
 void normal_on_prepare(vsr_replica *r, const vsr_message *m);
 void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m);
+/* Primary: a backup showed that it is in our view and hears us (an ack, or
+ * a GET_STATE while it catches up): check-quorum counts it. */
+void normal_heard_backup(vsr_replica *r, uint8_t from);
+/* Primary: no quorum hears us; fall silent and say PRIMARY_LOST. */
+void normal_abdicate(vsr_replica *r);
+/* Primary: a backup voted in a higher view, so it left ours: it no longer
+ * counts for check-quorum, and without it no quorum may be left (then we
+ * abdicate at once: nothing can commit in our view any more). */
+void normal_backup_left(vsr_replica *r, uint8_t from);
 void normal_on_commit(vsr_replica *r, const vsr_message *m);
 void normal_flush_queue(vsr_replica *r);
 void normal_send_ack(vsr_replica *r);
@@ -460,6 +491,9 @@ void vc_on_recovery(vsr_replica *r, const vsr_message *m);
 void vc_lost_tick(vsr_replica *r);
 /* Ends suspicion: the primary was heard again, or the status changed. */
 void vc_suspicion_clear(vsr_replica *r);
+/* A message of our history from `from`: when it makes us hear a quorum
+ * again after hearing none, the view-change backoff starts over. */
+void vc_note_heard(vsr_replica *r, uint8_t from);
 void vc_on_start_view_change(vsr_replica *r, const vsr_message *m);
 void vc_on_do_view_change(vsr_replica *r, const vsr_message *m);
 void vc_on_start_view(vsr_replica *r, const vsr_message *m);

@@ -11,8 +11,13 @@
  * the request, the answer names a checkpoint, fetched in bounded chunks. */
 #include "replica.h"
 
-/* Chunks asked at once from each replica that serves a checkpoint. */
-#define FETCH_WINDOW_PER_SOURCE 4u
+/* Chunks asked at once from each replica that serves a checkpoint: the
+ * window starts at FETCH_WINDOW_MIN and grows by one per chunk received
+ * (it doubles per round trip, as TCP's slow start does), up to
+ * FETCH_WINDOW_MAX, so that a network slower than the retry timer still
+ * keeps the pipe full; a retry without any chunk halves it. */
+#define FETCH_WINDOW_MIN 4u
+#define FETCH_WINDOW_MAX 64u
 
 void st_send_request(vsr_replica *r)
 {
@@ -96,11 +101,17 @@ void st_request_repair(vsr_replica *r)
 
 void st_on_get_state(vsr_replica *r, const vsr_message *m)
 {
-	/* Only the normal primary of the same view vouches for that view's log. */
-	if ((r->status != VSR_STATUS_NORMAL || m->view != r->view ||
+	/* Only the normal primary of the same view vouches for that view's log;
+	 * and not one whose state is known to differ from a quorum's (its
+	 * checkpoint would spread the divergence: divergence.c). */
+	if ((r->status != VSR_STATUS_NORMAL || m->view != r->view || r->diverged ||
 	     (!is_primary(r) && !BUG(r, VSR_BUG_BACKUP_NEW_STATE))) &&
 	    GUARD(r, VSR_GUARD_GET_STATE_NOT_PRIMARY))
 		return;
+	/* It catches up into our view, so it hears us: not a lost backup
+	 * (a transfer or a backup's slow disk can outlast the abdication
+	 * window, which would depose us for nothing). */
+	if (is_primary(r)) normal_heard_backup(r, m->replica);
 	vsr_message *out = emit_send(r, m->replica, VSR_MSG_NEW_STATE);
 	out->log_view = r->log_view;
 	out->op = r->log.head;
@@ -177,7 +188,7 @@ static void transfer_done(vsr_replica *r)
 /* ------------------------------------------------------------------------ */
 /* Checkpoint fetch: chunks of one checkpoint, asked from every replica that
  * answered (or, after a retry without progress, from every other replica),
- * FETCH_WINDOW_PER_SOURCE at a time from each. A retry asks again only for
+ * a window (fetch_window) at a time from each. A retry asks again only for
  * what is missing; nothing fetched is dropped unless another checkpoint
  * replaces this one. */
 
@@ -205,7 +216,7 @@ static void fetch_fill(vsr_replica *r)
 	for (uint8_t i = 0; i < r->n; i++)
 		if (r->fetch_sources & (1u << i)) src[nsrc++] = i;
 	if (nsrc == 0) return;
-	uint32_t window = FETCH_WINDOW_PER_SOURCE * nsrc;
+	uint32_t window = r->fetch_window * nsrc;
 	uint64_t chunk = r->cfg.chunk_bytes_max;
 	while (r->fetch_inflight < window && r->fetch_cursor < r->fetch_chunks) {
 		uint32_t k = r->fetch_cursor++;
@@ -243,6 +254,7 @@ static void fetch_begin(vsr_replica *r, const vsr_checkpoint *cp)
 		 * restarted transfer): resume it, keeping every chunk stored. */
 		r->fetching_checkpoint = true;
 		r->fetch_answered = 0;
+		r->fetch_window = FETCH_WINDOW_MIN;
 		fetch_retry(r);
 		return;
 	}
@@ -256,6 +268,8 @@ static void fetch_begin(vsr_replica *r, const vsr_checkpoint *cp)
 	r->fetch_asked = xcalloc((chunks + 7) / 8, 1);
 	r->fetch_sources = others_mask(r);
 	r->fetch_answered = 0;
+	r->fetch_window = FETCH_WINDOW_MIN;
+	r->fetch_have_at_retry = 0;
 	fetch_fill(r);
 }
 
@@ -358,6 +372,9 @@ void st_on_get_checkpoint(vsr_replica *r, const vsr_message *m)
 	const vsr_checkpoint *cp = NULL;
 	if (cur.op && m->checkpoint_op == cur.op) cp = &cur;
 	else if (r->checkpoint_prev.op && m->checkpoint_op == r->checkpoint_prev.op) cp = &r->checkpoint_prev;
+	/* Never the checkpoint a quorum disagreed with (divergence.c). */
+	if (r->diverged && cp != NULL && cp->op == r->dv_last.op && cp->digest == r->dv_last.digest)
+		cp = NULL;
 	if (cp == NULL || m->checkpoint_digest != cp->digest || m->checksum != cp->checksum ||
 	    m->checkpoint_size != cp->size || m->offset >= cp->size ||
 	    m->offset % r->cfg.chunk_bytes_max != 0)
@@ -483,6 +500,7 @@ void st_on_checkpoint_chunk(vsr_replica *r, const vsr_message *m)
 	if (bit_get(r->fetch_asked, k)) r->fetch_inflight--;
 	else bit_set(r->fetch_asked, k);
 	r->fetch_answered |= 1u << m->replica;
+	if (r->fetch_window < FETCH_WINDOW_MAX) r->fetch_window++;
 	r->transfer_retries = 0; /* progress */
 	if (r->fetch_have_count == r->fetch_chunks) {
 		fetch_install(r);
@@ -510,10 +528,19 @@ void st_on_tick(vsr_replica *r)
 		transfer_to_view_change(r);
 		return;
 	}
-	if (r->fetching_checkpoint) {
+	if (r->fetching_checkpoint && r->fetch_have_count > r->fetch_have_at_retry) {
+		/* Chunks came since the last retry, then none for a while: the
+		 * round trip is longer than the timer, nothing is known lost.
+		 * Keep what is in flight (asking it again would only bring
+		 * duplicates) and fill the window, which grew meanwhile. */
+		r->fetch_have_at_retry = r->fetch_have_count;
+		fetch_fill(r);
+	} else if (r->fetching_checkpoint) {
 		/* No chunk since the last retry (a chunk re-arms the timer): ask
 		 * again for what is missing, and ask the primary whether a newer
 		 * checkpoint replaced this one everywhere (its answer switches). */
+		r->fetch_window = r->fetch_window / 2 > FETCH_WINDOW_MIN ? r->fetch_window / 2
+									 : FETCH_WINDOW_MIN;
 		fetch_retry(r);
 		if (r->transfer_retries > 1) st_send_request(r);
 	} else {

@@ -53,11 +53,19 @@ static void dvc_record(vsr_replica *r, uint8_t from, uint64_t log_view, uint64_t
  * off too, or views slower than the base timeout churn forever); a cut-off
  * backup no longer climbs through views on its own (pre-vote), so a burst
  * of its votes cannot stretch the backoff either. */
+/* The view change's timeout: the backoff, plus the time the new primary's
+ * write of the view's log and ours of its START_VIEW may take. */
+static uint32_t vc_timeout(const vsr_replica *r)
+{
+	return (uint32_t)(((uint64_t)r->cfg.timeouts.view_change_ticks << r->vc_shift) +
+			  disk_slack(r));
+}
+
 static void arm_view_change_timers(vsr_replica *r)
 {
 	uint32_t shift = r->view_change_attempt < 4 ? r->view_change_attempt : 4;
 	r->vc_shift = shift;
-	timer_set(r, &r->t_view_change, r->cfg.timeouts.view_change_ticks << shift, true);
+	timer_set(r, &r->t_view_change, vc_timeout(r), true);
 	timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
 	r->view_change_attempt++;
 }
@@ -151,7 +159,8 @@ static void note_lost(vsr_replica *r, uint8_t from)
 
 void vc_on_primary_lost(vsr_replica *r, const vsr_message *m)
 {
-	if (m->view > r->view && r->status == VSR_STATUS_NORMAL && r->suspecting) {
+	if (m->view > r->view && r->status == VSR_STATUS_NORMAL && r->suspecting &&
+	    !BUG(r, VSR_BUG_LOST_SAME_VIEW)) {
 		/* We lost our primary (or abdicated) while another replica is
 		 * already in a newer view, where it lost its own: it will not
 		 * come back to ours, and its view's primary may be waiting for
@@ -159,7 +168,14 @@ void vc_on_primary_lost(vsr_replica *r, const vsr_message *m)
 		st_start(r, m->view);
 		return;
 	}
-	if (m->view != r->view || r->status != VSR_STATUS_NORMAL) return;
+	if (m->view > r->view || r->status != VSR_STATUS_NORMAL) return;
+	if (m->view < r->view && BUG(r, VSR_BUG_LOST_SAME_VIEW)) return;
+	/* A replica that lost the primary of an older view follows none of
+	 * ours either: the first PREPARE or COMMIT of our view would have taken
+	 * it into our view. It counts with us, or an old primary that abdicated
+	 * and a backup of a newer view whose primary died would each wait for
+	 * the other's view forever (test_guards
+	 * stale_old_primary_blocks_view_change). */
 	note_lost(r, m->replica);
 }
 
@@ -169,6 +185,42 @@ void vc_on_recovery(vsr_replica *r, const vsr_message *m)
 	 * with us (the primary may be the replica that restarted, and its
 	 * recovery waits for a normal primary that only a view change gives). */
 	if (r->status == VSR_STATUS_NORMAL) note_lost(r, m->replica);
+}
+
+/* Whether a quorum (ourselves included) was heard within the last primary
+ * timeout, plus the disk's slack: a replica waiting for its write (a new
+ * primary before START_VIEW, a vote not yet durable) says nothing, and its
+ * silence must not read as a partition that healed. */
+static uint32_t heard_quorum(const vsr_replica *r)
+{
+	uint64_t window = r->cfg.timeouts.primary_ticks + disk_slack(r);
+	uint32_t count = 1;
+	for (uint8_t i = 0; i < r->n; i++)
+		if (i != r->self && r->peer_heard_at[i] != 0 &&
+		    r->peer_heard_at[i] - 1 + window >= r->now)
+			count++;
+	return count >= r->quorum;
+}
+
+void vc_note_heard(vsr_replica *r, uint8_t from)
+{
+	bool before = heard_quorum(r);
+	r->peer_heard_at[from] = r->now + 1;
+	if (before || !heard_quorum(r) || BUG(r, VSR_BUG_NO_HEAL_RESET)) return;
+	/* We hear a quorum again after hearing none for a while: a partition
+	 * healed, or enough replicas came back. The backoff grew over views
+	 * that could not form without them and says nothing about the views
+	 * that can form now; kept, it would hold the first view after the
+	 * heal for up to 16 view-change timeouts when that view's primary is
+	 * the replica still missing (issue 7: 4.75-7 s after a healed
+	 * partition with a replica down). A cluster that churns with a quorum
+	 * connected keeps hearing one, so its backoff keeps growing. */
+	r->view_change_attempt = 0;
+	r->stats.heal_resets++;
+	if (r->status != VSR_STATUS_VIEW_CHANGE || !r->t_view_change.armed) return;
+	r->vc_shift = 0;
+	uint64_t at = r->now + vc_timeout(r);
+	if (at < r->t_view_change.at) timer_set(r, &r->t_view_change, vc_timeout(r), true);
 }
 
 /* A normal replica heard a vote for a view above its own. It follows only
@@ -184,13 +236,19 @@ static bool normal_may_leave(vsr_replica *r, const vsr_message *m)
 	 * timeout ago promised it (by acking its read round) to stay, unless
 	 * the primary itself moves on (docs/protocol.md "Reads"). */
 	if (read_lease_promise_holds(r) && m->replica != primary_index(r)) return false;
+	/* With replicas down, the two backups of an exact quorum that both
+	 * moved on left a primary that could commit nothing, yet it held its
+	 * view until check-quorum's window ran out (the simulator's
+	 * --minority-down with --slow-disks, 5 replicas). */
+	if (is_primary(r)) normal_backup_left(r, m->replica);
 	if (r->suspecting) return true;
 	if (m->replica == primary_index(r)) return true;
 	uint32_t above = 0;
 	for (uint8_t i = 0; i < r->n; i++)
 		if (i != r->self && r->above_view[i] > r->view) above++;
 	if (above >= (uint32_t)(r->n - r->quorum + 1)) return true;
-	if (is_primary(r) && r->heard_at[m->replica] + r->cfg.timeouts.primary_ticks < r->now)
+	if (is_primary(r) &&
+	    r->heard_at[m->replica] + r->cfg.timeouts.primary_ticks + disk_slack(r) < r->now)
 		return true;
 	return false;
 }
@@ -222,8 +280,7 @@ void vc_send_votes(vsr_replica *r)
 		if (r->vc_timer_view != r->view) {
 			/* The first vote of this view just became durable: the view
 			 * gets its whole timeout from now, however slow the disk. */
-			timer_set(r, &r->t_view_change, r->cfg.timeouts.view_change_ticks << r->vc_shift,
-				  true);
+			timer_set(r, &r->t_view_change, vc_timeout(r), true);
 			r->vc_timer_view = r->view;
 		}
 		r->svc_sent_view = r->view;
@@ -260,7 +317,9 @@ static bool vote_for_current_view(vsr_replica *r, const vsr_message *m)
 	if (m->view < r->view && GUARD(r, VSR_GUARD_VOTE_OLD_VIEW)) return false;
 	if (m->view > r->view) {
 		if (r->status == VSR_STATUS_NORMAL && !normal_may_leave(r, m)) return false;
-		vc_start(r, m->view);
+		/* Leaving may have started a view of its own (a primary that
+		 * abdicated just now, with a quorum already lost). */
+		if (m->view > r->view) vc_start(r, m->view);
 	}
 	if (m->view != r->view) return false;
 	if (r->status == VSR_STATUS_NORMAL) {
@@ -479,10 +538,40 @@ void vc_on_start_view(vsr_replica *r, const vsr_message *m)
 	normal_execute(r);
 }
 
+/* The view a stalled view change moves on to: the next one whose primary
+ * we heard from lately (ourselves included), skipping views led by replicas
+ * that are silent (down, or cut off from us): each of those would cost a
+ * whole, backed-off timeout, and with two replicas of five down that was
+ * two of every five views. Any higher view is safe to start; a replica
+ * wrongly skipped leads again n views later, and the others follow the
+ * highest vote they hear. None heard: the next view, as before. */
+static uint64_t next_live_view(const vsr_replica *r)
+{
+	if (BUG(r, VSR_BUG_NO_HEAL_RESET)) return r->view + 1;
+	uint64_t window = 2 * (uint64_t)r->cfg.timeouts.primary_ticks + disk_slack(r);
+	for (uint64_t v = r->view + 1; v <= r->view + r->n; v++) {
+		uint8_t p = vsr_primary_of(v, r->n);
+		if (p == r->self ||
+		    (r->peer_heard_at[p] != 0 && r->peer_heard_at[p] - 1 + window >= r->now))
+			return v;
+	}
+	return r->view + 1;
+}
+
 void vc_on_tick(vsr_replica *r)
 {
 	if (timer_fired(r, &r->t_view_change)) {
-		vc_start(r, r->view + 1);
+		if (r->durable_view != r->view && !BUG(r, VSR_BUG_UNPERSISTED_VOTE) &&
+		    !BUG(r, VSR_BUG_NO_DISK_SLACK)) {
+			/* Our vote of this view is not even durable yet (a slow
+			 * disk): moving on would only queue another superblock
+			 * behind it, and with writes slower than the timeout the
+			 * views would climb without any vote ever leaving. The
+			 * timeout starts again when the vote becomes durable. */
+			timer_stop(&r->t_view_change);
+			return;
+		}
+		vc_start(r, next_live_view(r));
 		return;
 	}
 	if (timer_fired(r, &r->t_retry)) {

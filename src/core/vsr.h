@@ -442,7 +442,7 @@ enum vsr_bug {
 	VSR_BUG_SHORTEN_OWN_LOG = 1u << 7,   /* a stale START_VIEW/NEW_STATE shortens a log of its own log_view (R6) */
 	VSR_BUG_OLD_CHECKPOINT = 1u << 8,    /* install a fetched checkpoint the commit already passed (F6) */
 	VSR_BUG_BACKOFF_RESET = 1u << 9,     /* view-change backoff reset by every view that starts (F12) */
-	VSR_BUG_STALE_RECOVERY_ANSWER = 1u << 10, /* keep a restarted replica's old recovery answer (F16) */
+	VSR_BUG_STALE_RECOVERY_ANSWER = 1u << 10, /* keep a restarted (or long silent) replica's old recovery answer (F16) */
 	VSR_BUG_BACKUP_NEW_STATE = 1u << 11, /* a normal backup answers GET_STATE with its own log (F13) */
 	VSR_BUG_RECOVERY_ANY_NONCE = 1u << 12, /* count RECOVERY_RESPONSEs of any nonce */
 	VSR_BUG_ACK_BELOW_LOG = 1u << 13,    /* ack an op below the log (checksum 0) after a checkpoint install (F4) */
@@ -450,6 +450,10 @@ enum vsr_bug {
 	VSR_BUG_NONATOMIC_RESTORE = 1u << 15, /* a failed install keeps the checkpoint's client table (finding 3) */
 	VSR_BUG_NO_ABDICATION = 1u << 16,    /* a primary that hears no quorum keeps its view forever */
 	VSR_BUG_NO_DIVERGENCE_CHECK = 1u << 17, /* checkpoint digests are neither sent nor compared */
+	/* Liveness (issue 7). */
+	VSR_BUG_NO_DISK_SLACK = 1u << 24,    /* timeouts ignore the disk: no slack for slow writes, and a view change moves on before its vote is durable */
+	VSR_BUG_NO_HEAL_RESET = 1u << 25,    /* backoff kept when a quorum is heard again; views of silent primaries not skipped */
+	VSR_BUG_LOST_SAME_VIEW = 1u << 26,   /* PRIMARY_LOST of another view neither counted nor followed */
 	/* Reads (issue 11). */
 	VSR_BUG_READ_NO_ROUND = 1u << 20,    /* answer a linearizable read without the quorum round
 	                                        (nor heed its own abdication) */
@@ -672,6 +676,7 @@ typedef struct vsr_replica_stats {
 	uint64_t reads[VSR_READ_MODE_COUNT]; /* queries answered, by the mode answered in */
 	uint64_t reads_failed;       /* queries refused (not primary, view changed, busy) */
 	uint64_t read_rounds;        /* read rounds started (primary) */
+	uint64_t heal_resets;        /* view-change backoff reset: a quorum heard again */
 } vsr_replica_stats;
 
 const vsr_replica_stats *vsr_replica_stats_get(const vsr_replica *r);

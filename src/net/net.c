@@ -52,6 +52,32 @@
 #define NET_PEER_USER_TIMEOUT_MS 10000u
 #define NET_PEER_KEEPALIVE_S 5u
 
+/* The longest wait between two retransmissions on a replica link. The
+ * kernel doubles the retransmission timeout up to 120 s: after a partition
+ * of a few seconds, the first retransmission after the heal came 2-3 s
+ * later (a 4 s partition: retransmissions at 0.2, 0.6, 1.4, 3.0, 6.2 s),
+ * and the cluster, whose view change needed those very messages, stayed
+ * unavailable that long (issue 7, Jepsen-style runs). Capped, a healed link
+ * carries data again within this much. The kernel's floor is 1 s; the
+ * option exists since Linux 6.11 (older kernels refuse it: best effort). */
+#define NET_PEER_RTO_MAX_MS 1000u
+
+/* Faster still: a replica link whose data the kernel retransmits without an
+ * acknowledgement NET_PEER_STALL_RETRANSMITS times in a row (a partition, a
+ * vanished machine) is closed and redialled, and a dial that gets no answer
+ * within NET_PEER_DIAL_TIMEOUT_MS is given up and tried again (the kernel
+ * would retry its SYN only after 1, 3, 7 s). While the path is cut this
+ * sends one SYN every ~NET_PEER_DIAL_TIMEOUT_MS; once it heals, the next one
+ * connects. A paused peer (SIGSTOP) is not taken for a lost one: its kernel
+ * still acknowledges, and a full window shows as probes, not
+ * retransmissions. Checked every NET_PEER_LINK_CHECK_MS. */
+#define NET_PEER_STALL_RETRANSMITS 2u
+#define NET_PEER_DIAL_TIMEOUT_MS 300u
+#define NET_PEER_LINK_CHECK_MS 100u
+#ifndef TCP_RTO_MAX_MS
+#define TCP_RTO_MAX_MS 44
+#endif
+
 enum net_conn_kind {
 	NET_CONN_PEER_OUT = 1, /* we dialled replica `peer`: our send path */
 	NET_CONN_PEER_IN,      /* accepted on the replica listener */
@@ -123,6 +149,7 @@ struct vsr_net {
 	uv_tcp_t replica_listener;
 	uv_tcp_t client_listener;
 	uv_timer_t sweep_timer; /* closes accepted connections that never said HELLO */
+	uv_timer_t link_timer;  /* redials stalled replica links */
 	uv_prepare_t flush;     /* submits every dirty connection's output before poll */
 	net_conn *dirty;        /* connections whose `out` holds frames */
 	net_peer peers[VSR_REPLICAS_MAX];
@@ -523,6 +550,8 @@ static void net_peer_socket_options(net_conn *c)
 		unsigned timeout_ms = NET_PEER_USER_TIMEOUT_MS;
 		/* Best effort: only Linux has it, and nothing depends on it. */
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout_ms, sizeof timeout_ms);
+		int rto_max_ms = (int)NET_PEER_RTO_MAX_MS;
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_RTO_MAX_MS, &rto_max_ms, sizeof rto_max_ms);
 	}
 }
 
@@ -825,6 +854,7 @@ static void net_peer_dial(vsr_net *net, uint8_t i)
 	}
 	c->peer = i;
 	p->out = c;
+	c->opened_ms = uv_now(net->opts.loop); /* the dial's deadline counts from here */
 	c->connect_req.data = c;
 	int rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&p->addr,
 				net_connect_cb);
@@ -973,6 +1003,44 @@ static void net_accept(uv_stream_t *server, uint8_t kind)
 	net_send_hello(c);
 }
 
+/* Replica links: a dial without an answer, or an established link whose
+ * retransmissions go unanswered, is closed; its peer is redialled at once
+ * (see NET_PEER_STALL_RETRANSMITS). */
+static void net_link_cb(uv_timer_t *t)
+{
+	vsr_net *net = t->data;
+	uint64_t now = uv_now(net->opts.loop);
+	for (uint8_t i = 0; i < net->opts.replica_count; i++) {
+		net_peer *p = &net->peers[i];
+		net_conn *c = p->out;
+		if (i == net->opts.replica || c == NULL || c->closing)
+			continue;
+		if (!c->connected) {
+			if (now - c->opened_ms >= NET_PEER_DIAL_TIMEOUT_MS) {
+				net->stats.peer_dial_timeouts++;
+				p->backoff_ms = net->opts.reconnect_min_ms;
+				net_conn_close(c, 0, "dial not answered: trying again");
+			}
+			continue;
+		}
+		uv_os_fd_t fd;
+		struct tcp_info ti;
+		socklen_t len = sizeof ti;
+		memset(&ti, 0, sizeof ti);
+		if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 ||
+		    getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+			continue;
+		if (ti.tcpi_retransmits >= NET_PEER_STALL_RETRANSMITS) {
+			net->stats.peer_link_stalls++;
+			p->backoff_ms = net->opts.reconnect_min_ms;
+			char why[96];
+			snprintf(why, sizeof why, "%u retransmissions unacknowledged: redialling",
+				 (unsigned)ti.tcpi_retransmits);
+			net_conn_close(c, 1, why);
+		}
+	}
+}
+
 /* An accepted connection holds a slot; one that never identifies itself
  * must not hold it forever (nor its reader's buffer). */
 static void net_sweep_cb(uv_timer_t *t)
@@ -1117,6 +1185,10 @@ int vsr_net_start(const vsr_net_options *opts, vsr_net **out, char *err, size_t 
 								       : o->frame_timeout_ms;
 	uint64_t sweep_ms = shortest / 2 < 1000 ? shortest / 2 + 1 : 1000;
 	uv_timer_start(&net->sweep_timer, net_sweep_cb, sweep_ms, sweep_ms);
+	uv_timer_init(o->loop, &net->link_timer);
+	net->link_timer.data = net;
+	net->handles++;
+	uv_timer_start(&net->link_timer, net_link_cb, NET_PEER_LINK_CHECK_MS, NET_PEER_LINK_CHECK_MS);
 	uv_prepare_init(o->loop, &net->flush);
 	net->flush.data = net;
 	net->handles++;
@@ -1243,6 +1315,7 @@ void vsr_net_close(vsr_net *net, vsr_net_close_cb cb)
 	uv_close((uv_handle_t *)&net->replica_listener, net_handle_closed_cb);
 	uv_close((uv_handle_t *)&net->client_listener, net_handle_closed_cb);
 	uv_close((uv_handle_t *)&net->sweep_timer, net_handle_closed_cb);
+	uv_close((uv_handle_t *)&net->link_timer, net_handle_closed_cb);
 	uv_close((uv_handle_t *)&net->flush, net_handle_closed_cb);
 	for (uint8_t i = 0; i < net->opts.replica_count; i++)
 		uv_close((uv_handle_t *)&net->peers[i].timer, net_peer_timer_closed_cb);

@@ -115,6 +115,8 @@ typedef struct vsr_net_stats {
 	uint64_t connections_evicted;        /* unidentified, closed for a newer connection */
 	uint64_t connections_replaced;       /* a replica's older inbound connection */
 	uint64_t clients_accepted;
+	uint64_t peer_link_stalls;           /* replica links redialled: retransmissions unanswered */
+	uint64_t peer_dial_timeouts;         /* dials given up unanswered, tried again */
 	uint32_t connections;                /* open now, all kinds */
 	vsr_wire_stats wire;                 /* frames and bytes, drops per reason */
 } vsr_net_stats;

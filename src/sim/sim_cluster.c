@@ -55,6 +55,7 @@ typedef struct sim_node_replica {
 	bool more_pending;        /* last event said "more follow": owe a FLUSH */
 	uint64_t deadline;        /* the core's requested next TICK */
 	uint32_t crashes;
+	uint64_t up_since;        /* tick of its last start */
 	/* Restarted with a wiped disk and not yet back: set at the wipe, cleared
 	 * once the replica is normal and every write it had issued by then is
 	 * durable (before that, a crash would leave an untrustworthy disk, so it
@@ -157,10 +158,11 @@ struct sim {
 	bool oneway[SIM_REPLICAS_MAX][SIM_REPLICAS_MAX];
 	uint64_t oneway_id;
 	bool oneway_active;
-	/* liveness during faults: since when a majority is up and connected,
-	 * and when a client last completed a request */
-	uint64_t majority_since;
-	bool majority_now;
+	/* liveness during faults: since when each quorum (a bitmask of
+	 * replicas) is up and connected, and when a client last completed a
+	 * request */
+	uint64_t quorum_since[1u << SIM_REPLICAS_MAX];
+	bool quorum_ok[1u << SIM_REPLICAS_MAX];
 	uint64_t last_completion;
 	/* Operator eras (--fresh-restarts): bumped when the operator formats
 	 * the whole cluster anew; messages of an older era die with their
@@ -738,6 +740,7 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 {
 	sim_node_replica *nr = &s->r[r];
 	vsr_durable d;
+	nr->up_since = s->now;
 	bool wiped = !fresh && restart_wipes(s, r);
 	const vsr_durable *dp = NULL;
 	if (wiped && s->n == 1) {
@@ -926,8 +929,11 @@ static void client_send(struct sim *s, uint8_t ci)
 		m.request.op_len = SIM_OP_BYTES;
 	}
 	c->attempts++;
-	/* Back off on repeated timeouts, with jitter from the run's generator. */
-	uint32_t base = 40u << (c->attempts > 4 ? 4 : c->attempts - 1);
+	/* Back off on repeated timeouts, with jitter from the run's generator,
+	 * up to 4x (1.6 s): the client library retries every attempt_ms
+	 * (500 ms) without doubling, and a client that waited 6 s between
+	 * attempts would hide a working cluster from the liveness checks. */
+	uint32_t base = 40u << (c->attempts > 3 ? 2 : c->attempts - 1);
 	c->retry_at = s->now + base + sim_rng_below(&s->rng, 20);
 	trace_mix(s, 6, ci, c->target, m.request.request);
 	tracef(s, "c%u   -> r%u REQUEST %s view %llu session %llu request %llu "
@@ -1083,7 +1089,7 @@ static void client_read_reply(struct sim *s, uint8_t ci, const vsr_message *m)
 	c->retry_at = s->now + sim_rng_below(&s->read_rng, 8);
 }
 
-static void client_receive(struct sim *s, uint8_t ci, const vsr_message *m)
+static void client_receive(struct sim *s, uint8_t ci, uint8_t from, const vsr_message *m)
 {
 	sim_client *c = &s->c[ci];
 	if (m->type != VSR_MSG_REPLY)
@@ -1119,6 +1125,17 @@ static void client_receive(struct sim *s, uint8_t ci, const vsr_message *m)
 		return;
 	switch (m->status) {
 	case VSR_REPLY_NOT_PRIMARY:
+		if (m->view >= c->view && vsr_primary_of(m->view, s->n) == from) {
+			/* The replica that should lead is not ready (a view
+			 * change in progress, or it abdicated): as the client
+			 * library does, wait, then ask the next replica, rather
+			 * than asking it again and again. */
+			c->view = m->view;
+			c->target = (uint8_t)((from + 1) % s->n);
+			c->redirected = true;
+			c->retry_at = s->now + 10;
+			return;
+		}
 		if (m->view >= c->view) {
 			c->target = vsr_primary_of(m->view, s->n);
 			c->view = m->view;
@@ -1533,7 +1550,7 @@ static void deliver(struct sim *s, sim_event *e)
 	if (e->node >= s->n) {
 		uint8_t ci = (uint8_t)(e->node - s->n);
 		trace_mix(s, 8, e->node, msg->m.type, msg->m.request.request);
-		client_receive(s, ci, &msg->m);
+		client_receive(s, ci, e->from, &msg->m);
 		sim_msg_free(msg);
 		return;
 	}
@@ -1748,44 +1765,69 @@ static bool settled(const struct sim *s)
  * that quorum (a primary that hears nobody, finding 5) must not hold it up. */
 static void describe_unsettled(struct sim *s, char *buf, size_t len);
 
-static bool connected_quorum(const struct sim *s)
+/* Whether the replicas of `mask` are up, not amnesiac, and connected both
+ * ways among themselves now. */
+static bool quorum_connected(const struct sim *s, uint32_t mask)
+{
+	for (uint8_t a = 0; a < s->n; a++) {
+		if (!(mask >> a & 1))
+			continue;
+		const sim_node_replica *nr = &s->r[a];
+		if (!nr->up || nr->amnesiac || nr->stay_down)
+			return false;
+		for (uint8_t b = 0; b < s->n; b++)
+			if (b != a && (mask >> b & 1) && (s->cut[a][b] || s->oneway[a][b]))
+				return false;
+	}
+	return true;
+}
+
+/* The tick since which some quorum has stayed up (no member crashed or
+ * restarted) and connected, or UINT64_MAX when none is now. A quorum whose
+ * members keep crashing is not one that can be asked to serve: each
+ * restart is a recovery, and may rightly cost a view change. */
+static uint64_t stable_quorum_since(struct sim *s, uint32_t *which)
 {
 	uint32_t q = vsr_quorum(s->n);
+	uint64_t best = UINT64_MAX;
 	for (uint32_t mask = 1; mask < (1u << s->n); mask++) {
 		if ((uint32_t)__builtin_popcount(mask) < q)
 			continue;
-		bool ok = true;
-		for (uint8_t a = 0; a < s->n && ok; a++) {
-			if (!(mask >> a & 1))
-				continue;
-			const sim_node_replica *nr = &s->r[a];
-			if (!nr->up || nr->amnesiac || nr->stay_down)
-				ok = false;
-			for (uint8_t b = 0; b < s->n && ok; b++)
-				if (b != a && (mask >> b & 1) &&
-				    (s->cut[a][b] || s->oneway[a][b]))
-					ok = false;
+		if (!quorum_connected(s, mask)) {
+			s->quorum_ok[mask] = false;
+			continue;
 		}
-		if (ok)
-			return true;
+		if (!s->quorum_ok[mask]) {
+			s->quorum_ok[mask] = true;
+			s->quorum_since[mask] = s->now;
+		}
+		uint64_t since = s->quorum_since[mask];
+		for (uint8_t a = 0; a < s->n; a++)
+			if ((mask >> a & 1) && s->r[a].up_since > since)
+				since = s->r[a].up_since;
+		if (since < best) {
+			best = since;
+			*which = mask;
+		}
 	}
-	return false;
+	return best;
 }
 
 static void check_live_during_faults(struct sim *s)
 {
-	if (!connected_quorum(s)) {
-		s->majority_since = s->now + 1;
+	uint32_t mask = 0;
+	uint64_t since = stable_quorum_since(s, &mask);
+	if (since == UINT64_MAX)
 		return;
-	}
 	uint64_t w = s->opt.live_window;
-	if (s->now >= s->majority_since + w && s->now >= s->last_completion + w) {
+	if (s->now >= since + w && s->now >= s->last_completion + w) {
 		char buf[400];
 		describe_unsettled(s, buf, sizeof(buf));
 		sim_fail(s,
-			 "liveness during faults: a quorum has been up and connected since "
-			 "tick %llu, but no request completed since tick %llu:%s",
-			 (unsigned long long)s->majority_since,
+			 "liveness during faults: replicas 0x%x (a quorum) have been up "
+			 "without a restart and connected since tick %llu, but no request "
+			 "completed since tick %llu:%s",
+			 mask, (unsigned long long)since,
 			 (unsigned long long)s->last_completion, buf);
 	}
 }

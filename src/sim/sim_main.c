@@ -36,6 +36,9 @@ static const bug_name bug_names[] = {
 	{"shorten-own-log", VSR_BUG_SHORTEN_OWN_LOG},
 	{"old-checkpoint", VSR_BUG_OLD_CHECKPOINT},
 	{"backoff-reset", VSR_BUG_BACKOFF_RESET},
+	{"no-disk-slack", VSR_BUG_NO_DISK_SLACK},
+	{"no-heal-reset", VSR_BUG_NO_HEAL_RESET},
+	{"lost-same-view", VSR_BUG_LOST_SAME_VIEW},
 	{"stale-recovery-answer", VSR_BUG_STALE_RECOVERY_ANSWER},
 	{"backup-new-state", VSR_BUG_BACKUP_NEW_STATE},
 	{"recovery-any-nonce", VSR_BUG_RECOVERY_ANY_NONCE},
@@ -99,12 +102,10 @@ static void usage(FILE *f)
 		"  --live-during-faults [--live-window N]  while a quorum is up and\n"
 		"                       connected for N ticks (default 1500), requests\n"
 		"                       complete\n"
-		"  --new-faults         the modes on by default: --one-way-long,\n"
-		"                       --long-steps, --large-state, --ack-crashes,\n"
-		"                       --big-replies, --fresh-restarts,\n"
-		"                       --single-amnesia, --restore-fail-ppm 100000\n"
+		"  --new-faults         the modes on by default: every one above, with\n"
+		"                       --restore-fail-ppm 100000 (live window 1500)\n"
 		"  --classic-faults     all of them off (the fault model before issue 7)\n"
-		"  --all-faults         every mode above (live window 1500)\n"
+		"  --all-faults         the same as --new-faults\n"
 		"  --plant-divergence   one replica's state machine computes another\n"
 		"                       state at one op (drawn per seed); runtime\n"
 		"                       divergence detection must find and repair it\n"
@@ -113,31 +114,26 @@ static void usage(FILE *f)
 		SIM_CLIENTS_MAX);
 }
 
-/* The issue-7 modes that pass with the core as it is (docs/simulator.md):
- * on by default; --new-faults names them for older command lines. */
+/* The issue-7 modes: all on by default since the liveness work (stale old
+ * primary, expiring recovery answers, disk-aware timeouts); --new-faults
+ * names them for older command lines. */
 static void set_default_modes(sim_options *o)
 {
-	/* --slow-disks was on here until the merge of pre-vote: with 5
-	 * replicas it then failed 2 seeds in 500 (318, 430: views settle only
-	 * after ~2,600 ticks), so it waits for the liveness work. */
 	o->long_oneway = o->long_steps = o->large_state = true;
 	o->ack_crashes = o->big_replies = true;
-	/* on once the history id, pre-vote and abdication were merged; the
-	 * liveness check during faults waits for the stale-old-primary fix
-	 * (seed 20179 of the long runs, docs/simulator.md) */
 	o->fresh_restarts = o->single_amnesia = true;
-	/* on once the state machine's checkpoints (atomic restore) were
-	 * merged; --slow-heal passed 3 replicas then, but fails 9 of 10,000
-	 * seeds with 5 (views churn or stall with 12..30-tick messages) */
 	o->restore_fail_ppm = 100000;
+	/* Off until the liveness work: a replica normal in an older view next
+	 * to a newer view whose primary was gone (minority-down, slow disks,
+	 * the check during faults), and views churning when every write or
+	 * message is slower than the timeouts (slow disks, slow heal). */
+	o->slow_disks = o->minority_down = o->slow_heal = true;
+	o->live_during_faults = true;
 }
 
 static void set_all_modes(sim_options *o)
 {
 	set_default_modes(o);
-	o->slow_disks = o->minority_down = o->slow_heal = true;
-	o->slow_heal = o->big_replies = o->large_state = o->single_amnesia = true;
-	o->live_during_faults = true;
 }
 
 static bool parse_u64(const char *s, uint64_t *out)
@@ -442,6 +438,7 @@ int main(int argc, char **argv)
 			o.slow_disks = o.long_oneway = o.long_steps = o.large_state = false;
 			o.ack_crashes = o.big_replies = false;
 			o.fresh_restarts = o.single_amnesia = false;
+			o.minority_down = o.slow_heal = o.live_during_faults = false;
 			o.restore_fail_ppm = 0;
 		} else if (!strcmp(a, "--all-faults")) {
 			set_all_modes(&o);
