@@ -219,16 +219,12 @@ void rec_on_recovery_response(vsr_replica *r, const vsr_message *m)
 		st_start(r, vn);
 	} else if (r->amnesia) {
 		/* Wait for a normal primary: we can vouch for nothing. */
-	} else if (!normal_seen || r->view > vn ||
-		   (top > vn && !BUG(r, VSR_BUG_STALE_RECOVERY_ANSWER))) {
-		/* Nobody in the quorum runs a view at or above ours, or the
-		 * normal view we heard of is behind a view another answer names
-		 * (answers are kept, so a "normal" one may come from a replica
-		 * that went down since, while the others change views and need
-		 * our vote): start a view strictly above every view anyone here
-		 * knows (a view that may already have had a START_VIEW is never
-		 * started again). The planted bug stale-recovery-answer takes
-		 * this defence away too: both cover the same schedules. */
+	} else if (!normal_seen || r->view > vn) {
+		/* Nobody in the quorum runs a view at or above ours: start a view
+		 * strictly above every view anyone here knows (a view that may
+		 * already have had a START_VIEW is never started again). A stale
+		 * "normal" answer from a replica that went down since no longer
+		 * holds us: answers expire (above). */
 		vc_resume(r, top + 1);
 	} else if (vn == r->view && vsr_primary_of(vn, r->n) == r->self) {
 		/* The backups of our view wait for us, their primary. */
