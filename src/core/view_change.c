@@ -53,12 +53,15 @@ static void dvc_record(vsr_replica *r, uint8_t from, uint64_t log_view, uint64_t
  * off too, or views slower than the base timeout churn forever); a cut-off
  * backup no longer climbs through views on its own (pre-vote), so a burst
  * of its votes cannot stretch the backoff either. */
-/* The view change's timeout: the backoff, plus the time the new primary's
- * write of the view's log and ours of its START_VIEW may take. */
+/* The view change's timeout: the backoff, plus the writes it waits for in
+ * sequence: the votes, the new primary's log, and ours of its START_VIEW
+ * (with slow disks, twice one write was not enough: a replica gave up a
+ * view a few ticks before its START_VIEW arrived, and pulled the others
+ * along, view after view; vsrsim seed 7146). */
 static uint32_t vc_timeout(const vsr_replica *r)
 {
 	return (uint32_t)(((uint64_t)r->cfg.timeouts.view_change_ticks << r->vc_shift) +
-			  disk_slack(r));
+			  2 * disk_slack(r));
 }
 
 static void arm_view_change_timers(vsr_replica *r)
