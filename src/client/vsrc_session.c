@@ -116,6 +116,21 @@ static void session_rotate(vsrc_session *s)
 	s->target = (uint8_t)((s->target + 1u) % s->replica_count);
 }
 
+/* A call's own state, once its request number is set: deadlines, backoff,
+ * no send yet (the phase until the transport confirms one), then the
+ * first send. */
+static vsrc_decision session_begin_call(vsrc_session *s, uint64_t now_ms)
+{
+	s->call_deadline_ms = now_ms + s->timing.call_ms;
+	s->backoff_ms = s->timing.backoff_min_ms;
+	s->redirects = 0;
+	s->sends = 0;
+	memset(s->in_flight, 0, sizeof(s->in_flight));
+	s->phase = VSRC_UNSENT;
+	s->deadline_ms = session_clamp(s, now_ms + s->timing.attempt_ms);
+	return session_send(s);
+}
+
 vsrc_decision vsrc_session_start(vsrc_session *s, uint8_t kind, uint64_t nonce,
 				 uint64_t now_ms)
 {
@@ -133,15 +148,7 @@ vsrc_decision vsrc_session_start(vsrc_session *s, uint8_t kind, uint64_t nonce,
 		assert(vsrc_session_ready(s));
 		s->number = ++s->request;
 	}
-	s->call_deadline_ms = now_ms + s->timing.call_ms;
-	s->backoff_ms = s->timing.backoff_min_ms;
-	s->redirects = 0;
-	s->sends = 0;
-	memset(s->in_flight, 0, sizeof(s->in_flight));
-	/* The phase until the transport confirms the send. */
-	s->phase = VSRC_UNSENT;
-	s->deadline_ms = session_clamp(s, now_ms + s->timing.attempt_ms);
-	return session_send(s);
+	return session_begin_call(s, now_ms);
 }
 
 vsrc_decision vsrc_session_start_query(vsrc_session *s, uint8_t mode, uint64_t now_ms)
@@ -151,14 +158,7 @@ vsrc_decision vsrc_session_start_query(vsrc_session *s, uint8_t mode, uint64_t n
 	s->kind = VSR_REQUEST_QUERY;
 	s->read_mode = mode;
 	s->number = ++s->queries;
-	s->call_deadline_ms = now_ms + s->timing.call_ms;
-	s->backoff_ms = s->timing.backoff_min_ms;
-	s->redirects = 0;
-	s->sends = 0;
-	memset(s->in_flight, 0, sizeof(s->in_flight));
-	s->phase = VSRC_UNSENT;
-	s->deadline_ms = session_clamp(s, now_ms + s->timing.attempt_ms);
-	return session_send(s);
+	return session_begin_call(s, now_ms);
 }
 
 void vsrc_session_sent(vsrc_session *s, uint8_t replica, uint64_t now_ms)

@@ -674,8 +674,11 @@ void normal_on_commit(vsr_replica *r, const vsr_message *m)
 	if (r->status != VSR_STATUS_NORMAL) return; /* a divergence repair began */
 	/* Every heartbeat gets an ack: acks can be lost while the primary has
 	 * not committed what we hold, and an idle primary's check-quorum needs
-	 * to hear its backups; an empty log (a new history no one has written
-	 * to yet) acks op 0, which "op <= ack_sent_op" alone would swallow. */
+	 * to hear its backups. The record of the last ack is forgotten, view
+	 * included (no view is UINT64_MAX): an empty log (a new history no one
+	 * has written to yet) acks op 0, which clearing ack_sent_op alone would
+	 * still swallow, and an ack this step cannot send yet (its view not
+	 * durable) goes out with the next persist. */
 	r->ack_sent_op = 0;
 	r->ack_sent_view = UINT64_MAX;
 	normal_send_ack(r);
