@@ -17,39 +17,7 @@
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
 
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t size);
-void *__wrap_realloc(void *p, size_t n);
-
-static long nomem_countdown = -1; /* -1: disarmed; 0: the next call fails */
-static unsigned long nomem_failed;
-
-static bool nomem_fail_now(void)
-{
-	if (nomem_countdown < 0)
-		return false;
-	if (nomem_countdown-- == 0) {
-		nomem_failed++;
-		return true;
-	}
-	return false;
-}
-
-void *__wrap_malloc(size_t n) { return nomem_fail_now() ? NULL : __real_malloc(n); }
-void *__wrap_calloc(size_t n, size_t size)
-{
-	return nomem_fail_now() ? NULL : __real_calloc(n, size);
-}
-void *__wrap_realloc(void *p, size_t n)
-{
-	/* realloc to a smaller or equal size never fails in practice, and Lua
-	 * assumes shrinking succeeds (it raises a memory error otherwise):
-	 * fail only growth. */
-	return n > 0 && nomem_fail_now() ? NULL : __real_realloc(p, n);
-}
+#include "nomem_wrap.h"
 
 static unsigned failures, checks;
 #define CHECK(cond, ...)                                                     \
