@@ -522,7 +522,11 @@ static void net_conn_flush(net_conn *c)
 /* The prepare handle: runs once per loop iteration, before it waits. */
 static void net_flush_cb(uv_prepare_t *h)
 {
-	vsr_net *net = h->data;
+	vsr_net_flush(h->data);
+}
+
+void vsr_net_flush(vsr_net *net)
+{
 	net_conn *c = net->dirty;
 	net->dirty = NULL;
 	while (c != NULL) {

@@ -132,6 +132,12 @@ void vsr_net_send(vsr_net *net, uint8_t to, const vsr_message *m);
 void vsr_net_reply(vsr_net *net, uint64_t conn, const vsr_message *m);
 void vsr_net_reply_status(vsr_net *net, uint64_t conn, const vsr_wire_status *s);
 
+/* Submits every queued frame now. The net does this itself once per loop
+ * iteration, right before the loop waits (a prepare handle); a caller that
+ * has more to do in that phase calls it first, so that nothing it does
+ * delays what was queued. */
+void vsr_net_flush(vsr_net *net);
+
 /* Closes every connection, listener and timer; cb runs once all handles
  * are closed and the net is freed. */
 typedef void (*vsr_net_close_cb)(void *data);

@@ -113,3 +113,9 @@ void vsr_storage_recovered(vsr_storage *s)
 	if (kind_of(s) == VSR_STORAGE_DURABLE)
 		storage_durable_recovered(s);
 }
+
+void vsr_storage_flush(vsr_storage *s)
+{
+	if (kind_of(s) == VSR_STORAGE_DURABLE)
+		storage_durable_flush(s);
+}

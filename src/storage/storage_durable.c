@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -54,6 +55,8 @@
 #define SB_FLAG_UNRECOVERED 1u
 #define SB_LAG_MAX_MS 100u   /* a lagging superblock update at least this often */
 #define SB_IDLE_WAIT_MS 2u   /* ... or after the worker idled this long */
+#define INLINE_SLOW_MS 20u   /* an inline group that took this long ... */
+#define INLINE_OFF_MS 1000u  /* ... sends the groups to the worker for this long */
 
 #define REC_MAGIC UINT32_C(0x4c525356) /* "VSRL" */
 #define REC_HEADER 64u
@@ -226,10 +229,15 @@ typedef struct durable {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
+	/* Loop thread (opts.inline_sync): persists held for vsr_storage_flush(). */
+	job *held, *held_tail;
+	uint64_t inline_off_until_ms; /* a slow inline group: the worker until then */
 	/* Under mu: */
 	job *queue, *queue_tail;
 	job *done, *done_tail;
 	bool stop;
+	bool writer_busy;        /* the worker or the loop (inline) owns the writer state */
+	bool worker_sleeping;    /* the worker waits with no deadline */
 	bool want_recovered;
 	char error[512];
 	bool unrecovered;        /* loop thread: the disk carries the mark */
@@ -250,6 +258,7 @@ typedef struct durable {
 	sb_disk lag;             /* what a lagging update would write */
 	bool lag_dirty;
 	uint64_t sb_written_ms;
+	uint64_t group_ms;       /* when the last group was written */
 	bool failed;
 } durable;
 
@@ -584,57 +593,83 @@ static void group_write(durable *d, job *group, bool recovered)
 	d->lag_dirty = true;
 }
 
+/* Reports a written group (or a failed one) complete: the loop delivers
+ * the completions, in order, from async_cb. Called by the writer's owner,
+ * mu not held. */
+static void group_done(durable *d, job *group)
+{
+	int status = d->failed ? VSR_EINVAL : VSR_OK;
+	job *tail = group;
+	for (job *j = group; j != NULL; j = j->next) {
+		j->status = status;
+		tail = j;
+	}
+	d->group_ms = mono_ms();
+	pthread_mutex_lock(&d->mu);
+	if (d->done_tail) d->done_tail->next = group;
+	else d->done = group;
+	d->done_tail = tail;
+	pthread_mutex_unlock(&d->mu);
+	uv_async_send(&d->async);
+}
+
+/* When a lagging superblock update is due: SB_IDLE_WAIT_MS after the last
+ * group, or SB_LAG_MAX_MS after the last superblock, whichever comes first. */
+static uint64_t lag_due_ms(const durable *d)
+{
+	uint64_t idle = d->group_ms + SB_IDLE_WAIT_MS, lag = d->sb_written_ms + SB_LAG_MAX_MS;
+	return idle < lag ? idle : lag;
+}
+
 static void *worker_main(void *arg)
 {
 	durable *d = arg;
 	pthread_mutex_lock(&d->mu);
 	for (;;) {
-		while (!d->stop && d->queue == NULL) {
-			if (!d->lag_dirty || d->failed) {
+		while (!d->stop && (d->queue == NULL || d->writer_busy)) {
+			/* The writer state (lag_dirty, failed, the times) is read
+			 * only while nobody owns it: its last owner let go under mu. */
+			if (d->writer_busy || !d->lag_dirty || d->failed) {
+				d->worker_sleeping = true;
 				pthread_cond_wait(&d->cv, &d->mu);
+				d->worker_sleeping = false;
+				continue;
+			}
+			uint64_t due = lag_due_ms(d), now = mono_ms();
+			if (now >= due) {
+				d->writer_busy = true;
+				pthread_mutex_unlock(&d->mu);
+				sb_write_lag(d);
+				pthread_mutex_lock(&d->mu);
+				d->writer_busy = false;
 				continue;
 			}
 			struct timespec until;
 			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_nsec += SB_IDLE_WAIT_MS * 1000000L;
-			if (until.tv_nsec >= 1000000000L) {
+			until.tv_nsec += (long)(due - now) * 1000000L;
+			while (until.tv_nsec >= 1000000000L) {
 				until.tv_sec++;
 				until.tv_nsec -= 1000000000L;
 			}
-			if (pthread_cond_timedwait(&d->cv, &d->mu, &until) == ETIMEDOUT &&
-			    d->queue == NULL && !d->stop) {
-				pthread_mutex_unlock(&d->mu);
-				sb_write_lag(d);
-				pthread_mutex_lock(&d->mu);
-			}
+			pthread_cond_timedwait(&d->cv, &d->mu, &until);
 		}
 		if (d->stop) break;
 		job *group = d->queue;
 		d->queue = d->queue_tail = NULL;
 		bool recovered = d->want_recovered;
 		d->want_recovered = false;
+		d->writer_busy = true;
 		pthread_mutex_unlock(&d->mu);
 
 		if (!d->failed) group_write(d, group, recovered);
-		int status = d->failed ? VSR_EINVAL : VSR_OK;
-		job *tail = group;
-		for (job *j = group; j != NULL; j = j->next) {
-			j->status = status;
-			tail = j;
-		}
-
-		pthread_mutex_lock(&d->mu);
-		if (d->done_tail) d->done_tail->next = group;
-		else d->done = group;
-		d->done_tail = tail;
-		pthread_mutex_unlock(&d->mu);
-		uv_async_send(&d->async);
+		group_done(d, group);
 		/* Under load the worker never idles: the lagging update goes out
 		 * between groups, after the completions (it delays the next group,
 		 * never this one's acknowledgements). */
 		if (!d->failed && d->lag_dirty && mono_ms() - d->sb_written_ms >= SB_LAG_MAX_MS)
 			sb_write_lag(d);
 		pthread_mutex_lock(&d->mu);
+		d->writer_busy = false;
 	}
 	pthread_mutex_unlock(&d->mu);
 	return NULL;
@@ -1189,7 +1224,7 @@ static int writer_resume(durable *d, const dir_scan *ds, log_pos cut)
 
 static int worker_start(durable *d, char *err, size_t err_len)
 {
-	d->sb_written_ms = mono_ms();
+	d->sb_written_ms = d->group_ms = mono_ms();
 	if (pthread_create(&d->thread, NULL, worker_main, d) != 0) {
 		storage_errf(err, err_len, "storage: cannot start the writer thread");
 		return VSR_ENOMEM;
@@ -1381,20 +1416,86 @@ int storage_durable_submit(vsr_storage *s, const vsr_persist *p)
 	d->submitted = p->superblock;
 
 	pthread_mutex_lock(&d->mu);
-	if (d->queue_tail) d->queue_tail->next = j;
-	else d->queue = j;
-	d->queue_tail = j;
-	pthread_cond_signal(&d->cv);
+	/* With the writer idle the group may be written on the loop itself
+	 * (vsr_storage_flush), which spares the two thread wake-ups of the
+	 * worker's round trip. Once one persist is held, every later one of
+	 * the group is held too: they complete in order. */
+	if (d->held != NULL ||
+	    (d->opts.inline_sync && !d->writer_busy && d->queue == NULL &&
+	     mono_ms() >= d->inline_off_until_ms)) {
+		if (d->held_tail) d->held_tail->next = j;
+		else d->held = j;
+		d->held_tail = j;
+	} else {
+		if (d->queue_tail) d->queue_tail->next = j;
+		else d->queue = j;
+		d->queue_tail = j;
+		pthread_cond_signal(&d->cv);
+	}
 	pthread_mutex_unlock(&d->mu);
 	d->stats.pending++;
 	if (d->stats.pending > d->stats.pending_max) d->stats.pending_max = d->stats.pending;
 	return VSR_OK;
 }
 
+/* Whether the loop has nothing to do right now: no callback pending, no
+ * descriptor ready. Then a group written here delays nothing. */
+static bool loop_idle(uv_loop_t *loop)
+{
+	if (uv_backend_timeout(loop) == 0) return false;
+	struct pollfd p = {.fd = uv_backend_fd(loop), .events = POLLIN};
+	return poll(&p, 1, 0) == 0;
+}
+
+void storage_durable_flush(vsr_storage *s)
+{
+	durable *d = D(s);
+	if (d->held == NULL || d->closing) return;
+	job *group = d->held;
+	d->held = d->held_tail = NULL;
+	bool idle = loop_idle(d->opts.loop);
+	pthread_mutex_lock(&d->mu);
+	if (!idle || d->writer_busy || d->queue != NULL) {
+		/* The loop has work (or the worker is writing): the worker
+		 * writes the group meanwhile. */
+		if (d->queue_tail) d->queue_tail->next = group;
+		else d->queue = group;
+		job *t = group;
+		while (t->next != NULL) t = t->next;
+		d->queue_tail = t;
+		pthread_cond_signal(&d->cv);
+		pthread_mutex_unlock(&d->mu);
+		return;
+	}
+	d->writer_busy = true;
+	bool recovered = d->want_recovered;
+	d->want_recovered = false;
+	pthread_mutex_unlock(&d->mu);
+
+	uint64_t t0 = mono_ms();
+	if (!d->failed) group_write(d, group, recovered);
+	group_done(d, group);
+	/* A slow disk must not stall the loop: its groups go to the worker
+	 * for a while. */
+	if (d->group_ms - t0 >= INLINE_SLOW_MS) d->inline_off_until_ms = d->group_ms + INLINE_OFF_MS;
+
+	pthread_mutex_lock(&d->mu);
+	d->writer_busy = false;
+	/* The lagging superblock update is the worker's: it needs a deadline. */
+	if (d->queue != NULL || (d->lag_dirty && d->worker_sleeping && !d->failed))
+		pthread_cond_signal(&d->cv);
+	pthread_mutex_unlock(&d->mu);
+}
+
 static void close_cb(uv_handle_t *h)
 {
 	durable *d = h->data;
 	vsr_storage_close_cb cb = d->close_cb;
+	for (job *j = d->held; j != NULL;) {
+		job *n = j->next;
+		job_free(j);
+		j = n;
+	}
 	for (job *j = d->queue; j != NULL;) {
 		job *n = j->next;
 		job_free(j);

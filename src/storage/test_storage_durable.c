@@ -1,7 +1,8 @@
 /* test_storage_durable.c - the durable backend: round trips, group commit,
  * torn tails, bit flips in entries and superblock copies, the unrecovered
  * mark, segment rotation and pruning, and disk failures (ENOSPC, EIO, a
- * failed fdatasync) through the injectable I/O layer.
+ * failed fdatasync) through the injectable I/O layer; groups written on the
+ * loop thread (inline_sync) and on the worker, mixed.
  *
  * Usage: test_storage_durable [scratch-dir]. Every case runs in its own
  * fresh directory under the scratch directory (default: a mkdtemp in /tmp),
@@ -11,6 +12,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +44,11 @@ static char dir[600];
 /* The injectable disk.                                                      */
 
 typedef struct fault {
-	long pwrites, syncs;     /* calls so far */
+	atomic_long pwrites, syncs; /* calls so far (the worker's lagging
+				     * superblock update runs while the test
+				     * reads them) */
+	long loop_syncs;         /* of which on the loop thread (inline_sync) */
+	atomic_long sb_writes;   /* superblock writes, whatever the thread */
 	long fail_pwrite_at;     /* fail the pwrite with this index (0: never) */
 	long fail_sync_at;
 	int err;
@@ -53,26 +60,30 @@ static fault F;
 static ssize_t f_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t off)
 {
 	fault *f = ctx;
-	if (++f->pwrites == f->fail_pwrite_at) {
+	if (atomic_fetch_add(&f->pwrites, 1) + 1 == f->fail_pwrite_at) {
 		errno = f->err;
 		return -1;
 	}
-	if (f->drop_superblock) {
-		char link[64], target[700];
-		snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-		ssize_t n = readlink(link, target, sizeof target - 1);
-		if (n > 0) {
-			target[n] = '\0';
-			if (strstr(target, "/superblock") != NULL) return (ssize_t)len;
+	char link[64], target[700];
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, target, sizeof target - 1);
+	if (n > 0) {
+		target[n] = '\0';
+		if (strstr(target, "/superblock") != NULL) {
+			atomic_fetch_add(&f->sb_writes, 1);
+			if (f->drop_superblock) return (ssize_t)len;
 		}
 	}
 	return pwrite(fd, buf, len, off);
 }
 
+static pthread_t loop_thread;
+
 static int f_fdatasync(void *ctx, int fd)
 {
 	fault *f = ctx;
-	if (++f->syncs == f->fail_sync_at) {
+	if (pthread_equal(pthread_self(), loop_thread)) f->loop_syncs++;
+	if (atomic_fetch_add(&f->syncs, 1) + 1 == f->fail_sync_at) {
 		errno = f->err;
 		return -1;
 	}
@@ -103,6 +114,9 @@ static void make_entries(uint64_t from, uint64_t to, uint64_t view, uint8_t salt
 /* Driving the storage.                                                      */
 
 static uv_loop_t loop;
+static bool inline_mode;    /* open with inline_sync, flush as the host does */
+static vsr_storage *cur;    /* what the prepare handle flushes */
+static uv_prepare_t flush_prepare;
 static uint64_t done_count, next_id, last_done;
 static int last_status;
 static bool failed_seen;
@@ -122,7 +136,8 @@ static vsr_storage *open_storage(bool fresh, uint64_t segment_size, const vsr_st
 {
 	vsr_storage_options o = {.loop = &loop, .kind = VSR_STORAGE_DURABLE, .dir = dir,
 				 .cluster = CLUSTER, .replica = 0, .fresh = fresh,
-				 .persisted_cb = persisted_cb, .segment_size = segment_size, .io = io};
+				 .persisted_cb = persisted_cb, .segment_size = segment_size, .io = io,
+				 .inline_sync = inline_mode};
 	vsr_storage *s = NULL;
 	char err[512] = "";
 	int rc = vsr_storage_open(&o, &s, err, sizeof err);
@@ -133,6 +148,7 @@ static vsr_storage *open_storage(bool fresh, uint64_t segment_size, const vsr_st
 	CHECK(rc == VSR_OK);
 	done_count = next_id = last_done = 0;
 	failed_seen = false;
+	cur = s;
 	return s;
 }
 
@@ -173,6 +189,7 @@ static void closed_cb(vsr_storage *s)
 static void close_storage(vsr_storage *s)
 {
 	int before = closed;
+	cur = NULL;
 	vsr_storage_close(s, closed_cb);
 	while (closed == before) uv_run(&loop, UV_RUN_ONCE);
 }
@@ -305,7 +322,14 @@ static void begin(const char *name)
 	current_case = name;
 	snprintf(dir, sizeof dir, "%s/case-%02d", root, ++n);
 	memset(&F, 0, sizeof F);
-	printf("case %s\n", name);
+	printf("case %s%s\n", name, inline_mode ? " (inline_sync)" : "");
+}
+
+/* Before the loop waits, as the host does it. */
+static void flush_prepare_cb(uv_prepare_t *p)
+{
+	(void)p;
+	if (cur != NULL) vsr_storage_flush(cur);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -540,6 +564,70 @@ static void case_io_failure(const char *name, bool on_sync, int err, const char 
 	close_storage(s);
 }
 
+static void idle_cb(uv_idle_t *h)
+{
+	(void)h;
+}
+
+/* inline_sync: a lone persist on an idle loop is written on the loop
+ * thread; while the loop has other work (an active idle handle) or the
+ * worker is writing, groups go to the worker; completions stay in order
+ * across both (persisted_cb checks), and everything is there at restart.
+ * The worker still writes the lagging superblock update. */
+static void case_inline(void)
+{
+	begin("inline groups on the loop, mixed with the worker's");
+	const vsr_durable *d;
+	vsr_storage *s = open_storage(false, 0, &fault_io, &d);
+	make_entries(1, 400, 1, 0);
+	long loop0 = F.loop_syncs, syncs0 = F.syncs;
+	for (uint64_t op = 1; op <= 50; op++) {
+		CHECK(submit(s, op, op, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
+		wait_all();
+	}
+	CHECK(!failed_seen);
+	long on_loop = F.loop_syncs - loop0;
+	printf("  50 lone persists: %ld of %ld fdatasyncs on the loop\n", on_loop,
+	       atomic_load(&F.syncs) - syncs0);
+	/* Not all: a group that finds the worker writing the lagging update
+	 * goes to the worker, and a slow disk (INLINE_SLOW_MS) sends the
+	 * groups to the worker for a while. */
+	CHECK(on_loop >= 1);
+	/* Idle now: the worker writes the lagging update (log end, commit)
+	 * within SB_IDLE_WAIT_MS; bounded wait on the event. */
+	long sb0 = atomic_load(&F.sb_writes);
+	for (int i = 0; i < 5000 && atomic_load(&F.sb_writes) == sb0; i++) {
+		struct timespec ms = {0, 1000000};
+		nanosleep(&ms, NULL);
+	}
+	CHECK(atomic_load(&F.sb_writes) > sb0);
+
+	/* Mixed: bursts of 1..7 persists, the loop made busy every third
+	 * iteration, so that groups go either way and overlap. */
+	uv_idle_t busy;
+	uv_idle_init(&loop, &busy);
+	uint64_t op = 51;
+	long worker0 = atomic_load(&F.syncs) - F.loop_syncs;
+	for (unsigned it = 0; op <= 400; it++) {
+		if (it % 3 == 0) uv_idle_start(&busy, idle_cb);
+		else uv_idle_stop(&busy);
+		for (unsigned k = 0; k < 1 + it % 7 && op <= 400; k++, op++)
+			CHECK(submit(s, op, op, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
+		uv_run(&loop, UV_RUN_ONCE);
+	}
+	uv_idle_stop(&busy);
+	wait_all();
+	CHECK(!failed_seen);
+	long worker = atomic_load(&F.syncs) - F.loop_syncs - worker0;
+	printf("  mixed: %ld fdatasyncs on the worker\n", worker);
+	CHECK(worker > 0);
+	uv_close((uv_handle_t *)&busy, NULL);
+	close_storage(s);
+	s = open_storage(false, 0, NULL, &d);
+	check_loaded(d, 1, 400);
+	close_storage(s);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1) {
@@ -551,6 +639,10 @@ int main(int argc, char **argv)
 	}
 	printf("scratch directory %s\n", root);
 	uv_loop_init(&loop);
+	loop_thread = pthread_self();
+	uv_prepare_init(&loop, &flush_prepare);
+	uv_prepare_start(&flush_prepare, flush_prepare_cb);
+	uv_unref((uv_handle_t *)&flush_prepare);
 	case_roundtrip();
 	case_torn_tail();
 	case_entry_flip();
@@ -562,6 +654,15 @@ int main(int argc, char **argv)
 	case_io_failure("ENOSPC on a log write", false, ENOSPC, "disk is full");
 	case_io_failure("EIO on a log write", false, EIO, "I/O error");
 	case_io_failure("failed fdatasync", true, EIO, "fdatasync");
+	inline_mode = true;
+	case_roundtrip();
+	case_torn_tail();
+	case_segments();
+	case_inline();
+	case_io_failure("ENOSPC on a log write", false, ENOSPC, "disk is full");
+	case_io_failure("failed fdatasync", true, EIO, "fdatasync");
+	uv_close((uv_handle_t *)&flush_prepare, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
 	char cmd[700];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);

@@ -375,6 +375,13 @@ static void host_tick_cb(uv_timer_t *t)
 static void host_poll_mark_cb(uv_prepare_t *p)
 {
 	host *h = p->data;
+	/* The messages this iteration queued go out first; then storage may
+	 * write a lone persist right here (inline_sync) instead of waking its
+	 * thread: the replies and PREPAREs are not held back by the sync. */
+	if (h->net != NULL)
+		vsr_net_flush(h->net);
+	if (h->storage != NULL)
+		vsr_storage_flush(h->storage);
 	h->poll_start_ns = uv_hrtime();
 }
 
@@ -752,6 +759,7 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		.fresh = opts->fresh,
 		.persisted_cb = host_persisted_cb,
 		.data = &h,
+		.inline_sync = true,
 	};
 	rc = vsr_storage_open(&so, &h.storage, err, sizeof err);
 	if (rc != VSR_OK) {

@@ -542,6 +542,12 @@ static void mn_flush_cb(uv_check_t *c)
 	fflush(stdout);
 }
 
+void vsr_net_flush(vsr_net *net)
+{
+	(void)net;
+	fflush(stdout);
+}
+
 /* ------------------------------------------------------------------------ */
 
 int vsr_net_start(const vsr_net_options *opts, vsr_net **out, char *err, size_t err_len)
