@@ -14,6 +14,12 @@
  * update (the log end it names, the commit lower bound), written when the
  * worker idles or every SB_LAG_MAX_MS under load.
  *
+ * With opts.inline_sync a persist submitted while the worker is idle is
+ * held, and vsr_storage_flush() (the host calls it right before the loop
+ * waits) writes the held group on the loop thread itself when the loop has
+ * nothing else ready: a lone persist then costs no thread wake-ups. Only
+ * one thread owns the writer state at a time (writer_busy, under mu).
+ *
  * Restart (load): pick the valid superblock copy with the highest sequence,
  * replay every segment's records (the checkpoint is the state machine's). Everything before the
  * superblock's `log end` was durable before that superblock was written: a

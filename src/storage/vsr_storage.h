@@ -12,7 +12,8 @@
  *            vsr_storage_load() for what a restart means there.
  *   durable  a checksummed, hash-chained write-ahead log in preallocated
  *            segments, written and fdatasync'ed on a worker thread with group
- *            commit, and the superblock in two checksummed copies
+ *            commit (a lone persist on the loop thread, see inline_sync),
+ *            and the superblock in two checksummed copies
  *            (storage_durable.c; the on-disk format is docs/storage.md).
  *
  * Lifecycle: open -> load (once) -> submit* -> close(cb). The storage owns a
