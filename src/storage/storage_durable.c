@@ -1506,6 +1506,7 @@ void storage_durable_flush(vsr_storage *s)
 	pthread_mutex_unlock(&d->mu);
 
 	uint64_t t0 = mono_ms();
+	d->stats.inline_groups++;
 	if (!d->failed) group_write(d, group, recovered);
 	group_done(d, group);
 	/* A slow disk must not stall the loop: its groups go to the worker

@@ -110,6 +110,7 @@ typedef struct vsr_storage_stats {
 	uint64_t truncations;
 	uint64_t checkpoints;
 	uint64_t checkpoint_bytes;
+	uint64_t inline_groups;   /* groups written on the loop thread (inline_sync) */
 	uint32_t pending;         /* submitted, not yet complete */
 	uint32_t pending_max;     /* high-water mark of `pending` */
 } vsr_storage_stats;

@@ -180,6 +180,9 @@ static void render_storage(render *r, const vsr_storage *s)
 	counter(r, "vsr_storage_entries_total", "log entries written", st->entries);
 	counter(r, "vsr_storage_entry_bytes_total", "log entry bytes written", st->entry_bytes);
 	counter(r, "vsr_storage_truncations_total", "log suffixes truncated", st->truncations);
+	counter(r, "vsr_storage_inline_groups_total",
+		"persist groups written on the event loop (a lone persist, the loop idle)",
+		st->inline_groups);
 	counter(r, "vsr_storage_checkpoint_bytes_total", "checkpoint bytes written",
 		st->checkpoint_bytes);
 	gauge(r, "vsr_storage_pending", "persists submitted and not yet durable", st->pending);
