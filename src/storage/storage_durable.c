@@ -14,11 +14,11 @@
  * update (the log end it names, the commit lower bound), written when the
  * worker idles or every SB_LAG_MAX_MS under load.
  *
- * With opts.inline_sync a persist submitted while the worker is idle is
- * held, and vsr_storage_flush() (the host calls it right before the loop
- * waits) writes the held group on the loop thread itself when the loop has
- * nothing else ready: a lone persist then costs no thread wake-ups. Only
- * one thread owns the writer state at a time (writer_busy, under mu).
+ * A persist submitted while the worker is idle, which opts.inline_ok says
+ * may wait, is held, and vsr_storage_flush() (the host calls it right
+ * before the loop waits) writes the held group on the loop thread itself:
+ * a lone persist then costs no thread wake-ups. Only one thread owns the
+ * writer state at a time (writer_busy, under mu).
  *
  * Restart (load): pick the valid superblock copy with the highest sequence,
  * replay every segment's records (the checkpoint is the state machine's). Everything before the
@@ -41,7 +41,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -238,7 +237,7 @@ typedef struct durable {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	/* Loop thread (opts.inline_sync): persists held for vsr_storage_flush(). */
+	/* Loop thread (opts.inline_ok): persists held for vsr_storage_flush(). */
 	job *held, *held_tail;
 	uint64_t inline_off_until_ms; /* a slow inline group: the worker until then */
 	/* Under mu: */
@@ -1453,9 +1452,13 @@ int storage_durable_submit(vsr_storage *s, const vsr_persist *p)
 	 * (vsr_storage_flush), which spares the two thread wake-ups of the
 	 * worker's round trip. Once one persist is held, every later one of
 	 * the group is held too: they complete in order. */
-	if (d->held != NULL ||
-	    (d->opts.inline_sync && !d->writer_busy && d->queue == NULL &&
-	     mono_ms() >= d->inline_off_until_ms)) {
+	bool writer_idle = !d->writer_busy && d->queue == NULL;
+	pthread_mutex_unlock(&d->mu);
+	bool hold = d->held != NULL ||
+		    (writer_idle && d->opts.inline_ok != NULL && mono_ms() >= d->inline_off_until_ms &&
+		     d->opts.inline_ok(d->opts.data));
+	pthread_mutex_lock(&d->mu);
+	if (hold) {
 		if (d->held_tail) d->held_tail->next = j;
 		else d->held = j;
 		d->held_tail = j;
@@ -1471,26 +1474,16 @@ int storage_durable_submit(vsr_storage *s, const vsr_persist *p)
 	return VSR_OK;
 }
 
-/* Whether the loop has nothing to do right now: no callback pending, no
- * descriptor ready. Then a group written here delays nothing. */
-static bool loop_idle(uv_loop_t *loop)
-{
-	if (uv_backend_timeout(loop) == 0) return false;
-	struct pollfd p = {.fd = uv_backend_fd(loop), .events = POLLIN};
-	return poll(&p, 1, 0) == 0;
-}
-
 void storage_durable_flush(vsr_storage *s)
 {
 	durable *d = D(s);
 	if (d->held == NULL || d->closing) return;
 	job *group = d->held;
 	d->held = d->held_tail = NULL;
-	bool idle = loop_idle(d->opts.loop);
 	pthread_mutex_lock(&d->mu);
-	if (!idle || d->writer_busy || d->queue != NULL) {
-		/* The loop has work (or the worker is writing): the worker
-		 * writes the group meanwhile. */
+	if (d->writer_busy || d->queue != NULL) {
+		/* The worker started writing (a lagging superblock update):
+		 * it writes the group after that. */
 		if (d->queue_tail) d->queue_tail->next = group;
 		else d->queue = group;
 		job *t = group;

@@ -2,7 +2,7 @@
  * torn tails, bit flips in entries and superblock copies, the unrecovered
  * mark, segment rotation and pruning, and disk failures (ENOSPC, EIO, a
  * failed fdatasync) through the injectable I/O layer; groups written on the
- * loop thread (inline_sync) and on the worker, mixed.
+ * loop thread (inline_ok) and on the worker, mixed.
  *
  * Usage: test_storage_durable [scratch-dir]. Every case runs in its own
  * fresh directory under the scratch directory (default: a mkdtemp in /tmp),
@@ -47,7 +47,7 @@ typedef struct fault {
 	atomic_long pwrites, syncs; /* calls so far (the worker's lagging
 				     * superblock update runs while the test
 				     * reads them) */
-	long loop_syncs;         /* of which on the loop thread (inline_sync) */
+	long loop_syncs;         /* of which on the loop thread (inline_ok) */
 	atomic_long sb_writes;   /* superblock writes, whatever the thread */
 	long fail_pwrite_at;     /* fail the pwrite with this index (0: never) */
 	long fail_sync_at;
@@ -114,7 +114,8 @@ static void make_entries(uint64_t from, uint64_t to, uint64_t view, uint8_t salt
 /* Driving the storage.                                                      */
 
 static uv_loop_t loop;
-static bool inline_mode;    /* open with inline_sync, flush as the host does */
+static bool inline_mode;    /* open with inline_ok, flush as the host does */
+static bool inline_yes = true; /* what inline_ok answers */
 static vsr_storage *cur;    /* what the prepare handle flushes */
 static uv_prepare_t flush_prepare;
 static uint64_t done_count, next_id, last_done;
@@ -131,13 +132,19 @@ static void persisted_cb(vsr_storage *s, uint64_t id, int status)
 	last_status = status;
 }
 
+static bool inline_ok(void *data)
+{
+	(void)data;
+	return inline_yes;
+}
+
 static vsr_storage *open_storage(bool fresh, uint64_t segment_size, const vsr_storage_io *io,
 				 const vsr_durable **out)
 {
 	vsr_storage_options o = {.loop = &loop, .kind = VSR_STORAGE_DURABLE, .dir = dir,
 				 .cluster = CLUSTER, .replica = 0, .fresh = fresh,
 				 .persisted_cb = persisted_cb, .segment_size = segment_size, .io = io,
-				 .inline_sync = inline_mode};
+				 .inline_ok = inline_mode ? inline_ok : NULL};
 	vsr_storage *s = NULL;
 	char err[512] = "";
 	int rc = vsr_storage_open(&o, &s, err, sizeof err);
@@ -322,7 +329,7 @@ static void begin(const char *name)
 	current_case = name;
 	snprintf(dir, sizeof dir, "%s/case-%02d", root, ++n);
 	memset(&F, 0, sizeof F);
-	printf("case %s%s\n", name, inline_mode ? " (inline_sync)" : "");
+	printf("case %s%s\n", name, inline_mode ? " (inline_ok)" : "");
 }
 
 /* Before the loop waits, as the host does it. */
@@ -564,16 +571,11 @@ static void case_io_failure(const char *name, bool on_sync, int err, const char 
 	close_storage(s);
 }
 
-static void idle_cb(uv_idle_t *h)
-{
-	(void)h;
-}
-
-/* inline_sync: a lone persist on an idle loop is written on the loop
- * thread; while the loop has other work (an active idle handle) or the
- * worker is writing, groups go to the worker; completions stay in order
- * across both (persisted_cb checks), and everything is there at restart.
- * The worker still writes the lagging superblock update. */
+/* inline_ok: a persist the caller lets wait is written on the loop thread;
+ * the others, and those submitted while the worker is writing, go to the
+ * worker; completions stay in order across both (persisted_cb checks), and
+ * everything is there at restart. The worker still writes the lagging
+ * superblock update. */
 static void case_inline(void)
 {
 	begin("inline groups on the loop, mixed with the worker's");
@@ -602,26 +604,22 @@ static void case_inline(void)
 	}
 	CHECK(atomic_load(&F.sb_writes) > sb0);
 
-	/* Mixed: bursts of 1..7 persists, the loop made busy every third
+	/* Mixed: bursts of 1..7 persists, inline refused every third
 	 * iteration, so that groups go either way and overlap. */
-	uv_idle_t busy;
-	uv_idle_init(&loop, &busy);
 	uint64_t op = 51;
 	long worker0 = atomic_load(&F.syncs) - F.loop_syncs;
 	for (unsigned it = 0; op <= 400; it++) {
-		if (it % 3 == 0) uv_idle_start(&busy, idle_cb);
-		else uv_idle_stop(&busy);
+		inline_yes = it % 3 != 0;
 		for (unsigned k = 0; k < 1 + it % 7 && op <= 400; k++, op++)
 			CHECK(submit(s, op, op, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
 		uv_run(&loop, UV_RUN_ONCE);
 	}
-	uv_idle_stop(&busy);
+	inline_yes = true;
 	wait_all();
 	CHECK(!failed_seen);
 	long worker = atomic_load(&F.syncs) - F.loop_syncs - worker0;
 	printf("  mixed: %ld fdatasyncs on the worker\n", worker);
 	CHECK(worker > 0);
-	uv_close((uv_handle_t *)&busy, NULL);
 	close_storage(s);
 	s = open_storage(false, 0, NULL, &d);
 	check_loaded(d, 1, 400);

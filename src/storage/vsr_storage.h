@@ -12,7 +12,7 @@
  *            vsr_storage_load() for what a restart means there.
  *   durable  a checksummed, hash-chained write-ahead log in preallocated
  *            segments, written and fdatasync'ed on a worker thread with group
- *            commit (a lone persist on the loop thread, see inline_sync),
+ *            commit (a lone persist on the loop thread, see inline_ok),
  *            and the superblock in two checksummed copies
  *            (storage_durable.c; the on-disk format is docs/storage.md).
  *
@@ -43,7 +43,7 @@ enum vsr_storage_kind {
  * disk fail (ENOSPC, EIO, a failed fdatasync) at a chosen call. Each returns
  * what the system call would (-1 with errno set on failure). NULL members
  * (or a NULL vsr_storage_options.io) mean the real system calls. They run
- * on the storage's worker thread, or, with inline_sync, also on the loop
+ * on the storage's worker thread, or, with inline_ok, also on the loop
  * thread inside vsr_storage_flush(); never on both at once. */
 typedef struct vsr_storage_io {
 	ssize_t (*pwrite)(void *ctx, int fd, const void *buf, size_t len, off_t off);
@@ -92,14 +92,17 @@ typedef struct vsr_storage_options {
 	/* Durable backend only. */
 	uint64_t segment_size;     /* log segment bytes; 0: 64 MiB */
 	const vsr_storage_io *io;  /* NULL: the real system calls */
-	/* Durable backend: the caller calls vsr_storage_flush() once per loop
-	 * iteration, before the loop waits, and after its network output for
-	 * that iteration is sent. A persist submitted while the writer thread
-	 * is idle is then held until that call, which writes and syncs the
-	 * group on the loop thread when nothing else is ready to run there
-	 * (else it hands the group to the thread). A lone persist so skips two
-	 * thread wake-ups (tens of microseconds each on an idle core). */
-	bool inline_sync;
+	/* Durable backend, optional: asked on the loop at submit, while the
+	 * writer thread is idle, whether this persist may wait for the next
+	 * vsr_storage_flush() and be written and synced there, on the loop
+	 * thread. That spares the two thread wake-ups of the writer's round
+	 * trip (tens of microseconds each on an idle core), but holds the loop
+	 * for one sync: say yes only when that delays nothing else (vsrhost:
+	 * one operation in flight, no request queued). A caller that sets it
+	 * calls vsr_storage_flush() once per loop iteration, before the loop
+	 * waits and after that iteration's messages are sent. NULL: every
+	 * persist goes to the writer thread. `data` is the data above. */
+	bool (*inline_ok)(void *data);
 } vsr_storage_options;
 
 /* Counters for logs and metrics. */
@@ -110,7 +113,7 @@ typedef struct vsr_storage_stats {
 	uint64_t truncations;
 	uint64_t checkpoints;
 	uint64_t checkpoint_bytes;
-	uint64_t inline_groups;   /* groups written on the loop thread (inline_sync) */
+	uint64_t inline_groups;   /* groups written on the loop thread (inline_ok) */
 	uint32_t pending;         /* submitted, not yet complete */
 	uint32_t pending_max;     /* high-water mark of `pending` */
 } vsr_storage_stats;
@@ -169,9 +172,10 @@ const char *vsr_storage_error(const vsr_storage *s);
  * disk, returned as amnesia by load) keeps an "unrecovered" mark on disk
  * until then, so that a crash in between cannot make the disk look intact. */
 void vsr_storage_recovered(vsr_storage *s);
-/* With inline_sync: writes the persists held since the last call (see
- * vsr_storage_options.inline_sync). Their completions still arrive through
- * persisted_cb, on a later loop iteration. Otherwise a no-op. */
+/* Writes the persists held since the last call (vsr_storage_options.inline_ok)
+ * on this thread, or hands them to the writer thread when it has started
+ * writing meanwhile. Their completions still arrive through persisted_cb,
+ * on a later loop iteration. A no-op when nothing is held. */
 void vsr_storage_flush(vsr_storage *s);
 
 #ifdef __cplusplus
