@@ -1456,7 +1456,7 @@ int storage_durable_submit(vsr_storage *s, const vsr_persist *p)
 	pthread_mutex_unlock(&d->mu);
 	bool hold = d->held != NULL ||
 		    (writer_idle && d->opts.inline_ok != NULL && mono_ms() >= d->inline_off_until_ms &&
-		     d->opts.inline_ok(d->opts.data));
+		     d->opts.inline_ok(d->opts.data, p));
 	pthread_mutex_lock(&d->mu);
 	if (hold) {
 		if (d->held_tail) d->held_tail->next = j;

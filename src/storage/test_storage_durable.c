@@ -132,9 +132,10 @@ static void persisted_cb(vsr_storage *s, uint64_t id, int status)
 	last_status = status;
 }
 
-static bool inline_ok(void *data)
+static bool inline_ok(void *data, const vsr_persist *p)
 {
 	(void)data;
+	(void)p;
 	return inline_yes;
 }
 

@@ -98,11 +98,11 @@ typedef struct vsr_storage_options {
 	 * thread. That spares the two thread wake-ups of the writer's round
 	 * trip (tens of microseconds each on an idle core), but holds the loop
 	 * for one sync: say yes only when that delays nothing else (vsrhost:
-	 * one operation in flight, no request queued). A caller that sets it
-	 * calls vsr_storage_flush() once per loop iteration, before the loop
-	 * waits and after that iteration's messages are sent. NULL: every
-	 * persist goes to the writer thread. `data` is the data above. */
-	bool (*inline_ok)(void *data);
+	 * a lone request, see host_inline_ok). A caller that sets it calls
+	 * vsr_storage_flush() once per loop iteration, before the loop waits
+	 * and after that iteration's messages are sent. NULL: every persist
+	 * goes to the writer thread. `data` is the data above. */
+	bool (*inline_ok)(void *data, const vsr_persist *p);
 } vsr_storage_options;
 
 /* Counters for logs and metrics. */

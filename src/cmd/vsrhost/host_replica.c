@@ -420,15 +420,19 @@ static void host_tick_run(host *h)
 
 /* Storage asks, with its writer thread idle, whether a persist may wait
  * for the end of this loop iteration and be synced on the loop itself
- * (vsr_storage_options.inline_ok). Yes while the replica is normal and one
- * operation at most is in flight with no request queued (one client
- * waiting): the sync then holds up nothing but that operation, and the
- * operation saves two thread wake-ups. Under load the writer thread keeps
- * syncing while the loop executes and answers. */
-static bool host_inline_ok(void *data)
+ * (vsr_storage_options.inline_ok). Yes for a lone request: the replica is
+ * normal, the persist carries operations of one request at most, at most
+ * one operation is in flight and no request is queued. The sync then holds
+ * up nothing but that request, which saves two thread wake-ups. With more
+ * clients (batches, a pipeline) the writer thread keeps syncing while the
+ * loop reads, executes, answers and prepares the next operation. */
+static bool host_inline_ok(void *data, const vsr_persist *p)
 {
 	host *h = data;
-	if (h->core == NULL)
+	uint32_t requests = 0;
+	for (uint32_t i = 0; i < p->entry_count; i++)
+		requests += p->entries[i].request_count;
+	if (h->core == NULL || requests > 1 || p->has_truncate)
 		return false;
 	vsr_replica_info now;
 	vsr_replica_status_get(h->core, &now);
