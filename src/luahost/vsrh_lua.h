@@ -75,6 +75,12 @@ void vsrh_sm_set_log(vsrh_sm *sm, vsrh_log_fn fn, void *arg, int level);
 
 /* Whether vsr.store keeps its entries in LMDB (else in a Lua table). */
 bool vsrh_sm_store_lmdb(const vsrh_sm *sm);
+/* A durable vsr.store makes each checkpoint durable on a thread of its own
+ * (checkpoint_take returns VSR_PENDING): fn(arg, op) is called on that
+ * thread once checkpoint op is; the host then steps the core with
+ * VSR_EVENT_CHECKPOINT_DURABLE. fn NULL: no more calls (waits for one in
+ * flight). */
+void vsrh_sm_on_checkpoint_durable(vsrh_sm *sm, void (*fn)(void *arg, uint64_t op), void *arg);
 
 /* Fills `out` with callbacks on sm (ctx = sm). sm must outlive the core. */
 void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out);

@@ -1490,6 +1490,11 @@ bool vsrh_sm_store_lmdb(const vsrh_sm *sm)
 	return sm->store.db != NULL;
 }
 
+void vsrh_sm_on_checkpoint_durable(vsrh_sm *sm, void (*fn)(void *arg, uint64_t op), void *arg)
+{
+	vsrh_store_on_durable(&sm->store, fn, arg);
+}
+
 void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out)
 {
 	vsr_state_machine inner = {.ctx = sm, .apply = cb_apply, .snapshot = cb_snapshot,

@@ -24,6 +24,7 @@
 
 #include "vsrh_codec.h"
 #include "vsrh_sandbox.h"
+#include "vsrh_store_sync.h"
 
 /* The delete marker in the write buffer: a light userdata no script can
  * forge (scripts cannot create light userdata). */
@@ -156,22 +157,10 @@ struct vsrh_lmdb {
 	vsr_checkpoint staged; /* the one whose bytes go to the staging file */
 	int staged_fd;
 	ckpt_build build;     /* next/, from the staged chunks so far */
+	vsrh_syncer syncer;   /* durable: syncs each checkpoint off the step */
 };
 
-static void lmdb_fatal(const char *what, int rc)
-{
-	/* The store cannot follow the replicated state any more (a full or
-	 * failing disk): stop rather than diverge or acknowledge what is lost,
-	 * with the status vsrhost uses for a storage failure (EX_IOERR). */
-	/* LMDB reports a short write (a full disk) as EIO. */
-	const char *why = rc == ENOSPC	     ? "the disk is full (no space left on device)"
-			  : rc == EIO	       ? "a write failed: the disk is full or failing (EIO)"
-			  : rc == MDB_MAP_FULL ? "the map is full (more written in one checkpoint interval than it had room for)"
-					       : mdb_strerror(rc);
-	fprintf(stderr, "vsr.store: LMDB %s failed: %s; this replica stops (exit 74)\n", what, why);
-	fflush(NULL);
-	_exit(74);
-}
+#define lmdb_fatal vsrh_store_fatal
 
 static MDB_val mval(const void *p, size_t n)
 {
@@ -1022,9 +1011,10 @@ static int env_try_open(vsrh_lmdb *db, const char *path, size_t map, size_t rese
 		rc = mdb_env_set_mapsize(db->env, map);
 	if (rc == 0)
 		rc = mdb_env_set_maxreaders(db->env, 16);
-	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | (db->writemap ? MDB_WRITEMAP : 0);
-	if (!db->durable)
-		flags |= MDB_NOSYNC | MDB_NOMETASYNC;
+	/* No commit syncs inside LMDB: a durable store syncs after it, on the
+	 * syncer's thread for a checkpoint (vsrh_store_sync.h). */
+	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | MDB_NOSYNC | MDB_NOMETASYNC |
+			 (db->writemap ? MDB_WRITEMAP : 0);
 	if (rc == 0)
 		rc = mdb_env_open(db->env, path, flags, 0600);
 	if (rc == 0)
@@ -1126,6 +1116,7 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 		return -1;
 	}
 	db->staged_fd = -1;
+	db->syncer.synced_fd = -1;
 	db->durable = durable;
 	if (dir == NULL) {
 		const char *tmp = getenv("TMPDIR");
@@ -1157,6 +1148,15 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 	path_join(next, sizeof next, db->dir, "next");
 	if (fresh || !durable)
 		env_dir_remove(path); /* nothing in it can be trusted (or wanted) */
+	bool rolled = false;
+	char why[512] = "";
+	if (durable && vsrh_store_settle_dir(db->dir, &rolled, why, sizeof why) != 0) {
+		snprintf(err, err_len, "vsr.store: %s", why);
+		free(db);
+		return -1;
+	}
+	if (rolled)
+		fprintf(stderr, "vsr.store: %s\n", why);
 	/* An install that stopped between its two renames left next/ only. */
 	struct stat st;
 	if (stat(path, &st) != 0 && stat(next, &st) == 0)
@@ -1168,12 +1168,37 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 		free(db);
 		return -1;
 	}
+	int rc = durable ? vsrh_syncer_init(&db->syncer, db->dir) : 0;
+	if (rc) {
+		snprintf(err, err_len, "vsr.store: %s/synced: %s", db->dir, strerror(rc));
+		free(db);
+		return -1;
+	}
 	if (env_open(db, path, 0, err, err_len)) {
+		vsrh_syncer_close(&db->syncer);
+		free(db);
+		return -1;
+	}
+	/* What an earlier process committed may still be only in the page
+	 * cache (it was killed before its sync): durable from here on. */
+	if (durable && (rc = vsrh_syncer_sync_now(&db->syncer, db->env, 0))) {
+		snprintf(err, err_len, "vsr.store: syncing %s: %s", path, mdb_strerror(rc));
+		env_close(db);
+		vsrh_syncer_close(&db->syncer);
 		free(db);
 		return -1;
 	}
 	s->db = db;
 	return 0;
+}
+
+void vsrh_store_on_durable(vsrh_store *s, vsrh_store_durable_fn fn, void *arg)
+{
+	if (s->db == NULL)
+		return;
+	vsrh_syncer_wait(&s->db->syncer);
+	s->db->syncer.notify = fn;
+	s->db->syncer.notify_arg = arg;
 }
 
 static void build_reset(vsrh_lmdb *db);
@@ -1185,6 +1210,7 @@ void vsrh_store_close(lua_State *L, vsrh_store *s)
 	if (db == NULL)
 		return;
 	build_reset(db);
+	vsrh_syncer_close(&db->syncer); /* the checkpoint being synced is durable */
 	env_close(db);
 	if (db->staged_fd >= 0)
 		close(db->staged_fd);
@@ -1263,6 +1289,11 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 	int rc = mdb_put(db->wtxn, db->meta, &k1, &v1, 0);
 	if (rc == 0)
 		rc = mdb_put(db->wtxn, db->meta, &k2, &v2, 0);
+	/* The previous checkpoint must be durable before this commit: LMDB's
+	 * older meta page then always names a durable transaction, the one a
+	 * restart after a power cut can fall back to (vsrh_store_sync.h). Its
+	 * sync began an interval ago. */
+	vsrh_syncer_wait(&db->syncer);
 	if (rc == 0)
 		rc = mdb_txn_commit(db->wtxn);
 	db->wtxn = NULL;
@@ -1293,7 +1324,12 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 		lmdb_fatal("read transaction", rc);
 	if ((rc = mdb_txn_begin(db->env, NULL, 0, &db->wtxn)))
 		lmdb_fatal("write transaction", rc);
-	return VSR_OK;
+	if (!db->durable)
+		return VSR_OK;
+	/* Durable once the syncer says so (vsr.h: checkpoint_take). */
+	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op)))
+		lmdb_fatal("starting the syncer thread", rc);
+	return VSR_PENDING;
 }
 
 static ckpt_held *held_find(vsrh_lmdb *db, const vsr_checkpoint *cp)
@@ -1455,8 +1491,6 @@ static int build_start(vsrh_lmdb *db, const vsr_checkpoint *cp)
 		b->env = NULL;
 		return -1;
 	}
-	if (db->durable)
-		mdb_env_set_flags(b->env->env, MDB_NOSYNC, 1);
 	if (mdb_cursor_open(b->env->wtxn, b->env->kv, &b->cur)) {
 		build_reset(db);
 		return -1;
@@ -1667,6 +1701,16 @@ static int build_finish(vsrh_lmdb *db, const uint8_t *fixed, const uint8_t *head
 	else
 		mdb_txn_abort(e->wtxn);
 	e->wtxn = NULL;
+	/* Once more, the record alone: both meta pages then name the whole
+	 * checkpoint, so the rule that the older one is a durable checkpoint
+	 * (vsrh_store_settle_dir) holds from the start. */
+	if (rc == 0)
+		rc = mdb_txn_begin(e->env, NULL, 0, &e->wtxn);
+	if (rc == 0 && (rc = mdb_put(e->wtxn, e->meta, &k1, &v1, 0)) == 0)
+		rc = mdb_txn_commit(e->wtxn);
+	else if (e->wtxn)
+		mdb_txn_abort(e->wtxn);
+	e->wtxn = NULL;
 	if (rc == 0 && db->durable)
 		rc = mdb_env_sync(e->env, 1);
 	env_shut(e);
@@ -1727,6 +1771,7 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 	if (result != VSR_OK)
 		goto out;
 	vsrh_store_abort(L, s);
+	vsrh_syncer_wait(&db->syncer); /* its environment is about to close */
 	env_close(db);
 	env_dir_remove(old);
 	char err[256] = "";
@@ -1739,6 +1784,18 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 		_exit(74);
 	}
 	env_dir_remove(old);
+	if (db->durable) {
+		/* The renames, then the new environment, durable before the
+		 * superblock can name its checkpoint. */
+		int dfd = open(db->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		int src = dfd >= 0 && fsync(dfd) == 0 ? 0 : errno;
+		if (dfd >= 0)
+			close(dfd);
+		if (src == 0)
+			src = vsrh_syncer_sync_now(&db->syncer, db->env, cp->op);
+		if (src)
+			lmdb_fatal("sync of an installed checkpoint", src);
+	}
 	s->count = (int64_t)count;
 	s->digest = sum;
 	db->kv_bytes = kv_bytes;
