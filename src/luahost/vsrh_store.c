@@ -1327,7 +1327,7 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 	if (!db->durable)
 		return VSR_OK;
 	/* Durable once the syncer says so (vsr.h: checkpoint_take). */
-	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op)))
+	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op, map_used(db))))
 		lmdb_fatal("starting the syncer thread", rc);
 	return VSR_PENDING;
 }

@@ -36,6 +36,7 @@ typedef struct vsrh_syncer {
 	bool started, stop, busy;
 	MDB_env *env;            /* what to sync (busy) */
 	uint64_t txnid, op;      /* the commit being synced and its checkpoint */
+	uint64_t used;           /* bytes of data.mdb in use (written back in slices) */
 	int synced_fd;           /* the `synced` file, open */
 	char boot[VSRH_BOOT_ID_LEN];
 	vsrh_store_durable_fn notify;
@@ -54,7 +55,7 @@ void vsrh_syncer_close(vsrh_syncer *s);
 void vsrh_syncer_wait(vsrh_syncer *s);
 /* Starts syncing env (its newest commit, checkpoint `op`) on the thread;
  * waits first for one in flight. 0, or an errno (no thread). */
-int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op);
+int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used);
 /* Syncs env now, on this thread, and records its newest commit (at open,
  * after an install). 0, or an errno. */
 int vsrh_syncer_sync_now(vsrh_syncer *s, MDB_env *env, uint64_t op);
