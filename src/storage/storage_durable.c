@@ -1447,16 +1447,18 @@ int storage_durable_submit(vsr_storage *s, const vsr_persist *p)
 	j->sb = p->superblock;
 	d->submitted = p->superblock;
 
-	pthread_mutex_lock(&d->mu);
 	/* With the writer idle the group may be written on the loop itself
 	 * (vsr_storage_flush), which spares the two thread wake-ups of the
 	 * worker's round trip. Once one persist is held, every later one of
-	 * the group is held too: they complete in order. */
-	bool writer_idle = !d->writer_busy && d->queue == NULL;
-	pthread_mutex_unlock(&d->mu);
-	bool hold = d->held != NULL ||
-		    (writer_idle && d->opts.inline_ok != NULL && mono_ms() >= d->inline_off_until_ms &&
-		     d->opts.inline_ok(d->opts.data, p));
+	 * the group is held too: they complete in order. (The caller's
+	 * inline_ok is not asked under the lock.) */
+	bool hold = d->held != NULL;
+	if (!hold && d->opts.inline_ok != NULL && mono_ms() >= d->inline_off_until_ms) {
+		pthread_mutex_lock(&d->mu);
+		bool writer_idle = !d->writer_busy && d->queue == NULL;
+		pthread_mutex_unlock(&d->mu);
+		hold = writer_idle && d->opts.inline_ok(d->opts.data, p);
+	}
 	pthread_mutex_lock(&d->mu);
 	if (hold) {
 		if (d->held_tail) d->held_tail->next = j;
