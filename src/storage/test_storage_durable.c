@@ -43,16 +43,17 @@ static char dir[600];
 /* ------------------------------------------------------------------------ */
 /* The injectable disk.                                                      */
 
+/* Atomic where the test and the worker's lagging superblock update may
+ * meet: that update runs on the worker whenever it idles. */
 typedef struct fault {
-	atomic_long pwrites, syncs; /* calls so far (the worker's lagging
-				     * superblock update runs while the test
-				     * reads them) */
+	atomic_long pwrites, syncs; /* calls so far */
 	long loop_syncs;         /* of which on the loop thread (inline_ok) */
 	atomic_long sb_writes;   /* superblock writes, whatever the thread */
-	long fail_pwrite_at;     /* fail the pwrite with this index (0: never) */
-	long fail_sync_at;
-	int err;
-	bool drop_superblock;    /* superblock writes "succeed" without writing */
+	atomic_long fail_pwrite_at; /* fail every pwrite from this index on (0: never;
+				     * a lagging update may take the index itself) */
+	atomic_long fail_sync_at;
+	atomic_int err;          /* set before the index */
+	atomic_bool drop_superblock; /* superblock writes "succeed" without writing */
 } fault;
 
 static fault F;
@@ -60,7 +61,8 @@ static fault F;
 static ssize_t f_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t off)
 {
 	fault *f = ctx;
-	if (atomic_fetch_add(&f->pwrites, 1) + 1 == f->fail_pwrite_at) {
+	long at = atomic_load(&f->fail_pwrite_at);
+	if (atomic_fetch_add(&f->pwrites, 1) + 1 >= at && at != 0) {
 		errno = f->err;
 		return -1;
 	}
@@ -83,7 +85,8 @@ static int f_fdatasync(void *ctx, int fd)
 {
 	fault *f = ctx;
 	if (pthread_equal(pthread_self(), loop_thread)) f->loop_syncs++;
-	if (atomic_fetch_add(&f->syncs, 1) + 1 == f->fail_sync_at) {
+	long at = atomic_load(&f->fail_sync_at);
+	if (atomic_fetch_add(&f->syncs, 1) + 1 >= at && at != 0) {
 		errno = f->err;
 		return -1;
 	}
@@ -551,9 +554,9 @@ static void case_io_failure(const char *name, bool on_sync, int err, const char 
 	vsr_storage *s = open_storage(false, 0, &fault_io, &d);
 	make_entries(1, 40, 1, 0);
 	write_log(s, 10, 1, 1);
+	F.err = err;
 	if (on_sync) F.fail_sync_at = F.syncs + 1;
 	else F.fail_pwrite_at = F.pwrites + 1;
-	F.err = err;
 	for (uint64_t op = 11; op <= 40; op++)
 		CHECK(submit(s, op, op, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
 	wait_all();
