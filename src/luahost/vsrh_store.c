@@ -1129,8 +1129,12 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 	char path[4200], next[4200];
 	path_join(path, sizeof path, db->dir, "db");
 	path_join(next, sizeof next, db->dir, "next");
-	if (fresh || !durable)
+	if (fresh || !durable) {
 		env_dir_remove(path); /* nothing in it can be trusted (or wanted) */
+		char synced[4200];
+		path_join(synced, sizeof synced, db->dir, "synced"); /* it named that one */
+		unlink(synced);
+	}
 	bool rolled = false;
 	char why[512] = "";
 	if (durable && vsrh_store_settle_dir(db->dir, &rolled, why, sizeof why) != 0) {
