@@ -175,7 +175,9 @@ static uint32_t verify_writes(mclient *m, msgpack_sbuffer *sb, const writers *ws
 			writer_key(w, seq, key, val);
 			op_kv(sb, "get", key, NULL);
 			mresult r;
-			mc_op(m, sb, &r, key);
+			char about[160];
+			snprintf(about, sizeof about, "%s: acknowledged write %s=%s", what, key, val);
+			mc_op(m, sb, &r, about);
 			if (!body_contains(&r, val))
 				fail("%s: acknowledged write %s=%s is missing", what, key, val);
 			n++;
