@@ -106,6 +106,9 @@ void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void pick_ports(void);
 void write_config(const char *statemachine);
 pid_t spawn(const char *path, char *const argv[], int out_fd, int err_fd);
+/* The same in a process group of its own (its pid), as a shell job runs:
+ * kill(-pid, sig) reaches it and every process it starts. */
+pid_t spawn_group(const char *path, char *const argv[], int out_fd, int err_fd);
 void start_replica(int i);
 void kill_replica(int i);
 void stop_all(void);
@@ -167,6 +170,7 @@ int scenario_divergence(bool primary);
 int scenario_garbage(void);
 int scenario_attacks(void);
 int scenario_supervisor(void);
+int scenario_make_run(void);
 int scenario_metrics(void);
 int scenario_auth(void);
 int scenario_crash(int rounds);

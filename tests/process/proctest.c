@@ -19,6 +19,9 @@
  *                   abdicates, repairs as a backup, and agrees after a restart
  *   supervisor      `vsrhost CONFIG` runs every replica; vsrctl put/get/status
  *                   work against it; SIGINT stops them all (needs --vsrctl)
+ *   make-run        config/kv.lua as `make run` starts it (on free ports): writes
+ *                   kept across Ctrl-C (SIGINT to the process group), SIGTERM,
+ *                   kill -9 of every process and SIGINT; clean stops exit 0
  *   metrics         every replica serves /metrics (valid for promtool) and
  *                   /health; a scrape after kill -9 of the primary shows the
  *                   view change
@@ -83,7 +86,7 @@ static int run_divergence(int trials) { (void)trials; return scenario_divergence
 static int run_divergence_primary(int trials) { (void)trials; return scenario_divergence(true); }
 #define PLAIN(fn) static int run_##fn(int trials) { (void)trials; return scenario_##fn(); }
 PLAIN(replicate) PLAIN(dedup) PLAIN(history) PLAIN(garbage) PLAIN(sandbox) PLAIN(watchdog)
-PLAIN(quick_restart) PLAIN(supervisor) PLAIN(metrics) PLAIN(pause_backup) PLAIN(one_way_cut)
+PLAIN(quick_restart) PLAIN(supervisor) PLAIN(make_run) PLAIN(metrics) PLAIN(pause_backup) PLAIN(one_way_cut)
 PLAIN(client_cut) PLAIN(read_partition) PLAIN(auth) PLAIN(attacks) PLAIN(corrupt) PLAIN(disk_full)
 #undef PLAIN
 
@@ -93,7 +96,7 @@ static const struct {
 } scenarios[] = {
 	{"replicate", run_replicate}, {"failover", run_failover}, {"restart", run_restart},
 	{"quick-restart", run_quick_restart}, {"dedup", run_dedup}, {"history", run_history},
-	{"garbage", run_garbage}, {"supervisor", run_supervisor}, {"metrics", run_metrics},
+	{"garbage", run_garbage}, {"supervisor", run_supervisor}, {"make-run", run_make_run}, {"metrics", run_metrics},
 	{"auth", run_auth}, {"attacks", run_attacks}, {"sandbox", run_sandbox},
 	{"watchdog", run_watchdog}, {"divergence", run_divergence},
 	{"divergence-primary", run_divergence_primary}, {"pause-backup", run_pause_backup},
