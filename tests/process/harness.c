@@ -6,6 +6,7 @@
 
 const char *g_vsrhost;
 const char *g_vsrctl;
+const char *g_fail_io;
 const char *g_root;
 char g_dir[256];
 uint64_t g_cluster;

@@ -75,6 +75,7 @@ typedef struct cluster_view {
 #define KEYS 20
 extern const char *g_vsrhost;
 extern const char *g_vsrctl;
+extern const char *g_fail_io;  /* --fail-io: the fail_io.c shim */
 extern const char *g_root;
 extern char g_dir[256];
 extern uint64_t g_cluster;
@@ -176,6 +177,7 @@ int scenario_auth(void);
 int scenario_crash(int rounds);
 int scenario_corrupt(void);
 int scenario_disk_full(void);
+int scenario_disk_fault(void);
 int scenario_pause_backup(void);
 int scenario_one_way_cut(void);
 int scenario_client_cut(void);
