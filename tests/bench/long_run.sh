@@ -35,12 +35,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-ports=$(python3 -c '
-import socket
-s = [socket.socket() for _ in range(6)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(" ".join(str(x.getsockname()[1]) for x in s))
-for x in s: x.close()')
+ports=$("$build/vsr_free_ports" 6 | tr '\n' ' ')
 
 config() { # name
 	set -- $ports
