@@ -351,6 +351,9 @@ int scenario_corrupt(void)
 	int b = (p + 1) % N;
 	corrupt_round(&m, &sb, &ws, "byte flipped in one superblock copy of a backup", b,
 		      damage_superblock_copy, 20);
+	/* Two copies so that one bad copy loses nothing: the other serves. */
+	if (log_contains(b, "cannot be trusted"))
+		fail("replica %d reset its state over one bad superblock copy", b + 1);
 	/* Past two checkpoints of this round (interval 64): w0-0 is in every
 	 * replica's data.mdb. */
 	int s = (p + 2) % N;
