@@ -198,9 +198,11 @@ int scenario_crash(int rounds)
 	msgpack_sbuffer sb;
 	scenario_open("kv.lua", &m, &sb);
 	writers ws = {0};
+	uint64_t x = g_seed | 1; /* when each crash comes: from the seed */
 	for (int round = 1; round <= rounds; round++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		writers_start(&ws);
-		writers_wait_acks(&ws, 20, "before the crash");
+		writers_wait_acks(&ws, 1 + (uint32_t)(x % 60), "before the crash");
 		bool all = round % 2 == 1;
 		if (all) {
 			for (int i = 0; i < N; i++) kill_replica(i);
