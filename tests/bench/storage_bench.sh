@@ -21,7 +21,10 @@ cleanup() {
 	[ -n "$sup" ] && kill "$sup" 2>/dev/null && wait "$sup" 2>/dev/null
 	rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A trapped signal would resume the script: exit, which runs the EXIT trap.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 config() { # mode
 	cat > "$work/$1.lua" <<EOC
