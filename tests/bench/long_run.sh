@@ -118,6 +118,7 @@ restart_backup() { # label
 }
 
 config
+echo "long_run: load average $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "$part" = 1 ] || [ "$part" = both ]; then
 	rm -rf "$dir/data"
 	for r in 1 2 3; do start_one $r; done
@@ -157,3 +158,4 @@ if [ "$part" = 2 ] || [ "$part" = both ]; then
 	restart_backup "with ~$state_mb MB of state"
 	restart_all "with ~$state_mb MB of state, again"
 fi
+echo "long_run: load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"

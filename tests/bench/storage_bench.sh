@@ -62,6 +62,7 @@ stop() {
 
 now_ms() { date +%s%3N; }
 
+echo "storage_bench: vsrbench kv put, 3 replicas, $secs s per row; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for mode in $modes; do
 	config $mode
 	start $mode
@@ -83,3 +84,4 @@ for mode in $modes; do
 	fi
 	stop
 done
+echo "storage_bench: load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
