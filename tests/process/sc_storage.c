@@ -127,11 +127,30 @@ static bool writers_drain(writers *ws, int timeout_ms)
 	return true;
 }
 
+/* A writer that stopped on its own (its put refused: the session it
+ * registered is gone, i.e. acknowledged state was lost) fails the test at
+ * once; the writer stays unreaped for writers_stop. */
+static void writers_check(const writers *ws, const char *what)
+{
+	for (int w = 0; w < WRITERS; w++) {
+		siginfo_t si;
+		memset(&si, 0, sizeof si);
+		if (waitid(P_PID, (id_t)ws->pid[w], &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+		    si.si_pid != ws->pid[w] || (si.si_code == CLD_EXITED && si.si_status == 0))
+			continue;
+		fail("%s: writer %d stopped (code %d, status %d)%s", what, w, si.si_code, si.si_status,
+		     si.si_code == CLD_EXITED && si.si_status == 4
+			     ? ": the cluster refused its put, its session is gone (lost state)"
+			     : "");
+	}
+}
+
 static void writers_wait_acks(writers *ws, uint32_t acks, const char *what)
 {
 	uint64_t deadline = now_ms() + 3 * CALL_MS;
 	while (ws->acks < acks) {
 		check_alive();
+		writers_check(ws, what);
 		if (now_ms() > deadline)
 			fail("%s: only %u of %u writes acknowledged within %d ms", what, ws->acks, acks,
 			     3 * CALL_MS);
