@@ -228,6 +228,8 @@ int scenario_crash(int rounds)
 		writers_wait_acks(&ws, 1 + (uint32_t)(x % 60), "before the crash");
 		bool all = round % 2 == 1;
 		if (all) {
+			/* All at once: every SIGKILL sent before any is reaped. */
+			for (int i = 0; i < N; i++) kill(g_pid[i], SIGKILL);
 			for (int i = 0; i < N; i++) kill_replica(i);
 			for (int i = 0; i < N; i++) start_replica(i);
 			wait_ports(-1);
