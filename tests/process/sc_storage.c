@@ -127,11 +127,30 @@ static bool writers_drain(writers *ws, int timeout_ms)
 	return true;
 }
 
+/* A writer that stopped on its own (its put refused: the session it
+ * registered is gone, i.e. acknowledged state was lost) fails the test at
+ * once; the writer stays unreaped for writers_stop. */
+static void writers_check(const writers *ws, const char *what)
+{
+	for (int w = 0; w < WRITERS; w++) {
+		siginfo_t si;
+		memset(&si, 0, sizeof si);
+		if (waitid(P_PID, (id_t)ws->pid[w], &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+		    si.si_pid != ws->pid[w] || (si.si_code == CLD_EXITED && si.si_status == 0))
+			continue;
+		fail("%s: writer %d stopped (code %d, status %d)%s", what, w, si.si_code, si.si_status,
+		     si.si_code == CLD_EXITED && si.si_status == 4
+			     ? ": the cluster refused its put, its session is gone (lost state)"
+			     : "");
+	}
+}
+
 static void writers_wait_acks(writers *ws, uint32_t acks, const char *what)
 {
 	uint64_t deadline = now_ms() + 3 * CALL_MS;
 	while (ws->acks < acks) {
 		check_alive();
+		writers_check(ws, what);
 		if (now_ms() > deadline)
 			fail("%s: only %u of %u writes acknowledged within %d ms", what, ws->acks, acks,
 			     3 * CALL_MS);
@@ -175,7 +194,9 @@ static uint32_t verify_writes(mclient *m, msgpack_sbuffer *sb, const writers *ws
 			writer_key(w, seq, key, val);
 			op_kv(sb, "get", key, NULL);
 			mresult r;
-			mc_op(m, sb, &r, key);
+			char about[160];
+			snprintf(about, sizeof about, "%s: acknowledged write %s=%s", what, key, val);
+			mc_op(m, sb, &r, about);
 			if (!body_contains(&r, val))
 				fail("%s: acknowledged write %s=%s is missing", what, key, val);
 			n++;
@@ -200,11 +221,15 @@ int scenario_crash(int rounds)
 	msgpack_sbuffer sb;
 	scenario_open("kv.lua", &m, &sb);
 	writers ws = {0};
+	uint64_t x = g_seed | 1; /* when each crash comes: from the seed */
 	for (int round = 1; round <= rounds; round++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		writers_start(&ws);
-		writers_wait_acks(&ws, 20, "before the crash");
+		writers_wait_acks(&ws, 1 + (uint32_t)(x % 60), "before the crash");
 		bool all = round % 2 == 1;
 		if (all) {
+			/* All at once: every SIGKILL sent before any is reaped. */
+			for (int i = 0; i < N; i++) kill(g_pid[i], SIGKILL);
 			for (int i = 0; i < N; i++) kill_replica(i);
 			for (int i = 0; i < N; i++) start_replica(i);
 			wait_ports(-1);
@@ -353,6 +378,9 @@ int scenario_corrupt(void)
 	int b = (p + 1) % N;
 	corrupt_round(&m, &sb, &ws, "byte flipped in one superblock copy of a backup", b,
 		      damage_superblock_copy, 20);
+	/* Two copies so that one bad copy loses nothing: the other serves. */
+	if (log_contains(b, "cannot be trusted"))
+		fail("replica %d reset its state over one bad superblock copy", b + 1);
 	/* Past two checkpoints of this round (interval 64): w0-0 is in every
 	 * replica's data.mdb. */
 	int s = (p + 2) % N;
@@ -367,6 +395,22 @@ int scenario_corrupt(void)
 	corrupt_round(&m, &sb, &ws, "data directory deleted", s, damage_delete_dir, 20);
 	scenario_close(&m, &sb);
 	return 0;
+}
+
+/* Feeds the writers until replica `victim` exits (only its exit is
+ * expected); returns its wait status. */
+static int writers_until_exit(writers *ws, int victim, const char *what)
+{
+	uint64_t deadline = now_ms() + 6 * CALL_MS;
+	int status = 0;
+	while (waitpid(g_pid[victim], &status, WNOHANG) != g_pid[victim]) {
+		if (now_ms() > deadline)
+			fail("%s: replica %d never stopped (%u writes acknowledged)", what, victim + 1,
+			     ws->acks);
+		writers_drain(ws, 20);
+	}
+	g_pid[victim] = 0;
+	return status;
 }
 
 /* A full disk: replica `victim`'s directory is a tmpfs with room for its
@@ -405,19 +449,7 @@ int scenario_disk_full(void)
 	writers ws = {0};
 	/* Enough for 1024 entries even if every entry held all 4 writers' puts. */
 	writers_start_quota(&ws, 1500);
-	/* Until the victim stops: only its exit is expected. */
-	uint64_t deadline = now_ms() + 6 * CALL_MS;
-	int status = 0;
-	for (;;) {
-		if (waitpid(g_pid[victim], &status, WNOHANG) == g_pid[victim]) {
-			g_pid[victim] = 0;
-			break;
-		}
-		if (now_ms() > deadline)
-			fail("replica %d never ran out of disk (%u writes acknowledged)", victim + 1,
-			     ws.acks);
-		writers_drain(&ws, 20);
-	}
+	int status = writers_until_exit(&ws, victim, "never ran out of disk");
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 74)
 		fail("replica %d stopped with status 0x%x, not exit 74", victim + 1, status);
 	if (!log_contains(victim, "disk is full"))
@@ -435,3 +467,71 @@ int scenario_disk_full(void)
 	return 0;
 }
 
+
+/* A failing disk under the write-ahead log, through the LD_PRELOAD shim
+ * fail_io.c (--fail-io PATH; no root needed): one replica's N-th log write
+ * or fdatasync fails with ENOSPC or EIO, as does every later one. It must
+ * exit 74 with a sentence naming the file and the error, touch its log
+ * and superblock no more after the failure (no retried fdatasync, no
+ * superblock claiming what was not synced), and the others go on with
+ * every acknowledged write. Restarted on a good disk, it rejoins with the
+ * same state digest. */
+int scenario_disk_fault(void)
+{
+	if (g_fail_io == NULL)
+		fail("the disk-fault scenario needs --fail-io PATH (the fail_io shim)");
+	g_durability = "durable";
+	static const struct {
+		const char *spec;     /* VSR_FAIL_IO */
+		const char *expect[2];
+	} faults[] = {
+		{"fdatasync:EIO:30", {"fdatasync of log-", "Input/output error"}},
+		{"pwrite:ENOSPC:30", {"writing log-", "No space left on device (the disk is full)"}},
+		{"pwrite:EIO:30", {"writing log-", "Input/output error"}},
+	};
+	mclient m;
+	msgpack_sbuffer sb;
+	int p = scenario_open("kv.lua", &m, &sb);
+	writers ws = {0};
+	for (int f = 0; f < (int)(sizeof faults / sizeof faults[0]); f++) {
+		int victim = (p + f) % N; /* the first primary first */
+		char report[400];
+		snprintf(report, sizeof report, "%s/fail-io-%d.txt", g_dir, f);
+		kill_replica(victim);
+		setenv("LD_PRELOAD", g_fail_io, 1);
+		setenv("VSR_FAIL_IO", faults[f].spec, 1);
+		setenv("VSR_FAIL_IO_REPORT", report, 1);
+		start_replica(victim);
+		unsetenv("LD_PRELOAD");
+		unsetenv("VSR_FAIL_IO");
+		unsetenv("VSR_FAIL_IO_REPORT");
+		writers_start_quota(&ws, 100000);
+		int status = writers_until_exit(&ws, victim, faults[f].spec);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 74)
+			fail("%s: replica %d stopped with status 0x%x, not exit 74", faults[f].spec,
+			     victim + 1, status);
+		for (int e = 0; e < 2; e++)
+			if (!log_contains(victim, faults[f].expect[e]))
+				fail("%s: replica %d's log does not say \"%s\"", faults[f].spec, victim + 1,
+				     faults[f].expect[e]);
+		if (!log_contains(victim, "nothing more is acknowledged"))
+			fail("%s: replica %d's log does not say it stops acknowledging", faults[f].spec,
+			     victim + 1);
+		struct stat st;
+		if (stat(report, &st) == 0)
+			fail("%s: replica %d wrote or synced its log or superblock after the failure (%s)",
+			     faults[f].spec, victim + 1, report);
+		uint32_t before = ws.acks;
+		writers_wait_acks(&ws, before + 20, faults[f].spec);
+		writers_stop(&ws);
+		uint32_t n = verify_writes(&m, &sb, &ws, faults[f].spec);
+		start_replica(victim);
+		wait_ports(victim);
+		wait_converged(ws.max_op, CATCHUP_MS, "the failed replica restarted on a good disk");
+		note("%s at replica %d: exit 74, nothing written after the failure; all %u "
+		     "acknowledged writes present; restarted, digests equal at op %" PRIu64,
+		     faults[f].spec, victim + 1, n, ws.max_op);
+	}
+	scenario_close(&m, &sb);
+	return 0;
+}

@@ -605,8 +605,13 @@ static void host_stop(host *h, int exit_code, const char *why)
 	uv_close((uv_handle_t *)&h->tick_idle, NULL);
 	uv_close((uv_handle_t *)&h->poll_mark, NULL);
 	uv_close((uv_handle_t *)&h->flush_check, NULL);
-	uv_close((uv_handle_t *)&h->sigint, NULL);
-	uv_close((uv_handle_t *)&h->sigterm, NULL);
+	/* The signal handles stay open until everything else is closed
+	 * (host_replica_main): Ctrl-C on `make run` sends SIGINT to every
+	 * process and the supervisor then sends SIGTERM, which must not take
+	 * the default action while the storage closes or a checkpoint's sync
+	 * finishes (the supervisor escalates to SIGKILL if a replica hangs). */
+	uv_unref((uv_handle_t *)&h->sigint);
+	uv_unref((uv_handle_t *)&h->sigterm);
 	/* A checkpoint being synced finishes first; nothing is sent after. */
 	vsrh_sm_on_checkpoint_durable(h->sm, NULL, NULL);
 	uv_close((uv_handle_t *)&h->ckpt_async, NULL);
@@ -949,6 +954,12 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		}
 	}
 
+	uv_run(h.loop, UV_RUN_DEFAULT);
+	/* Stopped: only the signal handles are left (host_stop). */
+	uv_close((uv_handle_t *)&h.sigint, NULL);
+	uv_close((uv_handle_t *)&h.sigterm, NULL);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
 	uv_run(h.loop, UV_RUN_DEFAULT);
 	rc = uv_loop_close(h.loop);
 	if (rc != 0) {
