@@ -516,6 +516,7 @@ void normal_on_prepare(vsr_replica *r, const vsr_message *m)
 	normal_advance_commit(r, c);
 	if (duplicate) r->ack_sent_op = 0; /* the primary may have missed our ack */
 	normal_send_ack(r);
+	dv_repair_from_record(r);
 }
 
 /* A read round echo that acknowledges nothing (op 0, checksum 0: no real
