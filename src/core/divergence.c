@@ -210,7 +210,8 @@ void dv_repair_from_record(vsr_replica *r)
 	 * quorum's, so repair from it. A few tries only: when no replica
 	 * holds that checkpoint any more, every try would only cost the
 	 * primary our acks. */
-	if (BUG(r, VSR_BUG_NO_DIVERGENCE_CHECK) || !r->diverged || r->dv_repairing ||
+	if (BUG(r, VSR_BUG_NO_DIVERGENCE_CHECK) || BUG(r, VSR_BUG_NO_RECORD_REPAIR) ||
+	    !r->diverged || r->dv_repairing ||
 	    r->status != VSR_STATUS_NORMAL || is_primary(r))
 		return;
 	if (r->dv_self_repairs < VSR_DV_SELF_REPAIRS_MAX && try_repair(r)) r->dv_self_repairs++;
