@@ -43,9 +43,7 @@ static const vsr_checkpoint *own_checkpoint(const vsr_replica *r, uint64_t op,
 					    vsr_checkpoint *cur)
 {
 	if (op == 0) return NULL;
-	*cur = (vsr_checkpoint){.op = r->checkpoint_op, .checksum = r->checkpoint_checksum,
-				.timestamp = r->checkpoint_timestamp, .size = r->checkpoint_len,
-				.digest = r->checkpoint_digest};
+	*cur = checkpoint_current(r);
 	if (op == cur->op) return cur;
 	if (op == r->checkpoint_prev.op) return &r->checkpoint_prev;
 	return NULL;

@@ -176,10 +176,11 @@ vsr_persist *persist_state(vsr_replica *r, bool truncate, uint64_t truncate_afte
 		.view = r->view,
 		.log_view = r->log_view,
 		.commit = r->commit,
-		.checkpoint_op = r->checkpoint_op,
-		.checkpoint_checksum = r->checkpoint_checksum,
-		.checkpoint_size = r->checkpoint_len,
-		.checkpoint_timestamp = r->checkpoint_timestamp,
+		/* Only a durable checkpoint: a crash may lose a newer one. */
+		.checkpoint_op = r->checkpoint_durable.op,
+		.checkpoint_checksum = r->checkpoint_durable.checksum,
+		.checkpoint_size = r->checkpoint_durable.size,
+		.checkpoint_timestamp = r->checkpoint_durable.timestamp,
 	};
 	if (truncate) {
 		/* Entries above the cut are no longer ours, durable or not. */
@@ -194,7 +195,7 @@ vsr_persist *persist_state(vsr_replica *r, bool truncate, uint64_t truncate_afte
 	q->view = r->view;
 	q->log_view = r->log_view;
 	q->op = r->log.head;
-	q->checkpoint_op = r->checkpoint_op;
+	q->checkpoint_op = r->checkpoint_durable.op;
 	q->joined = p->superblock.history != 0;
 	q->issued_at = r->now;
 	return p;
@@ -436,7 +437,7 @@ static int restart_from(vsr_replica *r, const vsr_durable *d)
 	r->durable_view = sb->view;
 	r->durable_log_view = sb->log_view;
 	r->durable_op = r->log.head;
-	r->durable_checkpoint_op = r->checkpoint_op;
+	r->durable_checkpoint_op = r->checkpoint_durable.op;
 	r->durable_joined = true;
 	/* The superblock's commit is a lower bound of what was committed;
 	 * re-execute the committed prefix we hold. */
@@ -585,6 +586,7 @@ void vsr_replica_step(vsr_replica *r, const vsr_event *ev, vsr_actions *out)
 		break;
 	case VSR_EVENT_PERSISTED: on_persisted(r, ev->persist_id); break;
 	case VSR_EVENT_FLUSH: break;
+	case VSR_EVENT_CHECKPOINT_DURABLE: checkpoint_on_durable(r, ev->checkpoint_op); break;
 	default: r->stats.messages_dropped++; break;
 	}
 	if (r->status == VSR_STATUS_NORMAL && is_primary(r) && !ev->more) normal_flush_queue(r);
@@ -667,6 +669,8 @@ const char *vsr_replica_check(const vsr_replica *r)
 	      r->commit <= r->log.head))
 		return "I1: checkpoint <= executed <= commit <= op violated";
 	if (r->log.start > r->checkpoint_op + 1) return "I1: log starts above the checkpoint";
+	if (r->checkpoint_durable.op > r->checkpoint_op)
+		return "I1: the durable checkpoint is newer than the current one";
 	if (r->log.head - r->log.start + 1 > log_capacity(&r->log)) return "I1: log over capacity";
 	/* I2 */
 	if (r->log_view > r->view) return "I2: log_view above view";

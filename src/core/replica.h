@@ -247,6 +247,10 @@ struct vsr_replica {
 	uint64_t checkpoint_len;    /* bytes of its image (the state machine holds it) */
 	uint64_t checkpoint_digest; /* its own checksum */
 	vsr_checkpoint checkpoint_prev; /* the one before: still served */
+	/* The newest checkpoint the state machine has made durable: the
+	 * superblock names this one (it is the current or the previous
+	 * checkpoint, or an older one when two takes are in flight). */
+	vsr_checkpoint checkpoint_durable;
 
 	client_table clients;
 	client_table clients_staged; /* a fetched checkpoint's, until it is installed */
@@ -521,6 +525,10 @@ void st_on_tick(vsr_replica *r);
 void st_send_request(vsr_replica *r);
 /* Takes a checkpoint of the executed state at r->executed. */
 void checkpoint_take(vsr_replica *r);
+/* The current checkpoint as one record. */
+vsr_checkpoint checkpoint_current(const vsr_replica *r);
+/* The state machine made every checkpoint at or below `op` durable. */
+void checkpoint_on_durable(vsr_replica *r, uint64_t op);
 /* Restart: adopts the state machine's own checkpoint (at or above the
  * superblock's); returns VSR_OK or an error. */
 int checkpoint_open(vsr_replica *r, const vsr_superblock *sb);

@@ -366,9 +366,7 @@ void st_on_new_state(vsr_replica *r, const vsr_message *m)
  * status: a checkpoint is committed state, the same on every replica. */
 void st_on_get_checkpoint(vsr_replica *r, const vsr_message *m)
 {
-	vsr_checkpoint cur = {.op = r->checkpoint_op, .checksum = r->checkpoint_checksum,
-			      .timestamp = r->checkpoint_timestamp, .size = r->checkpoint_len,
-			      .digest = r->checkpoint_digest};
+	vsr_checkpoint cur = checkpoint_current(r);
 	const vsr_checkpoint *cp = NULL;
 	if (cur.op && m->checkpoint_op == cur.op) cp = &cur;
 	else if (r->checkpoint_prev.op && m->checkpoint_op == r->checkpoint_prev.op) cp = &r->checkpoint_prev;
@@ -445,6 +443,7 @@ static void fetch_install(vsr_replica *r)
 	r->checkpoint_timestamp = cp.timestamp;
 	r->checkpoint_len = cp.size;
 	r->checkpoint_digest = cp.digest;
+	r->checkpoint_durable = cp; /* an install is durable when it returns */
 	if (r->checkpoint_timestamp > r->last_timestamp) r->last_timestamp = r->checkpoint_timestamp;
 	if (r->dv_repairing) {
 		/* A divergence repair: only the state was wrong, never the log,
@@ -563,24 +562,48 @@ void checkpoint_take(vsr_replica *r)
 	const vsr_entry *ce = log_get(&r->log, r->executed);
 	cp.timestamp = ce != NULL ? ce->timestamp : r->last_timestamp;
 	/* A checkpoint is local, not replicated: skipping one is safe. */
-	if (r->sm.checkpoint_take(r->sm.ctx, &cp, meta->data, meta->len) != VSR_OK) return;
-	r->checkpoint_prev = (vsr_checkpoint){.op = r->checkpoint_op,
-					      .checksum = r->checkpoint_checksum,
-					      .timestamp = r->checkpoint_timestamp,
-					      .size = r->checkpoint_len,
-					      .digest = r->checkpoint_digest};
+	int rc = r->sm.checkpoint_take(r->sm.ctx, &cp, meta->data, meta->len);
+	if (rc != VSR_OK && rc != VSR_PENDING) return;
+	r->checkpoint_prev = checkpoint_current(r);
 	r->checkpoint_op = cp.op;
 	r->checkpoint_checksum = cp.checksum;
 	r->checkpoint_timestamp = cp.timestamp;
 	r->checkpoint_len = cp.size;
 	r->checkpoint_digest = cp.digest;
-	persist_state(r, false, 0, NULL, 0);
 	r->stats.checkpoints++;
+	/* A pending one is named by the superblock once it is durable
+	 * (checkpoint_on_durable); until then the log above the last durable
+	 * one is kept, which is all a restart needs. */
+	if (rc == VSR_OK) checkpoint_on_durable(r, cp.op);
 	/* Memory is bounded by the checkpoint interval: keep only a tail below
 	 * the checkpoint, enough for a backup a little behind to catch up from
 	 * the log instead of the whole checkpoint. */
 	uint64_t keep = r->cfg.message_entries_max;
 	if (r->checkpoint_op > keep) log_drop_through(&r->log, r->checkpoint_op - keep);
+}
+
+vsr_checkpoint checkpoint_current(const vsr_replica *r)
+{
+	return (vsr_checkpoint){.op = r->checkpoint_op,
+				.checksum = r->checkpoint_checksum,
+				.timestamp = r->checkpoint_timestamp,
+				.size = r->checkpoint_len,
+				.digest = r->checkpoint_digest};
+}
+
+void checkpoint_on_durable(vsr_replica *r, uint64_t op)
+{
+	/* Checkpoints become durable in the order they were taken: the newest
+	 * we still know at or below `op` is. An older one (a report that
+	 * arrived after two more takes) names nothing new. */
+	vsr_checkpoint cur = checkpoint_current(r);
+	const vsr_checkpoint *cp = NULL;
+	if (cur.op > 0 && cur.op <= op) cp = &cur;
+	else if (r->checkpoint_prev.op > 0 && r->checkpoint_prev.op <= op) cp = &r->checkpoint_prev;
+	if (cp == NULL || cp->op <= r->checkpoint_durable.op) return;
+	r->checkpoint_durable = *cp;
+	/* The superblock now names it, and storage may drop the log below. */
+	persist_state(r, false, 0, NULL, 0);
 }
 
 int checkpoint_open(vsr_replica *r, const vsr_superblock *sb)
@@ -604,6 +627,7 @@ int checkpoint_open(vsr_replica *r, const vsr_superblock *sb)
 	r->checkpoint_timestamp = cp.timestamp;
 	r->checkpoint_len = cp.size;
 	r->checkpoint_digest = cp.digest;
+	r->checkpoint_durable = cp;
 	r->last_timestamp = cp.timestamp;
 	log_reset(&r->log, cp.op, cp.checksum);
 	return VSR_OK;

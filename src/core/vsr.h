@@ -50,7 +50,8 @@ extern "C" {
 #endif
 
 /* ------------------------------------------------------------------------ */
-/* Errors: negative codes from one table (vsr_strerror gives the text).      */
+/* Results: VSR_OK, VSR_PENDING and negative errors, from one table          */
+/* (vsr_strerror gives the text).                                            */
 
 #define VSR_ERRORS(X)                                                  \
 	X(VSR_OK, 0, "success")                                            \
@@ -58,7 +59,8 @@ extern "C" {
 	X(VSR_EINVAL, -2, "invalid argument")                              \
 	X(VSR_ECORRUPT, -3, "corrupt durable state")                       \
 	X(VSR_ETOOBIG, -4, "value exceeds a configured limit")             \
-	X(VSR_ESM, -5, "state machine failed")
+	X(VSR_ESM, -5, "state machine failed")                             \
+	X(VSR_PENDING, 1, "accepted, durable later")
 
 enum vsr_error {
 #define VSR_ERROR_ENUM(name, code, text) name = code,
@@ -344,9 +346,14 @@ typedef struct vsr_state_machine {
 	 *
 	 * take: the executed state becomes checkpoint cp (op, checksum and
 	 * timestamp are set), stored with `meta` (the core's client table,
-	 * opaque). Fills cp->size and cp->digest. A durable state machine makes
-	 * it durable before returning: at restart the state's own checkpoint is
-	 * the truth, never an op re-applied on top of it. */
+	 * opaque). Fills cp->size and cp->digest. Returns VSR_OK when the
+	 * checkpoint is durable on return, or VSR_PENDING when it is readable
+	 * (and served) now but becomes durable later: the host then steps
+	 * VSR_EVENT_CHECKPOINT_DURABLE. Until then the superblock keeps naming
+	 * the last durable checkpoint, so the log above it is kept, and a crash
+	 * may bring the state back to that one (never older). Checkpoints
+	 * become durable in the order they were taken. At restart the state's
+	 * own checkpoint is the truth, never an op re-applied on top of it. */
 	int (*checkpoint_take)(void *ctx, vsr_checkpoint *cp, const uint8_t *meta,
 			       size_t meta_len);
 	/* read: appends bytes [offset, offset + len) of the image of checkpoint
@@ -365,7 +372,7 @@ typedef struct vsr_state_machine {
 	int (*checkpoint_install)(void *ctx, const vsr_checkpoint *cp,
 				  vsr_checkpoint_accept accept, void *arg);
 	/* open: at restart, the checkpoint the state holds (op 0: none) and its
-	 * meta; the state is that checkpoint's. */
+	 * meta; the state is that checkpoint's, and it is durable. */
 	int (*checkpoint_open)(void *ctx, vsr_checkpoint *cp, vsr_buf *meta);
 } vsr_state_machine;
 
@@ -502,7 +509,9 @@ typedef struct vsr_superblock {
 	uint64_t view;
 	uint64_t log_view;
 	uint64_t commit;            /* a lower bound of the commit number */
-	uint64_t checkpoint_op;     /* op of the latest durable checkpoint (0: none) */
+	uint64_t checkpoint_op;     /* op of the latest durable checkpoint (0: none):
+	                               the state machine's, which may be taken
+	                               but not yet durable, can be newer */
 	uint64_t checkpoint_checksum; /* checksum of the entry at checkpoint_op */
 	uint64_t checkpoint_size;   /* bytes of the checkpoint's image */
 	uint64_t checkpoint_timestamp; /* timestamp of the entry at checkpoint_op */
@@ -517,6 +526,9 @@ enum vsr_event_type {
 	VSR_EVENT_REQUEST,       /* a client request arrived on connection `conn` */
 	VSR_EVENT_PERSISTED,     /* the persist action `persist_id` is durable */
 	VSR_EVENT_FLUSH,         /* end of a burst of events marked `more` */
+	VSR_EVENT_CHECKPOINT_DURABLE, /* every checkpoint at or below
+	                            `checkpoint_op` is durable (a take that
+	                            returned VSR_PENDING) */
 };
 
 typedef struct vsr_event {
@@ -525,6 +537,7 @@ typedef struct vsr_event {
 	uint64_t realtime_ns;    /* wall clock, used only by a primary to timestamp entries */
 	uint64_t conn;           /* REQUEST: opaque host handle, echoed in REPLY actions */
 	uint64_t persist_id;     /* PERSISTED */
+	uint64_t checkpoint_op;  /* CHECKPOINT_DURABLE */
 	const vsr_message *message; /* MESSAGE, REQUEST */
 	/* A hint that more events follow at once (a host draining its sockets):
 	 * the primary may then hold queued requests back to batch them, until

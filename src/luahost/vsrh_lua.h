@@ -75,6 +75,12 @@ void vsrh_sm_set_log(vsrh_sm *sm, vsrh_log_fn fn, void *arg, int level);
 
 /* Whether vsr.store keeps its entries in LMDB (else in a Lua table). */
 bool vsrh_sm_store_lmdb(const vsrh_sm *sm);
+/* A durable vsr.store makes each checkpoint durable on a thread of its own
+ * (checkpoint_take returns VSR_PENDING): fn(arg, op) is called on that
+ * thread once checkpoint op is; the host then steps the core with
+ * VSR_EVENT_CHECKPOINT_DURABLE. fn NULL: no more calls (waits for one in
+ * flight). */
+void vsrh_sm_on_checkpoint_durable(vsrh_sm *sm, void (*fn)(void *arg, uint64_t op), void *arg);
 
 /* Fills `out` with callbacks on sm (ctx = sm). sm must outlive the core. */
 void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out);
@@ -123,6 +129,11 @@ typedef struct vsrh_sm_stats {
 	uint64_t rollbacks;        /* plain-state rollbacks (restore + replay) */
 	uint64_t queries;
 	uint64_t memory_bytes;     /* in use now */
+	/* A durable vsr.store's checkpoint syncs (vsrh_store_sync.h). */
+	uint64_t checkpoint_syncs;
+	uint64_t checkpoint_sync_last_ns;
+	uint64_t checkpoint_sync_waits; /* takes that waited for the previous sync */
+	uint64_t checkpoint_sync_wait_ns;
 } vsrh_sm_stats;
 void vsrh_sm_stats_get(const vsrh_sm *sm, vsrh_sm_stats *out);
 

@@ -296,7 +296,8 @@ static int l_checkpoint_take(lua_State *L)
 	const char *meta = luaL_optlstring(L, 3, "", &ml);
 	vsr_state_machine m;
 	vsrh_sm_bind(s->sm, &m);
-	if (m.checkpoint_take(m.ctx, &cp, (const uint8_t *)meta, ml) != VSR_OK)
+	int rc = m.checkpoint_take(m.ctx, &cp, (const uint8_t *)meta, ml);
+	if (rc != VSR_OK && rc != VSR_PENDING) /* PENDING: durable a moment later */
 		return luaL_error(L, "checkpoint_take failed");
 	push_cp(L, &cp);
 	return 1;

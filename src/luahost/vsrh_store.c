@@ -24,6 +24,8 @@
 
 #include "vsrh_codec.h"
 #include "vsrh_sandbox.h"
+#include "vsrh_le.h"
+#include "vsrh_store_sync.h"
 
 /* The delete marker in the write buffer: a light userdata no script can
  * forge (scripts cannot create light userdata). */
@@ -156,22 +158,10 @@ struct vsrh_lmdb {
 	vsr_checkpoint staged; /* the one whose bytes go to the staging file */
 	int staged_fd;
 	ckpt_build build;     /* next/, from the staged chunks so far */
+	vsrh_syncer syncer;   /* durable: syncs each checkpoint off the step */
 };
 
-static void lmdb_fatal(const char *what, int rc)
-{
-	/* The store cannot follow the replicated state any more (a full or
-	 * failing disk): stop rather than diverge or acknowledge what is lost,
-	 * with the status vsrhost uses for a storage failure (EX_IOERR). */
-	/* LMDB reports a short write (a full disk) as EIO. */
-	const char *why = rc == ENOSPC	     ? "the disk is full (no space left on device)"
-			  : rc == EIO	       ? "a write failed: the disk is full or failing (EIO)"
-			  : rc == MDB_MAP_FULL ? "the map is full (more written in one checkpoint interval than it had room for)"
-					       : mdb_strerror(rc);
-	fprintf(stderr, "vsr.store: LMDB %s failed: %s; this replica stops (exit 74)\n", what, why);
-	fflush(NULL);
-	_exit(74);
-}
+#define lmdb_fatal vsrh_store_fatal
 
 static MDB_val mval(const void *p, size_t n)
 {
@@ -821,24 +811,6 @@ int vsrh_store_read(lua_State *L, vsrh_store *s, const uint8_t *d, size_t len, s
 
 /* ---------------------------------------------------------------- LMDB environment */
 
-static void put_u64le(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64le(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
-static uint32_t get_u32le(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static void path_join(char *out, size_t n, const char *dir, const char *name)
 {
@@ -1022,9 +994,10 @@ static int env_try_open(vsrh_lmdb *db, const char *path, size_t map, size_t rese
 		rc = mdb_env_set_mapsize(db->env, map);
 	if (rc == 0)
 		rc = mdb_env_set_maxreaders(db->env, 16);
-	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | (db->writemap ? MDB_WRITEMAP : 0);
-	if (!db->durable)
-		flags |= MDB_NOSYNC | MDB_NOMETASYNC;
+	/* No commit syncs inside LMDB: a durable store syncs after it, on the
+	 * syncer's thread for a checkpoint (vsrh_store_sync.h). */
+	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | MDB_NOSYNC | MDB_NOMETASYNC |
+			 (db->writemap ? MDB_WRITEMAP : 0);
 	if (rc == 0)
 		rc = mdb_env_open(db->env, path, flags, 0600);
 	if (rc == 0)
@@ -1126,6 +1099,7 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 		return -1;
 	}
 	db->staged_fd = -1;
+	db->syncer.synced_fd = -1;
 	db->durable = durable;
 	if (dir == NULL) {
 		const char *tmp = getenv("TMPDIR");
@@ -1157,6 +1131,15 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 	path_join(next, sizeof next, db->dir, "next");
 	if (fresh || !durable)
 		env_dir_remove(path); /* nothing in it can be trusted (or wanted) */
+	bool rolled = false;
+	char why[512] = "";
+	if (durable && vsrh_store_settle_dir(db->dir, &rolled, why, sizeof why) != 0) {
+		snprintf(err, err_len, "vsr.store: %s", why);
+		free(db);
+		return -1;
+	}
+	if (rolled)
+		fprintf(stderr, "vsr.store: %s\n", why);
 	/* An install that stopped between its two renames left next/ only. */
 	struct stat st;
 	if (stat(path, &st) != 0 && stat(next, &st) == 0)
@@ -1168,12 +1151,46 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 		free(db);
 		return -1;
 	}
+	int rc = durable ? vsrh_syncer_init(&db->syncer, db->dir) : 0;
+	if (rc) {
+		snprintf(err, err_len, "vsr.store: %s/synced: %s", db->dir, strerror(rc));
+		free(db);
+		return -1;
+	}
 	if (env_open(db, path, 0, err, err_len)) {
+		vsrh_syncer_close(&db->syncer);
+		free(db);
+		return -1;
+	}
+	/* What an earlier process committed may still be only in the page
+	 * cache (it was killed before its sync): durable from here on. */
+	if (durable && (rc = vsrh_syncer_sync_now(&db->syncer, db->env, 0))) {
+		snprintf(err, err_len, "vsr.store: syncing %s: %s", path, mdb_strerror(rc));
+		env_close(db);
+		vsrh_syncer_close(&db->syncer);
 		free(db);
 		return -1;
 	}
 	s->db = db;
 	return 0;
+}
+
+void vsrh_store_sync_figures(vsrh_store *s, uint64_t out[4])
+{
+	if (s->db == NULL || !s->db->durable) {
+		memset(out, 0, 4 * sizeof out[0]);
+		return;
+	}
+	vsrh_syncer_figures(&s->db->syncer, out);
+}
+
+void vsrh_store_on_durable(vsrh_store *s, vsrh_store_durable_fn fn, void *arg)
+{
+	if (s->db == NULL)
+		return;
+	vsrh_syncer_wait(&s->db->syncer);
+	s->db->syncer.notify = fn;
+	s->db->syncer.notify_arg = arg;
 }
 
 static void build_reset(vsrh_lmdb *db);
@@ -1185,6 +1202,7 @@ void vsrh_store_close(lua_State *L, vsrh_store *s)
 	if (db == NULL)
 		return;
 	build_reset(db);
+	vsrh_syncer_close(&db->syncer); /* the checkpoint being synced is durable */
 	env_close(db);
 	if (db->staged_fd >= 0)
 		close(db->staged_fd);
@@ -1221,10 +1239,10 @@ static uint8_t *image_prefix(const uint8_t *head, size_t head_len, uint64_t coun
 	if (p == NULL)
 		return NULL;
 	memcpy(p, CKPT_MAGIC, 8);
-	put_u64le(p + 8, head_len);
+	vsrh_put_u64le(p + 8, head_len);
 	if (head_len)
 		memcpy(p + 16, head, head_len);
-	put_u64le(p + 16 + head_len, count);
+	vsrh_put_u64le(p + 16 + head_len, count);
 	return p;
 }
 
@@ -1257,12 +1275,17 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 	uint64_t f[8] = {cp->op, cp->checksum, cp->timestamp, cp->size, cp->digest,
 			 (uint64_t)s->count, db->kv_bytes, s->digest};
 	for (int i = 0; i < 8; i++)
-		put_u64le(fixed + 8 * i, f[i]);
+		vsrh_put_u64le(fixed + 8 * i, f[i]);
 	MDB_val k1 = mval("checkpoint", 10), v1 = mval(fixed, sizeof fixed);
 	MDB_val k2 = mval("head", 4), v2 = mval(head, head_len);
 	int rc = mdb_put(db->wtxn, db->meta, &k1, &v1, 0);
 	if (rc == 0)
 		rc = mdb_put(db->wtxn, db->meta, &k2, &v2, 0);
+	/* The previous checkpoint must be durable before this commit: LMDB's
+	 * older meta page then always names a durable transaction, the one a
+	 * restart after a power cut can fall back to (vsrh_store_sync.h). Its
+	 * sync began an interval ago. */
+	vsrh_syncer_wait(&db->syncer);
 	if (rc == 0)
 		rc = mdb_txn_commit(db->wtxn);
 	db->wtxn = NULL;
@@ -1293,7 +1316,12 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 		lmdb_fatal("read transaction", rc);
 	if ((rc = mdb_txn_begin(db->env, NULL, 0, &db->wtxn)))
 		lmdb_fatal("write transaction", rc);
-	return VSR_OK;
+	if (!db->durable)
+		return VSR_OK;
+	/* Durable once the syncer says so (vsr.h: checkpoint_take). */
+	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op, map_used(db))))
+		lmdb_fatal("starting the syncer thread", rc);
+	return VSR_PENDING;
 }
 
 static ckpt_held *held_find(vsrh_lmdb *db, const vsr_checkpoint *cp)
@@ -1455,8 +1483,6 @@ static int build_start(vsrh_lmdb *db, const vsr_checkpoint *cp)
 		b->env = NULL;
 		return -1;
 	}
-	if (db->durable)
-		mdb_env_set_flags(b->env->env, MDB_NOSYNC, 1);
 	if (mdb_cursor_open(b->env->wtxn, b->env->kv, &b->cur)) {
 		build_reset(db);
 		return -1;
@@ -1474,7 +1500,7 @@ static uint64_t build_records(vsrh_lmdb *db, const vsr_checkpoint *cp, const uin
 	uint64_t at = 0;
 	while (!b->bad && len - at >= 8) {
 		uint64_t abs = b->parsed + at;
-		uint32_t kl = get_u32le(p + at), vl = get_u32le(p + at + 4);
+		uint32_t kl = vsrh_get_u32le(p + at), vl = vsrh_get_u32le(p + at + 4);
 		if (kl == 0 || kl > 511 || cp->size - abs - 8 < (uint64_t)kl + vl) {
 			b->bad = b->corrupt = true;
 			break;
@@ -1510,7 +1536,7 @@ static void build_feed(vsrh_lmdb *db, const vsr_checkpoint *cp)
 			uint8_t h[16];
 			if (b->contiguous < 24 || pread(db->staged_fd, h, 16, 0) != 16)
 				break;
-			uint64_t head_len = get_u64le(h + 8);
+			uint64_t head_len = vsrh_get_u64le(h + 8);
 			if (memcmp(h, CKPT_MAGIC, 8) != 0 || head_len > cp->size - 24) {
 				b->bad = b->corrupt = true;
 				break;
@@ -1519,7 +1545,7 @@ static void build_feed(vsrh_lmdb *db, const vsr_checkpoint *cp)
 			if (b->contiguous < b->plen ||
 			    pread(db->staged_fd, h, 8, (off_t)(b->plen - 8)) != 8)
 				break;
-			b->count = get_u64le(h);
+			b->count = vsrh_get_u64le(h);
 			b->parsed = b->plen;
 			continue;
 		}
@@ -1537,7 +1563,7 @@ static void build_feed(vsrh_lmdb *db, const vsr_checkpoint *cp)
 		uint64_t used = build_records(db, cp, buf, want);
 		if (used == 0 && !b->bad && want < avail && want >= 8) {
 			/* one record larger than a read: read it whole */
-			want = 8 + (uint64_t)get_u32le(buf) + get_u32le(buf + 4);
+			want = 8 + (uint64_t)vsrh_get_u32le(buf) + vsrh_get_u32le(buf + 4);
 			if (want > avail)
 				break;
 			if ((nb = realloc(buf, (size_t)want)) == NULL) {
@@ -1667,6 +1693,16 @@ static int build_finish(vsrh_lmdb *db, const uint8_t *fixed, const uint8_t *head
 	else
 		mdb_txn_abort(e->wtxn);
 	e->wtxn = NULL;
+	/* Once more, the record alone: both meta pages then name the whole
+	 * checkpoint, so the rule that the older one is a durable checkpoint
+	 * (vsrh_store_settle_dir) holds from the start. */
+	if (rc == 0)
+		rc = mdb_txn_begin(e->env, NULL, 0, &e->wtxn);
+	if (rc == 0 && (rc = mdb_put(e->wtxn, e->meta, &k1, &v1, 0)) == 0)
+		rc = mdb_txn_commit(e->wtxn);
+	else if (e->wtxn)
+		mdb_txn_abort(e->wtxn);
+	e->wtxn = NULL;
 	if (rc == 0 && db->durable)
 		rc = mdb_env_sync(e->env, 1);
 	env_shut(e);
@@ -1714,7 +1750,7 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 	uint8_t fixed[META_FIXED];
 	uint64_t f[8] = {cp->op, cp->checksum, cp->timestamp, cp->size, cp->digest, count, kv_bytes, sum};
 	for (int i = 0; i < 8; i++)
-		put_u64le(fixed + 8 * i, f[i]);
+		vsrh_put_u64le(fixed + 8 * i, f[i]);
 	result = VSR_ENOMEM;
 	if (build_finish(db, fixed, head, head_len))
 		goto out;
@@ -1727,6 +1763,7 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 	if (result != VSR_OK)
 		goto out;
 	vsrh_store_abort(L, s);
+	vsrh_syncer_wait(&db->syncer); /* its environment is about to close */
 	env_close(db);
 	env_dir_remove(old);
 	char err[256] = "";
@@ -1739,6 +1776,18 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 		_exit(74);
 	}
 	env_dir_remove(old);
+	if (db->durable) {
+		/* The renames, then the new environment, durable before the
+		 * superblock can name its checkpoint. */
+		int dfd = open(db->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		int src = dfd >= 0 && fsync(dfd) == 0 ? 0 : errno;
+		if (dfd >= 0)
+			close(dfd);
+		if (src == 0)
+			src = vsrh_syncer_sync_now(&db->syncer, db->env, cp->op);
+		if (src)
+			lmdb_fatal("sync of an installed checkpoint", src);
+	}
 	s->count = (int64_t)count;
 	s->digest = sum;
 	db->kv_bytes = kv_bytes;
@@ -1774,7 +1823,7 @@ int vsrh_store_ckpt_open(vsrh_store *s, vsr_checkpoint *cp, vsr_buf *head)
 		return VSR_ECORRUPT;
 	uint64_t f[8];
 	for (int i = 0; i < 8; i++)
-		f[i] = get_u64le((const uint8_t *)v1.mv_data + 8 * i);
+		f[i] = vsrh_get_u64le((const uint8_t *)v1.mv_data + 8 * i);
 	*cp = (vsr_checkpoint){.op = f[0], .checksum = f[1], .timestamp = f[2], .size = f[3],
 			       .digest = f[4]};
 	s->count = (int64_t)f[5];
@@ -1881,7 +1930,7 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 	if (rc == 0) {
 		uint64_t f[8] = {0};
 		for (int i = 0; have_cp && i < 8; i++)
-			f[i] = get_u64le((const uint8_t *)v1.mv_data + 8 * i);
+			f[i] = vsrh_get_u64le((const uint8_t *)v1.mv_data + 8 * i);
 		size_t plen = 0;
 		uint8_t *prefix = have_cp ? image_prefix(v2.mv_data, v2.mv_size, count, &plen) : NULL;
 		if (have_cp && prefix == NULL) {

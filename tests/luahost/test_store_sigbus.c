@@ -20,28 +20,7 @@
 
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
-
-static void put_op(vsr_buf *b, int key, size_t value_len)
-{
-	/* {op = "put", key = "kNNNNNN", value = <value_len bytes>} in msgpack */
-	char k[16];
-	int kl = snprintf(k, sizeof k, "k%06d", key);
-	b->len = 0;
-	uint8_t head[] = {0x83, 0xa2, 'o', 'p', 0xa3, 'p', 'u', 't', 0xa3, 'k', 'e', 'y'};
-	vsr_buf_append(b, head, sizeof head);
-	uint8_t kh = (uint8_t)(0xa0 | kl);
-	vsr_buf_append(b, &kh, 1);
-	vsr_buf_append(b, k, (size_t)kl);
-	uint8_t vk[] = {0xa5, 'v', 'a', 'l', 'u', 'e', 0xdb, (uint8_t)(value_len >> 24),
-			(uint8_t)(value_len >> 16), (uint8_t)(value_len >> 8), (uint8_t)value_len};
-	vsr_buf_append(b, vk, sizeof vk);
-	char chunk[256];
-	for (size_t i = 0; i < value_len; i += sizeof chunk) {
-		size_t n = value_len - i < sizeof chunk ? value_len - i : sizeof chunk;
-		memset(chunk, 'a' + key % 26, n);
-		vsr_buf_append(b, chunk, n);
-	}
-}
+#include "kv_op.h"
 
 /* The child: fills the store until the process ends. Returns only on an
  * unexpected failure. */
@@ -63,7 +42,7 @@ static int fill(const char *store_dir)
 	vsr_buf op = {0}, reply = {0};
 	/* 30,000 x 16 KiB is 480 MiB: three times the tmpfs. */
 	for (int i = 0; i < 30000; i++) {
-		put_op(&op, i, 16384);
+		kv_put_op(&op, i, 16384, 0);
 		vsr_apply_ctx a = {.op = (uint64_t)i + 1, .session = 1, .request = (uint64_t)i + 1};
 		reply.len = 0;
 		if (m.apply(m.ctx, &a, op.data, op.len, &reply) != VSR_REPLY_OK) {

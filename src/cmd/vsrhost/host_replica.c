@@ -25,6 +25,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -66,6 +67,8 @@ typedef struct host {
 	uint64_t poll_start_ns;
 	bool burst;               /* events marked `more` since the last FLUSH */
 	uv_signal_t sigint, sigterm;
+	uv_async_t ckpt_async;    /* the store's syncer: a checkpoint is durable */
+	_Atomic uint64_t ckpt_durable_op;
 	bool stopping;
 	int exit_code;
 	vsr_replica_info last;    /* what the log lines compare against */
@@ -77,6 +80,7 @@ typedef struct host {
 	uint64_t sessions_evicted; /* last seen, for client_evicted events */
 	uint64_t progress_at_ms;  /* loop time the executed op last advanced */
 	uint64_t pauses;          /* times reading was paused for storage */
+	uint64_t sync_waits_seen; /* checkpoint syncs waited for, already logged */
 	uint32_t pending_max;     /* storage high-water mark, kept past close */
 	vsr_http *http;           /* the metrics listener, when configured */
 	uint8_t replica_key[VSR_WIRE_KEY_SIZE]; /* auth.replica_key, when configured */
@@ -206,9 +210,19 @@ static void host_note_changes(host *h, uint64_t step_ns)
 			  now.primary == h->replica && now.status == VSR_STATUS_NORMAL ? " (me)" : "",
 			  now.op, now.commit);
 	}
-	if (now.checkpoint_op != was->checkpoint_op)
+	if (now.checkpoint_op != was->checkpoint_op) {
 		host_info("checkpoint at op %" PRIu64 " (the step that took it: %.1f ms)",
 			  now.checkpoint_op, (double)step_ns / 1e6);
+		vsrh_sm_stats st;
+		vsrh_sm_stats_get(h->sm, &st);
+		if (st.checkpoint_sync_waits > h->sync_waits_seen)
+			host_warn("checkpoint at op %" PRIu64 " waited %.1f ms in all for the previous "
+				  "checkpoint's sync (last sync %.1f ms): the disk writes back more "
+				  "slowly than operations dirty the store",
+				  now.checkpoint_op, (double)st.checkpoint_sync_wait_ns / 1e6,
+				  (double)st.checkpoint_sync_last_ns / 1e6);
+		h->sync_waits_seen = st.checkpoint_sync_waits;
+	}
 	if (now.history != was->history || now.amnesia != was->amnesia) {
 		if (now.history != 0 && !now.amnesia)
 			host_info("member of cluster history %016" PRIx64 "%s", now.history,
@@ -447,6 +461,22 @@ static void host_request_cb(vsr_net *net, uint64_t conn, const vsr_message *m)
 	host_step(h, &ev);
 }
 
+/* On the store's syncer thread: checkpoint op is durable. */
+static void host_checkpoint_durable_cb(void *arg, uint64_t op)
+{
+	host *h = arg;
+	atomic_store(&h->ckpt_durable_op, op);
+	uv_async_send(&h->ckpt_async);
+}
+
+static void host_checkpoint_async_cb(uv_async_t *a)
+{
+	host *h = a->data;
+	vsr_event ev = {.type = VSR_EVENT_CHECKPOINT_DURABLE,
+			.checkpoint_op = atomic_load(&h->ckpt_durable_op)};
+	host_step(h, &ev);
+}
+
 static void host_flush_cb(uv_check_t *c)
 {
 	host *h = c->data;
@@ -577,6 +607,9 @@ static void host_stop(host *h, int exit_code, const char *why)
 	uv_close((uv_handle_t *)&h->flush_check, NULL);
 	uv_close((uv_handle_t *)&h->sigint, NULL);
 	uv_close((uv_handle_t *)&h->sigterm, NULL);
+	/* A checkpoint being synced finishes first; nothing is sent after. */
+	vsrh_sm_on_checkpoint_durable(h->sm, NULL, NULL);
+	uv_close((uv_handle_t *)&h->ckpt_async, NULL);
 	if (h->net != NULL)
 		vsr_net_close(h->net, host_net_closed_cb);
 	if (h->http != NULL) {
@@ -852,6 +885,9 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	uv_check_init(h.loop, &h.flush_check);
 	h.flush_check.data = &h;
 	uv_check_start(&h.flush_check, host_flush_cb);
+	uv_async_init(h.loop, &h.ckpt_async, host_checkpoint_async_cb);
+	h.ckpt_async.data = &h;
+	vsrh_sm_on_checkpoint_durable(h.sm, host_checkpoint_durable_cb, &h);
 
 	/* The transport. */
 	vsr_net_options no = {

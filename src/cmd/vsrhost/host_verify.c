@@ -14,9 +14,17 @@
 #include <unistd.h>
 
 #include "vsrh_store.h"
+#include "vsrh_store_sync.h"
 
 int host_check_store(void *store_dir, const vsr_superblock *sb, char *why, size_t why_len)
 {
+	/* First, after a power cut, a newest transaction that may be torn is
+	 * rolled back to the durable one before it (vsrh_store_sync.h). */
+	bool rolled = false;
+	if (vsrh_store_settle_dir(store_dir, &rolled, why, why_len) != 0)
+		return -1;
+	if (rolled)
+		fprintf(stderr, "vsr.store: %s\n", why);
 	int fds[2];
 	if (pipe(fds) != 0) {
 		snprintf(why, why_len, "pipe: %s", strerror(errno));

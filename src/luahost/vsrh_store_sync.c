@@ -1,0 +1,352 @@
+/* vsrh_store_sync.c - the syncer thread, the `synced` record and the
+ * rollback of a torn newest LMDB transaction (vsrh_store_sync.h). */
+#define _GNU_SOURCE /* sync_file_range */
+#include "vsrh_store_sync.h"
+#include "vsrh_le.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+/* ------------------------------------------------------------ errors */
+
+void vsrh_store_fatal(const char *what, int rc)
+{
+	/* The store cannot follow the replicated state any more (a full or
+	 * failing disk): stop rather than diverge or acknowledge what is lost,
+	 * with the status vsrhost uses for a storage failure (EX_IOERR). */
+	/* LMDB reports a short write (a full disk) as EIO. */
+	const char *why = rc == ENOSPC	     ? "the disk is full (no space left on device)"
+			  : rc == EIO	       ? "a write failed: the disk is full or failing (EIO)"
+			  : rc == MDB_MAP_FULL ? "the map is full (more written in one checkpoint interval than it had room for)"
+					       : mdb_strerror(rc);
+	fprintf(stderr, "vsr.store: LMDB %s failed: %s; this replica stops (exit 74)\n", what, why);
+	fflush(NULL);
+	_exit(74);
+}
+
+/* ------------------------------------------------------------ boot id */
+
+void vsrh_boot_id(char out[VSRH_BOOT_ID_LEN])
+{
+	memset(out, 0, VSRH_BOOT_ID_LEN);
+	const char *fake = getenv("VSRH_BOOT_ID");
+	if (fake != NULL && *fake) {
+		snprintf(out, VSRH_BOOT_ID_LEN, "%s", fake);
+		return;
+	}
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+	if (f == NULL)
+		return; /* unknown: every start looks like a reboot (safe, slower) */
+	if (fgets(out, VSRH_BOOT_ID_LEN, f) == NULL)
+		memset(out, 0, VSRH_BOOT_ID_LEN);
+	fclose(f);
+	out[strcspn(out, "\n")] = '\0';
+}
+
+/* ------------------------------------------------------------ `synced` */
+
+/* "VSRHSYN1" | u64 txnid | u64 op | boot id (40 bytes) | u64 XXH3-64 of
+ * the 64 bytes before: which LMDB transaction is durable, written by the
+ * boot that synced it. One sector, rewritten in place. */
+#define SYNCED_MAGIC "VSRHSYN1"
+#define SYNCED_LEN 72
+
+typedef struct synced_rec {
+	uint64_t txnid, op;
+	char boot[VSRH_BOOT_ID_LEN];
+} synced_rec;
+
+
+static int synced_write(int fd, const synced_rec *r)
+{
+	uint8_t b[SYNCED_LEN];
+	memcpy(b, SYNCED_MAGIC, 8);
+	vsrh_put_u64le(b + 8, r->txnid);
+	vsrh_put_u64le(b + 16, r->op);
+	memcpy(b + 24, r->boot, VSRH_BOOT_ID_LEN);
+	vsrh_put_u64le(b + 64, XXH3_64bits(b, 64));
+	if (pwrite(fd, b, sizeof b, 0) != (ssize_t)sizeof b)
+		return errno ? errno : EIO;
+	return fdatasync(fd) == 0 ? 0 : errno;
+}
+
+/* 0 and *r, or -1 (missing, torn or not ours). */
+static int synced_read(const char *dir, synced_rec *r)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/synced", dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	uint8_t b[SYNCED_LEN];
+	ssize_t n = pread(fd, b, sizeof b, 0);
+	close(fd);
+	if (n != (ssize_t)sizeof b || memcmp(b, SYNCED_MAGIC, 8) != 0 ||
+	    vsrh_get_u64le(b + 64) != XXH3_64bits(b, 64))
+		return -1;
+	r->txnid = vsrh_get_u64le(b + 8);
+	r->op = vsrh_get_u64le(b + 16);
+	memcpy(r->boot, b + 24, VSRH_BOOT_ID_LEN);
+	r->boot[VSRH_BOOT_ID_LEN - 1] = '\0';
+	return 0;
+}
+
+/* ------------------------------------------------------------ the syncer */
+
+static uint64_t env_txnid(MDB_env *env)
+{
+	MDB_envinfo info;
+	return mdb_env_info(env, &info) == 0 ? (uint64_t)info.me_last_txnid : 0;
+}
+
+/* Writes the dirty pages of data.mdb's first `used` bytes back a slice at a
+ * time, each waited for: the log's own fdatasync, on the same disk, then
+ * queues behind one slice instead of a whole interval's pages. */
+#define TRICKLE_BYTES ((off_t)2 << 20)
+
+static int trickle(MDB_env *env, uint64_t used)
+{
+	int fd;
+	if (mdb_env_get_fd(env, &fd) != 0)
+		return 0;
+	for (off_t at = 0; at < (off_t)used; at += TRICKLE_BYTES)
+		if (sync_file_range(fd, at, TRICKLE_BYTES,
+				    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+					    SYNC_FILE_RANGE_WAIT_AFTER) != 0)
+			return errno;
+	return 0;
+}
+
+static int sync_and_record(vsrh_syncer *s, MDB_env *env, uint64_t txnid, uint64_t op)
+{
+	int rc = trickle(env, s->used);
+	if (rc == 0)
+		rc = mdb_env_sync(env, 1);
+	if (rc == 0) {
+		synced_rec r = {.txnid = txnid, .op = op};
+		memcpy(r.boot, s->boot, VSRH_BOOT_ID_LEN);
+		rc = synced_write(s->synced_fd, &r);
+	}
+	return rc;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void *syncer_main(void *arg)
+{
+	vsrh_syncer *s = arg;
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		while (!s->busy && !s->stop)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (!s->busy)
+			break;
+		MDB_env *env = s->env;
+		uint64_t txnid = s->txnid, op = s->op;
+		pthread_mutex_unlock(&s->mu);
+		uint64_t t0 = mono_ns();
+		int rc = sync_and_record(s, env, txnid, op);
+		uint64_t took = mono_ns() - t0;
+		if (rc)
+			/* Never go on after a failed sync: what it covered may be
+			 * lost while the page cache says otherwise. */
+			vsrh_store_fatal("sync of a checkpoint", rc);
+		if (s->notify)
+			s->notify(s->notify_arg, op);
+		pthread_mutex_lock(&s->mu);
+		s->syncs++;
+		s->last_sync_ns = took;
+		s->busy = false;
+		pthread_cond_broadcast(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+int vsrh_syncer_init(vsrh_syncer *s, const char *dir)
+{
+	memset(s, 0, sizeof *s);
+	char path[4200];
+	snprintf(path, sizeof path, "%s/synced", dir);
+	s->synced_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (s->synced_fd < 0)
+		return errno;
+	vsrh_boot_id(s->boot);
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	return 0;
+}
+
+void vsrh_syncer_wait(vsrh_syncer *s)
+{
+	if (!s->started)
+		return;
+	pthread_mutex_lock(&s->mu);
+	if (s->busy) {
+		uint64_t t0 = mono_ns();
+		while (s->busy)
+			pthread_cond_wait(&s->cv, &s->mu);
+		s->waits++;
+		s->wait_ns += mono_ns() - t0;
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+void vsrh_syncer_figures(vsrh_syncer *s, uint64_t out[4])
+{
+	if (!s->started) {
+		memset(out, 0, 4 * sizeof out[0]);
+		return;
+	}
+	pthread_mutex_lock(&s->mu);
+	out[0] = s->syncs;
+	out[1] = s->last_sync_ns;
+	out[2] = s->waits;
+	out[3] = s->wait_ns;
+	pthread_mutex_unlock(&s->mu);
+}
+
+void vsrh_syncer_close(vsrh_syncer *s)
+{
+	if (s->started) {
+		pthread_mutex_lock(&s->mu);
+		s->stop = true;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		pthread_join(s->thread, NULL);
+		s->started = false;
+	}
+	if (s->synced_fd >= 0) {
+		close(s->synced_fd);
+		pthread_mutex_destroy(&s->mu);
+		pthread_cond_destroy(&s->cv);
+	}
+	s->synced_fd = -1;
+}
+
+int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used)
+{
+	if (!s->started) {
+		int rc = pthread_create(&s->thread, NULL, syncer_main, s);
+		if (rc)
+			return rc;
+		s->started = true;
+	}
+	pthread_mutex_lock(&s->mu);
+	while (s->busy)
+		pthread_cond_wait(&s->cv, &s->mu);
+	s->env = env;
+	s->txnid = env_txnid(env);
+	s->op = op;
+	s->used = used;
+	s->busy = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
+int vsrh_syncer_sync_now(vsrh_syncer *s, MDB_env *env, uint64_t op)
+{
+	vsrh_syncer_wait(s);
+	return sync_and_record(s, env, env_txnid(env), op);
+}
+
+/* ------------------------------------------------------------ rollback */
+
+/* LMDB 0.9's meta pages (data version 1, 64-bit): pages 0 and 1, each a
+ * 16-byte page header (flags at 10) and then the meta: magic, version,
+ * address, map size, the free and main databases' records (48 bytes each,
+ * the page size in the first one's first field), the last page and the
+ * transaction id. */
+#define LMDB_PAGEHDR 16
+#define LMDB_P_META 0x08
+#define LMDB_MAGIC 0xBEEFC0DEu
+#define LMDB_META_LEN 136
+#define LMDB_META_PSIZE 24   /* within the meta */
+#define LMDB_META_TXNID 128
+
+typedef struct lmdb_meta {
+	uint8_t b[LMDB_PAGEHDR + LMDB_META_LEN];
+	uint64_t txnid;
+} lmdb_meta;
+
+
+static int meta_read(int fd, off_t at, lmdb_meta *m)
+{
+	if (pread(fd, m->b, sizeof m->b, at) != (ssize_t)sizeof m->b)
+		return -1;
+	uint16_t flags = (uint16_t)(m->b[10] | m->b[11] << 8);
+	if (!(flags & LMDB_P_META) || vsrh_get_u32le(m->b + LMDB_PAGEHDR) != LMDB_MAGIC ||
+	    vsrh_get_u32le(m->b + LMDB_PAGEHDR + 4) != 1)
+		return -1;
+	m->txnid = vsrh_get_u64le(m->b + LMDB_PAGEHDR + LMDB_META_TXNID);
+	return 0;
+}
+
+int vsrh_store_settle_dir(const char *dir, bool *rolled, char *why, size_t why_len)
+{
+	*rolled = false;
+	synced_rec rec;
+	if (synced_read(dir, &rec) != 0)
+		return 0; /* never synced by a checkpoint: nothing was committed without a sync */
+	char boot[VSRH_BOOT_ID_LEN];
+	vsrh_boot_id(boot);
+	if (boot[0] && strcmp(boot, rec.boot) == 0)
+		return 0; /* no reboot since: the page cache held every commit */
+	char path[4300];
+	snprintf(path, sizeof path, "%s/db/data.mdb", dir);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return 0; /* no environment */
+	lmdb_meta m[2];
+	int rc = meta_read(fd, 0, &m[0]);
+	uint32_t psize = rc == 0 ? vsrh_get_u32le(m[0].b + LMDB_PAGEHDR + LMDB_META_PSIZE) : 0;
+	if (rc == 0 && (psize < 512 || psize > 65536 || (psize & (psize - 1))))
+		rc = -1;
+	if (rc == 0)
+		rc = meta_read(fd, psize, &m[1]);
+	if (rc != 0) {
+		/* Not LMDB's layout as we know it: the check that follows judges. */
+		close(fd);
+		return 0;
+	}
+	int newest = m[1].txnid > m[0].txnid;
+	lmdb_meta *n = &m[newest], *o = &m[!newest];
+	if (n->txnid == rec.txnid || n->txnid == o->txnid) {
+		close(fd);
+		return 0;
+	}
+	/* The newest commit was never recorded as synced and the machine has
+	 * rebooted: its pages may not have reached the disk. The older one was
+	 * synced before it was made (and LMDB did not reuse its pages): make it
+	 * the newest by copying it over. */
+	off_t at = newest ? (off_t)psize : 0;
+	if (pwrite(fd, o->b + LMDB_PAGEHDR, LMDB_META_LEN, at + LMDB_PAGEHDR) != LMDB_META_LEN ||
+	    fdatasync(fd) != 0) {
+		snprintf(why, why_len, "rolling %s back to transaction %" PRIu64 ": %s", path,
+			 o->txnid, strerror(errno ? errno : EIO));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	*rolled = true;
+	snprintf(why, why_len,
+		 "rolled %s back from transaction %" PRIu64 " (never recorded as synced, and the "
+		 "machine rebooted) to %" PRIu64,
+		 path, n->txnid, o->txnid);
+	return 0;
+}

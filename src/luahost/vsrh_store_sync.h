@@ -1,0 +1,76 @@
+/* vsrh_store_sync.h - durable checkpoints of the LMDB store without a stall.
+ *
+ * A checkpoint's commit runs without a sync; a thread (the syncer) then
+ * syncs data.mdb and records, in the file `synced` next to the environment,
+ * which LMDB transaction is durable. The next commit waits for that (an
+ * interval away), so LMDB's older meta page always names a transaction
+ * that is durable and whose pages LMDB has not reused (LMDB never reuses a
+ * page of the snapshot before the newest). After a power cut the newest
+ * meta page may have reached the disk before the pages it points to: when
+ * the machine has rebooted since and the newest transaction is not the one
+ * `synced` names, vsrh_store_settle_dir rolls the environment back to the
+ * older meta page before anything reads it. docs/storage.md, "Checkpoints
+ * without a stall". */
+#ifndef VSRH_STORE_SYNC_H
+#define VSRH_STORE_SYNC_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+
+#define VSRH_BOOT_ID_LEN 40
+
+/* Stops the replica (exit 74) with a sentence: a storage failure. */
+void vsrh_store_fatal(const char *what, int rc);
+
+/* Called on the syncer's thread when checkpoint `op` is durable. */
+typedef void (*vsrh_store_durable_fn)(void *arg, uint64_t op);
+
+typedef struct vsrh_syncer {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool started, stop, busy;
+	MDB_env *env;            /* what to sync (busy) */
+	uint64_t txnid, op;      /* the commit being synced and its checkpoint */
+	uint64_t used;           /* bytes of data.mdb in use (written back in slices) */
+	int synced_fd;           /* the `synced` file, open */
+	char boot[VSRH_BOOT_ID_LEN];
+	vsrh_store_durable_fn notify;
+	void *notify_arg;
+	/* Figures (metrics): written under mu. */
+	uint64_t syncs;          /* checkpoints made durable by the thread */
+	uint64_t last_sync_ns;   /* how long the last one took */
+	uint64_t waits;          /* commits that found the previous sync running */
+	uint64_t wait_ns;        /* the time they waited, in all */
+} vsrh_syncer;
+
+/* The boot id of the running kernel (a new one at every boot), or of the
+ * environment variable VSRH_BOOT_ID when set (tests that pretend a reboot). */
+void vsrh_boot_id(char out[VSRH_BOOT_ID_LEN]);
+
+/* Opens (creating) `dir`/synced for the syncer. 0, or an errno. */
+int vsrh_syncer_init(vsrh_syncer *s, const char *dir);
+/* Waits for the sync in flight and stops the thread. */
+void vsrh_syncer_close(vsrh_syncer *s);
+/* Waits until no sync is in flight. */
+void vsrh_syncer_wait(vsrh_syncer *s);
+/* syncs, last_sync_ns, waits, wait_ns. */
+void vsrh_syncer_figures(vsrh_syncer *s, uint64_t out[4]);
+/* Starts syncing env (its newest commit, checkpoint `op`) on the thread;
+ * waits first for one in flight. 0, or an errno (no thread). */
+int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used);
+/* Syncs env now, on this thread, and records its newest commit (at open,
+ * after an install). 0, or an errno. */
+int vsrh_syncer_sync_now(vsrh_syncer *s, MDB_env *env, uint64_t op);
+
+/* Before anything opens the environment in `dir`/db: after a reboot, a
+ * newest transaction that `synced` does not name may be torn; the older
+ * meta page replaces it. Returns 0 (nothing to do, or rolled back: *rolled
+ * says which) or -1 with a sentence in why. */
+int vsrh_store_settle_dir(const char *dir, bool *rolled, char *why, size_t why_len);
+
+#endif /* VSRH_STORE_SYNC_H */
