@@ -186,6 +186,9 @@ void dv_on_commit(vsr_replica *r, const vsr_message *m)
 					    : NULL;
 	if (own != NULL && own->digest == m->checkpoint_digest) {
 		if (r->diverged && own->op == r->checkpoint_op) r->diverged = false;
+		/* Agreement at our previous checkpoint says nothing of the
+		 * state we diverged at since. */
+		else dv_repair_from_record(r);
 		return;
 	}
 	if (own != NULL) {
