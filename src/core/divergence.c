@@ -129,10 +129,13 @@ void dv_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 	if (m->checkpoint_digest != own->digest && with_them >= r->quorum && !r->diverged) {
 		/* A quorum of backups agrees on another state than ours: we are
 		 * the minority. Our log is sound (it is what they acked), our
-		 * state is not: stop leading (normal_on_tick abdicates). */
+		 * state is not: stop leading now, not at the next tick (a host
+		 * ticks at the deadline, which a loaded primary keeps moving;
+		 * normal_on_tick and normal_heard_backup keep us abdicated). */
 		record(r, own->op, own->digest, m->checkpoint_digest, true);
 		r->dv_quorum_size = m->checkpoint_size;
 		r->stats.divergence_abdications++;
+		if (!r->suspecting && !r->start_view_pending) normal_abdicate(r);
 	}
 }
 

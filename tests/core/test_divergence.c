@@ -317,7 +317,41 @@ static void test_abdicated_primary_repairs_without_certifier(void)
 	fx_free(&f);
 }
 
+/* A primary that finds itself in the minority stops leading in that very
+ * step: no request is taken after it, not even before its next tick (a
+ * host ticks only at the deadline, and a loaded primary's deadline keeps
+ * moving). Before, it went on taking and answering requests from its
+ * diverged state until its next TICK; in the fixture, which ticks only
+ * in fx_run, for as long as requests kept coming. */
+static void test_primary_stops_at_detection(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0 && calls(&f, s, 1, 3));
+	CHECK(fx_primary(&f) == 0);
+	plant(&f, 0, 1);
+	uint64_t k = 4;
+	for (; k <= 40 && !vsr_replica_diverged(f.node[0].r, NULL); k++) {
+		uint64_t conn = fx_request(&f, 0, VSR_REQUEST_OP, s, k, "w");
+		const fx_reply *r = fx_reply_for(&f, conn);
+		CHECK(r != NULL && r->status == VSR_REPLY_OK); /* no tick needed */
+	}
+	CHECK(vsr_replica_diverged(f.node[0].r, NULL));
+	uint64_t conn = fx_request(&f, 0, VSR_REQUEST_OP, s, k, "w");
+	const fx_reply *r = fx_reply_for(&f, conn);
+	CHECK(r != NULL && r->status == VSR_REPLY_NOT_PRIMARY);
+	CHECK(stats(&f, 0)->divergence_abdications == 1);
+	for (int t = 0; t < 3000 && (fx_primary(&f) <= 0 || vsr_replica_diverged(f.node[0].r, NULL) ||
+				    !fx_all_caught_up(&f, NULL)); t++)
+		fx_run(&f, 1);
+	CHECK(!vsr_replica_diverged(f.node[0].r, NULL) && fx_primary(&f) > 0);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
 static const fx_test tests[] = {
+	{"primary_stops_at_detection", test_primary_stops_at_detection},
 	{"abdicated_primary_repairs_without_certifier", test_abdicated_primary_repairs_without_certifier},
 	{"primary_stays_diverged_on_stale_ack", test_primary_stays_diverged_on_stale_ack},
 	{"failed_repair_retried", test_failed_repair_retried},
