@@ -65,6 +65,7 @@ typedef struct sim_node_replica {
 	uint64_t amnesia_wait_id; /* persist that makes the recovery durable */
 	bool stay_down;           /* left down after the faults (--minority-down) */
 	uint64_t busy_until;      /* a long step: nothing reaches the core before */
+	bool diverged;            /* the core said diverged after the last step (trace) */
 } sim_node_replica;
 
 typedef struct sim_client {
@@ -602,6 +603,19 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 		       sname(after.status), (unsigned long long)after.view,
 		       (unsigned long long)after.log_view,
 		       (unsigned long long)after.op, (unsigned long long)after.commit);
+	{
+		vsr_divergence dv;
+		bool diverged = vsr_replica_diverged(nr->core, &dv);
+		if (diverged && !nr->diverged)
+			tracef(s, "r%u   DIVERGED at checkpoint %llu (ours %016llx, the "
+				  "quorum's %016llx)%s", r, (unsigned long long)dv.op,
+			       (unsigned long long)dv.digest,
+			       (unsigned long long)dv.quorum_digest,
+			       dv.as_primary ? ", found as primary" : "");
+		else if (!diverged && nr->diverged)
+			tracef(s, "r%u   no longer diverged", r);
+		nr->diverged = diverged;
+	}
 	nr->info = after;
 	if (after.history != 0 && !nr->amnesiac && !s->failed) {
 		/* A member whose joining is durable: its history is the one. */
@@ -801,6 +815,7 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 		return;
 	}
 	nr->up = true;
+	nr->diverged = false;
 	nr->deadline = 0; /* create() gives no deadline: tick at once */
 	vsr_replica_info_get(nr->core, &nr->info);
 	vsr_replica_info none = {0};

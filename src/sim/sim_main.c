@@ -47,6 +47,7 @@ static const bug_name bug_names[] = {
 	{"no-abdication", VSR_BUG_NO_ABDICATION},
 	{"nonatomic-restore", VSR_BUG_NONATOMIC_RESTORE},
 	{"no-divergence-check", VSR_BUG_NO_DIVERGENCE_CHECK},
+	{"no-record-repair", VSR_BUG_NO_RECORD_REPAIR},
 	{"read-no-round", VSR_BUG_READ_NO_ROUND},
 	{"read-before-execute", VSR_BUG_READ_BEFORE_EXECUTE},
 };
