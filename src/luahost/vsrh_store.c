@@ -1168,13 +1168,10 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 	}
 	/* What an earlier process committed may still be only in the page
 	 * cache (it was killed before its sync): durable from here on. */
-	if (durable && (rc = vsrh_syncer_open_sync(&db->syncer, db->dir, db->env))) {
-		snprintf(err, err_len, "vsr.store: syncing %s: %s", path, mdb_strerror(rc));
-		env_close(db);
-		vsrh_syncer_close(&db->syncer);
-		free(db);
-		return -1;
-	}
+	/* A failed sync is a storage failure (exit 74), not a configuration
+	 * error: the disk may be failing, and a retry proves nothing. */
+	if (durable && (rc = vsrh_syncer_open_sync(&db->syncer, db->dir, db->env)))
+		lmdb_fatal("sync at open", rc);
 	s->db = db;
 	return 0;
 }

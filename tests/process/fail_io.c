@@ -1,105 +1,292 @@
-/* fail_io.c - an LD_PRELOAD shim for the process test disk-fault: the
- * write-ahead log of one vsrhost fails as a full or failing disk does,
- * without root (no tmpfs, no device mapper).
+/* fail_io.c - an LD_PRELOAD shim for the process tests disk-fault and
+ * store-fault: one vsrhost's write-ahead log, or its vsr.store's checkpoint
+ * sync, fails as a full or failing disk does, without root (no tmpfs, no
+ * device mapper).
  *
- *   VSR_FAIL_IO=CALL:ERRNO:N  CALL is pwrite or fdatasync, ERRNO ENOSPC or
- *                             EIO: the N-th CALL on a log segment (log-*)
- *                             and every later one fail with ERRNO, writing
- *                             or syncing nothing
- *   VSR_FAIL_IO_REPORT=PATH   after that first failure, every pwrite,
- *                             fdatasync or fsync on a log segment or the
- *                             superblock appends a line to PATH (the
- *                             replica went on writing: the test wants none)
+ *   VSR_FAIL_IO=[FILE.]CALL:ERRNO:N
+ *       FILE is log (log segments log-*, the default), data (the store's
+ *       store/db/data.mdb) or synced (the store's store/synced); CALL is
+ *       pwrite, fdatasync, msync or sync_file_range; ERRNO is ENOSPC or EIO.
+ *       The N-th CALL on FILE and every later one fail with ERRNO, writing
+ *       or syncing nothing.
+ *   VSR_FAIL_IO_REPORT=PATH
+ *       after that first failure, what the replica must no longer do
+ *       appends a line to PATH (the test wants none):
+ *       - a log failure: any pwrite, fdatasync or fsync on a log segment or
+ *         the superblock;
+ *       - a store failure: any msync, fdatasync, fsync or sync_file_range
+ *         of data.mdb (a retried sync), any pwrite, fdatasync or fsync of
+ *         `synced`, and a superblock write naming a checkpoint newer than
+ *         the superblock on disk named at the failure (the checkpoint whose
+ *         sync failed). The log may go on until the process exits.
+ *   VSR_FAIL_IO_NO_RESERVE=1
+ *       posix_fallocate on data.mdb fails with ENOSPC, as on a nearly full
+ *       disk: the store then runs without MDB_WRITEMAP and syncs data.mdb
+ *       with fdatasync instead of msync.
+ *   VSR_FAIL_IO_NOTE=PATH
+ *       at the first failure, one line: what failed and the checkpoint op
+ *       the superblock on disk names then.
  *
- * Only the storage writer thread touches those files, but the counters are
- * atomic anyway. */
+ * The counters are atomic: the log writer and the store's syncer are
+ * threads of their own. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
-enum { CALL_PWRITE = 1, CALL_FDATASYNC = 2 };
+enum { CALL_PWRITE = 1, CALL_FDATASYNC, CALL_MSYNC, CALL_SYNC_FILE_RANGE, CALL_FSYNC };
+enum { KIND_NONE, KIND_LOG, KIND_SUPERBLOCK, KIND_DATA, KIND_SYNCED };
+
+static const char *const call_names[] = {"", "pwrite", "fdatasync", "msync", "sync_file_range",
+					 "fsync"};
+static const char *const kind_names[] = {"", "log", "superblock", "data", "synced"};
 
 static int g_call;       /* what fails */
+static int g_kind;       /* on which file */
 static int g_errno;
 static long g_nth;
-static long g_count;     /* CALLs on log segments so far */
+static long g_count;     /* CALLs on that file so far */
 static int g_failed;     /* the first failure happened */
+static uint64_t g_sb_ckpt; /* the superblock's checkpoint op at the failure */
 static const char *g_report;
+static const char *g_note;
+static int g_no_reserve;
+
+static int lookup(const char *const *names, int count, const char *s)
+{
+	for (int i = 1; i < count; i++)
+		if (strcmp(names[i], s) == 0)
+			return i;
+	return 0;
+}
 
 __attribute__((constructor)) static void fail_io_init(void)
 {
 	const char *spec = getenv("VSR_FAIL_IO");
 	g_report = getenv("VSR_FAIL_IO_REPORT");
+	g_note = getenv("VSR_FAIL_IO_NOTE");
+	g_no_reserve = getenv("VSR_FAIL_IO_NO_RESERVE") != NULL;
 	if (spec == NULL)
 		return;
-	char call[16], err[16];
+	char file[16] = "log", call[24], err[16];
 	long n;
-	if (sscanf(spec, "%15[a-z]:%15[A-Z]:%ld", call, err, &n) != 3 || n < 1 ||
-	    (strcmp(call, "pwrite") != 0 && strcmp(call, "fdatasync") != 0) ||
+	const char *dot = strchr(spec, '.');
+	const char *colon = strchr(spec, ':');
+	int ok;
+	if (dot != NULL && (colon == NULL || dot < colon))
+		ok = sscanf(spec, "%15[a-z].%23[a-z_]:%15[A-Z]:%ld", file, call, err, &n) == 4;
+	else
+		ok = sscanf(spec, "%23[a-z_]:%15[A-Z]:%ld", call, err, &n) == 3;
+	g_kind = lookup(kind_names, 5, file);
+	g_call = lookup(call_names, 5, call); /* fsync itself never fails */
+	if (!ok || n < 1 || g_kind == 0 || g_kind == KIND_SUPERBLOCK || g_call == 0 ||
 	    (strcmp(err, "ENOSPC") != 0 && strcmp(err, "EIO") != 0)) {
-		fprintf(stderr, "fail_io: VSR_FAIL_IO=%s: expected pwrite|fdatasync:ENOSPC|EIO:N\n", spec);
+		fprintf(stderr,
+			"fail_io: VSR_FAIL_IO=%s: expected [log.|data.|synced.]"
+			"pwrite|fdatasync|msync|sync_file_range:ENOSPC|EIO:N\n",
+			spec);
 		_exit(64);
 	}
-	g_call = strcmp(call, "pwrite") == 0 ? CALL_PWRITE : CALL_FDATASYNC;
 	g_errno = strcmp(err, "EIO") == 0 ? EIO : ENOSPC;
 	g_nth = n;
 }
 
-/* 1: a log segment, 2: the superblock, 0: anything else. */
-static int kind_of(int fd, char *name, size_t len)
+static int ends_with(const char *s, const char *tail)
 {
-	char link[64], path[4096];
-	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-	ssize_t n = readlink(link, path, sizeof path - 1);
-	if (n <= 0)
-		return 0;
-	path[n] = '\0';
+	size_t a = strlen(s), b = strlen(tail);
+	return a >= b && strcmp(s + a - b, tail) == 0;
+}
+
+/* The file's kind from its path; `path` gets the path. */
+static int kind_of_path(char *path, char *name, size_t len)
+{
 	const char *base = strrchr(path, '/');
 	base = base ? base + 1 : path;
 	snprintf(name, len, "%.200s", base);
 	if (strncmp(base, "log-", 4) == 0)
-		return 1;
-	return strcmp(base, "superblock") == 0 ? 2 : 0;
+		return KIND_LOG;
+	if (strcmp(base, "superblock") == 0)
+		return KIND_SUPERBLOCK;
+	if (ends_with(path, "/store/db/data.mdb"))
+		return KIND_DATA;
+	if (ends_with(path, "/store/synced"))
+		return KIND_SYNCED;
+	return KIND_NONE;
 }
 
-static void report(const char *call, const char *name)
+static int kind_of(int fd, char *name, size_t len, char *path, size_t path_len)
 {
-	if (g_report == NULL)
+	char link[64];
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, path, path_len - 1);
+	if (n <= 0)
+		return KIND_NONE;
+	path[n] = '\0';
+	return kind_of_path(path, name, len);
+}
+
+/* The file mapped at addr (from /proc/self/maps). */
+static int kind_of_addr(const void *addr, char *name, size_t len, char *path, size_t path_len)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	if (f == NULL)
+		return KIND_NONE;
+	char line[4400];
+	int kind = KIND_NONE;
+	uintptr_t a = (uintptr_t)addr;
+	while (fgets(line, sizeof line, f) != NULL) {
+		uintptr_t lo, hi;
+		int at = 0;
+		if (sscanf(line, "%" SCNxPTR "-%" SCNxPTR " %*s %*s %*s %*s %n", &lo, &hi, &at) < 2 ||
+		    a < lo || a >= hi || at == 0)
+			continue;
+		snprintf(path, path_len, "%s", line + at);
+		path[strcspn(path, "\n")] = '\0';
+		kind = kind_of_path(path, name, len);
+		break;
+	}
+	fclose(f);
+	return kind;
+}
+
+static uint64_t get_u64le(const uint8_t *b)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | b[i];
+	return v;
+}
+
+/* A superblock copy (docs/storage.md): its sequence number and the core
+ * superblock's checkpoint_op (word 6 of W), or -1. */
+#define SB_MAGIC 0x31304253524c5356ull
+static int sb_parse(const uint8_t *b, size_t len, uint64_t *seq, uint64_t *ckpt)
+{
+	if (len < 56 + 8 * 7 || get_u64le(b) != SB_MAGIC)
+		return -1;
+	uint32_t w = (uint32_t)(b[48] | b[49] << 8 | b[50] << 16 | (uint32_t)b[51] << 24);
+	if (w < 7)
+		return -1;
+	*seq = get_u64le(b + 16);
+	*ckpt = get_u64le(b + 56 + 8 * 6);
+	return 0;
+}
+
+/* The checkpoint op named by the newest valid copy of the superblock in the
+ * replica directory holding `path` (a file of that directory or of store/). */
+static uint64_t sb_on_disk(const char *path)
+{
+	char dir[4200];
+	snprintf(dir, sizeof dir, "%s", path);
+	char *cut = strstr(dir, "/store/");
+	if (cut == NULL)
+		cut = strrchr(dir, '/');
+	if (cut == NULL)
+		return 0;
+	snprintf(cut, sizeof dir - (size_t)(cut - dir), "/superblock");
+	int fd = open(dir, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	uint64_t best_seq = 0, best = 0;
+	for (int c = 0; c < 2; c++) {
+		uint8_t b[512];
+		uint64_t seq, ckpt;
+		if (pread(fd, b, sizeof b, (off_t)c * 4096) == (ssize_t)sizeof b &&
+		    sb_parse(b, sizeof b, &seq, &ckpt) == 0 && seq >= best_seq) {
+			best_seq = seq;
+			best = ckpt;
+		}
+	}
+	close(fd);
+	return best;
+}
+
+static void append_line(const char *file, const char *line)
+{
+	if (file == NULL)
 		return;
-	int fd = open(g_report, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	int fd = open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return;
-	char line[300];
-	int n = snprintf(line, sizeof line, "after the failure: %s %s\n", call, name);
-	if (write(fd, line, (size_t)n) != n) {
+	size_t n = strlen(line);
+	if (write(fd, line, n) != (ssize_t)n) {
 		/* Nothing to do: the test reads what arrived. */
 	}
 	close(fd);
 }
 
-/* True when this call must fail (errno set). */
-static int intercept(int call, const char *what, int fd)
+static void report(const char *call, const char *name)
 {
-	if (g_call == 0)
+	char line[300];
+	snprintf(line, sizeof line, "after the failure: %s %s\n", call, name);
+	append_line(g_report, line);
+}
+
+/* After a failure: is this call one the replica must no longer make? */
+static void judge(int call, int kind, const char *name, const void *buf, size_t len)
+{
+	if (g_kind == KIND_LOG) {
+		if (kind == KIND_LOG || kind == KIND_SUPERBLOCK)
+			report(call_names[call], name);
+		return;
+	}
+	if (kind == KIND_DATA || kind == KIND_SYNCED) {
+		report(call_names[call], name);
+		return;
+	}
+	uint64_t seq, ckpt;
+	if (kind == KIND_SUPERBLOCK && call == CALL_PWRITE && buf != NULL &&
+	    sb_parse(buf, len, &seq, &ckpt) == 0 && ckpt > g_sb_ckpt) {
+		char line[300];
+		snprintf(line, sizeof line,
+			 "after the failure: superblock write names checkpoint op %" PRIu64
+			 " (op %" PRIu64 " at the failure)\n",
+			 ckpt, g_sb_ckpt);
+		append_line(g_report, line);
+	}
+}
+
+/* True when this call must fail (errno set). */
+static int intercept(int call, int kind, const char *name, const char *path, const void *buf,
+		     size_t len)
+{
+	if (g_call == 0 || kind == KIND_NONE)
 		return 0;
-	char name[256];
-	int kind = kind_of(fd, name, sizeof name);
-	if (kind == 0)
-		return 0;
-	if (__atomic_load_n(&g_failed, __ATOMIC_SEQ_CST))
-		report(what, name);
-	if (kind != 1 || call != g_call)
+	if (__atomic_load_n(&g_failed, __ATOMIC_SEQ_CST) == 1)
+		judge(call, kind, name, buf, len);
+	if (kind != g_kind || call != g_call)
 		return 0;
 	if (__atomic_add_fetch(&g_count, 1, __ATOMIC_SEQ_CST) < g_nth)
 		return 0;
-	__atomic_store_n(&g_failed, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_exchange_n(&g_failed, 2, __ATOMIC_SEQ_CST) == 0) {
+		/* The first failure: what the superblock names now is the newest
+		 * checkpoint it may ever name in this process. */
+		g_sb_ckpt = sb_on_disk(path);
+		__atomic_store_n(&g_failed, 1, __ATOMIC_SEQ_CST);
+		char line[300];
+		snprintf(line, sizeof line, "%s.%s failed (%s) on %s; superblock checkpoint op %" PRIu64 "\n",
+			 kind_names[kind], call_names[call], g_errno == EIO ? "EIO" : "ENOSPC", name,
+			 g_sb_ckpt);
+		append_line(g_note, line);
+	}
 	errno = g_errno;
 	return 1;
+}
+
+static int intercept_fd(int call, int fd, const void *buf, size_t len)
+{
+	if (g_call == 0)
+		return 0;
+	char name[256], path[4200];
+	int kind = kind_of(fd, name, sizeof name, path, sizeof path);
+	return intercept(call, kind, name, path, buf, len);
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t len, off_t off)
@@ -107,7 +294,7 @@ ssize_t pwrite(int fd, const void *buf, size_t len, off_t off)
 	static ssize_t (*real)(int, const void *, size_t, off_t);
 	if (real == NULL)
 		*(void **)&real = dlsym(RTLD_NEXT, "pwrite"); /* POSIX: how a function comes out of dlsym */
-	if (intercept(CALL_PWRITE, "pwrite", fd))
+	if (intercept_fd(CALL_PWRITE, fd, buf, len))
 		return -1;
 	return real(fd, buf, len, off);
 }
@@ -122,7 +309,7 @@ int fdatasync(int fd)
 	static int (*real)(int);
 	if (real == NULL)
 		*(void **)&real = dlsym(RTLD_NEXT, "fdatasync");
-	if (intercept(CALL_FDATASYNC, "fdatasync", fd))
+	if (intercept_fd(CALL_FDATASYNC, fd, NULL, 0))
 		return -1;
 	return real(fd);
 }
@@ -132,10 +319,53 @@ int fsync(int fd)
 	static int (*real)(int);
 	if (real == NULL)
 		*(void **)&real = dlsym(RTLD_NEXT, "fsync");
-	if (__atomic_load_n(&g_failed, __ATOMIC_SEQ_CST)) {
-		char name[256];
-		if (kind_of(fd, name, sizeof name) != 0)
-			report("fsync", name);
+	if (g_call != 0 && __atomic_load_n(&g_failed, __ATOMIC_SEQ_CST) == 1) {
+		char name[256], path[4200];
+		int kind = kind_of(fd, name, sizeof name, path, sizeof path);
+		if (kind != KIND_NONE)
+			judge(CALL_FSYNC, kind, name, NULL, 0);
 	}
 	return real(fd);
+}
+
+int sync_file_range(int fd, off_t off, off_t len, unsigned int flags)
+{
+	static int (*real)(int, off_t, off_t, unsigned int);
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "sync_file_range");
+	if (intercept_fd(CALL_SYNC_FILE_RANGE, fd, NULL, 0))
+		return -1;
+	return real(fd, off, len, flags);
+}
+
+int msync(void *addr, size_t len, int flags)
+{
+	static int (*real)(void *, size_t, int);
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "msync");
+	if (g_call != 0) {
+		char name[256], path[4200];
+		int kind = kind_of_addr(addr, name, sizeof name, path, sizeof path);
+		if (intercept(CALL_MSYNC, kind, name, path, NULL, 0))
+			return -1;
+	}
+	return real(addr, len, flags);
+}
+
+int posix_fallocate(int fd, off_t off, off_t len)
+{
+	static int (*real)(int, off_t, off_t);
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "posix_fallocate");
+	if (g_no_reserve) {
+		char name[256], path[4200];
+		if (kind_of(fd, name, sizeof name, path, sizeof path) == KIND_DATA)
+			return ENOSPC;
+	}
+	return real(fd, off, len);
+}
+
+int posix_fallocate64(int fd, off_t off, off_t len)
+{
+	return posix_fallocate(fd, off, len);
 }

@@ -49,6 +49,12 @@
  *                   fails (ENOSPC, EIO; the fail_io.c shim, --fail-io PATH):
  *                   it exits 74 saying so and writes nothing more; the others
  *                   go on; restarted, it agrees with them
+ *   store-fault     durable storage: one replica's vsr.store checkpoint sync
+ *                   fails (msync, sync_file_range, fdatasync of data.mdb; the
+ *                   write or fdatasync of store/synced; the shim again): it
+ *                   exits 74 saying so, syncs nothing more, its superblock
+ *                   never names the failed checkpoint; the others go on;
+ *                   restarted, it recovers from the checkpoint before
  * Availability (issue 7), each reporting its figures:
  *   pause-backup    SIGSTOP of a backup for 2, 4 and 6 s under writes, then
  *                   SIGCONT: the primary keeps its view (nobody is deposed)
@@ -92,6 +98,7 @@ static int run_divergence_primary(int trials) { (void)trials; return scenario_di
 PLAIN(replicate) PLAIN(dedup) PLAIN(history) PLAIN(garbage) PLAIN(sandbox) PLAIN(watchdog)
 PLAIN(quick_restart) PLAIN(supervisor) PLAIN(make_run) PLAIN(metrics) PLAIN(pause_backup) PLAIN(one_way_cut)
 PLAIN(client_cut) PLAIN(read_partition) PLAIN(auth) PLAIN(attacks) PLAIN(corrupt) PLAIN(disk_full) PLAIN(disk_fault)
+PLAIN(store_fault)
 #undef PLAIN
 
 static const struct {
@@ -108,6 +115,7 @@ static const struct {
 	{"read-partition", run_read_partition},
 	{"failover-bench", scenario_failover_bench}, {"crash", scenario_crash},
 	{"corrupt", run_corrupt}, {"disk-full", run_disk_full}, {"disk-fault", run_disk_fault},
+	{"store-fault", run_store_fault},
 };
 
 static void usage(FILE *out)
