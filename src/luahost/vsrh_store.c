@@ -1704,8 +1704,10 @@ static int build_finish(vsrh_lmdb *db, const uint8_t *fixed, const uint8_t *head
 	else if (e->wtxn)
 		mdb_txn_abort(e->wtxn);
 	e->wtxn = NULL;
-	if (rc == 0 && db->durable)
-		rc = mdb_env_sync(e->env, 1);
+	/* A failed sync stops the replica (never continue after one: the disk
+	 * is failing); it used to fail the install, which the core retries. */
+	if (rc == 0 && db->durable && (rc = mdb_env_sync(e->env, 1)) != 0)
+		lmdb_fatal("sync of a fetched checkpoint", rc);
 	env_shut(e);
 	free(e);
 	b->env = NULL;

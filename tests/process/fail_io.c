@@ -5,7 +5,8 @@
  *
  *   VSR_FAIL_IO=[FILE.]CALL:ERRNO:N
  *       FILE is log (log segments log-*, the default), data (the store's
- *       store/db/data.mdb) or synced (the store's store/synced); CALL is
+ *       store/db/data.mdb), synced (the store's store/synced) or next (a
+ *       fetched checkpoint's store/next/data.mdb, built to replace db/); CALL is
  *       pwrite, fdatasync, msync or sync_file_range; ERRNO is ENOSPC or EIO.
  *       The N-th CALL on FILE and every later one fail with ERRNO, writing
  *       or syncing nothing.
@@ -15,7 +16,7 @@
  *       - a log failure: any pwrite, fdatasync or fsync on a log segment or
  *         the superblock;
  *       - a store failure: any msync, fdatasync, fsync or sync_file_range
- *         of data.mdb (a retried sync), any pwrite, fdatasync or fsync of
+ *         of data.mdb or next/data.mdb (a retried sync), any pwrite, fdatasync or fsync of
  *         `synced`, and a superblock write naming a checkpoint newer than
  *         the superblock on disk named at the failure (the checkpoint whose
  *         sync failed). The log may go on until the process exits.
@@ -42,11 +43,11 @@
 #include <unistd.h>
 
 enum { CALL_PWRITE = 1, CALL_FDATASYNC, CALL_MSYNC, CALL_SYNC_FILE_RANGE, CALL_FSYNC };
-enum { KIND_NONE, KIND_LOG, KIND_SUPERBLOCK, KIND_DATA, KIND_SYNCED };
+enum { KIND_NONE, KIND_LOG, KIND_SUPERBLOCK, KIND_DATA, KIND_SYNCED, KIND_NEXT, KIND_COUNT };
 
 static const char *const call_names[] = {"", "pwrite", "fdatasync", "msync", "sync_file_range",
 					 "fsync"};
-static const char *const kind_names[] = {"", "log", "superblock", "data", "synced"};
+static const char *const kind_names[] = {"", "log", "superblock", "data", "synced", "next"};
 
 static int g_call;       /* what fails */
 static int g_kind;       /* on which file */
@@ -84,12 +85,12 @@ __attribute__((constructor)) static void fail_io_init(void)
 		ok = sscanf(spec, "%15[a-z].%23[a-z_]:%15[A-Z]:%ld", file, call, err, &n) == 4;
 	else
 		ok = sscanf(spec, "%23[a-z_]:%15[A-Z]:%ld", call, err, &n) == 3;
-	g_kind = lookup(kind_names, 5, file);
+	g_kind = lookup(kind_names, KIND_COUNT, file);
 	g_call = lookup(call_names, 5, call); /* fsync itself never fails */
 	if (!ok || n < 1 || g_kind == 0 || g_kind == KIND_SUPERBLOCK || g_call == 0 ||
 	    (strcmp(err, "ENOSPC") != 0 && strcmp(err, "EIO") != 0)) {
 		fprintf(stderr,
-			"fail_io: VSR_FAIL_IO=%s: expected [log.|data.|synced.]"
+			"fail_io: VSR_FAIL_IO=%s: expected [log.|data.|synced.|next.]"
 			"pwrite|fdatasync|msync|sync_file_range:ENOSPC|EIO:N\n",
 			spec);
 		_exit(64);
@@ -118,6 +119,8 @@ static int kind_of_path(char *path, char *name, size_t len)
 		return KIND_DATA;
 	if (ends_with(path, "/store/synced"))
 		return KIND_SYNCED;
+	if (ends_with(path, "/store/next/data.mdb"))
+		return KIND_NEXT;
 	return KIND_NONE;
 }
 
@@ -237,7 +240,7 @@ static void judge(int call, int kind, const char *name, const void *buf, size_t 
 			report(call_names[call], name);
 		return;
 	}
-	if (kind == KIND_DATA || kind == KIND_SYNCED) {
+	if (kind == KIND_DATA || kind == KIND_SYNCED || kind == KIND_NEXT) {
 		report(call_names[call], name);
 		return;
 	}
