@@ -16,17 +16,20 @@
  *       - a log failure: any pwrite, fdatasync or fsync on a log segment or
  *         the superblock;
  *       - a store failure: any msync, fdatasync, fsync or sync_file_range
- *         of data.mdb or next/data.mdb (a retried sync), any pwrite, fdatasync or fsync of
- *         `synced`, and a superblock write naming a checkpoint newer than
- *         the superblock on disk named at the failure (the checkpoint whose
- *         sync failed). The log may go on until the process exits.
+ *         of data.mdb or next/data.mdb (a retried sync), any pwrite,
+ *         fdatasync or fsync of `synced`, and a superblock write naming a
+ *         checkpoint newer than both the superblock on disk at the failure
+ *         and the last checkpoint `synced` recorded durable (that newer one
+ *         is the one whose sync failed, or later). The log may go on until
+ *         the process exits.
  *   VSR_FAIL_IO_NO_RESERVE=1
  *       posix_fallocate on data.mdb fails with ENOSPC, as on a nearly full
  *       disk: the store then runs without MDB_WRITEMAP and syncs data.mdb
  *       with fdatasync instead of msync.
  *   VSR_FAIL_IO_NOTE=PATH
- *       at the first failure, one line: what failed and the checkpoint op
- *       the superblock on disk names then.
+ *       at the first failure, one line: what failed, the checkpoint op
+ *       the superblock on disk names then, the last one recorded durable,
+ *       and "it may name up to op N".
  *
  * The counters are atomic: the log writer and the store's syncer are
  * threads of their own. */
@@ -55,7 +58,9 @@ static int g_errno;
 static long g_nth;
 static long g_count;     /* CALLs on that file so far */
 static int g_failed;     /* the first failure happened */
-static uint64_t g_sb_ckpt; /* the superblock's checkpoint op at the failure */
+static uint64_t g_sb_ckpt; /* the newest checkpoint the superblock may name after the failure */
+static uint64_t g_synced_written; /* the checkpoint op of the last record written to synced */
+static uint64_t g_synced_durable; /* ... of the last one fdatasync'ed: durable */
 static const char *g_report;
 static const char *g_note;
 static int g_no_reserve;
@@ -250,7 +255,7 @@ static void judge(int call, int kind, const char *name, const void *buf, size_t 
 		char line[300];
 		snprintf(line, sizeof line,
 			 "after the failure: superblock write names checkpoint op %" PRIu64
-			 " (op %" PRIu64 " at the failure)\n",
+			 " (up to op %" PRIu64 " allowed)\n",
 			 ckpt, g_sb_ckpt);
 		append_line(g_report, line);
 	}
@@ -269,27 +274,34 @@ static int intercept(int call, int kind, const char *name, const char *path, con
 	if (__atomic_add_fetch(&g_count, 1, __ATOMIC_SEQ_CST) < g_nth)
 		return 0;
 	if (__atomic_exchange_n(&g_failed, 2, __ATOMIC_SEQ_CST) == 0) {
-		/* The first failure: what the superblock names now is the newest
-		 * checkpoint it may ever name in this process. */
-		g_sb_ckpt = sb_on_disk(path);
+		/* The first failure: the superblock may name what it names now or
+		 * the last checkpoint recorded durable in `synced` (its event may
+		 * still be on its way), never a newer one: that is the one whose
+		 * sync failed, or later. */
+		uint64_t on_disk = sb_on_disk(path);
+		uint64_t durable = __atomic_load_n(&g_synced_durable, __ATOMIC_SEQ_CST);
+		g_sb_ckpt = on_disk > durable ? on_disk : durable;
 		__atomic_store_n(&g_failed, 1, __ATOMIC_SEQ_CST);
-		char line[300];
-		snprintf(line, sizeof line, "%s.%s failed (%s) on %s; superblock checkpoint op %" PRIu64 "\n",
+		char line[400];
+		snprintf(line, sizeof line,
+			 "%s.%s failed (%s) on %s; the superblock named checkpoint op %" PRIu64
+			 ", the last durable was op %" PRIu64 ": it may name up to op %" PRIu64 "\n",
 			 kind_names[kind], call_names[call], g_errno == EIO ? "EIO" : "ENOSPC", name,
-			 g_sb_ckpt);
+			 on_disk, durable, g_sb_ckpt);
 		append_line(g_note, line);
 	}
 	errno = g_errno;
 	return 1;
 }
 
-static int intercept_fd(int call, int fd, const void *buf, size_t len)
+static int intercept_fd(int call, int fd, const void *buf, size_t len, int *kind)
 {
+	*kind = KIND_NONE;
 	if (g_call == 0)
 		return 0;
 	char name[256], path[4200];
-	int kind = kind_of(fd, name, sizeof name, path, sizeof path);
-	return intercept(call, kind, name, path, buf, len);
+	*kind = kind_of(fd, name, sizeof name, path, sizeof path);
+	return intercept(call, *kind, name, path, buf, len);
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t len, off_t off)
@@ -297,9 +309,15 @@ ssize_t pwrite(int fd, const void *buf, size_t len, off_t off)
 	static ssize_t (*real)(int, const void *, size_t, off_t);
 	if (real == NULL)
 		*(void **)&real = dlsym(RTLD_NEXT, "pwrite"); /* POSIX: how a function comes out of dlsym */
-	if (intercept_fd(CALL_PWRITE, fd, buf, len))
+	int kind;
+	if (intercept_fd(CALL_PWRITE, fd, buf, len, &kind))
 		return -1;
-	return real(fd, buf, len, off);
+	ssize_t n = real(fd, buf, len, off);
+	/* A record of `synced` (docs/storage.md): "VSRHSYN1", txnid, op. */
+	if (kind == KIND_SYNCED && n == (ssize_t)len && len >= 24 && memcmp(buf, "VSRHSYN1", 8) == 0)
+		__atomic_store_n(&g_synced_written, get_u64le((const uint8_t *)buf + 16),
+				 __ATOMIC_SEQ_CST);
+	return n;
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t len, off_t off)
@@ -312,9 +330,14 @@ int fdatasync(int fd)
 	static int (*real)(int);
 	if (real == NULL)
 		*(void **)&real = dlsym(RTLD_NEXT, "fdatasync");
-	if (intercept_fd(CALL_FDATASYNC, fd, NULL, 0))
+	int kind;
+	if (intercept_fd(CALL_FDATASYNC, fd, NULL, 0, &kind))
 		return -1;
-	return real(fd);
+	int rc = real(fd);
+	if (kind == KIND_SYNCED && rc == 0)
+		__atomic_store_n(&g_synced_durable, __atomic_load_n(&g_synced_written, __ATOMIC_SEQ_CST),
+				 __ATOMIC_SEQ_CST);
+	return rc;
 }
 
 int fsync(int fd)
@@ -336,7 +359,8 @@ int sync_file_range(int fd, off_t off, off_t len, unsigned int flags)
 	static int (*real)(int, off_t, off_t, unsigned int);
 	if (real == NULL)
 		*(void **)&real = dlsym(RTLD_NEXT, "sync_file_range");
-	if (intercept_fd(CALL_SYNC_FILE_RANGE, fd, NULL, 0))
+	int kind;
+	if (intercept_fd(CALL_SYNC_FILE_RANGE, fd, NULL, 0, &kind))
 		return -1;
 	return real(fd, off, len, flags);
 }
