@@ -554,7 +554,6 @@ void st_on_tick(vsr_replica *r)
 
 void checkpoint_take(vsr_replica *r)
 {
-	if (r->replaying) return; /* restart replays what the state already has */
 	vsr_buf *meta = &r->chunk_buf;
 	vsr_buf_reset(meta);
 	if (ct_encode(&r->clients, meta) != VSR_OK) return;
@@ -573,8 +572,16 @@ void checkpoint_take(vsr_replica *r)
 	r->stats.checkpoints++;
 	/* A pending one is named by the superblock once it is durable
 	 * (checkpoint_on_durable); until then the log above the last durable
-	 * one is kept, which is all a restart needs. */
-	if (rc == VSR_OK) checkpoint_on_durable(r, cp.op);
+	 * one is kept, which is all a restart needs. A restart's replay takes
+	 * the checkpoints it passes too: skipping them left a state machine
+	 * whose pending checkpoints were lost in crashes on its old durable
+	 * one, and each restart had more log above it to load than the ring
+	 * holds (acknowledged entries forgotten). No action can leave
+	 * vsr_replica_create: the next superblock names a durable one. */
+	if (rc == VSR_OK) {
+		if (r->replaying) r->checkpoint_durable = cp;
+		else checkpoint_on_durable(r, cp.op);
+	}
 	/* Memory is bounded by the checkpoint interval: keep only a tail below
 	 * the checkpoint, enough for a backup a little behind to catch up from
 	 * the log instead of the whole checkpoint. */
