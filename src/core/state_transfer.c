@@ -578,7 +578,7 @@ void checkpoint_take(vsr_replica *r)
 	 * one, and each restart had more log above it to load than the ring
 	 * holds (acknowledged entries forgotten). No action can leave
 	 * vsr_replica_create: the next superblock names a durable one. */
-	if (rc == VSR_OK) {
+	if (rc == VSR_OK || BUG(r, VSR_BUG_EARLY_CHECKPOINT_NAME)) {
 		if (r->replaying) r->checkpoint_durable = cp;
 		else checkpoint_on_durable(r, cp.op);
 	}

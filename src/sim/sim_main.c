@@ -47,6 +47,7 @@ static const bug_name bug_names[] = {
 	{"no-abdication", VSR_BUG_NO_ABDICATION},
 	{"nonatomic-restore", VSR_BUG_NONATOMIC_RESTORE},
 	{"no-divergence-check", VSR_BUG_NO_DIVERGENCE_CHECK},
+	{"checkpoint-named-early", VSR_BUG_EARLY_CHECKPOINT_NAME},
 	{"read-no-round", VSR_BUG_READ_NO_ROUND},
 	{"read-before-execute", VSR_BUG_READ_BEFORE_EXECUTE},
 };
