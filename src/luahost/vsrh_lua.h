@@ -129,6 +129,11 @@ typedef struct vsrh_sm_stats {
 	uint64_t rollbacks;        /* plain-state rollbacks (restore + replay) */
 	uint64_t queries;
 	uint64_t memory_bytes;     /* in use now */
+	/* A durable vsr.store's checkpoint syncs (vsrh_store_sync.h). */
+	uint64_t checkpoint_syncs;
+	uint64_t checkpoint_sync_last_ns;
+	uint64_t checkpoint_sync_waits; /* takes that waited for the previous sync */
+	uint64_t checkpoint_sync_wait_ns;
 } vsrh_sm_stats;
 void vsrh_sm_stats_get(const vsrh_sm *sm, vsrh_sm_stats *out);
 

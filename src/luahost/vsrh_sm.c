@@ -32,6 +32,7 @@
 #include "vsrh_codec.h"
 #include "vsrh_gas.h"
 #include "vsrh_sandbox.h"
+#include "vsrh_le.h"
 #include "vsrh_store.h"
 #include "vsr_snapckpt.h"
 
@@ -1119,19 +1120,6 @@ static int open_tramp(lua_State *L)
 #define IMAGE_MAGIC "VSRHIMG1"
 #define IMAGE_HEADER 48
 
-static void u64_put(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t u64_get(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
 
 static int image_persist(void *arg, const vsr_snapckpt_image *im)
 {
@@ -1142,7 +1130,7 @@ static int image_persist(void *arg, const vsr_snapckpt_image *im)
 	memcpy(h, IMAGE_MAGIC, 8);
 	uint64_t f[5] = {im->cp.op, im->cp.checksum, im->cp.timestamp, im->cp.size, im->cp.digest};
 	for (int i = 0; i < 5; i++)
-		u64_put(h + 8 + 8 * i, f[i]);
+		vsrh_put_u64le(h + 8 + 8 * i, f[i]);
 	FILE *fp = fopen(tmp, "wb");
 	bool ok = fp && fwrite(h, 1, sizeof h, fp) == sizeof h &&
 		  fwrite(im->data, 1, (size_t)im->cp.size, fp) == im->cp.size && fflush(fp) == 0 &&
@@ -1169,8 +1157,8 @@ static int image_load(vsrh_sm *sm, char *err, size_t err_len)
 	uint8_t *data = NULL;
 	int rc = -1;
 	if (fread(h, 1, sizeof h, fp) == sizeof h && memcmp(h, IMAGE_MAGIC, 8) == 0) {
-		vsr_checkpoint cp = {u64_get(h + 8), u64_get(h + 16), u64_get(h + 24),
-				     u64_get(h + 32), u64_get(h + 40)};
+		vsr_checkpoint cp = {vsrh_get_u64le(h + 8), vsrh_get_u64le(h + 16), vsrh_get_u64le(h + 24),
+				     vsrh_get_u64le(h + 32), vsrh_get_u64le(h + 40)};
 		data = cp.size < ((uint64_t)1 << 40) ? malloc(cp.size ? (size_t)cp.size : 1) : NULL;
 		if (data && fread(data, 1, (size_t)cp.size, fp) == cp.size &&
 		    XXH3_64bits(data, (size_t)cp.size) == cp.digest) {
@@ -1600,4 +1588,10 @@ void vsrh_sm_stats_get(const vsrh_sm *sm, vsrh_sm_stats *out)
 {
 	*out = sm->stats;
 	out->memory_bytes = sm->box.mem_used;
+	uint64_t f[4];
+	vsrh_store_sync_figures((vsrh_store *)&sm->store, f);
+	out->checkpoint_syncs = f[0];
+	out->checkpoint_sync_last_ns = f[1];
+	out->checkpoint_sync_waits = f[2];
+	out->checkpoint_sync_wait_ns = f[3];
 }

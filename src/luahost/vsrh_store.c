@@ -24,6 +24,7 @@
 
 #include "vsrh_codec.h"
 #include "vsrh_sandbox.h"
+#include "vsrh_le.h"
 #include "vsrh_store_sync.h"
 
 /* The delete marker in the write buffer: a light userdata no script can
@@ -810,24 +811,6 @@ int vsrh_store_read(lua_State *L, vsrh_store *s, const uint8_t *d, size_t len, s
 
 /* ---------------------------------------------------------------- LMDB environment */
 
-static void put_u64le(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64le(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
-static uint32_t get_u32le(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static void path_join(char *out, size_t n, const char *dir, const char *name)
 {
@@ -1192,6 +1175,15 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 	return 0;
 }
 
+void vsrh_store_sync_figures(vsrh_store *s, uint64_t out[4])
+{
+	if (s->db == NULL || !s->db->durable) {
+		memset(out, 0, 4 * sizeof out[0]);
+		return;
+	}
+	vsrh_syncer_figures(&s->db->syncer, out);
+}
+
 void vsrh_store_on_durable(vsrh_store *s, vsrh_store_durable_fn fn, void *arg)
 {
 	if (s->db == NULL)
@@ -1247,10 +1239,10 @@ static uint8_t *image_prefix(const uint8_t *head, size_t head_len, uint64_t coun
 	if (p == NULL)
 		return NULL;
 	memcpy(p, CKPT_MAGIC, 8);
-	put_u64le(p + 8, head_len);
+	vsrh_put_u64le(p + 8, head_len);
 	if (head_len)
 		memcpy(p + 16, head, head_len);
-	put_u64le(p + 16 + head_len, count);
+	vsrh_put_u64le(p + 16 + head_len, count);
 	return p;
 }
 
@@ -1283,7 +1275,7 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 	uint64_t f[8] = {cp->op, cp->checksum, cp->timestamp, cp->size, cp->digest,
 			 (uint64_t)s->count, db->kv_bytes, s->digest};
 	for (int i = 0; i < 8; i++)
-		put_u64le(fixed + 8 * i, f[i]);
+		vsrh_put_u64le(fixed + 8 * i, f[i]);
 	MDB_val k1 = mval("checkpoint", 10), v1 = mval(fixed, sizeof fixed);
 	MDB_val k2 = mval("head", 4), v2 = mval(head, head_len);
 	int rc = mdb_put(db->wtxn, db->meta, &k1, &v1, 0);
@@ -1508,7 +1500,7 @@ static uint64_t build_records(vsrh_lmdb *db, const vsr_checkpoint *cp, const uin
 	uint64_t at = 0;
 	while (!b->bad && len - at >= 8) {
 		uint64_t abs = b->parsed + at;
-		uint32_t kl = get_u32le(p + at), vl = get_u32le(p + at + 4);
+		uint32_t kl = vsrh_get_u32le(p + at), vl = vsrh_get_u32le(p + at + 4);
 		if (kl == 0 || kl > 511 || cp->size - abs - 8 < (uint64_t)kl + vl) {
 			b->bad = b->corrupt = true;
 			break;
@@ -1544,7 +1536,7 @@ static void build_feed(vsrh_lmdb *db, const vsr_checkpoint *cp)
 			uint8_t h[16];
 			if (b->contiguous < 24 || pread(db->staged_fd, h, 16, 0) != 16)
 				break;
-			uint64_t head_len = get_u64le(h + 8);
+			uint64_t head_len = vsrh_get_u64le(h + 8);
 			if (memcmp(h, CKPT_MAGIC, 8) != 0 || head_len > cp->size - 24) {
 				b->bad = b->corrupt = true;
 				break;
@@ -1553,7 +1545,7 @@ static void build_feed(vsrh_lmdb *db, const vsr_checkpoint *cp)
 			if (b->contiguous < b->plen ||
 			    pread(db->staged_fd, h, 8, (off_t)(b->plen - 8)) != 8)
 				break;
-			b->count = get_u64le(h);
+			b->count = vsrh_get_u64le(h);
 			b->parsed = b->plen;
 			continue;
 		}
@@ -1571,7 +1563,7 @@ static void build_feed(vsrh_lmdb *db, const vsr_checkpoint *cp)
 		uint64_t used = build_records(db, cp, buf, want);
 		if (used == 0 && !b->bad && want < avail && want >= 8) {
 			/* one record larger than a read: read it whole */
-			want = 8 + (uint64_t)get_u32le(buf) + get_u32le(buf + 4);
+			want = 8 + (uint64_t)vsrh_get_u32le(buf) + vsrh_get_u32le(buf + 4);
 			if (want > avail)
 				break;
 			if ((nb = realloc(buf, (size_t)want)) == NULL) {
@@ -1758,7 +1750,7 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 	uint8_t fixed[META_FIXED];
 	uint64_t f[8] = {cp->op, cp->checksum, cp->timestamp, cp->size, cp->digest, count, kv_bytes, sum};
 	for (int i = 0; i < 8; i++)
-		put_u64le(fixed + 8 * i, f[i]);
+		vsrh_put_u64le(fixed + 8 * i, f[i]);
 	result = VSR_ENOMEM;
 	if (build_finish(db, fixed, head, head_len))
 		goto out;
@@ -1831,7 +1823,7 @@ int vsrh_store_ckpt_open(vsrh_store *s, vsr_checkpoint *cp, vsr_buf *head)
 		return VSR_ECORRUPT;
 	uint64_t f[8];
 	for (int i = 0; i < 8; i++)
-		f[i] = get_u64le((const uint8_t *)v1.mv_data + 8 * i);
+		f[i] = vsrh_get_u64le((const uint8_t *)v1.mv_data + 8 * i);
 	*cp = (vsr_checkpoint){.op = f[0], .checksum = f[1], .timestamp = f[2], .size = f[3],
 			       .digest = f[4]};
 	s->count = (int64_t)f[5];
@@ -1938,7 +1930,7 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 	if (rc == 0) {
 		uint64_t f[8] = {0};
 		for (int i = 0; have_cp && i < 8; i++)
-			f[i] = get_u64le((const uint8_t *)v1.mv_data + 8 * i);
+			f[i] = vsrh_get_u64le((const uint8_t *)v1.mv_data + 8 * i);
 		size_t plen = 0;
 		uint8_t *prefix = have_cp ? image_prefix(v2.mv_data, v2.mv_size, count, &plen) : NULL;
 		if (have_cp && prefix == NULL) {

@@ -2,6 +2,7 @@
  * rollback of a torn newest LMDB transaction (vsrh_store_sync.h). */
 #define _GNU_SOURCE /* sync_file_range */
 #include "vsrh_store_sync.h"
+#include "vsrh_le.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define XXH_INLINE_ALL
@@ -63,28 +65,15 @@ typedef struct synced_rec {
 	char boot[VSRH_BOOT_ID_LEN];
 } synced_rec;
 
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
 
 static int synced_write(int fd, const synced_rec *r)
 {
 	uint8_t b[SYNCED_LEN];
 	memcpy(b, SYNCED_MAGIC, 8);
-	put64(b + 8, r->txnid);
-	put64(b + 16, r->op);
+	vsrh_put_u64le(b + 8, r->txnid);
+	vsrh_put_u64le(b + 16, r->op);
 	memcpy(b + 24, r->boot, VSRH_BOOT_ID_LEN);
-	put64(b + 64, XXH3_64bits(b, 64));
+	vsrh_put_u64le(b + 64, XXH3_64bits(b, 64));
 	if (pwrite(fd, b, sizeof b, 0) != (ssize_t)sizeof b)
 		return errno ? errno : EIO;
 	return fdatasync(fd) == 0 ? 0 : errno;
@@ -102,10 +91,10 @@ static int synced_read(const char *dir, synced_rec *r)
 	ssize_t n = pread(fd, b, sizeof b, 0);
 	close(fd);
 	if (n != (ssize_t)sizeof b || memcmp(b, SYNCED_MAGIC, 8) != 0 ||
-	    get64(b + 64) != XXH3_64bits(b, 64))
+	    vsrh_get_u64le(b + 64) != XXH3_64bits(b, 64))
 		return -1;
-	r->txnid = get64(b + 8);
-	r->op = get64(b + 16);
+	r->txnid = vsrh_get_u64le(b + 8);
+	r->op = vsrh_get_u64le(b + 16);
 	memcpy(r->boot, b + 24, VSRH_BOOT_ID_LEN);
 	r->boot[VSRH_BOOT_ID_LEN - 1] = '\0';
 	return 0;
@@ -150,6 +139,13 @@ static int sync_and_record(vsrh_syncer *s, MDB_env *env, uint64_t txnid, uint64_
 	return rc;
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void *syncer_main(void *arg)
 {
 	vsrh_syncer *s = arg;
@@ -162,7 +158,9 @@ static void *syncer_main(void *arg)
 		MDB_env *env = s->env;
 		uint64_t txnid = s->txnid, op = s->op;
 		pthread_mutex_unlock(&s->mu);
+		uint64_t t0 = mono_ns();
 		int rc = sync_and_record(s, env, txnid, op);
+		uint64_t took = mono_ns() - t0;
 		if (rc)
 			/* Never go on after a failed sync: what it covered may be
 			 * lost while the page cache says otherwise. */
@@ -170,6 +168,8 @@ static void *syncer_main(void *arg)
 		if (s->notify)
 			s->notify(s->notify_arg, op);
 		pthread_mutex_lock(&s->mu);
+		s->syncs++;
+		s->last_sync_ns = took;
 		s->busy = false;
 		pthread_cond_broadcast(&s->cv);
 	}
@@ -196,8 +196,27 @@ void vsrh_syncer_wait(vsrh_syncer *s)
 	if (!s->started)
 		return;
 	pthread_mutex_lock(&s->mu);
-	while (s->busy)
-		pthread_cond_wait(&s->cv, &s->mu);
+	if (s->busy) {
+		uint64_t t0 = mono_ns();
+		while (s->busy)
+			pthread_cond_wait(&s->cv, &s->mu);
+		s->waits++;
+		s->wait_ns += mono_ns() - t0;
+	}
+	pthread_mutex_unlock(&s->mu);
+}
+
+void vsrh_syncer_figures(vsrh_syncer *s, uint64_t out[4])
+{
+	if (!s->started) {
+		memset(out, 0, 4 * sizeof out[0]);
+		return;
+	}
+	pthread_mutex_lock(&s->mu);
+	out[0] = s->syncs;
+	out[1] = s->last_sync_ns;
+	out[2] = s->waits;
+	out[3] = s->wait_ns;
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -265,20 +284,16 @@ typedef struct lmdb_meta {
 	uint64_t txnid;
 } lmdb_meta;
 
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static int meta_read(int fd, off_t at, lmdb_meta *m)
 {
 	if (pread(fd, m->b, sizeof m->b, at) != (ssize_t)sizeof m->b)
 		return -1;
 	uint16_t flags = (uint16_t)(m->b[10] | m->b[11] << 8);
-	if (!(flags & LMDB_P_META) || get32(m->b + LMDB_PAGEHDR) != LMDB_MAGIC ||
-	    get32(m->b + LMDB_PAGEHDR + 4) != 1)
+	if (!(flags & LMDB_P_META) || vsrh_get_u32le(m->b + LMDB_PAGEHDR) != LMDB_MAGIC ||
+	    vsrh_get_u32le(m->b + LMDB_PAGEHDR + 4) != 1)
 		return -1;
-	m->txnid = get64(m->b + LMDB_PAGEHDR + LMDB_META_TXNID);
+	m->txnid = vsrh_get_u64le(m->b + LMDB_PAGEHDR + LMDB_META_TXNID);
 	return 0;
 }
 
@@ -299,7 +314,7 @@ int vsrh_store_settle_dir(const char *dir, bool *rolled, char *why, size_t why_l
 		return 0; /* no environment */
 	lmdb_meta m[2];
 	int rc = meta_read(fd, 0, &m[0]);
-	uint32_t psize = rc == 0 ? get32(m[0].b + LMDB_PAGEHDR + LMDB_META_PSIZE) : 0;
+	uint32_t psize = rc == 0 ? vsrh_get_u32le(m[0].b + LMDB_PAGEHDR + LMDB_META_PSIZE) : 0;
 	if (rc == 0 && (psize < 512 || psize > 65536 || (psize & (psize - 1))))
 		rc = -1;
 	if (rc == 0)

@@ -41,6 +41,11 @@ typedef struct vsrh_syncer {
 	char boot[VSRH_BOOT_ID_LEN];
 	vsrh_store_durable_fn notify;
 	void *notify_arg;
+	/* Figures (metrics): written under mu. */
+	uint64_t syncs;          /* checkpoints made durable by the thread */
+	uint64_t last_sync_ns;   /* how long the last one took */
+	uint64_t waits;          /* commits that found the previous sync running */
+	uint64_t wait_ns;        /* the time they waited, in all */
 } vsrh_syncer;
 
 /* The boot id of the running kernel (a new one at every boot), or of the
@@ -53,6 +58,8 @@ int vsrh_syncer_init(vsrh_syncer *s, const char *dir);
 void vsrh_syncer_close(vsrh_syncer *s);
 /* Waits until no sync is in flight. */
 void vsrh_syncer_wait(vsrh_syncer *s);
+/* syncs, last_sync_ns, waits, wait_ns. */
+void vsrh_syncer_figures(vsrh_syncer *s, uint64_t out[4]);
 /* Starts syncing env (its newest commit, checkpoint `op`) on the thread;
  * waits first for one in flight. 0, or an errno (no thread). */
 int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used);

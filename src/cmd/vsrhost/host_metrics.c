@@ -62,6 +62,13 @@ static void counter(render *r, const char *name, const char *help, uint64_t v)
 	sample(r, name, "", v);
 }
 
+/* A duration in seconds, from nanoseconds. */
+static void seconds(render *r, const char *name, const char *type, const char *help, uint64_t ns)
+{
+	family(r, name, type, help);
+	vsr_http_body_printf(r->b, "%s{replica=\"%u\"} %.6f\n", name, r->replica, (double)ns / 1e9);
+}
+
 static void histogram(render *r, const char *name, const char *help, const host_histogram *h)
 {
 	family(r, name, "histogram", help);
@@ -250,6 +257,16 @@ static void render_sm(render *r, const vsrh_sm *sm)
 	counter(r, "vsr_sm_queries_total", "read-only queries answered locally", st.queries);
 	gauge(r, "vsr_sm_memory_bytes", "bytes the state machine's Lua state holds",
 	      st.memory_bytes);
+	counter(r, "vsr_checkpoint_syncs_total",
+		"checkpoints of a durable vsr.store made durable off the step", st.checkpoint_syncs);
+	seconds(r, "vsr_checkpoint_sync_last_seconds", "gauge",
+		"how long the last checkpoint's sync took", st.checkpoint_sync_last_ns);
+	counter(r, "vsr_checkpoint_sync_waits_total",
+		"checkpoints that waited for the previous one's sync (the disk is behind)",
+		st.checkpoint_sync_waits);
+	seconds(r, "vsr_checkpoint_sync_wait_seconds_total", "counter",
+		"time checkpoints spent waiting for the previous one's sync",
+		st.checkpoint_sync_wait_ns);
 }
 
 static void render_host(render *r, const host_metrics *m)

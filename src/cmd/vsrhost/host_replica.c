@@ -80,6 +80,7 @@ typedef struct host {
 	uint64_t sessions_evicted; /* last seen, for client_evicted events */
 	uint64_t progress_at_ms;  /* loop time the executed op last advanced */
 	uint64_t pauses;          /* times reading was paused for storage */
+	uint64_t sync_waits_seen; /* checkpoint syncs waited for, already logged */
 	uint32_t pending_max;     /* storage high-water mark, kept past close */
 	vsr_http *http;           /* the metrics listener, when configured */
 	uint8_t replica_key[VSR_WIRE_KEY_SIZE]; /* auth.replica_key, when configured */
@@ -209,9 +210,19 @@ static void host_note_changes(host *h, uint64_t step_ns)
 			  now.primary == h->replica && now.status == VSR_STATUS_NORMAL ? " (me)" : "",
 			  now.op, now.commit);
 	}
-	if (now.checkpoint_op != was->checkpoint_op)
+	if (now.checkpoint_op != was->checkpoint_op) {
 		host_info("checkpoint at op %" PRIu64 " (the step that took it: %.1f ms)",
 			  now.checkpoint_op, (double)step_ns / 1e6);
+		vsrh_sm_stats st;
+		vsrh_sm_stats_get(h->sm, &st);
+		if (st.checkpoint_sync_waits > h->sync_waits_seen)
+			host_warn("checkpoint at op %" PRIu64 " waited %.1f ms in all for the previous "
+				  "checkpoint's sync (last sync %.1f ms): the disk writes back more "
+				  "slowly than operations dirty the store",
+				  now.checkpoint_op, (double)st.checkpoint_sync_wait_ns / 1e6,
+				  (double)st.checkpoint_sync_last_ns / 1e6);
+		h->sync_waits_seen = st.checkpoint_sync_waits;
+	}
 	if (now.history != was->history || now.amnesia != was->amnesia) {
 		if (now.history != 0 && !now.amnesia)
 			host_info("member of cluster history %016" PRIx64 "%s", now.history,

@@ -1,0 +1,39 @@
+#!/bin/sh
+# checkpoint_stall_ratio.sh - issue 8's checkpoint figure: on a durable
+# 3-replica cluster with KEYS keys (default 1,000,000), the worst client
+# latency while checkpoints are taken, against the p99 of the same load
+# without one. Runs tests/bench/checkpoint_stall.sh ROUNDS times (default
+# 2) each way, alternated: "without" uses a checkpoint interval longer
+# than the whole run (500,000 ops: no checkpoint after the preload),
+# "with" the default 4096.
+# Usage: tests/bench/checkpoint_stall_ratio.sh BUILD_DIR [KEYS [CLIENTS [SECONDS [ROUNDS]]]]
+set -eu
+build=${1:?usage: checkpoint_stall_ratio.sh BUILD_DIR [KEYS [CLIENTS [SECONDS [ROUNDS]]]]}
+keys=${2:-1000000}
+clients=${3:-16}
+seconds=${4:-40}
+rounds=${5:-2}
+here=$(cd "$(dirname "$0")" && pwd)
+out=$(mktemp /tmp/vsr-stall-ratio-XXXXXX)
+trap 'rm -f "$out"' EXIT INT TERM
+figure() { # $1 = p99|max, from the run's latency line
+	sed -n "s/.*latency ms .* $1 \([0-9.]*\).*/\1/p" "$out" | tail -1
+}
+echo "checkpoint_stall_ratio: $keys keys, $clients clients, $seconds s, $rounds rounds; load $(cut -d' ' -f1-3 /proc/loadavg)"
+i=1
+while [ "$i" -le "$rounds" ]; do
+	for mode in without with; do
+		if [ "$mode" = without ]; then interval=500000; else interval=4096; fi
+		CHECKPOINT=$interval DURABILITY=durable "$here/checkpoint_stall.sh" "$build" "$keys" \
+			"$clients" "$seconds" >"$out" 2>&1 || { cat "$out"; exit 1; }
+		ck=$(sed -n 's/.*checkpoints taken (all replicas): \([0-9]*\).*/\1/p' "$out")
+		ckstep=$(sed -n 's/.*longest checkpoint step \([0-9.]*\) ms.*/\1/p' "$out")
+		echo "round $i $mode checkpoints: p99 $(figure p99) ms, max $(figure max) ms" \
+			"($ck checkpoints in all, longest step ${ckstep:-0} ms; load $(cut -d' ' -f1 /proc/loadavg))"
+		eval "p99_$mode=\$(figure p99) max_$mode=\$(figure max)"
+	done
+	# The figure: worst latency with checkpoints over p99 without.
+	echo "round $i: max with checkpoints / p99 without = $max_with / $p99_without =" \
+		"$(echo "$max_with $p99_without" | awk '{printf "%.1f", $1 / $2}')x (aim: under 5x)"
+	i=$((i + 1))
+done
