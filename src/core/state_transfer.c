@@ -605,7 +605,7 @@ void checkpoint_on_durable(vsr_replica *r, uint64_t op)
 	 * arrived after two more takes) names nothing new. */
 	vsr_checkpoint cur = checkpoint_current(r);
 	const vsr_checkpoint *cp = NULL;
-	if (cur.op > 0 && cur.op <= op) cp = &cur;
+	if (cur.op > 0 && (cur.op <= op || BUG(r, VSR_BUG_DURABLE_NAMES_CURRENT))) cp = &cur;
 	else if (r->checkpoint_prev.op > 0 && r->checkpoint_prev.op <= op) cp = &r->checkpoint_prev;
 	if (cp == NULL || cp->op <= r->checkpoint_durable.op) return;
 	r->checkpoint_durable = *cp;

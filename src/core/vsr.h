@@ -460,6 +460,8 @@ enum vsr_bug {
 	/* Durable checkpoints (issue 8). */
 	VSR_BUG_EARLY_CHECKPOINT_NAME = 1u << 18, /* the superblock names a checkpoint at take
 	                                        time, before it is durable (VSR_PENDING) */
+	VSR_BUG_DURABLE_NAMES_CURRENT = 1u << 19, /* a durable report names the current checkpoint,
+	                                        though it covers only an older one */
 	/* Liveness (issue 7). */
 	VSR_BUG_NO_DISK_SLACK = 1u << 24,    /* timeouts ignore the disk: no slack for slow writes, and a view change moves on before its vote is durable */
 	VSR_BUG_NO_HEAL_RESET = 1u << 25,    /* backoff kept when a quorum is heard again; views of silent primaries not skipped */

@@ -48,6 +48,7 @@ static const bug_name bug_names[] = {
 	{"nonatomic-restore", VSR_BUG_NONATOMIC_RESTORE},
 	{"no-divergence-check", VSR_BUG_NO_DIVERGENCE_CHECK},
 	{"checkpoint-named-early", VSR_BUG_EARLY_CHECKPOINT_NAME},
+	{"durable-names-current", VSR_BUG_DURABLE_NAMES_CURRENT},
 	{"read-no-round", VSR_BUG_READ_NO_ROUND},
 	{"read-before-execute", VSR_BUG_READ_BEFORE_EXECUTE},
 };
