@@ -1164,7 +1164,7 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 	}
 	/* What an earlier process committed may still be only in the page
 	 * cache (it was killed before its sync): durable from here on. */
-	if (durable && (rc = vsrh_syncer_sync_now(&db->syncer, db->env, 0))) {
+	if (durable && (rc = vsrh_syncer_open_sync(&db->syncer, db->dir, db->env))) {
 		snprintf(err, err_len, "vsr.store: syncing %s: %s", path, mdb_strerror(rc));
 		env_close(db);
 		vsrh_syncer_close(&db->syncer);

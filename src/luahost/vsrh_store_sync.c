@@ -265,6 +265,18 @@ int vsrh_syncer_sync_now(vsrh_syncer *s, MDB_env *env, uint64_t op)
 	return sync_and_record(s, env, env_txnid(env), op);
 }
 
+int vsrh_syncer_open_sync(vsrh_syncer *s, const char *dir, MDB_env *env)
+{
+	/* The newest commit recorded as synced is durable. The pages of a write
+	 * transaction the last process never committed may still be dirty in
+	 * the page cache (with MDB_WRITEMAP they are written in place), but no
+	 * meta page names them: writing them back buys nothing. */
+	synced_rec rec;
+	if (synced_read(dir, &rec) == 0 && rec.txnid == env_txnid(env))
+		return 0;
+	return vsrh_syncer_sync_now(s, env, 0);
+}
+
 /* ------------------------------------------------------------ rollback */
 
 /* LMDB 0.9's meta pages (data version 1, 64-bit): pages 0 and 1, each a

@@ -67,6 +67,10 @@ int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used);
  * after an install). 0, or an errno. */
 int vsrh_syncer_sync_now(vsrh_syncer *s, MDB_env *env, uint64_t op);
 
+/* At open: makes env's newest commit durable (sync_now) unless `synced`
+ * already names it. 0, or an errno. */
+int vsrh_syncer_open_sync(vsrh_syncer *s, const char *dir, MDB_env *env);
+
 /* Before anything opens the environment in `dir`/db: after a reboot, a
  * newest transaction that `synced` does not name may be torn; the older
  * meta page replaces it. Returns 0 (nothing to do, or rolled back: *rolled
