@@ -30,8 +30,8 @@ typedef struct vsr_snapckpt {
 	vsr_snapckpt_image held[2];  /* current, previous */
 	vsr_snapckpt_image staged;   /* being fetched */
 	/* Optional: makes a new current image durable (a host that keeps them
-	 * on disk), called before take returns and after an install restored
-	 * it. Returns VSR_OK or an error (take then fails; an install that
+	 * on disk), called before take returns (async mode: at
+	 * vsr_snapckpt_sync) and after an install restored it. Returns VSR_OK or an error (take then fails; an install that
 	 * cannot be made durable stops the process). */
 	int (*persist)(void *arg, const vsr_snapckpt_image *im);
 	void *persist_arg;
