@@ -68,13 +68,10 @@ typedef struct sim_node_replica {
 	uint64_t amnesia_wait_id; /* persist that makes the recovery durable */
 	bool stay_down;           /* left down after the faults (--minority-down) */
 	uint64_t busy_until;      /* a long step: nothing reaches the core before */
-<<<<<<< HEAD
 	bool diverged;            /* the core said diverged after the last step (trace) */
-=======
 	/* Async checkpoints: the takes and waits of st.ck seen so far, and
 	 * when the sync of the pending one finishes. */
 	uint64_t ck_takes, ck_waits, ck_due;
->>>>>>> h-simckpt
 } sim_node_replica;
 
 typedef struct sim_client {

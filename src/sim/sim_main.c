@@ -47,12 +47,9 @@ static const bug_name bug_names[] = {
 	{"no-abdication", VSR_BUG_NO_ABDICATION},
 	{"nonatomic-restore", VSR_BUG_NONATOMIC_RESTORE},
 	{"no-divergence-check", VSR_BUG_NO_DIVERGENCE_CHECK},
-<<<<<<< HEAD
 	{"no-record-repair", VSR_BUG_NO_RECORD_REPAIR},
-=======
 	{"checkpoint-named-early", VSR_BUG_EARLY_CHECKPOINT_NAME},
 	{"durable-names-current", VSR_BUG_DURABLE_NAMES_CURRENT},
->>>>>>> h-simckpt
 	{"read-no-round", VSR_BUG_READ_NO_ROUND},
 	{"read-before-execute", VSR_BUG_READ_BEFORE_EXECUTE},
 };
