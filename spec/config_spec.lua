@@ -44,6 +44,11 @@ describe("configuration", function()
     assert.matches("counter.lua$", counter.statemachine)
   end)
 
+  it("makes a config without a durability key durable", function()
+    local c = assert(host.config(DIR .. "no_durability.lua"))
+    assert.equal("durable", c.durability)
+  end)
+
   it("fills defaults for optional sections", function()
     local c = assert(host.config("config/single.lua"))
     assert.equal(10, c.tick_ms)

@@ -22,11 +22,21 @@
  *   - A primary that finds a quorum of backups agreeing on a digest other
  *     than its own is the one diverged: it abdicates (falls silent, as when
  *     it hears no quorum) and repairs as a backup of the next view.
+ *   - A diverged replica remembers the certification that found it (op,
+ *     the quorum's digest and size). When its primary's COMMITs name no
+ *     checkpoint it can repair from (the next primary may never certify
+ *     one: with one replica of three cut off, its report against the
+ *     diverged one's is one to one), it repairs from that record, a few
+ *     times at most: a quorum's agreement is the same fact wherever it
+ *     was gathered.
  * With no quorum on any digest (every replica different) nothing is
  * certified and nothing is repaired; the replicas count what they see.
  * Nothing here changes which entries commit: logs and states are separate,
  * and a diverged state never votes differently on the log. */
 #include "replica.h"
+
+/* Repairs begun from a recorded certification alone (dv_on_commit). */
+#define VSR_DV_SELF_REPAIRS_MAX 3
 
 /* Our own checkpoint at `op` (the current one or the one before), or NULL. */
 static const vsr_checkpoint *own_checkpoint(const vsr_replica *r, uint64_t op,
@@ -61,6 +71,8 @@ static void record(vsr_replica *r, uint64_t op, uint64_t ours, uint64_t quorum,
 		   bool as_primary)
 {
 	if (!r->diverged) r->stats.divergences++;
+	if (!r->diverged || r->dv_last.op != op || r->dv_last.quorum_digest != quorum)
+		r->dv_self_repairs = 0; /* a new record: its own tries */
 	r->diverged = true;
 	r->dv_last = (vsr_divergence){.op = op, .digest = ours, .quorum_digest = quorum,
 				      .view = r->view, .executed = r->executed,
@@ -117,9 +129,13 @@ void dv_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 	if (m->checkpoint_digest != own->digest && with_them >= r->quorum && !r->diverged) {
 		/* A quorum of backups agrees on another state than ours: we are
 		 * the minority. Our log is sound (it is what they acked), our
-		 * state is not: stop leading (normal_on_tick abdicates). */
+		 * state is not: stop leading now, not at the next tick (a host
+		 * ticks at the deadline, which a loaded primary keeps moving;
+		 * normal_on_tick and normal_heard_backup keep us abdicated). */
 		record(r, own->op, own->digest, m->checkpoint_digest, true);
+		r->dv_quorum_size = m->checkpoint_size;
 		r->stats.divergence_abdications++;
+		if (!r->suspecting && !r->start_view_pending) normal_abdicate(r);
 	}
 }
 
@@ -147,32 +163,62 @@ static void repair_start(vsr_replica *r, const vsr_checkpoint *cp)
 	timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, true);
 }
 
+/* Repairs from the certification recorded in dv_last when it is our
+ * current checkpoint (a checkpoint never goes back: storage may have
+ * dropped the entries below the current one) and our log holds every entry
+ * above it; otherwise the next certified checkpoint will do. */
+static bool try_repair(vsr_replica *r)
+{
+	uint64_t op = r->dv_last.op;
+	if (op == 0 || op != r->checkpoint_op || op > r->executed || r->dv_quorum_size == 0 ||
+	    !log_checksum_known(&r->log, op) || !log_matches(&r->log, op, r->checkpoint_checksum))
+		return false;
+	vsr_checkpoint cp = {.op = op, .checksum = r->checkpoint_checksum,
+			     .timestamp = r->checkpoint_timestamp, .size = r->dv_quorum_size,
+			     .digest = r->dv_last.quorum_digest};
+	repair_start(r, &cp);
+	return true;
+}
+
 void dv_on_commit(vsr_replica *r, const vsr_message *m)
 {
-	if (BUG(r, VSR_BUG_NO_DIVERGENCE_CHECK) || m->checkpoint_op == 0 ||
-	    m->checkpoint_digest == 0)
-		return;
+	if (BUG(r, VSR_BUG_NO_DIVERGENCE_CHECK)) return;
 	vsr_checkpoint cur;
-	const vsr_checkpoint *own = own_checkpoint(r, m->checkpoint_op, &cur);
-	if (own == NULL) return;
-	if (own->digest == m->checkpoint_digest) {
+	const vsr_checkpoint *own = m->checkpoint_op != 0 && m->checkpoint_digest != 0
+					    ? own_checkpoint(r, m->checkpoint_op, &cur)
+					    : NULL;
+	if (own != NULL && own->digest == m->checkpoint_digest) {
 		if (r->diverged && own->op == r->checkpoint_op) r->diverged = false;
+		/* Agreement at our previous checkpoint says nothing of the
+		 * state we diverged at since. */
+		else dv_repair_from_record(r);
 		return;
 	}
-	if (!r->diverged || r->dv_last.op != own->op)
-		record(r, own->op, own->digest, m->checkpoint_digest, false);
-	/* Repair from it when it is our current checkpoint (a checkpoint
-	 * never goes back: storage may have dropped the entries below the
-	 * current one) and our log holds every entry above it; otherwise the
-	 * next certified checkpoint will do. */
-	if (own->op != r->checkpoint_op || own->op > r->executed ||
-	    !log_checksum_known(&r->log, own->op) ||
-	    !log_matches(&r->log, own->op, own->checksum))
+	if (own != NULL) {
+		/* Certified by our primary: repair from it, at every such COMMIT
+		 * (a repair that failed is started again by the next one). */
+		if (!r->diverged || r->dv_last.op != own->op)
+			record(r, own->op, own->digest, m->checkpoint_digest, false);
+		r->dv_quorum_size = m->checkpoint_size;
+		try_repair(r);
 		return;
-	vsr_checkpoint cp = *own;
-	cp.size = m->checkpoint_size;
-	cp.digest = m->checkpoint_digest;
-	repair_start(r, &cp);
+	}
+	dv_repair_from_record(r);
+}
+
+void dv_repair_from_record(vsr_replica *r)
+{
+	/* Our primary names nothing we can compare (it certified nothing, or
+	 * a checkpoint we no longer hold; under load it sends PREPAREs and no
+	 * COMMIT at all): the certification that found us is still the
+	 * quorum's, so repair from it. A few tries only: when no replica
+	 * holds that checkpoint any more, every try would only cost the
+	 * primary our acks. */
+	if (BUG(r, VSR_BUG_NO_DIVERGENCE_CHECK) || BUG(r, VSR_BUG_NO_RECORD_REPAIR) ||
+	    !r->diverged || r->dv_repairing ||
+	    r->status != VSR_STATUS_NORMAL || is_primary(r))
+		return;
+	if (r->dv_self_repairs < VSR_DV_SELF_REPAIRS_MAX && try_repair(r)) r->dv_self_repairs++;
 }
 
 void dv_repair_failed(vsr_replica *r)

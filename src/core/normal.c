@@ -514,6 +514,8 @@ void normal_on_prepare(vsr_replica *r, const vsr_message *m)
 	}
 	uint64_t c = m->commit < r->log.head ? m->commit : r->log.head;
 	normal_advance_commit(r, c);
+	dv_repair_from_record(r);
+	if (r->status != VSR_STATUS_NORMAL) return; /* a divergence repair began */
 	if (duplicate) r->ack_sent_op = 0; /* the primary may have missed our ack */
 	normal_send_ack(r);
 }

@@ -315,6 +315,8 @@ struct vsr_replica {
 	bool diverged;
 	bool dv_repairing;                /* fetching the certified checkpoint */
 	vsr_divergence dv_last;           /* the latest detection, for the host */
+	uint64_t dv_quorum_size;          /* size of the quorum's checkpoint at dv_last.op */
+	uint8_t dv_self_repairs;          /* repairs begun from dv_last alone (no COMMIT named it) */
 
 	/* backup: the last ack sent, to avoid resending */
 	uint64_t ack_sent_op;
@@ -543,6 +545,9 @@ void dv_fill_commit(const vsr_replica *r, vsr_message *m);
 void dv_on_prepare_ok(vsr_replica *r, const vsr_message *m);
 /* Backup: a COMMIT of our view's primary. */
 void dv_on_commit(vsr_replica *r, const vsr_message *m);
+/* A normal backup heard its primary: a diverged one repairs from the
+ * certification it recorded when no COMMIT names one (divergence.c). */
+void dv_repair_from_record(vsr_replica *r);
 /* Primary: whether it must abdicate (its state differs from a quorum's). */
 bool dv_must_abdicate(const vsr_replica *r);
 /* State transfer: the fetched certified checkpoint was installed; the log

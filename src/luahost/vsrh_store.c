@@ -1129,8 +1129,12 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 	char path[4200], next[4200];
 	path_join(path, sizeof path, db->dir, "db");
 	path_join(next, sizeof next, db->dir, "next");
-	if (fresh || !durable)
+	if (fresh || !durable) {
 		env_dir_remove(path); /* nothing in it can be trusted (or wanted) */
+		char synced[4200];
+		path_join(synced, sizeof synced, db->dir, "synced"); /* it named that one */
+		unlink(synced);
+	}
 	bool rolled = false;
 	char why[512] = "";
 	if (durable && vsrh_store_settle_dir(db->dir, &rolled, why, sizeof why) != 0) {
@@ -1164,13 +1168,10 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 	}
 	/* What an earlier process committed may still be only in the page
 	 * cache (it was killed before its sync): durable from here on. */
-	if (durable && (rc = vsrh_syncer_open_sync(&db->syncer, db->dir, db->env))) {
-		snprintf(err, err_len, "vsr.store: syncing %s: %s", path, mdb_strerror(rc));
-		env_close(db);
-		vsrh_syncer_close(&db->syncer);
-		free(db);
-		return -1;
-	}
+	/* A failed sync is a storage failure (exit 74), not a configuration
+	 * error: the disk may be failing, and a retry proves nothing. */
+	if (durable && (rc = vsrh_syncer_open_sync(&db->syncer, db->dir, db->env)))
+		lmdb_fatal("sync at open", rc);
 	s->db = db;
 	return 0;
 }
@@ -1184,13 +1185,14 @@ void vsrh_store_sync_figures(vsrh_store *s, uint64_t out[4])
 	vsrh_syncer_figures(&s->db->syncer, out);
 }
 
-void vsrh_store_on_durable(vsrh_store *s, vsrh_store_durable_fn fn, void *arg)
+uint64_t vsrh_store_on_durable(vsrh_store *s, vsrh_store_durable_fn fn, void *arg)
 {
 	if (s->db == NULL)
-		return;
+		return 0;
 	vsrh_syncer_wait(&s->db->syncer);
 	s->db->syncer.notify = fn;
 	s->db->syncer.notify_arg = arg;
+	return s->db->syncer.synced_op;
 }
 
 static void build_reset(vsrh_lmdb *db);
@@ -1703,8 +1705,10 @@ static int build_finish(vsrh_lmdb *db, const uint8_t *fixed, const uint8_t *head
 	else if (e->wtxn)
 		mdb_txn_abort(e->wtxn);
 	e->wtxn = NULL;
-	if (rc == 0 && db->durable)
-		rc = mdb_env_sync(e->env, 1);
+	/* A failed sync stops the replica (never continue after one: the disk
+	 * is failing); it used to fail the install, which the core retries. */
+	if (rc == 0 && db->durable && (rc = mdb_env_sync(e->env, 1)) != 0)
+		lmdb_fatal("sync of a fetched checkpoint", rc);
 	env_shut(e);
 	free(e);
 	b->env = NULL;

@@ -26,7 +26,10 @@ n2=${N2:-60000}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 work=$(mktemp -d /tmp/vsr-apply-bench-XXXXXX)
-trap 'rm -rf "$work"' EXIT INT TERM
+trap 'rm -rf "$work"' EXIT
+# A trapped signal would resume the script: exit, which runs the EXIT trap.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 builds="$build"
 [ -n "$base" ] && builds="$base $build"
@@ -97,7 +100,7 @@ stop_all() {
 	for p in $pids; do wait "$p" 2>/dev/null || true; done
 	pids=""
 }
-trap 'stop_all; rm -rf "$work"' EXIT INT TERM
+trap 'stop_all; rm -rf "$work"' EXIT
 replica_run() { # build seconds -> "puts primary_instr backup_instr"
 	rm -rf "$work/data"
 	"$1/vsrhost" "$work/r.lua" --replica 3 >"$work/r3.err" 2>&1 &

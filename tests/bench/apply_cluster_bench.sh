@@ -40,7 +40,10 @@ etcd_stop() {
 	done
 	epids=""
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A trapped signal would resume the script: exit, which runs the EXIT trap.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 config() { # mode
 	cat > "$work/$1.lua" <<EOC

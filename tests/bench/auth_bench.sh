@@ -19,7 +19,10 @@ cleanup() {
 	[ -n "$sup" ] && kill "$sup" 2>/dev/null && wait "$sup" 2>/dev/null
 	rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A trapped signal would resume the script: exit, which runs the EXIT trap.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 "$build/vsrhost" keygen "$work/replica.key" >/dev/null
 "$build/vsrhost" keygen "$work/client.key" >/dev/null

@@ -23,15 +23,13 @@ cleanup() {
 	wait 2>/dev/null || true
 	if [ -n "${KEEP:-}" ]; then echo "checkpoint_stall: logs kept in $dir"; else rm -rf "$dir"; fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A trapped signal would resume the script: exit, which runs the EXIT trap.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # Nine free loopback ports, all bound at once and then released.
-ports=$(python3 -c '
-import socket
-s = [socket.socket() for _ in range(9)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(" ".join(str(x.getsockname()[1]) for x in s))
-for x in s: x.close()')
+ports=$("$build/vsr_free_ports" 9)
 set -- $ports
 cat > "$dir/cluster.lua" <<LUA
 return {

@@ -2,11 +2,13 @@
 # long_run.sh - issue 8's long-run figures on a durable 3-replica cluster
 # (kv.lua, 100-byte values unless said otherwise):
 #
-# 1. OPS puts (default 1,000,000) from CLIENTS (16) clients over KEYS
-#    (100,000) keys, checkpoint every CHECKPOINT (10,000) ops: the disk use
-#    of the data directory after every 10 s of load, and its largest; the
-#    VSR ops and checkpoints taken; then every replica killed (-9) at once
-#    and restarted: the time to the first acknowledged put.
+# 1. Puts from CLIENTS (16) clients over KEYS (100,000) keys until the log
+#    has reached OPS (default 1,000,000) VSR ops, checkpoint every
+#    CHECKPOINT (10,000) ops, so about OPS / CHECKPOINT checkpoints (an op is
+#    a log entry; one batches up to 256 puts, so this takes several million
+#    puts): the disk use of the data directory after every 10 s of load, and
+#    its largest; the puts and checkpoints taken; then every replica killed
+#    (-9) at once and restarted: the time to the first acknowledged put.
 # 2. A state of about STATE_MB (1024) MB: STATE_KEYS (1,000,000) keys of
 #    STATE_MB MB / STATE_KEYS bytes, preloaded; then the same kill -9 and
 #    restart of all three (time to the first acknowledged put), and of one
@@ -33,14 +35,12 @@ cleanup() {
 	wait 2>/dev/null || true
 	if [ -n "${KEEP:-}" ]; then echo "long_run: kept $dir"; else rm -rf "$dir"; fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A trapped signal would resume the script: exit, which runs the EXIT trap.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
-ports=$(python3 -c '
-import socket
-s = [socket.socket() for _ in range(6)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(" ".join(str(x.getsockname()[1]) for x in s))
-for x in s: x.close()')
+ports=$("$build/vsr_free_ports" 6 | tr '\n' ' ')
 
 config() { # name
 	set -- $ports
@@ -118,26 +118,30 @@ restart_backup() { # label
 }
 
 config
+echo "long_run: load average $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "$part" = 1 ] || [ "$part" = both ]; then
 	rm -rf "$dir/data"
 	for r in 1 2 3; do start_one $r; done
 	acked
-	echo "long_run: $ops puts, $clients clients, $keys keys, checkpoint every $checkpoint ops (durable)"
-	done_ops=0
+	echo "long_run: $ops VSR ops of puts, $clients clients, $keys keys, checkpoint every $checkpoint ops (durable)"
+	done_puts=0
+	st=0
 	max_mb=0
-	while [ "$done_ops" -lt "$ops" ]; do
+	while [ "$st" -lt "$ops" ]; do
 		n=$("$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$keys" -d 10 |
 			awk '/ops/ && /done/ {print $2}')
-		done_ops=$((done_ops + n))
+		done_puts=$((done_puts + n))
+		# The log's op: the highest any replica reports.
+		st=$("$build/vsrctl" -c "$dir/cluster.lua" status 2>/dev/null |
+			awk 'NR > 1 && $5 + 0 > m {m = $5 + 0} END {print m + 0}')
 		mb=$(disk_mb)
 		[ "$mb" -gt "$max_mb" ] && max_mb=$mb
-		echo "long_run:   $done_ops puts: data directory $mb MB"
+		echo "long_run:   op $st ($done_puts puts): data directory $mb MB"
 	done
-	st=$("$build/vsrctl" -c "$dir/cluster.lua" status | awk 'NR == 2 {print $5}')
 	ck=$(grep -h "checkpoint at op" "$dir/replica-1.log" | wc -l)
-	echo "long_run: $done_ops puts in $st VSR ops, $ck checkpoints at replica 1; data directory at most $max_mb MB (three replicas)"
-	restart_all "after $done_ops puts"
-	restart_backup "after $done_ops puts"
+	echo "long_run: $done_puts puts in $st VSR ops, $ck checkpoints at replica 1; data directory at most $max_mb MB (three replicas)"
+	restart_all "after $st ops ($done_puts puts)"
+	restart_backup "after $st ops ($done_puts puts)"
 	for r in 1 2 3; do kill_one $r; done
 fi
 if [ "$part" = 2 ] || [ "$part" = both ]; then
@@ -154,3 +158,4 @@ if [ "$part" = 2 ] || [ "$part" = both ]; then
 	restart_backup "with ~$state_mb MB of state"
 	restart_all "with ~$state_mb MB of state, again"
 fi
+echo "long_run: load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -31,7 +31,10 @@ cleanup() {
 	fi
 	rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A trapped signal would resume the script: exit, which runs the EXIT trap.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 lease=""
 [ "$mode" = lease ] && lease="reads = { lease_drift_ppm = 10000, lease_margin_ms = 20 },"

@@ -22,7 +22,10 @@ cleanup() {
 	for p in $pids; do wait "$p" 2>/dev/null || true; done
 	rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A trapped signal would resume the script: exit, which runs the EXIT trap.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 command -v valgrind >/dev/null || { echo "valgrind is not installed"; exit 1; }
 
 cat > "$work/cluster.lua" <<EOC

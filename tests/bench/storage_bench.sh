@@ -21,7 +21,10 @@ cleanup() {
 	[ -n "$sup" ] && kill "$sup" 2>/dev/null && wait "$sup" 2>/dev/null
 	rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A trapped signal would resume the script: exit, which runs the EXIT trap.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 config() { # mode
 	cat > "$work/$1.lua" <<EOC
@@ -59,6 +62,7 @@ stop() {
 
 now_ms() { date +%s%3N; }
 
+echo "storage_bench: vsrbench kv put, 3 replicas, $secs s per row; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for mode in $modes; do
 	config $mode
 	start $mode
@@ -80,3 +84,4 @@ for mode in $modes; do
 	fi
 	stop
 done
+echo "storage_bench: load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -249,7 +249,110 @@ static void test_primary_stays_diverged_on_stale_ack(void)
 	fx_free(&f);
 }
 
+/* vsrsim --plant-divergence seed 1499: the primary finds itself in the
+ * minority at checkpoint c (both backups reported the same other digest
+ * there) and abdicates; then the backup that helped certify c is cut off.
+ * The two left form the next view, but its primary cannot certify
+ * anything (its report against the diverged one's, one to one), so no
+ * COMMIT ever names c. The diverged replica knows the quorum's checkpoint
+ * from the reports that made it abdicate: it repairs from that as a backup
+ * of the next view, while the replica holding c still keeps it. Without
+ * that it stayed diverged, and when the new primary then went down for
+ * good the cut-off replica came back behind the commit, needing a
+ * transfer that a diverged replica never serves: the two stayed in view
+ * changes forever. */
+static bool primary_is_1(fixture *f, void *arg)
+{
+	(void)arg;
+	return fx_primary(f) == 1;
+}
+
+static void test_abdicated_primary_repairs_without_certifier(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0 && calls(&f, s, 1, 3));
+	CHECK(fx_primary(&f) == 0);
+	plant(&f, 0, 1);
+	bool found = false;
+	uint64_t k = 4;
+	for (; k <= 40 && !found; k++) {
+		fx_request(&f, 0, VSR_REQUEST_OP, s, k, "w");
+		for (int t = 0; t < 10 && !found; t++) {
+			fx_run(&f, 1);
+			found = vsr_replica_diverged(f.node[0].r, NULL);
+		}
+	}
+	CHECK(found);
+	vsr_divergence d;
+	vsr_replica_diverged(f.node[0].r, &d);
+	CHECK(d.as_primary);
+	/* Replica 2's reports made replica 0 abdicate; now it is cut off. */
+	fx_isolate(&f, 2);
+	CHECK(fx_run_until(&f, 1000, primary_is_1, NULL));
+	for (; k <= 60; k++) {
+		const fx_reply *r = fx_call(&f, s, k, "w");
+		CHECK(r != NULL && r->status == VSR_REPLY_OK);
+	}
+	CHECK(fx_primary(&f) == 1);
+	CHECK(stats(&f, 1)->divergences == 0 && stats(&f, 1)->divergent_peers == 0);
+	CHECK(!vsr_replica_diverged(f.node[0].r, NULL));
+	CHECK(stats(&f, 0)->divergences == 1 && stats(&f, 0)->divergence_repairs == 1);
+	/* The new primary goes down for good; the cut-off replica comes back
+	 * behind the commit and can only catch up from the repaired one. */
+	fx_crash(&f, 1);
+	fx_heal(&f);
+	for (uint64_t end = k + 10; k <= end; k++) {
+		const fx_reply *r = fx_call(&f, s, k, "w");
+		CHECK(r != NULL && r->status == VSR_REPLY_OK);
+	}
+	CHECK(fx_run_until(&f, 1000, fx_all_caught_up, NULL));
+	vsr_replica_info a, c;
+	fx_info(&f, 0, &a);
+	fx_info(&f, 2, &c);
+	CHECK(a.executed == c.executed && a.digest == c.digest);
+	CHECK(!vsr_replica_diverged(f.node[0].r, NULL) && !vsr_replica_diverged(f.node[2].r, NULL));
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
+/* A primary that finds itself in the minority stops leading in that very
+ * step: no request is taken after it, not even before its next tick (a
+ * host ticks only at the deadline, and a loaded primary's deadline keeps
+ * moving). Before, it went on taking and answering requests from its
+ * diverged state until its next TICK; in the fixture, which ticks only
+ * in fx_run, for as long as requests kept coming. */
+static void test_primary_stops_at_detection(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune);
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0 && calls(&f, s, 1, 3));
+	CHECK(fx_primary(&f) == 0);
+	plant(&f, 0, 1);
+	uint64_t k = 4;
+	for (; k <= 40 && !vsr_replica_diverged(f.node[0].r, NULL); k++) {
+		uint64_t conn = fx_request(&f, 0, VSR_REQUEST_OP, s, k, "w");
+		const fx_reply *r = fx_reply_for(&f, conn);
+		CHECK(r != NULL && r->status == VSR_REPLY_OK); /* no tick needed */
+	}
+	CHECK(vsr_replica_diverged(f.node[0].r, NULL));
+	uint64_t conn = fx_request(&f, 0, VSR_REQUEST_OP, s, k, "w");
+	const fx_reply *r = fx_reply_for(&f, conn);
+	CHECK(r != NULL && r->status == VSR_REPLY_NOT_PRIMARY);
+	CHECK(stats(&f, 0)->divergence_abdications == 1);
+	for (int t = 0; t < 3000 && (fx_primary(&f) <= 0 || vsr_replica_diverged(f.node[0].r, NULL) ||
+				    !fx_all_caught_up(&f, NULL)); t++)
+		fx_run(&f, 1);
+	CHECK(!vsr_replica_diverged(f.node[0].r, NULL) && fx_primary(&f) > 0);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
 static const fx_test tests[] = {
+	{"primary_stops_at_detection", test_primary_stops_at_detection},
+	{"abdicated_primary_repairs_without_certifier", test_abdicated_primary_repairs_without_certifier},
 	{"primary_stays_diverged_on_stale_ack", test_primary_stays_diverged_on_stale_ack},
 	{"failed_repair_retried", test_failed_repair_retried},
 	{"diverged_backup_in_minimal_quorum", test_diverged_backup_in_minimal_quorum},

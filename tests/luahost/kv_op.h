@@ -4,6 +4,7 @@
 #define TESTS_KV_OP_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "vsr.h"
@@ -29,6 +30,24 @@ static inline void kv_put_op(vsr_buf *b, int key, size_t value_len, int round)
 		memset(chunk, 'a' + (key + round) % 26, n);
 		vsr_buf_append(b, chunk, n);
 	}
+}
+
+/* `keys` puts of round `round` (values of 100 bytes) applied to m at ops
+ * *op + 1, ... in session 1; returns how many were refused. */
+static inline int kv_put_round(const vsr_state_machine *m, int keys, int round, uint64_t *op)
+{
+	vsr_buf b = {0}, reply = {0};
+	int refused = 0;
+	for (int i = 0; i < keys; i++) {
+		kv_put_op(&b, i + round * 7, 100, round);
+		vsr_apply_ctx a = {.op = ++*op, .session = 1, .request = *op};
+		reply.len = 0;
+		if (m->apply(m->ctx, &a, b.data, b.len, &reply) != VSR_REPLY_OK)
+			refused++;
+	}
+	free(b.data);
+	free(reply.data);
+	return refused;
 }
 
 #endif /* TESTS_KV_OP_H */

@@ -25,24 +25,13 @@
 #include <unistd.h>
 
 #include "kv_op.h"
+#include "test_check.h"
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
 #include "vsrh_store.h"
 #include "vsrh_store_sync.h"
 
 #define KEYS 3000
-
-static int failures;
-
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);            \
-			printf(__VA_ARGS__);                                   \
-			printf("\n");                                          \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
 
 /* Copies the data extents of `from` into a new file `to` (data.mdb is
  * sparse: its length is the 8 GiB map). */
@@ -86,21 +75,13 @@ static vsr_checkpoint put_round_and_checkpoint(vsrh_sm *sm, int round, uint64_t 
 {
 	vsr_state_machine m;
 	vsrh_sm_bind(sm, &m);
-	vsr_buf b = {0}, reply = {0};
-	for (int i = 0; i < KEYS; i++) {
-		kv_put_op(&b, i + round * 7, 100, round);
-		vsr_apply_ctx a = {.op = ++*op, .session = 1, .request = *op};
-		reply.len = 0;
-		if (m.apply(m.ctx, &a, b.data, b.len, &reply) != VSR_REPLY_OK)
-			CHECK(0, "put %d of round %d refused", i, round);
-	}
+	int refused = kv_put_round(&m, KEYS, round, op);
+	CHECK(refused == 0, "%d puts of round %d refused", refused, round);
 	vsr_checkpoint cp = {.op = *op, .checksum = *op * 31, .timestamp = *op};
 	static const uint8_t meta[8];
 	int rc = m.checkpoint_take(m.ctx, &cp, meta, sizeof meta);
 	CHECK(rc == VSR_PENDING, "a durable store's checkpoint is pending until synced, got %d", rc);
 	vsrh_sm_on_checkpoint_durable(sm, NULL, NULL); /* waits for the sync */
-	free(b.data);
-	free(reply.data);
 	return cp;
 }
 

@@ -6,6 +6,7 @@
 
 const char *g_vsrhost;
 const char *g_vsrctl;
+const char *g_fail_io;
 const char *g_root;
 char g_dir[256];
 uint64_t g_cluster;
@@ -230,7 +231,7 @@ static void write_config_file(const char *statemachine, const char *path, unsign
  * (PR_SET_PDEATHSIG), with its stdout and stderr on `out_fd` and `err_fd`
  * (-1: this process's own). Open them close-on-exec: the child then keeps
  * only its copies as 1 and 2. Returns the child's pid. */
-pid_t spawn(const char *path, char *const argv[], int out_fd, int err_fd)
+static pid_t spawn_in(const char *path, char *const argv[], int out_fd, int err_fd, bool group)
 {
 	fflush(NULL);
 	pid_t parent = getpid();
@@ -241,6 +242,8 @@ pid_t spawn(const char *path, char *const argv[], int out_fd, int err_fd)
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (getppid() != parent)
 			_exit(127); /* the driver died before prctl took effect */
+		if (group)
+			setpgid(0, 0);
 		if (err_fd >= 0)
 			dup2(err_fd, 2);
 		if (out_fd >= 0)
@@ -249,7 +252,19 @@ pid_t spawn(const char *path, char *const argv[], int out_fd, int err_fd)
 		fprintf(stderr, "cannot execute %s: %s\n", path, strerror(errno));
 		_exit(127);
 	}
+	if (group)
+		setpgid(pid, pid); /* either side may run first */
 	return pid;
+}
+
+pid_t spawn(const char *path, char *const argv[], int out_fd, int err_fd)
+{
+	return spawn_in(path, argv, out_fd, err_fd, false);
+}
+
+pid_t spawn_group(const char *path, char *const argv[], int out_fd, int err_fd)
+{
+	return spawn_in(path, argv, out_fd, err_fd, true);
 }
 
 void start_replica(int i)

@@ -75,6 +75,7 @@ typedef struct cluster_view {
 #define KEYS 20
 extern const char *g_vsrhost;
 extern const char *g_vsrctl;
+extern const char *g_fail_io;  /* --fail-io: the fail_io.c shim */
 extern const char *g_root;
 extern char g_dir[256];
 extern uint64_t g_cluster;
@@ -106,6 +107,9 @@ void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void pick_ports(void);
 void write_config(const char *statemachine);
 pid_t spawn(const char *path, char *const argv[], int out_fd, int err_fd);
+/* The same in a process group of its own (its pid), as a shell job runs:
+ * kill(-pid, sig) reaches it and every process it starts. */
+pid_t spawn_group(const char *path, char *const argv[], int out_fd, int err_fd);
 void start_replica(int i);
 void kill_replica(int i);
 void stop_all(void);
@@ -167,11 +171,14 @@ int scenario_divergence(bool primary);
 int scenario_garbage(void);
 int scenario_attacks(void);
 int scenario_supervisor(void);
+int scenario_make_run(void);
 int scenario_metrics(void);
 int scenario_auth(void);
 int scenario_crash(int rounds);
 int scenario_corrupt(void);
 int scenario_disk_full(void);
+int scenario_disk_fault(void);
+int scenario_store_fault(void);
 int scenario_pause_backup(void);
 int scenario_one_way_cut(void);
 int scenario_client_cut(void);

@@ -19,6 +19,9 @@
  *                   abdicates, repairs as a backup, and agrees after a restart
  *   supervisor      `vsrhost CONFIG` runs every replica; vsrctl put/get/status
  *                   work against it; SIGINT stops them all (needs --vsrctl)
+ *   make-run        config/kv.lua as `make run` starts it (on free ports): writes
+ *                   kept across Ctrl-C (SIGINT to the process group), SIGTERM,
+ *                   kill -9 of every process and SIGINT; clean stops exit 0
  *   metrics         every replica serves /metrics (valid for promtool) and
  *                   /health; a scrape after kill -9 of the primary shows the
  *                   view change
@@ -42,6 +45,16 @@
  *                   directory deleted: each comes back, nothing lost
  *   disk-full       durable storage: one replica's directory on a tiny tmpfs
  *                   fills up: it exits 74 saying so; the others go on
+ *   disk-fault      durable storage: one replica's log write or fdatasync
+ *                   fails (ENOSPC, EIO; the fail_io.c shim, --fail-io PATH):
+ *                   it exits 74 saying so and writes nothing more; the others
+ *                   go on; restarted, it agrees with them
+ *   store-fault     durable storage: one replica's vsr.store checkpoint sync
+ *                   fails (msync, sync_file_range, fdatasync of data.mdb; the
+ *                   write or fdatasync of store/synced; the shim again): it
+ *                   exits 74 saying so, syncs nothing more, its superblock
+ *                   never names the failed checkpoint; the others go on;
+ *                   restarted, it recovers from the checkpoint before
  * Availability (issue 7), each reporting its figures:
  *   pause-backup    SIGSTOP of a backup for 2, 4 and 6 s under writes, then
  *                   SIGCONT: the primary keeps its view (nobody is deposed)
@@ -83,8 +96,9 @@ static int run_divergence(int trials) { (void)trials; return scenario_divergence
 static int run_divergence_primary(int trials) { (void)trials; return scenario_divergence(true); }
 #define PLAIN(fn) static int run_##fn(int trials) { (void)trials; return scenario_##fn(); }
 PLAIN(replicate) PLAIN(dedup) PLAIN(history) PLAIN(garbage) PLAIN(sandbox) PLAIN(watchdog)
-PLAIN(quick_restart) PLAIN(supervisor) PLAIN(metrics) PLAIN(pause_backup) PLAIN(one_way_cut)
-PLAIN(client_cut) PLAIN(read_partition) PLAIN(auth) PLAIN(attacks) PLAIN(corrupt) PLAIN(disk_full)
+PLAIN(quick_restart) PLAIN(supervisor) PLAIN(make_run) PLAIN(metrics) PLAIN(pause_backup) PLAIN(one_way_cut)
+PLAIN(client_cut) PLAIN(read_partition) PLAIN(auth) PLAIN(attacks) PLAIN(corrupt) PLAIN(disk_full) PLAIN(disk_fault)
+PLAIN(store_fault)
 #undef PLAIN
 
 static const struct {
@@ -93,20 +107,21 @@ static const struct {
 } scenarios[] = {
 	{"replicate", run_replicate}, {"failover", run_failover}, {"restart", run_restart},
 	{"quick-restart", run_quick_restart}, {"dedup", run_dedup}, {"history", run_history},
-	{"garbage", run_garbage}, {"supervisor", run_supervisor}, {"metrics", run_metrics},
+	{"garbage", run_garbage}, {"supervisor", run_supervisor}, {"make-run", run_make_run}, {"metrics", run_metrics},
 	{"auth", run_auth}, {"attacks", run_attacks}, {"sandbox", run_sandbox},
 	{"watchdog", run_watchdog}, {"divergence", run_divergence},
 	{"divergence-primary", run_divergence_primary}, {"pause-backup", run_pause_backup},
 	{"one-way-cut", run_one_way_cut}, {"client-cut", run_client_cut},
 	{"read-partition", run_read_partition},
 	{"failover-bench", scenario_failover_bench}, {"crash", scenario_crash},
-	{"corrupt", run_corrupt}, {"disk-full", run_disk_full},
+	{"corrupt", run_corrupt}, {"disk-full", run_disk_full}, {"disk-fault", run_disk_fault},
+	{"store-fault", run_store_fault},
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: proctest --vsrhost PATH --root SOURCE_DIR --scenario NAME\n"
-		     "                [--vsrctl PATH] [--trials N] [--seed S] [--keep]\n"
+		     "                [--vsrctl PATH] [--fail-io PATH] [--trials N] [--seed S] [--keep]\n"
 		     "scenarios:");
 	for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++)
 		fprintf(out, "%s%s", i % 10 == 9 ? "\n          " : " ", scenarios[i].name);
@@ -117,7 +132,7 @@ int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{"vsrhost", required_argument, NULL, 'x'}, {"root", required_argument, NULL, 'r'},
-		{"vsrctl", required_argument, NULL, 'c'},
+		{"vsrctl", required_argument, NULL, 'c'}, {"fail-io", required_argument, NULL, 'F'},
 		{"scenario", required_argument, NULL, 's'}, {"trials", required_argument, NULL, 't'},
 		{"seed", required_argument, NULL, 'S'}, {"keep", no_argument, NULL, 'k'},
 		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
@@ -126,10 +141,11 @@ int main(int argc, char **argv)
 	int trials = 10;
 	bool seeded = false;
 	int ch;
-	while ((ch = getopt_long(argc, argv, "x:r:c:s:t:S:kh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "x:r:c:F:s:t:S:kh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'x': g_vsrhost = optarg; break;
 		case 'c': g_vsrctl = optarg; break;
+		case 'F': g_fail_io = optarg; break;
 		case 'r': g_root = optarg; break;
 		case 's': scenario = optarg; break;
 		case 't': trials = atoi(optarg); break;

@@ -287,3 +287,218 @@ int scenario_metrics(void)
 	return 0;
 }
 
+
+/* ------------------------------------------------------------------------ */
+/* `make run`: its own config, stopped and started again.                   */
+
+/* Reads all of `path` into a malloc'ed string. */
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		fail("cannot read %s: %s", path, strerror(errno));
+	char *text = malloc(1 << 16);
+	size_t n = text ? fread(text, 1, (1 << 16) - 1, f) : 0;
+	fclose(f);
+	if (text == NULL)
+		fail("out of memory");
+	text[n] = '\0';
+	return text;
+}
+
+/* config/kv.lua as shipped, its 9 addresses (replicas, clients, metrics, in
+ * that order) replaced by free ports, written to DIR/config/kv.lua with
+ * DIR/statemachines and DIR/lua linked to the source tree: its relative
+ * paths hold, and its data_dir (../data/kv) lands in DIR. */
+static void write_make_run_config(char *config, size_t config_len)
+{
+	char path[600];
+	snprintf(path, sizeof path, "%s/config/kv.lua", g_root);
+	char *text = slurp(path);
+	const char *c = strstr(text, "cluster = ");
+	if (c == NULL)
+		fail("%s: no `cluster = ` line", path);
+	g_cluster = strtoull(c + strlen("cluster = "), NULL, 10);
+	note("config/kv.lua's cluster %" PRIu64 " on free ports, data in %s/data/kv", g_cluster, g_dir);
+	pick_ports();
+	char *out = malloc(strlen(text) + 1024);
+	if (out == NULL)
+		fail("out of memory");
+	size_t o = 0;
+	int addr = 0;
+	const char *prefix = "\"127.0.0.1:";
+	for (const char *p = text; *p != '\0';) {
+		if (strncmp(p, prefix, strlen(prefix)) != 0) {
+			out[o++] = *p++;
+			continue;
+		}
+		const char *q = p + strlen(prefix);
+		while (*q >= '0' && *q <= '9')
+			q++;
+		if (*q != '"' || addr >= 3 * N)
+			fail("%s: expected exactly %d addresses \"127.0.0.1:PORT\"", path, 3 * N);
+		uint16_t port = addr < N ? g_replica_port[addr]
+				: addr < 2 * N ? g_client_port[addr - N] : g_metrics_port[addr - 2 * N];
+		o += (size_t)sprintf(out + o, "%s%u\"", prefix, port);
+		addr++;
+		p = q + 1;
+	}
+	out[o] = '\0';
+	if (addr != 3 * N)
+		fail("%s: expected %d addresses \"127.0.0.1:PORT\", found %d", path, 3 * N, addr);
+	char dir[600], link[600], target[600];
+	snprintf(dir, sizeof dir, "%s/config", g_dir);
+	if (mkdir(dir, 0755) != 0)
+		fail("cannot create %s: %s", dir, strerror(errno));
+	const char *linked[] = {"statemachines", "lua"};
+	for (int i = 0; i < 2; i++) {
+		snprintf(link, sizeof link, "%s/%s", g_dir, linked[i]);
+		snprintf(target, sizeof target, "%s/%s", g_root, linked[i]);
+		if (symlink(target, link) != 0)
+			fail("cannot link %s: %s", link, strerror(errno));
+	}
+	snprintf(config, config_len, "%s/kv.lua", dir);
+	FILE *f = fopen(config, "w");
+	if (f == NULL || fputs(out, f) < 0 || fclose(f) != 0)
+		fail("cannot write %s", config);
+	free(out);
+	free(text);
+}
+
+/* `vsrhost CONFIG` in a process group of its own, its stderr in
+ * DIR/make-run-<round>.log; waits until every replica is normal in one
+ * view, has executed `op` and they agree on the state digest. */
+static pid_t make_run_start(const char *config, int round, uint64_t op)
+{
+	char log[400];
+	snprintf(log, sizeof log, "%s/make-run-%d.log", g_dir, round);
+	int e = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int o = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	char *const argv[] = {"vsrhost", (char *)config, NULL};
+	pid_t pid = spawn_group(g_vsrhost, argv, o, e);
+	close(e);
+	close(o);
+	g_pid[0] = pid; /* check_alive and the exit paths watch the supervisor */
+	uint64_t deadline = now_ms() + STARTUP_MS + CATCHUP_MS;
+	cluster_view v;
+	for (;;) {
+		check_alive();
+		/* status_of asks only replicas it started; these are the
+		 * supervisor's, alive while it is. */
+		for (int i = 1; i < N; i++)
+			g_pid[i] = pid;
+		status_all(&v);
+		for (int i = 1; i < N; i++)
+			g_pid[i] = 0;
+		bool ok = true;
+		for (int i = 0; i < N && ok; i++)
+			ok = v.up[i] && v.s[i].status == VSR_STATUS_NORMAL && v.s[i].view == v.s[0].view &&
+			     v.s[i].executed >= op && v.s[i].executed == v.s[0].executed &&
+			     v.s[i].digest == v.s[0].digest;
+		if (ok)
+			return pid;
+		if (now_ms() > deadline)
+			fail("start %d: the replicas were not all normal at op %" PRIu64
+			     " with equal digests within %d ms (see %s)", round, op,
+			     STARTUP_MS + CATCHUP_MS, log);
+		poll(NULL, 0, 20); /* next status round */
+	}
+}
+
+/* Sends `sig` to the supervisor (`group`: to its whole process group, as
+ * Ctrl-C in a terminal does) and waits for it. A clean stop (SIGINT,
+ * SIGTERM) must end the supervisor and every replica with exit 0. */
+static void make_run_stop(pid_t pid, int sig, bool group, int round)
+{
+	kill(group ? -pid : pid, sig);
+	uint64_t deadline = now_ms() + 10000;
+	int status;
+	while (waitpid(pid, &status, WNOHANG) != pid) {
+		if (now_ms() > deadline)
+			fail("start %d: the supervisor did not exit within 10 s of %s", round,
+			     strsignal(sig));
+		poll(NULL, 0, 10); /* bounded wait for its exit */
+	}
+	g_pid[0] = 0;
+	if (sig == SIGKILL) {
+		kill(-pid, SIGKILL); /* the replicas, if the group signal missed one */
+		for (int i = 0; i < N; i++) {
+			deadline = now_ms() + 10000;
+			while (port_accepts(g_client_port[i])) {
+				if (now_ms() > deadline)
+					fail("replica %d still listens after kill -9", i + 1);
+				poll(NULL, 0, 10); /* until the kernel closed it */
+			}
+		}
+		return;
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail("start %d: the supervisor exited with status 0x%x after %s", round, status,
+		     strsignal(sig));
+	char log[400];
+	snprintf(log, sizeof log, "%s/make-run-%d.log", g_dir, round);
+	char *text = slurp(log);
+	int clean = count_lines_with(text, "exited with status 0");
+	free(text);
+	if (clean != N)
+		fail("start %d: %d of %d replicas exited with status 0 after %s (see %s)", round,
+		     clean, N, strsignal(sig), log);
+	for (int i = 0; i < N; i++)
+		if (port_accepts(g_client_port[i]))
+			fail("replica %d still accepts connections after the supervisor stopped", i + 1);
+}
+
+int scenario_make_run(void)
+{
+	/* The config this checks is the one `make run` starts. */
+	char path[600];
+	snprintf(path, sizeof path, "%s/Makefile", g_root);
+	char *mk = slurp(path);
+	if (strstr(mk, "\nrun:") == NULL || strstr(mk, "/vsrhost config/kv.lua") == NULL)
+		fail("%s: `make run` no longer starts vsrhost config/kv.lua: update this test", path);
+	free(mk);
+	char config[700];
+	write_make_run_config(config, sizeof config);
+	const int per_round = 100;
+	const struct {
+		int sig;
+		bool group;
+		const char *what;
+	} stops[] = {
+		{SIGINT, true, "Ctrl-C (SIGINT to the process group)"},
+		{SIGTERM, false, "SIGTERM to vsrhost"},
+		{SIGKILL, true, "kill -9 of every process"},
+		{SIGINT, false, "SIGINT to vsrhost"},
+	};
+	const int rounds = (int)(sizeof stops / sizeof stops[0]);
+	mclient m;
+	msgpack_sbuffer sb;
+	mc_init(&m);
+	msgpack_sbuffer_init(&sb);
+	uint64_t op = 0;
+	for (int round = 0; round <= rounds; round++) {
+		pid_t pid = make_run_start(config, round, op);
+		if (round == 0)
+			mc_register(&m);
+		get_keys(&m, &sb, 0, round * per_round);
+		if (round > 0)
+			note("start %d, after %s: all %d acknowledged writes present, digests equal",
+			     round, stops[round - 1].what, round * per_round);
+		if (round == rounds) {
+			make_run_stop(pid, SIGINT, true, round);
+			break;
+		}
+		put_keys(&m, &sb, round * per_round, (round + 1) * per_round, &op);
+		make_run_stop(pid, stops[round].sig, stops[round].group, round);
+	}
+	mc_free(&m);
+	msgpack_sbuffer_destroy(&sb);
+	/* Where `make run` keeps its data: config/kv.lua's data_dir, durable. */
+	snprintf(path, sizeof path, "%s/data/kv/replica-1/superblock", g_dir);
+	struct stat st;
+	if (stat(path, &st) != 0)
+		fail("%s: missing (%s): is config/kv.lua's cluster durable?", path, strerror(errno));
+	note("config/kv.lua (make run): %d writes kept across %d stops and starts", rounds * per_round,
+	     rounds);
+	return 0;
+}

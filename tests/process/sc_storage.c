@@ -127,11 +127,30 @@ static bool writers_drain(writers *ws, int timeout_ms)
 	return true;
 }
 
+/* A writer that stopped on its own (its put refused: the session it
+ * registered is gone, i.e. acknowledged state was lost) fails the test at
+ * once; the writer stays unreaped for writers_stop. */
+static void writers_check(const writers *ws, const char *what)
+{
+	for (int w = 0; w < WRITERS; w++) {
+		siginfo_t si;
+		memset(&si, 0, sizeof si);
+		if (waitid(P_PID, (id_t)ws->pid[w], &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+		    si.si_pid != ws->pid[w] || (si.si_code == CLD_EXITED && si.si_status == 0))
+			continue;
+		fail("%s: writer %d stopped (code %d, status %d)%s", what, w, si.si_code, si.si_status,
+		     si.si_code == CLD_EXITED && si.si_status == 4
+			     ? ": the cluster refused its put, its session is gone (lost state)"
+			     : "");
+	}
+}
+
 static void writers_wait_acks(writers *ws, uint32_t acks, const char *what)
 {
 	uint64_t deadline = now_ms() + 3 * CALL_MS;
 	while (ws->acks < acks) {
 		check_alive();
+		writers_check(ws, what);
 		if (now_ms() > deadline)
 			fail("%s: only %u of %u writes acknowledged within %d ms", what, ws->acks, acks,
 			     3 * CALL_MS);
@@ -175,7 +194,9 @@ static uint32_t verify_writes(mclient *m, msgpack_sbuffer *sb, const writers *ws
 			writer_key(w, seq, key, val);
 			op_kv(sb, "get", key, NULL);
 			mresult r;
-			mc_op(m, sb, &r, key);
+			char about[160];
+			snprintf(about, sizeof about, "%s: acknowledged write %s=%s", what, key, val);
+			mc_op(m, sb, &r, about);
 			if (!body_contains(&r, val))
 				fail("%s: acknowledged write %s=%s is missing", what, key, val);
 			n++;
@@ -200,11 +221,15 @@ int scenario_crash(int rounds)
 	msgpack_sbuffer sb;
 	scenario_open("kv.lua", &m, &sb);
 	writers ws = {0};
+	uint64_t x = g_seed | 1; /* when each crash comes: from the seed */
 	for (int round = 1; round <= rounds; round++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		writers_start(&ws);
-		writers_wait_acks(&ws, 20, "before the crash");
+		writers_wait_acks(&ws, 1 + (uint32_t)(x % 60), "before the crash");
 		bool all = round % 2 == 1;
 		if (all) {
+			/* All at once: every SIGKILL sent before any is reaped. */
+			for (int i = 0; i < N; i++) kill(g_pid[i], SIGKILL);
 			for (int i = 0; i < N; i++) kill_replica(i);
 			for (int i = 0; i < N; i++) start_replica(i);
 			wait_ports(-1);
@@ -353,6 +378,9 @@ int scenario_corrupt(void)
 	int b = (p + 1) % N;
 	corrupt_round(&m, &sb, &ws, "byte flipped in one superblock copy of a backup", b,
 		      damage_superblock_copy, 20);
+	/* Two copies so that one bad copy loses nothing: the other serves. */
+	if (log_contains(b, "cannot be trusted"))
+		fail("replica %d reset its state over one bad superblock copy", b + 1);
 	/* Past two checkpoints of this round (interval 64): w0-0 is in every
 	 * replica's data.mdb. */
 	int s = (p + 2) % N;
@@ -367,6 +395,32 @@ int scenario_corrupt(void)
 	corrupt_round(&m, &sb, &ws, "data directory deleted", s, damage_delete_dir, 20);
 	scenario_close(&m, &sb);
 	return 0;
+}
+
+/* Feeds the writers until replica `victim` exits (only its exit is
+ * expected); returns its wait status. A `report` file of the fail_io shim
+ * (NULL: none) appearing meanwhile fails at once: the replica went on. */
+static int writers_until_exit(writers *ws, int victim, const char *what, const char *report)
+{
+	uint64_t deadline = now_ms() + 6 * CALL_MS;
+	int status = 0;
+	struct stat st;
+	while (waitpid(g_pid[victim], &status, WNOHANG) != g_pid[victim]) {
+		if (now_ms() > deadline)
+			fail("%s: replica %d never stopped (%u writes acknowledged)", what, victim + 1,
+			     ws->acks);
+		if (report != NULL && stat(report, &st) == 0) {
+			char line[300] = "";
+			FILE *f = fopen(report, "r");
+			if (f != NULL && fgets(line, sizeof line, f) == NULL) line[0] = '\0';
+			if (f != NULL) fclose(f);
+			line[strcspn(line, "\n")] = '\0';
+			fail("%s: replica %d went on after the failure: %s", what, victim + 1, line);
+		}
+		writers_drain(ws, 20);
+	}
+	g_pid[victim] = 0;
+	return status;
 }
 
 /* A full disk: replica `victim`'s directory is a tmpfs with room for its
@@ -405,19 +459,7 @@ int scenario_disk_full(void)
 	writers ws = {0};
 	/* Enough for 1024 entries even if every entry held all 4 writers' puts. */
 	writers_start_quota(&ws, 1500);
-	/* Until the victim stops: only its exit is expected. */
-	uint64_t deadline = now_ms() + 6 * CALL_MS;
-	int status = 0;
-	for (;;) {
-		if (waitpid(g_pid[victim], &status, WNOHANG) == g_pid[victim]) {
-			g_pid[victim] = 0;
-			break;
-		}
-		if (now_ms() > deadline)
-			fail("replica %d never ran out of disk (%u writes acknowledged)", victim + 1,
-			     ws.acks);
-		writers_drain(&ws, 20);
-	}
+	int status = writers_until_exit(&ws, victim, "never ran out of disk", NULL);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 74)
 		fail("replica %d stopped with status 0x%x, not exit 74", victim + 1, status);
 	if (!log_contains(victim, "disk is full"))
@@ -435,3 +477,292 @@ int scenario_disk_full(void)
 	return 0;
 }
 
+
+/* A failing disk under the write-ahead log, through the LD_PRELOAD shim
+ * fail_io.c (--fail-io PATH; no root needed): one replica's N-th log write
+ * or fdatasync fails with ENOSPC or EIO, as does every later one. It must
+ * exit 74 with a sentence naming the file and the error, touch its log
+ * and superblock no more after the failure (no retried fdatasync, no
+ * superblock claiming what was not synced), and the others go on with
+ * every acknowledged write. Restarted on a good disk, it rejoins with the
+ * same state digest. */
+int scenario_disk_fault(void)
+{
+	if (g_fail_io == NULL)
+		fail("the disk-fault scenario needs --fail-io PATH (the fail_io shim)");
+	g_durability = "durable";
+	static const struct {
+		const char *spec;     /* VSR_FAIL_IO */
+		const char *expect[2];
+	} faults[] = {
+		{"fdatasync:EIO:30", {"fdatasync of log-", "Input/output error"}},
+		{"pwrite:ENOSPC:30", {"writing log-", "No space left on device (the disk is full)"}},
+		{"pwrite:EIO:30", {"writing log-", "Input/output error"}},
+	};
+	mclient m;
+	msgpack_sbuffer sb;
+	int p = scenario_open("kv.lua", &m, &sb);
+	writers ws = {0};
+	for (int f = 0; f < (int)(sizeof faults / sizeof faults[0]); f++) {
+		int victim = (p + f) % N; /* the first primary first */
+		char report[400];
+		snprintf(report, sizeof report, "%s/fail-io-%d.txt", g_dir, f);
+		kill_replica(victim);
+		setenv("LD_PRELOAD", g_fail_io, 1);
+		setenv("VSR_FAIL_IO", faults[f].spec, 1);
+		setenv("VSR_FAIL_IO_REPORT", report, 1);
+		start_replica(victim);
+		unsetenv("LD_PRELOAD");
+		unsetenv("VSR_FAIL_IO");
+		unsetenv("VSR_FAIL_IO_REPORT");
+		writers_start_quota(&ws, 100000);
+		int status = writers_until_exit(&ws, victim, faults[f].spec, report);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 74)
+			fail("%s: replica %d stopped with status 0x%x, not exit 74", faults[f].spec,
+			     victim + 1, status);
+		for (int e = 0; e < 2; e++)
+			if (!log_contains(victim, faults[f].expect[e]))
+				fail("%s: replica %d's log does not say \"%s\"", faults[f].spec, victim + 1,
+				     faults[f].expect[e]);
+		if (!log_contains(victim, "nothing more is acknowledged"))
+			fail("%s: replica %d's log does not say it stops acknowledging", faults[f].spec,
+			     victim + 1);
+		struct stat st;
+		if (stat(report, &st) == 0)
+			fail("%s: replica %d wrote or synced its log or superblock after the failure (%s)",
+			     faults[f].spec, victim + 1, report);
+		uint32_t before = ws.acks;
+		writers_wait_acks(&ws, before + 20, faults[f].spec);
+		writers_stop(&ws);
+		uint32_t n = verify_writes(&m, &sb, &ws, faults[f].spec);
+		start_replica(victim);
+		wait_ports(victim);
+		wait_converged(ws.max_op, CATCHUP_MS, "the failed replica restarted on a good disk");
+		note("%s at replica %d: exit 74, nothing written after the failure; all %u "
+		     "acknowledged writes present; restarted, digests equal at op %" PRIu64,
+		     faults[f].spec, victim + 1, n, ws.max_op);
+	}
+	scenario_close(&m, &sb);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* A failing disk under vsr.store's checkpoint sync.                        */
+
+/* The checkpoint op named by the newest valid copy of replica r's
+ * superblock (docs/storage.md, "Superblock copy"; the checksum is left to
+ * the replica's own start). */
+static uint64_t superblock_checkpoint(int r)
+{
+	char path[600];
+	snprintf(path, sizeof path, "%s/data/replica-%d/superblock", g_dir, r + 1);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0) fail("cannot open %s: %s", path, strerror(errno));
+	uint64_t best_seq = 0, best = 0;
+	bool any = false;
+	for (int c = 0; c < 2; c++) {
+		uint8_t b[128];
+		if (pread(fd, b, sizeof b, (off_t)c * 4096) != (ssize_t)sizeof b) continue;
+		uint64_t v[8];
+		for (int k = 0; k < 8; k++) {
+			v[k] = 0;
+			for (int i = 7; i >= 0; i--) v[k] = v[k] << 8 | b[8 * k + i];
+		}
+		uint32_t w = (uint32_t)(v[6] & 0xffffffffu);
+		if (v[0] != 0x31304253524c5356ull || w < 7 || (any && v[2] < best_seq)) continue;
+		uint64_t ckpt = 0;
+		for (int i = 7; i >= 0; i--) ckpt = ckpt << 8 | b[56 + 8 * 6 + i];
+		best_seq = v[2];
+		best = ckpt;
+		any = true;
+	}
+	close(fd);
+	if (!any) fail("replica %d's superblock has no valid copy", r + 1);
+	return best;
+}
+
+static long log_size(int r)
+{
+	char path[400];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, r + 1);
+	struct stat st;
+	return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* Replica r's log from byte `from` on contains needle. */
+static bool log_since_contains(int r, long from, const char *needle)
+{
+	char path[400], line[2048];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, r + 1);
+	FILE *f = fopen(path, "r");
+	bool found = false;
+	if (f != NULL && fseek(f, from, SEEK_SET) == 0)
+		while (!found && fgets(line, sizeof line, f) != NULL)
+			found = strstr(line, needle) != NULL;
+	if (f != NULL) fclose(f);
+	return found;
+}
+
+/* Starts replica r under the fail_io shim with `spec`; the shim's files
+ * are report and note (removed first). */
+static void start_faulty(int r, const char *spec, bool no_reserve, const char *report,
+			 const char *note)
+{
+	unlink(report);
+	unlink(note);
+	setenv("LD_PRELOAD", g_fail_io, 1);
+	setenv("VSR_FAIL_IO", spec, 1);
+	setenv("VSR_FAIL_IO_REPORT", report, 1);
+	setenv("VSR_FAIL_IO_NOTE", note, 1);
+	if (no_reserve) setenv("VSR_FAIL_IO_NO_RESERVE", "1", 1);
+	start_replica(r);
+	unsetenv("LD_PRELOAD");
+	unsetenv("VSR_FAIL_IO");
+	unsetenv("VSR_FAIL_IO_REPORT");
+	unsetenv("VSR_FAIL_IO_NOTE");
+	unsetenv("VSR_FAIL_IO_NO_RESERVE");
+}
+
+/* After replica r stopped on an injected store failure: exit 74, the
+ * sentence, the fault really injected, nothing the failure forbids done
+ * (the shim's report), and the superblock on disk naming at most the last
+ * durable checkpoint at the failure, never the one whose sync failed.
+ * Returns the checkpoint op it names. */
+static uint64_t check_store_stop(int r, int status, const char *spec, long from,
+				 const char *const expect[4], const char *report, const char *notef)
+{
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 74)
+		fail("%s: replica %d stopped with status 0x%x, not exit 74", spec, r + 1, status);
+	for (int e = 0; e < 4; e++)
+		if (!log_since_contains(r, from, expect[e]))
+			fail("%s: replica %d's log does not say \"%s\"", spec, r + 1, expect[e]);
+	FILE *f = fopen(notef, "r");
+	char line[400] = "";
+	uint64_t allowed;
+	const char *cut = NULL;
+	if (f == NULL || fgets(line, sizeof line, f) == NULL ||
+	    (cut = strstr(line, "may name up to op ")) == NULL ||
+	    sscanf(cut, "may name up to op %" SCNu64, &allowed) != 1)
+		fail("%s: the shim injected no failure into replica %d (%s)", spec, r + 1, notef);
+	fclose(f);
+	line[strcspn(line, "\n")] = '\0';
+	struct stat st;
+	if (stat(report, &st) == 0) {
+		char cmd[600];
+		snprintf(cmd, sizeof cmd, "cat '%s' >&2", report);
+		if (system(cmd) != 0) {
+			/* The lines are a courtesy; the failure stands. */
+		}
+		fail("%s: replica %d went on after its store's sync failed (%s)", spec, r + 1, report);
+	}
+	uint64_t on_disk = superblock_checkpoint(r);
+	if (on_disk > allowed)
+		fail("%s: replica %d's superblock names checkpoint op %" PRIu64 ", newer than op %" PRIu64
+		     " (the last durable at the failure): it named a checkpoint whose sync failed",
+		     spec, r + 1, on_disk, allowed);
+	note("%s at replica %d: %s; exit 74; its superblock names checkpoint op %" PRIu64, spec,
+	     r + 1, line, on_disk);
+	return on_disk;
+}
+
+/* Restarted without the fault: it recovers from checkpoint `ckpt` (the one
+ * before the failed sync), replays its log and reaches the others' digest. */
+static void restart_clean(int r, uint64_t ckpt, uint64_t op, const char *spec)
+{
+	long from = log_size(r);
+	start_replica(r);
+	wait_ports(r);
+	wait_converged(op, CATCHUP_MS, "the replica whose store failed, restarted on a good disk");
+	char needle[80];
+	snprintf(needle, sizeof needle, "checkpoint op %" PRIu64 ", ", ckpt);
+	if (!log_since_contains(r, from, needle) || !log_since_contains(r, from, "recovering"))
+		fail("%s: replica %d restarted did not recover from checkpoint op %" PRIu64, spec, r + 1,
+		     ckpt);
+}
+
+/* A failing disk under vsr.store, through the fail_io.c shim (--fail-io):
+ * one replica's checkpoint sync fails (msync, sync_file_range or fdatasync
+ * of data.mdb, the write or fdatasync of store/synced; EIO, ENOSPC) under
+ * write load with a checkpoint every 16 ops. It must exit 74 with a
+ * sentence naming the store and the error, never sync or record anything
+ * after the failure, and its superblock must never name the checkpoint
+ * whose sync failed. The others go on with every acknowledged write;
+ * restarted on a good disk it recovers from the checkpoint before and
+ * reaches their digest. Once, it is first restarted on the still failing
+ * disk: the store's sync at open fails, and it exits 74 too. */
+int scenario_store_fault(void)
+{
+	if (g_fail_io == NULL)
+		fail("the store-fault scenario needs --fail-io PATH (the fail_io shim)");
+	g_durability = "durable";
+	g_checkpoint_interval = 16;
+	static const struct {
+		const char *spec;   /* VSR_FAIL_IO */
+		bool no_reserve;    /* no MDB_WRITEMAP: data.mdb is synced with fdatasync */
+		const char *error;  /* in the sentence */
+		const char *reopen; /* then restarted with this fault first (NULL: not) */
+		const char *reboot; /* ... pretending a reboot (VSRH_BOOT_ID) */
+		const char *reopen_says[4];
+	} faults[] = {
+		/* The newest commit was never synced: the open syncs it. */
+		{"data.msync:EIO:3", false, "(EIO)", "data.msync:EIO:1", NULL,
+		 {"vsr.store: LMDB ", "sync at open failed", "(EIO)", "this replica stops (exit 74)"}},
+		/* ... and after a reboot it is rolled back to the older meta page
+		 * (vsrh_store_settle_dir, in the store check at storage's load),
+		 * with a pwrite and an fdatasync. */
+		{"data.sync_file_range:EIO:3", false, "(EIO)", "data.fdatasync:EIO:1", "store-fault-reboot",
+		 {"storage ", "rolling ", "/store/db/data.mdb back to transaction ",
+		  "Input/output error"}},
+		{"synced.pwrite:ENOSPC:3", false, "the disk is full", NULL, NULL, {NULL}},
+		{"synced.fdatasync:EIO:3", false, "(EIO)", NULL, NULL, {NULL}},
+		{"data.fdatasync:EIO:3", true, "(EIO)", NULL, NULL, {NULL}},
+	};
+	mclient m;
+	msgpack_sbuffer sb;
+	int p = scenario_open("kv.lua", &m, &sb);
+	writers ws = {0};
+	char report[400], notef[400];
+	snprintf(report, sizeof report, "%s/fail-io-report.txt", g_dir);
+	snprintf(notef, sizeof notef, "%s/fail-io-note.txt", g_dir);
+	for (int f = 0; f < (int)(sizeof faults / sizeof faults[0]); f++) {
+		const char *spec = faults[f].spec;
+		int victim = (p + f) % N; /* the first primary first */
+		kill_replica(victim);
+		long from = log_size(victim);
+		start_faulty(victim, spec, faults[f].no_reserve, report, notef);
+		writers_start_quota(&ws, 100000);
+		int status = writers_until_exit(&ws, victim, spec, report);
+		const char *const says[4] = {"vsr.store: LMDB ", "sync of a checkpoint failed",
+					     faults[f].error, "this replica stops (exit 74)"};
+		uint64_t ckpt = check_store_stop(victim, status, spec, from, says, report, notef);
+		uint32_t before = ws.acks;
+		writers_wait_acks(&ws, before + 20, spec);
+		writers_stop(&ws);
+		uint32_t n = verify_writes(&m, &sb, &ws, spec);
+		if (faults[f].reopen != NULL) {
+			from = log_size(victim);
+			if (faults[f].reboot != NULL) setenv("VSRH_BOOT_ID", faults[f].reboot, 1);
+			start_faulty(victim, faults[f].reopen, faults[f].no_reserve, report, notef);
+			unsetenv("VSRH_BOOT_ID");
+			uint64_t deadline = now_ms() + CALL_MS;
+			while (waitpid(g_pid[victim], &status, WNOHANG) != g_pid[victim]) {
+				if (now_ms() > deadline)
+					fail("%s: replica %d restarted on a failing disk never stopped",
+					     faults[f].reopen, victim + 1);
+				poll(NULL, 0, 20);
+			}
+			g_pid[victim] = 0;
+			uint64_t again = check_store_stop(victim, status, faults[f].reopen, from,
+							  faults[f].reopen_says, report, notef);
+			if (again != ckpt)
+				fail("%s: replica %d's superblock moved from checkpoint op %" PRIu64
+				     " to %" PRIu64, faults[f].reopen, victim + 1, ckpt, again);
+		}
+		restart_clean(victim, ckpt, ws.max_op, spec);
+		note("%s at replica %d: the others kept all %u acknowledged writes; restarted on a good "
+		     "disk it recovered from checkpoint op %" PRIu64 ", digests equal at op %" PRIu64,
+		     spec, victim + 1, n, ckpt, ws.max_op);
+	}
+	scenario_close(&m, &sb);
+	return 0;
+}

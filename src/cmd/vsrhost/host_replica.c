@@ -633,8 +633,13 @@ static void host_stop(host *h, int exit_code, const char *why)
 	uv_close((uv_handle_t *)&h->tick_idle, NULL);
 	uv_close((uv_handle_t *)&h->poll_mark, NULL);
 	uv_close((uv_handle_t *)&h->flush_check, NULL);
-	uv_close((uv_handle_t *)&h->sigint, NULL);
-	uv_close((uv_handle_t *)&h->sigterm, NULL);
+	/* The signal handles stay open until everything else is closed
+	 * (host_replica_main): Ctrl-C on `make run` sends SIGINT to every
+	 * process and the supervisor then sends SIGTERM, which must not take
+	 * the default action while the storage closes or a checkpoint's sync
+	 * finishes (the supervisor escalates to SIGKILL if a replica hangs). */
+	uv_unref((uv_handle_t *)&h->sigint);
+	uv_unref((uv_handle_t *)&h->sigterm);
 	/* A checkpoint being synced finishes first; nothing is sent after. */
 	vsrh_sm_on_checkpoint_durable(h->sm, NULL, NULL);
 	uv_close((uv_handle_t *)&h->ckpt_async, NULL);
@@ -916,7 +921,12 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	uv_check_start(&h.flush_check, host_flush_cb);
 	uv_async_init(h.loop, &h.ckpt_async, host_checkpoint_async_cb);
 	h.ckpt_async.data = &h;
-	vsrh_sm_on_checkpoint_durable(h.sm, host_checkpoint_durable_cb, &h);
+	/* The replay inside vsr_replica_create may have taken checkpoints: the
+	 * ones already synced are reported once the loop runs, the rest by the
+	 * thread. */
+	uint64_t synced = vsrh_sm_on_checkpoint_durable(h.sm, host_checkpoint_durable_cb, &h);
+	if (synced > 0)
+		host_checkpoint_durable_cb(&h, synced);
 
 	/* The transport. */
 	vsr_net_options no = {
@@ -978,6 +988,12 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		}
 	}
 
+	uv_run(h.loop, UV_RUN_DEFAULT);
+	/* Stopped: only the signal handles are left (host_stop). */
+	uv_close((uv_handle_t *)&h.sigint, NULL);
+	uv_close((uv_handle_t *)&h.sigterm, NULL);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
 	uv_run(h.loop, UV_RUN_DEFAULT);
 	rc = uv_loop_close(h.loop);
 	if (rc != 0) {

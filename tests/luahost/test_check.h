@@ -1,0 +1,20 @@
+/* test_check.h - CHECK(cond, fmt, ...) for the C tests of the store: prints
+ * the place and the message and counts the failure in `failures`. */
+#ifndef TESTS_TEST_CHECK_H
+#define TESTS_TEST_CHECK_H
+
+#include <stdio.h>
+
+static int failures;
+
+#define CHECK(cond, ...)                                                       \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			printf("FAIL %s:%d: ", __FILE__, __LINE__);            \
+			printf(__VA_ARGS__);                                   \
+			printf("\n");                                          \
+			failures++;                                            \
+		}                                                              \
+	} while (0)
+
+#endif /* TESTS_TEST_CHECK_H */
