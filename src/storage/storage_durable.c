@@ -267,7 +267,7 @@ typedef struct durable {
 	sb_disk lag;             /* what a lagging update would write */
 	bool lag_dirty;
 	uint64_t sb_written_ms;
-	uint64_t group_ms;       /* when the last group was written */
+	uint64_t group_us;       /* when the last group was written */
 	bool failed;
 } durable;
 
@@ -281,6 +281,13 @@ static uint64_t mono_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -636,7 +643,7 @@ static void group_done(durable *d, job *group)
 		j->status = status;
 		tail = j;
 	}
-	d->group_ms = mono_ms();
+	d->group_us = mono_us();
 	pthread_mutex_lock(&d->mu);
 	if (d->done_tail) d->done_tail->next = group;
 	else d->done = group;
@@ -645,11 +652,13 @@ static void group_done(durable *d, job *group)
 	uv_async_send(&d->async);
 }
 
-/* When a lagging superblock update is due: SB_IDLE_WAIT_MS after the last
- * group, or SB_LAG_MAX_MS after the last superblock, whichever comes first. */
-static uint64_t lag_due_ms(const durable *d)
+/* When a lagging superblock update is due (microseconds): SB_IDLE_WAIT_MS
+ * after the last group, or SB_LAG_MAX_MS after the last superblock,
+ * whichever comes first. */
+static uint64_t lag_due_us(const durable *d)
 {
-	uint64_t idle = d->group_ms + SB_IDLE_WAIT_MS, lag = d->sb_written_ms + SB_LAG_MAX_MS;
+	uint64_t idle = d->group_us + SB_IDLE_WAIT_MS * 1000u;
+	uint64_t lag = (d->sb_written_ms + SB_LAG_MAX_MS) * 1000u;
 	return idle < lag ? idle : lag;
 }
 
@@ -667,7 +676,7 @@ static void *worker_main(void *arg)
 				d->worker_sleeping = false;
 				continue;
 			}
-			uint64_t due = lag_due_ms(d), now = mono_ms();
+			uint64_t due = lag_due_us(d), now = mono_us();
 			if (now >= due) {
 				d->writer_busy = true;
 				pthread_mutex_unlock(&d->mu);
@@ -678,7 +687,8 @@ static void *worker_main(void *arg)
 			}
 			struct timespec until;
 			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_nsec += (long)(due - now) * 1000000L;
+			until.tv_sec += (time_t)((due - now) / 1000000u);
+			until.tv_nsec += (long)((due - now) % 1000000u) * 1000L;
 			while (until.tv_nsec >= 1000000000L) {
 				until.tv_sec++;
 				until.tv_nsec -= 1000000000L;
@@ -1256,7 +1266,8 @@ static int writer_resume(durable *d, const dir_scan *ds, log_pos cut)
 
 static int worker_start(durable *d, char *err, size_t err_len)
 {
-	d->sb_written_ms = d->group_ms = mono_ms();
+	d->sb_written_ms = mono_ms();
+	d->group_us = mono_us();
 	if (pthread_create(&d->thread, NULL, worker_main, d) != 0) {
 		storage_errf(err, err_len, "storage: cannot start the writer thread");
 		return VSR_ENOMEM;
@@ -1500,13 +1511,14 @@ void storage_durable_flush(vsr_storage *s)
 	d->want_recovered = false;
 	pthread_mutex_unlock(&d->mu);
 
-	uint64_t t0 = mono_ms();
+	uint64_t t0 = mono_us();
 	d->stats.inline_groups++;
 	if (!d->failed) group_write(d, group, recovered);
 	group_done(d, group);
 	/* A slow disk must not stall the loop: its groups go to the worker
 	 * for a while. */
-	if (d->group_ms - t0 >= INLINE_SLOW_MS) d->inline_off_until_ms = d->group_ms + INLINE_OFF_MS;
+	if (d->group_us - t0 >= INLINE_SLOW_MS * 1000u)
+		d->inline_off_until_ms = d->group_us / 1000u + INLINE_OFF_MS;
 
 	pthread_mutex_lock(&d->mu);
 	d->writer_busy = false;
