@@ -1126,11 +1126,17 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 			return -1;
 		}
 	}
-	char path[4200], next[4200];
+	char path[4200], next[4200], old[4200];
 	path_join(path, sizeof path, db->dir, "db");
 	path_join(next, sizeof next, db->dir, "next");
+	path_join(old, sizeof old, db->dir, "old");
 	if (fresh || !durable) {
 		env_dir_remove(path); /* nothing in it can be trusted (or wanted) */
+		/* Nor in next/: a fetch killed half way leaves records there,
+		 * which below would pass for an install stopped between its
+		 * renames. */
+		env_dir_remove(next);
+		env_dir_remove(old);
 		char synced[4200];
 		path_join(synced, sizeof synced, db->dir, "synced"); /* it named that one */
 		unlink(synced);
@@ -1144,12 +1150,15 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 	}
 	if (rolled)
 		fprintf(stderr, "vsr.store: %s\n", why);
-	/* An install that stopped between its two renames left next/ only. */
+	/* An install that stopped between its two renames (db/ moved to old/)
+	 * left next/, complete and synced: finish it. Any other next/ is a
+	 * fetch that stopped half way, and old/ what an install replaced. */
 	struct stat st;
-	if (stat(path, &st) != 0 && stat(next, &st) == 0)
+	if (stat(path, &st) != 0 && stat(old, &st) == 0 && stat(next, &st) == 0)
 		rename(next, path);
 	else
 		env_dir_remove(next);
+	env_dir_remove(old);
 	if (mkdir(path, 0700) != 0 && errno != EEXIST) {
 		snprintf(err, err_len, "vsr.store: %s: %s", path, strerror(errno));
 		free(db);
