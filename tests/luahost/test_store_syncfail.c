@@ -112,15 +112,20 @@ static void child(const vsrh_config *cfg, const char *dir, int mode)
 	vsrh_sm_bind(sm, &m);
 	uint64_t op = 0;
 	static const uint8_t meta[8];
-	for (int round = 1; round <= 2; round++) {
+	/* Unarmed, four checkpoints whose syncs overlap the next puts (the
+	 * loop writes pages while the thread syncs: run it under helgrind). */
+	int rounds = mode == 0 ? 4 : 2;
+	for (int round = 1; round <= rounds; round++) {
 		put_round(&m, round, &op);
-		if (round == 2)
+		if (mode != 0 && round == 2)
 			atomic_store(&armed, mode);
 		vsr_checkpoint cp = {.op = op, .checksum = op, .timestamp = op};
 		if (m.checkpoint_take(m.ctx, &cp, meta, sizeof meta) != VSR_PENDING)
 			_exit(7);
-		vsrh_sm_on_checkpoint_durable(sm, on_durable, NULL); /* waits for the sync */
+		if (mode != 0)
+			vsrh_sm_on_checkpoint_durable(sm, on_durable, NULL); /* waits for the sync */
 	}
+	vsrh_sm_on_checkpoint_durable(sm, NULL, NULL); /* waits for the last */
 	if (atomic_load(&told) != op)
 		_exit(8);
 	vsrh_sm_destroy(sm);
@@ -141,6 +146,26 @@ static uint64_t synced_op(const char *dir)
 	if (fd >= 0)
 		close(fd);
 	return op;
+}
+
+/* The checkpoint op the store under `dir` opens (not fresh), after the
+ * start's own rollback of an untrusted newest transaction. */
+static uint64_t open_op(const vsrh_config *cfg, const char *dir)
+{
+	char err[512];
+	vsrh_sm *sm = NULL;
+	if (vsrh_sm_create_at(&sm, cfg, dir, true, false, err, sizeof err) != VSR_OK) {
+		CHECK(0, "open %s: %s", dir, err);
+		return 0;
+	}
+	vsr_state_machine m;
+	vsrh_sm_bind(sm, &m);
+	vsr_checkpoint cp = {0};
+	vsr_buf meta = {0};
+	CHECK(m.checkpoint_open(m.ctx, &cp, &meta) == VSR_OK, "checkpoint_open %s", dir);
+	free(meta.data);
+	vsrh_sm_destroy(sm);
+	return cp.op;
 }
 
 int main(void)
@@ -189,10 +214,10 @@ int main(void)
 		waitpid(pid, &status, 0);
 		int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 		if (mode == 0) {
-			CHECK(code == 0 && strstr(o, "durable 600") != NULL,
-			      "%s: both checkpoints durable (exit %d, told: %s, stderr: %s)", what[mode],
+			CHECK(code == 0 && strstr(o, "durable 1200") != NULL,
+			      "%s: the last checkpoint durable (exit %d, told: %s, stderr: %s)", what[mode],
 			      code, o, e);
-			CHECK(synced_op(store) == 600, "%s: synced names op 600, not %llu", what[mode],
+			CHECK(synced_op(store) == 1200, "%s: synced names op 1200, not %llu", what[mode],
 			      (unsigned long long)synced_op(store));
 			continue;
 		}
@@ -208,6 +233,14 @@ int main(void)
 		      "%s: synced names op %llu, whose sync failed", what[mode],
 		      (unsigned long long)synced_op(store));
 		printf("%s: exit %d, %s", what[mode], code, e);
+		/* The next start, on the same boot: the pages whose writeback
+		 * failed may be gone from the page cache (Linux marks them clean),
+		 * so the newest transaction is not to be trusted unless `synced`
+		 * names it; the store opens the last durable checkpoint. */
+		uint64_t reopened = open_op(&cfg, store);
+		CHECK(reopened == (mode == 3 ? 600u : 300u),
+		      "%s: the next start on the same boot opens checkpoint %u, got %llu", what[mode],
+		      mode == 3 ? 600u : 300u, (unsigned long long)reopened);
 	}
 	char p[700];
 	snprintf(p, sizeof p, "rm -rf '%s'", dir);
