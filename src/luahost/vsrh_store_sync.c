@@ -153,6 +153,8 @@ static int sync_and_record(vsrh_syncer *s, MDB_env *env, uint64_t txnid, uint64_
 		memcpy(r.boot, s->boot, VSRH_BOOT_ID_LEN);
 		rc = synced_write(s->synced_fd, &r);
 	}
+	if (rc) /* every caller stops the replica: the next start rolls back */
+		synced_forget_boot(s->synced_fd);
 	return rc;
 }
 
@@ -180,8 +182,8 @@ static void *syncer_main(void *arg)
 		uint64_t took = mono_ns() - t0;
 		if (rc) {
 			/* Never go on after a failed sync: what it covered may be
-			 * lost while the page cache says otherwise. */
-			synced_forget_boot(s->synced_fd);
+			 * lost while the page cache says otherwise (sync_and_record
+			 * made the next start roll back). */
 			vsrh_store_fatal("sync of a checkpoint", rc);
 		}
 		if (s->notify)
