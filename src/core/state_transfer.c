@@ -554,7 +554,6 @@ void st_on_tick(vsr_replica *r)
 
 void checkpoint_take(vsr_replica *r)
 {
-	if (r->replaying) return; /* restart replays what the state already has */
 	vsr_buf *meta = &r->chunk_buf;
 	vsr_buf_reset(meta);
 	if (ct_encode(&r->clients, meta) != VSR_OK) return;
@@ -573,8 +572,16 @@ void checkpoint_take(vsr_replica *r)
 	r->stats.checkpoints++;
 	/* A pending one is named by the superblock once it is durable
 	 * (checkpoint_on_durable); until then the log above the last durable
-	 * one is kept, which is all a restart needs. */
-	if (rc == VSR_OK) checkpoint_on_durable(r, cp.op);
+	 * one is kept, which is all a restart needs. A restart's replay takes
+	 * the checkpoints it passes too: skipping them left a state machine
+	 * whose pending checkpoints were lost in crashes on its old durable
+	 * one, and each restart had more log above it to load than the ring
+	 * holds (acknowledged entries forgotten). No action can leave
+	 * vsr_replica_create: the next superblock names a durable one. */
+	if (rc == VSR_OK || BUG(r, VSR_BUG_EARLY_CHECKPOINT_NAME)) {
+		if (r->replaying) r->checkpoint_durable = cp;
+		else checkpoint_on_durable(r, cp.op);
+	}
 	/* Memory is bounded by the checkpoint interval: keep only a tail below
 	 * the checkpoint, enough for a backup a little behind to catch up from
 	 * the log instead of the whole checkpoint. */
@@ -598,7 +605,7 @@ void checkpoint_on_durable(vsr_replica *r, uint64_t op)
 	 * arrived after two more takes) names nothing new. */
 	vsr_checkpoint cur = checkpoint_current(r);
 	const vsr_checkpoint *cp = NULL;
-	if (cur.op > 0 && cur.op <= op) cp = &cur;
+	if (cur.op > 0 && (cur.op <= op || BUG(r, VSR_BUG_DURABLE_NAMES_CURRENT))) cp = &cur;
 	else if (r->checkpoint_prev.op > 0 && r->checkpoint_prev.op <= op) cp = &r->checkpoint_prev;
 	if (cp == NULL || cp->op <= r->checkpoint_durable.op) return;
 	r->checkpoint_durable = *cp;

@@ -458,6 +458,11 @@ enum vsr_bug {
 	VSR_BUG_NO_ABDICATION = 1u << 16,    /* a primary that hears no quorum keeps its view forever */
 	VSR_BUG_NO_DIVERGENCE_CHECK = 1u << 17, /* checkpoint digests are neither sent nor compared */
 	VSR_BUG_NO_RECORD_REPAIR = 1u << 27, /* a diverged replica repairs only from a COMMIT naming the certified checkpoint */
+	/* Durable checkpoints (issue 8). */
+	VSR_BUG_EARLY_CHECKPOINT_NAME = 1u << 18, /* the superblock names a checkpoint at take
+	                                        time, before it is durable (VSR_PENDING) */
+	VSR_BUG_DURABLE_NAMES_CURRENT = 1u << 19, /* a durable report names the current checkpoint,
+	                                        though it covers only an older one */
 	/* Liveness (issue 7). */
 	VSR_BUG_NO_DISK_SLACK = 1u << 24,    /* timeouts ignore the disk: no slack for slow writes, and a view change moves on before its vote is durable */
 	VSR_BUG_NO_HEAL_RESET = 1u << 25,    /* backoff kept when a quorum is heard again; views of silent primaries not skipped */

@@ -113,9 +113,47 @@ static uint64_t get_u64(const uint8_t *p)
 	return v;
 }
 
+int vsr_snapckpt_sync(vsr_snapckpt *s)
+{
+	vsr_snapckpt_image *im = &s->held[0];
+	if (!im->pending) return VSR_OK;
+	if (s->persist) {
+		int rc = s->persist(s->persist_arg, im);
+		if (rc != VSR_OK) return rc;
+	}
+	im->pending = false;
+	return VSR_OK;
+}
+
+uint64_t vsr_snapckpt_pending(const vsr_snapckpt *s)
+{
+	return s->held[0].pending ? s->held[0].cp.op : 0;
+}
+
+uint64_t vsr_snapckpt_durable_op(const vsr_snapckpt *s)
+{
+	/* The previous image is durable whenever the current one is pending. */
+	return s->held[0].pending ? s->held[1].cp.op : s->held[0].cp.op;
+}
+
+void vsr_snapckpt_crash(vsr_snapckpt *s)
+{
+	image_free(&s->staged);
+	if (!s->held[0].pending) return;
+	image_free(&s->held[0]);
+	s->held[0] = s->held[1];
+	memset(&s->held[1], 0, sizeof s->held[1]);
+}
+
 static int sc_take(void *ctx, vsr_checkpoint *cp, const uint8_t *meta, size_t meta_len)
 {
 	vsr_snapckpt *s = ctx;
+	/* One sync at a time, in take order: the previous image first. */
+	if (s->held[0].pending) {
+		int rc = vsr_snapckpt_sync(s);
+		if (rc != VSR_OK) return rc;
+		s->waits++;
+	}
 	vsr_buf b = {0};
 	uint8_t len[8];
 	put_u64(len, meta_len);
@@ -128,15 +166,16 @@ static int sc_take(void *ctx, vsr_checkpoint *cp, const uint8_t *meta, size_t me
 	}
 	cp->size = b.len;
 	cp->digest = XXH3_64bits(b.data, b.len);
-	vsr_snapckpt_image im = {.cp = *cp, .data = b.data};
-	if (s->persist && (rc = s->persist(s->persist_arg, &im)) != VSR_OK) {
+	vsr_snapckpt_image im = {.cp = *cp, .data = b.data, .pending = s->async};
+	if (!s->async && s->persist && (rc = s->persist(s->persist_arg, &im)) != VSR_OK) {
 		buf_free(&b);
 		return rc;
 	}
 	image_free(&s->held[1]);
 	s->held[1] = s->held[0];
-	s->held[0] = (vsr_snapckpt_image){.cp = *cp, .data = b.data};
-	return VSR_OK;
+	s->held[0] = im;
+	s->takes++;
+	return s->async ? VSR_PENDING : VSR_OK;
 }
 
 static const vsr_snapckpt_image *held(const vsr_snapckpt *s, const vsr_checkpoint *cp)

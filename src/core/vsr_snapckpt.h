@@ -15,11 +15,14 @@
 #ifndef VSR_SNAPCKPT_H
 #define VSR_SNAPCKPT_H
 
+#include <stdbool.h>
+
 #include "vsr.h"
 
 typedef struct vsr_snapckpt_image {
 	vsr_checkpoint cp;
 	uint8_t *data; /* cp.size bytes */
+	bool pending;  /* taken, readable, not yet durable (async mode) */
 } vsr_snapckpt_image;
 
 typedef struct vsr_snapckpt {
@@ -27,14 +30,24 @@ typedef struct vsr_snapckpt {
 	vsr_snapckpt_image held[2];  /* current, previous */
 	vsr_snapckpt_image staged;   /* being fetched */
 	/* Optional: makes a new current image durable (a host that keeps them
-	 * on disk), called before take returns and after an install restored
-	 * it. Returns VSR_OK or an error (take then fails; an install that
+	 * on disk), called before take returns (async mode: at
+	 * vsr_snapckpt_sync) and after an install restored it. Returns VSR_OK or an error (take then fails; an install that
 	 * cannot be made durable stops the process). */
 	int (*persist)(void *arg, const vsr_snapckpt_image *im);
 	void *persist_arg;
 	/* inner.restore changes nothing when it fails: no undo snapshot needed
 	 * (otherwise install takes one first and puts it back). */
 	bool restore_atomic;
+	/* Asynchronous durability (vsr.h checkpoint_take): a take returns
+	 * VSR_PENDING and its image stays pending until vsr_snapckpt_sync
+	 * (the host's syncer finished; persist is called then); a crash
+	 * (vsr_snapckpt_crash) drops a pending image, so the state comes back
+	 * to the last durable one. A take while one is pending syncs that one
+	 * first, as a host that waits for the previous sync: at most one image
+	 * is pending, and the previous one is durable. Install is synchronous. */
+	bool async;
+	uint64_t takes;  /* checkpoints taken */
+	uint64_t waits;  /* takes that first had to sync a pending image */
 } vsr_snapckpt;
 
 /* `inner` must have snapshot and restore. */
@@ -52,5 +65,15 @@ void vsr_snapckpt_free(vsr_snapckpt *s);
 void vsr_snapckpt_machine(vsr_snapckpt *s, vsr_state_machine *out);
 /* The current checkpoint's image, or NULL (tests, tools). */
 const vsr_snapckpt_image *vsr_snapckpt_current(const vsr_snapckpt *s);
+/* Async mode: the op of the pending image (0: none). */
+uint64_t vsr_snapckpt_pending(const vsr_snapckpt *s);
+/* The op of the newest durable image (0: none). */
+uint64_t vsr_snapckpt_durable_op(const vsr_snapckpt *s);
+/* Makes the pending image durable (persist is called); returns VSR_OK
+ * (also when none is pending) or persist's error (it stays pending). */
+int vsr_snapckpt_sync(vsr_snapckpt *s);
+/* A crash: a pending image is lost, the previous (durable) one is current
+ * again, and an image being fetched is gone. */
+void vsr_snapckpt_crash(vsr_snapckpt *s);
 
 #endif /* VSR_SNAPCKPT_H */

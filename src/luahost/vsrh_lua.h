@@ -79,8 +79,9 @@ bool vsrh_sm_store_lmdb(const vsrh_sm *sm);
  * (checkpoint_take returns VSR_PENDING): fn(arg, op) is called on that
  * thread once checkpoint op is; the host then steps the core with
  * VSR_EVENT_CHECKPOINT_DURABLE. fn NULL: no more calls (waits for one in
- * flight). */
-void vsrh_sm_on_checkpoint_durable(vsrh_sm *sm, void (*fn)(void *arg, uint64_t op), void *arg);
+ * flight). Returns the newest checkpoint made durable before the call (0:
+ * none): the takes of a restart's replay, which ran before any fn. */
+uint64_t vsrh_sm_on_checkpoint_durable(vsrh_sm *sm, void (*fn)(void *arg, uint64_t op), void *arg);
 
 /* Fills `out` with callbacks on sm (ctx = sm). sm must outlive the core. */
 void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out);

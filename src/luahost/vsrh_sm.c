@@ -1478,9 +1478,9 @@ bool vsrh_sm_store_lmdb(const vsrh_sm *sm)
 	return sm->store.db != NULL;
 }
 
-void vsrh_sm_on_checkpoint_durable(vsrh_sm *sm, void (*fn)(void *arg, uint64_t op), void *arg)
+uint64_t vsrh_sm_on_checkpoint_durable(vsrh_sm *sm, void (*fn)(void *arg, uint64_t op), void *arg)
 {
-	vsrh_store_on_durable(&sm->store, fn, arg);
+	return vsrh_store_on_durable(&sm->store, fn, arg);
 }
 
 void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out)

@@ -1197,13 +1197,14 @@ void vsrh_store_sync_figures(vsrh_store *s, uint64_t out[4])
 	vsrh_syncer_figures(&s->db->syncer, out);
 }
 
-void vsrh_store_on_durable(vsrh_store *s, vsrh_store_durable_fn fn, void *arg)
+uint64_t vsrh_store_on_durable(vsrh_store *s, vsrh_store_durable_fn fn, void *arg)
 {
 	if (s->db == NULL)
-		return;
+		return 0;
 	vsrh_syncer_wait(&s->db->syncer);
 	s->db->syncer.notify = fn;
 	s->db->syncer.notify_arg = arg;
+	return s->db->syncer.synced_op;
 }
 
 static void build_reset(vsrh_lmdb *db);

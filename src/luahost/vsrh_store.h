@@ -67,8 +67,9 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 			size_t err_len);
 /* Durable: a checkpoint is made durable on a thread of the store's own;
  * fn(arg, op) is called there when checkpoint op is (vsr.h,
- * VSR_EVENT_CHECKPOINT_DURABLE). */
-void vsrh_store_on_durable(vsrh_store *s, void (*fn)(void *arg, uint64_t op), void *arg);
+ * VSR_EVENT_CHECKPOINT_DURABLE). Returns the last checkpoint the thread
+ * made durable before (0: none), which no call reported. */
+uint64_t vsrh_store_on_durable(vsrh_store *s, void (*fn)(void *arg, uint64_t op), void *arg);
 /* The syncer's figures: checkpoints synced, the last sync's ns, commits that
  * waited for the previous sync, their ns in all (zeros: none). */
 void vsrh_store_sync_figures(vsrh_store *s, uint64_t out[4]);

@@ -191,6 +191,7 @@ static void *syncer_main(void *arg)
 		pthread_mutex_lock(&s->mu);
 		s->syncs++;
 		s->last_sync_ns = took;
+		s->synced_op = op;
 		s->busy = false;
 		pthread_cond_broadcast(&s->cv);
 	}

@@ -36,6 +36,7 @@ typedef struct vsrh_syncer {
 	bool started, stop, busy;
 	MDB_env *env;            /* what to sync (busy) */
 	uint64_t txnid, op;      /* the commit being synced and its checkpoint */
+	uint64_t synced_op;      /* the last checkpoint the thread made durable (under mu) */
 	uint64_t used;           /* bytes of data.mdb in use (written back in slices) */
 	int synced_fd;           /* the `synced` file, open */
 	char boot[VSRH_BOOT_ID_LEN];

@@ -169,10 +169,13 @@ typedef struct sim_slot {
 typedef struct sim_storage {
 	/* durable image */
 	vsr_superblock sb;
-	vsr_snapckpt ck;   /* the state machine's checkpoints (written at once) */
+	vsr_snapckpt ck;   /* the state machine's checkpoints (async: the newest
+			    * may be pending, lost at a crash) */
 	sim_slot *slots;   /* indexed by op */
 	uint64_t slot_cap;
 	uint64_t slot_end; /* no slot at or above is present */
+	uint64_t pruned;   /* no slot below is present: at or below a checkpoint
+			    * a superblock named */
 	/* queue of persists not yet durable, in issue order */
 	sim_pending *q;
 	uint32_t q_head, q_count, q_cap;
@@ -190,14 +193,15 @@ bool sim_storage_push(sim_storage *st, const vsr_persist *p, uint64_t done_at);
 sim_pending *sim_storage_head(sim_storage *st);
 /* Applies the oldest pending persist to the image and drops it. */
 void sim_storage_complete(sim_storage *st);
-/* Crash: drops pending persists; `torn` applies a prefix of the first one's
- * entries, `corrupt` writes them with one entry damaged. Returns a short word
- * for the trace. */
+/* Crash: drops pending persists and a pending checkpoint; `torn` applies a
+ * prefix of the first one's entries, `corrupt` writes them with one entry
+ * damaged. Returns a short word for the trace. */
 const char *sim_storage_crash(sim_storage *st, sim_rng *rng, bool torn,
 			      bool corrupt);
-/* The newest checkpoint on the disk: the superblock's, or the state
- * machine's own when it wrote a newer one before the superblock. Every op up
- * to it is in the durable state. */
+/* The newest durable checkpoint on the disk: the superblock's, or the state
+ * machine's own when it made a newer one durable before a superblock named
+ * it (a pending one does not count). Every op up to it is in the durable
+ * state. */
 uint64_t sim_storage_checkpoint_op(const sim_storage *st);
 /* Builds what a restart reads: verified entries after checkpoint_op, cut at
  * the first bad checksum, broken parent link or gap. */
@@ -291,6 +295,8 @@ typedef struct sim_options {
 	uint64_t live_window;
 	bool reads;               /* clients also send queries of every read mode
 				   * (docs/simulator.md "Reads") */
+	bool async_checkpoints;   /* some replicas' checkpoints become durable
+				   * later (VSR_PENDING), drawn per seed */
 	FILE *out;                /* trace and narration */
 } sim_options;
 
@@ -328,6 +334,11 @@ typedef struct sim_stats {
 	uint64_t divergence_abdications;
 	uint64_t reads[VSR_READ_MODE_COUNT]; /* queries answered, by mode answered in */
 	uint64_t reads_checked;     /* answers that reached their client and were checked */
+	uint64_t ckpt_async;        /* checkpoints taken pending (durable later) */
+	uint64_t ckpt_waits;        /* takes that waited for the previous sync */
+	uint64_t ckpt_lost;         /* pending checkpoints lost in a crash */
+	uint64_t ckpt_newer;        /* restarts whose state machine's checkpoint is
+				     * newer than the superblock's */
 } sim_stats;
 
 typedef struct sim_result {

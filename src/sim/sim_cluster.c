@@ -28,6 +28,9 @@ enum ev_kind {
 	EV_RESTART,     /* replica `node` if down */
 	EV_HEAL,        /* partition `arg` heals */
 	EV_HEAL_ONEWAY, /* long one-way failure `arg` heals */
+	EV_CKPT_SYNC,   /* replica `node`, incarnation `inc`: the sync of its
+			 * checkpoint take number `arg` finishes (0: none, only
+			 * tell the core what is durable) */
 };
 
 typedef struct sim_event {
@@ -66,6 +69,9 @@ typedef struct sim_node_replica {
 	bool stay_down;           /* left down after the faults (--minority-down) */
 	uint64_t busy_until;      /* a long step: nothing reaches the core before */
 	bool diverged;            /* the core said diverged after the last step (trace) */
+	/* Async checkpoints: the takes and waits of st.ck seen so far, and
+	 * when the sync of the pending one finishes. */
+	uint64_t ck_takes, ck_waits, ck_due;
 } sim_node_replica;
 
 typedef struct sim_client {
@@ -123,6 +129,8 @@ typedef struct sim_faults {
 	uint32_t big_reply_ppm;    /* share of client ops with an oversized reply */
 	uint32_t state_pad;        /* bytes added to every snapshot */
 	uint32_t ack_crash_ppm;    /* crash right after an ack, a write pending */
+	uint32_t async_mask;       /* replicas whose checkpoints sync later */
+	uint32_t ckpt_sync_max;    /* ticks a checkpoint's sync takes at most */
 	uint64_t fresh_at;         /* operator: the whole cluster formatted anew */
 } sim_faults;
 
@@ -137,6 +145,9 @@ struct sim {
 	/* Reads draw from a fourth stream: a run without --reads is the run
 	 * it was before reads existed. */
 	sim_rng read_rng;
+	/* Async checkpoints draw from a fifth: a seed where no replica has
+	 * them runs as it did before they existed. */
+	sim_rng ckpt_rng;
 	bool leases;              /* --reads: this seed's replicas hold leases */
 	uint64_t now;
 	uint64_t seq;
@@ -425,6 +436,7 @@ static void out_reserve(struct sim *s, uint32_t n)
 }
 
 static void crash(struct sim *s, uint8_t r, const char *why);
+static void step(struct sim *s, uint8_t r, const vsr_event *ev);
 
 static void narrate_change(struct sim *s, uint8_t r, const vsr_replica_info *b,
 			   const vsr_replica_info *a)
@@ -470,6 +482,76 @@ static void amnesia_cleared(struct sim *s, uint8_t r)
 	       r, (unsigned long long)nr->info.view);
 }
 
+/* Async checkpoints (docs/simulator.md): after a step, a new pending
+ * checkpoint gets its sync, which finishes 1..ckpt_sync_max ticks later
+ * (after the one before it); a take that had to wait for the previous sync
+ * (vsr_snapckpt syncs it first, as vsrhost's store waits) stalls the
+ * replica until that sync would have finished. */
+static void ckpt_after_step(struct sim *s, uint8_t r)
+{
+	sim_node_replica *nr = &s->r[r];
+	vsr_snapckpt *ck = &nr->st.ck;
+	if (ck->takes == nr->ck_takes)
+		return;
+	uint64_t waits = ck->waits - nr->ck_waits;
+	nr->ck_takes = ck->takes;
+	nr->ck_waits = ck->waits;
+	uint64_t op = vsr_snapckpt_pending(ck);
+	if (!op)
+		return;
+	s->stats.ckpt_async++;
+	/* One sync at a time: this one starts when the one before finished. */
+	uint64_t start = nr->ck_due > s->now ? nr->ck_due : s->now;
+	if (waits) {
+		/* The sync pending before this step finishes at ck_due; one of a
+		 * checkpoint taken earlier in this same step took a whole sync. */
+		for (uint64_t i = nr->ck_due > s->now ? 1 : 0; i < waits; i++)
+			start += sim_rng_range(&s->ckpt_rng, 1, s->f.ckpt_sync_max);
+		s->stats.ckpt_waits += waits;
+		if (start > s->now && start > nr->busy_until) {
+			nr->busy_until = start;
+			trace_mix(s, 21, r, start, waits);
+			tracef(s, "r%u   checkpoint take waits for the previous sync: busy "
+			       "until tick %llu", r, (unsigned long long)start);
+		}
+	}
+	nr->ck_due = start + sim_rng_range(&s->ckpt_rng, 1, s->f.ckpt_sync_max);
+	sim_event e = {.time = nr->ck_due, .kind = EV_CKPT_SYNC, .node = r,
+		       .inc = nr->incarnation, .arg = ck->takes};
+	ev_push(s, e);
+	trace_mix(s, 20, r, op, nr->ck_due);
+	tracef(s, "r%u   checkpoint %llu taken, durable at tick %llu", r,
+	       (unsigned long long)op, (unsigned long long)nr->ck_due);
+}
+
+/* The sync of checkpoint take `take` finished (unless a crash, or a newer
+ * take, came first): the image is durable; the core hears what is. */
+static void ckpt_synced(struct sim *s, uint8_t r, uint64_t take)
+{
+	sim_node_replica *nr = &s->r[r];
+	vsr_snapckpt *ck = &nr->st.ck;
+	if (take && vsr_snapckpt_pending(ck) && ck->takes == take) {
+		if (vsr_snapckpt_sync(ck) != VSR_OK) {
+			sim_fail(s, "simulator: replica %u: checkpoint sync failed", r);
+			return;
+		}
+		trace_mix(s, 22, r, vsr_snapckpt_durable_op(ck), 0);
+		tracef(s, "r%u   checkpoint %llu durable", r,
+		       (unsigned long long)vsr_snapckpt_durable_op(ck));
+	}
+	if (s->now < nr->busy_until) {
+		/* the host's loop is busy: its callback runs afterwards */
+		sim_event e = {.time = nr->busy_until, .kind = EV_CKPT_SYNC, .node = r,
+			       .inc = nr->incarnation, .arg = 0};
+		ev_push(s, e);
+		return;
+	}
+	vsr_event ev = {.type = VSR_EVENT_CHECKPOINT_DURABLE, .now = s->now,
+			.realtime_ns = realtime_ns(s, r),
+			.checkpoint_op = vsr_snapckpt_durable_op(ck)};
+	step(s, r, &ev);
+}
+
 /* One call into replica r, with everything that must happen around it. */
 static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 {
@@ -489,6 +571,7 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 		tracef(s, "r%u   long step: busy until tick %llu", r,
 		       (unsigned long long)nr->busy_until);
 	}
+	ckpt_after_step(s, r);
 	nr->more_pending = ev->more;
 	nr->deadline = acts.deadline;
 	s->stats.steps++;
@@ -804,6 +887,12 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 	}
 	sim_sm_init(&nr->sm, s, r);
 	sim_sm_iface(&nr->sm, &nr->st.ck, &nr->smi);
+	nr->st.ck.async = (s->f.async_mask >> r & 1) != 0;
+	nr->ck_takes = nr->st.ck.takes;
+	nr->ck_waits = nr->st.ck.waits;
+	nr->ck_due = 0;
+	if (dp != NULL && vsr_snapckpt_durable_op(&nr->st.ck) > dp->superblock.checkpoint_op)
+		s->stats.ckpt_newer++;
 	vsr_config cfg;
 	replica_config(s, r, &cfg);
 	int rc = vsr_replica_create(&nr->core, &cfg, &nr->smi, dp, s->now);
@@ -814,6 +903,7 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 			 fresh ? "start" : "restart", vsr_strerror(rc));
 		return;
 	}
+	ckpt_after_step(s, r); /* the replay may have taken checkpoints */
 	nr->up = true;
 	nr->diverged = false;
 	nr->deadline = 0; /* create() gives no deadline: tick at once */
@@ -888,7 +978,13 @@ static void crash(struct sim *s, uint8_t r, const char *why)
 	bool torn = sim_rng_ppm(&s->rng, s->f.torn_ppm);
 	bool corrupt = !torn && sim_rng_ppm(&s->rng, s->f.corrupt_ppm);
 	uint32_t pending = nr->st.q_count;
+	uint64_t ckpt_lost = vsr_snapckpt_pending(&nr->st.ck);
 	const char *what = sim_storage_crash(&nr->st, &s->rng, torn, corrupt);
+	if (ckpt_lost) {
+		s->stats.ckpt_lost++;
+		tracef(s, "r%u   checkpoint %llu lost: its sync had not finished", r,
+		       (unsigned long long)ckpt_lost);
+	}
 	if (!strcmp(what, "torn"))
 		s->stats.torn_writes++;
 	else if (!strcmp(what, "corrupt"))
@@ -1476,6 +1572,16 @@ static void faults_resolve(struct sim *s)
 	f->state_pad = o->large_state ? pad : 0;
 	f->ack_crash_ppm = o->ack_crashes && f->window_crash_ppm ? ack_crash : 0;
 	f->fresh_at = o->fresh_restarts && fresh && fresh_at ? fresh_at : 0;
+	/* Async checkpoints, from their own stream: none in a quarter of the
+	 * seeds, every replica in a quarter, each replica by a coin in the
+	 * rest; a sync takes up to 1 or 4 times the longest write. */
+	sim_rng *k = &s->ckpt_rng;
+	uint32_t async_kind = (uint32_t)sim_rng_below(k, 4), async_mask = 0;
+	for (uint8_t r = 0; r < SIM_REPLICAS_MAX; r++)
+		if (sim_rng_below(k, 2) ? async_kind != 0 : async_kind == 3)
+			async_mask |= 1u << r;
+	uint32_t sync_mult = PICK(k, 1, 4);
+	f->async_mask = o->async_checkpoints ? async_mask : 0;
 	if (o->drop_ppm != SIM_RATE_SEEDED)
 		f->drop_ppm = o->drop_ppm;
 	if (o->dup_ppm != SIM_RATE_SEEDED)
@@ -1488,6 +1594,8 @@ static void faults_resolve(struct sim *s)
 		f->delay_max = o->delay_max_ticks ? o->delay_max_ticks : 1;
 	if (o->persist_max_ticks != SIM_RATE_SEEDED)
 		f->persist_max = o->persist_max_ticks ? o->persist_max_ticks : 1;
+	if (o->demo)
+		f->async_mask = 0;
 	if (!o->faults || o->demo) {
 		f->drop_ppm = f->dup_ppm = f->long_delay_ppm = 0;
 		f->crash_ppm = f->window_crash_ppm = f->partition_ppm = 0;
@@ -1499,6 +1607,7 @@ static void faults_resolve(struct sim *s)
 		f->delay_max = 3;
 		f->persist_max = 2;
 	}
+	f->ckpt_sync_max = f->persist_max * sync_mult;
 }
 
 /* Core configuration of the run, also drawn from the seed: small
@@ -1644,6 +1753,11 @@ static void handle(struct sim *s, sim_event *e)
 		step(s, e->node, &ev);
 		return;
 	}
+	case EV_CKPT_SYNC:
+		s->stats.events++;
+		if (s->r[e->node].up && s->r[e->node].incarnation == e->inc)
+			ckpt_synced(s, e->node, e->arg);
+		return;
 	case EV_CRASH:
 		s->stats.events++;
 		if (s->r[e->node].up && s->r[e->node].incarnation == e->inc &&
@@ -1929,6 +2043,7 @@ void sim_run(const sim_options *opt, sim_result *res)
 	sim_rng_seed(&s->amnesia_rng, sim_hash_u64(opt->seed, 0x616d6e65736961ull));
 	sim_rng_seed(&s->mode_rng, sim_hash_u64(opt->seed, 0x69737375653737ull));
 	sim_rng_seed(&s->read_rng, sim_hash_u64(opt->seed, 0x7265616473ull));
+	sim_rng_seed(&s->ckpt_rng, sim_hash_u64(opt->seed, 0x636b707473ull));
 	/* With reads, half the seeds run with leases (no clock drift here). */
 	s->leases = opt->reads && sim_rng_below(&s->read_rng, 2) == 0;
 	faults_resolve(s);

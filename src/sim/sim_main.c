@@ -48,6 +48,8 @@ static const bug_name bug_names[] = {
 	{"nonatomic-restore", VSR_BUG_NONATOMIC_RESTORE},
 	{"no-divergence-check", VSR_BUG_NO_DIVERGENCE_CHECK},
 	{"no-record-repair", VSR_BUG_NO_RECORD_REPAIR},
+	{"checkpoint-named-early", VSR_BUG_EARLY_CHECKPOINT_NAME},
+	{"durable-names-current", VSR_BUG_DURABLE_NAMES_CURRENT},
 	{"read-no-round", VSR_BUG_READ_NO_ROUND},
 	{"read-before-execute", VSR_BUG_READ_BEFORE_EXECUTE},
 };
@@ -98,6 +100,9 @@ static void usage(FILE *f)
 		"  --ack-crashes        crashes aimed right after a PREPARE_OK while a\n"
 		"                       write is pending\n"
 		"  --single-amnesia     wiped restarts also with one replica\n"
+		"  --async-checkpoints  checkpoints of some replicas (drawn per seed)\n"
+		"                       become durable later (VSR_PENDING); a crash\n"
+		"                       before loses them (--sync-checkpoints: off)\n"
 		"  --fresh-restarts     the operator formats the whole cluster anew once\n"
 		"                       (in a quarter of seeds); clients keep running\n"
 		"  --live-during-faults [--live-window N]  while a quorum is up and\n"
@@ -122,6 +127,7 @@ static void set_default_modes(sim_options *o)
 {
 	o->long_oneway = o->long_steps = o->large_state = true;
 	o->ack_crashes = o->big_replies = true;
+	o->async_checkpoints = true;
 	o->fresh_restarts = o->single_amnesia = true;
 	o->restore_fail_ppm = 100000;
 	/* Off until the liveness work: a replica normal in an older view next
@@ -417,6 +423,10 @@ int main(int argc, char **argv)
 			o.restore_fail_ppm = (uint32_t)(x > 1000000 ? 1000000 : x);
 		} else if (!strcmp(a, "--reads")) {
 			o.reads = true;
+		} else if (!strcmp(a, "--async-checkpoints")) {
+			o.async_checkpoints = true;
+		} else if (!strcmp(a, "--sync-checkpoints")) {
+			o.async_checkpoints = false;
 		} else if (!strcmp(a, "--big-replies")) {
 			o.big_replies = true;
 		} else if (!strcmp(a, "--large-state")) {
@@ -438,6 +448,7 @@ int main(int argc, char **argv)
 			/* the fault model before issue 7 (old regression seeds) */
 			o.slow_disks = o.long_oneway = o.long_steps = o.large_state = false;
 			o.ack_crashes = o.big_replies = false;
+			o.async_checkpoints = false;
 			o.fresh_restarts = o.single_amnesia = false;
 			o.minority_down = o.slow_heal = o.live_during_faults = false;
 			o.restore_fail_ppm = 0;
@@ -570,6 +581,10 @@ int main(int argc, char **argv)
 		cov.long_steps += r.stats.long_steps;
 		cov.restore_failures += r.stats.restore_failures;
 		cov.big_replies += r.stats.big_replies;
+		cov.ckpt_async += r.stats.ckpt_async;
+		cov.ckpt_waits += r.stats.ckpt_waits;
+		cov.ckpt_lost += r.stats.ckpt_lost;
+		cov.ckpt_newer += r.stats.ckpt_newer;
 		cov.planted += r.stats.planted;
 		cov.divergences += r.stats.divergences > 0;
 		cov.divergence_repairs += r.stats.divergence_repairs > 0;
@@ -656,6 +671,10 @@ int main(int argc, char **argv)
 	       PRIu64 " oversized replies\n",
 	       cov.oneway_long, cov.stayed_down, cov.long_steps, cov.restore_failures,
 	       cov.big_replies);
+	printf("async checkpoints: %" PRIu64 " taken pending, %" PRIu64 " takes waited "
+	       "for the previous sync, %" PRIu64 " lost in a crash, %" PRIu64
+	       " restarts from a state machine checkpoint newer than the superblock's\n",
+	       cov.ckpt_async, cov.ckpt_waits, cov.ckpt_lost, cov.ckpt_newer);
 	if (o.plant_divergence)
 		printf("divergence: planted in %" PRIu64 " runs; found in %" PRIu64
 		       " runs, repaired by a checkpoint transfer in %" PRIu64

@@ -3,8 +3,12 @@
  * A persist action of the core is copied (its pointers die at the next step)
  * and queued; it becomes durable at its completion tick, strictly in issue
  * order, and only then is it applied to the image: truncate, entries,
- * superblock, as vsr.h specifies. Checkpoints are the state machine's,
- * written at once into the image's vsr_snapckpt. A crash throws the queue away.
+ * superblock, as vsr.h specifies; then, as real storage prunes its
+ * segments, the entries at or below the superblock's checkpoint are
+ * dropped: a checkpoint named too early really loses the log under it.
+ * Checkpoints are the state machine's, kept in the image's vsr_snapckpt:
+ * written at once, durable at once or (async mode) when the simulator syncs
+ * them. A crash throws the queue away and a checkpoint not yet durable.
  * Optionally the crash leaves part of the first pending write on disk: a
  * prefix of its entries (torn) or its entries with one of them damaged
  * (corrupt). Neither touches the superblock, which real storage keeps in two
@@ -124,6 +128,24 @@ static void image_apply_entries(sim_storage *st, const vsr_persist *p,
 		image_put_entry(st, &p->entries[i]);
 }
 
+/* What real storage does once a superblock names a checkpoint (segments_
+ * prune, storage_durable.c, at segment granularity): the log at or below it
+ * is gone. */
+static void image_prune(sim_storage *st)
+{
+	uint64_t end = st->sb.checkpoint_op + 1 < st->slot_end ? st->sb.checkpoint_op + 1
+								  : st->slot_end;
+	for (uint64_t op = st->pruned; op < end; op++) {
+		if (st->slots[op].present) {
+			free(st->slots[op].body);
+			st->slots[op].body = NULL;
+			st->slots[op].present = false;
+		}
+	}
+	if (end > st->pruned)
+		st->pruned = end;
+}
+
 void sim_storage_complete(sim_storage *st)
 {
 	sim_pending *d = sim_storage_head(st);
@@ -131,6 +153,7 @@ void sim_storage_complete(sim_storage *st)
 		return;
 	image_apply_entries(st, &d->p, d->p.entry_count);
 	st->sb = d->p.superblock;
+	image_prune(st);
 	pending_free(d);
 	st->q_head = (st->q_head + 1) % st->q_cap;
 	st->q_count--;
@@ -165,13 +188,14 @@ const char *sim_storage_crash(sim_storage *st, sim_rng *rng, bool torn,
 		st->q_count--;
 	}
 	st->last_done_at = 0;
+	/* A checkpoint whose sync had not finished is lost with the rest. */
+	vsr_snapckpt_crash(&st->ck);
 	return what;
 }
 
 uint64_t sim_storage_checkpoint_op(const sim_storage *st)
 {
-	const vsr_snapckpt_image *im = vsr_snapckpt_current(&st->ck);
-	uint64_t op = im ? im->cp.op : 0;
+	uint64_t op = vsr_snapckpt_durable_op(&st->ck);
 	return op > st->sb.checkpoint_op ? op : st->sb.checkpoint_op;
 }
 

@@ -1,4 +1,5 @@
-/* test_sim_storage.c - the simulator's disk model: order, crash loss, torn and corrupt tails.
+/* test_sim_storage.c - the simulator's disk model: order, crash loss, torn and
+ * corrupt tails, the log pruned under a named checkpoint, async checkpoints.
  *
  * The simulator is only as good as its fault model, so the model has its own
  * test: persists become durable only when completed and in order, a crash
@@ -150,11 +151,118 @@ static void test_truncate(void)
 	sim_storage_free(&st);
 }
 
+/* Once a superblock names a checkpoint, the log at or below it is gone (as
+ * real storage prunes its segments), and a restart reads only after it. */
+static void test_prune_below_checkpoint(void)
+{
+	sim_storage st;
+	sim_storage_init(&st, CLUSTER);
+	vsr_entry e[6];
+	uint8_t b[6][8];
+	make_entries(e, b, 1, 6, vsr_root_checksum(CLUSTER), 1);
+	vsr_persist p1 = persist_of(1, e, 6, 1, 6);
+	CHECK(sim_storage_push(&st, &p1, 1));
+	sim_storage_complete(&st);
+	CHECK(st.slots[3].present && st.slots[4].present);
+	vsr_persist p2 = persist_of(2, NULL, 0, 1, 6);
+	p2.superblock.checkpoint_op = 4;
+	p2.superblock.checkpoint_checksum = e[3].checksum;
+	CHECK(sim_storage_push(&st, &p2, 2));
+	sim_storage_complete(&st);
+	for (uint64_t op = 1; op <= 4; op++)
+		CHECK(!st.slots[op].present);
+	CHECK(st.slots[5].present && st.slots[6].present);
+	vsr_durable d;
+	sim_storage_load(&st, CLUSTER, &d);
+	CHECK(d.entry_count == 2 && d.entries[0].op == 5);
+	sim_storage_free(&st);
+}
+
+/* A one-word state machine for the checkpoint images. */
+static int word_snapshot(void *ctx, vsr_buf *out)
+{
+	return vsr_buf_append(out, ctx, sizeof(uint64_t));
+}
+
+static int word_restore(void *ctx, const uint8_t *data, size_t len)
+{
+	if (len != sizeof(uint64_t))
+		return VSR_ECORRUPT;
+	memcpy(ctx, data, len);
+	return VSR_OK;
+}
+
+static uint64_t open_op(vsr_snapckpt *ck, uint64_t *word)
+{
+	vsr_state_machine sm;
+	vsr_snapckpt_machine(ck, &sm);
+	vsr_checkpoint cp;
+	vsr_buf meta = {0};
+	*word = 0;
+	CHECK(sm.checkpoint_open(sm.ctx, &cp, &meta) == VSR_OK);
+	vsr_buf_free(&meta);
+	return cp.op;
+}
+
+/* Async checkpoints: a take is pending until synced, a crash loses it (the
+ * durable one before comes back), a second take syncs the first. */
+static void test_async_checkpoints(void)
+{
+	sim_storage st;
+	sim_storage_init(&st, CLUSTER);
+	uint64_t word = 0;
+	vsr_state_machine inner = {.ctx = &word, .snapshot = word_snapshot,
+				   .restore = word_restore};
+	vsr_snapckpt_init(&st.ck, &inner);
+	vsr_state_machine sm;
+	vsr_snapckpt_machine(&st.ck, &sm);
+	vsr_checkpoint cp = {.op = 8, .checksum = 1};
+	/* synchronous: durable on return */
+	word = 8;
+	CHECK(sm.checkpoint_take(sm.ctx, &cp, NULL, 0) == VSR_OK);
+	CHECK(vsr_snapckpt_durable_op(&st.ck) == 8 && vsr_snapckpt_pending(&st.ck) == 0);
+	st.ck.async = true;
+	word = 16;
+	cp = (vsr_checkpoint){.op = 16, .checksum = 2};
+	CHECK(sm.checkpoint_take(sm.ctx, &cp, NULL, 0) == VSR_PENDING);
+	CHECK(vsr_snapckpt_pending(&st.ck) == 16 && vsr_snapckpt_durable_op(&st.ck) == 8);
+	CHECK(sim_storage_checkpoint_op(&st) == 8);
+	/* readable (served) while pending */
+	vsr_buf out = {0};
+	CHECK(sm.checkpoint_read(sm.ctx, &cp, 0, 64, &out) == VSR_OK && out.len == cp.size);
+	vsr_buf_free(&out);
+	/* a crash before the sync: checkpoint 8 is back */
+	sim_rng rng;
+	sim_rng_seed(&rng, 1);
+	sim_storage_crash(&st, &rng, false, false);
+	CHECK(vsr_snapckpt_pending(&st.ck) == 0 && vsr_snapckpt_durable_op(&st.ck) == 8);
+	CHECK(open_op(&st.ck, &word) == 8 && word == 8);
+	/* two takes: the second syncs the first before it is taken */
+	cp = (vsr_checkpoint){.op = 16, .checksum = 2};
+	CHECK(sm.checkpoint_take(sm.ctx, &cp, NULL, 0) == VSR_PENDING);
+	cp = (vsr_checkpoint){.op = 24, .checksum = 3};
+	CHECK(sm.checkpoint_take(sm.ctx, &cp, NULL, 0) == VSR_PENDING);
+	CHECK(st.ck.waits == 1 && st.ck.takes == 4);
+	CHECK(vsr_snapckpt_pending(&st.ck) == 24 && vsr_snapckpt_durable_op(&st.ck) == 16);
+	sim_storage_crash(&st, &rng, false, false);
+	CHECK(open_op(&st.ck, &word) == 16);
+	/* synced: a crash keeps it */
+	cp = (vsr_checkpoint){.op = 24, .checksum = 3};
+	CHECK(sm.checkpoint_take(sm.ctx, &cp, NULL, 0) == VSR_PENDING);
+	CHECK(vsr_snapckpt_sync(&st.ck) == VSR_OK);
+	CHECK(vsr_snapckpt_pending(&st.ck) == 0 && vsr_snapckpt_durable_op(&st.ck) == 24);
+	sim_storage_crash(&st, &rng, false, false);
+	CHECK(open_op(&st.ck, &word) == 24);
+	sim_storage_free(&st);
+}
+
 int main(void)
 {
 	test_order_and_crash();
 	test_torn_and_corrupt();
 	test_truncate();
+	test_prune_below_checkpoint();
+	test_async_checkpoints();
 	if (failures) {
 		fprintf(stderr, "test_sim_storage: %d checks failed\n", failures);
 		return 1;

@@ -892,7 +892,12 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	uv_check_start(&h.flush_check, host_flush_cb);
 	uv_async_init(h.loop, &h.ckpt_async, host_checkpoint_async_cb);
 	h.ckpt_async.data = &h;
-	vsrh_sm_on_checkpoint_durable(h.sm, host_checkpoint_durable_cb, &h);
+	/* The replay inside vsr_replica_create may have taken checkpoints: the
+	 * ones already synced are reported once the loop runs, the rest by the
+	 * thread. */
+	uint64_t synced = vsrh_sm_on_checkpoint_durable(h.sm, host_checkpoint_durable_cb, &h);
+	if (synced > 0)
+		host_checkpoint_durable_cb(&h, synced);
 
 	/* The transport. */
 	vsr_net_options no = {
