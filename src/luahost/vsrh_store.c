@@ -817,6 +817,16 @@ static void path_join(char *out, size_t n, const char *dir, const char *name)
 	snprintf(out, n, "%s/%s", dir, name);
 }
 
+/* fsync of a directory: the entries made in it are durable. 0 or an errno. */
+static int dir_sync(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = fd >= 0 && fsync(fd) == 0 ? 0 : errno;
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
 /* Removes an environment directory (its two files) and the directory. */
 static void env_dir_remove(const char *dir)
 {
@@ -1177,7 +1187,13 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 	}
 	/* What an earlier process committed may still be only in the page
 	 * cache (it was killed before its sync): durable from here on. */
-	if (durable && (rc = vsrh_syncer_open_sync(&db->syncer, db->dir, db->env))) {
+	/* Then the entries of db/, data.mdb and synced, which LMDB and the
+	 * syncer created without a directory sync: a `synced` lost in a power
+	 * cut would leave a torn newest transaction unrolled. */
+	if (durable && (rc = vsrh_syncer_open_sync(&db->syncer, db->dir, db->env)) == 0 &&
+	    (rc = dir_sync(path)) == 0)
+		rc = dir_sync(db->dir);
+	if (rc) {
 		snprintf(err, err_len, "vsr.store: syncing %s: %s", path, mdb_strerror(rc));
 		env_close(db);
 		vsrh_syncer_close(&db->syncer);
@@ -1791,12 +1807,12 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 	}
 	env_dir_remove(old);
 	if (db->durable) {
-		/* The renames, then the new environment, durable before the
-		 * superblock can name its checkpoint. */
-		int dfd = open(db->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		int src = dfd >= 0 && fsync(dfd) == 0 ? 0 : errno;
-		if (dfd >= 0)
-			close(dfd);
+		/* The new environment's entries (made in next/, never synced as
+		 * a directory), the renames, then the environment, durable
+		 * before the superblock can name its checkpoint. */
+		int src = dir_sync(path);
+		if (src == 0)
+			src = dir_sync(db->dir);
 		if (src == 0)
 			src = vsrh_syncer_sync_now(&db->syncer, db->env, cp->op);
 		if (src)
