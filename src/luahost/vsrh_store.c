@@ -1151,6 +1151,16 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 		path_join(synced, sizeof synced, db->dir, "synced"); /* it named that one */
 		unlink(synced);
 	}
+	/* An install that stopped between its two renames (db/ moved to old/)
+	 * left next/, complete and synced: finish it; without next/ (its
+	 * rename failed), put old/ back: the install never happened. Any
+	 * other next/ is a fetch that stopped half way, and old/ what an
+	 * install replaced. */
+	struct stat st;
+	if (stat(path, &st) != 0 && stat(old, &st) == 0)
+		rename(stat(next, &st) == 0 ? next : old, path);
+	env_dir_remove(next);
+	env_dir_remove(old);
 	bool rolled = false;
 	char why[512] = "";
 	if (durable && vsrh_store_settle_dir(db->dir, &rolled, why, sizeof why) != 0) {
@@ -1160,15 +1170,6 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 	}
 	if (rolled)
 		fprintf(stderr, "vsr.store: %s\n", why);
-	/* An install that stopped between its two renames (db/ moved to old/)
-	 * left next/, complete and synced: finish it. Any other next/ is a
-	 * fetch that stopped half way, and old/ what an install replaced. */
-	struct stat st;
-	if (stat(path, &st) != 0 && stat(old, &st) == 0 && stat(next, &st) == 0)
-		rename(next, path);
-	else
-		env_dir_remove(next);
-	env_dir_remove(old);
 	if (mkdir(path, 0700) != 0 && errno != EEXIST) {
 		snprintf(err, err_len, "vsr.store: %s: %s", path, strerror(errno));
 		free(db);

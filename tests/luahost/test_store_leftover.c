@@ -232,6 +232,41 @@ int main(void)
 		}
 	}
 
+	/* An install whose second rename failed (db/ moved to old/, no next/;
+	 * it stopped the replica): the next start puts old/ back. */
+	{
+		char store[600], a[900], b[900];
+		path2(store, sizeof store, dir, "undo");
+		vsrh_sm *sm = NULL;
+		vsr_checkpoint own = {0};
+		if (vsrh_sm_create_at(&sm, &cfg, store, true, true, err, sizeof err) != VSR_OK) {
+			CHECK(0, "open %s: %s", store, err);
+		} else {
+			uint64_t op = 0;
+			put_keys(sm, 3, &op);
+			own = take(sm, op);
+			vsrh_sm_destroy(sm);
+			path2(a, sizeof a, store, "db");
+			path2(b, sizeof b, store, "old");
+			CHECK(rename(a, b) == 0, "rename db old");
+			if (vsrh_sm_create_at(&sm, &cfg, store, true, false, err, sizeof err) != VSR_OK) {
+				CHECK(0, "reopen %s: %s", store, err);
+			} else {
+				vsr_state_machine m;
+				vsrh_sm_bind(sm, &m);
+				vsr_checkpoint got = {0};
+				vsr_buf meta = {0};
+				CHECK(m.checkpoint_open(m.ctx, &got, &meta) == VSR_OK && got.op == own.op &&
+					      got.digest == own.digest,
+				      "an install that never renamed next/ is undone: checkpoint op %llu, "
+				      "got %llu",
+				      (unsigned long long)own.op, (unsigned long long)got.op);
+				free(meta.data);
+				vsrh_sm_destroy(sm);
+			}
+		}
+	}
+
 	free(img);
 	snprintf(p, sizeof p, "rm -rf '%s'", dir);
 	if (system(p) != 0)
