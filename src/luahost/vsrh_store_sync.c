@@ -79,6 +79,23 @@ static int synced_write(int fd, const synced_rec *r)
 	return fdatasync(fd) == 0 ? 0 : errno;
 }
 
+/* After a failed sync: the record keeps its transaction but loses its boot
+ * id, so that the next start, even on this boot, treats the page cache as
+ * lost (vsrh_store_settle_dir). Linux marks pages whose writeback failed
+ * clean and may drop them: the newest transaction may be torn without a
+ * reboot, and a sync at the next start would report nothing. Best effort
+ * (the disk is failing): the page cache keeps the record for a start on
+ * this boot even when the write does not reach the disk. */
+static void synced_forget_boot(int fd)
+{
+	uint8_t b[SYNCED_LEN];
+	if (pread(fd, b, sizeof b, 0) != (ssize_t)sizeof b || memcmp(b, SYNCED_MAGIC, 8) != 0 ||
+	    vsrh_get_u64le(b + 64) != XXH3_64bits(b, 64))
+		return; /* none: the next start syncs and records (open_sync) */
+	synced_rec r = {.txnid = vsrh_get_u64le(b + 8), .op = vsrh_get_u64le(b + 16)};
+	(void)synced_write(fd, &r);
+}
+
 /* 0 and *r, or -1 (missing, torn or not ours). */
 static int synced_read(const char *dir, synced_rec *r)
 {
@@ -136,6 +153,8 @@ static int sync_and_record(vsrh_syncer *s, MDB_env *env, uint64_t txnid, uint64_
 		memcpy(r.boot, s->boot, VSRH_BOOT_ID_LEN);
 		rc = synced_write(s->synced_fd, &r);
 	}
+	if (rc) /* every caller stops the replica: the next start rolls back */
+		synced_forget_boot(s->synced_fd);
 	return rc;
 }
 
@@ -161,10 +180,12 @@ static void *syncer_main(void *arg)
 		uint64_t t0 = mono_ns();
 		int rc = sync_and_record(s, env, txnid, op);
 		uint64_t took = mono_ns() - t0;
-		if (rc)
+		if (rc) {
 			/* Never go on after a failed sync: what it covered may be
-			 * lost while the page cache says otherwise. */
+			 * lost while the page cache says otherwise (sync_and_record
+			 * made the next start roll back). */
 			vsrh_store_fatal("sync of a checkpoint", rc);
+		}
 		if (s->notify)
 			s->notify(s->notify_arg, op);
 		pthread_mutex_lock(&s->mu);
@@ -319,7 +340,7 @@ int vsrh_store_settle_dir(const char *dir, bool *rolled, char *why, size_t why_l
 	char boot[VSRH_BOOT_ID_LEN];
 	vsrh_boot_id(boot);
 	if (boot[0] && strcmp(boot, rec.boot) == 0)
-		return 0; /* no reboot since: the page cache held every commit */
+		return 0; /* no reboot (nor failed sync) since: the page cache held every commit */
 	char path[4300];
 	snprintf(path, sizeof path, "%s/db/data.mdb", dir);
 	int fd = open(path, O_RDWR | O_CLOEXEC);
@@ -359,7 +380,7 @@ int vsrh_store_settle_dir(const char *dir, bool *rolled, char *why, size_t why_l
 	*rolled = true;
 	snprintf(why, why_len,
 		 "rolled %s back from transaction %" PRIu64 " (never recorded as synced, and the "
-		 "machine rebooted) to %" PRIu64,
+		 "machine rebooted or a sync failed) to %" PRIu64,
 		 path, n->txnid, o->txnid);
 	return 0;
 }
