@@ -130,22 +130,36 @@ static uint64_t env_txnid(MDB_env *env)
  * queues behind one slice instead of a whole interval's pages. */
 #define TRICKLE_BYTES ((off_t)2 << 20)
 
-static int trickle(MDB_env *env, uint64_t used)
+static uint64_t mono_ns(void);
+
+/* A slice that did I/O is followed by a pause as long as it took, while the
+ * sync stays within `budget_ns` (half the last interval between two
+ * checkpoints): the disk is left idle half the time for the log. */
+static int trickle(MDB_env *env, uint64_t used, uint64_t budget_ns)
 {
 	int fd;
 	if (mdb_env_get_fd(env, &fd) != 0)
 		return 0;
-	for (off_t at = 0; at < (off_t)used; at += TRICKLE_BYTES)
+	uint64_t start = mono_ns();
+	for (off_t at = 0; at < (off_t)used; at += TRICKLE_BYTES) {
+		uint64_t t0 = mono_ns();
 		if (sync_file_range(fd, at, TRICKLE_BYTES,
 				    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
 					    SYNC_FILE_RANGE_WAIT_AFTER) != 0)
 			return errno;
+		uint64_t now = mono_ns(), took = now - t0;
+		if (took > 500000 && now - start + took < budget_ns) {
+			struct timespec ts = {.tv_sec = (time_t)(took / 1000000000u),
+					      .tv_nsec = (long)(took % 1000000000u)};
+			nanosleep(&ts, NULL);
+		}
+	}
 	return 0;
 }
 
 static int sync_and_record(vsrh_syncer *s, MDB_env *env, uint64_t txnid, uint64_t op)
 {
-	int rc = trickle(env, s->used);
+	int rc = trickle(env, s->used, s->budget_ns);
 	if (rc == 0)
 		rc = mdb_env_sync(env, 1);
 	if (rc == 0) {
@@ -275,6 +289,12 @@ int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used)
 	s->txnid = env_txnid(env);
 	s->op = op;
 	s->used = used;
+	/* Half the time since the last checkpoint, at most 2 s: the next take
+	 * waits for this sync, and comes about an interval from now. */
+	uint64_t now = mono_ns();
+	uint64_t since = s->started_at ? now - s->started_at : 0;
+	s->budget_ns = since / 2 < 2000000000u ? since / 2 : 2000000000u;
+	s->started_at = now;
 	s->busy = true;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
