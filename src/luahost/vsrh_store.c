@@ -817,6 +817,16 @@ static void path_join(char *out, size_t n, const char *dir, const char *name)
 	snprintf(out, n, "%s/%s", dir, name);
 }
 
+/* fsync of a directory: the entries made in it are durable. 0 or an errno. */
+static int dir_sync(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = fd >= 0 && fsync(fd) == 0 ? 0 : errno;
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
 /* Removes an environment directory (its two files) and the directory. */
 static void env_dir_remove(const char *dir)
 {
@@ -1126,30 +1136,41 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 			return -1;
 		}
 	}
-	char path[4200], next[4200];
+	char path[4200], next[4200], old[4200];
 	path_join(path, sizeof path, db->dir, "db");
 	path_join(next, sizeof next, db->dir, "next");
+	path_join(old, sizeof old, db->dir, "old");
 	if (fresh || !durable) {
 		env_dir_remove(path); /* nothing in it can be trusted (or wanted) */
+		/* Nor in next/: a fetch killed half way leaves records there,
+		 * which below would pass for an install stopped between its
+		 * renames. */
+		env_dir_remove(next);
+		env_dir_remove(old);
 		char synced[4200];
 		path_join(synced, sizeof synced, db->dir, "synced"); /* it named that one */
 		unlink(synced);
 	}
+	/* An install that stopped between its two renames (db/ moved to old/)
+	 * left next/, complete and synced: finish it; without next/ (its
+	 * rename failed), put old/ back: the install never happened. Any
+	 * other next/ is a fetch that stopped half way, and old/ what an
+	 * install replaced. */
+	struct stat st;
+	if (stat(path, &st) != 0 && stat(old, &st) == 0)
+		rename(stat(next, &st) == 0 ? next : old, path);
+	env_dir_remove(next);
+	env_dir_remove(old);
 	bool rolled = false;
 	char why[512] = "";
 	if (durable && vsrh_store_settle_dir(db->dir, &rolled, why, sizeof why) != 0) {
-		snprintf(err, err_len, "vsr.store: %s", why);
-		free(db);
-		return -1;
+		/* A storage failure (exit 74), not a configuration error. */
+		fprintf(stderr, "vsr.store: %s; this replica stops (exit 74)\n", why);
+		fflush(NULL);
+		_exit(74);
 	}
 	if (rolled)
 		fprintf(stderr, "vsr.store: %s\n", why);
-	/* An install that stopped between its two renames left next/ only. */
-	struct stat st;
-	if (stat(path, &st) != 0 && stat(next, &st) == 0)
-		rename(next, path);
-	else
-		env_dir_remove(next);
 	if (mkdir(path, 0700) != 0 && errno != EEXIST) {
 		snprintf(err, err_len, "vsr.store: %s: %s", path, strerror(errno));
 		free(db);
@@ -1168,10 +1189,15 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 	}
 	/* What an earlier process committed may still be only in the page
 	 * cache (it was killed before its sync): durable from here on. */
-	/* A failed sync is a storage failure (exit 74), not a configuration
-	 * error: the disk may be failing, and a retry proves nothing. */
+	/* Then the entries of db/, data.mdb and synced, which LMDB and the
+	 * syncer created without a directory sync: a `synced` lost in a power
+	 * cut would leave a torn newest transaction unrolled. A failed sync is
+	 * a storage failure (exit 74), not a configuration error: the disk may
+	 * be failing, and a retry proves nothing. */
 	if (durable && (rc = vsrh_syncer_open_sync(&db->syncer, db->dir, db->env)))
 		lmdb_fatal("sync at open", rc);
+	if (durable && ((rc = dir_sync(path)) != 0 || (rc = dir_sync(db->dir)) != 0))
+		lmdb_fatal("sync of the store's directories at open", rc);
 	s->db = db;
 	return 0;
 }
@@ -1781,12 +1807,12 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 	}
 	env_dir_remove(old);
 	if (db->durable) {
-		/* The renames, then the new environment, durable before the
-		 * superblock can name its checkpoint. */
-		int dfd = open(db->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		int src = dfd >= 0 && fsync(dfd) == 0 ? 0 : errno;
-		if (dfd >= 0)
-			close(dfd);
+		/* The new environment's entries (made in next/, never synced as
+		 * a directory), the renames, then the environment, durable
+		 * before the superblock can name its checkpoint. */
+		int src = dir_sync(path);
+		if (src == 0)
+			src = dir_sync(db->dir);
 		if (src == 0)
 			src = vsrh_syncer_sync_now(&db->syncer, db->env, cp->op);
 		if (src)

@@ -79,6 +79,23 @@ static int synced_write(int fd, const synced_rec *r)
 	return fdatasync(fd) == 0 ? 0 : errno;
 }
 
+/* After a failed sync: the record keeps its transaction but loses its boot
+ * id, so that the next start, even on this boot, treats the page cache as
+ * lost (vsrh_store_settle_dir). Linux marks pages whose writeback failed
+ * clean and may drop them: the newest transaction may be torn without a
+ * reboot, and a sync at the next start would report nothing. Best effort
+ * (the disk is failing): the page cache keeps the record for a start on
+ * this boot even when the write does not reach the disk. */
+static void synced_forget_boot(int fd)
+{
+	uint8_t b[SYNCED_LEN];
+	if (pread(fd, b, sizeof b, 0) != (ssize_t)sizeof b || memcmp(b, SYNCED_MAGIC, 8) != 0 ||
+	    vsrh_get_u64le(b + 64) != XXH3_64bits(b, 64))
+		return; /* none: the next start syncs and records (open_sync) */
+	synced_rec r = {.txnid = vsrh_get_u64le(b + 8), .op = vsrh_get_u64le(b + 16)};
+	(void)synced_write(fd, &r);
+}
+
 /* 0 and *r, or -1 (missing, torn or not ours). */
 static int synced_read(const char *dir, synced_rec *r)
 {
@@ -113,22 +130,36 @@ static uint64_t env_txnid(MDB_env *env)
  * queues behind one slice instead of a whole interval's pages. */
 #define TRICKLE_BYTES ((off_t)2 << 20)
 
-static int trickle(MDB_env *env, uint64_t used)
+static uint64_t mono_ns(void);
+
+/* A slice that did I/O is followed by a pause as long as it took, while the
+ * sync stays within `budget_ns` (half the last interval between two
+ * checkpoints): the disk is left idle half the time for the log. */
+static int trickle(MDB_env *env, uint64_t used, uint64_t budget_ns)
 {
 	int fd;
 	if (mdb_env_get_fd(env, &fd) != 0)
 		return 0;
-	for (off_t at = 0; at < (off_t)used; at += TRICKLE_BYTES)
+	uint64_t start = mono_ns();
+	for (off_t at = 0; at < (off_t)used; at += TRICKLE_BYTES) {
+		uint64_t t0 = mono_ns();
 		if (sync_file_range(fd, at, TRICKLE_BYTES,
 				    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
 					    SYNC_FILE_RANGE_WAIT_AFTER) != 0)
 			return errno;
+		uint64_t now = mono_ns(), took = now - t0;
+		if (took > 500000 && now - start + took < budget_ns) {
+			struct timespec ts = {.tv_sec = (time_t)(took / 1000000000u),
+					      .tv_nsec = (long)(took % 1000000000u)};
+			nanosleep(&ts, NULL);
+		}
+	}
 	return 0;
 }
 
 static int sync_and_record(vsrh_syncer *s, MDB_env *env, uint64_t txnid, uint64_t op)
 {
-	int rc = trickle(env, s->used);
+	int rc = trickle(env, s->used, s->budget_ns);
 	if (rc == 0)
 		rc = mdb_env_sync(env, 1);
 	if (rc == 0) {
@@ -136,6 +167,8 @@ static int sync_and_record(vsrh_syncer *s, MDB_env *env, uint64_t txnid, uint64_
 		memcpy(r.boot, s->boot, VSRH_BOOT_ID_LEN);
 		rc = synced_write(s->synced_fd, &r);
 	}
+	if (rc) /* every caller stops the replica: the next start rolls back */
+		synced_forget_boot(s->synced_fd);
 	return rc;
 }
 
@@ -161,10 +194,12 @@ static void *syncer_main(void *arg)
 		uint64_t t0 = mono_ns();
 		int rc = sync_and_record(s, env, txnid, op);
 		uint64_t took = mono_ns() - t0;
-		if (rc)
+		if (rc) {
 			/* Never go on after a failed sync: what it covered may be
-			 * lost while the page cache says otherwise. */
+			 * lost while the page cache says otherwise (sync_and_record
+			 * made the next start roll back). */
 			vsrh_store_fatal("sync of a checkpoint", rc);
+		}
 		if (s->notify)
 			s->notify(s->notify_arg, op);
 		pthread_mutex_lock(&s->mu);
@@ -254,6 +289,12 @@ int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used)
 	s->txnid = env_txnid(env);
 	s->op = op;
 	s->used = used;
+	/* Half the time since the last checkpoint, at most 2 s: the next take
+	 * waits for this sync, and comes about an interval from now. */
+	uint64_t now = mono_ns();
+	uint64_t since = s->started_at ? now - s->started_at : 0;
+	s->budget_ns = since / 2 < 2000000000u ? since / 2 : 2000000000u;
+	s->started_at = now;
 	s->busy = true;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
@@ -319,7 +360,7 @@ int vsrh_store_settle_dir(const char *dir, bool *rolled, char *why, size_t why_l
 	char boot[VSRH_BOOT_ID_LEN];
 	vsrh_boot_id(boot);
 	if (boot[0] && strcmp(boot, rec.boot) == 0)
-		return 0; /* no reboot since: the page cache held every commit */
+		return 0; /* no reboot (nor failed sync) since: the page cache held every commit */
 	char path[4300];
 	snprintf(path, sizeof path, "%s/db/data.mdb", dir);
 	int fd = open(path, O_RDWR | O_CLOEXEC);
@@ -359,7 +400,7 @@ int vsrh_store_settle_dir(const char *dir, bool *rolled, char *why, size_t why_l
 	*rolled = true;
 	snprintf(why, why_len,
 		 "rolled %s back from transaction %" PRIu64 " (never recorded as synced, and the "
-		 "machine rebooted) to %" PRIu64,
+		 "machine rebooted or a sync failed) to %" PRIu64,
 		 path, n->txnid, o->txnid);
 	return 0;
 }

@@ -38,6 +38,8 @@ typedef struct vsrh_syncer {
 	uint64_t txnid, op;      /* the commit being synced and its checkpoint */
 	uint64_t synced_op;      /* the last checkpoint the thread made durable (under mu) */
 	uint64_t used;           /* bytes of data.mdb in use (written back in slices) */
+	uint64_t budget_ns;      /* how long the slices may be paced over */
+	uint64_t started_at;     /* when the last sync was started (mono ns) */
 	int synced_fd;           /* the `synced` file, open */
 	char boot[VSRH_BOOT_ID_LEN];
 	vsrh_store_durable_fn notify;

@@ -60,8 +60,36 @@ until [ "$("$build/vsrctl" -c "$dir/cluster.lua" -t 1000 status 2>/dev/null | gr
 	sleep 0.1 # poll interval
 done
 echo "checkpoint_stall: $keys keys, $clients clients, $seconds s (3 replicas, ${DURABILITY:-memory}, checkpoint every ${CHECKPOINT:-4096} ops)"
-"$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$keys" --preload -d "$seconds"
+# Per replica, from its metrics: persists and steps of 50 ms or more, and
+# checkpoint syncs; the figures of the measured run are the difference of
+# two snapshots, taken after the preload and after the run.
+snapshot() { # $1 = file
+	: >"$1"
+	command -v curl >/dev/null 2>&1 || return 0
+	for port in $metrics_ports; do
+		curl -s "http://127.0.0.1:$port/metrics" | awk -v port="$port" '
+			/^vsr_persist_duration_seconds_bucket.*le="0.05"/ { p50 = $2 }
+			/^vsr_persist_duration_seconds_count/ { pn = $2 }
+			/^vsr_step_duration_seconds_bucket.*le="0.05"/ { s50 = $2 }
+			/^vsr_step_duration_seconds_count/ { sn = $2 }
+			/^vsr_checkpoint_syncs_total/ { cs = $2 }
+			/^vsr_checkpoint_sync_waits_total/ { cw = $2 }
+			END { print port, pn - p50, pn, sn - s50, sn, cs, cw }' >>"$1"
+	done
+}
+metrics_ports="$7 $8 $9"
+# The preload (a short run that puts every key first), then the measured run.
+"$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$keys" --preload -d 0.2 >"$dir/preload.txt"
+grep preloaded "$dir/preload.txt" || true
+snapshot "$dir/before.txt"
+"$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$keys" -d "$seconds"
+snapshot "$dir/after.txt"
 "$build/vsrctl" -c "$dir/cluster.lua" status || true
+if [ -s "$dir/after.txt" ]; then
+	paste -d' ' "$dir/before.txt" "$dir/after.txt" | awk '{
+		printf "checkpoint_stall: replica metrics :%s, measured run: persists >= 50 ms %d of %d, steps >= 50 ms %d of %d, checkpoint syncs %d, sync waits %d\n",
+			$1, $9 - $2, $10 - $3, $11 - $4, $12 - $5, $13 - $6, $14 - $7 }'
+fi
 vc=$(grep -h "status view_change" "$dir"/replica-*.log | wc -l)
 ck=$(grep -h "checkpoint at op" "$dir"/replica-*.log | wc -l)
 slow=$(grep -h "slow step" "$dir"/replica-*.log | sed -n 's/.*took \([0-9]*\) ms/\1/p' | sort -n | tail -1)

@@ -38,6 +38,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,7 @@ static int g_failed;     /* the first failure happened */
 static uint64_t g_sb_ckpt; /* the newest checkpoint the superblock may name after the failure */
 static uint64_t g_synced_written; /* the checkpoint op of the last record written to synced */
 static uint64_t g_synced_durable; /* ... of the last one fdatasync'ed: durable */
+static bool g_forgot;             /* after the failure, `synced` lost its boot id */
 static const char *g_report;
 static const char *g_note;
 static int g_no_reserve;
@@ -237,6 +239,27 @@ static void report(const char *call, const char *name)
 	append_line(g_report, line);
 }
 
+/* After a failed sync the store rewrites `synced` once more without its
+ * boot id (so that the next start rolls back even on this boot) and syncs
+ * it: allowed, as long as the record names nothing newer than the last
+ * one written. */
+static bool forgets_boot(int call, const void *buf, size_t len)
+{
+	if (call == CALL_FDATASYNC)
+		return __atomic_load_n(&g_forgot, __ATOMIC_SEQ_CST);
+	const uint8_t *b = buf;
+	if (call != CALL_PWRITE || b == NULL || len < 64 || memcmp(b, "VSRHSYN1", 8) != 0)
+		return false;
+	for (size_t i = 24; i < 64; i++)
+		if (b[i] != 0)
+			return false;
+	/* Nothing newer than the last record written (when only the record's
+	 * own fdatasync failed, data.mdb was synced: the store keeps it). */
+	bool ok = get_u64le(b + 16) <= __atomic_load_n(&g_synced_written, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&g_forgot, ok, __ATOMIC_SEQ_CST);
+	return ok;
+}
+
 /* After a failure: is this call one the replica must no longer make? */
 static void judge(int call, int kind, const char *name, const void *buf, size_t len)
 {
@@ -245,6 +268,8 @@ static void judge(int call, int kind, const char *name, const void *buf, size_t 
 			report(call_names[call], name);
 		return;
 	}
+	if (kind == KIND_SYNCED && forgets_boot(call, buf, len))
+		return; /* the record loses its boot id, names nothing newer */
 	if (kind == KIND_DATA || kind == KIND_SYNCED || kind == KIND_NEXT) {
 		report(call_names[call], name);
 		return;

@@ -689,7 +689,8 @@ static void restart_clean(int r, uint64_t ckpt, uint64_t op, const char *spec)
  * whose sync failed. The others go on with every acknowledged write;
  * restarted on a good disk it recovers from the checkpoint before and
  * reaches their digest. Once, it is first restarted on the still failing
- * disk: the store's sync at open fails, and it exits 74 too. */
+ * disk: the rollback of its unsynced newest commit fails, and it exits 74
+ * too. */
 int scenario_store_fault(void)
 {
 	if (g_fail_io == NULL)
@@ -704,9 +705,13 @@ int scenario_store_fault(void)
 		const char *reboot; /* ... pretending a reboot (VSRH_BOOT_ID) */
 		const char *reopen_says[4];
 	} faults[] = {
-		/* The newest commit was never synced: the open syncs it. */
-		{"data.msync:EIO:3", false, "(EIO)", "data.msync:EIO:1", NULL,
-		 {"vsr.store: LMDB ", "sync at open failed", "(EIO)", "this replica stops (exit 74)"}},
+		/* A failed sync leaves `synced` without a boot id: even on this
+		 * boot the next start rolls the newest commit back (the page
+		 * cache may have dropped what failed to write), with a pwrite
+		 * and an fdatasync, which fail here. */
+		{"data.msync:EIO:3", false, "(EIO)", "data.fdatasync:EIO:1", NULL,
+		 {"storage ", "rolling ", "/store/db/data.mdb back to transaction ",
+		  "Input/output error"}},
 		/* ... and after a reboot it is rolled back to the older meta page
 		 * (vsrh_store_settle_dir, in the store check at storage's load),
 		 * with a pwrite and an fdatasync. */
