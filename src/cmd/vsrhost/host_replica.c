@@ -434,12 +434,16 @@ static void host_tick_run(host *h)
 
 /* Storage asks, with its writer thread idle, whether a persist may wait
  * for the end of this loop iteration and be synced on the loop itself
- * (vsr_storage_options.inline_ok). Yes for a lone request: the replica is
- * normal, the persist carries operations of one request at most, at most
- * one operation is in flight and no request is queued. The sync then holds
- * up nothing but that request, which saves two thread wake-ups. With more
- * clients (batches, a pipeline) the writer thread keeps syncing while the
- * loop reads, executes, answers and prepares the next operation. */
+ * (vsr_storage_options.inline_ok). Yes on a backup for a lone request: the
+ * replica is normal, the persist carries one request at most, at most one
+ * operation is in flight and no request is queued. The sync then holds up
+ * nothing but that request, whose PREPARE_OK (on the critical path: network
+ * hop, the backup's sync, network hop) saves two thread wake-ups. Never on
+ * the primary: its own sync runs beside the backups' round trip, two hops
+ * shorter, and a primary that blocks on a sync reads the next requests
+ * late (16 clients: -10% puts/s measured when it did). With more clients
+ * (batches, a pipeline) the writer thread keeps syncing while the loop
+ * reads, executes and answers. */
 static bool host_inline_ok(void *data, const vsr_persist *p)
 {
 	host *h = data;
@@ -450,7 +454,8 @@ static bool host_inline_ok(void *data, const vsr_persist *p)
 		return false;
 	vsr_replica_info now;
 	vsr_replica_status_get(h->core, &now);
-	return now.status == VSR_STATUS_NORMAL && now.op <= now.commit + 1 && now.queued == 0;
+	return now.status == VSR_STATUS_NORMAL && now.primary != h->replica &&
+	       now.op <= now.commit + 1 && now.queued == 0;
 }
 
 static void host_persisted_cb(vsr_storage *s, uint64_t persist_id, int status)
