@@ -27,21 +27,11 @@
 #include "kv_op.h"
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
+#include "test_check.h"
 #include "vsrh_store.h"
 
 #define KEYS 500
 
-static int failures;
-
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);            \
-			printf(__VA_ARGS__);                                   \
-			printf("\n");                                          \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
 
 static void path2(char *out, size_t n, const char *a, const char *b)
 {

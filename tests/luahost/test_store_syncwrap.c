@@ -25,18 +25,8 @@
 #include "kv_op.h"
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
+#include "test_check.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);            \
-			printf(__VA_ARGS__);                                   \
-			printf("\n");                                          \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
 
 /* Which call fails once armed: 1 trickle, 2 LMDB's sync, 3 the record's. */
 static _Atomic int armed;
