@@ -128,7 +128,7 @@ static uint64_t env_txnid(MDB_env *env)
 /* Writes the dirty pages of data.mdb's first `used` bytes back a slice at a
  * time, each waited for: the log's own fdatasync, on the same disk, then
  * queues behind one slice instead of a whole interval's pages. */
-#define TRICKLE_BYTES ((off_t)2 << 20)
+#define TRICKLE_BYTES ((off_t)512 << 10)
 
 static uint64_t mono_ns(void);
 
