@@ -130,7 +130,12 @@ static uint64_t env_txnid(MDB_env *env)
  * queues behind one slice instead of a whole interval's pages. */
 #define TRICKLE_BYTES ((off_t)512 << 10)
 
-static uint64_t mono_ns(void);
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* A slice that did I/O is followed by a pause as long as it took, while the
  * sync stays within `budget_ns` (half the last interval between two
@@ -170,13 +175,6 @@ static int sync_and_record(vsrh_syncer *s, MDB_env *env, uint64_t txnid, uint64_
 	if (rc) /* every caller stops the replica: the next start rolls back */
 		synced_forget_boot(s->synced_fd);
 	return rc;
-}
-
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 static void *syncer_main(void *arg)

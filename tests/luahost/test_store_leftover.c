@@ -27,16 +27,12 @@
 #include "kv_op.h"
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
-#include "test_check.h"
+#include "store_test.h"
 #include "vsrh_store.h"
 
 #define KEYS 500
 
 
-static void path2(char *out, size_t n, const char *a, const char *b)
-{
-	snprintf(out, n, "%s/%s", a, b);
-}
 
 static bool exists(const char *p)
 {
@@ -61,17 +57,6 @@ static void put_keys(vsrh_sm *sm, int round, uint64_t *op)
 	free(reply.data);
 }
 
-static vsr_checkpoint take(vsrh_sm *sm, uint64_t op)
-{
-	vsr_state_machine m;
-	vsrh_sm_bind(sm, &m);
-	vsr_checkpoint cp = {.op = op, .checksum = op * 31, .timestamp = op};
-	static const uint8_t meta[8];
-	int rc = m.checkpoint_take(m.ctx, &cp, meta, sizeof meta);
-	CHECK(rc == VSR_OK || rc == VSR_PENDING, "checkpoint_take: %d", rc);
-	vsrh_sm_on_checkpoint_durable(sm, NULL, NULL); /* waits for its sync */
-	return cp;
-}
 
 /* A source store with KEYS keys and its checkpoint image. */
 static uint8_t *source_image(const vsrh_config *cfg, const char *dir, vsr_checkpoint *cp)
@@ -84,7 +69,8 @@ static uint8_t *source_image(const vsrh_config *cfg, const char *dir, vsr_checkp
 	}
 	uint64_t op = 0;
 	put_keys(sm, 1, &op);
-	*cp = take(sm, op);
+	int rc = st_take(sm, op, NULL, NULL, cp);
+	CHECK(rc == VSR_OK || rc == VSR_PENDING, "checkpoint_take: %d", rc);
 	vsr_state_machine m;
 	vsrh_sm_bind(sm, &m);
 	vsr_buf img = {0};
@@ -131,7 +117,9 @@ static uint64_t digest_after_puts(const vsrh_config *cfg, const char *dir, bool 
 	uint64_t op = 0;
 	put_keys(sm, 2, &op);
 	uint64_t d = vsrh_sm_digest(sm);
-	(void)take(sm, op);
+	vsr_checkpoint cp;
+	int rc = st_take(sm, op, NULL, NULL, &cp);
+	CHECK(rc == VSR_OK || rc == VSR_PENDING, "checkpoint_take: %d", rc);
 	vsrh_sm_destroy(sm);
 	/* The store's own record against its records. */
 	why[0] = '\0';
@@ -154,8 +142,8 @@ int main(void)
 		return 1;
 	}
 	char src[600], clean[600], p[1600], why[512];
-	path2(src, sizeof src, dir, "source");
-	path2(clean, sizeof clean, dir, "clean");
+	st_path(src, sizeof src, dir, "source");
+	st_path(clean, sizeof clean, dir, "clean");
 	vsr_checkpoint cp;
 	uint8_t *img = source_image(&cfg, src, &cp);
 	if (img == NULL)
@@ -173,7 +161,7 @@ int main(void)
 		char store[600];
 		snprintf(store, sizeof store, "%s/replica-%zu", dir, i);
 		killed_fetch(&cfg, store, modes[i].durable, &cp, img);
-		path2(p, sizeof p, store, "next/data.mdb");
+		st_path(p, sizeof p, store, "next/data.mdb");
 		CHECK(exists(p), "%s: the killed fetch left %s (else this test proves nothing)",
 		      modes[i].name, p);
 		uint64_t got = digest_after_puts(&cfg, store, modes[i].durable, true, why, sizeof why);
@@ -188,36 +176,27 @@ int main(void)
 	 * complete next/ not yet renamed) is finished at the next start. */
 	{
 		char store[600], a[900], b[900];
-		path2(store, sizeof store, dir, "install");
+		st_path(store, sizeof store, dir, "install");
 		vsrh_sm *sm = NULL;
 		if (vsrh_sm_create_at(&sm, &cfg, store, true, true, err, sizeof err) != VSR_OK) {
 			CHECK(0, "open %s: %s", store, err);
 		} else {
 			vsrh_sm_destroy(sm);
 			/* next/: the complete source environment. */
-			path2(a, sizeof a, store, "next");
+			st_path(a, sizeof a, store, "next");
 			mkdir(a, 0700);
 			snprintf(p, sizeof p, "cp --sparse=always '%s/db/data.mdb' '%s/next/data.mdb'", src,
 				 store);
 			CHECK(system(p) == 0, "%s", p);
-			path2(a, sizeof a, store, "db");
-			path2(b, sizeof b, store, "old");
+			st_path(a, sizeof a, store, "db");
+			st_path(b, sizeof b, store, "old");
 			CHECK(rename(a, b) == 0, "rename db old");
-			if (vsrh_sm_create_at(&sm, &cfg, store, true, false, err, sizeof err) != VSR_OK) {
-				CHECK(0, "reopen %s: %s", store, err);
-			} else {
-				vsr_state_machine m;
-				vsrh_sm_bind(sm, &m);
-				vsr_checkpoint got = {0};
-				vsr_buf meta = {0};
-				CHECK(m.checkpoint_open(m.ctx, &got, &meta) == VSR_OK && got.op == cp.op &&
-					      got.digest == cp.digest,
+			vsr_checkpoint got;
+			if (st_open(&cfg, store, &got, NULL) == 0)
+				CHECK(got.op == cp.op && got.digest == cp.digest,
 				      "the interrupted install is finished: checkpoint op %llu, got %llu",
 				      (unsigned long long)cp.op, (unsigned long long)got.op);
-				free(meta.data);
-				vsrh_sm_destroy(sm);
-			}
-			path2(p, sizeof p, store, "old/data.mdb");
+			st_path(p, sizeof p, store, "old/data.mdb");
 			CHECK(!exists(p), "the replaced environment (old/) is removed");
 		}
 	}
@@ -226,7 +205,7 @@ int main(void)
 	 * it stopped the replica): the next start puts old/ back. */
 	{
 		char store[600], a[900], b[900];
-		path2(store, sizeof store, dir, "undo");
+		st_path(store, sizeof store, dir, "undo");
 		vsrh_sm *sm = NULL;
 		vsr_checkpoint own = {0};
 		if (vsrh_sm_create_at(&sm, &cfg, store, true, true, err, sizeof err) != VSR_OK) {
@@ -234,26 +213,18 @@ int main(void)
 		} else {
 			uint64_t op = 0;
 			put_keys(sm, 3, &op);
-			own = take(sm, op);
+			int rc = st_take(sm, op, NULL, NULL, &own);
+			CHECK(rc == VSR_OK || rc == VSR_PENDING, "checkpoint_take: %d", rc);
 			vsrh_sm_destroy(sm);
-			path2(a, sizeof a, store, "db");
-			path2(b, sizeof b, store, "old");
+			st_path(a, sizeof a, store, "db");
+			st_path(b, sizeof b, store, "old");
 			CHECK(rename(a, b) == 0, "rename db old");
-			if (vsrh_sm_create_at(&sm, &cfg, store, true, false, err, sizeof err) != VSR_OK) {
-				CHECK(0, "reopen %s: %s", store, err);
-			} else {
-				vsr_state_machine m;
-				vsrh_sm_bind(sm, &m);
-				vsr_checkpoint got = {0};
-				vsr_buf meta = {0};
-				CHECK(m.checkpoint_open(m.ctx, &got, &meta) == VSR_OK && got.op == own.op &&
-					      got.digest == own.digest,
+			vsr_checkpoint got;
+			if (st_open(&cfg, store, &got, NULL) == 0)
+				CHECK(got.op == own.op && got.digest == own.digest,
 				      "an install that never renamed next/ is undone: checkpoint op %llu, "
 				      "got %llu",
 				      (unsigned long long)own.op, (unsigned long long)got.op);
-				free(meta.data);
-				vsrh_sm_destroy(sm);
-			}
 		}
 	}
 

@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "kv_op.h"
-#include "test_check.h"
+#include "store_test.h"
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
 #include "vsrh_store.h"
@@ -64,10 +64,6 @@ static int copy_file(const char *from, const char *to)
 	return system(cmd);
 }
 
-static void path2(char *out, size_t n, const char *a, const char *b)
-{
-	snprintf(out, n, "%s/%s", a, b);
-}
 
 /* Applies KEYS puts (round r) and takes the checkpoint at op; waits until
  * it is durable. */
@@ -77,11 +73,9 @@ static vsr_checkpoint put_round_and_checkpoint(vsrh_sm *sm, int round, uint64_t 
 	vsrh_sm_bind(sm, &m);
 	int refused = kv_put_round(&m, KEYS, round, op);
 	CHECK(refused == 0, "%d puts of round %d refused", refused, round);
-	vsr_checkpoint cp = {.op = *op, .checksum = *op * 31, .timestamp = *op};
-	static const uint8_t meta[8];
-	int rc = m.checkpoint_take(m.ctx, &cp, meta, sizeof meta);
+	vsr_checkpoint cp;
+	int rc = st_take(sm, *op, NULL, NULL, &cp); /* waits for the sync */
 	CHECK(rc == VSR_PENDING, "a durable store's checkpoint is pending until synced, got %d", rc);
-	vsrh_sm_on_checkpoint_durable(sm, NULL, NULL); /* waits for the sync */
 	return cp;
 }
 
@@ -115,26 +109,6 @@ static int check_in_child(const char *store, uint64_t min_op, uint64_t checksum,
 	return WEXITSTATUS(status) == 0 ? 0 : 1;
 }
 
-/* Opens the store under `store` (not fresh) and returns its checkpoint. */
-static vsr_checkpoint open_checkpoint(const vsrh_config *cfg, const char *store, uint64_t *digest)
-{
-	char err[512];
-	vsrh_sm *sm = NULL;
-	vsr_checkpoint cp = {0};
-	if (vsrh_sm_create_at(&sm, cfg, store, true, false, err, sizeof err) != VSR_OK) {
-		CHECK(0, "open %s: %s", store, err);
-		return cp;
-	}
-	vsr_state_machine m;
-	vsrh_sm_bind(sm, &m);
-	vsr_buf meta = {0};
-	CHECK(m.checkpoint_open(m.ctx, &cp, &meta) == VSR_OK, "checkpoint_open %s", store);
-	*digest = m.digest(m.ctx);
-	free(meta.data);
-	vsrh_sm_destroy(sm);
-	return cp;
-}
-
 int main(void)
 {
 	char dir[] = "/tmp/vsr-powercut-XXXXXX";
@@ -143,8 +117,8 @@ int main(void)
 		return 1;
 	}
 	char err[512], live[600], torn[600], f1[900], f2[900];
-	path2(live, sizeof live, dir, "live");
-	path2(torn, sizeof torn, dir, "torn");
+	st_path(live, sizeof live, dir, "live");
+	st_path(torn, sizeof torn, dir, "torn");
 	vsrh_config cfg;
 	if (vsrh_config_load("config/kv.lua", &cfg, err, sizeof err) != 0) {
 		printf("config/kv.lua: %s\n", err);
@@ -162,13 +136,13 @@ int main(void)
 	vsr_checkpoint a = put_round_and_checkpoint(sm, 1, &op);
 	uint64_t digest_a = vsrh_sm_digest(sm);
 	mkdir(torn, 0700);
-	path2(f1, sizeof f1, torn, "db");
+	st_path(f1, sizeof f1, torn, "db");
 	mkdir(f1, 0700);
-	path2(f1, sizeof f1, live, "db/data.mdb");
-	path2(f2, sizeof f2, torn, "db/data.mdb");
+	st_path(f1, sizeof f1, live, "db/data.mdb");
+	st_path(f2, sizeof f2, torn, "db/data.mdb");
 	CHECK(copy_sparse(f1, f2) == 0, "copy %s", f1);
-	path2(f1, sizeof f1, live, "synced");
-	path2(f2, sizeof f2, torn, "synced");
+	st_path(f1, sizeof f1, live, "synced");
+	st_path(f2, sizeof f2, torn, "synced");
 	CHECK(copy_file(f1, f2) == 0, "copy %s", f1);
 
 	/* Checkpoint B: every key rewritten, and more. */
@@ -180,8 +154,8 @@ int main(void)
 	/* The cut: B's meta page reached the disk, its pages did not. Meta
 	 * pages are pages 0 and 1 (4 KiB here); B's is the one with the
 	 * higher transaction id, which LMDB picks. */
-	path2(f1, sizeof f1, live, "db/data.mdb");
-	path2(f2, sizeof f2, torn, "db/data.mdb");
+	st_path(f1, sizeof f1, live, "db/data.mdb");
+	st_path(f2, sizeof f2, torn, "db/data.mdb");
 	int lf = open(f1, O_RDONLY), tf = open(f2, O_WRONLY);
 	long ps = sysconf(_SC_PAGESIZE);
 	char *page = malloc((size_t)ps * 2);
@@ -209,7 +183,8 @@ int main(void)
 	int after = check_in_child(torn, a.op, a.checksum, why, sizeof why);
 	CHECK(after == 0, "after the rollback the store is intact: %s", why);
 	uint64_t d = 0;
-	vsr_checkpoint got = open_checkpoint(&cfg, torn, &d);
+	vsr_checkpoint got;
+	st_open(&cfg, torn, &got, &d);
 	CHECK(got.op == a.op && got.digest == a.digest && d == digest_a,
 	      "opens checkpoint A (op %llu, got %llu)", (unsigned long long)a.op,
 	      (unsigned long long)got.op);
@@ -218,7 +193,7 @@ int main(void)
 	rolled = true;
 	CHECK(vsrh_store_settle_dir(live, &rolled, why, sizeof why) == 0 && !rolled,
 	      "a synced newest transaction stays");
-	got = open_checkpoint(&cfg, live, &d);
+	st_open(&cfg, live, &got, &d);
 	CHECK(got.op == b.op && got.digest == b.digest && d == digest_b,
 	      "opens checkpoint B (op %llu, got %llu)", (unsigned long long)b.op,
 	      (unsigned long long)got.op);

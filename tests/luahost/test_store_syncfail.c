@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #include "kv_op.h"
-#include "test_check.h"
+#include "store_test.h"
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
 #include "vsrh_store.h"
@@ -69,12 +69,10 @@ static vsr_checkpoint child_round(vsrh_sm *sm, int round, uint64_t *op)
 	vsrh_sm_bind(sm, &m);
 	if (kv_put_round(&m, KEYS, round, op) != 0)
 		_exit(4);
-	vsr_checkpoint cp = {.op = *op, .checksum = *op * 31, .timestamp = *op};
-	static const uint8_t meta[8];
-	dprintf(1, "take %" PRIu64 "\n", cp.op);
-	if (m.checkpoint_take(m.ctx, &cp, meta, sizeof meta) != VSR_PENDING)
+	dprintf(1, "take %" PRIu64 "\n", *op);
+	vsr_checkpoint cp;
+	if (st_take(sm, *op, on_durable, NULL, &cp) != VSR_PENDING) /* waits for the sync */
 		_exit(5);
-	vsrh_sm_on_checkpoint_durable(sm, on_durable, NULL); /* waits for the sync */
 	return cp;
 }
 
@@ -194,24 +192,6 @@ static uint64_t last_op(const char *out, const char *key)
 	return v;
 }
 
-/* The checkpoint op `synced` records, or 0. */
-static uint64_t synced_op(const char *dir)
-{
-	char path[700];
-	snprintf(path, sizeof path, "%s/store/synced", dir);
-	uint8_t b[72];
-	int fd = open(path, O_RDONLY);
-	ssize_t n = fd >= 0 ? pread(fd, b, sizeof b, 0) : 0;
-	if (fd >= 0)
-		close(fd);
-	if (n != (ssize_t)sizeof b || memcmp(b, "VSRHSYN1", 8) != 0)
-		return 0;
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | b[16 + i];
-	return v;
-}
-
 static void expect_stop(const char *spec, int status, const char *err, const char *what,
 			const char *error)
 {
@@ -259,9 +239,12 @@ int main(int argc, char **argv)
 		      "%s: the checkpoint at op %" PRIu64 " was reported durable though its sync failed",
 		      spec, taken);
 		CHECK(strstr(out, "survived") == NULL, "%s: went on", spec);
+		char store_dir[600];
+		st_path(store_dir, sizeof store_dir, dir, "store");
 		if (!cases[c].synced_written)
-			CHECK(synced_op(dir) == durable, "%s: `synced` names op %" PRIu64 ", not %" PRIu64,
-			      spec, synced_op(dir), durable);
+			CHECK(st_synced_op(store_dir) == durable,
+			      "%s: `synced` names op %" PRIu64 ", not %" PRIu64, spec,
+			      st_synced_op(store_dir), durable);
 		if (durable < taken)
 			printf("%s: exit 74, checkpoint at op %" PRIu64 " not durable (the last durable: "
 			       "op %" PRIu64 ")\n", spec, taken, durable);

@@ -25,7 +25,7 @@
 #include "kv_op.h"
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
-#include "test_check.h"
+#include "store_test.h"
 
 
 /* Which call fails once armed: 1 trickle, 2 LMDB's sync, 3 the record's. */
@@ -75,19 +75,6 @@ static void on_durable(void *arg, uint64_t op)
 		_exit(9);
 }
 
-static void put_round(vsr_state_machine *m, int round, uint64_t *op)
-{
-	vsr_buf b = {0}, reply = {0};
-	for (int i = 0; i < 300; i++) {
-		kv_put_op(&b, i, 64, round);
-		vsr_apply_ctx a = {.op = ++*op, .session = 1, .request = *op};
-		reply.len = 0;
-		if (m->apply(m->ctx, &a, b.data, b.len, &reply) != VSR_REPLY_OK)
-			_exit(5);
-	}
-	free(b.data);
-	free(reply.data);
-}
 
 /* The child: checkpoint 1 synced, then checkpoint 2 with `mode` armed.
  * Exits 0 when checkpoint 2 was reported durable. */
@@ -106,7 +93,8 @@ static void child(const vsrh_config *cfg, const char *dir, int mode)
 	 * loop writes pages while the thread syncs: run it under helgrind). */
 	int rounds = mode == 0 ? 4 : 2;
 	for (int round = 1; round <= rounds; round++) {
-		put_round(&m, round, &op);
+		if (kv_put_round(&m, 300, round, &op) != 0)
+			_exit(5);
 		if (mode != 0 && round == 2)
 			atomic_store(&armed, mode);
 		vsr_checkpoint cp = {.op = op, .checksum = op, .timestamp = op};
@@ -120,42 +108,6 @@ static void child(const vsrh_config *cfg, const char *dir, int mode)
 		_exit(8);
 	vsrh_sm_destroy(sm);
 	_exit(0);
-}
-
-/* The op `synced` names (0 when unreadable). */
-static uint64_t synced_op(const char *dir)
-{
-	char p[700];
-	snprintf(p, sizeof p, "%s/synced", dir);
-	int fd = open(p, O_RDONLY);
-	uint8_t b[24];
-	uint64_t op = 0;
-	if (fd >= 0 && pread(fd, b, sizeof b, 0) == (ssize_t)sizeof b)
-		for (int i = 7; i >= 0; i--)
-			op = op << 8 | b[16 + i];
-	if (fd >= 0)
-		close(fd);
-	return op;
-}
-
-/* The checkpoint op the store under `dir` opens (not fresh), after the
- * start's own rollback of an untrusted newest transaction. */
-static uint64_t open_op(const vsrh_config *cfg, const char *dir)
-{
-	char err[512];
-	vsrh_sm *sm = NULL;
-	if (vsrh_sm_create_at(&sm, cfg, dir, true, false, err, sizeof err) != VSR_OK) {
-		CHECK(0, "open %s: %s", dir, err);
-		return 0;
-	}
-	vsr_state_machine m;
-	vsrh_sm_bind(sm, &m);
-	vsr_checkpoint cp = {0};
-	vsr_buf meta = {0};
-	CHECK(m.checkpoint_open(m.ctx, &cp, &meta) == VSR_OK, "checkpoint_open %s", dir);
-	free(meta.data);
-	vsrh_sm_destroy(sm);
-	return cp.op;
 }
 
 int main(void)
@@ -207,8 +159,8 @@ int main(void)
 			CHECK(code == 0 && strstr(o, "durable 1200") != NULL,
 			      "%s: the last checkpoint durable (exit %d, told: %s, stderr: %s)", what[mode],
 			      code, o, e);
-			CHECK(synced_op(store) == 1200, "%s: synced names op 1200, not %llu", what[mode],
-			      (unsigned long long)synced_op(store));
+			CHECK(st_synced_op(store) == 1200, "%s: synced names op 1200, not %llu", what[mode],
+			      (unsigned long long)st_synced_op(store));
 			continue;
 		}
 		CHECK(code == 74, "%s: the replica stops with exit 74, got %d (stderr: %s)", what[mode],
@@ -219,15 +171,17 @@ int main(void)
 		      "%s: checkpoint 300 was reported durable and 600 never: %s", what[mode], o);
 		/* Never a transaction whose sync failed (when only the record's own
 		 * fdatasync failed, data.mdb was synced: either op is true). */
-		CHECK(synced_op(store) == 300 || (mode == 3 && synced_op(store) == 600),
+		CHECK(st_synced_op(store) == 300 || (mode == 3 && st_synced_op(store) == 600),
 		      "%s: synced names op %llu, whose sync failed", what[mode],
-		      (unsigned long long)synced_op(store));
+		      (unsigned long long)st_synced_op(store));
 		printf("%s: exit %d, %s", what[mode], code, e);
 		/* The next start, on the same boot: the pages whose writeback
 		 * failed may be gone from the page cache (Linux marks them clean),
 		 * so the newest transaction is not to be trusted unless `synced`
 		 * names it; the store opens the last durable checkpoint. */
-		uint64_t reopened = open_op(&cfg, store);
+		vsr_checkpoint reopened_cp;
+		st_open(&cfg, store, &reopened_cp, NULL);
+		uint64_t reopened = reopened_cp.op;
 		CHECK(reopened == (mode == 3 ? 600u : 300u),
 		      "%s: the next start on the same boot opens checkpoint %u, got %llu", what[mode],
 		      mode == 3 ? 600u : 300u, (unsigned long long)reopened);

@@ -1,0 +1,80 @@
+/* store_test.h - what the C tests of vsr.store on LMDB share: paths, a
+ * checkpoint taken and waited for, a store reopened at its checkpoint, the
+ * op `synced` records. */
+#ifndef TESTS_STORE_TEST_H
+#define TESTS_STORE_TEST_H
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "test_check.h"
+#include "vsrh_config.h"
+#include "vsrh_lua.h"
+
+static inline void st_path(char *out, size_t n, const char *a, const char *b)
+{
+	snprintf(out, n, "%s/%s", a, b);
+}
+
+/* Takes the checkpoint at op (checksum op * 31, timestamp op) into *cp,
+ * then waits for its sync and hands later ones to fn(arg) (NULL: none).
+ * Returns what checkpoint_take returned. */
+static inline int st_take(vsrh_sm *sm, uint64_t op, void (*fn)(void *, uint64_t), void *arg,
+			  vsr_checkpoint *cp)
+{
+	vsr_state_machine m;
+	vsrh_sm_bind(sm, &m);
+	*cp = (vsr_checkpoint){.op = op, .checksum = op * 31, .timestamp = op};
+	static const uint8_t meta[8];
+	int rc = m.checkpoint_take(m.ctx, cp, meta, sizeof meta);
+	vsrh_sm_on_checkpoint_durable(sm, fn, arg);
+	return rc;
+}
+
+/* Opens the durable store under dir (not fresh, as a restart does) and
+ * returns 0 with its checkpoint and digest, or -1 (counted as a failure). */
+static inline int st_open(const vsrh_config *cfg, const char *dir, vsr_checkpoint *cp,
+			  uint64_t *digest)
+{
+	char err[512];
+	vsrh_sm *sm = NULL;
+	memset(cp, 0, sizeof *cp);
+	if (vsrh_sm_create_at(&sm, cfg, dir, true, false, err, sizeof err) != VSR_OK) {
+		CHECK(0, "open %s: %s", dir, err);
+		return -1;
+	}
+	vsr_state_machine m;
+	vsrh_sm_bind(sm, &m);
+	vsr_buf meta = {0};
+	int rc = m.checkpoint_open(m.ctx, cp, &meta);
+	CHECK(rc == VSR_OK, "checkpoint_open %s: %d", dir, rc);
+	if (digest != NULL)
+		*digest = m.digest(m.ctx);
+	free(meta.data);
+	vsrh_sm_destroy(sm);
+	return rc == VSR_OK ? 0 : -1;
+}
+
+/* The checkpoint op store_dir/synced records ("VSRHSYN1" | txnid | op ...),
+ * or 0 when it is missing or not a record. */
+static inline uint64_t st_synced_op(const char *store_dir)
+{
+	char path[700];
+	st_path(path, sizeof path, store_dir, "synced");
+	uint8_t b[24];
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd >= 0 ? pread(fd, b, sizeof b, 0) : 0;
+	if (fd >= 0)
+		close(fd);
+	if (n != (ssize_t)sizeof b || memcmp(b, "VSRHSYN1", 8) != 0)
+		return 0;
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | b[16 + i];
+	return v;
+}
+
+#endif /* TESTS_STORE_TEST_H */
