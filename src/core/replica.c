@@ -195,7 +195,6 @@ vsr_persist *persist_state(vsr_replica *r, bool truncate, uint64_t truncate_afte
 	q->view = r->view;
 	q->log_view = r->log_view;
 	q->op = r->log.head;
-	q->checkpoint_op = r->checkpoint_durable.op;
 	q->joined = p->superblock.history != 0;
 	q->issued_at = r->now;
 	return p;
@@ -227,7 +226,6 @@ static void on_persisted(vsr_replica *r, uint64_t id)
 	r->durable_view = p.view;
 	r->durable_log_view = p.log_view;
 	r->durable_op = p.op;
-	r->durable_checkpoint_op = p.checkpoint_op;
 	r->durable_joined = p.joined;
 	uint64_t took = r->now - p.issued_at;
 	uint64_t decayed = r->disk_ticks - r->disk_ticks / 32;
@@ -437,7 +435,6 @@ static int restart_from(vsr_replica *r, const vsr_durable *d)
 	r->durable_view = sb->view;
 	r->durable_log_view = sb->log_view;
 	r->durable_op = r->log.head;
-	r->durable_checkpoint_op = r->checkpoint_durable.op;
 	r->durable_joined = true;
 	/* The superblock's commit is a lower bound of what was committed;
 	 * re-execute the committed prefix we hold. */

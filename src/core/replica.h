@@ -189,7 +189,6 @@ typedef struct pending_persist {
 	uint64_t view;
 	uint64_t log_view;
 	uint64_t op;            /* log head once applied */
-	uint64_t checkpoint_op;
 	bool joined;            /* the superblock names our history (no amnesia) */
 	uint64_t issued_at;     /* tick: its latency feeds disk_ticks */
 } pending_persist;
@@ -232,7 +231,6 @@ struct vsr_replica {
 	pending_persist *pending;   /* ring of cfg.log_max, FIFO */
 	uint32_t pending_head, pending_count, pending_cap;
 	uint64_t durable_view, durable_log_view, durable_op;
-	uint64_t durable_checkpoint_op;
 	bool durable_joined;        /* the durable superblock names our history */
 	/* How long our writes take lately (ticks from issue to completion, a
 	 * maximum that decays by 1/32 per completion). Timeouts that wait for
