@@ -588,7 +588,8 @@ void checkpoint_on_durable(vsr_replica *r, uint64_t op)
 	const vsr_checkpoint *cp = NULL;
 	if (r->checkpoint.op > 0 && (r->checkpoint.op <= op || BUG(r, VSR_BUG_DURABLE_NAMES_CURRENT)))
 		cp = &r->checkpoint;
-	else if (r->checkpoint_prev.op > 0 && r->checkpoint_prev.op <= op) cp = &r->checkpoint_prev;
+	else if (r->checkpoint_prev.op > 0 && r->checkpoint_prev.op <= op)
+		cp = &r->checkpoint_prev;
 	if (cp == NULL || cp->op <= r->checkpoint_durable.op) return;
 	r->checkpoint_durable = *cp;
 	/* The superblock now names it, and storage may drop the log below. */
