@@ -1593,10 +1593,9 @@ void vsrh_sm_stats_get(const vsrh_sm *sm, vsrh_sm_stats *out)
 {
 	*out = sm->stats;
 	out->memory_bytes = sm->box.mem_used;
-	uint64_t f[4];
-	vsrh_store_sync_figures((vsrh_store *)&sm->store, f);
-	out->checkpoint_syncs = f[0];
-	out->checkpoint_sync_last_ns = f[1];
-	out->checkpoint_sync_waits = f[2];
-	out->checkpoint_sync_wait_ns = f[3];
+	vsrh_sync_figures f = vsrh_store_sync_figures((vsrh_store *)&sm->store);
+	out->checkpoint_syncs = f.syncs;
+	out->checkpoint_sync_last_ns = f.last_sync_ns;
+	out->checkpoint_sync_waits = f.waits;
+	out->checkpoint_sync_wait_ns = f.wait_ns;
 }
