@@ -499,11 +499,11 @@ int vsr_wire_encode_hello(vsr_buf *out, uint64_t cluster, const vsr_wire_hello *
 	if (h->role >= VSR_WIRE_ROLE_COUNT || h->replica >= VSR_REPLICAS_MAX ||
 	    (h->role != VSR_WIRE_ROLE_REPLICA && h->replica != 0))
 		return -VSR_WIRE_ERANGE;
+	if (h->config_count > VSR_WIRE_CONFIG_PARTS_MAX)
+		return -VSR_WIRE_ELIMIT;
 	wire_enc e;
 	if (wire_enc_begin(&e, out, VSR_WIRE_HELLO) != 0)
 		return -VSR_WIRE_ENOMEM;
-	if (h->config_count > VSR_WIRE_CONFIG_PARTS_MAX)
-		return -VSR_WIRE_ELIMIT;
 	msgpack_pack_array(&e.pk, h->config_count > 0 ? WIRE_HELLO_FIELDS : WIRE_HELLO_FIELDS_MIN);
 	wire_pack_u(&e, h->role);
 	wire_pack_u(&e, h->replica);
