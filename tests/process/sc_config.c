@@ -166,6 +166,20 @@ int scenario_config_mismatch(void)
 	note("both ends logged \"state machine script differs\" with fingerprints %s (%d, %d) and "
 	     "%s (%d), nothing else", fp[a], a + 1, b + 1, fp[odd], odd + 1);
 
+	/* vsrctl status shows the fingerprints (first 8 hex digits) and says
+	 * they differ. */
+	char out[8192];
+	int rc = run_vsrctl(out, sizeof out, (const char *const[]){"status", NULL});
+	char short_good[9], short_odd[9];
+	snprintf(short_good, sizeof short_good, "%.8s", fp[a]);
+	snprintf(short_odd, sizeof short_odd, "%.8s", fp[odd]);
+	if (strstr(out, "config") == NULL || strstr(out, short_good) == NULL ||
+	    strstr(out, short_odd) == NULL || strstr(out, "configuration fingerprints differ") == NULL)
+		fail("vsrctl status (exit %d) does not show fingerprints %s and %s as differing:\n%s",
+		     rc, short_good, short_odd, out);
+	note("vsrctl status shows config %s for replicas %d and %d, %s for replica %d, and says "
+	     "they differ", short_good, a + 1, b + 1, short_odd, odd + 1);
+
 	/* The two serve writes; the third takes no part. */
 	int q = wait_pair(a, b, STARTUP_MS);
 	vsr_wire_status before;
@@ -205,6 +219,9 @@ int scenario_config_mismatch(void)
 		fail("replicas %d and %d did not log \"%s\"", a + 1, b + 1, back);
 	put_keys(&m, &sb, KEYS, KEYS + 5, &last);
 	wait_converged(last, CATCHUP_MS, "after more writes");
+	rc = run_vsrctl(out, sizeof out, (const char *const[]){"status", NULL});
+	if (rc != 0 || strstr(out, "configuration fingerprints differ") != NULL)
+		fail("vsrctl status (exit %d) after the restart:\n%s", rc, out);
 	note("replica %d restarted with kv.lua: accepted, caught up; all three executed op %" PRIu64
 	     " with equal digests", odd + 1, last);
 	scenario_close(&m, &sb);
