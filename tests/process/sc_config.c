@@ -130,6 +130,20 @@ int scenario_config_mismatch(void)
 	}
 	if (f != NULL)
 		fclose(f);
+	/* `vsrhost fingerprint CONFIG` prints what the replicas logged. */
+	for (int k = 0; k < 2; k++) {
+		char cmd[1200], got[64] = "", name[32] = "cluster.lua";
+		if (k == 1)
+			snprintf(name, sizeof name, "cluster-%d.lua", odd + 1);
+		snprintf(cmd, sizeof cmd, "'%s' fingerprint '%s/%s' 2>&1", g_vsrhost, g_dir, name);
+		FILE *pf = popen(cmd, "r");
+		if (pf == NULL || fgets(got, sizeof got, pf) == NULL)
+			fail("%s printed nothing", cmd);
+		int st = pclose(pf);
+		const char *want_fp = k == 0 ? fp[a] : fp[odd];
+		if (st != 0 || strncmp(got, want_fp, 16) != 0)
+			fail("%s (status %d) printed %s, the replica logged %s", cmd, st, got, want_fp);
+	}
 	if (strcmp(fp[a], fp[b]) != 0 || strcmp(fp[a], fp[odd]) == 0)
 		fail("fingerprints %s (%d), %s (%d), %s (%d): want the first two equal, the third "
 		     "different", fp[a], a + 1, fp[b], b + 1, fp[odd], odd + 1);
@@ -166,6 +180,7 @@ int scenario_config_mismatch(void)
 	note("both ends logged \"state machine script differs\" with fingerprints %s (%d, %d) and "
 	     "%s (%d), nothing else", fp[a], a + 1, b + 1, fp[odd], odd + 1);
 
+	note("`vsrhost fingerprint` of each configuration file prints what its replicas logged");
 	/* vsrctl status shows the fingerprints (first 8 hex digits) and says
 	 * they differ. */
 	char out[8192];

@@ -11,6 +11,9 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <sysexits.h>
+
+#include "vsrh_lua.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -105,4 +108,33 @@ void host_fingerprint_describe(const uint64_t parts[VSR_WIRE_CONFIG_PARTS], char
 	}
 	if (used < len)
 		snprintf(buf + used, len - used, ")");
+}
+
+int host_fingerprint_main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "vsrhost: usage: vsrhost fingerprint CONFIG\n");
+		return EX_USAGE;
+	}
+	vsrh_config cfg;
+	char err[1024];
+	if (vsrh_config_load(argv[1], &cfg, err, sizeof err) != 0) {
+		fprintf(stderr, "vsrhost: %s\n", err);
+		return EX_CONFIG;
+	}
+	vsrh_sm *sm = NULL;
+	if (vsrh_sm_create(&sm, &cfg, err, sizeof err) != 0) {
+		fprintf(stderr, "vsrhost: %s: %s\n", cfg.path, err);
+		vsrh_config_free(&cfg);
+		return EX_CONFIG;
+	}
+	uint64_t sources, dedup, parts[VSR_WIRE_CONFIG_PARTS];
+	vsrh_sm_sources(sm, &sources, &dedup);
+	host_fingerprint_parts(&cfg, sources, dedup, parts);
+	vsrh_sm_destroy(sm);
+	vsrh_config_free(&cfg);
+	printf("%016" PRIx64 "\n", vsr_wire_config_fingerprint(parts, VSR_WIRE_CONFIG_PARTS));
+	for (unsigned i = 0; i < VSR_WIRE_CONFIG_PARTS; i++)
+		printf("  %016" PRIx64 "  %s\n", parts[i], vsr_wire_config_part_name(i));
+	return 0;
 }

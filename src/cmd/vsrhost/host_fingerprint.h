@@ -25,4 +25,9 @@ void host_fingerprint_parts(const vsrh_config *cfg, uint64_t statemachine_source
 void host_fingerprint_describe(const uint64_t parts[VSR_WIRE_CONFIG_PARTS], char *buf,
 			       size_t len);
 
+/* vsrhost fingerprint CONFIG: loads the configuration and its scripts as a
+ * replica would and prints the fingerprint and its parts, so that operators
+ * can compare machines before starting anything. Returns an exit code. */
+int host_fingerprint_main(int argc, char **argv);
+
 #endif
