@@ -1013,6 +1013,22 @@ static int write_corpus(const char *dir)
 		printf("wrote %s (%zu bytes)\n", path, b.len);
 		free(b.data);
 	}
+	/* A replica's HELLO, with its configuration fingerprint (field 5). */
+	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_REPLICA, .replica = 2, .instance = 0x1234,
+			    .history = 0x5678, .config_count = VSR_WIRE_CONFIG_PARTS};
+	for (unsigned i = 0; i < VSR_WIRE_CONFIG_PARTS; i++)
+		h.config[i] = 0x0101010101010101ull * (i + 1);
+	vsr_buf b = {0};
+	char path[512];
+	snprintf(path, sizeof(path), "%s/valid-64-HELLO-replica", dir);
+	FILE *f = NULL;
+	if (vsr_wire_encode_hello(&b, WT_CLUSTER, &h) != 0 || (f = fopen(path, "wb")) == NULL ||
+	    fwrite(b.data, 1, b.len, f) != b.len || fclose(f) != 0) {
+		fprintf(stderr, "%s: cannot write\n", path);
+		return 1;
+	}
+	printf("wrote %s (%zu bytes)\n", path, b.len);
+	free(b.data);
 	return 0;
 }
 
