@@ -571,7 +571,8 @@ static void net_send_hello(net_conn *c)
 	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_REPLICA, .replica = net->opts.replica,
 			    .instance = net->opts.instance, .history = net->history,
 			    .config_count = net->opts.config_count};
-	memcpy(h.config, net->opts.config, sizeof(uint64_t) * net->opts.config_count);
+	if (net->opts.config_count > 0)
+		memcpy(h.config, net->opts.config, sizeof(uint64_t) * net->opts.config_count);
 	if (!net_conn_has_room(c))
 		return;
 	size_t before = c->out.len;
@@ -1222,6 +1223,8 @@ int vsr_net_start(const vsr_net_options *opts, vsr_net **out, char *err, size_t 
 	*out = NULL;
 	assert(opts->replica < opts->replica_count);
 	assert(opts->replica_count <= VSR_REPLICAS_MAX);
+	assert(opts->config_count <= VSR_WIRE_CONFIG_PARTS_MAX &&
+	       (opts->config_count == 0 || opts->config != NULL));
 	vsr_net *net = calloc(1, sizeof *net);
 	if (net == NULL)
 		return UV_ENOMEM;
