@@ -162,6 +162,7 @@ struct vsr_net {
 	net_conn *peer_in[VSR_REPLICAS_MAX]; /* each replica's identified inbound connection */
 	net_conn *conns;        /* every open connection */
 	uint32_t peer_inbound;  /* PEER_IN connections open */
+	uint32_t config_confirmed; /* peers whose fingerprint matched since start (a bit each) */
 	uint32_t clients;       /* CLIENT connections open */
 	net_conn **client_slots; /* [clients_max], indexed by id's slot */
 	uint32_t *client_gen;    /* generation per slot */
@@ -641,6 +642,7 @@ static bool net_conn_config_ok(net_conn *c)
 			net_logf(net, 2, "replica %u sent no configuration fingerprint (an older "
 					 "vsrhost?): its configuration is not checked", c->peer + 1u);
 		}
+		net->config_confirmed |= 1u << c->peer;
 		return true;
 	}
 	char what[384];
@@ -653,6 +655,7 @@ static bool net_conn_config_ok(net_conn *c)
 			net_logf(net, 1, "replica %u now runs with the same configuration "
 					 "(fingerprint %016" PRIx64 ")", c->peer + 1u, theirs);
 		p->refused_config = 0;
+		net->config_confirmed |= 1u << c->peer;
 		return true;
 	}
 	net->stats.config_mismatches++;
@@ -1453,4 +1456,11 @@ bool vsr_net_peer_connected(const vsr_net *net, uint8_t to)
 {
 	const net_conn *c = net->peers[to].out;
 	return c != NULL && c->connected && !c->closing && c->accepted;
+}
+
+unsigned vsr_net_config_confirmed(const vsr_net *net)
+{
+	if (net->opts.config_count == 0)
+		return net->opts.replica_count - 1u;
+	return (unsigned)__builtin_popcount(net->config_confirmed);
 }

@@ -167,6 +167,11 @@ const vsr_net_stats *vsr_net_stats_get(const vsr_net *net);
 /* Is the outgoing connection to replica `to` up and accepted (its HELLO, key and
  * configuration checked)? */
 bool vsr_net_peer_connected(const vsr_net *net, uint8_t to);
+/* Peers whose configuration fingerprint was found equal to this replica's
+ * since it started (all of them when no fingerprint is configured): with
+ * itself, a quorum of them confirms that this replica runs the cluster's
+ * configuration. */
+unsigned vsr_net_config_confirmed(const vsr_net *net);
 
 #ifdef __cplusplus
 }

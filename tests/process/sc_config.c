@@ -211,6 +211,23 @@ int scenario_config_mismatch(void)
 		     " (before the writes %" PRIu64 ", the cluster at %" PRIu64 ")", odd + 1,
 		     vsr_status_name((enum vsr_status)so.status), so.commit, so.executed,
 		     before.executed, sa.executed);
+	/* Nor does it answer stale reads from its own state (a read any
+	 * replica with a history answers otherwise): it says NOT_PRIMARY. The
+	 * others do answer them. */
+	op_kv(&sb, "get", "k0", NULL);
+	for (int i = 0; i < N; i++) {
+		mresult qr;
+		uint8_t mode = 0xff;
+		if (!mc_query_at(&m, i, VSR_READ_STALE, (1u << 20) + (uint64_t)i, &sb, CALL_MS, &qr,
+				 &mode))
+			fail("replica %d did not answer a stale read at all", i + 1);
+		bool refused = qr.status == VSR_REPLY_NOT_PRIMARY;
+		if (refused != (i == odd) || (!refused && (qr.status != VSR_REPLY_OK ||
+							     mode != VSR_READ_STALE)))
+			fail("replica %d answered a stale read with status %u, mode %u: %.*s", i + 1,
+			     qr.status, mode, (int)qr.body_len, qr.body);
+	}
+	note("a stale read: refused by replica %d (NOT_PRIMARY), answered by the other two", odd + 1);
 	for (int i = 0; i < N; i++) {
 		uint64_t refused = metric_or_fail(i, "vsr_config_mismatches_total");
 		if (refused == 0)

@@ -491,6 +491,22 @@ static void host_peer_message_cb(vsr_net *net, const vsr_message *m)
 static void host_request_cb(vsr_net *net, uint64_t conn, const vsr_message *m)
 {
 	host *h = vsr_net_data(net);
+	/* A stale read is answered from this replica's own state, which only
+	 * the cluster's configuration makes the cluster's: not before a quorum
+	 * (with itself) has been found to run the same (docs/config.md). A
+	 * replica refused for its configuration never is, and never answers. */
+	if (m->request.kind == VSR_REQUEST_QUERY && m->read_mode == VSR_READ_STALE &&
+	    vsr_net_config_confirmed(net) + 1u < vsr_quorum((uint8_t)h->cfg->replica_count)) {
+		vsr_message r = {.type = VSR_MSG_REPLY, .status = VSR_REPLY_NOT_PRIMARY,
+				 .replica = h->last.primary, .view = h->last.view,
+				 .commit = h->last.commit, .history = h->last.history,
+				 .read_mode = m->read_mode};
+		r.request.session = m->request.session;
+		r.request.request = m->request.request;
+		r.request.kind = VSR_REQUEST_QUERY;
+		vsr_net_reply(net, conn, &r);
+		return;
+	}
 	vsr_event ev = {.type = VSR_EVENT_REQUEST, .conn = conn, .message = m, .more = true};
 	h->burst = true;
 	host_step(h, &ev);
