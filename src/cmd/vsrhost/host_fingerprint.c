@@ -56,8 +56,13 @@ void host_fingerprint_parts(const vsrh_config *cfg, uint64_t statemachine_source
 	/* Every key of `limits`: the budgets decide whether an operation
 	 * fails (instructions, memory_bytes); clients, when sessions are
 	 * evicted; checkpoint_interval, at which ops checkpoints are taken and
-	 * compared; message_bytes, pipeline and batch_requests, the frames,
-	 * chunks and entry counts a replica accepts from the others. */
+	 * compared; message_bytes, the frames a replica accepts and the
+	 * checkpoint chunk size (state transfer checks chunk offsets against
+	 * its own); pipeline, how far a primary runs ahead, which each replica's
+	 * log and view-change messages are sized for. batch_requests only
+	 * shapes the primary's batches; it is kept with the others so that the
+	 * rule stays "all of `limits`" and throughput does not change with
+	 * whoever leads. */
 	fp_begin(&h, "vsrhost limits v1");
 	fp_u64(&h, cfg->pipeline_max);
 	fp_u64(&h, cfg->batch_requests_max);
