@@ -83,6 +83,9 @@ typedef struct vsrh_box {
 	 * (the host's configuration fingerprint); the caller may reset it. */
 	uint64_t sources_digest;
 	uint32_t sources_loaded;
+	/* Set once the fingerprinted sources are loaded: a file loaded later
+	 * (a module first required inside a call) is logged as not covered. */
+	bool sources_sealed;
 } vsrh_box;
 
 typedef struct vsrh_box_options {

@@ -1118,6 +1118,7 @@ static int open_tramp(lua_State *L)
 		sm->ref_policy = luaL_ref(L, LUA_REGISTRYINDEX);
 		sm->sources_dedup = sm->box.sources_digest;
 	}
+	sm->box.sources_sealed = true;
 	j->rc = 0;
 	return 0;
 }

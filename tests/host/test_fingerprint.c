@@ -121,6 +121,17 @@ static bool parts_of(const char *text, uint64_t parts[VSR_WIRE_CONFIG_PARTS], co
 
 static uint64_t want[VSR_WIRE_CONFIG_PARTS];
 
+static bool lazy_warned;
+
+static void lazy_log(void *arg, int level, const char *msg, size_t len)
+{
+	(void)arg;
+	(void)len;
+	if (level == VSRH_LOG_WARN && strstr(msg, "helper.lua was first loaded inside a call: it is "
+						  "not in the configuration fingerprint") != NULL)
+		lazy_warned = true;
+}
+
 /* `text` must differ from the base in exactly the parts of `mask` (0: in
  * none, the same fingerprint). */
 static void expect(const char *what, const char *text, uint32_t mask)
@@ -258,6 +269,30 @@ int main(int argc, char **argv)
 		memcpy(slower + (leases_at - leases), "primary_ms = 900", 16);
 		expect("timeouts.primary_ms, with lease reads on", slower, P(READS));
 		free(slower);
+	}
+
+	/* A module first required inside a call is not in the fingerprint:
+	 * loading it says so in the log. */
+	write_file("sm/lazy.lua", "return { apply = function(op) return 1 end,\n"
+				  "  query = function(op) return require('helper').twice(2) end }\n");
+	{
+		write_file("cluster.lua", variant("sm/kv.lua", "sm/lazy.lua"));
+		char cpath[256], err[1024];
+		snprintf(cpath, sizeof cpath, "%s/cluster.lua", dir);
+		vsrh_config cfg;
+		vsrh_sm *sm = NULL;
+		CHECK(vsrh_config_load(cpath, &cfg, err, sizeof err) == 0, "lazy.lua: %s", err);
+		CHECK(vsrh_sm_create(&sm, &cfg, err, sizeof err) == 0, "lazy.lua: %s", err);
+		vsrh_sm_set_log(sm, lazy_log, NULL, 0);
+		CHECK(!lazy_warned, "a warning before the module was required");
+		vsr_buf reply = {0};
+		const uint8_t op = 0x01; /* msgpack 1 */
+		CHECK(vsrh_sm_query(sm, &op, 1, &reply) == VSR_REPLY_OK, "lazy.lua's query failed");
+		CHECK(lazy_warned, "a module required inside a call was not logged as unfingerprinted");
+		printf("%-58s logged: not in the fingerprint\n", "a module first required inside a call");
+		vsr_buf_free(&reply);
+		vsrh_sm_destroy(sm);
+		vsrh_config_free(&cfg);
 	}
 
 	/* The overall fingerprint is the parts', in order. */
