@@ -151,9 +151,10 @@ static bool hurried(vsrh_syncer *s)
 	return h;
 }
 
-static int trickle_pass(vsrh_syncer *s, int fd, uint64_t start, uint64_t *io_ns)
+static int trickle_pass(vsrh_syncer *s, int fd, uint64_t start, uint64_t budget_ns,
+			uint64_t *io_ns)
 {
-	uint64_t used = s->used, budget_ns = s->budget_ns;
+	uint64_t used = s->used;
 	*io_ns = 0;
 	for (off_t at = 0; at < (off_t)used; at += TRICKLE_BYTES) {
 		uint64_t t0 = mono_ns();
@@ -182,23 +183,25 @@ static int trickle_pass(vsrh_syncer *s, int fd, uint64_t start, uint64_t *io_ns)
  * nothing. */
 #define TRICKLE_PASSES 4
 #define TRICKLE_QUIET_NS 4000000 /* a pass with less I/O than this ends it */
-static int trickle(vsrh_syncer *s, MDB_env *env)
+static int trickle(vsrh_syncer *s, MDB_env *env, uint64_t budget_ns)
 {
 	int fd;
 	if (mdb_env_get_fd(env, &fd) != 0)
 		return 0;
 	uint64_t start = mono_ns(), io_ns = 0;
 	for (int pass = 0; pass < TRICKLE_PASSES; pass++) {
-		int rc = trickle_pass(s, fd, start, &io_ns);
+		int rc = trickle_pass(s, fd, start, budget_ns, &io_ns);
 		if (rc != 0 || io_ns < TRICKLE_QUIET_NS)
 			return rc;
 	}
 	return 0;
 }
 
-static int sync_and_record(vsrh_syncer *s, MDB_env *env, uint64_t txnid, uint64_t op)
+/* budget_ns: how long the write-back may be paced over (0: no pauses). */
+static int sync_and_record(vsrh_syncer *s, MDB_env *env, uint64_t txnid, uint64_t op,
+			   uint64_t budget_ns)
 {
-	int rc = trickle(s, env);
+	int rc = trickle(s, env, budget_ns);
 	if (rc == 0)
 		rc = mdb_env_sync(env, 1);
 	if (rc == 0) {
@@ -221,7 +224,7 @@ static void *syncer_main(void *arg)
 		if (!s->busy)
 			break;
 		MDB_env *env = s->env;
-		uint64_t txnid = s->txnid, op = s->op;
+		uint64_t txnid = s->txnid, op = s->op, budget_ns = s->budget_ns;
 		/* This replica's turn (vsrh_syncer_stagger), unless someone
 		 * already waits for the sync. */
 		struct timespec until;
@@ -234,7 +237,7 @@ static void *syncer_main(void *arg)
 			;
 		pthread_mutex_unlock(&s->mu);
 		uint64_t t0 = mono_ns();
-		int rc = sync_and_record(s, env, txnid, op);
+		int rc = sync_and_record(s, env, txnid, op, budget_ns);
 		uint64_t took = mono_ns() - t0;
 		if (rc) {
 			/* Never go on after a failed sync: what it covered may be
@@ -369,7 +372,10 @@ int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used)
 int vsrh_syncer_sync_now(vsrh_syncer *s, MDB_env *env, uint64_t op)
 {
 	vsrh_syncer_wait(s);
-	return sync_and_record(s, env, env_txnid(env), op);
+	/* On the caller's thread (the event loop, at open or after an
+	 * install): never paced, whatever budget the last checkpoint's sync
+	 * had; a pause here would only stall the replica. */
+	return sync_and_record(s, env, env_txnid(env), op, 0);
 }
 
 int vsrh_syncer_open_sync(vsrh_syncer *s, const char *dir, MDB_env *env)
