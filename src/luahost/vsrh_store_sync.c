@@ -137,20 +137,34 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+#define TRICKLE_IO_NS 200000 /* a slice slower than this wrote pages */
+
+/* CLOCK_MONOTONIC (the syncer's cv runs on it) `ns` from now. */
+static struct timespec deadline_after(uint64_t ns)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	uint64_t at = (uint64_t)until.tv_nsec + ns;
+	until.tv_sec += (time_t)(at / 1000000000u);
+	until.tv_nsec = (long)(at % 1000000000u);
+	return until;
+}
+
+/* Waits `ns` on the syncer's cv (s->mu held) unless, or until, someone
+ * waits for the sync (hurry) or the syncer stops. */
+static void wait_unless_hurried(vsrh_syncer *s, uint64_t ns)
+{
+	struct timespec until = deadline_after(ns);
+	while (ns > 0 && !s->hurry && !s->stop &&
+	       pthread_cond_timedwait(&s->cv, &s->mu, &until) == 0)
+		;
+}
+
 /* One pass over data.mdb's first `used` bytes. A slice that did I/O is
  * followed by a pause as long as it took, while the sync stays within
  * `budget_ns` (half the last interval between two checkpoints) of `start`:
  * the disk is left idle half the time for the log. `io_ns` gets the time
  * the pass spent in slices that wrote something. */
-#define TRICKLE_IO_NS 200000 /* a slice slower than this wrote pages */
-static bool hurried(vsrh_syncer *s)
-{
-	pthread_mutex_lock(&s->mu);
-	bool h = s->hurry || s->stop;
-	pthread_mutex_unlock(&s->mu);
-	return h;
-}
-
 static int trickle_pass(vsrh_syncer *s, int fd, uint64_t start, uint64_t budget_ns,
 			uint64_t *io_ns)
 {
@@ -165,10 +179,11 @@ static int trickle_pass(vsrh_syncer *s, int fd, uint64_t start, uint64_t budget_
 		uint64_t now = mono_ns(), took = now - t0;
 		if (took > TRICKLE_IO_NS)
 			*io_ns += took;
-		if (took > 500000 && now - start + took < budget_ns && !hurried(s)) {
-			struct timespec ts = {.tv_sec = (time_t)(took / 1000000000u),
-					      .tv_nsec = (long)(took % 1000000000u)};
-			nanosleep(&ts, NULL);
+		if (took > 500000 && now - start + took < budget_ns) {
+			/* A pause, ended early by a waiter (a take). */
+			pthread_mutex_lock(&s->mu);
+			wait_unless_hurried(s, took);
+			pthread_mutex_unlock(&s->mu);
 		}
 	}
 	return 0;
@@ -227,14 +242,7 @@ static void *syncer_main(void *arg)
 		uint64_t txnid = s->txnid, op = s->op, budget_ns = s->budget_ns;
 		/* This replica's turn (vsrh_syncer_stagger), unless someone
 		 * already waits for the sync. */
-		struct timespec until;
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		uint64_t at = (uint64_t)until.tv_nsec + s->delay_ns;
-		until.tv_sec += (time_t)(at / 1000000000u);
-		until.tv_nsec = (long)(at % 1000000000u);
-		while (s->delay_ns > 0 && !s->hurry && !s->stop &&
-		       pthread_cond_timedwait(&s->cv, &s->mu, &until) == 0)
-			;
+		wait_unless_hurried(s, s->delay_ns);
 		pthread_mutex_unlock(&s->mu);
 		uint64_t t0 = mono_ns();
 		int rc = sync_and_record(s, env, txnid, op, budget_ns);

@@ -9,7 +9,12 @@
  * whenever the budget allows it). The budget is set by the public path: a
  * checkpoint's sync started an interval (1 s, set through started_at) after
  * the previous one. Armed that way, the syncer's own sync does pause (so
- * the test can fail), the sync_now after it must not. */
+ * the test can fail), the sync_now after it must not. And a waiter (the
+ * next take) ends the pause in progress, not only the ones after it: a
+ * slice on a slow disk (800 ms) is followed by a pause as long, and the
+ * waiter, arriving when the pause begins, must be back before it would
+ * have ended. Linked with --wrap=pthread_cond_timedwait as well: a pause
+ * may be a timed wait, counted like a sleep. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <lmdb.h>
@@ -29,6 +34,9 @@
 
 static pthread_t main_thread;
 static _Atomic unsigned pauses_main, pauses_other;
+/* Armed: the next slice on the syncer's thread takes this long; then when
+ * the pause after it would end (mono ns). */
+static _Atomic uint64_t slow_slice_ns, pause_due_ns;
 
 int __real_nanosleep(const struct timespec *req, struct timespec *rem);
 int __wrap_nanosleep(const struct timespec *req, struct timespec *rem);
@@ -39,6 +47,20 @@ int __wrap_nanosleep(const struct timespec *req, struct timespec *rem)
 	else
 		atomic_fetch_add(&pauses_other, 1);
 	return __real_nanosleep(req, rem);
+}
+
+int __real_pthread_cond_timedwait(pthread_cond_t *cv, pthread_mutex_t *mu,
+				  const struct timespec *until);
+int __wrap_pthread_cond_timedwait(pthread_cond_t *cv, pthread_mutex_t *mu,
+				  const struct timespec *until);
+int __wrap_pthread_cond_timedwait(pthread_cond_t *cv, pthread_mutex_t *mu,
+				  const struct timespec *until)
+{
+	if (pthread_equal(pthread_self(), main_thread))
+		atomic_fetch_add(&pauses_main, 1);
+	else
+		atomic_fetch_add(&pauses_other, 1);
+	return __real_pthread_cond_timedwait(cv, mu, until);
 }
 
 static uint64_t now_ns(void)
@@ -53,6 +75,15 @@ int __wrap_sync_file_range(int fd, off64_t off, off64_t n, unsigned int flags);
 int __wrap_sync_file_range(int fd, off64_t off, off64_t n, unsigned int flags)
 {
 	int rc = __real_sync_file_range(fd, off, n, flags);
+	uint64_t slow = atomic_exchange(&slow_slice_ns, 0);
+	if (slow > 0 && !pthread_equal(pthread_self(), main_thread)) {
+		/* A slice on a slow disk: the pause after it is as long. */
+		struct timespec ts = {.tv_sec = (time_t)(slow / 1000000000u),
+				      .tv_nsec = (long)(slow % 1000000000u)};
+		__real_nanosleep(&ts, NULL);
+		atomic_store(&pause_due_ns, now_ns() + slow);
+		return rc;
+	}
 	uint64_t until = now_ns() + 1000000u; /* a slice that wrote pages */
 	while (now_ns() < until)
 		;
@@ -130,6 +161,21 @@ int main(void)
 	CHECK(atomic_load(&pauses_main) == before,
 	      "sync_now paused %u times on the caller's thread (the event loop)",
 	      atomic_load(&pauses_main) - before);
+
+	/* A take that waits for a sync in a pause: the pause ends then, not
+	 * when it would have (a slice on a slow disk, 800 ms, then a pause as
+	 * long, in a budget of 2 s). */
+	s.started_at -= 4000000000u;
+	put_some(env);
+	atomic_store(&slow_slice_ns, 800000000u);
+	CHECK(vsrh_syncer_start(&s, env, 40, used) == 0, "fourth checkpoint's sync");
+	CHECK(s.budget_ns >= 1700000000u, "budget %llu ns", (unsigned long long)s.budget_ns);
+	while (atomic_load(&pause_due_ns) == 0)
+		sched_yield();
+	vsrh_syncer_wait(&s);
+	uint64_t due = atomic_load(&pause_due_ns), at = now_ns();
+	CHECK(at < due, "the waiter waited for the pause in progress (returned %.0f ms after it "
+		       "ended)", (double)(at - due) / 1e6);
 
 	vsrh_syncer_close(&s);
 	mdb_env_close(env);
