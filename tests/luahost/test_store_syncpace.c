@@ -14,7 +14,8 @@
  * slice on a slow disk (800 ms) is followed by a pause as long, and the
  * waiter, arriving when the pause begins, must be back before it would
  * have ended. Linked with --wrap=pthread_cond_timedwait as well: a pause
- * may be a timed wait, counted like a sleep. */
+ * may be a timed wait, counted like a sleep. Last, a replica's turn
+ * (vsrh_syncer_stagger; 1 s here) ends when a waiter comes and at close. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <lmdb.h>
@@ -177,6 +178,25 @@ int main(void)
 	CHECK(at < due, "the waiter waited for the pause in progress (returned %.0f ms after it "
 		       "ended)", (double)(at - due) / 1e6);
 
+	/* A replica's turn (replica 2 of 2 waits half of half an interval, 1 s
+	 * here) ends when someone waits for its sync, and at close. */
+	vsrh_syncer_stagger(&s, 1, 2);
+	for (int close_it = 0; close_it < 2; close_it++) {
+		s.started_at -= 4000000000u;
+		put_some(env);
+		uint64_t t0 = now_ns();
+		CHECK(vsrh_syncer_start(&s, env, 50 + (uint64_t)close_it, used) == 0, "a turn");
+		CHECK(s.delay_ns >= 900000000u && s.budget_ns <= 3000000000u - s.delay_ns,
+		      "turn %llu ns, budget %llu ns", (unsigned long long)s.delay_ns,
+		      (unsigned long long)s.budget_ns);
+		uint64_t turn_ends = t0 + s.delay_ns;
+		if (close_it)
+			vsrh_syncer_close(&s);
+		else
+			vsrh_syncer_wait(&s);
+		CHECK(now_ns() < turn_ends, "%s waited for the replica's turn to end",
+		      close_it ? "close" : "a waiter");
+	}
 	vsrh_syncer_close(&s);
 	mdb_env_close(env);
 	char cmd[64];
