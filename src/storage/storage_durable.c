@@ -54,6 +54,7 @@
 #include <xxhash.h>
 
 #define SB_NAME "superblock"
+#define LOCK_NAME "lock" /* held while a process uses the directory */
 #define SB_COPY_SIZE 4096u
 #define SB_MAGIC UINT64_C(0x31304253524c5356) /* "VSRLRSB01" folded */
 #define SB_VERSION 1u
@@ -254,6 +255,7 @@ typedef struct durable {
 	int dirfd;
 	int seg_fd;
 	int sb_fd;               /* the superblock file, once written */
+	int lock_fd;             /* `lock`, locked while this process uses the directory */
 	log_pos pos;             /* where the next record goes */
 	log_pos synced;          /* every record before this is durable */
 	uint8_t *stage;          /* records appended, not yet written: they end at pos */
@@ -756,6 +758,7 @@ int storage_durable_open(const vsr_storage_options *opts, vsr_storage **out, cha
 	d->seg_fd = -1;
 	d->sb_fd = -1;
 	d->dirfd = -1;
+	d->lock_fd = -1;
 	if (d->dir == NULL) {
 		free(d);
 		return VSR_ENOMEM;
@@ -775,6 +778,30 @@ int storage_durable_open(const vsr_storage_options *opts, vsr_storage **out, cha
 		d->dirfd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (d->dirfd < 0) rc = errno;
 	}
+	/* One process at a time: a second replica started on this directory
+	 * by mistake would recover from files still being written (cutting
+	 * "torn" tails of the live log, or clearing it with --fresh) before
+	 * failing to listen. A POSIX record lock on `lock`: held by the
+	 * process (not by a child it forks, such as the store's verifier),
+	 * released when it exits however it ends. Nothing else was read or
+	 * written yet. */
+	if (rc == 0) {
+		d->lock_fd = openat(d->dirfd, LOCK_NAME, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+		if (d->lock_fd >= 0 && fcntl(d->lock_fd, F_SETLK, &fl) != 0 &&
+		    (errno == EACCES || errno == EAGAIN)) {
+			storage_errf(err, err_len,
+				     "storage: the data directory %s is in use by another process "
+				     "(is this replica already running?); nothing in it was touched",
+				     d->dir);
+			close(d->lock_fd);
+			close(d->dirfd);
+			free(d->dir);
+			free(d);
+			return VSR_EINVAL;
+		}
+		/* No lock file or no locks on this file system: unguarded. */
+	}
 	if (rc == 0) {
 		/* The directory's own name must survive a power cut too: sync the
 		 * parent that holds it (a no-op cost when nothing changed). */
@@ -792,6 +819,7 @@ int storage_durable_open(const vsr_storage_options *opts, vsr_storage **out, cha
 	if (rc != 0) {
 		storage_errf(err, err_len, "storage: cannot open the data directory %s: %s", d->dir,
 			     strerror(rc));
+		if (d->lock_fd >= 0) close(d->lock_fd);
 		if (d->dirfd >= 0) close(d->dirfd);
 		free(d->dir);
 		free(d);
@@ -1550,6 +1578,7 @@ static void close_cb(uv_handle_t *h)
 	if (d->seg_fd >= 0) close(d->seg_fd);
 	if (d->sb_fd >= 0) close(d->sb_fd);
 	if (d->dirfd >= 0) close(d->dirfd);
+	if (d->lock_fd >= 0) close(d->lock_fd);
 	for (uint32_t i = 0; i < d->durable.entry_count && d->loaded_entries; i++)
 		free((void *)d->loaded_entries[i].body);
 	free(d->loaded_entries);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define XXH_INLINE_ALL
@@ -653,6 +654,48 @@ static void case_inline(void)
 	close_storage(s);
 }
 
+/* A second process on a directory in use: refused with a clear error
+ * before it reads or writes anything; a `--fresh` one too, which would
+ * otherwise clear the live replica's log. (Two replicas started on the same
+ * data directory by mistake: the second recovered from the first one's
+ * files while they were being written, and left the first one's log
+ * damaged for its next start.) The second opener is a child process. */
+static void case_in_use(void)
+{
+	begin("a directory already in use");
+	const vsr_durable *d;
+	vsr_storage *s = open_storage(false, 0, NULL, &d);
+	make_entries(1, 40, 1, 0);
+	write_log(s, 40, 1, 1);
+	for (int fresh = 0; fresh < 2; fresh++) {
+		fflush(NULL);
+		pid_t pid = fork();
+		CHECK(pid >= 0);
+		if (pid == 0) {
+			uv_loop_t l;
+			uv_loop_init(&l);
+			vsr_storage_options o = {.loop = &l, .kind = VSR_STORAGE_DURABLE, .dir = dir,
+						 .cluster = CLUSTER, .replica = 0, .fresh = fresh,
+						 .persisted_cb = persisted_cb};
+			vsr_storage *again = NULL;
+			char err[512] = "";
+			int rc = vsr_storage_open(&o, &again, err, sizeof err);
+			printf("  second process%s: %s\n", fresh ? " (fresh)" : "",
+			       rc == VSR_OK ? "opened the directory" : err);
+			fflush(NULL);
+			_exit(rc != VSR_OK && strstr(err, "in use") != NULL ? 0 : 1);
+		}
+		int status;
+		CHECK(waitpid(pid, &status, 0) == pid);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	close_storage(s);
+	/* Nothing was touched; closed, the directory opens again. */
+	s = open_storage(false, 0, NULL, &d);
+	check_loaded(d, 1, 40);
+	close_storage(s);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1) {
@@ -676,6 +719,7 @@ int main(int argc, char **argv)
 	case_superblock_flips();
 	case_first_superblock_torn();
 	case_segments();
+	case_in_use();
 	case_io_failure("ENOSPC on a log write", false, ENOSPC, "disk is full");
 	case_io_failure("EIO on a log write", false, EIO, "I/O error");
 	case_io_failure("failed fdatasync", true, EIO, "fdatasync");
