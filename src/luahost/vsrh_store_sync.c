@@ -208,6 +208,12 @@ static int trickle(vsrh_syncer *s, MDB_env *env, uint64_t budget_ns)
 		int rc = trickle_pass(s, fd, start, budget_ns, &io_ns);
 		if (rc != 0 || io_ns < TRICKLE_QUIET_NS)
 			return rc;
+		/* Someone waits (the next take, close): the fdatasync now. */
+		pthread_mutex_lock(&s->mu);
+		bool hurry = s->hurry || s->stop;
+		pthread_mutex_unlock(&s->mu);
+		if (hurry)
+			return 0;
 	}
 	return 0;
 }
