@@ -312,7 +312,10 @@ typedef struct sim_options {
  * --bug, with the core's VSR_BUG_* in one word; never passed to the core). */
 #define SIM_BUG_SYNC_FAIL_IGNORED (1u << 31) /* a failed checkpoint sync is
 						reported durable, the host runs on */
-#define SIM_BUGS_HOST SIM_BUG_SYNC_FAIL_IGNORED
+#define SIM_BUG_FETCH_REPLACES_STORE (1u << 30) /* a start after a fetch killed
+						   midway takes its half-built
+						   store for an installed one */
+#define SIM_BUGS_HOST (SIM_BUG_SYNC_FAIL_IGNORED | SIM_BUG_FETCH_REPLACES_STORE)
 
 typedef struct sim_stats {
 	uint64_t events;
@@ -356,6 +359,8 @@ typedef struct sim_stats {
 	uint64_t install_kills;     /* killed in an install that was durable */
 	uint64_t store_kills_amnesiac; /* ... of those two, at an amnesiac replica
 					* (it restarts empty and fetches again) */
+	uint64_t ckpt_other_chain;  /* restarts whose log goes on past the state
+				     * machine's newer checkpoint on another chain */
 } sim_stats;
 
 typedef struct sim_result {

@@ -612,7 +612,7 @@ void sim_check_restart(struct sim *s, sim_ghost *g, uint8_t r,
 			 "checkpoint durability: replica %u restarted with a superblock "
 			 "naming checkpoint %llu, but its state machine's durable checkpoint "
 			 "is %llu: ops %llu..%llu are in neither (a checkpoint named before "
-			 "it was durable)",
+			 "it was durable, or a store that lost it since)",
 			 r, (unsigned long long)d->superblock.checkpoint_op,
 			 (unsigned long long)image, (unsigned long long)image + 1,
 			 (unsigned long long)d->superblock.checkpoint_op);

@@ -77,6 +77,7 @@ typedef struct sim_node_replica {
 	 * dies inside a callback of the step under way (kill_why set): what
 	 * the step did reaches neither the network nor the disk. */
 	const char *kill_why;
+	bool kill_mid_fetch;             /* ... at a chunk, before the install */
 	uint64_t fetch_op, fetch_digest; /* the fetch being written (staged) */
 	uint32_t fetch_writes;           /* chunk writes of it so far */
 	uint32_t fetch_kill_at;          /* killed at this write (0: not) */
@@ -660,6 +661,7 @@ static int kill_ck_write(void *ctx, const vsr_checkpoint *cp, uint64_t offset,
 			       "offset %llu of %llu)", r, (unsigned long long)cp->op,
 			       (unsigned long long)offset, (unsigned long long)cp->size);
 			nr->kill_why = "killed while fetching a checkpoint";
+			nr->kill_mid_fetch = true;
 			return VSR_ENOMEM; /* the write never happened */
 		}
 		s->stats.amnesia_blocked++;
@@ -703,8 +705,18 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 		/* Killed inside a callback of this step (--fetch-kill-ppm):
 		 * nothing of the step reaches the network or the disk. */
 		const char *why = nr->kill_why;
+		bool mid_fetch = nr->kill_mid_fetch;
 		nr->kill_why = NULL;
+		nr->kill_mid_fetch = false;
 		crash(s, r, why);
+		if (mid_fetch && (s->opt.bugs & SIM_BUG_FETCH_REPLACES_STORE)) {
+			/* The planted host bug: the next start takes the half-built
+			 * store/next/ for an install cut between its renames (as
+			 * vsrhost once did), so the store it had is gone and the
+			 * one it opens holds no checkpoint. */
+			vsr_snapckpt_forget(&nr->st.ck);
+			tracef(s, "r%u   the half-fetched store REPLACES its own", r);
+		}
 		return;
 	}
 	if (s->f.long_step_ppm && in_fault_phase(s) &&
@@ -1039,6 +1051,7 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 	nr->smi.checkpoint_write = kill_ck_write;
 	nr->smi.checkpoint_install = kill_ck_install;
 	nr->kill_why = NULL;
+	nr->kill_mid_fetch = false;
 	nr->fetch_op = nr->fetch_digest = 0;
 	nr->fetch_writes = nr->fetch_kill_at = 0;
 	nr->install_kill = false;
@@ -1047,8 +1060,18 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 	nr->ck_takes = nr->st.ck.takes;
 	nr->ck_waits = nr->st.ck.waits;
 	nr->ck_due = 0;
-	if (dp != NULL && vsr_snapckpt_durable_op(&nr->st.ck) > dp->superblock.checkpoint_op)
+	if (dp != NULL && vsr_snapckpt_durable_op(&nr->st.ck) > dp->superblock.checkpoint_op) {
 		s->stats.ckpt_newer++;
+		/* The log on the disk goes on past that checkpoint on another
+		 * chain (an install of a fetched checkpoint that the superblock
+		 * does not name yet): the core must cut it there. */
+		const vsr_snapckpt_image *im = vsr_snapckpt_current(&nr->st.ck);
+		for (uint32_t i = 0; im != NULL && i < dp->entry_count; i++)
+			if (dp->entries[i].op == im->cp.op + 1) {
+				s->stats.ckpt_other_chain += dp->entries[i].parent != im->cp.checksum;
+				break;
+			}
+	}
 	vsr_config cfg;
 	replica_config(s, r, &cfg);
 	int rc = vsr_replica_create(&nr->core, &cfg, &nr->smi, dp, s->now);

@@ -54,6 +54,7 @@ static const bug_name bug_names[] = {
 	{"read-before-execute", VSR_BUG_READ_BEFORE_EXECUTE},
 	/* the simulated host's (SIM_BUGS_HOST), not the core's */
 	{"sync-fail-ignored", SIM_BUG_SYNC_FAIL_IGNORED},
+	{"fetch-replaces-store", SIM_BUG_FETCH_REPLACES_STORE},
 };
 
 
@@ -609,6 +610,7 @@ int main(int argc, char **argv)
 		cov.fetch_kills += r.stats.fetch_kills;
 		cov.install_kills += r.stats.install_kills;
 		cov.store_kills_amnesiac += r.stats.store_kills_amnesiac;
+		cov.ckpt_other_chain += r.stats.ckpt_other_chain;
 		cov.planted += r.stats.planted;
 		cov.divergences += r.stats.divergences > 0;
 		cov.divergence_repairs += r.stats.divergence_repairs > 0;
@@ -701,8 +703,10 @@ int main(int argc, char **argv)
 	       cov.ckpt_async, cov.ckpt_waits, cov.ckpt_lost, cov.ckpt_newer);
 	printf("store failures: %" PRIu64 " checkpoint syncs failed (the replica exits), %"
 	       PRIu64 " fetches killed at a chunk, %" PRIu64 " killed in an install once "
-	       "durable (%" PRIu64 " of those at an amnesiac replica)\n", cov.sync_failures,
-	       cov.fetch_kills, cov.install_kills, cov.store_kills_amnesiac);
+	       "durable (%" PRIu64 " of those at an amnesiac replica); %" PRIu64 " restarts "
+	       "with a log that goes on past the newer checkpoint on another chain\n",
+	       cov.sync_failures, cov.fetch_kills, cov.install_kills, cov.store_kills_amnesiac,
+	       cov.ckpt_other_chain);
 	if (o.plant_divergence)
 		printf("divergence: planted in %" PRIu64 " runs; found in %" PRIu64
 		       " runs, repaired by a checkpoint transfer in %" PRIu64
