@@ -355,6 +355,7 @@ typedef struct sim_stats {
 	uint64_t ckpt_newer;        /* restarts whose state machine's checkpoint is
 				     * newer than the superblock's */
 	uint64_t sync_failures;     /* checkpoint syncs failed (the replica exits) */
+	uint64_t sync_failures_waited; /* ... of those, while a take waited for it */
 	uint64_t fetch_kills;       /* fetches killed before their install */
 	uint64_t install_kills;     /* killed in an install that was durable */
 	uint64_t store_kills_amnesiac; /* ... of those two, at an amnesiac replica

@@ -90,6 +90,8 @@ typedef struct sim_node_replica {
 			const uint8_t *data, uint32_t len);
 	int (*ck_install)(void *ctx, const vsr_checkpoint *cp,
 			  vsr_checkpoint_accept accept, void *arg);
+	int (*ck_take)(void *ctx, vsr_checkpoint *cp, const uint8_t *meta, size_t meta_len);
+	bool in_step;                    /* inside vsr_replica_step (not create) */
 } sim_node_replica;
 
 typedef struct sim_client {
@@ -669,6 +671,31 @@ static int kill_ck_write(void *ctx, const vsr_checkpoint *cp, uint64_t offset,
 	return nr->ck_write(ctx, cp, offset, data, len);
 }
 
+/* --sync-fail-ppm, the other place a sync ends: a take while the previous
+ * checkpoint's sync runs waits for it (vsrhost's store, like vsr_snapckpt),
+ * and when that sync fails the process dies inside the take. */
+static int fail_ck_take(void *ctx, vsr_checkpoint *cp, const uint8_t *meta, size_t meta_len)
+{
+	sim_node_replica *nr = node_of_ck(ctx);
+	struct sim *s = nr->sm.sim;
+	uint8_t r = nr->sm.replica;
+	uint64_t op = vsr_snapckpt_pending(&nr->st.ck);
+	if (op && nr->in_step && !nr->kill_why && sync_fails(s, r)) {
+		s->stats.sync_failures++;
+		s->stats.sync_failures_waited++;
+		trace_mix(s, 26, r, op, 0);
+		tracef(s, "r%u   checkpoint %llu: its sync FAILED while the take of %llu "
+		       "waited for it", r, (unsigned long long)op, (unsigned long long)cp->op);
+		/* --bug sync-fail-ignored: the failure goes unnoticed, the take
+		 * goes on (and the model syncs the image after all) */
+		if (!(s->opt.bugs & SIM_BUG_SYNC_FAIL_IGNORED)) {
+			nr->kill_why = "checkpoint sync failed while a take waited, exit 74";
+			return VSR_ENOMEM;
+		}
+	}
+	return nr->ck_take(ctx, cp, meta, meta_len);
+}
+
 static int kill_ck_install(void *ctx, const vsr_checkpoint *cp,
 			   vsr_checkpoint_accept accept, void *arg)
 {
@@ -700,7 +727,9 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 	vsr_replica_info before = nr->info;
 	vsr_actions acts = {0};
 	uint64_t checkpoints = vsr_replica_stats_get(nr->core)->checkpoints;
+	nr->in_step = true;
 	vsr_replica_step(nr->core, ev, &acts);
+	nr->in_step = false;
 	if (nr->kill_why) {
 		/* Killed inside a callback of this step (--fetch-kill-ppm):
 		 * nothing of the step reaches the network or the disk. */
@@ -1048,6 +1077,8 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 	sim_sm_iface(&nr->sm, &nr->st.ck, &nr->smi);
 	nr->ck_write = nr->smi.checkpoint_write;
 	nr->ck_install = nr->smi.checkpoint_install;
+	nr->ck_take = nr->smi.checkpoint_take;
+	nr->smi.checkpoint_take = fail_ck_take;
 	nr->smi.checkpoint_write = kill_ck_write;
 	nr->smi.checkpoint_install = kill_ck_install;
 	nr->kill_why = NULL;

@@ -607,6 +607,7 @@ int main(int argc, char **argv)
 		cov.ckpt_lost += r.stats.ckpt_lost;
 		cov.ckpt_newer += r.stats.ckpt_newer;
 		cov.sync_failures += r.stats.sync_failures;
+		cov.sync_failures_waited += r.stats.sync_failures_waited;
 		cov.fetch_kills += r.stats.fetch_kills;
 		cov.install_kills += r.stats.install_kills;
 		cov.store_kills_amnesiac += r.stats.store_kills_amnesiac;
@@ -701,12 +702,13 @@ int main(int argc, char **argv)
 	       "for the previous sync, %" PRIu64 " lost in a crash, %" PRIu64
 	       " restarts from a state machine checkpoint newer than the superblock's\n",
 	       cov.ckpt_async, cov.ckpt_waits, cov.ckpt_lost, cov.ckpt_newer);
-	printf("store failures: %" PRIu64 " checkpoint syncs failed (the replica exits), %"
-	       PRIu64 " fetches killed at a chunk, %" PRIu64 " killed in an install once "
-	       "durable (%" PRIu64 " of those at an amnesiac replica); %" PRIu64 " restarts "
-	       "with a log that goes on past the newer checkpoint on another chain\n",
-	       cov.sync_failures, cov.fetch_kills, cov.install_kills, cov.store_kills_amnesiac,
-	       cov.ckpt_other_chain);
+	printf("store failures: %" PRIu64 " checkpoint syncs failed (the replica exits; %"
+	       PRIu64 " while a take waited for it), %" PRIu64 " fetches killed at a chunk, %"
+	       PRIu64 " killed in an install once durable (%" PRIu64 " of those at an amnesiac "
+	       "replica); %" PRIu64 " restarts with a log that goes on past the newer "
+	       "checkpoint on another chain\n",
+	       cov.sync_failures, cov.sync_failures_waited, cov.fetch_kills, cov.install_kills,
+	       cov.store_kills_amnesiac, cov.ckpt_other_chain);
 	if (o.plant_divergence)
 		printf("divergence: planted in %" PRIu64 " runs; found in %" PRIu64
 		       " runs, repaired by a checkpoint transfer in %" PRIu64
