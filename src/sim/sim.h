@@ -297,10 +297,25 @@ typedef struct sim_options {
 				   * (docs/simulator.md "Reads") */
 	bool async_checkpoints;   /* some replicas' checkpoints become durable
 				   * later (VSR_PENDING), drawn per seed */
+	/* vsrhost store failures (docs/simulator.md "Store failures"); rates
+	 * per million, SIM_RATE_SEEDED: drawn per seed ("swarm") */
+	uint32_t sync_fail_ppm;   /* a checkpoint's sync fails: the replica
+				   * exits (74), its store rolls back */
+	uint32_t fetch_kill_ppm;  /* a checkpoint fetch is killed midway (a
+				   * chunk, or the install once durable) */
 	FILE *out;                /* trace and narration */
 } sim_options;
 
 #define SIM_RATE_SEEDED UINT32_MAX
+
+/* Planted bugs of the simulated host rather than of the core (vsrsim-teeth
+ * --bug, with the core's VSR_BUG_* in one word; never passed to the core). */
+#define SIM_BUG_SYNC_FAIL_IGNORED (1u << 31) /* a failed checkpoint sync is
+						reported durable, the host runs on */
+#define SIM_BUG_FETCH_REPLACES_STORE (1u << 30) /* a start after a fetch killed
+						   midway takes its half-built
+						   store for an installed one */
+#define SIM_BUGS_HOST (SIM_BUG_SYNC_FAIL_IGNORED | SIM_BUG_FETCH_REPLACES_STORE)
 
 typedef struct sim_stats {
 	uint64_t events;
@@ -339,6 +354,14 @@ typedef struct sim_stats {
 	uint64_t ckpt_lost;         /* pending checkpoints lost in a crash */
 	uint64_t ckpt_newer;        /* restarts whose state machine's checkpoint is
 				     * newer than the superblock's */
+	uint64_t sync_failures;     /* checkpoint syncs failed (the replica exits) */
+	uint64_t sync_failures_waited; /* ... of those, while a take waited for it */
+	uint64_t fetch_kills;       /* fetches killed before their install */
+	uint64_t install_kills;     /* killed in an install that was durable */
+	uint64_t store_kills_amnesiac; /* ... of those two, at an amnesiac replica
+					* (it restarts empty and fetches again) */
+	uint64_t ckpt_other_chain;  /* restarts whose log goes on past the state
+				     * machine's newer checkpoint on another chain */
 } sim_stats;
 
 typedef struct sim_result {

@@ -612,10 +612,22 @@ void sim_check_restart(struct sim *s, sim_ghost *g, uint8_t r,
 			 "checkpoint durability: replica %u restarted with a superblock "
 			 "naming checkpoint %llu, but its state machine's durable checkpoint "
 			 "is %llu: ops %llu..%llu are in neither (a checkpoint named before "
-			 "it was durable)",
+			 "it was durable, or a store that lost it since)",
 			 r, (unsigned long long)d->superblock.checkpoint_op,
 			 (unsigned long long)image, (unsigned long long)image + 1,
 			 (unsigned long long)d->superblock.checkpoint_op);
+	/* ... and, at the same op, the very checkpoint it names (the entry's
+	 * checksum it was taken at): a restart never names one it lacks. */
+	const vsr_snapckpt_image *im = vsr_snapckpt_current(&st->ck);
+	if (!sim_failed(s) && im != NULL && im->cp.op == d->superblock.checkpoint_op &&
+	    im->cp.checksum != d->superblock.checkpoint_checksum)
+		sim_fail(s,
+			 "checkpoint durability: replica %u restarted with a superblock "
+			 "naming checkpoint %llu (entry %016llx), but its state machine's "
+			 "checkpoint %llu is of entry %016llx",
+			 r, (unsigned long long)d->superblock.checkpoint_op,
+			 (unsigned long long)d->superblock.checkpoint_checksum,
+			 (unsigned long long)im->cp.op, (unsigned long long)im->cp.checksum);
 	gr->max_sent_view = gr->max_vote_view;
 	gr->max_sent_log_view = 0;
 	gr->checked_commit = 0;

@@ -16,6 +16,7 @@
  * back, and the cluster must settle and serve every client within
  * liveness_ticks. */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +73,25 @@ typedef struct sim_node_replica {
 	/* Async checkpoints: the takes and waits of st.ck seen so far, and
 	 * when the sync of the pending one finishes. */
 	uint64_t ck_takes, ck_waits, ck_due;
+	/* Store failures (docs/simulator.md "Store failures"). The process
+	 * dies inside a callback of the step under way (kill_why set): what
+	 * the step did reaches neither the network nor the disk. */
+	const char *kill_why;
+	bool kill_mid_fetch;             /* ... at a chunk, before the install */
+	uint64_t fetch_op, fetch_digest; /* the fetch being written (staged) */
+	uint32_t fetch_writes;           /* chunk writes of it so far */
+	uint32_t fetch_kill_at;          /* killed at this write (0: not) */
+	bool install_kill;               /* killed once its install is durable */
+	/* --bug sync-fail-ignored: the checkpoint whose failed sync the host
+	 * reported durable anyway (still pending on the disk) */
+	uint64_t ck_claimed;
+	/* the state machine's checkpoint callbacks that the kills wrap */
+	int (*ck_write)(void *ctx, const vsr_checkpoint *cp, uint64_t offset,
+			const uint8_t *data, uint32_t len);
+	int (*ck_install)(void *ctx, const vsr_checkpoint *cp,
+			  vsr_checkpoint_accept accept, void *arg);
+	int (*ck_take)(void *ctx, vsr_checkpoint *cp, const uint8_t *meta, size_t meta_len);
+	bool in_step;                    /* inside vsr_replica_step (not create) */
 } sim_node_replica;
 
 typedef struct sim_client {
@@ -131,6 +151,8 @@ typedef struct sim_faults {
 	uint32_t ack_crash_ppm;    /* crash right after an ack, a write pending */
 	uint32_t async_mask;       /* replicas whose checkpoints sync later */
 	uint32_t ckpt_sync_max;    /* ticks a checkpoint's sync takes at most */
+	uint32_t sync_fail_ppm;    /* share of checkpoint syncs that fail */
+	uint32_t fetch_kill_ppm;   /* share of checkpoint fetches killed midway */
 	uint64_t fresh_at;         /* operator: the whole cluster formatted anew */
 } sim_faults;
 
@@ -148,6 +170,9 @@ struct sim {
 	/* Async checkpoints draw from a fifth: a seed where no replica has
 	 * them runs as it did before they existed. */
 	sim_rng ckpt_rng;
+	/* Store failures draw from a sixth: a seed where they are off (or
+	 * never strike) runs as it did before they existed. */
+	sim_rng store_rng;
 	bool leases;              /* --reads: this seed's replicas hold leases */
 	uint64_t now;
 	uint64_t seq;
@@ -524,6 +549,24 @@ static void ckpt_after_step(struct sim *s, uint8_t r)
 	       (unsigned long long)op, (unsigned long long)nr->ck_due);
 }
 
+static bool crash_allowed(const struct sim *s, uint8_t r);
+
+/* --sync-fail-ppm: does this sync fail? vsrhost's syncer then stops the
+ * replica (exit 74) and marks the `synced` record so that the next start
+ * rolls the store back to the checkpoint before (vsrh_store_settle_dir):
+ * a crash that loses the pending image. Only during the faults, and only
+ * where the one-amnesiac rule lets the replica go down. */
+static bool sync_fails(struct sim *s, uint8_t r)
+{
+	if (!s->f.sync_fail_ppm || !in_fault_phase(s) ||
+	    !sim_rng_ppm(&s->store_rng, s->f.sync_fail_ppm))
+		return false;
+	if (crash_allowed(s, r))
+		return true;
+	s->stats.amnesia_blocked++;
+	return false;
+}
+
 /* The sync of checkpoint take `take` finished (unless a crash, or a newer
  * take, came first): the image is durable; the core hears what is. */
 static void ckpt_synced(struct sim *s, uint8_t r, uint64_t take)
@@ -531,13 +574,29 @@ static void ckpt_synced(struct sim *s, uint8_t r, uint64_t take)
 	sim_node_replica *nr = &s->r[r];
 	vsr_snapckpt *ck = &nr->st.ck;
 	if (take && vsr_snapckpt_pending(ck) && ck->takes == take) {
-		if (vsr_snapckpt_sync(ck) != VSR_OK) {
-			sim_fail(s, "simulator: replica %u: checkpoint sync failed", r);
-			return;
+		uint64_t op = vsr_snapckpt_pending(ck);
+		if (sync_fails(s, r)) {
+			s->stats.sync_failures++;
+			trace_mix(s, 23, r, op, 0);
+			tracef(s, "r%u   checkpoint %llu: its sync FAILED", r,
+			       (unsigned long long)op);
+			if (!(s->opt.bugs & SIM_BUG_SYNC_FAIL_IGNORED)) {
+				crash(s, r, "checkpoint sync failed, exit 74");
+				return;
+			}
+			/* The planted host bug: the failure is ignored and the
+			 * checkpoint reported durable; the disk never got it (it
+			 * stays as volatile as a pending one). */
+			nr->ck_claimed = op;
+		} else {
+			if (vsr_snapckpt_sync(ck) != VSR_OK) {
+				sim_fail(s, "simulator: replica %u: checkpoint sync failed", r);
+				return;
+			}
+			trace_mix(s, 22, r, vsr_snapckpt_durable_op(ck), 0);
+			tracef(s, "r%u   checkpoint %llu durable", r,
+			       (unsigned long long)vsr_snapckpt_durable_op(ck));
 		}
-		trace_mix(s, 22, r, vsr_snapckpt_durable_op(ck), 0);
-		tracef(s, "r%u   checkpoint %llu durable", r,
-		       (unsigned long long)vsr_snapckpt_durable_op(ck));
 	}
 	if (s->now < nr->busy_until) {
 		/* the host's loop is busy: its callback runs afterwards */
@@ -546,10 +605,119 @@ static void ckpt_synced(struct sim *s, uint8_t r, uint64_t take)
 		ev_push(s, e);
 		return;
 	}
+	uint64_t durable = vsr_snapckpt_durable_op(ck);
+	if (nr->ck_claimed && vsr_snapckpt_pending(ck) == nr->ck_claimed)
+		durable = nr->ck_claimed; /* --bug sync-fail-ignored */
 	vsr_event ev = {.type = VSR_EVENT_CHECKPOINT_DURABLE, .now = s->now,
 			.realtime_ns = realtime_ns(s, r),
-			.checkpoint_op = vsr_snapckpt_durable_op(ck)};
+			.checkpoint_op = durable};
 	step(s, r, &ev);
+}
+
+/* --fetch-kill-ppm: the process is killed while it fetches a checkpoint.
+ * vsrhost builds a fetched checkpoint in store/next/ as its chunks come,
+ * syncs it, then renames it over db/ (vsrh_store_ckpt_install); the next
+ * start discards a next/ that was not renamed, and finishes a rename cut
+ * in half. So a kill leaves either the replica's own store (killed at a
+ * chunk: the write of chunk k, drawn per fetch, never happens) or the
+ * installed checkpoint, durable, under a superblock that does not name it
+ * yet (killed in the install once it is durable, before the core went on).
+ * Drawn once per fetch, when its first chunk is written. */
+static sim_node_replica *node_of_ck(void *ctx)
+{
+	return (sim_node_replica *)((char *)ctx - offsetof(sim_node_replica, st.ck));
+}
+
+static int kill_ck_write(void *ctx, const vsr_checkpoint *cp, uint64_t offset,
+			 const uint8_t *data, uint32_t len)
+{
+	sim_node_replica *nr = node_of_ck(ctx);
+	struct sim *s = nr->sm.sim;
+	uint8_t r = nr->sm.replica;
+	if (cp->op != nr->fetch_op || cp->digest != nr->fetch_digest) {
+		/* A new fetch (or the same one after a restart): draw its kill. */
+		nr->fetch_op = cp->op;
+		nr->fetch_digest = cp->digest;
+		nr->fetch_writes = 0;
+		nr->fetch_kill_at = 0;
+		nr->install_kill = false;
+		if (s->f.fetch_kill_ppm && in_fault_phase(s) &&
+		    sim_rng_ppm(&s->store_rng, s->f.fetch_kill_ppm)) {
+			uint64_t chunk = nr->cfg.chunk_bytes_max;
+			uint64_t chunks = (cp->size + chunk - 1) / chunk;
+			if (sim_rng_below(&s->store_rng, 2))
+				nr->install_kill = true;
+			else
+				nr->fetch_kill_at = (uint32_t)sim_rng_range(&s->store_rng, 1, chunks);
+		}
+	}
+	nr->fetch_writes++;
+	if (nr->fetch_kill_at && nr->fetch_writes == nr->fetch_kill_at &&
+	    in_fault_phase(s) && !nr->kill_why) {
+		nr->fetch_kill_at = 0;
+		if (crash_allowed(s, r)) {
+			s->stats.fetch_kills++;
+			s->stats.store_kills_amnesiac += nr->amnesiac;
+			trace_mix(s, 24, r, cp->op, offset);
+			tracef(s, "r%u   KILLED while fetching checkpoint %llu (chunk at "
+			       "offset %llu of %llu)", r, (unsigned long long)cp->op,
+			       (unsigned long long)offset, (unsigned long long)cp->size);
+			nr->kill_why = "killed while fetching a checkpoint";
+			nr->kill_mid_fetch = true;
+			return VSR_ENOMEM; /* the write never happened */
+		}
+		s->stats.amnesia_blocked++;
+	}
+	return nr->ck_write(ctx, cp, offset, data, len);
+}
+
+/* --sync-fail-ppm, the other place a sync ends: a take while the previous
+ * checkpoint's sync runs waits for it (vsrhost's store, like vsr_snapckpt),
+ * and when that sync fails the process dies inside the take. */
+static int fail_ck_take(void *ctx, vsr_checkpoint *cp, const uint8_t *meta, size_t meta_len)
+{
+	sim_node_replica *nr = node_of_ck(ctx);
+	struct sim *s = nr->sm.sim;
+	uint8_t r = nr->sm.replica;
+	uint64_t op = vsr_snapckpt_pending(&nr->st.ck);
+	if (op && nr->in_step && !nr->kill_why && sync_fails(s, r)) {
+		s->stats.sync_failures++;
+		s->stats.sync_failures_waited++;
+		trace_mix(s, 26, r, op, 0);
+		tracef(s, "r%u   checkpoint %llu: its sync FAILED while the take of %llu "
+		       "waited for it", r, (unsigned long long)op, (unsigned long long)cp->op);
+		/* --bug sync-fail-ignored: the failure goes unnoticed, the take
+		 * goes on (and the model syncs the image after all) */
+		if (!(s->opt.bugs & SIM_BUG_SYNC_FAIL_IGNORED)) {
+			nr->kill_why = "checkpoint sync failed while a take waited, exit 74";
+			return VSR_ENOMEM;
+		}
+	}
+	return nr->ck_take(ctx, cp, meta, meta_len);
+}
+
+static int kill_ck_install(void *ctx, const vsr_checkpoint *cp,
+			   vsr_checkpoint_accept accept, void *arg)
+{
+	sim_node_replica *nr = node_of_ck(ctx);
+	struct sim *s = nr->sm.sim;
+	uint8_t r = nr->sm.replica;
+	int rc = nr->ck_install(ctx, cp, accept, arg);
+	if (rc != VSR_OK || !nr->install_kill || cp->op != nr->fetch_op ||
+	    !in_fault_phase(s) || nr->kill_why)
+		return rc;
+	nr->install_kill = false;
+	if (!crash_allowed(s, r)) {
+		s->stats.amnesia_blocked++;
+		return rc;
+	}
+	s->stats.install_kills++;
+	s->stats.store_kills_amnesiac += nr->amnesiac;
+	trace_mix(s, 25, r, cp->op, 0);
+	tracef(s, "r%u   KILLED in the install of checkpoint %llu, once durable", r,
+	       (unsigned long long)cp->op);
+	nr->kill_why = "killed in a checkpoint install";
+	return rc;
 }
 
 /* One call into replica r, with everything that must happen around it. */
@@ -559,7 +727,27 @@ static void step(struct sim *s, uint8_t r, const vsr_event *ev)
 	vsr_replica_info before = nr->info;
 	vsr_actions acts = {0};
 	uint64_t checkpoints = vsr_replica_stats_get(nr->core)->checkpoints;
+	nr->in_step = true;
 	vsr_replica_step(nr->core, ev, &acts);
+	nr->in_step = false;
+	if (nr->kill_why) {
+		/* Killed inside a callback of this step (--fetch-kill-ppm):
+		 * nothing of the step reaches the network or the disk. */
+		const char *why = nr->kill_why;
+		bool mid_fetch = nr->kill_mid_fetch;
+		nr->kill_why = NULL;
+		nr->kill_mid_fetch = false;
+		crash(s, r, why);
+		if (mid_fetch && (s->opt.bugs & SIM_BUG_FETCH_REPLACES_STORE)) {
+			/* The planted host bug: the next start takes the half-built
+			 * store/next/ for an install cut between its renames (as
+			 * vsrhost once did), so the store it had is gone and the
+			 * one it opens holds no checkpoint. */
+			vsr_snapckpt_forget(&nr->st.ck);
+			tracef(s, "r%u   the half-fetched store REPLACES its own", r);
+		}
+		return;
+	}
 	if (s->f.long_step_ppm && in_fault_phase(s) &&
 	    vsr_replica_stats_get(nr->core)->checkpoints != checkpoints &&
 	    sim_rng_ppm(&s->mode_rng, s->f.long_step_ppm)) {
@@ -887,12 +1075,34 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 	}
 	sim_sm_init(&nr->sm, s, r);
 	sim_sm_iface(&nr->sm, &nr->st.ck, &nr->smi);
+	nr->ck_write = nr->smi.checkpoint_write;
+	nr->ck_install = nr->smi.checkpoint_install;
+	nr->ck_take = nr->smi.checkpoint_take;
+	nr->smi.checkpoint_take = fail_ck_take;
+	nr->smi.checkpoint_write = kill_ck_write;
+	nr->smi.checkpoint_install = kill_ck_install;
+	nr->kill_why = NULL;
+	nr->kill_mid_fetch = false;
+	nr->fetch_op = nr->fetch_digest = 0;
+	nr->fetch_writes = nr->fetch_kill_at = 0;
+	nr->install_kill = false;
+	nr->ck_claimed = 0;
 	nr->st.ck.async = (s->f.async_mask >> r & 1) != 0;
 	nr->ck_takes = nr->st.ck.takes;
 	nr->ck_waits = nr->st.ck.waits;
 	nr->ck_due = 0;
-	if (dp != NULL && vsr_snapckpt_durable_op(&nr->st.ck) > dp->superblock.checkpoint_op)
+	if (dp != NULL && vsr_snapckpt_durable_op(&nr->st.ck) > dp->superblock.checkpoint_op) {
 		s->stats.ckpt_newer++;
+		/* The log on the disk goes on past that checkpoint on another
+		 * chain (an install of a fetched checkpoint that the superblock
+		 * does not name yet): the core must cut it there. */
+		const vsr_snapckpt_image *im = vsr_snapckpt_current(&nr->st.ck);
+		for (uint32_t i = 0; im != NULL && i < dp->entry_count; i++)
+			if (dp->entries[i].op == im->cp.op + 1) {
+				s->stats.ckpt_other_chain += dp->entries[i].parent != im->cp.checksum;
+				break;
+			}
+	}
 	vsr_config cfg;
 	replica_config(s, r, &cfg);
 	int rc = vsr_replica_create(&nr->core, &cfg, &nr->smi, dp, s->now);
@@ -1582,6 +1792,14 @@ static void faults_resolve(struct sim *s)
 			async_mask |= 1u << r;
 	uint32_t sync_mult = PICK(k, 1, 4);
 	f->async_mask = o->async_checkpoints ? async_mask : 0;
+	/* Store failures, from their own stream: off in half the seeds. A
+	 * sync fails only at a replica with async checkpoints (vsrhost's
+	 * syncer); a fetch is killed at one of its chunks or in its install. */
+	sim_rng *sf = &s->store_rng;
+	uint32_t sync_fail = PICK(sf, 0, 0, 20000, 100000);
+	uint32_t fetch_kill = PICK(sf, 0, 0, 100000, 300000);
+	f->sync_fail_ppm = o->sync_fail_ppm == SIM_RATE_SEEDED ? sync_fail : o->sync_fail_ppm;
+	f->fetch_kill_ppm = o->fetch_kill_ppm == SIM_RATE_SEEDED ? fetch_kill : o->fetch_kill_ppm;
 	if (o->drop_ppm != SIM_RATE_SEEDED)
 		f->drop_ppm = o->drop_ppm;
 	if (o->dup_ppm != SIM_RATE_SEEDED)
@@ -1603,6 +1821,7 @@ static void faults_resolve(struct sim *s)
 		f->minority_down = f->slow_heal = false;
 		f->oneway_ppm = f->long_step_ppm = f->restore_fail_ppm = 0;
 		f->big_reply_ppm = f->ack_crash_ppm = 0;
+		f->sync_fail_ppm = f->fetch_kill_ppm = 0;
 		f->fresh_at = 0;
 		f->delay_max = 3;
 		f->persist_max = 2;
@@ -1645,7 +1864,7 @@ static void config_resolve(struct sim *s)
 		c->clients_max = clients_max;
 		/* Oversized replies end up in checkpoints: 1 MiB chunks for those. */
 		c->chunk_bytes_max = s->f.big_reply_ppm ? 1u << 20 : 256;
-		c->bugs = s->opt.bugs;
+		c->bugs = s->opt.bugs & ~SIM_BUGS_HOST;
 		if (s->leases) {
 			/* Simulated clocks agree exactly; a bound is still required. */
 			c->lease_drift_ppm = 100000;
@@ -2044,6 +2263,7 @@ void sim_run(const sim_options *opt, sim_result *res)
 	sim_rng_seed(&s->mode_rng, sim_hash_u64(opt->seed, 0x69737375653737ull));
 	sim_rng_seed(&s->read_rng, sim_hash_u64(opt->seed, 0x7265616473ull));
 	sim_rng_seed(&s->ckpt_rng, sim_hash_u64(opt->seed, 0x636b707473ull));
+	sim_rng_seed(&s->store_rng, sim_hash_u64(opt->seed, 0x73746f72656661ull));
 	/* With reads, half the seeds run with leases (no clock drift here). */
 	s->leases = opt->reads && sim_rng_below(&s->read_rng, 2) == 0;
 	faults_resolve(s);
@@ -2130,7 +2350,7 @@ void sim_run(const sim_options *opt, sim_result *res)
 					.realtime_ns = realtime_ns(s, r)};
 			step(s, r, &ev);
 			s->stats.events++;
-			if (!s->failed && s->now >= s->r[r].next_full_check) {
+			if (!s->failed && s->r[r].up && s->now >= s->r[r].next_full_check) {
 				sim_check_full(s, &s->g, r, s->r[r].core);
 				s->r[r].next_full_check = s->now + 128;
 			}

@@ -52,6 +52,9 @@ static const bug_name bug_names[] = {
 	{"durable-names-current", VSR_BUG_DURABLE_NAMES_CURRENT},
 	{"read-no-round", VSR_BUG_READ_NO_ROUND},
 	{"read-before-execute", VSR_BUG_READ_BEFORE_EXECUTE},
+	/* the simulated host's (SIM_BUGS_HOST), not the core's */
+	{"sync-fail-ignored", SIM_BUG_SYNC_FAIL_IGNORED},
+	{"fetch-replaces-store", SIM_BUG_FETCH_REPLACES_STORE},
 };
 
 
@@ -83,7 +86,9 @@ static void usage(FILE *f)
 		"                       same seed without the bug does not have; exit 0\n"
 		"  --expect-failure     the same, counting liveness failures too\n"
 		"  --count-catches      with --expect-*: sweep every seed, count catches\n"
-		"  --guards             print the defensive-branch counters of a sweep\n"
+		"  --guards             print the defensive-branch counters of a sweep\n",
+		SIM_CLIENTS_MAX);
+	fprintf(f,
 		"More faults (issue 7; each drawn per seed when on):\n"
 		"  --slow-disks         persists up to 100 ticks in a quarter of seeds\n"
 		"  --minority-down      up to f replicas stay down after the faults\n"
@@ -103,6 +108,13 @@ static void usage(FILE *f)
 		"  --async-checkpoints  checkpoints of some replicas (drawn per seed)\n"
 		"                       become durable later (VSR_PENDING); a crash\n"
 		"                       before loses them (--sync-checkpoints: off)\n"
+		"  --sync-fail-ppm N|swarm  checkpoint syncs that fail, per million (the\n"
+		"                       replica exits 74, its store rolls back to the\n"
+		"                       checkpoint before); swarm (default): 0, 2 %% or\n"
+		"                       10 %% drawn per seed\n"
+		"  --fetch-kill-ppm N|swarm  checkpoint fetches killed midway, per million\n"
+		"                       (at a chunk, or in the install once durable);\n"
+		"                       swarm (default): 0, 10 %% or 30 %% per seed\n"
 		"  --fresh-restarts     the operator formats the whole cluster anew once\n"
 		"                       (in a quarter of seeds); clients keep running\n"
 		"  --live-during-faults [--live-window N]  while a quorum is up and\n"
@@ -116,8 +128,7 @@ static void usage(FILE *f)
 		"                       state at one op (drawn per seed); runtime\n"
 		"                       divergence detection must find and repair it\n"
 		"  --amnesia-hidden     (teeth) hand a wiped disk to the core as a\n"
-		"                       formatted one instead of amnesia = true\n",
-		SIM_CLIENTS_MAX);
+		"                       formatted one instead of amnesia = true\n");
 }
 
 /* The issue-7 modes: all on by default since the liveness work (stale old
@@ -128,6 +139,7 @@ static void set_default_modes(sim_options *o)
 	o->long_oneway = o->long_steps = o->large_state = true;
 	o->ack_crashes = o->big_replies = true;
 	o->async_checkpoints = true;
+	o->sync_fail_ppm = o->fetch_kill_ppm = SIM_RATE_SEEDED;
 	o->fresh_restarts = o->single_amnesia = true;
 	o->restore_fail_ppm = 100000;
 	/* Off until the liveness work: a replica normal in an older view next
@@ -370,6 +382,14 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--amnesia-ppm")) {
 			NEED_NUM();
 			o.amnesia_ppm = (uint32_t)(x > 1000000 ? 1000000 : x);
+		} else if ((!strcmp(a, "--sync-fail-ppm") || !strcmp(a, "--fetch-kill-ppm")) &&
+			   v && !strcmp(v, "swarm")) {
+			*(a[2] == 's' ? &o.sync_fail_ppm : &o.fetch_kill_ppm) = SIM_RATE_SEEDED;
+			i++;
+		} else if (!strcmp(a, "--sync-fail-ppm") || !strcmp(a, "--fetch-kill-ppm")) {
+			NEED_NUM();
+			*(a[2] == 's' ? &o.sync_fail_ppm : &o.fetch_kill_ppm) =
+				(uint32_t)(x > 1000000 ? 1000000 : x);
 		} else if (!strcmp(a, "--crash-ppm")) {
 			NEED_NUM();
 			o.crash_ppm = (uint32_t)(x > 1000000 ? 1000000 : x);
@@ -449,6 +469,7 @@ int main(int argc, char **argv)
 			o.slow_disks = o.long_oneway = o.long_steps = o.large_state = false;
 			o.ack_crashes = o.big_replies = false;
 			o.async_checkpoints = false;
+			o.sync_fail_ppm = o.fetch_kill_ppm = 0;
 			o.fresh_restarts = o.single_amnesia = false;
 			o.minority_down = o.slow_heal = o.live_during_faults = false;
 			o.restore_fail_ppm = 0;
@@ -585,6 +606,12 @@ int main(int argc, char **argv)
 		cov.ckpt_waits += r.stats.ckpt_waits;
 		cov.ckpt_lost += r.stats.ckpt_lost;
 		cov.ckpt_newer += r.stats.ckpt_newer;
+		cov.sync_failures += r.stats.sync_failures;
+		cov.sync_failures_waited += r.stats.sync_failures_waited;
+		cov.fetch_kills += r.stats.fetch_kills;
+		cov.install_kills += r.stats.install_kills;
+		cov.store_kills_amnesiac += r.stats.store_kills_amnesiac;
+		cov.ckpt_other_chain += r.stats.ckpt_other_chain;
 		cov.planted += r.stats.planted;
 		cov.divergences += r.stats.divergences > 0;
 		cov.divergence_repairs += r.stats.divergence_repairs > 0;
@@ -675,6 +702,13 @@ int main(int argc, char **argv)
 	       "for the previous sync, %" PRIu64 " lost in a crash, %" PRIu64
 	       " restarts from a state machine checkpoint newer than the superblock's\n",
 	       cov.ckpt_async, cov.ckpt_waits, cov.ckpt_lost, cov.ckpt_newer);
+	printf("store failures: %" PRIu64 " checkpoint syncs failed (the replica exits; %"
+	       PRIu64 " while a take waited for it), %" PRIu64 " fetches killed at a chunk, %"
+	       PRIu64 " killed in an install once durable (%" PRIu64 " of those at an amnesiac "
+	       "replica); %" PRIu64 " restarts with a log that goes on past the newer "
+	       "checkpoint on another chain\n",
+	       cov.sync_failures, cov.sync_failures_waited, cov.fetch_kills, cov.install_kills,
+	       cov.store_kills_amnesiac, cov.ckpt_other_chain);
 	if (o.plant_divergence)
 		printf("divergence: planted in %" PRIu64 " runs; found in %" PRIu64
 		       " runs, repaired by a checkpoint transfer in %" PRIu64

@@ -359,7 +359,73 @@ static void test_idle_empty_log_keeps_primary(void)
 	fx_free(&f);
 }
 
+/* A replica that hears nobody must not lead the others from view to view.
+ * vsrsim --seed 30179 --ticks 8000: every link into r2 cut (one way) while
+ * all three were in a view change; r2's stalled view change skipped the
+ * views of the replicas it could not hear, so it always moved, first, to a
+ * view it leads; r0 and r1, connected both ways, followed its
+ * START_VIEW_CHANGE into each of them, where their DO_VIEW_CHANGE never
+ * reached it: no request completed for 1,500 ticks. A replica that heard no
+ * one lately has no reason to prefer its own view: it moves to the next.
+ * Here r2, in a view change and then cut off, must also visit views others
+ * lead; and once r0 and r1 (and r2's outgoing links) are back, with r2
+ * still deaf, a request completes. */
+static bool both_in_view_change(fixture *f, void *arg)
+{
+	(void)arg;
+	vsr_replica_info a, b;
+	fx_info(f, 1, &a);
+	fx_info(f, 2, &b);
+	return a.status == VSR_STATUS_VIEW_CHANGE && b.status == VSR_STATUS_VIEW_CHANGE;
+}
+
+static bool quorum_serves(fixture *f, void *arg)
+{
+	const fx_reply *r = fx_reply_for(f, *(uint64_t *)arg);
+	return r != NULL && r->status == VSR_REPLY_OK;
+}
+
+static void test_deaf_replica_leads_nobody_away(void)
+{
+	fixture f;
+	fx_init(&f, 3, NULL);
+	uint64_t s = fx_register(&f, 0, 91);
+	CHECK(s != 0);
+	uint64_t req = 0;
+	load_at_0(&f, s, &req, 10);
+	f.hops_per_tick = 1; /* a view change takes ticks: it can be caught in it */
+	fx_isolate(&f, 0);
+	uint32_t pt = f.cfg[2].timeouts.primary_ticks;
+	CHECK(fx_run_until(&f, 10 * pt, both_in_view_change, NULL));
+	fx_isolate(&f, 2);
+	/* Past the window in which r2 still counts what it heard before. */
+	fx_run(&f, 4 * pt);
+	uint64_t last = view_of(&f, 2), others = 0, moves = 0;
+	for (uint32_t t = 0; t < 200 * pt && moves < 6; t++) {
+		fx_run(&f, 1);
+		uint64_t v = view_of(&f, 2);
+		if (v == last) continue;
+		moves++;
+		others += vsr_primary_of(v, 3) != 2;
+		last = v;
+	}
+	CHECK(moves >= 3);
+	CHECK(others > 0); /* not only views it leads */
+	fx_heal(&f);
+	f.link[0][2] = f.link[1][2] = false; /* still deaf */
+	bool served = false;
+	++req;
+	for (int round = 0; round < 100 && !served; round++) {
+		uint64_t conn = fx_request(&f, (uint8_t)(round % 2), VSR_REQUEST_OP, s, req, "after");
+		served = fx_run_until(&f, 50, quorum_serves, &conn);
+	}
+	CHECK(served);
+	CHECK_CLUSTER(&f);
+	fx_free(&f);
+}
+
 static const fx_test tests[] = {
+	{"deaf_replica_leads_nobody_away", test_deaf_replica_leads_nobody_away},
 	{"idle_empty_log_keeps_primary", test_idle_empty_log_keeps_primary},
 	{"recovery_not_stuck_on_stale_normal_answer", test_recovery_not_stuck_on_stale_normal_answer},
 	{"paused_backup_keeps_primary", test_paused_backup_keeps_primary},
