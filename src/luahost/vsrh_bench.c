@@ -144,7 +144,7 @@ static int dbl_cmp(const void *a, const void *b)
 }
 
 static int bench_checkpoint(vsrh_sm *sm, const vsr_buf *puts, uint32_t keys, uint64_t *op_no,
-			    uint32_t between, int rounds)
+			    uint32_t between, int rounds, double pace_ms)
 {
 	vsr_state_machine m;
 	vsrh_sm_bind(sm, &m);
@@ -168,12 +168,14 @@ static int bench_checkpoint(vsrh_sm *sm, const vsr_buf *puts, uint32_t keys, uin
 		took[round] = dt;
 		cpu[round] = now_s() - c0;
 		/* A durable store syncs it on its own thread (the step does not
-		 * wait): timed apart, and waited for, so the next take does not. */
+		 * wait): timed apart, and waited for, so the next take does not;
+		 * with --pace the puts go on meanwhile, as in a replica. */
 		t0 = wall_s();
-		vsrh_sm_on_checkpoint_durable(sm, NULL, NULL);
+		if (pace_ms == 0)
+			vsrh_sm_on_checkpoint_durable(sm, NULL, NULL);
 		double sync = wall_s() - t0;
 		char off[64] = "";
-		if (rc == VSR_PENDING)
+		if (rc == VSR_PENDING && pace_ms == 0)
 			snprintf(off, sizeof off, "; synced off the step in %.1f ms", sync * 1e3);
 		if (round == 0)
 			printf("  checkpoint of the whole state: %.1f ms wall (image %.1f MiB%s)\n",
@@ -183,7 +185,17 @@ static int bench_checkpoint(vsrh_sm *sm, const vsr_buf *puts, uint32_t keys, uin
 			       between, dt * 1e3, (double)cp.size / (1 << 20), off);
 		if (round == rounds)
 			break;
+		double start = wall_s();
 		for (uint32_t i = 0; i < between; i++, next++) {
+			if (pace_ms && i % 64 == 0) {
+				/* The puts spread over pace_ms, as clients send them. */
+				double due = start + pace_ms / 1e3 * i / between, now = wall_s();
+				if (due > now) {
+					struct timespec ts = {.tv_sec = (time_t)(due - now),
+							      .tv_nsec = (long)((due - now - (double)(time_t)(due - now)) * 1e9)};
+					nanosleep(&ts, NULL);
+				}
+			}
 			uint32_t key = (uint32_t)(((uint64_t)next * 7919u) % keys);
 			vsr_apply_ctx a = {.op = ++*op_no, .timestamp = *op_no * 1000, .session = 1,
 					   .request = *op_no};
@@ -215,6 +227,7 @@ int main(int argc, char **argv)
 {
 	uint64_t n = 1000000;
 	int repeat = 3, calibration = 1, checkpoint = 0, table_store = 0, rounds = 3;
+	double pace_ms = 0;
 	const char *only = NULL, *durable_dir = NULL;
 	uint32_t keys = 10000;
 	const char *path = "statemachines/kv.lua";
@@ -224,10 +237,10 @@ int main(int argc, char **argv)
 		{"only", required_argument, NULL, 'o'}, {"no-calibration", no_argument, NULL, 'C'},
 		{"checkpoint", optional_argument, NULL, 'c'}, {"table-store", no_argument, NULL, 't'},
 		{"durable", required_argument, NULL, 'D'}, {"value-size", required_argument, NULL, 'V'},
-		{"rounds", required_argument, NULL, 'R'}, {"help", no_argument, NULL, 'h'},
+		{"rounds", required_argument, NULL, 'R'}, {"pace", required_argument, NULL, 'P'}, {"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	int ch;
-	while ((ch = getopt_long(argc, argv, "n:k:s:r:o:Cc::tD:V:R:h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "n:k:s:r:o:Cc::tD:V:R:P:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'n': n = strtoull(optarg, NULL, 10); break;
 		case 'k': keys = (uint32_t)strtoul(optarg, NULL, 10); break;
@@ -238,6 +251,7 @@ int main(int argc, char **argv)
 		case 't': table_store = 1; break;
 		case 'D': durable_dir = optarg; break;
 		case 'R': rounds = atoi(optarg); break;
+		case 'P': pace_ms = atof(optarg); break;
 		case 'V': value_size = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'c': checkpoint = optarg ? (int)strtoul(optarg, NULL, 10) : 4096; break;
 		case 'h':
@@ -248,6 +262,8 @@ int main(int argc, char **argv)
 			       "                  [--value-size B]  (string values of B bytes)\n"
 			       "                  [--rounds N]      (checkpoints after the first, default 3;\n"
 			       "                                     more than 3: their p50, p99 and max)\n"
+			       "                  [--pace MS]       (the puts of a round spread over MS ms while\n"
+			       "                                     the last checkpoint syncs, as in a replica)\n"
 			       "Reports the best of R runs of N operations each, in CPU time.\n");
 			return 0;
 		default:
@@ -296,7 +312,7 @@ int main(int argc, char **argv)
 	if (!only || strcmp(only, "query") == 0)
 		bad |= bench(sm, &rq, n, &op_no, repeat);
 	if (checkpoint)
-		bad |= bench_checkpoint(sm, puts, keys, &op_no, checkpoint, rounds);
+		bad |= bench_checkpoint(sm, puts, keys, &op_no, checkpoint, rounds, pace_ms);
 	vsrh_sm_stats st;
 	vsrh_sm_stats_get(sm, &st);
 	printf("  state machine memory: %.1f MiB\n", (double)st.memory_bytes / (1 << 20));

@@ -26,6 +26,7 @@
 #include "vsrh_sandbox.h"
 #include "vsrh_le.h"
 #include "vsrh_store_sync.h"
+#include "vsrh_store_touch.h"
 
 /* The delete marker in the write buffer: a light userdata no script can
  * forge (scripts cannot create light userdata). */
@@ -159,6 +160,7 @@ struct vsrh_lmdb {
 	int staged_fd;
 	ckpt_build build;     /* next/, from the staged chunks so far */
 	vsrh_syncer syncer;   /* durable: syncs each checkpoint off the step */
+	vsrh_touch touch;     /* pages the write-back cleaned, made writable before the commit */
 };
 
 #define lmdb_fatal vsrh_store_fatal
@@ -526,6 +528,22 @@ static void invalidate_sorted(lua_State *L, vsrh_store *s)
 	s->ref_sorted = LUA_NOREF;
 }
 
+/* The page the cursor is on, dirty in the write transaction: noted while
+ * the previous checkpoint is written back (vsrh_store_touch.h). */
+static void touch_note(vsrh_lmdb *db, MDB_cursor *c)
+{
+	MDB_val k, v;
+	if (db->touch.noting && mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT) == 0)
+		vsrh_touch_note(&db->touch, v.mv_data);
+}
+
+static void touch_step(vsrh_lmdb *db)
+{
+	uint64_t f[4];
+	vsrh_syncer_figures(&db->syncer, f);
+	vsrh_touch_step(&db->touch, f[0], VSRH_TOUCH_PER_OP);
+}
+
 /* Whether the cursor is on key k: then its value is in *old. */
 static bool lmdb_cursor_on(MDB_cursor *c, const char *k, size_t kl, MDB_val *old)
 {
@@ -565,6 +583,7 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 				s->count--;
 				if ((rc = mdb_cursor_del(c, 0)))
 					lmdb_fatal("delete", rc);
+				touch_note(db, c);
 			}
 		} else {
 			const char *val = lua_tolstring(L, -1, &vl);
@@ -586,6 +605,7 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 			}
 			if (rc)
 				lmdb_fatal("put", rc);
+			touch_note(db, c);
 			s->digest += entry_hash(key, kl, val, vl);
 			db->kv_bytes += 8 + kl + vl;
 		}
@@ -597,6 +617,8 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 	}
 	s->nwrites = 0;
 	lua_settop(L, top);
+	if (db->touch.noting || db->touch.pending)
+		touch_step(db);
 }
 
 void vsrh_store_commit(lua_State *L, vsrh_store *s)
@@ -1031,6 +1053,7 @@ static int env_try_open(vsrh_lmdb *db, const char *path, size_t map, size_t rese
 static void env_shut(vsrh_lmdb *db)
 {
 	map_watch(db, false);
+	vsrh_touch_disarm(&db->touch); /* its pages are unmapped */
 	if (db->env)
 		mdb_env_close(db->env);
 	db->env = NULL;
@@ -1231,6 +1254,7 @@ void vsrh_store_close(lua_State *L, vsrh_store *s)
 		return;
 	build_reset(db);
 	vsrh_syncer_close(&db->syncer); /* the checkpoint being synced is durable */
+	vsrh_touch_free(&db->touch);
 	env_close(db);
 	if (db->staged_fd >= 0)
 		close(db->staged_fd);
@@ -1331,6 +1355,7 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 		 * previous checkpoint is no longer served. */
 		held_drop(&db->held[0]);
 		map_watch(db, false);
+		vsrh_touch_disarm(&db->touch);
 		size_t map = map_size_for(used);
 		if ((rc = mdb_env_set_mapsize(db->env, map)))
 			lmdb_fatal("growing the map", rc);
@@ -1347,8 +1372,14 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 	if (!db->durable)
 		return VSR_OK;
 	/* Durable once the syncer says so (vsr.h: checkpoint_take). */
-	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op, map_used(db))))
+	uint64_t figures[4];
+	vsrh_syncer_figures(&db->syncer, figures);
+	used = map_used(db);
+	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op, used)))
 		lmdb_fatal("starting the syncer thread", rc);
+	if (db->writemap)
+		vsrh_touch_arm(&db->touch, db->watched, used, (size_t)sysconf(_SC_PAGESIZE),
+			       figures[0]);
 	return VSR_PENDING;
 }
 
