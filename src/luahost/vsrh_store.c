@@ -1377,9 +1377,12 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 	used = map_used(db);
 	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op, used)))
 		lmdb_fatal("starting the syncer thread", rc);
+	/* The write-back ends with a sync of the whole map: pages the
+	 * transaction takes past `used` (the file growing) are cleaned too;
+	 * those up to the reservation are noted as well. */
 	if (db->writemap)
-		vsrh_touch_arm(&db->touch, db->watched, used, (size_t)sysconf(_SC_PAGESIZE),
-			       figures[0]);
+		vsrh_touch_arm(&db->touch, db->watched, used > db->reserved ? used : db->reserved,
+			       (size_t)sysconf(_SC_PAGESIZE), figures[0]);
 	return VSR_PENDING;
 }
 
