@@ -897,8 +897,11 @@ static int map_reserve(vsrh_lmdb *db, size_t size)
 	if (rc == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize + (uint64_t)st.st_blocks * 512 <
 			       (uint64_t)size + STORE_MAP_MIN)
 		rc = ENOSPC; /* and leave the log room for a segment */
+	/* Only the part not yet allocated: [0, reserved) was (nothing gives
+	 * blocks back), and walking it again costs a step milliseconds. */
+	size_t from = db->reserved < size ? db->reserved : 0;
 	if (rc == 0)
-		rc = posix_fallocate(fd, 0, (off_t)size);
+		rc = posix_fallocate(fd, (off_t)from, (off_t)(size - from));
 	if (rc == 0)
 		db->reserved = size;
 	return rc;
@@ -1019,6 +1022,7 @@ static void map_watch(vsrh_lmdb *db, bool on)
 
 static int env_try_open(vsrh_lmdb *db, const char *path, size_t map, size_t reserve)
 {
+	db->reserved = 0; /* a file of its own (an install renames another in) */
 	int rc = mdb_env_create(&db->env);
 	if (rc == 0)
 		rc = mdb_env_set_maxdbs(db->env, 2);
