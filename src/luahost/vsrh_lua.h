@@ -82,6 +82,10 @@ bool vsrh_sm_store_lmdb(const vsrh_sm *sm);
  * flight). Returns the newest checkpoint made durable before the call (0:
  * none): the takes of a restart's replay, which ran before any fn. */
 uint64_t vsrh_sm_on_checkpoint_durable(vsrh_sm *sm, void (*fn)(void *arg, uint64_t op), void *arg);
+/* Replicas that may share a disk take turns writing checkpoints back:
+ * replica `slot` of `slots` starts its sync slot/slots of half an interval
+ * after the take (vsrh_syncer_stagger). */
+void vsrh_sm_stagger_syncs(vsrh_sm *sm, unsigned slot, unsigned slots);
 
 /* Fills `out` with callbacks on sm (ctx = sm). sm must outlive the core. */
 void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out);

@@ -1483,6 +1483,11 @@ uint64_t vsrh_sm_on_checkpoint_durable(vsrh_sm *sm, void (*fn)(void *arg, uint64
 	return vsrh_store_on_durable(&sm->store, fn, arg);
 }
 
+void vsrh_sm_stagger_syncs(vsrh_sm *sm, unsigned slot, unsigned slots)
+{
+	vsrh_store_stagger_syncs(&sm->store, slot, slots);
+}
+
 void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out)
 {
 	vsr_state_machine inner = {.ctx = sm, .apply = cb_apply, .snapshot = cb_snapshot,

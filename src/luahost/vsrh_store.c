@@ -1248,6 +1248,12 @@ uint64_t vsrh_store_on_durable(vsrh_store *s, vsrh_store_durable_fn fn, void *ar
 	return s->db->syncer.synced_op;
 }
 
+void vsrh_store_stagger_syncs(vsrh_store *s, unsigned slot, unsigned slots)
+{
+	if (s->db != NULL && s->db->durable)
+		vsrh_syncer_stagger(&s->db->syncer, slot, slots);
+}
+
 static void build_reset(vsrh_lmdb *db);
 
 void vsrh_store_close(lua_State *L, vsrh_store *s)

@@ -70,6 +70,9 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
  * VSR_EVENT_CHECKPOINT_DURABLE). Returns the last checkpoint the thread
  * made durable before (0: none), which no call reported. */
 uint64_t vsrh_store_on_durable(vsrh_store *s, void (*fn)(void *arg, uint64_t op), void *arg);
+/* Replica slot of slots writes its checkpoints back in its own turn
+ * (vsrh_syncer_stagger). */
+void vsrh_store_stagger_syncs(vsrh_store *s, unsigned slot, unsigned slots);
 /* The syncer's figures: checkpoints synced, the last sync's ns, commits that
  * waited for the previous sync, their ns in all (zeros: none). */
 void vsrh_store_sync_figures(vsrh_store *s, uint64_t out[4]);

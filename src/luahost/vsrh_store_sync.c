@@ -137,15 +137,24 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* A slice that did I/O is followed by a pause as long as it took, while the
- * sync stays within `budget_ns` (half the last interval between two
- * checkpoints): the disk is left idle half the time for the log. */
-static int trickle(MDB_env *env, uint64_t used, uint64_t budget_ns)
+/* One pass over data.mdb's first `used` bytes. A slice that did I/O is
+ * followed by a pause as long as it took, while the sync stays within
+ * `budget_ns` (half the last interval between two checkpoints) of `start`:
+ * the disk is left idle half the time for the log. `io_ns` gets the time
+ * the pass spent in slices that wrote something. */
+#define TRICKLE_IO_NS 200000 /* a slice slower than this wrote pages */
+static bool hurried(vsrh_syncer *s)
 {
-	int fd;
-	if (mdb_env_get_fd(env, &fd) != 0)
-		return 0;
-	uint64_t start = mono_ns();
+	pthread_mutex_lock(&s->mu);
+	bool h = s->hurry || s->stop;
+	pthread_mutex_unlock(&s->mu);
+	return h;
+}
+
+static int trickle_pass(vsrh_syncer *s, int fd, uint64_t start, uint64_t *io_ns)
+{
+	uint64_t used = s->used, budget_ns = s->budget_ns;
+	*io_ns = 0;
 	for (off_t at = 0; at < (off_t)used; at += TRICKLE_BYTES) {
 		uint64_t t0 = mono_ns();
 		if (sync_file_range(fd, at, TRICKLE_BYTES,
@@ -153,7 +162,9 @@ static int trickle(MDB_env *env, uint64_t used, uint64_t budget_ns)
 					    SYNC_FILE_RANGE_WAIT_AFTER) != 0)
 			return errno;
 		uint64_t now = mono_ns(), took = now - t0;
-		if (took > 500000 && now - start + took < budget_ns) {
+		if (took > TRICKLE_IO_NS)
+			*io_ns += took;
+		if (took > 500000 && now - start + took < budget_ns && !hurried(s)) {
 			struct timespec ts = {.tv_sec = (time_t)(took / 1000000000u),
 					      .tv_nsec = (long)(took % 1000000000u)};
 			nanosleep(&ts, NULL);
@@ -162,9 +173,32 @@ static int trickle(MDB_env *env, uint64_t used, uint64_t budget_ns)
 	return 0;
 }
 
+/* Writes the checkpoint's pages back in paced slices before the fdatasync
+ * that makes them durable. With MDB_WRITEMAP the transaction after the
+ * checkpoint writes into the same map meanwhile, and the pages it dirtied
+ * during a pass would all go out at once in the fdatasync (tens of ms of
+ * unpaced I/O with 1,000,000 keys, which the log's fdatasync queues behind):
+ * so passes repeat, each shorter than the last, until one writes almost
+ * nothing. */
+#define TRICKLE_PASSES 4
+#define TRICKLE_QUIET_NS 4000000 /* a pass with less I/O than this ends it */
+static int trickle(vsrh_syncer *s, MDB_env *env)
+{
+	int fd;
+	if (mdb_env_get_fd(env, &fd) != 0)
+		return 0;
+	uint64_t start = mono_ns(), io_ns = 0;
+	for (int pass = 0; pass < TRICKLE_PASSES; pass++) {
+		int rc = trickle_pass(s, fd, start, &io_ns);
+		if (rc != 0 || io_ns < TRICKLE_QUIET_NS)
+			return rc;
+	}
+	return 0;
+}
+
 static int sync_and_record(vsrh_syncer *s, MDB_env *env, uint64_t txnid, uint64_t op)
 {
-	int rc = trickle(env, s->used, s->budget_ns);
+	int rc = trickle(s, env);
 	if (rc == 0)
 		rc = mdb_env_sync(env, 1);
 	if (rc == 0) {
@@ -188,6 +222,16 @@ static void *syncer_main(void *arg)
 			break;
 		MDB_env *env = s->env;
 		uint64_t txnid = s->txnid, op = s->op;
+		/* This replica's turn (vsrh_syncer_stagger), unless someone
+		 * already waits for the sync. */
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		uint64_t at = (uint64_t)until.tv_nsec + s->delay_ns;
+		until.tv_sec += (time_t)(at / 1000000000u);
+		until.tv_nsec = (long)(at % 1000000000u);
+		while (s->delay_ns > 0 && !s->hurry && !s->stop &&
+		       pthread_cond_timedwait(&s->cv, &s->mu, &until) == 0)
+			;
 		pthread_mutex_unlock(&s->mu);
 		uint64_t t0 = mono_ns();
 		int rc = sync_and_record(s, env, txnid, op);
@@ -205,6 +249,7 @@ static void *syncer_main(void *arg)
 		s->last_sync_ns = took;
 		s->synced_op = op;
 		s->busy = false;
+		s->hurry = false;
 		pthread_cond_broadcast(&s->cv);
 	}
 	pthread_mutex_unlock(&s->mu);
@@ -221,7 +266,11 @@ int vsrh_syncer_init(vsrh_syncer *s, const char *dir)
 		return errno;
 	vsrh_boot_id(s->boot);
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->cv, NULL);
+	pthread_condattr_t ca; /* the turn's timed wait runs on CLOCK_MONOTONIC */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	return 0;
 }
 
@@ -232,6 +281,8 @@ void vsrh_syncer_wait(vsrh_syncer *s)
 	pthread_mutex_lock(&s->mu);
 	if (s->busy) {
 		uint64_t t0 = mono_ns();
+		s->hurry = true; /* no turn to wait for, no more pauses */
+		pthread_cond_broadcast(&s->cv);
 		while (s->busy)
 			pthread_cond_wait(&s->cv, &s->mu);
 		s->waits++;
@@ -272,6 +323,12 @@ void vsrh_syncer_close(vsrh_syncer *s)
 	s->synced_fd = -1;
 }
 
+void vsrh_syncer_stagger(vsrh_syncer *s, unsigned slot, unsigned slots)
+{
+	s->slot = slots > 0 ? slot % slots : 0;
+	s->slots = slots;
+}
+
 int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used)
 {
 	if (!s->started) {
@@ -281,17 +338,27 @@ int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used)
 		s->started = true;
 	}
 	pthread_mutex_lock(&s->mu);
+	if (s->busy) {
+		s->hurry = true;
+		pthread_cond_broadcast(&s->cv);
+	}
 	while (s->busy)
 		pthread_cond_wait(&s->cv, &s->mu);
 	s->env = env;
 	s->txnid = env_txnid(env);
 	s->op = op;
 	s->used = used;
-	/* Half the time since the last checkpoint, at most 2 s: the next take
-	 * waits for this sync, and comes about an interval from now. */
+	/* The next take waits for this sync, and comes about an interval (the
+	 * time since the last take) from now. A replica starts after its turn,
+	 * slot/slots of half the interval, and paces its slices over at most
+	 * half the interval (2 s), ending within three quarters of it. */
 	uint64_t now = mono_ns();
 	uint64_t since = s->started_at ? now - s->started_at : 0;
-	s->budget_ns = since / 2 < 2000000000u ? since / 2 : 2000000000u;
+	if (since > 4000000000u)
+		since = 4000000000u;
+	s->delay_ns = s->slots > 1 ? since / 2 * s->slot / s->slots : 0;
+	s->budget_ns = since / 2 < since * 3 / 4 - s->delay_ns ? since / 2
+							       : since * 3 / 4 - s->delay_ns;
 	s->started_at = now;
 	s->busy = true;
 	pthread_cond_broadcast(&s->cv);

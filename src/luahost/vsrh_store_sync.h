@@ -40,6 +40,9 @@ typedef struct vsrh_syncer {
 	uint64_t used;           /* bytes of data.mdb in use (written back in slices) */
 	uint64_t budget_ns;      /* how long the slices may be paced over */
 	uint64_t started_at;     /* when the last sync was started (mono ns) */
+	unsigned slot, slots;    /* this replica's turn of the replicas' (stagger) */
+	bool hurry;              /* someone waits for the sync: no more pauses */
+	uint64_t delay_ns;       /* this sync's turn: how long it waits to start */
 	int synced_fd;           /* the `synced` file, open */
 	char boot[VSRH_BOOT_ID_LEN];
 	vsrh_store_durable_fn notify;
@@ -66,6 +69,10 @@ void vsrh_syncer_figures(vsrh_syncer *s, uint64_t out[4]);
 /* Starts syncing env (its newest commit, checkpoint `op`) on the thread;
  * waits first for one in flight. 0, or an errno (no thread). */
 int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used);
+/* Staggers this replica's syncs (slot of slots, the replica's index and the
+ * replica count): replicas that share a disk then write back one after the
+ * other rather than all at once. */
+void vsrh_syncer_stagger(vsrh_syncer *s, unsigned slot, unsigned slots);
 /* Syncs env now, on this thread, and records its newest commit (at open,
  * after an install). 0, or an errno. */
 int vsrh_syncer_sync_now(vsrh_syncer *s, MDB_env *env, uint64_t op);

@@ -5,7 +5,7 @@
 # the checkpoints and slow steps that could have caused them.
 # Usage: tests/bench/checkpoint_stall.sh BUILD_DIR [KEYS [CLIENTS [SECONDS]]]
 # Environment: DURABILITY (memory, the default, or durable), CHECKPOINT
-# (checkpoint_interval, default 4096).
+# (checkpoint_interval, default 4096), SLOW (see the measured run below).
 # (BUILD_DIR holds vsrhost, vsrctl and vsrbench; VSRHOST=path overrides the
 # replica binary, to compare builds.)
 # Ports come from the kernel; everything lives in a temporary directory that
@@ -82,7 +82,11 @@ metrics_ports="$7 $8 $9"
 "$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$keys" --preload -d 0.2 >"$dir/preload.txt"
 grep preloaded "$dir/preload.txt" || true
 snapshot "$dir/before.txt"
-"$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$keys" -d "$seconds"
+# SLOW=MS: the measured run prints each call slower than MS with the time it
+# ended, kept in slow.txt next to the replicas' logs (KEEP=1) to line up with
+# their checkpoint lines.
+"$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$keys" -d "$seconds" \
+	${SLOW:+--slow "$SLOW"} 2>"$dir/slow.txt"
 snapshot "$dir/after.txt"
 "$build/vsrctl" -c "$dir/cluster.lua" status || true
 if [ -s "$dir/after.txt" ]; then
@@ -91,7 +95,7 @@ if [ -s "$dir/after.txt" ]; then
 			$1, $9 - $2, $10 - $3, $11 - $4, $12 - $5, $13 - $6, $14 - $7 }'
 fi
 vc=$(grep -h "status view_change" "$dir"/replica-*.log | wc -l)
-ck=$(grep -h "checkpoint at op" "$dir"/replica-*.log | wc -l)
+ck=$(grep -h "checkpoint at op [0-9]* (the step" "$dir"/replica-*.log | wc -l)
 slow=$(grep -h "slow step" "$dir"/replica-*.log | sed -n 's/.*took \([0-9]*\) ms/\1/p' | sort -n | tail -1)
 nslow=$(grep -h "slow step" "$dir"/replica-*.log | wc -l)
 ckmax=$(grep -h "checkpoint at op" "$dir"/replica-*.log | sed -n 's/.*took it: \([0-9.]*\) ms.*/\1/p' | sort -n | tail -1)

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <time.h>
 
 #include <uv.h>
 
@@ -64,6 +65,7 @@ struct bench {
 	uint32_t mix[BENCH_KIND_COUNT]; /* weights */
 	uint32_t mix_total;
 	bool json;
+	uint64_t slow_ns;      /* print each measured call at least this slow (0: none) */
 	bool gets_via_log;     /* gets as operations through the log */
 	uint8_t read_mode;     /* gets as queries in this mode */
 	char *value;
@@ -98,6 +100,20 @@ static uint64_t bench_rand(uint64_t *s)
 
 static void bench_call(bench_client *bc);
 
+/* One line per slow call, stamped with the wall-clock time it ended, in the
+ * replicas' log format (UTC, milliseconds), to line up with their logs. */
+static void bench_print_slow(int kind, uint64_t took_ns)
+{
+	struct timespec ts;
+	struct tm tm;
+	char when[32];
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+	fprintf(stderr, "%s.%03ldZ slow %s: %.3f ms\n", when, ts.tv_nsec / 1000000,
+		bench_kind_names[kind], (double)took_ns / 1e6);
+}
+
 static void bench_stop_cb(uv_timer_t *t)
 {
 	bench *b = t->data;
@@ -117,6 +133,8 @@ static void bench_call_cb(vsrc_client *c, const vsrc_result *r, void *arg)
 	 * the latency and the throughput, and separately in the totals. */
 	bool answered = r->outcome == VSRC_DONE || vsr_reply_is_error(r->status);
 	if (bc->measured && !b->stopping) {
+		if (answered && b->slow_ns && now - bc->started_ns >= b->slow_ns)
+			bench_print_slow(bc->kind, now - bc->started_ns);
 		if (answered) {
 			vsrc_hist_record(&b->hist, now - bc->started_ns);
 			vsrc_hist_record(&b->kind_hist[bc->kind], now - bc->started_ns);
@@ -274,6 +292,8 @@ static void usage(FILE *f)
 		"                        before reads skipped it)\n"
 		"      --attempt MS      resend to another replica after MS without a reply\n"
 		"                        (default 500)\n"
+		"      --slow MS         print each measured call slower than MS to stderr,\n"
+		"                        with the UTC time it ended (as the replicas log)\n"
 		"  -h, --help            show this help\n"
 		"  -V, --version         show the version\n",
 		BENCH_CLIENTS_MAX);
@@ -366,6 +386,7 @@ int main(int argc, char **argv)
 		{ "attempt", required_argument, NULL, 'a' },
 		{ "read-mode", required_argument, NULL, 'R' },
 		{ "gets-via-log", no_argument, NULL, 'G' },
+		{ "slow", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -438,6 +459,16 @@ int main(int argc, char **argv)
 		case 'j':
 			b.json = true;
 			break;
+		case 'S': {
+			double v = strtod(optarg, &end);
+			if (*end || !(v > 0) || v > 600000) {
+				fprintf(stderr, "vsrbench: --slow: expected milliseconds, got \"%s\"\n",
+					optarg);
+				return EX_USAGE;
+			}
+			b.slow_ns = (uint64_t)(v * 1e6);
+			break;
+		}
 		case 'a': {
 			unsigned long v = strtoul(optarg, &end, 10);
 			if (*end || v < 1 || v > 600000) {

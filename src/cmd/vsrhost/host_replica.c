@@ -507,6 +507,10 @@ static void host_checkpoint_async_cb(uv_async_t *a)
 	host *h = a->data;
 	vsr_event ev = {.type = VSR_EVENT_CHECKPOINT_DURABLE,
 			.checkpoint_op = atomic_load(&h->ckpt_durable_op)};
+	vsrh_sm_stats st;
+	vsrh_sm_stats_get(h->sm, &st);
+	host_info("checkpoint at op %" PRIu64 " is durable (its sync took %.1f ms)",
+		  ev.checkpoint_op, (double)st.checkpoint_sync_last_ns / 1e6);
 	host_step(h, &ev);
 }
 
@@ -930,6 +934,7 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	 * ones already synced are reported once the loop runs, the rest by the
 	 * thread. */
 	uint64_t synced = vsrh_sm_on_checkpoint_durable(h.sm, host_checkpoint_durable_cb, &h);
+	vsrh_sm_stagger_syncs(h.sm, h.replica, cfg->replica_count);
 	if (synced > 0)
 		host_checkpoint_durable_cb(&h, synced);
 
