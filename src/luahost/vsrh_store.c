@@ -528,12 +528,12 @@ static void invalidate_sorted(lua_State *L, vsrh_store *s)
 	s->ref_sorted = LUA_NOREF;
 }
 
-/* The page the cursor is on, dirty in the write transaction: noted while
- * the previous checkpoint is written back (vsrh_store_touch.h). */
+/* The page the cursor is on, dirty in the write transaction: noted for
+ * the commit (vsrh_store_touch.h). */
 static void touch_note(vsrh_lmdb *db, MDB_cursor *c)
 {
 	MDB_val k, v;
-	if (db->touch.noting && mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT) == 0)
+	if (db->touch.npages && mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT) == 0)
 		vsrh_touch_note(&db->touch, v.mv_data);
 }
 
@@ -619,6 +619,11 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 	lua_settop(L, top);
 	if (db->touch.noting || db->touch.pending)
 		touch_step(db);
+	if (db->touch.warm_pending && s->checkpoint_interval) {
+		/* Operations left until the next checkpoint, this one included. */
+		uint64_t r = s->op % s->checkpoint_interval;
+		vsrh_touch_warm(&db->touch, r == 0 ? 1 : s->checkpoint_interval - r + 1);
+	}
 }
 
 void vsrh_store_commit(lua_State *L, vsrh_store *s)

@@ -2,7 +2,8 @@
  * writable again (vsrh_store_touch.h): only once the write-back has ended,
  * at most `max` per call, each noted page once, contents unchanged; and a
  * touched page then takes no fault when written, while an untouched page
- * the write-back cleaned does (what the commit used to pay for each).
+ * the write-back cleaned does (what the commit used to pay for each); the
+ * pages are read in the last operations before the checkpoint.
  * Exits 77 (skipped) where that cannot be observed: a kernel without
  * MADV_POPULATE_WRITE, or a filesystem that does not write-protect pages
  * it wrote back (tmpfs). */
@@ -68,6 +69,15 @@ int main(void)
 	vsrh_touch_note(&t, map - 1);              /* outside the map */
 	vsrh_touch_note(&t, map + PAGES * psize); /* past it */
 	CHECK(t.pending == 4, "4 pages pending, not %zu", t.pending);
+	/* Read before the checkpoint: only in its last VSRH_WARM_OPS operations,
+	 * a share of the pages at each. */
+	CHECK(t.warm_pending == 4, "4 pages to read, not %zu", t.warm_pending);
+	vsrh_touch_warm(&t, VSRH_WARM_OPS + 1);
+	CHECK(t.warm_pending == 4, "none read %u operations before", VSRH_WARM_OPS + 1);
+	vsrh_touch_warm(&t, 2);
+	CHECK(t.warm_pending == 2, "half read 2 operations before (%zu left)", t.warm_pending);
+	vsrh_touch_warm(&t, 1);
+	CHECK(t.warm_pending == 0, "all read at the checkpoint's own (%zu left)", t.warm_pending);
 
 	vsrh_touch_step(&t, 5, 32); /* the write-back still runs */
 	CHECK(t.touched == 0 && t.pending == 4 && t.noting,
