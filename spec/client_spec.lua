@@ -278,6 +278,8 @@ describe("vsr.client on a 1-replica cluster", function()
 		assert.equals(1, st[1].replica)
 		assert.equals(1, st[1].primary)
 		assert.is_true(st[1].commit >= 1)
+		-- its configuration fingerprint, from its HELLO (a replica always sends one)
+		assert.is_true(math.type(st[1].config) == "integer" and st[1].config ~= 0)
 	end)
 
 	it("says failed once the only replica is gone and nothing was sent", function()
@@ -304,6 +306,9 @@ describe("vsr.client on a 3-replica cluster", function()
 	end)
 
 	it("writes through the primary and reads the value back", function()
+		-- one configuration file: one fingerprint on every replica
+		local st = c:status(1000)
+		for i = 2, #st do assert.equals(st[1].config, st[i].config) end
 		local _, err, outcome = c:put("k", "v1")
 		assert.equals("done", outcome, err)
 		local v = c:get("k")

@@ -425,7 +425,7 @@ static int lvc_status(lua_State *L)
 	vsrc_status_query(&c->opt, (uint32_t)timeout, e);
 	lua_createtable(L, c->opt.replica_count, 0);
 	for (uint32_t i = 0; i < c->opt.replica_count; i++) {
-		lua_createtable(L, 0, 12);
+		lua_createtable(L, 0, 13);
 		lua_pushstring(L, c->opt.names[i]);
 		lua_setfield(L, -2, "address");
 		if (!e[i].ok) {
@@ -448,6 +448,8 @@ static int lvc_status(lua_State *L)
 			lvc_set_int(L, "sessions", s->sessions);
 			lvc_set_int(L, "view_changes", s->view_changes);
 			lvc_set_int(L, "history", s->history);
+			/* Its configuration fingerprint, from its HELLO (0: none). */
+			lvc_set_int(L, "config", e[i].config);
 		}
 		lua_rawseti(L, -2, (lua_Integer)i + 1);
 	}

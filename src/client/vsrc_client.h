@@ -148,6 +148,9 @@ typedef struct vsrc_status_entry {
 	int ok;                  /* 1: `status` is valid; 0: see error */
 	char error[160];
 	vsr_wire_status status;
+	/* The replica's configuration fingerprint, from its HELLO (0: it sent
+	 * none); replicas that differ here refuse each other. */
+	uint64_t config;
 } vsrc_status_entry;
 
 /* Asks every replica at once and waits up to timeout_ms for all answers. */

@@ -106,6 +106,8 @@ static void status_frame(status_conn *sc, const vsr_wire_decoded *d)
 			status_finish(sc, why);
 			return;
 		}
+		sc->q->out[sc->replica].config =
+			vsr_wire_config_fingerprint(d->hello.config, d->hello.config_count);
 		vsr_buf auth = { 0 };
 		int rc = vsr_wire_conn_auth_peer_hello(&sc->auth, &d->hello, &auth, why, sizeof(why));
 		if (rc == 0 && auth.len > 0) {

@@ -39,22 +39,20 @@
 #define VSR_DV_SELF_REPAIRS_MAX 3
 
 /* Our own checkpoint at `op` (the current one or the one before), or NULL. */
-static const vsr_checkpoint *own_checkpoint(const vsr_replica *r, uint64_t op,
-					    vsr_checkpoint *cur)
+static const vsr_checkpoint *own_checkpoint(const vsr_replica *r, uint64_t op)
 {
 	if (op == 0) return NULL;
-	*cur = checkpoint_current(r);
-	if (op == cur->op) return cur;
+	if (op == r->checkpoint.op) return &r->checkpoint;
 	if (op == r->checkpoint_prev.op) return &r->checkpoint_prev;
 	return NULL;
 }
 
 void dv_fill_ack(const vsr_replica *r, vsr_message *m)
 {
-	if (BUG(r, VSR_BUG_NO_DIVERGENCE_CHECK) || r->checkpoint_op == 0) return;
-	m->checkpoint_op = r->checkpoint_op;
-	m->checkpoint_size = r->checkpoint_len;
-	m->checkpoint_digest = r->checkpoint_digest;
+	if (BUG(r, VSR_BUG_NO_DIVERGENCE_CHECK) || r->checkpoint.op == 0) return;
+	m->checkpoint_op = r->checkpoint.op;
+	m->checkpoint_size = r->checkpoint.size;
+	m->checkpoint_digest = r->checkpoint.digest;
 }
 
 void dv_fill_commit(const vsr_replica *r, vsr_message *m)
@@ -95,8 +93,7 @@ void dv_on_prepare_ok(vsr_replica *r, const vsr_message *m)
 	uint8_t from = m->replica;
 	r->dv_peer_op[from] = m->checkpoint_op;
 	r->dv_peer_digest[from] = m->checkpoint_digest;
-	vsr_checkpoint cur;
-	const vsr_checkpoint *own = own_checkpoint(r, m->checkpoint_op, &cur);
+	const vsr_checkpoint *own = own_checkpoint(r, m->checkpoint_op);
 	if (own == NULL || own->digest == 0) return;
 	uint32_t with_us = 1, with_them = 0;
 	for (uint8_t i = 0; i < r->n; i++) {
@@ -170,12 +167,13 @@ static void repair_start(vsr_replica *r, const vsr_checkpoint *cp)
 static bool try_repair(vsr_replica *r)
 {
 	uint64_t op = r->dv_last.op;
-	if (op == 0 || op != r->checkpoint_op || op > r->executed || r->dv_quorum_size == 0 ||
-	    !log_checksum_known(&r->log, op) || !log_matches(&r->log, op, r->checkpoint_checksum))
+	if (op == 0 || op != r->checkpoint.op || op > r->executed || r->dv_quorum_size == 0 ||
+	    !log_checksum_known(&r->log, op) || !log_matches(&r->log, op, r->checkpoint.checksum))
 		return false;
-	vsr_checkpoint cp = {.op = op, .checksum = r->checkpoint_checksum,
-			     .timestamp = r->checkpoint_timestamp, .size = r->dv_quorum_size,
-			     .digest = r->dv_last.quorum_digest};
+	/* Our checkpoint's place in the chain, the quorum's state. */
+	vsr_checkpoint cp = r->checkpoint;
+	cp.size = r->dv_quorum_size;
+	cp.digest = r->dv_last.quorum_digest;
 	repair_start(r, &cp);
 	return true;
 }
@@ -183,12 +181,11 @@ static bool try_repair(vsr_replica *r)
 void dv_on_commit(vsr_replica *r, const vsr_message *m)
 {
 	if (BUG(r, VSR_BUG_NO_DIVERGENCE_CHECK)) return;
-	vsr_checkpoint cur;
 	const vsr_checkpoint *own = m->checkpoint_op != 0 && m->checkpoint_digest != 0
-					    ? own_checkpoint(r, m->checkpoint_op, &cur)
+					    ? own_checkpoint(r, m->checkpoint_op)
 					    : NULL;
 	if (own != NULL && own->digest == m->checkpoint_digest) {
-		if (r->diverged && own->op == r->checkpoint_op) r->diverged = false;
+		if (r->diverged && own->op == r->checkpoint.op) r->diverged = false;
 		/* Agreement at our previous checkpoint says nothing of the
 		 * state we diverged at since. */
 		else dv_repair_from_record(r);

@@ -437,7 +437,7 @@ void normal_flush_queue(vsr_replica *r)
 			.body = body,
 		};
 		e.checksum = vsr_entry_checksum(&e);
-		bool ok = log_append(&r->log, &e, r->checkpoint_op);
+		bool ok = log_append(&r->log, &e, r->checkpoint.op);
 		free(body);
 		if (!ok) {
 			/* The log is full of unexecuted entries: wait for commits. */

@@ -102,7 +102,7 @@ static void read_answer(vsr_replica *r, uint64_t conn, uint64_t session, uint64_
 	out->commit = r->commit;
 	const vsr_entry *e = log_get(&r->log, r->executed);
 	out->timestamp = e != NULL ? e->timestamp
-		       : r->executed == r->checkpoint_op ? r->checkpoint_timestamp
+		       : r->executed == r->checkpoint.op ? r->checkpoint.timestamp
 							  : 0;
 	a->query_op = op;
 	a->query_op_len = op_len;

@@ -327,7 +327,7 @@ uint64_t log_install(vsr_replica *r, const vsr_entry *entries, uint32_t count)
 			if (!truncated || e->op - 1 < truncate_after) truncate_after = e->op - 1;
 			truncated = true;
 		}
-		if (!log_append(&r->log, e, r->checkpoint_op)) break;
+		if (!log_append(&r->log, e, r->checkpoint.op)) break;
 		if (e->timestamp > r->last_timestamp) r->last_timestamp = e->timestamp;
 		if (appended_from == UINT32_MAX) appended_from = i;
 		matched = e->op;
@@ -416,17 +416,17 @@ static int restart_from(vsr_replica *r, const vsr_durable *d)
 	if (sb->log_view > sb->view) return VSR_ECORRUPT;
 	int rc = checkpoint_open(r, sb);
 	if (rc != VSR_OK) return rc;
-	r->commit = r->executed = r->checkpoint_op;
+	r->commit = r->executed = r->checkpoint.op;
 	/* Storage cut a torn or corrupt tail already; re-check the chain so a
 	 * bad tail can never be executed or acknowledged. */
 	for (uint32_t i = 0; i < d->entry_count; i++) {
 		const vsr_entry *e = &d->entries[i];
-		if (e->op <= r->checkpoint_op) continue;
+		if (e->op <= r->checkpoint.op) continue;
 		if (e->op != r->log.head + 1) break;
 		if (e->parent != log_checksum_at(&r->log, r->log.head)) break;
 		if (vsr_entry_checksum(e) != e->checksum) break;
 		if (!vsr_batch_valid(e->body, e->body_len, e->request_count)) break;
-		if (!log_append(&r->log, e, r->checkpoint_op)) break;
+		if (!log_append(&r->log, e, r->checkpoint.op)) break;
 		if (e->timestamp > r->last_timestamp) r->last_timestamp = e->timestamp;
 	}
 	r->epoch = sb->epoch;
@@ -439,7 +439,7 @@ static int restart_from(vsr_replica *r, const vsr_durable *d)
 	/* The superblock's commit is a lower bound of what was committed;
 	 * re-execute the committed prefix we hold. */
 	uint64_t commit = sb->commit < r->log.head ? sb->commit : r->log.head;
-	if (commit < r->checkpoint_op) commit = r->checkpoint_op;
+	if (commit < r->checkpoint.op) commit = r->checkpoint.op;
 	r->status = VSR_STATUS_RECOVERING;
 	r->replaying = true;
 	normal_advance_commit(r, commit);
@@ -628,7 +628,7 @@ void vsr_replica_status_get(const vsr_replica *r, vsr_replica_info *out)
 	out->op = r->log.head;
 	out->commit = r->commit;
 	out->executed = r->executed;
-	out->checkpoint_op = r->checkpoint_op;
+	out->checkpoint_op = r->checkpoint.op;
 	out->log_start = r->log.start;
 	out->durable_view = r->durable_view;
 	out->durable_log_view = r->durable_log_view;
@@ -662,11 +662,11 @@ const char *vsr_replica_invariant_failure(const vsr_replica *r)
 const char *vsr_replica_check(const vsr_replica *r)
 {
 	/* I1 */
-	if (!(r->checkpoint_op <= r->executed && r->executed <= r->commit &&
+	if (!(r->checkpoint.op <= r->executed && r->executed <= r->commit &&
 	      r->commit <= r->log.head))
 		return "I1: checkpoint <= executed <= commit <= op violated";
-	if (r->log.start > r->checkpoint_op + 1) return "I1: log starts above the checkpoint";
-	if (r->checkpoint_durable.op > r->checkpoint_op)
+	if (r->log.start > r->checkpoint.op + 1) return "I1: log starts above the checkpoint";
+	if (r->checkpoint_durable.op > r->checkpoint.op)
 		return "I1: the durable checkpoint is newer than the current one";
 	if (r->log.head - r->log.start + 1 > log_capacity(&r->log)) return "I1: log over capacity";
 	/* I2 */

@@ -238,12 +238,10 @@ struct vsr_replica {
 	 * than the timeouts delays views instead of churning them. */
 	uint64_t disk_ticks;
 
-	/* checkpoint */
-	uint64_t checkpoint_op;
-	uint64_t checkpoint_checksum;
-	uint64_t checkpoint_timestamp;
-	uint64_t checkpoint_len;    /* bytes of its image (the state machine holds it) */
-	uint64_t checkpoint_digest; /* its own checksum */
+	/* checkpoint: the current one is the newest taken, opened or installed
+	 * (op 0: none yet). The state machine holds its image; a pending one
+	 * may not be durable yet (checkpoint_durable says which is). */
+	vsr_checkpoint checkpoint;
 	vsr_checkpoint checkpoint_prev; /* the one before: still served */
 	/* The newest checkpoint the state machine has made durable: the
 	 * superblock names this one (it is the current or the previous
@@ -523,8 +521,6 @@ void st_on_tick(vsr_replica *r);
 void st_send_request(vsr_replica *r);
 /* Takes a checkpoint of the executed state at r->executed. */
 void checkpoint_take(vsr_replica *r);
-/* The current checkpoint as one record. */
-vsr_checkpoint checkpoint_current(const vsr_replica *r);
 /* The state machine made every checkpoint at or below `op` durable. */
 void checkpoint_on_durable(vsr_replica *r, uint64_t op);
 /* Restart: adopts the state machine's own checkpoint (at or above the

@@ -121,11 +121,11 @@ void st_on_get_state(vsr_replica *r, const vsr_message *m)
 	uint64_t from = m->op + 1;
 	if (from > r->log.head) return;
 	if (from < r->log.start) {
-		out->checkpoint_op = r->checkpoint_op;
-		out->checkpoint_size = r->checkpoint_len;
-		out->checkpoint_digest = r->checkpoint_digest;
-		out->checksum = r->checkpoint_checksum;
-		out->timestamp = r->checkpoint_timestamp;
+		out->checkpoint_op = r->checkpoint.op;
+		out->checkpoint_size = r->checkpoint.size;
+		out->checkpoint_digest = r->checkpoint.digest;
+		out->checksum = r->checkpoint.checksum;
+		out->timestamp = r->checkpoint.timestamp;
 		return;
 	}
 	uint64_t to = r->log.head;
@@ -366,9 +366,8 @@ void st_on_new_state(vsr_replica *r, const vsr_message *m)
  * status: a checkpoint is committed state, the same on every replica. */
 void st_on_get_checkpoint(vsr_replica *r, const vsr_message *m)
 {
-	vsr_checkpoint cur = checkpoint_current(r);
 	const vsr_checkpoint *cp = NULL;
-	if (cur.op && m->checkpoint_op == cur.op) cp = &cur;
+	if (r->checkpoint.op && m->checkpoint_op == r->checkpoint.op) cp = &r->checkpoint;
 	else if (r->checkpoint_prev.op && m->checkpoint_op == r->checkpoint_prev.op) cp = &r->checkpoint_prev;
 	/* Never the checkpoint a quorum disagreed with (divergence.c). */
 	if (r->diverged && cp != NULL && cp->op == r->dv_last.op && cp->digest == r->dv_last.digest)
@@ -438,28 +437,24 @@ static void fetch_install(vsr_replica *r)
 	memset(&r->clients_staged, 0, sizeof r->clients_staged);
 	/* The checkpoint becomes ours; the log restarts after it. */
 	r->checkpoint_prev = (vsr_checkpoint){0};
-	r->checkpoint_op = cp.op;
-	r->checkpoint_checksum = cp.checksum;
-	r->checkpoint_timestamp = cp.timestamp;
-	r->checkpoint_len = cp.size;
-	r->checkpoint_digest = cp.digest;
+	r->checkpoint = cp;
 	r->checkpoint_durable = cp; /* an install is durable when it returns */
-	if (r->checkpoint_timestamp > r->last_timestamp) r->last_timestamp = r->checkpoint_timestamp;
+	if (r->checkpoint.timestamp > r->last_timestamp) r->last_timestamp = r->checkpoint.timestamp;
 	if (r->dv_repairing) {
 		/* A divergence repair: only the state was wrong, never the log,
 		 * which holds every entry above the checkpoint (divergence.c):
 		 * keep it (its acknowledged entries too) and execute again. */
-		r->executed = r->checkpoint_op;
+		r->executed = r->checkpoint.op;
 		dv_repaired(r);
 		persist_state(r, false, 0, NULL, 0);
 		normal_execute(r);
 		transfer_done(r);
 		return;
 	}
-	log_reset(&r->log, r->checkpoint_op, r->checkpoint_checksum);
-	r->commit = r->executed = r->checkpoint_op;
+	log_reset(&r->log, r->checkpoint.op, r->checkpoint.checksum);
+	r->commit = r->executed = r->checkpoint.op;
 	r->transfer_retries = 0;
-	persist_state(r, true, r->checkpoint_op, NULL, 0);
+	persist_state(r, true, r->checkpoint.op, NULL, 0);
 	st_send_request(r);
 	timer_set(r, &r->t_retry, r->cfg.timeouts.recovery_retry_ticks, false);
 }
@@ -563,12 +558,8 @@ void checkpoint_take(vsr_replica *r)
 	/* A checkpoint is local, not replicated: skipping one is safe. */
 	int rc = r->sm.checkpoint_take(r->sm.ctx, &cp, meta->data, meta->len);
 	if (rc != VSR_OK && rc != VSR_PENDING) return;
-	r->checkpoint_prev = checkpoint_current(r);
-	r->checkpoint_op = cp.op;
-	r->checkpoint_checksum = cp.checksum;
-	r->checkpoint_timestamp = cp.timestamp;
-	r->checkpoint_len = cp.size;
-	r->checkpoint_digest = cp.digest;
+	r->checkpoint_prev = r->checkpoint;
+	r->checkpoint = cp;
 	r->stats.checkpoints++;
 	/* A pending one is named by the superblock once it is durable
 	 * (checkpoint_on_durable); until then the log above the last durable
@@ -586,16 +577,7 @@ void checkpoint_take(vsr_replica *r)
 	 * the checkpoint, enough for a backup a little behind to catch up from
 	 * the log instead of the whole checkpoint. */
 	uint64_t keep = r->cfg.message_entries_max;
-	if (r->checkpoint_op > keep) log_drop_through(&r->log, r->checkpoint_op - keep);
-}
-
-vsr_checkpoint checkpoint_current(const vsr_replica *r)
-{
-	return (vsr_checkpoint){.op = r->checkpoint_op,
-				.checksum = r->checkpoint_checksum,
-				.timestamp = r->checkpoint_timestamp,
-				.size = r->checkpoint_len,
-				.digest = r->checkpoint_digest};
+	if (r->checkpoint.op > keep) log_drop_through(&r->log, r->checkpoint.op - keep);
 }
 
 void checkpoint_on_durable(vsr_replica *r, uint64_t op)
@@ -603,10 +585,11 @@ void checkpoint_on_durable(vsr_replica *r, uint64_t op)
 	/* Checkpoints become durable in the order they were taken: the newest
 	 * we still know at or below `op` is. An older one (a report that
 	 * arrived after two more takes) names nothing new. */
-	vsr_checkpoint cur = checkpoint_current(r);
 	const vsr_checkpoint *cp = NULL;
-	if (cur.op > 0 && (cur.op <= op || BUG(r, VSR_BUG_DURABLE_NAMES_CURRENT))) cp = &cur;
-	else if (r->checkpoint_prev.op > 0 && r->checkpoint_prev.op <= op) cp = &r->checkpoint_prev;
+	if (r->checkpoint.op > 0 && (r->checkpoint.op <= op || BUG(r, VSR_BUG_DURABLE_NAMES_CURRENT)))
+		cp = &r->checkpoint;
+	else if (r->checkpoint_prev.op > 0 && r->checkpoint_prev.op <= op)
+		cp = &r->checkpoint_prev;
 	if (cp == NULL || cp->op <= r->checkpoint_durable.op) return;
 	r->checkpoint_durable = *cp;
 	/* The superblock now names it, and storage may drop the log below. */
@@ -629,11 +612,7 @@ int checkpoint_open(vsr_replica *r, const vsr_superblock *sb)
 	if (cp.op == 0) return VSR_OK;
 	long used = ct_decode(&r->clients, meta->data, meta->len);
 	if (used < 0 || (uint64_t)used != meta->len) return VSR_ECORRUPT;
-	r->checkpoint_op = cp.op;
-	r->checkpoint_checksum = cp.checksum;
-	r->checkpoint_timestamp = cp.timestamp;
-	r->checkpoint_len = cp.size;
-	r->checkpoint_digest = cp.digest;
+	r->checkpoint = cp;
 	r->checkpoint_durable = cp;
 	r->last_timestamp = cp.timestamp;
 	log_reset(&r->log, cp.op, cp.checksum);

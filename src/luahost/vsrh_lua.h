@@ -73,6 +73,12 @@ int vsrh_sm_create_at(vsrh_sm **out, const vsrh_config *cfg, const char *store_d
 int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *opt, char *err, size_t err_len);
 void vsrh_sm_destroy(vsrh_sm *sm);
 
+/* Digests of the source files loaded at open (XXH3-64 of each file's chunk
+ * name and bytes, chained in load order): the state machine script with the
+ * modules it required while loading, and the dedup policy (0: none). A
+ * module first required later, inside a call, is not in them. */
+void vsrh_sm_sources(const vsrh_sm *sm, uint64_t *statemachine, uint64_t *dedup);
+
 /* Routes print/warn and host notes to fn for messages at `level` or above. */
 void vsrh_sm_set_log(vsrh_sm *sm, vsrh_log_fn fn, void *arg, int level);
 

@@ -13,6 +13,9 @@
 
 #include "vsrh_codec.h"
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 const char vsrh_fail_mt_key[] = "vsrh.fail";
 
 #define BOX_TEMPLATE "vsrh.template"  /* globals copied into every env */
@@ -498,6 +501,14 @@ int vsrh_box_load_file(vsrh_box *b, const char *path, const char *chunkname,
 	}
 	char name[VSRH_PATH_MAX + 2];
 	snprintf(name, sizeof name, "=%s", chunkname);
+	/* The chunk name counts: it is in error messages, hence in replies. */
+	b->sources_digest = XXH3_64bits_withSeed(
+		src, len, XXH3_64bits_withSeed(name, strlen(name), b->sources_digest));
+	b->sources_loaded++;
+	if (b->sources_sealed)
+		vsrh_box_log(b, VSRH_LOG_WARN, "%s was first loaded inside a call: it is not in the configuration "
+				   "fingerprint that replicas compare (require it while the script "
+				   "loads)", chunkname);
 	int st = luaL_loadbufferx(L, src, len, name, "t");
 	free(src);
 	if (st != LUA_OK) {

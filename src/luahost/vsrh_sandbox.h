@@ -77,6 +77,15 @@ typedef struct vsrh_box {
 	/* where require looks, in order */
 	char lua_root[VSRH_PATH_MAX];
 	char script_dir[VSRH_PATH_MAX];
+	/* Every source file loaded (vsrh_box_load_file: scripts and required
+	 * modules), chained: XXH3-64 of each one's chunk name and bytes, seeded
+	 * with the value before. What the replicas of a cluster must share
+	 * (the host's configuration fingerprint); the caller may reset it. */
+	uint64_t sources_digest;
+	uint32_t sources_loaded;
+	/* Set once the fingerprinted sources are loaded: a file loaded later
+	 * (a module first required inside a call) is logged as not covered. */
+	bool sources_sealed;
 } vsrh_box;
 
 typedef struct vsrh_box_options {

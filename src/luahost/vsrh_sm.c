@@ -53,6 +53,9 @@ typedef struct replay_rec {
 struct vsrh_sm {
 	vsrh_box box;
 	char script_name[256];
+	/* Digests of the sources loaded at open (vsrh_sm_sources). */
+	uint64_t sources_statemachine;
+	uint64_t sources_dedup;
 	int ref_apply, ref_query, ref_snapshot, ref_restore;
 	vsrh_store store;
 	int ref_ctx; /* the read-only ctx */
@@ -1055,7 +1058,10 @@ static int open_tramp(lua_State *L)
 	vsrh_box_protect(L, -1, 0);
 	sm->ref_ctx = luaL_ref(L, LUA_REGISTRYINDEX);
 
-	/* the state machine */
+	/* the state machine: what it loads (itself and the modules it
+	 * requires while loading) is digested for the configuration
+	 * fingerprint, apart from the dedup policy's */
+	sm->box.sources_digest = 0;
 	if (load_script(sm, j->o->statemachine, sm->script_name, err, err_len))
 		return 0;
 	if (take_fn(L, sm->script_name, "apply", 1, &sm->ref_apply, err, err_len) ||
@@ -1079,6 +1085,8 @@ static int open_tramp(lua_State *L)
 		return 0;
 	}
 	lua_settop(L, 1);
+	sm->sources_statemachine = sm->box.sources_digest;
+	sm->box.sources_digest = 0;
 	/* the dedup policy */
 	if (j->policy_path) {
 		char pname[300];
@@ -1110,7 +1118,9 @@ static int open_tramp(lua_State *L)
 		sm->policy_has_commit = lua_rawget(L, -2) == LUA_TFUNCTION;
 		lua_pop(L, 1);
 		sm->ref_policy = luaL_ref(L, LUA_REGISTRYINDEX);
+		sm->sources_dedup = sm->box.sources_digest;
 	}
+	sm->box.sources_sealed = true;
 	j->rc = 0;
 	return 0;
 }
@@ -1597,10 +1607,15 @@ void vsrh_sm_stats_get(const vsrh_sm *sm, vsrh_sm_stats *out)
 {
 	*out = sm->stats;
 	out->memory_bytes = sm->box.mem_used;
-	uint64_t f[4];
-	vsrh_store_sync_figures((vsrh_store *)&sm->store, f);
-	out->checkpoint_syncs = f[0];
-	out->checkpoint_sync_last_ns = f[1];
-	out->checkpoint_sync_waits = f[2];
-	out->checkpoint_sync_wait_ns = f[3];
+	vsrh_sync_figures f = vsrh_store_sync_figures((vsrh_store *)&sm->store);
+	out->checkpoint_syncs = f.syncs;
+	out->checkpoint_sync_last_ns = f.last_sync_ns;
+	out->checkpoint_sync_waits = f.waits;
+	out->checkpoint_sync_wait_ns = f.wait_ns;
+}
+
+void vsrh_sm_sources(const vsrh_sm *sm, uint64_t *statemachine, uint64_t *dedup)
+{
+	*statemachine = sm->sources_statemachine;
+	*dedup = sm->sources_dedup;
 }

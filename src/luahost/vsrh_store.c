@@ -1234,13 +1234,11 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 	return 0;
 }
 
-void vsrh_store_sync_figures(vsrh_store *s, uint64_t out[4])
+vsrh_sync_figures vsrh_store_sync_figures(vsrh_store *s)
 {
-	if (s->db == NULL || !s->db->durable) {
-		memset(out, 0, 4 * sizeof out[0]);
-		return;
-	}
-	vsrh_syncer_figures(&s->db->syncer, out);
+	if (s->db == NULL || !s->db->durable)
+		return (vsrh_sync_figures){0};
+	return vsrh_syncer_figures(&s->db->syncer);
 }
 
 uint64_t vsrh_store_on_durable(vsrh_store *s, vsrh_store_durable_fn fn, void *arg)

@@ -23,6 +23,7 @@
 #include <lua.h>
 
 #include "vsr.h"
+#include "vsrh_store_sync.h"
 
 /* Store modes, set by the host around each call into the script. */
 enum vsrh_store_mode {
@@ -75,9 +76,8 @@ uint64_t vsrh_store_on_durable(vsrh_store *s, void (*fn)(void *arg, uint64_t op)
 /* Replica slot of slots writes its checkpoints back in its own turn
  * (vsrh_syncer_stagger). */
 void vsrh_store_stagger_syncs(vsrh_store *s, unsigned slot, unsigned slots);
-/* The syncer's figures: checkpoints synced, the last sync's ns, commits that
- * waited for the previous sync, their ns in all (zeros: none). */
-void vsrh_store_sync_figures(vsrh_store *s, uint64_t out[4]);
+/* The syncer's figures (zeros: a memory store, or none yet). */
+vsrh_sync_figures vsrh_store_sync_figures(vsrh_store *s);
 void vsrh_store_close(lua_State *L, vsrh_store *s);
 
 /* Checkpoints of an LMDB store. The image is

@@ -291,18 +291,18 @@ void vsrh_syncer_wait(vsrh_syncer *s)
 	pthread_mutex_unlock(&s->mu);
 }
 
-void vsrh_syncer_figures(vsrh_syncer *s, uint64_t out[4])
+vsrh_sync_figures vsrh_syncer_figures(vsrh_syncer *s)
 {
-	if (!s->started) {
-		memset(out, 0, 4 * sizeof out[0]);
-		return;
-	}
+	vsrh_sync_figures f = {0};
+	if (!s->started)
+		return f;
 	pthread_mutex_lock(&s->mu);
-	out[0] = s->syncs;
-	out[1] = s->last_sync_ns;
-	out[2] = s->waits;
-	out[3] = s->wait_ns;
+	f.syncs = s->syncs;
+	f.last_sync_ns = s->last_sync_ns;
+	f.waits = s->waits;
+	f.wait_ns = s->wait_ns;
 	pthread_mutex_unlock(&s->mu);
+	return f;
 }
 
 void vsrh_syncer_close(vsrh_syncer *s)

@@ -29,6 +29,14 @@ void vsrh_store_fatal(const char *what, int rc);
 /* Called on the syncer's thread when checkpoint `op` is durable. */
 typedef void (*vsrh_store_durable_fn)(void *arg, uint64_t op);
 
+/* What the syncer did so far, for metrics (all zero: it never started). */
+typedef struct vsrh_sync_figures {
+	uint64_t syncs;        /* checkpoints made durable by the thread */
+	uint64_t last_sync_ns; /* how long the last one took */
+	uint64_t waits;        /* commits that found the previous sync running */
+	uint64_t wait_ns;      /* the time they waited, in all */
+} vsrh_sync_figures;
+
 typedef struct vsrh_syncer {
 	pthread_t thread;
 	pthread_mutex_t mu;
@@ -64,8 +72,8 @@ int vsrh_syncer_init(vsrh_syncer *s, const char *dir);
 void vsrh_syncer_close(vsrh_syncer *s);
 /* Waits until no sync is in flight. */
 void vsrh_syncer_wait(vsrh_syncer *s);
-/* syncs, last_sync_ns, waits, wait_ns. */
-void vsrh_syncer_figures(vsrh_syncer *s, uint64_t out[4]);
+/* Its figures, read under its lock. */
+vsrh_sync_figures vsrh_syncer_figures(vsrh_syncer *s);
 /* Starts syncing env (its newest commit, checkpoint `op`) on the thread;
  * waits first for one in flight. 0, or an errno (no thread). */
 int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used);

@@ -93,6 +93,8 @@ typedef struct net_conn {
 	bool connected;         /* PEER_OUT: the dial completed */
 	bool open;              /* established: reads may run (accepted, or dial completed) */
 	bool reading;           /* uv_read_start in effect */
+	bool accepted;          /* a replica connection whose peer passed every check (HELLO,
+				   AUTH, configuration): messages may flow */
 	uint8_t role;           /* from HELLO */
 	uint8_t peer;           /* PEER_OUT: target; PEER_IN: from HELLO */
 	uint64_t id;            /* CLIENT: the opaque connection id */
@@ -136,6 +138,10 @@ typedef struct net_peer {
 	net_conn *out;          /* the outgoing connection, or NULL */
 	uv_timer_t timer;       /* reconnect */
 	uint32_t backoff_ms;
+	/* The fingerprint (overall) this peer was last refused for, logged
+	 * once as an error: the redials that follow log at debug. 0: none. */
+	uint64_t refused_config;
+	uint64_t unchecked_instance; /* last instance logged as sending no fingerprint */
 } net_peer;
 
 struct vsr_net {
@@ -156,6 +162,7 @@ struct vsr_net {
 	net_conn *peer_in[VSR_REPLICAS_MAX]; /* each replica's identified inbound connection */
 	net_conn *conns;        /* every open connection */
 	uint32_t peer_inbound;  /* PEER_IN connections open */
+	uint32_t config_confirmed; /* peers whose fingerprint matched since start (a bit each) */
 	uint32_t clients;       /* CLIENT connections open */
 	net_conn **client_slots; /* [clients_max], indexed by id's slot */
 	uint32_t *client_gen;    /* generation per slot */
@@ -563,7 +570,10 @@ static void net_send_hello(net_conn *c)
 {
 	vsr_net *net = c->net;
 	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_REPLICA, .replica = net->opts.replica,
-			    .instance = net->opts.instance, .history = net->history};
+			    .instance = net->opts.instance, .history = net->history,
+			    .config_count = net->opts.config_count};
+	if (net->opts.config_count > 0)
+		memcpy(h.config, net->opts.config, sizeof(uint64_t) * net->opts.config_count);
 	if (!net_conn_has_room(c))
 		return;
 	size_t before = c->out.len;
@@ -598,12 +608,91 @@ static bool net_conn_identified(const net_conn *c)
 	return c->hello_seen && vsr_wire_conn_auth_ready(&c->auth);
 }
 
+/* Tells the other end why it is closed, in a CLOSE frame, if the socket
+ * takes it now (after whatever this end still had queued); best effort. */
+static void net_conn_say_close(net_conn *c, uint8_t reason, const char *why)
+{
+	vsr_net *net = c->net;
+	if (c->writes != 0 || c->closing)
+		return;
+	size_t before = c->out.len;
+	if (vsr_wire_encode_close(&c->out, net->opts.cluster, reason, why) == 0 &&
+	    vsr_wire_conn_auth_seal(&c->auth, &c->out, before) == 0) {
+		uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+		(void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+	}
+}
+
+/* The identified replica at the other end of c runs with this replica's
+ * configuration (the fingerprint parts both know are equal)? Otherwise c is
+ * refused: logged (an error once per peer and fingerprint), counted, the
+ * other end told in a CLOSE (a build that does not check logs it), closed. */
+static bool net_conn_config_ok(net_conn *c)
+{
+	vsr_net *net = c->net;
+	const vsr_wire_hello *h = &c->auth.peer_hello;
+	net_peer *p = &net->peers[c->peer];
+	if (net->opts.config_count == 0)
+		return true;
+	if (h->config_count == 0) {
+		/* An older build: nothing to compare, the certified checkpoints
+		 * still catch a divergence after the fact. */
+		if (p->unchecked_instance != h->instance) {
+			p->unchecked_instance = h->instance;
+			net_logf(net, 2, "replica %u sent no configuration fingerprint (an older "
+					 "vsrhost?): its configuration is not checked", c->peer + 1u);
+		}
+		net->config_confirmed |= 1u << c->peer;
+		return true;
+	}
+	char what[384];
+	uint32_t differ = vsr_wire_config_compare(net->opts.config, net->opts.config_count,
+						  h->config, h->config_count, what, sizeof what);
+	uint64_t ours = vsr_wire_config_fingerprint(net->opts.config, net->opts.config_count);
+	uint64_t theirs = vsr_wire_config_fingerprint(h->config, h->config_count);
+	if (differ == 0) {
+		if (p->refused_config != 0)
+			net_logf(net, 1, "replica %u now runs with the same configuration "
+					 "(fingerprint %016" PRIx64 ")", c->peer + 1u, theirs);
+		p->refused_config = 0;
+		net->config_confirmed |= 1u << c->peer;
+		return true;
+	}
+	net->stats.config_mismatches++;
+	net_logf(net, p->refused_config == theirs ? 0 : 3,
+		 "replica %u refused: its configuration differs from this replica's: %s; "
+		 "fingerprint ours %016" PRIx64 ", theirs %016" PRIx64 ". It takes no part in the "
+		 "cluster until it runs with the same configuration (docs/config.md)",
+		 c->peer + 1u, what, ours, theirs);
+	p->refused_config = theirs;
+	/* Redialled at the slowest pace: it stays refused until restarted. */
+	p->backoff_ms = net->opts.reconnect_max_ms;
+	char names[200] = "";
+	size_t used = 0;
+	for (unsigned i = 0; i < 32 && used < sizeof names; i++)
+		if (differ & (1u << i))
+			used += (size_t)snprintf(names + used, sizeof names - used, "%s%s",
+						 used > 0 ? ", " : "", vsr_wire_config_part_name(i));
+	char why[VSR_WIRE_REASON_MAX + 1];
+	snprintf(why, sizeof why, "replica %u refuses replica %u: configuration differs (%s); "
+		 "fingerprint %016" PRIx64 " there, %016" PRIx64 " here",
+		 net->opts.replica + 1u, c->peer + 1u, names, ours, theirs);
+	net_conn_say_close(c, 0, why);
+	net_conn_close(c, 0, "configuration differs");
+	return false;
+}
+
 /* c just became identified. A replica has one live inbound connection:
  * an older one from the same replica (a connection its restart left
  * half-open, or one an impostor opened first) gives way. */
 static void net_conn_now_identified(net_conn *c)
 {
 	net_unid_remove(c);
+	if (c->kind == NET_CONN_CLIENT)
+		return;
+	if (!net_conn_config_ok(c))
+		return;
+	c->accepted = true;
 	if (c->kind != NET_CONN_PEER_IN)
 		return;
 	vsr_net *net = c->net;
@@ -620,16 +709,8 @@ static void net_conn_now_identified(net_conn *c)
 
 static void net_auth_failure(net_conn *c, const char *why)
 {
-	vsr_net *net = c->net;
-	net->stats.auth_failures++;
-	if (c->writes == 0 && !c->closing) {
-		size_t before = c->out.len;
-		if (vsr_wire_encode_close(&c->out, net->opts.cluster, VSR_WIRE_EMAC, why) == 0 &&
-		    vsr_wire_conn_auth_seal(&c->auth, &c->out, before) == 0) {
-			uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-			(void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-		}
-	}
+	c->net->stats.auth_failures++;
+	net_conn_say_close(c, VSR_WIRE_EMAC, why);
 	net_protocol_error(c, "%s", why);
 }
 
@@ -752,6 +833,11 @@ static void net_conn_frame(net_conn *c, const vsr_wire_decoded *d)
 		net_protocol_error(c, "%s on a replica connection", vsr_wire_type_name(d->type));
 		return;
 	}
+	if (!c->accepted) {
+		net_protocol_error(c, "%s before the connection was accepted",
+				   vsr_wire_type_name(d->type));
+		return;
+	}
 	if (d->message.replica != c->peer) {
 		net_protocol_error(c, "%s claims to come from replica %u", vsr_wire_type_name(d->type),
 				   d->message.replica + 1u);
@@ -834,7 +920,9 @@ static void net_connect_cb(uv_connect_t *req, int status)
 	}
 	c->connected = true;
 	c->opened_ms = uv_now(net->opts.loop);
-	p->backoff_ms = net->opts.reconnect_min_ms;
+	/* A peer refused for its configuration keeps the slowest pace. */
+	if (p->refused_config == 0)
+		p->backoff_ms = net->opts.reconnect_min_ms;
 	net->stats.peer_connects++;
 	net_peer_socket_options(c);
 	c->open = true;
@@ -843,7 +931,7 @@ static void net_connect_cb(uv_connect_t *req, int status)
 		net_conn_close(c, 1, uv_strerror(rc));
 		return;
 	}
-	net_logf(net, 1, "connected to replica %u", c->peer + 1u);
+	net_logf(net, p->refused_config == 0 ? 1 : 0, "connected to replica %u", c->peer + 1u);
 	net_send_hello(c);
 }
 
@@ -1138,6 +1226,8 @@ int vsr_net_start(const vsr_net_options *opts, vsr_net **out, char *err, size_t 
 	*out = NULL;
 	assert(opts->replica < opts->replica_count);
 	assert(opts->replica_count <= VSR_REPLICAS_MAX);
+	assert(opts->config_count <= VSR_WIRE_CONFIG_PARTS_MAX &&
+	       (opts->config_count == 0 || opts->config != NULL));
 	vsr_net *net = calloc(1, sizeof *net);
 	if (net == NULL)
 		return UV_ENOMEM;
@@ -1233,7 +1323,7 @@ void vsr_net_send(vsr_net *net, uint8_t to, const vsr_message *m)
 {
 	assert(to < net->opts.replica_count && to != net->opts.replica);
 	net_conn *c = net->peers[to].out;
-	if (c == NULL || !c->connected || c->closing || !vsr_wire_conn_auth_ready(&c->auth)) {
+	if (c == NULL || !c->connected || c->closing || !c->accepted) {
 		net->stats.sends_dropped_disconnected++;
 		return;
 	}
@@ -1365,5 +1455,12 @@ const vsr_net_stats *vsr_net_stats_get(const vsr_net *net)
 bool vsr_net_peer_connected(const vsr_net *net, uint8_t to)
 {
 	const net_conn *c = net->peers[to].out;
-	return c != NULL && c->connected && !c->closing && vsr_wire_conn_auth_ready(&c->auth);
+	return c != NULL && c->connected && !c->closing && c->accepted;
+}
+
+unsigned vsr_net_config_confirmed(const vsr_net *net)
+{
+	if (net->opts.config_count == 0)
+		return net->opts.replica_count - 1u;
+	return (unsigned)__builtin_popcount(net->config_confirmed);
 }

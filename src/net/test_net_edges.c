@@ -15,6 +15,13 @@
  *                     takes the oldest silent one and the slots stay
  *                     consistent (the accept path keeps its own index of
  *                     unidentified connections and free slots)
+ *   config-mismatch   a replica whose configuration fingerprint differs is
+ *                     refused in both directions: inbound, its HELLO is
+ *                     answered with a CLOSE naming the part and nothing it
+ *                     sent after the HELLO is delivered; outbound, nothing
+ *                     is sent before its HELLO arrived and nothing after it
+ *                     but a CLOSE; counted, logged with both values; with
+ *                     an equal fingerprint it is accepted
  *
  * One transport on loopback, a raw blocking client on this side; the
  * transport's loop is turned by hand until the outcome shows, against a
@@ -22,6 +29,7 @@
 #include "vsr_net.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -467,6 +475,147 @@ static void test_pause_hello(void)
 	printf("pause-hello: ok\n");
 }
 
+/* ------------------------------------------------------------------------ */
+/* config-mismatch                                                          */
+
+static unsigned cfg_messages;
+static char cfg_error[512];
+static bool cfg_back;
+
+static void cfg_peer_cb(vsr_net *net, const vsr_message *m)
+{
+	(void)net;
+	CHECK(m->type == VSR_MSG_COMMIT && m->replica == 1);
+	cfg_messages++;
+}
+
+static void cfg_log(void *data, int level, const char *msg)
+{
+	(void)data;
+	if (level == 3)
+		snprintf(cfg_error, sizeof cfg_error, "%s", msg);
+	if (strstr(msg, "replica 2 now runs with the same configuration") != NULL)
+		cfg_back = true;
+}
+
+/* HELLO of replica index 1 with `config` (6 parts), then a COMMIT from it. */
+static void cfg_hello_commit(vsr_buf *out, const uint64_t *config)
+{
+	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_REPLICA, .replica = 1, .instance = 5,
+			    .config_count = 6};
+	memcpy(h.config, config, sizeof h.config[0] * 6);
+	CHECK(vsr_wire_encode_hello(out, CLUSTER, &h) == 0);
+	vsr_message m = {.type = VSR_MSG_COMMIT, .replica = 1};
+	CHECK(vsr_wire_encode_message(out, CLUSTER, &m) == 0);
+}
+
+static void cfg_rclient(rclient *c, int fd, vsr_wire_config *wc)
+{
+	c->fd = fd;
+	vsr_wire_reader_init(&c->rd, wc, NULL);
+	vsr_wire_decoded_init(&c->d);
+}
+
+static void cfg_rclient_free(rclient *c)
+{
+	vsr_wire_reader_free(&c->rd);
+	vsr_wire_decoded_free(&c->d);
+	close(c->fd);
+}
+
+static void test_config_mismatch(void)
+{
+	uv_loop_t l;
+	CHECK(uv_loop_init(&l) == 0);
+	const uint64_t ours[6] = {1, 2, 3, 4, 5, 6};
+	const uint64_t limits_differ[6] = {1, 2, 9, 4, 5, 6};
+	/* Replica 2 (index 1) is this test: a listener the transport dials. */
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	CHECK(lfd >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	CHECK(bind(lfd, (struct sockaddr *)&a, sizeof a) == 0 && listen(lfd, 4) == 0);
+	socklen_t alen = sizeof a;
+	CHECK(getsockname(lfd, (struct sockaddr *)&a, &alen) == 0);
+	vsr_net_options o = {
+		.loop = &l, .cluster = CLUSTER, .replica = 0, .replica_count = 2,
+		.client = {"127.0.0.1", free_port()}, .reconnect_min_ms = 10, .reconnect_max_ms = 50,
+		.config = ours, .config_count = 6, .peer_message_cb = cfg_peer_cb, .log = cfg_log,
+	};
+	o.replicas[0] = (vsr_net_address){"127.0.0.1", free_port()};
+	o.replicas[1] = (vsr_net_address){"127.0.0.1", ntohs(a.sin_port)};
+	vsr_net *net = NULL;
+	char err[256];
+	CHECK(vsr_net_start(&o, &net, err, sizeof err) == 0);
+	vsr_wire_config wc;
+	vsr_wire_config_default(&wc, CLUSTER, 2);
+	vsr_buf out = {0};
+	vsr_message commit = {.type = VSR_MSG_COMMIT, .replica = 0};
+
+	/* Outbound: the transport dials; until the HELLO from here arrives it
+	 * sends nothing but its own HELLO. */
+	int ofd = -1;
+	for (int spin = 0; spin < 20000 && ofd < 0; spin++) {
+		uv_run(&l, UV_RUN_NOWAIT);
+		poll(NULL, 0, 1);
+		ofd = accept(lfd, NULL, NULL);
+	}
+	CHECK(ofd >= 0);
+	CHECK(fcntl(ofd, F_SETFL, 0) == 0); /* accepted sockets inherit nothing, but be sure */
+	rclient oc;
+	cfg_rclient(&oc, ofd, &wc);
+	CHECK(rclient_next(&l, &oc) == 0 && oc.d.type == VSR_WIRE_HELLO);
+	CHECK(oc.d.hello.config_count == 6 && memcmp(oc.d.hello.config, ours, sizeof ours) == 0);
+	uint64_t dropped = vsr_net_stats_get(net)->sends_dropped_disconnected;
+	vsr_net_send(net, 1, &commit);
+	CHECK(vsr_net_stats_get(net)->sends_dropped_disconnected == dropped + 1);
+	CHECK(!vsr_net_peer_connected(net, 1));
+	cfg_hello_commit(&out, limits_differ);
+	rclient_send(&oc, &out);
+	int rc = rclient_next(&l, &oc);
+	CHECK(rc == 0 && oc.d.type == VSR_WIRE_CLOSE);
+	CHECK(strstr(oc.d.close.text, "configuration differs (limits)") != NULL);
+	CHECK(rclient_next(&l, &oc) == -1);
+	CHECK(vsr_net_stats_get(net)->config_mismatches == 1);
+	CHECK(strstr(cfg_error, "replica 2 refused: its configuration differs from this "
+				"replica's: limits differ (ours 0000000000000003, theirs "
+				"0000000000000009)") != NULL);
+	cfg_error[0] = '\0';
+	cfg_rclient_free(&oc);
+
+	/* Inbound: its COMMIT, sent right after the HELLO, is not delivered. */
+	rclient ic;
+	cfg_rclient(&ic, dial(o.replicas[0].port), &wc);
+	cfg_hello_commit(&out, limits_differ);
+	rclient_send(&ic, &out);
+	CHECK(rclient_next(&l, &ic) == 0 && ic.d.type == VSR_WIRE_HELLO);
+	CHECK(rclient_next(&l, &ic) == 0 && ic.d.type == VSR_WIRE_CLOSE);
+	CHECK(rclient_next(&l, &ic) == -1);
+	CHECK(vsr_net_stats_get(net)->config_mismatches == 2);
+	CHECK(cfg_messages == 0);
+	CHECK(cfg_error[0] == '\0'); /* the same peer and fingerprint: logged once */
+	cfg_rclient_free(&ic);
+
+	/* The same fingerprint: accepted, its COMMIT delivered. */
+	cfg_rclient(&ic, dial(o.replicas[0].port), &wc);
+	cfg_hello_commit(&out, ours);
+	rclient_send(&ic, &out);
+	CHECK(rclient_next(&l, &ic) == 0 && ic.d.type == VSR_WIRE_HELLO);
+	for (int spin = 0; spin < 20000 && cfg_messages == 0; spin++) {
+		uv_run(&l, UV_RUN_NOWAIT);
+		poll(NULL, 0, 0);
+	}
+	CHECK(cfg_messages == 1 && cfg_back);
+	CHECK(vsr_net_stats_get(net)->config_mismatches == 2);
+	cfg_rclient_free(&ic);
+
+	vsr_buf_free(&out);
+	close(lfd);
+	vsr_net_close(net, NULL);
+	CHECK(uv_run(&l, UV_RUN_DEFAULT) == 0);
+	CHECK(uv_loop_close(&l) == 0);
+	printf("config-mismatch: ok (refused both ways, nothing delivered, accepted when equal)\n");
+}
+
 int main(int argc, char **argv)
 {
 	const char *only = argc > 1 ? argv[1] : NULL;
@@ -478,5 +627,7 @@ int main(int argc, char **argv)
 		test_pause_hello();
 	if (only == NULL || strcmp(only, "accept-many") == 0)
 		test_accept_many();
+	if (only == NULL || strcmp(only, "config-mismatch") == 0)
+		test_config_mismatch();
 	return 0;
 }

@@ -92,6 +92,14 @@ typedef struct vsr_net_options {
 	 * authentication on that port. */
 	const uint8_t *replica_key;    /* VSR_WIRE_KEY_SIZE bytes, or NULL */
 	const uint8_t *client_key;     /* VSR_WIRE_KEY_SIZE bytes, or NULL */
+	/* The configuration fingerprint (docs/config.md, "Identical on every
+	 * replica"), sent in every HELLO: a replica whose fingerprint differs
+	 * in a part both know is refused on either connection, logged (once
+	 * per peer and fingerprint, naming the parts that differ) and counted
+	 * (config_mismatches); nothing is sent to or accepted from it. NULL /
+	 * 0: no fingerprint, nothing checked. */
+	const uint64_t *config;
+	uint8_t config_count;
 	vsr_net_peer_message_fn peer_message_cb;
 	vsr_net_request_fn request_cb;
 	vsr_net_status_fn status_cb;
@@ -117,6 +125,7 @@ typedef struct vsr_net_stats {
 	uint64_t clients_accepted;
 	uint64_t peer_link_stalls;           /* replica links redialled: retransmissions unanswered */
 	uint64_t peer_dial_timeouts;         /* dials given up unanswered, tried again */
+	uint64_t config_mismatches;          /* replica connections refused: fingerprint differs */
 	uint32_t connections;                /* open now, all kinds */
 	vsr_wire_stats wire;                 /* frames and bytes, drops per reason */
 } vsr_net_stats;
@@ -155,8 +164,14 @@ bool vsr_net_paused(const vsr_net *net);
 
 void *vsr_net_data(const vsr_net *net);
 const vsr_net_stats *vsr_net_stats_get(const vsr_net *net);
-/* Is the outgoing connection to replica `to` up (HELLO sent)? */
+/* Is the outgoing connection to replica `to` up and accepted (its HELLO, key and
+ * configuration checked)? */
 bool vsr_net_peer_connected(const vsr_net *net, uint8_t to);
+/* Peers whose configuration fingerprint was found equal to this replica's
+ * since it started (all of them when no fingerprint is configured): with
+ * itself, a quorum of them confirms that this replica runs the cluster's
+ * configuration. */
+unsigned vsr_net_config_confirmed(const vsr_net *net);
 
 #ifdef __cplusplus
 }

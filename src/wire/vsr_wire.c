@@ -29,7 +29,11 @@
  * 22): still accepted, the missing field read as 0. */
 #define WIRE_CORE_FIELDS_MIN 22u
 #define WIRE_ENTRY_FIELDS 7u
-#define WIRE_HELLO_FIELDS 5u
+/* HELLO: field 5 (the configuration fingerprint) was appended within
+ * version 2; a HELLO of 5 (a client's, an older build's) is accepted, and
+ * fields past the ones known are skipped. */
+#define WIRE_HELLO_FIELDS_MIN 5u
+#define WIRE_HELLO_FIELDS 6u
 #define WIRE_AUTH_FIELDS 1u
 #define WIRE_PING_FIELDS 2u
 #define WIRE_STATUS_REQUEST_FIELDS 1u
@@ -495,10 +499,12 @@ int vsr_wire_encode_hello(vsr_buf *out, uint64_t cluster, const vsr_wire_hello *
 	if (h->role >= VSR_WIRE_ROLE_COUNT || h->replica >= VSR_REPLICAS_MAX ||
 	    (h->role != VSR_WIRE_ROLE_REPLICA && h->replica != 0))
 		return -VSR_WIRE_ERANGE;
+	if (h->config_count > VSR_WIRE_CONFIG_PARTS_MAX)
+		return -VSR_WIRE_ELIMIT;
 	wire_enc e;
 	if (wire_enc_begin(&e, out, VSR_WIRE_HELLO) != 0)
 		return -VSR_WIRE_ENOMEM;
-	msgpack_pack_array(&e.pk, WIRE_HELLO_FIELDS);
+	msgpack_pack_array(&e.pk, h->config_count > 0 ? WIRE_HELLO_FIELDS : WIRE_HELLO_FIELDS_MIN);
 	wire_pack_u(&e, h->role);
 	wire_pack_u(&e, h->replica);
 	wire_pack_u(&e, h->instance);
@@ -507,6 +513,11 @@ int vsr_wire_encode_hello(vsr_buf *out, uint64_t cluster, const vsr_wire_hello *
 	msgpack_pack_bin(&e.pk, nonce_len);
 	if (nonce_len > 0)
 		msgpack_pack_bin_body(&e.pk, h->nonce, nonce_len);
+	if (h->config_count > 0) {
+		msgpack_pack_array(&e.pk, h->config_count);
+		for (uint8_t i = 0; i < h->config_count; i++)
+			wire_pack_u(&e, h->config[i]);
+	}
 	return wire_enc_end(&e, cluster, 0);
 }
 
@@ -1209,7 +1220,9 @@ static int wire_dec_host(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 	switch (type) {
 	case VSR_WIRE_HELLO: {
 		vsr_wire_hello *h = &out->hello;
-		if ((rc = wire_dec_top(d, WIRE_HELLO_FIELDS)) != 0)
+		uint32_t fields;
+		rc = wire_dec_top_range(d, WIRE_HELLO_FIELDS_MIN, WIRE_TOP_ELEMENTS_MAX, &fields);
+		if (rc != 0)
 			return rc;
 		WIRE_DEC_U(d, "role", VSR_WIRE_ROLE_COUNT - 1, h->role);
 		WIRE_DEC_U(d, "replica", h->role == VSR_WIRE_ROLE_REPLICA ? n - 1u : 0u,
@@ -1228,6 +1241,26 @@ static int wire_dec_host(wire_dec *d, const vsr_wire_config *c, uint8_t type,
 		h->has_nonce = len > 0;
 		if (len > 0)
 			memcpy(h->nonce, p, len);
+		h->config_count = 0;
+		if (fields > WIRE_HELLO_FIELDS_MIN) {
+			uint32_t count;
+			d->field = "config";
+			if ((rc = wire_dec_array(d, &count)) != 0)
+				return rc;
+			if (count > VSR_WIRE_CONFIG_PARTS_MAX)
+				return wire_fail(d->err, d->err_len, VSR_WIRE_ELIMIT,
+						 "config: %" PRIu32 " parts, at most %u", count,
+						 VSR_WIRE_CONFIG_PARTS_MAX);
+			for (uint32_t i = 0; i < count; i++)
+				WIRE_DEC_U(d, "config", UINT64_MAX, h->config[i]);
+			h->config_count = (uint8_t)count;
+		}
+		for (uint32_t i = WIRE_HELLO_FIELDS; i < fields; i++) {
+			msgpack_object unknown;
+			d->field = "an appended field";
+			if ((rc = wire_dec_next(d, &unknown, true)) != 0)
+				return rc;
+		}
 		return 0;
 	}
 	case VSR_WIRE_AUTH: {

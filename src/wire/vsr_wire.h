@@ -74,6 +74,8 @@ extern "C" {
  * every frame, announced by the header's MAC flag. */
 #define VSR_WIRE_KEY_SIZE 32u
 #define VSR_WIRE_NONCE_SIZE 32u
+/* Parts a HELLO's configuration fingerprint may carry (more are refused). */
+#define VSR_WIRE_CONFIG_PARTS_MAX 16u
 #define VSR_WIRE_PROOF_SIZE 32u
 #define VSR_WIRE_MAC_SIZE 16u
 #define VSR_WIRE_FLAG_MAC 0x01u
@@ -124,7 +126,41 @@ typedef struct vsr_wire_hello {
 	 * has no key. */
 	bool has_nonce;
 	uint8_t nonce[VSR_WIRE_NONCE_SIZE];
+	/* Appended field 5: the sender's configuration fingerprint, one u64
+	 * per part (enum vsr_wire_config_part; docs/wire.md 5.1). A replica
+	 * sends it; a client or control tool sends none (config_count 0, the
+	 * field left out), as does a replica of an older build. */
+	uint8_t config_count;
+	uint64_t config[VSR_WIRE_CONFIG_PARTS_MAX];
 } vsr_wire_hello;
+
+/* The parts of a configuration fingerprint, in HELLO order: what must be
+ * identical on every replica of a cluster (docs/config.md, "Identical on
+ * every replica"). A part is appended, never redefined: a receiver compares
+ * the parts both ends know, so builds can be mixed while a cluster is
+ * upgraded one replica at a time. */
+enum vsr_wire_config_part {
+	VSR_WIRE_CONFIG_STATEMACHINE = 0, /* the script's name and bytes, and modules it requires */
+	VSR_WIRE_CONFIG_DEDUP = 1,        /* the dedup policy script */
+	VSR_WIRE_CONFIG_LIMITS = 2,       /* every key of `limits` */
+	VSR_WIRE_CONFIG_MEMBERS = 3,      /* cluster id, replica count, replica addresses */
+	VSR_WIRE_CONFIG_DURABILITY = 4,   /* `durability` */
+	VSR_WIRE_CONFIG_READS = 5,        /* lease reads: drift bound, and the timeouts it relies on */
+	VSR_WIRE_CONFIG_PARTS
+};
+
+/* The fingerprint shown to operators: XXH3-64 of the parts (each 8 bytes,
+ * little endian). 0 when there are none. */
+uint64_t vsr_wire_config_fingerprint(const uint64_t *parts, uint8_t count);
+/* "state machine script", "limits", ... ("part N" past the known ones). */
+const char *vsr_wire_config_part_name(unsigned part);
+/* Compares the parts both ends have. Returns a mask of those that differ
+ * (bit i: part i; 0: the same) and writes into `why` which ones, each with
+ * both values, e.g.
+ * "state machine script differs (ours 1a2b..., theirs 3c4d...)". */
+uint32_t vsr_wire_config_compare(const uint64_t *ours, uint8_t ours_count,
+				 const uint64_t *theirs, uint8_t theirs_count, char *why,
+				 size_t why_len);
 
 /* AUTH: the sender proves it holds the key, bound to both HELLO nonces. */
 typedef struct vsr_wire_auth {

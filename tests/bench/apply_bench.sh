@@ -25,11 +25,8 @@ n1=${N1:-20000}
 n2=${N2:-60000}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-work=$(mktemp -d /tmp/vsr-apply-bench-XXXXXX)
-trap 'rm -rf "$work"' EXIT
-# A trapped signal would resume the script: exit, which runs the EXIT trap.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+. "$root/tests/bench/lib.sh"
+bench_workdir apply-bench
 
 builds="$build"
 [ -n "$base" ] && builds="$base $build"
@@ -82,25 +79,7 @@ done
 [ "${REPLICAS:-0}" = 1 ] || exit 0
 d1=${D1:-4}
 d2=${D2:-12}
-port=26010
-cat > "$work/r.lua" <<EOC
-return {
-  cluster = 80,
-  replicas = { "127.0.0.1:$port", "127.0.0.1:$((port + 1))", "127.0.0.1:$((port + 2))" },
-  clients  = { "127.0.0.1:$((port + 3))", "127.0.0.1:$((port + 4))", "127.0.0.1:$((port + 5))" },
-  statemachine = "$root/statemachines/kv.lua",
-  data_dir = "$work/data",
-  durability = "memory",
-  log_level = "warn",
-}
-EOC
-pids=""
-stop_all() {
-	for p in $pids; do kill "$p" 2>/dev/null || true; done
-	for p in $pids; do wait "$p" 2>/dev/null || true; done
-	pids=""
-}
-trap 'stop_all; rm -rf "$work"' EXIT
+bench_config "$work/r.lua" 80 "$(bench_ports 26010)" memory "$work/data"
 replica_run() { # build seconds -> "puts primary_instr backup_instr"
 	rm -rf "$work/data"
 	"$1/vsrhost" "$work/r.lua" --replica 3 >"$work/r3.err" 2>&1 &
@@ -110,14 +89,11 @@ replica_run() { # build seconds -> "puts primary_instr backup_instr"
 			"$1/vsrhost" "$work/r.lua" --replica "$r" >"$work/r$r.err" 2>&1 &
 		pids="$pids $!"
 	done
-	i=0
-	until "$1/vsrctl" -c "$work/r.lua" -t 2000 put ready 1 >/dev/null 2>&1; do
-		i=$((i + 1))
-		[ $i -lt 60 ] || { echo "cluster did not start" >&2; tail "$work"/r*.err >&2; exit 1; }
-	done
+	bench_wait_put "$1" "$work/r.lua" 60 2000 ||
+		{ echo "cluster did not start" >&2; tail "$work"/r*.err >&2; exit 1; }
 	puts=$("$1/vsrbench" -c "$work/r.lua" --mix put:100 --clients 1 --duration "$2" \
 		--value-size 100 | awk '/ops / { print $2 }')
-	stop_all
+	bench_kill_pids
 	echo "$puts $(awk '/Collected/ { print $NF }' "$work/r1.err") $(awk '/Collected/ { print $NF }' "$work/r2.err")"
 }
 echo "x86 instructions per put of the whole replica process (callgrind; vsrbench 1 client, ${d2} s - ${d1} s runs):"

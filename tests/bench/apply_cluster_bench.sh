@@ -9,9 +9,11 @@
 # values, closed loop, as vsrbench).
 #
 # Usage: tests/bench/apply_cluster_bench.sh BUILD_DIR [BASE_BUILD_DIR]
-# Ports 26000..26005 (vsrhost) and 26100..26105 (etcd) on 127.0.0.1.
+# Ports PORT_BASE..+5 (vsrhost) and PORT_BASE+100..+105 (etcd) on
+# 127.0.0.1 (PORT_BASE: 26000 unless set).
 # Environment: SECONDS_PER_RUN (default 8), CLIENTS (default "1 16 128"),
-# MODES (default "memory durable"), ROUNDS (default 2), ETCD (default 0).
+# MODES (default "memory durable"), ROUNDS (default 2), ETCD (default 0),
+# PORT_BASE.
 set -eu
 build=${1:?usage: apply_cluster_bench.sh BUILD_DIR [BASE_BUILD_DIR]}
 base=${2:-}
@@ -19,17 +21,13 @@ secs=${SECONDS_PER_RUN:-8}
 clients=${CLIENTS:-1 16 128}
 modes=${MODES:-memory durable}
 rounds=${ROUNDS:-2}
-port=26000
-eport=26100
+port=${PORT_BASE:-26000}
+eport=$((port + 100))
 root=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d /tmp/vsr-apply-cluster-XXXXXX)
-sup=""
+. "$root/tests/bench/lib.sh"
+bench_workdir apply-cluster
 epids=""
-cleanup() {
-	[ -n "$sup" ] && kill "$sup" 2>/dev/null && wait "$sup" 2>/dev/null
-	etcd_stop
-	rm -rf "$work"
-}
+bench_at_exit=etcd_stop
 etcd_stop() {
 	for p in $epids; do kill "$p" 2>/dev/null || true; done
 	for p in $epids; do
@@ -40,34 +38,14 @@ etcd_stop() {
 	done
 	epids=""
 }
-trap cleanup EXIT
-# A trapped signal would resume the script: exit, which runs the EXIT trap.
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 config() { # mode
-	cat > "$work/$1.lua" <<EOC
-return {
-  cluster = 79,
-  replicas = { "127.0.0.1:$port", "127.0.0.1:$((port + 1))", "127.0.0.1:$((port + 2))" },
-  clients  = { "127.0.0.1:$((port + 3))", "127.0.0.1:$((port + 4))", "127.0.0.1:$((port + 5))" },
-  statemachine = "$root/statemachines/kv.lua",
-  data_dir = "$work/data",
-  durability = "$1",
-  log_level = "warn",
-}
-EOC
+	bench_config "$work/$1.lua" 79 "$(bench_ports "$port")" "$1" "$work/data"
 }
 
 run() { # build mode
 	rm -rf "$work/data"
-	"$1/vsrhost" "$work/$2.lua" >>"$work/vsrhost.log" 2>&1 &
-	sup=$!
-	i=0
-	until "$1/vsrctl" -c "$work/$2.lua" -t 1000 put ready 1 >/dev/null 2>&1; do
-		i=$((i + 1))
-		[ $i -lt 100 ] || { echo "cluster did not start"; tail "$work/vsrhost.log"; exit 1; }
-	done
+	bench_start "$1" "$work/$2.lua" "$work/vsrhost.log"
 	for c in $clients; do
 		printf '  %-8s %-28s %4s clients: ' "$2" "$1" "$c"
 		"$1/vsrbench" -c "$work/$2.lua" --mix put:100 --clients "$c" --duration "$secs" \
@@ -75,9 +53,7 @@ run() { # build mode
 			awk '/throughput/ { t = $2 } /latency ms/ { l = $3 " " $4 "  " $7 " " $8 }
 			     END { printf "%8.0f puts/s  latency ms %s\n", t, l }'
 	done
-	kill "$sup"
-	wait "$sup" || true
-	sup=""
+	bench_stop
 }
 
 etcd_run() {

@@ -41,23 +41,14 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 ports=$("$build/vsr_free_ports" 6 | tr '\n' ' ')
+. "$root/tests/bench/lib.sh"
 
-config() { # name
-	set -- $ports
-	cat > "$dir/cluster.lua" <<LUA
-return {
-  cluster = 4343,
-  replicas = { "127.0.0.1:$1", "127.0.0.1:$2", "127.0.0.1:$3" },
-  clients  = { "127.0.0.1:$4", "127.0.0.1:$5", "127.0.0.1:$6" },
-  statemachine = "$root/statemachines/kv.lua",
-  dedup = "$root/lua/vsr/dedup/oldest.lua",
-  data_dir = "$dir/data",
-  durability = "durable",
+bench_log_level=info
+config() {
+	bench_config "$dir/cluster.lua" 4343 "$ports" durable "$dir/data" \
+		"dedup = \"$root/lua/vsr/dedup/oldest.lua\",
   limits = { pipeline = 16, batch_requests = 256, clients = 1024,
-             message_bytes = 16 * 1024 * 1024, checkpoint_interval = $checkpoint },
-  log_level = "info",
-}
-LUA
+             message_bytes = 16 * 1024 * 1024, checkpoint_interval = $checkpoint },"
 }
 
 now_ms() { date +%s%3N; }

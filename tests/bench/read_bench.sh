@@ -22,42 +22,13 @@ rounds=${ROUNDS:-1}
 mode=${MODE:-linearizable}
 keys=10000
 root=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d /tmp/vsr-read-bench-XXXXXX)
-sup=""
-cleanup() {
-	if [ -n "$sup" ]; then
-		kill "$sup" 2>/dev/null || true
-		wait "$sup" 2>/dev/null || true
-	fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
-# A trapped signal would resume the script: exit, which runs the EXIT trap.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+. "$root/tests/bench/lib.sh"
+bench_workdir read-bench
 
 lease=""
 [ "$mode" = lease ] && lease="reads = { lease_drift_ppm = 10000, lease_margin_ms = 20 },"
-cat > "$work/cluster.lua" <<EOC
-return {
-  cluster = 79,
-  replicas = { "127.0.0.1:$base", "127.0.0.1:$((base + 1))", "127.0.0.1:$((base + 2))" },
-  clients  = { "127.0.0.1:$((base + 3))", "127.0.0.1:$((base + 4))", "127.0.0.1:$((base + 5))" },
-  statemachine = "$root/statemachines/kv.lua",
-  data_dir = "$work/data",
-  durability = "memory",
-  $lease
-  log_level = "warn",
-}
-EOC
-
-"$build/vsrhost" "$work/cluster.lua" >>"$work/host.log" 2>&1 &
-sup=$!
-i=0
-until "$build/vsrctl" -c "$work/cluster.lua" -t 1000 put ready 1 >/dev/null 2>&1; do
-	i=$((i + 1))
-	[ $i -lt 100 ] || { echo "cluster did not start"; cat "$work/host.log"; exit 1; }
-done
+bench_config "$work/cluster.lua" 79 "$(bench_ports "$base")" memory "$work/data" "$lease"
+bench_start "$build" "$work/cluster.lua" "$work/host.log"
 # Every key exists, so every get finds a value (preload, not measured).
 "$build/vsrbench" -c "$work/cluster.lua" --clients 16 --keys $keys --preload \
 	--duration 0.2 >/dev/null

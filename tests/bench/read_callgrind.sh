@@ -15,31 +15,12 @@ build=${1:?usage: read_callgrind.sh BUILD_DIR [SECONDS] [PORT_BASE]}
 secs=${2:-8}
 base=${3:-25010}
 root=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d /tmp/vsr-read-callgrind-XXXXXX)
-pids=""
-cleanup() {
-	for p in $pids; do kill "$p" 2>/dev/null || true; done
-	for p in $pids; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$work"
-}
-trap cleanup EXIT
-# A trapped signal would resume the script: exit, which runs the EXIT trap.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+. "$root/tests/bench/lib.sh"
+bench_workdir read-callgrind
 command -v valgrind >/dev/null || { echo "valgrind is not installed"; exit 1; }
 
-cat > "$work/cluster.lua" <<EOC
-return {
-  cluster = 80,
-  replicas = { "127.0.0.1:$base", "127.0.0.1:$((base + 1))", "127.0.0.1:$((base + 2))" },
-  clients  = { "127.0.0.1:$((base + 3))", "127.0.0.1:$((base + 4))", "127.0.0.1:$((base + 5))" },
-  statemachine = "$root/statemachines/kv.lua",
-  data_dir = "$work/data",
-  durability = "memory",
-  timeouts = { tick_ms = 10, heartbeat_ms = 200, primary_ms = 10000, view_change_ms = 10000 },
-  log_level = "warn",
-}
-EOC
+bench_config "$work/cluster.lua" 80 "$(bench_ports "$base")" memory "$work/data" \
+	"timeouts = { tick_ms = 10, heartbeat_ms = 200, primary_ms = 10000, view_change_ms = 10000 },"
 
 measure() { # label mix vsrbench-flags...
 	label=$1
@@ -52,11 +33,8 @@ measure() { # label mix vsrbench-flags...
 			"$build/vsrhost" "$work/cluster.lua" --replica $i >"$work/r$i.log" 2>&1 &
 		pids="$pids $!"
 	done
-	i=0
-	until "$build/vsrctl" -c "$work/cluster.lua" -t 5000 put ready 1 >/dev/null 2>&1; do
-		i=$((i + 1))
-		[ $i -lt 60 ] || { echo "cluster did not start"; cat "$work"/r*.log; exit 1; }
-	done
+	bench_wait_put "$build" "$work/cluster.lua" 60 5000 ||
+		{ echo "cluster did not start"; cat "$work"/r*.log; exit 1; }
 	"$build/vsrbench" -c "$work/cluster.lua" --clients 8 --keys 1000 --preload \
 		--duration 0.2 >/dev/null
 	for p in $pids; do callgrind_control -z "$p" >/dev/null 2>&1; done
@@ -65,9 +43,7 @@ measure() { # label mix vsrbench-flags...
 		sed -n 's/ *ops *\([0-9]*\) done, \([0-9]*\) refused.*/\1 \2/p' |
 		awk '{ print $1 + $2 }')
 	for p in $pids; do callgrind_control -d "$p" >/dev/null 2>&1; done
-	for p in $pids; do kill "$p"; done
-	for p in $pids; do wait "$p" 2>/dev/null || true; done
-	pids=""
+	bench_kill_pids
 	total=0
 	for f in "$work"/cg."$label".r*.1; do
 		t=$(sed -n 's/^totals: *\([0-9]*\).*/\1/p' "$f")

@@ -15,49 +15,18 @@ modes=${MODES:-durable memory}
 clients=${CLIENTS:-1 16 128}
 checkpoint=${CHECKPOINT:-4096}
 root=$(cd "$(dirname "$0")/../.." && pwd)
-work=$(mktemp -d /tmp/vsr-storage-bench-XXXXXX)
-sup=""
-cleanup() {
-	[ -n "$sup" ] && kill "$sup" 2>/dev/null && wait "$sup" 2>/dev/null
-	rm -rf "$work"
-}
-trap cleanup EXIT
-# A trapped signal would resume the script: exit, which runs the EXIT trap.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+. "$root/tests/bench/lib.sh"
+bench_workdir storage-bench
 
 config() { # mode
-	cat > "$work/$1.lua" <<EOC
-return {
-  cluster = 77,
-  replicas = { "127.0.0.1:$base", "127.0.0.1:$((base + 1))", "127.0.0.1:$((base + 2))" },
-  clients  = { "127.0.0.1:$((base + 3))", "127.0.0.1:$((base + 4))", "127.0.0.1:$((base + 5))" },
-  statemachine = "$root/statemachines/kv.lua",
-  dedup = "$root/lua/vsr/dedup/oldest.lua",
-  data_dir = "$work/data-$1",
-  durability = "$1",
+	bench_config "$work/$1.lua" 77 "$(bench_ports "$base")" "$1" "$work/data-$1" \
+		"dedup = \"$root/lua/vsr/dedup/oldest.lua\",
   limits = { pipeline = 16, batch_requests = 256, clients = 1024,
-             message_bytes = 16 * 1024 * 1024, checkpoint_interval = $checkpoint },
-  log_level = "warn",
-}
-EOC
+             message_bytes = 16 * 1024 * 1024, checkpoint_interval = $checkpoint },"
 }
 
-start() { # mode
-	"$build/vsrhost" "$work/$1.lua" >>"$work/$1.log" 2>&1 &
-	sup=$!
-	# Up when a put is acknowledged.
-	i=0
-	until "$build/vsrctl" -c "$work/$1.lua" -t 1000 put ready 1 >/dev/null 2>&1; do
-		i=$((i + 1))
-		[ $i -lt 100 ] || { echo "cluster did not start"; cat "$work/$1.log"; exit 1; }
-	done
-}
-
-stop() {
-	kill "$sup"
-	wait "$sup" || true
-	sup=""
+start() { # mode: up when a put is acknowledged
+	bench_start "$build" "$work/$1.lua" "$work/$1.log"
 }
 
 now_ms() { date +%s%3N; }
@@ -75,13 +44,13 @@ for mode in $modes; do
 			END {printf "%7d puts/s  p50 %s ms  p99 %s ms  max %s ms  (%d ops)\n", t, p50, p99, max, ops}'
 	done
 	if [ $mode = durable ]; then
-		stop
+		bench_stop
 		du=$(du -sh "$work/data-durable" | cut -f1)
 		t0=$(now_ms)
 		start durable
 		t1=$(now_ms)
 		echo "durable: disk use after the run $du; restart to the first acknowledged put $((t1 - t0)) ms"
 	fi
-	stop
+	bench_stop
 done
 echo "storage_bench: load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -38,12 +38,55 @@ static void plant(fixture *f, uint8_t i, uint64_t flip)
 	f->node[i].sm.chain ^= flip;
 }
 
+/* The cluster every scenario starts from: three replicas that checkpoint
+ * every 8 ops, a session registered at replica 0 (the primary) and its
+ * requests 1..last answered. Returns the session, 0 if any of it failed. */
+static uint64_t start(fixture *f, uint64_t last)
+{
+	fx_init(f, 3, tune);
+	uint64_t s = fx_register(f, 0, 1);
+	return s != 0 && calls(f, s, 1, last) ? s : 0;
+}
+
+/* Replicas i and j executed as far and hold the same state. */
+static bool same_state(const fixture *f, uint8_t i, uint8_t j)
+{
+	vsr_replica_info a, b;
+	fx_info(f, i, &a);
+	fx_info(f, j, &b);
+	return a.executed == b.executed && a.digest == b.digest;
+}
+
+/* Requests *k, *k + 1, ... through `last`, each given ten ticks, until the
+ * primary (replica 0) finds itself diverged; *k is left at the request
+ * after the one that found it. */
+static bool request_until_primary_diverged(fixture *f, uint64_t s, uint64_t *k, uint64_t last)
+{
+	bool found = false;
+	for (; *k <= last && !found; (*k)++) {
+		fx_request(f, 0, VSR_REQUEST_OP, s, *k, "w");
+		for (int t = 0; t < 10 && !found; t++) {
+			fx_run(f, 1);
+			found = vsr_replica_diverged(f->node[0].r, NULL);
+		}
+	}
+	return found;
+}
+
+/* For fx_run_until: replica 0, which abdicated, is repaired, another
+ * replica leads and every replica caught up. */
+static bool repaired_under_new_primary(fixture *f, void *arg)
+{
+	(void)arg;
+	return fx_primary(f) > 0 && !vsr_replica_diverged(f->node[0].r, NULL) &&
+	       fx_all_caught_up(f, NULL);
+}
+
 static void test_backup_repaired(void)
 {
 	fixture f;
-	fx_init(&f, 3, tune);
-	uint64_t s = fx_register(&f, 0, 1);
-	CHECK(s != 0 && calls(&f, s, 1, 3));
+	uint64_t s = start(&f, 3);
+	CHECK(s != 0);
 	plant(&f, 2, 1);
 	CHECK(calls(&f, s, 4, 30));
 	CHECK(fx_run_until(&f, 500, fx_all_caught_up, NULL));
@@ -53,10 +96,7 @@ static void test_backup_repaired(void)
 	vsr_divergence d;
 	CHECK(!vsr_replica_diverged(f.node[2].r, &d));
 	CHECK(d.op == 8 && d.digest != d.quorum_digest && !d.as_primary);
-	vsr_replica_info a, c;
-	fx_info(&f, 0, &a);
-	fx_info(&f, 2, &c);
-	CHECK(a.executed == c.executed && a.digest == c.digest);
+	CHECK(same_state(&f, 0, 2));
 	CHECK_CLUSTER(&f);
 	fx_free(&f);
 }
@@ -64,9 +104,8 @@ static void test_backup_repaired(void)
 static void test_primary_abdicates(void)
 {
 	fixture f;
-	fx_init(&f, 3, tune);
-	uint64_t s = fx_register(&f, 0, 1);
-	CHECK(s != 0 && calls(&f, s, 1, 3));
+	uint64_t s = start(&f, 3);
+	CHECK(s != 0);
 	CHECK(fx_primary(&f) == 0);
 	plant(&f, 0, 1);
 	CHECK(calls(&f, s, 4, 40));
@@ -76,10 +115,7 @@ static void test_primary_abdicates(void)
 	CHECK(fx_primary(&f) != 0);
 	CHECK(stats(&f, 1)->divergences == 0 && stats(&f, 2)->divergences == 0);
 	CHECK(!vsr_replica_diverged(f.node[0].r, NULL));
-	vsr_replica_info a, b;
-	fx_info(&f, 0, &a);
-	fx_info(&f, 1, &b);
-	CHECK(a.executed == b.executed && a.digest == b.digest);
+	CHECK(same_state(&f, 0, 1));
 	CHECK_CLUSTER(&f);
 	fx_free(&f);
 }
@@ -89,9 +125,8 @@ static void test_primary_abdicates(void)
 static void test_no_quorum_no_repair(void)
 {
 	fixture f;
-	fx_init(&f, 3, tune);
-	uint64_t s = fx_register(&f, 0, 1);
-	CHECK(s != 0 && calls(&f, s, 1, 3));
+	uint64_t s = start(&f, 3);
+	CHECK(s != 0);
 	plant(&f, 1, 1);
 	plant(&f, 2, 2);
 	CHECK(calls(&f, s, 4, 30));
@@ -114,9 +149,8 @@ static bool hold_chunks(const fx_message *q, void *arg)
 static void test_diverged_replica_refuses_reads(void)
 {
 	fixture f;
-	fx_init(&f, 3, tune);
-	uint64_t s = fx_register(&f, 0, 1);
-	CHECK(s != 0 && calls(&f, s, 1, 3));
+	uint64_t s = start(&f, 3);
+	CHECK(s != 0);
 	plant(&f, 2, 1);
 	f.hold = hold_chunks; /* the repair waits */
 	CHECK(calls(&f, s, 4, 20));
@@ -143,9 +177,8 @@ static void test_diverged_replica_refuses_reads(void)
 static void test_failed_repair_retried(void)
 {
 	fixture f;
-	fx_init(&f, 3, tune);
-	uint64_t s = fx_register(&f, 0, 1);
-	CHECK(s != 0 && calls(&f, s, 1, 3));
+	uint64_t s = start(&f, 3);
+	CHECK(s != 0);
 	plant(&f, 2, 1);
 	f.node[2].restore_fail = 2;
 	CHECK(calls(&f, s, 4, 30));
@@ -154,10 +187,7 @@ static void test_failed_repair_retried(void)
 	CHECK(stats(&f, 2)->divergences == 1 && stats(&f, 2)->divergence_repairs == 1);
 	CHECK(!vsr_replica_diverged(f.node[2].r, NULL));
 	CHECK(fx_primary(&f) == 0 && stats(&f, 0)->divergences == 0);
-	vsr_replica_info a, c;
-	fx_info(&f, 0, &a);
-	fx_info(&f, 2, &c);
-	CHECK(a.executed == c.executed && a.digest == c.digest);
+	CHECK(same_state(&f, 0, 2));
 	CHECK_CLUSTER(&f);
 	fx_free(&f);
 }
@@ -170,9 +200,8 @@ static void test_failed_repair_retried(void)
 static void test_diverged_backup_in_minimal_quorum(void)
 {
 	fixture f;
-	fx_init(&f, 3, tune);
-	uint64_t s = fx_register(&f, 0, 1);
-	CHECK(s != 0 && calls(&f, s, 1, 3));
+	uint64_t s = start(&f, 3);
+	CHECK(s != 0);
 	fx_crash(&f, 1);
 	plant(&f, 2, 1);
 	CHECK(calls(&f, s, 4, 30));
@@ -187,10 +216,7 @@ static void test_diverged_backup_in_minimal_quorum(void)
 	CHECK(stats(&f, 2)->divergences == 1 && stats(&f, 2)->divergence_repairs >= 1);
 	CHECK(stats(&f, 0)->divergences == 0 && stats(&f, 1)->divergences == 0);
 	CHECK(!vsr_replica_diverged(f.node[2].r, NULL));
-	vsr_replica_info a, c;
-	fx_info(&f, 0, &a);
-	fx_info(&f, 2, &c);
-	CHECK(a.executed == c.executed && a.digest == c.digest);
+	CHECK(same_state(&f, 0, 2));
 	CHECK_CLUSTER(&f);
 	fx_free(&f);
 }
@@ -215,9 +241,8 @@ static bool hold_one_ack_of_2(const fx_message *q, void *arg)
 static void test_primary_stays_diverged_on_stale_ack(void)
 {
 	fixture f;
-	fx_init(&f, 3, tune);
-	uint64_t s = fx_register(&f, 0, 1);
-	CHECK(s != 0 && calls(&f, s, 1, 10)); /* checkpoint 8, certified */
+	uint64_t s = start(&f, 10); /* checkpoint 8, certified */
+	CHECK(s != 0);
 	CHECK(fx_primary(&f) == 0);
 	stale_ack_wanted = 1;
 	f.hold = hold_one_ack_of_2;
@@ -225,23 +250,14 @@ static void test_primary_stays_diverged_on_stale_ack(void)
 	CHECK(f.held_count == 1 && f.held[0].m.checkpoint_op == 8);
 	f.hold = NULL;
 	plant(&f, 0, 1);
-	bool found = false;
-	for (uint64_t k = 12; k <= 40 && !found; k++) {
-		fx_request(&f, 0, VSR_REQUEST_OP, s, k, "w");
-		for (int t = 0; t < 10 && !found; t++) {
-			fx_run(&f, 1);
-			found = vsr_replica_diverged(f.node[0].r, NULL);
-		}
-	}
-	CHECK(found);
+	uint64_t k = 12;
+	CHECK(request_until_primary_diverged(&f, s, &k, 40));
 	vsr_divergence d;
 	vsr_replica_diverged(f.node[0].r, &d);
 	CHECK(d.as_primary && d.op > 8);
 	fx_release(&f, 0); /* the ack from before checkpoint 16 */
 	CHECK(vsr_replica_diverged(f.node[0].r, NULL));
-	for (int t = 0; t < 3000 && (fx_primary(&f) <= 0 || vsr_replica_diverged(f.node[0].r, NULL) ||
-				    !fx_all_caught_up(&f, NULL)); t++)
-		fx_run(&f, 1);
+	fx_run_until(&f, 3000, repaired_under_new_primary, NULL); /* checked below */
 	CHECK(stats(&f, 0)->divergences == 1 && stats(&f, 0)->divergence_abdications == 1);
 	CHECK(!vsr_replica_diverged(f.node[0].r, NULL) && fx_primary(&f) > 0);
 	CHECK(stats(&f, 0)->divergence_repairs == 1);
@@ -270,21 +286,12 @@ static bool primary_is_1(fixture *f, void *arg)
 static void test_abdicated_primary_repairs_without_certifier(void)
 {
 	fixture f;
-	fx_init(&f, 3, tune);
-	uint64_t s = fx_register(&f, 0, 1);
-	CHECK(s != 0 && calls(&f, s, 1, 3));
+	uint64_t s = start(&f, 3);
+	CHECK(s != 0);
 	CHECK(fx_primary(&f) == 0);
 	plant(&f, 0, 1);
-	bool found = false;
 	uint64_t k = 4;
-	for (; k <= 40 && !found; k++) {
-		fx_request(&f, 0, VSR_REQUEST_OP, s, k, "w");
-		for (int t = 0; t < 10 && !found; t++) {
-			fx_run(&f, 1);
-			found = vsr_replica_diverged(f.node[0].r, NULL);
-		}
-	}
-	CHECK(found);
+	CHECK(request_until_primary_diverged(&f, s, &k, 40));
 	vsr_divergence d;
 	vsr_replica_diverged(f.node[0].r, &d);
 	CHECK(d.as_primary);
@@ -308,10 +315,7 @@ static void test_abdicated_primary_repairs_without_certifier(void)
 		CHECK(r != NULL && r->status == VSR_REPLY_OK);
 	}
 	CHECK(fx_run_until(&f, 1000, fx_all_caught_up, NULL));
-	vsr_replica_info a, c;
-	fx_info(&f, 0, &a);
-	fx_info(&f, 2, &c);
-	CHECK(a.executed == c.executed && a.digest == c.digest);
+	CHECK(same_state(&f, 0, 2));
 	CHECK(!vsr_replica_diverged(f.node[0].r, NULL) && !vsr_replica_diverged(f.node[2].r, NULL));
 	CHECK_CLUSTER(&f);
 	fx_free(&f);
@@ -326,9 +330,8 @@ static void test_abdicated_primary_repairs_without_certifier(void)
 static void test_primary_stops_at_detection(void)
 {
 	fixture f;
-	fx_init(&f, 3, tune);
-	uint64_t s = fx_register(&f, 0, 1);
-	CHECK(s != 0 && calls(&f, s, 1, 3));
+	uint64_t s = start(&f, 3);
+	CHECK(s != 0);
 	CHECK(fx_primary(&f) == 0);
 	plant(&f, 0, 1);
 	uint64_t k = 4;
@@ -342,9 +345,7 @@ static void test_primary_stops_at_detection(void)
 	const fx_reply *r = fx_reply_for(&f, conn);
 	CHECK(r != NULL && r->status == VSR_REPLY_NOT_PRIMARY);
 	CHECK(stats(&f, 0)->divergence_abdications == 1);
-	for (int t = 0; t < 3000 && (fx_primary(&f) <= 0 || vsr_replica_diverged(f.node[0].r, NULL) ||
-				    !fx_all_caught_up(&f, NULL)); t++)
-		fx_run(&f, 1);
+	fx_run_until(&f, 3000, repaired_under_new_primary, NULL); /* checked below */
 	CHECK(!vsr_replica_diverged(f.node[0].r, NULL) && fx_primary(&f) > 0);
 	CHECK_CLUSTER(&f);
 	fx_free(&f);

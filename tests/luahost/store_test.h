@@ -1,5 +1,6 @@
-/* store_test.h - what the C tests of vsr.store on LMDB share: paths, a
- * checkpoint taken and waited for, a store reopened at its checkpoint, the
+/* store_test.h - what the C tests of vsr.store on LMDB share: the start and
+ * end of their main (config/kv.lua, a fresh directory, its removal), paths,
+ * a checkpoint taken and waited for, a store reopened at its checkpoint, the
  * op `synced` records. */
 #ifndef TESTS_STORE_TEST_H
 #define TESTS_STORE_TEST_H
@@ -17,6 +18,53 @@
 static inline void st_path(char *out, size_t n, const char *a, const char *b)
 {
 	snprintf(out, n, "%s/%s", a, b);
+}
+
+/* Loads config/kv.lua (the tests run in the source tree) into *cfg.
+ * Returns 0, or -1 having said why on stderr. */
+static inline int st_config(vsrh_config *cfg)
+{
+	char err[512];
+	if (vsrh_config_load("config/kv.lua", cfg, err, sizeof err) != 0) {
+		fprintf(stderr, "config/kv.lua: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* The start of a store test's main: config/kv.lua in *cfg, and a fresh
+ * directory made from tmpl (mkdtemp's "...XXXXXX", changed in place).
+ * Returns 0, or -1 having said why. */
+static inline int st_begin(vsrh_config *cfg, char *tmpl)
+{
+	if (st_config(cfg) != 0)
+		return -1;
+	if (mkdtemp(tmpl) == NULL) {
+		perror("mkdtemp");
+		vsrh_config_free(cfg);
+		return -1;
+	}
+	return 0;
+}
+
+/* Removes dir and everything below it (says so when it cannot). */
+static inline void st_remove(const char *dir)
+{
+	char cmd[700];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		printf("could not remove %s\n", dir);
+}
+
+/* The end of a store test's main: dir removed, *cfg freed, and `passed`
+ * printed when no check failed (NULL: nothing). Returns the exit status. */
+static inline int st_end(const char *dir, vsrh_config *cfg, const char *passed)
+{
+	st_remove(dir);
+	vsrh_config_free(cfg);
+	if (failures == 0 && passed != NULL)
+		printf("%s\n", passed);
+	return failures ? 1 : 0;
 }
 
 /* Takes the checkpoint at op (checksum op * 31, timestamp op) into *cp,

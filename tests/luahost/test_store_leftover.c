@@ -131,17 +131,10 @@ static uint64_t digest_after_puts(const vsrh_config *cfg, const char *dir, bool 
 int main(void)
 {
 	char dir[] = "/tmp/vsr-leftover-XXXXXX";
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
-		return 1;
-	}
-	char err[512];
 	vsrh_config cfg;
-	if (vsrh_config_load("config/kv.lua", &cfg, err, sizeof err) != 0) {
-		printf("config/kv.lua: %s\n", err);
+	if (st_begin(&cfg, dir) != 0)
 		return 1;
-	}
-	char src[600], clean[600], p[1600], why[512];
+	char err[512], src[600], clean[600], p[1600], why[512];
 	st_path(src, sizeof src, dir, "source");
 	st_path(clean, sizeof clean, dir, "clean");
 	vsr_checkpoint cp;
@@ -229,11 +222,6 @@ int main(void)
 	}
 
 	free(img);
-	snprintf(p, sizeof p, "rm -rf '%s'", dir);
-	if (system(p) != 0)
-		printf("could not remove %s\n", dir);
-	vsrh_config_free(&cfg);
-	if (failures == 0)
-		printf("a half-fetched next/ is never adopted; an interrupted install is finished\n");
-	return failures ? 1 : 0;
+	return st_end(dir, &cfg,
+		      "a half-fetched next/ is never adopted; an interrupted install is finished");
 }

@@ -14,22 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "store_test.h"
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
 
 #include "nomem_wrap.h"
-
-static unsigned failures, checks;
-#define CHECK(cond, ...)                                                     \
-	do {                                                                 \
-		checks++;                                                    \
-		if (!(cond)) {                                               \
-			failures++;                                          \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-			fprintf(stderr, __VA_ARGS__);                        \
-			fprintf(stderr, "\n");                               \
-		}                                                            \
-	} while (0)
 
 static void put_op(vsr_buf *b, const char *key, int64_t value)
 {
@@ -80,17 +69,10 @@ static int accept_any(void *arg, const uint8_t *meta, size_t len)
 
 int main(void)
 {
-	char err[512];
 	vsrh_config cfg;
-	if (vsrh_config_load("config/kv.lua", &cfg, err, sizeof err) != 0) {
-		fprintf(stderr, "config/kv.lua: %s\n", err);
-		return 1;
-	}
 	char dir[] = "/tmp/vsr-store-nomem-XXXXXX";
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
+	if (st_begin(&cfg, dir) != 0)
 		return 1;
-	}
 	char src_dir[300], dst_dir[300];
 	snprintf(src_dir, sizeof src_dir, "%s/src", dir);
 	snprintf(dst_dir, sizeof dst_dir, "%s/dst", dir);
@@ -144,15 +126,10 @@ int main(void)
 	/* Still usable after all that: one more put. */
 	apply_puts(&md, 200, 201, 0);
 	printf("store install: %lu allocation points failed in turn, %lu installs refused "
-	       "(state unchanged), %lu succeeded; %u checks, %u failures\n",
+	       "(state unchanged), %lu succeeded; %u checks, %d failures\n",
 	       nomem_failed, fails, successes, checks, failures);
 	free(image.data);
 	vsrh_sm_destroy(src);
 	vsrh_sm_destroy(dst);
-	vsrh_config_free(&cfg);
-	char cmd[400];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", dir);
-	return failures ? 1 : 0;
+	return st_end(dir, &cfg, NULL);
 }

@@ -112,18 +112,12 @@ static int check_in_child(const char *store, uint64_t min_op, uint64_t checksum,
 int main(void)
 {
 	char dir[] = "/tmp/vsr-powercut-XXXXXX";
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
+	vsrh_config cfg;
+	if (st_begin(&cfg, dir) != 0)
 		return 1;
-	}
 	char err[512], live[600], torn[600], f1[900], f2[900];
 	st_path(live, sizeof live, dir, "live");
 	st_path(torn, sizeof torn, dir, "torn");
-	vsrh_config cfg;
-	if (vsrh_config_load("config/kv.lua", &cfg, err, sizeof err) != 0) {
-		printf("config/kv.lua: %s\n", err);
-		return 1;
-	}
 	setenv("VSRH_BOOT_ID", "boot-before-the-cut", 1);
 
 	/* Checkpoint A, synced; a copy of the disk as it was then. */
@@ -198,11 +192,6 @@ int main(void)
 	      "opens checkpoint B (op %llu, got %llu)", (unsigned long long)b.op,
 	      (unsigned long long)got.op);
 
-	snprintf(f1, sizeof f1, "rm -rf '%s'", dir);
-	if (system(f1) != 0)
-		printf("could not remove %s\n", dir);
-	vsrh_config_free(&cfg);
-	if (failures == 0)
-		printf("power cut between a checkpoint's commit and its sync: rolled back, nothing lost\n");
-	return failures ? 1 : 0;
+	return st_end(dir, &cfg,
+		      "power cut between a checkpoint's commit and its sync: rolled back, nothing lost");
 }

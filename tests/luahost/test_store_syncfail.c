@@ -48,11 +48,9 @@ static void on_durable(void *arg, uint64_t op)
 static vsrh_sm *child_open(const char *store, bool fresh)
 {
 	vsrh_config cfg;
-	char err[512];
-	if (vsrh_config_load("config/kv.lua", &cfg, err, sizeof err) != 0) {
-		fprintf(stderr, "config/kv.lua: %s\n", err);
+	if (st_config(&cfg) != 0)
 		_exit(2);
-	}
+	char err[512];
 	vsrh_sm *sm = NULL;
 	if (vsrh_sm_create_at(&sm, &cfg, store, true, fresh, err, sizeof err) != VSR_OK) {
 		fprintf(stderr, "open %s: %s\n", store, err);
@@ -252,10 +250,7 @@ int main(int argc, char **argv)
 			snprintf(opened, sizeof opened, "%s", dir); /* its newest commit is unsynced */
 			continue;
 		}
-		char cmd[700];
-		snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-		if (system(cmd) != 0)
-			printf("could not remove %s\n", dir);
+		st_remove(dir);
 	}
 	/* The store whose last sync failed, opened on the still failing disk:
 	 * its newest transaction is rolled back even on this boot (the page
@@ -271,10 +266,7 @@ int main(int argc, char **argv)
 	status = run(self, "open", opened, NULL, out, sizeof out, err, sizeof err);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0 && strstr(out, "opened"),
 	      "the store on a good disk opens: status 0x%x, %s", status, err);
-	char cmd[700];
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", opened);
-	if (system(cmd) != 0)
-		printf("could not remove %s\n", opened);
+	st_remove(opened);
 
 	/* An install whose sync of next/ fails. */
 	char dir[] = "/tmp/vsr-syncfail-XXXXXX";
@@ -287,9 +279,7 @@ int main(int argc, char **argv)
 		CHECK(0, "the install went on: %s", strstr(out, "install returned"));
 	else
 		printf("install of a fetched checkpoint whose sync fails: exit 74\n");
-	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		printf("could not remove %s\n", dir);
+	st_remove(dir);
 	if (failures == 0)
 		printf("vsr.store stops (exit 74) on every failed sync\n");
 	return failures ? 1 : 0;

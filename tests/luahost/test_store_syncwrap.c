@@ -113,16 +113,9 @@ static void child(const vsrh_config *cfg, const char *dir, int mode)
 int main(void)
 {
 	char dir[] = "/tmp/vsr-syncfail-XXXXXX";
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
-		return 1;
-	}
-	char err[512];
 	vsrh_config cfg;
-	if (vsrh_config_load("config/kv.lua", &cfg, err, sizeof err) != 0) {
-		printf("config/kv.lua: %s\n", err);
+	if (st_begin(&cfg, dir) != 0)
 		return 1;
-	}
 	static const char *what[] = {"nothing fails", "the trickle (sync_file_range)",
 				     "LMDB's sync of data.mdb", "the fdatasync of `synced`"};
 	for (int mode = 0; mode <= 3; mode++) {
@@ -186,12 +179,6 @@ int main(void)
 		      "%s: the next start on the same boot opens checkpoint %u, got %llu", what[mode],
 		      mode == 3 ? 600u : 300u, (unsigned long long)reopened);
 	}
-	char p[700];
-	snprintf(p, sizeof p, "rm -rf '%s'", dir);
-	if (system(p) != 0)
-		printf("could not remove %s\n", dir);
-	vsrh_config_free(&cfg);
-	if (failures == 0)
-		printf("a failed checkpoint sync stops the replica before it is reported durable\n");
-	return failures ? 1 : 0;
+	return st_end(dir, &cfg,
+		      "a failed checkpoint sync stops the replica before it is reported durable");
 }

@@ -21,6 +21,11 @@ unsigned g_checkpoint_interval; /* limits.checkpoint_interval; 0: default */
  * misconfigured replica whose budget differs from the others' (divergence). */
 unsigned g_odd_instructions;
 int g_odd_replica = -1;
+/* When set: the state machine of that replica's configuration, and the
+ * program it runs instead of vsrhost (with the environment it inherits). */
+const char *g_odd_statemachine;
+const char *g_odd_vsrhost;
+const char *g_vsrhost_teeth; /* --vsrhost-teeth: vsrhost on the test core */
 const char *g_log_format = "text"; /* the config's log_format */
 /* auth scenario: the config names these key files, and the test's own
  * client authenticates with the client key. */
@@ -175,7 +180,8 @@ void write_config(const char *statemachine)
 	write_config_file(statemachine, path, 0);
 	if (g_odd_replica >= 0) {
 		snprintf(path, sizeof path, "%s/cluster-%d.lua", g_dir, g_odd_replica + 1);
-		write_config_file(statemachine, path, g_odd_instructions);
+		write_config_file(g_odd_statemachine != NULL ? g_odd_statemachine : statemachine, path,
+				  g_odd_instructions);
 	}
 }
 
@@ -195,7 +201,10 @@ static void write_config_file(const char *statemachine, const char *path, unsign
 	fprintf(f, " },\n  metrics = {");
 	for (int i = 0; i < N; i++)
 		fprintf(f, "%s\"127.0.0.1:%u\"", i ? ", " : " ", g_metrics_port[i]);
-	fprintf(f, " },\n  statemachine = \"%s/statemachines/%s\",\n", g_root, statemachine);
+	if (statemachine[0] == '/') /* a script of the test's own */
+		fprintf(f, " },\n  statemachine = \"%s\",\n", statemachine);
+	else
+		fprintf(f, " },\n  statemachine = \"%s/statemachines/%s\",\n", g_root, statemachine);
 	fprintf(f, "  data_dir = \"%s/data\",\n  durability = \"%s\",\n  log_level = \"info\",\n",
 		g_dir, g_durability);
 	fprintf(f, "  log_format = \"%s\",\n", g_log_format);
@@ -278,7 +287,8 @@ void start_replica(int i)
 	snprintf(idx, sizeof idx, "%d", i + 1);
 	int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	char *const argv[] = {"vsrhost", config, "--replica", idx, NULL};
-	g_pid[i] = spawn(g_vsrhost, argv, fd, fd);
+	g_pid[i] = spawn(i == g_odd_replica && g_odd_vsrhost != NULL ? g_odd_vsrhost : g_vsrhost,
+			 argv, fd, fd);
 	if (fd >= 0)
 		close(fd);
 }

@@ -88,6 +88,9 @@ extern char g_mounted[400];
 extern unsigned g_checkpoint_interval;
 extern unsigned g_odd_instructions;
 extern int g_odd_replica;
+extern const char *g_odd_statemachine;
+extern const char *g_odd_vsrhost;
+extern const char *g_vsrhost_teeth;
 extern const char *g_log_format;
 extern bool g_auth;
 extern bool g_telemetry;
@@ -183,6 +186,7 @@ int scenario_pause_backup(void);
 int scenario_one_way_cut(void);
 int scenario_client_cut(void);
 int scenario_read_partition(void);
+int scenario_config_mismatch(void);
 /* Sends one QUERY in read mode `mode` to replica i only and waits up to
  * wait_ms for its answer (sc_availability.c). False when none came. */
 bool mc_query_at(mclient *m, int i, uint8_t mode, uint64_t number, const msgpack_sbuffer *op,

@@ -68,6 +68,11 @@
  *                   linearizable read there is never answered while the
  *                   majority elects a primary and commits a new write; a
  *                   stale read there is, labelled stale, at an older op
+ *   config-mismatch replica 3 runs another state machine script: replicas 1
+ *                   and 2 refuse it (and it them), naming the script in their
+ *                   logs and counting it, and serve writes without it; it
+ *                   never joins. Restarted with the right script it joins and
+ *                   agrees (digests)
  *   The iptables scenarios skip (exit 0, with a note) without iptables; every
  *   rule they add is removed on every exit path.
  *
@@ -98,7 +103,7 @@ static int run_divergence_primary(int trials) { (void)trials; return scenario_di
 PLAIN(replicate) PLAIN(dedup) PLAIN(history) PLAIN(garbage) PLAIN(sandbox) PLAIN(watchdog)
 PLAIN(quick_restart) PLAIN(supervisor) PLAIN(make_run) PLAIN(metrics) PLAIN(pause_backup) PLAIN(one_way_cut)
 PLAIN(client_cut) PLAIN(read_partition) PLAIN(auth) PLAIN(attacks) PLAIN(corrupt) PLAIN(disk_full) PLAIN(disk_fault)
-PLAIN(store_fault)
+PLAIN(store_fault) PLAIN(config_mismatch)
 #undef PLAIN
 
 static const struct {
@@ -115,13 +120,14 @@ static const struct {
 	{"read-partition", run_read_partition},
 	{"failover-bench", scenario_failover_bench}, {"crash", scenario_crash},
 	{"corrupt", run_corrupt}, {"disk-full", run_disk_full}, {"disk-fault", run_disk_fault},
-	{"store-fault", run_store_fault},
+	{"store-fault", run_store_fault}, {"config-mismatch", run_config_mismatch},
 };
 
 static void usage(FILE *out)
 {
 	fprintf(out, "usage: proctest --vsrhost PATH --root SOURCE_DIR --scenario NAME\n"
-		     "                [--vsrctl PATH] [--fail-io PATH] [--trials N] [--seed S] [--keep]\n"
+		     "                [--vsrctl PATH] [--vsrhost-teeth PATH] [--fail-io PATH]\n"
+		     "                [--trials N] [--seed S] [--keep]\n"
 		     "scenarios:");
 	for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++)
 		fprintf(out, "%s%s", i % 10 == 9 ? "\n          " : " ", scenarios[i].name);
@@ -135,14 +141,16 @@ int main(int argc, char **argv)
 		{"vsrctl", required_argument, NULL, 'c'}, {"fail-io", required_argument, NULL, 'F'},
 		{"scenario", required_argument, NULL, 's'}, {"trials", required_argument, NULL, 't'},
 		{"seed", required_argument, NULL, 'S'}, {"keep", no_argument, NULL, 'k'},
+		{"vsrhost-teeth", required_argument, NULL, 'T'},
 		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
 	};
 	const char *scenario = NULL;
 	int trials = 10;
 	bool seeded = false;
 	int ch;
-	while ((ch = getopt_long(argc, argv, "x:r:c:F:s:t:S:kh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "x:r:c:F:s:t:S:T:kh", longopts, NULL)) != -1) {
 		switch (ch) {
+		case 'T': g_vsrhost_teeth = optarg; break;
 		case 'x': g_vsrhost = optarg; break;
 		case 'c': g_vsrctl = optarg; break;
 		case 'F': g_fail_io = optarg; break;

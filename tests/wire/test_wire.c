@@ -294,6 +294,45 @@ static void fill_hello_short_nonce(msgpack_packer *pk)
 	msgpack_pack_uint64(pk, 0);
 	msgpack_pack_bin_with_body(pk, "0123456789", 10);
 }
+/* A replica's HELLO with `parts` configuration parts and `extra`
+ * appended fields after them. */
+static void hello_config(msgpack_packer *pk, uint32_t parts, uint32_t extra)
+{
+	msgpack_pack_array(pk, 6 + extra);
+	msgpack_pack_uint64(pk, VSR_WIRE_ROLE_REPLICA);
+	msgpack_pack_uint64(pk, 1);
+	msgpack_pack_uint64(pk, 7);
+	msgpack_pack_uint64(pk, 0);
+	msgpack_pack_bin(pk, 0);
+	msgpack_pack_array(pk, parts);
+	for (uint32_t i = 0; i < parts; i++)
+		msgpack_pack_uint64(pk, 0x1000 + i);
+	for (uint32_t i = 0; i < extra; i++)
+		msgpack_pack_uint64(pk, 42);
+}
+static void fill_hello_config_17(msgpack_packer *pk) { hello_config(pk, 17, 0); }
+static void fill_hello_config_appended(msgpack_packer *pk) { hello_config(pk, 6, 2); }
+static void fill_hello_config_uint(msgpack_packer *pk)
+{
+	msgpack_pack_array(pk, 6);
+	msgpack_pack_uint64(pk, VSR_WIRE_ROLE_REPLICA);
+	msgpack_pack_uint64(pk, 1);
+	msgpack_pack_uint64(pk, 7);
+	msgpack_pack_uint64(pk, 0);
+	msgpack_pack_bin(pk, 0);
+	msgpack_pack_uint64(pk, 5);
+}
+static void fill_hello_config_str(msgpack_packer *pk)
+{
+	msgpack_pack_array(pk, 6);
+	msgpack_pack_uint64(pk, VSR_WIRE_ROLE_REPLICA);
+	msgpack_pack_uint64(pk, 1);
+	msgpack_pack_uint64(pk, 7);
+	msgpack_pack_uint64(pk, 0);
+	msgpack_pack_bin(pk, 0);
+	msgpack_pack_array(pk, 1);
+	msgpack_pack_str_with_body(pk, "x", 1);
+}
 static void fill_auth_short_proof(msgpack_packer *pk)
 {
 	msgpack_pack_array(pk, 1);
@@ -494,11 +533,29 @@ static void test_malformed(uint64_t seed)
 		{"CLOSE text with NUL", VSR_WIRE_CLOSE, fill_close_nul, VSR_WIRE_ERANGE},
 		{"CLOSE text of 300", VSR_WIRE_CLOSE, fill_close_long, VSR_WIRE_ELIMIT},
 		{"HELLO with PING body", VSR_WIRE_HELLO, fill_ping_ok, VSR_WIRE_ESHAPE},
+		{"HELLO with 17 config parts", VSR_WIRE_HELLO, fill_hello_config_17, VSR_WIRE_ELIMIT},
+		{"HELLO config a uint", VSR_WIRE_HELLO, fill_hello_config_uint, VSR_WIRE_ESHAPE},
+		{"HELLO config part a str", VSR_WIRE_HELLO, fill_hello_config_str, VSR_WIRE_ESHAPE},
 		{"STATUS_REQUEST with PING body", VSR_WIRE_STATUS_REQUEST, fill_ping_ok, VSR_WIRE_ESHAPE},
 	};
 	for (size_t i = 0; i < WT_COUNT(host); i++) {
 		vsr_buf b = frame_of(host[i].type, host[i].fill);
 		expect_reason(host[i].what, b.data, b.len, &cfg, host[i].reason, &stats);
+		free(b.data);
+	}
+	/* A HELLO with fields appended after the configuration (a newer
+	 * encoder's) is accepted, the fields skipped. */
+	{
+		vsr_buf b = frame_of(VSR_WIRE_HELLO, fill_hello_config_appended);
+		vsr_wire_decoded d;
+		vsr_wire_decoded_init(&d);
+		char err[256] = "";
+		int rc = vsr_wire_decode(b.data, b.len, &cfg, &d, NULL, NULL, err, sizeof err);
+		CHECK(rc == 0 && d.hello.config_count == 6 && d.hello.config[5] == 0x1005 &&
+			      d.hello.replica == 1,
+		      "HELLO with appended fields: rc %d (%s), %u parts", rc, err,
+		      d.hello.config_count);
+		vsr_wire_decoded_free(&d);
 		free(b.data);
 	}
 	/* A frame for another cluster is refused even when otherwise perfect. */
@@ -539,6 +596,8 @@ static void test_encode_errors(uint64_t seed)
 	CHECK(vsr_wire_encode_message(&b, 1, &m) == -VSR_WIRE_ECLUSTER, "cluster mismatch");
 	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_CLIENT, .replica = 1};
 	CHECK(vsr_wire_encode_hello(&b, 1, &h) == -VSR_WIRE_ERANGE, "client hello with replica");
+	vsr_wire_hello hc = {.role = VSR_WIRE_ROLE_REPLICA, .config_count = VSR_WIRE_CONFIG_PARTS_MAX + 1};
+	CHECK(vsr_wire_encode_hello(&b, 1, &hc) == -VSR_WIRE_ELIMIT, "hello with 17 config parts");
 	vsr_wire_status s = {.replica_count = 3, .replica = 3};
 	CHECK(vsr_wire_encode_status(&b, 1, &s) == -VSR_WIRE_ERANGE, "status replica 3 of 3");
 	vsr_wire_ping p = {0};
@@ -954,6 +1013,22 @@ static int write_corpus(const char *dir)
 		printf("wrote %s (%zu bytes)\n", path, b.len);
 		free(b.data);
 	}
+	/* A replica's HELLO, with its configuration fingerprint (field 5). */
+	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_REPLICA, .replica = 2, .instance = 0x1234,
+			    .history = 0x5678, .config_count = VSR_WIRE_CONFIG_PARTS};
+	for (unsigned i = 0; i < VSR_WIRE_CONFIG_PARTS; i++)
+		h.config[i] = 0x0101010101010101ull * (i + 1);
+	vsr_buf b = {0};
+	char path[512];
+	snprintf(path, sizeof(path), "%s/valid-64-HELLO-replica", dir);
+	FILE *f = NULL;
+	if (vsr_wire_encode_hello(&b, WT_CLUSTER, &h) != 0 || (f = fopen(path, "wb")) == NULL ||
+	    fwrite(b.data, 1, b.len, f) != b.len || fclose(f) != 0) {
+		fprintf(stderr, "%s: cannot write\n", path);
+		return 1;
+	}
+	printf("wrote %s (%zu bytes)\n", path, b.len);
+	free(b.data);
 	return 0;
 }
 

@@ -199,6 +199,13 @@ int wt_gen_host(uint64_t *state, uint8_t type, vsr_buf *out,
 		if (expect->hello.has_nonce)
 			for (size_t i = 0; i < VSR_WIRE_NONCE_SIZE; i++)
 				expect->hello.nonce[i] = (uint8_t)wt_rand(state);
+		/* A replica's carries a configuration fingerprint (field 5). */
+		if (expect->hello.role == VSR_WIRE_ROLE_REPLICA) {
+			expect->hello.config_count =
+				(uint8_t)(wt_rand(state) % (VSR_WIRE_CONFIG_PARTS_MAX + 1));
+			for (uint8_t i = 0; i < expect->hello.config_count; i++)
+				expect->hello.config[i] = wt_rand_u64(state);
+		}
 		return vsr_wire_encode_hello(out, WT_CLUSTER, &expect->hello);
 	case VSR_WIRE_AUTH:
 		for (size_t i = 0; i < VSR_WIRE_PROOF_SIZE; i++)
@@ -335,6 +342,13 @@ bool wt_host_equal(const vsr_wire_decoded *a, const vsr_wire_decoded *b,
 		WT_FIELD(hello.has_nonce);
 		if (a->hello.has_nonce && memcmp(a->hello.nonce, b->hello.nonce, VSR_WIRE_NONCE_SIZE)) {
 			snprintf(why, why_len, "hello.nonce differs");
+			return false;
+		}
+		WT_FIELD(hello.history);
+		WT_FIELD(hello.config_count);
+		if (memcmp(a->hello.config, b->hello.config,
+			   sizeof(uint64_t) * a->hello.config_count) != 0) {
+			snprintf(why, why_len, "hello.config differs");
 			return false;
 		}
 		return true;

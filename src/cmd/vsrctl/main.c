@@ -38,7 +38,8 @@ static void usage(FILE *f)
 		"                       state machine's query hook, outside the log\n"
 		"  status               every replica's id, status, view, op, commit, primary,\n"
 		"                       lag (ops its executed state trails the highest commit),\n"
-		"                       time since its last protocol step and its last progress\n"
+		"                       time since its last protocol step and its last progress,\n"
+		"                       its cluster history and configuration fingerprint\n"
 		"\n"
 		"Options:\n"
 		"  -c, --config FILE    cluster configuration (required)\n"
@@ -153,9 +154,21 @@ static int run_status(const vsrc_options *o, uint32_t timeout_ms)
 	for (uint32_t i = 0; i < o->replica_count; i++)
 		if (e[i].ok && e[i].status.commit > commit_max)
 			commit_max = e[i].status.commit;
-	printf("%-3s %-22s %-15s %8s %10s %10s %8s %8s %9s %12s  %-16s\n", "id", "address",
+	printf("%-3s %-22s %-15s %8s %10s %10s %8s %8s %9s %12s  %-16s  %-8s\n", "id", "address",
 	       "status", "view", "op", "commit", "primary", "lag", "step_ago", "progress_ago",
-	       "history");
+	       "history", "config");
+	/* Replicas whose configuration fingerprints differ refuse each other:
+	 * the column shows its first 8 hex digits, the note below who differs. */
+	bool config_differs = false;
+	uint64_t config_first = 0;
+	for (uint32_t i = 0; i < o->replica_count; i++) {
+		if (!e[i].ok)
+			continue;
+		if (config_first == 0)
+			config_first = e[i].config;
+		else if (e[i].config != config_first)
+			config_differs = true;
+	}
 	for (uint32_t i = 0; i < o->replica_count; i++) {
 		if (!e[i].ok) {
 			printf("%-3u %-22s %-15s %s\n", i + 1, o->names[i], "unreachable", e[i].error);
@@ -163,15 +176,19 @@ static int run_status(const vsrc_options *o, uint32_t timeout_ms)
 			continue;
 		}
 		const vsr_wire_status *s = &e[i].status;
-		printf("%-3u %-22s %-15s %8llu %10llu %10llu %8u %8llu %7llums %10llums  %016llx\n",
+		printf("%-3u %-22s %-15s %8llu %10llu %10llu %8u %8llu %7llums %10llums  %016llx  "
+		       "%08llx\n",
 		       i + 1, o->names[i],
 		       s->status < VSR_STATUS_COUNT ? vsr_status_name(s->status) : "?",
 		       (unsigned long long)s->view, (unsigned long long)s->op,
 		       (unsigned long long)s->commit, (unsigned)s->primary + 1u,
 		       (unsigned long long)(commit_max > s->executed ? commit_max - s->executed : 0),
 		       (unsigned long long)s->step_age_ms, (unsigned long long)s->progress_age_ms,
-		       (unsigned long long)s->history);
+		       (unsigned long long)s->history, (unsigned long long)(e[i].config >> 32));
 	}
+	if (config_differs)
+		printf("configuration fingerprints differ: a replica whose config differs from "
+		       "the others' is refused by them (its log and theirs name what differs)\n");
 	return missing ? EXIT_FAILED : 0;
 }
 

@@ -224,6 +224,9 @@ static void render_net(render *r, const vsr_net *net)
 	counter(r, "vsr_connections_replaced_total",
 		"a replica's older inbound connection closed for its newer one",
 		st->connections_replaced);
+	counter(r, "vsr_config_mismatches_total",
+		"replica connections refused: the peer's configuration fingerprint differs",
+		st->config_mismatches);
 	counter(r, "vsr_protocol_errors_total",
 		"frames before HELLO, of the wrong role, or with a spoofed sender",
 		st->protocol_errors);

@@ -17,6 +17,7 @@
  * (uv_loop_close must succeed). SIGPIPE is ignored: a peer that vanished
  * shows up as a write error on its connection. */
 #include "host.h"
+#include "host_fingerprint.h"
 #include "host_log.h"
 #include "host_metrics.h"
 #include "host_verify.h"
@@ -88,6 +89,7 @@ typedef struct host {
 	host_metrics metrics;
 	host_divergence_seen divergence; /* detections already logged */
 	vsr_config core_cfg;      /* the core's configuration (limits the host applies too) */
+	uint64_t fingerprint[VSR_WIRE_CONFIG_PARTS]; /* what must match the other replicas' */
 	vsr_buf query_buf;        /* a query's answer, reused */
 	/* When each pending persist was submitted, by id: ids are consecutive
 	 * and at most VSR_STORAGE_PENDING_MAX are pending at once. */
@@ -489,6 +491,22 @@ static void host_peer_message_cb(vsr_net *net, const vsr_message *m)
 static void host_request_cb(vsr_net *net, uint64_t conn, const vsr_message *m)
 {
 	host *h = vsr_net_data(net);
+	/* A stale read is answered from this replica's own state, which only
+	 * the cluster's configuration makes the cluster's: not before a quorum
+	 * (with itself) has been found to run the same (docs/config.md). A
+	 * replica refused for its configuration never is, and never answers. */
+	if (m->request.kind == VSR_REQUEST_QUERY && m->read_mode == VSR_READ_STALE &&
+	    vsr_net_config_confirmed(net) + 1u < vsr_quorum((uint8_t)h->cfg->replica_count)) {
+		vsr_message r = {.type = VSR_MSG_REPLY, .status = VSR_REPLY_NOT_PRIMARY,
+				 .replica = h->last.primary, .view = h->last.view,
+				 .commit = h->last.commit, .history = h->last.history,
+				 .read_mode = m->read_mode};
+		r.request.session = m->request.session;
+		r.request.request = m->request.request;
+		r.request.kind = VSR_REQUEST_QUERY;
+		vsr_net_reply(net, conn, &r);
+		return;
+	}
 	vsr_event ev = {.type = VSR_EVENT_REQUEST, .conn = conn, .message = m, .more = true};
 	h->burst = true;
 	host_step(h, &ev);
@@ -867,6 +885,14 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		return EX_CONFIG;
 	}
 	vsrh_sm_set_log(h.sm, host_sm_log, &h, host_log_level());
+	{
+		uint64_t sm_sources, dedup_sources;
+		vsrh_sm_sources(h.sm, &sm_sources, &dedup_sources);
+		host_fingerprint_parts(cfg, sm_sources, dedup_sources, h.fingerprint);
+		char fp[512];
+		host_fingerprint_describe(h.fingerprint, fp, sizeof fp);
+		host_info("configuration fingerprint %s", fp);
+	}
 	vsrh_sm_bind(h.sm, &h.vsm);
 	if (cfg->telemetry != NULL &&
 	    vsrh_telemetry_open(cfg->telemetry, h.replica + 1u, host_telemetry_log, &h, &h.telemetry, err,
@@ -953,12 +979,25 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		.instance = host_random_u64(),
 		.replica_key = cfg->replica_key_file != NULL ? h.replica_key : NULL,
 		.client_key = cfg->client_key_file != NULL ? h.client_key : NULL,
+		.config = h.fingerprint,
+		.config_count = VSR_WIRE_CONFIG_PARTS,
 		.peer_message_cb = host_peer_message_cb,
 		.request_cb = host_request_cb,
 		.status_cb = host_status_cb,
 		.log = host_net_log,
 		.data = &h,
 	};
+#ifdef VSRHOST_TEETH
+	/* vsrhost-teeth only: VSR_NO_FINGERPRINT=1 sends no fingerprint and
+	 * checks none, as a build from before fingerprints did, so that a test
+	 * can still run a misconfigured replica and watch divergence detection
+	 * catch it. Never in vsrhost. */
+	if (getenv("VSR_NO_FINGERPRINT") != NULL) {
+		no.config_count = 0;
+		host_warn("VSR_NO_FINGERPRINT: no configuration fingerprint sent or checked (a test "
+			  "build, not for use)");
+	}
+#endif
 	for (uint32_t i = 0; i < cfg->replica_count; i++) {
 		no.replicas[i].host = cfg->replicas[i].host;
 		no.replicas[i].port = cfg->replicas[i].port;

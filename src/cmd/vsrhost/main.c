@@ -1,5 +1,6 @@
 /* main.c - vsrhost: run one replica (--replica N) or, by default, a supervised cluster on this machine. */
 #include "host.h"
+#include "host_fingerprint.h"
 #include "host_log.h"
 
 #include <errno.h>
@@ -19,6 +20,7 @@ static void main_usage(FILE *out)
 	fprintf(out,
 		"usage: vsrhost CONFIG [--replica N] [--log-level LEVEL] [--fresh]\n"
 		"       vsrhost check CONFIG\n"
+		"       vsrhost fingerprint CONFIG\n"
 		"       vsrhost keygen FILE\n"
 		"       vsrhost --maelstrom [CONFIG]\n"
 		"\n"
@@ -42,6 +44,10 @@ static void main_usage(FILE *out)
 		"\n"
 		"check CONFIG validates the config and runs the state machine's\n"
 		"determinism self-check.\n"
+		"\n"
+		"fingerprint CONFIG prints the configuration fingerprint (what must be the\n"
+		"same on every replica: scripts, limits, membership, durability, lease\n"
+		"settings) and its parts; a replica whose fingerprint differs is refused.\n"
 		"\n"
 		"keygen FILE writes a new random 256-bit key (mode 0600; an existing FILE\n"
 		"is never overwritten) for the config's auth.replica_key or auth.client_key.\n"
@@ -78,6 +84,8 @@ int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "check") == 0)
 		return vsrh_check_main(argc - 1, argv + 1);
+	if (argc >= 2 && strcmp(argv[1], "fingerprint") == 0)
+		return host_fingerprint_main(argc - 1, argv + 1);
 	if (argc >= 2 && strcmp(argv[1], "keygen") == 0) {
 		if (argc != 3) {
 			fprintf(stderr, "vsrhost: usage: vsrhost keygen FILE\n");

@@ -640,3 +640,10 @@ bool vsr_net_peer_connected(const vsr_net *net, uint8_t to)
 	(void)net;
 	return to < maelstrom_node_count;
 }
+
+/* One configuration for every node: Maelstrom starts them all from it. */
+unsigned vsr_net_config_confirmed(const vsr_net *net)
+{
+	(void)net;
+	return maelstrom_node_count > 0 ? maelstrom_node_count - 1u : 0;
+}

@@ -1,0 +1,94 @@
+# lib.sh - what the cluster benchmarks share (POSIX sh, sourced after
+# setting `root`, the source tree): a work directory removed at exit with
+# every process the script started, a 3-replica config of
+# statemachines/kv.lua, and a cluster started until it acknowledges a put.
+#
+#   bench_workdir NAME         $work := a fresh /tmp/vsr-NAME-XXXXXX; at exit
+#                              the supervisor ($sup) and $pids are stopped,
+#                              $bench_at_exit (a command, if set) runs, and
+#                              $work is removed
+#   bench_ports BASE           "BASE BASE+1 ... BASE+5"
+#   bench_config FILE CLUSTER "PORTS" DURABILITY DATA_DIR [FIELDS]
+#   bench_wait_put BUILD CONFIG TRIES TIMEOUT_MS
+#   bench_start BUILD CONFIG LOG   (and bench_stop)
+#   bench_kill_pids            stops $pids (kill, then wait)
+
+: "${root:?lib.sh: set root (the source tree) before sourcing it}"
+
+bench_workdir() { # name
+	work=$(mktemp -d "/tmp/vsr-$1-XXXXXX")
+	sup=""
+	pids=""
+	trap bench_cleanup EXIT
+	# A trapped signal would resume the script: exit, which runs the EXIT trap.
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+
+bench_cleanup() {
+	bench_stop
+	bench_kill_pids
+	${bench_at_exit:-:}
+	rm -rf "$work"
+}
+
+bench_ports() { # base
+	echo "$1 $(($1 + 1)) $(($1 + 2)) $(($1 + 3)) $(($1 + 4)) $(($1 + 5))"
+}
+
+# Writes FILE: cluster id CLUSTER, replicas on the first three of the six
+# PORTS (127.0.0.1) and their client ports on the last three, kv.lua,
+# DURABILITY (memory or durable) under DATA_DIR, more FIELDS of the table
+# (each ending with a comma) and log_level $bench_log_level (warn).
+bench_config() { # file cluster "ports" durability data_dir [fields]
+	_file=$1 _cluster=$2 _durability=$4 _data=$5 _fields=${6:-}
+	set -- $3
+	cat >"$_file" <<EOC
+return {
+  cluster = $_cluster,
+  replicas = { "127.0.0.1:$1", "127.0.0.1:$2", "127.0.0.1:$3" },
+  clients  = { "127.0.0.1:$4", "127.0.0.1:$5", "127.0.0.1:$6" },
+  statemachine = "$root/statemachines/kv.lua",
+  data_dir = "$_data",
+  durability = "$_durability",
+  $_fields
+  log_level = "${bench_log_level:-warn}",
+}
+EOC
+}
+
+# Returns 0 once a put to the cluster of CONFIG is acknowledged, 1 after
+# TRIES puts of TIMEOUT_MS each were not.
+bench_wait_put() { # build config tries timeout_ms
+	_try=0
+	until "$1/vsrctl" -c "$2" -t "$4" put ready 1 >/dev/null 2>&1; do
+		_try=$((_try + 1))
+		[ "$_try" -lt "$3" ] || return 1
+	done
+}
+
+# Starts BUILD/vsrhost CONFIG (a supervisor that runs the three replicas)
+# as $sup, its output appended to LOG, and returns once a put is
+# acknowledged; exits (with LOG's tail) when none is after 100 tries.
+bench_start() { # build config log
+	"$1/vsrhost" "$2" >>"$3" 2>&1 &
+	sup=$!
+	bench_wait_put "$1" "$2" 100 1000 || {
+		echo "cluster did not start"
+		tail -n 40 "$3"
+		exit 1
+	}
+}
+
+bench_stop() {
+	[ -n "$sup" ] || return 0
+	kill "$sup" 2>/dev/null || true
+	wait "$sup" 2>/dev/null || true
+	sup=""
+}
+
+bench_kill_pids() {
+	for _p in $pids; do kill "$_p" 2>/dev/null || true; done
+	for _p in $pids; do wait "$_p" 2>/dev/null || true; done
+	pids=""
+}

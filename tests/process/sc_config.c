@@ -1,0 +1,261 @@
+/* sc_config.c - process scenarios of the configuration fingerprint: a replica whose configuration
+ * differs is refused on both ends and never joins; with the same configuration it does. */
+#include "harness.h"
+
+/* The fingerprint replica i logged at start ("configuration fingerprint
+ * <16 hex digits> (...)"), as text; false while it has not. */
+static bool logged_fingerprint(int i, char out[17])
+{
+	char path[400];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return false;
+	char line[4096];
+	bool found = false;
+	static const char tag[] = "configuration fingerprint ";
+	while (!found && fgets(line, sizeof line, f) != NULL) {
+		const char *p = strstr(line, tag);
+		if (p == NULL)
+			continue;
+		p += sizeof tag - 1;
+		if (strspn(p, "0123456789abcdef") < 16)
+			continue;
+		memcpy(out, p, 16);
+		out[16] = '\0';
+		found = true;
+	}
+	fclose(f);
+	return found;
+}
+
+/* Replicas a and b normal in one view led by one of them, in a history:
+ * the cluster they formed without the third. Returns the primary. */
+static int wait_pair(int a, int b, uint32_t timeout_ms)
+{
+	uint64_t deadline = now_ms() + timeout_ms;
+	for (;;) {
+		check_alive();
+		vsr_wire_status sa, sb;
+		if (status_of(a, &sa) && status_of(b, &sb) && sa.status == VSR_STATUS_NORMAL &&
+		    sb.status == VSR_STATUS_NORMAL && sa.view == sb.view && sa.primary == sb.primary &&
+		    (sa.primary == a || sa.primary == b) && sa.history != 0 && sa.history == sb.history)
+			return sa.primary;
+		if (now_ms() > deadline)
+			fail("replicas %d and %d formed no cluster within %u ms", a + 1, b + 1, timeout_ms);
+		poll(NULL, 0, 20); /* next status round */
+	}
+}
+
+static uint64_t metric_or_fail(int i, const char *name)
+{
+	static char body[1 << 20];
+	uint64_t v;
+	if (scrape(i, body, sizeof body) == NULL || !metric_value(body, name, &v))
+		fail("replica %d: no metric %s", i + 1, name);
+	return v;
+}
+
+/* A copy of statemachines/kv.lua with one comment line added, in
+ * g_dir/sm/ (g_dir/lua links to the project's lua/, so that the default
+ * dedup policy is found as for the original): what an operator who edited
+ * the script on one machine only would run. Returns its path. */
+static const char *edited_kv(void)
+{
+	static char path[520];
+	char src[400], link[400], lua[400], dir[300];
+	snprintf(dir, sizeof dir, "%s/sm", g_dir);
+	snprintf(path, sizeof path, "%s/kv.lua", dir);
+	snprintf(src, sizeof src, "%s/statemachines/kv.lua", g_root);
+	snprintf(link, sizeof link, "%s/lua", g_dir);
+	snprintf(lua, sizeof lua, "%s/lua", g_root);
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		fail("mkdir %s: %s", dir, strerror(errno));
+	if (symlink(lua[0] == '/' ? lua : realpath(lua, NULL), link) != 0 && errno != EEXIST)
+		fail("symlink %s: %s", link, strerror(errno));
+	FILE *in = fopen(src, "r"), *out = fopen(path, "w");
+	if (in == NULL || out == NULL)
+		fail("cannot copy %s to %s", src, path);
+	fprintf(out, "-- edited on this machine only\n");
+	char buf[4096];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+		fwrite(buf, 1, n, out);
+	fclose(in);
+	if (fclose(out) != 0)
+		fail("cannot write %s", path);
+	return path;
+}
+
+/* config-mismatch: a cluster of three running kv.lua; one backup is
+ * restarted with an edited copy of the script (everything else equal). */
+int scenario_config_mismatch(void)
+{
+	g_durability = "durable";
+	mclient m;
+	msgpack_sbuffer sb;
+	int p = scenario_open("kv.lua", &m, &sb);
+	uint64_t last = 0;
+	put_keys(&m, &sb, 0, KEYS / 2, &last);
+	wait_converged(last, CATCHUP_MS, "the first writes");
+	const int odd = (p + 1) % N, a = (odd + 1) % N, b = (odd + 2) % N;
+	kill_replica(odd);
+	g_odd_replica = odd;
+	g_odd_statemachine = edited_kv();
+	write_config("kv.lua");
+	start_replica(odd);
+	wait_ports(odd);
+	note("replica %d restarted with a script differing by one comment line (%s)", odd + 1,
+	     g_odd_statemachine);
+
+	/* Both ends name the difference, with both fingerprints. */
+	char fp[N][17];
+	uint64_t deadline = now_ms() + STARTUP_MS;
+	for (int i = 0; i < N; i++)
+		while (!logged_fingerprint(i, fp[i]) ||
+		       (i == odd && strcmp(fp[i], fp[a]) == 0 && now_ms() < deadline)) {
+			check_alive();
+			if (now_ms() > deadline)
+				fail("replica %d logged no configuration fingerprint", i + 1);
+			poll(NULL, 0, 20); /* next look at the log */
+		}
+	/* The odd replica's log holds its first start's line too: its last. */
+	char path[400], line[4096];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, odd + 1);
+	FILE *f = fopen(path, "r");
+	while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+		const char *q = strstr(line, "configuration fingerprint ");
+		if (q != NULL)
+			snprintf(fp[odd], sizeof fp[odd], "%.16s", q + strlen("configuration fingerprint "));
+	}
+	if (f != NULL)
+		fclose(f);
+	/* `vsrhost fingerprint CONFIG` prints what the replicas logged. */
+	for (int k = 0; k < 2; k++) {
+		char cmd[1200], got[64] = "", name[32] = "cluster.lua";
+		if (k == 1)
+			snprintf(name, sizeof name, "cluster-%d.lua", odd + 1);
+		snprintf(cmd, sizeof cmd, "'%s' fingerprint '%s/%s' 2>&1", g_vsrhost, g_dir, name);
+		FILE *pf = popen(cmd, "r");
+		if (pf == NULL || fgets(got, sizeof got, pf) == NULL)
+			fail("%s printed nothing", cmd);
+		int st = pclose(pf);
+		const char *want_fp = k == 0 ? fp[a] : fp[odd];
+		if (st != 0 || strncmp(got, want_fp, 16) != 0)
+			fail("%s (status %d) printed %s, the replica logged %s", cmd, st, got, want_fp);
+	}
+	if (strcmp(fp[a], fp[b]) != 0 || strcmp(fp[a], fp[odd]) == 0)
+		fail("fingerprints %s (%d), %s (%d), %s (%d): want the first two equal, the third "
+		     "different", fp[a], a + 1, fp[b], b + 1, fp[odd], odd + 1);
+	char good_line[256], odd_line[2][256], good_fps[128], odd_fps[128];
+	snprintf(good_line, sizeof good_line,
+		 "replica %d refused: its configuration differs from this replica's: state machine "
+		 "script differs (ours ", odd + 1);
+	snprintf(odd_line[0], sizeof odd_line[0],
+		 "replica %d refused: its configuration differs from this replica's: state "
+		 "machine script differs (ours ", a + 1);
+	snprintf(odd_line[1], sizeof odd_line[1],
+		 "replica %d refused: its configuration differs from this replica's: state "
+		 "machine script differs (ours ", b + 1);
+	snprintf(good_fps, sizeof good_fps, "fingerprint ours %s, theirs %s", fp[a], fp[odd]);
+	snprintf(odd_fps, sizeof odd_fps, "fingerprint ours %s, theirs %s", fp[odd], fp[a]);
+	for (;;) {
+		check_alive();
+		bool seen = log_contains(a, good_line) && log_contains(b, good_line) &&
+			    log_contains(a, good_fps) && log_contains(b, good_fps) &&
+			    log_contains(odd, odd_line[0]) && log_contains(odd, odd_line[1]) &&
+			    log_contains(odd, odd_fps);
+		if (seen)
+			break;
+		if (now_ms() > deadline)
+			fail("the refusal was not logged on both sides (want \"%s\" and \"%s\")",
+			     good_line, good_fps);
+		poll(NULL, 0, 20); /* next look at the logs */
+	}
+	for (int i = 0; i < N; i++)
+		if (log_contains(i, "limits differ (") || log_contains(i, "addresses) differs (") ||
+		    log_contains(i, "dedup policy script differs (") ||
+		    log_contains(i, "durability differs (") || log_contains(i, "tick_ms) differ ("))
+			fail("replica %d names a difference other than the script", i + 1);
+	note("both ends logged \"state machine script differs\" with fingerprints %s (%d, %d) and "
+	     "%s (%d), nothing else", fp[a], a + 1, b + 1, fp[odd], odd + 1);
+
+	note("`vsrhost fingerprint` of each configuration file prints what its replicas logged");
+	/* vsrctl status shows the fingerprints (first 8 hex digits) and says
+	 * they differ. */
+	char out[8192];
+	int rc = run_vsrctl(out, sizeof out, (const char *const[]){"status", NULL});
+	char short_good[9], short_odd[9];
+	snprintf(short_good, sizeof short_good, "%.8s", fp[a]);
+	snprintf(short_odd, sizeof short_odd, "%.8s", fp[odd]);
+	if (strstr(out, "config") == NULL || strstr(out, short_good) == NULL ||
+	    strstr(out, short_odd) == NULL || strstr(out, "configuration fingerprints differ") == NULL)
+		fail("vsrctl status (exit %d) does not show fingerprints %s and %s as differing:\n%s",
+		     rc, short_good, short_odd, out);
+	note("vsrctl status shows config %s for replicas %d and %d, %s for replica %d, and says "
+	     "they differ", short_good, a + 1, b + 1, short_odd, odd + 1);
+
+	/* The two serve writes; the third takes no part. */
+	int q = wait_pair(a, b, STARTUP_MS);
+	vsr_wire_status before;
+	if (!status_of(odd, &before))
+		fail("no status from replica %d", odd + 1);
+	put_keys(&m, &sb, KEYS / 2, KEYS, &last);
+	get_keys(&m, &sb, 0, KEYS);
+	vsr_wire_status so, sa;
+	if (!status_of(odd, &so) || !status_of(a, &sa))
+		fail("no status from replicas %d and %d", odd + 1, a + 1);
+	if (so.status == VSR_STATUS_NORMAL || so.executed >= last || so.commit >= last ||
+	    so.executed != before.executed || sa.executed < last)
+		fail("replica %d took part: status %s, commit %" PRIu64 ", executed %" PRIu64
+		     " (before the writes %" PRIu64 ", the cluster at %" PRIu64 ")", odd + 1,
+		     vsr_status_name((enum vsr_status)so.status), so.commit, so.executed,
+		     before.executed, sa.executed);
+	/* Nor does it answer stale reads from its own state (a read any
+	 * replica with a history answers otherwise): it says NOT_PRIMARY. The
+	 * others do answer them. */
+	op_kv(&sb, "get", "k0", NULL);
+	for (int i = 0; i < N; i++) {
+		mresult qr;
+		uint8_t mode = 0xff;
+		if (!mc_query_at(&m, i, VSR_READ_STALE, (1u << 20) + (uint64_t)i, &sb, CALL_MS, &qr,
+				 &mode))
+			fail("replica %d did not answer a stale read at all", i + 1);
+		bool refused = qr.status == VSR_REPLY_NOT_PRIMARY;
+		if (refused != (i == odd) || (!refused && (qr.status != VSR_REPLY_OK ||
+							     mode != VSR_READ_STALE)))
+			fail("replica %d answered a stale read with status %u, mode %u: %.*s", i + 1,
+			     qr.status, mode, (int)qr.body_len, qr.body);
+	}
+	note("a stale read: refused by replica %d (NOT_PRIMARY), answered by the other two", odd + 1);
+	for (int i = 0; i < N; i++) {
+		uint64_t refused = metric_or_fail(i, "vsr_config_mismatches_total");
+		if (refused == 0)
+			fail("replica %d counted no refusal", i + 1);
+		note("replica %d: vsr_config_mismatches_total %" PRIu64, i + 1, refused);
+	}
+	note("%d more writes served by replicas %d and %d (primary %d, last op %" PRIu64
+	     "); replica %d stayed %s at executed %" PRIu64, KEYS - KEYS / 2, a + 1, b + 1, q + 1,
+	     last, odd + 1, vsr_status_name((enum vsr_status)so.status), so.executed);
+
+	/* Restarted with the cluster's script, it is accepted and agrees. */
+	kill_replica(odd);
+	g_odd_replica = -1;
+	g_odd_statemachine = NULL;
+	start_replica(odd);
+	wait_ports(odd);
+	wait_converged(last, CATCHUP_MS, "the replica restarted with kv.lua");
+	char back[128];
+	snprintf(back, sizeof back, "replica %d now runs with the same configuration", odd + 1);
+	if (!log_contains(a, back) || !log_contains(b, back))
+		fail("replicas %d and %d did not log \"%s\"", a + 1, b + 1, back);
+	put_keys(&m, &sb, KEYS, KEYS + 5, &last);
+	wait_converged(last, CATCHUP_MS, "after more writes");
+	rc = run_vsrctl(out, sizeof out, (const char *const[]){"status", NULL});
+	if (rc != 0 || strstr(out, "configuration fingerprints differ") != NULL)
+		fail("vsrctl status (exit %d) after the restart:\n%s", rc, out);
+	note("replica %d restarted with kv.lua: accepted, caught up; all three executed op %" PRIu64
+	     " with equal digests", odd + 1, last);
+	scenario_close(&m, &sb);
+	return 0;
+}
