@@ -539,9 +539,7 @@ static void touch_note(vsrh_lmdb *db, MDB_cursor *c)
 
 static void touch_step(vsrh_lmdb *db)
 {
-	uint64_t f[4];
-	vsrh_syncer_figures(&db->syncer, f);
-	vsrh_touch_step(&db->touch, f[0], VSRH_TOUCH_PER_OP);
+	vsrh_touch_step(&db->touch, vsrh_syncer_figures(&db->syncer).syncs, VSRH_TOUCH_PER_OP);
 }
 
 /* Whether the cursor is on key k: then its value is in *old. */
@@ -1385,8 +1383,7 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 	if (!db->durable)
 		return VSR_OK;
 	/* Durable once the syncer says so (vsr.h: checkpoint_take). */
-	uint64_t figures[4];
-	vsrh_syncer_figures(&db->syncer, figures);
+	uint64_t syncs = vsrh_syncer_figures(&db->syncer).syncs;
 	used = map_used(db);
 	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op, used)))
 		lmdb_fatal("starting the syncer thread", rc);
@@ -1395,7 +1392,7 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 	 * those up to the reservation are noted as well. */
 	if (db->writemap)
 		vsrh_touch_arm(&db->touch, db->watched, used > db->reserved ? used : db->reserved,
-			       (size_t)sysconf(_SC_PAGESIZE), figures[0]);
+			       (size_t)sysconf(_SC_PAGESIZE), syncs);
 	return VSR_PENDING;
 }
 
