@@ -137,8 +137,14 @@ static int bench(vsrh_sm *sm, const run *r, uint64_t n, uint64_t *op_no, int rep
 
 /* Times the checkpoint callback the core calls (and the whole-state
  * snapshot, what a checkpoint cost before the store kept its own). */
+static int dbl_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
 static int bench_checkpoint(vsrh_sm *sm, const vsr_buf *puts, uint32_t keys, uint64_t *op_no,
-			    uint32_t between)
+			    uint32_t between, int rounds, double pace_ms)
 {
 	vsr_state_machine m;
 	vsrh_sm_bind(sm, &m);
@@ -147,34 +153,73 @@ static int bench_checkpoint(vsrh_sm *sm, const vsr_buf *puts, uint32_t keys, uin
 	int bad = vsrh_sm_snapshot(sm, &b) != VSR_OK;
 	double snap = wall_s() - t0;
 	static const uint8_t meta[8];
-	for (int round = 0; round < 4 && !bad; round++) {
+	double *took = calloc((size_t)rounds + 1, sizeof *took);
+	double *cpu = calloc((size_t)rounds + 1, sizeof *cpu);
+	if (took == NULL || cpu == NULL)
+		return 1;
+	uint32_t next = 0; /* the puts go on through the keys, round after round */
+	/* Checkpoints at multiples of `between`, as a replica takes them at
+	 * multiples of its interval (the store reads their pages just before). */
+	if (*op_no % between)
+		*op_no += between - *op_no % between;
+	for (int round = 0; round <= rounds && !bad; round++) {
 		vsr_checkpoint cp = {.op = *op_no, .checksum = *op_no, .timestamp = *op_no};
 		t0 = wall_s();
+		double c0 = now_s();
 		int rc = m.checkpoint_take(m.ctx, &cp, meta, sizeof meta);
 		bad |= rc != VSR_OK && rc != VSR_PENDING;
 		double dt = wall_s() - t0;
+		took[round] = dt;
+		cpu[round] = now_s() - c0;
 		/* A durable store syncs it on its own thread (the step does not
-		 * wait): timed apart, and waited for, so the next take does not. */
+		 * wait): timed apart, and waited for, so the next take does not;
+		 * with --pace the puts go on meanwhile, as in a replica. */
 		t0 = wall_s();
-		vsrh_sm_on_checkpoint_durable(sm, NULL, NULL);
+		if (pace_ms == 0)
+			vsrh_sm_on_checkpoint_durable(sm, NULL, NULL);
 		double sync = wall_s() - t0;
 		char off[64] = "";
-		if (rc == VSR_PENDING)
+		if (rc == VSR_PENDING && pace_ms == 0)
 			snprintf(off, sizeof off, "; synced off the step in %.1f ms", sync * 1e3);
 		if (round == 0)
 			printf("  checkpoint of the whole state: %.1f ms wall (image %.1f MiB%s)\n",
 			       dt * 1e3, (double)cp.size / (1 << 20), off);
-		else
+		else if (round <= 3 || rounds <= 3)
 			printf("  checkpoint after %u more puts: %.1f ms wall (image %.1f MiB%s)\n",
 			       between, dt * 1e3, (double)cp.size / (1 << 20), off);
-		for (uint32_t i = 0; i < between; i++) {
+		if (round == rounds)
+			break;
+		double start = wall_s();
+		for (uint32_t i = 0; i < between; i++, next++) {
+			if (pace_ms && i % 64 == 0) {
+				/* The puts spread over pace_ms, as clients send them. */
+				double due = start + pace_ms / 1e3 * i / between, now = wall_s();
+				if (due > now) {
+					struct timespec ts = {.tv_sec = (time_t)(due - now),
+							      .tv_nsec = (long)((due - now - (double)(time_t)(due - now)) * 1e9)};
+					nanosleep(&ts, NULL);
+				}
+			}
+			uint32_t key = (uint32_t)(((uint64_t)next * 7919u) % keys);
 			vsr_apply_ctx a = {.op = ++*op_no, .timestamp = *op_no * 1000, .session = 1,
 					   .request = *op_no};
 			reply.len = 0;
-			bad |= vsrh_sm_apply(sm, &a, puts[(i * 7919u) % keys].data,
-					     puts[(i * 7919u) % keys].len, &reply) != VSR_REPLY_OK;
+			bad |= vsrh_sm_apply(sm, &a, puts[key].data, puts[key].len, &reply) !=
+			       VSR_REPLY_OK;
 		}
 	}
+	if (rounds > 3 && !bad) {
+		/* The takes after the first (the whole state), sorted. */
+		qsort(took + 1, (size_t)rounds, sizeof *took, dbl_cmp);
+		qsort(cpu + 1, (size_t)rounds, sizeof *cpu, dbl_cmp);
+		size_t p50 = 1 + (size_t)rounds / 2, p99 = 1 + (size_t)((rounds - 1) * 0.99);
+		printf("  checkpoints after %u puts each, %d of them: ms wall p50 %.2f p99 %.2f max "
+		       "%.2f; ms CPU p50 %.2f p99 %.2f max %.2f\n",
+		       between, rounds, took[p50] * 1e3, took[p99] * 1e3, took[rounds] * 1e3,
+		       cpu[p50] * 1e3, cpu[p99] * 1e3, cpu[rounds] * 1e3);
+	}
+	free(took);
+	free(cpu);
 	printf("  whole-state snapshot: %.1f ms wall (%.1f MiB)\n", snap * 1e3,
 	       (double)b.len / (1 << 20));
 	free(b.data);
@@ -185,7 +230,8 @@ static int bench_checkpoint(vsrh_sm *sm, const vsr_buf *puts, uint32_t keys, uin
 int main(int argc, char **argv)
 {
 	uint64_t n = 1000000;
-	int repeat = 3, calibration = 1, checkpoint = 0, table_store = 0;
+	int repeat = 3, calibration = 1, checkpoint = 0, table_store = 0, rounds = 3;
+	double pace_ms = 0;
 	const char *only = NULL, *durable_dir = NULL;
 	uint32_t keys = 10000;
 	const char *path = "statemachines/kv.lua";
@@ -195,10 +241,10 @@ int main(int argc, char **argv)
 		{"only", required_argument, NULL, 'o'}, {"no-calibration", no_argument, NULL, 'C'},
 		{"checkpoint", optional_argument, NULL, 'c'}, {"table-store", no_argument, NULL, 't'},
 		{"durable", required_argument, NULL, 'D'}, {"value-size", required_argument, NULL, 'V'},
-		{"help", no_argument, NULL, 'h'},
+		{"rounds", required_argument, NULL, 'R'}, {"pace", required_argument, NULL, 'P'}, {"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	int ch;
-	while ((ch = getopt_long(argc, argv, "n:k:s:r:o:Cc::tD:V:h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "n:k:s:r:o:Cc::tD:V:R:P:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'n': n = strtoull(optarg, NULL, 10); break;
 		case 'k': keys = (uint32_t)strtoul(optarg, NULL, 10); break;
@@ -208,6 +254,8 @@ int main(int argc, char **argv)
 		case 'C': calibration = 0; break;
 		case 't': table_store = 1; break;
 		case 'D': durable_dir = optarg; break;
+		case 'R': rounds = atoi(optarg); break;
+		case 'P': pace_ms = atof(optarg); break;
 		case 'V': value_size = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'c': checkpoint = optarg ? (int)strtoul(optarg, NULL, 10) : 4096; break;
 		case 'h':
@@ -216,13 +264,17 @@ int main(int argc, char **argv)
 			       "                  [--table-store]   (vsr.store in a Lua table, not LMDB)\n"
 			       "                  [--durable DIR]   (LMDB in DIR, synced as in durable mode)\n"
 			       "                  [--value-size B]  (string values of B bytes)\n"
+			       "                  [--rounds N]      (checkpoints after the first, default 3;\n"
+			       "                                     more than 3: their p50, p99 and max)\n"
+			       "                  [--pace MS]       (the puts of a round spread over MS ms while\n"
+			       "                                     the last checkpoint syncs, as in a replica)\n"
 			       "Reports the best of R runs of N operations each, in CPU time.\n");
 			return 0;
 		default:
 			return 64;
 		}
 	}
-	if (n == 0 || keys == 0 || repeat < 1) {
+	if (n == 0 || keys == 0 || repeat < 1 || rounds < 1) {
 		fprintf(stderr, "vsrh_bench: --ops, --keys and --repeat must be positive\n");
 		return 64;
 	}
@@ -230,7 +282,8 @@ int main(int argc, char **argv)
 	vsrh_sm_options o = {.statemachine = path, .log_level = VSRH_LOG_WARN,
 			     .store = table_store ? VSRH_STORE_TABLE : VSRH_STORE_LMDB,
 			     .store_dir = durable_dir, .store_sync = durable_dir != NULL,
-			     .store_fresh = durable_dir != NULL};
+			     .store_fresh = durable_dir != NULL,
+			     .checkpoint_interval = (uint32_t)checkpoint};
 	vsrh_sm *sm;
 	if (vsrh_sm_open(&sm, &o, err, sizeof err) != VSR_OK) {
 		fprintf(stderr, "vsrh_bench: %s\n", err);
@@ -264,7 +317,7 @@ int main(int argc, char **argv)
 	if (!only || strcmp(only, "query") == 0)
 		bad |= bench(sm, &rq, n, &op_no, repeat);
 	if (checkpoint)
-		bad |= bench_checkpoint(sm, puts, keys, &op_no, checkpoint);
+		bad |= bench_checkpoint(sm, puts, keys, &op_no, checkpoint, rounds, pace_ms);
 	vsrh_sm_stats st;
 	vsrh_sm_stats_get(sm, &st);
 	printf("  state machine memory: %.1f MiB\n", (double)st.memory_bytes / (1 << 20));

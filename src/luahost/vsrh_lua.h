@@ -54,6 +54,9 @@ typedef struct vsrh_sm_options {
 	const char *store_dir;
 	bool store_sync;
 	bool store_fresh; /* remove what store_dir holds (a lost or new disk) */
+	/* limits.checkpoint_interval: the store reads the pages a checkpoint
+	 * will commit just before it (vsrh_store_touch.h); 0: unknown. */
+	uint32_t checkpoint_interval;
 	int store; /* enum vsrh_store_kind */
 } vsrh_sm_options;
 

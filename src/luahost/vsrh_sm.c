@@ -317,8 +317,10 @@ static int apply_tramp(lua_State *L)
 	} else if (j->mode != 3) {
 		j->reply->len = 0;
 		if (vsrh_encode(L, -1, j->reply, reply_limit(j->actx), err, sizeof err) == 0) {
-			if (j->mode == 1)
+			if (j->mode == 1) {
+				sm->store.op = j->actx->op;
 				vsrh_store_commit(L, &sm->store);
+			}
 			j->result = VSR_REPLY_OK;
 			return 0;
 		}
@@ -1265,6 +1267,7 @@ int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *o, char *err, size_t err_
 		vsrh_sm_destroy(sm);
 		return VSR_EINVAL;
 	}
+	sm->store.checkpoint_interval = o->checkpoint_interval;
 	/* Plain state on a durable disk: the current checkpoint image is a
 	 * file next to (where LMDB would be) the store. */
 	if (sm->store.db == NULL && o->store_dir && o->store_sync) {
@@ -1308,6 +1311,7 @@ int vsrh_sm_create_at(vsrh_sm **out, const vsrh_config *cfg, const char *store_d
 		.store_dir = store_dir,
 		.store_sync = sync,
 		.store_fresh = fresh,
+		.checkpoint_interval = cfg->checkpoint_interval,
 		.statemachine = cfg->statemachine,
 		.dedup = cfg->dedup,
 		.instructions_max = cfg->instructions_max,

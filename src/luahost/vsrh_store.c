@@ -26,6 +26,7 @@
 #include "vsrh_sandbox.h"
 #include "vsrh_le.h"
 #include "vsrh_store_sync.h"
+#include "vsrh_store_touch.h"
 
 /* The delete marker in the write buffer: a light userdata no script can
  * forge (scripts cannot create light userdata). */
@@ -159,6 +160,7 @@ struct vsrh_lmdb {
 	int staged_fd;
 	ckpt_build build;     /* next/, from the staged chunks so far */
 	vsrh_syncer syncer;   /* durable: syncs each checkpoint off the step */
+	vsrh_touch touch;     /* pages the write-back cleaned, made writable before the commit */
 };
 
 #define lmdb_fatal vsrh_store_fatal
@@ -526,6 +528,20 @@ static void invalidate_sorted(lua_State *L, vsrh_store *s)
 	s->ref_sorted = LUA_NOREF;
 }
 
+/* The page the cursor is on, dirty in the write transaction: noted for
+ * the commit (vsrh_store_touch.h). */
+static void touch_note(vsrh_lmdb *db, MDB_cursor *c)
+{
+	MDB_val k, v;
+	if (db->touch.npages && mdb_cursor_get(c, &k, &v, MDB_GET_CURRENT) == 0)
+		vsrh_touch_note(&db->touch, v.mv_data);
+}
+
+static void touch_step(vsrh_lmdb *db)
+{
+	vsrh_touch_step(&db->touch, vsrh_syncer_figures(&db->syncer).syncs, VSRH_TOUCH_PER_OP);
+}
+
 /* Whether the cursor is on key k: then its value is in *old. */
 static bool lmdb_cursor_on(MDB_cursor *c, const char *k, size_t kl, MDB_val *old)
 {
@@ -565,6 +581,7 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 				s->count--;
 				if ((rc = mdb_cursor_del(c, 0)))
 					lmdb_fatal("delete", rc);
+				touch_note(db, c);
 			}
 		} else {
 			const char *val = lua_tolstring(L, -1, &vl);
@@ -586,6 +603,7 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 			}
 			if (rc)
 				lmdb_fatal("put", rc);
+			touch_note(db, c);
 			s->digest += entry_hash(key, kl, val, vl);
 			db->kv_bytes += 8 + kl + vl;
 		}
@@ -597,6 +615,13 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 	}
 	s->nwrites = 0;
 	lua_settop(L, top);
+	if (db->touch.noting || db->touch.pending)
+		touch_step(db);
+	if (db->touch.warm_pending && s->checkpoint_interval) {
+		/* Operations left until the next checkpoint, this one included. */
+		uint64_t r = s->op % s->checkpoint_interval;
+		vsrh_touch_warm(&db->touch, r == 0 ? 1 : s->checkpoint_interval - r + 1);
+	}
 }
 
 void vsrh_store_commit(lua_State *L, vsrh_store *s)
@@ -875,8 +900,11 @@ static int map_reserve(vsrh_lmdb *db, size_t size)
 	if (rc == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize + (uint64_t)st.st_blocks * 512 <
 			       (uint64_t)size + STORE_MAP_MIN)
 		rc = ENOSPC; /* and leave the log room for a segment */
+	/* Only the part not yet allocated: [0, reserved) was (nothing gives
+	 * blocks back), and walking it again costs a step milliseconds. */
+	size_t from = db->reserved < size ? db->reserved : 0;
 	if (rc == 0)
-		rc = posix_fallocate(fd, 0, (off_t)size);
+		rc = posix_fallocate(fd, (off_t)from, (off_t)(size - from));
 	if (rc == 0)
 		db->reserved = size;
 	return rc;
@@ -997,6 +1025,7 @@ static void map_watch(vsrh_lmdb *db, bool on)
 
 static int env_try_open(vsrh_lmdb *db, const char *path, size_t map, size_t reserve)
 {
+	db->reserved = 0; /* a file of its own (an install renames another in) */
 	int rc = mdb_env_create(&db->env);
 	if (rc == 0)
 		rc = mdb_env_set_maxdbs(db->env, 2);
@@ -1031,6 +1060,7 @@ static int env_try_open(vsrh_lmdb *db, const char *path, size_t map, size_t rese
 static void env_shut(vsrh_lmdb *db)
 {
 	map_watch(db, false);
+	vsrh_touch_disarm(&db->touch); /* its pages are unmapped */
 	if (db->env)
 		mdb_env_close(db->env);
 	db->env = NULL;
@@ -1235,6 +1265,7 @@ void vsrh_store_close(lua_State *L, vsrh_store *s)
 		return;
 	build_reset(db);
 	vsrh_syncer_close(&db->syncer); /* the checkpoint being synced is durable */
+	vsrh_touch_free(&db->touch);
 	env_close(db);
 	if (db->staged_fd >= 0)
 		close(db->staged_fd);
@@ -1335,6 +1366,7 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 		 * previous checkpoint is no longer served. */
 		held_drop(&db->held[0]);
 		map_watch(db, false);
+		vsrh_touch_disarm(&db->touch);
 		size_t map = map_size_for(used);
 		if ((rc = mdb_env_set_mapsize(db->env, map)))
 			lmdb_fatal("growing the map", rc);
@@ -1351,8 +1383,16 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 	if (!db->durable)
 		return VSR_OK;
 	/* Durable once the syncer says so (vsr.h: checkpoint_take). */
-	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op, map_used(db))))
+	uint64_t syncs = vsrh_syncer_figures(&db->syncer).syncs;
+	used = map_used(db);
+	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op, used)))
 		lmdb_fatal("starting the syncer thread", rc);
+	/* The write-back ends with a sync of the whole map: pages the
+	 * transaction takes past `used` (the file growing) are cleaned too;
+	 * those up to the reservation are noted as well. */
+	if (db->writemap)
+		vsrh_touch_arm(&db->touch, db->watched, used > db->reserved ? used : db->reserved,
+			       (size_t)sysconf(_SC_PAGESIZE), syncs);
 	return VSR_PENDING;
 }
 

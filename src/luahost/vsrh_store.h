@@ -44,6 +44,8 @@ typedef struct vsrh_store {
 	uint64_t digest;  /* sum of entry hashes */
 	int mode;         /* enum vsrh_store_mode */
 	vsrh_lmdb *db;    /* LMDB backend, or NULL: the Lua table */
+	uint32_t checkpoint_interval; /* ops between checkpoints (0: unknown) */
+	uint64_t op;      /* the operation whose writes are committed next */
 } vsrh_store;
 
 /* Creates the store in L and pushes the table of functions scripts see. */
