@@ -95,10 +95,11 @@ typedef struct host {
 	 * and at most VSR_STORAGE_PENDING_MAX are pending at once. */
 	uint64_t persist_submit_ns[VSR_STORAGE_PENDING_MAX];
 	/* The one client seen lately (host_inline_ok): every request since
-	 * solo_since_ns came from session solo_session on connection solo_conn. */
+	 * loop time solo_since_ms came from session solo_session on connection
+	 * solo_conn. */
 	uint64_t solo_conn;
 	uint64_t solo_session;
-	uint64_t solo_since_ns;
+	uint64_t solo_since_ms;
 } host;
 
 static uint64_t host_now_ticks(const host *h)
@@ -449,7 +450,7 @@ static void host_tick_run(host *h)
  * - A backup: yes. Its PREPARE_OK is on the critical path (network hop, the
  *   backup's sync, network hop).
  * - The primary: only when a single client has been talking to it for
- *   HOST_SOLO_NS (every request from one session on one connection; a
+ *   HOST_SOLO_MS (every request from one session on one connection; a
  *   session has at most one request in flight). Its own sync runs beside
  *   the backups' round trip, but through the worker it finished last in
  *   about 30% of one-client puts (measured: worker wake-up, sync, async
@@ -457,7 +458,7 @@ static void host_tick_run(host *h)
  *   reads the next requests late (16 clients: -10% puts/s when the lone
  *   request condition alone decided), so there the worker keeps syncing
  *   while the loop reads, executes and answers. */
-#define HOST_SOLO_NS 100000000u /* 100 ms of one client only */
+#define HOST_SOLO_MS 100u /* of one client only */
 
 static bool host_inline_ok(void *data, const vsr_persist *p)
 {
@@ -471,7 +472,7 @@ static bool host_inline_ok(void *data, const vsr_persist *p)
 	vsr_replica_status_get(h->core, &now);
 	if (now.status != VSR_STATUS_NORMAL || now.op > now.commit + 1 || now.queued != 0)
 		return false;
-	return now.primary != h->replica || uv_hrtime() - h->solo_since_ns >= HOST_SOLO_NS;
+	return now.primary != h->replica || uv_now(h->loop) - h->solo_since_ms >= HOST_SOLO_MS;
 }
 
 static void host_persisted_cb(vsr_storage *s, uint64_t persist_id, int status)
@@ -524,7 +525,7 @@ static void host_request_cb(vsr_net *net, uint64_t conn, const vsr_message *m)
 	if (conn != h->solo_conn || m->request.session != h->solo_session) {
 		h->solo_conn = conn;
 		h->solo_session = m->request.session;
-		h->solo_since_ns = uv_hrtime();
+		h->solo_since_ms = uv_now(h->loop);
 	}
 	vsr_event ev = {.type = VSR_EVENT_REQUEST, .conn = conn, .message = m, .more = true};
 	h->burst = true;
