@@ -164,15 +164,24 @@ static void wait_unless_hurried(vsrh_syncer *s, uint64_t ns)
  * followed by a pause as long as it took, while the sync stays within
  * `budget_ns` (half the last interval between two checkpoints) of `start`:
  * the disk is left idle half the time for the log. `io_ns` gets the time
- * the pass spent in slices that wrote something. */
+ * the pass spent in slices that wrote something.
+ *
+ * The slice's length adapts (`*slice`, kept from pass to pass) so that
+ * each holds about a millisecond of I/O: 512 KiB of a first pass is all
+ * dirty pages, while a later pass finds a few pages scattered in each
+ * 512 KiB, and waiting for each slice's writes in turn then made a pass
+ * take as long as the first (the transaction dirtying as many pages
+ * meanwhile: the passes never got quiet and the fdatasync wrote them in
+ * one burst, 15-28 ms at 1,000,000 keys). */
+#define TRICKLE_SLICE_MAX ((off_t)64 << 20)
 static int trickle_pass(vsrh_syncer *s, int fd, uint64_t start, uint64_t budget_ns,
-			uint64_t *io_ns)
+			off_t *slice, uint64_t *io_ns)
 {
 	uint64_t used = s->used;
 	*io_ns = 0;
-	for (off_t at = 0; at < (off_t)used; at += TRICKLE_BYTES) {
+	for (off_t at = 0; at < (off_t)used; at += *slice) {
 		uint64_t t0 = mono_ns();
-		if (sync_file_range(fd, at, TRICKLE_BYTES,
+		if (sync_file_range(fd, at, *slice,
 				    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
 					    SYNC_FILE_RANGE_WAIT_AFTER) != 0)
 			return errno;
@@ -185,6 +194,10 @@ static int trickle_pass(vsrh_syncer *s, int fd, uint64_t start, uint64_t budget_
 			wait_unless_hurried(s, took);
 			pthread_mutex_unlock(&s->mu);
 		}
+		if (took < 250000 && *slice < TRICKLE_SLICE_MAX)
+			*slice *= 2;
+		else if (took > 2000000 && *slice > TRICKLE_BYTES)
+			*slice /= 2;
 	}
 	return 0;
 }
@@ -196,16 +209,17 @@ static int trickle_pass(vsrh_syncer *s, int fd, uint64_t start, uint64_t budget_
  * unpaced I/O with 1,000,000 keys, which the log's fdatasync queues behind):
  * so passes repeat, each shorter than the last, until one writes almost
  * nothing. */
-#define TRICKLE_PASSES 4
-#define TRICKLE_QUIET_NS 4000000 /* a pass with less I/O than this ends it */
+#define TRICKLE_PASSES 6
+#define TRICKLE_QUIET_NS 2000000 /* a pass with less I/O than this ends it */
 static int trickle(vsrh_syncer *s, MDB_env *env, uint64_t budget_ns)
 {
 	int fd;
 	if (mdb_env_get_fd(env, &fd) != 0)
 		return 0;
 	uint64_t start = mono_ns(), io_ns = 0;
+	off_t slice = TRICKLE_BYTES;
 	for (int pass = 0; pass < TRICKLE_PASSES; pass++) {
-		int rc = trickle_pass(s, fd, start, budget_ns, &io_ns);
+		int rc = trickle_pass(s, fd, start, budget_ns, &slice, &io_ns);
 		if (rc != 0 || io_ns < TRICKLE_QUIET_NS)
 			return rc;
 		/* Someone waits (the next take, close): the fdatasync now. */
