@@ -5,7 +5,7 @@
 # the checkpoints and slow steps that could have caused them.
 # Usage: tests/bench/checkpoint_stall.sh BUILD_DIR [KEYS [CLIENTS [SECONDS]]]
 # Environment: DURABILITY (memory, the default, or durable), CHECKPOINT
-# (checkpoint_interval, default 4096), SLOW (see the measured run below).
+# (checkpoint_interval, default 4096), SLOW and WARM (see below).
 # (BUILD_DIR holds vsrhost, vsrctl and vsrbench; VSRHOST=path overrides the
 # replica binary, to compare builds.)
 # Ports come from the kernel; everything lives in a temporary directory that
@@ -81,6 +81,13 @@ metrics_ports="$7 $8 $9"
 # The preload (a short run that puts every key first), then the measured run.
 "$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$keys" --preload -d 0.2 >"$dir/preload.txt"
 grep preloaded "$dir/preload.txt" || true
+# WARM=S (default 0): S seconds of the same load, unmeasured, before the
+# measured run. Right after a sequential preload the first seconds of
+# random puts fault in and split pages no interval touched yet, in both
+# modes; with WARM the figures are those of the steady state.
+if [ "${WARM:-0}" != 0 ]; then
+	"$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$keys" -d "$WARM" >"$dir/warm.txt"
+fi
 snapshot "$dir/before.txt"
 # SLOW=MS: the measured run prints each call slower than MS with the time it
 # ended, kept in slow.txt next to the replicas' logs (KEEP=1) to line up with

@@ -6,7 +6,8 @@
 # 2) each way, alternated: "without" uses a checkpoint interval longer
 # than the whole run (500,000 ops: no checkpoint after the preload),
 # "with" the default 4096.
-# Usage: tests/bench/checkpoint_stall_ratio.sh BUILD_DIR [KEYS [CLIENTS [SECONDS [ROUNDS]]]]
+# Usage: [WARM=S] tests/bench/checkpoint_stall_ratio.sh BUILD_DIR [KEYS [CLIENTS [SECONDS [ROUNDS]]]]
+# WARM: seconds of unmeasured load before each measured run (checkpoint_stall.sh).
 set -eu
 build=${1:?usage: checkpoint_stall_ratio.sh BUILD_DIR [KEYS [CLIENTS [SECONDS [ROUNDS]]]]}
 keys=${2:-1000000}
@@ -19,12 +20,12 @@ trap 'rm -f "$out"' EXIT INT TERM
 figure() { # $1 = p99|max, from the run's latency line
 	sed -n "s/.*latency ms .* $1 \([0-9.]*\).*/\1/p" "$out" | tail -1
 }
-echo "checkpoint_stall_ratio: $keys keys, $clients clients, $seconds s, $rounds rounds; load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "checkpoint_stall_ratio: $keys keys, $clients clients, $seconds s, $rounds rounds, warm-up ${WARM:-0} s; load $(cut -d' ' -f1-3 /proc/loadavg)"
 i=1
 while [ "$i" -le "$rounds" ]; do
 	for mode in without with; do
 		if [ "$mode" = without ]; then interval=500000; else interval=4096; fi
-		CHECKPOINT=$interval DURABILITY=durable "$here/checkpoint_stall.sh" "$build" "$keys" \
+		CHECKPOINT=$interval DURABILITY=durable WARM=${WARM:-0} "$here/checkpoint_stall.sh" "$build" "$keys" \
 			"$clients" "$seconds" >"$out" 2>&1 || { cat "$out"; exit 1; }
 		ck=$(sed -n 's/.*checkpoints taken (all replicas): \([0-9]*\).*/\1/p' "$out")
 		ckstep=$(sed -n 's/.*longest checkpoint step \([0-9.]*\) ms.*/\1/p' "$out")
