@@ -166,18 +166,22 @@ static void wait_unless_hurried(vsrh_syncer *s, uint64_t ns)
  * the disk is left idle half the time for the log. `io_ns` gets the time
  * the pass spent in slices that wrote something.
  *
- * The slice's length adapts (`*slice`, kept from pass to pass) so that
- * each holds about a millisecond of I/O: 512 KiB of a first pass is all
- * dirty pages, while a later pass finds a few pages scattered in each
- * 512 KiB, and waiting for each slice's writes in turn then made a pass
- * take as long as the first (the transaction dirtying as many pages
- * meanwhile: the passes never got quiet and the fdatasync wrote them in
- * one burst, 15-28 ms at 1,000,000 keys). */
-#define TRICKLE_SLICE_MAX ((off_t)64 << 20)
+ * In later passes (`*slice` above 0) the slice's length adapts, from
+ * 512 KiB to 4 MiB, to hold about a millisecond of I/O: a first pass finds
+ * 512 KiB all dirty, a later one a few pages scattered in each 512 KiB,
+ * and waiting for each slice's writes in turn made every pass take as
+ * long as the first (the transaction dirtying as many pages meanwhile:
+ * the passes never got quiet and the fdatasync wrote them in one burst,
+ * 15-28 ms at 1,000,000 keys). The first pass keeps 512 KiB: a slice grown
+ * over clean pages would write a dense region in one burst. */
+#define TRICKLE_SLICE_MAX ((off_t)4 << 20)
 static int trickle_pass(vsrh_syncer *s, int fd, uint64_t start, uint64_t budget_ns,
 			off_t *slice, uint64_t *io_ns)
 {
 	uint64_t used = s->used;
+	bool adapt = *slice > 0;
+	if (!adapt)
+		*slice = TRICKLE_BYTES;
 	*io_ns = 0;
 	for (off_t at = 0; at < (off_t)used; at += *slice) {
 		uint64_t t0 = mono_ns();
@@ -194,9 +198,9 @@ static int trickle_pass(vsrh_syncer *s, int fd, uint64_t start, uint64_t budget_
 			wait_unless_hurried(s, took);
 			pthread_mutex_unlock(&s->mu);
 		}
-		if (took < 250000 && *slice < TRICKLE_SLICE_MAX)
+		if (adapt && took < 250000 && *slice < TRICKLE_SLICE_MAX)
 			*slice *= 2;
-		else if (took > 2000000 && *slice > TRICKLE_BYTES)
+		else if (adapt && took > 2000000 && *slice > TRICKLE_BYTES)
 			*slice /= 2;
 	}
 	return 0;
@@ -217,7 +221,7 @@ static int trickle(vsrh_syncer *s, MDB_env *env, uint64_t budget_ns)
 	if (mdb_env_get_fd(env, &fd) != 0)
 		return 0;
 	uint64_t start = mono_ns(), io_ns = 0;
-	off_t slice = TRICKLE_BYTES;
+	off_t slice = 0; /* the first pass: fixed slices */
 	for (int pass = 0; pass < TRICKLE_PASSES; pass++) {
 		int rc = trickle_pass(s, fd, start, budget_ns, &slice, &io_ns);
 		if (rc != 0 || io_ns < TRICKLE_QUIET_NS)
