@@ -91,7 +91,7 @@ fi
 snapshot "$dir/before.txt"
 # SLOW=MS: the measured run prints each call slower than MS with the time it
 # ended, kept in slow.txt next to the replicas' logs (KEEP=1) to line up with
-# their checkpoint lines.
+# their checkpoint lines (tests/bench/slow_episodes.py DIR does that).
 "$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$keys" -d "$seconds" \
 	${SLOW:+--slow "$SLOW"} 2>"$dir/slow.txt"
 snapshot "$dir/after.txt"
