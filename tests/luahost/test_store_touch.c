@@ -107,10 +107,31 @@ int main(void)
 		printf("SKIP: this filesystem does not write-protect pages it wrote back\n");
 		return 77;
 	}
+	/* The kernel may write the touched pages back (and write-protect them)
+	 * before they are written here, under another test's write load: a
+	 * fault then says nothing of the touch, so the round is done again
+	 * (clean, touch, write), up to 5 times. Without the touch every round
+	 * faults. */
 	long touched = 0;
-	for (size_t i = 0; i < 4; i++)
-		touched += rewrite(map, psize, noted[i]);
-	CHECK(touched == 0, "the touched pages took %ld faults when written", touched);
+	for (int round = 0; round < 5; round++) {
+		if (round > 0) {
+			msync(map, PAGES * psize, MS_SYNC);
+			vsrh_touch again = {0};
+			vsrh_touch_arm(&again, (uintptr_t)map, PAGES * psize, psize, 1);
+			for (size_t i = 0; i < 4; i++)
+				vsrh_touch_note(&again, map + noted[i] * psize + 17);
+			vsrh_touch_step(&again, 2, 32);
+			vsrh_touch_free(&again);
+		}
+		touched = 0;
+		for (size_t i = 0; i < 4; i++)
+			touched += rewrite(map, psize, noted[i]);
+		if (touched == 0)
+			break;
+		printf("round %d: the touched pages took %ld faults (written back meanwhile?)\n",
+		       round + 1, touched);
+	}
+	CHECK(touched == 0, "the touched pages took %ld faults when written, in 5 rounds", touched);
 
 	vsrh_touch_free(&t);
 	munmap(map, PAGES * psize);
