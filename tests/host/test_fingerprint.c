@@ -18,22 +18,12 @@
 #include <unistd.h>
 
 #include "host_fingerprint.h"
+#include "test_check.h"
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
 
-static int failures;
 static char dir[64];
 static const char *root;
-
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			printf("FAIL %s:%d: ", __FILE__, __LINE__);            \
-			printf(__VA_ARGS__);                                   \
-			printf("\n");                                          \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
 
 static void write_file(const char *name, const char *text)
 {
