@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define XXH_INLINE_ALL
@@ -253,9 +254,25 @@ static int sync_and_record(vsrh_syncer *s, MDB_env *env, uint64_t txnid, uint64_
 	return rc;
 }
 
+/* The write-back's I/O yields to everything else on the disk (the logs'
+ * writes and fdatasyncs above all): the syncer thread is in the idle I/O
+ * class, which the kernel's mq-deadline and bfq schedulers serve only when
+ * no other class waits. A waiter that hurries the sync lifts it to the
+ * default class (syncer_io_class). */
+#define IOPRIO_WHO_THREAD 1
+#define IOPRIO_VALUE(cls, level) ((cls) << 13 | (level))
+static void syncer_io_class(bool idle)
+{
+	if (getenv("VSRH_SYNC_IOPRIO_OFF"))
+		return;
+	(void)syscall(SYS_ioprio_set, IOPRIO_WHO_THREAD, (int)syscall(SYS_gettid),
+		      idle ? IOPRIO_VALUE(3, 0) : IOPRIO_VALUE(2, 4));
+}
+
 static void *syncer_main(void *arg)
 {
 	vsrh_syncer *s = arg;
+	syncer_io_class(true);
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
 		while (!s->busy && !s->stop)

@@ -35,6 +35,7 @@
  * the kernel may have dropped the dirty pages. The host stops. */
 #define _GNU_SOURCE
 #include "storage_impl.h"
+#include "reaper.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -55,6 +56,7 @@
 
 #define SB_NAME "superblock"
 #define LOCK_NAME "lock" /* held while a process uses the directory */
+#define TRASH_PREFIX "trash-" /* a segment being removed (reaper.h) */
 #define SB_COPY_SIZE 4096u
 #define SB_MAGIC UINT64_C(0x31304253524c5356) /* "VSRLRSB01" folded */
 #define SB_VERSION 1u
@@ -256,6 +258,7 @@ typedef struct durable {
 	int seg_fd;
 	int sb_fd;               /* the superblock file, once written */
 	int lock_fd;             /* `lock`, locked while this process uses the directory */
+	vsr_reaper *reaper;      /* removes pruned segments (reaper.h); NULL until the first */
 	log_pos pos;             /* where the next record goes */
 	log_pos synced;          /* every record before this is durable */
 	uint8_t *stage;          /* records appended, not yet written: they end at pos */
@@ -576,14 +579,36 @@ static int sb_write_lag(durable *d)
 	return 0;
 }
 
+/* A file of ours to remove (`name`, in the directory): handed to the
+ * reaper, which shrinks it a slice at a time off the writer's thread
+ * (reaper.h); unlinked here when there is none. */
+static void file_reap(durable *d, const char *name)
+{
+	if (d->reaper == NULL)
+		d->reaper = vsr_reaper_start(d->dirfd);
+	if (d->reaper == NULL || vsr_reaper_add(d->reaper, name) != 0)
+		unlinkat(d->dirfd, name, 0);
+}
+
+/* A segment no longer needed: out of the log's names at once (a rename:
+ * a restart never reads it again), then reaped. */
+static void segment_remove(durable *d, uint64_t seq)
+{
+	char name[64], trash[64];
+	seg_name(name, sizeof name, seq);
+	snprintf(trash, sizeof trash, "%s%016" PRIx64, TRASH_PREFIX, seq);
+	if (renameat(d->dirfd, name, d->dirfd, trash) == 0)
+		file_reap(d, trash);
+	else
+		unlinkat(d->dirfd, name, 0);
+}
+
 /* Segments wholly at or below the durable checkpoint are no longer needed. */
 static void segments_prune(durable *d, uint64_t checkpoint_op)
 {
 	uint32_t drop = 0;
 	while (drop + 1 < d->seg_count && d->segs[drop].max_op <= checkpoint_op) {
-		char name[64];
-		seg_name(name, sizeof name, d->segs[drop].seq);
-		unlinkat(d->dirfd, name, 0);
+		segment_remove(d, d->segs[drop].seq);
 		drop++;
 	}
 	if (drop == 0) return;
@@ -863,6 +888,8 @@ static int dir_list(durable *d, dir_scan *ds, char *err, size_t err_len)
 	while ((de = readdir(dir)) != NULL) {
 		if (strcmp(de->d_name, SB_NAME) == 0) {
 			ds->has_sb = true;
+		} else if (strncmp(de->d_name, TRASH_PREFIX, strlen(TRASH_PREFIX)) == 0) {
+			file_reap(d, de->d_name); /* a removal a stop interrupted */
 		} else if (strncmp(de->d_name, "log-", 4) == 0 && strlen(de->d_name) == 20) {
 			if (ds->seg_count == cap) {
 				cap = cap ? cap * 2 : 16;
@@ -1577,6 +1604,7 @@ static void close_cb(uv_handle_t *h)
 	}
 	if (d->seg_fd >= 0) close(d->seg_fd);
 	if (d->sb_fd >= 0) close(d->sb_fd);
+	vsr_reaper_stop(d->reaper); /* the rest at the next start */
 	if (d->dirfd >= 0) close(d->dirfd);
 	if (d->lock_fd >= 0) close(d->lock_fd);
 	for (uint32_t i = 0; i < d->durable.entry_count && d->loaded_entries; i++)
