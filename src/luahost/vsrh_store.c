@@ -168,6 +168,7 @@ struct vsrh_lmdb {
 	vsrh_overlay held_w;
 	bool holding;         /* the sync of the last checkpoint runs */
 	uint64_t hold_syncs;  /* the syncer's count of syncs before it */
+	uint64_t held_total;  /* writes held, in all (figures) */
 };
 
 #define lmdb_fatal vsrh_store_fatal
@@ -668,7 +669,7 @@ static void lmdb_write_one(vsrh_store *s, MDB_cursor *c, const char *key, size_t
 /* Entries moved into the write transaction after an operation, at least;
  * and per write the operation held, on top (so the held writes drain
  * while writes keep coming). */
-#define HELD_DRAIN_PER_OP 32u
+#define HELD_DRAIN_PER_OP 8u
 #define HELD_DRAIN_PER_WRITE 2u
 
 /* Whether writes are held: from a checkpoint's commit until its sync ends. */
@@ -731,6 +732,7 @@ static int held_write_one(vsrh_store *s, const char *key, size_t kl, const char 
 	size_t old_len = had ? old.mv_size : 0;
 	if (vsrh_overlay_put(&db->held_w, key, kl, val, vl) != 0)
 		return -1;
+	db->held_total++;
 	if (had) {
 		s->digest -= old_hash;
 		db->kv_bytes -= 8 + kl + old_len;
@@ -1412,7 +1414,9 @@ vsrh_sync_figures vsrh_store_sync_figures(vsrh_store *s)
 {
 	if (s->db == NULL || !s->db->durable)
 		return (vsrh_sync_figures){0};
-	return vsrh_syncer_figures(&s->db->syncer);
+	vsrh_sync_figures f = vsrh_syncer_figures(&s->db->syncer);
+	f.held = s->db->held_total;
+	return f;
 }
 
 uint64_t vsrh_store_on_durable(vsrh_store *s, vsrh_store_durable_fn fn, void *arg)

@@ -273,6 +273,9 @@ static void render_sm(render *r, const vsrh_sm *sm)
 	seconds(r, "vsr_checkpoint_sync_wait_seconds_total", "counter",
 		"time checkpoints spent waiting for the previous one's sync",
 		st.checkpoint_sync_wait_ns);
+	counter(r, "vsr_checkpoint_held_writes_total",
+		"store writes held in memory while a checkpoint's sync ran, then moved into LMDB",
+		st.checkpoint_held_writes);
 }
 
 static void render_host(render *r, const host_metrics *m)
