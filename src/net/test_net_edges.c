@@ -22,11 +22,17 @@
  *                     is sent before its HELLO arrived and nothing after it
  *                     but a CLOSE; counted, logged with both values; with
  *                     an equal fingerprint it is accepted
+ *   accept-nomem      an accept that finds no memory for its connection
+ *                     leaves it queued in the listener (libuv then stops
+ *                     watching the port): it is accepted once memory is
+ *                     back, and the port accepts again (before, the port
+ *                     stayed deaf for good)
  *
  * One transport on loopback, a raw blocking client on this side; the
  * transport's loop is turned by hand until the outcome shows, against a
  * bounded number of turns (never a sleep). */
 #include "vsr_net.h"
+#include "nomem_wrap.h" /* linked with --wrap=malloc,calloc,realloc */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -339,6 +345,67 @@ static void test_accept_many(void)
 }
 
 /* ------------------------------------------------------------------------ */
+/* accept-nomem                                                             */
+
+/* A raw client on a new connection to port, ready to read frames. */
+static void rclient_dial(rclient *c, uint16_t port, const vsr_wire_config *wc)
+{
+	c->fd = dial(port);
+	vsr_wire_reader_init(&c->rd, wc, NULL);
+	vsr_wire_decoded_init(&c->d);
+}
+
+static void rclient_free(rclient *c)
+{
+	vsr_wire_reader_free(&c->rd);
+	vsr_wire_decoded_free(&c->d);
+	close(c->fd);
+}
+
+static void test_accept_nomem(void)
+{
+	uv_loop_t l;
+	CHECK(uv_loop_init(&l) == 0);
+	/* A short HELLO deadline: the sweep, which tries a put-off accept
+	 * again, runs every 201 ms. */
+	vsr_net_options o = {
+		.loop = &l, .cluster = CLUSTER, .replica = 0, .replica_count = 1,
+		.client = {"127.0.0.1", free_port()}, .hello_timeout_ms = 400, .log = quiet_log,
+	};
+	o.replicas[0] = (vsr_net_address){"127.0.0.1", free_port()};
+	vsr_net *net = NULL;
+	char err[256];
+	CHECK(vsr_net_start(&o, &net, err, sizeof err) == 0);
+	vsr_wire_config wc;
+	vsr_wire_config_default(&wc, CLUSTER, 1);
+
+	/* The accept's first allocation (its connection) fails. */
+	rclient a, b;
+	rclient_dial(&a, o.client.port, &wc);
+	nomem_countdown = 0;
+	for (int spin = 0; spin < 20000 && nomem_failed == 0; spin++) {
+		uv_run(&l, UV_RUN_NOWAIT);
+		poll(NULL, 0, 0);
+	}
+	CHECK(nomem_failed == 1 && nomem_countdown == -1);
+	CHECK(vsr_net_stats_get(net)->accepts_deferred == 1);
+	CHECK(vsr_net_stats_get(net)->clients_accepted == 0);
+	/* Memory is back: that connection is accepted (the transport's HELLO
+	 * reaches it) without a new dial, and so is the next one. */
+	CHECK(rclient_next(&l, &a) == 0 && a.d.type == VSR_WIRE_HELLO);
+	rclient_dial(&b, o.client.port, &wc);
+	CHECK(rclient_next(&l, &b) == 0 && b.d.type == VSR_WIRE_HELLO);
+	CHECK(vsr_net_stats_get(net)->clients_accepted == 2);
+	CHECK(vsr_net_stats_get(net)->accepts_deferred == 1);
+	rclient_free(&a);
+	rclient_free(&b);
+	vsr_net_close(net, NULL);
+	CHECK(uv_run(&l, UV_RUN_DEFAULT) == 0);
+	CHECK(uv_loop_close(&l) == 0);
+	printf("accept-nomem: ok (an accept without memory was put off, then taken)\n");
+}
+
+/* ------------------------------------------------------------------------ */
 /* peer-replace                                                             */
 
 /* Turns the loop until fd reaches its end of stream (true) or `turns`
@@ -629,5 +696,7 @@ int main(int argc, char **argv)
 		test_accept_many();
 	if (only == NULL || strcmp(only, "config-mismatch") == 0)
 		test_config_mismatch();
+	if (only == NULL || strcmp(only, "accept-nomem") == 0)
+		test_accept_nomem();
 	return 0;
 }
