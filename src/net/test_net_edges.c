@@ -124,6 +124,21 @@ static int rclient_next(uv_loop_t *l, rclient *c)
 	return -1;
 }
 
+/* A raw client on socket fd, ready to read frames (no authentication). */
+static void rclient_init(rclient *c, int fd, const vsr_wire_config *wc)
+{
+	c->fd = fd;
+	vsr_wire_reader_init(&c->rd, wc, NULL);
+	vsr_wire_decoded_init(&c->d);
+}
+
+static void rclient_free(rclient *c)
+{
+	vsr_wire_reader_free(&c->rd);
+	vsr_wire_decoded_free(&c->d);
+	close(c->fd);
+}
+
 static void rclient_send(rclient *c, vsr_buf *b)
 {
 	CHECK(send(c->fd, b->data, b->len, MSG_NOSIGNAL) == (ssize_t)b->len);
@@ -347,21 +362,6 @@ static void test_accept_many(void)
 /* ------------------------------------------------------------------------ */
 /* accept-nomem                                                             */
 
-/* A raw client on a new connection to port, ready to read frames. */
-static void rclient_dial(rclient *c, uint16_t port, const vsr_wire_config *wc)
-{
-	c->fd = dial(port);
-	vsr_wire_reader_init(&c->rd, wc, NULL);
-	vsr_wire_decoded_init(&c->d);
-}
-
-static void rclient_free(rclient *c)
-{
-	vsr_wire_reader_free(&c->rd);
-	vsr_wire_decoded_free(&c->d);
-	close(c->fd);
-}
-
 static void test_accept_nomem(void)
 {
 	uv_loop_t l;
@@ -381,7 +381,7 @@ static void test_accept_nomem(void)
 
 	/* The accept's first allocation (its connection) fails. */
 	rclient a, b;
-	rclient_dial(&a, o.client.port, &wc);
+	rclient_init(&a, dial(o.client.port), &wc);
 	nomem_countdown = 0;
 	for (int spin = 0; spin < 20000 && nomem_failed == 0; spin++) {
 		uv_run(&l, UV_RUN_NOWAIT);
@@ -393,7 +393,7 @@ static void test_accept_nomem(void)
 	/* Memory is back: that connection is accepted (the transport's HELLO
 	 * reaches it) without a new dial, and so is the next one. */
 	CHECK(rclient_next(&l, &a) == 0 && a.d.type == VSR_WIRE_HELLO);
-	rclient_dial(&b, o.client.port, &wc);
+	rclient_init(&b, dial(o.client.port), &wc);
 	CHECK(rclient_next(&l, &b) == 0 && b.d.type == VSR_WIRE_HELLO);
 	CHECK(vsr_net_stats_get(net)->clients_accepted == 2);
 	CHECK(vsr_net_stats_get(net)->accepts_deferred == 1);
@@ -576,20 +576,6 @@ static void cfg_hello_commit(vsr_buf *out, const uint64_t *config)
 	CHECK(vsr_wire_encode_message(out, CLUSTER, &m) == 0);
 }
 
-static void cfg_rclient(rclient *c, int fd, vsr_wire_config *wc)
-{
-	c->fd = fd;
-	vsr_wire_reader_init(&c->rd, wc, NULL);
-	vsr_wire_decoded_init(&c->d);
-}
-
-static void cfg_rclient_free(rclient *c)
-{
-	vsr_wire_reader_free(&c->rd);
-	vsr_wire_decoded_free(&c->d);
-	close(c->fd);
-}
-
 static void test_config_mismatch(void)
 {
 	uv_loop_t l;
@@ -629,7 +615,7 @@ static void test_config_mismatch(void)
 	CHECK(ofd >= 0);
 	CHECK(fcntl(ofd, F_SETFL, 0) == 0); /* accepted sockets inherit nothing, but be sure */
 	rclient oc;
-	cfg_rclient(&oc, ofd, &wc);
+	rclient_init(&oc, ofd, &wc);
 	CHECK(rclient_next(&l, &oc) == 0 && oc.d.type == VSR_WIRE_HELLO);
 	CHECK(oc.d.hello.config_count == 6 && memcmp(oc.d.hello.config, ours, sizeof ours) == 0);
 	uint64_t dropped = vsr_net_stats_get(net)->sends_dropped_disconnected;
@@ -647,11 +633,11 @@ static void test_config_mismatch(void)
 				"replica's: limits differ (ours 0000000000000003, theirs "
 				"0000000000000009)") != NULL);
 	cfg_error[0] = '\0';
-	cfg_rclient_free(&oc);
+	rclient_free(&oc);
 
 	/* Inbound: its COMMIT, sent right after the HELLO, is not delivered. */
 	rclient ic;
-	cfg_rclient(&ic, dial(o.replicas[0].port), &wc);
+	rclient_init(&ic, dial(o.replicas[0].port), &wc);
 	cfg_hello_commit(&out, limits_differ);
 	rclient_send(&ic, &out);
 	CHECK(rclient_next(&l, &ic) == 0 && ic.d.type == VSR_WIRE_HELLO);
@@ -660,10 +646,10 @@ static void test_config_mismatch(void)
 	CHECK(vsr_net_stats_get(net)->config_mismatches == 2);
 	CHECK(cfg_messages == 0);
 	CHECK(cfg_error[0] == '\0'); /* the same peer and fingerprint: logged once */
-	cfg_rclient_free(&ic);
+	rclient_free(&ic);
 
 	/* The same fingerprint: accepted, its COMMIT delivered. */
-	cfg_rclient(&ic, dial(o.replicas[0].port), &wc);
+	rclient_init(&ic, dial(o.replicas[0].port), &wc);
 	cfg_hello_commit(&out, ours);
 	rclient_send(&ic, &out);
 	CHECK(rclient_next(&l, &ic) == 0 && ic.d.type == VSR_WIRE_HELLO);
@@ -673,7 +659,7 @@ static void test_config_mismatch(void)
 	}
 	CHECK(cfg_messages == 1 && cfg_back);
 	CHECK(vsr_net_stats_get(net)->config_mismatches == 2);
-	cfg_rclient_free(&ic);
+	rclient_free(&ic);
 
 	vsr_buf_free(&out);
 	close(lfd);
