@@ -68,11 +68,14 @@
  *                   linearizable read there is never answered while the
  *                   majority elects a primary and commits a new write; a
  *                   stale read there is, labelled stale, at an older op
- *   config-mismatch replica 3 runs another state machine script: replicas 1
+ *   config-mismatch replica 3 runs another state machine script: on its old
+ *                   data directory it refuses to start (exit 78) until
+ *                   --accept-config names the new fingerprint; replicas 1
  *                   and 2 refuse it (and it them), naming the script in their
  *                   logs and counting it, and serve writes without it; it
- *                   never joins. Restarted with the right script it joins and
- *                   agrees (digests)
+ *                   never joins; vsrctl status exits 78. Restarted with the
+ *                   right script (and --accept-config: its disk recorded the
+ *                   other) it joins and agrees (digests)
  *   The iptables scenarios skip (exit 0, with a note) without iptables; every
  *   rule they add is removed on every exit path.
  *
