@@ -66,8 +66,9 @@ static void main_usage(FILE *out)
 		"messages on stdin/stdout (the program vsrhost-maelstrom, next to this one).\n"
 		"\n"
 		"Logs go to stderr, one line per event. SIGINT or SIGTERM stops cleanly.\n"
-		"Exit codes: 0 ok, 64 usage, 78 config, 69 a port cannot be bound,\n"
-		"70 internal error, 74 storage error.\n");
+		"Exit codes: 0 ok, 64 usage, 78 config (also: the data directory was written\n"
+		"under another configuration), 69 a port cannot be bound, 70 internal error,\n"
+		"74 storage error.\n");
 }
 
 /* vsrhost --maelstrom [CONFIG]: the Maelstrom node is its own program (its
