@@ -227,6 +227,9 @@ static void render_net(render *r, const vsr_net *net)
 	counter(r, "vsr_config_mismatches_total",
 		"replica connections refused: the peer's configuration fingerprint differs",
 		st->config_mismatches);
+	counter(r, "vsr_accepts_deferred_total",
+		"accepts put off for want of memory (the connection waits; tried again)",
+		st->accepts_deferred);
 	counter(r, "vsr_protocol_errors_total",
 		"frames before HELLO, of the wrong role, or with a spoofed sender",
 		st->protocol_errors);
