@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #define XXH_INLINE_ALL
@@ -254,22 +253,9 @@ static int sync_and_record(vsrh_syncer *s, MDB_env *env, uint64_t txnid, uint64_
 	return rc;
 }
 
-/* The write-back's I/O yields to everything else on the disk (the logs'
- * writes and fdatasyncs above all): the syncer thread is in the idle I/O
- * class, which the kernel's mq-deadline and bfq schedulers serve only when
- * no other class waits. (On this project's test machines, a virtual disk,
- * it made no measurable difference: the queue that fills is the host's.) */
-#define IOPRIO_WHO_THREAD 1
-#define IOPRIO_VALUE(cls, level) ((cls) << 13 | (level))
-static void syncer_io_idle(void)
-{
-	(void)syscall(SYS_ioprio_set, IOPRIO_WHO_THREAD, (int)syscall(SYS_gettid), IOPRIO_VALUE(3, 0));
-}
-
 static void *syncer_main(void *arg)
 {
 	vsrh_syncer *s = arg;
-	syncer_io_idle();
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
 		while (!s->busy && !s->stop)
