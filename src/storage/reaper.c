@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,8 +71,6 @@ static void reap(vsr_reaper *r, const char *name)
 static void *reaper_main(void *arg)
 {
 	vsr_reaper *r = arg;
-	/* Its I/O yields to the log's: the idle I/O class (mq-deadline, bfq). */
-	(void)syscall(SYS_ioprio_set, 1 /* a thread */, (int)syscall(SYS_gettid), 3 << 13);
 	pthread_mutex_lock(&r->mu);
 	for (;;) {
 		while (r->head == NULL && !r->stop)
