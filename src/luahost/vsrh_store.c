@@ -785,10 +785,12 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 	}
 	s->nwrites = 0;
 	lua_settop(L, top);
-	if (db->held_w.count && !db->holding)
-		held_drain(db, HELD_DRAIN_PER_OP + HELD_DRAIN_PER_WRITE * writes);
+	/* (The touch first: once the sync has ended it stops noting, and the
+	 * pages the drain writes need no touch.) */
 	if (db->touch.noting || db->touch.pending)
 		touch_step(db);
+	if (db->held_w.count && !db->holding)
+		held_drain(db, HELD_DRAIN_PER_OP + HELD_DRAIN_PER_WRITE * writes);
 	if (db->touch.warm_pending && s->checkpoint_interval) {
 		/* Operations left until the next checkpoint, this one included. */
 		uint64_t r = s->op % s->checkpoint_interval;
