@@ -32,6 +32,6 @@ STORAGE_BACKEND_DECLARE(storage_memory)
 STORAGE_BACKEND_DECLARE(storage_durable)
 const char *storage_durable_error(const vsr_storage *s);
 void storage_durable_recovered(vsr_storage *s);
-void storage_durable_flush(vsr_storage *s);
+bool storage_durable_flush(vsr_storage *s);
 
 #endif /* STORAGE_IMPL_H */
