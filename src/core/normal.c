@@ -124,6 +124,25 @@ void normal_become_backup(vsr_replica *r)
 /* ------------------------------------------------------------------------ */
 /* Requests at the primary.                                                  */
 
+uint8_t queue_admit(const vsr_replica *r, uint32_t count, uint64_t bytes, uint32_t op_len)
+{
+	if ((uint64_t)VSR_BATCH_REQUEST_HEADER_SIZE + op_len > r->cfg.batch_bytes_max)
+		return VSR_REPLY_REJECTED;
+	/* Bounded by count and by bytes: a burst of large operations must not
+	 * hold more memory than request_queue_bytes_max while it waits. */
+	if (count == r->cfg.request_queue_max || bytes + op_len > r->cfg.request_queue_bytes_max)
+		return VSR_REPLY_BUSY;
+	return VSR_REPLY_OK;
+}
+
+void reply_rejected(vsr_message *out)
+{
+	static const char why[] = "operation larger than the batch limit (batch_bytes_max)";
+	out->status = VSR_REPLY_REJECTED;
+	out->body = (const uint8_t *)why;
+	out->body_len = sizeof why - 1;
+}
+
 static void reply_status(vsr_replica *r, const vsr_message *m, uint64_t conn, uint8_t status)
 {
 	vsr_message *out = emit_reply(r, conn);
@@ -325,23 +344,18 @@ void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 			return;
 		}
 	}
-	if ((uint64_t)VSR_BATCH_REQUEST_HEADER_SIZE + req->op_len > r->cfg.batch_bytes_max) {
+	uint8_t admit = queue_admit(r, r->queue_count, r->queue_bytes, req->op_len);
+	if (admit == VSR_REPLY_REJECTED) {
 		/* It could never be prepared: say so rather than wedge the log. */
 		vsr_message *out = emit_reply(r, conn);
-		out->status = VSR_REPLY_REJECTED;
 		out->replica = r->self;
 		out->request = *req;
 		out->request.op = NULL;
 		out->request.op_len = 0;
-		static const char why[] = "operation larger than the batch limit (batch_bytes_max)";
-		out->body = (const uint8_t *)why;
-		out->body_len = sizeof why - 1;
+		reply_rejected(out);
 		return;
 	}
-	/* Bounded by count and by bytes: a burst of large operations must not
-	 * hold more memory than request_queue_bytes_max while it waits. */
-	if (r->queue_count == r->cfg.request_queue_max ||
-	    r->queue_bytes + req->op_len > r->cfg.request_queue_bytes_max) {
+	if (admit == VSR_REPLY_BUSY) {
 		reply_status(r, m, conn, VSR_REPLY_BUSY);
 		return;
 	}

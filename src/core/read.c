@@ -78,12 +78,14 @@ static vsr_message *read_reply(vsr_replica *r, uint64_t conn, const vsr_message 
 	return out;
 }
 
-static void read_refuse(vsr_replica *r, uint64_t conn, const vsr_message *m, uint8_t status)
+static vsr_message *read_refuse(vsr_replica *r, uint64_t conn, const vsr_message *m,
+				uint8_t status)
 {
 	vsr_message *out = read_reply(r, conn, m);
 	out->status = status;
 	out->replica = primary_index(r); /* where the client should go */
 	r->stats.reads_failed++;
+	return out;
 }
 
 /* Emits the action that answers one read from the state executed now. */
@@ -133,10 +135,13 @@ void read_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn)
 		read_refuse(r, conn, m, VSR_REPLY_NOT_PRIMARY);
 		return;
 	}
-	if ((uint64_t)VSR_BATCH_REQUEST_HEADER_SIZE + req->op_len > r->cfg.batch_bytes_max ||
-	    r->reads_count == r->cfg.request_queue_max ||
-	    r->reads_bytes + req->op_len > r->cfg.request_queue_bytes_max) {
-		read_refuse(r, conn, m, VSR_REPLY_BUSY);
+	/* As a request's (queue_admit): an operation larger than a batch can
+	 * never be answered, so REJECTED, not BUSY (which a client retries). */
+	uint8_t admit = queue_admit(r, r->reads_count, r->reads_bytes, req->op_len);
+	if (admit != VSR_REPLY_OK) {
+		vsr_message *out = read_refuse(r, conn, m, admit);
+		if (admit == VSR_REPLY_REJECTED)
+			reply_rejected(out);
 		return;
 	}
 	pending_read *p = &r->reads[(r->reads_head + r->reads_count) % r->cfg.request_queue_max];

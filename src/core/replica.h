@@ -436,6 +436,13 @@ void view_durable_reached(vsr_replica *r);
 uint64_t disk_slack(const vsr_replica *r);
 
 /* normal.c */
+/* Admission to the primary's bounded queues (requests to prepare, reads to
+ * answer) of an operation of op_len bytes, the queue holding `count` of
+ * them and `bytes`: VSR_REPLY_REJECTED when it can never fit a batch,
+ * VSR_REPLY_BUSY when the queue is full by count or bytes, else OK. */
+uint8_t queue_admit(const vsr_replica *r, uint32_t count, uint64_t bytes, uint32_t op_len);
+/* Makes `out` a REJECTED reply saying why (larger than a batch). */
+void reply_rejected(vsr_message *out);
 void normal_on_request(vsr_replica *r, const vsr_message *m, uint64_t conn);
 void normal_on_prepare(vsr_replica *r, const vsr_message *m);
 void normal_on_prepare_ok(vsr_replica *r, const vsr_message *m);

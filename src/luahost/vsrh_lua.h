@@ -148,6 +148,7 @@ typedef struct vsrh_sm_stats {
 	uint64_t checkpoint_sync_last_ns;
 	uint64_t checkpoint_sync_waits; /* takes that waited for the previous sync */
 	uint64_t checkpoint_sync_wait_ns;
+	uint64_t checkpoint_held_writes; /* writes held while a sync ran (vsrh_overlay.h) */
 } vsrh_sm_stats;
 void vsrh_sm_stats_get(const vsrh_sm *sm, vsrh_sm_stats *out);
 

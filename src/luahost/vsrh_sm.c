@@ -1612,6 +1612,7 @@ void vsrh_sm_stats_get(const vsrh_sm *sm, vsrh_sm_stats *out)
 	out->checkpoint_sync_last_ns = f.last_sync_ns;
 	out->checkpoint_sync_waits = f.waits;
 	out->checkpoint_sync_wait_ns = f.wait_ns;
+	out->checkpoint_held_writes = f.held;
 }
 
 void vsrh_sm_sources(const vsrh_sm *sm, uint64_t *statemachine, uint64_t *dedup)

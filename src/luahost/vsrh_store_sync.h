@@ -35,6 +35,7 @@ typedef struct vsrh_sync_figures {
 	uint64_t last_sync_ns; /* how long the last one took */
 	uint64_t waits;        /* commits that found the previous sync running */
 	uint64_t wait_ns;      /* the time they waited, in all */
+	uint64_t held;         /* writes held while a sync ran (vsrh_overlay.h), in all */
 } vsrh_sync_figures;
 
 typedef struct vsrh_syncer {

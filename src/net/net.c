@@ -173,6 +173,9 @@ struct vsr_net {
 	net_conn *unid_head[2];
 	net_conn *unid_tail[2];
 	uint32_t unid_count[2];
+	/* Per kind (net_unid_index): an accept found no memory for its
+	 * connection, which waits in the listener; the sweep tries again. */
+	bool accept_deferred[2];
 	vsr_net_stats stats;
 	char read_buf[64 * 1024]; /* shared: a read is consumed before the next */
 };
@@ -1033,9 +1036,21 @@ static void net_accept(uv_stream_t *server, uint8_t kind)
 	vsr_net *net = server->data;
 	if (net->closing)
 		return;
+	unsigned k = net_unid_index(kind);
 	net_conn *c = net_conn_new(net, kind);
-	if (c == NULL)
+	if (c == NULL) {
+		/* No memory for it: the connection stays queued in the listener,
+		 * which libuv stops watching until it is accepted. Returning for
+		 * good would leave the port deaf for ever; the sweep tries again. */
+		net->stats.accepts_deferred++;
+		if (!net->accept_deferred[k])
+			net_logf(net, 2, "out of memory accepting a connection on the %s port: "
+					 "trying again at the next sweep",
+				 kind == NET_CONN_CLIENT ? "client" : "replica");
+		net->accept_deferred[k] = true;
 		return;
+	}
+	net->accept_deferred[k] = false;
 	c->opened_ms = uv_now(net->opts.loop);
 	/* Counted at once: net_conn_close uncounts, whatever path closes it. */
 	if (kind == NET_CONN_PEER_IN)
@@ -1138,6 +1153,11 @@ static void net_link_cb(uv_timer_t *t)
 static void net_sweep_cb(uv_timer_t *t)
 {
 	vsr_net *net = t->data;
+	/* An accept put off for want of memory (net_accept). */
+	if (net->accept_deferred[net_unid_index(NET_CONN_PEER_IN)])
+		net_accept((uv_stream_t *)&net->replica_listener, NET_CONN_PEER_IN);
+	if (net->accept_deferred[net_unid_index(NET_CONN_CLIENT)])
+		net_accept((uv_stream_t *)&net->client_listener, NET_CONN_CLIENT);
 	uint64_t now = uv_now(net->opts.loop);
 	net_conn *next;
 	for (net_conn *c = net->conns; c != NULL; c = next) {

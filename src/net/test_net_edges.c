@@ -22,11 +22,17 @@
  *                     is sent before its HELLO arrived and nothing after it
  *                     but a CLOSE; counted, logged with both values; with
  *                     an equal fingerprint it is accepted
+ *   accept-nomem      an accept that finds no memory for its connection
+ *                     leaves it queued in the listener (libuv then stops
+ *                     watching the port): it is accepted once memory is
+ *                     back, and the port accepts again (before, the port
+ *                     stayed deaf for good)
  *
  * One transport on loopback, a raw blocking client on this side; the
  * transport's loop is turned by hand until the outcome shows, against a
  * bounded number of turns (never a sleep). */
 #include "vsr_net.h"
+#include "nomem_wrap.h" /* linked with --wrap=malloc,calloc,realloc */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -70,6 +76,41 @@ static void quiet_log(void *data, int level, const char *msg)
 	(void)data;
 	if (level >= 2)
 		fprintf(stderr, "  net [%d] %s\n", level, msg);
+}
+
+/* Starts the transport under test, replica 0, on loop l (initialised
+ * here) with the options the case set in *o, and what every case shares:
+ * the cluster, one replica unless o says more, kernel-chosen ports for the
+ * client port and replica 0 unless o names them, quiet_log unless o has a
+ * log of its own. */
+static vsr_net *edges_start(uv_loop_t *l, vsr_net_options *o)
+{
+	CHECK(uv_loop_init(l) == 0);
+	o->loop = l;
+	o->cluster = CLUSTER;
+	if (o->replica_count == 0)
+		o->replica_count = 1;
+	if (o->client.host == NULL)
+		o->client = (vsr_net_address){"127.0.0.1", free_port()};
+	if (o->replicas[0].host == NULL)
+		o->replicas[0] = (vsr_net_address){"127.0.0.1", free_port()};
+	if (o->log == NULL)
+		o->log = quiet_log;
+	vsr_net *net = NULL;
+	char err[256];
+	if (vsr_net_start(o, &net, err, sizeof err) != 0) {
+		fprintf(stderr, "vsr_net_start: %s\n", err);
+		exit(1);
+	}
+	return net;
+}
+
+/* Closes the transport and runs its loop until every handle is gone. */
+static void edges_stop(uv_loop_t *l, vsr_net *net)
+{
+	vsr_net_close(net, NULL);
+	CHECK(uv_run(l, UV_RUN_DEFAULT) == 0);
+	CHECK(uv_loop_close(l) == 0);
 }
 
 static int dial(uint16_t port)
@@ -118,6 +159,21 @@ static int rclient_next(uv_loop_t *l, rclient *c)
 	return -1;
 }
 
+/* A raw client on socket fd, ready to read frames (no authentication). */
+static void rclient_init(rclient *c, int fd, const vsr_wire_config *wc)
+{
+	c->fd = fd;
+	vsr_wire_reader_init(&c->rd, wc, NULL);
+	vsr_wire_decoded_init(&c->d);
+}
+
+static void rclient_free(rclient *c)
+{
+	vsr_wire_reader_free(&c->rd);
+	vsr_wire_decoded_free(&c->d);
+	close(c->fd);
+}
+
 static void rclient_send(rclient *c, vsr_buf *b)
 {
 	CHECK(send(c->fd, b->data, b->len, MSG_NOSIGNAL) == (ssize_t)b->len);
@@ -153,16 +209,11 @@ static void drop_request_cb(vsr_net *net, uint64_t conn, const vsr_message *m)
 static void test_auth_drop_seq(void)
 {
 	uv_loop_t l;
-	CHECK(uv_loop_init(&l) == 0);
 	vsr_net_options o = {
-		.loop = &l, .cluster = CLUSTER, .replica = 0, .replica_count = 1,
-		.client = {"127.0.0.1", free_port()}, .queue_bytes_max = 4096,
-		.client_key = test_key, .request_cb = drop_request_cb, .log = quiet_log,
+		.queue_bytes_max = 4096, .client_key = test_key, .request_cb = drop_request_cb,
 	};
-	o.replicas[0] = (vsr_net_address){"127.0.0.1", free_port()};
-	vsr_net *net = NULL;
+	vsr_net *net = edges_start(&l, &o);
 	char err[256];
-	CHECK(vsr_net_start(&o, &net, err, sizeof err) == 0);
 
 	rclient c = {.fd = dial(o.client.port)};
 	vsr_wire_config wc;
@@ -207,9 +258,7 @@ static void test_auth_drop_seq(void)
 	vsr_wire_reader_free(&c.rd);
 	vsr_wire_decoded_free(&c.d);
 	close(c.fd);
-	vsr_net_close(net, NULL);
-	CHECK(uv_run(&l, UV_RUN_DEFAULT) == 0);
-	CHECK(uv_loop_close(&l) == 0);
+	edges_stop(&l, net);
 	printf("auth-drop-seq: ok (3 replies dropped by the byte bound, 3 delivered)\n");
 }
 
@@ -233,16 +282,8 @@ static void test_accept_many(void)
 {
 	enum { MAX = 40 };
 	uv_loop_t l;
-	CHECK(uv_loop_init(&l) == 0);
-	vsr_net_options o = {
-		.loop = &l, .cluster = CLUSTER, .replica = 0, .replica_count = 1,
-		.client = {"127.0.0.1", free_port()}, .clients_max = MAX,
-		.hello_timeout_ms = 60000, .evict_silent_ms = 1, .log = quiet_log,
-	};
-	o.replicas[0] = (vsr_net_address){"127.0.0.1", free_port()};
-	vsr_net *net = NULL;
-	char err[256];
-	CHECK(vsr_net_start(&o, &net, err, sizeof err) == 0);
+	vsr_net_options o = {.clients_max = MAX, .hello_timeout_ms = 60000, .evict_silent_ms = 1};
+	vsr_net *net = edges_start(&l, &o);
 	vsr_buf hello = {0};
 	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_CLIENT};
 	CHECK(vsr_wire_encode_hello(&hello, CLUSTER, &h) == 0);
@@ -332,10 +373,45 @@ static void test_accept_many(void)
 	for (int i = 0; i < nfd; i++)
 		close(fds[i]);
 	vsr_buf_free(&hello);
-	vsr_net_close(net, NULL);
-	CHECK(uv_run(&l, UV_RUN_DEFAULT) == 0);
-	CHECK(uv_loop_close(&l) == 0);
+	edges_stop(&l, net);
 	printf("accept-many: ok\n");
+}
+
+/* ------------------------------------------------------------------------ */
+/* accept-nomem                                                             */
+
+static void test_accept_nomem(void)
+{
+	uv_loop_t l;
+	/* A short HELLO deadline: the sweep, which tries a put-off accept
+	 * again, runs every 201 ms. */
+	vsr_net_options o = {.hello_timeout_ms = 400};
+	vsr_net *net = edges_start(&l, &o);
+	vsr_wire_config wc;
+	vsr_wire_config_default(&wc, CLUSTER, 1);
+
+	/* The accept's first allocation (its connection) fails. */
+	rclient a, b;
+	rclient_init(&a, dial(o.client.port), &wc);
+	nomem_countdown = 0;
+	for (int spin = 0; spin < 20000 && nomem_failed == 0; spin++) {
+		uv_run(&l, UV_RUN_NOWAIT);
+		poll(NULL, 0, 0);
+	}
+	CHECK(nomem_failed == 1 && nomem_countdown == -1);
+	CHECK(vsr_net_stats_get(net)->accepts_deferred == 1);
+	CHECK(vsr_net_stats_get(net)->clients_accepted == 0);
+	/* Memory is back: that connection is accepted (the transport's HELLO
+	 * reaches it) without a new dial, and so is the next one. */
+	CHECK(rclient_next(&l, &a) == 0 && a.d.type == VSR_WIRE_HELLO);
+	rclient_init(&b, dial(o.client.port), &wc);
+	CHECK(rclient_next(&l, &b) == 0 && b.d.type == VSR_WIRE_HELLO);
+	CHECK(vsr_net_stats_get(net)->clients_accepted == 2);
+	CHECK(vsr_net_stats_get(net)->accepts_deferred == 1);
+	rclient_free(&a);
+	rclient_free(&b);
+	edges_stop(&l, net);
+	printf("accept-nomem: ok (an accept without memory was put off, then taken)\n");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -363,17 +439,10 @@ static bool wait_eof(uv_loop_t *l, int fd, int turns)
 static void test_peer_replace(void)
 {
 	uv_loop_t l;
-	CHECK(uv_loop_init(&l) == 0);
-	vsr_net_options o = {
-		.loop = &l, .cluster = CLUSTER, .replica = 0, .replica_count = 3,
-		.client = {"127.0.0.1", free_port()}, .reconnect_min_ms = 1000, .log = quiet_log,
-	};
-	o.replicas[0] = (vsr_net_address){"127.0.0.1", free_port()};
+	vsr_net_options o = {.replica_count = 3, .reconnect_min_ms = 1000};
 	o.replicas[1] = (vsr_net_address){"127.0.0.1", free_port()}; /* nobody: dials fail */
 	o.replicas[2] = (vsr_net_address){"127.0.0.1", free_port()};
-	vsr_net *net = NULL;
-	char err[256];
-	CHECK(vsr_net_start(&o, &net, err, sizeof err) == 0);
+	vsr_net *net = edges_start(&l, &o);
 	vsr_buf hello1 = {0}, hello2 = {0};
 	vsr_wire_hello h = {.role = VSR_WIRE_ROLE_REPLICA, .replica = 1};
 	CHECK(vsr_wire_encode_hello(&hello1, CLUSTER, &h) == 0);
@@ -421,9 +490,7 @@ static void test_peer_replace(void)
 	close(other);
 	vsr_buf_free(&hello1);
 	vsr_buf_free(&hello2);
-	vsr_net_close(net, NULL);
-	CHECK(uv_run(&l, UV_RUN_DEFAULT) == 0);
-	CHECK(uv_loop_close(&l) == 0);
+	edges_stop(&l, net);
 	printf("peer-replace: ok (2 replaced)\n");
 }
 
@@ -433,15 +500,8 @@ static void test_peer_replace(void)
 static void test_pause_hello(void)
 {
 	uv_loop_t l;
-	CHECK(uv_loop_init(&l) == 0);
-	vsr_net_options o = {
-		.loop = &l, .cluster = CLUSTER, .replica = 0, .replica_count = 1,
-		.client = {"127.0.0.1", free_port()}, .hello_timeout_ms = 100, .log = quiet_log,
-	};
-	o.replicas[0] = (vsr_net_address){"127.0.0.1", free_port()};
-	vsr_net *net = NULL;
-	char err[256];
-	CHECK(vsr_net_start(&o, &net, err, sizeof err) == 0);
+	vsr_net_options o = {.hello_timeout_ms = 100};
+	vsr_net *net = edges_start(&l, &o);
 	vsr_net_pause(net, true);
 	int fd = dial(o.client.port);
 	accept_wait(&l, net, 1);
@@ -469,9 +529,7 @@ static void test_pause_hello(void)
 	CHECK(vsr_net_stats_get(net)->protocol_errors == 0);
 	close(fd);
 	vsr_buf_free(&hello);
-	vsr_net_close(net, NULL);
-	CHECK(uv_run(&l, UV_RUN_DEFAULT) == 0);
-	CHECK(uv_loop_close(&l) == 0);
+	edges_stop(&l, net);
 	printf("pause-hello: ok\n");
 }
 
@@ -509,24 +567,9 @@ static void cfg_hello_commit(vsr_buf *out, const uint64_t *config)
 	CHECK(vsr_wire_encode_message(out, CLUSTER, &m) == 0);
 }
 
-static void cfg_rclient(rclient *c, int fd, vsr_wire_config *wc)
-{
-	c->fd = fd;
-	vsr_wire_reader_init(&c->rd, wc, NULL);
-	vsr_wire_decoded_init(&c->d);
-}
-
-static void cfg_rclient_free(rclient *c)
-{
-	vsr_wire_reader_free(&c->rd);
-	vsr_wire_decoded_free(&c->d);
-	close(c->fd);
-}
-
 static void test_config_mismatch(void)
 {
 	uv_loop_t l;
-	CHECK(uv_loop_init(&l) == 0);
 	const uint64_t ours[6] = {1, 2, 3, 4, 5, 6};
 	const uint64_t limits_differ[6] = {1, 2, 9, 4, 5, 6};
 	/* Replica 2 (index 1) is this test: a listener the transport dials. */
@@ -537,15 +580,11 @@ static void test_config_mismatch(void)
 	socklen_t alen = sizeof a;
 	CHECK(getsockname(lfd, (struct sockaddr *)&a, &alen) == 0);
 	vsr_net_options o = {
-		.loop = &l, .cluster = CLUSTER, .replica = 0, .replica_count = 2,
-		.client = {"127.0.0.1", free_port()}, .reconnect_min_ms = 10, .reconnect_max_ms = 50,
+		.replica_count = 2, .reconnect_min_ms = 10, .reconnect_max_ms = 50,
 		.config = ours, .config_count = 6, .peer_message_cb = cfg_peer_cb, .log = cfg_log,
 	};
-	o.replicas[0] = (vsr_net_address){"127.0.0.1", free_port()};
 	o.replicas[1] = (vsr_net_address){"127.0.0.1", ntohs(a.sin_port)};
-	vsr_net *net = NULL;
-	char err[256];
-	CHECK(vsr_net_start(&o, &net, err, sizeof err) == 0);
+	vsr_net *net = edges_start(&l, &o);
 	vsr_wire_config wc;
 	vsr_wire_config_default(&wc, CLUSTER, 2);
 	vsr_buf out = {0};
@@ -562,7 +601,7 @@ static void test_config_mismatch(void)
 	CHECK(ofd >= 0);
 	CHECK(fcntl(ofd, F_SETFL, 0) == 0); /* accepted sockets inherit nothing, but be sure */
 	rclient oc;
-	cfg_rclient(&oc, ofd, &wc);
+	rclient_init(&oc, ofd, &wc);
 	CHECK(rclient_next(&l, &oc) == 0 && oc.d.type == VSR_WIRE_HELLO);
 	CHECK(oc.d.hello.config_count == 6 && memcmp(oc.d.hello.config, ours, sizeof ours) == 0);
 	uint64_t dropped = vsr_net_stats_get(net)->sends_dropped_disconnected;
@@ -580,11 +619,11 @@ static void test_config_mismatch(void)
 				"replica's: limits differ (ours 0000000000000003, theirs "
 				"0000000000000009)") != NULL);
 	cfg_error[0] = '\0';
-	cfg_rclient_free(&oc);
+	rclient_free(&oc);
 
 	/* Inbound: its COMMIT, sent right after the HELLO, is not delivered. */
 	rclient ic;
-	cfg_rclient(&ic, dial(o.replicas[0].port), &wc);
+	rclient_init(&ic, dial(o.replicas[0].port), &wc);
 	cfg_hello_commit(&out, limits_differ);
 	rclient_send(&ic, &out);
 	CHECK(rclient_next(&l, &ic) == 0 && ic.d.type == VSR_WIRE_HELLO);
@@ -593,10 +632,10 @@ static void test_config_mismatch(void)
 	CHECK(vsr_net_stats_get(net)->config_mismatches == 2);
 	CHECK(cfg_messages == 0);
 	CHECK(cfg_error[0] == '\0'); /* the same peer and fingerprint: logged once */
-	cfg_rclient_free(&ic);
+	rclient_free(&ic);
 
 	/* The same fingerprint: accepted, its COMMIT delivered. */
-	cfg_rclient(&ic, dial(o.replicas[0].port), &wc);
+	rclient_init(&ic, dial(o.replicas[0].port), &wc);
 	cfg_hello_commit(&out, ours);
 	rclient_send(&ic, &out);
 	CHECK(rclient_next(&l, &ic) == 0 && ic.d.type == VSR_WIRE_HELLO);
@@ -606,13 +645,11 @@ static void test_config_mismatch(void)
 	}
 	CHECK(cfg_messages == 1 && cfg_back);
 	CHECK(vsr_net_stats_get(net)->config_mismatches == 2);
-	cfg_rclient_free(&ic);
+	rclient_free(&ic);
 
 	vsr_buf_free(&out);
 	close(lfd);
-	vsr_net_close(net, NULL);
-	CHECK(uv_run(&l, UV_RUN_DEFAULT) == 0);
-	CHECK(uv_loop_close(&l) == 0);
+	edges_stop(&l, net);
 	printf("config-mismatch: ok (refused both ways, nothing delivered, accepted when equal)\n");
 }
 
@@ -629,5 +666,7 @@ int main(int argc, char **argv)
 		test_accept_many();
 	if (only == NULL || strcmp(only, "config-mismatch") == 0)
 		test_config_mismatch();
+	if (only == NULL || strcmp(only, "accept-nomem") == 0)
+		test_accept_nomem();
 	return 0;
 }

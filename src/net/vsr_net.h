@@ -126,6 +126,7 @@ typedef struct vsr_net_stats {
 	uint64_t peer_link_stalls;           /* replica links redialled: retransmissions unanswered */
 	uint64_t peer_dial_timeouts;         /* dials given up unanswered, tried again */
 	uint64_t config_mismatches;          /* replica connections refused: fingerprint differs */
+	uint64_t accepts_deferred;           /* accepts put off for want of memory (tried again) */
 	uint32_t connections;                /* open now, all kinds */
 	vsr_wire_stats wire;                 /* frames and bytes, drops per reason */
 } vsr_net_stats;

@@ -118,3 +118,17 @@ bool vsr_storage_flush(vsr_storage *s)
 {
 	return kind_of(s) == VSR_STORAGE_DURABLE && storage_durable_flush(s);
 }
+
+uint8_t vsr_storage_config(const vsr_storage *s, uint64_t parts[VSR_STORAGE_CONFIG_MAX])
+{
+	if (kind_of(s) == VSR_STORAGE_DURABLE)
+		return storage_durable_config(s, parts);
+	return 0;
+}
+
+int vsr_storage_set_config(vsr_storage *s, const uint64_t *parts, uint8_t count)
+{
+	if (kind_of(s) == VSR_STORAGE_DURABLE)
+		return storage_durable_set_config(s, parts, count);
+	return VSR_OK;
+}

@@ -35,6 +35,7 @@
  * the kernel may have dropped the dirty pages. The host stops. */
 #define _GNU_SOURCE
 #include "storage_impl.h"
+#include "reaper.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -55,6 +56,7 @@
 
 #define SB_NAME "superblock"
 #define LOCK_NAME "lock" /* held while a process uses the directory */
+#define TRASH_PREFIX "trash-" /* a segment being removed (reaper.h) */
 #define SB_COPY_SIZE 4096u
 #define SB_MAGIC UINT64_C(0x31304253524c5356) /* "VSRLRSB01" folded */
 #define SB_VERSION 1u
@@ -115,6 +117,11 @@ typedef struct sb_disk {
 	uint64_t replica;
 	vsr_superblock core;
 	log_pos end;   /* every record before this was durable when written */
+	/* The configuration fingerprint the host set (vsr_storage_set_config),
+	 * opaque here; 0 parts: none recorded (a copy written before they were,
+	 * or before the host set one). */
+	uint8_t config_count;
+	uint64_t config[VSR_STORAGE_CONFIG_MAX];
 } sb_disk;
 
 /* The core's superblock is stored word by word, so that every field it has
@@ -129,6 +136,17 @@ static void sb_words(const vsr_superblock *c, uint64_t w[SB_WORDS])
 {
 	memcpy(w, c, sizeof *c);
 }
+
+/* The configuration record, at a fixed offset past the core's words (at
+ * most 64) and their checksum: a build from before it checks only the
+ * bytes up to its own checksum, so it reads such a copy and writes one
+ * without it (zeros: "none recorded"). Its checksum covers the whole copy
+ * from byte 0, so it belongs to this write and no other. */
+#define SB_CONFIG_AT 1024u
+#define SB_CONFIG_MAGIC UINT64_C(0x3130474643525356) /* "VSRCFG01" */
+_Static_assert(SB_WORDS_AT + 8u * 64u + 8u <= SB_CONFIG_AT &&
+		       SB_CONFIG_AT + 16u + 8u * VSR_STORAGE_CONFIG_MAX + 8u <= SB_COPY_SIZE,
+	       "the configuration record fits between the core's words and the copy's end");
 
 static void sb_encode(const sb_disk *sb, uint8_t out[SB_COPY_SIZE])
 {
@@ -146,6 +164,14 @@ static void sb_encode(const sb_disk *sb, uint8_t out[SB_COPY_SIZE])
 	for (size_t i = 0; i < SB_WORDS; i++) put64(out + SB_WORDS_AT + 8 * i, w[i]);
 	size_t end = SB_WORDS_AT + 8 * SB_WORDS;
 	put64(out + end, XXH3_64bits(out, end));
+	if (sb->config_count > 0) {
+		put64(out + SB_CONFIG_AT, SB_CONFIG_MAGIC);
+		put32(out + SB_CONFIG_AT + 8, sb->config_count);
+		for (unsigned i = 0; i < sb->config_count; i++)
+			put64(out + SB_CONFIG_AT + 16 + 8 * i, sb->config[i]);
+		size_t cend = SB_CONFIG_AT + 16 + 8u * sb->config_count;
+		put64(out + cend, XXH3_64bits(out, cend));
+	}
 }
 
 static bool sb_decode(const uint8_t *in, sb_disk *sb)
@@ -164,6 +190,16 @@ static bool sb_decode(const uint8_t *in, sb_disk *sb)
 	uint64_t w[SB_WORDS] = {0};
 	for (size_t i = 0; i < SB_WORDS && i < words; i++) w[i] = get64(in + SB_WORDS_AT + 8 * i);
 	memcpy(&sb->core, w, sizeof sb->core);
+	/* No record (zeros): a copy written before records existed. A record
+	 * that does not verify: a torn copy, like a bad checksum above. */
+	uint64_t magic = get64(in + SB_CONFIG_AT);
+	if (magic == 0) return true;
+	uint32_t count = get32(in + SB_CONFIG_AT + 8);
+	if (magic != SB_CONFIG_MAGIC || count == 0 || count > VSR_STORAGE_CONFIG_MAX) return false;
+	size_t cend = SB_CONFIG_AT + 16 + 8u * count;
+	if (get64(in + cend) != XXH3_64bits(in, cend)) return false;
+	sb->config_count = (uint8_t)count;
+	for (unsigned i = 0; i < count; i++) sb->config[i] = get64(in + SB_CONFIG_AT + 16 + 8 * i);
 	return true;
 }
 
@@ -257,6 +293,7 @@ typedef struct durable {
 	int seg_fd;
 	int sb_fd;               /* the superblock file, once written */
 	int lock_fd;             /* `lock`, locked while this process uses the directory */
+	vsr_reaper *reaper;      /* removes pruned segments (reaper.h); NULL until the first */
 	log_pos pos;             /* where the next record goes */
 	log_pos synced;          /* every record before this is durable */
 	uint8_t *stage;          /* records appended, not yet written: they end at pos */
@@ -577,14 +614,36 @@ static int sb_write_lag(durable *d)
 	return 0;
 }
 
+/* A file of ours to remove (`name`, in the directory): handed to the
+ * reaper, which shrinks it a slice at a time off the writer's thread
+ * (reaper.h); unlinked here when there is none. */
+static void file_reap(durable *d, const char *name)
+{
+	if (d->reaper == NULL)
+		d->reaper = vsr_reaper_start(d->dirfd);
+	if (d->reaper == NULL || vsr_reaper_add(d->reaper, name) != 0)
+		unlinkat(d->dirfd, name, 0);
+}
+
+/* A segment no longer needed: out of the log's names at once (a rename:
+ * a restart never reads it again), then reaped. */
+static void segment_remove(durable *d, uint64_t seq)
+{
+	char name[64], trash[64];
+	seg_name(name, sizeof name, seq);
+	snprintf(trash, sizeof trash, "%s%016" PRIx64, TRASH_PREFIX, seq);
+	if (renameat(d->dirfd, name, d->dirfd, trash) == 0)
+		file_reap(d, trash);
+	else
+		unlinkat(d->dirfd, name, 0);
+}
+
 /* Segments wholly at or below the durable checkpoint are no longer needed. */
 static void segments_prune(durable *d, uint64_t checkpoint_op)
 {
 	uint32_t drop = 0;
 	while (drop + 1 < d->seg_count && d->segs[drop].max_op <= checkpoint_op) {
-		char name[64];
-		seg_name(name, sizeof name, d->segs[drop].seq);
-		unlinkat(d->dirfd, name, 0);
+		segment_remove(d, d->segs[drop].seq);
 		drop++;
 	}
 	if (drop == 0) return;
@@ -875,6 +934,8 @@ static int dir_list(durable *d, dir_scan *ds, char *err, size_t err_len)
 	while ((de = readdir(dir)) != NULL) {
 		if (strcmp(de->d_name, SB_NAME) == 0) {
 			ds->has_sb = true;
+		} else if (strncmp(de->d_name, TRASH_PREFIX, strlen(TRASH_PREFIX)) == 0) {
+			file_reap(d, de->d_name); /* a removal a stop interrupted */
 		} else if (strncmp(de->d_name, "log-", 4) == 0 && strlen(de->d_name) == 20) {
 			if (ds->seg_count == cap) {
 				cap = cap ? cap * 2 : 16;
@@ -1596,6 +1657,7 @@ static void close_cb(uv_handle_t *h)
 	}
 	if (d->seg_fd >= 0) close(d->seg_fd);
 	if (d->sb_fd >= 0) close(d->sb_fd);
+	vsr_reaper_stop(d->reaper); /* the rest at the next start */
 	if (d->dirfd >= 0) close(d->dirfd);
 	if (d->lock_fd >= 0) close(d->lock_fd);
 	for (uint32_t i = 0; i < d->durable.entry_count && d->loaded_entries; i++)
@@ -1659,4 +1721,39 @@ void storage_durable_recovered(vsr_storage *s)
 	pthread_mutex_lock(&d->mu);
 	d->want_recovered = true;
 	pthread_mutex_unlock(&d->mu);
+}
+
+uint8_t storage_durable_config(const vsr_storage *s, uint64_t parts[VSR_STORAGE_CONFIG_MAX])
+{
+	const durable *d = D(s);
+	/* Called on the loop before the first submit: the worker is idle. */
+	memcpy(parts, d->sb.config, sizeof d->sb.config);
+	return d->sb.config_count;
+}
+
+int storage_durable_set_config(vsr_storage *s, const uint64_t *parts, uint8_t count)
+{
+	durable *d = D(s);
+	assert(d->loaded && count <= VSR_STORAGE_CONFIG_MAX);
+	pthread_mutex_lock(&d->mu);
+	/* Before the first submit nothing is queued and no update lags: the
+	 * writer state is free, and taken here as vsr_storage_flush() takes it. */
+	assert(!d->writer_busy && d->queue == NULL && !d->lag_dirty);
+	d->writer_busy = true;
+	pthread_mutex_unlock(&d->mu);
+	sb_disk sb = d->sb;
+	bool same = sb.config_count == count &&
+		    memcmp(sb.config, parts, count * sizeof *parts) == 0;
+	sb.config_count = count;
+	memset(sb.config, 0, sizeof sb.config);
+	memcpy(sb.config, parts, count * sizeof *parts);
+	int rc = VSR_OK;
+	if (!d->sb_ever || same)
+		d->sb = sb; /* the first group writes it */
+	else if (d->failed || sb_write_both(d, &sb) != 0)
+		rc = VSR_EINVAL;
+	pthread_mutex_lock(&d->mu);
+	d->writer_busy = false;
+	pthread_mutex_unlock(&d->mu);
+	return rc;
 }

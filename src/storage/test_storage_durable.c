@@ -747,6 +747,73 @@ static void case_in_use(void)
 	close_storage(s);
 }
 
+
+/* The configuration fingerprint in the superblock (docs/storage.md, the
+ * record at byte 1024 of each copy): recorded with the first superblock,
+ * loaded back, rewritten at once when it changes; a copy without it (what
+ * a build from before it writes) loads and gets it; a record that does not
+ * verify makes its copy invalid, like any torn copy. */
+static void case_config(void)
+{
+	begin("the configuration fingerprint in the superblock");
+	const uint64_t a[6] = {11, 12, 13, 14, 15, 16}, b[6] = {11, 12, 99, 14, 15, 16};
+	uint64_t got[VSR_STORAGE_CONFIG_MAX];
+	const vsr_durable *d;
+	vsr_storage *s = open_storage(false, 0, &fault_io, &d);
+	CHECK(d == NULL && vsr_storage_config(s, got) == 0);
+	long writes = F.pwrites;
+	CHECK(vsr_storage_set_config(s, a, 6) == VSR_OK);
+	CHECK(F.pwrites == writes); /* no superblock yet: the first group writes it */
+	make_entries(1, 10, 1, 0);
+	write_log(s, 10, 2, 1);
+	close_storage(s);
+
+	s = open_storage(false, 0, &fault_io, &d);
+	check_loaded(d, 1, 10);
+	CHECK(vsr_storage_config(s, got) == 6 && memcmp(got, a, sizeof a) == 0);
+	writes = F.pwrites;
+	CHECK(vsr_storage_set_config(s, a, 6) == VSR_OK);
+	CHECK(F.pwrites == writes); /* the same: nothing to write */
+	close_storage(s);
+
+	/* A copy without the record, as an older build writes them: both
+	 * copies' record zeroed (it ends at 1024 + 16 + 6 * 8 + 8). */
+	uint8_t zero[16 + 6 * 8 + 8] = {0};
+	write_at("superblock", 1024, zero, sizeof zero);
+	write_at("superblock", 4096 + 1024, zero, sizeof zero);
+	s = open_storage(false, 0, &fault_io, &d);
+	check_loaded(d, 1, 10);
+	CHECK(d->superblock.view == 1);
+	CHECK(vsr_storage_config(s, got) == 0);
+	writes = F.pwrites;
+	CHECK(vsr_storage_set_config(s, a, 6) == VSR_OK);
+	CHECK(F.pwrites == writes + 2); /* both copies, at once */
+	close_storage(s);
+	s = open_storage(false, 0, &fault_io, &d);
+	check_loaded(d, 1, 10);
+	CHECK(vsr_storage_config(s, got) == 6 && memcmp(got, a, sizeof a) == 0);
+	/* Another configuration, accepted: on disk before anything else. */
+	CHECK(vsr_storage_set_config(s, b, 6) == VSR_OK);
+	close_storage(s);
+	s = open_storage(false, 0, NULL, &d);
+	check_loaded(d, 1, 10);
+	CHECK(vsr_storage_config(s, got) == 6 && memcmp(got, b, sizeof b) == 0);
+	close_storage(s);
+
+	/* A flipped part: that copy is invalid, the other one is used; both:
+	 * the disk cannot say what it promised (reset, as for any copy). */
+	flip_byte("superblock", 1024 + 16 + 8 * 2);
+	s = open_storage(false, 0, NULL, &d);
+	check_loaded(d, 1, 10);
+	CHECK(vsr_storage_config(s, got) == 6 && memcmp(got, b, sizeof b) == 0);
+	close_storage(s);
+	flip_byte("superblock", 4096 + 1024 + 16 + 8 * 2);
+	s = open_storage(false, 0, NULL, &d);
+	CHECK(d != NULL && d->superblock.history == 0);
+	CHECK(vsr_storage_config(s, got) == 0);
+	close_storage(s);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1) {
@@ -771,6 +838,7 @@ int main(int argc, char **argv)
 	case_first_superblock_torn();
 	case_segments();
 	case_in_use();
+	case_config();
 	case_io_failure("ENOSPC on a log write", false, ENOSPC, "disk is full");
 	case_io_failure("EIO on a log write", false, EIO, "I/O error");
 	case_io_failure("failed fdatasync", true, EIO, "fdatasync");

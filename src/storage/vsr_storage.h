@@ -181,6 +181,26 @@ void vsr_storage_recovered(vsr_storage *s);
  * A no-op (false) when nothing is held. */
 bool vsr_storage_flush(vsr_storage *s);
 
+/* The configuration fingerprint recorded in the superblock: up to this many
+ * u64 parts, opaque to storage (the host computes and compares them; a
+ * replica must not replay its log under another configuration, see
+ * docs/config.md "Changing the configuration"). */
+#define VSR_STORAGE_CONFIG_MAX 16u
+/* What the superblock load found records, copied to parts; returns how
+ * many (0: none: no state, a superblock written by a build from before the
+ * record, a reset directory, or the memory backend). Call after load and
+ * before vsr_storage_set_config(). */
+uint8_t vsr_storage_config(const vsr_storage *s, uint64_t parts[VSR_STORAGE_CONFIG_MAX]);
+/* Sets the fingerprint every superblock written from now on records. Call
+ * once, after load and before the first submit, when the host has decided
+ * that the directory may be used under this configuration. A directory
+ * whose superblock records other parts (or none) gets both copies written
+ * again at once, so that an accepted change is on disk before anything runs
+ * under it. Returns VSR_OK, or a negative status when that write failed
+ * (vsr_storage_error() says why: stop, as for a failed persist). The memory
+ * backend records nothing: VSR_OK. */
+int vsr_storage_set_config(vsr_storage *s, const uint64_t *parts, uint8_t count);
+
 #ifdef __cplusplus
 }
 #endif

@@ -16,49 +16,27 @@ keys=${2:-60000}
 clients=${3:-16}
 seconds=${4:-60}
 root=$(cd "$(dirname "$0")/../.." && pwd)
-dir=$(mktemp -d /tmp/vsr-ckpt-bench-XXXXXX)
-pids=""
-cleanup() {
-	for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	if [ -n "${KEEP:-}" ]; then echo "checkpoint_stall: logs kept in $dir"; else rm -rf "$dir"; fi
-}
-trap cleanup EXIT
-# A trapped signal would resume the script: exit, which runs the EXIT trap.
-trap 'exit 130' INT
-trap 'exit 143' TERM
+. "$root/tests/bench/lib.sh"
+bench_workdir ckpt-bench
+[ -z "${KEEP:-}" ] || bench_keep="checkpoint_stall: logs kept in"
+bench_signal=KILL
+bench_log_level=info
 
 # Nine free loopback ports, all bound at once and then released.
 ports=$("$build/vsr_free_ports" 9)
 set -- $ports
-cat > "$dir/cluster.lua" <<LUA
-return {
-  cluster = 4242,
-  replicas = { "127.0.0.1:$1", "127.0.0.1:$2", "127.0.0.1:$3" },
-  clients  = { "127.0.0.1:$4", "127.0.0.1:$5", "127.0.0.1:$6" },
-  metrics  = { "127.0.0.1:$7", "127.0.0.1:$8", "127.0.0.1:$9" },
-  statemachine = "$root/statemachines/kv.lua",
-  dedup = "$root/lua/vsr/dedup/oldest.lua",
-  data_dir = "$dir/data",
-  durability = "${DURABILITY:-memory}",
+metrics_ports="$7 $8 $9"
+bench_config "$work/cluster.lua" 4242 "$ports" "${DURABILITY:-memory}" "$work/data" \
+	"metrics  = { \"127.0.0.1:$7\", \"127.0.0.1:$8\", \"127.0.0.1:$9\" },
+  dedup = \"$root/lua/vsr/dedup/oldest.lua\",
   timeouts = { tick_ms = 10, heartbeat_ms = 50, primary_ms = 300,
                view_change_ms = 300, retry_ms = 100 },
   limits = { pipeline = 16, batch_requests = 256, clients = 1024,
              message_bytes = 16 * 1024 * 1024, checkpoint_interval = ${CHECKPOINT:-4096},
-             instructions = 1000000, memory_bytes = 256 * 1024 * 1024 },
-  log_level = "info",
-}
-LUA
-for i in 1 2 3; do
-	"${VSRHOST:-$build/vsrhost}" "$dir/cluster.lua" --replica $i >"$dir/replica-$i.log" 2>&1 &
-	pids="$pids $!"
-done
-# Ready when every replica answers a status (polled against a deadline).
-deadline=$(( $(date +%s) + 20 ))
-until [ "$("$build/vsrctl" -c "$dir/cluster.lua" -t 1000 status 2>/dev/null | grep -c normal)" -ge 3 ]; do
-	[ "$(date +%s)" -lt "$deadline" ] || { echo "cluster did not start"; tail "$dir"/replica-*.log; exit 1; }
-	sleep 0.1 # poll interval
-done
+             instructions = 1000000, memory_bytes = 256 * 1024 * 1024 },"
+bench_replicas "${VSRHOST:-$build/vsrhost}" "$work/cluster.lua"
+bench_wait_normal "$build" "$work/cluster.lua" 20 ||
+	{ echo "cluster did not start"; tail "$work"/replica-*.log; exit 1; }
 echo "checkpoint_stall: $keys keys, $clients clients, $seconds s (3 replicas, ${DURABILITY:-memory}, checkpoint every ${CHECKPOINT:-4096} ops)"
 # Per replica, from its metrics: persists and steps of 50 ms or more, and
 # checkpoint syncs; the figures of the measured run are the difference of
@@ -77,33 +55,32 @@ snapshot() { # $1 = file
 			END { print port, pn - p50, pn, sn - s50, sn, cs, cw }' >>"$1"
 	done
 }
-metrics_ports="$7 $8 $9"
 # The preload (a short run that puts every key first), then the measured run.
-"$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$keys" --preload -d 0.2 >"$dir/preload.txt"
-grep preloaded "$dir/preload.txt" || true
+"$build/vsrbench" -c "$work/cluster.lua" -n "$clients" -k "$keys" --preload -d 0.2 >"$work/preload.txt"
+grep preloaded "$work/preload.txt" || true
 # WARM=S (default 0): S seconds of the same load, unmeasured, before the
 # measured run. Right after a sequential preload the first seconds of
 # random puts fault in and split pages no interval touched yet, in both
 # modes; with WARM the figures are those of the steady state.
 if [ "${WARM:-0}" != 0 ]; then
-	"$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$keys" -d "$WARM" >"$dir/warm.txt"
+	"$build/vsrbench" -c "$work/cluster.lua" -n "$clients" -k "$keys" -d "$WARM" >"$work/warm.txt"
 fi
-snapshot "$dir/before.txt"
+snapshot "$work/before.txt"
 # SLOW=MS: the measured run prints each call slower than MS with the time it
 # ended, kept in slow.txt next to the replicas' logs (KEEP=1) to line up with
 # their checkpoint lines (tests/bench/slow_episodes.py DIR does that).
-"$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$keys" -d "$seconds" \
-	${SLOW:+--slow "$SLOW"} 2>"$dir/slow.txt"
-snapshot "$dir/after.txt"
-"$build/vsrctl" -c "$dir/cluster.lua" status || true
-if [ -s "$dir/after.txt" ]; then
-	paste -d' ' "$dir/before.txt" "$dir/after.txt" | awk '{
+"$build/vsrbench" -c "$work/cluster.lua" -n "$clients" -k "$keys" -d "$seconds" \
+	${SLOW:+--slow "$SLOW"} 2>"$work/slow.txt"
+snapshot "$work/after.txt"
+"$build/vsrctl" -c "$work/cluster.lua" status || true
+if [ -s "$work/after.txt" ]; then
+	paste -d' ' "$work/before.txt" "$work/after.txt" | awk '{
 		printf "checkpoint_stall: replica metrics :%s, measured run: persists >= 50 ms %d of %d, steps >= 50 ms %d of %d, checkpoint syncs %d, sync waits %d\n",
 			$1, $9 - $2, $10 - $3, $11 - $4, $12 - $5, $13 - $6, $14 - $7 }'
 fi
-vc=$(grep -h "status view_change" "$dir"/replica-*.log | wc -l)
-ck=$(grep -h "checkpoint at op [0-9]* (the step" "$dir"/replica-*.log | wc -l)
-slow=$(grep -h "slow step" "$dir"/replica-*.log | sed -n 's/.*took \([0-9]*\) ms/\1/p' | sort -n | tail -1)
-nslow=$(grep -h "slow step" "$dir"/replica-*.log | wc -l)
-ckmax=$(grep -h "checkpoint at op" "$dir"/replica-*.log | sed -n 's/.*took it: \([0-9.]*\) ms.*/\1/p' | sort -n | tail -1)
+vc=$(grep -h "status view_change" "$work"/replica-*.log | wc -l)
+ck=$(grep -h "checkpoint at op [0-9]* (the step" "$work"/replica-*.log | wc -l)
+slow=$(grep -h "slow step" "$work"/replica-*.log | sed -n 's/.*took \([0-9]*\) ms/\1/p' | sort -n | tail -1)
+nslow=$(grep -h "slow step" "$work"/replica-*.log | wc -l)
+ckmax=$(grep -h "checkpoint at op" "$work"/replica-*.log | sed -n 's/.*took it: \([0-9.]*\) ms.*/\1/p' | sort -n | tail -1)
 echo "checkpoint_stall: view changes entered (all replicas): $vc; checkpoints taken (all replicas): $ck; slow steps: $nslow (longest ${slow:-0} ms); longest checkpoint step ${ckmax:-0} ms"

@@ -6,12 +6,17 @@
 #   bench_workdir NAME         $work := a fresh /tmp/vsr-NAME-XXXXXX; at exit
 #                              the supervisor ($sup) and $pids are stopped,
 #                              $bench_at_exit (a command, if set) runs, and
-#                              $work is removed
+#                              $work is removed (kept if $bench_keep is set:
+#                              then "$bench_keep $work" is printed)
 #   bench_ports BASE           "BASE BASE+1 ... BASE+5"
 #   bench_config FILE CLUSTER "PORTS" DURABILITY DATA_DIR [FIELDS]
 #   bench_wait_put BUILD CONFIG TRIES TIMEOUT_MS
 #   bench_start BUILD CONFIG LOG   (and bench_stop)
-#   bench_kill_pids            stops $pids (kill, then wait)
+#   bench_replicas VSRHOST CONFIG  the three replicas as separate processes
+#                              (their ids in $pids), logs $work/replica-N.log
+#   bench_wait_normal BUILD CONFIG SECONDS   until all three report normal
+#   bench_kill_pids            stops $pids (kill -$bench_signal, default TERM,
+#                              then wait)
 
 : "${root:?lib.sh: set root (the source tree) before sourcing it}"
 
@@ -29,7 +34,7 @@ bench_cleanup() {
 	bench_stop
 	bench_kill_pids
 	${bench_at_exit:-:}
-	rm -rf "$work"
+	if [ -n "${bench_keep:-}" ]; then echo "$bench_keep $work"; else rm -rf "$work"; fi
 }
 
 bench_ports() { # base
@@ -87,8 +92,27 @@ bench_stop() {
 	sup=""
 }
 
+# Starts VSRHOST CONFIG --replica N for N = 1, 2, 3 in the background, each
+# writing to $work/replica-N.log; their process ids are added to $pids.
+bench_replicas() { # vsrhost config
+	for _i in 1 2 3; do
+		"$1" "$2" --replica $_i >>"$work/replica-$_i.log" 2>&1 &
+		pids="$pids $!"
+	done
+}
+
+# Returns 0 once all three replicas of CONFIG report normal status, 1 when
+# they did not within SECONDS (polled every 0.1 s).
+bench_wait_normal() { # build config seconds
+	_deadline=$(($(date +%s) + $3))
+	until [ "$("$1/vsrctl" -c "$2" -t 1000 status 2>/dev/null | grep -c normal)" -ge 3 ]; do
+		[ "$(date +%s)" -lt "$_deadline" ] || return 1
+		sleep 0.1 # poll interval
+	done
+}
+
 bench_kill_pids() {
-	for _p in $pids; do kill "$_p" 2>/dev/null || true; done
+	for _p in $pids; do kill -"${bench_signal:-TERM}" "$_p" 2>/dev/null || true; done
 	for _p in $pids; do wait "$_p" 2>/dev/null || true; done
 	pids=""
 }

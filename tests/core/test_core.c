@@ -18,13 +18,28 @@ static void call_ok(fixture *f, uint64_t session, uint64_t request, uint64_t *ap
 	if (r && r->status == VSR_REPLY_OK && applied) (*applied)++;
 }
 
+/* Requests first..last of the session (call_ok each); how many were applied. */
+static uint64_t calls(fixture *f, uint64_t session, uint64_t first, uint64_t last)
+{
+	uint64_t applied = 0;
+	for (uint64_t k = first; k <= last; k++) call_ok(f, session, k, &applied);
+	return applied;
+}
+
+/* The set-up the scenarios share: fx_init(f, n, tune) and a session
+ * registered through replica 0 (its id, 0 if that failed). */
+static uint64_t start(fixture *f, uint8_t n, void (*tune)(vsr_config *c), uint64_t nonce)
+{
+	fx_init(f, n, tune);
+	return fx_register(f, 0, nonce);
+}
+
 /* ------------------------------------------------------------------------ */
 
 static void test_normal_operation(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 42);
+	uint64_t s = start(&f, 3, NULL, 42);
 	CHECK(s != 0);
 	for (uint64_t k = 1; k <= 100; k++) {
 		const fx_reply *r = fx_call(&f, s, k, "x");
@@ -107,11 +122,9 @@ static void test_burst_hint_makes_one_batch(void)
 static void test_primary_isolated_then_healed(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 7), applied = 0;
+	uint64_t s = start(&f, 3, NULL, 7);
 	CHECK(s != 0);
-	for (uint64_t k = 1; k <= 10; k++) call_ok(&f, s, k, &applied);
-	CHECK(applied == 10);
+	CHECK(calls(&f, s, 1, 10) == 10);
 	fx_isolate(&f, 0);
 	fx_run(&f, 200);
 	int p = fx_primary(&f);
@@ -119,8 +132,7 @@ static void test_primary_isolated_then_healed(void)
 	vsr_replica_info in;
 	fx_info(&f, (uint8_t)p, &in);
 	CHECK(in.view >= 1);
-	for (uint64_t k = 11; k <= 20; k++) call_ok(&f, s, k, &applied);
-	CHECK(applied == 20);
+	CHECK(calls(&f, s, 11, 20) == 10);
 	fx_heal(&f);
 	CHECK(fx_run_until(&f, 500, fx_all_caught_up, NULL));
 	fx_info(&f, 0, &in);
@@ -132,10 +144,8 @@ static void test_primary_isolated_then_healed(void)
 static void test_backup_with_stale_suffix_rejoins(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 9), applied = 0;
-	for (uint64_t k = 1; k <= 5; k++) call_ok(&f, s, k, &applied);
-	CHECK(applied == 5);
+	uint64_t s = start(&f, 3, NULL, 9);
+	CHECK(calls(&f, s, 1, 5) == 5);
 	fx_run(&f, 10);
 	/* The primary prepares ops nobody else sees: a stale uncommitted suffix. */
 	fx_isolate(&f, 0);
@@ -145,8 +155,7 @@ static void test_backup_with_stale_suffix_rejoins(void)
 	CHECK(old.op > old.commit);
 	fx_run(&f, 200);
 	/* The others move on and commit different ops at the same positions. */
-	for (uint64_t k = 6; k <= 12; k++) call_ok(&f, s, k, &applied);
-	CHECK(applied == 12);
+	CHECK(calls(&f, s, 6, 12) == 7);
 	fx_heal(&f);
 	CHECK(fx_run_until(&f, 500, fx_all_caught_up, NULL));
 	vsr_replica_info now;
@@ -164,12 +173,10 @@ static void test_backup_with_stale_suffix_rejoins(void)
 static void test_lagging_backup_state_transfer_with_checkpoint(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 11), applied = 0;
+	uint64_t s = start(&f, 3, NULL, 11);
 	fx_crash(&f, 2);
 	/* Far enough that the others' logs no longer hold what 2 lacks. */
-	for (uint64_t k = 1; k <= 400; k++) call_ok(&f, s, k, &applied);
-	CHECK(applied == 400);
+	CHECK(calls(&f, s, 1, 400) == 400);
 	vsr_replica_info p;
 	fx_info(&f, 0, &p);
 	CHECK(p.log_start > 1);
@@ -186,10 +193,9 @@ static void test_lagging_backup_state_transfer_with_checkpoint(void)
 static void test_view_change_during_state_transfer(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 13), applied = 0;
+	uint64_t s = start(&f, 3, NULL, 13);
 	fx_isolate(&f, 2);
-	for (uint64_t k = 1; k <= 50; k++) call_ok(&f, s, k, &applied);
+	uint64_t applied = calls(&f, s, 1, 50);
 	/* Replica 2 comes back in a newer view it learns through a commit; while
 	 * it asks for state, the primary crashes. */
 	fx_crash(&f, 0);
@@ -197,7 +203,7 @@ static void test_view_change_during_state_transfer(void)
 	fx_run(&f, 3);
 	fx_restart(&f, 0);
 	CHECK(fx_run_until(&f, 2000, fx_all_caught_up, NULL));
-	for (uint64_t k = 51; k <= 60; k++) call_ok(&f, s, k, &applied);
+	applied += calls(&f, s, 51, 60);
 	CHECK(applied == 60);
 	CHECK(fx_run_until(&f, 500, fx_all_caught_up, NULL));
 	CHECK_CLUSTER(&f);
@@ -207,10 +213,8 @@ static void test_view_change_during_state_transfer(void)
 static void test_restart_all_keeps_committed(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 15), applied = 0;
-	for (uint64_t k = 1; k <= 80; k++) call_ok(&f, s, k, &applied);
-	CHECK(applied == 80);
+	uint64_t s = start(&f, 3, NULL, 15);
+	CHECK(calls(&f, s, 1, 80) == 80);
 	fx_run(&f, 10);
 	vsr_replica_info before;
 	fx_info(&f, 0, &before);
@@ -230,8 +234,7 @@ static void test_restart_all_keeps_committed(void)
 static void test_at_most_once(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 17);
+	uint64_t s = start(&f, 3, NULL, 17);
 	const fx_reply *r1 = fx_call(&f, s, 1, "once");
 	CHECK(r1 && r1->status == VSR_REPLY_OK);
 	char first[64];
@@ -262,8 +265,7 @@ static void tune_two_clients(vsr_config *c) { c->clients_max = 2; }
 static void test_session_eviction(void)
 {
 	fixture f;
-	fx_init(&f, 3, tune_two_clients);
-	uint64_t a = fx_register(&f, 0, 1);
+	uint64_t a = start(&f, 3, tune_two_clients, 1);
 	uint64_t b = fx_register(&f, 0, 2);
 	CHECK(a && b && a != b);
 	const fx_reply *r = fx_call(&f, b, 1, "b1");
@@ -282,10 +284,8 @@ static void test_session_eviction(void)
 static void test_single_replica_restart(void)
 {
 	fixture f;
-	fx_init(&f, 1, NULL);
-	uint64_t s = fx_register(&f, 0, 19), applied = 0;
-	for (uint64_t k = 1; k <= 100; k++) call_ok(&f, s, k, &applied);
-	CHECK(applied == 100);
+	uint64_t s = start(&f, 1, NULL, 19);
+	CHECK(calls(&f, s, 1, 100) == 100);
 	fx_crash(&f, 0);
 	fx_restart(&f, 0);
 	CHECK(fx_run_until(&f, 500, fx_all_caught_up, NULL));
@@ -297,12 +297,10 @@ static void test_single_replica_restart(void)
 static void test_five_replicas_two_down(void)
 {
 	fixture f;
-	fx_init(&f, 5, NULL);
-	uint64_t s = fx_register(&f, 0, 21), applied = 0;
+	uint64_t s = start(&f, 5, NULL, 21);
 	fx_crash(&f, 0); /* the primary */
 	fx_crash(&f, 3);
-	for (uint64_t k = 1; k <= 20; k++) call_ok(&f, s, k, &applied);
-	CHECK(applied == 20);
+	CHECK(calls(&f, s, 1, 20) == 20);
 	fx_restart(&f, 0);
 	fx_restart(&f, 3);
 	CHECK(fx_run_until(&f, 2000, fx_all_caught_up, NULL));
@@ -341,8 +339,7 @@ static void tune_small_messages(vsr_config *c)
 static void test_transfer_in_byte_bounded_messages(void)
 {
 	fixture f;
-	fx_init(&f, 3, tune_small_messages);
-	uint64_t s = fx_register(&f, 0, 23);
+	uint64_t s = start(&f, 3, tune_small_messages, 23);
 	static char big[4001];
 	memset(big, 'v', sizeof big - 1);
 	fx_isolate(&f, 2);
@@ -364,8 +361,7 @@ static void tune_small_batches(vsr_config *c) { c->batch_bytes_max = 1024; }
 static void test_oversize_operation_rejected(void)
 {
 	fixture f;
-	fx_init(&f, 3, tune_small_batches);
-	uint64_t s = fx_register(&f, 0, 25);
+	uint64_t s = start(&f, 3, tune_small_batches, 25);
 	static char big[2048];
 	memset(big, 'x', sizeof big - 1);
 	uint64_t conn = fx_request(&f, 0, VSR_REQUEST_OP, s, 1, big);
@@ -446,10 +442,8 @@ static void test_lost_disk_primary_keeps_acked_op(void)
 static void test_lost_disk_primary_no_wedge(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 301), applied = 0;
-	for (uint64_t k = 1; k <= 5; k++) call_ok(&f, s, k, &applied);
-	CHECK(applied == 5);
+	uint64_t s = start(&f, 3, NULL, 301);
+	CHECK(calls(&f, s, 1, 5) == 5);
 	CHECK(fx_run_until(&f, 200, fx_all_caught_up, NULL));
 	fx_crash(&f, 0);
 	fx_restart_wiped(&f, 0);
@@ -471,10 +465,8 @@ static void test_lost_disk_primary_no_wedge(void)
 static void test_lone_amnesiac_waits_for_history(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 401), applied = 0;
-	for (uint64_t k = 1; k <= 3; k++) call_ok(&f, s, k, &applied);
-	CHECK(applied == 3);
+	uint64_t s = start(&f, 3, NULL, 401);
+	CHECK(calls(&f, s, 1, 3) == 3);
 	fx_run(&f, 20);
 	for (uint8_t i = 0; i < 3; i++) fx_crash(&f, i);
 	fx_restart_wiped(&f, 0);
@@ -523,8 +515,7 @@ static void test_whole_cluster_wipe_new_history(void)
 static void test_oversized_reply_bounded(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 601), applied = 0;
+	uint64_t s = start(&f, 3, NULL, 601);
 	uint64_t a = fx_register(&f, 0, 602);
 	fx_isolate(&f, 2);
 	/* Session a's last reply, stored in its table entry from now on. */
@@ -533,8 +524,7 @@ static void test_oversized_reply_bounded(void)
 	CHECK(r->body_len <= vsr_reply_bytes_max(&f.cfg[0]));
 	CHECK(vsr_replica_stats_get(f.node[0].r)->replies_too_large == 1);
 	/* Past a checkpoint, which holds session a's stored reply. */
-	for (uint64_t k = 1; k <= 80; k++) call_ok(&f, s, k, &applied);
-	CHECK(applied == 80);
+	CHECK(calls(&f, s, 1, 80) == 80);
 	vsr_replica_info i1;
 	fx_info(&f, 1, &i1);
 	CHECK(i1.checkpoint_op >= 64);
@@ -586,12 +576,11 @@ static bool restore_failed_once(fixture *f, void *arg)
 static void test_failed_restore_leaves_state_intact(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 31), applied = 0;
-	for (uint64_t k = 1; k <= 29; k++) call_ok(&f, s, k, &applied);
+	uint64_t s = start(&f, 3, NULL, 31);
+	uint64_t applied = calls(&f, s, 1, 29);
 	fx_run(&f, 5);
 	fx_crash(&f, 2);
-	for (uint64_t k = 30; k <= 200; k++) call_ok(&f, s, k, &applied);
+	applied += calls(&f, s, 30, 200);
 	CHECK(applied == 200);
 	fx_restart(&f, 2);
 	vsr_replica_info before;
@@ -604,8 +593,7 @@ static void test_failed_restore_leaves_state_intact(void)
 	CHECK(mid.executed == before.executed);
 	CHECK(mid.digest == before.digest); /* state machine and client table unchanged */
 	CHECK(fx_run_until(&f, 2000, fx_all_caught_up, NULL));
-	for (uint64_t k = 201; k <= 210; k++) call_ok(&f, s, k, &applied);
-	CHECK(applied == 210);
+	CHECK(calls(&f, s, 201, 210) == 10);
 	CHECK(fx_run_until(&f, 500, fx_all_caught_up, NULL));
 	CHECK_CLUSTER(&f);
 	fx_free(&f);
@@ -705,10 +693,9 @@ static void test_checkpoint_fetch_resumes(void)
 	fixture f;
 	fx_init(&f, 3, tune_slow_checkpoints);
 	f.snapshot_pad = 150 * 64; /* ~150 chunks */
-	uint64_t s = fx_register(&f, 0, 51), applied = 0;
+	uint64_t s = fx_register(&f, 0, 51);
 	fx_crash(&f, 2);
-	for (uint64_t k = 1; k <= 100; k++) call_ok(&f, s, k, &applied);
-	CHECK(applied == 100);
+	CHECK(calls(&f, s, 1, 100) == 100);
 	fx_restart(&f, 2);
 	f.hops_per_tick = 1;
 	CHECK(fx_run_until(&f, 500, half_fetched, NULL));
@@ -778,10 +765,8 @@ static void test_request_queue_bounded_by_bytes(void)
 static void test_no_get_state_to_a_silent_replica(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 901), applied = 0;
-	call_ok(&f, s, 1, &applied);
-	CHECK(applied == 1);
+	uint64_t s = start(&f, 3, NULL, 901);
+	CHECK(calls(&f, s, 1, 1) == 1);
 	vsr_message ack;
 	memset(&ack, 0, sizeof ack);
 	ack.type = VSR_MSG_PREPARE_OK;
@@ -808,6 +793,21 @@ static void tune_small_ring(vsr_config *c)
 	c->pipeline_max = 1;
 	c->log_max = 32; /* 2 * interval + 4 * pipeline fits, barely */
 	c->message_entries_max = 8;
+}
+
+/* Requests *req, *req + 1, ... (each followed by two ticks, at most 64)
+ * until replica 2's checkpoint is at op `least` or later; returns replica
+ * 2's checkpoint then. */
+static uint64_t calls_to_checkpoint(fixture *f, uint64_t s, uint64_t *req, uint64_t least)
+{
+	vsr_replica_info in;
+	fx_info(f, 2, &in);
+	for (int k = 0; k < 64 && in.checkpoint_op < least; k++) {
+		call_ok(f, s, (*req)++, NULL);
+		fx_run(f, 2);
+		fx_info(f, 2, &in);
+	}
+	return in.checkpoint_op;
 }
 
 static uint64_t disk_head(const fixture *f, uint8_t i)
@@ -837,12 +837,7 @@ static void test_restart_replay_takes_checkpoints(void)
 		vsr_replica_info in;
 		fx_info(&f, 2, &in);
 		uint64_t before = in.checkpoint_op;
-		for (int k = 0; k < 64 && in.checkpoint_op == before; k++) {
-			call_ok(&f, s, req++, NULL);
-			fx_run(&f, 2);
-			fx_info(&f, 2, &in);
-		}
-		CHECK(in.checkpoint_op > before);
+		CHECK(calls_to_checkpoint(&f, s, &req, before + 1) > before);
 		/* a little further, so that its superblock's commit is past it,
 		 * then the pending checkpoint is lost with a crash */
 		for (int k = 0; k < 3; k++) {
@@ -879,18 +874,11 @@ static void test_restart_replay_takes_checkpoints(void)
 static void test_restart_log_off_a_newer_checkpoint(void)
 {
 	fixture f;
-	fx_init(&f, 3, tune_small_ring);
-	uint64_t s = fx_register(&f, 0, 42);
+	uint64_t s = start(&f, 3, tune_small_ring, 42);
 	CHECK(s != 0);
 	uint64_t req = 1;
+	CHECK(calls_to_checkpoint(&f, s, &req, 16) == 16);
 	vsr_replica_info in;
-	fx_info(&f, 2, &in);
-	for (int k = 0; k < 64 && in.checkpoint_op < 16; k++) {
-		call_ok(&f, s, req++, NULL);
-		fx_run(&f, 2);
-		fx_info(&f, 2, &in);
-	}
-	CHECK(in.checkpoint_op == 16);
 	for (int k = 0; k < 3; k++) call_ok(&f, s, req++, NULL);
 	fx_run(&f, 4);
 	fx_crash(&f, 2);

@@ -48,6 +48,17 @@ static uint64_t start(fixture *f, uint64_t last)
 	return s != 0 && calls(f, s, 1, last) ? s : 0;
 }
 
+/* start(f, 3) with the primary, replica 0, planted: the scenarios where
+ * the primary is the one that diverges. Returns the session, 0 if the
+ * start failed or replica 0 is not the primary. */
+static uint64_t start_primary_planted(fixture *f)
+{
+	uint64_t s = start(f, 3);
+	if (s == 0 || fx_primary(f) != 0) return 0;
+	plant(f, 0, 1);
+	return s;
+}
+
 /* Replicas i and j executed as far and hold the same state. */
 static bool same_state(const fixture *f, uint8_t i, uint8_t j)
 {
@@ -104,10 +115,8 @@ static void test_backup_repaired(void)
 static void test_primary_abdicates(void)
 {
 	fixture f;
-	uint64_t s = start(&f, 3);
+	uint64_t s = start_primary_planted(&f);
 	CHECK(s != 0);
-	CHECK(fx_primary(&f) == 0);
-	plant(&f, 0, 1);
 	CHECK(calls(&f, s, 4, 40));
 	CHECK(fx_run_until(&f, 2000, fx_all_caught_up, NULL));
 	CHECK(stats(&f, 0)->divergence_abdications == 1);
@@ -286,10 +295,8 @@ static bool primary_is_1(fixture *f, void *arg)
 static void test_abdicated_primary_repairs_without_certifier(void)
 {
 	fixture f;
-	uint64_t s = start(&f, 3);
+	uint64_t s = start_primary_planted(&f);
 	CHECK(s != 0);
-	CHECK(fx_primary(&f) == 0);
-	plant(&f, 0, 1);
 	uint64_t k = 4;
 	CHECK(request_until_primary_diverged(&f, s, &k, 40));
 	vsr_divergence d;
@@ -298,10 +305,7 @@ static void test_abdicated_primary_repairs_without_certifier(void)
 	/* Replica 2's reports made replica 0 abdicate; now it is cut off. */
 	fx_isolate(&f, 2);
 	CHECK(fx_run_until(&f, 1000, primary_is_1, NULL));
-	for (; k <= 60; k++) {
-		const fx_reply *r = fx_call(&f, s, k, "w");
-		CHECK(r != NULL && r->status == VSR_REPLY_OK);
-	}
+	CHECK(calls(&f, s, k, 60));
 	CHECK(fx_primary(&f) == 1);
 	CHECK(stats(&f, 1)->divergences == 0 && stats(&f, 1)->divergent_peers == 0);
 	CHECK(!vsr_replica_diverged(f.node[0].r, NULL));
@@ -310,10 +314,7 @@ static void test_abdicated_primary_repairs_without_certifier(void)
 	 * behind the commit and can only catch up from the repaired one. */
 	fx_crash(&f, 1);
 	fx_heal(&f);
-	for (uint64_t end = k + 10; k <= end; k++) {
-		const fx_reply *r = fx_call(&f, s, k, "w");
-		CHECK(r != NULL && r->status == VSR_REPLY_OK);
-	}
+	CHECK(calls(&f, s, 61, 71));
 	CHECK(fx_run_until(&f, 1000, fx_all_caught_up, NULL));
 	CHECK(same_state(&f, 0, 2));
 	CHECK(!vsr_replica_diverged(f.node[0].r, NULL) && !vsr_replica_diverged(f.node[2].r, NULL));
@@ -330,10 +331,8 @@ static void test_abdicated_primary_repairs_without_certifier(void)
 static void test_primary_stops_at_detection(void)
 {
 	fixture f;
-	uint64_t s = start(&f, 3);
+	uint64_t s = start_primary_planted(&f);
 	CHECK(s != 0);
-	CHECK(fx_primary(&f) == 0);
-	plant(&f, 0, 1);
 	uint64_t k = 4;
 	for (; k <= 40 && !vsr_replica_diverged(f.node[0].r, NULL); k++) {
 		uint64_t conn = fx_request(&f, 0, VSR_REQUEST_OP, s, k, "w");

@@ -56,6 +56,56 @@ static void load_at_0(fixture *f, uint64_t session, uint64_t *request, uint32_t 
 	}
 }
 
+/* The cluster most scenarios start from: three replicas, a session
+ * registered through replica 0 (`nonce`) and `ticks` ticks of load_at_0.
+ * Returns the session (0, and no load, if the register failed). */
+static uint64_t loaded_cluster(fixture *f, uint64_t nonce, uint64_t *request, uint32_t ticks)
+{
+	fx_init(f, 3, NULL);
+	uint64_t s = fx_register(f, 0, nonce);
+	*request = 0;
+	if (s != 0) load_at_0(f, s, request, ticks);
+	return s;
+}
+
+/* The next request of the session answered OK. */
+static bool next_call_ok(fixture *f, uint64_t session, uint64_t *request, const char *op)
+{
+	const fx_reply *r = fx_call(f, session, ++*request, op);
+	return r && r->status == VSR_REPLY_OK;
+}
+
+/* A START_VIEW_CHANGE for `view` from member `from` (a member's message:
+ * others are dropped), delivered to `to`. */
+static void start_view_change(fixture *f, uint8_t from, uint8_t to, uint64_t view)
+{
+	vsr_message m;
+	memset(&m, 0, sizeof m);
+	m.type = VSR_MSG_START_VIEW_CHANGE;
+	m.cluster = 7;
+	m.history = f->history;
+	m.replica = from;
+	m.view = view;
+	fx_inject(f, from, to, &m);
+}
+
+/* Backups first..last stall (no ticks, messages held) for `ticks` ticks of
+ * load, resume (`tick_first`: their timer fires before the held messages
+ * arrive), and 60 more ticks of load follow; then every replica must be
+ * caught up in view 0 within 300 ticks. */
+static bool stall_backups_keep_view_0(fixture *f, uint64_t session, uint64_t *request,
+				      uint8_t first, uint8_t last, uint32_t ticks, bool tick_first)
+{
+	for (uint8_t i = first; i <= last; i++) fx_pause(f, i);
+	load_at_0(f, session, request, ticks);
+	for (uint8_t i = first; i <= last; i++) fx_resume(f, i, tick_first);
+	load_at_0(f, session, request, 60);
+	if (!fx_run_until(f, 300, caught_up_in_view_0, NULL)) return false;
+	for (uint8_t i = 0; i < f->n; i++)
+		if (view_of(f, i) != 0) return false;
+	return true;
+}
+
 /* ------------------------------------------------------------------------ */
 
 /* Finding 4 and "a backup resuming from a pause deposes the healthy
@@ -67,20 +117,11 @@ static void load_at_0(fixture *f, uint64_t session, uint64_t *request, uint32_t 
 static void test_paused_backup_keeps_primary(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 71);
+	uint64_t req, s = loaded_cluster(&f, 71, &req, 20);
 	CHECK(s != 0);
-	uint64_t req = 0;
-	load_at_0(&f, s, &req, 20);
-	fx_pause(&f, 1);
-	load_at_0(&f, s, &req, 3 * f.cfg[1].timeouts.primary_ticks);
-	fx_resume(&f, 1, true);
-	load_at_0(&f, s, &req, 60);
-	CHECK(fx_run_until(&f, 300, caught_up_in_view_0, NULL));
-	for (uint8_t i = 0; i < 3; i++) CHECK(view_of(&f, i) == 0);
+	CHECK(stall_backups_keep_view_0(&f, s, &req, 1, 1, 3 * f.cfg[1].timeouts.primary_ticks, true));
 	CHECK(view_changes_of(&f, 0) == 0 && view_changes_of(&f, 2) == 0);
-	const fx_reply *r = fx_call(&f, s, ++req, "after");
-	CHECK(r && r->status == VSR_REPLY_OK);
+	CHECK(next_call_ok(&f, s, &req, "after"));
 	CHECK_CLUSTER(&f);
 	fx_free(&f);
 }
@@ -91,26 +132,14 @@ static void test_paused_backup_keeps_primary(void)
 static void test_lone_start_view_change_moves_nobody(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 72);
+	uint64_t req, s = loaded_cluster(&f, 72, &req, 20);
 	CHECK(s != 0);
-	uint64_t req = 0;
-	load_at_0(&f, s, &req, 20);
-	vsr_message m;
-	memset(&m, 0, sizeof m);
-	m.type = VSR_MSG_START_VIEW_CHANGE;
-	m.history = f.history;
-	m.cluster = 7;
-	m.history = f.history; /* a member's message (others are dropped) */
-	m.replica = 2;
-	m.view = 1;
-	fx_inject(&f, 2, 0, &m);
-	fx_inject(&f, 2, 1, &m);
+	start_view_change(&f, 2, 0, 1);
+	start_view_change(&f, 2, 1, 1);
 	CHECK(view_of(&f, 0) == 0 && view_of(&f, 1) == 0);
 	load_at_0(&f, s, &req, 30);
 	CHECK(view_of(&f, 0) == 0 && view_of(&f, 1) == 0);
-	const fx_reply *r = fx_call(&f, s, ++req, "after");
-	CHECK(r && r->status == VSR_REPLY_OK);
+	CHECK(next_call_ok(&f, s, &req, "after"));
 	CHECK(view_of(&f, 0) == 0);
 	CHECK_CLUSTER(&f);
 	fx_free(&f);
@@ -124,21 +153,16 @@ static void test_lone_start_view_change_moves_nobody(void)
 static void test_one_way_cut_primary_abdicates(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 73);
+	uint64_t req, s = loaded_cluster(&f, 73, &req, 10);
 	CHECK(s != 0);
-	uint64_t req = 0;
-	load_at_0(&f, s, &req, 10);
 	f.link[1][0] = false;
 	f.link[2][0] = false;
 	fx_run(&f, 400);
 	int p = fx_primary(&f);
 	CHECK(p == 1 || p == 2);
-	const fx_reply *r = fx_call(&f, s, ++req, "during the cut");
-	CHECK(r && r->status == VSR_REPLY_OK);
+	CHECK(next_call_ok(&f, s, &req, "during the cut"));
 	fx_heal(&f);
-	r = fx_call(&f, s, ++req, "after the cut");
-	CHECK(r && r->status == VSR_REPLY_OK);
+	CHECK(next_call_ok(&f, s, &req, "after the cut"));
 	CHECK_CLUSTER(&f);
 	fx_free(&f);
 }
@@ -151,21 +175,10 @@ static void test_one_way_cut_primary_abdicates(void)
 static void test_abdication_undone_when_acks_return(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 78);
+	uint64_t req, s = loaded_cluster(&f, 78, &req, 20);
 	CHECK(s != 0);
-	uint64_t req = 0;
-	load_at_0(&f, s, &req, 20);
-	fx_pause(&f, 1);
-	fx_pause(&f, 2);
-	load_at_0(&f, s, &req, 3 * f.cfg[0].timeouts.primary_ticks);
-	fx_resume(&f, 1, false);
-	fx_resume(&f, 2, false);
-	load_at_0(&f, s, &req, 60);
-	CHECK(fx_run_until(&f, 300, caught_up_in_view_0, NULL));
-	for (uint8_t i = 0; i < 3; i++) CHECK(view_of(&f, i) == 0);
-	const fx_reply *r = fx_call(&f, s, ++req, "after");
-	CHECK(r && r->status == VSR_REPLY_OK);
+	CHECK(stall_backups_keep_view_0(&f, s, &req, 1, 2, 3 * f.cfg[0].timeouts.primary_ticks, false));
+	CHECK(next_call_ok(&f, s, &req, "after"));
 	CHECK(view_of(&f, 0) == 0);
 	CHECK_CLUSTER(&f);
 	fx_free(&f);
@@ -177,11 +190,8 @@ static void test_abdication_undone_when_acks_return(void)
 static void test_isolated_backup_rejoins_quietly(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 74);
+	uint64_t req, s = loaded_cluster(&f, 74, &req, 10);
 	CHECK(s != 0);
-	uint64_t req = 0;
-	load_at_0(&f, s, &req, 10);
 	fx_isolate(&f, 2);
 	load_at_0(&f, s, &req, 600);
 	CHECK(view_of(&f, 2) == 0);
@@ -199,29 +209,17 @@ static void test_isolated_backup_rejoins_quietly(void)
 static void test_stale_high_view_replica_reintegrated(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 75);
+	uint64_t req, s = loaded_cluster(&f, 75, &req, 10);
 	CHECK(s != 0);
-	uint64_t req = 0;
-	load_at_0(&f, s, &req, 10);
 	fx_isolate(&f, 2);
 	/* A START_VIEW_CHANGE for view 5 from the primary itself pulls the
 	 * isolated replica 2 into a view change (a vote that crossed the cut
 	 * just before it closed; the primary's own copy of it is lost). */
-	vsr_message m;
-	memset(&m, 0, sizeof m);
-	m.type = VSR_MSG_START_VIEW_CHANGE;
-	m.history = f.history;
-	m.cluster = 7;
-	m.history = f.history; /* a member's message (others are dropped) */
-	m.replica = 0;
-	m.view = 5;
-	fx_inject(&f, 0, 2, &m);
+	start_view_change(&f, 0, 2, 5);
 	fx_run(&f, 200);
 	CHECK(view_of(&f, 2) >= 5);
 	fx_heal(&f);
-	const fx_reply *r = fx_call(&f, s, ++req, "after");
-	CHECK(r && r->status == VSR_REPLY_OK);
+	CHECK(next_call_ok(&f, s, &req, "after"));
 	int p;
 	for (int t = 0; t < 300; t++) {
 		p = fx_primary(&f);
@@ -388,11 +386,8 @@ static bool quorum_serves(fixture *f, void *arg)
 static void test_deaf_replica_leads_nobody_away(void)
 {
 	fixture f;
-	fx_init(&f, 3, NULL);
-	uint64_t s = fx_register(&f, 0, 91);
+	uint64_t req, s = loaded_cluster(&f, 91, &req, 10);
 	CHECK(s != 0);
-	uint64_t req = 0;
-	load_at_0(&f, s, &req, 10);
 	f.hops_per_tick = 1; /* a view change takes ticks: it can be caught in it */
 	fx_isolate(&f, 0);
 	uint32_t pt = f.cfg[2].timeouts.primary_ticks;

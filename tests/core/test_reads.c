@@ -401,7 +401,44 @@ static void test_inflight_round_does_not_answer_later_read(void)
 	fx_free(&f);
 }
 
+static void tune_small_batches(vsr_config *c)
+{
+	c->batch_bytes_max = 1024;
+}
+
+/* A query larger than a batch can never be answered: REJECTED, saying why,
+ * as an operation of that size is (before: BUSY, which a client retries
+ * until its deadline). The queue is not touched: the next query is
+ * answered. */
+static void test_oversize_query_rejected(void)
+{
+	fixture f;
+	fx_init(&f, 3, tune_small_batches);
+	fx_run(&f, 50);
+	CHECK(fx_primary(&f) == 0);
+	static char big[2048];
+	memset(big, 'q', sizeof big - 1);
+	f.read_mode = VSR_READ_LINEARIZABLE;
+	uint64_t conn = fx_request(&f, 0, VSR_REQUEST_QUERY, 0, 1, big);
+	f.read_mode = 0;
+	const fx_reply *r = fx_reply_for(&f, conn);
+	CHECK(r && r->query && r->status == VSR_REPLY_REJECTED);
+	CHECK(strstr(r->body, "batch limit") != NULL);
+	/* An operation of the same size: the same answer. */
+	uint64_t s = fx_register(&f, 0, 1);
+	CHECK(s != 0);
+	conn = fx_request(&f, 0, VSR_REQUEST_OP, s, 1, big);
+	r = fx_reply_for(&f, conn);
+	CHECK(r && r->status == VSR_REPLY_REJECTED && strstr(r->body, "batch limit") != NULL);
+	conn = fx_query(&f, 0, VSR_READ_LINEARIZABLE, 2);
+	fx_run(&f, 3);
+	r = fx_reply_for(&f, conn);
+	CHECK(r && r->status == VSR_REPLY_OK && r->query);
+	fx_free(&f);
+}
+
 static const fx_test tests[] = {
+	{"oversize_query_rejected", test_oversize_query_rejected},
 	{"inflight_round_does_not_answer_later_read", test_inflight_round_does_not_answer_later_read},
 	{"new_primary_read_waits_for_inherited_op", test_new_primary_read_waits_for_inherited_op},
 	{"lease_promise_holds_backup", test_lease_promise_holds_backup},

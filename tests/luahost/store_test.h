@@ -67,6 +67,19 @@ static inline int st_end(const char *dir, vsrh_config *cfg, const char *passed)
 	return failures ? 1 : 0;
 }
 
+/* The state machine on the store under dir: durable or in memory, fresh
+ * or opened as a restart does. NULL (counted as a failure) if it cannot. */
+static inline vsrh_sm *st_create(const vsrh_config *cfg, const char *dir, bool durable, bool fresh)
+{
+	char err[512];
+	vsrh_sm *sm = NULL;
+	if (vsrh_sm_create_at(&sm, cfg, dir, durable, fresh, err, sizeof err) != VSR_OK) {
+		CHECK(0, "open %s: %s", dir, err);
+		return NULL;
+	}
+	return sm;
+}
+
 /* Takes the checkpoint at op (checksum op * 31, timestamp op) into *cp,
  * then waits for its sync and hands later ones to fn(arg) (NULL: none).
  * Returns what checkpoint_take returned. */
@@ -87,13 +100,10 @@ static inline int st_take(vsrh_sm *sm, uint64_t op, void (*fn)(void *, uint64_t)
 static inline int st_open(const vsrh_config *cfg, const char *dir, vsr_checkpoint *cp,
 			  uint64_t *digest)
 {
-	char err[512];
-	vsrh_sm *sm = NULL;
 	memset(cp, 0, sizeof *cp);
-	if (vsrh_sm_create_at(&sm, cfg, dir, true, false, err, sizeof err) != VSR_OK) {
-		CHECK(0, "open %s: %s", dir, err);
+	vsrh_sm *sm = st_create(cfg, dir, true, false);
+	if (sm == NULL)
 		return -1;
-	}
 	vsr_state_machine m;
 	vsrh_sm_bind(sm, &m);
 	vsr_buf meta = {0};

@@ -57,20 +57,23 @@ static void put_keys(vsrh_sm *sm, int round, uint64_t *op)
 	free(reply.data);
 }
 
+/* KEYS puts of round `round` from op *op on, then the checkpoint at the
+ * last one taken and waited for, into *cp. */
+static void put_keys_and_take(vsrh_sm *sm, int round, uint64_t *op, vsr_checkpoint *cp)
+{
+	put_keys(sm, round, op);
+	int rc = st_take(sm, *op, NULL, NULL, cp);
+	CHECK(rc == VSR_OK || rc == VSR_PENDING, "checkpoint_take: %d", rc);
+}
 
 /* A source store with KEYS keys and its checkpoint image. */
 static uint8_t *source_image(const vsrh_config *cfg, const char *dir, vsr_checkpoint *cp)
 {
-	char err[512];
-	vsrh_sm *sm = NULL;
-	if (vsrh_sm_create_at(&sm, cfg, dir, true, true, err, sizeof err) != VSR_OK) {
-		CHECK(0, "open %s: %s", dir, err);
+	vsrh_sm *sm = st_create(cfg, dir, true, true);
+	if (sm == NULL)
 		return NULL;
-	}
 	uint64_t op = 0;
-	put_keys(sm, 1, &op);
-	int rc = st_take(sm, op, NULL, NULL, cp);
-	CHECK(rc == VSR_OK || rc == VSR_PENDING, "checkpoint_take: %d", rc);
+	put_keys_and_take(sm, 1, &op, cp);
 	vsr_state_machine m;
 	vsrh_sm_bind(sm, &m);
 	vsr_buf img = {0};
@@ -108,12 +111,9 @@ static void killed_fetch(const vsrh_config *cfg, const char *dir, bool durable,
 static uint64_t digest_after_puts(const vsrh_config *cfg, const char *dir, bool durable,
 				  bool fresh, char *why, size_t why_len)
 {
-	char err[512];
-	vsrh_sm *sm = NULL;
-	if (vsrh_sm_create_at(&sm, cfg, dir, durable, fresh, err, sizeof err) != VSR_OK) {
-		CHECK(0, "open %s: %s", dir, err);
+	vsrh_sm *sm = st_create(cfg, dir, durable, fresh);
+	if (sm == NULL)
 		return 0;
-	}
 	uint64_t op = 0;
 	put_keys(sm, 2, &op);
 	uint64_t d = vsrh_sm_digest(sm);
@@ -128,21 +128,37 @@ static uint64_t digest_after_puts(const vsrh_config *cfg, const char *dir, bool 
 	return d;
 }
 
+/* An install stopped after its first rename: db/ of the store under
+ * `store` moved to old/. The next start (not fresh) must open checkpoint
+ * `want` (what says which). */
+static void start_after_db_moved(const vsrh_config *cfg, const char *store,
+				 const vsr_checkpoint *want, const char *what)
+{
+	char a[900], b[900];
+	st_path(a, sizeof a, store, "db");
+	st_path(b, sizeof b, store, "old");
+	CHECK(rename(a, b) == 0, "rename db old");
+	vsr_checkpoint got;
+	if (st_open(cfg, store, &got, NULL) == 0)
+		CHECK(got.op == want->op && got.digest == want->digest, "%s: checkpoint op %llu, got %llu",
+		      what, (unsigned long long)want->op, (unsigned long long)got.op);
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/vsr-leftover-XXXXXX";
 	vsrh_config cfg;
 	if (st_begin(&cfg, dir) != 0)
 		return 1;
-	char err[512], src[600], clean[600], p[1600], why[512];
+	char src[600], clean[600], p[1600], why[512];
 	st_path(src, sizeof src, dir, "source");
-	st_path(clean, sizeof clean, dir, "clean");
 	vsr_checkpoint cp;
 	uint8_t *img = source_image(&cfg, src, &cp);
 	if (img == NULL)
 		return 1;
 
 	/* What a store that really starts empty holds after the same puts. */
+	st_path(clean, sizeof clean, dir, "clean");
 	uint64_t want = digest_after_puts(&cfg, clean, true, true, why, sizeof why);
 	CHECK(why[0] == '\0', "the clean store: %s", why);
 
@@ -168,12 +184,10 @@ int main(void)
 	/* An install that stopped between its renames (db/ moved to old/, the
 	 * complete next/ not yet renamed) is finished at the next start. */
 	{
-		char store[600], a[900], b[900];
+		char store[600], a[900];
 		st_path(store, sizeof store, dir, "install");
-		vsrh_sm *sm = NULL;
-		if (vsrh_sm_create_at(&sm, &cfg, store, true, true, err, sizeof err) != VSR_OK) {
-			CHECK(0, "open %s: %s", store, err);
-		} else {
+		vsrh_sm *sm = st_create(&cfg, store, true, true);
+		if (sm != NULL) {
 			vsrh_sm_destroy(sm);
 			/* next/: the complete source environment. */
 			st_path(a, sizeof a, store, "next");
@@ -181,14 +195,7 @@ int main(void)
 			snprintf(p, sizeof p, "cp --sparse=always '%s/db/data.mdb' '%s/next/data.mdb'", src,
 				 store);
 			CHECK(system(p) == 0, "%s", p);
-			st_path(a, sizeof a, store, "db");
-			st_path(b, sizeof b, store, "old");
-			CHECK(rename(a, b) == 0, "rename db old");
-			vsr_checkpoint got;
-			if (st_open(&cfg, store, &got, NULL) == 0)
-				CHECK(got.op == cp.op && got.digest == cp.digest,
-				      "the interrupted install is finished: checkpoint op %llu, got %llu",
-				      (unsigned long long)cp.op, (unsigned long long)got.op);
+			start_after_db_moved(&cfg, store, &cp, "the interrupted install is finished");
 			st_path(p, sizeof p, store, "old/data.mdb");
 			CHECK(!exists(p), "the replaced environment (old/) is removed");
 		}
@@ -197,27 +204,15 @@ int main(void)
 	/* An install whose second rename failed (db/ moved to old/, no next/;
 	 * it stopped the replica): the next start puts old/ back. */
 	{
-		char store[600], a[900], b[900];
+		char store[600];
 		st_path(store, sizeof store, dir, "undo");
-		vsrh_sm *sm = NULL;
-		vsr_checkpoint own = {0};
-		if (vsrh_sm_create_at(&sm, &cfg, store, true, true, err, sizeof err) != VSR_OK) {
-			CHECK(0, "open %s: %s", store, err);
-		} else {
+		vsrh_sm *sm = st_create(&cfg, store, true, true);
+		if (sm != NULL) {
 			uint64_t op = 0;
-			put_keys(sm, 3, &op);
-			int rc = st_take(sm, op, NULL, NULL, &own);
-			CHECK(rc == VSR_OK || rc == VSR_PENDING, "checkpoint_take: %d", rc);
+			vsr_checkpoint own = {0};
+			put_keys_and_take(sm, 3, &op, &own);
 			vsrh_sm_destroy(sm);
-			st_path(a, sizeof a, store, "db");
-			st_path(b, sizeof b, store, "old");
-			CHECK(rename(a, b) == 0, "rename db old");
-			vsr_checkpoint got;
-			if (st_open(&cfg, store, &got, NULL) == 0)
-				CHECK(got.op == own.op && got.digest == own.digest,
-				      "an install that never renamed next/ is undone: checkpoint op %llu, "
-				      "got %llu",
-				      (unsigned long long)own.op, (unsigned long long)got.op);
+			start_after_db_moved(&cfg, store, &own, "an install that never renamed next/ is undone");
 		}
 	}
 

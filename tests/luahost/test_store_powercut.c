@@ -115,17 +115,15 @@ int main(void)
 	vsrh_config cfg;
 	if (st_begin(&cfg, dir) != 0)
 		return 1;
-	char err[512], live[600], torn[600], f1[900], f2[900];
+	char live[600], torn[600], f1[900], f2[900];
 	st_path(live, sizeof live, dir, "live");
 	st_path(torn, sizeof torn, dir, "torn");
 	setenv("VSRH_BOOT_ID", "boot-before-the-cut", 1);
 
 	/* Checkpoint A, synced; a copy of the disk as it was then. */
-	vsrh_sm *sm = NULL;
-	if (vsrh_sm_create_at(&sm, &cfg, live, true, true, err, sizeof err) != VSR_OK) {
-		printf("FAIL: open %s: %s\n", live, err);
+	vsrh_sm *sm = st_create(&cfg, live, true, true);
+	if (sm == NULL)
 		return 1;
-	}
 	uint64_t op = 0;
 	vsr_checkpoint a = put_round_and_checkpoint(sm, 1, &op);
 	uint64_t digest_a = vsrh_sm_digest(sm);

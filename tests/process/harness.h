@@ -187,6 +187,7 @@ int scenario_one_way_cut(void);
 int scenario_client_cut(void);
 int scenario_read_partition(void);
 int scenario_config_mismatch(void);
+int scenario_config_change(void);
 /* Sends one QUERY in read mode `mode` to replica i only and waits up to
  * wait_ms for its answer (sc_availability.c). False when none came. */
 bool mc_query_at(mclient *m, int i, uint8_t mode, uint64_t number, const msgpack_sbuffer *op,

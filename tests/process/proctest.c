@@ -68,11 +68,18 @@
  *                   linearizable read there is never answered while the
  *                   majority elects a primary and commits a new write; a
  *                   stale read there is, labelled stale, at an older op
- *   config-mismatch replica 3 runs another state machine script: replicas 1
+ *   config-mismatch replica 3 runs another state machine script: on its old
+ *                   data directory it refuses to start (exit 78) until
+ *                   --accept-config names the new fingerprint; replicas 1
  *                   and 2 refuse it (and it them), naming the script in their
  *                   logs and counting it, and serve writes without it; it
- *                   never joins. Restarted with the right script it joins and
- *                   agrees (digests)
+ *                   never joins; vsrctl status exits 78. Restarted with the
+ *                   right script (and --accept-config: its disk recorded the
+ *                   other) it joins and agrees (digests)
+ *   config-change   the whole cluster stopped and its script edited: every
+ *                   replica exits 78 on its directory until started once with
+ *                   --accept-config; then every write reads back, and a plain
+ *                   restart needs no flag
  *   The iptables scenarios skip (exit 0, with a note) without iptables; every
  *   rule they add is removed on every exit path.
  *
@@ -103,7 +110,7 @@ static int run_divergence_primary(int trials) { (void)trials; return scenario_di
 PLAIN(replicate) PLAIN(dedup) PLAIN(history) PLAIN(garbage) PLAIN(sandbox) PLAIN(watchdog)
 PLAIN(quick_restart) PLAIN(supervisor) PLAIN(make_run) PLAIN(metrics) PLAIN(pause_backup) PLAIN(one_way_cut)
 PLAIN(client_cut) PLAIN(read_partition) PLAIN(auth) PLAIN(attacks) PLAIN(corrupt) PLAIN(disk_full) PLAIN(disk_fault)
-PLAIN(store_fault) PLAIN(config_mismatch)
+PLAIN(store_fault) PLAIN(config_mismatch) PLAIN(config_change)
 #undef PLAIN
 
 static const struct {
@@ -121,6 +128,7 @@ static const struct {
 	{"failover-bench", scenario_failover_bench}, {"crash", scenario_crash},
 	{"corrupt", run_corrupt}, {"disk-full", run_disk_full}, {"disk-fault", run_disk_fault},
 	{"store-fault", run_store_fault}, {"config-mismatch", run_config_mismatch},
+	{"config-change", run_config_change},
 };
 
 static void usage(FILE *out)

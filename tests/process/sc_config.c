@@ -87,6 +87,101 @@ static const char *edited_kv(void)
 	return path;
 }
 
+/* `vsrhost fingerprint FILE` (FILE in g_dir): its first line, 16 hex digits. */
+static void file_fingerprint(const char *name, char out[17])
+{
+	char cmd[1200], got[64] = "";
+	snprintf(cmd, sizeof cmd, "'%s' fingerprint '%s/%s' 2>&1", g_vsrhost, g_dir, name);
+	FILE *pf = popen(cmd, "r");
+	if (pf == NULL || fgets(got, sizeof got, pf) == NULL)
+		fail("%s printed nothing", cmd);
+	int st = pclose(pf);
+	if (st != 0 || strspn(got, "0123456789abcdef") != 16)
+		fail("%s (status %d) printed %s", cmd, st, got);
+	snprintf(out, 17, "%.16s", got);
+}
+
+/* Replica i's superblock file, whole (two copies of 4096 bytes). */
+static void read_superblock(int i, uint8_t out[8192])
+{
+	char path[400];
+	snprintf(path, sizeof path, "%s/data/replica-%d/superblock", g_dir, i + 1);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0 || pread(fd, out, 8192, 0) != 8192)
+		fail("cannot read %s", path);
+	close(fd);
+}
+
+/* Starts replica i with configuration file `config` (in g_dir) and, unless
+ * NULL, --accept-config `accept`, its output appended to its log. With
+ * `wait_exit`, waits (bounded) for it to exit and returns its exit status;
+ * otherwise it runs on as g_pid[i] and this returns -1. */
+static int start_with(int i, const char *config, const char *accept, bool wait_exit)
+{
+	char path[400], log[400], idx[16];
+	snprintf(path, sizeof path, "%s/%s", g_dir, config);
+	snprintf(log, sizeof log, "%s/replica-%d.log", g_dir, i + 1);
+	snprintf(idx, sizeof idx, "%d", i + 1);
+	int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	char *argv[] = {"vsrhost", path, "--replica", idx, "--accept-config", (char *)accept, NULL};
+	if (accept == NULL)
+		argv[4] = NULL;
+	pid_t pid = spawn(g_vsrhost, argv, fd, fd);
+	if (fd >= 0)
+		close(fd);
+	if (!wait_exit) {
+		g_pid[i] = pid;
+		return -1;
+	}
+	uint64_t deadline = now_ms() + STARTUP_MS;
+	for (;;) {
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		if (now_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			fail("replica %d with %s did not exit within %d ms", i + 1, config, STARTUP_MS);
+		}
+		poll(NULL, 0, 20); /* bounded wait for the child's exit */
+	}
+}
+
+/* Replica i, started with `config` on the data directory its last run
+ * wrote under configuration `recorded`, whose fingerprint is `now`: it
+ * exits 78 with one line naming the directory, both fingerprints, the
+ * part that differs and the flag, and leaves the superblock as it was.
+ * With --accept-config naming another fingerprint, the same. */
+static void expect_refused(int i, const char *config, const char recorded[17], const char now[17])
+{
+	uint8_t before[8192], after[8192];
+	read_superblock(i, before);
+	int st = start_with(i, config, NULL, true);
+	char want[3][600];
+	snprintf(want[0], sizeof want[0],
+		 "storage %s/data/replica-%d: this data directory was written under configuration "
+		 "fingerprint %s, and this configuration's is %s: state machine script (recorded ",
+		 g_dir, i + 1, recorded, now);
+	snprintf(want[1], sizeof want[1], "start each replica once with --accept-config %s", now);
+	if (st != 78 || !log_contains(i, want[0]) || !log_contains(i, want[1]))
+		fail("replica %d with %s on a directory written under %s: exit %d, want 78 and a log "
+		     "line \"%s ... %s\"", i + 1, config, recorded, st, want[0], want[1]);
+	st = start_with(i, config, recorded, true);
+	snprintf(want[2], sizeof want[2],
+		 "--accept-config %s names another configuration: this one's fingerprint is %s",
+		 recorded, now);
+	if (st != 78 || !log_contains(i, want[2]))
+		fail("replica %d with --accept-config %s (not its configuration's): exit %d, want 78 "
+		     "and \"%s\"", i + 1, recorded, st, want[2]);
+	read_superblock(i, after);
+	if (memcmp(before, after, sizeof before) != 0)
+		fail("replica %d's refused starts changed its superblock", i + 1);
+	note("replica %d with %s on its directory (written under %s): exit 78, the refusal names "
+	     "the directory, both fingerprints, the script and --accept-config %s; with "
+	     "--accept-config %s: exit 78; its superblock unchanged", i + 1, config, recorded, now,
+	     recorded);
+}
+
 /* config-mismatch: a cluster of three running kv.lua; one backup is
  * restarted with an edited copy of the script (everything else equal). */
 int scenario_config_mismatch(void)
@@ -103,10 +198,19 @@ int scenario_config_mismatch(void)
 	g_odd_replica = odd;
 	g_odd_statemachine = edited_kv();
 	write_config("kv.lua");
-	start_replica(odd);
+	/* Its disk was written under the cluster's configuration: it refuses
+	 * to replay it under another unless told to (host_config_disk.c). */
+	char odd_config[32], fp_cluster[17], fp_edited[17];
+	snprintf(odd_config, sizeof odd_config, "cluster-%d.lua", odd + 1);
+	file_fingerprint("cluster.lua", fp_cluster);
+	file_fingerprint(odd_config, fp_edited);
+	expect_refused(odd, odd_config, fp_cluster, fp_edited);
+	start_with(odd, odd_config, fp_edited, false);
 	wait_ports(odd);
-	note("replica %d restarted with a script differing by one comment line (%s)", odd + 1,
-	     g_odd_statemachine);
+	if (!log_contains(odd, "accepted (--accept-config): the "))
+		fail("replica %d did not log the accepted change", odd + 1);
+	note("replica %d restarted with a script differing by one comment line (%s) and "
+	     "--accept-config %s", odd + 1, g_odd_statemachine, fp_edited);
 
 	/* Both ends name the difference, with both fingerprints. */
 	char fp[N][17];
@@ -188,12 +292,29 @@ int scenario_config_mismatch(void)
 	char short_good[9], short_odd[9];
 	snprintf(short_good, sizeof short_good, "%.8s", fp[a]);
 	snprintf(short_odd, sizeof short_odd, "%.8s", fp[odd]);
-	if (strstr(out, "config") == NULL || strstr(out, short_good) == NULL ||
+	if (rc != 78 || strstr(out, "config") == NULL || strstr(out, short_good) == NULL ||
 	    strstr(out, short_odd) == NULL || strstr(out, "configuration fingerprints differ") == NULL)
-		fail("vsrctl status (exit %d) does not show fingerprints %s and %s as differing:\n%s",
-		     rc, short_good, short_odd, out);
-	note("vsrctl status shows config %s for replicas %d and %d, %s for replica %d, and says "
-	     "they differ", short_good, a + 1, b + 1, short_odd, odd + 1);
+		fail("vsrctl status (exit %d, want 78) does not show fingerprints %s and %s as "
+		     "differing:\n%s", rc, short_good, short_odd, out);
+	/* And says so on stderr, naming who runs which. */
+	{
+		char cmd[1200], err[2048] = "", want[256];
+		snprintf(cmd, sizeof cmd, "'%s' -c '%s/cluster.lua' -t 10000 status 2>&1 >/dev/null",
+			 g_vsrctl, g_dir);
+		FILE *pf = popen(cmd, "r");
+		size_t got = pf != NULL ? fread(err, 1, sizeof err - 1, pf) : 0;
+		err[got] = '\0';
+		int st = pf != NULL ? pclose(pf) : -1;
+		snprintf(want, sizeof want, "replica %d runs %s", odd + 1, fp[odd]);
+		if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 78 ||
+		    strstr(err, "vsrctl: status: the replicas report different configuration "
+				"fingerprints (") == NULL || strstr(err, want) == NULL ||
+		    strstr(err, fp[a]) == NULL)
+			fail("vsrctl status (status 0x%x) said on stderr: %s", st, err);
+	}
+	note("vsrctl status shows config %s for replicas %d and %d, %s for replica %d, says they "
+	     "differ and exits 78, naming both on stderr", short_good, a + 1, b + 1, short_odd,
+	     odd + 1);
 
 	/* The two serve writes; the third takes no part. */
 	int q = wait_pair(a, b, STARTUP_MS);
@@ -238,11 +359,14 @@ int scenario_config_mismatch(void)
 	     "); replica %d stayed %s at executed %" PRIu64, KEYS - KEYS / 2, a + 1, b + 1, q + 1,
 	     last, odd + 1, vsr_status_name((enum vsr_status)so.status), so.executed);
 
-	/* Restarted with the cluster's script, it is accepted and agrees. */
+	/* Restarted with the cluster's script, it is accepted and agrees. Its
+	 * disk now records the edited configuration (the accepted change was
+	 * recorded at once): the cluster's is a change again. */
 	kill_replica(odd);
 	g_odd_replica = -1;
 	g_odd_statemachine = NULL;
-	start_replica(odd);
+	expect_refused(odd, "cluster.lua", fp_edited, fp_cluster);
+	start_with(odd, "cluster.lua", fp_cluster, false);
 	wait_ports(odd);
 	wait_converged(last, CATCHUP_MS, "the replica restarted with kv.lua");
 	char back[128];
@@ -256,6 +380,64 @@ int scenario_config_mismatch(void)
 		fail("vsrctl status (exit %d) after the restart:\n%s", rc, out);
 	note("replica %d restarted with kv.lua: accepted, caught up; all three executed op %" PRIu64
 	     " with equal digests", odd + 1, last);
+	scenario_close(&m, &sb);
+	return 0;
+}
+
+/* config-change: the documented way to change the configuration of a
+ * durable cluster (docs/config.md, "Changing the configuration"): stopped
+ * as a whole, the script edited on every machine, every replica refuses
+ * its directory until started once with --accept-config; then the cluster
+ * forms with every acknowledged write, and later starts need no flag. */
+int scenario_config_change(void)
+{
+	g_durability = "durable";
+	g_checkpoint_interval = 8; /* a checkpoint and a log suffix to replay */
+	mclient m;
+	msgpack_sbuffer sb;
+	scenario_open("kv.lua", &m, &sb);
+	uint64_t last = 0;
+	put_keys(&m, &sb, 0, KEYS / 2, &last);
+	wait_converged(last, CATCHUP_MS, "the first writes");
+	char fp_old[17], fp_new[17];
+	file_fingerprint("cluster.lua", fp_old);
+	stop_all();
+	write_config(edited_kv());
+	file_fingerprint("cluster.lua", fp_new);
+	if (strcmp(fp_old, fp_new) == 0)
+		fail("the edited script left the fingerprint at %s", fp_old);
+	note("%d writes up to op %" PRIu64 "; the cluster stopped; the script edited on every "
+	     "replica: fingerprint %s, was %s", KEYS / 2, last, fp_new, fp_old);
+	for (int i = 0; i < N; i++)
+		expect_refused(i, "cluster.lua", fp_old, fp_new);
+	for (int i = 0; i < N; i++)
+		start_with(i, "cluster.lua", fp_new, false);
+	wait_ports(-1);
+	int p = wait_primary(STARTUP_MS, "after the accepted change");
+	char accepted[200];
+	snprintf(accepted, sizeof accepted,
+		 "the configuration changed from fingerprint %s to %s (state machine script "
+		 "(recorded ", fp_old, fp_new);
+	for (int i = 0; i < N; i++)
+		if (!log_contains(i, accepted) || !log_contains(i, "accepted (--accept-config)"))
+			fail("replica %d did not log \"%s ... accepted (--accept-config)\"", i + 1,
+			     accepted);
+	get_keys(&m, &sb, 0, KEYS / 2);
+	put_keys(&m, &sb, KEYS / 2, KEYS, &last);
+	wait_converged(last, CATCHUP_MS, "after the accepted change");
+	note("started with --accept-config %s: each logged the change, replica %d leads, the "
+	     "first writes read back, %d more converged at op %" PRIu64, fp_new, p + 1,
+	     KEYS - KEYS / 2, last);
+	/* Recorded: the next start needs no flag. */
+	stop_all();
+	for (int i = 0; i < N; i++)
+		start_replica(i);
+	wait_ports(-1);
+	wait_primary(STARTUP_MS, "after a plain restart");
+	get_keys(&m, &sb, 0, KEYS);
+	put_keys(&m, &sb, KEYS, KEYS + 2, &last);
+	wait_converged(last, CATCHUP_MS, "after a plain restart");
+	note("restarted without the flag: every write reads back, op %" PRIu64 " converged", last);
 	scenario_close(&m, &sb);
 	return 0;
 }

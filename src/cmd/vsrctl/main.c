@@ -20,6 +20,9 @@
 #define EXIT_UNKNOWN EX_TEMPFAIL
 /* The state machine refused the operation (applied as an error). */
 #define EXIT_REFUSED 1
+/* status: the replicas that answered report different configuration
+ * fingerprints (a configuration problem, as EX_CONFIG says). */
+#define EXIT_CONFIG_DIFFERS EX_CONFIG
 
 static void usage(FILE *f)
 {
@@ -56,8 +59,12 @@ static void usage(FILE *f)
 		"\n"
 		"Replies are printed as JSON. Exit status: 0 done; 1 the state machine\n"
 		"refused the operation; %d failed (certainly not applied); %d unknown (the\n"
-		"request may have been applied); %d usage; %d bad JSON; %d config error.\n",
-		EXIT_FAILED, EXIT_UNKNOWN, EX_USAGE, EX_DATAERR, EX_CONFIG);
+		"request may have been applied); %d usage; %d bad JSON; %d config error.\n"
+		"status: 0 every replica answered, all with one configuration fingerprint;\n"
+		"%d the replicas that answered report different fingerprints (stderr says\n"
+		"which; this comes first); %d a replica did not answer.\n",
+		EXIT_FAILED, EXIT_UNKNOWN, EX_USAGE, EX_DATAERR, EX_CONFIG, EXIT_CONFIG_DIFFERS,
+		EXIT_FAILED);
 }
 
 static int print_reply(const vsrc_sync_result *r, int raw)
@@ -158,11 +165,12 @@ static int run_status(const vsrc_options *o, uint32_t timeout_ms)
 	       "status", "view", "op", "commit", "primary", "lag", "step_ago", "progress_ago",
 	       "history", "config");
 	/* Replicas whose configuration fingerprints differ refuse each other:
-	 * the column shows its first 8 hex digits, the note below who differs. */
+	 * the column shows its first 8 hex digits, the note below who differs.
+	 * A replica of a build without fingerprints reports 0: not compared. */
 	bool config_differs = false;
 	uint64_t config_first = 0;
 	for (uint32_t i = 0; i < o->replica_count; i++) {
-		if (!e[i].ok)
+		if (!e[i].ok || e[i].config == 0)
 			continue;
 		if (config_first == 0)
 			config_first = e[i].config;
@@ -186,9 +194,40 @@ static int run_status(const vsrc_options *o, uint32_t timeout_ms)
 		       (unsigned long long)s->step_age_ms, (unsigned long long)s->progress_age_ms,
 		       (unsigned long long)s->history, (unsigned long long)(e[i].config >> 32));
 	}
-	if (config_differs)
+	if (config_differs) {
 		printf("configuration fingerprints differ: a replica whose config differs from "
 		       "the others' is refused by them (its log and theirs name what differs)\n");
+		/* Who runs which: "replicas 1, 2 run 1a2b...; replica 3 runs 3c4d...". */
+		char who[1024];
+		size_t used = 0;
+		bool listed[VSR_REPLICAS_MAX] = {false};
+		for (uint32_t i = 0; i < o->replica_count && used < sizeof who; i++) {
+			if (!e[i].ok || e[i].config == 0 || listed[i])
+				continue;
+			uint32_t n = 0;
+			for (uint32_t j = i; j < o->replica_count; j++)
+				n += e[j].ok && e[j].config == e[i].config;
+			int w = snprintf(who + used, sizeof who - used, "%sreplica%s", used ? "; " : "",
+					 n > 1 ? "s" : "");
+			used = w < 0 ? sizeof who : used + (size_t)w;
+			for (uint32_t j = i, k = 0; j < o->replica_count && used < sizeof who; j++) {
+				if (!e[j].ok || e[j].config != e[i].config)
+					continue;
+				listed[j] = true;
+				w = snprintf(who + used, sizeof who - used, "%s %u", k++ ? "," : "", j + 1);
+				used = w < 0 ? sizeof who : used + (size_t)w;
+			}
+			if (used < sizeof who) {
+				w = snprintf(who + used, sizeof who - used, " run%s %016llx", n > 1 ? "" : "s",
+					     (unsigned long long)e[i].config);
+				used = w < 0 ? sizeof who : used + (size_t)w;
+			}
+		}
+		fprintf(stderr, "vsrctl: status: the replicas report different configuration "
+			"fingerprints (%s): those that differ from the others are refused by them; "
+			"`vsrhost fingerprint CONFIG` on each machine shows which file differs\n", who);
+		return EXIT_CONFIG_DIFFERS;
+	}
 	return missing ? EXIT_FAILED : 0;
 }
 

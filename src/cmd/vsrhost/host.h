@@ -3,6 +3,7 @@
 #define HOST_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "vsrh_config.h"
 
@@ -12,6 +13,12 @@ typedef struct host_options {
 	bool fresh;           /* discard stored state: start unjoined */
 	int log_level;        /* -1: from the config */
 	const char *log_level_name; /* as given, passed on to children */
+	/* --accept-config FINGERPRINT: start on a data directory written under
+	 * another configuration when this one's fingerprint is this
+	 * (host_config_disk.h). The argument is passed on to children. */
+	bool accept_config;
+	uint64_t accept_fingerprint;
+	const char *accept_config_arg;
 } host_options;
 
 /* Runs replica opts->replica until SIGINT/SIGTERM. Returns an exit code. */

@@ -227,6 +227,9 @@ static void render_net(render *r, const vsr_net *net)
 	counter(r, "vsr_config_mismatches_total",
 		"replica connections refused: the peer's configuration fingerprint differs",
 		st->config_mismatches);
+	counter(r, "vsr_accepts_deferred_total",
+		"accepts put off for want of memory (the connection waits; tried again)",
+		st->accepts_deferred);
 	counter(r, "vsr_protocol_errors_total",
 		"frames before HELLO, of the wrong role, or with a spoofed sender",
 		st->protocol_errors);
@@ -273,6 +276,9 @@ static void render_sm(render *r, const vsrh_sm *sm)
 	seconds(r, "vsr_checkpoint_sync_wait_seconds_total", "counter",
 		"time checkpoints spent waiting for the previous one's sync",
 		st.checkpoint_sync_wait_ns);
+	counter(r, "vsr_checkpoint_held_writes_total",
+		"store writes held in memory while a checkpoint's sync ran, then moved into LMDB",
+		st.checkpoint_held_writes);
 }
 
 static void render_host(render *r, const host_metrics *m)

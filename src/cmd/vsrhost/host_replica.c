@@ -17,6 +17,7 @@
  * (uv_loop_close must succeed). SIGPIPE is ignored: a peer that vanished
  * shows up as a write error on its connection. */
 #include "host.h"
+#include "host_config_disk.h"
 #include "host_fingerprint.h"
 #include "host_log.h"
 #include "host_metrics.h"
@@ -914,6 +915,16 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		char fp[512];
 		host_fingerprint_describe(h.fingerprint, fp, sizeof fp);
 		host_info("configuration fingerprint %s", fp);
+	}
+	/* Before the core replays anything: was the disk written under this
+	 * configuration? (host_config_disk.h) */
+	rc = host_config_disk_check(h.storage, dir, durable, h.fingerprint, opts->accept_config,
+				    opts->accept_fingerprint);
+	if (rc != 0) {
+		vsr_storage_close(h.storage, NULL);
+		uv_run(h.loop, UV_RUN_DEFAULT);
+		host_free(&h);
+		return rc;
 	}
 	vsrh_sm_bind(h.sm, &h.vsm);
 	if (cfg->telemetry != NULL &&

@@ -62,6 +62,10 @@ static pid_t supervisor_spawn(const host_options *opts, const char *self, int re
 	/* `vsrhost CONFIG --fresh`: every replica discards its state. */
 	if (opts->fresh)
 		argv[argc++] = (char *)"--fresh";
+	if (opts->accept_config) {
+		argv[argc++] = (char *)"--accept-config";
+		argv[argc++] = (char *)opts->accept_config_arg;
+	}
 	argv[argc] = NULL;
 	pid_t parent = getpid();
 	pid_t pid = fork();

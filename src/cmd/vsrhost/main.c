@@ -1,5 +1,6 @@
 /* main.c - vsrhost: run one replica (--replica N) or, by default, a supervised cluster on this machine. */
 #include "host.h"
+#include "host_config_disk.h"
 #include "host_fingerprint.h"
 #include "host_log.h"
 
@@ -19,6 +20,7 @@ static void main_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: vsrhost CONFIG [--replica N] [--log-level LEVEL] [--fresh]\n"
+		"                      [--accept-config FINGERPRINT]\n"
 		"       vsrhost check CONFIG\n"
 		"       vsrhost fingerprint CONFIG\n"
 		"       vsrhost keygen FILE\n"
@@ -39,6 +41,14 @@ static void main_usage(FILE *out)
 		"                       history begins only when every replica is unjoined\n"
 		"                       (without --replica: every replica of CONFIG, so\n"
 		"                       the cluster's data is gone).\n"
+		"      --accept-config FINGERPRINT\n"
+		"                       start on a data directory written under another\n"
+		"                       configuration (without it: exit 78) when this\n"
+		"                       configuration's fingerprint is FINGERPRINT: for a\n"
+		"                       change made on every replica while the whole cluster\n"
+		"                       was stopped. The log after the last checkpoint is\n"
+		"                       replayed under the new configuration\n"
+		"                       (docs/config.md, \"Changing the configuration\").\n"
 		"  -h, --help           this text\n"
 		"  -V, --version        the version\n"
 		"\n"
@@ -56,8 +66,9 @@ static void main_usage(FILE *out)
 		"messages on stdin/stdout (the program vsrhost-maelstrom, next to this one).\n"
 		"\n"
 		"Logs go to stderr, one line per event. SIGINT or SIGTERM stops cleanly.\n"
-		"Exit codes: 0 ok, 64 usage, 78 config, 69 a port cannot be bound,\n"
-		"70 internal error, 74 storage error.\n");
+		"Exit codes: 0 ok, 64 usage, 78 config (also: the data directory was written\n"
+		"under another configuration), 69 a port cannot be bound, 70 internal error,\n"
+		"74 storage error.\n");
 }
 
 /* vsrhost --maelstrom [CONFIG]: the Maelstrom node is its own program (its
@@ -107,6 +118,7 @@ int main(int argc, char **argv)
 		{"replica", required_argument, NULL, 'r'},
 		{"log-level", required_argument, NULL, 'l'},
 		{"fresh", no_argument, NULL, 'f'},
+		{"accept-config", required_argument, NULL, 'A'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -139,6 +151,16 @@ int main(int argc, char **argv)
 			break;
 		case 'f':
 			opts.fresh = true;
+			break;
+		case 'A':
+			if (!host_config_parse_fingerprint(optarg, &opts.accept_fingerprint)) {
+				fprintf(stderr, "vsrhost: --accept-config: expected the 16 hex digits of "
+					"the configuration's fingerprint (`vsrhost fingerprint CONFIG` "
+					"prints it), got \"%s\"\n", optarg);
+				return EX_USAGE;
+			}
+			opts.accept_config = true;
+			opts.accept_config_arg = optarg;
 			break;
 		case 'h':
 			main_usage(stdout);

@@ -1,0 +1,311 @@
+/* test_store_held.c - the writes a durable vsr.store holds in memory while
+ * a checkpoint's sync runs (vsrh_overlay.h) read, scan, count and digest as
+ * if they had gone into LMDB, and reach the next checkpoint whole.
+ *
+ * Two state machines run spec/fixtures/storeops.lua: A on a durable store
+ * whose syncs block in LMDB's sync (-Wl,--wrap=mdb_env_sync) until the test
+ * opens a gate, B on a store that is not durable (no syncer, nothing held). The same
+ * random operations (puts, deletes, gets, scans, counts over 300 keys) go to
+ * both: while A's sync is held back (its writes held), after the gate
+ * opens (held writes draining a few per operation), and across checkpoints.
+ * Every reply and digest must be equal, every checkpoint image byte for
+ * byte, and A must have held writes (its figures). Then A reopens at its
+ * last checkpoint with that digest. The seed is printed; VSR_SEED=N replays. */
+#define _GNU_SOURCE
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store_test.h"
+#include "vsrh_config.h"
+#include "vsrh_lua.h"
+
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static bool gate_closed;
+static _Atomic int blocked; /* syncs waiting at the gate */
+
+int __real_mdb_env_sync(MDB_env *env, int force);
+int __wrap_mdb_env_sync(MDB_env *env, int force);
+int __wrap_mdb_env_sync(MDB_env *env, int force)
+{
+	pthread_mutex_lock(&gate_mu);
+	if (gate_closed) {
+		atomic_fetch_add(&blocked, 1);
+		pthread_cond_broadcast(&gate_cv);
+		while (gate_closed)
+			pthread_cond_wait(&gate_cv, &gate_mu);
+		atomic_fetch_sub(&blocked, 1);
+	}
+	pthread_mutex_unlock(&gate_mu);
+	return __real_mdb_env_sync(env, force);
+}
+
+/* Waits (10 s at most) until a sync waits at the gate; returns whether one does. */
+static bool gate_reached(void)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	pthread_mutex_lock(&gate_mu);
+	while (atomic_load(&blocked) == 0 &&
+	       pthread_cond_timedwait(&gate_cv, &gate_mu, &until) == 0)
+		;
+	bool reached = atomic_load(&blocked) > 0;
+	pthread_mutex_unlock(&gate_mu);
+	return reached;
+}
+
+static void gate(bool closed)
+{
+	pthread_mutex_lock(&gate_mu);
+	gate_closed = closed;
+	pthread_cond_broadcast(&gate_cv);
+	pthread_mutex_unlock(&gate_mu);
+}
+
+/* ------------------------------------------------------------ msgpack */
+
+static void mp_byte(vsr_buf *b, uint8_t c)
+{
+	vsr_buf_append(b, &c, 1);
+}
+
+static void mp_array(vsr_buf *b, unsigned n) /* n < 16 */
+{
+	mp_byte(b, (uint8_t)(0x90 | n));
+}
+
+static void mp_str(vsr_buf *b, const char *s, size_t n) /* n < 256 */
+{
+	if (n < 32) {
+		mp_byte(b, (uint8_t)(0xa0 | n));
+	} else {
+		mp_byte(b, 0xd9);
+		mp_byte(b, (uint8_t)n);
+	}
+	vsr_buf_append(b, s, n);
+}
+
+static void mp_cstr(vsr_buf *b, const char *s)
+{
+	mp_str(b, s, strlen(s));
+}
+
+static void mp_int(vsr_buf *b, unsigned v) /* v < 128 */
+{
+	mp_byte(b, (uint8_t)v);
+}
+
+/* ------------------------------------------------------------ operations */
+
+static uint64_t rng;
+
+static uint32_t rnd(uint32_t n)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (uint32_t)(rng % n);
+}
+
+#define KEYS 300
+
+static void key(char *out, uint32_t i)
+{
+	snprintf(out, 16, "k%03u", i);
+}
+
+/* One storeops operation of 1 to 6 calls. */
+static void random_op(vsr_buf *b)
+{
+	unsigned calls = 1 + rnd(6);
+	b->len = 0;
+	mp_array(b, calls);
+	char k[16], k2[16], v[64];
+	for (unsigned i = 0; i < calls; i++) {
+		uint32_t what = rnd(100);
+		key(k, rnd(KEYS));
+		if (what < 45) {
+			int vl = snprintf(v, sizeof v, "v%u-%.*s", rnd(1000), (int)rnd(40),
+					  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+			mp_array(b, 3);
+			mp_cstr(b, "put");
+			mp_cstr(b, k);
+			mp_str(b, v, (size_t)vl);
+		} else if (what < 65) {
+			mp_array(b, 2);
+			mp_cstr(b, "delete");
+			mp_cstr(b, k);
+		} else if (what < 80) {
+			mp_array(b, 2);
+			mp_cstr(b, "get");
+			mp_cstr(b, k);
+		} else if (what < 95) {
+			/* [first, last] with a limit; nil bounds now and then */
+			uint32_t a = rnd(KEYS), z = a + rnd(60);
+			key(k2, z);
+			mp_array(b, 4);
+			mp_cstr(b, "scan");
+			if (rnd(8) == 0)
+				mp_byte(b, 0xc0);
+			else
+				mp_cstr(b, k);
+			if (rnd(8) == 0)
+				mp_byte(b, 0xc0);
+			else
+				mp_cstr(b, k2);
+			mp_int(b, 1 + rnd(100));
+		} else {
+			mp_array(b, 1);
+			mp_cstr(b, "count");
+		}
+	}
+}
+
+typedef struct side {
+	vsrh_sm *sm;
+	vsr_state_machine m;
+	vsr_buf reply;
+} side;
+
+static uint64_t op;
+
+/* The same random operation applied to a and b: replies and digests equal.
+ * Returns whether they were. */
+static bool step_both(side *a, side *b, vsr_buf *opb)
+{
+	random_op(opb);
+	op++;
+	vsr_apply_ctx ctx = {.op = op, .session = 1, .request = op};
+	a->reply.len = b->reply.len = 0;
+	int ra = a->m.apply(a->m.ctx, &ctx, opb->data, opb->len, &a->reply);
+	int rb = b->m.apply(b->m.ctx, &ctx, opb->data, opb->len, &b->reply);
+	bool same = ra == rb && a->reply.len == b->reply.len &&
+		    memcmp(a->reply.data, b->reply.data, a->reply.len) == 0;
+	CHECK(same, "op %llu: replies differ (%d, %zu bytes; %d, %zu bytes)",
+	      (unsigned long long)op, ra, a->reply.len, rb, b->reply.len);
+	uint64_t da = a->m.digest(a->m.ctx), db = b->m.digest(b->m.ctx);
+	CHECK(da == db, "op %llu: digests differ (%016llx, %016llx)", (unsigned long long)op,
+	      (unsigned long long)da, (unsigned long long)db);
+	return same && da == db;
+}
+
+static bool steps(side *a, side *b, vsr_buf *opb, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (!step_both(a, b, opb))
+			return false;
+	return true;
+}
+
+/* A checkpoint at `op` on both: the same digest, size and image bytes. */
+static void checkpoint_both(side *a, side *b, vsr_checkpoint *cpa)
+{
+	static const uint8_t meta[8] = "held-cp";
+	vsr_checkpoint cpb = {.op = op, .checksum = op * 31, .timestamp = op};
+	*cpa = cpb;
+	int rc = a->m.checkpoint_take(a->m.ctx, cpa, meta, sizeof meta);
+	CHECK(rc == VSR_PENDING, "durable take at op %llu: %d", (unsigned long long)op, rc);
+	rc = b->m.checkpoint_take(b->m.ctx, &cpb, meta, sizeof meta);
+	CHECK(rc == VSR_OK, "memory take at op %llu: %d", (unsigned long long)op, rc);
+	CHECK(cpa->digest == cpb.digest && cpa->size == cpb.size,
+	      "checkpoint at op %llu: digest %016llx/%016llx size %llu/%llu",
+	      (unsigned long long)op, (unsigned long long)cpa->digest,
+	      (unsigned long long)cpb.digest, (unsigned long long)cpa->size,
+	      (unsigned long long)cpb.size);
+	vsr_buf ia = {0}, ib = {0};
+	int ra = a->m.checkpoint_read(a->m.ctx, cpa, 0, (uint32_t)cpa->size, &ia);
+	int rb = b->m.checkpoint_read(b->m.ctx, &cpb, 0, (uint32_t)cpb.size, &ib);
+	CHECK(ra == VSR_OK && rb == VSR_OK && ia.len == ib.len &&
+		      memcmp(ia.data, ib.data, ia.len) == 0,
+	      "checkpoint at op %llu: images differ", (unsigned long long)op);
+	free(ia.data);
+	free(ib.data);
+}
+
+static int open_side(side *s, const vsrh_config *cfg, const char *dir, bool durable)
+{
+	memset(s, 0, sizeof *s);
+	vsrh_sm_options o = {
+		.store_dir = dir,
+		.store_sync = durable,
+		.store_fresh = true,
+		.checkpoint_interval = cfg->checkpoint_interval,
+		.statemachine = "spec/fixtures/storeops.lua",
+		.dedup = cfg->dedup,
+		.instructions_max = cfg->instructions_max,
+		.memory_bytes_max = cfg->memory_bytes_max,
+		.clients_max = cfg->clients_max,
+		.log_level = cfg->log_level,
+	};
+	char err[512];
+	if (vsrh_sm_open(&s->sm, &o, err, sizeof err) != VSR_OK) {
+		CHECK(0, "open %s: %s", dir ? dir : "(memory)", err);
+		return -1;
+	}
+	vsrh_sm_bind(s->sm, &s->m);
+	return 0;
+}
+
+int main(void)
+{
+	char dir[] = "/tmp/vsr-held-XXXXXX";
+	vsrh_config cfg;
+	if (st_begin(&cfg, dir) != 0)
+		return 1;
+	const char *env = getenv("VSR_SEED");
+	uint64_t seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL);
+	printf("seed %llu (VSR_SEED=%llu replays)\n", (unsigned long long)seed,
+	       (unsigned long long)seed);
+	rng = seed * 2654435761u + 1;
+	char store[600], plain[600];
+	st_path(store, sizeof store, dir, "a");
+	st_path(plain, sizeof plain, dir, "b");
+	side a, b;
+	if (open_side(&a, &cfg, store, true) != 0 || open_side(&b, &cfg, plain, false) != 0)
+		return st_end(dir, &cfg, NULL);
+	vsr_buf opb = {0};
+	vsr_checkpoint cp = {0};
+	bool ok = steps(&a, &b, &opb, 400);
+	for (int round = 0; ok && round < 8; round++) {
+		/* The sync waits at the gate: the next operations are held. */
+		gate(true);
+		checkpoint_both(&a, &b, &cp);
+		CHECK(gate_reached(), "round %d: the sync never reached LMDB's sync", round);
+		ok = steps(&a, &b, &opb, 150 + (int)rnd(150));
+		/* The sync ends; the held writes drain a few per operation,
+		 * some rounds before the next checkpoint, some at it. */
+		gate(false);
+		vsrh_sm_on_checkpoint_durable(a.sm, NULL, NULL); /* waits for it */
+		if (ok)
+			ok = steps(&a, &b, &opb, round % 2 ? 3 : 150);
+	}
+	gate(false);
+	vsrh_sm_stats st;
+	vsrh_sm_stats_get(a.sm, &st);
+	CHECK(st.checkpoint_held_writes > 500, "only %llu writes were held",
+	      (unsigned long long)st.checkpoint_held_writes);
+	printf("%llu operations, %llu writes held in 8 rounds\n", (unsigned long long)op,
+	       (unsigned long long)st.checkpoint_held_writes);
+	/* The last checkpoint is what a restart finds. */
+	vsrh_sm_on_checkpoint_durable(a.sm, NULL, NULL);
+	uint64_t digest = 0;
+	vsrh_sm_destroy(a.sm);
+	vsrh_sm_destroy(b.sm);
+	vsr_checkpoint reopened;
+	if (st_open(&cfg, store, &reopened, &digest) == 0)
+		CHECK(reopened.op == cp.op && reopened.digest == cp.digest,
+		      "reopened at op %llu (digest %016llx), the last checkpoint is op %llu (%016llx)",
+		      (unsigned long long)reopened.op, (unsigned long long)reopened.digest,
+		      (unsigned long long)cp.op, (unsigned long long)cp.digest);
+	free(opb.data);
+	free(a.reply.data);
+	free(b.reply.data);
+	return st_end(dir, &cfg, "held writes: same replies, digests and checkpoints as memory");
+}
