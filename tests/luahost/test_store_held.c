@@ -234,9 +234,10 @@ static void checkpoint_both(side *a, side *b, vsr_checkpoint *cpa)
 static bool odd_keys_both(side *a, side *b, vsr_buf *opb)
 {
 	char longk[600];
-	memset(longk, 'z', sizeof longk);
+	memset(longk, 'z', sizeof longk); /* k1zzz...: between k199 and k200 */
+	memcpy(longk, "k1", 2);
 	opb->len = 0;
-	mp_array(opb, 4);
+	mp_array(opb, 5);
 	mp_array(opb, 2);
 	mp_cstr(opb, "delete");
 	mp_str(opb, "", 0);
@@ -251,6 +252,14 @@ static bool odd_keys_both(side *a, side *b, vsr_buf *opb)
 	mp_str(opb, "", 0);
 	mp_array(opb, 1);
 	mp_cstr(opb, "count");
+	mp_array(opb, 4); /* a scan from a key longer than any stored */
+	mp_cstr(opb, "scan");
+	mp_byte(opb, 0xda);
+	mp_byte(opb, (uint8_t)(sizeof longk >> 8));
+	mp_byte(opb, (uint8_t)(sizeof longk & 0xff));
+	vsr_buf_append(opb, longk, sizeof longk);
+	mp_byte(opb, 0xc0);
+	mp_int(opb, 5);
 	op++;
 	vsr_apply_ctx ctx = {.op = op, .session = 1, .request = op};
 	a->reply.len = b->reply.len = 0;
