@@ -605,7 +605,7 @@ static void case_segments(void)
  * removes a slice at a time): a segment that finds the disk full meanwhile
  * waits for it instead of stopping the replica. A large trash file, left by
  * a stop half way through its removal and handed over at load, holds the
- * space here (sparse: on a real disk it would be 16 GiB of log); the fault
+ * space here (sparse: on a real disk it would be 4 GiB of log); the fault
  * layer's disk is full while any trash file exists. Without the wait, the
  * first rotation fails: the reaper needs seconds for this file. */
 static void case_full_while_reaping(void)
@@ -616,7 +616,7 @@ static void case_full_while_reaping(void)
 	CHECK(mkdir(dir, 0755) == 0);
 	path_of(p, sizeof p, "trash-00000000000000ff");
 	int fd = open(p, O_RDWR | O_CREAT, 0644);
-	CHECK(fd >= 0 && ftruncate(fd, (off_t)16 << 30) == 0);
+	CHECK(fd >= 0 && ftruncate(fd, (off_t)4 << 30) == 0);
 	close(fd);
 	vsr_storage *s = open_storage(false, 4096, &fault_io, &d);
 	atomic_store(&F.full_while_trash, true);
