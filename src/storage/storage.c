@@ -114,10 +114,9 @@ void vsr_storage_recovered(vsr_storage *s)
 		storage_durable_recovered(s);
 }
 
-void vsr_storage_flush(vsr_storage *s)
+bool vsr_storage_flush(vsr_storage *s)
 {
-	if (kind_of(s) == VSR_STORAGE_DURABLE)
-		storage_durable_flush(s);
+	return kind_of(s) == VSR_STORAGE_DURABLE && storage_durable_flush(s);
 }
 
 uint8_t vsr_storage_config(const vsr_storage *s, uint64_t parts[VSR_STORAGE_CONFIG_MAX])

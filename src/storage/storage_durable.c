@@ -276,6 +276,7 @@ typedef struct durable {
 	pthread_cond_t cv;
 	/* Loop thread (opts.inline_ok): persists held for vsr_storage_flush(). */
 	job *held, *held_tail;
+	bool delivering;         /* in deliver(): persists submitted now are not held */
 	uint64_t inline_off_until_ms; /* a slow inline group: the worker until then */
 	/* Under mu: */
 	job *queue, *queue_tail;
@@ -701,9 +702,10 @@ static void group_write(durable *d, job *group, bool recovered)
 }
 
 /* Reports a written group (or a failed one) complete: the loop delivers
- * the completions, in order, from async_cb. Called by the writer's owner,
- * mu not held. */
-static void group_done(durable *d, job *group)
+ * the completions, in order, from async_cb (wake_loop: the worker's groups)
+ * or from vsr_storage_flush itself (the loop's own). Called by the writer's
+ * owner, mu not held. */
+static void group_done(durable *d, job *group, bool wake_loop)
 {
 	int status = d->failed ? VSR_EINVAL : VSR_OK;
 	job *tail = group;
@@ -717,7 +719,7 @@ static void group_done(durable *d, job *group)
 	else d->done = group;
 	d->done_tail = tail;
 	pthread_mutex_unlock(&d->mu);
-	uv_async_send(&d->async);
+	if (wake_loop) uv_async_send(&d->async);
 }
 
 /* When a lagging superblock update is due (microseconds): SB_IDLE_WAIT_MS
@@ -772,7 +774,7 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&d->mu);
 
 		if (!d->failed) group_write(d, group, recovered);
-		group_done(d, group);
+		group_done(d, group, true);
 		/* Under load the worker never idles: the lagging update goes out
 		 * between groups, after the completions (it delays the next group,
 		 * never this one's acknowledgements). */
@@ -791,13 +793,17 @@ static void job_free(job *j)
 	free(j);
 }
 
-static void async_cb(uv_async_t *a)
+/* Reports every completed persist, in order, on the loop. Persists
+ * submitted meanwhile (by the callbacks' steps) go to the worker: an inline
+ * group is written only from vsr_storage_flush(), which is running or has
+ * run for this iteration. */
+static void deliver(durable *d)
 {
-	durable *d = a->data;
 	pthread_mutex_lock(&d->mu);
 	job *list = d->done;
 	d->done = d->done_tail = NULL;
 	pthread_mutex_unlock(&d->mu);
+	d->delivering = true;
 	while (list != NULL) {
 		job *j = list;
 		list = j->next;
@@ -808,6 +814,12 @@ static void async_cb(uv_async_t *a)
 		}
 		job_free(j);
 	}
+	d->delivering = false;
+}
+
+static void async_cb(uv_async_t *a)
+{
+	deliver(a->data);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1560,7 +1572,8 @@ int storage_durable_submit(vsr_storage *s, const vsr_persist *p)
 	 * the group is held too: they complete in order. (The caller's
 	 * inline_ok is not asked under the lock.) */
 	bool hold = d->held != NULL;
-	if (!hold && d->opts.inline_ok != NULL && mono_ms() >= d->inline_off_until_ms) {
+	if (!hold && !d->delivering && d->opts.inline_ok != NULL &&
+	    mono_ms() >= d->inline_off_until_ms) {
 		pthread_mutex_lock(&d->mu);
 		bool writer_idle = !d->writer_busy && d->queue == NULL;
 		pthread_mutex_unlock(&d->mu);
@@ -1583,10 +1596,10 @@ int storage_durable_submit(vsr_storage *s, const vsr_persist *p)
 	return VSR_OK;
 }
 
-void storage_durable_flush(vsr_storage *s)
+bool storage_durable_flush(vsr_storage *s)
 {
 	durable *d = D(s);
-	if (d->held == NULL || d->closing) return;
+	if (d->held == NULL || d->closing) return false;
 	job *group = d->held;
 	d->held = d->held_tail = NULL;
 	pthread_mutex_lock(&d->mu);
@@ -1600,7 +1613,7 @@ void storage_durable_flush(vsr_storage *s)
 		d->queue_tail = t;
 		pthread_cond_signal(&d->cv);
 		pthread_mutex_unlock(&d->mu);
-		return;
+		return false;
 	}
 	d->writer_busy = true;
 	bool recovered = d->want_recovered;
@@ -1610,7 +1623,7 @@ void storage_durable_flush(vsr_storage *s)
 	uint64_t t0 = mono_us();
 	d->stats.inline_groups++;
 	if (!d->failed) group_write(d, group, recovered);
-	group_done(d, group);
+	group_done(d, group, false);
 	/* A slow disk must not stall the loop: its groups go to the worker
 	 * for a while. */
 	if (d->group_us - t0 >= INLINE_SLOW_MS * 1000u)
@@ -1622,6 +1635,12 @@ void storage_durable_flush(vsr_storage *s)
 	if (d->queue != NULL || (d->lag_dirty && d->worker_sleeping && !d->failed))
 		pthread_cond_signal(&d->cv);
 	pthread_mutex_unlock(&d->mu);
+	/* Delivered here, not through the async handle: that would cost an
+	 * eventfd write and one more loop iteration before the PREPARE_OK or
+	 * the commit this sync was holding up. Earlier groups of the worker,
+	 * if any are waiting for async_cb, go first (in order). */
+	deliver(d);
+	return true;
 }
 
 static void close_cb(uv_handle_t *h)

@@ -146,14 +146,24 @@ static uint64_t done_count, next_id, last_done;
 static int last_status;
 static bool failed_seen;
 
+static int submit(vsr_storage *s, uint64_t from, uint64_t to, vsr_superblock sb, bool truncate,
+		  uint64_t truncate_after, const uint8_t *ckpt, uint64_t ckpt_len);
+static vsr_superblock sb_at(uint64_t view, uint64_t commit, uint64_t ckpt_op, uint64_t ckpt_size);
+static uint64_t resubmit_op; /* persisted_cb submits this op once (0: none) */
+
 static void persisted_cb(vsr_storage *s, uint64_t id, int status)
 {
-	(void)s;
 	CHECK(id == last_done + 1); /* in submission order */
 	last_done = id;
 	done_count++;
 	if (status != VSR_OK) failed_seen = true;
 	last_status = status;
+	if (resubmit_op != 0) {
+		/* As a host's step does: a persist from inside a completion. */
+		uint64_t op = resubmit_op;
+		resubmit_op = 0;
+		CHECK(submit(s, op, op, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
+	}
 }
 
 static bool inline_ok(void *data, const vsr_persist *p)
@@ -390,11 +400,21 @@ static void begin(const char *name)
 	printf("case %s%s\n", name, inline_mode ? " (inline_ok)" : "");
 }
 
-/* Before the loop waits, as the host does it. */
+/* Before the loop waits, as the host does it. A group written here was
+ * reported inside the flush, with nothing left to wake the poll: the
+ * iteration ends without waiting (where the host would send what the
+ * completions queued). */
+static uint64_t flush_reported; /* flushes that wrote and reported a group */
 static void flush_prepare_cb(uv_prepare_t *p)
 {
 	(void)p;
-	if (cur != NULL) vsr_storage_flush(cur);
+	if (cur == NULL) return;
+	uint64_t before = done_count;
+	if (vsr_storage_flush(cur)) {
+		CHECK(done_count > before); /* reported before flush returned */
+		flush_reported++;
+		uv_stop(&loop);
+	}
 }
 
 /* ------------------------------------------------------------------------ */
@@ -679,6 +699,7 @@ static void case_inline(void)
 	vsr_storage *s = open_storage(false, 0, &fault_io, &d);
 	make_entries(1, 400, 1, 0);
 	long loop0 = F.loop_syncs, syncs0 = F.syncs;
+	uint64_t reported0 = flush_reported, groups0 = vsr_storage_stats_get(s)->inline_groups;
 	for (uint64_t op = 1; op <= 50; op++) {
 		CHECK(submit(s, op, op, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
 		wait_all();
@@ -691,6 +712,10 @@ static void case_inline(void)
 	 * goes to the worker, and a slow disk (INLINE_SLOW_MS) sends the
 	 * groups to the worker for a while. */
 	CHECK(on_loop >= 1);
+	/* Every group written on the loop was reported inside the flush that
+	 * wrote it (flush_prepare_cb checks). */
+	uint64_t groups = vsr_storage_stats_get(s)->inline_groups - groups0;
+	CHECK(groups >= 1 && flush_reported - reported0 == groups);
 	/* Idle now: the worker writes the lagging update (log end, commit)
 	 * within SB_IDLE_WAIT_MS of the last group (perhaps already); bounded
 	 * wait for the newest superblock copy to name commit 49. */
@@ -702,9 +727,35 @@ static void case_inline(void)
 	printf("  the lagging update names commit %llu\n", (unsigned long long)commit);
 	CHECK(commit == 49);
 
+	/* A persist submitted from a completion that flush reports goes to
+	 * the worker: holding it would leave it unwritten while the loop
+	 * waits (the flush of this iteration is over). Tried until the first
+	 * of the pair is written on the loop: it is not while the worker is
+	 * busy with the lagging update, nor for INLINE_OFF_MS after a slow
+	 * inline group (a loaded machine), so the tries are paced over ~3 s. */
+	uint64_t op = 51;
+	bool paired = false;
+	for (int tries = 0; tries < 120 && !paired; tries++, op += 2) {
+		if (tries > 0) {
+			struct timespec pace = {0, 25000000};
+			nanosleep(&pace, NULL);
+		}
+		uint64_t g0 = vsr_storage_stats_get(s)->inline_groups;
+		resubmit_op = op + 1;
+		CHECK(submit(s, op, op, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
+		wait_all();
+		CHECK(!failed_seen && resubmit_op == 0 && last_done == next_id);
+		uint64_t g = vsr_storage_stats_get(s)->inline_groups - g0;
+		if (g == 0) continue;
+		printf("  a persist submitted from a completion of the loop's: %llu of 2 groups "
+		       "on the loop\n", (unsigned long long)g);
+		CHECK(g == 1);
+		paired = true;
+	}
+	CHECK(paired);
+
 	/* Mixed: bursts of 1..7 persists, inline refused every third
 	 * iteration, so that groups go either way and overlap. */
-	uint64_t op = 51;
 	long worker0 = atomic_load(&F.syncs) - F.loop_syncs;
 	for (unsigned it = 0; op <= 400; it++) {
 		inline_yes = it % 3 != 0;

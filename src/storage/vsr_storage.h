@@ -174,9 +174,12 @@ const char *vsr_storage_error(const vsr_storage *s);
 void vsr_storage_recovered(vsr_storage *s);
 /* Writes the persists held since the last call (vsr_storage_options.inline_ok)
  * on this thread, or hands them to the writer thread when it has started
- * writing meanwhile. Their completions still arrive through persisted_cb,
- * on a later loop iteration. A no-op when nothing is held. */
-void vsr_storage_flush(vsr_storage *s);
+ * writing meanwhile. Written here, they are reported through persisted_cb
+ * before flush returns (after any earlier completions still waiting), and
+ * flush returns true: the caller sends what those callbacks queued. A
+ * persist submitted from inside those callbacks goes to the writer thread.
+ * A no-op (false) when nothing is held. */
+bool vsr_storage_flush(vsr_storage *s);
 
 /* The configuration fingerprint recorded in the superblock: up to this many
  * u64 parts, opaque to storage (the host computes and compares them; a

@@ -400,11 +400,13 @@ static void host_poll_mark_cb(uv_prepare_t *p)
 	host *h = p->data;
 	/* The messages this iteration queued go out first; then storage may
 	 * write a lone persist right here (host_inline_ok) instead of waking
-	 * its thread: the PREPAREs and replies are not held back by the sync. */
+	 * its thread: the PREPAREs and replies are not held back by the sync.
+	 * Its completion is stepped inside the flush: what that step sends (a
+	 * PREPARE_OK, a reply) goes out at once. */
 	if (h->net != NULL)
 		vsr_net_flush(h->net);
-	if (h->storage != NULL)
-		vsr_storage_flush(h->storage);
+	if (h->storage != NULL && vsr_storage_flush(h->storage) && !h->stopping && h->net != NULL)
+		vsr_net_flush(h->net);
 	h->poll_start_ns = uv_hrtime();
 }
 
