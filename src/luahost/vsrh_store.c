@@ -767,14 +767,19 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 		size_t kl, vl = 0;
 		const char *key = lua_tolstring(L, -2, &kl);
 		const char *val = lua_type(L, -1) == LUA_TLIGHTUSERDATA ? NULL : lua_tolstring(L, -1, &vl);
-		if (hold && held_write_one(s, key, kl, val, vl) != 0) {
+		if (kl == 0 || kl > 511) {
+			/* A delete (puts of such keys are refused) of a key LMDB
+			 * never stores: nothing to do. LMDB would fail the
+			 * search of an empty key (MDB_BAD_VALSIZE), which stopped
+			 * every replica. */
+		} else if (hold && held_write_one(s, key, kl, val, vl) != 0) {
 			/* Out of memory for the held entry: everything held goes
 			 * into the transaction now, and this write after it. */
 			held_drain(db, SIZE_MAX);
 			db->holding = false;
 			hold = false;
 		}
-		if (!hold)
+		if (!hold && kl > 0 && kl <= 511)
 			lmdb_write_one(s, c, key, kl, val, vl);
 		writes++;
 		lua_pop(L, 1);

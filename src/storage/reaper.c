@@ -25,6 +25,7 @@ struct vsr_reaper {
 	reap_item *head, *tail;   /* under mu */
 	bool busy;                /* the thread works on an item (under mu) */
 	bool stop;                /* under mu */
+	unsigned hurry;           /* flushes waiting: no pauses (under mu) */
 };
 
 /* Waits ms, or until stop: returns whether to stop. Called with mu held. */
@@ -35,7 +36,8 @@ static bool pause_or_stop(vsr_reaper *r, unsigned ms)
 	until.tv_nsec += (long)ms * 1000000L;
 	until.tv_sec += until.tv_nsec / 1000000000L;
 	until.tv_nsec %= 1000000000L;
-	while (!r->stop && pthread_cond_timedwait(&r->cv, &r->mu, &until) != ETIMEDOUT)
+	while (!r->stop && !r->hurry &&
+	       pthread_cond_timedwait(&r->cv, &r->mu, &until) != ETIMEDOUT)
 		;
 	return r->stop;
 }
@@ -85,6 +87,8 @@ static void *reaper_main(void *arg)
 		reap(r, it->name);
 		r->busy = false;
 		free(it);
+		if (r->head == NULL)
+			pthread_cond_broadcast(&r->cv); /* vsr_reaper_flush */
 	}
 	pthread_mutex_unlock(&r->mu);
 	return NULL;
@@ -125,7 +129,7 @@ int vsr_reaper_add(vsr_reaper *r, const char *name)
 	else
 		r->head = it;
 	r->tail = it;
-	pthread_cond_signal(&r->cv);
+	pthread_cond_broadcast(&r->cv); /* (a flush may wait on cv too) */
 	pthread_mutex_unlock(&r->mu);
 	return 0;
 }
@@ -136,6 +140,17 @@ bool vsr_reaper_idle(vsr_reaper *r)
 	bool idle = r->head == NULL && !r->busy;
 	pthread_mutex_unlock(&r->mu);
 	return idle;
+}
+
+void vsr_reaper_flush(vsr_reaper *r)
+{
+	pthread_mutex_lock(&r->mu);
+	r->hurry++;
+	pthread_cond_broadcast(&r->cv);
+	while ((r->head != NULL || r->busy) && !r->stop)
+		pthread_cond_wait(&r->cv, &r->mu);
+	r->hurry--;
+	pthread_mutex_unlock(&r->mu);
 }
 
 void vsr_reaper_stop(vsr_reaper *r)

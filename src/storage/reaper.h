@@ -31,6 +31,10 @@ vsr_reaper *vsr_reaper_start(int dirfd);
 int vsr_reaper_add(vsr_reaper *r, const char *name);
 /* Whether every file handed over is gone (tests). */
 bool vsr_reaper_idle(vsr_reaper *r);
+/* Returns once every file handed over is gone, removed from now on without
+ * pauses: for a writer that found the disk full while space it gave up is
+ * still being freed. */
+void vsr_reaper_flush(vsr_reaper *r);
 /* Stops after the step in progress and frees r; files not yet removed stay
  * (the next start hands them over again). */
 void vsr_reaper_stop(vsr_reaper *r);

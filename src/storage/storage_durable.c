@@ -444,7 +444,14 @@ static int segment_create(durable *d, uint64_t seq, uint64_t cap)
 		     errno_hint(e));
 		return -1;
 	}
-	if (d->io.fallocate(d->io.ctx, fd, 0, (off_t)cap) != 0) {
+	int rc = d->io.fallocate(d->io.ctx, fd, 0, (off_t)cap);
+	if (rc != 0 && errno == ENOSPC && d->reaper != NULL && !vsr_reaper_idle(d->reaper)) {
+		/* Pruned segments still being shrunk hold space the disk
+		 * needs now: removed at once, then tried again. */
+		vsr_reaper_flush(d->reaper);
+		rc = d->io.fallocate(d->io.ctx, fd, 0, (off_t)cap);
+	}
+	if (rc != 0) {
 		int e = errno;
 		fail(d, "storage %s: cannot preallocate %" PRIu64 " bytes for %s: %s%s; stopping",
 		     d->dir, cap, name, strerror(e), errno_hint(e));
