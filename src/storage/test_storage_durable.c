@@ -592,6 +592,26 @@ static void case_first_superblock_torn(void)
 	close_storage(s);
 }
 
+/* Entries 1001..2000 after a checkpoint at 990, then a restart (the fault
+ * layer's disk no longer full) that loads them past the checkpoint. */
+static void append_then_reload(vsr_storage *s)
+{
+	const vsr_durable *d;
+	uint8_t blob[64] = {9};
+	for (uint64_t op = 1001; op <= 2000; op += 9) {
+		uint64_t to = op + 8 > 2000 ? 2000 : op + 8;
+		CHECK(submit(s, op, to, sb_at(1, op - 1, 990, sizeof blob), false, 0, NULL, 0) == VSR_OK);
+	}
+	wait_all();
+	CHECK(!failed_seen);
+	close_storage(s);
+	atomic_store(&F.full_while_trash, false);
+	s = open_storage(false, 4096, NULL, &d);
+	check_loaded(d, 991, 2000);
+	CHECK(d->superblock.checkpoint_op == 990);
+	close_storage(s);
+}
+
 static void case_segments(void)
 {
 	begin("segment rotation and pruning after checkpoints");
@@ -608,17 +628,7 @@ static void case_segments(void)
 	int after = count_files("log-");
 	printf("  after a checkpoint at 990: %d segments\n", after);
 	CHECK(after <= 3);
-	for (uint64_t op = 1001; op <= 2000; op += 9) {
-		uint64_t to = op + 8 > 2000 ? 2000 : op + 8;
-		CHECK(submit(s, op, to, sb_at(1, op - 1, 990, sizeof blob), false, 0, NULL, 0) == VSR_OK);
-	}
-	wait_all();
-	CHECK(!failed_seen);
-	close_storage(s);
-	s = open_storage(false, 4096, NULL, &d);
-	check_loaded(d, 991, 2000);
-	CHECK(d->superblock.checkpoint_op == 990);
-	close_storage(s);
+	append_then_reload(s);
 }
 
 /* Space given up by pruning comes back slowly (the reaper shrinks what it
@@ -646,17 +656,7 @@ static void case_full_while_reaping(void)
 	uint8_t blob[64] = {9};
 	CHECK(submit(s, 1, 0, sb_at(1, 1000, 990, sizeof blob), false, 0, blob, sizeof blob) == VSR_OK);
 	wait_all();
-	for (uint64_t op = 1001; op <= 2000; op += 9) {
-		uint64_t to = op + 8 > 2000 ? 2000 : op + 8;
-		CHECK(submit(s, op, to, sb_at(1, op - 1, 990, sizeof blob), false, 0, NULL, 0) == VSR_OK);
-	}
-	wait_all();
-	CHECK(!failed_seen);
-	close_storage(s);
-	atomic_store(&F.full_while_trash, false);
-	s = open_storage(false, 4096, NULL, &d);
-	check_loaded(d, 991, 2000);
-	close_storage(s);
+	append_then_reload(s);
 }
 
 static void case_io_failure(const char *name, bool on_sync, int err, const char *expect)
