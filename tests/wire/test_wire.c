@@ -294,16 +294,22 @@ static void fill_hello_short_nonce(msgpack_packer *pk)
 	msgpack_pack_uint64(pk, 0);
 	msgpack_pack_bin_with_body(pk, "0123456789", 10);
 }
-/* A replica's HELLO with `parts` configuration parts and `extra`
- * appended fields after them. */
-static void hello_config(msgpack_packer *pk, uint32_t parts, uint32_t extra)
+/* A replica's HELLO of n fields, up to the configuration (field 5), which
+ * the caller packs. */
+static void hello_head(msgpack_packer *pk, uint32_t n)
 {
-	msgpack_pack_array(pk, 6 + extra);
+	msgpack_pack_array(pk, n);
 	msgpack_pack_uint64(pk, VSR_WIRE_ROLE_REPLICA);
 	msgpack_pack_uint64(pk, 1);
 	msgpack_pack_uint64(pk, 7);
 	msgpack_pack_uint64(pk, 0);
 	msgpack_pack_bin(pk, 0);
+}
+/* A replica's HELLO with `parts` configuration parts and `extra`
+ * appended fields after them. */
+static void hello_config(msgpack_packer *pk, uint32_t parts, uint32_t extra)
+{
+	hello_head(pk, 6 + extra);
 	msgpack_pack_array(pk, parts);
 	for (uint32_t i = 0; i < parts; i++)
 		msgpack_pack_uint64(pk, 0x1000 + i);
@@ -314,22 +320,12 @@ static void fill_hello_config_17(msgpack_packer *pk) { hello_config(pk, 17, 0); 
 static void fill_hello_config_appended(msgpack_packer *pk) { hello_config(pk, 6, 2); }
 static void fill_hello_config_uint(msgpack_packer *pk)
 {
-	msgpack_pack_array(pk, 6);
-	msgpack_pack_uint64(pk, VSR_WIRE_ROLE_REPLICA);
-	msgpack_pack_uint64(pk, 1);
-	msgpack_pack_uint64(pk, 7);
-	msgpack_pack_uint64(pk, 0);
-	msgpack_pack_bin(pk, 0);
+	hello_head(pk, 6);
 	msgpack_pack_uint64(pk, 5);
 }
 static void fill_hello_config_str(msgpack_packer *pk)
 {
-	msgpack_pack_array(pk, 6);
-	msgpack_pack_uint64(pk, VSR_WIRE_ROLE_REPLICA);
-	msgpack_pack_uint64(pk, 1);
-	msgpack_pack_uint64(pk, 7);
-	msgpack_pack_uint64(pk, 0);
-	msgpack_pack_bin(pk, 0);
+	hello_head(pk, 6);
 	msgpack_pack_array(pk, 1);
 	msgpack_pack_str_with_body(pk, "x", 1);
 }
