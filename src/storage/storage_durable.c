@@ -36,6 +36,7 @@
 #define _GNU_SOURCE
 #include "storage_impl.h"
 #include "reaper.h"
+#include "spare.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -294,6 +295,8 @@ typedef struct durable {
 	int sb_fd;               /* the superblock file, once written */
 	int lock_fd;             /* `lock`, locked while this process uses the directory */
 	vsr_reaper *reaper;      /* removes pruned segments (reaper.h); NULL until the first */
+	vsr_spare *spare;        /* makes the next segment ahead (spare.h); NULL: inline */
+	uint64_t rot_spare, rot_inline; /* rotations by kind (under mu: deliver() reads them) */
 	log_pos pos;             /* where the next record goes */
 	log_pos synced;          /* every record before this is durable */
 	uint8_t *stage;          /* records appended, not yet written: they end at pos */
@@ -432,6 +435,23 @@ static int segs_push(durable *d, uint64_t seq, uint64_t max_op)
 	return 0;
 }
 
+/* Makes segment `seq` (open as fd, `cap` bytes, its size and name durable)
+ * the current one, empty. */
+static int segment_use(durable *d, int fd, uint64_t seq, uint64_t cap)
+{
+	if (segs_push(d, seq, 0) != 0) {
+		fail(d, "storage %s: out of memory", d->dir);
+		close(fd);
+		return -1;
+	}
+	if (d->seg_fd >= 0) close(d->seg_fd);
+	d->seg_fd = fd;
+	d->seg_cap = cap;
+	d->zeroed = 0;
+	d->pos = (log_pos){.seg = seq, .off = 0};
+	return 0;
+}
+
 /* Creates segment `seq` of `cap` bytes, preallocated, and makes it current. */
 static int segment_create(durable *d, uint64_t seq, uint64_t cap)
 {
@@ -463,16 +483,50 @@ static int segment_create(durable *d, uint64_t seq, uint64_t cap)
 		close(fd);
 		return -1;
 	}
-	if (segs_push(d, seq, 0) != 0) {
-		fail(d, "storage %s: out of memory", d->dir);
-		close(fd);
+	return segment_use(d, fd, seq, cap);
+}
+
+/* Asks the spare maker for the segment after the current one (spare.h),
+ * starting it the first time. Without it every rotation creates inline. */
+static void spare_ask(durable *d)
+{
+	if (d->spare == NULL)
+		d->spare = vsr_spare_start(d->dirfd, &d->io);
+	if (d->spare == NULL) return;
+	char name[64];
+	seg_name(name, sizeof name, d->pos.seg + 1);
+	vsr_spare_prepare(d->spare, name, d->segment_size);
+}
+
+/* Makes segment `seq` (at least `cap` bytes) current from the spare, or
+ * creates it here when there is none of that size: an oversize record, no
+ * spare thread, or a spare that found the disk full (space may have come
+ * back since: pruned segments; segment_create waits for the reaper). Any
+ * other failure to make the spare stops the log, as it would have inline. */
+static int segment_next(durable *d, uint64_t seq, uint64_t cap)
+{
+	char name[64];
+	seg_name(name, sizeof name, seq);
+	vsr_spare_result r = {.fd = -1};
+	if (d->spare != NULL) r = vsr_spare_take(d->spare, name, cap);
+	bool spared = r.fd >= 0;
+	int rc;
+	if (spared) {
+		rc = segment_use(d, r.fd, seq, cap);
+	} else if (r.err != 0 && r.err != ENOSPC && r.err != EDQUOT) {
+		fail(d, "storage %s: making %s ahead as the next segment failed (%s): %s%s; "
+			"stopping: nothing more is acknowledged",
+		     d->dir, name, r.step, strerror(r.err), errno_hint(r.err));
 		return -1;
+	} else {
+		rc = segment_create(d, seq, cap);
 	}
-	if (d->seg_fd >= 0) close(d->seg_fd);
-	d->seg_fd = fd;
-	d->seg_cap = cap;
-	d->zeroed = 0;
-	d->pos = (log_pos){.seg = seq, .off = 0};
+	if (rc != 0) return -1;
+	pthread_mutex_lock(&d->mu);
+	if (spared) d->rot_spare++;
+	else d->rot_inline++;
+	pthread_mutex_unlock(&d->mu);
+	spare_ask(d);
 	return 0;
 }
 
@@ -488,7 +542,11 @@ static int segment_rotate(durable *d, uint64_t need)
 	if (sync_fd(d, d->seg_fd, name) != 0) return -1;
 	uint64_t cap = d->segment_size;
 	if (cap < need + REC_HEADER) cap = need + REC_HEADER;
-	if (segment_create(d, d->pos.seg + 1, cap) != 0) return -1;
+	/* What the new segment's first acknowledged entry needs is durable now:
+	 * the old segment's end record (just synced: a restart follows the log
+	 * into the next segment only past it), and the new segment's name and
+	 * size (synced by whoever made it). */
+	if (segment_next(d, d->pos.seg + 1, cap) != 0) return -1;
 	d->synced = d->pos; /* the old segment is synced up to its end record */
 	return 0;
 }
@@ -802,6 +860,8 @@ static void deliver(durable *d)
 	pthread_mutex_lock(&d->mu);
 	job *list = d->done;
 	d->done = d->done_tail = NULL;
+	d->stats.segments_spare = d->rot_spare;
+	d->stats.segments_inline = d->rot_inline;
 	pthread_mutex_unlock(&d->mu);
 	d->delivering = true;
 	while (list != NULL) {
@@ -1374,6 +1434,7 @@ static int writer_resume(durable *d, const dir_scan *ds, log_pos cut)
 
 static int worker_start(durable *d, char *err, size_t err_len)
 {
+	spare_ask(d);
 	d->sb_written_ms = mono_ms();
 	d->group_us = mono_us();
 	if (pthread_create(&d->thread, NULL, worker_main, d) != 0) {
@@ -1665,6 +1726,7 @@ static void close_cb(uv_handle_t *h)
 	if (d->seg_fd >= 0) close(d->seg_fd);
 	if (d->sb_fd >= 0) close(d->sb_fd);
 	vsr_reaper_stop(d->reaper); /* the rest at the next start */
+	vsr_spare_stop(d->spare);   /* a spare not taken: removed at the next start */
 	if (d->dirfd >= 0) close(d->dirfd);
 	if (d->lock_fd >= 0) close(d->lock_fd);
 	for (uint32_t i = 0; i < d->durable.entry_count && d->loaded_entries; i++)

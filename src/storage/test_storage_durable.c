@@ -57,9 +57,41 @@ typedef struct fault {
 	atomic_int err;          /* set before the index */
 	atomic_bool drop_superblock; /* superblock writes "succeed" without writing */
 	atomic_bool full_while_trash; /* fallocate: ENOSPC while a trash-* file exists */
+	atomic_long fallocates;     /* calls so far */
+	atomic_long fail_fallocate_at; /* fail this one call (1-based; 0: never) ... */
+	atomic_int fallocate_err;      /* ... with this errno */
+	char fail_sync_name[32];    /* the next fdatasync of this file fails with err (set
+				     * before open; written by the thread that fails) */
+	/* Segments: that each one's size and name were durable before the
+	 * first record went in (a sync of the file, then of the directory). */
+	atomic_bool check_made_durable;
+	atomic_bool seg_synced[256], seg_dir_synced[256];
 } fault;
 
 static fault F;
+
+/* The name of the file fd has open, "" when unknown; the directory itself
+ * is "/". */
+static const char *fd_file(int fd, char *buf, size_t len)
+{
+	char link[64];
+	snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(link, buf, len - 1);
+	if (n <= 0) return "";
+	buf[n] = '\0';
+	char *slash = strrchr(buf, '/');
+	const char *base = slash ? slash + 1 : buf;
+	const char *dir_base = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+	return strcmp(base, dir_base) == 0 ? "/" : base; /* case-NN: the directory */
+}
+
+/* The segment number of a log file name, or -1. */
+static long seg_of(const char *name)
+{
+	if (strncmp(name, "log-", 4) != 0 || strlen(name) != 20) return -1;
+	long seq = strtol(name + 4, NULL, 16);
+	return seq >= 0 && seq < 256 ? seq : -1;
+}
 
 static ssize_t f_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t off)
 {
@@ -68,6 +100,11 @@ static ssize_t f_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t of
 	if (atomic_fetch_add(&f->pwrites, 1) + 1 >= at && at != 0) {
 		errno = f->err;
 		return -1;
+	}
+	if (atomic_load(&f->check_made_durable)) {
+		char path[700];
+		long seq = seg_of(fd_file(fd, path, sizeof path));
+		CHECK(seq < 0 || atomic_load(&f->seg_dir_synced[seq]));
 	}
 	if (f->drop_superblock) {
 		char link[64], target[700];
@@ -92,7 +129,19 @@ static int f_fdatasync(void *ctx, int fd)
 		errno = f->err;
 		return -1;
 	}
-	return fdatasync(fd);
+	char buf[700];
+	const char *name = fd_file(fd, buf, sizeof buf);
+	if (f->fail_sync_name[0] != '\0' && strcmp(name, f->fail_sync_name) == 0) {
+		f->fail_sync_name[0] = '\0'; /* once: a second try would succeed */
+		errno = f->err;
+		return -1;
+	}
+	int rc = fdatasync(fd);
+	if (rc == 0 && seg_of(name) >= 0) atomic_store(&f->seg_synced[seg_of(name)], true);
+	if (rc == 0 && strcmp(name, "/") == 0)
+		for (int i = 0; i < 256; i++)
+			if (atomic_load(&f->seg_synced[i])) atomic_store(&f->seg_dir_synced[i], true);
+	return rc;
 }
 
 static bool trash_exists(void);
@@ -101,6 +150,10 @@ static bool trash_exists(void);
 static int f_fallocate(void *ctx, int fd, off_t off, off_t len)
 {
 	fault *f = ctx;
+	if (atomic_fetch_add(&f->fallocates, 1) + 1 == atomic_load(&f->fail_fallocate_at)) {
+		errno = atomic_load(&f->fallocate_err);
+		return -1;
+	}
 	if (atomic_load(&f->full_while_trash) && trash_exists()) {
 		errno = ENOSPC;
 		return -1;
@@ -380,6 +433,55 @@ static int count_files(const char *prefix)
 	return n;
 }
 
+static void seg_path(char *buf, size_t len, uint64_t seq)
+{
+	char name[32];
+	snprintf(name, sizeof name, "log-%016llx", (unsigned long long)seq);
+	path_of(buf, len, name);
+}
+
+/* Size of segment seq, -1 when it does not exist. */
+static long long seg_size(uint64_t seq)
+{
+	char p[800];
+	seg_path(p, sizeof p, seq);
+	struct stat st;
+	return stat(p, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+static bool seg_exists(uint64_t seq)
+{
+	return seg_size(seq) >= 0;
+}
+
+/* Whether segment seq holds nothing but zeros (a spare not yet used). */
+static bool seg_blank(uint64_t seq)
+{
+	char p[800];
+	seg_path(p, sizeof p, seq);
+	int fd = open(p, O_RDONLY);
+	CHECK(fd >= 0);
+	uint8_t buf[4096];
+	ssize_t n;
+	bool blank = true;
+	off_t at = 0;
+	while (blank && (n = pread(fd, buf, sizeof buf, at)) > 0) {
+		for (ssize_t i = 0; i < n; i++) blank = blank && buf[i] == 0;
+		at += n;
+	}
+	close(fd);
+	return blank;
+}
+
+/* The highest segment number in the directory. */
+static uint64_t seg_last(void)
+{
+	uint64_t last = 0;
+	for (uint64_t seq = 1; seq < 256; seq++)
+		if (seg_exists(seq)) last = seq;
+	return last;
+}
+
 static bool trash_exists(void)
 {
 	DIR *dd = opendir(dir);
@@ -488,7 +590,8 @@ static void case_torn_tail(void)
 	close_storage(s);
 	s = open_storage(false, 0, NULL, &d);
 	check_loaded(d, 1, 60);
-	CHECK(count_files("log-") == 1); /* restarts go on in the same segment */
+	/* Restarts go on in the same segment (beside it, at most the spare). */
+	CHECK(count_files("log-") <= 2 && !seg_exists(3));
 	close_storage(s);
 }
 
@@ -626,8 +729,8 @@ static void case_segments(void)
 	CHECK(submit(s, 1, 0, sb_at(1, 1000, 990, sizeof blob), false, 0, blob, sizeof blob) == VSR_OK);
 	wait_all();
 	int after = count_files("log-");
-	printf("  after a checkpoint at 990: %d segments\n", after);
-	CHECK(after <= 3);
+	printf("  after a checkpoint at 990: %d segments (the spare included)\n", after);
+	CHECK(after <= 4);
 	append_then_reload(s);
 }
 
@@ -657,6 +760,148 @@ static void case_full_while_reaping(void)
 	CHECK(submit(s, 1, 0, sb_at(1, 1000, 990, sizeof blob), false, 0, blob, sizeof blob) == VSR_OK);
 	wait_all();
 	append_then_reload(s);
+}
+
+/* Many rotations in a row, each into the spare made ahead (spare.h): every
+ * segment's size and name were durable (file, then directory synced)
+ * before its first record, the spares were used (not created inline), and
+ * every entry is there after a reload. */
+static void case_spare_rotations(void)
+{
+	begin("many rotations into spares made ahead");
+	const vsr_durable *d;
+	atomic_store(&F.check_made_durable, true);
+	vsr_storage *s = open_storage(false, 4096, &fault_io, &d);
+	make_entries(1, 2000, 1, 0);
+	/* One persist at a time (rotations far apart, as under load) ... */
+	for (uint64_t op = 1; op <= 300; op += 3) {
+		CHECK(submit(s, op, op + 2, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
+		wait_all();
+	}
+	/* ... then all at once (the spare still being made at a rotation). */
+	for (uint64_t op = 301; op <= 900; op += 3)
+		CHECK(submit(s, op, op + 2, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
+	wait_all();
+	CHECK(!failed_seen);
+	const vsr_storage_stats *st = vsr_storage_stats_get(s);
+	printf("  %llu rotations into a spare, %llu inline, %llu segments\n",
+	       (unsigned long long)st->segments_spare, (unsigned long long)st->segments_inline,
+	       (unsigned long long)seg_last());
+	CHECK(st->segments_spare >= 20 && st->segments_inline == 0);
+	CHECK(st->segments_spare + 1 >= seg_last() - 1); /* every segment but the first (and the spare) */
+	close_storage(s);
+	atomic_store(&F.check_made_durable, false);
+	s = open_storage(false, 4096, NULL, &d);
+	check_loaded(d, 1, 900);
+	close_storage(s);
+}
+
+/* A spare left by an earlier run: one of another configuration (64 MiB,
+ * where segments are now 4 KiB), then a half-made one (short, with
+ * garbage: a crash while it was being made). Neither is read as entries,
+ * neither is used as it is: the log is intact at every restart, and the
+ * segments written after are the configured size. */
+static void case_spare_leftover(void)
+{
+	begin("a spare left at restart: another size, half made");
+	const vsr_durable *d;
+	vsr_storage *s = open_storage(false, 4096, NULL, &d);
+	make_entries(1, 2000, 1, 0);
+	write_log(s, 300, 7, 1);
+	close_storage(s);
+	/* The spare is the highest segment when it holds nothing. */
+	uint64_t last = seg_last();
+	uint64_t spare = seg_blank(last) ? last : last + 1;
+	char p[800];
+	seg_path(p, sizeof p, spare);
+	int fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	CHECK(fd >= 0 && ftruncate(fd, (off_t)64 << 20) == 0);
+	close(fd);
+	s = open_storage(false, 4096, NULL, &d);
+	check_loaded(d, 1, 300);
+	for (uint64_t op = 301; op <= 600; op += 7) {
+		uint64_t to = op + 6 > 600 ? 600 : op + 6;
+		CHECK(submit(s, op, to, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
+	}
+	wait_all();
+	CHECK(!failed_seen);
+	close_storage(s);
+	printf("  segment %llu, a 64 MiB leftover spare, is now %lld bytes\n",
+	       (unsigned long long)spare, seg_size(spare));
+	CHECK(seg_size(spare) == 4096 && !seg_blank(spare));
+	/* Half made: short, and not zeros. */
+	last = seg_last();
+	spare = seg_blank(last) ? last : last + 1;
+	seg_path(p, sizeof p, spare);
+	fd = open(p, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	uint8_t junk[100];
+	for (unsigned i = 0; i < sizeof junk; i++) junk[i] = (uint8_t)(i * 37 + 1);
+	CHECK(fd >= 0 && write(fd, junk, sizeof junk) == (ssize_t)sizeof junk);
+	close(fd);
+	s = open_storage(false, 4096, NULL, &d);
+	check_loaded(d, 1, 600);
+	for (uint64_t op = 601; op <= 900; op += 7) {
+		uint64_t to = op + 6 > 900 ? 900 : op + 6;
+		CHECK(submit(s, op, to, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
+	}
+	wait_all();
+	CHECK(!failed_seen);
+	close_storage(s);
+	CHECK(seg_size(spare) == 4096);
+	s = open_storage(false, 4096, NULL, &d);
+	check_loaded(d, 1, 900);
+	close_storage(s);
+}
+
+/* The spare's own sync fails (EIO, once): it is never used, nor made
+ * again (after a failed sync a second one that succeeds proves nothing):
+ * the rotation that needed it stops the log with a sentence naming it, and
+ * what was acknowledged before is there after a restart on a good disk. */
+static void case_spare_sync_fails(void)
+{
+	begin("the spare's sync fails: the rotation stops the log");
+	const vsr_durable *d;
+	F.err = EIO;
+	snprintf(F.fail_sync_name, sizeof F.fail_sync_name, "log-%016x", 2u);
+	vsr_storage *s = open_storage(false, 4096, &fault_io, &d);
+	make_entries(1, 200, 1, 0);
+	uint64_t acked = 0;
+	for (uint64_t op = 1; op <= 200 && !failed_seen; op++) {
+		CHECK(submit(s, op, op, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
+		wait_all();
+		if (!failed_seen) acked = op;
+	}
+	CHECK(failed_seen && last_status < 0);
+	const char *why = vsr_storage_error(s);
+	printf("  after %llu entries: %s\n", (unsigned long long)acked, why);
+	CHECK(strstr(why, "log-0000000000000002") != NULL && strstr(why, "I/O error") != NULL);
+	CHECK(acked > 5 && seg_last() <= 2 && vsr_storage_stats_get(s)->segments_spare == 0);
+	close_storage(s);
+	s = open_storage(false, 4096, NULL, &d);
+	check_loaded(d, 1, acked);
+	close_storage(s);
+}
+
+/* The spare finds the disk full (ENOSPC on its preallocation, once): the
+ * rotation creates the segment itself, as before spares, and goes on. */
+static void case_spare_full(void)
+{
+	begin("the spare finds the disk full: the rotation creates the segment");
+	const vsr_durable *d;
+	/* The first preallocation is segment 1's, in load; the second the spare's. */
+	atomic_store(&F.fallocate_err, ENOSPC);
+	atomic_store(&F.fail_fallocate_at, 2);
+	vsr_storage *s = open_storage(false, 4096, &fault_io, &d);
+	make_entries(1, 2000, 1, 0);
+	write_log(s, 300, 3, 1);
+	const vsr_storage_stats *st = vsr_storage_stats_get(s);
+	printf("  %llu rotations into a spare, %llu inline\n",
+	       (unsigned long long)st->segments_spare, (unsigned long long)st->segments_inline);
+	CHECK(st->segments_inline == 1 && st->segments_spare >= 5);
+	close_storage(s);
+	s = open_storage(false, 4096, NULL, &d);
+	check_loaded(d, 1, 300);
+	close_storage(s);
 }
 
 static void case_io_failure(const char *name, bool on_sync, int err, const char *expect)
@@ -908,6 +1153,10 @@ int main(int argc, char **argv)
 	case_first_superblock_torn();
 	case_segments();
 	case_full_while_reaping();
+	case_spare_rotations();
+	case_spare_leftover();
+	case_spare_sync_fails();
+	case_spare_full();
 	case_in_use();
 	case_config();
 	case_io_failure("ENOSPC on a log write", false, ENOSPC, "disk is full");
@@ -918,6 +1167,8 @@ int main(int argc, char **argv)
 	case_torn_tail();
 	case_segments();
 	case_full_while_reaping();
+	case_spare_rotations();
+	case_spare_sync_fails();
 	case_inline();
 	case_io_failure("ENOSPC on a log write", false, ENOSPC, "disk is full");
 	case_io_failure("failed fdatasync", true, EIO, "fdatasync");

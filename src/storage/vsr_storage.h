@@ -44,7 +44,9 @@ enum vsr_storage_kind {
  * what the system call would (-1 with errno set on failure). NULL members
  * (or a NULL vsr_storage_options.io) mean the real system calls. They run
  * on the storage's worker thread, or, with inline_ok, also on the loop
- * thread inside vsr_storage_flush(); never on both at once. */
+ * thread inside vsr_storage_flush(); never on both at once. fallocate and
+ * fdatasync also run on the thread that makes the next log segment ahead
+ * (spare.h), at the same time as the others. */
 typedef struct vsr_storage_io {
 	ssize_t (*pwrite)(void *ctx, int fd, const void *buf, size_t len, off_t off);
 	int (*fdatasync)(void *ctx, int fd);
@@ -114,6 +116,8 @@ typedef struct vsr_storage_stats {
 	uint64_t checkpoints;
 	uint64_t checkpoint_bytes;
 	uint64_t inline_groups;   /* groups written on the loop thread (inline_ok) */
+	uint64_t segments_spare;  /* rotations into a segment made ahead (durable) */
+	uint64_t segments_inline; /* rotations that had to create the segment */
 	uint32_t pending;         /* submitted, not yet complete */
 	uint32_t pending_max;     /* high-water mark of `pending` */
 } vsr_storage_stats;

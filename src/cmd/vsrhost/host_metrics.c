@@ -190,6 +190,12 @@ static void render_storage(render *r, const vsr_storage *s)
 	counter(r, "vsr_storage_inline_groups_total",
 		"persist groups written on the event loop (a lone persist, the loop idle)",
 		st->inline_groups);
+	counter(r, "vsr_storage_segments_spare_total",
+		"log segment rotations into a segment made ahead on a thread of its own",
+		st->segments_spare);
+	counter(r, "vsr_storage_segments_inline_total",
+		"log segment rotations that created the segment on the writer thread",
+		st->segments_inline);
 	counter(r, "vsr_storage_checkpoint_bytes_total", "checkpoint bytes written",
 		st->checkpoint_bytes);
 	gauge(r, "vsr_storage_pending", "persists submitted and not yet durable", st->pending);
