@@ -6,7 +6,9 @@
  * into one buffer on the loop thread and queues it. The worker takes every
  * queued persist at once (group commit), appends their records to the
  * current segment, then issues one fdatasync
- * for the whole group. When the group changed what the superblock promises
+ * for the whole group (a full segment ends with an end record, synced, and
+ * the log goes on in the next one, made ahead by spare.c's thread). When
+ * the group changed what the superblock promises
  * (view, log_view, epoch, checkpoint, a truncation) it then writes both
  * superblock copies, each followed by its own fdatasync, before reporting
  * the group's persists complete, in order, through a uv_async handle. A
