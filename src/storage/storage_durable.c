@@ -489,10 +489,11 @@ static int segment_create(durable *d, uint64_t seq, uint64_t cap)
 }
 
 /* Asks the spare maker for the segment after the current one (spare.h),
- * starting it the first time. Without it every rotation creates inline. */
+ * starting it the first time. Without it every rotation creates inline,
+ * as with VSR_NO_SPARE=1 in the environment (to compare, in benchmarks). */
 static void spare_ask(durable *d)
 {
-	if (d->spare == NULL)
+	if (d->spare == NULL && getenv("VSR_NO_SPARE") == NULL)
 		d->spare = vsr_spare_start(d->dirfd, &d->io);
 	if (d->spare == NULL) return;
 	char name[64];
