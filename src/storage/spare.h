@@ -1,9 +1,13 @@
 /* spare.h - the log's next segment, created, preallocated and made durable
  * ahead of time on a thread of its own.
  *
+ * Used only with VSR_SPARE=1 (storage_durable.c, spare_wanted: the worst
+ * client latency was higher with it, for a reason not found yet).
+ *
  * Why: creating a 64 MiB segment (open, posix_fallocate, fdatasync of the
- * file, fsync of the directory) took 0.3-1.1 ms at every rotation, on the
- * log's writer thread, so no persist completed meanwhile; and the three
+ * file, fsync of the directory) took 0.64 ms (median; up to 2.6 ms) at
+ * every rotation, on the log's writer thread, so no persist completed
+ * meanwhile; and the three
  * replicas of a cluster, whose logs are identical, rotate at nearly the same
  * moment (issue 8's checkpoint benchmark, about every 16 s). With a spare
  * ready, a rotation writes the old segment's end record, syncs it, and
