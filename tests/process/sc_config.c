@@ -182,6 +182,95 @@ static void expect_refused(int i, const char *config, const char recorded[17], c
 	     recorded);
 }
 
+/* Lines of replica i's log that contain `needle`. */
+static int log_count(int i, const char *needle)
+{
+	char path[400], line[4096];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
+	FILE *f = fopen(path, "r");
+	int n = 0;
+	while (f != NULL && fgets(line, sizeof line, f) != NULL)
+		n += strstr(line, needle) != NULL;
+	if (f != NULL)
+		fclose(f);
+	return n;
+}
+
+/* g_dir/name: g_dir/cluster.lua with `count` replicas: its `replicas`,
+ * `clients` and `metrics` lists cut to `count` addresses or grown with
+ * addresses nothing listens on (127.0.0.2, .3 and .4: distinct from every
+ * other), everything else as it is. With `moved`, replica `moved`'s
+ * (1-based) replica address goes to 127.0.0.2 instead. */
+static void write_members(const char *name, int count, int moved)
+{
+	static const char *const lists[3] = {"  replicas = {", "  clients = {", "  metrics = {"};
+	char path[400], line[4096];
+	snprintf(path, sizeof path, "%s/cluster.lua", g_dir);
+	FILE *in = fopen(path, "r");
+	snprintf(path, sizeof path, "%s/%s", g_dir, name);
+	FILE *out = fopen(path, "w");
+	if (in == NULL || out == NULL)
+		fail("cannot write %s from %s/cluster.lua", path, g_dir);
+	while (fgets(line, sizeof line, in) != NULL) {
+		int l = 0;
+		while (l < 3 && strncmp(line, lists[l], strlen(lists[l])) != 0)
+			l++;
+		if (l == 3) {
+			fputs(line, out);
+			continue;
+		}
+		/* "  replicas = { \"127.0.0.1:P1\", ... },": the ports, in order. */
+		unsigned port[VSR_REPLICAS_MAX];
+		int have = 0;
+		for (const char *q = strstr(line, ":"); q != NULL && have < VSR_REPLICAS_MAX;
+		     q = strstr(q + 1, ":"))
+			port[have++] = (unsigned)strtoul(q + 1, NULL, 10);
+		if (have != N)
+			fail("%s/cluster.lua: %d addresses in \"%s\", want %d", g_dir, have, lists[l], N);
+		fputs(lists[l], out);
+		for (int k = 0; k < count; k++) {
+			bool other = k >= have || (l == 0 && k + 1 == moved);
+			fprintf(out, "%s\"127.0.0.%d:%u\"", k ? ", " : " ", other ? 2 + l : 1,
+				k < have ? port[k] : port[0] + (unsigned)k);
+		}
+		fputs(" },\n", out);
+	}
+	fclose(in);
+	if (fclose(out) != 0)
+		fail("cannot write %s", path);
+}
+
+/* Replica i, whose directory a cluster of N replicas wrote, started with
+ * g_dir/name (`count` replicas), without the flag and with --accept-config
+ * naming name's own fingerprint: both times exit 78 with one line naming
+ * the directory and both counts and saying that membership changes are
+ * not supported; its superblock unchanged. */
+static void expect_count_refused(int i, const char *name, int count)
+{
+	char fp[17], want[600];
+	file_fingerprint(name, fp);
+	snprintf(want, sizeof want,
+		 "storage %s/data/replica-%d: this data directory was written by a cluster of %d "
+		 "replicas, and this configuration has %d: membership changes (another replica "
+		 "count) are not supported yet", g_dir, i + 1, N, count);
+	uint8_t before[8192], after[8192];
+	read_superblock(i, before);
+	for (int k = 0; k < 2; k++) {
+		int seen = log_count(i, want);
+		int st = start_with(i, name, k == 0 ? NULL : fp, true);
+		if (st != 78 || log_count(i, want) != seen + 1)
+			fail("replica %d with %s (%d replicas)%s%s: exit %d, want 78 and a log line "
+			     "\"%s\"", i + 1, name, count, k == 0 ? "" : " and --accept-config ",
+			     k == 0 ? "" : fp, st, want);
+	}
+	read_superblock(i, after);
+	if (memcmp(before, after, sizeof before) != 0)
+		fail("replica %d's refused starts with %s changed its superblock", i + 1, name);
+	note("replica %d with %s (%d replicas, fingerprint %s) on a directory %d replicas wrote: "
+	     "exit 78 without the flag and with --accept-config %s, the refusal names both "
+	     "counts; its superblock unchanged", i + 1, name, count, fp, N, fp);
+}
+
 /* config-mismatch: a cluster of three running kv.lua; one backup is
  * restarted with an edited copy of the script (everything else equal). */
 int scenario_config_mismatch(void)
@@ -205,6 +294,10 @@ int scenario_config_mismatch(void)
 	file_fingerprint("cluster.lua", fp_cluster);
 	file_fingerprint(odd_config, fp_edited);
 	expect_refused(odd, odd_config, fp_cluster, fp_edited);
+	/* A fourth replica added in its file alone: another membership, which
+	 * no flag accepts. */
+	write_members("grown.lua", N + 1, 0);
+	expect_count_refused(odd, "grown.lua", N + 1);
 	start_with(odd, odd_config, fp_edited, false);
 	wait_ports(odd);
 	if (!log_contains(odd, "accepted (--accept-config): the "))
@@ -438,6 +531,33 @@ int scenario_config_change(void)
 	put_keys(&m, &sb, KEYS, KEYS + 2, &last);
 	wait_converged(last, CATCHUP_MS, "after a plain restart");
 	note("restarted without the flag: every write reads back, op %" PRIu64 " converged", last);
+
+	/* Another replica count on the stopped cluster is refused, flag or
+	 * not: membership changes are not supported. */
+	stop_all();
+	write_members("shrunk.lua", N - 1, 0);
+	expect_count_refused(0, "shrunk.lua", N - 1);
+	write_members("grown.lua", N + 2, 0);
+	expect_count_refused(1, "grown.lua", N + 2);
+	/* A replica's address moved, the count kept: accepted with the flag
+	 * (a replica is its index and its directory, not where it listens). */
+	char fp_moved[17], moved[200];
+	write_members("moved.lua", N, N);
+	file_fingerprint("moved.lua", fp_moved);
+	start_with(0, "moved.lua", fp_moved, false);
+	snprintf(moved, sizeof moved,
+		 "the configuration changed from fingerprint %s to %s (membership (cluster id, "
+		 "replica count or addresses) (recorded ", fp_new, fp_moved);
+	for (uint64_t deadline = now_ms() + STARTUP_MS; !log_contains(0, moved);) {
+		check_alive();
+		if (now_ms() > deadline)
+			fail("replica 1 with moved.lua and --accept-config %s did not log \"%s\"",
+			     fp_moved, moved);
+		poll(NULL, 0, 20); /* next look at the log */
+	}
+	kill_replica(0);
+	note("replica %d's address moved (moved.lua, %s): accepted with --accept-config", N,
+	     fp_moved);
 	scenario_close(&m, &sb);
 	return 0;
 }
