@@ -73,7 +73,7 @@
  *                   --accept-config names the new fingerprint; replicas 1
  *                   and 2 refuse it (and it them), naming the script in their
  *                   logs and counting it, and serve writes without it; it
- *                   never joins; vsrctl status exits 78. A fourth replica in
+ *                   never joins; vsrctl status exits 76. A fourth replica in
  *                   its file is refused, with the flag too. Restarted with the
  *                   right script (and --accept-config: its disk recorded the
  *                   other) it joins and agrees (digests)

@@ -222,7 +222,7 @@ static void write_members(const char *name, int count, int moved)
 		/* "  replicas = { \"127.0.0.1:P1\", ... },": the ports, in order. */
 		unsigned port[VSR_REPLICAS_MAX];
 		int have = 0;
-		for (const char *q = strstr(line, ":"); q != NULL && have < VSR_REPLICAS_MAX;
+		for (const char *q = strstr(line, ":"); q != NULL && have < (int)VSR_REPLICAS_MAX;
 		     q = strstr(q + 1, ":"))
 			port[have++] = (unsigned)strtoul(q + 1, NULL, 10);
 		if (have != N)
@@ -385,9 +385,9 @@ int scenario_config_mismatch(void)
 	char short_good[9], short_odd[9];
 	snprintf(short_good, sizeof short_good, "%.8s", fp[a]);
 	snprintf(short_odd, sizeof short_odd, "%.8s", fp[odd]);
-	if (rc != 78 || strstr(out, "config") == NULL || strstr(out, short_good) == NULL ||
+	if (rc != 76 || strstr(out, "config") == NULL || strstr(out, short_good) == NULL ||
 	    strstr(out, short_odd) == NULL || strstr(out, "configuration fingerprints differ") == NULL)
-		fail("vsrctl status (exit %d, want 78) does not show fingerprints %s and %s as "
+		fail("vsrctl status (exit %d, want 76) does not show fingerprints %s and %s as "
 		     "differing:\n%s", rc, short_good, short_odd, out);
 	/* And says so on stderr, naming who runs which. */
 	{
@@ -399,14 +399,14 @@ int scenario_config_mismatch(void)
 		err[got] = '\0';
 		int st = pf != NULL ? pclose(pf) : -1;
 		snprintf(want, sizeof want, "replica %d runs %s", odd + 1, fp[odd]);
-		if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 78 ||
+		if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 76 ||
 		    strstr(err, "vsrctl: status: the replicas report different configuration "
 				"fingerprints (") == NULL || strstr(err, want) == NULL ||
 		    strstr(err, fp[a]) == NULL)
 			fail("vsrctl status (status 0x%x) said on stderr: %s", st, err);
 	}
 	note("vsrctl status shows config %s for replicas %d and %d, %s for replica %d, says they "
-	     "differ and exits 78, naming both on stderr", short_good, a + 1, b + 1, short_odd,
+	     "differ and exits 76 (EX_PROTOCOL; 78 is its own config's error), naming both on stderr", short_good, a + 1, b + 1, short_odd,
 	     odd + 1);
 
 	/* The two serve writes; the third takes no part. */
