@@ -94,7 +94,8 @@ if [ "$part" = 1 ] || [ "$part" = both ]; then
 		[ "$mb" -gt "$max_mb" ] && max_mb=$mb
 		echo "long_run:   op $st ($done_puts puts): data directory $mb MB"
 	done
-	ck=$(grep -h "checkpoint at op" "$work/replica-1.log" | wc -l)
+	# Checkpoints taken (a second line, "... is durable", follows each).
+	ck=$(grep -h "checkpoint at op [0-9]* (the step" "$work/replica-1.log" | wc -l)
 	echo "long_run: $done_puts puts in $st VSR ops, $ck checkpoints at replica 1; data directory at most $max_mb MB (three replicas)"
 	restart_all "after $st ops ($done_puts puts)"
 	restart_backup "after $st ops ($done_puts puts)"
