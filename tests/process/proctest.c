@@ -81,7 +81,8 @@
  *                   replica exits 78 on its directory until started once with
  *                   --accept-config; then every write reads back, and a plain
  *                   restart needs no flag; a replica count of 2 or 5 is
- *                   refused, flag or not; a moved address is accepted
+ *                   refused, flag or not; a moved address is accepted (on
+ *                   an older build's record, once the count is recorded)
  *   The iptables scenarios skip (exit 0, with a note) without iptables; every
  *   rule they add is removed on every exit path.
  *
