@@ -797,6 +797,7 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 			held_drain(db, SIZE_MAX);
 			db->holding = false;
 			hold = false;
+			c = lmdb_wcursor(db); /* a commit freed the old one with its transaction */
 		}
 		if (!hold && kl > 0 && kl <= 511)
 			lmdb_write_one(s, c, key, kl, val, vl);
