@@ -490,9 +490,9 @@ static int segment_create(durable *d, uint64_t seq, uint64_t cap)
 
 /* Whether the next segment is made ahead (spare.h): only with VSR_SPARE=1
  * in the environment. It takes a rotation's cost off the writer thread
- * (0.77 -> 0.23 ms median), but in alternated checkpoint_stall runs the
- * worst client latency was higher with it (8 runs: 11.7-93 ms, median
- * 21 ms; 9 runs off: 8.3-18.2 ms, median 9.2), seconds away from any rotation,
+ * (0.78 -> 0.23 ms median), but in alternated checkpoint_stall runs the
+ * worst client latency was higher with it (9 runs: 11.1-93 ms, median
+ * 22 ms; 10 runs off: 6.7-18.2 ms, median 9.0), seconds away from any rotation,
  * for a reason not found yet (docs/storage.md, "Rotation: the spare"). */
 static bool spare_wanted(void)
 {
