@@ -182,6 +182,7 @@ struct vsrh_lmdb {
 	uint64_t turn_ns;     /* this replica's wait: its slot times the turn */
 	uint64_t steps_deferred; /* figures */
 	uint64_t step_last_ns;
+	uint64_t turn_commits, turn_op; /* commits in a turn, the last one's op */
 };
 
 #define lmdb_fatal vsrh_store_fatal
@@ -1619,6 +1620,17 @@ static void step_now(vsrh_lmdb *db)
 	uint64_t now = store_mono_ns();
 	(void)ckpt_commit(db, &db->step_cp, prefix, db->step_plen,
 			  now > db->step_taken ? now - db->step_taken : 0);
+	db->turn_commits++;
+	db->turn_op = db->step_cp.op;
+}
+
+uint64_t vsrh_store_turn_commits(const vsrh_store *s, uint64_t *op, uint64_t *ns)
+{
+	if (s->db == NULL)
+		return 0;
+	*op = s->db->turn_op;
+	*ns = s->db->step_last_ns;
+	return s->db->turn_commits;
 }
 
 /* Drops the checkpoint waiting for its turn (its environment is replaced). */
