@@ -225,8 +225,13 @@ static int bench_checkpoint(vsrh_sm *sm, const vsr_buf *puts, uint32_t keys, uin
 		       between, rounds, took[p50] * 1e3, took[p99] * 1e3, took[rounds] * 1e3,
 		       cpu[p50] * 1e3, cpu[p99] * 1e3, cpu[rounds] * 1e3);
 		size_t c50 = 1 + (size_t)(rounds - 2) / 2;
+		vsrh_sm_stats st;
+		vsrh_sm_stats_get(sm, &st);
 		printf("  their commits (in the take, or in the replica's turn): ms wall p50 %.2f "
-		       "max %.2f\n", commit[c50] * 1e3, commit[rounds - 1] * 1e3);
+		       "max %.2f; takes that waited for the last sync: %llu (%.1f ms in all)\n",
+		       commit[c50] * 1e3, commit[rounds - 1] * 1e3,
+		       (unsigned long long)st.checkpoint_sync_waits,
+		       (double)st.checkpoint_sync_wait_ns / 1e6);
 	}
 	free(commit);
 	free(took);

@@ -175,6 +175,7 @@ struct vsrh_lmdb {
 	 * writes after it held meanwhile (see step_turn_ns). */
 	bool step_due;
 	uint64_t step_at;     /* CLOCK_MONOTONIC ns */
+	uint64_t step_taken;  /* when it was taken (its sync's turn counts from there) */
 	vsr_checkpoint step_cp;
 	uint8_t *step_prefix; /* its image prefix, for held[0] */
 	size_t step_plen;
@@ -1541,9 +1542,11 @@ static int held_open(vsrh_lmdb *db, ckpt_held *h, const vsr_checkpoint *cp, uint
 	return rc;
 }
 
-/* The commit of checkpoint cp (its records already in wtxn): the step.
- * Returns VSR_OK, or VSR_PENDING when durable (the syncer reports it). */
-static int ckpt_commit(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefix, size_t plen)
+/* The commit of checkpoint cp (its records already in wtxn): the step,
+ * late_ns after the take. Returns VSR_OK, or VSR_PENDING when durable (the
+ * syncer reports it). */
+static int ckpt_commit(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefix, size_t plen,
+		       uint64_t late_ns)
 {
 	uint64_t t0 = store_mono_ns();
 	int rc = mdb_txn_commit(db->wtxn);
@@ -1582,6 +1585,7 @@ static int ckpt_commit(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefix,
 	/* Durable once the syncer says so (vsr.h: checkpoint_take). */
 	uint64_t syncs = vsrh_syncer_figures(&db->syncer).syncs;
 	used = map_used(db);
+	db->syncer.late_ns = late_ns;
 	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op, used)))
 		lmdb_fatal("starting the syncer thread", rc);
 	/* The write-back ends with a sync of the whole map: pages the
@@ -1613,7 +1617,9 @@ static void step_now(vsrh_lmdb *db)
 	db->step_due = false;
 	uint8_t *prefix = db->step_prefix;
 	db->step_prefix = NULL;
-	(void)ckpt_commit(db, &db->step_cp, prefix, db->step_plen);
+	uint64_t now = store_mono_ns();
+	(void)ckpt_commit(db, &db->step_cp, prefix, db->step_plen,
+			  now > db->step_taken ? now - db->step_taken : 0);
 	db->turn_commits++;
 	db->turn_op = db->step_cp.op;
 }
@@ -1673,11 +1679,12 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 	if (rc)
 		lmdb_fatal("checkpoint commit", rc);
 	if (db->turn_ns == 0 || !db->durable || !db->writemap || getenv("VSRH_NO_HOLD"))
-		return ckpt_commit(db, cp, prefix, plen);
+		return ckpt_commit(db, cp, prefix, plen, 0);
 	/* Not this replica's turn yet: wtxn holds the checkpoint's state, and
 	 * the writes of the operations until the turn are held. */
 	db->step_due = true;
-	db->step_at = store_mono_ns() + db->turn_ns;
+	db->step_taken = store_mono_ns();
+	db->step_at = db->step_taken + db->turn_ns;
 	db->step_cp = *cp;
 	db->step_prefix = prefix;
 	db->step_plen = plen;

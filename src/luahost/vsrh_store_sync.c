@@ -391,9 +391,15 @@ int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used)
 	uint64_t since = s->started_at ? now - s->started_at : 0;
 	if (since > 4000000000u)
 		since = 4000000000u;
-	s->delay_ns = s->slots > 1 ? since / 2 * s->slot / s->slots : 0;
-	s->budget_ns = since / 2 < since * 3 / 4 - s->delay_ns ? since / 2
-							       : since * 3 / 4 - s->delay_ns;
+	/* Both count from the take: a commit that waited for the replica's
+	 * turn (late_ns) has spent that much of them already. Counted from
+	 * the commit, a sync 50 ms late ran into the next take at 200 ms
+	 * intervals, and the take drained every write held meanwhile. */
+	uint64_t late = s->late_ns < since * 3 / 4 ? s->late_ns : since * 3 / 4;
+	uint64_t turn = s->slots > 1 ? since / 2 * s->slot / s->slots : 0;
+	s->delay_ns = turn > late ? turn - late : 0;
+	uint64_t left = since * 3 / 4 - late - s->delay_ns; /* until 3/4 of the interval */
+	s->budget_ns = since / 2 < left ? since / 2 : left;
 	s->started_at = now;
 	s->busy = true;
 	pthread_cond_broadcast(&s->cv);

@@ -54,6 +54,8 @@ typedef struct vsrh_syncer {
 	unsigned slot, slots;    /* this replica's turn of the replicas' (stagger) */
 	bool hurry;              /* someone waits for the sync: no more pauses */
 	uint64_t delay_ns;       /* this sync's turn: how long it waits to start */
+	uint64_t late_ns;        /* set before a start: how long after its take the
+				  * checkpoint was committed (the step's turn) */
 	int synced_fd;           /* the `synced` file, open */
 	char boot[VSRH_BOOT_ID_LEN];
 	vsrh_store_durable_fn notify;

@@ -11,8 +11,9 @@
  * Every reply and digest must be equal, every checkpoint image byte for
  * byte, and A must have held writes (its figures). A write that cannot be
  * held (malloc fails, -Wl,--wrap=malloc) while a checkpoint waits for A's
- * turn commits it and goes into LMDB. Then A reopens at its last checkpoint
- * with that digest. The seed is printed; VSR_SEED=N replays. */
+ * turn commits it and goes into LMDB; an install drops a checkpoint still
+ * waiting (it is never committed nor served). Then A reopens at its last
+ * checkpoint with that digest. The seed is printed; VSR_SEED=N replays. */
 #define _GNU_SOURCE
 #include <lmdb.h>
 #include <pthread.h>
@@ -302,6 +303,17 @@ static bool odd_keys_both(side *a, side *b, vsr_buf *opb)
 	return apply_both(a, b, opb);
 }
 
+/* A checkpoint whose commit waits for A's turn (an hour), and operations
+ * after it (held); *synced: A's syncs before. */
+static bool take_waiting(side *a, side *b, vsr_buf *opb, vsr_checkpoint *cpa,
+			 vsr_checkpoint *cpb, vsr_buf *imgb, uint64_t *synced)
+{
+	vsrh_sm_stagger(a->sm, 1, 2, 3600000000000u);
+	*synced = syncs_of(a);
+	take_both(a, b, cpa, cpb, imgb);
+	return steps(a, b, opb, 30);
+}
+
 /* A checkpoint waits for A's turn (an hour) when a write cannot be held:
  * the checkpoint is committed then, everything held moves into LMDB and
  * the write after it (vsrh_store.c, lmdb_commit_writes). The writes after
@@ -310,10 +322,8 @@ static bool odd_keys_both(side *a, side *b, vsr_buf *opb)
 static bool nomem_in_turn(side *a, side *b, vsr_buf *opb, vsr_checkpoint *cpa,
 			  vsr_checkpoint *cpb, vsr_buf *imgb)
 {
-	vsrh_sm_stagger(a->sm, 1, 2, 3600000000000u);
-	uint64_t synced = syncs_of(a);
-	take_both(a, b, cpa, cpb, imgb);
-	if (!steps(a, b, opb, 30))
+	uint64_t synced;
+	if (!take_waiting(a, b, opb, cpa, cpb, imgb, &synced))
 		return false;
 	char big[221], k[16];
 	memset(big, 'n', sizeof big);
@@ -340,6 +350,52 @@ static bool nomem_in_turn(side *a, side *b, vsr_buf *opb, vsr_checkpoint *cpa,
 	CHECK(syncs_of(a) == synced + 1, "a write not held left the checkpoint waiting");
 	images_equal(a, cpa, imgb);
 	return ok && steps(a, b, opb, 100);
+}
+
+static int accept_meta(void *arg, const uint8_t *meta, size_t len)
+{
+	(void)arg;
+	return len == 8 && memcmp(meta, "held-cp", 8) == 0 ? VSR_OK : VSR_EINVAL;
+}
+
+/* A checkpoint waits for A's turn (an hour), its writes held, when A
+ * installs B's checkpoint of a later op (a state transfer): the waiting
+ * commit is dropped with the state it belonged to, never made, and A goes
+ * on from B's state. */
+static bool install_in_turn(side *a, side *b, vsr_buf *opb, vsr_checkpoint *cpa,
+			    vsr_checkpoint *cpb, vsr_buf *imgb)
+{
+	uint64_t synced;
+	if (!take_waiting(a, b, opb, cpa, cpb, imgb, &synced))
+		return false;
+	vsr_checkpoint later = {.op = op, .checksum = op * 31, .timestamp = op};
+	static const uint8_t meta[8] = "held-cp";
+	int rc = b->m.checkpoint_take(b->m.ctx, &later, meta, sizeof meta);
+	imgb->len = 0;
+	if (rc == VSR_OK)
+		rc = b->m.checkpoint_read(b->m.ctx, &later, 0, (uint32_t)later.size, imgb);
+	for (uint64_t at = 0; rc == VSR_OK && at < imgb->len; at += 1000) {
+		uint32_t n = imgb->len - at < 1000 ? (uint32_t)(imgb->len - at) : 1000;
+		rc = a->m.checkpoint_write(a->m.ctx, &later, at, imgb->data + at, n);
+	}
+	if (rc == VSR_OK)
+		rc = a->m.checkpoint_install(a->m.ctx, &later, accept_meta, NULL);
+	CHECK(rc == VSR_OK, "install of B's checkpoint at op %llu into A: %d",
+	      (unsigned long long)later.op, rc);
+	CHECK(a->m.digest(a->m.ctx) == b->m.digest(b->m.ctx), "digests differ after the install");
+	/* Nor can a read of the dropped one commit it (with the state after
+	 * the install under its name). */
+	vsr_buf gone = {0};
+	rc = a->m.checkpoint_read(a->m.ctx, cpa, 0, 16, &gone);
+	free(gone.data);
+	CHECK(rc == VSR_EINVAL, "the dropped checkpoint at op %llu is served (%d)",
+	      (unsigned long long)cpa->op, rc);
+	vsrh_sm_on_checkpoint_durable(a->sm, NULL, NULL);
+	CHECK(syncs_of(a) == synced, "the dropped checkpoint at op %llu was committed and synced",
+	      (unsigned long long)cpa->op);
+	*cpa = *cpb = later;
+	images_equal(a, cpa, imgb); /* the installed one is served */
+	return rc == VSR_OK && steps(a, b, opb, 100);
 }
 
 static int open_side(side *s, const vsrh_config *cfg, const char *dir, bool durable)
@@ -424,14 +480,15 @@ int main(void)
 	      (unsigned long long)st.checkpoint_held_writes);
 	CHECK(st.checkpoint_turns == 6, "%llu commits waited for their turn, not 6",
 	      (unsigned long long)st.checkpoint_turns);
-	ok = ok && nomem_in_turn(&a, &b, &opb, &cp, &cpb, &imgb);
+	ok = ok && nomem_in_turn(&a, &b, &opb, &cp, &cpb, &imgb) &&
+	     install_in_turn(&a, &b, &opb, &cp, &cpb, &imgb);
 	/* A last checkpoint waits for its turn, an hour: closing commits it. */
 	vsrh_sm_stagger(a.sm, 1, 2, turns[2]);
 	if (ok) {
 		take_both(&a, &b, &cp, &cpb, &imgb);
 		ok = steps(&a, &b, &opb, 50);
 	}
-	printf("%llu operations, %llu writes held in 10 rounds, 8 commits in their turn\n",
+	printf("%llu operations, %llu writes held in 10 rounds, 9 takes in their turn (one dropped by an install)\n",
 	       (unsigned long long)op, (unsigned long long)st.checkpoint_held_writes);
 	/* The last checkpoint is what a restart finds. */
 	vsrh_sm_on_checkpoint_durable(a.sm, NULL, NULL);

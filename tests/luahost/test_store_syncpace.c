@@ -191,6 +191,19 @@ int main(void)
 	/* A replica's turn (replica 2 of 2 waits half of half an interval, 1 s
 	 * here) ends when someone waits for its sync, and at close. */
 	vsrh_syncer_stagger(&s, 1, 2);
+	/* A commit that came 1.5 s after its take (the replica's turn at the
+	 * commit, vsrh_store.c): its sync's turn and budget count from the
+	 * take, so that it still ends within three quarters of the interval. */
+	s.started_at -= 4000000000u;
+	put_some(env);
+	s.late_ns = 1500000000u;
+	CHECK(vsrh_syncer_start(&s, env, 45, used) == 0, "a late commit's sync");
+	CHECK(s.late_ns + s.delay_ns + s.budget_ns <= 3000000000u,
+	      "late %llu ns, turn %llu ns, budget %llu ns: past 3/4 of the interval",
+	      (unsigned long long)s.late_ns, (unsigned long long)s.delay_ns,
+	      (unsigned long long)s.budget_ns);
+	s.late_ns = 0;
+	vsrh_syncer_wait(&s);
 	for (int close_it = 0; close_it < 2; close_it++) {
 		s.started_at -= 4000000000u;
 		put_some(env);
