@@ -1,13 +1,11 @@
 /* sc_storage.c - process-test scenarios. Durable storage: crashes, corruption, a full disk. */
 #include "harness.h"
+#include "writers.h"
 
 #include <sys/mman.h>
 
 /* ------------------------------------------------------------------------ */
 /* Durable storage: crashes and corruption under write load.                */
-
-#define WRITERS 4
-#define WRITER_QUOTA 60    /* puts per writer per round */
 
 static volatile sig_atomic_t g_writer_stop;
 
@@ -17,7 +15,7 @@ static void writer_on_term(int sig)
 	g_writer_stop = 1;
 }
 
-static void writer_key(int w, uint32_t seq, char key[32], char val[64])
+void writer_key(int w, uint32_t seq, char key[32], char val[64])
 {
 	snprintf(key, 32, "w%d-%u", w, seq);
 	snprintf(val, 64, "v%d-%u-%" PRIu64, w, seq, g_seed);
@@ -59,24 +57,12 @@ static void writer_main(int w, int fd, uint32_t first, uint32_t quota)
 	_exit(0);
 }
 
-typedef struct writers {
-	pid_t pid[WRITERS];
-	int fd;                  /* read end of the acknowledgement pipe */
-	uint32_t next[WRITERS];  /* first seq not yet acknowledged */
-	uint64_t max_op;
-	uint32_t acks;           /* acknowledgements read this round */
-	char buf[4096];
-	size_t len;
-} writers;
-
-static void writers_start_quota(writers *ws, uint32_t quota);
-
-static void writers_start(writers *ws)
+void writers_start(writers *ws)
 {
 	writers_start_quota(ws, WRITER_QUOTA);
 }
 
-static void writers_start_quota(writers *ws, uint32_t quota)
+void writers_start_quota(writers *ws, uint32_t quota)
 {
 	int p[2];
 	if (pipe(p) != 0) fail("pipe: %s", strerror(errno));
@@ -99,7 +85,7 @@ static void writers_start_quota(writers *ws, uint32_t quota)
 }
 
 /* Reads what the writers reported; returns false at end of file. */
-static bool writers_drain(writers *ws, int timeout_ms)
+bool writers_drain(writers *ws, int timeout_ms)
 {
 	struct pollfd pfd = {.fd = ws->fd, .events = POLLIN};
 	if (poll(&pfd, 1, timeout_ms) <= 0) return true;
@@ -130,7 +116,7 @@ static bool writers_drain(writers *ws, int timeout_ms)
 /* A writer that stopped on its own (its put refused: the session it
  * registered is gone, i.e. acknowledged state was lost) fails the test at
  * once; the writer stays unreaped for writers_stop. */
-static void writers_check(const writers *ws, const char *what)
+void writers_check(const writers *ws, const char *what)
 {
 	for (int w = 0; w < WRITERS; w++) {
 		siginfo_t si;
@@ -145,7 +131,7 @@ static void writers_check(const writers *ws, const char *what)
 	}
 }
 
-static void writers_wait_acks(writers *ws, uint32_t acks, const char *what)
+void writers_wait_acks(writers *ws, uint32_t acks, const char *what)
 {
 	uint64_t deadline = now_ms() + 3 * CALL_MS;
 	while (ws->acks < acks) {
@@ -158,7 +144,7 @@ static void writers_wait_acks(writers *ws, uint32_t acks, const char *what)
 	}
 }
 
-static void writers_stop(writers *ws)
+void writers_stop(writers *ws)
 {
 	for (int w = 0; w < WRITERS; w++) kill(ws->pid[w], SIGTERM);
 	uint64_t deadline = now_ms() + 3 * CALL_MS;
@@ -187,7 +173,7 @@ static void writers_stop(writers *ws)
  * answered or wait, so the replicas come to rest on one op and their digests
  * can be compared; what they reported so far is read. A resumed writer
  * retries a put whose answer it missed (same request number). */
-static void writers_pause(writers *ws, bool pause)
+void writers_pause(writers *ws, bool pause)
 {
 	for (int w = 0; w < WRITERS; w++) kill(ws->pid[w], pause ? SIGSTOP : SIGCONT);
 	uint32_t seen;
@@ -199,14 +185,14 @@ static void writers_pause(writers *ws, bool pause)
 
 /* `more` acknowledgements past the present ones, within what the writers
  * of this round will ever write. */
-static uint32_t writers_target(const writers *ws, uint32_t more)
+uint32_t writers_target(const writers *ws, uint32_t more)
 {
 	uint32_t cap = WRITERS * WRITER_QUOTA;
 	return ws->acks + more < cap ? ws->acks + more : cap;
 }
 
 /* Every acknowledged write of every writer, read back; the replicas agree. */
-static uint32_t verify_writes(mclient *m, msgpack_sbuffer *sb, const writers *ws, const char *what)
+uint32_t verify_writes(mclient *m, msgpack_sbuffer *sb, const writers *ws, const char *what)
 {
 	wait_converged(ws->max_op, CATCHUP_MS, what);
 	uint32_t n = 0;
@@ -235,7 +221,7 @@ static uint32_t verify_writes(mclient *m, msgpack_sbuffer *sb, const writers *ws
  * pause may still commit) and hold the write. Fast enough to run after every
  * restart. */
 #define VERIFY_WINDOW 64
-static uint32_t verify_writes_each(msgpack_sbuffer *sb, const writers *ws, const char *what)
+uint32_t verify_writes_each(msgpack_sbuffer *sb, const writers *ws, const char *what)
 {
 	wait_converged(ws->max_op, CATCHUP_MS, what);
 	uint32_t total = 0;
