@@ -10,7 +10,16 @@
  * opens (held writes draining a few per operation), and across checkpoints.
  * Every reply and digest must be equal, every checkpoint image byte for
  * byte, and A must have held writes (its figures). Then A reopens at its
- * last checkpoint with that digest. The seed is printed; VSR_SEED=N replays. */
+ * last checkpoint with that digest. The seed is printed; VSR_SEED=N replays.
+ *
+ * --nomem (ctest luahost_store_held_nomem): the out-of-memory fallback of
+ * lmdb_commit_writes. vsrh_overlay_put is wrapped at link time
+ * (-Wl,--wrap, so the release build carries no hook) and fails, as when
+ * out of memory (nothing changed), at one chosen call of most rounds: while
+ * the sync is held back, and while held writes drain after it, at any
+ * write of an operation of several. Replies, digests and images must still
+ * equal B's, and the store must stop holding until the next checkpoint
+ * (no put reaches the skip list after the failure). */
 #define _GNU_SOURCE
 #include <lmdb.h>
 #include <pthread.h>
@@ -24,6 +33,7 @@
 #include "store_test.h"
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
+#include "vsrh_overlay.h"
 
 static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
@@ -67,6 +77,26 @@ static void gate(bool closed)
 	gate_closed = closed;
 	pthread_cond_broadcast(&gate_cv);
 	pthread_mutex_unlock(&gate_mu);
+}
+
+/* --nomem: the fail_at-th put of a round fails (-1: none), as out of memory. */
+static bool nomem;
+static long put_calls, fail_at = -1, puts_after_failure;
+static bool failed_this_round;
+static unsigned oom_failures;
+
+int __real_vsrh_overlay_put(vsrh_overlay *o, const char *k, size_t kl, const char *v, size_t vl);
+int __wrap_vsrh_overlay_put(vsrh_overlay *o, const char *k, size_t kl, const char *v, size_t vl);
+int __wrap_vsrh_overlay_put(vsrh_overlay *o, const char *k, size_t kl, const char *v, size_t vl)
+{
+	if (failed_this_round)
+		puts_after_failure++;
+	if (++put_calls == fail_at) {
+		oom_failures++;
+		failed_this_round = true;
+		return -1; /* the map unchanged, as vsrh_overlay_put out of memory */
+	}
+	return __real_vsrh_overlay_put(o, k, kl, v, vl);
 }
 
 /* ------------------------------------------------------------ msgpack */
@@ -292,8 +322,9 @@ static int open_side(side *s, const vsrh_config *cfg, const char *dir, bool dura
 	return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	nomem = argc > 1 && strcmp(argv[1], "--nomem") == 0;
 	char dir[] = "/tmp/vsr-held-XXXXXX";
 	vsrh_config cfg;
 	if (st_begin(&cfg, dir) != 0)
@@ -313,6 +344,11 @@ int main(void)
 	vsr_checkpoint cp = {0};
 	bool ok = odd_keys_both(&a, &b, &opb) && steps(&a, &b, &opb, 400);
 	for (int round = 0; ok && round < 8; round++) {
+		/* --nomem: a put of this round fails, early in even rounds (while
+		 * held), anywhere in odd ones (held or draining, or none). */
+		put_calls = puts_after_failure = 0;
+		failed_this_round = false;
+		fail_at = nomem ? 1 + (long)rnd(round % 2 ? 900 : 150) : -1;
 		/* The sync waits at the gate: the next operations are held. */
 		gate(true);
 		checkpoint_both(&a, &b, &cp);
@@ -324,14 +360,22 @@ int main(void)
 		vsrh_sm_on_checkpoint_durable(a.sm, NULL, NULL); /* waits for it */
 		if (ok)
 			ok = steps(&a, &b, &opb, round % 2 ? 3 : 150);
+		CHECK(puts_after_failure == 0,
+		      "round %d: %ld writes went to the skip list after a failed one (call %ld): the "
+		      "store must hold nothing more until the next checkpoint", round,
+		      puts_after_failure, fail_at);
 	}
 	gate(false);
 	vsrh_sm_stats st;
 	vsrh_sm_stats_get(a.sm, &st);
-	CHECK(st.checkpoint_held_writes > 500, "only %llu writes were held",
+	CHECK(st.checkpoint_held_writes > (nomem ? 100u : 500u), "only %llu writes were held",
 	      (unsigned long long)st.checkpoint_held_writes);
-	printf("%llu operations, %llu writes held in 8 rounds\n", (unsigned long long)op,
+	CHECK(!nomem || oom_failures >= 4, "only %u of 8 rounds had a failed hold", oom_failures);
+	printf("%llu operations, %llu writes held in 8 rounds", (unsigned long long)op,
 	       (unsigned long long)st.checkpoint_held_writes);
+	if (nomem)
+		printf(", %u failed as out of memory (then written to LMDB at once)", oom_failures);
+	printf("\n");
 	/* The last checkpoint is what a restart finds. */
 	vsrh_sm_on_checkpoint_durable(a.sm, NULL, NULL);
 	uint64_t digest = 0;
@@ -346,5 +390,7 @@ int main(void)
 	free(opb.data);
 	free(a.reply.data);
 	free(b.reply.data);
-	return st_end(dir, &cfg, "held writes: same replies, digests and checkpoints as memory");
+	return st_end(dir, &cfg, nomem ? "held writes out of memory: same replies, digests and "
+					 "checkpoints as memory"
+				       : "held writes: same replies, digests and checkpoints as memory");
 }
