@@ -16,15 +16,17 @@
  * What it does not model: a disk whose volatile write cache loses writes
  * the kernel already handed to it and were not flushed (the loop device's
  * backing file keeps them). dm-flakey or dm-log-writes would; this kernel
- * has no device-mapper (docs/storage.md, "Power cuts").
+ * has no device-mapper (docs/storage.md, "Power cuts, for real").
  *
  * Happy path: a durable 3-replica cluster under write load, a checkpoint
  * every 8 ops (so cuts land while a checkpoint's sync runs and writes are
  * held in memory); every replica's disk cut at once; the replicas killed;
  * the filesystems unmounted and mounted again (journal replay); the
- * replicas started again as after a reboot (VSRH_BOOT_ID); every
- * acknowledged write read back and the digests equal; --trials cuts in a
- * row. Failure modes: a lost write, a replica that finds its durable state
+ * replicas started again as after a reboot (VSRH_BOOT_ID); in a quarter of
+ * the cuts the power goes again while they start (replaying, checking or
+ * rolling back); every acknowledged write read back and the digests equal;
+ * --trials cuts in a row. Each filesystem runs in ext4's ordered or
+ * writeback data mode, from the seed. Failure modes: a lost write, a replica that finds its durable state
  * damaged ("cannot be trusted") after a cut, or replicas that do not
  * converge, fail the test; no root, no loop device, no ext4 or no shutdown
  * ioctl skip it (exit 77) with the reason.
@@ -51,6 +53,11 @@
 
 static char g_img[N][300], g_mnt[N][300];
 static bool g_is_mounted[N];
+/* ext4's data mode of each replica's filesystem, from the seed: ordered
+ * (the default: data before the metadata that exposes it) or writeback
+ * (metadata may reach the disk first: a file may show stale blocks after a
+ * cut). Both are what users run; a synced write survives either. */
+static const char *g_data_mode[N];
 
 static void pc_sh_log(char *path, size_t len)
 {
@@ -71,7 +78,8 @@ static int pc_sh(const char *cmd)
 static bool disk_mount(int i)
 {
 	char cmd[2048];
-	snprintf(cmd, sizeof cmd, "mount -t ext4 -o loop '%s' '%s'", g_img[i], g_mnt[i]);
+	snprintf(cmd, sizeof cmd, "mount -t ext4 -o loop,data=%s '%s' '%s'", g_data_mode[i], g_img[i],
+		 g_mnt[i]);
 	g_is_mounted[i] = pc_sh(cmd) == 0;
 	return g_is_mounted[i];
 }
@@ -127,6 +135,7 @@ static int disk_prepare(int i)
 {
 	snprintf(g_img[i], sizeof g_img[i], "%s/disk-%d.img", g_dir, i + 1);
 	snprintf(g_mnt[i], sizeof g_mnt[i], "%s/data/replica-%d", g_dir, i + 1);
+	g_data_mode[i] = (g_seed >> (8 + i)) & 1 ? "writeback" : "ordered";
 	char cmd[2048];
 	snprintf(cmd, sizeof cmd, "mkdir -p '%s'", g_mnt[i]);
 	if (pc_sh(cmd) != 0)
@@ -274,6 +283,61 @@ static bool figures_of(int i, pc_figures *f)
 	       metric_value(buf, "vsr_checkpoint_held_writes_total", &f->held);
 }
 
+/* What the cuts met, for the closing line. */
+typedef struct pc_tally {
+	unsigned with_sync, rolled_cuts, rolled, exited, flickers;
+	uint64_t held;
+} pc_tally;
+
+/* Every disk cut at once, then every replica killed; the filesystems
+ * mounted again (journal replay) and the replicas started as after reboot
+ * number `boot`. from[i]: where replica i's log of the new start begins. */
+static void power_cycle(int cut, int boot, long from[N], pc_tally *t)
+{
+	int fds[N];
+	for (int i = 0; i < N; i++)
+		fds[i] = disk_cut_fd(i);
+	for (int i = 0; i < N; i++)
+		if (disk_cut(fds[i]) != 0)
+			fail("cut %d: the shutdown of replica %d's filesystem failed: %s", cut, i + 1,
+			     strerror(errno));
+	for (int i = 0; i < N; i++)
+		kill(g_pid[i], SIGKILL);
+	for (int i = 0; i < N; i++) {
+		int status;
+		waitpid(g_pid[i], &status, 0);
+		t->exited += !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+		g_pid[i] = 0;
+		close(fds[i]);
+	}
+	/* Power back: each filesystem replays its journal. */
+	for (int i = 0; i < N; i++)
+		if (!disk_unmount(i) || !disk_mount(i))
+			fail("cut %d: cannot mount replica %d's filesystem again: %s", cut, i + 1,
+			     strerror(errno));
+	char id[64];
+	snprintf(id, sizeof id, "powercut-%" PRIu64 "-%d", g_seed, boot);
+	setenv("VSRH_BOOT_ID", id, 1); /* a cut is a reboot: the page cache is gone */
+	for (int i = 0; i < N; i++) {
+		from[i] = log_end(i);
+		start_replica(i);
+	}
+}
+
+/* Waits (bounded) until every replica has logged a line since from[i]:
+ * each is starting up (loading, checking or rolling back its store). */
+static void wait_logged(const long from[N], int cut)
+{
+	uint64_t deadline = now_ms() + STARTUP_MS;
+	for (int i = 0; i < N; i++)
+		while (log_end(i) <= from[i]) {
+			check_alive();
+			if (now_ms() > deadline)
+				fail("cut %d: replica %d logged nothing after its start", cut, i + 1);
+			poll(NULL, 0, 1);
+		}
+}
+
 int scenario_powercut(int cuts)
 {
 	if (geteuid() != 0) {
@@ -291,8 +355,9 @@ int scenario_powercut(int cuts)
 		if (rc != 0)
 			return rc;
 	}
-	note("%d ext4 filesystems on loop devices (%s/disk-N.img); a cut drops what was not "
-	     "synced (checked on each)", N, g_dir);
+	note("%d ext4 filesystems on loop devices (%s/disk-N.img; data=%s, %s, %s); a cut drops "
+	     "what was not synced (checked on each)", N, g_dir, g_data_mode[0], g_data_mode[1],
+	     g_data_mode[2]);
 	g_durability = "durable";
 	g_checkpoint_interval = 8; /* cuts land while syncs run and writes are held */
 	mclient m;
@@ -300,14 +365,11 @@ int scenario_powercut(int cuts)
 	scenario_open("kv.lua", &m, &sb);
 	writers ws = {0};
 	uint64_t x = g_seed | 1; /* when each cut comes, what is written back: from the seed */
-	unsigned with_sync = 0, rolled_cuts = 0, rolled_total = 0, exited = 0;
-	uint64_t held_total = 0;
+	pc_tally t = {0};
+	int boot = 0;
 	for (int cut = 1; cut <= cuts; cut++) {
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		writers_start(&ws);
-		int fds[N];
-		for (int i = 0; i < N; i++)
-			fds[i] = disk_cut_fd(i);
 		writers_wait_acks(&ws, 1 + (uint32_t)(x % 60), "before the power cut");
 		pc_figures fig[N];
 		bool syncing = false;
@@ -315,70 +377,56 @@ int scenario_powercut(int cuts)
 			if (!figures_of(i, &fig[i]))
 				fail("cut %d: replica %d's metrics are unreadable", cut, i + 1);
 			syncing |= fig[i].taken > fig[i].synced;
-			held_total += fig[i].held;
+			t.held += fig[i].held;
 		}
+		t.with_sync += syncing;
 		unsigned ranges = 0;
 		for (int i = 0; i < N && (x >> 32) % 2 == 0; i++)
 			ranges += writeback_some(i, &x);
-		/* The cut: every disk at once, then the processes. */
-		for (int i = 0; i < N; i++)
-			if (disk_cut(fds[i]) != 0)
-				fail("cut %d: the shutdown of replica %d's filesystem failed: %s", cut, i + 1,
-				     strerror(errno));
-		for (int i = 0; i < N; i++)
-			kill(g_pid[i], SIGKILL);
-		for (int i = 0; i < N; i++) {
-			int status;
-			waitpid(g_pid[i], &status, 0);
-			exited += !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-			g_pid[i] = 0;
-			close(fds[i]);
-		}
-		with_sync += syncing;
-		/* Power back: each filesystem replays its journal. */
-		for (int i = 0; i < N; i++)
-			if (!disk_unmount(i) || !disk_mount(i))
-				fail("cut %d: cannot mount replica %d's filesystem again: %s", cut, i + 1,
-				     strerror(errno));
-		char boot[64];
-		snprintf(boot, sizeof boot, "powercut-%" PRIu64 "-%d", g_seed, cut);
-		setenv("VSRH_BOOT_ID", boot, 1); /* a cut is a reboot: the page cache is gone */
-		long from[N];
-		for (int i = 0; i < N; i++) {
-			from[i] = log_end(i);
-			start_replica(i);
+		uint32_t before = ws.acks;
+		long from[N], first[N];
+		power_cycle(cut, ++boot, from, &t);
+		memcpy(first, from, sizeof first);
+		/* A quarter of the cuts flicker: the power goes again while the
+		 * replicas start (replaying their logs, checking, syncing or
+		 * rolling back their stores). */
+		bool flicker = (x >> 20) % 4 == 0;
+		if (flicker) {
+			wait_logged(from, cut);
+			power_cycle(cut, ++boot, from, &t);
+			t.flickers++;
 		}
 		wait_ports(-1);
-		uint32_t before = ws.acks;
-		writers_wait_acks(&ws, before + 20, "after the power cut");
+		writers_wait_acks(&ws, ws.acks + 20, "after the power cut");
 		writers_stop(&ws);
 		char what[96];
 		snprintf(what, sizeof what, "after power cut %d of every replica", cut);
 		uint32_t n = verify_writes(&m, &sb, &ws, what);
 		unsigned rolled = 0;
 		for (int i = 0; i < N; i++) {
-			if (log_count_since(i, from[i], "cannot be trusted") > 0)
+			if (log_count_since(i, first[i], "cannot be trusted") > 0)
 				fail("%s: replica %d found durable state damaged (see its log): a cut must "
 				     "lose only what was never synced", what, i + 1);
-			rolled += log_count_since(i, from[i], "vsr.store: rolled ");
+			rolled += log_count_since(i, first[i], "vsr.store: rolled ");
 		}
-		rolled_total += rolled;
-		rolled_cuts += rolled > 0;
-		note("cut %d: after %u acknowledged writes, %u dirty ranges written back first, a "
-		     "checkpoint sync %s; %u store%s rolled back to the durable checkpoint; all %u "
+		t.rolled += rolled;
+		t.rolled_cuts += rolled > 0;
+		note("cut %d%s: after %u acknowledged writes, %u dirty ranges written back first, a "
+		     "checkpoint sync %s; %u store rollback%s to the durable checkpoint; all %u "
 		     "acknowledged writes present, digests equal at op %" PRIu64,
-		     cut, before, ranges, syncing ? "running" : "idle", rolled, rolled == 1 ? "" : "s",
-		     n, ws.max_op);
+		     cut, flicker ? " (and again while starting)" : "", before, ranges,
+		     syncing ? "running" : "idle", rolled, rolled == 1 ? "" : "s", n, ws.max_op);
 	}
 	unsetenv("VSRH_BOOT_ID");
 	/* Read at every replica on its own too, after the last cut. */
 	uint32_t n = verify_writes_each(&sb, &ws, "after the last power cut");
 	scenario_close(&m, &sb);
-	note("%d power cuts: %u with a checkpoint sync running at the cut, %u with a store rolled "
-	     "back (%u rollbacks), %u replicas had stopped on their own (EIO) before the kill, "
-	     "%" PRIu64 " writes held in memory in all; all %u acknowledged writes present at "
-	     "every replica", cuts, with_sync, rolled_cuts, rolled_total, exited, held_total, n);
-	if (held_total == 0)
+	note("%d power cuts (%u cut again while starting): %u with a checkpoint sync running at the "
+	     "cut, %u with a store rolled back (%u rollbacks), %u replicas had stopped on their own "
+	     "(EIO) before the kill, %" PRIu64 " writes held in memory in all; all %u acknowledged "
+	     "writes present at every replica", cuts, t.flickers, t.with_sync, t.rolled_cuts,
+	     t.rolled, t.exited, t.held, n);
+	if (t.held == 0)
 		fail("no write was ever held during a checkpoint's sync: the cuts never met held writes");
 	for (int i = 0; i < N; i++)
 		if (!disk_unmount(i))
