@@ -888,3 +888,47 @@ int scenario_store_fault(void)
 	scenario_close(&m, &sb);
 	return 0;
 }
+
+/* A disk that fails while vsr.store opens (the open of store/synced or of
+ * store/db/data.mdb fails with EIO, through the fail_io shim): the replica
+ * must stop with exit 74, as for any disk error (docs/storage.md,
+ * Failures), not 78, the status of a configuration error, which a
+ * supervisor does not restart (config/systemd: RestartPreventExitStatus=64
+ * 78). One replica alone: the store opens before any peer is needed.
+ * process_powercut met it: a cut while a replica started. */
+int scenario_store_open_fault(void)
+{
+	if (g_fail_io == NULL)
+		fail("the store-open-fault scenario needs --fail-io PATH (the fail_io shim)");
+	g_durability = "durable";
+	static const char *const specs[] = {"synced.open:EIO:1", "data.open:EIO:1"};
+	pick_ports();
+	write_config("kv.lua");
+	char report[400], notef[400];
+	snprintf(report, sizeof report, "%s/fail-io-report.txt", g_dir);
+	snprintf(notef, sizeof notef, "%s/fail-io-note.txt", g_dir);
+	for (size_t f = 0; f < sizeof specs / sizeof specs[0]; f++) {
+		long from = log_size(0);
+		start_faulty(0, specs[f], false, report, notef);
+		int status = 0;
+		uint64_t deadline = now_ms() + STARTUP_MS;
+		while (waitpid(g_pid[0], &status, WNOHANG) != g_pid[0]) {
+			if (now_ms() > deadline)
+				fail("%s: replica 1 did not stop", specs[f]);
+			poll(NULL, 0, 10); /* bounded wait for the child's exit */
+		}
+		g_pid[0] = 0;
+		struct stat st;
+		if (stat(notef, &st) != 0)
+			fail("%s: the shim injected no failure (the store never opened that file?)",
+			     specs[f]);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 74)
+			fail("%s: replica 1 stopped with status 0x%x (exit %d), not exit 74: a disk error "
+			     "while vsr.store opens is reported as a configuration error", specs[f], status,
+			     WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		if (!log_since_contains(0, from, "Input/output error"))
+			fail("%s: replica 1's log does not name the error", specs[f]);
+		note("%s: replica 1 stopped with exit 74, naming the error", specs[f]);
+	}
+	return 0;
+}
