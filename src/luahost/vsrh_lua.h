@@ -91,10 +91,16 @@ bool vsrh_sm_store_lmdb(const vsrh_sm *sm);
  * flight). Returns the newest checkpoint made durable before the call (0:
  * none): the takes of a restart's replay, which ran before any fn. */
 uint64_t vsrh_sm_on_checkpoint_durable(vsrh_sm *sm, void (*fn)(void *arg, uint64_t op), void *arg);
-/* Replicas that may share a disk take turns writing checkpoints back:
- * replica `slot` of `slots` starts its sync slot/slots of half an interval
- * after the take (vsrh_syncer_stagger). */
-void vsrh_sm_stagger_syncs(vsrh_sm *sm, unsigned slot, unsigned slots);
+/* Replicas take turns: replica `slot` of `slots` commits each checkpoint
+ * slot x turn_ns after it takes it (the commit is the step that holds the
+ * loop; the writes meanwhile are held), and starts its sync slot/slots of
+ * half an interval after that (vsrh_syncer_stagger). A durable vsr.store
+ * only; VSRH_TURN_NS is the host's turn. */
+#define VSRH_TURN_NS 25000000u
+void vsrh_sm_stagger(vsrh_sm *sm, unsigned slot, unsigned slots, uint64_t turn_ns);
+/* Called from time to time (the host's tick): commits a checkpoint whose
+ * turn has come while no operation ran. */
+void vsrh_sm_tick(vsrh_sm *sm);
 
 /* Fills `out` with callbacks on sm (ctx = sm). sm must outlive the core. */
 void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out);
@@ -149,6 +155,8 @@ typedef struct vsrh_sm_stats {
 	uint64_t checkpoint_sync_waits; /* takes that waited for the previous sync */
 	uint64_t checkpoint_sync_wait_ns;
 	uint64_t checkpoint_held_writes; /* writes held while a sync ran (vsrh_overlay.h) */
+	uint64_t checkpoint_turns;       /* commits that waited for this replica's turn */
+	uint64_t checkpoint_step_last_ns; /* the last checkpoint commit's time on the loop */
 } vsrh_sm_stats;
 void vsrh_sm_stats_get(const vsrh_sm *sm, vsrh_sm_stats *out);
 

@@ -1497,9 +1497,14 @@ uint64_t vsrh_sm_on_checkpoint_durable(vsrh_sm *sm, void (*fn)(void *arg, uint64
 	return vsrh_store_on_durable(&sm->store, fn, arg);
 }
 
-void vsrh_sm_stagger_syncs(vsrh_sm *sm, unsigned slot, unsigned slots)
+void vsrh_sm_stagger(vsrh_sm *sm, unsigned slot, unsigned slots, uint64_t turn_ns)
 {
-	vsrh_store_stagger_syncs(&sm->store, slot, slots);
+	vsrh_store_stagger(&sm->store, slot, slots, turn_ns);
+}
+
+void vsrh_sm_tick(vsrh_sm *sm)
+{
+	vsrh_store_tick(&sm->store);
 }
 
 void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out)
@@ -1613,6 +1618,8 @@ void vsrh_sm_stats_get(const vsrh_sm *sm, vsrh_sm_stats *out)
 	out->checkpoint_sync_waits = f.waits;
 	out->checkpoint_sync_wait_ns = f.wait_ns;
 	out->checkpoint_held_writes = f.held;
+	out->checkpoint_turns = f.deferred;
+	out->checkpoint_step_last_ns = f.step_last_ns;
 }
 
 void vsrh_sm_sources(const vsrh_sm *sm, uint64_t *statemachine, uint64_t *dedup)

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -169,9 +170,23 @@ struct vsrh_lmdb {
 	bool holding;         /* the sync of the last checkpoint runs */
 	uint64_t hold_syncs;  /* the syncer's count of syncs before it */
 	uint64_t held_total;  /* writes held, in all (figures) */
+	/* The step's turn: a checkpoint taken whose commit waits for this
+	 * replica's turn (step_due, until step_at), its state in wtxn and the
+	 * writes after it held meanwhile (see step_turn_ns). */
+	bool step_due;
+	uint64_t step_at;     /* CLOCK_MONOTONIC ns */
+	vsr_checkpoint step_cp;
+	uint8_t *step_prefix; /* its image prefix, for held[0] */
+	size_t step_plen;
+	uint64_t turn_ns;     /* this replica's wait: its slot times the turn */
+	uint64_t steps_deferred; /* figures */
+	uint64_t step_last_ns;
 };
 
 #define lmdb_fatal vsrh_store_fatal
+
+static void step_now(vsrh_lmdb *db);
+static uint64_t store_mono_ns(void);
 
 static MDB_val mval(const void *p, size_t n)
 {
@@ -774,7 +789,10 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 			 * every replica. */
 		} else if (hold && held_write_one(s, key, kl, val, vl) != 0) {
 			/* Out of memory for the held entry: everything held goes
-			 * into the transaction now, and this write after it. */
+			 * into the transaction now, and this write after it (after
+			 * the commit of a checkpoint waiting for its turn, whose
+			 * state the transaction is). */
+			step_now(db);
 			held_drain(db, SIZE_MAX);
 			db->holding = false;
 			hold = false;
@@ -805,6 +823,7 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 
 void vsrh_store_commit(lua_State *L, vsrh_store *s)
 {
+	vsrh_store_tick(s); /* this replica's turn to commit a checkpoint? */
 	if (s->nwrites == 0)
 		return;
 	if (s->db) {
@@ -982,6 +1001,7 @@ int vsrh_store_read(lua_State *L, vsrh_store *s, const uint8_t *d, size_t len, s
 	if (s->db) {
 		/* Validated above (into a table, then dropped): now replace. */
 		vsrh_lmdb *db = s->db;
+		step_now(db); /* its state is wtxn's: committed before it is replaced */
 		vsrh_overlay_clear(&db->held_w); /* all replaced */
 		int rc = mdb_drop(db->wtxn, db->kv, 0);
 		if (rc)
@@ -1425,6 +1445,8 @@ vsrh_sync_figures vsrh_store_sync_figures(vsrh_store *s)
 		return (vsrh_sync_figures){0};
 	vsrh_sync_figures f = vsrh_syncer_figures(&s->db->syncer);
 	f.held = s->db->held_total;
+	f.deferred = s->db->steps_deferred;
+	f.step_last_ns = s->db->step_last_ns;
 	return f;
 }
 
@@ -1438,10 +1460,12 @@ uint64_t vsrh_store_on_durable(vsrh_store *s, vsrh_store_durable_fn fn, void *ar
 	return s->db->syncer.synced_op;
 }
 
-void vsrh_store_stagger_syncs(vsrh_store *s, unsigned slot, unsigned slots)
+void vsrh_store_stagger(vsrh_store *s, unsigned slot, unsigned slots, uint64_t turn_ns)
 {
-	if (s->db != NULL && s->db->durable)
-		vsrh_syncer_stagger(&s->db->syncer, slot, slots);
+	if (s->db == NULL || !s->db->durable)
+		return;
+	vsrh_syncer_stagger(&s->db->syncer, slot, slots);
+	s->db->turn_ns = slots > 1 ? (uint64_t)(slot % slots) * turn_ns : 0;
 }
 
 static void build_reset(vsrh_lmdb *db);
@@ -1453,6 +1477,7 @@ void vsrh_store_close(lua_State *L, vsrh_store *s)
 	if (db == NULL)
 		return;
 	build_reset(db);
+	step_now(db); /* committed, and synced by the close below */
 	vsrh_syncer_close(&db->syncer); /* the checkpoint being synced is durable */
 	vsrh_touch_free(&db->touch);
 	vsrh_overlay_free(&db->held_w);
@@ -1514,36 +1539,12 @@ static int held_open(vsrh_lmdb *db, ckpt_held *h, const vsr_checkpoint *cp, uint
 	return rc;
 }
 
-int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head, size_t head_len)
+/* The commit of checkpoint cp (its records already in wtxn): the step.
+ * Returns VSR_OK, or VSR_PENDING when durable (the syncer reports it). */
+static int ckpt_commit(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefix, size_t plen)
 {
-	vsrh_lmdb *db = s->db;
-	size_t plen;
-	uint8_t *prefix = image_prefix(head, head_len, (uint64_t)s->count, &plen);
-	if (prefix == NULL)
-		return VSR_ENOMEM;
-	cp->size = plen + db->kv_bytes;
-	cp->digest = image_digest(prefix, plen, s->digest);
-	/* The checkpoint's own record, in the same transaction as its state. */
-	uint8_t fixed[META_FIXED];
-	uint64_t f[8] = {cp->op, cp->checksum, cp->timestamp, cp->size, cp->digest,
-			 (uint64_t)s->count, db->kv_bytes, s->digest};
-	for (int i = 0; i < 8; i++)
-		vsrh_put_u64le(fixed + 8 * i, f[i]);
-	MDB_val k1 = mval("checkpoint", 10), v1 = mval(fixed, sizeof fixed);
-	MDB_val k2 = mval("head", 4), v2 = mval(head, head_len);
-	/* The previous checkpoint must be durable before this commit: LMDB's
-	 * older meta page then always names a durable transaction, the one a
-	 * restart after a power cut can fall back to (vsrh_store_sync.h). Its
-	 * sync began an interval ago. Then the writes still held go in (a
-	 * sync that took most of the interval leaves some). */
-	vsrh_syncer_wait(&db->syncer);
-	db->holding = false;
-	held_drain(db, SIZE_MAX);
-	int rc = mdb_put(db->wtxn, db->meta, &k1, &v1, 0);
-	if (rc == 0)
-		rc = mdb_put(db->wtxn, db->meta, &k2, &v2, 0);
-	if (rc == 0)
-		rc = mdb_txn_commit(db->wtxn);
+	uint64_t t0 = store_mono_ns();
+	int rc = mdb_txn_commit(db->wtxn);
 	db->wtxn = NULL;
 	db->wcur = NULL; /* freed with the transaction */
 	if (rc)
@@ -1573,6 +1574,7 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 		lmdb_fatal("read transaction", rc);
 	if ((rc = mdb_txn_begin(db->env, NULL, 0, &db->wtxn)))
 		lmdb_fatal("write transaction", rc);
+	db->step_last_ns = store_mono_ns() - t0;
 	if (!db->durable)
 		return VSR_OK;
 	/* Durable once the syncer says so (vsr.h: checkpoint_take). */
@@ -1590,6 +1592,85 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 	 * (vsrh_overlay.h): the map is not written while it is written back. */
 	db->holding = db->writemap && !getenv("VSRH_NO_HOLD");
 	db->hold_syncs = syncs;
+	return VSR_PENDING;
+}
+
+static uint64_t store_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The checkpoint waiting for its turn, committed now (its time has come, or
+ * something needs it: a read of it, the next take, a restore, close). */
+static void step_now(vsrh_lmdb *db)
+{
+	if (!db->step_due)
+		return;
+	db->step_due = false;
+	uint8_t *prefix = db->step_prefix;
+	db->step_prefix = NULL;
+	(void)ckpt_commit(db, &db->step_cp, prefix, db->step_plen);
+}
+
+/* Drops the checkpoint waiting for its turn (its environment is replaced). */
+static void step_forget(vsrh_lmdb *db)
+{
+	db->step_due = false;
+	free(db->step_prefix);
+	db->step_prefix = NULL;
+}
+
+void vsrh_store_tick(vsrh_store *s)
+{
+	if (s->db != NULL && s->db->step_due && store_mono_ns() >= s->db->step_at)
+		step_now(s->db);
+}
+
+int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head, size_t head_len)
+{
+	vsrh_lmdb *db = s->db;
+	step_now(db); /* the last one, still waiting for its turn: committed first */
+	size_t plen;
+	uint8_t *prefix = image_prefix(head, head_len, (uint64_t)s->count, &plen);
+	if (prefix == NULL)
+		return VSR_ENOMEM;
+	cp->size = plen + db->kv_bytes;
+	cp->digest = image_digest(prefix, plen, s->digest);
+	/* The checkpoint's own record, in the same transaction as its state. */
+	uint8_t fixed[META_FIXED];
+	uint64_t f[8] = {cp->op, cp->checksum, cp->timestamp, cp->size, cp->digest,
+			 (uint64_t)s->count, db->kv_bytes, s->digest};
+	for (int i = 0; i < 8; i++)
+		vsrh_put_u64le(fixed + 8 * i, f[i]);
+	MDB_val k1 = mval("checkpoint", 10), v1 = mval(fixed, sizeof fixed);
+	MDB_val k2 = mval("head", 4), v2 = mval(head, head_len);
+	/* The previous checkpoint must be durable before this commit: LMDB's
+	 * older meta page then always names a durable transaction, the one a
+	 * restart after a power cut can fall back to (vsrh_store_sync.h). Its
+	 * sync began an interval ago. Then the writes still held go in (a
+	 * sync that took most of the interval leaves some). */
+	vsrh_syncer_wait(&db->syncer);
+	db->holding = false;
+	held_drain(db, SIZE_MAX);
+	int rc = mdb_put(db->wtxn, db->meta, &k1, &v1, 0);
+	if (rc == 0)
+		rc = mdb_put(db->wtxn, db->meta, &k2, &v2, 0);
+	if (rc)
+		lmdb_fatal("checkpoint commit", rc);
+	if (db->turn_ns == 0 || !db->durable || !db->writemap || getenv("VSRH_NO_HOLD"))
+		return ckpt_commit(db, cp, prefix, plen);
+	/* Not this replica's turn yet: wtxn holds the checkpoint's state, and
+	 * the writes of the operations until the turn are held. */
+	db->step_due = true;
+	db->step_at = store_mono_ns() + db->turn_ns;
+	db->step_cp = *cp;
+	db->step_prefix = prefix;
+	db->step_plen = plen;
+	db->steps_deferred++;
+	db->holding = true;
+	db->hold_syncs = vsrh_syncer_figures(&db->syncer).syncs; /* idle: waited for */
 	return VSR_PENDING;
 }
 
@@ -1670,6 +1751,10 @@ int vsrh_store_ckpt_read(vsrh_store *s, const vsr_checkpoint *cp, uint64_t offse
 			 vsr_buf *out)
 {
 	ckpt_held *h = s->db ? held_find(s->db, cp) : NULL;
+	if (h == NULL && s->db && s->db->step_due && s->db->step_cp.op == cp->op) {
+		step_now(s->db); /* asked for before its turn: committed now */
+		h = held_find(s->db, cp);
+	}
 	if (h == NULL || offset > cp->size)
 		return VSR_EINVAL;
 	uint64_t end = offset + len < cp->size ? offset + len : cp->size;
@@ -2037,6 +2122,7 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 	vsrh_syncer_wait(&db->syncer); /* its environment is about to close */
 	vsrh_overlay_clear(&db->held_w); /* writes after the state replaced */
 	db->holding = false;
+	step_forget(db); /* a checkpoint of the state replaced */
 	env_close(db);
 	env_dir_remove(old);
 	char err[256] = "";

@@ -73,9 +73,13 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
  * VSR_EVENT_CHECKPOINT_DURABLE). Returns the last checkpoint the thread
  * made durable before (0: none), which no call reported. */
 uint64_t vsrh_store_on_durable(vsrh_store *s, void (*fn)(void *arg, uint64_t op), void *arg);
-/* Replica slot of slots writes its checkpoints back in its own turn
+/* Replica slot of slots commits each checkpoint slot x turn_ns after taking
+ * it (vsrh_sm_stagger), and writes it back in its own turn
  * (vsrh_syncer_stagger). */
-void vsrh_store_stagger_syncs(vsrh_store *s, unsigned slot, unsigned slots);
+void vsrh_store_stagger(vsrh_store *s, unsigned slot, unsigned slots, uint64_t turn_ns);
+/* Commits the checkpoint waiting for this replica's turn once it has come
+ * (after each operation, and from the host's tick). */
+void vsrh_store_tick(vsrh_store *s);
 /* The syncer's figures (zeros: a memory store, or none yet). */
 vsrh_sync_figures vsrh_store_sync_figures(vsrh_store *s);
 void vsrh_store_close(lua_State *L, vsrh_store *s);

@@ -36,6 +36,8 @@ typedef struct vsrh_sync_figures {
 	uint64_t waits;        /* commits that found the previous sync running */
 	uint64_t wait_ns;      /* the time they waited, in all */
 	uint64_t held;         /* writes held while a sync ran (vsrh_overlay.h), in all */
+	uint64_t deferred;     /* checkpoints whose commit waited for the replica's turn */
+	uint64_t step_last_ns; /* how long the last checkpoint's commit (the step) took */
 } vsrh_sync_figures;
 
 typedef struct vsrh_syncer {

@@ -18,8 +18,9 @@
  * out of memory (nothing changed), at one chosen call of most rounds: while
  * the sync is held back, and while held writes drain after it, at any
  * write of an operation of several. Replies, digests and images must still
- * equal B's, and the store must stop holding until the next checkpoint
- * (no put reaches the skip list after the failure). */
+ * equal B's, and the store must stop holding until the next checkpoint's
+ * commit (no put reaches the skip list after the failure before an LMDB
+ * commit, also wrapped). */
 #define _GNU_SOURCE
 #include <lmdb.h>
 #include <pthread.h>
@@ -97,6 +98,17 @@ int __wrap_vsrh_overlay_put(vsrh_overlay *o, const char *k, size_t kl, const cha
 		return -1; /* the map unchanged, as vsrh_overlay_put out of memory */
 	}
 	return __real_vsrh_overlay_put(o, k, kl, v, vl);
+}
+
+/* A checkpoint's commit (wrapped too) starts holding again: the rule
+ * "nothing held after a failed hold" runs until the next commit (with
+ * turns, a commit can come a few operations after its take). */
+int __real_mdb_txn_commit(MDB_txn *txn);
+int __wrap_mdb_txn_commit(MDB_txn *txn);
+int __wrap_mdb_txn_commit(MDB_txn *txn)
+{
+	failed_this_round = false;
+	return __real_mdb_txn_commit(txn);
 }
 
 /* ------------------------------------------------------------ msgpack */
@@ -239,29 +251,44 @@ static bool steps(side *a, side *b, vsr_buf *opb, int n)
 	return true;
 }
 
-/* A checkpoint at `op` on both: the same digest, size and image bytes. */
-static void checkpoint_both(side *a, side *b, vsr_checkpoint *cpa)
+/* A checkpoint at `op` on both: the same digest and size. B's image is read
+ * now into *imgb, A's later (images_equal): A's commit may wait for its
+ * turn, and reading the image commits it. */
+static void take_both(side *a, side *b, vsr_checkpoint *cpa, vsr_checkpoint *cpb, vsr_buf *imgb)
 {
 	static const uint8_t meta[8] = "held-cp";
-	vsr_checkpoint cpb = {.op = op, .checksum = op * 31, .timestamp = op};
-	*cpa = cpb;
+	*cpb = (vsr_checkpoint){.op = op, .checksum = op * 31, .timestamp = op};
+	*cpa = *cpb;
 	int rc = a->m.checkpoint_take(a->m.ctx, cpa, meta, sizeof meta);
 	CHECK(rc == VSR_PENDING, "durable take at op %llu: %d", (unsigned long long)op, rc);
-	rc = b->m.checkpoint_take(b->m.ctx, &cpb, meta, sizeof meta);
+	rc = b->m.checkpoint_take(b->m.ctx, cpb, meta, sizeof meta);
 	CHECK(rc == VSR_OK, "memory take at op %llu: %d", (unsigned long long)op, rc);
-	CHECK(cpa->digest == cpb.digest && cpa->size == cpb.size,
+	CHECK(cpa->digest == cpb->digest && cpa->size == cpb->size,
 	      "checkpoint at op %llu: digest %016llx/%016llx size %llu/%llu",
 	      (unsigned long long)op, (unsigned long long)cpa->digest,
-	      (unsigned long long)cpb.digest, (unsigned long long)cpa->size,
-	      (unsigned long long)cpb.size);
-	vsr_buf ia = {0}, ib = {0};
+	      (unsigned long long)cpb->digest, (unsigned long long)cpa->size,
+	      (unsigned long long)cpb->size);
+	imgb->len = 0;
+	rc = b->m.checkpoint_read(b->m.ctx, cpb, 0, (uint32_t)cpb->size, imgb);
+	CHECK(rc == VSR_OK, "memory image at op %llu: %d", (unsigned long long)op, rc);
+}
+
+/* A's image of checkpoint cpa, read now, is byte for byte B's. */
+static void images_equal(side *a, const vsr_checkpoint *cpa, const vsr_buf *imgb)
+{
+	vsr_buf ia = {0};
 	int ra = a->m.checkpoint_read(a->m.ctx, cpa, 0, (uint32_t)cpa->size, &ia);
-	int rb = b->m.checkpoint_read(b->m.ctx, &cpb, 0, (uint32_t)cpb.size, &ib);
-	CHECK(ra == VSR_OK && rb == VSR_OK && ia.len == ib.len &&
-		      memcmp(ia.data, ib.data, ia.len) == 0,
-	      "checkpoint at op %llu: images differ", (unsigned long long)op);
+	CHECK(ra == VSR_OK && ia.len == imgb->len && memcmp(ia.data, imgb->data, ia.len) == 0,
+	      "checkpoint at op %llu: images differ (read at op %llu)",
+	      (unsigned long long)cpa->op, (unsigned long long)op);
 	free(ia.data);
-	free(ib.data);
+}
+
+static uint64_t syncs_of(side *s)
+{
+	vsrh_sm_stats st;
+	vsrh_sm_stats_get(s->sm, &st);
+	return st.checkpoint_syncs;
 }
 
 /* Deletes of keys LMDB never stores (empty, over 511 bytes; puts of them
@@ -340,10 +367,16 @@ int main(int argc, char **argv)
 	side a, b;
 	if (open_side(&a, &cfg, store, true) != 0 || open_side(&b, &cfg, plain, false) != 0)
 		return st_end(dir, &cfg, NULL);
-	vsr_buf opb = {0};
-	vsr_checkpoint cp = {0};
+	vsr_buf opb = {0}, imgb = {0};
+	vsr_checkpoint cp = {0}, cpb;
 	bool ok = odd_keys_both(&a, &b, &opb) && steps(&a, &b, &opb, 400);
-	for (int round = 0; ok && round < 8; round++) {
+	/* A's turn (vsrh_sm_stagger, as replica 1 of 2), by round: none (the
+	 * commit at the take), 1 ns (at the next operation) or an hour (when
+	 * the image is read, after some operations). */
+	const uint64_t turns[3] = {0, 1, 3600000000000u};
+	for (int round = 0; ok && round < 9; round++) {
+		uint64_t turn = turns[round % 3];
+		vsrh_sm_stagger(a.sm, 1, 2, turn);
 		/* --nomem: a put of this round fails, early in even rounds (while
 		 * held), anywhere in odd ones (held or draining, or none). */
 		put_calls = puts_after_failure = 0;
@@ -351,9 +384,21 @@ int main(int argc, char **argv)
 		fail_at = nomem ? 1 + (long)rnd(round % 2 ? 900 : 150) : -1;
 		/* The sync waits at the gate: the next operations are held. */
 		gate(true);
-		checkpoint_both(&a, &b, &cp);
+		uint64_t synced = syncs_of(&a);
+		take_both(&a, &b, &cp, &cpb, &imgb);
+		if (turn == 0)
+			images_equal(&a, &cp, &imgb);
+		ok = steps(&a, &b, &opb, 20 + (int)rnd(100));
+		if (turn > 1) {
+			/* Not committed yet, its writes held: then the read commits. */
+			CHECK(syncs_of(&a) == synced, "round %d: committed before its turn", round);
+			images_equal(&a, &cp, &imgb);
+		}
 		CHECK(gate_reached(), "round %d: the sync never reached LMDB's sync", round);
-		ok = steps(&a, &b, &opb, 150 + (int)rnd(150)) && (round || odd_keys_both(&a, &b, &opb));
+		if (turn == 1)
+			images_equal(&a, &cp, &imgb);
+		ok = ok && steps(&a, &b, &opb, 130 + (int)rnd(150)) &&
+		     (round || odd_keys_both(&a, &b, &opb));
 		/* The sync ends; the held writes drain a few per operation,
 		 * some rounds before the next checkpoint, some at it. */
 		gate(false);
@@ -370,11 +415,21 @@ int main(int argc, char **argv)
 	vsrh_sm_stats_get(a.sm, &st);
 	CHECK(st.checkpoint_held_writes > (nomem ? 100u : 500u), "only %llu writes were held",
 	      (unsigned long long)st.checkpoint_held_writes);
-	CHECK(!nomem || oom_failures >= 4, "only %u of 8 rounds had a failed hold", oom_failures);
-	printf("%llu operations, %llu writes held in 8 rounds", (unsigned long long)op,
-	       (unsigned long long)st.checkpoint_held_writes);
+	CHECK(!nomem || oom_failures >= 4, "only %u of 9 rounds had a failed hold", oom_failures);
+	CHECK(st.checkpoint_turns == 6, "%llu commits waited for their turn, not 6",
+	      (unsigned long long)st.checkpoint_turns);
+	/* A last checkpoint waits for its turn, an hour: closing commits it. */
+	vsrh_sm_stagger(a.sm, 1, 2, turns[2]);
+	fail_at = -1;
+	if (ok) {
+		take_both(&a, &b, &cp, &cpb, &imgb);
+		ok = steps(&a, &b, &opb, 50);
+	}
+	printf("%llu operations, %llu writes held in 10 rounds, 7 commits in their turn",
+	       (unsigned long long)op, (unsigned long long)st.checkpoint_held_writes);
 	if (nomem)
-		printf(", %u failed as out of memory (then written to LMDB at once)", oom_failures);
+		printf(", %u holds failed as out of memory (then written to LMDB at once)",
+		       oom_failures);
 	printf("\n");
 	/* The last checkpoint is what a restart finds. */
 	vsrh_sm_on_checkpoint_durable(a.sm, NULL, NULL);
@@ -388,6 +443,7 @@ int main(int argc, char **argv)
 		      (unsigned long long)reopened.op, (unsigned long long)reopened.digest,
 		      (unsigned long long)cp.op, (unsigned long long)cp.digest);
 	free(opb.data);
+	free(imgb.data);
 	free(a.reply.data);
 	free(b.reply.data);
 	return st_end(dir, &cfg, nomem ? "held writes out of memory: same replies, digests and "

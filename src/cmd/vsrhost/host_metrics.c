@@ -279,6 +279,11 @@ static void render_sm(render *r, const vsrh_sm *sm)
 	counter(r, "vsr_checkpoint_held_writes_total",
 		"store writes held in memory while a checkpoint's sync ran, then moved into LMDB",
 		st.checkpoint_held_writes);
+	counter(r, "vsr_checkpoint_turns_total",
+		"checkpoints whose commit waited for this replica's turn (writes held meanwhile)",
+		st.checkpoint_turns);
+	seconds(r, "vsr_checkpoint_step_last_seconds", "gauge",
+		"how long the last checkpoint's commit held the event loop", st.checkpoint_step_last_ns);
 }
 
 static void render_host(render *r, const host_metrics *m)
