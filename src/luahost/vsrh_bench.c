@@ -155,7 +155,8 @@ static int bench_checkpoint(vsrh_sm *sm, const vsr_buf *puts, uint32_t keys, uin
 	static const uint8_t meta[8];
 	double *took = calloc((size_t)rounds + 1, sizeof *took);
 	double *cpu = calloc((size_t)rounds + 1, sizeof *cpu);
-	if (took == NULL || cpu == NULL)
+	double *commit = calloc((size_t)rounds + 1, sizeof *commit);
+	if (took == NULL || cpu == NULL || commit == NULL)
 		return 1;
 	uint32_t next = 0; /* the puts go on through the keys, round after round */
 	/* Checkpoints at multiples of `between`, as a replica takes them at
@@ -207,17 +208,27 @@ static int bench_checkpoint(vsrh_sm *sm, const vsr_buf *puts, uint32_t keys, uin
 			bad |= vsrh_sm_apply(sm, &a, puts[key].data, puts[key].len, &reply) !=
 			       VSR_REPLY_OK;
 		}
+		/* The commit of this round's checkpoint: in the take, or (--turn)
+		 * after the first put past its turn. */
+		vsrh_sm_stats st;
+		vsrh_sm_stats_get(sm, &st);
+		commit[round] = (double)st.checkpoint_step_last_ns / 1e9;
 	}
 	if (rounds > 3 && !bad) {
 		/* The takes after the first (the whole state), sorted. */
 		qsort(took + 1, (size_t)rounds, sizeof *took, dbl_cmp);
 		qsort(cpu + 1, (size_t)rounds, sizeof *cpu, dbl_cmp);
+		qsort(commit + 1, (size_t)rounds - 1, sizeof *commit, dbl_cmp);
 		size_t p50 = 1 + (size_t)rounds / 2, p99 = 1 + (size_t)((rounds - 1) * 0.99);
 		printf("  checkpoints after %u puts each, %d of them: ms wall p50 %.2f p99 %.2f max "
 		       "%.2f; ms CPU p50 %.2f p99 %.2f max %.2f\n",
 		       between, rounds, took[p50] * 1e3, took[p99] * 1e3, took[rounds] * 1e3,
 		       cpu[p50] * 1e3, cpu[p99] * 1e3, cpu[rounds] * 1e3);
+		size_t c50 = 1 + (size_t)(rounds - 2) / 2;
+		printf("  their commits (in the take, or in the replica's turn): ms wall p50 %.2f "
+		       "max %.2f\n", commit[c50] * 1e3, commit[rounds - 1] * 1e3);
 	}
+	free(commit);
 	free(took);
 	free(cpu);
 	printf("  whole-state snapshot: %.1f ms wall (%.1f MiB)\n", snap * 1e3,
@@ -231,7 +242,7 @@ int main(int argc, char **argv)
 {
 	uint64_t n = 1000000;
 	int repeat = 3, calibration = 1, checkpoint = 0, table_store = 0, rounds = 3;
-	double pace_ms = 0;
+	double pace_ms = 0, turn_ms = 0;
 	const char *only = NULL, *durable_dir = NULL;
 	uint32_t keys = 10000;
 	const char *path = "statemachines/kv.lua";
@@ -241,10 +252,11 @@ int main(int argc, char **argv)
 		{"only", required_argument, NULL, 'o'}, {"no-calibration", no_argument, NULL, 'C'},
 		{"checkpoint", optional_argument, NULL, 'c'}, {"table-store", no_argument, NULL, 't'},
 		{"durable", required_argument, NULL, 'D'}, {"value-size", required_argument, NULL, 'V'},
-		{"rounds", required_argument, NULL, 'R'}, {"pace", required_argument, NULL, 'P'}, {"help", no_argument, NULL, 'h'},
+		{"rounds", required_argument, NULL, 'R'}, {"pace", required_argument, NULL, 'P'},
+		{"turn", required_argument, NULL, 'T'}, {"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	int ch;
-	while ((ch = getopt_long(argc, argv, "n:k:s:r:o:Cc::tD:V:R:P:h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "n:k:s:r:o:Cc::tD:V:R:P:T:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'n': n = strtoull(optarg, NULL, 10); break;
 		case 'k': keys = (uint32_t)strtoul(optarg, NULL, 10); break;
@@ -256,6 +268,7 @@ int main(int argc, char **argv)
 		case 'D': durable_dir = optarg; break;
 		case 'R': rounds = atoi(optarg); break;
 		case 'P': pace_ms = atof(optarg); break;
+		case 'T': turn_ms = atof(optarg); break;
 		case 'V': value_size = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case 'c': checkpoint = optarg ? (int)strtoul(optarg, NULL, 10) : 4096; break;
 		case 'h':
@@ -268,6 +281,8 @@ int main(int argc, char **argv)
 			       "                                     more than 3: their p50, p99 and max)\n"
 			       "                  [--pace MS]       (the puts of a round spread over MS ms while\n"
 			       "                                     the last checkpoint syncs, as in a replica)\n"
+			       "                  [--turn MS]       (--durable: each commit MS ms after its take,\n"
+			       "                                     as replica 1 of 2)\n"
 			       "Reports the best of R runs of N operations each, in CPU time.\n");
 			return 0;
 		default:
@@ -316,6 +331,8 @@ int main(int argc, char **argv)
 		bad |= bench(sm, &rg, n, &op_no, repeat);
 	if (!only || strcmp(only, "query") == 0)
 		bad |= bench(sm, &rq, n, &op_no, repeat);
+	/* As replica 1 of 2: each commit waits turn_ms after its take. */
+	vsrh_sm_stagger(sm, 1, 2, (uint64_t)(turn_ms * 1e6));
 	if (checkpoint)
 		bad |= bench_checkpoint(sm, puts, keys, &op_no, checkpoint, rounds, pace_ms);
 	vsrh_sm_stats st;

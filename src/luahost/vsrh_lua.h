@@ -101,6 +101,9 @@ void vsrh_sm_stagger(vsrh_sm *sm, unsigned slot, unsigned slots, uint64_t turn_n
 /* Called from time to time (the host's tick): commits a checkpoint whose
  * turn has come while no operation ran. */
 void vsrh_sm_tick(vsrh_sm *sm);
+/* Checkpoint commits made in this replica's turn so far; *op and *ns: the
+ * last one's checkpoint and how long the commit held the loop. */
+uint64_t vsrh_sm_turn_commits(const vsrh_sm *sm, uint64_t *op, uint64_t *ns);
 
 /* Fills `out` with callbacks on sm (ctx = sm). sm must outlive the core. */
 void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out);

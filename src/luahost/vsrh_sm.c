@@ -1507,6 +1507,11 @@ void vsrh_sm_tick(vsrh_sm *sm)
 	vsrh_store_tick(&sm->store);
 }
 
+uint64_t vsrh_sm_turn_commits(const vsrh_sm *sm, uint64_t *op, uint64_t *ns)
+{
+	return vsrh_store_turn_commits(&sm->store, op, ns);
+}
+
 void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out)
 {
 	vsr_state_machine inner = {.ctx = sm, .apply = cb_apply, .snapshot = cb_snapshot,

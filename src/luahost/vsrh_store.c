@@ -181,6 +181,7 @@ struct vsrh_lmdb {
 	uint64_t turn_ns;     /* this replica's wait: its slot times the turn */
 	uint64_t steps_deferred; /* figures */
 	uint64_t step_last_ns;
+	uint64_t turn_commits, turn_op; /* commits in a turn, the last one's op */
 };
 
 #define lmdb_fatal vsrh_store_fatal
@@ -796,6 +797,7 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 			held_drain(db, SIZE_MAX);
 			db->holding = false;
 			hold = false;
+			c = lmdb_wcursor(db); /* a commit freed the old one with its transaction */
 		}
 		if (!hold && kl > 0 && kl <= 511)
 			lmdb_write_one(s, c, key, kl, val, vl);
@@ -1612,6 +1614,17 @@ static void step_now(vsrh_lmdb *db)
 	uint8_t *prefix = db->step_prefix;
 	db->step_prefix = NULL;
 	(void)ckpt_commit(db, &db->step_cp, prefix, db->step_plen);
+	db->turn_commits++;
+	db->turn_op = db->step_cp.op;
+}
+
+uint64_t vsrh_store_turn_commits(const vsrh_store *s, uint64_t *op, uint64_t *ns)
+{
+	if (s->db == NULL)
+		return 0;
+	*op = s->db->turn_op;
+	*ns = s->db->step_last_ns;
+	return s->db->turn_commits;
 }
 
 /* Drops the checkpoint waiting for its turn (its environment is replaced). */

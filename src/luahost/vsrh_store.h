@@ -80,6 +80,9 @@ void vsrh_store_stagger(vsrh_store *s, unsigned slot, unsigned slots, uint64_t t
 /* Commits the checkpoint waiting for this replica's turn once it has come
  * (after each operation, and from the host's tick). */
 void vsrh_store_tick(vsrh_store *s);
+/* Commits made in a turn so far; *op and *ns: the last one's checkpoint and
+ * how long it took (for the host's log). */
+uint64_t vsrh_store_turn_commits(const vsrh_store *s, uint64_t *op, uint64_t *ns);
 /* The syncer's figures (zeros: a memory store, or none yet). */
 vsrh_sync_figures vsrh_store_sync_figures(vsrh_store *s);
 void vsrh_store_close(lua_State *L, vsrh_store *s);

@@ -1428,6 +1428,17 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 		free(ds.segs);
 		return VSR_EINVAL;
 	}
+	if (have_sb && sb.replica != d->opts.replica) {
+		/* A directory copied or mounted under another index would vote
+		 * with another replica's log (protocol.md: quorum intersection):
+		 * committed operations could be lost. */
+		storage_errf(err, err_len,
+			     "storage %s: the data was written by replica %" PRIu64 ", this is replica %u "
+			     "(--replica %u); each replica needs its own directory; refusing to start",
+			     d->dir, sb.replica + 1, d->opts.replica + 1u, d->opts.replica + 1u);
+		free(ds.segs);
+		return VSR_EINVAL;
+	}
 	if (d->opts.fresh || (!have_sb && why[0] == '\0')) {
 		/* Nothing was ever acknowledged from this directory (no
 		 * superblock was ever written), or the operator starts anew. */

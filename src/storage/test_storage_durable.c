@@ -173,11 +173,13 @@ static bool inline_ok(void *data, const vsr_persist *p)
 	return inline_yes;
 }
 
+static uint8_t replica_index; /* the index open_storage opens as */
+
 static vsr_storage *open_storage(bool fresh, uint64_t segment_size, const vsr_storage_io *io,
 				 const vsr_durable **out)
 {
 	vsr_storage_options o = {.loop = &loop, .kind = VSR_STORAGE_DURABLE, .dir = dir,
-				 .cluster = CLUSTER, .replica = 0, .fresh = fresh,
+				 .cluster = CLUSTER, .replica = replica_index, .fresh = fresh,
 				 .persisted_cb = persisted_cb, .segment_size = segment_size, .io = io,
 				 .inline_ok = inline_mode ? inline_ok : NULL};
 	vsr_storage *s = NULL;
@@ -823,6 +825,32 @@ static void case_in_use(void)
  * loaded back, rewritten at once when it changes; a copy without it (what
  * a build from before it writes) loads and gets it; a record that does not
  * verify makes its copy invalid, like any torn copy. */
+/* A directory written by replica 1 (index 0) refuses to load as replica 2
+ * and loses nothing: as replica 1 it loads whole. (--fresh discards what a
+ * directory holds, whoever wrote it.) */
+static void case_replica_index(void)
+{
+	begin("a directory of another replica index is refused");
+	const vsr_durable *d;
+	vsr_storage *s = open_storage(false, 0, NULL, &d);
+	make_entries(1, 10, 1, 0);
+	write_log(s, 10, 2, 1);
+	close_storage(s);
+	replica_index = 1;
+	vsr_storage_options o = {.loop = &loop, .kind = VSR_STORAGE_DURABLE, .dir = dir,
+				 .cluster = CLUSTER, .replica = 1, .persisted_cb = persisted_cb};
+	char err[512] = "";
+	CHECK(vsr_storage_open(&o, &s, err, sizeof err) == VSR_OK);
+	int rc = vsr_storage_load(s, &d, err, sizeof err);
+	printf("  as replica 2: %s\n", err);
+	CHECK(rc == VSR_EINVAL && strstr(err, "written by replica 1, this is replica 2") != NULL);
+	close_storage(s);
+	replica_index = 0;
+	s = open_storage(false, 0, NULL, &d);
+	check_loaded(d, 1, 10);
+	close_storage(s);
+}
+
 static void case_config(void)
 {
 	begin("the configuration fingerprint in the superblock");
@@ -909,6 +937,7 @@ int main(int argc, char **argv)
 	case_segments();
 	case_full_while_reaping();
 	case_in_use();
+	case_replica_index();
 	case_config();
 	case_io_failure("ENOSPC on a log write", false, ENOSPC, "disk is full");
 	case_io_failure("EIO on a log write", false, EIO, "I/O error");

@@ -146,6 +146,9 @@ enum vsr_wire_config_part {
 	VSR_WIRE_CONFIG_MEMBERS = 3,      /* cluster id, replica count, replica addresses */
 	VSR_WIRE_CONFIG_DURABILITY = 4,   /* `durability` */
 	VSR_WIRE_CONFIG_READS = 5,        /* lease reads: drift bound, and the timeouts it relies on */
+	VSR_WIRE_CONFIG_REPLICAS = 6,     /* the replica count itself, not a digest (also in
+	                                     MEMBERS): a data directory's record names the
+	                                     count it was written under */
 	VSR_WIRE_CONFIG_PARTS
 };
 

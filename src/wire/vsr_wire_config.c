@@ -34,6 +34,7 @@ const char *vsr_wire_config_part_name(unsigned part)
 		[VSR_WIRE_CONFIG_MEMBERS] = "membership (cluster id, replica count or addresses)",
 		[VSR_WIRE_CONFIG_DURABILITY] = "durability",
 		[VSR_WIRE_CONFIG_READS] = "lease read settings (reads, timeouts.primary_ms, tick_ms)",
+		[VSR_WIRE_CONFIG_REPLICAS] = "replica count",
 	};
 	return part < VSR_WIRE_CONFIG_PARTS ? names[part] : "a part this build does not know";
 }

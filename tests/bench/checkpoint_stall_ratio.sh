@@ -6,6 +6,8 @@
 # 2) each way, alternated: "without" uses a checkpoint interval longer
 # than the whole run (500,000 ops: no checkpoint after the preload),
 # "with" the default 4096.
+# Each round also prints the worst call in flight during some replica's
+# checkpoint step (slow_episodes.py --steps), over the same p99.
 # Usage: [WARM=S] tests/bench/checkpoint_stall_ratio.sh BUILD_DIR [KEYS [CLIENTS [SECONDS [ROUNDS]]]]
 # WARM: seconds of unmeasured load before each measured run (checkpoint_stall.sh).
 set -eu
@@ -25,8 +27,13 @@ i=1
 while [ "$i" -le "$rounds" ]; do
 	for mode in without with; do
 		if [ "$mode" = without ]; then interval=500000; else interval=4096; fi
-		CHECKPOINT=$interval DURABILITY=durable WARM=${WARM:-0} "$here/checkpoint_stall.sh" "$build" "$keys" \
-			"$clients" "$seconds" >"$out" 2>&1 || { cat "$out"; exit 1; }
+		# The run with checkpoints keeps every call over 2 ms and the logs
+		# for the step figure below.
+		keep=; slow=
+		[ "$mode" = without ] || { keep=1; slow=2; }
+		KEEP=$keep SLOW=$slow CHECKPOINT=$interval DURABILITY=durable WARM=${WARM:-0} \
+			"$here/checkpoint_stall.sh" "$build" "$keys" "$clients" "$seconds" >"$out" 2>&1 ||
+			{ cat "$out"; exit 1; }
 		ck=$(sed -n 's/.*checkpoints taken (all replicas): \([0-9]*\).*/\1/p' "$out")
 		ckstep=$(sed -n 's/.*longest checkpoint step \([0-9.]*\) ms.*/\1/p' "$out")
 		echo "round $i $mode checkpoints: p99 $(figure p99) ms, max $(figure max) ms" \
@@ -36,5 +43,20 @@ while [ "$i" -le "$rounds" ]; do
 	# The figure: worst latency with checkpoints over p99 without.
 	echo "round $i: max with checkpoints / p99 without = $max_with / $p99_without =" \
 		"$(echo "$max_with $p99_without" | awk '{printf "%.1f", $1 / $2}')x (aim: under 5x)"
+	# And the worst call in flight while some replica's checkpoint step ran
+	# (the take, or the commit in its turn), over the same p99: what the
+	# steps cost, apart from the disk's stalls between them.
+	kept=$(sed -n 's/.*logs kept in //p' "$out")
+	if [ -n "$kept" ]; then
+		during=$(python3 "$here/slow_episodes.py" --steps "$kept" |
+			sed -n 's/^worst call during any step \([0-9.]*\) ms.*/\1/p')
+		if [ "${during:-0.0}" = 0.0 ]; then
+			echo "round $i: no call over 2 ms during a checkpoint step"
+		else
+			echo "round $i: worst call during a checkpoint step / p99 without = $during / $p99_without =" \
+				"$(echo "$during $p99_without" | awk '{printf "%.1f", $1 / $2}')x"
+		fi
+		rm -rf "$kept"
+	fi
 	i=$((i + 1))
 done

@@ -14,9 +14,13 @@
 #   bench_start BUILD CONFIG LOG   (and bench_stop)
 #   bench_replicas VSRHOST CONFIG  the three replicas as separate processes
 #                              (their ids in $pids), logs $work/replica-N.log
-#   bench_wait_normal BUILD CONFIG SECONDS   until all three report normal
+#   bench_replica VSRHOST CONFIG N  replica N alone (its id also in
+#                              $bench_pid_N)
+#   bench_wait_normal BUILD CONFIG SECONDS [N]   until all three (or replica
+#                              N) report normal
 #   bench_kill_pids            stops $pids (kill -$bench_signal, default TERM,
 #                              then wait)
+#   bench_kill_replica N       stops replica N alone the same way
 
 : "${root:?lib.sh: set root (the source tree) before sourcing it}"
 
@@ -92,22 +96,30 @@ bench_stop() {
 	sup=""
 }
 
-# Starts VSRHOST CONFIG --replica N for N = 1, 2, 3 in the background, each
-# writing to $work/replica-N.log; their process ids are added to $pids.
-bench_replicas() { # vsrhost config
-	for _i in 1 2 3; do
-		"$1" "$2" --replica $_i >>"$work/replica-$_i.log" 2>&1 &
-		pids="$pids $!"
-	done
+# Starts VSRHOST CONFIG --replica N in the background, writing to
+# $work/replica-N.log; its process id is added to $pids and kept in
+# $bench_pid_N (for bench_kill_replica).
+bench_replica() { # vsrhost config n
+	"$1" "$2" --replica "$3" >>"$work/replica-$3.log" 2>&1 &
+	pids="$pids $!"
+	eval "bench_pid_$3=$!"
 }
 
-# Returns 0 once all three replicas of CONFIG report normal status, 1 when
-# they did not within SECONDS (polled every 0.1 s).
-bench_wait_normal() { # build config seconds
+# Replicas 1, 2 and 3 (bench_replica).
+bench_replicas() { # vsrhost config
+	for _i in 1 2 3; do bench_replica "$1" "$2" $_i; done
+}
+
+# Returns 0 once all three replicas of CONFIG (or replica N alone) report
+# normal status, 1 when they did not within SECONDS (polled every 0.05 s:
+# long_run.sh times a backup's restart by it).
+bench_wait_normal() { # build config seconds [n]
 	_deadline=$(($(date +%s) + $3))
-	until [ "$("$1/vsrctl" -c "$2" -t 1000 status 2>/dev/null | grep -c normal)" -ge 3 ]; do
+	until "$1/vsrctl" -c "$2" -t 1000 status 2>/dev/null | awk -v r="${4:-0}" '
+		$3 == "normal" && (r == 0 || $1 == r) { n++ }
+		END { exit !(n >= (r == 0 ? 3 : 1)) }'; do
 		[ "$(date +%s)" -lt "$_deadline" ] || return 1
-		sleep 0.1 # poll interval
+		sleep 0.05 # poll interval
 	done
 }
 
@@ -115,4 +127,17 @@ bench_kill_pids() {
 	for _p in $pids; do kill -"${bench_signal:-TERM}" "$_p" 2>/dev/null || true; done
 	for _p in $pids; do wait "$_p" 2>/dev/null || true; done
 	pids=""
+}
+
+# Stops replica N (started by bench_replica) with kill -$bench_signal, waits
+# for it and drops it from $pids.
+bench_kill_replica() { # n
+	eval "_p=\${bench_pid_$1:-}"
+	[ -n "$_p" ] || return 0
+	kill -"${bench_signal:-TERM}" "$_p" 2>/dev/null || true
+	wait "$_p" 2>/dev/null || true
+	_rest=""
+	for _q in $pids; do [ "$_q" = "$_p" ] || _rest="$_rest $_q"; done
+	pids=$_rest
+	eval "bench_pid_$1="
 }

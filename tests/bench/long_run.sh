@@ -28,120 +28,86 @@ checkpoint=${CHECKPOINT:-10000}
 state_mb=${STATE_MB:-1024}
 state_keys=${STATE_KEYS:-1000000}
 root=$(cd "$(dirname "$0")/../.." && pwd)
-dir=$(mktemp -d /tmp/vsr-long-run-XXXXXX)
-pids=""
-cleanup() {
-	for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	if [ -n "${KEEP:-}" ]; then echo "long_run: kept $dir"; else rm -rf "$dir"; fi
-}
-trap cleanup EXIT
-# A trapped signal would resume the script: exit, which runs the EXIT trap.
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-ports=$("$build/vsr_free_ports" 6 | tr '\n' ' ')
 . "$root/tests/bench/lib.sh"
-
+bench_workdir long-run
+[ -z "${KEEP:-}" ] || bench_keep="long_run: kept"
+bench_signal=KILL
 bench_log_level=info
-config() {
-	bench_config "$dir/cluster.lua" 4343 "$ports" durable "$dir/data" \
-		"dedup = \"$root/lua/vsr/dedup/oldest.lua\",
+config="$work/cluster.lua"
+bench_config "$config" 4343 "$("$build/vsr_free_ports" 6)" durable "$work/data" \
+	"dedup = \"$root/lua/vsr/dedup/oldest.lua\",
   limits = { pipeline = 16, batch_requests = 256, clients = 1024,
              message_bytes = 16 * 1024 * 1024, checkpoint_interval = $checkpoint },"
-}
 
 now_ms() { date +%s%3N; }
 
-start_one() { # replica
-	"$build/vsrhost" "$dir/cluster.lua" --replica "$1" >>"$dir/replica-$1.log" 2>&1 &
-	eval "pid$1=$!"
-	pids="$pids $!"
-}
-
-kill_one() { # replica
-	eval "p=\$pid$1"
-	kill -9 "$p" 2>/dev/null || true
-	wait "$p" 2>/dev/null || true
-}
+start_all() { for r in 1 2 3; do bench_replica "$build/vsrhost" "$config" $r; done; }
+kill_all() { for r in 1 2 3; do bench_kill_replica $r; done; }
 
 # Waits for an acknowledged put (a quorum is up and normal).
 acked() {
-	i=0
-	until "$build/vsrctl" -c "$dir/cluster.lua" -t 1000 put long-run-probe "$i" >/dev/null 2>&1; do
-		i=$((i + 1))
-		[ $i -lt 600 ] || { echo "long_run: no put acknowledged"; tail "$dir"/replica-*.log; exit 1; }
-	done
+	bench_wait_put "$build" "$config" 600 1000 ||
+		{ echo "long_run: no put acknowledged"; tail "$work"/replica-*.log; exit 1; }
 }
 
-# Waits until replica $1 reports normal.
-normal() {
-	i=0
-	until "$build/vsrctl" -c "$dir/cluster.lua" -t 1000 status 2>/dev/null |
-		awk -v r="$1" '$1 == r && $3 == "normal" {ok = 1} END {exit !ok}'; do
-		i=$((i + 1))
-		[ $i -lt 6000 ] || { echo "long_run: replica $1 never normal"; exit 1; }
-		sleep 0.05 # poll interval
-	done
-}
-
-disk_mb() { du -sm "$dir/data" | cut -f1; }
+disk_mb() { du -sm "$work/data" | cut -f1; }
 
 restart_all() { # label
-	for r in 1 2 3; do kill_one $r; done
+	kill_all
 	mb=$(disk_mb)
 	t0=$(now_ms)
-	for r in 1 2 3; do start_one $r; done
+	start_all
 	acked
 	t1=$(now_ms)
 	echo "long_run: $1: kill -9 of all three, restart to the first acknowledged put: $((t1 - t0)) ms (data directory $mb MB)"
 }
 
 restart_backup() { # label
-	p=$("$build/vsrctl" -c "$dir/cluster.lua" status | awk 'NR > 1 {print $7; exit}')
+	p=$("$build/vsrctl" -c "$config" status | awk 'NR > 1 {print $7; exit}')
 	b=$((p % 3 + 1))
-	kill_one $b
+	bench_kill_replica $b
 	t0=$(now_ms)
-	start_one $b
-	normal $b
+	bench_replica "$build/vsrhost" "$config" $b
+	bench_wait_normal "$build" "$config" 600 $b ||
+		{ echo "long_run: replica $b never normal"; exit 1; }
 	t1=$(now_ms)
 	echo "long_run: $1: kill -9 of backup $b, restart until it is normal: $((t1 - t0)) ms"
 }
 
-config
 echo "long_run: load average $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ "$part" = 1 ] || [ "$part" = both ]; then
-	rm -rf "$dir/data"
-	for r in 1 2 3; do start_one $r; done
+	rm -rf "$work/data"
+	start_all
 	acked
 	echo "long_run: $ops VSR ops of puts, $clients clients, $keys keys, checkpoint every $checkpoint ops (durable)"
 	done_puts=0
 	st=0
 	max_mb=0
 	while [ "$st" -lt "$ops" ]; do
-		n=$("$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$keys" -d 10 |
+		n=$("$build/vsrbench" -c "$config" -n "$clients" -k "$keys" -d 10 |
 			awk '/ops/ && /done/ {print $2}')
 		done_puts=$((done_puts + n))
 		# The log's op: the highest any replica reports.
-		st=$("$build/vsrctl" -c "$dir/cluster.lua" status 2>/dev/null |
+		st=$("$build/vsrctl" -c "$config" status 2>/dev/null |
 			awk 'NR > 1 && $5 + 0 > m {m = $5 + 0} END {print m + 0}')
 		mb=$(disk_mb)
 		[ "$mb" -gt "$max_mb" ] && max_mb=$mb
 		echo "long_run:   op $st ($done_puts puts): data directory $mb MB"
 	done
-	ck=$(grep -h "checkpoint at op" "$dir/replica-1.log" | wc -l)
+	# Checkpoints taken (a second line, "... is durable", follows each).
+	ck=$(grep -h "checkpoint at op [0-9]* (the step" "$work/replica-1.log" | wc -l)
 	echo "long_run: $done_puts puts in $st VSR ops, $ck checkpoints at replica 1; data directory at most $max_mb MB (three replicas)"
 	restart_all "after $st ops ($done_puts puts)"
 	restart_backup "after $st ops ($done_puts puts)"
-	for r in 1 2 3; do kill_one $r; done
+	kill_all
 fi
 if [ "$part" = 2 ] || [ "$part" = both ]; then
-	rm -rf "$dir/data"
-	for r in 1 2 3; do start_one $r; done
+	rm -rf "$work/data"
+	start_all
 	acked
 	vsize=$((state_mb * 1048576 / state_keys))
 	t0=$(now_ms)
-	"$build/vsrbench" -c "$dir/cluster.lua" -n "$clients" -k "$state_keys" -s "$vsize" --preload -d 1 |
+	"$build/vsrbench" -c "$config" -n "$clients" -k "$state_keys" -s "$vsize" --preload -d 1 |
 		grep -i preload || true
 	t1=$(now_ms)
 	echo "long_run: a state of $state_keys keys x $vsize bytes (~$state_mb MB) loaded in $(((t1 - t0) / 1000)) s"

@@ -3,11 +3,19 @@
 with the replicas' checkpoint lines.
 
 Usage: tests/bench/slow_episodes.py DIR [MIN_MS]
+       tests/bench/slow_episodes.py --steps DIR
 DIR is a run kept with SLOW=MS KEEP=1 (slow.txt, replica-N.log). Calls that
 ended within 5 ms of each other form one episode; each episode of at least
 MIN_MS (default 10) is printed with the replicas' checkpoint, status and
 slow-step lines from 1.5 s before it to 0.3 s after, as offsets from the
-episode's start."""
+episode's start.
+
+--steps: the worst slow call in flight during some replica's checkpoint step
+(a take, or a commit in the replica's turn: the step's line is logged when
+it ends, with its length), by replica, and the worst call during none: what
+the steps themselves cost clients, apart from the disk's other stalls. Only
+calls slower than the run's SLOW are known: keep the run with SLOW at or
+below the p99 for this to mean anything."""
 import datetime
 import glob
 import os
@@ -19,7 +27,47 @@ def stamp(s):
     return datetime.datetime.strptime(s[:23], "%Y-%m-%dT%H:%M:%S.%f").timestamp()
 
 
+def load_calls(d):
+    """(start, end, ms) of each slow call."""
+    calls = []
+    for line in open(os.path.join(d, "slow.txt")):
+        m = re.match(r"(\S+) slow \w+: ([\d.]+) ms", line)
+        if m:
+            end, ms = stamp(m.group(1)), float(m.group(2))
+            calls.append((end - ms / 1000, end, ms))
+    return calls
+
+
+def steps(d):
+    calls = load_calls(d)
+    windows = []  # (start, end, replica)
+    for path in sorted(glob.glob(os.path.join(d, "replica-*.log"))):
+        who = os.path.basename(path)[len("replica-"):-len(".log")]
+        for line in open(path):
+            m = re.search(r"checkpoint at op \d+.*the step that took it: ([\d.]+) ms", line)
+            if m:
+                # the line's stamp is in ms: the window is widened by 1 ms
+                t = stamp(line)
+                windows.append((t - float(m.group(1)) / 1000 - 0.001, t + 0.001, who))
+    worst = {}
+    outside = 0.0
+    for start, end, ms in calls:
+        hit = [w for w in windows if start <= w[1] and end >= w[0]]
+        for w in hit:
+            worst[w[2]] = max(worst.get(w[2], 0.0), ms)
+        if not hit:
+            outside = max(outside, ms)
+    for who in sorted(set(w[2] for w in windows)):
+        n = sum(1 for w in windows if w[2] == who)
+        print(f"replica {who}: {n} checkpoint steps; worst call in flight during one "
+              f"{worst.get(who, 0.0):.1f} ms")
+    print(f"worst call during any step {max(worst.values(), default=0.0):.1f} ms; "
+          f"during none {outside:.1f} ms ({len(calls)} slow calls)")
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--steps":
+        return steps(sys.argv[2])
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     d = sys.argv[1]

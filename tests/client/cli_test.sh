@@ -40,6 +40,9 @@ expect 64 "takes 2 arguments" "$ctl" -c "$dir/none.lua" put k
 expect 64 "unknown command" "$ctl" -c "$dir/none.lua" frobnicate
 expect 64 "timeout" "$ctl" -c "$dir/none.lua" -t 0 get k
 expect 78 "none-such.lua" "$ctl" -c "$dir/none-such.lua" get k
+# status too: 78 is vsrctl's own config; replicas whose configurations
+# differ give 76 (process_config-mismatch).
+expect 78 "none-such.lua" "$ctl" -c "$dir/none-such.lua" status
 expect 65 "not valid JSON" "$ctl" -c "$dir/none.lua" call '{"op":'
 expect 69 "failed: could not register a session" "$ctl" -c "$dir/none.lua" -t 300 --attempt 100 put k v
 expect 69 "unreachable" "$ctl" -c "$dir/none.lua" -t 300 status

@@ -243,7 +243,7 @@ int main(int argc, char **argv)
 					"\"127.0.0.1:9101\", \"127.0.0.1:9102\", \"127.0.0.1:9103\" }",
 					"\"127.0.0.1:7003\", \"127.0.0.1:7004\" },\n  clients  = { "
 					"\"127.0.0.1:7101\", \"127.0.0.1:7102\", \"127.0.0.1:7103\", "
-					"\"127.0.0.1:7104\" }"), P(MEMBERS));
+					"\"127.0.0.1:7104\" }"), P(MEMBERS) | P(REPLICAS));
 	expect("durability", variant("durability = \"durable\"", "durability = \"memory\""),
 	       P(DURABILITY));
 	expect("lease reads on", variant("log_level = \"info\",",
@@ -260,6 +260,11 @@ int main(int argc, char **argv)
 		expect("timeouts.primary_ms, with lease reads on", slower, P(READS));
 		free(slower);
 	}
+
+	/* The count part is the count itself, so that a data directory's
+	 * record says how many replicas wrote it (host_config_disk.c). */
+	CHECK(want[VSR_WIRE_CONFIG_REPLICAS] == 3, "the replica count part is %" PRIu64 ", want 3",
+	      want[VSR_WIRE_CONFIG_REPLICAS]);
 
 	/* A module first required inside a call is not in the fingerprint:
 	 * loading it says so in the log. */

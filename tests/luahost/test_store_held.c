@@ -9,20 +9,23 @@
  * both: while A's sync is held back (its writes held), after the gate
  * opens (held writes draining a few per operation), and across checkpoints.
  * Every reply and digest must be equal, every checkpoint image byte for
- * byte, and A must have held writes (its figures). Then A reopens at its
- * last checkpoint with that digest. The seed is printed; VSR_SEED=N replays.
+ * byte, and A must have held writes (its figures). A write that cannot be
+ * held (malloc fails, -Wl,--wrap=malloc) while a checkpoint waits for A's
+ * turn commits it and goes into LMDB. Then A reopens at its last checkpoint
+ * with that digest. The seed is printed; VSR_SEED=N replays.
  *
  * --nomem (ctest luahost_store_held_nomem): the out-of-memory fallback of
  * lmdb_commit_writes. vsrh_overlay_put is wrapped at link time
  * (-Wl,--wrap, so the release build carries no hook) and fails, as when
- * out of memory (nothing changed), at one chosen call of most rounds: while
- * the sync is held back, and while held writes drain after it, at any
- * write of an operation of several. Replies, digests and images must still
- * equal B's, and the store must stop holding until the next checkpoint's
- * commit (no put reaches the skip list after the failure before an LMDB
- * commit, also wrapped). LMDB's cursor calls are wrapped as well: a cursor
- * used after its write transaction committed (LMDB freed it) fails the
- * test every time, not only when the freed memory happens to mislead. */
+ * out of memory (nothing changed), at one chosen call of each round: while
+ * the sync is held back, while a checkpoint waits for its turn, and while
+ * held writes drain after it, at any write of an operation of several.
+ * Replies, digests and images must still equal B's, and the store must
+ * stop holding until the next checkpoint's commit (no put reaches the skip
+ * list after the failure before an LMDB commit, also wrapped). LMDB's
+ * cursor calls are wrapped as well: a cursor used after its write
+ * transaction committed (LMDB freed it) fails the test every time, not
+ * only when the freed memory happens to mislead. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <lmdb.h>
@@ -59,6 +62,23 @@ int __wrap_mdb_env_sync(MDB_env *env, int force)
 	}
 	pthread_mutex_unlock(&gate_mu);
 	return __real_mdb_env_sync(env, force);
+}
+
+/* One malloc of nomem_size bytes fails (0: none): a held write's value
+ * (vsrh_overlay.c) of a size nothing else allocates in that operation. */
+static _Atomic size_t nomem_size;
+static _Atomic int nomem_hits;
+
+void *__real_malloc(size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_malloc(size_t n)
+{
+	size_t want = atomic_load(&nomem_size);
+	if (want != 0 && n == want && atomic_compare_exchange_strong(&nomem_size, &want, 0)) {
+		atomic_fetch_add(&nomem_hits, 1);
+		return NULL;
+	}
+	return __real_malloc(n);
 }
 
 /* Waits (10 s at most) until a sync waits at the gate; returns whether one does. */
@@ -433,6 +453,46 @@ static bool odd_keys_both(side *a, side *b, vsr_buf *opb)
 	return apply_both(a, b, opb);
 }
 
+/* A checkpoint waits for A's turn (an hour) when a write cannot be held:
+ * the checkpoint is committed then, everything held moves into LMDB and
+ * the write after it (vsrh_store.c, lmdb_commit_writes). The writes after
+ * that one go through the new transaction's cursor: the old one was freed
+ * with the commit. */
+static bool nomem_in_turn(side *a, side *b, vsr_buf *opb, vsr_checkpoint *cpa,
+			  vsr_checkpoint *cpb, vsr_buf *imgb)
+{
+	vsrh_sm_stagger(a->sm, 1, 2, 3600000000000u);
+	uint64_t synced = syncs_of(a);
+	take_both(a, b, cpa, cpb, imgb);
+	if (!steps(a, b, opb, 30))
+		return false;
+	char big[221], k[16];
+	memset(big, 'n', sizeof big);
+	opb->len = 0;
+	mp_array(opb, 5);
+	for (unsigned i = 0; i < 4; i++) { /* the first one's value is not held */
+		key(k, 150 + i);
+		mp_array(opb, 3);
+		mp_cstr(opb, "put");
+		mp_cstr(opb, k);
+		if (i == 0)
+			mp_str(opb, big, sizeof big); /* 223 bytes encoded */
+		else
+			mp_cstr(opb, "after");
+	}
+	mp_array(opb, 1);
+	mp_cstr(opb, "count");
+	atomic_store(&nomem_size, 2 + sizeof big);
+	bool ok = apply_both(a, b, opb);
+	atomic_store(&nomem_size, 0);
+	CHECK(atomic_load(&nomem_hits) == 1, "the held write's malloc failed %d times, not once",
+	      atomic_load(&nomem_hits));
+	vsrh_sm_on_checkpoint_durable(a->sm, NULL, NULL); /* its sync, if it began */
+	CHECK(syncs_of(a) == synced + 1, "a write not held left the checkpoint waiting");
+	images_equal(a, cpa, imgb);
+	return ok && steps(a, b, opb, 100);
+}
+
 static int open_side(side *s, const vsrh_config *cfg, const char *dir, bool durable)
 {
 	memset(s, 0, sizeof *s);
@@ -532,14 +592,15 @@ int main(int argc, char **argv)
 	      "its turn (step_now in the out-of-memory fallback)", stale_uses);
 	CHECK(st.checkpoint_turns == 6, "%llu commits waited for their turn, not 6",
 	      (unsigned long long)st.checkpoint_turns);
+	fail_at = -1; /* (--nomem's failures are over) */
+	ok = ok && nomem_in_turn(&a, &b, &opb, &cp, &cpb, &imgb);
 	/* A last checkpoint waits for its turn, an hour: closing commits it. */
 	vsrh_sm_stagger(a.sm, 1, 2, turns[2]);
-	fail_at = -1;
 	if (ok) {
 		take_both(&a, &b, &cp, &cpb, &imgb);
 		ok = steps(&a, &b, &opb, 50);
 	}
-	printf("%llu operations, %llu writes held in 10 rounds, 7 commits in their turn",
+	printf("%llu operations, %llu writes held in 10 rounds, 8 commits in their turn",
 	       (unsigned long long)op, (unsigned long long)st.checkpoint_held_writes);
 	if (nomem)
 		printf(", %u holds failed as out of memory (then written to LMDB at once)",

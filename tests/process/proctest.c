@@ -83,13 +83,16 @@
  *                   --accept-config names the new fingerprint; replicas 1
  *                   and 2 refuse it (and it them), naming the script in their
  *                   logs and counting it, and serve writes without it; it
- *                   never joins; vsrctl status exits 78. Restarted with the
+ *                   never joins; vsrctl status exits 76. A fourth replica in
+ *                   its file is refused, with the flag too. Restarted with the
  *                   right script (and --accept-config: its disk recorded the
  *                   other) it joins and agrees (digests)
  *   config-change   the whole cluster stopped and its script edited: every
  *                   replica exits 78 on its directory until started once with
  *                   --accept-config; then every write reads back, and a plain
- *                   restart needs no flag
+ *                   restart needs no flag; a replica count of 2 or 5 is
+ *                   refused, flag or not; a moved address is accepted (on
+ *                   an older build's record, once the count is recorded)
  *   The iptables scenarios skip (exit 0, with a note) without iptables; every
  *   rule they add is removed on every exit path.
  *

@@ -21,8 +21,18 @@
 /* The state machine refused the operation (applied as an error). */
 #define EXIT_REFUSED 1
 /* status: the replicas that answered report different configuration
- * fingerprints (a configuration problem, as EX_CONFIG says). */
-#define EXIT_CONFIG_DIFFERS EX_CONFIG
+ * fingerprints, so they refuse each other at HELLO. Not EX_CONFIG: that
+ * says vsrctl's own command line or config file is wrong, and a script
+ * must tell "fix my invocation" from "the cluster disagrees with itself".
+ * EX_PROTOCOL (76, "remote error in protocol") is the sysexits code for a
+ * fault on the remote side of an exchange, which this is: the replicas
+ * answered, and what they answered cannot hold in one cluster. */
+#define EXIT_CONFIG_DIFFERS EX_PROTOCOL
+_Static_assert(EXIT_CONFIG_DIFFERS != EX_CONFIG && EXIT_CONFIG_DIFFERS != EXIT_FAILED &&
+		       EXIT_CONFIG_DIFFERS != EXIT_UNKNOWN && EXIT_CONFIG_DIFFERS != EXIT_REFUSED &&
+		       EXIT_CONFIG_DIFFERS != EX_USAGE && EXIT_CONFIG_DIFFERS != EX_DATAERR &&
+		       EXIT_CONFIG_DIFFERS != EX_SOFTWARE && EXIT_CONFIG_DIFFERS != EX_OSERR,
+	       "a configuration mismatch among the replicas has an exit status of its own");
 
 static void usage(FILE *f)
 {

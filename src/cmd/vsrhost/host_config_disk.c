@@ -55,6 +55,51 @@ static unsigned config_diff(const uint64_t *rec, unsigned rec_count, const uint6
 	return differ;
 }
 
+/* Another replica count is another membership, which no flag accepts:
+ * vsrhost has no reconfiguration protocol (docs/protocol.md), and a
+ * quorum of the new size need not intersect the quorum that committed an
+ * operation under the old one (3 of 5 can miss both of 2 of 3), so a
+ * committed operation could be lost. Addresses may change under the flag:
+ * a replica is its index and its data directory, not where it listens.
+ * Returns 0 or EX_CONFIG after logging why. */
+static int config_members_check(const char *dir, const uint64_t *rec, unsigned rec_count,
+				const uint64_t parts[VSR_WIRE_CONFIG_PARTS], bool accept)
+{
+	_Static_assert(VSR_WIRE_CONFIG_MEMBERS < VSR_WIRE_CONFIG_REPLICAS,
+		       "a record with the count has the membership digest too");
+	if (rec_count > VSR_WIRE_CONFIG_REPLICAS) {
+		uint64_t was = rec[VSR_WIRE_CONFIG_REPLICAS], now = parts[VSR_WIRE_CONFIG_REPLICAS];
+		if (was == now)
+			return 0;
+		host_error("storage %s: this data directory was written by a cluster of %" PRIu64
+			   " replicas, and this configuration has %" PRIu64 ": membership changes "
+			   "(another replica count) are not supported yet: vsrhost has no "
+			   "reconfiguration protocol, and quorums counted among %" PRIu64 " need not "
+			   "intersect those that committed operations among %" PRIu64 ", so committed "
+			   "operations could be lost. It does not start, with --accept-config or "
+			   "without (nothing was replayed or recorded). Run the configuration with the "
+			   "cluster's %" PRIu64 " replicas; a cluster of another size starts from empty "
+			   "data directories (docs/config.md, \"Changing the configuration\")",
+			   dir, was, now, now, was, was);
+		return EX_CONFIG;
+	}
+	/* A record from a build before the count part: its membership digest
+	 * cannot say whether only addresses changed. */
+	if (accept && rec[VSR_WIRE_CONFIG_MEMBERS] != parts[VSR_WIRE_CONFIG_MEMBERS]) {
+		host_error("storage %s: the membership (cluster id, replica count or addresses) "
+			   "differs from the one this data directory was written under, and its record "
+			   "(written by an older vsrhost) does not say the replica count it had: "
+			   "membership changes (another replica count) are not supported yet, so "
+			   "--accept-config does not accept it (nothing was replayed or recorded). Start "
+			   "it once under the configuration it was written with (this build then "
+			   "records the count), then again with this one and --accept-config "
+			   "(docs/config.md, \"Changing the configuration\")",
+			   dir);
+		return EX_CONFIG;
+	}
+	return 0;
+}
+
 int host_config_disk_check(vsr_storage *s, const char *dir, const vsr_durable *durable,
 			   const uint64_t parts[VSR_WIRE_CONFIG_PARTS], bool accept,
 			   uint64_t accept_fp)
@@ -74,6 +119,11 @@ int host_config_disk_check(vsr_storage *s, const char *dir, const vsr_durable *d
 	 * (history 0) catches up from the others, who check the fingerprint
 	 * of every replica that connects. */
 	bool state = durable != NULL && durable->superblock.history != 0;
+	if (state && rec_count > 0) {
+		int rc = config_members_check(dir, rec, rec_count, parts, accept);
+		if (rc != 0)
+			return rc;
+	}
 	char diff[1024];
 	if (state && rec_count > 0 && config_diff(rec, rec_count, parts, diff, sizeof diff) > 0) {
 		uint64_t was = vsr_wire_config_fingerprint(rec, rec_count);

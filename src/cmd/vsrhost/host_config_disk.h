@@ -7,7 +7,8 @@
  * records the fingerprint (docs/storage.md) and vsrhost refuses to start
  * on a directory that recorded another, unless the operator names the new
  * fingerprint with --accept-config (docs/config.md, "Changing the
- * configuration"). */
+ * configuration"); another replica count is a membership change, which
+ * it refuses with the flag too. */
 #ifndef HOST_CONFIG_DISK_H
 #define HOST_CONFIG_DISK_H
 
@@ -24,9 +25,9 @@ bool host_config_parse_fingerprint(const char *s, uint64_t *out);
  * recorded with `parts`, this start's fingerprint, and then records
  * `parts`. `accept`: --accept-config was given, with `accept_fp`. Returns
  * 0 to go on, or the exit code after logging why: EX_CONFIG (another
- * configuration recorded and not accepted, or --accept-config names a
- * fingerprint other than this configuration's), EX_IOERR (the record
- * could not be written). */
+ * configuration recorded and not accepted; another replica count, which
+ * nothing accepts; or --accept-config names a fingerprint other than this
+ * configuration's), EX_IOERR (the record could not be written). */
 int host_config_disk_check(vsr_storage *s, const char *dir, const vsr_durable *durable,
 			   const uint64_t parts[VSR_WIRE_CONFIG_PARTS], bool accept,
 			   uint64_t accept_fp);

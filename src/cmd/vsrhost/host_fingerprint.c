@@ -1,11 +1,12 @@
 /* host_fingerprint.c - the configuration fingerprint's parts, from a loaded configuration.
  *
- * Every part is XXH3-64 of a labelled, fixed-layout encoding (little-endian
- * u64 integers; strings followed by a NUL), so that two configuration files
- * that mean the same thing give the same part however they are written
- * (`16 * 1024 * 1024` or `16777216`, a default left out or spelled out), and
- * no two parts can collide by construction. The scripts' parts come from
- * the state machine host: digests of the bytes it actually loaded. */
+ * Every part but the replica count (the number itself) is XXH3-64 of a
+ * labelled, fixed-layout encoding (little-endian u64 integers; strings
+ * followed by a NUL), so that two configuration files that mean the same
+ * thing give the same part however they are written (`16 * 1024 * 1024` or
+ * `16777216`, a default left out or spelled out), and no two parts can
+ * collide by construction. The scripts' parts come from the state machine
+ * host: digests of the bytes it actually loaded. */
 #include "host_fingerprint.h"
 
 #include <inttypes.h>
@@ -98,6 +99,12 @@ void host_fingerprint_parts(const vsrh_config *cfg, uint64_t statemachine_source
 		fp_u64(&h, cfg->tick_ms);
 	}
 	parts[VSR_WIRE_CONFIG_READS] = fp_end(&h);
+
+	/* The count again, as a number: membership above is a digest, and a
+	 * data directory records the parts, so this is how a restart learns
+	 * the replica count its directory was written under (another count is
+	 * refused, flag or not: host_config_disk.c). */
+	parts[VSR_WIRE_CONFIG_REPLICAS] = cfg->replica_count;
 }
 
 void host_fingerprint_describe(const uint64_t parts[VSR_WIRE_CONFIG_PARTS], char *buf,

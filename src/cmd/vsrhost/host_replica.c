@@ -83,6 +83,7 @@ typedef struct host {
 	uint64_t progress_at_ms;  /* loop time the executed op last advanced */
 	uint64_t pauses;          /* times reading was paused for storage */
 	uint64_t sync_waits_seen; /* checkpoint syncs waited for, already logged */
+	uint64_t turn_commits_seen; /* checkpoint commits in this replica's turn, logged */
 	uint32_t pending_max;     /* storage high-water mark, kept past close */
 	vsr_http *http;           /* the metrics listener, when configured */
 	uint8_t replica_key[VSR_WIRE_KEY_SIZE]; /* auth.replica_key, when configured */
@@ -196,8 +197,22 @@ static void host_emit_changes(host *h, const vsr_replica_info *was, const vsr_re
 	h->sessions_evicted = evicted;
 }
 
+/* A checkpoint committed in this replica's turn (vsrh_sm_stagger), in the
+ * step just run or at the tick: logged like a take, with its time. */
+static void host_note_turn_commit(host *h)
+{
+	uint64_t op, ns, n = vsrh_sm_turn_commits(h->sm, &op, &ns);
+	if (n == h->turn_commits_seen)
+		return;
+	h->turn_commits_seen = n;
+	host_info("checkpoint at op %" PRIu64 " committed in this replica's turn (the step that "
+		  "took it: %.1f ms)",
+		  op, (double)ns / 1e6);
+}
+
 static void host_note_changes(host *h, uint64_t step_ns)
 {
+	host_note_turn_commit(h);
 	vsr_replica_info now;
 	vsr_replica_status_get(h->core, &now);
 	vsr_replica_info *was = &h->last;
@@ -426,6 +441,7 @@ static void host_tick_run(host *h)
 	if (h->stopping)
 		return;
 	vsrh_sm_tick(h->sm); /* a checkpoint's commit whose turn came while idle */
+	host_note_turn_commit(h);
 	uint64_t now = uv_now(h->loop);
 	bool catching_up = h->last.status == VSR_STATUS_RECOVERING ||
 			   h->last.status == VSR_STATUS_STATE_TRANSFER;
