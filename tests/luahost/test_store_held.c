@@ -13,9 +13,24 @@
  * held (malloc fails, -Wl,--wrap=malloc) while a checkpoint waits for A's
  * turn commits it and goes into LMDB; an install drops a checkpoint still
  * waiting (it is never committed nor served). Then A reopens at its last
- * checkpoint with that digest. The seed is printed; VSR_SEED=N replays. */
+ * checkpoint with that digest. The seed is printed; VSR_SEED=N replays.
+ *
+ * --nomem (ctest luahost_store_held_nomem): the out-of-memory fallback of
+ * lmdb_commit_writes. vsrh_overlay_put is wrapped at link time
+ * (-Wl,--wrap, so the release build carries no hook) and fails, as when
+ * out of memory (nothing changed), at one chosen call of each round: while
+ * the sync is held back, while a checkpoint waits for its turn, and while
+ * held writes drain after it, at any write of an operation of several.
+ * Replies, digests and images must still equal B's, and the store must
+ * stop holding until the next checkpoint's commit (no put reaches the skip
+ * list after the failure before an LMDB commit, also wrapped). LMDB's
+ * cursor calls are wrapped as well: a cursor used after its write
+ * transaction committed (LMDB freed it) fails the test every time, not
+ * only when the freed memory happens to mislead. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <lmdb.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -27,6 +42,7 @@
 #include "store_test.h"
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
+#include "vsrh_overlay.h"
 
 static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
@@ -87,6 +103,141 @@ static void gate(bool closed)
 	gate_closed = closed;
 	pthread_cond_broadcast(&gate_cv);
 	pthread_mutex_unlock(&gate_mu);
+}
+
+/* --nomem: the fail_at-th put of a round fails (-1: none), as out of memory. */
+static bool nomem;
+static long put_calls, fail_at = -1, puts_after_failure;
+static bool failed_this_round;
+static unsigned oom_failures;
+
+int __real_vsrh_overlay_put(vsrh_overlay *o, const char *k, size_t kl, const char *v, size_t vl);
+int __wrap_vsrh_overlay_put(vsrh_overlay *o, const char *k, size_t kl, const char *v, size_t vl);
+int __wrap_vsrh_overlay_put(vsrh_overlay *o, const char *k, size_t kl, const char *v, size_t vl)
+{
+	if (failed_this_round)
+		puts_after_failure++;
+	if (++put_calls == fail_at) {
+		oom_failures++;
+		failed_this_round = true;
+		return -1; /* the map unchanged, as vsrh_overlay_put out of memory */
+	}
+	return __real_vsrh_overlay_put(o, k, kl, v, vl);
+}
+
+/* Cursors in use (wrapped LMDB calls): LMDB frees a write transaction's
+ * cursors when it commits, so a cursor used after its transaction
+ * committed is a use after free, which corrupts the store only now and
+ * then; here every such use is caught and counted. */
+#define CURSORS_MAX 64
+static struct {
+	MDB_cursor *c;
+	MDB_txn *txn;
+	size_t size;   /* its allocation's (malloc_usable_size) */
+	bool dead;
+} cursors[CURSORS_MAX];
+static long stale_uses;
+/* Blocks of the freed cursors' size, taken right after each commit: malloc
+ * would otherwise hand a freed cursor's block to the next cursor, and a
+ * stale pointer would then work by accident. Freed at the next commit. */
+static void *quarantine[CURSORS_MAX];
+
+static int cursor_slot(MDB_cursor *c)
+{
+	for (int i = 0; i < CURSORS_MAX; i++)
+		if (cursors[i].c == c)
+			return i;
+	return -1;
+}
+
+/* Whether c is a cursor its transaction's commit freed (counted). */
+static bool cursor_stale(MDB_cursor *c, const char *call)
+{
+	int i = cursor_slot(c);
+	if (i < 0 || !cursors[i].dead)
+		return false;
+	if (stale_uses++ == 0)
+		fprintf(stderr, "FAIL %s on a cursor whose write transaction committed (LMDB freed it): "
+			"the store goes on with a stale cursor\n", call);
+	return true;
+}
+
+int __real_mdb_cursor_open(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **c);
+int __wrap_mdb_cursor_open(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **c);
+int __wrap_mdb_cursor_open(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **c)
+{
+	int rc = __real_mdb_cursor_open(txn, dbi, c);
+	if (rc == 0) {
+		int i = cursor_slot(*c); /* an address freed before, now reused */
+		if (i < 0)
+			i = cursor_slot(NULL);
+		if (i >= 0) {
+			cursors[i].c = *c;
+			cursors[i].txn = txn;
+			cursors[i].size = malloc_usable_size(*c);
+			cursors[i].dead = false;
+		}
+	}
+	return rc;
+}
+
+void __real_mdb_cursor_close(MDB_cursor *c);
+void __wrap_mdb_cursor_close(MDB_cursor *c);
+void __wrap_mdb_cursor_close(MDB_cursor *c)
+{
+	int i = cursor_slot(c);
+	if (i >= 0)
+		cursors[i].c = NULL;
+	__real_mdb_cursor_close(c);
+}
+
+int __real_mdb_cursor_get(MDB_cursor *c, MDB_val *k, MDB_val *v, MDB_cursor_op op);
+int __wrap_mdb_cursor_get(MDB_cursor *c, MDB_val *k, MDB_val *v, MDB_cursor_op op);
+int __wrap_mdb_cursor_get(MDB_cursor *c, MDB_val *k, MDB_val *v, MDB_cursor_op op)
+{
+	if (cursor_stale(c, "mdb_cursor_get"))
+		return EINVAL; /* (a freed block: calling LMDB would read garbage) */
+	return __real_mdb_cursor_get(c, k, v, op);
+}
+
+int __real_mdb_cursor_put(MDB_cursor *c, MDB_val *k, MDB_val *v, unsigned flags);
+int __wrap_mdb_cursor_put(MDB_cursor *c, MDB_val *k, MDB_val *v, unsigned flags);
+int __wrap_mdb_cursor_put(MDB_cursor *c, MDB_val *k, MDB_val *v, unsigned flags)
+{
+	if (cursor_stale(c, "mdb_cursor_put"))
+		return EINVAL;
+	return __real_mdb_cursor_put(c, k, v, flags);
+}
+
+int __real_mdb_cursor_del(MDB_cursor *c, unsigned flags);
+int __wrap_mdb_cursor_del(MDB_cursor *c, unsigned flags);
+int __wrap_mdb_cursor_del(MDB_cursor *c, unsigned flags)
+{
+	if (cursor_stale(c, "mdb_cursor_del"))
+		return EINVAL;
+	return __real_mdb_cursor_del(c, flags);
+}
+
+/* A commit frees the write transaction's cursors; and a checkpoint's
+ * commit starts holding again: the rule "nothing held after a failed
+ * hold" runs until the next commit (with turns, a commit can come a few
+ * operations after its take). */
+int __real_mdb_txn_commit(MDB_txn *txn);
+int __wrap_mdb_txn_commit(MDB_txn *txn);
+int __wrap_mdb_txn_commit(MDB_txn *txn)
+{
+	failed_this_round = false;
+	for (int i = 0; i < CURSORS_MAX; i++) {
+		free(quarantine[i]);
+		quarantine[i] = NULL;
+		if (cursors[i].c != NULL && cursors[i].txn == txn)
+			cursors[i].dead = true;
+	}
+	int rc = __real_mdb_txn_commit(txn);
+	for (int i = 0; i < CURSORS_MAX; i++)
+		if (cursors[i].c != NULL && cursors[i].dead)
+			quarantine[i] = malloc(cursors[i].size);
+	return rc;
 }
 
 /* ------------------------------------------------------------ msgpack */
@@ -422,8 +573,9 @@ static int open_side(side *s, const vsrh_config *cfg, const char *dir, bool dura
 	return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	nomem = argc > 1 && strcmp(argv[1], "--nomem") == 0;
 	char dir[] = "/tmp/vsr-held-XXXXXX";
 	vsrh_config cfg;
 	if (st_begin(&cfg, dir) != 0)
@@ -449,6 +601,13 @@ int main(void)
 	for (int round = 0; ok && round < 9; round++) {
 		uint64_t turn = turns[round % 3];
 		vsrh_sm_stagger(a.sm, 1, 2, turn);
+		/* --nomem: a put of this round fails: with a turn of an hour,
+		 * within the first 20 (the checkpoint waits for its turn, its
+		 * state in the write transaction); otherwise early in even rounds
+		 * (while held), anywhere in odd ones (held or draining, or none). */
+		put_calls = puts_after_failure = 0;
+		failed_this_round = false;
+		fail_at = nomem ? 1 + (long)rnd(turn > 1 ? 20 : round % 2 ? 900 : 150) : -1;
 		/* The sync waits at the gate: the next operations are held. */
 		gate(true);
 		uint64_t synced = syncs_of(&a);
@@ -472,14 +631,24 @@ int main(void)
 		vsrh_sm_on_checkpoint_durable(a.sm, NULL, NULL); /* waits for it */
 		if (ok)
 			ok = steps(&a, &b, &opb, round % 2 ? 3 : 150);
+		CHECK(puts_after_failure == 0,
+		      "round %d: %ld writes went to the skip list after a failed one (call %ld): the "
+		      "store must hold nothing more until the next checkpoint", round,
+		      puts_after_failure, fail_at);
 	}
 	gate(false);
 	vsrh_sm_stats st;
 	vsrh_sm_stats_get(a.sm, &st);
-	CHECK(st.checkpoint_held_writes > 500, "only %llu writes were held",
+	CHECK(st.checkpoint_held_writes > (nomem ? 100u : 500u), "only %llu writes were held",
 	      (unsigned long long)st.checkpoint_held_writes);
+	CHECK(!nomem || oom_failures >= 4, "only %u of 9 rounds had a failed hold", oom_failures);
+	CHECK(stale_uses == 0,
+	      "%ld LMDB calls used a cursor of a write transaction that had committed (freed): "
+	      "lmdb_commit_writes keeps its cursor across the commit of a checkpoint waiting for "
+	      "its turn (step_now in the out-of-memory fallback)", stale_uses);
 	CHECK(st.checkpoint_turns == 6, "%llu commits waited for their turn, not 6",
 	      (unsigned long long)st.checkpoint_turns);
+	fail_at = -1; /* (--nomem's failures are over) */
 	ok = ok && nomem_in_turn(&a, &b, &opb, &cp, &cpb, &imgb) &&
 	     install_in_turn(&a, &b, &opb, &cp, &cpb, &imgb);
 	/* A last checkpoint waits for its turn, an hour: closing commits it. */
@@ -488,8 +657,12 @@ int main(void)
 		take_both(&a, &b, &cp, &cpb, &imgb);
 		ok = steps(&a, &b, &opb, 50);
 	}
-	printf("%llu operations, %llu writes held in 10 rounds, 9 takes in their turn (one dropped by an install)\n",
+	printf("%llu operations, %llu writes held in 10 rounds, 9 takes in their turn (one dropped by an install)",
 	       (unsigned long long)op, (unsigned long long)st.checkpoint_held_writes);
+	if (nomem)
+		printf(", %u holds failed as out of memory (then written to LMDB at once)",
+		       oom_failures);
+	printf("\n");
 	/* The last checkpoint is what a restart finds. */
 	vsrh_sm_on_checkpoint_durable(a.sm, NULL, NULL);
 	uint64_t digest = 0;
@@ -505,5 +678,7 @@ int main(void)
 	free(imgb.data);
 	free(a.reply.data);
 	free(b.reply.data);
-	return st_end(dir, &cfg, "held writes: same replies, digests and checkpoints as memory");
+	return st_end(dir, &cfg, nomem ? "held writes out of memory: same replies, digests and "
+					 "checkpoints as memory"
+				       : "held writes: same replies, digests and checkpoints as memory");
 }

@@ -7,7 +7,7 @@
  *       FILE is log (log segments log-*, the default), data (the store's
  *       store/db/data.mdb), synced (the store's store/synced) or next (a
  *       fetched checkpoint's store/next/data.mdb, built to replace db/); CALL is
- *       pwrite, fdatasync, msync or sync_file_range; ERRNO is ENOSPC or EIO.
+ *       pwrite, fdatasync, msync, sync_file_range or open; ERRNO is ENOSPC or EIO.
  *       The N-th CALL on FILE and every later one fail with ERRNO, writing
  *       or syncing nothing.
  *   VSR_FAIL_IO_REPORT=PATH
@@ -38,6 +38,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,11 +47,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-enum { CALL_PWRITE = 1, CALL_FDATASYNC, CALL_MSYNC, CALL_SYNC_FILE_RANGE, CALL_FSYNC };
+enum { CALL_PWRITE = 1, CALL_FDATASYNC, CALL_MSYNC, CALL_SYNC_FILE_RANGE, CALL_FSYNC, CALL_OPEN };
 enum { KIND_NONE, KIND_LOG, KIND_SUPERBLOCK, KIND_DATA, KIND_SYNCED, KIND_NEXT, KIND_COUNT };
 
 static const char *const call_names[] = {"", "pwrite", "fdatasync", "msync", "sync_file_range",
-					 "fsync"};
+					 "fsync", "open"};
 static const char *const kind_names[] = {"", "log", "superblock", "data", "synced", "next"};
 
 static int g_call;       /* what fails */
@@ -93,12 +94,14 @@ __attribute__((constructor)) static void fail_io_init(void)
 	else
 		ok = sscanf(spec, "%23[a-z_]:%15[A-Z]:%ld", call, err, &n) == 3;
 	g_kind = lookup(kind_names, KIND_COUNT, file);
-	g_call = lookup(call_names, 5, call); /* fsync itself never fails */
+	g_call = lookup(call_names, 7, call);
+	if (g_call == CALL_FSYNC) /* fsync itself never fails */
+		g_call = 0;
 	if (!ok || n < 1 || g_kind == 0 || g_kind == KIND_SUPERBLOCK || g_call == 0 ||
 	    (strcmp(err, "ENOSPC") != 0 && strcmp(err, "EIO") != 0)) {
 		fprintf(stderr,
 			"fail_io: VSR_FAIL_IO=%s: expected [log.|data.|synced.|next.]"
-			"pwrite|fdatasync|msync|sync_file_range:ENOSPC|EIO:N\n",
+			"pwrite|fdatasync|msync|sync_file_range|open:ENOSPC|EIO:N\n",
 			spec);
 		_exit(64);
 	}
@@ -263,6 +266,8 @@ static bool forgets_boot(int call, const void *buf, size_t len)
 /* After a failure: is this call one the replica must no longer make? */
 static void judge(int call, int kind, const char *name, const void *buf, size_t len)
 {
+	if (call == CALL_OPEN)
+		return; /* (a failed open is the end of a start: nothing to judge) */
 	if (g_kind == KIND_LOG) {
 		if (kind == KIND_LOG || kind == KIND_SUPERBLOCK)
 			report(call_names[call], name);
@@ -420,4 +425,70 @@ int posix_fallocate(int fd, off_t off, off_t len)
 int posix_fallocate64(int fd, off_t off, off_t len)
 {
 	return posix_fallocate(fd, off, len);
+}
+
+/* open(2) of a store file, for a disk that fails while vsr.store opens
+ * (FILE.open: store/synced, store/db/data.mdb). */
+static int open_common(const char *sym, bool at, int dirfd, const char *path, int flags, mode_t mode)
+{
+	if (g_call == CALL_OPEN && path != NULL) {
+		char name[256], full[4200];
+		snprintf(full, sizeof full, "%s", path);
+		int kind = kind_of_path(full, name, sizeof name);
+		if (intercept(CALL_OPEN, kind, name, full, NULL, 0))
+			return -1;
+	}
+	if (!at) { /* open, open64 */
+		static int (*real[2])(const char *, int, ...);
+		int k = strcmp(sym, "open") == 0 ? 0 : 1;
+		if (real[k] == NULL)
+			*(void **)&real[k] = dlsym(RTLD_NEXT, sym);
+		return real[k](path, flags, mode);
+	}
+	static int (*real_at[2])(int, const char *, int, ...);
+	int k = strcmp(sym, "openat") == 0 ? 0 : 1;
+	if (real_at[k] == NULL)
+		*(void **)&real_at[k] = dlsym(RTLD_NEXT, sym);
+	return real_at[k](dirfd, path, flags, mode);
+}
+
+static mode_t open_mode(int flags, va_list ap)
+{
+	return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? (mode_t)va_arg(ap, int) : 0;
+}
+
+int open(const char *path, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = open_mode(flags, ap);
+	va_end(ap);
+	return open_common("open", false, 0, path, flags, mode);
+}
+
+int open64(const char *path, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = open_mode(flags, ap);
+	va_end(ap);
+	return open_common("open64", false, 0, path, flags, mode);
+}
+
+int openat(int dirfd, const char *path, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = open_mode(flags, ap);
+	va_end(ap);
+	return open_common("openat", true, dirfd, path, flags, mode);
+}
+
+int openat64(int dirfd, const char *path, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = open_mode(flags, ap);
+	va_end(ap);
+	return open_common("openat64", true, dirfd, path, flags, mode);
 }

@@ -182,6 +182,8 @@ int scenario_corrupt(void);
 int scenario_disk_full(void);
 int scenario_disk_fault(void);
 int scenario_store_fault(void);
+int scenario_powercut(int cuts);
+int scenario_store_open_fault(void);
 int scenario_pause_backup(void);
 int scenario_one_way_cut(void);
 int scenario_client_cut(void);

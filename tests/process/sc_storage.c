@@ -1,13 +1,11 @@
 /* sc_storage.c - process-test scenarios. Durable storage: crashes, corruption, a full disk. */
 #include "harness.h"
+#include "writers.h"
 
 #include <sys/mman.h>
 
 /* ------------------------------------------------------------------------ */
 /* Durable storage: crashes and corruption under write load.                */
-
-#define WRITERS 4
-#define WRITER_QUOTA 60    /* puts per writer per round */
 
 static volatile sig_atomic_t g_writer_stop;
 
@@ -17,7 +15,7 @@ static void writer_on_term(int sig)
 	g_writer_stop = 1;
 }
 
-static void writer_key(int w, uint32_t seq, char key[32], char val[64])
+void writer_key(int w, uint32_t seq, char key[32], char val[64])
 {
 	snprintf(key, 32, "w%d-%u", w, seq);
 	snprintf(val, 64, "v%d-%u-%" PRIu64, w, seq, g_seed);
@@ -59,24 +57,12 @@ static void writer_main(int w, int fd, uint32_t first, uint32_t quota)
 	_exit(0);
 }
 
-typedef struct writers {
-	pid_t pid[WRITERS];
-	int fd;                  /* read end of the acknowledgement pipe */
-	uint32_t next[WRITERS];  /* first seq not yet acknowledged */
-	uint64_t max_op;
-	uint32_t acks;           /* acknowledgements read this round */
-	char buf[4096];
-	size_t len;
-} writers;
-
-static void writers_start_quota(writers *ws, uint32_t quota);
-
-static void writers_start(writers *ws)
+void writers_start(writers *ws)
 {
 	writers_start_quota(ws, WRITER_QUOTA);
 }
 
-static void writers_start_quota(writers *ws, uint32_t quota)
+void writers_start_quota(writers *ws, uint32_t quota)
 {
 	int p[2];
 	if (pipe(p) != 0) fail("pipe: %s", strerror(errno));
@@ -99,7 +85,7 @@ static void writers_start_quota(writers *ws, uint32_t quota)
 }
 
 /* Reads what the writers reported; returns false at end of file. */
-static bool writers_drain(writers *ws, int timeout_ms)
+bool writers_drain(writers *ws, int timeout_ms)
 {
 	struct pollfd pfd = {.fd = ws->fd, .events = POLLIN};
 	if (poll(&pfd, 1, timeout_ms) <= 0) return true;
@@ -130,7 +116,7 @@ static bool writers_drain(writers *ws, int timeout_ms)
 /* A writer that stopped on its own (its put refused: the session it
  * registered is gone, i.e. acknowledged state was lost) fails the test at
  * once; the writer stays unreaped for writers_stop. */
-static void writers_check(const writers *ws, const char *what)
+void writers_check(const writers *ws, const char *what)
 {
 	for (int w = 0; w < WRITERS; w++) {
 		siginfo_t si;
@@ -145,7 +131,7 @@ static void writers_check(const writers *ws, const char *what)
 	}
 }
 
-static void writers_wait_acks(writers *ws, uint32_t acks, const char *what)
+void writers_wait_acks(writers *ws, uint32_t acks, const char *what)
 {
 	uint64_t deadline = now_ms() + 3 * CALL_MS;
 	while (ws->acks < acks) {
@@ -158,7 +144,7 @@ static void writers_wait_acks(writers *ws, uint32_t acks, const char *what)
 	}
 }
 
-static void writers_stop(writers *ws)
+void writers_stop(writers *ws)
 {
 	for (int w = 0; w < WRITERS; w++) kill(ws->pid[w], SIGTERM);
 	uint64_t deadline = now_ms() + 3 * CALL_MS;
@@ -187,7 +173,7 @@ static void writers_stop(writers *ws)
  * answered or wait, so the replicas come to rest on one op and their digests
  * can be compared; what they reported so far is read. A resumed writer
  * retries a put whose answer it missed (same request number). */
-static void writers_pause(writers *ws, bool pause)
+void writers_pause(writers *ws, bool pause)
 {
 	for (int w = 0; w < WRITERS; w++) kill(ws->pid[w], pause ? SIGSTOP : SIGCONT);
 	uint32_t seen;
@@ -199,14 +185,14 @@ static void writers_pause(writers *ws, bool pause)
 
 /* `more` acknowledgements past the present ones, within what the writers
  * of this round will ever write. */
-static uint32_t writers_target(const writers *ws, uint32_t more)
+uint32_t writers_target(const writers *ws, uint32_t more)
 {
 	uint32_t cap = WRITERS * WRITER_QUOTA;
 	return ws->acks + more < cap ? ws->acks + more : cap;
 }
 
 /* Every acknowledged write of every writer, read back; the replicas agree. */
-static uint32_t verify_writes(mclient *m, msgpack_sbuffer *sb, const writers *ws, const char *what)
+uint32_t verify_writes(mclient *m, msgpack_sbuffer *sb, const writers *ws, const char *what)
 {
 	wait_converged(ws->max_op, CATCHUP_MS, what);
 	uint32_t n = 0;
@@ -235,7 +221,7 @@ static uint32_t verify_writes(mclient *m, msgpack_sbuffer *sb, const writers *ws
  * pause may still commit) and hold the write. Fast enough to run after every
  * restart. */
 #define VERIFY_WINDOW 64
-static uint32_t verify_writes_each(msgpack_sbuffer *sb, const writers *ws, const char *what)
+uint32_t verify_writes_each(msgpack_sbuffer *sb, const writers *ws, const char *what)
 {
 	wait_converged(ws->max_op, CATCHUP_MS, what);
 	uint32_t total = 0;
@@ -321,6 +307,14 @@ int scenario_crash(int rounds)
 	for (int round = 1; round <= rounds; round++) {
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		bool all = round % 2 == 1;
+		/* Replicas restarted in rounds 2, 4, 6... write log segments of
+		 * 64 KiB (64 MiB by default): the log rotates, and segments
+		 * behind a durable checkpoint are renamed and reaped
+		 * (src/storage/reaper.c) while the kills come. */
+		if (round % 2 == 0)
+			setenv("VSRH_SEGMENT_BYTES", "65536", 1);
+		else
+			unsetenv("VSRH_SEGMENT_BYTES");
 		writers_start(&ws);
 		writers_wait_acks(&ws, 1 + (uint32_t)(x % 60), "before the crash");
 		if (all) {
@@ -371,6 +365,7 @@ int scenario_crash(int rounds)
 		     "acknowledged writes present, digests equal at op %" PRIu64,
 		     round, all ? "all replicas at once" : "each replica in turn", before, n, ws.max_op);
 	}
+	unsetenv("VSRH_SEGMENT_BYTES");
 	scenario_close(&m, &sb);
 	return 0;
 }
@@ -891,5 +886,49 @@ int scenario_store_fault(void)
 		     spec, victim + 1, n, ckpt, ws.max_op);
 	}
 	scenario_close(&m, &sb);
+	return 0;
+}
+
+/* A disk that fails while vsr.store opens (the open of store/synced or of
+ * store/db/data.mdb fails with EIO, through the fail_io shim): the replica
+ * must stop with exit 74, as for any disk error (docs/storage.md,
+ * Failures), not 78, the status of a configuration error, which a
+ * supervisor does not restart (config/systemd: RestartPreventExitStatus=64
+ * 78). One replica alone: the store opens before any peer is needed.
+ * process_powercut met it: a cut while a replica started. */
+int scenario_store_open_fault(void)
+{
+	if (g_fail_io == NULL)
+		fail("the store-open-fault scenario needs --fail-io PATH (the fail_io shim)");
+	g_durability = "durable";
+	static const char *const specs[] = {"synced.open:EIO:1", "data.open:EIO:1"};
+	pick_ports();
+	write_config("kv.lua");
+	char report[400], notef[400];
+	snprintf(report, sizeof report, "%s/fail-io-report.txt", g_dir);
+	snprintf(notef, sizeof notef, "%s/fail-io-note.txt", g_dir);
+	for (size_t f = 0; f < sizeof specs / sizeof specs[0]; f++) {
+		long from = log_size(0);
+		start_faulty(0, specs[f], false, report, notef);
+		int status = 0;
+		uint64_t deadline = now_ms() + STARTUP_MS;
+		while (waitpid(g_pid[0], &status, WNOHANG) != g_pid[0]) {
+			if (now_ms() > deadline)
+				fail("%s: replica 1 did not stop", specs[f]);
+			poll(NULL, 0, 10); /* bounded wait for the child's exit */
+		}
+		g_pid[0] = 0;
+		struct stat st;
+		if (stat(notef, &st) != 0)
+			fail("%s: the shim injected no failure (the store never opened that file?)",
+			     specs[f]);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 74)
+			fail("%s: replica 1 stopped with status 0x%x (exit %d), not exit 74: a disk error "
+			     "while vsr.store opens is reported as a configuration error", specs[f], status,
+			     WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		if (!log_since_contains(0, from, "Input/output error"))
+			fail("%s: replica 1's log does not name the error", specs[f]);
+		note("%s: replica 1 stopped with exit 74, naming the error", specs[f]);
+	}
 	return 0;
 }

@@ -889,6 +889,9 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	char store_dir[4200];
 	snprintf(store_dir, sizeof store_dir, "%s/store", dir);
 	bool durable_mode = cfg->durability != VSRH_DURABILITY_MEMORY;
+	/* Tests only: small log segments, so that rotation, pruning and the
+	 * segment reaper happen within seconds (default 64 MiB). */
+	const char *segment_env = getenv("VSRH_SEGMENT_BYTES");
 	vsr_storage_options so = {
 		.check = host_check_store,
 		.check_arg = store_dir,
@@ -902,6 +905,7 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		.persisted_cb = host_persisted_cb,
 		.data = &h,
 		.inline_ok = host_inline_ok,
+		.segment_size = segment_env ? strtoull(segment_env, NULL, 10) : 0,
 	};
 	rc = vsr_storage_open(&so, &h.storage, err, sizeof err);
 	if (rc != VSR_OK) {

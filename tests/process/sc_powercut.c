@@ -1,0 +1,521 @@
+/* sc_powercut.c - process-test scenario: power cuts of every replica's disk at once.
+ *
+ * kill -9 keeps the page cache: what a replica wrote and never synced still
+ * reaches the disk. A power cut does not. Here each replica's data
+ * directory is its own ext4 filesystem on a loop device (an image file in
+ * the test's directory), and a cut is the filesystem's shutdown ioctl
+ * without a log flush (FS_IOC_SHUTDOWN, EXT4_GOING_FLAGS_NOLOGFLUSH, as
+ * xfstests' godown): from that instant nothing more reaches the image,
+ * dirty pages never written back are dropped, the journal's running
+ * transaction is lost, and every later write, fsync or msync fails with
+ * EIO. Everything synced before is on the image, as on a disk after a power
+ * cut. Before the cut the driver may write back a random part of what is
+ * dirty (sync_file_range), as the kernel's flusher may at any moment: for
+ * example LMDB's new meta page without the pages it names.
+ *
+ * What it does not model: a disk whose volatile write cache loses writes
+ * the kernel already handed to it and were not flushed (the loop device's
+ * backing file keeps them). dm-flakey or dm-log-writes would; this kernel
+ * has no device-mapper (docs/storage.md, "Power cuts, for real").
+ *
+ * Happy path: a durable 3-replica cluster under write load, a checkpoint
+ * every 8 ops (so cuts land while a checkpoint's sync runs and writes are
+ * held in memory); every replica's disk cut at once; the replicas killed;
+ * the filesystems unmounted and mounted again (journal replay); the
+ * replicas started again as after a reboot (VSRH_BOOT_ID); in a quarter of
+ * the cuts the power goes again while they start (replaying, checking or
+ * rolling back); every acknowledged write read back and the digests equal;
+ * --trials cuts in a row. Each filesystem runs in ext4's ordered or
+ * writeback data mode, from the seed. Failure modes: a lost write, a replica that finds its durable state
+ * damaged ("cannot be trusted") after a cut, or replicas that do not
+ * converge, fail the test; no root, no loop device, no ext4 or no shutdown
+ * ioctl skip it (exit 77) with the reason.
+ *
+ * Cleanup: the mounts live in a mount namespace of the driver's own, with
+ * loop devices that detach when unmounted (mount -o loop sets autoclear),
+ * so even a driver killed with SIGKILL leaves no mount and no loop device
+ * behind once its children are gone; every normal and failing exit
+ * unmounts first. */
+#define _GNU_SOURCE /* sync_file_range, unshare */
+#include "harness.h"
+#include "writers.h"
+
+#include <dirent.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+
+#ifndef FS_IOC_SHUTDOWN
+#define FS_IOC_SHUTDOWN _IOR('X', 125, uint32_t) /* ext4 and xfs: EXT4_IOC_SHUTDOWN */
+#endif
+#define SHUTDOWN_NOLOGFLUSH 2u                  /* EXT4_GOING_FLAGS_NOLOGFLUSH */
+
+#define DISK_BYTES (1ull << 30) /* sparse image per replica: 2 log segments, the store */
+
+static char g_img[N][300], g_mnt[N][300];
+static bool g_is_mounted[N];
+/* ext4's data mode of each replica's filesystem, from the seed: ordered
+ * (the default: data before the metadata that exposes it) or writeback
+ * (metadata may reach the disk first: a file may show stale blocks after a
+ * cut). Both are what users run; a synced write survives either. */
+static const char *g_data_mode[N];
+
+static void pc_sh_log(char *path, size_t len)
+{
+	snprintf(path, len, "%s/powercut-commands.log", g_dir);
+}
+
+/* Runs a shell command, its output appended to powercut-commands.log;
+ * returns its exit status (or -1). */
+static int pc_sh(const char *cmd)
+{
+	char log[400], full[2600];
+	pc_sh_log(log, sizeof log);
+	snprintf(full, sizeof full, "(%s) >> '%s' 2>&1", cmd, log);
+	int rc = system(full);
+	return rc == -1 ? -1 : WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
+}
+
+static bool disk_mount(int i)
+{
+	char cmd[2048];
+	snprintf(cmd, sizeof cmd, "mount -t ext4 -o loop,data=%s '%s' '%s'", g_data_mode[i], g_img[i],
+		 g_mnt[i]);
+	g_is_mounted[i] = pc_sh(cmd) == 0;
+	return g_is_mounted[i];
+}
+
+/* Unmounts replica i's filesystem (its loop device goes with it). Nothing
+ * of the replica may hold it: a file of a process that is gone is closed
+ * by the time waitpid returned, so EBUSY can only be brief (a child of the
+ * store check still exiting); bounded. */
+static bool disk_unmount(int i)
+{
+	if (!g_is_mounted[i])
+		return true;
+	uint64_t deadline = now_ms() + 5000;
+	while (umount2(g_mnt[i], 0) != 0) {
+		if (errno != EBUSY || now_ms() > deadline)
+			return false;
+		poll(NULL, 0, 20);
+	}
+	g_is_mounted[i] = false;
+	return true;
+}
+
+/* On every exit path (fail() exits 1): the replicas first (their files
+ * hold the filesystems), then the mounts. The images stay in a kept
+ * directory, for a look at what a failed cut left. */
+static void disks_release(void)
+{
+	kill_all();
+	for (int i = 0; i < N; i++)
+		if (g_is_mounted[i] && !disk_unmount(i))
+			umount2(g_mnt[i], MNT_DETACH);
+}
+
+/* Cuts replica i's disk: nothing written after this reaches its image. */
+static int disk_cut_fd(int i)
+{
+	int fd = open(g_mnt[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		fail("cannot open %s: %s", g_mnt[i], strerror(errno));
+	return fd;
+}
+
+static int disk_cut(int fd)
+{
+	uint32_t how = SHUTDOWN_NOLOGFLUSH;
+	return ioctl(fd, FS_IOC_SHUTDOWN, &how);
+}
+
+static int disk_probe(int i);
+
+/* A fresh filesystem for replica i, and proof that a cut drops what was
+ * not synced and keeps what was: returns 0, or 77 (with the reason noted)
+ * when this machine cannot do it. */
+static int disk_prepare(int i)
+{
+	snprintf(g_img[i], sizeof g_img[i], "%s/disk-%d.img", g_dir, i + 1);
+	snprintf(g_mnt[i], sizeof g_mnt[i], "%s/data/replica-%d", g_dir, i + 1);
+	g_data_mode[i] = (g_seed >> (8 + i)) & 1 ? "writeback" : "ordered";
+	char cmd[2048];
+	snprintf(cmd, sizeof cmd, "mkdir -p '%s'", g_mnt[i]);
+	if (pc_sh(cmd) != 0)
+		fail("cannot create %s", g_mnt[i]);
+	int fd = open(g_img[i], O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || ftruncate(fd, (off_t)DISK_BYTES) != 0)
+		fail("cannot create %s: %s", g_img[i], strerror(errno));
+	close(fd);
+	/* 4 KiB blocks (LMDB's page), no discard at mkfs, lazy init: the image
+	 * stays sparse and mkfs writes little. */
+	snprintf(cmd, sizeof cmd,
+		 "mkfs.ext4 -q -F -b 4096 -E nodiscard,lazy_itable_init=1,lazy_journal_init=1 '%s'",
+		 g_img[i]);
+	if (pc_sh(cmd) != 0) {
+		note("SKIP: mkfs.ext4 failed on %s (is e2fsprogs installed? see %s/powercut-commands.log)",
+		     g_img[i], g_dir);
+		return 77;
+	}
+	if (!disk_mount(i)) {
+		note("SKIP: cannot mount %s through a loop device (no loop support, or not "
+		     "allowed; see %s/powercut-commands.log)", g_img[i], g_dir);
+		return 77;
+	}
+	/* Three tries: a flusher already busy with other processes' pages
+	 * could write the unsynced file back within the microseconds before
+	 * the cut, which would prove nothing either way. */
+	for (int attempt = 1;; attempt++) {
+		int rc = disk_probe(i);
+		if (rc != 1)
+			return rc;
+		if (attempt == 3)
+			fail("three cuts of %s kept a file that was never synced: the cut drops nothing",
+			     g_mnt[i]);
+	}
+}
+
+/* Writes a synced and an unsynced file on replica i's filesystem, cuts it
+ * and mounts it again: 0 when the synced one is there and the other is
+ * not, 1 when the unsynced one survived, 77 without the shutdown ioctl. */
+static int disk_probe(int i)
+{
+	char kept[1024], lost[1024];
+	snprintf(kept, sizeof kept, "%s/probe-synced", g_mnt[i]);
+	snprintf(lost, sizeof lost, "%s/probe-unsynced", g_mnt[i]);
+	int k = open(kept, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (k < 0 || write(k, "kept\n", 5) != 5 || fsync(k) != 0)
+		fail("cannot write %s: %s", kept, strerror(errno));
+	close(k);
+	int dfd = disk_cut_fd(i);
+	if (fsync(dfd) != 0) /* the directory entry of probe-synced */
+		fail("cannot sync %s: %s", g_mnt[i], strerror(errno));
+	int l = open(lost, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (l < 0 || write(l, "lost\n", 5) != 5)
+		fail("cannot write %s: %s", lost, strerror(errno));
+	close(l);
+	if (disk_cut(dfd) != 0) {
+		int e = errno;
+		close(dfd);
+		note("SKIP: the filesystem shutdown ioctl (FS_IOC_SHUTDOWN) fails on %s: %s; without "
+		     "it (or device-mapper's dm-flakey) no honest power cut can be made here",
+		     g_mnt[i], strerror(e));
+		return 77;
+	}
+	close(dfd);
+	if (!disk_unmount(i) || !disk_mount(i))
+		fail("cannot mount %s again after a cut", g_img[i]);
+	char got[8] = "";
+	int fd = open(kept, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || read(fd, got, sizeof got) != 5 || memcmp(got, "kept\n", 5) != 0)
+		fail("the cut lost %s, which was synced: the cut is not a power cut", kept);
+	close(fd);
+	memset(got, 0, sizeof got);
+	fd = open(lost, O_RDONLY | O_CLOEXEC);
+	bool survived = fd >= 0 && read(fd, got, sizeof got) == 5 && memcmp(got, "lost\n", 5) == 0;
+	if (fd >= 0)
+		close(fd);
+	unlink(kept);
+	unlink(lost);
+	return survived ? 1 : 0;
+}
+
+/* As the kernel's flusher may at any time: some dirty ranges of replica
+ * i's files written back before the cut (the meta pages of data.mdb at
+ * times, so that LMDB's newest meta page can reach the disk without the
+ * pages it names). Returns how many ranges. */
+static unsigned writeback_some(int i, uint64_t *x)
+{
+	static const char *const sub[] = {"", "/store", "/store/db"};
+	unsigned ranges = 0;
+	for (size_t s = 0; s < sizeof sub / sizeof sub[0]; s++) {
+		char dir[1024];
+		snprintf(dir, sizeof dir, "%s%s", g_mnt[i], sub[s]);
+		DIR *d = opendir(dir);
+		if (d == NULL)
+			continue;
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+			if (*x % 3 != 0)
+				continue; /* a third of the files */
+			char path[2048];
+			snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+			int fd = open(path, O_RDONLY | O_CLOEXEC);
+			struct stat st;
+			if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+				if (fd >= 0)
+					close(fd);
+				continue;
+			}
+			/* LMDB uses the front of its sparse 8 GiB file. */
+			off_t span = st.st_size < ((off_t)64 << 20) ? st.st_size : ((off_t)64 << 20);
+			off_t off = 0, len = 8192;
+			bool meta = strcmp(de->d_name, "data.mdb") == 0 && (*x >> 8) % 2 == 0;
+			if (!meta && span > 0) {
+				off = (off_t)((*x >> 16) % (uint64_t)span) & ~(off_t)4095;
+				len = (off_t)(1 + (*x >> 40) % 256) * 4096;
+			}
+			if (sync_file_range(fd, off, len,
+					    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+						    SYNC_FILE_RANGE_WAIT_AFTER) == 0)
+				ranges++;
+			close(fd);
+		}
+		closedir(d);
+	}
+	return ranges;
+}
+
+/* Lines of replica i's log, from byte `from` on, containing needle. */
+static unsigned log_count_since(int i, long from, const char *needle)
+{
+	char path[400], line[4096];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
+	FILE *f = fopen(path, "r");
+	unsigned n = 0;
+	if (f != NULL && fseek(f, from, SEEK_SET) == 0)
+		while (fgets(line, sizeof line, f) != NULL)
+			n += strstr(line, needle) != NULL;
+	if (f != NULL)
+		fclose(f);
+	return n;
+}
+
+static long log_end(int i)
+{
+	char path[400];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
+	struct stat st;
+	return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* Replica i's checkpoint figures of this incarnation, just before a cut. */
+typedef struct pc_figures {
+	uint64_t taken, synced, held;
+} pc_figures;
+
+static bool figures_of(int i, pc_figures *f)
+{
+	static char buf[1 << 16];
+	memset(f, 0, sizeof *f);
+	if (http_get(i, "/metrics", buf, sizeof buf) != 200)
+		return false;
+	return metric_value(buf, "vsr_checkpoints_total", &f->taken) &&
+	       metric_value(buf, "vsr_checkpoint_syncs_total", &f->synced) &&
+	       metric_value(buf, "vsr_checkpoint_held_writes_total", &f->held);
+}
+
+/* The newest log segment's number in replica i's directory (log-<hex>). */
+static uint64_t newest_segment(int i)
+{
+	DIR *d = opendir(g_mnt[i]);
+	uint64_t top = 0;
+	struct dirent *de;
+	while (d != NULL && (de = readdir(d)) != NULL)
+		if (strncmp(de->d_name, "log-", 4) == 0) {
+			uint64_t seq = strtoull(de->d_name + 4, NULL, 16);
+			top = seq > top ? seq : top;
+		}
+	if (d != NULL)
+		closedir(d);
+	return top;
+}
+
+/* What the cuts met, for the closing line. */
+typedef struct pc_tally {
+	unsigned with_sync, rolled_cuts, rolled, exited, flickers, open78;
+	uint64_t held;
+} pc_tally;
+
+/* Whether replica i's last error line is vsr.store failing to open a file
+ * with EIO: the known bug that exits 78 instead of 74 (ctest
+ * process_store-open-fault, disabled until it is fixed). */
+static bool last_error_is_store_open_eio(int i)
+{
+	char path[400], line[2048], last[2048] = "";
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
+	FILE *f = fopen(path, "r");
+	while (f != NULL && fgets(line, sizeof line, f) != NULL)
+		if (strstr(line, " ERROR ") != NULL)
+			snprintf(last, sizeof last, "%s", line);
+	if (f != NULL)
+		fclose(f);
+	return strstr(last, "vsr.store: ") != NULL && strstr(last, "Input/output error") != NULL;
+}
+
+/* Every disk cut at once, then every replica killed; the filesystems
+ * mounted again (journal replay) and the replicas started as after reboot
+ * number `boot`. from[i]: where replica i's log of the new start begins. */
+static void power_cycle(int cut, int boot, long from[N], pc_tally *t)
+{
+	int fds[N];
+	for (int i = 0; i < N; i++)
+		fds[i] = disk_cut_fd(i);
+	for (int i = 0; i < N; i++)
+		if (disk_cut(fds[i]) != 0)
+			fail("cut %d: the shutdown of replica %d's filesystem failed: %s", cut, i + 1,
+			     strerror(errno));
+	for (int i = 0; i < N; i++)
+		kill(g_pid[i], SIGKILL);
+	for (int i = 0; i < N; i++) {
+		int status;
+		waitpid(g_pid[i], &status, 0);
+		g_pid[i] = 0;
+		close(fds[i]);
+		/* A replica that met the dead disk before the kill must have
+		 * stopped as for any disk error: exit 74 (a SIGBUS in the
+		 * store's map included), never a crash or another status. */
+		if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+			continue;
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 78 && last_error_is_store_open_eio(i)) {
+			/* Known bug, counted and shown (process_store-open-fault):
+			 * a cut while vsr.store opens exits 78, not 74. */
+			t->open78++;
+			continue;
+		}
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 74)
+			fail("cut %d: replica %d, its disk gone, stopped with status 0x%x, not exit 74 "
+			     "(see its log)", cut, i + 1, status);
+		t->exited++;
+	}
+	/* Power back: each filesystem replays its journal. */
+	for (int i = 0; i < N; i++)
+		if (!disk_unmount(i) || !disk_mount(i))
+			fail("cut %d: cannot mount replica %d's filesystem again: %s", cut, i + 1,
+			     strerror(errno));
+	char id[64];
+	snprintf(id, sizeof id, "powercut-%" PRIu64 "-%d", g_seed, boot);
+	setenv("VSRH_BOOT_ID", id, 1); /* a cut is a reboot: the page cache is gone */
+	for (int i = 0; i < N; i++) {
+		from[i] = log_end(i);
+		start_replica(i);
+	}
+}
+
+/* Waits (bounded) until every replica has logged a line since from[i]:
+ * each is starting up (loading, checking or rolling back its store). */
+static void wait_logged(const long from[N], int cut)
+{
+	uint64_t deadline = now_ms() + STARTUP_MS;
+	for (int i = 0; i < N; i++)
+		while (log_end(i) <= from[i]) {
+			check_alive();
+			if (now_ms() > deadline)
+				fail("cut %d: replica %d logged nothing after its start", cut, i + 1);
+			poll(NULL, 0, 1);
+		}
+}
+
+int scenario_powercut(int cuts)
+{
+	if (geteuid() != 0) {
+		note("SKIP: power cuts need root (loop devices, mounts, the shutdown ioctl)");
+		return 77;
+	}
+	/* Mounts of this process and its children only, gone with them. */
+	if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+		note("SKIP: no mount namespace of our own: %s", strerror(errno));
+		return 77;
+	}
+	atexit(disks_release);
+	for (int i = 0; i < N; i++) {
+		int rc = disk_prepare(i);
+		if (rc != 0)
+			return rc;
+	}
+	note("%d ext4 filesystems on loop devices (%s/disk-N.img; data=%s, %s, %s); a cut drops "
+	     "what was not synced (checked on each)", N, g_dir, g_data_mode[0], g_data_mode[1],
+	     g_data_mode[2]);
+	g_durability = "durable";
+	g_checkpoint_interval = 8; /* cuts land while syncs run and writes are held */
+	/* Log segments of 64 KiB (64 MiB by default): the log rotates, and
+	 * segments behind a durable checkpoint are renamed and reaped
+	 * (src/storage/reaper.c), while the power goes. */
+	setenv("VSRH_SEGMENT_BYTES", "65536", 1);
+	mclient m;
+	msgpack_sbuffer sb;
+	scenario_open("kv.lua", &m, &sb);
+	writers ws = {0};
+	uint64_t x = g_seed | 1; /* when each cut comes, what is written back: from the seed */
+	pc_tally t = {0};
+	int boot = 0;
+	for (int cut = 1; cut <= cuts; cut++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		writers_start(&ws);
+		writers_wait_acks(&ws, 1 + (uint32_t)(x % 60), "before the power cut");
+		pc_figures fig[N];
+		bool syncing = false;
+		for (int i = 0; i < N; i++) {
+			if (!figures_of(i, &fig[i]))
+				fail("cut %d: replica %d's metrics are unreadable", cut, i + 1);
+			syncing |= fig[i].taken > fig[i].synced;
+			t.held += fig[i].held;
+		}
+		t.with_sync += syncing;
+		unsigned ranges = 0;
+		for (int i = 0; i < N && (x >> 32) % 2 == 0; i++)
+			ranges += writeback_some(i, &x);
+		uint32_t before = ws.acks;
+		long from[N], first[N];
+		power_cycle(cut, ++boot, from, &t);
+		memcpy(first, from, sizeof first);
+		/* A quarter of the cuts flicker: the power goes again while the
+		 * replicas start (replaying their logs, checking, syncing or
+		 * rolling back their stores). */
+		bool flicker = (x >> 20) % 4 == 0;
+		if (flicker) {
+			wait_logged(from, cut);
+			power_cycle(cut, ++boot, from, &t);
+			t.flickers++;
+		}
+		wait_ports(-1);
+		writers_wait_acks(&ws, ws.acks + 20, "after the power cut");
+		writers_stop(&ws);
+		char what[96];
+		snprintf(what, sizeof what, "after power cut %d of every replica", cut);
+		uint32_t n = verify_writes(&m, &sb, &ws, what);
+		unsigned rolled = 0;
+		for (int i = 0; i < N; i++) {
+			if (log_count_since(i, first[i], "cannot be trusted") > 0)
+				fail("%s: replica %d found durable state damaged (see its log): a cut must "
+				     "lose only what was never synced", what, i + 1);
+			rolled += log_count_since(i, first[i], "vsr.store: rolled ");
+		}
+		t.rolled += rolled;
+		t.rolled_cuts += rolled > 0;
+		note("cut %d%s: after %u acknowledged writes, %u dirty ranges written back first, a "
+		     "checkpoint sync %s; %u store rollback%s to the durable checkpoint; all %u "
+		     "acknowledged writes present, digests equal at op %" PRIu64,
+		     cut, flicker ? " (and again while starting)" : "", before, ranges,
+		     syncing ? "running" : "idle", rolled, rolled == 1 ? "" : "s", n, ws.max_op);
+	}
+	unsetenv("VSRH_BOOT_ID");
+	/* Read at every replica on its own too, after the last cut. */
+	uint32_t n = verify_writes_each(&sb, &ws, "after the last power cut");
+	scenario_close(&m, &sb);
+	unsetenv("VSRH_SEGMENT_BYTES");
+	uint64_t seg[N];
+	for (int i = 0; i < N; i++)
+		seg[i] = newest_segment(i);
+	note("%d power cuts (%u cut again while starting): %u with a checkpoint sync running at the "
+	     "cut, %u with a store rolled back (%u rollbacks), %u replicas had stopped on their own "
+	     "(exit 74) before the kill, %" PRIu64 " writes held in memory in all, log segments up to "
+	     "number %" PRIu64 ", %" PRIu64 ", %" PRIu64 "; all %u acknowledged writes present at "
+	     "every replica", cuts, t.flickers, t.with_sync, t.rolled_cuts, t.rolled, t.exited,
+	     t.held, seg[0], seg[1], seg[2], n);
+	if (t.open78 > 0)
+		note("KNOWN BUG: %u replica start%s cut while vsr.store opened exited 78 (a configuration "
+		     "error, not restarted by a supervisor), not 74 (ctest process_store-open-fault, "
+		     "disabled until fixed)", t.open78, t.open78 == 1 ? "" : "s");
+	if (t.held == 0)
+		fail("no write was ever held during a checkpoint's sync: the cuts never met held writes");
+	if (cuts >= 10 && seg[0] + seg[1] + seg[2] <= N)
+		fail("in %d cuts no replica's log went past its first segment: the reaper was never "
+		     "reached", cuts);
+	for (int i = 0; i < N; i++)
+		if (!disk_unmount(i))
+			fail("cannot unmount %s: %s", g_mnt[i], strerror(errno));
+	return 0;
+}
