@@ -60,6 +60,7 @@ extern "C" {
 	X(VSR_ECORRUPT, -3, "corrupt durable state")                       \
 	X(VSR_ETOOBIG, -4, "value exceeds a configured limit")             \
 	X(VSR_ESM, -5, "state machine failed")                             \
+	X(VSR_EIO, -6, "storage failed (disk error)")                      \
 	X(VSR_PENDING, 1, "accepted, durable later")
 
 enum vsr_error {

@@ -1264,8 +1264,10 @@ int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *o, char *err, size_t err_
 	if (!sm->plain && o->store != VSRH_STORE_TABLE &&
 	    vsrh_store_use_lmdb(&sm->store, o->store_dir, o->store_sync, o->store_fresh, err,
 				err_len)) {
+		/* The store's directory or files could not be opened: the disk
+		 * (or its permissions), not the configuration. */
 		vsrh_sm_destroy(sm);
-		return VSR_EINVAL;
+		return VSR_EIO;
 	}
 	sm->store.checkpoint_interval = o->checkpoint_interval;
 	/* Plain state on a durable disk: the current checkpoint image is a
@@ -1274,9 +1276,11 @@ int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *o, char *err, size_t err_
 		size_t n = strlen(o->store_dir) + 32;
 		sm->image_path = malloc(n);
 		if (sm->image_path == NULL || (mkdir(o->store_dir, 0700) != 0 && errno != EEXIST)) {
-			snprintf(err, err_len, "%s: %s", o->store_dir, strerror(errno));
+			bool nomem = sm->image_path == NULL;
+			snprintf(err, err_len, "%s: %s", o->store_dir,
+				 nomem ? "out of memory" : strerror(errno));
 			vsrh_sm_destroy(sm);
-			return VSR_EINVAL;
+			return nomem ? VSR_ENOMEM : VSR_EIO;
 		}
 		snprintf(sm->image_path, n, "%s/checkpoint.img", o->store_dir);
 		if (o->store_fresh)

@@ -325,25 +325,9 @@ static uint64_t newest_segment(int i)
 
 /* What the cuts met, for the closing line. */
 typedef struct pc_tally {
-	unsigned with_sync, rolled_cuts, rolled, exited, flickers, open78;
+	unsigned with_sync, rolled_cuts, rolled, exited, flickers;
 	uint64_t held;
 } pc_tally;
-
-/* Whether replica i's last error line is vsr.store failing to open a file
- * with EIO: the known bug that exits 78 instead of 74 (ctest
- * process_store-open-fault, disabled until it is fixed). */
-static bool last_error_is_store_open_eio(int i)
-{
-	char path[400], line[2048], last[2048] = "";
-	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
-	FILE *f = fopen(path, "r");
-	while (f != NULL && fgets(line, sizeof line, f) != NULL)
-		if (strstr(line, " ERROR ") != NULL)
-			snprintf(last, sizeof last, "%s", line);
-	if (f != NULL)
-		fclose(f);
-	return strstr(last, "vsr.store: ") != NULL && strstr(last, "Input/output error") != NULL;
-}
 
 /* Every disk cut at once, then every replica killed; the filesystems
  * mounted again (journal replay) and the replicas started as after reboot
@@ -369,12 +353,6 @@ static void power_cycle(int cut, int boot, long from[N], pc_tally *t)
 		 * store's map included), never a crash or another status. */
 		if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
 			continue;
-		if (WIFEXITED(status) && WEXITSTATUS(status) == 78 && last_error_is_store_open_eio(i)) {
-			/* Known bug, counted and shown (process_store-open-fault):
-			 * a cut while vsr.store opens exits 78, not 74. */
-			t->open78++;
-			continue;
-		}
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 74)
 			fail("cut %d: replica %d, its disk gone, stopped with status 0x%x, not exit 74 "
 			     "(see its log)", cut, i + 1, status);
@@ -505,10 +483,6 @@ int scenario_powercut(int cuts)
 	     "number %" PRIu64 ", %" PRIu64 ", %" PRIu64 "; all %u acknowledged writes present at "
 	     "every replica", cuts, t.flickers, t.with_sync, t.rolled_cuts, t.rolled, t.exited,
 	     t.held, seg[0], seg[1], seg[2], n);
-	if (t.open78 > 0)
-		note("KNOWN BUG: %u replica start%s cut while vsr.store opened exited 78 (a configuration "
-		     "error, not restarted by a supervisor), not 74 (ctest process_store-open-fault, "
-		     "disabled until fixed)", t.open78, t.open78 == 1 ? "" : "s");
 	if (t.held == 0)
 		fail("no write was ever held during a checkpoint's sync: the cuts never met held writes");
 	if (cuts >= 10 && seg[0] + seg[1] + seg[2] <= N)

@@ -942,7 +942,10 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		vsr_storage_close(h.storage, NULL);
 		uv_run(h.loop, UV_RUN_DEFAULT);
 		host_free(&h);
-		return EX_CONFIG;
+		/* A store that cannot be opened or read (a disk error, damaged
+		 * state) is storage's failure, which a supervisor restarts once
+		 * the disk is back; anything else is the script or the config. */
+		return rc == VSR_EIO || rc == VSR_ECORRUPT ? EX_IOERR : EX_CONFIG;
 	}
 	vsrh_sm_set_log(h.sm, host_sm_log, &h, host_log_level());
 	{
