@@ -1129,3 +1129,11 @@ bool log_line_starts(int i, const char *prefix)
 {
 	return log_has(i, prefix, true);
 }
+
+long replica_log_size(int i)
+{
+	char path[400];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
+	struct stat st;
+	return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}

@@ -78,6 +78,8 @@ extern const char *g_vsrctl;
 extern const char *g_fail_io;  /* --fail-io: the fail_io.c shim */
 extern const char *g_root;
 extern char g_dir[256];
+/* Bytes in replica i's log file (g_dir/replica-<i+1>.log) so far, 0: none. */
+long replica_log_size(int i);
 extern uint64_t g_cluster;
 extern uint16_t g_replica_port[N], g_client_port[N], g_metrics_port[N];
 extern pid_t g_pid[N];

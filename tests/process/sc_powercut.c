@@ -283,14 +283,6 @@ static unsigned log_count_since(int i, long from, const char *needle)
 	return n;
 }
 
-static long log_end(int i)
-{
-	char path[400];
-	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
-	struct stat st;
-	return stat(path, &st) == 0 ? (long)st.st_size : 0;
-}
-
 /* Replica i's checkpoint figures of this incarnation, just before a cut. */
 typedef struct pc_figures {
 	uint64_t taken, synced, held;
@@ -367,7 +359,7 @@ static void power_cycle(int cut, int boot, long from[N], pc_tally *t)
 	snprintf(id, sizeof id, "powercut-%" PRIu64 "-%d", g_seed, boot);
 	setenv("VSRH_BOOT_ID", id, 1); /* a cut is a reboot: the page cache is gone */
 	for (int i = 0; i < N; i++) {
-		from[i] = log_end(i);
+		from[i] = replica_log_size(i);
 		start_replica(i);
 	}
 }
@@ -378,7 +370,7 @@ static void wait_logged(const long from[N], int cut)
 {
 	uint64_t deadline = now_ms() + STARTUP_MS;
 	for (int i = 0; i < N; i++)
-		while (log_end(i) <= from[i]) {
+		while (replica_log_size(i) <= from[i]) {
 			check_alive();
 			if (now_ms() > deadline)
 				fail("cut %d: replica %d logged nothing after its start", cut, i + 1);

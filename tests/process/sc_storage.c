@@ -698,14 +698,6 @@ static uint64_t superblock_checkpoint(int r)
 	return best;
 }
 
-static long log_size(int r)
-{
-	char path[400];
-	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, r + 1);
-	struct stat st;
-	return stat(path, &st) == 0 ? (long)st.st_size : 0;
-}
-
 /* Replica r's log from byte `from` on contains needle. */
 static bool log_since_contains(int r, long from, const char *needle)
 {
@@ -786,7 +778,7 @@ static uint64_t check_store_stop(int r, int status, const char *spec, long from,
  * before the failed sync), replays its log and reaches the others' digest. */
 static void restart_clean(int r, uint64_t ckpt, uint64_t op, const char *spec)
 {
-	long from = log_size(r);
+	long from = replica_log_size(r);
 	start_replica(r);
 	wait_ports(r);
 	wait_converged(op, CATCHUP_MS, "the replica whose store failed, restarted on a good disk");
@@ -850,7 +842,7 @@ int scenario_store_fault(void)
 		const char *spec = faults[f].spec;
 		int victim = (p + f) % N; /* the first primary first */
 		kill_replica(victim);
-		long from = log_size(victim);
+		long from = replica_log_size(victim);
 		start_faulty(victim, spec, faults[f].no_reserve, report, notef);
 		writers_start_quota(&ws, 100000);
 		int status = writers_until_exit(&ws, victim, spec, report);
@@ -862,7 +854,7 @@ int scenario_store_fault(void)
 		writers_stop(&ws);
 		uint32_t n = verify_writes(&m, &sb, &ws, spec);
 		if (faults[f].reopen != NULL) {
-			from = log_size(victim);
+			from = replica_log_size(victim);
 			if (faults[f].reboot != NULL) setenv("VSRH_BOOT_ID", faults[f].reboot, 1);
 			start_faulty(victim, faults[f].reopen, faults[f].no_reserve, report, notef);
 			unsetenv("VSRH_BOOT_ID");
@@ -908,7 +900,7 @@ int scenario_store_open_fault(void)
 	snprintf(report, sizeof report, "%s/fail-io-report.txt", g_dir);
 	snprintf(notef, sizeof notef, "%s/fail-io-note.txt", g_dir);
 	for (size_t f = 0; f < sizeof specs / sizeof specs[0]; f++) {
-		long from = log_size(0);
+		long from = replica_log_size(0);
 		start_faulty(0, specs[f], false, report, notef);
 		int status = 0;
 		uint64_t deadline = now_ms() + STARTUP_MS;
