@@ -172,7 +172,7 @@ struct vsrh_lmdb {
 	uint64_t held_total;  /* writes held, in all (figures) */
 	/* The step's turn: a checkpoint taken whose commit waits for this
 	 * replica's turn (step_due, until step_at), its state in wtxn and the
-	 * writes after it held meanwhile (see step_turn_ns). */
+	 * writes after it held meanwhile (vsrh_store_stagger sets turn_ns). */
 	bool step_due;
 	uint64_t step_at;     /* CLOCK_MONOTONIC ns */
 	uint64_t step_taken;  /* when it was taken (its sync's turn counts from there) */
