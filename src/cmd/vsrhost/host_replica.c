@@ -567,10 +567,13 @@ static void host_checkpoint_async_cb(uv_async_t *a)
 			.checkpoint_op = atomic_load(&h->ckpt_durable_op)};
 	vsrh_sm_stats st;
 	vsrh_sm_stats_get(h->sm, &st);
+	uint64_t turn_op = 0, turn_ns;
+	if (vsrh_sm_turn_commits(h->sm, &turn_op, &turn_ns) == 0)
+		turn_op = 0;
 	host_info("checkpoint at op %" PRIu64 " is durable (its commit took %.1f ms%s, its sync "
 		  "%.1f ms)",
 		  ev.checkpoint_op, (double)st.checkpoint_step_last_ns / 1e6,
-		  st.checkpoint_turns ? ", in this replica's turn" : "",
+		  turn_op == ev.checkpoint_op ? ", in this replica's turn" : "",
 		  (double)st.checkpoint_sync_last_ns / 1e6);
 	host_step(h, &ev);
 }
