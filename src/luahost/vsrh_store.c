@@ -171,11 +171,11 @@ struct vsrh_lmdb {
 	uint64_t hold_syncs;  /* the syncer's count of syncs before it */
 	uint64_t held_total;  /* writes held, in all (figures) */
 	/* The step's turn: a checkpoint taken whose commit waits for this
-	 * replica's turn (step_due, until step_at), its state in wtxn and the
+	 * replica's turn (step_due, until step_taken + turn_ns), its state in wtxn and the
 	 * writes after it held meanwhile (vsrh_store_stagger sets turn_ns). */
 	bool step_due;
-	uint64_t step_at;     /* CLOCK_MONOTONIC ns */
-	uint64_t step_taken;  /* when it was taken (its sync's turn counts from there) */
+	uint64_t step_taken;  /* CLOCK_MONOTONIC ns when it was taken (its sync's
+			       * turn counts from there too) */
 	vsr_checkpoint step_cp;
 	uint8_t *step_prefix; /* its image prefix, for held[0] */
 	size_t step_plen;
@@ -690,6 +690,13 @@ static void lmdb_write_one(vsrh_store *s, MDB_cursor *c, const char *key, size_t
  * clients: worst latency 9-11 ms at 2 per write, 7.6 ms at 4). */
 #define HELD_DRAIN_PER_OP 8u
 #define HELD_DRAIN_PER_WRITE 4u
+
+/* Whether writes may be held at all: only in a map written in place
+ * (VSRH_NO_HOLD=1 turns holding off, for comparisons). */
+static bool hold_allowed(const vsrh_lmdb *db)
+{
+	return db->writemap && !getenv("VSRH_NO_HOLD");
+}
 
 /* Whether writes are held: from a checkpoint's commit until its sync ends. */
 static bool held_holding(vsrh_lmdb *db)
@@ -1585,8 +1592,7 @@ static int ckpt_commit(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefix,
 	/* Durable once the syncer says so (vsr.h: checkpoint_take). */
 	uint64_t syncs = vsrh_syncer_figures(&db->syncer).syncs;
 	used = map_used(db);
-	db->syncer.late_ns = late_ns;
-	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op, used)))
+	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op, used, late_ns)))
 		lmdb_fatal("starting the syncer thread", rc);
 	/* The write-back ends with a sync of the whole map: pages the
 	 * transaction takes past `used` (the file growing) are cleaned too;
@@ -1596,7 +1602,7 @@ static int ckpt_commit(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefix,
 			       (size_t)sysconf(_SC_PAGESIZE), syncs);
 	/* Until the sync ends, the writes of the next operations are held
 	 * (vsrh_overlay.h): the map is not written while it is written back. */
-	db->holding = db->writemap && !getenv("VSRH_NO_HOLD");
+	db->holding = hold_allowed(db);
 	db->hold_syncs = syncs;
 	return VSR_PENDING;
 }
@@ -1643,7 +1649,8 @@ static void step_forget(vsrh_lmdb *db)
 
 void vsrh_store_tick(vsrh_store *s)
 {
-	if (s->db != NULL && s->db->step_due && store_mono_ns() >= s->db->step_at)
+	if (s->db != NULL && s->db->step_due &&
+	    store_mono_ns() >= s->db->step_taken + s->db->turn_ns)
 		step_now(s->db);
 }
 
@@ -1678,13 +1685,12 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 		rc = mdb_put(db->wtxn, db->meta, &k2, &v2, 0);
 	if (rc)
 		lmdb_fatal("checkpoint commit", rc);
-	if (db->turn_ns == 0 || !db->durable || !db->writemap || getenv("VSRH_NO_HOLD"))
+	if (db->turn_ns == 0 || !db->durable || !hold_allowed(db))
 		return ckpt_commit(db, cp, prefix, plen, 0);
 	/* Not this replica's turn yet: wtxn holds the checkpoint's state, and
 	 * the writes of the operations until the turn are held. */
 	db->step_due = true;
 	db->step_taken = store_mono_ns();
-	db->step_at = db->step_taken + db->turn_ns;
 	db->step_cp = *cp;
 	db->step_prefix = prefix;
 	db->step_plen = plen;

@@ -364,7 +364,8 @@ void vsrh_syncer_stagger(vsrh_syncer *s, unsigned slot, unsigned slots)
 	s->slots = slots;
 }
 
-int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used)
+int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used,
+		      uint64_t late_ns)
 {
 	if (!s->started) {
 		int rc = pthread_create(&s->thread, NULL, syncer_main, s);
@@ -383,6 +384,7 @@ int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used)
 	s->txnid = env_txnid(env);
 	s->op = op;
 	s->used = used;
+	s->late_ns = late_ns;
 	/* The next take waits for this sync, and comes about an interval (the
 	 * time since the last take) from now. A replica starts after its turn,
 	 * slot/slots of half the interval, and paces its slices over at most

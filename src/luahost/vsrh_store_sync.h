@@ -54,8 +54,8 @@ typedef struct vsrh_syncer {
 	unsigned slot, slots;    /* this replica's turn of the replicas' (stagger) */
 	bool hurry;              /* someone waits for the sync: no more pauses */
 	uint64_t delay_ns;       /* this sync's turn: how long it waits to start */
-	uint64_t late_ns;        /* set before a start: how long after its take the
-				  * checkpoint was committed (the step's turn) */
+	uint64_t late_ns;        /* this sync's checkpoint was committed this long
+				  * after its take (the step's turn) */
 	int synced_fd;           /* the `synced` file, open */
 	char boot[VSRH_BOOT_ID_LEN];
 	vsrh_store_durable_fn notify;
@@ -79,9 +79,11 @@ void vsrh_syncer_close(vsrh_syncer *s);
 void vsrh_syncer_wait(vsrh_syncer *s);
 /* Its figures, read under its lock. */
 vsrh_sync_figures vsrh_syncer_figures(vsrh_syncer *s);
-/* Starts syncing env (its newest commit, checkpoint `op`) on the thread;
- * waits first for one in flight. 0, or an errno (no thread). */
-int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used);
+/* Starts syncing env (its newest commit, checkpoint `op`, committed late_ns
+ * after its take) on the thread; waits first for one in flight. 0, or an
+ * errno (no thread). */
+int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used,
+		      uint64_t late_ns);
 /* Staggers this replica's syncs (slot of slots, the replica's index and the
  * replica count): replicas that share a disk then write back one after the
  * other rather than all at once. */
