@@ -185,6 +185,7 @@ int scenario_disk_full(void);
 int scenario_disk_fault(void);
 int scenario_store_fault(void);
 int scenario_powercut(int cuts);
+int scenario_powercut_minority(int rounds);
 int scenario_store_open_fault(void);
 int scenario_pause_backup(void);
 int scenario_one_way_cut(void);

@@ -65,6 +65,14 @@
  *                   is lost), remounted, restarted as after a reboot;
  *                   --trials N cuts; every acknowledged write present, digests
  *                   equal. Skips (77) without root, loop devices or the ioctl
+ *   powercut-minority  the same disks, as root: ONE replica's disk cut at a time
+ *                   (the primary or a backup) while the other two keep
+ *                   acknowledging writes; it restarts as after its own
+ *                   reboot and must rejoin and catch up (some rounds: a
+ *                   checkpoint fetch, cut again while catching up, a
+ *                   second replica cut right after it rejoined); --trials
+ *                   N rounds; every acknowledged write at every replica,
+ *                   digests equal
  * Availability (issue 7), each reporting its figures:
  *   pause-backup    SIGSTOP of a backup for 2, 4 and 6 s under writes, then
  *                   SIGCONT: the primary keeps its view (nobody is deposed)
@@ -142,6 +150,7 @@ static const struct {
 	{"corrupt", run_corrupt}, {"disk-full", run_disk_full}, {"disk-fault", run_disk_fault},
 	{"store-fault", run_store_fault}, {"store-open-fault", run_store_open_fault},
 	{"powercut", scenario_powercut},
+	{"powercut-minority", scenario_powercut_minority},
 	{"config-mismatch", run_config_mismatch},
 	{"config-change", run_config_change},
 };

@@ -39,6 +39,7 @@
 #define _GNU_SOURCE /* sync_file_range, unshare */
 #include "harness.h"
 #include "writers.h"
+#include "powercut.h"
 
 #include <dirent.h>
 #include <sched.h>
@@ -75,7 +76,7 @@ static int pc_sh(const char *cmd)
 	return rc == -1 ? -1 : WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
 }
 
-static bool disk_mount(int i)
+bool disk_mount(int i)
 {
 	char cmd[2048];
 	snprintf(cmd, sizeof cmd, "mount -t ext4 -o loop,data=%s '%s' '%s'", g_data_mode[i], g_img[i],
@@ -88,7 +89,7 @@ static bool disk_mount(int i)
  * of the replica may hold it: a file of a process that is gone is closed
  * by the time waitpid returned, so EBUSY can only be brief (a child of the
  * store check still exiting); bounded. */
-static bool disk_unmount(int i)
+bool disk_unmount(int i)
 {
 	if (!g_is_mounted[i])
 		return true;
@@ -114,7 +115,7 @@ static void disks_release(void)
 }
 
 /* Cuts replica i's disk: nothing written after this reaches its image. */
-static int disk_cut_fd(int i)
+int disk_cut_fd(int i)
 {
 	int fd = open(g_mnt[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
@@ -122,7 +123,7 @@ static int disk_cut_fd(int i)
 	return fd;
 }
 
-static int disk_cut(int fd)
+int disk_cut(int fd)
 {
 	uint32_t how = SHUTDOWN_NOLOGFLUSH;
 	return ioctl(fd, FS_IOC_SHUTDOWN, &how);
@@ -223,7 +224,7 @@ static int disk_probe(int i)
  * i's files written back before the cut (the meta pages of data.mdb at
  * times, so that LMDB's newest meta page can reach the disk without the
  * pages it names). Returns how many ranges. */
-static unsigned writeback_some(int i, uint64_t *x)
+unsigned writeback_some(int i, uint64_t *x)
 {
 	static const char *const sub[] = {"", "/store", "/store/db"};
 	unsigned ranges = 0;
@@ -269,7 +270,7 @@ static unsigned writeback_some(int i, uint64_t *x)
 }
 
 /* Lines of replica i's log, from byte `from` on, containing needle. */
-static unsigned log_count_since(int i, long from, const char *needle)
+unsigned log_count_since(int i, long from, const char *needle)
 {
 	char path[400], line[4096];
 	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, i + 1);
@@ -378,7 +379,7 @@ static void wait_logged(const long from[N], int cut)
 		}
 }
 
-int scenario_powercut(int cuts)
+int pc_disks_setup(void)
 {
 	if (geteuid() != 0) {
 		note("SKIP: power cuts need root (loop devices, mounts, the shutdown ioctl)");
@@ -398,6 +399,14 @@ int scenario_powercut(int cuts)
 	note("%d ext4 filesystems on loop devices (%s/disk-N.img; data=%s, %s, %s); a cut drops "
 	     "what was not synced (checked on each)", N, g_dir, g_data_mode[0], g_data_mode[1],
 	     g_data_mode[2]);
+	return 0;
+}
+
+int scenario_powercut(int cuts)
+{
+	int rc = pc_disks_setup();
+	if (rc != 0)
+		return rc;
 	g_durability = "durable";
 	g_checkpoint_interval = 8; /* cuts land while syncs run and writes are held */
 	/* Log segments of 64 KiB (64 MiB by default): the log rotates, and

@@ -223,15 +223,22 @@ uint32_t verify_writes(mclient *m, msgpack_sbuffer *sb, const writers *ws, const
 #define VERIFY_WINDOW 64
 uint32_t verify_writes_each(msgpack_sbuffer *sb, const writers *ws, const char *what)
 {
+	return verify_writes_each_from(sb, ws, NULL, what);
+}
+
+uint32_t verify_writes_each_from(msgpack_sbuffer *sb, const writers *ws,
+				 const uint32_t first[WRITERS], const char *what)
+{
 	wait_converged(ws->max_op, CATCHUP_MS, what);
 	uint32_t total = 0;
-	for (int w = 0; w < WRITERS; w++) total += ws->next[w];
+	for (int w = 0; w < WRITERS; w++) total += ws->next[w] - (first ? first[w] : 0);
 	int *owner = malloc(sizeof(int) * (total ? total : 1));
 	uint32_t *seqs = malloc(sizeof(uint32_t) * (total ? total : 1));
 	if (owner == NULL || seqs == NULL) fail("out of memory");
 	uint32_t k = 0;
 	for (int w = 0; w < WRITERS; w++)
-		for (uint32_t seq = 0; seq < ws->next[w]; seq++, k++) owner[k] = w, seqs[k] = seq;
+		for (uint32_t seq = first ? first[w] : 0; seq < ws->next[w]; seq++, k++)
+			owner[k] = w, seqs[k] = seq;
 	for (int i = 0; i < N; i++) {
 		if (g_pid[i] <= 0) continue;
 		mclient q;

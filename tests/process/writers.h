@@ -44,5 +44,8 @@ uint32_t writers_target(const writers *ws, uint32_t more);
 uint32_t verify_writes(mclient *m, msgpack_sbuffer *sb, const writers *ws, const char *what);
 /* The same at each replica on its own (stale reads), writers paused. */
 uint32_t verify_writes_each(msgpack_sbuffer *sb, const writers *ws, const char *what);
+/* The same for writer w's writes from seq first[w] on only. */
+uint32_t verify_writes_each_from(msgpack_sbuffer *sb, const writers *ws,
+				 const uint32_t first[WRITERS], const char *what);
 
 #endif
