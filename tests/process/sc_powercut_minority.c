@@ -48,7 +48,7 @@
 
 typedef struct mn_tally {
 	unsigned cuts, primary_cuts, backup_cuts, exited, fetch_rounds, fetches, recuts,
-		recut_transfer, recut_late, seconds, rolled, view_changes;
+		recut_transfer, recut_fetch, recut_late, seconds, rolled, view_changes;
 	unsigned recut_status[VSR_STATUS_COUNT];
 	uint32_t acks_down;     /* acknowledgements while a replica was cut */
 	uint64_t rejoin_ms_max; /* from a start to status normal in the view */
@@ -166,8 +166,8 @@ static bool logged_and_not_after(int i, long from, const char *first, const char
  * soon as its status answers and shows it not yet caught up (recovering,
  * a view change, a state transfer, or normal below `op`); one that caught
  * up before that was seen is cut anyway and counted late. */
-static void recut_catching_up(int i, long from, uint64_t op, bool in_transfer, const mn_round *r,
-			      mn_tally *t)
+static void recut_catching_up(int i, long from, uint64_t op, bool in_transfer, bool mid_fetch,
+			      const mn_round *r, mn_tally *t)
 {
 	uint64_t deadline = now_ms() + CATCHUP_MS;
 	for (;;) {
@@ -175,7 +175,11 @@ static void recut_catching_up(int i, long from, uint64_t op, bool in_transfer, c
 		writers_check(r->ws, r->what);
 		writers_drain(r->ws, 0);
 		if (in_transfer) {
-			if (log_count_since(i, from, "status state_transfer") > 0)
+			/* Half the time (the seed) once it asked for a chunk:
+			 * the cut lands while the checkpoint is fetched or
+			 * installed. */
+			if (log_count_since(i, from, "status state_transfer") > 0 &&
+			    (!mid_fetch || fetch_requests(i) > 0))
 				break;
 		} else {
 			vsr_wire_status s;
@@ -196,10 +200,12 @@ static void recut_catching_up(int i, long from, uint64_t op, bool in_transfer, c
 	cut_one(i, r, t);
 	t->recuts++;
 	if (in_transfer) {
-		if (logged_and_not_after(i, from, "status state_transfer", "status normal"))
-			t->recut_transfer++;
-		else
+		if (!logged_and_not_after(i, from, "status state_transfer", "status normal"))
 			t->recut_late++;
+		else if (mid_fetch)
+			t->recut_fetch++;
+		else
+			t->recut_transfer++;
 	}
 }
 
@@ -239,8 +245,8 @@ static int wait_rejoined(int i, uint64_t op, uint64_t started_ms, const mn_round
  * back after its reboot, optionally cuts it again while it catches up, and
  * waits until it rejoined. lag: the cluster commits LAG_OPS past it first.
  * Returns where its log of the first start after the cut begins. */
-static long minority_cycle(int victim, bool lag, bool recut, const mn_round *r, mn_tally *t,
-			   int *boots)
+static long minority_cycle(int victim, bool lag, bool recut, bool mid_fetch, const mn_round *r,
+			   mn_tally *t, int *boots)
 {
 	cluster_view v;
 	int p = wait_settled(r, &v);
@@ -275,7 +281,7 @@ static long minority_cycle(int victim, bool lag, bool recut, const mn_round *r, 
 	long from = boot_one(victim, boots);
 	uint64_t started = now_ms();
 	if (recut) {
-		recut_catching_up(victim, from, commit, lag, r, t);
+		recut_catching_up(victim, from, commit, lag, mid_fetch, r, t);
 		boot_one(victim, boots);
 		started = now_ms();
 	}
@@ -353,7 +359,7 @@ int scenario_powercut_minority(int rounds)
 		snprintf(what, sizeof what, "round %d: power cut of replica %d (%s)%s%s", round,
 			 victim + 1, cut_primary ? "the primary" : "a backup",
 			 lag ? ", the cluster far ahead" : "", recut ? ", again while catching up" : "");
-		long from = minority_cycle(victim, lag, recut, &r, &t, &boots);
+		long from = minority_cycle(victim, lag, recut, (x >> 28) % 2 == 0, &r, &t, &boots);
 		check_log(victim, from, what, &t);
 		int other = -1;
 		if (second) {
@@ -364,7 +370,7 @@ int scenario_powercut_minority(int rounds)
 			snprintf(what2, sizeof what2, "%s, then of replica %d (%s) right after it rejoined",
 				 what, other + 1, other == p ? "the primary" : "a backup");
 			mn_round r2 = {.ws = &ws, .cap = r.cap, .what = what2};
-			long from2 = minority_cycle(other, false, false, &r2, &t, &boots);
+			long from2 = minority_cycle(other, false, false, false, &r2, &t, &boots);
 			check_log(other, from2, what2, &t);
 			t.seconds++;
 		}
@@ -390,14 +396,16 @@ int scenario_powercut_minority(int rounds)
 	note("%u power cuts of one replica in %d rounds: %u first cuts (%u of the primary, %u of a "
 	     "backup), %u view changes, %u acknowledgements while a replica was cut; %u rounds "
 	     "with the cluster %d ops ahead, %u catch-ups that fetched a checkpoint; %u cut again "
-	     "while catching up (%u in the state transfer, %u recovering, %u in a view change, %u "
+	     "while catching up (%u in the state transfer, %u of them after it asked for checkpoint "
+	     "chunks, %u recovering, %u in a view change, %u "
 	     "normal but behind, %u only once it had caught up); %u second replicas cut right "
 	     "after the first rejoined; %u stopped on their own (exit 74) before the kill; %u "
 	     "store rollbacks; slowest rejoin %" PRIu64 " ms; 0 acknowledged writes lost, digests "
 	     "equal after every round",
 	     t.cuts, rounds, t.primary_cuts + t.backup_cuts, t.primary_cuts, t.backup_cuts,
 	     t.view_changes, t.acks_down, t.fetch_rounds, LAG_OPS, t.fetches, t.recuts,
-	     t.recut_transfer + t.recut_status[VSR_STATUS_STATE_TRANSFER],
+	     t.recut_transfer + t.recut_fetch + t.recut_status[VSR_STATUS_STATE_TRANSFER],
+	     t.recut_fetch,
 	     t.recut_status[VSR_STATUS_RECOVERING], t.recut_status[VSR_STATUS_VIEW_CHANGE],
 	     t.recut_status[VSR_STATUS_NORMAL], t.recut_late, t.seconds, t.exited, t.rolled,
 	     t.rejoin_ms_max);
