@@ -22,9 +22,12 @@
  * (LAG_OPS ops), so that it must fetch a checkpoint (a state transfer in
  * chunks; its GET_CHECKPOINT messages are counted from its metrics); in some
  * its disk is cut again while it catches up (as soon as its status shows it
- * recovering, in a state transfer or behind; in a fetch round, once it has
- * asked for a chunk); in some a second replica is cut right after the first
- * rejoins, so that the writes depend on the replica that just caught up.
+ * recovering, in a state transfer or behind; in a fetch round, once it
+ * entered the transfer, once it asked for a chunk, or right after the
+ * transfer ended, when the fetched checkpoint is installed and its next
+ * checkpoint's sync has not yet run); in some a second replica is cut right
+ * after the first rejoins, so that the writes depend on the replica that
+ * just caught up.
  *
  * Failure modes: an acknowledged write missing at any replica, digests that
  * differ, writers that stop getting acknowledgements while two replicas
@@ -48,7 +51,7 @@
 
 typedef struct mn_tally {
 	unsigned cuts, primary_cuts, backup_cuts, exited, fetch_rounds, fetches, recuts,
-		recut_transfer, recut_fetch, recut_late, seconds, rolled, view_changes;
+		recut_transfer, recut_fetch, recut_normal, recut_late, seconds, rolled, view_changes;
 	unsigned recut_status[VSR_STATUS_COUNT];
 	uint32_t acks_down;     /* acknowledgements while a replica was cut */
 	uint64_t rejoin_ms_max; /* from a start to status normal in the view */
@@ -159,14 +162,21 @@ static bool logged_and_not_after(int i, long from, const char *first, const char
 	return seen && !after;
 }
 
+/* When a replica is cut again after its restart. */
+enum recut_when {
+	RECUT_AT_STATUS,    /* its status answers, not caught up (recovering, mostly) */
+	RECUT_IN_TRANSFER,  /* it logged "status state_transfer" */
+	RECUT_IN_FETCH,     /* ... and asked for checkpoint chunks */
+	RECUT_AT_NORMAL,    /* it logged "status normal" after the transfer: the fetched
+			     * checkpoint installed, before its next checkpoint's sync */
+};
+
 /* Cuts replica i again while it catches up after the start whose log
- * begins at `from`. in_transfer: once it logs that it entered a state
- * transfer (in a fetch round, that transfer fetches a checkpoint); the cut
- * counts as landed in it when no "status normal" followed. Otherwise as
- * soon as its status answers and shows it not yet caught up (recovering,
- * a view change, a state transfer, or normal below `op`); one that caught
- * up before that was seen is cut anyway and counted late. */
-static void recut_catching_up(int i, long from, uint64_t op, bool in_transfer, bool mid_fetch,
+ * begins at `from` (`op`: what it must reach), at the moment `when` names.
+ * A cut meant for the transfer counts as landed in it when no "status
+ * normal" followed in its log; one meant for its status when that showed
+ * it behind. Otherwise it is counted late. */
+static void recut_catching_up(int i, long from, uint64_t op, enum recut_when when,
 			      const mn_round *r, mn_tally *t)
 {
 	uint64_t deadline = now_ms() + CATCHUP_MS;
@@ -174,14 +184,7 @@ static void recut_catching_up(int i, long from, uint64_t op, bool in_transfer, b
 		check_alive();
 		writers_check(r->ws, r->what);
 		writers_drain(r->ws, 0);
-		if (in_transfer) {
-			/* Half the time (the seed) once it asked for a chunk:
-			 * the cut lands while the checkpoint is fetched or
-			 * installed. */
-			if (log_count_since(i, from, "status state_transfer") > 0 &&
-			    (!mid_fetch || fetch_requests(i) > 0))
-				break;
-		} else {
+		if (when == RECUT_AT_STATUS) {
 			vsr_wire_status s;
 			if (status_of(i, &s)) {
 				bool behind = s.status != VSR_STATUS_NORMAL || s.executed < op;
@@ -191,18 +194,28 @@ static void recut_catching_up(int i, long from, uint64_t op, bool in_transfer, b
 					t->recut_late++;
 				break;
 			}
+		} else if (when == RECUT_AT_NORMAL) {
+			if (log_count_since(i, from, "status state_transfer") > 0 &&
+			    !logged_and_not_after(i, from, "status state_transfer", "status normal")) {
+				t->recut_normal++;
+				break;
+			}
+		} else if (log_count_since(i, from, "status state_transfer") > 0 &&
+			   (when == RECUT_IN_TRANSFER || fetch_requests(i) > 0)) {
+			break;
 		}
 		if (now_ms() > deadline)
 			fail("%s: replica %d did not %s within %d ms", r->what, i + 1,
-			     in_transfer ? "enter a state transfer" : "answer its status", CATCHUP_MS);
+			     when == RECUT_AT_STATUS ? "answer its status" : "enter a state transfer",
+			     CATCHUP_MS);
 		poll(NULL, 0, 1); /* the next poll of its log or status */
 	}
 	cut_one(i, r, t);
 	t->recuts++;
-	if (in_transfer) {
+	if (when == RECUT_IN_TRANSFER || when == RECUT_IN_FETCH) {
 		if (!logged_and_not_after(i, from, "status state_transfer", "status normal"))
 			t->recut_late++;
-		else if (mid_fetch)
+		else if (when == RECUT_IN_FETCH)
 			t->recut_fetch++;
 		else
 			t->recut_transfer++;
@@ -245,8 +258,8 @@ static int wait_rejoined(int i, uint64_t op, uint64_t started_ms, const mn_round
  * back after its reboot, optionally cuts it again while it catches up, and
  * waits until it rejoined. lag: the cluster commits LAG_OPS past it first.
  * Returns where its log of the first start after the cut begins. */
-static long minority_cycle(int victim, bool lag, bool recut, bool mid_fetch, const mn_round *r,
-			   mn_tally *t, int *boots)
+static long minority_cycle(int victim, bool lag, bool recut, enum recut_when when,
+			   const mn_round *r, mn_tally *t, int *boots)
 {
 	cluster_view v;
 	int p = wait_settled(r, &v);
@@ -281,7 +294,7 @@ static long minority_cycle(int victim, bool lag, bool recut, bool mid_fetch, con
 	long from = boot_one(victim, boots);
 	uint64_t started = now_ms();
 	if (recut) {
-		recut_catching_up(victim, from, commit, lag, mid_fetch, r, t);
+		recut_catching_up(victim, from, commit, when, r, t);
 		boot_one(victim, boots);
 		started = now_ms();
 	}
@@ -342,6 +355,9 @@ int scenario_powercut_minority(int rounds)
 		bool recut = kind == 1 || kind == 0 || (x >> 16) % 8 == 0;
 		bool second = kind == 2 || (x >> 20) % 8 == 0;
 		bool cut_primary = ((unsigned)round + (unsigned)(g_seed >> 3)) % 2 == 0;
+		/* A cut again in a fetch round lands in the transfer, once
+		 * chunks were asked for, or right after the install. */
+		enum recut_when when = !lag ? RECUT_AT_STATUS : (enum recut_when)(1 + (x >> 28) % 3);
 		/* The writers put as fast as the cluster lets them, for as
 		 * long as the round lasts: a quota they never reach. */
 		uint32_t quota = 20000;
@@ -359,7 +375,7 @@ int scenario_powercut_minority(int rounds)
 		snprintf(what, sizeof what, "round %d: power cut of replica %d (%s)%s%s", round,
 			 victim + 1, cut_primary ? "the primary" : "a backup",
 			 lag ? ", the cluster far ahead" : "", recut ? ", again while catching up" : "");
-		long from = minority_cycle(victim, lag, recut, (x >> 28) % 2 == 0, &r, &t, &boots);
+		long from = minority_cycle(victim, lag, recut, when, &r, &t, &boots);
 		check_log(victim, from, what, &t);
 		int other = -1;
 		if (second) {
@@ -370,7 +386,7 @@ int scenario_powercut_minority(int rounds)
 			snprintf(what2, sizeof what2, "%s, then of replica %d (%s) right after it rejoined",
 				 what, other + 1, other == p ? "the primary" : "a backup");
 			mn_round r2 = {.ws = &ws, .cap = r.cap, .what = what2};
-			long from2 = minority_cycle(other, false, false, false, &r2, &t, &boots);
+			long from2 = minority_cycle(other, false, false, RECUT_AT_STATUS, &r2, &t, &boots);
 			check_log(other, from2, what2, &t);
 			t.seconds++;
 		}
@@ -397,7 +413,7 @@ int scenario_powercut_minority(int rounds)
 	     "backup), %u view changes, %u acknowledgements while a replica was cut; %u rounds "
 	     "with the cluster %d ops ahead, %u catch-ups that fetched a checkpoint; %u cut again "
 	     "while catching up (%u in the state transfer, %u of them after it asked for checkpoint "
-	     "chunks, %u recovering, %u in a view change, %u "
+	     "chunks, %u right after the transfer ended, %u recovering, %u in a view change, %u "
 	     "normal but behind, %u only once it had caught up); %u second replicas cut right "
 	     "after the first rejoined; %u stopped on their own (exit 74) before the kill; %u "
 	     "store rollbacks; slowest rejoin %" PRIu64 " ms; 0 acknowledged writes lost, digests "
@@ -405,7 +421,7 @@ int scenario_powercut_minority(int rounds)
 	     t.cuts, rounds, t.primary_cuts + t.backup_cuts, t.primary_cuts, t.backup_cuts,
 	     t.view_changes, t.acks_down, t.fetch_rounds, LAG_OPS, t.fetches, t.recuts,
 	     t.recut_transfer + t.recut_fetch + t.recut_status[VSR_STATUS_STATE_TRANSFER],
-	     t.recut_fetch,
+	     t.recut_fetch, t.recut_normal,
 	     t.recut_status[VSR_STATUS_RECOVERING], t.recut_status[VSR_STATUS_VIEW_CHANGE],
 	     t.recut_status[VSR_STATUS_NORMAL], t.recut_late, t.seconds, t.exited, t.rolled,
 	     t.rejoin_ms_max);
