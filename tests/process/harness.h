@@ -186,6 +186,7 @@ int scenario_disk_fault(void);
 int scenario_store_fault(void);
 int scenario_powercut(int cuts);
 int scenario_powercut_minority(int rounds);
+int scenario_powercut_minority_teeth(int rounds);
 int scenario_store_open_fault(void);
 int scenario_pause_backup(void);
 int scenario_one_way_cut(void);

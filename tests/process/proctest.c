@@ -73,6 +73,10 @@
  *                   second replica cut right after it rejoined); --trials
  *                   N rounds; every acknowledged write at every replica,
  *                   digests equal
+ *   powercut-minority-teeth  the same on vsrhost-teeth with VSR_BUGS set to a
+ *                   planted bug that names a checkpoint before it is
+ *                   durable: passes only when a cut replica is caught
+ *                   with its durable state damaged
  * Availability (issue 7), each reporting its figures:
  *   pause-backup    SIGSTOP of a backup for 2, 4 and 6 s under writes, then
  *                   SIGCONT: the primary keeps its view (nobody is deposed)
@@ -151,6 +155,7 @@ static const struct {
 	{"store-fault", run_store_fault}, {"store-open-fault", run_store_open_fault},
 	{"powercut", scenario_powercut},
 	{"powercut-minority", scenario_powercut_minority},
+	{"powercut-minority-teeth", scenario_powercut_minority_teeth},
 	{"config-mismatch", run_config_mismatch},
 	{"config-change", run_config_change},
 };

@@ -305,12 +305,29 @@ static long minority_cycle(int victim, bool lag, bool recut, enum recut_when whe
 
 /* Replica i's log since `from` must not say that its durable state was
  * found damaged; counts its store's rollbacks to the durable checkpoint. */
-static void check_log(int i, long from, const char *what, mn_tally *t)
+/* powercut-minority-teeth: the replicas run a planted bug (vsrhost-teeth,
+ * VSR_BUGS) that damages durable state, and the test must catch it. */
+static bool g_expect_damage;
+
+static bool check_log(int i, long from, const char *what, mn_tally *t)
 {
-	if (log_count_since(i, from, "cannot be trusted") > 0)
+	t->rolled += log_count_since(i, from, "vsr.store: rolled ");
+	if (log_count_since(i, from, "cannot be trusted") == 0)
+		return false;
+	if (!g_expect_damage)
 		fail("%s: replica %d found its durable state damaged (see its log): a cut must lose "
 		     "only what was never synced", what, i + 1);
-	t->rolled += log_count_since(i, from, "vsr.store: rolled ");
+	note("%s: replica %d found its durable state damaged: the planted bug (VSR_BUGS=%s) is "
+	     "caught", what, i + 1, getenv("VSR_BUGS"));
+	return true;
+}
+
+int scenario_powercut_minority_teeth(int rounds)
+{
+	if (getenv("VSR_BUGS") == NULL)
+		fail("powercut-minority-teeth runs vsrhost-teeth with a planted bug: set VSR_BUGS");
+	g_expect_damage = true;
+	return scenario_powercut_minority(rounds);
 }
 
 int scenario_powercut_minority(int rounds)
@@ -376,9 +393,9 @@ int scenario_powercut_minority(int rounds)
 			 victim + 1, cut_primary ? "the primary" : "a backup",
 			 lag ? ", the cluster far ahead" : "", recut ? ", again while catching up" : "");
 		long from = minority_cycle(victim, lag, recut, when, &r, &t, &boots);
-		check_log(victim, from, what, &t);
+		bool caught = check_log(victim, from, what, &t);
 		int other = -1;
-		if (second) {
+		if (second && !caught) {
 			/* Right after it rejoined: the writes now need it. */
 			p = wait_settled(&r, &v);
 			other = (victim + 1 + (int)((x >> 24) & 1)) % N;
@@ -387,8 +404,18 @@ int scenario_powercut_minority(int rounds)
 				 what, other + 1, other == p ? "the primary" : "a backup");
 			mn_round r2 = {.ws = &ws, .cap = r.cap, .what = what2};
 			long from2 = minority_cycle(other, false, false, RECUT_AT_STATUS, &r2, &t, &boots);
-			check_log(other, from2, what2, &t);
+			caught = check_log(other, from2, what2, &t);
 			t.seconds++;
+		}
+		if (caught) {
+			for (int w = 0; w < WRITERS; w++)
+				kill(ws.pid[w], SIGKILL), waitpid(ws.pid[w], NULL, 0);
+			kill_all();
+			for (int i = 0; i < N; i++)
+				if (!disk_unmount(i))
+					fail("cannot unmount %s/data/replica-%d: %s", g_dir, i + 1,
+					     strerror(errno));
+			return 0;
 		}
 		mn_more_acks(&r, 5);
 		writers_pause(&ws, true);
@@ -406,6 +433,9 @@ int scenario_powercut_minority(int rounds)
 		     other >= 0 ? ", then a second replica" : "", ranges, n,
 		     all ? "(of every round) " : "of the round ", ws.max_op);
 	}
+	if (g_expect_damage)
+		fail("the planted bug (VSR_BUGS=%s) was never caught in %d rounds", getenv("VSR_BUGS"),
+		     rounds);
 	unsetenv("VSRH_BOOT_ID");
 	unsetenv("VSRH_SEGMENT_BYTES");
 	scenario_close(&m, &sb);
