@@ -238,6 +238,9 @@ static int wait_rejoined(int i, uint64_t op, uint64_t started_ms, const mn_round
 			uint64_t took = now_ms() - started_ms;
 			if (took > t->rejoin_ms_max)
 				t->rejoin_ms_max = took;
+			if (took > 3000) /* for a look at its log: the others take < 1 s */
+				note("%s: replica %d rejoined %" PRIu64 " ms after its start", r->what,
+				     i + 1, took);
 			return p;
 		}
 		if (now_ms() > deadline) {
