@@ -255,6 +255,8 @@ static int sync_and_record(vsrh_syncer *s, MDB_env *env, uint64_t txnid, uint64_
 
 static void *syncer_main(void *arg)
 {
+	/* Named for top -H, perf and /proc/PID/task/TID/comm. */
+	pthread_setname_np(pthread_self(), "vsr-sync");
 	vsrh_syncer *s = arg;
 	pthread_mutex_lock(&s->mu);
 	for (;;) {

@@ -806,6 +806,8 @@ static uint64_t lag_due_us(const durable *d)
 
 static void *worker_main(void *arg)
 {
+	/* Named for top -H, perf and /proc/PID/task/TID/comm. */
+	pthread_setname_np(pthread_self(), "vsr-log");
 	durable *d = arg;
 	pthread_mutex_lock(&d->mu);
 	for (;;) {
