@@ -618,7 +618,7 @@ static void touch_note(vsrh_lmdb *db, MDB_cursor *c)
 
 static void touch_step(vsrh_lmdb *db)
 {
-	vsrh_touch_step(&db->touch, vsrh_syncer_figures(&db->syncer).syncs, VSRH_TOUCH_PER_OP);
+	vsrh_touch_step(&db->touch, vsrh_syncer_syncs(&db->syncer), VSRH_TOUCH_PER_OP);
 }
 
 /* Whether the cursor is on key k: then its value is in *old. */
@@ -701,7 +701,7 @@ static bool hold_allowed(const vsrh_lmdb *db)
 /* Whether writes are held: from a checkpoint's commit until its sync ends. */
 static bool held_holding(vsrh_lmdb *db)
 {
-	if (db->holding && vsrh_syncer_figures(&db->syncer).syncs != db->hold_syncs)
+	if (db->holding && vsrh_syncer_syncs(&db->syncer) != db->hold_syncs)
 		db->holding = false;
 	return db->holding;
 }
