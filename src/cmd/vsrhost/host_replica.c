@@ -866,6 +866,15 @@ static void host_core_config(const host *h, uint64_t seed, vsr_config *c)
 #endif
 }
 
+/* vsr.store found the disk too full for its map's reservation: the log's
+ * pruned segments still being reaped are removed at once (the store then
+ * tries again; vsrh_sm_on_disk_full). */
+static bool host_disk_full_cb(void *arg)
+{
+	host *h = arg;
+	return h->storage != NULL && vsr_storage_reclaim(h->storage);
+}
+
 static void host_free(host *h)
 {
 	vsrh_telemetry_close(h->telemetry);
@@ -988,6 +997,7 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		return rc == VSR_EIO || rc == VSR_ECORRUPT ? EX_IOERR : EX_CONFIG;
 	}
 	vsrh_sm_set_log(h.sm, host_sm_log, &h, host_log_level());
+	vsrh_sm_on_disk_full(h.sm, host_disk_full_cb, &h);
 	{
 		uint64_t sm_sources, dedup_sources;
 		vsrh_sm_sources(h.sm, &sm_sources, &dedup_sources);
