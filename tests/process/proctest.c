@@ -61,8 +61,8 @@
  *                   open from configuration errors)
  *   tick-commit     durable storage: replica 3's LMDB commits stalled (the
  *                   shim); its checkpoint's commit at the tick (its turn, idle)
- *                   logs a slow step at 150 ms, and at 1500 ms the watchdog
- *                   (400 ms) stops it (exit 70) naming the commit
+ *                   logs a slow step at 150 ms, and at 3000 ms the watchdog
+ *                   (1000 ms) stops it (exit 70) naming the commit
  *   powercut        durable storage, as root: every replica's data directory on
  *                   its own ext4 filesystem (loop device), all cut at once
  *                   under write load (the shutdown ioctl: what was not synced
