@@ -342,6 +342,12 @@ vsrh_sync_figures vsrh_syncer_figures(vsrh_syncer *s)
 	return f;
 }
 
+uint64_t vsrh_syncer_syncs(const vsrh_syncer *s)
+{
+	/* (syncer_main counts under mu with `s->syncs++`: an atomic increment.) */
+	return atomic_load_explicit(&s->syncs, memory_order_acquire);
+}
+
 void vsrh_syncer_close(vsrh_syncer *s)
 {
 	if (s->started) {
