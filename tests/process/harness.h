@@ -188,6 +188,7 @@ int scenario_powercut(int cuts);
 int scenario_powercut_minority(int rounds);
 int scenario_powercut_minority_teeth(int rounds);
 int scenario_store_open_fault(void);
+int scenario_tick_commit(void);
 int scenario_pause_backup(void);
 int scenario_one_way_cut(void);
 int scenario_client_cut(void);
