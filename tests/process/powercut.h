@@ -9,9 +9,11 @@
 #include "harness.h"
 
 /* Root, a mount namespace, N fresh filesystems each proven to drop what
- * was not synced at a cut; every exit unmounts them. 0, or 77 (with the
- * reason noted) when this machine cannot. */
-int pc_disks_setup(void);
+ * was not synced at a cut; every exit unmounts them. Then the cluster on
+ * them, open (scenario_open, kv.lua) in the shape of the cuts: durable, a
+ * checkpoint every 8 ops, log segments of 64 KiB (VSRH_SEGMENT_BYTES).
+ * 0, or 77 (with the reason noted) when this machine cannot. */
+int pc_cluster_open(mclient *m, msgpack_sbuffer *sb);
 /* Replica i's filesystem mounted again (journal replay) / unmounted;
  * false on failure. */
 bool disk_mount(int i);

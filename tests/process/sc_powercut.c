@@ -379,7 +379,7 @@ static void wait_logged(const long from[N], int cut)
 		}
 }
 
-int pc_disks_setup(void)
+int pc_cluster_open(mclient *m, msgpack_sbuffer *sb)
 {
 	if (geteuid() != 0) {
 		note("SKIP: power cuts need root (loop devices, mounts, the shutdown ioctl)");
@@ -399,23 +399,23 @@ int pc_disks_setup(void)
 	note("%d ext4 filesystems on loop devices (%s/disk-N.img; data=%s, %s, %s); a cut drops "
 	     "what was not synced (checked on each)", N, g_dir, g_data_mode[0], g_data_mode[1],
 	     g_data_mode[2]);
-	return 0;
-}
-
-int scenario_powercut(int cuts)
-{
-	int rc = pc_disks_setup();
-	if (rc != 0)
-		return rc;
 	g_durability = "durable";
 	g_checkpoint_interval = 8; /* cuts land while syncs run and writes are held */
 	/* Log segments of 64 KiB (64 MiB by default): the log rotates, and
 	 * segments behind a durable checkpoint are renamed and reaped
 	 * (src/storage/reaper.c), while the power goes. */
 	setenv("VSRH_SEGMENT_BYTES", "65536", 1);
+	scenario_open("kv.lua", m, sb);
+	return 0;
+}
+
+int scenario_powercut(int cuts)
+{
 	mclient m;
 	msgpack_sbuffer sb;
-	scenario_open("kv.lua", &m, &sb);
+	int rc = pc_cluster_open(&m, &sb);
+	if (rc != 0)
+		return rc;
 	writers ws = {0};
 	uint64_t x = g_seed | 1; /* when each cut comes, what is written back: from the seed */
 	pc_tally t = {0};

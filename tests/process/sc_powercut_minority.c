@@ -335,15 +335,11 @@ int scenario_powercut_minority_teeth(int rounds)
 
 int scenario_powercut_minority(int rounds)
 {
-	int rc = pc_disks_setup();
-	if (rc != 0)
-		return rc;
-	g_durability = "durable";
-	g_checkpoint_interval = 8; /* cuts land while syncs run and writes are held */
-	setenv("VSRH_SEGMENT_BYTES", "65536", 1); /* the log rotates and is reaped */
 	mclient m;
 	msgpack_sbuffer sb;
-	scenario_open("kv.lua", &m, &sb);
+	int rc = pc_cluster_open(&m, &sb);
+	if (rc != 0)
+		return rc;
 	/* Ballast: a checkpoint of a few MiB, so that fetching one (chunks of
 	 * 1 MiB, each written and the whole synced at install) takes long
 	 * enough for a cut to land in it. The digests cover it. */
