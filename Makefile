@@ -45,7 +45,7 @@ sim: build
 # load, every acknowledged write checked after each (ctest process_powercut
 # does 4); then 60 rounds of cuts of one replica at a time while the other
 # two serve, about 110 cuts (ctest process_powercut-minority does 4 rounds;
-# docs/storage.md, "Power cuts, for real"). About 3 minutes.
+# docs/storage.md, "Power cuts, for real"). 3-7 minutes on the shared machine.
 powercut-soak: build
 	$(BUILD)/proctest --vsrhost $(CURDIR)/$(BUILD)/vsrhost --root $(CURDIR) \
 	  --scenario powercut --trials 40
