@@ -105,6 +105,14 @@ void vsrh_sm_tick(vsrh_sm *sm);
  * last one's checkpoint and how long the commit held the loop. */
 uint64_t vsrh_sm_turn_commits(const vsrh_sm *sm, uint64_t *op, uint64_t *ns);
 
+/* A durable vsr.store that finds the disk too full to reserve room for its
+ * map (at a checkpoint's commit) calls fn(arg) before it gives up (exit
+ * 74): fn frees space the disk is about to get back anyway (the log's
+ * pruned segments, vsr_storage_reclaim) and returns whether it freed any;
+ * then the store tries once more. fn NULL: none (the default). Called on
+ * the thread that steps the state machine. */
+void vsrh_sm_on_disk_full(vsrh_sm *sm, bool (*fn)(void *arg), void *arg);
+
 /* Fills `out` with callbacks on sm (ctx = sm). sm must outlive the core. */
 void vsrh_sm_bind(vsrh_sm *sm, vsr_state_machine *out);
 

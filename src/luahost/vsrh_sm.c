@@ -1506,6 +1506,11 @@ void vsrh_sm_stagger(vsrh_sm *sm, unsigned slot, unsigned slots, uint64_t turn_n
 	vsrh_store_stagger(&sm->store, slot, slots, turn_ns);
 }
 
+void vsrh_sm_on_disk_full(vsrh_sm *sm, bool (*fn)(void *arg), void *arg)
+{
+	vsrh_store_on_disk_full(&sm->store, fn, arg);
+}
+
 void vsrh_sm_tick(vsrh_sm *sm)
 {
 	vsrh_store_tick(&sm->store);

@@ -150,6 +150,8 @@ struct vsrh_lmdb {
 	size_t reserved;      /* allocated on disk (fallocate) when writemap */
 	uintptr_t watched;    /* the map's address, as given to store_sigbus */
 	bool writemap;        /* pages written through the map (see map_reserve) */
+	bool (*disk_full)(void *arg); /* frees space the disk gets back soon (map_reserve) */
+	void *disk_full_arg;
 	MDB_txn *wtxn;        /* long-lived: everything since the last checkpoint */
 	MDB_cursor *wcur;     /* on kv in wtxn, opened on first use (LMDB frees it
 			       * when wtxn ends: reset to NULL there) */
@@ -618,7 +620,7 @@ static void touch_note(vsrh_lmdb *db, MDB_cursor *c)
 
 static void touch_step(vsrh_lmdb *db)
 {
-	vsrh_touch_step(&db->touch, vsrh_syncer_figures(&db->syncer).syncs, VSRH_TOUCH_PER_OP);
+	vsrh_touch_step(&db->touch, vsrh_syncer_syncs(&db->syncer), VSRH_TOUCH_PER_OP);
 }
 
 /* Whether the cursor is on key k: then its value is in *old. */
@@ -701,7 +703,7 @@ static bool hold_allowed(const vsrh_lmdb *db)
 /* Whether writes are held: from a checkpoint's commit until its sync ends. */
 static bool held_holding(vsrh_lmdb *db)
 {
-	if (db->holding && vsrh_syncer_figures(&db->syncer).syncs != db->hold_syncs)
+	if (db->holding && vsrh_syncer_syncs(&db->syncer) != db->hold_syncs)
 		db->holding = false;
 	return db->holding;
 }
@@ -1094,7 +1096,7 @@ static void held_drop(ckpt_held *h)
  * (map_reserve): a full disk is an error there. A page written past it
  * when the disk is full would be a SIGBUS: store_sigbus turns that into
  * exit 74 with a sentence. Returns 0 or an errno. */
-static int map_reserve(vsrh_lmdb *db, size_t size)
+static int map_reserve_once(vsrh_lmdb *db, size_t size)
 {
 	int fd;
 	struct stat st;
@@ -1114,6 +1116,19 @@ static int map_reserve(vsrh_lmdb *db, size_t size)
 		rc = posix_fallocate(fd, (off_t)from, (off_t)(size - from));
 	if (rc == 0)
 		db->reserved = size;
+	return rc;
+}
+
+/* ... and when the disk is full, once more after the space it is about to
+ * get back has been freed: the log's pruned segments, which its reaper
+ * shrinks a slice at a time with pauses (seconds for a 4 GiB leftover),
+ * would otherwise make a nearly full disk stop the replica while the room
+ * is on its way (vsrh_sm_on_disk_full). */
+static int map_reserve(vsrh_lmdb *db, size_t size)
+{
+	int rc = map_reserve_once(db, size);
+	if (rc == ENOSPC && db->disk_full != NULL && db->disk_full(db->disk_full_arg))
+		rc = map_reserve_once(db, size);
 	return rc;
 }
 
@@ -1468,6 +1483,14 @@ uint64_t vsrh_store_on_durable(vsrh_store *s, vsrh_store_durable_fn fn, void *ar
 	s->db->syncer.notify = fn;
 	s->db->syncer.notify_arg = arg;
 	return s->db->syncer.synced_op;
+}
+
+void vsrh_store_on_disk_full(vsrh_store *s, bool (*fn)(void *arg), void *arg)
+{
+	if (s->db == NULL)
+		return;
+	s->db->disk_full = fn;
+	s->db->disk_full_arg = arg;
 }
 
 void vsrh_store_stagger(vsrh_store *s, unsigned slot, unsigned slots, uint64_t turn_ns)

@@ -77,6 +77,9 @@ uint64_t vsrh_store_on_durable(vsrh_store *s, void (*fn)(void *arg, uint64_t op)
  * it (vsrh_sm_stagger), and writes it back in its own turn
  * (vsrh_syncer_stagger). */
 void vsrh_store_stagger(vsrh_store *s, unsigned slot, unsigned slots, uint64_t turn_ns);
+/* Before a full disk refuses the map's reservation: fn(arg) may free
+ * space (vsrh_sm_on_disk_full). */
+void vsrh_store_on_disk_full(vsrh_store *s, bool (*fn)(void *arg), void *arg);
 /* Commits the checkpoint waiting for this replica's turn once it has come
  * (after each operation, and from the host's tick). */
 void vsrh_store_tick(vsrh_store *s);

@@ -255,6 +255,8 @@ static int sync_and_record(vsrh_syncer *s, MDB_env *env, uint64_t txnid, uint64_
 
 static void *syncer_main(void *arg)
 {
+	/* Named for top -H, perf and /proc/PID/task/TID/comm. */
+	pthread_setname_np(pthread_self(), "vsr-sync");
 	vsrh_syncer *s = arg;
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
@@ -338,6 +340,12 @@ vsrh_sync_figures vsrh_syncer_figures(vsrh_syncer *s)
 	f.wait_ns = s->wait_ns;
 	pthread_mutex_unlock(&s->mu);
 	return f;
+}
+
+uint64_t vsrh_syncer_syncs(const vsrh_syncer *s)
+{
+	/* (syncer_main counts under mu with `s->syncs++`: an atomic increment.) */
+	return atomic_load_explicit(&s->syncs, memory_order_acquire);
 }
 
 void vsrh_syncer_close(vsrh_syncer *s)

@@ -15,6 +15,7 @@
 #define VSRH_STORE_SYNC_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -60,8 +61,9 @@ typedef struct vsrh_syncer {
 	char boot[VSRH_BOOT_ID_LEN];
 	vsrh_store_durable_fn notify;
 	void *notify_arg;
-	/* Figures (metrics): written under mu. */
-	uint64_t syncs;          /* checkpoints made durable by the thread */
+	/* Figures (metrics): written under mu. `syncs` is atomic as well: the
+	 * store reads it after every operation (vsrh_syncer_syncs), without mu. */
+	_Atomic uint64_t syncs;  /* checkpoints made durable by the thread */
 	uint64_t last_sync_ns;   /* how long the last one took */
 	uint64_t waits;          /* commits that found the previous sync running */
 	uint64_t wait_ns;        /* the time they waited, in all */
@@ -79,6 +81,11 @@ void vsrh_syncer_close(vsrh_syncer *s);
 void vsrh_syncer_wait(vsrh_syncer *s);
 /* Its figures, read under its lock. */
 vsrh_sync_figures vsrh_syncer_figures(vsrh_syncer *s);
+/* Its count of syncs ended (figures.syncs), read without the lock: what
+ * the store asks after every operation (has the write-back ended?). A
+ * count read here is one the thread reached after its sync's last write
+ * (acquire), so the map may be written again. */
+uint64_t vsrh_syncer_syncs(const vsrh_syncer *s);
 /* Starts syncing env (its newest commit, checkpoint `op`, committed late_ns
  * after its take) on the thread; waits first for one in flight. 0, or an
  * errno (no thread). */

@@ -72,6 +72,8 @@ static void reap(vsr_reaper *r, const char *name)
 
 static void *reaper_main(void *arg)
 {
+	/* Named for top -H, perf and /proc/PID/task/TID/comm. */
+	pthread_setname_np(pthread_self(), "vsr-reaper");
 	vsr_reaper *r = arg;
 	pthread_mutex_lock(&r->mu);
 	for (;;) {

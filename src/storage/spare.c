@@ -71,6 +71,8 @@ failed:;
 
 static void *spare_main(void *arg)
 {
+	/* Named for top -H, perf and /proc/PID/task/TID/comm. */
+	pthread_setname_np(pthread_self(), "vsr-spare");
 	vsr_spare *s = arg;
 	pthread_mutex_lock(&s->mu);
 	for (;;) {

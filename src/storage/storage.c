@@ -119,6 +119,11 @@ bool vsr_storage_flush(vsr_storage *s)
 	return kind_of(s) == VSR_STORAGE_DURABLE && storage_durable_flush(s);
 }
 
+bool vsr_storage_reclaim(vsr_storage *s)
+{
+	return kind_of(s) == VSR_STORAGE_DURABLE && storage_durable_reclaim(s);
+}
+
 uint8_t vsr_storage_config(const vsr_storage *s, uint64_t parts[VSR_STORAGE_CONFIG_MAX])
 {
 	if (kind_of(s) == VSR_STORAGE_DURABLE)

@@ -296,7 +296,9 @@ typedef struct durable {
 	int seg_fd;
 	int sb_fd;               /* the superblock file, once written */
 	int lock_fd;             /* `lock`, locked while this process uses the directory */
-	vsr_reaper *reaper;      /* removes pruned segments (reaper.h); NULL until the first */
+	/* Removes pruned segments (reaper.h); NULL until the first. Set by the
+	 * writer's owner, read by vsr_storage_reclaim on the loop: atomic. */
+	_Atomic(vsr_reaper *) reaper;
 	vsr_spare *spare;        /* makes the next segment ahead (spare.h); NULL: inline */
 	uint64_t rot_spare, rot_inline; /* rotations by kind (under mu: deliver() reads them) */
 	log_pos pos;             /* where the next record goes */
@@ -467,10 +469,11 @@ static int segment_create(durable *d, uint64_t seq, uint64_t cap)
 		return -1;
 	}
 	int rc = d->io.fallocate(d->io.ctx, fd, 0, (off_t)cap);
-	if (rc != 0 && errno == ENOSPC && d->reaper != NULL && !vsr_reaper_idle(d->reaper)) {
+	vsr_reaper *r = d->reaper;
+	if (rc != 0 && errno == ENOSPC && r != NULL && !vsr_reaper_idle(r)) {
 		/* Pruned segments still being shrunk hold space the disk
 		 * needs now: removed at once, then tried again. */
-		vsr_reaper_flush(d->reaper);
+		vsr_reaper_flush(r);
 		rc = d->io.fallocate(d->io.ctx, fd, 0, (off_t)cap);
 	}
 	if (rc != 0) {
@@ -698,9 +701,10 @@ static int sb_write_lag(durable *d)
  * (reaper.h); unlinked here when there is none. */
 static void file_reap(durable *d, const char *name)
 {
-	if (d->reaper == NULL)
-		d->reaper = vsr_reaper_start(d->dirfd);
-	if (d->reaper == NULL || vsr_reaper_add(d->reaper, name) != 0)
+	vsr_reaper *r = d->reaper;
+	if (r == NULL)
+		d->reaper = r = vsr_reaper_start(d->dirfd);
+	if (r == NULL || vsr_reaper_add(r, name) != 0)
 		unlinkat(d->dirfd, name, 0);
 }
 
@@ -806,6 +810,8 @@ static uint64_t lag_due_us(const durable *d)
 
 static void *worker_main(void *arg)
 {
+	/* Named for top -H, perf and /proc/PID/task/TID/comm. */
+	pthread_setname_np(pthread_self(), "vsr-log");
 	durable *d = arg;
 	pthread_mutex_lock(&d->mu);
 	for (;;) {
@@ -1783,6 +1789,16 @@ void storage_durable_close(vsr_storage *s, vsr_storage_close_cb cb)
 		if (!d->failed && d->lag_dirty) sb_write_lag(d);
 	}
 	uv_close((uv_handle_t *)&d->async, close_cb);
+}
+
+bool storage_durable_reclaim(vsr_storage *s)
+{
+	durable *d = D(s);
+	vsr_reaper *r = d->reaper;
+	if (d->closing || r == NULL || vsr_reaper_idle(r))
+		return false;
+	vsr_reaper_flush(r);
+	return true;
 }
 
 void *storage_durable_data(const vsr_storage *s)

@@ -33,6 +33,7 @@ STORAGE_BACKEND_DECLARE(storage_durable)
 const char *storage_durable_error(const vsr_storage *s);
 void storage_durable_recovered(vsr_storage *s);
 bool storage_durable_flush(vsr_storage *s);
+bool storage_durable_reclaim(vsr_storage *s);
 uint8_t storage_durable_config(const vsr_storage *s, uint64_t parts[VSR_STORAGE_CONFIG_MAX]);
 int storage_durable_set_config(vsr_storage *s, const uint64_t *parts, uint8_t count);
 

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define XXH_INLINE_ALL
@@ -70,6 +71,24 @@ typedef struct fault {
 
 static fault F;
 
+/* Superblock copies written and synced, as an event the test waits on
+ * (wait_sb_commit) rather than polling the file: f_pwrite notes the commit
+ * a copy names (a write that starts with the superblock's magic), and
+ * f_fdatasync of the superblock publishes it. Written by whichever thread
+ * writes the superblock (the worker's lagging update, mostly). */
+#define SB_MAGIC_ON_DISK UINT64_C(0x31304253524c5356) /* docs/storage.md */
+static pthread_mutex_t sb_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sb_cv = PTHREAD_COND_INITIALIZER;
+static uint64_t sb_commit_pending; /* of the copy written, not yet synced (sb_mu) */
+static uint64_t sb_commit_synced;  /* of the last copy synced (sb_mu) */
+
+static uint64_t le64_at(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
 /* The name of the file fd has open, "" when unknown; the directory itself
  * is "/". */
 static const char *fd_file(int fd, char *buf, size_t len)
@@ -115,7 +134,14 @@ static ssize_t f_pwrite(void *ctx, int fd, const void *buf, size_t len, off_t of
 			if (strstr(target, "/superblock") != NULL) return (ssize_t)len;
 		}
 	}
-	return pwrite(fd, buf, len, off);
+	ssize_t n = pwrite(fd, buf, len, off);
+	const size_t commit_at = 56 + offsetof(vsr_superblock, commit); /* sb_commit_on_disk */
+	if (n == (ssize_t)len && len >= commit_at + 8 && le64_at(buf) == SB_MAGIC_ON_DISK) {
+		pthread_mutex_lock(&sb_mu);
+		sb_commit_pending = le64_at((const uint8_t *)buf + commit_at);
+		pthread_mutex_unlock(&sb_mu);
+	}
+	return n;
 }
 
 static pthread_t loop_thread;
@@ -137,6 +163,12 @@ static int f_fdatasync(void *ctx, int fd)
 		return -1;
 	}
 	int rc = fdatasync(fd);
+	if (rc == 0 && strcmp(name, "superblock") == 0) {
+		pthread_mutex_lock(&sb_mu);
+		sb_commit_synced = sb_commit_pending;
+		pthread_cond_broadcast(&sb_cv);
+		pthread_mutex_unlock(&sb_mu);
+	}
 	if (rc == 0 && seg_of(name) >= 0) atomic_store(&f->seg_synced[seg_of(name)], true);
 	if (rc == 0 && strcmp(name, "/") == 0)
 		for (int i = 0; i < 256; i++)
@@ -422,6 +454,28 @@ static uint64_t sb_commit_on_disk(void)
 	return commit;
 }
 
+/* Waits, at most ms, for a superblock copy naming commit `commit` (or a
+ * later one) to be written and synced through fault_io; returns the commit
+ * the last synced copy names. */
+static uint64_t wait_sb_commit(uint64_t commit, unsigned ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&sb_mu);
+	while (sb_commit_synced < commit &&
+	       pthread_cond_timedwait(&sb_cv, &sb_mu, &until) == 0)
+		;
+	uint64_t got = sb_commit_synced;
+	pthread_mutex_unlock(&sb_mu);
+	return got;
+}
+
 static int count_files(const char *prefix)
 {
 	char cmd[900];
@@ -501,6 +555,9 @@ static void begin(const char *name)
 	current_case = name;
 	snprintf(dir, sizeof dir, "%s/case-%02d", root, ++n);
 	memset(&F, 0, sizeof F);
+	pthread_mutex_lock(&sb_mu);
+	sb_commit_pending = sb_commit_synced = 0;
+	pthread_mutex_unlock(&sb_mu);
 	printf("case %s%s\n", name, inline_mode ? " (inline_ok)" : "");
 }
 
@@ -942,12 +999,22 @@ static void case_io_failure(const char *name, bool on_sync, int err, const char 
  * worker; completions stay in order across both (persisted_cb checks), and
  * everything is there at restart. The worker still writes the lagging
  * superblock update. */
+/* The pairs' ops stay below this: the mixed bursts after them need 350. */
+#define PAIRS_OP_MAX (OPS_MAX - 400u)
+
+static uint64_t mono_ms_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 static void case_inline(void)
 {
 	begin("inline groups on the loop, mixed with the worker's");
 	const vsr_durable *d;
 	vsr_storage *s = open_storage(false, 0, &fault_io, &d);
-	make_entries(1, 400, 1, 0);
+	make_entries(1, OPS_MAX, 1, 0);
 	long loop0 = F.loop_syncs, syncs0 = F.syncs;
 	uint64_t reported0 = flush_reported, groups0 = vsr_storage_stats_get(s)->inline_groups;
 	for (uint64_t op = 1; op <= 50; op++) {
@@ -967,29 +1034,27 @@ static void case_inline(void)
 	uint64_t groups = vsr_storage_stats_get(s)->inline_groups - groups0;
 	CHECK(groups >= 1 && flush_reported - reported0 == groups);
 	/* Idle now: the worker writes the lagging update (log end, commit)
-	 * within SB_IDLE_WAIT_MS of the last group (perhaps already); bounded
-	 * wait for the newest superblock copy to name commit 49. */
-	uint64_t commit = 0;
-	for (int i = 0; i < 5000 && (commit = sb_commit_on_disk()) != 49; i++) {
-		struct timespec ms = {0, 1000000};
-		nanosleep(&ms, NULL);
-	}
+	 * within SB_IDLE_WAIT_MS of the last group (perhaps already); waited
+	 * for as it is written and synced (at most 5 s), then read back. */
+	uint64_t commit = wait_sb_commit(49, 5000);
 	printf("  the lagging update names commit %llu\n", (unsigned long long)commit);
-	CHECK(commit == 49);
+	CHECK(commit == 49 && sb_commit_on_disk() == 49);
 
 	/* A persist submitted from a completion that flush reports goes to
 	 * the worker: holding it would leave it unwritten while the loop
 	 * waits (the flush of this iteration is over). Tried until the first
 	 * of the pair is written on the loop: it is not while the worker is
-	 * busy with the lagging update, nor for INLINE_OFF_MS after a slow
-	 * inline group (a loaded machine), so the tries are paced over ~3 s. */
+	 * busy with the lagging update, so each try waits for the one the
+	 * last pair left (naming its commit) to be written; nor for
+	 * INLINE_OFF_MS after a slow inline group (a loaded machine): the
+	 * tries go on, each after its own lagging update, for up to 10 s. */
 	uint64_t op = 51;
 	bool paired = false;
-	for (int tries = 0; tries < 120 && !paired; tries++, op += 2) {
-		if (tries > 0) {
-			struct timespec pace = {0, 25000000};
-			nanosleep(&pace, NULL);
-		}
+	uint64_t tries_until = mono_ms_now() + 10000;
+	int tries = 0;
+	for (; !paired && mono_ms_now() < tries_until && op + 1 < PAIRS_OP_MAX; tries++, op += 2) {
+		if (tries > 0)
+			CHECK(wait_sb_commit(op - 2, 5000) >= op - 2);
 		uint64_t g0 = vsr_storage_stats_get(s)->inline_groups;
 		resubmit_op = op + 1;
 		CHECK(submit(s, op, op, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
@@ -998,18 +1063,19 @@ static void case_inline(void)
 		uint64_t g = vsr_storage_stats_get(s)->inline_groups - g0;
 		if (g == 0) continue;
 		printf("  a persist submitted from a completion of the loop's: %llu of 2 groups "
-		       "on the loop\n", (unsigned long long)g);
+		       "on the loop (try %d)\n", (unsigned long long)g, tries + 1);
 		CHECK(g == 1);
 		paired = true;
 	}
 	CHECK(paired);
+	uint64_t last = op + 349; /* the mixed bursts */
 
 	/* Mixed: bursts of 1..7 persists, inline refused every third
 	 * iteration, so that groups go either way and overlap. */
 	long worker0 = atomic_load(&F.syncs) - F.loop_syncs;
-	for (unsigned it = 0; op <= 400; it++) {
+	for (unsigned it = 0; op <= last; it++) {
 		inline_yes = it % 3 != 0;
-		for (unsigned k = 0; k < 1 + it % 7 && op <= 400; k++, op++)
+		for (unsigned k = 0; k < 1 + it % 7 && op <= last; k++, op++)
 			CHECK(submit(s, op, op, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
 		uv_run(&loop, UV_RUN_ONCE);
 	}
@@ -1021,7 +1087,7 @@ static void case_inline(void)
 	CHECK(worker > 0);
 	close_storage(s);
 	s = open_storage(false, 0, NULL, &d);
-	check_loaded(d, 1, 400);
+	check_loaded(d, 1, last);
 	close_storage(s);
 }
 

@@ -184,6 +184,13 @@ void vsr_storage_recovered(vsr_storage *s);
  * persist submitted from inside those callbacks goes to the writer thread.
  * A no-op (false) when nothing is held. */
 bool vsr_storage_flush(vsr_storage *s);
+/* Space the log gave up but has not freed yet (pruned segments its reaper
+ * still shrinks a slice at a time, with pauses: reaper.h) is freed now;
+ * returns once it is, true when there was any. For another writer on the
+ * same disk that found it full (vsr.store reserving room for its map),
+ * before it gives up. Call on the loop's thread. The memory backend has
+ * none (false). */
+bool vsr_storage_reclaim(vsr_storage *s);
 
 /* The configuration fingerprint recorded in the superblock: up to this many
  * u64 parts, opaque to storage (the host computes and compares them; a

@@ -69,8 +69,22 @@ snapshot "$work/before.txt"
 # SLOW=MS: the measured run prints each call slower than MS with the time it
 # ended, kept in slow.txt next to the replicas' logs (KEEP=1) to line up with
 # their checkpoint lines (tests/bench/slow_episodes.py DIR does that).
+# Beside the measured run, the machine's own stalls (tests/bench/hiccup.c):
+# how late a real-time thread on each CPU wakes up. A client call cannot be
+# faster than a stall of the CPUs under it.
+hiccup_pid=
+if [ -x "$build/hiccup" ]; then
+	"$build/hiccup" "${SLOW:-2}" >"$work/hiccup.txt" &
+	hiccup_pid=$!
+	pids="$pids $hiccup_pid"
+fi
 "$build/vsrbench" -c "$work/cluster.lua" -n "$clients" -k "$keys" -d "$seconds" \
 	${SLOW:+--slow "$SLOW"} 2>"$work/slow.txt"
+if [ -n "$hiccup_pid" ]; then
+	kill -TERM "$hiccup_pid" 2>/dev/null || true
+	wait "$hiccup_pid" 2>/dev/null || true
+	sed -n 's/^hiccup: /checkpoint_stall: machine stalls (hiccup): /p' "$work/hiccup.txt"
+fi
 snapshot "$work/after.txt"
 "$build/vsrctl" -c "$work/cluster.lua" status || true
 if [ -s "$work/after.txt" ]; then

@@ -7,7 +7,10 @@
 # than the whole run (500,000 ops: no checkpoint after the preload),
 # "with" the default 4096.
 # Each round also prints the worst call in flight during some replica's
-# checkpoint step (slow_episodes.py --steps), over the same p99.
+# checkpoint step (slow_episodes.py --steps), over the same p99, and the
+# machine's own stalls meanwhile (hiccup.c, when built: how late a
+# real-time thread on each CPU woke up), with the longest that overlapped
+# the worst calls.
 # Usage: [WARM=S] tests/bench/checkpoint_stall_ratio.sh BUILD_DIR [KEYS [CLIENTS [SECONDS [ROUNDS]]]]
 # WARM: seconds of unmeasured load before each measured run (checkpoint_stall.sh).
 set -eu
@@ -18,7 +21,7 @@ seconds=${4:-40}
 rounds=${5:-2}
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(mktemp /tmp/vsr-stall-ratio-XXXXXX)
-trap 'rm -f "$out"' EXIT INT TERM
+trap 'rm -f "$out" "$out.steps"' EXIT INT TERM
 figure() { # $1 = p99|max, from the run's latency line
 	sed -n "s/.*latency ms .* $1 \([0-9.]*\).*/\1/p" "$out" | tail -1
 }
@@ -48,15 +51,21 @@ while [ "$i" -le "$rounds" ]; do
 	# steps cost, apart from the disk's stalls between them.
 	kept=$(sed -n 's/.*logs kept in //p' "$out")
 	if [ -n "$kept" ]; then
-		during=$(python3 "$here/slow_episodes.py" --steps "$kept" |
-			sed -n 's/^worst call during any step \([0-9.]*\) ms.*/\1/p')
+		python3 "$here/slow_episodes.py" --steps "$kept" >"$out.steps"
+		during=$(sed -n 's/^worst call during any step \([0-9.]*\) ms.*/\1/p' "$out.steps")
 		if [ "${during:-0.0}" = 0.0 ]; then
 			echo "round $i: no call over 2 ms during a checkpoint step"
 		else
 			echo "round $i: worst call during a checkpoint step / p99 without = $during / $p99_without =" \
 				"$(echo "$during $p99_without" | awk '{printf "%.1f", $1 / $2}')x"
 		fi
-		rm -rf "$kept"
+		# The machine's own stalls beside it (hiccup.c): a real-time
+		# thread's late wake-ups, and the longest of them overlapping the
+		# run's worst calls during a step and outside the steps.
+		sed -n 's/^checkpoint_stall: machine stalls (hiccup): /machine stalls (hiccup): /p' "$out" |
+			sed "s/^/round $i: /"
+		sed -n "s/^machine stalls overlapping them (hiccup): /round $i: machine stalls overlapping the worst calls during a step and outside: /p" "$out.steps"
+		rm -rf "$kept" "$out.steps"
 	fi
 	i=$((i + 1))
 done

@@ -10,6 +10,11 @@ MIN_MS (default 10) is printed with the replicas' checkpoint, status and
 slow-step lines from 1.5 s before it to 0.3 s after, as offsets from the
 episode's start.
 
+Where the run kept hiccup.txt (tests/bench/hiccup.c: wake-ups of a
+real-time thread on each CPU late by SLOW ms or more), the machine's own
+stalls are shown too: in an episode's lines, and for the worst calls of
+--steps, the longest stall of the machine that overlapped each.
+
 --steps: the worst slow call in flight during some replica's checkpoint step
 (a take, or a commit in the replica's turn: the step's line is logged when
 it ends, with its length), by replica, and the worst call during none: what
@@ -38,8 +43,27 @@ def load_calls(d):
     return calls
 
 
+def load_hiccups(d):
+    """(start, end, ms) of each stall of the machine (hiccup.txt)."""
+    out = []
+    path = os.path.join(d, "hiccup.txt")
+    if os.path.exists(path):
+        for line in open(path):
+            m = re.match(r"(\S+) hiccup: cpu \d+ late ([\d.]+) ms", line)
+            if m:
+                due, ms = stamp(m.group(1)), float(m.group(2))
+                out.append((due, due + ms / 1000, ms))
+    return out
+
+
+def stall_during(hiccups, start, end):
+    """The longest machine stall overlapping [start, end], in ms."""
+    return max((h[2] for h in hiccups if h[0] <= end and h[1] >= start), default=0.0)
+
+
 def steps(d):
     calls = load_calls(d)
+    hiccups = load_hiccups(d)
     windows = []  # (start, end, replica)
     for path in sorted(glob.glob(os.path.join(d, "replica-*.log"))):
         who = os.path.basename(path)[len("replica-"):-len(".log")]
@@ -50,19 +74,27 @@ def steps(d):
                 t = stamp(line)
                 windows.append((t - float(m.group(1)) / 1000 - 0.001, t + 0.001, who))
     worst = {}
-    outside = 0.0
+    outside = (0.0, 0.0, 0.0)  # ms, start, end
+    inside = (0.0, 0.0, 0.0)
     for start, end, ms in calls:
         hit = [w for w in windows if start <= w[1] and end >= w[0]]
         for w in hit:
             worst[w[2]] = max(worst.get(w[2], 0.0), ms)
-        if not hit:
-            outside = max(outside, ms)
+        if hit and ms > inside[0]:
+            inside = (ms, start, end)
+        if not hit and ms > outside[0]:
+            outside = (ms, start, end)
     for who in sorted(set(w[2] for w in windows)):
         n = sum(1 for w in windows if w[2] == who)
         print(f"replica {who}: {n} checkpoint steps; worst call in flight during one "
               f"{worst.get(who, 0.0):.1f} ms")
     print(f"worst call during any step {max(worst.values(), default=0.0):.1f} ms; "
-          f"during none {outside:.1f} ms ({len(calls)} slow calls)")
+          f"during none {outside[0]:.1f} ms ({len(calls)} slow calls)")
+    if hiccups:
+        print(f"machine stalls overlapping them (hiccup): "
+              f"{stall_during(hiccups, inside[1], inside[2]):.1f} ms and "
+              f"{stall_during(hiccups, outside[1], outside[2]):.1f} ms; "
+              f"the run's longest {max(h[2] for h in hiccups):.1f} ms")
 
 
 def main():
@@ -82,6 +114,8 @@ def main():
         for line in open(path):
             if re.search(r"checkpoint at op|slow step|status ", line):
                 events.append((stamp(line), line[24:].strip()))
+    for start, _, ms in load_hiccups(d):
+        events.append((start, f"machine stall (hiccup): {ms:.1f} ms"))
     events.sort()
     episodes = []  # [first end, last end, worst ms, calls]
     for end, ms in sorted(calls):
@@ -97,6 +131,8 @@ def main():
         when = datetime.datetime.fromtimestamp(last, datetime.timezone.utc)
         print(f"episode ending {when:%H:%M:%S.%f}"[:-3] + f": worst {worst:.1f} ms, {n} calls")
         for t, text in events:
+            if text.startswith("machine stall") and not start - 0.05 < t < last:
+                continue
             if start - 1.5 < t < last + 0.3:
                 print(f"    {t - start:+.3f} s  {text[:90]}")
 

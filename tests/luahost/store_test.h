@@ -5,10 +5,12 @@
 #ifndef TESTS_STORE_TEST_H
 #define TESTS_STORE_TEST_H
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include "test_check.h"
@@ -43,6 +45,26 @@ static inline int st_begin(vsrh_config *cfg, char *tmpl)
 		perror("mkdtemp");
 		vsrh_config_free(cfg);
 		return -1;
+	}
+	return 0;
+}
+
+/* A new directory made from tmpl (mkdtemp's "...XXXXXX", changed in place)
+ * with a fresh tmpfs of `size` (mount's size=, e.g. "160m") on it, for a
+ * test that needs a disk that fills. Returns 0; 77 (skip: mounting needs
+ * root), having said so and removed the directory; or 1. */
+static inline int st_tmpfs(char *tmpl, const char *size)
+{
+	if (mkdtemp(tmpl) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	char opts[64];
+	snprintf(opts, sizeof opts, "size=%s", size);
+	if (mount("tmpfs", tmpl, "tmpfs", 0, opts) != 0) {
+		printf("SKIP: cannot mount a tmpfs at %s: %s\n", tmpl, strerror(errno));
+		rmdir(tmpl);
+		return 77;
 	}
 	return 0;
 }

@@ -21,6 +21,7 @@
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
 #include "kv_op.h"
+#include "store_test.h"
 
 /* The child: fills the store until the process ends. Returns only on an
  * unexpected failure. */
@@ -57,15 +58,9 @@ static int fill(const char *store_dir)
 int main(void)
 {
 	char dir[] = "/tmp/vsr-store-sigbus-XXXXXX";
-	if (mkdtemp(dir) == NULL) {
-		perror("mkdtemp");
-		return 1;
-	}
-	if (mount("tmpfs", dir, "tmpfs", 0, "size=160m") != 0) {
-		printf("SKIP: cannot mount a tmpfs at %s: %s\n", dir, strerror(errno));
-		rmdir(dir);
-		return 77;
-	}
+	int mounted = st_tmpfs(dir, "160m");
+	if (mounted != 0)
+		return mounted;
 	char store[400], log[400];
 	snprintf(store, sizeof store, "%s/store", dir);
 	snprintf(log, sizeof log, "%s.log", dir);

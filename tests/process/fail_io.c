@@ -26,6 +26,12 @@
  *       posix_fallocate on data.mdb fails with ENOSPC, as on a nearly full
  *       disk: the store then runs without MDB_WRITEMAP and syncs data.mdb
  *       with fdatasync instead of msync.
+ *   VSR_FAIL_IO_STALL_COMMIT=PATH
+ *       every LMDB commit (mdb_txn_commit: the store's checkpoint commits,
+ *       and a few at open) first sleeps as many milliseconds as PATH holds
+ *       (none while it is missing or says 0), as under a disk that hangs
+ *       in the commit's page faults. PATH is read at each commit: a test
+ *       changes the stall while the replica runs.
  *   VSR_FAIL_IO_NOTE=PATH
  *       at the first failure, one line: what failed, the checkpoint op
  *       the superblock on disk names then, the last one recorded durable,
@@ -45,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { CALL_PWRITE = 1, CALL_FDATASYNC, CALL_MSYNC, CALL_SYNC_FILE_RANGE, CALL_FSYNC, CALL_OPEN };
@@ -67,6 +74,7 @@ static bool g_forgot;             /* after the failure, `synced` lost its boot i
 static const char *g_report;
 static const char *g_note;
 static int g_no_reserve;
+static const char *g_stall_commit; /* VSR_FAIL_IO_STALL_COMMIT */
 
 static int lookup(const char *const *names, int count, const char *s)
 {
@@ -82,6 +90,7 @@ __attribute__((constructor)) static void fail_io_init(void)
 	g_report = getenv("VSR_FAIL_IO_REPORT");
 	g_note = getenv("VSR_FAIL_IO_NOTE");
 	g_no_reserve = getenv("VSR_FAIL_IO_NO_RESERVE") != NULL;
+	g_stall_commit = getenv("VSR_FAIL_IO_STALL_COMMIT");
 	if (spec == NULL)
 		return;
 	char file[16] = "log", call[24], err[16];
@@ -425,6 +434,30 @@ int posix_fallocate(int fd, off_t off, off_t len)
 int posix_fallocate64(int fd, off_t off, off_t len)
 {
 	return posix_fallocate(fd, off, len);
+}
+
+/* An LMDB commit, stalled first by VSR_FAIL_IO_STALL_COMMIT (declared
+ * here: the shim does not build against lmdb.h). */
+typedef struct MDB_txn MDB_txn;
+int mdb_txn_commit(MDB_txn *txn);
+int mdb_txn_commit(MDB_txn *txn)
+{
+	static int (*real)(MDB_txn *);
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "mdb_txn_commit");
+	FILE *f = g_stall_commit != NULL ? fopen(g_stall_commit, "r") : NULL;
+	long ms = 0;
+	if (f != NULL) {
+		if (fscanf(f, "%ld", &ms) != 1)
+			ms = 0;
+		fclose(f);
+	}
+	if (ms > 0) {
+		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
+	}
+	return real(txn);
 }
 
 /* open(2) of a store file, for a disk that fails while vsr.store opens

@@ -186,6 +186,7 @@ int scenario_disk_fault(void);
 int scenario_store_fault(void);
 int scenario_powercut(int cuts);
 int scenario_store_open_fault(void);
+int scenario_tick_commit(void);
 int scenario_pause_backup(void);
 int scenario_one_way_cut(void);
 int scenario_client_cut(void);

@@ -59,6 +59,10 @@
  *                   fails with EIO (the shim) as a replica starts: exit 74
  *                   (disabled in ctest until vsr.store tells disk errors at
  *                   open from configuration errors)
+ *   tick-commit     durable storage: replica 3's LMDB commits stalled (the
+ *                   shim); its checkpoint's commit at the tick (its turn, idle)
+ *                   logs a slow step at 150 ms, and at 3000 ms the watchdog
+ *                   (1000 ms) stops it (exit 70) naming the commit
  *   powercut        durable storage, as root: every replica's data directory on
  *                   its own ext4 filesystem (loop device), all cut at once
  *                   under write load (the shutdown ioctl: what was not synced
@@ -123,7 +127,7 @@ static int run_divergence_primary(int trials) { (void)trials; return scenario_di
 PLAIN(replicate) PLAIN(dedup) PLAIN(history) PLAIN(garbage) PLAIN(sandbox) PLAIN(watchdog)
 PLAIN(quick_restart) PLAIN(supervisor) PLAIN(make_run) PLAIN(metrics) PLAIN(pause_backup) PLAIN(one_way_cut)
 PLAIN(client_cut) PLAIN(read_partition) PLAIN(auth) PLAIN(attacks) PLAIN(corrupt) PLAIN(disk_full) PLAIN(disk_fault)
-PLAIN(store_fault) PLAIN(store_open_fault) PLAIN(config_mismatch) PLAIN(config_change)
+PLAIN(store_fault) PLAIN(store_open_fault) PLAIN(tick_commit) PLAIN(config_mismatch) PLAIN(config_change)
 #undef PLAIN
 
 static const struct {
@@ -141,6 +145,7 @@ static const struct {
 	{"failover-bench", scenario_failover_bench}, {"crash", scenario_crash},
 	{"corrupt", run_corrupt}, {"disk-full", run_disk_full}, {"disk-fault", run_disk_fault},
 	{"store-fault", run_store_fault}, {"store-open-fault", run_store_open_fault},
+	{"tick-commit", run_tick_commit},
 	{"powercut", scenario_powercut},
 	{"config-mismatch", run_config_mismatch},
 	{"config-change", run_config_change},

@@ -978,3 +978,105 @@ int scenario_store_open_fault(void)
 	}
 	return 0;
 }
+
+/* ------------------------------------------------------------------------ */
+/* A checkpoint's commit at the tick, watched and timed like a step.        */
+
+/* Puts keys from *k on until an acknowledged op is a checkpoint's
+ * (a multiple of the interval), then stops: the replicas take it at that
+ * op and nothing follows, so a replica whose turn comes later commits it
+ * at its tick, idle. Returns that op. */
+static uint64_t put_to_checkpoint(mclient *m, msgpack_sbuffer *sb, int *k)
+{
+	uint64_t op = 0;
+	for (int n = 0; n < 4 * (int)g_checkpoint_interval; n++) {
+		put_keys(m, sb, *k, *k + 1, &op);
+		(*k)++;
+		if (op % g_checkpoint_interval == 0)
+			return op;
+	}
+	fail("no write landed on a checkpoint's op (last op %" PRIu64 ")", op);
+}
+
+/* tick-commit: replica 3 defers its checkpoint's commit to its turn (50 ms
+ * after the take); with no operation after the take, the commit runs at
+ * the host's tick, outside the core's step. It holds the loop all the same,
+ * so it must be watched and timed like a step (host_tick_commit). Replica 3
+ * runs under the fail_io shim with every LMDB commit stalled by what a
+ * file says (VSR_FAIL_IO_STALL_COMMIT): 150 ms first, which its log must
+ * report as a slow step and vsr_slow_steps_total count; then 3000 ms,
+ * past its watchdog limit (1000 ms: a loaded machine may hold an
+ * ordinary step for hundreds of ms), and the watchdog must stop it (exit
+ * 70) naming the commit. The others go on with every write. */
+int scenario_tick_commit(void)
+{
+	if (g_fail_io == NULL)
+		fail("the tick-commit scenario needs --fail-io PATH (the fail_io shim)");
+	g_durability = "durable";
+	g_checkpoint_interval = 8;
+	mclient m;
+	msgpack_sbuffer sb;
+	scenario_open("kv.lua", &m, &sb);
+	const int r = 2; /* replica 3: its turn is 2 x 25 ms after the take */
+	char stall[400];
+	snprintf(stall, sizeof stall, "%s/stall-commit-ms", g_dir);
+	FILE *f = fopen(stall, "w");
+	if (f == NULL || fprintf(f, "150\n") < 0 || fclose(f) != 0)
+		fail("cannot write %s", stall);
+	/* Restarted under the shim before any checkpoint: its replay crosses
+	 * none (a commit there would be the startup's, watched as such). */
+	kill_replica(r);
+	setenv("LD_PRELOAD", g_fail_io, 1);
+	setenv("VSR_FAIL_IO_STALL_COMMIT", stall, 1);
+	setenv("VSRHOST_WATCHDOG_MS", "1000", 1);
+	start_replica(r);
+	unsetenv("LD_PRELOAD");
+	unsetenv("VSR_FAIL_IO_STALL_COMMIT");
+	unsetenv("VSRHOST_WATCHDOG_MS");
+	wait_ports(r);
+	int k = 0;
+	uint64_t op = put_to_checkpoint(&m, &sb, &k);
+	uint64_t deadline = now_ms() + 10000;
+	while (!log_contains(r, "slow step: a checkpoint commit at the tick took")) {
+		if (now_ms() > deadline)
+			fail("replica 3 took checkpoint %" PRIu64 " but logged no slow step for its "
+			     "commit at the tick (stalled 150 ms): that commit is not timed as a step",
+			     op);
+		poll(NULL, 0, 10); /* next look at its log */
+	}
+	char scraped[1 << 16];
+	uint64_t slow = 0;
+	if (!metric_value(scrape(r, scraped, sizeof scraped), "vsr_slow_steps_total", &slow) ||
+	    slow < 1)
+		fail("replica 3's vsr_slow_steps_total is %" PRIu64 " after a slow commit at the tick",
+		     slow);
+	note("checkpoint %" PRIu64 ": replica 3's commit at the tick (stalled 150 ms) logged as a "
+	     "slow step (vsr_slow_steps_total %" PRIu64 ")", op, slow);
+
+	f = fopen(stall, "w");
+	if (f == NULL || fprintf(f, "3000\n") < 0 || fclose(f) != 0)
+		fail("cannot write %s", stall);
+	op = put_to_checkpoint(&m, &sb, &k);
+	int status = 0;
+	deadline = now_ms() + 15000;
+	while (waitpid(g_pid[r], &status, WNOHANG) != g_pid[r]) {
+		if (now_ms() > deadline)
+			fail("replica 3's commit of checkpoint %" PRIu64 " at the tick stalls 3000 ms, "
+			     "past its 1000 ms watchdog limit, and it still runs: the watchdog does not "
+			     "watch that commit", op);
+		poll(NULL, 0, 10); /* bounded wait for the child's exit */
+	}
+	g_pid[r] = 0;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 70)
+		fail("replica 3 stopped with status 0x%x, not the watchdog's exit 70", status);
+	if (!log_contains(r, "watchdog: a step (checkpoint commit at the tick) has run for"))
+		fail("replica 3 exited 70, but its log does not name the commit at the tick");
+	note("checkpoint %" PRIu64 ": replica 3's commit at the tick stalled past the watchdog "
+	     "limit: stopped (exit 70), the watchdog naming it", op);
+	/* The other two go on. */
+	uint64_t last = 0;
+	put_keys(&m, &sb, k, k + 5, &last);
+	get_keys(&m, &sb, 0, k + 5);
+	scenario_close(&m, &sb);
+	return 0;
+}

@@ -1,4 +1,5 @@
 /* host_watchdog.c - a thread that stops a replica whose step hangs (host_watchdog.h). */
+#define _GNU_SOURCE /* pthread_setname_np */
 #include "host_watchdog.h"
 
 #include <pthread.h>
@@ -65,6 +66,8 @@ static void say(const char *msg, int n)
 
 static void *watchdog_main(void *arg)
 {
+	/* Named for top -H, perf and /proc/PID/task/TID/comm. */
+	pthread_setname_np(pthread_self(), "vsr-watchdog");
 	(void)arg;
 	/* checks four times per limit, at least every second */
 	uint32_t period_ms = watchdog_limit_ms / 4 < 1000 ? watchdog_limit_ms / 4 : 1000;

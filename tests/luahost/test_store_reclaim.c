@@ -1,0 +1,210 @@
+/* test_store_reclaim.c - vsr.store's reservation on a disk whose free space
+ * is still held by the log's reaper (issue 8): the map's room on disk is
+ * checked against the free space at each checkpoint's commit (map_reserve),
+ * but the log's pruned segments give their space back slowly, a slice at a
+ * time with pauses (src/storage/reaper.h). A nearly full disk then stopped
+ * the replica (exit 74) while the room it needed was on its way. Now the
+ * store asks first for that space at once (vsrh_sm_on_disk_full, wired to
+ * vsr_storage_reclaim as vsrhost does) and tries again.
+ *
+ * On a 200 MiB tmpfs (root; skipped with 77 otherwise), in a child each: a
+ * durable store gets about 49 MiB of puts (16 KiB values) inside its first
+ * reservation (64 MiB); then a trash file, as a stop half way through a
+ * segment's removal leaves one, takes all but 32 MiB of the free space:
+ * 4 GiB long, its first part allocated, so the reaper, which shrinks it from
+ * the end, needs seconds of pauses before it frees anything. The log's
+ * storage opens on the same tmpfs (its load hands the file to the reaper),
+ * and the checkpoint's commit wants about 77 MiB reserved: more than the
+ * free space, less than the free space and the trash together.
+ *   - unwired (no on_disk_full): exit 74, "the disk is full": the disk is
+ *     really too full without the reaper's space (so the test can fail);
+ *   - wired: the checkpoint commits and syncs, the trash file is gone, and
+ *     the reclaim ran once. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "kv_op.h"
+#include "store_test.h"
+#include "vsr_storage.h"
+
+#define PUTS 2500            /* of 16 KiB: about 49 MiB of pages */
+#define LEFT_FREE (32u << 20) /* free space left beside the trash file */
+#define TRASH "trash-0000000000000001"
+
+static int reclaims;
+
+static bool reclaim_cb(void *arg)
+{
+	reclaims++;
+	return vsr_storage_reclaim(arg);
+}
+
+static void persisted_cb(vsr_storage *s, uint64_t id, int status)
+{
+	(void)s;
+	(void)id;
+	(void)status;
+}
+
+static bool closed;
+static void closed_cb(vsr_storage *s)
+{
+	(void)s;
+	closed = true;
+}
+
+/* The child: see the top. Returns its exit status (a failed reservation
+ * exits 74 from inside the store). */
+static int child(const char *root, bool wired)
+{
+	char store[400], log[400], trash[500];
+	snprintf(store, sizeof store, "%s/store", root);
+	snprintf(log, sizeof log, "%s/log", root);
+	snprintf(trash, sizeof trash, "%s/%s", log, TRASH);
+	vsrh_config cfg;
+	if (st_config(&cfg) != 0)
+		return 1;
+	vsrh_sm *sm = st_create(&cfg, store, true, true);
+	if (sm == NULL)
+		return 1;
+	vsr_state_machine m;
+	vsrh_sm_bind(sm, &m);
+	vsr_buf b = {0}, reply = {0};
+	for (int i = 0; i < PUTS; i++) {
+		kv_put_op(&b, i, 16384, 0);
+		vsr_apply_ctx a = {.op = (uint64_t)i + 1, .session = 1, .request = (uint64_t)i + 1};
+		reply.len = 0;
+		if (m.apply(m.ctx, &a, b.data, b.len, &reply) != VSR_REPLY_OK) {
+			printf("put %d refused\n", i);
+			return 1;
+		}
+	}
+	/* The trash file: all the free space but LEFT_FREE, at its head. */
+	struct statvfs vfs;
+	if (mkdir(log, 0755) != 0 || statvfs(root, &vfs) != 0) {
+		printf("%s: %s\n", log, strerror(errno));
+		return 1;
+	}
+	uint64_t free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	if (free_bytes < LEFT_FREE + (64u << 20)) {
+		printf("only %llu bytes free after the puts\n", (unsigned long long)free_bytes);
+		return 1;
+	}
+	int fd = open(trash, O_RDWR | O_CREAT, 0644);
+	if (fd < 0 || posix_fallocate(fd, 0, (off_t)(free_bytes - LEFT_FREE)) != 0 ||
+	    ftruncate(fd, (off_t)4 << 30) != 0) {
+		printf("%s: %s\n", trash, strerror(errno));
+		return 1;
+	}
+	close(fd);
+	/* The log's storage on the same disk (small segments: its own
+	 * preallocation needs little). */
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	vsr_storage_options o = {.loop = &loop, .kind = VSR_STORAGE_DURABLE, .dir = log,
+				 .cluster = 7, .replica = 0, .persisted_cb = persisted_cb,
+				 .segment_size = 1u << 20};
+	vsr_storage *st = NULL;
+	char err[512] = "";
+	const vsr_durable *d;
+	if (vsr_storage_open(&o, &st, err, sizeof err) != VSR_OK ||
+	    vsr_storage_load(st, &d, err, sizeof err) != VSR_OK) {
+		printf("storage: %s\n", err);
+		return 1;
+	}
+	if (wired)
+		vsrh_sm_on_disk_full(sm, reclaim_cb, st);
+	statvfs(root, &vfs);
+	printf("  %s: %.1f MiB free, the trash file holds %.1f MiB; checkpoint at op %d\n",
+	       wired ? "wired" : "unwired", (double)vfs.f_bavail * vfs.f_frsize / (1 << 20),
+	       (double)(free_bytes - LEFT_FREE) / (1 << 20), PUTS);
+	fflush(stdout);
+	vsr_checkpoint cp = {.op = PUTS, .checksum = PUTS * 31u, .timestamp = PUTS};
+	static const uint8_t meta[8];
+	int rc = m.checkpoint_take(m.ctx, &cp, meta, sizeof meta);
+	vsrh_sm_on_checkpoint_durable(sm, NULL, NULL); /* its sync, waited for */
+	struct stat sst;
+	bool trash_gone = stat(trash, &sst) != 0;
+	statvfs(root, &vfs);
+	printf("  checkpoint %s; %d reclaim(s); the trash file %s; %.1f MiB free\n",
+	       rc == VSR_PENDING || rc == VSR_OK ? "committed and synced" : "refused", reclaims,
+	       trash_gone ? "gone" : "still there", (double)vfs.f_bavail * vfs.f_frsize / (1 << 20));
+	int status = (rc == VSR_PENDING || rc == VSR_OK) && trash_gone && reclaims == 1 &&
+				     st_synced_op(store) == PUTS
+			     ? 0
+			     : 1;
+	vsr_storage_close(st, closed_cb);
+	while (!closed)
+		uv_run(&loop, UV_RUN_ONCE);
+	uv_loop_close(&loop);
+	vsrh_sm_destroy(sm);
+	vsrh_config_free(&cfg);
+	free(b.data);
+	free(reply.data);
+	fflush(stdout); /* the child ends with _exit */
+	return status;
+}
+
+/* Runs child(root, wired) in a process; its exit status, and its stderr
+ * (the store's sentence) in text. */
+static int run(const char *root, bool wired, char *text, size_t len)
+{
+	char errlog[400];
+	snprintf(errlog, sizeof errlog, "%s.stderr", root);
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (freopen(errlog, "w", stderr) == NULL)
+			_exit(2);
+		_exit(child(root, wired));
+	}
+	int status = -1;
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return -1;
+	FILE *f = fopen(errlog, "r");
+	size_t n = f ? fread(text, 1, len - 1, f) : 0;
+	text[n] = '\0';
+	if (f)
+		fclose(f);
+	unlink(errlog);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int main(void)
+{
+	char root[] = "/tmp/vsr-store-reclaim-XXXXXX";
+	int mounted = st_tmpfs(root, "200m");
+	if (mounted != 0)
+		return mounted;
+	char text[2048];
+	int st = run(root, false, text, sizeof text);
+	CHECK(st == 74 && strstr(text, "disk is full") != NULL,
+	      "unwired: exit %d, not 74 for a full disk: the test's disk is not too full without "
+	      "the reaper's space; stderr: %s", st, text);
+	if (st == 74)
+		printf("  unwired: exit 74: %s", text);
+	umount2(root, MNT_DETACH);
+	if (mount("tmpfs", root, "tmpfs", 0, "size=200m") != 0) {
+		printf("FAIL: cannot mount the tmpfs again: %s\n", strerror(errno));
+		rmdir(root);
+		return 1;
+	}
+	st = run(root, true, text, sizeof text);
+	CHECK(st == 0, "wired: exit %d (the checkpoint must commit once the reaper's space is "
+		       "freed); stderr: %s", st, text);
+	umount2(root, MNT_DETACH);
+	rmdir(root);
+	if (failures == 0)
+		printf("store reclaim: passed\n");
+	return failures ? 1 : 0;
+}
