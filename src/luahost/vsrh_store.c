@@ -1520,7 +1520,9 @@ void vsrh_store_close(lua_State *L, vsrh_store *s)
 	char p[4200];
 	path_join(p, sizeof p, db->dir, "staging");
 	unlink(p);
-	if (db->scratch) {
+	/* A scratch store, or a memory one (the next start removes it anyway):
+	 * nothing left behind, not 64 MiB on disk and 8 GiB sparse. */
+	if (db->scratch || !db->durable) {
 		path_join(p, sizeof p, db->dir, "db");
 		env_dir_remove(p);
 		path_join(p, sizeof p, db->dir, "next");

@@ -18,7 +18,7 @@ seconds=${4:-60}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 . "$root/tests/bench/lib.sh"
 bench_workdir ckpt-bench
-[ -z "${KEEP:-}" ] || bench_keep="checkpoint_stall: logs kept in"
+[ -z "${KEEP:-}${TRACE:-}" ] || bench_keep="checkpoint_stall: logs kept in"
 bench_signal=KILL
 bench_log_level=info
 
@@ -78,8 +78,26 @@ if [ -x "$build/hiccup" ]; then
 	hiccup_pid=$!
 	pids="$pids $hiccup_pid"
 fi
+# TRACE=1 (root, perf): the scheduler's and the block layer's events of the
+# whole machine during the measured run, in perf.data next to the logs (the
+# run is kept; about 20 MB a second), for tests/bench/sched_episodes.py DIR:
+# where each thread of each replica was while the slowest calls waited.
+trace_pid=
+if [ -n "${TRACE:-}" ]; then
+	for p in $pids; do
+		for t in /proc/"$p"/task/*; do
+			echo "$p ${t##*/} $(cat "$t/comm")"
+		done
+	done >"$work/threads.txt" 2>/dev/null
+	python3 -c 'import time; print(time.time() - time.monotonic())' >"$work/clock.txt"
+	perf record -q -a -k mono -e sched:sched_switch -e sched:sched_wakeup \
+		-e block:block_rq_issue -e block:block_rq_complete \
+		-o "$work/perf.data" -- sleep "$seconds" 2>"$work/perf.log" &
+	trace_pid=$!
+fi
 "$build/vsrbench" -c "$work/cluster.lua" -n "$clients" -k "$keys" -d "$seconds" \
 	${SLOW:+--slow "$SLOW"} 2>"$work/slow.txt"
+[ -z "$trace_pid" ] || wait "$trace_pid" || true
 if [ -n "$hiccup_pid" ]; then
 	kill -TERM "$hiccup_pid" 2>/dev/null || true
 	wait "$hiccup_pid" 2>/dev/null || true

@@ -96,13 +96,21 @@ if [ "$part" = 1 ] || [ "$part" = both ]; then
 	done
 	# Checkpoints taken (a second line, "... is durable", follows each).
 	ck=$(grep -h "checkpoint at op [0-9]* (the step" "$work/replica-1.log" | wc -l)
-	echo "long_run: $done_puts puts in $st VSR ops, $ck checkpoints at replica 1; data directory at most $max_mb MB (three replicas)"
+	echo "long_run: $done_puts puts in $st VSR ops, $ck checkpoints at replica 1; data directory at most $max_mb MB (three replicas; the largest of the samples after every 10 s of load)"
 	restart_all "after $st ops ($done_puts puts)"
 	restart_backup "after $st ops ($done_puts puts)"
 	kill_all
 fi
 if [ "$part" = 2 ] || [ "$part" = both ]; then
 	rm -rf "$work/data"
+	# Three replicas hold about 5 times the state (5.2 GB for 1 GB), more
+	# while it loads; a full disk stops every other job on the machine.
+	need=$((state_mb * 8))
+	free=$(df -Pm "$work" | awk 'NR == 2 {print $4}')
+	if [ "$free" -lt "$need" ]; then
+		echo "long_run: part 2 needs about $need MB free in $work, there are $free MB; not started"
+		exit 1
+	fi
 	start_all
 	acked
 	vsize=$((state_mb * 1048576 / state_keys))

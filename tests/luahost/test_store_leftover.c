@@ -216,6 +216,22 @@ int main(void)
 		}
 	}
 
+	/* A memory store's environment is removed at a clean stop too, not
+	 * left in the data directory until the next start. */
+	{
+		char store[600];
+		st_path(store, sizeof store, dir, "memory-stop");
+		vsrh_sm *sm = st_create(&cfg, store, false, true);
+		if (sm != NULL) {
+			uint64_t op = 0;
+			put_keys(sm, 4, &op);
+			st_path(p, sizeof p, store, "db/data.mdb");
+			CHECK(exists(p), "memory: the store is in %s while it runs (else this proves nothing)", p);
+			vsrh_sm_destroy(sm);
+			CHECK(!exists(p), "memory: a clean stop leaves %s behind", p);
+		}
+	}
+
 	free(img);
 	return st_end(dir, &cfg,
 		      "a half-fetched next/ is never adopted; an interrupted install is finished");

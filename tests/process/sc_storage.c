@@ -403,20 +403,74 @@ static void corrupt_round(mclient *m, msgpack_sbuffer *sb, writers *ws, const ch
 	uint32_t before = ws->acks;
 	writers_wait_acks(ws, before + 20, what);
 	writers_stop(ws);
+	/* Through the primary, then at each replica on its own: the repaired
+	 * one must serve every write too (its digest alone may come from a
+	 * damaged checkpoint record). */
 	uint32_t n = verify_writes(m, sb, ws, what);
-	note("%s (replica %d): back, all %u acknowledged writes present, digests equal at op %" PRIu64,
+	verify_writes_each(sb, ws, what);
+	note("%s (replica %d): back, all %u acknowledged writes present at every replica, digests "
+	     "equal at op %" PRIu64,
 	     what, victim + 1, n, ws->max_op);
 }
 
-static void damage_log_and_superblock(int r)
+/* The offset of a byte in the body of the first entry record of replica
+ * r's first log segment (docs/storage.md, "Log records": 64-byte headers,
+ * a mark opening every group), so that only the entry's own checksum can
+ * tell, not the header's. */
+static long first_entry_body(int r)
 {
-	flip_byte(r, "log-0000000000000001", 64 + 4); /* the first entry's body */
-	flip_byte(r, "superblock", 72);                /* copy 0: the epoch word */
+	char path[600];
+	snprintf(path, sizeof path, "%s/data/replica-%d/log-0000000000000001", g_dir, r + 1);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0) fail("cannot open %s: %s", path, strerror(errno));
+	long off = 0;
+	for (int i = 0; i < 64; i++) {
+		uint8_t h[64];
+		if (pread(fd, h, sizeof h, off) != (ssize_t)sizeof h) break;
+		uint32_t len = (uint32_t)h[8] | (uint32_t)h[9] << 8 | (uint32_t)h[10] << 16 |
+			       (uint32_t)h[11] << 24;
+		if (h[4] == 1 && len > 4) { /* an entry */
+			close(fd);
+			return off + 64 + 4;
+		}
+		if (h[4] != 4) break; /* only marks before the first entry */
+		off += 64;
+	}
+	close(fd);
+	fail("no entry record near the start of %s", path);
 }
 
+/* Killed first (kill -9 under load), so that no later write of the
+ * replica covers the flipped byte; then restarted by corrupt_round. */
+static void damage_log_and_superblock(int r)
+{
+	kill_replica(r);
+	flip_byte(r, "log-0000000000000001", first_entry_body(r));
+	flip_byte(r, "superblock", 72); /* copy 0: the epoch word */
+}
+
+/* The newer copy (a lagging update writes one copy, alternately; copy 0
+ * on a tie), the one a load prefers, and its cluster word: a load that
+ * took the bad copy would refuse the directory as another cluster's. */
 static void damage_superblock_copy(int r)
 {
-	flip_byte(r, "superblock", 4096 + 72); /* copy 1: the epoch word */
+	kill_replica(r);
+	char path[600];
+	snprintf(path, sizeof path, "%s/data/replica-%d/superblock", g_dir, r + 1);
+	int fd = open(path, O_RDONLY);
+	uint64_t seq[2] = {0, 0};
+	for (int c = 0; c < 2; c++) {
+		uint8_t b[8];
+		if (fd < 0 || pread(fd, b, 8, 4096L * c + 16) != 8)
+			fail("cannot read %s: %s", path, strerror(errno));
+		for (int i = 7; i >= 0; i--) seq[c] = seq[c] << 8 | b[i];
+	}
+	close(fd);
+	int copy = seq[1] > seq[0] ? 1 : 0;
+	flip_byte(r, "superblock", 4096L * copy + 56);
+	note("flipped the cluster word of superblock copy %d (write %" PRIu64 "; the other copy: "
+	     "write %" PRIu64 ") of replica %d",
+	     copy, seq[copy], seq[1 - copy], r + 1);
 }
 
 /* vsr.store's LMDB file: every copy of the first writer's first value (live

@@ -88,6 +88,8 @@ bool jp_cluster_alive(jp_cluster *c, int i);
 void jp_cluster_destroy(jp_cluster *c);
 /* Removes what a controller that died left behind (its pid is gone). */
 void jp_cluster_sweep_stale(void);
+/* Removes a directory and everything under it (`rm -rf`); 0 on success. */
+int jp_remove_tree(const char *path);
 /* Waits until every replica answers status as normal in one view with the
  * same commit; false after timeout_ms. *primary gets the primary (or -1). */
 bool jp_cluster_settled(jp_cluster *c, uint32_t timeout_ms, int *primary);

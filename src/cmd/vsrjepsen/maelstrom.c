@@ -417,6 +417,45 @@ static uint32_t mh_final_reads(mh *m)
 	return unread;
 }
 
+/* config/maelstrom.lua copied into the run's folder `dir` as
+ * maelstrom.lua, its "../" paths made absolute and its data_dir the
+ * folder's data/: the shipped one puts the nodes' data into the source
+ * tree (../data/maelstrom), shared by every run and never removed. */
+static int mh_config(const char *root, const char *dir, char *config, size_t config_len)
+{
+	char abs[PATH_MAX], src[PATH_MAX + 32];
+	if (realpath(root, abs) == NULL)
+		return -1;
+	snprintf(src, sizeof src, "%s/config/maelstrom.lua", abs);
+	snprintf(config, config_len, "%s/maelstrom.lua", dir);
+	FILE *in = fopen(src, "r");
+	FILE *f = in != NULL ? fopen(config, "w") : NULL;
+	if (f == NULL) {
+		if (in != NULL)
+			fclose(in);
+		return -1;
+	}
+	char line[4096];
+	while (fgets(line, sizeof line, in) != NULL) {
+		const char *p = line + strspn(line, " \t");
+		if (strncmp(p, "data_dir", 8) == 0) {
+			fputs("  data_dir = \"data\", -- this run's folder (vsrjepsen --maelstrom)\n", f);
+			continue;
+		}
+		for (const char *q = line; *q != '\0'; q++) {
+			if (strncmp(q, "\"../", 4) == 0) {
+				fprintf(f, "\"%s/config/../", abs);
+				q += 3;
+			} else {
+				fputc(*q, f);
+			}
+		}
+	}
+	bool read_ok = !ferror(in);
+	fclose(in);
+	return fclose(f) == 0 && read_ok ? 0 : -1;
+}
+
 int jp_maelstrom_run(const char *vsrhost, const char *root, const char *out, uint64_t seed,
 		     int n, uint32_t seconds, uint32_t clients, uint32_t call_ms)
 {
@@ -424,7 +463,11 @@ int jp_maelstrom_run(const char *vsrhost, const char *root, const char *out, uin
 	mkdir(out, 0755);
 	snprintf(dir, sizeof dir, "%s/maelstrom-%" PRIu64, out, seed);
 	mkdir(dir, 0755);
-	snprintf(config, sizeof config, "%s/config/maelstrom.lua", root);
+	if (mh_config(root, dir, config, sizeof config) != 0) {
+		jp_log("maelstrom: cannot write %s/maelstrom.lua from %s/config/maelstrom.lua: %s", dir,
+		       root, strerror(errno));
+		return 2;
+	}
 	mh *m = calloc(1, sizeof *m);
 	jp_nemesis *nm = calloc(1, sizeof *nm);
 	jp_cluster *c = calloc(1, sizeof *c);
@@ -533,6 +576,12 @@ int jp_maelstrom_run(const char *vsrhost, const char *root, const char *out, uin
 	if (v.lost_writes)
 		printf("  lost: %s\n", v.lost_example);
 	rc = violation ? 1 : v.valid ? 0 : 2;
+	if (v.valid) { /* the nodes' data, kept only for a run to look into */
+		char data[sizeof dir + 8];
+		snprintf(data, sizeof data, "%s/data", dir);
+		if (jp_remove_tree(data) != 0)
+			jp_log("cannot remove %s: %s", data, strerror(errno));
+	}
 out:
 	mh_stop_all(m);
 	free(m->hist);

@@ -266,17 +266,10 @@ static void jp_apply(jp_nemesis *nm, int f, jp_active *a)
 			if (f == JP_WIPE) {
 				char dir[PATH_MAX + 40];
 				snprintf(dir, sizeof dir, "%s/data/replica-%d", c->dir, i + 1);
-				const char *argv[] = {"rm", "-rf", dir, NULL};
 				snprintf(what + strlen(what), sizeof what - strlen(what),
 					 " (data of %d removed)", i + 1);
-				pid_t p = fork();
-				if (p == 0) {
-					execvp("rm", (char *const *)argv);
-					_exit(127);
-				}
-				if (p > 0)
-					while (waitpid(p, NULL, 0) < 0 && errno == EINTR)
-						;
+				if (jp_remove_tree(dir) != 0)
+					jp_log("wipe: cannot remove %s: %s", dir, strerror(errno));
 			} else if (f == JP_FLIP && jp_flip_byte(nm, i, what, sizeof what) != 0) {
 				snprintf(what + strlen(what), sizeof what - strlen(what),
 					 " (no file to flip)");
