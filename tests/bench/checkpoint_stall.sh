@@ -101,6 +101,10 @@ fi
 if [ -n "$hiccup_pid" ]; then
 	kill -TERM "$hiccup_pid" 2>/dev/null || true
 	wait "$hiccup_pid" 2>/dev/null || true
+	# Gone: out of $pids, which the exit kills again (its id may be reused).
+	rest=
+	for p in $pids; do [ "$p" = "$hiccup_pid" ] || rest="$rest $p"; done
+	pids=$rest
 	sed -n 's/^hiccup: /checkpoint_stall: machine stalls (hiccup): /p' "$work/hiccup.txt"
 fi
 snapshot "$work/after.txt"
