@@ -22,16 +22,12 @@ generator; every vsr-log thread in D state at once, for as long as the
 episode, with few block requests completing meanwhile, is the disk's
 flush (the host's), not the replicas."""
 import collections
-import datetime
 import os
 import re
 import subprocess
 import sys
 
-
-def stamp(s):
-    return datetime.datetime.strptime(s[:23], "%Y-%m-%dT%H:%M:%S.%f").replace(
-        tzinfo=datetime.timezone.utc).timestamp()
+from slow_episodes import episodes, load_calls
 
 
 def roles(d):
@@ -136,21 +132,10 @@ def main():
     if lat:
         print(f"  their latency: p50 {1000 * lat[len(lat) // 2]:.2f} ms, "
               f"p99 {1000 * lat[len(lat) * 99 // 100]:.2f} ms, max {1000 * lat[-1]:.2f} ms")
-    calls = []
-    for line in open(os.path.join(d, "slow.txt")):
-        m = re.match(r"(\S+) slow \w+: ([\d.]+) ms", line)
-        if m:
-            end, ms = stamp(m.group(1)) - offset, float(m.group(2))
-            if lo < end - ms / 1000 and end < hi:
-                calls.append((end - ms / 1000, end, ms))
-    episodes = []
-    for start, end, ms in sorted(calls, key=lambda c: c[1]):
-        if episodes and end - episodes[-1][1] < 0.005:
-            e = episodes[-1]
-            e[0], e[1], e[2], e[3] = min(e[0], start), end, max(e[2], ms), e[3] + 1
-        else:
-            episodes.append([start, end, ms, 1])
-    for a, b, worst, n in episodes:
+    # The calls on perf's clock (CLOCK_MONOTONIC), within the trace.
+    calls = [(start - offset, end - offset, ms) for start, end, ms in load_calls(d)
+             if lo < start - offset and end - offset < hi]
+    for a, b, worst, n in episodes(calls):
         if worst < least:
             continue
         print(f"episode of {1000 * (b - a):.1f} ms, worst call {worst:.1f} ms, {n} calls")

@@ -29,7 +29,9 @@ import sys
 
 
 def stamp(s):
-    return datetime.datetime.strptime(s[:23], "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+    """Seconds since the epoch of a log or vsrbench stamp (UTC)."""
+    return datetime.datetime.strptime(s[:23], "%Y-%m-%dT%H:%M:%S.%f").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
 
 
 def load_calls(d):
@@ -41,6 +43,19 @@ def load_calls(d):
             end, ms = stamp(m.group(1)), float(m.group(2))
             calls.append((end - ms / 1000, end, ms))
     return calls
+
+
+def episodes(calls):
+    """Calls (start, end, ms) that ended within 5 ms of each other, as
+    [earliest start, last end, worst ms, calls], in order."""
+    out = []
+    for start, end, ms in sorted(calls, key=lambda c: c[1]):
+        if out and end - out[-1][1] < 0.005:
+            e = out[-1]
+            e[0], e[1], e[2], e[3] = min(e[0], start), end, max(e[2], ms), e[3] + 1
+        else:
+            out.append([start, end, ms, 1])
+    return out
 
 
 def load_hiccups(d):
@@ -104,11 +119,7 @@ def main():
         sys.exit(__doc__)
     d = sys.argv[1]
     least = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
-    calls = []
-    for line in open(os.path.join(d, "slow.txt")):
-        m = re.match(r"(\S+) slow \w+: ([\d.]+) ms", line)
-        if m:
-            calls.append((stamp(m.group(1)), float(m.group(2))))
+    calls = load_calls(d)
     events = []
     for path in sorted(glob.glob(os.path.join(d, "replica-*.log"))):
         for line in open(path):
@@ -117,14 +128,7 @@ def main():
     for start, _, ms in load_hiccups(d):
         events.append((start, f"machine stall (hiccup): {ms:.1f} ms"))
     events.sort()
-    episodes = []  # [first end, last end, worst ms, calls]
-    for end, ms in sorted(calls):
-        if episodes and end - episodes[-1][1] < 0.005:
-            e = episodes[-1]
-            e[1], e[2], e[3] = end, max(e[2], ms), e[3] + 1
-        else:
-            episodes.append([end, end, ms, 1])
-    for _, last, worst, n in episodes:
+    for _, last, worst, n in episodes(calls):
         if worst < least:
             continue
         start = last - worst / 1000

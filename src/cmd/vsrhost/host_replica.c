@@ -452,12 +452,13 @@ static void host_poll_mark_cb(uv_prepare_t *p)
  * is not a step (nothing observed). */
 static void host_tick_commit(host *h)
 {
-	uint64_t op, ns, before = vsrh_sm_turn_commits(h->sm, &op, &ns);
 	uint64_t t0 = uv_hrtime();
 	host_watchdog_enter(t0, HOST_TICK_COMMIT);
 	vsrh_sm_tick(h->sm);
 	host_watchdog_leave();
-	if (vsrh_sm_turn_commits(h->sm, &op, &ns) == before)
+	/* Every commit before this tick was noted after its step. */
+	uint64_t op, ns;
+	if (vsrh_sm_turn_commits(h->sm, &op, &ns) == h->turn_commits_seen)
 		return;
 	host_step_observe(h, uv_hrtime() - t0, NULL, NULL, HOST_TICK_COMMIT);
 	host_note_turn_commit(h);
