@@ -169,8 +169,10 @@ struct vsrh_lmdb {
 	 * committed writes go to `held` instead of wtxn (vsrh_overlay.h), and
 	 * then move into wtxn a few per operation (held_drain). */
 	vsrh_overlay held_w;
-	bool holding;         /* the sync of the last checkpoint runs */
-	uint64_t hold_syncs;  /* the syncer's count of syncs before it */
+	bool holding;         /* the sync of the last checkpoint runs, or a cleaning */
+	uint64_t hold_ended;  /* the syncer's count of jobs ended before it */
+	uint64_t wb_last_ns;  /* when the last sync or cleaning began (mono ns) */
+	uint64_t clean_after_ns; /* a cleaning after this long without either (0: none) */
 	uint64_t held_total;  /* writes held, in all (figures) */
 	/* The step's turn: a checkpoint taken whose commit waits for this
 	 * replica's turn (step_due, until step_taken + turn_ns), its state in wtxn and the
@@ -190,6 +192,8 @@ struct vsrh_lmdb {
 #define lmdb_fatal vsrh_store_fatal
 
 static void step_now(vsrh_lmdb *db);
+static uint64_t store_mono_ns(void);
+static uint64_t clean_after_ns(void);
 static uint64_t store_mono_ns(void);
 
 static MDB_val mval(const void *p, size_t n)
@@ -703,7 +707,7 @@ static bool hold_allowed(const vsrh_lmdb *db)
 /* Whether writes are held: from a checkpoint's commit until its sync ends. */
 static bool held_holding(vsrh_lmdb *db)
 {
-	if (db->holding && vsrh_syncer_syncs(&db->syncer) != db->hold_syncs)
+	if (db->holding && vsrh_syncer_ended(&db->syncer) != db->hold_ended)
 		db->holding = false;
 	return db->holding;
 }
@@ -1460,6 +1464,8 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 		lmdb_fatal("sync at open", rc);
 	if (durable && ((rc = dir_sync(path)) != 0 || (rc = dir_sync(db->dir)) != 0))
 		lmdb_fatal("sync of the store's directories at open", rc);
+	db->clean_after_ns = clean_after_ns();
+	db->wb_last_ns = store_mono_ns();
 	s->db = db;
 	return 0;
 }
@@ -1615,9 +1621,10 @@ static int ckpt_commit(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefix,
 	if (!db->durable)
 		return VSR_OK;
 	/* Durable once the syncer says so (vsr.h: checkpoint_take). */
-	uint64_t syncs = vsrh_syncer_figures(&db->syncer).syncs;
+	uint64_t syncs = vsrh_syncer_figures(&db->syncer).syncs, ended;
 	used = map_used(db);
-	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op, used, late_ns)))
+	db->wb_last_ns = store_mono_ns();
+	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op, used, late_ns, &ended)))
 		lmdb_fatal("starting the syncer thread", rc);
 	/* The write-back ends with a sync of the whole map: pages the
 	 * transaction takes past `used` (the file growing) are cleaned too;
@@ -1628,7 +1635,7 @@ static int ckpt_commit(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefix,
 	/* Until the sync ends, the writes of the next operations are held
 	 * (vsrh_overlay.h): the map is not written while it is written back. */
 	db->holding = hold_allowed(db);
-	db->hold_syncs = syncs;
+	db->hold_ended = ended;
 	return VSR_PENDING;
 }
 
@@ -1672,11 +1679,59 @@ static void step_forget(vsrh_lmdb *db)
 	db->step_prefix = NULL;
 }
 
+/* Cleanings (vsrh_syncer_clean): a durable map with no sync or cleaning
+ * begun for this long gets one. The kernel's flusher writes a file whose
+ * first dirty page is 30 s old (vm.dirty_expire_centisecs) whole, in one
+ * unpaced burst; a cleaning every 10 s leaves it nothing to write.
+ * VSRH_CLEAN_AFTER_MS sets it (tests), 0 turns cleanings off. */
+#define STORE_CLEAN_AFTER_NS ((uint64_t)10 * 1000000000u)
+
+static uint64_t clean_after_ns(void)
+{
+	const char *v = getenv("VSRH_CLEAN_AFTER_MS");
+	return v != NULL && *v ? (uint64_t)strtoull(v, NULL, 10) * 1000000u : STORE_CLEAN_AFTER_NS;
+}
+
+/* A cleaning, when one is due. Like a sync, it holds the writes until it
+ * has ended: the map is not written while it is written back, so that it
+ * ends clean. */
+static void clean_maybe(vsrh_lmdb *db)
+{
+	if (!db->durable || !db->writemap || db->holding || db->step_due || db->wtxn == NULL)
+		return;
+	uint64_t now = store_mono_ns(), after = db->clean_after_ns;
+	if (after == 0 || now - db->wb_last_ns < after)
+		return;
+	db->wb_last_ns = now;
+	/* What the commits use, then what the transaction in progress added
+	 * past it (appended pages: data up to the next hole of the sparse
+	 * file, unwritten pages of the reservation included). */
+	size_t used = map_used(db);
+	int fd;
+	off_t hole;
+	if (mdb_env_get_fd(db->env, &fd) == 0 && (hole = lseek(fd, (off_t)used, SEEK_HOLE)) > 0 &&
+	    (size_t)hole > used)
+		used = (size_t)hole;
+	uint64_t e;
+	int rc = vsrh_syncer_clean(&db->syncer, db->env, used, after / 2, &e);
+	if (rc == EBUSY)
+		return; /* a sync still runs: it cleans */
+	if (rc)
+		lmdb_fatal("starting the syncer thread", rc);
+	db->holding = hold_allowed(db);
+	db->hold_ended = e;
+}
+
 void vsrh_store_tick(vsrh_store *s)
 {
-	if (s->db != NULL && s->db->step_due &&
-	    store_mono_ns() >= s->db->step_taken + s->db->turn_ns)
-		step_now(s->db);
+	if (s->db == NULL)
+		return;
+	if (s->db->step_due) {
+		if (store_mono_ns() >= s->db->step_taken + s->db->turn_ns)
+			step_now(s->db);
+	} else {
+		clean_maybe(s->db);
+	}
 }
 
 int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head, size_t head_len)
@@ -1721,7 +1776,7 @@ int vsrh_store_ckpt_take(vsrh_store *s, vsr_checkpoint *cp, const uint8_t *head,
 	db->step_plen = plen;
 	db->steps_deferred++;
 	db->holding = true;
-	db->hold_syncs = vsrh_syncer_figures(&db->syncer).syncs; /* idle: waited for */
+	db->hold_ended = vsrh_syncer_ended(&db->syncer); /* idle: waited for */
 	return VSR_PENDING;
 }
 

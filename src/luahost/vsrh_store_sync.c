@@ -184,6 +184,15 @@ static int trickle_pass(vsrh_syncer *s, int fd, uint64_t start, uint64_t budget_
 		*slice = TRICKLE_BYTES;
 	*io_ns = 0;
 	for (off_t at = 0; at < (off_t)used; at += *slice) {
+		if (s->cleaning) {
+			/* Nobody waits for a cleaning: one that is waited for
+			 * (the next take, close) ends here. */
+			pthread_mutex_lock(&s->mu);
+			bool hurry = s->hurry || s->stop;
+			pthread_mutex_unlock(&s->mu);
+			if (hurry)
+				return 0;
+		}
 		uint64_t t0 = mono_ns();
 		if (sync_file_range(fd, at, *slice,
 				    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
@@ -266,27 +275,39 @@ static void *syncer_main(void *arg)
 			break;
 		MDB_env *env = s->env;
 		uint64_t txnid = s->txnid, op = s->op, budget_ns = s->budget_ns;
+		bool cleaning = s->cleaning;
 		/* This replica's turn (vsrh_syncer_stagger), unless someone
 		 * already waits for the sync. */
-		wait_unless_hurried(s, s->delay_ns);
+		if (!cleaning)
+			wait_unless_hurried(s, s->delay_ns);
 		pthread_mutex_unlock(&s->mu);
 		uint64_t t0 = mono_ns();
-		int rc = sync_and_record(s, env, txnid, op, budget_ns);
+		int rc = cleaning ? trickle(s, env, budget_ns)
+				  : sync_and_record(s, env, txnid, op, budget_ns);
 		uint64_t took = mono_ns() - t0;
 		if (rc) {
 			/* Never go on after a failed sync: what it covered may be
-			 * lost while the page cache says otherwise (sync_and_record
-			 * made the next start roll back). */
-			vsrh_store_fatal("sync of a checkpoint", rc);
+			 * lost while the page cache says otherwise (the next start
+			 * rolls back). A failed cleaning is a failed write all the
+			 * same: the pages it lost may be the next sync's. */
+			if (cleaning)
+				synced_forget_boot(s->synced_fd);
+			vsrh_store_fatal(cleaning ? "write-back of the map" : "sync of a checkpoint", rc);
 		}
-		if (s->notify)
+		if (s->notify && !cleaning)
 			s->notify(s->notify_arg, op);
 		pthread_mutex_lock(&s->mu);
-		s->syncs++;
-		s->last_sync_ns = took;
-		s->synced_op = op;
+		if (cleaning) {
+			s->cleanings++;
+		} else {
+			s->syncs++;
+			s->last_sync_ns = took;
+			s->synced_op = op;
+		}
+		s->ended++;
 		s->busy = false;
 		s->hurry = false;
+		s->cleaning = false;
 		pthread_cond_broadcast(&s->cv);
 	}
 	pthread_mutex_unlock(&s->mu);
@@ -318,12 +339,15 @@ void vsrh_syncer_wait(vsrh_syncer *s)
 	pthread_mutex_lock(&s->mu);
 	if (s->busy) {
 		uint64_t t0 = mono_ns();
+		bool sync = !s->cleaning; /* a cleaning stops at its next slice */
 		s->hurry = true; /* no turn to wait for, no more pauses */
 		pthread_cond_broadcast(&s->cv);
 		while (s->busy)
 			pthread_cond_wait(&s->cv, &s->mu);
-		s->waits++;
-		s->wait_ns += mono_ns() - t0;
+		if (sync) {
+			s->waits++;
+			s->wait_ns += mono_ns() - t0;
+		}
 	}
 	pthread_mutex_unlock(&s->mu);
 }
@@ -338,6 +362,7 @@ vsrh_sync_figures vsrh_syncer_figures(vsrh_syncer *s)
 	f.last_sync_ns = s->last_sync_ns;
 	f.waits = s->waits;
 	f.wait_ns = s->wait_ns;
+	f.cleanings = s->cleanings;
 	pthread_mutex_unlock(&s->mu);
 	return f;
 }
@@ -346,6 +371,13 @@ uint64_t vsrh_syncer_syncs(const vsrh_syncer *s)
 {
 	/* (syncer_main counts under mu with `s->syncs++`: an atomic increment.) */
 	return atomic_load_explicit(&s->syncs, memory_order_acquire);
+}
+
+uint64_t vsrh_syncer_ended(const vsrh_syncer *s)
+{
+	/* (syncer_main counts under mu with `s->ended++`, after the job's last
+	 * write: an atomic increment.) */
+	return atomic_load_explicit(&s->ended, memory_order_acquire);
 }
 
 void vsrh_syncer_close(vsrh_syncer *s)
@@ -372,15 +404,22 @@ void vsrh_syncer_stagger(vsrh_syncer *s, unsigned slot, unsigned slots)
 	s->slots = slots;
 }
 
-int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used,
-		      uint64_t late_ns)
+static int thread_start(vsrh_syncer *s)
 {
-	if (!s->started) {
-		int rc = pthread_create(&s->thread, NULL, syncer_main, s);
-		if (rc)
-			return rc;
+	if (s->started)
+		return 0;
+	int rc = pthread_create(&s->thread, NULL, syncer_main, s);
+	if (rc == 0)
 		s->started = true;
-	}
+	return rc;
+}
+
+int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used,
+		      uint64_t late_ns, uint64_t *ended)
+{
+	int rc = thread_start(s);
+	if (rc)
+		return rc;
 	pthread_mutex_lock(&s->mu);
 	if (s->busy) {
 		s->hurry = true;
@@ -388,6 +427,7 @@ int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used,
 	}
 	while (s->busy)
 		pthread_cond_wait(&s->cv, &s->mu);
+	*ended = s->ended;
 	s->env = env;
 	s->txnid = env_txnid(env);
 	s->op = op;
@@ -411,6 +451,28 @@ int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used,
 	uint64_t left = since * 3 / 4 - late - s->delay_ns; /* until 3/4 of the interval */
 	s->budget_ns = since / 2 < left ? since / 2 : left;
 	s->started_at = now;
+	s->busy = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
+int vsrh_syncer_clean(vsrh_syncer *s, MDB_env *env, uint64_t used, uint64_t budget_ns,
+		      uint64_t *ended)
+{
+	int rc = thread_start(s);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&s->mu);
+	if (s->busy) {
+		pthread_mutex_unlock(&s->mu);
+		return EBUSY;
+	}
+	*ended = s->ended;
+	s->env = env;
+	s->used = used;
+	s->budget_ns = budget_ns;
+	s->cleaning = true;
 	s->busy = true;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);

@@ -39,6 +39,7 @@ typedef struct vsrh_sync_figures {
 	uint64_t held;         /* writes held while a sync ran (vsrh_overlay.h), in all */
 	uint64_t deferred;     /* checkpoints whose commit waited for the replica's turn */
 	uint64_t step_last_ns; /* how long the last checkpoint's commit (the step) took */
+	uint64_t cleanings;    /* write-backs between checkpoints (vsrh_syncer_clean) */
 } vsrh_sync_figures;
 
 typedef struct vsrh_syncer {
@@ -46,6 +47,7 @@ typedef struct vsrh_syncer {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool started, stop, busy;
+	bool cleaning;           /* the job in flight (busy) is a cleaning, not a sync */
 	MDB_env *env;            /* what to sync (busy) */
 	uint64_t txnid, op;      /* the commit being synced and its checkpoint */
 	uint64_t synced_op;      /* the last checkpoint the thread made durable (under mu) */
@@ -67,6 +69,8 @@ typedef struct vsrh_syncer {
 	uint64_t last_sync_ns;   /* how long the last one took */
 	uint64_t waits;          /* commits that found the previous sync running */
 	uint64_t wait_ns;        /* the time they waited, in all */
+	uint64_t cleanings;      /* cleanings ended */
+	_Atomic uint64_t ended;  /* jobs ended, syncs and cleanings (vsrh_syncer_ended) */
 } vsrh_syncer;
 
 /* The boot id of the running kernel (a new one at every boot), or of the
@@ -86,11 +90,26 @@ vsrh_sync_figures vsrh_syncer_figures(vsrh_syncer *s);
  * count read here is one the thread reached after its sync's last write
  * (acquire), so the map may be written again. */
 uint64_t vsrh_syncer_syncs(const vsrh_syncer *s);
+/* Its count of jobs ended, syncs and cleanings, read the same way: the
+ * writes held while one runs may go into the map once it has moved. */
+uint64_t vsrh_syncer_ended(const vsrh_syncer *s);
 /* Starts syncing env (its newest commit, checkpoint `op`, committed late_ns
  * after its take) on the thread; waits first for one in flight. 0, or an
  * errno (no thread). */
 int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used,
-		      uint64_t late_ns);
+		      uint64_t late_ns, uint64_t *ended);
+/* A cleaning: writes back the dirty pages of env's first `used` bytes in
+ * paced slices over at most budget_ns, with no fdatasync and no record.
+ * What it writes is not durable and need not be: pages of the write
+ * transaction in progress, which no meta page names yet. It is there for
+ * the kernel's flusher, which otherwise writes a map never synced for 30 s
+ * in one unpaced burst (a checkpoint interval longer than that, or no
+ * checkpoint since a bulk load: 40-100 ms stalls of the log's fdatasync
+ * with 1,000,000 keys). Never waits: EBUSY when a job is in flight, else 0
+ * (or an errno: no thread). *ended: the count of jobs ended before it
+ * (vsrh_syncer_ended). The next sync or wait hurries it to its end. */
+int vsrh_syncer_clean(vsrh_syncer *s, MDB_env *env, uint64_t used, uint64_t budget_ns,
+		      uint64_t *ended);
 /* Staggers this replica's syncs (slot of slots, the replica's index and the
  * replica count): replicas that share a disk then write back one after the
  * other rather than all at once. */

@@ -1,0 +1,200 @@
+/* test_store_clean.c - a durable vsr.store's map that no sync has written
+ * for a while is written back by the syncer in paced slices (a cleaning),
+ * not left to the kernel's flusher, which writes a file whose first dirty
+ * page is 30 s old whole and unpaced (the log's fdatasyncs queue behind it:
+ * 40-100 ms stalls with 1,000,000 keys and no checkpoint for 30 s).
+ *
+ * cachestat(2) (Linux 6.5) counts the dirty pages of data.mdb. After puts
+ * and no checkpoint some are dirty. Ticks, as the host's timer gives them,
+ * bring a cleaning once VSRH_CLEAN_AFTER_MS have passed; it is held at a
+ * gate in its first sync_file_range (linked with --wrap) while more puts
+ * run, which must be held writes (the map is not written while it is
+ * written back). Once it has ended (the store's figures) no page of the
+ * file is dirty, no checkpoint was made durable by it (`synced` unchanged,
+ * no sync counted), and a checkpoint taken after it is durable as always.
+ * With cleanings off (VSRH_CLEAN_AFTER_MS=0) the same ticks bring none. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kv_op.h"
+#include "store_test.h"
+
+#define KEYS 3000
+#define HELD 50
+#define AFTER_MS 100
+
+#ifndef SYS_cachestat
+#define SYS_cachestat 451
+#endif
+
+struct cs_range {
+	uint64_t off, len;
+};
+struct cs {
+	uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+
+/* Dirty pages of path, or -1 (no cachestat: the test is skipped). */
+static long dirty_pages(const char *path)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	struct cs_range r = {0, 0}; /* the whole file */
+	struct cs c;
+	long rc = syscall(SYS_cachestat, fd, &r, &c, 0);
+	close(fd);
+	return rc == 0 ? (long)c.nr_dirty : -1;
+}
+
+/* The gate in the syncer's write-back. */
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static bool gate_closed, at_gate;
+
+int __real_sync_file_range(int fd, off_t off, off_t n, unsigned flags);
+int __wrap_sync_file_range(int fd, off_t off, off_t n, unsigned flags);
+int __wrap_sync_file_range(int fd, off_t off, off_t n, unsigned flags)
+{
+	pthread_mutex_lock(&gate_mu);
+	if (gate_closed) {
+		at_gate = true;
+		pthread_cond_broadcast(&gate_cv);
+		while (gate_closed)
+			pthread_cond_wait(&gate_cv, &gate_mu);
+	}
+	pthread_mutex_unlock(&gate_mu);
+	return __real_sync_file_range(fd, off, n, flags);
+}
+
+static void gate(bool closed)
+{
+	pthread_mutex_lock(&gate_mu);
+	gate_closed = closed;
+	at_gate = false;
+	pthread_cond_broadcast(&gate_cv);
+	pthread_mutex_unlock(&gate_mu);
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Ticks every 5 ms (the host ticks every tick_ms) until the store has
+ * counted `cleanings` cleanings, or the cleaning in flight reached the
+ * gate (at_gate != NULL), for at most `ms`. True when it happened. */
+static bool tick_until(vsrh_sm *sm, uint64_t cleanings, bool gated, uint64_t ms)
+{
+	uint64_t until = mono_ms() + ms;
+	for (;;) {
+		vsrh_sm_tick(sm);
+		vsrh_sm_stats st;
+		vsrh_sm_stats_get(sm, &st);
+		pthread_mutex_lock(&gate_mu);
+		bool there = at_gate;
+		pthread_mutex_unlock(&gate_mu);
+		if (gated ? there : st.store_cleanings >= cleanings)
+			return true;
+		if (mono_ms() >= until)
+			return false;
+		nanosleep(&(struct timespec){0, 5000000}, NULL);
+	}
+}
+
+/* The cleanings off: ticks for three times the period bring none. */
+static void without_cleanings(vsrh_config *cfg)
+{
+	char dir[] = "/tmp/vsr-store-noclean-XXXXXX";
+	if (mkdtemp(dir) == NULL)
+		return;
+	setenv("VSRH_CLEAN_AFTER_MS", "0", 1);
+	vsrh_sm *sm = st_create(cfg, dir, true, true);
+	if (sm != NULL) {
+		vsr_state_machine m;
+		vsrh_sm_bind(sm, &m);
+		uint64_t op = 0;
+		CHECK(kv_put_round(&m, KEYS, 0, &op) == 0, "the puts (cleanings off)");
+		CHECK(!tick_until(sm, 1, false, 3 * AFTER_MS), "a cleaning with VSRH_CLEAN_AFTER_MS=0");
+		vsrh_sm_destroy(sm);
+	}
+	st_remove(dir);
+}
+
+int main(void)
+{
+	vsrh_config cfg;
+	char dir[] = "/tmp/vsr-store-clean-XXXXXX";
+	if (st_begin(&cfg, dir) != 0)
+		return 1;
+	const char *store = dir;
+	char data[800];
+	snprintf(data, sizeof data, "%s/db/data.mdb", store);
+	setenv("VSRH_CLEAN_AFTER_MS", "100", 1);
+	vsrh_sm *sm = st_create(&cfg, dir, true, true);
+	if (sm == NULL)
+		return st_end(dir, &cfg, NULL);
+	vsr_state_machine m;
+	vsrh_sm_bind(sm, &m);
+	uint64_t op = 0, synced_before = 0;
+	CHECK(kv_put_round(&m, KEYS, 0, &op) == 0, "the first puts");
+	long dirty = dirty_pages(data);
+	if (dirty < 0) {
+		printf("SKIP: cachestat(2) on %s: %s\n", data, strerror(errno));
+		vsrh_sm_destroy(sm);
+		st_end(dir, &cfg, NULL);
+		return 77;
+	}
+	CHECK(dirty > 0, "no dirty page in %s after %d puts", data, KEYS);
+	synced_before = st_synced_op(store);
+
+	/* The cleaning comes, and holds at the gate: puts meanwhile are held. */
+	gate(true);
+	CHECK(tick_until(sm, 0, true, 10000), "no cleaning reached the write-back within 10 s");
+	vsrh_sm_stats st;
+	vsrh_sm_stats_get(sm, &st);
+	uint64_t held = st.checkpoint_held_writes;
+	CHECK(kv_put_round(&m, HELD, 1, &op) == 0, "the puts during the cleaning");
+	vsrh_sm_stats_get(sm, &st);
+	CHECK(st.checkpoint_held_writes - held == HELD,
+	      "%llu of %d puts during the cleaning were held (the map was written while it was "
+	      "written back)",
+	      (unsigned long long)(st.checkpoint_held_writes - held), HELD);
+	gate(false);
+	CHECK(tick_until(sm, 1, false, 10000), "the cleaning did not end within 10 s");
+	dirty = dirty_pages(data);
+	CHECK(dirty == 0, "%ld pages of %s still dirty after the cleaning", dirty, data);
+	vsrh_sm_stats_get(sm, &st);
+	CHECK(st.checkpoint_syncs == 0, "a cleaning counted as a checkpoint's sync");
+	CHECK(st_synced_op(store) == synced_before, "a cleaning wrote the `synced` record");
+
+	/* A checkpoint after it: the held writes go in, and it is durable. */
+	vsr_checkpoint cp;
+	uint64_t before = m.digest(m.ctx);
+	int rc = st_take(sm, op, NULL, NULL, &cp);
+	CHECK(rc == VSR_OK || rc == VSR_PENDING, "checkpoint_take after a cleaning: %d", rc);
+	vsrh_sm_destroy(sm); /* waits for its sync */
+	CHECK(st_synced_op(store) == op, "the checkpoint after the cleaning is not recorded synced");
+	vsr_checkpoint back;
+	uint64_t digest = 0;
+	if (st_open(&cfg, dir, &back, &digest) == 0)
+		CHECK(back.op == op && digest == before,
+		      "reopened at op %llu digest %016llx, expected op %llu digest %016llx",
+		      (unsigned long long)back.op, (unsigned long long)digest,
+		      (unsigned long long)op, (unsigned long long)before);
+
+	without_cleanings(&cfg);
+	return st_end(dir, &cfg, "store clean: a map unsynced for VSRH_CLEAN_AFTER_MS written back "
+				 "paced, writes held meanwhile, nothing recorded durable");
+}
