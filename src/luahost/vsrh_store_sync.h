@@ -86,12 +86,13 @@ void vsrh_syncer_wait(vsrh_syncer *s);
 /* Its figures, read under its lock. */
 vsrh_sync_figures vsrh_syncer_figures(vsrh_syncer *s);
 /* Its count of syncs ended (figures.syncs), read without the lock: what
- * the store asks after every operation (has the write-back ended?). A
- * count read here is one the thread reached after its sync's last write
- * (acquire), so the map may be written again. */
+ * the store asks after every operation while pages a sync cleaned are made
+ * writable again (vsrh_store_touch.h). A count read here is one the thread
+ * reached after its sync's last write (acquire). */
 uint64_t vsrh_syncer_syncs(const vsrh_syncer *s);
-/* Its count of jobs ended, syncs and cleanings, read the same way: the
- * writes held while one runs may go into the map once it has moved. */
+/* Its count of jobs ended, syncs and cleanings, read the same way after
+ * every operation while writes are held: once it has moved past the count
+ * the job began at, its last write is done and the map may be written. */
 uint64_t vsrh_syncer_ended(const vsrh_syncer *s);
 /* Starts syncing env (its newest commit, checkpoint `op`, committed late_ns
  * after its take) on the thread; waits first for one in flight. 0, or an
