@@ -107,6 +107,13 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 			    int (*accept)(void *arg, const uint8_t *head, size_t len), void *arg);
 /* Restart: the checkpoint the environment holds (op 0: none) and its head. */
 int vsrh_store_ckpt_open(vsrh_store *s, vsr_checkpoint *cp, vsr_buf *head);
+/* Before a restart checks or opens the store in `dir` (the directory given
+ * to vsrh_store_use_lmdb, which calls it too): an install that stopped
+ * between its two renames is finished (next/ is complete and durable once
+ * db/ has moved) or undone, and what a fetch or an install left (next/,
+ * old/) removed, so that the check reads the environment the store will
+ * open. */
+void vsrh_store_settle_install(const char *dir);
 /* Before a restart opens it: reads every record of the environment in `dir`
  * (the directory given to vsrh_store_use_lmdb) and checks them against its
  * checkpoint record, and that record against what the superblock names: a
