@@ -1370,14 +1370,18 @@ void vsrh_store_settle_install(const char *dir)
 	env_dir_remove(old);
 }
 
-int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh, char *err,
-			size_t err_len)
+int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh,
+			bool (*disk_full)(void *arg), void *disk_full_arg, char *err, size_t err_len)
 {
 	vsrh_lmdb *db = calloc(1, sizeof *db);
 	if (db == NULL) {
 		snprintf(err, err_len, "out of memory");
 		return -1;
 	}
+	/* Before the first reservation (env_open): the room the log's reaper
+	 * is about to give back counts at open too. */
+	db->disk_full = disk_full;
+	db->disk_full_arg = disk_full_arg;
 	db->staged_fd = -1;
 	db->syncer.synced_fd = -1;
 	db->durable = durable;
