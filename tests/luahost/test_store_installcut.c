@@ -385,6 +385,8 @@ static int start_image(const char *store, const vsr_checkpoint *sb_cp, char *why
 	if (pid == 0) {
 		close(fds[0]);
 		M.armed = false;
+		if (freopen("/dev/null", "w", stderr) == NULL) /* the rollbacks' notes */
+			_exit(9);
 		setenv("VSRH_BOOT_ID", "boot-after-the-cut", 1);
 		char msg[600] = "";
 		int result = 0;
@@ -450,6 +452,7 @@ static void cut(const char *when)
 	live_walk(M.root);
 	for (int i = 0; i < M.ndirs; i++)
 		pick[i] = 0;
+	int images = M.images, a = M.opened_a, b = M.opened_b;
 	for (;;) {
 		char sig[1024] = "";
 		const tdir *root = dir_of(M.root_ino);
@@ -496,6 +499,8 @@ static void cut(const char *when)
 		if (i == M.ndirs)
 			break;
 	}
+	printf("  a cut %s: %d new disk(s), %d open A, %d open B\n", when, M.images - images,
+	       M.opened_a - a, M.opened_b - b);
 	M.armed = true;
 }
 
