@@ -983,6 +983,22 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 			  dir, durable->superblock.view, durable->superblock.checkpoint_op,
 			  durable->entry_count);
 	}
+#ifdef VSRHOST_TEETH
+	/* Test-only (proctest lost-dir-teeth): a host that keeps a history id
+	 * across a lost disk, as a surviving marker file would, hands the core
+	 * an empty disk as an intact one of that history (vsrsim's
+	 * --amnesia-hidden). Never in vsrhost. */
+	static vsr_durable hidden;
+	const char *hidden_history = getenv("VSRH_TEETH_HIDDEN_HISTORY");
+	if (hidden_history != NULL && (durable == NULL || durable->superblock.history == 0)) {
+		memset(&hidden, 0, sizeof hidden);
+		hidden.superblock.cluster = cfg->cluster;
+		hidden.superblock.history = strtoull(hidden_history, NULL, 0);
+		durable = &hidden;
+		host_warn("planted bug (VSRH_TEETH_HIDDEN_HISTORY): an empty disk taken for an "
+			  "intact one of history %s", hidden_history);
+	}
+#endif
 	/* The state machine. vsr.store starts empty unless storage brought back
 	 * a disk (in memory mode it is never synced and always starts empty). */
 	bool store_fresh = durable == NULL || durable->superblock.history == 0 || !durable_mode;
