@@ -1313,6 +1313,10 @@ static int env_open(vsrh_lmdb *db, const char *path, size_t min_map, char *err, 
 		db->writemap = false;
 		if (rc == ENOSPC)
 			rc = env_try_open(db, path, map, 0);
+		if (rc == 0) /* said, since it lasts until the next start */
+			fprintf(stderr, "vsr.store: %s: no room on disk to reserve %zu MiB for the map; "
+				"its pages are written at each commit instead (slower checkpoints)\n",
+				path, reserve >> 20);
 	}
 	/* The handles, in a transaction of their own: read transactions can
 	 * use them only once it has committed. */

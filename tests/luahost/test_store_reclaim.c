@@ -24,9 +24,9 @@
  * The same at open: the trash file takes the free space before anything is
  * put, and the store opens (fresh) on the same disk; its map's first
  * reservation (64 MiB, with as much left for the log) does not fit.
- *   - unwired: the store falls back to pages written with pwrite: its file
- *     has no room reserved, the trash file is still there (so the test can
- *     fail);
+ *   - unwired: the store falls back to pages written with pwrite and says
+ *     so: its file has no room reserved, the trash file is still there (so
+ *     the test can fail);
  *   - wired through vsrh_sm_options.disk_full (as vsrhost does): the
  *     reservation is made, the trash file is gone, one reclaim. */
 #define _GNU_SOURCE
@@ -254,7 +254,9 @@ static int run(const char *root, bool at_open, bool wired, char *text, size_t le
 	if (pid == 0) {
 		if (freopen(errlog, "w", stderr) == NULL)
 			_exit(2);
-		_exit(at_open ? child_open(root, wired) : child(root, wired));
+		int rc = at_open ? child_open(root, wired) : child(root, wired);
+		fflush(NULL); /* stderr, a file now */
+		_exit(rc);
 	}
 	int status = -1;
 	if (pid < 0 || waitpid(pid, &status, 0) != pid)
@@ -287,6 +289,8 @@ int main(void)
 	st = run(root, true, false, text, sizeof text);
 	CHECK(st == 3, "open, unwired: status %d, not 3: the disk is not too full for the map's "
 		       "first reservation without the reaper's space; stderr: %s", st, text);
+	CHECK(strstr(text, "no room on disk to reserve") != NULL,
+	      "open, unwired: the store says it runs without a reservation; stderr: %s", text);
 	st = run(root, true, true, text, sizeof text);
 	CHECK(st == 0, "open, wired: status %d (the map's first reservation must be made once "
 		       "the reaper's space is freed); stderr: %s", st, text);
