@@ -54,6 +54,10 @@ typedef struct vsrh_sm_options {
 	const char *store_dir;
 	bool store_sync;
 	bool store_fresh; /* remove what store_dir holds (a lost or new disk) */
+	/* vsrh_sm_on_disk_full's hook, in place before the store opens: the
+	 * map's first reservation, at open, may reclaim too (NULL: none). */
+	bool (*disk_full)(void *arg);
+	void *disk_full_arg;
 	/* limits.checkpoint_interval: the store reads the pages a checkpoint
 	 * will commit just before it (vsrh_store_touch.h); 0: unknown. */
 	uint32_t checkpoint_interval;
@@ -70,6 +74,10 @@ int vsrh_sm_create(vsrh_sm **out, const vsrh_config *cfg, char *err, size_t err_
  * vsrh_sm_options): what a replica uses. */
 int vsrh_sm_create_at(vsrh_sm **out, const vsrh_config *cfg, const char *store_dir, bool sync,
 		      bool fresh, char *err, size_t err_len);
+/* The options vsrh_sm_create_at opens with, for a caller that adds to them
+ * (the disk-full hook) before vsrh_sm_open. */
+vsrh_sm_options vsrh_sm_options_at(const vsrh_config *cfg, const char *store_dir, bool sync,
+				   bool fresh);
 int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *opt, char *err, size_t err_len);
 void vsrh_sm_destroy(vsrh_sm *sm);
 
@@ -110,7 +118,9 @@ uint64_t vsrh_sm_turn_commits(const vsrh_sm *sm, uint64_t *op, uint64_t *ns);
  * 74): fn frees space the disk is about to get back anyway (the log's
  * pruned segments, vsr_storage_reclaim) and returns whether it freed any;
  * then the store tries once more. fn NULL: none (the default). Called on
- * the thread that steps the state machine. */
+ * the thread that steps the state machine. The reservation made when the
+ * store opens (where a full disk makes the store run without writing its
+ * map in place) sees only a hook given in vsrh_sm_options.disk_full. */
 void vsrh_sm_on_disk_full(vsrh_sm *sm, bool (*fn)(void *arg), void *arg);
 
 /* Fills `out` with callbacks on sm (ctx = sm). sm must outlive the core. */

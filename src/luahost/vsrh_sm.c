@@ -1262,8 +1262,8 @@ int vsrh_sm_open(vsrh_sm **out, const vsrh_sm_options *o, char *err, size_t err_
 	/* All state in vsr.store: the store lives in LMDB. Plain Lua state is
 	 * snapshotted whole, the store with it, so it stays in a table. */
 	if (!sm->plain && o->store != VSRH_STORE_TABLE &&
-	    vsrh_store_use_lmdb(&sm->store, o->store_dir, o->store_sync, o->store_fresh, err,
-				err_len)) {
+	    vsrh_store_use_lmdb(&sm->store, o->store_dir, o->store_sync, o->store_fresh,
+				o->disk_full, o->disk_full_arg, err, err_len)) {
 		/* The store's directory or files could not be opened: the disk
 		 * (or its permissions), not the configuration. */
 		vsrh_sm_destroy(sm);
@@ -1308,10 +1308,10 @@ int vsrh_sm_create(vsrh_sm **out, const vsrh_config *cfg, char *err, size_t err_
 	return vsrh_sm_create_at(out, cfg, NULL, false, false, err, err_len);
 }
 
-int vsrh_sm_create_at(vsrh_sm **out, const vsrh_config *cfg, const char *store_dir, bool sync,
-		      bool fresh, char *err, size_t err_len)
+vsrh_sm_options vsrh_sm_options_at(const vsrh_config *cfg, const char *store_dir, bool sync,
+				   bool fresh)
 {
-	vsrh_sm_options o = {
+	return (vsrh_sm_options){
 		.store_dir = store_dir,
 		.store_sync = sync,
 		.store_fresh = fresh,
@@ -1323,6 +1323,12 @@ int vsrh_sm_create_at(vsrh_sm **out, const vsrh_config *cfg, const char *store_d
 		.clients_max = cfg->clients_max,
 		.log_level = cfg->log_level,
 	};
+}
+
+int vsrh_sm_create_at(vsrh_sm **out, const vsrh_config *cfg, const char *store_dir, bool sync,
+		      bool fresh, char *err, size_t err_len)
+{
+	vsrh_sm_options o = vsrh_sm_options_at(cfg, store_dir, sync, fresh);
 	return vsrh_sm_open(out, &o, err, err_len);
 }
 

@@ -1317,6 +1317,10 @@ static int env_open(vsrh_lmdb *db, const char *path, size_t min_map, char *err, 
 		db->writemap = false;
 		if (rc == ENOSPC)
 			rc = env_try_open(db, path, map, 0);
+		if (rc == 0) /* said, since it lasts until the next start */
+			fprintf(stderr, "vsr.store: %s: no room on disk to reserve %zu MiB for the map; "
+				"its pages are written at each commit instead (slower checkpoints)\n",
+				path, reserve >> 20);
 	}
 	/* The handles, in a transaction of their own: read transactions can
 	 * use them only once it has committed. */
@@ -1356,14 +1360,36 @@ static void env_close(vsrh_lmdb *db)
 	env_shut(db);
 }
 
-int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh, char *err,
-			size_t err_len)
+void vsrh_store_settle_install(const char *dir)
+{
+	/* An install that stopped between its two renames (db/ moved to old/)
+	 * left next/, complete and synced: finish it; without next/ (its
+	 * rename failed), put old/ back: the install never happened. Any
+	 * other next/ is a fetch that stopped half way, and old/ what an
+	 * install replaced. */
+	char path[4200], next[4200], old[4200];
+	path_join(path, sizeof path, dir, "db");
+	path_join(next, sizeof next, dir, "next");
+	path_join(old, sizeof old, dir, "old");
+	struct stat st;
+	if (stat(path, &st) != 0 && stat(old, &st) == 0)
+		rename(stat(next, &st) == 0 ? next : old, path);
+	env_dir_remove(next);
+	env_dir_remove(old);
+}
+
+int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh,
+			bool (*disk_full)(void *arg), void *disk_full_arg, char *err, size_t err_len)
 {
 	vsrh_lmdb *db = calloc(1, sizeof *db);
 	if (db == NULL) {
 		snprintf(err, err_len, "out of memory");
 		return -1;
 	}
+	/* Before the first reservation (env_open): the room the log's reaper
+	 * is about to give back counts at open too. */
+	db->disk_full = disk_full;
+	db->disk_full_arg = disk_full_arg;
 	db->staged_fd = -1;
 	db->syncer.synced_fd = -1;
 	db->durable = durable;
@@ -1414,16 +1440,7 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 		path_join(synced, sizeof synced, db->dir, "synced"); /* it named that one */
 		unlink(synced);
 	}
-	/* An install that stopped between its two renames (db/ moved to old/)
-	 * left next/, complete and synced: finish it; without next/ (its
-	 * rename failed), put old/ back: the install never happened. Any
-	 * other next/ is a fetch that stopped half way, and old/ what an
-	 * install replaced. */
-	struct stat st;
-	if (stat(path, &st) != 0 && stat(old, &st) == 0)
-		rename(stat(next, &st) == 0 ? next : old, path);
-	env_dir_remove(next);
-	env_dir_remove(old);
+	vsrh_store_settle_install(db->dir);
 	bool rolled = false;
 	char why[512] = "";
 	if (durable && vsrh_store_settle_dir(db->dir, &rolled, why, sizeof why) != 0) {
@@ -2163,10 +2180,19 @@ static int build_finish(vsrh_lmdb *db, const uint8_t *fixed, const uint8_t *head
 	else if (e->wtxn)
 		mdb_txn_abort(e->wtxn);
 	e->wtxn = NULL;
-	/* A failed sync stops the replica (never continue after one: the disk
-	 * is failing); it used to fail the install, which the core retries. */
+	/* next/ durable as a whole before the install renames it into place:
+	 * its data, then its entries (data.mdb, made by LMDB in a directory
+	 * never synced). A rename made durable before them (a journal commit
+	 * for anyone's fsync, or any order POSIX allows) would otherwise put a
+	 * torn or empty environment where db/ was. A failed sync stops the
+	 * replica (never continue after one: the disk is failing); it used to
+	 * fail the install, which the core retries. */
 	if (rc == 0 && db->durable && (rc = mdb_env_sync(e->env, 1)) != 0)
 		lmdb_fatal("sync of a fetched checkpoint", rc);
+	char next[4200];
+	path_join(next, sizeof next, db->dir, "next");
+	if (rc == 0 && db->durable && (rc = dir_sync(next)) != 0)
+		lmdb_fatal("sync of a fetched checkpoint's directory", rc);
 	env_shut(e);
 	free(e);
 	b->env = NULL;
@@ -2232,27 +2258,31 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 	env_close(db);
 	env_dir_remove(old);
 	char err[256] = "";
-	if (rename(path, old) != 0 || rename(next, path) != 0 || env_open(db, path, 0, err, sizeof err)) {
+	if (rename(path, old) != 0 || rename(next, path) != 0) {
 		/* The old store is closed: never run on without one. At the next
 		 * start vsrh_store_use_lmdb finishes an interrupted rename. */
 		fprintf(stderr, "vsr.store: installing a checkpoint in %s: %s; this replica stops "
-			"(exit 74)\n", db->dir, err[0] ? err : strerror(errno));
+			"(exit 74)\n", db->dir, strerror(errno));
+		fflush(NULL);
+		_exit(74);
+	}
+	/* The renames durable before old/ goes: removed while they may not
+	 * be, db/ could come back emptied by a power cut. */
+	int src = db->durable ? dir_sync(db->dir) : 0;
+	if (src)
+		lmdb_fatal("sync of an installed checkpoint's directory", src);
+	if (env_open(db, path, 0, err, sizeof err)) {
+		fprintf(stderr, "vsr.store: installing a checkpoint in %s: %s; this replica stops "
+			"(exit 74)\n", db->dir, err);
 		fflush(NULL);
 		_exit(74);
 	}
 	env_dir_remove(old);
-	if (db->durable) {
-		/* The new environment's entries (made in next/, never synced as
-		 * a directory), the renames, then the environment, durable
-		 * before the superblock can name its checkpoint. */
-		int src = dir_sync(path);
-		if (src == 0)
-			src = dir_sync(db->dir);
-		if (src == 0)
-			src = vsrh_syncer_sync_now(&db->syncer, db->env, cp->op);
-		if (src)
-			lmdb_fatal("sync of an installed checkpoint", src);
-	}
+	/* Then the environment (durable since build_finish: this records its
+	 * transaction in `synced`, which still names the replaced store's),
+	 * before the superblock can name its checkpoint. */
+	if (db->durable && (src = vsrh_syncer_sync_now(&db->syncer, db->env, cp->op)) != 0)
+		lmdb_fatal("sync of an installed checkpoint", src);
 	s->count = (int64_t)count;
 	s->digest = sum;
 	db->kv_bytes = kv_bytes;

@@ -65,9 +65,11 @@ int vsrh_store_read(lua_State *L, vsrh_store *s, const uint8_t *d, size_t len, s
  * are fsync'ed; otherwise nothing is synced (memory durability). An
  * existing environment keeps its contents (vsrh_store_ckpt_open reads
  * them) unless `fresh` or not durable: then it is removed first.
+ * disk_full(disk_full_arg) (NULL: none) is vsrh_store_on_disk_full's
+ * hook, in place before the map's first reservation, made here.
  * Returns 0, or -1 with err. */
-int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh, char *err,
-			size_t err_len);
+int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh,
+			bool (*disk_full)(void *arg), void *disk_full_arg, char *err, size_t err_len);
 /* Durable: a checkpoint is made durable on a thread of the store's own;
  * fn(arg, op) is called there when checkpoint op is (vsr.h,
  * VSR_EVENT_CHECKPOINT_DURABLE). Returns the last checkpoint the thread
@@ -78,7 +80,8 @@ uint64_t vsrh_store_on_durable(vsrh_store *s, void (*fn)(void *arg, uint64_t op)
  * (vsrh_syncer_stagger). */
 void vsrh_store_stagger(vsrh_store *s, unsigned slot, unsigned slots, uint64_t turn_ns);
 /* Before a full disk refuses the map's reservation: fn(arg) may free
- * space (vsrh_sm_on_disk_full). */
+ * space (vsrh_sm_on_disk_full; for the reservation at open, pass it to
+ * vsrh_store_use_lmdb). */
 void vsrh_store_on_disk_full(vsrh_store *s, bool (*fn)(void *arg), void *arg);
 /* Commits the checkpoint waiting for this replica's turn once it has come
  * (after each operation, and from the host's tick). */
@@ -107,6 +110,13 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 			    int (*accept)(void *arg, const uint8_t *head, size_t len), void *arg);
 /* Restart: the checkpoint the environment holds (op 0: none) and its head. */
 int vsrh_store_ckpt_open(vsrh_store *s, vsr_checkpoint *cp, vsr_buf *head);
+/* Before a restart checks or opens the store in `dir` (the directory given
+ * to vsrh_store_use_lmdb, which calls it too): an install that stopped
+ * between its two renames is finished (next/ is complete and durable once
+ * db/ has moved) or undone, and what a fetch or an install left (next/,
+ * old/) removed, so that the check reads the environment the store will
+ * open. */
+void vsrh_store_settle_install(const char *dir);
 /* Before a restart opens it: reads every record of the environment in `dir`
  * (the directory given to vsrh_store_use_lmdb) and checks them against its
  * checkpoint record, and that record against what the superblock names: a

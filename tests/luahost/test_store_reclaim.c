@@ -19,7 +19,16 @@
  *   - unwired (no on_disk_full): exit 74, "the disk is full": the disk is
  *     really too full without the reaper's space (so the test can fail);
  *   - wired: the checkpoint commits and syncs, the trash file is gone, and
- *     the reclaim ran once. */
+ *     the reclaim ran once.
+ *
+ * The same at open: the trash file takes the free space before anything is
+ * put, and the store opens (fresh) on the same disk; its map's first
+ * reservation (64 MiB, with as much left for the log) does not fit.
+ *   - unwired: the store falls back to pages written with pwrite and says
+ *     so: its file has no room reserved, the trash file is still there (so
+ *     the test can fail);
+ *   - wired through vsrh_sm_options.disk_full (as vsrhost does): the
+ *     reservation is made, the trash file is gone, one reclaim. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -63,8 +72,108 @@ static void closed_cb(vsr_storage *s)
 	closed = true;
 }
 
-/* The child: see the top. Returns its exit status (a failed reservation
- * exits 74 from inside the store). */
+/* The trash file in `log` (created): all the free space of the disk at
+ * root but LEFT_FREE, at its head, 4 GiB long. Returns the bytes it holds,
+ * or 0 having said why. */
+static uint64_t fill_with_trash(const char *root, const char *log, const char *trash)
+{
+	struct statvfs vfs;
+	if (mkdir(log, 0755) != 0 || statvfs(root, &vfs) != 0) {
+		printf("%s: %s\n", log, strerror(errno));
+		return 0;
+	}
+	uint64_t free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	if (free_bytes < LEFT_FREE + (64u << 20)) {
+		printf("only %llu bytes free\n", (unsigned long long)free_bytes);
+		return 0;
+	}
+	int fd = open(trash, O_RDWR | O_CREAT, 0644);
+	if (fd < 0 || posix_fallocate(fd, 0, (off_t)(free_bytes - LEFT_FREE)) != 0 ||
+	    ftruncate(fd, (off_t)4 << 30) != 0) {
+		printf("%s: %s\n", trash, strerror(errno));
+		return 0;
+	}
+	close(fd);
+	return free_bytes - LEFT_FREE;
+}
+
+/* The log's storage on loop in `log` (small segments: its own
+ * preallocation needs little); its load hands the trash file to the
+ * reaper. NULL having said why. */
+static vsr_storage *open_log(uv_loop_t *loop, const char *log)
+{
+	vsr_storage_options o = {.loop = loop, .kind = VSR_STORAGE_DURABLE, .dir = log,
+				 .cluster = 7, .replica = 0, .persisted_cb = persisted_cb,
+				 .segment_size = 1u << 20};
+	vsr_storage *st = NULL;
+	char err[512] = "";
+	const vsr_durable *d;
+	if (vsr_storage_open(&o, &st, err, sizeof err) != VSR_OK ||
+	    vsr_storage_load(st, &d, err, sizeof err) != VSR_OK) {
+		printf("storage: %s\n", err);
+		return NULL;
+	}
+	return st;
+}
+
+static void close_log(uv_loop_t *loop, vsr_storage *st)
+{
+	vsr_storage_close(st, closed_cb);
+	while (!closed)
+		uv_run(loop, UV_RUN_ONCE);
+	uv_loop_close(loop);
+}
+
+/* The child for the reservation at open: see the top. 0: reserved with
+ * one reclaim; 3: not reserved, the trash file still there; 1: anything
+ * else. */
+static int child_open(const char *root, bool wired)
+{
+	char store[400], log[400], trash[500], data[500];
+	snprintf(store, sizeof store, "%s/store", root);
+	snprintf(log, sizeof log, "%s/log", root);
+	snprintf(trash, sizeof trash, "%s/%s", log, TRASH);
+	snprintf(data, sizeof data, "%s/db/data.mdb", store);
+	vsrh_config cfg;
+	if (st_config(&cfg) != 0 || fill_with_trash(root, log, trash) == 0)
+		return 1;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	vsr_storage *st = open_log(&loop, log);
+	if (st == NULL)
+		return 1;
+	vsrh_sm_options o = vsrh_sm_options_at(&cfg, store, true, true);
+	if (wired) {
+		o.disk_full = reclaim_cb;
+		o.disk_full_arg = st;
+	}
+	vsrh_sm *sm = NULL;
+	char err[512] = "";
+	if (vsrh_sm_open(&sm, &o, err, sizeof err) != VSR_OK) {
+		printf("open: %s\n", err);
+		return 1;
+	}
+	struct stat dst, tst;
+	bool trash_gone = stat(trash, &tst) != 0;
+	uint64_t held = stat(data, &dst) == 0 ? (uint64_t)dst.st_blocks * 512 : 0;
+	bool reserved = held >= (64u << 20);
+	printf("  open, %s: %.1f MiB on disk for the store's file (%s); %d reclaim(s); the trash "
+	       "file %s\n",
+	       wired ? "wired" : "unwired", (double)held / (1 << 20),
+	       reserved ? "its map reserved" : "nothing reserved: pages written with pwrite",
+	       reclaims, trash_gone ? "gone" : "still there");
+	int status = reserved && trash_gone && reclaims == 1 ? 0
+		     : !reserved && !trash_gone && reclaims == 0 ? 3
+								 : 1;
+	close_log(&loop, st);
+	vsrh_sm_destroy(sm);
+	vsrh_config_free(&cfg);
+	fflush(stdout); /* the child ends with _exit */
+	return status;
+}
+
+/* The child for a checkpoint's reservation: see the top. Returns its exit
+ * status (a failed reservation exits 74 from inside the store). */
 static int child(const char *root, bool wired)
 {
 	char store[400], log[400], trash[500];
@@ -89,45 +198,22 @@ static int child(const char *root, bool wired)
 			return 1;
 		}
 	}
-	/* The trash file: all the free space but LEFT_FREE, at its head. */
-	struct statvfs vfs;
-	if (mkdir(log, 0755) != 0 || statvfs(root, &vfs) != 0) {
-		printf("%s: %s\n", log, strerror(errno));
+	/* The trash file, and the log's storage on the same disk. */
+	uint64_t trash_bytes = fill_with_trash(root, log, trash);
+	if (trash_bytes == 0)
 		return 1;
-	}
-	uint64_t free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
-	if (free_bytes < LEFT_FREE + (64u << 20)) {
-		printf("only %llu bytes free after the puts\n", (unsigned long long)free_bytes);
-		return 1;
-	}
-	int fd = open(trash, O_RDWR | O_CREAT, 0644);
-	if (fd < 0 || posix_fallocate(fd, 0, (off_t)(free_bytes - LEFT_FREE)) != 0 ||
-	    ftruncate(fd, (off_t)4 << 30) != 0) {
-		printf("%s: %s\n", trash, strerror(errno));
-		return 1;
-	}
-	close(fd);
-	/* The log's storage on the same disk (small segments: its own
-	 * preallocation needs little). */
 	uv_loop_t loop;
 	uv_loop_init(&loop);
-	vsr_storage_options o = {.loop = &loop, .kind = VSR_STORAGE_DURABLE, .dir = log,
-				 .cluster = 7, .replica = 0, .persisted_cb = persisted_cb,
-				 .segment_size = 1u << 20};
-	vsr_storage *st = NULL;
-	char err[512] = "";
-	const vsr_durable *d;
-	if (vsr_storage_open(&o, &st, err, sizeof err) != VSR_OK ||
-	    vsr_storage_load(st, &d, err, sizeof err) != VSR_OK) {
-		printf("storage: %s\n", err);
+	vsr_storage *st = open_log(&loop, log);
+	if (st == NULL)
 		return 1;
-	}
 	if (wired)
 		vsrh_sm_on_disk_full(sm, reclaim_cb, st);
+	struct statvfs vfs;
 	statvfs(root, &vfs);
 	printf("  %s: %.1f MiB free, the trash file holds %.1f MiB; checkpoint at op %d\n",
 	       wired ? "wired" : "unwired", (double)vfs.f_bavail * vfs.f_frsize / (1 << 20),
-	       (double)(free_bytes - LEFT_FREE) / (1 << 20), PUTS);
+	       (double)trash_bytes / (1 << 20), PUTS);
 	fflush(stdout);
 	vsr_checkpoint cp = {.op = PUTS, .checksum = PUTS * 31u, .timestamp = PUTS};
 	static const uint8_t meta[8];
@@ -143,10 +229,7 @@ static int child(const char *root, bool wired)
 				     st_synced_op(store) == PUTS
 			     ? 0
 			     : 1;
-	vsr_storage_close(st, closed_cb);
-	while (!closed)
-		uv_run(&loop, UV_RUN_ONCE);
-	uv_loop_close(&loop);
+	close_log(&loop, st);
 	vsrh_sm_destroy(sm);
 	vsrh_config_free(&cfg);
 	free(b.data);
@@ -155,10 +238,15 @@ static int child(const char *root, bool wired)
 	return status;
 }
 
-/* Runs child(root, wired) in a process; its exit status, and its stderr
- * (the store's sentence) in text. */
-static int run(const char *root, bool wired, char *text, size_t len)
+/* Runs child(root, wired), or child_open, in a process on a fresh tmpfs
+ * at root; its exit status, and its stderr (the store's sentence) in text. */
+static int run(const char *root, bool at_open, bool wired, char *text, size_t len)
 {
+	umount2(root, MNT_DETACH);
+	if (mount("tmpfs", root, "tmpfs", 0, "size=200m") != 0) {
+		printf("cannot mount the tmpfs again: %s\n", strerror(errno));
+		return -1;
+	}
 	char errlog[400];
 	snprintf(errlog, sizeof errlog, "%s.stderr", root);
 	fflush(NULL);
@@ -166,7 +254,9 @@ static int run(const char *root, bool wired, char *text, size_t len)
 	if (pid == 0) {
 		if (freopen(errlog, "w", stderr) == NULL)
 			_exit(2);
-		_exit(child(root, wired));
+		int rc = at_open ? child_open(root, wired) : child(root, wired);
+		fflush(NULL); /* stderr, a file now */
+		_exit(rc);
 	}
 	int status = -1;
 	if (pid < 0 || waitpid(pid, &status, 0) != pid)
@@ -187,21 +277,23 @@ int main(void)
 	if (mounted != 0)
 		return mounted;
 	char text[2048];
-	int st = run(root, false, text, sizeof text);
+	int st = run(root, false, false, text, sizeof text);
 	CHECK(st == 74 && strstr(text, "disk is full") != NULL,
 	      "unwired: exit %d, not 74 for a full disk: the test's disk is not too full without "
 	      "the reaper's space; stderr: %s", st, text);
 	if (st == 74)
 		printf("  unwired: exit 74: %s", text);
-	umount2(root, MNT_DETACH);
-	if (mount("tmpfs", root, "tmpfs", 0, "size=200m") != 0) {
-		printf("FAIL: cannot mount the tmpfs again: %s\n", strerror(errno));
-		rmdir(root);
-		return 1;
-	}
-	st = run(root, true, text, sizeof text);
+	st = run(root, false, true, text, sizeof text);
 	CHECK(st == 0, "wired: exit %d (the checkpoint must commit once the reaper's space is "
 		       "freed); stderr: %s", st, text);
+	st = run(root, true, false, text, sizeof text);
+	CHECK(st == 3, "open, unwired: status %d, not 3: the disk is not too full for the map's "
+		       "first reservation without the reaper's space; stderr: %s", st, text);
+	CHECK(strstr(text, "no room on disk to reserve") != NULL,
+	      "open, unwired: the store says it runs without a reservation; stderr: %s", text);
+	st = run(root, true, true, text, sizeof text);
+	CHECK(st == 0, "open, wired: status %d (the map's first reservation must be made once "
+		       "the reaper's space is freed); stderr: %s", st, text);
 	umount2(root, MNT_DETACH);
 	rmdir(root);
 	if (failures == 0)

@@ -42,7 +42,13 @@
  *                   acknowledged write is read back and the digests agree
  *   corrupt         durable storage: a byte flipped in one replica's log and
  *                   superblock, in another's superblock copy, a data
- *                   directory deleted: each comes back, nothing lost
+ *                   directory deleted: each comes back, nothing lost; the
+ *                   wiped replica, with a second one down, stays unjoined
+ *                   (no vote, no acknowledgement, no write acknowledged)
+ *                   until the quorum is back and it has caught up
+ *   lost-dir-teeth  that last round with the wiped replica on vsrhost-teeth
+ *                   taking its empty disk for an intact one
+ *                   (VSRH_TEETH_HIDDEN_HISTORY): passes only when caught
  *   disk-full       durable storage: one replica's directory on a tiny tmpfs
  *                   fills up: it exits 74 saying so; the others go on
  *   disk-fault      durable storage: one replica's log write or fdatasync
@@ -140,6 +146,7 @@ PLAIN(replicate) PLAIN(dedup) PLAIN(history) PLAIN(garbage) PLAIN(sandbox) PLAIN
 PLAIN(quick_restart) PLAIN(supervisor) PLAIN(make_run) PLAIN(metrics) PLAIN(pause_backup) PLAIN(one_way_cut)
 PLAIN(client_cut) PLAIN(read_partition) PLAIN(auth) PLAIN(attacks) PLAIN(corrupt) PLAIN(disk_full) PLAIN(disk_fault)
 PLAIN(store_fault) PLAIN(store_open_fault) PLAIN(tick_commit) PLAIN(config_mismatch) PLAIN(config_change)
+PLAIN(lost_dir_teeth)
 #undef PLAIN
 
 static const struct {
@@ -161,6 +168,7 @@ static const struct {
 	{"powercut", scenario_powercut},
 	{"powercut-minority", scenario_powercut_minority},
 	{"powercut-minority-teeth", scenario_powercut_minority_teeth},
+	{"lost-dir-teeth", run_lost_dir_teeth},
 	{"config-mismatch", run_config_mismatch},
 	{"config-change", run_config_change},
 };

@@ -983,10 +983,29 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 			  dir, durable->superblock.view, durable->superblock.checkpoint_op,
 			  durable->entry_count);
 	}
+#ifdef VSRHOST_TEETH
+	/* Test-only (proctest lost-dir-teeth): a host that keeps a history id
+	 * across a lost disk, as a surviving marker file would, hands the core
+	 * an empty disk as an intact one of that history (vsrsim's
+	 * --amnesia-hidden). Never in vsrhost. */
+	static vsr_durable hidden;
+	const char *hidden_history = getenv("VSRH_TEETH_HIDDEN_HISTORY");
+	if (hidden_history != NULL && (durable == NULL || durable->superblock.history == 0)) {
+		memset(&hidden, 0, sizeof hidden);
+		hidden.superblock.cluster = cfg->cluster;
+		hidden.superblock.history = strtoull(hidden_history, NULL, 0);
+		durable = &hidden;
+		host_warn("planted bug (VSRH_TEETH_HIDDEN_HISTORY): an empty disk taken for an "
+			  "intact one of history %s", hidden_history);
+	}
+#endif
 	/* The state machine. vsr.store starts empty unless storage brought back
 	 * a disk (in memory mode it is never synced and always starts empty). */
 	bool store_fresh = durable == NULL || durable->superblock.history == 0 || !durable_mode;
-	rc = vsrh_sm_create_at(&h.sm, cfg, store_dir, durable_mode, store_fresh, err, sizeof err);
+	vsrh_sm_options smo = vsrh_sm_options_at(cfg, store_dir, durable_mode, store_fresh);
+	smo.disk_full = host_disk_full_cb; /* the reservation at open reclaims too */
+	smo.disk_full_arg = &h;
+	rc = vsrh_sm_open(&h.sm, &smo, err, sizeof err);
 	if (rc != VSR_OK) {
 		host_error("%s", err);
 		vsr_storage_close(h.storage, NULL);
@@ -998,7 +1017,6 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		return rc == VSR_EIO || rc == VSR_ECORRUPT ? EX_IOERR : EX_CONFIG;
 	}
 	vsrh_sm_set_log(h.sm, host_sm_log, &h, host_log_level());
-	vsrh_sm_on_disk_full(h.sm, host_disk_full_cb, &h);
 	{
 		uint64_t sm_sources, dedup_sources;
 		vsrh_sm_sources(h.sm, &sm_sources, &dedup_sources);

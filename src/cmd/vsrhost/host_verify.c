@@ -18,8 +18,12 @@
 
 int host_check_store(void *store_dir, const vsr_superblock *sb, char *why, size_t why_len)
 {
-	/* First, after a power cut, a newest transaction that may be torn is
+	/* First an install a crash interrupted between its renames is
+	 * finished, so that the environment checked is the one the store will
+	 * open (without this, db/ was missing here and nothing was checked).
+	 * Then, after a power cut, a newest transaction that may be torn is
 	 * rolled back to the durable one before it (vsrh_store_sync.h). */
+	vsrh_store_settle_install(store_dir);
 	bool rolled = false;
 	if (vsrh_store_settle_dir(store_dir, &rolled, why, why_len) != 0)
 		return -1;
