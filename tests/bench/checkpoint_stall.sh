@@ -66,6 +66,14 @@ if [ "${WARM:-0}" != 0 ]; then
 	"$build/vsrbench" -c "$work/cluster.lua" -n "$clients" -k "$keys" -d "$WARM" >"$work/warm.txt"
 fi
 snapshot "$work/before.txt"
+# Nothing of anyone's left to write back when the measured run starts. The
+# kernel's flusher writes what other programs left dirty (a build, an
+# earlier run, this preload's files) in large requests, 30 s later; each
+# log fdatasync is a device flush, which then waits while the host makes
+# all of it durable: with 780 MB of a trace file (below) written back
+# during a run, three log threads sat in D state for 100-220 ms and a call
+# took 348 ms (docs/storage.md, "What the tail is made of").
+sync
 # SLOW=MS: the measured run prints each call slower than MS with the time it
 # ended, kept in slow.txt next to the replicas' logs (KEEP=1) to line up with
 # their checkpoint lines (tests/bench/slow_episodes.py DIR does that).
@@ -82,7 +90,11 @@ fi
 # whole machine during the measured run, in perf.data next to the logs (the
 # run is kept; about 20 MB a second), for tests/bench/sched_episodes.py DIR:
 # where each thread of each replica was while the slowest calls waited.
+# perf writes it to memory (/dev/shm) during the run, and it is moved next
+# to the logs after: written to the disk under test, its write-back was
+# the run's worst stall.
 trace_pid=
+trace_file=
 if [ -n "${TRACE:-}" ]; then
 	for p in $pids; do
 		for t in /proc/"$p"/task/*; do
@@ -90,14 +102,17 @@ if [ -n "${TRACE:-}" ]; then
 		done
 	done >"$work/threads.txt" 2>/dev/null
 	python3 -c 'import time; print(time.time() - time.monotonic())' >"$work/clock.txt"
+	trace_file=$(mktemp /dev/shm/vsr-trace-XXXXXX)
+	bench_at_exit="rm -f $trace_file" # (no blank in the name)
 	perf record -q -a -k mono -e sched:sched_switch -e sched:sched_wakeup \
 		-e block:block_rq_issue -e block:block_rq_complete \
-		-o "$work/perf.data" -- sleep "$seconds" 2>"$work/perf.log" &
+		-o "$trace_file" -- sleep "$seconds" 2>"$work/perf.log" &
 	trace_pid=$!
 fi
 "$build/vsrbench" -c "$work/cluster.lua" -n "$clients" -k "$keys" -d "$seconds" \
 	${SLOW:+--slow "$SLOW"} 2>"$work/slow.txt"
 [ -z "$trace_pid" ] || wait "$trace_pid" || true
+[ -z "$trace_file" ] || mv "$trace_file" "$work/perf.data"
 if [ -n "$hiccup_pid" ]; then
 	kill -TERM "$hiccup_pid" 2>/dev/null || true
 	wait "$hiccup_pid" 2>/dev/null || true

@@ -149,8 +149,12 @@ def main():
                   f"D {1000 * c['D']:5.1f} slept {1000 * c['S']:5.1f} ms  {' '.join(long[:6])}")
         inside = [r for r in rqs if r[1] > a and r[0] < b]
         if inside:
+            by = collections.Counter()
+            for r in inside:
+                by[r[4]] += r[2]
             print(f"   block: {len(inside)} requests, {sum(r[2] for r in inside) // 1024} KiB, "
-                  f"longest {1000 * max(r[1] - r[0] for r in inside):.1f} ms")
+                  f"longest {1000 * max(r[1] - r[0] for r in inside):.1f} ms; KiB by issuer: "
+                  + ", ".join(f"{k} {v // 1024}" for k, v in by.most_common(4)))
 
 
 if __name__ == "__main__":
