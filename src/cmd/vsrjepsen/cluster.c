@@ -305,6 +305,22 @@ int jp_cluster_start(jp_cluster *c, int i, bool fresh)
 	return 0;
 }
 
+/* A replica reaped: what libfaketime made for its process goes too. Each
+ * process it is preloaded into creates /dev/shm/faketime_shm_PID and
+ * sem.faketime_sem_PID and removes them at a clean exit only; replicas
+ * die by SIGKILL here, and thousands were left behind (FAKETIME_DISABLE_SHM
+ * does not stop them in Debian's 0.9.10). */
+static void faketime_forget(const jp_cluster *c, pid_t pid)
+{
+	if (!c->faketime)
+		return;
+	char path[64];
+	snprintf(path, sizeof path, "/dev/shm/faketime_shm_%d", (int)pid);
+	unlink(path);
+	snprintf(path, sizeof path, "/dev/shm/sem.faketime_sem_%d", (int)pid);
+	unlink(path);
+}
+
 void jp_cluster_kill(jp_cluster *c, int i)
 {
 	if (c->pid[i] <= 0)
@@ -313,6 +329,7 @@ void jp_cluster_kill(jp_cluster *c, int i)
 	int st;
 	while (waitpid(c->pid[i], &st, 0) < 0 && errno == EINTR)
 		;
+	faketime_forget(c, c->pid[i]);
 	c->pid[i] = 0;
 	c->paused[i] = false;
 }
@@ -335,6 +352,7 @@ bool jp_cluster_alive(jp_cluster *c, int i)
 		jp_log("replica %d (pid %d) exited by itself: %s %d", i + 1, (int)c->pid[i],
 		       WIFSIGNALED(st) ? "signal" : "status",
 		       WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+		faketime_forget(c, c->pid[i]);
 		c->pid[i] = 0;
 		return false;
 	}
