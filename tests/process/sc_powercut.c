@@ -286,7 +286,7 @@ unsigned log_count_since(int i, long from, const char *needle)
 
 /* Replica i's checkpoint figures of this incarnation, just before a cut. */
 typedef struct pc_figures {
-	uint64_t taken, synced, held;
+	uint64_t taken, synced, held, cleanings;
 } pc_figures;
 
 static bool figures_of(int i, pc_figures *f)
@@ -297,7 +297,8 @@ static bool figures_of(int i, pc_figures *f)
 		return false;
 	return metric_value(buf, "vsr_checkpoints_total", &f->taken) &&
 	       metric_value(buf, "vsr_checkpoint_syncs_total", &f->synced) &&
-	       metric_value(buf, "vsr_checkpoint_held_writes_total", &f->held);
+	       metric_value(buf, "vsr_checkpoint_held_writes_total", &f->held) &&
+	       metric_value(buf, "vsr_store_cleanings_total", &f->cleanings);
 }
 
 /* The newest log segment's number in replica i's directory (log-<hex>). */
@@ -319,7 +320,7 @@ static uint64_t newest_segment(int i)
 /* What the cuts met, for the closing line. */
 typedef struct pc_tally {
 	unsigned with_sync, rolled_cuts, rolled, exited, flickers;
-	uint64_t held;
+	uint64_t held, cleanings;
 } pc_tally;
 
 /* Every disk cut at once, then every replica killed; the filesystems
@@ -400,7 +401,9 @@ int pc_cluster_open(mclient *m, msgpack_sbuffer *sb)
 	     "what was not synced (checked on each)", N, g_dir, g_data_mode[0], g_data_mode[1],
 	     g_data_mode[2]);
 	g_durability = "durable";
-	g_checkpoint_interval = 8; /* cuts land while syncs run and writes are held */
+	/* Cuts land while syncs run and writes are held; a longer interval
+	 * (--checkpoint-interval) leaves the write-back to cleanings. */
+	g_checkpoint_interval = g_pc_checkpoint_interval ? g_pc_checkpoint_interval : 8;
 	/* Log segments of 64 KiB (64 MiB by default): the log rotates, and
 	 * segments behind a durable checkpoint are renamed and reaped
 	 * (src/storage/reaper.c), while the power goes. */
@@ -431,6 +434,7 @@ int scenario_powercut(int cuts)
 				fail("cut %d: replica %d's metrics are unreadable", cut, i + 1);
 			syncing |= fig[i].taken > fig[i].synced;
 			t.held += fig[i].held;
+			t.cleanings += fig[i].cleanings;
 		}
 		t.with_sync += syncing;
 		unsigned ranges = 0;
@@ -480,12 +484,17 @@ int scenario_powercut(int cuts)
 		seg[i] = newest_segment(i);
 	note("%d power cuts (%u cut again while starting): %u with a checkpoint sync running at the "
 	     "cut, %u with a store rolled back (%u rollbacks), %u replicas had stopped on their own "
-	     "(exit 74) before the kill, %" PRIu64 " writes held in memory in all, log segments up to "
+	     "(exit 74) before the kill, %" PRIu64 " writes held in memory in all, %" PRIu64
+	     " cleanings of a store between checkpoints (checkpoint interval %u), log segments up to "
 	     "number %" PRIu64 ", %" PRIu64 ", %" PRIu64 "; all %u acknowledged writes present at "
 	     "every replica", cuts, t.flickers, t.with_sync, t.rolled_cuts, t.rolled, t.exited,
-	     t.held, seg[0], seg[1], seg[2], n);
+	     t.held, t.cleanings, g_checkpoint_interval, seg[0], seg[1], seg[2], n);
 	if (t.held == 0)
 		fail("no write was ever held during a checkpoint's sync: the cuts never met held writes");
+	const char *clean = getenv("VSRH_CLEAN_AFTER_MS");
+	if (clean != NULL && strtoul(clean, NULL, 10) > 0 && t.cleanings == 0)
+		fail("VSRH_CLEAN_AFTER_MS=%s, and no replica ever cleaned its store: the cuts never "
+		     "met a cleaning", clean);
 	if (cuts >= 10 && seg[0] + seg[1] + seg[2] <= N)
 		fail("in %d cuts no replica's log went past its first segment: the reaper was never "
 		     "reached", cuts);

@@ -337,6 +337,11 @@ int scenario_powercut_minority(int rounds)
 {
 	mclient m;
 	msgpack_sbuffer sb;
+	/* A victim LAG_OPS behind must not catch up from the log: the
+	 * primary keeps 256 entries below its checkpoint, up to an interval. */
+	if (g_pc_checkpoint_interval > LAG_OPS - 256)
+		fail("--checkpoint-interval %u: powercut-minority needs %u at most (a lagging victim "
+		     "must fetch a checkpoint)", g_pc_checkpoint_interval, LAG_OPS - 256);
 	int rc = pc_cluster_open(&m, &sb);
 	if (rc != 0)
 		return rc;
