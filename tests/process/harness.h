@@ -192,6 +192,7 @@ int scenario_powercut(int cuts);
 int scenario_powercut_minority(int rounds);
 int scenario_powercut_minority_teeth(int rounds);
 int scenario_lost_dir_teeth(void);
+int scenario_open_reclaim(bool teeth);
 int scenario_store_open_fault(void);
 int scenario_tick_commit(void);
 int scenario_pause_backup(void);

@@ -147,6 +147,8 @@ PLAIN(quick_restart) PLAIN(supervisor) PLAIN(make_run) PLAIN(metrics) PLAIN(paus
 PLAIN(client_cut) PLAIN(read_partition) PLAIN(auth) PLAIN(attacks) PLAIN(corrupt) PLAIN(disk_full) PLAIN(disk_fault)
 PLAIN(store_fault) PLAIN(store_open_fault) PLAIN(tick_commit) PLAIN(config_mismatch) PLAIN(config_change)
 PLAIN(lost_dir_teeth)
+static int run_open_reclaim(int trials) { (void)trials; return scenario_open_reclaim(false); }
+static int run_open_reclaim_teeth(int trials) { (void)trials; return scenario_open_reclaim(true); }
 #undef PLAIN
 
 static const struct {
@@ -169,6 +171,8 @@ static const struct {
 	{"powercut-minority", scenario_powercut_minority},
 	{"powercut-minority-teeth", scenario_powercut_minority_teeth},
 	{"lost-dir-teeth", run_lost_dir_teeth},
+	{"open-reclaim", run_open_reclaim},
+	{"open-reclaim-teeth", run_open_reclaim_teeth},
 	{"config-mismatch", run_config_mismatch},
 	{"config-change", run_config_change},
 };
