@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,6 +101,18 @@ static void gate(bool closed)
 	at_gate = false;
 	pthread_cond_broadcast(&gate_cv);
 	pthread_mutex_unlock(&gate_mu);
+}
+
+/* Opens the gate once the main thread is about to take a checkpoint (the
+ * take may wait for the cleaning before or after: either way it ends). */
+static _Atomic bool taking;
+static void *open_gate_when_taking(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&taking))
+		sched_yield();
+	gate(false);
+	return NULL;
 }
 
 static uint64_t mono_ms(void)
@@ -280,11 +293,32 @@ int main(void)
 	CHECK(st.checkpoint_syncs == 0, "a cleaning counted as a checkpoint's sync");
 	CHECK(st_synced_op(store) == synced_before, "a cleaning wrote the `synced` record");
 
-	/* A checkpoint after it: the held writes go in, and it is durable. */
-	vsr_checkpoint cp;
+	/* A checkpoint taken during a second cleaning (held at the gate until
+	 * the take is under way): the take ends it rather than wait for it,
+	 * and that wait is no sync's (vsr_checkpoint_sync_waits_total and the
+	 * host's warning count takes that waited for the previous sync). The
+	 * held writes go in, and it is durable. */
+	CHECK(kv_put_round(&m, KEYS, 3, &op) == 0, "the puts before the second cleaning");
+	gate(true);
+	CHECK(tick_until(sm, 0, true, 10000), "no second cleaning reached the write-back");
+	pthread_t opener;
+	bool opening = pthread_create(&opener, NULL, open_gate_when_taking, NULL) == 0;
+	CHECK(opening, "thread");
+	vsr_checkpoint cp = {.op = op, .checksum = op * 31, .timestamp = op};
+	static const uint8_t meta[8];
 	uint64_t before = m.digest(m.ctx);
-	int rc = st_take(sm, op, NULL, NULL, &cp);
+	atomic_store(&taking, true);
+	int rc = m.checkpoint_take(m.ctx, &cp, meta, sizeof meta);
 	CHECK(rc == VSR_OK || rc == VSR_PENDING, "checkpoint_take after a cleaning: %d", rc);
+	if (opening)
+		pthread_join(opener, NULL);
+	else
+		gate(false);
+	vsrh_sm_stats_get(sm, &st); /* (before anything waits for the sync) */
+	CHECK(st.store_cleanings == 2, "%llu cleanings, not 2", (unsigned long long)st.store_cleanings);
+	CHECK(st.checkpoint_sync_waits == 0,
+	      "a take that ended a cleaning counted %llu wait(s) for a checkpoint's sync",
+	      (unsigned long long)st.checkpoint_sync_waits);
 	vsrh_sm_destroy(sm); /* waits for its sync */
 	CHECK(st_synced_op(store) == op, "the checkpoint after the cleaning is not recorded synced");
 	vsr_checkpoint back;
