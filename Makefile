@@ -45,12 +45,19 @@ sim: build
 # load, every acknowledged write checked after each (ctest process_powercut
 # does 4); then 60 rounds of cuts of one replica at a time while the other
 # two serve, about 110 cuts (ctest process_powercut-minority does 4 rounds;
-# docs/storage.md, "Power cuts, for real"). 3-7 minutes on the shared machine.
+# docs/storage.md, "Power cuts, for real"); then both again with cleanings
+# all the time (a cleaning 20 ms after each sync or cleaning began, longer
+# checkpoint intervals), so that cleanings and not syncs write the stores
+# back between cuts. 5-10 minutes on the shared machine.
 powercut-soak: build
 	$(BUILD)/proctest --vsrhost $(CURDIR)/$(BUILD)/vsrhost --root $(CURDIR) \
 	  --scenario powercut --trials 40
 	$(BUILD)/proctest --vsrhost $(CURDIR)/$(BUILD)/vsrhost --root $(CURDIR) \
 	  --scenario powercut-minority --trials 60
+	VSRH_CLEAN_AFTER_MS=20 $(BUILD)/proctest --vsrhost $(CURDIR)/$(BUILD)/vsrhost \
+	  --root $(CURDIR) --scenario powercut --trials 40 --checkpoint-interval 256
+	VSRH_CLEAN_AFTER_MS=20 $(BUILD)/proctest --vsrhost $(CURDIR)/$(BUILD)/vsrhost \
+	  --root $(CURDIR) --scenario powercut-minority --trials 60 --checkpoint-interval 40
 
 # Kill -9 of the primary to the first write acknowledged by the new one.
 failover-bench: build

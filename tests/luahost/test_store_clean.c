@@ -12,16 +12,29 @@
  * written back). Once it has ended (the store's figures) no page of the
  * file is dirty, no checkpoint was made durable by it (`synced` unchanged,
  * no sync counted), and a checkpoint taken after it is durable as always.
- * With cleanings off (VSRH_CLEAN_AFTER_MS=0) the same ticks bring none. */
+ * With cleanings off (VSRH_CLEAN_AFTER_MS=0) the same ticks bring none.
+ *
+ * A cleaning whose write-back fails (sync_file_range EIO, in a child)
+ * stops the replica like a failed sync: exit 74 with the sentence, `synced`
+ * still naming the last durable checkpoint but without its boot id (the
+ * page cache is not trusted at the next start), and that start opens the
+ * checkpoint. The error must not be left behind: sync_file_range's wait
+ * reports it once per open file (errseq), so the next checkpoint's sync
+ * would not see it, and pages marked clean after a failed write-back may be
+ * dropped and read back stale into the transaction that sync makes
+ * durable. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,6 +73,7 @@ static long dirty_pages(const char *path)
 static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
 static bool gate_closed, at_gate;
+static _Atomic bool failing; /* every write-back fails with EIO */
 
 int __real_sync_file_range(int fd, off_t off, off_t n, unsigned flags);
 int __wrap_sync_file_range(int fd, off_t off, off_t n, unsigned flags);
@@ -73,6 +87,10 @@ int __wrap_sync_file_range(int fd, off_t off, off_t n, unsigned flags)
 			pthread_cond_wait(&gate_cv, &gate_mu);
 	}
 	pthread_mutex_unlock(&gate_mu);
+	if (atomic_load(&failing)) {
+		errno = EIO;
+		return -1;
+	}
 	return __real_sync_file_range(fd, off, n, flags);
 }
 
@@ -83,6 +101,18 @@ static void gate(bool closed)
 	at_gate = false;
 	pthread_cond_broadcast(&gate_cv);
 	pthread_mutex_unlock(&gate_mu);
+}
+
+/* Opens the gate once the main thread is about to take a checkpoint (the
+ * take may wait for the cleaning before or after: either way it ends). */
+static _Atomic bool taking;
+static void *open_gate_when_taking(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&taking))
+		sched_yield();
+	gate(false);
+	return NULL;
 }
 
 static uint64_t mono_ms(void)
@@ -132,6 +162,90 @@ static void without_cleanings(vsrh_config *cfg)
 	st_remove(dir);
 }
 
+/* The child of a failed cleaning: a checkpoint synced, more puts, then
+ * every write-back fails and ticks bring a cleaning. Exits 74 (the store
+ * stops it), or 3 when ticks for 10 s bring no stop. */
+static void failing_child(const vsrh_config *cfg, const char *dir, uint64_t *op)
+{
+	vsrh_sm *sm = st_create(cfg, dir, true, true);
+	if (sm == NULL)
+		_exit(6);
+	vsr_state_machine m;
+	vsrh_sm_bind(sm, &m);
+	if (kv_put_round(&m, KEYS, 0, op) != 0)
+		_exit(5);
+	vsr_checkpoint cp;
+	int rc = st_take(sm, *op, NULL, NULL, &cp); /* waits for its sync */
+	if ((rc != VSR_OK && rc != VSR_PENDING) || st_synced_op(dir) != *op)
+		_exit(7);
+	uint64_t more = *op;
+	if (kv_put_round(&m, HELD, 2, &more) != 0)
+		_exit(5);
+	atomic_store(&failing, true);
+	tick_until(sm, 1, false, 10000);
+	_exit(3);
+}
+
+/* The boot id `synced` records (40 bytes at 24) is empty. */
+static bool synced_boot_empty(const char *store)
+{
+	char path[700];
+	st_path(path, sizeof path, store, "synced");
+	uint8_t b[72];
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd >= 0 ? pread(fd, b, sizeof b, 0) : 0;
+	if (fd >= 0)
+		close(fd);
+	if (n != (ssize_t)sizeof b)
+		return false;
+	for (int i = 24; i < 64; i++)
+		if (b[i] != 0)
+			return false;
+	return true;
+}
+
+static void failed_cleaning(vsrh_config *cfg, const char *dir)
+{
+	char store[700];
+	snprintf(store, sizeof store, "%s/failing", dir);
+	setenv("VSRH_CLEAN_AFTER_MS", "50", 1);
+	int errp[2];
+	if (pipe(errp) != 0)
+		return;
+	uint64_t op = 0;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(errp[1], 2);
+		close(errp[0]);
+		failing_child(cfg, store, &op);
+	}
+	close(errp[1]);
+	char e[2048] = "";
+	size_t en = 0;
+	ssize_t r;
+	while ((r = read(errp[0], e + en, sizeof e - 1 - en)) > 0)
+		en += (size_t)r;
+	e[en] = '\0';
+	close(errp[0]);
+	int status = 0;
+	waitpid(pid, &status, 0);
+	int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	CHECK(code == 74, "a failed cleaning: the replica stops with exit 74, got %d (3: it went "
+	      "on; stderr: %s)", code, e);
+	CHECK(strstr(e, "write-back of the map") != NULL && strstr(e, "EIO") != NULL,
+	      "a failed cleaning says why: %s", e);
+	CHECK(st_synced_op(store) == KEYS, "after a failed cleaning `synced` names op %llu, not "
+	      "the checkpoint at %d", (unsigned long long)st_synced_op(store), KEYS);
+	CHECK(synced_boot_empty(store), "after a failed cleaning `synced` keeps its boot id: the "
+	      "next start would trust the page cache");
+	vsr_checkpoint back;
+	if (st_open(cfg, store, &back, NULL) == 0)
+		CHECK(back.op == KEYS, "the start after a failed cleaning opens op %llu, not %d",
+		      (unsigned long long)back.op, KEYS);
+	printf("a failed cleaning: exit %d, %s", code, e);
+}
+
 int main(void)
 {
 	vsrh_config cfg;
@@ -179,11 +293,32 @@ int main(void)
 	CHECK(st.checkpoint_syncs == 0, "a cleaning counted as a checkpoint's sync");
 	CHECK(st_synced_op(store) == synced_before, "a cleaning wrote the `synced` record");
 
-	/* A checkpoint after it: the held writes go in, and it is durable. */
-	vsr_checkpoint cp;
+	/* A checkpoint taken during a second cleaning (held at the gate until
+	 * the take is under way): the take ends it rather than wait for it,
+	 * and that wait is no sync's (vsr_checkpoint_sync_waits_total and the
+	 * host's warning count takes that waited for the previous sync). The
+	 * held writes go in, and it is durable. */
+	CHECK(kv_put_round(&m, KEYS, 3, &op) == 0, "the puts before the second cleaning");
+	gate(true);
+	CHECK(tick_until(sm, 0, true, 10000), "no second cleaning reached the write-back");
+	pthread_t opener;
+	bool opening = pthread_create(&opener, NULL, open_gate_when_taking, NULL) == 0;
+	CHECK(opening, "thread");
+	vsr_checkpoint cp = {.op = op, .checksum = op * 31, .timestamp = op};
+	static const uint8_t meta[8];
 	uint64_t before = m.digest(m.ctx);
-	int rc = st_take(sm, op, NULL, NULL, &cp);
+	atomic_store(&taking, true);
+	int rc = m.checkpoint_take(m.ctx, &cp, meta, sizeof meta);
 	CHECK(rc == VSR_OK || rc == VSR_PENDING, "checkpoint_take after a cleaning: %d", rc);
+	if (opening)
+		pthread_join(opener, NULL);
+	else
+		gate(false);
+	vsrh_sm_stats_get(sm, &st); /* (before anything waits for the sync) */
+	CHECK(st.store_cleanings == 2, "%llu cleanings, not 2", (unsigned long long)st.store_cleanings);
+	CHECK(st.checkpoint_sync_waits == 0,
+	      "a take that ended a cleaning counted %llu wait(s) for a checkpoint's sync",
+	      (unsigned long long)st.checkpoint_sync_waits);
 	vsrh_sm_destroy(sm); /* waits for its sync */
 	CHECK(st_synced_op(store) == op, "the checkpoint after the cleaning is not recorded synced");
 	vsr_checkpoint back;
@@ -194,6 +329,7 @@ int main(void)
 		      (unsigned long long)back.op, (unsigned long long)digest,
 		      (unsigned long long)op, (unsigned long long)before);
 
+	failed_cleaning(&cfg, dir);
 	without_cleanings(&cfg);
 	return st_end(dir, &cfg, "store clean: a map unsynced for VSRH_CLEAN_AFTER_MS written back "
 				 "paced, writes held meanwhile, nothing recorded durable");

@@ -17,6 +17,7 @@ uint64_t g_seed;
 const char *g_durability = "memory";
 char g_mounted[400]; /* a tmpfs this run mounted (disk-full) */
 unsigned g_checkpoint_interval; /* limits.checkpoint_interval; 0: default */
+unsigned g_pc_checkpoint_interval; /* --checkpoint-interval (power cuts); 0: theirs */
 /* limits.instructions of one replica (index g_odd_replica) when not 0: a
  * misconfigured replica whose budget differs from the others' (divergence). */
 unsigned g_odd_instructions;

@@ -88,6 +88,10 @@ extern uint64_t g_seed;
 extern const char *g_durability;
 extern char g_mounted[400];
 extern unsigned g_checkpoint_interval;
+/* --checkpoint-interval: the power-cut scenarios' interval instead of 8
+ * (0: theirs), e.g. long, so that cleanings (VSRH_CLEAN_AFTER_MS, inherited
+ * by the replicas) and not syncs write the store back between cuts. */
+extern unsigned g_pc_checkpoint_interval;
 extern unsigned g_odd_instructions;
 extern int g_odd_replica;
 extern const char *g_odd_statemachine;
@@ -188,6 +192,7 @@ int scenario_powercut(int cuts);
 int scenario_powercut_minority(int rounds);
 int scenario_powercut_minority_teeth(int rounds);
 int scenario_lost_dir_teeth(void);
+int scenario_open_reclaim(bool teeth);
 int scenario_store_open_fault(void);
 int scenario_tick_commit(void);
 int scenario_pause_backup(void);

@@ -147,6 +147,8 @@ PLAIN(quick_restart) PLAIN(supervisor) PLAIN(make_run) PLAIN(metrics) PLAIN(paus
 PLAIN(client_cut) PLAIN(read_partition) PLAIN(auth) PLAIN(attacks) PLAIN(corrupt) PLAIN(disk_full) PLAIN(disk_fault)
 PLAIN(store_fault) PLAIN(store_open_fault) PLAIN(tick_commit) PLAIN(config_mismatch) PLAIN(config_change)
 PLAIN(lost_dir_teeth)
+static int run_open_reclaim(int trials) { (void)trials; return scenario_open_reclaim(false); }
+static int run_open_reclaim_teeth(int trials) { (void)trials; return scenario_open_reclaim(true); }
 #undef PLAIN
 
 static const struct {
@@ -169,6 +171,8 @@ static const struct {
 	{"powercut-minority", scenario_powercut_minority},
 	{"powercut-minority-teeth", scenario_powercut_minority_teeth},
 	{"lost-dir-teeth", run_lost_dir_teeth},
+	{"open-reclaim", run_open_reclaim},
+	{"open-reclaim-teeth", run_open_reclaim_teeth},
 	{"config-mismatch", run_config_mismatch},
 	{"config-change", run_config_change},
 };
@@ -177,7 +181,7 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: proctest --vsrhost PATH --root SOURCE_DIR --scenario NAME\n"
 		     "                [--vsrctl PATH] [--vsrhost-teeth PATH] [--fail-io PATH]\n"
-		     "                [--trials N] [--seed S] [--keep]\n"
+		     "                [--trials N] [--seed S] [--keep] [--checkpoint-interval N]\n"
 		     "scenarios:");
 	for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++)
 		fprintf(out, "%s%s", i % 10 == 9 ? "\n          " : " ", scenarios[i].name);
@@ -192,13 +196,14 @@ int main(int argc, char **argv)
 		{"scenario", required_argument, NULL, 's'}, {"trials", required_argument, NULL, 't'},
 		{"seed", required_argument, NULL, 'S'}, {"keep", no_argument, NULL, 'k'},
 		{"vsrhost-teeth", required_argument, NULL, 'T'},
+		{"checkpoint-interval", required_argument, NULL, 'I'},
 		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
 	};
 	const char *scenario = NULL;
 	int trials = 10;
 	bool seeded = false;
 	int ch;
-	while ((ch = getopt_long(argc, argv, "x:r:c:F:s:t:S:T:kh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "x:r:c:F:s:t:S:T:I:kh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'T': g_vsrhost_teeth = optarg; break;
 		case 'x': g_vsrhost = optarg; break;
@@ -209,6 +214,7 @@ int main(int argc, char **argv)
 		case 't': trials = atoi(optarg); break;
 		case 'S': g_seed = strtoull(optarg, NULL, 0); seeded = true; break;
 		case 'k': g_keep = true; break;
+		case 'I': g_pc_checkpoint_interval = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 64;
 		}

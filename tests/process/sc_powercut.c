@@ -44,6 +44,7 @@
 #include <dirent.h>
 #include <sched.h>
 #include <sys/ioctl.h>
+#include <sys/statvfs.h>
 
 #ifndef FS_IOC_SHUTDOWN
 #define FS_IOC_SHUTDOWN _IOR('X', 125, uint32_t) /* ext4 and xfs: EXT4_IOC_SHUTDOWN */
@@ -286,7 +287,7 @@ unsigned log_count_since(int i, long from, const char *needle)
 
 /* Replica i's checkpoint figures of this incarnation, just before a cut. */
 typedef struct pc_figures {
-	uint64_t taken, synced, held;
+	uint64_t taken, synced, held, cleanings;
 } pc_figures;
 
 static bool figures_of(int i, pc_figures *f)
@@ -297,7 +298,8 @@ static bool figures_of(int i, pc_figures *f)
 		return false;
 	return metric_value(buf, "vsr_checkpoints_total", &f->taken) &&
 	       metric_value(buf, "vsr_checkpoint_syncs_total", &f->synced) &&
-	       metric_value(buf, "vsr_checkpoint_held_writes_total", &f->held);
+	       metric_value(buf, "vsr_checkpoint_held_writes_total", &f->held) &&
+	       metric_value(buf, "vsr_store_cleanings_total", &f->cleanings);
 }
 
 /* The newest log segment's number in replica i's directory (log-<hex>). */
@@ -319,7 +321,7 @@ static uint64_t newest_segment(int i)
 /* What the cuts met, for the closing line. */
 typedef struct pc_tally {
 	unsigned with_sync, rolled_cuts, rolled, exited, flickers;
-	uint64_t held;
+	uint64_t held, cleanings;
 } pc_tally;
 
 /* Every disk cut at once, then every replica killed; the filesystems
@@ -400,7 +402,9 @@ int pc_cluster_open(mclient *m, msgpack_sbuffer *sb)
 	     "what was not synced (checked on each)", N, g_dir, g_data_mode[0], g_data_mode[1],
 	     g_data_mode[2]);
 	g_durability = "durable";
-	g_checkpoint_interval = 8; /* cuts land while syncs run and writes are held */
+	/* Cuts land while syncs run and writes are held; a longer interval
+	 * (--checkpoint-interval) leaves the write-back to cleanings. */
+	g_checkpoint_interval = g_pc_checkpoint_interval ? g_pc_checkpoint_interval : 8;
 	/* Log segments of 64 KiB (64 MiB by default): the log rotates, and
 	 * segments behind a durable checkpoint are renamed and reaped
 	 * (src/storage/reaper.c), while the power goes. */
@@ -431,6 +435,7 @@ int scenario_powercut(int cuts)
 				fail("cut %d: replica %d's metrics are unreadable", cut, i + 1);
 			syncing |= fig[i].taken > fig[i].synced;
 			t.held += fig[i].held;
+			t.cleanings += fig[i].cleanings;
 		}
 		t.with_sync += syncing;
 		unsigned ranges = 0;
@@ -480,15 +485,155 @@ int scenario_powercut(int cuts)
 		seg[i] = newest_segment(i);
 	note("%d power cuts (%u cut again while starting): %u with a checkpoint sync running at the "
 	     "cut, %u with a store rolled back (%u rollbacks), %u replicas had stopped on their own "
-	     "(exit 74) before the kill, %" PRIu64 " writes held in memory in all, log segments up to "
+	     "(exit 74) before the kill, %" PRIu64 " writes held in memory in all, %" PRIu64
+	     " cleanings of a store between checkpoints (checkpoint interval %u), log segments up to "
 	     "number %" PRIu64 ", %" PRIu64 ", %" PRIu64 "; all %u acknowledged writes present at "
 	     "every replica", cuts, t.flickers, t.with_sync, t.rolled_cuts, t.rolled, t.exited,
-	     t.held, seg[0], seg[1], seg[2], n);
+	     t.held, t.cleanings, g_checkpoint_interval, seg[0], seg[1], seg[2], n);
 	if (t.held == 0)
 		fail("no write was ever held during a checkpoint's sync: the cuts never met held writes");
+	const char *clean = getenv("VSRH_CLEAN_AFTER_MS");
+	if (clean != NULL && strtoul(clean, NULL, 10) > 0 && t.cleanings == 0)
+		fail("VSRH_CLEAN_AFTER_MS=%s, and no replica ever cleaned its store: the cuts never "
+		     "met a cleaning", clean);
 	if (cuts >= 10 && seg[0] + seg[1] + seg[2] <= N)
 		fail("in %d cuts no replica's log went past its first segment: the reaper was never "
 		     "reached", cuts);
+	for (int i = 0; i < N; i++)
+		if (!disk_unmount(i))
+			fail("cannot unmount %s: %s", g_mnt[i], strerror(errno));
+	return 0;
+}
+
+/* open-reclaim: vsrhost on a nearly full disk whose free space the log's
+ * reaper holds gets the map's reservation at open (64 MiB) by having the
+ * reaper finish at once (vsrh_sm_options.disk_full, wired before the store
+ * opens; luahost_store_reclaim checks the store's half without a host).
+ * A backup of the cluster on its own ext4 filesystems is stopped, its data
+ * directory emptied (a lost disk: it opens a fresh store and rejoins by
+ * state transfer), and the filesystem filled with a `trash-*` file of
+ * 300 MiB and a ballast file up to the last 64 KiB that ext4 gives out (a
+ * further 64 MiB proven refused), the trash a log segment whose removal a stop
+ * interrupted: the start hands it to the reaper, which gives it back 4 MiB
+ * per 10 ms, far too slowly for the open a few milliseconds later. The
+ * replica must open without the sentence of an open that reserved nothing
+ * ("no room on disk to reserve"), the trash file be gone (the reaper
+ * finished at once), the replica
+ * catch up and every write read back. Teeth (open-reclaim-teeth, with
+ * --vsrhost-teeth): that replica runs vsrhost-teeth with the hook wired
+ * after the open, as before (VSRH_TEETH_LATE_DISK_FULL): the sentence must
+ * be there. */
+
+#define RECLAIM_TRASH ((uint64_t)300 << 20)
+
+/* A file at path with blocks allocated (not written): `bytes` of them, or
+ * (bytes 0) as many as the filesystem gives, to the last 64 KiB. Returns
+ * its size; ENOSPC for bytes 0 is the end, anything else fails. */
+static uint64_t allocate_file(const char *path, uint64_t bytes)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		fail("cannot create %s: %s", path, strerror(errno));
+	uint64_t at = 0;
+	int rc = 0;
+	if (bytes) {
+		rc = posix_fallocate(fd, 0, (off_t)bytes);
+		at = bytes;
+	} else {
+		for (uint64_t step = 4u << 20; step >= (64u << 10); step /= 4)
+			while ((rc = posix_fallocate(fd, (off_t)at, (off_t)step)) == 0)
+				at += step;
+		if (rc == ENOSPC)
+			rc = 0;
+	}
+	if (rc == 0 && fsync(fd) != 0)
+		rc = errno;
+	close(fd);
+	if (rc != 0)
+		fail("cannot allocate %" PRIu64 " MiB at %s: %s", bytes >> 20, path, strerror(rc));
+	return at;
+}
+
+/* Bytes free on replica i's filesystem, as root sees them. */
+static uint64_t disk_free(int i)
+{
+	struct statvfs v;
+	if (statvfs(g_mnt[i], &v) != 0)
+		fail("statvfs %s: %s", g_mnt[i], strerror(errno));
+	return (uint64_t)v.f_bfree * v.f_frsize;
+}
+
+int scenario_open_reclaim(bool teeth)
+{
+	if (teeth && g_vsrhost_teeth == NULL)
+		fail("open-reclaim-teeth needs --vsrhost-teeth");
+	mclient m;
+	msgpack_sbuffer sb;
+	int rc = pc_cluster_open(&m, &sb);
+	if (rc != 0)
+		return rc;
+	uint64_t last = 0;
+	put_keys(&m, &sb, 0, 40, &last);
+	int p = wait_primary(STARTUP_MS, "before the lost disk");
+	int victim = (p + 1 + (int)(g_seed % 2)) % N; /* a backup */
+	kill_replica(victim);
+	char cmd[1024], trash[600], ballast[600];
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'/*", g_mnt[victim]);
+	if (pc_sh(cmd) != 0)
+		fail("cannot empty %s", g_mnt[victim]);
+	snprintf(trash, sizeof trash, "%s/trash-00000000000000ff", g_mnt[victim]);
+	snprintf(ballast, sizeof ballast, "%s/ballast", g_mnt[victim]);
+	allocate_file(trash, RECLAIM_TRASH);
+	uint64_t filled = allocate_file(ballast, 0);
+	uint64_t free1 = disk_free(victim); /* ext4's reserves included */
+	/* The store's reservation at open (64 MiB) cannot be had without the
+	 * trash's blocks. */
+	char probe[620];
+	snprintf(probe, sizeof probe, "%s/probe", g_mnt[victim]);
+	int pfd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int prc = pfd < 0 ? errno : posix_fallocate(pfd, 0, (off_t)64 << 20);
+	if (pfd >= 0)
+		close(pfd);
+	unlink(probe);
+	if (prc != ENOSPC)
+		fail("replica %d's filesystem, filled, still gives 64 MiB (%s)", victim + 1,
+		     prc ? strerror(prc) : "allocated");
+	if (teeth) {
+		setenv("VSRH_TEETH_LATE_DISK_FULL", "1", 1);
+		g_odd_replica = victim;
+		g_odd_vsrhost = g_vsrhost_teeth;
+		write_config("kv.lua"); /* its own copy, cluster-<victim>.lua: the same */
+	}
+	long from = replica_log_size(victim);
+	start_replica(victim);
+	wait_ports(victim);
+	put_keys(&m, &sb, 40, 80, &last);
+	wait_converged(last, 30000, "the replica started on a full disk");
+	bool bare = log_count_since(victim, from, "no room on disk to reserve") > 0;
+	struct stat st;
+	bool trash_gone = stat(trash, &st) != 0 && errno == ENOENT;
+	note("replica %d (a backup) started on its emptied filesystem filled (ballast %" PRIu64
+	     " MiB, %" PRIu64 " MiB left with ext4's reserves, 64 MiB refused) with a %" PRIu64
+	     " MiB trash file: %s; the trash file %s; %" PRIu64 " MiB free now",
+	     victim + 1, filled >> 20, free1 >> 20, RECLAIM_TRASH >> 20,
+	     bare ? "its store opened without a reservation" : "its store reserved its map",
+	     trash_gone ? "gone" : "still there", disk_free(victim) >> 20);
+	if (teeth) {
+		if (!bare)
+			fail("teeth: with the disk-full hook wired after the open, the store still reserved "
+			     "its map at open: the check cannot see the wiring");
+		note("teeth: caught: the store opened without a reservation");
+	} else if (bare) {
+		fail("replica %d opened its store without a reservation on a disk whose free space "
+		     "the log's reaper held (see its log): the reclaim hook is not in place before "
+		     "the store opens", victim + 1);
+	}
+	if (!teeth && !trash_gone) /* (paced, the reaper takes 750 ms or more for it) */
+		fail("the trash file %s is still there once the replica caught up", trash);
+	get_keys(&m, &sb, 0, 80);
+	scenario_close(&m, &sb);
+	unsetenv("VSRH_SEGMENT_BYTES");
+	unsetenv("VSRH_TEETH_LATE_DISK_FULL");
 	for (int i = 0; i < N; i++)
 		if (!disk_unmount(i))
 			fail("cannot unmount %s: %s", g_mnt[i], strerror(errno));

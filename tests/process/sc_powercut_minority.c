@@ -55,6 +55,7 @@ typedef struct mn_tally {
 	unsigned recut_status[VSR_STATUS_COUNT];
 	uint32_t acks_down;     /* acknowledgements while a replica was cut */
 	uint64_t rejoin_ms_max; /* from a start to status normal in the view */
+	uint64_t cleanings;     /* the victims' store cleanings before their cuts */
 } mn_tally;
 
 /* The writers of one round and the acknowledgements they can give. */
@@ -109,6 +110,11 @@ static uint64_t fetch_requests(int i)
  * Stopping on its own first is allowed only as for a disk error: exit 74. */
 static void cut_one(int i, const mn_round *r, mn_tally *t)
 {
+	static char buf[1 << 16];
+	uint64_t cleanings = 0;
+	if (http_get(i, "/metrics", buf, sizeof buf) == 200 &&
+	    metric_value(buf, "vsr_store_cleanings_total", &cleanings))
+		t->cleanings += cleanings;
 	int fd = disk_cut_fd(i);
 	if (disk_cut(fd) != 0)
 		fail("%s: the shutdown of replica %d's filesystem failed: %s", r->what, i + 1,
@@ -337,6 +343,11 @@ int scenario_powercut_minority(int rounds)
 {
 	mclient m;
 	msgpack_sbuffer sb;
+	/* A victim LAG_OPS behind must not catch up from the log: the
+	 * primary keeps 256 entries below its checkpoint, up to an interval. */
+	if (g_pc_checkpoint_interval > LAG_OPS - 256)
+		fail("--checkpoint-interval %u: powercut-minority needs %u at most (a lagging victim "
+		     "must fetch a checkpoint)", g_pc_checkpoint_interval, LAG_OPS - 256);
 	int rc = pc_cluster_open(&m, &sb);
 	if (rc != 0)
 		return rc;
@@ -445,15 +456,20 @@ int scenario_powercut_minority(int rounds)
 	     "chunks, %u right after the transfer ended, %u recovering, %u in a view change, %u "
 	     "normal but behind, %u only once it had caught up); %u second replicas cut right "
 	     "after the first rejoined; %u stopped on their own (exit 74) before the kill; %u "
-	     "store rollbacks; slowest rejoin %" PRIu64 " ms; 0 acknowledged writes lost, digests "
-	     "equal after every round",
+	     "store rollbacks; %" PRIu64 " cleanings of the victims' stores before their cuts "
+	     "(checkpoint interval %u); slowest rejoin %" PRIu64 " ms; 0 acknowledged writes lost, "
+	     "digests equal after every round",
 	     t.cuts, rounds, t.primary_cuts + t.backup_cuts, t.primary_cuts, t.backup_cuts,
 	     t.view_changes, t.acks_down, t.fetch_rounds, LAG_OPS, t.fetches, t.recuts,
 	     t.recut_transfer + t.recut_fetch + t.recut_status[VSR_STATUS_STATE_TRANSFER],
 	     t.recut_fetch, t.recut_normal,
 	     t.recut_status[VSR_STATUS_RECOVERING], t.recut_status[VSR_STATUS_VIEW_CHANGE],
 	     t.recut_status[VSR_STATUS_NORMAL], t.recut_late, t.seconds, t.exited, t.rolled,
-	     t.rejoin_ms_max);
+	     t.cleanings, g_checkpoint_interval, t.rejoin_ms_max);
+	const char *clean = getenv("VSRH_CLEAN_AFTER_MS");
+	if (rounds >= 4 && clean != NULL && strtoul(clean, NULL, 10) > 0 && t.cleanings == 0)
+		fail("VSRH_CLEAN_AFTER_MS=%s, and no cut replica had cleaned its store: the cuts "
+		     "never met a cleaning", clean);
 	if (rounds >= 4 && t.fetches == 0)
 		fail("no cut replica ever fetched a checkpoint: the state transfer was never reached");
 	for (int i = 0; i < N; i++)

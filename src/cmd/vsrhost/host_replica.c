@@ -1005,6 +1005,13 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	vsrh_sm_options smo = vsrh_sm_options_at(cfg, store_dir, durable_mode, store_fresh);
 	smo.disk_full = host_disk_full_cb; /* the reservation at open reclaims too */
 	smo.disk_full_arg = &h;
+#ifdef VSRHOST_TEETH
+	/* Test-only (proctest open-reclaim-teeth): the hook wired after the
+	 * open, as it was, so that the reservation at open cannot reclaim. */
+	bool late_disk_full = getenv("VSRH_TEETH_LATE_DISK_FULL") != NULL;
+	if (late_disk_full)
+		smo.disk_full = NULL;
+#endif
 	rc = vsrh_sm_open(&h.sm, &smo, err, sizeof err);
 	if (rc != VSR_OK) {
 		host_error("%s", err);
@@ -1017,6 +1024,13 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		return rc == VSR_EIO || rc == VSR_ECORRUPT ? EX_IOERR : EX_CONFIG;
 	}
 	vsrh_sm_set_log(h.sm, host_sm_log, &h, host_log_level());
+#ifdef VSRHOST_TEETH
+	if (late_disk_full) {
+		vsrh_sm_on_disk_full(h.sm, host_disk_full_cb, &h);
+		host_warn("planted bug (VSRH_TEETH_LATE_DISK_FULL): the disk-full hook wired after "
+			  "the store opened");
+	}
+#endif
 	{
 		uint64_t sm_sources, dedup_sources;
 		vsrh_sm_sources(h.sm, &sm_sources, &dedup_sources);
