@@ -830,7 +830,7 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 		touch_step(db);
 	if (db->held_w.count && !db->holding)
 		held_drain(db, HELD_DRAIN_PER_OP + HELD_DRAIN_PER_WRITE * writes);
-	if (db->touch.warm_pending && s->checkpoint_interval) {
+	if (db->touch.warm_pending && s->checkpoint_interval && !(db->touch.cleaned && db->holding)) {
 		/* Operations left until the next checkpoint, this one included. */
 		uint64_t r = s->op % s->checkpoint_interval;
 		vsrh_touch_warm(&db->touch, r == 0 ? 1 : s->checkpoint_interval - r + 1);
@@ -1737,6 +1737,7 @@ static void clean_maybe(vsrh_lmdb *db)
 		lmdb_fatal("starting the syncer thread", rc);
 	db->holding = hold_allowed(db);
 	db->hold_ended = e;
+	db->touch.cleaned = true; /* its pages write-protected: warmed by writing */
 }
 
 void vsrh_store_tick(vsrh_store *s)

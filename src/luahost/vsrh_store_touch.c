@@ -35,6 +35,7 @@ void vsrh_touch_arm(vsrh_touch *t, uintptr_t base, size_t len, size_t psize, uin
 	t->psize = psize;
 	t->syncs = syncs;
 	t->noting = true;
+	t->cleaned = false; /* a new interval */
 }
 
 void vsrh_touch_step(vsrh_touch *t, uint64_t syncs, size_t max)
@@ -88,8 +89,12 @@ void vsrh_touch_warm(vsrh_touch *t, uint64_t ops_left)
 			size_t pg = w * 64 + (size_t)__builtin_ctzll(word);
 			word &= word - 1;
 			t->warm[w] &= ~((uint64_t)1 << (pg % 64));
+			void *at = (void *)(t->base + pg * t->psize);
+			if (t->cleaned && !t->off &&
+			    madvise(at, t->psize, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
+				t->off = true; /* a kernel without it: reads, as before */
 			/* A read: the header's cache line and the page's PTE. */
-			sum += *(volatile const uint8_t *)(t->base + pg * t->psize);
+			sum += *(volatile const uint8_t *)at;
 			t->warm_pending--;
 			n--;
 		}
@@ -110,6 +115,7 @@ void vsrh_touch_disarm(vsrh_touch *t)
 	t->npages = 0;
 	t->warm_pending = 0;
 	t->warm_next = 0;
+	t->cleaned = false;
 }
 
 void vsrh_touch_free(vsrh_touch *t)

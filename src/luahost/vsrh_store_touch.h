@@ -22,6 +22,14 @@
  * last VSRH_WARM_OPS operations before the checkpoint their first bytes are
  * read a slice at a time, so the commit finds them in the caches (with
  * 1,000,000 keys: a commit of 5-7 ms became 2 ms in vsrh_bench --pace).
+ *
+ * A cleaning between checkpoints (vsrh_syncer_clean) writes back, and so
+ * write-protects, every page the transaction dirtied before it: then the
+ * warm-up makes each writable again (MADV_POPULATE_WRITE) instead of
+ * reading it, and the commit takes no fault on them (luahost_store_clean,
+ * 568 pages: 534 faults and 0.50-0.59 ms before, 6-8 faults and 0.03 ms).
+ * Only in the warm-up, not right after the cleaning: pages made dirty again
+ * then would be the next cleaning's to write.
  * Nothing here changes what is stored. */
 #ifndef VSRH_STORE_TOUCH_H
 #define VSRH_STORE_TOUCH_H
@@ -49,6 +57,7 @@ typedef struct vsrh_touch {
 	uint64_t touched; /* pages made writable, in all (figures) */
 	uint64_t *warm;   /* one per page: written in this interval, not yet read */
 	size_t warm_pending, warm_next;
+	bool cleaned;     /* a cleaning wrote the map back in this interval: warm by writing */
 } vsrh_touch;
 
 /* At a checkpoint, the write-back of bytes [0, len) of the map at base
@@ -79,7 +88,7 @@ static inline void vsrh_touch_note(vsrh_touch *t, const void *p)
 void vsrh_touch_step(vsrh_touch *t, uint64_t syncs, size_t max);
 /* ops_left operations (this one included) before the next checkpoint:
  * within VSRH_WARM_OPS, reads the first byte of a share of the pages
- * written in the interval. */
+ * written in the interval (makes them writable, once t->cleaned). */
 void vsrh_touch_warm(vsrh_touch *t, uint64_t ops_left);
 /* Stops noting and forgets what is pending (a map about to move). */
 void vsrh_touch_disarm(vsrh_touch *t);

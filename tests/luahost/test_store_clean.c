@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -144,6 +145,89 @@ static bool tick_until(vsrh_sm *sm, uint64_t cleanings, bool gated, uint64_t ms)
 }
 
 /* The cleanings off: ticks for three times the period bring none. */
+static long thread_faults(void)
+{
+	struct rusage r;
+	getrusage(RUSAGE_THREAD, &r);
+	return r.ru_minflt;
+}
+
+/* The commit after a cleaning takes no write fault on the pages it wrote
+ * back: the warm-up before the checkpoint made them writable again. The
+ * interval's puts, a cleaning, then operations on a few keys of their own
+ * up to the checkpoint (the warm-up's VSRH_WARM_OPS among them), and the
+ * take's commit counted in minor faults of this thread. */
+#define FAULT_KEYS 20000
+#define INTERVAL 4096 /* config/kv.lua's checkpoint_interval */
+
+/* Puts of keys from, from + step, ... at ops *op + 1 ... until op `to`
+ * (keys wrap below FAULT_KEYS), values of round `round`. */
+static void puts_until(const vsr_state_machine *m, int from, int step, int round, uint64_t to,
+		       uint64_t *op)
+{
+	vsr_buf b = {0}, reply = {0};
+	for (int k = from; *op < to; k = (k + step) % FAULT_KEYS) {
+		kv_put_op(&b, k, 100, round);
+		vsr_apply_ctx a = {.op = ++*op, .session = 1, .request = *op};
+		reply.len = 0;
+		CHECK(m->apply(m->ctx, &a, b.data, b.len, &reply) == VSR_REPLY_OK, "put at op %llu",
+		      (unsigned long long)*op);
+	}
+	free(b.data);
+	free(reply.data);
+}
+
+static void commit_after_cleaning(vsrh_config *cfg)
+{
+	char dir[] = "/tmp/vsr-store-cleanfault-XXXXXX";
+	if (mkdtemp(dir) == NULL)
+		return;
+	char data[800];
+	snprintf(data, sizeof data, "%s/db/data.mdb", dir);
+	setenv("VSRH_CLEAN_AFTER_MS", "100", 1);
+	vsrh_sm *sm = st_create(cfg, dir, true, true);
+	if (sm == NULL) {
+		st_remove(dir);
+		return;
+	}
+	vsr_state_machine m;
+	vsrh_sm_bind(sm, &m);
+	/* FAULT_KEYS keys and a checkpoint at op 5 x INTERVAL, as a replica
+	 * takes them (the touch notes the interval's pages from there). */
+	uint64_t op = 0, first = 5 * INTERVAL;
+	vsr_checkpoint cp;
+	puts_until(&m, 0, 1, 0, first, &op);
+	int rc = st_take(sm, op, NULL, NULL, &cp);
+	CHECK(rc == VSR_OK || rc == VSR_PENDING, "the first checkpoint: %d", rc);
+	/* The interval: 3,000 puts over every leaf, short of the warm-up. */
+	puts_until(&m, 0, 6, 1, first + 3000, &op);
+	long dirty = dirty_pages(data);
+	vsrh_sm_stats st;
+	vsrh_sm_stats_get(sm, &st);
+	CHECK(tick_until(sm, st.store_cleanings + 1, false, 10000), "no cleaning within 10 s");
+	/* Then up to the next checkpoint, puts of the first keys (a few
+	 * leaves; the warm-up runs in the last VSRH_WARM_OPS of them), and
+	 * its commit. */
+	puts_until(&m, 1, 1, 2, first + INTERVAL, &op);
+	static const uint8_t meta[8];
+	cp = (vsr_checkpoint){.op = op, .checksum = op * 31, .timestamp = op};
+	long f0 = thread_faults();
+	rc = m.checkpoint_take(m.ctx, &cp, meta, sizeof meta);
+	long faults = thread_faults() - f0;
+	CHECK(rc == VSR_OK || rc == VSR_PENDING, "the checkpoint after the cleaning: %d", rc);
+	vsrh_sm_stats_get(sm, &st);
+	printf("commit after a cleaning: %ld pages were dirty before it, %ld write faults in the "
+	       "commit, which took %.2f ms\n",
+	       dirty, faults, (double)st.checkpoint_step_last_ns / 1e6);
+	CHECK(dirty > 100, "only %ld dirty pages: the check below proves nothing", dirty);
+	CHECK(faults * 10 < dirty,
+	      "the commit after a cleaning took %ld faults (%ld pages were dirty before it): its "
+	      "pages were not made writable before the commit",
+	      faults, dirty);
+	vsrh_sm_destroy(sm);
+	st_remove(dir);
+}
+
 static void without_cleanings(vsrh_config *cfg)
 {
 	char dir[] = "/tmp/vsr-store-noclean-XXXXXX";
@@ -330,6 +414,7 @@ int main(void)
 		      (unsigned long long)op, (unsigned long long)before);
 
 	failed_cleaning(&cfg, dir);
+	commit_after_cleaning(&cfg);
 	without_cleanings(&cfg);
 	return st_end(dir, &cfg, "store clean: a map unsynced for VSRH_CLEAN_AFTER_MS written back "
 				 "paced, writes held meanwhile, nothing recorded durable");
