@@ -273,7 +273,7 @@ static void failing_child(const vsrh_config *cfg, const char *dir, uint64_t *op)
 /* The boot id `synced` records (40 bytes at 24) is empty. */
 static bool synced_boot_empty(const char *store)
 {
-	char path[700];
+	char path[800];
 	st_path(path, sizeof path, store, "synced");
 	uint8_t b[72];
 	int fd = open(path, O_RDONLY);
