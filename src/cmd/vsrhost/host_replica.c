@@ -882,8 +882,10 @@ static void host_free(host *h)
 	h->telemetry = NULL;
 	if (h->core != NULL)
 		vsr_replica_destroy(h->core);
-	if (h->sm != NULL)
+	if (h->sm != NULL) {
+		host_watchdog_detach(); /* its thread reads the state machine */
 		vsrh_sm_destroy(h->sm);
+	}
 	vsr_buf_free(&h->query_buf);
 }
 

@@ -17,7 +17,8 @@ static _Atomic uint64_t watchdog_since_ns; /* 0: no step running */
 static _Atomic(const char *) watchdog_what;
 static _Atomic uint64_t watchdog_long_steps;
 static uint32_t watchdog_limit_ms;
-static host_watchdog_source watchdog_src;
+static host_watchdog_source watchdog_src; /* under watchdog_src_mu (host_watchdog_detach) */
+static pthread_mutex_t watchdog_src_mu = PTHREAD_MUTEX_INITIALIZER;
 static clockid_t watchdog_cpu_clock; /* the stepping thread's CPU time */
 static bool watchdog_cpu_known;
 
@@ -37,14 +38,30 @@ uint64_t host_watchdog_long_steps(void)
 	return atomic_load_explicit(&watchdog_long_steps, memory_order_relaxed);
 }
 
+/* The source is read under its lock: the host detaches it before it frees
+ * the state machine (host_watchdog_detach), and the thread is detached, so
+ * it may still be between two checks then. */
 static uint64_t source_progress(void)
 {
-	return watchdog_src.progress ? watchdog_src.progress(watchdog_src.arg) : 0;
+	pthread_mutex_lock(&watchdog_src_mu);
+	uint64_t p = watchdog_src.progress ? watchdog_src.progress(watchdog_src.arg) : 0;
+	pthread_mutex_unlock(&watchdog_src_mu);
+	return p;
 }
 
 static bool source_busy(void)
 {
-	return watchdog_src.busy && watchdog_src.busy(watchdog_src.arg);
+	pthread_mutex_lock(&watchdog_src_mu);
+	bool b = watchdog_src.busy && watchdog_src.busy(watchdog_src.arg);
+	pthread_mutex_unlock(&watchdog_src_mu);
+	return b;
+}
+
+void host_watchdog_detach(void)
+{
+	pthread_mutex_lock(&watchdog_src_mu);
+	memset(&watchdog_src, 0, sizeof watchdog_src);
+	pthread_mutex_unlock(&watchdog_src_mu);
 }
 
 /* CPU time (ns) the stepping thread has used, or 0 when unknown. */
@@ -109,8 +126,10 @@ static void *watchdog_main(void *arg)
 		if (ran_ms < watchdog_limit_ms)
 			continue;
 		char activity[256] = "";
+		pthread_mutex_lock(&watchdog_src_mu);
 		if (watchdog_src.activity)
 			watchdog_src.activity(watchdog_src.arg, activity, sizeof activity);
+		pthread_mutex_unlock(&watchdog_src_mu);
 		char msg[1024];
 		if (stalled_ms < watchdog_limit_ms) {
 			/* Long, but metered: the budget ends it deterministically. */
@@ -155,8 +174,11 @@ int host_watchdog_start_source(uint32_t limit_ms, const host_watchdog_source *sr
 		limit_ms = env && atoi(env) > 0 ? (uint32_t)atoi(env) : HOST_WATCHDOG_MS_DEFAULT;
 	}
 	watchdog_limit_ms = limit_ms;
-	if (src != NULL)
+	if (src != NULL) {
+		pthread_mutex_lock(&watchdog_src_mu);
 		watchdog_src = *src;
+		pthread_mutex_unlock(&watchdog_src_mu);
+	}
 	watchdog_cpu_known = pthread_getcpuclockid(pthread_self(), &watchdog_cpu_clock) == 0;
 	atomic_store(&watchdog_what, "none");
 	pthread_t t;

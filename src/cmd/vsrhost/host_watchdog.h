@@ -51,6 +51,10 @@ int host_watchdog_start_source(uint32_t limit_ms, const host_watchdog_source *sr
 void host_watchdog_enter(uint64_t now_ns, const char *what);
 void host_watchdog_leave(void);
 
+/* Before the state machine the source reads is freed: the thread reads no
+ * source from then on (it runs until the process exits). */
+void host_watchdog_detach(void);
+
 /* Steps that ran past the limit and were let finish (metered progress). */
 uint64_t host_watchdog_long_steps(void);
 
