@@ -138,18 +138,24 @@ static inline int st_open(const vsrh_config *cfg, const char *dir, vsr_checkpoin
 	return rc == VSR_OK ? 0 : -1;
 }
 
+/* The first len bytes of store_dir/synced into b: true when it has them. */
+static inline bool st_synced_bytes(const char *store_dir, uint8_t *b, size_t len)
+{
+	char path[800];
+	st_path(path, sizeof path, store_dir, "synced");
+	int fd = open(path, O_RDONLY);
+	ssize_t n = fd >= 0 ? pread(fd, b, len, 0) : 0;
+	if (fd >= 0)
+		close(fd);
+	return n == (ssize_t)len;
+}
+
 /* The checkpoint op store_dir/synced records ("VSRHSYN1" | txnid | op ...),
  * or 0 when it is missing or not a record. */
 static inline uint64_t st_synced_op(const char *store_dir)
 {
-	char path[700];
-	st_path(path, sizeof path, store_dir, "synced");
 	uint8_t b[24];
-	int fd = open(path, O_RDONLY);
-	ssize_t n = fd >= 0 ? pread(fd, b, sizeof b, 0) : 0;
-	if (fd >= 0)
-		close(fd);
-	if (n != (ssize_t)sizeof b || memcmp(b, "VSRHSYN1", 8) != 0)
+	if (!st_synced_bytes(store_dir, b, sizeof b) || memcmp(b, "VSRHSYN1", 8) != 0)
 		return 0;
 	uint64_t v = 0;
 	for (int i = 7; i >= 0; i--)

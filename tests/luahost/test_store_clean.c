@@ -273,14 +273,8 @@ static void failing_child(const vsrh_config *cfg, const char *dir, uint64_t *op)
 /* The boot id `synced` records (40 bytes at 24) is empty. */
 static bool synced_boot_empty(const char *store)
 {
-	char path[800];
-	st_path(path, sizeof path, store, "synced");
 	uint8_t b[72];
-	int fd = open(path, O_RDONLY);
-	ssize_t n = fd >= 0 ? pread(fd, b, sizeof b, 0) : 0;
-	if (fd >= 0)
-		close(fd);
-	if (n != (ssize_t)sizeof b)
+	if (!st_synced_bytes(store, b, sizeof b))
 		return false;
 	for (int i = 24; i < 64; i++)
 		if (b[i] != 0)
