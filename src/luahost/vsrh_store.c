@@ -194,7 +194,6 @@ struct vsrh_lmdb {
 static void step_now(vsrh_lmdb *db);
 static uint64_t store_mono_ns(void);
 static uint64_t clean_after_ns(void);
-static uint64_t store_mono_ns(void);
 
 static MDB_val mval(const void *p, size_t n)
 {
@@ -704,7 +703,9 @@ static bool hold_allowed(const vsrh_lmdb *db)
 	return db->writemap && !getenv("VSRH_NO_HOLD");
 }
 
-/* Whether writes are held: from a checkpoint's commit until its sync ends. */
+/* Whether writes are held: from a checkpoint's commit until its sync ends,
+ * and while a cleaning runs (the syncer's count of jobs moves at either's
+ * end). */
 static bool held_holding(vsrh_lmdb *db)
 {
 	if (db->holding && vsrh_syncer_ended(&db->syncer) != db->hold_ended)
