@@ -1712,10 +1712,14 @@ static uint64_t clean_after_ns(void)
 
 /* A cleaning, when one is due. Like a sync, it holds the writes until it
  * has ended: the map is not written while it is written back, so that it
- * ends clean. */
-static void clean_maybe(vsrh_lmdb *db)
+ * ends clean. None within the last VSRH_WARM_OPS operations before a
+ * checkpoint (near): the checkpoint's sync comes soon, and a cleaning then
+ * would write-protect the pages the warm-up has already read, for the
+ * commit to fault on (vsrh_store_touch.h). */
+static void clean_maybe(vsrh_lmdb *db, bool near)
 {
-	if (!db->durable || !db->writemap || db->holding || db->step_due || db->wtxn == NULL)
+	if (!db->durable || !db->writemap || db->holding || db->step_due || db->wtxn == NULL ||
+	    near)
 		return;
 	uint64_t now = store_mono_ns(), after = db->clean_after_ns;
 	if (after == 0 || now - db->wb_last_ns < after)
@@ -1749,7 +1753,10 @@ void vsrh_store_tick(vsrh_store *s)
 		if (store_mono_ns() >= s->db->step_taken + s->db->turn_ns)
 			step_now(s->db);
 	} else {
-		clean_maybe(s->db);
+		uint64_t left = s->checkpoint_interval
+					? s->checkpoint_interval - s->op % s->checkpoint_interval
+					: UINT64_MAX;
+		clean_maybe(s->db, left < VSRH_WARM_OPS);
 	}
 }
 

@@ -208,6 +208,12 @@ static void commit_after_cleaning(vsrh_config *cfg)
 	/* Then up to the next checkpoint, puts of the first keys (a few
 	 * leaves; the warm-up runs in the last VSRH_WARM_OPS of them), and
 	 * its commit. */
+	puts_until(&m, 1, 1, 2, first + INTERVAL - 100, &op);
+	/* No cleaning this close to the checkpoint: it would write-protect
+	 * what the warm-up has read. */
+	vsrh_sm_stats_get(sm, &st);
+	CHECK(!tick_until(sm, st.store_cleanings + 1, false, 3 * 100),
+	      "a cleaning 100 operations before a checkpoint");
 	puts_until(&m, 1, 1, 2, first + INTERVAL, &op);
 	static const uint8_t meta[8];
 	cp = (vsr_checkpoint){.op = op, .checksum = op * 31, .timestamp = op};
