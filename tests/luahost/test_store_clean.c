@@ -226,7 +226,12 @@ static void commit_after_cleaning(vsrh_config *cfg)
 	       "commit, which took %.2f ms\n",
 	       dirty, faults, (double)st.checkpoint_step_last_ns / 1e6);
 	CHECK(dirty > 100, "only %ld dirty pages: the check below proves nothing", dirty);
-	CHECK(faults * 10 < dirty,
+	/* Half: the kernel's own write-back (a busy machine's dirty data past
+	 * its background threshold) may write-protect some pages again
+	 * between the warm-up and the commit; without the warm-up's writes
+	 * nearly all fault (534 of 568 here), with a cleaning inside the
+	 * warm-up window 370. */
+	CHECK(faults * 2 < dirty,
 	      "the commit after a cleaning took %ld faults (%ld pages were dirty before it): its "
 	      "pages were not made writable before the commit",
 	      faults, dirty);
