@@ -11,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "kv_op.h"
 #include "test_check.h"
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
@@ -117,6 +119,19 @@ static inline int st_take(vsrh_sm *sm, uint64_t op, void (*fn)(void *, uint64_t)
 	return rc;
 }
 
+/* `keys` puts of round `round` from op *op on (kv_put_round), none refused,
+ * then the checkpoint at the last one into *cp, its sync waited for
+ * (st_take). Returns what checkpoint_take returned. */
+static inline int st_round_and_take(vsrh_sm *sm, int keys, int round, uint64_t *op,
+				    vsr_checkpoint *cp)
+{
+	vsr_state_machine m;
+	vsrh_sm_bind(sm, &m);
+	int refused = kv_put_round(&m, keys, round, op);
+	CHECK(refused == 0, "%d puts of round %d refused", refused, round);
+	return st_take(sm, *op, NULL, NULL, cp);
+}
+
 /* Opens the durable store under dir (not fresh, as a restart does) and
  * returns 0 with its checkpoint and digest, or -1 (counted as a failure). */
 static inline int st_open(const vsrh_config *cfg, const char *dir, vsr_checkpoint *cp,
@@ -136,6 +151,23 @@ static inline int st_open(const vsrh_config *cfg, const char *dir, vsr_checkpoin
 	free(meta.data);
 	vsrh_sm_destroy(sm);
 	return rc == VSR_OK ? 0 : -1;
+}
+
+/* The parent's half of a child that writes a sentence to its end of a pipe
+ * (fd is the parent's) and exits: the sentence into why (all of it that
+ * fits), then the child's wait status as waitpid gives it. */
+static inline int st_child_wait(pid_t pid, int fd, char *why, size_t why_len)
+{
+	size_t n = 0;
+	ssize_t r;
+	while (n + 1 < why_len && (r = read(fd, why + n, why_len - 1 - n)) > 0)
+		n += (size_t)r;
+	why[n] = '\0';
+	close(fd);
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return status;
 }
 
 /* The first len bytes of store_dir/synced into b: true when it has them. */

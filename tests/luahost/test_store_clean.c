@@ -217,24 +217,24 @@ static void commit_after_cleaning(vsrh_config *cfg)
 	puts_until(&m, 1, 1, 2, first + INTERVAL, &op);
 	static const uint8_t meta[8];
 	cp = (vsr_checkpoint){.op = op, .checksum = op * 31, .timestamp = op};
+	long before = dirty_pages(data); /* the warm-up made them dirty again */
 	long f0 = thread_faults();
 	rc = m.checkpoint_take(m.ctx, &cp, meta, sizeof meta);
 	long faults = thread_faults() - f0;
 	CHECK(rc == VSR_OK || rc == VSR_PENDING, "the checkpoint after the cleaning: %d", rc);
 	vsrh_sm_stats_get(sm, &st);
-	printf("commit after a cleaning: %ld pages were dirty before it, %ld write faults in the "
-	       "commit, which took %.2f ms\n",
-	       dirty, faults, (double)st.checkpoint_step_last_ns / 1e6);
+	printf("commit after a cleaning: %ld pages were dirty before the cleaning, %ld just "
+	       "before the commit, %ld write faults in the commit, which took %.2f ms\n",
+	       dirty, before, faults, (double)st.checkpoint_step_last_ns / 1e6);
 	CHECK(dirty > 100, "only %ld dirty pages: the check below proves nothing", dirty);
-	/* Half: the kernel's own write-back (a busy machine's dirty data past
-	 * its background threshold) may write-protect some pages again
-	 * between the warm-up and the commit; without the warm-up's writes
-	 * nearly all fault (534 of 568 here), with a cleaning inside the
-	 * warm-up window 370. */
-	CHECK(faults * 2 < dirty,
-	      "the commit after a cleaning took %ld faults (%ld pages were dirty before it): its "
-	      "pages were not made writable before the commit",
-	      faults, dirty);
+	/* A page the kernel's own write-back cleans between the warm-up and
+	 * the commit faults again; the pages dirty just before the commit
+	 * (printed) tell that apart from a warm-up that did not run. */
+	CHECK(faults * 10 < dirty,
+	      "the commit after a cleaning took %ld faults (%ld pages were dirty before the "
+	      "cleaning, %ld just before the commit): its pages were not made writable before "
+	      "the commit",
+	      faults, dirty, before);
 	vsrh_sm_destroy(sm);
 	st_remove(dir);
 }
@@ -310,15 +310,8 @@ static void failed_cleaning(vsrh_config *cfg, const char *dir)
 		failing_child(cfg, store, &op);
 	}
 	close(errp[1]);
-	char e[2048] = "";
-	size_t en = 0;
-	ssize_t r;
-	while ((r = read(errp[0], e + en, sizeof e - 1 - en)) > 0)
-		en += (size_t)r;
-	e[en] = '\0';
-	close(errp[0]);
-	int status = 0;
-	waitpid(pid, &status, 0);
+	char e[2048];
+	int status = st_child_wait(pid, errp[0], e, sizeof e);
 	int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	CHECK(code == 74, "a failed cleaning: the replica stops with exit 74, got %d (3: it went "
 	      "on; stderr: %s)", code, e);

@@ -424,11 +424,7 @@ static int start_image(const char *store, const vsr_checkpoint *sb_cp, char *why
 		_exit(result);
 	}
 	close(fds[1]);
-	ssize_t n = read(fds[0], why, why_len - 1);
-	why[n > 0 ? n : 0] = '\0';
-	close(fds[0]);
-	int status = 0;
-	waitpid(pid, &status, 0);
+	int status = st_child_wait(pid, fds[0], why, why_len);
 	if (WIFSIGNALED(status)) {
 		snprintf(why, why_len, "starting it crashed (signal %d)", WTERMSIG(status));
 		return 0;
@@ -689,13 +685,11 @@ static int accept_any(void *arg, const uint8_t *meta, size_t len)
 /* KEYS puts of round `round` and the checkpoint after them, durable. */
 static vsr_checkpoint puts_and_checkpoint(vsrh_sm *sm, int round, uint64_t *op, uint64_t *digest)
 {
+	vsr_checkpoint cp;
+	int rc = st_round_and_take(sm, KEYS, round, op, &cp); /* waits for the sync */
+	CHECK(rc == VSR_OK || rc == VSR_PENDING, "checkpoint_take: %d", rc);
 	vsr_state_machine m;
 	vsrh_sm_bind(sm, &m);
-	int refused = kv_put_round(&m, KEYS, round, op);
-	CHECK(refused == 0, "%d puts of round %d refused", refused, round);
-	vsr_checkpoint cp;
-	int rc = st_take(sm, *op, NULL, NULL, &cp); /* waits for the sync */
-	CHECK(rc == VSR_OK || rc == VSR_PENDING, "checkpoint_take: %d", rc);
 	*digest = m.digest(m.ctx);
 	return cp;
 }

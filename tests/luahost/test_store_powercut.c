@@ -69,12 +69,8 @@ static int copy_file(const char *from, const char *to)
  * it is durable. */
 static vsr_checkpoint put_round_and_checkpoint(vsrh_sm *sm, int round, uint64_t *op)
 {
-	vsr_state_machine m;
-	vsrh_sm_bind(sm, &m);
-	int refused = kv_put_round(&m, KEYS, round, op);
-	CHECK(refused == 0, "%d puts of round %d refused", refused, round);
 	vsr_checkpoint cp;
-	int rc = st_take(sm, *op, NULL, NULL, &cp); /* waits for the sync */
+	int rc = st_round_and_take(sm, KEYS, round, op, &cp); /* waits for the sync */
 	CHECK(rc == VSR_PENDING, "a durable store's checkpoint is pending until synced, got %d", rc);
 	return cp;
 }
@@ -97,11 +93,7 @@ static int check_in_child(const char *store, uint64_t min_op, uint64_t checksum,
 		_exit(rc == 0 ? 0 : 1);
 	}
 	close(fds[1]);
-	ssize_t n = read(fds[0], why, why_len - 1);
-	why[n > 0 ? n : 0] = '\0';
-	close(fds[0]);
-	int status = 0;
-	waitpid(pid, &status, 0);
+	int status = st_child_wait(pid, fds[0], why, why_len);
 	if (WIFSIGNALED(status)) {
 		snprintf(why, why_len, "LMDB crashed (signal %d)", WTERMSIG(status));
 		return 2;

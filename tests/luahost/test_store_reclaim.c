@@ -124,22 +124,44 @@ static void close_log(uv_loop_t *loop, vsr_storage *st)
 	uv_loop_close(loop);
 }
 
+/* A child's places under root: the store, the log, the trash file in it. */
+typedef struct child_paths {
+	char store[400], log[400], trash[500];
+} child_paths;
+
+static void paths_under(const char *root, child_paths *p)
+{
+	snprintf(p->store, sizeof p->store, "%s/store", root);
+	snprintf(p->log, sizeof p->log, "%s/log", root);
+	snprintf(p->trash, sizeof p->trash, "%s/%s", p->log, TRASH);
+}
+
+/* The trash file filling the disk under root (its bytes into *trash_bytes),
+ * then the log's storage on the same disk, on loop. NULL: either failed. */
+static vsr_storage *trash_and_log(const char *root, const child_paths *p, uv_loop_t *loop,
+				  uint64_t *trash_bytes)
+{
+	*trash_bytes = fill_with_trash(root, p->log, p->trash);
+	if (*trash_bytes == 0)
+		return NULL;
+	uv_loop_init(loop);
+	return open_log(loop, p->log);
+}
+
 /* The child for the reservation at open: see the top. 0: reserved with
  * one reclaim; 3: not reserved, the trash file still there; 1: anything
  * else. */
 static int child_open(const char *root, bool wired)
 {
-	char store[400], log[400], trash[500], data[500];
-	snprintf(store, sizeof store, "%s/store", root);
-	snprintf(log, sizeof log, "%s/log", root);
-	snprintf(trash, sizeof trash, "%s/%s", log, TRASH);
+	child_paths p;
+	paths_under(root, &p);
+	const char *store = p.store, *trash = p.trash;
+	char data[500];
 	snprintf(data, sizeof data, "%s/db/data.mdb", store);
 	vsrh_config cfg;
-	if (st_config(&cfg) != 0 || fill_with_trash(root, log, trash) == 0)
-		return 1;
 	uv_loop_t loop;
-	uv_loop_init(&loop);
-	vsr_storage *st = open_log(&loop, log);
+	uint64_t trash_bytes;
+	vsr_storage *st = st_config(&cfg) == 0 ? trash_and_log(root, &p, &loop, &trash_bytes) : NULL;
 	if (st == NULL)
 		return 1;
 	vsrh_sm_options o = vsrh_sm_options_at(&cfg, store, true, true);
@@ -176,10 +198,9 @@ static int child_open(const char *root, bool wired)
  * status (a failed reservation exits 74 from inside the store). */
 static int child(const char *root, bool wired)
 {
-	char store[400], log[400], trash[500];
-	snprintf(store, sizeof store, "%s/store", root);
-	snprintf(log, sizeof log, "%s/log", root);
-	snprintf(trash, sizeof trash, "%s/%s", log, TRASH);
+	child_paths p;
+	paths_under(root, &p);
+	const char *store = p.store, *trash = p.trash;
 	vsrh_config cfg;
 	if (st_config(&cfg) != 0)
 		return 1;
@@ -199,12 +220,9 @@ static int child(const char *root, bool wired)
 		}
 	}
 	/* The trash file, and the log's storage on the same disk. */
-	uint64_t trash_bytes = fill_with_trash(root, log, trash);
-	if (trash_bytes == 0)
-		return 1;
 	uv_loop_t loop;
-	uv_loop_init(&loop);
-	vsr_storage *st = open_log(&loop, log);
+	uint64_t trash_bytes;
+	vsr_storage *st = trash_and_log(root, &p, &loop, &trash_bytes);
 	if (st == NULL)
 		return 1;
 	if (wired)
