@@ -859,6 +859,44 @@ bool port_accepts(uint16_t port)
 	return true;
 }
 
+/* Where process pid is (its state and the kernel function it waits in),
+ * and its children the same way (vsrhost checks its store in a child):
+ * printed when a replica never comes up, so that a hang says where. */
+static void say_where(pid_t pid, int depth)
+{
+	char path[96], comm[64] = "?", stat[512] = "", wchan[96] = "?";
+	FILE *f;
+	snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+	if ((f = fopen(path, "r")) != NULL) {
+		if (fgets(comm, sizeof comm, f) != NULL)
+			comm[strcspn(comm, "\n")] = '\0';
+		fclose(f);
+	}
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "r")) != NULL) {
+		if (fgets(stat, sizeof stat, f) == NULL)
+			stat[0] = '\0';
+		fclose(f);
+	}
+	const char *close_paren = strrchr(stat, ')');
+	char state = close_paren != NULL && close_paren[1] == ' ' ? close_paren[2] : '?';
+	snprintf(path, sizeof path, "/proc/%d/wchan", (int)pid);
+	if ((f = fopen(path, "r")) != NULL) {
+		if (fgets(wchan, sizeof wchan, f) == NULL)
+			snprintf(wchan, sizeof wchan, "-");
+		fclose(f);
+	}
+	fprintf(stderr, "proctest: %*spid %d (%s): state %c, waiting in %s\n", 2 * depth, "",
+		(int)pid, comm, state, wchan[0] ? wchan : "-");
+	snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+	if (depth < 3 && (f = fopen(path, "r")) != NULL) {
+		int child;
+		while (fscanf(f, "%d", &child) == 1)
+			say_where((pid_t)child, depth + 1);
+		fclose(f);
+	}
+}
+
 /* Waits until every port of every replica accepts: the processes are up. */
 void wait_ports(int only)
 {
@@ -870,8 +908,10 @@ void wait_ports(int only)
 			check_alive();
 			if (port_accepts(g_client_port[i]))
 				break;
-			if (now_ms() > deadline)
+			if (now_ms() > deadline) {
+				say_where(g_pid[i], 0);
 				fail("replica %d: client port %u never accepted", i + 1, g_client_port[i]);
+			}
 			poll(NULL, 0, 10); /* next connect attempt */
 		}
 	}
@@ -895,8 +935,10 @@ bool wait_ports_or_taken(void)
 			}
 			if (port_accepts(g_client_port[i]))
 				break;
-			if (now_ms() > deadline)
+			if (now_ms() > deadline) {
+				say_where(g_pid[i], 0);
 				fail("replica %d: client port %u never accepted", i + 1, g_client_port[i]);
+			}
 			poll(NULL, 0, 10); /* next connect attempt */
 		}
 	}
