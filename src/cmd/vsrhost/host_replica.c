@@ -18,6 +18,7 @@
  * shows up as a write error on its connection. */
 #include "host.h"
 #include "host_config_disk.h"
+#include "host_data_dir.h"
 #include "host_fingerprint.h"
 #include "host_log.h"
 #include "host_metrics.h"
@@ -960,6 +961,12 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		.inline_ok = host_inline_ok,
 		.segment_size = segment_env ? strtoull(segment_env, NULL, 10) : 0,
 	};
+	/* A directory it cannot create or write is the config's mistake (78,
+	 * naming file and key), not a failing disk (74) at its first file. */
+	if (host_data_dir_check(cfg->path, dir, err, sizeof err) != 0) {
+		host_error("%s", err);
+		return EX_CONFIG;
+	}
 	rc = vsr_storage_open(&so, &h.storage, err, sizeof err);
 	if (rc != VSR_OK) {
 		host_error("%s", err);
