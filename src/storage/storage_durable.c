@@ -1495,6 +1495,16 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 		if (ok[0] || ok[1]) {
 			have_sb = true;
 			sb = ok[0] && (!ok[1] || c[0].seq >= c[1].seq) ? c[0] : c[1];
+			/* One copy bad: the other serves (a torn write loses
+			 * nothing), but a damaged disk is worth a line. */
+			unsigned bad = ok[0] ? 1 : 0;
+			if (!ok[bad] && len >= 2 * SB_COPY_SIZE)
+				storage_errf(err, err_len,
+					     "storage %s: superblock copy %u (bytes %u-%u) fails its "
+					     "checksum (torn by a crash while it was written, or damaged "
+					     "on disk); using copy %u (write %" PRIu64 "), nothing is lost",
+					     d->dir, bad, bad * SB_COPY_SIZE, (bad + 1) * SB_COPY_SIZE - 1,
+					     1 - bad, sb.seq);
 		} else if (len >= 2 * SB_COPY_SIZE) {
 			snprintf(why, sizeof why, "both superblock copies are corrupt");
 		}

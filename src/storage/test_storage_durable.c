@@ -260,6 +260,9 @@ static bool inline_ok(void *data, const vsr_persist *p)
 
 static uint8_t replica_index; /* the index open_storage opens as */
 
+/* What the last open_storage's load noted (vsr_storage_load's err on VSR_OK). */
+static char load_note[512];
+
 static vsr_storage *open_storage(bool fresh, uint64_t segment_size, const vsr_storage_io *io,
 				 const vsr_durable **out)
 {
@@ -269,12 +272,14 @@ static vsr_storage *open_storage(bool fresh, uint64_t segment_size, const vsr_st
 				 .inline_ok = inline_mode ? inline_ok : NULL};
 	vsr_storage *s = NULL;
 	char err[512] = "";
+	load_note[0] = '\0';
 	int rc = vsr_storage_open(&o, &s, err, sizeof err);
 	if (rc != VSR_OK) fprintf(stderr, "open: %s\n", err);
 	CHECK(rc == VSR_OK);
 	rc = vsr_storage_load(s, out, err, sizeof err);
 	if (rc != VSR_OK) fprintf(stderr, "load: %s\n", err);
 	CHECK(rc == VSR_OK);
+	snprintf(load_note, sizeof load_note, "%s", err);
 	done_count = next_id = last_done = 0;
 	failed_seen = false;
 	cur = s;
@@ -718,16 +723,23 @@ static void case_superblock_flips(void)
 	make_entries(1, 20, 4, 0);
 	write_log(s, 20, 2, 4);
 	close_storage(s);
+	s = open_storage(false, 0, NULL, &d);
+	CHECK(load_note[0] == '\0'); /* both copies intact: nothing to say */
+	close_storage(s);
 	flip_byte("superblock", 72); /* copy 0: the epoch word */
 	s = open_storage(false, 0, NULL, &d);
 	check_loaded(d, 1, 20);
 	CHECK(d->superblock.view == 4);
+	/* Used silently before: a damaged disk is said, naming the copy. */
+	CHECK(strstr(load_note, "superblock copy 0 (bytes 0-4095) fails its checksum") != NULL);
+	CHECK(strstr(load_note, "using copy 1") != NULL);
 	close_storage(s);
 	flip_byte("superblock", 72);
 	flip_byte("superblock", 4096 + 72); /* copy 1 only */
 	s = open_storage(false, 0, NULL, &d);
 	check_loaded(d, 1, 20);
 	CHECK(d->superblock.view == 4);
+	CHECK(strstr(load_note, "superblock copy 1 (bytes 4096-8191) fails its checksum") != NULL);
 	close_storage(s);
 	flip_byte("superblock", 72); /* now both */
 	s = open_storage(false, 0, NULL, &d);

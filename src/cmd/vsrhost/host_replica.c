@@ -988,6 +988,8 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		host_info("storage %s: no state; unjoined: catching up with the cluster's "
 			  "history, or beginning a new one if every replica is unjoined", dir);
 	} else if (cfg->durability == VSRH_DURABILITY_DURABLE) {
+		if (err[0] != '\0')
+			host_warn("%s", err); /* e.g. one superblock copy was damaged */
 		host_info("storage %s: superblock view %" PRIu64 ", checkpoint op %" PRIu64
 			  ", %u log entries after it; recovering",
 			  dir, durable->superblock.view, durable->superblock.checkpoint_op,
