@@ -1186,8 +1186,17 @@ static void store_sigbus(int sig, siginfo_t *si, void *uc)
 		if (a >= store_maps[i].lo && a < store_maps[i].hi) {
 			static const char msg[] =
 				"vsr.store: a page of the LMDB map could not be written (SIGBUS: the disk is "
-				"full or failed); this replica stops (exit 74)\n";
+				"full or failed)";
+			static const char in[] = " (vsr.store in ", end[] = "); this replica stops (exit 74)\n";
+			const char *where = vsrh_store_fatal_dir();
 			ssize_t n = write(2, msg, sizeof msg - 1);
+			if (where[0] != '\0') {
+				n = write(2, in, sizeof in - 1);
+				n = write(2, where, strlen(where));
+				n = write(2, end, sizeof end - 1);
+			} else {
+				n = write(2, end + 1, sizeof end - 2);
+			}
 			(void)n;
 			_exit(74);
 		}
@@ -1426,6 +1435,7 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 			return -1;
 		}
 	}
+	vsrh_store_fatal_names(db->dir); /* a stop for a disk error names it */
 	char path[4200], next[4200], old[4200];
 	path_join(path, sizeof path, db->dir, "db");
 	path_join(next, sizeof next, db->dir, "next");
