@@ -290,8 +290,28 @@ static void push_decoded(lua_State *L, int idx)
 	size_t len;
 	const char *v = lua_tolstring(L, idx, &len);
 	char err[256];
-	if (vsrh_decode(L, (const uint8_t *)v, len, err, sizeof err))
+	if (vsrh_decode(L, (const uint8_t *)v, len, err, sizeof err)) {
+		/* Every stored value was encoded by put (or verified against the
+		 * checkpoint's digest when fetched): one that is not msgpack is
+		 * this replica's file damaged, not the script's error. As a
+		 * script error it would fail the operation here and nowhere
+		 * else: the client told "no effect" of a write the other
+		 * replicas applied. So it is a disk error: stop (the restart's
+		 * check finds the damage and the others repair it). What still
+		 * walks as msgpack failed for the budget or the stack, which
+		 * every replica meets alike: a script error as before. */
+		size_t pos = 0;
+		if (vsrh_skip((const uint8_t *)v, len, &pos) != 0 || pos != len) {
+			const char *where = vsrh_store_fatal_dir();
+			fprintf(stderr,
+				"vsr.store: a stored value does not decode (%s): the store's file is "
+				"damaged (vsr.store in %s); this replica stops (exit 74)\n",
+				err, where[0] ? where : "memory");
+			fflush(NULL);
+			_exit(74);
+		}
 		luaL_error(L, "vsr.store: a stored value does not decode: %s", err);
+	}
 }
 
 static int store_get(lua_State *L)
