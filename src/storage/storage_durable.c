@@ -1127,6 +1127,8 @@ typedef struct scan_result {
 	log_pos cut;             /* where valid records end */
 	bool corrupt;            /* a record before the durable end is bad */
 	char why[256];
+	uint64_t skipped;        /* entries at or below the checkpoint that fail their checksum */
+	char skipped_first[200]; /* where the first of them is */
 } scan_result;
 
 /* Reads a segment front to back, in chunks, as far as the scan needs: a
@@ -1297,6 +1299,19 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 				.body_len = body_len,
 				.body = h + REC_HEADER,
 			};
+			if (vsr_entry_checksum(&e) != e.checksum && e.op < r->base) {
+				/* Its header verifies (so its op and length are
+				 * true) and the checkpoint covers its op: replay
+				 * would ignore it. Resetting the replica for it
+				 * would cost a state transfer, and two replicas so
+				 * damaged would stall the cluster, for nothing. */
+				if (res->skipped++ == 0)
+					snprintf(res->skipped_first, sizeof res->skipped_first,
+						 "%s offset %" PRIu64 ": entry at op %" PRIu64, name, off,
+						 e.op);
+				off += rec_size(body_len);
+				continue;
+			}
 			if (vsr_entry_checksum(&e) != e.checksum) {
 				snprintf(res->why, sizeof res->why,
 					 "%s offset %" PRIu64 ": entry at op %" PRIu64 " fails its checksum",
@@ -1599,6 +1614,17 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 		if (rc != VSR_OK) return rc;
 		*out = &d->durable;
 		return worker_start(d, err, err_len);
+	}
+	if (res.skipped > 0) {
+		/* Said, as a damaged superblock copy is (after it, if both). */
+		size_t n = err != NULL && err_len > 0 ? strlen(err) : 0;
+		if (err != NULL && n + 1 < err_len)
+			snprintf(err + n, err_len - n,
+				 "%sstorage %s: %s fails its checksum%s (damaged on disk); the checkpoint "
+				 "at op %" PRIu64 " covers %s, so it is not needed and nothing is lost",
+				 n ? "; " : "", d->dir, res.skipped_first,
+				 res.skipped > 1 ? " (and more such entries)" : "",
+				 sb.core.checkpoint_op, res.skipped > 1 ? "them" : "it");
 	}
 	d->sb = sb;
 	d->sb_ever = true;
