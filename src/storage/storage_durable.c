@@ -1303,8 +1303,9 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 				/* Its header verifies (so its op and length are
 				 * true) and the checkpoint covers its op: replay
 				 * would ignore it. Resetting the replica for it
-				 * would cost a state transfer, and two replicas so
-				 * damaged would stall the cluster, for nothing. */
+				 * would cost a state transfer for nothing, and two
+				 * replicas so damaged at once could not be repaired
+				 * (each needs a majority of intact ones). */
 				if (res->skipped++ == 0)
 					snprintf(res->skipped_first, sizeof res->skipped_first,
 						 "%s offset %" PRIu64 ": entry at op %" PRIu64, name, off,
