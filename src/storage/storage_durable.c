@@ -293,6 +293,7 @@ typedef struct durable {
 
 	/* Worker-owned after load: */
 	int dirfd;
+	bool links_known;        /* the directory showed links at open (still_linked) */
 	int seg_fd;
 	int sb_fd;               /* the superblock file, once written */
 	int lock_fd;             /* `lock`, locked while this process uses the directory */
@@ -435,6 +436,8 @@ static int still_linked(durable *d)
 	struct stat st;
 	char name[64];
 	const char *gone = NULL;
+	if (!d->links_known)
+		return 0; /* a file system that shows no links for a live directory */
 	if (fstat(d->dirfd, &st) == 0 && st.st_nlink == 0)
 		gone = "the data directory";
 	else if (d->seg_fd >= 0 && fstat(d->seg_fd, &st) == 0 && st.st_nlink == 0) {
@@ -961,6 +964,8 @@ int storage_durable_open(const vsr_storage_options *opts, vsr_storage **out, cha
 	if (rc == 0) {
 		d->dirfd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (d->dirfd < 0) rc = errno;
+		struct stat st;
+		d->links_known = rc == 0 && fstat(d->dirfd, &st) == 0 && st.st_nlink > 0;
 	}
 	/* One process at a time: a second replica started on this directory
 	 * by mistake would recover from files still being written (cutting
