@@ -424,13 +424,15 @@ static void seg_name(char *buf, size_t len, uint64_t seq)
 	snprintf(buf, len, "log-%016" PRIx64, seq);
 }
 
-/* Whether the data directory and the current segment are still on disk
- * under their names. Removed while the replica runs (an operator's rm -rf,
- * a cleanup script), the files stay open and every write and sync still
- * succeeds, but a restart finds nothing: what is acknowledged from them
- * then is lost from this replica. So a group is acknowledged only from
- * files with links left; otherwise the replica stops, as for a failed
- * sync, and the next start is an unjoined one that catches up. */
+/* Whether the data directory, the current segment and the superblock are
+ * still on disk under their names. Removed while the replica runs (an
+ * operator's rm -rf, a cleanup script), the files stay open and every write
+ * and sync still succeeds, but a restart does not find them: what is
+ * acknowledged from them then is lost from this replica. So a group is
+ * acknowledged only from files with links left; otherwise the replica
+ * stops, as for a failed sync, and the next start finds the loss (an empty
+ * directory, a missing segment or superblock) and is repaired from the
+ * others. */
 static int still_linked(durable *d)
 {
 	struct stat st;
