@@ -67,6 +67,22 @@ static int copy_file(const char *from, const char *to)
 
 /* Applies KEYS puts (round r) and takes the checkpoint at op; waits until
  * it is durable. */
+/* A copy of the store directory `from` (its db/data.mdb and `synced`) as
+ * `to`, a new directory. */
+static void copy_store(const char *from, const char *to)
+{
+	char f1[900], f2[900];
+	mkdir(to, 0700);
+	st_path(f1, sizeof f1, to, "db");
+	mkdir(f1, 0700);
+	st_path(f1, sizeof f1, from, "db/data.mdb");
+	st_path(f2, sizeof f2, to, "db/data.mdb");
+	CHECK(copy_sparse(f1, f2) == 0, "copy %s", f1);
+	st_path(f1, sizeof f1, from, "synced");
+	st_path(f2, sizeof f2, to, "synced");
+	CHECK(copy_file(f1, f2) == 0, "copy %s", f1);
+}
+
 static vsr_checkpoint put_round_and_checkpoint(vsrh_sm *sm, int round, uint64_t *op)
 {
 	vsr_checkpoint cp;
@@ -119,15 +135,7 @@ int main(void)
 	uint64_t op = 0;
 	vsr_checkpoint a = put_round_and_checkpoint(sm, 1, &op);
 	uint64_t digest_a = vsrh_sm_digest(sm);
-	mkdir(torn, 0700);
-	st_path(f1, sizeof f1, torn, "db");
-	mkdir(f1, 0700);
-	st_path(f1, sizeof f1, live, "db/data.mdb");
-	st_path(f2, sizeof f2, torn, "db/data.mdb");
-	CHECK(copy_sparse(f1, f2) == 0, "copy %s", f1);
-	st_path(f1, sizeof f1, live, "synced");
-	st_path(f2, sizeof f2, torn, "synced");
-	CHECK(copy_file(f1, f2) == 0, "copy %s", f1);
+	copy_store(live, torn);
 
 	/* Checkpoint B: every key rewritten, and more. */
 	vsr_checkpoint b = put_round_and_checkpoint(sm, 2, &op);
@@ -166,15 +174,8 @@ int main(void)
 	 * and the torn transaction stayed). */
 	char torn2[600];
 	st_path(torn2, sizeof torn2, dir, "torn2");
-	mkdir(torn2, 0700);
-	st_path(f1, sizeof f1, torn2, "db");
-	mkdir(f1, 0700);
-	st_path(f1, sizeof f1, torn, "db/data.mdb");
-	st_path(f2, sizeof f2, torn2, "db/data.mdb");
-	CHECK(copy_sparse(f1, f2) == 0, "copy %s", f1);
-	st_path(f1, sizeof f1, torn, "synced");
+	copy_store(torn, torn2);
 	st_path(f2, sizeof f2, torn2, "synced");
-	CHECK(copy_file(f1, f2) == 0, "copy %s", f1);
 	int sf = open(f2, O_RDWR);
 	uint8_t byte = 0;
 	CHECK(sf >= 0 && pread(sf, &byte, 1, 20) == 1, "read %s", f2);
