@@ -2361,6 +2361,26 @@ static uint64_t verify_room(MDB_env *env, uint64_t file_bytes)
 	return pages > file_bytes / ms.ms_psize ? file_bytes : pages * ms.ms_psize;
 }
 
+uint64_t vsrh_store_used_bytes(const char *dir)
+{
+	char path[4200], file[4300];
+	path_join(path, sizeof path, dir, "db");
+	snprintf(file, sizeof file, "%s/data.mdb", path);
+	struct stat st;
+	if (stat(file, &st) != 0)
+		return 0;
+	MDB_env *env = NULL;
+	uint64_t used = (uint64_t)st.st_blocks * 512;
+	if (mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 2) == 0 &&
+	    mdb_env_set_mapsize(env, (size_t)st.st_size > STORE_MAP_MIN ? (size_t)st.st_size
+									: STORE_MAP_MIN) == 0 &&
+	    mdb_env_open(env, path, MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS, 0600) == 0)
+		used = verify_room(env, (uint64_t)st.st_size);
+	if (env)
+		mdb_env_close(env);
+	return used;
+}
+
 /* Reads every record of the environment under `dir` (as vsrh_store_use_lmdb
  * names it) and checks it against the checkpoint record: the count, the
  * bytes, the store digest and the image digest. LMDB keeps no checksums of

@@ -1,23 +1,25 @@
-/* test_store_verify.c - the store check at restart (host_check_store) on an
- * LMDB file whose damaged leaves claim more than the file holds.
+/* test_store_verify.c - the store check at restart (host_check_store) on
+ * LMDB files whose damaged pages make LMDB read gigabytes or loop.
  *
- * LMDB reads a record's size from its node and trusts it: a damaged leaf can
- * claim a value of up to 4 GiB, and the store's file is a sparse
- * reservation of 8 GiB, so LMDB hands the check 4 GiB of holes to hash for
- * every such record. Before the bound in vsrh_store_verify_dir that took
- * seconds a record (about 10 s for one noise page as the records' root, by
- * hand), and a replica's start sat silent for 15 s in one CI run of
- * process_corrupt's noise round. The check must now come back at once with
- * "damaged" (the replica then rejoins as amnesiac and is repaired from the
- * others), naming the bound:
+ * LMDB trusts its pages. A damaged leaf can claim a value of up to 4 GiB,
+ * and the store's file is a sparse reservation of 8 GiB, so LMDB hands the
+ * check 4 GiB of holes to hash for every such record (seconds a record); and
+ * a page whose header says mp_lower 8 (below the header's 16 bytes) has
+ * 2^31 - 4 keys to LMDB, whose binary search over them never ends. One CI
+ * run of process_corrupt's noise round sat silent for 15 s at a replica's
+ * start: noise page 20 of its seed, as the main database's root, is such a
+ * page. The check must now answer "damaged" (the replica then rejoins as
+ * amnesiac and is repaired from the others), naming the bound:
  *   - 16 records whose values claim 4 GiB each: "more than the N left in the
- *     pages its environment uses";
+ *     pages its environment uses", at once;
  *   - one record that claims more than the whole checkpoint's bytes, but
- *     fits in the file: "its records go past the checkpoint";
- *   - the checkpoint's own head record claiming 4 GiB.
- * The intact store and the store with its sizes put back must pass. Each
- * check runs in a child given DEADLINE_MS to answer; one that does not is
- * killed (with the check's own child) and fails the test. */
+ *     fits in the file: "its records go past the checkpoint", at once;
+ *   - the checkpoint's own head record claiming 4 GiB, at once;
+ *   - the main database's root page with 2^31 keys: "ran past the check's
+ *     CPU limit" (2 s of CPU for this small store).
+ * The intact store and the store put back must pass. Each check runs in a
+ * child given DEADLINE_MS to answer; one that does not is killed (with the
+ * check's own child) and fails the test. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -37,7 +39,7 @@
 
 #define KEYS 400
 #define PAGE 4096
-#define DEADLINE_MS 10000
+#define DEADLINE_MS 30000
 #define HUGE_CLAIM 0xfffff000u
 
 static uint64_t now_ms(void)
@@ -149,20 +151,22 @@ static bool set_size(int fd, off_t at, uint32_t size, uint32_t *old)
 	return pwrite(fd, n, 4, at) == 4;
 }
 
-/* The newest meta page's last page number (mm_last_pg), or 0. */
-static uint64_t last_page(int fd)
+/* The u64 at byte `at` of the newest meta page (by mm_txnid, at 144): its
+ * last page number (mm_last_pg) at 136, the main database's root page
+ * (mm_dbs[1].md_root) at 128; 0 when unreadable. */
+static uint64_t meta_u64(int fd, int at)
 {
 	uint8_t m[2][160];
-	uint64_t last[2] = {0}, txn[2] = {0};
+	uint64_t v[2] = {0}, txn[2] = {0};
 	for (int k = 0; k < 2; k++) {
 		if (pread(fd, m[k], sizeof m[k], k * PAGE) != (ssize_t)sizeof m[k])
 			return 0;
 		for (int i = 7; i >= 0; i--) {
-			last[k] = last[k] << 8 | m[k][136 + i];
+			v[k] = v[k] << 8 | m[k][at + i];
 			txn[k] = txn[k] << 8 | m[k][144 + i];
 		}
 	}
-	return last[txn[1] > txn[0]];
+	return v[txn[1] > txn[0]];
 }
 
 /* One check, and what it must answer: `want` (0 intact, 1 damaged) with
@@ -173,7 +177,7 @@ static void expect(const char *what, const char *store, const vsr_checkpoint *cp
 	char why[600];
 	uint64_t ms = 0;
 	int rc = check_timed(store, cp, why, sizeof why, &ms);
-	CHECK(rc != 99, "%s: the check did not answer within %d ms (killed): it reads what the "
+	CHECK(rc != 99, "%s: the check did not answer within %d ms (killed): it loops, or reads what the "
 			"damaged pages claim",
 	      what, DEADLINE_MS);
 	CHECK(rc == want, "%s: the check answered %d, not %d: %s", what, rc, want, why);
@@ -207,7 +211,7 @@ int main(void)
 	if (fd < 0)
 		return st_end(dir, &cfg, NULL);
 	/* 16 records (in key order, from the first) claiming 4 GiB each. */
-	uint64_t last = last_page(fd), room = (last + 1) * PAGE;
+	uint64_t last = meta_u64(fd, 136), room = (last + 1) * PAGE;
 	off_t at[64];
 	uint32_t old[64];
 	int n = 0, first = 0;
@@ -250,9 +254,24 @@ int main(void)
 	expect("the head record claiming 4 GiB", store, &cp, 1, "its checkpoint record claims");
 	for (int j = 0; j < n; j++)
 		CHECK(set_size(fd, at[j], old[j], NULL), "put back the head's size");
+	/* LMDB looping: the main database's root page with the flags of a
+	 * leaf of fixed-size keys (P_LEAF | P_LEAF2) and mp_lower 8, below the
+	 * header's 16 bytes: NUMKEYS wraps to 2^31 - 4, and mdb_dbi_open's
+	 * binary search (low + high overflows) never ends. The header of noise
+	 * page 20 of process_corrupt's seed 1760655174 (flags 0xe32, lower 8)
+	 * did the same as the root. */
+	uint64_t root = meta_u64(fd, 128);
+	uint8_t hdr[4], loop[4] = {0x22, 0x00, 0x08, 0x00};
+	CHECK(root >= 2 && root <= last, "the main root page %llu", (unsigned long long)root);
+	if (root >= 2 && root <= last && pread(fd, hdr, 4, (off_t)(root * PAGE + 10)) == 4 &&
+	    pwrite(fd, loop, 4, (off_t)(root * PAGE + 10)) == 4) {
+		expect("the root page claiming 2^31 keys (LMDB loops)", store, &cp, 1,
+		       "ran past the check's CPU limit");
+		CHECK(pwrite(fd, hdr, 4, (off_t)(root * PAGE + 10)) == 4, "put back the root's header");
+	}
 	expect("all put back", store, &cp, 0, NULL);
 	close(fd);
 	return st_end(dir, &cfg,
-		      "the store check bounds what damaged leaves claim: it came back at once "
-		      "with \"damaged\", and the store put back passes");
+		      "the store check bounds what damaged pages claim and how long LMDB may "
+		      "loop: it answered \"damaged\", and the store put back passes");
 }
