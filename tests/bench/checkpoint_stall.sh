@@ -45,7 +45,8 @@ snapshot() { # $1 = file
 	: >"$1"
 	command -v curl >/dev/null 2>&1 || return 0
 	for port in $metrics_ports; do
-		curl -s "http://127.0.0.1:$port/metrics" | awk -v port="$port" '
+		# Kept runs keep each replica's whole exposition too ($1.PORT).
+		curl -s "http://127.0.0.1:$port/metrics" | tee "$1.$port" | awk -v port="$port" '
 			/^vsr_persist_duration_seconds_bucket.*le="0.05"/ { p50 = $2 }
 			/^vsr_persist_duration_seconds_count/ { pn = $2 }
 			/^vsr_step_duration_seconds_bucket.*le="0.05"/ { s50 = $2 }
