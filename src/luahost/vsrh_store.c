@@ -290,8 +290,28 @@ static void push_decoded(lua_State *L, int idx)
 	size_t len;
 	const char *v = lua_tolstring(L, idx, &len);
 	char err[256];
-	if (vsrh_decode(L, (const uint8_t *)v, len, err, sizeof err))
+	if (vsrh_decode(L, (const uint8_t *)v, len, err, sizeof err)) {
+		/* Every stored value was encoded by put (or verified against the
+		 * checkpoint's digest when fetched): one that is not msgpack is
+		 * this replica's file damaged, not the script's error. As a
+		 * script error it would fail the operation here and nowhere
+		 * else: the client told "no effect" of a write the other
+		 * replicas applied. So it is a disk error: stop (the restart's
+		 * check finds the damage and the others repair it). What still
+		 * walks as msgpack failed for the budget or the stack, which
+		 * every replica meets alike: a script error as before. */
+		size_t pos = 0;
+		if (vsrh_skip((const uint8_t *)v, len, &pos) != 0 || pos != len) {
+			const char *where = vsrh_store_fatal_dir();
+			fprintf(stderr,
+				"vsr.store: a stored value does not decode (%s): the store's file is "
+				"damaged (vsr.store in %s); this replica stops (exit 74)\n",
+				err, where[0] ? where : "memory");
+			fflush(NULL);
+			_exit(74);
+		}
 		luaL_error(L, "vsr.store: a stored value does not decode: %s", err);
+	}
 }
 
 static int store_get(lua_State *L)
@@ -1186,8 +1206,17 @@ static void store_sigbus(int sig, siginfo_t *si, void *uc)
 		if (a >= store_maps[i].lo && a < store_maps[i].hi) {
 			static const char msg[] =
 				"vsr.store: a page of the LMDB map could not be written (SIGBUS: the disk is "
-				"full or failed); this replica stops (exit 74)\n";
+				"full or failed)";
+			static const char in[] = " (vsr.store in ", end[] = "); this replica stops (exit 74)\n";
+			const char *where = vsrh_store_fatal_dir();
 			ssize_t n = write(2, msg, sizeof msg - 1);
+			if (where[0] != '\0') {
+				n = write(2, in, sizeof in - 1);
+				n = write(2, where, strlen(where));
+				n = write(2, end, sizeof end - 1);
+			} else {
+				n = write(2, end + 1, sizeof end - 2);
+			}
 			(void)n;
 			_exit(74);
 		}
@@ -1426,6 +1455,7 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 			return -1;
 		}
 	}
+	vsrh_store_fatal_names(db->dir); /* a stop for a disk error names it */
 	char path[4200], next[4200], old[4200];
 	path_join(path, sizeof path, db->dir, "db");
 	path_join(next, sizeof next, db->dir, "next");

@@ -18,6 +18,20 @@
 
 /* ------------------------------------------------------------ errors */
 
+/* Set on the loop's thread when the store opens, before its syncer thread
+ * starts; read only when the process stops. */
+static char fatal_dir[4200];
+
+void vsrh_store_fatal_names(const char *dir)
+{
+	snprintf(fatal_dir, sizeof fatal_dir, "%s", dir);
+}
+
+const char *vsrh_store_fatal_dir(void)
+{
+	return fatal_dir;
+}
+
 void vsrh_store_fatal(const char *what, int rc)
 {
 	/* The store cannot follow the replicated state any more (a full or
@@ -28,7 +42,12 @@ void vsrh_store_fatal(const char *what, int rc)
 			  : rc == EIO	       ? "a write failed: the disk is full or failing (EIO)"
 			  : rc == MDB_MAP_FULL ? "the map is full (more written in one checkpoint interval than it had room for)"
 					       : mdb_strerror(rc);
-	fprintf(stderr, "vsr.store: LMDB %s failed: %s; this replica stops (exit 74)\n", what, why);
+	if (fatal_dir[0] != '\0')
+		fprintf(stderr, "vsr.store: LMDB %s failed: %s (vsr.store in %s); this replica stops "
+				"(exit 74)\n", what, why, fatal_dir);
+	else
+		fprintf(stderr, "vsr.store: LMDB %s failed: %s; this replica stops (exit 74)\n", what,
+			why);
 	fflush(NULL);
 	_exit(74);
 }

@@ -24,8 +24,14 @@
 
 #define VSRH_BOOT_ID_LEN 40
 
-/* Stops the replica (exit 74) with a sentence: a storage failure. */
+/* Stops the replica (exit 74) with a sentence: a storage failure. It names
+ * the store's directory last given to vsrh_store_fatal_names (a replica
+ * process has one store), e.g. "vsr.store: LMDB checkpoint commit failed:
+ * the disk is full (no space left on device) (vsr.store in
+ * data/kv/replica-2/store); this replica stops (exit 74)". */
 void vsrh_store_fatal(const char *what, int rc);
+void vsrh_store_fatal_names(const char *dir);
+const char *vsrh_store_fatal_dir(void); /* "" before any; async-signal-safe */
 
 /* Called on the syncer's thread when checkpoint `op` is durable. */
 typedef void (*vsrh_store_durable_fn)(void *arg, uint64_t op);

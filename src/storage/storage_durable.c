@@ -1127,6 +1127,8 @@ typedef struct scan_result {
 	log_pos cut;             /* where valid records end */
 	bool corrupt;            /* a record before the durable end is bad */
 	char why[256];
+	uint64_t skipped;        /* entries at or below the checkpoint that fail their checksum */
+	char skipped_first[200]; /* where the first of them is */
 } scan_result;
 
 /* Reads a segment front to back, in chunks, as far as the scan needs: a
@@ -1297,6 +1299,20 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 				.body_len = body_len,
 				.body = h + REC_HEADER,
 			};
+			if (vsr_entry_checksum(&e) != e.checksum && e.op < r->base) {
+				/* Its header verifies (so its op and length are
+				 * true) and the checkpoint covers its op: replay
+				 * would ignore it. Resetting the replica for it
+				 * would cost a state transfer for nothing, and two
+				 * replicas so damaged at once could not be repaired
+				 * (each needs a majority of intact ones). */
+				if (res->skipped++ == 0)
+					snprintf(res->skipped_first, sizeof res->skipped_first,
+						 "%s offset %" PRIu64 ": entry at op %" PRIu64, name, off,
+						 e.op);
+				off += rec_size(body_len);
+				continue;
+			}
 			if (vsr_entry_checksum(&e) != e.checksum) {
 				snprintf(res->why, sizeof res->why,
 					 "%s offset %" PRIu64 ": entry at op %" PRIu64 " fails its checksum",
@@ -1495,6 +1511,16 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 		if (ok[0] || ok[1]) {
 			have_sb = true;
 			sb = ok[0] && (!ok[1] || c[0].seq >= c[1].seq) ? c[0] : c[1];
+			/* One copy bad: the other serves (a torn write loses
+			 * nothing), but a damaged disk is worth a line. */
+			unsigned bad = ok[0] ? 1 : 0;
+			if (!ok[bad] && len >= 2 * SB_COPY_SIZE)
+				storage_errf(err, err_len,
+					     "storage %s: superblock copy %u (bytes %u-%u) fails its "
+					     "checksum (torn by a crash while it was written, or damaged "
+					     "on disk); using copy %u (write %" PRIu64 "), nothing is lost",
+					     d->dir, bad, bad * SB_COPY_SIZE, (bad + 1) * SB_COPY_SIZE - 1,
+					     1 - bad, sb.seq);
 		} else if (len >= 2 * SB_COPY_SIZE) {
 			snprintf(why, sizeof why, "both superblock copies are corrupt");
 		}
@@ -1589,6 +1615,17 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 		if (rc != VSR_OK) return rc;
 		*out = &d->durable;
 		return worker_start(d, err, err_len);
+	}
+	if (res.skipped > 0) {
+		/* Said, as a damaged superblock copy is (after it, if both). */
+		size_t n = err != NULL && err_len > 0 ? strlen(err) : 0;
+		if (err != NULL && n + 1 < err_len)
+			snprintf(err + n, err_len - n,
+				 "%sstorage %s: %s fails its checksum%s (damaged on disk); the checkpoint "
+				 "at op %" PRIu64 " covers %s, so it is not needed and nothing is lost",
+				 n ? "; " : "", d->dir, res.skipped_first,
+				 res.skipped > 1 ? " (and more such entries)" : "",
+				 sb.core.checkpoint_op, res.skipped > 1 ? "them" : "it");
 	}
 	d->sb = sb;
 	d->sb_ever = true;

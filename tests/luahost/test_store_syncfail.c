@@ -191,13 +191,17 @@ static uint64_t last_op(const char *out, const char *key)
 }
 
 static void expect_stop(const char *spec, int status, const char *err, const char *what,
-			const char *error)
+			const char *error, const char *dir)
 {
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 74, "%s: status 0x%x, not exit 74", spec,
 	      status);
 	CHECK(strstr(err, "vsr.store: LMDB ") && strstr(err, what) && strstr(err, error) &&
 		      strstr(err, "this replica stops (exit 74)"),
 	      "%s: no sentence naming vsr.store, \"%s\" and \"%s\": %s", spec, what, error, err);
+	/* Which store: under a supervisor three replicas share one stderr. */
+	char where[700];
+	snprintf(where, sizeof where, "(vsr.store in %s/store)", dir);
+	CHECK(strstr(err, where) != NULL, "%s: the sentence does not say %s: %s", spec, where, err);
 }
 
 int main(int argc, char **argv)
@@ -231,7 +235,7 @@ int main(int argc, char **argv)
 			return 1;
 		const char *spec = cases[c].spec;
 		int status = run(self, "checkpoint", dir, spec, out, sizeof out, err, sizeof err);
-		expect_stop(spec, status, err, "sync of a checkpoint failed", cases[c].error);
+		expect_stop(spec, status, err, "sync of a checkpoint failed", cases[c].error, dir);
 		uint64_t taken = last_op(out, "take"), durable = last_op(out, "durable");
 		CHECK(taken > 0 && durable < taken,
 		      "%s: the checkpoint at op %" PRIu64 " was reported durable though its sync failed",
@@ -274,7 +278,7 @@ int main(int argc, char **argv)
 		return 1;
 	status = run(self, "install", dir, "next.msync:EIO:1", out, sizeof out, err, sizeof err);
 	expect_stop("install: next.msync:EIO:1", status, err, "sync of a fetched checkpoint failed",
-		    "(EIO)");
+		    "(EIO)", dir);
 	if (strstr(out, "install returned") != NULL)
 		CHECK(0, "the install went on: %s", strstr(out, "install returned"));
 	else

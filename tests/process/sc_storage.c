@@ -413,31 +413,64 @@ static void corrupt_round(mclient *m, msgpack_sbuffer *sb, writers *ws, const ch
 	     what, victim + 1, n, ws->max_op);
 }
 
-/* The offset of a byte in the body of the first entry record of replica
- * r's first log segment (docs/storage.md, "Log records": 64-byte headers,
- * a mark opening every group), so that only the entry's own checksum can
- * tell, not the header's. */
+static uint64_t le64_at(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* The checkpoint op that replica r's newer superblock copy names
+ * (docs/storage.md, "Superblock copy": the sequence at 16, the core's
+ * checkpoint_op, its seventh word, at 56 + 6 * 8). */
+static uint64_t superblock_checkpoint_op(int r)
+{
+	char path[600];
+	snprintf(path, sizeof path, "%s/data/replica-%d/superblock", g_dir, r + 1);
+	int fd = open(path, O_RDONLY);
+	if (fd < 0) fail("cannot open %s: %s", path, strerror(errno));
+	uint8_t c[2][112];
+	bool ok = pread(fd, c[0], sizeof c[0], 0) == (ssize_t)sizeof c[0] &&
+		  pread(fd, c[1], sizeof c[1], 4096) == (ssize_t)sizeof c[1];
+	close(fd);
+	if (!ok) fail("cannot read both copies of %s", path);
+	const uint8_t *n = le64_at(c[1] + 16) > le64_at(c[0] + 16) ? c[1] : c[0];
+	return le64_at(n + 56 + 6 * 8);
+}
+
+/* The offset of a byte in the body of the first entry record above the
+ * checkpoint in replica r's first log segment (docs/storage.md, "Log
+ * records": 64-byte headers, a mark opening every group, bodies padded to
+ * 8), so that only the entry's own checksum can tell, not the header's.
+ * Above the checkpoint: one at or below it is skipped, not a reset (replay
+ * ignores it). */
 static long first_entry_body(int r)
 {
+	uint64_t ckpt = superblock_checkpoint_op(r);
 	char path[600];
 	snprintf(path, sizeof path, "%s/data/replica-%d/log-0000000000000001", g_dir, r + 1);
 	int fd = open(path, O_RDONLY);
 	if (fd < 0) fail("cannot open %s: %s", path, strerror(errno));
 	long off = 0;
-	for (int i = 0; i < 64; i++) {
+	for (int i = 0; i < 1000000; i++) {
 		uint8_t h[64];
 		if (pread(fd, h, sizeof h, off) != (ssize_t)sizeof h) break;
 		uint32_t len = (uint32_t)h[8] | (uint32_t)h[9] << 8 | (uint32_t)h[10] << 16 |
 			       (uint32_t)h[11] << 24;
-		if (h[4] == 1 && len > 4) { /* an entry */
+		if (h[4] == 1 && len > 4 && le64_at(h + 16) > ckpt) { /* an entry above it */
 			close(fd);
 			return off + 64 + 4;
 		}
-		if (h[4] != 4) break; /* only marks before the first entry */
-		off += 64;
+		if (h[4] == 1)
+			off += 64 + ((len + 7) & ~7u);
+		else if (h[4] == 2 || h[4] == 4) /* truncate, mark */
+			off += 64;
+		else
+			break;
 	}
 	close(fd);
-	fail("no entry record near the start of %s", path);
+	fail("no entry record above the checkpoint at op %" PRIu64 " in %s", ckpt, path);
 }
 
 /* Killed first (kill -9 under load), so that no later write of the

@@ -18,6 +18,7 @@
  * shows up as a write error on its connection. */
 #include "host.h"
 #include "host_config_disk.h"
+#include "host_data_dir.h"
 #include "host_fingerprint.h"
 #include "host_log.h"
 #include "host_metrics.h"
@@ -962,6 +963,12 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		.inline_ok = host_inline_ok,
 		.segment_size = segment_env ? strtoull(segment_env, NULL, 10) : 0,
 	};
+	/* A directory it cannot create or write is the config's mistake (78,
+	 * naming file and key), not a failing disk (74) at its first file. */
+	if (host_data_dir_check(cfg->path, dir, err, sizeof err) != 0) {
+		host_error("%s", err);
+		return EX_CONFIG;
+	}
 #ifdef VSRHOST_TEETH
 	/* Test-only (proctest open-reclaim-teeth): the log's reaper frees
 	 * nothing in the background until the store has opened (host_teeth.h),
@@ -990,6 +997,8 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		host_info("storage %s: no state; unjoined: catching up with the cluster's "
 			  "history, or beginning a new one if every replica is unjoined", dir);
 	} else if (cfg->durability == VSRH_DURABILITY_DURABLE) {
+		if (err[0] != '\0')
+			host_warn("%s", err); /* e.g. one superblock copy was damaged */
 		host_info("storage %s: superblock view %" PRIu64 ", checkpoint op %" PRIu64
 			  ", %u log entries after it; recovering",
 			  dir, durable->superblock.view, durable->superblock.checkpoint_op,
