@@ -277,10 +277,14 @@ static void failing_child(const vsrh_config *cfg, const char *dir, uint64_t *op)
 	int rc = st_take(sm, *op, NULL, NULL, &cp); /* waits for its sync */
 	if ((rc != VSR_OK && rc != VSR_PENDING) || st_synced_op(dir) != *op)
 		_exit(7);
+	/* Failing from here, before the puts tick the store: a sync slower
+	 * than VSRH_CLEAN_AFTER_MS (a busy disk) let the first put start a
+	 * cleaning that then ended well, and the ticks below found it counted
+	 * (exit 3). Now the first cleaning after the checkpoint fails. */
+	atomic_store(&failing, true);
 	uint64_t more = *op;
 	if (kv_put_round(&m, HELD, 2, &more) != 0)
 		_exit(5);
-	atomic_store(&failing, true);
 	tick_until(sm, 1, false, 10000);
 	_exit(3);
 }
