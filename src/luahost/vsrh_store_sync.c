@@ -115,20 +115,23 @@ static void synced_forget_boot(int fd)
 	(void)synced_write(fd, &r);
 }
 
-/* 0 and *r, or -1 (missing, torn or not ours). */
+/* 0 and *r; -1 when there is none (the file missing or empty: never
+ * written); -2 when it is there but damaged (torn, flipped, not ours). */
 static int synced_read(const char *dir, synced_rec *r)
 {
 	char path[4200];
 	snprintf(path, sizeof path, "%s/synced", dir);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return -1;
+		return errno == ENOENT ? -1 : -2;
 	uint8_t b[SYNCED_LEN];
 	ssize_t n = pread(fd, b, sizeof b, 0);
 	close(fd);
+	if (n == 0)
+		return -1;
 	if (n != (ssize_t)sizeof b || memcmp(b, SYNCED_MAGIC, 8) != 0 ||
 	    vsrh_get_u64le(b + 64) != XXH3_64bits(b, 64))
-		return -1;
+		return -2;
 	r->txnid = vsrh_get_u64le(b + 8);
 	r->op = vsrh_get_u64le(b + 16);
 	memcpy(r->boot, b + 24, VSRH_BOOT_ID_LEN);
@@ -555,11 +558,18 @@ int vsrh_store_settle_dir(const char *dir, bool *rolled, char *why, size_t why_l
 {
 	*rolled = false;
 	synced_rec rec;
-	if (synced_read(dir, &rec) != 0)
+	int got = synced_read(dir, &rec);
+	if (got == -1)
 		return 0; /* never synced by a checkpoint: nothing was committed without a sync */
+	/* A damaged record names no transaction and no boot: the newest
+	 * commit may be torn as after a reboot, and is rolled back as then
+	 * (the older one is whole; if the newest was durable after all, the
+	 * store check finds the checkpoint older than the superblock's and
+	 * the others repair it: slower, never wrong). */
+	bool damaged = got == -2;
 	char boot[VSRH_BOOT_ID_LEN];
 	vsrh_boot_id(boot);
-	if (boot[0] && strcmp(boot, rec.boot) == 0)
+	if (!damaged && boot[0] && strcmp(boot, rec.boot) == 0)
 		return 0; /* no reboot (nor failed sync) since: the page cache held every commit */
 	char path[4300];
 	snprintf(path, sizeof path, "%s/db/data.mdb", dir);
@@ -580,7 +590,7 @@ int vsrh_store_settle_dir(const char *dir, bool *rolled, char *why, size_t why_l
 	}
 	int newest = m[1].txnid > m[0].txnid;
 	lmdb_meta *n = &m[newest], *o = &m[!newest];
-	if (n->txnid == rec.txnid || n->txnid == o->txnid) {
+	if ((!damaged && n->txnid == rec.txnid) || n->txnid == o->txnid) {
 		close(fd);
 		return 0;
 	}
@@ -598,9 +608,15 @@ int vsrh_store_settle_dir(const char *dir, bool *rolled, char *why, size_t why_l
 	}
 	close(fd);
 	*rolled = true;
-	snprintf(why, why_len,
-		 "rolled %s back from transaction %" PRIu64 " (never recorded as synced, and the "
-		 "machine rebooted or a sync failed) to %" PRIu64,
-		 path, n->txnid, o->txnid);
+	if (damaged)
+		snprintf(why, why_len,
+			 "rolled %s back from transaction %" PRIu64 " to %" PRIu64 ": %s/synced, the "
+			 "record of which one is durable, is damaged, so the newest may not be",
+			 path, n->txnid, o->txnid, dir);
+	else
+		snprintf(why, why_len,
+			 "rolled %s back from transaction %" PRIu64 " (never recorded as synced, and the "
+			 "machine rebooted or a sync failed) to %" PRIu64,
+			 path, n->txnid, o->txnid);
 	return 0;
 }

@@ -293,6 +293,7 @@ typedef struct durable {
 
 	/* Worker-owned after load: */
 	int dirfd;
+	bool links_known;        /* the directory showed links at open (still_linked) */
 	int seg_fd;
 	int sb_fd;               /* the superblock file, once written */
 	int lock_fd;             /* `lock`, locked while this process uses the directory */
@@ -421,6 +422,34 @@ static int sync_fd(durable *d, int fd, const char *what)
 static void seg_name(char *buf, size_t len, uint64_t seq)
 {
 	snprintf(buf, len, "log-%016" PRIx64, seq);
+}
+
+/* Whether the data directory and the current segment are still on disk
+ * under their names. Removed while the replica runs (an operator's rm -rf,
+ * a cleanup script), the files stay open and every write and sync still
+ * succeeds, but a restart finds nothing: what is acknowledged from them
+ * then is lost from this replica. So a group is acknowledged only from
+ * files with links left; otherwise the replica stops, as for a failed
+ * sync, and the next start is an unjoined one that catches up. */
+static int still_linked(durable *d)
+{
+	struct stat st;
+	char name[64];
+	const char *gone = NULL;
+	if (!d->links_known)
+		return 0; /* a file system that shows no links for a live directory */
+	if (fstat(d->dirfd, &st) == 0 && st.st_nlink == 0)
+		gone = "the data directory";
+	else if (d->seg_fd >= 0 && fstat(d->seg_fd, &st) == 0 && st.st_nlink == 0) {
+		seg_name(name, sizeof name, d->pos.seg);
+		gone = name;
+	} else if (d->sb_fd >= 0 && fstat(d->sb_fd, &st) == 0 && st.st_nlink == 0)
+		gone = "the superblock";
+	if (gone == NULL) return 0;
+	fail(d, "storage %s: %s was removed while this replica ran; stopping: what it holds "
+		"would be missing at the next start, so nothing more is acknowledged (restarted, "
+		"the replica finds what is missing and catches up from the others)", d->dir, gone);
+	return -1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -757,7 +786,7 @@ static void group_write(durable *d, job *group, bool recovered)
 		seg_name(name, sizeof name, d->pos.seg);
 		if (sync_fd(d, d->seg_fd, name) == 0) d->synced = d->pos;
 	}
-	if (d->failed) return;
+	if (d->failed || still_linked(d) != 0) return;
 	sb_disk sb = d->sb;
 	sb.core = *last;
 	sb.end = d->pos;
@@ -935,6 +964,8 @@ int storage_durable_open(const vsr_storage_options *opts, vsr_storage **out, cha
 	if (rc == 0) {
 		d->dirfd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (d->dirfd < 0) rc = errno;
+		struct stat st;
+		d->links_known = rc == 0 && fstat(d->dirfd, &st) == 0 && st.st_nlink > 0;
 	}
 	/* One process at a time: a second replica started on this directory
 	 * by mistake would recover from files still being written (cutting

@@ -1036,6 +1036,46 @@ static void case_io_failure(const char *name, bool on_sync, int err, const char 
 	close_storage(s);
 }
 
+/* The data directory removed under a running replica (what = NULL), or
+ * one file in it (the current segment, the superblock): the files stay
+ * open and every write still succeeds, but a restart would find nothing.
+ * The next group must fail, naming what went, and nothing after it be
+ * acknowledged. */
+static void case_removed(const char *name, const char *what, const char *expect)
+{
+	begin(name);
+	const vsr_durable *d;
+	vsr_storage *s = open_storage(false, 0, NULL, &d);
+	make_entries(1, 40, 1, 0);
+	write_log(s, 10, 1, 1);
+	char path[1000];
+	if (what != NULL) {
+		path_of(path, sizeof path, what);
+		CHECK(unlink(path) == 0);
+	} else {
+		DIR *dd = opendir(dir);
+		struct dirent *de;
+		while (dd != NULL && (de = readdir(dd)) != NULL) {
+			if (de->d_name[0] == '.') continue;
+			path_of(path, sizeof path, de->d_name);
+			CHECK(unlink(path) == 0);
+		}
+		if (dd != NULL) closedir(dd);
+		CHECK(rmdir(dir) == 0);
+	}
+	for (uint64_t op = 11; op <= 20; op++)
+		CHECK(submit(s, op, op, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
+	wait_all();
+	CHECK(failed_seen && last_status < 0);
+	const char *why = vsr_storage_error(s);
+	printf("  error: %s\n", why);
+	CHECK(strstr(why, expect) != NULL && strstr(why, "was removed while this replica ran"));
+	CHECK(submit(s, 21, 21, sb_at(1, 20, 0, 0), false, 0, NULL, 0) == VSR_OK);
+	wait_all();
+	CHECK(last_status < 0);
+	close_storage(s);
+}
+
 /* inline_ok: a persist the caller lets wait is written on the loop thread;
  * the others, and those submitted while the worker is writing, go to the
  * worker; completions stay in order across both (persisted_cb checks), and
@@ -1295,6 +1335,10 @@ int main(int argc, char **argv)
 	case_marks(true);
 	case_superblock_flips();
 	case_entry_flip_below_checkpoint();
+	case_removed("data directory removed while running: stops", NULL, "the data directory");
+	case_removed("current segment removed while running: stops", "log-0000000000000001",
+		     "log-0000000000000001");
+	case_removed("superblock removed while running: stops", "superblock", "the superblock");
 	case_first_superblock_torn();
 	case_segments();
 	case_full_while_reaping();
