@@ -2379,6 +2379,38 @@ int vsrh_store_ckpt_open(vsrh_store *s, vsr_checkpoint *cp, vsr_buf *head)
 
 /* ------------------------------------------------------- verification */
 
+/* The bytes an environment's records can take at most: its pages up to the
+ * last one its newest meta page counts, and no more than its file. */
+static uint64_t verify_room(MDB_env *env, uint64_t file_bytes)
+{
+	MDB_envinfo info;
+	MDB_stat ms;
+	if (mdb_env_info(env, &info) != 0 || mdb_env_stat(env, &ms) != 0 || ms.ms_psize == 0)
+		return file_bytes;
+	uint64_t pages = (uint64_t)info.me_last_pgno + 1;
+	return pages > file_bytes / ms.ms_psize ? file_bytes : pages * ms.ms_psize;
+}
+
+uint64_t vsrh_store_used_bytes(const char *dir)
+{
+	char path[4200], file[4300];
+	path_join(path, sizeof path, dir, "db");
+	snprintf(file, sizeof file, "%s/data.mdb", path);
+	struct stat st;
+	if (stat(file, &st) != 0)
+		return 0;
+	MDB_env *env = NULL;
+	uint64_t used = (uint64_t)st.st_blocks * 512;
+	if (mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 2) == 0 &&
+	    mdb_env_set_mapsize(env, (size_t)st.st_size > STORE_MAP_MIN ? (size_t)st.st_size
+									: STORE_MAP_MIN) == 0 &&
+	    mdb_env_open(env, path, MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS, 0600) == 0)
+		used = verify_room(env, (uint64_t)st.st_size);
+	if (env)
+		mdb_env_close(env);
+	return used;
+}
+
 /* Reads every record of the environment under `dir` (as vsrh_store_use_lmdb
  * names it) and checks it against the checkpoint record: the count, the
  * bytes, the store digest and the image digest. LMDB keeps no checksums of
@@ -2439,6 +2471,27 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 			 META_FIXED);
 		rc = -1;
 	}
+	uint64_t f[8] = {0};
+	for (int i = 0; rc == 0 && have_cp && i < 8; i++)
+		f[i] = vsrh_get_u64le((const uint8_t *)v1.mv_data + 8 * i);
+	/* What a record claims is held to what the environment and the
+	 * checkpoint can hold before it is read: a damaged leaf can claim a
+	 * value of up to 4 GiB anywhere in the map, a sparse reservation of
+	 * 8 GiB, and reading that took seconds a record (a replica's start
+	 * silent for 15 s in process_corrupt's noise round). Every record's
+	 * node takes 10 bytes of a page besides its key and value, shared with
+	 * no other record, so all of them fit in the pages the newest meta page
+	 * counts (and in the file); and they can match the checkpoint only while
+	 * they stay within its count and bytes. The walk therefore reads no
+	 * more than the store holds, and ends. */
+	uint64_t room = verify_room(env, (uint64_t)st.st_size);
+	if (rc == 0 && have_cp && 10 + 4 + (uint64_t)v2.mv_size > room) {
+		snprintf(why, why_len, "its checkpoint record claims %zu bytes, more than the %" PRIu64
+			 " its environment uses", v2.mv_size, room);
+		rc = -1;
+	}
+	if (rc == 0 && have_cp)
+		room -= 10 + 4 + v2.mv_size;
 	uint64_t count = 0, bytes = 0, sum = 0;
 	if (rc == 0) {
 		what = "reading its records";
@@ -2454,6 +2507,24 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 			rc = -1;
 			break;
 		}
+		uint64_t claim = (uint64_t)k.mv_size + v.mv_size;
+		if (claim + 10 > room) {
+			snprintf(why, why_len,
+				 "its record %" PRIu64 " claims %" PRIu64 " bytes, more than the %" PRIu64
+				 " left in the pages its environment uses (damaged pages: not read)",
+				 count + 1, claim, room);
+			rc = -1;
+			break;
+		}
+		if (count == f[5] || claim + 8 > f[6] - bytes) {
+			snprintf(why, why_len,
+				 "its records go past the checkpoint at op %" PRIu64 " (%" PRIu64
+				 " records, %" PRIu64 " bytes): record %" PRIu64 " claims %" PRIu64
+				 " bytes after %" PRIu64, f[0], f[5], f[6], count + 1, claim, bytes);
+			rc = -1;
+			break;
+		}
+		room -= claim + 10;
 		prev = k;
 		count++;
 		bytes += 8 + k.mv_size + v.mv_size;
@@ -2462,9 +2533,6 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 	if (scanning && rc == MDB_NOTFOUND)
 		rc = 0; /* the end of the records */
 	if (rc == 0) {
-		uint64_t f[8] = {0};
-		for (int i = 0; have_cp && i < 8; i++)
-			f[i] = vsrh_get_u64le((const uint8_t *)v1.mv_data + 8 * i);
 		size_t plen = 0;
 		uint8_t *prefix = have_cp ? image_prefix(v2.mv_data, v2.mv_size, count, &plen) : NULL;
 		if (have_cp && prefix == NULL) {

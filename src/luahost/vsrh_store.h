@@ -117,6 +117,11 @@ int vsrh_store_ckpt_open(vsrh_store *s, vsr_checkpoint *cp, vsr_buf *head);
  * old/) removed, so that the check reads the environment the store will
  * open. */
 void vsrh_store_settle_install(const char *dir);
+/* The bytes of the pages the environment in `dir` uses (as its newest meta
+ * page counts them, no more than its file; the file's allocated blocks when
+ * LMDB cannot open it), 0 when there is none: about what a check reads.
+ * Reads the meta pages only. */
+uint64_t vsrh_store_used_bytes(const char *dir);
 /* Before a restart opens it: reads every record of the environment in `dir`
  * (the directory given to vsrh_store_use_lmdb) and checks them against its
  * checkpoint record, and that record against what the superblock names: a

@@ -24,6 +24,9 @@
 #include "host_metrics.h"
 #include "host_verify.h"
 #include "host_watchdog.h"
+#ifdef VSRHOST_TEETH
+#include "host_teeth.h"
+#endif
 
 #include <assert.h>
 #include <errno.h>
@@ -35,7 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/statvfs.h>
 #include <sysexits.h>
 #include <time.h>
 #include <unistd.h>
@@ -967,6 +969,13 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		host_error("%s", err);
 		return EX_CONFIG;
 	}
+#ifdef VSRHOST_TEETH
+	/* Test-only (proctest open-reclaim-teeth): the log's reaper frees
+	 * nothing in the background until the store has opened (host_teeth.h),
+	 * so that the open meets the disk as full as it was left. */
+	if (getenv("VSRH_TEETH_HOLD_REAPER") != NULL)
+		host_teeth_reaper_hold(true);
+#endif
 	rc = vsr_storage_open(&so, &h.storage, err, sizeof err);
 	if (rc != VSR_OK) {
 		host_error("%s", err);
@@ -1021,24 +1030,8 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 	/* Test-only (proctest open-reclaim-teeth): the hook wired after the
 	 * open, as it was, so that the reservation at open cannot reclaim. */
 	bool late_disk_full = getenv("VSRH_TEETH_LATE_DISK_FULL") != NULL;
-	if (late_disk_full) {
+	if (late_disk_full)
 		smo.disk_full = NULL;
-		/* The log's reaper frees leftover trash in the background; when it
-		 * has freed room for the map (64 MiB and as much again) before the
-		 * store opens, no hook was needed and the run proves nothing: said,
-		 * for the scenario to run it again. */
-		char parent[4300];
-		snprintf(parent, sizeof parent, "%s", store_dir);
-		char *slash = strrchr(parent, '/');
-		if (slash != NULL && slash != parent)
-			*slash = '\0';
-		struct statvfs v;
-		if (statvfs(parent, &v) == 0 &&
-		    (uint64_t)v.f_bavail * v.f_frsize >= (uint64_t)128 << 20)
-			host_warn("teeth: the reaper had already freed room for the map before the "
-				  "store opened (%llu MiB free)",
-				  (unsigned long long)((uint64_t)v.f_bavail * v.f_frsize >> 20));
-	}
 #endif
 	rc = vsrh_sm_open(&h.sm, &smo, err, sizeof err);
 	if (rc != VSR_OK) {
@@ -1058,6 +1051,7 @@ int host_replica_main(const host_options *opts, const vsrh_config *cfg)
 		host_warn("planted bug (VSRH_TEETH_LATE_DISK_FULL): the disk-full hook wired after "
 			  "the store opened");
 	}
+	host_teeth_reaper_hold(false);
 #endif
 	{
 		uint64_t sm_sources, dedup_sources;

@@ -3,18 +3,36 @@
  * LMDB trusts its file: a flipped byte in a branch page can send a reader
  * anywhere in the map. The check therefore runs in a forked child, which
  * reports through a pipe and its exit status; a child that dies of a signal
- * has found damage as surely as one that reports a wrong digest. */
+ * has found damage as surely as one that reports a wrong digest.
+ *
+ * Some damage makes LMDB loop rather than crash: a noise page whose header
+ * gives it 2^31 keys (mp_lower below the header's size) sent mdb_dbi_open's
+ * binary search round forever, and a replica's start sat silent (one CI
+ * run of process_corrupt's noise round). The child therefore has a CPU
+ * limit, never a wall-clock one: a loop burns CPU, while a slow or stalled
+ * disk leaves the child asleep in its page faults, so a slow disk is never
+ * taken for a damaged store (which all replicas at once could take for a
+ * cluster that holds nothing). The limit is CHECK_CPU_BASE_S and a second
+ * per CHECK_CPU_BYTES_PER_S of the pages the store uses: a check needs
+ * about half a second per GB, so that is some hundred times over, and
+ * room for valgrind. Past it the kernel stops the child (SIGXCPU): damaged,
+ * as for a crash. */
 #include "host_verify.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "vsrh_store.h"
 #include "vsrh_store_sync.h"
+
+#define CHECK_CPU_BASE_S 2
+#define CHECK_CPU_BYTES_PER_S ((uint64_t)2 << 20)
 
 int host_check_store(void *store_dir, const vsr_superblock *sb, char *why, size_t why_len)
 {
@@ -29,6 +47,7 @@ int host_check_store(void *store_dir, const vsr_superblock *sb, char *why, size_
 		return -1;
 	if (rolled)
 		fprintf(stderr, "vsr.store: %s\n", why);
+	uint64_t cpu_s = CHECK_CPU_BASE_S + vsrh_store_used_bytes(store_dir) / CHECK_CPU_BYTES_PER_S;
 	int fds[2];
 	if (pipe(fds) != 0) {
 		snprintf(why, why_len, "pipe: %s", strerror(errno));
@@ -44,6 +63,12 @@ int host_check_store(void *store_dir, const vsr_superblock *sb, char *why, size_
 	}
 	if (pid == 0) {
 		close(fds[0]);
+		/* SIGXCPU at the limit, SIGKILL a second later if that is caught;
+		 * no core file of a child that was meant to die on damage. */
+		struct rlimit cpu = {.rlim_cur = (rlim_t)cpu_s, .rlim_max = (rlim_t)cpu_s + 1};
+		struct rlimit core = {0, 0};
+		setrlimit(RLIMIT_CPU, &cpu);
+		setrlimit(RLIMIT_CORE, &core);
 		char msg[512] = "";
 		int rc = vsrh_store_verify_dir(store_dir, sb->checkpoint_op, sb->checkpoint_checksum,
 					       msg, sizeof msg);
@@ -72,6 +97,13 @@ int host_check_store(void *store_dir, const vsr_superblock *sb, char *why, size_
 			snprintf(why, why_len, "waitpid: %s", strerror(errno));
 			return -1;
 		}
+	}
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU) {
+		snprintf(why, why_len,
+			 "vsr.store %s: reading its records ran past the check's CPU limit of %" PRIu64
+			 " s (LMDB loops on a damaged page)",
+			 (const char *)store_dir, cpu_s);
+		return 1;
 	}
 	if (WIFSIGNALED(status)) {
 		snprintf(why, why_len, "vsr.store %s: reading its records crashed LMDB (signal %d: %s)",

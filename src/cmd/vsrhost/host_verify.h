@@ -8,8 +8,10 @@
 
 /* Storage's check (vsr_storage_options.check; arg: the store directory):
  * reads vsr.store's LMDB environment in a child process (a damaged page can
- * make LMDB read out of bounds) and checks every record against the
- * checkpoint that stored it, and that checkpoint against the superblock's.
+ * make LMDB read out of bounds, or loop: the child has a CPU limit scaled
+ * to the store, and one that dies of a signal or runs past it found damage)
+ * and checks every record against the checkpoint that stored it, and that
+ * checkpoint against the superblock's.
  * 0: intact, or no environment (a state machine with plain Lua state);
  * 1: damaged, with a sentence in why; -1: could not be checked. Runs
  * before the storage starts its threads (fork). */
