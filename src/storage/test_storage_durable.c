@@ -1036,6 +1036,13 @@ static void case_io_failure(const char *name, bool on_sync, int err, const char 
 	close_storage(s);
 }
 
+static uint64_t mono_ms_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 /* The data directory removed under a running replica (what = NULL), or
  * one file in it (the current segment, the superblock): the files stay
  * open and every write still succeeds, but a restart would find nothing.
@@ -1046,7 +1053,7 @@ static void case_removed(const char *name, const char *what, const char *expect)
 	begin(name);
 	const vsr_durable *d;
 	vsr_storage *s = open_storage(false, 0, NULL, &d);
-	make_entries(1, 40, 1, 0);
+	make_entries(1, OPS_MAX, 1, 0);
 	write_log(s, 10, 1, 1);
 	char path[1000];
 	if (what != NULL) {
@@ -1063,14 +1070,19 @@ static void case_removed(const char *name, const char *what, const char *expect)
 		if (dd != NULL) closedir(dd);
 		CHECK(rmdir(dir) == 0);
 	}
-	for (uint64_t op = 11; op <= 20; op++)
+	/* The writer looks at most every 100 ms (STILL_LINKED_MS): one persist
+	 * at a time until one fails, for at most 5 s. */
+	uint64_t op = 11, until = mono_ms_now() + 5000;
+	while (!failed_seen && op < OPS_MAX && mono_ms_now() < until) {
 		CHECK(submit(s, op, op, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
-	wait_all();
+		wait_all();
+		op++;
+	}
 	CHECK(failed_seen && last_status < 0);
 	const char *why = vsr_storage_error(s);
-	printf("  error: %s\n", why);
+	printf("  error after %llu more persists: %s\n", (unsigned long long)(op - 11), why);
 	CHECK(strstr(why, expect) != NULL && strstr(why, "was removed while this replica ran"));
-	CHECK(submit(s, 21, 21, sb_at(1, 20, 0, 0), false, 0, NULL, 0) == VSR_OK);
+	CHECK(submit(s, op, op, sb_at(1, op - 1, 0, 0), false, 0, NULL, 0) == VSR_OK);
 	wait_all();
 	CHECK(last_status < 0);
 	close_storage(s);
@@ -1084,12 +1096,6 @@ static void case_removed(const char *name, const char *what, const char *expect)
 /* The pairs' ops stay below this: the mixed bursts after them need 350. */
 #define PAIRS_OP_MAX (OPS_MAX - 400u)
 
-static uint64_t mono_ms_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void case_inline(void)
 {
