@@ -178,7 +178,8 @@ typedef struct vsrh_sm_stats {
 	uint64_t checkpoint_held_writes; /* writes held while a sync ran (vsrh_overlay.h) */
 	uint64_t checkpoint_turns;       /* commits that waited for this replica's turn */
 	uint64_t checkpoint_step_last_ns; /* the last checkpoint commit's time on the loop */
-	uint64_t store_cleanings;        /* write-backs of the map between checkpoints */
+	uint64_t store_cleanings;        /* write-backs of the map between checkpoints, ended */
+	uint64_t store_cleanings_begun;  /* ... and begun (one may be running) */
 } vsrh_sm_stats;
 void vsrh_sm_stats_get(const vsrh_sm *sm, vsrh_sm_stats *out);
 

@@ -1641,6 +1641,7 @@ void vsrh_sm_stats_get(const vsrh_sm *sm, vsrh_sm_stats *out)
 	out->checkpoint_turns = f.deferred;
 	out->checkpoint_step_last_ns = f.step_last_ns;
 	out->store_cleanings = f.cleanings;
+	out->store_cleanings_begun = f.cleanings_begun;
 }
 
 void vsrh_sm_sources(const vsrh_sm *sm, uint64_t *statemachine, uint64_t *dedup)

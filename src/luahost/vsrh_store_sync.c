@@ -385,6 +385,7 @@ vsrh_sync_figures vsrh_syncer_figures(vsrh_syncer *s)
 	f.waits = s->waits;
 	f.wait_ns = s->wait_ns;
 	f.cleanings = s->cleanings;
+	f.cleanings_begun = s->cleanings_begun;
 	pthread_mutex_unlock(&s->mu);
 	return f;
 }
@@ -495,6 +496,7 @@ int vsrh_syncer_clean(vsrh_syncer *s, MDB_env *env, uint64_t used, uint64_t budg
 	s->used = used;
 	s->budget_ns = budget_ns;
 	s->cleaning = true;
+	s->cleanings_begun++;
 	s->busy = true;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);

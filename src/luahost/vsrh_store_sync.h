@@ -45,7 +45,8 @@ typedef struct vsrh_sync_figures {
 	uint64_t held;         /* writes held while a sync ran (vsrh_overlay.h), in all */
 	uint64_t deferred;     /* checkpoints whose commit waited for the replica's turn */
 	uint64_t step_last_ns; /* how long the last checkpoint's commit (the step) took */
-	uint64_t cleanings;    /* write-backs between checkpoints (vsrh_syncer_clean) */
+	uint64_t cleanings;    /* write-backs between checkpoints (vsrh_syncer_clean), ended */
+	uint64_t cleanings_begun; /* ... and begun */
 } vsrh_sync_figures;
 
 typedef struct vsrh_syncer {
@@ -76,6 +77,7 @@ typedef struct vsrh_syncer {
 	uint64_t waits;          /* commits that found the previous sync running */
 	uint64_t wait_ns;        /* the time they waited, in all */
 	uint64_t cleanings;      /* cleanings ended */
+	uint64_t cleanings_begun; /* cleanings begun */
 	_Atomic uint64_t ended;  /* jobs ended, syncs and cleanings (vsrh_syncer_ended) */
 } vsrh_syncer;
 
