@@ -36,10 +36,12 @@ void storage_errf(char *err, size_t err_len, const char *fmt, ...)
 	va_end(ap);
 }
 
-int storage_mkdirs(const char *path)
+int vsr_storage_mkdirs(const char *path, char *at, size_t at_len)
 {
 	char buf[4096];
 	size_t len = strlen(path);
+	if (at != NULL && at_len > 0)
+		snprintf(at, at_len, "%s", path);
 	if (len == 0 || len >= sizeof buf)
 		return ENAMETOOLONG;
 	memcpy(buf, path, len + 1);
@@ -48,8 +50,19 @@ int storage_mkdirs(const char *path)
 			continue;
 		char saved = buf[i];
 		buf[i] = '\0';
+		struct stat st;
+		int e = 0;
 		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-			return errno;
+			e = errno;
+		else if (stat(buf, &st) != 0)
+			e = errno;
+		else if (!S_ISDIR(st.st_mode))
+			e = ENOTDIR;
+		if (e != 0) {
+			if (at != NULL && at_len > 0)
+				snprintf(at, at_len, "%s", buf);
+			return e;
+		}
 		buf[i] = saved;
 	}
 	return 0;

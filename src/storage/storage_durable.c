@@ -974,7 +974,7 @@ int storage_durable_open(const vsr_storage_options *opts, vsr_storage **out, cha
 		if (opts->io->fallocate) d->io.fallocate = opts->io->fallocate;
 		d->io.ctx = opts->io->ctx;
 	}
-	int rc = storage_mkdirs(d->dir);
+	int rc = vsr_storage_mkdirs(d->dir, NULL, 0);
 	if (rc == 0) {
 		d->dirfd = open(d->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (d->dirfd < 0) rc = errno;

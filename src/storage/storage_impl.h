@@ -14,8 +14,6 @@ typedef struct storage_head {
 
 void storage_errf(char *err, size_t err_len, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* mkdir -p: every missing component of `path`, mode 0755; 0 or an errno. */
-int storage_mkdirs(const char *path);
 
 #define STORAGE_BACKEND_DECLARE(prefix)                                               \
 	int prefix##_open(const vsr_storage_options *opts, vsr_storage **out, char *err,   \

@@ -58,7 +58,7 @@ int storage_memory_open(const vsr_storage_options *opts, vsr_storage **out,
 		return VSR_ENOMEM;
 	}
 	s->opts.dir = s->dir;
-	int rc = storage_mkdirs(s->dir);
+	int rc = vsr_storage_mkdirs(s->dir, NULL, 0);
 	if (rc != 0) {
 		storage_errf(err, err_len, "storage: cannot create %s: %s", s->dir, strerror(rc));
 		free(s->dir);

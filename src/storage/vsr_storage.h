@@ -168,6 +168,13 @@ const vsr_storage_stats *vsr_storage_stats_get(const vsr_storage *s);
 /* The last superblock submitted (what a durable backend would hold). */
 const vsr_superblock *vsr_storage_superblock(const vsr_storage *s);
 const char *vsr_storage_kind_name(int kind);
+
+/* mkdir -p: every missing component of `path`, mode 0755, each one checked
+ * to be a directory. 0, or an errno with the component it stopped at in
+ * `at` (when given; the whole path for a path too long). Storage opens
+ * its directory with it; vsrhost checks data_dir with it first, to report
+ * a bad one as a config error. */
+int vsr_storage_mkdirs(const char *path, char *at, size_t at_len);
 /* A sentence saying why the storage failed (a persist reported a negative
  * status), naming the file and the system error; "" while all is well. */
 const char *vsr_storage_error(const vsr_storage *s);
