@@ -14,22 +14,7 @@ return { cluster = 9, replicas = { "127.0.0.1:7398" }, clients = { "127.0.0.1:73
 CFG
 : > "$dir/kv.lua"
 
-# expect CODE PATTERN COMMAND...: the exit code and a line of stderr+stdout.
-expect() {
-	want=$1 pattern=$2
-	shift 2
-	out=$("$@" 2>&1)
-	code=$?
-	if [ "$code" -ne "$want" ]; then
-		echo "FAIL: $*: exit $code, want $want; output: $out"
-		fails=$((fails + 1))
-	elif ! printf '%s\n' "$out" | grep -q -- "$pattern"; then
-		echo "FAIL: $*: output lacks \"$pattern\": $out"
-		fails=$((fails + 1))
-	else
-		echo "ok: $* -> $code"
-	fi
-}
+. "$(dirname "$0")/../tools/expect.sh"
 
 ctl=$build/vsrctl
 bench=$build/vsrbench

@@ -22,22 +22,7 @@ CFG
 	chmod 644 "$dir/$1.lua"
 }
 
-# expect CODE PATTERN COMMAND...: exit code and a line of its output.
-expect() {
-	want=$1 pattern=$2
-	shift 2
-	out=$(timeout 20 "$@" 2>&1)
-	code=$?
-	if [ "$code" -ne "$want" ]; then
-		echo "FAIL: $*: exit $code, want $want; output: $out"
-		fails=$((fails + 1))
-	elif ! printf '%s\n' "$out" | grep -q -- "$pattern"; then
-		echo "FAIL: $*: output lacks \"$pattern\": $out"
-		fails=$((fails + 1))
-	else
-		echo "ok: $* -> $code"
-	fi
-}
+. "$(dirname "$0")/../tools/expect.sh"
 
 # A regular file where the directory should be.
 : > "$dir/afile"

@@ -170,6 +170,22 @@ static inline int st_child_wait(pid_t pid, int fd, char *why, size_t why_len)
 	return status;
 }
 
+/* Waits for child `pid` (its stderr sent to the file `log`) and reads
+ * what it wrote there into text (at most len - 1 bytes, NUL ended).
+ * Returns its wait status (0 when pid is not a child). */
+static inline int st_child_log(pid_t pid, const char *log, char *text, size_t len)
+{
+	int status = 0;
+	while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	FILE *f = fopen(log, "r");
+	size_t n = f ? fread(text, 1, len - 1, f) : 0;
+	text[n] = '\0';
+	if (f)
+		fclose(f);
+	return status;
+}
+
 /* The first len bytes of store_dir/synced into b: true when it has them. */
 static inline bool st_synced_bytes(const char *store_dir, uint8_t *b, size_t len)
 {

@@ -136,15 +136,8 @@ int main(void)
 		fflush(NULL);
 		_exit(rc);
 	}
-	int status = 0;
-	while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	char text[2048] = "";
-	FILE *f = fopen(log, "r");
-	size_t len = f ? fread(text, 1, sizeof text - 1, f) : 0;
-	text[len] = '\0';
-	if (f)
-		fclose(f);
+	char text[2048];
+	int status = st_child_log(pid, log, text, sizeof text);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 74,
 	      "the damaged value: status 0x%x, not exit 74 (3: refused as a script error, the "
 	      "old behaviour); its stderr: %s", status, text);

@@ -70,14 +70,10 @@ int main(void)
 			_exit(2);
 		_exit(fill(store));
 	}
-	int status = 0, rc = 1;
-	if (pid > 0 && waitpid(pid, &status, 0) == pid) {
-		char text[2048] = "";
-		FILE *f = fopen(log, "r");
-		size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
-		text[n] = '\0';
-		if (f)
-			fclose(f);
+	int rc = 1;
+	if (pid > 0) {
+		char text[2048];
+		int status = st_child_log(pid, log, text, sizeof text);
 		if (WIFSIGNALED(status))
 			printf("FAIL: the store died of signal %d (%s)\n", WTERMSIG(status),
 			       strsignal(WTERMSIG(status)));
