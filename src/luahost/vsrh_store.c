@@ -121,8 +121,8 @@ static int bytes_cmp(const char *a, size_t al, const char *b, size_t bl)
 #define KV_DB_OLD "kv"
 #define OLD_FORMAT_WHY                                                                          \
 	"its records are of format 1 (written by a vsrhost from before records had checks); "  \
-	"this vsrhost reads format 2 only: start this replica with an empty data directory, "  \
-	"and it fetches the state from the others"
+	"this vsrhost reads format 2 only: started with an empty data directory, this "        \
+	"replica fetches the state from replicas that run this version"
 
 /* The value of the stored record (k, raw) into *v and its check into
  * *check: false when the check does not match. */
