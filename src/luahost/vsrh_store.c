@@ -146,11 +146,25 @@ static bool rec_old_format(MDB_txn *txn)
 
 static _Noreturn void rec_damaged(const void *k, size_t kl)
 {
+	/* The key as text, at most 64 of its bytes, any byte that is not
+	 * printable as \xHH (keys are any bytes; one line per message). */
+	char shown[64 * 4 + 4];
+	size_t n = 0;
+	for (size_t i = 0; i < kl && i < 64; i++) {
+		unsigned char ch = ((const unsigned char *)k)[i];
+		if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
+			shown[n++] = (char)ch;
+		else
+			n += (size_t)snprintf(shown + n, sizeof shown - n, "\\x%02x", ch);
+	}
+	if (kl > 64)
+		n += (size_t)snprintf(shown + n, sizeof shown - n, "...");
+	shown[n] = '\0';
 	const char *where = vsrh_store_fatal_dir();
 	fprintf(stderr,
-		"vsr.store: the record of key \"%.*s\" fails its check: the store's file is "
+		"vsr.store: the record of key \"%s\" fails its check: the store's file is "
 		"damaged (vsr.store in %s); this replica stops (exit 74)\n",
-		(int)(kl > 64 ? 64 : kl), (const char *)k, where[0] ? where : "memory");
+		shown, where[0] ? where : "memory");
 	fflush(NULL);
 	_exit(74);
 }
