@@ -241,9 +241,10 @@ static void host_note_changes(host *h, uint64_t step_ns)
 	}
 	/* Turns at a checkpoint's commit count from the view's primary: it
 	 * commits at the take, right after the warm-up read its pages
-	 * (vsrh_store_touch.h), and the backups after it. By replica number, a
-	 * new primary committed 25-50 ms late and with cold caches: 3-6 ms on
-	 * its event loop, which every client waits for, against about 2. */
+	 * (vsrh_store_touch.h) and before any sync has begun, and the backups
+	 * after it. By replica number, a new primary committed 25-50 ms late,
+	 * as backups do: their commits take 2-7 ms on a busy machine, against
+	 * about 2 at the take (docs/storage.md, "Replicas take turns"). */
 	if (now.primary != was->primary || now.view != was->view) {
 		unsigned n = h->cfg->replica_count;
 		vsrh_sm_stagger(h->sm, (h->replica + n - now.primary % n) % n, n, h->turn_ns);
