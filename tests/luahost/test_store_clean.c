@@ -238,8 +238,11 @@ static void commit_after_cleaning(vsrh_config *cfg)
 	CHECK(dirty > 100, "only %ld dirty pages: the check below proves nothing", dirty);
 	/* A page the kernel's own write-back cleans between the warm-up and
 	 * the commit faults again; the pages dirty just before the commit
-	 * (printed) tell that apart from a warm-up that did not run. */
-	CHECK(faults * 10 < dirty,
+	 * (printed) tell that apart from a warm-up that did not run. Without
+	 * the warm-up nearly every page faults (534 of 568); alone this takes
+	 * 6-11, but beside the rest of ctest -j2 it once took 94 of 605 (with
+	 * 600 dirty just before the commit), so the bound is a third. */
+	CHECK(faults * 3 < dirty,
 	      "the commit after a cleaning took %ld faults (%ld pages were dirty before the "
 	      "cleaning, %ld just before the commit): its pages were not made writable before "
 	      "the commit",
