@@ -321,14 +321,27 @@ static bool lmdb_push_get(lua_State *L, vsrh_lmdb *db, int idx)
 			return h->val != NULL;
 		}
 	}
-	int rc = mdb_cursor_get(lmdb_wcursor(db), &key, &val, MDB_SET_KEY);
-	if (rc == MDB_NOTFOUND)
-		return false;
-	if (rc)
+	MDB_cursor *c = lmdb_wcursor(db);
+	int rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE);
+	if (rc && rc != MDB_NOTFOUND)
 		lmdb_fatal("get", rc);
-	val = rec_value(k, kl, &val, NULL);
-	lua_pushlstring(L, val.mv_data, val.mv_size);
-	return true;
+	if (rc == 0 && key.mv_size == kl && memcmp(key.mv_data, k, kl) == 0) {
+		val = rec_value(k, kl, &val, NULL);
+		lua_pushlstring(L, val.mv_data, val.mv_size);
+		return true;
+	}
+	/* A miss. A byte flipped in this key's record would make it one too
+	 * (the key is absent, the next put inserts it afresh): that record
+	 * sits where the key belongs, so it is the first one after the key or
+	 * the one before, and its check (made with the right key) fails. */
+	if (rc == 0)
+		rec_value(key.mv_data, key.mv_size, &val, NULL);
+	rc = mdb_cursor_get(c, &key, &val, rc == 0 ? MDB_PREV : MDB_LAST);
+	if (rc == 0)
+		rec_value(key.mv_data, key.mv_size, &val, NULL);
+	else if (rc != MDB_NOTFOUND)
+		lmdb_fatal("get", rc);
+	return false;
 }
 
 static vsrh_store *store_of(lua_State *L)

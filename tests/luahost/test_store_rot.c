@@ -14,13 +14,19 @@
  * intact. Every record now carries a check of its key and value
  * (docs/storage.md, "vsr.store's records").
  *
+ * And a byte flipped in the key: a get of the key then finds nothing, and
+ * the put inserted it afresh beside the damaged record (the replica's count
+ * and digest then differ from the others'). The get checks the records on
+ * either side of where the key belongs.
+ *
  * Each round: a store gets one key and a durable checkpoint and is closed;
- * in every copy of the value in data.mdb, the msgpack length byte is set
- * past the end (round 1) or one 'a' of the string becomes 'b' (round 2); a
- * child opens the store as a restart does and applies a put of that key.
- * It must exit 74 naming the damage. Exit 3 is the first old behaviour
- * (the put refused as a script error), exit 4 the second (the put applied
- * over the damaged value). */
+ * in every copy in data.mdb, the value's msgpack length byte is set past
+ * the end (round 1), one 'a' of the string becomes 'b' (round 2), or the
+ * key's last byte moves up (round 3: the damaged key sorts after the key)
+ * or down (round 4: before it); a child opens the store as a restart does
+ * and applies a put of that key. It must exit 74 naming the damage. Exit 3
+ * is the first old behaviour (the put refused as a script error), exit 4
+ * the others (the put applied over the damaged value, or beside it). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -36,11 +42,17 @@
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
 
+enum rot { ROT_LENGTH, ROT_INSIDE, ROT_KEY_UP, ROT_KEY_DOWN };
+
+static const char *const rot_name[] = {"the value's length byte", "a byte inside the value",
+				       "the key's last byte, up", "the key's last byte, down"};
+
 /* In every str8 holding the 100 'a's of key 0's value (0xd9 0x64 'a' x
  * 100), sets the length byte to 0xff (the string then runs past the
- * value's end), or with `inside` its 50th 'a' to 'b' (still msgpack).
- * Returns how many copies it changed. */
-static int damage(const char *file, bool inside)
+ * value's end), or its 50th 'a' to 'b' (still msgpack); or in every copy
+ * of key 0 (sk000000), its last byte to '1' or '/'. Returns how many
+ * copies it changed. */
+static int damage(const char *file, enum rot how)
 {
 	int fd = open(file, O_RDWR);
 	if (fd < 0)
@@ -51,9 +63,20 @@ static int damage(const char *file, bool inside)
 		return -1;
 	}
 	uint8_t want[102];
+	size_t wl = sizeof want, off = 1;
+	uint8_t b = 0xff;
 	want[0] = 0xd9;
 	want[1] = 100;
 	memset(want + 2, 'a', 100);
+	if (how == ROT_INSIDE) {
+		off = 2 + 49;
+		b = 'b';
+	} else if (how == ROT_KEY_UP || how == ROT_KEY_DOWN) {
+		wl = 8;
+		memcpy(want, "sk000000", wl);
+		off = 7;
+		b = how == ROT_KEY_UP ? '1' : '/';
+	}
 	int n = 0;
 	static uint8_t buf[1 << 20];
 	off_t pos = 0;
@@ -62,14 +85,12 @@ static int damage(const char *file, bool inside)
 		if (s < 0)
 			break;
 		off_t e = lseek(fd, s, SEEK_HOLE);
-		for (off_t at = s; at < e; at += (off_t)sizeof buf - (off_t)sizeof want) {
+		for (off_t at = s; at < e; at += (off_t)sizeof buf - (off_t)wl) {
 			ssize_t r = pread(fd, buf, sizeof buf, at);
-			if (r < (ssize_t)sizeof want)
+			if (r < (ssize_t)wl)
 				break;
-			for (ssize_t i = 0; i + (ssize_t)sizeof want <= r; i++) {
-				if (buf[i] == 0xd9 && memcmp(buf + i, want, sizeof want) == 0) {
-					size_t off = inside ? 2 + 49 : 1;
-					uint8_t b = inside ? 'b' : 0xff;
+			for (ssize_t i = 0; i + (ssize_t)wl <= r; i++) {
+				if (buf[i] == want[0] && memcmp(buf + i, want, wl) == 0) {
 					if (pwrite(fd, &b, 1, at + (off_t)i + (off_t)off) == 1)
 						n++;
 					buf[i + off] = b;
@@ -105,13 +126,14 @@ static int child(const vsrh_config *cfg, const char *store)
 	return rc == VSR_REPLY_OK ? 4 : 3;
 }
 
-static void round_of(const vsrh_config *cfg, const char *dir, bool inside)
+static void round_of(const vsrh_config *cfg, const char *dir, enum rot how)
 {
-	const char *what = inside ? "a byte inside the value" : "the value's length byte";
-	char store[400], file[500], log[500];
-	st_path(store, sizeof store, dir, inside ? "store-inside" : "store-length");
+	const char *what = rot_name[how];
+	char store[400], file[500], log[500], name[32];
+	snprintf(name, sizeof name, "store-%d", (int)how);
+	st_path(store, sizeof store, dir, name);
 	snprintf(file, sizeof file, "%s/db/data.mdb", store);
-	snprintf(log, sizeof log, "%s/child-%d.log", dir, inside);
+	snprintf(log, sizeof log, "%s/child-%d.log", dir, (int)how);
 
 	vsrh_sm *sm = st_create(cfg, store, true, true);
 	if (sm != NULL) {
@@ -122,6 +144,12 @@ static void round_of(const vsrh_config *cfg, const char *dir, bool inside)
 		kv_put_op(&b, 0, 100, 0); /* key k000000, 100 x 'a' */
 		vsr_apply_ctx a = {.op = ++op, .session = 1, .request = op};
 		CHECK(m.apply(m.ctx, &a, b.data, b.len, &reply) == VSR_REPLY_OK, "the first put");
+		/* And k000001 after it (50 x 'a': not the pattern damaged), so
+		 * that a key damaged downwards has a record after it too. */
+		kv_put_op(&b, 1, 50, 0);
+		a = (vsr_apply_ctx){.op = ++op, .session = 1, .request = op};
+		reply.len = 0;
+		CHECK(m.apply(m.ctx, &a, b.data, b.len, &reply) == VSR_REPLY_OK, "the second put");
 		free(b.data);
 		free(reply.data);
 		vsr_checkpoint cp;
@@ -129,7 +157,7 @@ static void round_of(const vsrh_config *cfg, const char *dir, bool inside)
 		CHECK(rc == VSR_OK || rc == VSR_PENDING, "checkpoint_take: %d", rc);
 		vsrh_sm_destroy(sm); /* waits for the checkpoint's sync */
 	}
-	int n = damage(file, inside);
+	int n = damage(file, how);
 	CHECK(n > 0, "no copy of the value found in %s (%d)", file, n);
 	printf("%s damaged in %d copies in %s\n", what, n, file);
 
@@ -160,7 +188,7 @@ int main(void)
 	char dir[] = "/tmp/vsr-store-rot-XXXXXX";
 	if (st_begin(&cfg, dir) != 0)
 		return 1;
-	round_of(&cfg, dir, false);
-	round_of(&cfg, dir, true);
+	for (int how = ROT_LENGTH; how <= ROT_KEY_DOWN; how++)
+		round_of(&cfg, dir, (enum rot)how);
 	return st_end(dir, &cfg, "a value damaged on disk stops the replica (exit 74)");
 }
