@@ -26,6 +26,7 @@
 #include "vsrh_codec.h"
 #include "vsrh_sandbox.h"
 #include "vsrh_le.h"
+#include "vsrh_store_pages.h"
 #include "vsrh_store_sync.h"
 #include "vsrh_store_touch.h"
 #include "vsrh_overlay.h"
@@ -2554,6 +2555,18 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 				 "), the superblock names op %" PRIu64 " (checksum %016" PRIx64 ")",
 				 f[0], f[1], min_op, checksum);
 			rc = -1;
+		} else {
+			/* The records match; LMDB's free list must too, or the next
+			 * commit writes over them (vsrh_store_pages.h). */
+			MDB_dbi main_db;
+			int pc = mdb_dbi_open(txn, NULL, 0, &main_db);
+			if (pc == 0)
+				pc = vsrh_store_pages_check(env, txn, main_db, (uint64_t)st.st_size, why,
+							    why_len);
+			else
+				snprintf(why, why_len, "LMDB failed opening its main database: %s",
+					 mdb_strerror(pc));
+			rc = pc == 0 ? 0 : pc == -1 ? -2 : -1;
 		}
 		free(prefix);
 	} else if (rc > 0 || rc < -2) {
