@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vsrh_le.h"
 
@@ -53,12 +54,15 @@
 
 enum { PAGE_BRANCH, PAGE_LEAF, PAGE_OVERFLOW };
 static const char *const page_kinds[] = {"branch", "leaf", "overflow"};
+static const char *const page_articles[] = {"a", "a", "an"};
 
 /* A page's mark: 0 none yet, MARK_FREE, or MARK_USED + 3 * tree + kind. */
 enum { MARK_FREE = 1, MARK_USED = 2 };
 
 typedef struct tree {
 	char name[40];
+	const uint8_t *db; /* its database record */
+	bool walked;	   /* its records were read by the caller (vsrh_store_pages.h) */
 	uint64_t pages[3]; /* found, by kind */
 	uint64_t entries;  /* found: the nodes of its leaves */
 } tree;
@@ -73,6 +77,7 @@ typedef struct walk {
 	uint64_t used, free;
 	tree trees[MAX_TREES];
 	int ntrees;
+	const char *walked; /* the name of the database the caller read (NULL: none) */
 	char *why;
 	size_t why_len;
 } walk;
@@ -103,9 +108,10 @@ static int page_free(walk *w, uint64_t pg)
 	}
 	if (pg < w->nmark && w->mark[pg] != 0) {
 		snprintf(w->why, w->why_len,
-			 "page %" PRIu64 " is in use (a %s page of its %s database) and in its free "
+			 "page %" PRIu64 " is in use (%s %s page of its %s database) and in its free "
 			 "list: the next commit would write over it",
-			 pg, page_kinds[(w->mark[pg] - MARK_USED) % 3], tree_of(w, w->mark[pg]));
+			 pg, page_articles[(w->mark[pg] - MARK_USED) % 3],
+			 page_kinds[(w->mark[pg] - MARK_USED) % 3], tree_of(w, w->mark[pg]));
 		return 1;
 	}
 	if (pg < w->nmark)
@@ -145,16 +151,17 @@ static int page_use(walk *w, int t, int kind, uint64_t pg, uint64_t n)
 		uint8_t m = w->mark[p];
 		if (m == MARK_FREE) {
 			snprintf(w->why, w->why_len,
-				 "page %" PRIu64 " is in use (a %s page of its %s database) and in its "
+				 "page %" PRIu64 " is in use (%s %s page of its %s database) and in its "
 				 "free list: the next commit would write over it",
-				 p, what, name);
+				 p, page_articles[kind], what, name);
 			return 1;
 		}
 		if (m != 0) {
 			snprintf(w->why, w->why_len,
-				 "page %" PRIu64 " is used twice: as a %s page of its %s database and as "
-				 "a %s page of its %s database",
-				 p, page_kinds[(m - MARK_USED) % 3], tree_of(w, m), what, name);
+				 "page %" PRIu64 " is used twice: as %s %s page of its %s database and as "
+				 "%s %s page of its %s database",
+				 p, page_articles[(m - MARK_USED) % 3], page_kinds[(m - MARK_USED) % 3],
+				 tree_of(w, m), page_articles[kind], what, name);
 			return 1;
 		}
 		w->mark[p] = (uint8_t)(MARK_USED + 3 * t + kind);
@@ -184,15 +191,10 @@ static const uint8_t *page_at(walk *w, int t, uint64_t pg, unsigned flags, unsig
 
 static int tree_walk(walk *w, int t, const uint8_t *db, bool free_list, bool main);
 
-/* A leaf node's data of `size` bytes at data (the page number of its first
- * overflow page when big) in tree t; *out: where its bytes are. */
-static int node_data(walk *w, int t, const uint8_t *data, unsigned nflags, uint64_t size,
-		     const uint8_t **out)
+/* A value of `size` bytes whose first overflow page is pg, in tree t; *out:
+ * where its bytes are. */
+static int overflow_use(walk *w, int t, uint64_t pg, uint64_t size, const uint8_t **out)
 {
-	*out = data;
-	if (!(nflags & N_BIGDATA))
-		return 0;
-	uint64_t pg = vsrh_get_u64le(data);
 	unsigned kind;
 	const uint8_t *p = page_in(w, t, "overflow", pg, 1) == 0
 				   ? page_at(w, t, pg, PG_OVERFLOW, &kind)
@@ -212,6 +214,17 @@ static int node_data(walk *w, int t, const uint8_t *data, unsigned nflags, uint6
 		return 1;
 	*out = p + PG_HDR;
 	return 0;
+}
+
+/* A leaf node's data of `size` bytes at data (the page number of its first
+ * overflow page when big) in tree t; *out: where its bytes are. */
+static int node_data(walk *w, int t, const uint8_t *data, unsigned nflags, uint64_t size,
+		     const uint8_t **out)
+{
+	*out = data;
+	if (!(nflags & N_BIGDATA))
+		return 0;
+	return overflow_use(w, t, vsrh_get_u64le(data), size, out);
 }
 
 /* The page pg of tree t, at `level` (1: the root), and every page below. */
@@ -240,6 +253,8 @@ static int page_walk(walk *w, int t, uint64_t pg, unsigned level, bool free_list
 	unsigned nodes = (lower - PG_HDR) / 2;
 	if (kind == PG_LEAF)
 		w->trees[t].entries += nodes;
+	if (kind == PG_LEAF && w->trees[t].walked)
+		return 0; /* read by the caller, its big values noted */
 	for (unsigned i = 0; i < nodes; i++) {
 		unsigned at = u16le(p + PG_HDR + 2 * i);
 		const uint8_t *n = p + at;
@@ -296,6 +311,8 @@ static int page_walk(walk *w, int t, uint64_t pg, unsigned level, bool free_list
 			unsigned klen = u16le(n + 6);
 			snprintf(w->trees[s].name, sizeof w->trees[s].name, "%.*s",
 				 (int)(klen < 30 ? klen : 30), (const char *)n + NODE_HDR);
+			w->trees[s].walked = w->walked != NULL && strlen(w->walked) == klen &&
+					     memcmp(w->walked, n + NODE_HDR, klen) == 0;
 			if (tree_walk(w, s, bytes, false, false) != 0)
 				return 1;
 		}
@@ -303,17 +320,21 @@ static int page_walk(walk *w, int t, uint64_t pg, unsigned level, bool free_list
 	return 0;
 }
 
-/* Tree t, whose database record is db: its pages, then their counts
- * against the record's. */
+/* Tree t, whose database record is db: its pages. */
 static int tree_walk(walk *w, int t, const uint8_t *db, bool free_list, bool main)
 {
+	w->trees[t].db = db;
 	uint64_t root = vsrh_get_u64le(db + DB_ROOT);
-	if (root != NO_PAGE && page_walk(w, t, root, 1, free_list, main) != 0)
-		return 1;
+	return root == NO_PAGE ? 0 : page_walk(w, t, root, 1, free_list, main);
+}
+
+/* Tree t's pages and records as found against its database record's. */
+static int tree_counts(walk *w, int t)
+{
 	tree *tr = &w->trees[t];
-	uint64_t says[3], entries = vsrh_get_u64le(db + DB_ENTRIES);
+	uint64_t says[3], entries = vsrh_get_u64le(tr->db + DB_ENTRIES);
 	for (int k = 0; k < 3; k++)
-		says[k] = vsrh_get_u64le(db + DB_BRANCH + 8 * k);
+		says[k] = vsrh_get_u64le(tr->db + DB_BRANCH + 8 * k);
 	if (memcmp(says, tr->pages, sizeof says) != 0 || entries != tr->entries) {
 		snprintf(w->why, w->why_len,
 			 "its %s database counts %" PRIu64 " branch, %" PRIu64 " leaf and %" PRIu64
@@ -326,9 +347,30 @@ static int tree_walk(walk *w, int t, const uint8_t *db, bool free_list, bool mai
 	return 0;
 }
 
+/* The big values the caller noted in tree t (vsrh_store_pages.h). */
+static int bigs_use(walk *w, int t, const vsrh_store_bigs *bigs)
+{
+	for (size_t i = 0; i < bigs->n; i++) {
+		uintptr_t at = (uintptr_t)bigs->v[i].data - PG_HDR - (uintptr_t)w->map;
+		const uint8_t *out;
+		if (at % w->psize != 0) {
+			snprintf(w->why, w->why_len,
+				 "its %s database's value of %" PRIu64 " bytes lies neither on its key's "
+				 "page nor on overflow pages",
+				 w->trees[t].name, bigs->v[i].size);
+			return 1;
+		}
+		if (overflow_use(w, t, at / w->psize, bigs->v[i].size, &out) != 0)
+			return 1;
+	}
+	return 0;
+}
+
 /* Where LMDB maps page 0: a page of the map begins with its own number,
- * and a key of the main database lies in one. NULL when that does not lead
- * to the two meta pages. */
+ * and a key of the main database lies in one. The map starts on a page of
+ * the system's, which is smaller than LMDB's when the environment was made
+ * on another machine: each such start is tried. NULL when none leads to
+ * the two meta pages. */
 static const uint8_t *map_start(MDB_txn *txn, MDB_dbi main_db, uint64_t psize, uint64_t pages)
 {
 	MDB_cursor *cur;
@@ -339,22 +381,58 @@ static const uint8_t *map_start(MDB_txn *txn, MDB_dbi main_db, uint64_t psize, u
 	mdb_cursor_close(cur);
 	if (rc != 0)
 		return NULL;
-	uintptr_t at = (uintptr_t)k.mv_data, page = at - at % psize;
-	uint64_t pg = vsrh_get_u64le((const uint8_t *)page);
-	if (pg >= pages)
-		return NULL;
-	const uint8_t *map = (const uint8_t *)(page - pg * psize);
-	for (uint64_t m = 0; m < 2; m++) {
-		const uint8_t *p = map + m * psize;
-		if (vsrh_get_u64le(p) != m || !(u16le(p + 10) & PG_META) ||
-		    vsrh_get_u32le(p + PG_HDR) != META_MAGIC)
-			return NULL;
+	long sys = sysconf(_SC_PAGESIZE);
+	uint64_t step = sys > 0 && (uint64_t)sys < psize ? (uint64_t)sys : psize;
+	uintptr_t at = (uintptr_t)k.mv_data;
+	for (uintptr_t page = at - at % step; page + psize > at; page -= step) {
+		uint64_t pg = vsrh_get_u64le((const uint8_t *)page);
+		if (pg >= pages || pg * psize > page)
+			continue;
+		const uint8_t *map = (const uint8_t *)(page - pg * psize);
+		bool metas = true;
+		for (uint64_t m = 0; m < 2; m++) {
+			const uint8_t *p = map + m * psize;
+			metas = metas && vsrh_get_u64le(p) == m && (u16le(p + 10) & PG_META) &&
+				vsrh_get_u32le(p + PG_HDR) == META_MAGIC;
+		}
+		if (metas)
+			return map;
 	}
-	return map;
+	return NULL;
+}
+
+void vsrh_store_bigs_init(vsrh_store_bigs *b, MDB_env *env)
+{
+	MDB_stat st;
+	memset(b, 0, sizeof *b);
+	if (mdb_env_stat(env, &st) == 0 && st.ms_psize >= 512 && !(st.ms_psize & (st.ms_psize - 1)))
+		b->mask = ~(uintptr_t)(st.ms_psize - 1);
+}
+
+void vsrh_store_bigs_add(vsrh_store_bigs *b, const MDB_val *v)
+{
+	if (b->n == b->cap) {
+		size_t cap = b->cap ? 2 * b->cap : 256;
+		vsrh_store_big *nv = realloc(b->v, cap * sizeof *nv);
+		if (nv == NULL) {
+			b->nomem = true;
+			return;
+		}
+		b->v = nv;
+		b->cap = cap;
+	}
+	b->v[b->n++] = (vsrh_store_big){v->mv_data, v->mv_size};
+}
+
+void vsrh_store_bigs_free(vsrh_store_bigs *b)
+{
+	free(b->v);
+	memset(b, 0, sizeof *b);
 }
 
 int vsrh_store_pages_check(MDB_env *env, MDB_txn *txn, MDB_dbi main_db, uint64_t file_bytes,
-			   char *why, size_t why_len)
+			   const char *walked, const vsrh_store_bigs *bigs, char *why,
+			   size_t why_len)
 {
 	MDB_envinfo info;
 	MDB_stat st;
@@ -383,6 +461,15 @@ int vsrh_store_pages_check(MDB_env *env, MDB_txn *txn, MDB_dbi main_db, uint64_t
 			 mdb_txn_id(txn));
 		return 1;
 	}
+	/* The values noted are where they are only when the map starts on a
+	 * page of LMDB's (the mask tells pages apart from there). */
+	if (bigs != NULL && bigs->mask == ~(uintptr_t)(w.psize - 1) &&
+	    (uintptr_t)w.map % w.psize == 0 && !bigs->nomem)
+		w.walked = walked;
+	if (bigs != NULL && bigs->nomem) {
+		snprintf(why, why_len, "out of memory");
+		return -1;
+	}
 	w.nmark = w.last + 1 < w.in_file ? w.last + 1 : w.in_file;
 	w.mark = calloc(w.nmark, 1);
 	if (w.mark == NULL) {
@@ -395,6 +482,11 @@ int vsrh_store_pages_check(MDB_env *env, MDB_txn *txn, MDB_dbi main_db, uint64_t
 	int rc = tree_walk(&w, 0, meta + META_DBS, true, false);
 	if (rc == 0)
 		rc = tree_walk(&w, 1, meta + META_DBS + DB_LEN, false, true);
+	for (int t = 2; rc == 0 && t < w.ntrees; t++)
+		if (w.trees[t].walked)
+			rc = bigs_use(&w, t, bigs);
+	for (int t = 0; rc == 0 && t < w.ntrees; t++)
+		rc = tree_counts(&w, t);
 	if (rc == 0 && 2 + w.used + w.free != w.last + 1) {
 		snprintf(why, why_len,
 			 "its pages do not add up: %" PRIu64 " in use, %" PRIu64

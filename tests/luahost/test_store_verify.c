@@ -202,12 +202,13 @@ static void expect(const char *what, const char *store, const vsr_checkpoint *cp
  * in starts with its page number. */
 
 typedef struct fl_place {
-	off_t idl;	   /* where in the file the first free-list value with 3 pages or more lies */
+	off_t idl;	   /* where the first free-list value of 3 pages or more in its node lies */
 	uint64_t n;	   /* its count */
 	uint64_t pg[3];	   /* its first three page numbers */
 	uint64_t leaf;	   /* the (live) leaf page holding the key sk000100 */
 	uint64_t kv_root;  /* the kv database's root page (a branch page) */
 	uint64_t ckpt;	   /* the leaf page holding the checkpoint record (meta database) */
+	uint64_t big;	   /* the first overflow page of a kv value of 3 pages or more */
 	off_t oldest;	   /* where the oldest free-list value with a page lies */
 	uint64_t oldest_n; /* its count */
 } fl_place;
@@ -253,7 +254,7 @@ static bool fl_find(const char *store, fl_place *f)
 			f->oldest = fl_off(v.mv_data);
 			f->oldest_n = idl[0];
 		}
-		if (v.mv_size >= 4 * 8 && idl[0] >= 3) {
+		if (v.mv_size >= 4 * 8 && idl[0] >= 3 && v.mv_size <= PAGE / 4) { /* in its node */
 			f->idl = fl_off(v.mv_data);
 			f->n = idl[0];
 			memcpy(f->pg, idl + 1, sizeof f->pg);
@@ -270,13 +271,22 @@ static bool fl_find(const char *store, fl_place *f)
 	k = (MDB_val){8, "sk000100"};
 	if (rc == 0 && (rc = mdb_get(txn, kv, &k, &v)) == 0)
 		f->leaf = fl_page(v.mv_data); /* 100 bytes: in the leaf's node */
+	MDB_cursor *kc = NULL;
+	if (rc == 0 && (rc = mdb_cursor_open(txn, kv, &kc)) == 0) {
+		for (int step = MDB_FIRST; (rc = mdb_cursor_get(kc, &k, &v, step)) == 0; step = MDB_NEXT)
+			if (v.mv_size > 2 * PAGE) {
+				f->big = fl_page(v.mv_data); /* after the overflow page's header */
+				break;
+			}
+		mdb_cursor_close(kc);
+	}
 	k = (MDB_val){2, "kv"};
 	if (rc == 0 && (rc = mdb_get(txn, main_db, &k, &v)) == 0 && v.mv_size == 48)
 		f->kv_root = ((const uint64_t *)v.mv_data)[5];
 	k = (MDB_val){10, "checkpoint"};
 	if (rc == 0 && (rc = mdb_get(txn, meta, &k, &v)) == 0)
 		f->ckpt = fl_page(v.mv_data);
-	CHECK(rc == 0 && f->leaf >= 2 && f->kv_root >= 2 && f->ckpt >= 2,
+	CHECK(rc == 0 && f->leaf >= 2 && f->kv_root >= 2 && f->ckpt >= 2 && f->big >= 2,
 	      "the pages of %s: %s (leaf %llu, kv root %llu, checkpoint %llu)", path,
 	      mdb_strerror(rc), (unsigned long long)f->leaf, (unsigned long long)f->kv_root,
 	      (unsigned long long)f->ckpt);
@@ -419,11 +429,13 @@ static int freelist_cases(vsrh_config *cfg, const char *dir, const char *store, 
 	       (unsigned long long)f.pg[1], (unsigned long long)f.pg[2], (unsigned long long)last,
 	       (unsigned long long)f.leaf, (unsigned long long)f.kv_root, (unsigned long long)f.ckpt);
 	fl_case("a free page that is a live leaf", fd, &f, 0, f.leaf, store, &cp,
-		"and in its free list");
+		"a leaf page of its kv database) and in its free list");
 	fl_case("a free page that is the kv root (a branch)", fd, &f, 1, f.kv_root, store, &cp,
-		"and in its free list");
+		"a branch page of its kv database) and in its free list");
 	fl_case("a free page that holds the checkpoint record", fd, &f, 2, f.ckpt, store, &cp,
-		"and in its free list");
+		"a leaf page of its meta database) and in its free list");
+	fl_case("a free page that is the 2nd page of a big kv value", fd, &f, 0, f.big + 1, store, &cp,
+		"an overflow page of its kv database) and in its free list");
 	fl_case("a free page named twice", fd, &f, 1, f.pg[0], store, &cp, "twice");
 	fl_case("a free page past the last page", fd, &f, 0, last + 3, store, &cp,
 		"not one of its pages");
