@@ -2501,8 +2501,8 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 	MDB_val k, v, prev = {0};
 	int step = MDB_FIRST;
 	bool scanning = rc == 0;
-	vsrh_store_bigs bigs; /* for the page check below */
-	vsrh_store_bigs_init(&bigs, env);
+	vsrh_store_walked seen; /* for the page check below */
+	vsrh_store_walked_init(&seen, env);
 	while (rc == 0 && (rc = mdb_cursor_get(cur, &k, &v, step)) == 0) {
 		step = MDB_NEXT;
 		if (count > 0 && bytes_cmp(prev.mv_data, prev.mv_size, k.mv_data, k.mv_size) >= 0) {
@@ -2532,7 +2532,7 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 		count++;
 		bytes += 8 + k.mv_size + v.mv_size;
 		sum += entry_hash(k.mv_data, k.mv_size, v.mv_data, v.mv_size);
-		vsrh_store_bigs_note(&bigs, &k, &v);
+		vsrh_store_walked_note(&seen, &k, &v);
 	}
 	if (scanning && rc == MDB_NOTFOUND)
 		rc = 0; /* the end of the records */
@@ -2565,7 +2565,7 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 			int pc = mdb_dbi_open(txn, NULL, 0, &main_db);
 			if (pc == 0)
 				pc = vsrh_store_pages_check(env, txn, main_db, (uint64_t)st.st_size, "kv",
-							    &bigs, why, why_len);
+							    &seen, why, why_len);
 			else
 				snprintf(why, why_len, "LMDB failed opening its main database: %s",
 					 mdb_strerror(pc));
@@ -2576,7 +2576,7 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 		snprintf(why, why_len, "LMDB failed %s: %s", what, mdb_strerror(rc));
 		rc = -1;
 	}
-	vsrh_store_bigs_free(&bigs);
+	vsrh_store_walked_free(&seen);
 	if (cur)
 		mdb_cursor_close(cur);
 	if (txn)

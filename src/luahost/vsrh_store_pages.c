@@ -56,13 +56,14 @@ enum { PAGE_BRANCH, PAGE_LEAF, PAGE_OVERFLOW };
 static const char *const page_kinds[] = {"branch", "leaf", "overflow"};
 static const char *const page_articles[] = {"a", "a", "an"};
 
-/* A page's mark: 0 none yet, MARK_FREE, or MARK_USED + 3 * tree + kind. */
-enum { MARK_FREE = 1, MARK_USED = 2 };
+/* A page's mark: 0 none yet, MARK_FREE, MARK_USED + 3 * tree + kind, or
+ * MARK_NOTED (a leaf of the walked database, WALKED, where its records lie,
+ * not yet reached from its root). */
+enum { MARK_FREE = 1, MARK_USED = 2, MARK_NOTED = 255, WALKED = 2 };
 
 typedef struct tree {
 	char name[40];
 	const uint8_t *db; /* its database record */
-	bool walked;	   /* its records were read by the caller (vsrh_store_pages.h) */
 	uint64_t pages[3]; /* found, by kind */
 	uint64_t entries;  /* found: the nodes of its leaves */
 } tree;
@@ -78,6 +79,7 @@ typedef struct walk {
 	tree trees[MAX_TREES];
 	int ntrees;
 	const char *walked; /* the name of the database the caller read (NULL: none) */
+	uint64_t noted;	    /* its leaves noted, not yet reached from its root */
 	char *why;
 	size_t why_len;
 } walk;
@@ -87,10 +89,14 @@ static uint16_t u16le(const uint8_t *p)
 	return (uint16_t)(p[0] | p[1] << 8);
 }
 
-static const char *tree_of(const walk *w, uint8_t mark)
+/* What a page's mark m (used) says: "a leaf page of its kv database". */
+static const char *used_as(const walk *w, uint8_t m, char *out, size_t len)
 {
-	int t = (mark - MARK_USED) / 3;
-	return t < w->ntrees ? w->trees[t].name : "another";
+	int t = m == MARK_NOTED ? WALKED : (m - MARK_USED) / 3;
+	int kind = m == MARK_NOTED ? PAGE_LEAF : (m - MARK_USED) % 3;
+	snprintf(out, len, "%s %s page of its %s database", page_articles[kind], page_kinds[kind],
+		 t < w->ntrees ? w->trees[t].name : "another");
+	return out;
 }
 
 /* Page pg listed free. */
@@ -107,11 +113,11 @@ static int page_free(walk *w, uint64_t pg)
 		return 1;
 	}
 	if (pg < w->nmark && w->mark[pg] != 0) {
+		char as[80];
 		snprintf(w->why, w->why_len,
-			 "page %" PRIu64 " is in use (%s %s page of its %s database) and in its free "
-			 "list: the next commit would write over it",
-			 pg, page_articles[(w->mark[pg] - MARK_USED) % 3],
-			 page_kinds[(w->mark[pg] - MARK_USED) % 3], tree_of(w, w->mark[pg]));
+			 "page %" PRIu64 " is in use (%s) and in its free list: the next commit would "
+			 "write over it",
+			 pg, used_as(w, w->mark[pg], as, sizeof as));
 		return 1;
 	}
 	if (pg < w->nmark)
@@ -156,12 +162,14 @@ static int page_use(walk *w, int t, int kind, uint64_t pg, uint64_t n)
 				 p, page_articles[kind], what, name);
 			return 1;
 		}
-		if (m != 0) {
+		if (m == MARK_NOTED && t == WALKED && kind == PAGE_LEAF && n == 1) {
+			w->noted--; /* reached from its root at last */
+		} else if (m != 0) {
+			char as[80];
 			snprintf(w->why, w->why_len,
-				 "page %" PRIu64 " is used twice: as %s %s page of its %s database and as "
-				 "%s %s page of its %s database",
-				 p, page_articles[(m - MARK_USED) % 3], page_kinds[(m - MARK_USED) % 3],
-				 tree_of(w, m), page_articles[kind], what, name);
+				 "page %" PRIu64 " is used twice: as %s and as %s %s page of its %s "
+				 "database",
+				 p, used_as(w, m, as, sizeof as), page_articles[kind], what, name);
 			return 1;
 		}
 		w->mark[p] = (uint8_t)(MARK_USED + 3 * t + kind);
@@ -236,6 +244,8 @@ static int page_walk(walk *w, int t, uint64_t pg, unsigned level, bool free_list
 			 MAX_DEPTH);
 		return 1;
 	}
+	if (t == WALKED && pg < w->nmark && w->mark[pg] == MARK_NOTED)
+		return page_use(w, t, PAGE_LEAF, pg, 1); /* read by the caller */
 	unsigned kind;
 	const uint8_t *p = page_in(w, t, "tree", pg, 1) == 0
 				   ? page_at(w, t, pg, PG_BRANCH | PG_LEAF, &kind)
@@ -253,8 +263,8 @@ static int page_walk(walk *w, int t, uint64_t pg, unsigned level, bool free_list
 	unsigned nodes = (lower - PG_HDR) / 2;
 	if (kind == PG_LEAF)
 		w->trees[t].entries += nodes;
-	if (kind == PG_LEAF && w->trees[t].walked)
-		return 0; /* read by the caller, its big values noted */
+	if (kind == PG_LEAF && t == WALKED && w->walked != NULL)
+		return 0; /* a leaf the caller's walk did not note: one without records */
 	for (unsigned i = 0; i < nodes; i++) {
 		unsigned at = u16le(p + PG_HDR + 2 * i);
 		const uint8_t *n = p + at;
@@ -307,12 +317,18 @@ static int page_walk(walk *w, int t, uint64_t pg, unsigned level, bool free_list
 					 "its main database names more than %d databases", MAX_TREES - 2);
 				return 1;
 			}
-			int s = w->ntrees++;
 			unsigned klen = u16le(n + 6);
-			snprintf(w->trees[s].name, sizeof w->trees[s].name, "%.*s",
-				 (int)(klen < 30 ? klen : 30), (const char *)n + NODE_HDR);
-			w->trees[s].walked = w->walked != NULL && strlen(w->walked) == klen &&
-					     memcmp(w->walked, n + NODE_HDR, klen) == 0;
+			bool walked = w->walked != NULL && strlen(w->walked) == klen &&
+				      memcmp(w->walked, n + NODE_HDR, klen) == 0;
+			if (walked && w->trees[WALKED].db != NULL) {
+				snprintf(w->why, w->why_len, "its main database names %s twice",
+					 w->walked);
+				return 1;
+			}
+			int s = walked ? WALKED : w->ntrees++;
+			if (!walked)
+				snprintf(w->trees[s].name, sizeof w->trees[s].name, "%.*s",
+					 (int)(klen < 30 ? klen : 30), (const char *)n + NODE_HDR);
 			if (tree_walk(w, s, bytes, false, false) != 0)
 				return 1;
 		}
@@ -332,7 +348,11 @@ static int tree_walk(walk *w, int t, const uint8_t *db, bool free_list, bool mai
 static int tree_counts(walk *w, int t)
 {
 	tree *tr = &w->trees[t];
+	if (tr->db == NULL)
+		return 0; /* the walked database, when the main one does not name it */
 	uint64_t says[3], entries = vsrh_get_u64le(tr->db + DB_ENTRIES);
+	if (t == WALKED && w->walked != NULL)
+		tr->entries = entries; /* its leaves were not read: the caller counted */
 	for (int k = 0; k < 3; k++)
 		says[k] = vsrh_get_u64le(tr->db + DB_BRANCH + 8 * k);
 	if (memcmp(says, tr->pages, sizeof says) != 0 || entries != tr->entries) {
@@ -347,20 +367,41 @@ static int tree_counts(walk *w, int t)
 	return 0;
 }
 
-/* The big values the caller noted in tree t (vsrh_store_pages.h). */
-static int bigs_use(walk *w, int t, const vsrh_store_bigs *bigs)
+/* The leaves the caller noted, marked before any tree is walked, so that
+ * a page listed free or reached from another tree is found for what it is,
+ * and the walked tree does not read them again. */
+static int seen_leaves(walk *w, const vsrh_store_walked *seen)
 {
-	for (size_t i = 0; i < bigs->n; i++) {
-		uintptr_t at = (uintptr_t)bigs->v[i].data - PG_HDR - (uintptr_t)w->map;
+	for (size_t i = 0; i < seen->nleaves; i++) {
+		uint64_t pg = (seen->leaves[i] - (uintptr_t)w->map) / w->psize;
+		if (page_in(w, WALKED, "leaf", pg, 1) != 0)
+			return 1;
+		if (w->mark[pg] != 0) {
+			snprintf(w->why, w->why_len,
+				 "its %s database's records lie on leaf page %" PRIu64 " twice",
+				 w->walked, pg);
+			return 1;
+		}
+		w->mark[pg] = MARK_NOTED;
+		w->noted++;
+	}
+	return 0;
+}
+
+/* The big values the caller noted in the walked tree. */
+static int seen_bigs(walk *w, const vsrh_store_walked *seen)
+{
+	for (size_t i = 0; i < seen->nbigs; i++) {
+		uintptr_t at = (uintptr_t)seen->bigs[i].data - PG_HDR - (uintptr_t)w->map;
 		const uint8_t *out;
 		if (at % w->psize != 0) {
 			snprintf(w->why, w->why_len,
 				 "its %s database's value of %" PRIu64 " bytes lies neither on its key's "
 				 "page nor on overflow pages",
-				 w->trees[t].name, bigs->v[i].size);
+				 w->walked, seen->bigs[i].size);
 			return 1;
 		}
-		if (overflow_use(w, t, at / w->psize, bigs->v[i].size, &out) != 0)
+		if (overflow_use(w, WALKED, at / w->psize, seen->bigs[i].size, &out) != 0)
 			return 1;
 	}
 	return 0;
@@ -401,37 +442,56 @@ static const uint8_t *map_start(MDB_txn *txn, MDB_dbi main_db, uint64_t psize, u
 	return NULL;
 }
 
-void vsrh_store_bigs_init(vsrh_store_bigs *b, MDB_env *env)
+void vsrh_store_walked_init(vsrh_store_walked *s, MDB_env *env)
 {
 	MDB_stat st;
-	memset(b, 0, sizeof *b);
+	memset(s, 0, sizeof *s);
 	if (mdb_env_stat(env, &st) == 0 && st.ms_psize >= 512 && !(st.ms_psize & (st.ms_psize - 1)))
-		b->mask = ~(uintptr_t)(st.ms_psize - 1);
+		s->mask = ~(uintptr_t)(st.ms_psize - 1);
 }
 
-void vsrh_store_bigs_add(vsrh_store_bigs *b, const MDB_val *v)
+/* Grows *v (of *cap elements of `size` bytes) to hold one more than n. */
+static bool grow(void **v, size_t *cap, size_t n, size_t size)
 {
-	if (b->n == b->cap) {
-		size_t cap = b->cap ? 2 * b->cap : 256;
-		vsrh_store_big *nv = realloc(b->v, cap * sizeof *nv);
-		if (nv == NULL) {
-			b->nomem = true;
+	if (n < *cap)
+		return true;
+	size_t cap2 = *cap ? 2 * *cap : 1024;
+	void *nv = realloc(*v, cap2 * size);
+	if (nv == NULL)
+		return false;
+	*v = nv;
+	*cap = cap2;
+	return true;
+}
+
+void vsrh_store_walked_add(vsrh_store_walked *s, const MDB_val *k, const MDB_val *v)
+{
+	uintptr_t leaf = (uintptr_t)k->mv_data & s->mask;
+	if (leaf != s->leaf) {
+		if (!grow((void **)&s->leaves, &s->cap_leaves, s->nleaves, sizeof *s->leaves)) {
+			s->nomem = true;
 			return;
 		}
-		b->v = nv;
-		b->cap = cap;
+		s->leaves[s->nleaves++] = s->leaf = leaf;
 	}
-	b->v[b->n++] = (vsrh_store_big){v->mv_data, v->mv_size};
+	if (((uintptr_t)v->mv_data & s->mask) != leaf) {
+		if (!grow((void **)&s->bigs, &s->cap_bigs, s->nbigs, sizeof *s->bigs)) {
+			s->nomem = true;
+			return;
+		}
+		s->bigs[s->nbigs++] = (vsrh_store_big){v->mv_data, v->mv_size};
+	}
 }
 
-void vsrh_store_bigs_free(vsrh_store_bigs *b)
+void vsrh_store_walked_free(vsrh_store_walked *s)
 {
-	free(b->v);
-	memset(b, 0, sizeof *b);
+	free(s->leaves);
+	free(s->bigs);
+	memset(s, 0, sizeof *s);
 }
 
 int vsrh_store_pages_check(MDB_env *env, MDB_txn *txn, MDB_dbi main_db, uint64_t file_bytes,
-			   const char *walked, const vsrh_store_bigs *bigs, char *why,
+			   const char *walked, const vsrh_store_walked *seen, char *why,
 			   size_t why_len)
 {
 	MDB_envinfo info;
@@ -461,30 +521,40 @@ int vsrh_store_pages_check(MDB_env *env, MDB_txn *txn, MDB_dbi main_db, uint64_t
 			 mdb_txn_id(txn));
 		return 1;
 	}
-	/* The values noted are where they are only when the map starts on a
-	 * page of LMDB's (the mask tells pages apart from there). */
-	if (bigs != NULL && bigs->mask == ~(uintptr_t)(w.psize - 1) &&
-	    (uintptr_t)w.map % w.psize == 0 && !bigs->nomem)
-		w.walked = walked;
-	if (bigs != NULL && bigs->nomem) {
+	if (seen != NULL && seen->nomem) {
 		snprintf(why, why_len, "out of memory");
 		return -1;
 	}
+	/* What was noted is where it is only when the map starts on a page of
+	 * LMDB's (the mask tells its pages apart from there). */
+	if (walked != NULL && seen != NULL && seen->mask == ~(uintptr_t)(w.psize - 1) &&
+	    (uintptr_t)w.map % w.psize == 0)
+		w.walked = walked;
 	w.nmark = w.last + 1 < w.in_file ? w.last + 1 : w.in_file;
 	w.mark = calloc(w.nmark, 1);
 	if (w.mark == NULL) {
 		snprintf(why, why_len, "out of memory");
 		return -1;
 	}
-	w.ntrees = 2;
+	w.ntrees = 3;
 	snprintf(w.trees[0].name, sizeof w.trees[0].name, "free list");
 	snprintf(w.trees[1].name, sizeof w.trees[1].name, "main");
-	int rc = tree_walk(&w, 0, meta + META_DBS, true, false);
+	snprintf(w.trees[WALKED].name, sizeof w.trees[WALKED].name, "%.30s",
+		 walked ? walked : "(none)");
+	int rc = w.walked ? seen_leaves(&w, seen) : 0;
+	if (rc == 0)
+		rc = tree_walk(&w, 0, meta + META_DBS, true, false);
 	if (rc == 0)
 		rc = tree_walk(&w, 1, meta + META_DBS + DB_LEN, false, true);
-	for (int t = 2; rc == 0 && t < w.ntrees; t++)
-		if (w.trees[t].walked)
-			rc = bigs_use(&w, t, bigs);
+	if (rc == 0 && w.noted > 0) {
+		snprintf(why, why_len,
+			 "its %s database's records lie on %" PRIu64 " leaf pages its tree does not "
+			 "reach",
+			 walked, w.noted);
+		rc = 1;
+	}
+	if (rc == 0 && w.walked)
+		rc = seen_bigs(&w, seen);
 	for (int t = 0; rc == 0 && t < w.ntrees; t++)
 		rc = tree_counts(&w, t);
 	if (rc == 0 && 2 + w.used + w.free != w.last + 1) {

@@ -25,45 +25,50 @@
 
 #include <lmdb.h>
 
-/* The values a cursor walk over one database found on overflow pages: a
- * value read through a read-only transaction lies in LMDB's map, on the
- * page of its key unless it is big (then on its own pages, after their
- * header). Noting them while the records are read anyway saves reading
- * every leaf's nodes a second time (a quarter of the check's time with
- * 1,000,000 small records). */
+/* What a cursor walk over one database saw: a record read through a
+ * read-only transaction lies in LMDB's map, its key on its leaf page, its
+ * value there too unless it is big (then on overflow pages of its own,
+ * after their header). Noting the leaves and the big values while the
+ * records are read anyway (the lines are in the cache then) saves reading
+ * every leaf a second time: that was a tenth of the check's time with
+ * 1,000,000 records. */
 typedef struct vsrh_store_big {
 	const void *data;
 	uint64_t size;
 } vsrh_store_big;
 
-typedef struct vsrh_store_bigs {
-	vsrh_store_big *v;
-	size_t n, cap;
-	uintptr_t mask; /* ~(page size - 1); 0: nothing noted */
+typedef struct vsrh_store_walked {
+	uintptr_t mask;	 /* ~(page size - 1); 0: nothing is noted */
+	uintptr_t leaf;	 /* the start of the last leaf noted */
+	uintptr_t *leaves;
+	size_t nleaves, cap_leaves;
+	vsrh_store_big *bigs;
+	size_t nbigs, cap_bigs;
 	bool nomem;
-} vsrh_store_bigs;
+} vsrh_store_walked;
 
-void vsrh_store_bigs_init(vsrh_store_bigs *b, MDB_env *env);
-void vsrh_store_bigs_add(vsrh_store_bigs *b, const MDB_val *v);
-void vsrh_store_bigs_free(vsrh_store_bigs *b);
+void vsrh_store_walked_init(vsrh_store_walked *s, MDB_env *env);
+void vsrh_store_walked_add(vsrh_store_walked *s, const MDB_val *k, const MDB_val *v);
+void vsrh_store_walked_free(vsrh_store_walked *s);
 
-/* Notes v (the value of key k, both as a cursor read them) when it does
- * not lie on its key's page. */
-static inline void vsrh_store_bigs_note(vsrh_store_bigs *b, const MDB_val *k, const MDB_val *v)
+/* Notes the record k, v (as a cursor read them, in order). */
+static inline void vsrh_store_walked_note(vsrh_store_walked *s, const MDB_val *k,
+					  const MDB_val *v)
 {
-	if ((((uintptr_t)k->mv_data ^ (uintptr_t)v->mv_data) & b->mask) != 0)
-		vsrh_store_bigs_add(b, v);
+	uintptr_t kp = (uintptr_t)k->mv_data;
+	if (((kp ^ s->leaf) & s->mask) != 0 || ((kp ^ (uintptr_t)v->mv_data) & s->mask) != 0)
+		vsrh_store_walked_add(s, k, v);
 }
 
 /* Checks the pages of the environment env, as read-only transaction txn
  * sees it (main_db: the main database's handle in txn), whose file holds
  * file_bytes. `walked` names a database whose every record the caller read
- * through a cursor of txn, noting its big values in *bigs: its leaves'
- * nodes are then not read again (NULL: every leaf is read). Returns 0
- * (they add up), 1 (damage, said in why) or -1 (out of memory, said in
- * why). Every page is checked against the file before it is read. */
+ * through a cursor of txn, noting them in *seen: its leaves are then not
+ * read again (NULL: every leaf is read). Returns 0 (they add up), 1
+ * (damage, said in why) or -1 (out of memory, said in why). Every page is
+ * checked against the file before it is read. */
 int vsrh_store_pages_check(MDB_env *env, MDB_txn *txn, MDB_dbi main_db, uint64_t file_bytes,
-			   const char *walked, const vsrh_store_bigs *bigs, char *why,
+			   const char *walked, const vsrh_store_walked *seen, char *why,
 			   size_t why_len);
 
 #endif /* VSRH_STORE_PAGES_H */
