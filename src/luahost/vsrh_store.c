@@ -2416,7 +2416,8 @@ uint64_t vsrh_store_used_bytes(const char *dir)
  * names it) and checks it against the checkpoint record: the count, the
  * bytes, the store digest and the image digest. LMDB keeps no checksums of
  * its own, so this is what tells a flipped byte in data.mdb from the state
- * the checkpoint promised. */
+ * the checkpoint promised. Then its pages: the free list against the trees
+ * (vsrh_store_pages.h), which no record shows. */
 int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, char *why,
 			  size_t why_len)
 {

@@ -15,7 +15,9 @@
  * the meta pages, the pages in use and the pages free add up to the last
  * page plus one, as LMDB keeps them (mdb_audit in LMDB's own debug build
  * checks the same sum at each commit). Page layout as of LMDB 0.9 (data
- * file version 1, which mdb_env_open checks). */
+ * file version 1, which mdb_env_open checks). The store's databases have no
+ * duplicates (MDB_DUPSORT): a node of one is refused as damage, so a store
+ * that made such a database would have to teach this walk first. */
 #ifndef VSRH_STORE_PAGES_H
 #define VSRH_STORE_PAGES_H
 
