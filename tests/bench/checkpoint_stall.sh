@@ -105,8 +105,12 @@ if [ -n "${TRACE:-}" ]; then
 	python3 -c 'import time; print(time.time() - time.monotonic())' >"$work/clock.txt"
 	trace_file=$(mktemp /dev/shm/vsr-trace-XXXXXX)
 	bench_at_exit="rm -f $trace_file" # (no blank in the name)
+	# TRACE=stacks adds the kernel and user stacks of every switch and a
+	# CPU sample every millisecond: what a thread ran while others waited.
+	stacks=
+	[ "$TRACE" != stacks ] || stacks="-g -e cpu-clock/freq=1000/"
 	perf record -q -a -k mono -e sched:sched_switch -e sched:sched_wakeup \
-		-e block:block_rq_issue -e block:block_rq_complete \
+		-e block:block_rq_issue -e block:block_rq_complete $stacks \
 		-o "$trace_file" -- sleep "$seconds" 2>"$work/perf.log" &
 	trace_pid=$!
 fi

@@ -69,6 +69,9 @@
  *                   shim); its checkpoint's commit at the tick (its turn, idle)
  *                   logs a slow step at 150 ms, and at 3000 ms the watchdog
  *                   (1000 ms) stops it (exit 70) naming the commit
+ *   turns           durable storage: the view's primary commits each checkpoint
+ *                   at the take and the backups in their turns, also after a
+ *                   failover makes replica 2 or 3 the primary
  *   powercut        durable storage, as root: every replica's data directory on
  *                   its own ext4 filesystem (loop device), all cut at once
  *                   under write load (the shutdown ioctl: what was not synced
@@ -146,7 +149,7 @@ PLAIN(replicate) PLAIN(dedup) PLAIN(history) PLAIN(garbage) PLAIN(sandbox) PLAIN
 PLAIN(quick_restart) PLAIN(supervisor) PLAIN(make_run) PLAIN(metrics) PLAIN(pause_backup) PLAIN(one_way_cut)
 PLAIN(client_cut) PLAIN(read_partition) PLAIN(auth) PLAIN(attacks) PLAIN(corrupt) PLAIN(disk_full) PLAIN(disk_fault)
 PLAIN(store_fault) PLAIN(store_open_fault) PLAIN(tick_commit) PLAIN(config_mismatch) PLAIN(config_change)
-PLAIN(lost_dir_teeth)
+PLAIN(lost_dir_teeth) PLAIN(turns)
 static int run_open_reclaim(int trials) { (void)trials; return scenario_open_reclaim(false); }
 static int run_open_reclaim_teeth(int trials) { (void)trials; return scenario_open_reclaim(true); }
 #undef PLAIN
@@ -166,7 +169,7 @@ static const struct {
 	{"failover-bench", scenario_failover_bench}, {"crash", scenario_crash},
 	{"corrupt", run_corrupt}, {"disk-full", run_disk_full}, {"disk-fault", run_disk_fault},
 	{"store-fault", run_store_fault}, {"store-open-fault", run_store_open_fault},
-	{"tick-commit", run_tick_commit},
+	{"tick-commit", run_tick_commit}, {"turns", run_turns},
 	{"powercut", scenario_powercut},
 	{"powercut-minority", scenario_powercut_minority},
 	{"powercut-minority-teeth", scenario_powercut_minority_teeth},

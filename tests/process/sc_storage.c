@@ -1302,3 +1302,72 @@ int scenario_tick_commit(void)
 	scenario_close(&m, &sb);
 	return 0;
 }
+
+/* A replica's vsr_checkpoint_turns_total (checkpoint commits that waited
+ * for its turn), polled until it reaches at least `want` (bounded). */
+static uint64_t turns_at_least(int r, uint64_t want, const char *what)
+{
+	char scraped[1 << 16];
+	uint64_t deadline = now_ms() + 10000, n = 0;
+	for (;;) {
+		if (!metric_value(scrape(r, scraped, sizeof scraped), "vsr_checkpoint_turns_total",
+				  &n))
+			fail("replica %d: no vsr_checkpoint_turns_total in its metrics", r + 1);
+		if (n >= want)
+			return n;
+		if (now_ms() > deadline)
+			fail("%s: replica %d committed %" PRIu64 " checkpoints in a turn, not %" PRIu64,
+			     what, r + 1, n, want);
+		poll(NULL, 0, 20); /* its turn is at most 50 ms after the take */
+	}
+}
+
+/* turns: the replicas' turns at a checkpoint's commit count from the view's
+ * primary (docs/storage.md, "Replicas take turns at the commit"). The
+ * primary commits at the take, right after the warm-up, and never in a
+ * turn; each backup waits its turn. After a failover the new primary,
+ * replica 2 or 3 (whose turn by number was 25 or 50 ms), must commit at
+ * the take as replica 1 did, and the remaining backup take its turn. */
+int scenario_turns(void)
+{
+	g_durability = "durable";
+	g_checkpoint_interval = 8;
+	mclient m;
+	msgpack_sbuffer sb;
+	int p = scenario_open("kv.lua", &m, &sb);
+	int k = 0;
+	uint64_t op = 0;
+	for (int i = 0; i < 3; i++)
+		op = put_to_checkpoint(&m, &sb, &k);
+	for (int r = 0; r < N; r++)
+		if (r != p)
+			turns_at_least(r, 2, "before the failover");
+	uint64_t own = turns_at_least(p, 0, "before the failover");
+	if (own != 0)
+		fail("primary %d committed %" PRIu64 " checkpoints in a turn: it must commit at the take",
+		     p + 1, own);
+	note("view's primary %d: no turn in 3 checkpoints (to op %" PRIu64 "); the backups took theirs",
+	     p + 1, op);
+	kill_replica(p);
+	uint64_t last = 0;
+	put_keys(&m, &sb, k, k + 1, &last);
+	k++;
+	int q = wait_primary(STARTUP_MS, "after failover");
+	int b = 0;
+	while (b == p || b == q)
+		b++;
+	uint64_t q0 = turns_at_least(q, 0, "after failover");
+	uint64_t b0 = turns_at_least(b, 0, "after failover");
+	for (int i = 0; i < 3; i++)
+		op = put_to_checkpoint(&m, &sb, &k);
+	turns_at_least(b, b0 + 2, "after failover, the backup");
+	uint64_t q1 = turns_at_least(q, 0, "after failover");
+	if (q1 != q0)
+		fail("new primary %d committed %" PRIu64 " of 3 checkpoints in a turn (its turn by "
+		     "replica number): a primary must commit at the take",
+		     q + 1, q1 - q0);
+	note("new primary %d: no turn in 3 checkpoints (to op %" PRIu64 "); backup %d took its turn",
+	     q + 1, op, b + 1);
+	scenario_close(&m, &sb);
+	return 0;
+}
