@@ -80,6 +80,8 @@ typedef struct walk {
 	int ntrees;
 	const char *walked; /* the name of the database the caller read (NULL: none) */
 	uint64_t noted;	    /* its leaves noted, not yet reached from its root */
+	uint64_t txnid;	    /* the transaction read */
+	uint64_t free_key;  /* the last free-list record's (0: none yet) */
 	char *why;
 	size_t why_len;
 } walk;
@@ -307,6 +309,24 @@ static int page_walk(walk *w, int t, uint64_t pg, unsigned level, bool free_list
 					 pg, count, size);
 				return 1;
 			}
+			/* Keyed by the transaction that freed the pages, in order:
+			 * none newer than the one read. */
+			uint64_t txn = vsrh_get_u64le(n + NODE_HDR);
+			if (txn > w->txnid) {
+				snprintf(w->why, w->why_len,
+					 "its free list has a record of transaction %" PRIu64
+					 ", newer than its newest, %" PRIu64,
+					 txn, w->txnid);
+				return 1;
+			}
+			if (txn <= w->free_key) {
+				snprintf(w->why, w->why_len,
+					 "its free list's records are out of order: transaction %" PRIu64
+					 " after %" PRIu64,
+					 txn, w->free_key);
+				return 1;
+			}
+			w->free_key = txn;
 			for (uint64_t j = 1; j <= count; j++)
 				if (page_free(w, vsrh_get_u64le(bytes + 8 * j)) != 0)
 					return 1;
@@ -530,6 +550,7 @@ int vsrh_store_pages_check(MDB_env *env, MDB_txn *txn, MDB_dbi main_db, uint64_t
 	if (walked != NULL && seen != NULL && seen->mask == ~(uintptr_t)(w.psize - 1) &&
 	    (uintptr_t)w.map % w.psize == 0)
 		w.walked = walked;
+	w.txnid = (uint64_t)mdb_txn_id(txn);
 	w.nmark = w.last + 1 < w.in_file ? w.last + 1 : w.in_file;
 	w.mark = calloc(w.nmark, 1);
 	if (w.mark == NULL) {

@@ -11,10 +11,11 @@
  * each page a tree uses lies in the file, carries its own number, is of
  * the kind its parent says, and is used once; each page listed free is one
  * of pages 2..last (0 and 1 are the meta pages), listed once and used by no
- * tree; each tree's page counts are those its database record keeps; and
- * the meta pages, the pages in use and the pages free add up to the last
- * page plus one, as LMDB keeps them (mdb_audit in LMDB's own debug build
- * checks the same sum at each commit). Page layout as of LMDB 0.9 (data
+ * tree, under keys (the transactions that freed them) in order and none
+ * newer than the transaction read; each tree's page counts are those its
+ * database record keeps; and the meta pages, the pages in use and the pages
+ * free add up to the last page plus one, as LMDB keeps them (mdb_audit in
+ * LMDB's own debug build checks the same sum at each commit). Page layout as of LMDB 0.9 (data
  * file version 1, which mdb_env_open checks). The store's databases have no
  * duplicates (MDB_DUPSORT): a node of one is refused as damage, so a store
  * that made such a database would have to teach this walk first. */

@@ -25,8 +25,8 @@
  * list, which no record shows and which the check passed before: a page
  * listed free that a tree uses (a kv leaf, the kv root, the meta page of
  * the checkpoint record, the 2nd page of a big value), one listed twice,
- * past the last page, a meta page, and one left out (the pages do not add
- * up). First a seeded soak: 40 checkpoints of random puts (up to 20,000
+ * past the last page, a meta page, one left out (the pages do not add up),
+ * and a record keyed by a transaction to come. First a seeded soak: 40 checkpoints of random puts (up to 20,000
  * bytes) and deletes, the store reopened every 8th, each of which must pass;
  * last, what the check prevents: a commit into a store with a live leaf
  * listed free damages its records. */
@@ -450,6 +450,15 @@ static int freelist_cases(vsrh_config *cfg, const char *dir, const char *store, 
 	fl_case("a free page past the last page", fd, &f, 0, last + 3, store, &cp,
 		"not one of its pages");
 	fl_case("a meta page listed free", fd, &f, 0, 1, store, &cp, "not one of its pages");
+	/* The free-list value's key (the transaction that freed its pages,
+	 * before it in its node) naming one newer than the store's newest. */
+	uint64_t key = 0;
+	CHECK(pread(fd, &key, 8, f.idl - 8) == 8 && key > 0 && key < 1000000,
+	      "the free-list value's key %llu", (unsigned long long)key);
+	CHECK(put_u64(fd, f.idl - 8, 1000000), "set the free-list key");
+	expect("a free-list record of a transaction to come", store, &cp, 1,
+	       "its free list has a record of transaction 1000000, newer than its newest");
+	CHECK(put_u64(fd, f.idl - 8, key), "put back the free-list key");
 	/* A page left out of the free list (the count and the value's size one
 	 * page less): nothing writes over it, but the pages do not add up. */
 	off_t node = f.idl - 8 - 8; /* node header (size, flags, key size), key (8 bytes) */
