@@ -103,6 +103,83 @@ static int bytes_cmp(const char *a, size_t al, const char *b, size_t bl)
 	return c ? c : (al > bl) - (al < bl);
 }
 
+/* ------------------------------------------------------- stored records */
+
+/* A value in LMDB follows its check: entry_hash(key, value), 8 bytes
+ * little-endian (docs/storage.md, "vsr.store's records"). LMDB keeps no
+ * checksums, and a flipped byte inside a string value still decodes: a
+ * primary served it to clients as the value, and the backups applied the
+ * next write against the good one. Every read of a record checks it; a
+ * mismatch is this replica's file damaged, as a value that does not decode
+ * is (push_decoded): the replica stops, the restart's check finds the
+ * damage and the others repair it. The check is the record's share of the
+ * store digest, so the digest costs no second hash. */
+#define REC_CHECK 8u
+
+/* The records' database: "kvc" since records have checks (format 2); a
+ * store of format 1 has "kv", whose values have none. */
+#define KV_DB "kvc"
+#define KV_DB_OLD "kv"
+#define OLD_FORMAT_WHY                                                                          \
+	"its records are of format 1 (written by a vsrhost from before records had checks); "  \
+	"this vsrhost reads format 2 only: started with an empty data directory, this "        \
+	"replica fetches the state from replicas that run this version"
+
+/* The value of the stored record (k, raw) into *v and its check into
+ * *check: false when the check does not match. */
+static bool rec_open(const void *k, size_t kl, const MDB_val *raw, MDB_val *v, uint64_t *check)
+{
+	if (raw->mv_size < REC_CHECK)
+		return false;
+	*v = (MDB_val){.mv_size = raw->mv_size - REC_CHECK,
+		       .mv_data = (char *)raw->mv_data + REC_CHECK};
+	*check = entry_hash(k, kl, v->mv_data, v->mv_size);
+	return vsrh_get_u64le(raw->mv_data) == *check;
+}
+
+/* Whether the environment holds format 1's records' database. */
+static bool rec_old_format(MDB_txn *txn)
+{
+	MDB_dbi main_db;
+	MDB_val k = {.mv_size = sizeof KV_DB_OLD - 1, .mv_data = (void *)KV_DB_OLD}, v;
+	return mdb_dbi_open(txn, NULL, 0, &main_db) == 0 && mdb_get(txn, main_db, &k, &v) == 0;
+}
+
+static _Noreturn void rec_damaged(const void *k, size_t kl)
+{
+	const char *where = vsrh_store_fatal_dir();
+	fprintf(stderr,
+		"vsr.store: the record of key \"%.*s\" fails its check: the store's file is "
+		"damaged (vsr.store in %s); this replica stops (exit 74)\n",
+		(int)(kl > 64 ? 64 : kl), (const char *)k, where[0] ? where : "memory");
+	fflush(NULL);
+	_exit(74);
+}
+
+/* The value of a record read from LMDB, checked (or the replica stops). */
+static MDB_val rec_value(const void *k, size_t kl, const MDB_val *raw, uint64_t *check)
+{
+	MDB_val v;
+	uint64_t c;
+	if (!rec_open(k, kl, raw, &v, &c))
+		rec_damaged(k, kl);
+	if (check)
+		*check = c;
+	return v;
+}
+
+/* The stored form of (k, v): its check, then v, in *buf (grown as needed).
+ * Returns it, or a NULL mv_data when out of memory. */
+static MDB_val rec_make(vsr_buf *buf, const void *v, size_t vl, uint64_t check)
+{
+	buf->len = 0;
+	uint8_t c[REC_CHECK];
+	vsrh_put_u64le(c, check);
+	if (vsrh_buf_put(buf, c, REC_CHECK) || (vl && vsrh_buf_put(buf, v, vl)))
+		return (MDB_val){0};
+	return (MDB_val){.mv_size = buf->len, .mv_data = buf->data};
+}
+
 /* ---------------------------------------------------------------- LMDB */
 
 #define CKPT_MAGIC "VSRHCKP1"
@@ -160,6 +237,7 @@ struct vsrh_lmdb {
 	bool scratch;         /* remove dir at close */
 	bool durable;
 	uint64_t kv_bytes;    /* sum over records of 8 + key + value */
+	vsr_buf rec;          /* a stored record being made (rec_make) */
 	ckpt_held held[2];    /* current, previous checkpoint */
 	vsr_checkpoint staged; /* the one whose bytes go to the staging file */
 	int staged_fd;
@@ -235,6 +313,7 @@ static bool lmdb_push_get(lua_State *L, vsrh_lmdb *db, int idx)
 		return false;
 	if (rc)
 		lmdb_fatal("get", rc);
+	val = rec_value(k, kl, &val, NULL);
 	lua_pushlstring(L, val.mv_data, val.mv_size);
 	return true;
 }
@@ -458,7 +537,7 @@ static bool merged_next(merged_iter *m, MDB_val *k, MDB_val *v)
 		int c = !on ? 1 : m->h == NULL ? -1 : bytes_cmp(m->k.mv_data, m->k.mv_size, m->h->key, m->h->kl);
 		if (c < 0) {
 			*k = m->k;
-			*v = m->v;
+			*v = rec_value(m->k.mv_data, m->k.mv_size, &m->v, NULL);
 			m->rc = mdb_cursor_get(m->c, &m->k, &m->v, MDB_NEXT);
 			return true;
 		}
@@ -670,12 +749,14 @@ static void lmdb_write_one(vsrh_store *s, MDB_cursor *c, const char *key, size_t
 	MDB_val old;
 	bool on = lmdb_cursor_on(c, key, kl, &old);
 	int rc;
+	uint64_t check;
 	if (val == NULL) {
 		rc = on ? 0 : mdb_cursor_get(c, &k, &old, MDB_SET_KEY);
 		if (rc && rc != MDB_NOTFOUND)
 			lmdb_fatal("get", rc);
 		if (rc == 0) {
-			s->digest -= entry_hash(key, kl, old.mv_data, old.mv_size);
+			old = rec_value(key, kl, &old, &check);
+			s->digest -= check;
 			db->kv_bytes -= 8 + kl + old.mv_size;
 			s->count--;
 			if ((rc = mdb_cursor_del(c, 0)))
@@ -684,18 +765,21 @@ static void lmdb_write_one(vsrh_store *s, MDB_cursor *c, const char *key, size_t
 		}
 		return;
 	}
-	MDB_val v = mval(val, vl);
+	uint64_t new_check = entry_hash(key, kl, val, vl);
+	MDB_val v = rec_make(&db->rec, val, vl, new_check);
+	if (v.mv_data == NULL)
+		lmdb_fatal("put", ENOMEM);
 	if (on) {
 		rc = MDB_KEYEXIST;
-		v = old;
 	} else {
-		rc = mdb_cursor_put(c, &k, &v, MDB_NOOVERWRITE);
+		old = v;
+		rc = mdb_cursor_put(c, &k, &old, MDB_NOOVERWRITE);
 	}
 	if (rc == MDB_KEYEXIST) {
-		/* v now points at the old value, in the page */
-		s->digest -= entry_hash(key, kl, v.mv_data, v.mv_size);
-		db->kv_bytes -= 8 + kl + v.mv_size;
-		v = mval(val, vl);
+		/* old now holds the old record, in the page */
+		old = rec_value(key, kl, &old, &check);
+		s->digest -= check;
+		db->kv_bytes -= 8 + kl + old.mv_size;
 		rc = mdb_cursor_put(c, &k, &v, MDB_CURRENT);
 	} else if (rc == 0) {
 		s->count++;
@@ -703,7 +787,7 @@ static void lmdb_write_one(vsrh_store *s, MDB_cursor *c, const char *key, size_t
 	if (rc)
 		lmdb_fatal("put", rc);
 	touch_note(db, c);
-	s->digest += entry_hash(key, kl, val, vl);
+	s->digest += new_check;
 	db->kv_bytes += 8 + kl + vl;
 }
 
@@ -744,8 +828,8 @@ static void held_drain(vsrh_lmdb *db, size_t max)
 		MDB_val k = mval(n->key, n->kl), v;
 		int rc;
 		if (n->val) {
-			v = mval(n->val, n->vl);
-			rc = mdb_cursor_put(c, &k, &v, 0);
+			v = rec_make(&db->rec, n->val, n->vl, entry_hash(n->key, n->kl, n->val, n->vl));
+			rc = v.mv_data ? mdb_cursor_put(c, &k, &v, 0) : ENOMEM;
 		} else {
 			rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
 			if (rc == 0)
@@ -769,20 +853,24 @@ static int held_write_one(vsrh_store *s, const char *key, size_t kl, const char 
 	const vsrh_overlay_node *h = vsrh_overlay_find(&db->held_w, key, kl);
 	bool had;
 	MDB_val old;
+	uint64_t old_hash = 0;
 	if (h) {
 		had = h->val != NULL;
 		old = mval(h->val, h->vl);
+		/* (its bytes are the held entry's, which the put below frees) */
+		if (had)
+			old_hash = entry_hash(key, kl, old.mv_data, old.mv_size);
 	} else {
 		MDB_val k = mval(key, kl);
 		int rc = mdb_cursor_get(lmdb_wcursor(db), &k, &old, MDB_SET_KEY);
 		if (rc && rc != MDB_NOTFOUND)
 			lmdb_fatal("get", rc);
 		had = rc == 0;
+		if (had)
+			old = rec_value(key, kl, &old, &old_hash);
 	}
 	if (val == NULL && !had)
 		return 0; /* nothing to delete */
-	/* The old value's bytes may be the held entry's, which the put frees. */
-	uint64_t old_hash = had ? entry_hash(key, kl, old.mv_data, old.mv_size) : 0;
 	size_t old_len = had ? old.mv_size : 0;
 	if (vsrh_overlay_put(&db->held_w, key, kl, val, vl) != 0)
 		return -1;
@@ -1049,7 +1137,9 @@ int vsrh_store_read(lua_State *L, vsrh_store *s, const uint8_t *d, size_t len, s
 		while (lua_next(L, -2)) {
 			size_t kl, vl;
 			const char *k = lua_tolstring(L, -2, &kl), *v = lua_tolstring(L, -1, &vl);
-			MDB_val mk = mval(k, kl), mv = mval(v, vl);
+			MDB_val mk = mval(k, kl), mv = rec_make(&db->rec, v, vl, entry_hash(k, kl, v, vl));
+			if (mv.mv_data == NULL)
+				lmdb_fatal("put", ENOMEM);
 			if ((rc = mdb_put(db->wtxn, db->kv, &mk, &mv, 0)))
 				lmdb_fatal("put", rc);
 			db->kv_bytes += 8 + kl + vl;
@@ -1357,8 +1447,15 @@ static int env_open(vsrh_lmdb *db, const char *path, size_t min_map, char *err, 
 	 * use them only once it has committed. */
 	if (rc == 0)
 		rc = mdb_txn_begin(db->env, NULL, 0, &db->wtxn);
+	if (rc == 0 && rec_old_format(db->wtxn)) {
+		snprintf(err, err_len, "vsr.store: LMDB environment %s: " OLD_FORMAT_WHY, path);
+		mdb_txn_abort(db->wtxn);
+		db->wtxn = NULL;
+		env_shut(db);
+		return -1;
+	}
 	if (rc == 0)
-		rc = mdb_dbi_open(db->wtxn, "kv", MDB_CREATE, &db->kv);
+		rc = mdb_dbi_open(db->wtxn, KV_DB, MDB_CREATE, &db->kv);
 	if (rc == 0)
 		rc = mdb_dbi_open(db->wtxn, "meta", MDB_CREATE, &db->meta);
 	db->wcur = NULL;
@@ -1569,6 +1666,7 @@ void vsrh_store_close(lua_State *L, vsrh_store *s)
 	vsrh_syncer_close(&db->syncer); /* the checkpoint being synced is durable */
 	vsrh_touch_free(&db->touch);
 	vsrh_overlay_free(&db->held_w);
+	free(db->rec.data);
 	env_close(db);
 	if (db->staged_fd >= 0)
 		close(db->staged_fd);
@@ -1871,13 +1969,23 @@ static void seek_note(ckpt_held *h, const MDB_val *k)
 	h->seek_count++;
 }
 
+/* A cursor move of a checkpoint's reader: the record's value checked (the
+ * image carries values without their checks, docs/storage.md). */
+static int held_get(MDB_cursor *c, MDB_val *k, MDB_val *v, MDB_cursor_op op)
+{
+	int rc = mdb_cursor_get(c, k, v, op);
+	if (rc == 0)
+		*v = rec_value(k->mv_data, k->mv_size, v, NULL);
+	return rc;
+}
+
 /* Puts the cursor on the record containing image byte `off` (>= prefix).
  * Returns 0, or an LMDB error. */
 static int held_seek(ckpt_held *h, uint64_t off, MDB_val *k, MDB_val *v)
 {
 	int rc;
 	if (h->at_valid && h->at <= off) {
-		rc = mdb_cursor_get(h->cur, k, v, MDB_GET_CURRENT);
+		rc = held_get(h->cur, k, v, MDB_GET_CURRENT);
 	} else {
 		/* the last seek point at or before off, or the first record */
 		uint32_t lo = 0, hi = h->seek_count;
@@ -1889,12 +1997,12 @@ static int held_seek(ckpt_held *h, uint64_t off, MDB_val *k, MDB_val *v)
 				hi = mid;
 		}
 		if (lo == 0) {
-			rc = mdb_cursor_get(h->cur, k, v, MDB_FIRST);
+			rc = held_get(h->cur, k, v, MDB_FIRST);
 			h->at = h->prefix_len;
 		} else {
 			const uint8_t *p = h->seek_keys.data + h->seek_key_pos[lo - 1];
 			*k = mval(p + 4, (size_t)p[0] | (size_t)p[1] << 8);
-			rc = mdb_cursor_get(h->cur, k, v, MDB_SET_KEY);
+			rc = held_get(h->cur, k, v, MDB_SET_KEY);
 			h->at = h->seek_off[lo - 1];
 		}
 		h->seen = 0;
@@ -1902,7 +2010,7 @@ static int held_seek(ckpt_held *h, uint64_t off, MDB_val *k, MDB_val *v)
 	}
 	while (rc == 0 && h->at + 8 + k->mv_size + v->mv_size <= off) {
 		h->at += 8 + k->mv_size + v->mv_size;
-		rc = mdb_cursor_get(h->cur, k, v, MDB_NEXT);
+		rc = held_get(h->cur, k, v, MDB_NEXT);
 		if (rc == 0 && ++h->seen % IMAGE_INDEX_EVERY == 0)
 			seek_note(h, k);
 	}
@@ -2029,13 +2137,15 @@ static uint64_t build_records(vsrh_lmdb *db, const vsr_checkpoint *cp, const uin
 			b->bad = b->corrupt = true;
 			break;
 		}
-		MDB_val mk = mval(k, kl), mv = mval(k + kl, vl);
+		uint64_t check = entry_hash((const char *)k, kl, (const char *)k + kl, vl);
+		MDB_val mk = mval(k, kl), mv = rec_make(&db->rec, k + kl, vl, check);
 		b->last.len = 0;
-		if (mdb_cursor_put(b->cur, &mk, &mv, MDB_APPEND) || vsrh_buf_put(&b->last, k, kl)) {
+		if (mv.mv_data == NULL || mdb_cursor_put(b->cur, &mk, &mv, MDB_APPEND) ||
+		    vsrh_buf_put(&b->last, k, kl)) {
 			b->bad = true;
 			break;
 		}
-		b->sum += entry_hash((const char *)k, kl, (const char *)k + kl, vl);
+		b->sum += check;
 		b->n++;
 		at += 8 + (uint64_t)kl + vl;
 	}
@@ -2447,8 +2557,12 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 		 * main database holding anything else has lost them. */
 		what = "opening its databases";
 		rc = mdb_dbi_open(txn, "meta", 0, &meta);
+		if (rc == 0 && rec_old_format(txn)) {
+			snprintf(why, why_len, OLD_FORMAT_WHY);
+			rc = -2; /* no verdict: not damage */
+		}
 		if (rc == 0)
-			rc = mdb_dbi_open(txn, "kv", 0, &kv);
+			rc = mdb_dbi_open(txn, KV_DB, 0, &kv);
 		MDB_stat ms;
 		MDB_dbi main_db;
 		if (rc == MDB_NOTFOUND && min_op == 0 && mdb_dbi_open(txn, NULL, 0, &main_db) == 0 &&
@@ -2520,7 +2634,10 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 			rc = -1;
 			break;
 		}
-		if (count == f[5] || claim + 8 > f[6] - bytes) {
+		/* (A stored record is its value's check and the value: the
+		 * image's 8 + key + value bytes, as many as its key and stored
+		 * value.) */
+		if (count == f[5] || claim > f[6] - bytes) {
 			snprintf(why, why_len,
 				 "its records go past the checkpoint at op %" PRIu64 " (%" PRIu64
 				 " records, %" PRIu64 " bytes): record %" PRIu64 " claims %" PRIu64
@@ -2528,11 +2645,19 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 			rc = -1;
 			break;
 		}
+		MDB_val val;
+		uint64_t check;
+		if (!rec_open(k.mv_data, k.mv_size, &v, &val, &check)) {
+			snprintf(why, why_len, "its record %" PRIu64 " (key of %zu bytes) fails its check",
+				 count + 1, k.mv_size);
+			rc = -1;
+			break;
+		}
 		room -= claim + 10;
 		prev = k;
 		count++;
-		bytes += 8 + k.mv_size + v.mv_size;
-		sum += entry_hash(k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+		bytes += claim;
+		sum += check;
 		vsrh_store_walked_note(&seen, &k, &v);
 	}
 	if (scanning && rc == MDB_NOTFOUND)
@@ -2565,8 +2690,8 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 			MDB_dbi main_db;
 			int pc = mdb_dbi_open(txn, NULL, 0, &main_db);
 			if (pc == 0)
-				pc = vsrh_store_pages_check(env, txn, main_db, (uint64_t)st.st_size, "kv",
-							    &seen, why, why_len);
+				pc = vsrh_store_pages_check(env, txn, main_db, (uint64_t)st.st_size,
+							    KV_DB, &seen, why, why_len);
 			else
 				snprintf(why, why_len, "LMDB failed opening its main database: %s",
 					 mdb_strerror(pc));

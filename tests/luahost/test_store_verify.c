@@ -275,7 +275,7 @@ static bool fl_find(const char *store, fl_place *f)
 	CHECK(found, "no free-list value with 3 pages in %s (%s)", path, mdb_strerror(rc));
 	rc = txn ? mdb_dbi_open(txn, NULL, 0, &main_db) : EINVAL;
 	if (rc == 0)
-		rc = mdb_dbi_open(txn, "kv", 0, &kv);
+		rc = mdb_dbi_open(txn, "kvc", 0, &kv);
 	if (rc == 0)
 		rc = mdb_dbi_open(txn, "meta", 0, &meta);
 	k = (MDB_val){8, "sk000100"};
@@ -290,7 +290,7 @@ static bool fl_find(const char *store, fl_place *f)
 			}
 		mdb_cursor_close(kc);
 	}
-	k = (MDB_val){2, "kv"};
+	k = (MDB_val){3, "kvc"};
 	if (rc == 0 && (rc = mdb_get(txn, main_db, &k, &v)) == 0 && v.mv_size == 48)
 		f->kv_root = ((const uint64_t *)v.mv_data)[5];
 	k = (MDB_val){10, "checkpoint"};
@@ -439,13 +439,13 @@ static int freelist_cases(vsrh_config *cfg, const char *dir, const char *store, 
 	       (unsigned long long)f.pg[1], (unsigned long long)f.pg[2], (unsigned long long)last,
 	       (unsigned long long)f.leaf, (unsigned long long)f.kv_root, (unsigned long long)f.ckpt);
 	fl_case("a free page that is a live leaf", fd, &f, 0, f.leaf, store, &cp,
-		"a leaf page of its kv database) and in its free list");
+		"a leaf page of its kvc database) and in its free list");
 	fl_case("a free page that is the kv root (a branch)", fd, &f, 1, f.kv_root, store, &cp,
-		"a branch page of its kv database) and in its free list");
+		"a branch page of its kvc database) and in its free list");
 	fl_case("a free page that holds the checkpoint record", fd, &f, 2, f.ckpt, store, &cp,
 		"a leaf page of its meta database) and in its free list");
 	fl_case("a free page that is the 2nd page of a big kv value", fd, &f, 0, f.big + 1, store, &cp,
-		"an overflow page of its kv database) and in its free list");
+		"an overflow page of its kvc database) and in its free list");
 	fl_case("a free page named twice", fd, &f, 1, f.pg[0], store, &cp, "twice");
 	fl_case("a free page past the last page", fd, &f, 0, last + 3, store, &cp,
 		"not one of its pages");

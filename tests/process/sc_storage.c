@@ -756,7 +756,7 @@ int scenario_corrupt(void)
 	int s = (p + 2) % N;
 	corrupt_round(&m, &sb, &ws, "byte flipped in a value in vsr.store's LMDB file", s,
 		      damage_store_value, 160);
-	if (!log_contains(s, "do not match the checkpoint"))
+	if (!log_contains(s, "fails its check"))
 		fail("replica %d did not report its damaged store", s + 1);
 	corrupt_round(&m, &sb, &ws, "vsr.store's LMDB pages overwritten with noise", b,
 		      damage_store_pages, 20);
