@@ -2,11 +2,13 @@
  *
  * usage: vsrh_bench [--ops N] [--keys K] [--repeat R] [--statemachine PATH]
  *                   [--checkpoint[=PUTS]]
+ *        vsrh_bench --verify STORE_DIR [--repeat R]
  * Prints ops/s for kv put (apply), get (apply) and get (query) on one core,
  * with the machine it ran on; with --checkpoint, the wall time of taking a
  * checkpoint after writing every key, and again after PUTS (4096) more puts
- * to random keys (what a replica stalls for every checkpoint interval). Not a test: figures depend
- * on the machine. */
+ * to random keys (what a replica stalls for every checkpoint interval); with --verify, the
+ * wall and CPU time of the store check at restart (vsrh_store_verify_dir) on a store a
+ * --durable run left, R times. Not a test: figures depend on the machine. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@
 
 #include "vsrh_codec.h"
 #include "vsrh_lua.h"
+#include "vsrh_store.h"
 
 static double wall_s(void)
 {
@@ -243,12 +246,30 @@ static int bench_checkpoint(vsrh_sm *sm, const vsr_buf *puts, uint32_t keys, uin
 	return bad;
 }
 
+/* The store check on dir, `repeat` times: each opens and maps the
+ * environment afresh, as a restart's check does (the page cache warm after
+ * the first). */
+static int verify_bench(const char *dir, int repeat)
+{
+	for (int r = 0; r < repeat; r++) {
+		char why[600] = "";
+		double w0 = wall_s(), c0 = now_s();
+		int rc = vsrh_store_verify_dir(dir, 0, 0, why, sizeof why);
+		double w = wall_s() - w0, c = now_s() - c0;
+		printf("  store check %d: %.1f ms wall, %.1f ms of CPU: %s\n", r + 1, w * 1e3, c * 1e3,
+		       rc == 0 ? "intact" : why);
+		if (rc != 0)
+			return 1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t n = 1000000;
 	int repeat = 3, calibration = 1, checkpoint = 0, table_store = 0, rounds = 3;
 	double pace_ms = 0, turn_ms = 0;
-	const char *only = NULL, *durable_dir = NULL;
+	const char *only = NULL, *durable_dir = NULL, *verify_dir = NULL;
 	uint32_t keys = 10000;
 	const char *path = "statemachines/kv.lua";
 	static const struct option longopts[] = {
@@ -258,10 +279,11 @@ int main(int argc, char **argv)
 		{"checkpoint", optional_argument, NULL, 'c'}, {"table-store", no_argument, NULL, 't'},
 		{"durable", required_argument, NULL, 'D'}, {"value-size", required_argument, NULL, 'V'},
 		{"rounds", required_argument, NULL, 'R'}, {"pace", required_argument, NULL, 'P'},
-		{"turn", required_argument, NULL, 'T'}, {"help", no_argument, NULL, 'h'},
+		{"turn", required_argument, NULL, 'T'}, {"verify", required_argument, NULL, 'Y'},
+		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0}};
 	int ch;
-	while ((ch = getopt_long(argc, argv, "n:k:s:r:o:Cc::tD:V:R:P:T:h", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "n:k:s:r:o:Cc::tD:V:R:P:T:Y:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'n': n = strtoull(optarg, NULL, 10); break;
 		case 'k': keys = (uint32_t)strtoul(optarg, NULL, 10); break;
@@ -271,6 +293,7 @@ int main(int argc, char **argv)
 		case 'C': calibration = 0; break;
 		case 't': table_store = 1; break;
 		case 'D': durable_dir = optarg; break;
+		case 'Y': verify_dir = optarg; break;
 		case 'R': rounds = atoi(optarg); break;
 		case 'P': pace_ms = atof(optarg); break;
 		case 'T': turn_ms = atof(optarg); break;
@@ -288,12 +311,16 @@ int main(int argc, char **argv)
 			       "                                     the last checkpoint syncs, as in a replica)\n"
 			       "                  [--turn MS]       (--durable: each commit MS ms after its take,\n"
 			       "                                     as replica 1 of 2)\n"
+			       "       vsrh_bench --verify STORE_DIR [--repeat R]  (the store check on a\n"
+			       "                                     --durable run's store, R times)\n"
 			       "Reports the best of R runs of N operations each, in CPU time.\n");
 			return 0;
 		default:
 			return 64;
 		}
 	}
+	if (verify_dir != NULL)
+		return verify_bench(verify_dir, repeat);
 	if (n == 0 || keys == 0 || repeat < 1 || rounds < 1) {
 		fprintf(stderr, "vsrh_bench: --ops, --keys and --repeat must be positive\n");
 		return 64;

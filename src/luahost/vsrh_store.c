@@ -26,6 +26,7 @@
 #include "vsrh_codec.h"
 #include "vsrh_sandbox.h"
 #include "vsrh_le.h"
+#include "vsrh_store_pages.h"
 #include "vsrh_store_sync.h"
 #include "vsrh_store_touch.h"
 #include "vsrh_overlay.h"
@@ -2552,7 +2553,8 @@ uint64_t vsrh_store_used_bytes(const char *dir)
  * names it) and checks it against the checkpoint record: the count, the
  * bytes, the store digest and the image digest. LMDB keeps no checksums of
  * its own, so this is what tells a flipped byte in data.mdb from the state
- * the checkpoint promised. */
+ * the checkpoint promised. Then its pages: the free list against the trees
+ * (vsrh_store_pages.h), which no record shows. */
 int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, char *why,
 			  size_t why_len)
 {
@@ -2641,6 +2643,8 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 	MDB_val k, v, prev = {0};
 	int step = MDB_FIRST;
 	bool scanning = rc == 0;
+	vsrh_store_walked seen; /* for the page check below */
+	vsrh_store_walked_init(&seen, env);
 	while (rc == 0 && (rc = mdb_cursor_get(cur, &k, &v, step)) == 0) {
 		step = MDB_NEXT;
 		if (count > 0 && bytes_cmp(prev.mv_data, prev.mv_size, k.mv_data, k.mv_size) >= 0) {
@@ -2681,6 +2685,7 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 		count++;
 		bytes += claim;
 		sum += check;
+		vsrh_store_walked_note(&seen, &k, &v);
 	}
 	if (scanning && rc == MDB_NOTFOUND)
 		rc = 0; /* the end of the records */
@@ -2706,12 +2711,25 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 				 "), the superblock names op %" PRIu64 " (checksum %016" PRIx64 ")",
 				 f[0], f[1], min_op, checksum);
 			rc = -1;
+		} else {
+			/* The records match; LMDB's free list must too, or the next
+			 * commit writes over them (vsrh_store_pages.h). */
+			MDB_dbi main_db;
+			int pc = mdb_dbi_open(txn, NULL, 0, &main_db);
+			if (pc == 0)
+				pc = vsrh_store_pages_check(env, txn, main_db, (uint64_t)st.st_size,
+							    KV_DB, &seen, why, why_len);
+			else
+				snprintf(why, why_len, "LMDB failed opening its main database: %s",
+					 mdb_strerror(pc));
+			rc = pc == 0 ? 0 : pc == -1 ? -2 : -1;
 		}
 		free(prefix);
 	} else if (rc > 0 || rc < -2) {
 		snprintf(why, why_len, "LMDB failed %s: %s", what, mdb_strerror(rc));
 		rc = -1;
 	}
+	vsrh_store_walked_free(&seen);
 	if (cur)
 		mdb_cursor_close(cur);
 	if (txn)

@@ -19,7 +19,17 @@
  *     CPU limit" (2 s of CPU for this small store).
  * The intact store and the store put back must pass. Each check runs in a
  * child given DEADLINE_MS to answer; one that does not is killed (with the
- * check's own child) and fails the test. */
+ * check's own child) and fails the test.
+ *
+ * With --freelist (ctest luahost_store_freelist): damage to LMDB's free
+ * list, which no record shows and which the check passed before: a page
+ * listed free that a tree uses (a kv leaf, the kv root, the meta page of
+ * the checkpoint record, the 2nd page of a big value), one listed twice,
+ * past the last page, a meta page, one left out (the pages do not add up),
+ * and a record keyed by a transaction to come. First a seeded soak: 40 checkpoints of random puts (up to 20,000
+ * bytes) and deletes, the store reopened every 8th, each of which must pass;
+ * last, what the check prevents: a commit into a store with a live leaf
+ * listed free damages its records. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +42,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <lmdb.h>
 
 #include "host_verify.h"
 #include "kv_op.h"
@@ -187,8 +199,317 @@ static void expect(const char *what, const char *store, const vsr_checkpoint *cp
 	       (unsigned long long)ms, why);
 }
 
-int main(void)
+/* ------------------------------------------------------ the free list
+ *
+ * LMDB's free list (its database 0: a record per transaction that freed
+ * pages, its value a count and the page numbers) is where the next commit
+ * takes pages from. A page number there that names a page the tree still
+ * uses makes that commit write over live records; one named twice is handed
+ * out twice; one past the last page or a meta page is nothing LMDB may
+ * write. None of these changes a record, so reading every record (the
+ * check before) passed them all. Found through LMDB's own API in a
+ * read-only environment: a value points into the map, and the page it lies
+ * in starts with its page number. */
+
+typedef struct fl_place {
+	off_t idl;	   /* where the first free-list value of 3 pages or more in its node lies */
+	uint64_t n;	   /* its count */
+	uint64_t pg[3];	   /* its first three page numbers */
+	uint64_t leaf;	   /* the (live) leaf page holding the key sk000100 */
+	uint64_t kv_root;  /* the kv database's root page (a branch page) */
+	uint64_t ckpt;	   /* the leaf page holding the checkpoint record (meta database) */
+	uint64_t big;	   /* the first overflow page of a kv value of 3 pages or more */
+	off_t oldest;	   /* where the oldest free-list value with a page lies */
+	uint64_t oldest_n; /* its count */
+} fl_place;
+
+/* The file offset of p, a pointer into the map. */
+static off_t fl_off(const void *p)
 {
+	uintptr_t at = (uintptr_t)p, start = at & ~(uintptr_t)(PAGE - 1);
+	return (off_t)(*(const uint64_t *)start * PAGE + (at - start));
+}
+
+static uint64_t fl_page(const void *p)
+{
+	return (uint64_t)fl_off(p) / PAGE;
+}
+
+static bool fl_find(const char *store, fl_place *f)
+{
+	char path[400];
+	st_path(path, sizeof path, store, "db");
+	memset(f, 0, sizeof *f);
+	MDB_env *env = NULL;
+	MDB_txn *txn = NULL;
+	MDB_cursor *cur = NULL;
+	MDB_dbi main_db, kv, meta;
+	MDB_val k, v;
+	bool found = false;
+	int rc = mdb_env_create(&env);
+	if (rc == 0)
+		rc = mdb_env_set_maxdbs(env, 2);
+	if (rc == 0)
+		rc = mdb_env_set_mapsize(env, (size_t)64 << 20);
+	if (rc == 0)
+		rc = mdb_env_open(env, path, MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS, 0600);
+	if (rc == 0)
+		rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+	if (rc == 0)
+		rc = mdb_cursor_open(txn, 0, &cur);
+	for (int step = MDB_FIRST; rc == 0 && (rc = mdb_cursor_get(cur, &k, &v, step)) == 0;
+	     step = MDB_NEXT) {
+		const uint64_t *idl = v.mv_data;
+		if (f->oldest == 0 && v.mv_size >= 2 * 8 && idl[0] >= 1) {
+			f->oldest = fl_off(v.mv_data);
+			f->oldest_n = idl[0];
+		}
+		if (v.mv_size >= 4 * 8 && idl[0] >= 3 && v.mv_size <= PAGE / 4) { /* in its node */
+			f->idl = fl_off(v.mv_data);
+			f->n = idl[0];
+			memcpy(f->pg, idl + 1, sizeof f->pg);
+			found = true;
+			break;
+		}
+	}
+	CHECK(found, "no free-list value with 3 pages in %s (%s)", path, mdb_strerror(rc));
+	rc = txn ? mdb_dbi_open(txn, NULL, 0, &main_db) : EINVAL;
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "kvc", 0, &kv);
+	if (rc == 0)
+		rc = mdb_dbi_open(txn, "meta", 0, &meta);
+	k = (MDB_val){8, "sk000100"};
+	if (rc == 0 && (rc = mdb_get(txn, kv, &k, &v)) == 0)
+		f->leaf = fl_page(v.mv_data); /* 100 bytes: in the leaf's node */
+	MDB_cursor *kc = NULL;
+	if (rc == 0 && (rc = mdb_cursor_open(txn, kv, &kc)) == 0) {
+		for (int step = MDB_FIRST; (rc = mdb_cursor_get(kc, &k, &v, step)) == 0; step = MDB_NEXT)
+			if (v.mv_size > 2 * PAGE) {
+				f->big = fl_page(v.mv_data); /* after the overflow page's header */
+				break;
+			}
+		mdb_cursor_close(kc);
+	}
+	k = (MDB_val){3, "kvc"};
+	if (rc == 0 && (rc = mdb_get(txn, main_db, &k, &v)) == 0 && v.mv_size == 48)
+		f->kv_root = ((const uint64_t *)v.mv_data)[5];
+	k = (MDB_val){10, "checkpoint"};
+	if (rc == 0 && (rc = mdb_get(txn, meta, &k, &v)) == 0)
+		f->ckpt = fl_page(v.mv_data);
+	CHECK(rc == 0 && f->leaf >= 2 && f->kv_root >= 2 && f->ckpt >= 2 && f->big >= 2,
+	      "the pages of %s: %s (leaf %llu, kv root %llu, checkpoint %llu)", path,
+	      mdb_strerror(rc), (unsigned long long)f->leaf, (unsigned long long)f->kv_root,
+	      (unsigned long long)f->ckpt);
+	if (cur)
+		mdb_cursor_close(cur);
+	if (txn)
+		mdb_txn_abort(txn);
+	if (env)
+		mdb_env_close(env);
+	return found && rc == 0;
+}
+
+static bool put_u64(int fd, off_t at, uint64_t v)
+{
+	return pwrite(fd, &v, 8, at) == 8;
+}
+
+/* The store under `store` opened as a restart does, at its checkpoint. */
+static vsrh_sm *reopen(const vsrh_config *cfg, const char *store)
+{
+	vsrh_sm *sm = st_create(cfg, store, true, false);
+	if (sm == NULL)
+		return NULL;
+	vsr_state_machine m;
+	vsrh_sm_bind(sm, &m);
+	vsr_checkpoint cp;
+	vsr_buf meta = {0};
+	int rc = m.checkpoint_open(m.ctx, &cp, &meta);
+	free(meta.data);
+	CHECK(rc == VSR_OK, "checkpoint_open %s: %d", store, rc);
+	return sm;
+}
+
+/* A free-list page number (i of the value at f->idl) set to pg, checked,
+ * and put back. */
+static void fl_case(const char *what, int fd, const fl_place *f, int i, uint64_t pg,
+		    const char *store, const vsr_checkpoint *cp, const char *says)
+{
+	off_t at = f->idl + 8 * (1 + i);
+	CHECK(put_u64(fd, at, pg), "set a free page number");
+	expect(what, store, cp, 1, says);
+	CHECK(put_u64(fd, at, f->pg[i]), "put back a free page number");
+}
+
+/* {op = "delete", key = "kNNNNNN"} in msgpack. */
+static void kv_delete_op(vsr_buf *b, int key)
+{
+	char k[16];
+	int kl = snprintf(k, sizeof k, "k%06d", key);
+	b->len = 0;
+	uint8_t head[] = {0x82, 0xa2, 'o', 'p', 0xa6, 'd', 'e', 'l', 'e', 't', 'e', 0xa3, 'k', 'e', 'y'};
+	vsr_buf_append(b, head, sizeof head);
+	uint8_t kh = (uint8_t)(0xa0 | kl);
+	vsr_buf_append(b, &kh, 1);
+	vsr_buf_append(b, k, (size_t)kl);
+}
+
+/* Healthy stores must pass, whatever LMDB did to its pages: SOAK_ROUNDS
+ * checkpoints of random puts (values of 0 to 20,000 bytes: overflow pages,
+ * rewritten in place when they shrink within a transaction) and deletes
+ * (pages merged and freed) over 1,000 keys, the store reopened every 8th.
+ * After each checkpoint the check must pass: the free list it reads adds up
+ * on every store LMDB wrote. Seeded (the seed printed). */
+#define SOAK_ROUNDS 40
+static void soak(const vsrh_config *cfg, const char *store, uint64_t *op)
+{
+	unsigned seed = (unsigned)time(NULL);
+	const char *env = getenv("VSRH_TEST_SEED");
+	if (env != NULL)
+		seed = (unsigned)strtoul(env, NULL, 10);
+	printf("soak seed %u (VSRH_TEST_SEED=%u to repeat)\n", seed, seed);
+	srand(seed);
+	vsrh_sm *sm = reopen(cfg, store);
+	vsr_buf b = {0}, reply = {0};
+	vsr_checkpoint cp;
+	int passed = 0;
+	for (int round = 0; sm != NULL && round < SOAK_ROUNDS; round++) {
+		vsr_state_machine m;
+		vsrh_sm_bind(sm, &m);
+		for (int i = 0; i < 300; i++) {
+			int key = rand() % 1000, r = rand() % 100;
+			size_t len = r < 50 ? 100 : r < 80 ? (size_t)(rand() % 3000)
+							   : 3000 + (size_t)(rand() % 17000);
+			if (rand() % 10 < 3)
+				kv_delete_op(&b, key);
+			else
+				kv_put_op(&b, key, len, round);
+			vsr_apply_ctx a = {.op = ++*op, .session = 1, .request = *op};
+			reply.len = 0;
+			m.apply(m.ctx, &a, b.data, b.len, &reply); /* a missing key's delete fails */
+		}
+		int rc = st_take(sm, *op, NULL, NULL, &cp);
+		CHECK(rc == VSR_OK || rc == VSR_PENDING, "checkpoint_take: %d", rc);
+		if (round % 8 == 7) {
+			vsrh_sm_destroy(sm);
+			sm = reopen(cfg, store);
+		}
+		char why[600];
+		uint64_t ms;
+		rc = check_timed(store, &cp, why, sizeof why, &ms);
+		CHECK(rc == 0, "soak round %d (seed %u): a healthy store fails the check (%d): %s", round,
+		      seed, rc, why);
+		passed += rc == 0;
+	}
+	printf("soak: %d of %d checkpoints of a healthy store pass\n", passed, SOAK_ROUNDS);
+	free(b.data);
+	free(reply.data);
+	if (sm != NULL)
+		vsrh_sm_destroy(sm);
+}
+
+static int freelist_cases(vsrh_config *cfg, const char *dir, const char *store, const char *file,
+			  uint64_t op)
+{
+	/* Rounds 2 to 5, a checkpoint each: every commit frees the pages it
+	 * copied, so the free list has values of several pages. */
+	soak(cfg, store, &op);
+	vsrh_sm *sm = reopen(cfg, store);
+	if (sm == NULL)
+		return st_end(dir, cfg, NULL);
+	vsr_checkpoint cp;
+	for (int round = 2; round <= 5; round++) {
+		int rc = st_round_and_take(sm, KEYS, round, &op, &cp);
+		CHECK(rc == VSR_OK || rc == VSR_PENDING, "checkpoint_take: %d", rc);
+	}
+	vsrh_sm_destroy(sm);
+	expect("after 5 checkpoints", store, &cp, 0, NULL);
+	fl_place f;
+	int fd = open(file, O_RDWR | O_CLOEXEC);
+	CHECK(fd >= 0, "open %s: %s", file, strerror(errno));
+	if (fd < 0 || !fl_find(store, &f)) {
+		if (fd >= 0)
+			close(fd);
+		return st_end(dir, cfg, NULL);
+	}
+	uint64_t last = meta_u64(fd, 136);
+	printf("free list: %llu pages at %lld (%llu, %llu, %llu ...); last page %llu; sk000100 on "
+	       "leaf %llu, kv root %llu, checkpoint record on %llu\n",
+	       (unsigned long long)f.n, (long long)f.idl, (unsigned long long)f.pg[0],
+	       (unsigned long long)f.pg[1], (unsigned long long)f.pg[2], (unsigned long long)last,
+	       (unsigned long long)f.leaf, (unsigned long long)f.kv_root, (unsigned long long)f.ckpt);
+	fl_case("a free page that is a live leaf", fd, &f, 0, f.leaf, store, &cp,
+		"a leaf page of its kvc database) and in its free list");
+	fl_case("a free page that is the kv root (a branch)", fd, &f, 1, f.kv_root, store, &cp,
+		"a branch page of its kvc database) and in its free list");
+	fl_case("a free page that holds the checkpoint record", fd, &f, 2, f.ckpt, store, &cp,
+		"a leaf page of its meta database) and in its free list");
+	fl_case("a free page that is the 2nd page of a big kv value", fd, &f, 0, f.big + 1, store, &cp,
+		"an overflow page of its kvc database) and in its free list");
+	fl_case("a free page named twice", fd, &f, 1, f.pg[0], store, &cp, "twice");
+	fl_case("a free page past the last page", fd, &f, 0, last + 3, store, &cp,
+		"not one of its pages");
+	fl_case("a meta page listed free", fd, &f, 0, 1, store, &cp, "not one of its pages");
+	/* The free-list value's key (the transaction that freed its pages,
+	 * before it in its node) naming one newer than the store's newest. */
+	uint64_t key = 0;
+	CHECK(pread(fd, &key, 8, f.idl - 8) == 8 && key > 0 && key < 1000000,
+	      "the free-list value's key %llu", (unsigned long long)key);
+	CHECK(put_u64(fd, f.idl - 8, 1000000), "set the free-list key");
+	expect("a free-list record of a transaction to come", store, &cp, 1,
+	       "its free list has a record of transaction 1000000, newer than its newest");
+	CHECK(put_u64(fd, f.idl - 8, key), "put back the free-list key");
+	/* A page left out of the free list (the count and the value's size one
+	 * page less): nothing writes over it, but the pages do not add up. */
+	off_t node = f.idl - 8 - 8; /* node header (size, flags, key size), key (8 bytes) */
+	uint32_t size = 0;
+	CHECK(set_size(fd, node, (uint32_t)(8 * f.n), &size) && size == 8 * (f.n + 1),
+	      "the free-list value's node (size %u, count %llu)", size, (unsigned long long)f.n);
+	CHECK(put_u64(fd, f.idl, f.n - 1), "set the free-list count");
+	expect("a free page left out of the free list", store, &cp, 1, "do not add up");
+	CHECK(put_u64(fd, f.idl, f.n) && set_size(fd, node, size, NULL), "put back the count");
+	expect("all put back", store, &cp, 0, NULL);
+
+	/* What the check prevents: with a live leaf listed free as the first
+	 * page the next commit takes (LMDB takes the last, smallest, page of
+	 * the oldest free-list value first), that commit (in a child: LMDB may
+	 * crash on what it finds) writes new contents over the leaf while the
+	 * tree still reads it as the old one: the records themselves are then
+	 * damaged, which the check before found only at the next start, after
+	 * the replica had served from them. */
+	CHECK(put_u64(fd, f.oldest + 8 * (off_t)f.oldest_n, f.leaf), "list the live leaf free");
+	close(fd);
+	pid_t pid = fork();
+	if (pid == 0) {
+		vsrh_sm *w = reopen(cfg, store);
+		uint64_t wop = op;
+		vsr_checkpoint wcp;
+		int rc = w ? st_round_and_take(w, KEYS, 60, &wop, &wcp) : -1;
+		if (w)
+			vsrh_sm_destroy(w);
+		_exit(rc == VSR_OK || rc == VSR_PENDING ? 0 : 1);
+	}
+	int status = 0;
+	while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	printf("writing into the store with a live leaf listed free: the writer %s (status %d)\n",
+	       WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "committed" : "failed", status);
+	char why[600];
+	uint64_t ms;
+	int rc = check_timed(store, &cp, why, sizeof why, &ms);
+	printf("after writing into it: %s\n", why);
+	CHECK(rc == 1 && strstr(why, "free list") == NULL,
+	      "after a commit into a store with a live leaf listed free, its records are not "
+	      "damaged (%d): %s",
+	      rc, why);
+	return st_end(dir, cfg,
+		      "the store check reads LMDB's free list: a page listed free that a tree uses, "
+		      "one listed twice or past the end, or pages that do not add up are damage");
+}
+
+int main(int argc, char **argv)
+{
+	bool freelist = argc > 1 && strcmp(argv[1], "--freelist") == 0;
 	char dir[] = "/tmp/vsr-verify-XXXXXX";
 	vsrh_config cfg;
 	if (st_begin(&cfg, dir) != 0)
@@ -205,6 +526,8 @@ int main(void)
 	CHECK(rc == VSR_OK || rc == VSR_PENDING, "checkpoint_take: %d", rc);
 	vsrh_sm_destroy(sm);
 	expect("the intact store", store, &cp, 0, NULL);
+	if (freelist)
+		return freelist_cases(&cfg, dir, store, file, op);
 
 	int fd = open(file, O_RDWR | O_CLOEXEC);
 	CHECK(fd >= 0, "open %s: %s", file, strerror(errno));
