@@ -553,6 +553,48 @@ static void damage_store_value(int r)
 	     flipped == 1 ? "y" : "ies", key, r + 1);
 }
 
+/* `vsrhost --check-store` on replica r's data directory, by hand: it must
+ * exit `want` (0 intact, 1 damaged, 2 could not check) within 30 s, its
+ * line saying `says`. */
+static void check_store_by_hand(int r, int want, const char *says)
+{
+	char dir[600], out[700], line[2048] = "";
+	snprintf(dir, sizeof dir, "%s/data/replica-%d", g_dir, r + 1);
+	snprintf(out, sizeof out, "%s/check-store.out", g_dir);
+	int fd = open(out, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) fail("cannot create %s: %s", out, strerror(errno));
+	char *const argv[] = {"vsrhost", "--check-store", dir, NULL};
+	pid_t pid = spawn(g_vsrhost, argv, fd, fd);
+	int status = 0;
+	uint64_t deadline = now_ms() + 30000;
+	while (waitpid(pid, &status, WNOHANG) == 0) {
+		if (now_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			fail("vsrhost --check-store %s did not answer within 30 s", dir);
+		}
+		usleep(10000); /* polls for its exit (bounded), no synchronisation */
+	}
+	ssize_t n = pread(fd, line, sizeof line - 1, 0);
+	close(fd);
+	line[n > 0 ? n : 0] = '\0';
+	line[strcspn(line, "\n")] = '\0';
+	int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	if (code != want || strstr(line, says) == NULL)
+		fail("vsrhost --check-store on replica %d: exit %d, not %d, or no \"%s\" in: %s", r + 1,
+		     code, want, says, line);
+	note("vsrhost --check-store on replica %d: exit %d: %s", r + 1, code, line);
+}
+
+/* The value round's damage, then `vsrhost --check-store` on the stopped
+ * replica: damaged. */
+static void damage_store_value_by_hand(int r)
+{
+	damage_store_value(r);
+	kill_replica(r);
+	check_store_by_hand(r, 1, ": damaged: ");
+}
+
 /* vsr.store's LMDB file, while the replica is down (the file is mapped
  * into a running one): the pages after the two meta pages, up to 1 MiB,
  * overwritten with noise (the tree's pages of this small store all lie
@@ -590,7 +632,10 @@ static long g_freelist_from;
 
 static void damage_store_freelist(int r)
 {
+	/* By hand first: refused while it runs, intact once stopped. */
+	check_store_by_hand(r, 2, "in use by another process");
 	kill_replica(r);
+	check_store_by_hand(r, 0, ": intact: ");
 	char db[600], path[640];
 	snprintf(db, sizeof db, "%s/data/replica-%d/store/db", g_dir, r + 1);
 	snprintf(path, sizeof path, "%s/data.mdb", db);
@@ -620,6 +665,7 @@ static void damage_store_freelist(int r)
 	note("replica %d's free list: page %" PRIu64 " (a leaf of kvc) in place of free page %" PRIu64
 	     " (the last of %" PRIu64 " in its oldest record)",
 	     r + 1, leaf, was, n);
+	check_store_by_hand(r, 1, g_freelist_says);
 }
 
 /* Deleted while it runs; what it writes until kill -9 goes as well. */
@@ -815,7 +861,7 @@ int scenario_corrupt(void)
 	 * replica's data.mdb. */
 	int s = (p + 2) % N;
 	corrupt_round(&m, &sb, &ws, "byte flipped in a value in vsr.store's LMDB file", s,
-		      damage_store_value, 160);
+		      damage_store_value_by_hand, 160);
 	if (!log_contains(s, "fails its check"))
 		fail("replica %d did not report its damaged store", s + 1);
 	corrupt_round(&m, &sb, &ws, "vsr.store's LMDB pages overwritten with noise", b,
