@@ -63,11 +63,18 @@ int host_check_store_main(const char *dir)
 		       dir);
 		rc = 0;
 	} else {
-		char store[4200];
+		char store[4200], db[4300];
 		snprintf(store, sizeof store, "%s/store", dir);
+		snprintf(db, sizeof db, "%s/db/data.mdb", store);
+		bool plain = access(db, F_OK) != 0 && errno == ENOENT;
 		fflush(stdout);
 		rc = host_check_store(store, &sb, why, sizeof why);
-		if (rc == 0)
+		if (rc == 0 && plain)
+			printf("%s: intact: there is no vsr.store environment (%s): the state machine "
+			       "keeps plain Lua state (store/checkpoint.img), which this check does not "
+			       "read\n",
+			       dir, db);
+		else if (rc == 0)
 			printf("%s: intact: vsr.store %s matches the checkpoint at op %" PRIu64
 			       " that the superblock names\n",
 			       dir, store, sb.checkpoint_op);
