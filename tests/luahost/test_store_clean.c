@@ -269,6 +269,37 @@ static void without_cleanings(vsrh_config *cfg)
 	st_remove(dir);
 }
 
+/* A short checkpoint_interval (40 ops, as `make powercut-soak` runs): a
+ * cleaning comes in the first half of an interval, none in the second.
+ * Counted over the last VSRH_WARM_OPS (256) operations, every operation
+ * of such an interval was near a checkpoint, and no cleaning ever came. */
+static void short_interval(const vsrh_config *cfg)
+{
+	char dir[] = "/tmp/vsr-store-shortclean-XXXXXX";
+	if (mkdtemp(dir) == NULL)
+		return;
+	setenv("VSRH_CLEAN_AFTER_MS", "100", 1);
+	vsrh_config c = *cfg; /* (shares cfg's strings: not freed) */
+	c.checkpoint_interval = 40;
+	vsrh_sm *sm = st_create(&c, dir, true, true);
+	if (sm != NULL) {
+		vsr_state_machine m;
+		vsrh_sm_bind(sm, &m);
+		uint64_t op = 0;
+		puts_until(&m, 0, 1, 0, 40 * 20 + 5, &op); /* 35 ops before the next */
+		CHECK(tick_until(sm, 1, BEGUN, 10000),
+		      "no cleaning 35 operations before a checkpoint every 40 within 10 s");
+		CHECK(tick_until(sm, 1, ENDED, 10000), "the cleaning did not end within 10 s");
+		vsrh_sm_stats st;
+		vsrh_sm_stats_get(sm, &st);
+		puts_until(&m, 0, 1, 1, 40 * 21 + 30, &op); /* 10 ops before the next */
+		CHECK(!tick_until(sm, st.store_cleanings_begun + 1, BEGUN, 3 * AFTER_MS),
+		      "a cleaning 10 operations before a checkpoint every 40");
+		vsrh_sm_destroy(sm);
+	}
+	st_remove(dir);
+}
+
 /* The child of a failed cleaning: a checkpoint synced, more puts, then
  * every write-back fails and ticks bring a cleaning. Exits 74 (the store
  * stops it), or 3 when ticks for 10 s bring no stop. */
@@ -436,6 +467,7 @@ int main(void)
 	failed_cleaning(&cfg, dir);
 	commit_after_cleaning(&cfg);
 	without_cleanings(&cfg);
+	short_interval(&cfg);
 	return st_end(dir, &cfg, "store clean: a map unsynced for VSRH_CLEAN_AFTER_MS written back "
 				 "paced, writes held meanwhile, nothing recorded durable");
 }
