@@ -304,6 +304,52 @@ static MDB_cursor *lmdb_wcursor(vsrh_lmdb *db)
 	return db->wcur;
 }
 
+/* The cursor on key k (MDB_SET_RANGE): true with its stored record in
+ * *raw (not yet checked), or false, a miss. A byte flipped in this key's
+ * record would make it one too (the key is absent: a get finds nothing, a
+ * put inserts it afresh beside the record, a delete deletes nothing): that
+ * record sits where the key belongs, so it is the first one after the key
+ * or the one before, and its check (made with the right key) fails. A miss
+ * checks both (the cursor is then anywhere). */
+static bool lmdb_seek(MDB_cursor *c, const char *k, size_t kl, MDB_val *raw)
+{
+	MDB_val key = mval(k, kl);
+	int rc = mdb_cursor_get(c, &key, raw, MDB_SET_RANGE);
+	if (rc && rc != MDB_NOTFOUND)
+		lmdb_fatal("get", rc);
+	if (rc == 0 && key.mv_size == kl && memcmp(key.mv_data, k, kl) == 0)
+		return true;
+	if (rc == 0)
+		rec_value(key.mv_data, key.mv_size, raw, NULL);
+	rc = mdb_cursor_get(c, &key, raw, rc == 0 ? MDB_PREV : MDB_LAST);
+	if (rc == 0)
+		rec_value(key.mv_data, key.mv_size, raw, NULL);
+	else if (rc != MDB_NOTFOUND)
+		lmdb_fatal("get", rc);
+	return false;
+}
+
+/* After a put inserted key k (the cursor on it): the records on either
+ * side checked, as a miss checks them (lmdb_seek). The cursor is then
+ * anywhere. */
+static void lmdb_check_beside(MDB_cursor *c, const char *k, size_t kl)
+{
+	MDB_val key, val;
+	int rc = mdb_cursor_get(c, &key, &val, MDB_NEXT);
+	if (rc == 0)
+		rec_value(key.mv_data, key.mv_size, &val, NULL);
+	else if (rc != MDB_NOTFOUND)
+		lmdb_fatal("get", rc);
+	/* Back over k (where NEXT moved on; at the end it stays on k). */
+	rc = mdb_cursor_get(c, &key, &val, MDB_PREV);
+	if (rc == 0 && key.mv_size == kl && memcmp(key.mv_data, k, kl) == 0)
+		rc = mdb_cursor_get(c, &key, &val, MDB_PREV);
+	if (rc == 0)
+		rec_value(key.mv_data, key.mv_size, &val, NULL);
+	else if (rc != MDB_NOTFOUND)
+		lmdb_fatal("get", rc);
+}
+
 /* The committed value of key (Lua string at idx) pushed, or nothing: returns
  * whether it pushed. Through the write cursor, which stays on the key: a
  * write of the same key at commit then needs no second search. */
@@ -311,7 +357,7 @@ static bool lmdb_push_get(lua_State *L, vsrh_lmdb *db, int idx)
 {
 	size_t kl;
 	const char *k = lua_tolstring(L, idx, &kl);
-	MDB_val key = mval(k, kl), val;
+	MDB_val val;
 	if (kl == 0 || kl > 511) /* LMDB's key limit: such keys are never stored */
 		return false;
 	if (db->held_w.count) {
@@ -322,27 +368,11 @@ static bool lmdb_push_get(lua_State *L, vsrh_lmdb *db, int idx)
 			return h->val != NULL;
 		}
 	}
-	MDB_cursor *c = lmdb_wcursor(db);
-	int rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE);
-	if (rc && rc != MDB_NOTFOUND)
-		lmdb_fatal("get", rc);
-	if (rc == 0 && key.mv_size == kl && memcmp(key.mv_data, k, kl) == 0) {
-		val = rec_value(k, kl, &val, NULL);
-		lua_pushlstring(L, val.mv_data, val.mv_size);
-		return true;
-	}
-	/* A miss. A byte flipped in this key's record would make it one too
-	 * (the key is absent, the next put inserts it afresh): that record
-	 * sits where the key belongs, so it is the first one after the key or
-	 * the one before, and its check (made with the right key) fails. */
-	if (rc == 0)
-		rec_value(key.mv_data, key.mv_size, &val, NULL);
-	rc = mdb_cursor_get(c, &key, &val, rc == 0 ? MDB_PREV : MDB_LAST);
-	if (rc == 0)
-		rec_value(key.mv_data, key.mv_size, &val, NULL);
-	else if (rc != MDB_NOTFOUND)
-		lmdb_fatal("get", rc);
-	return false;
+	if (!lmdb_seek(lmdb_wcursor(db), k, kl, &val))
+		return false;
+	val = rec_value(k, kl, &val, NULL);
+	lua_pushlstring(L, val.mv_data, val.mv_size);
+	return true;
 }
 
 static vsrh_store *store_of(lua_State *L)
@@ -777,11 +807,9 @@ static void lmdb_write_one(vsrh_store *s, MDB_cursor *c, const char *key, size_t
 	bool on = lmdb_cursor_on(c, key, kl, &old);
 	int rc;
 	uint64_t check;
+	bool inserted = false;
 	if (val == NULL) {
-		rc = on ? 0 : mdb_cursor_get(c, &k, &old, MDB_SET_KEY);
-		if (rc && rc != MDB_NOTFOUND)
-			lmdb_fatal("get", rc);
-		if (rc == 0) {
+		if (on || lmdb_seek(c, key, kl, &old)) {
 			old = rec_value(key, kl, &old, &check);
 			s->digest -= check;
 			db->kv_bytes -= 8 + kl + old.mv_size;
@@ -810,10 +838,13 @@ static void lmdb_write_one(vsrh_store *s, MDB_cursor *c, const char *key, size_t
 		rc = mdb_cursor_put(c, &k, &v, MDB_CURRENT);
 	} else if (rc == 0) {
 		s->count++;
+		inserted = true;
 	}
 	if (rc)
 		lmdb_fatal("put", rc);
 	touch_note(db, c);
+	if (inserted)
+		lmdb_check_beside(c, key, kl); /* inserted: see lmdb_seek */
 	s->digest += new_check;
 	db->kv_bytes += 8 + kl + vl;
 }
@@ -888,11 +919,7 @@ static int held_write_one(vsrh_store *s, const char *key, size_t kl, const char 
 		if (had)
 			old_hash = entry_hash(key, kl, old.mv_data, old.mv_size);
 	} else {
-		MDB_val k = mval(key, kl);
-		int rc = mdb_cursor_get(lmdb_wcursor(db), &k, &old, MDB_SET_KEY);
-		if (rc && rc != MDB_NOTFOUND)
-			lmdb_fatal("get", rc);
-		had = rc == 0;
+		had = lmdb_seek(lmdb_wcursor(db), key, kl, &old);
 		if (had)
 			old = rec_value(key, kl, &old, &old_hash);
 	}
