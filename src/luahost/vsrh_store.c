@@ -252,6 +252,8 @@ struct vsrh_lmdb {
 	bool durable;
 	uint64_t kv_bytes;    /* sum over records of 8 + key + value */
 	vsr_buf rec;          /* a stored record being made (rec_make) */
+	char missed[511];     /* the key a look-up last missed, the records on */
+	size_t missed_len;    /* either side checked then (lmdb_seek) */
 	ckpt_held held[2];    /* current, previous checkpoint */
 	vsr_checkpoint staged; /* the one whose bytes go to the staging file */
 	int staged_fd;
@@ -311,7 +313,7 @@ static MDB_cursor *lmdb_wcursor(vsrh_lmdb *db)
  * record sits where the key belongs, so it is the first one after the key
  * or the one before, and its check (made with the right key) fails. A miss
  * checks both (the cursor is then anywhere). */
-static bool lmdb_seek(MDB_cursor *c, const char *k, size_t kl, MDB_val *raw)
+static bool lmdb_seek(vsrh_lmdb *db, MDB_cursor *c, const char *k, size_t kl, MDB_val *raw)
 {
 	MDB_val key = mval(k, kl);
 	int rc = mdb_cursor_get(c, &key, raw, MDB_SET_RANGE);
@@ -326,14 +328,22 @@ static bool lmdb_seek(MDB_cursor *c, const char *k, size_t kl, MDB_val *raw)
 		rec_value(key.mv_data, key.mv_size, raw, NULL);
 	else if (rc != MDB_NOTFOUND)
 		lmdb_fatal("get", rc);
+	/* A put of the key inserting it next needs no second look (a get
+	 * before a put, as kv.lua's). */
+	if (kl <= sizeof db->missed) {
+		memcpy(db->missed, k, kl);
+		db->missed_len = kl;
+	}
 	return false;
 }
 
 /* After a put inserted key k (the cursor on it): the records on either
- * side checked, as a miss checks them (lmdb_seek). The cursor is then
- * anywhere. */
-static void lmdb_check_beside(MDB_cursor *c, const char *k, size_t kl)
+ * side checked, as a miss checks them (lmdb_seek), unless the last miss
+ * was of k and checked them already. The cursor is then anywhere. */
+static void lmdb_check_beside(vsrh_lmdb *db, MDB_cursor *c, const char *k, size_t kl)
 {
+	if (db->missed_len == kl && memcmp(db->missed, k, kl) == 0)
+		return;
 	MDB_val key, val;
 	int rc = mdb_cursor_get(c, &key, &val, MDB_NEXT);
 	if (rc == 0)
@@ -368,7 +378,7 @@ static bool lmdb_push_get(lua_State *L, vsrh_lmdb *db, int idx)
 			return h->val != NULL;
 		}
 	}
-	if (!lmdb_seek(lmdb_wcursor(db), k, kl, &val))
+	if (!lmdb_seek(db, lmdb_wcursor(db), k, kl, &val))
 		return false;
 	val = rec_value(k, kl, &val, NULL);
 	lua_pushlstring(L, val.mv_data, val.mv_size);
@@ -809,7 +819,7 @@ static void lmdb_write_one(vsrh_store *s, MDB_cursor *c, const char *key, size_t
 	uint64_t check;
 	bool inserted = false;
 	if (val == NULL) {
-		if (on || lmdb_seek(c, key, kl, &old)) {
+		if (on || lmdb_seek(db, c, key, kl, &old)) {
 			old = rec_value(key, kl, &old, &check);
 			s->digest -= check;
 			db->kv_bytes -= 8 + kl + old.mv_size;
@@ -844,7 +854,7 @@ static void lmdb_write_one(vsrh_store *s, MDB_cursor *c, const char *key, size_t
 		lmdb_fatal("put", rc);
 	touch_note(db, c);
 	if (inserted)
-		lmdb_check_beside(c, key, kl); /* inserted: see lmdb_seek */
+		lmdb_check_beside(db, c, key, kl); /* inserted: see lmdb_seek */
 	s->digest += new_check;
 	db->kv_bytes += 8 + kl + vl;
 }
@@ -919,7 +929,7 @@ static int held_write_one(vsrh_store *s, const char *key, size_t kl, const char 
 		if (had)
 			old_hash = entry_hash(key, kl, old.mv_data, old.mv_size);
 	} else {
-		had = lmdb_seek(lmdb_wcursor(db), key, kl, &old);
+		had = lmdb_seek(db, lmdb_wcursor(db), key, kl, &old);
 		if (had)
 			old = rec_value(key, kl, &old, &old_hash);
 	}
@@ -1186,6 +1196,7 @@ int vsrh_store_read(lua_State *L, vsrh_store *s, const uint8_t *d, size_t len, s
 		int rc = mdb_drop(db->wtxn, db->kv, 0);
 		if (rc)
 			lmdb_fatal("drop", rc);
+		db->missed_len = 0;
 		db->kv_bytes = 0;
 		lua_pushnil(L);
 		while (lua_next(L, -2)) {
@@ -1513,6 +1524,7 @@ static int env_open(vsrh_lmdb *db, const char *path, size_t min_map, char *err, 
 	if (rc == 0)
 		rc = mdb_dbi_open(db->wtxn, "meta", MDB_CREATE, &db->meta);
 	db->wcur = NULL;
+	db->missed_len = 0; /* another environment's */
 	if (rc == 0) {
 		rc = mdb_txn_commit(db->wtxn);
 		db->wtxn = NULL;
