@@ -252,8 +252,11 @@ struct vsrh_lmdb {
 	bool durable;
 	uint64_t kv_bytes;    /* sum over records of 8 + key + value */
 	vsr_buf rec;          /* a stored record being made (rec_make) */
-	char missed[511];     /* the key a look-up last missed, the records on */
-	size_t missed_len;    /* either side checked then (lmdb_seek) */
+	/* The key a look-up of this operation missed last, the records on
+	 * either side checked then (lmdb_seek): its insert by the operation's
+	 * writes needs no second look. Forgotten at the operation's end. */
+	char missed[511];
+	size_t missed_len;
 	ckpt_held held[2];    /* current, previous checkpoint */
 	vsr_checkpoint staged; /* the one whose bytes go to the staging file */
 	int staged_fd;
@@ -342,8 +345,10 @@ static bool lmdb_seek(vsrh_lmdb *db, MDB_cursor *c, const char *k, size_t kl, MD
  * was of k and checked them already. The cursor is then anywhere. */
 static void lmdb_check_beside(vsrh_lmdb *db, MDB_cursor *c, const char *k, size_t kl)
 {
-	if (db->missed_len == kl && memcmp(db->missed, k, kl) == 0)
+	if (db->missed_len == kl && memcmp(db->missed, k, kl) == 0) {
+		db->missed_len = 0; /* no longer a miss */
 		return;
+	}
 	MDB_val key, val;
 	int rc = mdb_cursor_get(c, &key, &val, MDB_NEXT);
 	if (rc == 0)
@@ -1014,12 +1019,16 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 void vsrh_store_commit(lua_State *L, vsrh_store *s)
 {
 	vsrh_store_tick(s); /* this replica's turn to commit a checkpoint? */
-	if (s->nwrites == 0)
-		return;
 	if (s->db) {
-		lmdb_commit_writes(L, s);
+		/* A miss tells of the store as it was before this operation's
+		 * writes (lmdb_check_beside), not after. */
+		if (s->nwrites)
+			lmdb_commit_writes(L, s);
+		s->db->missed_len = 0;
 		return;
 	}
+	if (s->nwrites == 0)
+		return;
 	int top = lua_gettop(L);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_data);
 	int d = lua_gettop(L);
@@ -1070,6 +1079,8 @@ void vsrh_store_commit(lua_State *L, vsrh_store *s)
 
 void vsrh_store_abort(lua_State *L, vsrh_store *s)
 {
+	if (s->db)
+		s->db->missed_len = 0;
 	if (s->nwrites == 0)
 		return;
 	int top = lua_gettop(L);

@@ -58,6 +58,7 @@ enum rot {
 	ROT_PUT_DOWN,
 	ROT_DEL_UP,   /* a blind delete of it */
 	ROT_DEL_DOWN,
+	ROT_LATER,    /* key 2 inserted after a clean miss, damaged, then put blind */
 	ROT_END
 };
 
@@ -66,7 +67,8 @@ static const char *const rot_name[] = {"the value's length byte", "a byte inside
 				       "the key's last byte, up (a blind put)",
 				       "the key's last byte, down (a blind put)",
 				       "the key's last byte, up (a blind delete)",
-				       "the key's last byte, down (a blind delete)"};
+				       "the key's last byte, down (a blind delete)",
+				       "the key's last byte, up, after an insert (a blind put)"};
 
 static bool rot_blind(enum rot how)
 {
@@ -75,7 +77,7 @@ static bool rot_blind(enum rot how)
 
 static bool rot_key_up(enum rot how)
 {
-	return how == ROT_KEY_UP || how == ROT_PUT_UP || how == ROT_DEL_UP;
+	return how == ROT_KEY_UP || how == ROT_PUT_UP || how == ROT_DEL_UP || how == ROT_LATER;
 }
 
 /* storeops.lua's operation [[name, "sk00000N", value]] (value NULL: none),
@@ -126,9 +128,9 @@ static int damage(const char *file, enum rot how)
 		b = 'b';
 	} else if (how != ROT_LENGTH) {
 		wl = 8;
-		memcpy(want, "sk000000", wl);
+		memcpy(want, how == ROT_LATER ? "sk000002" : "sk000000", wl);
 		off = 7;
-		b = rot_key_up(how) ? '1' : '/';
+		b = how == ROT_LATER ? '3' : rot_key_up(how) ? '1' : '/';
 	}
 	int n = 0;
 	static uint8_t buf[1 << 20];
@@ -172,7 +174,30 @@ static int child(const vsrh_config *cfg, const char *store, enum rot how)
 		fprintf(stderr, "checkpoint_open failed\n");
 		return 2;
 	}
-	if (how == ROT_PUT_UP || how == ROT_PUT_DOWN)
+	if (how == ROT_LATER) {
+		/* A get of key 2 misses (nothing damaged around it) and the
+		 * put inserts it; then its record is damaged in the file (the
+		 * map is shared) and an operation puts it blind. */
+		vsr_buf both = {0};
+		ops_op(&op, "get", 2, 0);
+		ops_op(&both, "put", 2, 10);
+		op.data[0] = 0x92; /* two calls: the get's, then the put's */
+		vsr_buf_append(&op, both.data + 1, both.len - 1);
+		free(both.data);
+		vsr_apply_ctx a = {.op = cp.op + 1, .session = 1, .request = cp.op + 1};
+		if (m.apply(m.ctx, &a, op.data, op.len, &reply) != VSR_REPLY_OK) {
+			fprintf(stderr, "the get and put of key 2 failed\n");
+			return 2;
+		}
+		char file[500];
+		snprintf(file, sizeof file, "%s/db/data.mdb", store);
+		if (damage(file, how) <= 0) {
+			fprintf(stderr, "key 2 not found in %s\n", file);
+			return 2;
+		}
+		cp.op++;
+		ops_op(&op, "put", 2, 10);
+	} else if (how == ROT_PUT_UP || how == ROT_PUT_DOWN)
 		ops_op(&op, "put", 0, 10);
 	else if (how == ROT_DEL_UP || how == ROT_DEL_DOWN)
 		ops_op(&op, "delete", 0, 0);
@@ -224,7 +249,7 @@ static void round_of(const vsrh_config *kv_cfg, const char *dir, enum rot how)
 		CHECK(rc == VSR_OK || rc == VSR_PENDING, "checkpoint_take: %d", rc);
 		vsrh_sm_destroy(sm); /* waits for the checkpoint's sync */
 	}
-	int n = damage(file, how);
+	int n = how == ROT_LATER ? 1 : damage(file, how); /* ROT_LATER: by the child */
 	CHECK(n > 0, "no copy of the value found in %s (%d)", file, n);
 	printf("%s damaged in %d copies in %s\n", what, n, file);
 
