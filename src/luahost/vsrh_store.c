@@ -145,7 +145,11 @@ static bool rec_old_format(MDB_txn *txn)
 	return mdb_dbi_open(txn, NULL, 0, &main_db) == 0 && mdb_get(txn, main_db, &k, &v) == 0;
 }
 
-static _Noreturn void rec_damaged(const void *k, size_t kl)
+/* A record that fails its check (order false), or a search for key k that
+ * reached the wrong leaf (order: the records beside where k belongs are
+ * not below and above it, a branch page's key damaged): the replica
+ * stops. */
+static _Noreturn void store_damaged(const void *k, size_t kl, bool order)
 {
 	/* The key as text, at most 64 of its bytes, any byte that is not
 	 * printable as \xHH (keys are any bytes; one line per message). */
@@ -162,13 +166,26 @@ static _Noreturn void rec_damaged(const void *k, size_t kl)
 		n += (size_t)snprintf(shown + n, sizeof shown - n, "...");
 	shown[n] = '\0';
 	const char *where = vsrh_store_fatal_dir();
-	fprintf(stderr,
-		"vsr.store: the record of key \"%s\" fails its check: the store's file is "
-		"damaged (vsr.store in %s); this replica stops (exit 74)\n",
-		shown, where[0] ? where : "memory");
+	if (order)
+		fprintf(stderr,
+			"vsr.store: the records beside key \"%s\" are out of order (a search for it "
+			"went to the wrong leaf): the store's file is damaged (vsr.store in %s); this "
+			"replica stops (exit 74)\n",
+			shown, where[0] ? where : "memory");
+	else
+		fprintf(stderr,
+			"vsr.store: the record of key \"%s\" fails its check: the store's file is "
+			"damaged (vsr.store in %s); this replica stops (exit 74)\n",
+			shown, where[0] ? where : "memory");
 	fflush(NULL);
 	_exit(74);
 }
+
+static _Noreturn void rec_damaged(const void *k, size_t kl)
+{
+	store_damaged(k, kl, false);
+}
+
 
 /* The value of a record read from LMDB, checked (or the replica stops). */
 static MDB_val rec_value(const void *k, size_t kl, const MDB_val *raw, uint64_t *check)
@@ -180,6 +197,17 @@ static MDB_val rec_value(const void *k, size_t kl, const MDB_val *raw, uint64_t 
 	if (check)
 		*check = c;
 	return v;
+}
+
+/* The record (key, raw) beside where k belongs checked, and that it lies
+ * on the side it should: above k (above true) or below. */
+static void rec_beside(const MDB_val *key, const MDB_val *raw, const char *k, size_t kl,
+		       bool above)
+{
+	rec_value(key->mv_data, key->mv_size, raw, NULL);
+	int c = bytes_cmp(key->mv_data, key->mv_size, k, kl);
+	if (above ? c <= 0 : c >= 0)
+		store_damaged(k, kl, true);
 }
 
 /* The stored form of (k, v): its check, then v, in *buf (grown as needed).
@@ -325,10 +353,10 @@ static bool lmdb_seek(vsrh_lmdb *db, MDB_cursor *c, const char *k, size_t kl, MD
 	if (rc == 0 && key.mv_size == kl && memcmp(key.mv_data, k, kl) == 0)
 		return true;
 	if (rc == 0)
-		rec_value(key.mv_data, key.mv_size, raw, NULL);
+		rec_beside(&key, raw, k, kl, true);
 	rc = mdb_cursor_get(c, &key, raw, rc == 0 ? MDB_PREV : MDB_LAST);
 	if (rc == 0)
-		rec_value(key.mv_data, key.mv_size, raw, NULL);
+		rec_beside(&key, raw, k, kl, false);
 	else if (rc != MDB_NOTFOUND)
 		lmdb_fatal("get", rc);
 	/* A put of the key inserting it next needs no second look (a get
@@ -352,7 +380,7 @@ static void lmdb_check_beside(vsrh_lmdb *db, MDB_cursor *c, const char *k, size_
 	MDB_val key, val;
 	int rc = mdb_cursor_get(c, &key, &val, MDB_NEXT);
 	if (rc == 0)
-		rec_value(key.mv_data, key.mv_size, &val, NULL);
+		rec_beside(&key, &val, k, kl, true);
 	else if (rc != MDB_NOTFOUND)
 		lmdb_fatal("get", rc);
 	/* Back over k (where NEXT moved on; at the end it stays on k). */
@@ -360,7 +388,7 @@ static void lmdb_check_beside(vsrh_lmdb *db, MDB_cursor *c, const char *k, size_
 	if (rc == 0 && key.mv_size == kl && memcmp(key.mv_data, k, kl) == 0)
 		rc = mdb_cursor_get(c, &key, &val, MDB_PREV);
 	if (rc == 0)
-		rec_value(key.mv_data, key.mv_size, &val, NULL);
+		rec_beside(&key, &val, k, kl, false);
 	else if (rc != MDB_NOTFOUND)
 		lmdb_fatal("get", rc);
 }
