@@ -206,6 +206,21 @@ static bool sb_decode(const uint8_t *in, sb_disk *sb)
 	return true;
 }
 
+/* The newer of the copies in buf (len bytes) that decode, copy 0 on a tie,
+ * in *sb; *bad: a copy that does not (2: none). False when neither does. */
+static bool sb_pick(const uint8_t *buf, uint64_t len, sb_disk *sb, unsigned *bad)
+{
+	sb_disk c[2];
+	bool ok[2];
+	for (unsigned i = 0; i < 2; i++)
+		ok[i] = len >= (i + 1) * SB_COPY_SIZE && sb_decode(buf + i * SB_COPY_SIZE, &c[i]);
+	*bad = !ok[0] ? 0 : !ok[1] ? 1 : 2;
+	if (!ok[0] && !ok[1])
+		return false;
+	*sb = ok[0] && (!ok[1] || c[0].seq >= c[1].seq) ? c[0] : c[1];
+	return true;
+}
+
 /* Whether writing `next` promises more than `prev` beyond the commit number,
  * a lower bound that may lag: such a superblock must be durable before the
  * persist that carries it is reported complete. */
@@ -1548,18 +1563,14 @@ int storage_durable_load(vsr_storage *s, const vsr_durable **out, char *err, siz
 			free(ds.segs);
 			return VSR_EINVAL;
 		}
-		sb_disk c[2];
-		bool ok[2];
-		for (unsigned i = 0; i < 2; i++)
-			ok[i] = len >= (i + 1) * SB_COPY_SIZE && sb_decode(buf + i * SB_COPY_SIZE, &c[i]);
+		unsigned bad;
+		bool ok = sb_pick(buf, len, &sb, &bad);
 		free(buf);
-		if (ok[0] || ok[1]) {
+		if (ok) {
 			have_sb = true;
-			sb = ok[0] && (!ok[1] || c[0].seq >= c[1].seq) ? c[0] : c[1];
 			/* One copy bad: the other serves (a torn write loses
 			 * nothing), but a damaged disk is worth a line. */
-			unsigned bad = ok[0] ? 1 : 0;
-			if (!ok[bad] && len >= 2 * SB_COPY_SIZE)
+			if (bad < 2 && len >= 2 * SB_COPY_SIZE)
 				storage_errf(err, err_len,
 					     "storage %s: superblock copy %u (bytes %u-%u) fails its "
 					     "checksum (torn by a crash while it was written, or damaged "
@@ -1948,4 +1959,34 @@ int storage_durable_set_config(vsr_storage *s, const uint64_t *parts, uint8_t co
 	d->writer_busy = false;
 	pthread_mutex_unlock(&d->mu);
 	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reading a stopped replica's superblock (vsrhost --check-store).          */
+
+int vsr_storage_read_superblock(const char *dir, vsr_superblock *out, bool *unrecovered,
+				char *err, size_t err_len)
+{
+	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	uint64_t len = 0;
+	uint8_t *buf = dirfd >= 0 ? read_file(dirfd, SB_NAME, &len) : NULL;
+	int e = errno;
+	if (dirfd >= 0) close(dirfd);
+	if (buf == NULL) {
+		storage_errf(err, err_len, "cannot read %s/%s: %s", dir, SB_NAME, strerror(e));
+		return -1;
+	}
+	sb_disk sb;
+	unsigned bad;
+	bool ok = sb_pick(buf, len, &sb, &bad);
+	free(buf);
+	if (!ok) {
+		storage_errf(err, err_len, "%s/%s: %s", dir, SB_NAME,
+			     len >= 2 * SB_COPY_SIZE ? "both copies fail their checksums"
+						     : "never written whole (no state)");
+		return -1;
+	}
+	*out = sb.core;
+	*unrecovered = (sb.flags & SB_FLAG_UNRECOVERED) != 0;
+	return 0;
 }

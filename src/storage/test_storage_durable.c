@@ -764,6 +764,12 @@ static void case_superblock_flips(void)
 	CHECK(strstr(load_note, "superblock copy 0 (bytes 0-4095) fails its checksum") != NULL);
 	CHECK(strstr(load_note, "using copy 1") != NULL);
 	close_storage(s);
+	/* Read as vsrhost --check-store does (read only): the same copy. */
+	vsr_superblock rsb;
+	bool unrecovered = true;
+	char rerr[300];
+	CHECK(vsr_storage_read_superblock(dir, &rsb, &unrecovered, rerr, sizeof rerr) == 0);
+	CHECK(rsb.view == 4 && rsb.history != 0 && !unrecovered);
 	flip_byte("superblock", 72);
 	flip_byte("superblock", 4096 + 72); /* copy 1 only */
 	s = open_storage(false, 0, NULL, &d);
@@ -772,9 +778,14 @@ static void case_superblock_flips(void)
 	CHECK(strstr(load_note, "superblock copy 1 (bytes 4096-8191) fails its checksum") != NULL);
 	close_storage(s);
 	flip_byte("superblock", 72); /* now both */
+	CHECK(vsr_storage_read_superblock(dir, &rsb, &unrecovered, rerr, sizeof rerr) == -1);
+	CHECK(strstr(rerr, "both copies fail their checksums") != NULL);
 	s = open_storage(false, 0, NULL, &d);
 	CHECK(d != NULL && d->superblock.history == 0);
 	close_storage(s);
+	/* Reset with the unrecovered mark, which a read reports. */
+	CHECK(vsr_storage_read_superblock(dir, &rsb, &unrecovered, rerr, sizeof rerr) == 0);
+	CHECK(unrecovered && rsb.history == 0);
 }
 
 /* A crash during the very first superblock write: nothing was ever

@@ -175,6 +175,13 @@ const char *vsr_storage_kind_name(int kind);
  * its directory with it; vsrhost checks data_dir with it first, to report
  * a bad one as a config error. */
 int vsr_storage_mkdirs(const char *path, char *at, size_t at_len);
+/* The superblock a load of the durable directory `dir` would take (the
+ * newer of its copies that pass their checksums), read only, nothing
+ * locked: for tools on a stopped replica's directory (vsrhost
+ * --check-store). *unrecovered: the directory carries the "unrecovered"
+ * mark (a start resets it). 0, or -1 with a sentence in err. */
+int vsr_storage_read_superblock(const char *dir, vsr_superblock *out, bool *unrecovered,
+				char *err, size_t err_len);
 /* A sentence saying why the storage failed (a persist reported a negative
  * status), naming the file and the system error; "" while all is well. */
 const char *vsr_storage_error(const vsr_storage *s);

@@ -47,6 +47,7 @@
 
 #include "host_verify.h"
 #include "kv_op.h"
+#include "lmdb_places.h"
 #include "store_test.h"
 
 #define KEYS 400
@@ -223,18 +224,6 @@ typedef struct fl_place {
 	uint64_t oldest_n; /* its count */
 } fl_place;
 
-/* The file offset of p, a pointer into the map. */
-static off_t fl_off(const void *p)
-{
-	uintptr_t at = (uintptr_t)p, start = at & ~(uintptr_t)(PAGE - 1);
-	return (off_t)(*(const uint64_t *)start * PAGE + (at - start));
-}
-
-static uint64_t fl_page(const void *p)
-{
-	return (uint64_t)fl_off(p) / PAGE;
-}
-
 static bool fl_find(const char *store, fl_place *f)
 {
 	char path[400];
@@ -243,29 +232,19 @@ static bool fl_find(const char *store, fl_place *f)
 	MDB_env *env = NULL;
 	MDB_txn *txn = NULL;
 	MDB_cursor *cur = NULL;
-	MDB_dbi main_db, kv, meta;
+	MDB_dbi main_db;
 	MDB_val k, v;
 	bool found = false;
-	int rc = mdb_env_create(&env);
+	int rc = lp_open(path, &env, &txn);
 	if (rc == 0)
-		rc = mdb_env_set_maxdbs(env, 2);
-	if (rc == 0)
-		rc = mdb_env_set_mapsize(env, (size_t)64 << 20);
-	if (rc == 0)
-		rc = mdb_env_open(env, path, MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS, 0600);
-	if (rc == 0)
-		rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+		rc = lp_oldest_free(txn, &f->oldest, &f->oldest_n);
 	if (rc == 0)
 		rc = mdb_cursor_open(txn, 0, &cur);
 	for (int step = MDB_FIRST; rc == 0 && (rc = mdb_cursor_get(cur, &k, &v, step)) == 0;
 	     step = MDB_NEXT) {
 		const uint64_t *idl = v.mv_data;
-		if (f->oldest == 0 && v.mv_size >= 2 * 8 && idl[0] >= 1) {
-			f->oldest = fl_off(v.mv_data);
-			f->oldest_n = idl[0];
-		}
 		if (v.mv_size >= 4 * 8 && idl[0] >= 3 && v.mv_size <= PAGE / 4) { /* in its node */
-			f->idl = fl_off(v.mv_data);
+			f->idl = lp_off(v.mv_data);
 			f->n = idl[0];
 			memcpy(f->pg, idl + 1, sizeof f->pg);
 			found = true;
@@ -274,18 +253,15 @@ static bool fl_find(const char *store, fl_place *f)
 	}
 	CHECK(found, "no free-list value with 3 pages in %s (%s)", path, mdb_strerror(rc));
 	rc = txn ? mdb_dbi_open(txn, NULL, 0, &main_db) : EINVAL;
-	if (rc == 0)
-		rc = mdb_dbi_open(txn, "kvc", 0, &kv);
-	if (rc == 0)
-		rc = mdb_dbi_open(txn, "meta", 0, &meta);
-	k = (MDB_val){8, "sk000100"};
-	if (rc == 0 && (rc = mdb_get(txn, kv, &k, &v)) == 0)
-		f->leaf = fl_page(v.mv_data); /* 100 bytes: in the leaf's node */
+	if (rc == 0) /* 100 bytes: in the leaf's node */
+		rc = lp_value_page(txn, "kvc", "sk000100", &f->leaf);
 	MDB_cursor *kc = NULL;
-	if (rc == 0 && (rc = mdb_cursor_open(txn, kv, &kc)) == 0) {
+	MDB_dbi kv;
+	if (rc == 0 && (rc = mdb_dbi_open(txn, "kvc", 0, &kv)) == 0 &&
+	    (rc = mdb_cursor_open(txn, kv, &kc)) == 0) {
 		for (int step = MDB_FIRST; (rc = mdb_cursor_get(kc, &k, &v, step)) == 0; step = MDB_NEXT)
 			if (v.mv_size > 2 * PAGE) {
-				f->big = fl_page(v.mv_data); /* after the overflow page's header */
+				f->big = lp_page(v.mv_data); /* after the overflow page's header */
 				break;
 			}
 		mdb_cursor_close(kc);
@@ -293,19 +269,15 @@ static bool fl_find(const char *store, fl_place *f)
 	k = (MDB_val){3, "kvc"};
 	if (rc == 0 && (rc = mdb_get(txn, main_db, &k, &v)) == 0 && v.mv_size == 48)
 		f->kv_root = ((const uint64_t *)v.mv_data)[5];
-	k = (MDB_val){10, "checkpoint"};
-	if (rc == 0 && (rc = mdb_get(txn, meta, &k, &v)) == 0)
-		f->ckpt = fl_page(v.mv_data);
+	if (rc == 0)
+		rc = lp_value_page(txn, "meta", "checkpoint", &f->ckpt);
 	CHECK(rc == 0 && f->leaf >= 2 && f->kv_root >= 2 && f->ckpt >= 2 && f->big >= 2,
 	      "the pages of %s: %s (leaf %llu, kv root %llu, checkpoint %llu)", path,
 	      mdb_strerror(rc), (unsigned long long)f->leaf, (unsigned long long)f->kv_root,
 	      (unsigned long long)f->ckpt);
 	if (cur)
 		mdb_cursor_close(cur);
-	if (txn)
-		mdb_txn_abort(txn);
-	if (env)
-		mdb_env_close(env);
+	lp_close(env, txn);
 	return found && rc == 0;
 }
 

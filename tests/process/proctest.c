@@ -41,7 +41,10 @@
  *                   restarted, --trials N rounds; after every round every
  *                   acknowledged write is read back and the digests agree
  *   corrupt         durable storage: a byte flipped in one replica's log and
- *                   superblock, in another's superblock copy, a data
+ *                   superblock, in another's superblock copy, in a value
+ *                   of vsr.store, its pages overwritten with noise, a live
+ *                   kvc leaf in its free list (vsrhost --check-store run
+ *                   by hand on the last two: exit 2 running, 0, 1), a data
  *                   directory deleted: each comes back, nothing lost; the
  *                   wiped replica, with a second one down, stays unjoined
  *                   (no vote, no acknowledgement, no write acknowledged)

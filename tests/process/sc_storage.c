@@ -4,6 +4,8 @@
 
 #include <sys/mman.h>
 
+#include "lmdb_places.h"
+
 /* ------------------------------------------------------------------------ */
 /* Durable storage: crashes and corruption under write load.                */
 
@@ -390,6 +392,20 @@ static void flip_byte(int replica, const char *name, long off)
 	close(fd);
 }
 
+/* Replica r's log from byte `from` on contains needle. */
+static bool log_since_contains(int r, long from, const char *needle)
+{
+	char path[400], line[2048];
+	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, r + 1);
+	FILE *f = fopen(path, "r");
+	bool found = false;
+	if (f != NULL && fseek(f, from, SEEK_SET) == 0)
+		while (!found && fgets(line, sizeof line, f) != NULL)
+			found = strstr(line, needle) != NULL;
+	if (f != NULL) fclose(f);
+	return found;
+}
+
 static void corrupt_round(mclient *m, msgpack_sbuffer *sb, writers *ws, const char *what,
 			  int victim, void (*damage)(int), uint32_t warmup)
 {
@@ -537,6 +553,48 @@ static void damage_store_value(int r)
 	     flipped == 1 ? "y" : "ies", key, r + 1);
 }
 
+/* `vsrhost --check-store` on replica r's data directory, by hand: it must
+ * exit `want` (0 intact, 1 damaged, 2 could not check) within 30 s, its
+ * line saying `says`. */
+static void check_store_by_hand(int r, int want, const char *says)
+{
+	char dir[600], out[700], line[2048] = "";
+	snprintf(dir, sizeof dir, "%s/data/replica-%d", g_dir, r + 1);
+	snprintf(out, sizeof out, "%s/check-store.out", g_dir);
+	int fd = open(out, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) fail("cannot create %s: %s", out, strerror(errno));
+	char *const argv[] = {"vsrhost", "--check-store", dir, NULL};
+	pid_t pid = spawn(g_vsrhost, argv, fd, fd);
+	int status = 0;
+	uint64_t deadline = now_ms() + 30000;
+	while (waitpid(pid, &status, WNOHANG) == 0) {
+		if (now_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			fail("vsrhost --check-store %s did not answer within 30 s", dir);
+		}
+		usleep(10000); /* polls for its exit (bounded), no synchronisation */
+	}
+	ssize_t n = pread(fd, line, sizeof line - 1, 0);
+	close(fd);
+	line[n > 0 ? n : 0] = '\0';
+	line[strcspn(line, "\n")] = '\0';
+	int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	if (code != want || strstr(line, says) == NULL)
+		fail("vsrhost --check-store on replica %d: exit %d, not %d, or no \"%s\" in: %s", r + 1,
+		     code, want, says, line);
+	note("vsrhost --check-store on replica %d: exit %d: %s", r + 1, code, line);
+}
+
+/* The value round's damage, then `vsrhost --check-store` on the stopped
+ * replica: damaged. */
+static void damage_store_value_by_hand(int r)
+{
+	damage_store_value(r);
+	kill_replica(r);
+	check_store_by_hand(r, 1, ": damaged: ");
+}
+
 /* vsr.store's LMDB file, while the replica is down (the file is mapped
  * into a running one): the pages after the two meta pages, up to 1 MiB,
  * overwritten with noise (the tree's pages of this small store all lie
@@ -560,6 +618,54 @@ static void damage_store_pages(int r)
 	}
 	fsync(fd);
 	close(fd);
+}
+
+/* vsr.store's free list, while the replica is down: the page that holds
+ * its kvc database's first record (a live leaf) written into the oldest
+ * free-list record in place of its last page, the first the next commit
+ * takes, which would then write over the leaf. Every record still passes
+ * its own check; only the walk of LMDB's pages (vsrh_store_pages.c) sees
+ * it. What the check must say, in g_freelist_says; the replica's log size
+ * before its restart, in g_freelist_from. */
+static char g_freelist_says[160];
+static long g_freelist_from;
+
+static void damage_store_freelist(int r)
+{
+	/* By hand first: refused while it runs, intact once stopped. */
+	check_store_by_hand(r, 2, "in use by another process");
+	kill_replica(r);
+	check_store_by_hand(r, 0, ": intact: ");
+	char db[600], path[640];
+	snprintf(db, sizeof db, "%s/data/replica-%d/store/db", g_dir, r + 1);
+	snprintf(path, sizeof path, "%s/data.mdb", db);
+	MDB_env *env;
+	MDB_txn *txn;
+	off_t at = 0;
+	uint64_t n = 0, leaf = 0, was = 0;
+	int rc = lp_open(db, &env, &txn);
+	if (rc == 0)
+		rc = lp_oldest_free(txn, &at, &n);
+	if (rc == 0)
+		rc = lp_value_page(txn, "kvc", NULL, &leaf);
+	lp_close(env, txn);
+	if (rc != 0)
+		fail("replica %d's store %s: no free page or no kvc record: %s", r + 1, db,
+		     mdb_strerror(rc));
+	int fd = open(path, O_RDWR);
+	off_t slot = at + 8 * (off_t)n;
+	if (fd < 0 || pread(fd, &was, 8, slot) != 8 || pwrite(fd, &leaf, 8, slot) != 8 ||
+	    fsync(fd) != 0)
+		fail("cannot write %s: %s", path, strerror(errno));
+	close(fd);
+	snprintf(g_freelist_says, sizeof g_freelist_says,
+		 "page %" PRIu64 " is in use (a leaf page of its kvc database) and in its free list",
+		 leaf);
+	g_freelist_from = replica_log_size(r);
+	note("replica %d's free list: page %" PRIu64 " (a leaf of kvc) in place of free page %" PRIu64
+	     " (the last of %" PRIu64 " in its oldest record)",
+	     r + 1, leaf, was, n);
+	check_store_by_hand(r, 1, g_freelist_says);
 }
 
 /* Deleted while it runs; what it writes until kill -9 goes as well. */
@@ -755,13 +861,22 @@ int scenario_corrupt(void)
 	 * replica's data.mdb. */
 	int s = (p + 2) % N;
 	corrupt_round(&m, &sb, &ws, "byte flipped in a value in vsr.store's LMDB file", s,
-		      damage_store_value, 160);
+		      damage_store_value_by_hand, 160);
 	if (!log_contains(s, "fails its check"))
 		fail("replica %d did not report its damaged store", s + 1);
 	corrupt_round(&m, &sb, &ws, "vsr.store's LMDB pages overwritten with noise", b,
 		      damage_store_pages, 20);
 	if (!log_contains(b, "cannot be trusted"))
 		fail("replica %d did not report its damaged store", b + 1);
+	/* Past two checkpoints of this round: the free list lists pages. */
+	corrupt_round(&m, &sb, &ws, "a live kvc leaf written into vsr.store's free list", p,
+		      damage_store_freelist, 160);
+	if (!log_since_contains(p, g_freelist_from, g_freelist_says) ||
+	    !log_since_contains(p, g_freelist_from, "cannot be trusted"))
+		fail("replica %d did not report its free list naming a live page (\"%s\", then "
+		     "\"cannot be trusted\") at its restart: it trusted the store",
+		     p + 1, g_freelist_says);
+	note("replica %d's log: \"%s\" (the store cannot be trusted)", p + 1, g_freelist_says);
 	lost_dir_round(&m, &sb, &ws, s, false);
 	scenario_close(&m, &sb);
 	return 0;
@@ -972,20 +1087,6 @@ static uint64_t superblock_checkpoint(int r)
 	close(fd);
 	if (!any) fail("replica %d's superblock has no valid copy", r + 1);
 	return best;
-}
-
-/* Replica r's log from byte `from` on contains needle. */
-static bool log_since_contains(int r, long from, const char *needle)
-{
-	char path[400], line[2048];
-	snprintf(path, sizeof path, "%s/replica-%d.log", g_dir, r + 1);
-	FILE *f = fopen(path, "r");
-	bool found = false;
-	if (f != NULL && fseek(f, from, SEEK_SET) == 0)
-		while (!found && fgets(line, sizeof line, f) != NULL)
-			found = strstr(line, needle) != NULL;
-	if (f != NULL) fclose(f);
-	return found;
 }
 
 /* Starts replica r under the fail_io shim with `spec`; the shim's files

@@ -17,4 +17,10 @@
  * before the storage starts its threads (fork). */
 int host_check_store(void *store_dir, const vsr_superblock *sb, char *why, size_t why_len);
 
+/* vsrhost --check-store DIR (host_check_cli.c): that check, by hand, on a
+ * stopped replica's data directory DIR, against the checkpoint its
+ * superblock names. Prints the verdict in a line on stdout; returns 0
+ * intact, 1 damaged, 2 could not check (no superblock, DIR in use). */
+int host_check_store_main(const char *dir);
+
 #endif

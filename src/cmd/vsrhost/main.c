@@ -3,6 +3,7 @@
 #include "host_config_disk.h"
 #include "host_fingerprint.h"
 #include "host_log.h"
+#include "host_verify.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -24,6 +25,7 @@ static void main_usage(FILE *out)
 		"       vsrhost check CONFIG\n"
 		"       vsrhost fingerprint CONFIG\n"
 		"       vsrhost keygen FILE\n"
+		"       vsrhost --check-store DIR\n"
 		"       vsrhost --maelstrom [CONFIG]\n"
 		"\n"
 		"Runs a Viewstamped Replication cluster hosting a Lua state machine.\n"
@@ -61,6 +63,16 @@ static void main_usage(FILE *out)
 		"\n"
 		"keygen FILE writes a new random 256-bit key (mode 0600; an existing FILE\n"
 		"is never overwritten) for the config's auth.replica_key or auth.client_key.\n"
+		"\n"
+		"--check-store DIR runs the check a restart runs on a replica's vsr.store\n"
+		"(DIR/store) by hand, on a stopped replica's data directory DIR (the config's\n"
+		"data_dir/replica-N), against the checkpoint DIR/superblock names: every\n"
+		"record, and LMDB's pages and free list. It prints the verdict in one line\n"
+		"and exits 0 intact, 1 damaged (a start would reset DIR and repair it from\n"
+		"the other replicas), 2 could not check (no superblock; DIR in use: the\n"
+		"replica runs). Like a start, it first finishes an interrupted install and,\n"
+		"after a reboot, rolls back a newest commit that was never synced. The log is\n"
+		"not read.\n"
 		"\n"
 		"--maelstrom runs one replica as a node of Jepsen's Maelstrom (lin-kv):\n"
 		"messages on stdin/stdout (the program vsrhost-maelstrom, next to this one).\n"
@@ -110,6 +122,14 @@ int main(int argc, char **argv)
 		printf("wrote a new key to %s (keep it secret; copy it to every machine that "
 		       "needs it)\n", argv[2]);
 		return 0;
+	}
+	if (argc >= 2 && strcmp(argv[1], "--check-store") == 0) {
+		if (argc != 3) {
+			fprintf(stderr, "vsrhost: usage: vsrhost --check-store DIR (a stopped "
+				"replica's data directory, e.g. data/kv/replica-1)\n");
+			return EX_USAGE;
+		}
+		return host_check_store_main(argv[2]);
 	}
 	if (argc >= 2 && strcmp(argv[1], "--maelstrom") == 0)
 		return main_exec_maelstrom(argc, argv);
