@@ -13,6 +13,8 @@
  *   - a chunk written twice: the build is dropped, and the install builds
  *     next/ from the whole staging file;
  *   - into a memory store (durability "memory": LMDB in a scratch dir);
+ *   - a whole-state snapshot of A restored into B (vsrh_store_read: B's
+ *     records dropped and written again in its open transaction);
  *   - and the image of a store whose keys were all deleted.
  * Then B's digest must be A's, a get of every key (deleted ones too) and a
  * count must answer as A does (a record failing its check stops the
@@ -247,9 +249,9 @@ static int accept_any(void *arg, const uint8_t *meta, size_t len)
 	return VSR_OK;
 }
 
-enum way { IN_ORDER, SHUFFLED, TWICE, MEMORY, WAYS };
+enum way { IN_ORDER, SHUFFLED, TWICE, MEMORY, SNAPSHOT, WAYS };
 static const char *const way_name[] = {"in order", "shuffled chunks", "a chunk written twice",
-				       "into a memory store"};
+				       "into a memory store", "a whole-state snapshot restored"};
 
 /* img (A's checkpoint cp) written to b as `way` says, then installed. */
 static int transfer(side *b, const vsr_checkpoint *cp, const vsr_buf *img, enum way way)
@@ -344,11 +346,21 @@ static void fetch_into(const vsrh_config *cfg, const char *dir, side *a, const v
 		return;
 	if (!put_keys(&b, KEYS / 2, KEYS / 2 + 200, 99)) /* B's own, replaced */
 		return;
-	int rc = transfer(&b, cp, img, way);
+	int rc;
+	if (way == SNAPSHOT) { /* vsrh_store_read: the records replaced in place */
+		vsr_buf snap = {0};
+		rc = a->m.snapshot(a->m.ctx, &snap);
+		if (rc == VSR_OK)
+			rc = b.m.restore(b.m.ctx, snap.data, snap.len);
+		free(snap.data);
+		b.op = a->op;
+	} else {
+		rc = transfer(&b, cp, img, way);
+		b.op = cp->op;
+	}
 	CHECK(rc == VSR_OK, "%s: install: %d", way_name[way], rc);
 	if (rc != VSR_OK)
 		return;
-	b.op = cp->op;
 	uint64_t digest = b.m.digest(b.m.ctx);
 	CHECK(digest == a->m.digest(a->m.ctx), "%s: B's digest is not A's", way_name[way]);
 	if (!reads_equal(a, &b, way_name[way]))
