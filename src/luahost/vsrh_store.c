@@ -145,7 +145,11 @@ static bool rec_old_format(MDB_txn *txn)
 	return mdb_dbi_open(txn, NULL, 0, &main_db) == 0 && mdb_get(txn, main_db, &k, &v) == 0;
 }
 
-static _Noreturn void rec_damaged(const void *k, size_t kl)
+/* A record that fails its check (order false), or a search for key k that
+ * reached the wrong leaf (order: the records beside where k belongs are
+ * not below and above it, a branch page's key damaged): the replica
+ * stops. */
+static _Noreturn void store_damaged(const void *k, size_t kl, bool order)
 {
 	/* The key as text, at most 64 of its bytes, any byte that is not
 	 * printable as \xHH (keys are any bytes; one line per message). */
@@ -162,13 +166,26 @@ static _Noreturn void rec_damaged(const void *k, size_t kl)
 		n += (size_t)snprintf(shown + n, sizeof shown - n, "...");
 	shown[n] = '\0';
 	const char *where = vsrh_store_fatal_dir();
-	fprintf(stderr,
-		"vsr.store: the record of key \"%s\" fails its check: the store's file is "
-		"damaged (vsr.store in %s); this replica stops (exit 74)\n",
-		shown, where[0] ? where : "memory");
+	if (order)
+		fprintf(stderr,
+			"vsr.store: the records beside key \"%s\" are out of order (a search for it "
+			"went to the wrong leaf): the store's file is damaged (vsr.store in %s); this "
+			"replica stops (exit 74)\n",
+			shown, where[0] ? where : "memory");
+	else
+		fprintf(stderr,
+			"vsr.store: the record of key \"%s\" fails its check: the store's file is "
+			"damaged (vsr.store in %s); this replica stops (exit 74)\n",
+			shown, where[0] ? where : "memory");
 	fflush(NULL);
 	_exit(74);
 }
+
+static _Noreturn void rec_damaged(const void *k, size_t kl)
+{
+	store_damaged(k, kl, false);
+}
+
 
 /* The value of a record read from LMDB, checked (or the replica stops). */
 static MDB_val rec_value(const void *k, size_t kl, const MDB_val *raw, uint64_t *check)
@@ -180,6 +197,17 @@ static MDB_val rec_value(const void *k, size_t kl, const MDB_val *raw, uint64_t 
 	if (check)
 		*check = c;
 	return v;
+}
+
+/* The record (key, raw) beside where k belongs checked, and that it lies
+ * on the side it should: above k (above true) or below. */
+static void rec_beside(const MDB_val *key, const MDB_val *raw, const char *k, size_t kl,
+		       bool above)
+{
+	rec_value(key->mv_data, key->mv_size, raw, NULL);
+	int c = bytes_cmp(key->mv_data, key->mv_size, k, kl);
+	if (above ? c <= 0 : c >= 0)
+		store_damaged(k, kl, true);
 }
 
 /* The stored form of (k, v): its check, then v, in *buf (grown as needed).
@@ -252,6 +280,11 @@ struct vsrh_lmdb {
 	bool durable;
 	uint64_t kv_bytes;    /* sum over records of 8 + key + value */
 	vsr_buf rec;          /* a stored record being made (rec_make) */
+	/* The key a look-up of this operation missed last, the records on
+	 * either side checked then (lmdb_seek): its insert by the operation's
+	 * writes needs no second look. Forgotten at the operation's end. */
+	char missed[511];
+	size_t missed_len;
 	ckpt_held held[2];    /* current, previous checkpoint */
 	vsr_checkpoint staged; /* the one whose bytes go to the staging file */
 	int staged_fd;
@@ -304,6 +337,62 @@ static MDB_cursor *lmdb_wcursor(vsrh_lmdb *db)
 	return db->wcur;
 }
 
+/* The cursor on key k (MDB_SET_RANGE): true with its stored record in
+ * *raw (not yet checked), or false, a miss. A byte flipped in this key's
+ * record would make it one too (the key is absent: a get finds nothing, a
+ * put inserts it afresh beside the record, a delete deletes nothing): that
+ * record sits where the key belongs, so it is the first one after the key
+ * or the one before, and its check (made with the right key) fails. A miss
+ * checks both (the cursor is then anywhere). */
+static bool lmdb_seek(vsrh_lmdb *db, MDB_cursor *c, const char *k, size_t kl, MDB_val *raw)
+{
+	MDB_val key = mval(k, kl);
+	int rc = mdb_cursor_get(c, &key, raw, MDB_SET_RANGE);
+	if (rc && rc != MDB_NOTFOUND)
+		lmdb_fatal("get", rc);
+	if (rc == 0 && key.mv_size == kl && memcmp(key.mv_data, k, kl) == 0)
+		return true;
+	if (rc == 0)
+		rec_beside(&key, raw, k, kl, true);
+	rc = mdb_cursor_get(c, &key, raw, rc == 0 ? MDB_PREV : MDB_LAST);
+	if (rc == 0)
+		rec_beside(&key, raw, k, kl, false);
+	else if (rc != MDB_NOTFOUND)
+		lmdb_fatal("get", rc);
+	/* A put of the key inserting it next needs no second look (a get
+	 * before a put, as kv.lua's). */
+	if (kl <= sizeof db->missed) {
+		memcpy(db->missed, k, kl);
+		db->missed_len = kl;
+	}
+	return false;
+}
+
+/* After a put inserted key k (the cursor on it): the records on either
+ * side checked, as a miss checks them (lmdb_seek), unless the last miss
+ * was of k and checked them already. The cursor is then anywhere. */
+static void lmdb_check_beside(vsrh_lmdb *db, MDB_cursor *c, const char *k, size_t kl)
+{
+	if (db->missed_len == kl && memcmp(db->missed, k, kl) == 0) {
+		db->missed_len = 0; /* no longer a miss */
+		return;
+	}
+	MDB_val key, val;
+	int rc = mdb_cursor_get(c, &key, &val, MDB_NEXT);
+	if (rc == 0)
+		rec_beside(&key, &val, k, kl, true);
+	else if (rc != MDB_NOTFOUND)
+		lmdb_fatal("get", rc);
+	/* Back over k (where NEXT moved on; at the end it stays on k). */
+	rc = mdb_cursor_get(c, &key, &val, MDB_PREV);
+	if (rc == 0 && key.mv_size == kl && memcmp(key.mv_data, k, kl) == 0)
+		rc = mdb_cursor_get(c, &key, &val, MDB_PREV);
+	if (rc == 0)
+		rec_beside(&key, &val, k, kl, false);
+	else if (rc != MDB_NOTFOUND)
+		lmdb_fatal("get", rc);
+}
+
 /* The committed value of key (Lua string at idx) pushed, or nothing: returns
  * whether it pushed. Through the write cursor, which stays on the key: a
  * write of the same key at commit then needs no second search. */
@@ -311,7 +400,7 @@ static bool lmdb_push_get(lua_State *L, vsrh_lmdb *db, int idx)
 {
 	size_t kl;
 	const char *k = lua_tolstring(L, idx, &kl);
-	MDB_val key = mval(k, kl), val;
+	MDB_val val;
 	if (kl == 0 || kl > 511) /* LMDB's key limit: such keys are never stored */
 		return false;
 	if (db->held_w.count) {
@@ -322,27 +411,11 @@ static bool lmdb_push_get(lua_State *L, vsrh_lmdb *db, int idx)
 			return h->val != NULL;
 		}
 	}
-	MDB_cursor *c = lmdb_wcursor(db);
-	int rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE);
-	if (rc && rc != MDB_NOTFOUND)
-		lmdb_fatal("get", rc);
-	if (rc == 0 && key.mv_size == kl && memcmp(key.mv_data, k, kl) == 0) {
-		val = rec_value(k, kl, &val, NULL);
-		lua_pushlstring(L, val.mv_data, val.mv_size);
-		return true;
-	}
-	/* A miss. A byte flipped in this key's record would make it one too
-	 * (the key is absent, the next put inserts it afresh): that record
-	 * sits where the key belongs, so it is the first one after the key or
-	 * the one before, and its check (made with the right key) fails. */
-	if (rc == 0)
-		rec_value(key.mv_data, key.mv_size, &val, NULL);
-	rc = mdb_cursor_get(c, &key, &val, rc == 0 ? MDB_PREV : MDB_LAST);
-	if (rc == 0)
-		rec_value(key.mv_data, key.mv_size, &val, NULL);
-	else if (rc != MDB_NOTFOUND)
-		lmdb_fatal("get", rc);
-	return false;
+	if (!lmdb_seek(db, lmdb_wcursor(db), k, kl, &val))
+		return false;
+	val = rec_value(k, kl, &val, NULL);
+	lua_pushlstring(L, val.mv_data, val.mv_size);
+	return true;
 }
 
 static vsrh_store *store_of(lua_State *L)
@@ -777,11 +850,9 @@ static void lmdb_write_one(vsrh_store *s, MDB_cursor *c, const char *key, size_t
 	bool on = lmdb_cursor_on(c, key, kl, &old);
 	int rc;
 	uint64_t check;
+	bool inserted = false;
 	if (val == NULL) {
-		rc = on ? 0 : mdb_cursor_get(c, &k, &old, MDB_SET_KEY);
-		if (rc && rc != MDB_NOTFOUND)
-			lmdb_fatal("get", rc);
-		if (rc == 0) {
+		if (on || lmdb_seek(db, c, key, kl, &old)) {
 			old = rec_value(key, kl, &old, &check);
 			s->digest -= check;
 			db->kv_bytes -= 8 + kl + old.mv_size;
@@ -810,10 +881,13 @@ static void lmdb_write_one(vsrh_store *s, MDB_cursor *c, const char *key, size_t
 		rc = mdb_cursor_put(c, &k, &v, MDB_CURRENT);
 	} else if (rc == 0) {
 		s->count++;
+		inserted = true;
 	}
 	if (rc)
 		lmdb_fatal("put", rc);
 	touch_note(db, c);
+	if (inserted)
+		lmdb_check_beside(db, c, key, kl); /* inserted: see lmdb_seek */
 	s->digest += new_check;
 	db->kv_bytes += 8 + kl + vl;
 }
@@ -888,11 +962,7 @@ static int held_write_one(vsrh_store *s, const char *key, size_t kl, const char 
 		if (had)
 			old_hash = entry_hash(key, kl, old.mv_data, old.mv_size);
 	} else {
-		MDB_val k = mval(key, kl);
-		int rc = mdb_cursor_get(lmdb_wcursor(db), &k, &old, MDB_SET_KEY);
-		if (rc && rc != MDB_NOTFOUND)
-			lmdb_fatal("get", rc);
-		had = rc == 0;
+		had = lmdb_seek(db, lmdb_wcursor(db), key, kl, &old);
 		if (had)
 			old = rec_value(key, kl, &old, &old_hash);
 	}
@@ -977,12 +1047,16 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 void vsrh_store_commit(lua_State *L, vsrh_store *s)
 {
 	vsrh_store_tick(s); /* this replica's turn to commit a checkpoint? */
-	if (s->nwrites == 0)
-		return;
 	if (s->db) {
-		lmdb_commit_writes(L, s);
+		/* A miss tells of the store as it was before this operation's
+		 * writes (lmdb_check_beside), not after. */
+		if (s->nwrites)
+			lmdb_commit_writes(L, s);
+		s->db->missed_len = 0;
 		return;
 	}
+	if (s->nwrites == 0)
+		return;
 	int top = lua_gettop(L);
 	lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_data);
 	int d = lua_gettop(L);
@@ -1033,6 +1107,8 @@ void vsrh_store_commit(lua_State *L, vsrh_store *s)
 
 void vsrh_store_abort(lua_State *L, vsrh_store *s)
 {
+	if (s->db)
+		s->db->missed_len = 0;
 	if (s->nwrites == 0)
 		return;
 	int top = lua_gettop(L);
@@ -1159,6 +1235,7 @@ int vsrh_store_read(lua_State *L, vsrh_store *s, const uint8_t *d, size_t len, s
 		int rc = mdb_drop(db->wtxn, db->kv, 0);
 		if (rc)
 			lmdb_fatal("drop", rc);
+		db->missed_len = 0;
 		db->kv_bytes = 0;
 		lua_pushnil(L);
 		while (lua_next(L, -2)) {
@@ -1486,6 +1563,7 @@ static int env_open(vsrh_lmdb *db, const char *path, size_t min_map, char *err, 
 	if (rc == 0)
 		rc = mdb_dbi_open(db->wtxn, "meta", MDB_CREATE, &db->meta);
 	db->wcur = NULL;
+	db->missed_len = 0; /* another environment's */
 	if (rc == 0) {
 		rc = mdb_txn_commit(db->wtxn);
 		db->wtxn = NULL;

@@ -79,7 +79,13 @@ typedef struct walk {
 	tree trees[MAX_TREES];
 	int ntrees;
 	const char *walked; /* the name of the database the caller read (NULL: none) */
+	const vsrh_store_walked *seen; /* what it noted */
 	uint64_t noted;	    /* its leaves noted, not yet reached from its root */
+	size_t leaf_next;   /* the noted leaf its tree's walk reaches next */
+	const uint8_t *sep; /* the branch key passed since the last leaf (NULL: none) */
+	size_t sep_len;
+	const void *leaf_last; /* the last key of the last leaf reached (NULL: none) */
+	size_t leaf_last_len;
 	uint64_t txnid;	    /* the transaction read */
 	uint64_t free_key;  /* the last free-list record's (0: none yet) */
 	char *why;
@@ -201,6 +207,55 @@ static const uint8_t *page_at(walk *w, int t, uint64_t pg, unsigned flags, unsig
 
 static int tree_walk(walk *w, int t, const uint8_t *db, bool free_list, bool main);
 
+static int keys_cmp(const void *a, size_t al, const void *b, size_t bl)
+{
+	int c = memcmp(a, b, al < bl ? al : bl);
+	return c ? c : (al > bl) - (al < bl);
+}
+
+/* The walked tree's branch key of node i on page pg: above the last key
+ * of the leaves before it. */
+static int branch_key(walk *w, uint64_t pg, unsigned i, const uint8_t *k, size_t kl)
+{
+	if (w->leaf_last != NULL && keys_cmp(k, kl, w->leaf_last, w->leaf_last_len) <= 0) {
+		snprintf(w->why, w->why_len,
+			 "its %s database's branch page %" PRIu64 " has a key (node %u) at or below "
+			 "a key of the leaves before it: a search goes to the wrong leaf",
+			 w->walked, pg, i);
+		return 1;
+	}
+	w->sep = k;
+	w->sep_len = kl;
+	return 0;
+}
+
+/* The walked tree's noted leaf pg, reached from its root: the next one the
+ * record walk read, its first key at or above the branch key before it. */
+static int leaf_ends(walk *w, uint64_t pg)
+{
+	const vsrh_store_walked *s = w->seen;
+	size_t j = w->leaf_next++;
+	if (j >= s->nleaves || (s->leaves[j] - (uintptr_t)w->map) / w->psize != pg) {
+		snprintf(w->why, w->why_len,
+			 "its %s database's tree reaches its leaf page %" PRIu64 " out of the order "
+			 "its records lie in",
+			 w->walked, pg);
+		return 1;
+	}
+	const vsrh_store_ends *e = &s->ends[j];
+	if (w->sep != NULL && keys_cmp(w->sep, w->sep_len, s->keys + e->first, e->first_len) > 0) {
+		snprintf(w->why, w->why_len,
+			 "its %s database's leaf page %" PRIu64 " begins below the branch key "
+			 "before it: a search goes to the wrong leaf",
+			 w->walked, pg);
+		return 1;
+	}
+	w->sep = NULL;
+	w->leaf_last = j + 1 < s->nleaves ? s->keys + e->last : s->key;
+	w->leaf_last_len = j + 1 < s->nleaves ? e->last_len : s->key_len;
+	return 0;
+}
+
 /* A value of `size` bytes whose first overflow page is pg, in tree t; *out:
  * where its bytes are. */
 static int overflow_use(walk *w, int t, uint64_t pg, uint64_t size, const uint8_t **out)
@@ -247,7 +302,7 @@ static int page_walk(walk *w, int t, uint64_t pg, unsigned level, bool free_list
 		return 1;
 	}
 	if (t == WALKED && pg < w->nmark && w->mark[pg] == MARK_NOTED)
-		return page_use(w, t, PAGE_LEAF, pg, 1); /* read by the caller */
+		return page_use(w, t, PAGE_LEAF, pg, 1) || leaf_ends(w, pg); /* read by the caller */
 	unsigned kind;
 	const uint8_t *p = page_in(w, t, "tree", pg, 1) == 0
 				   ? page_at(w, t, pg, PG_BRANCH | PG_LEAF, &kind)
@@ -279,6 +334,9 @@ static int page_walk(walk *w, int t, uint64_t pg, unsigned level, bool free_list
 		}
 		const uint8_t *data = n + NODE_HDR + u16le(n + 6);
 		if (kind == PG_BRANCH) {
+			if (i > 0 && t == WALKED && w->walked != NULL &&
+			    branch_key(w, pg, i, n + NODE_HDR, u16le(n + 6)) != 0)
+				return 1;
 			uint64_t child = (uint64_t)u16le(n) | (uint64_t)u16le(n + 2) << 16 |
 					 (uint64_t)u16le(n + 4) << 32;
 			if (page_walk(w, t, child, level + 1, free_list, main) != 0)
@@ -484,14 +542,45 @@ static bool grow(void **v, size_t *cap, size_t n, size_t size)
 	return true;
 }
 
+/* Room in s->keys for n more bytes. */
+static bool keys_room(vsrh_store_walked *s, size_t n)
+{
+	if (s->keys_len + n <= s->keys_cap)
+		return true;
+	size_t cap = s->keys_cap ? 2 * s->keys_cap : 65536;
+	while (cap < s->keys_len + n)
+		cap *= 2;
+	uint8_t *nk = realloc(s->keys, cap);
+	if (nk == NULL)
+		return false;
+	s->keys = nk;
+	s->keys_cap = cap;
+	return true;
+}
+
 void vsrh_store_walked_add(vsrh_store_walked *s, const MDB_val *k, const MDB_val *v)
 {
 	uintptr_t leaf = (uintptr_t)k->mv_data & s->mask;
 	if (leaf != s->leaf) {
-		if (!grow((void **)&s->leaves, &s->cap_leaves, s->nleaves, sizeof *s->leaves)) {
+		size_t cap = s->cap_leaves;
+		if (!grow((void **)&s->leaves, &s->cap_leaves, s->nleaves, sizeof *s->leaves) ||
+		    (s->cap_leaves != cap &&
+		     !grow((void **)&s->ends, &cap, s->nleaves, sizeof *s->ends)) ||
+		    !keys_room(s, s->key_len + k->mv_size)) {
 			s->nomem = true;
 			return;
 		}
+		if (s->nleaves > 0) { /* the last key before this one: its leaf's last */
+			vsrh_store_ends *e = &s->ends[s->nleaves - 1];
+			e->last = s->keys_len;
+			e->last_len = (uint32_t)s->key_len;
+			memcpy(s->keys + s->keys_len, s->key, s->key_len);
+			s->keys_len += s->key_len;
+		}
+		s->ends[s->nleaves] = (vsrh_store_ends){.first = s->keys_len,
+							.first_len = (uint32_t)k->mv_size};
+		memcpy(s->keys + s->keys_len, k->mv_data, k->mv_size);
+		s->keys_len += k->mv_size;
 		s->leaves[s->nleaves++] = s->leaf = leaf;
 	}
 	if (((uintptr_t)v->mv_data & s->mask) != leaf) {
@@ -506,6 +595,8 @@ void vsrh_store_walked_add(vsrh_store_walked *s, const MDB_val *k, const MDB_val
 void vsrh_store_walked_free(vsrh_store_walked *s)
 {
 	free(s->leaves);
+	free(s->ends);
+	free(s->keys);
 	free(s->bigs);
 	memset(s, 0, sizeof *s);
 }
@@ -548,8 +639,10 @@ int vsrh_store_pages_check(MDB_env *env, MDB_txn *txn, MDB_dbi main_db, uint64_t
 	/* What was noted is where it is only when the map starts on a page of
 	 * LMDB's (the mask tells its pages apart from there). */
 	if (walked != NULL && seen != NULL && seen->mask == ~(uintptr_t)(w.psize - 1) &&
-	    (uintptr_t)w.map % w.psize == 0)
+	    (uintptr_t)w.map % w.psize == 0) {
 		w.walked = walked;
+		w.seen = seen;
+	}
 	w.txnid = (uint64_t)mdb_txn_id(txn);
 	w.nmark = w.last + 1 < w.in_file ? w.last + 1 : w.in_file;
 	w.mark = calloc(w.nmark, 1);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kv_op.h"
@@ -99,6 +100,45 @@ static inline vsrh_sm *st_create(const vsrh_config *cfg, const char *dir, bool d
 	vsrh_sm *sm = NULL;
 	if (vsrh_sm_create_at(&sm, cfg, dir, durable, fresh, err, sizeof err) != VSR_OK) {
 		CHECK(0, "open %s: %s", dir, err);
+		return NULL;
+	}
+	return sm;
+}
+
+/* The seed of a test's random choices: VSR_SEED, else the time; printed
+ * so that a run can be replayed. */
+static inline uint64_t st_seed(void)
+{
+	const char *env = getenv("VSR_SEED");
+	uint64_t seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL);
+	printf("seed %llu (VSR_SEED=%llu replays)\n", (unsigned long long)seed,
+	       (unsigned long long)seed);
+	return seed;
+}
+
+/* The state machine `script` (e.g. spec/fixtures/storeops.lua) with cfg's
+ * dedup policy, budgets and checkpoint interval, on the store in dir (NULL:
+ * memory), synced when durable, emptied first when fresh. NULL (counted as
+ * a failure) when it does not open. */
+static inline vsrh_sm *st_open_script(const vsrh_config *cfg, const char *script, const char *dir,
+				      bool durable, bool fresh)
+{
+	vsrh_sm_options o = {
+		.store_dir = dir,
+		.store_sync = durable,
+		.store_fresh = fresh,
+		.checkpoint_interval = cfg->checkpoint_interval,
+		.statemachine = script,
+		.dedup = cfg->dedup,
+		.instructions_max = cfg->instructions_max,
+		.memory_bytes_max = cfg->memory_bytes_max,
+		.clients_max = cfg->clients_max,
+		.log_level = cfg->log_level,
+	};
+	char err[512];
+	vsrh_sm *sm = NULL;
+	if (vsrh_sm_open(&sm, &o, err, sizeof err) != VSR_OK) {
+		CHECK(0, "open %s: %s", dir ? dir : "(memory)", err);
 		return NULL;
 	}
 	return sm;

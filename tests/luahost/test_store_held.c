@@ -552,23 +552,9 @@ static bool install_in_turn(side *a, side *b, vsr_buf *opb, vsr_checkpoint *cpa,
 static int open_side(side *s, const vsrh_config *cfg, const char *dir, bool durable)
 {
 	memset(s, 0, sizeof *s);
-	vsrh_sm_options o = {
-		.store_dir = dir,
-		.store_sync = durable,
-		.store_fresh = true,
-		.checkpoint_interval = cfg->checkpoint_interval,
-		.statemachine = "spec/fixtures/storeops.lua",
-		.dedup = cfg->dedup,
-		.instructions_max = cfg->instructions_max,
-		.memory_bytes_max = cfg->memory_bytes_max,
-		.clients_max = cfg->clients_max,
-		.log_level = cfg->log_level,
-	};
-	char err[512];
-	if (vsrh_sm_open(&s->sm, &o, err, sizeof err) != VSR_OK) {
-		CHECK(0, "open %s: %s", dir ? dir : "(memory)", err);
+	s->sm = st_open_script(cfg, "spec/fixtures/storeops.lua", dir, durable, true);
+	if (s->sm == NULL)
 		return -1;
-	}
 	vsrh_sm_bind(s->sm, &s->m);
 	return 0;
 }
@@ -580,11 +566,7 @@ int main(int argc, char **argv)
 	vsrh_config cfg;
 	if (st_begin(&cfg, dir) != 0)
 		return 1;
-	const char *env = getenv("VSR_SEED");
-	uint64_t seed = env ? strtoull(env, NULL, 10) : (uint64_t)time(NULL);
-	printf("seed %llu (VSR_SEED=%llu replays)\n", (unsigned long long)seed,
-	       (unsigned long long)seed);
-	rng = seed * 2654435761u + 1;
+	rng = st_seed() * 2654435761u + 1;
 	char store[600], plain[600];
 	st_path(store, sizeof store, dir, "a");
 	st_path(plain, sizeof plain, dir, "b");

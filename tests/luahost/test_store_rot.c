@@ -26,7 +26,14 @@
  * or down (round 4: before it); a child opens the store as a restart does
  * and applies a put of that key. It must exit 74 naming the damage. Exit 3
  * is the first old behaviour (the put refused as a script error), exit 4
- * the others (the put applied over the damaged value, or beside it). */
+ * the others (the put applied over the damaged value, or beside it).
+ *
+ * Rounds 5 to 8 damage the key as rounds 3 and 4 do, but the operation
+ * reads nothing first (spec/fixtures/storeops.lua): a blind put of the key
+ * inserted it afresh beside the damaged record, and a blind delete found
+ * nothing to delete, while the others replaced or deleted the record (exit
+ * 4 on the old code: the count and digest then differ from the others'). A
+ * write that finds no record checks the records on either side too. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -42,10 +49,58 @@
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
 
-enum rot { ROT_LENGTH, ROT_INSIDE, ROT_KEY_UP, ROT_KEY_DOWN };
+enum rot {
+	ROT_LENGTH,
+	ROT_INSIDE,
+	ROT_KEY_UP,
+	ROT_KEY_DOWN,
+	ROT_PUT_UP,   /* a blind put (storeops.lua) of the key damaged up */
+	ROT_PUT_DOWN,
+	ROT_DEL_UP,   /* a blind delete of it */
+	ROT_DEL_DOWN,
+	ROT_LATER,    /* key 2 inserted after a clean miss, damaged, then put blind */
+	ROT_END
+};
 
 static const char *const rot_name[] = {"the value's length byte", "a byte inside the value",
-				       "the key's last byte, up", "the key's last byte, down"};
+				       "the key's last byte, up", "the key's last byte, down",
+				       "the key's last byte, up (a blind put)",
+				       "the key's last byte, down (a blind put)",
+				       "the key's last byte, up (a blind delete)",
+				       "the key's last byte, down (a blind delete)",
+				       "the key's last byte, up, after an insert (a blind put)"};
+
+static bool rot_blind(enum rot how)
+{
+	return how >= ROT_PUT_UP;
+}
+
+static bool rot_key_up(enum rot how)
+{
+	return how == ROT_KEY_UP || how == ROT_PUT_UP || how == ROT_DEL_UP || how == ROT_LATER;
+}
+
+/* storeops.lua's operation [[name, "sk00000N", value]] (value NULL: none),
+ * in msgpack, one call. */
+static void ops_op(vsr_buf *b, const char *name, int key, size_t value_len)
+{
+	char k[16];
+	int kl = snprintf(k, sizeof k, "sk%06d", key);
+	size_t nl = strlen(name);
+	b->len = 0;
+	uint8_t h[3] = {0x91, (uint8_t)(value_len ? 0x93 : 0x92), (uint8_t)(0xa0 | nl)};
+	vsr_buf_append(b, h, 3);
+	vsr_buf_append(b, name, nl);
+	uint8_t kh = (uint8_t)(0xa0 | kl);
+	vsr_buf_append(b, &kh, 1);
+	vsr_buf_append(b, k, (size_t)kl);
+	if (value_len) { /* a str8 of value_len 'a's (< 256) */
+		uint8_t vh[2] = {0xd9, (uint8_t)value_len};
+		vsr_buf_append(b, vh, 2);
+		for (size_t i = 0; i < value_len; i++)
+			vsr_buf_append(b, "a", 1);
+	}
+}
 
 /* In every str8 holding the 100 'a's of key 0's value (0xd9 0x64 'a' x
  * 100), sets the length byte to 0xff (the string then runs past the
@@ -71,11 +126,11 @@ static int damage(const char *file, enum rot how)
 	if (how == ROT_INSIDE) {
 		off = 2 + 49;
 		b = 'b';
-	} else if (how == ROT_KEY_UP || how == ROT_KEY_DOWN) {
+	} else if (how != ROT_LENGTH) {
 		wl = 8;
-		memcpy(want, "sk000000", wl);
+		memcpy(want, how == ROT_LATER ? "sk000002" : "sk000000", wl);
 		off = 7;
-		b = how == ROT_KEY_UP ? '1' : '/';
+		b = how == ROT_LATER ? '3' : rot_key_up(how) ? '1' : '/';
 	}
 	int n = 0;
 	static uint8_t buf[1 << 20];
@@ -103,7 +158,7 @@ static int damage(const char *file, enum rot how)
 	return n;
 }
 
-static int child(const vsrh_config *cfg, const char *store)
+static int child(const vsrh_config *cfg, const char *store, enum rot how)
 {
 	char err[512];
 	vsrh_sm *sm = NULL;
@@ -119,15 +174,46 @@ static int child(const vsrh_config *cfg, const char *store)
 		fprintf(stderr, "checkpoint_open failed\n");
 		return 2;
 	}
-	kv_put_op(&op, 0, 100, 1);
+	if (how == ROT_LATER) {
+		/* A get of key 2 misses (nothing damaged around it) and the
+		 * put inserts it; then its record is damaged in the file (the
+		 * map is shared) and an operation puts it blind. */
+		vsr_buf both = {0};
+		ops_op(&op, "get", 2, 0);
+		ops_op(&both, "put", 2, 10);
+		op.data[0] = 0x92; /* two calls: the get's, then the put's */
+		vsr_buf_append(&op, both.data + 1, both.len - 1);
+		free(both.data);
+		vsr_apply_ctx a = {.op = cp.op + 1, .session = 1, .request = cp.op + 1};
+		if (m.apply(m.ctx, &a, op.data, op.len, &reply) != VSR_REPLY_OK) {
+			fprintf(stderr, "the get and put of key 2 failed\n");
+			return 2;
+		}
+		char file[500];
+		snprintf(file, sizeof file, "%s/db/data.mdb", store);
+		if (damage(file, how) <= 0) {
+			fprintf(stderr, "key 2 not found in %s\n", file);
+			return 2;
+		}
+		cp.op++;
+		ops_op(&op, "put", 2, 10);
+	} else if (how == ROT_PUT_UP || how == ROT_PUT_DOWN)
+		ops_op(&op, "put", 0, 10);
+	else if (how == ROT_DEL_UP || how == ROT_DEL_DOWN)
+		ops_op(&op, "delete", 0, 0);
+	else
+		kv_put_op(&op, 0, 100, 1);
 	vsr_apply_ctx a = {.op = cp.op + 1, .session = 1, .request = cp.op + 1};
 	int rc = m.apply(m.ctx, &a, op.data, op.len, &reply);
-	fprintf(stderr, "the put returned %d: %.*s\n", rc, (int)reply.len, (const char *)reply.data);
+	fprintf(stderr, "the write returned %d: %.*s\n", rc, (int)reply.len, (const char *)reply.data);
 	return rc == VSR_REPLY_OK ? 4 : 3;
 }
 
-static void round_of(const vsrh_config *cfg, const char *dir, enum rot how)
+static void round_of(const vsrh_config *kv_cfg, const char *dir, enum rot how)
 {
+	vsrh_config ops_cfg = *kv_cfg;
+	ops_cfg.statemachine = (char *)"spec/fixtures/storeops.lua";
+	const vsrh_config *cfg = rot_blind(how) ? &ops_cfg : kv_cfg;
 	const char *what = rot_name[how];
 	char store[400], file[500], log[500], name[32];
 	snprintf(name, sizeof name, "store-%d", (int)how);
@@ -141,12 +227,18 @@ static void round_of(const vsrh_config *cfg, const char *dir, enum rot how)
 		vsrh_sm_bind(sm, &m);
 		uint64_t op = 0;
 		vsr_buf b = {0}, reply = {0};
-		kv_put_op(&b, 0, 100, 0); /* key k000000, 100 x 'a' */
+		if (rot_blind(how))
+			ops_op(&b, "put", 0, 100); /* the same records, by storeops.lua */
+		else
+			kv_put_op(&b, 0, 100, 0); /* key k000000, 100 x 'a' */
 		vsr_apply_ctx a = {.op = ++op, .session = 1, .request = op};
 		CHECK(m.apply(m.ctx, &a, b.data, b.len, &reply) == VSR_REPLY_OK, "the first put");
 		/* And k000001 after it (50 x 'a': not the pattern damaged), so
 		 * that a key damaged downwards has a record after it too. */
-		kv_put_op(&b, 1, 50, 0);
+		if (rot_blind(how))
+			ops_op(&b, "put", 1, 50);
+		else
+			kv_put_op(&b, 1, 50, 0);
 		a = (vsr_apply_ctx){.op = ++op, .session = 1, .request = op};
 		reply.len = 0;
 		CHECK(m.apply(m.ctx, &a, b.data, b.len, &reply) == VSR_REPLY_OK, "the second put");
@@ -157,7 +249,7 @@ static void round_of(const vsrh_config *cfg, const char *dir, enum rot how)
 		CHECK(rc == VSR_OK || rc == VSR_PENDING, "checkpoint_take: %d", rc);
 		vsrh_sm_destroy(sm); /* waits for the checkpoint's sync */
 	}
-	int n = damage(file, how);
+	int n = how == ROT_LATER ? 1 : damage(file, how); /* ROT_LATER: by the child */
 	CHECK(n > 0, "no copy of the value found in %s (%d)", file, n);
 	printf("%s damaged in %d copies in %s\n", what, n, file);
 
@@ -166,7 +258,7 @@ static void round_of(const vsrh_config *cfg, const char *dir, enum rot how)
 	if (pid == 0) {
 		if (freopen(log, "w", stderr) == NULL)
 			_exit(2);
-		int rc = child(cfg, store);
+		int rc = child(cfg, store, how);
 		fflush(NULL);
 		_exit(rc);
 	}
@@ -188,7 +280,7 @@ int main(void)
 	char dir[] = "/tmp/vsr-store-rot-XXXXXX";
 	if (st_begin(&cfg, dir) != 0)
 		return 1;
-	for (int how = ROT_LENGTH; how <= ROT_KEY_DOWN; how++)
+	for (int how = ROT_LENGTH; how < ROT_END; how++)
 		round_of(&cfg, dir, (enum rot)how);
 	return st_end(dir, &cfg, "a value damaged on disk stops the replica (exit 74)");
 }

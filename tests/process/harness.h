@@ -196,6 +196,7 @@ int scenario_open_reclaim(bool teeth);
 int scenario_store_open_fault(void);
 int scenario_tick_commit(void);
 int scenario_turns(void);
+int scenario_review_transfer(void);
 int scenario_pause_backup(void);
 int scenario_one_way_cut(void);
 int scenario_client_cut(void);

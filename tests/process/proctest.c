@@ -72,6 +72,9 @@
  *                   shim); its checkpoint's commit at the tick (its turn, idle)
  *                   logs a slow step at 150 ms, and at 3000 ms the watchdog
  *                   (1000 ms) stops it (exit 70) naming the commit
+ *   review-transfer durable storage: a wiped backup rejoins by a state
+ *                   transfer; every write read at every replica, then again
+ *                   after its restart (whose store check must pass)
  *   turns           durable storage: the view's primary commits each checkpoint
  *                   at the take and the backups in their turns, also after a
  *                   failover makes replica 2 or 3 the primary
@@ -152,7 +155,7 @@ PLAIN(replicate) PLAIN(dedup) PLAIN(history) PLAIN(garbage) PLAIN(sandbox) PLAIN
 PLAIN(quick_restart) PLAIN(supervisor) PLAIN(make_run) PLAIN(metrics) PLAIN(pause_backup) PLAIN(one_way_cut)
 PLAIN(client_cut) PLAIN(read_partition) PLAIN(auth) PLAIN(attacks) PLAIN(corrupt) PLAIN(disk_full) PLAIN(disk_fault)
 PLAIN(store_fault) PLAIN(store_open_fault) PLAIN(tick_commit) PLAIN(config_mismatch) PLAIN(config_change)
-PLAIN(lost_dir_teeth) PLAIN(turns)
+PLAIN(lost_dir_teeth) PLAIN(turns) PLAIN(review_transfer)
 static int run_open_reclaim(int trials) { (void)trials; return scenario_open_reclaim(false); }
 static int run_open_reclaim_teeth(int trials) { (void)trials; return scenario_open_reclaim(true); }
 #undef PLAIN
@@ -173,6 +176,7 @@ static const struct {
 	{"corrupt", run_corrupt}, {"disk-full", run_disk_full}, {"disk-fault", run_disk_fault},
 	{"store-fault", run_store_fault}, {"store-open-fault", run_store_open_fault},
 	{"tick-commit", run_tick_commit}, {"turns", run_turns},
+	{"review-transfer", run_review_transfer},
 	{"powercut", scenario_powercut},
 	{"powercut-minority", scenario_powercut_minority},
 	{"powercut-minority-teeth", scenario_powercut_minority_teeth},
