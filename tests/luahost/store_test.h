@@ -123,18 +123,8 @@ static inline uint64_t st_seed(void)
 static inline vsrh_sm *st_open_script(const vsrh_config *cfg, const char *script, const char *dir,
 				      bool durable, bool fresh)
 {
-	vsrh_sm_options o = {
-		.store_dir = dir,
-		.store_sync = durable,
-		.store_fresh = fresh,
-		.checkpoint_interval = cfg->checkpoint_interval,
-		.statemachine = script,
-		.dedup = cfg->dedup,
-		.instructions_max = cfg->instructions_max,
-		.memory_bytes_max = cfg->memory_bytes_max,
-		.clients_max = cfg->clients_max,
-		.log_level = cfg->log_level,
-	};
+	vsrh_sm_options o = vsrh_sm_options_at(cfg, dir, durable, fresh);
+	o.statemachine = script;
 	char err[512];
 	vsrh_sm *sm = NULL;
 	if (vsrh_sm_open(&sm, &o, err, sizeof err) != VSR_OK) {
@@ -208,6 +198,18 @@ static inline int st_child_wait(pid_t pid, int fd, char *why, size_t why_len)
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	return status;
+}
+
+/* Forks a child whose stderr goes to the file log (the parent's buffers
+ * flushed first): returns 0 in the child, which ends with _exit, and the
+ * child's pid (or -1) in the parent. */
+static inline pid_t st_child_fork(const char *log)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0 && freopen(log, "w", stderr) == NULL)
+		_exit(2);
+	return pid;
 }
 
 /* Waits for child `pid` (its stderr sent to the file `log`) and reads

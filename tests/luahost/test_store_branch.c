@@ -166,11 +166,8 @@ static void round_of(const vsrh_config *cfg, const char *dir, int by)
 	      why);
 	printf("%s: the restart's check: %s\n", what, why);
 
-	fflush(NULL);
-	pid_t pid = fork();
+	pid_t pid = st_child_fork(log);
 	if (pid == 0) {
-		if (freopen(log, "w", stderr) == NULL)
-			_exit(2);
 		int c = child(cfg, store, victim);
 		fflush(NULL);
 		_exit(c);

@@ -267,11 +267,8 @@ static int run(const char *root, bool at_open, bool wired, char *text, size_t le
 	}
 	char errlog[400];
 	snprintf(errlog, sizeof errlog, "%s.stderr", root);
-	fflush(NULL);
-	pid_t pid = fork();
+	pid_t pid = st_child_fork(errlog);
 	if (pid == 0) {
-		if (freopen(errlog, "w", stderr) == NULL)
-			_exit(2);
 		int rc = at_open ? child_open(root, wired) : child(root, wired);
 		fflush(NULL); /* stderr, a file now */
 		_exit(rc);

@@ -253,11 +253,8 @@ static void round_of(const vsrh_config *kv_cfg, const char *dir, enum rot how)
 	CHECK(n > 0, "no copy of the value found in %s (%d)", file, n);
 	printf("%s damaged in %d copies in %s\n", what, n, file);
 
-	fflush(NULL);
-	pid_t pid = fork();
+	pid_t pid = st_child_fork(log);
 	if (pid == 0) {
-		if (freopen(log, "w", stderr) == NULL)
-			_exit(2);
 		int rc = child(cfg, store, how);
 		fflush(NULL);
 		_exit(rc);

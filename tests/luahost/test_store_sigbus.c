@@ -64,12 +64,9 @@ int main(void)
 	char store[400], log[400];
 	snprintf(store, sizeof store, "%s/store", dir);
 	snprintf(log, sizeof log, "%s.log", dir);
-	pid_t pid = fork();
-	if (pid == 0) {
-		if (freopen(log, "w", stderr) == NULL)
-			_exit(2);
+	pid_t pid = st_child_fork(log);
+	if (pid == 0)
 		_exit(fill(store));
-	}
 	int rc = 1;
 	if (pid > 0) {
 		char text[2048];
