@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/ioprio.h>
+#include <sys/syscall.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -267,6 +269,28 @@ static int trickle(vsrh_syncer *s, MDB_env *env, uint64_t budget_ns)
 	return 0;
 }
 
+/* The write-back's I/O class (ioprio_set(2) on the syncer's thread, under
+ * mu). While nobody waits for it, the sync's and the cleaning's writes are
+ * of class idle: a queue that honours classes (mq-deadline, BFQ) dispatches
+ * them only when no request of the log's class (best-effort, the default)
+ * is queued, so the log's writes and fdatasync do not queue behind a
+ * slice. Once someone waits (the next take, a state transfer, close) they
+ * go back to the default (class none: best-effort from the process's nice
+ * value, as the log's), so that an idle class can never hold the loop up
+ * behind a starved sync. A queue without classes (none, kyber) ignores it;
+ * a kernel that refuses it leaves the default. VSRH_SYNC_IOPRIO=be keeps
+ * the default throughout, for comparisons. */
+static void io_class(vsrh_syncer *s, int class)
+{
+	if (s->tid <= 0 || s->io_class == class)
+		return;
+	const char *keep = getenv("VSRH_SYNC_IOPRIO");
+	if (class == IOPRIO_CLASS_IDLE && keep && strcmp(keep, "be") == 0)
+		return;
+	if (syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, s->tid, IOPRIO_PRIO_VALUE(class, 0)) == 0)
+		s->io_class = class;
+}
+
 /* budget_ns: how long the write-back may be paced over (0: no pauses). */
 static int sync_and_record(vsrh_syncer *s, MDB_env *env, uint64_t txnid, uint64_t op,
 			   uint64_t budget_ns)
@@ -290,11 +314,15 @@ static void *syncer_main(void *arg)
 	pthread_setname_np(pthread_self(), "vsr-sync");
 	vsrh_syncer *s = arg;
 	pthread_mutex_lock(&s->mu);
+	s->tid = (pid_t)syscall(SYS_gettid);
 	for (;;) {
 		while (!s->busy && !s->stop)
 			pthread_cond_wait(&s->cv, &s->mu);
 		if (!s->busy)
 			break;
+		/* Nobody waits yet (a waiter raises it: vsrh_syncer_wait). */
+		if (!s->hurry)
+			io_class(s, IOPRIO_CLASS_IDLE);
 		MDB_env *env = s->env;
 		uint64_t txnid = s->txnid, op = s->op, budget_ns = s->budget_ns;
 		bool cleaning = s->cleaning;
@@ -363,6 +391,7 @@ void vsrh_syncer_wait(vsrh_syncer *s)
 		uint64_t t0 = mono_ns();
 		bool sync = !s->cleaning; /* a cleaning stops at its next slice */
 		s->hurry = true; /* no turn to wait for, no more pauses */
+		io_class(s, IOPRIO_CLASS_NONE);
 		pthread_cond_broadcast(&s->cv);
 		while (s->busy)
 			pthread_cond_wait(&s->cv, &s->mu);
@@ -446,6 +475,7 @@ int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used,
 	pthread_mutex_lock(&s->mu);
 	if (s->busy) {
 		s->hurry = true;
+		io_class(s, IOPRIO_CLASS_NONE);
 		pthread_cond_broadcast(&s->cv);
 	}
 	while (s->busy)
