@@ -149,6 +149,30 @@ static uint64_t env_txnid(MDB_env *env)
 	return mdb_env_info(env, &info) == 0 ? (uint64_t)info.me_last_txnid : 0;
 }
 
+/* The write-back's I/O class (ioprio_set(2) on the syncer's thread, under
+ * mu). While nobody waits for it, the sync's and the cleaning's writes are
+ * of class idle: a queue that honours classes (mq-deadline, BFQ) dispatches
+ * them only when no request of the log's class (best-effort, the default)
+ * is queued, so the log's writes and fdatasync do not queue behind a
+ * slice. Once someone waits (the next take, a state transfer, close), or
+ * the sync falls behind its schedule (paced over `budget_ns`, it has run
+ * longer: a disk the log keeps busy starves an idle class), they go back
+ * to the default (class none: best-effort from the process's nice
+ * value, as the log's), so that an idle class can never hold the loop up
+ * behind a starved sync. A queue without classes (none, kyber) ignores it;
+ * a kernel that refuses it leaves the default. VSRH_SYNC_IOPRIO=be keeps
+ * the default throughout, for comparisons. */
+static void io_class(vsrh_syncer *s, int class)
+{
+	if (s->tid <= 0 || s->io_class == class)
+		return;
+	const char *keep = getenv("VSRH_SYNC_IOPRIO");
+	if (class == IOPRIO_CLASS_IDLE && keep && strcmp(keep, "be") == 0)
+		return;
+	if (syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, s->tid, IOPRIO_PRIO_VALUE(class, 0)) == 0)
+		s->io_class = class;
+}
+
 /* Writes the dirty pages of data.mdb's first `used` bytes back a slice at a
  * time, each waited for: the log's own fdatasync, on the same disk, then
  * queues behind one slice instead of a whole interval's pages. */
@@ -231,6 +255,11 @@ static int trickle_pass(vsrh_syncer *s, int fd, uint64_t start, uint64_t budget_
 			wait_unless_hurried(s, took);
 			pthread_mutex_unlock(&s->mu);
 		}
+		if (now - start > budget_ns && pthread_equal(pthread_self(), s->thread)) {
+			pthread_mutex_lock(&s->mu);
+			io_class(s, IOPRIO_CLASS_NONE); /* behind its schedule */
+			pthread_mutex_unlock(&s->mu);
+		}
 		if (adapt && took < 250000 && *slice < TRICKLE_SLICE_MAX)
 			*slice *= 2;
 		else if (adapt && took > 2000000 && *slice > TRICKLE_BYTES)
@@ -267,28 +296,6 @@ static int trickle(vsrh_syncer *s, MDB_env *env, uint64_t budget_ns)
 			return 0;
 	}
 	return 0;
-}
-
-/* The write-back's I/O class (ioprio_set(2) on the syncer's thread, under
- * mu). While nobody waits for it, the sync's and the cleaning's writes are
- * of class idle: a queue that honours classes (mq-deadline, BFQ) dispatches
- * them only when no request of the log's class (best-effort, the default)
- * is queued, so the log's writes and fdatasync do not queue behind a
- * slice. Once someone waits (the next take, a state transfer, close) they
- * go back to the default (class none: best-effort from the process's nice
- * value, as the log's), so that an idle class can never hold the loop up
- * behind a starved sync. A queue without classes (none, kyber) ignores it;
- * a kernel that refuses it leaves the default. VSRH_SYNC_IOPRIO=be keeps
- * the default throughout, for comparisons. */
-static void io_class(vsrh_syncer *s, int class)
-{
-	if (s->tid <= 0 || s->io_class == class)
-		return;
-	const char *keep = getenv("VSRH_SYNC_IOPRIO");
-	if (class == IOPRIO_CLASS_IDLE && keep && strcmp(keep, "be") == 0)
-		return;
-	if (syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, s->tid, IOPRIO_PRIO_VALUE(class, 0)) == 0)
-		s->io_class = class;
 }
 
 /* budget_ns: how long the write-back may be paced over (0: no pauses). */

@@ -3,14 +3,16 @@
  * DIR; prints the fdatasync latency (p50, p99, p99.9, max). With RATE > 0
  * a second thread meanwhile dirties random 4 KiB pages of a 512 MiB file at
  * RATE MB/s and writes each 512 KiB slice back (sync_file_range), as a
- * checkpoint's write-back does.
+ * checkpoint's write-back does. CLASS (default be) is that thread's I/O
+ * class: be (the default, as the log's) or idle, as the checkpoint syncer
+ * writes while nobody waits for it (docs/storage.md, "I/O class idle").
  *
  * Why: a replica acknowledges a write after an fdatasync, so no client call
  * can be faster than the slowest fdatasync the disk gives while it waits;
  * on a shared virtual disk that floor is far from the median. Run it with
  * nothing else on the machine before reading a benchmark's worst latency.
  *
- * Usage: disk_floor DIR [SECONDS [RATE]]   (the files are removed at exit) */
+ * Usage: disk_floor DIR [SECONDS [RATE [CLASS]]]   (the files are removed at exit) */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
@@ -21,6 +23,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/ioprio.h>
+#include <sys/syscall.h>
 
 #define LOG_BYTES (8u << 20)
 #define RECORD 2048u
@@ -37,12 +41,16 @@ static double now_ms(void)
 static int data_fd;
 static double rate_mb;
 static atomic_bool stop;
+static bool writer_idle;
 
 /* A quarter of a random slice's pages dirtied, then the slice written back,
  * as fast as RATE allows. */
 static void *writer(void *arg)
 {
 	(void)arg;
+	if (writer_idle &&
+	    syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO_PRIO_VALUE(IOPRIO_CLASS_IDLE, 0)) != 0)
+		perror("disk_floor: ioprio_set");
 	static char page[4096];
 	memset(page, 7, sizeof page);
 	unsigned seed = 1;
@@ -88,11 +96,12 @@ static int fill(int fd, size_t len)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: disk_floor DIR [SECONDS [RATE_MB_PER_S]]\n");
+		fprintf(stderr, "usage: disk_floor DIR [SECONDS [RATE_MB_PER_S [be|idle]]]\n");
 		return 64;
 	}
 	double seconds = argc > 2 ? atof(argv[2]) : 20;
 	rate_mb = argc > 3 ? atof(argv[3]) : 0;
+	writer_idle = argc > 4 && strcmp(argv[4], "idle") == 0;
 	char logp[4200], datap[4200];
 	snprintf(logp, sizeof logp, "%s/disk_floor.log", argv[1]);
 	snprintf(datap, sizeof datap, "%s/disk_floor.data", argv[1]);
@@ -135,9 +144,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	qsort(lat, n, sizeof *lat, cmp_double);
-	printf("disk_floor: %.0f s, write-back %.0f MB/s beside: %zu fdatasyncs of a %u-byte "
-	       "write, ms p50 %.3f p99 %.3f p99.9 %.3f max %.3f\n",
-	       seconds, rate_mb, n, RECORD, lat[n / 2], lat[n * 99 / 100], lat[n * 999 / 1000],
+	printf("disk_floor: %.0f s, write-back %.0f MB/s beside (I/O class %s): %zu fdatasyncs of "
+	       "a %u-byte write, ms p50 %.3f p99 %.3f p99.9 %.3f max %.3f\n",
+	       seconds, rate_mb, writer_idle ? "idle" : "be", n, RECORD, lat[n / 2], lat[n * 99 / 100], lat[n * 999 / 1000],
 	       lat[n - 1]);
 	free(lat);
 	return 0;

@@ -18,7 +18,8 @@
  * (vsrh_syncer_stagger; 1 s here) ends when a waiter comes and at close.
  * The wrapped sync_file_range also reads the syncer thread's I/O class
  * (ioprio_get): idle while nobody waits, the default from the waiter on,
- * idle again for the next job. */
+ * idle again for the next job, the default once a sync falls behind the
+ * schedule its budget sets. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <lmdb.h>
@@ -226,6 +227,24 @@ int main(void)
 		sched_yield();
 	CHECK(atomic_load(&resumed_class) == IOPRIO_CLASS_IDLE,
 	      "the next sync writes at I/O class idle again (class %d)",
+	      atomic_load(&resumed_class));
+	vsrh_syncer_wait(&s);
+	/* A sync behind its schedule (a budget of a few tens of ms, a first
+	 * slice of 300 ms), nobody waiting: the default class from the next
+	 * slice on, so that a busy log cannot starve it into the next take. */
+	s.started_at -= 40000000u;
+	put_some(env);
+	atomic_store(&watch, 0);
+	atomic_store(&resumed_ns, 0);
+	atomic_store(&resumed_class, -2);
+	atomic_store(&slow_slice_ns, 300000000u);
+	CHECK(vsrh_syncer_start(&s, env, 43, used, 0, &ended) == 0, "a sync behind its schedule");
+	CHECK(s.budget_ns < 300000000u, "budget %llu ns", (unsigned long long)s.budget_ns);
+	while (atomic_load(&resumed_ns) == 0)
+		sched_yield();
+	CHECK(atomic_load(&resumed_class) == IOPRIO_CLASS_NONE ||
+		      atomic_load(&resumed_class) == IOPRIO_CLASS_BE,
+	      "a sync behind its schedule writes at the default I/O class (class %d)",
 	      atomic_load(&resumed_class));
 	vsrh_syncer_wait(&s);
 
