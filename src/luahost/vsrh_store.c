@@ -1420,13 +1420,14 @@ static void store_sigbus(int sig, siginfo_t *si, void *uc)
 }
 
 /* Where the map of an environment is: LMDB does not say (me_mapaddr is
- * only a fixed address), so the mapping of its data file is looked up in
- * /proc/self/maps by device and inode. Returns false when not found. */
-static bool map_range(vsrh_lmdb *db, uintptr_t *lo, uintptr_t *hi)
+ * only a fixed address), so the mapping of its data file, at least half of
+ * `mapsize` long, is looked up in /proc/self/maps by device and inode.
+ * Returns false when not found. */
+static bool env_map_range(MDB_env *env, size_t mapsize, uintptr_t *lo, uintptr_t *hi)
 {
 	int fd;
 	struct stat st;
-	if (mdb_env_get_fd(db->env, &fd) || fstat(fd, &st) != 0)
+	if (mdb_env_get_fd(env, &fd) || fstat(fd, &st) != 0)
 		return false;
 	FILE *f = fopen("/proc/self/maps", "r");
 	if (f == NULL)
@@ -1437,7 +1438,7 @@ static bool map_range(vsrh_lmdb *db, uintptr_t *lo, uintptr_t *hi)
 		unsigned long a, b, ino, maj, min;
 		if (sscanf(line, "%lx-%lx %*s %*s %lx:%lx %lu", &a, &b, &maj, &min, &ino) == 5 &&
 		    ino == (unsigned long)st.st_ino && maj == major(st.st_dev) &&
-		    min == minor(st.st_dev) && b - a >= db->mapsize / 2) {
+		    min == minor(st.st_dev) && b - a >= mapsize / 2) {
 			*lo = a;
 			*hi = b;
 			found = true;
@@ -1460,7 +1461,7 @@ static void map_watch(vsrh_lmdb *db, bool on)
 		installed = true;
 	}
 	uintptr_t lo = 0, hi = 0;
-	if (on && (db->env == NULL || !map_range(db, &lo, &hi)))
+	if (on && (db->env == NULL || !env_map_range(db->env, db->mapsize, &lo, &hi)))
 		return; /* not watched: a SIGBUS there keeps its default action */
 	if (!on && db->watched == 0)
 		return;
@@ -1593,11 +1594,11 @@ static void env_close(vsrh_lmdb *db)
 	env_shut(db);
 }
 
-void vsrh_store_settle_install(const char *dir)
+const char *vsrh_store_env_name(const char *dir)
 {
 	/* An install that stopped between its two renames (db/ moved to old/)
-	 * left next/, complete and synced: finish it; without next/ (its
-	 * rename failed), put old/ back: the install never happened. Any
+	 * left next/, complete and synced: it is finished; without next/ (its
+	 * rename failed), old/ is put back: the install never happened. Any
 	 * other next/ is a fetch that stopped half way, and old/ what an
 	 * install replaced. */
 	char path[4200], next[4200], old[4200];
@@ -1606,7 +1607,19 @@ void vsrh_store_settle_install(const char *dir)
 	path_join(old, sizeof old, dir, "old");
 	struct stat st;
 	if (stat(path, &st) != 0 && stat(old, &st) == 0)
-		rename(stat(next, &st) == 0 ? next : old, path);
+		return stat(next, &st) == 0 ? "next" : "old";
+	return "db";
+}
+
+void vsrh_store_settle_install(const char *dir)
+{
+	char path[4200], next[4200], old[4200];
+	path_join(path, sizeof path, dir, "db");
+	path_join(next, sizeof next, dir, "next");
+	path_join(old, sizeof old, dir, "old");
+	const char *env = vsrh_store_env_name(dir);
+	if (strcmp(env, "db") != 0)
+		rename(strcmp(env, "next") == 0 ? next : old, path);
 	env_dir_remove(next);
 	env_dir_remove(old);
 }
@@ -2615,10 +2628,10 @@ static uint64_t verify_room(MDB_env *env, uint64_t file_bytes)
 	return pages > file_bytes / ms.ms_psize ? file_bytes : pages * ms.ms_psize;
 }
 
-uint64_t vsrh_store_used_bytes(const char *dir)
+uint64_t vsrh_store_used_bytes(const char *dir, const char *env_name)
 {
 	char path[4200], file[4300];
-	path_join(path, sizeof path, dir, "db");
+	path_join(path, sizeof path, dir, env_name);
 	snprintf(file, sizeof file, "%s/data.mdb", path);
 	struct stat st;
 	if (stat(file, &st) != 0)
@@ -2644,8 +2657,14 @@ uint64_t vsrh_store_used_bytes(const char *dir)
 int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, char *why,
 			  size_t why_len)
 {
+	return vsrh_store_verify_env(dir, "db", NULL, min_op, checksum, why, why_len);
+}
+
+int vsrh_store_verify_env(const char *dir, const char *env_name, const vsrh_store_rollback *rb,
+			  uint64_t min_op, uint64_t checksum, char *why, size_t why_len)
+{
 	char path[4200], file[4300];
-	path_join(path, sizeof path, dir, "db");
+	path_join(path, sizeof path, dir, env_name);
 	snprintf(file, sizeof file, "%s/data.mdb", path);
 	struct stat st;
 	if (stat(file, &st) != 0)
@@ -2663,8 +2682,30 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 										   : STORE_MAP_MIN);
 	if (rc == 0)
 		rc = mdb_env_open(env, path, MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS, 0600);
+	if (rc == 0 && rb != NULL && rb->due) {
+		MDB_envinfo info;
+		uintptr_t lo = 0, hi = 0;
+		if (mdb_env_info(env, &info) != 0 || !env_map_range(env, info.me_mapsize, &lo, &hi)) {
+			snprintf(why, why_len, "%s: its map is not in /proc/self/maps", file);
+			rc = -3;
+		} else if (vsrh_store_rollback_map((uint8_t *)lo, hi - lo, file, rb, why, why_len) !=
+			   0) {
+			rc = -3;
+		}
+		if (rc == -3) {
+			mdb_env_close(env);
+			return -1; /* not checked: the view the next start opens could not be made */
+		}
+	}
 	if (rc == 0)
 		rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+	if (rc == 0 && rb != NULL && rb->due && (uint64_t)mdb_txn_id(txn) != rb->to_txn) {
+		snprintf(why, why_len, "%s: LMDB read transaction %zu, not %" PRIu64
+			 " that the next start rolls back to", file, mdb_txn_id(txn), rb->to_txn);
+		mdb_txn_abort(txn);
+		mdb_env_close(env);
+		return -1;
+	}
 	if (rc == 0) {
 		/* Both are created at the first open, before anything is kept; a
 		 * main database holding anything else has lost them. */
