@@ -60,6 +60,23 @@ static char **snap_lines;
 static size_t snap_n, snap_cap;
 static size_t snap_root_len;
 
+/* A slice of a file's data into the hash arg (an XXH3_state_t), block by
+ * block, each with its offset, skipping blocks of zeros (st_each_data). */
+static int hash_slice(void *arg, const uint8_t *buf, size_t len, off_t at)
+{
+	static const uint8_t zero[4096];
+	XXH3_state_t *h = arg;
+	for (size_t b = 0; b < len; b += 4096) {
+		size_t n = len - b < 4096 ? len - b : 4096;
+		if (memcmp(buf + b, zero, n) == 0)
+			continue;
+		uint64_t off = (uint64_t)at + b;
+		XXH3_64bits_update(h, &off, sizeof off);
+		XXH3_64bits_update(h, buf + b, n);
+	}
+	return 0;
+}
+
 static uint64_t file_hash(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -67,28 +84,8 @@ static uint64_t file_hash(const char *path)
 		return 0;
 	XXH3_state_t *h = XXH3_createState();
 	XXH3_64bits_reset(h);
-	static uint8_t buf[1 << 16];
-	static const uint8_t zero[4096];
-	off_t at = 0;
-	while ((at = lseek(fd, at, SEEK_DATA)) >= 0) {
-		off_t end = lseek(fd, at, SEEK_HOLE);
-		while (at < end) {
-			size_t want = end - at < (off_t)sizeof buf ? (size_t)(end - at) : sizeof buf;
-			ssize_t r = pread(fd, buf, want, at);
-			if (r <= 0)
-				break;
-			for (ssize_t b = 0; b < r; b += 4096) {
-				size_t n = r - b < 4096 ? (size_t)(r - b) : 4096;
-				if (memcmp(buf + b, zero, n) == 0)
-					continue;
-				uint64_t off = (uint64_t)(at + b);
-				XXH3_64bits_update(h, &off, sizeof off);
-				XXH3_64bits_update(h, buf + b, n);
-			}
-			at += r;
-		}
-	}
-	uint64_t v = XXH3_64bits_digest(h);
+	int rc = st_each_data(fd, hash_slice, h);
+	uint64_t v = rc == 0 ? XXH3_64bits_digest(h) : 0;
 	XXH3_freeState(h);
 	close(fd);
 	return v;
