@@ -210,24 +210,16 @@ static void rec_beside(const MDB_val *key, const MDB_val *raw, const char *k, si
 		store_damaged(k, kl, true);
 }
 
-/* Puts key k's record at cursor c (flags as mdb_cursor_put's): its stored
- * form, the check and then v, written straight into the room LMDB reserves
- * for it in the page (MDB_RESERVE), with no copy in a buffer between. With
- * MDB_NOOVERWRITE and the key there, returns MDB_KEYEXIST and its stored
- * record in *old (NULL: not wanted). Returns LMDB's result. */
-static int rec_put(MDB_cursor *c, const MDB_val *k, const void *v, size_t vl, uint64_t check,
-		   unsigned flags, MDB_val *old)
+/* The stored form of (k, v): its check, then v, in *buf (grown as needed).
+ * Returns it, or a NULL mv_data when out of memory. */
+static MDB_val rec_make(vsr_buf *buf, const void *v, size_t vl, uint64_t check)
 {
-	MDB_val d = {.mv_size = REC_CHECK + vl};
-	int rc = mdb_cursor_put(c, (MDB_val *)k, &d, flags | MDB_RESERVE);
-	if (rc == MDB_KEYEXIST && old)
-		*old = d;
-	if (rc)
-		return rc;
-	vsrh_put_u64le(d.mv_data, check);
-	if (vl)
-		memcpy((uint8_t *)d.mv_data + REC_CHECK, v, vl);
-	return 0;
+	buf->len = 0;
+	uint8_t c[REC_CHECK];
+	vsrh_put_u64le(c, check);
+	if (vsrh_buf_put(buf, c, REC_CHECK) || (vl && vsrh_buf_put(buf, v, vl)))
+		return (MDB_val){0};
+	return (MDB_val){.mv_size = buf->len, .mv_data = buf->data};
 }
 
 /* ---------------------------------------------------------------- LMDB */
@@ -287,6 +279,7 @@ struct vsrh_lmdb {
 	bool scratch;         /* remove dir at close */
 	bool durable;
 	uint64_t kv_bytes;    /* sum over records of 8 + key + value */
+	vsr_buf rec;          /* a stored record being made (rec_make) */
 	/* The key a look-up of this operation missed last, the records on
 	 * either side checked then (lmdb_seek): its insert by the operation's
 	 * writes needs no second look. Forgotten at the operation's end. */
@@ -869,13 +862,21 @@ static bool lmdb_place(vsrh_lmdb *db, MDB_cursor *c, const char *key, size_t kl,
 		touch_note(db, c);
 		return true;
 	}
-	rc = on ? MDB_KEYEXIST : rec_put(c, &k, val, vl, new_check, MDB_NOOVERWRITE, &old);
+	MDB_val v = rec_make(&db->rec, val, vl, new_check);
+	if (v.mv_data == NULL)
+		lmdb_fatal("put", ENOMEM);
+	if (on) {
+		rc = MDB_KEYEXIST;
+	} else {
+		old = v;
+		rc = mdb_cursor_put(c, &k, &old, MDB_NOOVERWRITE);
+	}
 	bool had = rc == MDB_KEYEXIST;
 	if (had) {
 		/* old now holds the old record, in the page */
 		old = rec_value(key, kl, &old, old_check);
 		*old_len = old.mv_size;
-		rc = rec_put(c, &k, val, vl, new_check, MDB_CURRENT, NULL);
+		rc = mdb_cursor_put(c, &k, &v, MDB_CURRENT);
 	}
 	if (rc)
 		lmdb_fatal("put", rc);
@@ -1248,13 +1249,14 @@ int vsrh_store_read(lua_State *L, vsrh_store *s, const uint8_t *d, size_t len, s
 			lmdb_fatal("drop", rc);
 		db->missed_len = 0;
 		db->kv_bytes = 0;
-		MDB_cursor *c = lmdb_wcursor(db);
 		lua_pushnil(L);
 		while (lua_next(L, -2)) {
 			size_t kl, vl;
 			const char *k = lua_tolstring(L, -2, &kl), *v = lua_tolstring(L, -1, &vl);
-			MDB_val mk = mval(k, kl);
-			if ((rc = rec_put(c, &mk, v, vl, entry_hash(k, kl, v, vl), 0, NULL)))
+			MDB_val mk = mval(k, kl), mv = rec_make(&db->rec, v, vl, entry_hash(k, kl, v, vl));
+			if (mv.mv_data == NULL)
+				lmdb_fatal("put", ENOMEM);
+			if ((rc = mdb_put(db->wtxn, db->kv, &mk, &mv, 0)))
 				lmdb_fatal("put", rc);
 			db->kv_bytes += 8 + kl + vl;
 			lua_pop(L, 1);
@@ -1794,6 +1796,7 @@ void vsrh_store_close(lua_State *L, vsrh_store *s)
 	vsrh_syncer_close(&db->syncer); /* the checkpoint being synced is durable */
 	vsrh_touch_free(&db->touch);
 	vsrh_overlay_free(&db->held_w);
+	free(db->rec.data);
 	env_close(db);
 	if (db->staged_fd >= 0)
 		close(db->staged_fd);
@@ -2273,9 +2276,9 @@ static uint64_t build_records(vsrh_lmdb *db, const vsr_checkpoint *cp, const uin
 			break;
 		}
 		uint64_t check = entry_hash((const char *)k, kl, (const char *)k + kl, vl);
-		MDB_val mk = mval(k, kl);
+		MDB_val mk = mval(k, kl), mv = rec_make(&db->rec, k + kl, vl, check);
 		b->last.len = 0;
-		if (rec_put(b->cur, &mk, k + kl, vl, check, MDB_APPEND, NULL) ||
+		if (mv.mv_data == NULL || mdb_cursor_put(b->cur, &mk, &mv, MDB_APPEND) ||
 		    vsrh_buf_put(&b->last, k, kl)) {
 			b->bad = true;
 			break;
