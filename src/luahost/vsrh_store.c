@@ -222,6 +222,17 @@ static MDB_val rec_make(vsr_buf *buf, const void *v, size_t vl, uint64_t check)
 	return (MDB_val){.mv_size = buf->len, .mv_data = buf->data};
 }
 
+/* After a record made by rec_make is in LMDB (which copied it): a buffer
+ * grown past 64 KiB by a large value is freed rather than kept for the
+ * process's life (up to a whole operation's 16 MiB, per store). */
+static void rec_done(vsr_buf *buf)
+{
+	if (buf->cap > ((size_t)64 << 10)) {
+		free(buf->data);
+		memset(buf, 0, sizeof *buf);
+	}
+}
+
 /* ---------------------------------------------------------------- LMDB */
 
 #define CKPT_MAGIC "VSRHCKP1"
@@ -880,6 +891,7 @@ static bool lmdb_place(vsrh_lmdb *db, MDB_cursor *c, const char *key, size_t kl,
 	}
 	if (rc)
 		lmdb_fatal("put", rc);
+	rec_done(&db->rec);
 	touch_note(db, c);
 	if (!had)
 		lmdb_check_beside(db, c, key, kl); /* inserted: see lmdb_seek */
@@ -1258,6 +1270,7 @@ int vsrh_store_read(lua_State *L, vsrh_store *s, const uint8_t *d, size_t len, s
 				lmdb_fatal("put", ENOMEM);
 			if ((rc = mdb_put(db->wtxn, db->kv, &mk, &mv, 0)))
 				lmdb_fatal("put", rc);
+			rec_done(&db->rec);
 			db->kv_bytes += 8 + kl + vl;
 			lua_pop(L, 1);
 		}
@@ -2283,6 +2296,7 @@ static uint64_t build_records(vsrh_lmdb *db, const vsr_checkpoint *cp, const uin
 			b->bad = true;
 			break;
 		}
+		rec_done(&db->rec);
 		b->sum += check;
 		b->n++;
 		at += 8 + (uint64_t)kl + vl;
