@@ -222,6 +222,17 @@ static MDB_val rec_make(vsr_buf *buf, const void *v, size_t vl, uint64_t check)
 	return (MDB_val){.mv_size = buf->len, .mv_data = buf->data};
 }
 
+/* After a record made by rec_make is in LMDB (which copied it): a buffer
+ * grown past 64 KiB by a large value is freed rather than kept for the
+ * process's life (up to a whole operation's 16 MiB, per store). */
+static void rec_done(vsr_buf *buf)
+{
+	if (buf->cap > ((size_t)64 << 10)) {
+		free(buf->data);
+		memset(buf, 0, sizeof *buf);
+	}
+}
+
 /* ---------------------------------------------------------------- LMDB */
 
 #define CKPT_MAGIC "VSRHCKP1"
@@ -834,36 +845,34 @@ static bool lmdb_cursor_on(MDB_cursor *c, const char *k, size_t kl, MDB_val *old
 	       memcmp(ck.mv_data, k, kl) == 0;
 }
 
-/* One buffered write into the long-lived write transaction (v NULL: a
- * delete), keeping the count, digest and byte total. At most one B-tree
- * search, none when the cursor is still on the key the operation last read
- * (a read-modify-write such as kv's put): a put tries to insert
- * (MDB_NOOVERWRITE), which on an existing key leaves the cursor on it with
- * the old value (for the digest), then overwrites it in place
- * (MDB_CURRENT); a delete positions the cursor and deletes there. */
-static void lmdb_write_one(vsrh_store *s, MDB_cursor *c, const char *key, size_t kl,
-			   const char *val, size_t vl)
+/* Key -> val (NULL: a delete) in the long-lived write transaction, at
+ * most one B-tree search, none when the cursor is still on the key the
+ * operation last read (a read-modify-write such as kv's put): a put tries
+ * to insert (MDB_NOOVERWRITE), which on an existing key leaves the cursor
+ * on it with the old value, then overwrites it in place (MDB_CURRENT); a
+ * delete positions the cursor and deletes there. The record replaced or
+ * deleted is checked first, and when there is none the records beside
+ * where the key belongs (lmdb_seek): a damaged one stops the replica
+ * rather than be written over, or left beside under a damaged key.
+ * Returns whether there was a record, its check in *old_check and its
+ * value's size in *old_len. */
+static bool lmdb_place(vsrh_lmdb *db, MDB_cursor *c, const char *key, size_t kl, const char *val,
+		       size_t vl, uint64_t new_check, uint64_t *old_check, size_t *old_len)
 {
-	vsrh_lmdb *db = s->db;
 	MDB_val k = mval(key, kl);
 	MDB_val old;
 	bool on = lmdb_cursor_on(c, key, kl, &old);
 	int rc;
-	uint64_t check;
-	bool inserted = false;
 	if (val == NULL) {
-		if (on || lmdb_seek(db, c, key, kl, &old)) {
-			old = rec_value(key, kl, &old, &check);
-			s->digest -= check;
-			db->kv_bytes -= 8 + kl + old.mv_size;
-			s->count--;
-			if ((rc = mdb_cursor_del(c, 0)))
-				lmdb_fatal("delete", rc);
-			touch_note(db, c);
-		}
-		return;
+		if (!on && !lmdb_seek(db, c, key, kl, &old))
+			return false;
+		old = rec_value(key, kl, &old, old_check);
+		*old_len = old.mv_size;
+		if ((rc = mdb_cursor_del(c, 0)))
+			lmdb_fatal("delete", rc);
+		touch_note(db, c);
+		return true;
 	}
-	uint64_t new_check = entry_hash(key, kl, val, vl);
 	MDB_val v = rec_make(&db->rec, val, vl, new_check);
 	if (v.mv_data == NULL)
 		lmdb_fatal("put", ENOMEM);
@@ -873,21 +882,40 @@ static void lmdb_write_one(vsrh_store *s, MDB_cursor *c, const char *key, size_t
 		old = v;
 		rc = mdb_cursor_put(c, &k, &old, MDB_NOOVERWRITE);
 	}
-	if (rc == MDB_KEYEXIST) {
+	bool had = rc == MDB_KEYEXIST;
+	if (had) {
 		/* old now holds the old record, in the page */
-		old = rec_value(key, kl, &old, &check);
-		s->digest -= check;
-		db->kv_bytes -= 8 + kl + old.mv_size;
+		old = rec_value(key, kl, &old, old_check);
+		*old_len = old.mv_size;
 		rc = mdb_cursor_put(c, &k, &v, MDB_CURRENT);
-	} else if (rc == 0) {
-		s->count++;
-		inserted = true;
 	}
 	if (rc)
 		lmdb_fatal("put", rc);
+	rec_done(&db->rec);
 	touch_note(db, c);
-	if (inserted)
+	if (!had)
 		lmdb_check_beside(db, c, key, kl); /* inserted: see lmdb_seek */
+	return had;
+}
+
+/* One buffered write into the long-lived write transaction (v NULL: a
+ * delete), keeping the count, digest and byte total. */
+static void lmdb_write_one(vsrh_store *s, MDB_cursor *c, const char *key, size_t kl,
+			   const char *val, size_t vl)
+{
+	vsrh_lmdb *db = s->db;
+	uint64_t new_check = val ? entry_hash(key, kl, val, vl) : 0, check = 0;
+	size_t old_len = 0;
+	bool had = lmdb_place(db, c, key, kl, val, vl, new_check, &check, &old_len);
+	if (had) {
+		s->digest -= check;
+		db->kv_bytes -= 8 + kl + old_len;
+	}
+	if (val == NULL) {
+		s->count -= had;
+		return;
+	}
+	s->count += !had;
 	s->digest += new_check;
 	db->kv_bytes += 8 + kl + vl;
 }
@@ -926,21 +954,17 @@ static void held_drain(vsrh_lmdb *db, size_t max)
 	MDB_cursor *c = db->held_w.count ? lmdb_wcursor(db) : NULL;
 	vsrh_overlay_node *n;
 	while (max-- > 0 && (n = vsrh_overlay_first(&db->held_w)) != NULL) {
-		MDB_val k = mval(n->key, n->kl), v;
-		int rc;
-		if (n->val) {
-			v = rec_make(&db->rec, n->val, n->vl, entry_hash(n->key, n->kl, n->val, n->vl));
-			rc = v.mv_data ? mdb_cursor_put(c, &k, &v, 0) : ENOMEM;
-		} else {
-			rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
-			if (rc == 0)
-				rc = mdb_cursor_del(c, 0);
-			else if (rc == MDB_NOTFOUND)
-				rc = 0;
-		}
-		if (rc)
-			lmdb_fatal(n->val ? "put" : "delete", rc);
-		touch_note(db, c);
+		/* Placed as any write is, its old record checked: damaged
+		 * while the write was held (a read of the key came from here,
+		 * not from it), it stops the replica. A blind put and a
+		 * delete by key wrote over it, or inserted the key beside a
+		 * record whose key was damaged, which then stayed, under
+		 * that key, outside the count and digest (ctest
+		 * luahost_store_heldrot). */
+		uint64_t check = 0;
+		size_t old_len = 0;
+		lmdb_place(db, c, n->key, n->kl, n->val, n->vl,
+			   n->val ? entry_hash(n->key, n->kl, n->val, n->vl) : 0, &check, &old_len);
 		vsrh_overlay_pop(&db->held_w);
 	}
 }
@@ -1246,6 +1270,7 @@ int vsrh_store_read(lua_State *L, vsrh_store *s, const uint8_t *d, size_t len, s
 				lmdb_fatal("put", ENOMEM);
 			if ((rc = mdb_put(db->wtxn, db->kv, &mk, &mv, 0)))
 				lmdb_fatal("put", rc);
+			rec_done(&db->rec);
 			db->kv_bytes += 8 + kl + vl;
 			lua_pop(L, 1);
 		}
@@ -1420,13 +1445,14 @@ static void store_sigbus(int sig, siginfo_t *si, void *uc)
 }
 
 /* Where the map of an environment is: LMDB does not say (me_mapaddr is
- * only a fixed address), so the mapping of its data file is looked up in
- * /proc/self/maps by device and inode. Returns false when not found. */
-static bool map_range(vsrh_lmdb *db, uintptr_t *lo, uintptr_t *hi)
+ * only a fixed address), so the mapping of its data file, at least half of
+ * `mapsize` long, is looked up in /proc/self/maps by device and inode.
+ * Returns false when not found. */
+static bool env_map_range(MDB_env *env, size_t mapsize, uintptr_t *lo, uintptr_t *hi)
 {
 	int fd;
 	struct stat st;
-	if (mdb_env_get_fd(db->env, &fd) || fstat(fd, &st) != 0)
+	if (mdb_env_get_fd(env, &fd) || fstat(fd, &st) != 0)
 		return false;
 	FILE *f = fopen("/proc/self/maps", "r");
 	if (f == NULL)
@@ -1437,7 +1463,7 @@ static bool map_range(vsrh_lmdb *db, uintptr_t *lo, uintptr_t *hi)
 		unsigned long a, b, ino, maj, min;
 		if (sscanf(line, "%lx-%lx %*s %*s %lx:%lx %lu", &a, &b, &maj, &min, &ino) == 5 &&
 		    ino == (unsigned long)st.st_ino && maj == major(st.st_dev) &&
-		    min == minor(st.st_dev) && b - a >= db->mapsize / 2) {
+		    min == minor(st.st_dev) && b - a >= mapsize / 2) {
 			*lo = a;
 			*hi = b;
 			found = true;
@@ -1460,7 +1486,7 @@ static void map_watch(vsrh_lmdb *db, bool on)
 		installed = true;
 	}
 	uintptr_t lo = 0, hi = 0;
-	if (on && (db->env == NULL || !map_range(db, &lo, &hi)))
+	if (on && (db->env == NULL || !env_map_range(db->env, db->mapsize, &lo, &hi)))
 		return; /* not watched: a SIGBUS there keeps its default action */
 	if (!on && db->watched == 0)
 		return;
@@ -1593,11 +1619,11 @@ static void env_close(vsrh_lmdb *db)
 	env_shut(db);
 }
 
-void vsrh_store_settle_install(const char *dir)
+const char *vsrh_store_env_name(const char *dir)
 {
 	/* An install that stopped between its two renames (db/ moved to old/)
-	 * left next/, complete and synced: finish it; without next/ (its
-	 * rename failed), put old/ back: the install never happened. Any
+	 * left next/, complete and synced: it is finished; without next/ (its
+	 * rename failed), old/ is put back: the install never happened. Any
 	 * other next/ is a fetch that stopped half way, and old/ what an
 	 * install replaced. */
 	char path[4200], next[4200], old[4200];
@@ -1606,7 +1632,19 @@ void vsrh_store_settle_install(const char *dir)
 	path_join(old, sizeof old, dir, "old");
 	struct stat st;
 	if (stat(path, &st) != 0 && stat(old, &st) == 0)
-		rename(stat(next, &st) == 0 ? next : old, path);
+		return stat(next, &st) == 0 ? "next" : "old";
+	return "db";
+}
+
+void vsrh_store_settle_install(const char *dir)
+{
+	char path[4200], next[4200], old[4200];
+	path_join(path, sizeof path, dir, "db");
+	path_join(next, sizeof next, dir, "next");
+	path_join(old, sizeof old, dir, "old");
+	const char *env = vsrh_store_env_name(dir);
+	if (strcmp(env, "db") != 0)
+		rename(strcmp(env, "next") == 0 ? next : old, path);
 	env_dir_remove(next);
 	env_dir_remove(old);
 }
@@ -2258,6 +2296,7 @@ static uint64_t build_records(vsrh_lmdb *db, const vsr_checkpoint *cp, const uin
 			b->bad = true;
 			break;
 		}
+		rec_done(&db->rec);
 		b->sum += check;
 		b->n++;
 		at += 8 + (uint64_t)kl + vl;
@@ -2615,10 +2654,10 @@ static uint64_t verify_room(MDB_env *env, uint64_t file_bytes)
 	return pages > file_bytes / ms.ms_psize ? file_bytes : pages * ms.ms_psize;
 }
 
-uint64_t vsrh_store_used_bytes(const char *dir)
+uint64_t vsrh_store_used_bytes(const char *dir, const char *env_name)
 {
 	char path[4200], file[4300];
-	path_join(path, sizeof path, dir, "db");
+	path_join(path, sizeof path, dir, env_name);
 	snprintf(file, sizeof file, "%s/data.mdb", path);
 	struct stat st;
 	if (stat(file, &st) != 0)
@@ -2644,8 +2683,14 @@ uint64_t vsrh_store_used_bytes(const char *dir)
 int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, char *why,
 			  size_t why_len)
 {
+	return vsrh_store_verify_env(dir, "db", NULL, min_op, checksum, why, why_len);
+}
+
+int vsrh_store_verify_env(const char *dir, const char *env_name, const vsrh_store_rollback *rb,
+			  uint64_t min_op, uint64_t checksum, char *why, size_t why_len)
+{
 	char path[4200], file[4300];
-	path_join(path, sizeof path, dir, "db");
+	path_join(path, sizeof path, dir, env_name);
 	snprintf(file, sizeof file, "%s/data.mdb", path);
 	struct stat st;
 	if (stat(file, &st) != 0)
@@ -2663,8 +2708,30 @@ int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, c
 										   : STORE_MAP_MIN);
 	if (rc == 0)
 		rc = mdb_env_open(env, path, MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS, 0600);
+	if (rc == 0 && rb != NULL && rb->due) {
+		MDB_envinfo info;
+		uintptr_t lo = 0, hi = 0;
+		if (mdb_env_info(env, &info) != 0 || !env_map_range(env, info.me_mapsize, &lo, &hi)) {
+			snprintf(why, why_len, "%s: its map is not in /proc/self/maps", file);
+			rc = -3;
+		} else if (vsrh_store_rollback_map((uint8_t *)lo, hi - lo, file, rb, why, why_len) !=
+			   0) {
+			rc = -3;
+		}
+		if (rc == -3) {
+			mdb_env_close(env);
+			return -1; /* not checked: the view the next start opens could not be made */
+		}
+	}
 	if (rc == 0)
 		rc = mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
+	if (rc == 0 && rb != NULL && rb->due && (uint64_t)mdb_txn_id(txn) != rb->to_txn) {
+		snprintf(why, why_len, "%s: LMDB read transaction %zu, not %" PRIu64
+			 " that the next start rolls back to", file, mdb_txn_id(txn), rb->to_txn);
+		mdb_txn_abort(txn);
+		mdb_env_close(env);
+		return -1;
+	}
 	if (rc == 0) {
 		/* Both are created at the first open, before anything is kept; a
 		 * main database holding anything else has lost them. */

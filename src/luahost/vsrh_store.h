@@ -117,11 +117,15 @@ int vsrh_store_ckpt_open(vsrh_store *s, vsr_checkpoint *cp, vsr_buf *head);
  * old/) removed, so that the check reads the environment the store will
  * open. */
 void vsrh_store_settle_install(const char *dir);
-/* The bytes of the pages the environment in `dir` uses (as its newest meta
- * page counts them, no more than its file; the file's allocated blocks when
- * LMDB cannot open it), 0 when there is none: about what a check reads.
- * Reads the meta pages only. */
-uint64_t vsrh_store_used_bytes(const char *dir);
+/* Read only: the directory under `dir` whose environment the next start
+ * opens, after vsrh_store_settle_install: "db", or "next" or "old" when an
+ * install stopped between its two renames (finished, or undone). */
+const char *vsrh_store_env_name(const char *dir);
+/* The bytes of the pages the environment in `dir`/env_name uses (as its
+ * newest meta page counts them, no more than its file; the file's
+ * allocated blocks when LMDB cannot open it), 0 when there is none: about
+ * what a check reads. Reads the meta pages only. */
+uint64_t vsrh_store_used_bytes(const char *dir, const char *env_name);
 /* Before a restart opens it: reads every record of the environment in `dir`
  * (the directory given to vsrh_store_use_lmdb) and checks them against its
  * checkpoint record, and that record against what the superblock names: a
@@ -132,5 +136,10 @@ uint64_t vsrh_store_used_bytes(const char *dir);
  * (src/cmd/vsrhost/host_verify.c). */
 int vsrh_store_verify_dir(const char *dir, uint64_t min_op, uint64_t checksum, char *why,
 			  size_t why_len);
+/* The same on the environment in `dir`/env_name, read as it is after the
+ * rollback rb when that is due (vsrh_store_rollback_map; NULL: none): what
+ * the next start opens, with nothing written (vsrhost --check-store). */
+int vsrh_store_verify_env(const char *dir, const char *env_name, const vsrh_store_rollback *rb,
+			  uint64_t min_op, uint64_t checksum, char *why, size_t why_len);
 
 #endif /* VSRH_STORE_H */

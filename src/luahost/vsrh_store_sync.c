@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/ioprio.h>
@@ -581,10 +582,11 @@ typedef struct lmdb_meta {
 } lmdb_meta;
 
 
-static int meta_read(int fd, off_t at, lmdb_meta *m)
+/* A meta page's first bytes, from p, into *m: 0, or -1 when they are not
+ * one of LMDB 0.9's meta pages (data version 1). */
+static int meta_parse(const uint8_t *p, lmdb_meta *m)
 {
-	if (pread(fd, m->b, sizeof m->b, at) != (ssize_t)sizeof m->b)
-		return -1;
+	memcpy(m->b, p, sizeof m->b);
 	uint16_t flags = (uint16_t)(m->b[10] | m->b[11] << 8);
 	if (!(flags & LMDB_P_META) || vsrh_get_u32le(m->b + LMDB_PAGEHDR) != LMDB_MAGIC ||
 	    vsrh_get_u32le(m->b + LMDB_PAGEHDR + 4) != 1)
@@ -593,13 +595,34 @@ static int meta_read(int fd, off_t at, lmdb_meta *m)
 	return 0;
 }
 
-int vsrh_store_settle_dir(const char *dir, bool *rolled, char *why, size_t why_len)
+static int meta_read(int fd, off_t at, lmdb_meta *m)
 {
-	*rolled = false;
+	uint8_t b[sizeof m->b];
+	if (pread(fd, b, sizeof b, at) != (ssize_t)sizeof b)
+		return -1;
+	return meta_parse(b, m);
+}
+
+/* Both meta pages of the LMDB file open as fd, and its page size: 0, or -1
+ * when they are not LMDB's layout as we know it. */
+static int metas_read(int fd, lmdb_meta m[2], uint32_t *psize)
+{
+	int rc = meta_read(fd, 0, &m[0]);
+	*psize = rc == 0 ? vsrh_get_u32le(m[0].b + LMDB_PAGEHDR + LMDB_META_PSIZE) : 0;
+	if (rc == 0 && (*psize < 512 || *psize > 65536 || (*psize & (*psize - 1))))
+		rc = -1;
+	if (rc == 0)
+		rc = meta_read(fd, *psize, &m[1]);
+	return rc;
+}
+
+void vsrh_store_rollback_judge(const char *dir, const char *env_dir, vsrh_store_rollback *rb)
+{
+	memset(rb, 0, sizeof *rb);
 	synced_rec rec;
 	int got = synced_read(dir, &rec);
 	if (got == -1)
-		return 0; /* never synced by a checkpoint: nothing was committed without a sync */
+		return; /* never synced by a checkpoint: nothing was committed without a sync */
 	/* A damaged record names no transaction and no boot: the newest
 	 * commit may be torn as after a reboot, and is rolled back as then
 	 * (the older one is whole; if the newest was durable after all, the
@@ -609,53 +632,121 @@ int vsrh_store_settle_dir(const char *dir, bool *rolled, char *why, size_t why_l
 	char boot[VSRH_BOOT_ID_LEN];
 	vsrh_boot_id(boot);
 	if (!damaged && boot[0] && strcmp(boot, rec.boot) == 0)
-		return 0; /* no reboot (nor failed sync) since: the page cache held every commit */
+		return; /* no reboot (nor failed sync) since: the page cache held every commit */
 	char path[4300];
-	snprintf(path, sizeof path, "%s/db/data.mdb", dir);
-	int fd = open(path, O_RDWR | O_CLOEXEC);
+	snprintf(path, sizeof path, "%s/data.mdb", env_dir);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0; /* no environment */
+		return; /* no environment */
 	lmdb_meta m[2];
-	int rc = meta_read(fd, 0, &m[0]);
-	uint32_t psize = rc == 0 ? vsrh_get_u32le(m[0].b + LMDB_PAGEHDR + LMDB_META_PSIZE) : 0;
-	if (rc == 0 && (psize < 512 || psize > 65536 || (psize & (psize - 1))))
-		rc = -1;
-	if (rc == 0)
-		rc = meta_read(fd, psize, &m[1]);
-	if (rc != 0) {
-		/* Not LMDB's layout as we know it: the check that follows judges. */
-		close(fd);
-		return 0;
-	}
+	uint32_t psize;
+	int rc = metas_read(fd, m, &psize);
+	close(fd);
+	if (rc != 0)
+		return; /* not LMDB's layout as we know it: the check that follows judges */
 	int newest = m[1].txnid > m[0].txnid;
-	lmdb_meta *n = &m[newest], *o = &m[!newest];
-	if ((!damaged && n->txnid == rec.txnid) || n->txnid == o->txnid) {
-		close(fd);
-		return 0;
-	}
+	if ((!damaged && m[newest].txnid == rec.txnid) || m[0].txnid == m[1].txnid)
+		return;
 	/* The newest commit was never recorded as synced and the machine has
 	 * rebooted: its pages may not have reached the disk. The older one was
-	 * synced before it was made (and LMDB did not reuse its pages): make it
-	 * the newest by copying it over. */
-	off_t at = newest ? (off_t)psize : 0;
-	if (pwrite(fd, o->b + LMDB_PAGEHDR, LMDB_META_LEN, at + LMDB_PAGEHDR) != LMDB_META_LEN ||
+	 * synced before it was made (and LMDB did not reuse its pages). */
+	rb->due = true;
+	rb->synced_damaged = damaged;
+	rb->from_txn = m[newest].txnid;
+	rb->to_txn = m[!newest].txnid;
+	rb->meta = (unsigned)newest;
+	rb->psize = psize;
+}
+
+void vsrh_store_rollback_why(const vsrh_store_rollback *rb, const char *dir, const char *file,
+			     char *why, size_t why_len)
+{
+	if (rb->synced_damaged)
+		snprintf(why, why_len,
+			 "%s back from transaction %" PRIu64 " to %" PRIu64 ": %s/synced, the "
+			 "record of which one is durable, is damaged, so the newest may not be",
+			 file, rb->from_txn, rb->to_txn, dir);
+	else
+		snprintf(why, why_len,
+			 "%s back from transaction %" PRIu64 " (never recorded as synced, and the "
+			 "machine rebooted or a sync failed) to %" PRIu64,
+			 file, rb->from_txn, rb->to_txn);
+}
+
+int vsrh_store_settle_dir(const char *dir, bool *rolled, char *why, size_t why_len)
+{
+	*rolled = false;
+	char env[4200], path[4300];
+	snprintf(env, sizeof env, "%s/db", dir);
+	snprintf(path, sizeof path, "%s/data.mdb", env);
+	vsrh_store_rollback rb;
+	vsrh_store_rollback_judge(dir, env, &rb);
+	if (!rb.due)
+		return 0;
+	/* Make the older meta page the newest by copying it over (the page
+	 * header, with the page's own number, stays). */
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	lmdb_meta m[2];
+	uint32_t psize;
+	if (fd < 0 || metas_read(fd, m, &psize) != 0 || psize != rb.psize ||
+	    m[rb.meta].txnid != rb.from_txn || m[!rb.meta].txnid != rb.to_txn) {
+		snprintf(why, why_len, "rolling %s back to transaction %" PRIu64 ": %s", path,
+			 rb.to_txn, fd < 0 ? strerror(errno) : "its meta pages changed meanwhile");
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	off_t at = rb.meta ? (off_t)psize : 0;
+	if (pwrite(fd, m[!rb.meta].b + LMDB_PAGEHDR, LMDB_META_LEN, at + LMDB_PAGEHDR) !=
+		    LMDB_META_LEN ||
 	    fdatasync(fd) != 0) {
 		snprintf(why, why_len, "rolling %s back to transaction %" PRIu64 ": %s", path,
-			 o->txnid, strerror(errno ? errno : EIO));
+			 rb.to_txn, strerror(errno ? errno : EIO));
 		close(fd);
 		return -1;
 	}
 	close(fd);
 	*rolled = true;
-	if (damaged)
-		snprintf(why, why_len,
-			 "rolled %s back from transaction %" PRIu64 " to %" PRIu64 ": %s/synced, the "
-			 "record of which one is durable, is damaged, so the newest may not be",
-			 path, n->txnid, o->txnid, dir);
-	else
-		snprintf(why, why_len,
-			 "rolled %s back from transaction %" PRIu64 " (never recorded as synced, and the "
-			 "machine rebooted or a sync failed) to %" PRIu64,
-			 path, n->txnid, o->txnid);
+	char said[1024];
+	vsrh_store_rollback_why(&rb, dir, path, said, sizeof said);
+	snprintf(why, why_len, "rolled %s", said);
+	return 0;
+}
+
+int vsrh_store_rollback_map(uint8_t *map, size_t map_len, const char *file,
+			    const vsrh_store_rollback *rb, char *why, size_t why_len)
+{
+	/* LMDB reads a read-only transaction's meta page through the map (its
+	 * me_metas point into the map's first pages), picking the one with the
+	 * higher transaction id at mdb_txn_begin: mapping those pages again,
+	 * privately, and copying the older meta over the newest there makes
+	 * it read the older transaction, and the file stays as it was. */
+	long os = sysconf(_SC_PAGESIZE);
+	size_t len = os > 0 ? (2 * (size_t)rb->psize + (size_t)os - 1) / (size_t)os * (size_t)os : 0;
+	lmdb_meta m[2];
+	if (!rb->due || len == 0 || (uintptr_t)map % (uintptr_t)os != 0 || map_len < len ||
+	    vsrh_get_u64le(map) != 0 || vsrh_get_u64le(map + rb->psize) != 1 ||
+	    meta_parse(map, &m[0]) != 0 || meta_parse(map + rb->psize, &m[1]) != 0) {
+		snprintf(why, why_len, "%s: LMDB's map does not start with its meta pages", file);
+		return -1;
+	}
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
+	void *p = fd >= 0 ? mmap(map, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, 0)
+			  : MAP_FAILED;
+	int e = errno;
+	if (fd >= 0)
+		close(fd);
+	if (p == MAP_FAILED) {
+		snprintf(why, why_len, "%s: mapping its meta pages privately: %s", file, strerror(e));
+		return -1;
+	}
+	uint8_t *newest = map + (size_t)rb->meta * rb->psize;
+	const uint8_t *older = map + (size_t)!rb->meta * rb->psize;
+	if (vsrh_get_u64le(newest + LMDB_PAGEHDR + LMDB_META_TXNID) != rb->from_txn ||
+	    vsrh_get_u64le(older + LMDB_PAGEHDR + LMDB_META_TXNID) != rb->to_txn) {
+		snprintf(why, why_len, "%s: its meta pages changed while it was checked", file);
+		return -1;
+	}
+	memcpy(newest + LMDB_PAGEHDR, older + LMDB_PAGEHDR, LMDB_META_LEN);
 	return 0;
 }

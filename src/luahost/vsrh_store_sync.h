@@ -140,4 +140,33 @@ int vsrh_syncer_open_sync(vsrh_syncer *s, const char *dir, MDB_env *env);
  * says which) or -1 with a sentence in why. */
 int vsrh_store_settle_dir(const char *dir, bool *rolled, char *why, size_t why_len);
 
+/* What vsrh_store_settle_dir does, or would do, to an environment. */
+typedef struct vsrh_store_rollback {
+	bool due;            /* the newest transaction is rolled back to the older */
+	bool synced_damaged; /* because `synced` is damaged (else: it does not name the
+			      * newest, and the machine rebooted or a sync failed since) */
+	uint64_t from_txn;   /* the newest transaction */
+	uint64_t to_txn;     /* the older one, opened after the rollback */
+	unsigned meta;       /* the meta page (0 or 1) that holds the newest */
+	uint32_t psize;      /* the file's page size */
+} vsrh_store_rollback;
+
+/* Read only: whether a start would roll back the environment in env_dir
+ * (the directory holding data.mdb; `dir`/db for the store in `dir`, whose
+ * `synced` and the running kernel's boot id decide). Changes nothing, so
+ * that `vsrhost --check-store` can say what the next start does. */
+void vsrh_store_rollback_judge(const char *dir, const char *env_dir, vsrh_store_rollback *rb);
+/* "FILE back from transaction N (why) to M": the rollback rb (due), of the
+ * LMDB file `file` of the store in `dir`. */
+void vsrh_store_rollback_why(const vsrh_store_rollback *rb, const char *dir, const char *file,
+			     char *why, size_t why_len);
+/* In this process only, makes an environment opened read-only on `file`
+ * (no transaction begun yet), whose map is map_len bytes at `map`, read
+ * the transaction the rollback rb (due) opens: its meta pages are mapped
+ * again privately (copy on write: nothing reaches the file) and the older
+ * one copied over the newest, as vsrh_store_settle_dir does on disk. LMDB
+ * 0.9.24 has no MDB_PREVSNAPSHOT. 0, or -1 with a sentence in why. */
+int vsrh_store_rollback_map(uint8_t *map, size_t map_len, const char *file,
+			    const vsrh_store_rollback *rb, char *why, size_t why_len);
+
 #endif /* VSRH_STORE_SYNC_H */

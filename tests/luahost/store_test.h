@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -227,6 +228,53 @@ static inline int st_child_log(pid_t pid, const char *log, char *text, size_t le
 		fclose(f);
 	return status;
 }
+
+#ifdef SEEK_DATA /* (a test that defines _GNU_SOURCE) */
+/* Calls fn(arg, buf, n, at) on the bytes of the file open as fd that lie in
+ * its data extents, in slices of at most 64 KiB (data.mdb is a sparse file
+ * as long as the 8 GiB map: its holes are skipped). Returns 0, the first
+ * nonzero fn returned, or -1 when a read fails. */
+static inline int st_each_data(int fd, int (*fn)(void *arg, const uint8_t *buf, size_t n, off_t at),
+			       void *arg)
+{
+	static uint8_t buf[1 << 16];
+	off_t at = 0;
+	while ((at = lseek(fd, at, SEEK_DATA)) >= 0) {
+		off_t end = lseek(fd, at, SEEK_HOLE);
+		while (at < end) {
+			size_t n = end - at < (off_t)sizeof buf ? (size_t)(end - at) : sizeof buf;
+			ssize_t r = pread(fd, buf, n, at);
+			if (r <= 0)
+				return -1;
+			int rc = fn(arg, buf, (size_t)r, at);
+			if (rc)
+				return rc;
+			at += r;
+		}
+	}
+	return 0;
+}
+
+static inline int st_copy_slice(void *arg, const uint8_t *buf, size_t n, off_t at)
+{
+	return pwrite(*(int *)arg, buf, n, at) == (ssize_t)n ? 0 : -1;
+}
+
+/* Copies the data extents of the file open as `in` into a new file `to` as
+ * long, holes left holes. 0, or -1. */
+static inline int st_copy_sparse(int in, const char *to)
+{
+	int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	struct stat st;
+	if (out < 0 || fstat(in, &st) != 0 || ftruncate(out, st.st_size) != 0) {
+		if (out >= 0)
+			close(out);
+		return -1;
+	}
+	int rc = st_each_data(in, st_copy_slice, &out);
+	return close(out) == 0 && rc == 0 ? 0 : -1;
+}
+#endif
 
 /* The first len bytes of store_dir/synced into b: true when it has them. */
 static inline bool st_synced_bytes(const char *store_dir, uint8_t *b, size_t len)

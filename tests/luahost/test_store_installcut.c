@@ -173,40 +173,12 @@ static int list_path(const char *path, ent *e, int max)
 	return n;
 }
 
-/* Copies the data extents of the file open as `in` into a new file `to`
- * (data.mdb is sparse: its length is the 8 GiB map). */
-static int copy_fd_sparse(int in, const char *to)
-{
-	int out = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	struct stat st;
-	if (out < 0 || fstat(in, &st) != 0 || ftruncate(out, st.st_size) != 0) {
-		if (out >= 0)
-			close(out);
-		return -1;
-	}
-	static char buf[1 << 16];
-	off_t at = 0;
-	while ((at = lseek(in, at, SEEK_DATA)) >= 0) {
-		off_t end = lseek(in, at, SEEK_HOLE);
-		while (at < end) {
-			size_t n = end - at < (off_t)sizeof buf ? (size_t)(end - at) : sizeof buf;
-			ssize_t r = pread(in, buf, n, at);
-			if (r <= 0 || pwrite(out, buf, (size_t)r, at) != r) {
-				close(out);
-				return -1;
-			}
-			at += r;
-		}
-	}
-	return close(out);
-}
-
 static int copy_path_sparse(const char *from, const char *to)
 {
 	int in = open(from, O_RDONLY | O_CLOEXEC);
 	if (in < 0)
 		return -1;
-	int rc = copy_fd_sparse(in, to);
+	int rc = st_copy_sparse(in, to);
 	close(in);
 	return rc;
 }
@@ -223,7 +195,7 @@ static void shadow_fd(int fd)
 		return;
 	f->size = st.st_size;
 	snprintf(f->shadow, sizeof f->shadow, "%s/shadow-%d", M.work, ++M.shadows);
-	if (copy_fd_sparse(fd, f->shadow) != 0)
+	if (st_copy_sparse(fd, f->shadow) != 0)
 		CHECK(0, "copy a synced file into %s", f->shadow);
 	f->gen = M.shadows;
 }

@@ -41,24 +41,11 @@
  * sparse: its length is the 8 GiB map). */
 static int copy_sparse(const char *from, const char *to)
 {
-	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	struct stat st;
-	if (in < 0 || out < 0 || fstat(in, &st) != 0 || ftruncate(out, st.st_size) != 0)
-		return -1;
-	static char buf[1 << 16];
-	off_t at = 0;
-	while ((at = lseek(in, at, SEEK_DATA)) >= 0) {
-		off_t end = lseek(in, at, SEEK_HOLE);
-		for (; at < end;) {
-			size_t n = end - at < (off_t)sizeof buf ? (size_t)(end - at) : sizeof buf;
-			ssize_t r = pread(in, buf, n, at);
-			if (r <= 0 || pwrite(out, buf, (size_t)r, at) != r)
-				return -1;
-			at += r;
-		}
-	}
-	close(in);
-	return close(out);
+	int in = open(from, O_RDONLY);
+	int rc = in >= 0 ? st_copy_sparse(in, to) : -1;
+	if (in >= 0)
+		close(in);
+	return rc;
 }
 
 static int copy_file(const char *from, const char *to)

@@ -34,20 +34,13 @@
 #define CHECK_CPU_BASE_S 2
 #define CHECK_CPU_BYTES_PER_S ((uint64_t)2 << 20)
 
-int host_check_store(void *store_dir, const vsr_superblock *sb, char *why, size_t why_len)
+/* The check, in a child, of the environment in store_dir/env_name, read
+ * as after the rollback rb when one is due (NULL: none). */
+static int check_child(const char *store_dir, const char *env_name, const vsrh_store_rollback *rb,
+		       const vsr_superblock *sb, char *why, size_t why_len)
 {
-	/* First an install a crash interrupted between its renames is
-	 * finished, so that the environment checked is the one the store will
-	 * open (without this, db/ was missing here and nothing was checked).
-	 * Then, after a power cut, a newest transaction that may be torn is
-	 * rolled back to the durable one before it (vsrh_store_sync.h). */
-	vsrh_store_settle_install(store_dir);
-	bool rolled = false;
-	if (vsrh_store_settle_dir(store_dir, &rolled, why, why_len) != 0)
-		return -1;
-	if (rolled)
-		fprintf(stderr, "vsr.store: %s\n", why);
-	uint64_t cpu_s = CHECK_CPU_BASE_S + vsrh_store_used_bytes(store_dir) / CHECK_CPU_BYTES_PER_S;
+	uint64_t cpu_s = CHECK_CPU_BASE_S +
+			 vsrh_store_used_bytes(store_dir, env_name) / CHECK_CPU_BYTES_PER_S;
 	int fds[2];
 	if (pipe(fds) != 0) {
 		snprintf(why, why_len, "pipe: %s", strerror(errno));
@@ -70,8 +63,8 @@ int host_check_store(void *store_dir, const vsr_superblock *sb, char *why, size_
 		setrlimit(RLIMIT_CPU, &cpu);
 		setrlimit(RLIMIT_CORE, &core);
 		char msg[512] = "";
-		int rc = vsrh_store_verify_dir(store_dir, sb->checkpoint_op, sb->checkpoint_checksum,
-					       msg, sizeof msg);
+		int rc = vsrh_store_verify_env(store_dir, env_name, rb, sb->checkpoint_op,
+					       sb->checkpoint_checksum, msg, sizeof msg);
 		size_t n = strlen(msg);
 		if (n > 0 && write(fds[1], msg, n) < 0) {
 			/* the parent reads the exit status alone */
@@ -102,16 +95,60 @@ int host_check_store(void *store_dir, const vsr_superblock *sb, char *why, size_
 		snprintf(why, why_len,
 			 "vsr.store %s: reading its records ran past the check's CPU limit of %" PRIu64
 			 " s (LMDB loops on a damaged page)",
-			 (const char *)store_dir, cpu_s);
+			 store_dir, cpu_s);
 		return 1;
 	}
 	if (WIFSIGNALED(status)) {
 		snprintf(why, why_len, "vsr.store %s: reading its records crashed LMDB (signal %d: %s)",
-			 (const char *)store_dir, WTERMSIG(status), strsignal(WTERMSIG(status)));
+			 store_dir, WTERMSIG(status), strsignal(WTERMSIG(status)));
 		return 1;
 	}
 	int code = WIFEXITED(status) ? WEXITSTATUS(status) : 4;
-	snprintf(why, why_len, "vsr.store %s: %s", (const char *)store_dir,
+	snprintf(why, why_len, "vsr.store %s: %s", store_dir,
 		 got ? msg : code == 0 ? "intact" : "the check failed without a reason");
 	return code == 0 ? 0 : code == 3 ? 1 : -1;
+}
+
+int host_check_store(void *store_dir, const vsr_superblock *sb, char *why, size_t why_len)
+{
+	/* First an install a crash interrupted between its renames is
+	 * finished, so that the environment checked is the one the store will
+	 * open (without this, db/ was missing here and nothing was checked).
+	 * Then, after a power cut, a newest transaction that may be torn is
+	 * rolled back to the durable one before it (vsrh_store_sync.h). */
+	vsrh_store_settle_install(store_dir);
+	bool rolled = false;
+	if (vsrh_store_settle_dir(store_dir, &rolled, why, why_len) != 0)
+		return -1;
+	if (rolled)
+		fprintf(stderr, "vsr.store: %s\n", why);
+	return check_child(store_dir, "db", NULL, sb, why, why_len);
+}
+
+int host_check_store_judge(const char *store_dir, const vsr_superblock *sb, char *start,
+			   size_t start_len, char *why, size_t why_len)
+{
+	/* What host_check_store settles on disk, judged instead: which
+	 * environment the start opens, and whether it rolls it back. */
+	const char *env_name = vsrh_store_env_name(store_dir);
+	char env[4200], file[4300];
+	snprintf(env, sizeof env, "%s/%s", store_dir, env_name);
+	snprintf(file, sizeof file, "%s/db/data.mdb", store_dir);
+	vsrh_store_rollback rb;
+	vsrh_store_rollback_judge(store_dir, env, &rb);
+	size_t n = 0;
+	start[0] = '\0';
+	if (strcmp(env_name, "db") != 0)
+		n += (size_t)snprintf(start, start_len,
+				      "the next start %s an install that stopped between its renames "
+				      "(%s/%s becomes %s/db)",
+				      strcmp(env_name, "next") == 0 ? "finishes" : "undoes", store_dir,
+				      env_name, store_dir);
+	if (rb.due && n < start_len) {
+		char said[1024];
+		vsrh_store_rollback_why(&rb, store_dir, file, said, sizeof said);
+		snprintf(start + n, start_len - n, "%sthe next start rolls %s",
+			 n ? "; then " : "", said);
+	}
+	return check_child(store_dir, env_name, &rb, sb, why, why_len);
 }

@@ -17,10 +17,21 @@
  * before the storage starts its threads (fork). */
 int host_check_store(void *store_dir, const vsr_superblock *sb, char *why, size_t why_len);
 
+/* The same check with nothing written (vsrhost --check-store): what
+ * host_check_store settles first (an install stopped between its renames,
+ * a newest transaction a reboot may have torn) is judged instead, said in
+ * `start` ("" when the next start settles nothing), and the environment is
+ * read as the next start will open it (an older meta page through a
+ * private view of the map: vsrh_store_rollback_map). Returns as
+ * host_check_store. */
+int host_check_store_judge(const char *store_dir, const vsr_superblock *sb, char *start,
+			   size_t start_len, char *why, size_t why_len);
+
 /* vsrhost --check-store DIR (host_check_cli.c): that check, by hand, on a
  * stopped replica's data directory DIR, against the checkpoint its
- * superblock names. Prints the verdict in a line on stdout; returns 0
- * intact, 1 damaged, 2 could not check (no superblock, DIR in use). */
+ * superblock names, changing nothing in DIR (also on a read-only mount).
+ * Prints the verdict in a line on stdout; returns 0 intact, 1 damaged, 2
+ * could not check (no superblock, DIR in use). */
 int host_check_store_main(const char *dir);
 
 #endif
