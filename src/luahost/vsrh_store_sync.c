@@ -707,7 +707,7 @@ int vsrh_store_settle_dir(const char *dir, bool *rolled, char *why, size_t why_l
 	}
 	close(fd);
 	*rolled = true;
-	char said[1024];
+	char said[9000]; /* two paths of up to 4300 bytes and the sentence */
 	vsrh_store_rollback_why(&rb, dir, path, said, sizeof said);
 	snprintf(why, why_len, "rolled %s", said);
 	return 0;

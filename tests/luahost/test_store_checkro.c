@@ -332,7 +332,7 @@ int main(int argc, char **argv)
 	bool can_mount = unshare(CLONE_NEWNS) == 0 &&
 			 mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0;
 	setenv("VSRH_BOOT_ID", "boot-one", 1);
-	char store[600], at_a[600], f1[900], f2[900], out[4096], why[1024];
+	char store[600], at_a[600], f1[900], f2[1000], out[4096], why[1024];
 
 	/* Checkpoint A, synced, and a copy of the store then; checkpoint B. */
 	st_path(store, sizeof store, dir, "store");

@@ -83,7 +83,7 @@ int host_check_store_main(const char *dir)
 		rc = host_check_store_judge(store, &sb, start, sizeof start, why, sizeof why);
 		/* What the start settles first, said after the verdict: the
 		 * check read the store as that start will find it. */
-		char then[2100] = "";
+		char then[2200] = "";
 		if (start[0])
 			snprintf(then, sizeof then, " (as the next start will open it: %s; this check "
 						    "changed nothing)", start);
