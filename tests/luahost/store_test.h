@@ -50,6 +50,11 @@ static inline int st_begin(vsrh_config *cfg, char *tmpl)
 		vsrh_config_free(cfg);
 		return -1;
 	}
+	/* Scratch stores (a memory store's, vsrh_store.c) inside it too: a
+	 * child that stops with exit 74 never closes its own, and st_end then
+	 * removes them with the rest (luahost_store_heldrot left seven of
+	 * 65 MB in /tmp a run). */
+	setenv("TMPDIR", tmpl, 1);
 	return 0;
 }
 
