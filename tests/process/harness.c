@@ -18,6 +18,7 @@ const char *g_durability = "memory";
 char g_mounted[400]; /* a tmpfs this run mounted (disk-full) */
 unsigned g_checkpoint_interval; /* limits.checkpoint_interval; 0: default */
 unsigned g_pc_checkpoint_interval; /* --checkpoint-interval (power cuts); 0: theirs */
+unsigned g_writer_quota; /* --writer-quota (crash); 0: its own */
 /* limits.instructions of one replica (index g_odd_replica) when not 0: a
  * misconfigured replica whose budget differs from the others' (divergence). */
 unsigned g_odd_instructions;
@@ -806,6 +807,22 @@ int wait_primary(uint32_t timeout_ms, const char *what)
 	}
 }
 
+void print_cluster(const cluster_view *v)
+{
+	for (int i = 0; i < N; i++) {
+		if (v->up[i])
+			fprintf(stderr, "  replica %d: %s view %" PRIu64 " op %" PRIu64 " commit %" PRIu64
+				" executed %" PRIu64 " digest %016" PRIx64 "\n",
+				i + 1, vsr_status_name((enum vsr_status)v->s[i].status), v->s[i].view,
+				v->s[i].op, v->s[i].commit, v->s[i].executed, v->s[i].digest);
+		else if (g_pid[i] > 0)
+			fprintf(stderr, "  replica %d: running (pid %d) but no status answer within 1 s\n",
+				i + 1, (int)g_pid[i]);
+		else
+			fprintf(stderr, "  replica %d: not running\n", i + 1);
+	}
+}
+
 /* Every live replica normal, executed >= op, and all with equal digests at
  * equal executed numbers. */
 void wait_converged(uint64_t op, uint32_t timeout_ms, const char *what)
@@ -834,13 +851,7 @@ void wait_converged(uint64_t op, uint32_t timeout_ms, const char *what)
 		if (ok)
 			return;
 		if (now_ms() > deadline) {
-			for (int i = 0; i < N; i++)
-				if (v.up[i])
-					fprintf(stderr, "  replica %d: %s view %" PRIu64 " op %" PRIu64
-						" commit %" PRIu64 " executed %" PRIu64 " digest %016" PRIx64 "\n",
-						i + 1, vsr_status_name((enum vsr_status)v.s[i].status),
-						v.s[i].view, v.s[i].op, v.s[i].commit, v.s[i].executed,
-						v.s[i].digest);
+			print_cluster(&v);
 			fail("%s: replicas did not converge on op %" PRIu64 " within %u ms", what,
 			     op, timeout_ms);
 		}

@@ -92,6 +92,10 @@ extern unsigned g_checkpoint_interval;
  * (0: theirs), e.g. long, so that cleanings (VSRH_CLEAN_AFTER_MS, inherited
  * by the replicas) and not syncs write the store back between cuts. */
 extern unsigned g_pc_checkpoint_interval;
+/* --writer-quota: puts per writer and round of the crash scenario instead
+ * of its own (0), e.g. few, so that the writers are done before the
+ * driver's waits are. */
+extern unsigned g_writer_quota;
 extern unsigned g_odd_instructions;
 extern int g_odd_replica;
 extern const char *g_odd_statemachine;
@@ -147,6 +151,9 @@ bool body_int(const mresult *r, int64_t *out);
 bool status_of(int i, vsr_wire_status *out);
 void status_all(cluster_view *v);
 int settled_primary(const cluster_view *v);
+/* Each replica's status, view, op, commit, executed and digest (stderr);
+ * one that did not answer or is not running says so. */
+void print_cluster(const cluster_view *v);
 int wait_primary(uint32_t timeout_ms, const char *what);
 void wait_converged(uint64_t op, uint32_t timeout_ms, const char *what);
 bool port_accepts(uint16_t port);

@@ -39,7 +39,9 @@
  *   crash           durable storage: writers put keys while the whole cluster,
  *                   or each replica in turn, is killed with kill -9 and
  *                   restarted, --trials N rounds; after every round every
- *                   acknowledged write is read back and the digests agree
+ *                   acknowledged write is read back and the digests agree;
+ *                   --writer-quota N: N puts per writer and round (the
+ *                   writers done before the driver's waits are)
  *   corrupt         durable storage: a byte flipped in one replica's log and
  *                   superblock, in another's superblock copy, in a value
  *                   of vsr.store, its pages overwritten with noise, a live
@@ -192,6 +194,7 @@ static void usage(FILE *out)
 	fprintf(out, "usage: proctest --vsrhost PATH --root SOURCE_DIR --scenario NAME\n"
 		     "                [--vsrctl PATH] [--vsrhost-teeth PATH] [--fail-io PATH]\n"
 		     "                [--trials N] [--seed S] [--keep] [--checkpoint-interval N]\n"
+		     "                [--writer-quota N]\n"
 		     "scenarios:");
 	for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++)
 		fprintf(out, "%s%s", i % 10 == 9 ? "\n          " : " ", scenarios[i].name);
@@ -207,13 +210,14 @@ int main(int argc, char **argv)
 		{"seed", required_argument, NULL, 'S'}, {"keep", no_argument, NULL, 'k'},
 		{"vsrhost-teeth", required_argument, NULL, 'T'},
 		{"checkpoint-interval", required_argument, NULL, 'I'},
+		{"writer-quota", required_argument, NULL, 'Q'},
 		{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
 	};
 	const char *scenario = NULL;
 	int trials = 10;
 	bool seeded = false;
 	int ch;
-	while ((ch = getopt_long(argc, argv, "x:r:c:F:s:t:S:T:I:kh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "x:r:c:F:s:t:S:T:I:Q:kh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'T': g_vsrhost_teeth = optarg; break;
 		case 'x': g_vsrhost = optarg; break;
@@ -225,6 +229,7 @@ int main(int argc, char **argv)
 		case 'S': g_seed = strtoull(optarg, NULL, 0); seeded = true; break;
 		case 'k': g_keep = true; break;
 		case 'I': g_pc_checkpoint_interval = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'Q': g_writer_quota = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 64;
 		}

@@ -455,7 +455,7 @@ int scenario_powercut(int cuts)
 			t.flickers++;
 		}
 		wait_ports(-1);
-		writers_wait_acks(&ws, ws.acks + 20, "after the power cut");
+		writers_wait_acks(&ws, writers_target(&ws, 20), "after the power cut");
 		writers_stop(&ws);
 		char what[96];
 		snprintf(what, sizeof what, "after power cut %d of every replica", cut);

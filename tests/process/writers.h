@@ -11,12 +11,28 @@
 #define WRITERS 4
 #define WRITER_QUOTA 60    /* puts per writer per round */
 
+/* What a writer is doing, in memory it shares with the driver: printed
+ * when a wait for acknowledgements times out, so that a stall says which
+ * put each writer waits for and where it sends it. */
+enum writer_phase { WRITER_STARTING, WRITER_REGISTERING, WRITER_PUTTING, WRITER_QUOTA_SPENT };
+typedef struct writer_live {
+	uint8_t phase;       /* enum writer_phase */
+	uint8_t target;      /* the replica its client sends to (0-based) */
+	uint32_t seq;        /* the put in flight: its key's seq */
+	uint32_t timeouts;   /* calls of CALL_MS for it that went unanswered */
+	uint64_t session;
+	uint64_t request;    /* the put's request number in its session */
+	uint64_t since_ms;   /* now_ms() when it was first sent */
+} writer_live;
+
 typedef struct writers {
 	pid_t pid[WRITERS];
 	int fd;                  /* read end of the acknowledgement pipe */
 	uint32_t next[WRITERS];  /* first seq not yet acknowledged */
+	uint32_t quota;          /* puts per writer this round */
 	uint64_t max_op;
 	uint32_t acks;           /* acknowledgements read this round */
+	volatile writer_live *live; /* [WRITERS], shared with the writers */
 	char buf[4096];
 	size_t len;
 } writers;
@@ -31,13 +47,20 @@ void writers_start_quota(writers *ws, uint32_t quota);
 bool writers_drain(writers *ws, int timeout_ms);
 /* Fails when a writer stopped on its own (its put refused: lost state). */
 void writers_check(const writers *ws, const char *what);
-/* Waits (bounded) until `acks` acknowledgements were read this round. */
+/* Waits (bounded) until `acks` acknowledgements were read this round.
+ * More than the round's writers will ever put (WRITERS x quota) fails at
+ * once: such a wait could only end at its deadline, with an idle cluster.
+ * At the deadline, each replica's status and each writer's put in flight
+ * are printed before the failure. */
 void writers_wait_acks(writers *ws, uint32_t acks, const char *what);
+/* Each replica's status and what each writer is doing (stderr). */
+void writers_explain(const writers *ws);
 /* SIGTERM: each finishes its put in flight; every report read. */
 void writers_stop(writers *ws);
 /* SIGSTOP (pause) or SIGCONT the writers; paused, every report read. */
 void writers_pause(writers *ws, bool pause);
-/* `more` acknowledgements past the present ones, within this round's. */
+/* `more` acknowledgements past the present ones, within what this
+ * round's writers will ever put (WRITERS x their quota). */
 uint32_t writers_target(const writers *ws, uint32_t more);
 /* Every acknowledged write read back through the primary (ops); the
  * replicas converge with equal digests first. Returns the count. */
