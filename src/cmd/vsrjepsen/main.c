@@ -450,6 +450,17 @@ int main(int argc, char **argv)
 	}
 	o.root = root_abs;
 	o.vsrhost = vsrhost_abs;
+	/* The results folder too: the replicas resolve the config's data_dir
+	 * against the config's own folder, so a relative one put their data
+	 * in a nested copy of the path, where wipe, flip and the removal of a
+	 * valid run's data (which use the path as given) never looked: a wipe
+	 * removed nothing and a flip found no file. */
+	static char out_abs[PATH_MAX];
+	if ((mkdir(o.out, 0755) != 0 && errno != EEXIST) || realpath(o.out, out_abs) == NULL) {
+		jp_log("--out %s: %s", o.out, strerror(errno));
+		return EX_USAGE;
+	}
+	o.out = out_abs;
 	vsrc_timing_default(&o.work.timing);
 	o.work.timing.call_ms = call_ms;
 	if (!seed_given)
