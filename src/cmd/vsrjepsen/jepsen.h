@@ -112,8 +112,15 @@ enum jp_fault {
 	JP_KILL_ALL,   /* needs durable storage */
 	JP_WIPE,       /* needs durable storage */
 	JP_FLIP,       /* needs durable storage */
+	JP_KILL_MAJORITY, /* needs durable storage: a majority, not all */
+	JP_WIPE_MINORITY, /* needs durable storage: f replicas' data at once */
 	JP_FAULT_COUNT,
 };
+
+/* The faults that need durable storage (docs/jepsen.md). */
+#define JP_DISK_FAULTS                                                                     \
+	((1u << JP_KILL_ALL) | (1u << JP_WIPE) | (1u << JP_FLIP) | (1u << JP_KILL_MAJORITY) | \
+	 (1u << JP_WIPE_MINORITY))
 
 extern const char *const jp_fault_names[JP_FAULT_COUNT];
 

@@ -119,9 +119,10 @@ static void jp_usage(FILE *f)
 		"  --nemesis LIST      all, none, kill, pause, partition, clock, disk, or single\n"
 		"                      faults (kill-one, kill-minority, kill-primary, pause-one,\n"
 		"                      pause-primary, partition-halves, partition-primary,\n"
-		"                      partition-bridge, partition-oneway, clock, kill-all, wipe,\n"
-		"                      flip), comma separated (default all)\n"
-		"  --durable           durability = \"durable\" (needed by kill-all, wipe, flip)\n"
+		"                      partition-bridge, partition-oneway, clock, kill-all,\n"
+		"                      kill-majority, wipe, wipe-minority, flip), comma separated\n"
+		"                      (default all; disk: the last five)\n"
+		"  --durable           durability = \"durable\" (needed by the disk faults)\n"
 		"  --clients N         concurrent clients (default 6)\n"
 		"  --keys N            keys in use at once (default 6)\n"
 		"  --ops-per-key N     operations before a key is retired (default 250)\n"
@@ -436,10 +437,9 @@ int main(int argc, char **argv)
 		       "and run, --call-ms of 100 or more");
 		return EX_USAGE;
 	}
-	uint32_t disk = (1u << JP_KILL_ALL) | (1u << JP_WIPE) | (1u << JP_FLIP);
-	if ((o.nemesis & disk) && !o.durable) {
-		jp_log("kill-all, wipe and flip need --durable: in memory mode a majority lost is "
-		       "data lost, by design (docs/storage.md)");
+	if ((o.nemesis & JP_DISK_FAULTS) && !o.durable) {
+		jp_log("kill-all, kill-majority, wipe, wipe-minority and flip need --durable: in "
+		       "memory mode a majority lost is data lost, by design (docs/storage.md)");
 		return EX_USAGE;
 	}
 	/* Replicas read paths from a config written elsewhere: make them absolute. */
@@ -488,9 +488,20 @@ int main(int argc, char **argv)
 				printf(" %s", jp_fault_names[f]);
 		printf("\n");
 	}
-	printf("  rerun one: %s --vsrhost %s --root %s --time %u --replicas %d --seed SEED\n",
+	/* Everything that shapes a run, so that the line replays one seed. */
+	printf("  rerun one: %s --vsrhost %s --root %s --time %u --replicas %d --clients %u "
+	       "--keys %u --ops-per-key %u --rate %u --quiet-ms %u-%u --hold-ms %u-%u "
+	       "--call-ms %u%s%s%s --nemesis ",
 	       o.maelstrom ? "vsrjepsen --maelstrom" : "vsrjepsen", o.vsrhost, o.root, o.seconds,
-	       o.replicas);
+	       o.replicas, o.work.clients, o.work.keys, o.work.ops_per_key, o.work.rate,
+	       o.quiet_ms_min, o.quiet_ms_max, o.hold_ms_min, o.hold_ms_max, call_ms,
+	       o.durable ? " --durable" : "", o.work.reads_via_log ? " --reads-via-log" : "",
+	       o.loopback ? " --loopback" : "");
+	int listed = 0;
+	for (int f = 0; f < JP_FAULT_COUNT; f++)
+		if (o.nemesis >> f & 1)
+			printf("%s%s", listed++ ? "," : "", jp_fault_names[f]);
+	printf("%s --seed SEED\n", listed ? "" : "none");
 	fflush(stdout);
 
 	jp_totals tot = {0};
@@ -501,7 +512,7 @@ int main(int argc, char **argv)
 			run.replicas = r % 2 ? 5 : 3;
 			run.durable = (r / 2) % 2 == 1;
 			if (run.durable)
-				run.nemesis |= (1u << JP_KILL_ALL) | (1u << JP_WIPE) | (1u << JP_FLIP);
+				run.nemesis |= JP_DISK_FAULTS;
 			printf("run %u of %u: %d replicas, %s storage\n", r + 1, o.runs, run.replicas,
 			       run.durable ? "durable" : "memory");
 		}
