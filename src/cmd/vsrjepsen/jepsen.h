@@ -48,6 +48,7 @@ typedef struct jp_cluster {
 	bool clock_wall_only;
 	int clock_offset_s[JP_REPLICAS_MAX]; /* monotonic mode: only ever grows */
 	bool durable;               /* durability = "durable" (kill-all, wipe, flip allowed) */
+	uint32_t lease_ppm;         /* reads.lease_drift_ppm (0: no lease reads) */
 	char tag[24];               /* "vj<pid>": prefix of every name we create */
 	char bridge[32];
 	char bridge_ip[20];
@@ -70,7 +71,8 @@ typedef struct jp_cluster {
 
 /* Builds the network (or picks loopback ports) and writes config.lua. */
 int jp_cluster_create(jp_cluster *c, int n, bool want_netns, bool faketime, bool durable,
-		      const char *vsrhost, const char *root, const char *dir, uint64_t seed);
+		      uint32_t lease_ppm, const char *vsrhost, const char *root, const char *dir,
+		      uint64_t seed);
 /* Starts replica i (0-based); fresh: a brand-new cluster. */
 int jp_cluster_start(jp_cluster *c, int i, bool fresh);
 /* kill -9 and reap. */
@@ -173,6 +175,7 @@ typedef struct jp_work_opts {
 	uint32_t rate;              /* total ops per second (0: closed loop) */
 	bool reads_via_log;         /* reads as operations through the log, not as
 	                               linearizable queries (docs/protocol.md "Reads") */
+	bool lease_reads;           /* reads as lease queries (--lease-reads) */
 	vsrc_timing timing;
 } jp_work_opts;
 

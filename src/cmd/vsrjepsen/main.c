@@ -81,6 +81,7 @@ typedef struct jp_options {
 	bool durable;
 	bool maelstrom;
 	bool mix;
+	uint32_t lease_ppm;
 	jp_work_opts work;
 	uint32_t quiet_ms_min, quiet_ms_max, hold_ms_min, hold_ms_max;
 	uint64_t check_ms;
@@ -128,6 +129,9 @@ static void jp_usage(FILE *f)
 		"  --ops-per-key N     operations before a key is retired (default 250)\n"
 		"  --reads-via-log     reads as operations through the log (default: reads\n"
 		"                      outside the log, linearizable queries)\n"
+		"  --lease-reads PPM   reads as lease queries, the cluster configured with\n"
+		"                      reads.lease_drift_ppm = PPM (docs/protocol.md \"Reads\");\n"
+		"                      clock faults step the wall clock only\n"
 		"  --rate N            operations per second over all clients (default 300; 0:\n"
 		"                      as fast as the cluster answers)\n"
 		"  --quiet-ms A-B      quiet stretch between faults (default 1000-3000)\n"
@@ -230,8 +234,8 @@ static int jp_one_run(const jp_options *o, uint64_t seed, jp_totals *tot)
 		return 2;
 	int rc = 2;
 	jp_op *h = NULL;
-	if (jp_cluster_create(&c, o->replicas, !o->loopback, faketime, o->durable, o->vsrhost,
-			      o->root, dir, seed) != 0) {
+	if (jp_cluster_create(&c, o->replicas, !o->loopback, faketime, o->durable, o->lease_ppm,
+			      o->vsrhost, o->root, dir, seed) != 0) {
 		jp_log("seed %" PRIu64 ": could not build the cluster", seed);
 		goto out;
 	}
@@ -378,6 +382,7 @@ int main(int argc, char **argv)
 		{"check", required_argument, NULL, 'X'}, {"help", no_argument, NULL, 'h'},
 		{"maelstrom", no_argument, NULL, 'm'}, {"mix", no_argument, NULL, 'x'},
 		{"reads-via-log", no_argument, NULL, 'V'},
+		{"lease-reads", required_argument, NULL, 'E'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -403,6 +408,10 @@ int main(int argc, char **argv)
 		case 'K': o.work.ops_per_key = (uint32_t)v; break;
 		case 'q': o.work.rate = (uint32_t)v; break;
 		case 'V': o.work.reads_via_log = true; break;
+		case 'E':
+			o.lease_ppm = (uint32_t)v;
+			o.work.lease_reads = v > 0;
+			break;
 		case 'Q':
 			if (jp_range(optarg, &o.quiet_ms_min, &o.quiet_ms_max) != 0) {
 				jp_log("--quiet-ms: expected A-B in milliseconds, got \"%s\"", optarg);
@@ -435,6 +444,11 @@ int main(int argc, char **argv)
 	    o.work.keys == 0 || o.work.ops_per_key == 0 || o.runs == 0 || call_ms < 100) {
 		jp_log("expected --replicas 3 or 5, 1-256 clients, at least one key, op per key "
 		       "and run, --call-ms of 100 or more");
+		return EX_USAGE;
+	}
+	if (o.lease_ppm > 500000 || (o.lease_ppm && o.work.reads_via_log)) {
+		jp_log("--lease-reads takes a drift bound of 1-500000 ppm, and not with "
+		       "--reads-via-log");
 		return EX_USAGE;
 	}
 	if ((o.nemesis & JP_DISK_FAULTS) && !o.durable) {
@@ -491,12 +505,12 @@ int main(int argc, char **argv)
 	/* Everything that shapes a run, so that the line replays one seed. */
 	printf("  rerun one: %s --vsrhost %s --root %s --time %u --replicas %d --clients %u "
 	       "--keys %u --ops-per-key %u --rate %u --quiet-ms %u-%u --hold-ms %u-%u "
-	       "--call-ms %u%s%s%s --nemesis ",
+	       "--call-ms %u%s%s%s --lease-reads %u --nemesis ",
 	       o.maelstrom ? "vsrjepsen --maelstrom" : "vsrjepsen", o.vsrhost, o.root, o.seconds,
 	       o.replicas, o.work.clients, o.work.keys, o.work.ops_per_key, o.work.rate,
 	       o.quiet_ms_min, o.quiet_ms_max, o.hold_ms_min, o.hold_ms_max, call_ms,
 	       o.durable ? " --durable" : "", o.work.reads_via_log ? " --reads-via-log" : "",
-	       o.loopback ? " --loopback" : "");
+	       o.loopback ? " --loopback" : "", o.lease_ppm);
 	int listed = 0;
 	for (int f = 0; f < JP_FAULT_COUNT; f++)
 		if (o.nemesis >> f & 1)
