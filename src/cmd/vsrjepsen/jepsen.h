@@ -142,6 +142,7 @@ typedef struct jp_nemesis {
 	jp_cluster *c;
 	uint64_t rng;
 	uint32_t enabled;           /* bit per enum jp_fault */
+	bool unsettled_kills;       /* durable: kills need no settled cluster */
 	int64_t t0_ns;
 	uint32_t quiet_ms_min, quiet_ms_max, hold_ms_min, hold_ms_max;
 	jp_event events[JP_EVENTS_MAX];

@@ -82,6 +82,7 @@ typedef struct jp_options {
 	bool maelstrom;
 	bool mix;
 	uint32_t lease_ppm;
+	bool unsettled_kills;
 	jp_work_opts work;
 	uint32_t quiet_ms_min, quiet_ms_max, hold_ms_min, hold_ms_max;
 	uint64_t check_ms;
@@ -129,6 +130,8 @@ static void jp_usage(FILE *f)
 		"  --ops-per-key N     operations before a key is retired (default 250)\n"
 		"  --reads-via-log     reads as operations through the log (default: reads\n"
 		"                      outside the log, linearizable queries)\n"
+		"  --unsettled-kills   (durable) kills need not wait for the cluster to settle:\n"
+		"                      they land in recoveries, view changes, transfers\n"
 		"  --lease-reads PPM   reads as lease queries, the cluster configured with\n"
 		"                      reads.lease_drift_ppm = PPM (docs/protocol.md \"Reads\");\n"
 		"                      clock faults step the wall clock only\n"
@@ -253,6 +256,7 @@ static int jp_one_run(const jp_options *o, uint64_t seed, jp_totals *tot)
 	nm->c = &c;
 	nm->rng = seed ^ 0x6a09e667f3bcc909ull;
 	nm->enabled = o->nemesis;
+	nm->unsettled_kills = o->unsettled_kills;
 	nm->t0_ns = t0;
 	nm->quiet_ms_min = o->quiet_ms_min;
 	nm->quiet_ms_max = o->quiet_ms_max;
@@ -383,6 +387,7 @@ int main(int argc, char **argv)
 		{"maelstrom", no_argument, NULL, 'm'}, {"mix", no_argument, NULL, 'x'},
 		{"reads-via-log", no_argument, NULL, 'V'},
 		{"lease-reads", required_argument, NULL, 'E'},
+		{"unsettled-kills", no_argument, NULL, 'U'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -408,6 +413,7 @@ int main(int argc, char **argv)
 		case 'K': o.work.ops_per_key = (uint32_t)v; break;
 		case 'q': o.work.rate = (uint32_t)v; break;
 		case 'V': o.work.reads_via_log = true; break;
+		case 'U': o.unsettled_kills = true; break;
 		case 'E':
 			o.lease_ppm = (uint32_t)v;
 			o.work.lease_reads = v > 0;
@@ -449,6 +455,11 @@ int main(int argc, char **argv)
 	if (o.lease_ppm > 500000 || (o.lease_ppm && o.work.reads_via_log)) {
 		jp_log("--lease-reads takes a drift bound of 1-500000 ppm, and not with "
 		       "--reads-via-log");
+		return EX_USAGE;
+	}
+	if (o.unsettled_kills && !o.durable) {
+		jp_log("--unsettled-kills needs --durable: in memory mode a replica killed before "
+		       "it recovered makes a second amnesiac, which memory mode does not survive");
 		return EX_USAGE;
 	}
 	if ((o.nemesis & JP_DISK_FAULTS) && !o.durable) {
@@ -505,12 +516,13 @@ int main(int argc, char **argv)
 	/* Everything that shapes a run, so that the line replays one seed. */
 	printf("  rerun one: %s --vsrhost %s --root %s --time %u --replicas %d --clients %u "
 	       "--keys %u --ops-per-key %u --rate %u --quiet-ms %u-%u --hold-ms %u-%u "
-	       "--call-ms %u%s%s%s --lease-reads %u --nemesis ",
+	       "--call-ms %u%s%s%s%s --lease-reads %u --nemesis ",
 	       o.maelstrom ? "vsrjepsen --maelstrom" : "vsrjepsen", o.vsrhost, o.root, o.seconds,
 	       o.replicas, o.work.clients, o.work.keys, o.work.ops_per_key, o.work.rate,
 	       o.quiet_ms_min, o.quiet_ms_max, o.hold_ms_min, o.hold_ms_max, call_ms,
 	       o.durable ? " --durable" : "", o.work.reads_via_log ? " --reads-via-log" : "",
-	       o.loopback ? " --loopback" : "", o.lease_ppm);
+	       o.loopback ? " --loopback" : "", o.unsettled_kills ? " --unsettled-kills" : "",
+	       o.lease_ppm);
 	int listed = 0;
 	for (int f = 0; f < JP_FAULT_COUNT; f++)
 		if (o.nemesis >> f & 1)
