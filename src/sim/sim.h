@@ -284,6 +284,9 @@ typedef struct sim_options {
 	bool ack_crashes;         /* crashes aimed right after a PREPARE_OK */
 	bool fresh_restarts;      /* operator formats the whole cluster anew */
 	bool single_amnesia;      /* wipes also with one replica */
+	bool minority_amnesia;    /* up to f replicas amnesiac at once, not one
+				   * (protocol.md 5: wiping a minority of disks
+				   * loses nothing committed) */
 	/* A planted state machine bug (issue 9): one replica, drawn per seed,
 	 * computes a different state at one op drawn per seed (its reply is
 	 * unchanged). Runtime divergence detection must find and repair it:
@@ -336,6 +339,8 @@ typedef struct sim_stats {
 	uint64_t amnesia_restarts;  /* restarts with a wiped disk */
 	uint64_t amnesia_recovered; /* ... that became normal and durable again */
 	uint64_t amnesia_blocked;   /* crashes and wipes the one-amnesiac rule refused */
+	uint64_t amnesia_beside;    /* wipes while another replica was amnesiac
+				     * (--minority-amnesia) */
 	uint64_t guards[VSR_GUARD_COUNT]; /* the cores' defensive branches taken */
 	uint64_t oneway_long;       /* long one-way link failures */
 	uint64_t stayed_down;       /* replicas left down after the faults */

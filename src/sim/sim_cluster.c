@@ -988,19 +988,25 @@ static void replica_config(struct sim *s, uint8_t r, vsr_config *c)
 
 /* The one-amnesiac rule (docs/simulator.md): the core promises safety for a
  * single replica that lost its disk at a time, so a disk is wiped only when
- * no other replica is amnesiac and at least a quorum of the others is up. */
+ * no other replica is amnesiac and at least a quorum of the others is up.
+ * --minority-amnesia widens it to what durable mode claims (protocol.md 5:
+ * wiping a minority of disks loses nothing committed): up to f replicas
+ * amnesiac at once, with a quorum of the others up and not amnesiac. */
 static bool amnesia_allowed(const struct sim *s, uint8_t r)
 {
-	uint8_t up = 0;
+	uint8_t up = 0, amnesiac = 0;
 	for (uint8_t j = 0; j < s->n; j++) {
 		if (j == r)
 			continue;
 		if (s->r[j].amnesiac)
-			return false;
-		if (s->r[j].up)
+			amnesiac++;
+		else if (s->r[j].up)
 			up++;
 	}
-	return s->n == 1 ? s->opt.single_amnesia : up >= vsr_quorum(s->n);
+	if (s->n == 1)
+		return s->opt.single_amnesia;
+	uint8_t most = s->opt.minority_amnesia ? (uint8_t)((s->n - 1) / 2) : 1;
+	return amnesiac + 1u <= most && up >= vsr_quorum(s->n);
 }
 
 /* Does a restart of r wipe its disk? A replica still amnesiac must: what its
@@ -1051,6 +1057,11 @@ static void replica_start(struct sim *s, uint8_t r, bool fresh)
 		sim_check_amnesia_restart(&s->g, r);
 		if (!nr->amnesiac)
 			s->stats.amnesia_restarts++;
+		for (uint8_t j = 0; j < s->n && !nr->amnesiac; j++)
+			if (j != r && s->r[j].amnesiac) {
+				s->stats.amnesia_beside++;
+				break;
+			}
 		nr->amnesiac = true;
 		nr->amnesia_normal = false;
 		nr->amnesia_wait_id = 0;

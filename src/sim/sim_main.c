@@ -105,6 +105,8 @@ static void usage(FILE *f)
 		"  --ack-crashes        crashes aimed right after a PREPARE_OK while a\n"
 		"                       write is pending\n"
 		"  --single-amnesia     wiped restarts also with one replica\n"
+		"  --minority-amnesia   up to f replicas amnesiac at once (a\n"
+		"                       minority of disks wiped), not one\n"
 		"  --async-checkpoints  checkpoints of some replicas (drawn per seed)\n"
 		"                       become durable later (VSR_PENDING); a crash\n"
 		"                       before loses them (--sync-checkpoints: off)\n"
@@ -457,6 +459,8 @@ int main(int argc, char **argv)
 			o.fresh_restarts = true;
 		} else if (!strcmp(a, "--single-amnesia")) {
 			o.single_amnesia = true;
+		} else if (!strcmp(a, "--minority-amnesia")) {
+			o.minority_amnesia = true;
 		} else if (!strcmp(a, "--live-during-faults")) {
 			o.live_during_faults = true;
 		} else if (!strcmp(a, "--live-window")) {
@@ -597,6 +601,7 @@ int main(int argc, char **argv)
 		cov.amnesia_restarts += r.stats.amnesia_restarts;
 		cov.amnesia_recovered += r.stats.amnesia_recovered;
 		cov.amnesia_blocked += r.stats.amnesia_blocked;
+		cov.amnesia_beside += r.stats.amnesia_beside;
 		cov.oneway_long += r.stats.oneway_long;
 		cov.stayed_down += r.stats.stayed_down;
 		cov.long_steps += r.stats.long_steps;
@@ -693,6 +698,9 @@ int main(int argc, char **argv)
 	       cov.state_transfers, cov.checkpoints, cov.evictions,
 	       cov.deduplicated, cov.amnesia_restarts, cov.amnesia_recovered,
 	       cov.amnesia_blocked);
+	if (cov.amnesia_beside)
+		printf("minority amnesia: %" PRIu64 " wipes while another replica was "
+		       "amnesiac\n", cov.amnesia_beside);
 	printf("more faults: %" PRIu64 " long one-way failures, %" PRIu64 " replicas "
 	       "left down, %" PRIu64 " long steps, %" PRIu64 " failed restores, %"
 	       PRIu64 " oversized replies\n",

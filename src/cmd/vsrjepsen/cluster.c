@@ -157,22 +157,32 @@ static int jp_write_config(jp_cluster *c)
 	fprintf(f, "  data_dir = \"%s/data\",\n  durability = \"%s\",\n", c->dir,
 		c->durable ? "durable" : "memory");
 	fprintf(f, "  timeouts = { tick_ms = 10, heartbeat_ms = 50, primary_ms = 300,\n"
-		   "               view_change_ms = 300, retry_ms = 100 },\n"
-		   "  log_level = \"info\",\n}\n");
+		   "               view_change_ms = 300, retry_ms = 100 },\n");
+	if (c->lease_ppm)
+		fprintf(f, "  reads = { lease_drift_ppm = %u },\n", c->lease_ppm);
+	fprintf(f, "  log_level = \"info\",\n}\n");
 	return fclose(f) == 0 ? 0 : -1;
 }
 
 int jp_cluster_create(jp_cluster *c, int n, bool want_netns, bool faketime, bool durable,
-		      const char *vsrhost, const char *root, const char *dir, uint64_t seed)
+		      uint32_t lease_ppm, const char *vsrhost, const char *root, const char *dir,
+		      uint64_t seed)
 {
 	memset(c, 0, sizeof *c);
 	c->n = n;
 	c->faketime = faketime;
 	c->durable = durable;
+	c->lease_ppm = lease_ppm;
 	c->vsrhost = vsrhost;
 	c->root = root;
 	c->cluster_id = seed % 1000000 + 1;
 	c->clock_wall_only = (seed / 2) % 2 == 0; /* not seed % 2: runs alternate 3 and 5 replicas */
+	/* A lease rests on the replicas' timers (the monotonic clock) running
+	 * at rates within the drift bound: a leap of a backup's monotonic
+	 * clock fires its suspicion early, outside that bound. Wall-clock
+	 * steps, which leases do not read, stay in. */
+	if (lease_ppm)
+		c->clock_wall_only = true;
 	snprintf(c->dir, sizeof c->dir, "%s", dir);
 	pid_t me = getpid();
 	snprintf(c->tag, sizeof c->tag, "vj%d", (int)me);

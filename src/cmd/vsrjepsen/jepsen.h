@@ -48,6 +48,7 @@ typedef struct jp_cluster {
 	bool clock_wall_only;
 	int clock_offset_s[JP_REPLICAS_MAX]; /* monotonic mode: only ever grows */
 	bool durable;               /* durability = "durable" (kill-all, wipe, flip allowed) */
+	uint32_t lease_ppm;         /* reads.lease_drift_ppm (0: no lease reads) */
 	char tag[24];               /* "vj<pid>": prefix of every name we create */
 	char bridge[32];
 	char bridge_ip[20];
@@ -70,7 +71,8 @@ typedef struct jp_cluster {
 
 /* Builds the network (or picks loopback ports) and writes config.lua. */
 int jp_cluster_create(jp_cluster *c, int n, bool want_netns, bool faketime, bool durable,
-		      const char *vsrhost, const char *root, const char *dir, uint64_t seed);
+		      uint32_t lease_ppm, const char *vsrhost, const char *root, const char *dir,
+		      uint64_t seed);
 /* Starts replica i (0-based); fresh: a brand-new cluster. */
 int jp_cluster_start(jp_cluster *c, int i, bool fresh);
 /* kill -9 and reap. */
@@ -112,8 +114,15 @@ enum jp_fault {
 	JP_KILL_ALL,   /* needs durable storage */
 	JP_WIPE,       /* needs durable storage */
 	JP_FLIP,       /* needs durable storage */
+	JP_KILL_MAJORITY, /* needs durable storage: a majority, not all */
+	JP_WIPE_MINORITY, /* needs durable storage: f replicas' data at once */
 	JP_FAULT_COUNT,
 };
+
+/* The faults that need durable storage (docs/jepsen.md). */
+#define JP_DISK_FAULTS                                                                     \
+	((1u << JP_KILL_ALL) | (1u << JP_WIPE) | (1u << JP_FLIP) | (1u << JP_KILL_MAJORITY) | \
+	 (1u << JP_WIPE_MINORITY))
 
 extern const char *const jp_fault_names[JP_FAULT_COUNT];
 
@@ -133,6 +142,7 @@ typedef struct jp_nemesis {
 	jp_cluster *c;
 	uint64_t rng;
 	uint32_t enabled;           /* bit per enum jp_fault */
+	bool unsettled_kills;       /* durable: kills need no settled cluster */
 	int64_t t0_ns;
 	uint32_t quiet_ms_min, quiet_ms_max, hold_ms_min, hold_ms_max;
 	jp_event events[JP_EVENTS_MAX];
@@ -166,6 +176,7 @@ typedef struct jp_work_opts {
 	uint32_t rate;              /* total ops per second (0: closed loop) */
 	bool reads_via_log;         /* reads as operations through the log, not as
 	                               linearizable queries (docs/protocol.md "Reads") */
+	bool lease_reads;           /* reads as lease queries (--lease-reads) */
 	vsrc_timing timing;
 } jp_work_opts;
 

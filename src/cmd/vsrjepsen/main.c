@@ -81,6 +81,8 @@ typedef struct jp_options {
 	bool durable;
 	bool maelstrom;
 	bool mix;
+	uint32_t lease_ppm;
+	bool unsettled_kills;
 	jp_work_opts work;
 	uint32_t quiet_ms_min, quiet_ms_max, hold_ms_min, hold_ms_max;
 	uint64_t check_ms;
@@ -119,14 +121,20 @@ static void jp_usage(FILE *f)
 		"  --nemesis LIST      all, none, kill, pause, partition, clock, disk, or single\n"
 		"                      faults (kill-one, kill-minority, kill-primary, pause-one,\n"
 		"                      pause-primary, partition-halves, partition-primary,\n"
-		"                      partition-bridge, partition-oneway, clock, kill-all, wipe,\n"
-		"                      flip), comma separated (default all)\n"
-		"  --durable           durability = \"durable\" (needed by kill-all, wipe, flip)\n"
+		"                      partition-bridge, partition-oneway, clock, kill-all,\n"
+		"                      kill-majority, wipe, wipe-minority, flip), comma separated\n"
+		"                      (default all; disk: the last five)\n"
+		"  --durable           durability = \"durable\" (needed by the disk faults)\n"
 		"  --clients N         concurrent clients (default 6)\n"
 		"  --keys N            keys in use at once (default 6)\n"
 		"  --ops-per-key N     operations before a key is retired (default 250)\n"
 		"  --reads-via-log     reads as operations through the log (default: reads\n"
 		"                      outside the log, linearizable queries)\n"
+		"  --unsettled-kills   (durable) kills need not wait for the cluster to settle:\n"
+		"                      they land in recoveries, view changes, transfers\n"
+		"  --lease-reads PPM   reads as lease queries, the cluster configured with\n"
+		"                      reads.lease_drift_ppm = PPM (docs/protocol.md \"Reads\");\n"
+		"                      clock faults step the wall clock only\n"
 		"  --rate N            operations per second over all clients (default 300; 0:\n"
 		"                      as fast as the cluster answers)\n"
 		"  --quiet-ms A-B      quiet stretch between faults (default 1000-3000)\n"
@@ -229,8 +237,8 @@ static int jp_one_run(const jp_options *o, uint64_t seed, jp_totals *tot)
 		return 2;
 	int rc = 2;
 	jp_op *h = NULL;
-	if (jp_cluster_create(&c, o->replicas, !o->loopback, faketime, o->durable, o->vsrhost,
-			      o->root, dir, seed) != 0) {
+	if (jp_cluster_create(&c, o->replicas, !o->loopback, faketime, o->durable, o->lease_ppm,
+			      o->vsrhost, o->root, dir, seed) != 0) {
 		jp_log("seed %" PRIu64 ": could not build the cluster", seed);
 		goto out;
 	}
@@ -248,6 +256,7 @@ static int jp_one_run(const jp_options *o, uint64_t seed, jp_totals *tot)
 	nm->c = &c;
 	nm->rng = seed ^ 0x6a09e667f3bcc909ull;
 	nm->enabled = o->nemesis;
+	nm->unsettled_kills = o->unsettled_kills;
 	nm->t0_ns = t0;
 	nm->quiet_ms_min = o->quiet_ms_min;
 	nm->quiet_ms_max = o->quiet_ms_max;
@@ -377,6 +386,8 @@ int main(int argc, char **argv)
 		{"check", required_argument, NULL, 'X'}, {"help", no_argument, NULL, 'h'},
 		{"maelstrom", no_argument, NULL, 'm'}, {"mix", no_argument, NULL, 'x'},
 		{"reads-via-log", no_argument, NULL, 'V'},
+		{"lease-reads", required_argument, NULL, 'E'},
+		{"unsettled-kills", no_argument, NULL, 'U'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -402,6 +413,11 @@ int main(int argc, char **argv)
 		case 'K': o.work.ops_per_key = (uint32_t)v; break;
 		case 'q': o.work.rate = (uint32_t)v; break;
 		case 'V': o.work.reads_via_log = true; break;
+		case 'U': o.unsettled_kills = true; break;
+		case 'E':
+			o.lease_ppm = (uint32_t)v;
+			o.work.lease_reads = v > 0;
+			break;
 		case 'Q':
 			if (jp_range(optarg, &o.quiet_ms_min, &o.quiet_ms_max) != 0) {
 				jp_log("--quiet-ms: expected A-B in milliseconds, got \"%s\"", optarg);
@@ -436,10 +452,19 @@ int main(int argc, char **argv)
 		       "and run, --call-ms of 100 or more");
 		return EX_USAGE;
 	}
-	uint32_t disk = (1u << JP_KILL_ALL) | (1u << JP_WIPE) | (1u << JP_FLIP);
-	if ((o.nemesis & disk) && !o.durable) {
-		jp_log("kill-all, wipe and flip need --durable: in memory mode a majority lost is "
-		       "data lost, by design (docs/storage.md)");
+	if (o.lease_ppm > 500000 || (o.lease_ppm && o.work.reads_via_log)) {
+		jp_log("--lease-reads takes a drift bound of 1-500000 ppm, and not with "
+		       "--reads-via-log");
+		return EX_USAGE;
+	}
+	if (o.unsettled_kills && !o.durable) {
+		jp_log("--unsettled-kills needs --durable: in memory mode a replica killed before "
+		       "it recovered makes a second amnesiac, which memory mode does not survive");
+		return EX_USAGE;
+	}
+	if ((o.nemesis & JP_DISK_FAULTS) && !o.durable) {
+		jp_log("kill-all, kill-majority, wipe, wipe-minority and flip need --durable: in "
+		       "memory mode a majority lost is data lost, by design (docs/storage.md)");
 		return EX_USAGE;
 	}
 	/* Replicas read paths from a config written elsewhere: make them absolute. */
@@ -450,6 +475,17 @@ int main(int argc, char **argv)
 	}
 	o.root = root_abs;
 	o.vsrhost = vsrhost_abs;
+	/* The results folder too: the replicas resolve the config's data_dir
+	 * against the config's own folder, so a relative one put their data
+	 * in a nested copy of the path, where wipe, flip and the removal of a
+	 * valid run's data (which use the path as given) never looked: a wipe
+	 * removed nothing and a flip found no file. */
+	static char out_abs[PATH_MAX];
+	if ((mkdir(o.out, 0755) != 0 && errno != EEXIST) || realpath(o.out, out_abs) == NULL) {
+		jp_log("--out %s: %s", o.out, strerror(errno));
+		return EX_USAGE;
+	}
+	o.out = out_abs;
 	vsrc_timing_default(&o.work.timing);
 	o.work.timing.call_ms = call_ms;
 	if (!seed_given)
@@ -477,9 +513,21 @@ int main(int argc, char **argv)
 				printf(" %s", jp_fault_names[f]);
 		printf("\n");
 	}
-	printf("  rerun one: %s --vsrhost %s --root %s --time %u --replicas %d --seed SEED\n",
+	/* Everything that shapes a run, so that the line replays one seed. */
+	printf("  rerun one: %s --vsrhost %s --root %s --time %u --replicas %d --clients %u "
+	       "--keys %u --ops-per-key %u --rate %u --quiet-ms %u-%u --hold-ms %u-%u "
+	       "--call-ms %u%s%s%s%s --lease-reads %u --nemesis ",
 	       o.maelstrom ? "vsrjepsen --maelstrom" : "vsrjepsen", o.vsrhost, o.root, o.seconds,
-	       o.replicas);
+	       o.replicas, o.work.clients, o.work.keys, o.work.ops_per_key, o.work.rate,
+	       o.quiet_ms_min, o.quiet_ms_max, o.hold_ms_min, o.hold_ms_max, call_ms,
+	       o.durable ? " --durable" : "", o.work.reads_via_log ? " --reads-via-log" : "",
+	       o.loopback ? " --loopback" : "", o.unsettled_kills ? " --unsettled-kills" : "",
+	       o.lease_ppm);
+	int listed = 0;
+	for (int f = 0; f < JP_FAULT_COUNT; f++)
+		if (o.nemesis >> f & 1)
+			printf("%s%s", listed++ ? "," : "", jp_fault_names[f]);
+	printf("%s --seed SEED\n", listed ? "" : "none");
 	fflush(stdout);
 
 	jp_totals tot = {0};
@@ -490,7 +538,7 @@ int main(int argc, char **argv)
 			run.replicas = r % 2 ? 5 : 3;
 			run.durable = (r / 2) % 2 == 1;
 			if (run.durable)
-				run.nemesis |= (1u << JP_KILL_ALL) | (1u << JP_WIPE) | (1u << JP_FLIP);
+				run.nemesis |= JP_DISK_FAULTS;
 			printf("run %u of %u: %d replicas, %s storage\n", r + 1, o.runs, run.replicas,
 			       run.durable ? "durable" : "memory");
 		}

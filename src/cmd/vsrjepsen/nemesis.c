@@ -37,6 +37,8 @@ const char *const jp_fault_names[JP_FAULT_COUNT] = {
 	[JP_KILL_ALL] = "kill-all",
 	[JP_WIPE] = "wipe",
 	[JP_FLIP] = "flip",
+	[JP_KILL_MAJORITY] = "kill-majority",
+	[JP_WIPE_MINORITY] = "wipe-minority",
 };
 
 enum { JP_CLASS_PROCESS, JP_CLASS_NET, JP_CLASS_CLOCK };
@@ -53,7 +55,7 @@ static int jp_fault_class(int f)
 static bool jp_fault_kills(int f)
 {
 	return f == JP_KILL_ONE || f == JP_KILL_MINORITY || f == JP_KILL_PRIMARY ||
-	       f == JP_KILL_ALL || f == JP_WIPE || f == JP_FLIP;
+	       (JP_DISK_FAULTS >> f & 1);
 }
 
 #define JP_BITS(a, b) (((1u << ((b) + 1)) - 1) & ~((1u << (a)) - 1))
@@ -79,7 +81,7 @@ int jp_nemesis_parse(const char *list, uint32_t *bits, char *err, size_t err_len
 		else if (strcmp(tok, "partition") == 0)
 			b = JP_BITS(JP_PART_HALVES, JP_PART_ONEWAY);
 		else if (strcmp(tok, "disk") == 0)
-			b = JP_BITS(JP_KILL_ALL, JP_FLIP);
+			b = JP_DISK_FAULTS;
 		else {
 			for (int f = 0; f < JP_FAULT_COUNT; f++)
 				if (strcmp(tok, jp_fault_names[f]) == 0)
@@ -190,26 +192,67 @@ static void jp_append_replica(char *buf, size_t len, int replica)
 		snprintf(buf + used, len - used, " %d", replica);
 }
 
+/* The files a flip may hit: every regular, non-empty file under dir (the
+ * log segments, the superblock, the store's data.mdb and synced record),
+ * but not the lock files, whose bytes mean nothing. Paths are relative to
+ * the replica's data directory. */
+static void jp_flip_files(const char *root, const char *rel, char (*names)[256], int *count,
+			  int max)
+{
+	char dir[PATH_MAX + 300];
+	snprintf(dir, sizeof dir, "%s%s%s", root, rel[0] ? "/" : "", rel);
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL && *count < max) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+		    strcmp(e->d_name, "lock") == 0 || strcmp(e->d_name, "lock.mdb") == 0)
+			continue;
+		char sub[256], path[PATH_MAX + 600];
+		snprintf(sub, sizeof sub, "%s%s%.200s", rel, rel[0] ? "/" : "", e->d_name);
+		snprintf(path, sizeof path, "%s/%s", root, sub);
+		struct stat st;
+		if (lstat(path, &st) != 0)
+			continue;
+		if (S_ISDIR(st.st_mode))
+			jp_flip_files(root, sub, names, count, max);
+		else if (S_ISREG(st.st_mode) && st.st_size > 0)
+			snprintf(names[(*count)++], 256, "%s", sub);
+	}
+	closedir(d);
+}
+
+/* The end of a file's written part: one past its last non-zero byte. Log
+ * segments are preallocated and the store's map is sparse, so a byte drawn
+ * from the whole file would nearly always land in zeros nobody reads. */
+static off_t jp_written_end(int fd, off_t size)
+{
+	static unsigned char buf[65536];
+	off_t end = size;
+	while (end > 0) {
+		off_t at = end > (off_t)sizeof buf ? end - (off_t)sizeof buf : 0;
+		ssize_t got = pread(fd, buf, (size_t)(end - at), at);
+		if (got != end - at)
+			return size;
+		for (ssize_t k = got; k > 0; k--)
+			if (buf[k - 1] != 0)
+				return at + k;
+		end = at;
+	}
+	return 0;
+}
+
 /* Flips one bit of one byte in a file of replica i's data chosen at random
- * (durable storage only; the layout is the storage backend's). */
+ * (durable storage only; the layout is the storage backend's), within the
+ * file's written part. */
 static int jp_flip_byte(jp_nemesis *nm, int i, char *what, size_t what_len)
 {
 	char dir[PATH_MAX + 32];
 	snprintf(dir, sizeof dir, "%s/data/replica-%d", nm->c->dir, i + 1);
-	DIR *d = opendir(dir);
-	if (d == NULL)
-		return -1;
-	char names[64][256];
+	static char names[64][256];
 	int count = 0;
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL && count < 64) {
-		char path[PATH_MAX + 300];
-		struct stat st;
-		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
-			snprintf(names[count++], sizeof names[0], "%.250s", e->d_name);
-	}
-	closedir(d);
+	jp_flip_files(dir, "", names, &count, 64);
 	if (count == 0)
 		return -1;
 	const char *name = names[jp_rand(&nm->rng) % (uint64_t)count];
@@ -222,7 +265,10 @@ static int jp_flip_byte(jp_nemesis *nm, int i, char *what, size_t what_len)
 			close(fd);
 		return -1;
 	}
-	off_t at = (off_t)(jp_rand(&nm->rng) % (uint64_t)st.st_size);
+	off_t used = jp_written_end(fd, st.st_size);
+	if (used == 0)
+		used = st.st_size;
+	off_t at = (off_t)(jp_rand(&nm->rng) % (uint64_t)used);
 	unsigned char b;
 	int rc = -1;
 	if (pread(fd, &b, 1, at) == 1) {
@@ -235,6 +281,17 @@ static int jp_flip_byte(jp_nemesis *nm, int i, char *what, size_t what_len)
 	}
 	close(fd);
 	return rc;
+}
+
+/* Removes replica i's data directory (it is down): the replica restarts
+ * with an empty disk and must catch up from the others. */
+static void jp_wipe(jp_nemesis *nm, int i, char *what, size_t what_len)
+{
+	char dir[PATH_MAX + 40];
+	snprintf(dir, sizeof dir, "%s/data/replica-%d", nm->c->dir, i + 1);
+	snprintf(what + strlen(what), what_len - strlen(what), " (data of %d removed)", i + 1);
+	if (jp_remove_tree(dir) != 0)
+		jp_log("wipe: cannot remove %s: %s", dir, strerror(errno));
 }
 
 static void jp_apply(jp_nemesis *nm, int f, jp_active *a)
@@ -264,12 +321,7 @@ static void jp_apply(jp_nemesis *nm, int f, jp_active *a)
 		} else {
 			jp_cluster_kill(c, i);
 			if (f == JP_WIPE) {
-				char dir[PATH_MAX + 40];
-				snprintf(dir, sizeof dir, "%s/data/replica-%d", c->dir, i + 1);
-				snprintf(what + strlen(what), sizeof what - strlen(what),
-					 " (data of %d removed)", i + 1);
-				if (jp_remove_tree(dir) != 0)
-					jp_log("wipe: cannot remove %s: %s", dir, strerror(errno));
+				jp_wipe(nm, i, what, sizeof what);
 			} else if (f == JP_FLIP && jp_flip_byte(nm, i, what, sizeof what) != 0) {
 				snprintf(what + strlen(what), sizeof what - strlen(what),
 					 " (no file to flip)");
@@ -279,9 +331,15 @@ static void jp_apply(jp_nemesis *nm, int f, jp_active *a)
 		break;
 	}
 	case JP_KILL_MINORITY:
-	case JP_KILL_ALL: {
+	case JP_KILL_MAJORITY:
+	case JP_KILL_ALL:
+	case JP_WIPE_MINORITY: {
+		/* A minority (f), a majority but not all (f + 1), or all. A
+		 * wiped minority is what durable mode promises to survive
+		 * (protocol.md 5): f amnesiacs at once, each catching up from
+		 * the majority whose disks are intact. */
 		jp_shuffle(nm, order, n);
-		int k = f == JP_KILL_ALL ? n : (n - 1) / 2;
+		int k = f == JP_KILL_ALL ? n : f == JP_KILL_MAJORITY ? n / 2 + 1 : (n - 1) / 2;
 		for (int x = 0; x < k; x++) {
 			int i = order[x];
 			if (nm->down[i])
@@ -289,7 +347,10 @@ static void jp_apply(jp_nemesis *nm, int f, jp_active *a)
 			a->targets[a->count++] = i;
 			nm->down[i] = true;
 			jp_cluster_kill(c, i);
-			jp_append_replica(what, sizeof what, i + 1);
+			if (f == JP_WIPE_MINORITY)
+				jp_wipe(nm, i, what, sizeof what);
+			else
+				jp_append_replica(what, sizeof what, i + 1);
 		}
 		break;
 	}
@@ -421,8 +482,18 @@ static uint32_t jp_between(jp_nemesis *nm, uint32_t lo, uint32_t hi)
 	return lo + (hi > lo ? (uint32_t)(jp_rand(&nm->rng) % (hi - lo + 1)) : 0);
 }
 
-/* Draws an enabled fault of a class other than `not_class`; -1 when none. */
-static int jp_draw(jp_nemesis *nm, int not_class, bool may_kill)
+/* Faults that leave a replica amnesiac (its data gone or, once the damage is
+ * found, not trusted): always on a settled cluster, so that no more than f
+ * replicas are amnesiac at once. */
+static bool jp_fault_forgets(int f)
+{
+	return f == JP_WIPE || f == JP_WIPE_MINORITY || f == JP_FLIP;
+}
+
+/* Draws an enabled fault of a class other than `not_class`; -1 when none.
+ * may_kill: faults that kill may be drawn; may_forget: those that also make
+ * amnesiacs. */
+static int jp_draw(jp_nemesis *nm, int not_class, bool may_kill, bool may_forget)
 {
 	int choices[JP_FAULT_COUNT], k = 0;
 	for (int f = 0; f < JP_FAULT_COUNT; f++) {
@@ -430,11 +501,13 @@ static int jp_draw(jp_nemesis *nm, int not_class, bool may_kill)
 			continue;
 		if (jp_fault_kills(f) && !may_kill)
 			continue;
+		if (jp_fault_forgets(f) && !may_forget)
+			continue;
 		if (jp_fault_class(f) == JP_CLASS_NET && !nm->c->netns)
 			continue;
 		if (f == JP_CLOCK && !nm->c->faketime)
 			continue;
-		if ((f == JP_KILL_ALL || f == JP_WIPE || f == JP_FLIP) && !nm->c->durable)
+		if ((JP_DISK_FAULTS >> f & 1) && !nm->c->durable)
 			continue;
 		choices[k++] = f;
 	}
@@ -462,8 +535,12 @@ void jp_nemesis_run(jp_nemesis *nm, uint32_t duration_ms)
 				jp_cluster_start(nm->c, i, false);
 			}
 		int primary;
-		bool settled = jp_cluster_settled(nm->c, 15000, &primary);
-		if (!settled) {
+		/* --unsettled-kills (durable storage): a kill may land on a
+		 * cluster still recovering, changing views or transferring
+		 * state, where the simulator's crashes land but a settled-only
+		 * schedule never does. Only a glance at the status then. */
+		bool settled = jp_cluster_settled(nm->c, nm->unsettled_kills ? 0 : 15000, &primary);
+		if (!settled && !nm->unsettled_kills) {
 			nm->unsettled++;
 			jp_log("nemesis: the cluster did not settle within 15 s; no kill this time");
 		}
@@ -473,12 +550,15 @@ void jp_nemesis_run(jp_nemesis *nm, uint32_t duration_ms)
 			continue;
 		jp_active act[2];
 		int count = 0;
-		int f = jp_draw(nm, -1, settled);
+		bool may_kill = settled || nm->unsettled_kills;
+		int f = jp_draw(nm, -1, may_kill, settled);
 		if (f < 0)
 			continue;
 		jp_apply(nm, f, &act[count++]);
 		if (jp_rand(&nm->rng) % 3 == 0) {
-			int g = jp_draw(nm, jp_fault_class(f), settled && !jp_fault_kills(f));
+			bool killed = jp_fault_kills(f);
+			int g = jp_draw(nm, jp_fault_class(f), may_kill && !killed,
+					settled && !killed);
 			if (g >= 0)
 				jp_apply(nm, g, &act[count++]);
 		}

@@ -178,6 +178,11 @@ static void jp_call_cb(vsrc_client *c, const vsrc_result *r, void *arg)
 				snprintf(op->note, sizeof op->note, "unreadable reply");
 			} else {
 				*last = op->op.value;
+				/* Which path answered it (--lease-reads): a lease, or
+				 * a round when the primary held none. */
+				if (w->o.lease_reads)
+					snprintf(op->note, sizeof op->note, "%s",
+						 r->read_mode == VSR_READ_LEASE ? "lease" : "round");
 			}
 		} else {
 			*last = op->op.f == LINCHECK_WRITE ? op->op.value : op->op.value2;
@@ -255,7 +260,9 @@ static void jp_next(jp_client *cl)
 	/* Reads go outside the log, as linearizable queries: the checker then
 	 * judges the read path under every fault. */
 	int rc = f == LINCHECK_READ && !w->o.reads_via_log
-			 ? vsrc_client_query(cl->c, VSR_READ_LINEARIZABLE, cl->op.data, cl->op.len,
+			 ? vsrc_client_query(cl->c,
+					     w->o.lease_reads ? VSR_READ_LEASE : VSR_READ_LINEARIZABLE,
+					     cl->op.data, cl->op.len,
 					     jp_call_cb, cl)
 			 : vsrc_client_call(cl->c, cl->op.data, cl->op.len, jp_call_cb, cl);
 	if (rc != 0) {
