@@ -505,6 +505,9 @@ void vc_suspicion_clear(vsr_replica *r);
 /* A message of our history from `from` (a stalled view change skips views
  * whose primary it has not heard lately). */
 void vc_note_heard(vsr_replica *r, uint8_t from);
+/* Whether replica p sent us anything within two primary timeouts plus the
+ * disk's slack: a live view's primary, a fetch's source. */
+bool vc_heard_lately(const vsr_replica *r, uint8_t p);
 void vc_on_start_view_change(vsr_replica *r, const vsr_message *m);
 void vc_on_do_view_change(vsr_replica *r, const vsr_message *m);
 void vc_on_start_view(vsr_replica *r, const vsr_message *m);

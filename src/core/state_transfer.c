@@ -241,12 +241,9 @@ static void fetch_fill(vsr_replica *r)
  * 348 of 612 asks went to a replica down for good, F17). */
 static uint32_t live_others_mask(const vsr_replica *r)
 {
-	uint64_t window = 2 * (uint64_t)r->cfg.timeouts.primary_ticks + disk_slack(r);
 	uint32_t live = 0;
 	for (uint8_t p = 0; p < r->n; p++)
-		if (p != r->self && r->peer_heard_at[p] != 0 &&
-		    r->peer_heard_at[p] - 1 + window >= r->now)
-			live |= 1u << p;
+		if (p != r->self && vc_heard_lately(r, p)) live |= 1u << p;
 	return live ? live : others_mask(r);
 }
 

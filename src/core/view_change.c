@@ -192,6 +192,12 @@ void vc_on_recovery(vsr_replica *r, const vsr_message *m)
 
 void vc_note_heard(vsr_replica *r, uint8_t from) { r->peer_heard_at[from] = r->now + 1; }
 
+bool vc_heard_lately(const vsr_replica *r, uint8_t p)
+{
+	uint64_t window = 2 * (uint64_t)r->cfg.timeouts.primary_ticks + disk_slack(r);
+	return r->peer_heard_at[p] != 0 && r->peer_heard_at[p] - 1 + window >= r->now;
+}
+
 /* Primary timeouts without the votes of a quorum in any view change before
  * they come again: a heal (a partition ended, replicas came back). */
 #define VC_HEAL_SILENCE_TIMEOUTS 8u
@@ -555,18 +561,13 @@ void vc_on_start_view(vsr_replica *r, const vsr_message *m)
 static uint64_t next_live_view(const vsr_replica *r)
 {
 	if (BUG(r, VSR_BUG_NO_HEAL_RESET)) return r->view + 1;
-	uint64_t window = 2 * (uint64_t)r->cfg.timeouts.primary_ticks + disk_slack(r);
 	bool heard = false;
 	for (uint8_t p = 0; p < r->n; p++)
-		if (p != r->self && r->peer_heard_at[p] != 0 &&
-		    r->peer_heard_at[p] - 1 + window >= r->now)
-			heard = true;
+		if (p != r->self && vc_heard_lately(r, p)) heard = true;
 	if (!heard) return r->view + 1;
 	for (uint64_t v = r->view + 1; v <= r->view + r->n; v++) {
 		uint8_t p = vsr_primary_of(v, r->n);
-		if (p == r->self ||
-		    (r->peer_heard_at[p] != 0 && r->peer_heard_at[p] - 1 + window >= r->now))
-			return v;
+		if (p == r->self || vc_heard_lately(r, p)) return v;
 	}
 	return r->view + 1;
 }
