@@ -13,8 +13,6 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
-#include <linux/ioprio.h>
-#include <sys/syscall.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -150,30 +148,6 @@ static uint64_t env_txnid(MDB_env *env)
 	return mdb_env_info(env, &info) == 0 ? (uint64_t)info.me_last_txnid : 0;
 }
 
-/* The write-back's I/O class (ioprio_set(2) on the syncer's thread, under
- * mu). While nobody waits for it, the sync's and the cleaning's writes are
- * of class idle: a queue that honours classes (mq-deadline, BFQ) dispatches
- * them only when no request of the log's class (best-effort, the default)
- * is queued, so the log's writes and fdatasync do not queue behind a
- * slice. Once someone waits (the next take, a state transfer, close), or
- * the sync falls behind its schedule (paced over `budget_ns`, it has run
- * longer: a disk the log keeps busy starves an idle class), they go back
- * to the default (class none: best-effort from the process's nice
- * value, as the log's), so that an idle class can never hold the loop up
- * behind a starved sync. A queue without classes (none, kyber) ignores it;
- * a kernel that refuses it leaves the default. VSRH_SYNC_IOPRIO=be keeps
- * the default throughout, for comparisons. */
-static void io_class(vsrh_syncer *s, int class)
-{
-	if (s->tid <= 0 || s->io_class == class)
-		return;
-	const char *keep = getenv("VSRH_SYNC_IOPRIO");
-	if (class == IOPRIO_CLASS_IDLE && keep && strcmp(keep, "be") == 0)
-		return;
-	if (syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, s->tid, IOPRIO_PRIO_VALUE(class, 0)) == 0)
-		s->io_class = class;
-}
-
 /* Writes the dirty pages of data.mdb's first `used` bytes back a slice at a
  * time, each waited for: the log's own fdatasync, on the same disk, then
  * queues behind one slice instead of a whole interval's pages. */
@@ -256,11 +230,6 @@ static int trickle_pass(vsrh_syncer *s, int fd, uint64_t start, uint64_t budget_
 			wait_unless_hurried(s, took);
 			pthread_mutex_unlock(&s->mu);
 		}
-		if (now - start > budget_ns && pthread_equal(pthread_self(), s->thread)) {
-			pthread_mutex_lock(&s->mu);
-			io_class(s, IOPRIO_CLASS_NONE); /* behind its schedule */
-			pthread_mutex_unlock(&s->mu);
-		}
 		if (adapt && took < 250000 && *slice < TRICKLE_SLICE_MAX)
 			*slice *= 2;
 		else if (adapt && took > 2000000 && *slice > TRICKLE_BYTES)
@@ -322,15 +291,11 @@ static void *syncer_main(void *arg)
 	pthread_setname_np(pthread_self(), "vsr-sync");
 	vsrh_syncer *s = arg;
 	pthread_mutex_lock(&s->mu);
-	s->tid = (pid_t)syscall(SYS_gettid);
 	for (;;) {
 		while (!s->busy && !s->stop)
 			pthread_cond_wait(&s->cv, &s->mu);
 		if (!s->busy)
 			break;
-		/* Nobody waits yet (a waiter raises it: vsrh_syncer_wait). */
-		if (!s->hurry)
-			io_class(s, IOPRIO_CLASS_IDLE);
 		MDB_env *env = s->env;
 		uint64_t txnid = s->txnid, op = s->op, budget_ns = s->budget_ns;
 		bool cleaning = s->cleaning;
@@ -399,7 +364,6 @@ void vsrh_syncer_wait(vsrh_syncer *s)
 		uint64_t t0 = mono_ns();
 		bool sync = !s->cleaning; /* a cleaning stops at its next slice */
 		s->hurry = true; /* no turn to wait for, no more pauses */
-		io_class(s, IOPRIO_CLASS_NONE);
 		pthread_cond_broadcast(&s->cv);
 		while (s->busy)
 			pthread_cond_wait(&s->cv, &s->mu);
@@ -483,7 +447,6 @@ int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used,
 	pthread_mutex_lock(&s->mu);
 	if (s->busy) {
 		s->hurry = true;
-		io_class(s, IOPRIO_CLASS_NONE);
 		pthread_cond_broadcast(&s->cv);
 	}
 	while (s->busy)

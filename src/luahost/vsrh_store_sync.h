@@ -19,7 +19,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
 
 #include <lmdb.h>
 
@@ -64,8 +63,6 @@ typedef struct vsrh_syncer {
 	uint64_t started_at;     /* when the last sync was started (mono ns) */
 	unsigned slot, slots;    /* this replica's turn of the replicas' (stagger) */
 	bool hurry;              /* someone waits for the sync: no more pauses */
-	pid_t tid;               /* the thread's id (under mu), for io_class */
-	int io_class;            /* its I/O class as last set (0: the default) */
 	uint64_t delay_ns;       /* this sync's turn: how long it waits to start */
 	uint64_t late_ns;        /* this sync's checkpoint was committed this long
 				  * after its take (the step's turn) */

@@ -4,8 +4,8 @@
  * a second thread meanwhile dirties random 4 KiB pages of a 512 MiB file at
  * RATE MB/s and writes each 512 KiB slice back (sync_file_range), as a
  * checkpoint's write-back does. CLASS (default be) is that thread's I/O
- * class: be (the default, as the log's) or idle, as the checkpoint syncer
- * writes while nobody waits for it (docs/storage.md, "I/O class idle").
+ * class: be (the default, as the log's) or idle (docs/storage.md, "the
+ * write-back at I/O class idle").
  *
  * Why: a replica acknowledges a write after an fdatasync, so no client call
  * can be faster than the slowest fdatasync the disk gives while it waits;

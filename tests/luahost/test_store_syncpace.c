@@ -15,11 +15,7 @@
  * waiter, arriving when the pause begins, must be back before it would
  * have ended. Linked with --wrap=pthread_cond_timedwait as well: a pause
  * may be a timed wait, counted like a sleep. Last, a replica's turn
- * (vsrh_syncer_stagger; 1 s here) ends when a waiter comes and at close.
- * The wrapped sync_file_range also reads the syncer thread's I/O class
- * (ioprio_get): idle while nobody waits, the default from the waiter on,
- * idle again for the next job, the default once a sync falls behind the
- * schedule its budget sets. */
+ * (vsrh_syncer_stagger; 1 s here) ends when a waiter comes and at close. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <lmdb.h>
@@ -33,8 +29,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <linux/ioprio.h>
-#include <sys/syscall.h>
 
 #include "test_check.h"
 #include "vsrh_store_sync.h"
@@ -50,15 +44,6 @@ static _Atomic uint64_t slow_slice_ns, pause_due_ns;
  * pause or the turn would have ended. */
 static _Atomic int watch;
 static _Atomic uint64_t resumed_ns;
-/* The I/O class of the syncer's thread at its last slice, and at the slice
- * `watch` armed (-1: ioprio_get failed). */
-static _Atomic int slice_class, resumed_class;
-
-static int my_io_class(void)
-{
-	long p = syscall(SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0);
-	return p < 0 ? -1 : (int)IOPRIO_PRIO_CLASS(p);
-}
 
 int __real_nanosleep(const struct timespec *req, struct timespec *rem);
 int __wrap_nanosleep(const struct timespec *req, struct timespec *rem);
@@ -96,14 +81,8 @@ int __real_sync_file_range(int fd, off64_t off, off64_t n, unsigned int flags);
 int __wrap_sync_file_range(int fd, off64_t off, off64_t n, unsigned int flags);
 int __wrap_sync_file_range(int fd, off64_t off, off64_t n, unsigned int flags)
 {
-	if (!pthread_equal(pthread_self(), main_thread)) {
-		int class = my_io_class();
-		atomic_store(&slice_class, class);
-		if (atomic_exchange(&watch, 0)) {
-			atomic_store(&resumed_class, class);
-			atomic_store(&resumed_ns, now_ns());
-		}
-	}
+	if (!pthread_equal(pthread_self(), main_thread) && atomic_exchange(&watch, 0))
+		atomic_store(&resumed_ns, now_ns());
 	int rc = __real_sync_file_range(fd, off, n, flags);
 	uint64_t slow = atomic_exchange(&slow_slice_ns, 0);
 	if (slow > 0 && !pthread_equal(pthread_self(), main_thread)) {
@@ -185,9 +164,6 @@ int main(void)
 	}
 	CHECK(atomic_load(&pauses_other) > 0, "the syncer's own sync paused (%u)",
 	      atomic_load(&pauses_other));
-	CHECK(atomic_load(&slice_class) == IOPRIO_CLASS_IDLE,
-	      "a sync nobody waits for writes at I/O class idle (class %d)",
-	      atomic_load(&slice_class));
 	vsrh_syncer_wait(&s);
 
 	/* An install: the caller syncs the new environment itself. */
@@ -212,41 +188,6 @@ int main(void)
 	uint64_t due = atomic_load(&pause_due_ns), at = atomic_load(&resumed_ns);
 	CHECK(at != 0 && at < due, "the waiter waited for the pause in progress (the next slice "
 				   "began %.0f ms after it ended)", (double)(at - due) / 1e6);
-	CHECK(atomic_load(&resumed_class) == IOPRIO_CLASS_NONE ||
-		      atomic_load(&resumed_class) == IOPRIO_CLASS_BE,
-	      "once waited for, the sync writes at the default I/O class (class %d)",
-	      atomic_load(&resumed_class));
-	/* The next job, nobody waiting: idle again from its first slice. */
-	s.started_at -= 4000000000u;
-	put_some(env);
-	atomic_store(&resumed_ns, 0);
-	atomic_store(&resumed_class, -2);
-	atomic_store(&watch, 1);
-	CHECK(vsrh_syncer_start(&s, env, 42, used, 0, &ended) == 0, "a sync after a waited one");
-	while (atomic_load(&resumed_ns) == 0)
-		sched_yield();
-	CHECK(atomic_load(&resumed_class) == IOPRIO_CLASS_IDLE,
-	      "the next sync writes at I/O class idle again (class %d)",
-	      atomic_load(&resumed_class));
-	vsrh_syncer_wait(&s);
-	/* A sync behind its schedule (a budget of a few tens of ms, a first
-	 * slice of 300 ms), nobody waiting: the default class from the next
-	 * slice on, so that a busy log cannot starve it into the next take. */
-	s.started_at -= 40000000u;
-	put_some(env);
-	atomic_store(&watch, 0);
-	atomic_store(&resumed_ns, 0);
-	atomic_store(&resumed_class, -2);
-	atomic_store(&slow_slice_ns, 300000000u);
-	CHECK(vsrh_syncer_start(&s, env, 43, used, 0, &ended) == 0, "a sync behind its schedule");
-	CHECK(s.budget_ns < 300000000u, "budget %llu ns", (unsigned long long)s.budget_ns);
-	while (atomic_load(&resumed_ns) == 0)
-		sched_yield();
-	CHECK(atomic_load(&resumed_class) == IOPRIO_CLASS_NONE ||
-		      atomic_load(&resumed_class) == IOPRIO_CLASS_BE,
-	      "a sync behind its schedule writes at the default I/O class (class %d)",
-	      atomic_load(&resumed_class));
-	vsrh_syncer_wait(&s);
 
 	/* A replica's turn (replica 2 of 2 waits half of half an interval, 1 s
 	 * here) ends when someone waits for its sync, and at close. */
