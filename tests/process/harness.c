@@ -304,6 +304,17 @@ void kill_replica(int i)
 	g_pid[i] = 0;
 }
 
+bool wait_exit(pid_t pid, uint64_t ms, int *status)
+{
+	uint64_t deadline = now_ms() + ms;
+	while (waitpid(pid, status, WNOHANG) != pid) {
+		if (now_ms() > deadline)
+			return false;
+		poll(NULL, 0, 10); /* bounded wait for the child's exit */
+	}
+	return true;
+}
+
 /* SIGTERM every replica and require a clean exit 0 (all handles closed). */
 void stop_all(void)
 {
@@ -312,20 +323,16 @@ void stop_all(void)
 			kill(g_pid[i], SIGTERM);
 	uint64_t deadline = now_ms() + 10000;
 	for (int i = 0; i < N; i++) {
-		while (g_pid[i] > 0) {
-			int status;
-			pid_t r = waitpid(g_pid[i], &status, WNOHANG);
-			if (r == g_pid[i]) {
-				g_pid[i] = 0;
-				if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-					fail("replica %d did not shut down cleanly on SIGTERM (status 0x%x)",
-					     i + 1, status);
-				break;
-			}
-			if (now_ms() > deadline)
-				fail("replica %d did not exit within 10 s of SIGTERM", i + 1);
-			poll(NULL, 0, 10); /* bounded wait for the child's exit */
-		}
+		if (g_pid[i] <= 0)
+			continue;
+		int status;
+		uint64_t now = now_ms();
+		if (!wait_exit(g_pid[i], deadline > now ? deadline - now : 0, &status))
+			fail("replica %d did not exit within 10 s of SIGTERM", i + 1);
+		g_pid[i] = 0;
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			fail("replica %d did not shut down cleanly on SIGTERM (status 0x%x)", i + 1,
+			     status);
 	}
 }
 

@@ -126,6 +126,9 @@ pid_t spawn_group(const char *path, char *const argv[], int out_fd, int err_fd);
 void start_replica(int i);
 void kill_replica(int i);
 void stop_all(void);
+/* Waits up to ms for child pid to exit (a bounded poll, 10 ms apart): true
+ * with its status in *status, false if it is still running. */
+bool wait_exit(pid_t pid, uint64_t ms, int *status);
 void check_alive(void);
 int tcp_connect(uint16_t port);
 bool write_all(int fd, const void *data, size_t len);

@@ -643,14 +643,10 @@ static void check_store_by_hand(int r, int want, const char *says)
 	char *const argv[] = {"vsrhost", "--check-store", dir, NULL};
 	pid_t pid = spawn(g_vsrhost, argv, fd, fd);
 	int status = 0;
-	uint64_t deadline = now_ms() + 30000;
-	while (waitpid(pid, &status, WNOHANG) == 0) {
-		if (now_ms() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			fail("vsrhost --check-store %s did not answer within 30 s", dir);
-		}
-		usleep(10000); /* polls for its exit (bounded), no synchronisation */
+	if (!wait_exit(pid, 30000, &status)) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		fail("vsrhost --check-store %s did not answer within 30 s", dir);
 	}
 	ssize_t n = pread(fd, line, sizeof line - 1, 0);
 	close(fd);
