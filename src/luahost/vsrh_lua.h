@@ -109,6 +109,8 @@ void vsrh_sm_stagger(vsrh_sm *sm, unsigned slot, unsigned slots, uint64_t turn_n
 /* Called from time to time (the host's tick): commits a checkpoint whose
  * turn has come while no operation ran. */
 void vsrh_sm_tick(vsrh_sm *sm);
+/* vsrh_store_settle on its store. */
+void vsrh_sm_settle(vsrh_sm *sm);
 /* Checkpoint commits made in this replica's turn so far; *op and *ns: the
  * last one's checkpoint and how long the commit held the loop. */
 uint64_t vsrh_sm_turn_commits(const vsrh_sm *sm, uint64_t *op, uint64_t *ns);
@@ -178,6 +180,9 @@ typedef struct vsrh_sm_stats {
 	uint64_t checkpoint_held_writes; /* writes held while a sync ran (vsrh_overlay.h) */
 	uint64_t checkpoint_turns;       /* commits that waited for this replica's turn */
 	uint64_t checkpoint_step_last_ns; /* the last checkpoint commit's time on the loop */
+	uint64_t checkpoint_commits_off_loop; /* commits made on the syncer's thread */
+	uint64_t checkpoint_commit_last_ns;   /* the last of those: its time there */
+	bool checkpoint_last_off_loop;        /* the last checkpoint's commit was one */
 	uint64_t store_cleanings;        /* write-backs of the map between checkpoints, ended */
 	uint64_t store_cleanings_begun;  /* ... and begun (one may be running) */
 } vsrh_sm_stats;

@@ -144,3 +144,32 @@ void vsrh_overlay_pop(vsrh_overlay *o)
 	free(n->val);
 	free(n);
 }
+
+void vsrh_overlay_move_first(vsrh_overlay *src, vsrh_overlay *dst)
+{
+	vsrh_overlay_node *n = src->head->next[0];
+	if (n == NULL)
+		return;
+	for (unsigned lv = 0; lv < n->height; lv++)
+		src->head->next[lv] = n->next[lv];
+	src->count--;
+	src->bytes -= n->kl + n->vl;
+	vsrh_overlay_node *before[VSRH_OVERLAY_HEIGHT];
+	vsrh_overlay_node *x = descend(dst, n->key, n->kl, before);
+	if (x && key_cmp(x->key, x->kl, n->key, n->kl) == 0) {
+		/* The key is there: its value is replaced by n's. */
+		dst->bytes -= x->vl;
+		free(x->val);
+		x->val = n->val;
+		x->vl = n->vl;
+		dst->bytes += x->vl;
+		free(n);
+		return;
+	}
+	for (unsigned lv = 0; lv < n->height; lv++) {
+		n->next[lv] = before[lv]->next[lv];
+		before[lv]->next[lv] = n;
+	}
+	dst->count++;
+	dst->bytes += n->kl + n->vl;
+}

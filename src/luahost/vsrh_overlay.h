@@ -62,5 +62,9 @@ static inline vsrh_overlay_node *vsrh_overlay_first(vsrh_overlay *o)
 }
 /* Removes and frees the first entry. */
 void vsrh_overlay_pop(vsrh_overlay *o);
+/* Moves src's first entry into dst (replacing dst's entry of that key),
+ * without a copy: a held write placed in LMDB joins the record of what the
+ * transaction wrote (vsrh_store.c, "the shadow"). dst must be initialised. */
+void vsrh_overlay_move_first(vsrh_overlay *src, vsrh_overlay *dst);
 
 #endif

@@ -1522,6 +1522,11 @@ void vsrh_sm_tick(vsrh_sm *sm)
 	vsrh_store_tick(&sm->store);
 }
 
+void vsrh_sm_settle(vsrh_sm *sm)
+{
+	vsrh_store_settle(&sm->store);
+}
+
 uint64_t vsrh_sm_turn_commits(const vsrh_sm *sm, uint64_t *op, uint64_t *ns)
 {
 	return vsrh_store_turn_commits(&sm->store, op, ns);
@@ -1640,6 +1645,9 @@ void vsrh_sm_stats_get(const vsrh_sm *sm, vsrh_sm_stats *out)
 	out->checkpoint_held_writes = f.held;
 	out->checkpoint_turns = f.deferred;
 	out->checkpoint_step_last_ns = f.step_last_ns;
+	out->checkpoint_commits_off_loop = f.off_loop;
+	out->checkpoint_commit_last_ns = f.commit_last_ns;
+	out->checkpoint_last_off_loop = f.last_off_loop;
 	out->store_cleanings = f.cleanings;
 	out->store_cleanings_begun = f.cleanings_begun;
 }

@@ -324,11 +324,37 @@ struct vsrh_lmdb {
 	uint64_t steps_deferred; /* figures */
 	uint64_t step_last_ns;
 	uint64_t turn_commits, turn_op; /* commits in a turn, the last one's op */
+	/* The commit off the loop (durable, map written in place): at the step
+	 * the write transaction is handed to the syncer's thread, which commits
+	 * it and then syncs that commit. Meanwhile the loop holds its writes
+	 * (as during a sync) and reads below them from `frozen`, every write
+	 * the transaction had (its difference from the commit before), over
+	 * `win`, a read transaction on the commit before. The first operation
+	 * or tick after the syncer has counted the commit picks it up
+	 * (commit_pickup): the next write transaction begins, on the loop. */
+	bool offload;         /* allowed (VSRH_COMMIT_ON_LOOP=1: never, to compare) */
+	vsrh_overlay shadow;  /* every write placed in wtxn since it began ... */
+	bool shadow_whole;    /* ... all of them (else: too large, no memory, a restore) */
+	size_t shadow_max;    /* bytes, nodes counted at 64 */
+	vsrh_overlay frozen;  /* the shadow of the transaction being committed;
+			       * freed a few nodes per operation after */
+	bool committing;      /* the syncer has wtxn */
+	uint64_t commit_seq;  /* the syncer's count of commits once it is made */
+	MDB_txn *win;         /* read transaction on the commit before */
+	MDB_cursor *win_cur;
+	vsr_checkpoint commit_cp; /* its checkpoint, and image prefix for held[0] */
+	uint8_t *commit_prefix;
+	size_t commit_plen;
+	uint64_t commit_syncs; /* the syncer's syncs before it (the touch) */
+	uint64_t offloaded;   /* figures: commits made on the syncer's thread */
+	uint64_t handoff_ns;  /* how long the last hand-over held the loop */
+	bool last_off_loop;   /* the last checkpoint's commit was made there */
 };
 
 #define lmdb_fatal vsrh_store_fatal
 
 static void step_now(vsrh_lmdb *db);
+static bool commit_pickup(vsrh_lmdb *db, bool wait);
 static uint64_t store_mono_ns(void);
 static uint64_t clean_after_ns(void);
 
@@ -340,6 +366,7 @@ static MDB_val mval(const void *p, size_t n)
 /* The write transaction's cursor on kv. */
 static MDB_cursor *lmdb_wcursor(vsrh_lmdb *db)
 {
+	commit_pickup(db, true); /* (the syncer may have it) */
 	if (db->wcur == NULL) {
 		int rc = mdb_cursor_open(db->wtxn, db->kv, &db->wcur);
 		if (rc)
@@ -404,6 +431,31 @@ static void lmdb_check_beside(vsrh_lmdb *db, MDB_cursor *c, const char *k, size_
 		lmdb_fatal("get", rc);
 }
 
+/* The value of key k below the held writes into *v, checked (its hash in
+ * *check unless NULL): from the write transaction, or while the syncer
+ * commits it, from the writes it had (frozen) over the commit before
+ * (win). Returns false when there is none. */
+static bool base_get(vsrh_lmdb *db, const char *k, size_t kl, MDB_val *v, uint64_t *check)
+{
+	if (db->committing && !commit_pickup(db, false)) {
+		const vsrh_overlay_node *n = vsrh_overlay_find(&db->frozen, k, kl);
+		if (n) {
+			if (n->val == NULL)
+				return false;
+			*v = mval(n->val, n->vl);
+			if (check)
+				*check = entry_hash(k, kl, n->val, n->vl);
+			return true;
+		}
+		if (!lmdb_seek(db, db->win_cur, k, kl, v))
+			return false;
+	} else if (!lmdb_seek(db, lmdb_wcursor(db), k, kl, v)) {
+		return false;
+	}
+	*v = rec_value(k, kl, v, check);
+	return true;
+}
+
 /* The committed value of key (Lua string at idx) pushed, or nothing: returns
  * whether it pushed. Through the write cursor, which stays on the key: a
  * write of the same key at commit then needs no second search. */
@@ -422,9 +474,8 @@ static bool lmdb_push_get(lua_State *L, vsrh_lmdb *db, int idx)
 			return h->val != NULL;
 		}
 	}
-	if (!lmdb_seek(db, lmdb_wcursor(db), k, kl, &val))
+	if (!base_get(db, k, kl, &val, NULL))
 		return false;
-	val = rec_value(k, kl, &val, NULL);
 	lua_pushlstring(L, val.mv_data, val.mv_size);
 	return true;
 }
@@ -627,6 +678,7 @@ typedef struct merged_iter {
 
 static void merged_start(merged_iter *m, vsrh_lmdb *db, const char *first, size_t fl)
 {
+	commit_pickup(db, true); /* a scan waits for a commit the syncer makes */
 	int rc = mdb_cursor_open(db->wtxn, db->kv, &m->c);
 	if (rc)
 		lmdb_fatal("cursor", rc);
@@ -898,6 +950,66 @@ static bool lmdb_place(vsrh_lmdb *db, MDB_cursor *c, const char *key, size_t kl,
 	return had;
 }
 
+/* ---------------------------------------------------------------- the shadow */
+
+/* The shadow's size beyond which a transaction's commit stays on the loop
+ * (a bulk load): VSRH_SHADOW_MAX_MB, else 64 MiB. Nodes count 64 bytes
+ * each on top of their keys and values. */
+#define SHADOW_MAX_BYTES ((size_t)64 << 20)
+
+static size_t shadow_max_bytes(void)
+{
+	const char *v = getenv("VSRH_SHADOW_MAX_MB");
+	return v != NULL && *v ? (size_t)strtoull(v, NULL, 10) << 20 : SHADOW_MAX_BYTES;
+}
+
+/* The shadow is kept only where the commit can leave the loop. */
+static bool shadow_wanted(const vsrh_lmdb *db)
+{
+	return db->offload && db->durable && db->writemap && !getenv("VSRH_NO_HOLD");
+}
+
+/* A new write transaction: its shadow starts empty and whole. What is
+ * left of the last one's is freed here (normally nothing: trimmed). */
+static void shadow_reset(vsrh_lmdb *db)
+{
+	vsrh_overlay_clear(&db->shadow);
+	db->shadow_whole = shadow_wanted(db) &&
+			   (db->shadow.head != NULL || vsrh_overlay_init(&db->shadow) == 0);
+}
+
+/* The shadow given up for this transaction (its commit stays on the loop):
+ * its nodes are freed a few per operation (shadow_trim). */
+static void shadow_lose(vsrh_lmdb *db)
+{
+	db->shadow_whole = false;
+}
+
+static bool shadow_full(const vsrh_lmdb *db)
+{
+	return db->shadow.bytes + db->shadow.count * 64 > db->shadow_max;
+}
+
+/* Key -> val (NULL: deleted), just placed in wtxn. */
+static void shadow_note(vsrh_lmdb *db, const char *k, size_t kl, const char *v, size_t vl)
+{
+	if (db->shadow_whole && (vsrh_overlay_put(&db->shadow, k, kl, v, vl) != 0 || shadow_full(db)))
+		shadow_lose(db);
+}
+
+/* Nodes freed after an operation: the frozen shadow's once the commit is
+ * picked up, and a shadow given up. Freeing an interval's writes at once
+ * (thousands of nodes) would be a step of its own. */
+#define SHADOW_TRIM_PER_OP 64u
+
+static void shadow_trim(vsrh_lmdb *db)
+{
+	for (unsigned i = 0; i < SHADOW_TRIM_PER_OP && !db->committing && db->frozen.count; i++)
+		vsrh_overlay_pop(&db->frozen);
+	for (unsigned i = 0; i < SHADOW_TRIM_PER_OP && !db->shadow_whole && db->shadow.count; i++)
+		vsrh_overlay_pop(&db->shadow);
+}
+
 /* One buffered write into the long-lived write transaction (v NULL: a
  * delete), keeping the count, digest and byte total. */
 static void lmdb_write_one(vsrh_store *s, MDB_cursor *c, const char *key, size_t kl,
@@ -907,6 +1019,7 @@ static void lmdb_write_one(vsrh_store *s, MDB_cursor *c, const char *key, size_t
 	uint64_t new_check = val ? entry_hash(key, kl, val, vl) : 0, check = 0;
 	size_t old_len = 0;
 	bool had = lmdb_place(db, c, key, kl, val, vl, new_check, &check, &old_len);
+	shadow_note(db, key, kl, val, vl);
 	if (had) {
 		s->digest -= check;
 		db->kv_bytes -= 8 + kl + old_len;
@@ -965,7 +1078,13 @@ static void held_drain(vsrh_lmdb *db, size_t max)
 		size_t old_len = 0;
 		lmdb_place(db, c, n->key, n->kl, n->val, n->vl,
 			   n->val ? entry_hash(n->key, n->kl, n->val, n->vl) : 0, &check, &old_len);
-		vsrh_overlay_pop(&db->held_w);
+		if (db->shadow_whole) {
+			vsrh_overlay_move_first(&db->held_w, &db->shadow); /* no copy */
+			if (shadow_full(db))
+				shadow_lose(db);
+		} else {
+			vsrh_overlay_pop(&db->held_w);
+		}
 	}
 }
 
@@ -986,9 +1105,7 @@ static int held_write_one(vsrh_store *s, const char *key, size_t kl, const char 
 		if (had)
 			old_hash = entry_hash(key, kl, old.mv_data, old.mv_size);
 	} else {
-		had = lmdb_seek(db, lmdb_wcursor(db), key, kl, &old);
-		if (had)
-			old = rec_value(key, kl, &old, &old_hash);
+		had = base_get(db, key, kl, &old, &old_hash);
 	}
 	if (val == NULL && !had)
 		return 0; /* nothing to delete */
@@ -1019,7 +1136,8 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 	vsrh_lmdb *db = s->db;
 	int top = lua_gettop(L);
 	bool hold = held_holding(db) || db->held_w.count > 0;
-	MDB_cursor *c = lmdb_wcursor(db);
+	/* (Held, the transaction is not needed: the syncer may have it.) */
+	MDB_cursor *c = hold ? NULL : lmdb_wcursor(db);
 	size_t writes = 0;
 	lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_writes);
 	int w = lua_gettop(L);
@@ -1061,6 +1179,7 @@ static void lmdb_commit_writes(lua_State *L, vsrh_store *s)
 		touch_step(db);
 	if (db->held_w.count && !db->holding)
 		held_drain(db, HELD_DRAIN_PER_OP + HELD_DRAIN_PER_WRITE * writes);
+	shadow_trim(db);
 	if (db->touch.warm_pending && s->checkpoint_interval && !(db->touch.cleaned && db->holding)) {
 		/* Operations left until the next checkpoint, this one included. */
 		uint64_t r = s->op % s->checkpoint_interval;
@@ -1259,6 +1378,7 @@ int vsrh_store_read(lua_State *L, vsrh_store *s, const uint8_t *d, size_t len, s
 		int rc = mdb_drop(db->wtxn, db->kv, 0);
 		if (rc)
 			lmdb_fatal("drop", rc);
+		shadow_lose(db); /* (its writes do not go through lmdb_place) */
 		db->missed_len = 0;
 		db->kv_bytes = 0;
 		lua_pushnil(L);
@@ -1512,7 +1632,16 @@ static int env_try_open(vsrh_lmdb *db, const char *path, size_t map, size_t rese
 		rc = mdb_env_set_maxreaders(db->env, 16);
 	/* No commit syncs inside LMDB: a durable store syncs after it, on the
 	 * syncer's thread for a checkpoint (vsrh_store_sync.h). */
-	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | MDB_NOSYNC | MDB_NOMETASYNC |
+	/* No lock file either (MDB_NOLOCK): one process writes, and the
+	 * checkpoint's write transaction is committed on the syncer's thread,
+	 * which LMDB's writer mutex (owned by the thread that began it) would
+	 * not allow. Without the reader table a write transaction takes pages
+	 * freed before the newest commit's predecessor only, so the read
+	 * transactions kept open (the newest checkpoint and the one before,
+	 * held[]; win, on the commit before the one being made) stay intact.
+	 * Another process opens the environment only read-only and only with
+	 * the replica stopped (vsrhost --check-store). */
+	unsigned flags = MDB_NOLOCK | MDB_NOTLS | MDB_NORDAHEAD | MDB_NOSYNC | MDB_NOMETASYNC |
 			 (db->writemap ? MDB_WRITEMAP : 0);
 	if (rc == 0)
 		rc = mdb_env_open(db->env, path, flags, 0600);
@@ -1596,6 +1725,8 @@ static int env_open(vsrh_lmdb *db, const char *path, size_t min_map, char *err, 
 	}
 	if (rc == 0)
 		rc = mdb_txn_begin(db->env, NULL, 0, &db->wtxn);
+	if (rc == 0)
+		shadow_reset(db);
 	if (rc) {
 		snprintf(err, err_len, "vsr.store: LMDB environment %s (%zu MiB): %s", path,
 			 map >> 20, rc == ENOSPC ? "the disk is full" : mdb_strerror(rc));
@@ -1664,6 +1795,9 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 	db->staged_fd = -1;
 	db->syncer.synced_fd = -1;
 	db->durable = durable;
+	db->offload = !getenv("VSRH_COMMIT_ON_LOOP") || !*getenv("VSRH_COMMIT_ON_LOOP") ||
+		      strcmp(getenv("VSRH_COMMIT_ON_LOOP"), "0") == 0;
+	db->shadow_max = shadow_max_bytes();
 	if (vsrh_overlay_init(&db->held_w) != 0) {
 		snprintf(err, err_len, "out of memory");
 		free(db);
@@ -1767,6 +1901,7 @@ vsrh_sync_figures vsrh_store_sync_figures(vsrh_store *s)
 	f.held = s->db->held_total;
 	f.deferred = s->db->steps_deferred;
 	f.step_last_ns = s->db->step_last_ns;
+	f.last_off_loop = s->db->last_off_loop;
 	return f;
 }
 
@@ -1774,6 +1909,7 @@ uint64_t vsrh_store_on_durable(vsrh_store *s, vsrh_store_durable_fn fn, void *ar
 {
 	if (s->db == NULL)
 		return 0;
+	commit_pickup(s->db, true);
 	vsrh_syncer_wait(&s->db->syncer);
 	s->db->syncer.notify = fn;
 	s->db->syncer.notify_arg = arg;
@@ -1809,6 +1945,8 @@ void vsrh_store_close(lua_State *L, vsrh_store *s)
 	vsrh_syncer_close(&db->syncer); /* the checkpoint being synced is durable */
 	vsrh_touch_free(&db->touch);
 	vsrh_overlay_free(&db->held_w);
+	vsrh_overlay_free(&db->shadow);
+	vsrh_overlay_free(&db->frozen);
 	free(db->rec.data);
 	env_close(db);
 	if (db->staged_fd >= 0)
@@ -1870,19 +2008,13 @@ static int held_open(vsrh_lmdb *db, ckpt_held *h, const vsr_checkpoint *cp, uint
 	return rc;
 }
 
-/* The commit of checkpoint cp (its records already in wtxn): the step,
- * late_ns after the take. Returns VSR_OK, or VSR_PENDING when durable (the
- * syncer reports it). */
-static int ckpt_commit(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefix, size_t plen,
-		       uint64_t late_ns)
+/* After the commit of checkpoint cp: room on disk for the next interval,
+ * the map grown if the data outgrew it, cp kept readable (held[0], the one
+ * before in held[1]) and the next write transaction begun. held[1] was
+ * dropped before the commit. */
+static void commit_after(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefix, size_t plen)
 {
-	uint64_t t0 = store_mono_ns();
-	int rc = mdb_txn_commit(db->wtxn);
-	db->wtxn = NULL;
-	db->wcur = NULL; /* freed with the transaction */
-	if (rc)
-		lmdb_fatal("checkpoint commit", rc);
-	held_drop(&db->held[1]);
+	int rc;
 	size_t more = map_wanted(db);
 	if (more && (rc = map_reserve(db, more))) /* room on disk for the next interval */
 		lmdb_fatal("reserving room on disk", rc);
@@ -1890,7 +2022,9 @@ static int ckpt_commit(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefix,
 	if (map_size_for(used) > db->mapsize) {
 		/* The data grew past half the map (gigabytes): a larger map, once.
 		 * Resizing needs no transaction open in this process: the
-		 * previous checkpoint is no longer served. */
+		 * previous checkpoint is no longer served; nor the syncer on
+		 * the map (after a commit it made, its sync is waited for). */
+		vsrh_syncer_wait(&db->syncer);
 		held_drop(&db->held[0]);
 		map_watch(db, false);
 		vsrh_touch_disarm(&db->touch);
@@ -1907,21 +2041,121 @@ static int ckpt_commit(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefix,
 		lmdb_fatal("read transaction", rc);
 	if ((rc = mdb_txn_begin(db->env, NULL, 0, &db->wtxn)))
 		lmdb_fatal("write transaction", rc);
+	shadow_reset(db);
+}
+
+/* The write-back ends with a sync of the whole map: pages the transaction
+ * takes past `used` (the file growing) are cleaned too; those up to the
+ * reservation are noted as well (vsrh_store_touch.h). */
+static void touch_arm(vsrh_lmdb *db, uint64_t syncs)
+{
+	if (!db->writemap)
+		return;
+	size_t used = map_used(db);
+	vsrh_touch_arm(&db->touch, db->watched, used > db->reserved ? used : db->reserved,
+		       (size_t)sysconf(_SC_PAGESIZE), syncs);
+}
+
+/* Whether this commit can leave the loop: its shadow is whole. */
+static bool offload_ready(vsrh_lmdb *db)
+{
+	return db->shadow_whole && shadow_wanted(db);
+}
+
+/* The step handed to the syncer: it commits wtxn, then syncs the commit.
+ * Reads go to frozen over win until commit_pickup. */
+static int ckpt_hand_off(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefix, size_t plen,
+			 uint64_t late_ns)
+{
+	uint64_t t0 = store_mono_ns();
+	int rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &db->win);
+	if (rc == 0)
+		rc = mdb_cursor_open(db->win, db->kv, &db->win_cur);
+	if (rc)
+		lmdb_fatal("read transaction", rc);
+	vsrh_overlay_clear(&db->frozen); /* what the trim left of the last one */
+	vsrh_overlay t = db->frozen;
+	db->frozen = db->shadow;
+	db->shadow = t;
+	db->shadow_whole = false; /* until the next transaction (shadow_reset) */
+	MDB_txn *txn = db->wtxn;
+	db->wtxn = NULL;
+	db->wcur = NULL; /* freed with the transaction */
+	db->commit_cp = *cp;
+	db->commit_prefix = prefix;
+	db->commit_plen = plen;
+	db->commit_syncs = vsrh_syncer_figures(&db->syncer).syncs;
+	db->commit_seq = vsrh_syncer_commits(&db->syncer) + 1;
+	db->committing = true;
+	db->wb_last_ns = store_mono_ns();
+	uint64_t ended;
+	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op, 0, late_ns, &ended, txn)))
+		lmdb_fatal("starting the syncer thread", rc);
+	db->offloaded++;
+	db->last_off_loop = true;
+	db->handoff_ns = store_mono_ns() - t0;
+	/* Until the sync ends, the writes of the next operations are held
+	 * (vsrh_overlay.h); until the commit is picked up there is no
+	 * transaction to put them in anyway. */
+	db->holding = true;
+	db->hold_ended = ended;
+	return VSR_PENDING;
+}
+
+/* The commit the syncer made, picked up: the loop's reads go to the
+ * next write transaction. Without `wait`, only if it is made; returns
+ * whether none is pending now. */
+static bool commit_pickup(vsrh_lmdb *db, bool wait)
+{
+	if (!db->committing)
+		return true;
+	if (vsrh_syncer_commits(&db->syncer) < db->commit_seq) {
+		if (!wait)
+			return false;
+		vsrh_syncer_commit_wait(&db->syncer, db->commit_seq);
+	}
+	uint64_t t0 = store_mono_ns();
+	db->committing = false;
+	mdb_cursor_close(db->win_cur);
+	mdb_txn_abort(db->win);
+	db->win = NULL;
+	db->win_cur = NULL;
+	db->missed_len = 0; /* a miss seen in win, not in the transaction */
+	uint8_t *prefix = db->commit_prefix;
+	db->commit_prefix = NULL;
+	commit_after(db, &db->commit_cp, prefix, db->commit_plen);
+	touch_arm(db, db->commit_syncs);
+	db->step_last_ns = db->handoff_ns + (store_mono_ns() - t0);
+	return true;
+}
+
+/* The commit of checkpoint cp (its records already in wtxn): the step,
+ * late_ns after the take. Returns VSR_OK, or VSR_PENDING when durable (the
+ * syncer reports it). */
+static int ckpt_commit(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefix, size_t plen,
+		       uint64_t late_ns)
+{
+	uint64_t t0 = store_mono_ns();
+	held_drop(&db->held[1]);
+	if (offload_ready(db))
+		return ckpt_hand_off(db, cp, prefix, plen, late_ns);
+	int rc = mdb_txn_commit(db->wtxn);
+	db->wtxn = NULL;
+	db->wcur = NULL; /* freed with the transaction */
+	if (rc)
+		lmdb_fatal("checkpoint commit", rc);
+	db->last_off_loop = false;
+	commit_after(db, cp, prefix, plen);
 	db->step_last_ns = store_mono_ns() - t0;
 	if (!db->durable)
 		return VSR_OK;
 	/* Durable once the syncer says so (vsr.h: checkpoint_take). */
 	uint64_t syncs = vsrh_syncer_figures(&db->syncer).syncs, ended;
-	used = map_used(db);
 	db->wb_last_ns = store_mono_ns();
-	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op, used, late_ns, &ended)))
+	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op, map_used(db), late_ns, &ended,
+				    NULL)))
 		lmdb_fatal("starting the syncer thread", rc);
-	/* The write-back ends with a sync of the whole map: pages the
-	 * transaction takes past `used` (the file growing) are cleaned too;
-	 * those up to the reservation are noted as well. */
-	if (db->writemap)
-		vsrh_touch_arm(&db->touch, db->watched, used > db->reserved ? used : db->reserved,
-			       (size_t)sysconf(_SC_PAGESIZE), syncs);
+	touch_arm(db, syncs);
 	/* Until the sync ends, the writes of the next operations are held
 	 * (vsrh_overlay.h): the map is not written while it is written back. */
 	db->holding = hold_allowed(db);
@@ -1938,7 +2172,7 @@ static uint64_t store_mono_ns(void)
 
 /* The checkpoint waiting for its turn, committed now (its time has come, or
  * something needs it: a read of it, the next take, a restore, close). */
-static void step_now(vsrh_lmdb *db)
+static void step_go(vsrh_lmdb *db)
 {
 	if (!db->step_due)
 		return;
@@ -1950,6 +2184,20 @@ static void step_now(vsrh_lmdb *db)
 			  now > db->step_taken ? now - db->step_taken : 0);
 	db->turn_commits++;
 	db->turn_op = db->step_cp.op;
+}
+
+/* The checkpoint waiting for its turn committed, and a commit the syncer
+ * makes picked up: the write transaction is the loop's again. */
+static void step_now(vsrh_lmdb *db)
+{
+	step_go(db);
+	commit_pickup(db, true);
+}
+
+void vsrh_store_settle(vsrh_store *s)
+{
+	if (s->db)
+		step_now(s->db);
 }
 
 uint64_t vsrh_store_turn_commits(const vsrh_store *s, uint64_t *op, uint64_t *ns)
@@ -2026,9 +2274,11 @@ void vsrh_store_tick(vsrh_store *s)
 {
 	if (s->db == NULL)
 		return;
-	if (s->db->step_due) {
+	if (s->db->committing) {
+		commit_pickup(s->db, false);
+	} else if (s->db->step_due) {
 		if (store_mono_ns() >= s->db->step_taken + s->db->turn_ns)
-			step_now(s->db);
+			step_go(s->db);
 	} else {
 		uint64_t left = s->checkpoint_interval
 					? s->checkpoint_interval - s->op % s->checkpoint_interval
@@ -2173,8 +2423,10 @@ int vsrh_store_ckpt_read(vsrh_store *s, const vsr_checkpoint *cp, uint64_t offse
 			 vsr_buf *out)
 {
 	ckpt_held *h = s->db ? held_find(s->db, cp) : NULL;
-	if (h == NULL && s->db && s->db->step_due && s->db->step_cp.op == cp->op) {
-		step_now(s->db); /* asked for before its turn: committed now */
+	if (h == NULL && s->db &&
+	    ((s->db->step_due && s->db->step_cp.op == cp->op) ||
+	     (s->db->committing && s->db->commit_cp.op == cp->op))) {
+		step_now(s->db); /* asked for before its turn, or its commit: made now */
 		h = held_find(s->db, cp);
 	}
 	if (h == NULL || offset > cp->size)
@@ -2553,6 +2805,7 @@ int vsrh_store_ckpt_install(lua_State *L, vsrh_store *s, const vsr_checkpoint *c
 	if (result != VSR_OK)
 		goto out;
 	vsrh_store_abort(L, s);
+	commit_pickup(db, true);
 	vsrh_syncer_wait(&db->syncer); /* its environment is about to close */
 	vsrh_overlay_clear(&db->held_w); /* writes after the state replaced */
 	db->holding = false;

@@ -86,6 +86,11 @@ void vsrh_store_on_disk_full(vsrh_store *s, bool (*fn)(void *arg), void *arg);
 /* Commits the checkpoint waiting for this replica's turn once it has come
  * (after each operation, and from the host's tick). */
 void vsrh_store_tick(vsrh_store *s);
+/* Commits the checkpoint waiting for this replica's turn now, and waits
+ * for a commit handed to the syncer's thread to be made and picked up:
+ * reads then come from the next write transaction (tests, and anything
+ * that needs the checkpoint committed). */
+void vsrh_store_settle(vsrh_store *s);
 /* Commits made in a turn so far; *op and *ns: the last one's checkpoint and
  * how long it took (for the host's log). */
 uint64_t vsrh_store_turn_commits(const vsrh_store *s, uint64_t *op, uint64_t *ns);

@@ -297,6 +297,28 @@ static void *syncer_main(void *arg)
 		if (!s->busy)
 			break;
 		MDB_env *env = s->env;
+		if (s->commit) {
+			/* The checkpoint's commit, handed over by the event loop
+			 * (vsrh_store.c, "the commit off the loop"): the loop
+			 * serves reads meanwhile from the writes it had and the
+			 * commit before, and picks the new one up once counted. */
+			MDB_txn *txn = s->commit;
+			pthread_mutex_unlock(&s->mu);
+			uint64_t c0 = mono_ns();
+			int rc = mdb_txn_commit(txn);
+			uint64_t took = mono_ns() - c0;
+			if (rc)
+				vsrh_store_fatal("checkpoint commit", rc);
+			uint64_t id = env_txnid(env);
+			size_t used = vsrh_env_used(env);
+			pthread_mutex_lock(&s->mu);
+			s->commit = NULL;
+			s->txnid = id;
+			s->used = used;
+			s->commit_last_ns = took;
+			s->commits++; /* atomic, release: the commit is done */
+			pthread_cond_broadcast(&s->cv);
+		}
 		uint64_t txnid = s->txnid, op = s->op, budget_ns = s->budget_ns;
 		bool cleaning = s->cleaning;
 		/* This replica's turn (vsrh_syncer_stagger), unless someone
@@ -387,6 +409,8 @@ vsrh_sync_figures vsrh_syncer_figures(vsrh_syncer *s)
 	f.wait_ns = s->wait_ns;
 	f.cleanings = s->cleanings;
 	f.cleanings_begun = s->cleanings_begun;
+	f.off_loop = s->commits;
+	f.commit_last_ns = s->commit_last_ns;
 	pthread_mutex_unlock(&s->mu);
 	return f;
 }
@@ -438,8 +462,32 @@ static int thread_start(vsrh_syncer *s)
 	return rc;
 }
 
+size_t vsrh_env_used(MDB_env *env)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	if (mdb_env_info(env, &info) || mdb_env_stat(env, &st))
+		return 0;
+	return ((size_t)info.me_last_pgno + 1) * st.ms_psize;
+}
+
+uint64_t vsrh_syncer_commits(const vsrh_syncer *s)
+{
+	return atomic_load_explicit(&s->commits, memory_order_acquire);
+}
+
+void vsrh_syncer_commit_wait(vsrh_syncer *s, uint64_t n)
+{
+	if (vsrh_syncer_commits(s) >= n)
+		return;
+	pthread_mutex_lock(&s->mu);
+	while (s->commits < n)
+		pthread_cond_wait(&s->cv, &s->mu);
+	pthread_mutex_unlock(&s->mu);
+}
+
 int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used,
-		      uint64_t late_ns, uint64_t *ended)
+		      uint64_t late_ns, uint64_t *ended, MDB_txn *commit)
 {
 	int rc = thread_start(s);
 	if (rc)
@@ -453,7 +501,8 @@ int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used,
 		pthread_cond_wait(&s->cv, &s->mu);
 	*ended = s->ended;
 	s->env = env;
-	s->txnid = env_txnid(env);
+	s->commit = commit;
+	s->txnid = commit ? 0 : env_txnid(env); /* (with a commit: set by the thread) */
 	s->op = op;
 	s->used = used;
 	s->late_ns = late_ns;

@@ -44,7 +44,10 @@ typedef struct vsrh_sync_figures {
 	uint64_t wait_ns;      /* the time they waited, in all */
 	uint64_t held;         /* writes held while a sync ran (vsrh_overlay.h), in all */
 	uint64_t deferred;     /* checkpoints whose commit waited for the replica's turn */
-	uint64_t step_last_ns; /* how long the last checkpoint's commit (the step) took */
+	uint64_t step_last_ns; /* how long the last checkpoint's commit (the step) held the loop */
+	uint64_t off_loop;     /* commits made on the syncer's thread, in all */
+	uint64_t commit_last_ns; /* how long the last of them took there */
+	bool last_off_loop;    /* the last checkpoint's commit was one of them */
 	uint64_t cleanings;    /* write-backs between checkpoints (vsrh_syncer_clean), ended */
 	uint64_t cleanings_begun; /* ... and begun */
 } vsrh_sync_figures;
@@ -66,6 +69,10 @@ typedef struct vsrh_syncer {
 	uint64_t delay_ns;       /* this sync's turn: how long it waits to start */
 	uint64_t late_ns;        /* this sync's checkpoint was committed this long
 				  * after its take (the step's turn) */
+	MDB_txn *commit;         /* the job's commit, still to be made on the
+				  * thread (vsrh_syncer_start); NULL: made */
+	_Atomic uint64_t commits; /* commits made on the thread, in all */
+	uint64_t commit_last_ns; /* how long the last of them took */
 	int synced_fd;           /* the `synced` file, open */
 	char boot[VSRH_BOOT_ID_LEN];
 	vsrh_store_durable_fn notify;
@@ -103,10 +110,20 @@ uint64_t vsrh_syncer_syncs(const vsrh_syncer *s);
  * the job began at, its last write is done and the map may be written. */
 uint64_t vsrh_syncer_ended(const vsrh_syncer *s);
 /* Starts syncing env (its newest commit, checkpoint `op`, committed late_ns
- * after its take) on the thread; waits first for one in flight. 0, or an
- * errno (no thread). */
+ * after its take) on the thread; waits first for one in flight. With
+ * `commit` (a write transaction of env, handed over: the caller touches it
+ * no more), the thread commits it first and then syncs that commit (its
+ * `used` computed there; the argument is ignored), and counts the commit
+ * (vsrh_syncer_commits) before anything else. 0, or an errno (no thread). */
 int vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used,
-		      uint64_t late_ns, uint64_t *ended);
+		      uint64_t late_ns, uint64_t *ended, MDB_txn *commit);
+/* Commits made on the thread so far, read without the lock (acquire: the
+ * commit's effects are visible to a caller that sees it counted). */
+uint64_t vsrh_syncer_commits(const vsrh_syncer *s);
+/* Waits until the thread has made `n` commits in all. */
+void vsrh_syncer_commit_wait(vsrh_syncer *s, uint64_t n);
+/* Bytes of env's data file in use: pages up to the last committed one. */
+size_t vsrh_env_used(MDB_env *env);
 /* A cleaning: writes back the dirty pages of env's first `used` bytes in
  * paced slices over at most budget_ns, with no fdatasync and no record.
  * What it writes is not durable and need not be: pages of the write

@@ -43,6 +43,7 @@
 #include "vsrh_config.h"
 #include "vsrh_lua.h"
 #include "vsrh_overlay.h"
+#include "vsrh_store_sync.h"
 
 static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
@@ -105,24 +106,70 @@ static void gate(bool closed)
 	pthread_mutex_unlock(&gate_mu);
 }
 
-/* --nomem: the fail_at-th put of a round fails (-1: none), as out of memory. */
+/* --nomem: the fail_at-th put of a round fails (-1: none), as out of memory.
+ * The store puts into two skip lists: the held writes, and the record of
+ * what the write transaction has (the shadow, vsrh_store.c), which lets
+ * the syncer's thread make the commit. Whichever one's put failed must get
+ * no more puts until the next commit: the writes are no longer held, or
+ * the commit stays on the loop. Counted on the loop's thread only (the
+ * commit may run on the syncer's: the rule's end is marked at its start,
+ * vsrh_syncer_start, on the loop's thread). */
 static bool nomem;
 static long put_calls, fail_at = -1, puts_after_failure;
-static bool failed_this_round;
+static const vsrh_overlay *failed_o; /* the skip list whose put failed (this round) */
 static unsigned oom_failures;
+static pthread_t main_thread;
 
 int __real_vsrh_overlay_put(vsrh_overlay *o, const char *k, size_t kl, const char *v, size_t vl);
 int __wrap_vsrh_overlay_put(vsrh_overlay *o, const char *k, size_t kl, const char *v, size_t vl);
 int __wrap_vsrh_overlay_put(vsrh_overlay *o, const char *k, size_t kl, const char *v, size_t vl)
 {
-	if (failed_this_round)
+	if (failed_o == o)
 		puts_after_failure++;
 	if (++put_calls == fail_at) {
 		oom_failures++;
-		failed_this_round = true;
+		failed_o = o;
 		return -1; /* the map unchanged, as vsrh_overlay_put out of memory */
 	}
 	return __real_vsrh_overlay_put(o, k, kl, v, vl);
+}
+
+/* The commit gate: a checkpoint's commit made on the syncer's thread
+ * waits there while it is closed, so that the operations after the take
+ * run in the window (their reads from the writes the transaction had, over
+ * the commit before: vsrh_store.c, "the commit off the loop"). The loop's
+ * first wait for the commit (a scan, an image read, the next take) opens
+ * it. */
+static pthread_mutex_t cgate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cgate_cv = PTHREAD_COND_INITIALIZER;
+static bool cgate_closed;
+static long window_gets, commits_gated;
+
+static void commit_gate(bool closed)
+{
+	pthread_mutex_lock(&cgate_mu);
+	cgate_closed = closed;
+	pthread_cond_broadcast(&cgate_cv);
+	pthread_mutex_unlock(&cgate_mu);
+}
+
+void __real_vsrh_syncer_commit_wait(vsrh_syncer *s, uint64_t n);
+void __wrap_vsrh_syncer_commit_wait(vsrh_syncer *s, uint64_t n);
+void __wrap_vsrh_syncer_commit_wait(vsrh_syncer *s, uint64_t n)
+{
+	commit_gate(false);
+	__real_vsrh_syncer_commit_wait(s, n);
+}
+
+int __real_vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used,
+			     uint64_t late_ns, uint64_t *ended, MDB_txn *commit);
+int __wrap_vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used,
+			     uint64_t late_ns, uint64_t *ended, MDB_txn *commit);
+int __wrap_vsrh_syncer_start(vsrh_syncer *s, MDB_env *env, uint64_t op, uint64_t used,
+			     uint64_t late_ns, uint64_t *ended, MDB_txn *commit)
+{
+	failed_o = NULL; /* a checkpoint's commit: holding starts again */
+	return __real_vsrh_syncer_start(s, env, op, used, late_ns, ended, commit);
 }
 
 /* Cursors in use (wrapped LMDB calls): LMDB frees a write transaction's
@@ -139,8 +186,11 @@ static struct {
 static long stale_uses;
 /* Blocks of the freed cursors' size, taken right after each commit: malloc
  * would otherwise hand a freed cursor's block to the next cursor, and a
- * stale pointer would then work by accident. Freed at the next commit. */
+ * stale pointer would then work by accident. Freed at the next commit.
+ * A checkpoint's commit runs on the syncer's thread while the loop reads
+ * through its own cursors: the table is under cursors_mu. */
 static void *quarantine[CURSORS_MAX];
+static pthread_mutex_t cursors_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static int cursor_slot(MDB_cursor *c)
 {
@@ -153,8 +203,11 @@ static int cursor_slot(MDB_cursor *c)
 /* Whether c is a cursor its transaction's commit freed (counted). */
 static bool cursor_stale(MDB_cursor *c, const char *call)
 {
+	pthread_mutex_lock(&cursors_mu);
 	int i = cursor_slot(c);
-	if (i < 0 || !cursors[i].dead)
+	bool stale = i >= 0 && cursors[i].dead;
+	pthread_mutex_unlock(&cursors_mu);
+	if (!stale)
 		return false;
 	if (stale_uses++ == 0)
 		fprintf(stderr, "FAIL %s on a cursor whose write transaction committed (LMDB freed it): "
@@ -167,6 +220,7 @@ int __wrap_mdb_cursor_open(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **c);
 int __wrap_mdb_cursor_open(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **c)
 {
 	int rc = __real_mdb_cursor_open(txn, dbi, c);
+	pthread_mutex_lock(&cursors_mu);
 	if (rc == 0) {
 		int i = cursor_slot(*c); /* an address freed before, now reused */
 		if (i < 0)
@@ -178,6 +232,7 @@ int __wrap_mdb_cursor_open(MDB_txn *txn, MDB_dbi dbi, MDB_cursor **c)
 			cursors[i].dead = false;
 		}
 	}
+	pthread_mutex_unlock(&cursors_mu);
 	return rc;
 }
 
@@ -185,9 +240,11 @@ void __real_mdb_cursor_close(MDB_cursor *c);
 void __wrap_mdb_cursor_close(MDB_cursor *c);
 void __wrap_mdb_cursor_close(MDB_cursor *c)
 {
+	pthread_mutex_lock(&cursors_mu);
 	int i = cursor_slot(c);
 	if (i >= 0)
 		cursors[i].c = NULL;
+	pthread_mutex_unlock(&cursors_mu);
 	__real_mdb_cursor_close(c);
 }
 
@@ -195,6 +252,8 @@ int __real_mdb_cursor_get(MDB_cursor *c, MDB_val *k, MDB_val *v, MDB_cursor_op o
 int __wrap_mdb_cursor_get(MDB_cursor *c, MDB_val *k, MDB_val *v, MDB_cursor_op op);
 int __wrap_mdb_cursor_get(MDB_cursor *c, MDB_val *k, MDB_val *v, MDB_cursor_op op)
 {
+	if (cgate_closed && pthread_equal(pthread_self(), main_thread))
+		window_gets++; /* (the loop's thread alone sets cgate_closed) */
 	if (cursor_stale(c, "mdb_cursor_get"))
 		return EINVAL; /* (a freed block: calling LMDB would read garbage) */
 	return __real_mdb_cursor_get(c, k, v, op);
@@ -226,17 +285,30 @@ int __real_mdb_txn_commit(MDB_txn *txn);
 int __wrap_mdb_txn_commit(MDB_txn *txn);
 int __wrap_mdb_txn_commit(MDB_txn *txn)
 {
-	failed_this_round = false;
+	if (pthread_equal(pthread_self(), main_thread)) {
+		failed_o = NULL;
+	} else {
+		pthread_mutex_lock(&cgate_mu);
+		if (cgate_closed)
+			commits_gated++;
+		while (cgate_closed)
+			pthread_cond_wait(&cgate_cv, &cgate_mu);
+		pthread_mutex_unlock(&cgate_mu);
+	}
+	pthread_mutex_lock(&cursors_mu);
 	for (int i = 0; i < CURSORS_MAX; i++) {
 		free(quarantine[i]);
 		quarantine[i] = NULL;
 		if (cursors[i].c != NULL && cursors[i].txn == txn)
 			cursors[i].dead = true;
 	}
+	pthread_mutex_unlock(&cursors_mu);
 	int rc = __real_mdb_txn_commit(txn);
+	pthread_mutex_lock(&cursors_mu);
 	for (int i = 0; i < CURSORS_MAX; i++)
-		if (cursors[i].c != NULL && cursors[i].dead)
+		if (cursors[i].c != NULL && cursors[i].dead && quarantine[i] == NULL)
 			quarantine[i] = malloc(cursors[i].size);
+	pthread_mutex_unlock(&cursors_mu);
 	return rc;
 }
 
@@ -561,6 +633,7 @@ static int open_side(side *s, const vsrh_config *cfg, const char *dir, bool dura
 
 int main(int argc, char **argv)
 {
+	main_thread = pthread_self();
 	nomem = argc > 1 && strcmp(argv[1], "--nomem") == 0;
 	char dir[] = "/tmp/vsr-held-XXXXXX";
 	vsrh_config cfg;
@@ -588,14 +661,22 @@ int main(int argc, char **argv)
 		 * state in the write transaction); otherwise early in even rounds
 		 * (while held), anywhere in odd ones (held or draining, or none). */
 		put_calls = puts_after_failure = 0;
-		failed_this_round = false;
+		failed_o = NULL;
 		fail_at = nomem ? 1 + (long)rnd(turn > 1 ? 20 : round % 2 ? 900 : 150) : -1;
 		/* The sync waits at the gate: the next operations are held. */
 		gate(true);
 		uint64_t synced = syncs_of(&a);
+		/* Rounds with the commit at the take: operations run while the
+		 * syncer's thread makes it (held at the commit gate until the
+		 * loop needs it). Not with --nomem: a failed hold needs it. */
+		bool gated = !nomem && turn == 0;
+		if (gated)
+			commit_gate(true);
 		take_both(&a, &b, &cp, &cpb, &imgb);
+		if (gated)
+			ok = steps(&a, &b, &opb, 10 + (int)rnd(40));
 		if (turn == 0)
-			images_equal(&a, &cp, &imgb);
+			images_equal(&a, &cp, &imgb); /* (opens the commit gate) */
 		ok = steps(&a, &b, &opb, 20 + (int)rnd(100));
 		if (turn > 1) {
 			/* Not committed yet, its writes held: then the read commits. */
@@ -630,6 +711,13 @@ int main(int argc, char **argv)
 	      "its turn (step_now in the out-of-memory fallback)", stale_uses);
 	CHECK(st.checkpoint_turns == 6, "%llu commits waited for their turn, not 6",
 	      (unsigned long long)st.checkpoint_turns);
+	/* The commits left the loop, and operations ran while one was made. */
+	CHECK(st.checkpoint_commits_off_loop >= (nomem ? 1u : 6u),
+	      "only %llu checkpoint commits were made on the syncer's thread",
+	      (unsigned long long)st.checkpoint_commits_off_loop);
+	CHECK(nomem || (commits_gated == 3 && window_gets > 0),
+	      "%ld commits held at the commit gate (want 3), %ld reads while one was", commits_gated,
+	      window_gets);
 	fail_at = -1; /* (--nomem's failures are over) */
 	ok = ok && nomem_in_turn(&a, &b, &opb, &cp, &cpb, &imgb) &&
 	     install_in_turn(&a, &b, &opb, &cp, &cpb, &imgb);
@@ -639,8 +727,10 @@ int main(int argc, char **argv)
 		take_both(&a, &b, &cp, &cpb, &imgb);
 		ok = steps(&a, &b, &opb, 50);
 	}
-	printf("%llu operations, %llu writes held in 10 rounds, 9 takes in their turn (one dropped by an install)",
-	       (unsigned long long)op, (unsigned long long)st.checkpoint_held_writes);
+	printf("%llu operations, %llu writes held in 10 rounds, 9 takes in their turn (one dropped by an install), "
+	       "%llu commits on the syncer's thread, %ld reads while one was held back",
+	       (unsigned long long)op, (unsigned long long)st.checkpoint_held_writes,
+	       (unsigned long long)st.checkpoint_commits_off_loop, window_gets);
 	if (nomem)
 		printf(", %u holds failed as out of memory (then written to LMDB at once)",
 		       oom_failures);

@@ -280,6 +280,11 @@ static int child(const vsrh_config *cfg, const char *store, enum act act, uint64
 		fprintf(stderr, "the first checkpoint\n");
 		return 2;
 	}
+	/* Its commit, made on the syncer's thread, picked up: reads of what
+	 * is not held then come from LMDB's newest commit, as the cases
+	 * below expect, not from the writes it had (the window while the
+	 * thread commits). */
+	vsrh_sm_settle(s.sm);
 	op_begin(&b, 1);
 	op_call(&b, "put", HELD, "new-sk000010");
 	if (apply(&s, &b) != VSR_REPLY_OK || apply(&ref, &b) != VSR_REPLY_OK)

@@ -145,13 +145,13 @@ int main(void)
 	const uint64_t used = 4u << 20; /* 8 slices */
 
 	put_some(env);
-	CHECK(vsrh_syncer_start(&s, env, 10, used, 0, &ended) == 0, "first checkpoint's sync");
+	CHECK(vsrh_syncer_start(&s, env, 10, used, 0, &ended, NULL) == 0, "first checkpoint's sync");
 	vsrh_syncer_wait(&s);
 	/* The next checkpoint comes an interval (1 s) after the first: its sync
 	 * may be paced over half of it. Not waited for here: it ends on its own. */
 	s.started_at -= 1000000000u;
 	put_some(env);
-	CHECK(vsrh_syncer_start(&s, env, 20, used, 0, &ended) == 0, "second checkpoint's sync");
+	CHECK(vsrh_syncer_start(&s, env, 20, used, 0, &ended, NULL) == 0, "second checkpoint's sync");
 	CHECK(s.budget_ns >= 400000000u, "budget %llu ns", (unsigned long long)s.budget_ns);
 	/* Its pauses are taken on the syncer's thread: wait for the first. */
 	for (;;) {
@@ -180,7 +180,7 @@ int main(void)
 	s.started_at -= 4000000000u;
 	put_some(env);
 	atomic_store(&slow_slice_ns, 800000000u);
-	CHECK(vsrh_syncer_start(&s, env, 40, used, 0, &ended) == 0, "fourth checkpoint's sync");
+	CHECK(vsrh_syncer_start(&s, env, 40, used, 0, &ended, NULL) == 0, "fourth checkpoint's sync");
 	CHECK(s.budget_ns >= 1700000000u, "budget %llu ns", (unsigned long long)s.budget_ns);
 	while (atomic_load(&pause_due_ns) == 0)
 		sched_yield();
@@ -197,7 +197,7 @@ int main(void)
 	 * take, so that it still ends within three quarters of the interval. */
 	s.started_at -= 4000000000u;
 	put_some(env);
-	CHECK(vsrh_syncer_start(&s, env, 45, used, 1500000000u, &ended) == 0, "a late commit's sync");
+	CHECK(vsrh_syncer_start(&s, env, 45, used, 1500000000u, &ended, NULL) == 0, "a late commit's sync");
 	CHECK(s.late_ns + s.delay_ns + s.budget_ns <= 3000000000u,
 	      "late %llu ns, turn %llu ns, budget %llu ns: past 3/4 of the interval",
 	      (unsigned long long)s.late_ns, (unsigned long long)s.delay_ns,
@@ -209,7 +209,7 @@ int main(void)
 		uint64_t t0 = now_ns();
 		atomic_store(&resumed_ns, 0);
 		atomic_store(&watch, 1);
-		CHECK(vsrh_syncer_start(&s, env, 50 + (uint64_t)close_it, used, 0, &ended) == 0, "a turn");
+		CHECK(vsrh_syncer_start(&s, env, 50 + (uint64_t)close_it, used, 0, &ended, NULL) == 0, "a turn");
 		CHECK(s.delay_ns >= 900000000u && s.budget_ns <= 3000000000u - s.delay_ns,
 		      "turn %llu ns, budget %llu ns", (unsigned long long)s.delay_ns,
 		      (unsigned long long)s.budget_ns);

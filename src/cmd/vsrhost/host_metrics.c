@@ -290,6 +290,12 @@ static void render_sm(render *r, const vsrh_sm *sm)
 		st.checkpoint_turns);
 	seconds(r, "vsr_checkpoint_step_last_seconds", "gauge",
 		"how long the last checkpoint's commit held the event loop", st.checkpoint_step_last_ns);
+	counter(r, "vsr_checkpoint_commits_off_loop_total",
+		"checkpoint commits made on the syncer's thread while the event loop went on",
+		st.checkpoint_commits_off_loop);
+	seconds(r, "vsr_checkpoint_commit_last_seconds", "gauge",
+		"how long the last checkpoint commit made on the syncer's thread took there",
+		st.checkpoint_commit_last_ns);
 	counter(r, "vsr_store_cleanings_total",
 		"paced write-backs of a durable vsr.store's map between checkpoints (none for 10 s)",
 		st.store_cleanings);
