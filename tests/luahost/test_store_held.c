@@ -143,7 +143,7 @@ int __wrap_vsrh_overlay_put(vsrh_overlay *o, const char *k, size_t kl, const cha
 static pthread_mutex_t cgate_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cgate_cv = PTHREAD_COND_INITIALIZER;
 static bool cgate_closed;
-static long window_gets, commits_gated;
+static long window_gets, commits_gated; /* (commits_gated: under cgate_mu) */
 
 static void commit_gate(bool closed)
 {
@@ -151,6 +151,21 @@ static void commit_gate(bool closed)
 	cgate_closed = closed;
 	pthread_cond_broadcast(&cgate_cv);
 	pthread_mutex_unlock(&cgate_mu);
+}
+
+/* Waits (10 s at most) until a commit waits at the closed commit gate. */
+static bool cgate_reached(long before)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	pthread_mutex_lock(&cgate_mu);
+	while (commits_gated == before &&
+	       pthread_cond_timedwait(&cgate_cv, &cgate_mu, &until) == 0)
+		;
+	bool reached = commits_gated > before;
+	pthread_mutex_unlock(&cgate_mu);
+	return reached;
 }
 
 void __real_vsrh_syncer_commit_wait(vsrh_syncer *s, uint64_t n);
@@ -291,6 +306,7 @@ int __wrap_mdb_txn_commit(MDB_txn *txn)
 		pthread_mutex_lock(&cgate_mu);
 		if (cgate_closed)
 			commits_gated++;
+		pthread_cond_broadcast(&cgate_cv); /* (cgate_reached) */
 		while (cgate_closed)
 			pthread_cond_wait(&cgate_cv, &cgate_mu);
 		pthread_mutex_unlock(&cgate_mu);
@@ -670,11 +686,16 @@ int main(int argc, char **argv)
 		 * syncer's thread makes it (held at the commit gate until the
 		 * loop needs it). Not with --nomem: a failed hold needs it. */
 		bool gated = !nomem && turn == 0;
+		long gated_before = commits_gated;
 		if (gated)
 			commit_gate(true);
 		take_both(&a, &b, &cp, &cpb, &imgb);
-		if (gated)
+		if (gated) {
+			CHECK(cgate_reached(gated_before),
+			      "round %d: the checkpoint's commit never reached the syncer's thread",
+			      round);
 			ok = steps(&a, &b, &opb, 10 + (int)rnd(40));
+		}
 		if (turn == 0)
 			images_equal(&a, &cp, &imgb); /* (opens the commit gate) */
 		ok = steps(&a, &b, &opb, 20 + (int)rnd(100));
