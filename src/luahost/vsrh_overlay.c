@@ -132,28 +132,33 @@ const vsrh_overlay_node *vsrh_overlay_seek(const vsrh_overlay *o, const char *k,
 	return descend(o, k, kl, NULL);
 }
 
-void vsrh_overlay_pop(vsrh_overlay *o)
+/* The first entry taken out of o (not freed), or NULL. */
+static vsrh_overlay_node *unlink_first(vsrh_overlay *o)
 {
 	vsrh_overlay_node *n = o->head->next[0];
 	if (n == NULL)
-		return;
+		return NULL;
 	for (unsigned lv = 0; lv < n->height; lv++)
 		o->head->next[lv] = n->next[lv];
 	o->count--;
 	o->bytes -= n->kl + n->vl;
+	return n;
+}
+
+void vsrh_overlay_pop(vsrh_overlay *o)
+{
+	vsrh_overlay_node *n = unlink_first(o);
+	if (n == NULL)
+		return;
 	free(n->val);
 	free(n);
 }
 
 void vsrh_overlay_move_first(vsrh_overlay *src, vsrh_overlay *dst)
 {
-	vsrh_overlay_node *n = src->head->next[0];
+	vsrh_overlay_node *n = unlink_first(src);
 	if (n == NULL)
 		return;
-	for (unsigned lv = 0; lv < n->height; lv++)
-		src->head->next[lv] = n->next[lv];
-	src->count--;
-	src->bytes -= n->kl + n->vl;
 	vsrh_overlay_node *before[VSRH_OVERLAY_HEIGHT];
 	vsrh_overlay_node *x = descend(dst, n->key, n->kl, before);
 	if (x && key_cmp(x->key, x->kl, n->key, n->kl) == 0) {

@@ -1,7 +1,8 @@
 /* test_overlay.c - the skip list of held writes (vsrh_overlay.h) against a
  * sorted array: puts (values and deletions) replacing earlier ones, find,
  * seek (first key >= k), walks in order, pops of the first entry, counts and
- * byte totals. Keys are short strings over {0x00, 'a', 0xff}, so that
+ * byte totals; and moves of the first entry into a second skip list (the
+ * store's shadow), checked against a second model, whole, at the end. Keys are short strings over {0x00, 'a', 0xff}, so that
  * prefixes, zero bytes and bytes above 0x7f (signed char!) meet often: the
  * order must be LMDB's default, memcmp then the shorter first. The seed is
  * printed; VSR_SEED=N replays. */
@@ -41,6 +42,9 @@ typedef struct ref {
 
 static ref model[400];
 static size_t nmodel;
+/* The second skip list's model: keys and their latest entry, any order. */
+static ref moved[400];
+static size_t nmoved;
 
 static int cmp(const char *a, size_t al, const char *b, size_t bl)
 {
@@ -89,8 +93,8 @@ int main(void)
 	printf("seed %llu (VSR_SEED=%llu replays)\n", (unsigned long long)seed,
 	       (unsigned long long)seed);
 	rng = seed * 2654435761u + 1;
-	vsrh_overlay o;
-	if (vsrh_overlay_init(&o) != 0)
+	vsrh_overlay o, d;
+	if (vsrh_overlay_init(&o) != 0 || vsrh_overlay_init(&d) != 0)
 		FAIL("init");
 	for (int step = 0; step < 200000; step++) {
 		char k[8];
@@ -136,7 +140,16 @@ int main(void)
 			}
 		} else if (what < 95) {
 			same_node(vsrh_overlay_first(&o), 0, "first");
-			vsrh_overlay_pop(&o);
+			if (rnd(2) && nmodel) {
+				vsrh_overlay_move_first(&o, &d);
+				size_t j = 0;
+				while (j < nmoved && cmp(moved[j].k, moved[j].kl, model[0].k, model[0].kl))
+					j++;
+				moved[j] = model[0];
+				nmoved += j == nmoved;
+			} else {
+				vsrh_overlay_pop(&o);
+			}
 			if (nmodel) {
 				memmove(&model[0], &model[1], (nmodel - 1) * sizeof model[0]);
 				nmodel--;
@@ -165,6 +178,24 @@ int main(void)
 	if (o.count != 0 || o.bytes != 0 || vsrh_overlay_first(&o) != NULL)
 		FAIL("not empty after popping everything");
 	vsrh_overlay_free(&o);
+	/* The moved entries: each key once, its last move's value, in order. */
+	size_t bytes = 0;
+	for (size_t j = 0; j < nmoved; j++) {
+		const vsrh_overlay_node *m = vsrh_overlay_find(&d, moved[j].k, moved[j].kl);
+		model[0] = moved[j];
+		nmodel = 1;
+		same_node(m, 0, "moved");
+		bytes += moved[j].kl + moved[j].vl;
+	}
+	size_t walked = 0;
+	for (const vsrh_overlay_node *m = vsrh_overlay_first(&d), *prev = NULL; m;
+	     prev = m, m = vsrh_overlay_next(m), walked++)
+		if (prev && cmp(prev->key, prev->kl, m->key, m->kl) >= 0)
+			FAIL("moved: entries out of order");
+	if (d.count != nmoved || walked != nmoved || d.bytes != bytes)
+		FAIL("moved: %zu entries (%zu walked) of %zu bytes, the model %zu of %zu", d.count,
+		     walked, d.bytes, nmoved, bytes);
+	vsrh_overlay_free(&d);
 	printf("ok: 200000 steps\n");
 	return 0;
 }
