@@ -2094,6 +2094,10 @@ static int ckpt_hand_off(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefi
 	db->offloaded++;
 	db->last_off_loop = true;
 	db->handoff_ns = store_mono_ns() - t0;
+	/* The loop's part so far, for whoever reads the figure before the
+	 * pick-up adds its own (the host logs a turn's commit right after its
+	 * step): never the previous commit's. */
+	db->step_last_ns = db->handoff_ns;
 	/* Until the sync ends, the writes of the next operations are held
 	 * (vsrh_overlay.h); until the commit is picked up there is no
 	 * transaction to put them in anyway. */
