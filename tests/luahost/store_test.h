@@ -111,6 +111,19 @@ static inline vsrh_sm *st_create(const vsrh_config *cfg, const char *dir, bool d
 	return sm;
 }
 
+/* st_begin, then a fresh durable store's state machine under tmpl, bound
+ * to *m. NULL (counted as a failure) when it does not open; *started says
+ * whether st_begin succeeded (st_end is then due). */
+static inline vsrh_sm *st_begin_durable(vsrh_config *cfg, char *tmpl, vsr_state_machine *m,
+					bool *started)
+{
+	*started = st_begin(cfg, tmpl) == 0;
+	vsrh_sm *sm = *started ? st_create(cfg, tmpl, true, true) : NULL;
+	if (sm != NULL)
+		vsrh_sm_bind(sm, m);
+	return sm;
+}
+
 /* The seed of a test's random choices: VSR_SEED, else the time; printed
  * so that a run can be replayed. */
 static inline uint64_t st_seed(void)
