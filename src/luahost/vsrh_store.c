@@ -437,7 +437,9 @@ static void lmdb_check_beside(vsrh_lmdb *db, MDB_cursor *c, const char *k, size_
  * (win). Returns false when there is none. */
 static bool base_get(vsrh_lmdb *db, const char *k, size_t kl, MDB_val *v, uint64_t *check)
 {
-	if (db->committing && !commit_pickup(db, false)) {
+	/* (No pick-up here: it may reserve room on disk or wait for a sync,
+	 * not something to do in the middle of an operation for a read.) */
+	if (db->committing) {
 		const vsrh_overlay_node *n = vsrh_overlay_find(&db->frozen, k, kl);
 		if (n) {
 			if (n->val == NULL)
@@ -1636,7 +1638,7 @@ static int env_try_open(vsrh_lmdb *db, const char *path, size_t map, size_t rese
 	 * checkpoint's write transaction is committed on the syncer's thread,
 	 * which LMDB's writer mutex (owned by the thread that began it) would
 	 * not allow. Without the reader table a write transaction takes pages
-	 * freed before the newest commit's predecessor only, so the read
+	 * freed by commits up to the newest one's predecessor only, so the read
 	 * transactions kept open (the newest checkpoint and the one before,
 	 * held[]; win, on the commit before the one being made) stay intact.
 	 * Another process opens the environment only read-only and only with
@@ -2042,6 +2044,14 @@ static void commit_after(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefi
 	if ((rc = mdb_txn_begin(db->env, NULL, 0, &db->wtxn)))
 		lmdb_fatal("write transaction", rc);
 	shadow_reset(db);
+	/* Without a reader table (MDB_NOLOCK) a write transaction reuses the
+	 * pages freed by any commit before the newest one: a snapshot older
+	 * than the newest two is not intact. The environment commits once per
+	 * checkpoint, so held[1] is the one before; were it ever older, it is
+	 * no longer served (a state transfer then asks for the newer one). */
+	for (int i = 0; i < 2; i++)
+		if (db->held[i].rtxn && mdb_txn_id(db->held[i].rtxn) + 2 < mdb_txn_id(db->wtxn))
+			held_drop(&db->held[i]);
 }
 
 /* The write-back ends with a sync of the whole map: pages the transaction

@@ -597,6 +597,25 @@ static int accept_meta(void *arg, const uint8_t *meta, size_t len)
 	return len == 8 && memcmp(meta, "held-cp", 8) == 0 ? VSR_OK : VSR_EINVAL;
 }
 
+/* B takes a checkpoint at the current op and A installs it, as a state
+ * transfer would (its image in chunks of 1000 bytes). */
+static int install_from_b(side *a, side *b, vsr_checkpoint *later, vsr_buf *imgb)
+{
+	*later = (vsr_checkpoint){.op = op, .checksum = op * 31, .timestamp = op};
+	static const uint8_t meta[8] = "held-cp";
+	int rc = b->m.checkpoint_take(b->m.ctx, later, meta, sizeof meta);
+	imgb->len = 0;
+	if (rc == VSR_OK)
+		rc = b->m.checkpoint_read(b->m.ctx, later, 0, (uint32_t)later->size, imgb);
+	for (uint64_t at = 0; rc == VSR_OK && at < imgb->len; at += 1000) {
+		uint32_t n = imgb->len - at < 1000 ? (uint32_t)(imgb->len - at) : 1000;
+		rc = a->m.checkpoint_write(a->m.ctx, later, at, imgb->data + at, n);
+	}
+	if (rc == VSR_OK)
+		rc = a->m.checkpoint_install(a->m.ctx, later, accept_meta, NULL);
+	return rc;
+}
+
 /* A checkpoint waits for A's turn (an hour), its writes held, when A
  * installs B's checkpoint of a later op (a state transfer): the waiting
  * commit is dropped with the state it belonged to, never made, and A goes
@@ -607,18 +626,8 @@ static bool install_in_turn(side *a, side *b, vsr_buf *opb, vsr_checkpoint *cpa,
 	uint64_t synced;
 	if (!take_waiting(a, b, opb, cpa, cpb, imgb, &synced))
 		return false;
-	vsr_checkpoint later = {.op = op, .checksum = op * 31, .timestamp = op};
-	static const uint8_t meta[8] = "held-cp";
-	int rc = b->m.checkpoint_take(b->m.ctx, &later, meta, sizeof meta);
-	imgb->len = 0;
-	if (rc == VSR_OK)
-		rc = b->m.checkpoint_read(b->m.ctx, &later, 0, (uint32_t)later.size, imgb);
-	for (uint64_t at = 0; rc == VSR_OK && at < imgb->len; at += 1000) {
-		uint32_t n = imgb->len - at < 1000 ? (uint32_t)(imgb->len - at) : 1000;
-		rc = a->m.checkpoint_write(a->m.ctx, &later, at, imgb->data + at, n);
-	}
-	if (rc == VSR_OK)
-		rc = a->m.checkpoint_install(a->m.ctx, &later, accept_meta, NULL);
+	vsr_checkpoint later;
+	int rc = install_from_b(a, b, &later, imgb);
 	CHECK(rc == VSR_OK, "install of B's checkpoint at op %llu into A: %d",
 	      (unsigned long long)later.op, rc);
 	CHECK(a->m.digest(a->m.ctx) == b->m.digest(b->m.ctx), "digests differ after the install");
@@ -634,6 +643,32 @@ static bool install_in_turn(side *a, side *b, vsr_buf *opb, vsr_checkpoint *cpa,
 	      (unsigned long long)cpa->op);
 	*cpa = *cpb = later;
 	images_equal(a, cpa, imgb); /* the installed one is served */
+	return rc == VSR_OK && steps(a, b, opb, 100);
+}
+
+/* A's checkpoint is being committed on the syncer's thread (held at the
+ * commit gate) when A installs B's checkpoint
+ * of a later op: the install first waits for that commit (which opens the
+ * gate) and picks it up, then replaces the environment; without the wait
+ * it closed the environment under the thread's commit. */
+static bool install_while_committing(side *a, side *b, vsr_buf *opb, vsr_checkpoint *cpa,
+				     vsr_checkpoint *cpb, vsr_buf *imgb)
+{
+	vsrh_sm_stagger(a->sm, 1, 2, 0); /* the commit at the take */
+	long before = commits_gated;
+	commit_gate(true);
+	take_both(a, b, cpa, cpb, imgb);
+	CHECK(cgate_reached(before), "the checkpoint's commit never reached the syncer's thread");
+	/* (No operations first: a scan among them would wait for the commit.) */
+	vsr_checkpoint later;
+	int rc = install_from_b(a, b, &later, imgb);
+	CHECK(rc == VSR_OK, "install of B's checkpoint at op %llu into A while A commits: %d",
+	      (unsigned long long)later.op, rc);
+	CHECK(a->m.digest(a->m.ctx) == b->m.digest(b->m.ctx),
+	      "digests differ after an install during a commit");
+	commit_gate(false);
+	*cpa = *cpb = later;
+	images_equal(a, cpa, imgb);
 	return rc == VSR_OK && steps(a, b, opb, 100);
 }
 
@@ -741,7 +776,8 @@ int main(int argc, char **argv)
 	      window_gets);
 	fail_at = -1; /* (--nomem's failures are over) */
 	ok = ok && nomem_in_turn(&a, &b, &opb, &cp, &cpb, &imgb) &&
-	     install_in_turn(&a, &b, &opb, &cp, &cpb, &imgb);
+	     install_in_turn(&a, &b, &opb, &cp, &cpb, &imgb) &&
+	     (nomem || install_while_committing(&a, &b, &opb, &cp, &cpb, &imgb));
 	/* A last checkpoint waits for its turn, an hour: closing commits it. */
 	vsrh_sm_stagger(a.sm, 1, 2, turns[2]);
 	if (ok) {
