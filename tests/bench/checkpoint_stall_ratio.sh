@@ -10,7 +10,11 @@
 # checkpoint step (slow_episodes.py --steps), over the same p99, and the
 # machine's own stalls meanwhile (hiccup.c, when built: how late a
 # real-time thread on each CPU woke up), with the longest that overlapped
-# the worst calls.
+# the worst calls; and how many calls of each run were slower than 5x the
+# p99 without, with the machine's stalls of each run: the machine stops
+# both runs alike (a stop of 10-20 ms, or a device flush of 100 ms, is
+# over 5x by itself), so the count with checkpoints against the count
+# without says what checkpoints add.
 # Usage: [WARM=S] tests/bench/checkpoint_stall_ratio.sh BUILD_DIR [KEYS [CLIENTS [SECONDS [ROUNDS]]]]
 # WARM: seconds of unmeasured load before each measured run (checkpoint_stall.sh).
 set -eu
@@ -33,11 +37,9 @@ while [ "$i" -le "$rounds" ]; do
 		# off too, as this baseline was measured before they came: they
 		# would add their I/O to it and raise the p99 the ratio divides by.
 		if [ "$mode" = without ]; then interval=500000 clean=0; else interval=4096 clean=; fi
-		# The run with checkpoints keeps every call over 2 ms and the logs
-		# for the step figure below.
-		keep=; slow=
-		[ "$mode" = without ] || { keep=1; slow=2; }
-		VSRH_CLEAN_AFTER_MS=$clean KEEP=$keep SLOW=$slow CHECKPOINT=$interval DURABILITY=durable WARM=${WARM:-0} \
+		# Both runs keep every call over 2 ms (slow.txt) and the logs, for
+		# the step figure and the counts below.
+		VSRH_CLEAN_AFTER_MS=$clean KEEP=1 SLOW=2 CHECKPOINT=$interval DURABILITY=durable WARM=${WARM:-0} \
 			"$here/checkpoint_stall.sh" "$build" "$keys" "$clients" "$seconds" >"$out" 2>&1 ||
 			{ cat "$out"; exit 1; }
 		ck=$(sed -n 's/.*checkpoints taken (all replicas): \([0-9]*\).*/\1/p' "$out")
@@ -45,14 +47,25 @@ while [ "$i" -le "$rounds" ]; do
 		echo "round $i $mode checkpoints: p99 $(figure p99) ms, max $(figure max) ms" \
 			"($ck checkpoints in all, longest step ${ckstep:-0} ms; load $(cut -d' ' -f1 /proc/loadavg))"
 		eval "p99_$mode=\$(figure p99) max_$mode=\$(figure max)"
+		eval "kept_$mode=\$(sed -n 's/.*logs kept in //p' \"\$out\")"
+		eval "stalls_$mode=\$(sed -n 's/^checkpoint_stall: machine stalls (hiccup): .* worst \([0-9.]*\) ms.*/\1/p' \"\$out\")"
 	done
+	# Calls slower than 5x the p99 without, in each run (slow.txt: "... X ms").
+	over() { # kept dir
+		awk -v lim="$(echo "$p99_without" | awk '{print 5 * $1}')" \
+			'{ if ($(NF - 1) + 0 > lim) n++ } END { print n + 0 }' "$1/slow.txt" 2>/dev/null || echo "?"
+	}
+	echo "round $i: calls slower than 5x the p99 without ($(echo "$p99_without" | awk '{printf "%.1f", 5 * $1}') ms):" \
+		"$(over "$kept_with") with checkpoints, $(over "$kept_without") without" \
+		"(machine stalls up to ${stalls_with:-?} and ${stalls_without:-?} ms)"
+	rm -rf "$kept_without"
 	# The figure: worst latency with checkpoints over p99 without.
 	echo "round $i: max with checkpoints / p99 without = $max_with / $p99_without =" \
 		"$(echo "$max_with $p99_without" | awk '{printf "%.1f", $1 / $2}')x (aim: under 5x)"
 	# And the worst call in flight while some replica's checkpoint step ran
 	# (the take, or the commit in its turn), over the same p99: what the
 	# steps cost, apart from the disk's stalls between them.
-	kept=$(sed -n 's/.*logs kept in //p' "$out")
+	kept=$kept_with
 	if [ -n "$kept" ]; then
 		python3 "$here/slow_episodes.py" --steps "$kept" >"$out.steps"
 		during=$(sed -n 's/^worst call during any step \([0-9.]*\) ms.*/\1/p' "$out.steps")
