@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 static int key_cmp(const char *a, size_t al, const char *b, size_t bl)
 {
 	int c = memcmp(a, b, al < bl ? al : bl);
@@ -154,27 +157,126 @@ void vsrh_overlay_pop(vsrh_overlay *o)
 	free(n);
 }
 
-void vsrh_overlay_move_first(vsrh_overlay *src, vsrh_overlay *dst)
+/* ---------------------------------------------------------------- keymap */
+
+#define KEYMAP_FIRST_SLOTS 4096u
+
+static size_t slot_of(const vsrh_keymap *m, const char *k, size_t kl)
 {
-	vsrh_overlay_node *n = unlink_first(src);
-	if (n == NULL)
-		return;
-	vsrh_overlay_node *before[VSRH_OVERLAY_HEIGHT];
-	vsrh_overlay_node *x = descend(dst, n->key, n->kl, before);
-	if (x && key_cmp(x->key, x->kl, n->key, n->kl) == 0) {
-		/* The key is there: its value is replaced by n's. */
-		dst->bytes -= x->vl;
+	return (size_t)XXH3_64bits(k, kl) & m->mask;
+}
+
+/* Room for one more entry: the slots doubled once there are as many
+ * entries as slots. 0, or -1 when out of memory (the map unchanged). */
+static int keymap_room(vsrh_keymap *m)
+{
+	if (m->slots != NULL && m->count < m->mask + 1)
+		return 0;
+	size_t n = m->slots ? 2 * (m->mask + 1) : KEYMAP_FIRST_SLOTS;
+	vsrh_overlay_node **slots = calloc(n, sizeof *slots);
+	if (slots == NULL)
+		return m->slots != NULL && m->count < 2 * (m->mask + 1) ? 0 : -1;
+	vsrh_keymap old = *m;
+	m->slots = slots;
+	m->mask = n - 1;
+	for (size_t i = 0; old.slots != NULL && i <= old.mask; i++) {
+		for (vsrh_overlay_node *x = old.slots[i], *next; x != NULL; x = next) {
+			next = x->next[0];
+			size_t at = slot_of(m, x->key, x->kl);
+			x->next[0] = m->slots[at];
+			m->slots[at] = x;
+		}
+	}
+	free(old.slots);
+	m->trim_at = 0;
+	return 0;
+}
+
+static vsrh_overlay_node **keymap_link(const vsrh_keymap *m, const char *k, size_t kl)
+{
+	vsrh_overlay_node **at = &m->slots[slot_of(m, k, kl)];
+	while (*at != NULL && key_cmp((*at)->key, (*at)->kl, k, kl) != 0)
+		at = &(*at)->next[0];
+	return at;
+}
+
+const vsrh_overlay_node *vsrh_keymap_find(const vsrh_keymap *m, const char *k, size_t kl)
+{
+	return m->count ? *keymap_link(m, k, kl) : NULL;
+}
+
+/* n (not in m) into m, replacing m's entry of its key. */
+static void keymap_insert(vsrh_keymap *m, vsrh_overlay_node *n)
+{
+	vsrh_overlay_node **at = keymap_link(m, n->key, n->kl);
+	if (*at != NULL) {
+		vsrh_overlay_node *x = *at;
+		n->next[0] = x->next[0];
+		m->count--;
+		m->bytes -= x->kl + x->vl;
 		free(x->val);
-		x->val = n->val;
-		x->vl = n->vl;
-		dst->bytes += x->vl;
+		free(x);
+	} else {
+		n->next[0] = NULL;
+	}
+	*at = n;
+	m->count++;
+	m->bytes += n->kl + n->vl;
+}
+
+int vsrh_keymap_put(vsrh_keymap *m, const char *k, size_t kl, const char *v, size_t vl)
+{
+	if (keymap_room(m) != 0)
+		return -1;
+	vsrh_overlay_node *x = *keymap_link(m, k, kl);
+	if (x != NULL) {
+		size_t before = x->vl;
+		vsrh_overlay scratch = {.bytes = before}; /* set_value keeps a total */
+		if (set_value(&scratch, x, v, vl) != 0)
+			return -1;
+		m->bytes = m->bytes - before + x->vl;
+		return 0;
+	}
+	vsrh_overlay_node *n = node_new(1, k, kl);
+	vsrh_overlay scratch = {0};
+	if (n == NULL || set_value(&scratch, n, v, vl) != 0) {
 		free(n);
-		return;
+		return -1;
 	}
-	for (unsigned lv = 0; lv < n->height; lv++) {
-		n->next[lv] = before[lv]->next[lv];
-		before[lv]->next[lv] = n;
+	keymap_insert(m, n);
+	return 0;
+}
+
+int vsrh_keymap_take_first(vsrh_keymap *m, vsrh_overlay *src)
+{
+	if (src->head->next[0] == NULL)
+		return 0;
+	if (keymap_room(m) != 0)
+		return -1;
+	keymap_insert(m, unlink_first(src));
+	return 0;
+}
+
+void vsrh_keymap_trim(vsrh_keymap *m, size_t max)
+{
+	while (max > 0 && m->count > 0) {
+		vsrh_overlay_node *x = m->slots[m->trim_at];
+		if (x == NULL) {
+			m->trim_at = (m->trim_at + 1) & m->mask;
+			continue;
+		}
+		m->slots[m->trim_at] = x->next[0];
+		m->count--;
+		m->bytes -= x->kl + x->vl;
+		free(x->val);
+		free(x);
+		max--;
 	}
-	dst->count++;
-	dst->bytes += n->kl + n->vl;
+}
+
+void vsrh_keymap_free(vsrh_keymap *m)
+{
+	vsrh_keymap_trim(m, SIZE_MAX);
+	free(m->slots);
+	memset(m, 0, sizeof *m);
 }

@@ -62,9 +62,31 @@ static inline vsrh_overlay_node *vsrh_overlay_first(vsrh_overlay *o)
 }
 /* Removes and frees the first entry. */
 void vsrh_overlay_pop(vsrh_overlay *o);
-/* Moves src's first entry into dst (replacing dst's entry of that key),
- * without a copy: a held write placed in LMDB joins the record of what the
- * transaction wrote (vsrh_store.c, "the shadow"). dst must be initialised. */
-void vsrh_overlay_move_first(vsrh_overlay *src, vsrh_overlay *dst);
+
+/* A map of the same nodes by key alone, unordered (a hash table, chained
+ * through next[0]): the store's shadow, every write its LMDB transaction
+ * has, looked up by key only while the syncer's thread commits that
+ * transaction (vsrh_store.c, "the commit off the loop"). A skip list's
+ * descent per write cost the primary about 6% of its CPU there. */
+typedef struct vsrh_keymap {
+	vsrh_overlay_node **slots; /* a power of two of them; NULL: none yet */
+	size_t mask;
+	size_t count;              /* entries (deletions included) */
+	size_t bytes;              /* their keys and values */
+	size_t trim_at;            /* the next slot vsrh_keymap_trim frees */
+} vsrh_keymap;
+
+/* Key k -> value v (NULL: a deletion), copied. 0, or -1 when out of memory
+ * (the map unchanged). */
+int vsrh_keymap_put(vsrh_keymap *m, const char *k, size_t kl, const char *v, size_t vl);
+/* Moves src's first entry into m (replacing m's entry of that key), without
+ * a copy. 0, or -1 when out of memory (src unchanged). */
+int vsrh_keymap_take_first(vsrh_keymap *m, vsrh_overlay *src);
+/* The entry of key k, or NULL. */
+const vsrh_overlay_node *vsrh_keymap_find(const vsrh_keymap *m, const char *k, size_t kl);
+/* Frees up to max entries (any of them); the map keeps its slots. */
+void vsrh_keymap_trim(vsrh_keymap *m, size_t max);
+/* Frees every entry and the slots. */
+void vsrh_keymap_free(vsrh_keymap *m);
 
 #endif

@@ -333,10 +333,10 @@ struct vsrh_lmdb {
 	 * or tick after the syncer has counted the commit picks it up
 	 * (commit_pickup): the next write transaction begins, on the loop. */
 	bool offload;         /* allowed (VSRH_COMMIT_ON_LOOP=1: never, to compare) */
-	vsrh_overlay shadow;  /* every write placed in wtxn since it began ... */
+	vsrh_keymap shadow;   /* every write placed in wtxn since it began ... */
 	bool shadow_whole;    /* ... all of them (else: too large, no memory, a restore) */
 	size_t shadow_max;    /* bytes, nodes counted at 64 */
-	vsrh_overlay frozen;  /* the shadow of the transaction being committed;
+	vsrh_keymap frozen;   /* the shadow of the transaction being committed;
 			       * freed a few nodes per operation after */
 	bool committing;      /* the syncer has wtxn */
 	uint64_t commit_seq;  /* the syncer's count of commits once it is made */
@@ -440,7 +440,7 @@ static bool base_get(vsrh_lmdb *db, const char *k, size_t kl, MDB_val *v, uint64
 	/* (No pick-up here: it may reserve room on disk or wait for a sync,
 	 * not something to do in the middle of an operation for a read.) */
 	if (db->committing) {
-		const vsrh_overlay_node *n = vsrh_overlay_find(&db->frozen, k, kl);
+		const vsrh_overlay_node *n = vsrh_keymap_find(&db->frozen, k, kl);
 		if (n) {
 			if (n->val == NULL)
 				return false;
@@ -975,9 +975,8 @@ static bool shadow_wanted(const vsrh_lmdb *db)
  * left of the last one's is freed here (normally nothing: trimmed). */
 static void shadow_reset(vsrh_lmdb *db)
 {
-	vsrh_overlay_clear(&db->shadow);
-	db->shadow_whole = shadow_wanted(db) &&
-			   (db->shadow.head != NULL || vsrh_overlay_init(&db->shadow) == 0);
+	vsrh_keymap_trim(&db->shadow, SIZE_MAX);
+	db->shadow_whole = shadow_wanted(db);
 }
 
 /* The shadow given up for this transaction (its commit stays on the loop):
@@ -995,7 +994,7 @@ static bool shadow_full(const vsrh_lmdb *db)
 /* Key -> val (NULL: deleted), just placed in wtxn. */
 static void shadow_note(vsrh_lmdb *db, const char *k, size_t kl, const char *v, size_t vl)
 {
-	if (db->shadow_whole && (vsrh_overlay_put(&db->shadow, k, kl, v, vl) != 0 || shadow_full(db)))
+	if (db->shadow_whole && (vsrh_keymap_put(&db->shadow, k, kl, v, vl) != 0 || shadow_full(db)))
 		shadow_lose(db);
 }
 
@@ -1006,10 +1005,10 @@ static void shadow_note(vsrh_lmdb *db, const char *k, size_t kl, const char *v, 
 
 static void shadow_trim(vsrh_lmdb *db)
 {
-	for (unsigned i = 0; i < SHADOW_TRIM_PER_OP && !db->committing && db->frozen.count; i++)
-		vsrh_overlay_pop(&db->frozen);
-	for (unsigned i = 0; i < SHADOW_TRIM_PER_OP && !db->shadow_whole && db->shadow.count; i++)
-		vsrh_overlay_pop(&db->shadow);
+	if (!db->committing && db->frozen.count)
+		vsrh_keymap_trim(&db->frozen, SHADOW_TRIM_PER_OP);
+	if (!db->shadow_whole && db->shadow.count)
+		vsrh_keymap_trim(&db->shadow, SHADOW_TRIM_PER_OP);
 }
 
 /* One buffered write into the long-lived write transaction (v NULL: a
@@ -1080,11 +1079,13 @@ static void held_drain(vsrh_lmdb *db, size_t max)
 		size_t old_len = 0;
 		lmdb_place(db, c, n->key, n->kl, n->val, n->vl,
 			   n->val ? entry_hash(n->key, n->kl, n->val, n->vl) : 0, &check, &old_len);
-		if (db->shadow_whole) {
-			vsrh_overlay_move_first(&db->held_w, &db->shadow); /* no copy */
+		if (db->shadow_whole && vsrh_keymap_take_first(&db->shadow, &db->held_w) == 0) {
+			/* (moved, no copy) */
 			if (shadow_full(db))
 				shadow_lose(db);
 		} else {
+			if (db->shadow_whole)
+				shadow_lose(db); /* out of memory for its slots */
 			vsrh_overlay_pop(&db->held_w);
 		}
 	}
@@ -1947,8 +1948,8 @@ void vsrh_store_close(lua_State *L, vsrh_store *s)
 	vsrh_syncer_close(&db->syncer); /* the checkpoint being synced is durable */
 	vsrh_touch_free(&db->touch);
 	vsrh_overlay_free(&db->held_w);
-	vsrh_overlay_free(&db->shadow);
-	vsrh_overlay_free(&db->frozen);
+	vsrh_keymap_free(&db->shadow);
+	vsrh_keymap_free(&db->frozen);
 	free(db->rec.data);
 	env_close(db);
 	if (db->staged_fd >= 0)
@@ -2083,8 +2084,8 @@ static int ckpt_hand_off(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefi
 		rc = mdb_cursor_open(db->win, db->kv, &db->win_cur);
 	if (rc)
 		lmdb_fatal("read transaction", rc);
-	vsrh_overlay_clear(&db->frozen); /* what the trim left of the last one */
-	vsrh_overlay t = db->frozen;
+	vsrh_keymap_trim(&db->frozen, SIZE_MAX); /* what the trim left of the last one */
+	vsrh_keymap t = db->frozen;
 	db->frozen = db->shadow;
 	db->shadow = t;
 	db->shadow_whole = false; /* until the next transaction (shadow_reset) */

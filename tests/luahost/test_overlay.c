@@ -1,8 +1,9 @@
 /* test_overlay.c - the skip list of held writes (vsrh_overlay.h) against a
  * sorted array: puts (values and deletions) replacing earlier ones, find,
  * seek (first key >= k), walks in order, pops of the first entry, counts and
- * byte totals; and moves of the first entry into a second skip list (the
- * store's shadow), checked against a second model, whole, at the end. Keys are short strings over {0x00, 'a', 0xff}, so that
+ * byte totals; and the keymap (the store's shadow, a hash table of the
+ * same nodes): the first entry moved into it, and puts of its own,
+ * checked against a second model, whole, at the end, then trimmed. Keys are short strings over {0x00, 'a', 0xff}, so that
  * prefixes, zero bytes and bytes above 0x7f (signed char!) meet often: the
  * order must be LMDB's default, memcmp then the shorter first. The seed is
  * printed; VSR_SEED=N replays. */
@@ -93,8 +94,9 @@ int main(void)
 	printf("seed %llu (VSR_SEED=%llu replays)\n", (unsigned long long)seed,
 	       (unsigned long long)seed);
 	rng = seed * 2654435761u + 1;
-	vsrh_overlay o, d;
-	if (vsrh_overlay_init(&o) != 0 || vsrh_overlay_init(&d) != 0)
+	vsrh_overlay o;
+	vsrh_keymap d = {0};
+	if (vsrh_overlay_init(&o) != 0)
 		FAIL("init");
 	for (int step = 0; step < 200000; step++) {
 		char k[8];
@@ -119,6 +121,15 @@ int main(void)
 			model[i].del = del;
 			model[i].vl = del ? 0 : vl;
 			memcpy(model[i].v, v, model[i].vl);
+			if (rnd(4) == 0) { /* the keymap's own put of the same */
+				if (vsrh_keymap_put(&d, k, kl, del ? NULL : v, vl) != 0)
+					FAIL("keymap put: out of memory");
+				size_t j = 0;
+				while (j < nmoved && cmp(moved[j].k, moved[j].kl, k, kl))
+					j++;
+				moved[j] = model[i];
+				nmoved += j == nmoved;
+			}
 		} else if (what < 60) {
 			size_t i = lower(k, kl);
 			bool there = i < nmodel && cmp(model[i].k, model[i].kl, k, kl) == 0;
@@ -141,7 +152,8 @@ int main(void)
 		} else if (what < 95) {
 			same_node(vsrh_overlay_first(&o), 0, "first");
 			if (rnd(2) && nmodel) {
-				vsrh_overlay_move_first(&o, &d);
+				if (vsrh_keymap_take_first(&d, &o) != 0)
+					FAIL("keymap take: out of memory");
 				size_t j = 0;
 				while (j < nmoved && cmp(moved[j].k, moved[j].kl, model[0].k, model[0].kl))
 					j++;
@@ -181,21 +193,39 @@ int main(void)
 	/* The moved entries: each key once, its last move's value, in order. */
 	size_t bytes = 0;
 	for (size_t j = 0; j < nmoved; j++) {
-		const vsrh_overlay_node *m = vsrh_overlay_find(&d, moved[j].k, moved[j].kl);
+		const vsrh_overlay_node *m = vsrh_keymap_find(&d, moved[j].k, moved[j].kl);
 		model[0] = moved[j];
 		nmodel = 1;
 		same_node(m, 0, "moved");
 		bytes += moved[j].kl + moved[j].vl;
 	}
-	size_t walked = 0;
-	for (const vsrh_overlay_node *m = vsrh_overlay_first(&d), *prev = NULL; m;
-	     prev = m, m = vsrh_overlay_next(m), walked++)
-		if (prev && cmp(prev->key, prev->kl, m->key, m->kl) >= 0)
-			FAIL("moved: entries out of order");
-	if (d.count != nmoved || walked != nmoved || d.bytes != bytes)
-		FAIL("moved: %zu entries (%zu walked) of %zu bytes, the model %zu of %zu", d.count,
-		     walked, d.bytes, nmoved, bytes);
-	vsrh_overlay_free(&d);
+	if (d.count != nmoved || d.bytes != bytes)
+		FAIL("keymap: %zu entries of %zu bytes, the model %zu of %zu", d.count, d.bytes,
+		     nmoved, bytes);
+	vsrh_keymap_trim(&d, nmoved / 2);
+	if (d.count != nmoved - nmoved / 2)
+		FAIL("keymap: %zu entries after trimming %zu of %zu", d.count, nmoved / 2, nmoved);
+	vsrh_keymap_free(&d);
+	/* Growth: 20,000 keys (the slots double from 4096 three times), each
+	 * found with its value after every rehash, then replaced, then freed. */
+	vsrh_keymap g = {0};
+	char gk[16];
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < 20000; i++) {
+			int gl = snprintf(gk, sizeof gk, "g%05d", i);
+			if (vsrh_keymap_put(&g, gk, (size_t)gl, gk, (size_t)gl - pass) != 0)
+				FAIL("keymap growth: out of memory");
+		}
+		for (int i = 0; i < 20000; i++) {
+			int gl = snprintf(gk, sizeof gk, "g%05d", i);
+			const vsrh_overlay_node *x = vsrh_keymap_find(&g, gk, (size_t)gl);
+			if (x == NULL || x->vl != (uint32_t)(gl - pass) || memcmp(x->val, gk, x->vl) != 0)
+				FAIL("keymap growth: key %d lost or wrong in pass %d", i, pass);
+		}
+		if (g.count != 20000 || g.bytes != 20000 * (size_t)(12 - pass))
+			FAIL("keymap growth: %zu entries of %zu bytes", g.count, g.bytes);
+	}
+	vsrh_keymap_free(&g);
 	printf("ok: 200000 steps\n");
 	return 0;
 }
