@@ -1503,11 +1503,7 @@ static int map_reserve(vsrh_lmdb *db, size_t size)
 /* Bytes of the map in use: pages up to the last committed one. */
 static size_t map_used(vsrh_lmdb *db)
 {
-	MDB_envinfo info;
-	MDB_stat st;
-	if (mdb_env_info(db->env, &info) || mdb_env_stat(db->env, &st))
-		return 0;
-	return ((size_t)info.me_last_pgno + 1) * st.ms_psize;
+	return vsrh_env_used(db->env);
 }
 
 /* Room on disk ahead of use: what is in use now, a quarter more and
