@@ -107,13 +107,12 @@ static void gate(bool closed)
 }
 
 /* --nomem: the fail_at-th put of a round fails (-1: none), as out of memory.
- * The store puts into two skip lists: the held writes, and the record of
- * what the write transaction has (the shadow, vsrh_store.c), which lets
- * the syncer's thread make the commit. Whichever one's put failed must get
- * no more puts until the next commit: the writes are no longer held, or
- * the commit stays on the loop. Counted on the loop's thread only (the
- * commit may run on the syncer's: the rule's end is marked at its start,
- * vsrh_syncer_start, on the loop's thread). */
+ * The skip list whose put failed (the held writes: the shadow, the record
+ * of what the write transaction has, is a vsrh_keymap and not counted
+ * here) must get no more puts until the next commit: the writes are no
+ * longer held. Counted on the loop's thread only (the commit may run on
+ * the syncer's: the rule's end is marked at its start, vsrh_syncer_start,
+ * on the loop's thread). */
 static bool nomem;
 static long put_calls, fail_at = -1, puts_after_failure;
 static const vsrh_overlay *failed_o; /* the skip list whose put failed (this round) */
