@@ -81,7 +81,9 @@ static vsrh_overlay_node *descend(const vsrh_overlay *o, const char *k, size_t k
 	return x->next[0];
 }
 
-static int set_value(vsrh_overlay *o, vsrh_overlay_node *n, const char *v, size_t vl)
+/* n's value replaced by a copy of v (NULL: a deletion). 0, or -1 when out
+ * of memory (n unchanged); the caller's byte total moves by the change. */
+static int set_value(vsrh_overlay_node *n, const char *v, size_t vl)
 {
 	char *copy = NULL;
 	if (v != NULL) {
@@ -91,11 +93,9 @@ static int set_value(vsrh_overlay *o, vsrh_overlay_node *n, const char *v, size_
 		if (vl)
 			memcpy(copy, v, vl);
 	}
-	o->bytes -= n->vl;
 	free(n->val);
 	n->val = copy;
 	n->vl = v ? (uint32_t)vl : 0;
-	o->bytes += n->vl;
 	return 0;
 }
 
@@ -103,11 +103,16 @@ int vsrh_overlay_put(vsrh_overlay *o, const char *k, size_t kl, const char *v, s
 {
 	vsrh_overlay_node *before[VSRH_OVERLAY_HEIGHT];
 	vsrh_overlay_node *n = descend(o, k, kl, before);
-	if (n && key_cmp(n->key, n->kl, k, kl) == 0)
-		return set_value(o, n, v, vl);
+	if (n && key_cmp(n->key, n->kl, k, kl) == 0) {
+		size_t old_vl = n->vl;
+		if (set_value(n, v, vl) != 0)
+			return -1;
+		o->bytes = o->bytes - old_vl + n->vl;
+		return 0;
+	}
 	unsigned h = random_height(o);
 	n = node_new(h, k, kl);
-	if (n == NULL || set_value(o, n, v, vl) != 0) {
+	if (n == NULL || set_value(n, v, vl) != 0) {
 		free(n);
 		return -1;
 	}
@@ -116,7 +121,7 @@ int vsrh_overlay_put(vsrh_overlay *o, const char *k, size_t kl, const char *v, s
 		before[lv]->next[lv] = n;
 	}
 	o->count++;
-	o->bytes += kl;
+	o->bytes += kl + n->vl;
 	return 0;
 }
 
@@ -230,16 +235,14 @@ int vsrh_keymap_put(vsrh_keymap *m, const char *k, size_t kl, const char *v, siz
 		return -1;
 	vsrh_overlay_node *x = *keymap_link(m, k, kl);
 	if (x != NULL) {
-		size_t before = x->vl;
-		vsrh_overlay scratch = {.bytes = before}; /* set_value keeps a total */
-		if (set_value(&scratch, x, v, vl) != 0)
+		size_t old_vl = x->vl;
+		if (set_value(x, v, vl) != 0)
 			return -1;
-		m->bytes = m->bytes - before + x->vl;
+		m->bytes = m->bytes - old_vl + x->vl;
 		return 0;
 	}
 	vsrh_overlay_node *n = node_new(1, k, kl);
-	vsrh_overlay scratch = {0};
-	if (n == NULL || set_value(&scratch, n, v, vl) != 0) {
+	if (n == NULL || set_value(n, v, vl) != 0) {
 		free(n);
 		return -1;
 	}

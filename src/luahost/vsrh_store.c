@@ -346,7 +346,6 @@ struct vsrh_lmdb {
 	uint8_t *commit_prefix;
 	size_t commit_plen;
 	uint64_t commit_syncs; /* the syncer's syncs before it (the touch) */
-	uint64_t offloaded;   /* figures: commits made on the syncer's thread */
 	uint64_t handoff_ns;  /* how long the last hand-over held the loop */
 	bool last_off_loop;   /* the last checkpoint's commit was made there */
 };
@@ -965,10 +964,13 @@ static size_t shadow_max_bytes(void)
 	return v != NULL && *v ? (size_t)strtoull(v, NULL, 10) << 20 : SHADOW_MAX_BYTES;
 }
 
-/* The shadow is kept only where the commit can leave the loop. */
+static bool hold_allowed(const vsrh_lmdb *db);
+
+/* The shadow is kept only where the commit can leave the loop: a durable
+ * store that holds writes while a sync runs. */
 static bool shadow_wanted(const vsrh_lmdb *db)
 {
-	return db->offload && db->durable && db->writemap && !getenv("VSRH_NO_HOLD");
+	return db->offload && db->durable && hold_allowed(db);
 }
 
 /* A new write transaction: its shadow starts empty and whole. What is
@@ -1794,8 +1796,8 @@ int vsrh_store_use_lmdb(vsrh_store *s, const char *dir, bool durable, bool fresh
 	db->staged_fd = -1;
 	db->syncer.synced_fd = -1;
 	db->durable = durable;
-	db->offload = !getenv("VSRH_COMMIT_ON_LOOP") || !*getenv("VSRH_COMMIT_ON_LOOP") ||
-		      strcmp(getenv("VSRH_COMMIT_ON_LOOP"), "0") == 0;
+	const char *on_loop = getenv("VSRH_COMMIT_ON_LOOP");
+	db->offload = on_loop == NULL || *on_loop == 0 || strcmp(on_loop, "0") == 0;
 	db->shadow_max = shadow_max_bytes();
 	if (vsrh_overlay_init(&db->held_w) != 0) {
 		snprintf(err, err_len, "out of memory");
@@ -2063,12 +2065,6 @@ static void touch_arm(vsrh_lmdb *db, uint64_t syncs)
 		       (size_t)sysconf(_SC_PAGESIZE), syncs);
 }
 
-/* Whether this commit can leave the loop: its shadow is whole. */
-static bool offload_ready(vsrh_lmdb *db)
-{
-	return db->shadow_whole && shadow_wanted(db);
-}
-
 /* The step handed to the syncer: it commits wtxn, then syncs the commit.
  * Reads go to frozen over win until commit_pickup. */
 static int ckpt_hand_off(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefix, size_t plen,
@@ -2098,7 +2094,6 @@ static int ckpt_hand_off(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefi
 	uint64_t ended;
 	if ((rc = vsrh_syncer_start(&db->syncer, db->env, cp->op, 0, late_ns, &ended, txn)))
 		lmdb_fatal("starting the syncer thread", rc);
-	db->offloaded++;
 	db->last_off_loop = true;
 	db->handoff_ns = store_mono_ns() - t0;
 	/* The loop's part so far, for whoever reads the figure before the
@@ -2148,7 +2143,7 @@ static int ckpt_commit(vsrh_lmdb *db, const vsr_checkpoint *cp, uint8_t *prefix,
 {
 	uint64_t t0 = store_mono_ns();
 	held_drop(&db->held[1]);
-	if (offload_ready(db))
+	if (db->shadow_whole) /* (only ever so where shadow_wanted) */
 		return ckpt_hand_off(db, cp, prefix, plen, late_ns);
 	int rc = mdb_txn_commit(db->wtxn);
 	db->wtxn = NULL;
