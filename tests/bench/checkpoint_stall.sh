@@ -114,6 +114,9 @@ if [ -n "${TRACE:-}" ]; then
 		-o "$trace_file" -- sleep "$seconds" 2>"$work/perf.log" &
 	trace_pid=$!
 fi
+# When the measured run starts, in the stamps of slow.txt (start.txt: for
+# the figures that count from it, checkpoint_stall_ratio.sh's "first 28 s").
+date -u +%Y-%m-%dT%H:%M:%S.%3NZ >"$work/start.txt"
 "$build/vsrbench" -c "$work/cluster.lua" -n "$clients" -k "$keys" -d "$seconds" \
 	${SLOW:+--slow "$SLOW"} 2>"$work/slow.txt"
 [ -z "$trace_pid" ] || wait "$trace_pid" || true
