@@ -14,6 +14,7 @@
  * jp_cluster_sweep_stale removes them on the next start). */
 #define _GNU_SOURCE
 #include "jepsen.h"
+#include "clockrate.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -160,19 +162,48 @@ static int jp_write_config(jp_cluster *c)
 		   "               view_change_ms = 300, retry_ms = 100 },\n");
 	if (c->lease_ppm)
 		fprintf(f, "  reads = { lease_drift_ppm = %u },\n", c->lease_ppm);
+	if (c->checkpoint_interval)
+		fprintf(f, "  limits = { checkpoint_interval = %u },\n", c->checkpoint_interval);
 	fprintf(f, "  log_level = \"info\",\n}\n");
 	return fclose(f) == 0 ? 0 : -1;
 }
 
+/* Writes replica i's clock-rate control file: from now on its monotonic
+ * clocks run rate_ppm fast (clockrate.h). The file outlives the replica's
+ * restarts, so a restarted replica's clock goes on from the same line. */
+static int jp_clockrate_write(jp_cluster *c, int i)
+{
+	snprintf(c->ratefile[i], sizeof c->ratefile[i], "%s/clockrate-%d", c->dir, i + 1);
+	int fd = open(c->ratefile[i], O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0 || ftruncate(fd, 4096) != 0) {
+		jp_log("cannot write %s: %s", c->ratefile[i], strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	vsrclock_ctl *ctl = mmap(NULL, sizeof *ctl, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (ctl == MAP_FAILED)
+		return -1;
+	vsrclock_set(ctl, jp_now_ns(), c->rate_ppm[i]);
+	munmap(ctl, sizeof *ctl);
+	return 0;
+}
+
 int jp_cluster_create(jp_cluster *c, int n, bool want_netns, bool faketime, bool durable,
-		      uint32_t lease_ppm, const char *vsrhost, const char *root, const char *dir,
-		      uint64_t seed)
+		      uint32_t lease_ppm, uint32_t checkpoint_interval, const int64_t *rate_ppm,
+		      const char *clockrate_lib, const char *vsrhost, const char *root,
+		      const char *dir, uint64_t seed)
 {
 	memset(c, 0, sizeof *c);
 	c->n = n;
+	for (int i = 0; i < n && rate_ppm != NULL; i++)
+		c->rate_ppm[i] = rate_ppm[i];
+	c->clockrate_lib = clockrate_lib;
 	c->faketime = faketime;
 	c->durable = durable;
 	c->lease_ppm = lease_ppm;
+	c->checkpoint_interval = checkpoint_interval;
 	c->vsrhost = vsrhost;
 	c->root = root;
 	c->cluster_id = seed % 1000000 + 1;
@@ -243,6 +274,8 @@ int jp_cluster_create(jp_cluster *c, int n, bool want_netns, bool faketime, bool
 		snprintf(c->clockfile[i], sizeof c->clockfile[i], "%s/clock-%d", c->dir, i + 1);
 		if (c->faketime && jp_cluster_clock(c, i, "+0") != 0)
 			return -1;
+		if (c->rate_ppm[i] != 0 && jp_clockrate_write(c, i) != 0)
+			return -1;
 	}
 	if (jp_write_config(c) != 0)
 		return -1;
@@ -295,13 +328,25 @@ int jp_cluster_start(jp_cluster *c, int i, bool fresh)
 		}
 		dup2(fd, 1);
 		dup2(fd, 2);
+		/* The clock-rate shim first: it reads the monotonic clocks
+		 * through libfaketime's, which leaves them alone when only the
+		 * wall clock is stepped. */
+		char preload[2 * PATH_MAX + 2] = "";
+		if (c->rate_ppm[i] != 0) {
+			snprintf(preload, sizeof preload, "%s", c->clockrate_lib);
+			setenv("VSRCLOCK_FILE", c->ratefile[i], 1);
+		}
 		if (c->faketime) {
-			setenv("LD_PRELOAD", JP_FAKETIME_LIB, 1);
+			size_t used = strlen(preload);
+			snprintf(preload + used, sizeof preload - used, "%s%s", used ? ":" : "",
+				 JP_FAKETIME_LIB);
 			setenv("FAKETIME_TIMESTAMP_FILE", c->clockfile[i], 1);
 			setenv("FAKETIME_CACHE_DURATION", "1", 1);
 			if (c->clock_wall_only)
 				setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1", 1);
 		}
+		if (preload[0] != '\0')
+			setenv("LD_PRELOAD", preload, 1);
 		char rep[16];
 		snprintf(rep, sizeof rep, "%d", i + 1);
 		const char *argv[] = {c->vsrhost, c->config, "--replica", rep,

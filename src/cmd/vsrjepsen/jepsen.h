@@ -49,6 +49,13 @@ typedef struct jp_cluster {
 	int clock_offset_s[JP_REPLICAS_MAX]; /* monotonic mode: only ever grows */
 	bool durable;               /* durability = "durable" (kill-all, wipe, flip allowed) */
 	uint32_t lease_ppm;         /* reads.lease_drift_ppm (0: no lease reads) */
+	uint32_t checkpoint_interval; /* limits.checkpoint_interval (0: the default) */
+	/* --clock-rate: how many ppm replica i's monotonic clocks run fast for
+	 * the whole run (0: true rate), through the clock-rate shim
+	 * (clockrate.c) named by clockrate_lib and the control file ratefile[i]. */
+	int64_t rate_ppm[JP_REPLICAS_MAX];
+	const char *clockrate_lib;
+	char ratefile[JP_REPLICAS_MAX][PATH_MAX];
 	char tag[24];               /* "vj<pid>": prefix of every name we create */
 	char bridge[32];
 	char bridge_ip[20];
@@ -69,10 +76,13 @@ typedef struct jp_cluster {
 	vsrc_options copt;          /* client options for this cluster */
 } jp_cluster;
 
-/* Builds the network (or picks loopback ports) and writes config.lua. */
+/* Builds the network (or picks loopback ports) and writes config.lua.
+ * checkpoint_interval: 0 for the default. rate_ppm (NULL: every clock
+ * true) and clockrate_lib: --clock-rate. */
 int jp_cluster_create(jp_cluster *c, int n, bool want_netns, bool faketime, bool durable,
-		      uint32_t lease_ppm, const char *vsrhost, const char *root, const char *dir,
-		      uint64_t seed);
+		      uint32_t lease_ppm, uint32_t checkpoint_interval, const int64_t *rate_ppm,
+		      const char *clockrate_lib, const char *vsrhost, const char *root,
+		      const char *dir, uint64_t seed);
 /* Starts replica i (0-based); fresh: a brand-new cluster. */
 int jp_cluster_start(jp_cluster *c, int i, bool fresh);
 /* kill -9 and reap. */
@@ -116,6 +126,10 @@ enum jp_fault {
 	JP_FLIP,       /* needs durable storage */
 	JP_KILL_MAJORITY, /* needs durable storage: a majority, not all */
 	JP_WIPE_MINORITY, /* needs durable storage: f replicas' data at once */
+	/* The primary's links fail one after another: to one backup, then (half
+	 * a hold later) to the rest. Only by name: in none of the groups, so
+	 * that the seeds of earlier runs draw the schedules they drew. */
+	JP_PART_CREEP,
 	JP_FAULT_COUNT,
 };
 
@@ -171,6 +185,7 @@ typedef struct jp_op {
 
 typedef struct jp_work_opts {
 	uint32_t clients;
+	uint32_t readers;           /* of the clients, how many only read */
 	uint32_t keys;              /* keys in use at once */
 	uint32_t ops_per_key;       /* a key is retired after this many ops */
 	uint32_t rate;              /* total ops per second (0: closed loop) */

@@ -82,6 +82,10 @@ typedef struct jp_options {
 	bool maelstrom;
 	bool mix;
 	uint32_t lease_ppm;
+	uint32_t checkpoint_interval;
+	int64_t clock_rate_ppm;     /* --clock-rate: ppm fast (negative: slow), 0 off */
+	int clock_rate_replica;     /* 1-based */
+	char clockrate_lib[PATH_MAX];
 	bool unsettled_kills;
 	jp_work_opts work;
 	uint32_t quiet_ms_min, quiet_ms_max, hold_ms_min, hold_ms_max;
@@ -123,9 +127,11 @@ static void jp_usage(FILE *f)
 		"                      pause-primary, partition-halves, partition-primary,\n"
 		"                      partition-bridge, partition-oneway, clock, kill-all,\n"
 		"                      kill-majority, wipe, wipe-minority, flip), comma separated\n"
-		"                      (default all; disk: the last five)\n"
+		"                      (default all; disk: the last five); partition-creep (the\n"
+		"                      primary cut from one backup, then from all) only by name\n"
 		"  --durable           durability = \"durable\" (needed by the disk faults)\n"
 		"  --clients N         concurrent clients (default 6)\n"
+		"  --readers N         of them, how many only read (default 0)\n"
 		"  --keys N            keys in use at once (default 6)\n"
 		"  --ops-per-key N     operations before a key is retired (default 250)\n"
 		"  --reads-via-log     reads as operations through the log (default: reads\n"
@@ -135,11 +141,19 @@ static void jp_usage(FILE *f)
 		"  --lease-reads PPM   reads as lease queries, the cluster configured with\n"
 		"                      reads.lease_drift_ppm = PPM (docs/protocol.md \"Reads\");\n"
 		"                      clock faults step the wall clock only\n"
+		"  --checkpoint-interval N  limits.checkpoint_interval (default: the config's,\n"
+		"                      4096): short ones keep checkpoint commits and syncs in flight\n"
+		"  --clock-rate PPM[@R] replica R's (default 1) monotonic clocks run PPM parts per\n"
+		"                      million fast (negative: slow) for the whole run, across its\n"
+		"                      restarts (libvsrclockrate.so beside this program, preloaded):\n"
+		"                      against --lease-reads' drift bound\n"
 		"  --rate N            operations per second over all clients (default 300; 0:\n"
 		"                      as fast as the cluster answers)\n"
 		"  --quiet-ms A-B      quiet stretch between faults (default 1000-3000)\n"
 		"  --hold-ms A-B       how long a fault lasts (default 1500-5000)\n"
 		"  --call-ms N         a call's deadline before it is recorded info (default 4000)\n"
+		"  --attempt-ms N      a client's wait for one attempt before it retries, maybe\n"
+		"                      elsewhere (default: the client library's, 500)\n"
 		"  --check-ms N        checker time bound per run (default 60000)\n"
 		"  --loopback          do not use namespaces even as root\n"
 		"  --mix               vary runs: 3 and 5 replicas in turn, and every other pair\n"
@@ -237,8 +251,12 @@ static int jp_one_run(const jp_options *o, uint64_t seed, jp_totals *tot)
 		return 2;
 	int rc = 2;
 	jp_op *h = NULL;
+	int64_t rates[JP_REPLICAS_MAX] = {0};
+	if (o->clock_rate_ppm != 0)
+		rates[o->clock_rate_replica - 1] = o->clock_rate_ppm;
 	if (jp_cluster_create(&c, o->replicas, !o->loopback, faketime, o->durable, o->lease_ppm,
-			      o->vsrhost, o->root, dir, seed) != 0) {
+			      o->checkpoint_interval, rates, o->clockrate_lib, o->vsrhost, o->root,
+			      dir, seed) != 0) {
 		jp_log("seed %" PRIu64 ": could not build the cluster", seed);
 		goto out;
 	}
@@ -371,7 +389,7 @@ int main(int argc, char **argv)
 	};
 	bool seed_given = false;
 	char err[256];
-	uint32_t call_ms = 4000;
+	uint32_t call_ms = 4000, attempt_ms = 0;
 	jp_nemesis_parse("all", &o.nemesis, err, sizeof err);
 	static const struct option longopts[] = {
 		{"vsrhost", required_argument, NULL, 'H'}, {"root", required_argument, NULL, 'R'},
@@ -388,6 +406,10 @@ int main(int argc, char **argv)
 		{"reads-via-log", no_argument, NULL, 'V'},
 		{"lease-reads", required_argument, NULL, 'E'},
 		{"unsettled-kills", no_argument, NULL, 'U'},
+		{"clock-rate", required_argument, NULL, 'F'},
+		{"checkpoint-interval", required_argument, NULL, 'I'},
+		{"attempt-ms", required_argument, NULL, 'A'},
+		{"readers", required_argument, NULL, 'B'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch;
@@ -414,6 +436,21 @@ int main(int argc, char **argv)
 		case 'q': o.work.rate = (uint32_t)v; break;
 		case 'V': o.work.reads_via_log = true; break;
 		case 'U': o.unsettled_kills = true; break;
+		case 'I': o.checkpoint_interval = (uint32_t)v; break;
+		case 'F': {
+			long long ppm = 0;
+			int at = 1, used = 0;
+			if (sscanf(optarg, "%lld%n@%d%n", &ppm, &used, &at, &used) < 1 ||
+			    optarg[used] != '\0' || ppm <= -1000000 || ppm > 100000000 ||
+			    at < 1 || at > JP_REPLICAS_MAX) {
+				jp_log("--clock-rate: expected PPM or PPM@REPLICA (ppm fast, above "
+				       "-1000000, at most 100000000), got \"%s\"", optarg);
+				return EX_USAGE;
+			}
+			o.clock_rate_ppm = ppm;
+			o.clock_rate_replica = at;
+			break;
+		}
 		case 'E':
 			o.lease_ppm = (uint32_t)v;
 			o.work.lease_reads = v > 0;
@@ -431,6 +468,8 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'C': call_ms = (uint32_t)v; break;
+		case 'A': attempt_ms = (uint32_t)v; break;
+		case 'B': o.work.readers = (uint32_t)v; break;
 		case 'M': o.check_ms = v; break;
 		case 'L': o.loopback = true; break;
 		case 'X': o.check_file = optarg; break;
@@ -447,15 +486,35 @@ int main(int argc, char **argv)
 		return EX_USAGE;
 	}
 	if ((o.replicas != 3 && o.replicas != 5) || o.work.clients == 0 || o.work.clients > 256 ||
-	    o.work.keys == 0 || o.work.ops_per_key == 0 || o.runs == 0 || call_ms < 100) {
-		jp_log("expected --replicas 3 or 5, 1-256 clients, at least one key, op per key "
-		       "and run, --call-ms of 100 or more");
+	    o.work.keys == 0 || o.work.ops_per_key == 0 || o.runs == 0 || call_ms < 100 ||
+	    o.work.readers >= o.work.clients) {
+		jp_log("expected --replicas 3 or 5, 1-256 clients, fewer readers than clients, at "
+		       "least one key, op per key and run, --call-ms of 100 or more");
 		return EX_USAGE;
 	}
 	if (o.lease_ppm > 500000 || (o.lease_ppm && o.work.reads_via_log)) {
 		jp_log("--lease-reads takes a drift bound of 1-500000 ppm, and not with "
 		       "--reads-via-log");
 		return EX_USAGE;
+	}
+	if (o.clock_rate_ppm != 0) {
+		if (o.clock_rate_replica > o.replicas) {
+			jp_log("--clock-rate: replica %d of %d", o.clock_rate_replica, o.replicas);
+			return EX_USAGE;
+		}
+		/* The shim is built beside this program (tests only). */
+		char self[PATH_MAX - 32];
+		ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+		char *slash = len > 0 ? (self[len] = '\0', strrchr(self, '/')) : NULL;
+		if (slash != NULL)
+			*slash = '\0';
+		snprintf(o.clockrate_lib, sizeof o.clockrate_lib, "%s/libvsrclockrate.so",
+			 slash != NULL ? self : ".");
+		if (access(o.clockrate_lib, R_OK) != 0) {
+			jp_log("--clock-rate needs %s (built with vsrjepsen): %s", o.clockrate_lib,
+			       strerror(errno));
+			return EX_USAGE;
+		}
 	}
 	if (o.unsettled_kills && !o.durable) {
 		jp_log("--unsettled-kills needs --durable: in memory mode a replica killed before "
@@ -488,6 +547,8 @@ int main(int argc, char **argv)
 	o.out = out_abs;
 	vsrc_timing_default(&o.work.timing);
 	o.work.timing.call_ms = call_ms;
+	if (attempt_ms != 0)
+		o.work.timing.attempt_ms = attempt_ms;
 	if (!seed_given)
 		o.seed = (uint64_t)time(NULL) % 1000000;
 
@@ -527,7 +588,16 @@ int main(int argc, char **argv)
 	for (int f = 0; f < JP_FAULT_COUNT; f++)
 		if (o.nemesis >> f & 1)
 			printf("%s%s", listed++ ? "," : "", jp_fault_names[f]);
-	printf("%s --seed SEED\n", listed ? "" : "none");
+	printf("%s", listed ? "" : "none");
+	if (o.clock_rate_ppm != 0)
+		printf(" --clock-rate %lld@%d", (long long)o.clock_rate_ppm, o.clock_rate_replica);
+	if (o.checkpoint_interval != 0)
+		printf(" --checkpoint-interval %u", o.checkpoint_interval);
+	if (attempt_ms != 0)
+		printf(" --attempt-ms %u", attempt_ms);
+	if (o.work.readers != 0)
+		printf(" --readers %u", o.work.readers);
+	printf(" --seed SEED\n");
 	fflush(stdout);
 
 	jp_totals tot = {0};

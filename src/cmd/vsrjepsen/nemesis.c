@@ -39,13 +39,14 @@ const char *const jp_fault_names[JP_FAULT_COUNT] = {
 	[JP_FLIP] = "flip",
 	[JP_KILL_MAJORITY] = "kill-majority",
 	[JP_WIPE_MINORITY] = "wipe-minority",
+	[JP_PART_CREEP] = "partition-creep",
 };
 
 enum { JP_CLASS_PROCESS, JP_CLASS_NET, JP_CLASS_CLOCK };
 
 static int jp_fault_class(int f)
 {
-	if (f >= JP_PART_HALVES && f <= JP_PART_ONEWAY)
+	if ((f >= JP_PART_HALVES && f <= JP_PART_ONEWAY) || f == JP_PART_CREEP)
 		return JP_CLASS_NET;
 	if (f == JP_CLOCK)
 		return JP_CLASS_CLOCK;
@@ -89,7 +90,8 @@ int jp_nemesis_parse(const char *list, uint32_t *bits, char *err, size_t err_len
 			if (b == 0) {
 				snprintf(err, err_len,
 					 "unknown nemesis \"%s\" (all, none, kill, pause, partition, "
-					 "clock, disk, or a single fault such as partition-oneway)",
+					 "clock, disk, or a single fault such as partition-oneway or "
+					 "partition-creep)",
 					 tok);
 				rc = -1;
 				break;
@@ -294,6 +296,8 @@ static void jp_wipe(jp_nemesis *nm, int i, char *what, size_t what_len)
 		jp_log("wipe: cannot remove %s: %s", dir, strerror(errno));
 }
 
+static uint32_t jp_between(jp_nemesis *nm, uint32_t lo, uint32_t hi);
+
 static void jp_apply(jp_nemesis *nm, int f, jp_active *a)
 {
 	jp_cluster *c = nm->c;
@@ -384,6 +388,26 @@ static void jp_apply(jp_nemesis *nm, int f, jp_active *a)
 			for (int y = mid + 1; y < n; y++)
 				jp_cut_both(nm, order[x], order[y]);
 		snprintf(what + strlen(what), sizeof what - strlen(what), " bridge %d", order[mid] + 1);
+		break;
+	}
+	case JP_PART_CREEP: {
+		/* A backup that lost the primary before the others did holds no
+		 * lease promise when they lose it too: the view change after
+		 * the second cut then only waits for the others' promises
+		 * (docs/protocol.md "Reads"), which is where a clock running
+		 * fast on one of them shows (--clock-rate). */
+		int p = jp_cluster_primary(c);
+		if (p < 0)
+			p = jp_pick(nm, false);
+		int first = (p + 1 + (int)(jp_rand(&nm->rng) % (uint64_t)(n - 1))) % n;
+		jp_cut_both(nm, p, first);
+		jp_log("nemesis: partition-creep: %d and %d cut", p + 1, first + 1);
+		jp_sleep_ms(jp_between(nm, nm->hold_ms_min, nm->hold_ms_max) / 2);
+		for (int j = 0; j < n; j++)
+			if (j != p)
+				jp_cut_both(nm, p, j);
+		snprintf(what + strlen(what), sizeof what - strlen(what), " %d from %d, then all",
+			 p + 1, first + 1);
 		break;
 	}
 	case JP_PART_ONEWAY: {

@@ -223,6 +223,11 @@ static void jp_next(jp_client *cl)
 	uint64_t pick = jp_rand(&w->rng) % 10;
 	uint8_t f = pick < 4 ? LINCHECK_READ : pick < 7 || last == LINCHECK_NIL ? LINCHECK_WRITE
 										   : LINCHECK_CAS;
+	/* The last `readers` clients only read (--readers): a client that
+	 * writes nothing keeps asking the primary it knows, where a writer
+	 * stuck at a deposed one moves on. */
+	if (cl->id + w->o.readers >= w->o.clients)
+		f = LINCHECK_READ;
 	jp_op *op = &cl->cur;
 	memset(op, 0, sizeof *op);
 	op->op.client = cl->id;
