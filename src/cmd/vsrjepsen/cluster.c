@@ -331,7 +331,7 @@ int jp_cluster_start(jp_cluster *c, int i, bool fresh)
 		/* The clock-rate shim first: it reads the monotonic clocks
 		 * through libfaketime's, which leaves them alone when only the
 		 * wall clock is stepped. */
-		char preload[2 * PATH_MAX + 2] = "";
+		char preload[3 * PATH_MAX + 3] = "";
 		if (c->rate_ppm[i] != 0) {
 			snprintf(preload, sizeof preload, "%s", c->clockrate_lib);
 			setenv("VSRCLOCK_FILE", c->ratefile[i], 1);
@@ -344,6 +344,13 @@ int jp_cluster_start(jp_cluster *c, int i, bool fresh)
 			setenv("FAKETIME_CACHE_DURATION", "1", 1);
 			if (c->clock_wall_only)
 				setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1", 1);
+		}
+		/* What the controller was started with (a test's own shim)
+		 * comes last: replaced, it would silently be lost. */
+		const char *outer = getenv("LD_PRELOAD");
+		if (preload[0] != '\0' && outer != NULL && outer[0] != '\0') {
+			size_t used = strlen(preload);
+			snprintf(preload + used, sizeof preload - used, ":%s", outer);
 		}
 		if (preload[0] != '\0')
 			setenv("LD_PRELOAD", preload, 1);
