@@ -304,6 +304,9 @@ static void jp_apply(jp_nemesis *nm, int f, jp_active *a)
 	int n = c->n, order[JP_REPLICAS_MAX];
 	char what[120];
 	snprintf(what, sizeof what, "%s", jp_fault_names[f]);
+	/* (partition-creep takes half a hold between its two cuts: the
+	 * fault starts at the first.) */
+	int64_t started = jp_rel(nm);
 	memset(a, 0, sizeof *a);
 	a->fault = f;
 	switch (f) {
@@ -447,7 +450,7 @@ static void jp_apply(jp_nemesis *nm, int f, jp_active *a)
 	if (nm->event_count < JP_EVENTS_MAX) {
 		a->event = nm->event_count++;
 		jp_event *e = &nm->events[a->event];
-		*e = (jp_event){.start_ns = jp_rel(nm), .fault = f};
+		*e = (jp_event){.start_ns = started, .fault = f};
 		snprintf(e->what, sizeof e->what, "%s", what);
 	}
 	jp_log("nemesis: %s", what);
