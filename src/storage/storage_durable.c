@@ -1186,6 +1186,7 @@ static uint8_t *read_file(int dirfd, const char *name, uint64_t *len)
 typedef struct scan_result {
 	log_pos cut;             /* where valid records end */
 	bool corrupt;            /* a record before the durable end is bad */
+	bool install_lost;       /* the log ends at an install whose superblock is not on disk */
 	char why[256];
 	uint64_t skipped;        /* entries at or below the checkpoint that fail their checksum */
 	char skipped_first[200]; /* where the first of them is */
@@ -1338,6 +1339,27 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 			}
 			if (type == REC_TRUNCATE) {
 				uint64_t after = get64(h + 16);
+				if (after >= r->base && after >= r->base + r->count) {
+					/* Above the log's head and above the superblock's
+					 * checkpoint: the persist of an installed checkpoint
+					 * (the log restarts after it), whose superblock, naming
+					 * that checkpoint, is not the one on disk: a power cut
+					 * after its records and before its superblock. It was
+					 * never reported complete, nor was any persist after
+					 * it (each completes in order, once its superblock is
+					 * written), so nothing from here on was acknowledged:
+					 * the log ends here, a torn tail whatever a later mark
+					 * claims. Replayed, the entries after it left a gap
+					 * above the checkpoint and reset the replica
+					 * (powercut-minority seed 8092). */
+					snprintf(res->why, sizeof res->why,
+						 "%s offset %" PRIu64 ": a truncation after op %" PRIu64
+						 ", above the log, of an installed checkpoint whose "
+						 "superblock never reached the disk",
+						 name, off, after);
+					res->install_lost = true;
+					break;
+				}
 				replay_cut(r, after < r->base ? 0 : after);
 				off += REC_HEADER;
 				continue;
@@ -1400,7 +1422,7 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 	}
 	if (pos_before(res->cut, durable_end)) {
 		res->corrupt = true;
-	} else if (res->why[0] != '\0') {
+	} else if (res->why[0] != '\0' && !res->install_lost) {
 		uint32_t at = 0;
 		while (at < ds->seg_count && ds->segs[at] != res->cut.seg) at++;
 		log_pos claim = later_claim(d, ds, at, res->cut.off + 8);
