@@ -12,7 +12,7 @@
 #           75 ms where the old primary's lease lasts 260 ms, and a lease
 #           read there returns a value older than a write the new primary
 #           acknowledged; the checker must say so (exit 1) in one of up to
-#           three runs.
+#           five runs.
 # Partitions need root (network namespaces): skipped (77) otherwise.
 set -u
 mode=$1 jepsen=$2 vsrhost=$3 root=$4 out=$5
@@ -32,9 +32,11 @@ within)
 beyond)
 	# A partition-creep catches a stale read when the fast replica is not
 	# the primary nor the backup cut first, and the next view's primary
-	# is not the old one: 3 runs of 4 were caught at 30 s. Up to three
-	# runs, the first violation ends it.
-	for seed in 5004 5006 5007; do
+	# is not the old one: 3 runs of 4 were caught at 30 s, 9 of 11 at 4x
+	# with this workload. Up to five runs (these three seeds' schedules
+	# favour it; a seed run again differs in timing), the first violation
+	# ends it: all five missing is about one in a thousand.
+	for seed in 5004 5006 5007 5004 5006; do
 		run 3000000 $seed 25
 		rc=$?
 		echo "lease_clock_test beyond: seed $seed, vsrjepsen exit $rc (1 wanted)"
