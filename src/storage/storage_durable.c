@@ -1339,7 +1339,7 @@ static int log_scan(durable *d, const dir_scan *ds, log_pos durable_end, replay 
 			}
 			if (type == REC_TRUNCATE) {
 				uint64_t after = get64(h + 16);
-				if (after >= r->base && after >= r->base + r->count) {
+				if (after >= r->base + r->count) {
 					/* Above the log's head and above the superblock's
 					 * checkpoint: the persist of an installed checkpoint
 					 * (the log restarts after it), whose superblock, naming

@@ -71,19 +71,17 @@ while [ "$i" -le "$rounds" ]; do
 	# burst (50-140 ms calls): before that nothing of the store touches the
 	# disk but the log, and a call slower than 5x the p99 there is the
 	# machine's (a VM stop, a device flush the host held) or the log's.
-	early=$(python3 - "$kept_without" "$p99_without" <<'PY' 2>/dev/null || echo "?"
-import datetime, os, sys
-d, p99 = sys.argv[1], float(sys.argv[2])
-stamp = lambda s: datetime.datetime.strptime(s[:23], "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+	early=$(python3 - "$here" "$kept_without" "$p99_without" <<'PY' 2>/dev/null || echo "?"
+import os, sys
+sys.dont_write_bytecode = True  # (no __pycache__ left in tests/bench)
+sys.path.insert(0, sys.argv[1])
+from slow_episodes import load_calls, stamp
+d, p99 = sys.argv[2], float(sys.argv[3])
 t0 = stamp(open(os.path.join(d, "start.txt")).read())
-worst = over = 0
-for line in open(os.path.join(d, "slow.txt")):
-    f = line.split()
-    ms = float(f[-2])
-    if stamp(f[0]) - t0 < 28:
-        worst = max(worst, ms)
-        over += ms > 5 * p99
-print("worst call %.1f ms = %.1fx its p99, %d calls over 5x" % (worst, worst / p99, over))
+early = [ms for _, end, ms in load_calls(d) if end - t0 < 28]
+worst = max(early, default=0)
+print("worst call %.1f ms = %.1fx its p99, %d calls over 5x"
+      % (worst, worst / p99, sum(ms > 5 * p99 for ms in early)))
 PY
 )
 	echo "round $i: without checkpoints, first 28 s (before the kernel's write-back of its unsynced map): $early"
